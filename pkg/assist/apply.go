@@ -1,0 +1,126 @@
+package assist
+
+import "time"
+
+// Apply folds one event into the case. It is total: every event applies to
+// every state without failing, because events are facts that already
+// happened; the transitions that produce them do the checking. seq is the
+// event's log position and becomes the case's Version.
+func (c *Case) Apply(e Event, seq uint64) {
+	if c.ID == "" {
+		c.ID = e.CaseID
+	}
+	c.Version = seq
+	c.Events++
+	c.UpdatedAt = e.At
+	switch b := e.Body.(type) {
+	case RequestSubmitted:
+		c.Requester = e.Actor.Username
+		c.Post = b.Post
+		c.Category = b.Category
+		c.Urgency = b.Urgency
+		c.AmountCents = b.AmountCents
+		c.Justification = b.Justification
+		c.Beneficiary = b.Beneficiary
+		c.BeneficiaryRefHash = b.BeneficiaryRefHash
+		c.PayeeID = b.PayeeID
+		c.Deadline = b.Deadline
+		c.CreatedAt = e.At
+		c.State = StateSubmitted
+	case RequestAmended:
+		if b.Category != nil {
+			c.Category = *b.Category
+		}
+		if b.Urgency != nil {
+			c.Urgency = *b.Urgency
+		}
+		if b.AmountCents != nil {
+			c.AmountCents = *b.AmountCents
+		}
+		if b.Justification != nil {
+			c.Justification = *b.Justification
+		}
+		if b.Beneficiary != nil {
+			c.Beneficiary = *b.Beneficiary
+		}
+		if len(b.BeneficiaryRefHash) > 0 {
+			c.BeneficiaryRefHash = b.BeneficiaryRefHash
+		}
+		if b.PayeeID != nil {
+			c.PayeeID = *b.PayeeID
+		}
+		if !b.Deadline.IsZero() {
+			c.Deadline = b.Deadline
+		}
+	case RequestWithdrawn:
+		c.State = StateWithdrawn
+		c.clearClaim()
+	case InfoRequested:
+		c.State = StateInfoRequested
+		c.Question = b.Question
+		c.clearClaim()
+	case InfoProvided:
+		c.State = StateSubmitted
+		c.Question = ""
+	case ReviewClaimed:
+		c.State = StateUnderReview
+		c.ClaimedBy = e.Actor.Username
+		c.ClaimExpiresAt = b.ExpiresAt
+	case ReviewReleased:
+		c.State = StateSubmitted
+		c.clearClaim()
+	case RequestApproved:
+		c.State = StateApproved
+		c.ApprovedCents = b.AmountCents
+		c.ApprovedBy = e.Actor.Username
+		c.FundID = b.FundID
+		c.HoldID = b.HoldID
+		if b.PayeeID != "" {
+			c.PayeeID = b.PayeeID
+		}
+		c.clearClaim()
+	case RequestRejected:
+		c.State = StateRejected
+		c.clearClaim()
+	case FundsReserved:
+		c.PayoutID = b.PayoutID
+	case FundsReleased:
+		c.ReleasedHolds = append(c.ReleasedHolds, b.HoldID)
+		if b.Cause == ReleasePayoutCancelled {
+			c.State = StateClosed
+		}
+	case PayoutSent:
+		c.State = StateDisbursing
+		c.PayoutID = b.PayoutID
+	case PayoutSettled:
+		c.State = StateDisbursed
+	case PayoutFailed:
+		c.State = StateDisbursementFailed
+	case RequestClosed:
+		c.State = StateClosed
+	}
+}
+
+func (c *Case) clearClaim() {
+	c.ClaimedBy = ""
+	c.ClaimExpiresAt = time.Time{}
+}
+
+// Recorded is an event with its log position.
+type Recorded struct {
+	Seq   uint64
+	Event Event
+}
+
+// Fold rebuilds a case from its events in log order. It returns nil for no
+// events.
+func Fold(events []Recorded) *Case {
+	if len(events) == 0 {
+		return nil
+	}
+	c := &Case{}
+	for _, r := range events {
+		c.Apply(r.Event, r.Seq)
+	}
+	return c
+}

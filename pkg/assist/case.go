@@ -1,0 +1,283 @@
+// Package assist is the domain of EVA: a case (one request for one
+// beneficiary), its states and transitions, the policy it is decided under,
+// and the error vocabulary. It does no I/O. A transition is a method that
+// returns the event it causes or an error; applying an event is a separate,
+// total function, so a case's state is always its events folded by Apply.
+package assist
+
+import (
+	"time"
+)
+
+// State is where a case stands in its lifecycle.
+type State string
+
+// The states of DESIGN.md §2.
+const (
+	StateNone                   State = ""
+	StateSubmitted              State = "submitted"
+	StateUnderReview            State = "under_review"
+	StateInfoRequested          State = "info_requested"
+	StateAwaitingSecondApproval State = "awaiting_second_approval"
+	StateApproved               State = "approved"
+	StateDisbursing             State = "disbursing"
+	StateDisbursed              State = "disbursed"
+	StateDisbursementFailed     State = "disbursement_failed"
+	StateRejected               State = "rejected"
+	StateWithdrawn              State = "withdrawn"
+	StateClosed                 State = "closed"
+)
+
+// States lists every named state, for validation and documentation.
+var States = []State{StateSubmitted, StateUnderReview, StateInfoRequested, StateAwaitingSecondApproval,
+	StateApproved, StateDisbursing, StateDisbursed, StateDisbursementFailed, StateRejected, StateWithdrawn, StateClosed}
+
+// Open reports whether a case in s still waits for a decision.
+func (s State) Open() bool {
+	return s == StateSubmitted || s == StateUnderReview || s == StateInfoRequested || s == StateAwaitingSecondApproval
+}
+
+// Category is a kind of assistance.
+type Category string
+
+// The assistance categories of the fund's practice.
+const (
+	Shelter            Category = "shelter"
+	Medical            Category = "medical"
+	Psychosocial       Category = "psychosocial"
+	FoodBasicNeeds     Category = "food_basic_needs"
+	LegalAid           Category = "legal_aid"
+	TravelDocuments    Category = "travel_documents"
+	RepatriationTravel Category = "repatriation_travel"
+	ReintegrationGrant Category = "reintegration_grant"
+	FamilyTracing      Category = "family_tracing"
+	Other              Category = "other"
+)
+
+// Categories lists every category.
+var Categories = []Category{Shelter, Medical, Psychosocial, FoodBasicNeeds, LegalAid, TravelDocuments,
+	RepatriationTravel, ReintegrationGrant, FamilyTracing, Other}
+
+// Urgency orders the queue and sets the decision deadline.
+type Urgency string
+
+// Urgencies.
+const (
+	Critical Urgency = "critical"
+	Urgent   Urgency = "urgent"
+	Routine  Urgency = "routine"
+)
+
+// Urgencies lists every urgency.
+var Urgencies = []Urgency{Critical, Urgent, Routine}
+
+// Roles.
+const (
+	RoleRequester = "requester"
+	RoleApprover  = "approver"
+	RoleFinance   = "finance"
+	RoleAuditor   = "auditor"
+	RoleAdmin     = "admin"
+	RoleSystem    = "system" // EVA itself: expiries, payouts
+)
+
+// Roles lists the roles a user can hold.
+var Roles = []string{RoleRequester, RoleApprover, RoleFinance, RoleAuditor, RoleAdmin}
+
+// Actor is who caused an event.
+type Actor struct {
+	Username string
+	Role     string
+	Post     string
+}
+
+// Sealed is personal data encrypted under the case's data key. The domain
+// never looks inside.
+type Sealed struct {
+	KeyID      string
+	Nonce      []byte
+	Ciphertext []byte
+}
+
+// Case is the state of one request, rebuilt from its events.
+type Case struct {
+	ID                 string
+	Requester          string // username of the filer
+	Post               string
+	Category           Category
+	Urgency            Urgency
+	AmountCents        int64
+	Justification      string
+	Beneficiary        Sealed
+	BeneficiaryRefHash []byte
+	PayeeID            string
+	Deadline           time.Time
+	Escalated          bool
+	State              State
+
+	ClaimedBy      string
+	ClaimExpiresAt time.Time
+	Question       string // the open question while info_requested
+
+	ApprovedCents int64
+	ApprovedBy    string
+	FundID        string
+	HoldID        string
+	PayoutID      string
+	// ReleasedHolds lists holds that went back to their fund; an approval
+	// can never use one of them.
+	ReleasedHolds []string
+
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	// Version is the log position (stream sequence) of the last event
+	// applied; appends expect it.
+	Version uint64
+	// Events counts the events applied.
+	Events int
+}
+
+// Event is one fact of a case's history.
+type Event struct {
+	ID        string // UUIDv7; the log's message id
+	CaseID    string
+	At        time.Time
+	Actor     Actor
+	CommandID string
+	Reason    string
+	Body      Body
+}
+
+// Type is the event's name, the last token of its subject.
+func (e Event) Type() string {
+	if e.Body == nil {
+		return ""
+	}
+	return e.Body.Type()
+}
+
+// Body is the type-specific part of an event. The set is closed.
+type Body interface {
+	Type() string
+	isBody()
+}
+
+// The event bodies.
+type (
+	RequestSubmitted struct {
+		Post               string
+		Category           Category
+		Urgency            Urgency
+		AmountCents        int64
+		Justification      string
+		Beneficiary        Sealed
+		BeneficiaryRefHash []byte
+		PayeeID            string
+		Deadline           time.Time
+		Policy             PolicySeen
+		IdempotencyKeyHash []byte
+	}
+	// RequestAmended carries the changed fields only (nil: unchanged).
+	RequestAmended struct {
+		Category           *Category
+		Urgency            *Urgency
+		AmountCents        *int64
+		Justification      *string
+		Beneficiary        *Sealed
+		BeneficiaryRefHash []byte
+		PayeeID            *string
+		Deadline           time.Time // zero: unchanged
+		Policy             PolicySeen
+	}
+	RequestWithdrawn struct{}
+	InfoRequested    struct{ Question string }
+	InfoProvided     struct{ Answer string }
+	ReviewClaimed    struct{ ExpiresAt time.Time }
+	ReviewReleased   struct{ Expired bool }
+	RequestApproved  struct {
+		AmountCents        int64
+		FundID             string
+		HoldID             string
+		PayeeID            string
+		Note               string
+		FundAvailableCents int64
+		Policy             PolicySeen
+	}
+	RequestRejected struct{}
+	FundsReserved   struct {
+		HoldID      string
+		FundID      string
+		AmountCents int64
+		PayoutID    string
+	}
+	FundsReleased struct {
+		HoldID      string
+		FundID      string
+		AmountCents int64
+		Cause       ReleaseCause
+	}
+	PayoutSent struct {
+		PayoutID    string
+		PayeeID     string
+		AmountCents int64
+		ProviderRef string
+		Attempt     int
+	}
+	PayoutSettled struct {
+		PayoutID    string
+		ProviderRef string
+	}
+	PayoutFailed struct {
+		PayoutID string
+		Error    string
+		Attempt  int
+	}
+	RequestClosed struct{}
+)
+
+// ReleaseCause says why reserved funds went back to the fund.
+type ReleaseCause int
+
+// Release causes.
+const (
+	ReleaseUnspecified ReleaseCause = iota
+	ReleaseHoldExpired
+	ReleasePayoutCancelled
+)
+
+func (RequestSubmitted) Type() string { return "RequestSubmitted" }
+func (RequestAmended) Type() string   { return "RequestAmended" }
+func (RequestWithdrawn) Type() string { return "RequestWithdrawn" }
+func (InfoRequested) Type() string    { return "InfoRequested" }
+func (InfoProvided) Type() string     { return "InfoProvided" }
+func (ReviewClaimed) Type() string    { return "ReviewClaimed" }
+func (ReviewReleased) Type() string   { return "ReviewReleased" }
+func (RequestApproved) Type() string  { return "RequestApproved" }
+func (RequestRejected) Type() string  { return "RequestRejected" }
+func (FundsReserved) Type() string    { return "FundsReserved" }
+func (FundsReleased) Type() string    { return "FundsReleased" }
+func (PayoutSent) Type() string       { return "PayoutSent" }
+func (PayoutSettled) Type() string    { return "PayoutSettled" }
+func (PayoutFailed) Type() string     { return "PayoutFailed" }
+func (RequestClosed) Type() string    { return "RequestClosed" }
+
+func (RequestSubmitted) isBody() {}
+func (RequestAmended) isBody()   {}
+func (RequestWithdrawn) isBody() {}
+func (InfoRequested) isBody()    {}
+func (InfoProvided) isBody()     {}
+func (ReviewClaimed) isBody()    {}
+func (ReviewReleased) isBody()   {}
+func (RequestApproved) isBody()  {}
+func (RequestRejected) isBody()  {}
+func (FundsReserved) isBody()    {}
+func (FundsReleased) isBody()    {}
+func (PayoutSent) isBody()       {}
+func (PayoutSettled) isBody()    {}
+func (PayoutFailed) isBody()     {}
+func (RequestClosed) isBody()    {}
+
+// EventTypes lists every event type name.
+var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdrawn", "InfoRequested",
+	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
+	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed"}

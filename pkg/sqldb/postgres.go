@@ -1,0 +1,148 @@
+package sqldb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+type pgDB struct {
+	pool *pgxpool.Pool
+}
+
+// OpenPostgres connects a pool to PostgreSQL.
+func OpenPostgres(ctx context.Context, url string) (DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres url %s: %w", redact(url), err)
+	}
+	return OpenPostgresConfig(ctx, cfg)
+}
+
+// OpenPostgresConfig connects a pool configured by the caller (tests set
+// a search_path per test schema this way).
+func OpenPostgresConfig(ctx context.Context, cfg *pgxpool.Config) (DB, error) {
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	return &pgDB{pool: pool}, nil
+}
+
+func (d *pgDB) Dialect() Dialect               { return Postgres }
+func (d *pgDB) Ping(ctx context.Context) error { return d.pool.Ping(ctx) }
+func (d *pgDB) Close()                         { d.pool.Close() }
+
+func (d *pgDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return pgExec(ctx, d.pool, q, args)
+}
+
+func (d *pgDB) Query(ctx context.Context, q string, args ...any) (Rows, error) {
+	return pgQuery(ctx, d.pool, q, args)
+}
+
+func (d *pgDB) QueryRow(ctx context.Context, q string, args ...any) Row {
+	return pgRow{d.pool.QueryRow(ctx, q, args...)}
+}
+
+func (d *pgDB) Tx(ctx context.Context, fn func(Querier) error) error {
+	return pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error { return fn(pgTx{tx}) })
+}
+
+func (d *pgDB) Migrate(ctx context.Context, m Migrations) error {
+	db := stdlib.OpenDBFromPool(d.pool)
+	defer db.Close()
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(lockID(m.Name)))
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, m.Postgres,
+		goose.WithTableName("goose_"+m.Name), goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", m.Name, err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate %s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// lockID gives each migration set its own advisory lock.
+func lockID(name string) int64 {
+	var h int64 = 0x45564100 // "EVA"
+	for _, c := range name {
+		h = h*31 + int64(c)
+	}
+	return h
+}
+
+type pgQuerier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+type pgTx struct{ tx pgx.Tx }
+
+func (t pgTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return pgExec(ctx, t.tx, q, args)
+}
+
+func (t pgTx) Query(ctx context.Context, q string, args ...any) (Rows, error) {
+	return pgQuery(ctx, t.tx, q, args)
+}
+
+func (t pgTx) QueryRow(ctx context.Context, q string, args ...any) Row {
+	return pgRow{t.tx.QueryRow(ctx, q, args...)}
+}
+
+func pgExec(ctx context.Context, q pgQuerier, query string, args []any) (int64, error) {
+	tag, err := q.Exec(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
+func pgQuery(ctx context.Context, q pgQuerier, query string, args []any) (Rows, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgRows{rows}, nil
+}
+
+type pgRows struct{ pgx.Rows }
+
+func (r pgRows) Scan(dest ...any) error { return r.Rows.Scan(dest...) }
+
+type pgRow struct{ row pgx.Row }
+
+func (r pgRow) Scan(dest ...any) error {
+	err := r.row.Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNoRows
+	}
+	return err
+}
+
+// IsUniqueViolation reports whether err is a unique or primary key
+// violation, on either driver.
+func IsUniqueViolation(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code == "23505"
+	}
+	return isSQLiteUnique(err)
+}

@@ -1,0 +1,126 @@
+// Package sqldb is the small SQL surface EVA's stores are written against,
+// with two drivers: PostgreSQL through pgx/v5 for production, and an
+// embedded SQLite (pure Go, nothing to install) for `eva dev` and tests.
+//
+// Stores write portable SQL: $1-style parameters, INSERT ... ON CONFLICT,
+// RETURNING, integers for money and for times (Unix microseconds), TEXT and
+// BLOB/BYTEA declared per dialect in migrations. Every store interface has
+// one conformance suite that runs against both drivers.
+package sqldb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+)
+
+// Dialect names a driver.
+type Dialect string
+
+// Dialects.
+const (
+	Postgres Dialect = "postgres"
+	SQLite   Dialect = "sqlite"
+)
+
+// ErrNoRows is returned by Row.Scan when the query selected nothing.
+var ErrNoRows = errors.New("sqldb: no rows")
+
+// Querier runs statements, inside or outside a transaction.
+type Querier interface {
+	// Exec runs a statement and returns the number of rows it affected.
+	Exec(ctx context.Context, query string, args ...any) (int64, error)
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
+	QueryRow(ctx context.Context, query string, args ...any) Row
+}
+
+// Rows is a result set; always Close it.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// Row is a single-row result. Scan returns ErrNoRows when there is none.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// DB is a database handle shared by goroutines.
+type DB interface {
+	Querier
+	// Tx runs fn in a transaction: all of fn's writes commit together when
+	// it returns nil, none when it returns an error. fn must do no other
+	// I/O: on the embedded driver transactions of concurrent callers are
+	// committed together (group commit) by a single writer.
+	Tx(ctx context.Context, fn func(q Querier) error) error
+	Dialect() Dialect
+	Ping(ctx context.Context) error
+	// Migrate applies a migration set's pending migrations.
+	Migrate(ctx context.Context, m Migrations) error
+	Close()
+}
+
+// Migrations is a versioned set of schema changes, one per dialect, in
+// goose's SQL file format. Name keeps each set's version table apart, so
+// that services sharing one database migrate independently.
+type Migrations struct {
+	Name     string
+	Postgres fs.FS
+	SQLite   fs.FS
+}
+
+// Open connects to url: postgres://... or sqlite:<path> (sqlite::memory:
+// for a private in-memory database).
+func Open(ctx context.Context, url string) (DB, error) {
+	switch {
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		return OpenPostgres(ctx, url)
+	case strings.HasPrefix(url, "sqlite:"):
+		return OpenSQLite(ctx, strings.TrimPrefix(url, "sqlite:"))
+	default:
+		return nil, fmt.Errorf("database url %q: want postgres://... or sqlite:<path>", redact(url))
+	}
+}
+
+// Micros converts a time to the stored form, Unix microseconds; the zero
+// time is 0.
+func Micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+// Time converts stored Unix microseconds back; 0 is the zero time.
+func Time(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
+
+// Placeholders returns "$from, $from+1, ..." for n parameters.
+func Placeholders(from, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", from+i)
+	}
+	return b.String()
+}
+
+func redact(url string) string {
+	if i := strings.Index(url, "@"); i > 0 {
+		if j := strings.Index(url, "://"); j > 0 && j < i {
+			return url[:j+3] + "***" + url[i:]
+		}
+	}
+	return url
+}

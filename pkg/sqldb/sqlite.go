@@ -1,0 +1,283 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// liteDB is the embedded driver. Reads go to a pool of read-only
+// connections; every write goes through one writer goroutine that runs the
+// transactions of concurrent callers inside one SQLite transaction, each in
+// its own savepoint, and commits them together: one fsync for many callers
+// (group commit) with full durability (synchronous=FULL).
+type liteDB struct {
+	r, w *sql.DB
+	reqs chan *liteReq
+	stop chan struct{}
+	done chan struct{}
+}
+
+type liteReq struct {
+	ctx  context.Context
+	fn   func(Querier) error
+	errc chan error
+}
+
+// maxGroup bounds how many callers one commit serves.
+const maxGroup = 256
+
+// OpenSQLite opens (creating if needed) the database file at path in WAL
+// mode with full fsync on commit. ":memory:" gives a private in-memory
+// database.
+func OpenSQLite(ctx context.Context, path string) (DB, error) {
+	pragmas := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(ON)"} {
+		pragmas.Add("_pragma", p)
+	}
+	memory := path == ":memory:"
+	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode()+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	r := w // an in-memory database lives in its one connection
+	if !memory {
+		if r, err = sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode()); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("sqlite: %w", err)
+		}
+		readers := runtime.GOMAXPROCS(0) * 2
+		r.SetMaxOpenConns(readers)
+		r.SetMaxIdleConns(readers)
+	}
+	d := &liteDB{r: r, w: w, reqs: make(chan *liteReq, maxGroup), stop: make(chan struct{}), done: make(chan struct{})}
+	go d.writer()
+	return d, nil
+}
+
+func (d *liteDB) Dialect() Dialect               { return SQLite }
+func (d *liteDB) Ping(ctx context.Context) error { return d.r.PingContext(ctx) }
+
+func (d *liteDB) Close() {
+	select {
+	case <-d.stop:
+	default:
+		close(d.stop)
+		<-d.done
+		if d.r != d.w {
+			d.r.Close()
+		}
+		d.w.Close()
+	}
+}
+
+func (d *liteDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	var n int64
+	err := d.Tx(ctx, func(tx Querier) error {
+		var err error
+		n, err = tx.Exec(ctx, q, args...)
+		return err
+	})
+	return n, err
+}
+
+func (d *liteDB) Query(ctx context.Context, q string, args ...any) (Rows, error) {
+	return liteQuery(ctx, d.r, q, args)
+}
+
+func (d *liteDB) QueryRow(ctx context.Context, q string, args ...any) Row {
+	return liteRow{d.r.QueryRowContext(ctx, q, args...)}
+}
+
+// Tx hands fn to the writer and waits for the commit that includes it.
+func (d *liteDB) Tx(ctx context.Context, fn func(Querier) error) error {
+	req := &liteReq{ctx: ctx, fn: fn, errc: make(chan error, 1)}
+	select {
+	case d.reqs <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-d.stop:
+		return errors.New("sqlite: closed")
+	}
+	// Once queued the transaction runs to its end, so that the caller
+	// learns whether it committed.
+	return <-req.errc
+}
+
+func (d *liteDB) writer() {
+	defer close(d.done)
+	batch := make([]*liteReq, 0, maxGroup)
+	for {
+		select {
+		case <-d.stop:
+			d.drain(errors.New("sqlite: closed"))
+			return
+		case req := <-d.reqs:
+			batch = append(batch[:0], req)
+		more:
+			for len(batch) < maxGroup {
+				select {
+				case req := <-d.reqs:
+					batch = append(batch, req)
+				default:
+					break more
+				}
+			}
+			d.commit(batch)
+		}
+	}
+}
+
+func (d *liteDB) drain(err error) {
+	for {
+		select {
+		case req := <-d.reqs:
+			req.errc <- err
+		default:
+			return
+		}
+	}
+}
+
+// commit runs a group of transactions, each in a savepoint, and commits
+// the group. A caller whose fn fails has its savepoint rolled back; if the
+// commit itself fails, every caller gets the error.
+func (d *liteDB) commit(batch []*liteReq) {
+	ctx := context.Background()
+	errs := make([]error, len(batch))
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		for _, req := range batch {
+			req.errc <- fmt.Errorf("sqlite begin: %w", err)
+		}
+		return
+	}
+	for i, req := range batch {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT g"); err != nil {
+			errs[i] = fmt.Errorf("sqlite savepoint: %w", err)
+			continue
+		}
+		errs[i] = runFn(req, tx)
+		if errs[i] != nil {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO g"); err != nil {
+				// The transaction is unusable: fail the whole group.
+				tx.Rollback()
+				for _, r := range batch {
+					r.errc <- fmt.Errorf("sqlite rollback to savepoint: %w", err)
+				}
+				return
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE g"); err != nil {
+			tx.Rollback()
+			for _, r := range batch {
+				r.errc <- fmt.Errorf("sqlite release savepoint: %w", err)
+			}
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = fmt.Errorf("sqlite commit: %w", err)
+			}
+		}
+	}
+	for i, req := range batch {
+		req.errc <- errs[i]
+	}
+}
+
+// runFn runs one caller's fn; its statements use a context that ignores the
+// caller's cancellation, since interrupting SQLite inside a transaction
+// would roll back the whole group.
+func runFn(req *liteReq, tx *sql.Tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("sqlite transaction panicked: %v", r)
+		}
+	}()
+	return req.fn(liteTx{tx: tx, ctx: context.WithoutCancel(req.ctx)})
+}
+
+func (d *liteDB) Migrate(ctx context.Context, m Migrations) error {
+	p, err := goose.NewProvider(goose.DialectSQLite3, d.w, m.SQLite,
+		goose.WithTableName("goose_"+m.Name), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", m.Name, err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate %s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// liteTx runs one caller's statements with a pinned context.
+type liteTx struct {
+	tx  *sql.Tx
+	ctx context.Context
+}
+
+func (t liteTx) Exec(_ context.Context, q string, args ...any) (int64, error) {
+	res, err := t.tx.ExecContext(t.ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (t liteTx) Query(_ context.Context, q string, args ...any) (Rows, error) {
+	return liteQuery(t.ctx, t.tx, q, args)
+}
+
+func (t liteTx) QueryRow(_ context.Context, q string, args ...any) Row {
+	return liteRow{t.tx.QueryRowContext(t.ctx, q, args...)}
+}
+
+type sqlQuerier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func liteQuery(ctx context.Context, q sqlQuerier, query string, args []any) (Rows, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return liteRows{rows}, nil
+}
+
+type liteRows struct{ *sql.Rows }
+
+func (r liteRows) Close() { r.Rows.Close() }
+
+type liteRow struct{ row *sql.Row }
+
+func (r liteRow) Scan(dest ...any) error {
+	err := r.row.Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNoRows
+	}
+	return err
+}
+
+func isSQLiteUnique(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
