@@ -1,0 +1,112 @@
+package eventlog
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/eva-org/eva/pkg/assist"
+)
+
+// Decide turns the current state of a case (nil when it has no event yet)
+// into the one event a command causes, or refuses with an error.
+type Decide func(c *assist.Case) (assist.Event, error)
+
+// maxRaces bounds how often a command is re-decided after losing a race.
+const maxRaces = 5
+
+// Case loads and folds a case.
+//
+// Errors: CodeNotFound when it has no event, CodeUnavailable, CodeInternal.
+func (l *Log) Case(ctx context.Context, caseID string) (*assist.Case, error) {
+	recs, err := l.Load(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
+	c := assist.Fold(recs)
+	if c == nil {
+		return nil, assist.Errorf(assist.CodeNotFound, "no request %s", caseID)
+	}
+	return c, nil
+}
+
+// Execute runs one command against a case: it loads the case, lets decide
+// produce the event, and appends it expecting the case unchanged since the
+// load. When another writer got there first, the command is decided again
+// on the new state (which may now refuse it). When the command already
+// happened (its id is in the history) Execute returns the case as it stood
+// right after it, so that a retried command answers the same as the first.
+//
+// Errors: those of decide, CodeConflict after losing maxRaces races,
+// CodeUnavailable, CodeInternal.
+func (l *Log) Execute(ctx context.Context, caseID, commandID string, decide Decide) (*assist.Case, error) {
+	for race := 0; ; race++ {
+		recs, err := l.Load(ctx, caseID)
+		if err != nil {
+			return nil, err
+		}
+		if c := foldUntilCommand(recs, commandID); c != nil {
+			return c, nil
+		}
+		c := assist.Fold(recs)
+		e, err := decide(c)
+		if err != nil {
+			return nil, err
+		}
+		var expected uint64
+		if c != nil {
+			expected = c.Version
+		}
+		seq, err := l.Append(ctx, e, expected)
+		if err == nil {
+			if c == nil {
+				c = &assist.Case{}
+			}
+			c.Apply(e, seq)
+			return c, nil
+		}
+		if !assist.IsCode(err, assist.CodeConflict) || race+1 >= maxRaces {
+			return nil, err
+		}
+		// Lost a race: back off a little so that racers spread out.
+		select {
+		case <-time.After(time.Duration(1+rand.IntN(5*(race+1))) * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// foldUntilCommand returns the case as of the event of commandID, nil when
+// no event carries it.
+func foldUntilCommand(recs []assist.Recorded, commandID string) *assist.Case {
+	if commandID == "" {
+		return nil
+	}
+	for i, r := range recs {
+		if r.Event.CommandID == commandID {
+			return assist.Fold(recs[:i+1])
+		}
+	}
+	return nil
+}
+
+// AsOf folds a case's events up to and including time t.
+//
+// Errors: CodeNotFound when the case had no event by t, CodeUnavailable,
+// CodeInternal.
+func (l *Log) AsOf(ctx context.Context, caseID string, t time.Time) (*assist.Case, error) {
+	recs, err := l.Load(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for n < len(recs) && !recs[n].Event.At.After(t) {
+		n++
+	}
+	c := assist.Fold(recs[:n])
+	if c == nil {
+		return nil, assist.Errorf(assist.CodeNotFound, "request %s did not exist at %s", caseID, t.UTC().Format(time.RFC3339))
+	}
+	return c, nil
+}

@@ -1,0 +1,310 @@
+package eventlog
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/eva-org/eva/pkg/sqldb"
+)
+
+//go:embed migrations
+var migrationFS embed.FS
+
+// Migrations creates the tables consumers keep their records in. Every
+// service that consumes the log applies it to its database.
+var Migrations = sqldb.Migrations{
+	Name:     "eventlog",
+	Postgres: mustSub(migrationFS, "migrations/postgres"),
+	SQLite:   mustSub(migrationFS, "migrations/sqlite"),
+}
+
+func mustSub(f fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(f, dir)
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+// Handler applies one event to a consumer's store inside the transaction
+// that also records the event as seen. It must do no I/O but through q.
+// An error marked with Poison is dead-lettered at once; any other error is
+// retried with back-off, up to the consumer's MaxAttempts.
+type Handler func(ctx context.Context, q sqldb.Querier, m Msg) error
+
+type poisonError struct{ err error }
+
+func (p poisonError) Error() string { return p.err.Error() }
+func (p poisonError) Unwrap() error { return p.err }
+
+// Poison marks an error that no retry can fix: the event goes to the
+// dead-letter subject at once.
+func Poison(err error) error { return poisonError{err} }
+
+// IsPoison reports whether err was marked with Poison.
+func IsPoison(err error) bool { return errors.As(err, new(poisonError)) }
+
+// ConsumerConfig configures a durable consumer.
+type ConsumerConfig struct {
+	// Name of the durable consumer; also keys its seen-records.
+	Name string
+	// Filter selects subjects; default every case event.
+	Filter string
+	// Batch is the most events applied in one transaction; default 128.
+	Batch int
+	// MaxAttempts is how often a failing event is tried before it is
+	// dead-lettered; default 5.
+	MaxAttempts int
+	// RetryDelay is the first back-off; it doubles per attempt; default
+	// 250ms.
+	RetryDelay time.Duration
+	// AckWait is how long the server waits for an ack before redelivery;
+	// default 30s.
+	AckWait time.Duration
+}
+
+func (c *ConsumerConfig) defaults() {
+	if c.Filter == "" {
+		c.Filter = AllSubjects
+	}
+	if c.Batch <= 0 {
+		c.Batch = 128
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 5
+	}
+	if c.RetryDelay <= 0 {
+		c.RetryDelay = 250 * time.Millisecond
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+}
+
+// Consume runs a durable pull consumer until ctx ends. Each event is
+// applied by h and recorded as seen in one database transaction, then
+// acked: a redelivered event is skipped. Events are applied in batches, one
+// transaction per batch; when a batch fails, its events are retried one by
+// one so that one bad event holds up no other. An event that keeps failing
+// goes, after MaxAttempts, to the dead-letter subject eva.dlq.<consumer>
+// with the reason, and to the dead_letters table.
+//
+// Errors: only when the consumer cannot be created.
+func (l *Log) Consume(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Handler, log *zap.Logger) error {
+	cfg.defaults()
+	cons, err := l.js.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
+		Durable:       cfg.Name,
+		FilterSubject: cfg.Filter,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		// Retries are counted by the consumer itself, so that an outage of
+		// its database never exhausts an event's deliveries.
+		MaxDeliver:    -1,
+		MaxAckPending: cfg.Batch * 8,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return unavailable("create consumer "+cfg.Name, err)
+	}
+	r := &runner{log: l, db: db, cfg: cfg, h: h, zl: log.With(zap.String("consumer", cfg.Name))}
+	for ctx.Err() == nil {
+		it, err := cons.Messages(jetstream.PullMaxMessages(cfg.Batch * 2))
+		if err != nil {
+			r.zl.Warn("pull", zap.Error(err))
+			sleep(ctx, time.Second)
+			continue
+		}
+		r.run(ctx, it)
+		it.Stop()
+	}
+	return nil
+}
+
+type runner struct {
+	log *Log
+	db  sqldb.DB
+	cfg ConsumerConfig
+	h   Handler
+	zl  *zap.Logger
+}
+
+type item struct {
+	js        jetstream.Msg
+	msg       Msg
+	delivered uint64
+}
+
+// run pulls batches until ctx ends or the iterator breaks.
+func (r *runner) run(ctx context.Context, it jetstream.MessagesContext) {
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for ctx.Err() == nil {
+		first, err := it.Next()
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				r.zl.Warn("next", zap.Error(err))
+			}
+			return
+		}
+		batch := []jetstream.Msg{first}
+		for len(batch) < r.cfg.Batch {
+			m, err := it.Next(jetstream.NextMaxWait(time.Millisecond))
+			if err != nil {
+				break
+			}
+			batch = append(batch, m)
+		}
+		r.process(ctx, batch)
+	}
+}
+
+func (r *runner) process(ctx context.Context, batch []jetstream.Msg) {
+	items := make([]item, 0, len(batch))
+	for _, m := range batch {
+		meta, err := m.Metadata()
+		if err != nil {
+			r.zl.Error("message without metadata", zap.Error(err))
+			_ = m.Term()
+			continue
+		}
+		items = append(items, item{js: m, delivered: meta.NumDelivered,
+			msg: newMsg(meta.Sequence.Stream, m.Subject(), m.Headers(), meta.Timestamp, m.Data())})
+	}
+	r.applyBatch(ctx, items)
+}
+
+// applyBatch applies items in one transaction. When the handler fails on
+// one of them, the events before it are applied again without it, the
+// failing event is retried or dead-lettered on its own, and the events
+// after it go on as a new batch: one bad event holds up no other.
+func (r *runner) applyBatch(ctx context.Context, items []item) {
+	for len(items) > 0 {
+		failed, failure := -1, error(nil)
+		err := r.db.Tx(ctx, func(q sqldb.Querier) error {
+			for i, it := range items {
+				if err := r.apply(ctx, q, it); err != nil {
+					failed, failure = i, err
+					return err
+				}
+			}
+			return nil
+		})
+		switch {
+		case err == nil:
+			r.ack(items)
+			return
+		case failed < 0:
+			// The transaction itself failed: retry everything later.
+			r.zl.Warn("commit failed; will retry", zap.Int("events", len(items)), zap.Error(err))
+			for _, it := range items {
+				_ = it.js.NakWithDelay(r.backoff(it.delivered))
+			}
+			return
+		}
+		if failed > 0 {
+			r.applyBatch(ctx, items[:failed])
+		}
+		r.fail(ctx, items[failed], failure)
+		items = items[failed+1:]
+	}
+}
+
+func (r *runner) ack(items []item) {
+	for _, it := range items {
+		_ = it.js.Ack()
+	}
+}
+
+func (r *runner) apply(ctx context.Context, q sqldb.Querier, it item) error {
+	n, err := q.Exec(ctx, `INSERT INTO event_seen (consumer, seq, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		r.cfg.Name, int64(it.msg.Seq), sqldb.Micros(time.Now()))
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil // seen before: a redelivery
+	}
+	return r.h(ctx, q, it.msg)
+}
+
+// fail retries a failed event later, or dead-letters it once it is poison
+// or out of attempts.
+func (r *runner) fail(ctx context.Context, it item, err error) {
+	fields := []zap.Field{zap.Uint64("seq", it.msg.Seq), zap.String("subject", it.msg.Subject),
+		zap.Uint64("delivered", it.delivered), zap.Error(err)}
+	if perr := r.db.Ping(ctx); perr != nil || ctx.Err() != nil {
+		// The store is down: not the event's fault, never dead-letter it.
+		r.zl.Warn("store unavailable; will retry", fields...)
+		_ = it.js.NakWithDelay(r.backoff(it.delivered))
+		return
+	}
+	if !IsPoison(err) && it.delivered < uint64(r.cfg.MaxAttempts) {
+		r.zl.Warn("event failed; will retry", fields...)
+		_ = it.js.NakWithDelay(r.backoff(it.delivered))
+		return
+	}
+	r.zl.Error("event dead-lettered", fields...)
+	if err := r.deadLetter(ctx, it, err.Error()); err != nil {
+		r.zl.Error("dead-letter failed; will retry", zap.Uint64("seq", it.msg.Seq), zap.Error(err))
+		_ = it.js.NakWithDelay(r.backoff(it.delivered))
+		return
+	}
+	_ = it.js.TermWithReason(truncate(err.Error(), 200))
+}
+
+// deadLetter publishes the event to eva.dlq.<consumer> (idempotently) and
+// then records it as dead and seen.
+func (r *runner) deadLetter(ctx context.Context, it item, reason string) error {
+	m := nats.NewMsg(DLQPrefix + r.cfg.Name)
+	m.Data = it.msg.Data
+	m.Header.Set("Eva-Dlq-Reason", truncate(reason, 4000))
+	m.Header.Set("Eva-Dlq-Consumer", r.cfg.Name)
+	m.Header.Set("Eva-Original-Subject", it.msg.Subject)
+	m.Header.Set("Eva-Original-Seq", strconv.FormatUint(it.msg.Seq, 10))
+	m.Header.Set("Eva-Event-Id", it.msg.ID)
+	if _, err := r.log.js.PublishMsg(ctx, m, jetstream.WithMsgID(fmt.Sprintf("dlq-%s-%d", r.cfg.Name, it.msg.Seq))); err != nil {
+		return fmt.Errorf("publish dead letter: %w", err)
+	}
+	return r.db.Tx(ctx, func(q sqldb.Querier) error {
+		now := sqldb.Micros(time.Now())
+		if _, err := q.Exec(ctx, `INSERT INTO event_seen (consumer, seq, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			r.cfg.Name, int64(it.msg.Seq), now); err != nil {
+			return err
+		}
+		_, err := q.Exec(ctx, `INSERT INTO dead_letters (consumer, seq, subject, event_id, reason, attempts, at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
+			r.cfg.Name, int64(it.msg.Seq), it.msg.Subject, it.msg.ID, truncate(reason, 4000), int64(it.delivered), now)
+		return err
+	})
+}
+
+func (r *runner) backoff(delivered uint64) time.Duration {
+	d := r.cfg.RetryDelay
+	for i := uint64(1); i < delivered && d < time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, time.Minute)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+}

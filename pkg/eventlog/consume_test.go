@@ -1,0 +1,235 @@
+package eventlog_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+)
+
+func effectsDB(t *testing.T, db sqldb.DB) {
+	t.Helper()
+	ctx := context.Background()
+	if err := db.Migrate(ctx, eventlog.Migrations); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `CREATE TABLE effects (seq BIGINT NOT NULL, case_id TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func effects(t *testing.T, db sqldb.DB) map[string]int {
+	t.Helper()
+	rows, err := db.Query(context.Background(), `SELECT case_id FROM effects`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]int{}
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		got[c]++
+	}
+	return got
+}
+
+// waitFor polls cond until it holds, failing the test after a generous
+// deadline; it is a wait for an asynchronous effect, not a timing check.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func record(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+	_, err := q.Exec(ctx, `INSERT INTO effects (seq, case_id) VALUES ($1, $2)`, int64(m.Seq), m.CaseID)
+	return err
+}
+
+// A poison event goes to the dead-letter subject with its reason after
+// bounded retries, and the next event of another case is still processed.
+func TestPoisonEventIsDeadLetteredAndOthersFlow(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		effectsDB(t, db)
+		l, js := openLog(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		poison, good := newID(), newID()
+		var mu sync.Mutex
+		attempts := map[string]int{}
+		h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+			mu.Lock()
+			attempts[m.CaseID]++
+			mu.Unlock()
+			if m.CaseID == poison {
+				return errors.New("cannot apply this event")
+			}
+			return record(ctx, q, m)
+		}
+		for _, id := range []string{poison, good} {
+			if _, err := l.Append(ctx, submitted(t, id), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = l.Consume(ctx, db, eventlog.ConsumerConfig{Name: "test", MaxAttempts: 3, RetryDelay: 10 * time.Millisecond}, h, zaptest.NewLogger(t))
+		}()
+		waitFor(t, "the good event", func() bool { return effects(t, db)[good] == 1 })
+		dlq, err := js.Stream(ctx, eventlog.DLQStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dead *jetstream.RawStreamMsg
+		waitFor(t, "the dead letter", func() bool {
+			dead, err = dlq.GetLastMsgForSubject(ctx, eventlog.DLQPrefix+"test")
+			return err == nil
+		})
+		if got := dead.Header.Get("Eva-Dlq-Reason"); got != "cannot apply this event" {
+			t.Errorf("dead letter reason %q", got)
+		}
+		if got := dead.Header.Get("Eva-Original-Subject"); got != eventlog.Subject(poison, "RequestSubmitted") {
+			t.Errorf("dead letter subject %q", got)
+		}
+		var reason string
+		var tries int64
+		waitFor(t, "the dead_letters row", func() bool {
+			return db.QueryRow(ctx, `SELECT reason, attempts FROM dead_letters WHERE consumer = 'test'`).Scan(&reason, &tries) == nil
+		})
+		if reason != "cannot apply this event" || tries != 3 {
+			t.Errorf("dead_letters row: %q after %d attempts, want 3", reason, tries)
+		}
+		// A later event of another case still flows.
+		later := newID()
+		if _, err := l.Append(ctx, submitted(t, later), 0); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the later event", func() bool { return effects(t, db)[later] == 1 })
+		mu.Lock()
+		if attempts[poison] != 3 {
+			t.Errorf("poison event tried %d times, want 3", attempts[poison])
+		}
+		mu.Unlock()
+		if effects(t, db)[poison] != 0 {
+			t.Error("the poison event left an effect")
+		}
+		cancel()
+		<-done
+	})
+}
+
+// A handler that fails twice and then succeeds has its effect exactly once;
+// an event marked Poison is dead-lettered without retries.
+func TestTransientFailureRetriedAndPoisonNotRetried(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	effectsDB(t, db)
+	l, _ := openLog(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	flaky, marked := newID(), newID()
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+		mu.Lock()
+		attempts[m.CaseID]++
+		n := attempts[m.CaseID]
+		mu.Unlock()
+		if err := record(ctx, q, m); err != nil {
+			return err
+		}
+		switch {
+		case m.CaseID == flaky && n <= 2:
+			return errors.New("flaky") // the effect above must be rolled back
+		case m.CaseID == marked:
+			return eventlog.Poison(errors.New("malformed"))
+		}
+		return nil
+	}
+	for _, id := range []string{flaky, marked} {
+		if _, err := l.Append(ctx, submitted(t, id), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go l.Consume(ctx, db, eventlog.ConsumerConfig{Name: "t2", MaxAttempts: 5, RetryDelay: 5 * time.Millisecond}, h, zaptest.NewLogger(t))
+	waitFor(t, "the flaky event", func() bool { return effects(t, db)[flaky] == 1 })
+	var n int64
+	waitFor(t, "the poison record", func() bool {
+		return db.QueryRow(ctx, `SELECT attempts FROM dead_letters WHERE consumer = 't2'`).Scan(&n) == nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts[flaky] != 3 || attempts[marked] != 1 || n != 1 {
+		t.Fatalf("attempts flaky %d (want 3), poison %d (want 1), recorded %d", attempts[flaky], attempts[marked], n)
+	}
+	if got := effects(t, db); got[flaky] != 1 || got[marked] != 0 {
+		t.Fatalf("effects %v", got)
+	}
+}
+
+// Redelivery is harmless: when the consumer forgets its position and every
+// event arrives again, no effect is applied twice.
+func TestRedeliveryIsHarmless(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	effectsDB(t, db)
+	l, js := openLog(t)
+	ctx := context.Background()
+	ids := make([]string, 50)
+	for i := range ids {
+		ids[i] = newID()
+		if _, err := l.Append(ctx, submitted(t, ids[i]), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	calls := 0
+	h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		return record(ctx, q, m)
+	}
+	run := func() {
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = l.Consume(cctx, db, eventlog.ConsumerConfig{Name: "t3", Batch: 7}, h, zaptest.NewLogger(t))
+		}()
+		waitFor(t, "all events", func() bool { return len(effects(t, db)) == len(ids) })
+		cancel()
+		<-done
+	}
+	run()
+	// Forget the consumer's acks: everything is delivered again.
+	if err := js.DeleteConsumer(ctx, eventlog.Stream, "t3"); err != nil {
+		t.Fatal(err)
+	}
+	run()
+	for id, n := range effects(t, db) {
+		if n != 1 {
+			t.Errorf("case %s applied %d times", id, n)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != len(ids) {
+		t.Errorf("handler ran %d times for %d events; seen events must be skipped before the handler", calls, len(ids))
+	}
+}

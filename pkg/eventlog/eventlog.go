@@ -1,0 +1,310 @@
+// Package eventlog is EVA's durable event log on NATS JetStream: one stream
+// of every case's events on subjects eva.case.<caseID>.<EventType>, stored
+// on file with an fsync on every write, never deleted or purged.
+//
+// Appends use optimistic concurrency per case (the expected last sequence
+// of eva.case.<caseID>.>) and de-duplication by message id (= event id):
+// two writers racing on one case get exactly one winner, and a retried
+// append whose first ack was lost is recognised, never written twice.
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventcodec"
+)
+
+// Names of streams and subjects.
+const (
+	Stream        = "EVA_EVENTS"
+	SubjectPrefix = "eva.case."
+	AllSubjects   = "eva.case.>"
+	DLQStream     = "EVA_DLQ"
+	DLQPrefix     = "eva.dlq."
+
+	// HeaderPrev carries the stream sequence the append expected: the
+	// previous event of the same case, 0 for the first.
+	HeaderPrev = "Eva-Prev-Seq"
+)
+
+// JetStream error codes of a failed expected-sequence check: the plain
+// mismatch, and (in clusters) another write to the same filter in flight.
+const (
+	errCodeWrongLastSeq   = 10071
+	errCodeLastSeqInFlight = 10164
+)
+
+// Config sets up the streams.
+type Config struct {
+	// Replicas of each stream: 1 standalone, 3 in production clusters.
+	Replicas int
+	// DuplicateWindow is how long message ids are remembered by the
+	// server; beyond it, retries are recognised by reading the case.
+	DuplicateWindow time.Duration
+}
+
+// Log appends to and reads from the event stream.
+type Log struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+// Open creates or updates the streams and returns the log.
+//
+// Errors: CodeUnavailable when JetStream cannot be reached.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.DuplicateWindow == 0 {
+		cfg.DuplicateWindow = 10 * time.Minute
+	}
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        Stream,
+		Description: "EVA: every event of every case, kept forever",
+		Subjects:    []string{AllSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+		MaxMsgSize:  512 << 10,
+	})
+	if err != nil {
+		return nil, unavailable("create stream "+Stream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        DLQStream,
+		Description: "EVA: events a consumer could not process, with the reason",
+		Subjects:    []string{DLQPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		AllowDirect: true,
+	}); err != nil {
+		return nil, unavailable("create stream "+DLQStream, err)
+	}
+	return &Log{js: js, stream: st}, nil
+}
+
+// JetStream returns the underlying JetStream handle.
+func (l *Log) JetStream() jetstream.JetStream { return l.js }
+
+// Subject is the subject of an event of a case.
+func Subject(caseID, eventType string) string { return SubjectPrefix + caseID + "." + eventType }
+
+// CaseFilter matches every event of a case. Every writer of a case uses
+// exactly this filter for its concurrency check.
+func CaseFilter(caseID string) string { return SubjectPrefix + caseID + ".>" }
+
+// ValidCaseID reports whether id is a UUID in canonical form, and so safe as
+// a subject token.
+func ValidCaseID(id string) bool {
+	u, err := uuid.Parse(id)
+	return err == nil && u.String() == id
+}
+
+// Msg is one stored event in raw form.
+type Msg struct {
+	Seq     uint64
+	Subject string
+	CaseID  string
+	Type    string
+	ID      string // Nats-Msg-Id, the event id
+	Prev    uint64 // HeaderPrev
+	Time    time.Time
+	Data    []byte
+}
+
+// ParseSubject splits eva.case.<caseID>.<Type>.
+func ParseSubject(subject string) (caseID, typ string, ok bool) {
+	rest, found := strings.CutPrefix(subject, SubjectPrefix)
+	if !found {
+		return "", "", false
+	}
+	caseID, typ, found = strings.Cut(rest, ".")
+	if !found || caseID == "" || typ == "" || strings.Contains(typ, ".") {
+		return "", "", false
+	}
+	return caseID, typ, true
+}
+
+func newMsg(seq uint64, subject string, h nats.Header, t time.Time, data []byte) Msg {
+	caseID, typ, _ := ParseSubject(subject)
+	prev, _ := strconv.ParseUint(h.Get(HeaderPrev), 10, 64)
+	return Msg{Seq: seq, Subject: subject, CaseID: caseID, Type: typ, ID: h.Get(jetstream.MsgIDHeader),
+		Prev: prev, Time: t, Data: data}
+}
+
+// Append writes one event of a case, expecting the case's last event to be
+// at stream sequence expected (0: the case has no event yet). It returns
+// the event's sequence. An append that already happened — a retry after a
+// lost ack, or the same command again — returns the original sequence.
+//
+// Errors: CodeConflict when the case moved on (another writer won),
+// CodeInvalid for a malformed event, CodeUnavailable when JetStream does
+// not answer.
+func (l *Log) Append(ctx context.Context, e assist.Event, expected uint64) (uint64, error) {
+	if !ValidCaseID(e.CaseID) || e.ID == "" || e.Body == nil {
+		return 0, assist.Errorf(assist.CodeInvalid, "event %q of case %q is malformed", e.ID, e.CaseID)
+	}
+	data, err := eventcodec.Encode(e)
+	if err != nil {
+		return 0, fmt.Errorf("append %s: %w", e.ID, err)
+	}
+	m := nats.NewMsg(Subject(e.CaseID, e.Type()))
+	m.Data = data
+	m.Header.Set(HeaderPrev, strconv.FormatUint(expected, 10))
+	opts := []jetstream.PublishOpt{
+		jetstream.WithMsgID(e.ID),
+		jetstream.WithExpectStream(Stream),
+		jetstream.WithExpectLastSequenceForSubject(expected, CaseFilter(e.CaseID)),
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		ack, err := l.js.PublishMsg(ctx, m, opts...)
+		if err == nil {
+			return ack.Sequence, nil
+		}
+		lastErr = err
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeWrongLastSeq || apiErr.ErrorCode == errCodeLastSeqInFlight) {
+			// Either another writer won, or this very event landed and
+			// its ack was lost: the case's history tells which.
+			seq, found, ferr := l.find(ctx, e.CaseID, e.ID)
+			if ferr != nil {
+				return 0, ferr
+			}
+			if found {
+				return seq, nil
+			}
+			return 0, assist.Errorf(assist.CodeConflict, "case %s changed meanwhile; reload and try again", e.CaseID)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		// A timeout may hide a write that happened: the retry carries
+		// the same message id and expected sequence, so it cannot
+		// write twice.
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			break
+		}
+	}
+	return 0, unavailable("append "+e.Type(), lastErr)
+}
+
+// find looks for the event id among a case's events.
+func (l *Log) find(ctx context.Context, caseID, id string) (uint64, bool, error) {
+	msgs, err := l.LoadRaw(ctx, caseID)
+	if err != nil {
+		return 0, false, err
+	}
+	for _, m := range msgs {
+		if m.ID == id {
+			return m.Seq, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+// LoadRaw reads every event of a case in order.
+//
+// Errors: CodeUnavailable when JetStream does not answer.
+func (l *Log) LoadRaw(ctx context.Context, caseID string) ([]Msg, error) {
+	if !ValidCaseID(caseID) {
+		return nil, nil
+	}
+	const batch = 256
+	var out []Msg
+	next := uint64(1)
+	for {
+		it, err := jetstreamext.GetBatch(ctx, l.js, Stream, batch,
+			jetstreamext.GetBatchSubject(CaseFilter(caseID)), jetstreamext.GetBatchSeq(next))
+		if err != nil {
+			return nil, unavailable("load case "+caseID, err)
+		}
+		n := 0
+		for raw, err := range it {
+			if err != nil {
+				if errors.Is(err, jetstreamext.ErrNoMessages) {
+					break
+				}
+				return nil, unavailable("load case "+caseID, err)
+			}
+			out = append(out, newMsg(raw.Sequence, raw.Subject, raw.Header, raw.Time, raw.Data))
+			next = raw.Sequence + 1
+			n++
+		}
+		if n < batch {
+			return out, nil
+		}
+	}
+}
+
+// Load reads and decodes every event of a case in order.
+//
+// Errors: CodeUnavailable when JetStream does not answer, CodeInternal
+// when a stored event does not decode.
+func (l *Log) Load(ctx context.Context, caseID string) ([]assist.Recorded, error) {
+	msgs, err := l.LoadRaw(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
+	return Decode(msgs)
+}
+
+// Decode decodes raw events.
+func Decode(msgs []Msg) ([]assist.Recorded, error) {
+	out := make([]assist.Recorded, 0, len(msgs))
+	for _, m := range msgs {
+		e, err := eventcodec.Decode(m.Type, m.Data)
+		if err != nil {
+			return nil, fmt.Errorf("event at %d: %w", m.Seq, err)
+		}
+		out = append(out, assist.Recorded{Seq: m.Seq, Event: e})
+	}
+	return out, nil
+}
+
+// Get reads the event at a stream sequence.
+//
+// Errors: CodeNotFound past the end of the log, CodeUnavailable when
+// JetStream does not answer.
+func (l *Log) Get(ctx context.Context, seq uint64) (Msg, error) {
+	raw, err := l.stream.GetMsg(ctx, seq)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return Msg{}, assist.Errorf(assist.CodeNotFound, "no event at %d", seq)
+		}
+		return Msg{}, unavailable(fmt.Sprintf("get event %d", seq), err)
+	}
+	return newMsg(raw.Sequence, raw.Subject, raw.Header, raw.Time, raw.Data), nil
+}
+
+// LastSeq is the sequence of the newest event in the log.
+//
+// Errors: CodeUnavailable when JetStream does not answer.
+func (l *Log) LastSeq(ctx context.Context) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, unavailable("stream info", err)
+	}
+	return info.State.LastSeq, nil
+}
+
+func unavailable(what string, err error) error {
+	return &assist.Error{Code: assist.CodeUnavailable, Message: fmt.Sprintf("event log: %s: %v", what, err)}
+}

@@ -1,0 +1,295 @@
+package eventlog_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/natsx/natsxtest"
+)
+
+func openLog(tb testing.TB) (*eventlog.Log, jetstream.JetStream) {
+	tb.Helper()
+	_, js := natsxtest.JetStream(tb)
+	l, err := eventlog.Open(context.Background(), js, eventlog.Config{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l, js
+}
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+var (
+	ana = assist.Actor{Username: "ana", Role: assist.RoleRequester, Post: "BGD-DHAKA"}
+	olu = assist.Actor{Username: "olu", Role: assist.RoleApprover}
+)
+
+func submitted(tb testing.TB, caseID string) assist.Event {
+	tb.Helper()
+	e, err := assist.Submit(assist.Cmd{ID: caseID, Actor: ana, At: time.Now().UTC()}, assist.SubmitInput{
+		Post: "BGD-DHAKA", Category: assist.Shelter, Urgency: assist.Critical, AmountCents: 10_000,
+		Justification: "shelter tonight", BeneficiaryRefHash: []byte("ref"),
+	}, assist.DefaultPolicy())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
+func claimed(tb testing.TB, c *assist.Case, by assist.Actor) assist.Event {
+	tb.Helper()
+	e, err := c.Claim(assist.Cmd{ID: newID(), Actor: by, At: time.Now().UTC()}, time.Hour)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
+func TestAppendLoadRoundTrip(t *testing.T) {
+	l, _ := openLog(t)
+	ctx := context.Background()
+	id := newID()
+	seq, err := l.Append(ctx, submitted(t, id), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := l.Case(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State != assist.StateSubmitted || c.Version != seq || c.Requester != "ana" {
+		t.Fatalf("loaded %+v, want submitted at %d by ana", c, seq)
+	}
+	msgs, err := l.LoadRaw(ctx, id)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("raw: %v %v", msgs, err)
+	}
+	if m := msgs[0]; m.ID != id || m.CaseID != id || m.Type != "RequestSubmitted" || m.Prev != 0 {
+		t.Fatalf("raw message %+v", m)
+	}
+	if _, err := l.Case(ctx, newID()); !assist.IsCode(err, assist.CodeNotFound) {
+		t.Fatalf("unknown case: %v, want not_found", err)
+	}
+}
+
+// Twenty writers expect the same last sequence of one case: exactly one
+// append lands, the others are told they lost.
+func TestConcurrentAppendsExactlyOneWins(t *testing.T) {
+	l, _ := openLog(t)
+	ctx := context.Background()
+	id := newID()
+	seq, err := l.Append(ctx, submitted(t, id), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := l.Case(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers = 20
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		won, lost int
+		others    []error
+	)
+	start := make(chan struct{})
+	for range writers {
+		e := claimed(t, c, olu) // each with its own event id
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, err := l.Append(ctx, e, seq)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				won++
+			case assist.IsCode(err, assist.CodeConflict):
+				lost++
+			default:
+				others = append(others, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if won != 1 || lost != writers-1 || len(others) > 0 {
+		t.Fatalf("won %d, lost %d, other errors %v; want 1 and %d", won, lost, others, writers-1)
+	}
+	recs, err := l.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 {
+		t.Fatalf("case has %d events, want 2", len(recs))
+	}
+}
+
+// An append whose ack was lost is retried with the same event: it is not
+// written twice, whether the server still remembers the message id or the
+// case has moved on since.
+func TestRetryAfterLostAckIsNotDuplicated(t *testing.T) {
+	l, _ := openLog(t)
+	ctx := context.Background()
+	id := newID()
+	first := submitted(t, id)
+	seq1, err := l.Append(ctx, first, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The retry: same event, same expectation.
+	again, err := l.Append(ctx, first, 0)
+	if err != nil || again != seq1 {
+		t.Fatalf("retry: seq %d, %v; want %d", again, err, seq1)
+	}
+	// The case moves on, then a late retry of the first append arrives.
+	c, err := l.Case(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := claimed(t, c, olu)
+	seq2, err := l.Append(ctx, claim, seq1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, err := l.Append(ctx, first, 0)
+	if err != nil || late != seq1 {
+		t.Fatalf("late retry: seq %d, %v; want %d", late, err, seq1)
+	}
+	lateClaim, err := l.Append(ctx, claim, seq1)
+	if err != nil || lateClaim != seq2 {
+		t.Fatalf("late retry of claim: seq %d, %v; want %d", lateClaim, err, seq2)
+	}
+	recs, err := l.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 {
+		t.Fatalf("case has %d events after retries, want 2", len(recs))
+	}
+}
+
+func TestExecuteRedecidesAfterLostRaceAndReplaysCommands(t *testing.T) {
+	l, _ := openLog(t)
+	ctx := context.Background()
+	id := newID()
+	c, err := l.Execute(ctx, id, id, func(c *assist.Case) (assist.Event, error) {
+		if c != nil {
+			t.Fatalf("new case already has state %+v", c)
+		}
+		return submitted(t, id), nil
+	})
+	if err != nil || c.State != assist.StateSubmitted {
+		t.Fatalf("submit: %+v %v", c, err)
+	}
+	// Two approvers claim at once: one claim lands, the other is decided
+	// again on the claimed case and refused.
+	mei := assist.Actor{Username: "mei", Role: assist.RoleApprover}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, who := range []assist.Actor{olu, mei} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := newID()
+			_, errs[i] = l.Execute(ctx, id, cmd, func(c *assist.Case) (assist.Event, error) {
+				return c.Claim(assist.Cmd{ID: cmd, Actor: who, At: time.Now().UTC()}, time.Hour)
+			})
+		}()
+	}
+	wg.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) {
+		t.Fatalf("claims: %v, %v; want exactly one to succeed", errs[0], errs[1])
+	}
+	for _, err := range errs {
+		if err != nil && !assist.IsCode(err, assist.CodeConflict) {
+			t.Fatalf("losing claim: %v, want conflict", err)
+		}
+	}
+	// Replaying the filing command returns the case as it was filed.
+	again, err := l.Execute(ctx, id, id, func(*assist.Case) (assist.Event, error) {
+		t.Fatal("a replayed command must not be decided again")
+		return assist.Event{}, nil
+	})
+	if err != nil || again.State != assist.StateSubmitted || again.Events != 1 {
+		t.Fatalf("replay: %+v %v", again, err)
+	}
+}
+
+func TestAsOf(t *testing.T) {
+	l, _ := openLog(t)
+	ctx := context.Background()
+	id := newID()
+	sub := submitted(t, id)
+	seq, err := l.Append(ctx, sub, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := l.Case(ctx, id)
+	claim := claimed(t, c, olu)
+	claim.At = sub.At.Add(time.Minute)
+	if _, err := l.Append(ctx, claim, seq); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		at   time.Time
+		want assist.State
+	}{
+		{sub.At, assist.StateSubmitted},
+		{sub.At.Add(30 * time.Second), assist.StateSubmitted},
+		{sub.At.Add(time.Minute), assist.StateUnderReview},
+	} {
+		got, err := l.AsOf(ctx, id, tc.at)
+		if err != nil || got.State != tc.want {
+			t.Errorf("as of %v: %+v %v, want %s", tc.at, got, err, tc.want)
+		}
+	}
+	if _, err := l.AsOf(ctx, id, sub.At.Add(-time.Second)); !assist.IsCode(err, assist.CodeNotFound) {
+		t.Fatalf("before filing: %v, want not_found", err)
+	}
+}
+
+func TestAppendRefusesMalformedCaseIDs(t *testing.T) {
+	l, _ := openLog(t)
+	for _, id := range []string{"", "x", "a.b", ">", "*", uuid.Must(uuid.NewV7()).String() + ".x", "01234567-89AB-7DEF-8123-456789ABCDEF"} {
+		e := submitted(t, newID())
+		e.CaseID = id
+		if _, err := l.Append(context.Background(), e, 0); !assist.IsCode(err, assist.CodeInvalid) {
+			t.Errorf("case id %q: %v, want invalid", id, err)
+		}
+	}
+}
+
+func TestParseSubject(t *testing.T) {
+	for _, tc := range []struct {
+		subject, caseID, typ string
+		ok                   bool
+	}{
+		{"eva.case.abc.RequestSubmitted", "abc", "RequestSubmitted", true},
+		{"eva.case.abc", "", "", false},
+		{"eva.case..X", "", "", false},
+		{"eva.case.abc.X.Y", "", "", false},
+		{"other.abc.X", "", "", false},
+	} {
+		c, typ, ok := eventlog.ParseSubject(tc.subject)
+		if c != tc.caseID || typ != tc.typ || ok != tc.ok {
+			t.Errorf("%s: %q %q %v", tc.subject, c, typ, ok)
+		}
+	}
+	if got := eventlog.Subject("c1", "T"); got != "eva.case.c1.T" {
+		t.Errorf("Subject = %s", got)
+	}
+	if got := eventlog.CaseFilter("c1"); got != fmt.Sprintf("eva.case.%s.>", "c1") {
+		t.Errorf("CaseFilter = %s", got)
+	}
+}
