@@ -95,7 +95,6 @@ type Actor struct {
 // never looks inside.
 type Sealed struct {
 	KeyID      string
-	Nonce      []byte
 	Ciphertext []byte
 }
 

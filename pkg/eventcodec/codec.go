@@ -204,14 +204,14 @@ func sealedToProto(s *assist.Sealed) *evav1.Sealed {
 	if s == nil || (s.KeyID == "" && len(s.Ciphertext) == 0) {
 		return nil
 	}
-	return &evav1.Sealed{KeyId: s.KeyID, Nonce: s.Nonce, Ciphertext: s.Ciphertext}
+	return &evav1.Sealed{KeyId: s.KeyID, Ciphertext: s.Ciphertext}
 }
 
 func sealedFromProto(s *evav1.Sealed) assist.Sealed {
 	if s == nil {
 		return assist.Sealed{}
 	}
-	return assist.Sealed{KeyID: s.GetKeyId(), Nonce: s.GetNonce(), Ciphertext: s.GetCiphertext()}
+	return assist.Sealed{KeyID: s.GetKeyId(), Ciphertext: s.GetCiphertext()}
 }
 
 func policyToProto(p assist.PolicySeen) *evav1.PolicySeen {

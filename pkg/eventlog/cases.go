@@ -2,10 +2,13 @@ package eventlog
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventcodec"
 )
 
 // Decide turns the current state of a case (nil when it has no event yet)
@@ -109,4 +112,36 @@ func (l *Log) AsOf(ctx context.Context, caseID string, t time.Time) (*assist.Cas
 		return nil, assist.Errorf(assist.CodeNotFound, "request %s did not exist at %s", caseID, t.UTC().Format(time.RFC3339))
 	}
 	return c, nil
+}
+
+// ErrGap is returned by Fold when an event does not follow the state it
+// is applied to: an earlier event of the case has not been applied yet.
+var ErrGap = errors.New("an earlier event of the case is missing")
+
+// Fold applies a raw event to a projected case (nil for a case not seen
+// yet) and returns the new state. An event already included is reported by
+// applied=false; an event whose predecessor is missing returns ErrGap, so
+// that the consumer retries it after the predecessor.
+//
+// Errors: ErrGap; a decode error, marked Poison.
+func Fold(c *assist.Case, m Msg) (next *assist.Case, applied bool, err error) {
+	var version uint64
+	if c != nil {
+		version = c.Version
+	}
+	switch {
+	case m.Seq <= version:
+		return c, false, nil
+	case m.Prev != version:
+		return nil, false, fmt.Errorf("event %d of case %s follows %d, projection is at %d: %w", m.Seq, m.CaseID, m.Prev, version, ErrGap)
+	}
+	e, err := eventcodec.Decode(m.Type, m.Data)
+	if err != nil {
+		return nil, false, Poison(err)
+	}
+	if c == nil {
+		c = &assist.Case{}
+	}
+	c.Apply(e, m.Seq)
+	return c, true, nil
 }

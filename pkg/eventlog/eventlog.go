@@ -41,7 +41,7 @@ const (
 // JetStream error codes of a failed expected-sequence check: the plain
 // mismatch, and (in clusters) another write to the same filter in flight.
 const (
-	errCodeWrongLastSeq   = 10071
+	errCodeWrongLastSeq    = 10071
 	errCodeLastSeqInFlight = 10164
 )
 
@@ -96,6 +96,9 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 		AllowDirect: true,
 	}); err != nil {
 		return nil, unavailable("create stream "+DLQStream, err)
+	}
+	if err := ensureAccessStream(ctx, js, cfg); err != nil {
+		return nil, unavailable("create stream "+AccessStream, err)
 	}
 	return &Log{js: js, stream: st}, nil
 }
@@ -227,29 +230,44 @@ func (l *Log) LoadRaw(ctx context.Context, caseID string) ([]Msg, error) {
 	if !ValidCaseID(caseID) {
 		return nil, nil
 	}
-	const batch = 256
 	var out []Msg
+	err := l.scan(ctx, Stream, CaseFilter(caseID), func(raw *jetstream.RawStreamMsg) error {
+		out = append(out, newMsg(raw.Sequence, raw.Subject, raw.Header, raw.Time, raw.Data))
+		return nil
+	})
+	if err != nil {
+		return nil, unavailable("load case "+caseID, err)
+	}
+	return out, nil
+}
+
+// scan reads every message of a stream on subject, in order, with batched
+// direct gets.
+func (l *Log) scan(ctx context.Context, stream, subject string, f func(*jetstream.RawStreamMsg) error) error {
+	const batch = 256
 	next := uint64(1)
 	for {
-		it, err := jetstreamext.GetBatch(ctx, l.js, Stream, batch,
-			jetstreamext.GetBatchSubject(CaseFilter(caseID)), jetstreamext.GetBatchSeq(next))
+		it, err := jetstreamext.GetBatch(ctx, l.js, stream, batch,
+			jetstreamext.GetBatchSubject(subject), jetstreamext.GetBatchSeq(next))
 		if err != nil {
-			return nil, unavailable("load case "+caseID, err)
+			return err
 		}
 		n := 0
 		for raw, err := range it {
-			if err != nil {
-				if errors.Is(err, jetstreamext.ErrNoMessages) {
-					break
-				}
-				return nil, unavailable("load case "+caseID, err)
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				break
 			}
-			out = append(out, newMsg(raw.Sequence, raw.Subject, raw.Header, raw.Time, raw.Data))
+			if err != nil {
+				return err
+			}
+			if err := f(raw); err != nil {
+				return err
+			}
 			next = raw.Sequence + 1
 			n++
 		}
 		if n < batch {
-			return out, nil
+			return nil
 		}
 	}
 }

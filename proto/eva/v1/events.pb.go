@@ -482,9 +482,8 @@ func (*Event_RequestClosed) isEvent_Body() {}
 // and kept outside the log so that erasure can destroy it).
 type Sealed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"` // which wrapped data key opens it
-	Nonce         []byte                 `protobuf:"bytes,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
-	Ciphertext    []byte                 `protobuf:"bytes,3,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"` // a serialized PersonalData
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"` // which wrapped data key opens it (the case id)
+	Ciphertext    []byte                 `protobuf:"bytes,3,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`    // nonce || AES-256-GCM of a serialized PersonalData
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -524,13 +523,6 @@ func (x *Sealed) GetKeyId() string {
 		return x.KeyId
 	}
 	return ""
-}
-
-func (x *Sealed) GetNonce() []byte {
-	if x != nil {
-		return x.Nonce
-	}
-	return nil
 }
 
 func (x *Sealed) GetCiphertext() []byte {
@@ -1647,13 +1639,12 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x0epayout_settled\x18  \x01(\v2\x15.eva.v1.PayoutSettledH\x00R\rpayoutSettled\x12;\n" +
 	"\rpayout_failed\x18! \x01(\v2\x14.eva.v1.PayoutFailedH\x00R\fpayoutFailed\x12>\n" +
 	"\x0erequest_closed\x18\" \x01(\v2\x15.eva.v1.RequestClosedH\x00R\rrequestClosedB\x06\n" +
-	"\x04body\"U\n" +
+	"\x04body\"E\n" +
 	"\x06Sealed\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x14\n" +
-	"\x05nonce\x18\x02 \x01(\fR\x05nonce\x12\x1e\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
 	"\n" +
 	"ciphertext\x18\x03 \x01(\fR\n" +
-	"ciphertext\"\xa0\x01\n" +
+	"ciphertextJ\x04\b\x02\x10\x03\"\xa0\x01\n" +
 	"\fPersonalData\x12\x1c\n" +
 	"\treference\x18\x01 \x01(\tR\treference\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\"\n" +

@@ -1,0 +1,143 @@
+// Package rpc carries EVA's commands and queries between services over
+// NATS request/reply, with the nats.go micro package: JSON bodies, and
+// errors as micro errors whose code is an assist.Code and whose data is the
+// *assist.Error. Request/reply is at most once: callers retry on timeout,
+// and every command carries an id that makes the retry harmless.
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"go.uber.org/zap"
+
+	"github.com/eva-org/eva/pkg/assist"
+)
+
+// DefaultTimeout bounds a call that has no earlier deadline.
+const DefaultTimeout = 15 * time.Second
+
+// Server is one service's set of endpoints.
+type Server struct {
+	svc micro.Service
+	ctx context.Context
+	sem chan struct{}
+	zl  *zap.Logger
+}
+
+// NewServer registers a micro service. Handlers run concurrently, at most
+// 512 at once, with contexts derived from ctx.
+func NewServer(ctx context.Context, nc *nats.Conn, name, description string, zl *zap.Logger) (*Server, error) {
+	svc, err := micro.AddService(nc, micro.Config{Name: name, Version: "1.0.0", Description: description})
+	if err != nil {
+		return nil, fmt.Errorf("register service %s: %w", name, err)
+	}
+	return &Server{svc: svc, ctx: ctx, sem: make(chan struct{}, 512), zl: zl}, nil
+}
+
+// Stop unsubscribes every endpoint.
+func (s *Server) Stop() error { return s.svc.Stop() }
+
+// Handle serves subject with h: the request body is decoded into Req, and
+// h's result or error is the reply.
+func Handle[Req, Resp any](s *Server, subject string, h func(ctx context.Context, req Req) (Resp, error)) error {
+	name := subject[strings.LastIndexByte(subject, '.')+1:]
+	return s.svc.AddEndpoint(name, micro.HandlerFunc(func(r micro.Request) {
+		select {
+		case s.sem <- struct{}{}:
+		case <-s.ctx.Done():
+			_ = r.Error(string(assist.CodeUnavailable), "shutting down", nil)
+			return
+		}
+		go func() {
+			defer func() { <-s.sem }()
+			s.serve(r, subject, func(ctx context.Context, data []byte) (any, error) {
+				var req Req
+				if err := json.Unmarshal(data, &req); err != nil {
+					return nil, assist.Errorf(assist.CodeInvalid, "malformed request to %s: %v", subject, err)
+				}
+				return h(ctx, req)
+			})
+		}()
+	}), micro.WithEndpointSubject(subject))
+}
+
+func (s *Server) serve(r micro.Request, subject string, h func(context.Context, []byte) (any, error)) {
+	ctx, cancel := context.WithTimeout(s.ctx, DefaultTimeout)
+	defer cancel()
+	resp, err := safely(ctx, r.Data(), h)
+	if err != nil {
+		var ae *assist.Error
+		if !errors.As(err, &ae) {
+			// Unknown errors are internal: log once here, hide the detail.
+			s.zl.Error("request failed", zap.String("subject", subject), zap.Error(err))
+			ae = assist.Errorf(assist.CodeInternal, "internal error")
+		} else if ae.Code == assist.CodeInternal || ae.Code == assist.CodeUnavailable {
+			s.zl.Warn("request failed", zap.String("subject", subject), zap.Error(err))
+		}
+		data, _ := json.Marshal(ae)
+		_ = r.Error(string(ae.Code), orDefault(ae.Message, string(ae.Code)), data)
+		return
+	}
+	if err := r.RespondJSON(resp); err != nil {
+		s.zl.Error("respond", zap.String("subject", subject), zap.Error(err))
+	}
+}
+
+func safely(ctx context.Context, data []byte, h func(context.Context, []byte) (any, error)) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return h(ctx, data)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// Call sends req to subject and decodes the reply into Resp.
+//
+// Errors: the *assist.Error the service answered with; CodeUnavailable
+// when no service answers in time.
+func Call[Resp any](ctx context.Context, nc *nats.Conn, subject string, req any) (Resp, error) {
+	var zero Resp
+	data, err := json.Marshal(req)
+	if err != nil {
+		return zero, fmt.Errorf("call %s: %w", subject, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	msg, err := nc.RequestWithContext(ctx, subject, data)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return zero, assist.Errorf(assist.CodeUnavailable, "%s: no service is answering", subject)
+		}
+		return zero, assist.Errorf(assist.CodeUnavailable, "%s: %v", subject, err)
+	}
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+		var ae assist.Error
+		if err := json.Unmarshal(msg.Data, &ae); err != nil || ae.Code == "" {
+			ae = assist.Error{Code: assist.Code(code), Message: msg.Header.Get(micro.ErrorHeader)}
+		}
+		return zero, &ae
+	}
+	var resp Resp
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return zero, fmt.Errorf("call %s: decode reply: %w", subject, err)
+	}
+	return resp, nil
+}

@@ -1,0 +1,123 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/rpc"
+)
+
+// Subjects of audit's queries.
+const (
+	SubjectEvents     = "eva.audit.events"
+	SubjectVerify     = "eva.audit.verify"
+	SubjectHistory    = "eva.audit.history"
+	SubjectAsOf       = "eva.audit.as_of"
+	SubjectCheckpoint = "eva.audit.checkpoint"
+	SubjectAccess     = "eva.audit.access"
+)
+
+// ArchivedEvent is one event of the archive, in log order.
+type ArchivedEvent struct {
+	Seq    uint64       `json:"seq"`
+	ID     string       `json:"id"`
+	CaseID string       `json:"request_id"`
+	Type   string       `json:"type"`
+	At     time.Time    `json:"at"`
+	Actor  assist.Actor `json:"actor"`
+	Reason string       `json:"reason,omitempty"`
+	// Data is the event body as JSON (protobuf field names); personal
+	// data appears only sealed.
+	Data json.RawMessage `json:"data"`
+	// Hash is the SHA-256 of the stored event (subject and bytes), hex.
+	Hash string `json:"hash"`
+	// Chain is the hash chain up to and including this event, hex:
+	// SHA-256(previous chain || hash).
+	Chain string `json:"chain"`
+}
+
+// EventsRequest pages through the archive after a sequence.
+type EventsRequest struct {
+	After uint64 `json:"after"`
+	Limit int    `json:"limit,omitempty"`
+}
+
+// EventsPage is a page of the archive. Next is the After of the next page,
+// 0 at the end.
+type EventsPage struct {
+	Items []ArchivedEvent `json:"items"`
+	Next  uint64          `json:"next,omitempty"`
+}
+
+// VerifyResult compares the archive with its chain and with the log.
+type VerifyResult struct {
+	OK     bool   `json:"ok"`
+	Events uint64 `json:"events"`
+	// FirstBad is the sequence of the first event that does not match,
+	// with why; absent when OK.
+	FirstBad *uint64 `json:"first_bad"`
+	Reason   string  `json:"reason,omitempty"`
+	// Lag is how many events of the log the archive has not reached yet;
+	// they are not counted as bad.
+	Lag uint64 `json:"lag"`
+}
+
+// Checkpoint is the head of the archive.
+type Checkpoint struct {
+	Size  uint64    `json:"size"`
+	Chain string    `json:"chain"`
+	At    time.Time `json:"at"`
+}
+
+// CaseRequest names a case.
+type CaseRequest struct {
+	CaseID string `json:"case_id"`
+}
+
+// AsOfRequest asks for a case as it stood at a time.
+type AsOfRequest struct {
+	CaseID string    `json:"case_id"`
+	At     time.Time `json:"at"`
+}
+
+// Client calls audit over NATS.
+type Client struct{ nc *nats.Conn }
+
+// NewClient returns a client on nc.
+func NewClient(nc *nats.Conn) *Client { return &Client{nc: nc} }
+
+// Events pages through the archive.
+func (c *Client) Events(ctx context.Context, r EventsRequest) (EventsPage, error) {
+	return rpc.Call[EventsPage](ctx, c.nc, SubjectEvents, r)
+}
+
+// Verify re-verifies the archive against its chain and the log.
+func (c *Client) Verify(ctx context.Context) (VerifyResult, error) {
+	return rpc.Call[VerifyResult](ctx, c.nc, SubjectVerify, struct{}{})
+}
+
+// History lists a case's events in order, from the log, with their
+// archive hashes. Errors: CodeNotFound.
+func (c *Client) History(ctx context.Context, caseID string) ([]ArchivedEvent, error) {
+	return rpc.Call[[]ArchivedEvent](ctx, c.nc, SubjectHistory, CaseRequest{CaseID: caseID})
+}
+
+// AsOf rebuilds a case as it stood at a time. Errors: CodeNotFound.
+func (c *Client) AsOf(ctx context.Context, caseID string, at time.Time) (*assist.Case, error) {
+	return rpc.Call[*assist.Case](ctx, c.nc, SubjectAsOf, AsOfRequest{CaseID: caseID, At: at})
+}
+
+// Checkpoint reads the head of the archive.
+func (c *Client) Checkpoint(ctx context.Context) (Checkpoint, error) {
+	return rpc.Call[Checkpoint](ctx, c.nc, SubjectCheckpoint, struct{}{})
+}
+
+// Access lists the recorded reads of a case's personal data.
+func (c *Client) Access(ctx context.Context, caseID string) ([]eventlog.Access, error) {
+	return rpc.Call[[]eventlog.Access](ctx, c.nc, SubjectAccess, CaseRequest{CaseID: caseID})
+}

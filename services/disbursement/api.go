@@ -1,0 +1,227 @@
+package disbursement
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/rpc"
+)
+
+// Subjects of disbursement's commands and queries.
+const (
+	SubjectFundsList    = "eva.disbursement.funds_list"
+	SubjectFundsGet     = "eva.disbursement.funds_get"
+	SubjectFundsCreate  = "eva.disbursement.funds_create"
+	SubjectPayeesList   = "eva.disbursement.payees_list"
+	SubjectPayeesGet    = "eva.disbursement.payees_get"
+	SubjectPayeesCreate = "eva.disbursement.payees_create"
+	SubjectPayoutsList  = "eva.disbursement.payouts_list"
+	SubjectPayoutRetry  = "eva.disbursement.payout_retry"
+	SubjectPayoutCancel = "eva.disbursement.payout_cancel"
+	SubjectHoldPlace    = "eva.disbursement.hold_place"
+	SubjectHoldRelease  = "eva.disbursement.hold_release"
+)
+
+// Fund is money allocated to assistance. Available = allocated - reserved
+// - paid, never below zero.
+type Fund struct {
+	ID             string    `json:"id"`
+	Name           string    `json:"name"`
+	AllocatedCents int64     `json:"allocated_usd_cents"`
+	ReservedCents  int64     `json:"reserved_usd_cents"`
+	PaidCents      int64     `json:"paid_usd_cents"`
+	AvailableCents int64     `json:"available_usd_cents"`
+	CreatedAt      time.Time `json:"created_at"`
+}
+
+// Payee is a service provider that receives payouts.
+type Payee struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Country   string    `json:"country,omitempty"`
+	Account   string    `json:"account"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Payout statuses.
+const (
+	PayoutPending   = "pending"
+	PayoutSent      = "sent"
+	PayoutSettled   = "settled"
+	PayoutFailed    = "failed"
+	PayoutCancelled = "cancelled"
+)
+
+// Payout is one payment of an approved case to its payee.
+type Payout struct {
+	ID          string    `json:"id"`
+	CaseID      string    `json:"request_id"`
+	FundID      string    `json:"fund_id"`
+	PayeeID     string    `json:"payee_id"`
+	HoldID      string    `json:"hold_id"`
+	AmountCents int64     `json:"amount_usd_cents"`
+	Status      string    `json:"status"`
+	Attempt     int       `json:"attempt"`
+	ProviderRef string    `json:"provider_ref,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// ListRequest pages through a list; CaseID and Status filter payouts.
+type ListRequest struct {
+	Limit  int    `json:"limit,omitempty"`
+	Cursor string `json:"cursor,omitempty"`
+	CaseID string `json:"request_id,omitempty"`
+	Status string `json:"status,omitempty"`
+}
+
+// FundsPage is a page of funds.
+type FundsPage struct {
+	Items      []Fund `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// PayeesPage is a page of payees.
+type PayeesPage struct {
+	Items      []Payee `json:"items"`
+	NextCursor string  `json:"next_cursor,omitempty"`
+}
+
+// PayoutsPage is a page of payouts.
+type PayoutsPage struct {
+	Items      []Payout `json:"items"`
+	NextCursor string   `json:"next_cursor,omitempty"`
+}
+
+// GetRequest names one fund or payee.
+type GetRequest struct {
+	ID string `json:"id"`
+}
+
+// CreateFundRequest creates a fund; CommandID becomes its id.
+type CreateFundRequest struct {
+	CommandID      string       `json:"command_id"`
+	Actor          assist.Actor `json:"actor"`
+	Name           string       `json:"name"`
+	AllocatedCents int64        `json:"allocated_usd_cents"`
+}
+
+// CreatePayeeRequest creates a payee; CommandID becomes its id.
+type CreatePayeeRequest struct {
+	CommandID string       `json:"command_id"`
+	Actor     assist.Actor `json:"actor"`
+	Name      string       `json:"name"`
+	Country   string       `json:"country,omitempty"`
+	Account   string       `json:"account"`
+}
+
+// PayoutCommand retries or cancels a failed payout.
+type PayoutCommand struct {
+	CommandID string       `json:"command_id"`
+	Actor     assist.Actor `json:"actor"`
+	PayoutID  string       `json:"payout_id"`
+	Reason    string       `json:"reason,omitempty"`
+}
+
+// PlaceHoldRequest holds an amount on a fund for an approval about to be
+// recorded. HoldID is the approval's command id, so a retried approval
+// finds its hold instead of placing another.
+type PlaceHoldRequest struct {
+	HoldID      string `json:"hold_id"`
+	FundID      string `json:"fund_id"`
+	CaseID      string `json:"case_id"`
+	AmountCents int64  `json:"amount_usd_cents"`
+}
+
+// Hold is money set aside on a fund.
+type Hold struct {
+	ID          string    `json:"id"`
+	FundID      string    `json:"fund_id"`
+	CaseID      string    `json:"case_id"`
+	AmountCents int64     `json:"amount_usd_cents"`
+	Status      string    `json:"status"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	// AvailableCents is what the fund could still cover after the hold.
+	AvailableCents int64 `json:"available_usd_cents"`
+}
+
+// Hold statuses.
+const (
+	HoldHeld     = "held"     // placed; expires unless an approval records it
+	HoldReserved = "reserved" // recorded by an approval; waits for the payout
+	HoldPaid     = "paid"     // the payout settled
+	HoldReleased = "released" // back in the fund
+)
+
+// ReleaseHoldRequest gives back a hold whose approval was not recorded.
+type ReleaseHoldRequest struct {
+	HoldID string `json:"hold_id"`
+}
+
+// Client calls disbursement over NATS.
+type Client struct{ nc *nats.Conn }
+
+// NewClient returns a client on nc.
+func NewClient(nc *nats.Conn) *Client { return &Client{nc: nc} }
+
+// Funds lists funds.
+func (c *Client) Funds(ctx context.Context, r ListRequest) (FundsPage, error) {
+	return rpc.Call[FundsPage](ctx, c.nc, SubjectFundsList, r)
+}
+
+// Fund reads one fund. Errors: CodeNotFound.
+func (c *Client) Fund(ctx context.Context, id string) (Fund, error) {
+	return rpc.Call[Fund](ctx, c.nc, SubjectFundsGet, GetRequest{ID: id})
+}
+
+// CreateFund creates a fund. Errors: CodeInvalid, CodeForbidden.
+func (c *Client) CreateFund(ctx context.Context, r CreateFundRequest) (Fund, error) {
+	return rpc.Call[Fund](ctx, c.nc, SubjectFundsCreate, r)
+}
+
+// Payees lists payees.
+func (c *Client) Payees(ctx context.Context, r ListRequest) (PayeesPage, error) {
+	return rpc.Call[PayeesPage](ctx, c.nc, SubjectPayeesList, r)
+}
+
+// Payee reads one payee. Errors: CodeNotFound.
+func (c *Client) Payee(ctx context.Context, id string) (Payee, error) {
+	return rpc.Call[Payee](ctx, c.nc, SubjectPayeesGet, GetRequest{ID: id})
+}
+
+// CreatePayee creates a payee. Errors: CodeInvalid, CodeForbidden.
+func (c *Client) CreatePayee(ctx context.Context, r CreatePayeeRequest) (Payee, error) {
+	return rpc.Call[Payee](ctx, c.nc, SubjectPayeesCreate, r)
+}
+
+// Payouts lists payouts.
+func (c *Client) Payouts(ctx context.Context, r ListRequest) (PayoutsPage, error) {
+	return rpc.Call[PayoutsPage](ctx, c.nc, SubjectPayoutsList, r)
+}
+
+// RetryPayout retries a failed payout. Errors: CodeNotFound, CodeConflict.
+func (c *Client) RetryPayout(ctx context.Context, r PayoutCommand) (Payout, error) {
+	return rpc.Call[Payout](ctx, c.nc, SubjectPayoutRetry, r)
+}
+
+// CancelPayout cancels a failed payout and releases its funds. Errors:
+// CodeNotFound, CodeConflict, CodeInvalid.
+func (c *Client) CancelPayout(ctx context.Context, r PayoutCommand) (Payout, error) {
+	return rpc.Call[Payout](ctx, c.nc, SubjectPayoutCancel, r)
+}
+
+// PlaceHold holds money for an approval. Errors: CodeInsufficientFunds
+// with the available amount, CodeInvalid naming fund_id for an unknown
+// fund.
+func (c *Client) PlaceHold(ctx context.Context, r PlaceHoldRequest) (Hold, error) {
+	return rpc.Call[Hold](ctx, c.nc, SubjectHoldPlace, r)
+}
+
+// ReleaseHold gives back a hold that is still only held.
+func (c *Client) ReleaseHold(ctx context.Context, r ReleaseHoldRequest) (Hold, error) {
+	return rpc.Call[Hold](ctx, c.nc, SubjectHoldRelease, r)
+}

@@ -1,0 +1,247 @@
+package intake
+
+import (
+	"context"
+	"regexp"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/listing"
+	"github.com/eva-org/eva/pkg/seal"
+	"github.com/eva-org/eva/pkg/sqldb"
+	evav1 "github.com/eva-org/eva/proto/eva/v1"
+)
+
+// File files a new request whose id is the command id; filing the same
+// command again returns the request as it was filed.
+//
+// Errors: CodeInvalid naming each bad field (a cap exceeded names the cap),
+// CodeForbidden when the actor does not file for the post, CodeUnavailable.
+func (s *Service) File(ctx context.Context, r FileRequest) (*assist.Case, error) {
+	if !eventlog.ValidCaseID(r.CommandID) {
+		return nil, assist.Errorf(assist.CodeInvalid, "command id %q is not a UUID", r.CommandID)
+	}
+	var probs assist.Problems
+	checkBeneficiary(&probs, "beneficiary", r.Beneficiary)
+	if err := probs.Err(); err != nil {
+		return nil, err
+	}
+	return s.log.Execute(ctx, r.CommandID, r.CommandID, func(c *assist.Case) (assist.Event, error) {
+		if c != nil {
+			return assist.Event{}, assist.Errorf(assist.CodeConflict, "request %s already exists", r.CommandID)
+		}
+		in := assist.SubmitInput{
+			Post: r.Post, Category: assist.Category(r.Category), Urgency: assist.Urgency(r.Urgency),
+			AmountCents: r.AmountCents, Justification: r.Justification, PayeeID: r.PayeeID,
+			BeneficiaryRefHash: s.keys.RefHash(r.Beneficiary.Reference), IdempotencyKeyHash: r.IdempotencyKeyHash,
+		}
+		cmd := assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}
+		// Decide before sealing: an invalid request stores no key.
+		if _, err := assist.Submit(cmd, in, s.cfg.Policy); err != nil {
+			return assist.Event{}, err
+		}
+		sealed, err := s.seal(ctx, r.CommandID, r.Beneficiary)
+		if err != nil {
+			return assist.Event{}, err
+		}
+		in.Beneficiary = sealed
+		return assist.Submit(cmd, in, s.cfg.Policy)
+	})
+}
+
+// Amend changes a request while it is submitted or info_requested.
+//
+// Errors: CodeNotFound, CodeForbidden, CodeConflict, CodeInvalid naming
+// each bad field, CodeUnavailable.
+func (s *Service) Amend(ctx context.Context, r AmendRequest) (*assist.Case, error) {
+	in := assist.AmendInput{
+		Category: (*assist.Category)(r.Category), Urgency: (*assist.Urgency)(r.Urgency),
+		AmountCents: r.AmountCents, Justification: r.Justification, PayeeID: r.PayeeID,
+	}
+	if r.Beneficiary != nil {
+		var probs assist.Problems
+		checkBeneficiary(&probs, "beneficiary", *r.Beneficiary)
+		if err := probs.Err(); err != nil {
+			return nil, err
+		}
+		in.BeneficiaryRefHash = s.keys.RefHash(r.Beneficiary.Reference)
+	}
+	return s.execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
+		if r.Beneficiary != nil {
+			in.Beneficiary = &assist.Sealed{} // validated below, sealed once allowed
+		}
+		if _, err := c.Amend(cmd, in, s.cfg.Policy); err != nil {
+			return assist.Event{}, err
+		}
+		if r.Beneficiary != nil {
+			sealed, err := s.seal(ctx, c.ID, *r.Beneficiary)
+			if err != nil {
+				return assist.Event{}, err
+			}
+			in.Beneficiary = &sealed
+		}
+		return c.Amend(cmd, in, s.cfg.Policy)
+	}, r.Actor)
+}
+
+// Withdraw ends an open request.
+//
+// Errors: CodeNotFound, CodeForbidden, CodeConflict, CodeInvalid,
+// CodeUnavailable.
+func (s *Service) Withdraw(ctx context.Context, r WithdrawRequest) (*assist.Case, error) {
+	return s.execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
+		return c.Withdraw(cmd, r.Reason)
+	}, r.Actor)
+}
+
+// Answer provides the information an approver asked for.
+//
+// Errors: CodeNotFound, CodeForbidden, CodeConflict, CodeInvalid,
+// CodeUnavailable.
+func (s *Service) Answer(ctx context.Context, r AnswerRequest) (*assist.Case, error) {
+	return s.execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
+		return c.ProvideInfo(cmd, r.Answer)
+	}, r.Actor)
+}
+
+// Get reads a case, rebuilt from its events.
+//
+// Errors: CodeNotFound, CodeUnavailable.
+func (s *Service) Get(ctx context.Context, r GetRequest) (*assist.Case, error) {
+	if !eventlog.ValidCaseID(r.CaseID) {
+		return nil, assist.Errorf(assist.CodeNotFound, "no request %q", r.CaseID)
+	}
+	return s.log.Case(ctx, r.CaseID)
+}
+
+// List lists requests from the projection, newest first.
+//
+// Errors: CodeInvalid for a bad cursor.
+func (s *Service) List(ctx context.Context, f ListFilter) (ListPage, error) {
+	if f.Limit <= 0 {
+		f.Limit = listing.DefaultLimit
+	}
+	f.Limit = min(f.Limit, listing.MaxLimit)
+	return s.store.List(ctx, f)
+}
+
+// Personal opens a case's personal data for the actor, after recording the
+// read in the access log.
+//
+// Errors: CodeNotFound (also after erasure), CodeUnavailable.
+func (s *Service) Personal(ctx context.Context, r PersonalRequest) (Beneficiary, error) {
+	c, err := s.Get(ctx, GetRequest{CaseID: r.CaseID})
+	if err != nil {
+		return Beneficiary{}, err
+	}
+	if c.Beneficiary.KeyID == "" {
+		return Beneficiary{}, assist.Errorf(assist.CodeNotFound, "request %s holds no personal data", r.CaseID)
+	}
+	wrapped, err := s.store.WrappedKey(ctx, c.Beneficiary.KeyID)
+	if err != nil {
+		return Beneficiary{}, err
+	}
+	if wrapped == nil {
+		return Beneficiary{}, assist.Errorf(assist.CodeNotFound, "the personal data of request %s was erased", r.CaseID)
+	}
+	key, err := s.keys.Unwrap(c.Beneficiary.KeyID, wrapped)
+	if err != nil {
+		return Beneficiary{}, err
+	}
+	plain, err := seal.Open(key, c.Beneficiary.Ciphertext, []byte(c.ID))
+	if err != nil {
+		return Beneficiary{}, err
+	}
+	var pd evav1.PersonalData
+	if err := proto.Unmarshal(plain, &pd); err != nil {
+		return Beneficiary{}, err
+	}
+	if err := s.log.RecordAccess(ctx, eventlog.Access{CaseID: c.ID, Username: r.Actor.Username, Role: r.Actor.Role,
+		Post: r.Actor.Post, At: s.now(), What: "beneficiary"}); err != nil {
+		return Beneficiary{}, err
+	}
+	return Beneficiary{Reference: pd.GetReference(), Name: pd.GetName(), DateOfBirth: pd.GetDateOfBirth(),
+		Nationality: pd.GetNationality(), Contact: pd.GetContact()}, nil
+}
+
+// execute runs a command on an existing case.
+func (s *Service) execute(ctx context.Context, caseID, commandID string, decide func(*assist.Case, assist.Cmd) (assist.Event, error), actor assist.Actor) (*assist.Case, error) {
+	if !eventlog.ValidCaseID(caseID) {
+		return nil, assist.Errorf(assist.CodeNotFound, "no request %q", caseID)
+	}
+	if !eventlog.ValidCaseID(commandID) {
+		return nil, assist.Errorf(assist.CodeInvalid, "command id %q is not a UUID", commandID)
+	}
+	return s.log.Execute(ctx, caseID, commandID, func(c *assist.Case) (assist.Event, error) {
+		if c == nil {
+			return assist.Event{}, assist.Errorf(assist.CodeNotFound, "no request %s", caseID)
+		}
+		return decide(c, assist.Cmd{ID: commandID, Actor: actor, At: s.now()})
+	})
+}
+
+// seal encrypts personal data under the case's data key, creating the key
+// on first use.
+func (s *Service) seal(ctx context.Context, caseID string, b Beneficiary) (assist.Sealed, error) {
+	_, fresh := s.keys.NewDataKey(caseID)
+	wrapped, err := s.store.DataKey(ctx, caseID, fresh)
+	if err != nil {
+		return assist.Sealed{}, err
+	}
+	key, err := s.keys.Unwrap(caseID, wrapped)
+	if err != nil {
+		return assist.Sealed{}, err
+	}
+	plain, err := proto.Marshal(&evav1.PersonalData{Reference: b.Reference, Name: b.Name,
+		DateOfBirth: b.DateOfBirth, Nationality: b.Nationality, Contact: b.Contact})
+	if err != nil {
+		return assist.Sealed{}, err
+	}
+	ct, err := seal.Seal(key, plain, []byte(caseID))
+	if err != nil {
+		return assist.Sealed{}, err
+	}
+	return assist.Sealed{KeyID: caseID, Ciphertext: ct}, nil
+}
+
+var dateRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
+
+func checkBeneficiary(probs *assist.Problems, prefix string, b Beneficiary) {
+	text := func(field, v string, maxChars int) {
+		switch {
+		case !utf8.ValidString(v):
+			probs.Add(prefix+"."+field, "must be valid UTF-8")
+		case utf8.RuneCountInString(v) > maxChars:
+			probs.Add(prefix+"."+field, "must be at most %d characters", maxChars)
+		}
+	}
+	if b.Reference == "" {
+		probs.Add(prefix+".reference", "is required")
+	}
+	text("reference", b.Reference, 128)
+	text("name", b.Name, 200)
+	text("nationality", b.Nationality, 64)
+	text("contact", b.Contact, 200)
+	if b.DateOfBirth != "" {
+		if _, err := time.Parse(time.DateOnly, b.DateOfBirth); err != nil || !dateRE.MatchString(b.DateOfBirth) {
+			probs.Add(prefix+".date_of_birth", "must be a date YYYY-MM-DD")
+		}
+	}
+}
+
+// Project folds one event into the list of requests.
+func (s *Service) Project(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+	c, err := s.store.Projected(ctx, q, m.CaseID)
+	if err != nil {
+		return err
+	}
+	next, applied, err := eventlog.Fold(c, m)
+	if err != nil || !applied {
+		return err
+	}
+	return s.store.Project(ctx, q, next)
+}

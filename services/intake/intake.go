@@ -1,0 +1,86 @@
+// Package intake is the service where requests enter EVA: requesters file,
+// amend and withdraw requests and answer approvers' questions. It seals
+// personal data under a per-case key, appends the events to the log, and
+// keeps the list of requests projected from the log.
+package intake
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/rpc"
+	"github.com/eva-org/eva/pkg/seal"
+	"github.com/eva-org/eva/pkg/sqldb"
+)
+
+// Config is intake's configuration.
+type Config struct {
+	Policy assist.Policy
+}
+
+// Deps is what intake runs on.
+type Deps struct {
+	Config Config
+	NC     *nats.Conn
+	Log    *eventlog.Log
+	DB     sqldb.DB
+	Keys   *seal.Keyring
+	Logger *zap.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Service handles intake's commands and queries.
+type Service struct {
+	cfg   Config
+	log   *eventlog.Log
+	store Store
+	keys  *seal.Keyring
+	now   func() time.Time
+}
+
+// New returns the service on a migrated database.
+func New(d Deps) *Service {
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), keys: d.Keys, now: func() time.Time { return now().UTC() }}
+}
+
+// Run migrates intake's database, projects the log into the list of
+// requests and serves commands until ctx ends.
+func Run(ctx context.Context, d Deps) error {
+	if err := d.DB.Migrate(ctx, eventlog.Migrations); err != nil {
+		return err
+	}
+	if err := d.DB.Migrate(ctx, Migrations); err != nil {
+		return err
+	}
+	s := New(d)
+	srv, err := rpc.NewServer(ctx, d.NC, "eva-intake", "EVA intake: file, amend, withdraw, answer", d.Logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	for _, err := range []error{
+		rpc.Handle(srv, SubjectFile, s.File),
+		rpc.Handle(srv, SubjectAmend, s.Amend),
+		rpc.Handle(srv, SubjectWithdraw, s.Withdraw),
+		rpc.Handle(srv, SubjectAnswer, s.Answer),
+		rpc.Handle(srv, SubjectGet, s.Get),
+		rpc.Handle(srv, SubjectList, s.List),
+		rpc.Handle(srv, SubjectPersonal, s.Personal),
+	} {
+		if err != nil {
+			return fmt.Errorf("intake: %w", err)
+		}
+	}
+	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake"}, s.Project, d.Logger)
+}
