@@ -45,7 +45,7 @@ func validSubmit() assist.SubmitInput {
 		Urgency:            assist.Urgent,
 		AmountCents:        requested,
 		Justification:      "Emergency surgery after rescue; no insurance.",
-		Beneficiary:        assist.Sealed{KeyID: "key-1", Nonce: []byte{1, 2, 3}, Ciphertext: []byte{4, 5, 6}},
+		Beneficiary:        assist.Sealed{KeyID: "key-1", Ciphertext: []byte{4, 5, 6}},
 		BeneficiaryRefHash: []byte{0xaa, 0xbb},
 		PayeeID:            payee,
 		IdempotencyKeyHash: []byte{0x01},

@@ -2,6 +2,7 @@ package assist
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -80,10 +81,11 @@ func (p Policy) seen(c Category) PolicySeen {
 // FormatUSD renders cents as "1,234.56 USD".
 func FormatUSD(cents int64) string {
 	sign := ""
+	u := uint64(cents)
 	if cents < 0 {
-		sign, cents = "-", -cents
+		sign, u = "-", uint64(-(cents + 1))+1 // no overflow at MinInt64
 	}
-	whole := fmt.Sprint(cents / 100)
+	whole := strconv.FormatUint(u/100, 10)
 	var b []byte
 	for i, r := range []byte(whole) {
 		if i > 0 && (len(whole)-i)%3 == 0 {
@@ -91,5 +93,5 @@ func FormatUSD(cents int64) string {
 		}
 		b = append(b, r)
 	}
-	return fmt.Sprintf("%s%s.%02d USD", sign, b, cents%100)
+	return fmt.Sprintf("%s%s.%02d USD", sign, b, u%100)
 }

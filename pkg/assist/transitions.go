@@ -311,6 +311,9 @@ func (c *Case) RequestInfo(cmd Cmd, question string) (Event, error) {
 //
 // Errors: CodeConflict unless approved with this hold and not yet reserved.
 func (c *Case) ReserveFunds(cmd Cmd, holdID, payoutID string) (Event, error) {
+	if payoutID == "" || holdID == "" {
+		return Event{}, Errorf(CodeInvalid, "a reservation needs a hold and a payout")
+	}
 	if c.State != StateApproved || c.HoldID != holdID {
 		return Event{}, conflict("hold %s is not the approval's hold (state %s)", holdID, c.State)
 	}
@@ -325,8 +328,14 @@ func (c *Case) ReserveFunds(cmd Cmd, holdID, payoutID string) (Event, error) {
 //
 // Errors: CodeConflict when the case's approval uses the hold.
 func (c *Case) ExpireHold(cmd Cmd, holdID, fundID string, amount int64) (Event, error) {
+	if c.ID == "" {
+		return Event{}, Errorf(CodeNotFound, "no such request")
+	}
 	if c.HoldID == holdID {
 		return Event{}, conflict("hold %s backs the recorded approval", holdID)
+	}
+	if slices.Contains(c.ReleasedHolds, holdID) {
+		return Event{}, conflict("hold %s was already released", holdID)
 	}
 	return cmd.event(c.ID, "hold expired before the approval was recorded",
 		FundsReleased{HoldID: holdID, FundID: fundID, AmountCents: amount, Cause: ReleaseHoldExpired}), nil
@@ -337,7 +346,7 @@ func (c *Case) ExpireHold(cmd Cmd, holdID, fundID string, amount int64) (Event, 
 // Errors: CodeConflict unless funds are reserved for this payout and it is
 // not already under way.
 func (c *Case) SendPayout(cmd Cmd, payoutID, providerRef string, attempt int) (Event, error) {
-	if c.PayoutID != payoutID || (c.State != StateApproved && c.State != StateDisbursementFailed) {
+	if payoutID == "" || c.PayoutID != payoutID || (c.State != StateApproved && c.State != StateDisbursementFailed) {
 		return Event{}, conflict("payout %s cannot be sent while the request is %s", payoutID, c.State)
 	}
 	return cmd.event(c.ID, "", PayoutSent{PayoutID: payoutID, PayeeID: c.PayeeID, AmountCents: c.ApprovedCents,
@@ -348,17 +357,18 @@ func (c *Case) SendPayout(cmd Cmd, payoutID, providerRef string, attempt int) (E
 //
 // Errors: CodeConflict unless this payout is being disbursed.
 func (c *Case) SettlePayout(cmd Cmd, payoutID, providerRef string) (Event, error) {
-	if c.PayoutID != payoutID || c.State != StateDisbursing {
+	if payoutID == "" || c.PayoutID != payoutID || c.State != StateDisbursing {
 		return Event{}, conflict("payout %s cannot settle while the request is %s", payoutID, c.State)
 	}
 	return cmd.event(c.ID, "", PayoutSettled{PayoutID: payoutID, ProviderRef: providerRef}), nil
 }
 
-// FailPayout records that the provider refused or lost a payout.
+// FailPayout records that the provider refused or lost a payout, whether
+// before accepting it (approved, or failed before and retried) or after.
 //
-// Errors: CodeConflict unless this payout is being disbursed.
+// Errors: CodeConflict unless this payout is the case's and under way.
 func (c *Case) FailPayout(cmd Cmd, payoutID, reason string, attempt int) (Event, error) {
-	if c.PayoutID != payoutID || c.State != StateDisbursing {
+	if payoutID == "" || c.PayoutID != payoutID || (c.State != StateDisbursing && c.State != StateApproved && c.State != StateDisbursementFailed) {
 		return Event{}, conflict("payout %s cannot fail while the request is %s", payoutID, c.State)
 	}
 	return cmd.event(c.ID, reason, PayoutFailed{PayoutID: payoutID, Error: reason, Attempt: attempt}), nil

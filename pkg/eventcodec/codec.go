@@ -41,6 +41,9 @@ func Decode(typ string, data []byte) (assist.Event, error) {
 }
 
 func toProto(e assist.Event) (*evav1.Event, error) {
+	if e.ID == "" || e.CaseID == "" {
+		return nil, fmt.Errorf("encode: event without id or case id")
+	}
 	pe := &evav1.Event{
 		Id:        e.ID,
 		CaseId:    e.CaseID,
@@ -62,7 +65,7 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 		pe.Body = &evav1.Event_RequestAmended{RequestAmended: &evav1.RequestAmended{
 			Category: (*string)(b.Category), Urgency: (*string)(b.Urgency),
 			AmountUsdCents: b.AmountCents, Justification: b.Justification,
-			Beneficiary: sealedToProto(b.Beneficiary), BeneficiaryRefHash: b.BeneficiaryRefHash,
+			Beneficiary: amendedSealedToProto(b.Beneficiary), BeneficiaryRefHash: b.BeneficiaryRefHash,
 			PayeeId: b.PayeeID, Deadline: ts(b.Deadline), Policy: policyToProto(b.Policy),
 		}}
 	case assist.RequestWithdrawn:
@@ -202,6 +205,15 @@ func tm(t *timestamppb.Timestamp) time.Time {
 
 func sealedToProto(s *assist.Sealed) *evav1.Sealed {
 	if s == nil || (s.KeyID == "" && len(s.Ciphertext) == 0) {
+		return nil
+	}
+	return &evav1.Sealed{KeyId: s.KeyID, Ciphertext: s.Ciphertext}
+}
+
+// amendedSealedToProto keeps a set but empty beneficiary, which clears it,
+// apart from an unchanged one (nil).
+func amendedSealedToProto(s *assist.Sealed) *evav1.Sealed {
+	if s == nil {
 		return nil
 	}
 	return &evav1.Sealed{KeyId: s.KeyID, Ciphertext: s.Ciphertext}

@@ -57,8 +57,11 @@ func IsPoison(err error) bool { return errors.As(err, new(poisonError)) }
 type ConsumerConfig struct {
 	// Name of the durable consumer; also keys its seen-records.
 	Name string
-	// Filter selects subjects; default every case event.
-	Filter string
+	// Filters select subjects; default every case event.
+	Filters []string
+	// AfterCommit, when set, is called after each committed batch: a hint
+	// for work that waits on the consumer's effects.
+	AfterCommit func()
 	// Batch is the most events applied in one transaction; default 128.
 	Batch int
 	// MaxAttempts is how often a failing event is tried before it is
@@ -73,8 +76,8 @@ type ConsumerConfig struct {
 }
 
 func (c *ConsumerConfig) defaults() {
-	if c.Filter == "" {
-		c.Filter = AllSubjects
+	if len(c.Filters) == 0 {
+		c.Filters = []string{AllSubjects}
 	}
 	if c.Batch <= 0 {
 		c.Batch = 128
@@ -102,10 +105,10 @@ func (c *ConsumerConfig) defaults() {
 func (l *Log) Consume(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Handler, log *zap.Logger) error {
 	cfg.defaults()
 	cons, err := l.js.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
-		Durable:       cfg.Name,
-		FilterSubject: cfg.Filter,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
+		Durable:        cfg.Name,
+		FilterSubjects: cfg.Filters,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
 		// Retries are counted by the consumer itself, so that an outage of
 		// its database never exhausts an event's deliveries.
 		MaxDeliver:    -1,
@@ -201,6 +204,9 @@ func (r *runner) applyBatch(ctx context.Context, items []item) {
 		switch {
 		case err == nil:
 			r.ack(items)
+			if r.cfg.AfterCommit != nil {
+				r.cfg.AfterCommit()
+			}
 			return
 		case failed < 0:
 			// The transaction itself failed: retry everything later.
