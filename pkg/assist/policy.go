@@ -83,7 +83,7 @@ func FormatUSD(cents int64) string {
 	sign := ""
 	u := uint64(cents)
 	if cents < 0 {
-		sign, u = "-", uint64(-(cents + 1))+1 // no overflow at MinInt64
+		sign, u = "-", uint64(-(cents+1))+1 // no overflow at MinInt64
 	}
 	whole := strconv.FormatUint(u/100, 10)
 	var b []byte

@@ -134,6 +134,7 @@ type PlaceHoldRequest struct {
 	HoldID      string `json:"hold_id"`
 	FundID      string `json:"fund_id"`
 	CaseID      string `json:"case_id"`
+	PayeeID     string `json:"payee_id"`
 	AmountCents int64  `json:"amount_usd_cents"`
 }
 
