@@ -9,6 +9,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventcodec"
+	"github.com/eva-org/eva/pkg/sqldb"
 )
 
 // Decide turns the current state of a case (nil when it has no event yet)
@@ -144,4 +145,28 @@ func Fold(c *assist.Case, m Msg) (next *assist.Case, applied bool, err error) {
 	}
 	c.Apply(e, m.Seq)
 	return c, true, nil
+}
+
+// Projection is a read model that keeps whole cases.
+type Projection interface {
+	// Projected loads a case, nil when the read model has none.
+	Projected(ctx context.Context, q sqldb.Querier, caseID string) (*assist.Case, error)
+	// Project stores a case.
+	Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error
+}
+
+// Project returns a consumer Handler that folds each event into the
+// projection's copy of its case.
+func Project(p Projection) Handler {
+	return func(ctx context.Context, q sqldb.Querier, m Msg) error {
+		c, err := p.Projected(ctx, q, m.CaseID)
+		if err != nil {
+			return err
+		}
+		next, applied, err := Fold(c, m)
+		if err != nil || !applied {
+			return err
+		}
+		return p.Project(ctx, q, next)
+	}
 }

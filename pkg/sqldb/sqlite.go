@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"sync"
 
 	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
@@ -20,6 +21,9 @@ import (
 // (group commit) with full durability (synchronous=FULL).
 type liteDB struct {
 	r, w *sql.DB
+	// migrate serializes migrations of services sharing the database in
+	// one process (PostgreSQL uses advisory locks instead).
+	migrate sync.Mutex
 	reqs chan *liteReq
 	stop chan struct{}
 	done chan struct{}
@@ -215,6 +219,8 @@ func runFn(req *liteReq, tx *sql.Tx) (err error) {
 }
 
 func (d *liteDB) Migrate(ctx context.Context, m Migrations) error {
+	d.migrate.Lock()
+	defer d.migrate.Unlock()
 	p, err := goose.NewProvider(goose.DialectSQLite3, d.w, m.SQLite,
 		goose.WithTableName("goose_"+m.Name), goose.WithDisableGlobalRegistry(true))
 	if err != nil {

@@ -1,0 +1,353 @@
+// Package bench drives requests through EVA's whole lifecycle over its HTTP
+// API and measures it, next to the raw rate of durable JetStream appends on
+// the same machine, so that the cost of everything above the log is
+// visible.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/schollz/progressbar/v3"
+)
+
+// Options of a run.
+type Options struct {
+	URL         string // the gateway, e.g. http://127.0.0.1:8080
+	Requests    int    // N: cases per phase
+	Clients     int    // C: concurrent clients
+	Password    string // of the demo accounts
+	RawDir      string // where the raw append benchmark keeps its store
+	Progress    io.Writer
+	RawMessages int // messages of the raw append benchmark; default max(N, 2000)
+}
+
+// Result is what a run measured.
+type Result struct {
+	Requests, Clients int
+
+	FilingsPerSec float64
+	FilingP50     time.Duration
+	FilingP99     time.Duration
+	FilingErrors  int64
+
+	CompletedPerSec  float64
+	ToDisbursedP50   time.Duration
+	ToDisbursedP99   time.Duration
+	LifecycleErrors  int64
+	LifecycleMissing int
+
+	RawAppendsPerSec float64
+	RawP50           time.Duration
+}
+
+// Ratio is filings per second over raw durable appends per second.
+func (r Result) Ratio() float64 {
+	if r.RawAppendsPerSec == 0 {
+		return 0
+	}
+	return r.FilingsPerSec / r.RawAppendsPerSec
+}
+
+// Print writes the result as a small report.
+func (r Result) Print(w io.Writer) {
+	fmt.Fprintf(w, `
+EVA bench: %d requests per phase, %d concurrent clients
+  filing            %8.0f filings/s    p50 %-9v p99 %-9v errors %d
+  lifecycle         %8.1f completed/s  filing→disbursed p50 %-9v p99 %-9v errors %d, not disbursed %d
+  raw JetStream     %8.0f appends/s    p50 %v   (file storage, fsync always, %d publishers)
+  filings / raw appends = %.2f
+`, r.Requests, r.Clients,
+		r.FilingsPerSec, r.FilingP50.Round(10*time.Microsecond), r.FilingP99.Round(10*time.Microsecond), r.FilingErrors,
+		r.CompletedPerSec, r.ToDisbursedP50.Round(time.Millisecond), r.ToDisbursedP99.Round(time.Millisecond), r.LifecycleErrors, r.LifecycleMissing,
+		r.RawAppendsPerSec, r.RawP50.Round(10*time.Microsecond), r.Clients, r.Ratio())
+}
+
+// Run benchmarks the instance at o.URL: the raw append rate, then a filing
+// phase (N filings by C clients), then a lifecycle phase (N cases each
+// filed, claimed and approved by C clients, and followed until disbursed).
+func Run(ctx context.Context, o Options) (Result, error) {
+	if o.Requests <= 0 || o.Clients <= 0 {
+		return Result{}, fmt.Errorf("need requests > 0 and clients > 0")
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	res := Result{Requests: o.Requests, Clients: o.Clients}
+	raw, err := RawAppends(ctx, o.RawDir, max(o.RawMessages, o.Requests, 2000), o.Clients)
+	if err != nil {
+		return res, fmt.Errorf("raw appends: %w", err)
+	}
+	res.RawAppendsPerSec, res.RawP50 = raw.PerSec, raw.P50
+
+	c := newClient(o.URL, o.Clients)
+	ana, err := c.login(ctx, "ana", o.Password)
+	if err != nil {
+		return res, err
+	}
+	approvers := make([]string, 2)
+	for i, u := range []string{"olu", "mei"} {
+		if approvers[i], err = c.login(ctx, u, o.Password); err != nil {
+			return res, err
+		}
+	}
+	fund, payee, err := c.money(ctx, approvers[0])
+	for wait := 0; err != nil && wait < 100 && ctx.Err() == nil; wait++ {
+		time.Sleep(100 * time.Millisecond) // the instance may still be seeding
+		fund, payee, err = c.money(ctx, approvers[0])
+	}
+	if err != nil {
+		return res, err
+	}
+
+	// Phase 1: filings only.
+	bar := progressbar.NewOptions(o.Requests, progressbar.OptionSetWriter(o.Progress), progressbar.OptionSetDescription("filing   "),
+		progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
+	lat := make([]time.Duration, o.Requests)
+	var errs atomic.Int64
+	start := time.Now()
+	parallel(o.Requests, o.Clients, func(i int) {
+		t0 := time.Now()
+		if _, err := c.file(ctx, ana, payee); err != nil {
+			errs.Add(1)
+		}
+		lat[i] = time.Since(t0)
+		_ = bar.Add(1)
+	})
+	elapsed := time.Since(start)
+	_ = bar.Finish()
+	fmt.Fprintln(o.Progress)
+	res.FilingsPerSec = float64(o.Requests) / elapsed.Seconds()
+	res.FilingP50, res.FilingP99 = percentile(lat, 50), percentile(lat, 99)
+	res.FilingErrors = errs.Load()
+
+	// Phase 2: the whole lifecycle.
+	bar = progressbar.NewOptions(o.Requests, progressbar.OptionSetWriter(o.Progress), progressbar.OptionSetDescription("lifecycle"),
+		progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
+	var lerrs atomic.Int64
+	var mu sync.Mutex
+	var ids []string
+	start = time.Now()
+	parallel(o.Requests, o.Clients, func(i int) {
+		defer func() { _ = bar.Add(1) }()
+		cs, err := c.file(ctx, ana, payee)
+		if err != nil {
+			lerrs.Add(1)
+			return
+		}
+		approver := approvers[i%2]
+		if err := c.post(ctx, approver, "/v1/requests/"+cs.ID+"/claim", nil, nil); err != nil {
+			lerrs.Add(1)
+			return
+		}
+		body := map[string]any{"amount_usd_cents": cs.Amount, "fund_id": fund, "note": "bench"}
+		if err := c.post(ctx, approver, "/v1/requests/"+cs.ID+"/approve", body, nil); err != nil {
+			lerrs.Add(1)
+			return
+		}
+		mu.Lock()
+		ids = append(ids, cs.ID)
+		mu.Unlock()
+	})
+	_ = bar.Finish()
+	fmt.Fprintln(o.Progress)
+	done, missing := c.awaitDisbursed(ctx, approvers[0], ids, 2*time.Minute)
+	elapsed = time.Since(start)
+	res.CompletedPerSec = float64(len(done)) / elapsed.Seconds()
+	res.ToDisbursedP50, res.ToDisbursedP99 = percentile(done, 50), percentile(done, 99)
+	res.LifecycleErrors, res.LifecycleMissing = lerrs.Load(), missing
+	return res, nil
+}
+
+// parallel runs f(0..n-1) on c goroutines.
+func parallel(n, c int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100
+	return s[min(max(i-1, 0), len(s)-1)]
+}
+
+type client struct {
+	base string
+	http *http.Client
+}
+
+func newClient(base string, conns int) *client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = conns*2, conns*2
+	return &client{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+type caseJSON struct {
+	ID        string    `json:"id"`
+	Status    string    `json:"status"`
+	Amount    int64     `json:"amount_usd_cents"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func (c *client) do(ctx context.Context, method, token, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil || method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", uuid.NewString())
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(data))
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+func (c *client) post(ctx context.Context, token, path string, body, out any) error {
+	if body == nil {
+		body = map[string]any{}
+	}
+	return c.do(ctx, http.MethodPost, token, path, body, out)
+}
+
+func (c *client) login(ctx context.Context, user, password string) (string, error) {
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := c.do(ctx, http.MethodPost, "", "/v1/auth/token", map[string]string{"username": user, "password": password}, &out); err != nil {
+		return "", fmt.Errorf("login %s: %w", user, err)
+	}
+	return out.Token, nil
+}
+
+// money finds the demo fund and a payee.
+func (c *client) money(ctx context.Context, token string) (fund, payee string, err error) {
+	var funds, payees struct {
+		Items []struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		} `json:"items"`
+	}
+	if err := c.do(ctx, http.MethodGet, token, "/v1/funds?limit=500", nil, &funds); err != nil {
+		return "", "", err
+	}
+	if err := c.do(ctx, http.MethodGet, token, "/v1/payees?limit=500", nil, &payees); err != nil {
+		return "", "", err
+	}
+	for _, f := range funds.Items {
+		if f.Name == "EVA-DEMO" {
+			fund = f.ID
+		}
+	}
+	if fund == "" || len(payees.Items) == 0 {
+		return "", "", fmt.Errorf("the instance has no EVA-DEMO fund or no payee: is it `eva dev`?")
+	}
+	return fund, payees.Items[0].ID, nil
+}
+
+func (c *client) file(ctx context.Context, token, payee string) (caseJSON, error) {
+	var out caseJSON
+	err := c.post(ctx, token, "/v1/requests", map[string]any{
+		"post": "BGD-DHAKA", "category": "shelter", "urgency": "critical", "amount_usd_cents": 2500,
+		"justification": "bench: shelter for one night", "payee_id": payee,
+		"beneficiary": map[string]string{"reference": "BENCH-" + uuid.NewString()[:8], "name": "Bench Person"},
+	}, &out)
+	return out, err
+}
+
+// awaitDisbursed polls each case until disbursed, and returns the
+// filing-to-disbursed durations by the server's clock.
+func (c *client) awaitDisbursed(ctx context.Context, token string, ids []string, limit time.Duration) ([]time.Duration, int) {
+	deadline := time.Now().Add(limit)
+	var done []time.Duration
+	pending := ids
+	for len(pending) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		var still []string
+		for _, id := range pending {
+			var cs caseJSON
+			if err := c.do(ctx, http.MethodGet, token, "/v1/requests/"+id, nil, &cs); err != nil || cs.Status != "disbursed" {
+				still = append(still, id)
+				continue
+			}
+			done = append(done, cs.UpdatedAt.Sub(cs.CreatedAt))
+		}
+		pending = still
+		if len(pending) > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return done, len(pending)
+}
+
+// RSS returns this process's resident and peak resident memory in bytes,
+// from /proc (Linux); zeros elsewhere.
+func RSS() (current, peak int64) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var kb int64
+		if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &kb); err == nil {
+			current = kb * 1024
+		}
+		if _, err := fmt.Sscanf(line, "VmHWM: %d kB", &kb); err == nil {
+			peak = kb * 1024
+		}
+	}
+	return current, peak
+}

@@ -1,0 +1,99 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/gateway"
+)
+
+// The demo data of `eva dev` (API.md): fixed ids, so that seeding again
+// changes nothing.
+const (
+	DemoFundID   = "01900000-0000-7000-8000-00000000f001"
+	DemoFundName = "EVA-DEMO"
+)
+
+// DemoPayees are the service providers `eva dev` seeds.
+var DemoPayees = []disbursement.CreatePayeeRequest{
+	{CommandID: "01900000-0000-7000-8000-00000000a001", Name: "Safe Haven Shelter Dhaka", Country: "BGD", Account: "BD-SIM-0001"},
+	{CommandID: "01900000-0000-7000-8000-00000000a002", Name: "Mumbai Care Clinic", Country: "IND", Account: "IN-SIM-0002"},
+	{CommandID: "01900000-0000-7000-8000-00000000a003", Name: "Global Travel Desk", Country: "", Account: "XX-SIM-0003"},
+}
+
+// Dev runs everything in one process on the platform's resources, seeds
+// the demo accounts, fund and payees, prints how to use it, and runs until
+// ctx ends.
+func Dev(ctx context.Context, p *Platform, out io.Writer) error {
+	if err := Migrate(ctx, p.DB); err != nil {
+		return err
+	}
+	if err := gateway.SeedUsers(ctx, p.DB, gateway.DemoUsers(p.Config.DevPassword)); err != nil {
+		return fmt.Errorf("seed users: %w", err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return RunAll(gctx, p) })
+	g.Go(func() error {
+		if err := SeedMoney(gctx, disbursement.NewClient(p.NC)); err != nil {
+			return err
+		}
+		banner(out, p.Config)
+		return nil
+	})
+	return g.Wait()
+}
+
+// SeedMoney creates the demo fund and payees, waiting for disbursement to
+// answer.
+func SeedMoney(ctx context.Context, c *disbursement.Client) error {
+	fin := assist.Actor{Username: "eva-seed", Role: assist.RoleFinance}
+	seed := func() error {
+		if _, err := c.CreateFund(ctx, disbursement.CreateFundRequest{CommandID: DemoFundID, Actor: fin,
+			Name: DemoFundName, AllocatedCents: 100_000_000}); err != nil && !assist.IsCode(err, assist.CodeConflict) {
+			return err
+		}
+		for _, p := range DemoPayees {
+			p.Actor = fin
+			if _, err := c.CreatePayee(ctx, p); err != nil && !assist.IsCode(err, assist.CodeConflict) {
+				return err
+			}
+		}
+		return nil
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := seed()
+		if err == nil || !assist.IsCode(err, assist.CodeUnavailable) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), err)
+		}
+	}
+}
+
+func banner(out io.Writer, cfg Config) {
+	fmt.Fprintf(out, `
+EVA is running: http://%s
+  API description: http://%s/v1/openapi.json
+  data: %s   (delete it to start afresh)
+
+Demo accounts (password %q, from EVA_DEV_PASSWORD):
+  ana  requester at BGD-DHAKA      raj  requester at IND-MUMBAI
+  olu  approver                    mei  approver
+  fin  finance                     aud  auditor
+  adm  admin
+Demo fund %s (id %s), 1,000,000.00 USD; demo payees: GET /v1/payees
+
+Press Ctrl-C to stop.
+`, cfg.HTTPAddr, cfg.HTTPAddr, cfg.DataDir, cfg.DevPassword, DemoFundName, DemoFundID)
+}

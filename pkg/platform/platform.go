@@ -1,0 +1,194 @@
+// Package platform wires EVA together: it opens NATS (embedded or
+// external), the database (embedded SQLite or PostgreSQL), the event log
+// and the keyring, and runs the services, all in one process (`eva dev`) or
+// one at a time (`eva serve <service>`).
+package platform
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/natsx"
+	"github.com/eva-org/eva/pkg/seal"
+	"github.com/eva-org/eva/pkg/sqldb"
+)
+
+// Config is everything main reads from flags and the environment.
+type Config struct {
+	// DataDir holds the embedded NATS store, the embedded database and the
+	// dev master key.
+	DataDir string
+	// HTTPAddr is where the gateway listens.
+	HTTPAddr string
+	// DatabaseURL: postgres://... or sqlite:<path>; empty is the embedded
+	// database in DataDir.
+	DatabaseURL string
+	// NATSURL: nats://...; empty starts an embedded server in DataDir.
+	NATSURL string
+	// NATSListen, with an embedded server, also accepts clients there
+	// (e.g. 127.0.0.1:4222); empty accepts in-process connections only.
+	NATSListen string
+	// Replicas of the streams: 1 standalone, 3 in a cluster.
+	Replicas int
+	// MasterKey is the base64 master key; empty reads or creates
+	// DataDir/master.key (dev only).
+	MasterKey string
+	// DevPassword is the password of the demo accounts.
+	DevPassword string
+	// Policy is the decision policy.
+	Policy assist.Policy
+	// HoldTTL overrides how long an unrecorded approval's hold lives.
+	HoldTTL time.Duration
+	// SettleAfter is how long the simulated provider takes to settle.
+	SettleAfter time.Duration
+	// CookieSecure marks the session cookie Secure (behind HTTPS).
+	CookieSecure bool
+}
+
+// Platform is an opened set of shared resources.
+type Platform struct {
+	Config   Config
+	Server   *server.Server // nil with external NATS
+	NC       *nats.Conn
+	Log      *eventlog.Log
+	DB       sqldb.DB
+	Keys     *seal.Keyring
+	Logger   *zap.Logger
+	Registry *prometheus.Registry
+}
+
+// Open opens NATS, the database, the event log and the keyring.
+func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
+	p := &Platform{Config: cfg, Logger: zl, Registry: prometheus.NewRegistry()}
+	p.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ok := false
+	defer func() {
+		if !ok {
+			p.Close()
+		}
+	}()
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+	}
+	if cfg.NATSURL == "" {
+		if cfg.DataDir == "" {
+			return nil, errors.New("an embedded NATS server needs a data dir")
+		}
+		s, err := natsx.StartServer(natsx.ServerConfig{StoreDir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, Name: "eva"})
+		if err != nil {
+			return nil, err
+		}
+		p.Server = s
+	}
+	nc, err := natsx.Connect(cfg.NATSURL, p.Server, "eva")
+	if err != nil {
+		return nil, err
+	}
+	p.NC = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	if p.Log, err = openLog(ctx, js, cfg.Replicas); err != nil {
+		return nil, err
+	}
+	dbURL := cfg.DatabaseURL
+	if dbURL == "" {
+		if cfg.DataDir == "" {
+			return nil, errors.New("the embedded database needs a data dir")
+		}
+		dbURL = "sqlite:" + filepath.Join(cfg.DataDir, "eva.db")
+	}
+	if p.DB, err = sqldb.Open(ctx, dbURL); err != nil {
+		return nil, err
+	}
+	if p.Keys, err = keyring(cfg); err != nil {
+		return nil, err
+	}
+	ok = true
+	return p, nil
+}
+
+// openLog opens the event log, waiting for a JetStream that is still
+// starting (a cluster electing its leaders).
+func openLog(ctx context.Context, js jetstream.JetStream, replicas int) (*eventlog.Log, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		l, err := eventlog.Open(ctx, js, eventlog.Config{Replicas: replicas})
+		if err == nil || time.Now().After(deadline) {
+			return l, err
+		}
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func keyring(cfg Config) (*seal.Keyring, error) {
+	raw := cfg.MasterKey
+	if raw == "" {
+		if cfg.DataDir == "" {
+			return nil, errors.New("no master key: set EVA_MASTER_KEY")
+		}
+		path := filepath.Join(cfg.DataDir, "master.key")
+		data, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			data = []byte(base64.StdEncoding.EncodeToString(seal.NewMasterKey()))
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				return nil, fmt.Errorf("write master key: %w", err)
+			}
+		} else if err != nil {
+			return nil, fmt.Errorf("read master key: %w", err)
+		}
+		raw = string(data)
+	}
+	key, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil {
+		return nil, fmt.Errorf("master key is not base64: %w", err)
+	}
+	return seal.NewKeyring(key)
+}
+
+// Ready reports whether NATS and the database are reachable.
+func (p *Platform) Ready(ctx context.Context) error {
+	if !p.NC.IsConnected() {
+		return errors.New("NATS is not connected")
+	}
+	if err := p.DB.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return nil
+}
+
+// Close releases everything, the embedded server last.
+func (p *Platform) Close() {
+	if p.DB != nil {
+		p.DB.Close()
+	}
+	if p.NC != nil {
+		p.NC.Drain()
+		p.NC.Close()
+	}
+	if p.Server != nil {
+		p.Server.Shutdown()
+		p.Server.WaitForShutdown()
+	}
+}

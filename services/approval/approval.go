@@ -1,0 +1,94 @@
+// Package approval is where program officers decide: the review queue
+// (projected from the log, missed deadlines first), claims that give one
+// approver a case at a time, and the decisions — approve (after a hold on
+// the fund), reject, or ask for information.
+package approval
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/rpc"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/disbursement"
+)
+
+// Config is approval's configuration.
+type Config struct {
+	Policy assist.Policy
+}
+
+// Holds is what approval needs of disbursement: money held on a fund
+// before an approval is recorded, and given back when it is not.
+type Holds interface {
+	PlaceHold(ctx context.Context, r disbursement.PlaceHoldRequest) (disbursement.Hold, error)
+	ReleaseHold(ctx context.Context, r disbursement.ReleaseHoldRequest) (disbursement.Hold, error)
+}
+
+// Deps is what approval runs on.
+type Deps struct {
+	Config Config
+	NC     *nats.Conn
+	Log    *eventlog.Log
+	DB     sqldb.DB
+	Holds  Holds
+	Logger *zap.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Service handles approval's commands and queries.
+type Service struct {
+	cfg   Config
+	log   *eventlog.Log
+	store Store
+	holds Holds
+	zl    *zap.Logger
+	now   func() time.Time
+}
+
+// New returns the service on a migrated database.
+func New(d Deps) *Service {
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), holds: d.Holds, zl: d.Logger,
+		now: func() time.Time { return now().UTC() }}
+}
+
+// Run migrates approval's database, projects the log into the queue and
+// serves commands until ctx ends.
+func Run(ctx context.Context, d Deps) error {
+	if err := d.DB.Migrate(ctx, eventlog.Migrations); err != nil {
+		return err
+	}
+	if err := d.DB.Migrate(ctx, Migrations); err != nil {
+		return err
+	}
+	s := New(d)
+	srv, err := rpc.NewServer(ctx, d.NC, "eva-approval", "EVA approval: queue, claim, decide", d.Logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	for _, err := range []error{
+		rpc.Handle(srv, SubjectQueue, s.Queue),
+		rpc.Handle(srv, SubjectClaim, s.Claim),
+		rpc.Handle(srv, SubjectRelease, s.Release),
+		rpc.Handle(srv, SubjectApprove, s.Approve),
+		rpc.Handle(srv, SubjectReject, s.Reject),
+		rpc.Handle(srv, SubjectRequestInfo, s.RequestInfo),
+	} {
+		if err != nil {
+			return fmt.Errorf("approval: %w", err)
+		}
+	}
+	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: "approval"}, eventlog.Project(s.store), d.Logger)
+}

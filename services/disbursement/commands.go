@@ -1,0 +1,225 @@
+package disbursement
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+)
+
+// Funds lists funds.
+func (s *Service) Funds(ctx context.Context, r ListRequest) (FundsPage, error) {
+	return s.store.Funds(ctx, r)
+}
+
+// Fund reads one fund. Errors: CodeNotFound.
+func (s *Service) Fund(ctx context.Context, r GetRequest) (Fund, error) {
+	return s.store.Fund(ctx, r.ID)
+}
+
+// CreateFund creates a fund whose id is the command id.
+//
+// Errors: CodeForbidden unless finance, CodeInvalid naming the bad field,
+// CodeConflict for a name in use.
+func (s *Service) CreateFund(ctx context.Context, r CreateFundRequest) (Fund, error) {
+	if r.Actor.Role != assist.RoleFinance {
+		return Fund{}, assist.Errorf(assist.CodeForbidden, "only finance creates funds")
+	}
+	var probs assist.Problems
+	checkName(&probs, r.Name)
+	if r.AllocatedCents <= 0 {
+		probs.Add("allocated_usd_cents", "must be a positive number of cents")
+	}
+	checkCommand(&probs, r.CommandID)
+	if err := probs.Err(); err != nil {
+		return Fund{}, err
+	}
+	return s.store.CreateFund(ctx, Fund{ID: r.CommandID, Name: strings.TrimSpace(r.Name), AllocatedCents: r.AllocatedCents,
+		CreatedAt: s.now()}, r.Actor.Username)
+}
+
+// Payees lists payees.
+func (s *Service) Payees(ctx context.Context, r ListRequest) (PayeesPage, error) {
+	return s.store.Payees(ctx, r)
+}
+
+// Payee reads one payee. Errors: CodeNotFound.
+func (s *Service) Payee(ctx context.Context, r GetRequest) (Payee, error) {
+	return s.store.Payee(ctx, r.ID)
+}
+
+// CreatePayee creates a payee whose id is the command id.
+//
+// Errors: CodeForbidden unless finance, CodeInvalid naming the bad field,
+// CodeConflict for a name in use.
+func (s *Service) CreatePayee(ctx context.Context, r CreatePayeeRequest) (Payee, error) {
+	if r.Actor.Role != assist.RoleFinance {
+		return Payee{}, assist.Errorf(assist.CodeForbidden, "only finance creates payees")
+	}
+	var probs assist.Problems
+	checkName(&probs, r.Name)
+	if a := strings.TrimSpace(r.Account); a == "" || utf8.RuneCountInString(a) > 128 || !utf8.ValidString(a) {
+		probs.Add("account", "is required, up to 128 characters")
+	}
+	if utf8.RuneCountInString(r.Country) > 64 || !utf8.ValidString(r.Country) {
+		probs.Add("country", "must be up to 64 characters")
+	}
+	checkCommand(&probs, r.CommandID)
+	if err := probs.Err(); err != nil {
+		return Payee{}, err
+	}
+	return s.store.CreatePayee(ctx, Payee{ID: r.CommandID, Name: strings.TrimSpace(r.Name), Country: r.Country,
+		Account: strings.TrimSpace(r.Account), CreatedAt: s.now()}, r.Actor.Username)
+}
+
+// Payouts lists payouts, optionally of one request or status.
+//
+// Errors: CodeInvalid for a bad status or cursor.
+func (s *Service) Payouts(ctx context.Context, r ListRequest) (PayoutsPage, error) {
+	switch r.Status {
+	case "", PayoutPending, PayoutSent, PayoutSettled, PayoutFailed, PayoutCancelled:
+	default:
+		var probs assist.Problems
+		probs.Add("status", "must be one of pending, sent, settled, failed, cancelled")
+		return PayoutsPage{}, probs.Err()
+	}
+	return s.store.Payouts(ctx, r)
+}
+
+// PlaceHold holds money on a fund for an approval about to be recorded.
+//
+// Errors: CodeInsufficientFunds with the available amount, CodeInvalid
+// naming fund_id, payee_id or amount_usd_cents.
+func (s *Service) PlaceHold(ctx context.Context, r PlaceHoldRequest) (Hold, error) {
+	var probs assist.Problems
+	if r.AmountCents <= 0 {
+		probs.Add("amount_usd_cents", "must be a positive number of cents")
+	}
+	if r.FundID == "" {
+		probs.Add("fund_id", "is required")
+	}
+	if r.PayeeID == "" {
+		probs.Add("payee_id", "is required")
+	}
+	if !eventlog.ValidCaseID(r.CaseID) || !eventlog.ValidCaseID(r.HoldID) {
+		probs.Add("hold_id", "needs a request id and a hold id that are UUIDs")
+	}
+	if err := probs.Err(); err != nil {
+		return Hold{}, err
+	}
+	now := s.now()
+	return s.store.PlaceHold(ctx, r, now.Add(s.cfg.HoldTTL), now)
+}
+
+// ReleaseHold returns a hold to its fund when no recorded approval uses
+// it. The release is recorded in the case's log first (FundsReleased), so
+// that it can never race with the approval it was placed for: whichever is
+// appended first wins, and the ledger follows the log.
+//
+// Errors: CodeNotFound, CodeConflict when the case's approval uses it.
+func (s *Service) ReleaseHold(ctx context.Context, r ReleaseHoldRequest) (Hold, error) {
+	h, err := s.store.Hold(ctx, r.HoldID)
+	if err != nil {
+		return Hold{}, err
+	}
+	if h.Status != HoldHeld {
+		return h, nil
+	}
+	if err := s.expire(ctx, h); err != nil {
+		return Hold{}, err
+	}
+	return s.store.Hold(ctx, r.HoldID)
+}
+
+// RetryPayout sends a failed payout again, as a new attempt.
+//
+// Errors: CodeForbidden unless finance, CodeNotFound, CodeConflict unless
+// failed.
+func (s *Service) RetryPayout(ctx context.Context, r PayoutCommand) (Payout, error) {
+	if r.Actor.Role != assist.RoleFinance {
+		return Payout{}, assist.Errorf(assist.CodeForbidden, "only finance retries payouts")
+	}
+	p, err := s.store.Payout(ctx, r.PayoutID)
+	if err != nil {
+		return Payout{}, err
+	}
+	if p.Status != PayoutFailed {
+		return Payout{}, assist.Errorf(assist.CodeConflict, "only a failed payout can be retried; it is %s", p.Status)
+	}
+	if err := s.store.RetryPayout(ctx, p.ID, newID(), s.now()); err != nil {
+		return Payout{}, err
+	}
+	s.poke()
+	return s.store.Payout(ctx, p.ID)
+}
+
+// CancelPayout gives up a failed payout: the release of its funds is
+// recorded in the case, which closes; the ledger follows the event.
+//
+// Errors: CodeForbidden unless finance, CodeNotFound, CodeConflict unless
+// failed, CodeInvalid without a reason.
+func (s *Service) CancelPayout(ctx context.Context, r PayoutCommand) (Payout, error) {
+	if r.Actor.Role != assist.RoleFinance {
+		return Payout{}, assist.Errorf(assist.CodeForbidden, "only finance cancels payouts")
+	}
+	p, err := s.store.Payout(ctx, r.PayoutID)
+	if err != nil {
+		return Payout{}, err
+	}
+	if !eventlog.ValidCaseID(r.CommandID) {
+		return Payout{}, assist.Errorf(assist.CodeInvalid, "command id %q is not a UUID", r.CommandID)
+	}
+	if _, err := s.log.Execute(ctx, p.CaseID, r.CommandID, func(c *assist.Case) (assist.Event, error) {
+		if c.PayoutID != p.ID {
+			return assist.Event{}, assist.Errorf(assist.CodeConflict, "payout %s is not the request's payout", p.ID)
+		}
+		return c.CancelPayout(assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}, r.Reason)
+	}); err != nil {
+		return Payout{}, err
+	}
+	return s.store.Payout(ctx, p.ID)
+}
+
+var errReleasedBefore = errors.New("released before")
+
+// expire records in the case's log that a hold goes back to its fund; the
+// ledger follows when the consumer applies the event. A hold released
+// before is not released again.
+//
+// Errors: CodeConflict when the case's recorded approval uses the hold.
+func (s *Service) expire(ctx context.Context, h Hold) error {
+	cmdID := newID()
+	_, err := s.log.Execute(ctx, h.CaseID, cmdID, func(c *assist.Case) (assist.Event, error) {
+		if c == nil {
+			return assist.Event{}, assist.Errorf(assist.CodeNotFound, "hold %s is for request %s, which does not exist", h.ID, h.CaseID)
+		}
+		if slices.Contains(c.ReleasedHolds, h.ID) {
+			return assist.Event{}, errReleasedBefore
+		}
+		return c.ExpireHold(assist.Cmd{ID: cmdID, Actor: system, At: s.now()}, h.ID, h.FundID, h.AmountCents)
+	})
+	if errors.Is(err, errReleasedBefore) {
+		return nil
+	}
+	return err
+}
+
+func checkName(probs *assist.Problems, name string) {
+	if n := strings.TrimSpace(name); n == "" || utf8.RuneCountInString(n) > 128 || !utf8.ValidString(n) {
+		probs.Add("name", "is required, up to 128 characters")
+	}
+}
+
+func checkCommand(probs *assist.Problems, id string) {
+	if !eventlog.ValidCaseID(id) {
+		probs.Add("command_id", "must be a UUID")
+	}
+}
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }

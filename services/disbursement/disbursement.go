@@ -1,0 +1,148 @@
+// Package disbursement is EVA's money: funds with allocated, reserved, paid
+// and available amounts; holds that an approval places before it is
+// recorded; payees; and payouts through a provider. The ledger changes only
+// through atomic conditional updates and the events of the log, so no fund
+// ever goes below zero and no approval is paid twice.
+package disbursement
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/rpc"
+	"github.com/eva-org/eva/pkg/sqldb"
+)
+
+// Config is disbursement's configuration.
+type Config struct {
+	// HoldTTL is how long a hold waits for its approval to be recorded
+	// before it returns to the fund; default 5 minutes.
+	HoldTTL time.Duration
+	// Poll is how often the worker looks for due payout steps without
+	// being woken; default 250ms.
+	Poll time.Duration
+	// SettlePoll is how often a sent payout is checked for settlement;
+	// default 500ms.
+	SettlePoll time.Duration
+	// Workers bounds the payout steps done at once; default 32.
+	Workers int
+}
+
+func (c *Config) defaults() {
+	if c.HoldTTL <= 0 {
+		c.HoldTTL = 5 * time.Minute
+	}
+	if c.Poll <= 0 {
+		c.Poll = 250 * time.Millisecond
+	}
+	if c.SettlePoll <= 0 {
+		c.SettlePoll = 500 * time.Millisecond
+	}
+	if c.Workers <= 0 {
+		c.Workers = 32
+	}
+}
+
+// Deps is what disbursement runs on.
+type Deps struct {
+	Config   Config
+	NC       *nats.Conn
+	Log      *eventlog.Log
+	DB       sqldb.DB
+	Provider Provider
+	Logger   *zap.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Service handles disbursement's commands and runs its payouts.
+type Service struct {
+	cfg      Config
+	db       sqldb.DB
+	log      *eventlog.Log
+	store    Store
+	provider Provider
+	zl       *zap.Logger
+	now      func() time.Time
+	wake     chan struct{}
+}
+
+// New returns the service on a migrated database.
+func New(d Deps) *Service {
+	d.Config.defaults()
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{cfg: d.Config, db: d.DB, log: d.Log, store: NewSQLStore(d.DB), provider: d.Provider, zl: d.Logger,
+		now: func() time.Time { return now().UTC() }, wake: make(chan struct{}, 1)}
+}
+
+// Run migrates disbursement's database, applies the log to the ledger, runs
+// the payout worker and the hold sweeper, and serves commands until ctx
+// ends.
+func Run(ctx context.Context, d Deps) error {
+	if err := d.DB.Migrate(ctx, eventlog.Migrations); err != nil {
+		return err
+	}
+	if err := d.DB.Migrate(ctx, Migrations); err != nil {
+		return err
+	}
+	s := New(d)
+	srv, err := rpc.NewServer(ctx, d.NC, "eva-disbursement", "EVA disbursement: funds, holds, payees, payouts", d.Logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	for _, err := range []error{
+		rpc.Handle(srv, SubjectFundsList, s.Funds),
+		rpc.Handle(srv, SubjectFundsGet, s.Fund),
+		rpc.Handle(srv, SubjectFundsCreate, s.CreateFund),
+		rpc.Handle(srv, SubjectPayeesList, s.Payees),
+		rpc.Handle(srv, SubjectPayeesGet, s.Payee),
+		rpc.Handle(srv, SubjectPayeesCreate, s.CreatePayee),
+		rpc.Handle(srv, SubjectPayoutsList, s.Payouts),
+		rpc.Handle(srv, SubjectPayoutRetry, s.RetryPayout),
+		rpc.Handle(srv, SubjectPayoutCancel, s.CancelPayout),
+		rpc.Handle(srv, SubjectHoldPlace, s.PlaceHold),
+		rpc.Handle(srv, SubjectHoldRelease, s.ReleaseHold),
+	} {
+		if err != nil {
+			return fmt.Errorf("disbursement: %w", err)
+		}
+	}
+	go s.work(ctx)
+	go s.sweep(ctx)
+	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{
+		Name:        "disbursement",
+		Filters:     ledgerSubjects,
+		AfterCommit: s.poke,
+	}, s.Apply, d.Logger)
+}
+
+// ledgerSubjects are the events that move money or payouts.
+var ledgerSubjects = []string{
+	eventlog.Subject("*", "RequestApproved"),
+	eventlog.Subject("*", "FundsReserved"),
+	eventlog.Subject("*", "FundsReleased"),
+	eventlog.Subject("*", "PayoutSent"),
+	eventlog.Subject("*", "PayoutSettled"),
+	eventlog.Subject("*", "PayoutFailed"),
+}
+
+// poke wakes the worker: the consumer committed effects it may wait for.
+func (s *Service) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// system is the actor of the events disbursement appends on its own.
+var system = assist.Actor{Username: "eva", Role: assist.RoleSystem}

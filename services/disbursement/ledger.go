@@ -1,0 +1,43 @@
+package disbursement
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventcodec"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/sqldb"
+)
+
+// Apply applies one event of the log to the ledger, inside the consumer's
+// transaction. The log is the truth: holds become reservations, payouts
+// advance and money moves only here, each step at most once.
+func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+	e, err := eventcodec.Decode(m.Type, m.Data)
+	if err != nil {
+		return eventlog.Poison(err)
+	}
+	now := s.now()
+	switch b := e.Body.(type) {
+	case assist.RequestApproved:
+		err := s.store.ReserveHold(ctx, q, b.HoldID, Payout{ID: newID(), PayeeID: b.PayeeID, CreatedAt: now}, newID())
+		if assist.IsCode(err, assist.CodeNotFound) {
+			return eventlog.Poison(fmt.Errorf("approval of %s uses hold %s, which the ledger does not know", e.CaseID, b.HoldID))
+		}
+		return err
+	case assist.FundsReserved:
+		return s.store.Advance(ctx, q, b.PayoutID, []string{stageReserve}, stagePay, Advance{CmdID: newID(), Attempt: 1, Now: now})
+	case assist.PayoutSent:
+		return s.store.Advance(ctx, q, b.PayoutID, []string{stagePay}, stageSent,
+			Advance{CmdID: newID(), ProviderRef: b.ProviderRef, Now: now})
+	case assist.PayoutSettled:
+		return s.store.Settle(ctx, q, b.PayoutID, now)
+	case assist.PayoutFailed:
+		return s.store.Advance(ctx, q, b.PayoutID, []string{stagePay, stageSent}, stageFailed,
+			Advance{LastError: b.Error, Now: now})
+	case assist.FundsReleased:
+		return s.store.ReleaseHold(ctx, q, b.HoldID, now)
+	}
+	return nil
+}

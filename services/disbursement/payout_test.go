@@ -1,0 +1,411 @@
+package disbursement
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/natsx/natsxtest"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+)
+
+// harness runs disbursement's consumer on a real embedded JetStream and a
+// real database; the tests drive its worker by hand.
+type harness struct {
+	t      *testing.T
+	log    *eventlog.Log
+	js     jetstream.JetStream
+	db     sqldb.DB
+	svc    *Service
+	fund   Fund
+	payee  Payee
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+var (
+	ana = assist.Actor{Username: "ana", Role: assist.RoleRequester, Post: "BGD-DHAKA"}
+	olu = assist.Actor{Username: "olu", Role: assist.RoleApprover}
+	fin = assist.Actor{Username: "fin", Role: assist.RoleFinance}
+)
+
+func newHarness(t *testing.T, db sqldb.DB, p Provider) *harness {
+	t.Helper()
+	_, js := natsxtest.JetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	l, err := eventlog.Open(ctx, js, eventlog.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []sqldb.Migrations{eventlog.Migrations, Migrations} {
+		if err := db.Migrate(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &harness{t: t, log: l, js: js, db: db, ctx: ctx, cancel: cancel}
+	h.svc = h.service(p)
+	h.consume(h.svc)
+	if h.fund, err = h.svc.CreateFund(ctx, CreateFundRequest{CommandID: newID(), Actor: fin, Name: "F", AllocatedCents: 100_000}); err != nil {
+		t.Fatal(err)
+	}
+	if h.payee, err = h.svc.CreatePayee(ctx, CreatePayeeRequest{CommandID: newID(), Actor: fin, Name: "Shelter", Account: "ACC-1"}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *harness) service(p Provider) *Service {
+	return New(Deps{Config: Config{HoldTTL: time.Hour}, Log: h.log, DB: h.db, Provider: p, Logger: zaptest.NewLogger(h.t)})
+}
+
+// consume runs the ledger consumer of svc until the test ends.
+func (h *harness) consume(svc *Service) {
+	go h.log.Consume(h.ctx, h.db, eventlog.ConsumerConfig{Name: "disbursement", Filters: ledgerSubjects, AfterCommit: svc.poke},
+		svc.Apply, zaptest.NewLogger(h.t))
+}
+
+// approved files, claims and approves a case the way approval does: hold
+// first, then the approval event.
+func (h *harness) approved(amount int64) string {
+	h.t.Helper()
+	ctx := h.ctx
+	caseID := newID()
+	now := time.Now().UTC()
+	mustExec := func(id string, decide func(*assist.Case) (assist.Event, error)) {
+		h.t.Helper()
+		if _, err := h.log.Execute(ctx, caseID, id, decide); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	mustExec(caseID, func(*assist.Case) (assist.Event, error) {
+		return assist.Submit(assist.Cmd{ID: caseID, Actor: ana, At: now}, assist.SubmitInput{Post: "BGD-DHAKA",
+			Category: assist.Shelter, Urgency: assist.Urgent, AmountCents: amount, Justification: "shelter",
+			BeneficiaryRefHash: []byte("r"), PayeeID: h.payee.ID}, assist.DefaultPolicy())
+	})
+	claim := newID()
+	mustExec(claim, func(c *assist.Case) (assist.Event, error) {
+		return c.Claim(assist.Cmd{ID: claim, Actor: olu, At: now}, time.Hour)
+	})
+	approve := newID()
+	hold, err := h.svc.PlaceHold(ctx, PlaceHoldRequest{HoldID: approve, FundID: h.fund.ID, CaseID: caseID, PayeeID: h.payee.ID, AmountCents: amount})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	mustExec(approve, func(c *assist.Case) (assist.Event, error) {
+		return c.Approve(assist.Cmd{ID: approve, Actor: olu, At: now}, assist.ApproveInput{AmountCents: amount,
+			FundID: h.fund.ID, HoldID: hold.ID, FundAvailableCents: hold.AvailableCents}, assist.DefaultPolicy())
+	})
+	return caseID
+}
+
+func (h *harness) state(caseID string) assist.State {
+	h.t.Helper()
+	c, err := h.log.Case(h.ctx, caseID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c.State
+}
+
+// drive runs svc's due payout steps until the case reaches want.
+func (h *harness) drive(svc *Service, caseID string, want assist.State) {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for h.state(caseID) != want {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("case %s stuck in %s, want %s", caseID, h.state(caseID), want)
+		}
+		svc.RunDue(h.ctx)
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (h *harness) fundNow() Fund {
+	h.t.Helper()
+	f, err := h.svc.store.Fund(h.ctx, h.fund.ID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return f
+}
+
+func (h *harness) waitFund(what string, ok func(Fund) bool) Fund {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		f := h.fundNow()
+		if ok(f) {
+			return f
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s: fund %+v", what, f)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// countingProvider is a fake in-memory bank that counts payments per key
+// and never pays a key twice.
+type countingProvider struct {
+	mu    sync.Mutex
+	paid  map[string]int
+	calls atomic.Int64
+	// crashAfterPay, when set, is called after the payment is booked and
+	// its error returned: the caller never learns the result, as if the
+	// process died right after the bank accepted.
+	crashAfterPay func() error
+}
+
+func newCountingProvider() *countingProvider { return &countingProvider{paid: map[string]int{}} }
+
+func (p *countingProvider) Pay(ctx context.Context, pm Payment) (Receipt, error) {
+	p.calls.Add(1)
+	p.mu.Lock()
+	if _, ok := p.paid[pm.Key]; !ok {
+		p.paid[pm.Key] = 1
+	}
+	p.mu.Unlock()
+	if p.crashAfterPay != nil {
+		if err := p.crashAfterPay(); err != nil {
+			return Receipt{}, err
+		}
+	}
+	return Receipt{Ref: "REF-" + pm.Key, Status: ReceiptSettled}, nil
+}
+
+func (p *countingProvider) Status(ctx context.Context, key string) (Receipt, error) {
+	p.mu.Lock()
+	_, ok := p.paid[key]
+	p.mu.Unlock()
+	if !ok {
+		return Receipt{}, ErrUnknownPayment
+	}
+	return Receipt{Ref: "REF-" + key, Status: ReceiptSettled}, nil
+}
+
+// A payout whose provider call went through but whose result was never
+// recorded (the process died in between) is reconciled after the restart
+// and paid exactly once; the fund ends with the amount paid and nothing
+// reserved.
+func TestPayoutCrashAfterProviderCallIsPaidOnce(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		bank := newCountingProvider()
+		crashes := 0
+		bank.crashAfterPay = func() error {
+			if crashes < 2 {
+				crashes++
+				return errors.New("process killed after the provider accepted")
+			}
+			return nil
+		}
+		h := newHarness(t, db, bank)
+		caseID := h.approved(7_000)
+		// Two crashed attempts: each books the payment at the bank, the
+		// worker never hears back.
+		for crashes < 2 {
+			h.svc.RunDue(h.ctx)
+			// The crashed step is deferred; make it due again at once,
+			// as a restarted process would find it after its lease.
+			if _, err := db.Exec(h.ctx, `UPDATE disb_payouts SET next_at = 0, lease_until = 0`); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		// "Restart": a new service instance on the same database and log.
+		restarted := h.service(bank)
+		h.drive(restarted, caseID, assist.StateDisbursed)
+		if len(bank.paid) != 1 {
+			t.Fatalf("bank booked %d payments (%v), want exactly 1", len(bank.paid), bank.paid)
+		}
+		for key, n := range bank.paid {
+			if n != 1 {
+				t.Fatalf("key %s paid %d times", key, n)
+			}
+		}
+		if bank.calls.Load() < 3 {
+			t.Fatalf("provider called %d times; the test must retry after the crashes", bank.calls.Load())
+		}
+		f := h.waitFund("settlement in the ledger", func(f Fund) bool { return f.PaidCents == 7_000 })
+		if f.ReservedCents != 0 || f.AvailableCents != 100_000-7_000 {
+			t.Fatalf("fund after payout %+v", f)
+		}
+		// The case's history shows one payout sent and one settled.
+		recs, err := h.log.Load(h.ctx, caseID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts := map[string]int{}
+		for _, r := range recs {
+			counts[r.Event.Type()]++
+		}
+		if counts["FundsReserved"] != 1 || counts["PayoutSent"] != 1 || counts["PayoutSettled"] != 1 {
+			t.Fatalf("history %v", counts)
+		}
+	})
+}
+
+// A worker that crashes between recording a step in the log and the
+// ledger catching up repeats the step harmlessly: the log recognises the
+// step's command id and nothing is appended or paid twice.
+func TestRepeatedStepsAppendOnce(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	bank := newCountingProvider()
+	h := newHarness(t, db, bank)
+	caseID := h.approved(5_000)
+	// Take the reserve step twice by hand before the consumer moves it on.
+	var w []Work
+	deadline := time.Now().Add(10 * time.Second)
+	for len(w) == 0 && time.Now().Before(deadline) {
+		var err error
+		if w, err = h.svc.store.ClaimWork(h.ctx, time.Now(), time.Millisecond, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(w) != 1 || w[0].Stage != stageReserve {
+		t.Fatalf("work %+v, want one reserve step", w)
+	}
+	for range 3 {
+		if err := h.svc.step(h.ctx, w[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.drive(h.svc, caseID, assist.StateDisbursed)
+	recs, err := h.log.Load(h.ctx, caseID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range recs {
+		if r.Event.Type() == "FundsReserved" {
+			n++
+		}
+	}
+	if n != 1 || len(bank.paid) != 1 {
+		t.Fatalf("FundsReserved %d times, %d payments; want 1 and 1", n, len(bank.paid))
+	}
+}
+
+// Replaying the log into the ledger again (the consumer forgot its
+// position) changes no balance.
+func TestLedgerRedeliveryIsHarmless(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	h := newHarness(t, db, newCountingProvider())
+	for range 3 {
+		h.drive(h.svc, h.approved(1_000), assist.StateDisbursed)
+	}
+	before := h.waitFund("three settlements", func(f Fund) bool { return f.PaidCents == 3_000 })
+	h.cancel() // stop the consumer
+	if err := h.js.DeleteConsumer(context.Background(), eventlog.Stream, "disbursement"); err != nil {
+		t.Fatal(err)
+	}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	t.Cleanup(h.cancel)
+	h.consume(h.svc)
+	// Wait until the new consumer has seen the whole log again.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := h.js.Consumer(h.ctx, eventlog.Stream, "disbursement")
+		if err == nil {
+			info, err := c.Info(h.ctx)
+			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Stream > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replaying consumer did not catch up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after := h.fundNow(); after != before {
+		t.Fatalf("fund changed on replay:\n before %+v\n after  %+v", before, after)
+	}
+}
+
+// A hold whose approval was never recorded goes back to the fund when it
+// expires; the release is in the case's history, and an approval can no
+// longer use it.
+func TestUnrecordedHoldExpires(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		h := newHarness(t, db, newCountingProvider())
+		h.svc.cfg.HoldTTL = time.Millisecond
+		caseID := newID()
+		now := time.Now().UTC()
+		if _, err := h.log.Execute(h.ctx, caseID, caseID, func(*assist.Case) (assist.Event, error) {
+			return assist.Submit(assist.Cmd{ID: caseID, Actor: ana, At: now}, assist.SubmitInput{Post: "BGD-DHAKA",
+				Category: assist.Shelter, Urgency: assist.Urgent, AmountCents: 4_000, Justification: "x",
+				BeneficiaryRefHash: []byte("r")}, assist.DefaultPolicy())
+		}); err != nil {
+			t.Fatal(err)
+		}
+		holdID := newID()
+		if _, err := h.svc.PlaceHold(h.ctx, PlaceHoldRequest{HoldID: holdID, FundID: h.fund.ID, CaseID: caseID,
+			PayeeID: h.payee.ID, AmountCents: 4_000}); err != nil {
+			t.Fatal(err)
+		}
+		if f := h.fundNow(); f.ReservedCents != 4_000 {
+			t.Fatalf("after the hold: %+v", f)
+		}
+		// (The approval service "crashed" here: nothing is appended.)
+		time.Sleep(2 * time.Millisecond)
+		h.svc.SweepHolds(h.ctx)
+		h.waitFund("the hold's release", func(f Fund) bool { return f.ReservedCents == 0 && f.AvailableCents == 100_000 })
+		c, err := h.log.Case(h.ctx, caseID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.ReleasedHolds) != 1 || c.ReleasedHolds[0] != holdID {
+			t.Fatalf("released holds %v", c.ReleasedHolds)
+		}
+		hold, err := h.svc.store.Hold(h.ctx, holdID)
+		if err != nil || hold.Status != HoldReleased {
+			t.Fatalf("hold %+v %v", hold, err)
+		}
+		// Sweeping again releases nothing twice.
+		h.svc.SweepHolds(h.ctx)
+		if f := h.fundNow(); f.ReservedCents != 0 || f.AvailableCents != 100_000 {
+			t.Fatalf("after a second sweep: %+v", f)
+		}
+	})
+}
+
+// Holds that expire before the consumer sees their recorded approval are
+// never released: the log shows the approval uses them, and they are paid
+// exactly once.
+func TestExpiredHoldBackingARecordedApprovalIsPaid(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	bank := newCountingProvider()
+	h := newHarness(t, db, bank)
+	h.svc.cfg.HoldTTL = time.Nanosecond
+	var ids []string
+	for range 5 {
+		ids = append(ids, h.approved(1_000))
+		h.svc.SweepHolds(h.ctx) // races the consumer on purpose
+	}
+	for _, id := range ids {
+		h.drive(h.svc, id, assist.StateDisbursed)
+	}
+	f := h.waitFund("five settlements", func(f Fund) bool { return f.PaidCents == 5_000 })
+	if f.ReservedCents != 0 || len(bank.paid) != 5 {
+		t.Fatalf("fund %+v, %d payments", f, len(bank.paid))
+	}
+	for _, id := range ids {
+		c, err := h.log.Case(h.ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.ReleasedHolds) != 0 {
+			t.Fatalf("case %s: a hold backing its approval was released", id)
+		}
+	}
+}
+

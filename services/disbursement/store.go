@@ -1,0 +1,581 @@
+package disbursement
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/listing"
+	"github.com/eva-org/eva/pkg/sqldb"
+)
+
+//go:embed migrations
+var migrationFS embed.FS
+
+// Migrations is disbursement's schema.
+var Migrations = sqldb.Migrations{
+	Name:     "disbursement",
+	Postgres: sub(migrationFS, "migrations/postgres"),
+	SQLite:   sub(migrationFS, "migrations/sqlite"),
+}
+
+func sub(f fs.FS, dir string) fs.FS {
+	s, err := fs.Sub(f, dir)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Payout stages, which drive the payout worker.
+const (
+	stageReserve   = "reserve"   // approval recorded; FundsReserved to append
+	stagePay       = "pay"       // funds reserved; the provider to be paid
+	stageSent      = "sent"      // the provider accepted; waiting for settlement
+	stageSettled   = "settled"   // done
+	stageFailed    = "failed"    // the provider failed it; finance retries or cancels
+	stageCancelled = "cancelled" // given up; funds released
+)
+
+// statusOf maps a stage to the API's payout status.
+func statusOf(stage string) string {
+	switch stage {
+	case stageReserve, stagePay:
+		return PayoutPending
+	case stageSent:
+		return PayoutSent
+	case stageSettled:
+		return PayoutSettled
+	case stageFailed:
+		return PayoutFailed
+	default:
+		return PayoutCancelled
+	}
+}
+
+// Work is a payout step for the worker.
+type Work struct {
+	Payout
+	Stage   string
+	CmdID   string
+	Account string
+}
+
+// Store is disbursement's ledger: funds, holds, payees and payouts.
+type Store interface {
+	// CreateFund stores a fund; the same id again returns the stored fund.
+	// Errors: CodeConflict when another fund has the name.
+	CreateFund(ctx context.Context, f Fund, by string) (Fund, error)
+	// Fund reads a fund. Errors: CodeNotFound.
+	Fund(ctx context.Context, id string) (Fund, error)
+	Funds(ctx context.Context, r ListRequest) (FundsPage, error)
+	// CreatePayee stores a payee; the same id again returns it. Errors:
+	// CodeConflict when another payee has the name.
+	CreatePayee(ctx context.Context, p Payee, by string) (Payee, error)
+	// Payee reads a payee. Errors: CodeNotFound.
+	Payee(ctx context.Context, id string) (Payee, error)
+	Payees(ctx context.Context, r ListRequest) (PayeesPage, error)
+
+	// PlaceHold atomically holds r.AmountCents on the fund unless the
+	// fund cannot cover it; the same hold id again returns the stored
+	// hold. Errors: CodeInsufficientFunds with the available amount,
+	// CodeInvalid naming fund_id or payee_id when unknown.
+	PlaceHold(ctx context.Context, r PlaceHoldRequest, expires, now time.Time) (Hold, error)
+	// Hold reads a hold. Errors: CodeNotFound.
+	Hold(ctx context.Context, id string) (Hold, error)
+	// ExpiredHolds lists held holds whose expiry has passed.
+	ExpiredHolds(ctx context.Context, now time.Time, limit int) ([]Hold, error)
+
+	// The ledger effects of events, inside a consumer's transaction. Each
+	// is idempotent: applied twice, the second changes nothing.
+
+	// ReserveHold marks the hold as backing a recorded approval and
+	// creates its payout. Errors: CodeNotFound for an unknown hold.
+	ReserveHold(ctx context.Context, q sqldb.Querier, holdID string, p Payout, cmdID string) error
+	// Advance moves a payout at one of from to stage to.
+	Advance(ctx context.Context, q sqldb.Querier, payoutID string, from []string, to string, set Advance) error
+	// Settle marks a sent payout settled and moves its hold's amount from
+	// reserved to paid.
+	Settle(ctx context.Context, q sqldb.Querier, payoutID string, now time.Time) error
+	// ReleaseHold returns a held or reserved hold's amount to its fund and
+	// cancels a failed payout it backed.
+	ReleaseHold(ctx context.Context, q sqldb.Querier, holdID string, now time.Time) error
+	// RetryPayout puts a failed payout back to be paid, as a new attempt.
+	// Errors: CodeConflict unless failed.
+	RetryPayout(ctx context.Context, payoutID, cmdID string, now time.Time) error
+
+	// ClaimWork leases due payout steps to this worker.
+	ClaimWork(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Work, error)
+	// Defer puts a payout step off until next.
+	Defer(ctx context.Context, payoutID string, next time.Time, lastError string) error
+	// Payout reads a payout. Errors: CodeNotFound.
+	Payout(ctx context.Context, id string) (Payout, error)
+	Payouts(ctx context.Context, r ListRequest) (PayoutsPage, error)
+}
+
+// Advance says what a stage change sets besides the stage.
+type Advance struct {
+	CmdID       string // the next step's command id; empty keeps it
+	ProviderRef string
+	LastError   string
+	Attempt     int // 0 keeps it
+	Now         time.Time
+}
+
+// SQLStore is the Store on sqldb.
+type SQLStore struct{ db sqldb.DB }
+
+// NewSQLStore returns a store on a migrated database.
+func NewSQLStore(db sqldb.DB) *SQLStore { return &SQLStore{db: db} }
+
+const fundCols = `id, name, allocated, reserved, paid, created_at`
+
+func scanFund(r sqldb.Row) (Fund, error) {
+	var f Fund
+	var at int64
+	if err := r.Scan(&f.ID, &f.Name, &f.AllocatedCents, &f.ReservedCents, &f.PaidCents, &at); err != nil {
+		return Fund{}, err
+	}
+	f.CreatedAt = sqldb.Time(at)
+	f.AvailableCents = f.AllocatedCents - f.ReservedCents - f.PaidCents
+	return f, nil
+}
+
+// CreateFund implements Store.
+func (s *SQLStore) CreateFund(ctx context.Context, f Fund, by string) (Fund, error) {
+	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
+		_, err := q.Exec(ctx, `INSERT INTO disb_funds (id, name, allocated, created_by, created_at) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (id) DO NOTHING`, f.ID, f.Name, f.AllocatedCents, by, sqldb.Micros(f.CreatedAt))
+		return err
+	})
+	if sqldb.IsUniqueViolation(err) {
+		return Fund{}, &assist.Error{Code: assist.CodeConflict, Message: fmt.Sprintf("a fund named %q exists", f.Name),
+			Fields: []assist.FieldError{{Field: "name", Message: "is taken"}}}
+	}
+	if err != nil {
+		return Fund{}, err
+	}
+	return s.Fund(ctx, f.ID)
+}
+
+// Fund implements Store.
+func (s *SQLStore) Fund(ctx context.Context, id string) (Fund, error) {
+	f, err := scanFund(s.db.QueryRow(ctx, `SELECT `+fundCols+` FROM disb_funds WHERE id = $1`, id))
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return Fund{}, assist.Errorf(assist.CodeNotFound, "no fund %q", id)
+	}
+	return f, err
+}
+
+// Funds implements Store.
+func (s *SQLStore) Funds(ctx context.Context, r ListRequest) (FundsPage, error) {
+	items, next, err := page(ctx, s.db, r, `SELECT `+fundCols+`, created_at, id FROM disb_funds`, nil, scanFund)
+	return FundsPage{Items: items, NextCursor: next}, err
+}
+
+const payeeCols = `id, name, country, account, created_at`
+
+func scanPayee(r sqldb.Row) (Payee, error) {
+	var p Payee
+	var at int64
+	if err := r.Scan(&p.ID, &p.Name, &p.Country, &p.Account, &at); err != nil {
+		return Payee{}, err
+	}
+	p.CreatedAt = sqldb.Time(at)
+	return p, nil
+}
+
+// CreatePayee implements Store.
+func (s *SQLStore) CreatePayee(ctx context.Context, p Payee, by string) (Payee, error) {
+	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
+		_, err := q.Exec(ctx, `INSERT INTO disb_payees (id, name, country, account, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (id) DO NOTHING`, p.ID, p.Name, p.Country, p.Account, by, sqldb.Micros(p.CreatedAt))
+		return err
+	})
+	if sqldb.IsUniqueViolation(err) {
+		return Payee{}, &assist.Error{Code: assist.CodeConflict, Message: fmt.Sprintf("a payee named %q exists", p.Name),
+			Fields: []assist.FieldError{{Field: "name", Message: "is taken"}}}
+	}
+	if err != nil {
+		return Payee{}, err
+	}
+	return s.Payee(ctx, p.ID)
+}
+
+// Payee implements Store.
+func (s *SQLStore) Payee(ctx context.Context, id string) (Payee, error) {
+	p, err := scanPayee(s.db.QueryRow(ctx, `SELECT `+payeeCols+` FROM disb_payees WHERE id = $1`, id))
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return Payee{}, assist.Errorf(assist.CodeNotFound, "no payee %q", id)
+	}
+	return p, err
+}
+
+// Payees implements Store.
+func (s *SQLStore) Payees(ctx context.Context, r ListRequest) (PayeesPage, error) {
+	items, next, err := page(ctx, s.db, r, `SELECT `+payeeCols+`, created_at, id FROM disb_payees`, nil, scanPayee)
+	return PayeesPage{Items: items, NextCursor: next}, err
+}
+
+const holdCols = `h.id, h.fund_id, h.case_id, h.amount, h.status, h.expires_at, f.allocated - f.reserved - f.paid`
+
+func scanHold(r sqldb.Row) (Hold, error) {
+	var h Hold
+	var exp int64
+	if err := r.Scan(&h.ID, &h.FundID, &h.CaseID, &h.AmountCents, &h.Status, &exp, &h.AvailableCents); err != nil {
+		return Hold{}, err
+	}
+	h.ExpiresAt = sqldb.Time(exp)
+	return h, nil
+}
+
+func getHold(ctx context.Context, q sqldb.Querier, id string) (Hold, error) {
+	h, err := scanHold(q.QueryRow(ctx, `SELECT `+holdCols+` FROM disb_holds h JOIN disb_funds f ON f.id = h.fund_id WHERE h.id = $1`, id))
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return Hold{}, assist.Errorf(assist.CodeNotFound, "no hold %q", id)
+	}
+	return h, err
+}
+
+// PlaceHold implements Store.
+func (s *SQLStore) PlaceHold(ctx context.Context, r PlaceHoldRequest, expires, now time.Time) (Hold, error) {
+	var h Hold
+	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
+		var err error
+		if h, err = getHold(ctx, q, r.HoldID); err == nil || !assist.IsCode(err, assist.CodeNotFound) {
+			return err // placed before: the same hold again
+		}
+		var n int
+		if err := q.QueryRow(ctx, `SELECT count(*) FROM disb_payees WHERE id = $1`, r.PayeeID).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return &assist.Error{Code: assist.CodeInvalid, Message: "unknown payee",
+				Fields: []assist.FieldError{{Field: "payee_id", Message: fmt.Sprintf("no payee %q", r.PayeeID)}}}
+		}
+		// The check and the hold are one statement: concurrent holds on
+		// a fund serialize on its row, and none can overspend it.
+		moved, err := q.Exec(ctx, `UPDATE disb_funds SET reserved = reserved + $1
+			WHERE id = $2 AND allocated - reserved - paid >= $1`, r.AmountCents, r.FundID)
+		if err != nil {
+			return err
+		}
+		if moved == 0 {
+			f, err := scanFund(q.QueryRow(ctx, `SELECT `+fundCols+` FROM disb_funds WHERE id = $1`, r.FundID))
+			if errors.Is(err, sqldb.ErrNoRows) {
+				return &assist.Error{Code: assist.CodeInvalid, Message: "unknown fund",
+					Fields: []assist.FieldError{{Field: "fund_id", Message: fmt.Sprintf("no fund %q", r.FundID)}}}
+			}
+			if err != nil {
+				return err
+			}
+			avail := f.AvailableCents
+			return &assist.Error{Code: assist.CodeInsufficientFunds, AvailableUSDCents: &avail,
+				Message: fmt.Sprintf("fund %s has %s available, less than the %s to approve",
+					f.Name, assist.FormatUSD(avail), assist.FormatUSD(r.AmountCents))}
+		}
+		if _, err := q.Exec(ctx, `INSERT INTO disb_holds (id, fund_id, case_id, payee_id, amount, status, expires_at, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
+			r.HoldID, r.FundID, r.CaseID, r.PayeeID, r.AmountCents, HoldHeld, sqldb.Micros(expires), sqldb.Micros(now)); err != nil {
+			return err
+		}
+		h, err = getHold(ctx, q, r.HoldID)
+		return err
+	})
+	return h, err
+}
+
+// Hold implements Store.
+func (s *SQLStore) Hold(ctx context.Context, id string) (Hold, error) { return getHold(ctx, s.db, id) }
+
+// ExpiredHolds implements Store.
+func (s *SQLStore) ExpiredHolds(ctx context.Context, now time.Time, limit int) ([]Hold, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+holdCols+` FROM disb_holds h JOIN disb_funds f ON f.id = h.fund_id
+		WHERE h.status = $1 AND h.expires_at <= $2 ORDER BY h.expires_at LIMIT $3`, HoldHeld, sqldb.Micros(now), limit)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanHold)
+}
+
+// ReserveHold implements Store.
+func (s *SQLStore) ReserveHold(ctx context.Context, q sqldb.Querier, holdID string, p Payout, cmdID string) error {
+	var status string
+	err := q.QueryRow(ctx, `SELECT status FROM disb_holds WHERE id = $1`, holdID).Scan(&status)
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return assist.Errorf(assist.CodeNotFound, "no hold %q", holdID)
+	}
+	if err != nil || status != HoldHeld {
+		return err // reserved before: nothing to do
+	}
+	now := sqldb.Micros(p.CreatedAt)
+	if _, err := q.Exec(ctx, `UPDATE disb_holds SET status = $1, updated_at = $2 WHERE id = $3`, HoldReserved, now, holdID); err != nil {
+		return err
+	}
+	_, err = q.Exec(ctx, `INSERT INTO disb_payouts (id, case_id, hold_id, fund_id, payee_id, amount, stage, cmd_id, attempt, next_at, created_at, updated_at)
+		SELECT $1, case_id, id, fund_id, $2, amount, $3, $4, 0, $5, $5, $5 FROM disb_holds WHERE id = $6
+		ON CONFLICT (hold_id) DO NOTHING`, p.ID, p.PayeeID, stageReserve, cmdID, now, holdID)
+	return err
+}
+
+// Advance implements Store.
+func (s *SQLStore) Advance(ctx context.Context, q sqldb.Querier, payoutID string, from []string, to string, a Advance) error {
+	_, err := q.Exec(ctx, `UPDATE disb_payouts SET stage = $1,
+			cmd_id = CASE WHEN $2 = '' THEN cmd_id ELSE $2 END,
+			provider_ref = CASE WHEN $3 = '' THEN provider_ref ELSE $3 END,
+			last_error = $4,
+			attempt = CASE WHEN $5 = 0 THEN attempt ELSE $5 END,
+			next_at = $6, lease_until = 0, updated_at = $6
+		WHERE id = $7 AND stage IN (`+sqldb.Placeholders(8, len(from))+`)`,
+		append([]any{to, a.CmdID, a.ProviderRef, a.LastError, int64(a.Attempt), sqldb.Micros(a.Now), payoutID}, anys(from)...)...)
+	return err
+}
+
+// Settle implements Store.
+func (s *SQLStore) Settle(ctx context.Context, q sqldb.Querier, payoutID string, now time.Time) error {
+	var holdID string
+	err := q.QueryRow(ctx, `UPDATE disb_payouts SET stage = $1, lease_until = 0, updated_at = $2
+		WHERE id = $3 AND stage IN ($4, $5) RETURNING hold_id`, stageSettled, sqldb.Micros(now), payoutID, stageSent, stagePay).Scan(&holdID)
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return nil // settled before
+	}
+	if err != nil {
+		return err
+	}
+	return moveHold(ctx, q, holdID, []string{HoldReserved}, HoldPaid, now,
+		`UPDATE disb_funds SET reserved = reserved - $1, paid = paid + $1 WHERE id = $2`)
+}
+
+// ReleaseHold implements Store.
+func (s *SQLStore) ReleaseHold(ctx context.Context, q sqldb.Querier, holdID string, now time.Time) error {
+	if _, err := q.Exec(ctx, `UPDATE disb_payouts SET stage = $1, lease_until = 0, updated_at = $2 WHERE hold_id = $3 AND stage = $4`,
+		stageCancelled, sqldb.Micros(now), holdID, stageFailed); err != nil {
+		return err
+	}
+	return moveHold(ctx, q, holdID, []string{HoldHeld, HoldReserved}, HoldReleased, now,
+		`UPDATE disb_funds SET reserved = reserved - $1 WHERE id = $2`)
+}
+
+// RetryPayout implements Store.
+func (s *SQLStore) RetryPayout(ctx context.Context, payoutID, cmdID string, now time.Time) error {
+	n, err := s.db.Exec(ctx, `UPDATE disb_payouts SET stage = $1, cmd_id = $2, attempt = attempt + 1, next_at = $3,
+		lease_until = 0, updated_at = $3 WHERE id = $4 AND stage = $5`, stagePay, cmdID, sqldb.Micros(now), payoutID, stageFailed)
+	if err == nil && n == 0 {
+		return assist.Errorf(assist.CodeConflict, "only a failed payout can be retried")
+	}
+	return err
+}
+
+// moveHold changes a hold's status and applies fundSQL ($1 amount, $2
+// fund) once, only when the hold was in one of from.
+func moveHold(ctx context.Context, q sqldb.Querier, holdID string, from []string, to string, now time.Time, fundSQL string) error {
+	var fund string
+	var amount int64
+	err := q.QueryRow(ctx, `UPDATE disb_holds SET status = $1, updated_at = $2
+		WHERE id = $3 AND status IN (`+sqldb.Placeholders(4, len(from))+`) RETURNING fund_id, amount`,
+		append([]any{to, sqldb.Micros(now), holdID}, anys(from)...)...).Scan(&fund, &amount)
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return nil // not in a state to move: applied before
+	}
+	if err != nil {
+		return err
+	}
+	_, err = q.Exec(ctx, fundSQL, amount, fund)
+	return err
+}
+
+const payoutCols = `id, case_id, fund_id, payee_id, hold_id, amount, stage, attempt, provider_ref, last_error, created_at, updated_at`
+
+func scanPayout(r sqldb.Row) (Payout, error) {
+	p, _, err := scanPayoutStage(r)
+	return p, err
+}
+
+func scanPayoutStage(r sqldb.Row, extra ...any) (Payout, string, error) {
+	var p Payout
+	var stage string
+	var attempt, created, updated int64
+	dest := append([]any{&p.ID, &p.CaseID, &p.FundID, &p.PayeeID, &p.HoldID, &p.AmountCents, &stage, &attempt,
+		&p.ProviderRef, &p.LastError, &created, &updated}, extra...)
+	if err := r.Scan(dest...); err != nil {
+		return Payout{}, "", err
+	}
+	p.Status = statusOf(stage)
+	p.Attempt = int(attempt)
+	p.CreatedAt, p.UpdatedAt = sqldb.Time(created), sqldb.Time(updated)
+	return p, stage, nil
+}
+
+// ClaimWork implements Store.
+func (s *SQLStore) ClaimWork(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Work, error) {
+	var out []Work
+	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
+		// The outer lease check is re-evaluated on a row another worker
+		// just leased, so two workers never take the same step.
+		rows, err := q.Query(ctx, `UPDATE disb_payouts SET lease_until = $1
+			WHERE id IN (SELECT id FROM disb_payouts WHERE stage IN ($2, $3, $4) AND next_at <= $5 AND lease_until <= $5
+			             ORDER BY next_at LIMIT $6)
+			  AND lease_until <= $5
+			RETURNING `+payoutCols+`, cmd_id, (SELECT account FROM disb_payees WHERE disb_payees.id = disb_payouts.payee_id)`,
+			sqldb.Micros(now.Add(lease)), stageReserve, stagePay, stageSent, sqldb.Micros(now), limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var w Work
+			var account *string
+			p, stage, err := scanPayoutStage(rows, &w.CmdID, &account)
+			if err != nil {
+				return err
+			}
+			w.Payout, w.Stage = p, stage
+			if account != nil {
+				w.Account = *account
+			}
+			out = append(out, w)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// Defer implements Store.
+func (s *SQLStore) Defer(ctx context.Context, payoutID string, next time.Time, lastError string) error {
+	_, err := s.db.Exec(ctx, `UPDATE disb_payouts SET next_at = $1, lease_until = 0, last_error = $2 WHERE id = $3`,
+		sqldb.Micros(next), lastError, payoutID)
+	return err
+}
+
+// Payout implements Store.
+func (s *SQLStore) Payout(ctx context.Context, id string) (Payout, error) {
+	p, err := scanPayout(s.db.QueryRow(ctx, `SELECT `+payoutCols+` FROM disb_payouts WHERE id = $1`, id))
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return Payout{}, assist.Errorf(assist.CodeNotFound, "no payout %q", id)
+	}
+	return p, err
+}
+
+// Payouts implements Store.
+func (s *SQLStore) Payouts(ctx context.Context, r ListRequest) (PayoutsPage, error) {
+	var where []string
+	var args []any
+	if r.CaseID != "" {
+		args = append(args, r.CaseID)
+		where = append(where, "case_id = $"+strconv.Itoa(len(args)))
+	}
+	if r.Status != "" {
+		stages := stagesOf(r.Status)
+		where = append(where, "stage IN ("+sqldb.Placeholders(len(args)+1, len(stages))+")")
+		args = append(args, anys(stages)...)
+	}
+	items, next, err := page(ctx, s.db, r, `SELECT `+payoutCols+`, created_at, id FROM disb_payouts`,
+		&filter{where: where, args: args}, scanPayout)
+	return PayoutsPage{Items: items, NextCursor: next}, err
+}
+
+func stagesOf(status string) []string {
+	var out []string
+	for _, st := range []string{stageReserve, stagePay, stageSent, stageSettled, stageFailed, stageCancelled} {
+		if statusOf(st) == status {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+type filter struct {
+	where []string
+	args  []any
+}
+
+// page runs a list query ordered by (created_at, id), whose select list ends
+// with created_at and id, and returns the items and the next cursor.
+func page[T any](ctx context.Context, db sqldb.Querier, r ListRequest, query string, f *filter, scan func(sqldb.Row) (T, error)) ([]T, string, error) {
+	limit := r.Limit
+	if limit <= 0 {
+		limit = listing.DefaultLimit
+	}
+	limit = min(limit, listing.MaxLimit)
+	var where []string
+	var args []any
+	if f != nil {
+		where, args = f.where, f.args
+	}
+	if r.Cursor != "" {
+		parts, err := listing.Decode(r.Cursor, 2)
+		if err != nil {
+			return nil, "", err
+		}
+		at, err := strconv.ParseInt(parts[0], 10, 64)
+		if err != nil {
+			return nil, "", listing.BadCursor()
+		}
+		n := len(args)
+		where = append(where, fmt.Sprintf("(created_at > $%d OR (created_at = $%d AND id > $%d))", n+1, n+1, n+2))
+		args = append(args, at, parts[1])
+	}
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	args = append(args, limit+1)
+	query += fmt.Sprintf(" ORDER BY created_at, id LIMIT $%d", len(args))
+	rows, err := db.Query(ctx, query, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	items := []T{}
+	var lastAt int64
+	var lastID, next string
+	for rows.Next() {
+		if len(items) == limit {
+			next = listing.Encode(strconv.FormatInt(lastAt, 10), lastID)
+			break
+		}
+		var at int64
+		var id string
+		item, err := scan(tailScanner{rows, []any{&at, &id}})
+		if err != nil {
+			return nil, "", err
+		}
+		items = append(items, item)
+		lastAt, lastID = at, id
+	}
+	return items, next, rows.Err()
+}
+
+// tailScanner appends destinations for trailing columns to a scan.
+type tailScanner struct {
+	r    sqldb.Row
+	tail []any
+}
+
+func (t tailScanner) Scan(dest ...any) error { return t.r.Scan(append(dest, t.tail...)...) }
+
+func collect[T any](rows sqldb.Rows, scan func(sqldb.Row) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}

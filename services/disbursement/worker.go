@@ -1,0 +1,163 @@
+package disbursement
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/sqldb"
+)
+
+// lease is how long a worker owns a payout step it took; a worker that
+// dies mid-step leaves it to another after this.
+const lease = 30 * time.Second
+
+// work runs due payout steps until ctx ends: it wakes when the consumer
+// committed, or every Poll.
+func (s *Service) work(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.wake:
+		}
+		s.RunDue(ctx)
+	}
+}
+
+// RunDue runs the payout steps that are due now, each once, concurrently.
+func (s *Service) RunDue(ctx context.Context) {
+	for ctx.Err() == nil {
+		steps, err := s.store.ClaimWork(ctx, s.now(), lease, 4*s.cfg.Workers)
+		if err != nil {
+			s.zl.Warn("claim payout work", zap.Error(err))
+			return
+		}
+		if len(steps) == 0 {
+			return
+		}
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, s.cfg.Workers)
+		for _, w := range steps {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				if err := s.step(ctx, w); err != nil {
+					s.zl.Warn("payout step failed; will retry", zap.String("payout", w.ID), zap.String("stage", w.Stage), zap.Error(err))
+					_ = s.store.Defer(ctx, w.ID, s.now().Add(min(time.Minute, 8*s.cfg.Poll)), err.Error())
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+// step does one payout step: it appends the event that moves the case on,
+// with the step's command id fixed beforehand, so a step repeated after a
+// crash is recognised by the log. The ledger moves when the consumer
+// applies the event. Paying goes through the provider with the payout's
+// idempotency key (payout id and attempt), recorded before the call: a
+// repeated call returns the first result and never pays twice.
+func (s *Service) step(ctx context.Context, w Work) error {
+	cmd := assist.Cmd{ID: w.CmdID, Actor: system, At: s.now()}
+	switch w.Stage {
+	case stageReserve:
+		return s.append(ctx, w, func(c *assist.Case) (assist.Event, error) { return c.ReserveFunds(cmd, w.HoldID, w.ID) })
+	case stagePay:
+		r, err := s.provider.Pay(ctx, Payment{Key: paymentKey(w), PayeeID: w.PayeeID, Account: w.Account, AmountCents: w.AmountCents})
+		if err != nil {
+			return fmt.Errorf("provider: %w", err)
+		}
+		return s.record(ctx, w, cmd, r)
+	case stageSent:
+		r, err := s.provider.Status(ctx, paymentKey(w))
+		if errors.Is(err, ErrUnknownPayment) {
+			// The provider lost it: record the failure; finance decides.
+			r = Receipt{Status: ReceiptFailed, Error: "the provider does not know the payment"}
+		} else if err != nil {
+			return fmt.Errorf("provider: %w", err)
+		}
+		if r.Status == ReceiptSent {
+			return s.store.Defer(ctx, w.ID, s.now().Add(s.cfg.SettlePoll), "")
+		}
+		return s.record(ctx, w, cmd, r)
+	}
+	return nil
+}
+
+// record appends what the provider said about a payment.
+func (s *Service) record(ctx context.Context, w Work, cmd assist.Cmd, r Receipt) error {
+	return s.append(ctx, w, func(c *assist.Case) (assist.Event, error) {
+		switch {
+		case r.Status == ReceiptFailed:
+			return c.FailPayout(cmd, w.ID, r.Error, w.Attempt)
+		case w.Stage == stagePay:
+			return c.SendPayout(cmd, w.ID, r.Ref, w.Attempt)
+		default:
+			return c.SettlePayout(cmd, w.ID, r.Ref)
+		}
+	})
+}
+
+func (s *Service) append(ctx context.Context, w Work, decide func(*assist.Case) (assist.Event, error)) error {
+	_, err := s.log.Execute(ctx, w.CaseID, w.CmdID, func(c *assist.Case) (assist.Event, error) {
+		if c == nil {
+			return assist.Event{}, assist.Errorf(assist.CodeNotFound, "no request %s", w.CaseID)
+		}
+		return decide(c)
+	})
+	return err
+}
+
+func paymentKey(w Work) string { return fmt.Sprintf("%s-%d", w.ID, w.Attempt) }
+
+// sweep returns expired holds to their funds until ctx ends.
+func (s *Service) sweep(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.SweepHolds(ctx)
+	}
+}
+
+// SweepHolds releases the holds whose approval was not recorded in time.
+// A hold whose approval was recorded is left to the consumer, which turns
+// it into a reservation.
+func (s *Service) SweepHolds(ctx context.Context) {
+	holds, err := s.store.ExpiredHolds(ctx, s.now(), 100)
+	if err != nil {
+		s.zl.Warn("expired holds", zap.Error(err))
+		return
+	}
+	for _, h := range holds {
+		err := s.expire(ctx, h)
+		switch {
+		case err == nil, assist.IsCode(err, assist.CodeConflict):
+			// Released, or its approval is recorded and the ledger will
+			// reserve it.
+		case assist.IsCode(err, assist.CodeNotFound):
+			// A hold for a request that does not exist has no log to
+			// record in: return it directly.
+			err = s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.ReleaseHold(ctx, q, h.ID, s.now()) })
+			if err != nil {
+				s.zl.Warn("release orphan hold", zap.String("hold", h.ID), zap.Error(err))
+			}
+		default:
+			s.zl.Warn("expire hold", zap.String("hold", h.ID), zap.Error(err))
+		}
+	}
+}
