@@ -1,0 +1,224 @@
+package disbursement
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+)
+
+// The conformance suite of Store, run on every driver.
+func TestStoreConformance(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		ctx := context.Background()
+		if err := db.Migrate(ctx, Migrations); err != nil {
+			t.Fatal(err)
+		}
+		var s Store = NewSQLStore(db)
+		now := time.Now().UTC().Truncate(time.Microsecond)
+
+		t.Run("funds", func(t *testing.T) {
+			f, err := s.CreateFund(ctx, Fund{ID: newID(), Name: "Alpha", AllocatedCents: 500, CreatedAt: now}, "fin")
+			if err != nil || f.AvailableCents != 500 || f.ReservedCents != 0 || !f.CreatedAt.Equal(now) {
+				t.Fatalf("create: %+v %v", f, err)
+			}
+			again, err := s.CreateFund(ctx, Fund{ID: f.ID, Name: "Alpha", AllocatedCents: 999, CreatedAt: now}, "fin")
+			if err != nil || again != f {
+				t.Fatalf("same id again: %+v %v, want the stored fund", again, err)
+			}
+			_, err = s.CreateFund(ctx, Fund{ID: newID(), Name: "Alpha", AllocatedCents: 1, CreatedAt: now}, "fin")
+			var ae *assist.Error
+			if !errors.As(err, &ae) || ae.Code != assist.CodeConflict || len(ae.Fields) != 1 || ae.Fields[0].Field != "name" {
+				t.Fatalf("name taken: %v", err)
+			}
+			if _, err := s.Fund(ctx, newID()); !assist.IsCode(err, assist.CodeNotFound) {
+				t.Fatalf("unknown fund: %v", err)
+			}
+		})
+
+		t.Run("list paging", func(t *testing.T) {
+			for i := range 7 {
+				if _, err := s.CreatePayee(ctx, Payee{ID: newID(), Name: "P" + string(rune('a'+i)), Account: "X", CreatedAt: now}, "fin"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			seen := map[string]bool{}
+			cursor := ""
+			for pages := 0; ; pages++ {
+				page, err := s.Payees(ctx, ListRequest{Limit: 3, Cursor: cursor})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range page.Items {
+					if seen[p.ID] {
+						t.Fatalf("payee %s twice", p.ID)
+					}
+					seen[p.ID] = true
+				}
+				if page.NextCursor == "" {
+					break
+				}
+				if pages > 5 {
+					t.Fatal("paging does not end")
+				}
+				cursor = page.NextCursor
+			}
+			if len(seen) != 7 {
+				t.Fatalf("paged through %d payees, want 7", len(seen))
+			}
+			if _, err := s.Payees(ctx, ListRequest{Cursor: "garbage!"}); !assist.IsCode(err, assist.CodeInvalid) {
+				t.Fatalf("bad cursor: %v", err)
+			}
+		})
+
+		fund, err := s.CreateFund(ctx, Fund{ID: newID(), Name: "Holds", AllocatedCents: 1_000, CreatedAt: now}, "fin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		payee, err := s.CreatePayee(ctx, Payee{ID: newID(), Name: "Clinic", Account: "ACC", CreatedAt: now}, "fin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hold := func(amount int64) (Hold, error) {
+			return s.PlaceHold(ctx, PlaceHoldRequest{HoldID: newID(), FundID: fund.ID, CaseID: newID(), PayeeID: payee.ID,
+				AmountCents: amount}, now.Add(time.Minute), now)
+		}
+
+		t.Run("holds", func(t *testing.T) {
+			h, err := hold(600)
+			if err != nil || h.Status != HoldHeld || h.AvailableCents != 400 {
+				t.Fatalf("hold: %+v %v", h, err)
+			}
+			again, err := s.PlaceHold(ctx, PlaceHoldRequest{HoldID: h.ID, FundID: fund.ID, CaseID: h.CaseID, PayeeID: payee.ID,
+				AmountCents: 600}, now.Add(time.Minute), now)
+			if err != nil || again.ID != h.ID || again.AvailableCents != 400 {
+				t.Fatalf("same hold again: %+v %v", again, err)
+			}
+			_, err = hold(401)
+			var ae *assist.Error
+			if !errors.As(err, &ae) || ae.Code != assist.CodeInsufficientFunds || ae.AvailableUSDCents == nil || *ae.AvailableUSDCents != 400 {
+				t.Fatalf("over the available amount: %v", err)
+			}
+			for _, tc := range []struct {
+				req   PlaceHoldRequest
+				field string
+			}{
+				{PlaceHoldRequest{HoldID: newID(), FundID: newID(), CaseID: newID(), PayeeID: payee.ID, AmountCents: 1}, "fund_id"},
+				{PlaceHoldRequest{HoldID: newID(), FundID: fund.ID, CaseID: newID(), PayeeID: newID(), AmountCents: 1}, "payee_id"},
+			} {
+				_, err := s.PlaceHold(ctx, tc.req, now, now)
+				if !errors.As(err, &ae) || ae.Code != assist.CodeInvalid || ae.Fields[0].Field != tc.field {
+					t.Fatalf("unknown %s: %v", tc.field, err)
+				}
+			}
+			expired, err := s.ExpiredHolds(ctx, now.Add(2*time.Minute), 10)
+			if err != nil || len(expired) != 1 || expired[0].ID != h.ID {
+				t.Fatalf("expired holds: %+v %v", expired, err)
+			}
+			if expired, _ := s.ExpiredHolds(ctx, now, 10); len(expired) != 0 {
+				t.Fatalf("not yet expired listed: %+v", expired)
+			}
+			// Releasing twice returns the money once.
+			for range 2 {
+				if err := db.Tx(ctx, func(q sqldb.Querier) error { return s.ReleaseHold(ctx, q, h.ID, now) }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if f, _ := s.Fund(ctx, fund.ID); f.AvailableCents != 1_000 || f.ReservedCents != 0 {
+				t.Fatalf("after release: %+v", f)
+			}
+		})
+
+		t.Run("payout lifecycle", func(t *testing.T) {
+			h, err := hold(300)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := Payout{ID: newID(), PayeeID: payee.ID, CreatedAt: now}
+			inTx := func(f func(q sqldb.Querier) error) {
+				t.Helper()
+				if err := db.Tx(ctx, f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range 2 { // applied twice: one payout
+				inTx(func(q sqldb.Querier) error { return s.ReserveHold(ctx, q, h.ID, p, newID()) })
+			}
+			got, err := s.Payout(ctx, p.ID)
+			if err != nil || got.Status != PayoutPending || got.AmountCents != 300 || got.HoldID != h.ID || got.CaseID != h.CaseID {
+				t.Fatalf("payout %+v %v", got, err)
+			}
+			if err := db.Tx(ctx, func(q sqldb.Querier) error { return s.ReserveHold(ctx, q, newID(), p, newID()) }); !assist.IsCode(err, assist.CodeNotFound) {
+				t.Fatalf("unknown hold: %v", err)
+			}
+			// Two workers claim at once: each step goes to one of them.
+			var wg sync.WaitGroup
+			claimed := make([][]Work, 2)
+			for i := range claimed {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					claimed[i], _ = s.ClaimWork(ctx, now, time.Minute, 10)
+				}()
+			}
+			wg.Wait()
+			if n := len(claimed[0]) + len(claimed[1]); n != 1 {
+				t.Fatalf("the step was leased %d times", n)
+			}
+			w := append(claimed[0], claimed[1]...)[0]
+			if w.Stage != stageReserve || w.Account != "ACC" {
+				t.Fatalf("work %+v", w)
+			}
+			if again, _ := s.ClaimWork(ctx, now, time.Minute, 10); len(again) != 0 {
+				t.Fatalf("a leased step was leased again: %+v", again)
+			}
+			inTx(func(q sqldb.Querier) error {
+				return s.Advance(ctx, q, p.ID, []string{stageReserve}, stagePay, Advance{CmdID: newID(), Attempt: 1, Now: now})
+			})
+			inTx(func(q sqldb.Querier) error {
+				return s.Advance(ctx, q, p.ID, []string{stagePay}, stageFailed, Advance{LastError: "declined", Now: now})
+			})
+			if got, _ := s.Payout(ctx, p.ID); got.Status != PayoutFailed || got.LastError != "declined" || got.Attempt != 1 {
+				t.Fatalf("failed payout %+v", got)
+			}
+			if err := s.RetryPayout(ctx, p.ID, newID(), now); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.RetryPayout(ctx, p.ID, newID(), now); !assist.IsCode(err, assist.CodeConflict) {
+				t.Fatalf("retry of a payout not failed: %v", err)
+			}
+			inTx(func(q sqldb.Querier) error {
+				return s.Advance(ctx, q, p.ID, []string{stagePay}, stageSent, Advance{ProviderRef: "R1", Now: now})
+			})
+			for range 2 { // settled twice: paid once
+				inTx(func(q sqldb.Querier) error { return s.Settle(ctx, q, p.ID, now) })
+			}
+			got, _ = s.Payout(ctx, p.ID)
+			if got.Status != PayoutSettled || got.Attempt != 2 || got.ProviderRef != "R1" {
+				t.Fatalf("settled payout %+v", got)
+			}
+			if f, _ := s.Fund(ctx, fund.ID); f.PaidCents != 300 || f.ReservedCents != 0 || f.AvailableCents != 700 {
+				t.Fatalf("fund after settlement %+v", f)
+			}
+			page, err := s.Payouts(ctx, ListRequest{CaseID: h.CaseID})
+			if err != nil || len(page.Items) != 1 || page.Items[0].ID != p.ID {
+				t.Fatalf("payouts of the case: %+v %v", page, err)
+			}
+			if page, _ := s.Payouts(ctx, ListRequest{Status: PayoutPending}); len(page.Items) != 0 {
+				t.Fatalf("pending payouts: %+v", page.Items)
+			}
+		})
+
+		t.Run("the database refuses an overspend", func(t *testing.T) {
+			_, err := db.Exec(ctx, `UPDATE disb_funds SET reserved = allocated + 1 WHERE id = $1`, fund.ID)
+			if err == nil {
+				t.Fatal("the CHECK constraint let a fund go below zero")
+			}
+		})
+	})
+}
