@@ -408,4 +408,3 @@ func TestExpiredHoldBackingARecordedApprovalIsPaid(t *testing.T) {
 		}
 	}
 }
-
