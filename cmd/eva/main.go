@@ -7,6 +7,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -55,6 +57,7 @@ func run(ctx context.Context, cmd string, args []string) error {
 	fs.DurationVar(&cfg.SettleAfter, "settle-after", 0, "simulated provider: time to settle a payout")
 	fs.BoolVar(&cfg.CookieSecure, "cookie-secure", false, "mark session cookies Secure (behind HTTPS)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn, error")
+	pprofAddr := fs.String("pprof", "", "serve Go profiles (net/http/pprof) at host:port")
 	bench := benchFlags(fs)
 	var service string
 	if cmd == "serve" || cmd == "audit" {
@@ -71,6 +74,9 @@ func run(ctx context.Context, cmd string, args []string) error {
 		return err
 	}
 	defer zl.Sync()
+	if *pprofAddr != "" {
+		go func() { zl.Warn("pprof", zap.Error(http.ListenAndServe(*pprofAddr, nil))) }()
+	}
 	switch cmd {
 	case "dev":
 		return withPlatform(ctx, cfg, zl, func(p *platform.Platform) error { return platform.Dev(ctx, p, os.Stdout) })

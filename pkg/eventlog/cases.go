@@ -81,6 +81,35 @@ func (l *Log) Execute(ctx context.Context, caseID, commandID string, decide Deci
 	}
 }
 
+// Create runs the command that starts a case whose id is the command id.
+// It appends without reading first, expecting the case to be empty: a new
+// case costs one round trip to the log. When the case exists — the same
+// command again, a retry — the history decides: the command's own event
+// returns the case as of it; anything else is a conflict.
+//
+// Errors: those of decide, CodeConflict, CodeUnavailable, CodeInternal.
+func (l *Log) Create(ctx context.Context, caseID string, decide Decide) (*assist.Case, error) {
+	e, err := decide(nil)
+	if err != nil {
+		return nil, err
+	}
+	seq, existed, err := l.appendEvent(ctx, e, 0)
+	if err != nil {
+		return nil, err
+	}
+	if !existed {
+		c := &assist.Case{}
+		c.Apply(e, seq)
+		return c, nil
+	}
+	// The event was appended before (a retry): answer as then.
+	recs, err := l.Load(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
+	return foldUntilCommand(recs, e.CommandID), nil
+}
+
 // foldUntilCommand returns the case as of the event of commandID, nil when
 // no event carries it.
 func foldUntilCommand(recs []assist.Recorded, commandID string) *assist.Case {

@@ -161,12 +161,19 @@ func newMsg(seq uint64, subject string, h nats.Header, t time.Time, data []byte)
 // CodeInvalid for a malformed event, CodeUnavailable when JetStream does
 // not answer.
 func (l *Log) Append(ctx context.Context, e assist.Event, expected uint64) (uint64, error) {
+	seq, _, err := l.appendEvent(ctx, e, expected)
+	return seq, err
+}
+
+// appendEvent is Append that also tells whether the event was there
+// before.
+func (l *Log) appendEvent(ctx context.Context, e assist.Event, expected uint64) (seq uint64, existed bool, err error) {
 	if !ValidCaseID(e.CaseID) || e.ID == "" || e.Body == nil {
-		return 0, assist.Errorf(assist.CodeInvalid, "event %q of case %q is malformed", e.ID, e.CaseID)
+		return 0, false, assist.Errorf(assist.CodeInvalid, "event %q of case %q is malformed", e.ID, e.CaseID)
 	}
 	data, err := eventcodec.Encode(e)
 	if err != nil {
-		return 0, fmt.Errorf("append %s: %w", e.ID, err)
+		return 0, false, fmt.Errorf("append %s: %w", e.ID, err)
 	}
 	m := nats.NewMsg(Subject(e.CaseID, e.Type()))
 	m.Data = data
@@ -180,7 +187,7 @@ func (l *Log) Append(ctx context.Context, e assist.Event, expected uint64) (uint
 	for attempt := 0; attempt < 3; attempt++ {
 		ack, err := l.js.PublishMsg(ctx, m, opts...)
 		if err == nil {
-			return ack.Sequence, nil
+			return ack.Sequence, ack.Duplicate, nil
 		}
 		lastErr = err
 		var apiErr *jetstream.APIError
@@ -189,12 +196,12 @@ func (l *Log) Append(ctx context.Context, e assist.Event, expected uint64) (uint
 			// its ack was lost: the case's history tells which.
 			seq, found, ferr := l.find(ctx, e.CaseID, e.ID)
 			if ferr != nil {
-				return 0, ferr
+				return 0, false, ferr
 			}
 			if found {
-				return seq, nil
+				return seq, true, nil
 			}
-			return 0, assist.Errorf(assist.CodeConflict, "case %s changed meanwhile; reload and try again", e.CaseID)
+			return 0, false, assist.Errorf(assist.CodeConflict, "case %s changed meanwhile; reload and try again", e.CaseID)
 		}
 		if ctx.Err() != nil {
 			break
@@ -206,7 +213,7 @@ func (l *Log) Append(ctx context.Context, e assist.Event, expected uint64) (uint
 			break
 		}
 	}
-	return 0, unavailable("append "+e.Type(), lastErr)
+	return 0, false, unavailable("append "+e.Type(), lastErr)
 }
 
 // find looks for the event id among a case's events.

@@ -293,3 +293,33 @@ func TestParseSubject(t *testing.T) {
 		t.Errorf("CaseFilter = %s", got)
 	}
 }
+
+// Create appends a new case in one round trip; the same command again
+// answers as the first time, without a second event; another command on
+// the same id is a conflict.
+func TestCreate(t *testing.T) {
+	l, _ := openLog(t)
+	ctx := context.Background()
+	id := newID()
+	decide := func(*assist.Case) (assist.Event, error) { return submitted(t, id), nil }
+	first, err := l.Create(ctx, id, decide)
+	if err != nil || first.State != assist.StateSubmitted || first.Events != 1 {
+		t.Fatalf("create: %+v %v", first, err)
+	}
+	c, _ := l.Case(ctx, id)
+	if _, err := l.Append(ctx, claimed(t, c, olu), c.Version); err != nil {
+		t.Fatal(err)
+	}
+	again, err := l.Create(ctx, id, decide)
+	if err != nil || again.Version != first.Version || again.State != assist.StateSubmitted {
+		t.Fatalf("retry: %+v %v, want the case as first filed", again, err)
+	}
+	other := submitted(t, id)
+	other.ID, other.CommandID = newID(), newID()
+	if _, err := l.Create(ctx, id, func(*assist.Case) (assist.Event, error) { return other, nil }); !assist.IsCode(err, assist.CodeConflict) {
+		t.Fatalf("another command on an existing case: %v, want conflict", err)
+	}
+	if recs, _ := l.Load(ctx, id); len(recs) != 2 {
+		t.Fatalf("%d events, want 2", len(recs))
+	}
+}

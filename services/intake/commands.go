@@ -12,7 +12,6 @@ import (
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/seal"
-	"github.com/eva-org/eva/pkg/sqldb"
 	evav1 "github.com/eva-org/eva/proto/eva/v1"
 )
 
@@ -30,10 +29,7 @@ func (s *Service) File(ctx context.Context, r FileRequest) (*assist.Case, error)
 	if err := probs.Err(); err != nil {
 		return nil, err
 	}
-	return s.log.Execute(ctx, r.CommandID, r.CommandID, func(c *assist.Case) (assist.Event, error) {
-		if c != nil {
-			return assist.Event{}, assist.Errorf(assist.CodeConflict, "request %s already exists", r.CommandID)
-		}
+	return s.log.Create(ctx, r.CommandID, func(*assist.Case) (assist.Event, error) {
 		in := assist.SubmitInput{
 			Post: r.Post, Category: assist.Category(r.Category), Urgency: assist.Urgency(r.Urgency),
 			AmountCents: r.AmountCents, Justification: r.Justification, PayeeID: r.PayeeID,
@@ -231,17 +227,4 @@ func checkBeneficiary(probs *assist.Problems, prefix string, b Beneficiary) {
 			probs.Add(prefix+".date_of_birth", "must be a date YYYY-MM-DD")
 		}
 	}
-}
-
-// Project folds one event into the list of requests.
-func (s *Service) Project(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
-	c, err := s.store.Projected(ctx, q, m.CaseID)
-	if err != nil {
-		return err
-	}
-	next, applied, err := eventlog.Fold(c, m)
-	if err != nil || !applied {
-		return err
-	}
-	return s.store.Project(ctx, q, next)
 }
