@@ -1,0 +1,147 @@
+package gateway
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/eva-org/eva/pkg/listing"
+	"github.com/eva-org/eva/services/audit"
+)
+
+// auditEvents is GET /v1/audit/events?after=&limit= (cursor= is accepted
+// for after, as a list's cursor).
+func (s *server) auditEvents(r *http.Request) (any, error) {
+	q := newQuery(r)
+	after, hasAfter := q.uintParam("after")
+	if cur, hasCursor := q.uintParam("cursor"); hasCursor {
+		if hasAfter && cur != after {
+			q.fail("cursor", "must not disagree with after")
+		}
+		after = cur
+	}
+	limit := q.limit()
+	if q.err != nil {
+		return nil, q.err
+	}
+	p, err := s.audit.Events(r.Context(), audit.EventsRequest{After: after, Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	out := eventsPageJSON{Items: mapSlice(p.Items, toEventJSON)}
+	if p.Next > 0 {
+		out.NextAfter, out.NextCursor = p.Next, strconv.FormatUint(p.Next, 10)
+	}
+	return out, nil
+}
+
+// checkpoint is GET /v1/audit/checkpoint.
+func (s *server) checkpoint(r *http.Request) (any, error) {
+	c, err := s.audit.Checkpoint(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	return checkpointJSON{Size: c.Size, Chain: c.Chain, At: formatTime(c.At)}, nil
+}
+
+type verifyJSON struct {
+	OK       bool    `json:"ok"`
+	Events   uint64  `json:"events"`
+	FirstBad *uint64 `json:"first_bad"`
+	Reason   string  `json:"reason,omitempty"`
+	Lag      uint64  `json:"lag"`
+}
+
+// verify is GET /v1/audit/verify.
+func (s *server) verify(r *http.Request) (any, error) {
+	v, err := s.audit.Verify(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	return verifyJSON{OK: v.OK, Events: v.Events, FirstBad: v.FirstBad, Reason: v.Reason, Lag: v.Lag}, nil
+}
+
+// access is GET /v1/audit/access?case=.
+func (s *server) access(r *http.Request) (any, error) {
+	q := newQuery(r)
+	id := q.uuidParam("case", true)
+	if q.err != nil {
+		return nil, q.err
+	}
+	as, err := s.audit.Access(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	return page[accessJSON]{Items: mapSlice(as, toAccessJSON)}, nil
+}
+
+var csvHeader = []string{"seq", "id", "request_id", "type", "at", "actor_username", "actor_role", "actor_post",
+	"reason", "hash", "chain", "data", "decode_error"}
+
+// export is GET /v1/audit/export?format=jsonl|csv: the whole archive in
+// log order, streamed page by page. An error before the first byte is a
+// problem; an error later aborts the response, so that a client never
+// takes a truncated export for a whole one.
+func (s *server) export(w http.ResponseWriter, r *http.Request) {
+	q := newQuery(r)
+	format := q.one("format")
+	if format == "" {
+		format = "jsonl"
+	}
+	if format != "jsonl" && format != "csv" {
+		q.fail("format", "must be jsonl or csv")
+	}
+	if q.err != nil {
+		writeProblem(w, r, q.err)
+		return
+	}
+	p, err := s.audit.Events(r.Context(), audit.EventsRequest{Limit: listing.MaxLimit})
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	rc := http.NewResponseController(w)
+	var (
+		enc  = json.NewEncoder(w)
+		cw   = csv.NewWriter(w)
+		emit func(audit.ArchivedEvent) error
+	)
+	if format == "csv" {
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		w.Header().Set("Content-Disposition", `attachment; filename="eva-audit.csv"`)
+		_ = cw.Write(csvHeader)
+		emit = func(e audit.ArchivedEvent) error {
+			j := toEventJSON(e)
+			return cw.Write([]string{strconv.FormatUint(j.Seq, 10), j.ID, j.RequestID, j.Type, j.At, j.Actor.Username,
+				j.Actor.Role, j.Actor.Post, j.Reason, j.Hash, j.Chain, string(j.Data), j.DecodeError})
+		}
+	} else {
+		w.Header().Set("Content-Type", "application/jsonl; charset=utf-8")
+		w.Header().Set("Content-Disposition", `attachment; filename="eva-audit.jsonl"`)
+		emit = func(e audit.ArchivedEvent) error { return enc.Encode(toEventJSON(e)) }
+	}
+	w.WriteHeader(http.StatusOK)
+	var after uint64
+	for {
+		for _, e := range p.Items {
+			if err := emit(e); err != nil {
+				return // the client went away
+			}
+		}
+		cw.Flush()
+		if err := cw.Error(); err != nil {
+			return
+		}
+		_ = rc.Flush()
+		if p.Next <= after || len(p.Items) == 0 {
+			return // the end (or a service that would loop)
+		}
+		after = p.Next
+		if p, err = s.audit.Events(r.Context(), audit.EventsRequest{After: after, Limit: listing.MaxLimit}); err != nil {
+			noteError(r, fmt.Errorf("audit export after %d: %w", after, err))
+			panic(http.ErrAbortHandler)
+		}
+	}
+}

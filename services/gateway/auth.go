@@ -1,0 +1,280 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/eva-org/eva/pkg/assist"
+)
+
+// SessionCookie is the cookie that carries a token for the web UI.
+const SessionCookie = "eva_session"
+
+// tokenPrefix marks EVA tokens, so that secret scanners recognise them.
+const tokenPrefix = "eva_"
+
+// dummyHash is compared against when the username is unknown, so that a
+// wrong username costs as much time as a wrong password. It is the hash of
+// a random password at bcrypt.DefaultCost.
+var dummyHash = []byte("$2a$10$G3j8k5GYBw9ETxBxo2kcJeRy1uuYzt7wmPQabE1kjJbLxb228kumS")
+
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+type tokenResponse struct {
+	Token     string `json:"token"`
+	ExpiresAt string `json:"expires_at"`
+}
+
+type meResponse struct {
+	Username string   `json:"username"`
+	Roles    []string `json:"roles"`
+	Posts    []string `json:"posts"`
+}
+
+var errBadCredentials = assist.Errorf(assist.CodeUnauthenticated, "wrong username or password")
+
+// login is POST /v1/auth/token. It ignores Idempotency-Key: a token is
+// never stored in clear, so it cannot be replayed, and signing in twice
+// is harmless.
+func (s *server) login(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r, s.cfg.MaxBodyBytes)
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	in, err := decodeRequest[loginRequest](r.Header, body)
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	var probs assist.Problems
+	if in.Username == "" {
+		probs.Add("username", "is required")
+	} else if len(in.Username) > maxUsername {
+		probs.Add("username", "must be at most %d bytes", maxUsername)
+	}
+	if in.Password == "" {
+		probs.Add("password", "is required")
+	}
+	if err := probs.Err(); err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	now := s.now()
+	if wait := s.limiter.wait(in.Username, now); wait > 0 {
+		writeProblem(w, r, &retryAfter{seconds: int(math.Ceil(wait.Seconds())),
+			err: assist.Errorf(assist.CodeRateLimited, "too many failed sign-ins for this username; try again later")})
+		return
+	}
+	acct, err := s.store.Account(r.Context(), in.Username)
+	switch {
+	case assist.IsCode(err, assist.CodeNotFound):
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(in.Password))
+		s.limiter.fail(in.Username, now)
+		writeProblem(w, r, errBadCredentials)
+		return
+	case err != nil:
+		writeProblem(w, r, err)
+		return
+	}
+	if bcrypt.CompareHashAndPassword(acct.PasswordHash, []byte(in.Password)) != nil {
+		s.limiter.fail(in.Username, now)
+		writeProblem(w, r, errBadCredentials)
+		return
+	}
+	s.limiter.reset(in.Username)
+	token, exp, err := s.issueToken(r.Context(), acct.Username)
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	if r.URL.Query().Get("cookie") == "1" {
+		http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: token, Path: "/", Expires: exp,
+			MaxAge: int(s.cfg.TokenTTL.Seconds()), HttpOnly: true, Secure: s.cfg.CookieSecure, SameSite: http.SameSiteStrictMode})
+	}
+	writeJSON(w, http.StatusOK, tokenResponse{Token: token, ExpiresAt: formatTime(exp)})
+}
+
+// issueToken makes a token for username, storing only its hash.
+func (s *server) issueToken(ctx context.Context, username string) (string, time.Time, error) {
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw) // crypto/rand.Read never fails
+	token := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	now := s.now()
+	exp := now.Add(s.cfg.TokenTTL)
+	if err := s.store.CreateToken(ctx, Token{Hash: tokenHash(token), Username: username, ExpiresAt: exp, CreatedAt: now}); err != nil {
+		return "", time.Time{}, err
+	}
+	return token, exp, nil
+}
+
+func tokenHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// logout is DELETE /v1/auth/token: it revokes the token the request was
+// made with and clears the session cookie.
+func (s *server) logout(w http.ResponseWriter, r *http.Request) {
+	token, _ := requestToken(r)
+	if err := s.store.DeleteToken(r.Context(), tokenHash(token)); err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		Secure: s.cfg.CookieSecure, SameSite: http.SameSiteStrictMode})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// me is GET /v1/me.
+func (s *server) me(w http.ResponseWriter, r *http.Request) {
+	u := userOf(r)
+	writeJSON(w, http.StatusOK, meResponse{Username: u.Username, Roles: nonNil(u.Roles), Posts: nonNil(u.Posts)})
+}
+
+type userKey struct{}
+
+// userOf returns the authenticated user of a request that went through
+// authenticate.
+func userOf(r *http.Request) Account {
+	u, _ := r.Context().Value(userKey{}).(Account)
+	return u
+}
+
+// requestToken finds the token: the Authorization header, else the
+// session cookie. bad reports an Authorization header that is not a bearer
+// token.
+func requestToken(r *http.Request) (token string, bad bool) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, tok, ok := strings.Cut(h, " ")
+		tok = strings.TrimSpace(tok)
+		if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+			return "", true
+		}
+		return tok, false
+	}
+	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
+		return c.Value, false
+	}
+	return "", false
+}
+
+// authenticate admits requests with a valid token; others get 401.
+func (s *server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, bad := requestToken(r)
+		switch {
+		case bad:
+			writeProblem(w, r, assist.Errorf(assist.CodeUnauthenticated, "the Authorization header must be \"Bearer <token>\""))
+			return
+		case token == "":
+			writeProblem(w, r, assist.Errorf(assist.CodeUnauthenticated, "sign in first: POST /v1/auth/token"))
+			return
+		case len(token) > 256:
+			writeProblem(w, r, assist.Errorf(assist.CodeUnauthenticated, "unknown token"))
+			return
+		}
+		acct, _, err := s.store.TokenAccount(r.Context(), tokenHash(token), s.now())
+		if err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		acct.PasswordHash = nil
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, acct)))
+	})
+}
+
+// allow admits users holding one of roles; others get 403.
+func allow(roles ...string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u := userOf(r)
+			if !slices.ContainsFunc(roles, u.Has) {
+				writeProblem(w, r, assist.Errorf(assist.CodeForbidden, "this needs the role %s", strings.Join(roles, " or ")))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// loginLimiter counts failed sign-ins per username in fixed windows. It
+// is per process: with N replicas a username gets at most N times the
+// budget, which still stops guessing.
+type loginLimiter struct {
+	mu     sync.Mutex
+	max    int
+	window time.Duration
+	byUser map[string]*failures
+}
+
+type failures struct {
+	start time.Time
+	n     int
+}
+
+// maxTracked bounds the limiter's memory; beyond it, windows that ended
+// are dropped.
+const maxTracked = 10000
+
+func newLoginLimiter(maxFailures int, window time.Duration) *loginLimiter {
+	return &loginLimiter{max: maxFailures, window: window, byUser: map[string]*failures{}}
+}
+
+// wait returns how long username must wait before trying again, 0 when it
+// may try now.
+func (l *loginLimiter) wait(username string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.byUser[username]
+	if f == nil || !now.Before(f.start.Add(l.window)) || f.n < l.max {
+		return 0
+	}
+	return f.start.Add(l.window).Sub(now)
+}
+
+// fail records a failed sign-in.
+func (l *loginLimiter) fail(username string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.byUser[username]
+	if f == nil || !now.Before(f.start.Add(l.window)) {
+		if len(l.byUser) >= maxTracked {
+			for u, g := range l.byUser {
+				if !now.Before(g.start.Add(l.window)) {
+					delete(l.byUser, u)
+				}
+			}
+		}
+		f = &failures{start: now}
+		l.byUser[username] = f
+	}
+	f.n++
+}
+
+// reset forgets the failures of a username that signed in.
+func (l *loginLimiter) reset(username string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.byUser, username)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

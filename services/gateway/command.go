@@ -1,0 +1,182 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"hash"
+	"net/http"
+
+	"github.com/google/uuid"
+
+	"github.com/eva-org/eva/pkg/assist"
+)
+
+// command is what a command handler knows besides its body.
+type command struct {
+	// ID is the command id the services get: a fresh UUIDv7, or the one
+	// first given to the request's Idempotency-Key.
+	ID   string
+	User Account
+	// KeyHash is the SHA-256 of the Idempotency-Key; nil without one.
+	KeyHash []byte
+}
+
+// reply is a command's successful answer.
+type reply struct {
+	status   int
+	body     any
+	location string
+}
+
+// IdempotencyHeader is the request header that makes a POST idempotent.
+const IdempotencyHeader = "Idempotency-Key"
+
+// maxIdempotencyKey bounds the key's length.
+const maxIdempotencyKey = 255
+
+// handleCommand makes the handler of a POST route out of do, with the same
+// steps for every command:
+//
+//  1. the Idempotency-Key, when sent, must be 1..255 visible ASCII
+//     characters (else 400 naming "Idempotency-Key");
+//  2. the body is read (at most Config.MaxBodyBytes, else 413) and decoded
+//     strictly into an In (400 naming the field at fault);
+//  3. without a key, do runs with a fresh UUIDv7 command id;
+//  4. with a key, the gateway looks the key up for the user: unknown, it is
+//     stored as pending with a fresh command id and do runs; known with
+//     another request (method, path, body), 422; known and done, the stored
+//     status and body are replayed byte for byte with Idempotent-Replayed:
+//     true; known and pending (a crash, or a 5xx), do runs again with the
+//     SAME command id, which the services de-duplicate on;
+//  5. a 2xx or 4xx answer is stored for the key; a 5xx is not, so that a
+//     retry runs the command again.
+//
+// Nothing is stored and no service is called when steps 1 or 2 fail.
+func handleCommand[In any](s *server, do func(r *http.Request, c command, in In) (reply, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, hasKey, err := idempotencyKey(r.Header)
+		if err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		body, err := readBody(r, s.cfg.MaxBodyBytes)
+		if err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		in, err := decodeRequest[In](r.Header, body)
+		if err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		c := command{ID: newCommandID(), User: userOf(r)}
+		if hasKey {
+			kh := sha256.Sum256([]byte(key))
+			c.KeyHash = kh[:]
+			rh := requestHash(r.Method, r.URL.Path, body)
+			rec, _, err := s.store.BeginIdem(r.Context(), IdemRecord{Username: c.User.Username, Key: key,
+				RequestHash: rh, CommandID: c.ID, Status: IdemPending, CreatedAt: s.now()})
+			switch {
+			case err != nil:
+				writeProblem(w, r, err)
+				return
+			case !bytes.Equal(rec.RequestHash, rh):
+				writeProblem(w, r, assist.Errorf(assist.CodeIdempotencyMismatch,
+					"this Idempotency-Key was used with another request; use a new key for a new request"))
+				return
+			case rec.Status == IdemDone:
+				replay(w, rec)
+				return
+			}
+			c.ID = rec.CommandID
+		}
+		status, header, out := render(r, do, c, in)
+		if hasKey && status < 500 {
+			if err := s.store.FinishIdem(context.WithoutCancel(r.Context()), c.User.Username, key, status, out, header.Get("Location")); err != nil {
+				// The key stays pending: a retry runs the command again under
+				// the same command id, which is safe. Answer what happened.
+				noteError(r, err)
+			}
+		}
+		for k, v := range header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write(out)
+	}
+}
+
+// render runs do and returns the response it makes.
+func render[In any](r *http.Request, do func(*http.Request, command, In) (reply, error), c command, in In) (int, http.Header, []byte) {
+	rep, err := do(r, c, in)
+	if err != nil {
+		return renderProblem(r, err)
+	}
+	body, err := json.Marshal(rep.body)
+	if err != nil {
+		return renderProblem(r, err)
+	}
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	if rep.location != "" {
+		h.Set("Location", rep.location)
+	}
+	return rep.status, h, append(body, '\n')
+}
+
+// replay answers with a stored response.
+func replay(w http.ResponseWriter, rec IdemRecord) {
+	ct := "application/json"
+	if rec.ResponseStatus >= 400 {
+		ct = "application/problem+json"
+	}
+	w.Header().Set("Content-Type", ct)
+	if rec.ResponseLocation != "" {
+		w.Header().Set("Location", rec.ResponseLocation)
+	}
+	w.Header().Set("Idempotent-Replayed", "true")
+	w.WriteHeader(rec.ResponseStatus)
+	_, _ = w.Write(rec.ResponseBody)
+}
+
+// idempotencyKey returns the request's Idempotency-Key.
+//
+// Errors: CodeInvalid naming "Idempotency-Key" when it is empty, longer
+// than 255, not visible ASCII, or sent twice.
+func idempotencyKey(h http.Header) (string, bool, error) {
+	vals := h.Values(IdempotencyHeader)
+	switch {
+	case len(vals) == 0:
+		return "", false, nil
+	case len(vals) > 1:
+		return "", false, invalid(IdempotencyHeader, "must be sent once")
+	}
+	k := vals[0]
+	if k == "" || len(k) > maxIdempotencyKey || !visibleASCII(k) {
+		return "", false, invalid(IdempotencyHeader, "must be 1 to %d visible ASCII characters", maxIdempotencyKey)
+	}
+	return k, true, nil
+}
+
+// requestHash identifies a request by method, path and body.
+func requestHash(method, path string, body []byte) []byte {
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(method), []byte(path), body} {
+		writeLenPrefixed(h, part)
+	}
+	return h.Sum(nil)
+}
+
+func writeLenPrefixed(h hash.Hash, b []byte) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+	h.Write(n[:])
+	h.Write(b)
+}
+
+func newCommandID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}

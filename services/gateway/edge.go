@@ -1,0 +1,143 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/eva-org/eva/pkg/assist"
+)
+
+// httpMetrics counts requests and their latency by route pattern, method
+// and status.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg *prometheus.Registry) (*httpMetrics, error) {
+	labels := []string{"route", "method", "status"}
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eva_http_requests_total",
+			Help: "HTTP requests served by the gateway, by route pattern, method and status.",
+		}, labels),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "eva_http_request_duration_seconds",
+			Help:    "Time to serve an HTTP request, by route pattern, method and status.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, labels),
+	}
+	var err error
+	if m.requests, err = register(reg, m.requests); err != nil {
+		return nil, err
+	}
+	if m.latency, err = register(reg, m.latency); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the equal collector already registered
+// (a second handler on the same registry shares the metrics).
+func register[C prometheus.Collector](reg *prometheus.Registry, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("gateway metrics: %w", err)
+	}
+	return c, nil
+}
+
+// requestNote is where a handler leaves the error to log on the request's
+// one log line.
+type requestNote struct{ err error }
+
+type noteKey struct{}
+
+// noteError records err for the request's log line.
+func noteError(r *http.Request, err error) {
+	if n, ok := r.Context().Value(noteKey{}).(*requestNote); ok && n.err == nil {
+		n.err = err
+	}
+}
+
+// edge is the outermost middleware: it recovers panics into a 500 problem,
+// logs each request once (method, route pattern, status, duration; never
+// bodies, query strings or who asked), counts it, and sets the headers
+// every response carries.
+func (s *server) edge(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		note := &requestNote{}
+		r = r.WithContext(context.WithValue(r.Context(), noteKey{}, note))
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		h := ww.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		defer func() {
+			rv := recover()
+			if rv != nil && rv != http.ErrAbortHandler {
+				note.err = fmt.Errorf("panic: %v\n%s", rv, debug.Stack())
+				if ww.Status() == 0 {
+					writeProblem(ww, r, assist.Errorf(assist.CodeInternal, "panic"))
+				}
+			}
+			status := ww.Status()
+			if status == 0 {
+				status = http.StatusOK
+			}
+			route := "unmatched"
+			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+				route = rc.RoutePattern()
+			}
+			elapsed := time.Since(start)
+			code := strconv.Itoa(status)
+			s.metrics.requests.WithLabelValues(route, r.Method, code).Inc()
+			s.metrics.latency.WithLabelValues(route, r.Method, code).Observe(elapsed.Seconds())
+			fields := []zap.Field{zap.String("method", r.Method), zap.String("route", route),
+				zap.Int("status", status), zap.Duration("duration", elapsed), zap.Int("bytes", ww.BytesWritten())}
+			switch {
+			case note.err != nil:
+				s.log.Error("request failed", append(fields, zap.Error(note.err))...)
+			case status >= 500:
+				s.log.Warn("request", fields...)
+			case route == "/healthz" || route == "/readyz" || route == "/metrics":
+				s.log.Debug("request", fields...)
+			default:
+				s.log.Info("request", fields...)
+			}
+			if rv == http.ErrAbortHandler {
+				panic(rv)
+			}
+		}()
+		next.ServeHTTP(ww, r)
+	})
+}
+
+func notFoundHandler(w http.ResponseWriter, r *http.Request) {
+	writeProblem(w, r, assist.Errorf(assist.CodeNotFound, "no such resource"))
+}
+
+func methodNotAllowedHandler(w http.ResponseWriter, r *http.Request) {
+	body, _ := json.Marshal(problem{Type: problemType + "method_not_allowed", Title: http.StatusText(http.StatusMethodNotAllowed),
+		Status: http.StatusMethodNotAllowed, Detail: "method " + r.Method + " is not allowed here",
+		Code: "method_not_allowed", Errors: []assist.FieldError{}})
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(http.StatusMethodNotAllowed)
+	_, _ = w.Write(append(body, '\n'))
+}

@@ -1,0 +1,284 @@
+// Package gateway is EVA's HTTP API (API.md): it authenticates users,
+// checks their roles and posts, turns requests into commands and queries on
+// the services, makes every POST idempotent under an Idempotency-Key, and
+// answers errors as RFC 9457 problems. It keeps its own small store:
+// accounts, tokens and idempotency keys.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/audit"
+	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/intake"
+)
+
+// Config is the gateway's configuration. Zero values take the defaults.
+type Config struct {
+	// Addr is where Run listens (default ":8080").
+	Addr string
+	// TokenTTL is how long a token is valid (default 12h).
+	TokenTTL time.Duration
+	// MaxBodyBytes bounds a request body (default 64 KiB); larger → 413.
+	MaxBodyBytes int64
+	// CookieSecure marks the session cookie Secure (set it behind HTTPS).
+	CookieSecure bool
+	// IdempotencyTTL is how long an Idempotency-Key is remembered (default
+	// 30 days). A key reused after that runs as a new command.
+	IdempotencyTTL time.Duration
+	// MaxLoginFailures is how many failed sign-ins a username may have per
+	// minute (default 10); more → 429 with Retry-After.
+	MaxLoginFailures int
+}
+
+// Defaults.
+const (
+	DefaultAddr             = ":8080"
+	DefaultTokenTTL         = 12 * time.Hour
+	DefaultMaxBodyBytes     = 64 << 10
+	DefaultIdempotencyTTL   = 30 * 24 * time.Hour
+	DefaultMaxLoginFailures = 10
+)
+
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.TokenTTL <= 0 {
+		c.TokenTTL = DefaultTokenTTL
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.IdempotencyTTL <= 0 {
+		c.IdempotencyTTL = DefaultIdempotencyTTL
+	}
+	if c.MaxLoginFailures <= 0 {
+		c.MaxLoginFailures = DefaultMaxLoginFailures
+	}
+	return c
+}
+
+// Intake is what the gateway uses of the intake service (*intake.Client).
+type Intake interface {
+	File(ctx context.Context, r intake.FileRequest) (*assist.Case, error)
+	Amend(ctx context.Context, r intake.AmendRequest) (*assist.Case, error)
+	Withdraw(ctx context.Context, r intake.WithdrawRequest) (*assist.Case, error)
+	Answer(ctx context.Context, r intake.AnswerRequest) (*assist.Case, error)
+	Get(ctx context.Context, caseID string) (*assist.Case, error)
+	List(ctx context.Context, f intake.ListFilter) (intake.ListPage, error)
+	Personal(ctx context.Context, r intake.PersonalRequest) (intake.Beneficiary, error)
+}
+
+// Approval is what the gateway uses of the approval service
+// (*approval.Client).
+type Approval interface {
+	Queue(ctx context.Context, r approval.QueueRequest) (approval.QueuePage, error)
+	Claim(ctx context.Context, r approval.CaseCommand) (*assist.Case, error)
+	Release(ctx context.Context, r approval.CaseCommand) (*assist.Case, error)
+	Approve(ctx context.Context, r approval.ApproveRequest) (*assist.Case, error)
+	Reject(ctx context.Context, r approval.RejectRequest) (*assist.Case, error)
+	RequestInfo(ctx context.Context, r approval.RequestInfoRequest) (*assist.Case, error)
+}
+
+// Disbursement is what the gateway uses of the disbursement service
+// (*disbursement.Client).
+type Disbursement interface {
+	Funds(ctx context.Context, r disbursement.ListRequest) (disbursement.FundsPage, error)
+	Fund(ctx context.Context, id string) (disbursement.Fund, error)
+	CreateFund(ctx context.Context, r disbursement.CreateFundRequest) (disbursement.Fund, error)
+	Payees(ctx context.Context, r disbursement.ListRequest) (disbursement.PayeesPage, error)
+	Payee(ctx context.Context, id string) (disbursement.Payee, error)
+	CreatePayee(ctx context.Context, r disbursement.CreatePayeeRequest) (disbursement.Payee, error)
+	Payouts(ctx context.Context, r disbursement.ListRequest) (disbursement.PayoutsPage, error)
+	RetryPayout(ctx context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error)
+	CancelPayout(ctx context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error)
+}
+
+// Audit is what the gateway uses of the audit service (*audit.Client).
+type Audit interface {
+	Events(ctx context.Context, r audit.EventsRequest) (audit.EventsPage, error)
+	Verify(ctx context.Context) (audit.VerifyResult, error)
+	History(ctx context.Context, caseID string) ([]audit.ArchivedEvent, error)
+	AsOf(ctx context.Context, caseID string, at time.Time) (*assist.Case, error)
+	Checkpoint(ctx context.Context) (audit.Checkpoint, error)
+	Access(ctx context.Context, caseID string) ([]eventlog.Access, error)
+}
+
+var (
+	_ Intake       = (*intake.Client)(nil)
+	_ Approval     = (*approval.Client)(nil)
+	_ Disbursement = (*disbursement.Client)(nil)
+	_ Audit        = (*audit.Client)(nil)
+)
+
+// Deps is what the gateway runs on.
+type Deps struct {
+	Config       Config
+	Intake       Intake
+	Approval     Approval
+	Disbursement Disbursement
+	Audit        Audit
+	// DB holds the gateway's store; Run migrates it, NewHandler expects it
+	// migrated.
+	DB     sqldb.DB
+	Logger *zap.Logger
+	// Registry receives the HTTP metrics and is served on /metrics; nil
+	// is a fresh registry.
+	Registry *prometheus.Registry
+	// Ready reports whether the services the gateway needs are reachable
+	// (NATS, the stores); /readyz answers 503 while it fails. nil checks
+	// only the gateway's database.
+	Ready func(context.Context) error
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// server holds what the handlers share.
+type server struct {
+	cfg          Config
+	intake       Intake
+	approval     Approval
+	disbursement Disbursement
+	audit        Audit
+	db           sqldb.DB
+	store        Store
+	log          *zap.Logger
+	registry     *prometheus.Registry
+	ready        func(context.Context) error
+	now          func() time.Time
+	limiter      *loginLimiter
+	metrics      *httpMetrics
+}
+
+func newServer(d Deps) (*server, error) {
+	switch {
+	case d.Intake == nil, d.Approval == nil, d.Disbursement == nil, d.Audit == nil:
+		return nil, errors.New("gateway: Intake, Approval, Disbursement and Audit are required")
+	case d.DB == nil:
+		return nil, errors.New("gateway: DB is required")
+	}
+	s := &server{cfg: d.Config.withDefaults(), intake: d.Intake, approval: d.Approval, disbursement: d.Disbursement,
+		audit: d.Audit, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+	}
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	s.now = func() time.Time { return now().UTC() }
+	s.limiter = newLoginLimiter(s.cfg.MaxLoginFailures, time.Minute)
+	m, err := newHTTPMetrics(s.registry)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	return s, nil
+}
+
+// NewHandler returns the HTTP API on a migrated database. ctx is not kept:
+// requests carry their own contexts.
+//
+// Errors: a missing dependency; metrics that cannot be registered.
+func NewHandler(ctx context.Context, d Deps) (http.Handler, error) {
+	s, err := newServer(d)
+	if err != nil {
+		return nil, err
+	}
+	return s.router(), nil
+}
+
+// Run migrates the gateway's database and serves the API on Config.Addr
+// until ctx ends, then shuts down gracefully: requests in flight get up to
+// 15 seconds to finish. Expired tokens and idempotency keys are swept
+// hourly.
+func Run(ctx context.Context, d Deps) error {
+	if d.DB == nil {
+		return errors.New("gateway: DB is required")
+	}
+	if err := d.DB.Migrate(ctx, Migrations); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	s, err := newServer(d)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           s.router(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
+	}
+	s.log.Info("gateway listening", zap.String("addr", ln.Addr().String()))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		s.sweep(sweepCtx, time.Hour)
+	}()
+	defer func() {
+		stopSweep()
+		<-sweepDone
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("gateway: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close() // requests still running after the grace period are cut
+		return fmt.Errorf("gateway shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return nil
+}
+
+// sweep forgets expired tokens and old idempotency keys every interval
+// until ctx ends.
+func (s *server) sweep(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		now := s.now()
+		if _, err := s.store.DeleteExpiredTokens(ctx, now); err != nil && ctx.Err() == nil {
+			s.log.Warn("sweep tokens", zap.Error(err))
+		}
+		if _, err := s.store.DeleteIdemBefore(ctx, now.Add(-s.cfg.IdempotencyTTL)); err != nil && ctx.Err() == nil {
+			s.log.Warn("sweep idempotency keys", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,606 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/audit"
+	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/intake"
+)
+
+// calls records the calls made to the fake services.
+type calls struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (c *calls) add(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.names = append(c.names, name)
+}
+
+func (c *calls) count(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, x := range c.names {
+		if x == name {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *calls) list() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.names)
+}
+
+func (c *calls) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.names = nil
+}
+
+func notFaked(name string) error { return fmt.Errorf("fake: %s is not set up", name) }
+
+// fakeIntake is a fake of the intake service: each method calls its
+// function field, and fails when the field is nil.
+type fakeIntake struct {
+	calls    *calls
+	file     func(context.Context, intake.FileRequest) (*assist.Case, error)
+	amend    func(context.Context, intake.AmendRequest) (*assist.Case, error)
+	withdraw func(context.Context, intake.WithdrawRequest) (*assist.Case, error)
+	answer   func(context.Context, intake.AnswerRequest) (*assist.Case, error)
+	get      func(context.Context, string) (*assist.Case, error)
+	list     func(context.Context, intake.ListFilter) (intake.ListPage, error)
+	personal func(context.Context, intake.PersonalRequest) (intake.Beneficiary, error)
+}
+
+func call[Req, Resp any](c *calls, name string, f func(context.Context, Req) (Resp, error), ctx context.Context, r Req) (Resp, error) {
+	c.add(name)
+	if f == nil {
+		var zero Resp
+		return zero, notFaked(name)
+	}
+	return f(ctx, r)
+}
+
+func (f *fakeIntake) File(ctx context.Context, r intake.FileRequest) (*assist.Case, error) {
+	return call(f.calls, "intake.File", f.file, ctx, r)
+}
+func (f *fakeIntake) Amend(ctx context.Context, r intake.AmendRequest) (*assist.Case, error) {
+	return call(f.calls, "intake.Amend", f.amend, ctx, r)
+}
+func (f *fakeIntake) Withdraw(ctx context.Context, r intake.WithdrawRequest) (*assist.Case, error) {
+	return call(f.calls, "intake.Withdraw", f.withdraw, ctx, r)
+}
+func (f *fakeIntake) Answer(ctx context.Context, r intake.AnswerRequest) (*assist.Case, error) {
+	return call(f.calls, "intake.Answer", f.answer, ctx, r)
+}
+func (f *fakeIntake) Get(ctx context.Context, id string) (*assist.Case, error) {
+	return call(f.calls, "intake.Get", f.get, ctx, id)
+}
+func (f *fakeIntake) List(ctx context.Context, r intake.ListFilter) (intake.ListPage, error) {
+	return call(f.calls, "intake.List", f.list, ctx, r)
+}
+func (f *fakeIntake) Personal(ctx context.Context, r intake.PersonalRequest) (intake.Beneficiary, error) {
+	return call(f.calls, "intake.Personal", f.personal, ctx, r)
+}
+
+// fakeApproval is a fake of the approval service.
+type fakeApproval struct {
+	calls       *calls
+	queue       func(context.Context, approval.QueueRequest) (approval.QueuePage, error)
+	claim       func(context.Context, approval.CaseCommand) (*assist.Case, error)
+	release     func(context.Context, approval.CaseCommand) (*assist.Case, error)
+	approve     func(context.Context, approval.ApproveRequest) (*assist.Case, error)
+	reject      func(context.Context, approval.RejectRequest) (*assist.Case, error)
+	requestInfo func(context.Context, approval.RequestInfoRequest) (*assist.Case, error)
+}
+
+func (f *fakeApproval) Queue(ctx context.Context, r approval.QueueRequest) (approval.QueuePage, error) {
+	return call(f.calls, "approval.Queue", f.queue, ctx, r)
+}
+func (f *fakeApproval) Claim(ctx context.Context, r approval.CaseCommand) (*assist.Case, error) {
+	return call(f.calls, "approval.Claim", f.claim, ctx, r)
+}
+func (f *fakeApproval) Release(ctx context.Context, r approval.CaseCommand) (*assist.Case, error) {
+	return call(f.calls, "approval.Release", f.release, ctx, r)
+}
+func (f *fakeApproval) Approve(ctx context.Context, r approval.ApproveRequest) (*assist.Case, error) {
+	return call(f.calls, "approval.Approve", f.approve, ctx, r)
+}
+func (f *fakeApproval) Reject(ctx context.Context, r approval.RejectRequest) (*assist.Case, error) {
+	return call(f.calls, "approval.Reject", f.reject, ctx, r)
+}
+func (f *fakeApproval) RequestInfo(ctx context.Context, r approval.RequestInfoRequest) (*assist.Case, error) {
+	return call(f.calls, "approval.RequestInfo", f.requestInfo, ctx, r)
+}
+
+// fakeDisbursement is a fake of the disbursement service.
+type fakeDisbursement struct {
+	calls        *calls
+	funds        func(context.Context, disbursement.ListRequest) (disbursement.FundsPage, error)
+	fund         func(context.Context, string) (disbursement.Fund, error)
+	createFund   func(context.Context, disbursement.CreateFundRequest) (disbursement.Fund, error)
+	payees       func(context.Context, disbursement.ListRequest) (disbursement.PayeesPage, error)
+	payee        func(context.Context, string) (disbursement.Payee, error)
+	createPayee  func(context.Context, disbursement.CreatePayeeRequest) (disbursement.Payee, error)
+	payouts      func(context.Context, disbursement.ListRequest) (disbursement.PayoutsPage, error)
+	retryPayout  func(context.Context, disbursement.PayoutCommand) (disbursement.Payout, error)
+	cancelPayout func(context.Context, disbursement.PayoutCommand) (disbursement.Payout, error)
+}
+
+func (f *fakeDisbursement) Funds(ctx context.Context, r disbursement.ListRequest) (disbursement.FundsPage, error) {
+	return call(f.calls, "disbursement.Funds", f.funds, ctx, r)
+}
+func (f *fakeDisbursement) Fund(ctx context.Context, id string) (disbursement.Fund, error) {
+	return call(f.calls, "disbursement.Fund", f.fund, ctx, id)
+}
+func (f *fakeDisbursement) CreateFund(ctx context.Context, r disbursement.CreateFundRequest) (disbursement.Fund, error) {
+	return call(f.calls, "disbursement.CreateFund", f.createFund, ctx, r)
+}
+func (f *fakeDisbursement) Payees(ctx context.Context, r disbursement.ListRequest) (disbursement.PayeesPage, error) {
+	return call(f.calls, "disbursement.Payees", f.payees, ctx, r)
+}
+func (f *fakeDisbursement) Payee(ctx context.Context, id string) (disbursement.Payee, error) {
+	return call(f.calls, "disbursement.Payee", f.payee, ctx, id)
+}
+func (f *fakeDisbursement) CreatePayee(ctx context.Context, r disbursement.CreatePayeeRequest) (disbursement.Payee, error) {
+	return call(f.calls, "disbursement.CreatePayee", f.createPayee, ctx, r)
+}
+func (f *fakeDisbursement) Payouts(ctx context.Context, r disbursement.ListRequest) (disbursement.PayoutsPage, error) {
+	return call(f.calls, "disbursement.Payouts", f.payouts, ctx, r)
+}
+func (f *fakeDisbursement) RetryPayout(ctx context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error) {
+	return call(f.calls, "disbursement.RetryPayout", f.retryPayout, ctx, r)
+}
+func (f *fakeDisbursement) CancelPayout(ctx context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error) {
+	return call(f.calls, "disbursement.CancelPayout", f.cancelPayout, ctx, r)
+}
+
+// fakeAudit is a fake of the audit service.
+type fakeAudit struct {
+	calls      *calls
+	events     func(context.Context, audit.EventsRequest) (audit.EventsPage, error)
+	verify     func(context.Context, struct{}) (audit.VerifyResult, error)
+	history    func(context.Context, string) ([]audit.ArchivedEvent, error)
+	asOf       func(context.Context, audit.AsOfRequest) (*assist.Case, error)
+	checkpoint func(context.Context, struct{}) (audit.Checkpoint, error)
+	access     func(context.Context, string) ([]eventlog.Access, error)
+}
+
+func (f *fakeAudit) Events(ctx context.Context, r audit.EventsRequest) (audit.EventsPage, error) {
+	return call(f.calls, "audit.Events", f.events, ctx, r)
+}
+func (f *fakeAudit) Verify(ctx context.Context) (audit.VerifyResult, error) {
+	return call(f.calls, "audit.Verify", f.verify, ctx, struct{}{})
+}
+func (f *fakeAudit) History(ctx context.Context, id string) ([]audit.ArchivedEvent, error) {
+	return call(f.calls, "audit.History", f.history, ctx, id)
+}
+func (f *fakeAudit) AsOf(ctx context.Context, id string, at time.Time) (*assist.Case, error) {
+	return call(f.calls, "audit.AsOf", f.asOf, ctx, audit.AsOfRequest{CaseID: id, At: at})
+}
+func (f *fakeAudit) Checkpoint(ctx context.Context) (audit.Checkpoint, error) {
+	return call(f.calls, "audit.Checkpoint", f.checkpoint, ctx, struct{}{})
+}
+func (f *fakeAudit) Access(ctx context.Context, id string) ([]eventlog.Access, error) {
+	return call(f.calls, "audit.Access", f.access, ctx, id)
+}
+
+// Cases the fakes know: one at each demo post.
+const (
+	dhakaCase  = "0194e1c2-7a3b-7c4d-8e5f-000000000001"
+	mumbaiCase = "0194e1c2-7a3b-7c4d-8e5f-000000000002"
+	noCase     = "0194e1c2-7a3b-7c4d-8e5f-0000000000ff"
+	fundID     = "0194e1c2-7a3b-7c4d-8e5f-00000000f001"
+	payeeID    = "0194e1c2-7a3b-7c4d-8e5f-00000000b001"
+	payoutID   = "0194e1c2-7a3b-7c4d-8e5f-00000000c001"
+)
+
+func sampleCase(id, post string) *assist.Case {
+	return &assist.Case{ID: id, Requester: "ana", Post: post, Category: assist.Shelter, Urgency: assist.Critical,
+		AmountCents: 25000, Justification: "three nights of shelter", PayeeID: payeeID, State: assist.StateSubmitted,
+		Beneficiary:        assist.Sealed{KeyID: id, Ciphertext: []byte("SEALED-CIPHERTEXT")},
+		BeneficiaryRefHash: []byte("REF-HASH"),
+		Deadline:           t0.Add(4 * time.Hour), CreatedAt: t0, UpdatedAt: t0.Add(time.Minute), Version: 7, Events: 1}
+}
+
+// clock is a settable test clock.
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *clock) Set(t time.Time)         { c.ns.Store(t.UnixNano()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func newClock(t time.Time) *clock {
+	c := &clock{}
+	c.Set(t)
+	return c
+}
+
+// harness is a gateway on a real store with fake services.
+type harness struct {
+	t        testing.TB
+	srv      *server
+	h        http.Handler
+	db       sqldb.DB
+	store    *SQLStore
+	clock    *clock
+	calls    *calls
+	intake   *fakeIntake
+	approval *fakeApproval
+	disb     *fakeDisbursement
+	audit    *fakeAudit
+	logs     *observer.ObservedLogs
+	registry *prometheus.Registry
+	tokens   map[string]string
+	ready    atomic.Pointer[error]
+}
+
+// testUsers are the demo accounts plus two with several roles.
+var testUsers = []Account{
+	{Username: "ana", Roles: []string{requester}, Posts: []string{"BGD-DHAKA"}},
+	{Username: "raj", Roles: []string{requester}, Posts: []string{"IND-MUMBAI"}},
+	{Username: "olu", Roles: []string{approver}},
+	{Username: "mei", Roles: []string{approver}},
+	{Username: "fin", Roles: []string{finance}},
+	{Username: "aud", Roles: []string{auditor}},
+	{Username: "adm", Roles: []string{admin}},
+	{Username: "nopost", Roles: []string{requester}},
+	{Username: "ana-aud", Roles: []string{requester, auditor}, Posts: []string{"BGD-DHAKA"}},
+}
+
+var (
+	testHashOnce sync.Once
+	testHash     []byte
+)
+
+// lowCostHash is the hash of every test user's password, "pw", made once
+// at the lowest cost.
+func lowCostHash() []byte {
+	testHashOnce.Do(func() {
+		var err error
+		if testHash, err = bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost); err != nil {
+			panic(err)
+		}
+	})
+	return testHash
+}
+
+// newHarness builds the gateway on db (migrated here) with fakes that
+// answer sensibly for the known cases.
+func newHarness(tb testing.TB, db sqldb.DB, cfgs ...func(*Config)) *harness {
+	tb.Helper()
+	migrated(tb, db)
+	h := &harness{t: tb, db: db, store: NewSQLStore(db), clock: newClock(t0), calls: &calls{}, tokens: map[string]string{},
+		registry: prometheus.NewRegistry()}
+	core, logs := observer.New(zapcore.DebugLevel)
+	h.logs = logs
+	h.intake = &fakeIntake{calls: h.calls}
+	h.approval = &fakeApproval{calls: h.calls}
+	h.disb = &fakeDisbursement{calls: h.calls}
+	h.audit = &fakeAudit{calls: h.calls}
+	h.setDefaults()
+	var cfg Config
+	for _, f := range cfgs {
+		f(&cfg)
+	}
+	srv, err := newServer(Deps{Config: cfg, Intake: h.intake, Approval: h.approval, Disbursement: h.disb, Audit: h.audit,
+		DB: db, Logger: zap.New(core), Registry: h.registry, Now: h.clock.Now,
+		Ready: func(context.Context) error {
+			if p := h.ready.Load(); p != nil {
+				return *p
+			}
+			return nil
+		}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h.srv, h.h = srv, srv.router()
+	ctx := context.Background()
+	for _, u := range testUsers {
+		u.PasswordHash, u.CreatedAt = lowCostHash(), t0
+		if err := h.store.PutAccount(ctx, u); err != nil {
+			tb.Fatal(err)
+		}
+		tok, _, err := srv.issueToken(ctx, u.Username)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		h.tokens[u.Username] = tok
+	}
+	return h
+}
+
+// setDefaults makes every fake answer with plausible data.
+func (h *harness) setDefaults() {
+	cases := map[string]*assist.Case{dhakaCase: sampleCase(dhakaCase, "BGD-DHAKA"), mumbaiCase: sampleCase(mumbaiCase, "IND-MUMBAI")}
+	get := func(_ context.Context, id string) (*assist.Case, error) {
+		if c, ok := cases[id]; ok {
+			cp := *c
+			return &cp, nil
+		}
+		return nil, assist.Errorf(assist.CodeNotFound, "no request %s", id)
+	}
+	after := func(id string, state assist.State) (*assist.Case, error) {
+		c, err := get(nil, id)
+		if err != nil {
+			return nil, err
+		}
+		c.State, c.Version = state, c.Version+1
+		return c, nil
+	}
+	h.intake.get = get
+	h.intake.file = func(_ context.Context, r intake.FileRequest) (*assist.Case, error) {
+		c := sampleCase(r.CommandID, r.Post)
+		c.Requester, c.AmountCents = r.Actor.Username, r.AmountCents
+		return c, nil
+	}
+	h.intake.amend = func(_ context.Context, r intake.AmendRequest) (*assist.Case, error) {
+		return after(r.CaseID, assist.StateSubmitted)
+	}
+	h.intake.withdraw = func(_ context.Context, r intake.WithdrawRequest) (*assist.Case, error) {
+		return after(r.CaseID, assist.StateWithdrawn)
+	}
+	h.intake.answer = func(_ context.Context, r intake.AnswerRequest) (*assist.Case, error) {
+		return after(r.CaseID, assist.StateSubmitted)
+	}
+	h.intake.list = func(_ context.Context, f intake.ListFilter) (intake.ListPage, error) {
+		var p intake.ListPage
+		for _, id := range []string{dhakaCase, mumbaiCase} {
+			c, _ := get(nil, id)
+			if len(f.Posts) == 0 || slices.Contains(f.Posts, c.Post) {
+				p.Items = append(p.Items, c)
+			}
+		}
+		return p, nil
+	}
+	h.intake.personal = func(_ context.Context, r intake.PersonalRequest) (intake.Beneficiary, error) {
+		if _, err := get(nil, r.CaseID); err != nil {
+			return intake.Beneficiary{}, err
+		}
+		return intake.Beneficiary{Reference: "REF-1", Name: "Person Name", Nationality: "BD"}, nil
+	}
+	h.approval.queue = func(context.Context, approval.QueueRequest) (approval.QueuePage, error) {
+		c, _ := get(nil, dhakaCase)
+		return approval.QueuePage{Items: []approval.QueueItem{{Case: c, Overdue: true}}}, nil
+	}
+	h.approval.claim = func(_ context.Context, r approval.CaseCommand) (*assist.Case, error) {
+		c, err := after(r.CaseID, assist.StateUnderReview)
+		if err == nil {
+			c.ClaimedBy, c.ClaimExpiresAt = r.Actor.Username, t0.Add(30*time.Minute)
+		}
+		return c, err
+	}
+	h.approval.release = func(_ context.Context, r approval.CaseCommand) (*assist.Case, error) {
+		return after(r.CaseID, assist.StateSubmitted)
+	}
+	h.approval.approve = func(_ context.Context, r approval.ApproveRequest) (*assist.Case, error) {
+		c, err := after(r.CaseID, assist.StateApproved)
+		if err == nil {
+			c.ApprovedCents, c.FundID = r.AmountCents, r.FundID
+		}
+		return c, err
+	}
+	h.approval.reject = func(_ context.Context, r approval.RejectRequest) (*assist.Case, error) {
+		return after(r.CaseID, assist.StateRejected)
+	}
+	h.approval.requestInfo = func(_ context.Context, r approval.RequestInfoRequest) (*assist.Case, error) {
+		c, err := after(r.CaseID, assist.StateInfoRequested)
+		if err == nil {
+			c.Question = r.Question
+		}
+		return c, err
+	}
+	fund := disbursement.Fund{ID: fundID, Name: "EVA-DEMO", AllocatedCents: 100_000_000, AvailableCents: 100_000_000, CreatedAt: t0}
+	payee := disbursement.Payee{ID: payeeID, Name: "Safe House Dhaka", Country: "BD", Account: "ACC-1", CreatedAt: t0}
+	payout := disbursement.Payout{ID: payoutID, CaseID: dhakaCase, FundID: fundID, PayeeID: payeeID, AmountCents: 25000,
+		Status: disbursement.PayoutFailed, Attempt: 1, CreatedAt: t0, UpdatedAt: t0}
+	h.disb.funds = func(context.Context, disbursement.ListRequest) (disbursement.FundsPage, error) {
+		return disbursement.FundsPage{Items: []disbursement.Fund{fund}}, nil
+	}
+	h.disb.fund = func(_ context.Context, id string) (disbursement.Fund, error) {
+		if id != fundID {
+			return disbursement.Fund{}, assist.Errorf(assist.CodeNotFound, "no fund %q", id)
+		}
+		return fund, nil
+	}
+	h.disb.createFund = func(_ context.Context, r disbursement.CreateFundRequest) (disbursement.Fund, error) {
+		return disbursement.Fund{ID: r.CommandID, Name: r.Name, AllocatedCents: r.AllocatedCents, AvailableCents: r.AllocatedCents, CreatedAt: t0}, nil
+	}
+	h.disb.payees = func(context.Context, disbursement.ListRequest) (disbursement.PayeesPage, error) {
+		return disbursement.PayeesPage{Items: []disbursement.Payee{payee}}, nil
+	}
+	h.disb.payee = func(_ context.Context, id string) (disbursement.Payee, error) {
+		if id != payeeID {
+			return disbursement.Payee{}, assist.Errorf(assist.CodeNotFound, "no payee %q", id)
+		}
+		return payee, nil
+	}
+	h.disb.createPayee = func(_ context.Context, r disbursement.CreatePayeeRequest) (disbursement.Payee, error) {
+		return disbursement.Payee{ID: r.CommandID, Name: r.Name, Country: r.Country, Account: r.Account, CreatedAt: t0}, nil
+	}
+	h.disb.payouts = func(context.Context, disbursement.ListRequest) (disbursement.PayoutsPage, error) {
+		return disbursement.PayoutsPage{Items: []disbursement.Payout{payout}}, nil
+	}
+	h.disb.retryPayout = func(_ context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error) {
+		p := payout
+		p.Status, p.Attempt = disbursement.PayoutPending, 2
+		return p, nil
+	}
+	h.disb.cancelPayout = func(_ context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error) {
+		p := payout
+		p.Status = disbursement.PayoutCancelled
+		return p, nil
+	}
+	ev := func(seq uint64, caseID, typ string) audit.ArchivedEvent {
+		return audit.ArchivedEvent{Seq: seq, ID: fmt.Sprintf("0194e1c2-7a3b-7c4d-8e5f-%012d", seq), CaseID: caseID, Type: typ,
+			At: t0.Add(time.Duration(seq) * time.Second), Actor: assist.Actor{Username: "ana", Role: requester, Post: "BGD-DHAKA"},
+			Data: json.RawMessage(`{"amountUsdCents":"25000"}`), Hash: fmt.Sprintf("%064x", seq), Chain: fmt.Sprintf("%064x", seq+1000)}
+	}
+	h.audit.events = func(_ context.Context, r audit.EventsRequest) (audit.EventsPage, error) {
+		// Three events, two a page.
+		all := []audit.ArchivedEvent{ev(1, dhakaCase, "RequestSubmitted"), ev(2, dhakaCase, "ReviewClaimed"), ev(3, mumbaiCase, "RequestSubmitted")}
+		var p audit.EventsPage
+		for _, e := range all {
+			if e.Seq > r.After && len(p.Items) < 2 {
+				p.Items = append(p.Items, e)
+			}
+		}
+		if n := len(p.Items); n == 2 && p.Items[n-1].Seq < 3 {
+			p.Next = p.Items[n-1].Seq
+		}
+		return p, nil
+	}
+	h.audit.history = func(_ context.Context, id string) ([]audit.ArchivedEvent, error) {
+		if _, err := get(nil, id); err != nil {
+			return nil, err
+		}
+		return []audit.ArchivedEvent{ev(1, id, "RequestSubmitted")}, nil
+	}
+	h.audit.asOf = func(_ context.Context, r audit.AsOfRequest) (*assist.Case, error) { return get(nil, r.CaseID) }
+	h.audit.verify = func(context.Context, struct{}) (audit.VerifyResult, error) {
+		return audit.VerifyResult{OK: true, Events: 3}, nil
+	}
+	h.audit.checkpoint = func(context.Context, struct{}) (audit.Checkpoint, error) {
+		return audit.Checkpoint{Size: 3, Chain: strings.Repeat("ab", 32), At: t0}, nil
+	}
+	h.audit.access = func(_ context.Context, id string) ([]eventlog.Access, error) {
+		return []eventlog.Access{{CaseID: id, Username: "olu", Role: approver, At: t0, What: "beneficiary"}}, nil
+	}
+}
+
+// req is one request to the harness.
+type req struct {
+	user   string // "" sends no credentials
+	method string
+	path   string
+	body   string
+	header map[string]string // "" deletes a header
+}
+
+// do serves r. A body is sent as application/json unless header says
+// otherwise.
+func (h *harness) do(r req) *httptest.ResponseRecorder {
+	h.t.Helper()
+	var body io.Reader
+	if r.body != "" {
+		body = strings.NewReader(r.body)
+	}
+	hr := httptest.NewRequest(r.method, r.path, body)
+	if r.body != "" {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	if r.user != "" {
+		tok, ok := h.tokens[r.user]
+		if !ok {
+			h.t.Fatalf("no test user %q", r.user)
+		}
+		hr.Header.Set("Authorization", "Bearer "+tok)
+	}
+	for k, v := range r.header {
+		if v == "" {
+			hr.Header.Del(k)
+		} else {
+			hr.Header.Set(k, v)
+		}
+	}
+	w := httptest.NewRecorder()
+	h.h.ServeHTTP(w, hr)
+	return w
+}
+
+// get is a GET as user.
+func (h *harness) get(user, path string) *httptest.ResponseRecorder {
+	h.t.Helper()
+	return h.do(req{user: user, method: http.MethodGet, path: path})
+}
+
+// post is a POST of body as user.
+func (h *harness) post(user, path, body string) *httptest.ResponseRecorder {
+	h.t.Helper()
+	return h.do(req{user: user, method: http.MethodPost, path: path, body: body})
+}
+
+// decodeProblem checks w is a problem with status and returns it.
+func decodeProblem(tb testing.TB, w *httptest.ResponseRecorder, status int) problem {
+	tb.Helper()
+	if w.Code != status {
+		tb.Fatalf("status %d, want %d; body %s", w.Code, status, w.Body)
+	}
+	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
+		tb.Fatalf("Content-Type %q, want application/problem+json; body %s", ct, w.Body)
+	}
+	var p problem
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
+		tb.Fatalf("problem %s: %v", w.Body, err)
+	}
+	if p.Status != status || p.Title == "" || p.Type == "" || p.Errors == nil {
+		tb.Fatalf("problem %+v", p)
+	}
+	return p
+}
+
+// fieldsOf lists the fields a problem names.
+func fieldsOf(p problem) []string {
+	var fs []string
+	for _, f := range p.Errors {
+		fs = append(fs, f.Field)
+	}
+	return fs
+}
+
+// decodeJSONBody checks w is a JSON answer with status and decodes it.
+func decodeJSONBody[T any](tb testing.TB, w *httptest.ResponseRecorder, status int) T {
+	tb.Helper()
+	var v T
+	if w.Code != status {
+		tb.Fatalf("status %d, want %d; body %s", w.Code, status, w.Body)
+	}
+	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+		tb.Fatalf("Content-Type %q; body %s", ct, w.Body)
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
+		tb.Fatalf("decode %s: %v", w.Body, err)
+	}
+	return v
+}
+
+// idemRows counts the stored idempotency keys.
+func (h *harness) idemRows() int {
+	h.t.Helper()
+	var n int
+	if err := h.db.QueryRow(context.Background(), `SELECT count(*) FROM gateway_idempotency`).Scan(&n); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+var errBoom = errors.New("boom: database exploded at 10.0.0.7")

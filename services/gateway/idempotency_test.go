@@ -1,0 +1,248 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/intake"
+)
+
+// fileRecorder records the command ids intake.File is called with and
+// answers with next (a 201 case when next is nil).
+type fileRecorder struct {
+	mu   sync.Mutex
+	ids  []string
+	reqs []intake.FileRequest
+	next func(intake.FileRequest) (*assist.Case, error)
+}
+
+func (f *fileRecorder) file(_ context.Context, r intake.FileRequest) (*assist.Case, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ids = append(f.ids, r.CommandID)
+	f.reqs = append(f.reqs, r)
+	if f.next != nil {
+		return f.next(r)
+	}
+	return sampleCase(r.CommandID, r.Post), nil
+}
+
+func (f *fileRecorder) calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.ids...)
+}
+
+func withKey(key string) map[string]string { return map[string]string{IdempotencyHeader: key} }
+
+func TestIdempotency(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		h := newHarness(t, db)
+		body := validBodies["/v1/requests"]
+		file := func(user, key, body string) *httptest.ResponseRecorder {
+			return h.do(req{user: user, method: http.MethodPost, path: "/v1/requests", body: body, header: withKey(key)})
+		}
+
+		t.Run("same key and body: the first response, replayed", func(t *testing.T) {
+			rec := &fileRecorder{}
+			h.intake.file = rec.file
+			first := file("ana", "key-1", body)
+			second := file("ana", "key-1", body)
+			if first.Code != http.StatusCreated || second.Code != first.Code || second.Body.String() != first.Body.String() {
+				t.Fatalf("first %d %s, second %d %s", first.Code, first.Body, second.Code, second.Body)
+			}
+			if second.Header().Get("Idempotent-Replayed") != "true" || first.Header().Get("Idempotent-Replayed") != "" {
+				t.Fatal("Idempotent-Replayed header")
+			}
+			if loc := second.Header().Get("Location"); loc == "" || loc != first.Header().Get("Location") {
+				t.Fatalf("Location %q vs %q", loc, first.Header().Get("Location"))
+			}
+			if ct := second.Header().Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("replayed Content-Type %q", ct)
+			}
+			ids := rec.calls()
+			if len(ids) != 1 {
+				t.Fatalf("File called %d times", len(ids))
+			}
+			if v, err := uuid.Parse(ids[0]); err != nil || v.Version() != 7 {
+				t.Fatalf("command id %q is not a UUIDv7", ids[0])
+			}
+			if len(rec.reqs[0].IdempotencyKeyHash) != 32 {
+				t.Fatalf("key hash %x", rec.reqs[0].IdempotencyKeyHash)
+			}
+		})
+
+		t.Run("same key, another body or path: 422", func(t *testing.T) {
+			rec := &fileRecorder{}
+			h.intake.file = rec.file
+			decodeJSONBody[caseJSON](t, file("ana", "key-2", body), http.StatusCreated)
+			other := `{"post":"BGD-DHAKA","category":"medical","urgency":"urgent","amount_usd_cents":100,"justification":"j","beneficiary":{"reference":"R"}}`
+			p := decodeProblem(t, file("ana", "key-2", other), http.StatusUnprocessableEntity)
+			if p.Code != assist.CodeIdempotencyMismatch {
+				t.Fatalf("problem %+v", p)
+			}
+			// The same key on another route is another request, too.
+			w := h.do(req{user: "ana", method: http.MethodPost, path: "/v1/requests/" + dhakaCase + "/withdraw",
+				body: `{"reason":"r"}`, header: withKey("key-2")})
+			decodeProblem(t, w, http.StatusUnprocessableEntity)
+			if n := len(rec.calls()); n != 1 {
+				t.Fatalf("File called %d times", n)
+			}
+		})
+
+		t.Run("keys are per user", func(t *testing.T) {
+			rec := &fileRecorder{}
+			h.intake.file = rec.file
+			decodeJSONBody[caseJSON](t, file("ana", "shared", body), http.StatusCreated)
+			rajBody := `{"post":"IND-MUMBAI","category":"shelter","urgency":"critical","amount_usd_cents":25000,"justification":"j","beneficiary":{"reference":"R"}}`
+			decodeJSONBody[caseJSON](t, file("raj", "shared", rajBody), http.StatusCreated)
+			if ids := rec.calls(); len(ids) != 2 || ids[0] == ids[1] {
+				t.Fatalf("command ids %v", ids)
+			}
+		})
+
+		t.Run("pending: run again with the same command id", func(t *testing.T) {
+			// A crash after the key was stored and before the answer was:
+			// the row is pending with its command id.
+			const cmd = "0194e1c2-7a3b-7c4d-8e5f-00000000abcd"
+			if _, _, err := h.store.BeginIdem(context.Background(), IdemRecord{Username: "ana", Key: "crashed",
+				RequestHash: requestHash(http.MethodPost, "/v1/requests", []byte(body)), CommandID: cmd, CreatedAt: t0}); err != nil {
+				t.Fatal(err)
+			}
+			rec := &fileRecorder{}
+			h.intake.file = rec.file
+			w := file("ana", "crashed", body)
+			c := decodeJSONBody[caseJSON](t, w, http.StatusCreated)
+			if ids := rec.calls(); len(ids) != 1 || ids[0] != cmd || c.ID != cmd {
+				t.Fatalf("re-run with %v (case %s), want %s", ids, c.ID, cmd)
+			}
+			if w.Header().Get("Idempotent-Replayed") != "" {
+				t.Fatal("a re-run is not a replay")
+			}
+			// Now done: replayed.
+			again := file("ana", "crashed", body)
+			if again.Body.String() != w.Body.String() || again.Header().Get("Idempotent-Replayed") != "true" || len(rec.calls()) != 1 {
+				t.Fatalf("after re-run: %d %s", again.Code, again.Body)
+			}
+		})
+
+		t.Run("5xx is not stored; the retry runs with the same command id", func(t *testing.T) {
+			rec := &fileRecorder{}
+			fail := true
+			rec.next = func(r intake.FileRequest) (*assist.Case, error) {
+				if fail {
+					return nil, assist.Errorf(assist.CodeUnavailable, "intake is not answering")
+				}
+				return sampleCase(r.CommandID, r.Post), nil
+			}
+			h.intake.file = rec.file
+			decodeProblem(t, file("ana", "flaky", body), http.StatusServiceUnavailable)
+			fail = false
+			decodeJSONBody[caseJSON](t, file("ana", "flaky", body), http.StatusCreated)
+			third := file("ana", "flaky", body)
+			if third.Code != http.StatusCreated || third.Header().Get("Idempotent-Replayed") != "true" {
+				t.Fatalf("third: %d", third.Code)
+			}
+			if ids := rec.calls(); len(ids) != 2 || ids[0] != ids[1] {
+				t.Fatalf("command ids %v, want the same twice", ids)
+			}
+		})
+
+		t.Run("an internal error is not stored either", func(t *testing.T) {
+			rec := &fileRecorder{next: func(intake.FileRequest) (*assist.Case, error) { return nil, errBoom }}
+			h.intake.file = rec.file
+			decodeProblem(t, file("ana", "boom", body), http.StatusInternalServerError)
+			rec.next = nil
+			decodeJSONBody[caseJSON](t, file("ana", "boom", body), http.StatusCreated)
+			if ids := rec.calls(); len(ids) != 2 || ids[0] != ids[1] {
+				t.Fatalf("command ids %v", ids)
+			}
+		})
+
+		t.Run("4xx is stored and replayed", func(t *testing.T) {
+			rec := &fileRecorder{next: func(intake.FileRequest) (*assist.Case, error) {
+				return nil, &assist.Error{Code: assist.CodeInvalid, Message: "invalid amount_usd_cents",
+					Fields: []assist.FieldError{{Field: "amount_usd_cents", Message: "exceeds the cap"}}}
+			}}
+			h.intake.file = rec.file
+			first := file("ana", "bad", body)
+			decodeProblem(t, first, http.StatusBadRequest)
+			second := file("ana", "bad", body)
+			decodeProblem(t, second, http.StatusBadRequest)
+			if second.Body.String() != first.Body.String() || second.Header().Get("Idempotent-Replayed") != "true" {
+				t.Fatalf("4xx not replayed: %s vs %s", second.Body, first.Body)
+			}
+			if n := len(rec.calls()); n != 1 {
+				t.Fatalf("File called %d times", n)
+			}
+		})
+
+		t.Run("without a key every POST is a new command", func(t *testing.T) {
+			rec := &fileRecorder{}
+			h.intake.file = rec.file
+			for range 2 {
+				decodeJSONBody[caseJSON](t, h.post("ana", "/v1/requests", body), http.StatusCreated)
+			}
+			ids := rec.calls()
+			if len(ids) != 2 || ids[0] == ids[1] {
+				t.Fatalf("command ids %v", ids)
+			}
+			for _, id := range ids {
+				if v, err := uuid.Parse(id); err != nil || v.Version() != 7 || v.String() != id {
+					t.Fatalf("command id %q", id)
+				}
+			}
+			if rec.reqs[0].IdempotencyKeyHash != nil {
+				t.Fatal("key hash without a key")
+			}
+		})
+
+		t.Run("commands without a body", func(t *testing.T) {
+			var ids []string
+			h.approval.claim = func(_ context.Context, r approval.CaseCommand) (*assist.Case, error) {
+				ids = append(ids, r.CommandID)
+				return sampleCase(r.CaseID, "BGD-DHAKA"), nil
+			}
+			path := "/v1/requests/" + dhakaCase + "/claim"
+			first := h.do(req{user: "olu", method: http.MethodPost, path: path, header: withKey("claim-1")})
+			second := h.do(req{user: "olu", method: http.MethodPost, path: path, header: withKey("claim-1")})
+			if first.Code != http.StatusOK || second.Body.String() != first.Body.String() || len(ids) != 1 {
+				t.Fatalf("claim: %d %s / %s, %d calls", first.Code, first.Body, second.Body, len(ids))
+			}
+			// {} is another body than none.
+			decodeProblem(t, h.do(req{user: "olu", method: http.MethodPost, path: path, body: "{}", header: withKey("claim-1")}),
+				http.StatusUnprocessableEntity)
+		})
+
+		t.Run("concurrent retries run one command id", func(t *testing.T) {
+			rec := &fileRecorder{}
+			h.intake.file = rec.file
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if w := file("ana", "burst", body); w.Code != http.StatusCreated {
+						t.Errorf("burst: %d %s", w.Code, w.Body)
+					}
+				}()
+			}
+			wg.Wait()
+			ids := rec.calls()
+			for _, id := range ids {
+				if id != ids[0] {
+					t.Fatalf("command ids %v", ids)
+				}
+			}
+		})
+	})
+}

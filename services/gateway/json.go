@@ -1,0 +1,215 @@
+package gateway
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/audit"
+	"github.com/eva-org/eva/services/disbursement"
+)
+
+// formatTime writes times as RFC 3339 UTC, with the fraction of a second
+// when there is one (so that a time read here can be given back to as-of).
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// optTime is formatTime, nil for the zero time.
+func optTime(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := formatTime(t)
+	return &s
+}
+
+// caseJSON is the API's representation of a case. Personal data, sealed
+// or not, never appears in it.
+type caseJSON struct {
+	ID             string  `json:"id"`
+	Status         string  `json:"status"`
+	Post           string  `json:"post"`
+	Category       string  `json:"category"`
+	Urgency        string  `json:"urgency"`
+	AmountCents    int64   `json:"amount_usd_cents"`
+	ApprovedCents  int64   `json:"approved_usd_cents"`
+	Deadline       *string `json:"deadline"`
+	Escalated      bool    `json:"escalated"`
+	CreatedAt      string  `json:"created_at"`
+	UpdatedAt      string  `json:"updated_at"`
+	Version        uint64  `json:"version"`
+	Requester      string  `json:"requester"`
+	Justification  string  `json:"justification"`
+	PayeeID        string  `json:"payee_id,omitempty"`
+	FundID         string  `json:"fund_id,omitempty"`
+	PayoutID       string  `json:"payout_id,omitempty"`
+	ClaimedBy      string  `json:"claimed_by,omitempty"`
+	ClaimExpiresAt *string `json:"claim_expires_at,omitempty"`
+	Question       string  `json:"question,omitempty"`
+}
+
+func toCaseJSON(c *assist.Case) caseJSON {
+	j := caseJSON{
+		ID: c.ID, Status: string(c.State), Post: c.Post, Category: string(c.Category), Urgency: string(c.Urgency),
+		AmountCents: c.AmountCents, ApprovedCents: c.ApprovedCents, Deadline: optTime(c.Deadline),
+		Escalated: c.Escalated, CreatedAt: formatTime(c.CreatedAt), UpdatedAt: formatTime(c.UpdatedAt),
+		Version: c.Version, Requester: c.Requester, Justification: c.Justification, PayeeID: c.PayeeID,
+		FundID: c.FundID, PayoutID: c.PayoutID, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: optTime(c.ClaimExpiresAt),
+	}
+	if c.State == assist.StateInfoRequested {
+		j.Question = c.Question
+	}
+	return j
+}
+
+func toCasesJSON(cs []*assist.Case) []caseJSON {
+	out := make([]caseJSON, 0, len(cs))
+	for _, c := range cs {
+		if c != nil {
+			out = append(out, toCaseJSON(c))
+		}
+	}
+	return out
+}
+
+// page is a page of a list.
+type page[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// queueItemJSON is a case of the review queue.
+type queueItemJSON struct {
+	caseJSON
+	Overdue            bool     `json:"overdue"`
+	PossibleDuplicates []string `json:"possible_duplicates"`
+}
+
+func toQueueJSON(p approval.QueuePage) page[queueItemJSON] {
+	out := page[queueItemJSON]{Items: make([]queueItemJSON, 0, len(p.Items)), NextCursor: p.NextCursor}
+	for _, it := range p.Items {
+		if it.Case == nil {
+			continue
+		}
+		out.Items = append(out.Items, queueItemJSON{caseJSON: toCaseJSON(it.Case), Overdue: it.Overdue,
+			PossibleDuplicates: nonNil(it.PossibleDuplicates)})
+	}
+	return out
+}
+
+type fundJSON struct {
+	ID             string `json:"id"`
+	Name           string `json:"name"`
+	AllocatedCents int64  `json:"allocated_usd_cents"`
+	ReservedCents  int64  `json:"reserved_usd_cents"`
+	PaidCents      int64  `json:"paid_usd_cents"`
+	AvailableCents int64  `json:"available_usd_cents"`
+	CreatedAt      string `json:"created_at"`
+}
+
+func toFundJSON(f disbursement.Fund) fundJSON {
+	return fundJSON{ID: f.ID, Name: f.Name, AllocatedCents: f.AllocatedCents, ReservedCents: f.ReservedCents,
+		PaidCents: f.PaidCents, AvailableCents: f.AvailableCents, CreatedAt: formatTime(f.CreatedAt)}
+}
+
+type payeeJSON struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Country   string `json:"country,omitempty"`
+	Account   string `json:"account"`
+	CreatedAt string `json:"created_at"`
+}
+
+func toPayeeJSON(p disbursement.Payee) payeeJSON {
+	return payeeJSON{ID: p.ID, Name: p.Name, Country: p.Country, Account: p.Account, CreatedAt: formatTime(p.CreatedAt)}
+}
+
+type payoutJSON struct {
+	ID          string `json:"id"`
+	RequestID   string `json:"request_id"`
+	FundID      string `json:"fund_id"`
+	PayeeID     string `json:"payee_id"`
+	AmountCents int64  `json:"amount_usd_cents"`
+	Status      string `json:"status"`
+	Attempt     int    `json:"attempt"`
+	ProviderRef string `json:"provider_ref,omitempty"`
+	LastError   string `json:"last_error,omitempty"`
+	CreatedAt   string `json:"created_at"`
+	UpdatedAt   string `json:"updated_at"`
+}
+
+func toPayoutJSON(p disbursement.Payout) payoutJSON {
+	return payoutJSON{ID: p.ID, RequestID: p.CaseID, FundID: p.FundID, PayeeID: p.PayeeID, AmountCents: p.AmountCents,
+		Status: p.Status, Attempt: p.Attempt, ProviderRef: p.ProviderRef, LastError: p.LastError,
+		CreatedAt: formatTime(p.CreatedAt), UpdatedAt: formatTime(p.UpdatedAt)}
+}
+
+func mapSlice[A, B any](as []A, f func(A) B) []B {
+	out := make([]B, 0, len(as))
+	for _, a := range as {
+		out = append(out, f(a))
+	}
+	return out
+}
+
+type actorJSON struct {
+	Username string `json:"username"`
+	Role     string `json:"role"`
+	Post     string `json:"post,omitempty"`
+}
+
+// eventJSON is one archived event.
+type eventJSON struct {
+	Seq       uint64    `json:"seq"`
+	ID        string    `json:"id"`
+	RequestID string    `json:"request_id"`
+	Type      string    `json:"type"`
+	At        string    `json:"at"`
+	Actor     actorJSON `json:"actor"`
+	Reason    string    `json:"reason,omitempty"`
+	// Data is the event body; null when it could not be rendered, and
+	// DecodeError says why.
+	Data        json.RawMessage `json:"data"`
+	DecodeError string          `json:"decode_error,omitempty"`
+	Hash        string          `json:"hash"`
+	Chain       string          `json:"chain"`
+}
+
+func toEventJSON(e audit.ArchivedEvent) eventJSON {
+	data := e.Data
+	if len(data) == 0 || !json.Valid(data) {
+		data = json.RawMessage("null")
+	}
+	return eventJSON{Seq: e.Seq, ID: e.ID, RequestID: e.CaseID, Type: e.Type, At: formatTime(e.At),
+		Actor: actorJSON{Username: e.Actor.Username, Role: e.Actor.Role, Post: e.Actor.Post}, Reason: e.Reason,
+		Data: data, DecodeError: e.DecodeError, Hash: e.Hash, Chain: e.Chain}
+}
+
+// eventsPageJSON is a page of the archive: next_after (and next_cursor,
+// the same number as a string) is the after of the next page, absent at
+// the end.
+type eventsPageJSON struct {
+	Items      []eventJSON `json:"items"`
+	NextAfter  uint64      `json:"next_after,omitempty"`
+	NextCursor string      `json:"next_cursor,omitempty"`
+}
+
+type checkpointJSON struct {
+	Size  uint64 `json:"size"`
+	Chain string `json:"chain"`
+	At    string `json:"at"`
+}
+
+type accessJSON struct {
+	RequestID string `json:"request_id"`
+	Username  string `json:"username"`
+	Role      string `json:"role"`
+	Post      string `json:"post,omitempty"`
+	At        string `json:"at"`
+	What      string `json:"what"`
+}
+
+func toAccessJSON(a eventlog.Access) accessJSON {
+	return accessJSON{RequestID: a.CaseID, Username: a.Username, Role: a.Role, Post: a.Post, At: formatTime(a.At), What: a.What}
+}

@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/services/disbursement"
+)
+
+type (
+	fundBody struct {
+		Name           string `json:"name"`
+		AllocatedCents int64  `json:"allocated_usd_cents"`
+	}
+	payeeBody struct {
+		Name    string `json:"name"`
+		Country string `json:"country"`
+		Account string `json:"account"`
+	}
+)
+
+var payoutStatuses = []string{disbursement.PayoutPending, disbursement.PayoutSent, disbursement.PayoutSettled,
+	disbursement.PayoutFailed, disbursement.PayoutCancelled}
+
+func financeActor(u Account) assist.Actor {
+	return assist.Actor{Username: u.Username, Role: finance}
+}
+
+func listRequest(r *http.Request) (disbursement.ListRequest, *query) {
+	q := newQuery(r)
+	return disbursement.ListRequest{Limit: q.limit(), Cursor: q.cursor()}, q
+}
+
+// listFunds is GET /v1/funds.
+func (s *server) listFunds(r *http.Request) (any, error) {
+	req, q := listRequest(r)
+	if q.err != nil {
+		return nil, q.err
+	}
+	p, err := s.disbursement.Funds(r.Context(), req)
+	if err != nil {
+		return nil, err
+	}
+	return page[fundJSON]{Items: mapSlice(p.Items, toFundJSON), NextCursor: p.NextCursor}, nil
+}
+
+// getFund is GET /v1/funds/{id}.
+func (s *server) getFund(r *http.Request) (any, error) {
+	f, err := s.disbursement.Fund(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return nil, err
+	}
+	return toFundJSON(f), nil
+}
+
+// createFund is POST /v1/funds.
+func (s *server) createFund(r *http.Request, c command, in fundBody) (reply, error) {
+	f, err := s.disbursement.CreateFund(r.Context(), disbursement.CreateFundRequest{
+		CommandID: c.ID, Actor: financeActor(c.User), Name: in.Name, AllocatedCents: in.AllocatedCents,
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{status: http.StatusCreated, body: toFundJSON(f), location: "/v1/funds/" + f.ID}, nil
+}
+
+// listPayees is GET /v1/payees.
+func (s *server) listPayees(r *http.Request) (any, error) {
+	req, q := listRequest(r)
+	if q.err != nil {
+		return nil, q.err
+	}
+	p, err := s.disbursement.Payees(r.Context(), req)
+	if err != nil {
+		return nil, err
+	}
+	return page[payeeJSON]{Items: mapSlice(p.Items, toPayeeJSON), NextCursor: p.NextCursor}, nil
+}
+
+// getPayee is GET /v1/payees/{id}.
+func (s *server) getPayee(r *http.Request) (any, error) {
+	p, err := s.disbursement.Payee(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return nil, err
+	}
+	return toPayeeJSON(p), nil
+}
+
+// createPayee is POST /v1/payees.
+func (s *server) createPayee(r *http.Request, c command, in payeeBody) (reply, error) {
+	p, err := s.disbursement.CreatePayee(r.Context(), disbursement.CreatePayeeRequest{
+		CommandID: c.ID, Actor: financeActor(c.User), Name: in.Name, Country: in.Country, Account: in.Account,
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{status: http.StatusCreated, body: toPayeeJSON(p), location: "/v1/payees/" + p.ID}, nil
+}
+
+// listPayouts is GET /v1/payouts?request=&status=.
+func (s *server) listPayouts(r *http.Request) (any, error) {
+	req, q := listRequest(r)
+	req.CaseID = q.uuidParam("request", false)
+	req.Status = enum(q, "status", payoutStatuses)
+	if q.err != nil {
+		return nil, q.err
+	}
+	p, err := s.disbursement.Payouts(r.Context(), req)
+	if err != nil {
+		return nil, err
+	}
+	return page[payoutJSON]{Items: mapSlice(p.Items, toPayoutJSON), NextCursor: p.NextCursor}, nil
+}
+
+// retryPayout is POST /v1/payouts/{id}/retry.
+func (s *server) retryPayout(r *http.Request, c command, _ noBody) (reply, error) {
+	p, err := s.disbursement.RetryPayout(r.Context(), disbursement.PayoutCommand{
+		CommandID: c.ID, Actor: financeActor(c.User), PayoutID: chi.URLParam(r, "id"),
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{status: http.StatusOK, body: toPayoutJSON(p)}, nil
+}
+
+// cancelPayout is POST /v1/payouts/{id}/cancel.
+func (s *server) cancelPayout(r *http.Request, c command, in reasonBody) (reply, error) {
+	p, err := s.disbursement.CancelPayout(r.Context(), disbursement.PayoutCommand{
+		CommandID: c.ID, Actor: financeActor(c.User), PayoutID: chi.URLParam(r, "id"), Reason: in.Reason,
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{status: http.StatusOK, body: toPayoutJSON(p)}, nil
+}

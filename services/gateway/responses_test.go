@@ -1,0 +1,239 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/audit"
+	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/intake"
+)
+
+func TestCaseJSON(t *testing.T) {
+	c := sampleCase(dhakaCase, "BGD-DHAKA")
+	c.CreatedAt = time.Date(2025, 3, 1, 11, 30, 0, 500, time.FixedZone("BDT", 6*3600))
+	raw, err := json.Marshal(toCaseJSON(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"id", "status", "post", "category", "urgency", "amount_usd_cents", "approved_usd_cents",
+		"deadline", "escalated", "created_at", "updated_at", "version", "requester", "justification", "payee_id"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("no %s in %s", k, raw)
+		}
+	}
+	for _, k := range []string{"fund_id", "payout_id", "claimed_by", "claim_expires_at", "question"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("%s present while zero: %s", k, raw)
+		}
+	}
+	if m["created_at"] != "2025-03-01T05:30:00.0000005Z" || m["deadline"] != "2025-03-01T13:30:00.123456Z" {
+		t.Errorf("times not RFC 3339 UTC: %s", raw)
+	}
+	for _, secret := range []string{"SEALED", "REF-HASH", "U0VBTEVE" /* base64 of SEALED */, "Beneficiary", "beneficiary"} {
+		if strings.Contains(string(raw), secret) {
+			t.Errorf("case JSON holds %q: %s", secret, raw)
+		}
+	}
+	c.State, c.Question = assist.StateInfoRequested, "which shelter?"
+	c.ClaimedBy, c.ClaimExpiresAt = "olu", t0
+	j := toCaseJSON(c)
+	if j.Question != "which shelter?" || j.ClaimedBy != "olu" || *j.ClaimExpiresAt != formatTime(t0) {
+		t.Errorf("%+v", j)
+	}
+}
+
+func TestResponses(t *testing.T) {
+	h := newHarness(t, sqldbtest.SQLite(t))
+
+	t.Run("queue", func(t *testing.T) {
+		var got approval.QueueRequest
+		h.approval.queue = func(_ context.Context, r approval.QueueRequest) (approval.QueuePage, error) {
+			got = r
+			return approval.QueuePage{Items: []approval.QueueItem{
+				{Case: sampleCase(dhakaCase, "BGD-DHAKA"), Overdue: true, PossibleDuplicates: []string{mumbaiCase}},
+				{Case: sampleCase(mumbaiCase, "IND-MUMBAI")},
+			}, NextCursor: "next"}, nil
+		}
+		w := h.get("olu", "/v1/queue?limit=2&cursor=abc")
+		type queueResp struct {
+			Items []map[string]any `json:"items"`
+			Next  string           `json:"next_cursor"`
+		}
+		p := decodeJSONBody[queueResp](t, w, http.StatusOK)
+		if got.Limit != 2 || got.Cursor != "abc" || p.Next != "next" || len(p.Items) != 2 {
+			t.Fatalf("queue %+v → %s", got, w.Body)
+		}
+		if p.Items[0]["id"] != dhakaCase || p.Items[0]["overdue"] != true ||
+			len(p.Items[0]["possible_duplicates"].([]any)) != 1 || p.Items[1]["overdue"] != false ||
+			p.Items[1]["possible_duplicates"] == nil {
+			t.Fatalf("queue items %s", w.Body)
+		}
+	})
+
+	t.Run("commands answer the case", func(t *testing.T) {
+		var got approval.ApproveRequest
+		h.approval.approve = func(_ context.Context, r approval.ApproveRequest) (*assist.Case, error) {
+			got = r
+			c := sampleCase(r.CaseID, "BGD-DHAKA")
+			c.State, c.ApprovedCents, c.FundID = assist.StateApproved, r.AmountCents, r.FundID
+			return c, nil
+		}
+		body := `{"amount_usd_cents":20000,"fund_id":"` + fundID + `","payee_id":"` + payeeID + `","note":"n"}`
+		c := decodeJSONBody[caseJSON](t, h.post("olu", "/v1/requests/"+dhakaCase+"/approve", body), http.StatusOK)
+		if got.Actor != (assist.Actor{Username: "olu", Role: approver}) || got.CaseID != dhakaCase || got.AmountCents != 20000 ||
+			got.FundID != fundID || got.PayeeID != payeeID || got.Note != "n" || got.CommandID == "" {
+			t.Fatalf("approve request %+v", got)
+		}
+		if c.Status != "approved" || c.ApprovedCents != 20000 || c.FundID != fundID {
+			t.Fatalf("case %+v", c)
+		}
+	})
+
+	t.Run("amend passes only the fields sent", func(t *testing.T) {
+		var got intake.AmendRequest
+		h.intake.amend = func(_ context.Context, r intake.AmendRequest) (*assist.Case, error) {
+			got = r
+			return sampleCase(r.CaseID, "BGD-DHAKA"), nil
+		}
+		decodeJSONBody[caseJSON](t, h.post("ana", "/v1/requests/"+dhakaCase+"/amend", `{"urgency":"routine","payee_id":null}`), http.StatusOK)
+		if got.Urgency == nil || *got.Urgency != "routine" || got.Category != nil || got.AmountCents != nil ||
+			got.Justification != nil || got.Beneficiary != nil || got.PayeeID != nil {
+			t.Fatalf("amend request %+v", got)
+		}
+	})
+
+	t.Run("money", func(t *testing.T) {
+		var gotFund disbursement.CreateFundRequest
+		h.disb.createFund = func(_ context.Context, r disbursement.CreateFundRequest) (disbursement.Fund, error) {
+			gotFund = r
+			return disbursement.Fund{ID: r.CommandID, Name: r.Name, AllocatedCents: r.AllocatedCents, AvailableCents: r.AllocatedCents,
+				CreatedAt: t0}, nil
+		}
+		w := h.post("fin", "/v1/funds", validBodies["/v1/funds"])
+		f := decodeJSONBody[fundJSON](t, w, http.StatusCreated)
+		if gotFund.Actor != (assist.Actor{Username: "fin", Role: finance}) || f.AllocatedCents != 100000000 ||
+			w.Header().Get("Location") != "/v1/funds/"+f.ID {
+			t.Fatalf("fund %+v, request %+v, location %q", f, gotFund, w.Header().Get("Location"))
+		}
+		var gotList disbursement.ListRequest
+		h.disb.payouts = func(_ context.Context, r disbursement.ListRequest) (disbursement.PayoutsPage, error) {
+			gotList = r
+			return disbursement.PayoutsPage{}, nil
+		}
+		p := decodeJSONBody[page[payoutJSON]](t, h.get("aud", "/v1/payouts?request="+dhakaCase+"&status=failed&limit=5"), http.StatusOK)
+		if gotList.CaseID != dhakaCase || gotList.Status != "failed" || gotList.Limit != 5 || p.Items == nil {
+			t.Fatalf("payouts %+v → %+v", gotList, p)
+		}
+		var gotCancel disbursement.PayoutCommand
+		h.disb.cancelPayout = func(_ context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error) {
+			gotCancel = r
+			return disbursement.Payout{ID: r.PayoutID, Status: disbursement.PayoutCancelled}, nil
+		}
+		po := decodeJSONBody[payoutJSON](t, h.post("fin", "/v1/payouts/"+payoutID+"/cancel", `{"reason":"closed"}`), http.StatusOK)
+		if gotCancel.PayoutID != payoutID || gotCancel.Reason != "closed" || po.Status != "cancelled" {
+			t.Fatalf("cancel %+v → %+v", gotCancel, po)
+		}
+		decodeProblem(t, h.get("fin", "/v1/funds/unknown-fund"), http.StatusNotFound)
+	})
+
+	t.Run("audit", func(t *testing.T) {
+		p := decodeJSONBody[eventsPageJSON](t, h.get("aud", "/v1/audit/events"), http.StatusOK)
+		if len(p.Items) != 2 || p.NextAfter != 2 || p.NextCursor != "2" || p.Items[0].Actor.Username != "ana" ||
+			string(p.Items[0].Data) != `{"amountUsdCents":"25000"}` {
+			t.Fatalf("events %+v", p)
+		}
+		p = decodeJSONBody[eventsPageJSON](t, h.get("aud", "/v1/audit/events?cursor="+p.NextCursor), http.StatusOK)
+		if len(p.Items) != 1 || p.Items[0].Seq != 3 || p.NextAfter != 0 || p.NextCursor != "" {
+			t.Fatalf("last page %+v", p)
+		}
+		// An event whose body could not be rendered shows data null and why.
+		h.audit.history = func(_ context.Context, id string) ([]audit.ArchivedEvent, error) {
+			return []audit.ArchivedEvent{{Seq: 9, ID: id, CaseID: id, Type: "FutureEvent", At: t0, DecodeError: "unknown type"}}, nil
+		}
+		hist := decodeJSONBody[map[string][]map[string]any](t, h.get("aud", "/v1/requests/"+dhakaCase+"/history"), http.StatusOK)
+		if e := hist["items"][0]; e["data"] != nil || e["decode_error"] != "unknown type" {
+			t.Fatalf("history %v", hist)
+		}
+		v := decodeJSONBody[map[string]any](t, h.get("aud", "/v1/audit/verify"), http.StatusOK)
+		if fb, ok := v["first_bad"]; v["ok"] != true || v["events"] != float64(3) || !ok || fb != nil {
+			t.Fatalf("verify %v", v)
+		}
+		cp := decodeJSONBody[checkpointJSON](t, h.get("aud", "/v1/audit/checkpoint"), http.StatusOK)
+		if cp.Size != 3 || cp.At != formatTime(t0) {
+			t.Fatalf("checkpoint %+v", cp)
+		}
+		acc := decodeJSONBody[page[accessJSON]](t, h.get("aud", "/v1/audit/access?case="+dhakaCase), http.StatusOK)
+		if len(acc.Items) != 1 || acc.Items[0].RequestID != dhakaCase || acc.Items[0].Username != "olu" {
+			t.Fatalf("access %+v", acc)
+		}
+		var at time.Time
+		h.audit.asOf = func(_ context.Context, r audit.AsOfRequest) (*assist.Case, error) {
+			at = r.At
+			return sampleCase(r.CaseID, "BGD-DHAKA"), nil
+		}
+		decodeJSONBody[caseJSON](t, h.get("aud", "/v1/requests/"+dhakaCase+"/as-of?t=2025-03-01T15:04:05.25%2B02:00"), http.StatusOK)
+		if !at.Equal(time.Date(2025, 3, 1, 13, 4, 5, 250_000_000, time.UTC)) {
+			t.Fatalf("as-of %v", at)
+		}
+	})
+
+	t.Run("export", func(t *testing.T) {
+		w := h.get("aud", "/v1/audit/export")
+		if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "application/jsonl") {
+			t.Fatalf("export: %d %s", w.Code, w.Header())
+		}
+		var seqs []uint64
+		sc := bufio.NewScanner(w.Body)
+		for sc.Scan() {
+			var e eventJSON
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				t.Fatalf("line %q: %v", sc.Text(), err)
+			}
+			seqs = append(seqs, e.Seq)
+		}
+		if !slices.Equal(seqs, []uint64{1, 2, 3}) {
+			t.Fatalf("exported %v", seqs)
+		}
+		w = h.get("aud", "/v1/audit/export?format=csv")
+		recs, err := csv.NewReader(w.Body).ReadAll()
+		if err != nil || len(recs) != 4 || !slices.Equal(recs[0], csvHeader) || recs[3][0] != "3" ||
+			recs[1][slices.Index(csvHeader, "data")] != `{"amountUsdCents":"25000"}` {
+			t.Fatalf("csv %v, %v", recs, err)
+		}
+		// The first page failing is a problem; a later one aborts.
+		events := h.audit.events
+		h.audit.events = func(ctx context.Context, r audit.EventsRequest) (audit.EventsPage, error) {
+			if r.After > 0 {
+				return audit.EventsPage{}, assist.Errorf(assist.CodeUnavailable, "audit is gone")
+			}
+			return events(ctx, r)
+		}
+		func() {
+			defer func() {
+				if rv := recover(); rv != http.ErrAbortHandler {
+					t.Fatalf("a broken export ended with %v, want an abort", rv)
+				}
+			}()
+			h.get("aud", "/v1/audit/export")
+		}()
+		h.audit.events = func(context.Context, audit.EventsRequest) (audit.EventsPage, error) {
+			return audit.EventsPage{}, assist.Errorf(assist.CodeUnavailable, "audit is gone")
+		}
+		decodeProblem(t, h.get("aud", "/v1/audit/export"), http.StatusServiceUnavailable)
+	})
+}

@@ -1,0 +1,268 @@
+package gateway
+
+import (
+	"context"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/sqldb"
+)
+
+//go:embed migrations
+var migrationFS embed.FS
+
+// Migrations is the gateway's schema: accounts, tokens, idempotency keys.
+var Migrations = sqldb.Migrations{
+	Name:     "gateway",
+	Postgres: sub("migrations/postgres"),
+	SQLite:   sub("migrations/sqlite"),
+}
+
+func sub(dir string) fs.FS {
+	f, err := fs.Sub(migrationFS, dir)
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
+
+// Account is a stored local account.
+type Account struct {
+	Username string
+	// PasswordHash is the bcrypt hash of the password.
+	PasswordHash []byte
+	Roles        []string
+	// Posts binds a requester to the posts it files for.
+	Posts     []string
+	CreatedAt time.Time
+}
+
+// Has reports whether the account holds role.
+func (a Account) Has(role string) bool { return slices.Contains(a.Roles, role) }
+
+// Token is an issued bearer token, known to the store only by its hash.
+type Token struct {
+	// Hash is the SHA-256 of the token.
+	Hash      []byte
+	Username  string
+	ExpiresAt time.Time
+	CreatedAt time.Time
+}
+
+// Idempotency key states.
+const (
+	IdemPending = "pending" // the command may or may not have run: a retry runs it again, same command id
+	IdemDone    = "done"    // the response is stored: a retry replays it
+)
+
+// IdemRecord is the use of one Idempotency-Key by one user.
+type IdemRecord struct {
+	Username string
+	Key      string
+	// RequestHash is the SHA-256 of the request (method, path, body) the
+	// key was first used with.
+	RequestHash []byte
+	// CommandID is the command id the services were called with.
+	CommandID string
+	Status    string
+	// The stored response, once Status is IdemDone.
+	ResponseStatus   int
+	ResponseBody     []byte
+	ResponseLocation string
+	CreatedAt        time.Time
+}
+
+// Store is the gateway's state.
+type Store interface {
+	// Account reads an account. Errors: CodeNotFound.
+	Account(ctx context.Context, username string) (Account, error)
+	// PutAccount creates an account or replaces its password hash, roles
+	// and posts; CreatedAt is kept from the first time.
+	PutAccount(ctx context.Context, a Account) error
+	// CreateToken stores an issued token.
+	CreateToken(ctx context.Context, t Token) error
+	// TokenAccount returns the account holding the token with hash and
+	// when the token expires. Errors: CodeUnauthenticated when the token is
+	// unknown, expired at now, or its account is gone.
+	TokenAccount(ctx context.Context, hash []byte, now time.Time) (Account, time.Time, error)
+	// DeleteToken revokes a token.
+	DeleteToken(ctx context.Context, hash []byte) error
+	// DeleteExpiredTokens removes tokens that expired before now.
+	DeleteExpiredTokens(ctx context.Context, now time.Time) (int64, error)
+	// BeginIdem returns the record of (rec.Username, rec.Key), first
+	// inserting rec as pending when there is none; created reports whether
+	// it did. The caller compares request hashes.
+	BeginIdem(ctx context.Context, rec IdemRecord) (stored IdemRecord, created bool, err error)
+	// FinishIdem stores the response of a pending record and marks it
+	// done; a record that is already done is left as it is.
+	FinishIdem(ctx context.Context, username, key string, status int, body []byte, location string) error
+	// DeleteIdemBefore forgets idempotency keys first used before t.
+	DeleteIdemBefore(ctx context.Context, t time.Time) (int64, error)
+}
+
+// SQLStore is the Store on sqldb.
+type SQLStore struct{ db sqldb.DB }
+
+// NewSQLStore returns a store on a database migrated with Migrations.
+func NewSQLStore(db sqldb.DB) *SQLStore { return &SQLStore{db: db} }
+
+// Account implements Store.
+func (s *SQLStore) Account(ctx context.Context, username string) (Account, error) {
+	var (
+		a            Account
+		hash         string
+		roles, posts string
+		created      int64
+	)
+	err := s.db.QueryRow(ctx, `SELECT username, password_hash, roles, posts, created_at FROM gateway_users WHERE username = $1`,
+		username).Scan(&a.Username, &hash, &roles, &posts, &created)
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return Account{}, assist.Errorf(assist.CodeNotFound, "no account %q", username)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("account: %w", err)
+	}
+	a.PasswordHash, a.Roles, a.Posts, a.CreatedAt = []byte(hash), splitList(roles), splitList(posts), sqldb.Time(created)
+	return a, nil
+}
+
+// PutAccount implements Store.
+func (s *SQLStore) PutAccount(ctx context.Context, a Account) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO gateway_users (username, password_hash, roles, posts, created_at)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, roles = excluded.roles,
+			posts = excluded.posts`,
+		a.Username, string(a.PasswordHash), strings.Join(a.Roles, ","), strings.Join(a.Posts, ","), sqldb.Micros(a.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("put account: %w", err)
+	}
+	return nil
+}
+
+// CreateToken implements Store.
+func (s *SQLStore) CreateToken(ctx context.Context, t Token) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO gateway_tokens (hash, username, expires_at, created_at) VALUES ($1, $2, $3, $4)`,
+		hex.EncodeToString(t.Hash), t.Username, sqldb.Micros(t.ExpiresAt), sqldb.Micros(t.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("create token: %w", err)
+	}
+	return nil
+}
+
+// TokenAccount implements Store.
+func (s *SQLStore) TokenAccount(ctx context.Context, hash []byte, now time.Time) (Account, time.Time, error) {
+	var (
+		a            Account
+		pw           string
+		roles, posts string
+		created      int64
+		expires      int64
+	)
+	err := s.db.QueryRow(ctx, `SELECT u.username, u.password_hash, u.roles, u.posts, u.created_at, t.expires_at
+		FROM gateway_tokens t JOIN gateway_users u ON u.username = t.username WHERE t.hash = $1`,
+		hex.EncodeToString(hash)).Scan(&a.Username, &pw, &roles, &posts, &created, &expires)
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return Account{}, time.Time{}, assist.Errorf(assist.CodeUnauthenticated, "unknown token")
+	}
+	if err != nil {
+		return Account{}, time.Time{}, fmt.Errorf("token: %w", err)
+	}
+	exp := sqldb.Time(expires)
+	if !now.Before(exp) {
+		return Account{}, time.Time{}, assist.Errorf(assist.CodeUnauthenticated, "the token expired; sign in again")
+	}
+	a.PasswordHash, a.Roles, a.Posts, a.CreatedAt = []byte(pw), splitList(roles), splitList(posts), sqldb.Time(created)
+	return a, exp, nil
+}
+
+// DeleteToken implements Store.
+func (s *SQLStore) DeleteToken(ctx context.Context, hash []byte) error {
+	if _, err := s.db.Exec(ctx, `DELETE FROM gateway_tokens WHERE hash = $1`, hex.EncodeToString(hash)); err != nil {
+		return fmt.Errorf("delete token: %w", err)
+	}
+	return nil
+}
+
+// DeleteExpiredTokens implements Store.
+func (s *SQLStore) DeleteExpiredTokens(ctx context.Context, now time.Time) (int64, error) {
+	n, err := s.db.Exec(ctx, `DELETE FROM gateway_tokens WHERE expires_at <= $1`, sqldb.Micros(now))
+	if err != nil {
+		return 0, fmt.Errorf("delete expired tokens: %w", err)
+	}
+	return n, nil
+}
+
+// BeginIdem implements Store.
+func (s *SQLStore) BeginIdem(ctx context.Context, rec IdemRecord) (IdemRecord, bool, error) {
+	var (
+		stored  IdemRecord
+		created bool
+	)
+	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
+		n, err := q.Exec(ctx, `INSERT INTO gateway_idempotency (username, key, request_hash, command_id, status, created_at)
+			VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (username, key) DO NOTHING`,
+			rec.Username, rec.Key, hex.EncodeToString(rec.RequestHash), rec.CommandID, sqldb.Micros(rec.CreatedAt))
+		if err != nil {
+			return err
+		}
+		created = n == 1
+		var (
+			hash string
+			at   int64
+		)
+		err = q.QueryRow(ctx, `SELECT username, key, request_hash, command_id, status, response_status, response_body,
+				response_location, created_at
+			FROM gateway_idempotency WHERE username = $1 AND key = $2`, rec.Username, rec.Key).
+			Scan(&stored.Username, &stored.Key, &hash, &stored.CommandID, &stored.Status, &stored.ResponseStatus,
+				&stored.ResponseBody, &stored.ResponseLocation, &at)
+		if err != nil {
+			return err
+		}
+		if stored.RequestHash, err = hex.DecodeString(hash); err != nil {
+			return err
+		}
+		stored.CreatedAt = sqldb.Time(at)
+		return nil
+	})
+	if err != nil {
+		return IdemRecord{}, false, fmt.Errorf("begin idempotency key: %w", err)
+	}
+	return stored, created, nil
+}
+
+// FinishIdem implements Store.
+func (s *SQLStore) FinishIdem(ctx context.Context, username, key string, status int, body []byte, location string) error {
+	if body == nil {
+		body = []byte{}
+	}
+	_, err := s.db.Exec(ctx, `UPDATE gateway_idempotency SET status = 'done', response_status = $3, response_body = $4,
+			response_location = $5
+		WHERE username = $1 AND key = $2 AND status = 'pending'`, username, key, status, body, location)
+	if err != nil {
+		return fmt.Errorf("finish idempotency key: %w", err)
+	}
+	return nil
+}
+
+// DeleteIdemBefore implements Store.
+func (s *SQLStore) DeleteIdemBefore(ctx context.Context, t time.Time) (int64, error) {
+	n, err := s.db.Exec(ctx, `DELETE FROM gateway_idempotency WHERE created_at < $1`, sqldb.Micros(t))
+	if err != nil {
+		return 0, fmt.Errorf("delete old idempotency keys: %w", err)
+	}
+	return n, nil
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, ",")
+}

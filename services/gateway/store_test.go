@@ -1,0 +1,320 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+)
+
+// migrated returns db with the gateway's schema.
+func migrated(tb testing.TB, db sqldb.DB) sqldb.DB {
+	tb.Helper()
+	if err := db.Migrate(context.Background(), Migrations); err != nil {
+		tb.Fatal(err)
+	}
+	return db
+}
+
+// TestStore is the conformance suite of Store, run on every database.
+func TestStore(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		store := NewSQLStore(migrated(t, db))
+		t.Run("accounts", func(t *testing.T) { testAccounts(t, store) })
+		t.Run("tokens", func(t *testing.T) { testTokens(t, store) })
+		t.Run("idempotency", func(t *testing.T) { testIdempotency(t, store) })
+		t.Run("idempotency race", func(t *testing.T) { testIdempotencyRace(t, store) })
+	})
+}
+
+var t0 = time.Date(2025, 3, 1, 9, 30, 0, 123456000, time.UTC)
+
+func testAccounts(t *testing.T, s Store) {
+	ctx := context.Background()
+	if _, err := s.Account(ctx, "nobody"); !assist.IsCode(err, assist.CodeNotFound) {
+		t.Fatalf("unknown account: %v, want not_found", err)
+	}
+	a := Account{Username: "ana", PasswordHash: []byte("$2a$04$hash"), Roles: []string{requester},
+		Posts: []string{"BGD-DHAKA", "BGD-CTG"}, CreatedAt: t0}
+	if err := s.PutAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Account(ctx, "ana")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Username != "ana" || string(got.PasswordHash) != "$2a$04$hash" || !slices.Equal(got.Roles, a.Roles) ||
+		!slices.Equal(got.Posts, a.Posts) || !got.CreatedAt.Equal(t0) {
+		t.Fatalf("account = %+v, want %+v", got, a)
+	}
+	// Upsert replaces hash, roles and posts, keeps created_at.
+	b := Account{Username: "ana", PasswordHash: []byte("$2a$04$other"), Roles: []string{requester, approver},
+		Posts: nil, CreatedAt: t0.Add(time.Hour)}
+	if err := s.PutAccount(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.Account(ctx, "ana")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.PasswordHash) != "$2a$04$other" || !slices.Equal(got.Roles, b.Roles) || len(got.Posts) != 0 ||
+		!got.CreatedAt.Equal(t0) {
+		t.Fatalf("account after upsert = %+v", got)
+	}
+	if !got.Has(approver) || got.Has(auditor) {
+		t.Fatalf("Has: %+v", got)
+	}
+}
+
+func testTokens(t *testing.T, s Store) {
+	ctx := context.Background()
+	if err := s.PutAccount(ctx, Account{Username: "fin", PasswordHash: []byte("x"), Roles: []string{finance}, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	live, old := tokenHash("live"), tokenHash("old")
+	if err := s.CreateToken(ctx, Token{Hash: live, Username: "fin", ExpiresAt: t0.Add(time.Hour), CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(ctx, Token{Hash: old, Username: "fin", ExpiresAt: t0.Add(-time.Minute), CreatedAt: t0.Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	a, exp, err := s.TokenAccount(ctx, live, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Username != "fin" || !a.Has(finance) || !exp.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("token account = %+v, %v", a, exp)
+	}
+	// Role changes apply to live tokens at once.
+	if err := s.PutAccount(ctx, Account{Username: "fin", PasswordHash: []byte("x"), Roles: []string{auditor}, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if a, _, err = s.TokenAccount(ctx, live, t0); err != nil || a.Has(finance) || !a.Has(auditor) {
+		t.Fatalf("after role change: %+v, %v", a, err)
+	}
+	for name, c := range map[string]struct {
+		hash []byte
+		now  time.Time
+	}{
+		"expired":          {old, t0},
+		"expires at now":   {live, t0.Add(time.Hour)},
+		"unknown":          {tokenHash("nope"), t0},
+		"empty hash":       {nil, t0},
+		"prefix of a hash": {live[:16], t0},
+	} {
+		if _, _, err := s.TokenAccount(ctx, c.hash, c.now); !assist.IsCode(err, assist.CodeUnauthenticated) {
+			t.Errorf("%s: %v, want unauthenticated", name, err)
+		}
+	}
+	n, err := s.DeleteExpiredTokens(ctx, t0)
+	if err != nil || n != 1 {
+		t.Fatalf("delete expired: %d, %v; want 1", n, err)
+	}
+	if _, _, err := s.TokenAccount(ctx, live, t0); err != nil {
+		t.Fatalf("live token swept: %v", err)
+	}
+	if err := s.DeleteToken(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.TokenAccount(ctx, live, t0); !assist.IsCode(err, assist.CodeUnauthenticated) {
+		t.Fatalf("revoked token: %v", err)
+	}
+}
+
+func testIdempotency(t *testing.T, s Store) {
+	ctx := context.Background()
+	first := IdemRecord{Username: "ana", Key: "k-1", RequestHash: requestHash("POST", "/v1/requests", []byte(`{}`)),
+		CommandID: "0194e1c2-0000-7000-8000-000000000001", CreatedAt: t0}
+	got, created, err := s.BeginIdem(ctx, first)
+	if err != nil || !created {
+		t.Fatalf("first begin: created=%v, %v", created, err)
+	}
+	if got.Status != IdemPending || got.CommandID != first.CommandID || !bytes.Equal(got.RequestHash, first.RequestHash) ||
+		!got.CreatedAt.Equal(t0) || got.ResponseStatus != 0 || len(got.ResponseBody) != 0 {
+		t.Fatalf("first begin = %+v", got)
+	}
+	// A second use keeps the first command id and hash.
+	again := first
+	again.CommandID, again.RequestHash = "0194e1c2-0000-7000-8000-000000000002", []byte("other")
+	got, created, err = s.BeginIdem(ctx, again)
+	if err != nil || created || got.CommandID != first.CommandID || !bytes.Equal(got.RequestHash, first.RequestHash) ||
+		got.Status != IdemPending {
+		t.Fatalf("second begin: %+v, created=%v, %v", got, created, err)
+	}
+	// Another user's key of the same name is another key.
+	other := first
+	other.Username, other.CommandID = "raj", "0194e1c2-0000-7000-8000-000000000003"
+	if got, created, err = s.BeginIdem(ctx, other); err != nil || !created || got.CommandID != other.CommandID {
+		t.Fatalf("other user's key: %+v, created=%v, %v", got, created, err)
+	}
+	// Done: the response is kept byte for byte.
+	body := []byte("{\"id\":\"x\"}\n\x00\xff")
+	if err := s.FinishIdem(ctx, "ana", "k-1", 201, body, "/v1/requests/x"); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err = s.BeginIdem(ctx, again)
+	if err != nil || got.Status != IdemDone || got.ResponseStatus != 201 || !bytes.Equal(got.ResponseBody, body) ||
+		got.ResponseLocation != "/v1/requests/x" || got.CommandID != first.CommandID {
+		t.Fatalf("after finish: %+v, %v", got, err)
+	}
+	// A done key is never overwritten.
+	if err := s.FinishIdem(ctx, "ana", "k-1", 409, []byte("later"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ = s.BeginIdem(ctx, again); got.ResponseStatus != 201 || !bytes.Equal(got.ResponseBody, body) {
+		t.Fatalf("done record overwritten: %+v", got)
+	}
+	// An empty body is stored as empty.
+	if err := s.FinishIdem(ctx, "raj", "k-1", 204, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ = s.BeginIdem(ctx, other); got.Status != IdemDone || got.ResponseStatus != 204 || len(got.ResponseBody) != 0 {
+		t.Fatalf("empty body: %+v", got)
+	}
+	// Forgetting old keys.
+	newer := IdemRecord{Username: "ana", Key: "k-2", RequestHash: []byte("h"), CommandID: "c", CreatedAt: t0.Add(time.Hour)}
+	if _, _, err := s.BeginIdem(ctx, newer); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.DeleteIdemBefore(ctx, t0.Add(time.Minute))
+	if err != nil || n != 2 {
+		t.Fatalf("delete before: %d, %v; want 2", n, err)
+	}
+	if got, created, _ = s.BeginIdem(ctx, again); !created || got.CommandID != again.CommandID {
+		t.Fatalf("forgotten key not new: %+v", got)
+	}
+	if _, created, _ = s.BeginIdem(ctx, newer); created {
+		t.Fatal("a newer key was forgotten")
+	}
+}
+
+// testIdempotencyRace: concurrent first uses of one key agree on one
+// command id, and exactly one of them created it.
+func testIdempotencyRace(t *testing.T, s Store) {
+	ctx := context.Background()
+	const n = 16
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		ids     = map[string]bool{}
+		created int
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, c, err := s.BeginIdem(ctx, IdemRecord{Username: "olu", Key: "race", RequestHash: []byte("h"),
+				CommandID: fmt.Sprintf("cmd-%d", i), CreatedAt: t0})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ids[got.CommandID] = true
+			if c {
+				created++
+			}
+		}()
+	}
+	wg.Wait()
+	if len(ids) != 1 || created != 1 {
+		t.Fatalf("racing begins: command ids %v, %d created; want 1 and 1", ids, created)
+	}
+}
+
+func TestSeedUsers(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		ctx := context.Background()
+		users := DemoUsers("demo")
+		if err := seedUsers(ctx, db, users, bcrypt.MinCost, func() time.Time { return t0 }); err != nil {
+			t.Fatal(err)
+		}
+		store := NewSQLStore(db)
+		before := map[string]Account{}
+		for _, u := range users {
+			a, err := store.Account(ctx, u.Username)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bcrypt.CompareHashAndPassword(a.PasswordHash, []byte("demo")) != nil {
+				t.Fatalf("%s: password does not verify", u.Username)
+			}
+			if bytes.Contains(a.PasswordHash, []byte("demo")) {
+				t.Fatalf("%s: password stored in clear", u.Username)
+			}
+			before[u.Username] = a
+		}
+		// Seeding again changes nothing.
+		if err := seedUsers(ctx, db, users, bcrypt.MinCost, func() time.Time { return t0.Add(time.Hour) }); err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range users {
+			a, _ := store.Account(ctx, u.Username)
+			if !bytes.Equal(a.PasswordHash, before[u.Username].PasswordHash) || !a.CreatedAt.Equal(t0) {
+				t.Fatalf("%s changed by a second seeding", u.Username)
+			}
+		}
+		// Another password or role updates the account.
+		users[0].Password, users[0].Posts = "changed", []string{"BGD-DHAKA", "BGD-CTG"}
+		if err := seedUsers(ctx, db, users, bcrypt.MinCost, time.Now); err != nil {
+			t.Fatal(err)
+		}
+		a, _ := store.Account(ctx, users[0].Username)
+		if bcrypt.CompareHashAndPassword(a.PasswordHash, []byte("changed")) != nil || len(a.Posts) != 2 {
+			t.Fatalf("update not applied: %+v", a)
+		}
+	})
+}
+
+func TestDemoUsers(t *testing.T) {
+	want := map[string]struct {
+		role  string
+		posts []string
+	}{
+		"ana": {requester, []string{"BGD-DHAKA"}}, "raj": {requester, []string{"IND-MUMBAI"}},
+		"olu": {approver, nil}, "mei": {approver, nil}, "fin": {finance, nil}, "aud": {auditor, nil}, "adm": {admin, nil},
+	}
+	users := DemoUsers("pw")
+	if len(users) != len(want) {
+		t.Fatalf("%d demo users, want %d", len(users), len(want))
+	}
+	for _, u := range users {
+		w, ok := want[u.Username]
+		if !ok || !slices.Equal(u.Roles, []string{w.role}) || !slices.Equal(u.Posts, w.posts) || u.Password != "pw" {
+			t.Errorf("demo user %+v", u)
+		}
+		if err := checkUser(u); err != nil {
+			t.Errorf("demo user %s: %v", u.Username, err)
+		}
+	}
+}
+
+func TestSeedUsersRefusesBadAccounts(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	for name, u := range map[string]User{
+		"no username":          {Password: "p", Roles: []string{finance}},
+		"comma in username":    {Username: "a,b", Password: "p", Roles: []string{finance}},
+		"no password":          {Username: "x", Roles: []string{finance}},
+		"long password":        {Username: "x", Password: string(make([]byte, 73)), Roles: []string{finance}},
+		"no role":              {Username: "x", Password: "p"},
+		"unknown role":         {Username: "x", Password: "p", Roles: []string{"system"}},
+		"requester, no post":   {Username: "x", Password: "p", Roles: []string{requester}},
+		"comma in post":        {Username: "x", Password: "p", Roles: []string{requester}, Posts: []string{"A,B"}},
+		"space in the account": {Username: "x y", Password: "p", Roles: []string{finance}},
+	} {
+		err := seedUsers(context.Background(), db, []User{u}, bcrypt.MinCost, time.Now)
+		if !assist.IsCode(err, assist.CodeInvalid) {
+			t.Errorf("%s: %v, want invalid", name, err)
+		}
+	}
+}
