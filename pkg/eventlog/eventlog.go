@@ -249,7 +249,9 @@ func (l *Log) LoadRaw(ctx context.Context, caseID string) ([]Msg, error) {
 }
 
 // scan reads every message of a stream on subject, in order, with batched
-// direct gets.
+// direct gets. A batch can end early (the request's time ran out) without
+// an error; the Nats-Num-Pending header of the last message received tells
+// whether more remain, so a short batch is never mistaken for the end.
 func (l *Log) scan(ctx context.Context, stream, subject string, f func(*jetstream.RawStreamMsg) error) error {
 	const batch = 256
 	next := uint64(1)
@@ -259,10 +261,10 @@ func (l *Log) scan(ctx context.Context, stream, subject string, f func(*jetstrea
 		if err != nil {
 			return err
 		}
-		n := 0
+		got, pending := 0, int64(-1)
 		for raw, err := range it {
 			if errors.Is(err, jetstreamext.ErrNoMessages) {
-				break
+				return nil // nothing at or after next
 			}
 			if err != nil {
 				return err
@@ -271,10 +273,16 @@ func (l *Log) scan(ctx context.Context, stream, subject string, f func(*jetstrea
 				return err
 			}
 			next = raw.Sequence + 1
-			n++
+			got++
+			if pending, err = strconv.ParseInt(raw.Header.Get("Nats-Num-Pending"), 10, 64); err != nil {
+				return fmt.Errorf("direct get without a pending count: %w", err)
+			}
 		}
-		if n < batch {
+		switch {
+		case pending == 0:
 			return nil
+		case got == 0:
+			return fmt.Errorf("reading %s from %s: no answer before the deadline", subject, stream)
 		}
 	}
 }

@@ -25,6 +25,7 @@ const DefaultTimeout = 15 * time.Second
 
 // Server is one service's set of endpoints.
 type Server struct {
+	nc  *nats.Conn
 	svc micro.Service
 	ctx context.Context
 	sem chan struct{}
@@ -38,7 +39,7 @@ func NewServer(ctx context.Context, nc *nats.Conn, name, description string, zl 
 	if err != nil {
 		return nil, fmt.Errorf("register service %s: %w", name, err)
 	}
-	return &Server{svc: svc, ctx: ctx, sem: make(chan struct{}, 512), zl: zl}, nil
+	return &Server{nc: nc, svc: svc, ctx: ctx, sem: make(chan struct{}, 512), zl: zl}, nil
 }
 
 // Stop unsubscribes every endpoint.
@@ -49,15 +50,20 @@ func (s *Server) Stop() error { return s.svc.Stop() }
 func Handle[Req, Resp any](s *Server, subject string, h func(ctx context.Context, req Req) (Resp, error)) error {
 	name := subject[strings.LastIndexByte(subject, '.')+1:]
 	return s.svc.AddEndpoint(name, micro.HandlerFunc(func(r micro.Request) {
+		// The handler answers from its own goroutine, after micro's
+		// handler returned: it must not touch r's methods that micro
+		// also uses, so it publishes the reply itself (see reply).
+		reply := r.Reply()
 		select {
 		case s.sem <- struct{}{}:
 		case <-s.ctx.Done():
-			_ = r.Error(string(assist.CodeUnavailable), "shutting down", nil)
+			s.reply(reply, nil, assist.Errorf(assist.CodeUnavailable, "shutting down"))
 			return
 		}
+		data := r.Data()
 		go func() {
 			defer func() { <-s.sem }()
-			s.serve(r, subject, func(ctx context.Context, data []byte) (any, error) {
+			s.serve(reply, data, subject, func(ctx context.Context, data []byte) (any, error) {
 				var req Req
 				if err := json.Unmarshal(data, &req); err != nil {
 					return nil, assist.Errorf(assist.CodeInvalid, "malformed request to %s: %v", subject, err)
@@ -68,25 +74,47 @@ func Handle[Req, Resp any](s *Server, subject string, h func(ctx context.Context
 	}), micro.WithEndpointSubject(subject))
 }
 
-func (s *Server) serve(r micro.Request, subject string, h func(context.Context, []byte) (any, error)) {
+func (s *Server) serve(reply string, data []byte, subject string, h func(context.Context, []byte) (any, error)) {
 	ctx, cancel := context.WithTimeout(s.ctx, DefaultTimeout)
 	defer cancel()
-	resp, err := safely(ctx, r.Data(), h)
+	resp, err := safely(ctx, data, h)
 	if err != nil {
 		var ae *assist.Error
 		if !errors.As(err, &ae) {
 			// Unknown errors are internal: log once here, hide the detail.
 			s.zl.Error("request failed", zap.String("subject", subject), zap.Error(err))
-			ae = assist.Errorf(assist.CodeInternal, "internal error")
-		} else if ae.Code == assist.CodeInternal || ae.Code == assist.CodeUnavailable {
-			s.zl.Warn("request failed", zap.String("subject", subject), zap.Error(err))
+			err = assist.Errorf(assist.CodeInternal, "internal error")
+		} else {
+			if ae.Code == assist.CodeInternal || ae.Code == assist.CodeUnavailable {
+				s.zl.Warn("request failed", zap.String("subject", subject), zap.Error(err))
+			}
+			err = ae
 		}
-		data, _ := json.Marshal(ae)
-		_ = r.Error(string(ae.Code), orDefault(ae.Message, string(ae.Code)), data)
+	}
+	s.reply(reply, resp, err)
+}
+
+// reply publishes a response or, for an *assist.Error, a micro error reply
+// (headers Nats-Service-Error and Nats-Service-Error-Code, the error as
+// JSON in the body).
+func (s *Server) reply(to string, resp any, err error) {
+	if to == "" {
 		return
 	}
-	if err := r.RespondJSON(resp); err != nil {
-		s.zl.Error("respond", zap.String("subject", subject), zap.Error(err))
+	m := nats.NewMsg(to)
+	if err != nil {
+		ae := err.(*assist.Error)
+		m.Data, _ = json.Marshal(ae)
+		m.Header.Set(micro.ErrorCodeHeader, string(ae.Code))
+		m.Header.Set(micro.ErrorHeader, orDefault(ae.Message, string(ae.Code)))
+	} else if m.Data, err = json.Marshal(resp); err != nil {
+		s.zl.Error("encode reply", zap.Error(err))
+		m.Data, _ = json.Marshal(assist.Errorf(assist.CodeInternal, "internal error"))
+		m.Header.Set(micro.ErrorCodeHeader, string(assist.CodeInternal))
+		m.Header.Set(micro.ErrorHeader, "internal error")
+	}
+	if err := s.nc.PublishMsg(m); err != nil {
+		s.zl.Error("reply", zap.String("to", to), zap.Error(err))
 	}
 }
 

@@ -34,11 +34,15 @@ type ArchivedEvent struct {
 	// Data is the event body as JSON (protobuf field names); personal
 	// data appears only sealed.
 	Data json.RawMessage `json:"data"`
-	// Hash is the SHA-256 of the stored event (subject and bytes), hex.
+	// Hash is the SHA-256 of the stored event (its sequence, subject, id
+	// and bytes; see HashEvent), hex.
 	Hash string `json:"hash"`
 	// Chain is the hash chain up to and including this event, hex:
 	// SHA-256(previous chain || hash).
 	Chain string `json:"chain"`
+	// DecodeError says why the event's bytes could not be rendered;
+	// Data is then null. The event is archived and hashed all the same.
+	DecodeError string `json:"decode_error,omitempty"`
 }
 
 // EventsRequest pages through the archive after a sequence.

@@ -1,0 +1,126 @@
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/sqldb"
+)
+
+// HashSize is the size of event hashes and chain values (SHA-256).
+const HashSize = sha256.Size
+
+// hashDomain starts every event hash's input, so that it can never be
+// mistaken for another SHA-256 input of EVA (such as future Merkle nodes).
+const hashDomain = "eva-audit-event-v1\x00"
+
+// HashEvent is the hash of an archived event: SHA-256 over its canonical
+// encoding,
+//
+//	"eva-audit-event-v1" 0x00    domain separator (19 bytes)
+//	seq                          uint64, big-endian
+//	len(subject) ‖ subject       length as uint64 big-endian, then the bytes
+//	len(id) ‖ id                 the Nats-Msg-Id (event id), likewise
+//	len(data) ‖ data             the raw protobuf bytes, likewise
+//
+// Every variable-length field is length-prefixed, so no two different
+// events share an encoding. The stream timestamp is not hashed (the event's
+// own time is inside data); Verify compares it with the log instead.
+func HashEvent(seq uint64, subject, id string, data []byte) []byte {
+	h := sha256.New()
+	var n [8]byte
+	field := func(b []byte) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	h.Write([]byte(hashDomain))
+	binary.BigEndian.PutUint64(n[:], seq)
+	h.Write(n[:])
+	field([]byte(subject))
+	field([]byte(id))
+	field(data)
+	return h.Sum(nil)
+}
+
+// ChainNext extends the hash chain: SHA-256(prev ‖ hash). The chain before
+// the first event (seq 1) is GenesisChain.
+func ChainNext(prev, hash []byte) []byte {
+	h := sha256.New()
+	h.Write(prev)
+	h.Write(hash)
+	return h.Sum(nil)
+}
+
+// GenesisChain is the chain value before the first event: 32 zero bytes.
+func GenesisChain() []byte { return make([]byte, HashSize) }
+
+// fromMsg is the archive record of a log event, without hash and chain.
+func fromMsg(m eventlog.Msg) Record {
+	typ := m.Type
+	if typ == "" {
+		// A subject that does not parse is still archived, typed by its
+		// last token.
+		typ = m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	}
+	return Record{Seq: m.Seq, ID: m.ID, CaseID: m.CaseID, Type: typ, Subject: m.Subject, At: m.Time, Data: m.Data}
+}
+
+// newRecord is the archive record of a log event following chain prev.
+func newRecord(m eventlog.Msg, prev []byte) Record {
+	r := fromMsg(m)
+	r.Hash = HashEvent(r.Seq, r.Subject, r.ID, r.Data)
+	r.Chain = ChainNext(prev, r.Hash)
+	return r
+}
+
+// Archive is the handler of the durable consumer "audit": it appends m to
+// the archive inside the consumer's transaction, keeping the archive in log
+// order with no gap. An event at or below the archive's head is already
+// archived and is skipped, so redelivery is harmless. An event beyond
+// head+1 (the consumer redelivers out of order after a retry) first pulls
+// the missing events straight from the stream, which never deletes, so
+// that the archive stays contiguous. Events are archived whether or not
+// they decode: audit keeps everything.
+//
+// Errors: those of the store, and CodeUnavailable from the log while a gap
+// is filled; the consumer retries both.
+func (s *Service) Archive(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+	last, chain, err := s.store.Last(ctx, q)
+	if err != nil {
+		return err
+	}
+	if m.Seq <= last {
+		return nil
+	}
+	// Filling a gap reads the stream inside the database transaction,
+	// which Handler otherwise forbids: on the embedded SQLite driver the
+	// transactions of all writers are committed together, so slow I/O
+	// here would stall every one of them. Log.Get is one low-latency
+	// request to NATS (in-process for `eva dev`), and gaps are rare and
+	// short (only after a redelivery overtook an event), so the stall is
+	// bounded and acceptable; an archive with a hole is not.
+	for seq := last + 1; seq < m.Seq; seq++ {
+		gm, err := s.log.Get(ctx, seq)
+		if err != nil {
+			return fmt.Errorf("fill archive gap at %d: %w", seq, err)
+		}
+		if gm.Seq != seq {
+			return fmt.Errorf("fill archive gap: asked the log for %d, got %d", seq, gm.Seq)
+		}
+		r := newRecord(gm, chain)
+		if err := s.store.Insert(ctx, q, r); err != nil {
+			return err
+		}
+		chain = r.Chain
+	}
+	// Replicas of audit share the consumer: two that race to archive the
+	// same sequence both read the same head, the primary key lets one
+	// insert win, and the other's transaction fails and is retried,
+	// finding the event archived.
+	return s.store.Insert(ctx, q, newRecord(m, chain))
+}

@@ -1,0 +1,118 @@
+// Package audit keeps EVA's audit archive: every event of the log, in log
+// order with no gap, each with its hash and a hash chain over all events
+// before it (see HashEvent and ChainNext). It serves auditors' queries —
+// pages of the archive, a case's history, a case as of a time, the reads of
+// a case's personal data, the archive's head — and verifies the archive
+// against its own chain and against the event log (DESIGN.md §4 Audit,
+// invariant 5: the archive equals the log, event for event, hash for hash).
+//
+// Audit changes nothing but its archive: it has no commands.
+package audit
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/rpc"
+	"github.com/eva-org/eva/pkg/sqldb"
+)
+
+// ConsumerName is the durable consumer that archives the log; it also keys
+// the consumer's seen-records.
+const ConsumerName = "audit"
+
+// Config is audit's configuration.
+type Config struct {
+	// Batch is the most events archived in one transaction; default 128.
+	Batch int
+	// RetryDelay is the first back-off of an event that failed to be
+	// archived; default 250ms.
+	RetryDelay time.Duration
+}
+
+// Deps is what audit runs on.
+type Deps struct {
+	Config Config
+	NC     *nats.Conn
+	Log    *eventlog.Log
+	DB     sqldb.DB
+	Logger *zap.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Service archives the log and answers audit's queries.
+type Service struct {
+	cfg   Config
+	log   *eventlog.Log
+	store Store
+	clock func() time.Time
+}
+
+// New returns the service on a database migrated with eventlog.Migrations
+// and Migrations.
+func New(d Deps) *Service {
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), clock: now}
+}
+
+// Run migrates audit's database, serves its queries and archives the log
+// until ctx ends; then it returns nil.
+//
+// Errors: a migration that fails; an endpoint or the consumer that cannot
+// be registered.
+func Run(ctx context.Context, d Deps) error {
+	if d.Logger == nil {
+		d.Logger = zap.NewNop()
+	}
+	if err := d.DB.Migrate(ctx, eventlog.Migrations); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if err := d.DB.Migrate(ctx, Migrations); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	s := New(d)
+	srv, err := rpc.NewServer(ctx, d.NC, "eva-audit", "EVA audit: archive, history, verification", d.Logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	for _, err := range []error{
+		rpc.Handle(srv, SubjectEvents, s.Events),
+		rpc.Handle(srv, SubjectVerify, s.Verify),
+		rpc.Handle(srv, SubjectHistory, s.History),
+		rpc.Handle(srv, SubjectAsOf, s.AsOf),
+		rpc.Handle(srv, SubjectCheckpoint, s.Checkpoint),
+		rpc.Handle(srv, SubjectAccess, s.Access),
+	} {
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+	}
+	if err := d.Log.Consume(ctx, d.DB, s.consumerConfig(), s.Archive, d.Logger); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// consumerConfig never lets the consumer give up on an event: a
+// dead-lettered event would be a hole in the archive until a later event
+// filled it. Archive fails only while the store or the log is unavailable,
+// so retrying, with back-off, is always right.
+func (s *Service) consumerConfig() eventlog.ConsumerConfig {
+	return eventlog.ConsumerConfig{
+		Name:        ConsumerName,
+		Batch:       s.cfg.Batch,
+		RetryDelay:  s.cfg.RetryDelay,
+		MaxAttempts: math.MaxInt32,
+	}
+}
