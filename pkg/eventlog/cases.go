@@ -61,7 +61,19 @@ func (l *Log) Execute(ctx context.Context, caseID, commandID string, decide Deci
 		if c != nil {
 			expected = c.Version
 		}
-		seq, err := l.Append(ctx, e, expected)
+		seq, existed, err := l.appendEvent(ctx, e, expected)
+		if err == nil && existed {
+			// The same command ran concurrently and its event is stored:
+			// answer with the stored event, not with this decision.
+			recs, err := l.Load(ctx, caseID)
+			if err != nil {
+				return nil, err
+			}
+			if c := foldUntilCommand(recs, commandID); c != nil {
+				return c, nil
+			}
+			return nil, assist.Errorf(assist.CodeInternal, "event %s of case %s is stored but not in its history", e.ID, caseID)
+		}
 		if err == nil {
 			if c == nil {
 				c = &assist.Case{}

@@ -2,7 +2,9 @@ package intake
 
 import (
 	"context"
+	"errors"
 	"regexp"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -29,7 +31,7 @@ func (s *Service) File(ctx context.Context, r FileRequest) (*assist.Case, error)
 	if err := probs.Err(); err != nil {
 		return nil, err
 	}
-	return s.log.Create(ctx, r.CommandID, func(*assist.Case) (assist.Event, error) {
+	c, err := s.log.Create(ctx, r.CommandID, func(*assist.Case) (assist.Event, error) {
 		in := assist.SubmitInput{
 			Post: r.Post, Category: assist.Category(r.Category), Urgency: assist.Urgency(r.Urgency),
 			AmountCents: r.AmountCents, Justification: r.Justification, PayeeID: r.PayeeID,
@@ -47,7 +49,18 @@ func (s *Service) File(ctx context.Context, r FileRequest) (*assist.Case, error)
 		in.Beneficiary = sealed
 		return assist.Submit(cmd, in, s.cfg.Policy)
 	})
+	if errors.Is(err, errErased) {
+		// Only a filed case can be erased: this is a retry. Answer as
+		// the first time, and never make a key again.
+		return s.log.Execute(ctx, r.CommandID, r.CommandID, func(*assist.Case) (assist.Event, error) {
+			return assist.Event{}, assist.Errorf(assist.CodeConflict, "request %s exists and its personal data was erased", r.CommandID)
+		})
+	}
+	return c, err
 }
+
+// errErased is returned by seal for a case whose personal data was erased.
+var errErased = &assist.Error{Code: assist.CodeConflict, Message: "the personal data of this request was erased; it cannot be changed"}
 
 // Amend changes a request while it is submitted or info_requested.
 //
@@ -188,6 +201,9 @@ func (s *Service) seal(ctx context.Context, caseID string, b Beneficiary) (assis
 	if err != nil {
 		return assist.Sealed{}, err
 	}
+	if len(wrapped) == 0 {
+		return assist.Sealed{}, errErased
+	}
 	key, err := s.keys.Unwrap(caseID, wrapped)
 	if err != nil {
 		return assist.Sealed{}, err
@@ -215,7 +231,7 @@ func checkBeneficiary(probs *assist.Problems, prefix string, b Beneficiary) {
 			probs.Add(prefix+"."+field, "must be at most %d characters", maxChars)
 		}
 	}
-	if b.Reference == "" {
+	if strings.TrimSpace(b.Reference) == "" {
 		probs.Add(prefix+".reference", "is required")
 	}
 	text("reference", b.Reference, 128)

@@ -38,12 +38,14 @@ func sub(dir string) fs.FS {
 type Store interface {
 	// DataKey returns the case's wrapped data key, storing wrapped first
 	// when the case has none yet. The key that is returned is the one to
-	// use: a retry of a filing reuses the first attempt's key.
+	// use: a retry of a filing reuses the first attempt's key. An erased
+	// case returns an empty key: erasure is permanent.
 	DataKey(ctx context.Context, caseID string, wrapped []byte) ([]byte, error)
 	// WrappedKey returns the case's wrapped data key, nil when there is
 	// none (never created, or erased).
 	WrappedKey(ctx context.Context, caseID string) ([]byte, error)
-	// DeleteDataKey destroys the case's data key (erasure).
+	// DeleteDataKey destroys the case's data key (erasure), leaving a
+	// tombstone so that no key is ever created for the case again.
 	DeleteDataKey(ctx context.Context, caseID string) error
 	// Project stores the projected case inside a consumer's transaction.
 	Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error
@@ -98,7 +100,7 @@ func (s *SQLStore) DataKey(ctx context.Context, caseID string, wrapped []byte) (
 func (s *SQLStore) WrappedKey(ctx context.Context, caseID string) ([]byte, error) {
 	var wrapped []byte
 	err := s.db.QueryRow(ctx, `SELECT wrapped FROM intake_data_keys WHERE case_id = $1`, caseID).Scan(&wrapped)
-	if errors.Is(err, sqldb.ErrNoRows) {
+	if errors.Is(err, sqldb.ErrNoRows) || len(wrapped) == 0 {
 		return nil, nil
 	}
 	return wrapped, err
@@ -106,7 +108,8 @@ func (s *SQLStore) WrappedKey(ctx context.Context, caseID string) ([]byte, error
 
 // DeleteDataKey implements Store.
 func (s *SQLStore) DeleteDataKey(ctx context.Context, caseID string) error {
-	_, err := s.db.Exec(ctx, `DELETE FROM intake_data_keys WHERE case_id = $1`, caseID)
+	_, err := s.db.Exec(ctx, `INSERT INTO intake_data_keys (case_id, wrapped, created_at) VALUES ($1, $2, $3)
+		ON CONFLICT (case_id) DO UPDATE SET wrapped = excluded.wrapped`, caseID, []byte{}, sqldb.Micros(time.Now()))
 	return err
 }
 
@@ -168,6 +171,10 @@ func (s *SQLStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	if f.Urgency != "" {
 		where = append(where, "urgency = "+arg(f.Urgency))
 	}
+	if f.Limit <= 0 {
+		f.Limit = listing.DefaultLimit
+	}
+	f.Limit = min(f.Limit, listing.MaxLimit)
 	if f.Cursor != "" {
 		parts, err := listing.Decode(f.Cursor, 2)
 		if err != nil {

@@ -1,0 +1,223 @@
+package intake_test
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/natsx/natsxtest"
+	"github.com/eva-org/eva/pkg/seal"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/intake"
+)
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+var (
+	ana   = assist.Actor{Username: "ana", Role: assist.RoleRequester, Post: "BGD-DHAKA"}
+	amir  = assist.Actor{Username: "amir", Role: assist.RoleRequester, Post: "BGD-DHAKA"} // ana's colleague
+	bo    = assist.Actor{Username: "bo", Role: assist.RoleRequester, Post: "NPL-KTM"}
+	olu   = assist.Actor{Username: "olu", Role: assist.RoleApprover}
+	audra = assist.Actor{Username: "audra", Role: assist.RoleAuditor}
+)
+
+// harness runs intake on a real embedded JetStream and a real database.
+// The projection consumer runs only when a test starts it.
+type harness struct {
+	t     *testing.T
+	ctx   context.Context
+	db    sqldb.DB
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	log   *eventlog.Log
+	keys  *seal.Keyring
+	store *intake.SQLStore
+	svc   *intake.Service
+}
+
+func newHarness(t *testing.T, db sqldb.DB) *harness {
+	t.Helper()
+	nc, js := natsxtest.JetStream(t)
+	// A deadline, as every rpc handler has: without one, a read of the
+	// event log that stalls beyond nats' default 2 s timeout (a loaded
+	// machine) silently reads as empty; see
+	// intake's TestReadWithExpiredDeadlineIsNotNotFound.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	l, err := eventlog.Open(ctx, js, eventlog.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrate(t, db)
+	keys, err := seal.NewKeyring(seal.NewMasterKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, ctx: ctx, db: db, nc: nc, js: js, log: l, keys: keys, store: intake.NewSQLStore(db)}
+	h.svc = h.service(nil)
+	return h
+}
+
+func (h *harness) deps(now func() time.Time) intake.Deps {
+	return intake.Deps{Config: intake.Config{Policy: assist.DefaultPolicy()}, NC: h.nc, Log: h.log, DB: h.db,
+		Keys: h.keys, Logger: zaptest.NewLogger(h.t), Now: now}
+}
+
+// service returns another intake on the same log, database and keys, with
+// its own clock (nil: the real one).
+func (h *harness) service(now func() time.Time) *intake.Service { return intake.New(h.deps(now)) }
+
+// consume runs the projection exactly as intake.Run does, until the test
+// ends.
+func (h *harness) consume() {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- h.log.Consume(ctx, h.db, eventlog.ConsumerConfig{Name: "intake"}, eventlog.Project(h.store), zaptest.NewLogger(h.t))
+	}()
+	h.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			h.t.Errorf("consumer: %v", err)
+		}
+	})
+}
+
+// beneficiary is personal data that is easy to look for in raw bytes.
+func beneficiary() intake.Beneficiary {
+	return intake.Beneficiary{Reference: "UNHCR-QX-771942", Name: "Zubaida Quennell-Marsh", DateOfBirth: "1999-12-31",
+		Nationality: "Xanadian", Contact: "+880-1711-424242 via Shanti shelter"}
+}
+
+func fileRequest(actor assist.Actor) intake.FileRequest {
+	return intake.FileRequest{CommandID: newID(), Actor: actor, Post: actor.Post, Category: string(assist.Shelter),
+		Urgency: string(assist.Critical), AmountCents: 25_000, Justification: "shelter tonight",
+		Beneficiary: beneficiary(), PayeeID: "payee-1"}
+}
+
+func (h *harness) file(actor assist.Actor) *assist.Case {
+	h.t.Helper()
+	c, err := h.svc.File(h.ctx, fileRequest(actor))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c
+}
+
+func (h *harness) get(id string) *assist.Case {
+	h.t.Helper()
+	c, err := h.svc.Get(h.ctx, intake.GetRequest{CaseID: id})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c
+}
+
+func (h *harness) events(id string) []assist.Recorded {
+	h.t.Helper()
+	recs, err := h.log.Load(h.ctx, id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return recs
+}
+
+func (h *harness) lastSeq() uint64 {
+	h.t.Helper()
+	seq, err := h.log.LastSeq(h.ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return seq
+}
+
+// exec appends an event decided by another service (approval), straight
+// on the log, so that intake's tests need no other service.
+func (h *harness) exec(caseID string, decide func(c *assist.Case, cmd assist.Cmd) (assist.Event, error), actor assist.Actor) *assist.Case {
+	h.t.Helper()
+	id := newID()
+	c, err := h.log.Execute(h.ctx, caseID, id, func(c *assist.Case) (assist.Event, error) {
+		return decide(c, assist.Cmd{ID: id, Actor: actor, At: time.Now().UTC()})
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c
+}
+
+func (h *harness) claim(caseID string) *assist.Case {
+	return h.exec(caseID, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) { return c.Claim(cmd, time.Hour) }, olu)
+}
+
+func (h *harness) requestInfo(caseID, question string) *assist.Case {
+	h.claim(caseID)
+	return h.exec(caseID, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) { return c.RequestInfo(cmd, question) }, olu)
+}
+
+// waitProjected waits until the projection holds the case as the log has
+// it, and returns it.
+func (h *harness) waitProjected(id string) *assist.Case {
+	h.t.Helper()
+	want := h.get(id)
+	var got *assist.Case
+	waitFor(h.t, "projection of "+id, func() bool {
+		var err error
+		got, err = h.store.Projected(h.ctx, h.db, id)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		return got != nil && got.Version >= want.Version
+	})
+	return got
+}
+
+// waitFor polls cond until it holds, failing after a generous deadline; it
+// waits for an asynchronous effect, it does not time it.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// fixedClock is a settable clock.
+type fixedClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fixedClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func requireCode(tb testing.TB, err error, code assist.Code) {
+	tb.Helper()
+	if !assist.IsCode(err, code) {
+		tb.Fatalf("err = %v, want %s", err, code)
+	}
+}
+
+func containsAny(data []byte, secrets ...string) string {
+	for _, s := range secrets {
+		if bytes.Contains(data, []byte(s)) {
+			return s
+		}
+	}
+	return ""
+}

@@ -1,0 +1,109 @@
+package intake_test
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/services/intake"
+)
+
+// run starts intake.Run as the platform does and waits until it answers.
+func (h *harness) run() *intake.Client {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan error, 1)
+	go func() { done <- intake.Run(ctx, h.deps(nil)) }()
+	h.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			h.t.Errorf("intake.Run: %v", err)
+		}
+	})
+	cl := intake.NewClient(h.nc)
+	waitFor(h.t, "intake to answer", func() bool {
+		_, err := cl.Get(h.ctx, newID())
+		return assist.IsCode(err, assist.CodeNotFound)
+	})
+	return cl
+}
+
+// intake.Run serves every command over NATS, maps errors with their codes
+// and fields across the wire, and projects the log; replies carry no
+// personal data but through Personal.
+func TestRunServesCommandsOverNATS(t *testing.T) {
+	h := newHarness(t, sqldbtest.SQLite(t))
+	cl := h.run()
+	ctx := h.ctx
+
+	r := fileRequest(ana)
+	c, err := cl.File(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cl.Get(ctx, c.ID); err != nil || !reflect.DeepEqual(got, c) {
+		t.Fatalf("Get over NATS = %+v, %v\nwant %+v", got, err, c)
+	}
+	// The raw reply of a filing holds ciphertext only.
+	data, _ := json.Marshal(r)
+	msg, err := h.nc.RequestWithContext(ctx, intake.SubjectFile, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := beneficiary()
+	if s := containsAny(msg.Data, b.Reference, b.Name, b.Contact, b.Nationality); s != "" {
+		t.Fatalf("the reply to File carries %q in the clear", s)
+	}
+
+	p, err := cl.Personal(ctx, intake.PersonalRequest{Actor: olu, CaseID: c.ID})
+	if err != nil || p != beneficiary() {
+		t.Fatalf("Personal over NATS = %+v, %v", p, err)
+	}
+	if acc, err := h.log.Accesses(ctx, c.ID); err != nil || len(acc) != 1 {
+		t.Fatalf("accesses = %v, %v; want the read over NATS recorded", acc, err)
+	}
+
+	bad := fileRequest(ana)
+	bad.Beneficiary.DateOfBirth = "12/31/1999"
+	_, err = cl.File(ctx, bad)
+	requireField(t, err, "beneficiary.date_of_birth")
+	other := fileRequest(ana)
+	other.Post = "NPL-KTM"
+	_, err = cl.File(ctx, other)
+	requireCode(t, err, assist.CodeForbidden)
+
+	if _, err := cl.Amend(ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, AmountCents: ptr(int64(500))}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cl.Withdraw(ctx, intake.WithdrawRequest{CommandID: newID(), Actor: bo, CaseID: c.ID, Reason: "r"})
+	requireCode(t, err, assist.CodeForbidden)
+	_, err = cl.Answer(ctx, intake.AnswerRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Answer: "a"})
+	requireCode(t, err, assist.CodeConflict)
+	if got, err := cl.Withdraw(ctx, intake.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Reason: "r"}); err != nil || got.State != assist.StateWithdrawn {
+		t.Fatalf("Withdraw over NATS = %+v, %v", got, err)
+	}
+	// A malformed body is a 4xx, not a 5xx.
+	msg, err = h.nc.RequestWithContext(ctx, intake.SubjectFile, []byte("{not json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != string(assist.CodeInvalid) {
+		t.Fatalf("malformed request answered with code %q, want %q", code, assist.CodeInvalid)
+	}
+
+	// The projection Run keeps lists the case as withdrawn.
+	waitFor(t, "the withdrawal in the list", func() bool {
+		page, err := cl.List(ctx, intake.ListFilter{Status: "withdrawn", Posts: []string{"BGD-DHAKA"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(page.Items) == 1 && page.Items[0].ID == c.ID
+	})
+	_, err = cl.List(ctx, intake.ListFilter{Cursor: "nope"})
+	requireField(t, err, "cursor")
+}

@@ -1,0 +1,567 @@
+package intake_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/listing"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/services/intake"
+)
+
+// The conformance suite of intake.Store. Every case runs on a fresh
+// database of every driver (sqldbtest.Each); a new Store implementation
+// joins by adding itself to storeImpls.
+
+// storeImpls opens each Store implementation on a migrated database.
+var storeImpls = map[string]func(t *testing.T, db sqldb.DB) intake.Store{
+	"SQLStore": func(t *testing.T, db sqldb.DB) intake.Store {
+		t.Helper()
+		migrate(t, db)
+		return intake.NewSQLStore(db)
+	},
+}
+
+func migrate(tb testing.TB, db sqldb.DB) {
+	tb.Helper()
+	for _, m := range []sqldb.Migrations{eventlog.Migrations, intake.Migrations} {
+		if err := db.Migrate(context.Background(), m); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+var storeSuite = []struct {
+	name string
+	f    func(t *testing.T, db sqldb.DB, s intake.Store)
+}{
+	{"DataKeyFirstStoredKeyWins", testDataKeyFirstStoredKeyWins},
+	{"DataKeyConcurrentCallsAgree", testDataKeyConcurrentCallsAgree},
+	{"WrappedKeyNilWhenNone", testWrappedKeyNilWhenNone},
+	{"DeleteDataKeyErases", testDeleteDataKeyErases},
+	{"ProjectRoundTripsFullCase", testProjectRoundTripsFullCase},
+	{"ProjectUpdatesInPlace", testProjectUpdatesInPlace},
+	{"ProjectedNilWhenNone", testProjectedNilWhenNone},
+	{"ProjectRollsBackWithTx", testProjectRollsBackWithTx},
+	{"ListNewestFirst", testListNewestFirst},
+	{"ListFilters", testListFilters},
+	{"ListLimit", testListLimit},
+	{"ListPagesWithoutGapsOrRepeats", testListPagesWithoutGapsOrRepeats},
+	{"ListPagesWithFilter", testListPagesWithFilter},
+	{"ListBadCursor", testListBadCursor},
+}
+
+func TestStoreConformance(t *testing.T) {
+	for impl, open := range storeImpls {
+		t.Run(impl, func(t *testing.T) {
+			for _, tc := range storeSuite {
+				t.Run(tc.name, func(t *testing.T) {
+					sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+						tc.f(t, db, open(t, db))
+					})
+				})
+			}
+		})
+	}
+}
+
+func testDataKeyFirstStoredKeyWins(t *testing.T, _ sqldb.DB, s intake.Store) {
+	ctx := context.Background()
+	id := newID()
+	first, err := s.DataKey(ctx, id, []byte("wrapped-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(first) != "wrapped-1" {
+		t.Fatalf("first DataKey = %q, want the key it was given", first)
+	}
+	second, err := s.DataKey(ctx, id, []byte("wrapped-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(second) != "wrapped-1" {
+		t.Fatalf("second DataKey with another key = %q, want the first stored key", second)
+	}
+	got, err := s.WrappedKey(ctx, id)
+	if err != nil || string(got) != "wrapped-1" {
+		t.Fatalf("WrappedKey = %q, %v; want the first stored key", got, err)
+	}
+	// Keys are per case.
+	other := newID()
+	if k, err := s.DataKey(ctx, other, []byte("wrapped-other")); err != nil || string(k) != "wrapped-other" {
+		t.Fatalf("DataKey of another case = %q, %v", k, err)
+	}
+}
+
+// Retries of one filing racing each other all end up with one key.
+func testDataKeyConcurrentCallsAgree(t *testing.T, _ sqldb.DB, s intake.Store) {
+	ctx := context.Background()
+	id := newID()
+	const n = 8
+	got := make([][]byte, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { got[i], errs[i] = s.DataKey(ctx, id, []byte("key-"+strconv.Itoa(i))) })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("DataKey %d: %v", i, errs[i])
+		}
+		if !bytes.Equal(got[i], got[0]) {
+			t.Fatalf("concurrent DataKey calls disagree: %q vs %q", got[i], got[0])
+		}
+	}
+	stored, err := s.WrappedKey(ctx, id)
+	if err != nil || !bytes.Equal(stored, got[0]) {
+		t.Fatalf("WrappedKey = %q, %v; want %q", stored, err, got[0])
+	}
+}
+
+func testWrappedKeyNilWhenNone(t *testing.T, _ sqldb.DB, s intake.Store) {
+	got, err := s.WrappedKey(context.Background(), newID())
+	if err != nil || got != nil {
+		t.Fatalf("WrappedKey of a case without key = %q, %v; want nil, nil", got, err)
+	}
+}
+
+func testDeleteDataKeyErases(t *testing.T, _ sqldb.DB, s intake.Store) {
+	ctx := context.Background()
+	id, keep := newID(), newID()
+	for _, c := range []string{id, keep} {
+		if _, err := s.DataKey(ctx, c, []byte("k-"+c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteDataKey(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.WrappedKey(ctx, id); err != nil || got != nil {
+		t.Fatalf("WrappedKey after DeleteDataKey = %q, %v; want nil", got, err)
+	}
+	if got, err := s.WrappedKey(ctx, keep); err != nil || string(got) != "k-"+keep {
+		t.Fatalf("another case's key after DeleteDataKey = %q, %v", got, err)
+	}
+	// Erasing twice, or a case without a key, is not an error.
+	if err := s.DeleteDataKey(ctx, id); err != nil {
+		t.Fatalf("second DeleteDataKey: %v", err)
+	}
+	if err := s.DeleteDataKey(ctx, newID()); err != nil {
+		t.Fatalf("DeleteDataKey of a case without key: %v", err)
+	}
+}
+
+// at is a time with nanoseconds, in UTC as every case time is.
+var at = time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
+
+// fullCase sets every field of a case.
+func fullCase(id string) *assist.Case {
+	return &assist.Case{
+		ID: id, Requester: "ana", Post: "BGD-DHAKA", Category: assist.Medical, Urgency: assist.Urgent,
+		AmountCents: 123_456, Justification: "clinic visit — ünïcode",
+		Beneficiary:        assist.Sealed{KeyID: id, Ciphertext: []byte{0, 1, 2, 0xfe, 0xff}},
+		BeneficiaryRefHash: []byte{9, 8, 7, 0},
+		PayeeID:            "payee-1", Deadline: at.Add(24 * time.Hour), Escalated: true, State: assist.StateDisbursementFailed,
+		ClaimedBy: "olu", ClaimExpiresAt: at.Add(30 * time.Minute), Question: "which clinic?",
+		ApprovedCents: 100_000, ApprovedBy: "olu", FundID: "fund-1", HoldID: "hold-2", PayoutID: "payout-1",
+		ReleasedHolds: []string{"hold-0", "hold-1"},
+		CreatedAt:     at, UpdatedAt: at.Add(time.Minute + 17*time.Nanosecond), Version: 42, Events: 7,
+	}
+}
+
+func project(t *testing.T, db sqldb.DB, s intake.Store, cs ...*assist.Case) {
+	t.Helper()
+	err := db.Tx(context.Background(), func(q sqldb.Querier) error {
+		for _, c := range cs {
+			if err := s.Project(context.Background(), q, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func projected(t *testing.T, db sqldb.DB, s intake.Store, id string) *assist.Case {
+	t.Helper()
+	var c *assist.Case
+	err := db.Tx(context.Background(), func(q sqldb.Querier) error {
+		var err error
+		c, err = s.Projected(context.Background(), q, id)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func testProjectRoundTripsFullCase(t *testing.T, db sqldb.DB, s intake.Store) {
+	want := fullCase(newID())
+	project(t, db, s, want)
+	got := projected(t, db, s, want.ID)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Projected differs from what was projected:\n got %+v\nwant %+v", got, want)
+	}
+	// The list returns the same case.
+	page, err := s.List(context.Background(), intake.ListFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 1 || !reflect.DeepEqual(page.Items[0], want) {
+		t.Fatalf("List = %+v, want the projected case", page.Items)
+	}
+}
+
+func testProjectUpdatesInPlace(t *testing.T, db sqldb.DB, s intake.Store) {
+	c := fullCase(newID())
+	c.State = assist.StateSubmitted
+	project(t, db, s, c)
+	next := *c
+	next.State, next.Urgency, next.Version, next.Events = assist.StateWithdrawn, assist.Critical, 50, 8
+	next.UpdatedAt = c.UpdatedAt.Add(time.Hour)
+	project(t, db, s, &next)
+	if got := projected(t, db, s, c.ID); !reflect.DeepEqual(got, &next) {
+		t.Fatalf("Projected after update = %+v, want %+v", got, &next)
+	}
+	// The columns the list filters on follow the update.
+	ctx := context.Background()
+	for _, f := range []intake.ListFilter{{Status: "withdrawn"}, {Urgency: "critical"}} {
+		f.Limit = 10
+		page, err := s.List(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Items) != 1 {
+			t.Fatalf("List(%+v) after update = %d items, want 1", f, len(page.Items))
+		}
+	}
+	for _, f := range []intake.ListFilter{{Status: "submitted"}, {Urgency: "urgent"}} {
+		f.Limit = 10
+		page, err := s.List(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Items) != 0 {
+			t.Fatalf("List(%+v) after update = %d items, want none", f, len(page.Items))
+		}
+	}
+}
+
+func testProjectedNilWhenNone(t *testing.T, db sqldb.DB, s intake.Store) {
+	if c := projected(t, db, s, newID()); c != nil {
+		t.Fatalf("Projected of an unknown case = %+v, want nil", c)
+	}
+}
+
+// Project writes through the consumer's transaction: a rolled back
+// transaction leaves nothing.
+func testProjectRollsBackWithTx(t *testing.T, db sqldb.DB, s intake.Store) {
+	c := fullCase(newID())
+	err := db.Tx(context.Background(), func(q sqldb.Querier) error {
+		if err := s.Project(context.Background(), q, c); err != nil {
+			return err
+		}
+		return fmt.Errorf("roll back")
+	})
+	if err == nil {
+		t.Fatal("Tx returned nil")
+	}
+	if got := projected(t, db, s, c.ID); got != nil {
+		t.Fatalf("Projected after a rolled back Project = %+v, want nil", got)
+	}
+}
+
+// listCase is a minimal projected case.
+func listCase(id, post string, state assist.State, u assist.Urgency, created time.Time) *assist.Case {
+	return &assist.Case{ID: id, Requester: "req-" + post, Post: post, Category: assist.Shelter, Urgency: u,
+		AmountCents: 1000, State: state, CreatedAt: created, UpdatedAt: created, Deadline: created.Add(time.Hour), Version: 1, Events: 1}
+}
+
+func ids(cs []*assist.Case) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.ID
+	}
+	return out
+}
+
+// newestFirst orders cases as List must: created_at (to the microsecond,
+// as stored) descending, then id descending.
+func newestFirst(cs []*assist.Case) []string {
+	cs = slices.Clone(cs)
+	slices.SortFunc(cs, func(a, b *assist.Case) int {
+		if c := -sqldbCmp(a.CreatedAt, b.CreatedAt); c != 0 {
+			return c
+		}
+		return -cmpString(a.ID, b.ID)
+	})
+	return ids(cs)
+}
+
+func sqldbCmp(a, b time.Time) int {
+	x, y := sqldb.Micros(a), sqldb.Micros(b)
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func testListNewestFirst(t *testing.T, db sqldb.DB, s intake.Store) {
+	var cs []*assist.Case
+	// Projected out of order, with equal creation times broken by id.
+	for _, d := range []time.Duration{3, 1, 4, 1, 5, 9, 2, 6} {
+		cs = append(cs, listCase(newID(), "BGD-DHAKA", assist.StateSubmitted, assist.Routine, at.Add(d*time.Second)))
+	}
+	project(t, db, s, cs...)
+	page, err := s.List(context.Background(), intake.ListFilter{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ids(page.Items), newestFirst(cs); !slices.Equal(got, want) {
+		t.Fatalf("List order = %v, want newest first %v", got, want)
+	}
+	if page.NextCursor != "" {
+		t.Fatalf("a complete page has a next cursor %q", page.NextCursor)
+	}
+}
+
+func testListFilters(t *testing.T, db sqldb.DB, s intake.Store) {
+	type spec struct {
+		post  string
+		state assist.State
+		u     assist.Urgency
+	}
+	specs := []spec{
+		{"BGD-DHAKA", assist.StateSubmitted, assist.Critical},
+		{"BGD-DHAKA", assist.StateSubmitted, assist.Routine},
+		{"BGD-DHAKA", assist.StateWithdrawn, assist.Critical},
+		{"NPL-KTM", assist.StateSubmitted, assist.Critical},
+		{"NPL-KTM", assist.StateUnderReview, assist.Urgent},
+		{"THA-BKK", assist.StateApproved, assist.Routine},
+		{"THA-BKK", assist.StateSubmitted, assist.Critical},
+	}
+	var all []*assist.Case
+	for i, sp := range specs {
+		all = append(all, listCase(newID(), sp.post, sp.state, sp.u, at.Add(time.Duration(i)*time.Minute)))
+	}
+	project(t, db, s, all...)
+	match := func(pred func(c *assist.Case) bool) []string {
+		var out []*assist.Case
+		for _, c := range all {
+			if pred(c) {
+				out = append(out, c)
+			}
+		}
+		return newestFirst(out)
+	}
+	tests := []struct {
+		name string
+		f    intake.ListFilter
+		want []string
+	}{
+		{"none", intake.ListFilter{}, match(func(*assist.Case) bool { return true })},
+		{"posts scope", intake.ListFilter{Posts: []string{"BGD-DHAKA", "THA-BKK"}},
+			match(func(c *assist.Case) bool { return c.Post == "BGD-DHAKA" || c.Post == "THA-BKK" })},
+		{"one post scope", intake.ListFilter{Posts: []string{"NPL-KTM"}}, match(func(c *assist.Case) bool { return c.Post == "NPL-KTM" })},
+		{"scope without cases", intake.ListFilter{Posts: []string{"NOWHERE"}}, nil},
+		{"status", intake.ListFilter{Status: "submitted"}, match(func(c *assist.Case) bool { return c.State == assist.StateSubmitted })},
+		{"post", intake.ListFilter{Post: "NPL-KTM"}, match(func(c *assist.Case) bool { return c.Post == "NPL-KTM" })},
+		{"urgency", intake.ListFilter{Urgency: "critical"}, match(func(c *assist.Case) bool { return c.Urgency == assist.Critical })},
+		{"status and urgency", intake.ListFilter{Status: "submitted", Urgency: "critical"},
+			match(func(c *assist.Case) bool { return c.State == assist.StateSubmitted && c.Urgency == assist.Critical })},
+		{"scope and post inside it", intake.ListFilter{Posts: []string{"BGD-DHAKA", "NPL-KTM"}, Post: "BGD-DHAKA"},
+			match(func(c *assist.Case) bool { return c.Post == "BGD-DHAKA" })},
+		// A post outside the requester's scope shows nothing, never the
+		// other post's cases.
+		{"scope and post outside it", intake.ListFilter{Posts: []string{"BGD-DHAKA"}, Post: "NPL-KTM"}, nil},
+		{"scope, status and urgency", intake.ListFilter{Posts: []string{"BGD-DHAKA"}, Status: "submitted", Urgency: "critical"},
+			match(func(c *assist.Case) bool {
+				return c.Post == "BGD-DHAKA" && c.State == assist.StateSubmitted && c.Urgency == assist.Critical
+			})},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.f.Limit = 100
+			page, err := s.List(context.Background(), tc.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(page.Items); !slices.Equal(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
+				t.Fatalf("List(%+v) = %v, want %v", tc.f, got, tc.want)
+			}
+			if page.Items == nil {
+				t.Fatal("Items is nil; an empty page must list [] (it is JSON)")
+			}
+		})
+	}
+}
+
+func testListLimit(t *testing.T, db sqldb.DB, s intake.Store) {
+	var cs []*assist.Case
+	for i := range 5 {
+		cs = append(cs, listCase(newID(), "BGD-DHAKA", assist.StateSubmitted, assist.Routine, at.Add(time.Duration(i)*time.Second)))
+	}
+	project(t, db, s, cs...)
+	want := newestFirst(cs)
+	for _, limit := range []int{1, 2, 4, 5, 6} {
+		page, err := s.List(context.Background(), intake.ListFilter{Limit: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := min(limit, len(cs))
+		if got := ids(page.Items); !slices.Equal(got, want[:n]) {
+			t.Fatalf("List(limit %d) = %v, want %v", limit, got, want[:n])
+		}
+		if more := limit < len(cs); (page.NextCursor != "") != more {
+			t.Fatalf("List(limit %d): next cursor %q, want one: %v", limit, page.NextCursor, more)
+		}
+	}
+}
+
+// 120 cases, several sharing a creation time, paged 7 at a time: every
+// case exactly once, in order.
+func testListPagesWithoutGapsOrRepeats(t *testing.T, db sqldb.DB, s intake.Store) {
+	var cs []*assist.Case
+	for i := range 120 {
+		// Three cases per microsecond: ties are broken by id.
+		cs = append(cs, listCase(newID(), "BGD-DHAKA", assist.StateSubmitted, assist.Routine, at.Add(time.Duration(i/3)*time.Microsecond)))
+	}
+	project(t, db, s, cs...)
+	got := pageAll(t, s, intake.ListFilter{Limit: 7})
+	if want := newestFirst(cs); !slices.Equal(got, want) {
+		t.Fatalf("paged list (%d items) differs from the full order (%d items):\n got %v\nwant %v", len(got), len(want), got, want)
+	}
+}
+
+// A case projected (or updated) between two pages neither repeats nor
+// hides the cases still to come.
+func testListPagesWithFilter(t *testing.T, db sqldb.DB, s intake.Store) {
+	var cs, dhaka []*assist.Case
+	for i := range 40 {
+		post := "BGD-DHAKA"
+		if i%3 == 0 {
+			post = "NPL-KTM"
+		}
+		c := listCase(newID(), post, assist.StateSubmitted, assist.Routine, at.Add(time.Duration(i)*time.Second))
+		cs = append(cs, c)
+		if post == "BGD-DHAKA" {
+			dhaka = append(dhaka, c)
+		}
+	}
+	project(t, db, s, cs...)
+	f := intake.ListFilter{Posts: []string{"BGD-DHAKA"}, Limit: 4}
+	first, err := s.List(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A newer case arrives after the first page was read: it belongs on
+	// page one, and must not appear on later pages.
+	project(t, db, s, listCase(newID(), "BGD-DHAKA", assist.StateSubmitted, assist.Routine, at.Add(time.Hour)))
+	got := ids(first.Items)
+	f.Cursor = first.NextCursor
+	got = append(got, pageAll(t, s, f)...)
+	if want := newestFirst(dhaka); !slices.Equal(got, want) {
+		t.Fatalf("paged filtered list = %v, want %v", got, want)
+	}
+}
+
+// pageAll follows cursors from f to the end, failing on a repeated id or a
+// runaway.
+func pageAll(t *testing.T, s intake.Store, f intake.ListFilter) []string {
+	t.Helper()
+	var out []string
+	seen := map[string]bool{}
+	for range 1000 {
+		page, err := s.List(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Items) > f.Limit {
+			t.Fatalf("page of %d items with limit %d", len(page.Items), f.Limit)
+		}
+		for _, c := range page.Items {
+			if seen[c.ID] {
+				t.Fatalf("case %s listed twice", c.ID)
+			}
+			seen[c.ID] = true
+			out = append(out, c.ID)
+		}
+		if page.NextCursor == "" {
+			return out
+		}
+		if len(page.Items) == 0 {
+			t.Fatalf("empty page with next cursor %q", page.NextCursor)
+		}
+		f.Cursor = page.NextCursor
+	}
+	t.Fatal("paging did not end")
+	return nil
+}
+
+func testListBadCursor(t *testing.T, db sqldb.DB, s intake.Store) {
+	project(t, db, s, listCase(newID(), "BGD-DHAKA", assist.StateSubmitted, assist.Routine, at))
+	for name, cursor := range map[string]string{
+		"not base64":      "!!!not-a-cursor!!!",
+		"one part":        listing.Encode("12345"),
+		"three parts":     listing.Encode("1", "2", "3"),
+		"time not number": listing.Encode("yesterday", newID()),
+		"padded base64":   "MTIzNDU2Nx9hYmM=",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := s.List(context.Background(), intake.ListFilter{Limit: 10, Cursor: cursor})
+			requireField(t, err, "cursor")
+		})
+	}
+}
+
+// requireField fails unless err is CodeInvalid naming field.
+func requireField(tb testing.TB, err error, field string) {
+	tb.Helper()
+	if !assist.IsCode(err, assist.CodeInvalid) {
+		tb.Fatalf("err = %v, want %s naming %q", err, assist.CodeInvalid, field)
+	}
+	if !namesField(err, field) {
+		tb.Fatalf("err = %v does not name the field %q", err, field)
+	}
+}
+
+func namesField(err error, field string) bool {
+	var e *assist.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	for _, f := range e.Fields {
+		if f.Field == field {
+			return true
+		}
+	}
+	return false
+}
