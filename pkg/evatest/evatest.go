@@ -31,11 +31,11 @@ type Options struct {
 	// empty is a new temporary one.
 	DataDir string
 	// DatabaseURL reuses a database (with DataDir, to restart).
-	DatabaseURL  string
-	HoldTTL      time.Duration
-	SettleAfter  time.Duration
-	Policy       *assist.Policy
-	Quiet        bool // log warnings and errors only
+	DatabaseURL string
+	HoldTTL     time.Duration
+	SettleAfter time.Duration
+	Policy      *assist.Policy
+	Quiet       bool // log warnings and errors only
 }
 
 // Stack is a running EVA.

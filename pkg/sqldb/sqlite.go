@@ -24,9 +24,9 @@ type liteDB struct {
 	// migrate serializes migrations of services sharing the database in
 	// one process (PostgreSQL uses advisory locks instead).
 	migrate sync.Mutex
-	reqs chan *liteReq
-	stop chan struct{}
-	done chan struct{}
+	reqs    chan *liteReq
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 type liteReq struct {
