@@ -74,8 +74,7 @@ type Migrations struct {
 	SQLite   fs.FS
 }
 
-// Open connects to url: postgres://... or sqlite:<path> (sqlite::memory:
-// for a private in-memory database).
+// Open connects to url: postgres://... or sqlite:<path>.
 func Open(ctx context.Context, url string) (DB, error) {
 	switch {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):

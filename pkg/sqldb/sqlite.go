@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
@@ -27,7 +29,17 @@ type liteDB struct {
 	reqs    chan *liteReq
 	stop    chan struct{}
 	done    chan struct{}
+	// Prepared statements, by query text: parsing SQL costs more than
+	// running it. rstmts serve reads from the pool; wstmts are used only
+	// by the writer goroutine, on its one connection.
+	rstmts sync.Map
+	rcount atomic.Int64
+	wstmts map[string]*sql.Stmt
 }
+
+// maxStmts bounds each statement cache; queries built at run time (lists
+// with optional filters) have few shapes, but a bound keeps it safe.
+const maxStmts = 512
 
 type liteReq struct {
 	ctx  context.Context
@@ -39,36 +51,40 @@ type liteReq struct {
 const maxGroup = 256
 
 // OpenSQLite opens (creating if needed) the database file at path in WAL
-// mode with full fsync on commit. ":memory:" gives a private in-memory
-// database.
+// mode with full fsync on commit.
 func OpenSQLite(ctx context.Context, path string) (DB, error) {
 	pragmas := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(ON)"} {
 		pragmas.Add("_pragma", p)
 	}
-	memory := path == ":memory:"
+	if path == "" || strings.HasPrefix(path, ":memory:") {
+		return nil, errors.New("sqlite: give a file path (an in-memory database would be lost, and split between connections)")
+	}
 	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode()+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
+	// The writer goroutine runs one transaction at a time; the second
+	// connection lets it prepare a statement while its transaction holds
+	// the first (the transaction then prepares it once on its own
+	// connection, and database/sql keeps both).
+	w.SetMaxOpenConns(2)
+	w.SetMaxIdleConns(2)
 	w.SetConnMaxLifetime(0)
 	if err := w.PingContext(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
-	r := w // an in-memory database lives in its one connection
-	if !memory {
-		if r, err = sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode()); err != nil {
-			w.Close()
-			return nil, fmt.Errorf("sqlite: %w", err)
-		}
-		readers := runtime.GOMAXPROCS(0) * 2
-		r.SetMaxOpenConns(readers)
-		r.SetMaxIdleConns(readers)
+	r, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	d := &liteDB{r: r, w: w, reqs: make(chan *liteReq, maxGroup), stop: make(chan struct{}), done: make(chan struct{})}
+	readers := runtime.GOMAXPROCS(0) * 2
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
+	d := &liteDB{r: r, w: w, reqs: make(chan *liteReq, maxGroup), stop: make(chan struct{}), done: make(chan struct{}),
+		wstmts: map[string]*sql.Stmt{}}
 	go d.writer()
 	return d, nil
 }
@@ -82,9 +98,7 @@ func (d *liteDB) Close() {
 	default:
 		close(d.stop)
 		<-d.done
-		if d.r != d.w {
-			d.r.Close()
-		}
+		d.r.Close()
 		d.w.Close()
 	}
 }
@@ -100,12 +114,66 @@ func (d *liteDB) Exec(ctx context.Context, q string, args ...any) (int64, error)
 }
 
 func (d *liteDB) Query(ctx context.Context, q string, args ...any) (Rows, error) {
-	return liteQuery(ctx, d.r, q, args)
+	st, err := d.readStmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	return liteRows{rows}, nil
 }
 
 func (d *liteDB) QueryRow(ctx context.Context, q string, args ...any) Row {
-	return liteRow{d.r.QueryRowContext(ctx, q, args...)}
+	st, err := d.readStmt(ctx, q)
+	if err != nil {
+		return errRow{err}
+	}
+	return liteRow{st.QueryRowContext(ctx, args...)}
 }
+
+// readStmt returns the prepared statement for q on the read pool.
+func (d *liteDB) readStmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := d.rstmts.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := d.r.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if d.rcount.Load() >= maxStmts {
+		return st, nil // not cached; database/sql closes it with the pool
+	}
+	if prev, loaded := d.rstmts.LoadOrStore(q, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	d.rcount.Add(1)
+	return st, nil
+}
+
+// writeStmt returns q prepared on the writer's connection, bound to tx.
+// Only the writer goroutine calls it.
+func (d *liteDB) writeStmt(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, error) {
+	st, ok := d.wstmts[q]
+	if !ok {
+		var err error
+		if st, err = d.w.PrepareContext(ctx, q); err != nil {
+			return nil, err
+		}
+		if len(d.wstmts) < maxStmts {
+			d.wstmts[q] = st
+		}
+	}
+	// database/sql prepares st on the transaction's connection the first
+	// time, and reuses it after.
+	return tx.StmtContext(ctx, st), nil
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // Tx hands fn to the writer and waits for the commit that includes it.
 func (d *liteDB) Tx(ctx context.Context, fn func(Querier) error) error {
@@ -175,7 +243,7 @@ func (d *liteDB) commit(batch []*liteReq) {
 			errs[i] = fmt.Errorf("sqlite savepoint: %w", err)
 			continue
 		}
-		errs[i] = runFn(req, tx)
+		errs[i] = d.runFn(req, tx)
 		if errs[i] != nil {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO g"); err != nil {
 				// The transaction is unusable: fail the whole group.
@@ -209,13 +277,13 @@ func (d *liteDB) commit(batch []*liteReq) {
 // runFn runs one caller's fn; its statements use a context that ignores the
 // caller's cancellation, since interrupting SQLite inside a transaction
 // would roll back the whole group.
-func runFn(req *liteReq, tx *sql.Tx) (err error) {
+func (d *liteDB) runFn(req *liteReq, tx *sql.Tx) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("sqlite transaction panicked: %v", r)
 		}
 	}()
-	return req.fn(liteTx{tx: tx, ctx: context.WithoutCancel(req.ctx)})
+	return req.fn(liteTx{d: d, tx: tx, ctx: context.WithoutCancel(req.ctx)})
 }
 
 func (d *liteDB) Migrate(ctx context.Context, m Migrations) error {
@@ -234,12 +302,17 @@ func (d *liteDB) Migrate(ctx context.Context, m Migrations) error {
 
 // liteTx runs one caller's statements with a pinned context.
 type liteTx struct {
+	d   *liteDB
 	tx  *sql.Tx
 	ctx context.Context
 }
 
 func (t liteTx) Exec(_ context.Context, q string, args ...any) (int64, error) {
-	res, err := t.tx.ExecContext(t.ctx, q, args...)
+	st, err := t.d.writeStmt(t.ctx, t.tx, q)
+	if err != nil {
+		return 0, err
+	}
+	res, err := st.ExecContext(t.ctx, args...)
 	if err != nil {
 		return 0, err
 	}
@@ -247,23 +320,23 @@ func (t liteTx) Exec(_ context.Context, q string, args ...any) (int64, error) {
 }
 
 func (t liteTx) Query(_ context.Context, q string, args ...any) (Rows, error) {
-	return liteQuery(t.ctx, t.tx, q, args)
-}
-
-func (t liteTx) QueryRow(_ context.Context, q string, args ...any) Row {
-	return liteRow{t.tx.QueryRowContext(t.ctx, q, args...)}
-}
-
-type sqlQuerier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-func liteQuery(ctx context.Context, q sqlQuerier, query string, args []any) (Rows, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
+	st, err := t.d.writeStmt(t.ctx, t.tx, q)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(t.ctx, args...)
 	if err != nil {
 		return nil, err
 	}
 	return liteRows{rows}, nil
+}
+
+func (t liteTx) QueryRow(_ context.Context, q string, args ...any) Row {
+	st, err := t.d.writeStmt(t.ctx, t.tx, q)
+	if err != nil {
+		return errRow{err}
+	}
+	return liteRow{st.QueryRowContext(t.ctx, args...)}
 }
 
 type liteRows struct{ *sql.Rows }
