@@ -62,6 +62,12 @@ type ConsumerConfig struct {
 	// AfterCommit, when set, is called after each committed batch: a hint
 	// for work that waits on the consumer's effects.
 	AfterCommit func()
+	// SeenByHandler says the handler's own store already records which
+	// events it applied (a projection keeps each case's last sequence; an
+	// archive is keyed by sequence) and skips those, in the same
+	// transaction as its effect: the consumer then writes no seen-record
+	// of its own.
+	SeenByHandler bool
 	// Batch is the most events applied in one transaction; default 128.
 	Batch int
 	// MaxAttempts is how often a failing event is tried before it is
@@ -231,6 +237,9 @@ func (r *runner) ack(items []item) {
 }
 
 func (r *runner) apply(ctx context.Context, q sqldb.Querier, it item) error {
+	if r.cfg.SeenByHandler {
+		return r.h(ctx, q, it.msg)
+	}
 	n, err := q.Exec(ctx, `INSERT INTO event_seen (consumer, seq, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
 		r.cfg.Name, int64(it.msg.Seq), sqldb.Micros(time.Now()))
 	if err != nil {

@@ -110,9 +110,11 @@ func Run(ctx context.Context, d Deps) error {
 // so retrying, with back-off, is always right.
 func (s *Service) consumerConfig() eventlog.ConsumerConfig {
 	return eventlog.ConsumerConfig{
-		Name:        ConsumerName,
-		Batch:       s.cfg.Batch,
-		RetryDelay:  s.cfg.RetryDelay,
-		MaxAttempts: math.MaxInt32,
+		Name: ConsumerName,
+		// The archive is keyed by sequence and skips what it holds.
+		SeenByHandler: true,
+		Batch:         s.cfg.Batch,
+		RetryDelay:    s.cfg.RetryDelay,
+		MaxAttempts:   math.MaxInt32,
 	}
 }

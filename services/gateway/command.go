@@ -94,18 +94,23 @@ func handleCommand[In any](s *server, do func(r *http.Request, c command, in In)
 			c.ID = rec.CommandID
 		}
 		status, header, out := render(r, do, c, in)
-		if hasKey && status < 500 {
-			if err := s.store.FinishIdem(context.WithoutCancel(r.Context()), c.User.Username, key, status, out, header.Get("Location")); err != nil {
-				// The key stays pending: a retry runs the command again under
-				// the same command id, which is safe. Answer what happened.
-				noteError(r, err)
-			}
-		}
 		for k, v := range header {
 			w.Header()[k] = v
 		}
 		w.WriteHeader(status)
 		_, _ = w.Write(out)
+		if hasKey && status < 500 {
+			// Stored after answering, to keep the commit off the client's
+			// wait: until it is stored the key stays pending, and a retry
+			// runs the command again under the same command id, which the
+			// services de-duplicate.
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+			if err := s.store.FinishIdem(context.WithoutCancel(r.Context()), c.User.Username, key, status, out, header.Get("Location")); err != nil {
+				noteError(r, err)
+			}
+		}
 	}
 }
 

@@ -82,5 +82,5 @@ func Run(ctx context.Context, d Deps) error {
 			return fmt.Errorf("intake: %w", err)
 		}
 	}
-	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake"}, eventlog.Project(s.store), d.Logger)
+	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake", SeenByHandler: true}, eventlog.Project(s.store), d.Logger)
 }
