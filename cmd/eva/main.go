@@ -83,7 +83,7 @@ func run(ctx context.Context, cmd string, args []string) error {
 	case "serve":
 		return withPlatform(ctx, cfg, zl, func(p *platform.Platform) error { return platform.Serve(ctx, p, service) })
 	case "migrate":
-		return withPlatform(ctx, cfg, zl, func(p *platform.Platform) error { return platform.Migrate(ctx, p.DB) })
+		return withPlatform(ctx, cfg, zl, func(p *platform.Platform) error { return platform.Migrate(ctx, p) })
 	case "audit":
 		if service != "verify" {
 			return fmt.Errorf("unknown audit command %q (want verify)", service)

@@ -13,10 +13,14 @@ import (
 // chain and against the event log, without any service running, and
 // prints the result. It fails when the archive does not verify.
 func AuditVerify(ctx context.Context, p *Platform, out io.Writer) error {
-	if err := p.DB.Migrate(ctx, audit.Migrations); err != nil {
+	db, err := p.DB(ctx, "audit")
+	if err != nil {
 		return err
 	}
-	res, err := audit.Verify(ctx, audit.NewSQLStore(p.DB), p.Log)
+	if err := db.Migrate(ctx, audit.Migrations); err != nil {
+		return err
+	}
+	res, err := audit.Verify(ctx, audit.NewSQLStore(db), p.Log)
 	if err != nil {
 		return err
 	}

@@ -32,10 +32,14 @@ var DemoPayees = []disbursement.CreatePayeeRequest{
 // the demo accounts, fund and payees, prints how to use it, and runs until
 // ctx ends.
 func Dev(ctx context.Context, p *Platform, out io.Writer) error {
-	if err := Migrate(ctx, p.DB); err != nil {
+	if err := Migrate(ctx, p); err != nil {
 		return err
 	}
-	if err := gateway.SeedUsers(ctx, p.DB, gateway.DemoUsers(p.Config.DevPassword)); err != nil {
+	gw, err := p.DB(ctx, "gateway")
+	if err != nil {
+		return err
+	}
+	if err := gateway.SeedUsers(ctx, gw, gateway.DemoUsers(p.Config.DevPassword)); err != nil {
 		return fmt.Errorf("seed users: %w", err)
 	}
 	g, gctx := errgroup.WithContext(ctx)

@@ -9,8 +9,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -34,8 +36,9 @@ type Config struct {
 	DataDir string
 	// HTTPAddr is where the gateway listens.
 	HTTPAddr string
-	// DatabaseURL: postgres://... or sqlite:<path>; empty is the embedded
-	// database in DataDir.
+	// DatabaseURL: postgres://... or sqlite:<path>, shared by the
+	// services; empty gives each service its own embedded database in
+	// DataDir (<service>.db), so that their writes commit in parallel.
 	DatabaseURL string
 	// NATSURL: nats://...; empty starts an embedded server in DataDir.
 	NATSURL string
@@ -65,15 +68,17 @@ type Platform struct {
 	Server   *server.Server // nil with external NATS
 	NC       *nats.Conn
 	Log      *eventlog.Log
-	DB       sqldb.DB
 	Keys     *seal.Keyring
 	Logger   *zap.Logger
 	Registry *prometheus.Registry
+
+	mu  sync.Mutex
+	dbs map[string]sqldb.DB // by service; one shared handle with DatabaseURL
 }
 
 // Open opens NATS, the database, the event log and the keyring.
 func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
-	p := &Platform{Config: cfg, Logger: zl, Registry: prometheus.NewRegistry()}
+	p := &Platform{Config: cfg, Logger: zl, Registry: prometheus.NewRegistry(), dbs: map[string]sqldb.DB{}}
 	p.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ok := false
 	defer func() {
@@ -108,15 +113,8 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 	if p.Log, err = openLog(ctx, js, cfg.Replicas); err != nil {
 		return nil, err
 	}
-	dbURL := cfg.DatabaseURL
-	if dbURL == "" {
-		if cfg.DataDir == "" {
-			return nil, errors.New("the embedded database needs a data dir")
-		}
-		dbURL = "sqlite:" + filepath.Join(cfg.DataDir, "eva.db")
-	}
-	if p.DB, err = sqldb.Open(ctx, dbURL); err != nil {
-		return nil, err
+	if cfg.DatabaseURL == "" && cfg.DataDir == "" {
+		return nil, errors.New("the embedded databases need a data dir")
 	}
 	if p.Keys, err = keyring(cfg); err != nil {
 		return nil, err
@@ -167,21 +165,47 @@ func keyring(cfg Config) (*seal.Keyring, error) {
 	return seal.NewKeyring(key)
 }
 
-// Ready reports whether NATS and the database are reachable.
+// DB returns the database of a service, opening it on first use.
+func (p *Platform) DB(ctx context.Context, service string) (sqldb.DB, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	key, url := service, p.Config.DatabaseURL
+	if url == "" {
+		url = "sqlite:" + filepath.Join(p.Config.DataDir, service+".db")
+	} else {
+		key = "" // one shared database
+	}
+	if db, ok := p.dbs[key]; ok {
+		return db, nil
+	}
+	db, err := sqldb.Open(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("database of %s: %w", service, err)
+	}
+	p.dbs[key] = db
+	return db, nil
+}
+
+// Ready reports whether NATS and the databases in use are reachable.
 func (p *Platform) Ready(ctx context.Context) error {
 	if !p.NC.IsConnected() {
 		return errors.New("NATS is not connected")
 	}
-	if err := p.DB.Ping(ctx); err != nil {
-		return fmt.Errorf("database: %w", err)
+	p.mu.Lock()
+	dbs := maps.Clone(p.dbs)
+	p.mu.Unlock()
+	for name, db := range dbs {
+		if err := db.Ping(ctx); err != nil {
+			return fmt.Errorf("database %s: %w", name, err)
+		}
 	}
 	return nil
 }
 
 // Close releases everything, the embedded server last.
 func (p *Platform) Close() {
-	if p.DB != nil {
-		p.DB.Close()
+	for _, db := range p.dbs {
+		db.Close()
 	}
 	if p.NC != nil {
 		p.NC.Drain()

@@ -18,46 +18,57 @@ import (
 	"github.com/eva-org/eva/services/intake"
 )
 
-// runners start each service on the platform.
-var runners = map[string]func(ctx context.Context, p *Platform) error{
-	"intake": func(ctx context.Context, p *Platform) error {
-		return intake.Run(ctx, intake.Deps{Config: intake.Config{Policy: p.Config.Policy}, NC: p.NC, Log: p.Log,
-			DB: p.DB, Keys: p.Keys, Logger: p.Logger.Named("intake")})
-	},
-	"approval": func(ctx context.Context, p *Platform) error {
-		return approval.Run(ctx, approval.Deps{Config: approval.Config{Policy: p.Config.Policy}, NC: p.NC, Log: p.Log,
-			DB: p.DB, Holds: disbursement.NewClient(p.NC), Logger: p.Logger.Named("approval")})
-	},
-	"disbursement": func(ctx context.Context, p *Platform) error {
-		if err := p.DB.Migrate(ctx, provsim.Migrations); err != nil {
-			return err
-		}
-		sim := provsim.New(provsim.Config{SettleAfter: p.Config.SettleAfter}, p.DB)
-		return disbursement.Run(ctx, disbursement.Deps{Config: disbursement.Config{HoldTTL: p.Config.HoldTTL},
-			NC: p.NC, Log: p.Log, DB: p.DB, Provider: sim, Logger: p.Logger.Named("disbursement")})
-	},
-	"audit": func(ctx context.Context, p *Platform) error {
-		return audit.Run(ctx, audit.Deps{NC: p.NC, Log: p.Log, DB: p.DB, Logger: p.Logger.Named("audit")})
-	},
-	"gateway": func(ctx context.Context, p *Platform) error {
-		return gateway.Run(ctx, gateway.Deps{
-			Config:       gateway.Config{Addr: p.Config.HTTPAddr, CookieSecure: p.Config.CookieSecure},
-			Intake:       intake.NewClient(p.NC),
-			Approval:     approval.NewClient(p.NC),
-			Disbursement: disbursement.NewClient(p.NC),
-			Audit:        audit.NewClient(p.NC),
-			DB:           p.DB,
-			Logger:       p.Logger.Named("gateway"),
-			Registry:     p.Registry,
-			Ready:        p.Ready,
-		})
-	},
+// service is one of EVA's services: the migration sets of its database
+// and how to run it.
+type service struct {
+	migrations []sqldb.Migrations
+	run        func(ctx context.Context, p *Platform, db sqldb.DB) error
+}
+
+var services = map[string]service{
+	"intake": {[]sqldb.Migrations{eventlog.Migrations, intake.Migrations},
+		func(ctx context.Context, p *Platform, db sqldb.DB) error {
+			return intake.Run(ctx, intake.Deps{Config: intake.Config{Policy: p.Config.Policy}, NC: p.NC, Log: p.Log,
+				DB: db, Keys: p.Keys, Logger: p.Logger.Named("intake")})
+		}},
+	"approval": {[]sqldb.Migrations{eventlog.Migrations, approval.Migrations},
+		func(ctx context.Context, p *Platform, db sqldb.DB) error {
+			return approval.Run(ctx, approval.Deps{Config: approval.Config{Policy: p.Config.Policy}, NC: p.NC, Log: p.Log,
+				DB: db, Holds: disbursement.NewClient(p.NC), Logger: p.Logger.Named("approval")})
+		}},
+	"disbursement": {[]sqldb.Migrations{eventlog.Migrations, disbursement.Migrations, provsim.Migrations},
+		func(ctx context.Context, p *Platform, db sqldb.DB) error {
+			if err := db.Migrate(ctx, provsim.Migrations); err != nil {
+				return err
+			}
+			sim := provsim.New(provsim.Config{SettleAfter: p.Config.SettleAfter}, db)
+			return disbursement.Run(ctx, disbursement.Deps{Config: disbursement.Config{HoldTTL: p.Config.HoldTTL},
+				NC: p.NC, Log: p.Log, DB: db, Provider: sim, Logger: p.Logger.Named("disbursement")})
+		}},
+	"audit": {[]sqldb.Migrations{eventlog.Migrations, audit.Migrations},
+		func(ctx context.Context, p *Platform, db sqldb.DB) error {
+			return audit.Run(ctx, audit.Deps{NC: p.NC, Log: p.Log, DB: db, Logger: p.Logger.Named("audit")})
+		}},
+	"gateway": {[]sqldb.Migrations{gateway.Migrations},
+		func(ctx context.Context, p *Platform, db sqldb.DB) error {
+			return gateway.Run(ctx, gateway.Deps{
+				Config:       gateway.Config{Addr: p.Config.HTTPAddr, CookieSecure: p.Config.CookieSecure},
+				Intake:       intake.NewClient(p.NC),
+				Approval:     approval.NewClient(p.NC),
+				Disbursement: disbursement.NewClient(p.NC),
+				Audit:        audit.NewClient(p.NC),
+				DB:           db,
+				Logger:       p.Logger.Named("gateway"),
+				Registry:     p.Registry,
+				Ready:        p.Ready,
+			})
+		}},
 }
 
 // Services lists the services `eva serve` can run.
 func Services() []string {
 	var names []string
-	for n := range runners {
+	for n := range services {
 		names = append(names, n)
 	}
 	sort.Strings(names)
@@ -66,19 +77,23 @@ func Services() []string {
 
 // Serve runs one service until ctx ends.
 func Serve(ctx context.Context, p *Platform, service string) error {
-	run, ok := runners[service]
+	svc, ok := services[service]
 	if !ok {
 		return fmt.Errorf("unknown service %q; one of %v", service, Services())
 	}
-	return run(ctx, p)
+	db, err := p.DB(ctx, service)
+	if err != nil {
+		return err
+	}
+	return svc.run(ctx, p, db)
 }
 
 // RunAll runs every service in this process until ctx ends or one fails.
 func RunAll(ctx context.Context, p *Platform) error {
 	g, ctx := errgroup.WithContext(ctx)
-	for name, run := range runners {
+	for name := range services {
 		g.Go(func() error {
-			if err := run(ctx, p); err != nil && ctx.Err() == nil {
+			if err := Serve(ctx, p, name); err != nil && ctx.Err() == nil {
 				p.Logger.Error("service stopped", zap.String("service", name), zap.Error(err))
 				return fmt.Errorf("%s: %w", name, err)
 			}
@@ -88,17 +103,17 @@ func RunAll(ctx context.Context, p *Platform) error {
 	return g.Wait()
 }
 
-// Migrations lists every migration set, in the order they apply.
-func Migrations() []sqldb.Migrations {
-	return []sqldb.Migrations{eventlog.Migrations, intake.Migrations, approval.Migrations,
-		disbursement.Migrations, provsim.Migrations, audit.Migrations, gateway.Migrations}
-}
-
-// Migrate applies every service's pending migrations.
-func Migrate(ctx context.Context, db sqldb.DB) error {
-	for _, m := range Migrations() {
-		if err := db.Migrate(ctx, m); err != nil {
+// Migrate applies every service's pending migrations to its database.
+func Migrate(ctx context.Context, p *Platform) error {
+	for _, name := range Services() {
+		db, err := p.DB(ctx, name)
+		if err != nil {
 			return err
+		}
+		for _, m := range services[name].migrations {
+			if err := db.Migrate(ctx, m); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
 		}
 	}
 	return nil

@@ -124,7 +124,7 @@ func (s *server) fileRequest(r *http.Request, c command, in fileBody) (reply, er
 	cs, err := s.intake.File(r.Context(), intake.FileRequest{
 		CommandID: c.ID, Actor: requesterActor(c.User, in.Post), Post: in.Post, Category: in.Category,
 		Urgency: in.Urgency, AmountCents: in.AmountCents, Justification: in.Justification,
-		Beneficiary: in.Beneficiary, PayeeID: in.PayeeID, IdempotencyKeyHash: c.KeyHash,
+		Beneficiary: in.Beneficiary, PayeeID: in.PayeeID, IdempotencyKeyHash: c.KeyHash, RequestHash: c.RequestHash,
 	})
 	rep, err := caseReply(http.StatusCreated, cs, err)
 	if err == nil {

@@ -20,8 +20,12 @@ type command struct {
 	// first given to the request's Idempotency-Key.
 	ID   string
 	User Account
-	// KeyHash is the SHA-256 of the Idempotency-Key; nil without one.
+	// KeyHash is the SHA-256 of the user and the Idempotency-Key; nil
+	// without one.
 	KeyHash []byte
+	// RequestHash identifies the request (method, path, body) that came
+	// with the key.
+	RequestHash []byte
 }
 
 // reply is a command's successful answer.
@@ -56,6 +60,19 @@ const maxIdempotencyKey = 255
 //
 // Nothing is stored and no service is called when steps 1 or 2 fail.
 func handleCommand[In any](s *server, do func(r *http.Request, c command, in In) (reply, error)) http.HandlerFunc {
+	return commandHandler(s, false, do)
+}
+
+// handleSelfIdempotent is handleCommand for a command whose service keeps
+// the Idempotency-Key itself, in the same transaction as the command's
+// first record (filing: intake records the key with the case it files):
+// the gateway then writes nothing, and passes the key and request hashes
+// on. Steps 1 and 2 are the same; a replay answers from the service.
+func handleSelfIdempotent[In any](s *server, do func(r *http.Request, c command, in In) (reply, error)) http.HandlerFunc {
+	return commandHandler(s, true, do)
+}
+
+func commandHandler[In any](s *server, selfIdempotent bool, do func(r *http.Request, c command, in In) (reply, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		key, hasKey, err := idempotencyKey(r.Header)
 		if err != nil {
@@ -74,16 +91,17 @@ func handleCommand[In any](s *server, do func(r *http.Request, c command, in In)
 		}
 		c := command{ID: newCommandID(), User: userOf(r)}
 		if hasKey {
-			kh := sha256.Sum256([]byte(key))
-			c.KeyHash = kh[:]
-			rh := requestHash(r.Method, r.URL.Path, body)
+			c.KeyHash = keyHash(c.User.Username, key)
+			c.RequestHash = requestHash(r.Method, r.URL.Path, body)
+		}
+		if hasKey && !selfIdempotent {
 			rec, _, err := s.store.BeginIdem(r.Context(), IdemRecord{Username: c.User.Username, Key: key,
-				RequestHash: rh, CommandID: c.ID, Status: IdemPending, CreatedAt: s.now()})
+				RequestHash: c.RequestHash, CommandID: c.ID, Status: IdemPending, CreatedAt: s.now()})
 			switch {
 			case err != nil:
 				writeProblem(w, r, err)
 				return
-			case !bytes.Equal(rec.RequestHash, rh):
+			case !bytes.Equal(rec.RequestHash, c.RequestHash):
 				writeProblem(w, r, assist.Errorf(assist.CodeIdempotencyMismatch,
 					"this Idempotency-Key was used with another request; use a new key for a new request"))
 				return
@@ -99,7 +117,7 @@ func handleCommand[In any](s *server, do func(r *http.Request, c command, in In)
 		}
 		w.WriteHeader(status)
 		_, _ = w.Write(out)
-		if hasKey && status < 500 {
+		if hasKey && !selfIdempotent && status < 500 {
 			// Stored after answering, to keep the commit off the client's
 			// wait: until it is stored the key stays pending, and a retry
 			// runs the command again under the same command id, which the
@@ -112,6 +130,15 @@ func handleCommand[In any](s *server, do func(r *http.Request, c command, in In)
 			}
 		}
 	}
+}
+
+// keyHash hashes an Idempotency-Key with its user: keys are per user.
+func keyHash(username, key string) []byte {
+	h := sha256.New()
+	h.Write([]byte(username))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return h.Sum(nil)
 }
 
 // render runs do and returns the response it makes.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -16,16 +17,16 @@ import (
 	"github.com/eva-org/eva/services/intake"
 )
 
-// fileRecorder records the command ids intake.File is called with and
-// answers with next (a 201 case when next is nil).
-type fileRecorder struct {
+// amendRecorder records the command ids intake.Amend is called with and
+// answers with next (the amended case when next is nil).
+type amendRecorder struct {
 	mu   sync.Mutex
 	ids  []string
-	reqs []intake.FileRequest
-	next func(intake.FileRequest) (*assist.Case, error)
+	reqs []intake.AmendRequest
+	next func(intake.AmendRequest) (*assist.Case, error)
 }
 
-func (f *fileRecorder) file(_ context.Context, r intake.FileRequest) (*assist.Case, error) {
+func (f *amendRecorder) amend(_ context.Context, r intake.AmendRequest) (*assist.Case, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ids = append(f.ids, r.CommandID)
@@ -33,10 +34,16 @@ func (f *fileRecorder) file(_ context.Context, r intake.FileRequest) (*assist.Ca
 	if f.next != nil {
 		return f.next(r)
 	}
-	return sampleCase(r.CommandID, r.Post), nil
+	post := "BGD-DHAKA"
+	if r.CaseID == mumbaiCase {
+		post = "IND-MUMBAI"
+	}
+	c := sampleCase(r.CaseID, post)
+	c.Version++
+	return c, nil
 }
 
-func (f *fileRecorder) calls() []string {
+func (f *amendRecorder) calls() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.ids...)
@@ -44,48 +51,50 @@ func (f *fileRecorder) calls() []string {
 
 func withKey(key string) map[string]string { return map[string]string{IdempotencyHeader: key} }
 
+// The gateway keeps the Idempotency-Key of every command whose service does
+// not (all but filing, see TestFilingIdempotencyIsIntakes); amending stands
+// for them here.
 func TestIdempotency(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		h := newHarness(t, db)
-		body := validBodies["/v1/requests"]
+		body := validBodies["/v1/requests/{id}/amend"]
+		amendPath := "/v1/requests/" + dhakaCase + "/amend"
 		file := func(user, key, body string) *httptest.ResponseRecorder {
-			return h.do(req{user: user, method: http.MethodPost, path: "/v1/requests", body: body, header: withKey(key)})
+			path := amendPath
+			if user == "raj" {
+				path = "/v1/requests/" + mumbaiCase + "/amend"
+			}
+			return h.do(req{user: user, method: http.MethodPost, path: path, body: body, header: withKey(key)})
 		}
 
 		t.Run("same key and body: the first response, replayed", func(t *testing.T) {
-			rec := &fileRecorder{}
-			h.intake.file = rec.file
+			rec := &amendRecorder{}
+			h.intake.amend = rec.amend
 			first := file("ana", "key-1", body)
 			second := file("ana", "key-1", body)
-			if first.Code != http.StatusCreated || second.Code != first.Code || second.Body.String() != first.Body.String() {
+			if first.Code != http.StatusOK || second.Code != first.Code || second.Body.String() != first.Body.String() {
 				t.Fatalf("first %d %s, second %d %s", first.Code, first.Body, second.Code, second.Body)
 			}
 			if second.Header().Get("Idempotent-Replayed") != "true" || first.Header().Get("Idempotent-Replayed") != "" {
 				t.Fatal("Idempotent-Replayed header")
-			}
-			if loc := second.Header().Get("Location"); loc == "" || loc != first.Header().Get("Location") {
-				t.Fatalf("Location %q vs %q", loc, first.Header().Get("Location"))
 			}
 			if ct := second.Header().Get("Content-Type"); ct != "application/json" {
 				t.Fatalf("replayed Content-Type %q", ct)
 			}
 			ids := rec.calls()
 			if len(ids) != 1 {
-				t.Fatalf("File called %d times", len(ids))
+				t.Fatalf("Amend called %d times", len(ids))
 			}
 			if v, err := uuid.Parse(ids[0]); err != nil || v.Version() != 7 {
 				t.Fatalf("command id %q is not a UUIDv7", ids[0])
 			}
-			if len(rec.reqs[0].IdempotencyKeyHash) != 32 {
-				t.Fatalf("key hash %x", rec.reqs[0].IdempotencyKeyHash)
-			}
 		})
 
 		t.Run("same key, another body or path: 422", func(t *testing.T) {
-			rec := &fileRecorder{}
-			h.intake.file = rec.file
-			decodeJSONBody[caseJSON](t, file("ana", "key-2", body), http.StatusCreated)
-			other := `{"post":"BGD-DHAKA","category":"medical","urgency":"urgent","amount_usd_cents":100,"justification":"j","beneficiary":{"reference":"R"}}`
+			rec := &amendRecorder{}
+			h.intake.amend = rec.amend
+			decodeJSONBody[caseJSON](t, file("ana", "key-2", body), http.StatusOK)
+			other := `{"amount_usd_cents":100}`
 			p := decodeProblem(t, file("ana", "key-2", other), http.StatusUnprocessableEntity)
 			if p.Code != assist.CodeIdempotencyMismatch {
 				t.Fatalf("problem %+v", p)
@@ -95,16 +104,15 @@ func TestIdempotency(t *testing.T) {
 				body: `{"reason":"r"}`, header: withKey("key-2")})
 			decodeProblem(t, w, http.StatusUnprocessableEntity)
 			if n := len(rec.calls()); n != 1 {
-				t.Fatalf("File called %d times", n)
+				t.Fatalf("Amend called %d times", n)
 			}
 		})
 
 		t.Run("keys are per user", func(t *testing.T) {
-			rec := &fileRecorder{}
-			h.intake.file = rec.file
-			decodeJSONBody[caseJSON](t, file("ana", "shared", body), http.StatusCreated)
-			rajBody := `{"post":"IND-MUMBAI","category":"shelter","urgency":"critical","amount_usd_cents":25000,"justification":"j","beneficiary":{"reference":"R"}}`
-			decodeJSONBody[caseJSON](t, file("raj", "shared", rajBody), http.StatusCreated)
+			rec := &amendRecorder{}
+			h.intake.amend = rec.amend
+			decodeJSONBody[caseJSON](t, file("ana", "shared", body), http.StatusOK)
+			decodeJSONBody[caseJSON](t, file("raj", "shared", body), http.StatusOK)
 			if ids := rec.calls(); len(ids) != 2 || ids[0] == ids[1] {
 				t.Fatalf("command ids %v", ids)
 			}
@@ -115,14 +123,14 @@ func TestIdempotency(t *testing.T) {
 			// the row is pending with its command id.
 			const cmd = "0194e1c2-7a3b-7c4d-8e5f-00000000abcd"
 			if _, _, err := h.store.BeginIdem(context.Background(), IdemRecord{Username: "ana", Key: "crashed",
-				RequestHash: requestHash(http.MethodPost, "/v1/requests", []byte(body)), CommandID: cmd, CreatedAt: t0}); err != nil {
+				RequestHash: requestHash(http.MethodPost, amendPath, []byte(body)), CommandID: cmd, CreatedAt: t0}); err != nil {
 				t.Fatal(err)
 			}
-			rec := &fileRecorder{}
-			h.intake.file = rec.file
+			rec := &amendRecorder{}
+			h.intake.amend = rec.amend
 			w := file("ana", "crashed", body)
-			c := decodeJSONBody[caseJSON](t, w, http.StatusCreated)
-			if ids := rec.calls(); len(ids) != 1 || ids[0] != cmd || c.ID != cmd {
+			c := decodeJSONBody[caseJSON](t, w, http.StatusOK)
+			if ids := rec.calls(); len(ids) != 1 || ids[0] != cmd || c.ID != dhakaCase {
 				t.Fatalf("re-run with %v (case %s), want %s", ids, c.ID, cmd)
 			}
 			if w.Header().Get("Idempotent-Replayed") != "" {
@@ -136,20 +144,20 @@ func TestIdempotency(t *testing.T) {
 		})
 
 		t.Run("5xx is not stored; the retry runs with the same command id", func(t *testing.T) {
-			rec := &fileRecorder{}
+			rec := &amendRecorder{}
 			fail := true
-			rec.next = func(r intake.FileRequest) (*assist.Case, error) {
+			rec.next = func(r intake.AmendRequest) (*assist.Case, error) {
 				if fail {
 					return nil, assist.Errorf(assist.CodeUnavailable, "intake is not answering")
 				}
-				return sampleCase(r.CommandID, r.Post), nil
+				return sampleCase(r.CaseID, "BGD-DHAKA"), nil
 			}
-			h.intake.file = rec.file
+			h.intake.amend = rec.amend
 			decodeProblem(t, file("ana", "flaky", body), http.StatusServiceUnavailable)
 			fail = false
-			decodeJSONBody[caseJSON](t, file("ana", "flaky", body), http.StatusCreated)
+			decodeJSONBody[caseJSON](t, file("ana", "flaky", body), http.StatusOK)
 			third := file("ana", "flaky", body)
-			if third.Code != http.StatusCreated || third.Header().Get("Idempotent-Replayed") != "true" {
+			if third.Code != http.StatusOK || third.Header().Get("Idempotent-Replayed") != "true" {
 				t.Fatalf("third: %d", third.Code)
 			}
 			if ids := rec.calls(); len(ids) != 2 || ids[0] != ids[1] {
@@ -158,22 +166,22 @@ func TestIdempotency(t *testing.T) {
 		})
 
 		t.Run("an internal error is not stored either", func(t *testing.T) {
-			rec := &fileRecorder{next: func(intake.FileRequest) (*assist.Case, error) { return nil, errBoom }}
-			h.intake.file = rec.file
+			rec := &amendRecorder{next: func(intake.AmendRequest) (*assist.Case, error) { return nil, errBoom }}
+			h.intake.amend = rec.amend
 			decodeProblem(t, file("ana", "boom", body), http.StatusInternalServerError)
 			rec.next = nil
-			decodeJSONBody[caseJSON](t, file("ana", "boom", body), http.StatusCreated)
+			decodeJSONBody[caseJSON](t, file("ana", "boom", body), http.StatusOK)
 			if ids := rec.calls(); len(ids) != 2 || ids[0] != ids[1] {
 				t.Fatalf("command ids %v", ids)
 			}
 		})
 
 		t.Run("4xx is stored and replayed", func(t *testing.T) {
-			rec := &fileRecorder{next: func(intake.FileRequest) (*assist.Case, error) {
+			rec := &amendRecorder{next: func(intake.AmendRequest) (*assist.Case, error) {
 				return nil, &assist.Error{Code: assist.CodeInvalid, Message: "invalid amount_usd_cents",
 					Fields: []assist.FieldError{{Field: "amount_usd_cents", Message: "exceeds the cap"}}}
 			}}
-			h.intake.file = rec.file
+			h.intake.amend = rec.amend
 			first := file("ana", "bad", body)
 			decodeProblem(t, first, http.StatusBadRequest)
 			second := file("ana", "bad", body)
@@ -182,15 +190,15 @@ func TestIdempotency(t *testing.T) {
 				t.Fatalf("4xx not replayed: %s vs %s", second.Body, first.Body)
 			}
 			if n := len(rec.calls()); n != 1 {
-				t.Fatalf("File called %d times", n)
+				t.Fatalf("Amend called %d times", n)
 			}
 		})
 
 		t.Run("without a key every POST is a new command", func(t *testing.T) {
-			rec := &fileRecorder{}
-			h.intake.file = rec.file
+			rec := &amendRecorder{}
+			h.intake.amend = rec.amend
 			for range 2 {
-				decodeJSONBody[caseJSON](t, h.post("ana", "/v1/requests", body), http.StatusCreated)
+				decodeJSONBody[caseJSON](t, h.post("ana", amendPath, body), http.StatusOK)
 			}
 			ids := rec.calls()
 			if len(ids) != 2 || ids[0] == ids[1] {
@@ -200,9 +208,6 @@ func TestIdempotency(t *testing.T) {
 				if v, err := uuid.Parse(id); err != nil || v.Version() != 7 || v.String() != id {
 					t.Fatalf("command id %q", id)
 				}
-			}
-			if rec.reqs[0].IdempotencyKeyHash != nil {
-				t.Fatal("key hash without a key")
 			}
 		})
 
@@ -224,14 +229,14 @@ func TestIdempotency(t *testing.T) {
 		})
 
 		t.Run("concurrent retries run one command id", func(t *testing.T) {
-			rec := &fileRecorder{}
-			h.intake.file = rec.file
+			rec := &amendRecorder{}
+			h.intake.amend = rec.amend
 			var wg sync.WaitGroup
 			for range 8 {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if w := file("ana", "burst", body); w.Code != http.StatusCreated {
+					if w := file("ana", "burst", body); w.Code != http.StatusOK {
 						t.Errorf("burst: %d %s", w.Code, w.Body)
 					}
 				}()
@@ -244,5 +249,61 @@ func TestIdempotency(t *testing.T) {
 				}
 			}
 		})
+	})
+}
+
+// Filing's Idempotency-Key is kept by intake, with the case it files: the
+// gateway stores nothing for it and hands intake the key's hash (per user)
+// and the request's hash; intake's answers — the first case again, or a
+// 422 — come back as they are.
+func TestFilingIdempotencyIsIntakes(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		h := newHarness(t, db)
+		body := validBodies["/v1/requests"]
+		var mu sync.Mutex
+		var reqs []intake.FileRequest
+		h.intake.file = func(_ context.Context, r intake.FileRequest) (*assist.Case, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			reqs = append(reqs, r)
+			if len(reqs) == 3 {
+				return nil, assist.Errorf(assist.CodeIdempotencyMismatch, "this Idempotency-Key was used with another request")
+			}
+			return sampleCase(dhakaCase, r.Post), nil
+		}
+		post := func(user, key, body string) *httptest.ResponseRecorder {
+			return h.do(req{user: user, method: http.MethodPost, path: "/v1/requests", body: body, header: withKey(key)})
+		}
+		first := post("ana", "k", body)
+		second := post("ana", "k", body)
+		if first.Code != http.StatusCreated || second.Body.String() != first.Body.String() {
+			t.Fatalf("first %d %s, second %d %s", first.Code, first.Body, second.Code, second.Body)
+		}
+		p := decodeProblem(t, post("ana", "k", body), http.StatusUnprocessableEntity)
+		if p.Code != assist.CodeIdempotencyMismatch {
+			t.Fatalf("problem %+v", p)
+		}
+		if len(reqs) != 3 {
+			t.Fatalf("intake called %d times, want every time", len(reqs))
+		}
+		if len(reqs[0].IdempotencyKeyHash) != 32 || !bytes.Equal(reqs[0].IdempotencyKeyHash, reqs[1].IdempotencyKeyHash) ||
+			len(reqs[0].RequestHash) != 32 || !bytes.Equal(reqs[0].RequestHash, reqs[1].RequestHash) {
+			t.Fatalf("hashes %x %x / %x %x", reqs[0].IdempotencyKeyHash, reqs[0].RequestHash, reqs[1].IdempotencyKeyHash, reqs[1].RequestHash)
+		}
+		// The same key of another user is another key.
+		rajBody := `{"post":"IND-MUMBAI","category":"shelter","urgency":"critical","amount_usd_cents":25000,"justification":"j","beneficiary":{"reference":"R"}}`
+		post("raj", "k", rajBody)
+		if bytes.Equal(reqs[3].IdempotencyKeyHash, reqs[0].IdempotencyKeyHash) {
+			t.Fatal("two users' keys hash alike")
+		}
+		// Without a key, no hashes.
+		h.post("ana", "/v1/requests", body)
+		if reqs[4].IdempotencyKeyHash != nil || reqs[4].RequestHash != nil {
+			t.Fatal("hashes without a key")
+		}
+		var rows int64
+		if err := db.QueryRow(context.Background(), `SELECT count(*) FROM gateway_idempotency`).Scan(&rows); err != nil || rows != 0 {
+			t.Fatalf("the gateway stored %d keys for filings (%v)", rows, err)
+		}
 	})
 }

@@ -47,7 +47,7 @@ func (s *server) routes() []route {
 		{method: http.MethodGet, pattern: "/v1/me", handler: s.me},
 
 		// Requests.
-		{method: http.MethodPost, pattern: "/v1/requests", roles: []string{requester}, handler: handleCommand(s, s.fileRequest)},
+		{method: http.MethodPost, pattern: "/v1/requests", roles: []string{requester}, handler: handleSelfIdempotent(s, s.fileRequest)},
 		{method: http.MethodGet, pattern: "/v1/requests", roles: caseReaders, handler: handleQuery(s.listRequests)},
 		{method: http.MethodGet, pattern: "/v1/requests/{id}", roles: caseReaders, handler: handleQuery(s.getRequest)},
 		{method: http.MethodPost, pattern: "/v1/requests/{id}/amend", roles: []string{requester}, handler: handleCommand(s, s.amendRequest)},

@@ -41,9 +41,12 @@ type FileRequest struct {
 	Justification string       `json:"justification"`
 	Beneficiary   Beneficiary  `json:"beneficiary"`
 	PayeeID       string       `json:"payee_id,omitempty"`
-	// IdempotencyKeyHash is recorded in the event when the client sent an
-	// Idempotency-Key.
+	// IdempotencyKeyHash, when the client sent an Idempotency-Key, is a
+	// hash of the key and its user: retries with it file nothing new.
 	IdempotencyKeyHash []byte `json:"idempotency_key_hash,omitempty"`
+	// RequestHash identifies the request the key came with; the key with
+	// another request is refused.
+	RequestHash []byte `json:"request_hash,omitempty"`
 }
 
 // AmendRequest changes the fields that are set.

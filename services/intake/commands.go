@@ -1,8 +1,8 @@
 package intake
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"regexp"
 	"strings"
 	"time"
@@ -18,10 +18,16 @@ import (
 )
 
 // File files a new request whose id is the command id; filing the same
-// command again returns the request as it was filed.
+// command again returns the request as it was filed. With an idempotency
+// key, the key (hashed with its user) is recorded with the case it files
+// before anything is appended: a retry with the key — even after a crash,
+// even with another command id — files nothing new and answers with the
+// first case, and the key with another request is refused.
 //
 // Errors: CodeInvalid naming each bad field (a cap exceeded names the cap),
-// CodeForbidden when the actor does not file for the post, CodeUnavailable.
+// CodeForbidden when the actor does not file for the post,
+// CodeIdempotencyMismatch for a key reused with another request,
+// CodeUnavailable.
 func (s *Service) File(ctx context.Context, r FileRequest) (*assist.Case, error) {
 	if !eventlog.ValidCaseID(r.CommandID) {
 		return nil, assist.Errorf(assist.CodeInvalid, "command id %q is not a UUID", r.CommandID)
@@ -31,35 +37,55 @@ func (s *Service) File(ctx context.Context, r FileRequest) (*assist.Case, error)
 	if err := probs.Err(); err != nil {
 		return nil, err
 	}
-	c, err := s.log.Create(ctx, r.CommandID, func(*assist.Case) (assist.Event, error) {
-		in := assist.SubmitInput{
-			Post: r.Post, Category: assist.Category(r.Category), Urgency: assist.Urgency(r.Urgency),
-			AmountCents: r.AmountCents, Justification: r.Justification, PayeeID: r.PayeeID,
-			BeneficiaryRefHash: s.keys.RefHash(r.Beneficiary.Reference), IdempotencyKeyHash: r.IdempotencyKeyHash,
+	in := assist.SubmitInput{
+		Post: r.Post, Category: assist.Category(r.Category), Urgency: assist.Urgency(r.Urgency),
+		AmountCents: r.AmountCents, Justification: r.Justification, PayeeID: r.PayeeID,
+		BeneficiaryRefHash: s.keys.RefHash(r.Beneficiary.Reference), IdempotencyKeyHash: r.IdempotencyKeyHash,
+	}
+	// Decide first: an invalid request records nothing.
+	if _, err := assist.Submit(assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}, in, s.cfg.Policy); err != nil {
+		return nil, err
+	}
+	caseID := r.CommandID
+	if len(r.IdempotencyKeyHash) > 0 {
+		f, err := s.store.Filing(ctx, Filing{KeyHash: r.IdempotencyKeyHash, CaseID: caseID, RequestHash: r.RequestHash, CreatedAt: s.now()})
+		if err != nil {
+			return nil, err
 		}
-		cmd := assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}
-		// Decide before sealing: an invalid request stores no key.
-		if _, err := assist.Submit(cmd, in, s.cfg.Policy); err != nil {
-			return assist.Event{}, err
+		if !bytes.Equal(f.RequestHash, r.RequestHash) {
+			return nil, assist.Errorf(assist.CodeIdempotencyMismatch,
+				"this Idempotency-Key was used with another request; use a new key for a new request")
 		}
-		sealed, err := s.seal(ctx, r.CommandID, r.Beneficiary)
+		caseID = f.CaseID // the first attempt's case
+	}
+	if erased, err := s.store.Erased(ctx, caseID); err != nil || erased {
+		if err != nil {
+			return nil, err
+		}
+		// Only a filed case can be erased: this is a retry. Answer as
+		// the first time; never seal under a new key.
+		return s.replay(ctx, caseID)
+	}
+	return s.log.Create(ctx, caseID, func(*assist.Case) (assist.Event, error) {
+		sealed, err := s.sealNew(ctx, caseID, r.Beneficiary)
 		if err != nil {
 			return assist.Event{}, err
 		}
 		in.Beneficiary = sealed
-		return assist.Submit(cmd, in, s.cfg.Policy)
+		return assist.Submit(assist.Cmd{ID: caseID, Actor: r.Actor, At: s.now()}, in, s.cfg.Policy)
 	})
-	if errors.Is(err, errErased) {
-		// Only a filed case can be erased: this is a retry. Answer as
-		// the first time, and never make a key again.
-		return s.log.Execute(ctx, r.CommandID, r.CommandID, func(*assist.Case) (assist.Event, error) {
-			return assist.Event{}, assist.Errorf(assist.CodeConflict, "request %s exists and its personal data was erased", r.CommandID)
-		})
-	}
-	return c, err
 }
 
-// errErased is returned by seal for a case whose personal data was erased.
+// replay answers a command that already happened with the case as it
+// stood right after it.
+func (s *Service) replay(ctx context.Context, commandID string) (*assist.Case, error) {
+	return s.log.Execute(ctx, commandID, commandID, func(*assist.Case) (assist.Event, error) {
+		return assist.Event{}, assist.Errorf(assist.CodeConflict, "request %s was not filed by this command", commandID)
+	})
+}
+
+// errErased refuses new personal data for a case whose personal data was
+// erased.
 var errErased = &assist.Error{Code: assist.CodeConflict, Message: "the personal data of this request was erased; it cannot be changed"}
 
 // Amend changes a request while it is submitted or info_requested.
@@ -87,7 +113,7 @@ func (s *Service) Amend(ctx context.Context, r AmendRequest) (*assist.Case, erro
 			return assist.Event{}, err
 		}
 		if r.Beneficiary != nil {
-			sealed, err := s.seal(ctx, c.ID, *r.Beneficiary)
+			sealed, err := s.sealAgain(ctx, c, *r.Beneficiary)
 			if err != nil {
 				return assist.Event{}, err
 			}
@@ -154,7 +180,7 @@ func (s *Service) Personal(ctx context.Context, r PersonalRequest) (Beneficiary,
 	if err != nil {
 		return Beneficiary{}, err
 	}
-	if wrapped == nil {
+	if wrapped == nil || s.isErased(ctx, c.ID) {
 		return Beneficiary{}, assist.Errorf(assist.CodeNotFound, "the personal data of request %s was erased", r.CaseID)
 	}
 	key, err := s.keys.Unwrap(c.Beneficiary.KeyID, wrapped)
@@ -193,21 +219,47 @@ func (s *Service) execute(ctx context.Context, caseID, commandID string, decide 
 	})
 }
 
-// seal encrypts personal data under the case's data key, creating the key
-// on first use.
-func (s *Service) seal(ctx context.Context, caseID string, b Beneficiary) (assist.Sealed, error) {
-	_, fresh := s.keys.NewDataKey(caseID)
-	wrapped, err := s.store.DataKey(ctx, caseID, fresh)
+// sealNew encrypts a new case's personal data under a fresh data key
+// from the pool.
+func (s *Service) sealNew(ctx context.Context, caseID string, b Beneficiary) (assist.Sealed, error) {
+	k, err := s.pool.take(ctx)
 	if err != nil {
 		return assist.Sealed{}, err
 	}
-	if len(wrapped) == 0 {
+	return sealWith(k.id, k.key, caseID, b)
+}
+
+// sealAgain encrypts new personal data of a case under the case's key;
+// after an erasure it refuses.
+func (s *Service) sealAgain(ctx context.Context, c *assist.Case, b Beneficiary) (assist.Sealed, error) {
+	if s.isErased(ctx, c.ID) {
 		return assist.Sealed{}, errErased
 	}
-	key, err := s.keys.Unwrap(caseID, wrapped)
+	if c.Beneficiary.KeyID == "" {
+		return s.sealNew(ctx, c.ID, b)
+	}
+	wrapped, err := s.store.WrappedKey(ctx, c.Beneficiary.KeyID)
 	if err != nil {
 		return assist.Sealed{}, err
 	}
+	if wrapped == nil {
+		return assist.Sealed{}, errErased
+	}
+	key, err := s.keys.Unwrap(c.Beneficiary.KeyID, wrapped)
+	if err != nil {
+		return assist.Sealed{}, err
+	}
+	return sealWith(c.Beneficiary.KeyID, key, c.ID, b)
+}
+
+// isErased reports an erasure; when the store cannot tell, it answers
+// erased, revealing nothing.
+func (s *Service) isErased(ctx context.Context, caseID string) bool {
+	erased, err := s.store.Erased(ctx, caseID)
+	return err != nil || erased
+}
+
+func sealWith(keyID string, key []byte, caseID string, b Beneficiary) (assist.Sealed, error) {
 	plain, err := proto.Marshal(&evav1.PersonalData{Reference: b.Reference, Name: b.Name,
 		DateOfBirth: b.DateOfBirth, Nationality: b.Nationality, Contact: b.Contact})
 	if err != nil {
@@ -217,7 +269,7 @@ func (s *Service) seal(ctx context.Context, caseID string, b Beneficiary) (assis
 	if err != nil {
 		return assist.Sealed{}, err
 	}
-	return assist.Sealed{KeyID: caseID, Ciphertext: ct}, nil
+	return assist.Sealed{KeyID: keyID, Ciphertext: ct}, nil
 }
 
 var dateRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)

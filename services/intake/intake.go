@@ -39,6 +39,7 @@ type Deps struct {
 // Service handles intake's commands and queries.
 type Service struct {
 	cfg   Config
+	pool  *keyPool
 	log   *eventlog.Log
 	store Store
 	keys  *seal.Keyring
@@ -51,7 +52,9 @@ func New(d Deps) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), keys: d.Keys, now: func() time.Time { return now().UTC() }}
+	store := NewSQLStore(d.DB)
+	return &Service{cfg: d.Config, log: d.Log, store: store, keys: d.Keys, pool: newKeyPool(store, d.Keys, 256),
+		now: func() time.Time { return now().UTC() }}
 }
 
 // Run migrates intake's database, projects the log into the list of
@@ -64,6 +67,7 @@ func Run(ctx context.Context, d Deps) error {
 		return err
 	}
 	s := New(d)
+	go s.pool.refill(ctx, func(err error) { d.Logger.Warn("make data keys", zap.Error(err)) })
 	srv, err := rpc.NewServer(ctx, d.NC, "eva-intake", "EVA intake: file, amend, withdraw, answer", d.Logger)
 	if err != nil {
 		return err

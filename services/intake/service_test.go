@@ -39,7 +39,7 @@ func TestFileCreatesSubmittedCaseWithDeadlinePerUrgency(t *testing.T) {
 					!c.CreatedAt.Equal(clock.t) || !c.Deadline.Equal(want) || c.Version == 0 {
 					t.Fatalf("filed case = %+v; want submitted at BGD-DHAKA by ana, deadline %s", c, want)
 				}
-				if c.Beneficiary.KeyID != c.ID || len(c.Beneficiary.Ciphertext) == 0 || len(c.BeneficiaryRefHash) == 0 {
+				if c.Beneficiary.KeyID == "" || len(c.Beneficiary.Ciphertext) == 0 || len(c.BeneficiaryRefHash) == 0 {
 					t.Fatalf("filed case has no sealed beneficiary: %+v", c.Beneficiary)
 				}
 				if got := h.get(c.ID); !reflect.DeepEqual(got, c) {
@@ -96,11 +96,11 @@ func TestLogCarriesOnlyCiphertext(t *testing.T) {
 		// The sealed beneficiary opens only with the case's key, and only
 		// for this case.
 		got := h.get(c.ID)
-		wrapped, err := h.store.WrappedKey(h.ctx, c.ID)
+		wrapped, err := h.store.WrappedKey(h.ctx, got.Beneficiary.KeyID)
 		if err != nil || wrapped == nil {
 			t.Fatalf("WrappedKey = %v, %v", wrapped, err)
 		}
-		key, err := h.keys.Unwrap(c.ID, wrapped)
+		key, err := h.keys.Unwrap(got.Beneficiary.KeyID, wrapped)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,9 +188,7 @@ func TestErasureMakesPersonalNotFoundAndKeepsHistory(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := h.get(c.ID)
-		if err := h.store.DeleteDataKey(h.ctx, c.ID); err != nil {
-			t.Fatal(err)
-		}
+		h.erase(c.ID)
 		_, err := h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: c.ID})
 		requireCode(t, err, assist.CodeNotFound)
 		if acc, err := h.log.Accesses(h.ctx, c.ID); err != nil || len(acc) != 1 {
@@ -221,9 +219,8 @@ func TestErasureMakesPersonalNotFoundAndKeepsHistory(t *testing.T) {
 func TestAmendBeneficiaryAfterErasureIsRefused(t *testing.T) {
 	h := newHarness(t, sqldbtest.SQLite(t))
 	c := h.file(ana)
-	if err := h.store.DeleteDataKey(h.ctx, c.ID); err != nil {
-		t.Fatal(err)
-	}
+	keyID := c.Beneficiary.KeyID
+	h.erase(c.ID)
 	before := len(h.events(c.ID))
 	fresh := intake.Beneficiary{Reference: "NEW-REF-1"}
 	_, err := h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Beneficiary: &fresh})
@@ -231,8 +228,11 @@ func TestAmendBeneficiaryAfterErasureIsRefused(t *testing.T) {
 	if n := len(h.events(c.ID)); n != before {
 		t.Fatalf("%d events after the refused amend, want %d", n, before)
 	}
-	if wrapped, err := h.store.WrappedKey(h.ctx, c.ID); err != nil || wrapped != nil {
-		t.Fatalf("a key exists again after erasure: %x %v", wrapped, err)
+	if wrapped, err := h.store.WrappedKey(h.ctx, keyID); err != nil || wrapped != nil {
+		t.Fatalf("the erased key exists again: %x %v", wrapped, err)
+	}
+	if got := h.get(c.ID); got.Beneficiary.KeyID != keyID {
+		t.Fatalf("the case's personal data moved to key %s", got.Beneficiary.KeyID)
 	}
 	_, err = h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: c.ID})
 	requireCode(t, err, assist.CodeNotFound)
@@ -420,8 +420,17 @@ func (h *harness) requireNothingWritten(caseID string, seq uint64) {
 	if raw, err := h.log.LoadRaw(h.ctx, caseID); err != nil || len(raw) != 0 {
 		h.t.Fatalf("case %s has %d events (%v), want none", caseID, len(raw), err)
 	}
-	if k, err := h.store.WrappedKey(h.ctx, caseID); err != nil || k != nil {
-		h.t.Fatalf("a data key was stored for refused case %s (%v)", caseID, err)
+	var filings int64
+	if err := h.db.QueryRow(h.ctx, `SELECT count(*) FROM intake_filings WHERE case_id = $1`, caseID).Scan(&filings); err != nil || filings != 0 {
+		h.t.Fatalf("a filing was recorded for refused case %s (%d, %v)", caseID, filings, err)
+	}
+}
+
+// erase erases a case's personal data as an erasure command would.
+func (h *harness) erase(caseID string) {
+	h.t.Helper()
+	if err := h.store.Erase(h.ctx, caseID, h.get(caseID).Beneficiary.KeyID); err != nil {
+		h.t.Fatal(err)
 	}
 }
 
@@ -500,7 +509,7 @@ func TestAmend(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if reflect.DeepEqual(got.BeneficiaryRefHash, c.BeneficiaryRefHash) || got.Beneficiary.KeyID != c.ID {
+			if reflect.DeepEqual(got.BeneficiaryRefHash, c.BeneficiaryRefHash) || got.Beneficiary.KeyID != c.Beneficiary.KeyID {
 				t.Fatalf("amended beneficiary: ref hash unchanged or key id %q", got.Beneficiary.KeyID)
 			}
 			p, err := h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: c.ID})
@@ -845,25 +854,65 @@ func TestFileRetryAfterErasureKeepsErasure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := h.store.DeleteDataKey(h.ctx, first.ID); err != nil {
-			t.Fatal(err)
-		}
+		h.erase(first.ID)
 		again, err := h.svc.File(h.ctx, r)
 		if err != nil || !reflect.DeepEqual(again, first) {
 			t.Fatalf("retried File after erasure = %+v, %v; want the case as filed", again, err)
 		}
-		key, err := h.store.WrappedKey(h.ctx, first.ID)
+		if n := len(h.events(first.ID)); n != 1 {
+			t.Fatalf("%d events after the retry, want 1", n)
+		}
+		_, perr := h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: first.ID})
+		requireCode(t, perr, assist.CodeNotFound)
+	})
+}
+
+// An Idempotency-Key files one case whatever the command id of the retry
+// (the gateway may have crashed before remembering its first one), and the
+// same key with another request is refused with nothing written.
+func TestFileIdempotencyKeyAcrossCommandIDs(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		h := newHarness(t, db)
+		r := fileRequest(ana)
+		r.IdempotencyKeyHash, r.RequestHash = []byte("user+key"), []byte("request-1")
+		first, err := h.svc.File(h.ctx, r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, perr := h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: first.ID})
-		if key != nil {
-			t.Fatalf("services/intake/commands.go File (since 713c803 it uses eventlog.Log.Create, which decides "+
-				"before it learns the case exists): a retried File seals again, and seal's get-or-create DataKey "+
-				"stores a NEW data key for the erased case. The erased ciphertext stays unreadable, but Personal now "+
-				"fails with %q (code %s: a 5xx, via seal.ErrOpen) instead of not_found, and the case holds a key "+
-				"again that erasure had destroyed", perr, assist.ErrorCode(perr))
+		retry := r
+		retry.CommandID = newID()
+		again, err := h.svc.File(h.ctx, retry)
+		if err != nil || !reflect.DeepEqual(again, first) {
+			t.Fatalf("retry with a new command id = %+v, %v; want the first case", again, err)
 		}
-		requireCode(t, perr, assist.CodeNotFound)
+		if _, err := h.svc.Get(h.ctx, intake.GetRequest{CaseID: retry.CommandID}); !assist.IsCode(err, assist.CodeNotFound) {
+			t.Fatalf("the retry's command id filed a case: %v", err)
+		}
+		seq := h.lastSeq()
+		other := r
+		other.CommandID, other.RequestHash, other.AmountCents = newID(), []byte("request-2"), 1_000
+		_, err = h.svc.File(h.ctx, other)
+		requireCode(t, err, assist.CodeIdempotencyMismatch)
+		h.requireNothingWritten(other.CommandID, seq)
 	})
+}
+
+// A crash after the key was recorded and before the event was appended
+// leaves a record without a case: the retry files that case, once.
+func TestFileIdempotencyKeyRecordedButNotAppended(t *testing.T) {
+	h := newHarness(t, sqldbtest.SQLite(t))
+	r := fileRequest(ana)
+	r.IdempotencyKeyHash, r.RequestHash = []byte("user+key-2"), []byte("request")
+	orphan := newID()
+	if _, err := h.store.Filing(h.ctx, intake.Filing{KeyHash: r.IdempotencyKeyHash, CaseID: orphan,
+		RequestHash: r.RequestHash, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := h.svc.File(h.ctx, r)
+	if err != nil || c.ID != orphan {
+		t.Fatalf("retry after the crash = %+v, %v; want case %s", c, err, orphan)
+	}
+	if _, err := h.svc.File(h.ctx, r); err != nil || len(h.events(orphan)) != 1 {
+		t.Fatalf("a second retry: %v, %d events", err, len(h.events(orphan)))
+	}
 }

@@ -34,19 +34,21 @@ func sub(dir string) fs.FS {
 	return f
 }
 
-// Store is intake's state: data keys and the projected list of requests.
+// Store is intake's state: data keys, erasures, filings by idempotency
+// key, and the projected list of requests.
 type Store interface {
-	// DataKey returns the case's wrapped data key, storing wrapped first
-	// when the case has none yet. The key that is returned is the one to
-	// use: a retry of a filing reuses the first attempt's key. An erased
-	// case returns an empty key: erasure is permanent.
-	DataKey(ctx context.Context, caseID string, wrapped []byte) ([]byte, error)
-	// WrappedKey returns the case's wrapped data key, nil when there is
-	// none (never created, or erased).
-	WrappedKey(ctx context.Context, caseID string) ([]byte, error)
-	// DeleteDataKey destroys the case's data key (erasure), leaving a
-	// tombstone so that no key is ever created for the case again.
-	DeleteDataKey(ctx context.Context, caseID string) error
+	// AddKeys stores fresh wrapped data keys for cases yet to come.
+	AddKeys(ctx context.Context, keys []WrappedKey) error
+	// WrappedKey returns a wrapped data key by id, nil when there is none
+	// (never made, or erased).
+	WrappedKey(ctx context.Context, keyID string) ([]byte, error)
+	// Erase destroys a case's data key and records the erasure, for good.
+	Erase(ctx context.Context, caseID, keyID string) error
+	// Erased reports whether a case's personal data was erased.
+	Erased(ctx context.Context, caseID string) (bool, error)
+	// Filing records which case an idempotency key files; for a key
+	// recorded before, it returns the first record.
+	Filing(ctx context.Context, f Filing) (Filing, error)
 	// Project stores the projected case inside a consumer's transaction.
 	Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error
 	// Projected loads a projected case inside a consumer's transaction;
@@ -74,43 +76,87 @@ type ListPage struct {
 	NextCursor string         `json:"next_cursor,omitempty"`
 }
 
+// WrappedKey is a data key as stored: wrapped by the master key.
+type WrappedKey struct {
+	ID      string
+	Wrapped []byte
+}
+
+// Filing ties an idempotency key (hashed with its user) to the case it
+// filed and the request it came with.
+type Filing struct {
+	KeyHash     []byte
+	CaseID      string
+	RequestHash []byte
+	CreatedAt   time.Time
+}
+
 // SQLStore is the Store on sqldb.
 type SQLStore struct{ db sqldb.DB }
 
 // NewSQLStore returns a store on a migrated database.
 func NewSQLStore(db sqldb.DB) *SQLStore { return &SQLStore{db: db} }
 
-// DataKey implements Store.
-func (s *SQLStore) DataKey(ctx context.Context, caseID string, wrapped []byte) ([]byte, error) {
-	var stored []byte
-	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
-		if _, err := q.Exec(ctx, `INSERT INTO intake_data_keys (case_id, wrapped, created_at) VALUES ($1, $2, $3)
-			ON CONFLICT (case_id) DO NOTHING`, caseID, wrapped, sqldb.Micros(time.Now())); err != nil {
-			return err
+// AddKeys implements Store.
+func (s *SQLStore) AddKeys(ctx context.Context, keys []WrappedKey) error {
+	now := sqldb.Micros(time.Now())
+	return s.db.Tx(ctx, func(q sqldb.Querier) error {
+		for _, k := range keys {
+			if _, err := q.Exec(ctx, `INSERT INTO intake_data_keys (key_id, wrapped, created_at) VALUES ($1, $2, $3)`,
+				k.ID, k.Wrapped, now); err != nil {
+				return err
+			}
 		}
-		return q.QueryRow(ctx, `SELECT wrapped FROM intake_data_keys WHERE case_id = $1`, caseID).Scan(&stored)
+		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("data key %s: %w", caseID, err)
-	}
-	return stored, nil
 }
 
 // WrappedKey implements Store.
-func (s *SQLStore) WrappedKey(ctx context.Context, caseID string) ([]byte, error) {
+func (s *SQLStore) WrappedKey(ctx context.Context, keyID string) ([]byte, error) {
 	var wrapped []byte
-	err := s.db.QueryRow(ctx, `SELECT wrapped FROM intake_data_keys WHERE case_id = $1`, caseID).Scan(&wrapped)
-	if errors.Is(err, sqldb.ErrNoRows) || len(wrapped) == 0 {
+	err := s.db.QueryRow(ctx, `SELECT wrapped FROM intake_data_keys WHERE key_id = $1`, keyID).Scan(&wrapped)
+	if errors.Is(err, sqldb.ErrNoRows) {
 		return nil, nil
 	}
 	return wrapped, err
 }
 
-// DeleteDataKey implements Store.
-func (s *SQLStore) DeleteDataKey(ctx context.Context, caseID string) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO intake_data_keys (case_id, wrapped, created_at) VALUES ($1, $2, $3)
-		ON CONFLICT (case_id) DO UPDATE SET wrapped = excluded.wrapped`, caseID, []byte{}, sqldb.Micros(time.Now()))
-	return err
+// Erase implements Store.
+func (s *SQLStore) Erase(ctx context.Context, caseID, keyID string) error {
+	return s.db.Tx(ctx, func(q sqldb.Querier) error {
+		if _, err := q.Exec(ctx, `INSERT INTO intake_erasures (case_id, erased_at) VALUES ($1, $2) ON CONFLICT (case_id) DO NOTHING`,
+			caseID, sqldb.Micros(time.Now())); err != nil {
+			return err
+		}
+		_, err := q.Exec(ctx, `DELETE FROM intake_data_keys WHERE key_id = $1`, keyID)
+		return err
+	})
+}
+
+// Erased implements Store.
+func (s *SQLStore) Erased(ctx context.Context, caseID string) (bool, error) {
+	var n int64
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM intake_erasures WHERE case_id = $1`, caseID).Scan(&n)
+	return n > 0, err
+}
+
+// Filing implements Store.
+func (s *SQLStore) Filing(ctx context.Context, f Filing) (Filing, error) {
+	var got Filing
+	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
+		if _, err := q.Exec(ctx, `INSERT INTO intake_filings (key_hash, case_id, request_hash, created_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (key_hash) DO NOTHING`, f.KeyHash, f.CaseID, f.RequestHash, sqldb.Micros(f.CreatedAt)); err != nil {
+			return err
+		}
+		var at int64
+		if err := q.QueryRow(ctx, `SELECT key_hash, case_id, request_hash, created_at FROM intake_filings WHERE key_hash = $1`,
+			f.KeyHash).Scan(&got.KeyHash, &got.CaseID, &got.RequestHash, &at); err != nil {
+			return err
+		}
+		got.CreatedAt = sqldb.Time(at)
+		return nil
+	})
+	return got, err
 }
 
 // Project implements Store.

@@ -46,10 +46,11 @@ var storeSuite = []struct {
 	name string
 	f    func(t *testing.T, db sqldb.DB, s intake.Store)
 }{
-	{"DataKeyFirstStoredKeyWins", testDataKeyFirstStoredKeyWins},
-	{"DataKeyConcurrentCallsAgree", testDataKeyConcurrentCallsAgree},
+	{"AddKeysThenWrappedKey", testAddKeysThenWrappedKey},
 	{"WrappedKeyNilWhenNone", testWrappedKeyNilWhenNone},
-	{"DeleteDataKeyErases", testDeleteDataKeyErases},
+	{"EraseIsPermanentAndScoped", testEraseIsPermanentAndScoped},
+	{"FilingFirstRecordWins", testFilingFirstRecordWins},
+	{"FilingConcurrentCallsAgree", testFilingConcurrentCallsAgree},
 	{"ProjectRoundTripsFullCase", testProjectRoundTripsFullCase},
 	{"ProjectUpdatesInPlace", testProjectUpdatesInPlace},
 	{"ProjectedNilWhenNone", testProjectedNilWhenNone},
@@ -76,90 +77,105 @@ func TestStoreConformance(t *testing.T) {
 	}
 }
 
-func testDataKeyFirstStoredKeyWins(t *testing.T, _ sqldb.DB, s intake.Store) {
+func testAddKeysThenWrappedKey(t *testing.T, _ sqldb.DB, s intake.Store) {
 	ctx := context.Background()
-	id := newID()
-	first, err := s.DataKey(ctx, id, []byte("wrapped-1"))
-	if err != nil {
+	keys := []intake.WrappedKey{{ID: newID(), Wrapped: []byte("w-1")}, {ID: newID(), Wrapped: []byte("w-2")}}
+	if err := s.AddKeys(ctx, keys); err != nil {
 		t.Fatal(err)
 	}
-	if string(first) != "wrapped-1" {
-		t.Fatalf("first DataKey = %q, want the key it was given", first)
-	}
-	second, err := s.DataKey(ctx, id, []byte("wrapped-2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(second) != "wrapped-1" {
-		t.Fatalf("second DataKey with another key = %q, want the first stored key", second)
-	}
-	got, err := s.WrappedKey(ctx, id)
-	if err != nil || string(got) != "wrapped-1" {
-		t.Fatalf("WrappedKey = %q, %v; want the first stored key", got, err)
-	}
-	// Keys are per case.
-	other := newID()
-	if k, err := s.DataKey(ctx, other, []byte("wrapped-other")); err != nil || string(k) != "wrapped-other" {
-		t.Fatalf("DataKey of another case = %q, %v", k, err)
-	}
-}
-
-// Retries of one filing racing each other all end up with one key.
-func testDataKeyConcurrentCallsAgree(t *testing.T, _ sqldb.DB, s intake.Store) {
-	ctx := context.Background()
-	id := newID()
-	const n = 8
-	got := make([][]byte, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { got[i], errs[i] = s.DataKey(ctx, id, []byte("key-"+strconv.Itoa(i))) })
-	}
-	wg.Wait()
-	for i := range n {
-		if errs[i] != nil {
-			t.Fatalf("DataKey %d: %v", i, errs[i])
-		}
-		if !bytes.Equal(got[i], got[0]) {
-			t.Fatalf("concurrent DataKey calls disagree: %q vs %q", got[i], got[0])
+	for _, k := range keys {
+		got, err := s.WrappedKey(ctx, k.ID)
+		if err != nil || !bytes.Equal(got, k.Wrapped) {
+			t.Fatalf("WrappedKey(%s) = %q, %v; want %q", k.ID, got, err, k.Wrapped)
 		}
 	}
-	stored, err := s.WrappedKey(ctx, id)
-	if err != nil || !bytes.Equal(stored, got[0]) {
-		t.Fatalf("WrappedKey = %q, %v; want %q", stored, err, got[0])
+	// A key id is stored once: adding it again fails, and the batch with
+	// it stores nothing.
+	again := []intake.WrappedKey{{ID: newID(), Wrapped: []byte("w-3")}, {ID: keys[0].ID, Wrapped: []byte("other")}}
+	if err := s.AddKeys(ctx, again); err == nil {
+		t.Fatal("a key id was stored twice")
+	}
+	if got, err := s.WrappedKey(ctx, again[0].ID); err != nil || got != nil {
+		t.Fatalf("a failed batch left a key: %q, %v", got, err)
+	}
+	if got, _ := s.WrappedKey(ctx, keys[0].ID); string(got) != "w-1" {
+		t.Fatalf("a stored key changed: %q", got)
 	}
 }
 
 func testWrappedKeyNilWhenNone(t *testing.T, _ sqldb.DB, s intake.Store) {
 	got, err := s.WrappedKey(context.Background(), newID())
 	if err != nil || got != nil {
-		t.Fatalf("WrappedKey of a case without key = %q, %v; want nil, nil", got, err)
+		t.Fatalf("WrappedKey of an unknown key = %q, %v; want nil, nil", got, err)
 	}
 }
 
-func testDeleteDataKeyErases(t *testing.T, _ sqldb.DB, s intake.Store) {
+func testEraseIsPermanentAndScoped(t *testing.T, _ sqldb.DB, s intake.Store) {
 	ctx := context.Background()
 	id, keep := newID(), newID()
-	for _, c := range []string{id, keep} {
-		if _, err := s.DataKey(ctx, c, []byte("k-"+c)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.DeleteDataKey(ctx, id); err != nil {
+	k1, k2 := newID(), newID()
+	if err := s.AddKeys(ctx, []intake.WrappedKey{{ID: k1, Wrapped: []byte("a")}, {ID: k2, Wrapped: []byte("b")}}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.WrappedKey(ctx, id); err != nil || got != nil {
-		t.Fatalf("WrappedKey after DeleteDataKey = %q, %v; want nil", got, err)
+	if erased, err := s.Erased(ctx, id); err != nil || erased {
+		t.Fatalf("Erased before erasure = %v, %v", erased, err)
 	}
-	if got, err := s.WrappedKey(ctx, keep); err != nil || string(got) != "k-"+keep {
-		t.Fatalf("another case's key after DeleteDataKey = %q, %v", got, err)
+	if err := s.Erase(ctx, id, k1); err != nil {
+		t.Fatal(err)
 	}
-	// Erasing twice, or a case without a key, is not an error.
-	if err := s.DeleteDataKey(ctx, id); err != nil {
-		t.Fatalf("second DeleteDataKey: %v", err)
+	if got, err := s.WrappedKey(ctx, k1); err != nil || got != nil {
+		t.Fatalf("key after Erase = %q, %v; want nil", got, err)
 	}
-	if err := s.DeleteDataKey(ctx, newID()); err != nil {
-		t.Fatalf("DeleteDataKey of a case without key: %v", err)
+	if erased, err := s.Erased(ctx, id); err != nil || !erased {
+		t.Fatalf("Erased after erasure = %v, %v", erased, err)
+	}
+	if got, err := s.WrappedKey(ctx, k2); err != nil || string(got) != "b" {
+		t.Fatalf("another key after Erase = %q, %v", got, err)
+	}
+	if erased, _ := s.Erased(ctx, keep); erased {
+		t.Fatal("another case reads as erased")
+	}
+	// Erasing twice is not an error.
+	if err := s.Erase(ctx, id, k1); err != nil {
+		t.Fatalf("second Erase: %v", err)
+	}
+}
+
+func testFilingFirstRecordWins(t *testing.T, _ sqldb.DB, s intake.Store) {
+	ctx := context.Background()
+	key := []byte("key-hash-" + newID())
+	first := intake.Filing{KeyHash: key, CaseID: newID(), RequestHash: []byte("req-1"), CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	got, err := s.Filing(ctx, first)
+	if err != nil || !reflect.DeepEqual(got, first) {
+		t.Fatalf("first Filing = %+v, %v", got, err)
+	}
+	second := intake.Filing{KeyHash: key, CaseID: newID(), RequestHash: []byte("req-2"), CreatedAt: time.Now().UTC()}
+	if got, err := s.Filing(ctx, second); err != nil || !reflect.DeepEqual(got, first) {
+		t.Fatalf("second Filing = %+v, %v; want the first record", got, err)
+	}
+}
+
+// Retries of one filing racing each other all get one case.
+func testFilingConcurrentCallsAgree(t *testing.T, _ sqldb.DB, s intake.Store) {
+	ctx := context.Background()
+	key := []byte("key-hash-" + newID())
+	const n = 8
+	got := make([]intake.Filing, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			got[i], errs[i] = s.Filing(ctx, intake.Filing{KeyHash: key, CaseID: newID(), RequestHash: []byte("r-" + strconv.Itoa(i)), CreatedAt: time.Now()})
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("Filing %d: %v", i, errs[i])
+		}
+		if got[i].CaseID != got[0].CaseID || !bytes.Equal(got[i].RequestHash, got[0].RequestHash) {
+			t.Fatalf("concurrent Filing calls disagree: %+v vs %+v", got[i], got[0])
+		}
 	}
 }
 

@@ -1,10 +1,28 @@
 -- +goose Up
--- Per-case data keys, wrapped by the master key. Deleting a row erases the
--- person: the sealed personal data in the log can no longer be opened.
+-- Data keys, wrapped by the master key. Each case's personal data is
+-- sealed under its own key (its id is in the sealed data). Keys are made
+-- ahead, in batches, so that filing waits for no write here. Deleting a
+-- key erases the person: the sealed data in the log no longer opens.
 CREATE TABLE intake_data_keys (
-    case_id    TEXT PRIMARY KEY,
+    key_id     TEXT PRIMARY KEY,
     wrapped    BYTEA NOT NULL,
     created_at BIGINT NOT NULL
+);
+
+-- Cases whose personal data was erased: erasure is permanent.
+CREATE TABLE intake_erasures (
+    case_id   TEXT PRIMARY KEY,
+    erased_at BIGINT NOT NULL
+);
+
+-- Which case an Idempotency-Key filed (the key is hashed with its user),
+-- and a hash of the request, so that a retry finds its case and a reused
+-- key with another request is refused.
+CREATE TABLE intake_filings (
+    key_hash     BYTEA PRIMARY KEY,
+    case_id      TEXT NOT NULL,
+    request_hash BYTEA NOT NULL,
+    created_at   BIGINT NOT NULL
 );
 
 -- The list of requests, projected from the log; it can be dropped and
@@ -25,4 +43,6 @@ CREATE INDEX intake_cases_post ON intake_cases (post, created_at DESC, id DESC);
 
 -- +goose Down
 DROP TABLE intake_cases;
+DROP TABLE intake_filings;
+DROP TABLE intake_erasures;
 DROP TABLE intake_data_keys;
