@@ -26,6 +26,7 @@ commands:
   dev                  run everything in one process (embedded NATS and database by default)
   serve <service>      run one service against external NATS and PostgreSQL (%v)
   migrate              apply database migrations
+  seed                 create the demo accounts, fund and payees (needs disbursement running)
   bench                drive requests through the whole lifecycle and report rates
   audit verify         check the audit archive against its hash chain and the event log
 `
@@ -84,6 +85,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 		return withPlatform(ctx, cfg, zl, func(p *platform.Platform) error { return platform.Serve(ctx, p, service) })
 	case "migrate":
 		return withPlatform(ctx, cfg, zl, func(p *platform.Platform) error { return platform.Migrate(ctx, p) })
+	case "seed":
+		return withPlatform(ctx, cfg, zl, func(p *platform.Platform) error { return platform.Seed(ctx, p) })
 	case "audit":
 		if service != "verify" {
 			return fmt.Errorf("unknown audit command %q (want verify)", service)

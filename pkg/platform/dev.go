@@ -35,12 +35,8 @@ func Dev(ctx context.Context, p *Platform, out io.Writer) error {
 	if err := Migrate(ctx, p); err != nil {
 		return err
 	}
-	gw, err := p.DB(ctx, "gateway")
-	if err != nil {
+	if err := SeedUsers(ctx, p); err != nil {
 		return err
-	}
-	if err := gateway.SeedUsers(ctx, gw, gateway.DemoUsers(p.Config.DevPassword)); err != nil {
-		return fmt.Errorf("seed users: %w", err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return RunAll(gctx, p) })
@@ -52,6 +48,31 @@ func Dev(ctx context.Context, p *Platform, out io.Writer) error {
 		return nil
 	})
 	return g.Wait()
+}
+
+// SeedUsers creates the demo accounts (API.md) with the dev password.
+func SeedUsers(ctx context.Context, p *Platform) error {
+	gw, err := p.DB(ctx, "gateway")
+	if err != nil {
+		return err
+	}
+	if err := gateway.SeedUsers(ctx, gw, gateway.DemoUsers(p.Config.DevPassword)); err != nil {
+		return fmt.Errorf("seed users: %w", err)
+	}
+	return nil
+}
+
+// Seed creates the demo accounts, fund and payees in a running
+// installation (`eva seed`, e.g. for a compose demo): the users directly in
+// the gateway's database, the money through the disbursement service.
+func Seed(ctx context.Context, p *Platform) error {
+	if err := Migrate(ctx, p); err != nil {
+		return err
+	}
+	if err := SeedUsers(ctx, p); err != nil {
+		return err
+	}
+	return SeedMoney(ctx, disbursement.NewClient(p.NC))
 }
 
 // SeedMoney creates the demo fund and payees, waiting for disbursement to
