@@ -86,15 +86,18 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 			p.Close()
 		}
 	}()
-	if cfg.DataDir != "" {
+	// The data dir is made only when something embedded needs it: a
+	// service run against external NATS and PostgreSQL writes nothing
+	// locally.
+	if cfg.NATSURL == "" || cfg.DatabaseURL == "" || cfg.MasterKey == "" {
+		if cfg.DataDir == "" {
+			return nil, errors.New("the embedded NATS server, databases and dev master key need a data dir")
+		}
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
 	}
 	if cfg.NATSURL == "" {
-		if cfg.DataDir == "" {
-			return nil, errors.New("an embedded NATS server needs a data dir")
-		}
 		s, err := natsx.StartServer(natsx.ServerConfig{StoreDir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, Name: "eva"})
 		if err != nil {
 			return nil, err
@@ -112,9 +115,6 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 	}
 	if p.Log, err = openLog(ctx, js, cfg.Replicas); err != nil {
 		return nil, err
-	}
-	if cfg.DatabaseURL == "" && cfg.DataDir == "" {
-		return nil, errors.New("the embedded databases need a data dir")
 	}
 	if p.Keys, err = keyring(cfg); err != nil {
 		return nil, err
@@ -143,9 +143,6 @@ func openLog(ctx context.Context, js jetstream.JetStream, replicas int) (*eventl
 func keyring(cfg Config) (*seal.Keyring, error) {
 	raw := cfg.MasterKey
 	if raw == "" {
-		if cfg.DataDir == "" {
-			return nil, errors.New("no master key: set EVA_MASTER_KEY")
-		}
 		path := filepath.Join(cfg.DataDir, "master.key")
 		data, err := os.ReadFile(path)
 		if errors.Is(err, os.ErrNotExist) {
