@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"time"
 
@@ -21,19 +20,7 @@ var migrationFS embed.FS
 
 // Migrations creates the tables consumers keep their records in. Every
 // service that consumes the log applies it to its database.
-var Migrations = sqldb.Migrations{
-	Name:     "eventlog",
-	Postgres: mustSub(migrationFS, "migrations/postgres"),
-	SQLite:   mustSub(migrationFS, "migrations/sqlite"),
-}
-
-func mustSub(f fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(f, dir)
-	if err != nil {
-		panic(err)
-	}
-	return sub
-}
+var Migrations = sqldb.Embedded("eventlog", migrationFS)
 
 // Handler applies one event to a consumer's store inside the transaction
 // that also records the event as seen. It must do no I/O but through q.

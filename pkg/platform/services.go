@@ -110,10 +110,8 @@ func Migrate(ctx context.Context, p *Platform) error {
 		if err != nil {
 			return err
 		}
-		for _, m := range services[name].migrations {
-			if err := db.Migrate(ctx, m); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
+		if err := sqldb.MigrateAll(ctx, db, services[name].migrations...); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	return nil

@@ -123,3 +123,26 @@ func redact(url string) string {
 	}
 	return url
 }
+
+// Embedded makes a migration set of an embedded tree holding
+// migrations/postgres/*.sql and migrations/sqlite/*.sql.
+func Embedded(name string, tree fs.FS) Migrations {
+	sub := func(dir string) fs.FS {
+		f, err := fs.Sub(tree, dir)
+		if err != nil {
+			panic(fmt.Sprintf("migrations %s: %v", name, err)) // a build-time mistake
+		}
+		return f
+	}
+	return Migrations{Name: name, Postgres: sub("migrations/postgres"), SQLite: sub("migrations/sqlite")}
+}
+
+// MigrateAll applies migration sets in order.
+func MigrateAll(ctx context.Context, db DB, sets ...Migrations) error {
+	for _, m := range sets {
+		if err := db.Migrate(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ package approval
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -66,11 +67,8 @@ func New(d Deps) *Service {
 // Run migrates approval's database, projects the log into the queue and
 // serves commands until ctx ends.
 func Run(ctx context.Context, d Deps) error {
-	if err := d.DB.Migrate(ctx, eventlog.Migrations); err != nil {
-		return err
-	}
-	if err := d.DB.Migrate(ctx, Migrations); err != nil {
-		return err
+	if err := sqldb.MigrateAll(ctx, d.DB, eventlog.Migrations, Migrations); err != nil {
+		return fmt.Errorf("approval: %w", err)
 	}
 	s := New(d)
 	srv, err := rpc.NewServer(ctx, d.NC, "eva-approval", "EVA approval: queue, claim, decide", d.Logger)
@@ -78,17 +76,15 @@ func Run(ctx context.Context, d Deps) error {
 		return err
 	}
 	defer srv.Stop()
-	for _, err := range []error{
+	if err := errors.Join(
 		rpc.Handle(srv, SubjectQueue, s.Queue),
 		rpc.Handle(srv, SubjectClaim, s.Claim),
 		rpc.Handle(srv, SubjectRelease, s.Release),
 		rpc.Handle(srv, SubjectApprove, s.Approve),
 		rpc.Handle(srv, SubjectReject, s.Reject),
 		rpc.Handle(srv, SubjectRequestInfo, s.RequestInfo),
-	} {
-		if err != nil {
-			return fmt.Errorf("approval: %w", err)
-		}
+	); err != nil {
+		return fmt.Errorf("approval: %w", err)
 	}
 	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: "approval", SeenByHandler: true}, eventlog.Project(s.store), d.Logger)
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"time"
 
@@ -20,19 +19,7 @@ import (
 var migrationFS embed.FS
 
 // Migrations is approval's schema.
-var Migrations = sqldb.Migrations{
-	Name:     "approval",
-	Postgres: sub("migrations/postgres"),
-	SQLite:   sub("migrations/sqlite"),
-}
-
-func sub(dir string) fs.FS {
-	f, err := fs.Sub(migrationFS, dir)
-	if err != nil {
-		panic(err)
-	}
-	return f
-}
+var Migrations = sqldb.Embedded("approval", migrationFS)
 
 // queued are the states a case waits in the queue in.
 var queued = []any{string(assist.StateSubmitted), string(assist.StateUnderReview), string(assist.StateAwaitingSecondApproval)}

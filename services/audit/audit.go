@@ -11,6 +11,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -74,10 +75,7 @@ func Run(ctx context.Context, d Deps) error {
 	if d.Logger == nil {
 		d.Logger = zap.NewNop()
 	}
-	if err := d.DB.Migrate(ctx, eventlog.Migrations); err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	if err := d.DB.Migrate(ctx, Migrations); err != nil {
+	if err := sqldb.MigrateAll(ctx, d.DB, eventlog.Migrations, Migrations); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	s := New(d)
@@ -86,17 +84,15 @@ func Run(ctx context.Context, d Deps) error {
 		return err
 	}
 	defer srv.Stop()
-	for _, err := range []error{
+	if err := errors.Join(
 		rpc.Handle(srv, SubjectEvents, s.Events),
 		rpc.Handle(srv, SubjectVerify, s.Verify),
 		rpc.Handle(srv, SubjectHistory, s.History),
 		rpc.Handle(srv, SubjectAsOf, s.AsOf),
 		rpc.Handle(srv, SubjectCheckpoint, s.Checkpoint),
 		rpc.Handle(srv, SubjectAccess, s.Access),
-	} {
-		if err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
+	); err != nil {
+		return fmt.Errorf("audit: %w", err)
 	}
 	if err := d.Log.Consume(ctx, d.DB, s.consumerConfig(), s.Archive, d.Logger); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("audit: %w", err)

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/eva-org/eva/pkg/sqldb"
@@ -15,19 +14,7 @@ import (
 var migrationFS embed.FS
 
 // Migrations is audit's schema: the archive table audit_events.
-var Migrations = sqldb.Migrations{
-	Name:     "audit",
-	Postgres: sub("migrations/postgres"),
-	SQLite:   sub("migrations/sqlite"),
-}
-
-func sub(dir string) fs.FS {
-	f, err := fs.Sub(migrationFS, dir)
-	if err != nil {
-		panic(err)
-	}
-	return f
-}
+var Migrations = sqldb.Embedded("audit", migrationFS)
 
 // Record is one archived event: the event exactly as the log holds it, with
 // its hash and the hash chain up to it (see HashEvent and ChainNext).

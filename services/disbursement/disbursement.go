@@ -7,6 +7,7 @@ package disbursement
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -88,11 +89,8 @@ func New(d Deps) *Service {
 // the payout worker and the hold sweeper, and serves commands until ctx
 // ends.
 func Run(ctx context.Context, d Deps) error {
-	if err := d.DB.Migrate(ctx, eventlog.Migrations); err != nil {
-		return err
-	}
-	if err := d.DB.Migrate(ctx, Migrations); err != nil {
-		return err
+	if err := sqldb.MigrateAll(ctx, d.DB, eventlog.Migrations, Migrations); err != nil {
+		return fmt.Errorf("disbursement: %w", err)
 	}
 	s := New(d)
 	srv, err := rpc.NewServer(ctx, d.NC, "eva-disbursement", "EVA disbursement: funds, holds, payees, payouts", d.Logger)
@@ -100,7 +98,7 @@ func Run(ctx context.Context, d Deps) error {
 		return err
 	}
 	defer srv.Stop()
-	for _, err := range []error{
+	if err := errors.Join(
 		rpc.Handle(srv, SubjectFundsList, s.Funds),
 		rpc.Handle(srv, SubjectFundsGet, s.Fund),
 		rpc.Handle(srv, SubjectFundsCreate, s.CreateFund),
@@ -112,10 +110,8 @@ func Run(ctx context.Context, d Deps) error {
 		rpc.Handle(srv, SubjectPayoutCancel, s.CancelPayout),
 		rpc.Handle(srv, SubjectHoldPlace, s.PlaceHold),
 		rpc.Handle(srv, SubjectHoldRelease, s.ReleaseHold),
-	} {
-		if err != nil {
-			return fmt.Errorf("disbursement: %w", err)
-		}
+	); err != nil {
+		return fmt.Errorf("disbursement: %w", err)
 	}
 	go s.work(ctx)
 	go s.sweep(ctx)

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -19,19 +18,7 @@ import (
 var migrationFS embed.FS
 
 // Migrations is disbursement's schema.
-var Migrations = sqldb.Migrations{
-	Name:     "disbursement",
-	Postgres: sub(migrationFS, "migrations/postgres"),
-	SQLite:   sub(migrationFS, "migrations/sqlite"),
-}
-
-func sub(f fs.FS, dir string) fs.FS {
-	s, err := fs.Sub(f, dir)
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
+var Migrations = sqldb.Embedded("disbursement", migrationFS)
 
 // Payout stages, which drive the payout worker.
 const (

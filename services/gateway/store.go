@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"slices"
 	"strings"
 	"time"
@@ -19,19 +18,7 @@ import (
 var migrationFS embed.FS
 
 // Migrations is the gateway's schema: accounts, tokens, idempotency keys.
-var Migrations = sqldb.Migrations{
-	Name:     "gateway",
-	Postgres: sub("migrations/postgres"),
-	SQLite:   sub("migrations/sqlite"),
-}
-
-func sub(dir string) fs.FS {
-	f, err := fs.Sub(migrationFS, dir)
-	if err != nil {
-		panic(err)
-	}
-	return f
-}
+var Migrations = sqldb.Embedded("gateway", migrationFS)
 
 // Account is a stored local account.
 type Account struct {

@@ -6,6 +6,7 @@ package intake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -60,11 +61,8 @@ func New(d Deps) *Service {
 // Run migrates intake's database, projects the log into the list of
 // requests and serves commands until ctx ends.
 func Run(ctx context.Context, d Deps) error {
-	if err := d.DB.Migrate(ctx, eventlog.Migrations); err != nil {
-		return err
-	}
-	if err := d.DB.Migrate(ctx, Migrations); err != nil {
-		return err
+	if err := sqldb.MigrateAll(ctx, d.DB, eventlog.Migrations, Migrations); err != nil {
+		return fmt.Errorf("intake: %w", err)
 	}
 	s := New(d)
 	go s.pool.refill(ctx, func(err error) { d.Logger.Warn("make data keys", zap.Error(err)) })
@@ -73,7 +71,7 @@ func Run(ctx context.Context, d Deps) error {
 		return err
 	}
 	defer srv.Stop()
-	for _, err := range []error{
+	if err := errors.Join(
 		rpc.Handle(srv, SubjectFile, s.File),
 		rpc.Handle(srv, SubjectAmend, s.Amend),
 		rpc.Handle(srv, SubjectWithdraw, s.Withdraw),
@@ -81,10 +79,8 @@ func Run(ctx context.Context, d Deps) error {
 		rpc.Handle(srv, SubjectGet, s.Get),
 		rpc.Handle(srv, SubjectList, s.List),
 		rpc.Handle(srv, SubjectPersonal, s.Personal),
-	} {
-		if err != nil {
-			return fmt.Errorf("intake: %w", err)
-		}
+	); err != nil {
+		return fmt.Errorf("intake: %w", err)
 	}
 	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake", SeenByHandler: true}, eventlog.Project(s.store), d.Logger)
 }

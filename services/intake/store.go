@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -20,19 +19,7 @@ import (
 var migrationFS embed.FS
 
 // Migrations is intake's schema.
-var Migrations = sqldb.Migrations{
-	Name:     "intake",
-	Postgres: sub("migrations/postgres"),
-	SQLite:   sub("migrations/sqlite"),
-}
-
-func sub(dir string) fs.FS {
-	f, err := fs.Sub(migrationFS, dir)
-	if err != nil {
-		panic(err)
-	}
-	return f
-}
+var Migrations = sqldb.Embedded("intake", migrationFS)
 
 // Store is intake's state: data keys, erasures, filings by idempotency
 // key, and the projected list of requests.

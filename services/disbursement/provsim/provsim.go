@@ -8,7 +8,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"sync/atomic"
 	"time"
 
@@ -22,18 +21,7 @@ import (
 var migrationFS embed.FS
 
 // Migrations is the simulator's schema.
-var Migrations = sqldb.Migrations{
-	Name:     "provsim",
-	Postgres: must(fs.Sub(migrationFS, "migrations/postgres")),
-	SQLite:   must(fs.Sub(migrationFS, "migrations/sqlite")),
-}
-
-func must(f fs.FS, err error) fs.FS {
-	if err != nil {
-		panic(err)
-	}
-	return f
-}
+var Migrations = sqldb.Embedded("provsim", migrationFS)
 
 // Config shapes the simulation.
 type Config struct {
