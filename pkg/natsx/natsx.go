@@ -85,6 +85,11 @@ func Connect(url string, s *server.Server, name string) (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
+		// Every read of a case is a batched direct get on its own
+		// synchronous subscription; the default queue (64k messages) is
+		// allocated for each — half a megabyte per read. A batch is at
+		// most a few hundred messages.
+		nats.SyncQueueLen(4096),
 	}
 	if s != nil {
 		opts = append(opts, nats.InProcessServer(s))
