@@ -139,7 +139,7 @@ func TestE2ELifecycle(t *testing.T) {
 	}
 
 	// One payout, settled, of the approved amount.
-	pays := get[pageJSON[payoutJSON]](c, "fin", "/v1/payouts?request="+id, http.StatusOK).Items
+	pays := c.settledPayouts(id)
 	if len(pays) != 1 || pays[0].Status != "settled" || pays[0].AmountCents != approved || pays[0].RequestID != id ||
 		pays[0].FundID != fund.ID || pays[0].PayeeID != payee.ID {
 		t.Errorf("payouts of %s: %+v, want one settled of %d", id, pays, approved)

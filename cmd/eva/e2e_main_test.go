@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -33,6 +34,14 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
+	// The tests wait on child processes far more than they compute: unless
+	// -parallel was given, run more of them at once than there are CPUs.
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		_ = flag.Set("test.parallel", "8")
+	}
 	dir, err := os.MkdirTemp("", "eva-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
@@ -117,7 +126,8 @@ type proc struct {
 	done chan struct{}
 	err  error // of Wait, once done is closed
 	// URL is the gateway's base URL when the process serves HTTP.
-	URL string
+	URL     string
+	started time.Time
 }
 
 // startProc starts `eva args...` with env; the process is killed (if still
@@ -132,6 +142,7 @@ func startProc(tb testing.TB, name string, env []string, args ...string) *proc {
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatalf("start %s (eva %s): %v", name, strings.Join(args, " "), err)
 	}
+	p.started = time.Now()
 	tb.Logf("started %s: pid %d: eva %s", name, p.cmd.Process.Pid, strings.Join(args, " "))
 	go func() {
 		p.err = p.cmd.Wait()
@@ -221,9 +232,21 @@ func (p *proc) waitOutput(s string, d time.Duration) {
 	}
 }
 
-// waitReady polls GET /readyz until 200.
+// waitReady polls GET /readyz until 200, and fails the test if the
+// process ends or d passes first.
 func (p *proc) waitReady(d time.Duration) {
 	p.tb.Helper()
+	if !p.tryReady(d) {
+		if p.exited() {
+			p.tb.Fatalf("%s ended (exit %d) before it was ready", p.name, p.exitCode())
+		}
+		p.tb.Fatalf("%s was not ready within %s", p.name, d)
+	}
+}
+
+// tryReady polls GET /readyz until 200 (true), or until the process ends
+// or d passes (false).
+func (p *proc) tryReady(d time.Duration) bool {
 	hc := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(d)
 	for {
@@ -231,14 +254,11 @@ func (p *proc) waitReady(d time.Duration) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return true
 			}
 		}
-		if p.exited() {
-			p.tb.Fatalf("%s ended (exit %d) before it was ready", p.name, p.exitCode())
-		}
-		if time.Now().After(deadline) {
-			p.tb.Fatalf("%s was not ready within %s (last: %v)", p.name, d, err)
+		if p.exited() || time.Now().After(deadline) {
+			return false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -248,14 +268,35 @@ func (p *proc) waitReady(d time.Duration) {
 // is ready and has seeded its demo data, and returns it with a client.
 func startDev(tb testing.TB, name, dataDir string, extra ...string) (*proc, *client) {
 	tb.Helper()
-	addr := freeTestAddr(tb)
-	args := append([]string{"dev", "--data", dataDir, "--http", addr}, extra...)
-	p := startProc(tb, name, childEnv(), args...)
-	p.URL = "http://" + addr
-	p.waitReady(60 * time.Second)
+	p := startHTTPProc(tb, name, childEnv(), func(addr string) []string {
+		return append([]string{"dev", "--data", dataDir, "--http", addr}, extra...)
+	})
 	// The banner comes after the demo fund and payees are created.
 	p.waitOutput("EVA is running", 60*time.Second)
 	return p, newClient(tb, p.URL)
+}
+
+// startHTTPProc starts a process that serves HTTP at a free address and
+// waits until it is ready. A free port can be taken by someone else
+// between the test's check and the child's listen: the start is then
+// retried on another port.
+func startHTTPProc(tb testing.TB, name string, env []string, args func(addr string) []string) *proc {
+	tb.Helper()
+	for attempt := 1; ; attempt++ {
+		addr := freeTestAddr(tb)
+		p := startProc(tb, name, env, args(addr)...)
+		p.URL = "http://" + addr
+		if p.tryReady(60 * time.Second) {
+			return p
+		}
+		if !p.exited() {
+			tb.Fatalf("%s was not ready within a minute", name)
+		}
+		if attempt == 3 || !strings.Contains(p.out.String(), "address already in use") {
+			tb.Fatalf("%s ended (exit %d) before it was ready: %s", name, p.exitCode(), strings.TrimSpace(p.out.String()))
+		}
+		tb.Logf("%s: %s was taken; trying another port", name, addr)
+	}
 }
 
 // response is an HTTP answer, read whole.
@@ -578,6 +619,35 @@ func (c *client) waitVerified(d time.Duration) verifyJSON {
 		return v.OK && v.Lag == 0, resp.String()
 	})
 	return v
+}
+
+// settledPayouts waits (up to 30 s) until the request has payouts and all
+// are settled, and returns them as last listed: the payout list is the
+// disbursement service's read model, which follows the log a moment after
+// the case itself shows disbursed.
+func (c *client) settledPayouts(id string) []payoutJSON {
+	c.tb.Helper()
+	var pays []payoutJSON
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp := c.do(req{user: "fin", method: http.MethodGet, path: "/v1/payouts?request=" + id})
+		if resp.Status == http.StatusOK {
+			var p pageJSON[payoutJSON]
+			resp.decode(c.tb, &p)
+			pays = p.Items
+			settled := len(pays) > 0
+			for _, p := range pays {
+				settled = settled && p.Status == "settled"
+			}
+			if settled {
+				return pays
+			}
+		}
+		if time.Now().After(deadline) {
+			return pays
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // history returns a case's archived events (as the auditor).

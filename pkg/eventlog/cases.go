@@ -197,17 +197,41 @@ type Projection interface {
 }
 
 // Project returns a consumer Handler that folds each event into the
-// projection's copy of its case.
-func Project(p Projection) Handler {
+// projection's copy of its case. An event whose predecessor the projection
+// has not applied (a redelivery overtook it) is repaired at once: the case
+// is folded from the log up to that event.
+func (l *Log) Project(p Projection) Handler {
 	return func(ctx context.Context, q sqldb.Querier, m Msg) error {
 		c, err := p.Projected(ctx, q, m.CaseID)
 		if err != nil {
 			return err
 		}
 		next, applied, err := Fold(c, m)
+		if errors.Is(err, ErrGap) {
+			// Reading the log inside the transaction stalls the other
+			// writers of an embedded database for one read; gaps are rare.
+			next, applied, err = l.foldUpTo(ctx, c, m)
+		}
 		if err != nil || !applied {
 			return err
 		}
 		return p.Project(ctx, q, next)
 	}
+}
+
+// foldUpTo rebuilds a case from the log, up to and including m.
+func (l *Log) foldUpTo(ctx context.Context, c *assist.Case, m Msg) (*assist.Case, bool, error) {
+	recs, err := l.Load(ctx, m.CaseID)
+	if err != nil {
+		return nil, false, err
+	}
+	n := 0
+	for n < len(recs) && recs[n].Seq <= m.Seq {
+		n++
+	}
+	next := assist.Fold(recs[:n])
+	if next == nil || next.Version != m.Seq {
+		return nil, false, fmt.Errorf("case %s: event %d is not in its history: %w", m.CaseID, m.Seq, ErrGap)
+	}
+	return next, c == nil || next.Version > c.Version, nil
 }

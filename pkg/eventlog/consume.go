@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/sqldb"
 )
 
@@ -63,8 +64,8 @@ type ConsumerConfig struct {
 	// RetryDelay is the first back-off; it doubles per attempt; default
 	// 250ms.
 	RetryDelay time.Duration
-	// AckWait is how long the server waits for an ack before redelivery;
-	// default 30s.
+	// AckWait is how long the server waits for an ack before redelivery
+	// (after a crash mid-batch); default 10s.
 	AckWait time.Duration
 }
 
@@ -82,7 +83,7 @@ func (c *ConsumerConfig) defaults() {
 		c.RetryDelay = 250 * time.Millisecond
 	}
 	if c.AckWait <= 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = 10 * time.Second
 	}
 }
 
@@ -94,10 +95,10 @@ func (c *ConsumerConfig) defaults() {
 // goes, after MaxAttempts, to the dead-letter subject eva.dlq.<consumer>
 // with the reason, and to the dead_letters table.
 //
-// Errors: only when the consumer cannot be created.
+// It returns nil when ctx ends.
 func (l *Log) Consume(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Handler, log *zap.Logger) error {
 	cfg.defaults()
-	cons, err := l.js.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
+	consCfg := jetstream.ConsumerConfig{
 		Durable:        cfg.Name,
 		FilterSubjects: cfg.Filters,
 		AckPolicy:      jetstream.AckExplicitPolicy,
@@ -107,9 +108,20 @@ func (l *Log) Consume(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Ha
 		MaxDeliver:    -1,
 		MaxAckPending: cfg.Batch * 8,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return unavailable("create consumer "+cfg.Name, err)
+	}
+	// A cluster that is still electing, or busy, may not answer at once:
+	// keep asking until it does or ctx ends.
+	var cons jetstream.Consumer
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		var err error
+		if cons, err = l.js.CreateOrUpdateConsumer(ctx, Stream, consCfg); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Warn("create consumer; will retry", zap.String("consumer", cfg.Name), zap.Error(err))
+		sleep(ctx, wait)
 	}
 	r := &runner{log: l, db: db, cfg: cfg, h: h, zl: log.With(zap.String("consumer", cfg.Name))}
 	for ctx.Err() == nil {
@@ -243,9 +255,10 @@ func (r *runner) apply(ctx context.Context, q sqldb.Querier, it item) error {
 func (r *runner) fail(ctx context.Context, it item, err error) {
 	fields := []zap.Field{zap.Uint64("seq", it.msg.Seq), zap.String("subject", it.msg.Subject),
 		zap.Uint64("delivered", it.delivered), zap.Error(err)}
-	if perr := r.db.Ping(ctx); perr != nil || ctx.Err() != nil {
-		// The store is down: not the event's fault, never dead-letter it.
-		r.zl.Warn("store unavailable; will retry", fields...)
+	if perr := r.db.Ping(ctx); perr != nil || ctx.Err() != nil || assist.IsCode(err, assist.CodeUnavailable) || errors.Is(err, ErrGap) {
+		// The store or the log is down, or an earlier event of the case
+		// has yet to arrive: not this event's fault, never dead-letter it.
+		r.zl.Warn("will retry", fields...)
 		_ = it.js.NakWithDelay(r.backoff(it.delivered))
 		return
 	}

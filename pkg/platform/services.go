@@ -29,7 +29,7 @@ var services = map[string]service{
 	"intake": {[]sqldb.Migrations{eventlog.Migrations, intake.Migrations},
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
 			return intake.Run(ctx, intake.Deps{Config: intake.Config{Policy: p.Config.Policy}, NC: p.NC, Log: p.Log,
-				DB: db, Keys: p.Keys, Logger: p.Logger.Named("intake")})
+				DB: db, Keys: p.Keys, Payees: disbursement.NewClient(p.NC), Logger: p.Logger.Named("intake")})
 		}},
 	"approval": {[]sqldb.Migrations{eventlog.Migrations, approval.Migrations},
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
@@ -85,7 +85,10 @@ func Serve(ctx context.Context, p *Platform, service string) error {
 	if err != nil {
 		return err
 	}
-	return svc.run(ctx, p, db)
+	if err := svc.run(ctx, p, db); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil // stopped, as asked
 }
 
 // RunAll runs every service in this process until ctx ends or one fails.

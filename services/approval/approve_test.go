@@ -42,10 +42,10 @@ func TestApproveWithFakeHoldsRecordsHoldAndWhatApproverSaw(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got.State != assist.StateApproved || got.ApprovedCents != 20_000 || got.ApprovedBy != "olu" ||
-			got.FundID != "fund-1" || got.HoldID != r.CommandID || got.PayeeID != "payee-1" || got.ClaimedBy != "" {
+			got.FundID != "fund-1" || got.HoldID != r.CommandID || got.PayeeID != payee1 || got.ClaimedBy != "" {
 			t.Fatalf("approved case = %+v", got)
 		}
-		want := disbursement.PlaceHoldRequest{HoldID: r.CommandID, FundID: "fund-1", CaseID: c.ID, PayeeID: "payee-1", AmountCents: 20_000}
+		want := disbursement.PlaceHoldRequest{HoldID: r.CommandID, FundID: "fund-1", CaseID: c.ID, PayeeID: payee1, AmountCents: 20_000}
 		if len(asked) != 1 || asked[0] != want {
 			t.Fatalf("PlaceHold calls = %+v, want one %+v", asked, want)
 		}

@@ -97,7 +97,7 @@ func (h *harness) consume() (stop func()) {
 	var wg sync.WaitGroup
 	for name, p := range map[string]eventlog.Projection{"intake": h.istore, "approval": h.store} {
 		wg.Go(func() {
-			if err := h.log.Consume(ctx, h.db, eventlog.ConsumerConfig{Name: name}, eventlog.Project(p), zaptest.NewLogger(h.t)); err != nil {
+			if err := h.log.Consume(ctx, h.db, eventlog.ConsumerConfig{Name: name}, h.log.Project(p), zaptest.NewLogger(h.t)); err != nil {
 				h.t.Errorf("consumer %s: %v", name, err)
 			}
 		})
@@ -133,7 +133,7 @@ func (h *harness) seen(consumer string) int64 {
 func fileRequest(actor assist.Actor) intake.FileRequest {
 	return intake.FileRequest{CommandID: newID(), Actor: actor, Post: actor.Post, Category: string(assist.Shelter),
 		Urgency: string(assist.Urgent), AmountCents: 25_000, Justification: "shelter tonight",
-		Beneficiary: intake.Beneficiary{Reference: "REF-" + newID(), Name: "N"}, PayeeID: "payee-1"}
+		Beneficiary: intake.Beneficiary{Reference: "REF-" + newID(), Name: "N"}, PayeeID: payee1}
 }
 
 func (h *harness) fileWith(svc *intake.Service, r intake.FileRequest) *assist.Case {
@@ -267,3 +267,6 @@ func heldAsAsked(available int64) func(context.Context, disbursement.PlaceHoldRe
 			Status: disbursement.HoldHeld, ExpiresAt: time.Now().Add(time.Hour), AvailableCents: available}, nil
 	}
 }
+
+// payee1 is the payee the tests' requests name.
+const payee1 = "01900000-0000-7000-8000-00000000b001"

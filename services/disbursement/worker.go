@@ -14,8 +14,10 @@ import (
 )
 
 // lease is how long a worker owns a payout step it took; a worker that
-// dies mid-step leaves it to another after this.
-const lease = 30 * time.Second
+// dies mid-step leaves it to another (or to itself, restarted) after this.
+// A step takes milliseconds; a slow provider gets the lease renewed by
+// nothing, and a second worker repeating the step is harmless.
+const lease = 10 * time.Second
 
 // work runs due payout steps until ctx ends: it wakes when the consumer
 // committed, or every Poll.

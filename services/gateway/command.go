@@ -65,9 +65,12 @@ func handleCommand[In any](s *server, do func(r *http.Request, c command, in In)
 
 // handleSelfIdempotent is handleCommand for a command whose service keeps
 // the Idempotency-Key itself, in the same transaction as the command's
-// first record (filing: intake records the key with the case it files):
-// the gateway then writes nothing, and passes the key and request hashes
-// on. Steps 1 and 2 are the same; a replay answers from the service.
+// first record (filing: intake records the key with the case it files),
+// so that nothing is written before the command runs: the gateway passes
+// the key and request hashes on. It still reads its own store first (a
+// key used with another request is 422; a stored answer is replayed), and
+// records the answer after answering, so that a key is one key across
+// every route.
 func handleSelfIdempotent[In any](s *server, do func(r *http.Request, c command, in In) (reply, error)) http.HandlerFunc {
 	return commandHandler(s, true, do)
 }
@@ -94,6 +97,21 @@ func commandHandler[In any](s *server, selfIdempotent bool, do func(r *http.Requ
 			c.KeyHash = keyHash(c.User.Username, key)
 			c.RequestHash = requestHash(r.Method, r.URL.Path, body)
 		}
+		if hasKey && selfIdempotent {
+			rec, found, err := s.store.LookupIdem(r.Context(), c.User.Username, key)
+			switch {
+			case err != nil:
+				writeProblem(w, r, err)
+				return
+			case found && !bytes.Equal(rec.RequestHash, c.RequestHash):
+				writeProblem(w, r, assist.Errorf(assist.CodeIdempotencyMismatch,
+					"this Idempotency-Key was used with another request; use a new key for a new request"))
+				return
+			case found && rec.Status == IdemDone:
+				replay(w, rec)
+				return
+			}
+		}
 		if hasKey && !selfIdempotent {
 			rec, _, err := s.store.BeginIdem(r.Context(), IdemRecord{Username: c.User.Username, Key: key,
 				RequestHash: c.RequestHash, CommandID: c.ID, Status: IdemPending, CreatedAt: s.now()})
@@ -117,15 +135,25 @@ func commandHandler[In any](s *server, selfIdempotent bool, do func(r *http.Requ
 		}
 		w.WriteHeader(status)
 		_, _ = w.Write(out)
-		if hasKey && !selfIdempotent && status < 500 {
+		if hasKey && status < 500 {
 			// Stored after answering, to keep the commit off the client's
-			// wait: until it is stored the key stays pending, and a retry
-			// runs the command again under the same command id, which the
-			// services de-duplicate.
+			// wait: until it is stored the key stays pending (or, for a
+			// self-idempotent command, is kept by its service), and a
+			// retry runs the command again under the same command id,
+			// which the services de-duplicate.
 			if f, ok := w.(http.Flusher); ok {
 				f.Flush()
 			}
-			if err := s.store.FinishIdem(context.WithoutCancel(r.Context()), c.User.Username, key, status, out, header.Get("Location")); err != nil {
+			ctx := context.WithoutCancel(r.Context())
+			var err error
+			if selfIdempotent {
+				err = s.store.RecordIdem(ctx, IdemRecord{Username: c.User.Username, Key: key, RequestHash: c.RequestHash,
+					CommandID: c.ID, Status: IdemDone, ResponseStatus: status, ResponseBody: out,
+					ResponseLocation: header.Get("Location"), CreatedAt: s.now()})
+			} else {
+				err = s.store.FinishIdem(ctx, c.User.Username, key, status, out, header.Get("Location"))
+			}
+			if err != nil {
 				noteError(r, err)
 			}
 		}

@@ -40,6 +40,58 @@ func tooLarge(limit int64) error {
 		Fields: []assist.FieldError{{Field: "body", Message: fmt.Sprintf("must be at most %d bytes", limit)}}}
 }
 
+// checker walks a JSON body against the type it decodes into, naming the
+// field at fault.
+type checker struct {
+	dec  *json.Decoder
+	data []byte
+}
+
+// validJSONText reports whether raw JSON text (a string token and the
+// punctuation before it) is valid UTF-8 whose \u escapes pair every
+// surrogate.
+func validJSONText(raw []byte) bool {
+	if !utf8.Valid(raw) {
+		return false
+	}
+	isHex4 := func(b []byte) (rune, bool) {
+		if len(b) < 4 {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(b[:4]), 16, 32)
+		return rune(n), err == nil
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character
+		if i >= len(raw) || raw[i] != 'u' {
+			continue
+		}
+		r, ok := isHex4(raw[i+1:])
+		if !ok {
+			return false
+		}
+		i += 4
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return false // a low surrogate alone
+		case r >= 0xD800 && r <= 0xDBFF:
+			// A high surrogate must be followed by \u and a low one.
+			if i+2 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
+				return false
+			}
+			lo, ok := isHex4(raw[i+3:])
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return false
+			}
+			i += 6
+		}
+	}
+	return true
+}
+
 // decodeBytes is decodeJSON on a body already read.
 func decodeBytes[T any](data []byte) (T, error) {
 	var v T
@@ -55,7 +107,7 @@ func decodeBytes[T any](data []byte) (T, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	if err := checkValue(dec, reflect.TypeFor[T](), ""); err != nil {
+	if err := (&checker{dec: dec, data: data}).checkValue(reflect.TypeFor[T](), ""); err != nil {
 		return v, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
@@ -74,7 +126,9 @@ func decodeBytes[T any](data []byte) (T, error) {
 }
 
 // checkValue reads the next JSON value from dec and checks it against t.
-func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
+func (c *checker) checkValue(t reflect.Type, path string) error {
+	dec := c.dec
+	start := dec.InputOffset()
 	tok, err := dec.Token()
 	if err != nil {
 		return syntaxError(err)
@@ -101,13 +155,13 @@ func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
 			}
 			return want()
 		}
-		return checkObject(dec, t, path)
+		return c.checkObject(t, path)
 	case reflect.Slice:
 		if d, ok := tok.(json.Delim); !ok || d != '[' {
 			return want()
 		}
 		for i := 0; dec.More(); i++ {
-			if err := checkValue(dec, t.Elem(), fmt.Sprintf("%s[%d]", field, i)); err != nil {
+			if err := c.checkValue(t.Elem(), fmt.Sprintf("%s[%d]", field, i)); err != nil {
 				return err
 			}
 		}
@@ -118,6 +172,11 @@ func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
 	case reflect.String:
 		if _, ok := tok.(string); !ok {
 			return skipThen(dec, tok, want())
+		}
+		// encoding/json turns invalid UTF-8 and lone surrogate escapes
+		// into U+FFFD without a word: check the raw token instead.
+		if !validJSONText(c.data[start:dec.InputOffset()]) {
+			return invalid(field, "must be valid UTF-8 text")
 		}
 		return nil
 	case reflect.Bool:
@@ -149,7 +208,8 @@ func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
 	}
 }
 
-func checkObject(dec *json.Decoder, t reflect.Type, path string) error {
+func (c *checker) checkObject(t reflect.Type, path string) error {
+	dec := c.dec
 	fields := jsonFields(t)
 	seen := map[string]bool{}
 	for dec.More() {
@@ -170,7 +230,7 @@ func checkObject(dec *json.Decoder, t reflect.Type, path string) error {
 			return invalid(name, "appears more than once")
 		}
 		seen[key] = true
-		if err := checkValue(dec, ft, name); err != nil {
+		if err := c.checkValue(ft, name); err != nil {
 			return err
 		}
 	}

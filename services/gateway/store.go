@@ -90,6 +90,12 @@ type Store interface {
 	// FinishIdem stores the response of a pending record and marks it
 	// done; a record that is already done is left as it is.
 	FinishIdem(ctx context.Context, username, key string, status int, body []byte, location string) error
+	// LookupIdem returns the record of (username, key), found=false when
+	// there is none. It writes nothing.
+	LookupIdem(ctx context.Context, username, key string) (rec IdemRecord, found bool, err error)
+	// RecordIdem stores a done record with its response, unless the key
+	// has a record already.
+	RecordIdem(ctx context.Context, rec IdemRecord) error
 	// DeleteIdemBefore forgets idempotency keys first used before t.
 	DeleteIdemBefore(ctx context.Context, t time.Time) (int64, error)
 }
@@ -200,28 +206,67 @@ func (s *SQLStore) BeginIdem(ctx context.Context, rec IdemRecord) (IdemRecord, b
 			return err
 		}
 		created = n == 1
-		var (
-			hash string
-			at   int64
-		)
-		err = q.QueryRow(ctx, `SELECT username, key, request_hash, command_id, status, response_status, response_body,
-				response_location, created_at
-			FROM gateway_idempotency WHERE username = $1 AND key = $2`, rec.Username, rec.Key).
-			Scan(&stored.Username, &stored.Key, &hash, &stored.CommandID, &stored.Status, &stored.ResponseStatus,
-				&stored.ResponseBody, &stored.ResponseLocation, &at)
-		if err != nil {
-			return err
+		var found bool
+		stored, found, err = lookupIdem(ctx, q, rec.Username, rec.Key)
+		if err == nil && !found {
+			err = sqldb.ErrNoRows
 		}
-		if stored.RequestHash, err = hex.DecodeString(hash); err != nil {
-			return err
-		}
-		stored.CreatedAt = sqldb.Time(at)
-		return nil
+		return err
 	})
 	if err != nil {
 		return IdemRecord{}, false, fmt.Errorf("begin idempotency key: %w", err)
 	}
 	return stored, created, nil
+}
+
+// LookupIdem implements Store.
+func (s *SQLStore) LookupIdem(ctx context.Context, username, key string) (IdemRecord, bool, error) {
+	rec, found, err := lookupIdem(ctx, s.db, username, key)
+	if err != nil {
+		return IdemRecord{}, false, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	return rec, found, nil
+}
+
+func lookupIdem(ctx context.Context, q sqldb.Querier, username, key string) (IdemRecord, bool, error) {
+	var (
+		rec  IdemRecord
+		hash string
+		at   int64
+	)
+	err := q.QueryRow(ctx, `SELECT username, key, request_hash, command_id, status, response_status, response_body,
+			response_location, created_at
+		FROM gateway_idempotency WHERE username = $1 AND key = $2`, username, key).
+		Scan(&rec.Username, &rec.Key, &hash, &rec.CommandID, &rec.Status, &rec.ResponseStatus,
+			&rec.ResponseBody, &rec.ResponseLocation, &at)
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return IdemRecord{}, false, nil
+	}
+	if err != nil {
+		return IdemRecord{}, false, err
+	}
+	if rec.RequestHash, err = hex.DecodeString(hash); err != nil {
+		return IdemRecord{}, false, err
+	}
+	rec.CreatedAt = sqldb.Time(at)
+	return rec, true, nil
+}
+
+// RecordIdem implements Store.
+func (s *SQLStore) RecordIdem(ctx context.Context, rec IdemRecord) error {
+	body := rec.ResponseBody
+	if body == nil {
+		body = []byte{}
+	}
+	_, err := s.db.Exec(ctx, `INSERT INTO gateway_idempotency (username, key, request_hash, command_id, status,
+			response_status, response_body, response_location, created_at)
+		VALUES ($1, $2, $3, $4, 'done', $5, $6, $7, $8) ON CONFLICT (username, key) DO NOTHING`,
+		rec.Username, rec.Key, hex.EncodeToString(rec.RequestHash), rec.CommandID, rec.ResponseStatus, body,
+		rec.ResponseLocation, sqldb.Micros(rec.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("record idempotency key: %w", err)
+	}
+	return nil
 }
 
 // FinishIdem implements Store.

@@ -33,6 +33,7 @@ func TestStore(t *testing.T) {
 		t.Run("tokens", func(t *testing.T) { testTokens(t, store) })
 		t.Run("idempotency", func(t *testing.T) { testIdempotency(t, store) })
 		t.Run("idempotency race", func(t *testing.T) { testIdempotencyRace(t, store) })
+		t.Run("idempotency lookup and record", func(t *testing.T) { testIdempotencyLookupRecord(t, store) })
 	})
 }
 
@@ -316,5 +317,34 @@ func TestSeedUsersRefusesBadAccounts(t *testing.T) {
 		if !assist.IsCode(err, assist.CodeInvalid) {
 			t.Errorf("%s: %v, want invalid", name, err)
 		}
+	}
+}
+
+func testIdempotencyLookupRecord(t *testing.T, s Store) {
+	ctx := context.Background()
+	if _, found, err := s.LookupIdem(ctx, "ana", "lr-1"); err != nil || found {
+		t.Fatalf("lookup of an unused key: found=%v %v", found, err)
+	}
+	rec := IdemRecord{Username: "ana", Key: "lr-1", RequestHash: []byte("hash-1"), CommandID: "cmd-1", Status: IdemDone,
+		ResponseStatus: 201, ResponseBody: []byte(`{"id":"x"}`), ResponseLocation: "/v1/requests/x", CreatedAt: t0}
+	if err := s.RecordIdem(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	got, found, err := s.LookupIdem(ctx, "ana", "lr-1")
+	if err != nil || !found || got.Status != IdemDone || got.ResponseStatus != 201 || string(got.ResponseBody) != `{"id":"x"}` ||
+		got.ResponseLocation != "/v1/requests/x" || !bytes.Equal(got.RequestHash, []byte("hash-1")) || !got.CreatedAt.Equal(t0) {
+		t.Fatalf("lookup = %+v found=%v %v", got, found, err)
+	}
+	// A second record of the key changes nothing; keys are per user.
+	again := rec
+	again.RequestHash, again.ResponseStatus = []byte("hash-2"), 400
+	if err := s.RecordIdem(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := s.LookupIdem(ctx, "ana", "lr-1"); got.ResponseStatus != 201 || !bytes.Equal(got.RequestHash, []byte("hash-1")) {
+		t.Fatalf("a second record changed the first: %+v", got)
+	}
+	if _, found, _ := s.LookupIdem(ctx, "raj", "lr-1"); found {
+		t.Fatal("another user's key found")
 	}
 }

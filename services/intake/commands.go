@@ -3,6 +3,7 @@ package intake
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"time"
@@ -35,6 +36,9 @@ func (s *Service) File(ctx context.Context, r FileRequest) (*assist.Case, error)
 	var probs assist.Problems
 	checkBeneficiary(&probs, "beneficiary", r.Beneficiary)
 	if err := probs.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.checkPayee(ctx, r.PayeeID); err != nil {
 		return nil, err
 	}
 	in := assist.SubmitInput{
@@ -96,6 +100,11 @@ func (s *Service) Amend(ctx context.Context, r AmendRequest) (*assist.Case, erro
 	in := assist.AmendInput{
 		Category: (*assist.Category)(r.Category), Urgency: (*assist.Urgency)(r.Urgency),
 		AmountCents: r.AmountCents, Justification: r.Justification, PayeeID: r.PayeeID,
+	}
+	if r.PayeeID != nil {
+		if err := s.checkPayee(ctx, *r.PayeeID); err != nil {
+			return nil, err
+		}
 	}
 	if r.Beneficiary != nil {
 		var probs assist.Problems
@@ -270,6 +279,37 @@ func sealWith(keyID string, key []byte, caseID string, b Beneficiary) (assist.Se
 		return assist.Sealed{}, err
 	}
 	return assist.Sealed{KeyID: keyID, Ciphertext: ct}, nil
+}
+
+// checkPayee refuses a payee id that is not a payee: not a UUID, or, when
+// intake can ask disbursement, unknown. An empty id names no payee yet.
+func (s *Service) checkPayee(ctx context.Context, id string) error {
+	if id == "" {
+		return nil
+	}
+	bad := func(msg string) error {
+		var probs assist.Problems
+		probs.Add("payee_id", "%s", msg)
+		return probs.Err()
+	}
+	if !eventlog.ValidCaseID(id) {
+		return bad("must be the id of a payee (a UUID)")
+	}
+	if s.payees == nil {
+		return nil
+	}
+	if _, ok := s.known.Load(id); ok {
+		return nil
+	}
+	_, err := s.payees.Payee(ctx, id)
+	switch {
+	case assist.IsCode(err, assist.CodeNotFound):
+		return bad(fmt.Sprintf("no payee %s", id))
+	case err != nil:
+		return err
+	}
+	s.known.Store(id, true)
+	return nil
 }
 
 var dateRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)

@@ -83,7 +83,7 @@ func (h *harness) consume() {
 	ctx, cancel := context.WithCancel(h.ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- h.log.Consume(ctx, h.db, eventlog.ConsumerConfig{Name: "intake"}, eventlog.Project(h.store), zaptest.NewLogger(h.t))
+		done <- h.log.Consume(ctx, h.db, eventlog.ConsumerConfig{Name: "intake"}, h.log.Project(h.store), zaptest.NewLogger(h.t))
 	}()
 	h.t.Cleanup(func() {
 		cancel()
@@ -102,7 +102,7 @@ func beneficiary() intake.Beneficiary {
 func fileRequest(actor assist.Actor) intake.FileRequest {
 	return intake.FileRequest{CommandID: newID(), Actor: actor, Post: actor.Post, Category: string(assist.Shelter),
 		Urgency: string(assist.Critical), AmountCents: 25_000, Justification: "shelter tonight",
-		Beneficiary: beneficiary(), PayeeID: "payee-1"}
+		Beneficiary: beneficiary(), PayeeID: payee1}
 }
 
 func (h *harness) file(actor assist.Actor) *assist.Case {
@@ -221,3 +221,10 @@ func containsAny(data []byte, secrets ...string) string {
 	}
 	return ""
 }
+
+// Payee ids the tests file with (no payee service runs: intake then checks
+// only their form).
+const (
+	payee1 = "01900000-0000-7000-8000-00000000b001"
+	payee2 = "01900000-0000-7000-8000-00000000b002"
+)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -18,6 +19,7 @@ import (
 	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/disbursement"
 )
 
 // Config is intake's configuration.
@@ -25,9 +27,17 @@ type Config struct {
 	Policy assist.Policy
 }
 
+// Payees is what intake needs of disbursement: whether a payee exists.
+type Payees interface {
+	Payee(ctx context.Context, id string) (disbursement.Payee, error)
+}
+
 // Deps is what intake runs on.
 type Deps struct {
 	Config Config
+	// Payees checks the payee a request names; nil checks only the form
+	// of the id.
+	Payees Payees
 	NC     *nats.Conn
 	Log    *eventlog.Log
 	DB     sqldb.DB
@@ -39,12 +49,14 @@ type Deps struct {
 
 // Service handles intake's commands and queries.
 type Service struct {
-	cfg   Config
-	pool  *keyPool
-	log   *eventlog.Log
-	store Store
-	keys  *seal.Keyring
-	now   func() time.Time
+	cfg    Config
+	pool   *keyPool
+	payees Payees
+	known  sync.Map // payee ids seen to exist (payees are never deleted)
+	log    *eventlog.Log
+	store  Store
+	keys   *seal.Keyring
+	now    func() time.Time
 }
 
 // New returns the service on a migrated database.
@@ -54,7 +66,7 @@ func New(d Deps) *Service {
 		now = time.Now
 	}
 	store := NewSQLStore(d.DB)
-	return &Service{cfg: d.Config, log: d.Log, store: store, keys: d.Keys, pool: newKeyPool(store, d.Keys, 256),
+	return &Service{cfg: d.Config, payees: d.Payees, log: d.Log, store: store, keys: d.Keys, pool: newKeyPool(store, d.Keys, 256),
 		now: func() time.Time { return now().UTC() }}
 }
 
@@ -82,5 +94,5 @@ func Run(ctx context.Context, d Deps) error {
 	); err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
-	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake", SeenByHandler: true}, eventlog.Project(s.store), d.Logger)
+	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake", SeenByHandler: true}, d.Log.Project(s.store), d.Logger)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"go.uber.org/zap/zaptest"
 	"reflect"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/services/disbursement"
 	"github.com/eva-org/eva/services/intake"
 )
 
@@ -35,7 +37,7 @@ func TestFileCreatesSubmittedCaseWithDeadlinePerUrgency(t *testing.T) {
 				}
 				want := clock.t.Add(assist.DefaultPolicy().Deadlines[u])
 				if c.ID != r.CommandID || c.State != assist.StateSubmitted || c.Post != "BGD-DHAKA" || c.Requester != "ana" ||
-					c.Urgency != u || c.Category != assist.Shelter || c.AmountCents != 25_000 || c.PayeeID != "payee-1" ||
+					c.Urgency != u || c.Category != assist.Shelter || c.AmountCents != 25_000 || c.PayeeID != payee1 ||
 					!c.CreatedAt.Equal(clock.t) || !c.Deadline.Equal(want) || c.Version == 0 {
 					t.Fatalf("filed case = %+v; want submitted at BGD-DHAKA by ana, deadline %s", c, want)
 				}
@@ -470,13 +472,13 @@ func TestAmend(t *testing.T) {
 		t.Run("changes the fields given", func(t *testing.T) {
 			c := h.file(ana)
 			r := intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, AmountCents: ptr(int64(40_000)),
-				Urgency: ptr("routine"), Justification: ptr("two nights"), PayeeID: ptr("payee-2")}
+				Urgency: ptr("routine"), Justification: ptr("two nights"), PayeeID: ptr(payee2)}
 			got, err := h.svc.Amend(h.ctx, r)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got.AmountCents != 40_000 || got.Urgency != assist.Routine || got.Justification != "two nights" ||
-				got.PayeeID != "payee-2" || got.State != assist.StateSubmitted || got.Requester != "ana" ||
+				got.PayeeID != payee2 || got.State != assist.StateSubmitted || got.Requester != "ana" ||
 				got.Category != c.Category || !reflect.DeepEqual(got.Beneficiary, c.Beneficiary) {
 				t.Fatalf("amended case = %+v", got)
 			}
@@ -915,4 +917,48 @@ func TestFileIdempotencyKeyRecordedButNotAppended(t *testing.T) {
 	if _, err := h.svc.File(h.ctx, r); err != nil || len(h.events(orphan)) != 1 {
 		t.Fatalf("a second retry: %v, %d events", err, len(h.events(orphan)))
 	}
+}
+
+// fakePayees is a fake of disbursement that knows some payees and counts
+// how often it is asked.
+type fakePayees struct {
+	known map[string]bool
+	asked int
+}
+
+func (f *fakePayees) Payee(_ context.Context, id string) (disbursement.Payee, error) {
+	f.asked++
+	if !f.known[id] {
+		return disbursement.Payee{}, assist.Errorf(assist.CodeNotFound, "no payee %q", id)
+	}
+	return disbursement.Payee{ID: id}, nil
+}
+
+// A request names a payee that exists, or it is refused naming payee_id
+// and nothing is written; a payee seen once is not asked for again.
+func TestFileChecksThePayeeWithFakePayees(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	h := newHarness(t, db)
+	payees := &fakePayees{known: map[string]bool{payee1: true}}
+	h.svc = intake.New(intake.Deps{Config: intake.Config{Policy: assist.DefaultPolicy()}, Log: h.log, DB: db, Keys: h.keys,
+		Payees: payees, Logger: zaptest.NewLogger(t)})
+	for _, bad := range []string{"not-a-payee", payee2} {
+		r := fileRequest(ana)
+		r.PayeeID = bad
+		seq := h.lastSeq()
+		_, err := h.svc.File(h.ctx, r)
+		requireField(t, err, "payee_id")
+		h.requireNothingWritten(r.CommandID, seq)
+	}
+	for range 2 {
+		if _, err := h.svc.File(h.ctx, fileRequest(ana)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if payees.asked != 2 { // payee2 once, payee1 once
+		t.Fatalf("disbursement asked %d times, want 2", payees.asked)
+	}
+	c := h.file(ana)
+	_, err := h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, PayeeID: ptr(payee2)})
+	requireField(t, err, "payee_id")
 }

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/eva-org/eva/pkg/natsx"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+)
+
+// TestE2ETopology runs the production topology (DESIGN §4, §7) as
+// processes: a 3-node JetStream cluster (embedded in the test process),
+// one PostgreSQL schema, `eva migrate`, each service as its own
+// `eva serve` process (two replicas of intake and approval), `eva seed`;
+// then a case goes from filing to disbursed over HTTP, the audit
+// verifies, the leader of the event log's stream is shut down, and a new
+// case still goes all the way while the audit stays verified.
+func TestE2ETopology(t *testing.T) {
+	t.Parallel()
+	pgURL, schema := sqldbtest.Schema(t) // fails under CI / EVA_REQUIRE_POSTGRES, else skips loudly
+	dbURL := sqldbtest.URLWithSchema(pgURL, schema)
+
+	servers := startCluster(t, 3)
+	var urls []string
+	for _, s := range servers {
+		urls = append(urls, s.ClientURL())
+	}
+	natsURL := strings.Join(urls, ",")
+
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	env := childEnv("EVA_MASTER_KEY=" + base64.StdEncoding.EncodeToString(key))
+	common := []string{"--nats", natsURL, "--replicas", "3", "--database", dbURL}
+	args := func(a ...string) []string { return append(a, common...) }
+
+	if code := startProc(t, "eva migrate", env, args("migrate")...).wait(90 * time.Second); code != 0 {
+		t.Fatalf("eva migrate exited with %d", code)
+	}
+	var procs []*proc
+	for _, svc := range []struct {
+		name     string
+		replicas int
+	}{{"intake", 2}, {"approval", 2}, {"disbursement", 1}, {"audit", 1}} {
+		for i := range svc.replicas {
+			procs = append(procs, startProc(t, fmt.Sprintf("eva serve %s #%d", svc.name, i+1), env, args("serve", svc.name)...))
+		}
+	}
+	gw := startHTTPProc(t, "eva serve gateway", env, func(addr string) []string { return args("serve", "gateway", "--http", addr) })
+	procs = append(procs, gw)
+	if code := startProc(t, "eva seed", env, args("seed")...).wait(90 * time.Second); code != 0 {
+		t.Fatalf("eva seed exited with %d", code)
+	}
+	for _, p := range procs {
+		if p.exited() {
+			t.Fatalf("%s ended (exit %d)", p.name, p.exitCode())
+		}
+	}
+
+	// The streams are replicated on the three nodes.
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReplicas := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, "EVA_EVENTS")
+		if err != nil {
+			t.Fatalf("stream EVA_EVENTS: %v", err)
+		}
+		info := st.CachedInfo()
+		if info.Config.Replicas != 3 || info.Cluster == nil {
+			t.Errorf("EVA_EVENTS: %d replicas, cluster %+v; want 3", info.Config.Replicas, info.Cluster)
+		}
+	}
+	checkReplicas()
+
+	c := newClient(t, gw.URL)
+	fund := retryGet[pageJSON[fundJSON]](c, "fin", "/v1/funds").Items
+	payees := retryGet[pageJSON[payeeJSON]](c, "ana", "/v1/payees").Items
+	if len(fund) == 0 || len(payees) == 0 {
+		t.Fatalf("seeded funds %+v, payees %+v", fund, payees)
+	}
+	fundID, payeeID := fund[0].ID, payees[0].ID
+	paidBefore := fund[0].PaidCents
+
+	first, n1 := lifecycle(t, c, "topology-1", fundID, payeeID, 42_000)
+	v := c.waitVerified(60 * time.Second)
+	if v.Events != uint64(n1) {
+		t.Errorf("audit verify counts %d events; the one case has %d", v.Events, n1)
+	}
+
+	// Shut the event log's stream leader down.
+	var leader *server.Server
+	waitFor(t, 10*time.Second, "a leader of EVA_EVENTS", func() (bool, string) {
+		for _, s := range servers {
+			if s.JetStreamIsStreamLeader("$G", "EVA_EVENTS") {
+				leader = s
+				return true, ""
+			}
+		}
+		return false, "no leader"
+	})
+	t.Logf("shutting down %s, the leader of EVA_EVENTS", leader.Name())
+	leader.Shutdown()
+	leader.WaitForShutdown()
+
+	second, n2 := lifecycle(t, c, "topology-2", fundID, payeeID, 17_500)
+	v2 := c.waitVerified(60 * time.Second)
+	if v2.Events != uint64(n1+n2) {
+		t.Errorf("audit verify counts %d events; the two cases have %d", v2.Events, n1+n2)
+	}
+	for _, s := range servers {
+		if s != leader && s.JetStreamIsStreamLeader("$G", "EVA_EVENTS") {
+			t.Logf("%s leads EVA_EVENTS now", s.Name())
+		}
+	}
+	for _, p := range procs {
+		if p.exited() {
+			t.Errorf("%s ended (exit %d) after the leader went away: %s", p.name, p.exitCode(), strings.TrimSpace(p.out.String()))
+		}
+	}
+	f := get[fundJSON](c, "fin", "/v1/funds/"+fundID, http.StatusOK)
+	if f.PaidCents != paidBefore+first+second || f.ReservedCents != 0 {
+		t.Errorf("fund %+v: want paid %d", f, paidBefore+first+second)
+	}
+	// A service against external NATS and PostgreSQL writes nothing
+	// locally.
+	for _, p := range procs {
+		if _, err := os.Stat(filepath.Join(p.cmd.Dir, "eva-data")); err == nil {
+			t.Errorf("%s made a local data dir in %s", p.name, p.cmd.Dir)
+		}
+	}
+
+	// Every replica is still up once it has run longer than nats.go's
+	// 5 s API timeout: one that could not create its durable consumer has
+	// given up by then. (Waiting, not asserting: nothing is expected to
+	// happen in this time.)
+	for _, p := range procs {
+		if rest := 7*time.Second - time.Since(p.started); rest > 0 {
+			time.Sleep(rest)
+		}
+		if p.exited() {
+			t.Errorf("%s ended (exit %d) while running: %s", p.name, p.exitCode(), strings.TrimSpace(p.out.String()))
+		}
+	}
+
+	// Stop everything gracefully; the offline check agrees.
+	for _, p := range procs {
+		if p.exited() {
+			continue // reported above
+		}
+		if code := p.stop(); code != 0 {
+			t.Errorf("%s exited with %d after SIGINT", p.name, code)
+		}
+	}
+	verify := startProc(t, "eva audit verify", env, args("audit", "verify")...)
+	if code := verify.wait(60 * time.Second); code != 0 || !strings.Contains(verify.out.String(), `"ok": true`) {
+		t.Errorf("eva audit verify: exit %d:\n%s", code, verify.out)
+	}
+}
+
+// lifecycle files a case as ana, has olu claim and approve it, waits
+// until it is disbursed, and returns the approved amount and the number of
+// events of its archived history. Every call is
+// retried with the same Idempotency-Key while the answer is 503 or the
+// connection fails (a cluster electing, a service starting).
+func lifecycle(t *testing.T, c *client, name, fundID, payeeID string, cents int64) (int64, int) {
+	t.Helper()
+	cs := retryPost[caseJSON](c, "ana", "/v1/requests", fileBody(payeeID, "REF-"+name, cents), name+"-file", http.StatusCreated)
+	retryPost[caseJSON](c, "olu", "/v1/requests/"+cs.ID+"/claim", nil, name+"-claim", http.StatusOK)
+	retryPost[caseJSON](c, "olu", "/v1/requests/"+cs.ID+"/approve",
+		map[string]any{"amount_usd_cents": cents, "fund_id": fundID}, name+"-approve", http.StatusOK)
+	c.waitStatus(cs.ID, "disbursed", 60*time.Second)
+	pays := c.settledPayouts(cs.ID)
+	if len(pays) != 1 || pays[0].Status != "settled" || pays[0].AmountCents != cents {
+		t.Errorf("%s: payouts %+v, want one settled of %d", name, pays, cents)
+	}
+	var types []string
+	waitFor(t, 30*time.Second, name+": the archived history", func() (bool, string) {
+		types = eventTypes(c.history(cs.ID))
+		return len(types) > 0 && types[len(types)-1] == "PayoutSettled", strings.Join(types, ",")
+	})
+	return cents, len(types)
+}
+
+// retryWindow is how long a call is retried on 503 or a failed connection.
+const retryWindow = 30 * time.Second
+
+func retryPost[T any](c *client, user, path string, body any, key string, want int) T {
+	c.tb.Helper()
+	r := req{user: user, method: http.MethodPost, path: path, body: body, header: map[string]string{"Idempotency-Key": key}}
+	resp := retry(c, r)
+	if resp.Status != want {
+		c.tb.Fatalf("POST %s as %s: %s, want %d", path, user, resp, want)
+	}
+	var v T
+	resp.decode(c.tb, &v)
+	return v
+}
+
+func retryGet[T any](c *client, user, path string) T {
+	c.tb.Helper()
+	resp := retry(c, req{user: user, method: http.MethodGet, path: path})
+	if resp.Status != http.StatusOK {
+		c.tb.Fatalf("GET %s as %s: %s", path, user, resp)
+	}
+	var v T
+	resp.decode(c.tb, &v)
+	return v
+}
+
+func retry(c *client, r req) *response {
+	c.tb.Helper()
+	deadline := time.Now().Add(retryWindow)
+	for tries := 1; ; tries++ {
+		resp, err := c.try(r)
+		if err == nil && resp.Status != http.StatusServiceUnavailable {
+			if tries > 1 {
+				c.tb.Logf("%s %s: %d after %d tries", r.method, r.path, resp.Status, tries)
+			}
+			return resp
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				c.tb.Fatalf("%s %s: still failing after %s: %v", r.method, r.path, retryWindow, err)
+			}
+			c.tb.Fatalf("%s %s: still 503 after %s: %s", r.method, r.path, retryWindow, resp)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// startCluster starts n embedded nats-servers in a JetStream cluster, each
+// with its own store, client port and route port on 127.0.0.1, and waits
+// until the cluster has a meta leader. They are shut down after the test.
+func startCluster(t *testing.T, n int) []*server.Server {
+	t.Helper()
+	clients, routes := make([]string, n), make([]string, n)
+	for i := range n {
+		clients[i], routes[i] = freeTestAddr(t), freeTestAddr(t)
+	}
+	servers := make([]*server.Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		var others []string
+		for j := range n {
+			if j != i {
+				others = append(others, "nats-route://"+routes[j])
+			}
+		}
+		cfg := natsx.ServerConfig{StoreDir: t.TempDir(), Listen: clients[i], Name: fmt.Sprintf("n%d", i+1),
+			Cluster: &natsx.ClusterConfig{Name: "eva-e2e", Listen: routes[i], Routes: others}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			servers[i], errs[i] = natsx.StartServer(cfg)
+		}()
+	}
+	wg.Wait()
+	for i, s := range servers {
+		if s != nil {
+			t.Cleanup(func() {
+				s.Shutdown()
+				s.WaitForShutdown()
+			})
+		}
+		if errs[i] != nil {
+			t.Fatalf("nats server %d: %v", i+1, errs[i])
+		}
+	}
+	waitFor(t, 30*time.Second, "a JetStream meta leader", func() (bool, string) {
+		for _, s := range servers {
+			if s.JetStreamIsLeader() {
+				return true, ""
+			}
+		}
+		return false, "none yet"
+	})
+	return servers
+}
