@@ -62,5 +62,5 @@ func RawAppends(ctx context.Context, dir string, n, c int) (RawResult, error) {
 	if f := failed.Load(); f > 0 {
 		return RawResult{}, fmt.Errorf("%d of %d raw appends failed", f, n)
 	}
-	return RawResult{PerSec: float64(n) / elapsed.Seconds(), P50: percentile(lat, 50)}, nil
+	return RawResult{PerSec: float64(n) / elapsed.Seconds(), P50: Percentile(lat, 50)}, nil
 }
