@@ -5,11 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 )
 
@@ -33,7 +32,7 @@ func TestE2ETopology(t *testing.T) {
 	pgURL, schema := sqldbtest.Schema(t) // fails under CI / EVA_REQUIRE_POSTGRES, else skips loudly
 	dbURL := sqldbtest.URLWithSchema(pgURL, schema)
 
-	servers := startCluster(t, 3)
+	servers := natsxtest.Cluster(t, 3)
 	var urls []string
 	for _, s := range servers {
 		urls = append(urls, s.ClientURL())
@@ -248,54 +247,4 @@ func retry(c *client, r req) *response {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// startCluster starts n embedded nats-servers in a JetStream cluster, each
-// with its own store, client port and route port on 127.0.0.1, and waits
-// until the cluster has a meta leader. They are shut down after the test.
-func startCluster(t *testing.T, n int) []*server.Server {
-	t.Helper()
-	clients, routes := make([]string, n), make([]string, n)
-	for i := range n {
-		clients[i], routes[i] = freeTestAddr(t), freeTestAddr(t)
-	}
-	servers := make([]*server.Server, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		var others []string
-		for j := range n {
-			if j != i {
-				others = append(others, "nats-route://"+routes[j])
-			}
-		}
-		cfg := natsx.ServerConfig{StoreDir: t.TempDir(), Listen: clients[i], Name: fmt.Sprintf("n%d", i+1),
-			Cluster: &natsx.ClusterConfig{Name: "eva-e2e", Listen: routes[i], Routes: others}}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			servers[i], errs[i] = natsx.StartServer(cfg)
-		}()
-	}
-	wg.Wait()
-	for i, s := range servers {
-		if s != nil {
-			t.Cleanup(func() {
-				s.Shutdown()
-				s.WaitForShutdown()
-			})
-		}
-		if errs[i] != nil {
-			t.Fatalf("nats server %d: %v", i+1, errs[i])
-		}
-	}
-	waitFor(t, 30*time.Second, "a JetStream meta leader", func() (bool, string) {
-		for _, s := range servers {
-			if s.JetStreamIsLeader() {
-				return true, ""
-			}
-		}
-		return false, "none yet"
-	})
-	return servers
 }

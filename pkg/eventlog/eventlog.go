@@ -10,6 +10,7 @@ package eventlog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -58,6 +59,9 @@ type Config struct {
 type Log struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	// replicated: direct gets may be answered by a replica that lags the
+	// leader, so case reads check the leader's last sequence (see LoadRaw).
+	replicated bool
 }
 
 // Open creates or updates the streams and returns the log.
@@ -100,7 +104,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 	if err := ensureAccessStream(ctx, js, cfg); err != nil {
 		return nil, unavailable("create stream "+AccessStream, err)
 	}
-	return &Log{js: js, stream: st}, nil
+	return &Log{js: js, stream: st, replicated: cfg.Replicas > 1}, nil
 }
 
 // JetStream returns the underlying JetStream handle.
@@ -230,22 +234,81 @@ func (l *Log) find(ctx context.Context, caseID, id string) (uint64, bool, error)
 	return 0, false, nil
 }
 
-// LoadRaw reads every event of a case in order.
+// LoadRaw reads every event of a case in order. Reads are batched direct
+// gets, which any replica of a replicated stream may answer; there a read
+// asks the stream leader first for the case's last sequence, and reads
+// again until a replica has caught up to it, so that a case is never read
+// older than a write that was acknowledged before the read began.
 //
-// Errors: CodeUnavailable when JetStream does not answer.
+// Errors: CodeUnavailable when JetStream does not answer, or no replica
+// catches up.
 func (l *Log) LoadRaw(ctx context.Context, caseID string) ([]Msg, error) {
 	if !ValidCaseID(caseID) {
 		return nil, nil
 	}
-	var out []Msg
-	err := l.scan(ctx, Stream, CaseFilter(caseID), func(raw *jetstream.RawStreamMsg) error {
-		out = append(out, newMsg(raw.Sequence, raw.Subject, raw.Header, raw.Time, raw.Data))
-		return nil
-	})
-	if err != nil {
-		return nil, unavailable("load case "+caseID, err)
+	var want uint64
+	if l.replicated {
+		var err error
+		if want, err = l.leaderLastSeq(ctx, CaseFilter(caseID)); err != nil {
+			return nil, unavailable("load case "+caseID, err)
+		}
+		if want == 0 {
+			return nil, nil
+		}
 	}
-	return out, nil
+	for attempt := 0; ; attempt++ {
+		var out []Msg
+		err := l.scan(ctx, Stream, CaseFilter(caseID), func(raw *jetstream.RawStreamMsg) error {
+			out = append(out, newMsg(raw.Sequence, raw.Subject, raw.Header, raw.Time, raw.Data))
+			return nil
+		})
+		if err != nil {
+			return nil, unavailable("load case "+caseID, err)
+		}
+		if want == 0 || (len(out) > 0 && out[len(out)-1].Seq >= want) {
+			return out, nil
+		}
+		if attempt == 50 {
+			return nil, unavailable("load case "+caseID, fmt.Errorf("replicas lag the leader at %d", want))
+		}
+		sleep(ctx, time.Duration(attempt+1)*time.Millisecond)
+	}
+}
+
+// leaderLastSeq asks the stream leader (the message get API, not a direct
+// get) for the sequence of the last message on subject; 0 when none.
+func (l *Log) leaderLastSeq(ctx context.Context, subject string) (uint64, error) {
+	req, err := json.Marshal(map[string]string{"last_by_subj": subject})
+	if err != nil {
+		return 0, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	msg, err := l.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+Stream, req)
+	if err != nil {
+		return 0, err
+	}
+	var resp struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return 0, err
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return 0, nil
+	case resp.Error != nil:
+		return 0, resp.Error
+	case resp.Message == nil:
+		return 0, errors.New("message get answered without a message")
+	}
+	return resp.Message.Seq, nil
 }
 
 // scan reads every message of a stream on subject, in order, with batched

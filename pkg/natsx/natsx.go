@@ -17,7 +17,7 @@ type ServerConfig struct {
 	// StoreDir holds JetStream's files.
 	StoreDir string
 	// Listen is "host:port" to accept clients on; empty accepts only
-	// in-process connections. Port 0 picks a free port.
+	// in-process connections. Port 0 picks a free port (see ClientURL).
 	Listen string
 	// Name of the server; in a cluster each must differ.
 	Name string
@@ -109,6 +109,10 @@ func splitHostPort(hp string) (string, int, error) {
 	port, err := strconv.Atoi(p)
 	if err != nil {
 		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	if port == 0 {
+		// nats-server reads 0 as its default port (4222), not as "any".
+		port = server.RANDOM_PORT
 	}
 	return host, port, nil
 }

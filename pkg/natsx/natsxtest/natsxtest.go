@@ -3,7 +3,12 @@
 package natsxtest
 
 import (
+	"fmt"
+	"net"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -46,4 +51,59 @@ func Connect(tb testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) 
 func JetStream(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
 	tb.Helper()
 	return Connect(tb, Server(tb))
+}
+
+// Cluster starts n embedded servers in one JetStream cluster, each with
+// its own store and free ports, and waits until JetStream has a leader.
+// They are shut down after the test.
+func Cluster(tb testing.TB, n int) []*server.Server {
+	tb.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = freePort(tb)
+	}
+	servers := make([]*server.Server, n)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range servers {
+		var routes []string
+		for j, p := range ports {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			servers[i], errs[i] = natsx.StartServer(natsx.ServerConfig{StoreDir: tb.TempDir(), Listen: "127.0.0.1:0",
+				Name:    fmt.Sprintf("n%d", i+1),
+				Cluster: &natsx.ClusterConfig{Name: "eva-test", Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes}})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			tb.Fatalf("server %d: %v", i+1, err)
+		}
+		s := servers[i]
+		tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !slices.ContainsFunc(servers, func(s *server.Server) bool { return s.JetStreamIsLeader() }) {
+		if time.Now().After(deadline) {
+			tb.Fatal("the cluster elected no JetStream leader")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return servers
+}
+
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
