@@ -31,8 +31,13 @@ func TestReplicatedLoadReadsItsWrites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(30 * time.Second); ; {
-			if logs[i], err = eventlog.Open(ctx, js, eventlog.Config{Replicas: 3}); err == nil || time.Now().After(deadline) {
+		// A cluster just formed may not answer its first requests: ask
+		// again, each time with a short deadline.
+		for deadline := time.Now().Add(time.Minute); ; {
+			actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+			logs[i], err = eventlog.Open(actx, js, eventlog.Config{Replicas: 3})
+			acancel()
+			if err == nil || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)

@@ -128,7 +128,9 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 func openLog(ctx context.Context, js jetstream.JetStream, replicas int) (*eventlog.Log, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		l, err := eventlog.Open(ctx, js, eventlog.Config{Replicas: replicas})
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		l, err := eventlog.Open(actx, js, eventlog.Config{Replicas: replicas})
+		cancel()
 		if err == nil || time.Now().After(deadline) {
 			return l, err
 		}
