@@ -3,10 +3,13 @@ package eventlog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/eva-org/eva/pkg/assist"
 )
@@ -79,6 +82,43 @@ func (l *Log) Accesses(ctx context.Context, caseID string) ([]Access, error) {
 	})
 	if err != nil {
 		return nil, unavailable("read access log", err)
+	}
+	return out, nil
+}
+
+// DeadLetter is an event a consumer gave up on.
+type DeadLetter struct {
+	Seq            uint64    `json:"seq"` // in the dead-letter stream
+	Consumer       string    `json:"consumer"`
+	Subject        string    `json:"subject"` // of the event
+	EventSeq       uint64    `json:"event_seq"`
+	EventID        string    `json:"event_id"`
+	Reason         string    `json:"reason"`
+	DeadLetteredAt time.Time `json:"dead_lettered_at"`
+}
+
+// DeadLetters lists dead letters after a sequence of the dead-letter
+// stream, oldest first, at most limit.
+//
+// Errors: CodeUnavailable.
+func (l *Log) DeadLetters(ctx context.Context, after uint64, limit int) ([]DeadLetter, error) {
+	out := []DeadLetter{}
+	it, err := jetstreamext.GetBatch(ctx, l.js, DLQStream, limit,
+		jetstreamext.GetBatchSubject(DLQPrefix+">"), jetstreamext.GetBatchSeq(after+1))
+	if err != nil {
+		return nil, unavailable("read dead letters", err)
+	}
+	for raw, err := range it {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			break
+		}
+		if err != nil {
+			return nil, unavailable("read dead letters", err)
+		}
+		seq, _ := strconv.ParseUint(raw.Header.Get("Eva-Original-Seq"), 10, 64)
+		out = append(out, DeadLetter{Seq: raw.Sequence, Consumer: raw.Header.Get("Eva-Dlq-Consumer"),
+			Subject: raw.Header.Get("Eva-Original-Subject"), EventSeq: seq, EventID: raw.Header.Get("Eva-Event-Id"),
+			Reason: raw.Header.Get("Eva-Dlq-Reason"), DeadLetteredAt: raw.Time.UTC()})
 	}
 	return out, nil
 }

@@ -108,6 +108,18 @@ func TestPoisonEventIsDeadLetteredAndOthersFlow(t *testing.T) {
 		if got := dead.Header.Get("Eva-Original-Subject"); got != eventlog.Subject(poison, "RequestSubmitted") {
 			t.Errorf("dead letter subject %q", got)
 		}
+		// Admins see it through the log's list of dead letters.
+		letters, err := l.DeadLetters(ctx, 0, 10)
+		if err != nil || len(letters) != 1 {
+			t.Fatalf("dead letters %+v, %v", letters, err)
+		}
+		if dl := letters[0]; dl.Consumer != "test" || dl.Subject != eventlog.Subject(poison, "RequestSubmitted") ||
+			dl.Reason != "cannot apply this event" || dl.EventID != poison || dl.EventSeq == 0 {
+			t.Errorf("dead letter %+v", dl)
+		}
+		if more, err := l.DeadLetters(ctx, letters[0].Seq, 10); err != nil || len(more) != 0 {
+			t.Errorf("after the last: %+v, %v", more, err)
+		}
 		var reason string
 		var tries int64
 		waitFor(t, "the dead_letters row", func() bool {

@@ -14,12 +14,13 @@ import (
 
 // Subjects of audit's queries.
 const (
-	SubjectEvents     = "eva.audit.events"
-	SubjectVerify     = "eva.audit.verify"
-	SubjectHistory    = "eva.audit.history"
-	SubjectAsOf       = "eva.audit.as_of"
-	SubjectCheckpoint = "eva.audit.checkpoint"
-	SubjectAccess     = "eva.audit.access"
+	SubjectEvents      = "eva.audit.events"
+	SubjectVerify      = "eva.audit.verify"
+	SubjectHistory     = "eva.audit.history"
+	SubjectAsOf        = "eva.audit.as_of"
+	SubjectCheckpoint  = "eva.audit.checkpoint"
+	SubjectAccess      = "eva.audit.access"
+	SubjectDeadLetters = "eva.audit.dead_letters"
 )
 
 // ArchivedEvent is one event of the archive, in log order.
@@ -89,6 +90,20 @@ type AsOfRequest struct {
 	At     time.Time `json:"at"`
 }
 
+// DeadLettersRequest pages through the dead letters after a sequence of
+// the dead-letter stream.
+type DeadLettersRequest struct {
+	After uint64 `json:"after"`
+	Limit int    `json:"limit,omitempty"`
+}
+
+// DeadLettersPage is a page of dead letters. Next is the After of the next
+// page, 0 at the end.
+type DeadLettersPage struct {
+	Items []eventlog.DeadLetter `json:"items"`
+	Next  uint64                `json:"next,omitempty"`
+}
+
 // Client calls audit over NATS.
 type Client struct{ nc *nats.Conn }
 
@@ -124,4 +139,9 @@ func (c *Client) Checkpoint(ctx context.Context) (Checkpoint, error) {
 // Access lists the recorded reads of a case's personal data.
 func (c *Client) Access(ctx context.Context, caseID string) ([]eventlog.Access, error) {
 	return rpc.Call[[]eventlog.Access](ctx, c.nc, SubjectAccess, CaseRequest{CaseID: caseID})
+}
+
+// DeadLetters lists the events consumers gave up on, with the reason.
+func (c *Client) DeadLetters(ctx context.Context, r DeadLettersRequest) (DeadLettersPage, error) {
+	return rpc.Call[DeadLettersPage](ctx, c.nc, SubjectDeadLetters, r)
 }

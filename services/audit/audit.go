@@ -91,6 +91,7 @@ func Run(ctx context.Context, d Deps) error {
 		rpc.Handle(srv, SubjectAsOf, s.AsOf),
 		rpc.Handle(srv, SubjectCheckpoint, s.Checkpoint),
 		rpc.Handle(srv, SubjectAccess, s.Access),
+		rpc.Handle(srv, SubjectDeadLetters, s.DeadLetters),
 	); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}

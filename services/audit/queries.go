@@ -136,6 +136,27 @@ func (s *Service) Access(ctx context.Context, r CaseRequest) ([]eventlog.Access,
 	return s.log.Accesses(ctx, r.CaseID)
 }
 
+// DeadLetters lists the events consumers gave up on, oldest first, for
+// admins to see and act on.
+//
+// Errors: CodeUnavailable.
+func (s *Service) DeadLetters(ctx context.Context, r DeadLettersRequest) (DeadLettersPage, error) {
+	limit := r.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	limit = min(limit, MaxLimit)
+	items, err := s.log.DeadLetters(ctx, r.After, limit)
+	if err != nil {
+		return DeadLettersPage{}, err
+	}
+	page := DeadLettersPage{Items: items}
+	if len(items) == limit {
+		page.Next = items[len(items)-1].Seq
+	}
+	return page, nil
+}
+
 func notFound(caseID string) error {
 	return assist.Errorf(assist.CodeNotFound, "no request %q", caseID)
 }

@@ -37,6 +37,26 @@ func (s *server) auditEvents(r *http.Request) (any, error) {
 	return out, nil
 }
 
+// deadLetters is GET /v1/admin/dead-letters?after=&limit=: the events a
+// consumer gave up on, with the reason, for admins to act on.
+func (s *server) deadLetters(r *http.Request) (any, error) {
+	q := newQuery(r)
+	after, _ := q.uintParam("after")
+	limit := q.limit()
+	if q.err != nil {
+		return nil, q.err
+	}
+	p, err := s.audit.DeadLetters(r.Context(), audit.DeadLettersRequest{After: after, Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	out := deadLettersJSON{Items: mapSlice(p.Items, toDeadLetterJSON)}
+	if p.Next > 0 {
+		out.NextAfter = p.Next
+	}
+	return out, nil
+}
+
 // checkpoint is GET /v1/audit/checkpoint.
 func (s *server) checkpoint(r *http.Request) (any, error) {
 	c, err := s.audit.Checkpoint(r.Context())

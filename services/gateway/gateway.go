@@ -115,6 +115,7 @@ type Audit interface {
 	AsOf(ctx context.Context, caseID string, at time.Time) (*assist.Case, error)
 	Checkpoint(ctx context.Context) (audit.Checkpoint, error)
 	Access(ctx context.Context, caseID string) ([]eventlog.Access, error)
+	DeadLetters(ctx context.Context, r audit.DeadLettersRequest) (audit.DeadLettersPage, error)
 }
 
 var (

@@ -193,6 +193,7 @@ type fakeAudit struct {
 	asOf       func(context.Context, audit.AsOfRequest) (*assist.Case, error)
 	checkpoint func(context.Context, struct{}) (audit.Checkpoint, error)
 	access     func(context.Context, string) ([]eventlog.Access, error)
+	dead       func(context.Context, audit.DeadLettersRequest) (audit.DeadLettersPage, error)
 }
 
 func (f *fakeAudit) Events(ctx context.Context, r audit.EventsRequest) (audit.EventsPage, error) {
@@ -212,6 +213,9 @@ func (f *fakeAudit) Checkpoint(ctx context.Context) (audit.Checkpoint, error) {
 }
 func (f *fakeAudit) Access(ctx context.Context, id string) ([]eventlog.Access, error) {
 	return call(f.calls, "audit.Access", f.access, ctx, id)
+}
+func (f *fakeAudit) DeadLetters(ctx context.Context, r audit.DeadLettersRequest) (audit.DeadLettersPage, error) {
+	return call(f.calls, "audit.DeadLetters", f.dead, ctx, r)
 }
 
 // Cases the fakes know: one at each demo post.
@@ -494,6 +498,11 @@ func (h *harness) setDefaults() {
 	}
 	h.audit.access = func(_ context.Context, id string) ([]eventlog.Access, error) {
 		return []eventlog.Access{{CaseID: id, Username: "olu", Role: approver, At: t0, What: "beneficiary"}}, nil
+	}
+	h.audit.dead = func(_ context.Context, r audit.DeadLettersRequest) (audit.DeadLettersPage, error) {
+		return audit.DeadLettersPage{Items: []eventlog.DeadLetter{{Seq: r.After + 1, Consumer: "approval",
+			Subject: "eva.case." + dhakaCase + ".RequestAmended", EventSeq: 7, EventID: dhakaCase, Reason: "cannot apply",
+			DeadLetteredAt: t0}}}, nil
 	}
 }
 

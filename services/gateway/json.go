@@ -213,3 +213,23 @@ type accessJSON struct {
 func toAccessJSON(a eventlog.Access) accessJSON {
 	return accessJSON{RequestID: a.CaseID, Username: a.Username, Role: a.Role, Post: a.Post, At: formatTime(a.At), What: a.What}
 }
+
+type deadLetterJSON struct {
+	Seq            uint64 `json:"seq"`
+	Consumer       string `json:"consumer"`
+	Subject        string `json:"subject"`
+	EventSeq       uint64 `json:"event_seq"`
+	EventID        string `json:"event_id"`
+	Reason         string `json:"reason"`
+	DeadLetteredAt string `json:"dead_lettered_at"`
+}
+
+type deadLettersJSON struct {
+	Items     []deadLetterJSON `json:"items"`
+	NextAfter uint64           `json:"next_after,omitempty"`
+}
+
+func toDeadLetterJSON(d eventlog.DeadLetter) deadLetterJSON {
+	return deadLetterJSON{Seq: d.Seq, Consumer: d.Consumer, Subject: d.Subject, EventSeq: d.EventSeq, EventID: d.EventID,
+		Reason: d.Reason, DeadLetteredAt: formatTime(d.DeadLetteredAt)}
+}

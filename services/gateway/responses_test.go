@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/approval"
 	"github.com/eva-org/eva/services/audit"
@@ -236,4 +237,24 @@ func TestResponses(t *testing.T) {
 		}
 		decodeProblem(t, h.get("aud", "/v1/audit/export"), http.StatusServiceUnavailable)
 	})
+}
+
+// Admins see the dead letters, paged by the dead-letter stream's sequence.
+func TestDeadLettersForAdmins(t *testing.T) {
+	h := newHarness(t, sqldbtest.SQLite(t))
+	var got audit.DeadLettersRequest
+	h.audit.dead = func(_ context.Context, r audit.DeadLettersRequest) (audit.DeadLettersPage, error) {
+		got = r
+		return audit.DeadLettersPage{Items: []eventlog.DeadLetter{{Seq: 8, Consumer: "approval", Subject: "eva.case.x.RequestAmended",
+			EventSeq: 7, EventID: "e", Reason: "cannot apply", DeadLetteredAt: t0}}, Next: 8}, nil
+	}
+	out := decodeJSONBody[deadLettersJSON](t, h.get("adm", "/v1/admin/dead-letters?after=7&limit=1"), http.StatusOK)
+	if got.After != 7 || got.Limit != 1 {
+		t.Fatalf("asked audit for %+v", got)
+	}
+	if len(out.Items) != 1 || out.Items[0].Reason != "cannot apply" || out.Items[0].Consumer != "approval" || out.NextAfter != 8 {
+		t.Fatalf("answer %+v", out)
+	}
+	decodeProblem(t, h.get("adm", "/v1/admin/dead-letters?after=x"), http.StatusBadRequest)
+	decodeProblem(t, h.get("aud", "/v1/admin/dead-letters"), http.StatusForbidden)
 }

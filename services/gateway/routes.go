@@ -82,6 +82,7 @@ func (s *server) routes() []route {
 		{method: http.MethodGet, pattern: "/v1/audit/verify", roles: []string{auditor}, handler: handleQuery(s.verify)},
 		{method: http.MethodGet, pattern: "/v1/audit/export", roles: []string{auditor}, handler: s.export},
 		{method: http.MethodGet, pattern: "/v1/audit/access", roles: []string{auditor}, handler: handleQuery(s.access)},
+		{method: http.MethodGet, pattern: "/v1/admin/dead-letters", roles: []string{admin}, handler: handleQuery(s.deadLetters)},
 	}
 }
 
