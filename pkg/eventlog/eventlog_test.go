@@ -12,17 +12,13 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
-	"github.com/eva-org/eva/pkg/natsx/natsxtest"
+	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
 )
 
 func openLog(tb testing.TB) (*eventlog.Log, jetstream.JetStream) {
 	tb.Helper()
-	_, js := natsxtest.JetStream(tb)
-	l, err := eventlog.Open(context.Background(), js, eventlog.Config{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return l, js
+	l := eventlogtest.Open(tb)
+	return l.Log, l.JS
 }
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }

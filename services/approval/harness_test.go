@@ -14,7 +14,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
-	"github.com/eva-org/eva/pkg/natsx/natsxtest"
+	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/approval"
@@ -53,17 +53,11 @@ type harness struct {
 
 func newHarness(t *testing.T, db sqldb.DB, holds approval.Holds) *harness {
 	t.Helper()
-	nc, js := natsxtest.JetStream(t)
-	// A deadline, as every rpc handler has: without one, a read of the
-	// event log that stalls beyond nats' default 2 s timeout (a loaded
-	// machine) silently reads as empty; see
-	// intake's TestReadWithExpiredDeadlineIsNotNotFound.
+	el := eventlogtest.Open(t)
+	nc, js, l := el.NC, el.JS, el.Log
+	// A deadline, as every rpc handler has.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
-	l, err := eventlog.Open(ctx, js, eventlog.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	migrate(t, db, eventlog.Migrations, intake.Migrations, approval.Migrations, disbursement.Migrations)
 	keys, err := seal.NewKeyring(seal.NewMasterKey())
 	if err != nil {

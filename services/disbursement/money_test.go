@@ -13,7 +13,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
-	"github.com/eva-org/eva/pkg/natsx/natsxtest"
+	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/approval"
@@ -31,11 +31,8 @@ func TestFiftyConcurrentApprovalsAgainstAFundForTen(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		nc, js := natsxtest.JetStream(t)
-		log, err := eventlog.Open(ctx, js, eventlog.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		el := eventlogtest.Open(t)
+		nc, log := el.NC, el.Log
 		if err := db.Migrate(ctx, provsim.Migrations); err != nil {
 			t.Fatal(err)
 		}
@@ -53,6 +50,7 @@ func TestFiftyConcurrentApprovalsAgainstAFundForTen(t *testing.T) {
 		money := disbursement.NewClient(nc)
 		fin := assist.Actor{Username: "fin", Role: assist.RoleFinance}
 		var fund disbursement.Fund
+		var err error
 		for deadline := time.Now().Add(20 * time.Second); ; {
 			fund, err = money.CreateFund(ctx, disbursement.CreateFundRequest{CommandID: id(), Actor: fin, Name: "TEN", AllocatedCents: 10 * 1_000})
 			if err == nil || !assist.IsCode(err, assist.CodeUnavailable) || time.Now().After(deadline) {

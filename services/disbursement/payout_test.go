@@ -13,7 +13,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
-	"github.com/eva-org/eva/pkg/natsx/natsxtest"
+	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 )
@@ -40,21 +40,17 @@ var (
 
 func newHarness(t *testing.T, db sqldb.DB, p Provider) *harness {
 	t.Helper()
-	_, js := natsxtest.JetStream(t)
+	el := eventlogtest.Open(t)
+	js, l := el.JS, el.Log
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	l, err := eventlog.Open(ctx, js, eventlog.Config{})
-	if err != nil {
+	if err := sqldb.MigrateAll(ctx, db, eventlog.Migrations, Migrations); err != nil {
 		t.Fatal(err)
-	}
-	for _, m := range []sqldb.Migrations{eventlog.Migrations, Migrations} {
-		if err := db.Migrate(ctx, m); err != nil {
-			t.Fatal(err)
-		}
 	}
 	h := &harness{t: t, log: l, js: js, db: db, ctx: ctx, cancel: cancel}
 	h.svc = h.service(p)
 	h.consume(h.svc)
+	var err error
 	if h.fund, err = h.svc.CreateFund(ctx, CreateFundRequest{CommandID: newID(), Actor: fin, Name: "F", AllocatedCents: 100_000}); err != nil {
 		t.Fatal(err)
 	}
