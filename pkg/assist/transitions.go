@@ -446,11 +446,17 @@ func checkPost(probs *Problems, post string) {
 	switch {
 	case post == "":
 		probs.Add("post", "is required")
-	case len(post) > MaxPost || strings.ContainsFunc(post, func(r rune) bool {
-		return !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
-	}):
+	case !ValidPost(post):
 		probs.Add("post", "must be up to %d characters A-Z, 0-9, '-' or '_'", MaxPost)
 	}
+}
+
+// ValidPost reports whether post is a post code: up to MaxPost characters
+// A-Z, 0-9, '-' or '_'.
+func ValidPost(post string) bool {
+	return post != "" && len(post) <= MaxPost && !strings.ContainsFunc(post, func(r rune) bool {
+		return !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	})
 }
 
 func checkCategory(probs *Problems, field string, c Category) {

@@ -118,6 +118,8 @@ func (s *server) fileRequest(r *http.Request, c command, in fileBody) (reply, er
 	switch {
 	case in.Post == "":
 		return reply{}, invalid("post", "is required")
+	case !assist.ValidPost(in.Post):
+		return reply{}, invalid("post", "must be up to %d characters A-Z, 0-9, '-' or '_'", assist.MaxPost)
 	case !ofPost(c.User, in.Post):
 		return reply{}, assist.Errorf(assist.CodeForbidden, "you do not file for post %q", in.Post)
 	}
