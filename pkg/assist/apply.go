@@ -124,3 +124,18 @@ func Fold(events []Recorded) *Case {
 	}
 	return c
 }
+
+// FoldThrough rebuilds a case as it stood right after the event caused by
+// commandID; nil when no event carries the command. A command retried
+// after it happened answers with this.
+func FoldThrough(events []Recorded, commandID string) *Case {
+	if commandID == "" {
+		return nil
+	}
+	for i, r := range events {
+		if r.Event.CommandID == commandID {
+			return Fold(events[:i+1])
+		}
+	}
+	return nil
+}

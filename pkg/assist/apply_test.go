@@ -267,3 +267,21 @@ func TestEveryStateIsReachable(t *testing.T) {
 		}
 	}
 }
+
+func TestFoldThrough(t *testing.T) {
+	h := caseIn(t, "under_review")
+	recs := h.events
+	claim := recs[len(recs)-1].Event.CommandID
+	if c := assist.FoldThrough(recs, claim); c == nil || c.State != assist.StateUnderReview || c.Events != len(recs) {
+		t.Fatalf("through the claim: %+v", c)
+	}
+	if c := assist.FoldThrough(recs, recs[0].Event.CommandID); c == nil || c.State != assist.StateSubmitted || c.Events != 1 {
+		t.Fatalf("through the filing: %+v", c)
+	}
+	if c := assist.FoldThrough(recs, "no such command"); c != nil {
+		t.Fatalf("unknown command: %+v", c)
+	}
+	if c := assist.FoldThrough(recs, ""); c != nil {
+		t.Fatalf("empty command: %+v", c)
+	}
+}

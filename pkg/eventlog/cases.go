@@ -49,7 +49,7 @@ func (l *Log) Execute(ctx context.Context, caseID, commandID string, decide Deci
 		if err != nil {
 			return nil, err
 		}
-		if c := foldUntilCommand(recs, commandID); c != nil {
+		if c := assist.FoldThrough(recs, commandID); c != nil {
 			return c, nil
 		}
 		c := assist.Fold(recs)
@@ -65,14 +65,7 @@ func (l *Log) Execute(ctx context.Context, caseID, commandID string, decide Deci
 		if err == nil && existed {
 			// The same command ran concurrently and its event is stored:
 			// answer with the stored event, not with this decision.
-			recs, err := l.Load(ctx, caseID)
-			if err != nil {
-				return nil, err
-			}
-			if c := foldUntilCommand(recs, commandID); c != nil {
-				return c, nil
-			}
-			return nil, assist.Errorf(assist.CodeInternal, "event %s of case %s is stored but not in its history", e.ID, caseID)
+			return l.asLogged(ctx, caseID, commandID)
 		}
 		if err == nil {
 			if c == nil {
@@ -115,25 +108,20 @@ func (l *Log) Create(ctx context.Context, caseID string, decide Decide) (*assist
 		return c, nil
 	}
 	// The event was appended before (a retry): answer as then.
+	return l.asLogged(ctx, caseID, e.CommandID)
+}
+
+// asLogged answers a command whose event is in the log with the case as it
+// stood right after it.
+func (l *Log) asLogged(ctx context.Context, caseID, commandID string) (*assist.Case, error) {
 	recs, err := l.Load(ctx, caseID)
 	if err != nil {
 		return nil, err
 	}
-	return foldUntilCommand(recs, e.CommandID), nil
-}
-
-// foldUntilCommand returns the case as of the event of commandID, nil when
-// no event carries it.
-func foldUntilCommand(recs []assist.Recorded, commandID string) *assist.Case {
-	if commandID == "" {
-		return nil
+	if c := assist.FoldThrough(recs, commandID); c != nil {
+		return c, nil
 	}
-	for i, r := range recs {
-		if r.Event.CommandID == commandID {
-			return assist.Fold(recs[:i+1])
-		}
-	}
-	return nil
+	return nil, assist.Errorf(assist.CodeInternal, "command %s of case %s is stored but not in its history", commandID, caseID)
 }
 
 // AsOf folds a case's events up to and including time t.

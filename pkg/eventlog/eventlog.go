@@ -149,6 +149,11 @@ func ParseSubject(subject string) (caseID, typ string, ok bool) {
 	return caseID, typ, true
 }
 
+// FromRaw reads a stored message of the event stream.
+func FromRaw(raw *jetstream.RawStreamMsg) Msg {
+	return newMsg(raw.Sequence, raw.Subject, raw.Header, raw.Time, raw.Data)
+}
+
 func newMsg(seq uint64, subject string, h nats.Header, t time.Time, data []byte) Msg {
 	caseID, typ, _ := ParseSubject(subject)
 	prev, _ := strconv.ParseUint(h.Get(HeaderPrev), 10, 64)
@@ -259,7 +264,7 @@ func (l *Log) LoadRaw(ctx context.Context, caseID string) ([]Msg, error) {
 	for attempt := 0; ; attempt++ {
 		var out []Msg
 		err := l.scan(ctx, Stream, CaseFilter(caseID), func(raw *jetstream.RawStreamMsg) error {
-			out = append(out, newMsg(raw.Sequence, raw.Subject, raw.Header, raw.Time, raw.Data))
+			out = append(out, FromRaw(raw))
 			return nil
 		})
 		if err != nil {
@@ -387,7 +392,7 @@ func (l *Log) Get(ctx context.Context, seq uint64) (Msg, error) {
 		}
 		return Msg{}, unavailable(fmt.Sprintf("get event %d", seq), err)
 	}
-	return newMsg(raw.Sequence, raw.Subject, raw.Header, raw.Time, raw.Data), nil
+	return FromRaw(raw), nil
 }
 
 // LastSeq is the sequence of the newest event in the log.

@@ -73,10 +73,8 @@ func (s *Service) Approve(ctx context.Context, r ApproveRequest) (*assist.Case, 
 	if err != nil {
 		return nil, err
 	}
-	for i, rec := range recs {
-		if rec.Event.CommandID == r.CommandID {
-			return assist.Fold(recs[:i+1]), nil // approved before: the same answer
-		}
+	if c := assist.FoldThrough(recs, r.CommandID); c != nil {
+		return c, nil // approved before: the same answer
 	}
 	c := assist.Fold(recs)
 	if c == nil {

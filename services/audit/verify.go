@@ -167,7 +167,7 @@ func readLog(ctx context.Context, js jetstream.JetStream, from, to uint64) ([]ev
 			if raw.Sequence != next {
 				return logHole(next)
 			}
-			out = append(out, fromRaw(raw))
+			out = append(out, eventlog.FromRaw(raw))
 			next++
 			return nil
 		})
@@ -210,14 +210,6 @@ func readBatch(ctx context.Context, js jetstream.JetStream, from, to uint64, f f
 		got++
 	}
 	return got, nil
-}
-
-// fromRaw converts a message read from the stream, as eventlog does.
-func fromRaw(raw *jetstream.RawStreamMsg) eventlog.Msg {
-	caseID, typ, _ := eventlog.ParseSubject(raw.Subject)
-	prev, _ := strconv.ParseUint(raw.Header.Get(eventlog.HeaderPrev), 10, 64)
-	return eventlog.Msg{Seq: raw.Sequence, Subject: raw.Subject, CaseID: caseID, Type: typ,
-		ID: raw.Header.Get(jetstream.MsgIDHeader), Prev: prev, Time: raw.Time, Data: raw.Data}
 }
 
 func unavailable(what string, err error) error {
