@@ -84,11 +84,12 @@ const (
 // Roles lists the roles a user can hold.
 var Roles = []string{RoleRequester, RoleApprover, RoleFinance, RoleAuditor, RoleAdmin}
 
-// Actor is who caused an event.
+// Actor is who caused an event. It crosses service boundaries unchanged
+// (in commands and in the archive), so its JSON names are explicit.
 type Actor struct {
-	Username string
-	Role     string
-	Post     string
+	Username string `json:"username"`
+	Role     string `json:"role"`
+	Post     string `json:"post,omitempty"`
 }
 
 // Sealed is personal data encrypted under the case's data key. The domain

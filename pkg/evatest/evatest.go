@@ -17,10 +17,10 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/platform"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
-	"github.com/eva-org/eva/services/approval"
-	"github.com/eva-org/eva/services/audit"
-	"github.com/eva-org/eva/services/disbursement"
-	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/approval/approvalapi"
+	"github.com/eva-org/eva/services/audit/auditapi"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // Options of a stack.
@@ -42,10 +42,10 @@ type Options struct {
 type Stack struct {
 	P            *platform.Platform
 	URL          string // the gateway
-	Intake       *intake.Client
-	Approval     *approval.Client
-	Disbursement *disbursement.Client
-	Audit        *audit.Client
+	Intake       *intakeapi.Client
+	Approval     *approvalapi.Client
+	Disbursement *disbursementapi.Client
+	Audit        *auditapi.Client
 	Options      Options
 	stop         func()
 }
@@ -85,8 +85,8 @@ func Start(tb testing.TB, o Options) *Stack {
 	}
 	done := make(chan error, 1)
 	go func() { done <- platform.Dev(ctx, p, discard{}) }()
-	s := &Stack{P: p, URL: "http://" + addr, Intake: intake.NewClient(p.NC), Approval: approval.NewClient(p.NC),
-		Disbursement: disbursement.NewClient(p.NC), Audit: audit.NewClient(p.NC), Options: o}
+	s := &Stack{P: p, URL: "http://" + addr, Intake: intakeapi.NewClient(p.NC), Approval: approvalapi.NewClient(p.NC),
+		Disbursement: disbursementapi.NewClient(p.NC), Audit: auditapi.NewClient(p.NC), Options: o}
 	var once bool
 	s.stop = func() {
 		if once {

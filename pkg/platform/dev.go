@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/eva-org/eva/pkg/assist"
-	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 	"github.com/eva-org/eva/services/gateway"
 )
 
@@ -22,7 +22,7 @@ const (
 )
 
 // DemoPayees are the service providers `eva dev` seeds.
-var DemoPayees = []disbursement.CreatePayeeRequest{
+var DemoPayees = []disbursementapi.CreatePayeeRequest{
 	{CommandID: "01900000-0000-7000-8000-00000000a001", Name: "Safe Haven Shelter Dhaka", Country: "BGD", Account: "BD-SIM-0001"},
 	{CommandID: "01900000-0000-7000-8000-00000000a002", Name: "Mumbai Care Clinic", Country: "IND", Account: "IN-SIM-0002"},
 	{CommandID: "01900000-0000-7000-8000-00000000a003", Name: "Global Travel Desk", Country: "", Account: "XX-SIM-0003"},
@@ -41,7 +41,7 @@ func Dev(ctx context.Context, p *Platform, out io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return RunAll(gctx, p) })
 	g.Go(func() error {
-		if err := SeedMoney(gctx, disbursement.NewClient(p.NC)); err != nil {
+		if err := SeedMoney(gctx, disbursementapi.NewClient(p.NC)); err != nil {
 			return err
 		}
 		banner(out, p.Config)
@@ -72,15 +72,15 @@ func Seed(ctx context.Context, p *Platform) error {
 	if err := SeedUsers(ctx, p); err != nil {
 		return err
 	}
-	return SeedMoney(ctx, disbursement.NewClient(p.NC))
+	return SeedMoney(ctx, disbursementapi.NewClient(p.NC))
 }
 
 // SeedMoney creates the demo fund and payees, waiting for disbursement to
 // answer.
-func SeedMoney(ctx context.Context, c *disbursement.Client) error {
+func SeedMoney(ctx context.Context, c *disbursementapi.Client) error {
 	fin := assist.Actor{Username: "eva-seed", Role: assist.RoleFinance}
 	seed := func() error {
-		if _, err := c.CreateFund(ctx, disbursement.CreateFundRequest{CommandID: DemoFundID, Actor: fin,
+		if _, err := c.CreateFund(ctx, disbursementapi.CreateFundRequest{CommandID: DemoFundID, Actor: fin,
 			Name: DemoFundName, AllocatedCents: 100_000_000}); err != nil && !assist.IsCode(err, assist.CodeConflict) {
 			return err
 		}

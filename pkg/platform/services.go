@@ -11,11 +11,15 @@ import (
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/audit"
+	"github.com/eva-org/eva/services/audit/auditapi"
 	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 	"github.com/eva-org/eva/services/disbursement/provsim"
 	"github.com/eva-org/eva/services/gateway"
 	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // service is one of EVA's services: the migration sets of its database
@@ -29,12 +33,12 @@ var services = map[string]service{
 	"intake": {[]sqldb.Migrations{eventlog.Migrations, intake.Migrations},
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
 			return intake.Run(ctx, intake.Deps{Config: intake.Config{Policy: p.Config.Policy}, NC: p.NC, Log: p.Log,
-				DB: db, Keys: p.Keys, Payees: disbursement.NewClient(p.NC), Logger: p.Logger.Named("intake")})
+				DB: db, Keys: p.Keys, Payees: disbursementapi.NewClient(p.NC), Logger: p.Logger.Named("intake")})
 		}},
 	"approval": {[]sqldb.Migrations{eventlog.Migrations, approval.Migrations},
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
 			return approval.Run(ctx, approval.Deps{Config: approval.Config{Policy: p.Config.Policy}, NC: p.NC, Log: p.Log,
-				DB: db, Holds: disbursement.NewClient(p.NC), Logger: p.Logger.Named("approval")})
+				DB: db, Holds: disbursementapi.NewClient(p.NC), Logger: p.Logger.Named("approval")})
 		}},
 	"disbursement": {[]sqldb.Migrations{eventlog.Migrations, disbursement.Migrations, provsim.Migrations},
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
@@ -53,10 +57,10 @@ var services = map[string]service{
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
 			return gateway.Run(ctx, gateway.Deps{
 				Config:       gateway.Config{Addr: p.Config.HTTPAddr, CookieSecure: p.Config.CookieSecure},
-				Intake:       intake.NewClient(p.NC),
-				Approval:     approval.NewClient(p.NC),
-				Disbursement: disbursement.NewClient(p.NC),
-				Audit:        audit.NewClient(p.NC),
+				Intake:       intakeapi.NewClient(p.NC),
+				Approval:     approvalapi.NewClient(p.NC),
+				Disbursement: disbursementapi.NewClient(p.NC),
+				Audit:        auditapi.NewClient(p.NC),
 				DB:           db,
 				Logger:       p.Logger.Named("gateway"),
 				Registry:     p.Registry,

@@ -45,9 +45,19 @@ func NewServer(ctx context.Context, nc *nats.Conn, name, description string, zl 
 // Stop unsubscribes every endpoint.
 func (s *Server) Stop() error { return s.svc.Stop() }
 
-// Handle serves subject with h: the request body is decoded into Req, and
-// h's result or error is the reply.
-func Handle[Req, Resp any](s *Server, subject string, h func(ctx context.Context, req Req) (Resp, error)) error {
+// Endpoint declares one operation of a service: its subject, and — by its
+// type parameters — what it takes and what it answers. A service's contract
+// package declares its endpoints once; the handler (Handle) and the client
+// (Call) are both typed by the same declaration, so they cannot disagree
+// on types.
+type Endpoint[Req, Resp any] struct {
+	Subject string
+}
+
+// Handle serves the endpoint with h: the request body is decoded into Req,
+// and h's result or error is the reply.
+func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.Context, req Req) (Resp, error)) error {
+	subject := e.Subject
 	name := subject[strings.LastIndexByte(subject, '.')+1:]
 	return s.svc.AddEndpoint(name, micro.HandlerFunc(func(r micro.Request) {
 		// The handler answers from its own goroutine, after micro's
@@ -134,11 +144,12 @@ func orDefault(s, d string) string {
 	return s
 }
 
-// Call sends req to subject and decodes the reply into Resp.
+// Call sends req to the endpoint and decodes the reply.
 //
 // Errors: the *assist.Error the service answered with; CodeUnavailable
 // when no service answers in time.
-func Call[Resp any](ctx context.Context, nc *nats.Conn, subject string, req any) (Resp, error) {
+func (e Endpoint[Req, Resp]) Call(ctx context.Context, nc *nats.Conn, req Req) (Resp, error) {
+	subject := e.Subject
 	var zero Resp
 	data, err := json.Marshal(req)
 	if err != nil {

@@ -23,6 +23,11 @@ type echoResp struct {
 	Text string `json:"text"`
 }
 
+var (
+	echo   = rpc.Endpoint[echoReq, echoResp]{Subject: "test.echo"}
+	nobody = rpc.Endpoint[echoReq, echoResp]{Subject: "test.nobody"}
+)
+
 func TestCallAndErrors(t *testing.T) {
 	nc, _ := natsxtest.JetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -32,7 +37,7 @@ func TestCallAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Stop()
-	err = rpc.Handle(srv, "test.echo", func(ctx context.Context, r echoReq) (echoResp, error) {
+	err = rpc.Handle(srv, echo, func(ctx context.Context, r echoReq) (echoResp, error) {
 		switch r.Fail {
 		case "conflict":
 			// Wrapped: the edge still finds the *assist.Error.
@@ -55,11 +60,11 @@ func TestCallAndErrors(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			text := fmt.Sprint(i)
-			got, err := rpc.Call[echoResp](ctx, nc, "test.echo", echoReq{Text: text})
+			got, err := echo.Call(ctx, nc, echoReq{Text: text})
 			if err != nil || got.Text != text {
 				t.Errorf("echo %s: %+v %v", text, got, err)
 			}
-			_, err = rpc.Call[echoResp](ctx, nc, "test.echo", echoReq{Fail: "conflict"})
+			_, err = echo.Call(ctx, nc, echoReq{Fail: "conflict"})
 			var ae *assist.Error
 			if !errors.As(err, &ae) || ae.Code != assist.CodeInvalid || len(ae.Fields) != 1 || ae.Fields[0].Field != "text" {
 				t.Errorf("field error: %v", err)
@@ -68,12 +73,12 @@ func TestCallAndErrors(t *testing.T) {
 	}
 	wg.Wait()
 	for _, fail := range []string{"plain", "panic"} {
-		_, err := rpc.Call[echoResp](ctx, nc, "test.echo", echoReq{Fail: fail})
+		_, err := echo.Call(ctx, nc, echoReq{Fail: fail})
 		if !assist.IsCode(err, assist.CodeInternal) || err.Error() != "internal: internal error" {
 			t.Errorf("%s: %v, want a hidden internal error", fail, err)
 		}
 	}
-	if _, err := rpc.Call[echoResp](ctx, nc, "test.nobody", echoReq{}); !assist.IsCode(err, assist.CodeUnavailable) {
+	if _, err := nobody.Call(ctx, nc, echoReq{}); !assist.IsCode(err, assist.CodeUnavailable) {
 		t.Errorf("no responder: %v", err)
 	}
 	// A malformed body is the caller's fault.

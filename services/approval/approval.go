@@ -14,10 +14,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb"
-	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/approval/approvalapi"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
 // Config is approval's configuration.
@@ -28,8 +30,8 @@ type Config struct {
 // Holds is what approval needs of disbursement: money held on a fund
 // before an approval is recorded, and given back when it is not.
 type Holds interface {
-	PlaceHold(ctx context.Context, r disbursement.PlaceHoldRequest) (disbursement.Hold, error)
-	ReleaseHold(ctx context.Context, r disbursement.ReleaseHoldRequest) (disbursement.Hold, error)
+	PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error)
+	ReleaseHold(ctx context.Context, r disbursementapi.ReleaseHoldRequest) (disbursementapi.Hold, error)
 }
 
 // Deps is what approval runs on.
@@ -77,12 +79,12 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	defer srv.Stop()
 	if err := errors.Join(
-		rpc.Handle(srv, SubjectQueue, s.Queue),
-		rpc.Handle(srv, SubjectClaim, s.Claim),
-		rpc.Handle(srv, SubjectRelease, s.Release),
-		rpc.Handle(srv, SubjectApprove, s.Approve),
-		rpc.Handle(srv, SubjectReject, s.Reject),
-		rpc.Handle(srv, SubjectRequestInfo, s.RequestInfo),
+		rpc.Handle(srv, approvalapi.Queue, s.Queue),
+		rpc.Handle(srv, approvalapi.Claim, caseview.Serve(s.Claim)),
+		rpc.Handle(srv, approvalapi.Release, caseview.Serve(s.Release)),
+		rpc.Handle(srv, approvalapi.Approve, caseview.Serve(s.Approve)),
+		rpc.Handle(srv, approvalapi.Reject, caseview.Serve(s.Reject)),
+		rpc.Handle(srv, approvalapi.RequestInfo, caseview.Serve(s.RequestInfo)),
 	); err != nil {
 		return fmt.Errorf("approval: %w", err)
 	}

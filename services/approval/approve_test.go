@@ -13,23 +13,24 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
-	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/disbursement"
-	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // Approve with holds faked: unit-level cases of the hold-then-approve
 // protocol, on the real log and database.
 
-func approveRequest(caseID string, actor assist.Actor, amount int64) approval.ApproveRequest {
-	return approval.ApproveRequest{CommandID: newID(), Actor: actor, CaseID: caseID, AmountCents: amount, FundID: "fund-1", Note: "ok"}
+func approveRequest(caseID string, actor assist.Actor, amount int64) approvalapi.ApproveRequest {
+	return approvalapi.ApproveRequest{CommandID: newID(), Actor: actor, CaseID: caseID, AmountCents: amount, FundID: "fund-1", Note: "ok"}
 }
 
 func TestApproveWithFakeHoldsRecordsHoldAndWhatApproverSaw(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		holds := &fakeHolds{}
-		var asked []disbursement.PlaceHoldRequest
-		holds.placeHold = func(ctx context.Context, r disbursement.PlaceHoldRequest) (disbursement.Hold, error) {
+		var asked []disbursementapi.PlaceHoldRequest
+		holds.placeHold = func(ctx context.Context, r disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error) {
 			asked = append(asked, r)
 			return heldAsAsked(77_700)(ctx, r)
 		}
@@ -45,7 +46,7 @@ func TestApproveWithFakeHoldsRecordsHoldAndWhatApproverSaw(t *testing.T) {
 			got.FundID != "fund-1" || got.HoldID != r.CommandID || got.PayeeID != payee1 || got.ClaimedBy != "" {
 			t.Fatalf("approved case = %+v", got)
 		}
-		want := disbursement.PlaceHoldRequest{HoldID: r.CommandID, FundID: "fund-1", CaseID: c.ID, PayeeID: payee1, AmountCents: 20_000}
+		want := disbursementapi.PlaceHoldRequest{HoldID: r.CommandID, FundID: "fund-1", CaseID: c.ID, PayeeID: payee1, AmountCents: 20_000}
 		if len(asked) != 1 || asked[0] != want {
 			t.Fatalf("PlaceHold calls = %+v, want one %+v", asked, want)
 		}
@@ -68,7 +69,7 @@ func TestApproveWithFakeHoldsRecordsHoldAndWhatApproverSaw(t *testing.T) {
 func TestApproveWithFakeHoldsUsesPayeeOfDecision(t *testing.T) {
 	holds := &fakeHolds{}
 	var payee string
-	holds.placeHold = func(ctx context.Context, r disbursement.PlaceHoldRequest) (disbursement.Hold, error) {
+	holds.placeHold = func(ctx context.Context, r disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error) {
 		payee = r.PayeeID
 		return heldAsAsked(1)(ctx, r)
 	}
@@ -128,8 +129,8 @@ func TestApproveWithFakeHoldsRetryPlacesNoSecondHold(t *testing.T) {
 func TestApproveWithFakeHoldsInsufficientFundsPassesThrough(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		avail := int64(12_34)
-		holds := &fakeHolds{placeHold: func(context.Context, disbursement.PlaceHoldRequest) (disbursement.Hold, error) {
-			return disbursement.Hold{}, &assist.Error{Code: assist.CodeInsufficientFunds, Message: "fund F has 12.34 USD available", AvailableUSDCents: &avail}
+		holds := &fakeHolds{placeHold: func(context.Context, disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error) {
+			return disbursementapi.Hold{}, &assist.Error{Code: assist.CodeInsufficientFunds, Message: "fund F has 12.34 USD available", AvailableUSDCents: &avail}
 		}}
 		h := newHarness(t, db, holds)
 		c := h.file(ana)
@@ -159,16 +160,16 @@ func TestApproveWithFakeHoldsRefusedAfterHoldReleasesIt(t *testing.T) {
 		c := h.file(ana)
 		h.claim(c.ID, olu)
 		var releasedID string
-		holds.placeHold = func(ctx context.Context, r disbursement.PlaceHoldRequest) (disbursement.Hold, error) {
+		holds.placeHold = func(ctx context.Context, r disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error) {
 			// While the hold is placed, the approver's claim ends.
-			if _, err := h.svc.Release(ctx, approval.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID}); err != nil {
+			if _, err := h.svc.Release(ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID}); err != nil {
 				t.Errorf("release the claim: %v", err)
 			}
 			return heldAsAsked(5_000)(ctx, r)
 		}
-		holds.releaseHold = func(_ context.Context, r disbursement.ReleaseHoldRequest) (disbursement.Hold, error) {
+		holds.releaseHold = func(_ context.Context, r disbursementapi.ReleaseHoldRequest) (disbursementapi.Hold, error) {
 			releasedID = r.HoldID
-			return disbursement.Hold{ID: r.HoldID, Status: disbursement.HoldReleased}, nil
+			return disbursementapi.Hold{ID: r.HoldID, Status: disbursementapi.HoldReleased}, nil
 		}
 		r := approveRequest(c.ID, olu, 20_000)
 		_, err := h.svc.Approve(h.ctx, r)
@@ -191,14 +192,14 @@ func TestApproveWithFakeHoldsReleaseFailureKeepsRefusal(t *testing.T) {
 	h := newHarness(t, sqldbtest.SQLite(t), holds)
 	c := h.file(ana)
 	h.claim(c.ID, olu)
-	holds.placeHold = func(ctx context.Context, r disbursement.PlaceHoldRequest) (disbursement.Hold, error) {
+	holds.placeHold = func(ctx context.Context, r disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error) {
 		if _, err := h.intake.Withdraw(ctx, intakeWithdraw(c.ID)); err != nil {
 			t.Errorf("withdraw: %v", err)
 		}
 		return heldAsAsked(5_000)(ctx, r)
 	}
-	holds.releaseHold = func(context.Context, disbursement.ReleaseHoldRequest) (disbursement.Hold, error) {
-		return disbursement.Hold{}, assist.Errorf(assist.CodeUnavailable, "disbursement is down")
+	holds.releaseHold = func(context.Context, disbursementapi.ReleaseHoldRequest) (disbursementapi.Hold, error) {
+		return disbursementapi.Hold{}, assist.Errorf(assist.CodeUnavailable, "disbursement is down")
 	}
 	_, err := h.svc.Approve(h.ctx, approveRequest(c.ID, olu, 20_000))
 	requireCode(t, err, assist.CodeConflict)
@@ -221,23 +222,23 @@ func TestApproveWithFakeHoldsRefusedBeforeHoldPlacesNone(t *testing.T) {
 		h.claim(noPayee.ID, olu)
 		for _, tc := range []struct {
 			name  string
-			edit  func(r *approval.ApproveRequest)
+			edit  func(r *approvalapi.ApproveRequest)
 			code  assist.Code
 			field string
 		}{
-			{"without claim", func(r *approval.ApproveRequest) { r.CaseID = unclaimed.ID }, assist.CodeConflict, ""},
-			{"claimed by another", func(r *approval.ApproveRequest) { r.Actor = pia }, assist.CodeConflict, ""},
-			{"by the filer", func(r *approval.ApproveRequest) { r.Actor = anaApprover }, assist.CodeForbidden, ""},
-			{"by a requester", func(r *approval.ApproveRequest) { r.Actor = ana }, assist.CodeForbidden, ""},
-			{"by finance", func(r *approval.ApproveRequest) { r.Actor = assist.Actor{Username: "fin", Role: assist.RoleFinance} }, assist.CodeForbidden, ""},
-			{"more than requested", func(r *approval.ApproveRequest) { r.AmountCents = 25_001 }, assist.CodeInvalid, "amount_usd_cents"},
-			{"zero amount", func(r *approval.ApproveRequest) { r.AmountCents = 0 }, assist.CodeInvalid, "amount_usd_cents"},
-			{"no fund", func(r *approval.ApproveRequest) { r.FundID = " " }, assist.CodeInvalid, "fund_id"},
-			{"no payee anywhere", func(r *approval.ApproveRequest) { r.CaseID = noPayee.ID }, assist.CodeInvalid, "payee_id"},
-			{"note too long", func(r *approval.ApproveRequest) { r.Note = strings.Repeat("n", assist.MaxNote+1) }, assist.CodeInvalid, "note"},
-			{"unknown case", func(r *approval.ApproveRequest) { r.CaseID = newID() }, assist.CodeNotFound, ""},
-			{"malformed case id", func(r *approval.ApproveRequest) { r.CaseID = "*" }, assist.CodeNotFound, ""},
-			{"bad command id", func(r *approval.ApproveRequest) { r.CommandID = "approve-1" }, assist.CodeInvalid, ""},
+			{"without claim", func(r *approvalapi.ApproveRequest) { r.CaseID = unclaimed.ID }, assist.CodeConflict, ""},
+			{"claimed by another", func(r *approvalapi.ApproveRequest) { r.Actor = pia }, assist.CodeConflict, ""},
+			{"by the filer", func(r *approvalapi.ApproveRequest) { r.Actor = anaApprover }, assist.CodeForbidden, ""},
+			{"by a requester", func(r *approvalapi.ApproveRequest) { r.Actor = ana }, assist.CodeForbidden, ""},
+			{"by finance", func(r *approvalapi.ApproveRequest) { r.Actor = assist.Actor{Username: "fin", Role: assist.RoleFinance} }, assist.CodeForbidden, ""},
+			{"more than requested", func(r *approvalapi.ApproveRequest) { r.AmountCents = 25_001 }, assist.CodeInvalid, "amount_usd_cents"},
+			{"zero amount", func(r *approvalapi.ApproveRequest) { r.AmountCents = 0 }, assist.CodeInvalid, "amount_usd_cents"},
+			{"no fund", func(r *approvalapi.ApproveRequest) { r.FundID = " " }, assist.CodeInvalid, "fund_id"},
+			{"no payee anywhere", func(r *approvalapi.ApproveRequest) { r.CaseID = noPayee.ID }, assist.CodeInvalid, "payee_id"},
+			{"note too long", func(r *approvalapi.ApproveRequest) { r.Note = strings.Repeat("n", assist.MaxNote+1) }, assist.CodeInvalid, "note"},
+			{"unknown case", func(r *approvalapi.ApproveRequest) { r.CaseID = newID() }, assist.CodeNotFound, ""},
+			{"malformed case id", func(r *approvalapi.ApproveRequest) { r.CaseID = "*" }, assist.CodeNotFound, ""},
+			{"bad command id", func(r *approvalapi.ApproveRequest) { r.CommandID = "approve-1" }, assist.CodeInvalid, ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				r := approveRequest(claimed.ID, olu, 20_000)
@@ -260,8 +261,8 @@ func TestApproveWithFakeHoldsRefusedBeforeHoldPlacesNone(t *testing.T) {
 // The command's hold was placed before with another amount or fund (a
 // reused command id): a conflict, and the other hold is left alone.
 func TestApproveWithFakeHoldsMismatchedHoldIsConflict(t *testing.T) {
-	holds := &fakeHolds{placeHold: func(_ context.Context, r disbursement.PlaceHoldRequest) (disbursement.Hold, error) {
-		return disbursement.Hold{ID: r.HoldID, FundID: r.FundID, CaseID: r.CaseID, AmountCents: r.AmountCents + 1, Status: disbursement.HoldHeld}, nil
+	holds := &fakeHolds{placeHold: func(_ context.Context, r disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error) {
+		return disbursementapi.Hold{ID: r.HoldID, FundID: r.FundID, CaseID: r.CaseID, AmountCents: r.AmountCents + 1, Status: disbursementapi.HoldHeld}, nil
 	}}
 	h := newHarness(t, sqldbtest.SQLite(t), holds)
 	c := h.file(ana)
@@ -276,8 +277,8 @@ func TestApproveWithFakeHoldsMismatchedHoldIsConflict(t *testing.T) {
 }
 
 func TestApproveWithFakeHoldsUnavailablePassesThrough(t *testing.T) {
-	holds := &fakeHolds{placeHold: func(context.Context, disbursement.PlaceHoldRequest) (disbursement.Hold, error) {
-		return disbursement.Hold{}, assist.Errorf(assist.CodeUnavailable, "disbursement: no service is answering")
+	holds := &fakeHolds{placeHold: func(context.Context, disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error) {
+		return disbursementapi.Hold{}, assist.Errorf(assist.CodeUnavailable, "disbursement: no service is answering")
 	}}
 	h := newHarness(t, sqldbtest.SQLite(t), holds)
 	c := h.file(ana)
@@ -297,11 +298,11 @@ func TestApproveHoldsMoneyOnRealFund(t *testing.T) {
 		fin := assist.Actor{Username: "fin", Role: assist.RoleFinance}
 		d := disbursement.New(disbursement.Deps{Config: disbursement.Config{HoldTTL: time.Hour}, Log: h.log, DB: db, Logger: zaptest.NewLogger(t)})
 		h.svc = h.service(d, nil)
-		fund, err := d.CreateFund(h.ctx, disbursement.CreateFundRequest{CommandID: newID(), Actor: fin, Name: "Emergency", AllocatedCents: 100_000})
+		fund, err := d.CreateFund(h.ctx, disbursementapi.CreateFundRequest{CommandID: newID(), Actor: fin, Name: "Emergency", AllocatedCents: 100_000})
 		if err != nil {
 			t.Fatal(err)
 		}
-		payee, err := d.CreatePayee(h.ctx, disbursement.CreatePayeeRequest{CommandID: newID(), Actor: fin, Name: "Shanti", Account: "ACC-1"})
+		payee, err := d.CreatePayee(h.ctx, disbursementapi.CreatePayeeRequest{CommandID: newID(), Actor: fin, Name: "Shanti", Account: "ACC-1"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -310,8 +311,8 @@ func TestApproveHoldsMoneyOnRealFund(t *testing.T) {
 			r.AmountCents, r.PayeeID = amount, payee.ID
 			return h.fileWith(h.intake, r)
 		}
-		fundNow := func() disbursement.Fund {
-			f, err := d.Fund(h.ctx, disbursement.GetRequest{ID: fund.ID})
+		fundNow := func() disbursementapi.Fund {
+			f, err := d.Fund(h.ctx, disbursementapi.GetRequest{ID: fund.ID})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -320,7 +321,7 @@ func TestApproveHoldsMoneyOnRealFund(t *testing.T) {
 		first, second := fileFor(60_000), fileFor(60_000)
 		h.claim(first.ID, olu)
 		h.claim(second.ID, pia)
-		r := approval.ApproveRequest{CommandID: newID(), Actor: olu, CaseID: first.ID, AmountCents: 60_000, FundID: fund.ID}
+		r := approvalapi.ApproveRequest{CommandID: newID(), Actor: olu, CaseID: first.ID, AmountCents: 60_000, FundID: fund.ID}
 		got, err := h.svc.Approve(h.ctx, r)
 		if err != nil {
 			t.Fatal(err)
@@ -342,16 +343,16 @@ func TestApproveHoldsMoneyOnRealFund(t *testing.T) {
 		}
 
 		seq := h.lastSeq()
-		_, err = h.svc.Approve(h.ctx, approval.ApproveRequest{CommandID: newID(), Actor: pia, CaseID: second.ID, AmountCents: 60_000, FundID: fund.ID})
+		_, err = h.svc.Approve(h.ctx, approvalapi.ApproveRequest{CommandID: newID(), Actor: pia, CaseID: second.ID, AmountCents: 60_000, FundID: fund.ID})
 		var e *assist.Error
 		if !errors.As(err, &e) || e.Code != assist.CodeInsufficientFunds || e.AvailableUSDCents == nil || *e.AvailableUSDCents != 40_000 {
 			t.Fatalf("err = %v, want insufficient_funds with 40,000 available", err)
 		}
 		h.requireNoNewEvent(seq)
-		_, err = h.svc.Approve(h.ctx, approval.ApproveRequest{CommandID: newID(), Actor: pia, CaseID: second.ID, AmountCents: 1000, FundID: newID()})
+		_, err = h.svc.Approve(h.ctx, approvalapi.ApproveRequest{CommandID: newID(), Actor: pia, CaseID: second.ID, AmountCents: 1000, FundID: newID()})
 		requireField(t, err, "fund_id")
 		// A lower amount fits.
-		if _, err := h.svc.Approve(h.ctx, approval.ApproveRequest{CommandID: newID(), Actor: pia, CaseID: second.ID, AmountCents: 40_000, FundID: fund.ID}); err != nil {
+		if _, err := h.svc.Approve(h.ctx, approvalapi.ApproveRequest{CommandID: newID(), Actor: pia, CaseID: second.ID, AmountCents: 40_000, FundID: fund.ID}); err != nil {
 			t.Fatal(err)
 		}
 		if f := fundNow(); f.ReservedCents != 100_000 || f.AvailableCents != 0 {
@@ -360,6 +361,6 @@ func TestApproveHoldsMoneyOnRealFund(t *testing.T) {
 	})
 }
 
-func intakeWithdraw(caseID string) intake.WithdrawRequest {
-	return intake.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: caseID, Reason: "no longer needed"}
+func intakeWithdraw(caseID string) intakeapi.WithdrawRequest {
+	return intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: caseID, Reason: "no longer needed"}
 }

@@ -5,14 +5,15 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
-	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/approval/approvalapi"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
 // Queue returns a page of open cases, missed deadlines first, then by
 // deadline, each with the other open cases that may be its duplicates.
 //
 // Errors: CodeInvalid for a bad cursor.
-func (s *Service) Queue(ctx context.Context, r QueueRequest) (QueuePage, error) {
+func (s *Service) Queue(ctx context.Context, r approvalapi.QueueRequest) (approvalapi.QueuePage, error) {
 	return s.store.Queue(ctx, s.now(), r)
 }
 
@@ -20,7 +21,7 @@ func (s *Service) Queue(ctx context.Context, r QueueRequest) (QueuePage, error) 
 //
 // Errors: CodeNotFound, CodeForbidden (not an approver, or the filer),
 // CodeConflict (held by another, or not waiting for review).
-func (s *Service) Claim(ctx context.Context, r CaseCommand) (*assist.Case, error) {
+func (s *Service) Claim(ctx context.Context, r approvalapi.CaseCommand) (*assist.Case, error) {
 	return s.execute(ctx, r.CaseID, r.CommandID, r.Actor, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
 		return c.Claim(cmd, s.cfg.Policy.ClaimTTL)
 	})
@@ -30,7 +31,7 @@ func (s *Service) Claim(ctx context.Context, r CaseCommand) (*assist.Case, error
 //
 // Errors: CodeNotFound, CodeForbidden, CodeConflict unless the actor holds
 // the claim.
-func (s *Service) Release(ctx context.Context, r CaseCommand) (*assist.Case, error) {
+func (s *Service) Release(ctx context.Context, r approvalapi.CaseCommand) (*assist.Case, error) {
 	return s.execute(ctx, r.CaseID, r.CommandID, r.Actor, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
 		return c.Release(cmd)
 	})
@@ -39,7 +40,7 @@ func (s *Service) Release(ctx context.Context, r CaseCommand) (*assist.Case, err
 // Reject decides not to pay.
 //
 // Errors: CodeNotFound, CodeForbidden, CodeConflict, CodeInvalid.
-func (s *Service) Reject(ctx context.Context, r RejectRequest) (*assist.Case, error) {
+func (s *Service) Reject(ctx context.Context, r approvalapi.RejectRequest) (*assist.Case, error) {
 	return s.execute(ctx, r.CaseID, r.CommandID, r.Actor, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
 		return c.Reject(cmd, r.Reason)
 	})
@@ -48,7 +49,7 @@ func (s *Service) Reject(ctx context.Context, r RejectRequest) (*assist.Case, er
 // RequestInfo asks the requester a question.
 //
 // Errors: CodeNotFound, CodeForbidden, CodeConflict, CodeInvalid.
-func (s *Service) RequestInfo(ctx context.Context, r RequestInfoRequest) (*assist.Case, error) {
+func (s *Service) RequestInfo(ctx context.Context, r approvalapi.RequestInfoRequest) (*assist.Case, error) {
 	return s.execute(ctx, r.CaseID, r.CommandID, r.Actor, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
 		return c.RequestInfo(cmd, r.Question)
 	})
@@ -65,7 +66,7 @@ func (s *Service) RequestInfo(ctx context.Context, r RequestInfoRequest) (*assis
 // Errors: CodeNotFound, CodeForbidden (not an approver, or the filer),
 // CodeConflict (no live claim, lost race), CodeInsufficientFunds with the
 // available amount, CodeInvalid naming the field.
-func (s *Service) Approve(ctx context.Context, r ApproveRequest) (*assist.Case, error) {
+func (s *Service) Approve(ctx context.Context, r approvalapi.ApproveRequest) (*assist.Case, error) {
 	if err := checkIDs(r.CaseID, r.CommandID); err != nil {
 		return nil, err
 	}
@@ -90,7 +91,7 @@ func (s *Service) Approve(ctx context.Context, r ApproveRequest) (*assist.Case, 
 	if payee == "" {
 		payee = c.PayeeID
 	}
-	hold, err := s.holds.PlaceHold(ctx, disbursement.PlaceHoldRequest{HoldID: r.CommandID, FundID: r.FundID,
+	hold, err := s.holds.PlaceHold(ctx, disbursementapi.PlaceHoldRequest{HoldID: r.CommandID, FundID: r.FundID,
 		CaseID: r.CaseID, PayeeID: payee, AmountCents: r.AmountCents})
 	if err != nil {
 		return nil, err
@@ -106,7 +107,7 @@ func (s *Service) Approve(ctx context.Context, r ApproveRequest) (*assist.Case, 
 		if code := assist.ErrorCode(err); code != assist.CodeUnavailable && code != assist.CodeInternal {
 			// Refused for sure: give the money back now rather than at
 			// expiry.
-			if _, rerr := s.holds.ReleaseHold(ctx, disbursement.ReleaseHoldRequest{HoldID: hold.ID}); rerr != nil {
+			if _, rerr := s.holds.ReleaseHold(ctx, disbursementapi.ReleaseHoldRequest{HoldID: hold.ID}); rerr != nil {
 				s.zl.Sugar().Warnf("release hold %s after a refused approval: %v (it will expire)", hold.ID, rerr)
 			}
 		}

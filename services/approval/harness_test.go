@@ -18,8 +18,11 @@ import (
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
@@ -124,13 +127,13 @@ func (h *harness) seen(consumer string) int64 {
 	return n
 }
 
-func fileRequest(actor assist.Actor) intake.FileRequest {
-	return intake.FileRequest{CommandID: newID(), Actor: actor, Post: actor.Post, Category: string(assist.Shelter),
+func fileRequest(actor assist.Actor) intakeapi.FileRequest {
+	return intakeapi.FileRequest{CommandID: newID(), Actor: actor, Post: actor.Post, Category: string(assist.Shelter),
 		Urgency: string(assist.Urgent), AmountCents: 25_000, Justification: "shelter tonight",
-		Beneficiary: intake.Beneficiary{Reference: "REF-" + newID(), Name: "N"}, PayeeID: payee1}
+		Beneficiary: intakeapi.Beneficiary{Reference: "REF-" + newID(), Name: "N"}, PayeeID: payee1}
 }
 
-func (h *harness) fileWith(svc *intake.Service, r intake.FileRequest) *assist.Case {
+func (h *harness) fileWith(svc *intake.Service, r intakeapi.FileRequest) *assist.Case {
 	h.t.Helper()
 	c, err := svc.File(h.ctx, r)
 	if err != nil {
@@ -145,7 +148,7 @@ func (h *harness) file(actor assist.Actor) *assist.Case {
 
 func (h *harness) claim(caseID string, actor assist.Actor) *assist.Case {
 	h.t.Helper()
-	c, err := h.svc.Claim(h.ctx, approval.CaseCommand{CommandID: newID(), Actor: actor, CaseID: caseID})
+	c, err := h.svc.Claim(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: actor, CaseID: caseID})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -197,17 +200,17 @@ func countType(recs []assist.Recorded, typ string) int {
 }
 
 // queue reads the whole queue through the service.
-func (h *harness) queue() []approval.QueueItem {
+func (h *harness) queue() []approvalapi.QueueItem {
 	h.t.Helper()
-	page, err := h.svc.Queue(h.ctx, approval.QueueRequest{Limit: 500})
+	page, err := h.svc.Queue(h.ctx, approvalapi.QueueRequest{Limit: 500})
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	return page.Items
 }
 
-func queuedIDs(items []approval.QueueItem) map[string]approval.QueueItem {
-	out := map[string]approval.QueueItem{}
+func queuedIDs(items []approvalapi.QueueItem) map[string]approvalapi.QueueItem {
+	out := map[string]approvalapi.QueueItem{}
 	for _, it := range items {
 		out[it.Case.ID] = it
 	}
@@ -231,34 +234,34 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 // Approve: a set function field answers, an unset one fails the call (and
 // the test, through the error it returns). It counts the calls.
 type fakeHolds struct {
-	placeHold   func(ctx context.Context, r disbursement.PlaceHoldRequest) (disbursement.Hold, error)
-	releaseHold func(ctx context.Context, r disbursement.ReleaseHoldRequest) (disbursement.Hold, error)
+	placeHold   func(ctx context.Context, r disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error)
+	releaseHold func(ctx context.Context, r disbursementapi.ReleaseHoldRequest) (disbursementapi.Hold, error)
 	placed      atomic.Int64
 	released    atomic.Int64
 }
 
-func (f *fakeHolds) PlaceHold(ctx context.Context, r disbursement.PlaceHoldRequest) (disbursement.Hold, error) {
+func (f *fakeHolds) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error) {
 	f.placed.Add(1)
 	if f.placeHold == nil {
-		return disbursement.Hold{}, assist.Errorf(assist.CodeInternal, "fakeHolds: PlaceHold was not expected")
+		return disbursementapi.Hold{}, assist.Errorf(assist.CodeInternal, "fakeHolds: PlaceHold was not expected")
 	}
 	return f.placeHold(ctx, r)
 }
 
-func (f *fakeHolds) ReleaseHold(ctx context.Context, r disbursement.ReleaseHoldRequest) (disbursement.Hold, error) {
+func (f *fakeHolds) ReleaseHold(ctx context.Context, r disbursementapi.ReleaseHoldRequest) (disbursementapi.Hold, error) {
 	f.released.Add(1)
 	if f.releaseHold == nil {
-		return disbursement.Hold{}, assist.Errorf(assist.CodeInternal, "fakeHolds: ReleaseHold was not expected")
+		return disbursementapi.Hold{}, assist.Errorf(assist.CodeInternal, "fakeHolds: ReleaseHold was not expected")
 	}
 	return f.releaseHold(ctx, r)
 }
 
 // heldAsAsked is a fake PlaceHold that holds what it is asked for, with
 // available left on the fund.
-func heldAsAsked(available int64) func(context.Context, disbursement.PlaceHoldRequest) (disbursement.Hold, error) {
-	return func(_ context.Context, r disbursement.PlaceHoldRequest) (disbursement.Hold, error) {
-		return disbursement.Hold{ID: r.HoldID, FundID: r.FundID, CaseID: r.CaseID, AmountCents: r.AmountCents,
-			Status: disbursement.HoldHeld, ExpiresAt: time.Now().Add(time.Hour), AvailableCents: available}, nil
+func heldAsAsked(available int64) func(context.Context, disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error) {
+	return func(_ context.Context, r disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error) {
+		return disbursementapi.Hold{ID: r.HoldID, FundID: r.FundID, CaseID: r.CaseID, AmountCents: r.AmountCents,
+			Status: disbursementapi.HoldHeld, ExpiresAt: time.Now().Add(time.Hour), AvailableCents: available}, nil
 	}
 }
 

@@ -14,9 +14,10 @@ import (
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
-	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/disbursement"
-	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // DESIGN §5.6: replaying the log rebuilds every read model exactly. After
@@ -29,11 +30,11 @@ func TestReplayRebuildsReadModelsExactly(t *testing.T) {
 		fin := assist.Actor{Username: "fin", Role: assist.RoleFinance}
 		d := disbursement.New(disbursement.Deps{Config: disbursement.Config{HoldTTL: time.Hour}, Log: h.log, DB: db, Logger: zaptest.NewLogger(t)})
 		h.svc = h.service(d, nil)
-		fund, err := d.CreateFund(h.ctx, disbursement.CreateFundRequest{CommandID: newID(), Actor: fin, Name: "F", AllocatedCents: 10_000_000})
+		fund, err := d.CreateFund(h.ctx, disbursementapi.CreateFundRequest{CommandID: newID(), Actor: fin, Name: "F", AllocatedCents: 10_000_000})
 		if err != nil {
 			t.Fatal(err)
 		}
-		payee, err := d.CreatePayee(h.ctx, disbursement.CreatePayeeRequest{CommandID: newID(), Actor: fin, Name: "P", Account: "A"})
+		payee, err := d.CreatePayee(h.ctx, disbursementapi.CreatePayeeRequest{CommandID: newID(), Actor: fin, Name: "P", Account: "A"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,31 +58,31 @@ func TestReplayRebuildsReadModelsExactly(t *testing.T) {
 			r.Beneficiary.Reference = fmt.Sprintf("REF-%d", i%7) // some possible duplicates
 			c := h.fileWith(h.intake, r)
 			ids = append(ids, c.ID)
-			cmd := func(a assist.Actor) approval.CaseCommand {
-				return approval.CaseCommand{CommandID: newID(), Actor: a, CaseID: c.ID}
+			cmd := func(a assist.Actor) approvalapi.CaseCommand {
+				return approvalapi.CaseCommand{CommandID: newID(), Actor: a, CaseID: c.ID}
 			}
 			switch i % 6 {
 			case 0: // filed only
 			case 1:
-				must(h.intake.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: actor, CaseID: c.ID,
-					AmountCents: ptr(int64(10_000 + i)), Urgency: ptr("routine"), Beneficiary: &intake.Beneficiary{Reference: "NEW-" + c.ID}}))
+				must(h.intake.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: actor, CaseID: c.ID,
+					AmountCents: ptr(int64(10_000 + i)), Urgency: ptr("routine"), Beneficiary: &intakeapi.Beneficiary{Reference: "NEW-" + c.ID}}))
 			case 2:
-				must(h.intake.Withdraw(h.ctx, intake.WithdrawRequest{CommandID: newID(), Actor: actor, CaseID: c.ID, Reason: "resolved"}))
+				must(h.intake.Withdraw(h.ctx, intakeapi.WithdrawRequest{CommandID: newID(), Actor: actor, CaseID: c.ID, Reason: "resolved"}))
 			case 3:
 				must(h.svc.Claim(h.ctx, cmd(olu)))
 				must(h.svc.Release(h.ctx, cmd(olu)))
 				must(h.svc.Claim(h.ctx, cmd(pia)))
-				must(h.svc.Reject(h.ctx, approval.RejectRequest{CommandID: newID(), Actor: pia, CaseID: c.ID, Reason: "not eligible"}))
+				must(h.svc.Reject(h.ctx, approvalapi.RejectRequest{CommandID: newID(), Actor: pia, CaseID: c.ID, Reason: "not eligible"}))
 			case 4:
 				must(h.svc.Claim(h.ctx, cmd(olu)))
-				must(h.svc.RequestInfo(h.ctx, approval.RequestInfoRequest{CommandID: newID(), Actor: olu, CaseID: c.ID, Question: "when?"}))
+				must(h.svc.RequestInfo(h.ctx, approvalapi.RequestInfoRequest{CommandID: newID(), Actor: olu, CaseID: c.ID, Question: "when?"}))
 				if i%12 == 4 {
-					must(h.intake.Answer(h.ctx, intake.AnswerRequest{CommandID: newID(), Actor: actor, CaseID: c.ID, Answer: "tonight"}))
+					must(h.intake.Answer(h.ctx, intakeapi.AnswerRequest{CommandID: newID(), Actor: actor, CaseID: c.ID, Answer: "tonight"}))
 					must(h.svc.Claim(h.ctx, cmd(pia)))
 				}
 			case 5:
 				must(h.svc.Claim(h.ctx, cmd(olu)))
-				must(h.svc.Approve(h.ctx, approval.ApproveRequest{CommandID: newID(), Actor: olu, CaseID: c.ID,
+				must(h.svc.Approve(h.ctx, approvalapi.ApproveRequest{CommandID: newID(), Actor: olu, CaseID: c.ID,
 					AmountCents: 20_000, FundID: fund.ID, Note: "ok"}))
 			}
 		}
@@ -216,7 +217,7 @@ func diff(t *testing.T, table string, got, want []string) {
 // queueJSON is the whole queue as of clock.
 func queueJSON(t *testing.T, h *harness, clock time.Time) string {
 	t.Helper()
-	page, err := h.store.Queue(h.ctx, clock, approval.QueueRequest{Limit: 500})
+	page, err := h.store.Queue(h.ctx, clock, approvalapi.QueueRequest{Limit: 500})
 	if err != nil {
 		t.Fatal(err)
 	}

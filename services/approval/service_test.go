@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
-	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // Service tests: approval on a real embedded JetStream and a real database
@@ -32,7 +34,7 @@ func TestClaimRaceHasExactlyOneWinner(t *testing.T) {
 			for i, a := range actors {
 				wg.Go(func() {
 					<-start
-					got[i], errs[i] = h.svc.Claim(h.ctx, approval.CaseCommand{CommandID: newID(), Actor: a, CaseID: c.ID})
+					got[i], errs[i] = h.svc.Claim(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: a, CaseID: c.ID})
 				})
 			}
 			close(start)
@@ -71,7 +73,7 @@ func TestClaim(t *testing.T) {
 		t.Run("gives the approver the case for the claim time", func(t *testing.T) {
 			c := h.file(ana)
 			before := time.Now()
-			r := approval.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID}
+			r := approvalapi.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID}
 			got, err := h.svc.Claim(h.ctx, r)
 			if err != nil {
 				t.Fatal(err)
@@ -89,20 +91,20 @@ func TestClaim(t *testing.T) {
 			}
 			h.requireNoNewEvent(seq)
 			// Claiming again under a new command is a conflict.
-			_, err = h.svc.Claim(h.ctx, approval.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID})
+			_, err = h.svc.Claim(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID})
 			requireCode(t, err, assist.CodeConflict)
 		})
 		t.Run("an expired claim can be taken over", func(t *testing.T) {
 			c := h.file(ana)
 			h.claim(c.ID, olu)
 			later := h.service(&fakeHolds{}, func() time.Time { return time.Now().Add(assist.DefaultPolicy().ClaimTTL + time.Minute) })
-			got, err := later.Claim(h.ctx, approval.CaseCommand{CommandID: newID(), Actor: pia, CaseID: c.ID})
+			got, err := later.Claim(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: pia, CaseID: c.ID})
 			if err != nil || got.ClaimedBy != "pia" {
 				t.Fatalf("Claim after expiry = %+v, %v", got, err)
 			}
 		})
 		withdrawn := h.file(ana)
-		if _, err := h.intake.Withdraw(h.ctx, intake.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: withdrawn.ID, Reason: "r"}); err != nil {
+		if _, err := h.intake.Withdraw(h.ctx, intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: withdrawn.ID, Reason: "r"}); err != nil {
 			t.Fatal(err)
 		}
 		held := h.file(ana)
@@ -110,18 +112,18 @@ func TestClaim(t *testing.T) {
 		open := h.file(ana)
 		for _, tc := range []struct {
 			name string
-			r    approval.CaseCommand
+			r    approvalapi.CaseCommand
 			code assist.Code
 		}{
 			// Four eyes: the filer, even with the approver role.
-			{"by the filer", approval.CaseCommand{Actor: anaApprover, CaseID: open.ID}, assist.CodeForbidden},
-			{"by a requester", approval.CaseCommand{Actor: bo, CaseID: open.ID}, assist.CodeForbidden},
-			{"by an auditor", approval.CaseCommand{Actor: assist.Actor{Username: "aud", Role: assist.RoleAuditor}, CaseID: open.ID}, assist.CodeForbidden},
-			{"held by another", approval.CaseCommand{Actor: pia, CaseID: held.ID}, assist.CodeConflict},
-			{"withdrawn", approval.CaseCommand{Actor: olu, CaseID: withdrawn.ID}, assist.CodeConflict},
-			{"unknown case", approval.CaseCommand{Actor: olu, CaseID: newID()}, assist.CodeNotFound},
-			{"malformed case id", approval.CaseCommand{Actor: olu, CaseID: "eva.case.>"}, assist.CodeNotFound},
-			{"bad command id", approval.CaseCommand{CommandID: "x", Actor: olu, CaseID: open.ID}, assist.CodeInvalid},
+			{"by the filer", approvalapi.CaseCommand{Actor: anaApprover, CaseID: open.ID}, assist.CodeForbidden},
+			{"by a requester", approvalapi.CaseCommand{Actor: bo, CaseID: open.ID}, assist.CodeForbidden},
+			{"by an auditor", approvalapi.CaseCommand{Actor: assist.Actor{Username: "aud", Role: assist.RoleAuditor}, CaseID: open.ID}, assist.CodeForbidden},
+			{"held by another", approvalapi.CaseCommand{Actor: pia, CaseID: held.ID}, assist.CodeConflict},
+			{"withdrawn", approvalapi.CaseCommand{Actor: olu, CaseID: withdrawn.ID}, assist.CodeConflict},
+			{"unknown case", approvalapi.CaseCommand{Actor: olu, CaseID: newID()}, assist.CodeNotFound},
+			{"malformed case id", approvalapi.CaseCommand{Actor: olu, CaseID: "eva.case.>"}, assist.CodeNotFound},
+			{"bad command id", approvalapi.CaseCommand{CommandID: "x", Actor: olu, CaseID: open.ID}, assist.CodeInvalid},
 		} {
 			t.Run("refused/"+tc.name, func(t *testing.T) {
 				seq := h.lastSeq()
@@ -151,18 +153,18 @@ func TestRelease(t *testing.T) {
 		} {
 			t.Run("refused/"+tc.name, func(t *testing.T) {
 				seq := h.lastSeq()
-				_, err := h.svc.Release(h.ctx, approval.CaseCommand{CommandID: newID(), Actor: tc.actor, CaseID: c.ID})
+				_, err := h.svc.Release(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: tc.actor, CaseID: c.ID})
 				requireCode(t, err, tc.code)
 				h.requireNoNewEvent(seq)
 			})
 		}
-		got, err := h.svc.Release(h.ctx, approval.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID})
+		got, err := h.svc.Release(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID})
 		if err != nil || got.State != assist.StateSubmitted || got.ClaimedBy != "" || !got.ClaimExpiresAt.IsZero() {
 			t.Fatalf("Release = %+v, %v; want submitted and unclaimed", got, err)
 		}
 		// Released, it is nobody's: releasing again is a conflict, and the
 		// other approver may claim it.
-		_, err = h.svc.Release(h.ctx, approval.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID})
+		_, err = h.svc.Release(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID})
 		requireCode(t, err, assist.CodeConflict)
 		h.claim(c.ID, pia)
 	})
@@ -189,7 +191,7 @@ func TestReject(t *testing.T) {
 		} {
 			t.Run("refused/"+tc.name, func(t *testing.T) {
 				seq := h.lastSeq()
-				_, err := h.svc.Reject(h.ctx, approval.RejectRequest{CommandID: newID(), Actor: tc.actor, CaseID: c.ID, Reason: tc.reason})
+				_, err := h.svc.Reject(h.ctx, approvalapi.RejectRequest{CommandID: newID(), Actor: tc.actor, CaseID: c.ID, Reason: tc.reason})
 				requireCode(t, err, tc.code)
 				if tc.field != "" {
 					requireField(t, err, tc.field)
@@ -197,7 +199,7 @@ func TestReject(t *testing.T) {
 				h.requireNoNewEvent(seq)
 			})
 		}
-		got, err := h.svc.Reject(h.ctx, approval.RejectRequest{CommandID: newID(), Actor: olu, CaseID: c.ID, Reason: "not eligible"})
+		got, err := h.svc.Reject(h.ctx, approvalapi.RejectRequest{CommandID: newID(), Actor: olu, CaseID: c.ID, Reason: "not eligible"})
 		if err != nil || got.State != assist.StateRejected || got.ClaimedBy != "" {
 			t.Fatalf("Reject = %+v, %v", got, err)
 		}
@@ -206,9 +208,9 @@ func TestReject(t *testing.T) {
 			t.Fatalf("last event = %+v, want RequestRejected by olu with the reason", last)
 		}
 		// Decided: nothing more to claim or decide.
-		_, err = h.svc.Claim(h.ctx, approval.CaseCommand{CommandID: newID(), Actor: pia, CaseID: c.ID})
+		_, err = h.svc.Claim(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: pia, CaseID: c.ID})
 		requireCode(t, err, assist.CodeConflict)
-		_, err = h.svc.Reject(h.ctx, approval.RejectRequest{CommandID: newID(), Actor: olu, CaseID: c.ID, Reason: "again"})
+		_, err = h.svc.Reject(h.ctx, approvalapi.RejectRequest{CommandID: newID(), Actor: olu, CaseID: c.ID, Reason: "again"})
 		requireCode(t, err, assist.CodeConflict)
 	})
 }
@@ -222,7 +224,7 @@ func TestRequestInfoThenAnswerRequeues(t *testing.T) {
 		c := h.file(ana)
 		h.claim(c.ID, olu)
 		h.waitCaughtUp()
-		if it, ok := queuedIDs(h.queue())[c.ID]; !ok || it.Case.State != assist.StateUnderReview {
+		if it, ok := queuedIDs(h.queue())[c.ID]; !ok || assist.State(it.Case.Status) != assist.StateUnderReview {
 			t.Fatalf("the claimed case is not queued under review: %+v", it)
 		}
 		for _, tc := range []struct {
@@ -238,7 +240,7 @@ func TestRequestInfoThenAnswerRequeues(t *testing.T) {
 		} {
 			t.Run("refused/"+tc.name, func(t *testing.T) {
 				seq := h.lastSeq()
-				_, err := h.svc.RequestInfo(h.ctx, approval.RequestInfoRequest{CommandID: newID(), Actor: tc.actor, CaseID: c.ID, Question: tc.question})
+				_, err := h.svc.RequestInfo(h.ctx, approvalapi.RequestInfoRequest{CommandID: newID(), Actor: tc.actor, CaseID: c.ID, Question: tc.question})
 				requireCode(t, err, tc.code)
 				if tc.field != "" {
 					requireField(t, err, tc.field)
@@ -246,7 +248,7 @@ func TestRequestInfoThenAnswerRequeues(t *testing.T) {
 				h.requireNoNewEvent(seq)
 			})
 		}
-		got, err := h.svc.RequestInfo(h.ctx, approval.RequestInfoRequest{CommandID: newID(), Actor: olu, CaseID: c.ID, Question: "which shelter?"})
+		got, err := h.svc.RequestInfo(h.ctx, approvalapi.RequestInfoRequest{CommandID: newID(), Actor: olu, CaseID: c.ID, Question: "which shelter?"})
 		if err != nil || got.State != assist.StateInfoRequested || got.Question != "which shelter?" || got.ClaimedBy != "" {
 			t.Fatalf("RequestInfo = %+v, %v", got, err)
 		}
@@ -255,18 +257,18 @@ func TestRequestInfoThenAnswerRequeues(t *testing.T) {
 			t.Fatal("a case waiting for information is still queued")
 		}
 		// Nobody may claim it while the question is open.
-		_, err = h.svc.Claim(h.ctx, approval.CaseCommand{CommandID: newID(), Actor: pia, CaseID: c.ID})
+		_, err = h.svc.Claim(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: pia, CaseID: c.ID})
 		requireCode(t, err, assist.CodeConflict)
 
-		if _, err := h.intake.Answer(h.ctx, intake.AnswerRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Answer: "Shanti shelter"}); err != nil {
+		if _, err := h.intake.Answer(h.ctx, intakeapi.AnswerRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Answer: "Shanti shelter"}); err != nil {
 			t.Fatal(err)
 		}
 		h.waitCaughtUp()
 		it, ok := queuedIDs(h.queue())[c.ID]
-		if !ok || it.Case.State != assist.StateSubmitted || it.Case.ClaimedBy != "" || it.Case.Question != "" {
+		if !ok || assist.State(it.Case.Status) != assist.StateSubmitted || it.Case.ClaimedBy != "" || it.Case.Question != "" {
 			t.Fatalf("the answered case is not back in the queue unclaimed: %+v (queued %v)", it.Case, ok)
 		}
-		if !reflect.DeepEqual(it.Case, h.get(c.ID)) {
+		if !reflect.DeepEqual(it.Case, caseview.From(h.get(c.ID))) {
 			t.Fatalf("queued case %+v is not the fold of its log %+v", it.Case, h.get(c.ID))
 		}
 		h.claim(c.ID, pia)
@@ -307,12 +309,12 @@ func TestQueueOverdueFirstAndDuplicatesFlagged(t *testing.T) {
 		claimed := file(at(time.Hour), ana, assist.Urgent, "", assist.Shelter)
 		h.claim(claimed.ID, olu)
 		withdrawn := file(h.intake, ana, assist.Critical, "", assist.Shelter)
-		if _, err := h.intake.Withdraw(h.ctx, intake.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: withdrawn.ID, Reason: "r"}); err != nil {
+		if _, err := h.intake.Withdraw(h.ctx, intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: withdrawn.ID, Reason: "r"}); err != nil {
 			t.Fatal(err)
 		}
 		asked := file(at(10*time.Hour), ana, assist.Critical, "", assist.Shelter)
 		h.claim(asked.ID, olu)
-		if _, err := h.svc.RequestInfo(h.ctx, approval.RequestInfoRequest{CommandID: newID(), Actor: olu, CaseID: asked.ID, Question: "?"}); err != nil {
+		if _, err := h.svc.RequestInfo(h.ctx, approvalapi.RequestInfoRequest{CommandID: newID(), Actor: olu, CaseID: asked.ID, Question: "?"}); err != nil {
 			t.Fatal(err)
 		}
 		h.waitCaughtUp()
@@ -339,14 +341,14 @@ func TestQueueOverdueFirstAndDuplicatesFlagged(t *testing.T) {
 			if !slices.Equal(it.PossibleDuplicates, w) {
 				t.Fatalf("possible duplicates of %s = %v, want %v", it.Case.ID, it.PossibleDuplicates, w)
 			}
-			if !reflect.DeepEqual(it.Case, h.get(it.Case.ID)) {
+			if !reflect.DeepEqual(it.Case, caseview.From(h.get(it.Case.ID))) {
 				t.Fatalf("queued case %s is not the fold of its log", it.Case.ID)
 			}
 		}
 		// Flagged, never merged: both duplicates are decided on their own.
 		h.claim(dupDhaka.ID, olu)
 		h.claim(dupKtm.ID, pia)
-		_, err := h.svc.Queue(h.ctx, approval.QueueRequest{Cursor: "bad"})
+		_, err := h.svc.Queue(h.ctx, approvalapi.QueueRequest{Cursor: "bad"})
 		requireField(t, err, "cursor")
 	})
 }
@@ -359,7 +361,7 @@ func TestClaimSameCommandConcurrentlyAnswersAsLogged(t *testing.T) {
 		h := newHarness(t, db, &fakeHolds{})
 		for range 5 {
 			c := h.file(ana)
-			r := approval.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID}
+			r := approvalapi.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID}
 			const n = 6
 			got := make([]*assist.Case, n)
 			errs := make([]error, n)

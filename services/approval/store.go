@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/approval/approvalapi"
 )
 
 //go:embed migrations
@@ -37,7 +39,7 @@ type Store interface {
 	Projected(ctx context.Context, q sqldb.Querier, caseID string) (*assist.Case, error)
 	// Queue returns open cases, missed deadlines first, then by deadline.
 	// Errors: CodeInvalid for a bad cursor.
-	Queue(ctx context.Context, now time.Time, r QueueRequest) (QueuePage, error)
+	Queue(ctx context.Context, now time.Time, r approvalapi.QueueRequest) (approvalapi.QueuePage, error)
 }
 
 // SQLStore is the Store on sqldb.
@@ -83,7 +85,7 @@ func decodeCase(id, state string) (*assist.Case, error) {
 }
 
 // Queue implements Store.
-func (s *SQLStore) Queue(ctx context.Context, now time.Time, r QueueRequest) (QueuePage, error) {
+func (s *SQLStore) Queue(ctx context.Context, now time.Time, r approvalapi.QueueRequest) (approvalapi.QueuePage, error) {
 	limit := r.Limit
 	if limit <= 0 {
 		limit = listing.DefaultLimit
@@ -95,12 +97,12 @@ func (s *SQLStore) Queue(ctx context.Context, now time.Time, r QueueRequest) (Qu
 	if r.Cursor != "" {
 		parts, err := listing.Decode(r.Cursor, 4)
 		if err != nil {
-			return QueuePage{}, err
+			return approvalapi.QueuePage{}, err
 		}
 		nums := make([]int64, 3)
 		for i := range nums {
 			if nums[i], err = strconv.ParseInt(parts[i], 10, 64); err != nil {
-				return QueuePage{}, listing.BadCursor()
+				return approvalapi.QueuePage{}, listing.BadCursor()
 			}
 		}
 		now = sqldb.Time(nums[0])
@@ -117,16 +119,17 @@ func (s *SQLStore) Queue(ctx context.Context, now time.Time, r QueueRequest) (Qu
 	query += fmt.Sprintf(` ORDER BY 2, deadline, id LIMIT $%d`, len(args))
 	rows, err := s.db.Query(ctx, query, args...)
 	if err != nil {
-		return QueuePage{}, err
+		return approvalapi.QueuePage{}, err
 	}
 	defer rows.Close()
-	page := QueuePage{Items: []QueueItem{}}
+	page := approvalapi.QueuePage{Items: []approvalapi.QueueItem{}}
 	var last []string
+	var cases []*assist.Case
 	for rows.Next() {
 		var state, id string
 		var b, deadline int64
 		if err := rows.Scan(&state, &b, &deadline, &id); err != nil {
-			return QueuePage{}, err
+			return approvalapi.QueuePage{}, err
 		}
 		if len(page.Items) == limit {
 			page.NextCursor = listing.Encode(append([]string{strconv.FormatInt(sqldb.Micros(now), 10)}, last...)...)
@@ -134,18 +137,19 @@ func (s *SQLStore) Queue(ctx context.Context, now time.Time, r QueueRequest) (Qu
 		}
 		c, err := decodeCase(id, state)
 		if err != nil {
-			return QueuePage{}, err
+			return approvalapi.QueuePage{}, err
 		}
-		page.Items = append(page.Items, QueueItem{Case: c, Overdue: b == 0})
+		page.Items = append(page.Items, approvalapi.QueueItem{Case: caseview.From(c), Overdue: b == 0})
+		cases = append(cases, c)
 		last = []string{strconv.FormatInt(b, 10), strconv.FormatInt(deadline, 10), id}
 	}
 	if err := rows.Err(); err != nil {
-		return QueuePage{}, err
+		return approvalapi.QueuePage{}, err
 	}
 	rows.Close()
 	for i := range page.Items {
-		if page.Items[i].PossibleDuplicates, err = s.duplicates(ctx, page.Items[i].Case); err != nil {
-			return QueuePage{}, err
+		if page.Items[i].PossibleDuplicates, err = s.duplicates(ctx, cases[i]); err != nil {
+			return approvalapi.QueuePage{}, err
 		}
 	}
 	return page, nil

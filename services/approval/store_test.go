@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/approval/approvalapi"
 )
 
 // The conformance suite of approval.Store. Every case runs on a fresh
@@ -114,11 +116,11 @@ func testProjectRoundTripsFullCase(t *testing.T, db sqldb.DB, s approval.Store) 
 	if got := projected(t, db, s, want.ID); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Projected differs:\n got %+v\nwant %+v", got, want)
 	}
-	page, err := s.Queue(context.Background(), now, approval.QueueRequest{})
+	page, err := s.Queue(context.Background(), now, approvalapi.QueueRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(page.Items) != 1 || !reflect.DeepEqual(page.Items[0].Case, want) {
+	if len(page.Items) != 1 || !reflect.DeepEqual(page.Items[0].Case, caseview.From(want)) {
 		t.Fatalf("Queue = %+v, want the projected case", page.Items)
 	}
 }
@@ -133,7 +135,7 @@ func testProjectUpdatesInPlace(t *testing.T, db sqldb.DB, s approval.Store) {
 	if got := projected(t, db, s, c.ID); !reflect.DeepEqual(got, &next) {
 		t.Fatalf("Projected after update = %+v, want %+v", got, &next)
 	}
-	page, err := s.Queue(context.Background(), now, approval.QueueRequest{})
+	page, err := s.Queue(context.Background(), now, approvalapi.QueueRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +157,7 @@ func queued(id string, state assist.State, deadline time.Time) *assist.Case {
 		UpdatedAt: deadline.Add(-24 * time.Hour), Version: 1, Events: 1}
 }
 
-func itemIDs(items []approval.QueueItem) []string {
+func itemIDs(items []approvalapi.QueueItem) []string {
 	out := make([]string, len(items))
 	for i, it := range items {
 		out[i] = it.Case.ID
@@ -208,7 +210,7 @@ func testQueueOrder(t *testing.T, db sqldb.DB, s approval.Store) {
 	justAfter := queued(newID(), assist.StateSubmitted, now.Add(time.Microsecond))
 	all := []*assist.Case{in3d, in1hB, late1h, justAfter, dueNow, in1h, late2h}
 	project(t, db, s, all...)
-	page, err := s.Queue(context.Background(), now, approval.QueueRequest{Limit: 100})
+	page, err := s.Queue(context.Background(), now, approvalapi.QueueRequest{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +236,7 @@ func testQueueOrder(t *testing.T, db sqldb.DB, s approval.Store) {
 	}
 	// Later, the clock moves some cases into the overdue bucket.
 	later := now.Add(2 * time.Hour)
-	page, err = s.Queue(context.Background(), later, approval.QueueRequest{Limit: 100})
+	page, err = s.Queue(context.Background(), later, approvalapi.QueueRequest{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +256,7 @@ func testQueueOnlyWaitingStates(t *testing.T, db sqldb.DB, s approval.Store) {
 		}
 	}
 	project(t, db, s, all...)
-	page, err := s.Queue(context.Background(), now, approval.QueueRequest{Limit: 100})
+	page, err := s.Queue(context.Background(), now, approvalapi.QueueRequest{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +266,7 @@ func testQueueOnlyWaitingStates(t *testing.T, db sqldb.DB, s approval.Store) {
 }
 
 func testQueueEmpty(t *testing.T, db sqldb.DB, s approval.Store) {
-	page, err := s.Queue(context.Background(), now, approval.QueueRequest{})
+	page, err := s.Queue(context.Background(), now, approvalapi.QueueRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +282,7 @@ func testQueueDefaultLimit(t *testing.T, db sqldb.DB, s approval.Store) {
 	}
 	project(t, db, s, cs...)
 	for _, limit := range []int{0, -1} {
-		page, err := s.Queue(context.Background(), now, approval.QueueRequest{Limit: limit})
+		page, err := s.Queue(context.Background(), now, approvalapi.QueueRequest{Limit: limit})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,11 +294,11 @@ func testQueueDefaultLimit(t *testing.T, db sqldb.DB, s approval.Store) {
 
 // pageQueue follows cursors to the end, each page read at its own clock,
 // failing on a repeat.
-func pageQueue(t *testing.T, s approval.Store, limit int, clocks func(page int) time.Time) []approval.QueueItem {
+func pageQueue(t *testing.T, s approval.Store, limit int, clocks func(page int) time.Time) []approvalapi.QueueItem {
 	t.Helper()
-	var out []approval.QueueItem
+	var out []approvalapi.QueueItem
 	seen := map[string]bool{}
-	r := approval.QueueRequest{Limit: limit}
+	r := approvalapi.QueueRequest{Limit: limit}
 	for page := 0; page < 1000; page++ {
 		p, err := s.Queue(context.Background(), clocks(page), r)
 		if err != nil {
@@ -389,7 +391,7 @@ func testQueuePossibleDuplicates(t *testing.T, db sqldb.DB, s approval.Store) {
 	noRef1 := mk("BGD-DHAKA", assist.Other, assist.StateSubmitted, nil, time.Hour)          // no reference
 	noRef2 := mk("NPL-KTM", assist.Other, assist.StateSubmitted, nil, time.Hour)            // no reference
 	project(t, db, s, a, b, infoReq, approved, failed, withdrawn, rejected, disbursed, closed, medical, stranger, noRef1, noRef2)
-	page, err := s.Queue(context.Background(), now, approval.QueueRequest{Limit: 100})
+	page, err := s.Queue(context.Background(), now, approvalapi.QueueRequest{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +409,7 @@ func testQueuePossibleDuplicates(t *testing.T, db sqldb.DB, s approval.Store) {
 	for _, it := range page.Items {
 		w, ok := want[it.Case.ID]
 		if !ok {
-			t.Fatalf("case %s (%s) is queued", it.Case.ID, it.Case.State)
+			t.Fatalf("case %s (%s) is queued", it.Case.ID, it.Case.Status)
 		}
 		if !slices.Equal(it.PossibleDuplicates, w) {
 			t.Fatalf("possible duplicates of %s = %v, want %v", it.Case.ID, it.PossibleDuplicates, w)
@@ -427,7 +429,7 @@ func testQueueBadCursor(t *testing.T, db sqldb.DB, s approval.Store) {
 		"intake cursor":       listing.Encode("12345", newID()),
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := s.Queue(context.Background(), now, approval.QueueRequest{Cursor: cursor})
+			_, err := s.Queue(context.Background(), now, approvalapi.QueueRequest{Cursor: cursor})
 			requireField(t, err, "cursor")
 		})
 	}

@@ -19,9 +19,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/audit/auditapi"
 )
 
 // ConsumerName is the durable consumer that archives the log; it also keys
@@ -85,13 +87,13 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	defer srv.Stop()
 	if err := errors.Join(
-		rpc.Handle(srv, SubjectEvents, s.Events),
-		rpc.Handle(srv, SubjectVerify, s.Verify),
-		rpc.Handle(srv, SubjectHistory, s.History),
-		rpc.Handle(srv, SubjectAsOf, s.AsOf),
-		rpc.Handle(srv, SubjectCheckpoint, s.Checkpoint),
-		rpc.Handle(srv, SubjectAccess, s.Access),
-		rpc.Handle(srv, SubjectDeadLetters, s.DeadLetters),
+		rpc.Handle(srv, auditapi.Events, s.Events),
+		rpc.Handle(srv, auditapi.Verify, s.Verify),
+		rpc.Handle(srv, auditapi.History, s.History),
+		rpc.Handle(srv, auditapi.AsOf, caseview.Serve(s.AsOf)),
+		rpc.Handle(srv, auditapi.Checkpoint, s.Checkpoint),
+		rpc.Handle(srv, auditapi.Access, s.Access),
+		rpc.Handle(srv, auditapi.DeadLetters, s.DeadLetters),
 	); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/audit"
+	"github.com/eva-org/eva/services/audit/auditapi"
 )
 
 var (
@@ -44,7 +45,7 @@ type env struct {
 	db     sqldb.DB
 	store  *audit.SQLStore
 	svc    *audit.Service
-	client *audit.Client
+	client *auditapi.Client
 	cfg    audit.Config
 	stop   func()
 	// ctx bounds every call of the test. A deadline matters: a batched
@@ -70,7 +71,7 @@ func newEnvOn(t *testing.T, db sqldb.DB, s *server.Server) *env {
 	if err := db.Migrate(ctx, eventlog.Migrations); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, nc: nc, js: js, log: l, db: db, store: migrated(t, db), client: audit.NewClient(nc),
+	e := &env{t: t, nc: nc, js: js, log: l, db: db, store: migrated(t, db), client: auditapi.NewClient(nc),
 		cfg: audit.Config{RetryDelay: 10 * time.Millisecond}, ctx: ctx}
 	e.svc = audit.New(e.deps())
 	t.Cleanup(func() {
@@ -200,7 +201,7 @@ func (e *env) someCases(n int) []string {
 	return ids
 }
 
-func (e *env) verify() audit.VerifyResult {
+func (e *env) verify() auditapi.VerifyResult {
 	e.t.Helper()
 	res, err := audit.Verify(e.ctx, e.store, e.log)
 	if err != nil {
@@ -216,7 +217,7 @@ func (e *env) wantOK(events uint64) {
 	}
 }
 
-func (e *env) wantBad(seq uint64) audit.VerifyResult {
+func (e *env) wantBad(seq uint64) auditapi.VerifyResult {
 	e.t.Helper()
 	res := e.verify()
 	if res.OK || res.FirstBad == nil || *res.FirstBad != seq || res.Reason == "" {
@@ -228,7 +229,7 @@ func (e *env) wantBad(seq uint64) audit.VerifyResult {
 	return res
 }
 
-func show(r audit.VerifyResult) string {
+func show(r auditapi.VerifyResult) string {
 	b, _ := json.Marshal(r)
 	return string(b)
 }
@@ -561,7 +562,7 @@ func TestUndecodableEventIsArchived(t *testing.T) {
 	e.start()
 	e.waitArchived()
 	e.wantOK(3)
-	page, err := e.client.Events(ctx, audit.EventsRequest{})
+	page, err := e.client.Events(ctx, auditapi.EventsRequest{})
 	if err != nil || len(page.Items) != 3 {
 		t.Fatalf("events: %+v %v", page, err)
 	}
@@ -585,7 +586,7 @@ func TestEventsPages(t *testing.T) {
 	e.start()
 	n := e.waitArchived()
 
-	first, err := e.client.Events(ctx, audit.EventsRequest{Limit: 1})
+	first, err := e.client.Events(ctx, auditapi.EventsRequest{Limit: 1})
 	if err != nil || len(first.Items) != 1 || first.Next != 1 {
 		t.Fatalf("first page: %+v %v", first, err)
 	}
@@ -603,7 +604,7 @@ func TestEventsPages(t *testing.T) {
 	}
 	var seqs []uint64
 	for after := uint64(0); ; {
-		page, err := e.client.Events(ctx, audit.EventsRequest{After: after, Limit: 3})
+		page, err := e.client.Events(ctx, auditapi.EventsRequest{After: after, Limit: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -618,7 +619,7 @@ func TestEventsPages(t *testing.T) {
 	if uint64(len(seqs)) != n || seqs[0] != 1 || seqs[n-1] != n {
 		t.Fatalf("paged through %v, want 1..%d", seqs, n)
 	}
-	all, err := e.client.Events(ctx, audit.EventsRequest{})
+	all, err := e.client.Events(ctx, auditapi.EventsRequest{})
 	if err != nil || uint64(len(all.Items)) != n || all.Next != 0 {
 		t.Fatalf("default page: %d items next %d, %v", len(all.Items), all.Next, err)
 	}
@@ -628,10 +629,10 @@ func TestEventsPages(t *testing.T) {
 	// Errors are checked on the service itself, not over NATS: pkg/rpc
 	// answers errors from a goroutine of its own, which races with the
 	// micro package's request statistics (see the report on pkg/rpc).
-	if _, err := e.svc.Events(ctx, audit.EventsRequest{Limit: -1}); !assist.IsCode(err, assist.CodeInvalid) {
+	if _, err := e.svc.Events(ctx, auditapi.EventsRequest{Limit: -1}); !assist.IsCode(err, assist.CodeInvalid) {
 		t.Fatalf("negative limit: %v, want invalid", err)
 	}
-	if page, err := e.client.Events(ctx, audit.EventsRequest{After: n}); err != nil || len(page.Items) != 0 || page.Next != 0 {
+	if page, err := e.client.Events(ctx, auditapi.EventsRequest{After: n}); err != nil || len(page.Items) != 0 || page.Next != 0 {
 		t.Fatalf("page after the end: %+v %v", page, err)
 	}
 }
@@ -653,7 +654,7 @@ func TestEventsLimitIsCapped(t *testing.T) {
 		}
 	}
 	e.archiveDirect(e.get(last)) // one gap fill of all the events before it
-	page, err := e.svc.Events(e.ctx, audit.EventsRequest{Limit: 10_000})
+	page, err := e.svc.Events(e.ctx, auditapi.EventsRequest{Limit: 10_000})
 	if err != nil || len(page.Items) != audit.MaxLimit || page.Next != audit.MaxLimit {
 		t.Fatalf("limit 10000 gave %d items, next %d, %v", len(page.Items), page.Next, err)
 	}
@@ -701,7 +702,7 @@ func TestHistoryAsOfAccess(t *testing.T) {
 		// archived is there, without a hash.
 		e.stop()
 		e.step(id, t0.Add(30*time.Minute))
-		hist, err = e.svc.History(ctx, audit.CaseRequest{CaseID: id})
+		hist, err = e.svc.History(ctx, auditapi.CaseRequest{CaseID: id})
 		if err != nil || len(hist) != 4 {
 			t.Fatalf("history after a new event: %d events, %v", len(hist), err)
 		}
@@ -721,15 +722,15 @@ func TestHistoryAsOfAccess(t *testing.T) {
 			{t0.Add(time.Hour), assist.StateUnderReview},
 		} {
 			c, err := e.client.AsOf(ctx, id, tc.at)
-			if err != nil || c.State != tc.want || c.ID != id {
+			if err != nil || c.Status != string(tc.want) || c.ID != id {
 				t.Fatalf("as of %s: %+v %v, want %s", tc.at, c, err, tc.want)
 			}
 		}
 		// Errors are checked on the service itself: see TestEventsPages.
-		if _, err := e.svc.AsOf(ctx, audit.AsOfRequest{CaseID: id, At: t0.Add(-time.Second)}); !assist.IsCode(err, assist.CodeNotFound) {
+		if _, err := e.svc.AsOf(ctx, auditapi.AsOfRequest{CaseID: id, At: t0.Add(-time.Second)}); !assist.IsCode(err, assist.CodeNotFound) {
 			t.Fatalf("as of before filing: %v, want not_found", err)
 		}
-		if _, err := e.svc.AsOf(ctx, audit.AsOfRequest{CaseID: id}); !assist.IsCode(err, assist.CodeInvalid) {
+		if _, err := e.svc.AsOf(ctx, auditapi.AsOfRequest{CaseID: id}); !assist.IsCode(err, assist.CodeInvalid) {
 			t.Fatalf("as of without a time: %v, want invalid", err)
 		}
 
@@ -746,15 +747,15 @@ func TestHistoryAsOfAccess(t *testing.T) {
 		}
 
 		for _, bad := range []string{"", "nope", "eva.case.>", newID(), "*"} {
-			if _, err := e.svc.History(ctx, audit.CaseRequest{CaseID: bad}); !assist.IsCode(err, assist.CodeNotFound) {
+			if _, err := e.svc.History(ctx, auditapi.CaseRequest{CaseID: bad}); !assist.IsCode(err, assist.CodeNotFound) {
 				t.Errorf("history of %q: %v, want not_found", bad, err)
 			}
-			if _, err := e.svc.AsOf(ctx, audit.AsOfRequest{CaseID: bad, At: t0.Add(time.Hour)}); !assist.IsCode(err, assist.CodeNotFound) {
+			if _, err := e.svc.AsOf(ctx, auditapi.AsOfRequest{CaseID: bad, At: t0.Add(time.Hour)}); !assist.IsCode(err, assist.CodeNotFound) {
 				t.Errorf("as of of %q: %v, want not_found", bad, err)
 			}
 		}
 		for _, bad := range []string{"", "nope", "eva.access.>"} {
-			if _, err := e.svc.Access(ctx, audit.CaseRequest{CaseID: bad}); !assist.IsCode(err, assist.CodeNotFound) {
+			if _, err := e.svc.Access(ctx, auditapi.CaseRequest{CaseID: bad}); !assist.IsCode(err, assist.CodeNotFound) {
 				t.Errorf("access of %q: %v, want not_found", bad, err)
 			}
 		}

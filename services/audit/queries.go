@@ -12,6 +12,7 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
 	evav1 "github.com/eva-org/eva/proto/eva/v1"
+	"github.com/eva-org/eva/services/audit/auditapi"
 )
 
 // Page sizes of Events.
@@ -24,11 +25,11 @@ const (
 // r.Limit events (default DefaultLimit, at most MaxLimit).
 //
 // Errors: CodeInvalid for a negative limit; the store's errors.
-func (s *Service) Events(ctx context.Context, r EventsRequest) (EventsPage, error) {
+func (s *Service) Events(ctx context.Context, r auditapi.EventsRequest) (auditapi.EventsPage, error) {
 	limit := r.Limit
 	switch {
 	case limit < 0:
-		return EventsPage{}, &assist.Error{Code: assist.CodeInvalid, Message: "invalid limit",
+		return auditapi.EventsPage{}, &assist.Error{Code: assist.CodeInvalid, Message: "invalid limit",
 			Fields: []assist.FieldError{{Field: "limit", Message: "must not be negative"}}}
 	case limit == 0:
 		limit = DefaultLimit
@@ -37,9 +38,9 @@ func (s *Service) Events(ctx context.Context, r EventsRequest) (EventsPage, erro
 	}
 	recs, err := s.store.Range(ctx, r.After, limit+1)
 	if err != nil {
-		return EventsPage{}, err
+		return auditapi.EventsPage{}, err
 	}
-	page := EventsPage{Items: make([]ArchivedEvent, 0, min(len(recs), limit))}
+	page := auditapi.EventsPage{Items: make([]auditapi.ArchivedEvent, 0, min(len(recs), limit))}
 	for i, rec := range recs {
 		if i == limit {
 			page.Next = recs[i-1].Seq
@@ -54,7 +55,7 @@ func (s *Service) Events(ctx context.Context, r EventsRequest) (EventsPage, erro
 // the function Verify.
 //
 // Errors: those of the store; CodeUnavailable.
-func (s *Service) Verify(ctx context.Context, _ struct{}) (VerifyResult, error) {
+func (s *Service) Verify(ctx context.Context, _ struct{}) (auditapi.VerifyResult, error) {
 	return Verify(ctx, s.store, s.log)
 }
 
@@ -64,7 +65,7 @@ func (s *Service) Verify(ctx context.Context, _ struct{}) (VerifyResult, error) 
 //
 // Errors: CodeNotFound for an unknown or malformed case id;
 // CodeUnavailable; the store's errors.
-func (s *Service) History(ctx context.Context, r CaseRequest) ([]ArchivedEvent, error) {
+func (s *Service) History(ctx context.Context, r auditapi.CaseRequest) ([]auditapi.ArchivedEvent, error) {
 	if !eventlog.ValidCaseID(r.CaseID) {
 		return nil, notFound(r.CaseID)
 	}
@@ -83,7 +84,7 @@ func (s *Service) History(ctx context.Context, r CaseRequest) ([]ArchivedEvent, 
 	for _, a := range archived {
 		bySeq[a.Seq] = a
 	}
-	out := make([]ArchivedEvent, 0, len(msgs))
+	out := make([]auditapi.ArchivedEvent, 0, len(msgs))
 	for _, m := range msgs {
 		rec := fromMsg(m)
 		if a, ok := bySeq[m.Seq]; ok {
@@ -99,7 +100,7 @@ func (s *Service) History(ctx context.Context, r CaseRequest) ([]ArchivedEvent, 
 // Errors: CodeInvalid without a time; CodeNotFound for an unknown or
 // malformed case id, or a case that did not exist yet at r.At;
 // CodeUnavailable.
-func (s *Service) AsOf(ctx context.Context, r AsOfRequest) (*assist.Case, error) {
+func (s *Service) AsOf(ctx context.Context, r auditapi.AsOfRequest) (*assist.Case, error) {
 	if r.At.IsZero() {
 		return nil, &assist.Error{Code: assist.CodeInvalid, Message: "invalid at",
 			Fields: []assist.FieldError{{Field: "at", Message: "is required"}}}
@@ -114,22 +115,22 @@ func (s *Service) AsOf(ctx context.Context, r AsOfRequest) (*assist.Case, error)
 // sequence) and chain.
 //
 // Errors: the store's.
-func (s *Service) Checkpoint(ctx context.Context, _ struct{}) (Checkpoint, error) {
+func (s *Service) Checkpoint(ctx context.Context, _ struct{}) (auditapi.CheckpointHead, error) {
 	// TODO(audit): signed Merkle checkpoints (RFC 6962 tree head over the
 	// event hashes, signed with the audit key) are a later issue; this is
 	// the unsigned chain head only, and claims nothing more.
 	seq, chain, err := s.store.Last(ctx, nil)
 	if err != nil {
-		return Checkpoint{}, err
+		return auditapi.CheckpointHead{}, err
 	}
-	return Checkpoint{Size: seq, Chain: hex.EncodeToString(chain), At: s.now()}, nil
+	return auditapi.CheckpointHead{Size: seq, Chain: hex.EncodeToString(chain), At: s.now()}, nil
 }
 
 // Access lists the recorded reads of a case's personal data, oldest first;
 // empty when nobody has read it.
 //
 // Errors: CodeNotFound for a malformed case id; CodeUnavailable.
-func (s *Service) Access(ctx context.Context, r CaseRequest) ([]eventlog.Access, error) {
+func (s *Service) Access(ctx context.Context, r auditapi.CaseRequest) ([]eventlog.Access, error) {
 	if !eventlog.ValidCaseID(r.CaseID) {
 		return nil, notFound(r.CaseID)
 	}
@@ -140,7 +141,7 @@ func (s *Service) Access(ctx context.Context, r CaseRequest) ([]eventlog.Access,
 // admins to see and act on.
 //
 // Errors: CodeUnavailable.
-func (s *Service) DeadLetters(ctx context.Context, r DeadLettersRequest) (DeadLettersPage, error) {
+func (s *Service) DeadLetters(ctx context.Context, r auditapi.DeadLettersRequest) (auditapi.DeadLettersPage, error) {
 	limit := r.Limit
 	if limit <= 0 {
 		limit = DefaultLimit
@@ -148,9 +149,9 @@ func (s *Service) DeadLetters(ctx context.Context, r DeadLettersRequest) (DeadLe
 	limit = min(limit, MaxLimit)
 	items, err := s.log.DeadLetters(ctx, r.After, limit)
 	if err != nil {
-		return DeadLettersPage{}, err
+		return auditapi.DeadLettersPage{}, err
 	}
-	page := DeadLettersPage{Items: items}
+	page := auditapi.DeadLettersPage{Items: items}
 	if len(items) == limit {
 		page.Next = items[len(items)-1].Seq
 	}
@@ -164,8 +165,8 @@ func notFound(caseID string) error {
 // toArchivedEvent renders a record: the envelope's actor, reason and time,
 // and the body as JSON with protobuf field names. An event that does not
 // decode is rendered with its stream time and the decode error.
-func toArchivedEvent(r Record) ArchivedEvent {
-	e := ArchivedEvent{Seq: r.Seq, ID: r.ID, CaseID: r.CaseID, Type: r.Type, At: r.At,
+func toArchivedEvent(r Record) auditapi.ArchivedEvent {
+	e := auditapi.ArchivedEvent{Seq: r.Seq, ID: r.ID, CaseID: r.CaseID, Type: r.Type, At: r.At,
 		Hash: hex.EncodeToString(r.Hash), Chain: hex.EncodeToString(r.Chain)}
 	var pe evav1.Event
 	if err := proto.Unmarshal(r.Data, &pe); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/audit/auditapi"
 )
 
 // verifyPage is how many archived events Verify holds at once; memory is
@@ -45,9 +46,9 @@ const logBatch = 500
 //
 // Errors: those of the store; CodeUnavailable when the log does not
 // answer. A mismatch is not an error: it is the result.
-func Verify(ctx context.Context, store Store, log *eventlog.Log) (VerifyResult, error) {
-	var res VerifyResult
-	bad := func(seq uint64, format string, args ...any) (VerifyResult, error) {
+func Verify(ctx context.Context, store Store, log *eventlog.Log) (auditapi.VerifyResult, error) {
+	var res auditapi.VerifyResult
+	bad := func(seq uint64, format string, args ...any) (auditapi.VerifyResult, error) {
 		res.FirstBad = &seq
 		res.Reason = fmt.Sprintf(format, args...)
 		return res, nil
@@ -56,14 +57,14 @@ func Verify(ctx context.Context, store Store, log *eventlog.Log) (VerifyResult, 
 	// when the archive gets past it, since the log grows meanwhile.
 	last, err := log.LastSeq(ctx)
 	if err != nil {
-		return VerifyResult{}, err
+		return auditapi.VerifyResult{}, err
 	}
 	chain := GenesisChain()
 	next := uint64(1) // the sequence the archive must hold next
 	for {
 		page, err := store.Range(ctx, next-1, verifyPage)
 		if err != nil {
-			return VerifyResult{}, fmt.Errorf("verify: %w", err)
+			return auditapi.VerifyResult{}, fmt.Errorf("verify: %w", err)
 		}
 		if len(page) == 0 {
 			break
@@ -72,7 +73,7 @@ func Verify(ctx context.Context, store Store, log *eventlog.Log) (VerifyResult, 
 		end := next + uint64(len(page)) - 1
 		if end > last {
 			if last, err = log.LastSeq(ctx); err != nil {
-				return VerifyResult{}, err
+				return auditapi.VerifyResult{}, err
 			}
 		}
 		var msgs []eventlog.Msg
@@ -80,7 +81,7 @@ func Verify(ctx context.Context, store Store, log *eventlog.Log) (VerifyResult, 
 			// On a hole, msgs holds the events before it.
 			msgs, err = readLog(ctx, log.JetStream(), next, upto)
 			if err != nil && !errors.As(err, new(logHole)) {
-				return VerifyResult{}, err
+				return auditapi.VerifyResult{}, err
 			}
 		}
 		for i, r := range page {
@@ -109,7 +110,7 @@ func Verify(ctx context.Context, store Store, log *eventlog.Log) (VerifyResult, 
 		}
 	}
 	if last, err = log.LastSeq(ctx); err != nil {
-		return VerifyResult{}, err
+		return auditapi.VerifyResult{}, err
 	}
 	if archived := next - 1; last > archived {
 		res.Lag = last - archived

@@ -11,15 +11,16 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
 // Funds lists funds.
-func (s *Service) Funds(ctx context.Context, r ListRequest) (FundsPage, error) {
+func (s *Service) Funds(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.FundsPage, error) {
 	return s.store.Funds(ctx, r)
 }
 
 // Fund reads one fund. Errors: CodeNotFound.
-func (s *Service) Fund(ctx context.Context, r GetRequest) (Fund, error) {
+func (s *Service) Fund(ctx context.Context, r disbursementapi.GetRequest) (disbursementapi.Fund, error) {
 	return s.store.Fund(ctx, r.ID)
 }
 
@@ -27,9 +28,9 @@ func (s *Service) Fund(ctx context.Context, r GetRequest) (Fund, error) {
 //
 // Errors: CodeForbidden unless finance, CodeInvalid naming the bad field,
 // CodeConflict for a name in use.
-func (s *Service) CreateFund(ctx context.Context, r CreateFundRequest) (Fund, error) {
+func (s *Service) CreateFund(ctx context.Context, r disbursementapi.CreateFundRequest) (disbursementapi.Fund, error) {
 	if r.Actor.Role != assist.RoleFinance {
-		return Fund{}, assist.Errorf(assist.CodeForbidden, "only finance creates funds")
+		return disbursementapi.Fund{}, assist.Errorf(assist.CodeForbidden, "only finance creates funds")
 	}
 	var probs assist.Problems
 	checkName(&probs, r.Name)
@@ -38,19 +39,19 @@ func (s *Service) CreateFund(ctx context.Context, r CreateFundRequest) (Fund, er
 	}
 	checkCommand(&probs, r.CommandID)
 	if err := probs.Err(); err != nil {
-		return Fund{}, err
+		return disbursementapi.Fund{}, err
 	}
-	return s.store.CreateFund(ctx, Fund{ID: r.CommandID, Name: strings.TrimSpace(r.Name), AllocatedCents: r.AllocatedCents,
+	return s.store.CreateFund(ctx, disbursementapi.Fund{ID: r.CommandID, Name: strings.TrimSpace(r.Name), AllocatedCents: r.AllocatedCents,
 		CreatedAt: s.now()}, r.Actor.Username)
 }
 
 // Payees lists payees.
-func (s *Service) Payees(ctx context.Context, r ListRequest) (PayeesPage, error) {
+func (s *Service) Payees(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayeesPage, error) {
 	return s.store.Payees(ctx, r)
 }
 
 // Payee reads one payee. Errors: CodeNotFound.
-func (s *Service) Payee(ctx context.Context, r GetRequest) (Payee, error) {
+func (s *Service) Payee(ctx context.Context, r disbursementapi.GetRequest) (disbursementapi.Payee, error) {
 	return s.store.Payee(ctx, r.ID)
 }
 
@@ -58,9 +59,9 @@ func (s *Service) Payee(ctx context.Context, r GetRequest) (Payee, error) {
 //
 // Errors: CodeForbidden unless finance, CodeInvalid naming the bad field,
 // CodeConflict for a name in use.
-func (s *Service) CreatePayee(ctx context.Context, r CreatePayeeRequest) (Payee, error) {
+func (s *Service) CreatePayee(ctx context.Context, r disbursementapi.CreatePayeeRequest) (disbursementapi.Payee, error) {
 	if r.Actor.Role != assist.RoleFinance {
-		return Payee{}, assist.Errorf(assist.CodeForbidden, "only finance creates payees")
+		return disbursementapi.Payee{}, assist.Errorf(assist.CodeForbidden, "only finance creates payees")
 	}
 	var probs assist.Problems
 	checkName(&probs, r.Name)
@@ -72,22 +73,22 @@ func (s *Service) CreatePayee(ctx context.Context, r CreatePayeeRequest) (Payee,
 	}
 	checkCommand(&probs, r.CommandID)
 	if err := probs.Err(); err != nil {
-		return Payee{}, err
+		return disbursementapi.Payee{}, err
 	}
-	return s.store.CreatePayee(ctx, Payee{ID: r.CommandID, Name: strings.TrimSpace(r.Name), Country: r.Country,
+	return s.store.CreatePayee(ctx, disbursementapi.Payee{ID: r.CommandID, Name: strings.TrimSpace(r.Name), Country: r.Country,
 		Account: strings.TrimSpace(r.Account), CreatedAt: s.now()}, r.Actor.Username)
 }
 
 // Payouts lists payouts, optionally of one request or status.
 //
 // Errors: CodeInvalid for a bad status or cursor.
-func (s *Service) Payouts(ctx context.Context, r ListRequest) (PayoutsPage, error) {
+func (s *Service) Payouts(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error) {
 	switch r.Status {
-	case "", PayoutPending, PayoutSent, PayoutSettled, PayoutFailed, PayoutCancelled:
+	case "", disbursementapi.PayoutPending, disbursementapi.PayoutSent, disbursementapi.PayoutSettled, disbursementapi.PayoutFailed, disbursementapi.PayoutCancelled:
 	default:
 		var probs assist.Problems
 		probs.Add("status", "must be one of pending, sent, settled, failed, cancelled")
-		return PayoutsPage{}, probs.Err()
+		return disbursementapi.PayoutsPage{}, probs.Err()
 	}
 	return s.store.Payouts(ctx, r)
 }
@@ -96,7 +97,7 @@ func (s *Service) Payouts(ctx context.Context, r ListRequest) (PayoutsPage, erro
 //
 // Errors: CodeInsufficientFunds with the available amount, CodeInvalid
 // naming fund_id, payee_id or amount_usd_cents.
-func (s *Service) PlaceHold(ctx context.Context, r PlaceHoldRequest) (Hold, error) {
+func (s *Service) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error) {
 	var probs assist.Problems
 	if r.AmountCents <= 0 {
 		probs.Add("amount_usd_cents", "must be a positive number of cents")
@@ -111,7 +112,7 @@ func (s *Service) PlaceHold(ctx context.Context, r PlaceHoldRequest) (Hold, erro
 		probs.Add("hold_id", "needs a request id and a hold id that are UUIDs")
 	}
 	if err := probs.Err(); err != nil {
-		return Hold{}, err
+		return disbursementapi.Hold{}, err
 	}
 	now := s.now()
 	return s.store.PlaceHold(ctx, r, now.Add(s.cfg.HoldTTL), now)
@@ -123,16 +124,16 @@ func (s *Service) PlaceHold(ctx context.Context, r PlaceHoldRequest) (Hold, erro
 // appended first wins, and the ledger follows the log.
 //
 // Errors: CodeNotFound, CodeConflict when the case's approval uses it.
-func (s *Service) ReleaseHold(ctx context.Context, r ReleaseHoldRequest) (Hold, error) {
+func (s *Service) ReleaseHold(ctx context.Context, r disbursementapi.ReleaseHoldRequest) (disbursementapi.Hold, error) {
 	h, err := s.store.Hold(ctx, r.HoldID)
 	if err != nil {
-		return Hold{}, err
+		return disbursementapi.Hold{}, err
 	}
-	if h.Status != HoldHeld {
+	if h.Status != disbursementapi.HoldHeld {
 		return h, nil
 	}
 	if err := s.expire(ctx, h); err != nil {
-		return Hold{}, err
+		return disbursementapi.Hold{}, err
 	}
 	return s.store.Hold(ctx, r.HoldID)
 }
@@ -141,19 +142,19 @@ func (s *Service) ReleaseHold(ctx context.Context, r ReleaseHoldRequest) (Hold, 
 //
 // Errors: CodeForbidden unless finance, CodeNotFound, CodeConflict unless
 // failed.
-func (s *Service) RetryPayout(ctx context.Context, r PayoutCommand) (Payout, error) {
+func (s *Service) RetryPayout(ctx context.Context, r disbursementapi.PayoutCommand) (disbursementapi.Payout, error) {
 	if r.Actor.Role != assist.RoleFinance {
-		return Payout{}, assist.Errorf(assist.CodeForbidden, "only finance retries payouts")
+		return disbursementapi.Payout{}, assist.Errorf(assist.CodeForbidden, "only finance retries payouts")
 	}
 	p, err := s.store.Payout(ctx, r.PayoutID)
 	if err != nil {
-		return Payout{}, err
+		return disbursementapi.Payout{}, err
 	}
-	if p.Status != PayoutFailed {
-		return Payout{}, assist.Errorf(assist.CodeConflict, "only a failed payout can be retried; it is %s", p.Status)
+	if p.Status != disbursementapi.PayoutFailed {
+		return disbursementapi.Payout{}, assist.Errorf(assist.CodeConflict, "only a failed payout can be retried; it is %s", p.Status)
 	}
 	if err := s.store.RetryPayout(ctx, p.ID, newID(), s.now()); err != nil {
-		return Payout{}, err
+		return disbursementapi.Payout{}, err
 	}
 	s.poke()
 	return s.store.Payout(ctx, p.ID)
@@ -164,16 +165,16 @@ func (s *Service) RetryPayout(ctx context.Context, r PayoutCommand) (Payout, err
 //
 // Errors: CodeForbidden unless finance, CodeNotFound, CodeConflict unless
 // failed, CodeInvalid without a reason.
-func (s *Service) CancelPayout(ctx context.Context, r PayoutCommand) (Payout, error) {
+func (s *Service) CancelPayout(ctx context.Context, r disbursementapi.PayoutCommand) (disbursementapi.Payout, error) {
 	if r.Actor.Role != assist.RoleFinance {
-		return Payout{}, assist.Errorf(assist.CodeForbidden, "only finance cancels payouts")
+		return disbursementapi.Payout{}, assist.Errorf(assist.CodeForbidden, "only finance cancels payouts")
 	}
 	p, err := s.store.Payout(ctx, r.PayoutID)
 	if err != nil {
-		return Payout{}, err
+		return disbursementapi.Payout{}, err
 	}
 	if !eventlog.ValidCaseID(r.CommandID) {
-		return Payout{}, assist.Errorf(assist.CodeInvalid, "command id %q is not a UUID", r.CommandID)
+		return disbursementapi.Payout{}, assist.Errorf(assist.CodeInvalid, "command id %q is not a UUID", r.CommandID)
 	}
 	if _, err := s.log.Execute(ctx, p.CaseID, r.CommandID, func(c *assist.Case) (assist.Event, error) {
 		if c.PayoutID != p.ID {
@@ -181,7 +182,7 @@ func (s *Service) CancelPayout(ctx context.Context, r PayoutCommand) (Payout, er
 		}
 		return c.CancelPayout(assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}, r.Reason)
 	}); err != nil {
-		return Payout{}, err
+		return disbursementapi.Payout{}, err
 	}
 	return s.store.Payout(ctx, p.ID)
 }
@@ -193,7 +194,7 @@ var errReleasedBefore = errors.New("released before")
 // before is not released again.
 //
 // Errors: CodeConflict when the case's recorded approval uses the hold.
-func (s *Service) expire(ctx context.Context, h Hold) error {
+func (s *Service) expire(ctx context.Context, h disbursementapi.Hold) error {
 	cmdID := newID()
 	_, err := s.log.Execute(ctx, h.CaseID, cmdID, func(c *assist.Case) (assist.Event, error) {
 		if c == nil {

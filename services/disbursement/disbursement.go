@@ -18,6 +18,7 @@ import (
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
 // Config is disbursement's configuration.
@@ -99,17 +100,17 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	defer srv.Stop()
 	if err := errors.Join(
-		rpc.Handle(srv, SubjectFundsList, s.Funds),
-		rpc.Handle(srv, SubjectFundsGet, s.Fund),
-		rpc.Handle(srv, SubjectFundsCreate, s.CreateFund),
-		rpc.Handle(srv, SubjectPayeesList, s.Payees),
-		rpc.Handle(srv, SubjectPayeesGet, s.Payee),
-		rpc.Handle(srv, SubjectPayeesCreate, s.CreatePayee),
-		rpc.Handle(srv, SubjectPayoutsList, s.Payouts),
-		rpc.Handle(srv, SubjectPayoutRetry, s.RetryPayout),
-		rpc.Handle(srv, SubjectPayoutCancel, s.CancelPayout),
-		rpc.Handle(srv, SubjectHoldPlace, s.PlaceHold),
-		rpc.Handle(srv, SubjectHoldRelease, s.ReleaseHold),
+		rpc.Handle(srv, disbursementapi.FundsList, s.Funds),
+		rpc.Handle(srv, disbursementapi.FundsGet, s.Fund),
+		rpc.Handle(srv, disbursementapi.FundsCreate, s.CreateFund),
+		rpc.Handle(srv, disbursementapi.PayeesList, s.Payees),
+		rpc.Handle(srv, disbursementapi.PayeesGet, s.Payee),
+		rpc.Handle(srv, disbursementapi.PayeesCreate, s.CreatePayee),
+		rpc.Handle(srv, disbursementapi.PayoutsList, s.Payouts),
+		rpc.Handle(srv, disbursementapi.PayoutRetry, s.RetryPayout),
+		rpc.Handle(srv, disbursementapi.PayoutCancel, s.CancelPayout),
+		rpc.Handle(srv, disbursementapi.HoldPlace, s.PlaceHold),
+		rpc.Handle(srv, disbursementapi.HoldRelease, s.ReleaseHold),
 	); err != nil {
 		return fmt.Errorf("disbursement: %w", err)
 	}

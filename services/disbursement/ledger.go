@@ -8,6 +8,7 @@ import (
 	"github.com/eva-org/eva/pkg/eventcodec"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
 // Apply applies one event of the log to the ledger, inside the consumer's
@@ -21,7 +22,7 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 	now := s.now()
 	switch b := e.Body.(type) {
 	case assist.RequestApproved:
-		err := s.store.ReserveHold(ctx, q, b.HoldID, Payout{ID: newID(), PayeeID: b.PayeeID, CreatedAt: now}, newID())
+		err := s.store.ReserveHold(ctx, q, b.HoldID, disbursementapi.Payout{ID: newID(), PayeeID: b.PayeeID, CreatedAt: now}, newID())
 		if assist.IsCode(err, assist.CodeNotFound) {
 			return eventlog.Poison(fmt.Errorf("approval of %s uses hold %s, which the ledger does not know", e.CaseID, b.HoldID))
 		}

@@ -17,7 +17,9 @@ import (
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 	"github.com/eva-org/eva/services/disbursement/provsim"
 )
 
@@ -47,12 +49,12 @@ func TestFiftyConcurrentApprovalsAgainstAFundForTen(t *testing.T) {
 			cancel()
 			<-done
 		}()
-		money := disbursement.NewClient(nc)
+		money := disbursementapi.NewClient(nc)
 		fin := assist.Actor{Username: "fin", Role: assist.RoleFinance}
-		var fund disbursement.Fund
+		var fund disbursementapi.Fund
 		var err error
 		for deadline := time.Now().Add(20 * time.Second); ; {
-			fund, err = money.CreateFund(ctx, disbursement.CreateFundRequest{CommandID: id(), Actor: fin, Name: "TEN", AllocatedCents: 10 * 1_000})
+			fund, err = money.CreateFund(ctx, disbursementapi.CreateFundRequest{CommandID: id(), Actor: fin, Name: "TEN", AllocatedCents: 10 * 1_000})
 			if err == nil || !assist.IsCode(err, assist.CodeUnavailable) || time.Now().After(deadline) {
 				break
 			}
@@ -61,7 +63,7 @@ func TestFiftyConcurrentApprovalsAgainstAFundForTen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		payee, err := money.CreatePayee(ctx, disbursement.CreatePayeeRequest{CommandID: id(), Actor: fin, Name: "Shelter", Account: "A-1"})
+		payee, err := money.CreatePayee(ctx, disbursementapi.CreatePayeeRequest{CommandID: id(), Actor: fin, Name: "Shelter", Account: "A-1"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +84,7 @@ func TestFiftyConcurrentApprovalsAgainstAFundForTen(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := approvals.Claim(ctx, approval.CaseCommand{CommandID: id(), Actor: olu, CaseID: cases[i]}); err != nil {
+			if _, err := approvals.Claim(ctx, approvalapi.CaseCommand{CommandID: id(), Actor: olu, CaseID: cases[i]}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -111,7 +113,7 @@ func TestFiftyConcurrentApprovalsAgainstAFundForTen(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				_, results[i] = approvals.Approve(ctx, approval.ApproveRequest{CommandID: id(), Actor: olu, CaseID: c,
+				_, results[i] = approvals.Approve(ctx, approvalapi.ApproveRequest{CommandID: id(), Actor: olu, CaseID: c,
 					AmountCents: 1_000, FundID: fund.ID, Note: "approved"})
 			}()
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
 // harness runs disbursement's consumer on a real embedded JetStream and a
@@ -26,8 +27,8 @@ type harness struct {
 	js     jetstream.JetStream
 	db     sqldb.DB
 	svc    *Service
-	fund   Fund
-	payee  Payee
+	fund   disbursementapi.Fund
+	payee  disbursementapi.Payee
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -51,10 +52,10 @@ func newHarness(t *testing.T, db sqldb.DB, p Provider) *harness {
 	h.svc = h.service(p)
 	h.consume(h.svc)
 	var err error
-	if h.fund, err = h.svc.CreateFund(ctx, CreateFundRequest{CommandID: newID(), Actor: fin, Name: "F", AllocatedCents: 100_000}); err != nil {
+	if h.fund, err = h.svc.CreateFund(ctx, disbursementapi.CreateFundRequest{CommandID: newID(), Actor: fin, Name: "F", AllocatedCents: 100_000}); err != nil {
 		t.Fatal(err)
 	}
-	if h.payee, err = h.svc.CreatePayee(ctx, CreatePayeeRequest{CommandID: newID(), Actor: fin, Name: "Shelter", Account: "ACC-1"}); err != nil {
+	if h.payee, err = h.svc.CreatePayee(ctx, disbursementapi.CreatePayeeRequest{CommandID: newID(), Actor: fin, Name: "Shelter", Account: "ACC-1"}); err != nil {
 		t.Fatal(err)
 	}
 	return h
@@ -93,7 +94,7 @@ func (h *harness) approved(amount int64) string {
 		return c.Claim(assist.Cmd{ID: claim, Actor: olu, At: now}, time.Hour)
 	})
 	approve := newID()
-	hold, err := h.svc.PlaceHold(ctx, PlaceHoldRequest{HoldID: approve, FundID: h.fund.ID, CaseID: caseID, PayeeID: h.payee.ID, AmountCents: amount})
+	hold, err := h.svc.PlaceHold(ctx, disbursementapi.PlaceHoldRequest{HoldID: approve, FundID: h.fund.ID, CaseID: caseID, PayeeID: h.payee.ID, AmountCents: amount})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func (h *harness) drive(svc *Service, caseID string, want assist.State) {
 	}
 }
 
-func (h *harness) fundNow() Fund {
+func (h *harness) fundNow() disbursementapi.Fund {
 	h.t.Helper()
 	f, err := h.svc.store.Fund(h.ctx, h.fund.ID)
 	if err != nil {
@@ -135,7 +136,7 @@ func (h *harness) fundNow() Fund {
 	return f
 }
 
-func (h *harness) waitFund(what string, ok func(Fund) bool) Fund {
+func (h *harness) waitFund(what string, ok func(disbursementapi.Fund) bool) disbursementapi.Fund {
 	h.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -231,7 +232,7 @@ func TestPayoutCrashAfterProviderCallIsPaidOnce(t *testing.T) {
 		if bank.calls.Load() < 3 {
 			t.Fatalf("provider called %d times; the test must retry after the crashes", bank.calls.Load())
 		}
-		f := h.waitFund("settlement in the ledger", func(f Fund) bool { return f.PaidCents == 7_000 })
+		f := h.waitFund("settlement in the ledger", func(f disbursementapi.Fund) bool { return f.PaidCents == 7_000 })
 		if f.ReservedCents != 0 || f.AvailableCents != 100_000-7_000 {
 			t.Fatalf("fund after payout %+v", f)
 		}
@@ -299,7 +300,7 @@ func TestLedgerRedeliveryIsHarmless(t *testing.T) {
 	for range 3 {
 		h.drive(h.svc, h.approved(1_000), assist.StateDisbursed)
 	}
-	before := h.waitFund("three settlements", func(f Fund) bool { return f.PaidCents == 3_000 })
+	before := h.waitFund("three settlements", func(f disbursementapi.Fund) bool { return f.PaidCents == 3_000 })
 	h.cancel() // stop the consumer
 	if err := h.js.DeleteConsumer(context.Background(), eventlog.Stream, "disbursement"); err != nil {
 		t.Fatal(err)
@@ -344,7 +345,7 @@ func TestUnrecordedHoldExpires(t *testing.T) {
 			t.Fatal(err)
 		}
 		holdID := newID()
-		if _, err := h.svc.PlaceHold(h.ctx, PlaceHoldRequest{HoldID: holdID, FundID: h.fund.ID, CaseID: caseID,
+		if _, err := h.svc.PlaceHold(h.ctx, disbursementapi.PlaceHoldRequest{HoldID: holdID, FundID: h.fund.ID, CaseID: caseID,
 			PayeeID: h.payee.ID, AmountCents: 4_000}); err != nil {
 			t.Fatal(err)
 		}
@@ -354,7 +355,7 @@ func TestUnrecordedHoldExpires(t *testing.T) {
 		// (The approval service "crashed" here: nothing is appended.)
 		time.Sleep(2 * time.Millisecond)
 		h.svc.SweepHolds(h.ctx)
-		h.waitFund("the hold's release", func(f Fund) bool { return f.ReservedCents == 0 && f.AvailableCents == 100_000 })
+		h.waitFund("the hold's release", func(f disbursementapi.Fund) bool { return f.ReservedCents == 0 && f.AvailableCents == 100_000 })
 		c, err := h.log.Case(h.ctx, caseID)
 		if err != nil {
 			t.Fatal(err)
@@ -363,7 +364,7 @@ func TestUnrecordedHoldExpires(t *testing.T) {
 			t.Fatalf("released holds %v", c.ReleasedHolds)
 		}
 		hold, err := h.svc.store.Hold(h.ctx, holdID)
-		if err != nil || hold.Status != HoldReleased {
+		if err != nil || hold.Status != disbursementapi.HoldReleased {
 			t.Fatalf("hold %+v %v", hold, err)
 		}
 		// Sweeping again releases nothing twice.
@@ -390,7 +391,7 @@ func TestExpiredHoldBackingARecordedApprovalIsPaid(t *testing.T) {
 	for _, id := range ids {
 		h.drive(h.svc, id, assist.StateDisbursed)
 	}
-	f := h.waitFund("five settlements", func(f Fund) bool { return f.PaidCents == 5_000 })
+	f := h.waitFund("five settlements", func(f disbursementapi.Fund) bool { return f.PaidCents == 5_000 })
 	if f.ReservedCents != 0 || len(bank.paid) != 5 {
 		t.Fatalf("fund %+v, %d payments", f, len(bank.paid))
 	}

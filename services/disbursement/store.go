@@ -12,6 +12,7 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
 //go:embed migrations
@@ -34,21 +35,21 @@ const (
 func statusOf(stage string) string {
 	switch stage {
 	case stageReserve, stagePay:
-		return PayoutPending
+		return disbursementapi.PayoutPending
 	case stageSent:
-		return PayoutSent
+		return disbursementapi.PayoutSent
 	case stageSettled:
-		return PayoutSettled
+		return disbursementapi.PayoutSettled
 	case stageFailed:
-		return PayoutFailed
+		return disbursementapi.PayoutFailed
 	default:
-		return PayoutCancelled
+		return disbursementapi.PayoutCancelled
 	}
 }
 
 // Work is a payout step for the worker.
 type Work struct {
-	Payout
+	disbursementapi.Payout
 	Stage   string
 	CmdID   string
 	Account string
@@ -58,33 +59,33 @@ type Work struct {
 type Store interface {
 	// CreateFund stores a fund; the same id again returns the stored fund.
 	// Errors: CodeConflict when another fund has the name.
-	CreateFund(ctx context.Context, f Fund, by string) (Fund, error)
+	CreateFund(ctx context.Context, f disbursementapi.Fund, by string) (disbursementapi.Fund, error)
 	// Fund reads a fund. Errors: CodeNotFound.
-	Fund(ctx context.Context, id string) (Fund, error)
-	Funds(ctx context.Context, r ListRequest) (FundsPage, error)
+	Fund(ctx context.Context, id string) (disbursementapi.Fund, error)
+	Funds(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.FundsPage, error)
 	// CreatePayee stores a payee; the same id again returns it. Errors:
 	// CodeConflict when another payee has the name.
-	CreatePayee(ctx context.Context, p Payee, by string) (Payee, error)
+	CreatePayee(ctx context.Context, p disbursementapi.Payee, by string) (disbursementapi.Payee, error)
 	// Payee reads a payee. Errors: CodeNotFound.
-	Payee(ctx context.Context, id string) (Payee, error)
-	Payees(ctx context.Context, r ListRequest) (PayeesPage, error)
+	Payee(ctx context.Context, id string) (disbursementapi.Payee, error)
+	Payees(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayeesPage, error)
 
 	// PlaceHold atomically holds r.AmountCents on the fund unless the
 	// fund cannot cover it; the same hold id again returns the stored
 	// hold. Errors: CodeInsufficientFunds with the available amount,
 	// CodeInvalid naming fund_id or payee_id when unknown.
-	PlaceHold(ctx context.Context, r PlaceHoldRequest, expires, now time.Time) (Hold, error)
+	PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldRequest, expires, now time.Time) (disbursementapi.Hold, error)
 	// Hold reads a hold. Errors: CodeNotFound.
-	Hold(ctx context.Context, id string) (Hold, error)
+	Hold(ctx context.Context, id string) (disbursementapi.Hold, error)
 	// ExpiredHolds lists held holds whose expiry has passed.
-	ExpiredHolds(ctx context.Context, now time.Time, limit int) ([]Hold, error)
+	ExpiredHolds(ctx context.Context, now time.Time, limit int) ([]disbursementapi.Hold, error)
 
 	// The ledger effects of events, inside a consumer's transaction. Each
 	// is idempotent: applied twice, the second changes nothing.
 
 	// ReserveHold marks the hold as backing a recorded approval and
 	// creates its payout. Errors: CodeNotFound for an unknown hold.
-	ReserveHold(ctx context.Context, q sqldb.Querier, holdID string, p Payout, cmdID string) error
+	ReserveHold(ctx context.Context, q sqldb.Querier, holdID string, p disbursementapi.Payout, cmdID string) error
 	// Advance moves a payout at one of from to stage to.
 	Advance(ctx context.Context, q sqldb.Querier, payoutID string, from []string, to string, set Advance) error
 	// Settle marks a sent payout settled and moves its hold's amount from
@@ -102,8 +103,8 @@ type Store interface {
 	// Defer puts a payout step off until next.
 	Defer(ctx context.Context, payoutID string, next time.Time, lastError string) error
 	// Payout reads a payout. Errors: CodeNotFound.
-	Payout(ctx context.Context, id string) (Payout, error)
-	Payouts(ctx context.Context, r ListRequest) (PayoutsPage, error)
+	Payout(ctx context.Context, id string) (disbursementapi.Payout, error)
+	Payouts(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error)
 }
 
 // Advance says what a stage change sets besides the stage.
@@ -123,11 +124,11 @@ func NewSQLStore(db sqldb.DB) *SQLStore { return &SQLStore{db: db} }
 
 const fundCols = `id, name, allocated, reserved, paid, created_at`
 
-func scanFund(r sqldb.Row) (Fund, error) {
-	var f Fund
+func scanFund(r sqldb.Row) (disbursementapi.Fund, error) {
+	var f disbursementapi.Fund
 	var at int64
 	if err := r.Scan(&f.ID, &f.Name, &f.AllocatedCents, &f.ReservedCents, &f.PaidCents, &at); err != nil {
-		return Fund{}, err
+		return disbursementapi.Fund{}, err
 	}
 	f.CreatedAt = sqldb.Time(at)
 	f.AvailableCents = f.AllocatedCents - f.ReservedCents - f.PaidCents
@@ -135,104 +136,104 @@ func scanFund(r sqldb.Row) (Fund, error) {
 }
 
 // CreateFund implements Store.
-func (s *SQLStore) CreateFund(ctx context.Context, f Fund, by string) (Fund, error) {
+func (s *SQLStore) CreateFund(ctx context.Context, f disbursementapi.Fund, by string) (disbursementapi.Fund, error) {
 	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
 		_, err := q.Exec(ctx, `INSERT INTO disb_funds (id, name, allocated, created_by, created_at) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (id) DO NOTHING`, f.ID, f.Name, f.AllocatedCents, by, sqldb.Micros(f.CreatedAt))
 		return err
 	})
 	if sqldb.IsUniqueViolation(err) {
-		return Fund{}, &assist.Error{Code: assist.CodeConflict, Message: fmt.Sprintf("a fund named %q exists", f.Name),
+		return disbursementapi.Fund{}, &assist.Error{Code: assist.CodeConflict, Message: fmt.Sprintf("a fund named %q exists", f.Name),
 			Fields: []assist.FieldError{{Field: "name", Message: "is taken"}}}
 	}
 	if err != nil {
-		return Fund{}, err
+		return disbursementapi.Fund{}, err
 	}
 	return s.Fund(ctx, f.ID)
 }
 
 // Fund implements Store.
-func (s *SQLStore) Fund(ctx context.Context, id string) (Fund, error) {
+func (s *SQLStore) Fund(ctx context.Context, id string) (disbursementapi.Fund, error) {
 	f, err := scanFund(s.db.QueryRow(ctx, `SELECT `+fundCols+` FROM disb_funds WHERE id = $1`, id))
 	if errors.Is(err, sqldb.ErrNoRows) {
-		return Fund{}, assist.Errorf(assist.CodeNotFound, "no fund %q", id)
+		return disbursementapi.Fund{}, assist.Errorf(assist.CodeNotFound, "no fund %q", id)
 	}
 	return f, err
 }
 
 // Funds implements Store.
-func (s *SQLStore) Funds(ctx context.Context, r ListRequest) (FundsPage, error) {
+func (s *SQLStore) Funds(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.FundsPage, error) {
 	items, next, err := page(ctx, s.db, r, `SELECT `+fundCols+`, created_at, id FROM disb_funds`, nil, scanFund)
-	return FundsPage{Items: items, NextCursor: next}, err
+	return disbursementapi.FundsPage{Items: items, NextCursor: next}, err
 }
 
 const payeeCols = `id, name, country, account, created_at`
 
-func scanPayee(r sqldb.Row) (Payee, error) {
-	var p Payee
+func scanPayee(r sqldb.Row) (disbursementapi.Payee, error) {
+	var p disbursementapi.Payee
 	var at int64
 	if err := r.Scan(&p.ID, &p.Name, &p.Country, &p.Account, &at); err != nil {
-		return Payee{}, err
+		return disbursementapi.Payee{}, err
 	}
 	p.CreatedAt = sqldb.Time(at)
 	return p, nil
 }
 
 // CreatePayee implements Store.
-func (s *SQLStore) CreatePayee(ctx context.Context, p Payee, by string) (Payee, error) {
+func (s *SQLStore) CreatePayee(ctx context.Context, p disbursementapi.Payee, by string) (disbursementapi.Payee, error) {
 	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
 		_, err := q.Exec(ctx, `INSERT INTO disb_payees (id, name, country, account, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (id) DO NOTHING`, p.ID, p.Name, p.Country, p.Account, by, sqldb.Micros(p.CreatedAt))
 		return err
 	})
 	if sqldb.IsUniqueViolation(err) {
-		return Payee{}, &assist.Error{Code: assist.CodeConflict, Message: fmt.Sprintf("a payee named %q exists", p.Name),
+		return disbursementapi.Payee{}, &assist.Error{Code: assist.CodeConflict, Message: fmt.Sprintf("a payee named %q exists", p.Name),
 			Fields: []assist.FieldError{{Field: "name", Message: "is taken"}}}
 	}
 	if err != nil {
-		return Payee{}, err
+		return disbursementapi.Payee{}, err
 	}
 	return s.Payee(ctx, p.ID)
 }
 
 // Payee implements Store.
-func (s *SQLStore) Payee(ctx context.Context, id string) (Payee, error) {
+func (s *SQLStore) Payee(ctx context.Context, id string) (disbursementapi.Payee, error) {
 	p, err := scanPayee(s.db.QueryRow(ctx, `SELECT `+payeeCols+` FROM disb_payees WHERE id = $1`, id))
 	if errors.Is(err, sqldb.ErrNoRows) {
-		return Payee{}, assist.Errorf(assist.CodeNotFound, "no payee %q", id)
+		return disbursementapi.Payee{}, assist.Errorf(assist.CodeNotFound, "no payee %q", id)
 	}
 	return p, err
 }
 
 // Payees implements Store.
-func (s *SQLStore) Payees(ctx context.Context, r ListRequest) (PayeesPage, error) {
+func (s *SQLStore) Payees(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayeesPage, error) {
 	items, next, err := page(ctx, s.db, r, `SELECT `+payeeCols+`, created_at, id FROM disb_payees`, nil, scanPayee)
-	return PayeesPage{Items: items, NextCursor: next}, err
+	return disbursementapi.PayeesPage{Items: items, NextCursor: next}, err
 }
 
 const holdCols = `h.id, h.fund_id, h.case_id, h.amount, h.status, h.expires_at, f.allocated - f.reserved - f.paid`
 
-func scanHold(r sqldb.Row) (Hold, error) {
-	var h Hold
+func scanHold(r sqldb.Row) (disbursementapi.Hold, error) {
+	var h disbursementapi.Hold
 	var exp int64
 	if err := r.Scan(&h.ID, &h.FundID, &h.CaseID, &h.AmountCents, &h.Status, &exp, &h.AvailableCents); err != nil {
-		return Hold{}, err
+		return disbursementapi.Hold{}, err
 	}
 	h.ExpiresAt = sqldb.Time(exp)
 	return h, nil
 }
 
-func getHold(ctx context.Context, q sqldb.Querier, id string) (Hold, error) {
+func getHold(ctx context.Context, q sqldb.Querier, id string) (disbursementapi.Hold, error) {
 	h, err := scanHold(q.QueryRow(ctx, `SELECT `+holdCols+` FROM disb_holds h JOIN disb_funds f ON f.id = h.fund_id WHERE h.id = $1`, id))
 	if errors.Is(err, sqldb.ErrNoRows) {
-		return Hold{}, assist.Errorf(assist.CodeNotFound, "no hold %q", id)
+		return disbursementapi.Hold{}, assist.Errorf(assist.CodeNotFound, "no hold %q", id)
 	}
 	return h, err
 }
 
 // PlaceHold implements Store.
-func (s *SQLStore) PlaceHold(ctx context.Context, r PlaceHoldRequest, expires, now time.Time) (Hold, error) {
-	var h Hold
+func (s *SQLStore) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldRequest, expires, now time.Time) (disbursementapi.Hold, error) {
+	var h disbursementapi.Hold
 	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
 		var err error
 		if h, err = getHold(ctx, q, r.HoldID); err == nil || !assist.IsCode(err, assist.CodeNotFound) {
@@ -269,7 +270,7 @@ func (s *SQLStore) PlaceHold(ctx context.Context, r PlaceHoldRequest, expires, n
 		}
 		if _, err := q.Exec(ctx, `INSERT INTO disb_holds (id, fund_id, case_id, payee_id, amount, status, expires_at, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
-			r.HoldID, r.FundID, r.CaseID, r.PayeeID, r.AmountCents, HoldHeld, sqldb.Micros(expires), sqldb.Micros(now)); err != nil {
+			r.HoldID, r.FundID, r.CaseID, r.PayeeID, r.AmountCents, disbursementapi.HoldHeld, sqldb.Micros(expires), sqldb.Micros(now)); err != nil {
 			return err
 		}
 		h, err = getHold(ctx, q, r.HoldID)
@@ -279,12 +280,14 @@ func (s *SQLStore) PlaceHold(ctx context.Context, r PlaceHoldRequest, expires, n
 }
 
 // Hold implements Store.
-func (s *SQLStore) Hold(ctx context.Context, id string) (Hold, error) { return getHold(ctx, s.db, id) }
+func (s *SQLStore) Hold(ctx context.Context, id string) (disbursementapi.Hold, error) {
+	return getHold(ctx, s.db, id)
+}
 
 // ExpiredHolds implements Store.
-func (s *SQLStore) ExpiredHolds(ctx context.Context, now time.Time, limit int) ([]Hold, error) {
+func (s *SQLStore) ExpiredHolds(ctx context.Context, now time.Time, limit int) ([]disbursementapi.Hold, error) {
 	rows, err := s.db.Query(ctx, `SELECT `+holdCols+` FROM disb_holds h JOIN disb_funds f ON f.id = h.fund_id
-		WHERE h.status = $1 AND h.expires_at <= $2 ORDER BY h.expires_at LIMIT $3`, HoldHeld, sqldb.Micros(now), limit)
+		WHERE h.status = $1 AND h.expires_at <= $2 ORDER BY h.expires_at LIMIT $3`, disbursementapi.HoldHeld, sqldb.Micros(now), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -292,17 +295,17 @@ func (s *SQLStore) ExpiredHolds(ctx context.Context, now time.Time, limit int) (
 }
 
 // ReserveHold implements Store.
-func (s *SQLStore) ReserveHold(ctx context.Context, q sqldb.Querier, holdID string, p Payout, cmdID string) error {
+func (s *SQLStore) ReserveHold(ctx context.Context, q sqldb.Querier, holdID string, p disbursementapi.Payout, cmdID string) error {
 	var status string
 	err := q.QueryRow(ctx, `SELECT status FROM disb_holds WHERE id = $1`, holdID).Scan(&status)
 	if errors.Is(err, sqldb.ErrNoRows) {
 		return assist.Errorf(assist.CodeNotFound, "no hold %q", holdID)
 	}
-	if err != nil || status != HoldHeld {
+	if err != nil || status != disbursementapi.HoldHeld {
 		return err // reserved before: nothing to do
 	}
 	now := sqldb.Micros(p.CreatedAt)
-	if _, err := q.Exec(ctx, `UPDATE disb_holds SET status = $1, updated_at = $2 WHERE id = $3`, HoldReserved, now, holdID); err != nil {
+	if _, err := q.Exec(ctx, `UPDATE disb_holds SET status = $1, updated_at = $2 WHERE id = $3`, disbursementapi.HoldReserved, now, holdID); err != nil {
 		return err
 	}
 	_, err = q.Exec(ctx, `INSERT INTO disb_payouts (id, case_id, hold_id, fund_id, payee_id, amount, stage, cmd_id, attempt, next_at, created_at, updated_at)
@@ -335,7 +338,7 @@ func (s *SQLStore) Settle(ctx context.Context, q sqldb.Querier, payoutID string,
 	if err != nil {
 		return err
 	}
-	return moveHold(ctx, q, holdID, []string{HoldReserved}, HoldPaid, now,
+	return moveHold(ctx, q, holdID, []string{disbursementapi.HoldReserved}, disbursementapi.HoldPaid, now,
 		`UPDATE disb_funds SET reserved = reserved - $1, paid = paid + $1 WHERE id = $2`)
 }
 
@@ -345,7 +348,7 @@ func (s *SQLStore) ReleaseHold(ctx context.Context, q sqldb.Querier, holdID stri
 		stageCancelled, sqldb.Micros(now), holdID, stageFailed); err != nil {
 		return err
 	}
-	return moveHold(ctx, q, holdID, []string{HoldHeld, HoldReserved}, HoldReleased, now,
+	return moveHold(ctx, q, holdID, []string{disbursementapi.HoldHeld, disbursementapi.HoldReserved}, disbursementapi.HoldReleased, now,
 		`UPDATE disb_funds SET reserved = reserved - $1 WHERE id = $2`)
 }
 
@@ -379,19 +382,19 @@ func moveHold(ctx context.Context, q sqldb.Querier, holdID string, from []string
 
 const payoutCols = `id, case_id, fund_id, payee_id, hold_id, amount, stage, attempt, provider_ref, last_error, created_at, updated_at`
 
-func scanPayout(r sqldb.Row) (Payout, error) {
+func scanPayout(r sqldb.Row) (disbursementapi.Payout, error) {
 	p, _, err := scanPayoutStage(r)
 	return p, err
 }
 
-func scanPayoutStage(r sqldb.Row, extra ...any) (Payout, string, error) {
-	var p Payout
+func scanPayoutStage(r sqldb.Row, extra ...any) (disbursementapi.Payout, string, error) {
+	var p disbursementapi.Payout
 	var stage string
 	var attempt, created, updated int64
 	dest := append([]any{&p.ID, &p.CaseID, &p.FundID, &p.PayeeID, &p.HoldID, &p.AmountCents, &stage, &attempt,
 		&p.ProviderRef, &p.LastError, &created, &updated}, extra...)
 	if err := r.Scan(dest...); err != nil {
-		return Payout{}, "", err
+		return disbursementapi.Payout{}, "", err
 	}
 	p.Status = statusOf(stage)
 	p.Attempt = int(attempt)
@@ -441,16 +444,16 @@ func (s *SQLStore) Defer(ctx context.Context, payoutID string, next time.Time, l
 }
 
 // Payout implements Store.
-func (s *SQLStore) Payout(ctx context.Context, id string) (Payout, error) {
+func (s *SQLStore) Payout(ctx context.Context, id string) (disbursementapi.Payout, error) {
 	p, err := scanPayout(s.db.QueryRow(ctx, `SELECT `+payoutCols+` FROM disb_payouts WHERE id = $1`, id))
 	if errors.Is(err, sqldb.ErrNoRows) {
-		return Payout{}, assist.Errorf(assist.CodeNotFound, "no payout %q", id)
+		return disbursementapi.Payout{}, assist.Errorf(assist.CodeNotFound, "no payout %q", id)
 	}
 	return p, err
 }
 
 // Payouts implements Store.
-func (s *SQLStore) Payouts(ctx context.Context, r ListRequest) (PayoutsPage, error) {
+func (s *SQLStore) Payouts(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error) {
 	var where []string
 	var args []any
 	if r.CaseID != "" {
@@ -464,7 +467,7 @@ func (s *SQLStore) Payouts(ctx context.Context, r ListRequest) (PayoutsPage, err
 	}
 	items, next, err := page(ctx, s.db, r, `SELECT `+payoutCols+`, created_at, id FROM disb_payouts`,
 		&filter{where: where, args: args}, scanPayout)
-	return PayoutsPage{Items: items, NextCursor: next}, err
+	return disbursementapi.PayoutsPage{Items: items, NextCursor: next}, err
 }
 
 func stagesOf(status string) []string {
@@ -484,7 +487,7 @@ type filter struct {
 
 // page runs a list query ordered by (created_at, id), whose select list ends
 // with created_at and id, and returns the items and the next cursor.
-func page[T any](ctx context.Context, db sqldb.Querier, r ListRequest, query string, f *filter, scan func(sqldb.Row) (T, error)) ([]T, string, error) {
+func page[T any](ctx context.Context, db sqldb.Querier, r disbursementapi.ListRequest, query string, f *filter, scan func(sqldb.Row) (T, error)) ([]T, string, error) {
 	limit := r.Limit
 	if limit <= 0 {
 		limit = listing.DefaultLimit

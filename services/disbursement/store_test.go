@@ -10,6 +10,7 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
 // The conformance suite of Store, run on every driver.
@@ -23,15 +24,15 @@ func TestStoreConformance(t *testing.T) {
 		now := time.Now().UTC().Truncate(time.Microsecond)
 
 		t.Run("funds", func(t *testing.T) {
-			f, err := s.CreateFund(ctx, Fund{ID: newID(), Name: "Alpha", AllocatedCents: 500, CreatedAt: now}, "fin")
+			f, err := s.CreateFund(ctx, disbursementapi.Fund{ID: newID(), Name: "Alpha", AllocatedCents: 500, CreatedAt: now}, "fin")
 			if err != nil || f.AvailableCents != 500 || f.ReservedCents != 0 || !f.CreatedAt.Equal(now) {
 				t.Fatalf("create: %+v %v", f, err)
 			}
-			again, err := s.CreateFund(ctx, Fund{ID: f.ID, Name: "Alpha", AllocatedCents: 999, CreatedAt: now}, "fin")
+			again, err := s.CreateFund(ctx, disbursementapi.Fund{ID: f.ID, Name: "Alpha", AllocatedCents: 999, CreatedAt: now}, "fin")
 			if err != nil || again != f {
 				t.Fatalf("same id again: %+v %v, want the stored fund", again, err)
 			}
-			_, err = s.CreateFund(ctx, Fund{ID: newID(), Name: "Alpha", AllocatedCents: 1, CreatedAt: now}, "fin")
+			_, err = s.CreateFund(ctx, disbursementapi.Fund{ID: newID(), Name: "Alpha", AllocatedCents: 1, CreatedAt: now}, "fin")
 			var ae *assist.Error
 			if !errors.As(err, &ae) || ae.Code != assist.CodeConflict || len(ae.Fields) != 1 || ae.Fields[0].Field != "name" {
 				t.Fatalf("name taken: %v", err)
@@ -43,14 +44,14 @@ func TestStoreConformance(t *testing.T) {
 
 		t.Run("list paging", func(t *testing.T) {
 			for i := range 7 {
-				if _, err := s.CreatePayee(ctx, Payee{ID: newID(), Name: "P" + string(rune('a'+i)), Account: "X", CreatedAt: now}, "fin"); err != nil {
+				if _, err := s.CreatePayee(ctx, disbursementapi.Payee{ID: newID(), Name: "P" + string(rune('a'+i)), Account: "X", CreatedAt: now}, "fin"); err != nil {
 					t.Fatal(err)
 				}
 			}
 			seen := map[string]bool{}
 			cursor := ""
 			for pages := 0; ; pages++ {
-				page, err := s.Payees(ctx, ListRequest{Limit: 3, Cursor: cursor})
+				page, err := s.Payees(ctx, disbursementapi.ListRequest{Limit: 3, Cursor: cursor})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -71,30 +72,30 @@ func TestStoreConformance(t *testing.T) {
 			if len(seen) != 7 {
 				t.Fatalf("paged through %d payees, want 7", len(seen))
 			}
-			if _, err := s.Payees(ctx, ListRequest{Cursor: "garbage!"}); !assist.IsCode(err, assist.CodeInvalid) {
+			if _, err := s.Payees(ctx, disbursementapi.ListRequest{Cursor: "garbage!"}); !assist.IsCode(err, assist.CodeInvalid) {
 				t.Fatalf("bad cursor: %v", err)
 			}
 		})
 
-		fund, err := s.CreateFund(ctx, Fund{ID: newID(), Name: "Holds", AllocatedCents: 1_000, CreatedAt: now}, "fin")
+		fund, err := s.CreateFund(ctx, disbursementapi.Fund{ID: newID(), Name: "Holds", AllocatedCents: 1_000, CreatedAt: now}, "fin")
 		if err != nil {
 			t.Fatal(err)
 		}
-		payee, err := s.CreatePayee(ctx, Payee{ID: newID(), Name: "Clinic", Account: "ACC", CreatedAt: now}, "fin")
+		payee, err := s.CreatePayee(ctx, disbursementapi.Payee{ID: newID(), Name: "Clinic", Account: "ACC", CreatedAt: now}, "fin")
 		if err != nil {
 			t.Fatal(err)
 		}
-		hold := func(amount int64) (Hold, error) {
-			return s.PlaceHold(ctx, PlaceHoldRequest{HoldID: newID(), FundID: fund.ID, CaseID: newID(), PayeeID: payee.ID,
+		hold := func(amount int64) (disbursementapi.Hold, error) {
+			return s.PlaceHold(ctx, disbursementapi.PlaceHoldRequest{HoldID: newID(), FundID: fund.ID, CaseID: newID(), PayeeID: payee.ID,
 				AmountCents: amount}, now.Add(time.Minute), now)
 		}
 
 		t.Run("holds", func(t *testing.T) {
 			h, err := hold(600)
-			if err != nil || h.Status != HoldHeld || h.AvailableCents != 400 {
+			if err != nil || h.Status != disbursementapi.HoldHeld || h.AvailableCents != 400 {
 				t.Fatalf("hold: %+v %v", h, err)
 			}
-			again, err := s.PlaceHold(ctx, PlaceHoldRequest{HoldID: h.ID, FundID: fund.ID, CaseID: h.CaseID, PayeeID: payee.ID,
+			again, err := s.PlaceHold(ctx, disbursementapi.PlaceHoldRequest{HoldID: h.ID, FundID: fund.ID, CaseID: h.CaseID, PayeeID: payee.ID,
 				AmountCents: 600}, now.Add(time.Minute), now)
 			if err != nil || again.ID != h.ID || again.AvailableCents != 400 {
 				t.Fatalf("same hold again: %+v %v", again, err)
@@ -105,11 +106,11 @@ func TestStoreConformance(t *testing.T) {
 				t.Fatalf("over the available amount: %v", err)
 			}
 			for _, tc := range []struct {
-				req   PlaceHoldRequest
+				req   disbursementapi.PlaceHoldRequest
 				field string
 			}{
-				{PlaceHoldRequest{HoldID: newID(), FundID: newID(), CaseID: newID(), PayeeID: payee.ID, AmountCents: 1}, "fund_id"},
-				{PlaceHoldRequest{HoldID: newID(), FundID: fund.ID, CaseID: newID(), PayeeID: newID(), AmountCents: 1}, "payee_id"},
+				{disbursementapi.PlaceHoldRequest{HoldID: newID(), FundID: newID(), CaseID: newID(), PayeeID: payee.ID, AmountCents: 1}, "fund_id"},
+				{disbursementapi.PlaceHoldRequest{HoldID: newID(), FundID: fund.ID, CaseID: newID(), PayeeID: newID(), AmountCents: 1}, "payee_id"},
 			} {
 				_, err := s.PlaceHold(ctx, tc.req, now, now)
 				if !errors.As(err, &ae) || ae.Code != assist.CodeInvalid || ae.Fields[0].Field != tc.field {
@@ -139,7 +140,7 @@ func TestStoreConformance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := Payout{ID: newID(), PayeeID: payee.ID, CreatedAt: now}
+			p := disbursementapi.Payout{ID: newID(), PayeeID: payee.ID, CreatedAt: now}
 			inTx := func(f func(q sqldb.Querier) error) {
 				t.Helper()
 				if err := db.Tx(ctx, f); err != nil {
@@ -150,7 +151,7 @@ func TestStoreConformance(t *testing.T) {
 				inTx(func(q sqldb.Querier) error { return s.ReserveHold(ctx, q, h.ID, p, newID()) })
 			}
 			got, err := s.Payout(ctx, p.ID)
-			if err != nil || got.Status != PayoutPending || got.AmountCents != 300 || got.HoldID != h.ID || got.CaseID != h.CaseID {
+			if err != nil || got.Status != disbursementapi.PayoutPending || got.AmountCents != 300 || got.HoldID != h.ID || got.CaseID != h.CaseID {
 				t.Fatalf("payout %+v %v", got, err)
 			}
 			if err := db.Tx(ctx, func(q sqldb.Querier) error { return s.ReserveHold(ctx, q, newID(), p, newID()) }); !assist.IsCode(err, assist.CodeNotFound) {
@@ -183,7 +184,7 @@ func TestStoreConformance(t *testing.T) {
 			inTx(func(q sqldb.Querier) error {
 				return s.Advance(ctx, q, p.ID, []string{stagePay}, stageFailed, Advance{LastError: "declined", Now: now})
 			})
-			if got, _ := s.Payout(ctx, p.ID); got.Status != PayoutFailed || got.LastError != "declined" || got.Attempt != 1 {
+			if got, _ := s.Payout(ctx, p.ID); got.Status != disbursementapi.PayoutFailed || got.LastError != "declined" || got.Attempt != 1 {
 				t.Fatalf("failed payout %+v", got)
 			}
 			if err := s.RetryPayout(ctx, p.ID, newID(), now); err != nil {
@@ -199,17 +200,17 @@ func TestStoreConformance(t *testing.T) {
 				inTx(func(q sqldb.Querier) error { return s.Settle(ctx, q, p.ID, now) })
 			}
 			got, _ = s.Payout(ctx, p.ID)
-			if got.Status != PayoutSettled || got.Attempt != 2 || got.ProviderRef != "R1" {
+			if got.Status != disbursementapi.PayoutSettled || got.Attempt != 2 || got.ProviderRef != "R1" {
 				t.Fatalf("settled payout %+v", got)
 			}
 			if f, _ := s.Fund(ctx, fund.ID); f.PaidCents != 300 || f.ReservedCents != 0 || f.AvailableCents != 700 {
 				t.Fatalf("fund after settlement %+v", f)
 			}
-			page, err := s.Payouts(ctx, ListRequest{CaseID: h.CaseID})
+			page, err := s.Payouts(ctx, disbursementapi.ListRequest{CaseID: h.CaseID})
 			if err != nil || len(page.Items) != 1 || page.Items[0].ID != p.ID {
 				t.Fatalf("payouts of the case: %+v %v", page, err)
 			}
-			if page, _ := s.Payouts(ctx, ListRequest{Status: PayoutPending}); len(page.Items) != 0 {
+			if page, _ := s.Payouts(ctx, disbursementapi.ListRequest{Status: disbursementapi.PayoutPending}); len(page.Items) != 0 {
 				t.Fatalf("pending payouts: %+v", page.Items)
 			}
 		})

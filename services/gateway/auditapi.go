@@ -8,7 +8,7 @@ import (
 	"strconv"
 
 	"github.com/eva-org/eva/pkg/listing"
-	"github.com/eva-org/eva/services/audit"
+	"github.com/eva-org/eva/services/audit/auditapi"
 )
 
 // auditEvents is GET /v1/audit/events?after=&limit= (cursor= is accepted
@@ -26,7 +26,7 @@ func (s *server) auditEvents(r *http.Request) (any, error) {
 	if q.err != nil {
 		return nil, q.err
 	}
-	p, err := s.audit.Events(r.Context(), audit.EventsRequest{After: after, Limit: limit})
+	p, err := s.audit.Events(r.Context(), auditapi.EventsRequest{After: after, Limit: limit})
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +46,7 @@ func (s *server) deadLetters(r *http.Request) (any, error) {
 	if q.err != nil {
 		return nil, q.err
 	}
-	p, err := s.audit.DeadLetters(r.Context(), audit.DeadLettersRequest{After: after, Limit: limit})
+	p, err := s.audit.DeadLetters(r.Context(), auditapi.DeadLettersRequest{After: after, Limit: limit})
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +117,7 @@ func (s *server) export(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, q.err)
 		return
 	}
-	p, err := s.audit.Events(r.Context(), audit.EventsRequest{Limit: listing.MaxLimit})
+	p, err := s.audit.Events(r.Context(), auditapi.EventsRequest{Limit: listing.MaxLimit})
 	if err != nil {
 		writeProblem(w, r, err)
 		return
@@ -126,13 +126,13 @@ func (s *server) export(w http.ResponseWriter, r *http.Request) {
 	var (
 		enc  = json.NewEncoder(w)
 		cw   = csv.NewWriter(w)
-		emit func(audit.ArchivedEvent) error
+		emit func(auditapi.ArchivedEvent) error
 	)
 	if format == "csv" {
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="eva-audit.csv"`)
 		_ = cw.Write(csvHeader)
-		emit = func(e audit.ArchivedEvent) error {
+		emit = func(e auditapi.ArchivedEvent) error {
 			j := toEventJSON(e)
 			return cw.Write([]string{strconv.FormatUint(j.Seq, 10), j.ID, j.RequestID, j.Type, j.At, j.Actor.Username,
 				j.Actor.Role, j.Actor.Post, j.Reason, j.Hash, j.Chain, string(j.Data), j.DecodeError})
@@ -140,7 +140,7 @@ func (s *server) export(w http.ResponseWriter, r *http.Request) {
 	} else {
 		w.Header().Set("Content-Type", "application/jsonl; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="eva-audit.jsonl"`)
-		emit = func(e audit.ArchivedEvent) error { return enc.Encode(toEventJSON(e)) }
+		emit = func(e auditapi.ArchivedEvent) error { return enc.Encode(toEventJSON(e)) }
 	}
 	w.WriteHeader(http.StatusOK)
 	var after uint64
@@ -159,7 +159,7 @@ func (s *server) export(w http.ResponseWriter, r *http.Request) {
 			return // the end (or a service that would loop)
 		}
 		after = p.Next
-		if p, err = s.audit.Events(r.Context(), audit.EventsRequest{After: after, Limit: listing.MaxLimit}); err != nil {
+		if p, err = s.audit.Events(r.Context(), auditapi.EventsRequest{After: after, Limit: listing.MaxLimit}); err != nil {
 			noteError(r, fmt.Errorf("audit export after %d: %w", after, err))
 			panic(http.ErrAbortHandler)
 		}

@@ -8,29 +8,30 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/eva-org/eva/pkg/assist"
-	"github.com/eva-org/eva/services/approval"
-	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/pkg/caseview"
+	"github.com/eva-org/eva/services/approval/approvalapi"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // Request bodies. Decoding is strict (decodeJSON): unknown fields are
 // refused, so every field a client may send is here.
 type (
 	fileBody struct {
-		Post          string             `json:"post"`
-		Category      string             `json:"category"`
-		Urgency       string             `json:"urgency"`
-		AmountCents   int64              `json:"amount_usd_cents"`
-		Justification string             `json:"justification"`
-		Beneficiary   intake.Beneficiary `json:"beneficiary"`
-		PayeeID       string             `json:"payee_id"`
+		Post          string                `json:"post"`
+		Category      string                `json:"category"`
+		Urgency       string                `json:"urgency"`
+		AmountCents   int64                 `json:"amount_usd_cents"`
+		Justification string                `json:"justification"`
+		Beneficiary   intakeapi.Beneficiary `json:"beneficiary"`
+		PayeeID       string                `json:"payee_id"`
 	}
 	amendBody struct {
-		Category      *string             `json:"category"`
-		Urgency       *string             `json:"urgency"`
-		AmountCents   *int64              `json:"amount_usd_cents"`
-		Justification *string             `json:"justification"`
-		Beneficiary   *intake.Beneficiary `json:"beneficiary"`
-		PayeeID       *string             `json:"payee_id"`
+		Category      *string                `json:"category"`
+		Urgency       *string                `json:"urgency"`
+		AmountCents   *int64                 `json:"amount_usd_cents"`
+		Justification *string                `json:"justification"`
+		Beneficiary   *intakeapi.Beneficiary `json:"beneficiary"`
+		PayeeID       *string                `json:"payee_id"`
 	}
 	reasonBody struct {
 		Reason string `json:"reason"`
@@ -66,17 +67,17 @@ func ofPost(u Account, post string) bool {
 // Errors: CodeNotFound when it does not exist or is not visible to u (a
 // requester of another post learns nothing more than that); the
 // service's errors.
-func (s *server) visibleCase(r *http.Request, u Account, id string) (*assist.Case, error) {
+func (s *server) visibleCase(r *http.Request, u Account, id string) (caseview.Case, error) {
 	c, err := s.intake.Get(r.Context(), id)
 	switch {
 	case assist.IsCode(err, assist.CodeNotFound):
-		return nil, notFound("request", id)
+		return caseview.Case{}, notFound("request", id)
 	case err != nil:
-		return nil, err
-	case c == nil:
-		return nil, errors.New("intake answered no case")
+		return caseview.Case{}, err
+	case c.ID == "":
+		return caseview.Case{}, errors.New("intake answered no case")
 	case !seesAllCases(u) && !ofPost(u, c.Post):
-		return nil, notFound("request", id)
+		return caseview.Case{}, notFound("request", id)
 	}
 	return c, nil
 }
@@ -84,22 +85,22 @@ func (s *server) visibleCase(r *http.Request, u Account, id string) (*assist.Cas
 // ownCase reads a case of one of u's posts, for a requester's command.
 //
 // Errors: CodeNotFound when it does not exist or is another post's.
-func (s *server) ownCase(r *http.Request, u Account, id string) (*assist.Case, error) {
+func (s *server) ownCase(r *http.Request, u Account, id string) (caseview.Case, error) {
 	c, err := s.visibleCase(r, u, id)
 	if err != nil {
-		return nil, err
+		return caseview.Case{}, err
 	}
 	if !ofPost(u, c.Post) {
-		return nil, notFound("request", id)
+		return caseview.Case{}, notFound("request", id)
 	}
 	return c, nil
 }
 
-func caseReply(status int, c *assist.Case, err error) (reply, error) {
+func caseReply(status int, c caseview.Case, err error) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if c == nil {
+	if c.ID == "" {
 		return reply{}, errors.New("the service answered no case")
 	}
 	return reply{status: status, body: toCaseJSON(c)}, nil
@@ -123,7 +124,7 @@ func (s *server) fileRequest(r *http.Request, c command, in fileBody) (reply, er
 	case !ofPost(c.User, in.Post):
 		return reply{}, assist.Errorf(assist.CodeForbidden, "you do not file for post %q", in.Post)
 	}
-	cs, err := s.intake.File(r.Context(), intake.FileRequest{
+	cs, err := s.intake.File(r.Context(), intakeapi.FileRequest{
 		CommandID: c.ID, Actor: requesterActor(c.User, in.Post), Post: in.Post, Category: in.Category,
 		Urgency: in.Urgency, AmountCents: in.AmountCents, Justification: in.Justification,
 		Beneficiary: in.Beneficiary, PayeeID: in.PayeeID, IdempotencyKeyHash: c.KeyHash, RequestHash: c.RequestHash,
@@ -138,7 +139,7 @@ func (s *server) fileRequest(r *http.Request, c command, in fileBody) (reply, er
 // listRequests is GET /v1/requests.
 func (s *server) listRequests(r *http.Request) (any, error) {
 	q := newQuery(r)
-	f := intake.ListFilter{
+	f := intakeapi.ListFilter{
 		Status:  enum(q, "status", assist.States),
 		Post:    q.one("post"),
 		Urgency: enum(q, "urgency", assist.Urgencies),
@@ -180,7 +181,7 @@ func (s *server) amendRequest(r *http.Request, c command, in amendBody) (reply, 
 	if err != nil {
 		return reply{}, err
 	}
-	out, err := s.intake.Amend(r.Context(), intake.AmendRequest{
+	out, err := s.intake.Amend(r.Context(), intakeapi.AmendRequest{
 		CommandID: c.ID, Actor: requesterActor(c.User, cs.Post), CaseID: cs.ID, Category: in.Category,
 		Urgency: in.Urgency, AmountCents: in.AmountCents, Justification: in.Justification,
 		Beneficiary: in.Beneficiary, PayeeID: in.PayeeID,
@@ -194,7 +195,7 @@ func (s *server) withdrawRequest(r *http.Request, c command, in reasonBody) (rep
 	if err != nil {
 		return reply{}, err
 	}
-	out, err := s.intake.Withdraw(r.Context(), intake.WithdrawRequest{
+	out, err := s.intake.Withdraw(r.Context(), intakeapi.WithdrawRequest{
 		CommandID: c.ID, Actor: requesterActor(c.User, cs.Post), CaseID: cs.ID, Reason: in.Reason,
 	})
 	return caseReply(http.StatusOK, out, err)
@@ -206,7 +207,7 @@ func (s *server) answerRequest(r *http.Request, c command, in answerBody) (reply
 	if err != nil {
 		return reply{}, err
 	}
-	out, err := s.intake.Answer(r.Context(), intake.AnswerRequest{
+	out, err := s.intake.Answer(r.Context(), intakeapi.AnswerRequest{
 		CommandID: c.ID, Actor: requesterActor(c.User, cs.Post), CaseID: cs.ID, Answer: in.Answer,
 	})
 	return caseReply(http.StatusOK, out, err)
@@ -238,7 +239,7 @@ func (s *server) asOf(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c == nil {
+	if c.ID == "" {
 		return nil, errors.New("audit answered no case")
 	}
 	return toCaseJSON(c), nil
@@ -266,7 +267,7 @@ func (s *server) beneficiary(r *http.Request) (any, error) {
 		}
 		actor = requesterActor(u, c.Post)
 	}
-	b, err := s.intake.Personal(r.Context(), intake.PersonalRequest{Actor: actor, CaseID: id})
+	b, err := s.intake.Personal(r.Context(), intakeapi.PersonalRequest{Actor: actor, CaseID: id})
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +278,7 @@ func (s *server) beneficiary(r *http.Request) (any, error) {
 // queue is GET /v1/queue.
 func (s *server) queue(r *http.Request) (any, error) {
 	q := newQuery(r)
-	req := approval.QueueRequest{Limit: q.limit(), Cursor: q.cursor()}
+	req := approvalapi.QueueRequest{Limit: q.limit(), Cursor: q.cursor()}
 	if q.err != nil {
 		return nil, q.err
 	}
@@ -288,8 +289,8 @@ func (s *server) queue(r *http.Request) (any, error) {
 	return toQueueJSON(p), nil
 }
 
-func caseCommand(r *http.Request, c command) approval.CaseCommand {
-	return approval.CaseCommand{CommandID: c.ID, Actor: approverActor(c.User), CaseID: chi.URLParam(r, "id")}
+func caseCommand(r *http.Request, c command) approvalapi.CaseCommand {
+	return approvalapi.CaseCommand{CommandID: c.ID, Actor: approverActor(c.User), CaseID: chi.URLParam(r, "id")}
 }
 
 // claim is POST /v1/requests/{id}/claim.
@@ -306,7 +307,7 @@ func (s *server) release(r *http.Request, c command, _ noBody) (reply, error) {
 
 // approve is POST /v1/requests/{id}/approve.
 func (s *server) approve(r *http.Request, c command, in approveBody) (reply, error) {
-	out, err := s.approval.Approve(r.Context(), approval.ApproveRequest{
+	out, err := s.approval.Approve(r.Context(), approvalapi.ApproveRequest{
 		CommandID: c.ID, Actor: approverActor(c.User), CaseID: chi.URLParam(r, "id"),
 		AmountCents: in.AmountCents, FundID: in.FundID, PayeeID: in.PayeeID, Note: in.Note,
 	})
@@ -315,7 +316,7 @@ func (s *server) approve(r *http.Request, c command, in approveBody) (reply, err
 
 // reject is POST /v1/requests/{id}/reject.
 func (s *server) reject(r *http.Request, c command, in reasonBody) (reply, error) {
-	out, err := s.approval.Reject(r.Context(), approval.RejectRequest{
+	out, err := s.approval.Reject(r.Context(), approvalapi.RejectRequest{
 		CommandID: c.ID, Actor: approverActor(c.User), CaseID: chi.URLParam(r, "id"), Reason: in.Reason,
 	})
 	return caseReply(http.StatusOK, out, err)
@@ -323,7 +324,7 @@ func (s *server) reject(r *http.Request, c command, in reasonBody) (reply, error
 
 // requestInfo is POST /v1/requests/{id}/request-info.
 func (s *server) requestInfo(r *http.Request, c command, in questionBody) (reply, error) {
-	out, err := s.approval.RequestInfo(r.Context(), approval.RequestInfoRequest{
+	out, err := s.approval.RequestInfo(r.Context(), approvalapi.RequestInfoRequest{
 		CommandID: c.ID, Actor: approverActor(c.User), CaseID: chi.URLParam(r, "id"), Question: in.Question,
 	})
 	return caseReply(http.StatusOK, out, err)

@@ -10,11 +10,12 @@ import (
 	"testing"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
-	"github.com/eva-org/eva/services/approval"
-	"github.com/eva-org/eva/services/disbursement"
-	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/approval/approvalapi"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // TestServiceErrors: each error code a service answers with becomes its
@@ -38,7 +39,9 @@ func TestServiceErrors(t *testing.T) {
 			{assist.Errorf(assist.CodeUnavailable, "approval is not answering"), 503},
 			{fmt.Errorf("approve: %w", assist.Errorf(assist.CodeConflict, "wrapped")), 409},
 		} {
-			h.approval.approve = func(context.Context, approval.ApproveRequest) (*assist.Case, error) { return nil, c.err }
+			h.approval.approve = func(context.Context, approvalapi.ApproveRequest) (caseview.Case, error) {
+				return caseview.Case{}, c.err
+			}
 			w := h.post("olu", "/v1/requests/"+dhakaCase+"/approve", validBodies["/v1/requests/{id}/approve"])
 			p := decodeProblem(t, w, c.status)
 			var ae *assist.Error
@@ -53,8 +56,8 @@ func TestServiceErrors(t *testing.T) {
 
 		t.Run("insufficient funds names the available amount", func(t *testing.T) {
 			avail := int64(12345)
-			h.approval.approve = func(context.Context, approval.ApproveRequest) (*assist.Case, error) {
-				return nil, &assist.Error{Code: assist.CodeInsufficientFunds, Message: "the fund cannot cover $200.00",
+			h.approval.approve = func(context.Context, approvalapi.ApproveRequest) (caseview.Case, error) {
+				return caseview.Case{}, &assist.Error{Code: assist.CodeInsufficientFunds, Message: "the fund cannot cover $200.00",
 					AvailableUSDCents: &avail}
 			}
 			w := h.post("olu", "/v1/requests/"+dhakaCase+"/approve", validBodies["/v1/requests/{id}/approve"])
@@ -69,11 +72,11 @@ func TestServiceErrors(t *testing.T) {
 		})
 
 		t.Run("field errors pass through", func(t *testing.T) {
-			h.intake.file = func(context.Context, intake.FileRequest) (*assist.Case, error) {
+			h.intake.file = func(context.Context, intakeapi.FileRequest) (caseview.Case, error) {
 				var p assist.Problems
 				p.Add("amount_usd_cents", "$9,000.00 exceeds the per-case cap")
 				p.Add("beneficiary.reference", "is required")
-				return nil, p.Err()
+				return caseview.Case{}, p.Err()
 			}
 			p := decodeProblem(t, h.post("ana", "/v1/requests", validBodies["/v1/requests"]), http.StatusBadRequest)
 			if fs := fieldsOf(p); len(fs) != 2 || fs[0] != "amount_usd_cents" || fs[1] != "beneficiary.reference" {
@@ -84,8 +87,8 @@ func TestServiceErrors(t *testing.T) {
 		t.Run("internal errors are hidden and logged once", func(t *testing.T) {
 			for _, err := range []error{errBoom, assist.Errorf(assist.CodeInternal, "secret detail"), assist.Errorf("weird_code", "?")} {
 				h.logs.TakeAll()
-				h.disb.funds = func(context.Context, disbursement.ListRequest) (disbursement.FundsPage, error) {
-					return disbursement.FundsPage{}, err
+				h.disb.funds = func(context.Context, disbursementapi.ListRequest) (disbursementapi.FundsPage, error) {
+					return disbursementapi.FundsPage{}, err
 				}
 				w := h.get("fin", "/v1/funds")
 				p := decodeProblem(t, w, http.StatusInternalServerError)
@@ -105,7 +108,7 @@ func TestServiceErrors(t *testing.T) {
 
 		t.Run("a panic is a 500 problem, logged", func(t *testing.T) {
 			h.logs.TakeAll()
-			h.disb.payees = func(context.Context, disbursement.ListRequest) (disbursement.PayeesPage, error) {
+			h.disb.payees = func(context.Context, disbursementapi.ListRequest) (disbursementapi.PayeesPage, error) {
 				panic("nil map somewhere")
 			}
 			p := decodeProblem(t, h.get("fin", "/v1/payees"), http.StatusInternalServerError)
@@ -121,7 +124,7 @@ func TestServiceErrors(t *testing.T) {
 		})
 
 		t.Run("a service answering nothing is internal, not a crash", func(t *testing.T) {
-			h.approval.claim = func(context.Context, approval.CaseCommand) (*assist.Case, error) { return nil, nil }
+			h.approval.claim = func(context.Context, approvalapi.CaseCommand) (caseview.Case, error) { return caseview.Case{}, nil }
 			decodeProblem(t, h.post("olu", "/v1/requests/"+dhakaCase+"/claim", ""), http.StatusInternalServerError)
 		})
 	})

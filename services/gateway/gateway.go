@@ -16,13 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
-	"github.com/eva-org/eva/services/approval"
-	"github.com/eva-org/eva/services/audit"
-	"github.com/eva-org/eva/services/disbursement"
-	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/approval/approvalapi"
+	"github.com/eva-org/eva/services/audit/auditapi"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // Config is the gateway's configuration. Zero values take the defaults.
@@ -71,58 +71,58 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Intake is what the gateway uses of the intake service (*intake.Client).
+// Intake is what the gateway uses of the intake service (*intakeapi.Client).
 type Intake interface {
-	File(ctx context.Context, r intake.FileRequest) (*assist.Case, error)
-	Amend(ctx context.Context, r intake.AmendRequest) (*assist.Case, error)
-	Withdraw(ctx context.Context, r intake.WithdrawRequest) (*assist.Case, error)
-	Answer(ctx context.Context, r intake.AnswerRequest) (*assist.Case, error)
-	Get(ctx context.Context, caseID string) (*assist.Case, error)
-	List(ctx context.Context, f intake.ListFilter) (intake.ListPage, error)
-	Personal(ctx context.Context, r intake.PersonalRequest) (intake.Beneficiary, error)
+	File(ctx context.Context, r intakeapi.FileRequest) (caseview.Case, error)
+	Amend(ctx context.Context, r intakeapi.AmendRequest) (caseview.Case, error)
+	Withdraw(ctx context.Context, r intakeapi.WithdrawRequest) (caseview.Case, error)
+	Answer(ctx context.Context, r intakeapi.AnswerRequest) (caseview.Case, error)
+	Get(ctx context.Context, caseID string) (caseview.Case, error)
+	List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.ListPage, error)
+	Personal(ctx context.Context, r intakeapi.PersonalRequest) (intakeapi.Beneficiary, error)
 }
 
 // Approval is what the gateway uses of the approval service
-// (*approval.Client).
+// (*approvalapi.Client).
 type Approval interface {
-	Queue(ctx context.Context, r approval.QueueRequest) (approval.QueuePage, error)
-	Claim(ctx context.Context, r approval.CaseCommand) (*assist.Case, error)
-	Release(ctx context.Context, r approval.CaseCommand) (*assist.Case, error)
-	Approve(ctx context.Context, r approval.ApproveRequest) (*assist.Case, error)
-	Reject(ctx context.Context, r approval.RejectRequest) (*assist.Case, error)
-	RequestInfo(ctx context.Context, r approval.RequestInfoRequest) (*assist.Case, error)
+	Queue(ctx context.Context, r approvalapi.QueueRequest) (approvalapi.QueuePage, error)
+	Claim(ctx context.Context, r approvalapi.CaseCommand) (caseview.Case, error)
+	Release(ctx context.Context, r approvalapi.CaseCommand) (caseview.Case, error)
+	Approve(ctx context.Context, r approvalapi.ApproveRequest) (caseview.Case, error)
+	Reject(ctx context.Context, r approvalapi.RejectRequest) (caseview.Case, error)
+	RequestInfo(ctx context.Context, r approvalapi.RequestInfoRequest) (caseview.Case, error)
 }
 
 // Disbursement is what the gateway uses of the disbursement service
-// (*disbursement.Client).
+// (*disbursementapi.Client).
 type Disbursement interface {
-	Funds(ctx context.Context, r disbursement.ListRequest) (disbursement.FundsPage, error)
-	Fund(ctx context.Context, id string) (disbursement.Fund, error)
-	CreateFund(ctx context.Context, r disbursement.CreateFundRequest) (disbursement.Fund, error)
-	Payees(ctx context.Context, r disbursement.ListRequest) (disbursement.PayeesPage, error)
-	Payee(ctx context.Context, id string) (disbursement.Payee, error)
-	CreatePayee(ctx context.Context, r disbursement.CreatePayeeRequest) (disbursement.Payee, error)
-	Payouts(ctx context.Context, r disbursement.ListRequest) (disbursement.PayoutsPage, error)
-	RetryPayout(ctx context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error)
-	CancelPayout(ctx context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error)
+	Funds(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.FundsPage, error)
+	Fund(ctx context.Context, id string) (disbursementapi.Fund, error)
+	CreateFund(ctx context.Context, r disbursementapi.CreateFundRequest) (disbursementapi.Fund, error)
+	Payees(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayeesPage, error)
+	Payee(ctx context.Context, id string) (disbursementapi.Payee, error)
+	CreatePayee(ctx context.Context, r disbursementapi.CreatePayeeRequest) (disbursementapi.Payee, error)
+	Payouts(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error)
+	RetryPayout(ctx context.Context, r disbursementapi.PayoutCommand) (disbursementapi.Payout, error)
+	CancelPayout(ctx context.Context, r disbursementapi.PayoutCommand) (disbursementapi.Payout, error)
 }
 
-// Audit is what the gateway uses of the audit service (*audit.Client).
+// Audit is what the gateway uses of the audit service (*auditapi.Client).
 type Audit interface {
-	Events(ctx context.Context, r audit.EventsRequest) (audit.EventsPage, error)
-	Verify(ctx context.Context) (audit.VerifyResult, error)
-	History(ctx context.Context, caseID string) ([]audit.ArchivedEvent, error)
-	AsOf(ctx context.Context, caseID string, at time.Time) (*assist.Case, error)
-	Checkpoint(ctx context.Context) (audit.Checkpoint, error)
+	Events(ctx context.Context, r auditapi.EventsRequest) (auditapi.EventsPage, error)
+	Verify(ctx context.Context) (auditapi.VerifyResult, error)
+	History(ctx context.Context, caseID string) ([]auditapi.ArchivedEvent, error)
+	AsOf(ctx context.Context, caseID string, at time.Time) (caseview.Case, error)
+	Checkpoint(ctx context.Context) (auditapi.CheckpointHead, error)
 	Access(ctx context.Context, caseID string) ([]eventlog.Access, error)
-	DeadLetters(ctx context.Context, r audit.DeadLettersRequest) (audit.DeadLettersPage, error)
+	DeadLetters(ctx context.Context, r auditapi.DeadLettersRequest) (auditapi.DeadLettersPage, error)
 }
 
 var (
-	_ Intake       = (*intake.Client)(nil)
-	_ Approval     = (*approval.Client)(nil)
-	_ Disbursement = (*disbursement.Client)(nil)
-	_ Audit        = (*audit.Client)(nil)
+	_ Intake       = (*intakeapi.Client)(nil)
+	_ Approval     = (*approvalapi.Client)(nil)
+	_ Disbursement = (*disbursementapi.Client)(nil)
+	_ Audit        = (*auditapi.Client)(nil)
 )
 
 // Deps is what the gateway runs on.

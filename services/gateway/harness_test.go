@@ -22,12 +22,13 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
-	"github.com/eva-org/eva/services/approval"
-	"github.com/eva-org/eva/services/audit"
-	"github.com/eva-org/eva/services/disbursement"
-	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/approval/approvalapi"
+	"github.com/eva-org/eva/services/audit/auditapi"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // calls records the calls made to the fake services.
@@ -72,13 +73,13 @@ func notFaked(name string) error { return fmt.Errorf("fake: %s is not set up", n
 // function field, and fails when the field is nil.
 type fakeIntake struct {
 	calls    *calls
-	file     func(context.Context, intake.FileRequest) (*assist.Case, error)
-	amend    func(context.Context, intake.AmendRequest) (*assist.Case, error)
-	withdraw func(context.Context, intake.WithdrawRequest) (*assist.Case, error)
-	answer   func(context.Context, intake.AnswerRequest) (*assist.Case, error)
-	get      func(context.Context, string) (*assist.Case, error)
-	list     func(context.Context, intake.ListFilter) (intake.ListPage, error)
-	personal func(context.Context, intake.PersonalRequest) (intake.Beneficiary, error)
+	file     func(context.Context, intakeapi.FileRequest) (caseview.Case, error)
+	amend    func(context.Context, intakeapi.AmendRequest) (caseview.Case, error)
+	withdraw func(context.Context, intakeapi.WithdrawRequest) (caseview.Case, error)
+	answer   func(context.Context, intakeapi.AnswerRequest) (caseview.Case, error)
+	get      func(context.Context, string) (caseview.Case, error)
+	list     func(context.Context, intakeapi.ListFilter) (intakeapi.ListPage, error)
+	personal func(context.Context, intakeapi.PersonalRequest) (intakeapi.Beneficiary, error)
 }
 
 func call[Req, Resp any](c *calls, name string, f func(context.Context, Req) (Resp, error), ctx context.Context, r Req) (Resp, error) {
@@ -90,131 +91,131 @@ func call[Req, Resp any](c *calls, name string, f func(context.Context, Req) (Re
 	return f(ctx, r)
 }
 
-func (f *fakeIntake) File(ctx context.Context, r intake.FileRequest) (*assist.Case, error) {
+func (f *fakeIntake) File(ctx context.Context, r intakeapi.FileRequest) (caseview.Case, error) {
 	return call(f.calls, "intake.File", f.file, ctx, r)
 }
-func (f *fakeIntake) Amend(ctx context.Context, r intake.AmendRequest) (*assist.Case, error) {
+func (f *fakeIntake) Amend(ctx context.Context, r intakeapi.AmendRequest) (caseview.Case, error) {
 	return call(f.calls, "intake.Amend", f.amend, ctx, r)
 }
-func (f *fakeIntake) Withdraw(ctx context.Context, r intake.WithdrawRequest) (*assist.Case, error) {
+func (f *fakeIntake) Withdraw(ctx context.Context, r intakeapi.WithdrawRequest) (caseview.Case, error) {
 	return call(f.calls, "intake.Withdraw", f.withdraw, ctx, r)
 }
-func (f *fakeIntake) Answer(ctx context.Context, r intake.AnswerRequest) (*assist.Case, error) {
+func (f *fakeIntake) Answer(ctx context.Context, r intakeapi.AnswerRequest) (caseview.Case, error) {
 	return call(f.calls, "intake.Answer", f.answer, ctx, r)
 }
-func (f *fakeIntake) Get(ctx context.Context, id string) (*assist.Case, error) {
+func (f *fakeIntake) Get(ctx context.Context, id string) (caseview.Case, error) {
 	return call(f.calls, "intake.Get", f.get, ctx, id)
 }
-func (f *fakeIntake) List(ctx context.Context, r intake.ListFilter) (intake.ListPage, error) {
+func (f *fakeIntake) List(ctx context.Context, r intakeapi.ListFilter) (intakeapi.ListPage, error) {
 	return call(f.calls, "intake.List", f.list, ctx, r)
 }
-func (f *fakeIntake) Personal(ctx context.Context, r intake.PersonalRequest) (intake.Beneficiary, error) {
+func (f *fakeIntake) Personal(ctx context.Context, r intakeapi.PersonalRequest) (intakeapi.Beneficiary, error) {
 	return call(f.calls, "intake.Personal", f.personal, ctx, r)
 }
 
 // fakeApproval is a fake of the approval service.
 type fakeApproval struct {
 	calls       *calls
-	queue       func(context.Context, approval.QueueRequest) (approval.QueuePage, error)
-	claim       func(context.Context, approval.CaseCommand) (*assist.Case, error)
-	release     func(context.Context, approval.CaseCommand) (*assist.Case, error)
-	approve     func(context.Context, approval.ApproveRequest) (*assist.Case, error)
-	reject      func(context.Context, approval.RejectRequest) (*assist.Case, error)
-	requestInfo func(context.Context, approval.RequestInfoRequest) (*assist.Case, error)
+	queue       func(context.Context, approvalapi.QueueRequest) (approvalapi.QueuePage, error)
+	claim       func(context.Context, approvalapi.CaseCommand) (caseview.Case, error)
+	release     func(context.Context, approvalapi.CaseCommand) (caseview.Case, error)
+	approve     func(context.Context, approvalapi.ApproveRequest) (caseview.Case, error)
+	reject      func(context.Context, approvalapi.RejectRequest) (caseview.Case, error)
+	requestInfo func(context.Context, approvalapi.RequestInfoRequest) (caseview.Case, error)
 }
 
-func (f *fakeApproval) Queue(ctx context.Context, r approval.QueueRequest) (approval.QueuePage, error) {
+func (f *fakeApproval) Queue(ctx context.Context, r approvalapi.QueueRequest) (approvalapi.QueuePage, error) {
 	return call(f.calls, "approval.Queue", f.queue, ctx, r)
 }
-func (f *fakeApproval) Claim(ctx context.Context, r approval.CaseCommand) (*assist.Case, error) {
+func (f *fakeApproval) Claim(ctx context.Context, r approvalapi.CaseCommand) (caseview.Case, error) {
 	return call(f.calls, "approval.Claim", f.claim, ctx, r)
 }
-func (f *fakeApproval) Release(ctx context.Context, r approval.CaseCommand) (*assist.Case, error) {
+func (f *fakeApproval) Release(ctx context.Context, r approvalapi.CaseCommand) (caseview.Case, error) {
 	return call(f.calls, "approval.Release", f.release, ctx, r)
 }
-func (f *fakeApproval) Approve(ctx context.Context, r approval.ApproveRequest) (*assist.Case, error) {
+func (f *fakeApproval) Approve(ctx context.Context, r approvalapi.ApproveRequest) (caseview.Case, error) {
 	return call(f.calls, "approval.Approve", f.approve, ctx, r)
 }
-func (f *fakeApproval) Reject(ctx context.Context, r approval.RejectRequest) (*assist.Case, error) {
+func (f *fakeApproval) Reject(ctx context.Context, r approvalapi.RejectRequest) (caseview.Case, error) {
 	return call(f.calls, "approval.Reject", f.reject, ctx, r)
 }
-func (f *fakeApproval) RequestInfo(ctx context.Context, r approval.RequestInfoRequest) (*assist.Case, error) {
+func (f *fakeApproval) RequestInfo(ctx context.Context, r approvalapi.RequestInfoRequest) (caseview.Case, error) {
 	return call(f.calls, "approval.RequestInfo", f.requestInfo, ctx, r)
 }
 
 // fakeDisbursement is a fake of the disbursement service.
 type fakeDisbursement struct {
 	calls        *calls
-	funds        func(context.Context, disbursement.ListRequest) (disbursement.FundsPage, error)
-	fund         func(context.Context, string) (disbursement.Fund, error)
-	createFund   func(context.Context, disbursement.CreateFundRequest) (disbursement.Fund, error)
-	payees       func(context.Context, disbursement.ListRequest) (disbursement.PayeesPage, error)
-	payee        func(context.Context, string) (disbursement.Payee, error)
-	createPayee  func(context.Context, disbursement.CreatePayeeRequest) (disbursement.Payee, error)
-	payouts      func(context.Context, disbursement.ListRequest) (disbursement.PayoutsPage, error)
-	retryPayout  func(context.Context, disbursement.PayoutCommand) (disbursement.Payout, error)
-	cancelPayout func(context.Context, disbursement.PayoutCommand) (disbursement.Payout, error)
+	funds        func(context.Context, disbursementapi.ListRequest) (disbursementapi.FundsPage, error)
+	fund         func(context.Context, string) (disbursementapi.Fund, error)
+	createFund   func(context.Context, disbursementapi.CreateFundRequest) (disbursementapi.Fund, error)
+	payees       func(context.Context, disbursementapi.ListRequest) (disbursementapi.PayeesPage, error)
+	payee        func(context.Context, string) (disbursementapi.Payee, error)
+	createPayee  func(context.Context, disbursementapi.CreatePayeeRequest) (disbursementapi.Payee, error)
+	payouts      func(context.Context, disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error)
+	retryPayout  func(context.Context, disbursementapi.PayoutCommand) (disbursementapi.Payout, error)
+	cancelPayout func(context.Context, disbursementapi.PayoutCommand) (disbursementapi.Payout, error)
 }
 
-func (f *fakeDisbursement) Funds(ctx context.Context, r disbursement.ListRequest) (disbursement.FundsPage, error) {
+func (f *fakeDisbursement) Funds(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.FundsPage, error) {
 	return call(f.calls, "disbursement.Funds", f.funds, ctx, r)
 }
-func (f *fakeDisbursement) Fund(ctx context.Context, id string) (disbursement.Fund, error) {
-	return call(f.calls, "disbursement.Fund", f.fund, ctx, id)
+func (f *fakeDisbursement) Fund(ctx context.Context, id string) (disbursementapi.Fund, error) {
+	return call(f.calls, "Fund", f.fund, ctx, id)
 }
-func (f *fakeDisbursement) CreateFund(ctx context.Context, r disbursement.CreateFundRequest) (disbursement.Fund, error) {
+func (f *fakeDisbursement) CreateFund(ctx context.Context, r disbursementapi.CreateFundRequest) (disbursementapi.Fund, error) {
 	return call(f.calls, "disbursement.CreateFund", f.createFund, ctx, r)
 }
-func (f *fakeDisbursement) Payees(ctx context.Context, r disbursement.ListRequest) (disbursement.PayeesPage, error) {
+func (f *fakeDisbursement) Payees(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayeesPage, error) {
 	return call(f.calls, "disbursement.Payees", f.payees, ctx, r)
 }
-func (f *fakeDisbursement) Payee(ctx context.Context, id string) (disbursement.Payee, error) {
-	return call(f.calls, "disbursement.Payee", f.payee, ctx, id)
+func (f *fakeDisbursement) Payee(ctx context.Context, id string) (disbursementapi.Payee, error) {
+	return call(f.calls, "Payee", f.payee, ctx, id)
 }
-func (f *fakeDisbursement) CreatePayee(ctx context.Context, r disbursement.CreatePayeeRequest) (disbursement.Payee, error) {
+func (f *fakeDisbursement) CreatePayee(ctx context.Context, r disbursementapi.CreatePayeeRequest) (disbursementapi.Payee, error) {
 	return call(f.calls, "disbursement.CreatePayee", f.createPayee, ctx, r)
 }
-func (f *fakeDisbursement) Payouts(ctx context.Context, r disbursement.ListRequest) (disbursement.PayoutsPage, error) {
+func (f *fakeDisbursement) Payouts(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error) {
 	return call(f.calls, "disbursement.Payouts", f.payouts, ctx, r)
 }
-func (f *fakeDisbursement) RetryPayout(ctx context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error) {
+func (f *fakeDisbursement) RetryPayout(ctx context.Context, r disbursementapi.PayoutCommand) (disbursementapi.Payout, error) {
 	return call(f.calls, "disbursement.RetryPayout", f.retryPayout, ctx, r)
 }
-func (f *fakeDisbursement) CancelPayout(ctx context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error) {
+func (f *fakeDisbursement) CancelPayout(ctx context.Context, r disbursementapi.PayoutCommand) (disbursementapi.Payout, error) {
 	return call(f.calls, "disbursement.CancelPayout", f.cancelPayout, ctx, r)
 }
 
 // fakeAudit is a fake of the audit service.
 type fakeAudit struct {
 	calls      *calls
-	events     func(context.Context, audit.EventsRequest) (audit.EventsPage, error)
-	verify     func(context.Context, struct{}) (audit.VerifyResult, error)
-	history    func(context.Context, string) ([]audit.ArchivedEvent, error)
-	asOf       func(context.Context, audit.AsOfRequest) (*assist.Case, error)
-	checkpoint func(context.Context, struct{}) (audit.Checkpoint, error)
+	events     func(context.Context, auditapi.EventsRequest) (auditapi.EventsPage, error)
+	verify     func(context.Context, struct{}) (auditapi.VerifyResult, error)
+	history    func(context.Context, string) ([]auditapi.ArchivedEvent, error)
+	asOf       func(context.Context, auditapi.AsOfRequest) (caseview.Case, error)
+	checkpoint func(context.Context, struct{}) (auditapi.CheckpointHead, error)
 	access     func(context.Context, string) ([]eventlog.Access, error)
-	dead       func(context.Context, audit.DeadLettersRequest) (audit.DeadLettersPage, error)
+	dead       func(context.Context, auditapi.DeadLettersRequest) (auditapi.DeadLettersPage, error)
 }
 
-func (f *fakeAudit) Events(ctx context.Context, r audit.EventsRequest) (audit.EventsPage, error) {
+func (f *fakeAudit) Events(ctx context.Context, r auditapi.EventsRequest) (auditapi.EventsPage, error) {
 	return call(f.calls, "audit.Events", f.events, ctx, r)
 }
-func (f *fakeAudit) Verify(ctx context.Context) (audit.VerifyResult, error) {
+func (f *fakeAudit) Verify(ctx context.Context) (auditapi.VerifyResult, error) {
 	return call(f.calls, "audit.Verify", f.verify, ctx, struct{}{})
 }
-func (f *fakeAudit) History(ctx context.Context, id string) ([]audit.ArchivedEvent, error) {
+func (f *fakeAudit) History(ctx context.Context, id string) ([]auditapi.ArchivedEvent, error) {
 	return call(f.calls, "audit.History", f.history, ctx, id)
 }
-func (f *fakeAudit) AsOf(ctx context.Context, id string, at time.Time) (*assist.Case, error) {
-	return call(f.calls, "audit.AsOf", f.asOf, ctx, audit.AsOfRequest{CaseID: id, At: at})
+func (f *fakeAudit) AsOf(ctx context.Context, id string, at time.Time) (caseview.Case, error) {
+	return call(f.calls, "audit.AsOf", f.asOf, ctx, auditapi.AsOfRequest{CaseID: id, At: at})
 }
-func (f *fakeAudit) Checkpoint(ctx context.Context) (audit.Checkpoint, error) {
-	return call(f.calls, "audit.Checkpoint", f.checkpoint, ctx, struct{}{})
+func (f *fakeAudit) Checkpoint(ctx context.Context) (auditapi.CheckpointHead, error) {
+	return call(f.calls, "CheckpointHead", f.checkpoint, ctx, struct{}{})
 }
 func (f *fakeAudit) Access(ctx context.Context, id string) ([]eventlog.Access, error) {
 	return call(f.calls, "audit.Access", f.access, ctx, id)
 }
-func (f *fakeAudit) DeadLetters(ctx context.Context, r audit.DeadLettersRequest) (audit.DeadLettersPage, error) {
+func (f *fakeAudit) DeadLetters(ctx context.Context, r auditapi.DeadLettersRequest) (auditapi.DeadLettersPage, error) {
 	return call(f.calls, "audit.DeadLetters", f.dead, ctx, r)
 }
 
@@ -228,12 +229,10 @@ const (
 	payoutID   = "0194e1c2-7a3b-7c4d-8e5f-00000000c001"
 )
 
-func sampleCase(id, post string) *assist.Case {
-	return &assist.Case{ID: id, Requester: "ana", Post: post, Category: assist.Shelter, Urgency: assist.Critical,
-		AmountCents: 25000, Justification: "three nights of shelter", PayeeID: payeeID, State: assist.StateSubmitted,
-		Beneficiary:        assist.Sealed{KeyID: id, Ciphertext: []byte("SEALED-CIPHERTEXT")},
-		BeneficiaryRefHash: []byte("REF-HASH"),
-		Deadline:           t0.Add(4 * time.Hour), CreatedAt: t0, UpdatedAt: t0.Add(time.Minute), Version: 7, Events: 1}
+func sampleCase(id, post string) caseview.Case {
+	return caseview.Case{ID: id, Requester: "ana", Post: post, Category: string(assist.Shelter), Urgency: string(assist.Critical),
+		AmountCents: 25000, Justification: "three nights of shelter", PayeeID: payeeID, Status: string(assist.StateSubmitted),
+		Deadline: t0.Add(4 * time.Hour), CreatedAt: t0, UpdatedAt: t0.Add(time.Minute), Version: 7}
 }
 
 // clock is a settable test clock.
@@ -345,39 +344,38 @@ func newHarness(tb testing.TB, db sqldb.DB, cfgs ...func(*Config)) *harness {
 
 // setDefaults makes every fake answer with plausible data.
 func (h *harness) setDefaults() {
-	cases := map[string]*assist.Case{dhakaCase: sampleCase(dhakaCase, "BGD-DHAKA"), mumbaiCase: sampleCase(mumbaiCase, "IND-MUMBAI")}
-	get := func(_ context.Context, id string) (*assist.Case, error) {
+	cases := map[string]caseview.Case{dhakaCase: sampleCase(dhakaCase, "BGD-DHAKA"), mumbaiCase: sampleCase(mumbaiCase, "IND-MUMBAI")}
+	get := func(_ context.Context, id string) (caseview.Case, error) {
 		if c, ok := cases[id]; ok {
-			cp := *c
-			return &cp, nil
+			return c, nil
 		}
-		return nil, assist.Errorf(assist.CodeNotFound, "no request %s", id)
+		return caseview.Case{}, assist.Errorf(assist.CodeNotFound, "no request %s", id)
 	}
-	after := func(id string, state assist.State) (*assist.Case, error) {
+	after := func(id string, state assist.State) (caseview.Case, error) {
 		c, err := get(nil, id)
 		if err != nil {
-			return nil, err
+			return caseview.Case{}, err
 		}
-		c.State, c.Version = state, c.Version+1
+		c.Status, c.Version = string(state), c.Version+1
 		return c, nil
 	}
 	h.intake.get = get
-	h.intake.file = func(_ context.Context, r intake.FileRequest) (*assist.Case, error) {
+	h.intake.file = func(_ context.Context, r intakeapi.FileRequest) (caseview.Case, error) {
 		c := sampleCase(r.CommandID, r.Post)
 		c.Requester, c.AmountCents = r.Actor.Username, r.AmountCents
 		return c, nil
 	}
-	h.intake.amend = func(_ context.Context, r intake.AmendRequest) (*assist.Case, error) {
+	h.intake.amend = func(_ context.Context, r intakeapi.AmendRequest) (caseview.Case, error) {
 		return after(r.CaseID, assist.StateSubmitted)
 	}
-	h.intake.withdraw = func(_ context.Context, r intake.WithdrawRequest) (*assist.Case, error) {
+	h.intake.withdraw = func(_ context.Context, r intakeapi.WithdrawRequest) (caseview.Case, error) {
 		return after(r.CaseID, assist.StateWithdrawn)
 	}
-	h.intake.answer = func(_ context.Context, r intake.AnswerRequest) (*assist.Case, error) {
+	h.intake.answer = func(_ context.Context, r intakeapi.AnswerRequest) (caseview.Case, error) {
 		return after(r.CaseID, assist.StateSubmitted)
 	}
-	h.intake.list = func(_ context.Context, f intake.ListFilter) (intake.ListPage, error) {
-		var p intake.ListPage
+	h.intake.list = func(_ context.Context, f intakeapi.ListFilter) (intakeapi.ListPage, error) {
+		var p intakeapi.ListPage
 		for _, id := range []string{dhakaCase, mumbaiCase} {
 			c, _ := get(nil, id)
 			if len(f.Posts) == 0 || slices.Contains(f.Posts, c.Post) {
@@ -386,93 +384,93 @@ func (h *harness) setDefaults() {
 		}
 		return p, nil
 	}
-	h.intake.personal = func(_ context.Context, r intake.PersonalRequest) (intake.Beneficiary, error) {
+	h.intake.personal = func(_ context.Context, r intakeapi.PersonalRequest) (intakeapi.Beneficiary, error) {
 		if _, err := get(nil, r.CaseID); err != nil {
-			return intake.Beneficiary{}, err
+			return intakeapi.Beneficiary{}, err
 		}
-		return intake.Beneficiary{Reference: "REF-1", Name: "Person Name", Nationality: "BD"}, nil
+		return intakeapi.Beneficiary{Reference: "REF-1", Name: "Person Name", Nationality: "BD"}, nil
 	}
-	h.approval.queue = func(context.Context, approval.QueueRequest) (approval.QueuePage, error) {
+	h.approval.queue = func(context.Context, approvalapi.QueueRequest) (approvalapi.QueuePage, error) {
 		c, _ := get(nil, dhakaCase)
-		return approval.QueuePage{Items: []approval.QueueItem{{Case: c, Overdue: true}}}, nil
+		return approvalapi.QueuePage{Items: []approvalapi.QueueItem{{Case: c, Overdue: true}}}, nil
 	}
-	h.approval.claim = func(_ context.Context, r approval.CaseCommand) (*assist.Case, error) {
+	h.approval.claim = func(_ context.Context, r approvalapi.CaseCommand) (caseview.Case, error) {
 		c, err := after(r.CaseID, assist.StateUnderReview)
 		if err == nil {
 			c.ClaimedBy, c.ClaimExpiresAt = r.Actor.Username, t0.Add(30*time.Minute)
 		}
 		return c, err
 	}
-	h.approval.release = func(_ context.Context, r approval.CaseCommand) (*assist.Case, error) {
+	h.approval.release = func(_ context.Context, r approvalapi.CaseCommand) (caseview.Case, error) {
 		return after(r.CaseID, assist.StateSubmitted)
 	}
-	h.approval.approve = func(_ context.Context, r approval.ApproveRequest) (*assist.Case, error) {
+	h.approval.approve = func(_ context.Context, r approvalapi.ApproveRequest) (caseview.Case, error) {
 		c, err := after(r.CaseID, assist.StateApproved)
 		if err == nil {
 			c.ApprovedCents, c.FundID = r.AmountCents, r.FundID
 		}
 		return c, err
 	}
-	h.approval.reject = func(_ context.Context, r approval.RejectRequest) (*assist.Case, error) {
+	h.approval.reject = func(_ context.Context, r approvalapi.RejectRequest) (caseview.Case, error) {
 		return after(r.CaseID, assist.StateRejected)
 	}
-	h.approval.requestInfo = func(_ context.Context, r approval.RequestInfoRequest) (*assist.Case, error) {
+	h.approval.requestInfo = func(_ context.Context, r approvalapi.RequestInfoRequest) (caseview.Case, error) {
 		c, err := after(r.CaseID, assist.StateInfoRequested)
 		if err == nil {
 			c.Question = r.Question
 		}
 		return c, err
 	}
-	fund := disbursement.Fund{ID: fundID, Name: "EVA-DEMO", AllocatedCents: 100_000_000, AvailableCents: 100_000_000, CreatedAt: t0}
-	payee := disbursement.Payee{ID: payeeID, Name: "Safe House Dhaka", Country: "BD", Account: "ACC-1", CreatedAt: t0}
-	payout := disbursement.Payout{ID: payoutID, CaseID: dhakaCase, FundID: fundID, PayeeID: payeeID, AmountCents: 25000,
-		Status: disbursement.PayoutFailed, Attempt: 1, CreatedAt: t0, UpdatedAt: t0}
-	h.disb.funds = func(context.Context, disbursement.ListRequest) (disbursement.FundsPage, error) {
-		return disbursement.FundsPage{Items: []disbursement.Fund{fund}}, nil
+	fund := disbursementapi.Fund{ID: fundID, Name: "EVA-DEMO", AllocatedCents: 100_000_000, AvailableCents: 100_000_000, CreatedAt: t0}
+	payee := disbursementapi.Payee{ID: payeeID, Name: "Safe House Dhaka", Country: "BD", Account: "ACC-1", CreatedAt: t0}
+	payout := disbursementapi.Payout{ID: payoutID, CaseID: dhakaCase, FundID: fundID, PayeeID: payeeID, AmountCents: 25000,
+		Status: disbursementapi.PayoutFailed, Attempt: 1, CreatedAt: t0, UpdatedAt: t0}
+	h.disb.funds = func(context.Context, disbursementapi.ListRequest) (disbursementapi.FundsPage, error) {
+		return disbursementapi.FundsPage{Items: []disbursementapi.Fund{fund}}, nil
 	}
-	h.disb.fund = func(_ context.Context, id string) (disbursement.Fund, error) {
+	h.disb.fund = func(_ context.Context, id string) (disbursementapi.Fund, error) {
 		if id != fundID {
-			return disbursement.Fund{}, assist.Errorf(assist.CodeNotFound, "no fund %q", id)
+			return disbursementapi.Fund{}, assist.Errorf(assist.CodeNotFound, "no fund %q", id)
 		}
 		return fund, nil
 	}
-	h.disb.createFund = func(_ context.Context, r disbursement.CreateFundRequest) (disbursement.Fund, error) {
-		return disbursement.Fund{ID: r.CommandID, Name: r.Name, AllocatedCents: r.AllocatedCents, AvailableCents: r.AllocatedCents, CreatedAt: t0}, nil
+	h.disb.createFund = func(_ context.Context, r disbursementapi.CreateFundRequest) (disbursementapi.Fund, error) {
+		return disbursementapi.Fund{ID: r.CommandID, Name: r.Name, AllocatedCents: r.AllocatedCents, AvailableCents: r.AllocatedCents, CreatedAt: t0}, nil
 	}
-	h.disb.payees = func(context.Context, disbursement.ListRequest) (disbursement.PayeesPage, error) {
-		return disbursement.PayeesPage{Items: []disbursement.Payee{payee}}, nil
+	h.disb.payees = func(context.Context, disbursementapi.ListRequest) (disbursementapi.PayeesPage, error) {
+		return disbursementapi.PayeesPage{Items: []disbursementapi.Payee{payee}}, nil
 	}
-	h.disb.payee = func(_ context.Context, id string) (disbursement.Payee, error) {
+	h.disb.payee = func(_ context.Context, id string) (disbursementapi.Payee, error) {
 		if id != payeeID {
-			return disbursement.Payee{}, assist.Errorf(assist.CodeNotFound, "no payee %q", id)
+			return disbursementapi.Payee{}, assist.Errorf(assist.CodeNotFound, "no payee %q", id)
 		}
 		return payee, nil
 	}
-	h.disb.createPayee = func(_ context.Context, r disbursement.CreatePayeeRequest) (disbursement.Payee, error) {
-		return disbursement.Payee{ID: r.CommandID, Name: r.Name, Country: r.Country, Account: r.Account, CreatedAt: t0}, nil
+	h.disb.createPayee = func(_ context.Context, r disbursementapi.CreatePayeeRequest) (disbursementapi.Payee, error) {
+		return disbursementapi.Payee{ID: r.CommandID, Name: r.Name, Country: r.Country, Account: r.Account, CreatedAt: t0}, nil
 	}
-	h.disb.payouts = func(context.Context, disbursement.ListRequest) (disbursement.PayoutsPage, error) {
-		return disbursement.PayoutsPage{Items: []disbursement.Payout{payout}}, nil
+	h.disb.payouts = func(context.Context, disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error) {
+		return disbursementapi.PayoutsPage{Items: []disbursementapi.Payout{payout}}, nil
 	}
-	h.disb.retryPayout = func(_ context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error) {
+	h.disb.retryPayout = func(_ context.Context, r disbursementapi.PayoutCommand) (disbursementapi.Payout, error) {
 		p := payout
-		p.Status, p.Attempt = disbursement.PayoutPending, 2
+		p.Status, p.Attempt = disbursementapi.PayoutPending, 2
 		return p, nil
 	}
-	h.disb.cancelPayout = func(_ context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error) {
+	h.disb.cancelPayout = func(_ context.Context, r disbursementapi.PayoutCommand) (disbursementapi.Payout, error) {
 		p := payout
-		p.Status = disbursement.PayoutCancelled
+		p.Status = disbursementapi.PayoutCancelled
 		return p, nil
 	}
-	ev := func(seq uint64, caseID, typ string) audit.ArchivedEvent {
-		return audit.ArchivedEvent{Seq: seq, ID: fmt.Sprintf("0194e1c2-7a3b-7c4d-8e5f-%012d", seq), CaseID: caseID, Type: typ,
+	ev := func(seq uint64, caseID, typ string) auditapi.ArchivedEvent {
+		return auditapi.ArchivedEvent{Seq: seq, ID: fmt.Sprintf("0194e1c2-7a3b-7c4d-8e5f-%012d", seq), CaseID: caseID, Type: typ,
 			At: t0.Add(time.Duration(seq) * time.Second), Actor: assist.Actor{Username: "ana", Role: requester, Post: "BGD-DHAKA"},
 			Data: json.RawMessage(`{"amountUsdCents":"25000"}`), Hash: fmt.Sprintf("%064x", seq), Chain: fmt.Sprintf("%064x", seq+1000)}
 	}
-	h.audit.events = func(_ context.Context, r audit.EventsRequest) (audit.EventsPage, error) {
+	h.audit.events = func(_ context.Context, r auditapi.EventsRequest) (auditapi.EventsPage, error) {
 		// Three events, two a page.
-		all := []audit.ArchivedEvent{ev(1, dhakaCase, "RequestSubmitted"), ev(2, dhakaCase, "ReviewClaimed"), ev(3, mumbaiCase, "RequestSubmitted")}
-		var p audit.EventsPage
+		all := []auditapi.ArchivedEvent{ev(1, dhakaCase, "RequestSubmitted"), ev(2, dhakaCase, "ReviewClaimed"), ev(3, mumbaiCase, "RequestSubmitted")}
+		var p auditapi.EventsPage
 		for _, e := range all {
 			if e.Seq > r.After && len(p.Items) < 2 {
 				p.Items = append(p.Items, e)
@@ -483,24 +481,24 @@ func (h *harness) setDefaults() {
 		}
 		return p, nil
 	}
-	h.audit.history = func(_ context.Context, id string) ([]audit.ArchivedEvent, error) {
+	h.audit.history = func(_ context.Context, id string) ([]auditapi.ArchivedEvent, error) {
 		if _, err := get(nil, id); err != nil {
 			return nil, err
 		}
-		return []audit.ArchivedEvent{ev(1, id, "RequestSubmitted")}, nil
+		return []auditapi.ArchivedEvent{ev(1, id, "RequestSubmitted")}, nil
 	}
-	h.audit.asOf = func(_ context.Context, r audit.AsOfRequest) (*assist.Case, error) { return get(nil, r.CaseID) }
-	h.audit.verify = func(context.Context, struct{}) (audit.VerifyResult, error) {
-		return audit.VerifyResult{OK: true, Events: 3}, nil
+	h.audit.asOf = func(_ context.Context, r auditapi.AsOfRequest) (caseview.Case, error) { return get(nil, r.CaseID) }
+	h.audit.verify = func(context.Context, struct{}) (auditapi.VerifyResult, error) {
+		return auditapi.VerifyResult{OK: true, Events: 3}, nil
 	}
-	h.audit.checkpoint = func(context.Context, struct{}) (audit.Checkpoint, error) {
-		return audit.Checkpoint{Size: 3, Chain: strings.Repeat("ab", 32), At: t0}, nil
+	h.audit.checkpoint = func(context.Context, struct{}) (auditapi.CheckpointHead, error) {
+		return auditapi.CheckpointHead{Size: 3, Chain: strings.Repeat("ab", 32), At: t0}, nil
 	}
 	h.audit.access = func(_ context.Context, id string) ([]eventlog.Access, error) {
 		return []eventlog.Access{{CaseID: id, Username: "olu", Role: approver, At: t0, What: "beneficiary"}}, nil
 	}
-	h.audit.dead = func(_ context.Context, r audit.DeadLettersRequest) (audit.DeadLettersPage, error) {
-		return audit.DeadLettersPage{Items: []eventlog.DeadLetter{{Seq: r.After + 1, Consumer: "approval",
+	h.audit.dead = func(_ context.Context, r auditapi.DeadLettersRequest) (auditapi.DeadLettersPage, error) {
+		return auditapi.DeadLettersPage{Items: []eventlog.DeadLetter{{Seq: r.After + 1, Consumer: "approval",
 			Subject: "eva.case." + dhakaCase + ".RequestAmended", EventSeq: 7, EventID: dhakaCase, Reason: "cannot apply",
 			DeadLetteredAt: t0}}}, nil
 	}

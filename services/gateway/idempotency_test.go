@@ -11,10 +11,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
-	"github.com/eva-org/eva/services/approval"
-	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/approval/approvalapi"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // amendRecorder records the command ids intake.Amend is called with and
@@ -22,11 +23,11 @@ import (
 type amendRecorder struct {
 	mu   sync.Mutex
 	ids  []string
-	reqs []intake.AmendRequest
-	next func(intake.AmendRequest) (*assist.Case, error)
+	reqs []intakeapi.AmendRequest
+	next func(intakeapi.AmendRequest) (caseview.Case, error)
 }
 
-func (f *amendRecorder) amend(_ context.Context, r intake.AmendRequest) (*assist.Case, error) {
+func (f *amendRecorder) amend(_ context.Context, r intakeapi.AmendRequest) (caseview.Case, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ids = append(f.ids, r.CommandID)
@@ -146,9 +147,9 @@ func TestIdempotency(t *testing.T) {
 		t.Run("5xx is not stored; the retry runs with the same command id", func(t *testing.T) {
 			rec := &amendRecorder{}
 			fail := true
-			rec.next = func(r intake.AmendRequest) (*assist.Case, error) {
+			rec.next = func(r intakeapi.AmendRequest) (caseview.Case, error) {
 				if fail {
-					return nil, assist.Errorf(assist.CodeUnavailable, "intake is not answering")
+					return caseview.Case{}, assist.Errorf(assist.CodeUnavailable, "intake is not answering")
 				}
 				return sampleCase(r.CaseID, "BGD-DHAKA"), nil
 			}
@@ -166,7 +167,7 @@ func TestIdempotency(t *testing.T) {
 		})
 
 		t.Run("an internal error is not stored either", func(t *testing.T) {
-			rec := &amendRecorder{next: func(intake.AmendRequest) (*assist.Case, error) { return nil, errBoom }}
+			rec := &amendRecorder{next: func(intakeapi.AmendRequest) (caseview.Case, error) { return caseview.Case{}, errBoom }}
 			h.intake.amend = rec.amend
 			decodeProblem(t, file("ana", "boom", body), http.StatusInternalServerError)
 			rec.next = nil
@@ -177,8 +178,8 @@ func TestIdempotency(t *testing.T) {
 		})
 
 		t.Run("4xx is stored and replayed", func(t *testing.T) {
-			rec := &amendRecorder{next: func(intake.AmendRequest) (*assist.Case, error) {
-				return nil, &assist.Error{Code: assist.CodeInvalid, Message: "invalid amount_usd_cents",
+			rec := &amendRecorder{next: func(intakeapi.AmendRequest) (caseview.Case, error) {
+				return caseview.Case{}, &assist.Error{Code: assist.CodeInvalid, Message: "invalid amount_usd_cents",
 					Fields: []assist.FieldError{{Field: "amount_usd_cents", Message: "exceeds the cap"}}}
 			}}
 			h.intake.amend = rec.amend
@@ -213,7 +214,7 @@ func TestIdempotency(t *testing.T) {
 
 		t.Run("commands without a body", func(t *testing.T) {
 			var ids []string
-			h.approval.claim = func(_ context.Context, r approval.CaseCommand) (*assist.Case, error) {
+			h.approval.claim = func(_ context.Context, r approvalapi.CaseCommand) (caseview.Case, error) {
 				ids = append(ids, r.CommandID)
 				return sampleCase(r.CaseID, "BGD-DHAKA"), nil
 			}
@@ -263,8 +264,8 @@ func TestFilingIdempotencyIsIntakes(t *testing.T) {
 		h := newHarness(t, db)
 		body := validBodies["/v1/requests"]
 		var mu sync.Mutex
-		var reqs []intake.FileRequest
-		h.intake.file = func(_ context.Context, r intake.FileRequest) (*assist.Case, error) {
+		var reqs []intakeapi.FileRequest
+		h.intake.file = func(_ context.Context, r intakeapi.FileRequest) (caseview.Case, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			reqs = append(reqs, r)
@@ -290,7 +291,7 @@ func TestFilingIdempotencyIsIntakes(t *testing.T) {
 		decodeProblem(t, h.do(req{user: "ana", method: http.MethodPost, path: "/v1/requests/" + dhakaCase + "/withdraw",
 			body: `{"reason":"r"}`, header: withKey("k")}), http.StatusUnprocessableEntity)
 		// A key first used on another route is 422 on filing too.
-		h.intake.withdraw = func(_ context.Context, r intake.WithdrawRequest) (*assist.Case, error) {
+		h.intake.withdraw = func(_ context.Context, r intakeapi.WithdrawRequest) (caseview.Case, error) {
 			return sampleCase(dhakaCase, "BGD-DHAKA"), nil
 		}
 		h.do(req{user: "ana", method: http.MethodPost, path: "/v1/requests/" + dhakaCase + "/withdraw", body: `{"reason":"r"}`,

@@ -5,10 +5,11 @@ import (
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
-	"github.com/eva-org/eva/services/approval"
-	"github.com/eva-org/eva/services/audit"
-	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/approval/approvalapi"
+	"github.com/eva-org/eva/services/audit/auditapi"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
 // formatTime writes times as RFC 3339 UTC, with the fraction of a second
@@ -49,28 +50,22 @@ type caseJSON struct {
 	Question       string  `json:"question,omitempty"`
 }
 
-func toCaseJSON(c *assist.Case) caseJSON {
+func toCaseJSON(c caseview.Case) caseJSON {
 	j := caseJSON{
-		ID: c.ID, Status: string(c.State), Post: c.Post, Category: string(c.Category), Urgency: string(c.Urgency),
+		ID: c.ID, Status: c.Status, Post: c.Post, Category: c.Category, Urgency: c.Urgency,
 		AmountCents: c.AmountCents, ApprovedCents: c.ApprovedCents, Deadline: optTime(c.Deadline),
 		Escalated: c.Escalated, CreatedAt: formatTime(c.CreatedAt), UpdatedAt: formatTime(c.UpdatedAt),
 		Version: c.Version, Requester: c.Requester, Justification: c.Justification, PayeeID: c.PayeeID,
 		FundID: c.FundID, PayoutID: c.PayoutID, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: optTime(c.ClaimExpiresAt),
 	}
-	if c.State == assist.StateInfoRequested {
+	if c.Status == string(assist.StateInfoRequested) {
 		j.Question = c.Question
 	}
 	return j
 }
 
-func toCasesJSON(cs []*assist.Case) []caseJSON {
-	out := make([]caseJSON, 0, len(cs))
-	for _, c := range cs {
-		if c != nil {
-			out = append(out, toCaseJSON(c))
-		}
-	}
-	return out
+func toCasesJSON(cs []caseview.Case) []caseJSON {
+	return mapSlice(cs, toCaseJSON)
 }
 
 // page is a page of a list.
@@ -86,12 +81,9 @@ type queueItemJSON struct {
 	PossibleDuplicates []string `json:"possible_duplicates"`
 }
 
-func toQueueJSON(p approval.QueuePage) page[queueItemJSON] {
+func toQueueJSON(p approvalapi.QueuePage) page[queueItemJSON] {
 	out := page[queueItemJSON]{Items: make([]queueItemJSON, 0, len(p.Items)), NextCursor: p.NextCursor}
 	for _, it := range p.Items {
-		if it.Case == nil {
-			continue
-		}
 		out.Items = append(out.Items, queueItemJSON{caseJSON: toCaseJSON(it.Case), Overdue: it.Overdue,
 			PossibleDuplicates: nonNil(it.PossibleDuplicates)})
 	}
@@ -108,7 +100,7 @@ type fundJSON struct {
 	CreatedAt      string `json:"created_at"`
 }
 
-func toFundJSON(f disbursement.Fund) fundJSON {
+func toFundJSON(f disbursementapi.Fund) fundJSON {
 	return fundJSON{ID: f.ID, Name: f.Name, AllocatedCents: f.AllocatedCents, ReservedCents: f.ReservedCents,
 		PaidCents: f.PaidCents, AvailableCents: f.AvailableCents, CreatedAt: formatTime(f.CreatedAt)}
 }
@@ -121,7 +113,7 @@ type payeeJSON struct {
 	CreatedAt string `json:"created_at"`
 }
 
-func toPayeeJSON(p disbursement.Payee) payeeJSON {
+func toPayeeJSON(p disbursementapi.Payee) payeeJSON {
 	return payeeJSON{ID: p.ID, Name: p.Name, Country: p.Country, Account: p.Account, CreatedAt: formatTime(p.CreatedAt)}
 }
 
@@ -139,7 +131,7 @@ type payoutJSON struct {
 	UpdatedAt   string `json:"updated_at"`
 }
 
-func toPayoutJSON(p disbursement.Payout) payoutJSON {
+func toPayoutJSON(p disbursementapi.Payout) payoutJSON {
 	return payoutJSON{ID: p.ID, RequestID: p.CaseID, FundID: p.FundID, PayeeID: p.PayeeID, AmountCents: p.AmountCents,
 		Status: p.Status, Attempt: p.Attempt, ProviderRef: p.ProviderRef, LastError: p.LastError,
 		CreatedAt: formatTime(p.CreatedAt), UpdatedAt: formatTime(p.UpdatedAt)}
@@ -176,7 +168,7 @@ type eventJSON struct {
 	Chain       string          `json:"chain"`
 }
 
-func toEventJSON(e audit.ArchivedEvent) eventJSON {
+func toEventJSON(e auditapi.ArchivedEvent) eventJSON {
 	data := e.Data
 	if len(data) == 0 || !json.Valid(data) {
 		data = json.RawMessage("null")

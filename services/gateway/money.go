@@ -6,7 +6,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/eva-org/eva/pkg/assist"
-	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
 type (
@@ -21,16 +21,16 @@ type (
 	}
 )
 
-var payoutStatuses = []string{disbursement.PayoutPending, disbursement.PayoutSent, disbursement.PayoutSettled,
-	disbursement.PayoutFailed, disbursement.PayoutCancelled}
+var payoutStatuses = []string{disbursementapi.PayoutPending, disbursementapi.PayoutSent, disbursementapi.PayoutSettled,
+	disbursementapi.PayoutFailed, disbursementapi.PayoutCancelled}
 
 func financeActor(u Account) assist.Actor {
 	return assist.Actor{Username: u.Username, Role: finance}
 }
 
-func listRequest(r *http.Request) (disbursement.ListRequest, *query) {
+func listRequest(r *http.Request) (disbursementapi.ListRequest, *query) {
 	q := newQuery(r)
-	return disbursement.ListRequest{Limit: q.limit(), Cursor: q.cursor()}, q
+	return disbursementapi.ListRequest{Limit: q.limit(), Cursor: q.cursor()}, q
 }
 
 // listFunds is GET /v1/funds.
@@ -57,7 +57,7 @@ func (s *server) getFund(r *http.Request) (any, error) {
 
 // createFund is POST /v1/funds.
 func (s *server) createFund(r *http.Request, c command, in fundBody) (reply, error) {
-	f, err := s.disbursement.CreateFund(r.Context(), disbursement.CreateFundRequest{
+	f, err := s.disbursement.CreateFund(r.Context(), disbursementapi.CreateFundRequest{
 		CommandID: c.ID, Actor: financeActor(c.User), Name: in.Name, AllocatedCents: in.AllocatedCents,
 	})
 	if err != nil {
@@ -90,7 +90,7 @@ func (s *server) getPayee(r *http.Request) (any, error) {
 
 // createPayee is POST /v1/payees.
 func (s *server) createPayee(r *http.Request, c command, in payeeBody) (reply, error) {
-	p, err := s.disbursement.CreatePayee(r.Context(), disbursement.CreatePayeeRequest{
+	p, err := s.disbursement.CreatePayee(r.Context(), disbursementapi.CreatePayeeRequest{
 		CommandID: c.ID, Actor: financeActor(c.User), Name: in.Name, Country: in.Country, Account: in.Account,
 	})
 	if err != nil {
@@ -116,7 +116,7 @@ func (s *server) listPayouts(r *http.Request) (any, error) {
 
 // retryPayout is POST /v1/payouts/{id}/retry.
 func (s *server) retryPayout(r *http.Request, c command, _ noBody) (reply, error) {
-	p, err := s.disbursement.RetryPayout(r.Context(), disbursement.PayoutCommand{
+	p, err := s.disbursement.RetryPayout(r.Context(), disbursementapi.PayoutCommand{
 		CommandID: c.ID, Actor: financeActor(c.User), PayoutID: chi.URLParam(r, "id"),
 	})
 	if err != nil {
@@ -127,7 +127,7 @@ func (s *server) retryPayout(r *http.Request, c command, _ noBody) (reply, error
 
 // cancelPayout is POST /v1/payouts/{id}/cancel.
 func (s *server) cancelPayout(r *http.Request, c command, in reasonBody) (reply, error) {
-	p, err := s.disbursement.CancelPayout(r.Context(), disbursement.PayoutCommand{
+	p, err := s.disbursement.CancelPayout(r.Context(), disbursementapi.PayoutCommand{
 		CommandID: c.ID, Actor: financeActor(c.User), PayoutID: chi.URLParam(r, "id"), Reason: in.Reason,
 	})
 	if err != nil {

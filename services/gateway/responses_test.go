@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
-	"github.com/eva-org/eva/services/approval"
-	"github.com/eva-org/eva/services/audit"
-	"github.com/eva-org/eva/services/disbursement"
-	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/approval/approvalapi"
+	"github.com/eva-org/eva/services/audit/auditapi"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 func TestCaseJSON(t *testing.T) {
@@ -50,7 +51,7 @@ func TestCaseJSON(t *testing.T) {
 			t.Errorf("case JSON holds %q: %s", secret, raw)
 		}
 	}
-	c.State, c.Question = assist.StateInfoRequested, "which shelter?"
+	c.Status, c.Question = string(assist.StateInfoRequested), "which shelter?"
 	c.ClaimedBy, c.ClaimExpiresAt = "olu", t0
 	j := toCaseJSON(c)
 	if j.Question != "which shelter?" || j.ClaimedBy != "olu" || *j.ClaimExpiresAt != formatTime(t0) {
@@ -62,10 +63,10 @@ func TestResponses(t *testing.T) {
 	h := newHarness(t, sqldbtest.SQLite(t))
 
 	t.Run("queue", func(t *testing.T) {
-		var got approval.QueueRequest
-		h.approval.queue = func(_ context.Context, r approval.QueueRequest) (approval.QueuePage, error) {
+		var got approvalapi.QueueRequest
+		h.approval.queue = func(_ context.Context, r approvalapi.QueueRequest) (approvalapi.QueuePage, error) {
 			got = r
-			return approval.QueuePage{Items: []approval.QueueItem{
+			return approvalapi.QueuePage{Items: []approvalapi.QueueItem{
 				{Case: sampleCase(dhakaCase, "BGD-DHAKA"), Overdue: true, PossibleDuplicates: []string{mumbaiCase}},
 				{Case: sampleCase(mumbaiCase, "IND-MUMBAI")},
 			}, NextCursor: "next"}, nil
@@ -87,11 +88,11 @@ func TestResponses(t *testing.T) {
 	})
 
 	t.Run("commands answer the case", func(t *testing.T) {
-		var got approval.ApproveRequest
-		h.approval.approve = func(_ context.Context, r approval.ApproveRequest) (*assist.Case, error) {
+		var got approvalapi.ApproveRequest
+		h.approval.approve = func(_ context.Context, r approvalapi.ApproveRequest) (caseview.Case, error) {
 			got = r
 			c := sampleCase(r.CaseID, "BGD-DHAKA")
-			c.State, c.ApprovedCents, c.FundID = assist.StateApproved, r.AmountCents, r.FundID
+			c.Status, c.ApprovedCents, c.FundID = string(assist.StateApproved), r.AmountCents, r.FundID
 			return c, nil
 		}
 		body := `{"amount_usd_cents":20000,"fund_id":"` + fundID + `","payee_id":"` + payeeID + `","note":"n"}`
@@ -106,8 +107,8 @@ func TestResponses(t *testing.T) {
 	})
 
 	t.Run("amend passes only the fields sent", func(t *testing.T) {
-		var got intake.AmendRequest
-		h.intake.amend = func(_ context.Context, r intake.AmendRequest) (*assist.Case, error) {
+		var got intakeapi.AmendRequest
+		h.intake.amend = func(_ context.Context, r intakeapi.AmendRequest) (caseview.Case, error) {
 			got = r
 			return sampleCase(r.CaseID, "BGD-DHAKA"), nil
 		}
@@ -119,10 +120,10 @@ func TestResponses(t *testing.T) {
 	})
 
 	t.Run("money", func(t *testing.T) {
-		var gotFund disbursement.CreateFundRequest
-		h.disb.createFund = func(_ context.Context, r disbursement.CreateFundRequest) (disbursement.Fund, error) {
+		var gotFund disbursementapi.CreateFundRequest
+		h.disb.createFund = func(_ context.Context, r disbursementapi.CreateFundRequest) (disbursementapi.Fund, error) {
 			gotFund = r
-			return disbursement.Fund{ID: r.CommandID, Name: r.Name, AllocatedCents: r.AllocatedCents, AvailableCents: r.AllocatedCents,
+			return disbursementapi.Fund{ID: r.CommandID, Name: r.Name, AllocatedCents: r.AllocatedCents, AvailableCents: r.AllocatedCents,
 				CreatedAt: t0}, nil
 		}
 		w := h.post("fin", "/v1/funds", validBodies["/v1/funds"])
@@ -131,19 +132,19 @@ func TestResponses(t *testing.T) {
 			w.Header().Get("Location") != "/v1/funds/"+f.ID {
 			t.Fatalf("fund %+v, request %+v, location %q", f, gotFund, w.Header().Get("Location"))
 		}
-		var gotList disbursement.ListRequest
-		h.disb.payouts = func(_ context.Context, r disbursement.ListRequest) (disbursement.PayoutsPage, error) {
+		var gotList disbursementapi.ListRequest
+		h.disb.payouts = func(_ context.Context, r disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error) {
 			gotList = r
-			return disbursement.PayoutsPage{}, nil
+			return disbursementapi.PayoutsPage{}, nil
 		}
 		p := decodeJSONBody[page[payoutJSON]](t, h.get("aud", "/v1/payouts?request="+dhakaCase+"&status=failed&limit=5"), http.StatusOK)
 		if gotList.CaseID != dhakaCase || gotList.Status != "failed" || gotList.Limit != 5 || p.Items == nil {
 			t.Fatalf("payouts %+v → %+v", gotList, p)
 		}
-		var gotCancel disbursement.PayoutCommand
-		h.disb.cancelPayout = func(_ context.Context, r disbursement.PayoutCommand) (disbursement.Payout, error) {
+		var gotCancel disbursementapi.PayoutCommand
+		h.disb.cancelPayout = func(_ context.Context, r disbursementapi.PayoutCommand) (disbursementapi.Payout, error) {
 			gotCancel = r
-			return disbursement.Payout{ID: r.PayoutID, Status: disbursement.PayoutCancelled}, nil
+			return disbursementapi.Payout{ID: r.PayoutID, Status: disbursementapi.PayoutCancelled}, nil
 		}
 		po := decodeJSONBody[payoutJSON](t, h.post("fin", "/v1/payouts/"+payoutID+"/cancel", `{"reason":"closed"}`), http.StatusOK)
 		if gotCancel.PayoutID != payoutID || gotCancel.Reason != "closed" || po.Status != "cancelled" {
@@ -163,8 +164,8 @@ func TestResponses(t *testing.T) {
 			t.Fatalf("last page %+v", p)
 		}
 		// An event whose body could not be rendered shows data null and why.
-		h.audit.history = func(_ context.Context, id string) ([]audit.ArchivedEvent, error) {
-			return []audit.ArchivedEvent{{Seq: 9, ID: id, CaseID: id, Type: "FutureEvent", At: t0, DecodeError: "unknown type"}}, nil
+		h.audit.history = func(_ context.Context, id string) ([]auditapi.ArchivedEvent, error) {
+			return []auditapi.ArchivedEvent{{Seq: 9, ID: id, CaseID: id, Type: "FutureEvent", At: t0, DecodeError: "unknown type"}}, nil
 		}
 		hist := decodeJSONBody[map[string][]map[string]any](t, h.get("aud", "/v1/requests/"+dhakaCase+"/history"), http.StatusOK)
 		if e := hist["items"][0]; e["data"] != nil || e["decode_error"] != "unknown type" {
@@ -183,7 +184,7 @@ func TestResponses(t *testing.T) {
 			t.Fatalf("access %+v", acc)
 		}
 		var at time.Time
-		h.audit.asOf = func(_ context.Context, r audit.AsOfRequest) (*assist.Case, error) {
+		h.audit.asOf = func(_ context.Context, r auditapi.AsOfRequest) (caseview.Case, error) {
 			at = r.At
 			return sampleCase(r.CaseID, "BGD-DHAKA"), nil
 		}
@@ -218,9 +219,9 @@ func TestResponses(t *testing.T) {
 		}
 		// The first page failing is a problem; a later one aborts.
 		events := h.audit.events
-		h.audit.events = func(ctx context.Context, r audit.EventsRequest) (audit.EventsPage, error) {
+		h.audit.events = func(ctx context.Context, r auditapi.EventsRequest) (auditapi.EventsPage, error) {
 			if r.After > 0 {
-				return audit.EventsPage{}, assist.Errorf(assist.CodeUnavailable, "audit is gone")
+				return auditapi.EventsPage{}, assist.Errorf(assist.CodeUnavailable, "audit is gone")
 			}
 			return events(ctx, r)
 		}
@@ -232,8 +233,8 @@ func TestResponses(t *testing.T) {
 			}()
 			h.get("aud", "/v1/audit/export")
 		}()
-		h.audit.events = func(context.Context, audit.EventsRequest) (audit.EventsPage, error) {
-			return audit.EventsPage{}, assist.Errorf(assist.CodeUnavailable, "audit is gone")
+		h.audit.events = func(context.Context, auditapi.EventsRequest) (auditapi.EventsPage, error) {
+			return auditapi.EventsPage{}, assist.Errorf(assist.CodeUnavailable, "audit is gone")
 		}
 		decodeProblem(t, h.get("aud", "/v1/audit/export"), http.StatusServiceUnavailable)
 	})
@@ -242,10 +243,10 @@ func TestResponses(t *testing.T) {
 // Admins see the dead letters, paged by the dead-letter stream's sequence.
 func TestDeadLettersForAdmins(t *testing.T) {
 	h := newHarness(t, sqldbtest.SQLite(t))
-	var got audit.DeadLettersRequest
-	h.audit.dead = func(_ context.Context, r audit.DeadLettersRequest) (audit.DeadLettersPage, error) {
+	var got auditapi.DeadLettersRequest
+	h.audit.dead = func(_ context.Context, r auditapi.DeadLettersRequest) (auditapi.DeadLettersPage, error) {
 		got = r
-		return audit.DeadLettersPage{Items: []eventlog.DeadLetter{{Seq: 8, Consumer: "approval", Subject: "eva.case.x.RequestAmended",
+		return auditapi.DeadLettersPage{Items: []eventlog.DeadLetter{{Seq: 8, Consumer: "approval", Subject: "eva.case.x.RequestAmended",
 			EventSeq: 7, EventID: "e", Reason: "cannot apply", DeadLetteredAt: t0}}, Next: 8}, nil
 	}
 	out := decodeJSONBody[deadLettersJSON](t, h.get("adm", "/v1/admin/dead-letters?after=7&limit=1"), http.StatusOK)

@@ -7,9 +7,10 @@ import (
 	"testing"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
-	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // TestPostScoping: a requester sees and changes only its posts' requests;
@@ -52,8 +53,8 @@ func TestPostScoping(t *testing.T) {
 		})
 
 		t.Run("the actor's post is the request's", func(t *testing.T) {
-			var got intake.WithdrawRequest
-			h.intake.withdraw = func(_ context.Context, r intake.WithdrawRequest) (*assist.Case, error) {
+			var got intakeapi.WithdrawRequest
+			h.intake.withdraw = func(_ context.Context, r intakeapi.WithdrawRequest) (caseview.Case, error) {
 				got = r
 				return sampleCase(r.CaseID, "BGD-DHAKA"), nil
 			}
@@ -74,8 +75,8 @@ func TestPostScoping(t *testing.T) {
 			if n := h.calls.count("intake.File"); n != 0 {
 				t.Fatalf("File called %d times", n)
 			}
-			var got intake.FileRequest
-			h.intake.file = func(_ context.Context, r intake.FileRequest) (*assist.Case, error) {
+			var got intakeapi.FileRequest
+			h.intake.file = func(_ context.Context, r intakeapi.FileRequest) (caseview.Case, error) {
 				got = r
 				return sampleCase(r.CommandID, r.Post), nil
 			}
@@ -92,9 +93,9 @@ func TestPostScoping(t *testing.T) {
 		})
 
 		t.Run("lists", func(t *testing.T) {
-			var filters []intake.ListFilter
+			var filters []intakeapi.ListFilter
 			list := h.intake.list
-			h.intake.list = func(ctx context.Context, f intake.ListFilter) (intake.ListPage, error) {
+			h.intake.list = func(ctx context.Context, f intakeapi.ListFilter) (intakeapi.ListPage, error) {
 				filters = append(filters, f)
 				return list(ctx, f)
 			}
@@ -134,17 +135,17 @@ func TestPostScoping(t *testing.T) {
 		})
 
 		t.Run("beneficiary actor", func(t *testing.T) {
-			var got []intake.PersonalRequest
-			h.intake.personal = func(_ context.Context, r intake.PersonalRequest) (intake.Beneficiary, error) {
+			var got []intakeapi.PersonalRequest
+			h.intake.personal = func(_ context.Context, r intakeapi.PersonalRequest) (intakeapi.Beneficiary, error) {
 				got = append(got, r)
-				return intake.Beneficiary{Reference: "REF-1", Name: "Person Name"}, nil
+				return intakeapi.Beneficiary{Reference: "REF-1", Name: "Person Name"}, nil
 			}
 			b := decodeJSONBody[beneficiaryJSON](t, h.get("olu", other+"/beneficiary"), http.StatusOK)
 			decodeJSONBody[beneficiaryJSON](t, h.get("ana", other+"/beneficiary"), http.StatusOK)
 			if b.Reference != "REF-1" || b.Name != "Person Name" {
 				t.Fatalf("beneficiary %+v", b)
 			}
-			want := []intake.PersonalRequest{
+			want := []intakeapi.PersonalRequest{
 				{Actor: assist.Actor{Username: "olu", Role: approver}, CaseID: dhakaCase},
 				{Actor: assist.Actor{Username: "ana", Role: requester, Post: "BGD-DHAKA"}, CaseID: dhakaCase},
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/seal"
 	evav1 "github.com/eva-org/eva/proto/eva/v1"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // File files a new request whose id is the command id; filing the same
@@ -29,7 +30,7 @@ import (
 // CodeForbidden when the actor does not file for the post,
 // CodeIdempotencyMismatch for a key reused with another request,
 // CodeUnavailable.
-func (s *Service) File(ctx context.Context, r FileRequest) (*assist.Case, error) {
+func (s *Service) File(ctx context.Context, r intakeapi.FileRequest) (*assist.Case, error) {
 	if !eventlog.ValidCaseID(r.CommandID) {
 		return nil, assist.Errorf(assist.CodeInvalid, "command id %q is not a UUID", r.CommandID)
 	}
@@ -96,7 +97,7 @@ var errErased = &assist.Error{Code: assist.CodeConflict, Message: "the personal 
 //
 // Errors: CodeNotFound, CodeForbidden, CodeConflict, CodeInvalid naming
 // each bad field, CodeUnavailable.
-func (s *Service) Amend(ctx context.Context, r AmendRequest) (*assist.Case, error) {
+func (s *Service) Amend(ctx context.Context, r intakeapi.AmendRequest) (*assist.Case, error) {
 	in := assist.AmendInput{
 		Category: (*assist.Category)(r.Category), Urgency: (*assist.Urgency)(r.Urgency),
 		AmountCents: r.AmountCents, Justification: r.Justification, PayeeID: r.PayeeID,
@@ -136,7 +137,7 @@ func (s *Service) Amend(ctx context.Context, r AmendRequest) (*assist.Case, erro
 //
 // Errors: CodeNotFound, CodeForbidden, CodeConflict, CodeInvalid,
 // CodeUnavailable.
-func (s *Service) Withdraw(ctx context.Context, r WithdrawRequest) (*assist.Case, error) {
+func (s *Service) Withdraw(ctx context.Context, r intakeapi.WithdrawRequest) (*assist.Case, error) {
 	return s.execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
 		return c.Withdraw(cmd, r.Reason)
 	}, r.Actor)
@@ -146,7 +147,7 @@ func (s *Service) Withdraw(ctx context.Context, r WithdrawRequest) (*assist.Case
 //
 // Errors: CodeNotFound, CodeForbidden, CodeConflict, CodeInvalid,
 // CodeUnavailable.
-func (s *Service) Answer(ctx context.Context, r AnswerRequest) (*assist.Case, error) {
+func (s *Service) Answer(ctx context.Context, r intakeapi.AnswerRequest) (*assist.Case, error) {
 	return s.execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
 		return c.ProvideInfo(cmd, r.Answer)
 	}, r.Actor)
@@ -155,7 +156,7 @@ func (s *Service) Answer(ctx context.Context, r AnswerRequest) (*assist.Case, er
 // Get reads a case, rebuilt from its events.
 //
 // Errors: CodeNotFound, CodeUnavailable.
-func (s *Service) Get(ctx context.Context, r GetRequest) (*assist.Case, error) {
+func (s *Service) Get(ctx context.Context, r intakeapi.GetRequest) (*assist.Case, error) {
 	if !eventlog.ValidCaseID(r.CaseID) {
 		return nil, assist.Errorf(assist.CodeNotFound, "no request %q", r.CaseID)
 	}
@@ -165,7 +166,7 @@ func (s *Service) Get(ctx context.Context, r GetRequest) (*assist.Case, error) {
 // List lists requests from the projection, newest first.
 //
 // Errors: CodeInvalid for a bad cursor.
-func (s *Service) List(ctx context.Context, f ListFilter) (ListPage, error) {
+func (s *Service) List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.ListPage, error) {
 	if f.Limit <= 0 {
 		f.Limit = listing.DefaultLimit
 	}
@@ -177,38 +178,38 @@ func (s *Service) List(ctx context.Context, f ListFilter) (ListPage, error) {
 // read in the access log.
 //
 // Errors: CodeNotFound (also after erasure), CodeUnavailable.
-func (s *Service) Personal(ctx context.Context, r PersonalRequest) (Beneficiary, error) {
-	c, err := s.Get(ctx, GetRequest{CaseID: r.CaseID})
+func (s *Service) Personal(ctx context.Context, r intakeapi.PersonalRequest) (intakeapi.Beneficiary, error) {
+	c, err := s.Get(ctx, intakeapi.GetRequest{CaseID: r.CaseID})
 	if err != nil {
-		return Beneficiary{}, err
+		return intakeapi.Beneficiary{}, err
 	}
 	if c.Beneficiary.KeyID == "" {
-		return Beneficiary{}, assist.Errorf(assist.CodeNotFound, "request %s holds no personal data", r.CaseID)
+		return intakeapi.Beneficiary{}, assist.Errorf(assist.CodeNotFound, "request %s holds no personal data", r.CaseID)
 	}
 	wrapped, err := s.store.WrappedKey(ctx, c.Beneficiary.KeyID)
 	if err != nil {
-		return Beneficiary{}, err
+		return intakeapi.Beneficiary{}, err
 	}
 	if wrapped == nil || s.isErased(ctx, c.ID) {
-		return Beneficiary{}, assist.Errorf(assist.CodeNotFound, "the personal data of request %s was erased", r.CaseID)
+		return intakeapi.Beneficiary{}, assist.Errorf(assist.CodeNotFound, "the personal data of request %s was erased", r.CaseID)
 	}
 	key, err := s.keys.Unwrap(c.Beneficiary.KeyID, wrapped)
 	if err != nil {
-		return Beneficiary{}, err
+		return intakeapi.Beneficiary{}, err
 	}
 	plain, err := seal.Open(key, c.Beneficiary.Ciphertext, []byte(c.ID))
 	if err != nil {
-		return Beneficiary{}, err
+		return intakeapi.Beneficiary{}, err
 	}
 	var pd evav1.PersonalData
 	if err := proto.Unmarshal(plain, &pd); err != nil {
-		return Beneficiary{}, err
+		return intakeapi.Beneficiary{}, err
 	}
 	if err := s.log.RecordAccess(ctx, eventlog.Access{CaseID: c.ID, Username: r.Actor.Username, Role: r.Actor.Role,
 		Post: r.Actor.Post, At: s.now(), What: "beneficiary"}); err != nil {
-		return Beneficiary{}, err
+		return intakeapi.Beneficiary{}, err
 	}
-	return Beneficiary{Reference: pd.GetReference(), Name: pd.GetName(), DateOfBirth: pd.GetDateOfBirth(),
+	return intakeapi.Beneficiary{Reference: pd.GetReference(), Name: pd.GetName(), DateOfBirth: pd.GetDateOfBirth(),
 		Nationality: pd.GetNationality(), Contact: pd.GetContact()}, nil
 }
 
@@ -230,7 +231,7 @@ func (s *Service) execute(ctx context.Context, caseID, commandID string, decide 
 
 // sealNew encrypts a new case's personal data under a fresh data key
 // from the pool.
-func (s *Service) sealNew(ctx context.Context, caseID string, b Beneficiary) (assist.Sealed, error) {
+func (s *Service) sealNew(ctx context.Context, caseID string, b intakeapi.Beneficiary) (assist.Sealed, error) {
 	k, err := s.pool.take(ctx)
 	if err != nil {
 		return assist.Sealed{}, err
@@ -240,7 +241,7 @@ func (s *Service) sealNew(ctx context.Context, caseID string, b Beneficiary) (as
 
 // sealAgain encrypts new personal data of a case under the case's key;
 // after an erasure it refuses.
-func (s *Service) sealAgain(ctx context.Context, c *assist.Case, b Beneficiary) (assist.Sealed, error) {
+func (s *Service) sealAgain(ctx context.Context, c *assist.Case, b intakeapi.Beneficiary) (assist.Sealed, error) {
 	if s.isErased(ctx, c.ID) {
 		return assist.Sealed{}, errErased
 	}
@@ -268,7 +269,7 @@ func (s *Service) isErased(ctx context.Context, caseID string) bool {
 	return err != nil || erased
 }
 
-func sealWith(keyID string, key []byte, caseID string, b Beneficiary) (assist.Sealed, error) {
+func sealWith(keyID string, key []byte, caseID string, b intakeapi.Beneficiary) (assist.Sealed, error) {
 	plain, err := proto.Marshal(&evav1.PersonalData{Reference: b.Reference, Name: b.Name,
 		DateOfBirth: b.DateOfBirth, Nationality: b.Nationality, Contact: b.Contact})
 	if err != nil {
@@ -314,7 +315,7 @@ func (s *Service) checkPayee(ctx context.Context, id string) error {
 
 var dateRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
 
-func checkBeneficiary(probs *assist.Problems, prefix string, b Beneficiary) {
+func checkBeneficiary(probs *assist.Problems, prefix string, b intakeapi.Beneficiary) {
 	text := func(field, v string, maxChars int) {
 		switch {
 		case !utf8.ValidString(v):

@@ -18,6 +18,7 @@ import (
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
@@ -88,13 +89,13 @@ func (h *harness) consume() {
 }
 
 // beneficiary is personal data that is easy to look for in raw bytes.
-func beneficiary() intake.Beneficiary {
-	return intake.Beneficiary{Reference: "UNHCR-QX-771942", Name: "Zubaida Quennell-Marsh", DateOfBirth: "1999-12-31",
+func beneficiary() intakeapi.Beneficiary {
+	return intakeapi.Beneficiary{Reference: "UNHCR-QX-771942", Name: "Zubaida Quennell-Marsh", DateOfBirth: "1999-12-31",
 		Nationality: "Xanadian", Contact: "+880-1711-424242 via Shanti shelter"}
 }
 
-func fileRequest(actor assist.Actor) intake.FileRequest {
-	return intake.FileRequest{CommandID: newID(), Actor: actor, Post: actor.Post, Category: string(assist.Shelter),
+func fileRequest(actor assist.Actor) intakeapi.FileRequest {
+	return intakeapi.FileRequest{CommandID: newID(), Actor: actor, Post: actor.Post, Category: string(assist.Shelter),
 		Urgency: string(assist.Critical), AmountCents: 25_000, Justification: "shelter tonight",
 		Beneficiary: beneficiary(), PayeeID: payee1}
 }
@@ -110,7 +111,7 @@ func (h *harness) file(actor assist.Actor) *assist.Case {
 
 func (h *harness) get(id string) *assist.Case {
 	h.t.Helper()
-	c, err := h.svc.Get(h.ctx, intake.GetRequest{CaseID: id})
+	c, err := h.svc.Get(h.ctx, intakeapi.GetRequest{CaseID: id})
 	if err != nil {
 		h.t.Fatal(err)
 	}

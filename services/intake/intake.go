@@ -15,11 +15,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
-	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // Config is intake's configuration.
@@ -29,7 +31,7 @@ type Config struct {
 
 // Payees is what intake needs of disbursement: whether a payee exists.
 type Payees interface {
-	Payee(ctx context.Context, id string) (disbursement.Payee, error)
+	Payee(ctx context.Context, id string) (disbursementapi.Payee, error)
 }
 
 // Deps is what intake runs on.
@@ -84,13 +86,13 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	defer srv.Stop()
 	if err := errors.Join(
-		rpc.Handle(srv, SubjectFile, s.File),
-		rpc.Handle(srv, SubjectAmend, s.Amend),
-		rpc.Handle(srv, SubjectWithdraw, s.Withdraw),
-		rpc.Handle(srv, SubjectAnswer, s.Answer),
-		rpc.Handle(srv, SubjectGet, s.Get),
-		rpc.Handle(srv, SubjectList, s.List),
-		rpc.Handle(srv, SubjectPersonal, s.Personal),
+		rpc.Handle(srv, intakeapi.File, caseview.Serve(s.File)),
+		rpc.Handle(srv, intakeapi.Amend, caseview.Serve(s.Amend)),
+		rpc.Handle(srv, intakeapi.Withdraw, caseview.Serve(s.Withdraw)),
+		rpc.Handle(srv, intakeapi.Answer, caseview.Serve(s.Answer)),
+		rpc.Handle(srv, intakeapi.Get, caseview.Serve(s.Get)),
+		rpc.Handle(srv, intakeapi.List, s.List),
+		rpc.Handle(srv, intakeapi.Personal, s.Personal),
 	); err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}

@@ -11,10 +11,11 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // run starts intake.Run as the platform does and waits until it answers.
-func (h *harness) run() *intake.Client {
+func (h *harness) run() *intakeapi.Client {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(h.ctx)
 	done := make(chan error, 1)
@@ -25,7 +26,7 @@ func (h *harness) run() *intake.Client {
 			h.t.Errorf("intake.Run: %v", err)
 		}
 	})
-	cl := intake.NewClient(h.nc)
+	cl := intakeapi.NewClient(h.nc)
 	waitFor(h.t, "intake to answer", func() bool {
 		_, err := cl.Get(h.ctx, newID())
 		return assist.IsCode(err, assist.CodeNotFound)
@@ -51,7 +52,7 @@ func TestRunServesCommandsOverNATS(t *testing.T) {
 	}
 	// The raw reply of a filing holds ciphertext only.
 	data, _ := json.Marshal(r)
-	msg, err := h.nc.RequestWithContext(ctx, intake.SubjectFile, data)
+	msg, err := h.nc.RequestWithContext(ctx, intakeapi.File.Subject, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestRunServesCommandsOverNATS(t *testing.T) {
 		t.Fatalf("the reply to File carries %q in the clear", s)
 	}
 
-	p, err := cl.Personal(ctx, intake.PersonalRequest{Actor: olu, CaseID: c.ID})
+	p, err := cl.Personal(ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID})
 	if err != nil || p != beneficiary() {
 		t.Fatalf("Personal over NATS = %+v, %v", p, err)
 	}
@@ -77,18 +78,18 @@ func TestRunServesCommandsOverNATS(t *testing.T) {
 	_, err = cl.File(ctx, other)
 	requireCode(t, err, assist.CodeForbidden)
 
-	if _, err := cl.Amend(ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, AmountCents: ptr(int64(500))}); err != nil {
+	if _, err := cl.Amend(ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, AmountCents: ptr(int64(500))}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = cl.Withdraw(ctx, intake.WithdrawRequest{CommandID: newID(), Actor: bo, CaseID: c.ID, Reason: "r"})
+	_, err = cl.Withdraw(ctx, intakeapi.WithdrawRequest{CommandID: newID(), Actor: bo, CaseID: c.ID, Reason: "r"})
 	requireCode(t, err, assist.CodeForbidden)
-	_, err = cl.Answer(ctx, intake.AnswerRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Answer: "a"})
+	_, err = cl.Answer(ctx, intakeapi.AnswerRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Answer: "a"})
 	requireCode(t, err, assist.CodeConflict)
-	if got, err := cl.Withdraw(ctx, intake.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Reason: "r"}); err != nil || got.State != assist.StateWithdrawn {
+	if got, err := cl.Withdraw(ctx, intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Reason: "r"}); err != nil || got.Status != string(assist.StateWithdrawn) {
 		t.Fatalf("Withdraw over NATS = %+v, %v", got, err)
 	}
 	// A malformed body is a 4xx, not a 5xx.
-	msg, err = h.nc.RequestWithContext(ctx, intake.SubjectFile, []byte("{not json"))
+	msg, err = h.nc.RequestWithContext(ctx, intakeapi.File.Subject, []byte("{not json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,12 +99,12 @@ func TestRunServesCommandsOverNATS(t *testing.T) {
 
 	// The projection Run keeps lists the case as withdrawn.
 	waitFor(t, "the withdrawal in the list", func() bool {
-		page, err := cl.List(ctx, intake.ListFilter{Status: "withdrawn", Posts: []string{"BGD-DHAKA"}})
+		page, err := cl.List(ctx, intakeapi.ListFilter{Status: "withdrawn", Posts: []string{"BGD-DHAKA"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return len(page.Items) == 1 && page.Items[0].ID == c.ID
 	})
-	_, err = cl.List(ctx, intake.ListFilter{Cursor: "nope"})
+	_, err = cl.List(ctx, intakeapi.ListFilter{Cursor: "nope"})
 	requireField(t, err, "cursor")
 }

@@ -4,19 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"go.uber.org/zap/zaptest"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zaptest"
+
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
-	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // Service tests: intake on a real embedded JetStream and a real database
@@ -71,13 +74,13 @@ func TestLogCarriesOnlyCiphertext(t *testing.T) {
 		b := beneficiary()
 		secrets := []string{b.Reference, b.Name, b.Contact, b.DateOfBirth, b.Nationality, strings.ToUpper(b.Reference)}
 		c := h.file(ana)
-		amended := intake.Beneficiary{Reference: "IOM-PLAIN-5550123", Name: "Yusra Olmstead-Kray", Contact: "yusra@example.org",
+		amended := intakeapi.Beneficiary{Reference: "IOM-PLAIN-5550123", Name: "Yusra Olmstead-Kray", Contact: "yusra@example.org",
 			DateOfBirth: "2001-02-03", Nationality: "Ruritanian"}
 		secrets = append(secrets, amended.Reference, amended.Name, amended.Contact, amended.DateOfBirth, amended.Nationality)
-		if _, err := h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Beneficiary: &amended}); err != nil {
+		if _, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Beneficiary: &amended}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: c.ID}); err != nil {
+		if _, err := h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID}); err != nil {
 			t.Fatal(err)
 		}
 		raw, err := h.log.LoadRaw(h.ctx, c.ID)
@@ -145,7 +148,7 @@ func TestPersonalReturnsBeneficiaryAndRecordsTheRead(t *testing.T) {
 		}
 		before := time.Now().UTC()
 		for i, actor := range []assist.Actor{olu, audra} {
-			got, err := h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: actor, CaseID: c.ID})
+			got, err := h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: actor, CaseID: c.ID})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,7 +174,7 @@ func TestPersonalReturnsBeneficiaryAndRecordsTheRead(t *testing.T) {
 			t.Fatalf("accesses of an unread case = %v, %v", acc, err)
 		}
 		for _, id := range []string{newID(), "not-a-uuid", ""} {
-			_, err := h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: id})
+			_, err := h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: id})
 			requireCode(t, err, assist.CodeNotFound)
 		}
 	})
@@ -183,15 +186,15 @@ func TestErasureMakesPersonalNotFoundAndKeepsHistory(t *testing.T) {
 		h := newHarness(t, db)
 		c := h.file(ana)
 		amount := int64(30_000)
-		if _, err := h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, AmountCents: &amount}); err != nil {
+		if _, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, AmountCents: &amount}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: c.ID}); err != nil {
+		if _, err := h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID}); err != nil {
 			t.Fatal(err)
 		}
 		before := h.get(c.ID)
 		h.erase(c.ID)
-		_, err := h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: c.ID})
+		_, err := h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID})
 		requireCode(t, err, assist.CodeNotFound)
 		if acc, err := h.log.Accesses(h.ctx, c.ID); err != nil || len(acc) != 1 {
 			t.Fatalf("a refused read was recorded as a read: %v, %v", acc, err)
@@ -208,10 +211,10 @@ func TestErasureMakesPersonalNotFoundAndKeepsHistory(t *testing.T) {
 		}
 		// The case lives on: it can still be amended (its money trail too).
 		amount = 20_000
-		if _, err := h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, AmountCents: &amount}); err != nil {
+		if _, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, AmountCents: &amount}); err != nil {
 			t.Fatalf("amend after erasure: %v", err)
 		}
-		_, err = h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: c.ID})
+		_, err = h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID})
 		requireCode(t, err, assist.CodeNotFound)
 	})
 }
@@ -224,8 +227,8 @@ func TestAmendBeneficiaryAfterErasureIsRefused(t *testing.T) {
 	keyID := c.Beneficiary.KeyID
 	h.erase(c.ID)
 	before := len(h.events(c.ID))
-	fresh := intake.Beneficiary{Reference: "NEW-REF-1"}
-	_, err := h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Beneficiary: &fresh})
+	fresh := intakeapi.Beneficiary{Reference: "NEW-REF-1"}
+	_, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Beneficiary: &fresh})
 	requireCode(t, err, assist.CodeConflict)
 	if n := len(h.events(c.ID)); n != before {
 		t.Fatalf("%d events after the refused amend, want %d", n, before)
@@ -236,10 +239,10 @@ func TestAmendBeneficiaryAfterErasureIsRefused(t *testing.T) {
 	if got := h.get(c.ID); got.Beneficiary.KeyID != keyID {
 		t.Fatalf("the case's personal data moved to key %s", got.Beneficiary.KeyID)
 	}
-	_, err = h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: c.ID})
+	_, err = h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID})
 	requireCode(t, err, assist.CodeNotFound)
 	// Amending other fields still works: the money trail stays.
-	if _, err := h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Justification: ptr("still needed")}); err != nil {
+	if _, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Justification: ptr("still needed")}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -269,12 +272,12 @@ func TestFileSameCommandTwiceReturnsSameCase(t *testing.T) {
 		if got := h.lastSeq(); got != seq {
 			t.Fatalf("the log grew from %d to %d on a retry", seq, got)
 		}
-		got, err := h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: first.ID})
+		got, err := h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: first.ID})
 		if err != nil || got != beneficiary() {
 			t.Fatalf("Personal = %+v, %v; want the first filing's beneficiary", got, err)
 		}
 		// After the case moved on, a retry still answers as filed.
-		if _, err := h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: first.ID, AmountCents: ptr(int64(1))}); err != nil {
+		if _, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: first.ID, AmountCents: ptr(int64(1))}); err != nil {
 			t.Fatal(err)
 		}
 		third, err := h.svc.File(h.ctx, r)
@@ -336,28 +339,28 @@ func TestFileInvalidNamesFieldAndWritesNothing(t *testing.T) {
 		h.file(ana) // the log is not empty
 		tests := []struct {
 			name  string
-			edit  func(r *intake.FileRequest)
+			edit  func(r *intakeapi.FileRequest)
 			field string
 		}{
-			{"missing reference", func(r *intake.FileRequest) { r.Beneficiary.Reference = "" }, "beneficiary.reference"},
-			{"bad date_of_birth format", func(r *intake.FileRequest) { r.Beneficiary.DateOfBirth = "31/12/1999" }, "beneficiary.date_of_birth"},
-			{"date_of_birth not a day", func(r *intake.FileRequest) { r.Beneficiary.DateOfBirth = "1999-02-30" }, "beneficiary.date_of_birth"},
-			{"date_of_birth short", func(r *intake.FileRequest) { r.Beneficiary.DateOfBirth = "1999-2-3" }, "beneficiary.date_of_birth"},
-			{"too long name", func(r *intake.FileRequest) { r.Beneficiary.Name = strings.Repeat("é", 201) }, "beneficiary.name"},
-			{"name not UTF-8", func(r *intake.FileRequest) { r.Beneficiary.Name = "a\xffb" }, "beneficiary.name"},
-			{"too long reference", func(r *intake.FileRequest) { r.Beneficiary.Reference = strings.Repeat("R", 129) }, "beneficiary.reference"},
-			{"too long contact", func(r *intake.FileRequest) { r.Beneficiary.Contact = strings.Repeat("c", 201) }, "beneficiary.contact"},
-			{"too long nationality", func(r *intake.FileRequest) { r.Beneficiary.Nationality = strings.Repeat("n", 65) }, "beneficiary.nationality"},
-			{"bad category", func(r *intake.FileRequest) { r.Category = "jewellery" }, "category"},
-			{"missing category", func(r *intake.FileRequest) { r.Category = "" }, "category"},
-			{"bad urgency", func(r *intake.FileRequest) { r.Urgency = "asap" }, "urgency"},
-			{"amount over category cap", func(r *intake.FileRequest) { r.AmountCents = 500_001 }, "amount_usd_cents"},
-			{"amount over case cap", func(r *intake.FileRequest) { r.Category = string(assist.Medical); r.AmountCents = 2_000_001 }, "amount_usd_cents"},
-			{"zero amount", func(r *intake.FileRequest) { r.AmountCents = 0 }, "amount_usd_cents"},
-			{"negative amount", func(r *intake.FileRequest) { r.AmountCents = -1 }, "amount_usd_cents"},
-			{"missing justification", func(r *intake.FileRequest) { r.Justification = "  " }, "justification"},
-			{"too long justification", func(r *intake.FileRequest) { r.Justification = strings.Repeat("j", assist.MaxJustification+1) }, "justification"},
-			{"missing post", func(r *intake.FileRequest) { r.Post = "" }, "post"},
+			{"missing reference", func(r *intakeapi.FileRequest) { r.Beneficiary.Reference = "" }, "beneficiary.reference"},
+			{"bad date_of_birth format", func(r *intakeapi.FileRequest) { r.Beneficiary.DateOfBirth = "31/12/1999" }, "beneficiary.date_of_birth"},
+			{"date_of_birth not a day", func(r *intakeapi.FileRequest) { r.Beneficiary.DateOfBirth = "1999-02-30" }, "beneficiary.date_of_birth"},
+			{"date_of_birth short", func(r *intakeapi.FileRequest) { r.Beneficiary.DateOfBirth = "1999-2-3" }, "beneficiary.date_of_birth"},
+			{"too long name", func(r *intakeapi.FileRequest) { r.Beneficiary.Name = strings.Repeat("é", 201) }, "beneficiary.name"},
+			{"name not UTF-8", func(r *intakeapi.FileRequest) { r.Beneficiary.Name = "a\xffb" }, "beneficiary.name"},
+			{"too long reference", func(r *intakeapi.FileRequest) { r.Beneficiary.Reference = strings.Repeat("R", 129) }, "beneficiary.reference"},
+			{"too long contact", func(r *intakeapi.FileRequest) { r.Beneficiary.Contact = strings.Repeat("c", 201) }, "beneficiary.contact"},
+			{"too long nationality", func(r *intakeapi.FileRequest) { r.Beneficiary.Nationality = strings.Repeat("n", 65) }, "beneficiary.nationality"},
+			{"bad category", func(r *intakeapi.FileRequest) { r.Category = "jewellery" }, "category"},
+			{"missing category", func(r *intakeapi.FileRequest) { r.Category = "" }, "category"},
+			{"bad urgency", func(r *intakeapi.FileRequest) { r.Urgency = "asap" }, "urgency"},
+			{"amount over category cap", func(r *intakeapi.FileRequest) { r.AmountCents = 500_001 }, "amount_usd_cents"},
+			{"amount over case cap", func(r *intakeapi.FileRequest) { r.Category = string(assist.Medical); r.AmountCents = 2_000_001 }, "amount_usd_cents"},
+			{"zero amount", func(r *intakeapi.FileRequest) { r.AmountCents = 0 }, "amount_usd_cents"},
+			{"negative amount", func(r *intakeapi.FileRequest) { r.AmountCents = -1 }, "amount_usd_cents"},
+			{"missing justification", func(r *intakeapi.FileRequest) { r.Justification = "  " }, "justification"},
+			{"too long justification", func(r *intakeapi.FileRequest) { r.Justification = strings.Repeat("j", assist.MaxJustification+1) }, "justification"},
+			{"missing post", func(r *intakeapi.FileRequest) { r.Post = "" }, "post"},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
@@ -471,7 +474,7 @@ func TestAmend(t *testing.T) {
 		h := newHarness(t, db)
 		t.Run("changes the fields given", func(t *testing.T) {
 			c := h.file(ana)
-			r := intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, AmountCents: ptr(int64(40_000)),
+			r := intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, AmountCents: ptr(int64(40_000)),
 				Urgency: ptr("routine"), Justification: ptr("two nights"), PayeeID: ptr(payee2)}
 			got, err := h.svc.Amend(h.ctx, r)
 			if err != nil {
@@ -500,21 +503,21 @@ func TestAmend(t *testing.T) {
 		})
 		t.Run("by a colleague at the post", func(t *testing.T) {
 			c := h.file(ana)
-			if _, err := h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: amir, CaseID: c.ID, AmountCents: ptr(int64(1))}); err != nil {
+			if _, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: amir, CaseID: c.ID, AmountCents: ptr(int64(1))}); err != nil {
 				t.Fatal(err)
 			}
 		})
 		t.Run("beneficiary", func(t *testing.T) {
 			c := h.file(ana)
-			nb := intake.Beneficiary{Reference: "OTHER-REF", Name: "Another Name"}
-			got, err := h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Beneficiary: &nb})
+			nb := intakeapi.Beneficiary{Reference: "OTHER-REF", Name: "Another Name"}
+			got, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Beneficiary: &nb})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if reflect.DeepEqual(got.BeneficiaryRefHash, c.BeneficiaryRefHash) || got.Beneficiary.KeyID != c.Beneficiary.KeyID {
 				t.Fatalf("amended beneficiary: ref hash unchanged or key id %q", got.Beneficiary.KeyID)
 			}
-			p, err := h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: c.ID})
+			p, err := h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID})
 			if err != nil || p != nb {
 				t.Fatalf("Personal after amend = %+v, %v; want %+v", p, err, nb)
 			}
@@ -522,7 +525,7 @@ func TestAmend(t *testing.T) {
 		t.Run("while info requested", func(t *testing.T) {
 			c := h.file(ana)
 			h.requestInfo(c.ID, "how many nights?")
-			got, err := h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Justification: ptr("three nights")})
+			got, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Justification: ptr("three nights")})
 			if err != nil || got.State != assist.StateInfoRequested {
 				t.Fatalf("Amend while info_requested = %+v, %v", got, err)
 			}
@@ -531,7 +534,7 @@ func TestAmend(t *testing.T) {
 		underReview := h.file(ana)
 		h.claim(underReview.ID)
 		withdrawn := h.file(ana)
-		if _, err := h.svc.Withdraw(h.ctx, intake.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: withdrawn.ID, Reason: "found shelter"}); err != nil {
+		if _, err := h.svc.Withdraw(h.ctx, intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: withdrawn.ID, Reason: "found shelter"}); err != nil {
 			t.Fatal(err)
 		}
 		openReq := fileRequest(ana)
@@ -542,27 +545,27 @@ func TestAmend(t *testing.T) {
 		}
 		refusals := []struct {
 			name  string
-			r     intake.AmendRequest
+			r     intakeapi.AmendRequest
 			code  assist.Code
 			field string
 		}{
-			{"wrong post", intake.AmendRequest{Actor: bo, CaseID: open.ID, AmountCents: ptr(int64(1))}, assist.CodeForbidden, ""},
-			{"approver", intake.AmendRequest{Actor: olu, CaseID: open.ID, AmountCents: ptr(int64(1))}, assist.CodeForbidden, ""},
-			{"wrong post with beneficiary", intake.AmendRequest{Actor: bo, CaseID: open.ID, Beneficiary: &intake.Beneficiary{Reference: "x"}}, assist.CodeForbidden, ""},
-			{"under review", intake.AmendRequest{Actor: ana, CaseID: underReview.ID, AmountCents: ptr(int64(1))}, assist.CodeConflict, ""},
-			{"withdrawn", intake.AmendRequest{Actor: ana, CaseID: withdrawn.ID, AmountCents: ptr(int64(1))}, assist.CodeConflict, ""},
-			{"under review with beneficiary", intake.AmendRequest{Actor: ana, CaseID: underReview.ID, Beneficiary: &intake.Beneficiary{Reference: "x"}}, assist.CodeConflict, ""},
-			{"nothing to change", intake.AmendRequest{Actor: ana, CaseID: open.ID}, assist.CodeInvalid, "body"},
-			{"amount over cap", intake.AmendRequest{Actor: ana, CaseID: open.ID, AmountCents: ptr(int64(500_001))}, assist.CodeInvalid, "amount_usd_cents"},
-			{"category whose cap the amount exceeds", intake.AmendRequest{Actor: ana, CaseID: open.ID, Category: ptr("travel_documents")}, assist.CodeInvalid, "category"},
-			{"bad category", intake.AmendRequest{Actor: ana, CaseID: open.ID, Category: ptr("yachts")}, assist.CodeInvalid, "category"},
-			{"bad urgency", intake.AmendRequest{Actor: ana, CaseID: open.ID, Urgency: ptr("whenever")}, assist.CodeInvalid, "urgency"},
-			{"blank justification", intake.AmendRequest{Actor: ana, CaseID: open.ID, Justification: ptr(" ")}, assist.CodeInvalid, "justification"},
-			{"beneficiary without reference", intake.AmendRequest{Actor: ana, CaseID: open.ID, Beneficiary: &intake.Beneficiary{Name: "x"}}, assist.CodeInvalid, "beneficiary.reference"},
-			{"bad date of birth", intake.AmendRequest{Actor: ana, CaseID: open.ID, Beneficiary: &intake.Beneficiary{Reference: "x", DateOfBirth: "yesterday"}}, assist.CodeInvalid, "beneficiary.date_of_birth"},
-			{"unknown case", intake.AmendRequest{Actor: ana, CaseID: newID(), AmountCents: ptr(int64(1))}, assist.CodeNotFound, ""},
-			{"malformed case id", intake.AmendRequest{Actor: ana, CaseID: "../x", AmountCents: ptr(int64(1))}, assist.CodeNotFound, ""},
-			{"bad command id", intake.AmendRequest{CommandID: "1", Actor: ana, CaseID: open.ID, AmountCents: ptr(int64(1))}, assist.CodeInvalid, ""},
+			{"wrong post", intakeapi.AmendRequest{Actor: bo, CaseID: open.ID, AmountCents: ptr(int64(1))}, assist.CodeForbidden, ""},
+			{"approver", intakeapi.AmendRequest{Actor: olu, CaseID: open.ID, AmountCents: ptr(int64(1))}, assist.CodeForbidden, ""},
+			{"wrong post with beneficiary", intakeapi.AmendRequest{Actor: bo, CaseID: open.ID, Beneficiary: &intakeapi.Beneficiary{Reference: "x"}}, assist.CodeForbidden, ""},
+			{"under review", intakeapi.AmendRequest{Actor: ana, CaseID: underReview.ID, AmountCents: ptr(int64(1))}, assist.CodeConflict, ""},
+			{"withdrawn", intakeapi.AmendRequest{Actor: ana, CaseID: withdrawn.ID, AmountCents: ptr(int64(1))}, assist.CodeConflict, ""},
+			{"under review with beneficiary", intakeapi.AmendRequest{Actor: ana, CaseID: underReview.ID, Beneficiary: &intakeapi.Beneficiary{Reference: "x"}}, assist.CodeConflict, ""},
+			{"nothing to change", intakeapi.AmendRequest{Actor: ana, CaseID: open.ID}, assist.CodeInvalid, "body"},
+			{"amount over cap", intakeapi.AmendRequest{Actor: ana, CaseID: open.ID, AmountCents: ptr(int64(500_001))}, assist.CodeInvalid, "amount_usd_cents"},
+			{"category whose cap the amount exceeds", intakeapi.AmendRequest{Actor: ana, CaseID: open.ID, Category: ptr("travel_documents")}, assist.CodeInvalid, "category"},
+			{"bad category", intakeapi.AmendRequest{Actor: ana, CaseID: open.ID, Category: ptr("yachts")}, assist.CodeInvalid, "category"},
+			{"bad urgency", intakeapi.AmendRequest{Actor: ana, CaseID: open.ID, Urgency: ptr("whenever")}, assist.CodeInvalid, "urgency"},
+			{"blank justification", intakeapi.AmendRequest{Actor: ana, CaseID: open.ID, Justification: ptr(" ")}, assist.CodeInvalid, "justification"},
+			{"beneficiary without reference", intakeapi.AmendRequest{Actor: ana, CaseID: open.ID, Beneficiary: &intakeapi.Beneficiary{Name: "x"}}, assist.CodeInvalid, "beneficiary.reference"},
+			{"bad date of birth", intakeapi.AmendRequest{Actor: ana, CaseID: open.ID, Beneficiary: &intakeapi.Beneficiary{Reference: "x", DateOfBirth: "yesterday"}}, assist.CodeInvalid, "beneficiary.date_of_birth"},
+			{"unknown case", intakeapi.AmendRequest{Actor: ana, CaseID: newID(), AmountCents: ptr(int64(1))}, assist.CodeNotFound, ""},
+			{"malformed case id", intakeapi.AmendRequest{Actor: ana, CaseID: "../x", AmountCents: ptr(int64(1))}, assist.CodeNotFound, ""},
+			{"bad command id", intakeapi.AmendRequest{CommandID: "1", Actor: ana, CaseID: open.ID, AmountCents: ptr(int64(1))}, assist.CodeInvalid, ""},
 		}
 		for _, tc := range refusals {
 			t.Run("refused/"+tc.name, func(t *testing.T) {
@@ -581,7 +584,7 @@ func TestAmend(t *testing.T) {
 			})
 		}
 		// The refused amends left the case's key and data as they were.
-		p, err := h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: open.ID})
+		p, err := h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: open.ID})
 		if err != nil || p != beneficiary() {
 			t.Fatalf("Personal after refused amends = %+v, %v", p, err)
 		}
@@ -593,7 +596,7 @@ func TestWithdraw(t *testing.T) {
 		h := newHarness(t, db)
 		t.Run("submitted", func(t *testing.T) {
 			c := h.file(ana)
-			got, err := h.svc.Withdraw(h.ctx, intake.WithdrawRequest{CommandID: newID(), Actor: amir, CaseID: c.ID, Reason: "found shelter"})
+			got, err := h.svc.Withdraw(h.ctx, intakeapi.WithdrawRequest{CommandID: newID(), Actor: amir, CaseID: c.ID, Reason: "found shelter"})
 			if err != nil || got.State != assist.StateWithdrawn {
 				t.Fatalf("Withdraw = %+v, %v", got, err)
 			}
@@ -601,13 +604,13 @@ func TestWithdraw(t *testing.T) {
 			if last := recs[len(recs)-1].Event; last.Type() != "RequestWithdrawn" || last.Reason != "found shelter" || last.Actor != amir {
 				t.Fatalf("last event = %+v, want RequestWithdrawn by amir with the reason", last)
 			}
-			_, err = h.svc.Withdraw(h.ctx, intake.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Reason: "again"})
+			_, err = h.svc.Withdraw(h.ctx, intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Reason: "again"})
 			requireCode(t, err, assist.CodeConflict)
 		})
 		t.Run("under review ends the claim", func(t *testing.T) {
 			c := h.file(ana)
 			h.claim(c.ID)
-			got, err := h.svc.Withdraw(h.ctx, intake.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Reason: "no longer needed"})
+			got, err := h.svc.Withdraw(h.ctx, intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Reason: "no longer needed"})
 			if err != nil || got.State != assist.StateWithdrawn || got.ClaimedBy != "" {
 				t.Fatalf("Withdraw under review = %+v, %v", got, err)
 			}
@@ -615,14 +618,14 @@ func TestWithdraw(t *testing.T) {
 		c := h.file(ana)
 		for _, tc := range []struct {
 			name  string
-			r     intake.WithdrawRequest
+			r     intakeapi.WithdrawRequest
 			code  assist.Code
 			field string
 		}{
-			{"wrong post", intake.WithdrawRequest{Actor: bo, CaseID: c.ID, Reason: "r"}, assist.CodeForbidden, ""},
-			{"approver", intake.WithdrawRequest{Actor: olu, CaseID: c.ID, Reason: "r"}, assist.CodeForbidden, ""},
-			{"no reason", intake.WithdrawRequest{Actor: ana, CaseID: c.ID, Reason: " "}, assist.CodeInvalid, "reason"},
-			{"unknown case", intake.WithdrawRequest{Actor: ana, CaseID: newID(), Reason: "r"}, assist.CodeNotFound, ""},
+			{"wrong post", intakeapi.WithdrawRequest{Actor: bo, CaseID: c.ID, Reason: "r"}, assist.CodeForbidden, ""},
+			{"approver", intakeapi.WithdrawRequest{Actor: olu, CaseID: c.ID, Reason: "r"}, assist.CodeForbidden, ""},
+			{"no reason", intakeapi.WithdrawRequest{Actor: ana, CaseID: c.ID, Reason: " "}, assist.CodeInvalid, "reason"},
+			{"unknown case", intakeapi.WithdrawRequest{Actor: ana, CaseID: newID(), Reason: "r"}, assist.CodeNotFound, ""},
 		} {
 			t.Run("refused/"+tc.name, func(t *testing.T) {
 				seq := h.lastSeq()
@@ -647,14 +650,14 @@ func TestAnswer(t *testing.T) {
 		h.requestInfo(c.ID, "which shelter?")
 		for _, tc := range []struct {
 			name  string
-			r     intake.AnswerRequest
+			r     intakeapi.AnswerRequest
 			code  assist.Code
 			field string
 		}{
-			{"wrong post", intake.AnswerRequest{Actor: bo, CaseID: c.ID, Answer: "a"}, assist.CodeForbidden, ""},
-			{"approver", intake.AnswerRequest{Actor: olu, CaseID: c.ID, Answer: "a"}, assist.CodeForbidden, ""},
-			{"no answer", intake.AnswerRequest{Actor: ana, CaseID: c.ID, Answer: ""}, assist.CodeInvalid, "answer"},
-			{"unknown case", intake.AnswerRequest{Actor: ana, CaseID: newID(), Answer: "a"}, assist.CodeNotFound, ""},
+			{"wrong post", intakeapi.AnswerRequest{Actor: bo, CaseID: c.ID, Answer: "a"}, assist.CodeForbidden, ""},
+			{"approver", intakeapi.AnswerRequest{Actor: olu, CaseID: c.ID, Answer: "a"}, assist.CodeForbidden, ""},
+			{"no answer", intakeapi.AnswerRequest{Actor: ana, CaseID: c.ID, Answer: ""}, assist.CodeInvalid, "answer"},
+			{"unknown case", intakeapi.AnswerRequest{Actor: ana, CaseID: newID(), Answer: "a"}, assist.CodeNotFound, ""},
 		} {
 			t.Run("refused/"+tc.name, func(t *testing.T) {
 				seq := h.lastSeq()
@@ -669,7 +672,7 @@ func TestAnswer(t *testing.T) {
 				}
 			})
 		}
-		got, err := h.svc.Answer(h.ctx, intake.AnswerRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Answer: "Shanti shelter"})
+		got, err := h.svc.Answer(h.ctx, intakeapi.AnswerRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Answer: "Shanti shelter"})
 		if err != nil || got.State != assist.StateSubmitted || got.Question != "" || got.ClaimedBy != "" {
 			t.Fatalf("Answer = %+v, %v; want submitted without question", got, err)
 		}
@@ -678,7 +681,7 @@ func TestAnswer(t *testing.T) {
 			t.Fatalf("last event = %+v, want InfoProvided with the answer", recs[len(recs)-1].Event)
 		}
 		// Nothing is asked any more.
-		_, err = h.svc.Answer(h.ctx, intake.AnswerRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Answer: "again"})
+		_, err = h.svc.Answer(h.ctx, intakeapi.AnswerRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Answer: "again"})
 		requireCode(t, err, assist.CodeConflict)
 	})
 }
@@ -690,11 +693,11 @@ func TestProjectionListsCasesWithStatus(t *testing.T) {
 		h := newHarness(t, db)
 		h.consume()
 		amended, withdrawn, plain, nepal := h.file(ana), h.file(ana), h.file(amir), h.file(bo)
-		if _, err := h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: amended.ID,
+		if _, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: amended.ID,
 			AmountCents: ptr(int64(12_345)), Urgency: ptr("urgent")}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.svc.Withdraw(h.ctx, intake.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: withdrawn.ID, Reason: "r"}); err != nil {
+		if _, err := h.svc.Withdraw(h.ctx, intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: withdrawn.ID, Reason: "r"}); err != nil {
 			t.Fatal(err)
 		}
 		all := []*assist.Case{amended, withdrawn, plain, nepal}
@@ -703,33 +706,33 @@ func TestProjectionListsCasesWithStatus(t *testing.T) {
 				t.Fatalf("projected %s = %+v\nwant the fold of its log %+v", c.ID, got, want)
 			}
 		}
-		list := func(f intake.ListFilter) map[string]*assist.Case {
+		list := func(f intakeapi.ListFilter) map[string]*caseview.Case {
 			t.Helper()
 			page, err := h.svc.List(h.ctx, f)
 			if err != nil {
 				t.Fatal(err)
 			}
-			out := map[string]*assist.Case{}
+			out := map[string]*caseview.Case{}
 			for _, c := range page.Items {
-				out[c.ID] = c
+				out[c.ID] = &c
 			}
 			return out
 		}
-		got := list(intake.ListFilter{})
-		if len(got) != 4 || got[withdrawn.ID].State != assist.StateWithdrawn || got[amended.ID].State != assist.StateSubmitted ||
-			got[amended.ID].AmountCents != 12_345 || got[amended.ID].Urgency != assist.Urgent {
+		got := list(intakeapi.ListFilter{})
+		if len(got) != 4 || got[withdrawn.ID].Status != string(assist.StateWithdrawn) || got[amended.ID].Status != string(assist.StateSubmitted) ||
+			got[amended.ID].AmountCents != 12_345 || got[amended.ID].Urgency != string(assist.Urgent) {
 			t.Fatalf("List = %+v", got)
 		}
-		if got := list(intake.ListFilter{Status: "withdrawn"}); len(got) != 1 || got[withdrawn.ID] == nil {
+		if got := list(intakeapi.ListFilter{Status: "withdrawn"}); len(got) != 1 || got[withdrawn.ID] == nil {
 			t.Fatalf("List(status withdrawn) = %v", got)
 		}
-		if got := list(intake.ListFilter{Status: "submitted", Posts: []string{"BGD-DHAKA"}}); len(got) != 2 || got[amended.ID] == nil || got[plain.ID] == nil {
+		if got := list(intakeapi.ListFilter{Status: "submitted", Posts: []string{"BGD-DHAKA"}}); len(got) != 2 || got[amended.ID] == nil || got[plain.ID] == nil {
 			t.Fatalf("List(submitted at BGD-DHAKA) = %v", got)
 		}
-		if got := list(intake.ListFilter{Posts: []string{"NPL-KTM"}}); len(got) != 1 || got[nepal.ID] == nil {
+		if got := list(intakeapi.ListFilter{Posts: []string{"NPL-KTM"}}); len(got) != 1 || got[nepal.ID] == nil {
 			t.Fatalf("List(NPL-KTM scope) = %v", got)
 		}
-		if got := list(intake.ListFilter{Urgency: "urgent"}); len(got) != 1 || got[amended.ID] == nil {
+		if got := list(intakeapi.ListFilter{Urgency: "urgent"}); len(got) != 1 || got[amended.ID] == nil {
 			t.Fatalf("List(urgent) = %v", got)
 		}
 	})
@@ -745,7 +748,7 @@ func TestListLimitDefaultsAndMaximum(t *testing.T) {
 		}
 		project(t, db, h.store, cs...)
 		for _, tc := range []struct{ limit, want int }{{0, 50}, {-3, 50}, {7, 7}, {500, 500}, {10_000, 500}} {
-			page, err := h.svc.List(h.ctx, intake.ListFilter{Limit: tc.limit})
+			page, err := h.svc.List(h.ctx, intakeapi.ListFilter{Limit: tc.limit})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -753,7 +756,7 @@ func TestListLimitDefaultsAndMaximum(t *testing.T) {
 				t.Fatalf("List(limit %d) = %d items, cursor %q; want %d and a cursor", tc.limit, len(page.Items), page.NextCursor, tc.want)
 			}
 		}
-		_, err := h.svc.List(h.ctx, intake.ListFilter{Cursor: "%%%"})
+		_, err := h.svc.List(h.ctx, intakeapi.ListFilter{Cursor: "%%%"})
 		requireField(t, err, "cursor")
 	})
 }
@@ -773,7 +776,7 @@ func TestConcurrentAmendsEndAsFoldOfLog(t *testing.T) {
 		for i := range n {
 			wg.Go(func() {
 				<-start
-				got[i], errs[i] = h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID,
+				got[i], errs[i] = h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID,
 					Justification: ptr(fmt.Sprintf("version %d", i)), AmountCents: ptr(int64(1000 + i))})
 			})
 		}
@@ -830,8 +833,8 @@ func TestReadWithExpiredDeadlineIsNotNotFound(t *testing.T) {
 	c := h.file(ana)
 	ctx, cancel := context.WithDeadline(h.ctx, time.Now().Add(-time.Second))
 	defer cancel()
-	_, getErr := h.svc.Get(ctx, intake.GetRequest{CaseID: c.ID})
-	_, amendErr := h.svc.Amend(ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, AmountCents: ptr(int64(1))})
+	_, getErr := h.svc.Get(ctx, intakeapi.GetRequest{CaseID: c.ID})
+	_, amendErr := h.svc.Amend(ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, AmountCents: ptr(int64(1))})
 	if getErr == nil {
 		t.Fatal("Get with an expired deadline succeeded")
 	}
@@ -864,7 +867,7 @@ func TestFileRetryAfterErasureKeepsErasure(t *testing.T) {
 		if n := len(h.events(first.ID)); n != 1 {
 			t.Fatalf("%d events after the retry, want 1", n)
 		}
-		_, perr := h.svc.Personal(h.ctx, intake.PersonalRequest{Actor: olu, CaseID: first.ID})
+		_, perr := h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: first.ID})
 		requireCode(t, perr, assist.CodeNotFound)
 	})
 }
@@ -887,7 +890,7 @@ func TestFileIdempotencyKeyAcrossCommandIDs(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(again, first) {
 			t.Fatalf("retry with a new command id = %+v, %v; want the first case", again, err)
 		}
-		if _, err := h.svc.Get(h.ctx, intake.GetRequest{CaseID: retry.CommandID}); !assist.IsCode(err, assist.CodeNotFound) {
+		if _, err := h.svc.Get(h.ctx, intakeapi.GetRequest{CaseID: retry.CommandID}); !assist.IsCode(err, assist.CodeNotFound) {
 			t.Fatalf("the retry's command id filed a case: %v", err)
 		}
 		seq := h.lastSeq()
@@ -926,12 +929,12 @@ type fakePayees struct {
 	asked int
 }
 
-func (f *fakePayees) Payee(_ context.Context, id string) (disbursement.Payee, error) {
+func (f *fakePayees) Payee(_ context.Context, id string) (disbursementapi.Payee, error) {
 	f.asked++
 	if !f.known[id] {
-		return disbursement.Payee{}, assist.Errorf(assist.CodeNotFound, "no payee %q", id)
+		return disbursementapi.Payee{}, assist.Errorf(assist.CodeNotFound, "no payee %q", id)
 	}
-	return disbursement.Payee{ID: id}, nil
+	return disbursementapi.Payee{ID: id}, nil
 }
 
 // A request names a payee that exists, or it is refused naming payee_id
@@ -959,6 +962,6 @@ func TestFileChecksThePayeeWithFakePayees(t *testing.T) {
 		t.Fatalf("disbursement asked %d times, want 2", payees.asked)
 	}
 	c := h.file(ana)
-	_, err := h.svc.Amend(h.ctx, intake.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, PayeeID: ptr(payee2)})
+	_, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, PayeeID: ptr(payee2)})
 	requireField(t, err, "payee_id")
 }

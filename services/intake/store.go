@@ -3,7 +3,6 @@ package intake
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -11,8 +10,10 @@ import (
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 //go:embed migrations
@@ -42,25 +43,7 @@ type Store interface {
 	// nil when there is none.
 	Projected(ctx context.Context, q sqldb.Querier, caseID string) (*assist.Case, error)
 	// List returns requests, newest first.
-	List(ctx context.Context, f ListFilter) (ListPage, error)
-}
-
-// ListFilter selects requests. Empty fields do not filter.
-type ListFilter struct {
-	// Posts, when not empty, limits the list to these posts (a
-	// requester's scope).
-	Posts   []string `json:"posts,omitempty"`
-	Status  string   `json:"status,omitempty"`
-	Post    string   `json:"post,omitempty"`
-	Urgency string   `json:"urgency,omitempty"`
-	Limit   int      `json:"limit,omitempty"`
-	Cursor  string   `json:"cursor,omitempty"`
-}
-
-// ListPage is one page of requests.
-type ListPage struct {
-	Items      []*assist.Case `json:"items"`
-	NextCursor string         `json:"next_cursor,omitempty"`
+	List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.ListPage, error)
 }
 
 // WrappedKey is a data key as stored: wrapped by the master key.
@@ -148,7 +131,7 @@ func (s *SQLStore) Filing(ctx context.Context, f Filing) (Filing, error) {
 
 // Project implements Store.
 func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error {
-	state, err := json.Marshal(c)
+	state, err := encodeState(c)
 	if err != nil {
 		return err
 	}
@@ -157,7 +140,7 @@ func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case)
 		ON CONFLICT (id) DO UPDATE SET post = excluded.post, status = excluded.status, urgency = excluded.urgency,
 			updated_at = excluded.updated_at, version = excluded.version, state = excluded.state`,
 		c.ID, c.Post, c.Requester, string(c.State), string(c.Urgency), sqldb.Micros(c.CreatedAt),
-		sqldb.Micros(c.UpdatedAt), int64(c.Version), string(state))
+		sqldb.Micros(c.UpdatedAt), int64(c.Version), state)
 	return err
 }
 
@@ -171,15 +154,11 @@ func (s *SQLStore) Projected(ctx context.Context, q sqldb.Querier, caseID string
 	if err != nil {
 		return nil, err
 	}
-	var c assist.Case
-	if err := json.Unmarshal([]byte(state), &c); err != nil {
-		return nil, fmt.Errorf("projected case %s: %w", caseID, err)
-	}
-	return &c, nil
+	return decodeState(caseID, state)
 }
 
 // List implements Store.
-func (s *SQLStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
+func (s *SQLStore) List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.ListPage, error) {
 	var (
 		where []string
 		args  []any
@@ -211,11 +190,11 @@ func (s *SQLStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	if f.Cursor != "" {
 		parts, err := listing.Decode(f.Cursor, 2)
 		if err != nil {
-			return ListPage{}, err
+			return intakeapi.ListPage{}, err
 		}
 		at, err := strconv.ParseInt(parts[0], 10, 64)
 		if err != nil {
-			return ListPage{}, listing.BadCursor()
+			return intakeapi.ListPage{}, listing.BadCursor()
 		}
 		where = append(where, fmt.Sprintf("(created_at < %s OR (created_at = %s AND id < %s))", arg(at), arg(at), arg(parts[1])))
 	}
@@ -226,10 +205,10 @@ func (s *SQLStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	query += " ORDER BY created_at DESC, id DESC LIMIT " + arg(int64(f.Limit+1))
 	rows, err := s.db.Query(ctx, query, args...)
 	if err != nil {
-		return ListPage{}, err
+		return intakeapi.ListPage{}, err
 	}
 	defer rows.Close()
-	page := ListPage{Items: []*assist.Case{}}
+	page := intakeapi.ListPage{Items: []caseview.Case{}}
 	var lastAt int64
 	var lastID string
 	for rows.Next() {
@@ -237,17 +216,17 @@ func (s *SQLStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 		var at int64
 		var id string
 		if err := rows.Scan(&state, &at, &id); err != nil {
-			return ListPage{}, err
+			return intakeapi.ListPage{}, err
 		}
 		if len(page.Items) == f.Limit {
 			page.NextCursor = listing.Encode(strconv.FormatInt(lastAt, 10), lastID)
 			break
 		}
-		var c assist.Case
-		if err := json.Unmarshal([]byte(state), &c); err != nil {
-			return ListPage{}, fmt.Errorf("projected case %s: %w", id, err)
+		c, err := decodeState(id, state)
+		if err != nil {
+			return intakeapi.ListPage{}, err
 		}
-		page.Items = append(page.Items, &c)
+		page.Items = append(page.Items, caseview.From(c))
 		lastAt, lastID = at, id
 	}
 	return page, rows.Err()

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // The conformance suite of intake.Store. Every case runs on a fresh
@@ -234,11 +236,11 @@ func testProjectRoundTripsFullCase(t *testing.T, db sqldb.DB, s intake.Store) {
 		t.Fatalf("Projected differs from what was projected:\n got %+v\nwant %+v", got, want)
 	}
 	// The list returns the same case.
-	page, err := s.List(context.Background(), intake.ListFilter{Limit: 10})
+	page, err := s.List(context.Background(), intakeapi.ListFilter{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(page.Items) != 1 || !reflect.DeepEqual(page.Items[0], want) {
+	if len(page.Items) != 1 || !reflect.DeepEqual(page.Items[0], caseview.From(want)) {
 		t.Fatalf("List = %+v, want the projected case", page.Items)
 	}
 }
@@ -256,7 +258,7 @@ func testProjectUpdatesInPlace(t *testing.T, db sqldb.DB, s intake.Store) {
 	}
 	// The columns the list filters on follow the update.
 	ctx := context.Background()
-	for _, f := range []intake.ListFilter{{Status: "withdrawn"}, {Urgency: "critical"}} {
+	for _, f := range []intakeapi.ListFilter{{Status: "withdrawn"}, {Urgency: "critical"}} {
 		f.Limit = 10
 		page, err := s.List(ctx, f)
 		if err != nil {
@@ -266,7 +268,7 @@ func testProjectUpdatesInPlace(t *testing.T, db sqldb.DB, s intake.Store) {
 			t.Fatalf("List(%+v) after update = %d items, want 1", f, len(page.Items))
 		}
 	}
-	for _, f := range []intake.ListFilter{{Status: "submitted"}, {Urgency: "urgent"}} {
+	for _, f := range []intakeapi.ListFilter{{Status: "submitted"}, {Urgency: "urgent"}} {
 		f.Limit = 10
 		page, err := s.List(ctx, f)
 		if err != nil {
@@ -316,6 +318,14 @@ func ids(cs []*assist.Case) []string {
 	return out
 }
 
+func viewIDs(cs []caseview.Case) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.ID
+	}
+	return out
+}
+
 // newestFirst orders cases as List must: created_at (to the microsecond,
 // as stored) descending, then id descending.
 func newestFirst(cs []*assist.Case) []string {
@@ -357,11 +367,11 @@ func testListNewestFirst(t *testing.T, db sqldb.DB, s intake.Store) {
 		cs = append(cs, listCase(newID(), "BGD-DHAKA", assist.StateSubmitted, assist.Routine, at.Add(d*time.Second)))
 	}
 	project(t, db, s, cs...)
-	page, err := s.List(context.Background(), intake.ListFilter{Limit: 100})
+	page, err := s.List(context.Background(), intakeapi.ListFilter{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := ids(page.Items), newestFirst(cs); !slices.Equal(got, want) {
+	if got, want := viewIDs(page.Items), newestFirst(cs); !slices.Equal(got, want) {
 		t.Fatalf("List order = %v, want newest first %v", got, want)
 	}
 	if page.NextCursor != "" {
@@ -400,25 +410,25 @@ func testListFilters(t *testing.T, db sqldb.DB, s intake.Store) {
 	}
 	tests := []struct {
 		name string
-		f    intake.ListFilter
+		f    intakeapi.ListFilter
 		want []string
 	}{
-		{"none", intake.ListFilter{}, match(func(*assist.Case) bool { return true })},
-		{"posts scope", intake.ListFilter{Posts: []string{"BGD-DHAKA", "THA-BKK"}},
+		{"none", intakeapi.ListFilter{}, match(func(*assist.Case) bool { return true })},
+		{"posts scope", intakeapi.ListFilter{Posts: []string{"BGD-DHAKA", "THA-BKK"}},
 			match(func(c *assist.Case) bool { return c.Post == "BGD-DHAKA" || c.Post == "THA-BKK" })},
-		{"one post scope", intake.ListFilter{Posts: []string{"NPL-KTM"}}, match(func(c *assist.Case) bool { return c.Post == "NPL-KTM" })},
-		{"scope without cases", intake.ListFilter{Posts: []string{"NOWHERE"}}, nil},
-		{"status", intake.ListFilter{Status: "submitted"}, match(func(c *assist.Case) bool { return c.State == assist.StateSubmitted })},
-		{"post", intake.ListFilter{Post: "NPL-KTM"}, match(func(c *assist.Case) bool { return c.Post == "NPL-KTM" })},
-		{"urgency", intake.ListFilter{Urgency: "critical"}, match(func(c *assist.Case) bool { return c.Urgency == assist.Critical })},
-		{"status and urgency", intake.ListFilter{Status: "submitted", Urgency: "critical"},
+		{"one post scope", intakeapi.ListFilter{Posts: []string{"NPL-KTM"}}, match(func(c *assist.Case) bool { return c.Post == "NPL-KTM" })},
+		{"scope without cases", intakeapi.ListFilter{Posts: []string{"NOWHERE"}}, nil},
+		{"status", intakeapi.ListFilter{Status: "submitted"}, match(func(c *assist.Case) bool { return c.State == assist.StateSubmitted })},
+		{"post", intakeapi.ListFilter{Post: "NPL-KTM"}, match(func(c *assist.Case) bool { return c.Post == "NPL-KTM" })},
+		{"urgency", intakeapi.ListFilter{Urgency: "critical"}, match(func(c *assist.Case) bool { return c.Urgency == assist.Critical })},
+		{"status and urgency", intakeapi.ListFilter{Status: "submitted", Urgency: "critical"},
 			match(func(c *assist.Case) bool { return c.State == assist.StateSubmitted && c.Urgency == assist.Critical })},
-		{"scope and post inside it", intake.ListFilter{Posts: []string{"BGD-DHAKA", "NPL-KTM"}, Post: "BGD-DHAKA"},
+		{"scope and post inside it", intakeapi.ListFilter{Posts: []string{"BGD-DHAKA", "NPL-KTM"}, Post: "BGD-DHAKA"},
 			match(func(c *assist.Case) bool { return c.Post == "BGD-DHAKA" })},
 		// A post outside the requester's scope shows nothing, never the
 		// other post's cases.
-		{"scope and post outside it", intake.ListFilter{Posts: []string{"BGD-DHAKA"}, Post: "NPL-KTM"}, nil},
-		{"scope, status and urgency", intake.ListFilter{Posts: []string{"BGD-DHAKA"}, Status: "submitted", Urgency: "critical"},
+		{"scope and post outside it", intakeapi.ListFilter{Posts: []string{"BGD-DHAKA"}, Post: "NPL-KTM"}, nil},
+		{"scope, status and urgency", intakeapi.ListFilter{Posts: []string{"BGD-DHAKA"}, Status: "submitted", Urgency: "critical"},
 			match(func(c *assist.Case) bool {
 				return c.Post == "BGD-DHAKA" && c.State == assist.StateSubmitted && c.Urgency == assist.Critical
 			})},
@@ -430,7 +440,7 @@ func testListFilters(t *testing.T, db sqldb.DB, s intake.Store) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := ids(page.Items); !slices.Equal(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
+			if got := viewIDs(page.Items); !slices.Equal(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
 				t.Fatalf("List(%+v) = %v, want %v", tc.f, got, tc.want)
 			}
 			if page.Items == nil {
@@ -448,12 +458,12 @@ func testListLimit(t *testing.T, db sqldb.DB, s intake.Store) {
 	project(t, db, s, cs...)
 	want := newestFirst(cs)
 	for _, limit := range []int{1, 2, 4, 5, 6} {
-		page, err := s.List(context.Background(), intake.ListFilter{Limit: limit})
+		page, err := s.List(context.Background(), intakeapi.ListFilter{Limit: limit})
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := min(limit, len(cs))
-		if got := ids(page.Items); !slices.Equal(got, want[:n]) {
+		if got := viewIDs(page.Items); !slices.Equal(got, want[:n]) {
 			t.Fatalf("List(limit %d) = %v, want %v", limit, got, want[:n])
 		}
 		if more := limit < len(cs); (page.NextCursor != "") != more {
@@ -471,7 +481,7 @@ func testListPagesWithoutGapsOrRepeats(t *testing.T, db sqldb.DB, s intake.Store
 		cs = append(cs, listCase(newID(), "BGD-DHAKA", assist.StateSubmitted, assist.Routine, at.Add(time.Duration(i/3)*time.Microsecond)))
 	}
 	project(t, db, s, cs...)
-	got := pageAll(t, s, intake.ListFilter{Limit: 7})
+	got := pageAll(t, s, intakeapi.ListFilter{Limit: 7})
 	if want := newestFirst(cs); !slices.Equal(got, want) {
 		t.Fatalf("paged list (%d items) differs from the full order (%d items):\n got %v\nwant %v", len(got), len(want), got, want)
 	}
@@ -493,7 +503,7 @@ func testListPagesWithFilter(t *testing.T, db sqldb.DB, s intake.Store) {
 		}
 	}
 	project(t, db, s, cs...)
-	f := intake.ListFilter{Posts: []string{"BGD-DHAKA"}, Limit: 4}
+	f := intakeapi.ListFilter{Posts: []string{"BGD-DHAKA"}, Limit: 4}
 	first, err := s.List(context.Background(), f)
 	if err != nil {
 		t.Fatal(err)
@@ -501,7 +511,7 @@ func testListPagesWithFilter(t *testing.T, db sqldb.DB, s intake.Store) {
 	// A newer case arrives after the first page was read: it belongs on
 	// page one, and must not appear on later pages.
 	project(t, db, s, listCase(newID(), "BGD-DHAKA", assist.StateSubmitted, assist.Routine, at.Add(time.Hour)))
-	got := ids(first.Items)
+	got := viewIDs(first.Items)
 	f.Cursor = first.NextCursor
 	got = append(got, pageAll(t, s, f)...)
 	if want := newestFirst(dhaka); !slices.Equal(got, want) {
@@ -511,7 +521,7 @@ func testListPagesWithFilter(t *testing.T, db sqldb.DB, s intake.Store) {
 
 // pageAll follows cursors from f to the end, failing on a repeated id or a
 // runaway.
-func pageAll(t *testing.T, s intake.Store, f intake.ListFilter) []string {
+func pageAll(t *testing.T, s intake.Store, f intakeapi.ListFilter) []string {
 	t.Helper()
 	var out []string
 	seen := map[string]bool{}
@@ -552,7 +562,7 @@ func testListBadCursor(t *testing.T, db sqldb.DB, s intake.Store) {
 		"padded base64":   "MTIzNDU2Nx9hYmM=",
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := s.List(context.Background(), intake.ListFilter{Limit: 10, Cursor: cursor})
+			_, err := s.List(context.Background(), intakeapi.ListFilter{Limit: 10, Cursor: cursor})
 			requireField(t, err, "cursor")
 		})
 	}

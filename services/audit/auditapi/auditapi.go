@@ -1,4 +1,7 @@
-package audit
+// Package auditapi is the contract of the audit service: its endpoints
+// (subjects with their request and reply types) and a typed client. The
+// gateway knows audit only through this package.
+package auditapi
 
 import (
 	"context"
@@ -8,19 +11,20 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/rpc"
 )
 
-// Subjects of audit's queries.
-const (
-	SubjectEvents      = "eva.audit.events"
-	SubjectVerify      = "eva.audit.verify"
-	SubjectHistory     = "eva.audit.history"
-	SubjectAsOf        = "eva.audit.as_of"
-	SubjectCheckpoint  = "eva.audit.checkpoint"
-	SubjectAccess      = "eva.audit.access"
-	SubjectDeadLetters = "eva.audit.dead_letters"
+// Audit's endpoints.
+var (
+	Events      = rpc.Endpoint[EventsRequest, EventsPage]{Subject: "eva.audit.events"}
+	Verify      = rpc.Endpoint[struct{}, VerifyResult]{Subject: "eva.audit.verify"}
+	History     = rpc.Endpoint[CaseRequest, []ArchivedEvent]{Subject: "eva.audit.history"}
+	AsOf        = rpc.Endpoint[AsOfRequest, caseview.Case]{Subject: "eva.audit.as_of"}
+	Checkpoint  = rpc.Endpoint[struct{}, CheckpointHead]{Subject: "eva.audit.checkpoint"}
+	Access      = rpc.Endpoint[CaseRequest, []eventlog.Access]{Subject: "eva.audit.access"}
+	DeadLetters = rpc.Endpoint[DeadLettersRequest, DeadLettersPage]{Subject: "eva.audit.dead_letters"}
 )
 
 // ArchivedEvent is one event of the archive, in log order.
@@ -72,8 +76,8 @@ type VerifyResult struct {
 	Lag uint64 `json:"lag"`
 }
 
-// Checkpoint is the head of the archive.
-type Checkpoint struct {
+// CheckpointHead is the head of the archive.
+type CheckpointHead struct {
 	Size  uint64    `json:"size"`
 	Chain string    `json:"chain"`
 	At    time.Time `json:"at"`
@@ -112,36 +116,36 @@ func NewClient(nc *nats.Conn) *Client { return &Client{nc: nc} }
 
 // Events pages through the archive.
 func (c *Client) Events(ctx context.Context, r EventsRequest) (EventsPage, error) {
-	return rpc.Call[EventsPage](ctx, c.nc, SubjectEvents, r)
+	return Events.Call(ctx, c.nc, r)
 }
 
 // Verify re-verifies the archive against its chain and the log.
 func (c *Client) Verify(ctx context.Context) (VerifyResult, error) {
-	return rpc.Call[VerifyResult](ctx, c.nc, SubjectVerify, struct{}{})
+	return Verify.Call(ctx, c.nc, struct{}{})
 }
 
 // History lists a case's events in order, from the log, with their
 // archive hashes. Errors: CodeNotFound.
 func (c *Client) History(ctx context.Context, caseID string) ([]ArchivedEvent, error) {
-	return rpc.Call[[]ArchivedEvent](ctx, c.nc, SubjectHistory, CaseRequest{CaseID: caseID})
+	return History.Call(ctx, c.nc, CaseRequest{CaseID: caseID})
 }
 
 // AsOf rebuilds a case as it stood at a time. Errors: CodeNotFound.
-func (c *Client) AsOf(ctx context.Context, caseID string, at time.Time) (*assist.Case, error) {
-	return rpc.Call[*assist.Case](ctx, c.nc, SubjectAsOf, AsOfRequest{CaseID: caseID, At: at})
+func (c *Client) AsOf(ctx context.Context, caseID string, at time.Time) (caseview.Case, error) {
+	return AsOf.Call(ctx, c.nc, AsOfRequest{CaseID: caseID, At: at})
 }
 
 // Checkpoint reads the head of the archive.
-func (c *Client) Checkpoint(ctx context.Context) (Checkpoint, error) {
-	return rpc.Call[Checkpoint](ctx, c.nc, SubjectCheckpoint, struct{}{})
+func (c *Client) Checkpoint(ctx context.Context) (CheckpointHead, error) {
+	return Checkpoint.Call(ctx, c.nc, struct{}{})
 }
 
 // Access lists the recorded reads of a case's personal data.
 func (c *Client) Access(ctx context.Context, caseID string) ([]eventlog.Access, error) {
-	return rpc.Call[[]eventlog.Access](ctx, c.nc, SubjectAccess, CaseRequest{CaseID: caseID})
+	return Access.Call(ctx, c.nc, CaseRequest{CaseID: caseID})
 }
 
 // DeadLetters lists the events consumers gave up on, with the reason.
 func (c *Client) DeadLetters(ctx context.Context, r DeadLettersRequest) (DeadLettersPage, error) {
-	return rpc.Call[DeadLettersPage](ctx, c.nc, SubjectDeadLetters, r)
+	return DeadLetters.Call(ctx, c.nc, r)
 }

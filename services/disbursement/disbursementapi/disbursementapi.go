@@ -1,4 +1,8 @@
-package disbursement
+// Package disbursementapi is the contract of the disbursement service:
+// its endpoints (subjects with their request and reply types) and a typed
+// client. The gateway, approval and intake know disbursement only through
+// this package.
+package disbursementapi
 
 import (
 	"context"
@@ -10,19 +14,19 @@ import (
 	"github.com/eva-org/eva/pkg/rpc"
 )
 
-// Subjects of disbursement's commands and queries.
-const (
-	SubjectFundsList    = "eva.disbursement.funds_list"
-	SubjectFundsGet     = "eva.disbursement.funds_get"
-	SubjectFundsCreate  = "eva.disbursement.funds_create"
-	SubjectPayeesList   = "eva.disbursement.payees_list"
-	SubjectPayeesGet    = "eva.disbursement.payees_get"
-	SubjectPayeesCreate = "eva.disbursement.payees_create"
-	SubjectPayoutsList  = "eva.disbursement.payouts_list"
-	SubjectPayoutRetry  = "eva.disbursement.payout_retry"
-	SubjectPayoutCancel = "eva.disbursement.payout_cancel"
-	SubjectHoldPlace    = "eva.disbursement.hold_place"
-	SubjectHoldRelease  = "eva.disbursement.hold_release"
+// Disbursement's endpoints.
+var (
+	FundsList    = rpc.Endpoint[ListRequest, FundsPage]{Subject: "eva.disbursement.funds_list"}
+	FundsGet     = rpc.Endpoint[GetRequest, Fund]{Subject: "eva.disbursement.funds_get"}
+	FundsCreate  = rpc.Endpoint[CreateFundRequest, Fund]{Subject: "eva.disbursement.funds_create"}
+	PayeesList   = rpc.Endpoint[ListRequest, PayeesPage]{Subject: "eva.disbursement.payees_list"}
+	PayeesGet    = rpc.Endpoint[GetRequest, Payee]{Subject: "eva.disbursement.payees_get"}
+	PayeesCreate = rpc.Endpoint[CreatePayeeRequest, Payee]{Subject: "eva.disbursement.payees_create"}
+	PayoutsList  = rpc.Endpoint[ListRequest, PayoutsPage]{Subject: "eva.disbursement.payouts_list"}
+	PayoutRetry  = rpc.Endpoint[PayoutCommand, Payout]{Subject: "eva.disbursement.payout_retry"}
+	PayoutCancel = rpc.Endpoint[PayoutCommand, Payout]{Subject: "eva.disbursement.payout_cancel"}
+	HoldPlace    = rpc.Endpoint[PlaceHoldRequest, Hold]{Subject: "eva.disbursement.hold_place"}
+	HoldRelease  = rpc.Endpoint[ReleaseHoldRequest, Hold]{Subject: "eva.disbursement.hold_release"}
 )
 
 // Fund is money allocated to assistance. Available = allocated - reserved
@@ -171,58 +175,58 @@ func NewClient(nc *nats.Conn) *Client { return &Client{nc: nc} }
 
 // Funds lists funds.
 func (c *Client) Funds(ctx context.Context, r ListRequest) (FundsPage, error) {
-	return rpc.Call[FundsPage](ctx, c.nc, SubjectFundsList, r)
+	return FundsList.Call(ctx, c.nc, r)
 }
 
 // Fund reads one fund. Errors: CodeNotFound.
 func (c *Client) Fund(ctx context.Context, id string) (Fund, error) {
-	return rpc.Call[Fund](ctx, c.nc, SubjectFundsGet, GetRequest{ID: id})
+	return FundsGet.Call(ctx, c.nc, GetRequest{ID: id})
 }
 
 // CreateFund creates a fund. Errors: CodeInvalid, CodeForbidden.
 func (c *Client) CreateFund(ctx context.Context, r CreateFundRequest) (Fund, error) {
-	return rpc.Call[Fund](ctx, c.nc, SubjectFundsCreate, r)
+	return FundsCreate.Call(ctx, c.nc, r)
 }
 
 // Payees lists payees.
 func (c *Client) Payees(ctx context.Context, r ListRequest) (PayeesPage, error) {
-	return rpc.Call[PayeesPage](ctx, c.nc, SubjectPayeesList, r)
+	return PayeesList.Call(ctx, c.nc, r)
 }
 
 // Payee reads one payee. Errors: CodeNotFound.
 func (c *Client) Payee(ctx context.Context, id string) (Payee, error) {
-	return rpc.Call[Payee](ctx, c.nc, SubjectPayeesGet, GetRequest{ID: id})
+	return PayeesGet.Call(ctx, c.nc, GetRequest{ID: id})
 }
 
 // CreatePayee creates a payee. Errors: CodeInvalid, CodeForbidden.
 func (c *Client) CreatePayee(ctx context.Context, r CreatePayeeRequest) (Payee, error) {
-	return rpc.Call[Payee](ctx, c.nc, SubjectPayeesCreate, r)
+	return PayeesCreate.Call(ctx, c.nc, r)
 }
 
 // Payouts lists payouts.
 func (c *Client) Payouts(ctx context.Context, r ListRequest) (PayoutsPage, error) {
-	return rpc.Call[PayoutsPage](ctx, c.nc, SubjectPayoutsList, r)
+	return PayoutsList.Call(ctx, c.nc, r)
 }
 
 // RetryPayout retries a failed payout. Errors: CodeNotFound, CodeConflict.
 func (c *Client) RetryPayout(ctx context.Context, r PayoutCommand) (Payout, error) {
-	return rpc.Call[Payout](ctx, c.nc, SubjectPayoutRetry, r)
+	return PayoutRetry.Call(ctx, c.nc, r)
 }
 
 // CancelPayout cancels a failed payout and releases its funds. Errors:
 // CodeNotFound, CodeConflict, CodeInvalid.
 func (c *Client) CancelPayout(ctx context.Context, r PayoutCommand) (Payout, error) {
-	return rpc.Call[Payout](ctx, c.nc, SubjectPayoutCancel, r)
+	return PayoutCancel.Call(ctx, c.nc, r)
 }
 
 // PlaceHold holds money for an approval. Errors: CodeInsufficientFunds
 // with the available amount, CodeInvalid naming fund_id for an unknown
 // fund.
 func (c *Client) PlaceHold(ctx context.Context, r PlaceHoldRequest) (Hold, error) {
-	return rpc.Call[Hold](ctx, c.nc, SubjectHoldPlace, r)
+	return HoldPlace.Call(ctx, c.nc, r)
 }
 
 // ReleaseHold gives back a hold that is still only held.
 func (c *Client) ReleaseHold(ctx context.Context, r ReleaseHoldRequest) (Hold, error) {
-	return rpc.Call[Hold](ctx, c.nc, SubjectHoldRelease, r)
+	return HoldRelease.Call(ctx, c.nc, r)
 }

@@ -1,0 +1,63 @@
+// Package caseview is the case as EVA's services answer it to each other:
+// a case's state rebuilt from its events, with explicit JSON names, and
+// without its personal data, sealed or not. It is part of every service
+// contract that answers with a case (intake, approval, audit); the
+// gateway turns it into the API's representation for the caller's role.
+package caseview
+
+import (
+	"context"
+	"time"
+
+	"github.com/eva-org/eva/pkg/assist"
+)
+
+// Case is one case as services answer it.
+type Case struct {
+	ID             string    `json:"id"`
+	Status         string    `json:"status"`
+	Post           string    `json:"post"`
+	Requester      string    `json:"requester"`
+	Category       string    `json:"category"`
+	Urgency        string    `json:"urgency"`
+	AmountCents    int64     `json:"amount_usd_cents"`
+	Justification  string    `json:"justification"`
+	PayeeID        string    `json:"payee_id,omitempty"`
+	Deadline       time.Time `json:"deadline"`
+	Escalated      bool      `json:"escalated"`
+	ClaimedBy      string    `json:"claimed_by,omitempty"`
+	ClaimExpiresAt time.Time `json:"claim_expires_at"`
+	Question       string    `json:"question,omitempty"`
+	ApprovedCents  int64     `json:"approved_usd_cents"`
+	ApprovedBy     string    `json:"approved_by,omitempty"`
+	FundID         string    `json:"fund_id,omitempty"`
+	HoldID         string    `json:"hold_id,omitempty"`
+	PayoutID       string    `json:"payout_id,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+	// Version is the log position of the case's last event.
+	Version uint64 `json:"version"`
+}
+
+// From is the view of a domain case.
+func From(c *assist.Case) Case {
+	return Case{
+		ID: c.ID, Status: string(c.State), Post: c.Post, Requester: c.Requester, Category: string(c.Category),
+		Urgency: string(c.Urgency), AmountCents: c.AmountCents, Justification: c.Justification, PayeeID: c.PayeeID,
+		Deadline: c.Deadline, Escalated: c.Escalated, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt,
+		Question: c.Question, ApprovedCents: c.ApprovedCents, ApprovedBy: c.ApprovedBy, FundID: c.FundID,
+		HoldID: c.HoldID, PayoutID: c.PayoutID, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Version: c.Version,
+	}
+}
+
+// Serve adapts a handler that answers with a domain case into one that
+// answers with its view, for rpc.Handle.
+func Serve[Req any](h func(context.Context, Req) (*assist.Case, error)) func(context.Context, Req) (Case, error) {
+	return func(ctx context.Context, r Req) (Case, error) {
+		c, err := h(ctx, r)
+		if err != nil {
+			return Case{}, err
+		}
+		return From(c), nil
+	}
+}

@@ -1,0 +1,87 @@
+package intake
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/eva-org/eva/pkg/assist"
+)
+
+// storedCase is the whole state of a case as the read model keeps it
+// (intake_cases.state). Its JSON names are the ones the state was first
+// stored under, so that rows written before still read.
+type storedCase struct {
+	ID                 string       `json:"ID"`
+	Requester          string       `json:"Requester"`
+	Post               string       `json:"Post"`
+	Category           string       `json:"Category"`
+	Urgency            string       `json:"Urgency"`
+	AmountCents        int64        `json:"AmountCents"`
+	Justification      string       `json:"Justification"`
+	Beneficiary        storedSealed `json:"Beneficiary"`
+	BeneficiaryRefHash []byte       `json:"BeneficiaryRefHash"`
+	PayeeID            string       `json:"PayeeID"`
+	Deadline           time.Time    `json:"Deadline"`
+	Escalated          bool         `json:"Escalated"`
+	State              string       `json:"State"`
+	ClaimedBy          string       `json:"ClaimedBy"`
+	ClaimExpiresAt     time.Time    `json:"ClaimExpiresAt"`
+	Question           string       `json:"Question"`
+	ApprovedCents      int64        `json:"ApprovedCents"`
+	ApprovedBy         string       `json:"ApprovedBy"`
+	FundID             string       `json:"FundID"`
+	HoldID             string       `json:"HoldID"`
+	PayoutID           string       `json:"PayoutID"`
+	ReleasedHolds      []string     `json:"ReleasedHolds"`
+	CreatedAt          time.Time    `json:"CreatedAt"`
+	UpdatedAt          time.Time    `json:"UpdatedAt"`
+	Version            uint64       `json:"Version"`
+	Events             int          `json:"Events"`
+}
+
+type storedSealed struct {
+	KeyID      string `json:"KeyID"`
+	Ciphertext []byte `json:"Ciphertext"`
+}
+
+func toStored(c *assist.Case) storedCase {
+	return storedCase{
+		ID: c.ID, Requester: c.Requester, Post: c.Post, Category: string(c.Category), Urgency: string(c.Urgency),
+		AmountCents: c.AmountCents, Justification: c.Justification,
+		Beneficiary:        storedSealed{KeyID: c.Beneficiary.KeyID, Ciphertext: c.Beneficiary.Ciphertext},
+		BeneficiaryRefHash: c.BeneficiaryRefHash, PayeeID: c.PayeeID, Deadline: c.Deadline, Escalated: c.Escalated,
+		State: string(c.State), ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt, Question: c.Question,
+		ApprovedCents: c.ApprovedCents, ApprovedBy: c.ApprovedBy, FundID: c.FundID, HoldID: c.HoldID,
+		PayoutID: c.PayoutID, ReleasedHolds: c.ReleasedHolds, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		Version: c.Version, Events: c.Events,
+	}
+}
+
+func (s storedCase) toCase() *assist.Case {
+	return &assist.Case{
+		ID: s.ID, Requester: s.Requester, Post: s.Post, Category: assist.Category(s.Category),
+		Urgency: assist.Urgency(s.Urgency), AmountCents: s.AmountCents, Justification: s.Justification,
+		Beneficiary:        assist.Sealed{KeyID: s.Beneficiary.KeyID, Ciphertext: s.Beneficiary.Ciphertext},
+		BeneficiaryRefHash: s.BeneficiaryRefHash, PayeeID: s.PayeeID, Deadline: s.Deadline, Escalated: s.Escalated,
+		State: assist.State(s.State), ClaimedBy: s.ClaimedBy, ClaimExpiresAt: s.ClaimExpiresAt, Question: s.Question,
+		ApprovedCents: s.ApprovedCents, ApprovedBy: s.ApprovedBy, FundID: s.FundID, HoldID: s.HoldID,
+		PayoutID: s.PayoutID, ReleasedHolds: s.ReleasedHolds, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
+		Version: s.Version, Events: s.Events,
+	}
+}
+
+// encodeState is the stored form of a case.
+func encodeState(c *assist.Case) (string, error) {
+	b, err := json.Marshal(toStored(c))
+	return string(b), err
+}
+
+// decodeState reads a stored case.
+func decodeState(id, state string) (*assist.Case, error) {
+	var s storedCase
+	if err := json.Unmarshal([]byte(state), &s); err != nil {
+		return nil, fmt.Errorf("projected case %s: %w", id, err)
+	}
+	return s.toCase(), nil
+}
