@@ -12,8 +12,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/eva-org/eva/cmd/eva/internal/wire"
 	"github.com/eva-org/eva/pkg/bench"
-	"github.com/eva-org/eva/pkg/platform"
 )
 
 type benchOptions struct {
@@ -24,15 +24,15 @@ type benchOptions struct {
 
 func benchFlags(fs *flag.FlagSet) benchOptions {
 	return benchOptions{
-		url:      fs.String("url", "", "bench: gateway of a running instance (default: start one in this process)"),
-		requests: fs.Int("n", 1000, "bench: requests per phase"),
-		clients:  fs.Int("c", 50, "bench: concurrent clients"),
+		url:      fs.String("url", "", "gateway of a running instance (default: start one in this process)"),
+		requests: fs.Int("n", 1000, "requests per phase"),
+		clients:  fs.Int("c", 50, "concurrent clients"),
 	}
 }
 
 // runBench benchmarks a running instance, or one it starts in this process
 // in a temporary data directory (then it also reports memory).
-func runBench(ctx context.Context, cfg platform.Config, zl *zap.Logger, o benchOptions) error {
+func runBench(ctx context.Context, cfg wire.Config, zl *zap.Logger, o benchOptions) error {
 	opts := bench.Options{URL: *o.url, Requests: *o.requests, Clients: *o.clients, Password: cfg.DevPassword,
 		Progress: os.Stderr, RawDir: os.TempDir()}
 	if opts.URL != "" {
@@ -49,7 +49,7 @@ func runBench(ctx context.Context, cfg platform.Config, zl *zap.Logger, o benchO
 	if cfg.HTTPAddr, err = freeAddr(); err != nil {
 		return err
 	}
-	p, err := platform.Open(ctx, cfg, zl.WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
+	p, err := wire.Open(ctx, cfg, zl.WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func runBench(ctx context.Context, cfg platform.Config, zl *zap.Logger, o benchO
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	devErr := make(chan error, 1)
-	go func() { devErr <- platform.Dev(ctx, p, os.Stderr) }()
+	go func() { devErr <- wire.Dev(ctx, p, os.Stderr) }()
 	opts.URL = "http://" + cfg.HTTPAddr
 	if err := waitReady(ctx, opts.URL+"/readyz", devErr); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/google/uuid"
 )
 
@@ -473,7 +474,7 @@ func takeSnapshot(t *testing.T, c *client) snapshot {
 	var s snapshot
 	s.Events = v.Events
 	// The checkpoint follows the archive; wait until it covers it.
-	waitFor(t, 30*time.Second, "the checkpoint to cover the archive", func() (bool, string) {
+	evatest.Await(t, 30*time.Second, "the checkpoint to cover the archive", func() (bool, string) {
 		cp := get[checkpointJSON](c, "aud", "/v1/audit/checkpoint", http.StatusOK)
 		s.Checkpoint = cp.Size
 		return cp.Size == v.Events, fmt.Sprintf("checkpoint %d, archive %d", cp.Size, v.Events)

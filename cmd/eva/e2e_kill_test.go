@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eva-org/eva/pkg/evatest"
 	_ "modernc.org/sqlite"
 )
 
@@ -65,7 +66,7 @@ func TestE2EKill9MidPipeline(t *testing.T) {
 		// provider that has not settled yet (if all settled first, the
 		// crash comes after them, which is harmless to check too).
 		var state string
-		waitFor(t, 60*time.Second, "a payout sent and not settled", func() (bool, string) {
+		evatest.Await(t, 60*time.Second, "a payout sent and not settled", func() (bool, string) {
 			pays := get[pageJSON[payoutJSON]](c, "fin", "/v1/payouts?limit=500", http.StatusOK).Items
 			count := map[string]int{}
 			for _, p := range pays {
@@ -218,7 +219,7 @@ func TestE2EKill9MidPipeline(t *testing.T) {
 		// Every case settles down: disbursed, or still under review (its
 		// approval never recorded); and no money stays held.
 		var disbursed []string
-		waitFor(t, 90*time.Second, "every case disbursed or under review, nothing reserved", func() (bool, string) {
+		evatest.Await(t, 90*time.Second, "every case disbursed or under review, nothing reserved", func() (bool, string) {
 			disbursed = disbursed[:0]
 			var moving []string
 			for _, id := range ids {
@@ -406,7 +407,7 @@ func checkAcknowledged(t *testing.T, c *client, acked []string) {
 func waitListed(t *testing.T, c *client, acked []string, filings int, restarted time.Time) []string {
 	t.Helper()
 	var listed []string
-	waitFor(t, 60*time.Second, "the list of requests to catch up with the log", func() (bool, string) {
+	evatest.Await(t, 60*time.Second, "the list of requests to catch up with the log", func() (bool, string) {
 		listed = listAll(c)
 		var missing []string
 		for _, id := range acked {

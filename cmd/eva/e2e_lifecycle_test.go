@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eva-org/eva/pkg/evatest"
 )
 
 // TestE2ELifecycle drives one case from filing to disbursed through the
@@ -125,7 +127,7 @@ func TestE2ELifecycle(t *testing.T) {
 	// The history: the auditor reads the case's events in order.
 	wantTypes := []string{"RequestSubmitted", "ReviewClaimed", "RequestApproved", "FundsReserved", "PayoutSent", "PayoutSettled"}
 	var hist []eventJSON
-	waitFor(t, 20*time.Second, "the history to hold PayoutSettled", func() (bool, string) {
+	evatest.Await(t, 20*time.Second, "the history to hold PayoutSettled", func() (bool, string) {
 		hist = c.history(id)
 		return slices.Contains(eventTypes(hist), "PayoutSettled"), strings.Join(eventTypes(hist), ",")
 	})

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eva-org/eva/pkg/evatest"
 )
 
 // evaBin is the binary TestMain builds.
@@ -570,28 +572,11 @@ func fileBody(payeeID, ref string, cents int64) map[string]any {
 	}
 }
 
-// waitFor polls cond every 100 ms until it is true or d passes; then it
-// fails with what the last call said.
-func waitFor(tb testing.TB, d time.Duration, what string, cond func() (bool, string)) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s; last: %s", d, what, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // waitStatus waits until the case has status want.
 func (c *client) waitStatus(id, want string, d time.Duration) caseJSON {
 	c.tb.Helper()
 	var cs caseJSON
-	waitFor(c.tb, d, "request "+id+" to be "+want, func() (bool, string) {
+	evatest.Await(c.tb, d, "request "+id+" to be "+want, func() (bool, string) {
 		resp := c.do(req{user: "olu", method: http.MethodGet, path: "/v1/requests/" + id})
 		if resp.Status != http.StatusOK {
 			return false, resp.String()
@@ -607,7 +592,7 @@ func (c *client) waitStatus(id, want string, d time.Duration) caseJSON {
 func (c *client) waitVerified(d time.Duration) verifyJSON {
 	c.tb.Helper()
 	var v verifyJSON
-	waitFor(c.tb, d, "audit verify ok with no lag", func() (bool, string) {
+	evatest.Await(c.tb, d, "audit verify ok with no lag", func() (bool, string) {
 		resp := c.do(req{user: "aud", method: http.MethodGet, path: "/v1/audit/verify"})
 		if resp.Status != http.StatusOK {
 			return false, resp.String()
@@ -628,26 +613,21 @@ func (c *client) waitVerified(d time.Duration) verifyJSON {
 func (c *client) settledPayouts(id string) []payoutJSON {
 	c.tb.Helper()
 	var pays []payoutJSON
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	evatest.Await(c.tb, 30*time.Second, "the payouts of "+id+" to settle", func() (bool, string) {
 		resp := c.do(req{user: "fin", method: http.MethodGet, path: "/v1/payouts?request=" + id})
-		if resp.Status == http.StatusOK {
-			var p pageJSON[payoutJSON]
-			resp.decode(c.tb, &p)
-			pays = p.Items
-			settled := len(pays) > 0
-			for _, p := range pays {
-				settled = settled && p.Status == "settled"
-			}
-			if settled {
-				return pays
-			}
+		if resp.Status != http.StatusOK {
+			return false, resp.String()
 		}
-		if time.Now().After(deadline) {
-			return pays
+		var p pageJSON[payoutJSON]
+		resp.decode(c.tb, &p)
+		pays = p.Items
+		settled := len(pays) > 0
+		for _, p := range pays {
+			settled = settled && p.Status == "settled"
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return settled, fmt.Sprintf("%+v", pays)
+	})
+	return pays
 }
 
 // history returns a case's archived events (as the auditor).

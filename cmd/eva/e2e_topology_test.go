@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -111,7 +112,7 @@ func TestE2ETopology(t *testing.T) {
 
 	// Shut the event log's stream leader down.
 	var leader *server.Server
-	waitFor(t, 10*time.Second, "a leader of EVA_EVENTS", func() (bool, string) {
+	evatest.Await(t, 10*time.Second, "a leader of EVA_EVENTS", func() (bool, string) {
 		for _, s := range servers {
 			if s.JetStreamIsStreamLeader("$G", "EVA_EVENTS") {
 				leader = s
@@ -196,7 +197,7 @@ func lifecycle(t *testing.T, c *client, name, fundID, payeeID string, cents int6
 		t.Errorf("%s: payouts %+v, want one settled of %d", name, pays, cents)
 	}
 	var types []string
-	waitFor(t, 30*time.Second, name+": the archived history", func() (bool, string) {
+	evatest.Await(t, 30*time.Second, name+": the archived history", func() (bool, string) {
 		types = eventTypes(c.history(cs.ID))
 		return len(types) > 0 && types[len(types)-1] == "PayoutSettled", strings.Join(types, ",")
 	})

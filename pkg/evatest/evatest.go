@@ -1,144 +1,39 @@
-// Package evatest starts a whole EVA in the test process — an embedded
-// JetStream server, a real database (embedded SQLite or a fresh schema in
-// PostgreSQL) and every service — for integration tests.
+// Package evatest holds the helpers EVA's tests share. It imports nothing
+// of EVA, so that any package's tests may use it.
 package evatest
 
 import (
-	"context"
-	"errors"
-	"net"
-	"net/http"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
-
-	"github.com/eva-org/eva/pkg/assist"
-	"github.com/eva-org/eva/pkg/platform"
-	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
-	"github.com/eva-org/eva/services/approval/approvalapi"
-	"github.com/eva-org/eva/services/audit/auditapi"
-	"github.com/eva-org/eva/services/disbursement/disbursementapi"
-	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
-// Options of a stack.
-type Options struct {
-	// Postgres selects a fresh PostgreSQL schema instead of SQLite.
-	Postgres bool
-	// DataDir reuses a data directory (to restart on the same data);
-	// empty is a new temporary one.
-	DataDir string
-	// DatabaseURL reuses a database (with DataDir, to restart).
-	DatabaseURL string
-	HoldTTL     time.Duration
-	SettleAfter time.Duration
-	Policy      *assist.Policy
-	Quiet       bool // log warnings and errors only
-}
+// Patience is how long Eventually waits: long enough for a loaded CI
+// machine, so that a wait never fails for slowness alone.
+const Patience = 60 * time.Second
 
-// Stack is a running EVA.
-type Stack struct {
-	P            *platform.Platform
-	URL          string // the gateway
-	Intake       *intakeapi.Client
-	Approval     *approvalapi.Client
-	Disbursement *disbursementapi.Client
-	Audit        *auditapi.Client
-	Options      Options
-	stop         func()
-}
-
-// Start runs every service with the demo data, and stops them after the
-// test.
-func Start(tb testing.TB, o Options) *Stack {
-	tb.Helper()
-	if o.DataDir == "" {
-		o.DataDir = tb.TempDir()
-	}
-	if o.DatabaseURL == "" && o.Postgres {
-		url, schema := sqldbtest.Schema(tb)
-		o.DatabaseURL = sqldbtest.URLWithSchema(url, schema)
-	}
-	policy := assist.DefaultPolicy()
-	if o.Policy != nil {
-		policy = *o.Policy
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	zl := zaptest.NewLogger(tb)
-	if o.Quiet {
-		zl = zl.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
-	}
-	cfg := platform.Config{DataDir: o.DataDir, HTTPAddr: addr, DatabaseURL: o.DatabaseURL, DevPassword: "demo",
-		Policy: policy, HoldTTL: o.HoldTTL, SettleAfter: o.SettleAfter}
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := platform.Open(ctx, cfg, zl)
-	if err != nil {
-		cancel()
-		tb.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- platform.Dev(ctx, p, discard{}) }()
-	s := &Stack{P: p, URL: "http://" + addr, Intake: intakeapi.NewClient(p.NC), Approval: approvalapi.NewClient(p.NC),
-		Disbursement: disbursementapi.NewClient(p.NC), Audit: auditapi.NewClient(p.NC), Options: o}
-	var once bool
-	s.stop = func() {
-		if once {
-			return
-		}
-		once = true
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			tb.Errorf("eva stopped with: %v", err)
-		}
-		p.Close()
-	}
-	tb.Cleanup(s.stop)
-	s.waitReady(tb)
-	return s
-}
-
-// Stop stops the stack (as a clean shutdown; it is also stopped after the
-// test).
-func (s *Stack) Stop() { s.stop() }
-
-func (s *Stack) waitReady(tb testing.TB) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(s.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				if _, err := s.Disbursement.Fund(context.Background(), platform.DemoFundID); err == nil {
-					return
-				}
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	tb.Fatal("EVA did not become ready")
-}
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
-// Eventually polls cond until it holds, failing after a generous deadline.
-// It waits for asynchronous effects; it does not time them.
+// Eventually polls cond until it holds, failing the test after Patience.
+// It waits for an asynchronous effect; it does not time it.
 func Eventually(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
+	Await(tb, Patience, what, func() (bool, string) { return cond(), "" })
+}
+
+// Await polls cond until it holds or d passes; then it fails the test with
+// what the last call reported seeing.
+func Await(tb testing.TB, d time.Duration, what string, cond func() (ok bool, saw string)) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		ok, saw := cond()
+		if ok {
+			return
 		}
-		time.Sleep(10 * time.Millisecond)
+		if time.Now().After(deadline) {
+			if saw != "" {
+				tb.Fatalf("timed out after %s waiting for %s; last saw: %s", d, what, saw)
+			}
+			tb.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(wait)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
@@ -42,19 +43,6 @@ func effects(t *testing.T, db sqldb.DB) map[string]int {
 		got[c]++
 	}
 	return got
-}
-
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline; it is a wait for an asynchronous effect, not a timing check.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func record(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
@@ -92,13 +80,13 @@ func TestPoisonEventIsDeadLetteredAndOthersFlow(t *testing.T) {
 			defer close(done)
 			_ = l.Consume(ctx, db, eventlog.ConsumerConfig{Name: "test", MaxAttempts: 3, RetryDelay: 10 * time.Millisecond}, h, zaptest.NewLogger(t))
 		}()
-		waitFor(t, "the good event", func() bool { return effects(t, db)[good] == 1 })
+		evatest.Eventually(t, "the good event", func() bool { return effects(t, db)[good] == 1 })
 		dlq, err := js.Stream(ctx, eventlog.DLQStream)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var dead *jetstream.RawStreamMsg
-		waitFor(t, "the dead letter", func() bool {
+		evatest.Eventually(t, "the dead letter", func() bool {
 			dead, err = dlq.GetLastMsgForSubject(ctx, eventlog.DLQPrefix+"test")
 			return err == nil
 		})
@@ -122,7 +110,7 @@ func TestPoisonEventIsDeadLetteredAndOthersFlow(t *testing.T) {
 		}
 		var reason string
 		var tries int64
-		waitFor(t, "the dead_letters row", func() bool {
+		evatest.Eventually(t, "the dead_letters row", func() bool {
 			return db.QueryRow(ctx, `SELECT reason, attempts FROM dead_letters WHERE consumer = 'test'`).Scan(&reason, &tries) == nil
 		})
 		if reason != "cannot apply this event" || tries != 3 {
@@ -133,7 +121,7 @@ func TestPoisonEventIsDeadLetteredAndOthersFlow(t *testing.T) {
 		if _, err := l.Append(ctx, submitted(t, later), 0); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the later event", func() bool { return effects(t, db)[later] == 1 })
+		evatest.Eventually(t, "the later event", func() bool { return effects(t, db)[later] == 1 })
 		mu.Lock()
 		if attempts[poison] != 3 {
 			t.Errorf("poison event tried %d times, want 3", attempts[poison])
@@ -180,9 +168,9 @@ func TestTransientFailureRetriedAndPoisonNotRetried(t *testing.T) {
 		}
 	}
 	go l.Consume(ctx, db, eventlog.ConsumerConfig{Name: "t2", MaxAttempts: 5, RetryDelay: 5 * time.Millisecond}, h, zaptest.NewLogger(t))
-	waitFor(t, "the flaky event", func() bool { return effects(t, db)[flaky] == 1 })
+	evatest.Eventually(t, "the flaky event", func() bool { return effects(t, db)[flaky] == 1 })
 	var n int64
-	waitFor(t, "the poison record", func() bool {
+	evatest.Eventually(t, "the poison record", func() bool {
 		return db.QueryRow(ctx, `SELECT attempts FROM dead_letters WHERE consumer = 't2'`).Scan(&n) == nil
 	})
 	mu.Lock()
@@ -224,7 +212,7 @@ func TestRedeliveryIsHarmless(t *testing.T) {
 			defer close(done)
 			_ = l.Consume(cctx, db, eventlog.ConsumerConfig{Name: "t3", Batch: 7}, h, zaptest.NewLogger(t))
 		}()
-		waitFor(t, "all events", func() bool { return len(effects(t, db)) == len(ids) })
+		evatest.Eventually(t, "all events", func() bool { return len(effects(t, db)) == len(ids) })
 		cancel()
 		<-done
 	}

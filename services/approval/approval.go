@@ -66,10 +66,16 @@ func New(d Deps) *Service {
 		now: func() time.Time { return now().UTC() }}
 }
 
+// Migrate applies approval's schema to its database: the records of its log
+// consumer and its own tables. Run applies it too.
+func Migrate(ctx context.Context, db sqldb.DB) error {
+	return sqldb.MigrateAll(ctx, db, eventlog.Migrations, Migrations)
+}
+
 // Run migrates approval's database, projects the log into the queue and
 // serves commands until ctx ends.
 func Run(ctx context.Context, d Deps) error {
-	if err := sqldb.MigrateAll(ctx, d.DB, eventlog.Migrations, Migrations); err != nil {
+	if err := Migrate(ctx, d.DB); err != nil {
 		return fmt.Errorf("approval: %w", err)
 	}
 	s := New(d)

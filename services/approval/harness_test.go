@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
 	"github.com/eva-org/eva/pkg/seal"
@@ -114,7 +115,7 @@ func (h *harness) waitCaughtUp() {
 		h.t.Fatal(err)
 	}
 	for _, consumer := range []string{"intake", "approval"} {
-		waitFor(h.t, consumer+" to apply the log", func() bool { return h.seen(consumer) >= int64(last) })
+		evatest.Eventually(h.t, consumer+" to apply the log", func() bool { return h.seen(consumer) >= int64(last) })
 	}
 }
 
@@ -215,19 +216,6 @@ func queuedIDs(items []approvalapi.QueueItem) map[string]approvalapi.QueueItem {
 		out[it.Case.ID] = it
 	}
 	return out
-}
-
-// waitFor polls cond until it holds, failing after a generous deadline; it
-// waits for an asynchronous effect, it does not time it.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // fakeHolds is a fake of disbursement's holds for unit-level tests of

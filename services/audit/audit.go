@@ -68,6 +68,12 @@ func New(d Deps) *Service {
 	return &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), clock: now}
 }
 
+// Migrate applies audit's schema to its database: the records of its log
+// consumer and its own tables. Run applies it too.
+func Migrate(ctx context.Context, db sqldb.DB) error {
+	return sqldb.MigrateAll(ctx, db, eventlog.Migrations, Migrations)
+}
+
 // Run migrates audit's database, serves its queries and archives the log
 // until ctx ends; then it returns nil.
 //
@@ -77,7 +83,7 @@ func Run(ctx context.Context, d Deps) error {
 	if d.Logger == nil {
 		d.Logger = zap.NewNop()
 	}
-	if err := sqldb.MigrateAll(ctx, d.DB, eventlog.Migrations, Migrations); err != nil {
+	if err := Migrate(ctx, d.DB); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	s := New(d)

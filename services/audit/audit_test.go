@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 	"github.com/eva-org/eva/pkg/sqldb"
@@ -99,23 +100,10 @@ func (e *env) start() {
 		}
 		e.stop = nil
 	}
-	waitFor(e.t, "the audit service to answer", func() bool {
+	evatest.Eventually(e.t, "the audit service to answer", func() bool {
 		_, err := e.client.Checkpoint(e.ctx)
 		return err == nil
 	})
-}
-
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline; it waits for an asynchronous effect and asserts no timing.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // waitArchived waits until the archive reaches the log's last event.
@@ -125,7 +113,7 @@ func (e *env) waitArchived() uint64 {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	waitFor(e.t, fmt.Sprintf("the archive to reach %d", last), func() bool {
+	evatest.Eventually(e.t, fmt.Sprintf("the archive to reach %d", last), func() bool {
 		seq, _, err := e.store.Last(e.ctx, nil)
 		return err == nil && seq >= last
 	})
@@ -136,7 +124,7 @@ func (e *env) waitArchived() uint64 {
 // up to seq: everything delivered has been handled.
 func (e *env) waitAcked(seq uint64) {
 	e.t.Helper()
-	waitFor(e.t, fmt.Sprintf("the consumer to ack up to %d", seq), func() bool {
+	evatest.Eventually(e.t, fmt.Sprintf("the consumer to ack up to %d", seq), func() bool {
 		c, err := e.js.Consumer(e.ctx, eventlog.Stream, audit.ConsumerName)
 		if err != nil {
 			return false

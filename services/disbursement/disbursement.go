@@ -86,11 +86,17 @@ func New(d Deps) *Service {
 		now: func() time.Time { return now().UTC() }, wake: make(chan struct{}, 1)}
 }
 
+// Migrate applies disbursement's schema to its database: the records of its log
+// consumer and its own tables. Run applies it too.
+func Migrate(ctx context.Context, db sqldb.DB) error {
+	return sqldb.MigrateAll(ctx, db, eventlog.Migrations, Migrations)
+}
+
 // Run migrates disbursement's database, applies the log to the ledger, runs
 // the payout worker and the hold sweeper, and serves commands until ctx
 // ends.
 func Run(ctx context.Context, d Deps) error {
-	if err := sqldb.MigrateAll(ctx, d.DB, eventlog.Migrations, Migrations); err != nil {
+	if err := Migrate(ctx, d.DB); err != nil {
 		return fmt.Errorf("disbursement: %w", err)
 	}
 	s := New(d)

@@ -3,6 +3,7 @@ package disbursement_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
 	"github.com/eva-org/eva/pkg/sqldb"
@@ -53,13 +55,11 @@ func TestFiftyConcurrentApprovalsAgainstAFundForTen(t *testing.T) {
 		fin := assist.Actor{Username: "fin", Role: assist.RoleFinance}
 		var fund disbursementapi.Fund
 		var err error
-		for deadline := time.Now().Add(20 * time.Second); ; {
-			fund, err = money.CreateFund(ctx, disbursementapi.CreateFundRequest{CommandID: id(), Actor: fin, Name: "TEN", AllocatedCents: 10 * 1_000})
-			if err == nil || !assist.IsCode(err, assist.CodeUnavailable) || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond) // disbursement is starting
-		}
+		fundID := id()
+		evatest.Eventually(t, "disbursement to answer", func() bool { // it is starting
+			fund, err = money.CreateFund(ctx, disbursementapi.CreateFundRequest{CommandID: fundID, Actor: fin, Name: "TEN", AllocatedCents: 10 * 1_000})
+			return !assist.IsCode(err, assist.CodeUnavailable)
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,11 +149,10 @@ func TestFiftyConcurrentApprovalsAgainstAFundForTen(t *testing.T) {
 		for _, c := range ok {
 			waitState(t, log, c, assist.StateDisbursed)
 		}
-		deadline := time.Now().Add(20 * time.Second)
-		for f.PaidCents != 10_000 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
+		evatest.Eventually(t, "the ten payouts booked on the fund", func() bool {
 			f, _ = money.Fund(ctx, fund.ID)
-		}
+			return f.PaidCents == 10_000
+		})
 		if f.PaidCents != 10_000 || f.ReservedCents != 0 || f.AvailableCents != 0 {
 			t.Fatalf("fund after payouts %+v", f)
 		}
@@ -186,15 +185,11 @@ func TestFiftyConcurrentApprovalsAgainstAFundForTen(t *testing.T) {
 
 func waitState(t *testing.T, log *eventlog.Log, caseID string, want assist.State) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	evatest.Await(t, evatest.Patience, fmt.Sprintf("case %s to be %s", caseID, want), func() (bool, string) {
 		c, err := log.Case(context.Background(), caseID)
-		if err == nil && c.State == want {
-			return
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("case %s: %v %v, want %s", caseID, c, err, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return c.State == want, string(c.State)
+	})
 }

@@ -3,6 +3,7 @@ package disbursement
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
 	"github.com/eva-org/eva/pkg/sqldb"
@@ -117,14 +119,13 @@ func (h *harness) state(caseID string) assist.State {
 // drive runs svc's due payout steps until the case reaches want.
 func (h *harness) drive(svc *Service, caseID string, want assist.State) {
 	h.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for h.state(caseID) != want {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("case %s stuck in %s, want %s", caseID, h.state(caseID), want)
+	evatest.Await(h.t, evatest.Patience, fmt.Sprintf("case %s to be %s", caseID, want), func() (bool, string) {
+		if st := h.state(caseID); st != want {
+			svc.RunDue(h.ctx)
+			return false, string(st)
 		}
-		svc.RunDue(h.ctx)
-		time.Sleep(5 * time.Millisecond)
-	}
+		return true, ""
+	})
 }
 
 func (h *harness) fundNow() disbursementapi.Fund {
@@ -138,17 +139,12 @@ func (h *harness) fundNow() disbursementapi.Fund {
 
 func (h *harness) waitFund(what string, ok func(disbursementapi.Fund) bool) disbursementapi.Fund {
 	h.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		f := h.fundNow()
-		if ok(f) {
-			return f
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting for %s: fund %+v", what, f)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	var f disbursementapi.Fund
+	evatest.Await(h.t, evatest.Patience, what, func() (bool, string) {
+		f = h.fundNow()
+		return ok(f), fmt.Sprintf("fund %+v", f)
+	})
+	return f
 }
 
 // countingProvider is a fake in-memory bank that counts payments per key
@@ -261,13 +257,13 @@ func TestRepeatedStepsAppendOnce(t *testing.T) {
 	caseID := h.approved(5_000)
 	// Take the reserve step twice by hand before the consumer moves it on.
 	var w []Work
-	deadline := time.Now().Add(10 * time.Second)
-	for len(w) == 0 && time.Now().Before(deadline) {
+	evatest.Eventually(t, "the reserve step to be due", func() bool {
 		var err error
 		if w, err = h.svc.store.ClaimWork(h.ctx, time.Now(), time.Millisecond, 10); err != nil {
 			t.Fatal(err)
 		}
-	}
+		return len(w) > 0
+	})
 	if len(w) != 1 || w[0].Stage != stageReserve {
 		t.Fatalf("work %+v, want one reserve step", w)
 	}
@@ -309,20 +305,14 @@ func TestLedgerRedeliveryIsHarmless(t *testing.T) {
 	t.Cleanup(h.cancel)
 	h.consume(h.svc)
 	// Wait until the new consumer has seen the whole log again.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	evatest.Eventually(t, "the replaying consumer to catch up", func() bool {
 		c, err := h.js.Consumer(h.ctx, eventlog.Stream, "disbursement")
-		if err == nil {
-			info, err := c.Info(h.ctx)
-			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Stream > 0 {
-				break
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the replaying consumer did not catch up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		info, err := c.Info(h.ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Stream > 0
+	})
 	if after := h.fundNow(); after != before {
 		t.Fatalf("fund changed on replay:\n before %+v\n after  %+v", before, after)
 	}

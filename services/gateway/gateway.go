@@ -205,6 +205,9 @@ func NewHandler(ctx context.Context, d Deps) (http.Handler, error) {
 	return s.router(), nil
 }
 
+// Migrate applies the gateway's schema to its database. Run applies it too.
+func Migrate(ctx context.Context, db sqldb.DB) error { return db.Migrate(ctx, Migrations) }
+
 // Run migrates the gateway's database and serves the API on Config.Addr
 // until ctx ends, then shuts down gracefully: requests in flight get up to
 // 15 seconds to finish. Expired tokens and idempotency keys are swept
@@ -213,7 +216,7 @@ func Run(ctx context.Context, d Deps) error {
 	if d.DB == nil {
 		return errors.New("gateway: DB is required")
 	}
-	if err := d.DB.Migrate(ctx, Migrations); err != nil {
+	if err := Migrate(ctx, d.DB); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	s, err := newServer(d)

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 )
 
@@ -121,16 +122,12 @@ func TestRun(t *testing.T) {
 			Disbursement: h.disb, Audit: h.audit, DB: db, Logger: zap.New(core)})
 	}()
 	var addr string
-	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); {
+	evatest.Eventually(t, "the gateway to listen", func() bool {
 		if e := logs.FilterMessage("gateway listening").All(); len(e) > 0 {
 			addr = e[0].ContextMap()["addr"].(string)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if addr == "" {
-		cancel()
-		t.Fatalf("not listening: %v", <-done)
-	}
+		return addr != ""
+	})
 	// Run migrated the database: seeding and signing in work.
 	if err := seedUsers(ctx, db, []User{{Username: "fin", Password: "pw", Roles: []string{finance}}}, 4, time.Now); err != nil {
 		t.Fatal(err)

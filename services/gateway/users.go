@@ -51,7 +51,7 @@ func SeedUsers(ctx context.Context, db sqldb.DB, users []User) error {
 }
 
 func seedUsers(ctx context.Context, db sqldb.DB, users []User, cost int, now func() time.Time) error {
-	if err := db.Migrate(ctx, Migrations); err != nil {
+	if err := Migrate(ctx, db); err != nil {
 		return err
 	}
 	for _, u := range users {

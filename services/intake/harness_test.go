@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
 	"github.com/eva-org/eva/pkg/seal"
@@ -165,7 +166,7 @@ func (h *harness) waitProjected(id string) *assist.Case {
 	h.t.Helper()
 	want := h.get(id)
 	var got *assist.Case
-	waitFor(h.t, "projection of "+id, func() bool {
+	evatest.Eventually(h.t, "projection of "+id, func() bool {
 		var err error
 		got, err = h.store.Projected(h.ctx, h.db, id)
 		if err != nil {
@@ -174,19 +175,6 @@ func (h *harness) waitProjected(id string) *assist.Case {
 		return got != nil && got.Version >= want.Version
 	})
 	return got
-}
-
-// waitFor polls cond until it holds, failing after a generous deadline; it
-// waits for an asynchronous effect, it does not time it.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // fixedClock is a settable clock.

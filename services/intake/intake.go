@@ -72,10 +72,16 @@ func New(d Deps) *Service {
 		now: func() time.Time { return now().UTC() }}
 }
 
+// Migrate applies intake's schema to its database: the records of its log
+// consumer and its own tables. Run applies it too.
+func Migrate(ctx context.Context, db sqldb.DB) error {
+	return sqldb.MigrateAll(ctx, db, eventlog.Migrations, Migrations)
+}
+
 // Run migrates intake's database, projects the log into the list of
 // requests and serves commands until ctx ends.
 func Run(ctx context.Context, d Deps) error {
-	if err := sqldb.MigrateAll(ctx, d.DB, eventlog.Migrations, Migrations); err != nil {
+	if err := Migrate(ctx, d.DB); err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
 	s := New(d)

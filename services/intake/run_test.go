@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/intake"
 	"github.com/eva-org/eva/services/intake/intakeapi"
@@ -27,7 +28,7 @@ func (h *harness) run() *intakeapi.Client {
 		}
 	})
 	cl := intakeapi.NewClient(h.nc)
-	waitFor(h.t, "intake to answer", func() bool {
+	evatest.Eventually(h.t, "intake to answer", func() bool {
 		_, err := cl.Get(h.ctx, newID())
 		return assist.IsCode(err, assist.CodeNotFound)
 	})
@@ -98,7 +99,7 @@ func TestRunServesCommandsOverNATS(t *testing.T) {
 	}
 
 	// The projection Run keeps lists the case as withdrawn.
-	waitFor(t, "the withdrawal in the list", func() bool {
+	evatest.Eventually(t, "the withdrawal in the list", func() bool {
 		page, err := cl.List(ctx, intakeapi.ListFilter{Status: "withdrawn", Posts: []string{"BGD-DHAKA"}})
 		if err != nil {
 			t.Fatal(err)

@@ -1,8 +1,8 @@
-// Package platform wires EVA together: it opens NATS (embedded or
+// Package wire is the composition root of EVA: it opens NATS (embedded or
 // external), the database (embedded SQLite or PostgreSQL), the event log
 // and the keyring, and runs the services, all in one process (`eva dev`) or
 // one at a time (`eva serve <service>`).
-package platform
+package wire
 
 import (
 	"context"

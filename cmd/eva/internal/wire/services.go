@@ -1,4 +1,4 @@
-package platform
+package wire
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/approval"
 	"github.com/eva-org/eva/services/approval/approvalapi"
@@ -22,38 +21,38 @@ import (
 	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
-// service is one of EVA's services: the migration sets of its database
-// and how to run it.
+// service is one of EVA's services: how to migrate its database, and how
+// to run it.
 type service struct {
-	migrations []sqldb.Migrations
-	run        func(ctx context.Context, p *Platform, db sqldb.DB) error
+	migrate func(ctx context.Context, db sqldb.DB) error
+	run     func(ctx context.Context, p *Platform, db sqldb.DB) error
 }
 
 var services = map[string]service{
-	"intake": {[]sqldb.Migrations{eventlog.Migrations, intake.Migrations},
+	"intake": {intake.Migrate,
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
 			return intake.Run(ctx, intake.Deps{Config: intake.Config{Policy: p.Config.Policy}, NC: p.NC, Log: p.Log,
 				DB: db, Keys: p.Keys, Payees: disbursementapi.NewClient(p.NC), Logger: p.Logger.Named("intake")})
 		}},
-	"approval": {[]sqldb.Migrations{eventlog.Migrations, approval.Migrations},
+	"approval": {approval.Migrate,
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
 			return approval.Run(ctx, approval.Deps{Config: approval.Config{Policy: p.Config.Policy}, NC: p.NC, Log: p.Log,
 				DB: db, Holds: disbursementapi.NewClient(p.NC), Logger: p.Logger.Named("approval")})
 		}},
-	"disbursement": {[]sqldb.Migrations{eventlog.Migrations, disbursement.Migrations, provsim.Migrations},
+	"disbursement": {migrateDisbursement,
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
-			if err := db.Migrate(ctx, provsim.Migrations); err != nil {
+			if err := migrateDisbursement(ctx, db); err != nil { // with the simulator's own books
 				return err
 			}
 			sim := provsim.New(provsim.Config{SettleAfter: p.Config.SettleAfter}, db)
 			return disbursement.Run(ctx, disbursement.Deps{Config: disbursement.Config{HoldTTL: p.Config.HoldTTL},
 				NC: p.NC, Log: p.Log, DB: db, Provider: sim, Logger: p.Logger.Named("disbursement")})
 		}},
-	"audit": {[]sqldb.Migrations{eventlog.Migrations, audit.Migrations},
+	"audit": {audit.Migrate,
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
 			return audit.Run(ctx, audit.Deps{NC: p.NC, Log: p.Log, DB: db, Logger: p.Logger.Named("audit")})
 		}},
-	"gateway": {[]sqldb.Migrations{gateway.Migrations},
+	"gateway": {gateway.Migrate,
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
 			return gateway.Run(ctx, gateway.Deps{
 				Config:       gateway.Config{Addr: p.Config.HTTPAddr, CookieSecure: p.Config.CookieSecure},
@@ -117,9 +116,18 @@ func Migrate(ctx context.Context, p *Platform) error {
 		if err != nil {
 			return err
 		}
-		if err := sqldb.MigrateAll(ctx, db, services[name].migrations...); err != nil {
+		if err := services[name].migrate(ctx, db); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// migrateDisbursement migrates disbursement and, beside it, the provider
+// simulator this wiring gives it.
+func migrateDisbursement(ctx context.Context, db sqldb.DB) error {
+	if err := disbursement.Migrate(ctx, db); err != nil {
+		return err
+	}
+	return db.Migrate(ctx, provsim.Migrations)
 }

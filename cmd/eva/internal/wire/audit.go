@@ -1,4 +1,4 @@
-package platform
+package wire
 
 import (
 	"context"
@@ -17,7 +17,7 @@ func AuditVerify(ctx context.Context, p *Platform, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := db.Migrate(ctx, audit.Migrations); err != nil {
+	if err := audit.Migrate(ctx, db); err != nil {
 		return err
 	}
 	res, err := audit.Verify(ctx, audit.NewSQLStore(db), p.Log)

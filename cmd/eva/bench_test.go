@@ -1,0 +1,29 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"github.com/eva-org/eva/cmd/eva/internal/wire/wiretest"
+	"github.com/eva-org/eva/pkg/bench"
+)
+
+// The bench drives a real EVA through both phases without an error and
+// sees every case disbursed. (It asserts what happened, not how fast.)
+func TestRunDrivesTheWholeLifecycle(t *testing.T) {
+	s := wiretest.Start(t, wiretest.Options{Quiet: true})
+	res, err := bench.Run(context.Background(), bench.Options{URL: s.URL, Requests: 20, Clients: 4, Password: "demo",
+		RawDir: t.TempDir(), RawMessages: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.FilingErrors != 0 || res.LifecycleErrors != 0 || res.LifecycleMissing != 0 {
+		t.Fatalf("errors: filing %d, lifecycle %d, not disbursed %d", res.FilingErrors, res.LifecycleErrors, res.LifecycleMissing)
+	}
+	if res.FilingsPerSec <= 0 || res.CompletedPerSec <= 0 || res.RawAppendsPerSec <= 0 || res.ToDisbursedP99 <= 0 {
+		t.Fatalf("nothing measured: %+v", res)
+	}
+	if res.FilingP50 > res.FilingP99 || res.ToDisbursedP50 > res.ToDisbursedP99 {
+		t.Fatalf("percentiles out of order: %+v", res)
+	}
+}

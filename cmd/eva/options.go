@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/eva-org/eva/cmd/eva/internal/wire"
+	"github.com/eva-org/eva/pkg/assist"
+)
+
+// options are the flags of one command, read into the wiring's Config.
+type options struct {
+	cfg      wire.Config
+	logLevel string
+	pprof    string
+	bench    benchOptions
+}
+
+// newOptions declares the flags cmd takes on fs; nil for an unknown
+// command. Every flag with an environment variable reads it as its
+// default.
+func newOptions(fs *flag.FlagSet, cmd string) *options {
+	o := &options{cfg: wire.Config{Policy: assist.DefaultPolicy(), DevPassword: env("EVA_DEV_PASSWORD", "demo"),
+		MasterKey: os.Getenv("EVA_MASTER_KEY")}}
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn, error")
+	stores := func() {
+		fs.StringVar(&o.cfg.DataDir, "data", env("EVA_DATA", "./eva-data"), "data directory (embedded NATS store, embedded databases, dev master key)")
+		fs.StringVar(&o.cfg.DatabaseURL, "database", os.Getenv("EVA_DATABASE_URL"), "postgres://... (default: embedded SQLite in --data)")
+		fs.StringVar(&o.cfg.NATSURL, "nats", os.Getenv("EVA_NATS_URL"), "nats://... (default: embedded server in --data)")
+		fs.IntVar(&o.cfg.Replicas, "replicas", 1, "stream replicas (3 in a JetStream cluster)")
+	}
+	services := func() {
+		fs.StringVar(&o.cfg.HTTPAddr, "http", env("EVA_HTTP", "127.0.0.1:8080"), "HTTP listen address of the gateway")
+		fs.DurationVar(&o.cfg.HoldTTL, "hold-ttl", 5*time.Minute, "how long a hold waits for its approval to be recorded")
+		fs.DurationVar(&o.cfg.SettleAfter, "settle-after", 0, "simulated provider: time to settle a payout")
+		fs.BoolVar(&o.cfg.CookieSecure, "cookie-secure", false, "mark session cookies Secure (behind HTTPS)")
+		fs.StringVar(&o.pprof, "pprof", "", "serve Go profiles (net/http/pprof) at host:port")
+	}
+	switch cmd {
+	case "dev":
+		stores()
+		services()
+		fs.StringVar(&o.cfg.NATSListen, "nats-listen", "", "with the embedded server, also accept NATS clients at host:port")
+	case "serve":
+		stores()
+		services()
+	case "migrate", "seed", "audit":
+		stores()
+	case "bench":
+		fs.StringVar(&o.cfg.DatabaseURL, "database", os.Getenv("EVA_DATABASE_URL"), "postgres://... for the instance the bench starts (default: embedded SQLite)")
+		fs.StringVar(&o.pprof, "pprof", "", "serve Go profiles (net/http/pprof) at host:port")
+		o.bench = benchFlags(fs)
+	default:
+		return nil
+	}
+	return o
+}
+
+func (o *options) withPlatform(ctx context.Context, zl *zap.Logger, f func(*wire.Platform) error) error {
+	p, err := wire.Open(ctx, o.cfg, zl)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return f(p)
+}
+
+func (o *options) logger(cmd string) (*zap.Logger, error) {
+	zc := zap.NewProductionConfig()
+	if cmd == "dev" || cmd == "bench" {
+		zc = zap.NewDevelopmentConfig()
+		zc.DisableStacktrace = true
+	}
+	if err := zc.Level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, err
+	}
+	return zc.Build()
+}
+
+// servePprof serves Go's profiles when --pprof is set.
+func (o *options) servePprof(zl *zap.Logger) {
+	if o.pprof != "" {
+		go func() { zl.Warn("pprof", zap.Error(http.ListenAndServe(o.pprof, nil))) }()
+	}
+}
+
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
