@@ -109,6 +109,7 @@ func Run(ctx context.Context, d Deps) error {
 		rpc.Handle(srv, disbursementapi.FundsList, s.Funds),
 		rpc.Handle(srv, disbursementapi.FundsGet, s.Fund),
 		rpc.Handle(srv, disbursementapi.FundsCreate, s.CreateFund),
+		rpc.Handle(srv, disbursementapi.FundsHistory, s.FundHistory),
 		rpc.Handle(srv, disbursementapi.PayeesList, s.Payees),
 		rpc.Handle(srv, disbursementapi.PayeesGet, s.Payee),
 		rpc.Handle(srv, disbursementapi.PayeesCreate, s.CreatePayee),

@@ -116,7 +116,7 @@ func (s *server) edge(next http.Handler) http.Handler {
 				s.log.Error("request failed", append(fields, zap.Error(note.err))...)
 			case status >= 500:
 				s.log.Warn("request", fields...)
-			case route == "/healthz" || route == "/readyz" || route == "/metrics":
+			case route == "/healthz" || route == "/readyz" || route == "/metrics" || isInProcess(r):
 				s.log.Debug("request", fields...)
 			default:
 				s.log.Info("request", fields...)

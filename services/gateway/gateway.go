@@ -98,6 +98,7 @@ type Approval interface {
 type Disbursement interface {
 	Funds(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.FundsPage, error)
 	Fund(ctx context.Context, id string) (disbursementapi.Fund, error)
+	FundHistory(ctx context.Context, id string) (disbursementapi.FundHistory, error)
 	CreateFund(ctx context.Context, r disbursementapi.CreateFundRequest) (disbursementapi.Fund, error)
 	Payees(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayeesPage, error)
 	Payee(ctx context.Context, id string) (disbursementapi.Payee, error)
@@ -145,6 +146,10 @@ type Deps struct {
 	Ready func(context.Context) error
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// UI makes the web UI, given the API to call in process; it serves
+	// every path outside /v1/ and the operations endpoints. nil serves
+	// the API alone.
+	UI func(api http.Handler) (http.Handler, error)
 }
 
 // server holds what the handlers share.
@@ -162,6 +167,7 @@ type server struct {
 	now          func() time.Time
 	limiter      *loginLimiter
 	metrics      *httpMetrics
+	ui           http.Handler
 }
 
 func newServer(d Deps) (*server, error) {
@@ -202,7 +208,7 @@ func NewHandler(ctx context.Context, d Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.router(), nil
+	return s.handler(d)
 }
 
 // Migrate applies the gateway's schema to its database. Run applies it too.
@@ -223,12 +229,16 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
+	h, err := s.handler(d)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           s.router(),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
