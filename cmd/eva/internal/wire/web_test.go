@@ -148,12 +148,12 @@ func TestWebDesks(t *testing.T) {
 	}
 	pages := map[string]map[string]want{
 		"ana": {
-			"/requests":                  {200, []string{`data-case-id="` + id + `"`, `data-status="disbursed"`, ">File a request</a>"}},
-			"/requests/new":              {200, []string{">File request</button>", ">Beneficiary reference</label>"}},
-			"/requests/" + id:            {200, []string{`data-status="disbursed"`, ">History</h2>", "RequestSubmitted", "PayoutSettled", ">Show the beneficiary&#39;s data</button>"}},
-			"/queue":                     {403, []string{"Not for your role"}},
-			"/audit":                     {403, nil},
-			"/requests/" + id + "/as-of": {403, nil},
+			"/requests":                            {200, []string{`data-case-id="` + id + `"`, `data-status="disbursed"`, ">File a request</a>"}},
+			"/requests/new":                        {200, []string{">File request</button>", ">Beneficiary reference</label>"}},
+			"/requests/" + id:                      {200, []string{`data-status="disbursed"`, ">History</h2>", "RequestSubmitted", "PayoutSettled", ">Show the beneficiary&#39;s data</button>"}},
+			"/queue":                               {403, []string{"Not for your role"}},
+			"/audit":                               {403, nil},
+			"/requests/" + id + "/as-of?t=" + asOf: {403, nil},
 		},
 		"raj": {
 			"/requests/" + id: {404, []string{"Not found"}},
@@ -167,7 +167,7 @@ func TestWebDesks(t *testing.T) {
 		},
 		"fin": {
 			"/funds":                    {200, []string{">Create fund</button>", "EVA-DEMO"}},
-			"/funds/" + wire.DemoFundID: {200, []string{">Burn-down</h2>", `<path d="M`, "249,750.00"}},
+			"/funds/" + wire.DemoFundID: {200, []string{">Burn-down</h2>", `<path d="M`, "999,750.00"}},
 			"/payees":                   {200, []string{">Add payee</button>", "Safe Haven Shelter Dhaka"}},
 			"/payouts":                  {200, []string{`data-payout-status="settled"`}},
 			"/queue":                    {403, nil},
