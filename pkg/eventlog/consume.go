@@ -50,6 +50,13 @@ type ConsumerConfig struct {
 	// AfterCommit, when set, is called after each committed batch: a hint
 	// for work that waits on the consumer's effects.
 	AfterCommit func()
+	// Repair, when set, is called outside any transaction when the
+	// handler reports ErrGap for m: it brings the consumer's store up to
+	// m from the log (reading the log, which a handler must not do inside
+	// its transaction) and commits on its own. The event is then tried
+	// again at once. Without Repair, or when it fails, the event waits
+	// for its predecessor with back-off.
+	Repair func(ctx context.Context, m Msg) error
 	// SeenByHandler says the handler's own store already records which
 	// events it applied (a projection keeps each case's last sequence; an
 	// archive is keyed by sequence) and skips those, in the same
@@ -255,6 +262,14 @@ func (r *runner) apply(ctx context.Context, q sqldb.Querier, it item) error {
 func (r *runner) fail(ctx context.Context, it item, err error) {
 	fields := []zap.Field{zap.Uint64("seq", it.msg.Seq), zap.String("subject", it.msg.Subject),
 		zap.Uint64("delivered", it.delivered), zap.Error(err)}
+	if errors.Is(err, ErrGap) && r.cfg.Repair != nil && ctx.Err() == nil {
+		if rerr := r.cfg.Repair(ctx, it.msg); rerr == nil {
+			_ = it.js.Nak() // repaired: try it again now
+			return
+		} else {
+			fields = append(fields, zap.NamedError("repair", rerr))
+		}
+	}
 	if perr := r.db.Ping(ctx); perr != nil || ctx.Err() != nil || assist.IsCode(err, assist.CodeUnavailable) || errors.Is(err, ErrGap) {
 		// The store or the log is down, or an earlier event of the case
 		// has yet to arrive: not this event's fault, never dead-letter it.

@@ -179,12 +179,13 @@ func TestExecuteRedecidesAfterLostRaceAndReplaysCommands(t *testing.T) {
 	l, _ := openLog(t)
 	ctx := context.Background()
 	id := newID()
-	c, err := l.Execute(ctx, id, id, func(c *assist.Case) (assist.Event, error) {
-		if c != nil {
-			t.Fatalf("new case already has state %+v", c)
-		}
-		return submitted(t, id), nil
-	})
+	if _, err := l.Execute(ctx, eventlog.Command{CaseID: id, ID: newID(), Decide: func(c *assist.Case) (assist.Event, error) {
+		t.Fatal("a command on a case without events must not be decided")
+		return assist.Event{}, nil
+	}}); !assist.IsCode(err, assist.CodeNotFound) {
+		t.Fatalf("command on no case: %v, want not_found", err)
+	}
+	c, err := l.Start(ctx, submitted(t, id))
 	if err != nil || c.State != assist.StateSubmitted {
 		t.Fatalf("submit: %+v %v", c, err)
 	}
@@ -198,9 +199,9 @@ func TestExecuteRedecidesAfterLostRaceAndReplaysCommands(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			cmd := newID()
-			_, errs[i] = l.Execute(ctx, id, cmd, func(c *assist.Case) (assist.Event, error) {
+			_, errs[i] = l.Execute(ctx, eventlog.Command{CaseID: id, ID: cmd, Decide: func(c *assist.Case) (assist.Event, error) {
 				return c.Claim(assist.Cmd{ID: cmd, Actor: who, At: time.Now().UTC()}, time.Hour)
-			})
+			}})
 		}()
 	}
 	wg.Wait()
@@ -213,10 +214,10 @@ func TestExecuteRedecidesAfterLostRaceAndReplaysCommands(t *testing.T) {
 		}
 	}
 	// Replaying the filing command returns the case as it was filed.
-	again, err := l.Execute(ctx, id, id, func(*assist.Case) (assist.Event, error) {
+	again, err := l.Execute(ctx, eventlog.Command{CaseID: id, ID: id, Decide: func(*assist.Case) (assist.Event, error) {
 		t.Fatal("a replayed command must not be decided again")
 		return assist.Event{}, nil
-	})
+	}})
 	if err != nil || again.State != assist.StateSubmitted || again.Events != 1 {
 		t.Fatalf("replay: %+v %v", again, err)
 	}
@@ -290,15 +291,15 @@ func TestParseSubject(t *testing.T) {
 	}
 }
 
-// Create appends a new case in one round trip; the same command again
+// Start appends a new case in one round trip; the same command again
 // answers as the first time, without a second event; another command on
 // the same id is a conflict.
-func TestCreate(t *testing.T) {
+func TestStart(t *testing.T) {
 	l, _ := openLog(t)
 	ctx := context.Background()
 	id := newID()
-	decide := func(*assist.Case) (assist.Event, error) { return submitted(t, id), nil }
-	first, err := l.Create(ctx, id, decide)
+	sub := submitted(t, id)
+	first, err := l.Start(ctx, sub)
 	if err != nil || first.State != assist.StateSubmitted || first.Events != 1 {
 		t.Fatalf("create: %+v %v", first, err)
 	}
@@ -306,13 +307,13 @@ func TestCreate(t *testing.T) {
 	if _, err := l.Append(ctx, claimed(t, c, olu), c.Version); err != nil {
 		t.Fatal(err)
 	}
-	again, err := l.Create(ctx, id, decide)
+	again, err := l.Start(ctx, sub)
 	if err != nil || again.Version != first.Version || again.State != assist.StateSubmitted {
 		t.Fatalf("retry: %+v %v, want the case as first filed", again, err)
 	}
 	other := submitted(t, id)
 	other.ID, other.CommandID = newID(), newID()
-	if _, err := l.Create(ctx, id, func(*assist.Case) (assist.Event, error) { return other, nil }); !assist.IsCode(err, assist.CodeConflict) {
+	if _, err := l.Start(ctx, other); !assist.IsCode(err, assist.CodeConflict) {
 		t.Fatalf("another command on an existing case: %v, want conflict", err)
 	}
 	if recs, _ := l.Load(ctx, id); len(recs) != 2 {

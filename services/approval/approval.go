@@ -94,5 +94,5 @@ func Run(ctx context.Context, d Deps) error {
 	); err != nil {
 		return fmt.Errorf("approval: %w", err)
 	}
-	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: "approval", SeenByHandler: true}, d.Log.Project(s.store), d.Logger)
+	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: "approval"}, s.store, d.Logger)
 }

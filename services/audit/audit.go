@@ -54,6 +54,7 @@ type Deps struct {
 type Service struct {
 	cfg   Config
 	log   *eventlog.Log
+	db    sqldb.DB
 	store Store
 	clock func() time.Time
 }
@@ -65,7 +66,7 @@ func New(d Deps) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), clock: now}
+	return &Service{cfg: d.Config, log: d.Log, db: d.DB, store: NewSQLStore(d.DB), clock: now}
 }
 
 // Migrate applies audit's schema to its database: the records of its log
@@ -118,6 +119,7 @@ func (s *Service) consumerConfig() eventlog.ConsumerConfig {
 		Name: ConsumerName,
 		// The archive is keyed by sequence and skips what it holds.
 		SeenByHandler: true,
+		Repair:        s.FillGap,
 		Batch:         s.cfg.Batch,
 		RetryDelay:    s.cfg.RetryDelay,
 		MaxAttempts:   math.MaxInt32,

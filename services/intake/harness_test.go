@@ -79,7 +79,7 @@ func (h *harness) consume() {
 	ctx, cancel := context.WithCancel(h.ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- h.log.Consume(ctx, h.db, eventlog.ConsumerConfig{Name: "intake"}, h.log.Project(h.store), zaptest.NewLogger(h.t))
+		done <- h.log.Project(ctx, h.db, eventlog.ConsumerConfig{Name: "intake"}, h.store, zaptest.NewLogger(h.t))
 	}()
 	h.t.Cleanup(func() {
 		cancel()
@@ -142,9 +142,9 @@ func (h *harness) lastSeq() uint64 {
 func (h *harness) exec(caseID string, decide func(c *assist.Case, cmd assist.Cmd) (assist.Event, error), actor assist.Actor) *assist.Case {
 	h.t.Helper()
 	id := newID()
-	c, err := h.log.Execute(h.ctx, caseID, id, func(c *assist.Case) (assist.Event, error) {
+	c, err := h.log.Execute(h.ctx, eventlog.Command{CaseID: caseID, ID: id, Decide: func(c *assist.Case) (assist.Event, error) {
 		return decide(c, assist.Cmd{ID: id, Actor: actor, At: time.Now().UTC()})
-	})
+	}})
 	if err != nil {
 		h.t.Fatal(err)
 	}

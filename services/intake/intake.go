@@ -102,5 +102,5 @@ func Run(ctx context.Context, d Deps) error {
 	); err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
-	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake", SeenByHandler: true}, d.Log.Project(s.store), d.Logger)
+	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake"}, s.store, d.Logger)
 }
