@@ -338,3 +338,16 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	}
 }
+
+// DeleteConsumer removes a durable consumer of the event stream that is no
+// longer used (a read model replaced by another); one that does not exist
+// is not an error.
+//
+// Errors: CodeUnavailable.
+func (l *Log) DeleteConsumer(ctx context.Context, name string) error {
+	err := l.js.DeleteConsumer(ctx, Stream, name)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return unavailable("delete consumer "+name, err)
+	}
+	return nil
+}

@@ -22,6 +22,13 @@ import (
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
+// ConsumerName is the durable consumer that keeps the queue.
+const ConsumerName = "approval-queue"
+
+// formerConsumer kept the whole-case read model that the queue replaced
+// (migration 00002); Run deletes it.
+const formerConsumer = "approval"
+
 // Config is approval's configuration.
 type Config struct {
 	Policy assist.Policy
@@ -94,5 +101,8 @@ func Run(ctx context.Context, d Deps) error {
 	); err != nil {
 		return fmt.Errorf("approval: %w", err)
 	}
-	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: "approval"}, s.store, d.Logger)
+	if err := d.Log.DeleteConsumer(ctx, formerConsumer); err != nil {
+		return fmt.Errorf("approval: %w", err)
+	}
+	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: ConsumerName}, s.store, d.Logger)
 }

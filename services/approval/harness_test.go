@@ -93,7 +93,7 @@ func (h *harness) consume() (stop func()) {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(h.ctx)
 	var wg sync.WaitGroup
-	for name, p := range map[string]eventlog.Projection{"intake": h.istore, "approval": h.store} {
+	for name, p := range map[string]eventlog.Projection{"intake": h.istore, approval.ConsumerName: h.store} {
 		wg.Go(func() {
 			if err := h.log.Project(ctx, h.db, eventlog.ConsumerConfig{Name: name}, p, zaptest.NewLogger(h.t)); err != nil {
 				h.t.Errorf("consumer %s: %v", name, err)
@@ -114,7 +114,7 @@ func (h *harness) waitCaughtUp() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	for _, consumer := range []string{"intake", "approval"} {
+	for _, consumer := range []string{"intake", approval.ConsumerName} {
 		evatest.Eventually(h.t, consumer+" to apply the log", func() bool {
 			c, err := h.js.Consumer(h.ctx, eventlog.Stream, consumer)
 			if err != nil {
@@ -211,7 +211,7 @@ func (h *harness) queue() []approvalapi.QueueItem {
 func queuedIDs(items []approvalapi.QueueItem) map[string]approvalapi.QueueItem {
 	out := map[string]approvalapi.QueueItem{}
 	for _, it := range items {
-		out[it.Case.ID] = it
+		out[it.CaseID] = it
 	}
 	return out
 }

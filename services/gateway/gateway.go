@@ -79,6 +79,7 @@ type Intake interface {
 	Answer(ctx context.Context, r intakeapi.AnswerRequest) (caseview.Case, error)
 	Get(ctx context.Context, caseID string) (caseview.Case, error)
 	List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.ListPage, error)
+	Cases(ctx context.Context, ids []string) (intakeapi.CasesPage, error)
 	Personal(ctx context.Context, r intakeapi.PersonalRequest) (intakeapi.Beneficiary, error)
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/seal"
@@ -169,6 +171,36 @@ func (s *Service) List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.L
 	}
 	f.Limit = min(f.Limit, listing.MaxLimit)
 	return s.store.List(ctx, f)
+}
+
+// Cases reads cases by id from the read model; a case the read model has
+// yet to apply is read from the log. Unknown ids are left out.
+//
+// Errors: CodeInvalid for more than MaxCases ids, CodeUnavailable.
+func (s *Service) Cases(ctx context.Context, r intakeapi.CasesRequest) (intakeapi.CasesPage, error) {
+	if len(r.IDs) > intakeapi.MaxCases {
+		var probs assist.Problems
+		probs.Add("ids", "must name at most %d cases", intakeapi.MaxCases)
+		return intakeapi.CasesPage{}, probs.Err()
+	}
+	ids := slices.DeleteFunc(slices.Clone(r.IDs), func(id string) bool { return !eventlog.ValidCaseID(id) })
+	found, err := s.store.Cases(ctx, ids)
+	if err != nil {
+		return intakeapi.CasesPage{}, err
+	}
+	page := intakeapi.CasesPage{Items: make([]caseview.Case, 0, len(ids))}
+	for _, id := range ids {
+		c, ok := found[id]
+		if !ok {
+			if c, err = s.log.Case(ctx, id); assist.IsCode(err, assist.CodeNotFound) {
+				continue
+			} else if err != nil {
+				return intakeapi.CasesPage{}, err
+			}
+		}
+		page.Items = append(page.Items, caseview.From(c))
+	}
+	return page, nil
 }
 
 // Personal opens a case's personal data for the actor, after recording the

@@ -44,6 +44,8 @@ type harness struct {
 	keys  *seal.Keyring
 	store *intake.SQLStore
 	svc   *intake.Service
+	// stopConsumer stops the projection that consume started.
+	stopConsumer func()
 }
 
 func newHarness(t *testing.T, db sqldb.DB) *harness {
@@ -73,7 +75,7 @@ func (h *harness) deps(now func() time.Time) intake.Deps {
 func (h *harness) service(now func() time.Time) *intake.Service { return intake.New(h.deps(now)) }
 
 // consume runs the projection exactly as intake.Run does, until the test
-// ends.
+// ends or stopConsumer.
 func (h *harness) consume() {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(h.ctx)
@@ -81,12 +83,16 @@ func (h *harness) consume() {
 	go func() {
 		done <- h.log.Project(ctx, h.db, eventlog.ConsumerConfig{Name: "intake"}, h.store, zaptest.NewLogger(h.t))
 	}()
-	h.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			h.t.Errorf("consumer: %v", err)
-		}
-	})
+	var once sync.Once
+	h.stopConsumer = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("consumer: %v", err)
+			}
+		})
+	}
+	h.t.Cleanup(h.stopConsumer)
 }
 
 // beneficiary is personal data that is easy to look for in raw bytes.

@@ -98,6 +98,7 @@ func Run(ctx context.Context, d Deps) error {
 		rpc.Handle(srv, intakeapi.Answer, caseview.Serve(s.Answer)),
 		rpc.Handle(srv, intakeapi.Get, caseview.Serve(s.Get)),
 		rpc.Handle(srv, intakeapi.List, s.List),
+		rpc.Handle(srv, intakeapi.Cases, s.Cases),
 		rpc.Handle(srv, intakeapi.Personal, s.Personal),
 	); err != nil {
 		return fmt.Errorf("intake: %w", err)
