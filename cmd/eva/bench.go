@@ -14,6 +14,7 @@ import (
 
 	"github.com/eva-org/eva/cmd/eva/internal/wire"
 	"github.com/eva-org/eva/pkg/bench"
+	"github.com/eva-org/eva/pkg/retry"
 )
 
 type benchOptions struct {
@@ -81,21 +82,24 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
+// errStopped ends waitReady early: the instance stopped.
+var errStopped = errors.New("eva stopped")
+
 func waitReady(ctx context.Context, url string, devErr <-chan error) error {
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-devErr:
-			return fmt.Errorf("eva stopped: %w", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if ready(url) {
+	err := retry.Do(ctx, retry.Policy{First: 100 * time.Millisecond, Max: time.Second, Budget: time.Minute},
+		func(err error) bool { return !errors.Is(err, errStopped) },
+		func(context.Context) error {
+			select {
+			case err := <-devErr:
+				return fmt.Errorf("%w: %w", errStopped, err)
+			default:
+			}
+			if !ready(url) {
+				return errors.New("eva did not become ready within a minute")
+			}
 			return nil
-		}
-	}
-	return errors.New("eva did not become ready within a minute")
+		})
+	return err
 }
 
 func ready(url string) bool {

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eva-org/eva/pkg/retry"
 	"github.com/google/uuid"
 	"github.com/schollz/progressbar/v3"
 )
@@ -102,11 +103,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return res, err
 		}
 	}
-	fund, payee, err := c.money(ctx, approvers[0])
-	for wait := 0; err != nil && wait < 100 && ctx.Err() == nil; wait++ {
-		time.Sleep(100 * time.Millisecond) // the instance may still be seeding
-		fund, payee, err = c.money(ctx, approvers[0])
-	}
+	var fund, payee string
+	// The instance may still be seeding.
+	err = retry.Do(ctx, retry.Policy{First: 100 * time.Millisecond, Max: time.Second, Budget: 10 * time.Second}, retry.Always,
+		func(ctx context.Context) (err error) {
+			fund, payee, err = c.money(ctx, approvers[0])
+			return err
+		})
 	if err != nil {
 		return res, err
 	}
@@ -317,39 +320,39 @@ func (c *client) file(ctx context.Context, token, payee string) (caseJSON, error
 // disbursed; it returns the filing-to-disbursed durations and the time of
 // the last disbursement, by the server's clock, and how many never were.
 func (c *client) awaitDisbursed(ctx context.Context, token string, ids []string, conc int, limit time.Duration) ([]time.Duration, time.Time, int) {
-	deadline := time.Now().Add(limit)
 	var (
 		mu   sync.Mutex
 		done []time.Duration
 		last time.Time
 	)
 	pending := ids
-	for len(pending) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-		still := make([]bool, len(pending))
-		parallel(len(pending), conc, func(i int) {
-			var cs caseJSON
-			if err := c.do(ctx, http.MethodGet, token, "/v1/requests/"+pending[i], nil, &cs); err != nil || cs.Status != "disbursed" {
-				still[i] = true
-				return
+	_ = retry.Do(ctx, retry.Policy{First: 100 * time.Millisecond, Max: 100 * time.Millisecond, Budget: limit}, retry.Always,
+		func(ctx context.Context) error {
+			still := make([]bool, len(pending))
+			parallel(len(pending), conc, func(i int) {
+				var cs caseJSON
+				if err := c.do(ctx, http.MethodGet, token, "/v1/requests/"+pending[i], nil, &cs); err != nil || cs.Status != "disbursed" {
+					still[i] = true
+					return
+				}
+				mu.Lock()
+				done = append(done, cs.UpdatedAt.Sub(cs.CreatedAt))
+				if cs.UpdatedAt.After(last) {
+					last = cs.UpdatedAt
+				}
+				mu.Unlock()
+			})
+			var next []string
+			for i, s := range still {
+				if s {
+					next = append(next, pending[i])
+				}
 			}
-			mu.Lock()
-			done = append(done, cs.UpdatedAt.Sub(cs.CreatedAt))
-			if cs.UpdatedAt.After(last) {
-				last = cs.UpdatedAt
+			if pending = next; len(pending) > 0 {
+				return fmt.Errorf("%d cases not disbursed yet", len(pending))
 			}
-			mu.Unlock()
+			return nil
 		})
-		var next []string
-		for i, s := range still {
-			if s {
-				next = append(next, pending[i])
-			}
-		}
-		pending = next
-		if len(pending) > 0 {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
 	return done, last, len(pending)
 }
 

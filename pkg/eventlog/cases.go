@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventcodec"
+	"github.com/eva-org/eva/pkg/retry"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"go.uber.org/zap"
 )
@@ -71,46 +71,45 @@ func errNoCase(caseID string) error {
 // Prepare; CodeConflict after losing maxRaces races; CodeUnavailable;
 // CodeInternal.
 func (l *Log) Execute(ctx context.Context, cmd Command) (*assist.Case, error) {
-	for race := 0; ; race++ {
-		recs, err := l.Load(ctx, cmd.CaseID)
-		if err != nil {
+	c, err := retry.DoValue(ctx, retry.Policy{First: time.Millisecond, Max: 20 * time.Millisecond, Attempts: maxRaces},
+		isLostRace, func(ctx context.Context) (*assist.Case, error) { return l.executeOnce(ctx, cmd) })
+	// Racers spread out by the back-off; this one lost every time.
+	return c, unwrapRace(err)
+}
+
+// executeOnce loads, decides, prepares and appends once.
+func (l *Log) executeOnce(ctx context.Context, cmd Command) (*assist.Case, error) {
+	recs, err := l.Load(ctx, cmd.CaseID)
+	if err != nil {
+		return nil, err
+	}
+	if c := assist.FoldThrough(recs, cmd.ID); c != nil {
+		return c, nil
+	}
+	c := assist.Fold(recs)
+	if c == nil {
+		return nil, errNoCase(cmd.CaseID)
+	}
+	e, err := cmd.Decide(c)
+	if err != nil {
+		return nil, err
+	}
+	if cmd.Prepare != nil {
+		if err := cmd.Prepare(ctx, c, &e); err != nil {
 			return nil, err
-		}
-		if c := assist.FoldThrough(recs, cmd.ID); c != nil {
-			return c, nil
-		}
-		c := assist.Fold(recs)
-		if c == nil {
-			return nil, errNoCase(cmd.CaseID)
-		}
-		e, err := cmd.Decide(c)
-		if err != nil {
-			return nil, err
-		}
-		if cmd.Prepare != nil {
-			if err := cmd.Prepare(ctx, c, &e); err != nil {
-				return nil, err
-			}
-		}
-		seq, existed, err := l.appendEvent(ctx, e, c.Version)
-		switch {
-		case err == nil && existed:
-			// The same command ran concurrently and its event is stored:
-			// answer with the stored event, not with this decision.
-			return l.asLogged(ctx, cmd.CaseID, cmd.ID)
-		case err == nil:
-			c.Apply(e, seq)
-			return c, nil
-		case !assist.IsCode(err, assist.CodeConflict) || race+1 >= maxRaces:
-			return nil, err
-		}
-		// Lost a race: back off a little so that racers spread out.
-		select {
-		case <-time.After(time.Duration(1+rand.IntN(5*(race+1))) * time.Millisecond):
-		case <-ctx.Done():
-			return nil, ctx.Err()
 		}
 	}
+	seq, existed, err := l.appendEvent(ctx, e, c.Version)
+	switch {
+	case err != nil:
+		return nil, err
+	case existed:
+		// The same command ran concurrently and its event is stored:
+		// answer with the stored event, not with this decision.
+		return l.asLogged(ctx, cmd.CaseID, cmd.ID)
+	}
+	c.Apply(e, seq)
+	return c, nil
 }
 
 // Start appends the event that starts a new case (whose id is the
@@ -125,7 +124,7 @@ func (l *Log) Execute(ctx context.Context, cmd Command) (*assist.Case, error) {
 func (l *Log) Start(ctx context.Context, e assist.Event) (*assist.Case, error) {
 	seq, existed, err := l.appendEvent(ctx, e, 0)
 	if err != nil {
-		return nil, err
+		return nil, unwrapRace(err)
 	}
 	if !existed {
 		c := &assist.Case{}

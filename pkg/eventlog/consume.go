@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/retry"
 	"github.com/eva-org/eva/pkg/sqldb"
 )
 
@@ -118,17 +119,16 @@ func (l *Log) Consume(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Ha
 	}
 	// A cluster that is still electing, or busy, may not answer at once:
 	// keep asking until it does or ctx ends.
-	var cons jetstream.Consumer
-	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		var err error
-		if cons, err = l.js.CreateOrUpdateConsumer(ctx, Stream, consCfg); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		log.Warn("create consumer; will retry", zap.String("consumer", cfg.Name), zap.Error(err))
-		sleep(ctx, wait)
+	cons, err := retry.DoValue(ctx, retry.Policy{First: 250 * time.Millisecond, Max: 5 * time.Second}, retry.Always,
+		func(ctx context.Context) (jetstream.Consumer, error) {
+			cons, err := l.js.CreateOrUpdateConsumer(ctx, Stream, consCfg)
+			if err != nil && ctx.Err() == nil {
+				log.Warn("create consumer; will retry", zap.String("consumer", cfg.Name), zap.Error(err))
+			}
+			return cons, err
+		})
+	if err != nil {
+		return nil // ctx ended
 	}
 	r := &runner{log: l, db: db, cfg: cfg, h: h, zl: log.With(zap.String("consumer", cfg.Name))}
 	for ctx.Err() == nil {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventcodec"
+	"github.com/eva-org/eva/pkg/retry"
 )
 
 // Names of streams and subjects.
@@ -171,7 +172,7 @@ func newMsg(seq uint64, subject string, h nats.Header, t time.Time, data []byte)
 // not answer.
 func (l *Log) Append(ctx context.Context, e assist.Event, expected uint64) (uint64, error) {
 	seq, _, err := l.appendEvent(ctx, e, expected)
-	return seq, err
+	return seq, unwrapRace(err)
 }
 
 // appendEvent is Append that also tells whether the event was there
@@ -192,37 +193,49 @@ func (l *Log) appendEvent(ctx context.Context, e assist.Event, expected uint64) 
 		jetstream.WithExpectStream(Stream),
 		jetstream.WithExpectLastSequenceForSubject(expected, CaseFilter(e.CaseID)),
 	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		ack, err := l.js.PublishMsg(ctx, m, opts...)
-		if err == nil {
-			return ack.Sequence, ack.Duplicate, nil
-		}
-		lastErr = err
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeWrongLastSeq || apiErr.ErrorCode == errCodeLastSeqInFlight) {
-			// Either another writer won, or this very event landed and
-			// its ack was lost: the case's history tells which.
-			seq, found, ferr := l.find(ctx, e.CaseID, e.ID)
-			if ferr != nil {
-				return 0, false, ferr
-			}
-			if found {
-				return seq, true, nil
-			}
-			return 0, false, assist.Errorf(assist.CodeConflict, "case %s changed meanwhile; reload and try again", e.CaseID)
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		// A timeout may hide a write that happened: the retry carries
-		// the same message id and expected sequence, so it cannot
-		// write twice.
-		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
-			break
-		}
+	// A timeout may hide a write that happened: the retry carries the same
+	// message id and expected sequence, so it cannot write twice.
+	ack, err := retry.DoValue(ctx, retry.Policy{First: 5 * time.Millisecond, Attempts: 3}, isTimeout,
+		func(ctx context.Context) (*jetstream.PubAck, error) { return l.js.PublishMsg(ctx, m, opts...) })
+	if err == nil {
+		return ack.Sequence, ack.Duplicate, nil
 	}
-	return 0, false, unavailable("append "+e.Type(), lastErr)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeWrongLastSeq || apiErr.ErrorCode == errCodeLastSeqInFlight) {
+		// Either another writer won, or this very event landed and its ack
+		// was lost: the case's history tells which.
+		seq, found, ferr := l.find(ctx, e.CaseID, e.ID)
+		if ferr != nil {
+			return 0, false, ferr
+		}
+		if found {
+			return seq, true, nil
+		}
+		return 0, false, errLostRace{assist.Errorf(assist.CodeConflict, "case %s changed meanwhile; reload and try again", e.CaseID)}
+	}
+	return 0, false, unavailable("append "+e.Type(), err)
+}
+
+// isTimeout reports an append that may or may not have happened.
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// errLostRace is the conflict of an append whose expected sequence was
+// no longer the case's last: another writer appended first.
+type errLostRace struct{ err error }
+
+func (e errLostRace) Error() string { return e.err.Error() }
+func (e errLostRace) Unwrap() error { return e.err }
+
+func isLostRace(err error) bool { return errors.As(err, new(errLostRace)) }
+
+// unwrapRace returns the conflict a lost race stands for.
+func unwrapRace(err error) error {
+	if lr := (errLostRace{}); errors.As(err, &lr) {
+		return lr.err
+	}
+	return err
 }
 
 // find looks for the event id among a case's events.
@@ -261,23 +274,28 @@ func (l *Log) LoadRaw(ctx context.Context, caseID string) ([]Msg, error) {
 			return nil, nil
 		}
 	}
-	for attempt := 0; ; attempt++ {
-		var out []Msg
-		err := l.scan(ctx, Stream, CaseFilter(caseID), func(raw *jetstream.RawStreamMsg) error {
-			out = append(out, FromRaw(raw))
-			return nil
-		})
-		if err != nil {
-			return nil, unavailable("load case "+caseID, err)
-		}
-		if want == 0 || (len(out) > 0 && out[len(out)-1].Seq >= want) {
+	// A replica that lags is read again, briefly, until it has caught up.
+	lagging := errors.New("replicas lag the leader")
+	out, err := retry.DoValue(ctx, retry.Policy{First: time.Millisecond, Max: 20 * time.Millisecond, Attempts: 50},
+		func(err error) bool { return errors.Is(err, lagging) },
+		func(ctx context.Context) ([]Msg, error) {
+			var out []Msg
+			err := l.scan(ctx, Stream, CaseFilter(caseID), func(raw *jetstream.RawStreamMsg) error {
+				out = append(out, FromRaw(raw))
+				return nil
+			})
+			switch {
+			case err != nil:
+				return nil, err
+			case want > 0 && (len(out) == 0 || out[len(out)-1].Seq < want):
+				return nil, fmt.Errorf("%w at %d", lagging, want)
+			}
 			return out, nil
-		}
-		if attempt == 50 {
-			return nil, unavailable("load case "+caseID, fmt.Errorf("replicas lag the leader at %d", want))
-		}
-		sleep(ctx, time.Duration(attempt+1)*time.Millisecond)
+		})
+	if err != nil {
+		return nil, unavailable("load case "+caseID, err)
 	}
+	return out, nil
 }
 
 // leaderLastSeq asks the stream leader (the message get API, not a direct
