@@ -12,7 +12,7 @@ import (
 // State is where a case stands in its lifecycle.
 type State string
 
-// The states of DESIGN.md §2.
+// The states of docs/design.md §2.
 const (
 	StateNone                   State = ""
 	StateSubmitted              State = "submitted"

@@ -3,7 +3,7 @@
 // before it (see HashEvent and ChainNext). It serves auditors' queries —
 // pages of the archive, a case's history, a case as of a time, the reads of
 // a case's personal data, the archive's head — and verifies the archive
-// against its own chain and against the event log (DESIGN.md §4 Audit,
+// against its own chain and against the event log (docs/design.md §4 Audit,
 // invariant 5: the archive equals the log, event for event, hash for hash).
 //
 // Audit changes nothing but its archive: it has no commands.
