@@ -274,10 +274,12 @@ func (l *Log) LoadRaw(ctx context.Context, caseID string) ([]Msg, error) {
 			return nil, nil
 		}
 	}
-	// A replica that lags is read again, briefly, until it has caught up.
+	// A replica that lags is read again, briefly, until it has caught up;
+	// so is a stream whose replicas are still subscribing to direct gets
+	// (no responders).
 	lagging := errors.New("replicas lag the leader")
 	out, err := retry.DoValue(ctx, retry.Policy{First: time.Millisecond, Max: 20 * time.Millisecond, Attempts: 50},
-		func(err error) bool { return errors.Is(err, lagging) },
+		func(err error) bool { return errors.Is(err, lagging) || errors.Is(err, nats.ErrNoResponders) },
 		func(ctx context.Context) ([]Msg, error) {
 			var out []Msg
 			err := l.scan(ctx, Stream, CaseFilter(caseID), func(raw *jetstream.RawStreamMsg) error {

@@ -11,7 +11,6 @@ package audit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -88,22 +87,19 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	s := New(d)
-	srv, err := rpc.NewServer(ctx, d.NC, "eva-audit", "EVA audit: archive, history, verification", d.Logger)
+	srv, err := rpc.Serve(ctx, d.NC, "eva-audit", "EVA audit: archive, history, verification", d.Logger,
+		rpc.On(auditapi.Events, s.Events),
+		rpc.On(auditapi.Verify, s.Verify),
+		rpc.On(auditapi.History, s.History),
+		rpc.On(auditapi.AsOf, caseview.Serve(s.AsOf)),
+		rpc.On(auditapi.Checkpoint, s.Checkpoint),
+		rpc.On(auditapi.Access, s.Access),
+		rpc.On(auditapi.DeadLetters, s.DeadLetters),
+	)
 	if err != nil {
-		return err
-	}
-	defer srv.Stop()
-	if err := errors.Join(
-		rpc.Handle(srv, auditapi.Events, s.Events),
-		rpc.Handle(srv, auditapi.Verify, s.Verify),
-		rpc.Handle(srv, auditapi.History, s.History),
-		rpc.Handle(srv, auditapi.AsOf, caseview.Serve(s.AsOf)),
-		rpc.Handle(srv, auditapi.Checkpoint, s.Checkpoint),
-		rpc.Handle(srv, auditapi.Access, s.Access),
-		rpc.Handle(srv, auditapi.DeadLetters, s.DeadLetters),
-	); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
+	defer srv.Stop()
 	if err := d.Log.Consume(ctx, d.DB, s.consumerConfig(), s.Archive, d.Logger); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("audit: %w", err)
 	}
