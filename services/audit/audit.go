@@ -113,6 +113,8 @@ func Run(ctx context.Context, d Deps) error {
 func (s *Service) consumerConfig() eventlog.ConsumerConfig {
 	return eventlog.ConsumerConfig{
 		Name: ConsumerName,
+		// Every event of every kind: the archive equals the log.
+		Filters: eventlog.AllKinds(),
 		// The archive is keyed by sequence and skips what it holds.
 		SeenByHandler: true,
 		Repair:        s.FillGap,
