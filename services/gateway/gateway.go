@@ -162,6 +162,7 @@ type server struct {
 	now          func() time.Time
 	limiter      *loginLimiter
 	metrics      *httpMetrics
+	outages      outages
 }
 
 func newServer(d Deps) (*server, error) {
