@@ -210,7 +210,7 @@ const retryWindow = 30 * time.Second
 func retryPost[T any](c *client, user, path string, body any, key string, want int) T {
 	c.tb.Helper()
 	r := req{user: user, method: http.MethodPost, path: path, body: body, header: map[string]string{"Idempotency-Key": key}}
-	resp := retry(c, r)
+	resp := retryUnavailable(c, r)
 	if resp.Status != want {
 		c.tb.Fatalf("POST %s as %s: %s, want %d", path, user, resp, want)
 	}
@@ -221,7 +221,7 @@ func retryPost[T any](c *client, user, path string, body any, key string, want i
 
 func retryGet[T any](c *client, user, path string) T {
 	c.tb.Helper()
-	resp := retry(c, req{user: user, method: http.MethodGet, path: path})
+	resp := retryUnavailable(c, req{user: user, method: http.MethodGet, path: path})
 	if resp.Status != http.StatusOK {
 		c.tb.Fatalf("GET %s as %s: %s", path, user, resp)
 	}
@@ -230,23 +230,20 @@ func retryGet[T any](c *client, user, path string) T {
 	return v
 }
 
-func retry(c *client, r req) *response {
+func retryUnavailable(c *client, r req) *response {
 	c.tb.Helper()
-	deadline := time.Now().Add(retryWindow)
-	for tries := 1; ; tries++ {
-		resp, err := c.try(r)
-		if err == nil && resp.Status != http.StatusServiceUnavailable {
-			if tries > 1 {
-				c.tb.Logf("%s %s: %d after %d tries", r.method, r.path, resp.Status, tries)
-			}
-			return resp
+	var resp *response
+	tries := 0
+	evatest.Await(c.tb, retryWindow, r.method+" "+r.path+" to answer other than 503", func() (bool, string) {
+		tries++
+		var err error
+		if resp, err = c.try(r); err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			if err != nil {
-				c.tb.Fatalf("%s %s: still failing after %s: %v", r.method, r.path, retryWindow, err)
-			}
-			c.tb.Fatalf("%s %s: still 503 after %s: %s", r.method, r.path, retryWindow, resp)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return resp.Status != http.StatusServiceUnavailable, resp.String()
+	})
+	if tries > 1 {
+		c.tb.Logf("%s %s: %d after %d tries", r.method, r.path, resp.Status, tries)
 	}
+	return resp
 }

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eva-org/eva/pkg/retry"
 	"github.com/google/uuid"
 	"github.com/schollz/progressbar/v3"
 )
@@ -50,6 +51,45 @@ type Result struct {
 
 	RawAppendsPerSec float64
 	RawP50           time.Duration
+}
+
+// Summary is a run as JSON (--json): rates per second, times in
+// milliseconds, memory in MiB, and the peer beside EVA when one ran.
+type Summary struct {
+	Requests           int     `json:"requests"`
+	Clients            int     `json:"clients"`
+	Store              string  `json:"store"`
+	FilingsPerSec      float64 `json:"filings_per_sec"`
+	FilingP50Ms        float64 `json:"filing_p50_ms"`
+	FilingP99Ms        float64 `json:"filing_p99_ms"`
+	FilingErrors       int64   `json:"filing_errors"`
+	LifecyclesPerSec   float64 `json:"lifecycles_per_sec"`
+	ToDisbursedP50Ms   float64 `json:"filing_to_disbursed_p50_ms"`
+	ToDisbursedP99Ms   float64 `json:"filing_to_disbursed_p99_ms"`
+	LifecycleErrors    int64   `json:"lifecycle_errors"`
+	NotDisbursed       int     `json:"not_disbursed"`
+	RawAppendsPerSec   float64 `json:"raw_appends_per_sec"`
+	RawP50Ms           float64 `json:"raw_append_p50_ms"`
+	FilingsOverRaw     float64 `json:"filings_over_raw_appends"`
+	IdleRSSMiB         int64   `json:"idle_rss_mib,omitempty"`
+	PeakRSSMiB         int64   `json:"peak_rss_mib,omitempty"`
+	Peer               *Peer   `json:"peer,omitempty"`
+	LifecyclesOverPeer float64 `json:"lifecycles_over_peer_workflows,omitempty"`
+}
+
+// Summary is the result as JSON, with the peer's numbers beside it when
+// peer is not nil.
+func (r Result) Summary(store string, peer *Peer) Summary {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	s := Summary{Requests: r.Requests, Clients: r.Clients, Store: store, FilingsPerSec: r.FilingsPerSec,
+		FilingP50Ms: ms(r.FilingP50), FilingP99Ms: ms(r.FilingP99), FilingErrors: r.FilingErrors,
+		LifecyclesPerSec: r.CompletedPerSec, ToDisbursedP50Ms: ms(r.ToDisbursedP50), ToDisbursedP99Ms: ms(r.ToDisbursedP99),
+		LifecycleErrors: r.LifecycleErrors, NotDisbursed: r.LifecycleMissing, RawAppendsPerSec: r.RawAppendsPerSec,
+		RawP50Ms: ms(r.RawP50), FilingsOverRaw: r.Ratio(), Peer: peer}
+	if peer != nil && peer.WorkflowsPerSec > 0 {
+		s.LifecyclesOverPeer = r.CompletedPerSec / peer.WorkflowsPerSec
+	}
+	return s
 }
 
 // Ratio is filings per second over raw durable appends per second.
@@ -102,11 +142,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return res, err
 		}
 	}
-	fund, payee, err := c.money(ctx, approvers[0])
-	for wait := 0; err != nil && wait < 100 && ctx.Err() == nil; wait++ {
-		time.Sleep(100 * time.Millisecond) // the instance may still be seeding
-		fund, payee, err = c.money(ctx, approvers[0])
-	}
+	var fund, payee string
+	// The instance may still be seeding.
+	err = retry.Do(ctx, retry.Policy{First: 100 * time.Millisecond, Max: time.Second, Budget: 10 * time.Second}, retry.Always,
+		func(ctx context.Context) (err error) {
+			fund, payee, err = c.money(ctx, approvers[0])
+			return err
+		})
 	if err != nil {
 		return res, err
 	}
@@ -317,39 +359,39 @@ func (c *client) file(ctx context.Context, token, payee string) (caseJSON, error
 // disbursed; it returns the filing-to-disbursed durations and the time of
 // the last disbursement, by the server's clock, and how many never were.
 func (c *client) awaitDisbursed(ctx context.Context, token string, ids []string, conc int, limit time.Duration) ([]time.Duration, time.Time, int) {
-	deadline := time.Now().Add(limit)
 	var (
 		mu   sync.Mutex
 		done []time.Duration
 		last time.Time
 	)
 	pending := ids
-	for len(pending) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-		still := make([]bool, len(pending))
-		parallel(len(pending), conc, func(i int) {
-			var cs caseJSON
-			if err := c.do(ctx, http.MethodGet, token, "/v1/requests/"+pending[i], nil, &cs); err != nil || cs.Status != "disbursed" {
-				still[i] = true
-				return
+	_ = retry.Do(ctx, retry.Policy{First: 100 * time.Millisecond, Max: 100 * time.Millisecond, Budget: limit}, retry.Always,
+		func(ctx context.Context) error {
+			still := make([]bool, len(pending))
+			parallel(len(pending), conc, func(i int) {
+				var cs caseJSON
+				if err := c.do(ctx, http.MethodGet, token, "/v1/requests/"+pending[i], nil, &cs); err != nil || cs.Status != "disbursed" {
+					still[i] = true
+					return
+				}
+				mu.Lock()
+				done = append(done, cs.UpdatedAt.Sub(cs.CreatedAt))
+				if cs.UpdatedAt.After(last) {
+					last = cs.UpdatedAt
+				}
+				mu.Unlock()
+			})
+			var next []string
+			for i, s := range still {
+				if s {
+					next = append(next, pending[i])
+				}
 			}
-			mu.Lock()
-			done = append(done, cs.UpdatedAt.Sub(cs.CreatedAt))
-			if cs.UpdatedAt.After(last) {
-				last = cs.UpdatedAt
+			if pending = next; len(pending) > 0 {
+				return fmt.Errorf("%d cases not disbursed yet", len(pending))
 			}
-			mu.Unlock()
+			return nil
 		})
-		var next []string
-		for i, s := range still {
-			if s {
-				next = append(next, pending[i])
-			}
-		}
-		pending = next
-		if len(pending) > 0 {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
 	return done, last, len(pending)
 }
 

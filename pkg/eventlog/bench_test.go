@@ -6,18 +6,19 @@ import (
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
 )
 
-// BenchmarkCreate measures filing a new case: one durable append (fsync
+// BenchmarkStart measures filing a new case: one durable append (fsync
 // always) with the per-case concurrency check, from parallel writers.
-func BenchmarkCreate(b *testing.B) {
+func BenchmarkStart(b *testing.B) {
 	l, _ := openLog(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			id := newID()
-			if _, err := l.Create(ctx, id, func(*assist.Case) (assist.Event, error) { return submitted(b, id), nil }); err != nil {
+			if _, err := l.Start(ctx, submitted(b, id)); err != nil {
 				b.Error(err)
 				return
 			}
@@ -33,7 +34,7 @@ func BenchmarkExecute(b *testing.B) {
 	ids := make([]string, 256)
 	for i := range ids {
 		ids[i] = newID()
-		if _, err := l.Create(ctx, ids[i], func(*assist.Case) (assist.Event, error) { return submitted(b, ids[i]), nil }); err != nil {
+		if _, err := l.Start(ctx, submitted(b, ids[i])); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -42,11 +43,11 @@ func BenchmarkExecute(b *testing.B) {
 	for i := range b.N {
 		id := ids[i%len(ids)]
 		cmd := newID()
-		_, err := l.Execute(ctx, id, cmd, func(c *assist.Case) (assist.Event, error) {
+		_, err := l.Execute(ctx, eventlog.Command{CaseID: id, ID: cmd, Decide: func(c *assist.Case) (assist.Event, error) {
 			b := assist.Cmd{ID: cmd, Actor: ana, At: time.Now().UTC()}
 			j := "more detail"
 			return c.Amend(b, assist.AmendInput{Justification: &j}, assist.DefaultPolicy())
-		})
+		}})
 		if err != nil && !assist.IsCode(err, assist.CodeConflict) {
 			b.Fatal(err)
 		}

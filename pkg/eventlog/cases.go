@@ -4,19 +4,40 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventcodec"
+	"github.com/eva-org/eva/pkg/retry"
 	"github.com/eva-org/eva/pkg/sqldb"
+	"go.uber.org/zap"
 )
 
-// Decide turns the current state of a case (nil when it has no event yet)
-// into the one event a command causes, or refuses with an error.
-type Decide func(c *assist.Case) (assist.Event, error)
+// Command is one command on one existing case, as Execute runs it: load
+// the case once, decide once, prepare the side effects the decision needs,
+// append once.
+type Command struct {
+	// CaseID names the case.
+	CaseID string
+	// ID is the command's id. It becomes the id of the event the command
+	// causes, so that the command retried is recognised in the case's
+	// history and answered as the first time.
+	ID string
+	// Decide turns the case's current state into the one event the
+	// command causes, or refuses. It does no I/O: when another writer wins
+	// the race to append, the command is decided again on the new state.
+	Decide func(c *assist.Case) (assist.Event, error)
+	// Prepare, when set, runs once the command is decided and before its
+	// event is appended: the side effects the event records (holding money
+	// on a fund, sealing personal data), which may complete the event (the
+	// fund's available amount, the ciphertext). It runs again only after a
+	// lost race, so it must be idempotent under the command id. Nothing is
+	// appended when it fails. c is the state the event was decided on.
+	Prepare func(ctx context.Context, c *assist.Case, e *assist.Event) error
+}
 
-// maxRaces bounds how often a command is re-decided after losing a race.
+// maxRaces bounds how often a command is decided again after losing a
+// race.
 const maxRaces = 5
 
 // Case loads and folds a case.
@@ -29,78 +50,153 @@ func (l *Log) Case(ctx context.Context, caseID string) (*assist.Case, error) {
 	}
 	c := assist.Fold(recs)
 	if c == nil {
-		return nil, assist.Errorf(assist.CodeNotFound, "no request %s", caseID)
+		return nil, errNoCase(caseID)
 	}
 	return c, nil
 }
 
-// Execute runs one command against a case: it loads the case, lets decide
-// produce the event, and appends it expecting the case unchanged since the
-// load. When another writer got there first, the command is decided again
-// on the new state (which may now refuse it). When the command already
-// happened (its id is in the history) Execute returns the case as it stood
-// right after it, so that a retried command answers the same as the first.
-//
-// Errors: those of decide, CodeConflict after losing maxRaces races,
-// CodeUnavailable, CodeInternal.
-func (l *Log) Execute(ctx context.Context, caseID, commandID string, decide Decide) (*assist.Case, error) {
-	for race := 0; ; race++ {
-		recs, err := l.Load(ctx, caseID)
-		if err != nil {
-			return nil, err
-		}
-		if c := assist.FoldThrough(recs, commandID); c != nil {
-			return c, nil
-		}
-		c := assist.Fold(recs)
-		e, err := decide(c)
-		if err != nil {
-			return nil, err
-		}
-		var expected uint64
-		if c != nil {
-			expected = c.Version
-		}
-		seq, existed, err := l.appendEvent(ctx, e, expected)
-		if err == nil && existed {
-			// The same command ran concurrently and its event is stored:
-			// answer with the stored event, not with this decision.
-			return l.asLogged(ctx, caseID, commandID)
-		}
-		if err == nil {
-			if c == nil {
-				c = &assist.Case{}
-			}
-			c.Apply(e, seq)
-			return c, nil
-		}
-		if !assist.IsCode(err, assist.CodeConflict) || race+1 >= maxRaces {
-			return nil, err
-		}
-		// Lost a race: back off a little so that racers spread out.
-		select {
-		case <-time.After(time.Duration(1+rand.IntN(5*(race+1))) * time.Millisecond):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+func errNoCase(caseID string) error {
+	return assist.Errorf(assist.CodeNotFound, "no request %s", caseID)
 }
 
-// Create runs the command that starts a case whose id is the command id.
-// It appends without reading first, expecting the case to be empty: a new
-// case costs one round trip to the log. When the case exists — the same
-// command again, a retry — the history decides: the command's own event
-// returns the case as of it; anything else is a conflict.
+// Execute runs one command against an existing case: it loads the case
+// (one read), lets Decide produce the event, runs Prepare, and appends the
+// event expecting the case unchanged since the load. When another writer
+// got there first, the command is decided again on the new state (which
+// may now refuse it). When the command already happened (its id is in the
+// history) Execute returns the case as it stood right after it, so that a
+// retried command answers the same as the first.
 //
-// Errors: those of decide, CodeConflict, CodeUnavailable, CodeInternal.
-func (l *Log) Create(ctx context.Context, caseID string, decide Decide) (*assist.Case, error) {
-	e, err := decide(nil)
-	if err != nil {
-		return nil, err
+// Errors: CodeNotFound for a case without events; those of Decide and
+// Prepare; CodeConflict after losing maxRaces races; CodeUnavailable;
+// CodeInternal.
+func (l *Log) Execute(ctx context.Context, cmd Command) (*assist.Case, error) {
+	c, _, err := ExecuteOn(ctx, l, CommandOn[*assist.Case]{Kind: assist.KindCase, ID: cmd.CaseID, CmdID: cmd.ID,
+		Fold: assist.Fold,
+		Decide: func(c *assist.Case, _ uint64) (assist.Event, error) {
+			if c == nil {
+				return assist.Event{}, errNoCase(cmd.CaseID)
+			}
+			return cmd.Decide(c)
+		},
+		Prepare: cmd.Prepare})
+	return c, err
+}
+
+// CommandOn is one command on one thing of a kind (a case, a fund, the
+// policy, ...) whose state S folds from its events.
+type CommandOn[S any] struct {
+	Kind assist.Kind
+	// ID names the thing.
+	ID string
+	// CmdID is the command's id, which becomes its event's id.
+	CmdID string
+	// Fold is the state after events, in log order; it is given no events
+	// for a thing that has none yet.
+	Fold func(recs []assist.Recorded) S
+	// Decide turns the state (at version, the log position of the thing's
+	// last event, 0 for none) into the one event the command causes, or
+	// refuses; it does no I/O and may run again after a lost race.
+	Decide func(s S, version uint64) (assist.Event, error)
+	// Prepare, when set, runs once the command is decided and before its
+	// event is appended (see Command.Prepare).
+	Prepare func(ctx context.Context, s S, e *assist.Event) error
+}
+
+// ExecuteOn runs a command on one thing of a kind, the one command path of
+// the log: load its events once, fold, decide once, prepare, append once
+// expecting the thing's last sequence (0: none yet). A lost race decides
+// again on the new state, at most maxRaces times; a command whose id is in
+// the history answers with the state right after it. It returns the state
+// after the command and its version.
+//
+// Errors: those of Decide and Prepare; CodeConflict after losing maxRaces
+// races; CodeUnavailable; CodeInternal.
+func ExecuteOn[S any](ctx context.Context, l *Log, cmd CommandOn[S]) (S, uint64, error) {
+	type result struct {
+		s       S
+		version uint64
 	}
+	r, err := retry.DoValue(ctx, retry.Policy{First: time.Millisecond, Max: 20 * time.Millisecond, Attempts: maxRaces},
+		isLostRace, func(ctx context.Context) (result, error) {
+			s, v, err := executeOnce(ctx, l, cmd)
+			return result{s, v}, err
+		})
+	// Racers spread out by the back-off; this one lost every time.
+	return r.s, r.version, unwrapRace(err)
+}
+
+func executeOnce[S any](ctx context.Context, l *Log, cmd CommandOn[S]) (S, uint64, error) {
+	var zero S
+	recs, err := l.History(ctx, cmd.Kind, cmd.ID)
+	if err != nil {
+		return zero, 0, err
+	}
+	if i := commandIndex(recs, cmd.CmdID); i >= 0 {
+		return cmd.Fold(recs[:i+1]), recs[i].Seq, nil
+	}
+	var version uint64
+	if len(recs) > 0 {
+		version = recs[len(recs)-1].Seq
+	}
+	s := cmd.Fold(recs)
+	e, err := cmd.Decide(s, version)
+	if err != nil {
+		return zero, 0, err
+	}
+	if cmd.Prepare != nil {
+		if err := cmd.Prepare(ctx, s, &e); err != nil {
+			return zero, 0, err
+		}
+	}
+	seq, existed, err := l.appendEvent(ctx, e, version)
+	switch {
+	case err != nil:
+		return zero, 0, err
+	case existed:
+		// The same command ran concurrently and its event is stored:
+		// answer with the stored event, not with this decision.
+		recs, err := l.History(ctx, cmd.Kind, cmd.ID)
+		if err != nil {
+			return zero, 0, err
+		}
+		i := commandIndex(recs, cmd.CmdID)
+		if i < 0 {
+			return zero, 0, assist.Errorf(assist.CodeInternal, "command %s of %s %s is stored but not in its history",
+				cmd.CmdID, cmd.Kind, cmd.ID)
+		}
+		return cmd.Fold(recs[:i+1]), recs[i].Seq, nil
+	}
+	return cmd.Fold(append(recs, assist.Recorded{Seq: seq, Event: e})), seq, nil
+}
+
+// commandIndex is the position of the event caused by commandID, -1 when
+// none is.
+func commandIndex(recs []assist.Recorded, commandID string) int {
+	if commandID == "" {
+		return -1
+	}
+	for i, r := range recs {
+		if r.Event.CommandID == commandID {
+			return i
+		}
+	}
+	return -1
+}
+
+// Start appends the event that starts a new case (whose id is the
+// event's case id), already decided and prepared. It appends without
+// reading first, expecting the case to have no event: a new case costs
+// one round trip to the log. When the case exists — the same command
+// again, a retry — the history decides: the command's own event returns
+// the case as of it; anything else is a conflict.
+//
+// Errors: CodeConflict, CodeInvalid for a malformed event,
+// CodeUnavailable, CodeInternal.
+func (l *Log) Start(ctx context.Context, e assist.Event) (*assist.Case, error) {
 	seq, existed, err := l.appendEvent(ctx, e, 0)
 	if err != nil {
-		return nil, err
+		return nil, unwrapRace(err)
 	}
 	if !existed {
 		c := &assist.Case{}
@@ -108,12 +204,15 @@ func (l *Log) Create(ctx context.Context, caseID string, decide Decide) (*assist
 		return c, nil
 	}
 	// The event was appended before (a retry): answer as then.
-	return l.asLogged(ctx, caseID, e.CommandID)
+	return l.asLogged(ctx, e.CaseID, e.CommandID)
 }
 
-// asLogged answers a command whose event is in the log with the case as it
+// Answer answers a command that already happened with the case as it
 // stood right after it.
-func (l *Log) asLogged(ctx context.Context, caseID, commandID string) (*assist.Case, error) {
+//
+// Errors: CodeConflict when the command is not in the case's history,
+// CodeUnavailable, CodeInternal.
+func (l *Log) Answer(ctx context.Context, caseID, commandID string) (*assist.Case, error) {
 	recs, err := l.Load(ctx, caseID)
 	if err != nil {
 		return nil, err
@@ -121,7 +220,17 @@ func (l *Log) asLogged(ctx context.Context, caseID, commandID string) (*assist.C
 	if c := assist.FoldThrough(recs, commandID); c != nil {
 		return c, nil
 	}
-	return nil, assist.Errorf(assist.CodeInternal, "command %s of case %s is stored but not in its history", commandID, caseID)
+	return nil, assist.Errorf(assist.CodeConflict, "request %s was not changed by command %s", caseID, commandID)
+}
+
+// asLogged answers a command whose event is in the log with the case as it
+// stood right after it.
+func (l *Log) asLogged(ctx context.Context, caseID, commandID string) (*assist.Case, error) {
+	c, err := l.Answer(ctx, caseID, commandID)
+	if assist.IsCode(err, assist.CodeConflict) {
+		return nil, assist.Errorf(assist.CodeInternal, "command %s of case %s is stored but not in its history", commandID, caseID)
+	}
+	return c, err
 }
 
 // AsOf folds a case's events up to and including time t.
@@ -176,7 +285,10 @@ func Fold(c *assist.Case, m Msg) (next *assist.Case, applied bool, err error) {
 	return c, true, nil
 }
 
-// Projection is a read model that keeps whole cases.
+// Projection is a read model that keeps a state per case, folded from
+// the case's events. A projection may keep only part of a case (say, the
+// columns of a queue): Projected then returns a case holding only those
+// fields, and Apply must (and does) set them from the event alone.
 type Projection interface {
 	// Projected loads a case, nil when the read model has none.
 	Projected(ctx context.Context, q sqldb.Querier, caseID string) (*assist.Case, error)
@@ -184,34 +296,46 @@ type Projection interface {
 	Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error
 }
 
-// Project returns a consumer Handler that folds each event into the
-// projection's copy of its case. An event whose predecessor the projection
-// has not applied (a redelivery overtook it) is repaired at once: the case
-// is folded from the log up to that event.
-func (l *Log) Project(p Projection) Handler {
-	return func(ctx context.Context, q sqldb.Querier, m Msg) error {
-		c, err := p.Projected(ctx, q, m.CaseID)
-		if err != nil {
-			return err
-		}
-		next, applied, err := Fold(c, m)
-		if errors.Is(err, ErrGap) {
-			// Reading the log inside the transaction stalls the other
-			// writers of an embedded database for one read; gaps are rare.
-			next, applied, err = l.foldUpTo(ctx, c, m)
-		}
-		if err != nil || !applied {
-			return err
-		}
-		return p.Project(ctx, q, next)
-	}
+// Project runs a durable consumer that folds each event into the
+// projection's copy of its case, until ctx ends. The projection records
+// which events it applied itself (each case's version), in the same
+// transaction. An event whose predecessor the projection has not applied
+// (a redelivery overtook it, or the predecessor was dead-lettered) is a
+// gap: the consumer repairs it outside any transaction, folding the case
+// from the log up to that event, and then tries the event again.
+func (l *Log) Project(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, p Projection, zl *zap.Logger) error {
+	pr := projector{log: l, db: db, p: p}
+	cfg.SeenByHandler = true
+	cfg.Repair = pr.repair
+	return l.Consume(ctx, db, cfg, pr.handle, zl)
 }
 
-// foldUpTo rebuilds a case from the log, up to and including m.
-func (l *Log) foldUpTo(ctx context.Context, c *assist.Case, m Msg) (*assist.Case, bool, error) {
-	recs, err := l.Load(ctx, m.CaseID)
+type projector struct {
+	log *Log
+	db  sqldb.DB
+	p   Projection
+}
+
+// handle is the consumer's Handler: it reads nothing but the store.
+func (pr projector) handle(ctx context.Context, q sqldb.Querier, m Msg) error {
+	c, err := pr.p.Projected(ctx, q, m.CaseID)
 	if err != nil {
-		return nil, false, err
+		return err
+	}
+	next, applied, err := Fold(c, m)
+	if err != nil || !applied {
+		return err
+	}
+	return pr.p.Project(ctx, q, next)
+}
+
+// repair folds a case from the log up to and including m — the read
+// outside any transaction — and stores it unless the projection moved
+// past it meanwhile.
+func (pr projector) repair(ctx context.Context, m Msg) error {
+	recs, err := pr.log.Load(ctx, m.CaseID)
+	if err != nil {
+		return err
 	}
 	n := 0
 	for n < len(recs) && recs[n].Seq <= m.Seq {
@@ -219,7 +343,13 @@ func (l *Log) foldUpTo(ctx context.Context, c *assist.Case, m Msg) (*assist.Case
 	}
 	next := assist.Fold(recs[:n])
 	if next == nil || next.Version != m.Seq {
-		return nil, false, fmt.Errorf("case %s: event %d is not in its history: %w", m.CaseID, m.Seq, ErrGap)
+		return fmt.Errorf("case %s: event %d is not in its history: %w", m.CaseID, m.Seq, ErrGap)
 	}
-	return next, c == nil || next.Version > c.Version, nil
+	return pr.db.Tx(ctx, func(q sqldb.Querier) error {
+		c, err := pr.p.Projected(ctx, q, m.CaseID)
+		if err != nil || (c != nil && c.Version >= next.Version) {
+			return err
+		}
+		return pr.p.Project(ctx, q, next)
+	})
 }

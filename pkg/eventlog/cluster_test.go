@@ -47,7 +47,7 @@ func TestReplicatedLoadReadsItsWrites(t *testing.T) {
 		}
 	}
 	id := newID()
-	if _, err := logs[0].Create(ctx, id, func(*assist.Case) (assist.Event, error) { return submitted(t, id), nil }); err != nil {
+	if _, err := logs[0].Start(ctx, submitted(t, id)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 100 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/retry"
 	"github.com/eva-org/eva/pkg/sqldb"
 )
 
@@ -50,6 +52,13 @@ type ConsumerConfig struct {
 	// AfterCommit, when set, is called after each committed batch: a hint
 	// for work that waits on the consumer's effects.
 	AfterCommit func()
+	// Repair, when set, is called outside any transaction when the
+	// handler reports ErrGap for m: it brings the consumer's store up to
+	// m from the log (reading the log, which a handler must not do inside
+	// its transaction) and commits on its own. The event is then tried
+	// again at once. Without Repair, or when it fails, the event waits
+	// for its predecessor with back-off.
+	Repair func(ctx context.Context, m Msg) error
 	// SeenByHandler says the handler's own store already records which
 	// events it applied (a projection keeps each case's last sequence; an
 	// archive is keyed by sequence) and skips those, in the same
@@ -111,17 +120,16 @@ func (l *Log) Consume(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Ha
 	}
 	// A cluster that is still electing, or busy, may not answer at once:
 	// keep asking until it does or ctx ends.
-	var cons jetstream.Consumer
-	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		var err error
-		if cons, err = l.js.CreateOrUpdateConsumer(ctx, Stream, consCfg); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		log.Warn("create consumer; will retry", zap.String("consumer", cfg.Name), zap.Error(err))
-		sleep(ctx, wait)
+	cons, err := retry.DoValue(ctx, retry.Policy{First: 250 * time.Millisecond, Max: 5 * time.Second}, retry.Always,
+		func(ctx context.Context) (jetstream.Consumer, error) {
+			cons, err := l.js.CreateOrUpdateConsumer(ctx, Stream, consCfg)
+			if err != nil && ctx.Err() == nil {
+				log.Warn("create consumer; will retry", zap.String("consumer", cfg.Name), zap.Error(err))
+			}
+			return cons, err
+		})
+	if err != nil {
+		return nil // ctx ended
 	}
 	r := &runner{log: l, db: db, cfg: cfg, h: h, zl: log.With(zap.String("consumer", cfg.Name))}
 	for ctx.Err() == nil {
@@ -138,11 +146,12 @@ func (l *Log) Consume(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Ha
 }
 
 type runner struct {
-	log *Log
-	db  sqldb.DB
-	cfg ConsumerConfig
-	h   Handler
-	zl  *zap.Logger
+	log  *Log
+	db   sqldb.DB
+	cfg  ConsumerConfig
+	h    Handler
+	zl   *zap.Logger
+	down atomic.Bool // a dependency is out of reach (logged once)
 }
 
 type item struct {
@@ -208,16 +217,24 @@ func (r *runner) applyBatch(ctx context.Context, items []item) {
 		})
 		switch {
 		case err == nil:
+			r.healed()
 			r.ack(items)
 			if r.cfg.AfterCommit != nil {
 				r.cfg.AfterCommit()
 			}
 			return
 		case failed < 0:
-			// The transaction itself failed: retry everything later.
-			r.zl.Warn("commit failed; will retry", zap.Int("events", len(items)), zap.Error(err))
+			// The transaction itself failed: retry everything later, soon
+			// when the store is only out of reach.
+			delay := r.backoff
+			if assist.IsCode(err, assist.CodeUnavailable) {
+				r.outage("store", err)
+				delay = r.outageDelay
+			} else {
+				r.zl.Warn("commit failed; will retry", zap.Int("events", len(items)), zap.Error(err))
+			}
 			for _, it := range items {
-				_ = it.js.NakWithDelay(r.backoff(it.delivered))
+				_ = it.js.NakWithDelay(delay(it.delivered))
 			}
 			return
 		}
@@ -255,9 +272,24 @@ func (r *runner) apply(ctx context.Context, q sqldb.Querier, it item) error {
 func (r *runner) fail(ctx context.Context, it item, err error) {
 	fields := []zap.Field{zap.Uint64("seq", it.msg.Seq), zap.String("subject", it.msg.Subject),
 		zap.Uint64("delivered", it.delivered), zap.Error(err)}
-	if perr := r.db.Ping(ctx); perr != nil || ctx.Err() != nil || assist.IsCode(err, assist.CodeUnavailable) || errors.Is(err, ErrGap) {
-		// The store or the log is down, or an earlier event of the case
-		// has yet to arrive: not this event's fault, never dead-letter it.
+	if errors.Is(err, ErrGap) && r.cfg.Repair != nil && ctx.Err() == nil {
+		if rerr := r.cfg.Repair(ctx, it.msg); rerr == nil {
+			_ = it.js.Nak() // repaired: try it again now
+			return
+		} else {
+			fields = append(fields, zap.NamedError("repair", rerr))
+		}
+	}
+	if perr := r.db.Ping(ctx); perr != nil || ctx.Err() != nil || assist.IsCode(err, assist.CodeUnavailable) {
+		// The store or the log is out of reach: not this event's fault,
+		// never dead-letter it; try again soon, so that the consumer
+		// resumes within a second of the dependency's return.
+		r.outage("store or log", errors.Join(err, perr))
+		_ = it.js.NakWithDelay(r.outageDelay(it.delivered))
+		return
+	}
+	if errors.Is(err, ErrGap) {
+		// An earlier event of the case has yet to arrive.
 		r.zl.Warn("will retry", fields...)
 		_ = it.js.NakWithDelay(r.backoff(it.delivered))
 		return
@@ -302,6 +334,26 @@ func (r *runner) deadLetter(ctx context.Context, it item, reason string) error {
 	})
 }
 
+// outage logs, once until the consumer commits again, that a dependency
+// is out of reach.
+func (r *runner) outage(what string, err error) {
+	if r.down.CompareAndSwap(false, true) {
+		r.zl.Warn(what+" unavailable; events wait and are tried again every second", zap.Error(err))
+	}
+}
+
+// healed logs the end of an outage.
+func (r *runner) healed() {
+	if r.down.CompareAndSwap(true, false) {
+		r.zl.Info("dependencies back; events flow again")
+	}
+}
+
+// outageDelay is the wait before an event is tried again while a
+// dependency is out of reach: short and fixed, so that nothing waits long
+// once it is back.
+func (r *runner) outageDelay(uint64) time.Duration { return min(r.cfg.RetryDelay, time.Second) }
+
 func (r *runner) backoff(delivered uint64) time.Duration {
 	d := r.cfg.RetryDelay
 	for i := uint64(1); i < delivered && d < time.Minute; i++ {
@@ -322,4 +374,17 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-time.After(d):
 	case <-ctx.Done():
 	}
+}
+
+// DeleteConsumer removes a durable consumer of the event stream that is no
+// longer used (a read model replaced by another); one that does not exist
+// is not an error.
+//
+// Errors: CodeUnavailable.
+func (l *Log) DeleteConsumer(ctx context.Context, name string) error {
+	err := l.js.DeleteConsumer(ctx, Stream, name)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return unavailable("delete consumer "+name, err)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package eventlog_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -179,12 +180,13 @@ func TestExecuteRedecidesAfterLostRaceAndReplaysCommands(t *testing.T) {
 	l, _ := openLog(t)
 	ctx := context.Background()
 	id := newID()
-	c, err := l.Execute(ctx, id, id, func(c *assist.Case) (assist.Event, error) {
-		if c != nil {
-			t.Fatalf("new case already has state %+v", c)
-		}
-		return submitted(t, id), nil
-	})
+	if _, err := l.Execute(ctx, eventlog.Command{CaseID: id, ID: newID(), Decide: func(c *assist.Case) (assist.Event, error) {
+		t.Fatal("a command on a case without events must not be decided")
+		return assist.Event{}, nil
+	}}); !assist.IsCode(err, assist.CodeNotFound) {
+		t.Fatalf("command on no case: %v, want not_found", err)
+	}
+	c, err := l.Start(ctx, submitted(t, id))
 	if err != nil || c.State != assist.StateSubmitted {
 		t.Fatalf("submit: %+v %v", c, err)
 	}
@@ -198,9 +200,9 @@ func TestExecuteRedecidesAfterLostRaceAndReplaysCommands(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			cmd := newID()
-			_, errs[i] = l.Execute(ctx, id, cmd, func(c *assist.Case) (assist.Event, error) {
+			_, errs[i] = l.Execute(ctx, eventlog.Command{CaseID: id, ID: cmd, Decide: func(c *assist.Case) (assist.Event, error) {
 				return c.Claim(assist.Cmd{ID: cmd, Actor: who, At: time.Now().UTC()}, time.Hour)
-			})
+			}})
 		}()
 	}
 	wg.Wait()
@@ -213,10 +215,10 @@ func TestExecuteRedecidesAfterLostRaceAndReplaysCommands(t *testing.T) {
 		}
 	}
 	// Replaying the filing command returns the case as it was filed.
-	again, err := l.Execute(ctx, id, id, func(*assist.Case) (assist.Event, error) {
+	again, err := l.Execute(ctx, eventlog.Command{CaseID: id, ID: id, Decide: func(*assist.Case) (assist.Event, error) {
 		t.Fatal("a replayed command must not be decided again")
 		return assist.Event{}, nil
-	})
+	}})
 	if err != nil || again.State != assist.StateSubmitted || again.Events != 1 {
 		t.Fatalf("replay: %+v %v", again, err)
 	}
@@ -290,15 +292,15 @@ func TestParseSubject(t *testing.T) {
 	}
 }
 
-// Create appends a new case in one round trip; the same command again
+// Start appends a new case in one round trip; the same command again
 // answers as the first time, without a second event; another command on
 // the same id is a conflict.
-func TestCreate(t *testing.T) {
+func TestStart(t *testing.T) {
 	l, _ := openLog(t)
 	ctx := context.Background()
 	id := newID()
-	decide := func(*assist.Case) (assist.Event, error) { return submitted(t, id), nil }
-	first, err := l.Create(ctx, id, decide)
+	sub := submitted(t, id)
+	first, err := l.Start(ctx, sub)
 	if err != nil || first.State != assist.StateSubmitted || first.Events != 1 {
 		t.Fatalf("create: %+v %v", first, err)
 	}
@@ -306,16 +308,96 @@ func TestCreate(t *testing.T) {
 	if _, err := l.Append(ctx, claimed(t, c, olu), c.Version); err != nil {
 		t.Fatal(err)
 	}
-	again, err := l.Create(ctx, id, decide)
+	again, err := l.Start(ctx, sub)
 	if err != nil || again.Version != first.Version || again.State != assist.StateSubmitted {
 		t.Fatalf("retry: %+v %v, want the case as first filed", again, err)
 	}
 	other := submitted(t, id)
 	other.ID, other.CommandID = newID(), newID()
-	if _, err := l.Create(ctx, id, func(*assist.Case) (assist.Event, error) { return other, nil }); !assist.IsCode(err, assist.CodeConflict) {
+	if _, err := l.Start(ctx, other); !assist.IsCode(err, assist.CodeConflict) {
 		t.Fatalf("another command on an existing case: %v, want conflict", err)
 	}
 	if recs, _ := l.Load(ctx, id); len(recs) != 2 {
+		t.Fatalf("%d events, want 2", len(recs))
+	}
+}
+
+// Every kind of the log has its subjects; a subject of another kind or
+// shape does not parse.
+func TestSubjectsOfEveryKind(t *testing.T) {
+	id := newID()
+	for _, k := range assist.Kinds {
+		subject := eventlog.SubjectOf(k, id, "Something")
+		kind, of, typ, ok := eventlog.ParseSubjectOf(subject)
+		if !ok || kind != k || of != id || typ != "Something" {
+			t.Errorf("%s: %q %q %q %v", subject, kind, of, typ, ok)
+		}
+		if got := eventlog.Filter(k, id); got != "eva."+string(k)+"."+id+".>" {
+			t.Errorf("Filter(%s) = %s", k, got)
+		}
+		if !slices.Contains(eventlog.AllKinds(), "eva."+string(k)+".>") {
+			t.Errorf("the stream does not take %s events", k)
+		}
+		_, _, caseOK := eventlog.ParseSubject(subject)
+		if caseOK != (k == assist.KindCase) {
+			t.Errorf("ParseSubject(%s) ok = %v", subject, caseOK)
+		}
+	}
+	for _, bad := range []string{"eva.nothing." + id + ".X", "eva.fund." + id, "eva.fund..X", "eva.fund." + id + ".X.Y", "x.fund." + id + ".X"} {
+		if _, _, _, ok := eventlog.ParseSubjectOf(bad); ok {
+			t.Errorf("%s parsed", bad)
+		}
+	}
+}
+
+// ExecuteOn runs a command on a thing with a state of its own: it starts
+// one from no events, folds with the given fold, answers a replayed command
+// as the first time, and refuses as Decide does.
+func TestExecuteOnFoldsItsOwnState(t *testing.T) {
+	l, _ := openLog(t)
+	ctx := context.Background()
+	id := newID()
+	count := func(recs []assist.Recorded) int { return len(recs) }
+	first := id
+	n, v1, err := eventlog.ExecuteOn(ctx, l, eventlog.CommandOn[int]{Kind: assist.KindCase, ID: id, CmdID: first, Fold: count,
+		Decide: func(n int, version uint64) (assist.Event, error) {
+			if n != 0 || version != 0 {
+				t.Fatalf("a new thing has %d events at %d", n, version)
+			}
+			return submitted(t, id), nil
+		}})
+	if err != nil || n != 1 || v1 == 0 {
+		t.Fatalf("first: %d at %d, %v", n, v1, err)
+	}
+	claim := newID()
+	decideClaim := func(n int, version uint64) (assist.Event, error) {
+		if version != v1 {
+			t.Fatalf("decided at %d, want %d", version, v1)
+		}
+		c, _ := l.Case(ctx, id)
+		e := claimed(t, c, olu)
+		e.ID, e.CommandID = claim, claim
+		return e, nil
+	}
+	n, v2, err := eventlog.ExecuteOn(ctx, l, eventlog.CommandOn[int]{Kind: assist.KindCase, ID: id, CmdID: claim, Fold: count, Decide: decideClaim})
+	if err != nil || n != 2 || v2 <= v1 {
+		t.Fatalf("claim: %d at %d, %v", n, v2, err)
+	}
+	// The first command again: answered as then, not decided.
+	n, v, err := eventlog.ExecuteOn(ctx, l, eventlog.CommandOn[int]{Kind: assist.KindCase, ID: id, CmdID: first, Fold: count,
+		Decide: func(int, uint64) (assist.Event, error) {
+			t.Fatal("a replayed command was decided again")
+			return assist.Event{}, nil
+		}})
+	if err != nil || n != 1 || v != v1 {
+		t.Fatalf("replay: %d at %d, %v; want 1 at %d", n, v, err, v1)
+	}
+	refused := assist.Errorf(assist.CodeConflict, "no")
+	if _, _, err := eventlog.ExecuteOn(ctx, l, eventlog.CommandOn[int]{Kind: assist.KindCase, ID: id, CmdID: newID(), Fold: count,
+		Decide: func(int, uint64) (assist.Event, error) { return assist.Event{}, refused }}); err != refused {
+		t.Fatalf("refusal: %v", err)
+	}
+	if recs := eventlogtest.Events(t, l, id); len(recs) != 2 {
 		t.Fatalf("%d events, want 2", len(recs))
 	}
 }

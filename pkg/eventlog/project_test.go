@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"go.uber.org/zap/zaptest"
 )
 
 // jsonProjection keeps whole cases as JSON, as the services' read models do.
@@ -38,12 +42,32 @@ func (jsonProjection) Project(ctx context.Context, q sqldb.Querier, c *assist.Ca
 	return err
 }
 
-// An event that arrives before its predecessor (a redelivery overtook it)
-// is applied at once by folding the case from the log; the late
-// predecessor then changes nothing, and the projection equals the fold.
+// poisonFirst is a projection that refuses, once, to store a case's first
+// event, so that the consumer dead-letters it and the next event of the
+// case arrives with its predecessor missing.
+type poisonFirst struct {
+	jsonProjection
+	refused atomic.Bool
+}
+
+func (p *poisonFirst) Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error {
+	if c.Events == 1 && p.refused.CompareAndSwap(false, true) {
+		return eventlog.Poison(errors.New("refused once"))
+	}
+	return p.jsonProjection.Project(ctx, q, c)
+}
+
+// An event whose predecessor the projection never applied (here it was
+// dead-lettered) is a gap: the consumer repairs it by folding the case
+// from the log, outside its transaction, and the projection ends equal
+// to the fold of the log.
 func TestProjectRepairsAGap(t *testing.T) {
 	db := sqldbtest.SQLite(t)
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := db.Migrate(ctx, eventlog.Migrations); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := db.Exec(ctx, `CREATE TABLE proj (id TEXT PRIMARY KEY, state TEXT NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
@@ -53,30 +77,28 @@ func TestProjectRepairsAGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := &poisonFirst{}
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Project(ctx, db, eventlog.ConsumerConfig{Name: "proj", MaxAttempts: 1, RetryDelay: time.Millisecond}, p, zaptest.NewLogger(t))
+	}()
+	evatest.Eventually(t, "the first event to be dead-lettered", p.refused.Load)
 	c, _ := l.Case(ctx, id)
 	seq2, err := l.Append(ctx, claimed(t, c, olu), seq1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs, err := l.LoadRaw(ctx, id)
-	if err != nil || len(msgs) != 2 {
-		t.Fatalf("%v %v", msgs, err)
-	}
-	h := l.Project(jsonProjection{})
-	apply := func(m eventlog.Msg) {
-		t.Helper()
-		if err := db.Tx(ctx, func(q sqldb.Querier) error { return h(ctx, q, m) }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	apply(msgs[1]) // the claim first: a gap, repaired from the log
-	apply(msgs[0]) // the late submission: already included
-	got, err := jsonProjection{}.Projected(ctx, db, id)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want, _ := l.Case(ctx, id)
-	if got.Version != seq2 || got.State != assist.StateUnderReview || got.Events != want.Events || got.ClaimedBy != "olu" {
+	evatest.Eventually(t, "the projection to catch up with the log", func() bool {
+		got, err := p.Projected(ctx, db, id)
+		return err == nil && got != nil && got.Version == seq2
+	})
+	got, _ := p.Projected(ctx, db, id)
+	if got.State != assist.StateUnderReview || got.Events != want.Events || got.ClaimedBy != "olu" {
 		t.Fatalf("projected %+v, want the fold of the log %+v", got, want)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

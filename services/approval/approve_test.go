@@ -11,12 +11,14 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/disbursement"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 	"github.com/eva-org/eva/services/intake/intakeapi"
+	"github.com/nats-io/nats.go"
 )
 
 // Approve with holds faked: unit-level cases of the hold-then-approve
@@ -363,4 +365,66 @@ func TestApproveHoldsMoneyOnRealFund(t *testing.T) {
 
 func intakeWithdraw(caseID string) intakeapi.WithdrawRequest {
 	return intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: caseID, Reason: "no longer needed"}
+}
+
+// countLoads runs f and counts the reads of cases from the log it made:
+// the direct-get and message-get requests on the event stream, as the
+// server sees them (a plain subscription on the API subjects).
+func (h *harness) countLoads(f func()) int {
+	h.t.Helper()
+	subs := make([]*nats.Subscription, 0, 2)
+	for _, subject := range []string{"$JS.API.DIRECT.GET." + eventlog.Stream + ".>", "$JS.API.DIRECT.GET." + eventlog.Stream,
+		"$JS.API.STREAM.MSG.GET." + eventlog.Stream} {
+		sub, err := h.nc.SubscribeSync(subject)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		subs = append(subs, sub)
+	}
+	if err := h.nc.Flush(); err != nil {
+		h.t.Fatal(err)
+	}
+	f()
+	if err := h.nc.Flush(); err != nil {
+		h.t.Fatal(err)
+	}
+	n := 0
+	for _, sub := range subs {
+		pending, _, err := sub.Pending()
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		n += pending
+		_ = sub.Unsubscribe()
+	}
+	return n
+}
+
+// One command path: filing reads nothing; an approval reads its case once,
+// decides once and holds the money once, then appends once.
+func TestFileAndApproveLoadTheCaseOnce(t *testing.T) {
+	holds := &fakeHolds{placeHold: heldAsAsked(1_000_000)}
+	h := newHarness(t, sqldbtest.SQLite(t), holds)
+	var c *assist.Case
+	if n := h.countLoads(func() { c = h.file(ana) }); n != 0 {
+		t.Fatalf("filing read the log %d times, want 0", n)
+	}
+	h.claim(c.ID, olu)
+	seq := h.lastSeq()
+	var approved *assist.Case
+	n := h.countLoads(func() {
+		var err error
+		if approved, err = h.svc.Approve(h.ctx, approveRequest(c.ID, olu, 20_000)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != 1 {
+		t.Fatalf("approving read the case %d times, want 1", n)
+	}
+	if got := holds.placed.Load(); got != 1 {
+		t.Fatalf("the approval held money %d times, want 1", got)
+	}
+	if approved.State != assist.StateApproved || approved.Version != seq+1 {
+		t.Fatalf("approved %+v, want approved at %d", approved, seq+1)
+	}
 }

@@ -22,8 +22,8 @@ func (s *Service) Queue(ctx context.Context, r approvalapi.QueueRequest) (approv
 // Errors: CodeNotFound, CodeForbidden (not an approver, or the filer),
 // CodeConflict (held by another, or not waiting for review).
 func (s *Service) Claim(ctx context.Context, r approvalapi.CaseCommand) (*assist.Case, error) {
-	return s.execute(ctx, r.CaseID, r.CommandID, r.Actor, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
-		return c.Claim(cmd, s.cfg.Policy.ClaimTTL)
+	return s.execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case) (assist.Event, error) {
+		return c.Claim(s.cmd(r.CommandID, r.Actor), s.cfg.Policy.ClaimTTL)
 	})
 }
 
@@ -32,8 +32,8 @@ func (s *Service) Claim(ctx context.Context, r approvalapi.CaseCommand) (*assist
 // Errors: CodeNotFound, CodeForbidden, CodeConflict unless the actor holds
 // the claim.
 func (s *Service) Release(ctx context.Context, r approvalapi.CaseCommand) (*assist.Case, error) {
-	return s.execute(ctx, r.CaseID, r.CommandID, r.Actor, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
-		return c.Release(cmd)
+	return s.execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case) (assist.Event, error) {
+		return c.Release(s.cmd(r.CommandID, r.Actor))
 	})
 }
 
@@ -41,8 +41,8 @@ func (s *Service) Release(ctx context.Context, r approvalapi.CaseCommand) (*assi
 //
 // Errors: CodeNotFound, CodeForbidden, CodeConflict, CodeInvalid.
 func (s *Service) Reject(ctx context.Context, r approvalapi.RejectRequest) (*assist.Case, error) {
-	return s.execute(ctx, r.CaseID, r.CommandID, r.Actor, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
-		return c.Reject(cmd, r.Reason)
+	return s.execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case) (assist.Event, error) {
+		return c.Reject(s.cmd(r.CommandID, r.Actor), r.Reason)
 	})
 }
 
@@ -50,18 +50,20 @@ func (s *Service) Reject(ctx context.Context, r approvalapi.RejectRequest) (*ass
 //
 // Errors: CodeNotFound, CodeForbidden, CodeConflict, CodeInvalid.
 func (s *Service) RequestInfo(ctx context.Context, r approvalapi.RequestInfoRequest) (*assist.Case, error) {
-	return s.execute(ctx, r.CaseID, r.CommandID, r.Actor, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
-		return c.RequestInfo(cmd, r.Question)
+	return s.execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case) (assist.Event, error) {
+		return c.RequestInfo(s.cmd(r.CommandID, r.Actor), r.Question)
 	})
 }
 
-// Approve decides to pay. The amount is first held on the fund (the hold's
-// id is the command id, so a retry finds its hold): a fund that cannot
-// cover it refuses at once, naming what is available. Then the approval is
-// appended, recording the hold and what the approver saw. If the approval
-// cannot be recorded, the hold is given back — through the case's log, so
-// that it can never be given back under a recorded approval; if even that
-// fails, the hold expires and the sweeper gives it back.
+// Approve decides to pay. The case is loaded and the approval decided
+// once; then, before it is recorded, the amount is held on the fund (the
+// hold's id is the command id, so a retry finds its hold): a fund that
+// cannot cover it refuses, naming what is available, and nothing is
+// recorded. Then the approval is appended with the hold and what the
+// approver saw. If the approval cannot be recorded, the hold is given back
+// — through the case's log, so that it can never be given back under a
+// recorded approval; if even that fails, the hold expires and the sweeper
+// gives it back.
 //
 // Errors: CodeNotFound, CodeForbidden (not an approver, or the filer),
 // CodeConflict (no live claim, lost race), CodeInsufficientFunds with the
@@ -70,62 +72,51 @@ func (s *Service) Approve(ctx context.Context, r approvalapi.ApproveRequest) (*a
 	if err := checkIDs(r.CaseID, r.CommandID); err != nil {
 		return nil, err
 	}
-	recs, err := s.log.Load(ctx, r.CaseID)
-	if err != nil {
-		return nil, err
-	}
-	if c := assist.FoldThrough(recs, r.CommandID); c != nil {
-		return c, nil // approved before: the same answer
-	}
-	c := assist.Fold(recs)
-	if c == nil {
-		return nil, assist.Errorf(assist.CodeNotFound, "no request %s", r.CaseID)
-	}
 	in := assist.ApproveInput{AmountCents: r.AmountCents, FundID: r.FundID, HoldID: r.CommandID, PayeeID: r.PayeeID, Note: r.Note}
-	cmd := assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}
-	// Decide first: a refused approval holds no money.
-	if _, err := c.Approve(cmd, in, s.cfg.Policy); err != nil {
-		return nil, err
-	}
-	payee := r.PayeeID
-	if payee == "" {
-		payee = c.PayeeID
-	}
-	hold, err := s.holds.PlaceHold(ctx, disbursementapi.PlaceHoldRequest{HoldID: r.CommandID, FundID: r.FundID,
-		CaseID: r.CaseID, PayeeID: payee, AmountCents: r.AmountCents})
-	if err != nil {
-		return nil, err
-	}
-	if hold.FundID != r.FundID || hold.AmountCents != r.AmountCents || hold.CaseID != r.CaseID {
-		return nil, assist.Errorf(assist.CodeConflict, "this command already held another amount or fund")
-	}
-	in.FundAvailableCents = hold.AvailableCents
-	approved, err := s.log.Execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case) (assist.Event, error) {
-		return c.Approve(assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}, in, s.cfg.Policy)
+	var held string // the hold placed for this approval, if any
+	approved, err := s.log.Execute(ctx, eventlog.Command{CaseID: r.CaseID, ID: r.CommandID,
+		Decide: func(c *assist.Case) (assist.Event, error) {
+			return c.Approve(s.cmd(r.CommandID, r.Actor), in, s.cfg.Policy)
+		},
+		Prepare: func(ctx context.Context, _ *assist.Case, e *assist.Event) error {
+			b := e.Body.(assist.RequestApproved)
+			hold, err := s.holds.PlaceHold(ctx, disbursementapi.PlaceHoldRequest{HoldID: b.HoldID, FundID: b.FundID,
+				CaseID: e.CaseID, PayeeID: b.PayeeID, AmountCents: b.AmountCents})
+			if err != nil {
+				return err
+			}
+			if hold.FundID != b.FundID || hold.AmountCents != b.AmountCents || hold.CaseID != e.CaseID {
+				// Another command's hold: not this approval's to give back.
+				return assist.Errorf(assist.CodeConflict, "this command already held another amount or fund")
+			}
+			held = hold.ID
+			b.FundAvailableCents = hold.AvailableCents
+			e.Body = b
+			return nil
+		},
 	})
-	if err != nil {
+	if err != nil && held != "" {
 		if code := assist.ErrorCode(err); code != assist.CodeUnavailable && code != assist.CodeInternal {
 			// Refused for sure: give the money back now rather than at
 			// expiry.
-			if _, rerr := s.holds.ReleaseHold(ctx, disbursementapi.ReleaseHoldRequest{HoldID: hold.ID}); rerr != nil {
-				s.zl.Sugar().Warnf("release hold %s after a refused approval: %v (it will expire)", hold.ID, rerr)
+			if _, rerr := s.holds.ReleaseHold(ctx, disbursementapi.ReleaseHoldRequest{HoldID: held}); rerr != nil {
+				s.zl.Sugar().Warnf("release hold %s after a refused approval: %v (it will expire)", held, rerr)
 			}
 		}
-		return nil, err
 	}
-	return approved, nil
+	return approved, err
 }
 
-func (s *Service) execute(ctx context.Context, caseID, commandID string, actor assist.Actor, decide func(*assist.Case, assist.Cmd) (assist.Event, error)) (*assist.Case, error) {
+func (s *Service) execute(ctx context.Context, caseID, commandID string, decide func(*assist.Case) (assist.Event, error)) (*assist.Case, error) {
 	if err := checkIDs(caseID, commandID); err != nil {
 		return nil, err
 	}
-	return s.log.Execute(ctx, caseID, commandID, func(c *assist.Case) (assist.Event, error) {
-		if c == nil {
-			return assist.Event{}, assist.Errorf(assist.CodeNotFound, "no request %s", caseID)
-		}
-		return decide(c, assist.Cmd{ID: commandID, Actor: actor, At: s.now()})
-	})
+	return s.log.Execute(ctx, eventlog.Command{CaseID: caseID, ID: commandID, Decide: decide})
+}
+
+// cmd is what a transition knows of the command deciding it.
+func (s *Service) cmd(id string, actor assist.Actor) assist.Cmd {
+	return assist.Cmd{ID: id, Actor: actor, At: s.now()}
 }
 
 func checkIDs(caseID, commandID string) error {

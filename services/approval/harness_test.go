@@ -93,9 +93,9 @@ func (h *harness) consume() (stop func()) {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(h.ctx)
 	var wg sync.WaitGroup
-	for name, p := range map[string]eventlog.Projection{"intake": h.istore, "approval": h.store} {
+	for name, p := range map[string]eventlog.Projection{"intake": h.istore, approval.ConsumerName: h.store} {
 		wg.Go(func() {
-			if err := h.log.Consume(ctx, h.db, eventlog.ConsumerConfig{Name: name}, h.log.Project(p), zaptest.NewLogger(h.t)); err != nil {
+			if err := h.log.Project(ctx, h.db, eventlog.ConsumerConfig{Name: name}, p, zaptest.NewLogger(h.t)); err != nil {
 				h.t.Errorf("consumer %s: %v", name, err)
 			}
 		})
@@ -106,26 +106,24 @@ func (h *harness) consume() (stop func()) {
 	return stop
 }
 
-// waitCaughtUp waits until both consumers have applied every event of the
-// log.
+// waitCaughtUp waits until both consumers have applied (and acked) every
+// event of the log.
 func (h *harness) waitCaughtUp() {
 	h.t.Helper()
 	last, err := h.log.LastSeq(h.ctx)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	for _, consumer := range []string{"intake", "approval"} {
-		evatest.Eventually(h.t, consumer+" to apply the log", func() bool { return h.seen(consumer) >= int64(last) })
+	for _, consumer := range []string{"intake", approval.ConsumerName} {
+		evatest.Eventually(h.t, consumer+" to apply the log", func() bool {
+			c, err := h.js.Consumer(h.ctx, eventlog.Stream, consumer)
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(h.ctx)
+			return err == nil && info.AckFloor.Stream >= last
+		})
 	}
-}
-
-func (h *harness) seen(consumer string) int64 {
-	h.t.Helper()
-	var n int64
-	if err := h.db.QueryRow(h.ctx, `SELECT count(*) FROM event_seen WHERE consumer = $1`, consumer).Scan(&n); err != nil {
-		h.t.Fatal(err)
-	}
-	return n
 }
 
 func fileRequest(actor assist.Actor) intakeapi.FileRequest {
@@ -165,23 +163,9 @@ func (h *harness) get(id string) *assist.Case {
 	return c
 }
 
-func (h *harness) events(id string) []assist.Recorded {
-	h.t.Helper()
-	recs, err := h.log.Load(h.ctx, id)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return recs
-}
+func (h *harness) events(id string) []assist.Recorded { return eventlogtest.Events(h.t, h.log, id) }
 
-func (h *harness) lastSeq() uint64 {
-	h.t.Helper()
-	seq, err := h.log.LastSeq(h.ctx)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return seq
-}
+func (h *harness) lastSeq() uint64 { return eventlogtest.LastSeq(h.t, h.log) }
 
 func (h *harness) requireNoNewEvent(seq uint64) {
 	h.t.Helper()
@@ -213,7 +197,7 @@ func (h *harness) queue() []approvalapi.QueueItem {
 func queuedIDs(items []approvalapi.QueueItem) map[string]approvalapi.QueueItem {
 	out := map[string]approvalapi.QueueItem{}
 	for _, it := range items {
-		out[it.Case.ID] = it
+		out[it.CaseID] = it
 	}
 	return out
 }

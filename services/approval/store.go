@@ -4,14 +4,13 @@ import (
 	"context"
 	"embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
-	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/approval/approvalapi"
@@ -30,16 +29,33 @@ var queued = []any{string(assist.StateSubmitted), string(assist.StateUnderReview
 // duplicate of a new one.
 var finished = []any{string(assist.StateRejected), string(assist.StateWithdrawn), string(assist.StateClosed), string(assist.StateDisbursed)}
 
-// Store is approval's read model: the cases as approvers see them.
+// Store is approval's read model: the review queue. It keeps of each case
+// only what the queue needs (see QueueFields); the whole case is intake's
+// read model.
 type Store interface {
-	// Project stores a projected case inside a consumer's transaction.
+	// Project stores the queue's part of a case inside a consumer's
+	// transaction.
 	Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error
-	// Projected loads a projected case inside a consumer's transaction;
-	// nil when there is none.
+	// Projected loads the queue's part of a case (QueueFields) inside a
+	// consumer's transaction; nil when there is none.
 	Projected(ctx context.Context, q sqldb.Querier, caseID string) (*assist.Case, error)
 	// Queue returns open cases, missed deadlines first, then by deadline.
 	// Errors: CodeInvalid for a bad cursor.
 	Queue(ctx context.Context, now time.Time, r approvalapi.QueueRequest) (approvalapi.QueuePage, error)
+}
+
+// QueueFields is the part of a case the queue keeps: what orders it, what
+// finds its possible duplicates, and its version. assist.Case.Apply sets
+// each of these fields from the event alone, never from a field outside
+// them, so the queue folds events into this part of a case without the
+// rest (TestQueueFieldsFoldAlone checks it for every event type). Times
+// are kept to the microsecond, as stored.
+func QueueFields(c *assist.Case) *assist.Case {
+	us := func(t time.Time) time.Time { return sqldb.Time(sqldb.Micros(t)) }
+	return &assist.Case{ID: c.ID, State: c.State, Urgency: c.Urgency, Category: c.Category,
+		BeneficiaryRefHash: c.BeneficiaryRefHash, Deadline: us(c.Deadline), Escalated: c.Escalated,
+		ClaimedBy: c.ClaimedBy, ClaimExpiresAt: us(c.ClaimExpiresAt), CreatedAt: us(c.CreatedAt), UpdatedAt: us(c.UpdatedAt),
+		Version: c.Version}
 }
 
 // SQLStore is the Store on sqldb.
@@ -48,40 +64,61 @@ type SQLStore struct{ db sqldb.DB }
 // NewSQLStore returns a store on a migrated database.
 func NewSQLStore(db sqldb.DB) *SQLStore { return &SQLStore{db: db} }
 
+const queueCols = `id, status, urgency, category, ref_hash, deadline, escalated, claimed_by, claim_expires_at, created_at, updated_at, version`
+
 // Project implements Store.
 func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error {
-	state, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
-	_, err = q.Exec(ctx, `INSERT INTO approval_cases (id, status, deadline, category, ref_hash, created_at, updated_at, version, state)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		ON CONFLICT (id) DO UPDATE SET status = excluded.status, deadline = excluded.deadline, category = excluded.category,
-			ref_hash = excluded.ref_hash, updated_at = excluded.updated_at, version = excluded.version, state = excluded.state`,
-		c.ID, string(c.State), sqldb.Micros(c.Deadline), string(c.Category), hex.EncodeToString(c.BeneficiaryRefHash),
-		sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), int64(c.Version), string(state))
+	c = QueueFields(c)
+	_, err := q.Exec(ctx, `INSERT INTO approval_queue (`+queueCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		ON CONFLICT (id) DO UPDATE SET status = excluded.status, urgency = excluded.urgency, category = excluded.category,
+			ref_hash = excluded.ref_hash, deadline = excluded.deadline, escalated = excluded.escalated,
+			claimed_by = excluded.claimed_by, claim_expires_at = excluded.claim_expires_at,
+			updated_at = excluded.updated_at, version = excluded.version`,
+		c.ID, string(c.State), string(c.Urgency), string(c.Category), hex.EncodeToString(c.BeneficiaryRefHash),
+		sqldb.Micros(c.Deadline), boolInt(c.Escalated), c.ClaimedBy, sqldb.Micros(c.ClaimExpiresAt),
+		sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), int64(c.Version))
 	return err
 }
 
 // Projected implements Store.
 func (s *SQLStore) Projected(ctx context.Context, q sqldb.Querier, caseID string) (*assist.Case, error) {
-	var state string
-	err := q.QueryRow(ctx, `SELECT state FROM approval_cases WHERE id = $1`, caseID).Scan(&state)
+	c, err := scanQueued(q.QueryRow(ctx, `SELECT `+queueCols+` FROM approval_queue WHERE id = $1`, caseID))
 	if errors.Is(err, sqldb.ErrNoRows) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return decodeCase(caseID, state)
+	return c, err
 }
 
-func decodeCase(id, state string) (*assist.Case, error) {
-	var c assist.Case
-	if err := json.Unmarshal([]byte(state), &c); err != nil {
-		return nil, fmt.Errorf("projected case %s: %w", id, err)
+func scanQueued(r sqldb.Row) (*assist.Case, error) {
+	var (
+		c                                     assist.Case
+		state, urgency, category, refHash     string
+		deadline, escalated, claimExp, cr, up int64
+		version                               int64
+	)
+	if err := r.Scan(&c.ID, &state, &urgency, &category, &refHash, &deadline, &escalated, &c.ClaimedBy, &claimExp,
+		&cr, &up, &version); err != nil {
+		return nil, err
 	}
+	ref, err := hex.DecodeString(refHash)
+	if err != nil {
+		return nil, fmt.Errorf("queued case %s: ref_hash: %w", c.ID, err)
+	}
+	if len(ref) > 0 {
+		c.BeneficiaryRefHash = ref
+	}
+	c.State, c.Urgency, c.Category = assist.State(state), assist.Urgency(urgency), assist.Category(category)
+	c.Deadline, c.Escalated, c.ClaimExpiresAt = sqldb.Time(deadline), escalated != 0, sqldb.Time(claimExp)
+	c.CreatedAt, c.UpdatedAt, c.Version = sqldb.Time(cr), sqldb.Time(up), uint64(version)
 	return &c, nil
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Queue implements Store.
@@ -110,13 +147,13 @@ func (s *SQLStore) Queue(ctx context.Context, now time.Time, r approvalapi.Queue
 	}
 	const bucket = `CASE WHEN deadline <= $1 THEN 0 ELSE 1 END`
 	args := append([]any{sqldb.Micros(now)}, queued...)
-	query := `SELECT state, ` + bucket + `, deadline, id FROM approval_cases WHERE status IN ($2, $3, $4)`
+	query := `SELECT ` + queueCols + `, ` + bucket + ` FROM approval_queue WHERE status IN ($2, $3, $4)`
 	if after != nil {
 		query += ` AND (` + bucket + `, deadline, id) > ($5, $6, $7)`
 		args = append(args, after...)
 	}
 	args = append(args, int64(limit+1))
-	query += fmt.Sprintf(` ORDER BY 2, deadline, id LIMIT $%d`, len(args))
+	query += fmt.Sprintf(` ORDER BY %d, deadline, id LIMIT $%d`, strings.Count(queueCols, ",")+2, len(args))
 	rows, err := s.db.Query(ctx, query, args...)
 	if err != nil {
 		return approvalapi.QueuePage{}, err
@@ -126,22 +163,20 @@ func (s *SQLStore) Queue(ctx context.Context, now time.Time, r approvalapi.Queue
 	var last []string
 	var cases []*assist.Case
 	for rows.Next() {
-		var state, id string
-		var b, deadline int64
-		if err := rows.Scan(&state, &b, &deadline, &id); err != nil {
+		var b int64
+		c, err := scanQueued(tailScanner{rows, []any{&b}})
+		if err != nil {
 			return approvalapi.QueuePage{}, err
 		}
 		if len(page.Items) == limit {
 			page.NextCursor = listing.Encode(append([]string{strconv.FormatInt(sqldb.Micros(now), 10)}, last...)...)
 			break
 		}
-		c, err := decodeCase(id, state)
-		if err != nil {
-			return approvalapi.QueuePage{}, err
-		}
-		page.Items = append(page.Items, approvalapi.QueueItem{Case: caseview.From(c), Overdue: b == 0})
+		page.Items = append(page.Items, approvalapi.QueueItem{CaseID: c.ID, Status: string(c.State), Urgency: string(c.Urgency),
+			Deadline: c.Deadline, Escalated: c.Escalated, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt,
+			Overdue: b == 0})
 		cases = append(cases, c)
-		last = []string{strconv.FormatInt(b, 10), strconv.FormatInt(deadline, 10), id}
+		last = []string{strconv.FormatInt(b, 10), strconv.FormatInt(sqldb.Micros(c.Deadline), 10), c.ID}
 	}
 	if err := rows.Err(); err != nil {
 		return approvalapi.QueuePage{}, err
@@ -155,6 +190,14 @@ func (s *SQLStore) Queue(ctx context.Context, now time.Time, r approvalapi.Queue
 	return page, nil
 }
 
+// tailScanner appends destinations for trailing columns to a scan.
+type tailScanner struct {
+	r    sqldb.Row
+	tail []any
+}
+
+func (t tailScanner) Scan(dest ...any) error { return t.r.Scan(append(dest, t.tail...)...) }
+
 // duplicates lists other unfinished cases, at any post, for the same
 // beneficiary reference and category.
 func (s *SQLStore) duplicates(ctx context.Context, c *assist.Case) ([]string, error) {
@@ -162,7 +205,7 @@ func (s *SQLStore) duplicates(ctx context.Context, c *assist.Case) ([]string, er
 	if len(c.BeneficiaryRefHash) == 0 {
 		return out, nil
 	}
-	rows, err := s.db.Query(ctx, `SELECT id FROM approval_cases WHERE ref_hash = $1 AND category = $2 AND id <> $3
+	rows, err := s.db.Query(ctx, `SELECT id FROM approval_queue WHERE ref_hash = $1 AND category = $2 AND id <> $3
 		AND status NOT IN ($4, $5, $6, $7) ORDER BY created_at, id`,
 		append([]any{hex.EncodeToString(c.BeneficiaryRefHash), string(c.Category), c.ID}, finished...)...)
 	if err != nil {

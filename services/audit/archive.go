@@ -82,45 +82,63 @@ func newRecord(m eventlog.Msg, prev []byte) Record {
 // the archive inside the consumer's transaction, keeping the archive in log
 // order with no gap. An event at or below the archive's head is already
 // archived and is skipped, so redelivery is harmless. An event beyond
-// head+1 (the consumer redelivers out of order after a retry) first pulls
-// the missing events straight from the stream, which never deletes, so
-// that the archive stays contiguous. Events are archived whether or not
-// they decode: audit keeps everything.
+// head+1 (the consumer redelivers out of order after a retry) is a gap:
+// Archive reports ErrGap and the consumer calls FillGap, outside the
+// transaction, before trying the event again. Events are archived whether
+// or not they decode: audit keeps everything.
 //
-// Errors: those of the store, and CodeUnavailable from the log while a gap
-// is filled; the consumer retries both.
+// Errors: those of the store; eventlog.ErrGap.
 func (s *Service) Archive(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
 	last, chain, err := s.store.Last(ctx, q)
 	if err != nil {
 		return err
 	}
-	if m.Seq <= last {
+	switch {
+	case m.Seq <= last:
 		return nil
-	}
-	// Filling a gap reads the stream inside the database transaction,
-	// which Handler otherwise forbids: on the embedded SQLite driver the
-	// transactions of all writers are committed together, so slow I/O
-	// here would stall every one of them. Log.Get is one low-latency
-	// request to NATS (in-process for `eva dev`), and gaps are rare and
-	// short (only after a redelivery overtook an event), so the stall is
-	// bounded and acceptable; an archive with a hole is not.
-	for seq := last + 1; seq < m.Seq; seq++ {
-		gm, err := s.log.Get(ctx, seq)
-		if err != nil {
-			return fmt.Errorf("fill archive gap at %d: %w", seq, err)
-		}
-		if gm.Seq != seq {
-			return fmt.Errorf("fill archive gap: asked the log for %d, got %d", seq, gm.Seq)
-		}
-		r := newRecord(gm, chain)
-		if err := s.store.Insert(ctx, q, r); err != nil {
-			return err
-		}
-		chain = r.Chain
+	case m.Seq > last+1:
+		return fmt.Errorf("archive is at %d, event %d arrived: %w", last, m.Seq, eventlog.ErrGap)
 	}
 	// Replicas of audit share the consumer: two that race to archive the
 	// same sequence both read the same head, the primary key lets one
 	// insert win, and the other's transaction fails and is retried,
 	// finding the event archived.
 	return s.store.Insert(ctx, q, newRecord(m, chain))
+}
+
+// FillGap archives the events missing before m: it reads them from the
+// stream (which never deletes) outside any transaction, then archives
+// those still missing in one transaction of its own.
+//
+// Errors: those of the store; CodeUnavailable when the log does not
+// answer.
+func (s *Service) FillGap(ctx context.Context, m eventlog.Msg) error {
+	last, _, err := s.store.Last(ctx, nil)
+	if err != nil || m.Seq <= last+1 {
+		return err
+	}
+	msgs, err := readLog(ctx, s.log.JetStream(), last+1, m.Seq-1)
+	if err != nil {
+		return fmt.Errorf("fill archive gap after %d: %w", last, err)
+	}
+	return s.db.Tx(ctx, func(q sqldb.Querier) error {
+		last, chain, err := s.store.Last(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, gm := range msgs {
+			if gm.Seq <= last {
+				continue
+			}
+			if gm.Seq != last+1 {
+				return fmt.Errorf("fill archive gap: archive at %d, next read %d: %w", last, gm.Seq, eventlog.ErrGap)
+			}
+			r := newRecord(gm, chain)
+			if err := s.store.Insert(ctx, q, r); err != nil {
+				return err
+			}
+			last, chain = r.Seq, r.Chain
+		}
+		return nil
+	})
 }

@@ -138,13 +138,14 @@ func (e *env) waitAcked(seq uint64) {
 func (e *env) submit(at time.Time) string {
 	e.t.Helper()
 	id := newID()
-	_, err := e.log.Execute(e.ctx, id, id, func(c *assist.Case) (assist.Event, error) {
-		return assist.Submit(assist.Cmd{ID: id, Actor: ana, At: at}, assist.SubmitInput{
-			Post: "BGD-DHAKA", Category: assist.Shelter, Urgency: assist.Critical, AmountCents: 10_000,
-			Justification: "shelter tonight", BeneficiaryRefHash: []byte("ref"),
-		}, assist.DefaultPolicy())
-	})
+	ev, err := assist.Submit(assist.Cmd{ID: id, Actor: ana, At: at}, assist.SubmitInput{
+		Post: "BGD-DHAKA", Category: assist.Shelter, Urgency: assist.Critical, AmountCents: 10_000,
+		Justification: "shelter tonight", BeneficiaryRefHash: []byte("ref"),
+	}, assist.DefaultPolicy())
 	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.log.Start(e.ctx, ev); err != nil {
 		e.t.Fatal(err)
 	}
 	return id
@@ -154,16 +155,13 @@ func (e *env) submit(at time.Time) string {
 // release when it is under review.
 func step(ctx context.Context, l *eventlog.Log, caseID string, at time.Time) error {
 	cmdID := newID()
-	_, err := l.Execute(ctx, caseID, cmdID, func(c *assist.Case) (assist.Event, error) {
+	_, err := l.Execute(ctx, eventlog.Command{CaseID: caseID, ID: cmdID, Decide: func(c *assist.Case) (assist.Event, error) {
 		cmd := assist.Cmd{ID: cmdID, Actor: olu, At: at}
-		if c == nil {
-			return assist.Event{}, fmt.Errorf("case %s has no event", caseID)
-		}
 		if c.State == assist.StateUnderReview {
 			return c.Release(cmd)
 		}
 		return c.Claim(cmd, time.Hour)
-	})
+	}})
 	return err
 }
 
@@ -232,18 +230,32 @@ func (e *env) archive() []audit.Record {
 }
 
 // archiveDirect archives msgs through the consumer's handler, in one
-// transaction, as the consumer would.
+// transaction, as the consumer would; on a gap it fills the gap outside
+// the transaction (the consumer's Repair) and tries again.
 func (e *env) archiveDirect(msgs ...eventlog.Msg) {
 	e.t.Helper()
 	ctx := e.ctx
-	if err := e.db.Tx(ctx, func(q sqldb.Querier) error {
-		for _, m := range msgs {
-			if err := e.svc.Archive(ctx, q, m); err != nil {
-				return err
+	archive := func() error {
+		return e.db.Tx(ctx, func(q sqldb.Querier) error {
+			for _, m := range msgs {
+				if err := e.svc.Archive(ctx, q, m); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+	}
+	err := archive()
+	for _, m := range msgs {
+		if !errors.Is(err, eventlog.ErrGap) {
+			break
 		}
-		return nil
-	}); err != nil {
+		if err := e.svc.FillGap(ctx, m); err != nil {
+			e.t.Fatal(err)
+		}
+		err = archive()
+	}
+	if err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -406,8 +418,8 @@ func TestTamperingIsDetected(t *testing.T) {
 	})
 }
 
-// The consumer may deliver an event before the ones it follows: the
-// handler fills the gap from the stream and the archive stays contiguous;
+// The consumer may deliver an event before the ones it follows: the gap
+// is filled from the stream and the archive stays contiguous;
 // the overtaken events, when they arrive, change nothing.
 func TestOutOfOrderDeliveryFillsTheGap(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
@@ -472,8 +484,8 @@ func TestConsumerRedeliversOutOfOrder(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			_ = e.log.Consume(ctx, db, eventlog.ConsumerConfig{Name: audit.ConsumerName, RetryDelay: 200 * time.Millisecond},
-				flakyArchive, zaptest.NewLogger(t))
+			_ = e.log.Consume(ctx, db, eventlog.ConsumerConfig{Name: audit.ConsumerName, RetryDelay: 200 * time.Millisecond,
+				Repair: e.svc.FillGap}, flakyArchive, zaptest.NewLogger(t))
 		}()
 		t.Cleanup(func() { cancel(); <-done })
 		e.waitAcked(4)
@@ -769,11 +781,13 @@ func TestArchiveEqualsLogUnderConcurrency(t *testing.T) {
 				for range casesEach {
 					id := newID()
 					now := time.Now().UTC()
-					if _, err := e.log.Execute(ctx, id, id, func(*assist.Case) (assist.Event, error) {
-						return assist.Submit(assist.Cmd{ID: id, Actor: ana, At: now}, assist.SubmitInput{
-							Post: "BGD-DHAKA", Category: assist.Medical, Urgency: assist.Urgent, AmountCents: 5_000,
-							Justification: "doctor", BeneficiaryRefHash: []byte("ref")}, assist.DefaultPolicy())
-					}); err != nil {
+					ev, err := assist.Submit(assist.Cmd{ID: id, Actor: ana, At: now}, assist.SubmitInput{
+						Post: "BGD-DHAKA", Category: assist.Medical, Urgency: assist.Urgent, AmountCents: 5_000,
+						Justification: "doctor", BeneficiaryRefHash: []byte("ref")}, assist.DefaultPolicy())
+					if err == nil {
+						_, err = e.log.Start(ctx, ev)
+					}
+					if err != nil {
 						errs <- err
 						continue
 					}

@@ -216,12 +216,12 @@ func (s *Service) CancelPayout(ctx context.Context, r disbursementapi.PayoutComm
 	if !eventlog.ValidCaseID(r.CommandID) {
 		return disbursementapi.Payout{}, assist.Errorf(assist.CodeInvalid, "command id %q is not a UUID", r.CommandID)
 	}
-	if _, err := s.log.Execute(ctx, p.CaseID, r.CommandID, func(c *assist.Case) (assist.Event, error) {
+	if _, err := s.log.Execute(ctx, eventlog.Command{CaseID: p.CaseID, ID: r.CommandID, Decide: func(c *assist.Case) (assist.Event, error) {
 		if c.PayoutID != p.ID {
 			return assist.Event{}, assist.Errorf(assist.CodeConflict, "payout %s is not the request's payout", p.ID)
 		}
 		return c.CancelPayout(assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}, r.Reason)
-	}); err != nil {
+	}}); err != nil {
 		return disbursementapi.Payout{}, err
 	}
 	return s.store.Payout(ctx, p.ID)
@@ -233,18 +233,16 @@ var errReleasedBefore = errors.New("released before")
 // ledger follows when the consumer applies the event. A hold released
 // before is not released again.
 //
-// Errors: CodeConflict when the case's recorded approval uses the hold.
+// Errors: CodeConflict when the case's recorded approval uses the hold,
+// CodeNotFound when the hold's request does not exist.
 func (s *Service) expire(ctx context.Context, h disbursementapi.Hold) error {
 	cmdID := newID()
-	_, err := s.log.Execute(ctx, h.CaseID, cmdID, func(c *assist.Case) (assist.Event, error) {
-		if c == nil {
-			return assist.Event{}, assist.Errorf(assist.CodeNotFound, "hold %s is for request %s, which does not exist", h.ID, h.CaseID)
-		}
+	_, err := s.log.Execute(ctx, eventlog.Command{CaseID: h.CaseID, ID: cmdID, Decide: func(c *assist.Case) (assist.Event, error) {
 		if slices.Contains(c.ReleasedHolds, h.ID) {
 			return assist.Event{}, errReleasedBefore
 		}
 		return c.ExpireHold(assist.Cmd{ID: cmdID, Actor: system, At: s.now()}, h.ID, h.FundID, h.AmountCents)
-	})
+	}})
 	if errors.Is(err, errReleasedBefore) {
 		return nil
 	}

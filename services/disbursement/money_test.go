@@ -77,11 +77,13 @@ func TestFiftyConcurrentApprovalsAgainstAFundForTen(t *testing.T) {
 		for i := range cases {
 			cases[i] = id()
 			now := time.Now().UTC()
-			if _, err := log.Execute(ctx, cases[i], cases[i], func(*assist.Case) (assist.Event, error) {
-				return assist.Submit(assist.Cmd{ID: cases[i], Actor: ana, At: now}, assist.SubmitInput{Post: "BGD-DHAKA",
-					Category: assist.Shelter, Urgency: assist.Critical, AmountCents: 1_000, Justification: "shelter tonight",
-					BeneficiaryRefHash: []byte{byte(i)}, PayeeID: payee.ID}, assist.DefaultPolicy())
-			}); err != nil {
+			ev, err := assist.Submit(assist.Cmd{ID: cases[i], Actor: ana, At: now}, assist.SubmitInput{Post: "BGD-DHAKA",
+				Category: assist.Shelter, Urgency: assist.Critical, AmountCents: 1_000, Justification: "shelter tonight",
+				BeneficiaryRefHash: []byte{byte(i)}, PayeeID: payee.ID}, assist.DefaultPolicy())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := log.Start(ctx, ev); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := approvals.Claim(ctx, approvalapi.CaseCommand{CommandID: id(), Actor: olu, CaseID: cases[i]}); err != nil {

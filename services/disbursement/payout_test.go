@@ -82,7 +82,16 @@ func (h *harness) approved(amount int64) string {
 	now := time.Now().UTC()
 	mustExec := func(id string, decide func(*assist.Case) (assist.Event, error)) {
 		h.t.Helper()
-		if _, err := h.log.Execute(ctx, caseID, id, decide); err != nil {
+		var err error
+		if id == caseID {
+			var e assist.Event
+			if e, err = decide(nil); err == nil {
+				_, err = h.log.Start(ctx, e)
+			}
+		} else {
+			_, err = h.log.Execute(ctx, eventlog.Command{CaseID: caseID, ID: id, Decide: decide})
+		}
+		if err != nil {
 			h.t.Fatal(err)
 		}
 	}
@@ -327,11 +336,13 @@ func TestUnrecordedHoldExpires(t *testing.T) {
 		h.svc.cfg.HoldTTL = time.Millisecond
 		caseID := newID()
 		now := time.Now().UTC()
-		if _, err := h.log.Execute(h.ctx, caseID, caseID, func(*assist.Case) (assist.Event, error) {
-			return assist.Submit(assist.Cmd{ID: caseID, Actor: ana, At: now}, assist.SubmitInput{Post: "BGD-DHAKA",
-				Category: assist.Shelter, Urgency: assist.Urgent, AmountCents: 4_000, Justification: "x",
-				BeneficiaryRefHash: []byte("r")}, assist.DefaultPolicy())
-		}); err != nil {
+		ev, err := assist.Submit(assist.Cmd{ID: caseID, Actor: ana, At: now}, assist.SubmitInput{Post: "BGD-DHAKA",
+			Category: assist.Shelter, Urgency: assist.Urgent, AmountCents: 4_000, Justification: "x",
+			BeneficiaryRefHash: []byte("r")}, assist.DefaultPolicy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.log.Start(h.ctx, ev); err != nil {
 			t.Fatal(err)
 		}
 		holdID := newID()

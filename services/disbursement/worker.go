@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 )
 
@@ -111,12 +112,7 @@ func (s *Service) record(ctx context.Context, w Work, cmd assist.Cmd, r Receipt)
 }
 
 func (s *Service) append(ctx context.Context, w Work, decide func(*assist.Case) (assist.Event, error)) error {
-	_, err := s.log.Execute(ctx, w.CaseID, w.CmdID, func(c *assist.Case) (assist.Event, error) {
-		if c == nil {
-			return assist.Event{}, assist.Errorf(assist.CodeNotFound, "no request %s", w.CaseID)
-		}
-		return decide(c)
-	})
+	_, err := s.log.Execute(ctx, eventlog.Command{CaseID: w.CaseID, ID: w.CmdID, Decide: decide})
 	return err
 }
 

@@ -286,7 +286,16 @@ func (s *server) queue(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return toQueueJSON(p), nil
+	// The queue keeps its order and flags; the cases are intake's.
+	ids := make([]string, len(p.Items))
+	for i, it := range p.Items {
+		ids[i] = it.CaseID
+	}
+	cases, err := s.intake.Cases(r.Context(), ids)
+	if err != nil {
+		return nil, err
+	}
+	return toQueueJSON(p, cases.Items), nil
 }
 
 func caseCommand(r *http.Request, c command) approvalapi.CaseCommand {

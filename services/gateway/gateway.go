@@ -79,6 +79,7 @@ type Intake interface {
 	Answer(ctx context.Context, r intakeapi.AnswerRequest) (caseview.Case, error)
 	Get(ctx context.Context, caseID string) (caseview.Case, error)
 	List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.ListPage, error)
+	Cases(ctx context.Context, ids []string) (intakeapi.CasesPage, error)
 	Personal(ctx context.Context, r intakeapi.PersonalRequest) (intakeapi.Beneficiary, error)
 }
 
@@ -133,8 +134,7 @@ type Deps struct {
 	Approval     Approval
 	Disbursement Disbursement
 	Audit        Audit
-	// DB holds the gateway's store; Run migrates it, NewHandler expects it
-	// migrated.
+	// DB holds the gateway's store; Run migrates it.
 	DB     sqldb.DB
 	Logger *zap.Logger
 	// Registry receives the HTTP metrics and is served on /metrics; nil
@@ -167,6 +167,7 @@ type server struct {
 	now          func() time.Time
 	limiter      *loginLimiter
 	metrics      *httpMetrics
+	outages      outages
 	ui           http.Handler
 }
 
@@ -197,18 +198,6 @@ func newServer(d Deps) (*server, error) {
 	}
 	s.metrics = m
 	return s, nil
-}
-
-// NewHandler returns the HTTP API on a migrated database. ctx is not kept:
-// requests carry their own contexts.
-//
-// Errors: a missing dependency; metrics that cannot be registered.
-func NewHandler(ctx context.Context, d Deps) (http.Handler, error) {
-	s, err := newServer(d)
-	if err != nil {
-		return nil, err
-	}
-	return s.handler(d)
 }
 
 // Migrate applies the gateway's schema to its database. Run applies it too.

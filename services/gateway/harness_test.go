@@ -79,6 +79,7 @@ type fakeIntake struct {
 	answer   func(context.Context, intakeapi.AnswerRequest) (caseview.Case, error)
 	get      func(context.Context, string) (caseview.Case, error)
 	list     func(context.Context, intakeapi.ListFilter) (intakeapi.ListPage, error)
+	cases    func(context.Context, []string) (intakeapi.CasesPage, error)
 	personal func(context.Context, intakeapi.PersonalRequest) (intakeapi.Beneficiary, error)
 }
 
@@ -108,6 +109,9 @@ func (f *fakeIntake) Get(ctx context.Context, id string) (caseview.Case, error) 
 }
 func (f *fakeIntake) List(ctx context.Context, r intakeapi.ListFilter) (intakeapi.ListPage, error) {
 	return call(f.calls, "intake.List", f.list, ctx, r)
+}
+func (f *fakeIntake) Cases(ctx context.Context, ids []string) (intakeapi.CasesPage, error) {
+	return call(f.calls, "intake.Cases", f.cases, ctx, ids)
 }
 func (f *fakeIntake) Personal(ctx context.Context, r intakeapi.PersonalRequest) (intakeapi.Beneficiary, error) {
 	return call(f.calls, "intake.Personal", f.personal, ctx, r)
@@ -394,9 +398,19 @@ func (h *harness) setDefaults() {
 		}
 		return intakeapi.Beneficiary{Reference: "REF-1", Name: "Person Name", Nationality: "BD"}, nil
 	}
+	h.intake.cases = func(_ context.Context, ids []string) (intakeapi.CasesPage, error) {
+		var p intakeapi.CasesPage
+		for _, id := range ids {
+			if c, err := get(nil, id); err == nil {
+				p.Items = append(p.Items, c)
+			}
+		}
+		return p, nil
+	}
 	h.approval.queue = func(context.Context, approvalapi.QueueRequest) (approvalapi.QueuePage, error) {
 		c, _ := get(nil, dhakaCase)
-		return approvalapi.QueuePage{Items: []approvalapi.QueueItem{{Case: c, Overdue: true}}}, nil
+		return approvalapi.QueuePage{Items: []approvalapi.QueueItem{{CaseID: c.ID, Status: c.Status, Urgency: c.Urgency,
+			Deadline: c.Deadline, Overdue: true}}}, nil
 	}
 	h.approval.claim = func(_ context.Context, r approvalapi.CaseCommand) (caseview.Case, error) {
 		c, err := after(r.CaseID, assist.StateUnderReview)

@@ -81,10 +81,20 @@ type queueItemJSON struct {
 	PossibleDuplicates []string `json:"possible_duplicates"`
 }
 
-func toQueueJSON(p approvalapi.QueuePage) page[queueItemJSON] {
+// toQueueJSON joins a page of the queue with its cases, in the queue's
+// order; a case intake does not know (yet) is left out.
+func toQueueJSON(p approvalapi.QueuePage, cases []caseview.Case) page[queueItemJSON] {
+	byID := make(map[string]caseview.Case, len(cases))
+	for _, c := range cases {
+		byID[c.ID] = c
+	}
 	out := page[queueItemJSON]{Items: make([]queueItemJSON, 0, len(p.Items)), NextCursor: p.NextCursor}
 	for _, it := range p.Items {
-		out.Items = append(out.Items, queueItemJSON{caseJSON: toCaseJSON(it.Case), Overdue: it.Overdue,
+		c, ok := byID[it.CaseID]
+		if !ok {
+			continue
+		}
+		out.Items = append(out.Items, queueItemJSON{caseJSON: toCaseJSON(c), Overdue: it.Overdue,
 			PossibleDuplicates: nonNil(it.PossibleDuplicates)})
 	}
 	return out

@@ -67,8 +67,8 @@ func TestResponses(t *testing.T) {
 		h.approval.queue = func(_ context.Context, r approvalapi.QueueRequest) (approvalapi.QueuePage, error) {
 			got = r
 			return approvalapi.QueuePage{Items: []approvalapi.QueueItem{
-				{Case: sampleCase(dhakaCase, "BGD-DHAKA"), Overdue: true, PossibleDuplicates: []string{mumbaiCase}},
-				{Case: sampleCase(mumbaiCase, "IND-MUMBAI")},
+				{CaseID: dhakaCase, Overdue: true, PossibleDuplicates: []string{mumbaiCase}},
+				{CaseID: mumbaiCase},
 			}, NextCursor: "next"}, nil
 		}
 		w := h.get("olu", "/v1/queue?limit=2&cursor=abc")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/seal"
@@ -47,13 +49,14 @@ func (s *Service) File(ctx context.Context, r intakeapi.FileRequest) (*assist.Ca
 		AmountCents: r.AmountCents, Justification: r.Justification, PayeeID: r.PayeeID,
 		BeneficiaryRefHash: s.keys.RefHash(r.Beneficiary.Reference), IdempotencyKeyHash: r.IdempotencyKeyHash,
 	}
-	// Decide first: an invalid request records nothing.
-	if _, err := assist.Submit(assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}, in, s.cfg.Policy); err != nil {
+	// Decide first: an invalid request records nothing. The personal
+	// data is sealed once the filing is decided and its case id known.
+	e, err := assist.Submit(assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}, in, s.cfg.Policy)
+	if err != nil {
 		return nil, err
 	}
-	caseID := r.CommandID
 	if len(r.IdempotencyKeyHash) > 0 {
-		f, err := s.store.Filing(ctx, Filing{KeyHash: r.IdempotencyKeyHash, CaseID: caseID, RequestHash: r.RequestHash, CreatedAt: s.now()})
+		f, err := s.store.Filing(ctx, Filing{KeyHash: r.IdempotencyKeyHash, CaseID: e.CaseID, RequestHash: r.RequestHash, CreatedAt: s.now()})
 		if err != nil {
 			return nil, err
 		}
@@ -61,32 +64,26 @@ func (s *Service) File(ctx context.Context, r intakeapi.FileRequest) (*assist.Ca
 			return nil, assist.Errorf(assist.CodeIdempotencyMismatch,
 				"this Idempotency-Key was used with another request; use a new key for a new request")
 		}
-		caseID = f.CaseID // the first attempt's case
+		// The key's first attempt named the case: file it under that id
+		// (or, when it was filed, answer as then).
+		e.ID, e.CaseID, e.CommandID = f.CaseID, f.CaseID, f.CaseID
 	}
-	if erased, err := s.store.Erased(ctx, caseID); err != nil || erased {
+	if erased, err := s.store.Erased(ctx, e.CaseID); err != nil || erased {
 		if err != nil {
 			return nil, err
 		}
 		// Only a filed case can be erased: this is a retry. Answer as
 		// the first time; never seal under a new key.
-		return s.replay(ctx, caseID)
+		return s.log.Answer(ctx, e.CaseID, e.CommandID)
 	}
-	return s.log.Create(ctx, caseID, func(*assist.Case) (assist.Event, error) {
-		sealed, err := s.sealNew(ctx, caseID, r.Beneficiary)
-		if err != nil {
-			return assist.Event{}, err
-		}
-		in.Beneficiary = sealed
-		return assist.Submit(assist.Cmd{ID: caseID, Actor: r.Actor, At: s.now()}, in, s.cfg.Policy)
-	})
-}
-
-// replay answers a command that already happened with the case as it
-// stood right after it.
-func (s *Service) replay(ctx context.Context, commandID string) (*assist.Case, error) {
-	return s.log.Execute(ctx, commandID, commandID, func(*assist.Case) (assist.Event, error) {
-		return assist.Event{}, assist.Errorf(assist.CodeConflict, "request %s was not filed by this command", commandID)
-	})
+	sealed, err := s.sealNew(ctx, e.CaseID, r.Beneficiary)
+	if err != nil {
+		return nil, err
+	}
+	b := e.Body.(assist.RequestSubmitted)
+	b.Beneficiary = sealed
+	e.Body = b
+	return s.log.Start(ctx, e)
 }
 
 // errErased refuses new personal data for a case whose personal data was
@@ -114,23 +111,25 @@ func (s *Service) Amend(ctx context.Context, r intakeapi.AmendRequest) (*assist.
 			return nil, err
 		}
 		in.BeneficiaryRefHash = s.keys.RefHash(r.Beneficiary.Reference)
+		in.Beneficiary = &assist.Sealed{} // sealed once the amendment is decided
 	}
-	return s.execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
-		if r.Beneficiary != nil {
-			in.Beneficiary = &assist.Sealed{} // validated below, sealed once allowed
-		}
-		if _, err := c.Amend(cmd, in, s.cfg.Policy); err != nil {
-			return assist.Event{}, err
-		}
-		if r.Beneficiary != nil {
+	return s.execute(ctx, eventlog.Command{CaseID: r.CaseID, ID: r.CommandID,
+		Decide: func(c *assist.Case) (assist.Event, error) {
+			return c.Amend(s.cmd(r.CommandID, r.Actor), in, s.cfg.Policy)
+		},
+		Prepare: func(ctx context.Context, c *assist.Case, e *assist.Event) error {
+			if r.Beneficiary == nil {
+				return nil
+			}
 			sealed, err := s.sealAgain(ctx, c, *r.Beneficiary)
 			if err != nil {
-				return assist.Event{}, err
+				return err
 			}
-			in.Beneficiary = &sealed
-		}
-		return c.Amend(cmd, in, s.cfg.Policy)
-	}, r.Actor)
+			b := e.Body.(assist.RequestAmended)
+			b.Beneficiary = &sealed
+			e.Body = b
+			return nil
+		}})
 }
 
 // Withdraw ends an open request.
@@ -138,9 +137,9 @@ func (s *Service) Amend(ctx context.Context, r intakeapi.AmendRequest) (*assist.
 // Errors: CodeNotFound, CodeForbidden, CodeConflict, CodeInvalid,
 // CodeUnavailable.
 func (s *Service) Withdraw(ctx context.Context, r intakeapi.WithdrawRequest) (*assist.Case, error) {
-	return s.execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
-		return c.Withdraw(cmd, r.Reason)
-	}, r.Actor)
+	return s.execute(ctx, eventlog.Command{CaseID: r.CaseID, ID: r.CommandID, Decide: func(c *assist.Case) (assist.Event, error) {
+		return c.Withdraw(s.cmd(r.CommandID, r.Actor), r.Reason)
+	}})
 }
 
 // Answer provides the information an approver asked for.
@@ -148,9 +147,9 @@ func (s *Service) Withdraw(ctx context.Context, r intakeapi.WithdrawRequest) (*a
 // Errors: CodeNotFound, CodeForbidden, CodeConflict, CodeInvalid,
 // CodeUnavailable.
 func (s *Service) Answer(ctx context.Context, r intakeapi.AnswerRequest) (*assist.Case, error) {
-	return s.execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
-		return c.ProvideInfo(cmd, r.Answer)
-	}, r.Actor)
+	return s.execute(ctx, eventlog.Command{CaseID: r.CaseID, ID: r.CommandID, Decide: func(c *assist.Case) (assist.Event, error) {
+		return c.ProvideInfo(s.cmd(r.CommandID, r.Actor), r.Answer)
+	}})
 }
 
 // Get reads a case, rebuilt from its events.
@@ -172,6 +171,36 @@ func (s *Service) List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.L
 	}
 	f.Limit = min(f.Limit, listing.MaxLimit)
 	return s.store.List(ctx, f)
+}
+
+// Cases reads cases by id from the read model; a case the read model has
+// yet to apply is read from the log. Unknown ids are left out.
+//
+// Errors: CodeInvalid for more than MaxCases ids, CodeUnavailable.
+func (s *Service) Cases(ctx context.Context, r intakeapi.CasesRequest) (intakeapi.CasesPage, error) {
+	if len(r.IDs) > intakeapi.MaxCases {
+		var probs assist.Problems
+		probs.Add("ids", "must name at most %d cases", intakeapi.MaxCases)
+		return intakeapi.CasesPage{}, probs.Err()
+	}
+	ids := slices.DeleteFunc(slices.Clone(r.IDs), func(id string) bool { return !eventlog.ValidCaseID(id) })
+	found, err := s.store.Cases(ctx, ids)
+	if err != nil {
+		return intakeapi.CasesPage{}, err
+	}
+	page := intakeapi.CasesPage{Items: make([]caseview.Case, 0, len(ids))}
+	for _, id := range ids {
+		c, ok := found[id]
+		if !ok {
+			if c, err = s.log.Case(ctx, id); assist.IsCode(err, assist.CodeNotFound) {
+				continue
+			} else if err != nil {
+				return intakeapi.CasesPage{}, err
+			}
+		}
+		page.Items = append(page.Items, caseview.From(c))
+	}
+	return page, nil
 }
 
 // Personal opens a case's personal data for the actor, after recording the
@@ -213,20 +242,20 @@ func (s *Service) Personal(ctx context.Context, r intakeapi.PersonalRequest) (in
 		Nationality: pd.GetNationality(), Contact: pd.GetContact()}, nil
 }
 
-// execute runs a command on an existing case.
-func (s *Service) execute(ctx context.Context, caseID, commandID string, decide func(*assist.Case, assist.Cmd) (assist.Event, error), actor assist.Actor) (*assist.Case, error) {
-	if !eventlog.ValidCaseID(caseID) {
-		return nil, assist.Errorf(assist.CodeNotFound, "no request %q", caseID)
+// execute runs a command on an existing case, after checking its ids.
+func (s *Service) execute(ctx context.Context, cmd eventlog.Command) (*assist.Case, error) {
+	if !eventlog.ValidCaseID(cmd.CaseID) {
+		return nil, assist.Errorf(assist.CodeNotFound, "no request %q", cmd.CaseID)
 	}
-	if !eventlog.ValidCaseID(commandID) {
-		return nil, assist.Errorf(assist.CodeInvalid, "command id %q is not a UUID", commandID)
+	if !eventlog.ValidCaseID(cmd.ID) {
+		return nil, assist.Errorf(assist.CodeInvalid, "command id %q is not a UUID", cmd.ID)
 	}
-	return s.log.Execute(ctx, caseID, commandID, func(c *assist.Case) (assist.Event, error) {
-		if c == nil {
-			return assist.Event{}, assist.Errorf(assist.CodeNotFound, "no request %s", caseID)
-		}
-		return decide(c, assist.Cmd{ID: commandID, Actor: actor, At: s.now()})
-	})
+	return s.log.Execute(ctx, cmd)
+}
+
+// cmd is what a transition knows of the command deciding it.
+func (s *Service) cmd(id string, actor assist.Actor) assist.Cmd {
+	return assist.Cmd{ID: id, Actor: actor, At: s.now()}
 }
 
 // sealNew encrypts a new case's personal data under a fresh data key

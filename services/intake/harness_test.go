@@ -44,6 +44,8 @@ type harness struct {
 	keys  *seal.Keyring
 	store *intake.SQLStore
 	svc   *intake.Service
+	// stopConsumer stops the projection that consume started.
+	stopConsumer func()
 }
 
 func newHarness(t *testing.T, db sqldb.DB) *harness {
@@ -73,20 +75,24 @@ func (h *harness) deps(now func() time.Time) intake.Deps {
 func (h *harness) service(now func() time.Time) *intake.Service { return intake.New(h.deps(now)) }
 
 // consume runs the projection exactly as intake.Run does, until the test
-// ends.
+// ends or stopConsumer.
 func (h *harness) consume() {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(h.ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- h.log.Consume(ctx, h.db, eventlog.ConsumerConfig{Name: "intake"}, h.log.Project(h.store), zaptest.NewLogger(h.t))
+		done <- h.log.Project(ctx, h.db, eventlog.ConsumerConfig{Name: "intake"}, h.store, zaptest.NewLogger(h.t))
 	}()
-	h.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			h.t.Errorf("consumer: %v", err)
-		}
-	})
+	var once sync.Once
+	h.stopConsumer = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("consumer: %v", err)
+			}
+		})
+	}
+	h.t.Cleanup(h.stopConsumer)
 }
 
 // beneficiary is personal data that is easy to look for in raw bytes.
@@ -119,32 +125,18 @@ func (h *harness) get(id string) *assist.Case {
 	return c
 }
 
-func (h *harness) events(id string) []assist.Recorded {
-	h.t.Helper()
-	recs, err := h.log.Load(h.ctx, id)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return recs
-}
+func (h *harness) events(id string) []assist.Recorded { return eventlogtest.Events(h.t, h.log, id) }
 
-func (h *harness) lastSeq() uint64 {
-	h.t.Helper()
-	seq, err := h.log.LastSeq(h.ctx)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return seq
-}
+func (h *harness) lastSeq() uint64 { return eventlogtest.LastSeq(h.t, h.log) }
 
 // exec appends an event decided by another service (approval), straight
 // on the log, so that intake's tests need no other service.
 func (h *harness) exec(caseID string, decide func(c *assist.Case, cmd assist.Cmd) (assist.Event, error), actor assist.Actor) *assist.Case {
 	h.t.Helper()
 	id := newID()
-	c, err := h.log.Execute(h.ctx, caseID, id, func(c *assist.Case) (assist.Event, error) {
+	c, err := h.log.Execute(h.ctx, eventlog.Command{CaseID: caseID, ID: id, Decide: func(c *assist.Case) (assist.Event, error) {
 		return decide(c, assist.Cmd{ID: id, Actor: actor, At: time.Now().UTC()})
-	})
+	}})
 	if err != nil {
 		h.t.Fatal(err)
 	}

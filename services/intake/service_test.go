@@ -738,6 +738,31 @@ func TestProjectionListsCasesWithStatus(t *testing.T) {
 	})
 }
 
+// Cases reads several cases at once in the order asked: from the read
+// model, or from the log for a case it has yet to apply; unknown and
+// malformed ids are left out; too many ids are refused.
+func TestCasesReadsByIDFromReadModelOrLog(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		h := newHarness(t, db)
+		projectedCase := h.file(ana)
+		h.consume()
+		h.waitProjected(projectedCase.ID)
+		// Filed after the projection is stopped: only the log has it.
+		h.stopConsumer()
+		fresh := h.file(amir)
+		page, err := h.svc.Cases(h.ctx, intakeapi.CasesRequest{IDs: []string{fresh.ID, newID(), "not-an-id", projectedCase.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []caseview.Case{caseview.From(h.get(fresh.ID)), caseview.From(h.get(projectedCase.ID))}
+		if !reflect.DeepEqual(page.Items, want) {
+			t.Fatalf("Cases = %+v\nwant %+v", page.Items, want)
+		}
+		_, err = h.svc.Cases(h.ctx, intakeapi.CasesRequest{IDs: make([]string, intakeapi.MaxCases+1)})
+		requireField(t, err, "ids")
+	})
+}
+
 // Service.List applies the default and the maximum page size.
 func TestListLimitDefaultsAndMaximum(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {

@@ -42,6 +42,9 @@ type Store interface {
 	// Projected loads a projected case inside a consumer's transaction;
 	// nil when there is none.
 	Projected(ctx context.Context, q sqldb.Querier, caseID string) (*assist.Case, error)
+	// Cases loads projected cases by id; the ones not projected are left
+	// out.
+	Cases(ctx context.Context, ids []string) (map[string]*assist.Case, error)
 	// List returns requests, newest first.
 	List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.ListPage, error)
 }
@@ -230,4 +233,33 @@ func (s *SQLStore) List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.
 		lastAt, lastID = at, id
 	}
 	return page, rows.Err()
+}
+
+// Cases implements Store.
+func (s *SQLStore) Cases(ctx context.Context, ids []string) (map[string]*assist.Case, error) {
+	out := make(map[string]*assist.Case, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := s.db.Query(ctx, `SELECT id, state FROM intake_cases WHERE id IN (`+sqldb.Placeholders(1, len(ids))+`)`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, state string
+		if err := rows.Scan(&id, &state); err != nil {
+			return nil, err
+		}
+		c, err := decodeState(id, state)
+		if err != nil {
+			return nil, err
+		}
+		out[id] = c
+	}
+	return out, rows.Err()
 }

@@ -5,6 +5,7 @@ package approvalapi
 
 import (
 	"context"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -29,9 +30,16 @@ type QueueRequest struct {
 	Cursor string `json:"cursor,omitempty"`
 }
 
-// QueueItem is an open case in the queue.
+// QueueItem is an open case in the queue: the queue's own columns. The
+// whole case is intake's (intakeapi.Cases).
 type QueueItem struct {
-	Case caseview.Case `json:"case"`
+	CaseID         string    `json:"case_id"`
+	Status         string    `json:"status"`
+	Urgency        string    `json:"urgency"`
+	Deadline       time.Time `json:"deadline"`
+	Escalated      bool      `json:"escalated"`
+	ClaimedBy      string    `json:"claimed_by,omitempty"`
+	ClaimExpiresAt time.Time `json:"claim_expires_at"`
 	// Overdue is set when the decision deadline has passed.
 	Overdue bool `json:"overdue"`
 	// PossibleDuplicates lists other open cases, at any post, for the same

@@ -21,6 +21,7 @@ var (
 	Answer   = rpc.Endpoint[AnswerRequest, caseview.Case]{Subject: "eva.intake.answer"}
 	Get      = rpc.Endpoint[GetRequest, caseview.Case]{Subject: "eva.intake.get"}
 	List     = rpc.Endpoint[ListFilter, ListPage]{Subject: "eva.intake.list"}
+	Cases    = rpc.Endpoint[CasesRequest, CasesPage]{Subject: "eva.intake.cases"}
 	Personal = rpc.Endpoint[PersonalRequest, Beneficiary]{Subject: "eva.intake.personal"}
 )
 
@@ -111,6 +112,19 @@ type ListPage struct {
 	NextCursor string          `json:"next_cursor,omitempty"`
 }
 
+// CasesRequest names cases to read, at most MaxCases.
+type CasesRequest struct {
+	IDs []string `json:"ids"`
+}
+
+// MaxCases bounds a CasesRequest.
+const MaxCases = 500
+
+// CasesPage holds the cases asked for that exist, in the order asked.
+type CasesPage struct {
+	Items []caseview.Case `json:"items"`
+}
+
 // Client calls intake over NATS.
 type Client struct{ nc *nats.Conn }
 
@@ -163,6 +177,15 @@ func (c *Client) Get(ctx context.Context, caseID string) (caseview.Case, error) 
 // Errors: CodeInvalid for a bad cursor.
 func (c *Client) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	return List.Call(ctx, c.nc, f)
+}
+
+// Cases reads several cases at once, from the read model (or the log for
+// one the read model has yet to apply), in the order asked; an unknown id
+// is left out.
+//
+// Errors: CodeInvalid for more than MaxCases ids, CodeUnavailable.
+func (c *Client) Cases(ctx context.Context, ids []string) (CasesPage, error) {
+	return Cases.Call(ctx, c.nc, CasesRequest{IDs: ids})
 }
 
 // Personal reads a case's personal data after recording the read in the

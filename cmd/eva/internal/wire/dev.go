@@ -2,7 +2,6 @@ package wire
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/retry"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 	"github.com/eva-org/eva/services/gateway"
 )
@@ -92,18 +92,10 @@ func SeedMoney(ctx context.Context, c *disbursementapi.Client) error {
 		}
 		return nil
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		err := seed()
-		if err == nil || !assist.IsCode(err, assist.CodeUnavailable) || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
-			return errors.Join(ctx.Err(), err)
-		}
-	}
+	// Disbursement may still be starting: wait up to a minute for it.
+	return retry.Do(ctx, retry.Policy{First: 100 * time.Millisecond, Max: time.Second, Budget: time.Minute},
+		func(err error) bool { return assist.IsCode(err, assist.CodeUnavailable) },
+		func(context.Context) error { return seed() })
 }
 
 func banner(out io.Writer, cfg Config) {

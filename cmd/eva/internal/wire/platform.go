@@ -25,6 +25,7 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/natsx"
+	"github.com/eva-org/eva/pkg/retry"
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
 )
@@ -123,23 +124,16 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 	return p, nil
 }
 
-// openLog opens the event log, waiting for a JetStream that is still
-// starting (a cluster electing its leaders).
+// openLog opens the event log, waiting up to a minute for a JetStream
+// that is still starting (a cluster electing its leaders); each attempt
+// has its own short deadline.
 func openLog(ctx context.Context, js jetstream.JetStream, replicas int) (*eventlog.Log, error) {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		l, err := eventlog.Open(actx, js, eventlog.Config{Replicas: replicas})
-		cancel()
-		if err == nil || time.Now().After(deadline) {
-			return l, err
-		}
-		select {
-		case <-time.After(500 * time.Millisecond):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	return retry.DoValue(ctx, retry.Policy{First: 250 * time.Millisecond, Max: 2 * time.Second, Budget: time.Minute}, retry.Always,
+		func(ctx context.Context) (*eventlog.Log, error) {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			return eventlog.Open(actx, js, eventlog.Config{Replicas: replicas})
+		})
 }
 
 func keyring(cfg Config) (*seal.Keyring, error) {
