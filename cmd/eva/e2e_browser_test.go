@@ -347,7 +347,7 @@ func TestE2EBrowser(t *testing.T) {
 	adm := newTab(t, browser, base, false)
 	adm.signIn("adm")
 	anon := newTab(t, browser, base, false)
-	asOf := url.QueryEscape(time.Now().UTC().Format(time.RFC3339))
+	asOf := url.QueryEscape(time.Now().UTC().Format(time.RFC3339Nano))
 	fund := api.demoFund().ID
 	pages := []struct {
 		name string

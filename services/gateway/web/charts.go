@@ -13,15 +13,17 @@ import (
 
 // Chart geometry (viewBox units).
 const (
-	chartW, chartH = 640.0, 280.0
-	padL, padR     = 72.0, 12.0
+	chartW, chartH = 520.0, 260.0
+	padL, padR     = 64.0, 16.0
 	padT, padB     = 12.0, 40.0
 )
 
-// tick is a labelled mark on an axis.
+// tick is a labelled mark on an axis; Anchor aligns its label (start,
+// middle, end) so that the labels at the ends stay inside the chart.
 type tick struct {
-	Pos   float64
-	Label string
+	Pos    float64
+	Label  string
+	Anchor string
 }
 
 // burnChart is a fund's burn-down: paid and reserved stacked over time
@@ -118,7 +120,7 @@ func burnDownChart(l *loc, f fundJSON, pts []fundPoint, now time.Time) burnChart
 	}
 	for i := 0; i <= 2; i++ {
 		t := t0.Add(time.Duration(int64(t1.Sub(t0)) * int64(i) / 2))
-		c.XTicks = append(c.XTicks, tick{Pos: x(t), Label: t.UTC().Format("01-02 15:04")})
+		c.XTicks = append(c.XTicks, tick{Pos: x(t), Label: t.UTC().Format("01-02 15:04"), Anchor: [...]string{"start", "middle", "end"}[i]})
 	}
 	c.LastAvailableUSD = usd(f.AvailableCents)
 	c.Desc = l.T("chart.burn.desc", "Allocated", usd(f.AllocatedCents), "Reserved", usd(f.ReservedCents),
@@ -191,7 +193,7 @@ type ageSeg struct {
 
 type ageLegend struct {
 	Label, Color string
-	X            float64
+	X, Y         float64
 }
 
 // ageColors have a contrast of at least 3:1 on white (WCAG 1.4.11), from
@@ -200,7 +202,7 @@ var ageColors = []string{"#2f6f4f", "#6b6a00", "#a35200", "#b3261e", "#5c1630"}
 
 // queueAgeChart counts the queue's cases by urgency and age.
 func queueAgeChart(l *loc, items []queueItem, now time.Time) ageChart {
-	c := ageChart{W: chartW, H: 190, X0: 96, X1: chartW - padR, Title: l.T("chart.age.title")}
+	c := ageChart{W: 360, H: 214, X0: 76, X1: 360 - padR, Title: l.T("chart.age.title")}
 	labels := []string{l.T("chart.age.b0"), l.T("chart.age.b1"), l.T("chart.age.b2"), l.T("chart.age.b3"), l.T("chart.age.b4")}
 	c.Buckets = labels
 	idx := map[string]int{}
@@ -247,11 +249,15 @@ func queueAgeChart(l *loc, items []queueItem, now time.Time) ageChart {
 		}
 	}
 	for j, lab := range labels {
-		c.Legend = append(c.Legend, ageLegend{Label: lab, Color: ageColors[j], X: float64(j) * 126})
+		c.Legend = append(c.Legend, ageLegend{Label: lab, Color: ageColors[j], X: float64(j%3) * 120, Y: float64(j/3) * 20})
 	}
 	for i := 0; i <= 2; i++ {
 		n := most * i / 2
-		c.XTicks = append(c.XTicks, tick{Pos: c.X0 + (c.X1-c.X0)*float64(n)/float64(most), Label: strconv.Itoa(n)})
+		if i == 1 && (n == 0 || n == most) {
+			continue // no middle mark that repeats an end
+		}
+		c.XTicks = append(c.XTicks, tick{Pos: c.X0 + (c.X1-c.X0)*float64(n)/float64(most), Label: strconv.Itoa(n),
+			Anchor: [...]string{"start", "middle", "end"}[i]})
 	}
 	return c
 }

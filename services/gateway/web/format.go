@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/eva-org/eva/pkg/assist"
 )
 
 // funcs are the templates' helpers.
@@ -19,7 +21,7 @@ func funcs(a *assets) template.FuncMap {
 		"short": short,
 		"asset": a.URL,
 		"dict":  dict,
-		"inc":   func(i int) int { return i + 1 },
+		"open":  func(status string) bool { return assist.State(status).Open() },
 	}
 }
 

@@ -141,7 +141,7 @@ func TestWebDesks(t *testing.T) {
 		users[u] = newBrowser(t, s.URL)
 		users[u].signIn(u)
 	}
-	asOf := url.QueryEscape(time.Now().UTC().Format(time.RFC3339))
+	asOf := url.QueryEscape(time.Now().UTC().Format(time.RFC3339Nano))
 	type want struct {
 		status int
 		marks  []string
