@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/outage"
 )
 
 // DefaultTimeout bounds a call that has no earlier deadline.
@@ -25,11 +26,12 @@ const DefaultTimeout = 15 * time.Second
 
 // Server is one service's set of endpoints.
 type Server struct {
-	nc  *nats.Conn
-	svc micro.Service
-	ctx context.Context
-	sem chan struct{}
-	zl  *zap.Logger
+	nc      *nats.Conn
+	svc     micro.Service
+	ctx     context.Context
+	sem     chan struct{}
+	zl      *zap.Logger
+	outages outage.Log
 }
 
 // NewServer registers a micro service. Handlers run concurrently, at most
@@ -122,8 +124,12 @@ func (s *Server) serve(reply string, data []byte, subject string, h func(context
 			s.zl.Error("request failed", zap.String("subject", subject), zap.Error(err))
 			err = assist.Errorf(assist.CodeInternal, "internal error")
 		} else {
-			if ae.Code == assist.CodeInternal || ae.Code == assist.CodeUnavailable {
+			switch ae.Code {
+			case assist.CodeInternal:
 				s.zl.Warn("request failed", zap.String("subject", subject), zap.Error(err))
+			case assist.CodeUnavailable:
+				s.outages.Failed(s.zl, "dependency unavailable: requests answer unavailable", err, time.Now(),
+					zap.String("subject", subject))
 			}
 			err = ae
 		}
