@@ -81,6 +81,16 @@ func (s *Server) Stop() error { return s.svc.Stop() }
 // on types.
 type Endpoint[Req, Resp any] struct {
 	Subject string
+	// Timeout bounds a call and its handler; 0 is DefaultTimeout. Long
+	// queries (verifying a whole archive) declare a longer one.
+	Timeout time.Duration
+}
+
+func (e Endpoint[Req, Resp]) timeout() time.Duration {
+	if e.Timeout > 0 {
+		return e.Timeout
+	}
+	return DefaultTimeout
 }
 
 // Handle serves the endpoint with h: the request body is decoded into Req,
@@ -102,7 +112,7 @@ func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.
 		data := r.Data()
 		go func() {
 			defer func() { <-s.sem }()
-			s.serve(reply, data, subject, func(ctx context.Context, data []byte) (any, error) {
+			s.serve(reply, data, subject, e.timeout(), func(ctx context.Context, data []byte) (any, error) {
 				var req Req
 				if err := json.Unmarshal(data, &req); err != nil {
 					return nil, assist.Errorf(assist.CodeInvalid, "malformed request to %s: %v", subject, err)
@@ -113,8 +123,8 @@ func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.
 	}), micro.WithEndpointSubject(subject))
 }
 
-func (s *Server) serve(reply string, data []byte, subject string, h func(context.Context, []byte) (any, error)) {
-	ctx, cancel := context.WithTimeout(s.ctx, DefaultTimeout)
+func (s *Server) serve(reply string, data []byte, subject string, timeout time.Duration, h func(context.Context, []byte) (any, error)) {
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	resp, err := safely(ctx, data, h)
 	if err != nil {
@@ -190,7 +200,7 @@ func (e Endpoint[Req, Resp]) Call(ctx context.Context, nc *nats.Conn, req Req) (
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		ctx, cancel = context.WithTimeout(ctx, e.timeout())
 		defer cancel()
 	}
 	msg, err := nc.RequestWithContext(ctx, subject, data)
