@@ -7,14 +7,19 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/eva-org/eva/pkg/evatest"
+	"github.com/eva-org/eva/pkg/netfault"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/jackc/pgx/v5"
 )
 
 // faultLoad drives whole lifecycles (file, claim, approve) from several
@@ -251,4 +256,43 @@ func grepLines(out, s string, n int) string {
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
+}
+
+// PostgreSQL made slow (80 ms each way on every chunk) and its connections
+// dropped twice under load, through a TCP proxy: the same verdict, and EVA
+// serves again within seconds once the network is healthy.
+func TestE2EFaultSlowAndDroppingDatabase(t *testing.T) {
+	t.Parallel()
+	url, schema := sqldbtest.Schema(t)
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := netfault.Start(net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	dbURL := sqldbtest.URLWithSchema(fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", cfg.User, proxy.Addr(), cfg.Database), schema)
+	eva, c := startDev(t, "eva dev behind a faulty network", t.TempDir(), "--database", dbURL)
+	load := newFaultLoad(t, c)
+	load.start(8)
+	load.waitProgress(10)
+	proxy.SetLatency(80 * time.Millisecond)
+	load.waitProgress(10)
+	for range 2 {
+		proxy.CutAll()
+		load.waitProgress(5)
+	}
+	proxy.SetLatency(0)
+	healthy := time.Now()
+	took := load.recovered(healthy)
+	t.Logf("after the slow, dropping network: first successful command %s after it was healthy", took.Round(time.Millisecond))
+	load.waitProgress(10)
+	load.end()
+	load.verdict()
+	eva.stop()
+	if out := eva.out.String(); strings.Contains(out, "request failed") {
+		t.Errorf("internal errors were logged:\n%s", grepLines(out, "request failed", 5))
+	}
 }
