@@ -18,6 +18,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/outage"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/audit/auditapi"
@@ -167,7 +168,7 @@ type server struct {
 	now          func() time.Time
 	limiter      *loginLimiter
 	metrics      *httpMetrics
-	outages      outages
+	outages      outage.Log
 	ui           http.Handler
 }
 
