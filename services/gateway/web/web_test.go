@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -447,7 +448,7 @@ func missing(want, have []string) []string {
 }
 
 func readSource(name string) (string, error) {
-	b, err := osReadFile(name)
+	b, err := os.ReadFile(name)
 	return string(b), err
 }
 

@@ -1,5 +1,0 @@
-package web
-
-import "os"
-
-var osReadFile = os.ReadFile
