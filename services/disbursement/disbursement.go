@@ -105,6 +105,7 @@ func Run(ctx context.Context, d Deps) error {
 		rpc.On(disbursementapi.FundsList, s.Funds),
 		rpc.On(disbursementapi.FundsGet, s.Fund),
 		rpc.On(disbursementapi.FundsCreate, s.CreateFund),
+		rpc.On(disbursementapi.FundsHistory, s.FundHistory),
 		rpc.On(disbursementapi.PayeesList, s.Payees),
 		rpc.On(disbursementapi.PayeesGet, s.Payee),
 		rpc.On(disbursementapi.PayeesCreate, s.CreatePayee),

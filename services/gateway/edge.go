@@ -126,7 +126,7 @@ func (s *server) edge(next http.Handler) http.Handler {
 					zap.String("route", route))
 			case status >= 500:
 				s.log.Warn("request", fields...)
-			case route == "/healthz" || route == "/readyz" || route == "/metrics":
+			case route == "/healthz" || route == "/readyz" || route == "/metrics" || isInProcess(r):
 				s.log.Debug("request", fields...)
 			default:
 				s.log.Info("request", fields...)

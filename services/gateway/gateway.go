@@ -100,6 +100,7 @@ type Approval interface {
 type Disbursement interface {
 	Funds(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.FundsPage, error)
 	Fund(ctx context.Context, id string) (disbursementapi.Fund, error)
+	FundHistory(ctx context.Context, id string) (disbursementapi.FundHistory, error)
 	CreateFund(ctx context.Context, r disbursementapi.CreateFundRequest) (disbursementapi.Fund, error)
 	Payees(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayeesPage, error)
 	Payee(ctx context.Context, id string) (disbursementapi.Payee, error)
@@ -146,6 +147,10 @@ type Deps struct {
 	Ready func(context.Context) error
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// UI makes the web UI, given the API to call in process; it serves
+	// every path outside /v1/ and the operations endpoints. nil serves
+	// the API alone.
+	UI func(api http.Handler) (http.Handler, error)
 }
 
 // server holds what the handlers share.
@@ -164,6 +169,7 @@ type server struct {
 	limiter      *loginLimiter
 	metrics      *httpMetrics
 	outages      outage.Log
+	ui           http.Handler
 }
 
 func newServer(d Deps) (*server, error) {
@@ -213,12 +219,16 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
+	h, err := s.handler(d)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           s.router(),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,

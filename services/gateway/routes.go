@@ -69,6 +69,7 @@ func (s *server) routes() []route {
 		{method: http.MethodGet, pattern: "/v1/funds", roles: []string{finance, approver, auditor}, handler: handleQuery(s.listFunds)},
 		{method: http.MethodPost, pattern: "/v1/funds", roles: []string{finance}, handler: handleCommand(s, s.createFund)},
 		{method: http.MethodGet, pattern: "/v1/funds/{id}", roles: []string{finance, approver, auditor}, handler: handleQuery(s.getFund)},
+		{method: http.MethodGet, pattern: "/v1/funds/{id}/history", roles: []string{finance, approver, auditor}, handler: handleQuery(s.fundHistory)},
 		{method: http.MethodGet, pattern: "/v1/payees", handler: handleQuery(s.listPayees)},
 		{method: http.MethodPost, pattern: "/v1/payees", roles: []string{finance}, handler: handleCommand(s, s.createPayee)},
 		{method: http.MethodGet, pattern: "/v1/payees/{id}", handler: handleQuery(s.getPayee)},
@@ -91,7 +92,7 @@ func (s *server) routes() []route {
 func (s *server) router() chi.Router {
 	r := chi.NewRouter()
 	r.Use(s.edge)
-	r.NotFound(notFoundHandler)
+	r.NotFound(s.notFound)
 	r.MethodNotAllowed(methodNotAllowedHandler)
 	for _, rt := range s.routes() {
 		var mws []func(http.Handler) http.Handler
