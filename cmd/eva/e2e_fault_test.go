@@ -9,10 +9,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -295,4 +299,117 @@ func TestE2EFaultSlowAndDroppingDatabase(t *testing.T) {
 	if out := eva.out.String(); strings.Contains(out, "request failed") {
 		t.Errorf("internal errors were logged:\n%s", grepLines(out, "request failed", 5))
 	}
+}
+
+// mountTmpfs mounts a small tmpfs for the test (root only); without the
+// right to mount it skips loudly, or fails in CI.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		msg := fmt.Sprintf("cannot mount a tmpfs (%v: %s)", err, strings.TrimSpace(string(out)))
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip("SKIPPING: " + msg)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// fillDisk takes every free byte of the file system holding dir (most in
+// one allocation, the rest written until the disk refuses), and returns a
+// function that frees it.
+func fillDisk(t *testing.T, dir string) (free func()) {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	bulk, rest := filepath.Join(dir, "filler"), filepath.Join(dir, "filler-rest")
+	if avail := st.Bavail * uint64(st.Bsize); avail > 8<<20 {
+		if out, err := exec.Command("fallocate", "-l", strconv.FormatUint(avail-8<<20, 10), bulk).CombinedOutput(); err != nil {
+			t.Fatalf("fallocate: %v %s", err, out)
+		}
+	}
+	f, err := os.Create(rest)
+	if err == nil {
+		chunk := make([]byte, 16<<10)
+		for err == nil {
+			_, err = f.Write(chunk)
+		}
+		f.Close()
+	}
+	return func() {
+		for _, p := range []string{bulk, rest} {
+			if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// The disk of the event log and the embedded databases fills up under
+// load: EVA answers 503 while it is full, never 500, loses nothing it
+// acknowledged, and takes writes again within seconds of space coming
+// back.
+func TestE2EFaultDiskFull(t *testing.T) {
+	t.Parallel()
+	disk := mountTmpfs(t, "96m")
+	dataDir := filepath.Join(disk, "data")
+	eva, c := startDev(t, "eva dev on a small disk", dataDir)
+	load := newFaultLoad(t, c)
+	load.start(8)
+	load.waitProgress(20)
+	free := fillDisk(t, disk)
+	full := time.Now()
+	evatest.Await(t, time.Minute, "readyz to say not ready while the disk is full", func() (bool, string) {
+		resp, err := c.try(req{method: http.MethodGet, path: "/readyz"})
+		if err != nil {
+			return false, err.Error()
+		}
+		return resp.Status == http.StatusServiceUnavailable, resp.String()
+	})
+	// Filings without an Idempotency-Key write nothing but the event log:
+	// they meet the event log's full disk.
+	var keyless []string
+	for i := range 10 {
+		resp, err := c.try(req{user: "ana", method: http.MethodPost, path: "/v1/requests",
+			body: fileBody(load.payee, fmt.Sprintf("REF-FULL-%d", i), 2_000)})
+		switch {
+		case err != nil:
+			t.Errorf("keyless filing %d: %v", i, err)
+		case resp.Status == http.StatusCreated:
+			var cs caseJSON
+			resp.decode(t, &cs)
+			keyless = append(keyless, cs.ID)
+		case resp.Status != http.StatusServiceUnavailable:
+			t.Errorf("keyless filing %d on a full disk: %s", i, resp)
+		}
+	}
+	time.Sleep(time.Until(full.Add(3 * time.Second))) // the fault lasts three seconds at least
+	free()
+	freed := time.Now()
+	took := load.recovered(freed)
+	evatest.Await(t, 30*time.Second, "a keyless filing to be acknowledged after space came back", func() (bool, string) {
+		resp, err := c.try(req{user: "ana", method: http.MethodPost, path: "/v1/requests", body: fileBody(load.payee, "REF-AFTER", 2_000)})
+		if err != nil {
+			return false, err.Error()
+		}
+		return resp.Status == http.StatusCreated, resp.String()
+	})
+	t.Logf("keyless filings on the full disk: %d of 10 acknowledged; a keyless filing acknowledged %s after space came back",
+		len(keyless), time.Since(freed).Round(time.Millisecond))
+	for _, id := range keyless {
+		get[caseJSON](c, "olu", "/v1/requests/"+id, http.StatusOK)
+	}
+	t.Logf("disk full for %s; first successful command %s after space came back", freed.Sub(full).Round(time.Millisecond),
+		took.Round(time.Millisecond))
+	if took > 15*time.Second {
+		t.Errorf("EVA served again only %s after space came back", took)
+	}
+	load.waitProgress(20)
+	load.end()
+	load.verdict()
+	eva.stop()
 }

@@ -45,6 +45,10 @@ const (
 	HeaderPrev = "Eva-Prev-Seq"
 )
 
+// appendAttempt bounds one attempt to append: a durable append takes
+// milliseconds, a few hundred under heavy load.
+const appendAttempt = 2 * time.Second
+
 // JetStream error codes of a failed expected-sequence check: the plain
 // mismatch, and (in clusters) another write to the same filter in flight.
 const (
@@ -59,6 +63,10 @@ type Config struct {
 	// DuplicateWindow is how long message ids are remembered by the
 	// server; beyond it, retries are recognised by reading the case.
 	DuplicateWindow time.Duration
+	// Healthy, when set, says whether the store can take appends right
+	// now (the embedded server's disk); while it cannot, appends fail at
+	// once as unavailable instead of waiting for an answer.
+	Healthy func() error
 }
 
 // Log appends to and reads from the event stream.
@@ -68,6 +76,7 @@ type Log struct {
 	// replicated: direct gets may be answered by a replica that lags the
 	// leader, so case reads check the leader's last sequence (see LoadRaw).
 	replicated bool
+	healthy    func() error
 }
 
 // Open creates or updates the streams and returns the log.
@@ -110,7 +119,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 	if err := ensureAccessStream(ctx, js, cfg); err != nil {
 		return nil, unavailable("create stream "+AccessStream, err)
 	}
-	return &Log{js: js, stream: st, replicated: cfg.Replicas > 1}, nil
+	return &Log{js: js, stream: st, replicated: cfg.Replicas > 1, healthy: cfg.Healthy}, nil
 }
 
 // JetStream returns the underlying JetStream handle.
@@ -232,10 +241,21 @@ func (l *Log) appendEvent(ctx context.Context, e assist.Event, expected uint64) 
 		jetstream.WithExpectStream(Stream),
 		jetstream.WithExpectLastSequenceForSubject(expected, Filter(e.Kind(), e.CaseID)),
 	}
+	if l.healthy != nil {
+		if err := l.healthy(); err != nil {
+			return 0, false, unavailable("append "+e.Type(), err)
+		}
+	}
 	// A timeout may hide a write that happened: the retry carries the same
-	// message id and expected sequence, so it cannot write twice.
-	ack, err := retry.DoValue(ctx, retry.Policy{First: 5 * time.Millisecond, Attempts: 3}, isTimeout,
-		func(ctx context.Context) (*jetstream.PubAck, error) { return l.js.PublishMsg(ctx, m, opts...) })
+	// message id and expected sequence, so it cannot write twice. Each
+	// attempt has its own short deadline: a stream that stopped answering
+	// (its disk full) may be answering again a moment later.
+	ack, err := retry.DoValue(ctx, retry.Policy{First: 5 * time.Millisecond, Attempts: 4}, isTimeout,
+		func(ctx context.Context) (*jetstream.PubAck, error) {
+			ctx, cancel := context.WithTimeout(ctx, appendAttempt)
+			defer cancel()
+			return l.js.PublishMsg(ctx, m, opts...)
+		})
 	if err == nil {
 		return ack.Sequence, ack.Duplicate, nil
 	}

@@ -3,13 +3,19 @@
 package natsx
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
 )
 
 // ServerConfig configures an embedded server.
@@ -115,4 +121,113 @@ func splitHostPort(hp string) (string, int, error) {
 		port = server.RANDOM_PORT
 	}
 	return host, port, nil
+}
+
+// Keeper keeps an embedded server's JetStream serving through a full
+// disk. A write that fails for lack of space leaves a stream refusing
+// every later write (the server's sticky write error), and may shut
+// JetStream down; once space is freed, the keeper restarts JetStream from
+// the same store, which reloads the streams whole. It learns of write
+// failures from the server's own log, which it also forwards to zap
+// (warnings and errors only).
+type Keeper struct {
+	s        *server.Server
+	storeDir string
+	zl       *zap.Logger
+	broken   atomic.Bool // a write failed since JetStream last started
+}
+
+// Keep installs the keeper's logger on the server.
+func Keep(s *server.Server, storeDir string, zl *zap.Logger) *Keeper {
+	k := &Keeper{s: s, storeDir: storeDir, zl: zl}
+	s.SetLoggerV2(serverLog{k}, false, false, false)
+	return k
+}
+
+// Healthy reports whether JetStream is on and has not failed a write.
+func (k *Keeper) Healthy() error {
+	switch {
+	case !k.s.JetStreamEnabled():
+		return errors.New("JetStream is off (is its disk full?)")
+	case k.broken.Load():
+		return errors.New("JetStream failed to write (is its disk full?)")
+	}
+	return nil
+}
+
+// minFree is the free space the keeper waits for before it restarts
+// JetStream after a failed write.
+const minFree = 32 << 20
+
+// Run checks every interval, until ctx ends, whether JetStream needs a
+// restart and whether it can have one (the disk has minFree bytes free).
+func (k *Keeper) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !k.s.Running() {
+			return
+		}
+		if k.Healthy() == nil || freeBytes(k.storeDir) < minFree {
+			continue
+		}
+		if k.s.JetStreamEnabled() {
+			if err := k.s.ShutdownJetStream(); err != nil {
+				k.zl.Warn("restart JetStream: shut down", zap.Error(err))
+				continue
+			}
+		}
+		k.broken.Store(false)
+		if err := k.s.EnableJetStream(&server.JetStreamConfig{StoreDir: k.storeDir}); err != nil {
+			k.broken.Store(true)
+			k.zl.Warn("restart JetStream: start", zap.Error(err))
+			continue
+		}
+		k.zl.Info("JetStream restarted after a failed write: the event log takes writes again")
+	}
+}
+
+// FreeBytes is the space left for an unprivileged writer on the file
+// system holding dir (0 when it cannot tell).
+func FreeBytes(dir string) uint64 { return freeBytes(dir) }
+
+func freeBytes(dir string) uint64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0
+	}
+	return st.Bavail * uint64(st.Bsize)
+}
+
+// serverLog forwards the embedded server's warnings and errors to zap and
+// tells the keeper of failed writes.
+type serverLog struct{ k *Keeper }
+
+// writeFailures are how the server's log says a write to its store
+// failed.
+var writeFailures = []string{"critical write error", "failed to store a msg", "out of resources", "no space left"}
+
+func (l serverLog) Noticef(string, ...any) {}
+func (l serverLog) Debugf(string, ...any)  {}
+func (l serverLog) Tracef(string, ...any)  {}
+func (l serverLog) Warnf(format string, v ...any) {
+	l.k.zl.Warn("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (l serverLog) Fatalf(format string, v ...any) {
+	l.k.zl.Error("nats-server (fatal): " + fmt.Sprintf(format, v...))
+}
+func (l serverLog) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	for _, f := range writeFailures {
+		if strings.Contains(strings.ToLower(msg), f) {
+			l.k.broken.Store(true)
+			break
+		}
+	}
+	l.k.zl.Error("nats-server: " + msg)
 }

@@ -42,8 +42,8 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 		err = s.ready(ctx)
 	}
 	if err != nil {
-		noteError(r, err)
-		writeProblem(w, r, assist.Errorf(assist.CodeUnavailable, "not ready"))
+		// Logged once per outage, with what is not ready.
+		writeProblem(w, r, &assist.Error{Code: assist.CodeUnavailable, Message: err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, statusJSON{Status: "ready"})

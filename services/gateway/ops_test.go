@@ -34,7 +34,8 @@ func TestOperations(t *testing.T) {
 	if p.Code != "unavailable" || strings.Contains(p.Detail, "nats") {
 		t.Fatalf("readyz problem %+v", p)
 	}
-	if e := h.logs.FilterMessage("request failed").All(); len(e) != 1 {
+	if e := h.logs.FilterMessage("dependency unavailable: requests answer 503").All(); len(e) != 1 ||
+		!strings.Contains(fmt.Sprint(e[0].ContextMap()["error"]), "nats: no servers available") {
 		t.Fatalf("the reason is not logged: %v", h.logs.All())
 	}
 	// healthz answers even when not ready.

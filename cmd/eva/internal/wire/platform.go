@@ -75,6 +75,9 @@ type Platform struct {
 
 	mu  sync.Mutex
 	dbs map[string]sqldb.DB // by service; one shared handle with DatabaseURL
+	// stop ends what the platform runs in the background.
+	stop   context.CancelFunc
+	keeper *natsx.Keeper // of the embedded server
 }
 
 // Open opens NATS, the database, the event log and the keyring.
@@ -98,12 +101,19 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
 	}
+	var bg context.Context
+	bg, p.stop = context.WithCancel(context.WithoutCancel(ctx))
 	if cfg.NATSURL == "" {
-		s, err := natsx.StartServer(natsx.ServerConfig{StoreDir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, Name: "eva"})
+		storeDir := filepath.Join(cfg.DataDir, "nats")
+		s, err := natsx.StartServer(natsx.ServerConfig{StoreDir: storeDir, Listen: cfg.NATSListen, Name: "eva"})
 		if err != nil {
 			return nil, err
 		}
 		p.Server = s
+		// A full disk stops the event log's writes; they come back once
+		// space is freed.
+		p.keeper = natsx.Keep(s, storeDir, zl.Named("nats"))
+		go p.keeper.Run(bg, time.Second)
 	}
 	nc, err := natsx.Connect(cfg.NATSURL, p.Server, "eva")
 	if err != nil {
@@ -114,7 +124,11 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.Log, err = openLog(ctx, js, cfg.Replicas); err != nil {
+	var healthy func() error
+	if p.keeper != nil {
+		healthy = p.keeper.Healthy
+	}
+	if p.Log, err = openLog(ctx, js, eventlog.Config{Replicas: cfg.Replicas, Healthy: healthy}); err != nil {
 		return nil, err
 	}
 	if p.Keys, err = keyring(cfg); err != nil {
@@ -127,12 +141,12 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 // openLog opens the event log, waiting up to a minute for a JetStream
 // that is still starting (a cluster electing its leaders); each attempt
 // has its own short deadline.
-func openLog(ctx context.Context, js jetstream.JetStream, replicas int) (*eventlog.Log, error) {
+func openLog(ctx context.Context, js jetstream.JetStream, cfg eventlog.Config) (*eventlog.Log, error) {
 	return retry.DoValue(ctx, retry.Policy{First: 250 * time.Millisecond, Max: 2 * time.Second, Budget: time.Minute}, retry.Always,
 		func(ctx context.Context) (*eventlog.Log, error) {
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
-			return eventlog.Open(actx, js, eventlog.Config{Replicas: replicas})
+			return eventlog.Open(actx, js, cfg)
 		})
 }
 
@@ -184,6 +198,14 @@ func (p *Platform) Ready(ctx context.Context) error {
 	if !p.NC.IsConnected() {
 		return errors.New("NATS is not connected")
 	}
+	if p.keeper != nil {
+		if err := p.keeper.Healthy(); err != nil {
+			return err
+		}
+	}
+	if p.embedded() && natsx.FreeBytes(p.Config.DataDir) < minFree {
+		return fmt.Errorf("the data directory's disk is full (less than %d KiB free)", minFree>>10)
+	}
 	p.mu.Lock()
 	dbs := maps.Clone(p.dbs)
 	p.mu.Unlock()
@@ -195,8 +217,18 @@ func (p *Platform) Ready(ctx context.Context) error {
 	return nil
 }
 
+// minFree is the space the embedded stores need to take writes.
+const minFree = 1 << 20
+
+// embedded reports whether something embedded keeps its data in the data
+// directory.
+func (p *Platform) embedded() bool { return p.Config.NATSURL == "" || p.Config.DatabaseURL == "" }
+
 // Close releases everything, the embedded server last.
 func (p *Platform) Close() {
+	if p.stop != nil {
+		p.stop()
+	}
 	for _, db := range p.dbs {
 		db.Close()
 	}
