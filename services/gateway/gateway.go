@@ -163,6 +163,8 @@ type server struct {
 	now          func() time.Time
 	limiter      *loginLimiter
 	metrics      *httpMetrics
+	// openAPI is the API's OpenAPI document, made from routes().
+	openAPI []byte
 }
 
 func newServer(d Deps) (*server, error) {
@@ -191,6 +193,9 @@ func newServer(d Deps) (*server, error) {
 		return nil, err
 	}
 	s.metrics = m
+	if s.openAPI, err = openAPIDoc(s.routes()); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
