@@ -21,6 +21,8 @@ import (
 	"testing"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/pb33f/libopenapi"
+	validator "github.com/pb33f/libopenapi-validator"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/eva-org/eva/pkg/assist"
@@ -206,6 +208,14 @@ func TestOpenAPIValid(t *testing.T) {
 			}
 		}
 	}
+	// It is OpenAPI 3.1 by the specification's own schema, which does
+	// refuse a broken one.
+	if errs := notOpenAPI31(t, raw); len(errs) > 0 {
+		t.Errorf("not OpenAPI 3.1:\n%s", strings.Join(errs, "\n"))
+	}
+	if errs := notOpenAPI31(t, bytes.Replace(raw, []byte(`"description": "a bearer token"`), []byte(`"descr": 1`), 1)); len(errs) == 0 {
+		t.Errorf("a response without a description passes for OpenAPI 3.1")
+	}
 	c := specCompiler(t, raw)
 	for name := range doc.Components["schemas"] {
 		if _, err := c.Compile(specURL + "#/components/schemas/" + name); err != nil {
@@ -227,6 +237,30 @@ func TestOpenAPIValid(t *testing.T) {
 	if problemSchema.AdditionalProperties == nil || *problemSchema.AdditionalProperties {
 		t.Errorf("Problem allows other properties")
 	}
+}
+
+// notOpenAPI31 lists what makes raw not an OpenAPI 3.1 document, by the
+// specification's JSON Schema (pb33f/libopenapi-validator).
+func notOpenAPI31(t testing.TB, raw []byte) []string {
+	t.Helper()
+	lib, err := libopenapi.NewDocument(raw)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	v, errs := validator.NewValidator(lib)
+	if len(errs) > 0 {
+		return []string{errors.Join(errs...).Error()}
+	}
+	var out []string
+	if ok, verrs := v.ValidateDocument(); !ok {
+		for _, e := range verrs {
+			out = append(out, e.Message+": "+e.Reason)
+			for _, se := range e.SchemaValidationErrors {
+				out = append(out, "  "+se.Reason+" at "+se.FieldPath)
+			}
+		}
+	}
+	return out
 }
 
 // TestOpenAPIAgreesWithAPIMD: every documented operation is in
