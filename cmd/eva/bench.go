@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +23,8 @@ type benchOptions struct {
 	url      *string
 	requests *int
 	clients  *int
+	json     *bool
+	peer     *string
 }
 
 func benchFlags(fs *flag.FlagSet) benchOptions {
@@ -28,49 +32,86 @@ func benchFlags(fs *flag.FlagSet) benchOptions {
 		url:      fs.String("url", "", "gateway of a running instance (default: start one in this process)"),
 		requests: fs.Int("n", 1000, "requests per phase"),
 		clients:  fs.Int("c", 50, "concurrent clients"),
+		json:     fs.Bool("json", false, "print a JSON summary instead of the report"),
+		peer:     fs.String("peer", "", "a peer benchmark's command line, run after EVA's (e.g. the DBOS peer: \"./dbos-peer -n 2000 -c 16\"); its workflows/s is printed beside EVA's"),
 	}
 }
 
 // runBench benchmarks a running instance, or one it starts in this process
-// in a temporary data directory (then it also reports memory).
+// in a temporary data directory (then it also reports memory); then the
+// peer, when given, so that one command shows the ratio.
 func runBench(ctx context.Context, cfg wire.Config, zl *zap.Logger, o benchOptions) error {
 	opts := bench.Options{URL: *o.url, Requests: *o.requests, Clients: *o.clients, Password: cfg.DevPassword,
 		Progress: os.Stderr, RawDir: os.TempDir()}
-	if opts.URL != "" {
-		res, err := bench.Run(ctx, opts)
-		res.Print(os.Stdout)
+	store := "embedded"
+	if cfg.DatabaseURL != "" {
+		store = "postgres"
+	}
+	var idle, peak int64
+	res, err := benchEVA(ctx, cfg, zl, opts, &idle, &peak)
+	if err != nil {
 		return err
+	}
+	var peer *bench.Peer
+	if *o.peer != "" {
+		p, err := bench.RunPeer(ctx, *o.peer, os.Stderr)
+		if err != nil {
+			return err
+		}
+		peer = &p
+	}
+	sum := res.Summary(store, peer)
+	sum.IdleRSSMiB, sum.PeakRSSMiB = idle>>20, peak>>20
+	if *o.json {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(sum)
+	}
+	res.Print(os.Stdout)
+	if idle > 0 {
+		fmt.Printf("  memory (this process: EVA, its embedded NATS and database, and the bench clients): idle RSS %d MB, peak RSS %d MB\n",
+			sum.IdleRSSMiB, sum.PeakRSSMiB)
+	}
+	if peer != nil {
+		fmt.Printf("  peer              %8.1f workflows/s  p50 %.1f ms  p99 %.1f ms  (%s)\n  EVA lifecycles / peer workflows = %.2f\n",
+			peer.WorkflowsPerSec, peer.P50Ms, peer.P99Ms, peer.Command, sum.LifecyclesOverPeer)
+	}
+	return nil
+}
+
+// benchEVA runs the bench against opts.URL, or against an instance it
+// starts in this process (then it reads memory into idle and peak).
+func benchEVA(ctx context.Context, cfg wire.Config, zl *zap.Logger, opts bench.Options, idle, peak *int64) (bench.Result, error) {
+	if opts.URL != "" {
+		return bench.Run(ctx, opts)
 	}
 	dir, err := os.MkdirTemp("", "eva-bench-")
 	if err != nil {
-		return err
+		return bench.Result{}, err
 	}
 	defer os.RemoveAll(dir)
 	cfg.DataDir, opts.RawDir = dir, dir
 	if cfg.HTTPAddr, err = freeAddr(); err != nil {
-		return err
+		return bench.Result{}, err
 	}
 	p, err := wire.Open(ctx, cfg, zl.WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
 	if err != nil {
-		return err
+		return bench.Result{}, err
 	}
 	defer p.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	devErr := make(chan error, 1)
-	go func() { devErr <- wire.Dev(ctx, p, os.Stderr) }()
+	go func() { devErr <- wire.Dev(ctx, p, io.Discard) }()
 	opts.URL = "http://" + cfg.HTTPAddr
 	if err := waitReady(ctx, opts.URL+"/readyz", devErr); err != nil {
-		return err
+		return bench.Result{}, err
 	}
 	time.Sleep(time.Second) // let start-up garbage settle before reading idle memory
-	idle, _ := bench.RSS()
+	*idle, _ = bench.RSS()
 	res, err := bench.Run(ctx, opts)
-	_, peak := bench.RSS()
-	res.Print(os.Stdout)
-	fmt.Printf("  memory (this process: EVA, its embedded NATS and database, and the bench clients): idle RSS %d MB, peak RSS %d MB\n",
-		idle>>20, peak>>20)
-	return err
+	_, *peak = bench.RSS()
+	return res, err
 }
 
 func freeAddr() (string, error) {

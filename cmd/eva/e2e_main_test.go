@@ -234,18 +234,6 @@ func (p *proc) waitOutput(s string, d time.Duration) {
 	}
 }
 
-// waitReady polls GET /readyz until 200, and fails the test if the
-// process ends or d passes first.
-func (p *proc) waitReady(d time.Duration) {
-	p.tb.Helper()
-	if !p.tryReady(d) {
-		if p.exited() {
-			p.tb.Fatalf("%s ended (exit %d) before it was ready", p.name, p.exitCode())
-		}
-		p.tb.Fatalf("%s was not ready within %s", p.name, d)
-	}
-}
-
 // tryReady polls GET /readyz until 200 (true), or until the process ends
 // or d passes (false).
 func (p *proc) tryReady(d time.Duration) bool {

@@ -12,7 +12,7 @@ import (
 // State is where a case stands in its lifecycle.
 type State string
 
-// The states of DESIGN.md §2.
+// The states of docs/design.md §2.
 const (
 	StateNone                   State = ""
 	StateSubmitted              State = "submitted"
@@ -137,9 +137,30 @@ type Case struct {
 	Events int
 }
 
-// Event is one fact of a case's history.
+// Kind is what an event is about: a case, or one of the things around
+// cases that the log also keeps the history of. It is the second token of
+// the event's subject, eva.<kind>.<id>.<Type>.
+type Kind string
+
+// The kinds of the log.
+const (
+	KindCase    Kind = "case"
+	KindFund    Kind = "fund"
+	KindPayee   Kind = "payee"
+	KindPolicy  Kind = "policy"
+	KindUser    Kind = "user"
+	KindWebhook Kind = "webhook"
+)
+
+// Kinds lists every kind the log keeps.
+var Kinds = []Kind{KindCase, KindFund, KindPayee, KindPolicy, KindUser, KindWebhook}
+
+// Event is one fact of the history of a case, or of another thing of a
+// Kind (a fund, a payee, the policy, ...).
 type Event struct {
-	ID        string // UUIDv7; the log's message id
+	ID string // UUIDv7; the log's message id
+	// CaseID is the id of what the event is about: the case, or — for
+	// an event of another Kind — the fund, payee, policy, user or webhook.
 	CaseID    string
 	At        time.Time
 	Actor     Actor
@@ -156,7 +177,17 @@ func (e Event) Type() string {
 	return e.Body.Type()
 }
 
-// Body is the type-specific part of an event. The set is closed.
+// Kind is what the event is about; a body that names no kind is about a
+// case.
+func (e Event) Kind() Kind {
+	if k, ok := e.Body.(interface{ Kind() Kind }); ok {
+		return k.Kind()
+	}
+	return KindCase
+}
+
+// Body is the type-specific part of an event. The set is closed. A body
+// about something other than a case also has a method Kind() Kind.
 type Body interface {
 	Type() string
 	isBody()

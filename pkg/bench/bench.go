@@ -53,6 +53,45 @@ type Result struct {
 	RawP50           time.Duration
 }
 
+// Summary is a run as JSON (--json): rates per second, times in
+// milliseconds, memory in MiB, and the peer beside EVA when one ran.
+type Summary struct {
+	Requests           int     `json:"requests"`
+	Clients            int     `json:"clients"`
+	Store              string  `json:"store"`
+	FilingsPerSec      float64 `json:"filings_per_sec"`
+	FilingP50Ms        float64 `json:"filing_p50_ms"`
+	FilingP99Ms        float64 `json:"filing_p99_ms"`
+	FilingErrors       int64   `json:"filing_errors"`
+	LifecyclesPerSec   float64 `json:"lifecycles_per_sec"`
+	ToDisbursedP50Ms   float64 `json:"filing_to_disbursed_p50_ms"`
+	ToDisbursedP99Ms   float64 `json:"filing_to_disbursed_p99_ms"`
+	LifecycleErrors    int64   `json:"lifecycle_errors"`
+	NotDisbursed       int     `json:"not_disbursed"`
+	RawAppendsPerSec   float64 `json:"raw_appends_per_sec"`
+	RawP50Ms           float64 `json:"raw_append_p50_ms"`
+	FilingsOverRaw     float64 `json:"filings_over_raw_appends"`
+	IdleRSSMiB         int64   `json:"idle_rss_mib,omitempty"`
+	PeakRSSMiB         int64   `json:"peak_rss_mib,omitempty"`
+	Peer               *Peer   `json:"peer,omitempty"`
+	LifecyclesOverPeer float64 `json:"lifecycles_over_peer_workflows,omitempty"`
+}
+
+// Summary is the result as JSON, with the peer's numbers beside it when
+// peer is not nil.
+func (r Result) Summary(store string, peer *Peer) Summary {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	s := Summary{Requests: r.Requests, Clients: r.Clients, Store: store, FilingsPerSec: r.FilingsPerSec,
+		FilingP50Ms: ms(r.FilingP50), FilingP99Ms: ms(r.FilingP99), FilingErrors: r.FilingErrors,
+		LifecyclesPerSec: r.CompletedPerSec, ToDisbursedP50Ms: ms(r.ToDisbursedP50), ToDisbursedP99Ms: ms(r.ToDisbursedP99),
+		LifecycleErrors: r.LifecycleErrors, NotDisbursed: r.LifecycleMissing, RawAppendsPerSec: r.RawAppendsPerSec,
+		RawP50Ms: ms(r.RawP50), FilingsOverRaw: r.Ratio(), Peer: peer}
+	if peer != nil && peer.WorkflowsPerSec > 0 {
+		s.LifecyclesOverPeer = r.CompletedPerSec / peer.WorkflowsPerSec
+	}
+	return s
+}
+
 // Ratio is filings per second over raw durable appends per second.
 func (r Result) Ratio() float64 {
 	if r.RawAppendsPerSec == 0 {

@@ -71,45 +71,117 @@ func errNoCase(caseID string) error {
 // Prepare; CodeConflict after losing maxRaces races; CodeUnavailable;
 // CodeInternal.
 func (l *Log) Execute(ctx context.Context, cmd Command) (*assist.Case, error) {
-	c, err := retry.DoValue(ctx, retry.Policy{First: time.Millisecond, Max: 20 * time.Millisecond, Attempts: maxRaces},
-		isLostRace, func(ctx context.Context) (*assist.Case, error) { return l.executeOnce(ctx, cmd) })
-	// Racers spread out by the back-off; this one lost every time.
-	return c, unwrapRace(err)
+	c, _, err := ExecuteOn(ctx, l, CommandOn[*assist.Case]{Kind: assist.KindCase, ID: cmd.CaseID, CmdID: cmd.ID,
+		Fold: assist.Fold,
+		Decide: func(c *assist.Case, _ uint64) (assist.Event, error) {
+			if c == nil {
+				return assist.Event{}, errNoCase(cmd.CaseID)
+			}
+			return cmd.Decide(c)
+		},
+		Prepare: cmd.Prepare})
+	return c, err
 }
 
-// executeOnce loads, decides, prepares and appends once.
-func (l *Log) executeOnce(ctx context.Context, cmd Command) (*assist.Case, error) {
-	recs, err := l.Load(ctx, cmd.CaseID)
+// CommandOn is one command on one thing of a kind (a case, a fund, the
+// policy, ...) whose state S folds from its events.
+type CommandOn[S any] struct {
+	Kind assist.Kind
+	// ID names the thing.
+	ID string
+	// CmdID is the command's id, which becomes its event's id.
+	CmdID string
+	// Fold is the state after events, in log order; it is given no events
+	// for a thing that has none yet.
+	Fold func(recs []assist.Recorded) S
+	// Decide turns the state (at version, the log position of the thing's
+	// last event, 0 for none) into the one event the command causes, or
+	// refuses; it does no I/O and may run again after a lost race.
+	Decide func(s S, version uint64) (assist.Event, error)
+	// Prepare, when set, runs once the command is decided and before its
+	// event is appended (see Command.Prepare).
+	Prepare func(ctx context.Context, s S, e *assist.Event) error
+}
+
+// ExecuteOn runs a command on one thing of a kind, the one command path of
+// the log: load its events once, fold, decide once, prepare, append once
+// expecting the thing's last sequence (0: none yet). A lost race decides
+// again on the new state, at most maxRaces times; a command whose id is in
+// the history answers with the state right after it. It returns the state
+// after the command and its version.
+//
+// Errors: those of Decide and Prepare; CodeConflict after losing maxRaces
+// races; CodeUnavailable; CodeInternal.
+func ExecuteOn[S any](ctx context.Context, l *Log, cmd CommandOn[S]) (S, uint64, error) {
+	type result struct {
+		s       S
+		version uint64
+	}
+	r, err := retry.DoValue(ctx, retry.Policy{First: time.Millisecond, Max: 20 * time.Millisecond, Attempts: maxRaces},
+		isLostRace, func(ctx context.Context) (result, error) {
+			s, v, err := executeOnce(ctx, l, cmd)
+			return result{s, v}, err
+		})
+	// Racers spread out by the back-off; this one lost every time.
+	return r.s, r.version, unwrapRace(err)
+}
+
+func executeOnce[S any](ctx context.Context, l *Log, cmd CommandOn[S]) (S, uint64, error) {
+	var zero S
+	recs, err := l.History(ctx, cmd.Kind, cmd.ID)
 	if err != nil {
-		return nil, err
+		return zero, 0, err
 	}
-	if c := assist.FoldThrough(recs, cmd.ID); c != nil {
-		return c, nil
+	if i := commandIndex(recs, cmd.CmdID); i >= 0 {
+		return cmd.Fold(recs[:i+1]), recs[i].Seq, nil
 	}
-	c := assist.Fold(recs)
-	if c == nil {
-		return nil, errNoCase(cmd.CaseID)
+	var version uint64
+	if len(recs) > 0 {
+		version = recs[len(recs)-1].Seq
 	}
-	e, err := cmd.Decide(c)
+	s := cmd.Fold(recs)
+	e, err := cmd.Decide(s, version)
 	if err != nil {
-		return nil, err
+		return zero, 0, err
 	}
 	if cmd.Prepare != nil {
-		if err := cmd.Prepare(ctx, c, &e); err != nil {
-			return nil, err
+		if err := cmd.Prepare(ctx, s, &e); err != nil {
+			return zero, 0, err
 		}
 	}
-	seq, existed, err := l.appendEvent(ctx, e, c.Version)
+	seq, existed, err := l.appendEvent(ctx, e, version)
 	switch {
 	case err != nil:
-		return nil, err
+		return zero, 0, err
 	case existed:
 		// The same command ran concurrently and its event is stored:
 		// answer with the stored event, not with this decision.
-		return l.asLogged(ctx, cmd.CaseID, cmd.ID)
+		recs, err := l.History(ctx, cmd.Kind, cmd.ID)
+		if err != nil {
+			return zero, 0, err
+		}
+		i := commandIndex(recs, cmd.CmdID)
+		if i < 0 {
+			return zero, 0, assist.Errorf(assist.CodeInternal, "command %s of %s %s is stored but not in its history",
+				cmd.CmdID, cmd.Kind, cmd.ID)
+		}
+		return cmd.Fold(recs[:i+1]), recs[i].Seq, nil
 	}
-	c.Apply(e, seq)
-	return c, nil
+	return cmd.Fold(append(recs, assist.Recorded{Seq: seq, Event: e})), seq, nil
+}
+
+// commandIndex is the position of the event caused by commandID, -1 when
+// none is.
+func commandIndex(recs []assist.Recorded, commandID string) int {
+	if commandID == "" {
+		return -1
+	}
+	for i, r := range recs {
+		if r.Event.CommandID == commandID {
+			return i
+		}
+	}
+	return -1
 }
 
 // Start appends the event that starts a new case (whose id is the

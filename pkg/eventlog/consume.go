@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -145,11 +146,12 @@ func (l *Log) Consume(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Ha
 }
 
 type runner struct {
-	log *Log
-	db  sqldb.DB
-	cfg ConsumerConfig
-	h   Handler
-	zl  *zap.Logger
+	log  *Log
+	db   sqldb.DB
+	cfg  ConsumerConfig
+	h    Handler
+	zl   *zap.Logger
+	down atomic.Bool // a dependency is out of reach (logged once)
 }
 
 type item struct {
@@ -215,16 +217,24 @@ func (r *runner) applyBatch(ctx context.Context, items []item) {
 		})
 		switch {
 		case err == nil:
+			r.healed()
 			r.ack(items)
 			if r.cfg.AfterCommit != nil {
 				r.cfg.AfterCommit()
 			}
 			return
 		case failed < 0:
-			// The transaction itself failed: retry everything later.
-			r.zl.Warn("commit failed; will retry", zap.Int("events", len(items)), zap.Error(err))
+			// The transaction itself failed: retry everything later, soon
+			// when the store is only out of reach.
+			delay := r.backoff
+			if assist.IsCode(err, assist.CodeUnavailable) {
+				r.outage("store", err)
+				delay = r.outageDelay
+			} else {
+				r.zl.Warn("commit failed; will retry", zap.Int("events", len(items)), zap.Error(err))
+			}
 			for _, it := range items {
-				_ = it.js.NakWithDelay(r.backoff(it.delivered))
+				_ = it.js.NakWithDelay(delay(it.delivered))
 			}
 			return
 		}
@@ -270,9 +280,16 @@ func (r *runner) fail(ctx context.Context, it item, err error) {
 			fields = append(fields, zap.NamedError("repair", rerr))
 		}
 	}
-	if perr := r.db.Ping(ctx); perr != nil || ctx.Err() != nil || assist.IsCode(err, assist.CodeUnavailable) || errors.Is(err, ErrGap) {
-		// The store or the log is down, or an earlier event of the case
-		// has yet to arrive: not this event's fault, never dead-letter it.
+	if perr := r.db.Ping(ctx); perr != nil || ctx.Err() != nil || assist.IsCode(err, assist.CodeUnavailable) {
+		// The store or the log is out of reach: not this event's fault,
+		// never dead-letter it; try again soon, so that the consumer
+		// resumes within a second of the dependency's return.
+		r.outage("store or log", errors.Join(err, perr))
+		_ = it.js.NakWithDelay(r.outageDelay(it.delivered))
+		return
+	}
+	if errors.Is(err, ErrGap) {
+		// An earlier event of the case has yet to arrive.
 		r.zl.Warn("will retry", fields...)
 		_ = it.js.NakWithDelay(r.backoff(it.delivered))
 		return
@@ -316,6 +333,26 @@ func (r *runner) deadLetter(ctx context.Context, it item, reason string) error {
 		return err
 	})
 }
+
+// outage logs, once until the consumer commits again, that a dependency
+// is out of reach.
+func (r *runner) outage(what string, err error) {
+	if r.down.CompareAndSwap(false, true) {
+		r.zl.Warn(what+" unavailable; events wait and are tried again every second", zap.Error(err))
+	}
+}
+
+// healed logs the end of an outage.
+func (r *runner) healed() {
+	if r.down.CompareAndSwap(true, false) {
+		r.zl.Info("dependencies back; events flow again")
+	}
+}
+
+// outageDelay is the wait before an event is tried again while a
+// dependency is out of reach: short and fixed, so that nothing waits long
+// once it is back.
+func (r *runner) outageDelay(uint64) time.Duration { return min(r.cfg.RetryDelay, time.Second) }
 
 func (r *runner) backoff(delivered uint64) time.Duration {
 	d := r.cfg.RetryDelay

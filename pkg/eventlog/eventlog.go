@@ -1,11 +1,14 @@
 // Package eventlog is EVA's durable event log on NATS JetStream: one stream
-// of every case's events on subjects eva.case.<caseID>.<EventType>, stored
-// on file with an fsync on every write, never deleted or purged.
+// of every case's events on subjects eva.case.<caseID>.<EventType> — and of
+// the things around cases (funds, payees, the policy, users, webhooks) on
+// eva.<kind>.<id>.<EventType> — stored on file with an fsync on every
+// write, never deleted or purged.
 //
-// Appends use optimistic concurrency per case (the expected last sequence
-// of eva.case.<caseID>.>) and de-duplication by message id (= event id):
-// two writers racing on one case get exactly one winner, and a retried
-// append whose first ack was lost is recognised, never written twice.
+// Appends use optimistic concurrency per case, or per thing (the expected
+// last sequence of eva.<kind>.<id>.>), and de-duplication by message id
+// (= event id): two writers racing on one case get exactly one winner, and
+// a retried append whose first ack was lost is recognised, never written
+// twice.
 package eventlog
 
 import (
@@ -13,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,9 +35,10 @@ import (
 const (
 	Stream        = "EVA_EVENTS"
 	SubjectPrefix = "eva.case."
-	AllSubjects   = "eva.case.>"
-	DLQStream     = "EVA_DLQ"
-	DLQPrefix     = "eva.dlq."
+	// AllSubjects matches every case event; AllKinds every event.
+	AllSubjects = "eva.case.>"
+	DLQStream   = "EVA_DLQ"
+	DLQPrefix   = "eva.dlq."
 
 	// HeaderPrev carries the stream sequence the append expected: the
 	// previous event of the same case, 0 for the first.
@@ -78,7 +83,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "EVA: every event of every case, kept forever",
-		Subjects:    []string{AllSubjects},
+		Subjects:    AllKinds(),
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Replicas:    cfg.Replicas,
@@ -112,11 +117,30 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 func (l *Log) JetStream() jetstream.JetStream { return l.js }
 
 // Subject is the subject of an event of a case.
-func Subject(caseID, eventType string) string { return SubjectPrefix + caseID + "." + eventType }
+func Subject(caseID, eventType string) string { return SubjectOf(assist.KindCase, caseID, eventType) }
+
+// SubjectOf is the subject of an event of a thing of any kind.
+func SubjectOf(kind assist.Kind, id, eventType string) string {
+	return "eva." + string(kind) + "." + id + "." + eventType
+}
 
 // CaseFilter matches every event of a case. Every writer of a case uses
 // exactly this filter for its concurrency check.
-func CaseFilter(caseID string) string { return SubjectPrefix + caseID + ".>" }
+func CaseFilter(caseID string) string { return Filter(assist.KindCase, caseID) }
+
+// Filter matches every event of one thing of a kind; every writer of it
+// uses exactly this filter for its concurrency check.
+func Filter(kind assist.Kind, id string) string { return "eva." + string(kind) + "." + id + ".>" }
+
+// AllKinds are the subjects of the event stream: every event of every
+// kind.
+func AllKinds() []string {
+	out := make([]string, len(assist.Kinds))
+	for i, k := range assist.Kinds {
+		out[i] = "eva." + string(k) + ".>"
+	}
+	return out
+}
 
 // ValidCaseID reports whether id is a UUID in canonical form, and so safe as
 // a subject token.
@@ -129,25 +153,36 @@ func ValidCaseID(id string) bool {
 type Msg struct {
 	Seq     uint64
 	Subject string
-	CaseID  string
-	Type    string
-	ID      string // Nats-Msg-Id, the event id
-	Prev    uint64 // HeaderPrev
-	Time    time.Time
-	Data    []byte
+	// Kind and Of name what the event is about; CaseID is Of for the
+	// events of a case, empty for the others.
+	Kind   assist.Kind
+	Of     string
+	CaseID string
+	Type   string
+	ID     string // Nats-Msg-Id, the event id
+	Prev   uint64 // HeaderPrev
+	Time   time.Time
+	Data   []byte
 }
 
-// ParseSubject splits eva.case.<caseID>.<Type>.
+// ParseSubject splits eva.case.<caseID>.<Type>; ok is false for any
+// other subject.
 func ParseSubject(subject string) (caseID, typ string, ok bool) {
-	rest, found := strings.CutPrefix(subject, SubjectPrefix)
-	if !found {
+	kind, id, typ, ok := ParseSubjectOf(subject)
+	if !ok || kind != assist.KindCase {
 		return "", "", false
 	}
-	caseID, typ, found = strings.Cut(rest, ".")
-	if !found || caseID == "" || typ == "" || strings.Contains(typ, ".") {
-		return "", "", false
+	return id, typ, true
+}
+
+// ParseSubjectOf splits eva.<kind>.<id>.<Type> for a kind of the log.
+func ParseSubjectOf(subject string) (kind assist.Kind, id, typ string, ok bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 4 || parts[0] != "eva" || parts[2] == "" || parts[3] == "" ||
+		!slices.Contains(assist.Kinds, assist.Kind(parts[1])) {
+		return "", "", "", false
 	}
-	return caseID, typ, true
+	return assist.Kind(parts[1]), parts[2], parts[3], true
 }
 
 // FromRaw reads a stored message of the event stream.
@@ -156,9 +191,13 @@ func FromRaw(raw *jetstream.RawStreamMsg) Msg {
 }
 
 func newMsg(seq uint64, subject string, h nats.Header, t time.Time, data []byte) Msg {
-	caseID, typ, _ := ParseSubject(subject)
+	kind, of, typ, _ := ParseSubjectOf(subject)
+	caseID := ""
+	if kind == assist.KindCase {
+		caseID = of
+	}
 	prev, _ := strconv.ParseUint(h.Get(HeaderPrev), 10, 64)
-	return Msg{Seq: seq, Subject: subject, CaseID: caseID, Type: typ, ID: h.Get(jetstream.MsgIDHeader),
+	return Msg{Seq: seq, Subject: subject, Kind: kind, Of: of, CaseID: caseID, Type: typ, ID: h.Get(jetstream.MsgIDHeader),
 		Prev: prev, Time: t, Data: data}
 }
 
@@ -185,13 +224,13 @@ func (l *Log) appendEvent(ctx context.Context, e assist.Event, expected uint64) 
 	if err != nil {
 		return 0, false, fmt.Errorf("append %s: %w", e.ID, err)
 	}
-	m := nats.NewMsg(Subject(e.CaseID, e.Type()))
+	m := nats.NewMsg(SubjectOf(e.Kind(), e.CaseID, e.Type()))
 	m.Data = data
 	m.Header.Set(HeaderPrev, strconv.FormatUint(expected, 10))
 	opts := []jetstream.PublishOpt{
 		jetstream.WithMsgID(e.ID),
 		jetstream.WithExpectStream(Stream),
-		jetstream.WithExpectLastSequenceForSubject(expected, CaseFilter(e.CaseID)),
+		jetstream.WithExpectLastSequenceForSubject(expected, Filter(e.Kind(), e.CaseID)),
 	}
 	// A timeout may hide a write that happened: the retry carries the same
 	// message id and expected sequence, so it cannot write twice.
@@ -204,7 +243,7 @@ func (l *Log) appendEvent(ctx context.Context, e assist.Event, expected uint64) 
 	if errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeWrongLastSeq || apiErr.ErrorCode == errCodeLastSeqInFlight) {
 		// Either another writer won, or this very event landed and its ack
 		// was lost: the case's history tells which.
-		seq, found, ferr := l.find(ctx, e.CaseID, e.ID)
+		seq, found, ferr := l.find(ctx, e.Kind(), e.CaseID, e.ID)
 		if ferr != nil {
 			return 0, false, ferr
 		}
@@ -238,9 +277,9 @@ func unwrapRace(err error) error {
 	return err
 }
 
-// find looks for the event id among a case's events.
-func (l *Log) find(ctx context.Context, caseID, id string) (uint64, bool, error) {
-	msgs, err := l.LoadRaw(ctx, caseID)
+// find looks for the event id among the events of a thing.
+func (l *Log) find(ctx context.Context, kind assist.Kind, of, id string) (uint64, bool, error) {
+	msgs, err := l.LoadOf(ctx, kind, of)
 	if err != nil {
 		return 0, false, err
 	}
@@ -252,35 +291,47 @@ func (l *Log) find(ctx context.Context, caseID, id string) (uint64, bool, error)
 	return 0, false, nil
 }
 
-// LoadRaw reads every event of a case in order. Reads are batched direct
-// gets, which any replica of a replicated stream may answer; there a read
-// asks the stream leader first for the case's last sequence, and reads
-// again until a replica has caught up to it, so that a case is never read
-// older than a write that was acknowledged before the read began.
+// LoadRaw reads every event of a case in order (see LoadOf).
 //
 // Errors: CodeUnavailable when JetStream does not answer, or no replica
 // catches up.
 func (l *Log) LoadRaw(ctx context.Context, caseID string) ([]Msg, error) {
-	if !ValidCaseID(caseID) {
+	return l.LoadOf(ctx, assist.KindCase, caseID)
+}
+
+// LoadOf reads every event of one thing of a kind in order. Reads are
+// batched direct gets, which any replica of a replicated stream may
+// answer; there a read asks the stream leader first for the thing's last
+// sequence, and reads again until a replica has caught up to it, so that
+// nothing is read older than a write that was acknowledged before the read
+// began.
+//
+// Errors: CodeUnavailable when JetStream does not answer, or no replica
+// catches up.
+func (l *Log) LoadOf(ctx context.Context, kind assist.Kind, id string) ([]Msg, error) {
+	if !ValidCaseID(id) {
 		return nil, nil
 	}
+	filter := Filter(kind, id)
 	var want uint64
 	if l.replicated {
 		var err error
-		if want, err = l.leaderLastSeq(ctx, CaseFilter(caseID)); err != nil {
-			return nil, unavailable("load case "+caseID, err)
+		if want, err = l.leaderLastSeq(ctx, filter); err != nil {
+			return nil, unavailable("load "+string(kind)+" "+id, err)
 		}
 		if want == 0 {
 			return nil, nil
 		}
 	}
-	// A replica that lags is read again, briefly, until it has caught up.
+	// A replica that lags is read again, briefly, until it has caught up;
+	// so is a stream whose replicas are still subscribing to direct gets
+	// (no responders).
 	lagging := errors.New("replicas lag the leader")
 	out, err := retry.DoValue(ctx, retry.Policy{First: time.Millisecond, Max: 20 * time.Millisecond, Attempts: 50},
-		func(err error) bool { return errors.Is(err, lagging) },
+		func(err error) bool { return errors.Is(err, lagging) || errors.Is(err, nats.ErrNoResponders) },
 		func(ctx context.Context) ([]Msg, error) {
 			var out []Msg
-			err := l.scan(ctx, Stream, CaseFilter(caseID), func(raw *jetstream.RawStreamMsg) error {
+			err := l.scan(ctx, Stream, filter, func(raw *jetstream.RawStreamMsg) error {
 				out = append(out, FromRaw(raw))
 				return nil
 			})
@@ -293,7 +344,7 @@ func (l *Log) LoadRaw(ctx context.Context, caseID string) ([]Msg, error) {
 			return out, nil
 		})
 	if err != nil {
-		return nil, unavailable("load case "+caseID, err)
+		return nil, unavailable("load "+string(kind)+" "+id, err)
 	}
 	return out, nil
 }
@@ -378,7 +429,15 @@ func (l *Log) scan(ctx context.Context, stream, subject string, f func(*jetstrea
 // Errors: CodeUnavailable when JetStream does not answer, CodeInternal
 // when a stored event does not decode.
 func (l *Log) Load(ctx context.Context, caseID string) ([]assist.Recorded, error) {
-	msgs, err := l.LoadRaw(ctx, caseID)
+	return l.History(ctx, assist.KindCase, caseID)
+}
+
+// History reads and decodes every event of one thing of a kind in order.
+//
+// Errors: CodeUnavailable when JetStream does not answer, CodeInternal
+// when a stored event does not decode.
+func (l *Log) History(ctx context.Context, kind assist.Kind, id string) ([]assist.Recorded, error) {
+	msgs, err := l.LoadOf(ctx, kind, id)
 	if err != nil {
 		return nil, err
 	}

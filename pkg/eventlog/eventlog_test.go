@@ -3,6 +3,7 @@ package eventlog_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -317,6 +318,86 @@ func TestStart(t *testing.T) {
 		t.Fatalf("another command on an existing case: %v, want conflict", err)
 	}
 	if recs, _ := l.Load(ctx, id); len(recs) != 2 {
+		t.Fatalf("%d events, want 2", len(recs))
+	}
+}
+
+// Every kind of the log has its subjects; a subject of another kind or
+// shape does not parse.
+func TestSubjectsOfEveryKind(t *testing.T) {
+	id := newID()
+	for _, k := range assist.Kinds {
+		subject := eventlog.SubjectOf(k, id, "Something")
+		kind, of, typ, ok := eventlog.ParseSubjectOf(subject)
+		if !ok || kind != k || of != id || typ != "Something" {
+			t.Errorf("%s: %q %q %q %v", subject, kind, of, typ, ok)
+		}
+		if got := eventlog.Filter(k, id); got != "eva."+string(k)+"."+id+".>" {
+			t.Errorf("Filter(%s) = %s", k, got)
+		}
+		if !slices.Contains(eventlog.AllKinds(), "eva."+string(k)+".>") {
+			t.Errorf("the stream does not take %s events", k)
+		}
+		_, _, caseOK := eventlog.ParseSubject(subject)
+		if caseOK != (k == assist.KindCase) {
+			t.Errorf("ParseSubject(%s) ok = %v", subject, caseOK)
+		}
+	}
+	for _, bad := range []string{"eva.nothing." + id + ".X", "eva.fund." + id, "eva.fund..X", "eva.fund." + id + ".X.Y", "x.fund." + id + ".X"} {
+		if _, _, _, ok := eventlog.ParseSubjectOf(bad); ok {
+			t.Errorf("%s parsed", bad)
+		}
+	}
+}
+
+// ExecuteOn runs a command on a thing with a state of its own: it starts
+// one from no events, folds with the given fold, answers a replayed command
+// as the first time, and refuses as Decide does.
+func TestExecuteOnFoldsItsOwnState(t *testing.T) {
+	l, _ := openLog(t)
+	ctx := context.Background()
+	id := newID()
+	count := func(recs []assist.Recorded) int { return len(recs) }
+	first := id
+	n, v1, err := eventlog.ExecuteOn(ctx, l, eventlog.CommandOn[int]{Kind: assist.KindCase, ID: id, CmdID: first, Fold: count,
+		Decide: func(n int, version uint64) (assist.Event, error) {
+			if n != 0 || version != 0 {
+				t.Fatalf("a new thing has %d events at %d", n, version)
+			}
+			return submitted(t, id), nil
+		}})
+	if err != nil || n != 1 || v1 == 0 {
+		t.Fatalf("first: %d at %d, %v", n, v1, err)
+	}
+	claim := newID()
+	decideClaim := func(n int, version uint64) (assist.Event, error) {
+		if version != v1 {
+			t.Fatalf("decided at %d, want %d", version, v1)
+		}
+		c, _ := l.Case(ctx, id)
+		e := claimed(t, c, olu)
+		e.ID, e.CommandID = claim, claim
+		return e, nil
+	}
+	n, v2, err := eventlog.ExecuteOn(ctx, l, eventlog.CommandOn[int]{Kind: assist.KindCase, ID: id, CmdID: claim, Fold: count, Decide: decideClaim})
+	if err != nil || n != 2 || v2 <= v1 {
+		t.Fatalf("claim: %d at %d, %v", n, v2, err)
+	}
+	// The first command again: answered as then, not decided.
+	n, v, err := eventlog.ExecuteOn(ctx, l, eventlog.CommandOn[int]{Kind: assist.KindCase, ID: id, CmdID: first, Fold: count,
+		Decide: func(int, uint64) (assist.Event, error) {
+			t.Fatal("a replayed command was decided again")
+			return assist.Event{}, nil
+		}})
+	if err != nil || n != 1 || v != v1 {
+		t.Fatalf("replay: %d at %d, %v; want 1 at %d", n, v, err, v1)
+	}
+	refused := assist.Errorf(assist.CodeConflict, "no")
+	if _, _, err := eventlog.ExecuteOn(ctx, l, eventlog.CommandOn[int]{Kind: assist.KindCase, ID: id, CmdID: newID(), Fold: count,
+		Decide: func(int, uint64) (assist.Event, error) { return assist.Event{}, refused }}); err != refused {
+		t.Fatalf("refusal: %v", err)
+	}
+	if recs := eventlogtest.Events(t, l, id); len(recs) != 2 {
 		t.Fatalf("%d events, want 2", len(recs))
 	}
 }

@@ -42,6 +42,33 @@ func NewServer(ctx context.Context, nc *nats.Conn, name, description string, zl 
 	return &Server{nc: nc, svc: svc, ctx: ctx, sem: make(chan struct{}, 512), zl: zl}, nil
 }
 
+// Route is an endpoint with its handler, for Serve (see On).
+type Route func(*Server) error
+
+// On routes an endpoint to its handler.
+func On[Req, Resp any](e Endpoint[Req, Resp], h func(ctx context.Context, req Req) (Resp, error)) Route {
+	return func(s *Server) error { return Handle(s, e, h) }
+}
+
+// Serve registers a micro service with its routes. Stop it when done.
+//
+// Errors: the service or one of its endpoints could not be registered.
+func Serve(ctx context.Context, nc *nats.Conn, name, description string, zl *zap.Logger, routes ...Route) (*Server, error) {
+	srv, err := NewServer(ctx, nc, name, description, zl)
+	if err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(routes))
+	for i, r := range routes {
+		errs[i] = r(srv)
+	}
+	if err := errors.Join(errs...); err != nil {
+		_ = srv.Stop()
+		return nil, fmt.Errorf("register service %s: %w", name, err)
+	}
+	return srv, nil
+}
+
 // Stop unsubscribes every endpoint.
 func (s *Server) Stop() error { return s.svc.Stop() }
 

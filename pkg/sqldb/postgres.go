@@ -41,23 +41,46 @@ func OpenPostgresConfig(ctx context.Context, cfg *pgxpool.Config) (DB, error) {
 }
 
 func (d *pgDB) Dialect() Dialect               { return Postgres }
-func (d *pgDB) Ping(ctx context.Context) error { return d.pool.Ping(ctx) }
+func (d *pgDB) Ping(ctx context.Context) error { return classify(d.pool.Ping(ctx)) }
 func (d *pgDB) Close()                         { d.pool.Close() }
 
+// Exec outside a transaction is tried again only when the statement never
+// reached the server: a statement sent may have committed.
 func (d *pgDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return pgExec(ctx, d.pool, q, args)
+	return absorb(ctx, notSent, func(ctx context.Context) (int64, error) { return pgExec(ctx, d.pool, q, args) })
 }
 
+// Query outside a transaction is a read: it is tried again while the
+// database is out of reach, within retryBudget.
 func (d *pgDB) Query(ctx context.Context, q string, args ...any) (Rows, error) {
-	return pgQuery(ctx, d.pool, q, args)
+	return absorb(ctx, IsUnavailable, func(ctx context.Context) (Rows, error) { return pgQuery(ctx, d.pool, q, args) })
 }
 
+// QueryRow outside a transaction is a read, tried again like Query.
 func (d *pgDB) QueryRow(ctx context.Context, q string, args ...any) Row {
-	return pgRow{d.pool.QueryRow(ctx, q, args...)}
+	return retriedRow{ctx: ctx, query: func(ctx context.Context) Row { return pgRow{d.pool.QueryRow(ctx, q, args...)} }}
 }
 
+// Tx runs fn in a transaction. When the database is out of reach before
+// the commit (at begin, or in fn's statements), the transaction rolls back
+// and runs again, within retryBudget; a commit that fails is not run
+// again, since it may have committed.
 func (d *pgDB) Tx(ctx context.Context, fn func(Querier) error) error {
-	return pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error { return fn(pgTx{tx}) })
+	_, err := absorb(ctx, beforeCommit, func(ctx context.Context) (struct{}, error) {
+		tx, err := d.pool.Begin(ctx)
+		if err != nil {
+			return struct{}{}, err
+		}
+		if err := fn(pgTx{tx}); err != nil {
+			_ = tx.Rollback(ctx)
+			return struct{}{}, err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return struct{}{}, commitError{classify(err)}
+		}
+		return struct{}{}, nil
+	})
+	return err
 }
 
 func (d *pgDB) Migrate(ctx context.Context, m Migrations) error {
@@ -110,7 +133,7 @@ func (t pgTx) QueryRow(ctx context.Context, q string, args ...any) Row {
 func pgExec(ctx context.Context, q pgQuerier, query string, args []any) (int64, error) {
 	tag, err := q.Exec(ctx, query, args...)
 	if err != nil {
-		return 0, err
+		return 0, classify(err)
 	}
 	return tag.RowsAffected(), nil
 }
@@ -118,14 +141,15 @@ func pgExec(ctx context.Context, q pgQuerier, query string, args []any) (int64, 
 func pgQuery(ctx context.Context, q pgQuerier, query string, args []any) (Rows, error) {
 	rows, err := q.Query(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return pgRows{rows}, nil
 }
 
 type pgRows struct{ pgx.Rows }
 
-func (r pgRows) Scan(dest ...any) error { return r.Rows.Scan(dest...) }
+func (r pgRows) Scan(dest ...any) error { return classify(r.Rows.Scan(dest...)) }
+func (r pgRows) Err() error             { return classify(r.Rows.Err()) }
 
 type pgRow struct{ row pgx.Row }
 
@@ -134,7 +158,7 @@ func (r pgRow) Scan(dest ...any) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrNoRows
 	}
-	return err
+	return classify(err)
 }
 
 // IsUniqueViolation reports whether err is a unique or primary key

@@ -90,7 +90,7 @@ func OpenSQLite(ctx context.Context, path string) (DB, error) {
 }
 
 func (d *liteDB) Dialect() Dialect               { return SQLite }
-func (d *liteDB) Ping(ctx context.Context) error { return d.r.PingContext(ctx) }
+func (d *liteDB) Ping(ctx context.Context) error { return classify(d.r.PingContext(ctx)) }
 
 func (d *liteDB) Close() {
 	select {
@@ -120,7 +120,7 @@ func (d *liteDB) Query(ctx context.Context, q string, args ...any) (Rows, error)
 	}
 	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return liteRows{rows}, nil
 }
@@ -187,7 +187,7 @@ func (d *liteDB) Tx(ctx context.Context, fn func(Querier) error) error {
 	}
 	// Once queued the transaction runs to its end, so that the caller
 	// learns whether it committed.
-	return <-req.errc
+	return classify(<-req.errc)
 }
 
 func (d *liteDB) writer() {
@@ -341,7 +341,9 @@ func (t liteTx) QueryRow(_ context.Context, q string, args ...any) Row {
 
 type liteRows struct{ *sql.Rows }
 
-func (r liteRows) Close() { r.Rows.Close() }
+func (r liteRows) Close()                 { r.Rows.Close() }
+func (r liteRows) Scan(dest ...any) error { return classify(r.Rows.Scan(dest...)) }
+func (r liteRows) Err() error             { return classify(r.Rows.Err()) }
 
 type liteRow struct{ row *sql.Row }
 
@@ -350,7 +352,7 @@ func (r liteRow) Scan(dest ...any) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNoRows
 	}
-	return err
+	return classify(err)
 }
 
 func isSQLiteUnique(err error) bool {

@@ -6,7 +6,6 @@ package approval
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -86,21 +85,18 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("approval: %w", err)
 	}
 	s := New(d)
-	srv, err := rpc.NewServer(ctx, d.NC, "eva-approval", "EVA approval: queue, claim, decide", d.Logger)
+	srv, err := rpc.Serve(ctx, d.NC, "eva-approval", "EVA approval: queue, claim, decide", d.Logger,
+		rpc.On(approvalapi.Queue, s.Queue),
+		rpc.On(approvalapi.Claim, caseview.Serve(s.Claim)),
+		rpc.On(approvalapi.Release, caseview.Serve(s.Release)),
+		rpc.On(approvalapi.Approve, caseview.Serve(s.Approve)),
+		rpc.On(approvalapi.Reject, caseview.Serve(s.Reject)),
+		rpc.On(approvalapi.RequestInfo, caseview.Serve(s.RequestInfo)),
+	)
 	if err != nil {
-		return err
-	}
-	defer srv.Stop()
-	if err := errors.Join(
-		rpc.Handle(srv, approvalapi.Queue, s.Queue),
-		rpc.Handle(srv, approvalapi.Claim, caseview.Serve(s.Claim)),
-		rpc.Handle(srv, approvalapi.Release, caseview.Serve(s.Release)),
-		rpc.Handle(srv, approvalapi.Approve, caseview.Serve(s.Approve)),
-		rpc.Handle(srv, approvalapi.Reject, caseview.Serve(s.Reject)),
-		rpc.Handle(srv, approvalapi.RequestInfo, caseview.Serve(s.RequestInfo)),
-	); err != nil {
 		return fmt.Errorf("approval: %w", err)
 	}
+	defer srv.Stop()
 	if err := d.Log.DeleteConsumer(ctx, formerConsumer); err != nil {
 		return fmt.Errorf("approval: %w", err)
 	}

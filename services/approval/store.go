@@ -68,6 +68,7 @@ const queueCols = `id, status, urgency, category, ref_hash, deadline, escalated,
 
 // Project implements Store.
 func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error {
+	c = QueueFields(c)
 	_, err := q.Exec(ctx, `INSERT INTO approval_queue (`+queueCols+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (id) DO UPDATE SET status = excluded.status, urgency = excluded.urgency, category = excluded.category,

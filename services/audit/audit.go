@@ -3,7 +3,7 @@
 // before it (see HashEvent and ChainNext). It serves auditors' queries —
 // pages of the archive, a case's history, a case as of a time, the reads of
 // a case's personal data, the archive's head — and verifies the archive
-// against its own chain and against the event log (DESIGN.md §4 Audit,
+// against its own chain and against the event log (docs/design.md §4 Audit,
 // invariant 5: the archive equals the log, event for event, hash for hash).
 //
 // Audit changes nothing but its archive: it has no commands.
@@ -11,7 +11,6 @@ package audit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -88,22 +87,19 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	s := New(d)
-	srv, err := rpc.NewServer(ctx, d.NC, "eva-audit", "EVA audit: archive, history, verification", d.Logger)
+	srv, err := rpc.Serve(ctx, d.NC, "eva-audit", "EVA audit: archive, history, verification", d.Logger,
+		rpc.On(auditapi.Events, s.Events),
+		rpc.On(auditapi.Verify, s.Verify),
+		rpc.On(auditapi.History, s.History),
+		rpc.On(auditapi.AsOf, caseview.Serve(s.AsOf)),
+		rpc.On(auditapi.Checkpoint, s.Checkpoint),
+		rpc.On(auditapi.Access, s.Access),
+		rpc.On(auditapi.DeadLetters, s.DeadLetters),
+	)
 	if err != nil {
-		return err
-	}
-	defer srv.Stop()
-	if err := errors.Join(
-		rpc.Handle(srv, auditapi.Events, s.Events),
-		rpc.Handle(srv, auditapi.Verify, s.Verify),
-		rpc.Handle(srv, auditapi.History, s.History),
-		rpc.Handle(srv, auditapi.AsOf, caseview.Serve(s.AsOf)),
-		rpc.Handle(srv, auditapi.Checkpoint, s.Checkpoint),
-		rpc.Handle(srv, auditapi.Access, s.Access),
-		rpc.Handle(srv, auditapi.DeadLetters, s.DeadLetters),
-	); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
+	defer srv.Stop()
 	if err := d.Log.Consume(ctx, d.DB, s.consumerConfig(), s.Archive, d.Logger); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -117,6 +113,8 @@ func Run(ctx context.Context, d Deps) error {
 func (s *Service) consumerConfig() eventlog.ConsumerConfig {
 	return eventlog.ConsumerConfig{
 		Name: ConsumerName,
+		// Every event of every kind: the archive equals the log.
+		Filters: eventlog.AllKinds(),
 		// The archive is keyed by sequence and skips what it holds.
 		SeenByHandler: true,
 		Repair:        s.FillGap,

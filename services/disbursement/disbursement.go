@@ -7,7 +7,6 @@ package disbursement
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -100,26 +99,23 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("disbursement: %w", err)
 	}
 	s := New(d)
-	srv, err := rpc.NewServer(ctx, d.NC, "eva-disbursement", "EVA disbursement: funds, holds, payees, payouts", d.Logger)
+	srv, err := rpc.Serve(ctx, d.NC, "eva-disbursement", "EVA disbursement: funds, holds, payees, payouts", d.Logger,
+		rpc.On(disbursementapi.FundsList, s.Funds),
+		rpc.On(disbursementapi.FundsGet, s.Fund),
+		rpc.On(disbursementapi.FundsCreate, s.CreateFund),
+		rpc.On(disbursementapi.PayeesList, s.Payees),
+		rpc.On(disbursementapi.PayeesGet, s.Payee),
+		rpc.On(disbursementapi.PayeesCreate, s.CreatePayee),
+		rpc.On(disbursementapi.PayoutsList, s.Payouts),
+		rpc.On(disbursementapi.PayoutRetry, s.RetryPayout),
+		rpc.On(disbursementapi.PayoutCancel, s.CancelPayout),
+		rpc.On(disbursementapi.HoldPlace, s.PlaceHold),
+		rpc.On(disbursementapi.HoldRelease, s.ReleaseHold),
+	)
 	if err != nil {
-		return err
-	}
-	defer srv.Stop()
-	if err := errors.Join(
-		rpc.Handle(srv, disbursementapi.FundsList, s.Funds),
-		rpc.Handle(srv, disbursementapi.FundsGet, s.Fund),
-		rpc.Handle(srv, disbursementapi.FundsCreate, s.CreateFund),
-		rpc.Handle(srv, disbursementapi.PayeesList, s.Payees),
-		rpc.Handle(srv, disbursementapi.PayeesGet, s.Payee),
-		rpc.Handle(srv, disbursementapi.PayeesCreate, s.CreatePayee),
-		rpc.Handle(srv, disbursementapi.PayoutsList, s.Payouts),
-		rpc.Handle(srv, disbursementapi.PayoutRetry, s.RetryPayout),
-		rpc.Handle(srv, disbursementapi.PayoutCancel, s.CancelPayout),
-		rpc.Handle(srv, disbursementapi.HoldPlace, s.PlaceHold),
-		rpc.Handle(srv, disbursementapi.HoldRelease, s.ReleaseHold),
-	); err != nil {
 		return fmt.Errorf("disbursement: %w", err)
 	}
+	defer srv.Stop()
 	go s.work(ctx)
 	go s.sweep(ctx)
 	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{

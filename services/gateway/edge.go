@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -64,8 +66,8 @@ func register[C prometheus.Collector](reg *prometheus.Registry, c C) (C, error) 
 }
 
 // requestNote is where a handler leaves the error to log on the request's
-// one log line.
-type requestNote struct{ err error }
+// one log line, or the outage it met.
+type requestNote struct{ err, outage error }
 
 type noteKey struct{}
 
@@ -73,6 +75,65 @@ type noteKey struct{}
 func noteError(r *http.Request, err error) {
 	if n, ok := r.Context().Value(noteKey{}).(*requestNote); ok && n.err == nil {
 		n.err = err
+	}
+}
+
+// noteOutage records that the request met an unavailable dependency.
+func noteOutage(r *http.Request, err error) {
+	if n, ok := r.Context().Value(noteKey{}).(*requestNote); ok && n.outage == nil {
+		n.outage = err
+	}
+}
+
+// outages logs an unavailable dependency once per outage rather than once
+// per request: at most once per outageQuiet for each dependency, with the
+// count of the requests it failed meanwhile.
+type outages struct {
+	mu   sync.Mutex
+	seen map[string]*outageSeen
+}
+
+type outageSeen struct {
+	logged time.Time
+	failed int
+}
+
+const outageQuiet = 10 * time.Second
+
+// dependency names what an unavailable error says is down: the text
+// before its first colon ("database unavailable", "event log",
+// "eva.intake.file").
+func dependency(err error) string {
+	var ae *assist.Error
+	msg := err.Error()
+	if errors.As(err, &ae) {
+		msg = ae.Message
+	}
+	dep, _, _ := strings.Cut(msg, ":")
+	return dep
+}
+
+func (o *outages) log(zl *zap.Logger, route string, err error, now time.Time) {
+	dep := dependency(err)
+	o.mu.Lock()
+	if o.seen == nil {
+		o.seen = map[string]*outageSeen{}
+	}
+	s := o.seen[dep]
+	if s == nil {
+		s = &outageSeen{}
+		o.seen[dep] = s
+	}
+	s.failed++
+	due := now.Sub(s.logged) >= outageQuiet
+	failed := s.failed
+	if due {
+		s.logged, s.failed = now, 0
+	}
+	o.mu.Unlock()
+	if due {
+		zl.Warn("dependency unavailable: requests answer 503", zap.String("dependency", dep), zap.String("route", route),
+			zap.Int("failed_requests", failed), zap.Error(err))
 	}
 }
 
@@ -114,6 +175,8 @@ func (s *server) edge(next http.Handler) http.Handler {
 			switch {
 			case note.err != nil:
 				s.log.Error("request failed", append(fields, zap.Error(note.err))...)
+			case note.outage != nil:
+				s.outages.log(s.log, route, note.outage, time.Now())
 			case status >= 500:
 				s.log.Warn("request", fields...)
 			case route == "/healthz" || route == "/readyz" || route == "/metrics":

@@ -133,8 +133,7 @@ type Deps struct {
 	Approval     Approval
 	Disbursement Disbursement
 	Audit        Audit
-	// DB holds the gateway's store; Run migrates it, NewHandler expects it
-	// migrated.
+	// DB holds the gateway's store; Run migrates it.
 	DB     sqldb.DB
 	Logger *zap.Logger
 	// Registry receives the HTTP metrics and is served on /metrics; nil
@@ -163,6 +162,7 @@ type server struct {
 	now          func() time.Time
 	limiter      *loginLimiter
 	metrics      *httpMetrics
+	outages      outages
 	// openAPI is the API's OpenAPI document, made from routes().
 	openAPI []byte
 }
@@ -197,18 +197,6 @@ func newServer(d Deps) (*server, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// NewHandler returns the HTTP API on a migrated database. ctx is not kept:
-// requests carry their own contexts.
-//
-// Errors: a missing dependency; metrics that cannot be registered.
-func NewHandler(ctx context.Context, d Deps) (http.Handler, error) {
-	s, err := newServer(d)
-	if err != nil {
-		return nil, err
-	}
-	return s.router(), nil
 }
 
 // Migrate applies the gateway's schema to its database. Run applies it too.

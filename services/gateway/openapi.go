@@ -123,13 +123,14 @@ var errorResponses = map[int]struct{ name, doc string }{
 	http.StatusUnprocessableEntity:   {"IdempotencyMismatch", "Idempotency-Key reused with another request"},
 	http.StatusTooManyRequests:       {"RateLimited", "slow down; Retry-After says for how long"},
 	http.StatusInternalServerError:   {"Internal", "an unexpected failure; the detail is hidden and logged"},
-	http.StatusServiceUnavailable:    {"Unavailable", "a service the gateway needs is not answering; retry"},
+	http.StatusServiceUnavailable:    {"Unavailable", "a service or database the gateway needs is not answering; retry after Retry-After"},
 }
 
 // errorStatuses are the statuses of the problems op may answer: 400 with
 // input to check, 401 behind a token, 403 with roles, 404 with a path id,
 // 409 for a command, 413 with a body, 422 with an Idempotency-Key, 503
-// behind a token (the services), 500 everywhere, and the route's own.
+// behind a token (the token is in a database; then the services), 500
+// everywhere, and the route's own.
 func errorStatuses(rt route) []int {
 	op := rt.op
 	var out []int
@@ -262,7 +263,7 @@ func openAPIDoc(routes []route) ([]byte, error) {
 	for status, r := range errorResponses {
 		resp := &openAPIResponse{Description: fmt.Sprintf("%s (%d)", r.doc, status),
 			Content: map[string]*openAPIMedia{"application/problem+json": {Schema: problemRef}}}
-		if status == http.StatusTooManyRequests {
+		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 			resp.Headers = map[string]*openAPIHeader{"Retry-After": {Description: "seconds",
 				Schema: &jsonschema.Schema{Type: "integer"}}}
 		}

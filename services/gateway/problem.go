@@ -64,8 +64,12 @@ func toProblem(err error) (p problem, internal bool) {
 		status, internal = http.StatusInternalServerError, true
 	}
 	detail := ae.Message
-	if status == http.StatusInternalServerError {
+	switch status {
+	case http.StatusInternalServerError:
 		detail, internal = "internal error", true
+	case http.StatusServiceUnavailable:
+		// What is down stays in the logs.
+		detail = "EVA cannot reach one of its parts right now; try again in a moment"
 	}
 	fields := ae.Fields
 	if fields == nil {
@@ -92,8 +96,11 @@ func renderProblem(r *http.Request, err error) (int, http.Header, []byte) {
 	switch {
 	case errors.As(err, &ra):
 		h.Set("Retry-After", strconv.Itoa(max(ra.seconds, 1)))
-	case p.Status == http.StatusTooManyRequests:
+	case p.Status == http.StatusTooManyRequests, p.Status == http.StatusServiceUnavailable:
 		h.Set("Retry-After", "1")
+		if p.Status == http.StatusServiceUnavailable {
+			noteOutage(r, err)
+		}
 	case p.Status == http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", `Bearer realm="eva"`)
 	}

@@ -81,7 +81,7 @@ func (s *server) routes() []route {
 					"for a username within a minute, 429 with Retry-After. Idempotency-Key is accepted and ignored: " +
 					"tokens are not replayed.",
 				answer: "a bearer token",
-				op: handlePlain(s, s.login).alsoAnswers(http.StatusUnauthorized, http.StatusTooManyRequests).
+				op: handlePlain(s, s.login).alsoAnswers(http.StatusUnauthorized, http.StatusTooManyRequests, http.StatusServiceUnavailable).
 					withHeader("Set-Cookie", "with ?cookie=1: the eva_session cookie (HttpOnly, SameSite=Strict, Secure behind HTTPS)")},
 			route{method: del, pattern: "/v1/auth/token", summary: "Sign out", addition: true,
 				answer: "the token (or session cookie) used for this request is revoked and the cookie cleared",
@@ -112,7 +112,7 @@ func (s *server) routes() []route {
 			route{method: get, pattern: "/v1/requests/{id}/as-of", roles: []string{approver, auditor},
 				summary: "A request as it stood at a time", answer: "the case rebuilt from the log up to t",
 				op: handleQuery(s.asOf)},
-			route{method: get, pattern: "/v1/requests/{id}/beneficiary", roles: []string{requester, approver}, addition: true,
+			route{method: get, pattern: "/v1/requests/{id}/beneficiary", roles: []string{requester, approver},
 				summary: "A request's personal data",
 				doc: "An approver, or a requester of the request's post. Every read is recorded in the access log " +
 					"(GET /v1/audit/access) before the data is returned.",

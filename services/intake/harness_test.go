@@ -125,23 +125,9 @@ func (h *harness) get(id string) *assist.Case {
 	return c
 }
 
-func (h *harness) events(id string) []assist.Recorded {
-	h.t.Helper()
-	recs, err := h.log.Load(h.ctx, id)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return recs
-}
+func (h *harness) events(id string) []assist.Recorded { return eventlogtest.Events(h.t, h.log, id) }
 
-func (h *harness) lastSeq() uint64 {
-	h.t.Helper()
-	seq, err := h.log.LastSeq(h.ctx)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return seq
-}
+func (h *harness) lastSeq() uint64 { return eventlogtest.LastSeq(h.t, h.log) }
 
 // exec appends an event decided by another service (approval), straight
 // on the log, so that intake's tests need no other service.

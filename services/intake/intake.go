@@ -6,7 +6,6 @@ package intake
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -86,22 +85,19 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	s := New(d)
 	go s.pool.refill(ctx, func(err error) { d.Logger.Warn("make data keys", zap.Error(err)) })
-	srv, err := rpc.NewServer(ctx, d.NC, "eva-intake", "EVA intake: file, amend, withdraw, answer", d.Logger)
+	srv, err := rpc.Serve(ctx, d.NC, "eva-intake", "EVA intake: file, amend, withdraw, answer", d.Logger,
+		rpc.On(intakeapi.File, caseview.Serve(s.File)),
+		rpc.On(intakeapi.Amend, caseview.Serve(s.Amend)),
+		rpc.On(intakeapi.Withdraw, caseview.Serve(s.Withdraw)),
+		rpc.On(intakeapi.Answer, caseview.Serve(s.Answer)),
+		rpc.On(intakeapi.Get, caseview.Serve(s.Get)),
+		rpc.On(intakeapi.List, s.List),
+		rpc.On(intakeapi.Cases, s.Cases),
+		rpc.On(intakeapi.Personal, s.Personal),
+	)
 	if err != nil {
-		return err
-	}
-	defer srv.Stop()
-	if err := errors.Join(
-		rpc.Handle(srv, intakeapi.File, caseview.Serve(s.File)),
-		rpc.Handle(srv, intakeapi.Amend, caseview.Serve(s.Amend)),
-		rpc.Handle(srv, intakeapi.Withdraw, caseview.Serve(s.Withdraw)),
-		rpc.Handle(srv, intakeapi.Answer, caseview.Serve(s.Answer)),
-		rpc.Handle(srv, intakeapi.Get, caseview.Serve(s.Get)),
-		rpc.Handle(srv, intakeapi.List, s.List),
-		rpc.Handle(srv, intakeapi.Cases, s.Cases),
-		rpc.Handle(srv, intakeapi.Personal, s.Personal),
-	); err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
+	defer srv.Stop()
 	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake"}, s.store, d.Logger)
 }

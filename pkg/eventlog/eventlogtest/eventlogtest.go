@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 )
@@ -29,4 +30,25 @@ func Open(tb testing.TB) Log {
 		tb.Fatal(err)
 	}
 	return Log{Log: l, NC: nc, JS: js}
+}
+
+// Events reads a case's events in order, failing the test on an error.
+func Events(tb testing.TB, l *eventlog.Log, caseID string) []assist.Recorded {
+	tb.Helper()
+	recs, err := l.Load(context.Background(), caseID)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return recs
+}
+
+// LastSeq is the sequence of the newest event of the log, failing the test
+// on an error.
+func LastSeq(tb testing.TB, l *eventlog.Log) uint64 {
+	tb.Helper()
+	seq, err := l.LastSeq(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return seq
 }

@@ -10,8 +10,10 @@ package sqldbtest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/eva-org/eva/pkg/netfault"
 	"github.com/eva-org/eva/pkg/sqldb"
 )
 
@@ -75,6 +78,35 @@ func Postgres(tb testing.TB) sqldb.DB {
 	}
 	tb.Cleanup(db.Close)
 	return db
+}
+
+// PostgresBehind opens a pool on a fresh schema of the test server, reached
+// through a fault-injecting TCP proxy that the test controls (down, cut,
+// latency); both end with the test.
+func PostgresBehind(tb testing.TB) (sqldb.DB, *netfault.Proxy) {
+	tb.Helper()
+	url, schema := Schema(tb)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	proxy, err := netfault.Start(net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = proxy.Close() })
+	_, port, _ := net.SplitHostPort(proxy.Addr())
+	p, _ := strconv.Atoi(port)
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", uint16(p)
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	cfg.ConnConfig.ConnectTimeout = time.Second
+	cfg.MaxConns = 8
+	db, err := sqldb.OpenPostgresConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(db.Close)
+	return db, proxy
 }
 
 // Schema creates a fresh schema and returns the server URL and its name;

@@ -137,12 +137,16 @@ func (x *Actor) GetPost() string {
 	return ""
 }
 
-// Event is one message of the log, on subject eva.case.<case_id>.<type>.
-// The NATS message id (Nats-Msg-Id) equals id.
+// Event is one message of the log, on subject eva.case.<case_id>.<type> —
+// or, for an event about a fund, payee, the policy, a user or a webhook,
+// eva.<kind>.<case_id>.<type>, where case_id names that thing. The NATS
+// message id (Nats-Msg-Id) equals id. Body field numbers: 20–34 the case
+// lifecycle; 35–59 review (deadlines, second approval, policy, users,
+// webhooks); 60–89 money and audit (funds, payees, erasure).
 type Event struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                       // UUIDv7
-	CaseId    string                 `protobuf:"bytes,2,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"` // UUIDv7
+	CaseId    string                 `protobuf:"bytes,2,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"` // UUIDv7 of the case, or of the thing of another kind
 	At        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
 	Actor     *Actor                 `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
 	CommandId string                 `protobuf:"bytes,5,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"` // the command that caused it; retries carry the same

@@ -1,0 +1,90 @@
+package sqldb_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/netfault"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+)
+
+// postgresBehind opens a pool on a fresh schema behind a proxy, with a
+// table t.
+func postgresBehind(t *testing.T) (sqldb.DB, *netfault.Proxy) {
+	t.Helper()
+	db, proxy := sqldbtest.PostgresBehind(t)
+	if _, err := db.Exec(context.Background(), `CREATE TABLE t (id BIGINT PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	return db, proxy
+}
+
+// A database that stays out of reach is CodeUnavailable — to reads,
+// writes, transactions and pings — never an internal error; and, once it
+// is back, the same calls succeed.
+func TestOutageIsUnavailableAndHeals(t *testing.T) {
+	db, proxy := postgresBehind(t)
+	ctx := context.Background()
+	proxy.SetDown(true)
+	start := time.Now()
+	var n int64
+	err := db.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n)
+	if !assist.IsCode(err, assist.CodeUnavailable) || !sqldb.IsUnavailable(err) {
+		t.Fatalf("read during the outage: %v, want unavailable", err)
+	}
+	if waited := time.Since(start); waited < time.Second {
+		t.Fatalf("the read gave up after %v, before trying again for its budget", waited)
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO t (id) VALUES (1)`); !assist.IsCode(err, assist.CodeUnavailable) {
+		t.Fatalf("write during the outage: %v, want unavailable", err)
+	}
+	if err := db.Tx(ctx, func(q sqldb.Querier) error { _, err := q.Exec(ctx, `INSERT INTO t (id) VALUES (2)`); return err }); !assist.IsCode(err, assist.CodeUnavailable) {
+		t.Fatalf("transaction during the outage: %v, want unavailable", err)
+	}
+	if err := db.Ping(ctx); !assist.IsCode(err, assist.CodeUnavailable) {
+		t.Fatalf("ping during the outage: %v, want unavailable", err)
+	}
+	var ae *assist.Error
+	if assist.ErrorCode(err) == assist.CodeUnavailable && errorsAs(err, &ae) && ae.Message != "database unavailable" {
+		t.Fatalf("the error crosses boundaries with detail %q", ae.Message)
+	}
+	proxy.SetDown(false)
+	if err := db.Tx(ctx, func(q sqldb.Querier) error { _, err := q.Exec(ctx, `INSERT INTO t (id) VALUES (3)`); return err }); err != nil {
+		t.Fatalf("transaction after the outage: %v", err)
+	}
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("after the outage: %d rows, %v; want the one committed after it", n, err)
+	}
+}
+
+// An outage shorter than the budget is absorbed: the caller sees only a
+// slower answer.
+func TestShortOutageIsAbsorbed(t *testing.T) {
+	db, proxy := postgresBehind(t)
+	ctx := context.Background()
+	proxy.SetDown(true)
+	time.AfterFunc(500*time.Millisecond, func() { proxy.SetDown(false) })
+	if err := db.Tx(ctx, func(q sqldb.Querier) error { _, err := q.Exec(ctx, `INSERT INTO t (id) VALUES (1)`); return err }); err != nil {
+		t.Fatalf("a transaction across a half-second outage: %v", err)
+	}
+	proxy.CutAll() // connections break under the pool
+	var n int64
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("a read after every connection was cut: %d, %v", n, err)
+	}
+}
+
+// A statement the database refuses is not an outage.
+func TestRefusedStatementIsNotUnavailable(t *testing.T) {
+	db, _ := postgresBehind(t)
+	_, err := db.Exec(context.Background(), `INSERT INTO nowhere VALUES (1)`)
+	if err == nil || sqldb.IsUnavailable(err) || assist.IsCode(err, assist.CodeUnavailable) {
+		t.Fatalf("a bad statement: %v, want an ordinary error", err)
+	}
+}
+
+func errorsAs(err error, target **assist.Error) bool { return errors.As(err, target) }
