@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -165,6 +166,9 @@ type server struct {
 	outages      outages
 	// openAPI is the API's OpenAPI document, made from routes().
 	openAPI []byte
+	// metricsHTTP serves registry on /metrics, made on first use.
+	metricsOnce sync.Once
+	metricsHTTP http.Handler
 }
 
 func newServer(d Deps) (*server, error) {

@@ -49,5 +49,6 @@ func (s *server) readyz(r *http.Request) (statusJSON, error) {
 
 // serveMetrics is GET /metrics: Deps.Registry.
 func (s *server) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	s.metricsOnce.Do(func() { s.metricsHTTP = promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}) })
+	s.metricsHTTP.ServeHTTP(w, r)
 }
