@@ -273,10 +273,14 @@ func (r *runner) fail(ctx context.Context, it item, err error) {
 	fields := []zap.Field{zap.Uint64("seq", it.msg.Seq), zap.String("subject", it.msg.Subject),
 		zap.Uint64("delivered", it.delivered), zap.Error(err)}
 	if errors.Is(err, ErrGap) && r.cfg.Repair != nil && ctx.Err() == nil {
-		if rerr := r.cfg.Repair(ctx, it.msg); rerr == nil {
+		rerr := r.cfg.Repair(ctx, it.msg)
+		switch {
+		case rerr == nil:
 			_ = it.js.Nak() // repaired: try it again now
 			return
-		} else {
+		case assist.IsCode(rerr, assist.CodeUnavailable):
+			err = rerr // the repair met an outage: wait for the dependency
+		default:
 			fields = append(fields, zap.NamedError("repair", rerr))
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/outage"
 )
 
 // DefaultTimeout bounds a call that has no earlier deadline.
@@ -25,11 +26,12 @@ const DefaultTimeout = 15 * time.Second
 
 // Server is one service's set of endpoints.
 type Server struct {
-	nc  *nats.Conn
-	svc micro.Service
-	ctx context.Context
-	sem chan struct{}
-	zl  *zap.Logger
+	nc      *nats.Conn
+	svc     micro.Service
+	ctx     context.Context
+	sem     chan struct{}
+	zl      *zap.Logger
+	outages outage.Log
 }
 
 // NewServer registers a micro service. Handlers run concurrently, at most
@@ -79,6 +81,16 @@ func (s *Server) Stop() error { return s.svc.Stop() }
 // on types.
 type Endpoint[Req, Resp any] struct {
 	Subject string
+	// Timeout bounds a call and its handler; 0 is DefaultTimeout. Long
+	// queries (verifying a whole archive) declare a longer one.
+	Timeout time.Duration
+}
+
+func (e Endpoint[Req, Resp]) timeout() time.Duration {
+	if e.Timeout > 0 {
+		return e.Timeout
+	}
+	return DefaultTimeout
 }
 
 // Handle serves the endpoint with h: the request body is decoded into Req,
@@ -100,7 +112,7 @@ func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.
 		data := r.Data()
 		go func() {
 			defer func() { <-s.sem }()
-			s.serve(reply, data, subject, func(ctx context.Context, data []byte) (any, error) {
+			s.serve(reply, data, subject, e.timeout(), func(ctx context.Context, data []byte) (any, error) {
 				var req Req
 				if err := json.Unmarshal(data, &req); err != nil {
 					return nil, assist.Errorf(assist.CodeInvalid, "malformed request to %s: %v", subject, err)
@@ -111,8 +123,8 @@ func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.
 	}), micro.WithEndpointSubject(subject))
 }
 
-func (s *Server) serve(reply string, data []byte, subject string, h func(context.Context, []byte) (any, error)) {
-	ctx, cancel := context.WithTimeout(s.ctx, DefaultTimeout)
+func (s *Server) serve(reply string, data []byte, subject string, timeout time.Duration, h func(context.Context, []byte) (any, error)) {
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	resp, err := safely(ctx, data, h)
 	if err != nil {
@@ -122,8 +134,12 @@ func (s *Server) serve(reply string, data []byte, subject string, h func(context
 			s.zl.Error("request failed", zap.String("subject", subject), zap.Error(err))
 			err = assist.Errorf(assist.CodeInternal, "internal error")
 		} else {
-			if ae.Code == assist.CodeInternal || ae.Code == assist.CodeUnavailable {
+			switch ae.Code {
+			case assist.CodeInternal:
 				s.zl.Warn("request failed", zap.String("subject", subject), zap.Error(err))
+			case assist.CodeUnavailable:
+				s.outages.Failed(s.zl, "dependency unavailable: requests answer unavailable", err, time.Now(),
+					zap.String("subject", subject))
 			}
 			err = ae
 		}
@@ -184,7 +200,7 @@ func (e Endpoint[Req, Resp]) Call(ctx context.Context, nc *nats.Conn, req Req) (
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		ctx, cancel = context.WithTimeout(ctx, e.timeout())
 		defer cancel()
 	}
 	msg, err := nc.RequestWithContext(ctx, subject, data)

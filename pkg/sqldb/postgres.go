@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -17,14 +18,23 @@ type pgDB struct {
 	pool *pgxpool.Pool
 }
 
-// OpenPostgres connects a pool to PostgreSQL.
+// OpenPostgres connects a pool to PostgreSQL. Unless the URL sets
+// pool_max_conns, the pool holds up to defaultMaxConns connections: the
+// services of one process share it, and pgx's default (four on two cores)
+// starves them as soon as a round trip is slow.
 func OpenPostgres(ctx context.Context, url string) (DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres url %s: %w", redact(url), err)
 	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = defaultMaxConns
+	}
 	return OpenPostgresConfig(ctx, cfg)
 }
+
+// defaultMaxConns bounds a pool whose URL does not.
+const defaultMaxConns = 32
 
 // OpenPostgresConfig connects a pool configured by the caller (tests set
 // a search_path per test schema this way).
@@ -64,9 +74,10 @@ func (d *pgDB) QueryRow(ctx context.Context, q string, args ...any) Row {
 // Tx runs fn in a transaction. When the database is out of reach before
 // the commit (at begin, or in fn's statements), the transaction rolls back
 // and runs again, within retryBudget; a commit that fails is not run
-// again, since it may have committed.
+// again, since it may have committed. A transaction that deadlocked with
+// another is run again too.
 func (d *pgDB) Tx(ctx context.Context, fn func(Querier) error) error {
-	_, err := absorb(ctx, beforeCommit, func(ctx context.Context) (struct{}, error) {
+	_, err := absorb(ctx, func(err error) bool { return beforeCommit(err) || lostToAnother(err) }, func(ctx context.Context) (struct{}, error) {
 		tx, err := d.pool.Begin(ctx)
 		if err != nil {
 			return struct{}{}, err
@@ -159,6 +170,14 @@ func (r pgRow) Scan(dest ...any) error {
 		return ErrNoRows
 	}
 	return classify(err)
+}
+
+// lostToAnother reports a transaction that PostgreSQL rolled back because
+// it deadlocked with, or could not be serialized after, another one: it is
+// safe and right to run it again.
+func lostToAnother(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (pg.Code == "40P01" || pg.Code == "40001")
 }
 
 // IsUniqueViolation reports whether err is a unique or primary key

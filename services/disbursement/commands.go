@@ -24,6 +24,46 @@ func (s *Service) Fund(ctx context.Context, r disbursementapi.GetRequest) (disbu
 	return s.store.Fund(ctx, r.ID)
 }
 
+// FundHistory is a fund's burn-down, sampled to at most r.MaxPoints
+// points. Errors: CodeNotFound.
+func (s *Service) FundHistory(ctx context.Context, r disbursementapi.FundHistoryRequest) (disbursementapi.FundHistory, error) {
+	pts, err := s.store.FundHistory(ctx, r.ID)
+	if err != nil {
+		return disbursementapi.FundHistory{}, err
+	}
+	max := r.MaxPoints
+	if max <= 0 || max > disbursementapi.DefaultFundHistoryPoints {
+		max = disbursementapi.DefaultFundHistoryPoints
+	}
+	return disbursementapi.FundHistory{FundID: r.ID, Points: samplePoints(pts, max)}, nil
+}
+
+// samplePoints keeps at most n points of a history: the first, and for
+// each equal slice of the time after it, the state at the slice's end.
+func samplePoints(pts []disbursementapi.FundPoint, n int) []disbursementapi.FundPoint {
+	if len(pts) <= n || n < 2 {
+		return pts
+	}
+	first, last := pts[0].At, pts[len(pts)-1].At
+	span := last.Sub(first)
+	out := []disbursementapi.FundPoint{pts[0]}
+	slices := n - 1
+	for i := 1; i < len(pts); i++ {
+		// The slice of point i; keep i when the next point is in a later
+		// slice (or there is none).
+		slice := func(j int) int64 {
+			if span <= 0 {
+				return int64(slices - 1)
+			}
+			return min(int64(pts[j].At.Sub(first))*int64(slices)/int64(span), int64(slices-1))
+		}
+		if i == len(pts)-1 || slice(i+1) != slice(i) {
+			out = append(out, pts[i])
+		}
+	}
+	return out
+}
+
 // CreateFund creates a fund whose id is the command id.
 //
 // Errors: CodeForbidden unless finance, CodeInvalid naming the bad field,

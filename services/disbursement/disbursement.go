@@ -15,6 +15,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/outage"
 	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
@@ -72,6 +73,7 @@ type Service struct {
 	zl       *zap.Logger
 	now      func() time.Time
 	wake     chan struct{}
+	outages  outage.Log
 }
 
 // New returns the service on a migrated database.
@@ -103,6 +105,7 @@ func Run(ctx context.Context, d Deps) error {
 		rpc.On(disbursementapi.FundsList, s.Funds),
 		rpc.On(disbursementapi.FundsGet, s.Fund),
 		rpc.On(disbursementapi.FundsCreate, s.CreateFund),
+		rpc.On(disbursementapi.FundsHistory, s.FundHistory),
 		rpc.On(disbursementapi.PayeesList, s.Payees),
 		rpc.On(disbursementapi.PayeesGet, s.Payee),
 		rpc.On(disbursementapi.PayeesCreate, s.CreatePayee),

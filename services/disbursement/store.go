@@ -63,6 +63,9 @@ type Store interface {
 	// Fund reads a fund. Errors: CodeNotFound.
 	Fund(ctx context.Context, id string) (disbursementapi.Fund, error)
 	Funds(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.FundsPage, error)
+	// FundHistory is the fund's money after each change, in time order,
+	// starting at its creation. Errors: CodeNotFound.
+	FundHistory(ctx context.Context, id string) ([]disbursementapi.FundPoint, error)
 	// CreatePayee stores a payee; the same id again returns it. Errors:
 	// CodeConflict when another payee has the name.
 	CreatePayee(ctx context.Context, p disbursementapi.Payee, by string) (disbursementapi.Payee, error)
@@ -165,6 +168,51 @@ func (s *SQLStore) Fund(ctx context.Context, id string) (disbursementapi.Fund, e
 func (s *SQLStore) Funds(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.FundsPage, error) {
 	items, next, err := page(ctx, s.db, r, `SELECT `+fundCols+`, created_at, id FROM disb_funds`, nil, scanFund)
 	return disbursementapi.FundsPage{Items: items, NextCursor: next}, err
+}
+
+// FundHistory implements Store. A hold reserves its amount when it is
+// placed (created_at) and, at its last change (updated_at), has moved it to
+// paid or given it back; holds still held or reserved have not moved yet.
+func (s *SQLStore) FundHistory(ctx context.Context, id string) ([]disbursementapi.FundPoint, error) {
+	f, err := s.Fund(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, `SELECT at, dres, dpaid FROM (
+			SELECT created_at AS at, amount AS dres, 0 AS dpaid FROM disb_holds WHERE fund_id = $1
+			UNION ALL
+			SELECT updated_at, -amount, amount FROM disb_holds WHERE fund_id = $1 AND status = $2
+			UNION ALL
+			SELECT updated_at, -amount, 0 FROM disb_holds WHERE fund_id = $1 AND status = $3
+		) AS moves ORDER BY at, dpaid, dres DESC`, id, disbursementapi.HoldPaid, disbursementapi.HoldReleased)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	point := func(at time.Time, reserved, paid int64) disbursementapi.FundPoint {
+		return disbursementapi.FundPoint{At: at, AllocatedCents: f.AllocatedCents, ReservedCents: reserved, PaidCents: paid,
+			AvailableCents: f.AllocatedCents - reserved - paid}
+	}
+	out := []disbursementapi.FundPoint{point(f.CreatedAt, 0, 0)}
+	var reserved, paid int64
+	for rows.Next() {
+		var at, dres, dpaid int64
+		if err := rows.Scan(&at, &dres, &dpaid); err != nil {
+			return nil, err
+		}
+		reserved += dres
+		paid += dpaid
+		t := sqldb.Time(at)
+		if t.Before(f.CreatedAt) {
+			t = f.CreatedAt
+		}
+		if last := &out[len(out)-1]; last.At.Equal(t) {
+			*last = point(t, reserved, paid) // one point per instant
+			continue
+		}
+		out = append(out, point(t, reserved, paid))
+	}
+	return out, rows.Err()
 }
 
 const payeeCols = `id, name, country, account, created_at`

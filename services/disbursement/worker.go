@@ -41,7 +41,7 @@ func (s *Service) RunDue(ctx context.Context) {
 	for ctx.Err() == nil {
 		steps, err := s.store.ClaimWork(ctx, s.now(), lease, 4*s.cfg.Workers)
 		if err != nil {
-			s.zl.Warn("claim payout work", zap.Error(err))
+			s.warn("claim payout work", err)
 			return
 		}
 		if len(steps) == 0 {
@@ -55,7 +55,7 @@ func (s *Service) RunDue(ctx context.Context) {
 			go func() {
 				defer func() { <-sem; wg.Done() }()
 				if err := s.step(ctx, w); err != nil {
-					s.zl.Warn("payout step failed; will retry", zap.String("payout", w.ID), zap.String("stage", w.Stage), zap.Error(err))
+					s.warn("payout step failed; will retry", err, zap.String("payout", w.ID), zap.String("stage", w.Stage))
 					_ = s.store.Defer(ctx, w.ID, s.now().Add(min(time.Minute, 8*s.cfg.Poll)), err.Error())
 				}
 			}()
@@ -138,7 +138,7 @@ func (s *Service) sweep(ctx context.Context) {
 func (s *Service) SweepHolds(ctx context.Context) {
 	holds, err := s.store.ExpiredHolds(ctx, s.now(), 100)
 	if err != nil {
-		s.zl.Warn("expired holds", zap.Error(err))
+		s.warn("expired holds", err)
 		return
 	}
 	for _, h := range holds {
@@ -152,10 +152,20 @@ func (s *Service) SweepHolds(ctx context.Context) {
 			// record in: return it directly.
 			err = s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.ReleaseHold(ctx, q, h.ID, s.now()) })
 			if err != nil {
-				s.zl.Warn("release orphan hold", zap.String("hold", h.ID), zap.Error(err))
+				s.warn("release orphan hold", err, zap.String("hold", h.ID))
 			}
 		default:
-			s.zl.Warn("expire hold", zap.String("hold", h.ID), zap.Error(err))
+			s.warn("expire hold", err, zap.String("hold", h.ID))
 		}
 	}
+}
+
+// warn logs a failure of the worker or the sweeper; an unavailable
+// dependency once per outage.
+func (s *Service) warn(msg string, err error, fields ...zap.Field) {
+	if assist.IsCode(err, assist.CodeUnavailable) {
+		s.outages.Failed(s.zl, msg+": dependency unavailable", err, time.Now(), fields...)
+		return
+	}
+	s.zl.Warn(msg, append(fields, zap.Error(err))...)
 }

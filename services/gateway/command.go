@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"hash"
 	"net/http"
 
@@ -158,7 +159,12 @@ func commandOperation[In, Out any](s *server, selfIdempotent bool, status int, l
 			} else {
 				err = s.store.FinishIdem(ctx, c.User.Username, key, status, out, header.Get("Location"))
 			}
-			if err != nil {
+			switch {
+			case assist.IsCode(err, assist.CodeUnavailable):
+				// The answer stands; the key stays pending and a retry
+				// runs the command again under the same command id.
+				noteOutage(r, fmt.Errorf("finish idempotency key: %w", err))
+			case err != nil:
 				noteError(r, err)
 			}
 		}

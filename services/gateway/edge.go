@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -85,58 +83,6 @@ func noteOutage(r *http.Request, err error) {
 	}
 }
 
-// outages logs an unavailable dependency once per outage rather than once
-// per request: at most once per outageQuiet for each dependency, with the
-// count of the requests it failed meanwhile.
-type outages struct {
-	mu   sync.Mutex
-	seen map[string]*outageSeen
-}
-
-type outageSeen struct {
-	logged time.Time
-	failed int
-}
-
-const outageQuiet = 10 * time.Second
-
-// dependency names what an unavailable error says is down: the text
-// before its first colon ("database unavailable", "event log",
-// "eva.intake.file").
-func dependency(err error) string {
-	var ae *assist.Error
-	msg := err.Error()
-	if errors.As(err, &ae) {
-		msg = ae.Message
-	}
-	dep, _, _ := strings.Cut(msg, ":")
-	return dep
-}
-
-func (o *outages) log(zl *zap.Logger, route string, err error, now time.Time) {
-	dep := dependency(err)
-	o.mu.Lock()
-	if o.seen == nil {
-		o.seen = map[string]*outageSeen{}
-	}
-	s := o.seen[dep]
-	if s == nil {
-		s = &outageSeen{}
-		o.seen[dep] = s
-	}
-	s.failed++
-	due := now.Sub(s.logged) >= outageQuiet
-	failed := s.failed
-	if due {
-		s.logged, s.failed = now, 0
-	}
-	o.mu.Unlock()
-	if due {
-		zl.Warn("dependency unavailable: requests answer 503", zap.String("dependency", dep), zap.String("route", route),
-			zap.Int("failed_requests", failed), zap.Error(err))
-	}
-}
-
 // edge is the outermost middleware: it recovers panics into a 500 problem,
 // logs each request once (method, route pattern, status, duration; never
 // bodies, query strings or who asked), counts it, and sets the headers
@@ -176,10 +122,11 @@ func (s *server) edge(next http.Handler) http.Handler {
 			case note.err != nil:
 				s.log.Error("request failed", append(fields, zap.Error(note.err))...)
 			case note.outage != nil:
-				s.outages.log(s.log, route, note.outage, time.Now())
+				s.outages.Failed(s.log, "dependency unavailable: requests answer 503", note.outage, time.Now(),
+					zap.String("route", route))
 			case status >= 500:
 				s.log.Warn("request", fields...)
-			case route == "/healthz" || route == "/readyz" || route == "/metrics":
+			case route == "/healthz" || route == "/readyz" || route == "/metrics" || isInProcess(r):
 				s.log.Debug("request", fields...)
 			default:
 				s.log.Info("request", fields...)

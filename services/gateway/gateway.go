@@ -19,6 +19,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/outage"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/audit/auditapi"
@@ -100,6 +101,7 @@ type Approval interface {
 type Disbursement interface {
 	Funds(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.FundsPage, error)
 	Fund(ctx context.Context, id string) (disbursementapi.Fund, error)
+	FundHistory(ctx context.Context, id string) (disbursementapi.FundHistory, error)
 	CreateFund(ctx context.Context, r disbursementapi.CreateFundRequest) (disbursementapi.Fund, error)
 	Payees(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayeesPage, error)
 	Payee(ctx context.Context, id string) (disbursementapi.Payee, error)
@@ -146,6 +148,10 @@ type Deps struct {
 	Ready func(context.Context) error
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// UI makes the web UI, given the API to call in process; it serves
+	// every path outside /v1/ and the operations endpoints. nil serves
+	// the API alone.
+	UI func(api http.Handler) (http.Handler, error)
 }
 
 // server holds what the handlers share.
@@ -163,7 +169,8 @@ type server struct {
 	now          func() time.Time
 	limiter      *loginLimiter
 	metrics      *httpMetrics
-	outages      outages
+	outages      outage.Log
+	ui           http.Handler
 	// openAPI is the API's OpenAPI document, made from routes().
 	openAPI []byte
 	// metricsHTTP serves registry on /metrics, made on first use.
@@ -221,12 +228,16 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
+	h, err := s.handler(d)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           s.router(),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,

@@ -152,6 +152,7 @@ type fakeDisbursement struct {
 	calls        *calls
 	funds        func(context.Context, disbursementapi.ListRequest) (disbursementapi.FundsPage, error)
 	fund         func(context.Context, string) (disbursementapi.Fund, error)
+	fundHistory  func(context.Context, string) (disbursementapi.FundHistory, error)
 	createFund   func(context.Context, disbursementapi.CreateFundRequest) (disbursementapi.Fund, error)
 	payees       func(context.Context, disbursementapi.ListRequest) (disbursementapi.PayeesPage, error)
 	payee        func(context.Context, string) (disbursementapi.Payee, error)
@@ -166,6 +167,9 @@ func (f *fakeDisbursement) Funds(ctx context.Context, r disbursementapi.ListRequ
 }
 func (f *fakeDisbursement) Fund(ctx context.Context, id string) (disbursementapi.Fund, error) {
 	return call(f.calls, "Fund", f.fund, ctx, id)
+}
+func (f *fakeDisbursement) FundHistory(ctx context.Context, id string) (disbursementapi.FundHistory, error) {
+	return call(f.calls, "disbursement.FundHistory", f.fundHistory, ctx, id)
 }
 func (f *fakeDisbursement) CreateFund(ctx context.Context, r disbursementapi.CreateFundRequest) (disbursementapi.Fund, error) {
 	return call(f.calls, "disbursement.CreateFund", f.createFund, ctx, r)
@@ -453,6 +457,15 @@ func (h *harness) setDefaults() {
 			return disbursementapi.Fund{}, assist.Errorf(assist.CodeNotFound, "no fund %q", id)
 		}
 		return fund, nil
+	}
+	h.disb.fundHistory = func(_ context.Context, id string) (disbursementapi.FundHistory, error) {
+		if id != fundID {
+			return disbursementapi.FundHistory{}, assist.Errorf(assist.CodeNotFound, "no fund %q", id)
+		}
+		return disbursementapi.FundHistory{FundID: id, Points: []disbursementapi.FundPoint{
+			{At: t0, AllocatedCents: 100_000_000, AvailableCents: 100_000_000},
+			{At: t0.Add(time.Hour), AllocatedCents: 100_000_000, ReservedCents: 25000, AvailableCents: 100_000_000 - 25000},
+		}}, nil
 	}
 	h.disb.createFund = func(_ context.Context, r disbursementapi.CreateFundRequest) (disbursementapi.Fund, error) {
 		return disbursementapi.Fund{ID: r.CommandID, Name: r.Name, AllocatedCents: r.AllocatedCents, AvailableCents: r.AllocatedCents, CreatedAt: t0}, nil

@@ -53,6 +53,35 @@ func (s *server) getFund(r *http.Request) (fundJSON, error) {
 	return toFundJSON(f), nil
 }
 
+// fundPointJSON is a fund's money from At until the next point.
+type fundPointJSON struct {
+	At             timestamp `json:"at"`
+	AllocatedCents int64     `json:"allocated_usd_cents" jsonschema_description:"in integer US cents"`
+	ReservedCents  int64     `json:"reserved_usd_cents" jsonschema_description:"in integer US cents"`
+	PaidCents      int64     `json:"paid_usd_cents" jsonschema_description:"in integer US cents"`
+	AvailableCents int64     `json:"available_usd_cents" jsonschema_description:"in integer US cents"`
+}
+
+type fundHistoryJSON struct {
+	FundID string          `json:"fund_id"`
+	Items  []fundPointJSON `json:"items"`
+}
+
+func toFundPointJSON(p disbursementapi.FundPoint) fundPointJSON {
+	return fundPointJSON{At: formatTime(p.At), AllocatedCents: p.AllocatedCents, ReservedCents: p.ReservedCents,
+		PaidCents: p.PaidCents, AvailableCents: p.AvailableCents}
+}
+
+// fundHistory is GET /v1/funds/{id}/history: the fund's burn-down.
+func (s *server) fundHistory(r *http.Request) (fundHistoryJSON, error) {
+	id := chi.URLParam(r, "id")
+	h, err := s.disbursement.FundHistory(r.Context(), id)
+	if err != nil {
+		return fundHistoryJSON{}, err
+	}
+	return fundHistoryJSON{FundID: id, Items: mapSlice(h.Points, toFundPointJSON)}, nil
+}
+
 // createFund is POST /v1/funds.
 func (s *server) createFund(r *http.Request, c command, in fundBody) (fundJSON, error) {
 	f, err := s.disbursement.CreateFund(r.Context(), disbursementapi.CreateFundRequest{

@@ -151,6 +151,12 @@ func TestResponses(t *testing.T) {
 			t.Fatalf("cancel %+v → %+v", gotCancel, po)
 		}
 		decodeProblem(t, h.get("fin", "/v1/funds/unknown-fund"), http.StatusNotFound)
+		hist := decodeJSONBody[fundHistoryJSON](t, h.get("aud", "/v1/funds/"+fundID+"/history"), http.StatusOK)
+		if hist.FundID != fundID || len(hist.Items) != 2 || hist.Items[1].ReservedCents != 25000 ||
+			hist.Items[1].AvailableCents != 100_000_000-25000 || hist.Items[1].At != formatTime(t0.Add(time.Hour)) {
+			t.Fatalf("fund history %+v", hist)
+		}
+		decodeProblem(t, h.get("fin", "/v1/funds/"+payoutID+"/history"), http.StatusNotFound)
 	})
 
 	t.Run("audit", func(t *testing.T) {

@@ -38,6 +38,7 @@ var apiWho = map[string][]string{
 	"GET /v1/funds":                       {finance, approver, auditor},
 	"POST /v1/funds":                      {finance},
 	"GET /v1/funds/{id}":                  {finance, approver, auditor},
+	"GET /v1/funds/{id}/history":          {finance, approver, auditor}, // an addition: the burn-down of the web UI
 	"GET /v1/payees":                      nil,
 	"POST /v1/payees":                     {finance},
 	"GET /v1/payees/{id}":                 nil,

@@ -143,6 +143,10 @@ func (s *server) routes() []route {
 				answer: "the fund", op: handleCreate(s, s.createFund)},
 			route{method: get, pattern: "/v1/funds/{id}", roles: []string{finance, approver, auditor}, summary: "Read a fund",
 				answer: "the fund", op: handleGet(s.getFund)},
+			route{method: get, pattern: "/v1/funds/{id}/history", roles: []string{finance, approver, auditor},
+				summary: "A fund's burn-down",
+				doc:     "Its money after each change in time order from its creation, at most 500 points (a longer history is sampled).",
+				answer:  "the fund's money over time", op: handleGet(s.fundHistory)},
 			route{method: get, pattern: "/v1/payees", summary: "List payees",
 				doc:    "Service providers that receive payouts; every role reads them (a requester names one when filing).",
 				answer: "payees", op: handleQuery(s.listPayees)},
@@ -180,7 +184,7 @@ func (s *server) routes() []route {
 func (s *server) router() chi.Router {
 	r := chi.NewRouter()
 	r.Use(s.edge)
-	r.NotFound(notFoundHandler)
+	r.NotFound(s.notFound)
 	r.MethodNotAllowed(methodNotAllowedHandler)
 	for _, rt := range s.routes() {
 		var mws []func(http.Handler) http.Handler

@@ -19,7 +19,7 @@ import (
 // Audit's endpoints.
 var (
 	Events      = rpc.Endpoint[EventsRequest, EventsPage]{Subject: "eva.audit.events"}
-	Verify      = rpc.Endpoint[struct{}, VerifyResult]{Subject: "eva.audit.verify"}
+	Verify      = rpc.Endpoint[struct{}, VerifyResult]{Subject: "eva.audit.verify", Timeout: 10 * time.Minute}
 	History     = rpc.Endpoint[CaseRequest, []ArchivedEvent]{Subject: "eva.audit.history"}
 	AsOf        = rpc.Endpoint[AsOfRequest, caseview.Case]{Subject: "eva.audit.as_of"}
 	Checkpoint  = rpc.Endpoint[struct{}, CheckpointHead]{Subject: "eva.audit.checkpoint"}

@@ -19,6 +19,7 @@ var (
 	FundsList    = rpc.Endpoint[ListRequest, FundsPage]{Subject: "eva.disbursement.funds_list"}
 	FundsGet     = rpc.Endpoint[GetRequest, Fund]{Subject: "eva.disbursement.funds_get"}
 	FundsCreate  = rpc.Endpoint[CreateFundRequest, Fund]{Subject: "eva.disbursement.funds_create"}
+	FundsHistory = rpc.Endpoint[FundHistoryRequest, FundHistory]{Subject: "eva.disbursement.funds_history"}
 	PayeesList   = rpc.Endpoint[ListRequest, PayeesPage]{Subject: "eva.disbursement.payees_list"}
 	PayeesGet    = rpc.Endpoint[GetRequest, Payee]{Subject: "eva.disbursement.payees_get"}
 	PayeesCreate = rpc.Endpoint[CreatePayeeRequest, Payee]{Subject: "eva.disbursement.payees_create"}
@@ -39,6 +40,37 @@ type Fund struct {
 	PaidCents      int64     `json:"paid_usd_cents"`
 	AvailableCents int64     `json:"available_usd_cents"`
 	CreatedAt      time.Time `json:"created_at"`
+}
+
+// FundHistoryRequest asks for a fund's money over time. MaxPoints bounds
+// the answer (default and most: 500); a longer history is sampled, each
+// point the state at the end of an equal slice of time.
+type FundHistoryRequest struct {
+	ID        string `json:"id"`
+	MaxPoints int    `json:"max_points,omitempty"`
+}
+
+// Fund history bounds.
+const (
+	DefaultFundHistoryPoints = 500
+)
+
+// FundPoint is a fund's money from At until the next point.
+type FundPoint struct {
+	At             time.Time `json:"at"`
+	AllocatedCents int64     `json:"allocated_usd_cents"`
+	ReservedCents  int64     `json:"reserved_usd_cents"`
+	PaidCents      int64     `json:"paid_usd_cents"`
+	AvailableCents int64     `json:"available_usd_cents"`
+}
+
+// FundHistory is a fund's burn-down: its money after each change, in time
+// order, from its creation (reserved and paid 0) on. It is derived from
+// the ledger's holds: a hold reserves its amount when placed, and at its
+// last change moves it to paid or back to the fund.
+type FundHistory struct {
+	FundID string      `json:"fund_id"`
+	Points []FundPoint `json:"points"`
 }
 
 // Payee is a service provider that receives payouts.
@@ -181,6 +213,11 @@ func (c *Client) Funds(ctx context.Context, r ListRequest) (FundsPage, error) {
 // Fund reads one fund. Errors: CodeNotFound.
 func (c *Client) Fund(ctx context.Context, id string) (Fund, error) {
 	return FundsGet.Call(ctx, c.nc, GetRequest{ID: id})
+}
+
+// FundHistory reads a fund's money over time. Errors: CodeNotFound.
+func (c *Client) FundHistory(ctx context.Context, id string) (FundHistory, error) {
+	return FundsHistory.Call(ctx, c.nc, FundHistoryRequest{ID: id})
 }
 
 // CreateFund creates a fund. Errors: CodeInvalid, CodeForbidden.

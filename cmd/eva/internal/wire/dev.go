@@ -101,6 +101,8 @@ func SeedMoney(ctx context.Context, c *disbursementapi.Client) error {
 func banner(out io.Writer, cfg Config) {
 	fmt.Fprintf(out, `
 EVA is running: http://%s
+  Open it in a browser and sign in as any demo account below: each desk
+  (requests, queue, funds, payees, payouts, audit, admin) is there.
   API description: http://%s/v1/openapi.json
   data: %s   (delete it to start afresh)
 

@@ -3,6 +3,7 @@ package wire
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
 
 	"go.uber.org/zap"
@@ -17,6 +18,7 @@ import (
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 	"github.com/eva-org/eva/services/disbursement/provsim"
 	"github.com/eva-org/eva/services/gateway"
+	"github.com/eva-org/eva/services/gateway/web"
 	"github.com/eva-org/eva/services/intake"
 	"github.com/eva-org/eva/services/intake/intakeapi"
 )
@@ -64,6 +66,10 @@ var services = map[string]service{
 				Logger:       p.Logger.Named("gateway"),
 				Registry:     p.Registry,
 				Ready:        p.Ready,
+				UI: func(api http.Handler) (http.Handler, error) {
+					return web.New(web.Deps{Config: web.Config{CookieSecure: p.Config.CookieSecure}, API: api,
+						Logger: p.Logger.Named("web")})
+				},
 			})
 		}},
 }
