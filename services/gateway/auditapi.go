@@ -11,24 +11,28 @@ import (
 	"github.com/eva-org/eva/services/audit/auditapi"
 )
 
+// auditEventsQuery is the query of GET /v1/audit/events.
+type auditEventsQuery struct {
+	After  *uint64 `query:"after" doc:"the sequence to start after (0: from the start)"`
+	Cursor *uint64 `query:"cursor" doc:"next_cursor of the page before: the same as after"`
+	Limit  limit   `query:"limit" doc:"how many events a page holds at most"`
+}
+
 // auditEvents is GET /v1/audit/events?after=&limit= (cursor= is accepted
 // for after, as a list's cursor).
-func (s *server) auditEvents(r *http.Request) (any, error) {
-	q := newQuery(r)
-	after, hasAfter := q.uintParam("after")
-	if cur, hasCursor := q.uintParam("cursor"); hasCursor {
-		if hasAfter && cur != after {
-			q.fail("cursor", "must not disagree with after")
-		}
-		after = cur
+func (s *server) auditEvents(r *http.Request, q auditEventsQuery) (eventsPageJSON, error) {
+	var after uint64
+	switch {
+	case q.After != nil && q.Cursor != nil && *q.After != *q.Cursor:
+		return eventsPageJSON{}, invalid("cursor", "must not disagree with after")
+	case q.Cursor != nil:
+		after = *q.Cursor
+	case q.After != nil:
+		after = *q.After
 	}
-	limit := q.limit()
-	if q.err != nil {
-		return nil, q.err
-	}
-	p, err := s.audit.Events(r.Context(), auditapi.EventsRequest{After: after, Limit: limit})
+	p, err := s.audit.Events(r.Context(), auditapi.EventsRequest{After: after, Limit: int(q.Limit)})
 	if err != nil {
-		return nil, err
+		return eventsPageJSON{}, err
 	}
 	out := eventsPageJSON{Items: mapSlice(p.Items, toEventJSON)}
 	if p.Next > 0 {
@@ -37,18 +41,18 @@ func (s *server) auditEvents(r *http.Request) (any, error) {
 	return out, nil
 }
 
+// deadLettersQuery is the query of GET /v1/admin/dead-letters.
+type deadLettersQuery struct {
+	After uint64 `query:"after" doc:"the dead-letter sequence to start after (0: from the start)"`
+	Limit limit  `query:"limit" doc:"how many dead letters a page holds at most"`
+}
+
 // deadLetters is GET /v1/admin/dead-letters?after=&limit=: the events a
 // consumer gave up on, with the reason, for admins to act on.
-func (s *server) deadLetters(r *http.Request) (any, error) {
-	q := newQuery(r)
-	after, _ := q.uintParam("after")
-	limit := q.limit()
-	if q.err != nil {
-		return nil, q.err
-	}
-	p, err := s.audit.DeadLetters(r.Context(), auditapi.DeadLettersRequest{After: after, Limit: limit})
+func (s *server) deadLetters(r *http.Request, q deadLettersQuery) (deadLettersJSON, error) {
+	p, err := s.audit.DeadLetters(r.Context(), auditapi.DeadLettersRequest{After: q.After, Limit: int(q.Limit)})
 	if err != nil {
-		return nil, err
+		return deadLettersJSON{}, err
 	}
 	out := deadLettersJSON{Items: mapSlice(p.Items, toDeadLetterJSON)}
 	if p.Next > 0 {
@@ -58,10 +62,10 @@ func (s *server) deadLetters(r *http.Request) (any, error) {
 }
 
 // checkpoint is GET /v1/audit/checkpoint.
-func (s *server) checkpoint(r *http.Request) (any, error) {
+func (s *server) checkpoint(r *http.Request) (checkpointJSON, error) {
 	c, err := s.audit.Checkpoint(r.Context())
 	if err != nil {
-		return nil, err
+		return checkpointJSON{}, err
 	}
 	return checkpointJSON{Size: c.Size, Chain: c.Chain, At: formatTime(c.At)}, nil
 }
@@ -69,32 +73,42 @@ func (s *server) checkpoint(r *http.Request) (any, error) {
 type verifyJSON struct {
 	OK       bool    `json:"ok"`
 	Events   uint64  `json:"events"`
-	FirstBad *uint64 `json:"first_bad"`
+	FirstBad *uint64 `json:"first_bad" jsonschema_description:"sequence of the first event that does not match; null when ok"`
 	Reason   string  `json:"reason,omitempty"`
-	Lag      uint64  `json:"lag"`
+	Lag      uint64  `json:"lag" jsonschema_description:"events of the log not archived yet (not counted as bad)"`
 }
 
 // verify is GET /v1/audit/verify.
-func (s *server) verify(r *http.Request) (any, error) {
+func (s *server) verify(r *http.Request) (verifyJSON, error) {
 	v, err := s.audit.Verify(r.Context())
 	if err != nil {
-		return nil, err
+		return verifyJSON{}, err
 	}
 	return verifyJSON{OK: v.OK, Events: v.Events, FirstBad: v.FirstBad, Reason: v.Reason, Lag: v.Lag}, nil
 }
 
+// accessQuery is the query of GET /v1/audit/access.
+type accessQuery struct {
+	Case requestID `query:"case,required" doc:"the request whose reads to list"`
+}
+
 // access is GET /v1/audit/access?case=.
-func (s *server) access(r *http.Request) (any, error) {
-	q := newQuery(r)
-	id := q.uuidParam("case", true)
-	if q.err != nil {
-		return nil, q.err
-	}
-	as, err := s.audit.Access(r.Context(), id)
+func (s *server) access(r *http.Request, q accessQuery) (page[accessJSON], error) {
+	as, err := s.audit.Access(r.Context(), string(q.Case))
 	if err != nil {
-		return nil, err
+		return page[accessJSON]{}, err
 	}
 	return page[accessJSON]{Items: mapSlice(as, toAccessJSON)}, nil
+}
+
+// exportFormat is what GET /v1/audit/export writes.
+type exportFormat string
+
+var exportFormats = []exportFormat{"jsonl", "csv"}
+
+// exportQuery is the query of GET /v1/audit/export.
+type exportQuery struct {
+	Format exportFormat `query:"format" default:"jsonl"`
 }
 
 var csvHeader = []string{"seq", "id", "request_id", "type", "at", "actor_username", "actor_role", "actor_post",
@@ -105,16 +119,9 @@ var csvHeader = []string{"seq", "id", "request_id", "type", "at", "actor_usernam
 // problem; an error later aborts the response, so that a client never
 // takes a truncated export for a whole one.
 func (s *server) export(w http.ResponseWriter, r *http.Request) {
-	q := newQuery(r)
-	format := q.one("format")
-	if format == "" {
-		format = "jsonl"
-	}
-	if format != "jsonl" && format != "csv" {
-		q.fail("format", "must be jsonl or csv")
-	}
-	if q.err != nil {
-		writeProblem(w, r, q.err)
+	q, err := parseQuery[exportQuery](r)
+	if err != nil {
+		writeProblem(w, r, err)
 		return
 	}
 	p, err := s.audit.Events(r.Context(), auditapi.EventsRequest{Limit: listing.MaxLimit})
@@ -128,13 +135,13 @@ func (s *server) export(w http.ResponseWriter, r *http.Request) {
 		cw   = csv.NewWriter(w)
 		emit func(auditapi.ArchivedEvent) error
 	)
-	if format == "csv" {
+	if q.Format == "csv" {
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="eva-audit.csv"`)
 		_ = cw.Write(csvHeader)
 		emit = func(e auditapi.ArchivedEvent) error {
 			j := toEventJSON(e)
-			return cw.Write([]string{strconv.FormatUint(j.Seq, 10), j.ID, j.RequestID, j.Type, j.At, j.Actor.Username,
+			return cw.Write([]string{strconv.FormatUint(j.Seq, 10), j.ID, j.RequestID, j.Type, string(j.At), j.Actor.Username,
 				j.Actor.Role, j.Actor.Post, j.Reason, j.Hash, j.Chain, string(j.Data), j.DecodeError})
 		}
 	} else {

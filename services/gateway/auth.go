@@ -33,15 +33,23 @@ type loginRequest struct {
 	Password string `json:"password"`
 }
 
-type tokenResponse struct {
-	Token     string `json:"token"`
-	ExpiresAt string `json:"expires_at"`
+// loginQuery is the query of POST /v1/auth/token.
+type loginQuery struct {
+	Cookie string `query:"cookie" doc:"1: also set the session cookie eva_session, for the web UI"`
 }
 
+type tokenResponse struct {
+	Token     string    `json:"token" jsonschema_description:"a bearer token"`
+	ExpiresAt timestamp `json:"expires_at"`
+}
+
+// roleName is a role a user may hold (assist.Roles).
+type roleName string
+
 type meResponse struct {
-	Username string   `json:"username"`
-	Roles    []string `json:"roles"`
-	Posts    []string `json:"posts"`
+	Username string     `json:"username"`
+	Roles    []roleName `json:"roles"`
+	Posts    []string   `json:"posts"`
 }
 
 var errBadCredentials = assist.Errorf(assist.CodeUnauthenticated, "wrong username or password")
@@ -49,17 +57,7 @@ var errBadCredentials = assist.Errorf(assist.CodeUnauthenticated, "wrong usernam
 // login is POST /v1/auth/token. It ignores Idempotency-Key: a token is
 // never stored in clear, so it cannot be replayed, and signing in twice
 // is harmless.
-func (s *server) login(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, s.cfg.MaxBodyBytes)
-	if err != nil {
-		writeProblem(w, r, err)
-		return
-	}
-	in, err := decodeRequest[loginRequest](r.Header, body)
-	if err != nil {
-		writeProblem(w, r, err)
-		return
-	}
+func (s *server) login(w http.ResponseWriter, r *http.Request, q loginQuery, in loginRequest) (tokenResponse, error) {
 	var probs assist.Problems
 	if in.Username == "" {
 		probs.Add("username", "is required")
@@ -70,42 +68,36 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		probs.Add("password", "is required")
 	}
 	if err := probs.Err(); err != nil {
-		writeProblem(w, r, err)
-		return
+		return tokenResponse{}, err
 	}
 	now := s.now()
 	if wait := s.limiter.wait(in.Username, now); wait > 0 {
-		writeProblem(w, r, &retryAfter{seconds: int(math.Ceil(wait.Seconds())),
-			err: assist.Errorf(assist.CodeRateLimited, "too many failed sign-ins for this username; try again later")})
-		return
+		return tokenResponse{}, &retryAfter{seconds: int(math.Ceil(wait.Seconds())),
+			err: assist.Errorf(assist.CodeRateLimited, "too many failed sign-ins for this username; try again later")}
 	}
 	acct, err := s.store.Account(r.Context(), in.Username)
 	switch {
 	case assist.IsCode(err, assist.CodeNotFound):
 		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(in.Password))
 		s.limiter.fail(in.Username, now)
-		writeProblem(w, r, errBadCredentials)
-		return
+		return tokenResponse{}, errBadCredentials
 	case err != nil:
-		writeProblem(w, r, err)
-		return
+		return tokenResponse{}, err
 	}
 	if bcrypt.CompareHashAndPassword(acct.PasswordHash, []byte(in.Password)) != nil {
 		s.limiter.fail(in.Username, now)
-		writeProblem(w, r, errBadCredentials)
-		return
+		return tokenResponse{}, errBadCredentials
 	}
 	s.limiter.reset(in.Username)
 	token, exp, err := s.issueToken(r.Context(), acct.Username)
 	if err != nil {
-		writeProblem(w, r, err)
-		return
+		return tokenResponse{}, err
 	}
-	if r.URL.Query().Get("cookie") == "1" {
+	if q.Cookie == "1" {
 		http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: token, Path: "/", Expires: exp,
 			MaxAge: int(s.cfg.TokenTTL.Seconds()), HttpOnly: true, Secure: s.cfg.CookieSecure, SameSite: http.SameSiteStrictMode})
 	}
-	writeJSON(w, http.StatusOK, tokenResponse{Token: token, ExpiresAt: formatTime(exp)})
+	return tokenResponse{Token: token, ExpiresAt: formatTime(exp)}, nil
 }
 
 // issueToken makes a token for username, storing only its hash.
@@ -140,9 +132,13 @@ func (s *server) logout(w http.ResponseWriter, r *http.Request) {
 }
 
 // me is GET /v1/me.
-func (s *server) me(w http.ResponseWriter, r *http.Request) {
+func (s *server) me(r *http.Request) (meResponse, error) {
 	u := userOf(r)
-	writeJSON(w, http.StatusOK, meResponse{Username: u.Username, Roles: nonNil(u.Roles), Posts: nonNil(u.Posts)})
+	roles := make([]roleName, len(u.Roles))
+	for i, role := range u.Roles {
+		roles[i] = roleName(role)
+	}
+	return meResponse{Username: u.Username, Roles: roles, Posts: nonNil(u.Posts)}, nil
 }
 
 type userKey struct{}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -14,24 +15,29 @@ import (
 )
 
 // Request bodies. Decoding is strict (decodeJSON): unknown fields are
-// refused, so every field a client may send is here.
+// refused, so every field a client may send is here. Their schemas are
+// reflected from them (openapi.go): a field is required unless it is a
+// pointer or omitempty (omitempty means nothing to decoding: it marks an
+// optional field); a pointer may be null, which is as if it were absent.
+// The decoder checks the shape; the handlers and services check what is
+// required and the values, naming every field at fault at once.
 type (
 	fileBody struct {
-		Post          string                `json:"post"`
-		Category      string                `json:"category"`
-		Urgency       string                `json:"urgency"`
-		AmountCents   int64                 `json:"amount_usd_cents"`
-		Justification string                `json:"justification"`
-		Beneficiary   intakeapi.Beneficiary `json:"beneficiary"`
-		PayeeID       string                `json:"payee_id"`
+		Post          string          `json:"post" jsonschema_description:"one of your posts"`
+		Category      assist.Category `json:"category"`
+		Urgency       assist.Urgency  `json:"urgency"`
+		AmountCents   int64           `json:"amount_usd_cents" jsonschema_description:"amount requested, in integer US cents"`
+		Justification string          `json:"justification"`
+		Beneficiary   beneficiaryJSON `json:"beneficiary"`
+		PayeeID       string          `json:"payee_id,omitempty" jsonschema_description:"the payee to pay, when known"`
 	}
 	amendBody struct {
-		Category      *string                `json:"category"`
-		Urgency       *string                `json:"urgency"`
-		AmountCents   *int64                 `json:"amount_usd_cents"`
-		Justification *string                `json:"justification"`
-		Beneficiary   *intakeapi.Beneficiary `json:"beneficiary"`
-		PayeeID       *string                `json:"payee_id"`
+		Category      *assist.Category `json:"category"`
+		Urgency       *assist.Urgency  `json:"urgency"`
+		AmountCents   *int64           `json:"amount_usd_cents" jsonschema_description:"new amount, in integer US cents"`
+		Justification *string          `json:"justification"`
+		Beneficiary   *beneficiaryJSON `json:"beneficiary"`
+		PayeeID       *string          `json:"payee_id"`
 	}
 	reasonBody struct {
 		Reason string `json:"reason"`
@@ -40,10 +46,10 @@ type (
 		Answer string `json:"answer"`
 	}
 	approveBody struct {
-		AmountCents int64  `json:"amount_usd_cents"`
+		AmountCents int64  `json:"amount_usd_cents" jsonschema_description:"amount approved, at most the amount requested, in integer US cents"`
 		FundID      string `json:"fund_id"`
-		PayeeID     string `json:"payee_id"`
-		Note        string `json:"note"`
+		PayeeID     string `json:"payee_id,omitempty" jsonschema_description:"required when the request names no payee"`
+		Note        string `json:"note,omitempty"`
 	}
 	questionBody struct {
 		Question string `json:"question"`
@@ -96,14 +102,15 @@ func (s *server) ownCase(r *http.Request, u Account, id string) (caseview.Case, 
 	return c, nil
 }
 
-func caseReply(status int, c caseview.Case, err error) (reply, error) {
+// caseAnswer is a command's answer: the case after it.
+func caseAnswer(c caseview.Case, err error) (caseJSON, error) {
 	if err != nil {
-		return reply{}, err
+		return caseJSON{}, err
 	}
 	if c.ID == "" {
-		return reply{}, errors.New("the service answered no case")
+		return caseJSON{}, errors.New("the service answered no case")
 	}
-	return reply{status: status, body: toCaseJSON(c)}, nil
+	return toCaseJSON(c), nil
 }
 
 func requesterActor(u Account, post string) assist.Actor {
@@ -115,43 +122,35 @@ func approverActor(u Account) assist.Actor {
 }
 
 // fileRequest is POST /v1/requests.
-func (s *server) fileRequest(r *http.Request, c command, in fileBody) (reply, error) {
+func (s *server) fileRequest(r *http.Request, c command, in fileBody) (caseJSON, error) {
 	switch {
 	case in.Post == "":
-		return reply{}, invalid("post", "is required")
+		return caseJSON{}, invalid("post", "is required")
 	case !assist.ValidPost(in.Post):
-		return reply{}, invalid("post", "must be up to %d characters A-Z, 0-9, '-' or '_'", assist.MaxPost)
+		return caseJSON{}, invalid("post", "must be up to %d characters A-Z, 0-9, '-' or '_'", assist.MaxPost)
 	case !ofPost(c.User, in.Post):
-		return reply{}, assist.Errorf(assist.CodeForbidden, "you do not file for post %q", in.Post)
+		return caseJSON{}, assist.Errorf(assist.CodeForbidden, "you do not file for post %q", in.Post)
 	}
-	cs, err := s.intake.File(r.Context(), intakeapi.FileRequest{
-		CommandID: c.ID, Actor: requesterActor(c.User, in.Post), Post: in.Post, Category: in.Category,
-		Urgency: in.Urgency, AmountCents: in.AmountCents, Justification: in.Justification,
-		Beneficiary: in.Beneficiary, PayeeID: in.PayeeID, IdempotencyKeyHash: c.KeyHash, RequestHash: c.RequestHash,
-	})
-	rep, err := caseReply(http.StatusCreated, cs, err)
-	if err == nil {
-		rep.location = "/v1/requests/" + cs.ID
-	}
-	return rep, err
+	return caseAnswer(s.intake.File(r.Context(), intakeapi.FileRequest{
+		CommandID: c.ID, Actor: requesterActor(c.User, in.Post), Post: in.Post, Category: string(in.Category),
+		Urgency: string(in.Urgency), AmountCents: in.AmountCents, Justification: in.Justification,
+		Beneficiary: toBeneficiary(in.Beneficiary), PayeeID: in.PayeeID, IdempotencyKeyHash: c.KeyHash,
+		RequestHash: c.RequestHash,
+	}))
+}
+
+// listRequestsQuery is the query of GET /v1/requests.
+type listRequestsQuery struct {
+	Status  assist.State   `query:"status"`
+	Post    string         `query:"post" maxLength:"64" doc:"only this post's requests"`
+	Urgency assist.Urgency `query:"urgency"`
+	pageQuery
 }
 
 // listRequests is GET /v1/requests.
-func (s *server) listRequests(r *http.Request) (any, error) {
-	q := newQuery(r)
-	f := intakeapi.ListFilter{
-		Status:  enum(q, "status", assist.States),
-		Post:    q.one("post"),
-		Urgency: enum(q, "urgency", assist.Urgencies),
-		Limit:   q.limit(),
-		Cursor:  q.cursor(),
-	}
-	if len(f.Post) > assist.MaxPost {
-		q.fail("post", "must be at most %d characters", assist.MaxPost)
-	}
-	if q.err != nil {
-		return nil, q.err
-	}
+func (s *server) listRequests(r *http.Request, q listRequestsQuery) (page[caseJSON], error) {
+	f := intakeapi.ListFilter{Status: string(q.Status), Post: q.Post, Urgency: string(q.Urgency),
+		Limit: int(q.Limit), Cursor: string(q.Cursor)}
 	u := userOf(r)
 	if !seesAllCases(u) {
 		if len(u.Posts) == 0 {
@@ -161,130 +160,137 @@ func (s *server) listRequests(r *http.Request) (any, error) {
 	}
 	p, err := s.intake.List(r.Context(), f)
 	if err != nil {
-		return nil, err
+		return page[caseJSON]{}, err
 	}
 	return page[caseJSON]{Items: toCasesJSON(p.Items), NextCursor: p.NextCursor}, nil
 }
 
 // getRequest is GET /v1/requests/{id}.
-func (s *server) getRequest(r *http.Request) (any, error) {
+func (s *server) getRequest(r *http.Request) (caseJSON, error) {
 	c, err := s.visibleCase(r, userOf(r), chi.URLParam(r, "id"))
 	if err != nil {
-		return nil, err
+		return caseJSON{}, err
 	}
 	return toCaseJSON(c), nil
 }
 
 // amendRequest is POST /v1/requests/{id}/amend.
-func (s *server) amendRequest(r *http.Request, c command, in amendBody) (reply, error) {
+func (s *server) amendRequest(r *http.Request, c command, in amendBody) (caseJSON, error) {
 	cs, err := s.ownCase(r, c.User, chi.URLParam(r, "id"))
 	if err != nil {
-		return reply{}, err
+		return caseJSON{}, err
 	}
-	out, err := s.intake.Amend(r.Context(), intakeapi.AmendRequest{
-		CommandID: c.ID, Actor: requesterActor(c.User, cs.Post), CaseID: cs.ID, Category: in.Category,
-		Urgency: in.Urgency, AmountCents: in.AmountCents, Justification: in.Justification,
-		Beneficiary: in.Beneficiary, PayeeID: in.PayeeID,
-	})
-	return caseReply(http.StatusOK, out, err)
+	var b *intakeapi.Beneficiary
+	if in.Beneficiary != nil {
+		bb := toBeneficiary(*in.Beneficiary)
+		b = &bb
+	}
+	return caseAnswer(s.intake.Amend(r.Context(), intakeapi.AmendRequest{
+		CommandID: c.ID, Actor: requesterActor(c.User, cs.Post), CaseID: cs.ID, Category: (*string)(in.Category),
+		Urgency: (*string)(in.Urgency), AmountCents: in.AmountCents, Justification: in.Justification,
+		Beneficiary: b, PayeeID: in.PayeeID,
+	}))
 }
 
 // withdrawRequest is POST /v1/requests/{id}/withdraw.
-func (s *server) withdrawRequest(r *http.Request, c command, in reasonBody) (reply, error) {
+func (s *server) withdrawRequest(r *http.Request, c command, in reasonBody) (caseJSON, error) {
 	cs, err := s.ownCase(r, c.User, chi.URLParam(r, "id"))
 	if err != nil {
-		return reply{}, err
+		return caseJSON{}, err
 	}
-	out, err := s.intake.Withdraw(r.Context(), intakeapi.WithdrawRequest{
+	return caseAnswer(s.intake.Withdraw(r.Context(), intakeapi.WithdrawRequest{
 		CommandID: c.ID, Actor: requesterActor(c.User, cs.Post), CaseID: cs.ID, Reason: in.Reason,
-	})
-	return caseReply(http.StatusOK, out, err)
+	}))
 }
 
 // answerRequest is POST /v1/requests/{id}/info.
-func (s *server) answerRequest(r *http.Request, c command, in answerBody) (reply, error) {
+func (s *server) answerRequest(r *http.Request, c command, in answerBody) (caseJSON, error) {
 	cs, err := s.ownCase(r, c.User, chi.URLParam(r, "id"))
 	if err != nil {
-		return reply{}, err
+		return caseJSON{}, err
 	}
-	out, err := s.intake.Answer(r.Context(), intakeapi.AnswerRequest{
+	return caseAnswer(s.intake.Answer(r.Context(), intakeapi.AnswerRequest{
 		CommandID: c.ID, Actor: requesterActor(c.User, cs.Post), CaseID: cs.ID, Answer: in.Answer,
-	})
-	return caseReply(http.StatusOK, out, err)
+	}))
 }
 
 // history is GET /v1/requests/{id}/history.
-func (s *server) history(r *http.Request) (any, error) {
+func (s *server) history(r *http.Request) (page[eventJSON], error) {
 	u, id := userOf(r), chi.URLParam(r, "id")
 	if !seesAllCases(u) {
 		if _, err := s.visibleCase(r, u, id); err != nil {
-			return nil, err
+			return page[eventJSON]{}, err
 		}
 	}
 	evs, err := s.audit.History(r.Context(), id)
 	if err != nil {
-		return nil, err
+		return page[eventJSON]{}, err
 	}
 	return page[eventJSON]{Items: mapSlice(evs, toEventJSON)}, nil
 }
 
+// asOfQuery is the query of GET /v1/requests/{id}/as-of.
+type asOfQuery struct {
+	T time.Time `query:"t,required" doc:"the time, RFC 3339"`
+}
+
 // asOf is GET /v1/requests/{id}/as-of?t=.
-func (s *server) asOf(r *http.Request) (any, error) {
-	q := newQuery(r)
-	t := q.timeParam("t")
-	if q.err != nil {
-		return nil, q.err
-	}
-	c, err := s.audit.AsOf(r.Context(), chi.URLParam(r, "id"), t)
+func (s *server) asOf(r *http.Request, q asOfQuery) (caseJSON, error) {
+	c, err := s.audit.AsOf(r.Context(), chi.URLParam(r, "id"), q.T)
 	if err != nil {
-		return nil, err
+		return caseJSON{}, err
 	}
 	if c.ID == "" {
-		return nil, errors.New("audit answered no case")
+		return caseJSON{}, errors.New("audit answered no case")
 	}
 	return toCaseJSON(c), nil
 }
 
-// beneficiaryJSON is a case's personal data, opened.
+// beneficiaryJSON is a case's personal data: sent when filing or amending,
+// stored sealed, answered opened; never part of a case.
 type beneficiaryJSON struct {
-	Reference   string `json:"reference"`
+	Reference   string `json:"reference" jsonschema_description:"the post's reference for the person"`
 	Name        string `json:"name,omitempty"`
-	DateOfBirth string `json:"date_of_birth,omitempty"`
+	DateOfBirth string `json:"date_of_birth,omitempty" jsonschema_description:"YYYY-MM-DD"`
 	Nationality string `json:"nationality,omitempty"`
 	Contact     string `json:"contact,omitempty"`
+}
+
+func toBeneficiary(b beneficiaryJSON) intakeapi.Beneficiary {
+	return intakeapi.Beneficiary{Reference: b.Reference, Name: b.Name, DateOfBirth: b.DateOfBirth,
+		Nationality: b.Nationality, Contact: b.Contact}
+}
+
+func toBeneficiaryJSON(b intakeapi.Beneficiary) beneficiaryJSON {
+	return beneficiaryJSON{Reference: b.Reference, Name: b.Name, DateOfBirth: b.DateOfBirth,
+		Nationality: b.Nationality, Contact: b.Contact}
 }
 
 // beneficiary is GET /v1/requests/{id}/beneficiary: an approver, or a
 // requester of the case's post, reads the personal data; intake records
 // every read in the access log before it answers.
-func (s *server) beneficiary(r *http.Request) (any, error) {
+func (s *server) beneficiary(r *http.Request) (beneficiaryJSON, error) {
 	u, id := userOf(r), chi.URLParam(r, "id")
 	actor := approverActor(u)
 	if !u.Has(approver) {
 		c, err := s.ownCase(r, u, id)
 		if err != nil {
-			return nil, err
+			return beneficiaryJSON{}, err
 		}
 		actor = requesterActor(u, c.Post)
 	}
 	b, err := s.intake.Personal(r.Context(), intakeapi.PersonalRequest{Actor: actor, CaseID: id})
 	if err != nil {
-		return nil, err
+		return beneficiaryJSON{}, err
 	}
-	return beneficiaryJSON{Reference: b.Reference, Name: b.Name, DateOfBirth: b.DateOfBirth,
-		Nationality: b.Nationality, Contact: b.Contact}, nil
+	return toBeneficiaryJSON(b), nil
 }
 
 // queue is GET /v1/queue.
-func (s *server) queue(r *http.Request) (any, error) {
-	q := newQuery(r)
-	req := approvalapi.QueueRequest{Limit: q.limit(), Cursor: q.cursor()}
-	if q.err != nil {
-		return nil, q.err
-	}
-	p, err := s.approval.Queue(r.Context(), req)
+func (s *server) queue(r *http.Request, q pageQuery) (page[queueItemJSON], error) {
+	p, err := s.approval.Queue(r.Context(), approvalapi.QueueRequest{Limit: int(q.Limit), Cursor: string(q.Cursor)})
 	if err != nil {
-		return nil, err
+		return page[queueItemJSON]{}, err
 	}
 	// The queue keeps its order and flags; the cases are intake's.
 	ids := make([]string, len(p.Items))
@@ -293,7 +299,7 @@ func (s *server) queue(r *http.Request) (any, error) {
 	}
 	cases, err := s.intake.Cases(r.Context(), ids)
 	if err != nil {
-		return nil, err
+		return page[queueItemJSON]{}, err
 	}
 	return toQueueJSON(p, cases.Items), nil
 }
@@ -303,38 +309,33 @@ func caseCommand(r *http.Request, c command) approvalapi.CaseCommand {
 }
 
 // claim is POST /v1/requests/{id}/claim.
-func (s *server) claim(r *http.Request, c command, _ noBody) (reply, error) {
-	out, err := s.approval.Claim(r.Context(), caseCommand(r, c))
-	return caseReply(http.StatusOK, out, err)
+func (s *server) claim(r *http.Request, c command, _ noBody) (caseJSON, error) {
+	return caseAnswer(s.approval.Claim(r.Context(), caseCommand(r, c)))
 }
 
 // release is POST /v1/requests/{id}/release.
-func (s *server) release(r *http.Request, c command, _ noBody) (reply, error) {
-	out, err := s.approval.Release(r.Context(), caseCommand(r, c))
-	return caseReply(http.StatusOK, out, err)
+func (s *server) release(r *http.Request, c command, _ noBody) (caseJSON, error) {
+	return caseAnswer(s.approval.Release(r.Context(), caseCommand(r, c)))
 }
 
 // approve is POST /v1/requests/{id}/approve.
-func (s *server) approve(r *http.Request, c command, in approveBody) (reply, error) {
-	out, err := s.approval.Approve(r.Context(), approvalapi.ApproveRequest{
+func (s *server) approve(r *http.Request, c command, in approveBody) (caseJSON, error) {
+	return caseAnswer(s.approval.Approve(r.Context(), approvalapi.ApproveRequest{
 		CommandID: c.ID, Actor: approverActor(c.User), CaseID: chi.URLParam(r, "id"),
 		AmountCents: in.AmountCents, FundID: in.FundID, PayeeID: in.PayeeID, Note: in.Note,
-	})
-	return caseReply(http.StatusOK, out, err)
+	}))
 }
 
 // reject is POST /v1/requests/{id}/reject.
-func (s *server) reject(r *http.Request, c command, in reasonBody) (reply, error) {
-	out, err := s.approval.Reject(r.Context(), approvalapi.RejectRequest{
+func (s *server) reject(r *http.Request, c command, in reasonBody) (caseJSON, error) {
+	return caseAnswer(s.approval.Reject(r.Context(), approvalapi.RejectRequest{
 		CommandID: c.ID, Actor: approverActor(c.User), CaseID: chi.URLParam(r, "id"), Reason: in.Reason,
-	})
-	return caseReply(http.StatusOK, out, err)
+	}))
 }
 
 // requestInfo is POST /v1/requests/{id}/request-info.
-func (s *server) requestInfo(r *http.Request, c command, in questionBody) (reply, error) {
-	out, err := s.approval.RequestInfo(r.Context(), approvalapi.RequestInfoRequest{
+func (s *server) requestInfo(r *http.Request, c command, in questionBody) (caseJSON, error) {
+	return caseAnswer(s.approval.RequestInfo(r.Context(), approvalapi.RequestInfoRequest{
 		CommandID: c.ID, Actor: approverActor(c.User), CaseID: chi.URLParam(r, "id"), Question: in.Question,
-	})
-	return caseReply(http.StatusOK, out, err)
+	}))
 }

@@ -29,21 +29,14 @@ type command struct {
 	RequestHash []byte
 }
 
-// reply is a command's successful answer.
-type reply struct {
-	status   int
-	body     any
-	location string
-}
-
 // IdempotencyHeader is the request header that makes a POST idempotent.
 const IdempotencyHeader = "Idempotency-Key"
 
 // maxIdempotencyKey bounds the key's length.
 const maxIdempotencyKey = 255
 
-// handleCommand makes the handler of a POST route out of do, with the same
-// steps for every command:
+// handleCommand makes a POST route out of do, answering 200 with its Out.
+// Every command takes the same steps:
 //
 //  1. the Idempotency-Key, when sent, must be 1..255 visible ASCII
 //     characters (else 400 naming "Idempotency-Key");
@@ -60,11 +53,20 @@ const maxIdempotencyKey = 255
 //     retry runs the command again.
 //
 // Nothing is stored and no service is called when steps 1 or 2 fail.
-func handleCommand[In any](s *server, do func(r *http.Request, c command, in In) (reply, error)) http.HandlerFunc {
-	return commandHandler(s, false, do)
+func handleCommand[In, Out any](s *server, do func(r *http.Request, c command, in In) (Out, error)) operation {
+	return commandOperation(s, false, http.StatusOK, nil, do)
 }
 
-// handleSelfIdempotent is handleCommand for a command whose service keeps
+// resource is an answer that can be read again at its location.
+type resource interface{ location() string }
+
+// handleCreate is handleCommand for a command that makes a resource: it
+// answers 201 with the Out and Location: Out.location().
+func handleCreate[In any, Out resource](s *server, do func(r *http.Request, c command, in In) (Out, error)) operation {
+	return commandOperation(s, false, http.StatusCreated, Out.location, do)
+}
+
+// handleSelfIdempotent is handleCreate for a command whose service keeps
 // the Idempotency-Key itself, in the same transaction as the command's
 // first record (filing: intake records the key with the case it files),
 // so that nothing is written before the command runs: the gateway passes
@@ -72,12 +74,15 @@ func handleCommand[In any](s *server, do func(r *http.Request, c command, in In)
 // key used with another request is 422; a stored answer is replayed), and
 // records the answer after answering, so that a key is one key across
 // every route.
-func handleSelfIdempotent[In any](s *server, do func(r *http.Request, c command, in In) (reply, error)) http.HandlerFunc {
-	return commandHandler(s, true, do)
+func handleSelfIdempotent[In any, Out resource](s *server, do func(r *http.Request, c command, in In) (Out, error)) operation {
+	return commandOperation(s, true, http.StatusCreated, Out.location, do)
 }
 
-func commandHandler[In any](s *server, selfIdempotent bool, do func(r *http.Request, c command, in In) (reply, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func commandOperation[In, Out any](s *server, selfIdempotent bool, status int, location func(Out) string,
+	do func(r *http.Request, c command, in In) (Out, error)) operation {
+	op := newOperation[noQuery, In, Out](status)
+	op.idempotent, op.location = true, location != nil
+	op.handler = func(w http.ResponseWriter, r *http.Request) {
 		key, hasKey, err := idempotencyKey(r.Header)
 		if err != nil {
 			writeProblem(w, r, err)
@@ -130,7 +135,7 @@ func commandHandler[In any](s *server, selfIdempotent bool, do func(r *http.Requ
 			}
 			c.ID = rec.CommandID
 		}
-		status, header, out := render(r, do, c, in)
+		status, header, out := render(r, c, in, do, status, location)
 		for k, v := range header {
 			w.Header()[k] = v
 		}
@@ -164,6 +169,7 @@ func commandHandler[In any](s *server, selfIdempotent bool, do func(r *http.Requ
 			}
 		}
 	}
+	return op
 }
 
 // keyHash hashes an Idempotency-Key with its user: keys are per user.
@@ -175,22 +181,24 @@ func keyHash(username, key string) []byte {
 	return h.Sum(nil)
 }
 
-// render runs do and returns the response it makes.
-func render[In any](r *http.Request, do func(*http.Request, command, In) (reply, error), c command, in In) (int, http.Header, []byte) {
-	rep, err := do(r, c, in)
+// render runs do and returns the response it makes: status with the Out,
+// and Location when location is not nil, or the problem.
+func render[In, Out any](r *http.Request, c command, in In, do func(*http.Request, command, In) (Out, error),
+	status int, location func(Out) string) (int, http.Header, []byte) {
+	v, err := do(r, c, in)
 	if err != nil {
 		return renderProblem(r, err)
 	}
-	body, err := json.Marshal(rep.body)
+	body, err := json.Marshal(v)
 	if err != nil {
 		return renderProblem(r, err)
 	}
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
-	if rep.location != "" {
-		h.Set("Location", rep.location)
+	if location != nil {
+		h.Set("Location", location(v))
 	}
-	return rep.status, h, append(body, '\n')
+	return status, h, append(body, '\n')
 }
 
 // replay answers with a stored response.

@@ -144,9 +144,9 @@ func notFoundHandler(w http.ResponseWriter, r *http.Request) {
 }
 
 func methodNotAllowedHandler(w http.ResponseWriter, r *http.Request) {
-	body, _ := json.Marshal(problem{Type: problemType + "method_not_allowed", Title: http.StatusText(http.StatusMethodNotAllowed),
+	body, _ := json.Marshal(problem{Type: problemType + string(codeMethodNotAllowed), Title: http.StatusText(http.StatusMethodNotAllowed),
 		Status: http.StatusMethodNotAllowed, Detail: "method " + r.Method + " is not allowed here",
-		Code: "method_not_allowed", Errors: []assist.FieldError{}})
+		Code: codeMethodNotAllowed, Errors: []assist.FieldError{}})
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(http.StatusMethodNotAllowed)
 	_, _ = w.Write(append(body, '\n'))

@@ -24,6 +24,7 @@ import (
 func TestServiceErrors(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		h := newHarness(t, db)
+		h.offContract = []int{http.StatusTooManyRequests} // no service rate-limits; the mapping is tested all the same
 		for _, c := range []struct {
 			err    error
 			status int
@@ -58,6 +59,7 @@ func TestServiceErrors(t *testing.T) {
 				t.Errorf("%d without Retry-After", c.status)
 			}
 		}
+		h.offContract = nil
 
 		t.Run("insufficient funds names the available amount", func(t *testing.T) {
 			avail := int64(12345)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -170,6 +171,11 @@ type server struct {
 	metrics      *httpMetrics
 	outages      outage.Log
 	ui           http.Handler
+	// openAPI is the API's OpenAPI document, made from routes().
+	openAPI []byte
+	// metricsHTTP serves registry on /metrics, made on first use.
+	metricsOnce sync.Once
+	metricsHTTP http.Handler
 }
 
 func newServer(d Deps) (*server, error) {
@@ -198,6 +204,9 @@ func newServer(d Deps) (*server, error) {
 		return nil, err
 	}
 	s.metrics = m
+	if s.openAPI, err = openAPIDoc(s.routes()); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

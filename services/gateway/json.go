@@ -12,12 +12,16 @@ import (
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
+// timestamp is a time as the API writes it: RFC 3339, UTC (the schema's
+// format date-time).
+type timestamp string
+
 // formatTime writes times as RFC 3339 UTC, with the fraction of a second
 // when there is one (so that a time read here can be given back to as-of).
-func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+func formatTime(t time.Time) timestamp { return timestamp(t.UTC().Format(time.RFC3339Nano)) }
 
 // optTime is formatTime, nil for the zero time.
-func optTime(t time.Time) *string {
+func optTime(t time.Time) *timestamp {
 	if t.IsZero() {
 		return nil
 	}
@@ -25,35 +29,43 @@ func optTime(t time.Time) *string {
 	return &s
 }
 
+// The JSON types below are the API's answers. Their schemas in the OpenAPI
+// document are reflected from them (openapi.go): a field is required unless
+// it is a pointer or omitempty, a pointer without omitempty may be null, and
+// the tags jsonschema and jsonschema_description add formats and words.
+
 // caseJSON is the API's representation of a case. Personal data, sealed
 // or not, never appears in it.
 type caseJSON struct {
-	ID             string  `json:"id"`
-	Status         string  `json:"status"`
-	Post           string  `json:"post"`
-	Category       string  `json:"category"`
-	Urgency        string  `json:"urgency"`
-	AmountCents    int64   `json:"amount_usd_cents"`
-	ApprovedCents  int64   `json:"approved_usd_cents"`
-	Deadline       *string `json:"deadline"`
-	Escalated      bool    `json:"escalated"`
-	CreatedAt      string  `json:"created_at"`
-	UpdatedAt      string  `json:"updated_at"`
-	Version        uint64  `json:"version"`
-	Requester      string  `json:"requester"`
-	Justification  string  `json:"justification"`
-	PayeeID        string  `json:"payee_id,omitempty"`
-	FundID         string  `json:"fund_id,omitempty"`
-	PayoutID       string  `json:"payout_id,omitempty"`
-	ClaimedBy      string  `json:"claimed_by,omitempty"`
-	ClaimExpiresAt *string `json:"claim_expires_at,omitempty"`
-	Question       string  `json:"question,omitempty"`
+	ID             string          `json:"id" jsonschema:"format=uuid"`
+	Status         assist.State    `json:"status"`
+	Post           string          `json:"post"`
+	Category       assist.Category `json:"category"`
+	Urgency        assist.Urgency  `json:"urgency"`
+	AmountCents    int64           `json:"amount_usd_cents" jsonschema_description:"amount requested, in integer US cents"`
+	ApprovedCents  int64           `json:"approved_usd_cents" jsonschema_description:"amount approved, in integer US cents; 0 before"`
+	Deadline       *timestamp      `json:"deadline" jsonschema_description:"when a decision is due: filing time plus the policy's deadline for the urgency"`
+	Escalated      bool            `json:"escalated" jsonschema_description:"the deadline passed without a decision"`
+	CreatedAt      timestamp       `json:"created_at"`
+	UpdatedAt      timestamp       `json:"updated_at"`
+	Version        uint64          `json:"version" jsonschema_description:"log position of the case's last event"`
+	Requester      string          `json:"requester" jsonschema_description:"username of the filer"`
+	Justification  string          `json:"justification"`
+	PayeeID        string          `json:"payee_id,omitempty"`
+	FundID         string          `json:"fund_id,omitempty"`
+	PayoutID       string          `json:"payout_id,omitempty"`
+	ClaimedBy      string          `json:"claimed_by,omitempty" jsonschema_description:"the approver holding the claim"`
+	ClaimExpiresAt *timestamp      `json:"claim_expires_at,omitempty"`
+	Question       string          `json:"question,omitempty" jsonschema_description:"the open question while info_requested"`
 }
+
+// location is where a case is read.
+func (c caseJSON) location() string { return "/v1/requests/" + c.ID }
 
 func toCaseJSON(c caseview.Case) caseJSON {
 	j := caseJSON{
-		ID: c.ID, Status: c.Status, Post: c.Post, Category: c.Category, Urgency: c.Urgency,
-		AmountCents: c.AmountCents, ApprovedCents: c.ApprovedCents, Deadline: optTime(c.Deadline),
+		ID: c.ID, Status: assist.State(c.Status), Post: c.Post, Category: assist.Category(c.Category),
+		Urgency: assist.Urgency(c.Urgency), AmountCents: c.AmountCents, ApprovedCents: c.ApprovedCents, Deadline: optTime(c.Deadline),
 		Escalated: c.Escalated, CreatedAt: formatTime(c.CreatedAt), UpdatedAt: formatTime(c.UpdatedAt),
 		Version: c.Version, Requester: c.Requester, Justification: c.Justification, PayeeID: c.PayeeID,
 		FundID: c.FundID, PayoutID: c.PayoutID, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: optTime(c.ClaimExpiresAt),
@@ -71,14 +83,14 @@ func toCasesJSON(cs []caseview.Case) []caseJSON {
 // page is a page of a list.
 type page[T any] struct {
 	Items      []T    `json:"items"`
-	NextCursor string `json:"next_cursor,omitempty"`
+	NextCursor string `json:"next_cursor,omitempty" jsonschema_description:"the cursor of the next page; absent at the end"`
 }
 
 // queueItemJSON is a case of the review queue.
 type queueItemJSON struct {
 	caseJSON
-	Overdue            bool     `json:"overdue"`
-	PossibleDuplicates []string `json:"possible_duplicates"`
+	Overdue            bool     `json:"overdue" jsonschema_description:"its deadline has passed"`
+	PossibleDuplicates []string `json:"possible_duplicates" jsonschema_description:"other open cases for the same beneficiary reference and category, at any post"`
 }
 
 // toQueueJSON joins a page of the queue with its cases, in the queue's
@@ -101,14 +113,17 @@ func toQueueJSON(p approvalapi.QueuePage, cases []caseview.Case) page[queueItemJ
 }
 
 type fundJSON struct {
-	ID             string `json:"id"`
-	Name           string `json:"name"`
-	AllocatedCents int64  `json:"allocated_usd_cents"`
-	ReservedCents  int64  `json:"reserved_usd_cents"`
-	PaidCents      int64  `json:"paid_usd_cents"`
-	AvailableCents int64  `json:"available_usd_cents"`
-	CreatedAt      string `json:"created_at"`
+	ID             string    `json:"id"`
+	Name           string    `json:"name"`
+	AllocatedCents int64     `json:"allocated_usd_cents" jsonschema_description:"allocated, in integer US cents"`
+	ReservedCents  int64     `json:"reserved_usd_cents" jsonschema_description:"held for approvals, in integer US cents"`
+	PaidCents      int64     `json:"paid_usd_cents" jsonschema_description:"paid out, in integer US cents"`
+	AvailableCents int64     `json:"available_usd_cents" jsonschema_description:"allocated - reserved - paid, in integer US cents"`
+	CreatedAt      timestamp `json:"created_at"`
 }
+
+// location is where a fund is read.
+func (f fundJSON) location() string { return "/v1/funds/" + f.ID }
 
 func toFundJSON(f disbursementapi.Fund) fundJSON {
 	return fundJSON{ID: f.ID, Name: f.Name, AllocatedCents: f.AllocatedCents, ReservedCents: f.ReservedCents,
@@ -116,34 +131,37 @@ func toFundJSON(f disbursementapi.Fund) fundJSON {
 }
 
 type payeeJSON struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	Country   string `json:"country,omitempty"`
-	Account   string `json:"account"`
-	CreatedAt string `json:"created_at"`
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Country   string    `json:"country,omitempty"`
+	Account   string    `json:"account"`
+	CreatedAt timestamp `json:"created_at"`
 }
+
+// location is where a payee is read.
+func (p payeeJSON) location() string { return "/v1/payees/" + p.ID }
 
 func toPayeeJSON(p disbursementapi.Payee) payeeJSON {
 	return payeeJSON{ID: p.ID, Name: p.Name, Country: p.Country, Account: p.Account, CreatedAt: formatTime(p.CreatedAt)}
 }
 
 type payoutJSON struct {
-	ID          string `json:"id"`
-	RequestID   string `json:"request_id"`
-	FundID      string `json:"fund_id"`
-	PayeeID     string `json:"payee_id"`
-	AmountCents int64  `json:"amount_usd_cents"`
-	Status      string `json:"status"`
-	Attempt     int    `json:"attempt"`
-	ProviderRef string `json:"provider_ref,omitempty"`
-	LastError   string `json:"last_error,omitempty"`
-	CreatedAt   string `json:"created_at"`
-	UpdatedAt   string `json:"updated_at"`
+	ID          string       `json:"id"`
+	RequestID   string       `json:"request_id"`
+	FundID      string       `json:"fund_id"`
+	PayeeID     string       `json:"payee_id"`
+	AmountCents int64        `json:"amount_usd_cents" jsonschema_description:"in integer US cents"`
+	Status      payoutStatus `json:"status"`
+	Attempt     int          `json:"attempt"`
+	ProviderRef string       `json:"provider_ref,omitempty"`
+	LastError   string       `json:"last_error,omitempty"`
+	CreatedAt   timestamp    `json:"created_at"`
+	UpdatedAt   timestamp    `json:"updated_at"`
 }
 
 func toPayoutJSON(p disbursementapi.Payout) payoutJSON {
 	return payoutJSON{ID: p.ID, RequestID: p.CaseID, FundID: p.FundID, PayeeID: p.PayeeID, AmountCents: p.AmountCents,
-		Status: p.Status, Attempt: p.Attempt, ProviderRef: p.ProviderRef, LastError: p.LastError,
+		Status: payoutStatus(p.Status), Attempt: p.Attempt, ProviderRef: p.ProviderRef, LastError: p.LastError,
 		CreatedAt: formatTime(p.CreatedAt), UpdatedAt: formatTime(p.UpdatedAt)}
 }
 
@@ -163,19 +181,19 @@ type actorJSON struct {
 
 // eventJSON is one archived event.
 type eventJSON struct {
-	Seq       uint64    `json:"seq"`
+	Seq       uint64    `json:"seq" jsonschema_description:"log sequence"`
 	ID        string    `json:"id"`
 	RequestID string    `json:"request_id"`
-	Type      string    `json:"type"`
-	At        string    `json:"at"`
+	Type      string    `json:"type" jsonschema_description:"RequestSubmitted, ReviewClaimed, ..."`
+	At        timestamp `json:"at"`
 	Actor     actorJSON `json:"actor"`
 	Reason    string    `json:"reason,omitempty"`
 	// Data is the event body; null when it could not be rendered, and
 	// DecodeError says why.
-	Data        json.RawMessage `json:"data"`
-	DecodeError string          `json:"decode_error,omitempty"`
-	Hash        string          `json:"hash"`
-	Chain       string          `json:"chain"`
+	Data        json.RawMessage `json:"data" jsonschema_description:"the event body (protobuf JSON names; personal data only sealed); null when it could not be rendered"`
+	DecodeError string          `json:"decode_error,omitempty" jsonschema_description:"why data is null; the event is archived and hashed all the same"`
+	Hash        string          `json:"hash" jsonschema_description:"SHA-256 of the stored event, hex"`
+	Chain       string          `json:"chain" jsonschema_description:"hash chain up to this event, hex"`
 }
 
 func toEventJSON(e auditapi.ArchivedEvent) eventJSON {
@@ -193,23 +211,23 @@ func toEventJSON(e auditapi.ArchivedEvent) eventJSON {
 // the end.
 type eventsPageJSON struct {
 	Items      []eventJSON `json:"items"`
-	NextAfter  uint64      `json:"next_after,omitempty"`
-	NextCursor string      `json:"next_cursor,omitempty"`
+	NextAfter  uint64      `json:"next_after,omitempty" jsonschema_description:"the after of the next page; absent at the end"`
+	NextCursor string      `json:"next_cursor,omitempty" jsonschema_description:"next_after as a string"`
 }
 
 type checkpointJSON struct {
-	Size  uint64 `json:"size"`
-	Chain string `json:"chain"`
-	At    string `json:"at"`
+	Size  uint64    `json:"size" jsonschema_description:"events archived"`
+	Chain string    `json:"chain" jsonschema_description:"head of the hash chain, hex"`
+	At    timestamp `json:"at"`
 }
 
 type accessJSON struct {
-	RequestID string `json:"request_id"`
-	Username  string `json:"username"`
-	Role      string `json:"role"`
-	Post      string `json:"post,omitempty"`
-	At        string `json:"at"`
-	What      string `json:"what"`
+	RequestID string    `json:"request_id"`
+	Username  string    `json:"username"`
+	Role      string    `json:"role"`
+	Post      string    `json:"post,omitempty"`
+	At        timestamp `json:"at"`
+	What      string    `json:"what"`
 }
 
 func toAccessJSON(a eventlog.Access) accessJSON {
@@ -217,18 +235,18 @@ func toAccessJSON(a eventlog.Access) accessJSON {
 }
 
 type deadLetterJSON struct {
-	Seq            uint64 `json:"seq"`
-	Consumer       string `json:"consumer"`
-	Subject        string `json:"subject"`
-	EventSeq       uint64 `json:"event_seq"`
-	EventID        string `json:"event_id"`
-	Reason         string `json:"reason"`
-	DeadLetteredAt string `json:"dead_lettered_at"`
+	Seq            uint64    `json:"seq" jsonschema_description:"sequence in the dead-letter stream"`
+	Consumer       string    `json:"consumer"`
+	Subject        string    `json:"subject"`
+	EventSeq       uint64    `json:"event_seq"`
+	EventID        string    `json:"event_id"`
+	Reason         string    `json:"reason"`
+	DeadLetteredAt timestamp `json:"dead_lettered_at"`
 }
 
 type deadLettersJSON struct {
 	Items     []deadLetterJSON `json:"items"`
-	NextAfter uint64           `json:"next_after,omitempty"`
+	NextAfter uint64           `json:"next_after,omitempty" jsonschema_description:"the after of the next page; absent at the end"`
 }
 
 func toDeadLetterJSON(d eventlog.DeadLetter) deadLetterJSON {

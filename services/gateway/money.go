@@ -12,56 +12,54 @@ import (
 type (
 	fundBody struct {
 		Name           string `json:"name"`
-		AllocatedCents int64  `json:"allocated_usd_cents"`
+		AllocatedCents int64  `json:"allocated_usd_cents" jsonschema_description:"allocation, in integer US cents"`
 	}
 	payeeBody struct {
 		Name    string `json:"name"`
-		Country string `json:"country"`
+		Country string `json:"country,omitempty"`
 		Account string `json:"account"`
 	}
 )
 
-var payoutStatuses = []string{disbursementapi.PayoutPending, disbursementapi.PayoutSent, disbursementapi.PayoutSettled,
-	disbursementapi.PayoutFailed, disbursementapi.PayoutCancelled}
+// payoutStatus is a payout's status (disbursementapi.Payout*).
+type payoutStatus string
+
+var payoutStatuses = []payoutStatus{disbursementapi.PayoutPending, disbursementapi.PayoutSent,
+	disbursementapi.PayoutSettled, disbursementapi.PayoutFailed, disbursementapi.PayoutCancelled}
 
 func financeActor(u Account) assist.Actor {
 	return assist.Actor{Username: u.Username, Role: finance}
 }
 
-func listRequest(r *http.Request) (disbursementapi.ListRequest, *query) {
-	q := newQuery(r)
-	return disbursementapi.ListRequest{Limit: q.limit(), Cursor: q.cursor()}, q
+func listRequest(q pageQuery) disbursementapi.ListRequest {
+	return disbursementapi.ListRequest{Limit: int(q.Limit), Cursor: string(q.Cursor)}
 }
 
 // listFunds is GET /v1/funds.
-func (s *server) listFunds(r *http.Request) (any, error) {
-	req, q := listRequest(r)
-	if q.err != nil {
-		return nil, q.err
-	}
-	p, err := s.disbursement.Funds(r.Context(), req)
+func (s *server) listFunds(r *http.Request, q pageQuery) (page[fundJSON], error) {
+	p, err := s.disbursement.Funds(r.Context(), listRequest(q))
 	if err != nil {
-		return nil, err
+		return page[fundJSON]{}, err
 	}
 	return page[fundJSON]{Items: mapSlice(p.Items, toFundJSON), NextCursor: p.NextCursor}, nil
 }
 
 // getFund is GET /v1/funds/{id}.
-func (s *server) getFund(r *http.Request) (any, error) {
+func (s *server) getFund(r *http.Request) (fundJSON, error) {
 	f, err := s.disbursement.Fund(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
-		return nil, err
+		return fundJSON{}, err
 	}
 	return toFundJSON(f), nil
 }
 
 // fundPointJSON is a fund's money from At until the next point.
 type fundPointJSON struct {
-	At             string `json:"at"`
-	AllocatedCents int64  `json:"allocated_usd_cents"`
-	ReservedCents  int64  `json:"reserved_usd_cents"`
-	PaidCents      int64  `json:"paid_usd_cents"`
-	AvailableCents int64  `json:"available_usd_cents"`
+	At             timestamp `json:"at"`
+	AllocatedCents int64     `json:"allocated_usd_cents" jsonschema_description:"in integer US cents"`
+	ReservedCents  int64     `json:"reserved_usd_cents" jsonschema_description:"in integer US cents"`
+	PaidCents      int64     `json:"paid_usd_cents" jsonschema_description:"in integer US cents"`
+	AvailableCents int64     `json:"available_usd_cents" jsonschema_description:"in integer US cents"`
 }
 
 type fundHistoryJSON struct {
@@ -75,92 +73,91 @@ func toFundPointJSON(p disbursementapi.FundPoint) fundPointJSON {
 }
 
 // fundHistory is GET /v1/funds/{id}/history: the fund's burn-down.
-func (s *server) fundHistory(r *http.Request) (any, error) {
+func (s *server) fundHistory(r *http.Request) (fundHistoryJSON, error) {
 	id := chi.URLParam(r, "id")
 	h, err := s.disbursement.FundHistory(r.Context(), id)
 	if err != nil {
-		return nil, err
+		return fundHistoryJSON{}, err
 	}
 	return fundHistoryJSON{FundID: id, Items: mapSlice(h.Points, toFundPointJSON)}, nil
 }
 
 // createFund is POST /v1/funds.
-func (s *server) createFund(r *http.Request, c command, in fundBody) (reply, error) {
+func (s *server) createFund(r *http.Request, c command, in fundBody) (fundJSON, error) {
 	f, err := s.disbursement.CreateFund(r.Context(), disbursementapi.CreateFundRequest{
 		CommandID: c.ID, Actor: financeActor(c.User), Name: in.Name, AllocatedCents: in.AllocatedCents,
 	})
 	if err != nil {
-		return reply{}, err
+		return fundJSON{}, err
 	}
-	return reply{status: http.StatusCreated, body: toFundJSON(f), location: "/v1/funds/" + f.ID}, nil
+	return toFundJSON(f), nil
 }
 
 // listPayees is GET /v1/payees.
-func (s *server) listPayees(r *http.Request) (any, error) {
-	req, q := listRequest(r)
-	if q.err != nil {
-		return nil, q.err
-	}
-	p, err := s.disbursement.Payees(r.Context(), req)
+func (s *server) listPayees(r *http.Request, q pageQuery) (page[payeeJSON], error) {
+	p, err := s.disbursement.Payees(r.Context(), listRequest(q))
 	if err != nil {
-		return nil, err
+		return page[payeeJSON]{}, err
 	}
 	return page[payeeJSON]{Items: mapSlice(p.Items, toPayeeJSON), NextCursor: p.NextCursor}, nil
 }
 
 // getPayee is GET /v1/payees/{id}.
-func (s *server) getPayee(r *http.Request) (any, error) {
+func (s *server) getPayee(r *http.Request) (payeeJSON, error) {
 	p, err := s.disbursement.Payee(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
-		return nil, err
+		return payeeJSON{}, err
 	}
 	return toPayeeJSON(p), nil
 }
 
 // createPayee is POST /v1/payees.
-func (s *server) createPayee(r *http.Request, c command, in payeeBody) (reply, error) {
+func (s *server) createPayee(r *http.Request, c command, in payeeBody) (payeeJSON, error) {
 	p, err := s.disbursement.CreatePayee(r.Context(), disbursementapi.CreatePayeeRequest{
 		CommandID: c.ID, Actor: financeActor(c.User), Name: in.Name, Country: in.Country, Account: in.Account,
 	})
 	if err != nil {
-		return reply{}, err
+		return payeeJSON{}, err
 	}
-	return reply{status: http.StatusCreated, body: toPayeeJSON(p), location: "/v1/payees/" + p.ID}, nil
+	return toPayeeJSON(p), nil
+}
+
+// listPayoutsQuery is the query of GET /v1/payouts.
+type listPayoutsQuery struct {
+	Request requestID    `query:"request" doc:"only this request's payouts"`
+	Status  payoutStatus `query:"status"`
+	pageQuery
 }
 
 // listPayouts is GET /v1/payouts?request=&status=.
-func (s *server) listPayouts(r *http.Request) (any, error) {
-	req, q := listRequest(r)
-	req.CaseID = q.uuidParam("request", false)
-	req.Status = enum(q, "status", payoutStatuses)
-	if q.err != nil {
-		return nil, q.err
-	}
+func (s *server) listPayouts(r *http.Request, q listPayoutsQuery) (page[payoutJSON], error) {
+	req := listRequest(q.pageQuery)
+	req.CaseID, req.Status = string(q.Request), string(q.Status)
 	p, err := s.disbursement.Payouts(r.Context(), req)
 	if err != nil {
-		return nil, err
+		return page[payoutJSON]{}, err
 	}
 	return page[payoutJSON]{Items: mapSlice(p.Items, toPayoutJSON), NextCursor: p.NextCursor}, nil
 }
 
 // retryPayout is POST /v1/payouts/{id}/retry.
-func (s *server) retryPayout(r *http.Request, c command, _ noBody) (reply, error) {
+func (s *server) retryPayout(r *http.Request, c command, _ noBody) (payoutJSON, error) {
 	p, err := s.disbursement.RetryPayout(r.Context(), disbursementapi.PayoutCommand{
 		CommandID: c.ID, Actor: financeActor(c.User), PayoutID: chi.URLParam(r, "id"),
 	})
 	if err != nil {
-		return reply{}, err
+		return payoutJSON{}, err
 	}
-	return reply{status: http.StatusOK, body: toPayoutJSON(p)}, nil
+	return toPayoutJSON(p), nil
 }
 
 // cancelPayout is POST /v1/payouts/{id}/cancel.
-func (s *server) cancelPayout(r *http.Request, c command, in reasonBody) (reply, error) {
+func (s *server) cancelPayout(r *http.Request, c command, in reasonBody) (payoutJSON, error) {
 	p, err := s.disbursement.CancelPayout(r.Context(), disbursementapi.PayoutCommand{
 		CommandID: c.ID, Actor: financeActor(c.User), PayoutID: chi.URLParam(r, "id"), Reason: in.Reason,
 	})
 	if err != nil {
-		return reply{}, err
+		return payoutJSON{}, err
 	}
-	return reply{status: http.StatusOK, body: toPayoutJSON(p)}, nil
+	return toPayoutJSON(p), nil
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"net/http"
 	"time"
@@ -12,14 +11,12 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 )
 
-//go:embed openapi.json
-var openAPI []byte
-
-// serveOpenAPI is GET /v1/openapi.json, the API's OpenAPI 3.1 document.
-func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+// serveOpenAPI is GET /v1/openapi.json, the API's OpenAPI 3.1 document,
+// made from the routes when the server was made (openapi.go).
+func (s *server) serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	_, _ = w.Write(openAPI)
+	_, _ = w.Write(s.openAPI)
 }
 
 type statusJSON struct {
@@ -27,12 +24,14 @@ type statusJSON struct {
 }
 
 // healthz is GET /healthz: the process serves.
-func (s *server) healthz(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, statusJSON{Status: "ok"})
+func (s *server) healthz(*http.Request) (statusJSON, error) {
+	return statusJSON{Status: "ok"}, nil
 }
 
 // readyz is GET /readyz: the gateway's database and Deps.Ready answer.
-func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+//
+// Errors: CodeUnavailable while one does not.
+func (s *server) readyz(r *http.Request) (statusJSON, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	err := s.db.Ping(ctx)
@@ -43,13 +42,13 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		// Logged once per outage, with what is not ready.
-		writeProblem(w, r, &assist.Error{Code: assist.CodeUnavailable, Message: err.Error()})
-		return
+		return statusJSON{}, &assist.Error{Code: assist.CodeUnavailable, Message: err.Error()}
 	}
-	writeJSON(w, http.StatusOK, statusJSON{Status: "ready"})
+	return statusJSON{Status: "ready"}, nil
 }
 
-// metricsHandler serves Deps.Registry.
-func (s *server) metricsHandler() http.Handler {
-	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})
+// serveMetrics is GET /metrics: Deps.Registry.
+func (s *server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	s.metricsOnce.Do(func() { s.metricsHTTP = promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}) })
+	s.metricsHTTP.ServeHTTP(w, r)
 }

@@ -62,7 +62,8 @@ func TestOperations(t *testing.T) {
 
 	t.Run("openapi", func(t *testing.T) {
 		w := h.get("", "/v1/openapi.json")
-		if w.Code != 200 || w.Body.String() != string(openAPI) || w.Header().Get("Content-Type") != "application/json" {
+		if w.Code != 200 || w.Body.String() != string(h.srv.openAPI) || w.Header().Get("Content-Type") != "application/json" ||
+			w.Header().Get("Cache-Control") != "public, max-age=300" {
 			t.Fatalf("openapi: %d %s", w.Code, w.Header())
 		}
 	})

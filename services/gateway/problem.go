@@ -27,16 +27,20 @@ var statusOf = map[assist.Code]int{
 // problem is an RFC 9457 problem document. Code is an extension member
 // carrying the error code of the EVA vocabulary.
 type problem struct {
-	Type              string              `json:"type"`
+	Type              string              `json:"type" jsonschema:"format=uri-reference" jsonschema_description:"urn:eva:problem: and the code"`
 	Title             string              `json:"title"`
 	Status            int                 `json:"status"`
 	Detail            string              `json:"detail"`
-	Code              assist.Code         `json:"code"`
-	Errors            []assist.FieldError `json:"errors"`
-	AvailableUSDCents *int64              `json:"available_usd_cents,omitempty"`
+	Code              assist.Code         `json:"code" jsonschema_description:"the EVA error code"`
+	Errors            []assist.FieldError `json:"errors" jsonschema_description:"the fields at fault: a body field (dotted when nested, e.g. beneficiary.reference), a query parameter, a header (Content-Type, Idempotency-Key) or body"`
+	AvailableUSDCents *int64              `json:"available_usd_cents,omitempty" jsonschema_description:"with insufficient_funds: what the fund could still cover, in integer US cents"`
 }
 
 const problemType = "urn:eva:problem:"
+
+// codeMethodNotAllowed is the code of a problem for a method a path does
+// not take: an HTTP matter, not one of the vocabulary's.
+const codeMethodNotAllowed assist.Code = "method_not_allowed"
 
 // retryAfter is an error that tells the client when to come back.
 type retryAfter struct {

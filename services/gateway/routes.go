@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -10,14 +12,23 @@ import (
 	"github.com/eva-org/eva/pkg/eventlog"
 )
 
-// route is one operation of the API and who may call it.
+// route is one operation of the API: where it is, who may call it, what
+// it does and takes (op), and the words that document it. The OpenAPI
+// document is made from the routes (openapi.go).
 type route struct {
 	method, pattern string
 	// public routes need no token; the others need one, and, when roles
 	// is not empty, one of the roles (else any signed-in user may call).
-	public  bool
-	roles   []string
-	handler http.HandlerFunc
+	public bool
+	roles  []string
+	// tag groups routes in the document (set by group).
+	tag string
+	// summary is a few words; doc says more (optional; "Who: ..." is
+	// added from the roles); answer says what the success answer is.
+	summary, doc, answer string
+	// addition marks a route that API.md does not list (yet).
+	addition bool
+	op       operation
 }
 
 // Roles, short.
@@ -32,59 +43,140 @@ const (
 // caseReaders may read cases (a requester only its posts').
 var caseReaders = []string{requester, approver, finance, auditor}
 
-// routes is the API: every route, its roles (API.md's "who") and handler.
-func (s *server) routes() []route {
-	return []route{
-		// Operations.
-		{method: http.MethodGet, pattern: "/healthz", public: true, handler: s.healthz},
-		{method: http.MethodGet, pattern: "/readyz", public: true, handler: s.readyz},
-		{method: http.MethodGet, pattern: "/metrics", public: true, handler: s.metricsHandler().ServeHTTP},
-		{method: http.MethodGet, pattern: "/v1/openapi.json", public: true, handler: serveOpenAPI},
-
-		// Identity.
-		{method: http.MethodPost, pattern: "/v1/auth/token", public: true, handler: s.login},
-		{method: http.MethodDelete, pattern: "/v1/auth/token", handler: s.logout},
-		{method: http.MethodGet, pattern: "/v1/me", handler: s.me},
-
-		// Requests.
-		{method: http.MethodPost, pattern: "/v1/requests", roles: []string{requester}, handler: handleSelfIdempotent(s, s.fileRequest)},
-		{method: http.MethodGet, pattern: "/v1/requests", roles: caseReaders, handler: handleQuery(s.listRequests)},
-		{method: http.MethodGet, pattern: "/v1/requests/{id}", roles: caseReaders, handler: handleQuery(s.getRequest)},
-		{method: http.MethodPost, pattern: "/v1/requests/{id}/amend", roles: []string{requester}, handler: handleCommand(s, s.amendRequest)},
-		{method: http.MethodPost, pattern: "/v1/requests/{id}/withdraw", roles: []string{requester}, handler: handleCommand(s, s.withdrawRequest)},
-		{method: http.MethodPost, pattern: "/v1/requests/{id}/info", roles: []string{requester}, handler: handleCommand(s, s.answerRequest)},
-		{method: http.MethodGet, pattern: "/v1/requests/{id}/history", roles: caseReaders, handler: handleQuery(s.history)},
-		{method: http.MethodGet, pattern: "/v1/requests/{id}/as-of", roles: []string{approver, auditor}, handler: handleQuery(s.asOf)},
-		{method: http.MethodGet, pattern: "/v1/requests/{id}/beneficiary", roles: []string{requester, approver}, handler: handleQuery(s.beneficiary)},
-
-		// Review.
-		{method: http.MethodGet, pattern: "/v1/queue", roles: []string{approver}, handler: handleQuery(s.queue)},
-		{method: http.MethodPost, pattern: "/v1/requests/{id}/claim", roles: []string{approver}, handler: handleCommand(s, s.claim)},
-		{method: http.MethodPost, pattern: "/v1/requests/{id}/release", roles: []string{approver}, handler: handleCommand(s, s.release)},
-		{method: http.MethodPost, pattern: "/v1/requests/{id}/approve", roles: []string{approver}, handler: handleCommand(s, s.approve)},
-		{method: http.MethodPost, pattern: "/v1/requests/{id}/reject", roles: []string{approver}, handler: handleCommand(s, s.reject)},
-		{method: http.MethodPost, pattern: "/v1/requests/{id}/request-info", roles: []string{approver}, handler: handleCommand(s, s.requestInfo)},
-
-		// Money.
-		{method: http.MethodGet, pattern: "/v1/funds", roles: []string{finance, approver, auditor}, handler: handleQuery(s.listFunds)},
-		{method: http.MethodPost, pattern: "/v1/funds", roles: []string{finance}, handler: handleCommand(s, s.createFund)},
-		{method: http.MethodGet, pattern: "/v1/funds/{id}", roles: []string{finance, approver, auditor}, handler: handleQuery(s.getFund)},
-		{method: http.MethodGet, pattern: "/v1/funds/{id}/history", roles: []string{finance, approver, auditor}, handler: handleQuery(s.fundHistory)},
-		{method: http.MethodGet, pattern: "/v1/payees", handler: handleQuery(s.listPayees)},
-		{method: http.MethodPost, pattern: "/v1/payees", roles: []string{finance}, handler: handleCommand(s, s.createPayee)},
-		{method: http.MethodGet, pattern: "/v1/payees/{id}", handler: handleQuery(s.getPayee)},
-		{method: http.MethodGet, pattern: "/v1/payouts", roles: []string{finance, auditor, approver}, handler: handleQuery(s.listPayouts)},
-		{method: http.MethodPost, pattern: "/v1/payouts/{id}/retry", roles: []string{finance}, handler: handleCommand(s, s.retryPayout)},
-		{method: http.MethodPost, pattern: "/v1/payouts/{id}/cancel", roles: []string{finance}, handler: handleCommand(s, s.cancelPayout)},
-
-		// Audit.
-		{method: http.MethodGet, pattern: "/v1/audit/events", roles: []string{auditor}, handler: handleQuery(s.auditEvents)},
-		{method: http.MethodGet, pattern: "/v1/audit/checkpoint", roles: []string{auditor}, handler: handleQuery(s.checkpoint)},
-		{method: http.MethodGet, pattern: "/v1/audit/verify", roles: []string{auditor}, handler: handleQuery(s.verify)},
-		{method: http.MethodGet, pattern: "/v1/audit/export", roles: []string{auditor}, handler: s.export},
-		{method: http.MethodGet, pattern: "/v1/audit/access", roles: []string{auditor}, handler: handleQuery(s.access)},
-		{method: http.MethodGet, pattern: "/v1/admin/dead-letters", roles: []string{admin}, handler: handleQuery(s.deadLetters)},
+// group tags routes.
+func group(tag string, rs ...route) []route {
+	for i := range rs {
+		rs[i].tag = tag
 	}
+	return rs
+}
+
+// routes is the API: every route, its roles (API.md's "who"), what its
+// handler takes and answers, and its documentation.
+func (s *server) routes() []route {
+	const (
+		get, post, del = http.MethodGet, http.MethodPost, http.MethodDelete
+		caseAfter      = "the case after the command"
+	)
+	return slices.Concat(
+		group("operations",
+			route{method: get, pattern: "/healthz", public: true, summary: "Liveness", answer: "the process serves",
+				op: handleGet(s.healthz)},
+			route{method: get, pattern: "/readyz", public: true, summary: "Readiness", answer: "NATS and the stores are reachable",
+				op: handleGet(s.readyz).alsoAnswers(http.StatusServiceUnavailable)},
+			route{method: get, pattern: "/metrics", public: true, summary: "Prometheus metrics",
+				answer: "Prometheus text exposition: eva_http_requests_total and eva_http_request_duration_seconds by route, method and status, among others",
+				op:     rawOperation(s.serveMetrics, http.StatusOK, content{media: "text/plain", text: "Prometheus text exposition"})},
+			route{method: get, pattern: "/v1/openapi.json", public: true, summary: "This document", answer: "OpenAPI 3.1",
+				op: rawOperation(s.serveOpenAPI, http.StatusOK, content{media: mediaJSON, text: "this OpenAPI 3.1 document"})},
+			route{method: get, pattern: "/v1/admin/dead-letters", roles: []string{admin}, addition: true,
+				summary: "Events a consumer gave up on",
+				doc: "Each event that a service's consumer could not process after bounded retries, with the consumer, " +
+					"the event's subject, sequence and id, and the reason; oldest first.",
+				answer: "dead letters", op: handleQuery(s.deadLetters)},
+		),
+		group("identity",
+			route{method: post, pattern: "/v1/auth/token", public: true, summary: "Sign in",
+				doc: "Local accounts. A wrong username and a wrong password get the same 401. After 10 failed sign-ins " +
+					"for a username within a minute, 429 with Retry-After. Idempotency-Key is accepted and ignored: " +
+					"tokens are not replayed.",
+				answer: "a bearer token",
+				op: handlePlain(s, s.login).alsoAnswers(http.StatusUnauthorized, http.StatusTooManyRequests, http.StatusServiceUnavailable).
+					withHeader("Set-Cookie", "with ?cookie=1: the eva_session cookie (HttpOnly, SameSite=Strict, Secure behind HTTPS)")},
+			route{method: del, pattern: "/v1/auth/token", summary: "Sign out", addition: true,
+				answer: "the token (or session cookie) used for this request is revoked and the cookie cleared",
+				op:     rawOperation(s.logout, http.StatusNoContent)},
+			route{method: get, pattern: "/v1/me", summary: "Who am I", answer: "your account", op: handleGet(s.me)},
+		),
+		group("requests",
+			route{method: post, pattern: "/v1/requests", roles: []string{requester}, summary: "File a request",
+				doc: "post must be one of your posts (else 403). The request id is the command id; with an " +
+					"Idempotency-Key a retry never files twice.",
+				answer: "the case", op: handleSelfIdempotent(s, s.fileRequest)},
+			route{method: get, pattern: "/v1/requests", roles: caseReaders, summary: "List requests",
+				doc:    "A requester (without approver, finance or auditor role) sees only the requests of its posts.",
+				answer: "newest first", op: handleQuery(s.listRequests)},
+			route{method: get, pattern: "/v1/requests/{id}", roles: caseReaders, summary: "Read a request",
+				doc: "A requester of another post gets 404.", answer: "the case", op: handleGet(s.getRequest)},
+			route{method: post, pattern: "/v1/requests/{id}/amend", roles: []string{requester}, summary: "Amend a request",
+				doc:    "While submitted or info_requested; only a requester of the request's post.",
+				answer: caseAfter, op: handleCommand(s, s.amendRequest)},
+			route{method: post, pattern: "/v1/requests/{id}/withdraw", roles: []string{requester}, summary: "Withdraw a request",
+				doc: "Only a requester of the request's post, while it is open.", answer: caseAfter,
+				op: handleCommand(s, s.withdrawRequest)},
+			route{method: post, pattern: "/v1/requests/{id}/info", roles: []string{requester}, summary: "Answer a question",
+				doc: "Back to submitted.", answer: caseAfter, op: handleCommand(s, s.answerRequest)},
+			route{method: get, pattern: "/v1/requests/{id}/history", roles: caseReaders, summary: "A request's events",
+				doc: "Same visibility as GET /v1/requests/{id}.", answer: "the case's events in log order",
+				op: handleGet(s.history)},
+			route{method: get, pattern: "/v1/requests/{id}/as-of", roles: []string{approver, auditor},
+				summary: "A request as it stood at a time", answer: "the case rebuilt from the log up to t",
+				op: handleQuery(s.asOf)},
+			route{method: get, pattern: "/v1/requests/{id}/beneficiary", roles: []string{requester, approver},
+				summary: "A request's personal data",
+				doc: "An approver, or a requester of the request's post. Every read is recorded in the access log " +
+					"(GET /v1/audit/access) before the data is returned.",
+				answer: "the beneficiary, opened", op: handleGet(s.beneficiary)},
+		),
+		group("review",
+			route{method: get, pattern: "/v1/queue", roles: []string{approver}, summary: "The review queue",
+				answer: "open cases: missed deadlines first, then by deadline", op: handleQuery(s.queue)},
+			route{method: post, pattern: "/v1/requests/{id}/claim", roles: []string{approver}, summary: "Claim a request for review",
+				doc: "→ under_review, held by you for a limited time. Not your own request.", answer: caseAfter,
+				op: handleCommand(s, s.claim)},
+			route{method: post, pattern: "/v1/requests/{id}/release", roles: []string{approver}, summary: "Give a claim back",
+				doc: "Back to the queue.", answer: caseAfter, op: handleCommand(s, s.release)},
+			route{method: post, pattern: "/v1/requests/{id}/approve", roles: []string{approver}, summary: "Approve",
+				doc: "Holding the claim. The amount is held on the fund before the approval is recorded: a fund that " +
+					"cannot cover it is 409 with available_usd_cents.",
+				answer: caseAfter, op: handleCommand(s, s.approve)},
+			route{method: post, pattern: "/v1/requests/{id}/reject", roles: []string{approver}, summary: "Reject",
+				doc: "Holding the claim.", answer: caseAfter, op: handleCommand(s, s.reject)},
+			route{method: post, pattern: "/v1/requests/{id}/request-info", roles: []string{approver},
+				summary: "Ask the requester a question", doc: "Holding the claim; → info_requested.", answer: caseAfter,
+				op: handleCommand(s, s.requestInfo)},
+		),
+		group("money",
+			route{method: get, pattern: "/v1/funds", roles: []string{finance, approver, auditor}, summary: "List funds",
+				answer: "funds", op: handleQuery(s.listFunds)},
+			route{method: post, pattern: "/v1/funds", roles: []string{finance}, summary: "Create a fund",
+				answer: "the fund", op: handleCreate(s, s.createFund)},
+			route{method: get, pattern: "/v1/funds/{id}", roles: []string{finance, approver, auditor}, summary: "Read a fund",
+				answer: "the fund", op: handleGet(s.getFund)},
+			route{method: get, pattern: "/v1/funds/{id}/history", roles: []string{finance, approver, auditor},
+				summary: "A fund's burn-down",
+				doc:     "Its money after each change in time order from its creation, at most 500 points (a longer history is sampled).",
+				answer:  "the fund's money over time", op: handleGet(s.fundHistory)},
+			route{method: get, pattern: "/v1/payees", summary: "List payees",
+				doc:    "Service providers that receive payouts; every role reads them (a requester names one when filing).",
+				answer: "payees", op: handleQuery(s.listPayees)},
+			route{method: post, pattern: "/v1/payees", roles: []string{finance}, summary: "Create a payee",
+				answer: "the payee", op: handleCreate(s, s.createPayee)},
+			route{method: get, pattern: "/v1/payees/{id}", summary: "Read a payee", answer: "the payee", addition: true,
+				op: handleGet(s.getPayee)},
+			route{method: get, pattern: "/v1/payouts", roles: []string{finance, auditor, approver}, summary: "List payouts",
+				answer: "payouts", op: handleQuery(s.listPayouts)},
+			route{method: post, pattern: "/v1/payouts/{id}/retry", roles: []string{finance}, summary: "Retry a failed payout",
+				answer: "the payout", op: handleCommand(s, s.retryPayout)},
+			route{method: post, pattern: "/v1/payouts/{id}/cancel", roles: []string{finance}, summary: "Cancel a failed payout",
+				answer: "the payout; its funds go back to the fund", op: handleCommand(s, s.cancelPayout)},
+		),
+		group("audit",
+			route{method: get, pattern: "/v1/audit/events", roles: []string{auditor}, summary: "The archive, in log order",
+				answer: "events with their sequence and hash", op: handleQuery(s.auditEvents)},
+			route{method: get, pattern: "/v1/audit/checkpoint", roles: []string{auditor}, summary: "The latest checkpoint",
+				answer: "size and head of the archive", op: handleGet(s.checkpoint)},
+			route{method: get, pattern: "/v1/audit/verify", roles: []string{auditor}, summary: "Re-verify the archive",
+				answer: "archive vs its chain vs the event log", op: handleGet(s.verify)},
+			route{method: get, pattern: "/v1/audit/export", roles: []string{auditor}, summary: "Export the archive",
+				answer: "every event in log order, streamed; a response cut short is aborted, never ended cleanly",
+				op: withQuery[exportQuery](rawOperation(s.export, http.StatusOK,
+					content{media: "application/jsonl", typ: reflect.TypeFor[eventJSON]()},
+					content{media: "text/csv", text: "columns: " + strings.Join(csvHeader, ",")}))},
+			route{method: get, pattern: "/v1/audit/access", roles: []string{auditor}, summary: "Reads of a request's personal data",
+				answer: "who read it, when", op: handleQuery(s.access)},
+		),
+	)
 }
 
 // router mounts the routes behind the edge middleware: authentication,
@@ -105,7 +197,7 @@ func (s *server) router() chi.Router {
 		if strings.Contains(rt.pattern, "{id}") {
 			mws = append(mws, checkID(rt.pattern))
 		}
-		r.With(mws...).Method(rt.method, rt.pattern, rt.handler)
+		r.With(mws...).Method(rt.method, rt.pattern, rt.op.handler)
 	}
 	return r
 }
@@ -113,8 +205,7 @@ func (s *server) router() chi.Router {
 // checkID answers 404 for a path id that is not a canonical UUID: every
 // id of EVA is a UUIDv7 string, and nothing else can name anything.
 func checkID(pattern string) func(http.Handler) http.Handler {
-	what, _, _ := strings.Cut(strings.TrimPrefix(pattern, "/v1/"), "/")
-	what = strings.TrimSuffix(what, "s") // requests → request, funds → fund, ...
+	what := resourceOf(pattern)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if id := chi.URLParam(r, "id"); !eventlog.ValidCaseID(id) {
@@ -126,15 +217,9 @@ func checkID(pattern string) func(http.Handler) http.Handler {
 	}
 }
 
-// handleQuery makes a GET handler out of do: its value is the 200 answer,
-// its error the problem.
-func handleQuery(do func(r *http.Request) (any, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		v, err := do(r)
-		if err != nil {
-			writeProblem(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, v)
-	}
+// resourceOf names what a pattern's {id} is: /v1/requests/{id} → request,
+// /v1/funds/{id} → fund, ...
+func resourceOf(pattern string) string {
+	what, _, _ := strings.Cut(strings.TrimPrefix(pattern, "/v1/"), "/")
+	return strings.TrimSuffix(what, "s")
 }
