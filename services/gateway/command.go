@@ -88,12 +88,7 @@ func commandOperation[In, Out any](s *server, selfIdempotent bool, status int, l
 			writeProblem(w, r, err)
 			return
 		}
-		body, err := readBody(r, s.cfg.MaxBodyBytes)
-		if err != nil {
-			writeProblem(w, r, err)
-			return
-		}
-		in, err := decodeRequest[In](r.Header, body)
+		body, in, err := readRequest[In](r, s.cfg.MaxBodyBytes)
 		if err != nil {
 			writeProblem(w, r, err)
 			return

@@ -16,23 +16,23 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 )
 
-// decodeJSON reads one JSON object of at most limit bytes from r into a T.
-// It is strict where encoding/json is lenient: keys must match the fields'
-// JSON names exactly, may appear once, and must be known; values must have
-// the field's type (an integer field takes only integers); nothing may
-// follow the object. Every error is an *assist.Error: CodeTooLarge naming
-// "body", or CodeInvalid naming the field at fault ("body" for the whole,
-// "beneficiary.name" for a nested one).
-func decodeJSON[T any](r io.Reader, limit int64) (T, error) {
-	var zero T
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+// readRequest reads a request's body, at most limit bytes, and decodes it
+// into an In (see decodeRequest and decodeBytes); it returns the bytes
+// read too. The decoding is strict where encoding/json is lenient: keys
+// must match the fields' JSON names exactly, may appear once, and must be
+// known; values must have the field's type (an integer field takes only
+// integers); nothing may follow the object. Every error is an
+// *assist.Error: CodeTooLarge naming "body", or CodeInvalid naming the
+// field at fault ("body" for the whole, "beneficiary.name" for a nested
+// one, "Content-Type").
+func readRequest[In any](r *http.Request, limit int64) ([]byte, In, error) {
+	var zero In
+	body, err := readBody(r, limit)
 	if err != nil {
-		return zero, invalid("body", "could not be read")
+		return nil, zero, err
 	}
-	if int64(len(data)) > limit {
-		return zero, tooLarge(limit)
-	}
-	return decodeBytes[T](data)
+	in, err := decodeRequest[In](r.Header, body)
+	return body, in, err
 }
 
 func tooLarge(limit int64) error {
@@ -92,7 +92,8 @@ func validJSONText(raw []byte) bool {
 	return true
 }
 
-// decodeBytes is decodeJSON on a body already read.
+// decodeBytes decodes a body already read into a T, strictly (see
+// readRequest).
 func decodeBytes[T any](data []byte) (T, error) {
 	var v T
 	if len(bytes.TrimSpace(data)) == 0 {

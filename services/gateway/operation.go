@@ -99,12 +99,7 @@ func handlePlain[Q, In, Out any](s *server, do func(w http.ResponseWriter, r *ht
 			writeProblem(w, r, err)
 			return
 		}
-		body, err := readBody(r, s.cfg.MaxBodyBytes)
-		if err != nil {
-			writeProblem(w, r, err)
-			return
-		}
-		in, err := decodeRequest[In](r.Header, body)
+		_, in, err := readRequest[In](r, s.cfg.MaxBodyBytes)
 		if err != nil {
 			writeProblem(w, r, err)
 			return
