@@ -1,6 +1,9 @@
 package assist
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Apply folds one event into the case. It is total: every event applies to
 // every state without failing, because events are facts that already
@@ -16,6 +19,7 @@ func (c *Case) Apply(e Event, seq uint64) {
 	switch b := e.Body.(type) {
 	case RequestSubmitted:
 		c.Requester = e.Actor.Username
+		c.addAuthor(e.Actor.Username)
 		c.Post = b.Post
 		c.Category = b.Category
 		c.Urgency = b.Urgency
@@ -28,6 +32,7 @@ func (c *Case) Apply(e Event, seq uint64) {
 		c.CreatedAt = e.At
 		c.State = StateSubmitted
 	case RequestAmended:
+		c.addAuthor(e.Actor.Username)
 		if b.Category != nil {
 			c.Category = *b.Category
 		}
@@ -60,6 +65,7 @@ func (c *Case) Apply(e Event, seq uint64) {
 		c.Question = b.Question
 		c.clearClaim()
 	case InfoProvided:
+		c.addAuthor(e.Actor.Username)
 		c.State = StateSubmitted
 		c.Question = ""
 	case ReviewClaimed:
@@ -98,6 +104,12 @@ func (c *Case) Apply(e Event, seq uint64) {
 		c.State = StateDisbursementFailed
 	case RequestClosed:
 		c.State = StateClosed
+	}
+}
+
+func (c *Case) addAuthor(username string) {
+	if username != "" && !slices.Contains(c.Authors, username) {
+		c.Authors = append(c.Authors, username)
 	}
 }
 

@@ -100,6 +100,8 @@ func TestApplyEffects(t *testing.T) {
 			}
 		}},
 		{assist.RequestAmended{}, func(t *testing.T, before, c assist.Case) {
+			// The amender (carol) becomes an author; nothing else changes.
+			before.Authors = append(slices.Clone(before.Authors), "carol")
 			sameExceptBookkeeping(t, before, c)
 		}},
 		{assist.RequestWithdrawn{}, func(t *testing.T, _, c assist.Case) {

@@ -101,8 +101,12 @@ type Sealed struct {
 
 // Case is the state of one request, rebuilt from its events.
 type Case struct {
-	ID                 string
-	Requester          string // username of the filer
+	ID        string
+	Requester string // username of the filer
+	// Authors are the usernames of everyone who wrote the request: its
+	// filer, every amender and everyone who answered a question on it, in
+	// the order they first did. None of them may review it (four eyes).
+	Authors            []string
 	Post               string
 	Category           Category
 	Urgency            Urgency

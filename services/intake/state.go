@@ -14,6 +14,7 @@ import (
 type storedCase struct {
 	ID                 string       `json:"ID"`
 	Requester          string       `json:"Requester"`
+	Authors            []string     `json:"Authors,omitempty"`
 	Post               string       `json:"Post"`
 	Category           string       `json:"Category"`
 	Urgency            string       `json:"Urgency"`
@@ -47,7 +48,7 @@ type storedSealed struct {
 
 func toStored(c *assist.Case) storedCase {
 	return storedCase{
-		ID: c.ID, Requester: c.Requester, Post: c.Post, Category: string(c.Category), Urgency: string(c.Urgency),
+		ID: c.ID, Requester: c.Requester, Authors: c.Authors, Post: c.Post, Category: string(c.Category), Urgency: string(c.Urgency),
 		AmountCents: c.AmountCents, Justification: c.Justification,
 		Beneficiary:        storedSealed{KeyID: c.Beneficiary.KeyID, Ciphertext: c.Beneficiary.Ciphertext},
 		BeneficiaryRefHash: c.BeneficiaryRefHash, PayeeID: c.PayeeID, Deadline: c.Deadline, Escalated: c.Escalated,
@@ -60,7 +61,7 @@ func toStored(c *assist.Case) storedCase {
 
 func (s storedCase) toCase() *assist.Case {
 	return &assist.Case{
-		ID: s.ID, Requester: s.Requester, Post: s.Post, Category: assist.Category(s.Category),
+		ID: s.ID, Requester: s.Requester, Authors: s.Authors, Post: s.Post, Category: assist.Category(s.Category),
 		Urgency: assist.Urgency(s.Urgency), AmountCents: s.AmountCents, Justification: s.Justification,
 		Beneficiary:        assist.Sealed{KeyID: s.Beneficiary.KeyID, Ciphertext: s.Beneficiary.Ciphertext},
 		BeneficiaryRefHash: s.BeneficiaryRefHash, PayeeID: s.PayeeID, Deadline: s.Deadline, Escalated: s.Escalated,

@@ -57,7 +57,8 @@ var services = map[string]service{
 	"gateway": {gateway.Migrate,
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
 			return gateway.Run(ctx, gateway.Deps{
-				Config:       gateway.Config{Addr: p.Config.HTTPAddr, CookieSecure: p.Config.CookieSecure},
+				Config: gateway.Config{Addr: p.Config.HTTPAddr, CookieSecure: p.Config.CookieSecure,
+					MetricsAddr: p.Config.MetricsAddr},
 				Intake:       intakeapi.NewClient(p.NC),
 				Approval:     approvalapi.NewClient(p.NC),
 				Disbursement: disbursementapi.NewClient(p.NC),
