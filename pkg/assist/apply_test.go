@@ -33,6 +33,7 @@ func sampleBodies() []assist.Body {
 		assist.PayoutSettled{PayoutID: "payout-9", ProviderRef: "r"},
 		assist.PayoutFailed{PayoutID: "payout-9", Error: "e", Attempt: 4},
 		assist.RequestClosed{},
+		assist.PayoutRetried{PayoutID: "payout-9", Attempt: 5},
 	}
 }
 
@@ -155,6 +156,11 @@ func TestApplyEffects(t *testing.T) {
 		}},
 		{assist.PayoutFailed{PayoutID: "po"}, func(t *testing.T, _, c assist.Case) {
 			if c.State != assist.StateDisbursementFailed {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{assist.PayoutRetried{PayoutID: "po", Attempt: 2}, func(t *testing.T, _, c assist.Case) {
+			if c.State != assist.StateApproved || c.PayoutAttempt != 2 {
 				t.Fatalf("%+v", c)
 			}
 		}},

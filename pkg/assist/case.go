@@ -124,6 +124,7 @@ type Case struct {
 	FundID        string
 	HoldID        string
 	PayoutID      string
+	PayoutAttempt int // the payout's latest attempt: sent, failed or retried
 	// ReleasedHolds lists holds that went back to their fund; an approval
 	// can never use one of them.
 	ReleasedHolds []string
@@ -264,6 +265,11 @@ type (
 		Attempt  int
 	}
 	RequestClosed struct{}
+	// PayoutRetried: finance sends a failed payout again as Attempt.
+	PayoutRetried struct {
+		PayoutID string
+		Attempt  int
+	}
 )
 
 // ReleaseCause says why reserved funds went back to the fund.
@@ -291,6 +297,7 @@ func (PayoutSent) Type() string       { return "PayoutSent" }
 func (PayoutSettled) Type() string    { return "PayoutSettled" }
 func (PayoutFailed) Type() string     { return "PayoutFailed" }
 func (RequestClosed) Type() string    { return "RequestClosed" }
+func (PayoutRetried) Type() string    { return "PayoutRetried" }
 
 func (RequestSubmitted) isBody() {}
 func (RequestAmended) isBody()   {}
@@ -307,8 +314,9 @@ func (PayoutSent) isBody()       {}
 func (PayoutSettled) isBody()    {}
 func (PayoutFailed) isBody()     {}
 func (RequestClosed) isBody()    {}
+func (PayoutRetried) isBody()    {}
 
 // EventTypes lists every event type name.
 var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdrawn", "InfoRequested",
 	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
-	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed"}
+	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed", "PayoutRetried"}
