@@ -60,13 +60,13 @@ type Deps struct {
 
 // Service handles approval's commands and queries.
 type Service struct {
-	cfg   Config
-	log   *eventlog.Log
-	store Store
+	cfg    Config
+	log    *eventlog.Log
+	store  Store
 	holds  Holds
 	timers *timers.Timers
 	zl     *zap.Logger
-	now   func() time.Time
+	now    func() time.Time
 }
 
 // New returns the service on a migrated database.
