@@ -176,9 +176,9 @@ type server struct {
 	// dummyHash is verified against when the username is unknown, so that
 	// a wrong username costs as much time as a wrong password.
 	dummyHash []byte
-	metrics      *httpMetrics
-	outages      outage.Log
-	ui           http.Handler
+	metrics   *httpMetrics
+	outages   outage.Log
+	ui        http.Handler
 	// openAPI is the API's OpenAPI document, made from routes().
 	openAPI []byte
 	// metricsHTTP serves registry on /metrics, made on first use.
