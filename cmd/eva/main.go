@@ -1,7 +1,8 @@
 // Command eva runs EVA: everything in one process (eva dev), one service
 // (eva serve <service>), database migrations (eva migrate), the demo data
 // (eva seed), the load benchmark (eva bench) and the offline audit check
-// (eva audit verify). Configuration is read here only, from flags and the
+// (eva audit verify) and the money path's fault simulator (eva sim).
+// Configuration is read here only, from flags and the
 // environment, and handed to the wiring in internal/wire.
 package main
 
@@ -26,6 +27,7 @@ commands:
   seed                 create the demo accounts, fund and payees (needs disbursement running)
   bench                drive requests through the whole lifecycle and report rates
   audit verify         check the audit archive against its hash chain and the event log
+  sim                  run the money path's seeded fault simulator (replay a seed with -seed N -seeds 1 -v)
 
 Run "eva <command> -h" for the command's flags.
 `
@@ -83,6 +85,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 			return errors.New("unknown audit command " + arg + " (want verify)")
 		}
 		return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditVerify(ctx, p, os.Stdout) })
+	case "sim":
+		return runSim(ctx, o.sim, os.Stdout)
 	default: // bench
 		return runBench(ctx, o.cfg, zl, o.bench)
 	}
