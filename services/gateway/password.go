@@ -16,7 +16,7 @@ import (
 // PasswordParams are the argon2id parameters (RFC 9106) new password
 // hashes are made with. A stored hash carries its own parameters, so
 // changing them never invalidates a password: a hash made with others is
-// replaced at the account's next successful sign-in (ADR 0011).
+// replaced at the account's next successful sign-in (ADR 0014).
 type PasswordParams struct {
 	// Memory in KiB.
 	Memory uint32
