@@ -103,6 +103,11 @@ func (c *Case) Apply(e Event, seq uint64) {
 		c.PayoutAttempt = b.Attempt
 	case RequestClosed:
 		c.State = StateClosed
+	case DeadlineMissed:
+		c.Escalated = true
+	case ClaimExpired:
+		c.State = StateSubmitted
+		c.clearClaim()
 	}
 }
 

@@ -270,6 +270,15 @@ type (
 		PayoutID string
 		Attempt  int
 	}
+	// DeadlineMissed: the decision deadline passed while the case was
+	// open; the case is escalated.
+	DeadlineMissed struct{ Deadline time.Time }
+	// ClaimExpired: a claim lease ran out before a decision; the case is
+	// back in the queue.
+	ClaimExpired struct {
+		ClaimedBy string
+		ExpiresAt time.Time
+	}
 )
 
 // ReleaseCause says why reserved funds went back to the fund.
@@ -298,6 +307,8 @@ func (PayoutSettled) Type() string    { return "PayoutSettled" }
 func (PayoutFailed) Type() string     { return "PayoutFailed" }
 func (RequestClosed) Type() string    { return "RequestClosed" }
 func (PayoutRetried) Type() string    { return "PayoutRetried" }
+func (DeadlineMissed) Type() string   { return "DeadlineMissed" }
+func (ClaimExpired) Type() string     { return "ClaimExpired" }
 
 func (RequestSubmitted) isBody() {}
 func (RequestAmended) isBody()   {}
@@ -315,8 +326,11 @@ func (PayoutSettled) isBody()    {}
 func (PayoutFailed) isBody()     {}
 func (RequestClosed) isBody()    {}
 func (PayoutRetried) isBody()    {}
+func (DeadlineMissed) isBody()   {}
+func (ClaimExpired) isBody()     {}
 
 // EventTypes lists every event type name.
 var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdrawn", "InfoRequested",
 	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
-	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed", "PayoutRetried"}
+	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed",
+	"PayoutRetried", "DeadlineMissed", "ClaimExpired"}

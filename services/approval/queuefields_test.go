@@ -59,6 +59,10 @@ func sampleBody(r *rand.Rand, typ string) assist.Body {
 		return assist.RequestClosed{}
 	case "PayoutRetried":
 		return assist.PayoutRetried{PayoutID: str("payout"), Attempt: 2}
+	case "DeadlineMissed":
+		return assist.DeadlineMissed{Deadline: at}
+	case "ClaimExpired":
+		return assist.ClaimExpired{ClaimedBy: str("olu"), ExpiresAt: at}
 	}
 	return nil
 }

@@ -118,29 +118,29 @@ var (
 )
 
 type world struct {
-	cfg       Config
-	ctx       context.Context
-	rng       *rand.Rand
-	clock     *clock
-	sched     *scheduler
-	stream    *fakeStream
-	bank      *fakeBank
-	prov      disbursement.Provider
-	db        sqldb.DB
-	log       *eventlog.Log
-	nodes     []*node
-	cons      *consumer
-	funds     []disbursementapi.Fund
-	payees    []string
-	cases     []*simCase
-	fin       bool            // a finance task is in flight
-	faultP    [nFaults]int
-	calm      bool
-	dirty     bool // the database or the bank changed since the last check
-	step      int
-	trace     []string
-	failed    *Failure
-	res       Result
+	cfg    Config
+	ctx    context.Context
+	rng    *rand.Rand
+	clock  *clock
+	sched  *scheduler
+	stream *fakeStream
+	bank   *fakeBank
+	prov   disbursement.Provider
+	db     sqldb.DB
+	log    *eventlog.Log
+	nodes  []*node
+	cons   *consumer
+	funds  []disbursementapi.Fund
+	payees []string
+	cases  []*simCase
+	fin    bool // a finance task is in flight
+	faultP [nFaults]int
+	calm   bool
+	dirty  bool // the database or the bank changed since the last check
+	step   int
+	trace  []string
+	failed *Failure
+	res    Result
 }
 
 type clock struct{ t time.Time }

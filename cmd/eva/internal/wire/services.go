@@ -38,7 +38,7 @@ var services = map[string]service{
 		}},
 	"approval": {approval.Migrate,
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
-			return approval.Run(ctx, approval.Deps{Config: approval.Config{Policy: p.Config.Policy}, NC: p.NC, Log: p.Log,
+			return approval.Run(ctx, approval.Deps{Config: approval.Config{Policy: p.Config.Policy, Replicas: p.Config.Replicas}, NC: p.NC, Log: p.Log,
 				DB: db, Holds: disbursementapi.NewClient(p.NC), Logger: p.Logger.Named("approval")})
 		}},
 	"disbursement": {migrateDisbursement,
