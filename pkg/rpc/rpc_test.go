@@ -32,7 +32,7 @@ func TestCallAndErrors(t *testing.T) {
 	nc, _ := natsxtest.JetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := rpc.NewServer(ctx, nc, "echo", "test", zaptest.NewLogger(t))
+	srv, err := rpc.NewServer(ctx, nc, nil, "echo", "test", zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
