@@ -1,7 +1,8 @@
 // Command eva runs EVA: everything in one process (eva dev), one service
 // (eva serve <service>), database migrations (eva migrate), the demo data
 // (eva seed), the load benchmark (eva bench) and the offline audit check
-// (eva audit verify). Configuration is read here only, from flags and the
+// (eva audit verify) and the money path's fault simulator (eva sim).
+// Configuration is read here only, from flags and the
 // environment, and handed to the wiring in internal/wire.
 package main
 
@@ -29,6 +30,7 @@ commands:
   bench                drive requests through the whole lifecycle and report rates
   audit verify         check the audit archive against its hash chain and the event log
   actor-key            print a new actor signing key as EVA_ACTOR_KEY and EVA_ACTOR_PUBLIC_KEYS lines
+  sim                  run the money path's seeded fault simulator (replay a seed with -seed N -seeds 1 -v)
 
 Run "eva <command> -h" for the command's flags.
 `
@@ -89,6 +91,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 			return errors.New("unknown audit command " + arg + " (want verify)")
 		}
 		return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditVerify(ctx, p, os.Stdout) })
+	case "sim":
+		return runSim(ctx, o.sim, os.Stdout)
 	default: // bench
 		return runBench(ctx, o.cfg, zl, o.bench)
 	}

@@ -21,6 +21,7 @@ type options struct {
 	logLevel string
 	pprof    string
 	bench    benchOptions
+	sim      simOptions
 }
 
 // newOptions declares the flags cmd takes on fs; nil for an unknown
@@ -62,6 +63,8 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		fs.StringVar(&o.cfg.DatabaseURL, "database", os.Getenv("EVA_DATABASE_URL"), "postgres://... for the instance the bench starts (default: embedded SQLite)")
 		fs.StringVar(&o.pprof, "pprof", "", "serve Go profiles (net/http/pprof) at host:port")
 		o.bench = benchFlags(fs)
+	case "sim":
+		o.sim = simFlags(fs)
 	default:
 		return nil
 	}
