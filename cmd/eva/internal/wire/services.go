@@ -39,7 +39,7 @@ var services = map[string]service{
 		}},
 	"approval": {approval.Migrate,
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
-			return approval.Run(ctx, approval.Deps{Config: approval.Config{Policy: p.Config.Policy}, NC: p.NC, Trust: p.Trust, Log: p.Log,
+			return approval.Run(ctx, approval.Deps{Config: approval.Config{Policy: p.Config.Policy, Replicas: p.Config.Replicas}, NC: p.NC, Trust: p.Trust, Log: p.Log,
 				DB: db, Holds: disbursementapi.NewClient(p.NC), Logger: p.Logger.Named("approval")})
 		}},
 	"disbursement": {migrateDisbursement,
