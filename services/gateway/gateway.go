@@ -7,6 +7,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -41,6 +42,9 @@ type Config struct {
 	// IdempotencyTTL is how long an Idempotency-Key is remembered (default
 	// 30 days). A key reused after that runs as a new command.
 	IdempotencyTTL time.Duration
+	// Password is the argon2id parameters of new password hashes (default
+	// DefaultPasswordParams).
+	Password PasswordParams
 	// MaxLoginFailures is how many failed sign-ins a username may have per
 	// minute (default 10); more → 429 with Retry-After.
 	MaxLoginFailures int
@@ -68,6 +72,7 @@ func (c Config) withDefaults() Config {
 	if c.IdempotencyTTL <= 0 {
 		c.IdempotencyTTL = DefaultIdempotencyTTL
 	}
+	c.Password = c.Password.orDefault()
 	if c.MaxLoginFailures <= 0 {
 		c.MaxLoginFailures = DefaultMaxLoginFailures
 	}
@@ -173,9 +178,12 @@ type server struct {
 	ready        func(context.Context) error
 	now          func() time.Time
 	limiter      *loginLimiter
-	metrics      *httpMetrics
-	outages      outage.Log
-	ui           http.Handler
+	// dummyHash is verified against when the username is unknown, so that
+	// a wrong username costs as much time as a wrong password.
+	dummyHash []byte
+	metrics   *httpMetrics
+	outages   outage.Log
+	ui        http.Handler
 	// openAPI is the API's OpenAPI document, made from routes().
 	openAPI []byte
 	// metricsHTTP serves registry on /metrics, made on first use.
@@ -203,6 +211,7 @@ func newServer(d Deps) (*server, error) {
 		now = time.Now
 	}
 	s.now = func() time.Time { return now().UTC() }
+	s.dummyHash = s.cfg.Password.hash(rand.Text())
 	s.limiter = newLoginLimiter(s.cfg.MaxLoginFailures, time.Minute)
 	m, err := newHTTPMetrics(s.registry)
 	if err != nil {
