@@ -1,7 +1,8 @@
 // Command eva runs EVA: everything in one process (eva dev), one service
 // (eva serve <service>), database migrations (eva migrate), the demo data
 // (eva seed), the load benchmark (eva bench) and the offline audit check
-// (eva audit verify). Configuration is read here only, from flags and the
+// (eva audit verify) and the money path's fault simulator (eva sim).
+// Configuration is read here only, from flags and the
 // environment, and handed to the wiring in internal/wire.
 package main
 
@@ -10,11 +11,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/eva-org/eva/cmd/eva/internal/wire"
+	"github.com/eva-org/eva/pkg/rpc"
 )
 
 const usage = `usage: eva <command> [flags]
@@ -26,6 +29,8 @@ commands:
   seed                 create the demo accounts, fund and payees (needs disbursement running)
   bench                drive requests through the whole lifecycle and report rates
   audit verify         check the audit archive against its hash chain and the event log
+  actor-key            print a new actor signing key as EVA_ACTOR_KEY and EVA_ACTOR_PUBLIC_KEYS lines
+  sim                  run the money path's seeded fault simulator (replay a seed with -seed N -seeds 1 -v)
 
 Run "eva <command> -h" for the command's flags.
 `
@@ -45,6 +50,9 @@ func main() {
 
 // run parses the command's own flags and runs it.
 func run(ctx context.Context, cmd string, args []string) error {
+	if cmd == "actor-key" {
+		return printActorKey(os.Stdout)
+	}
 	var arg string
 	if cmd == "serve" || cmd == "audit" {
 		if len(args) == 0 || len(args[0]) == 0 || args[0][0] == '-' {
@@ -83,7 +91,20 @@ func run(ctx context.Context, cmd string, args []string) error {
 			return errors.New("unknown audit command " + arg + " (want verify)")
 		}
 		return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditVerify(ctx, p, os.Stdout) })
+	case "sim":
+		return runSim(ctx, o.sim, os.Stdout)
 	default: // bench
 		return runBench(ctx, o.cfg, zl, o.bench)
 	}
+}
+
+// printActorKey prints a new actor signing key in .env form: the seed for
+// the gateway (and seed), the public key for every service.
+func printActorKey(out io.Writer) error {
+	seed, public, err := rpc.NewActorKey()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "EVA_ACTOR_KEY=%s\nEVA_ACTOR_PUBLIC_KEYS=%s\n", seed, public)
+	return err
 }

@@ -128,6 +128,7 @@ type Case struct {
 	FundID        string
 	HoldID        string
 	PayoutID      string
+	PayoutAttempt int // the payout's latest attempt: sent, failed or retried
 	// ReleasedHolds lists holds that went back to their fund; an approval
 	// can never use one of them.
 	ReleasedHolds []string
@@ -268,6 +269,20 @@ type (
 		Attempt  int
 	}
 	RequestClosed struct{}
+	// PayoutRetried: finance sends a failed payout again as Attempt.
+	PayoutRetried struct {
+		PayoutID string
+		Attempt  int
+	}
+	// DeadlineMissed: the decision deadline passed while the case was
+	// open; the case is escalated.
+	DeadlineMissed struct{ Deadline time.Time }
+	// ClaimExpired: a claim lease ran out before a decision; the case is
+	// back in the queue.
+	ClaimExpired struct {
+		ClaimedBy string
+		ExpiresAt time.Time
+	}
 )
 
 // ReleaseCause says why reserved funds went back to the fund.
@@ -295,6 +310,9 @@ func (PayoutSent) Type() string       { return "PayoutSent" }
 func (PayoutSettled) Type() string    { return "PayoutSettled" }
 func (PayoutFailed) Type() string     { return "PayoutFailed" }
 func (RequestClosed) Type() string    { return "RequestClosed" }
+func (PayoutRetried) Type() string    { return "PayoutRetried" }
+func (DeadlineMissed) Type() string   { return "DeadlineMissed" }
+func (ClaimExpired) Type() string     { return "ClaimExpired" }
 
 func (RequestSubmitted) isBody() {}
 func (RequestAmended) isBody()   {}
@@ -311,8 +329,12 @@ func (PayoutSent) isBody()       {}
 func (PayoutSettled) isBody()    {}
 func (PayoutFailed) isBody()     {}
 func (RequestClosed) isBody()    {}
+func (PayoutRetried) isBody()    {}
+func (DeadlineMissed) isBody()   {}
+func (ClaimExpired) isBody()     {}
 
 // EventTypes lists every event type name.
 var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdrawn", "InfoRequested",
 	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
-	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed"}
+	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed",
+	"PayoutRetried", "DeadlineMissed", "ClaimExpired"}

@@ -373,6 +373,22 @@ func (c *Case) FailPayout(cmd Cmd, payoutID, reason string, attempt int) (Event,
 	return cmd.event(c.ID, reason, PayoutFailed{PayoutID: payoutID, Error: reason, Attempt: attempt}), nil
 }
 
+// RetryPayout sends a failed payout again as attempt. Recorded before the
+// ledger moves, it orders a retry against a cancellation of the same
+// failure: whichever is recorded first wins and the other is refused.
+//
+// Errors: CodeForbidden for anyone but finance, CodeConflict unless this
+// payout failed.
+func (c *Case) RetryPayout(cmd Cmd, payoutID string, attempt int) (Event, error) {
+	if cmd.Actor.Role != RoleFinance {
+		return Event{}, Errorf(CodeForbidden, "only finance retries a payout")
+	}
+	if payoutID == "" || c.PayoutID != payoutID || c.State != StateDisbursementFailed {
+		return Event{}, conflict("only a failed payout can be retried; the request is %s", c.State)
+	}
+	return cmd.event(c.ID, "", PayoutRetried{PayoutID: payoutID, Attempt: attempt}), nil
+}
+
 // CancelPayout gives up a failed payout: its funds return to the fund and
 // the case closes.
 //
@@ -407,6 +423,39 @@ func (c *Case) Close(cmd Cmd, reason string) (Event, error) {
 		return Event{}, conflict("only a disbursed request can be closed; it is %s", c.State)
 	}
 	return cmd.event(c.ID, reason, RequestClosed{}), nil
+}
+
+// MissDeadline records that the decision deadline passed while the case
+// was still open, which escalates it. It is EVA's own doing (a timer), and
+// happens at most once per case.
+//
+// Errors: CodeConflict when the case is decided, already escalated, or
+// its deadline is still ahead.
+func (c *Case) MissDeadline(cmd Cmd) (Event, error) {
+	switch {
+	case !c.State.Open():
+		return Event{}, conflict("a %s request has no deadline to miss", c.State)
+	case c.Escalated:
+		return Event{}, conflict("the deadline was already missed")
+	case cmd.At.Before(c.Deadline):
+		return Event{}, conflict("the deadline %s is still ahead", c.Deadline.UTC().Format(time.RFC3339))
+	}
+	return cmd.event(c.ID, "", DeadlineMissed{Deadline: c.Deadline}), nil
+}
+
+// ExpireClaim records that a claim lease ran out before a decision: the
+// case goes back to the queue. It is EVA's own doing (a timer).
+//
+// Errors: CodeConflict unless the case is under review with a claim that
+// has run out.
+func (c *Case) ExpireClaim(cmd Cmd) (Event, error) {
+	if c.State != StateUnderReview {
+		return Event{}, conflict("the request is %s, not under review", c.State)
+	}
+	if !c.claimExpired(cmd.At) {
+		return Event{}, conflict("the claim runs until %s", c.ClaimExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return cmd.event(c.ID, "", ClaimExpired{ClaimedBy: c.ClaimedBy, ExpiresAt: c.ClaimExpiresAt}), nil
 }
 
 func (c *Case) requesterOfPost(cmd Cmd) error {
