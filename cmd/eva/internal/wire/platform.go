@@ -51,6 +51,10 @@ type Config struct {
 	// MasterKey is the base64 master key; empty reads or creates
 	// DataDir/master.key (dev only).
 	MasterKey string
+	// AuditKey is the checkpoint signing key (note format,
+	// PRIVATE+KEY+...); empty reads or creates DataDir/audit.key (dev
+	// only).
+	AuditKey string
 	// DevPassword is the password of the demo accounts.
 	DevPassword string
 	// Policy is the decision policy.
