@@ -1,7 +1,8 @@
 // Command eva runs EVA: everything in one process (eva dev), one service
 // (eva serve <service>), database migrations (eva migrate), the demo data
 // (eva seed), the load benchmark (eva bench) and the offline audit check
-// (eva audit verify). Configuration is read here only, from flags and the
+// (eva audit verify) and the money path's fault simulator (eva sim).
+// Configuration is read here only, from flags and the
 // environment, and handed to the wiring in internal/wire.
 package main
 
@@ -10,11 +11,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/eva-org/eva/cmd/eva/internal/wire"
+	"github.com/eva-org/eva/pkg/rpc"
 )
 
 const usage = `usage: eva <command> [flags]
@@ -28,6 +31,8 @@ commands:
   audit verify         check the audit log: archive, hash chain, Merkle tree, signed checkpoints
                        (--checkpoint FILE --key KEY: one saved earlier) and the event log
   audit keygen         make a checkpoint signing key (--origin NAME) and print its verifier key
+  actor-key            print a new actor signing key as EVA_ACTOR_KEY and EVA_ACTOR_PUBLIC_KEYS lines
+  sim                  run the money path's seeded fault simulator (replay a seed with -seed N -seeds 1 -v)
 
 Run "eva <command> -h" for the command's flags.
 `
@@ -47,6 +52,9 @@ func main() {
 
 // run parses the command's own flags and runs it.
 func run(ctx context.Context, cmd string, args []string) error {
+	if cmd == "actor-key" {
+		return printActorKey(os.Stdout)
+	}
 	var arg string
 	if cmd == "serve" || cmd == "audit" {
 		if len(args) == 0 || len(args[0]) == 0 || args[0][0] == '-' {
@@ -88,7 +96,20 @@ func run(ctx context.Context, cmd string, args []string) error {
 			return wire.AuditKeygen(o.origin, os.Stdout)
 		}
 		return errors.New("unknown audit command " + arg + " (want verify or keygen)")
+	case "sim":
+		return runSim(ctx, o.sim, os.Stdout)
 	default: // bench
 		return runBench(ctx, o.cfg, zl, o.bench)
 	}
+}
+
+// printActorKey prints a new actor signing key in .env form: the seed for
+// the gateway (and seed), the public key for every service.
+func printActorKey(out io.Writer) error {
+	seed, public, err := rpc.NewActorKey()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "EVA_ACTOR_KEY=%s\nEVA_ACTOR_PUBLIC_KEYS=%s\n", seed, public)
+	return err
 }

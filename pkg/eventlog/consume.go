@@ -253,18 +253,46 @@ func (r *runner) ack(items []item) {
 }
 
 func (r *runner) apply(ctx context.Context, q sqldb.Querier, it item) error {
-	if r.cfg.SeenByHandler {
-		return r.h(ctx, q, it.msg)
+	return applySeen(ctx, q, r.cfg, r.h, it.msg)
+}
+
+// applySeen applies one event as the consumer cfg does, inside its
+// transaction q: recorded as seen (unless the handler records it) and
+// handled, or skipped when seen before.
+func applySeen(ctx context.Context, q sqldb.Querier, cfg ConsumerConfig, h Handler, m Msg) error {
+	if cfg.SeenByHandler {
+		return h(ctx, q, m)
 	}
 	n, err := q.Exec(ctx, `INSERT INTO event_seen (consumer, seq, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-		r.cfg.Name, int64(it.msg.Seq), sqldb.Micros(time.Now()))
+		cfg.Name, int64(m.Seq), sqldb.Micros(time.Now()))
 	if err != nil {
 		return err
 	}
 	if n == 0 {
 		return nil // seen before: a redelivery
 	}
-	return r.h(ctx, q, it.msg)
+	return h(ctx, q, m)
+}
+
+// Deliver applies a batch of delivered events in one transaction of db,
+// exactly as the consumer cfg applies a batch it pulled: each recorded as
+// seen and handled, all committed together or not at all. It is the
+// consumer's step without JetStream, for simulations that choose the
+// deliveries themselves (redeliveries, reordering); it does not ack,
+// retry or dead-letter. failed is the index of the event whose handler
+// failed, -1 when none did (or the transaction itself failed).
+func Deliver(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Handler, msgs []Msg) (failed int, err error) {
+	failed = -1
+	err = db.Tx(ctx, func(q sqldb.Querier) error {
+		for i, m := range msgs {
+			if err := applySeen(ctx, q, cfg, h, m); err != nil {
+				failed = i
+				return err
+			}
+		}
+		return nil
+	})
+	return failed, err
 }
 
 // fail retries a failed event later, or dead-letters it once it is poison

@@ -77,7 +77,30 @@ type Log struct {
 	// leader, so case reads check the leader's last sequence (see LoadRaw).
 	replicated bool
 	healthy    func() error
+	// store, when set, keeps the events instead of JetStream (OnStore).
+	store Store
 }
+
+// Store is where a Log keeps events when it is not JetStream: the two
+// operations the command path needs of the stream. A Store must behave as
+// the JetStream stream does: an append whose filter's last sequence is not
+// expected fails with a *jetstream.APIError of code 10071 (or 10164), a
+// message id published before answers the first message's sequence with
+// duplicate set, and sequences grow from 1 across the whole stream.
+type Store interface {
+	// Publish appends m, whose Nats-Msg-Id is msgID, expecting the last
+	// message on filter to be at sequence expected (0: none).
+	Publish(ctx context.Context, m *nats.Msg, msgID, filter string, expected uint64) (seq uint64, duplicate bool, err error)
+	// Scan calls f with every message on filter, in stream order.
+	Scan(ctx context.Context, filter string, f func(Msg) error) error
+}
+
+// OnStore returns a log on s instead of JetStream, for simulations. Such
+// a log serves the command path — Execute, ExecuteOn, Start, Append,
+// Answer, AsOf, Load, LoadOf, History — and nothing that needs JetStream
+// itself (Consume, Project, Get, LastSeq, the access and dead-letter
+// streams).
+func OnStore(s Store) *Log { return &Log{store: s} }
 
 // Open creates or updates the streams and returns the log.
 //
@@ -254,6 +277,10 @@ func (l *Log) appendEvent(ctx context.Context, e assist.Event, expected uint64) 
 		func(ctx context.Context) (*jetstream.PubAck, error) {
 			ctx, cancel := context.WithTimeout(ctx, appendAttempt)
 			defer cancel()
+			if l.store != nil {
+				seq, dup, err := l.store.Publish(ctx, m, e.ID, Filter(e.Kind(), e.CaseID), expected)
+				return &jetstream.PubAck{Stream: Stream, Sequence: seq, Duplicate: dup}, err
+			}
 			return l.js.PublishMsg(ctx, m, opts...)
 		})
 	if err == nil {
@@ -351,10 +378,18 @@ func (l *Log) LoadOf(ctx context.Context, kind assist.Kind, id string) ([]Msg, e
 		func(err error) bool { return errors.Is(err, lagging) || errors.Is(err, nats.ErrNoResponders) },
 		func(ctx context.Context) ([]Msg, error) {
 			var out []Msg
-			err := l.scan(ctx, Stream, filter, func(raw *jetstream.RawStreamMsg) error {
-				out = append(out, FromRaw(raw))
-				return nil
-			})
+			var err error
+			if l.store != nil {
+				err = l.store.Scan(ctx, filter, func(m Msg) error {
+					out = append(out, m)
+					return nil
+				})
+			} else {
+				err = l.scan(ctx, Stream, filter, func(raw *jetstream.RawStreamMsg) error {
+					out = append(out, FromRaw(raw))
+					return nil
+				})
+			}
 			switch {
 			case err != nil:
 				return nil, err

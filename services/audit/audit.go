@@ -114,7 +114,7 @@ func Run(ctx context.Context, d Deps) error {
 		every = 250 * time.Millisecond
 	}
 	go s.keepPublishing(ctx, every, d.Logger)
-	srv, err := rpc.Serve(ctx, d.NC, "eva-audit", "EVA audit: archive, history, verification", d.Logger,
+	srv, err := rpc.Serve(ctx, d.NC, nil /* no command acts for a user */, "eva-audit", "EVA audit: archive, history, verification", d.Logger,
 		rpc.On(auditapi.Events, s.Events),
 		rpc.On(auditapi.Verify, s.Verify),
 		rpc.On(auditapi.History, s.History),

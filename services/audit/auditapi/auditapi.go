@@ -19,17 +19,17 @@ import (
 
 // Audit's endpoints.
 var (
-	Events      = rpc.Endpoint[EventsRequest, EventsPage]{Subject: "eva.audit.events"}
-	Verify      = rpc.Endpoint[VerifyRequest, VerifyResult]{Subject: "eva.audit.verify", Timeout: 10 * time.Minute}
-	History     = rpc.Endpoint[CaseRequest, []ArchivedEvent]{Subject: "eva.audit.history"}
-	AsOf        = rpc.Endpoint[AsOfRequest, caseview.Case]{Subject: "eva.audit.as_of"}
-	Checkpoint  = rpc.Endpoint[struct{}, SignedCheckpoint]{Subject: "eva.audit.checkpoint"}
-	Key         = rpc.Endpoint[struct{}, VerifierKey]{Subject: "eva.audit.key"}
-	LeafOf      = rpc.Endpoint[LeafRequest, Leaf]{Subject: "eva.audit.leaf"}
-	Inclusion   = rpc.Endpoint[InclusionRequest, Proof]{Subject: "eva.audit.proof.inclusion"}
-	Consistency = rpc.Endpoint[ConsistencyRequest, Proof]{Subject: "eva.audit.proof.consistency"}
-	Access      = rpc.Endpoint[CaseRequest, []eventlog.Access]{Subject: "eva.audit.access"}
-	DeadLetters = rpc.Endpoint[DeadLettersRequest, DeadLettersPage]{Subject: "eva.audit.dead_letters"}
+	Events      = rpc.Endpoint[EventsRequest, EventsPage]{Subject: "eva.audit.events", Idempotent: true}
+	Verify      = rpc.Endpoint[VerifyRequest, VerifyResult]{Subject: "eva.audit.verify", Idempotent: true, Timeout: 10 * time.Minute}
+	History     = rpc.Endpoint[CaseRequest, []ArchivedEvent]{Subject: "eva.audit.history", Idempotent: true}
+	AsOf        = rpc.Endpoint[AsOfRequest, caseview.Case]{Subject: "eva.audit.as_of", Idempotent: true}
+	Checkpoint  = rpc.Endpoint[struct{}, SignedCheckpoint]{Subject: "eva.audit.checkpoint", Idempotent: true}
+	Key         = rpc.Endpoint[struct{}, VerifierKey]{Subject: "eva.audit.key", Idempotent: true}
+	LeafOf      = rpc.Endpoint[LeafRequest, Leaf]{Subject: "eva.audit.leaf", Idempotent: true}
+	Inclusion   = rpc.Endpoint[InclusionRequest, Proof]{Subject: "eva.audit.proof.inclusion", Idempotent: true}
+	Consistency = rpc.Endpoint[ConsistencyRequest, Proof]{Subject: "eva.audit.proof.consistency", Idempotent: true}
+	Access      = rpc.Endpoint[CaseRequest, []eventlog.Access]{Subject: "eva.audit.access", Idempotent: true}
+	DeadLetters = rpc.Endpoint[DeadLettersRequest, DeadLettersPage]{Subject: "eva.audit.dead_letters", Idempotent: true}
 )
 
 // ArchivedEvent is one event of the archive, in log order.

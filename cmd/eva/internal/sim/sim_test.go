@@ -1,0 +1,128 @@
+package sim_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eva-org/eva/cmd/eva/internal/sim"
+	"github.com/eva-org/eva/services/disbursement"
+)
+
+var (
+	seeds = flag.Int("sim.seeds", 200, "how many seeds TestMoneyPathSeeds runs")
+	first = flag.Uint64("sim.seed", 1, "the first seed TestMoneyPathSeeds runs (replay one with -sim.seeds=1)")
+)
+
+// TestMoneyPathSeeds runs the simulator on -sim.seeds seeds from
+// -sim.seed: every invariant holds after every step of each, and each
+// settles once its faults end.
+func TestMoneyPathSeeds(t *testing.T) {
+	s := sim.RunSeeds(context.Background(), sim.Config{}, *first, *seeds, runtime.GOMAXPROCS(0), true)
+	if len(s.Failures) > 0 {
+		t.Fatal(s.Failures[0].Err)
+	}
+	t.Logf("%d seeds in %s (%.0f seeds/s): %d steps, %d events, %d approvals acknowledged, %d refused, %d payments, %d crashes, %d redeliveries",
+		s.Seeds, s.Elapsed.Round(time.Millisecond), s.SeedsPerSecond(), s.Steps, s.Events, s.Approved, s.Refused, s.Paid, s.Crashes, s.Redeliveries)
+	if s.Seeds != *seeds || s.Approved == 0 || s.Paid == 0 || s.Crashes == 0 || s.Redeliveries == 0 {
+		t.Fatal("the seeds exercised too little: want approvals, payments, crashes and redeliveries")
+	}
+}
+
+// A seed replays: the same seed takes the same steps.
+func TestSeedReplays(t *testing.T) {
+	trace := func() []string {
+		var lines []string
+		r := sim.Run(context.Background(), sim.Config{Seed: 42, Trace: func(l string) { lines = append(lines, l) }})
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		return lines
+	}
+	a, b := trace(), trace()
+	if strings.Join(a, "\n") != strings.Join(b, "\n") {
+		for i := range min(len(a), len(b)) {
+			if a[i] != b[i] {
+				t.Fatalf("seed 42 diverged at line %d:\n%s\n%s", i, a[i], b[i])
+			}
+		}
+		t.Fatalf("seed 42 took %d then %d steps", len(a), len(b))
+	}
+	if len(a) < 50 {
+		t.Fatalf("seed 42 took only %d steps", len(a))
+	}
+}
+
+// payingTwice is a fault-injecting provider, a planted bug: when a
+// payment is asked again under the same key (a retry after a lost answer,
+// a second worker after a lease ran out), it pays under another key, as an
+// adapter that dropped the idempotency key would.
+type payingTwice struct {
+	disbursement.Provider
+	asked map[string]int
+}
+
+func (p *payingTwice) Pay(ctx context.Context, pm disbursement.Payment) (disbursement.Receipt, error) {
+	p.asked[pm.Key]++
+	if n := p.asked[pm.Key]; n > 1 {
+		pm.Key = fmt.Sprintf("%s%d", pm.Key, 100*n) // another attempt's key for the same payout
+	}
+	return p.Provider.Pay(ctx, pm)
+}
+
+// The simulator finds a planted double payment, names its seed, and the
+// seed replays the failure.
+func TestSimulatorCatchesAPlantedDoublePayment(t *testing.T) {
+	plant := func(p disbursement.Provider) disbursement.Provider {
+		return &payingTwice{Provider: p, asked: map[string]int{}}
+	}
+	for seed := uint64(1); seed <= 200; seed++ {
+		r := sim.Run(context.Background(), sim.Config{Seed: seed, Provider: plant})
+		if r.Err == nil {
+			continue
+		}
+		var f *sim.Failure
+		if !errors.As(r.Err, &f) || !strings.Contains(f.Invariant, "paid 2 times") && !strings.Contains(f.Invariant, "the bank paid") {
+			t.Fatalf("seed %d failed otherwise: %v", seed, r.Err)
+		}
+		if !strings.Contains(r.Err.Error(), fmt.Sprintf("seed %d", seed)) {
+			t.Fatalf("the failure does not name its seed: %v", r.Err)
+		}
+		again := sim.Run(context.Background(), sim.Config{Seed: seed, Provider: plant})
+		var g *sim.Failure
+		if !errors.As(again.Err, &g) || g.Step != f.Step || g.Invariant != f.Invariant {
+			t.Fatalf("seed %d did not replay: first %v, then %v", seed, r.Err, again.Err)
+		}
+		t.Logf("caught at seed %d, step %d: %s", seed, f.Step, f.Invariant)
+		return
+	}
+	t.Fatal("200 seeds did not catch a provider that pays a payment twice")
+}
+
+// A known bug the simulator found (seed 89 with FinanceRaces): finance
+// cancels a failed payout — FundsReleased is appended and the request
+// closes — and then retries it before disbursement's consumer applied
+// the release. RetryPayout checks only the ledger, where the payout is
+// still failed, and puts it back to be paid; the release then finds it
+// not failed and leaves it; the worker pays the bank for a hold already
+// given back to the fund, and cannot record it (the request is closed).
+// The retry is not in the case's log, so nothing orders it against the
+// cancellation. This test keeps the finding replayable; when the bug is
+// fixed (a retry recorded in the log), it fails: then assert instead that
+// FinanceRaces seeds hold.
+func TestKnownBugRetryAfterCancel(t *testing.T) {
+	s := sim.RunSeeds(context.Background(), sim.Config{FinanceRaces: true}, 1, 300, runtime.GOMAXPROCS(0), true)
+	if len(s.Failures) == 0 {
+		t.Fatal("300 seeds with finance racing itself hold: is the retry-after-cancel race fixed? Then assert that they hold.")
+	}
+	var f *sim.Failure
+	if r := s.Failures[0]; !errors.As(r.Err, &f) || !strings.Contains(f.Invariant, "whose hold the ledger gave back to its fund") {
+		t.Fatalf("seed %d failed otherwise: %v", r.Seed, r.Err)
+	}
+	t.Logf("still there, at seed %d: %s", f.Seed, f.Invariant)
+}
