@@ -1,0 +1,8 @@
+//go:build !race
+
+package sim_test
+
+const (
+	defaultSeeds = 200
+	raceEnabled  = false
+)
