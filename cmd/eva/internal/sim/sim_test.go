@@ -23,7 +23,7 @@ var (
 // -sim.seed: every invariant holds after every step of each, and each
 // settles once its faults end.
 func TestMoneyPathSeeds(t *testing.T) {
-	s := sim.RunSeeds(context.Background(), sim.Config{}, *first, *seeds, runtime.GOMAXPROCS(0), true)
+	s := sim.RunSeeds(context.Background(), sim.Config{}, sim.Seeds{First: *first, N: *seeds, Parallel: runtime.GOMAXPROCS(0), Stop: true})
 	if len(s.Failures) > 0 {
 		t.Fatal(s.Failures[0].Err)
 	}
@@ -119,7 +119,7 @@ func TestKnownBugRetryAfterCancel(t *testing.T) {
 	if raceEnabled {
 		t.Skip("searching ~90 seeds takes a minute under the race detector; TestMoneyPathSeeds runs the simulator there")
 	}
-	s := sim.RunSeeds(context.Background(), sim.Config{FinanceRaces: true}, 1, 300, runtime.GOMAXPROCS(0), true)
+	s := sim.RunSeeds(context.Background(), sim.Config{FinanceRaces: true}, sim.Seeds{First: 1, N: 300, Parallel: runtime.GOMAXPROCS(0), Stop: true})
 	if len(s.Failures) == 0 {
 		t.Fatal("300 seeds with finance racing itself hold: is the retry-after-cancel race fixed? Then assert that they hold.")
 	}
