@@ -98,6 +98,11 @@ func (c *Case) Apply(e Event, seq uint64) {
 		c.State = StateDisbursementFailed
 	case RequestClosed:
 		c.State = StateClosed
+	case DeadlineMissed:
+		c.Escalated = true
+	case ClaimExpired:
+		c.State = StateSubmitted
+		c.clearClaim()
 	}
 }
 

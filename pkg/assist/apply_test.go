@@ -33,6 +33,8 @@ func sampleBodies() []assist.Body {
 		assist.PayoutSettled{PayoutID: "payout-9", ProviderRef: "r"},
 		assist.PayoutFailed{PayoutID: "payout-9", Error: "e", Attempt: 4},
 		assist.RequestClosed{},
+		assist.DeadlineMissed{Deadline: t0.Add(4 * time.Hour)},
+		assist.ClaimExpired{ClaimedBy: "olu", ExpiresAt: t0.Add(3 * time.Hour)},
 	}
 }
 
@@ -160,6 +162,16 @@ func TestApplyEffects(t *testing.T) {
 		}},
 		{assist.RequestClosed{}, func(t *testing.T, _, c assist.Case) {
 			if c.State != assist.StateClosed {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{assist.DeadlineMissed{}, func(t *testing.T, before, c assist.Case) {
+			if !c.Escalated || c.State != before.State || c.ClaimedBy != before.ClaimedBy {
+				t.Fatalf("escalated %v, state %s (was %s): want escalated, nothing else changed", c.Escalated, c.State, before.State)
+			}
+		}},
+		{assist.ClaimExpired{}, func(t *testing.T, _, c assist.Case) {
+			if c.State != assist.StateSubmitted || c.ClaimedBy != "" || !c.ClaimExpiresAt.IsZero() {
 				t.Fatalf("%+v", c)
 			}
 		}},

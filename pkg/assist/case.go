@@ -264,6 +264,15 @@ type (
 		Attempt  int
 	}
 	RequestClosed struct{}
+	// DeadlineMissed: the decision deadline passed while the case was
+	// open; the case is escalated.
+	DeadlineMissed struct{ Deadline time.Time }
+	// ClaimExpired: a claim lease ran out before a decision; the case is
+	// back in the queue.
+	ClaimExpired struct {
+		ClaimedBy string
+		ExpiresAt time.Time
+	}
 )
 
 // ReleaseCause says why reserved funds went back to the fund.
@@ -291,6 +300,8 @@ func (PayoutSent) Type() string       { return "PayoutSent" }
 func (PayoutSettled) Type() string    { return "PayoutSettled" }
 func (PayoutFailed) Type() string     { return "PayoutFailed" }
 func (RequestClosed) Type() string    { return "RequestClosed" }
+func (DeadlineMissed) Type() string   { return "DeadlineMissed" }
+func (ClaimExpired) Type() string     { return "ClaimExpired" }
 
 func (RequestSubmitted) isBody() {}
 func (RequestAmended) isBody()   {}
@@ -307,8 +318,11 @@ func (PayoutSent) isBody()       {}
 func (PayoutSettled) isBody()    {}
 func (PayoutFailed) isBody()     {}
 func (RequestClosed) isBody()    {}
+func (DeadlineMissed) isBody()   {}
+func (ClaimExpired) isBody()     {}
 
 // EventTypes lists every event type name.
 var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdrawn", "InfoRequested",
 	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
-	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed"}
+	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed",
+	"DeadlineMissed", "ClaimExpired"}

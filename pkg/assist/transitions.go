@@ -410,6 +410,39 @@ func (c *Case) Close(cmd Cmd, reason string) (Event, error) {
 	return cmd.event(c.ID, reason, RequestClosed{}), nil
 }
 
+// MissDeadline records that the decision deadline passed while the case
+// was still open, which escalates it. It is EVA's own doing (a timer), and
+// happens at most once per case.
+//
+// Errors: CodeConflict when the case is decided, already escalated, or
+// its deadline is still ahead.
+func (c *Case) MissDeadline(cmd Cmd) (Event, error) {
+	switch {
+	case !c.State.Open():
+		return Event{}, conflict("a %s request has no deadline to miss", c.State)
+	case c.Escalated:
+		return Event{}, conflict("the deadline was already missed")
+	case cmd.At.Before(c.Deadline):
+		return Event{}, conflict("the deadline %s is still ahead", c.Deadline.UTC().Format(time.RFC3339))
+	}
+	return cmd.event(c.ID, "", DeadlineMissed{Deadline: c.Deadline}), nil
+}
+
+// ExpireClaim records that a claim lease ran out before a decision: the
+// case goes back to the queue. It is EVA's own doing (a timer).
+//
+// Errors: CodeConflict unless the case is under review with a claim that
+// has run out.
+func (c *Case) ExpireClaim(cmd Cmd) (Event, error) {
+	if c.State != StateUnderReview {
+		return Event{}, conflict("the request is %s, not under review", c.State)
+	}
+	if !c.claimExpired(cmd.At) {
+		return Event{}, conflict("the claim runs until %s", c.ClaimExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return cmd.event(c.ID, "", ClaimExpired{ClaimedBy: c.ClaimedBy, ExpiresAt: c.ClaimExpiresAt}), nil
+}
+
 func (c *Case) requesterOfPost(cmd Cmd) error {
 	if cmd.Actor.Role != RoleRequester || cmd.Actor.Post != c.Post {
 		return Errorf(CodeForbidden, "only a requester at %s may change this request", c.Post)

@@ -105,6 +105,10 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 		pe.Body = &evav1.Event_PayoutFailed{PayoutFailed: &evav1.PayoutFailed{PayoutId: b.PayoutID, Error: b.Error, Attempt: int32(b.Attempt)}}
 	case assist.RequestClosed:
 		pe.Body = &evav1.Event_RequestClosed{RequestClosed: &evav1.RequestClosed{}}
+	case assist.DeadlineMissed:
+		pe.Body = &evav1.Event_DeadlineMissed{DeadlineMissed: &evav1.DeadlineMissed{Deadline: ts(b.Deadline)}}
+	case assist.ClaimExpired:
+		pe.Body = &evav1.Event_ClaimExpired{ClaimExpired: &evav1.ClaimExpired{ClaimedBy: b.ClaimedBy, ExpiresAt: ts(b.ExpiresAt)}}
 	default:
 		return nil, fmt.Errorf("encode: unknown event body %T", e.Body)
 	}
@@ -182,6 +186,10 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		e.Body = assist.PayoutFailed{PayoutID: p.GetPayoutId(), Error: p.GetError(), Attempt: int(p.GetAttempt())}
 	case *evav1.Event_RequestClosed:
 		e.Body = assist.RequestClosed{}
+	case *evav1.Event_DeadlineMissed:
+		e.Body = assist.DeadlineMissed{Deadline: tm(b.DeadlineMissed.GetDeadline())}
+	case *evav1.Event_ClaimExpired:
+		e.Body = assist.ClaimExpired{ClaimedBy: b.ClaimExpired.GetClaimedBy(), ExpiresAt: tm(b.ClaimExpired.GetExpiresAt())}
 	default:
 		// A body this version does not know, or none at all.
 		return assist.Event{}, fmt.Errorf("event %s has no known body", e.ID)

@@ -11,12 +11,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/pkg/timers"
 	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
@@ -31,6 +33,8 @@ const formerConsumer = "approval"
 // Config is approval's configuration.
 type Config struct {
 	Policy assist.Policy
+	// Replicas of the timers stream: 1 standalone, 3 in clusters.
+	Replicas int
 }
 
 // Holds is what approval needs of disbursement: money held on a fund
@@ -44,22 +48,27 @@ type Holds interface {
 type Deps struct {
 	Config Config
 	NC     *nats.Conn
+	// Trust verifies the actors of the commands the gateway signed.
+	Trust  *rpc.Verifier
 	Log    *eventlog.Log
 	DB     sqldb.DB
 	Holds  Holds
 	Logger *zap.Logger
+	// Timers keeps deadlines and claim leases; Run opens it when nil.
+	Timers *timers.Timers
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 }
 
 // Service handles approval's commands and queries.
 type Service struct {
-	cfg   Config
-	log   *eventlog.Log
-	store Store
-	holds Holds
-	zl    *zap.Logger
-	now   func() time.Time
+	cfg    Config
+	log    *eventlog.Log
+	store  Store
+	holds  Holds
+	timers *timers.Timers
+	zl     *zap.Logger
+	now    func() time.Time
 }
 
 // New returns the service on a migrated database.
@@ -68,7 +77,7 @@ func New(d Deps) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), holds: d.Holds, zl: d.Logger,
+	return &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), holds: d.Holds, timers: d.Timers, zl: d.Logger,
 		now: func() time.Time { return now().UTC() }}
 }
 
@@ -78,14 +87,22 @@ func Migrate(ctx context.Context, db sqldb.DB) error {
 	return sqldb.MigrateAll(ctx, db, eventlog.Migrations, Migrations)
 }
 
-// Run migrates approval's database, projects the log into the queue and
-// serves commands until ctx ends.
+// Run migrates approval's database, projects the log into the queue, sets
+// and fires the timers of deadlines and claims, and serves commands until
+// ctx ends.
 func Run(ctx context.Context, d Deps) error {
 	if err := Migrate(ctx, d.DB); err != nil {
 		return fmt.Errorf("approval: %w", err)
 	}
+	if d.Timers == nil {
+		t, err := timers.Open(ctx, d.Log.JetStream(), timers.Config{Replicas: d.Config.Replicas})
+		if err != nil {
+			return fmt.Errorf("approval: %w", err)
+		}
+		d.Timers = t
+	}
 	s := New(d)
-	srv, err := rpc.Serve(ctx, d.NC, "eva-approval", "EVA approval: queue, claim, decide", d.Logger,
+	srv, err := rpc.Serve(ctx, d.NC, d.Trust, "eva-approval", "EVA approval: queue, claim, decide", d.Logger,
 		rpc.On(approvalapi.Queue, s.Queue),
 		rpc.On(approvalapi.Claim, caseview.Serve(s.Claim)),
 		rpc.On(approvalapi.Release, caseview.Serve(s.Release)),
@@ -100,5 +117,15 @@ func Run(ctx context.Context, d Deps) error {
 	if err := d.Log.DeleteConsumer(ctx, formerConsumer); err != nil {
 		return fmt.Errorf("approval: %w", err)
 	}
-	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: ConsumerName}, s.store, d.Logger)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: SchedulerName, Filters: timedSubjects}, s.Schedule, d.Logger)
+	})
+	g.Go(func() error {
+		return d.Timers.Run(ctx, FirerName, []string{TimerDeadline, TimerClaim}, s.Fire, d.Logger)
+	})
+	g.Go(func() error {
+		return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: ConsumerName}, s.store, d.Logger)
+	})
+	return g.Wait()
 }

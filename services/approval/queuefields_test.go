@@ -57,6 +57,10 @@ func sampleBody(r *rand.Rand, typ string) assist.Body {
 		return assist.PayoutFailed{PayoutID: str("payout"), Error: str("e"), Attempt: 1}
 	case "RequestClosed":
 		return assist.RequestClosed{}
+	case "DeadlineMissed":
+		return assist.DeadlineMissed{Deadline: at}
+	case "ClaimExpired":
+		return assist.ClaimExpired{ClaimedBy: str("olu"), ExpiresAt: at}
 	}
 	return nil
 }

@@ -145,7 +145,7 @@ func (s *SQLStore) Queue(ctx context.Context, now time.Time, r approvalapi.Queue
 		now = sqldb.Time(nums[0])
 		after = []any{nums[1], nums[2], parts[3]}
 	}
-	const bucket = `CASE WHEN deadline <= $1 THEN 0 ELSE 1 END`
+	const bucket = `CASE WHEN escalated = 1 OR deadline <= $1 THEN 0 ELSE 1 END`
 	args := append([]any{sqldb.Micros(now)}, queued...)
 	query := `SELECT ` + queueCols + `, ` + bucket + ` FROM approval_queue WHERE status IN ($2, $3, $4)`
 	if after != nil {
@@ -174,7 +174,7 @@ func (s *SQLStore) Queue(ctx context.Context, now time.Time, r approvalapi.Queue
 		}
 		page.Items = append(page.Items, approvalapi.QueueItem{CaseID: c.ID, Status: string(c.State), Urgency: string(c.Urgency),
 			Deadline: c.Deadline, Escalated: c.Escalated, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt,
-			Overdue: b == 0})
+			Overdue: sqldb.Micros(c.Deadline) <= sqldb.Micros(now)})
 		cases = append(cases, c)
 		last = []string{strconv.FormatInt(b, 10), strconv.FormatInt(sqldb.Micros(c.Deadline), 10), c.ID}
 	}

@@ -406,3 +406,49 @@ func TestExpiredHoldBackingARecordedApprovalIsPaid(t *testing.T) {
 		}
 	}
 }
+
+// A step that failed because a dependency was out of reach is due again
+// one Poll later, not after the long back-off of a failing step: payouts
+// resume as soon as the dependency is back.
+func TestStepMetAnOutageIsDueAgainSoon(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		bank := newCountingProvider()
+		var outage atomic.Bool
+		bank.crashAfterPay = func() error {
+			if outage.Load() {
+				return assist.Errorf(assist.CodeUnavailable, "the provider is restarting")
+			}
+			return errors.New("the provider refused")
+		}
+		h := newHarness(t, db, bank)
+		poll := h.svc.cfg.Poll
+		nextWait := func() time.Duration {
+			t.Helper()
+			var next int64
+			if err := db.QueryRow(h.ctx, `SELECT next_at FROM disb_payouts WHERE stage = $1`, stagePay).Scan(&next); err != nil {
+				t.Fatal(err)
+			}
+			return time.Until(sqldb.Time(next))
+		}
+		h.approved(3_000)
+		evatest.Eventually(t, "the payout to reach its pay step", func() bool {
+			h.svc.RunDue(h.ctx)
+			var n int
+			err := db.QueryRow(h.ctx, `SELECT count(*) FROM disb_payouts WHERE stage = $1`, stagePay).Scan(&n)
+			return err == nil && n == 1
+		})
+		for _, tc := range []struct {
+			outage   bool
+			min, max time.Duration
+		}{{false, 4 * poll, 8 * poll}, {true, 0, poll}} {
+			outage.Store(tc.outage)
+			if _, err := db.Exec(h.ctx, `UPDATE disb_payouts SET next_at = 0, lease_until = 0`); err != nil {
+				t.Fatal(err)
+			}
+			h.svc.RunDue(h.ctx)
+			if wait := nextWait(); wait < tc.min || wait > tc.max {
+				t.Errorf("outage %v: the failed step is due again in %s, want %s–%s", tc.outage, wait, tc.min, tc.max)
+			}
+		}
+	})
+}

@@ -168,6 +168,8 @@ type Event struct {
 	//	*Event_PayoutSettled
 	//	*Event_PayoutFailed
 	//	*Event_RequestClosed
+	//	*Event_DeadlineMissed
+	//	*Event_ClaimExpired
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -387,6 +389,24 @@ func (x *Event) GetRequestClosed() *RequestClosed {
 	return nil
 }
 
+func (x *Event) GetDeadlineMissed() *DeadlineMissed {
+	if x != nil {
+		if x, ok := x.Body.(*Event_DeadlineMissed); ok {
+			return x.DeadlineMissed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetClaimExpired() *ClaimExpired {
+	if x != nil {
+		if x, ok := x.Body.(*Event_ClaimExpired); ok {
+			return x.ClaimExpired
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -451,6 +471,14 @@ type Event_RequestClosed struct {
 	RequestClosed *RequestClosed `protobuf:"bytes,34,opt,name=request_closed,json=requestClosed,proto3,oneof"`
 }
 
+type Event_DeadlineMissed struct {
+	DeadlineMissed *DeadlineMissed `protobuf:"bytes,35,opt,name=deadline_missed,json=deadlineMissed,proto3,oneof"`
+}
+
+type Event_ClaimExpired struct {
+	ClaimExpired *ClaimExpired `protobuf:"bytes,36,opt,name=claim_expired,json=claimExpired,proto3,oneof"`
+}
+
 func (*Event_RequestSubmitted) isEvent_Body() {}
 
 func (*Event_RequestAmended) isEvent_Body() {}
@@ -480,6 +508,10 @@ func (*Event_PayoutSettled) isEvent_Body() {}
 func (*Event_PayoutFailed) isEvent_Body() {}
 
 func (*Event_RequestClosed) isEvent_Body() {}
+
+func (*Event_DeadlineMissed) isEvent_Body() {}
+
+func (*Event_ClaimExpired) isEvent_Body() {}
 
 // Sealed holds personal data encrypted with the case's data key
 // (envelope encryption: AES-256-GCM; the data key is wrapped by a master key
@@ -1610,6 +1642,106 @@ func (*RequestClosed) Descriptor() ([]byte, []int) {
 	return file_eva_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
+// DeadlineMissed: the decision deadline passed while the case was still
+// open; the case is escalated (a flag, not a state).
+type DeadlineMissed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadlineMissed) Reset() {
+	*x = DeadlineMissed{}
+	mi := &file_eva_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadlineMissed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadlineMissed) ProtoMessage() {}
+
+func (x *DeadlineMissed) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadlineMissed.ProtoReflect.Descriptor instead.
+func (*DeadlineMissed) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DeadlineMissed) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+// ClaimExpired: an approver's claim lease ran out before a decision; the
+// case is back in the queue.
+type ClaimExpired struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClaimedBy     string                 `protobuf:"bytes,1,opt,name=claimed_by,json=claimedBy,proto3" json:"claimed_by,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimExpired) Reset() {
+	*x = ClaimExpired{}
+	mi := &file_eva_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimExpired) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimExpired) ProtoMessage() {}
+
+func (x *ClaimExpired) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimExpired.ProtoReflect.Descriptor instead.
+func (*ClaimExpired) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ClaimExpired) GetClaimedBy() string {
+	if x != nil {
+		return x.ClaimedBy
+	}
+	return ""
+}
+
+func (x *ClaimExpired) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_eva_v1_events_proto protoreflect.FileDescriptor
 
 const file_eva_v1_events_proto_rawDesc = "" +
@@ -1618,7 +1750,8 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04post\x18\x03 \x01(\tR\x04post\"\x95\t\n" +
+	"\x04post\x18\x03 \x01(\tR\x04post\"\x95\n" +
+	"\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\acase_id\x18\x02 \x01(\tR\x06caseId\x12*\n" +
@@ -1642,7 +1775,9 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"payoutSent\x12>\n" +
 	"\x0epayout_settled\x18  \x01(\v2\x15.eva.v1.PayoutSettledH\x00R\rpayoutSettled\x12;\n" +
 	"\rpayout_failed\x18! \x01(\v2\x14.eva.v1.PayoutFailedH\x00R\fpayoutFailed\x12>\n" +
-	"\x0erequest_closed\x18\" \x01(\v2\x15.eva.v1.RequestClosedH\x00R\rrequestClosedB\x06\n" +
+	"\x0erequest_closed\x18\" \x01(\v2\x15.eva.v1.RequestClosedH\x00R\rrequestClosed\x12A\n" +
+	"\x0fdeadline_missed\x18# \x01(\v2\x16.eva.v1.DeadlineMissedH\x00R\x0edeadlineMissed\x12;\n" +
+	"\rclaim_expired\x18$ \x01(\v2\x14.eva.v1.ClaimExpiredH\x00R\fclaimExpiredB\x06\n" +
 	"\x04body\"E\n" +
 	"\x06Sealed\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
@@ -1736,7 +1871,14 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\x05R\aattempt\"\x0f\n" +
-	"\rRequestClosedB+Z)github.com/eva-org/eva/proto/eva/v1;evav1b\x06proto3"
+	"\rRequestClosed\"H\n" +
+	"\x0eDeadlineMissed\x126\n" +
+	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"h\n" +
+	"\fClaimExpired\x12\x1d\n" +
+	"\n" +
+	"claimed_by\x18\x01 \x01(\tR\tclaimedBy\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAtB+Z)github.com/eva-org/eva/proto/eva/v1;evav1b\x06proto3"
 
 var (
 	file_eva_v1_events_proto_rawDescOnce sync.Once
@@ -1751,7 +1893,7 @@ func file_eva_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_eva_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_eva_v1_events_proto_goTypes = []any{
 	(FundsReleased_Cause)(0),      // 0: eva.v1.FundsReleased.Cause
 	(*Actor)(nil),                 // 1: eva.v1.Actor
@@ -1774,10 +1916,12 @@ var file_eva_v1_events_proto_goTypes = []any{
 	(*PayoutSettled)(nil),         // 18: eva.v1.PayoutSettled
 	(*PayoutFailed)(nil),          // 19: eva.v1.PayoutFailed
 	(*RequestClosed)(nil),         // 20: eva.v1.RequestClosed
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*DeadlineMissed)(nil),        // 21: eva.v1.DeadlineMissed
+	(*ClaimExpired)(nil),          // 22: eva.v1.ClaimExpired
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
 }
 var file_eva_v1_events_proto_depIdxs = []int32{
-	21, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
+	23, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
 	1,  // 1: eva.v1.Event.actor:type_name -> eva.v1.Actor
 	6,  // 2: eva.v1.Event.request_submitted:type_name -> eva.v1.RequestSubmitted
 	7,  // 3: eva.v1.Event.request_amended:type_name -> eva.v1.RequestAmended
@@ -1794,20 +1938,24 @@ var file_eva_v1_events_proto_depIdxs = []int32{
 	18, // 14: eva.v1.Event.payout_settled:type_name -> eva.v1.PayoutSettled
 	19, // 15: eva.v1.Event.payout_failed:type_name -> eva.v1.PayoutFailed
 	20, // 16: eva.v1.Event.request_closed:type_name -> eva.v1.RequestClosed
-	3,  // 17: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
-	21, // 18: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
-	5,  // 19: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
-	3,  // 20: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
-	21, // 21: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
-	5,  // 22: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
-	21, // 23: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
-	5,  // 24: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
-	0,  // 25: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	21, // 17: eva.v1.Event.deadline_missed:type_name -> eva.v1.DeadlineMissed
+	22, // 18: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
+	3,  // 19: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
+	23, // 20: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
+	5,  // 21: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
+	3,  // 22: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
+	23, // 23: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
+	5,  // 24: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
+	23, // 25: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
+	5,  // 26: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
+	0,  // 27: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
+	23, // 28: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
+	23, // 29: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_eva_v1_events_proto_init() }
@@ -1831,6 +1979,8 @@ func file_eva_v1_events_proto_init() {
 		(*Event_PayoutSettled)(nil),
 		(*Event_PayoutFailed)(nil),
 		(*Event_RequestClosed)(nil),
+		(*Event_DeadlineMissed)(nil),
+		(*Event_ClaimExpired)(nil),
 	}
 	file_eva_v1_events_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -1839,7 +1989,7 @@ func file_eva_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eva_v1_events_proto_rawDesc), len(file_eva_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,131 @@
+package approval_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/evatest"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/pkg/timers"
+	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/approval/approvalapi"
+	"github.com/eva-org/eva/services/intake"
+)
+
+// shortPolicy decides urgent requests within d and leases claims for d.
+func shortPolicy(d time.Duration) assist.Policy {
+	p := assist.DefaultPolicy()
+	p.Deadlines = map[assist.Urgency]time.Duration{assist.Critical: d, assist.Urgent: d, assist.Routine: d}
+	p.ClaimTTL = d
+	return p
+}
+
+// runApproval runs approval as Run does (queue, timers, commands) with
+// policy p; it stops after the test.
+func (h *harness) runApproval(p assist.Policy) *approval.Service {
+	h.t.Helper()
+	tm, err := timers.Open(h.ctx, h.js, timers.Config{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	d := approval.Deps{Config: approval.Config{Policy: p}, NC: h.nc, Log: h.log, DB: h.db, Holds: &fakeHolds{},
+		Timers: tm, Logger: zaptest.NewLogger(h.t)}
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan error, 1)
+	go func() { done <- approval.Run(ctx, d) }()
+	h.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			h.t.Errorf("approval.Run: %v", err)
+		}
+	})
+	return approval.New(d)
+}
+
+func TestDeadlineMissedOnceAndEscalated(t *testing.T) {
+	h := newHarness(t, sqldbtest.SQLite(t), &fakeHolds{})
+	p := shortPolicy(time.Second)
+	h.intake = h.intakeAt(nil)
+	in := intake.New(intake.Deps{Config: intake.Config{Policy: p}, NC: h.nc, Log: h.log, DB: h.db, Keys: h.keys,
+		Logger: zaptest.NewLogger(t)})
+	late := h.fileWith(in, fileRequest(ana))
+	onTime := h.fileWith(in, fileRequest(ana))
+	relaxed := h.file(ana) // the default policy: a day to decide
+	h.consume()
+	svc := h.runApproval(p)
+	// onTime is decided before its deadline: no DeadlineMissed.
+	if _, err := svc.Claim(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: olu, CaseID: onTime.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Reject(h.ctx, approvalapi.RejectRequest{CommandID: newID(), Actor: olu, CaseID: onTime.ID, Reason: "out of mandate"}); err != nil {
+		t.Fatal(err)
+	}
+
+	evatest.Eventually(t, "DeadlineMissed", func() bool { return countType(h.events(late.ID), "DeadlineMissed") == 1 })
+	evatest.Eventually(t, "the escalated case first in the queue", func() bool {
+		q := h.queue()
+		return len(q) == 2 && q[0].CaseID == late.ID && q[0].Escalated && q[1].CaseID == relaxed.ID && !q[1].Escalated
+	})
+	if c := h.get(late.ID); !c.Escalated || c.State != assist.StateSubmitted {
+		t.Fatalf("late case: escalated %v, %s; want escalated, still submitted", c.Escalated, c.State)
+	}
+	missed := h.events(late.ID)[1].Event
+	if missed.Actor.Role != assist.RoleSystem || !missed.At.After(late.Deadline) && !missed.At.Equal(late.Deadline) {
+		t.Fatalf("DeadlineMissed by %+v at %s; want the system, at or after %s", missed.Actor, missed.At, late.Deadline)
+	}
+	// Its timer delivered again: still once.
+	if err := svc.Fire(h.ctx, timers.Fired{Kind: approval.TimerDeadline, ID: late.ID, Due: late.Deadline}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countType(h.events(late.ID), "DeadlineMissed"); n != 1 {
+		t.Fatalf("DeadlineMissed %d times, want once", n)
+	}
+	if n := countType(h.events(onTime.ID), "DeadlineMissed"); n != 0 {
+		t.Fatalf("a case decided in time missed its deadline %d times", n)
+	}
+}
+
+func TestClaimExpiresBackToQueue(t *testing.T) {
+	h := newHarness(t, sqldbtest.SQLite(t), &fakeHolds{})
+	c := h.file(ana)
+	h.consume()
+	svc := h.runApproval(shortPolicy(time.Second))
+	if _, err := svc.Claim(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID}); err != nil {
+		t.Fatal(err)
+	}
+	evatest.Eventually(t, "ClaimExpired", func() bool { return countType(h.events(c.ID), "ClaimExpired") == 1 })
+	evatest.Eventually(t, "the case back in the queue, unclaimed", func() bool {
+		q := queuedIDs(h.queue())
+		it, ok := q[c.ID]
+		return ok && it.Status == string(assist.StateSubmitted) && it.ClaimedBy == ""
+	})
+	// Someone else may take it now.
+	if _, err := svc.Claim(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: pia, CaseID: c.ID}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A fired timer for a deadline that moved later sets a timer for the new
+// time and appends nothing.
+func TestFireBeforeDueAppendsNothing(t *testing.T) {
+	h := newHarness(t, sqldbtest.SQLite(t), &fakeHolds{})
+	c := h.file(ana)
+	tm, err := timers.Open(h.ctx, h.js, timers.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := approval.New(approval.Deps{Config: approval.Config{Policy: assist.DefaultPolicy()}, NC: h.nc, Log: h.log,
+		DB: h.db, Holds: &fakeHolds{}, Timers: tm, Logger: zaptest.NewLogger(t)})
+	seq := h.lastSeq()
+	for _, kind := range []string{approval.TimerDeadline, approval.TimerClaim} {
+		if err := svc.Fire(h.ctx, timers.Fired{Kind: kind, ID: c.ID, Due: time.Now()}); err != nil {
+			t.Fatal(fmt.Errorf("%s: %w", kind, err))
+		}
+	}
+	h.requireNoNewEvent(seq)
+}
