@@ -2,7 +2,4 @@
 
 package sim_test
 
-const (
-	defaultSeeds = 200
-	raceEnabled  = false
-)
+const defaultSeeds = 200

@@ -4,7 +4,4 @@ package sim_test
 
 // The race detector slows the simulator about tenfold: fewer seeds by
 // default, still every kind of fault.
-const (
-	defaultSeeds = 20
-	raceEnabled  = true
-)
+const defaultSeeds = 20
