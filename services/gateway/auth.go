@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/rpc"
 )
 
 // SessionCookie is the cookie that carries a token for the web UI.
@@ -207,7 +208,9 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		acct.PasswordHash = nil
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, acct)))
+		// Every command sent for this request carries acct, signed.
+		ctx := rpc.ActingFor(r.Context(), s.signer, rpc.Principal{Username: acct.Username, Roles: acct.Roles, Posts: acct.Posts})
+		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, userKey{}, acct)))
 	})
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/outage"
+	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/audit/auditapi"
@@ -138,6 +139,9 @@ type Deps struct {
 	Approval     Approval
 	Disbursement Disbursement
 	Audit        Audit
+	// Signer signs the actor of every command the gateway sends for a
+	// signed-in user; the services refuse commands it did not sign.
+	Signer *rpc.Signer
 	// DB holds the gateway's store; Run migrates it.
 	DB     sqldb.DB
 	Logger *zap.Logger
@@ -163,6 +167,7 @@ type server struct {
 	approval     Approval
 	disbursement Disbursement
 	audit        Audit
+	signer       *rpc.Signer
 	db           sqldb.DB
 	store        Store
 	log          *zap.Logger
@@ -190,7 +195,7 @@ func newServer(d Deps) (*server, error) {
 		return nil, errors.New("gateway: DB is required")
 	}
 	s := &server{cfg: d.Config.withDefaults(), intake: d.Intake, approval: d.Approval, disbursement: d.Disbursement,
-		audit: d.Audit, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
+		audit: d.Audit, signer: d.Signer, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
