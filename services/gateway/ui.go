@@ -29,7 +29,8 @@ func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
 		if n, ok := r.Context().Value(noteKey{}).(*requestNote); ok {
 			n.ui = true
 		}
-		s.ui.ServeHTTP(w, r)
+		// The UI's in-process calls count sign-ins against the browser.
+		s.ui.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientAddrKey{}, clientAddr(r))))
 		return
 	}
 	notFoundHandler(w, r)
