@@ -136,6 +136,8 @@ var ledgerSubjects = []string{
 	eventlog.Subject("*", "PayoutSent"),
 	eventlog.Subject("*", "PayoutSettled"),
 	eventlog.Subject("*", "PayoutFailed"),
+	eventlog.Subject("*", "RequestRejected"),
+	eventlog.Subject("*", "RequestWithdrawn"),
 }
 
 // poke wakes the worker: the consumer committed effects it may wait for.
