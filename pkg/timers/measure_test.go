@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"runtime"
 	"testing"
 	"time"
@@ -111,4 +113,56 @@ func dirSize(t *testing.T, dir string) uint64 {
 		t.Fatal(err)
 	}
 	return total
+}
+
+// TestMeasureFireDelay measures the server's part of a timer's delay: for
+// 1,000 timers falling due over 2 s (a burst) and over 20 s, how long
+// after its due time the server fired each (the fired message's time) and
+// the handler got it. It runs with EVA_MEASURE=1.
+func TestMeasureFireDelay(t *testing.T) {
+	if os.Getenv("EVA_MEASURE") == "" {
+		t.Skip("a measurement: EVA_MEASURE=1 go test -v -run TestMeasureFireDelay ./pkg/timers")
+	}
+	for _, spread := range []time.Duration{2 * time.Second, 20 * time.Second} {
+		t.Run(spread.String(), func(t *testing.T) { measureFireDelay(t, spread) })
+	}
+}
+
+func measureFireDelay(t *testing.T, spread time.Duration) {
+	const n = 1000
+	tm := open(t)
+	var (
+		mu             sync.Mutex
+		fired, handled []time.Duration
+		all            = make(chan struct{})
+	)
+	run(t, tm, func(_ context.Context, f timers.Fired) error {
+		mu.Lock()
+		defer mu.Unlock()
+		fired = append(fired, f.FiredAt.Sub(f.Due))
+		handled = append(handled, time.Since(f.Due))
+		if len(fired) == n {
+			close(all)
+		}
+		return nil
+	})
+	start := time.Now().Add(3 * time.Second)
+	for i := range n {
+		if err := tm.Set(context.Background(), "deadline", uuid.NewString(), start.Add(time.Duration(i)*spread/n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if time.Now().After(start) {
+		t.Fatal("setting the timers took longer than their lead")
+	}
+	select {
+	case <-all:
+	case <-time.After(time.Minute + spread):
+		t.Fatal("not every timer fired in time")
+	}
+	q := func(ds []time.Duration, p int) time.Duration { return ds[len(ds)*p/100].Round(time.Millisecond) }
+	slices.Sort(fired)
+	slices.Sort(handled)
+	t.Logf("%d timers due over %s: fired after due median %s p99 %s; handled after due median %s p99 %s", n, spread,
+		q(fired, 50), q(fired, 99), q(handled, 50), q(handled, 99))
 }
