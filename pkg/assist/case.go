@@ -132,6 +132,7 @@ type Case struct {
 	FundID        string
 	HoldID        string
 	PayoutID      string
+	PayoutAttempt int // the payout's latest attempt: sent, failed or retried
 	// ReleasedHolds lists holds that went back to their fund; an approval
 	// can never use one of them.
 	ReleasedHolds []string
@@ -300,6 +301,11 @@ type (
 		Attempt  int
 	}
 	RequestClosed struct{}
+	// PayoutRetried: finance sends a failed payout again as Attempt.
+	PayoutRetried struct {
+		PayoutID string
+		Attempt  int
+	}
 	// DeadlineMissed: the decision deadline passed while the case was
 	// open; the case is escalated.
 	DeadlineMissed struct{ Deadline time.Time }
@@ -339,6 +345,7 @@ func (PayoutSent) Type() string       { return "PayoutSent" }
 func (PayoutSettled) Type() string    { return "PayoutSettled" }
 func (PayoutFailed) Type() string     { return "PayoutFailed" }
 func (RequestClosed) Type() string    { return "RequestClosed" }
+func (PayoutRetried) Type() string    { return "PayoutRetried" }
 func (DeadlineMissed) Type() string   { return "DeadlineMissed" }
 func (ClaimExpired) Type() string     { return "ClaimExpired" }
 
@@ -357,6 +364,7 @@ func (PayoutSent) isBody()       {}
 func (PayoutSettled) isBody()    {}
 func (PayoutFailed) isBody()     {}
 func (RequestClosed) isBody()    {}
+func (PayoutRetried) isBody()    {}
 func (DeadlineMissed) isBody()   {}
 func (ClaimExpired) isBody()     {}
 
@@ -364,4 +372,4 @@ func (ClaimExpired) isBody()     {}
 var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdrawn", "InfoRequested",
 	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
 	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed",
-	"DeadlineMissed", "ClaimExpired"}
+	"PayoutRetried", "DeadlineMissed", "ClaimExpired"}

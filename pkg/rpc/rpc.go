@@ -2,7 +2,8 @@
 // NATS request/reply, with the nats.go micro package: JSON bodies, and
 // errors as micro errors whose code is an assist.Code and whose data is the
 // *assist.Error. Request/reply is at most once: callers retry on timeout,
-// and every command carries an id that makes the retry harmless.
+// and every command carries an id that makes the retry harmless. Call
+// itself absorbs a short outage (see Call).
 package rpc
 
 import (
@@ -10,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -19,10 +21,18 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/outage"
+	"github.com/eva-org/eva/pkg/retry"
 )
 
 // DefaultTimeout bounds a call that has no earlier deadline.
 const DefaultTimeout = 15 * time.Second
+
+// RetryBudget bounds how long Call keeps trying again after a failure
+// that an outage explains (see Call), counted from the call's start.
+const RetryBudget = 3 * time.Second
+
+// retryPolicy spaces the tries within RetryBudget.
+var retryPolicy = retry.Policy{First: 50 * time.Millisecond, Max: 500 * time.Millisecond, Budget: RetryBudget}
 
 // Server is one service's set of endpoints.
 type Server struct {
@@ -32,16 +42,19 @@ type Server struct {
 	sem     chan struct{}
 	zl      *zap.Logger
 	outages outage.Log
+	trust   *Verifier
 }
 
 // NewServer registers a micro service. Handlers run concurrently, at most
-// 512 at once, with contexts derived from ctx.
-func NewServer(ctx context.Context, nc *nats.Conn, name, description string, zl *zap.Logger) (*Server, error) {
+// 512 at once, with contexts derived from ctx. Requests that act for a
+// user (Acting) are served only with an actor signed by a key trust holds;
+// with a nil trust, none is.
+func NewServer(ctx context.Context, nc *nats.Conn, trust *Verifier, name, description string, zl *zap.Logger) (*Server, error) {
 	svc, err := micro.AddService(nc, micro.Config{Name: name, Version: "1.0.0", Description: description})
 	if err != nil {
 		return nil, fmt.Errorf("register service %s: %w", name, err)
 	}
-	return &Server{nc: nc, svc: svc, ctx: ctx, sem: make(chan struct{}, 512), zl: zl}, nil
+	return &Server{nc: nc, svc: svc, ctx: ctx, sem: make(chan struct{}, 512), zl: zl, trust: trust}, nil
 }
 
 // Route is an endpoint with its handler, for Serve (see On).
@@ -55,8 +68,8 @@ func On[Req, Resp any](e Endpoint[Req, Resp], h func(ctx context.Context, req Re
 // Serve registers a micro service with its routes. Stop it when done.
 //
 // Errors: the service or one of its endpoints could not be registered.
-func Serve(ctx context.Context, nc *nats.Conn, name, description string, zl *zap.Logger, routes ...Route) (*Server, error) {
-	srv, err := NewServer(ctx, nc, name, description, zl)
+func Serve(ctx context.Context, nc *nats.Conn, trust *Verifier, name, description string, zl *zap.Logger, routes ...Route) (*Server, error) {
+	srv, err := NewServer(ctx, nc, trust, name, description, zl)
 	if err != nil {
 		return nil, err
 	}
@@ -84,6 +97,12 @@ type Endpoint[Req, Resp any] struct {
 	// Timeout bounds a call and its handler; 0 is DefaultTimeout. Long
 	// queries (verifying a whole archive) declare a longer one.
 	Timeout time.Duration
+	// Idempotent declares that a request handled twice does what it does
+	// once and answers the same: a query, or a command whose command id
+	// the service de-duplicates. Call then also sends the same request
+	// again when the service answered unavailable (its own dependency
+	// down). A request no service received is sent again in any case.
+	Idempotent bool
 }
 
 func (e Endpoint[Req, Resp]) timeout() time.Duration {
@@ -94,10 +113,19 @@ func (e Endpoint[Req, Resp]) timeout() time.Duration {
 }
 
 // Handle serves the endpoint with h: the request body is decoded into Req,
-// and h's result or error is the reply.
+// and h's result or error is the reply. When Req acts for a user
+// (Acting), h sees only requests whose actor the gateway signed for this
+// very command; the others are refused with CodeForbidden and logged.
+//
+// Errors: the endpoint could not be registered, or Req carries an
+// assist.Actor but is not Acting (its actor would go unchecked).
 func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.Context, req Req) (Resp, error)) error {
 	subject := e.Subject
 	name := subject[strings.LastIndexByte(subject, '.')+1:]
+	_, acts := any(*new(Req)).(Acting)
+	if !acts && carriesActor(reflect.TypeFor[Req]()) {
+		return fmt.Errorf("endpoint %s: its request carries an actor but does not implement rpc.Acting", subject)
+	}
 	return s.svc.AddEndpoint(name, micro.HandlerFunc(func(r micro.Request) {
 		// The handler answers from its own goroutine, after micro's
 		// handler returned: it must not touch r's methods that micro
@@ -109,13 +137,22 @@ func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.
 			s.reply(reply, nil, assist.Errorf(assist.CodeUnavailable, "shutting down"))
 			return
 		}
-		data := r.Data()
+		data, header := r.Data(), nats.Header(r.Headers())
 		go func() {
 			defer func() { <-s.sem }()
 			s.serve(reply, data, subject, e.timeout(), func(ctx context.Context, data []byte) (any, error) {
 				var req Req
 				if err := json.Unmarshal(data, &req); err != nil {
 					return nil, assist.Errorf(assist.CodeInvalid, "malformed request to %s: %v", subject, err)
+				}
+				if a, ok := any(req).(Acting); ok {
+					if _, err := s.trust.verify(subject, header, data, a); err != nil {
+						_, actor := a.Acting()
+						s.zl.Warn("command refused: its actor is not vouched for", zap.String("subject", subject),
+							zap.String("claimed_user", actor.Username), zap.String("claimed_role", actor.Role),
+							zap.String("key", header.Get(KeyHeader)), zap.Error(err))
+						return nil, err
+					}
 				}
 				return h(ctx, req)
 			})
@@ -189,25 +226,82 @@ func orDefault(s, d string) string {
 
 // Call sends req to the endpoint and decodes the reply.
 //
+// A short outage is absorbed: a request that no service received (no
+// responders: the service is restarting, or NATS is electing or
+// reconnecting and refused it) is sent again, the same request with the
+// same command id, for up to RetryBudget from the call's start; so is a
+// request to an Idempotent endpoint that the service answered with
+// CodeUnavailable. A request that timed out is not sent again: it may have
+// been delivered, and the call's time is spent.
+//
 // Errors: the *assist.Error the service answered with; CodeUnavailable
 // when no service answers in time.
 func (e Endpoint[Req, Resp]) Call(ctx context.Context, nc *nats.Conn, req Req) (Resp, error) {
-	subject := e.Subject
 	var zero Resp
 	data, err := json.Marshal(req)
 	if err != nil {
-		return zero, fmt.Errorf("call %s: %w", subject, err)
+		return zero, fmt.Errorf("call %s: %w", e.Subject, err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, e.timeout())
 		defer cancel()
 	}
-	msg, err := nc.RequestWithContext(ctx, subject, data)
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return zero, assist.Errorf(assist.CodeUnavailable, "%s: no service is answering", subject)
+	// A command that acts for a user carries its signed actor; every try
+	// sends the same signature.
+	header := nats.Header{}
+	if a, ok := any(req).(Acting); ok {
+		if as, ok := ctx.Value(actingKey{}).(acting); ok {
+			signed := &nats.Msg{Subject: e.Subject, Data: data, Header: header}
+			commandID, _ := a.Acting()
+			// Valid as long as the call may last.
+			if err := as.signer.Sign(signed, as.principalOf(a), commandID, e.timeout()); err != nil {
+				return zero, fmt.Errorf("call %s: %w", e.Subject, err)
+			}
 		}
+	}
+	var last error
+	resp, err := retry.DoValue(ctx, retryPolicy, e.retryable, func(ctx context.Context) (Resp, error) {
+		resp, err := e.call(ctx, nc, data, header)
+		last = err
+		return resp, err
+	})
+	if err != nil && last != nil {
+		// The last answer says why, not the deadline that ended the tries.
+		err = last
+	}
+	var ns notSent
+	if errors.As(err, &ns) {
+		err = ns.err
+	}
+	return resp, err
+}
+
+// notSent marks a request that reached no service.
+type notSent struct{ err error }
+
+func (ns notSent) Error() string { return ns.err.Error() }
+
+// retryable says whether a failed try may be repeated: a request no
+// service received, always; one the service answered unavailable, when
+// the endpoint is idempotent. (A request that timed out ended the call's
+// context, which ends the tries.)
+func (e Endpoint[Req, Resp]) retryable(err error) bool {
+	var ns notSent
+	return errors.As(err, &ns) || e.Idempotent && assist.IsCode(err, assist.CodeUnavailable)
+}
+
+// call sends the request once.
+func (e Endpoint[Req, Resp]) call(ctx context.Context, nc *nats.Conn, data []byte, header nats.Header) (Resp, error) {
+	subject := e.Subject
+	var zero Resp
+	msg, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: data, Header: header})
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return zero, notSent{assist.Errorf(assist.CodeUnavailable, "%s: no service is answering", subject)}
+	case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrConnectionReconnecting):
+		return zero, notSent{assist.Errorf(assist.CodeUnavailable, "%s: NATS is out of reach: %v", subject, err)}
+	case err != nil:
 		return zero, assist.Errorf(assist.CodeUnavailable, "%s: %v", subject, err)
 	}
 	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/zap/zaptest"
 
@@ -32,7 +35,7 @@ func TestCallAndErrors(t *testing.T) {
 	nc, _ := natsxtest.JetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := rpc.NewServer(ctx, nc, "echo", "test", zaptest.NewLogger(t))
+	srv, err := rpc.NewServer(ctx, nc, nil, "echo", "test", zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,5 +88,95 @@ func TestCallAndErrors(t *testing.T) {
 	msg, err := nc.Request("test.echo", []byte("{not json"), rpc.DefaultTimeout)
 	if err != nil || msg.Header.Get("Nats-Service-Error-Code") != string(assist.CodeInvalid) {
 		t.Errorf("malformed request: %v %v", msg, err)
+	}
+}
+
+type commandReq struct {
+	CommandID string `json:"command_id"`
+}
+
+// A request no service received is sent again, the same request, until a
+// service answers within the retry budget: a service restarting is not an
+// error to the caller.
+func TestCallWaitsForAServiceThatIsStarting(t *testing.T) {
+	nc, _ := natsxtest.JetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	starting := rpc.Endpoint[commandReq, commandReq]{Subject: "test.starting"}
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		srv, err := rpc.Serve(ctx, nc, nil, "starting", "test", zaptest.NewLogger(t), rpc.On(starting,
+			func(_ context.Context, r commandReq) (commandReq, error) { return r, nil }))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		t.Cleanup(func() { _ = srv.Stop() })
+	}()
+	began := time.Now()
+	got, err := starting.Call(ctx, nc, commandReq{CommandID: "c-1"})
+	if err != nil || got.CommandID != "c-1" {
+		t.Fatalf("call while the service starts: %+v %v", got, err)
+	}
+	if took := time.Since(began); took < 500*time.Millisecond || took > rpc.RetryBudget {
+		t.Errorf("answered after %s; the service started after 500ms and the budget is %s", took, rpc.RetryBudget)
+	}
+}
+
+// No service within the budget: unavailable, once the budget is spent.
+func TestCallGivesUpAfterTheBudget(t *testing.T) {
+	nc, _ := natsxtest.JetStream(t)
+	began := time.Now()
+	_, err := nobody.Call(context.Background(), nc, echoReq{})
+	took := time.Since(began)
+	if !assist.IsCode(err, assist.CodeUnavailable) || !strings.Contains(err.Error(), "no service is answering") {
+		t.Errorf("no responder: %v", err)
+	}
+	if took < rpc.RetryBudget-100*time.Millisecond || took > rpc.RetryBudget+time.Second {
+		t.Errorf("gave up after %s; the budget is %s", took, rpc.RetryBudget)
+	}
+}
+
+// A service that answers unavailable (its database restarting) is asked
+// again with the same command id when the endpoint is idempotent, and
+// only then.
+func TestCallRetriesUnavailableOnlyWhenIdempotent(t *testing.T) {
+	nc, _ := natsxtest.JetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	idem := rpc.Endpoint[commandReq, commandReq]{Subject: "test.idem", Idempotent: true}
+	once := rpc.Endpoint[commandReq, commandReq]{Subject: "test.once"}
+	var mu sync.Mutex
+	seen := map[string][]string{}
+	flaky := func(name string) func(context.Context, commandReq) (commandReq, error) {
+		return func(_ context.Context, r commandReq) (commandReq, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[name] = append(seen[name], r.CommandID)
+			if len(seen[name]) < 3 {
+				return commandReq{}, assist.Errorf(assist.CodeUnavailable, "database restarting")
+			}
+			return r, nil
+		}
+	}
+	srv, err := rpc.Serve(ctx, nc, nil, "flaky", "test", zaptest.NewLogger(t), rpc.On(idem, flaky("idem")), rpc.On(once, flaky("once")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+
+	if got, err := idem.Call(ctx, nc, commandReq{CommandID: "c-7"}); err != nil || got.CommandID != "c-7" {
+		t.Errorf("idempotent call: %+v %v", got, err)
+	}
+	if _, err := once.Call(ctx, nc, commandReq{CommandID: "c-8"}); !assist.IsCode(err, assist.CodeUnavailable) {
+		t.Errorf("call not idempotent: %v, want the service's unavailable", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"c-7", "c-7", "c-7"}; !slices.Equal(seen["idem"], want) {
+		t.Errorf("idempotent endpoint handled %v, want %v", seen["idem"], want)
+	}
+	if want := []string{"c-8"}; !slices.Equal(seen["once"], want) {
+		t.Errorf("endpoint not idempotent handled %v, want %v", seen["once"], want)
 	}
 }

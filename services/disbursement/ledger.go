@@ -58,6 +58,8 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 		if b.HoldID != "" {
 			return s.store.ExpireHoldNow(ctx, q, b.HoldID, now)
 		}
+	case assist.PayoutRetried:
+		return s.store.RetryPayout(ctx, q, b.PayoutID, b.Attempt, newID(), now)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/retry"
 	"github.com/eva-org/eva/pkg/sqldb"
 )
 
@@ -56,12 +57,26 @@ func (s *Service) RunDue(ctx context.Context) {
 				defer func() { <-sem; wg.Done() }()
 				if err := s.step(ctx, w); err != nil {
 					s.warn("payout step failed; will retry", err, zap.String("payout", w.ID), zap.String("stage", w.Stage))
-					_ = s.store.Defer(ctx, w.ID, s.now().Add(min(time.Minute, 8*s.cfg.Poll)), err.Error())
+					s.deferStep(ctx, w, err)
 				}
 			}()
 		}
 		wg.Wait()
 	}
+}
+
+// deferStep puts a failed step off: by one Poll when a dependency was out
+// of reach, so that payouts resume as soon as it is back, else by eight.
+// The step stays leased until its deferral is recorded: while the store is
+// unreachable too, the deferral is tried again until it is recorded or the
+// lease runs out, rather than leaving the step to wait out the lease.
+func (s *Service) deferStep(ctx context.Context, w Work, err error) {
+	wait := min(time.Minute, 8*s.cfg.Poll)
+	if assist.IsCode(err, assist.CodeUnavailable) {
+		wait = s.cfg.Poll
+	}
+	_ = retry.Do(ctx, retry.Policy{First: 50 * time.Millisecond, Max: s.cfg.Poll, Budget: lease}, retry.Always,
+		func(ctx context.Context) error { return s.store.Defer(ctx, w.ID, s.now().Add(wait), err.Error()) })
 }
 
 // step does one payout step: it appends the event that moves the case on,

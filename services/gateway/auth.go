@@ -12,9 +12,10 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
+	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/rpc"
 )
 
 // SessionCookie is the cookie that carries a token for the web UI.
@@ -78,15 +79,19 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, q loginQuery, in 
 	acct, err := s.store.Account(r.Context(), in.Username)
 	switch {
 	case assist.IsCode(err, assist.CodeNotFound):
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(in.Password))
+		s.cfg.Password.verify(s.dummyHash, in.Password)
 		s.limiter.fail(in.Username, now)
 		return tokenResponse{}, errBadCredentials
 	case err != nil:
 		return tokenResponse{}, err
 	}
-	if bcrypt.CompareHashAndPassword(acct.PasswordHash, []byte(in.Password)) != nil {
+	ok, stale := s.cfg.Password.verify(acct.PasswordHash, in.Password)
+	if !ok {
 		s.limiter.fail(in.Username, now)
 		return tokenResponse{}, errBadCredentials
+	}
+	if stale {
+		s.upgradeHash(r.Context(), acct, in.Password)
 	}
 	s.limiter.reset(in.Username)
 	token, exp, err := s.issueToken(r.Context(), acct.Username)
@@ -98,6 +103,16 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, q loginQuery, in 
 			MaxAge: int(s.cfg.TokenTTL.Seconds()), HttpOnly: true, Secure: s.cfg.CookieSecure, SameSite: http.SameSiteStrictMode})
 	}
 	return tokenResponse{Token: token, ExpiresAt: formatTime(exp)}, nil
+}
+
+// upgradeHash replaces the bcrypt (or otherwise outdated) hash of an
+// account that just proved its password with an argon2id hash made with
+// the current parameters. A failure is logged, not returned: the sign-in
+// stands, and the next one tries again.
+func (s *server) upgradeHash(ctx context.Context, acct Account, password string) {
+	if _, err := s.store.ReplacePasswordHash(ctx, acct.Username, acct.PasswordHash, s.cfg.Password.hash(password)); err != nil {
+		s.log.Warn("upgrade password hash", zap.String("username", acct.Username), zap.Error(err))
+	}
 }
 
 // issueToken makes a token for username, storing only its hash.
@@ -189,7 +204,9 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		acct.PasswordHash = nil
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, acct)))
+		// Every command sent for this request carries acct, signed.
+		ctx := rpc.ActingFor(r.Context(), s.signer, rpc.Principal{Username: acct.Username, Roles: acct.Roles, Posts: acct.Posts})
+		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, userKey{}, acct)))
 	})
 }
 

@@ -7,6 +7,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/outage"
+	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/audit/auditapi"
@@ -40,6 +42,9 @@ type Config struct {
 	// IdempotencyTTL is how long an Idempotency-Key is remembered (default
 	// 30 days). A key reused after that runs as a new command.
 	IdempotencyTTL time.Duration
+	// Password is the argon2id parameters of new password hashes (default
+	// DefaultPasswordParams).
+	Password PasswordParams
 	// MaxLoginFailures is how many failed sign-ins a username may have per
 	// minute (default 10); more → 429 with Retry-After.
 	MaxLoginFailures int
@@ -67,6 +72,7 @@ func (c Config) withDefaults() Config {
 	if c.IdempotencyTTL <= 0 {
 		c.IdempotencyTTL = DefaultIdempotencyTTL
 	}
+	c.Password = c.Password.orDefault()
 	if c.MaxLoginFailures <= 0 {
 		c.MaxLoginFailures = DefaultMaxLoginFailures
 	}
@@ -136,6 +142,9 @@ type Deps struct {
 	Approval     Approval
 	Disbursement Disbursement
 	Audit        Audit
+	// Signer signs the actor of every command the gateway sends for a
+	// signed-in user; the services refuse commands it did not sign.
+	Signer *rpc.Signer
 	// DB holds the gateway's store; Run migrates it.
 	DB     sqldb.DB
 	Logger *zap.Logger
@@ -161,6 +170,7 @@ type server struct {
 	approval     Approval
 	disbursement Disbursement
 	audit        Audit
+	signer       *rpc.Signer
 	db           sqldb.DB
 	store        Store
 	log          *zap.Logger
@@ -168,9 +178,12 @@ type server struct {
 	ready        func(context.Context) error
 	now          func() time.Time
 	limiter      *loginLimiter
-	metrics      *httpMetrics
-	outages      outage.Log
-	ui           http.Handler
+	// dummyHash is verified against when the username is unknown, so that
+	// a wrong username costs as much time as a wrong password.
+	dummyHash []byte
+	metrics   *httpMetrics
+	outages   outage.Log
+	ui        http.Handler
 	// openAPI is the API's OpenAPI document, made from routes().
 	openAPI []byte
 	// metricsHTTP serves registry on /metrics, made on first use.
@@ -186,7 +199,7 @@ func newServer(d Deps) (*server, error) {
 		return nil, errors.New("gateway: DB is required")
 	}
 	s := &server{cfg: d.Config.withDefaults(), intake: d.Intake, approval: d.Approval, disbursement: d.Disbursement,
-		audit: d.Audit, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
+		audit: d.Audit, signer: d.Signer, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -198,6 +211,7 @@ func newServer(d Deps) (*server, error) {
 		now = time.Now
 	}
 	s.now = func() time.Time { return now().UTC() }
+	s.dummyHash = s.cfg.Password.hash(rand.Text())
 	s.limiter = newLoginLimiter(s.cfg.MaxLoginFailures, time.Minute)
 	m, err := newHTTPMetrics(s.registry)
 	if err != nil {

@@ -16,12 +16,12 @@ import (
 
 // Approval's endpoints.
 var (
-	Queue       = rpc.Endpoint[QueueRequest, QueuePage]{Subject: "eva.approval.queue"}
-	Claim       = rpc.Endpoint[CaseCommand, caseview.Case]{Subject: "eva.approval.claim"}
-	Release     = rpc.Endpoint[CaseCommand, caseview.Case]{Subject: "eva.approval.release"}
-	Approve     = rpc.Endpoint[ApproveRequest, caseview.Case]{Subject: "eva.approval.approve"}
-	Reject      = rpc.Endpoint[RejectRequest, caseview.Case]{Subject: "eva.approval.reject"}
-	RequestInfo = rpc.Endpoint[RequestInfoRequest, caseview.Case]{Subject: "eva.approval.request_info"}
+	Queue       = rpc.Endpoint[QueueRequest, QueuePage]{Subject: "eva.approval.queue", Idempotent: true}
+	Claim       = rpc.Endpoint[CaseCommand, caseview.Case]{Subject: "eva.approval.claim", Idempotent: true}
+	Release     = rpc.Endpoint[CaseCommand, caseview.Case]{Subject: "eva.approval.release", Idempotent: true}
+	Approve     = rpc.Endpoint[ApproveRequest, caseview.Case]{Subject: "eva.approval.approve", Idempotent: true}
+	Reject      = rpc.Endpoint[RejectRequest, caseview.Case]{Subject: "eva.approval.reject", Idempotent: true}
+	RequestInfo = rpc.Endpoint[RequestInfoRequest, caseview.Case]{Subject: "eva.approval.request_info", Idempotent: true}
 )
 
 // QueueRequest asks for a page of the review queue.

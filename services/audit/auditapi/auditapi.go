@@ -18,13 +18,13 @@ import (
 
 // Audit's endpoints.
 var (
-	Events      = rpc.Endpoint[EventsRequest, EventsPage]{Subject: "eva.audit.events"}
-	Verify      = rpc.Endpoint[struct{}, VerifyResult]{Subject: "eva.audit.verify", Timeout: 10 * time.Minute}
-	History     = rpc.Endpoint[CaseRequest, []ArchivedEvent]{Subject: "eva.audit.history"}
-	AsOf        = rpc.Endpoint[AsOfRequest, caseview.Case]{Subject: "eva.audit.as_of"}
-	Checkpoint  = rpc.Endpoint[struct{}, CheckpointHead]{Subject: "eva.audit.checkpoint"}
-	Access      = rpc.Endpoint[CaseRequest, []eventlog.Access]{Subject: "eva.audit.access"}
-	DeadLetters = rpc.Endpoint[DeadLettersRequest, DeadLettersPage]{Subject: "eva.audit.dead_letters"}
+	Events      = rpc.Endpoint[EventsRequest, EventsPage]{Subject: "eva.audit.events", Idempotent: true}
+	Verify      = rpc.Endpoint[struct{}, VerifyResult]{Subject: "eva.audit.verify", Idempotent: true, Timeout: 10 * time.Minute}
+	History     = rpc.Endpoint[CaseRequest, []ArchivedEvent]{Subject: "eva.audit.history", Idempotent: true}
+	AsOf        = rpc.Endpoint[AsOfRequest, caseview.Case]{Subject: "eva.audit.as_of", Idempotent: true}
+	Checkpoint  = rpc.Endpoint[struct{}, CheckpointHead]{Subject: "eva.audit.checkpoint", Idempotent: true}
+	Access      = rpc.Endpoint[CaseRequest, []eventlog.Access]{Subject: "eva.audit.access", Idempotent: true}
+	DeadLetters = rpc.Endpoint[DeadLettersRequest, DeadLettersPage]{Subject: "eva.audit.dead_letters", Idempotent: true}
 )
 
 // ArchivedEvent is one event of the archive, in log order.

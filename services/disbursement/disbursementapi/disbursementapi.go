@@ -16,18 +16,18 @@ import (
 
 // Disbursement's endpoints.
 var (
-	FundsList    = rpc.Endpoint[ListRequest, FundsPage]{Subject: "eva.disbursement.funds_list"}
-	FundsGet     = rpc.Endpoint[GetRequest, Fund]{Subject: "eva.disbursement.funds_get"}
-	FundsCreate  = rpc.Endpoint[CreateFundRequest, Fund]{Subject: "eva.disbursement.funds_create"}
-	FundsHistory = rpc.Endpoint[FundHistoryRequest, FundHistory]{Subject: "eva.disbursement.funds_history"}
-	PayeesList   = rpc.Endpoint[ListRequest, PayeesPage]{Subject: "eva.disbursement.payees_list"}
-	PayeesGet    = rpc.Endpoint[GetRequest, Payee]{Subject: "eva.disbursement.payees_get"}
-	PayeesCreate = rpc.Endpoint[CreatePayeeRequest, Payee]{Subject: "eva.disbursement.payees_create"}
-	PayoutsList  = rpc.Endpoint[ListRequest, PayoutsPage]{Subject: "eva.disbursement.payouts_list"}
+	FundsList    = rpc.Endpoint[ListRequest, FundsPage]{Subject: "eva.disbursement.funds_list", Idempotent: true}
+	FundsGet     = rpc.Endpoint[GetRequest, Fund]{Subject: "eva.disbursement.funds_get", Idempotent: true}
+	FundsCreate  = rpc.Endpoint[CreateFundRequest, Fund]{Subject: "eva.disbursement.funds_create", Idempotent: true}
+	FundsHistory = rpc.Endpoint[FundHistoryRequest, FundHistory]{Subject: "eva.disbursement.funds_history", Idempotent: true}
+	PayeesList   = rpc.Endpoint[ListRequest, PayeesPage]{Subject: "eva.disbursement.payees_list", Idempotent: true}
+	PayeesGet    = rpc.Endpoint[GetRequest, Payee]{Subject: "eva.disbursement.payees_get", Idempotent: true}
+	PayeesCreate = rpc.Endpoint[CreatePayeeRequest, Payee]{Subject: "eva.disbursement.payees_create", Idempotent: true}
+	PayoutsList  = rpc.Endpoint[ListRequest, PayoutsPage]{Subject: "eva.disbursement.payouts_list", Idempotent: true}
 	PayoutRetry  = rpc.Endpoint[PayoutCommand, Payout]{Subject: "eva.disbursement.payout_retry"}
-	PayoutCancel = rpc.Endpoint[PayoutCommand, Payout]{Subject: "eva.disbursement.payout_cancel"}
-	HoldPlace    = rpc.Endpoint[PlaceHoldRequest, Hold]{Subject: "eva.disbursement.hold_place"}
-	HoldRelease  = rpc.Endpoint[ReleaseHoldRequest, Hold]{Subject: "eva.disbursement.hold_release"}
+	PayoutCancel = rpc.Endpoint[PayoutCommand, Payout]{Subject: "eva.disbursement.payout_cancel", Idempotent: true}
+	HoldPlace    = rpc.Endpoint[PlaceHoldRequest, Hold]{Subject: "eva.disbursement.hold_place", Idempotent: true}
+	HoldRelease  = rpc.Endpoint[ReleaseHoldRequest, Hold]{Subject: "eva.disbursement.hold_release", Idempotent: true}
 )
 
 // Fund is money allocated to assistance. Available = allocated - reserved

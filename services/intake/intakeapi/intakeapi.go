@@ -15,13 +15,13 @@ import (
 
 // Intake's endpoints.
 var (
-	File     = rpc.Endpoint[FileRequest, caseview.Case]{Subject: "eva.intake.file"}
-	Amend    = rpc.Endpoint[AmendRequest, caseview.Case]{Subject: "eva.intake.amend"}
-	Withdraw = rpc.Endpoint[WithdrawRequest, caseview.Case]{Subject: "eva.intake.withdraw"}
-	Answer   = rpc.Endpoint[AnswerRequest, caseview.Case]{Subject: "eva.intake.answer"}
-	Get      = rpc.Endpoint[GetRequest, caseview.Case]{Subject: "eva.intake.get"}
-	List     = rpc.Endpoint[ListFilter, ListPage]{Subject: "eva.intake.list"}
-	Cases    = rpc.Endpoint[CasesRequest, CasesPage]{Subject: "eva.intake.cases"}
+	File     = rpc.Endpoint[FileRequest, caseview.Case]{Subject: "eva.intake.file", Idempotent: true}
+	Amend    = rpc.Endpoint[AmendRequest, caseview.Case]{Subject: "eva.intake.amend", Idempotent: true}
+	Withdraw = rpc.Endpoint[WithdrawRequest, caseview.Case]{Subject: "eva.intake.withdraw", Idempotent: true}
+	Answer   = rpc.Endpoint[AnswerRequest, caseview.Case]{Subject: "eva.intake.answer", Idempotent: true}
+	Get      = rpc.Endpoint[GetRequest, caseview.Case]{Subject: "eva.intake.get", Idempotent: true}
+	List     = rpc.Endpoint[ListFilter, ListPage]{Subject: "eva.intake.list", Idempotent: true}
+	Cases    = rpc.Endpoint[CasesRequest, CasesPage]{Subject: "eva.intake.cases", Idempotent: true}
 	Personal = rpc.Endpoint[PersonalRequest, Beneficiary]{Subject: "eva.intake.personal"}
 )
 
