@@ -199,7 +199,7 @@ func moves() []move {
 				return c.RetryPayout(cmd, payoutID, 2)
 			},
 			ok: map[string]assist.State{"disbursement_failed": assist.StateApproved},
-			want: func(assist.Cmd) (string, assist.Body) {
+			want: func(assist.Cmd, string) (string, assist.Body) {
 				return "", assist.PayoutRetried{PayoutID: payoutID, Attempt: 2}
 			},
 		},
