@@ -229,10 +229,12 @@ type eventsPageJSON struct {
 	NextCursor string      `json:"next_cursor,omitempty" jsonschema_description:"next_after as a string"`
 }
 
-type checkpointJSON struct {
-	Size  uint64    `json:"size" jsonschema_description:"events archived"`
-	Chain string    `json:"chain" jsonschema_description:"head of the hash chain, hex"`
-	At    timestamp `json:"at"`
+type proofJSON struct {
+	Seq    *uint64  `json:"seq,omitempty" jsonschema_description:"inclusion: the event's sequence"`
+	Size   *uint64  `json:"size,omitempty" jsonschema_description:"inclusion: the tree's size"`
+	From   *uint64  `json:"from,omitempty" jsonschema_description:"consistency: the smaller tree's size"`
+	To     *uint64  `json:"to,omitempty" jsonschema_description:"consistency: the larger tree's size"`
+	Hashes []string `json:"hashes" jsonschema_description:"the proof's hashes, standard base64 with padding"`
 }
 
 type accessJSON struct {

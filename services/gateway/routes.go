@@ -77,9 +77,11 @@ func (s *server) routes() []route {
 		),
 		group("identity",
 			route{method: post, pattern: "/v1/auth/token", public: true, summary: "Sign in",
-				doc: "Local accounts. A wrong username and a wrong password get the same 401. After 10 failed sign-ins " +
-					"for a username within a minute, 429 with Retry-After. Idempotency-Key is accepted and ignored: " +
-					"tokens are not replayed.",
+				doc: "Local accounts. A wrong username and a wrong password get the same 401. Failed sign-ins are " +
+					"counted per account and client address (5 free), per address (20) and per account (100, not " +
+					"held against addresses that signed in to it within 30 days); beyond, each failure doubles the " +
+					"wait (1 s, 2 s, ... up to 15 min), answered 429 with Retry-After. Idempotency-Key is accepted " +
+					"and ignored: tokens are not replayed.",
 				answer: "a bearer token",
 				op: handlePlain(s, s.login).alsoAnswers(http.StatusUnauthorized, http.StatusTooManyRequests, http.StatusServiceUnavailable).
 					withHeader("Set-Cookie", "with ?cookie=1: the eva_session cookie (HttpOnly, SameSite=Strict, Secure behind HTTPS)")},
@@ -164,10 +166,31 @@ func (s *server) routes() []route {
 		group("audit",
 			route{method: get, pattern: "/v1/audit/events", roles: []string{auditor}, summary: "The archive, in log order",
 				answer: "events with their sequence and hash", op: handleQuery(s.auditEvents)},
-			route{method: get, pattern: "/v1/audit/checkpoint", roles: []string{auditor}, summary: "The latest checkpoint",
-				answer: "size and head of the archive", op: handleGet(s.checkpoint)},
+			route{method: get, pattern: "/v1/audit/checkpoint", roles: []string{auditor}, summary: "The latest signed checkpoint",
+				doc: "A C2SP tlog-checkpoint (origin, tree size, root hash in base64) signed as a note with Ed25519 " +
+					"(golang.org/x/mod/sumdb/note). The tree is the RFC 6962 Merkle tree whose leaf i is the event of " +
+					"sequence i+1 (GET /v1/audit/leaves/{seq}). A new checkpoint is signed within a second of new events.",
+				answer: "the signed checkpoint",
+				op:     rawOperation(s.checkpoint, http.StatusOK, content{media: "text/plain", text: "a signed note: origin, size, root hash, a blank line, signatures"})},
+			route{method: get, pattern: "/v1/audit/key", roles: []string{auditor}, summary: "The checkpoints' verifier key",
+				answer: "one line, <name>+<hash>+<base64 key> (note.NewVerifier's format)",
+				op:     rawOperation(s.auditKey, http.StatusOK, content{media: "text/plain", text: "the verifier key and a newline"})},
+			route{method: get, pattern: "/v1/audit/leaves/{seq}", roles: []string{auditor}, summary: "The Merkle leaf of an event",
+				doc: "The exact bytes of leaf seq-1: six lines of text (eva-audit-leaf/v1, seq, subject, id, at, data <length>) " +
+					"then the event's protobuf bytes. Leaf hash = SHA-256(0x00 ‖ bytes).",
+				answer: "the leaf's bytes",
+				op: rawOperation(s.leaf, http.StatusOK, content{media: "application/octet-stream", text: "the leaf"}).
+					alsoAnswers(http.StatusBadRequest, http.StatusNotFound)},
+			route{method: get, pattern: "/v1/audit/proof/inclusion", roles: []string{auditor}, summary: "Inclusion proof",
+				doc:    "The proof that leaf seq-1 is in the tree of size leaves, in the order tlog.CheckRecord takes.",
+				answer: "the proof's hashes, base64", op: handleQuery(s.inclusionProof)},
+			route{method: get, pattern: "/v1/audit/proof/consistency", roles: []string{auditor}, summary: "Consistency proof",
+				doc:    "The proof that the tree of from leaves is a prefix of the tree of to leaves, in the order tlog.CheckTree takes.",
+				answer: "the proof's hashes, base64", op: handleQuery(s.consistencyProof)},
 			route{method: get, pattern: "/v1/audit/verify", roles: []string{auditor}, summary: "Re-verify the archive",
-				answer: "archive vs its chain vs the event log", op: handleGet(s.verify)},
+				doc: "Walks the archive: its hash chain, its Merkle tree, the event log event by event, and every kept " +
+					"checkpoint: a log cut short or rewritten after a checkpoint fails, with the reason.",
+				answer: "archive vs its chain vs its checkpoints vs the event log", op: handleGet(s.verify)},
 			route{method: get, pattern: "/v1/audit/export", roles: []string{auditor}, summary: "Export the archive",
 				answer: "every event in log order, streamed; a response cut short is aborted, never ended cleanly",
 				op: withQuery[exportQuery](rawOperation(s.export, http.StatusOK,

@@ -850,15 +850,27 @@ type Summary struct {
 // SeedsPerSecond is the rate the seeds ran at.
 func (s Summary) SeedsPerSecond() float64 { return float64(s.Seeds) / s.Elapsed.Seconds() }
 
-// RunSeeds runs n seeds from first, parallel at a time (each seed is its
-// own world: running them side by side changes none). cfg's Seed is
-// ignored. It stops early at the first failure when stop is set.
-func RunSeeds(ctx context.Context, cfg Config, first uint64, n, parallel int, stop bool) Summary {
+// Seeds says which seeds RunSeeds runs and how.
+type Seeds struct {
+	First uint64
+	N     int
+	// Parallel seeds run at once (each seed is its own world: running
+	// them side by side changes none); default 1.
+	Parallel int
+	// Stop ends the run at the first failure.
+	Stop bool
+	// Progress, when set, is called after each seed with the number done.
+	Progress func(done int)
+}
+
+// RunSeeds runs a range of seeds, each with cfg (whose Seed is ignored).
+func RunSeeds(ctx context.Context, cfg Config, o Seeds) Summary {
 	start := time.Now()
-	parallel = max(1, parallel)
-	results := make([]Result, n)
+	parallel := max(1, o.Parallel)
+	results := make([]Result, o.N)
 	next := make(chan int)
 	var failed atomic.Bool
+	var done atomic.Int64
 	var wg sync.WaitGroup
 	for range parallel {
 		wg.Add(1)
@@ -866,16 +878,19 @@ func RunSeeds(ctx context.Context, cfg Config, first uint64, n, parallel int, st
 			defer wg.Done()
 			for i := range next {
 				c := cfg
-				c.Seed = first + uint64(i)
+				c.Seed = o.First + uint64(i)
 				results[i] = Run(ctx, c)
 				if results[i].Err != nil {
 					failed.Store(true)
+				}
+				if n := done.Add(1); o.Progress != nil {
+					o.Progress(int(n))
 				}
 			}
 		}()
 	}
 	ran := 0
-	for i := 0; i < n && ctx.Err() == nil && !(stop && failed.Load()); i++ {
+	for i := 0; i < o.N && ctx.Err() == nil && !(o.Stop && failed.Load()); i++ {
 		next <- i
 		ran++
 	}

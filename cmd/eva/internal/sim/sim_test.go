@@ -15,7 +15,7 @@ import (
 )
 
 var (
-	seeds = flag.Int("sim.seeds", 200, "how many seeds TestMoneyPathSeeds runs")
+	seeds = flag.Int("sim.seeds", defaultSeeds, "how many seeds TestMoneyPathSeeds runs (default 200, 20 with -race)")
 	first = flag.Uint64("sim.seed", 1, "the first seed TestMoneyPathSeeds runs (replay one with -sim.seeds=1)")
 )
 
@@ -23,7 +23,7 @@ var (
 // -sim.seed: every invariant holds after every step of each, and each
 // settles once its faults end.
 func TestMoneyPathSeeds(t *testing.T) {
-	s := sim.RunSeeds(context.Background(), sim.Config{}, *first, *seeds, runtime.GOMAXPROCS(0), true)
+	s := sim.RunSeeds(context.Background(), sim.Config{}, sim.Seeds{First: *first, N: *seeds, Parallel: runtime.GOMAXPROCS(0), Stop: true})
 	if len(s.Failures) > 0 {
 		t.Fatal(s.Failures[0].Err)
 	}
