@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
+	"github.com/eva-org/eva/pkg/rpc"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -43,7 +45,14 @@ func TestE2ETopology(t *testing.T) {
 
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	env := childEnv("EVA_MASTER_KEY=" + base64.StdEncoding.EncodeToString(key))
+	// The gateway and seed sign command actors; the services hold only
+	// the public key.
+	actorSeed, actorPublic, err := rpc.NewActorKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := childEnv("EVA_MASTER_KEY="+base64.StdEncoding.EncodeToString(key), "EVA_ACTOR_PUBLIC_KEYS="+actorPublic)
+	signing := append(slices.Clone(env), "EVA_ACTOR_KEY="+actorSeed)
 	common := []string{"--nats", natsURL, "--replicas", "3", "--database", dbURL}
 	args := func(a ...string) []string { return append(a, common...) }
 
@@ -59,9 +68,9 @@ func TestE2ETopology(t *testing.T) {
 			procs = append(procs, startProc(t, fmt.Sprintf("eva serve %s #%d", svc.name, i+1), env, args("serve", svc.name)...))
 		}
 	}
-	gw := startHTTPProc(t, "eva serve gateway", env, func(addr string) []string { return args("serve", "gateway", "--http", addr) })
+	gw := startHTTPProc(t, "eva serve gateway", signing, func(addr string) []string { return args("serve", "gateway", "--http", addr) })
 	procs = append(procs, gw)
-	if code := startProc(t, "eva seed", env, args("seed")...).wait(90 * time.Second); code != 0 {
+	if code := startProc(t, "eva seed", signing, args("seed")...).wait(90 * time.Second); code != 0 {
 		t.Fatalf("eva seed exited with %d", code)
 	}
 	for _, p := range procs {

@@ -11,11 +11,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/eva-org/eva/cmd/eva/internal/wire"
+	"github.com/eva-org/eva/pkg/rpc"
 )
 
 const usage = `usage: eva <command> [flags]
@@ -27,6 +29,7 @@ commands:
   seed                 create the demo accounts, fund and payees (needs disbursement running)
   bench                drive requests through the whole lifecycle and report rates
   audit verify         check the audit archive against its hash chain and the event log
+  actor-key            print a new actor signing key as EVA_ACTOR_KEY and EVA_ACTOR_PUBLIC_KEYS lines
   sim                  run the money path's seeded fault simulator (replay a seed with -seed N -seeds 1 -v)
 
 Run "eva <command> -h" for the command's flags.
@@ -47,6 +50,9 @@ func main() {
 
 // run parses the command's own flags and runs it.
 func run(ctx context.Context, cmd string, args []string) error {
+	if cmd == "actor-key" {
+		return printActorKey(os.Stdout)
+	}
 	var arg string
 	if cmd == "serve" || cmd == "audit" {
 		if len(args) == 0 || len(args[0]) == 0 || args[0][0] == '-' {
@@ -90,4 +96,15 @@ func run(ctx context.Context, cmd string, args []string) error {
 	default: // bench
 		return runBench(ctx, o.cfg, zl, o.bench)
 	}
+}
+
+// printActorKey prints a new actor signing key in .env form: the seed for
+// the gateway (and seed), the public key for every service.
+func printActorKey(out io.Writer) error {
+	seed, public, err := rpc.NewActorKey()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "EVA_ACTOR_KEY=%s\nEVA_ACTOR_PUBLIC_KEYS=%s\n", seed, public)
+	return err
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -35,6 +36,11 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		fs.StringVar(&o.cfg.DatabaseURL, "database", os.Getenv("EVA_DATABASE_URL"), "postgres://... (default: embedded SQLite in --data)")
 		fs.StringVar(&o.cfg.NATSURL, "nats", os.Getenv("EVA_NATS_URL"), "nats://... (default: embedded server in --data)")
 		fs.IntVar(&o.cfg.Replicas, "replicas", 1, "stream replicas (3 in a JetStream cluster)")
+		fs.StringVar(&o.cfg.ActorKey, "actor-key", os.Getenv("EVA_ACTOR_KEY"),
+			"seed (SA...) of the key the gateway and seed sign commands' actors with (default: --data/actor.key, made on first run)")
+		fs.Func("actor-public-keys", "comma-separated public keys (A...) whose actor signatures the services accept; two during a rotation (env EVA_ACTOR_PUBLIC_KEYS; default: --actor-key's)",
+			func(v string) error { o.cfg.ActorPublicKeys = splitList(v); return nil })
+		o.cfg.ActorPublicKeys = splitList(os.Getenv("EVA_ACTOR_PUBLIC_KEYS"))
 	}
 	services := func() {
 		fs.StringVar(&o.cfg.HTTPAddr, "http", env("EVA_HTTP", "127.0.0.1:8080"), "HTTP listen address of the gateway")
@@ -98,4 +104,15 @@ func env(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(v string) []string {
+	var l []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			l = append(l, s)
+		}
+	}
+	return l
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -41,16 +42,19 @@ type Server struct {
 	sem     chan struct{}
 	zl      *zap.Logger
 	outages outage.Log
+	trust   *Verifier
 }
 
 // NewServer registers a micro service. Handlers run concurrently, at most
-// 512 at once, with contexts derived from ctx.
-func NewServer(ctx context.Context, nc *nats.Conn, name, description string, zl *zap.Logger) (*Server, error) {
+// 512 at once, with contexts derived from ctx. Requests that act for a
+// user (Acting) are served only with an actor signed by a key trust holds;
+// with a nil trust, none is.
+func NewServer(ctx context.Context, nc *nats.Conn, trust *Verifier, name, description string, zl *zap.Logger) (*Server, error) {
 	svc, err := micro.AddService(nc, micro.Config{Name: name, Version: "1.0.0", Description: description})
 	if err != nil {
 		return nil, fmt.Errorf("register service %s: %w", name, err)
 	}
-	return &Server{nc: nc, svc: svc, ctx: ctx, sem: make(chan struct{}, 512), zl: zl}, nil
+	return &Server{nc: nc, svc: svc, ctx: ctx, sem: make(chan struct{}, 512), zl: zl, trust: trust}, nil
 }
 
 // Route is an endpoint with its handler, for Serve (see On).
@@ -64,8 +68,8 @@ func On[Req, Resp any](e Endpoint[Req, Resp], h func(ctx context.Context, req Re
 // Serve registers a micro service with its routes. Stop it when done.
 //
 // Errors: the service or one of its endpoints could not be registered.
-func Serve(ctx context.Context, nc *nats.Conn, name, description string, zl *zap.Logger, routes ...Route) (*Server, error) {
-	srv, err := NewServer(ctx, nc, name, description, zl)
+func Serve(ctx context.Context, nc *nats.Conn, trust *Verifier, name, description string, zl *zap.Logger, routes ...Route) (*Server, error) {
+	srv, err := NewServer(ctx, nc, trust, name, description, zl)
 	if err != nil {
 		return nil, err
 	}
@@ -109,10 +113,19 @@ func (e Endpoint[Req, Resp]) timeout() time.Duration {
 }
 
 // Handle serves the endpoint with h: the request body is decoded into Req,
-// and h's result or error is the reply.
+// and h's result or error is the reply. When Req acts for a user
+// (Acting), h sees only requests whose actor the gateway signed for this
+// very command; the others are refused with CodeForbidden and logged.
+//
+// Errors: the endpoint could not be registered, or Req carries an
+// assist.Actor but is not Acting (its actor would go unchecked).
 func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.Context, req Req) (Resp, error)) error {
 	subject := e.Subject
 	name := subject[strings.LastIndexByte(subject, '.')+1:]
+	_, acts := any(*new(Req)).(Acting)
+	if !acts && carriesActor(reflect.TypeFor[Req]()) {
+		return fmt.Errorf("endpoint %s: its request carries an actor but does not implement rpc.Acting", subject)
+	}
 	return s.svc.AddEndpoint(name, micro.HandlerFunc(func(r micro.Request) {
 		// The handler answers from its own goroutine, after micro's
 		// handler returned: it must not touch r's methods that micro
@@ -124,13 +137,22 @@ func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.
 			s.reply(reply, nil, assist.Errorf(assist.CodeUnavailable, "shutting down"))
 			return
 		}
-		data := r.Data()
+		data, header := r.Data(), nats.Header(r.Headers())
 		go func() {
 			defer func() { <-s.sem }()
 			s.serve(reply, data, subject, e.timeout(), func(ctx context.Context, data []byte) (any, error) {
 				var req Req
 				if err := json.Unmarshal(data, &req); err != nil {
 					return nil, assist.Errorf(assist.CodeInvalid, "malformed request to %s: %v", subject, err)
+				}
+				if a, ok := any(req).(Acting); ok {
+					if _, err := s.trust.verify(subject, header, data, a); err != nil {
+						_, actor := a.Acting()
+						s.zl.Warn("command refused: its actor is not vouched for", zap.String("subject", subject),
+							zap.String("claimed_user", actor.Username), zap.String("claimed_role", actor.Role),
+							zap.String("key", header.Get(KeyHeader)), zap.Error(err))
+						return nil, err
+					}
 				}
 				return h(ctx, req)
 			})
@@ -225,9 +247,22 @@ func (e Endpoint[Req, Resp]) Call(ctx context.Context, nc *nats.Conn, req Req) (
 		ctx, cancel = context.WithTimeout(ctx, e.timeout())
 		defer cancel()
 	}
+	// A command that acts for a user carries its signed actor; every try
+	// sends the same signature.
+	header := nats.Header{}
+	if a, ok := any(req).(Acting); ok {
+		if as, ok := ctx.Value(actingKey{}).(acting); ok {
+			signed := &nats.Msg{Subject: e.Subject, Data: data, Header: header}
+			commandID, _ := a.Acting()
+			// Valid as long as the call may last.
+			if err := as.signer.Sign(signed, as.principalOf(a), commandID, e.timeout()); err != nil {
+				return zero, fmt.Errorf("call %s: %w", e.Subject, err)
+			}
+		}
+	}
 	var last error
 	resp, err := retry.DoValue(ctx, retryPolicy, e.retryable, func(ctx context.Context) (Resp, error) {
-		resp, err := e.call(ctx, nc, data)
+		resp, err := e.call(ctx, nc, data, header)
 		last = err
 		return resp, err
 	})
@@ -257,10 +292,10 @@ func (e Endpoint[Req, Resp]) retryable(err error) bool {
 }
 
 // call sends the request once.
-func (e Endpoint[Req, Resp]) call(ctx context.Context, nc *nats.Conn, data []byte) (Resp, error) {
+func (e Endpoint[Req, Resp]) call(ctx context.Context, nc *nats.Conn, data []byte, header nats.Header) (Resp, error) {
 	subject := e.Subject
 	var zero Resp
-	msg, err := nc.RequestWithContext(ctx, subject, data)
+	msg, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: data, Header: header})
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return zero, notSent{assist.Errorf(assist.CodeUnavailable, "%s: no service is answering", subject)}

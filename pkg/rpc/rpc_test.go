@@ -35,7 +35,7 @@ func TestCallAndErrors(t *testing.T) {
 	nc, _ := natsxtest.JetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := rpc.NewServer(ctx, nc, "echo", "test", zaptest.NewLogger(t))
+	srv, err := rpc.NewServer(ctx, nc, nil, "echo", "test", zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestCallWaitsForAServiceThatIsStarting(t *testing.T) {
 	starting := rpc.Endpoint[commandReq, commandReq]{Subject: "test.starting"}
 	go func() {
 		time.Sleep(500 * time.Millisecond)
-		srv, err := rpc.Serve(ctx, nc, "starting", "test", zaptest.NewLogger(t), rpc.On(starting,
+		srv, err := rpc.Serve(ctx, nc, nil, "starting", "test", zaptest.NewLogger(t), rpc.On(starting,
 			func(_ context.Context, r commandReq) (commandReq, error) { return r, nil }))
 		if err != nil {
 			t.Error(err)
@@ -159,7 +159,7 @@ func TestCallRetriesUnavailableOnlyWhenIdempotent(t *testing.T) {
 			return r, nil
 		}
 	}
-	srv, err := rpc.Serve(ctx, nc, "flaky", "test", zaptest.NewLogger(t), rpc.On(idem, flaky("idem")), rpc.On(once, flaky("once")))
+	srv, err := rpc.Serve(ctx, nc, nil, "flaky", "test", zaptest.NewLogger(t), rpc.On(idem, flaky("idem")), rpc.On(once, flaky("once")))
 	if err != nil {
 		t.Fatal(err)
 	}

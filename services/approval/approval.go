@@ -49,6 +49,8 @@ type Holds interface {
 type Deps struct {
 	Config Config
 	NC     *nats.Conn
+	// Trust verifies the actors of the commands the gateway signed.
+	Trust  *rpc.Verifier
 	Log    *eventlog.Log
 	DB     sqldb.DB
 	Holds  Holds
@@ -110,7 +112,7 @@ func Run(ctx context.Context, d Deps) error {
 		d.Timers = t
 	}
 	s := New(d)
-	srv, err := rpc.Serve(ctx, d.NC, "eva-approval", "EVA approval: queue, claim, decide", d.Logger,
+	srv, err := rpc.Serve(ctx, d.NC, d.Trust, "eva-approval", "EVA approval: queue, claim, decide", d.Logger,
 		rpc.On(approvalapi.Queue, s.Queue),
 		rpc.On(approvalapi.Claim, caseview.Serve(s.Claim)),
 		rpc.On(approvalapi.Release, caseview.Serve(s.Release)),

@@ -87,7 +87,7 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	s := New(d)
-	srv, err := rpc.Serve(ctx, d.NC, "eva-audit", "EVA audit: archive, history, verification", d.Logger,
+	srv, err := rpc.Serve(ctx, d.NC, nil /* no command acts for a user */, "eva-audit", "EVA audit: archive, history, verification", d.Logger,
 		rpc.On(auditapi.Events, s.Events),
 		rpc.On(auditapi.Verify, s.Verify),
 		rpc.On(auditapi.History, s.History),

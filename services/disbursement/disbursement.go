@@ -53,8 +53,10 @@ func (c *Config) defaults() {
 
 // Deps is what disbursement runs on.
 type Deps struct {
-	Config   Config
-	NC       *nats.Conn
+	Config Config
+	NC     *nats.Conn
+	// Trust verifies the actors of the commands the gateway signed.
+	Trust    *rpc.Verifier
 	Log      *eventlog.Log
 	DB       sqldb.DB
 	Provider Provider
@@ -101,7 +103,7 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("disbursement: %w", err)
 	}
 	s := New(d)
-	srv, err := rpc.Serve(ctx, d.NC, "eva-disbursement", "EVA disbursement: funds, holds, payees, payouts", d.Logger,
+	srv, err := rpc.Serve(ctx, d.NC, d.Trust, "eva-disbursement", "EVA disbursement: funds, holds, payees, payouts", d.Logger,
 		rpc.On(disbursementapi.FundsList, s.Funds),
 		rpc.On(disbursementapi.FundsGet, s.Fund),
 		rpc.On(disbursementapi.FundsCreate, s.CreateFund),
@@ -136,6 +138,7 @@ var ledgerSubjects = []string{
 	eventlog.Subject("*", "PayoutSent"),
 	eventlog.Subject("*", "PayoutSettled"),
 	eventlog.Subject("*", "PayoutFailed"),
+	eventlog.Subject("*", "PayoutRetried"),
 }
 
 // poke wakes the worker: the consumer committed effects it may wait for.

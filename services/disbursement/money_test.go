@@ -16,6 +16,8 @@ import (
 	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
+	"github.com/eva-org/eva/pkg/rpc"
+	"github.com/eva-org/eva/pkg/rpc/rpctest"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/approval"
@@ -33,7 +35,8 @@ func id() string { return uuid.Must(uuid.NewV7()).String() }
 // database.
 func TestFiftyConcurrentApprovalsAgainstAFundForTen(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
-		ctx, cancel := context.WithCancel(context.Background())
+		signer, trust := rpctest.Keys(t)
+		ctx, cancel := context.WithCancel(rpc.ActingAsRequested(context.Background(), signer))
 		defer cancel()
 		el := eventlogtest.Open(t)
 		nc, log := el.NC, el.Log
@@ -44,7 +47,7 @@ func TestFiftyConcurrentApprovalsAgainstAFundForTen(t *testing.T) {
 		zl := zaptest.NewLogger(t)
 		done := make(chan error, 1)
 		go func() {
-			done <- disbursement.Run(ctx, disbursement.Deps{NC: nc, Log: log, DB: db, Provider: sim, Logger: zl,
+			done <- disbursement.Run(ctx, disbursement.Deps{NC: nc, Trust: trust, Log: log, DB: db, Provider: sim, Logger: zl,
 				Config: disbursement.Config{Poll: 20 * time.Millisecond, SettlePoll: 20 * time.Millisecond}})
 		}()
 		defer func() {

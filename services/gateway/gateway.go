@@ -7,6 +7,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/outage"
+	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/audit/auditapi"
@@ -40,18 +42,20 @@ type Config struct {
 	// IdempotencyTTL is how long an Idempotency-Key is remembered (default
 	// 30 days). A key reused after that runs as a new command.
 	IdempotencyTTL time.Duration
-	// MaxLoginFailures is how many failed sign-ins a username may have per
-	// minute (default 10); more → 429 with Retry-After.
-	MaxLoginFailures int
+	// Password is the argon2id parameters of new password hashes (default
+	// DefaultPasswordParams).
+	Password PasswordParams
+	// Throttle is how failed sign-ins slow down the next ones (default
+	// DefaultThrottlePolicy).
+	Throttle ThrottlePolicy
 }
 
 // Defaults.
 const (
-	DefaultAddr             = ":8080"
-	DefaultTokenTTL         = 12 * time.Hour
-	DefaultMaxBodyBytes     = 64 << 10
-	DefaultIdempotencyTTL   = 30 * 24 * time.Hour
-	DefaultMaxLoginFailures = 10
+	DefaultAddr           = ":8080"
+	DefaultTokenTTL       = 12 * time.Hour
+	DefaultMaxBodyBytes   = 64 << 10
+	DefaultIdempotencyTTL = 30 * 24 * time.Hour
 )
 
 func (c Config) withDefaults() Config {
@@ -67,9 +71,8 @@ func (c Config) withDefaults() Config {
 	if c.IdempotencyTTL <= 0 {
 		c.IdempotencyTTL = DefaultIdempotencyTTL
 	}
-	if c.MaxLoginFailures <= 0 {
-		c.MaxLoginFailures = DefaultMaxLoginFailures
-	}
+	c.Password = c.Password.orDefault()
+	c.Throttle = c.Throttle.orDefault()
 	return c
 }
 
@@ -136,6 +139,9 @@ type Deps struct {
 	Approval     Approval
 	Disbursement Disbursement
 	Audit        Audit
+	// Signer signs the actor of every command the gateway sends for a
+	// signed-in user; the services refuse commands it did not sign.
+	Signer *rpc.Signer
 	// DB holds the gateway's store; Run migrates it.
 	DB     sqldb.DB
 	Logger *zap.Logger
@@ -161,16 +167,19 @@ type server struct {
 	approval     Approval
 	disbursement Disbursement
 	audit        Audit
+	signer       *rpc.Signer
 	db           sqldb.DB
 	store        Store
 	log          *zap.Logger
 	registry     *prometheus.Registry
 	ready        func(context.Context) error
 	now          func() time.Time
-	limiter      *loginLimiter
-	metrics      *httpMetrics
-	outages      outage.Log
-	ui           http.Handler
+	// dummyHash is verified against when the username is unknown, so that
+	// a wrong username costs as much time as a wrong password.
+	dummyHash []byte
+	metrics   *httpMetrics
+	outages   outage.Log
+	ui        http.Handler
 	// openAPI is the API's OpenAPI document, made from routes().
 	openAPI []byte
 	// metricsHTTP serves registry on /metrics, made on first use.
@@ -186,7 +195,7 @@ func newServer(d Deps) (*server, error) {
 		return nil, errors.New("gateway: DB is required")
 	}
 	s := &server{cfg: d.Config.withDefaults(), intake: d.Intake, approval: d.Approval, disbursement: d.Disbursement,
-		audit: d.Audit, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
+		audit: d.Audit, signer: d.Signer, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -198,7 +207,7 @@ func newServer(d Deps) (*server, error) {
 		now = time.Now
 	}
 	s.now = func() time.Time { return now().UTC() }
-	s.limiter = newLoginLimiter(s.cfg.MaxLoginFailures, time.Minute)
+	s.dummyHash = s.cfg.Password.hash(rand.Text())
 	m, err := newHTTPMetrics(s.registry)
 	if err != nil {
 		return nil, err
@@ -275,7 +284,8 @@ func Run(ctx context.Context, d Deps) error {
 	return nil
 }
 
-// sweep forgets expired tokens and old idempotency keys every interval
+// sweep forgets expired tokens, stale sign-in counters and old
+// idempotency keys every interval
 // until ctx ends.
 func (s *server) sweep(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
@@ -284,6 +294,9 @@ func (s *server) sweep(ctx context.Context, every time.Duration) {
 		now := s.now()
 		if _, err := s.store.DeleteExpiredTokens(ctx, now); err != nil && ctx.Err() == nil {
 			s.log.Warn("sweep tokens", zap.Error(err))
+		}
+		if _, err := s.store.DeleteStaleThrottles(ctx, s.cfg.Throttle, now); err != nil && ctx.Err() == nil {
+			s.log.Warn("sweep sign-in counters", zap.Error(err))
 		}
 		if _, err := s.store.DeleteIdemBefore(ctx, now.Add(-s.cfg.IdempotencyTTL)); err != nil && ctx.Err() == nil {
 			s.log.Warn("sweep idempotency keys", zap.Error(err))

@@ -19,7 +19,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/caseview"
@@ -299,15 +298,13 @@ var (
 	testHash     []byte
 )
 
+// testPasswordParams make argon2id cheap, so that tests sign in quickly.
+var testPasswordParams = PasswordParams{Memory: 64, Time: 1, Threads: 1}
+
 // lowCostHash is the hash of every test user's password, "pw", made once
-// at the lowest cost.
+// with testPasswordParams.
 func lowCostHash() []byte {
-	testHashOnce.Do(func() {
-		var err error
-		if testHash, err = bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost); err != nil {
-			panic(err)
-		}
-	})
+	testHashOnce.Do(func() { testHash = testPasswordParams.hash("pw") })
 	return testHash
 }
 
@@ -325,7 +322,7 @@ func newHarness(tb testing.TB, db sqldb.DB, cfgs ...func(*Config)) *harness {
 	h.disb = &fakeDisbursement{calls: h.calls}
 	h.audit = &fakeAudit{calls: h.calls}
 	h.setDefaults()
-	var cfg Config
+	cfg := Config{Password: testPasswordParams}
 	for _, f := range cfgs {
 		f(&cfg)
 	}

@@ -131,7 +131,7 @@ func TestRun(t *testing.T) {
 		return addr != ""
 	})
 	// Run migrated the database: seeding and signing in work.
-	if err := seedUsers(ctx, db, []User{{Username: "fin", Password: "pw", Roles: []string{finance}}}, 4, time.Now); err != nil {
+	if err := seedUsers(ctx, db, []User{{Username: "fin", Password: "pw", Roles: []string{finance}}}, testPasswordParams, time.Now); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.Post("http://"+addr+"/v1/auth/token", "application/json", strings.NewReader(`{"username":"fin","password":"pw"}`))

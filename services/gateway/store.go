@@ -23,7 +23,8 @@ var Migrations = sqldb.Embedded("gateway", migrationFS)
 // Account is a stored local account.
 type Account struct {
 	Username string
-	// PasswordHash is the bcrypt hash of the password.
+	// PasswordHash is the argon2id hash of the password (PHC string; an
+	// older bcrypt hash until the account's next sign-in).
 	PasswordHash []byte
 	Roles        []string
 	// Posts binds a requester to the posts it files for.
@@ -73,6 +74,22 @@ type Store interface {
 	// PutAccount creates an account or replaces its password hash, roles
 	// and posts; CreatedAt is kept from the first time.
 	PutAccount(ctx context.Context, a Account) error
+	// ReplacePasswordHash sets the account's password hash to new if it is
+	// still old; replaced is false when the account is gone or its hash
+	// changed meanwhile.
+	ReplacePasswordHash(ctx context.Context, username string, old, new []byte) (replaced bool, err error)
+	// CountLoginAttempt counts a sign-in attempt as failed, unless a
+	// counter of it is waiting: then it returns how long, and counts
+	// nothing. Checking and counting are one transaction, so concurrent
+	// attempts never exceed the policy's allowances.
+	CountLoginAttempt(ctx context.Context, a LoginAttempt, p ThrottlePolicy, now time.Time) (wait time.Duration, err error)
+	// LoginSucceeded takes back the counted attempt of a successful
+	// sign-in, clears the counter of its account and address, and marks
+	// the address as known for the account.
+	LoginSucceeded(ctx context.Context, a LoginAttempt, now time.Time) error
+	// DeleteStaleThrottles forgets counters that hold nothing back any
+	// more.
+	DeleteStaleThrottles(ctx context.Context, p ThrottlePolicy, now time.Time) (int64, error)
 	// CreateToken stores an issued token.
 	CreateToken(ctx context.Context, t Token) error
 	// TokenAccount returns the account holding the token with hash and
@@ -137,6 +154,16 @@ func (s *SQLStore) PutAccount(ctx context.Context, a Account) error {
 		return fmt.Errorf("put account: %w", err)
 	}
 	return nil
+}
+
+// ReplacePasswordHash implements Store.
+func (s *SQLStore) ReplacePasswordHash(ctx context.Context, username string, old, new []byte) (bool, error) {
+	n, err := s.db.Exec(ctx, `UPDATE gateway_users SET password_hash = $3 WHERE username = $1 AND password_hash = $2`,
+		username, string(old), string(new))
+	if err != nil {
+		return false, fmt.Errorf("replace password hash: %w", err)
+	}
+	return n == 1, nil
 }
 
 // CreateToken implements Store.

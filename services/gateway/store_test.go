@@ -5,11 +5,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/sqldb"
@@ -30,7 +29,9 @@ func TestStore(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		store := NewSQLStore(migrated(t, db))
 		t.Run("accounts", func(t *testing.T) { testAccounts(t, store) })
+		t.Run("password hash", func(t *testing.T) { testReplacePasswordHash(t, store) })
 		t.Run("tokens", func(t *testing.T) { testTokens(t, store) })
+		t.Run("sign-in throttle", func(t *testing.T) { testThrottle(t, store) })
 		t.Run("idempotency", func(t *testing.T) { testIdempotency(t, store) })
 		t.Run("idempotency race", func(t *testing.T) { testIdempotencyRace(t, store) })
 		t.Run("idempotency lookup and record", func(t *testing.T) { testIdempotencyLookupRecord(t, store) })
@@ -73,6 +74,27 @@ func testAccounts(t *testing.T, s Store) {
 	}
 	if !got.Has(approver) || got.Has(auditor) {
 		t.Fatalf("Has: %+v", got)
+	}
+}
+
+func testReplacePasswordHash(t *testing.T, s Store) {
+	ctx := context.Background()
+	old := []byte("$2a$04$old")
+	if err := s.PutAccount(ctx, Account{Username: "mei", PasswordHash: old, Roles: []string{approver}, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.ReplacePasswordHash(ctx, "mei", []byte("$2a$04$not-the-stored-one"), []byte("$argon2id$x")); err != nil || ok {
+		t.Fatalf("replace from another hash: %v, %v; want false", ok, err)
+	}
+	if ok, err := s.ReplacePasswordHash(ctx, "mei", old, []byte("$argon2id$new")); err != nil || !ok {
+		t.Fatalf("replace: %v, %v; want true", ok, err)
+	}
+	a, err := s.Account(ctx, "mei")
+	if err != nil || string(a.PasswordHash) != "$argon2id$new" || !slices.Equal(a.Roles, []string{approver}) {
+		t.Fatalf("after replace: %+v, %v", a, err)
+	}
+	if ok, err := s.ReplacePasswordHash(ctx, "nobody", old, []byte("x")); err != nil || ok {
+		t.Fatalf("replace for an unknown account: %v, %v", ok, err)
 	}
 }
 
@@ -237,7 +259,7 @@ func TestSeedUsers(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		ctx := context.Background()
 		users := DemoUsers("demo")
-		if err := seedUsers(ctx, db, users, bcrypt.MinCost, func() time.Time { return t0 }); err != nil {
+		if err := seedUsers(ctx, db, users, testPasswordParams, func() time.Time { return t0 }); err != nil {
 			t.Fatal(err)
 		}
 		store := NewSQLStore(db)
@@ -247,7 +269,7 @@ func TestSeedUsers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if bcrypt.CompareHashAndPassword(a.PasswordHash, []byte("demo")) != nil {
+			if ok, stale := testPasswordParams.verify(a.PasswordHash, "demo"); !ok || stale {
 				t.Fatalf("%s: password does not verify", u.Username)
 			}
 			if bytes.Contains(a.PasswordHash, []byte("demo")) {
@@ -256,7 +278,7 @@ func TestSeedUsers(t *testing.T) {
 			before[u.Username] = a
 		}
 		// Seeding again changes nothing.
-		if err := seedUsers(ctx, db, users, bcrypt.MinCost, func() time.Time { return t0.Add(time.Hour) }); err != nil {
+		if err := seedUsers(ctx, db, users, testPasswordParams, func() time.Time { return t0.Add(time.Hour) }); err != nil {
 			t.Fatal(err)
 		}
 		for _, u := range users {
@@ -267,11 +289,11 @@ func TestSeedUsers(t *testing.T) {
 		}
 		// Another password or role updates the account.
 		users[0].Password, users[0].Posts = "changed", []string{"BGD-DHAKA", "BGD-CTG"}
-		if err := seedUsers(ctx, db, users, bcrypt.MinCost, time.Now); err != nil {
+		if err := seedUsers(ctx, db, users, testPasswordParams, time.Now); err != nil {
 			t.Fatal(err)
 		}
 		a, _ := store.Account(ctx, users[0].Username)
-		if bcrypt.CompareHashAndPassword(a.PasswordHash, []byte("changed")) != nil || len(a.Posts) != 2 {
+		if ok, _ := testPasswordParams.verify(a.PasswordHash, "changed"); !ok || len(a.Posts) != 2 {
 			t.Fatalf("update not applied: %+v", a)
 		}
 	})
@@ -306,14 +328,14 @@ func TestSeedUsersRefusesBadAccounts(t *testing.T) {
 		"no username":          {Password: "p", Roles: []string{finance}},
 		"comma in username":    {Username: "a,b", Password: "p", Roles: []string{finance}},
 		"no password":          {Username: "x", Roles: []string{finance}},
-		"long password":        {Username: "x", Password: string(make([]byte, 73)), Roles: []string{finance}},
+		"long password":        {Username: "x", Password: strings.Repeat("p", maxPassword+1), Roles: []string{finance}},
 		"no role":              {Username: "x", Password: "p"},
 		"unknown role":         {Username: "x", Password: "p", Roles: []string{"system"}},
 		"requester, no post":   {Username: "x", Password: "p", Roles: []string{requester}},
 		"comma in post":        {Username: "x", Password: "p", Roles: []string{requester}, Posts: []string{"A,B"}},
 		"space in the account": {Username: "x y", Password: "p", Roles: []string{finance}},
 	} {
-		err := seedUsers(context.Background(), db, []User{u}, bcrypt.MinCost, time.Now)
+		err := seedUsers(context.Background(), db, []User{u}, testPasswordParams, time.Now)
 		if !assist.IsCode(err, assist.CodeInvalid) {
 			t.Errorf("%s: %v, want invalid", name, err)
 		}

@@ -2,19 +2,16 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/sqldb"
 )
 
-// User is a local account to seed. Password is plain text: only its bcrypt
-// hash is stored.
+// User is a local account to seed. Password is plain text: only its
+// argon2id hash is stored.
 type User struct {
 	Username string
 	Password string
@@ -47,10 +44,10 @@ func DemoUsers(password string) []User {
 //
 // Errors: CodeInvalid naming the first bad account; store errors.
 func SeedUsers(ctx context.Context, db sqldb.DB, users []User) error {
-	return seedUsers(ctx, db, users, bcrypt.DefaultCost, time.Now)
+	return seedUsers(ctx, db, users, DefaultPasswordParams, time.Now)
 }
 
-func seedUsers(ctx context.Context, db sqldb.DB, users []User, cost int, now func() time.Time) error {
+func seedUsers(ctx context.Context, db sqldb.DB, users []User, params PasswordParams, now func() time.Time) error {
 	if err := Migrate(ctx, db); err != nil {
 		return err
 	}
@@ -62,17 +59,15 @@ func seedUsers(ctx context.Context, db sqldb.DB, users []User, cost int, now fun
 	store := NewSQLStore(db)
 	for _, u := range users {
 		old, err := store.Account(ctx, u.Username)
-		switch {
-		case err == nil && slices.Equal(old.Roles, u.Roles) && slices.Equal(old.Posts, u.Posts) &&
-			bcrypt.CompareHashAndPassword(old.PasswordHash, []byte(u.Password)) == nil:
-			continue
-		case err != nil && !assist.IsCode(err, assist.CodeNotFound):
+		if err != nil && !assist.IsCode(err, assist.CodeNotFound) {
 			return err
 		}
-		hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), cost)
-		if err != nil {
-			return fmt.Errorf("seed %s: %w", u.Username, err)
+		if err == nil && slices.Equal(old.Roles, u.Roles) && slices.Equal(old.Posts, u.Posts) {
+			if ok, stale := params.verify(old.PasswordHash, u.Password); ok && !stale {
+				continue
+			}
 		}
+		hash := params.hash(u.Password)
 		if err := store.PutAccount(ctx, Account{Username: u.Username, PasswordHash: hash, Roles: u.Roles,
 			Posts: u.Posts, CreatedAt: now().UTC()}); err != nil {
 			return err
@@ -84,7 +79,9 @@ func seedUsers(ctx context.Context, db sqldb.DB, users []User, cost int, now fun
 // Limits of an account.
 const (
 	maxUsername = 64
-	maxPassword = 72 // bcrypt's limit, in bytes
+	// maxPassword bounds a password, in bytes; argon2id itself has no
+	// limit (bcrypt's was 72).
+	maxPassword = 1024
 )
 
 func checkUser(u User) error {

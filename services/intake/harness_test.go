@@ -16,6 +16,8 @@ import (
 	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
+	"github.com/eva-org/eva/pkg/rpc"
+	"github.com/eva-org/eva/pkg/rpc/rpctest"
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/intake"
@@ -35,15 +37,19 @@ var (
 // harness runs intake on a real embedded JetStream and a real database.
 // The projection consumer runs only when a test starts it.
 type harness struct {
-	t     *testing.T
-	ctx   context.Context
-	db    sqldb.DB
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	log   *eventlog.Log
-	keys  *seal.Keyring
-	store *intake.SQLStore
-	svc   *intake.Service
+	t    *testing.T
+	ctx  context.Context
+	db   sqldb.DB
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	log  *eventlog.Log
+	keys *seal.Keyring
+	// signer signs the actors of commands sent over NATS; trust, which
+	// intake.Run is given, verifies them.
+	signer *rpc.Signer
+	trust  *rpc.Verifier
+	store  *intake.SQLStore
+	svc    *intake.Service
 	// stopConsumer stops the projection that consume started.
 	stopConsumer func()
 }
@@ -53,20 +59,23 @@ func newHarness(t *testing.T, db sqldb.DB) *harness {
 	el := eventlogtest.Open(t)
 	nc, js, l := el.NC, el.JS, el.Log
 	// A deadline, as every rpc handler has.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Calls sign their actors as a gateway would.
+	signer, trust := rpctest.Keys(t)
+	ctx, cancel := context.WithTimeout(rpc.ActingAsRequested(context.Background(), signer), 5*time.Minute)
 	t.Cleanup(cancel)
 	migrate(t, db)
 	keys, err := seal.NewKeyring(seal.NewMasterKey())
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, ctx: ctx, db: db, nc: nc, js: js, log: l, keys: keys, store: intake.NewSQLStore(db)}
+	h := &harness{t: t, ctx: ctx, db: db, nc: nc, js: js, log: l, keys: keys, store: intake.NewSQLStore(db),
+		signer: signer, trust: trust}
 	h.svc = h.service(nil)
 	return h
 }
 
 func (h *harness) deps(now func() time.Time) intake.Deps {
-	return intake.Deps{Config: intake.Config{Policy: assist.DefaultPolicy()}, NC: h.nc, Log: h.log, DB: h.db,
+	return intake.Deps{Config: intake.Config{Policy: assist.DefaultPolicy()}, NC: h.nc, Trust: h.trust, Log: h.log, DB: h.db,
 		Keys: h.keys, Logger: zaptest.NewLogger(h.t), Now: now}
 }
 

@@ -40,6 +40,8 @@ type Deps struct {
 	// of the id.
 	Payees Payees
 	NC     *nats.Conn
+	// Trust verifies the actors of the commands the gateway signed.
+	Trust  *rpc.Verifier
 	Log    *eventlog.Log
 	DB     sqldb.DB
 	Keys   *seal.Keyring
@@ -85,7 +87,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	s := New(d)
 	go s.pool.refill(ctx, func(err error) { d.Logger.Warn("make data keys", zap.Error(err)) })
-	srv, err := rpc.Serve(ctx, d.NC, "eva-intake", "EVA intake: file, amend, withdraw, answer", d.Logger,
+	srv, err := rpc.Serve(ctx, d.NC, d.Trust, "eva-intake", "EVA intake: file, amend, withdraw, answer", d.Logger,
 		rpc.On(intakeapi.File, caseview.Serve(s.File)),
 		rpc.On(intakeapi.Amend, caseview.Serve(s.Amend)),
 		rpc.On(intakeapi.Withdraw, caseview.Serve(s.Withdraw)),

@@ -5,11 +5,16 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/evatest"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/rpc"
+	"github.com/eva-org/eva/pkg/rpc/rpctest"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/intake"
 	"github.com/eva-org/eva/services/intake/intakeapi"
@@ -52,8 +57,13 @@ func TestRunServesCommandsOverNATS(t *testing.T) {
 		t.Fatalf("Get over NATS = %+v, %v\nwant %+v", got, err, c)
 	}
 	// The raw reply of a filing holds ciphertext only.
-	data, _ := json.Marshal(r)
-	msg, err := h.nc.RequestWithContext(ctx, intakeapi.File.Subject, data)
+	raw := nats.NewMsg(intakeapi.File.Subject)
+	raw.Data, _ = json.Marshal(r)
+	if err := h.signer.Sign(raw, rpc.Principal{Username: ana.Username, Roles: []string{ana.Role}, Posts: []string{ana.Post}},
+		r.CommandID, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := h.nc.RequestMsgWithContext(ctx, raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,4 +118,81 @@ func TestRunServesCommandsOverNATS(t *testing.T) {
 	})
 	_, err = cl.List(ctx, intakeapi.ListFilter{Cursor: "nope"})
 	requireField(t, err, "cursor")
+}
+
+// A command whose actor the gateway did not sign for it — none, forged by
+// another key, expired, signed for another command, or naming another
+// actor than the signed one — is refused with forbidden over NATS, and
+// nothing is appended to the event log (issue 7: "anyone can send
+// eva.intake.* with any actor").
+func TestUnvouchedActorsAppendNothing(t *testing.T) {
+	h := newHarness(t, sqldbtest.SQLite(t))
+	cl := h.run()
+	c, err := cl.File(h.ctx, fileRequest(ana)) // signed: accepted
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := h.js.Stream(h.ctx, eventlog.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func() uint64 {
+		t.Helper()
+		info, err := stream.Info(h.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	before := count()
+
+	bare := context.Background()
+	intruder, _ := rpctest.Keys(t)
+	stale := h.signer.WithClock(func() time.Time { return time.Now().Add(-time.Hour) })
+	anaUser := rpc.Principal{Username: ana.Username, Roles: []string{ana.Role}, Posts: []string{ana.Post}}
+	ghost := assist.Actor{Username: "ghost", Role: assist.RoleRequester, Post: ana.Post}
+	// replayed sends r with the signature of another, signed command.
+	replayed := func(r intakeapi.WithdrawRequest) error {
+		signed := nats.NewMsg(intakeapi.Withdraw.Subject)
+		signed.Data, _ = json.Marshal(intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: newID(), Reason: "r"})
+		if err := h.signer.Sign(signed, anaUser, "other", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg(intakeapi.Withdraw.Subject)
+		m.Data, _ = json.Marshal(r)
+		m.Header = signed.Header
+		reply, err := h.nc.RequestMsgWithContext(h.ctx, m)
+		if err != nil {
+			return err
+		}
+		return &assist.Error{Code: assist.Code(reply.Header.Get(micro.ErrorCodeHeader))}
+	}
+	withdraw := intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Reason: "r"}
+	for name, send := range map[string]func() error{
+		"missing": func() error { _, err := cl.File(bare, fileRequest(ana)); return err },
+		"forged": func() error {
+			_, err := cl.File(rpc.ActingAsRequested(bare, intruder), fileRequest(ana))
+			return err
+		},
+		"expired": func() error { _, err := cl.Withdraw(rpc.ActingAsRequested(bare, stale), withdraw); return err },
+		"another actor": func() error {
+			_, err := cl.File(rpc.ActingFor(bare, h.signer, anaUser), fileRequest(ghost))
+			return err
+		},
+		"replayed for another command": func() error { return replayed(withdraw) },
+		"personal data without a signature": func() error {
+			_, err := cl.Personal(bare, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID})
+			return err
+		},
+	} {
+		if err := send(); !assist.IsCode(err, assist.CodeForbidden) {
+			t.Errorf("%s: %v, want forbidden", name, err)
+		}
+	}
+	if after := count(); after != before {
+		t.Errorf("refused commands appended %d events", after-before)
+	}
+	if acc, err := h.log.Accesses(h.ctx, c.ID); err != nil || len(acc) != 0 {
+		t.Errorf("accesses = %v, %v; want no read of personal data", acc, err)
+	}
 }

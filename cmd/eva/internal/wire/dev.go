@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/retry"
+	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 	"github.com/eva-org/eva/services/gateway"
 )
@@ -41,7 +43,7 @@ func Dev(ctx context.Context, p *Platform, out io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return RunAll(gctx, p) })
 	g.Go(func() error {
-		if err := SeedMoney(gctx, disbursementapi.NewClient(p.NC)); err != nil {
+		if err := SeedMoney(seeder(gctx, p), disbursementapi.NewClient(p.NC)); err != nil {
 			return err
 		}
 		banner(out, p.Config)
@@ -72,13 +74,24 @@ func Seed(ctx context.Context, p *Platform) error {
 	if err := SeedUsers(ctx, p); err != nil {
 		return err
 	}
-	return SeedMoney(ctx, disbursementapi.NewClient(p.NC))
+	if p.Signer == nil {
+		return errors.New("seeding signs its commands as eva-seed: give it --actor-key (EVA_ACTOR_KEY)")
+	}
+	return SeedMoney(seeder(ctx, p), disbursementapi.NewClient(p.NC))
+}
+
+// seedActor is who creates the demo fund and payees.
+var seedActor = assist.Actor{Username: "eva-seed", Role: assist.RoleFinance}
+
+// seeder returns a context whose commands are signed as seedActor.
+func seeder(ctx context.Context, p *Platform) context.Context {
+	return rpc.ActingFor(ctx, p.Signer, rpc.Principal{Username: seedActor.Username, Roles: []string{seedActor.Role}})
 }
 
 // SeedMoney creates the demo fund and payees, waiting for disbursement to
-// answer.
+// answer; ctx signs as the seed actor (see seeder).
 func SeedMoney(ctx context.Context, c *disbursementapi.Client) error {
-	fin := assist.Actor{Username: "eva-seed", Role: assist.RoleFinance}
+	fin := seedActor
 	seed := func() error {
 		if _, err := c.CreateFund(ctx, disbursementapi.CreateFundRequest{CommandID: DemoFundID, Actor: fin,
 			Name: DemoFundName, AllocatedCents: 100_000_000}); err != nil && !assist.IsCode(err, assist.CodeConflict) {

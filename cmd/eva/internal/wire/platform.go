@@ -26,6 +26,7 @@ import (
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/retry"
+	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
 )
@@ -51,6 +52,13 @@ type Config struct {
 	// MasterKey is the base64 master key; empty reads or creates
 	// DataDir/master.key (dev only).
 	MasterKey string
+	// ActorKey is the seed ("SA...") of the key the gateway signs the
+	// actors of commands with; empty with no ActorPublicKeys reads or
+	// creates DataDir/actor.key (dev only).
+	ActorKey string
+	// ActorPublicKeys are the keys ("A...") whose signatures the services
+	// accept (two during a rotation); empty trusts ActorKey's own.
+	ActorPublicKeys []string
 	// DevPassword is the password of the demo accounts.
 	DevPassword string
 	// Policy is the decision policy.
@@ -65,11 +73,15 @@ type Config struct {
 
 // Platform is an opened set of shared resources.
 type Platform struct {
-	Config   Config
-	Server   *server.Server // nil with external NATS
-	NC       *nats.Conn
-	Log      *eventlog.Log
-	Keys     *seal.Keyring
+	Config Config
+	Server *server.Server // nil with external NATS
+	NC     *nats.Conn
+	Log    *eventlog.Log
+	Keys   *seal.Keyring
+	// Signer signs command actors (nil where no ActorKey is configured);
+	// Trust verifies them.
+	Signer   *rpc.Signer
+	Trust    *rpc.Verifier
 	Logger   *zap.Logger
 	Registry *prometheus.Registry
 
@@ -93,7 +105,7 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 	// The data dir is made only when something embedded needs it: a
 	// service run against external NATS and PostgreSQL writes nothing
 	// locally.
-	if cfg.NATSURL == "" || cfg.DatabaseURL == "" || cfg.MasterKey == "" {
+	if cfg.NATSURL == "" || cfg.DatabaseURL == "" || cfg.MasterKey == "" || cfg.devActorKey() {
 		if cfg.DataDir == "" {
 			return nil, errors.New("the embedded NATS server, databases and dev master key need a data dir")
 		}
@@ -134,6 +146,9 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 	if p.Keys, err = keyring(cfg); err != nil {
 		return nil, err
 	}
+	if p.Signer, p.Trust, err = actorKeys(cfg); err != nil {
+		return nil, err
+	}
 	ok = true
 	return p, nil
 }
@@ -170,6 +185,48 @@ func keyring(cfg Config) (*seal.Keyring, error) {
 		return nil, fmt.Errorf("master key is not base64: %w", err)
 	}
 	return seal.NewKeyring(key)
+}
+
+// devActorKey reports whether the actor key is the dev one in DataDir.
+func (c Config) devActorKey() bool { return c.ActorKey == "" && len(c.ActorPublicKeys) == 0 }
+
+// actorKeys makes the signer of command actors, when there is a key to
+// sign with, and the verifier of the keys to trust.
+func actorKeys(cfg Config) (*rpc.Signer, *rpc.Verifier, error) {
+	seed := cfg.ActorKey
+	if cfg.devActorKey() {
+		path := filepath.Join(cfg.DataDir, "actor.key")
+		data, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			s, _, err := rpc.NewActorKey()
+			if err != nil {
+				return nil, nil, err
+			}
+			data = []byte(s)
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				return nil, nil, fmt.Errorf("write actor key: %w", err)
+			}
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("read actor key: %w", err)
+		}
+		seed = string(data)
+	}
+	var signer *rpc.Signer
+	trusted := cfg.ActorPublicKeys
+	if seed != "" {
+		var err error
+		if signer, err = rpc.NewSigner(seed); err != nil {
+			return nil, nil, err
+		}
+		if len(trusted) == 0 {
+			trusted = []string{signer.PublicKey()}
+		}
+	}
+	trust, err := rpc.NewVerifier(trusted...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return signer, trust, nil
 }
 
 // DB returns the database of a service, opening it on first use.

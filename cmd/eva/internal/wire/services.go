@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -33,12 +34,12 @@ type service struct {
 var services = map[string]service{
 	"intake": {intake.Migrate,
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
-			return intake.Run(ctx, intake.Deps{Config: intake.Config{Policy: p.Config.Policy}, NC: p.NC, Log: p.Log,
+			return intake.Run(ctx, intake.Deps{Config: intake.Config{Policy: p.Config.Policy}, NC: p.NC, Trust: p.Trust, Log: p.Log,
 				DB: db, Keys: p.Keys, Payees: disbursementapi.NewClient(p.NC), Logger: p.Logger.Named("intake")})
 		}},
 	"approval": {approval.Migrate,
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
-			return approval.Run(ctx, approval.Deps{Config: approval.Config{Policy: p.Config.Policy, Replicas: p.Config.Replicas}, NC: p.NC, Log: p.Log,
+			return approval.Run(ctx, approval.Deps{Config: approval.Config{Policy: p.Config.Policy, Replicas: p.Config.Replicas}, NC: p.NC, Trust: p.Trust, Log: p.Log,
 				DB: db, Holds: disbursementapi.NewClient(p.NC), Logger: p.Logger.Named("approval")})
 		}},
 	"disbursement": {migrateDisbursement,
@@ -48,7 +49,7 @@ var services = map[string]service{
 			}
 			sim := provsim.New(provsim.Config{SettleAfter: p.Config.SettleAfter}, db)
 			return disbursement.Run(ctx, disbursement.Deps{Config: disbursement.Config{HoldTTL: p.Config.HoldTTL},
-				NC: p.NC, Log: p.Log, DB: db, Provider: sim, Logger: p.Logger.Named("disbursement")})
+				NC: p.NC, Trust: p.Trust, Log: p.Log, DB: db, Provider: sim, Logger: p.Logger.Named("disbursement")})
 		}},
 	"audit": {audit.Migrate,
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
@@ -56,12 +57,16 @@ var services = map[string]service{
 		}},
 	"gateway": {gateway.Migrate,
 		func(ctx context.Context, p *Platform, db sqldb.DB) error {
+			if p.Signer == nil {
+				return errors.New("the gateway signs the actors of its commands: give it --actor-key (EVA_ACTOR_KEY)")
+			}
 			return gateway.Run(ctx, gateway.Deps{
 				Config:       gateway.Config{Addr: p.Config.HTTPAddr, CookieSecure: p.Config.CookieSecure},
 				Intake:       intakeapi.NewClient(p.NC),
 				Approval:     approvalapi.NewClient(p.NC),
 				Disbursement: disbursementapi.NewClient(p.NC),
 				Audit:        auditapi.NewClient(p.NC),
+				Signer:       p.Signer,
 				DB:           db,
 				Logger:       p.Logger.Named("gateway"),
 				Registry:     p.Registry,
