@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eva-org/eva/pkg/evatest"
+	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 )
 
@@ -167,6 +169,7 @@ type topology struct {
 // service is one service process and how to start it again.
 type service struct {
 	name string
+	env  []string
 	args []string
 	p    *proc
 }
@@ -177,7 +180,14 @@ func startTopology(t *testing.T) *topology {
 	top := &topology{t: t, nats: startNATSCluster(t, 3)}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	top.env = childEnv("EVA_MASTER_KEY=" + base64.StdEncoding.EncodeToString(key))
+	// The gateway and seed sign command actors; the services hold only
+	// the public key.
+	actorSeed, actorPublic, err := rpc.NewActorKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	top.env = childEnv("EVA_MASTER_KEY="+base64.StdEncoding.EncodeToString(key), "EVA_ACTOR_PUBLIC_KEYS="+actorPublic)
+	signing := append(slices.Clone(top.env), "EVA_ACTOR_KEY="+actorSeed)
 	top.args = []string{"--nats", top.nats.url(), "--replicas", "3", "--database", sqldbtest.URLWithSchema(pgURL, schema)}
 	if code := startProc(t, "eva migrate", top.env, top.cmd("migrate")...).wait(90 * time.Second); code != 0 {
 		t.Fatalf("eva migrate exited with %d", code)
@@ -187,15 +197,15 @@ func startTopology(t *testing.T) *topology {
 		replicas int
 	}{{"intake", 2}, {"approval", 2}, {"disbursement", 1}, {"audit", 1}} {
 		for i := range svc.replicas {
-			s := &service{name: fmt.Sprintf("%s #%d", svc.name, i+1), args: top.cmd("serve", svc.name)}
-			s.p = startProc(t, "eva serve "+s.name, top.env, s.args...)
+			s := &service{name: fmt.Sprintf("%s #%d", svc.name, i+1), env: top.env, args: top.cmd("serve", svc.name)}
+			s.p = startProc(t, "eva serve "+s.name, s.env, s.args...)
 			top.svcs = append(top.svcs, s)
 		}
 	}
-	gw := startHTTPProc(t, "eva serve gateway", top.env, func(addr string) []string { return top.cmd("serve", "gateway", "--http", addr) })
-	top.gw = &service{name: "gateway", args: top.cmd("serve", "gateway", "--http", strings.TrimPrefix(gw.URL, "http://")), p: gw}
+	gw := startHTTPProc(t, "eva serve gateway", signing, func(addr string) []string { return top.cmd("serve", "gateway", "--http", addr) })
+	top.gw = &service{name: "gateway", env: signing, args: top.cmd("serve", "gateway", "--http", strings.TrimPrefix(gw.URL, "http://")), p: gw}
 	top.svcs = append(top.svcs, top.gw)
-	if code := startProc(t, "eva seed", top.env, top.cmd("seed")...).wait(90 * time.Second); code != 0 {
+	if code := startProc(t, "eva seed", signing, top.cmd("seed")...).wait(90 * time.Second); code != 0 {
 		t.Fatalf("eva seed exited with %d", code)
 	}
 	top.c = newClient(t, gw.URL)
@@ -207,7 +217,7 @@ func (top *topology) cmd(a ...string) []string { return append(a, top.args...) }
 // restart starts a killed service again, as its supervisor would.
 func (top *topology) restart(s *service) {
 	top.t.Helper()
-	s.p = startProc(top.t, "eva serve "+s.name, top.env, s.args...)
+	s.p = startProc(top.t, "eva serve "+s.name, s.env, s.args...)
 	if s == top.gw {
 		s.p.URL = top.c.base
 	}
