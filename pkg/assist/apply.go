@@ -92,10 +92,15 @@ func (c *Case) Apply(e Event, seq uint64) {
 	case PayoutSent:
 		c.State = StateDisbursing
 		c.PayoutID = b.PayoutID
+		c.PayoutAttempt = b.Attempt
 	case PayoutSettled:
 		c.State = StateDisbursed
 	case PayoutFailed:
 		c.State = StateDisbursementFailed
+		c.PayoutAttempt = b.Attempt
+	case PayoutRetried:
+		c.State = StateApproved // approved, its payout to be sent again
+		c.PayoutAttempt = b.Attempt
 	case RequestClosed:
 		c.State = StateClosed
 	case DeadlineMissed:

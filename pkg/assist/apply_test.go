@@ -33,6 +33,7 @@ func sampleBodies() []assist.Body {
 		assist.PayoutSettled{PayoutID: "payout-9", ProviderRef: "r"},
 		assist.PayoutFailed{PayoutID: "payout-9", Error: "e", Attempt: 4},
 		assist.RequestClosed{},
+		assist.PayoutRetried{PayoutID: "payout-9", Attempt: 5},
 		assist.DeadlineMissed{Deadline: t0.Add(4 * time.Hour)},
 		assist.ClaimExpired{ClaimedBy: "olu", ExpiresAt: t0.Add(3 * time.Hour)},
 	}
@@ -157,6 +158,11 @@ func TestApplyEffects(t *testing.T) {
 		}},
 		{assist.PayoutFailed{PayoutID: "po"}, func(t *testing.T, _, c assist.Case) {
 			if c.State != assist.StateDisbursementFailed {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{assist.PayoutRetried{PayoutID: "po", Attempt: 2}, func(t *testing.T, _, c assist.Case) {
+			if c.State != assist.StateApproved || c.PayoutAttempt != 2 {
 				t.Fatalf("%+v", c)
 			}
 		}},

@@ -124,6 +124,7 @@ type Case struct {
 	FundID        string
 	HoldID        string
 	PayoutID      string
+	PayoutAttempt int // the payout's latest attempt: sent, failed or retried
 	// ReleasedHolds lists holds that went back to their fund; an approval
 	// can never use one of them.
 	ReleasedHolds []string
@@ -264,6 +265,11 @@ type (
 		Attempt  int
 	}
 	RequestClosed struct{}
+	// PayoutRetried: finance sends a failed payout again as Attempt.
+	PayoutRetried struct {
+		PayoutID string
+		Attempt  int
+	}
 	// DeadlineMissed: the decision deadline passed while the case was
 	// open; the case is escalated.
 	DeadlineMissed struct{ Deadline time.Time }
@@ -300,6 +306,7 @@ func (PayoutSent) Type() string       { return "PayoutSent" }
 func (PayoutSettled) Type() string    { return "PayoutSettled" }
 func (PayoutFailed) Type() string     { return "PayoutFailed" }
 func (RequestClosed) Type() string    { return "RequestClosed" }
+func (PayoutRetried) Type() string    { return "PayoutRetried" }
 func (DeadlineMissed) Type() string   { return "DeadlineMissed" }
 func (ClaimExpired) Type() string     { return "ClaimExpired" }
 
@@ -318,6 +325,7 @@ func (PayoutSent) isBody()       {}
 func (PayoutSettled) isBody()    {}
 func (PayoutFailed) isBody()     {}
 func (RequestClosed) isBody()    {}
+func (PayoutRetried) isBody()    {}
 func (DeadlineMissed) isBody()   {}
 func (ClaimExpired) isBody()     {}
 
@@ -325,4 +333,4 @@ func (ClaimExpired) isBody()     {}
 var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdrawn", "InfoRequested",
 	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
 	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed",
-	"DeadlineMissed", "ClaimExpired"}
+	"PayoutRetried", "DeadlineMissed", "ClaimExpired"}

@@ -374,6 +374,22 @@ func (c *Case) FailPayout(cmd Cmd, payoutID, reason string, attempt int) (Event,
 	return cmd.event(c.ID, reason, PayoutFailed{PayoutID: payoutID, Error: reason, Attempt: attempt}), nil
 }
 
+// RetryPayout sends a failed payout again as attempt. Recorded before the
+// ledger moves, it orders a retry against a cancellation of the same
+// failure: whichever is recorded first wins and the other is refused.
+//
+// Errors: CodeForbidden for anyone but finance, CodeConflict unless this
+// payout failed.
+func (c *Case) RetryPayout(cmd Cmd, payoutID string, attempt int) (Event, error) {
+	if cmd.Actor.Role != RoleFinance {
+		return Event{}, Errorf(CodeForbidden, "only finance retries a payout")
+	}
+	if payoutID == "" || c.PayoutID != payoutID || c.State != StateDisbursementFailed {
+		return Event{}, conflict("only a failed payout can be retried; the request is %s", c.State)
+	}
+	return cmd.event(c.ID, "", PayoutRetried{PayoutID: payoutID, Attempt: attempt}), nil
+}
+
 // CancelPayout gives up a failed payout: its funds return to the fund and
 // the case closes.
 //

@@ -181,6 +181,16 @@ func moves() []move {
 			},
 		},
 		{
+			name: "RetryPayout", actor: fred, onNew: assist.CodeConflict,
+			run: func(c *assist.Case, cmd assist.Cmd, _ assist.Policy) (assist.Event, error) {
+				return c.RetryPayout(cmd, payoutID, 2)
+			},
+			ok: map[string]assist.State{"disbursement_failed": assist.StateApproved},
+			want: func(assist.Cmd) (string, assist.Body) {
+				return "", assist.PayoutRetried{PayoutID: payoutID, Attempt: 2}
+			},
+		},
+		{
 			name: "CancelPayout", actor: fred, onNew: assist.CodeConflict,
 			run: func(c *assist.Case, cmd assist.Cmd, _ assist.Policy) (assist.Event, error) {
 				return c.CancelPayout(cmd, "payee cannot be paid")

@@ -105,6 +105,8 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 		pe.Body = &evav1.Event_PayoutFailed{PayoutFailed: &evav1.PayoutFailed{PayoutId: b.PayoutID, Error: b.Error, Attempt: int32(b.Attempt)}}
 	case assist.RequestClosed:
 		pe.Body = &evav1.Event_RequestClosed{RequestClosed: &evav1.RequestClosed{}}
+	case assist.PayoutRetried:
+		pe.Body = &evav1.Event_PayoutRetried{PayoutRetried: &evav1.PayoutRetried{PayoutId: b.PayoutID, Attempt: int32(b.Attempt)}}
 	case assist.DeadlineMissed:
 		pe.Body = &evav1.Event_DeadlineMissed{DeadlineMissed: &evav1.DeadlineMissed{Deadline: ts(b.Deadline)}}
 	case assist.ClaimExpired:
@@ -186,6 +188,8 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		e.Body = assist.PayoutFailed{PayoutID: p.GetPayoutId(), Error: p.GetError(), Attempt: int(p.GetAttempt())}
 	case *evav1.Event_RequestClosed:
 		e.Body = assist.RequestClosed{}
+	case *evav1.Event_PayoutRetried:
+		e.Body = assist.PayoutRetried{PayoutID: b.PayoutRetried.GetPayoutId(), Attempt: int(b.PayoutRetried.GetAttempt())}
 	case *evav1.Event_DeadlineMissed:
 		e.Body = assist.DeadlineMissed{Deadline: tm(b.DeadlineMissed.GetDeadline())}
 	case *evav1.Event_ClaimExpired:

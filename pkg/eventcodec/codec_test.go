@@ -80,6 +80,7 @@ func samples() []struct {
 		{"PayoutSettled", envelope("13", assist.PayoutSettled{PayoutID: "payout-1", ProviderRef: "prov-1"})},
 		{"PayoutFailed", envelope("14", assist.PayoutFailed{PayoutID: "payout-1", Error: "timeout", Attempt: 2})},
 		{"RequestClosed", envelope("15", assist.RequestClosed{})},
+		{"PayoutRetried", envelope("18", assist.PayoutRetried{PayoutID: "payout-1", Attempt: 3})},
 		{"DeadlineMissed", envelope("16", assist.DeadlineMissed{Deadline: deadline})},
 		{"ClaimExpired", envelope("17", assist.ClaimExpired{ClaimedBy: "olu", ExpiresAt: at.Add(30 * time.Minute)})},
 	}

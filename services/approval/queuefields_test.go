@@ -57,6 +57,8 @@ func sampleBody(r *rand.Rand, typ string) assist.Body {
 		return assist.PayoutFailed{PayoutID: str("payout"), Error: str("e"), Attempt: 1}
 	case "RequestClosed":
 		return assist.RequestClosed{}
+	case "PayoutRetried":
+		return assist.PayoutRetried{PayoutID: str("payout"), Attempt: 2}
 	case "DeadlineMissed":
 		return assist.DeadlineMissed{Deadline: at}
 	case "ClaimExpired":

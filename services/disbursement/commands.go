@@ -11,6 +11,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
@@ -178,10 +179,15 @@ func (s *Service) ReleaseHold(ctx context.Context, r disbursementapi.ReleaseHold
 	return s.store.Hold(ctx, r.HoldID)
 }
 
-// RetryPayout sends a failed payout again, as a new attempt.
+// RetryPayout sends a failed payout again, as a new attempt. The retry is
+// recorded in the case's log first (PayoutRetried), like a cancellation,
+// so the two are ordered by the log: a retry after a cancellation — even
+// one the ledger has not applied yet — is refused, and so is a
+// cancellation after a retry. The ledger then moves from the event: here
+// at once, and by the consumer after a crash (once either way).
 //
 // Errors: CodeForbidden unless finance, CodeNotFound, CodeConflict unless
-// failed.
+// failed, CodeInvalid for a command id that is not a UUID.
 func (s *Service) RetryPayout(ctx context.Context, r disbursementapi.PayoutCommand) (disbursementapi.Payout, error) {
 	if r.Actor.Role != assist.RoleFinance {
 		return disbursementapi.Payout{}, assist.Errorf(assist.CodeForbidden, "only finance retries payouts")
@@ -190,10 +196,24 @@ func (s *Service) RetryPayout(ctx context.Context, r disbursementapi.PayoutComma
 	if err != nil {
 		return disbursementapi.Payout{}, err
 	}
-	if p.Status != disbursementapi.PayoutFailed {
-		return disbursementapi.Payout{}, assist.Errorf(assist.CodeConflict, "only a failed payout can be retried; it is %s", p.Status)
+	if !eventlog.ValidCaseID(r.CommandID) {
+		return disbursementapi.Payout{}, assist.Errorf(assist.CodeInvalid, "command id %q is not a UUID", r.CommandID)
 	}
-	if err := s.store.RetryPayout(ctx, p.ID, newID(), s.now()); err != nil {
+	c, err := s.log.Execute(ctx, eventlog.Command{CaseID: p.CaseID, ID: r.CommandID, Decide: func(c *assist.Case) (assist.Event, error) {
+		if c.PayoutID != p.ID {
+			return assist.Event{}, assist.Errorf(assist.CodeConflict, "payout %s is not the request's payout", p.ID)
+		}
+		return c.RetryPayout(assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}, p.ID, p.Attempt+1)
+	}})
+	if err != nil {
+		return disbursementapi.Payout{}, err
+	}
+	// c is the case right after the retry (also when this command was
+	// retried by its client), so the attempt is the one it recorded.
+	err = s.db.Tx(ctx, func(q sqldb.Querier) error {
+		return s.store.RetryPayout(ctx, q, p.ID, c.PayoutAttempt, newID(), s.now())
+	})
+	if err != nil {
 		return disbursementapi.Payout{}, err
 	}
 	s.poke()

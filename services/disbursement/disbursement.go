@@ -138,6 +138,7 @@ var ledgerSubjects = []string{
 	eventlog.Subject("*", "PayoutSent"),
 	eventlog.Subject("*", "PayoutSettled"),
 	eventlog.Subject("*", "PayoutFailed"),
+	eventlog.Subject("*", "PayoutRetried"),
 }
 
 // poke wakes the worker: the consumer committed effects it may wait for.

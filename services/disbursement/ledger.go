@@ -39,6 +39,8 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 			Advance{LastError: b.Error, Now: now})
 	case assist.FundsReleased:
 		return s.store.ReleaseHold(ctx, q, b.HoldID, now)
+	case assist.PayoutRetried:
+		return s.store.RetryPayout(ctx, q, b.PayoutID, b.Attempt, newID(), now)
 	}
 	return nil
 }

@@ -407,6 +407,95 @@ func TestExpiredHoldBackingARecordedApprovalIsPaid(t *testing.T) {
 	}
 }
 
+// decliningProvider is a fake bank that declines the first declines
+// payments it is asked for and pays the rest once per key.
+type decliningProvider struct {
+	*countingProvider
+	declines atomic.Int64
+}
+
+func (p *decliningProvider) Pay(ctx context.Context, pm Payment) (Receipt, error) {
+	if p.declines.Add(-1) >= 0 {
+		p.calls.Add(1)
+		return Receipt{Status: ReceiptFailed, Error: "declined"}, nil
+	}
+	return p.countingProvider.Pay(ctx, pm)
+}
+
+// failedPayout drives a new case until its payout failed (the provider
+// declines it) and the ledger knows, and returns the case and the payout.
+func (h *harness) failedPayout() (string, disbursementapi.Payout) {
+	h.t.Helper()
+	caseID := h.approved(1_000)
+	h.drive(h.svc, caseID, assist.StateDisbursementFailed)
+	var p disbursementapi.Payout
+	evatest.Await(h.t, evatest.Patience, "the ledger to see the failure", func() (bool, string) {
+		c, err := h.log.Case(h.ctx, caseID)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		p, err = h.svc.store.Payout(h.ctx, c.PayoutID)
+		return err == nil && p.Status == disbursementapi.PayoutFailed, fmt.Sprintf("%+v %v", p, err)
+	})
+	return caseID, p
+}
+
+// Finance cancels a failed payout and then retries it (two officers, or
+// one who changed her mind) before the ledger applied the cancellation:
+// the retry is refused, because both are decided on the case's log, and
+// the bank is never paid for a hold given back to the fund. The opposite
+// order refuses the cancellation and pays once. Found by the simulator
+// (seed 89), when a retry was recorded in the ledger only.
+func TestRetryAndCancelOfAFailedPayoutAreOrdered(t *testing.T) {
+	t.Run("cancel, then retry before the ledger applied it", func(t *testing.T) {
+		bank := &decliningProvider{countingProvider: newCountingProvider()}
+		bank.declines.Store(1)
+		h := newHarness(t, sqldbtest.SQLite(t), bank)
+		caseID, p := h.failedPayout()
+		h.cancel() // the ledger's consumer stops: it will not see the cancellation yet
+		h.ctx, h.cancel = context.WithCancel(context.Background())
+		t.Cleanup(h.cancel)
+		cancelled := disbursementapi.PayoutCommand{CommandID: newID(), Actor: fin, PayoutID: p.ID, Reason: "payee closed"}
+		if _, err := h.svc.CancelPayout(h.ctx, cancelled); err != nil {
+			t.Fatal(err)
+		}
+		_, err := h.svc.RetryPayout(h.ctx, disbursementapi.PayoutCommand{CommandID: newID(), Actor: fin, PayoutID: p.ID})
+		if !assist.IsCode(err, assist.CodeConflict) {
+			t.Fatalf("retry after a cancellation: %v, want a conflict", err)
+		}
+		h.consume(h.svc)
+		f := h.waitFund("the hold back in the fund", func(f disbursementapi.Fund) bool { return f.AvailableCents == 100_000 })
+		h.svc.RunDue(h.ctx)
+		if f.PaidCents != 0 || f.ReservedCents != 0 || len(bank.paid) != 0 || h.state(caseID) != assist.StateClosed {
+			t.Fatalf("after cancel then retry: fund %+v, bank paid %v, case %s", f, bank.paid, h.state(caseID))
+		}
+	})
+	t.Run("retry, then cancel", func(t *testing.T) {
+		bank := &decliningProvider{countingProvider: newCountingProvider()}
+		bank.declines.Store(1)
+		h := newHarness(t, sqldbtest.SQLite(t), bank)
+		caseID, p := h.failedPayout()
+		retry := disbursementapi.PayoutCommand{CommandID: newID(), Actor: fin, PayoutID: p.ID}
+		got, err := h.svc.RetryPayout(h.ctx, retry)
+		if err != nil || got.Status != disbursementapi.PayoutPending || got.Attempt != 2 {
+			t.Fatalf("retry: %+v, %v; want pending at attempt 2", got, err)
+		}
+		_, err = h.svc.CancelPayout(h.ctx, disbursementapi.PayoutCommand{CommandID: newID(), Actor: fin, PayoutID: p.ID, Reason: "too late"})
+		if !assist.IsCode(err, assist.CodeConflict) {
+			t.Fatalf("cancel after a retry: %v, want a conflict", err)
+		}
+		// The same retry sent again by its client changes nothing more.
+		if again, err := h.svc.RetryPayout(h.ctx, retry); err != nil || again.Attempt != 2 {
+			t.Fatalf("retry repeated: %+v, %v", again, err)
+		}
+		h.drive(h.svc, caseID, assist.StateDisbursed)
+		f := h.waitFund("the payout settled", func(f disbursementapi.Fund) bool { return f.PaidCents == 1_000 })
+		if f.ReservedCents != 0 || len(bank.paid) != 1 || bank.paid[p.ID+"-2"] != 1 {
+			t.Fatalf("after retry then cancel: fund %+v, bank paid %v", f, bank.paid)
+		}
+	})
+}
+
 // A step that failed because a dependency was out of reach is due again
 // one Poll later, not after the long back-off of a failing step: payouts
 // resume as soon as the dependency is back.

@@ -97,9 +97,10 @@ type Store interface {
 	// ReleaseHold returns a held or reserved hold's amount to its fund and
 	// cancels a failed payout it backed.
 	ReleaseHold(ctx context.Context, q sqldb.Querier, holdID string, now time.Time) error
-	// RetryPayout puts a failed payout back to be paid, as a new attempt.
-	// Errors: CodeConflict unless failed.
-	RetryPayout(ctx context.Context, payoutID, cmdID string, now time.Time) error
+	// RetryPayout puts a failed payout back to be paid as attempt, once:
+	// only when it failed at the attempt before (applied before, or not
+	// failed, it does nothing).
+	RetryPayout(ctx context.Context, q sqldb.Querier, payoutID string, attempt int, cmdID string, now time.Time) error
 
 	// ClaimWork leases due payout steps to this worker.
 	ClaimWork(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Work, error)
@@ -401,12 +402,10 @@ func (s *SQLStore) ReleaseHold(ctx context.Context, q sqldb.Querier, holdID stri
 }
 
 // RetryPayout implements Store.
-func (s *SQLStore) RetryPayout(ctx context.Context, payoutID, cmdID string, now time.Time) error {
-	n, err := s.db.Exec(ctx, `UPDATE disb_payouts SET stage = $1, cmd_id = $2, attempt = attempt + 1, next_at = $3,
-		lease_until = 0, updated_at = $3 WHERE id = $4 AND stage = $5`, stagePay, cmdID, sqldb.Micros(now), payoutID, stageFailed)
-	if err == nil && n == 0 {
-		return assist.Errorf(assist.CodeConflict, "only a failed payout can be retried")
-	}
+func (s *SQLStore) RetryPayout(ctx context.Context, q sqldb.Querier, payoutID string, attempt int, cmdID string, now time.Time) error {
+	_, err := q.Exec(ctx, `UPDATE disb_payouts SET stage = $1, cmd_id = $2, attempt = $3, next_at = $4,
+		lease_until = 0, updated_at = $4 WHERE id = $5 AND stage = $6 AND attempt = $7`,
+		stagePay, cmdID, attempt, sqldb.Micros(now), payoutID, stageFailed, attempt-1)
 	return err
 }
 

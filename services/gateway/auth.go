@@ -5,11 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"math"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -72,28 +70,34 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, q loginQuery, in 
 		return tokenResponse{}, err
 	}
 	now := s.now()
-	if wait := s.limiter.wait(in.Username, now); wait > 0 {
-		return tokenResponse{}, &retryAfter{seconds: int(math.Ceil(wait.Seconds())),
-			err: assist.Errorf(assist.CodeRateLimited, "too many failed sign-ins for this username; try again later")}
+	attempt := LoginAttempt{Username: in.Username, Addr: clientAddr(r)}
+	wait, err := s.store.CountLoginAttempt(r.Context(), attempt, s.cfg.Throttle, now)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	if wait > 0 {
+		secs := retryAfterSeconds(wait)
+		return tokenResponse{}, &retryAfter{seconds: secs,
+			err: assist.Errorf(assist.CodeRateLimited, "too many failed sign-ins; try again in %d s", secs)}
 	}
 	acct, err := s.store.Account(r.Context(), in.Username)
 	switch {
 	case assist.IsCode(err, assist.CodeNotFound):
 		s.cfg.Password.verify(s.dummyHash, in.Password)
-		s.limiter.fail(in.Username, now)
 		return tokenResponse{}, errBadCredentials
 	case err != nil:
 		return tokenResponse{}, err
 	}
 	ok, stale := s.cfg.Password.verify(acct.PasswordHash, in.Password)
 	if !ok {
-		s.limiter.fail(in.Username, now)
 		return tokenResponse{}, errBadCredentials
+	}
+	if err := s.store.LoginSucceeded(r.Context(), attempt, now); err != nil {
+		return tokenResponse{}, err
 	}
 	if stale {
 		s.upgradeHash(r.Context(), acct, in.Password)
 	}
-	s.limiter.reset(in.Username)
 	token, exp, err := s.issueToken(r.Context(), acct.Username)
 	if err != nil {
 		return tokenResponse{}, err
@@ -222,67 +226,6 @@ func allow(roles ...string) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
-}
-
-// loginLimiter counts failed sign-ins per username in fixed windows. It
-// is per process: with N replicas a username gets at most N times the
-// budget, which still stops guessing.
-type loginLimiter struct {
-	mu     sync.Mutex
-	max    int
-	window time.Duration
-	byUser map[string]*failures
-}
-
-type failures struct {
-	start time.Time
-	n     int
-}
-
-// maxTracked bounds the limiter's memory; beyond it, windows that ended
-// are dropped.
-const maxTracked = 10000
-
-func newLoginLimiter(maxFailures int, window time.Duration) *loginLimiter {
-	return &loginLimiter{max: maxFailures, window: window, byUser: map[string]*failures{}}
-}
-
-// wait returns how long username must wait before trying again, 0 when it
-// may try now.
-func (l *loginLimiter) wait(username string, now time.Time) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.byUser[username]
-	if f == nil || !now.Before(f.start.Add(l.window)) || f.n < l.max {
-		return 0
-	}
-	return f.start.Add(l.window).Sub(now)
-}
-
-// fail records a failed sign-in.
-func (l *loginLimiter) fail(username string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.byUser[username]
-	if f == nil || !now.Before(f.start.Add(l.window)) {
-		if len(l.byUser) >= maxTracked {
-			for u, g := range l.byUser {
-				if !now.Before(g.start.Add(l.window)) {
-					delete(l.byUser, u)
-				}
-			}
-		}
-		f = &failures{start: now}
-		l.byUser[username] = f
-	}
-	f.n++
-}
-
-// reset forgets the failures of a username that signed in.
-func (l *loginLimiter) reset(username string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.byUser, username)
 }
 
 func nonNil[T any](s []T) []T {

@@ -45,18 +45,17 @@ type Config struct {
 	// Password is the argon2id parameters of new password hashes (default
 	// DefaultPasswordParams).
 	Password PasswordParams
-	// MaxLoginFailures is how many failed sign-ins a username may have per
-	// minute (default 10); more → 429 with Retry-After.
-	MaxLoginFailures int
+	// Throttle is how failed sign-ins slow down the next ones (default
+	// DefaultThrottlePolicy).
+	Throttle ThrottlePolicy
 }
 
 // Defaults.
 const (
-	DefaultAddr             = ":8080"
-	DefaultTokenTTL         = 12 * time.Hour
-	DefaultMaxBodyBytes     = 64 << 10
-	DefaultIdempotencyTTL   = 30 * 24 * time.Hour
-	DefaultMaxLoginFailures = 10
+	DefaultAddr           = ":8080"
+	DefaultTokenTTL       = 12 * time.Hour
+	DefaultMaxBodyBytes   = 64 << 10
+	DefaultIdempotencyTTL = 30 * 24 * time.Hour
 )
 
 func (c Config) withDefaults() Config {
@@ -73,9 +72,7 @@ func (c Config) withDefaults() Config {
 		c.IdempotencyTTL = DefaultIdempotencyTTL
 	}
 	c.Password = c.Password.orDefault()
-	if c.MaxLoginFailures <= 0 {
-		c.MaxLoginFailures = DefaultMaxLoginFailures
-	}
+	c.Throttle = c.Throttle.orDefault()
 	return c
 }
 
@@ -177,7 +174,6 @@ type server struct {
 	registry     *prometheus.Registry
 	ready        func(context.Context) error
 	now          func() time.Time
-	limiter      *loginLimiter
 	// dummyHash is verified against when the username is unknown, so that
 	// a wrong username costs as much time as a wrong password.
 	dummyHash []byte
@@ -212,7 +208,6 @@ func newServer(d Deps) (*server, error) {
 	}
 	s.now = func() time.Time { return now().UTC() }
 	s.dummyHash = s.cfg.Password.hash(rand.Text())
-	s.limiter = newLoginLimiter(s.cfg.MaxLoginFailures, time.Minute)
 	m, err := newHTTPMetrics(s.registry)
 	if err != nil {
 		return nil, err
@@ -289,7 +284,8 @@ func Run(ctx context.Context, d Deps) error {
 	return nil
 }
 
-// sweep forgets expired tokens and old idempotency keys every interval
+// sweep forgets expired tokens, stale sign-in counters and old
+// idempotency keys every interval
 // until ctx ends.
 func (s *server) sweep(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
@@ -298,6 +294,9 @@ func (s *server) sweep(ctx context.Context, every time.Duration) {
 		now := s.now()
 		if _, err := s.store.DeleteExpiredTokens(ctx, now); err != nil && ctx.Err() == nil {
 			s.log.Warn("sweep tokens", zap.Error(err))
+		}
+		if _, err := s.store.DeleteStaleThrottles(ctx, s.cfg.Throttle, now); err != nil && ctx.Err() == nil {
+			s.log.Warn("sweep sign-in counters", zap.Error(err))
 		}
 		if _, err := s.store.DeleteIdemBefore(ctx, now.Add(-s.cfg.IdempotencyTTL)); err != nil && ctx.Err() == nil {
 			s.log.Warn("sweep idempotency keys", zap.Error(err))

@@ -77,9 +77,11 @@ func (s *server) routes() []route {
 		),
 		group("identity",
 			route{method: post, pattern: "/v1/auth/token", public: true, summary: "Sign in",
-				doc: "Local accounts. A wrong username and a wrong password get the same 401. After 10 failed sign-ins " +
-					"for a username within a minute, 429 with Retry-After. Idempotency-Key is accepted and ignored: " +
-					"tokens are not replayed.",
+				doc: "Local accounts. A wrong username and a wrong password get the same 401. Failed sign-ins are " +
+					"counted per account and client address (5 free), per address (20) and per account (100, not " +
+					"held against addresses that signed in to it within 30 days); beyond, each failure doubles the " +
+					"wait (1 s, 2 s, ... up to 15 min), answered 429 with Retry-After. Idempotency-Key is accepted " +
+					"and ignored: tokens are not replayed.",
 				answer: "a bearer token",
 				op: handlePlain(s, s.login).alsoAnswers(http.StatusUnauthorized, http.StatusTooManyRequests, http.StatusServiceUnavailable).
 					withHeader("Set-Cookie", "with ?cookie=1: the eva_session cookie (HttpOnly, SameSite=Strict, Secure behind HTTPS)")},

@@ -78,6 +78,18 @@ type Store interface {
 	// still old; replaced is false when the account is gone or its hash
 	// changed meanwhile.
 	ReplacePasswordHash(ctx context.Context, username string, old, new []byte) (replaced bool, err error)
+	// CountLoginAttempt counts a sign-in attempt as failed, unless a
+	// counter of it is waiting: then it returns how long, and counts
+	// nothing. Checking and counting are one transaction, so concurrent
+	// attempts never exceed the policy's allowances.
+	CountLoginAttempt(ctx context.Context, a LoginAttempt, p ThrottlePolicy, now time.Time) (wait time.Duration, err error)
+	// LoginSucceeded takes back the counted attempt of a successful
+	// sign-in, clears the counter of its account and address, and marks
+	// the address as known for the account.
+	LoginSucceeded(ctx context.Context, a LoginAttempt, now time.Time) error
+	// DeleteStaleThrottles forgets counters that hold nothing back any
+	// more.
+	DeleteStaleThrottles(ctx context.Context, p ThrottlePolicy, now time.Time) (int64, error)
 	// CreateToken stores an issued token.
 	CreateToken(ctx context.Context, t Token) error
 	// TokenAccount returns the account holding the token with hash and

@@ -31,6 +31,7 @@ func TestStore(t *testing.T) {
 		t.Run("accounts", func(t *testing.T) { testAccounts(t, store) })
 		t.Run("password hash", func(t *testing.T) { testReplacePasswordHash(t, store) })
 		t.Run("tokens", func(t *testing.T) { testTokens(t, store) })
+		t.Run("sign-in throttle", func(t *testing.T) { testThrottle(t, store) })
 		t.Run("idempotency", func(t *testing.T) { testIdempotency(t, store) })
 		t.Run("idempotency race", func(t *testing.T) { testIdempotencyRace(t, store) })
 		t.Run("idempotency lookup and record", func(t *testing.T) { testIdempotencyLookupRecord(t, store) })

@@ -168,6 +168,7 @@ type Event struct {
 	//	*Event_PayoutSettled
 	//	*Event_PayoutFailed
 	//	*Event_RequestClosed
+	//	*Event_PayoutRetried
 	//	*Event_DeadlineMissed
 	//	*Event_ClaimExpired
 	Body          isEvent_Body `protobuf_oneof:"body"`
@@ -389,6 +390,15 @@ func (x *Event) GetRequestClosed() *RequestClosed {
 	return nil
 }
 
+func (x *Event) GetPayoutRetried() *PayoutRetried {
+	if x != nil {
+		if x, ok := x.Body.(*Event_PayoutRetried); ok {
+			return x.PayoutRetried
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetDeadlineMissed() *DeadlineMissed {
 	if x != nil {
 		if x, ok := x.Body.(*Event_DeadlineMissed); ok {
@@ -471,6 +481,10 @@ type Event_RequestClosed struct {
 	RequestClosed *RequestClosed `protobuf:"bytes,34,opt,name=request_closed,json=requestClosed,proto3,oneof"`
 }
 
+type Event_PayoutRetried struct {
+	PayoutRetried *PayoutRetried `protobuf:"bytes,89,opt,name=payout_retried,json=payoutRetried,proto3,oneof"` // money range, from the top
+}
+
 type Event_DeadlineMissed struct {
 	DeadlineMissed *DeadlineMissed `protobuf:"bytes,35,opt,name=deadline_missed,json=deadlineMissed,proto3,oneof"`
 }
@@ -508,6 +522,8 @@ func (*Event_PayoutSettled) isEvent_Body() {}
 func (*Event_PayoutFailed) isEvent_Body() {}
 
 func (*Event_RequestClosed) isEvent_Body() {}
+
+func (*Event_PayoutRetried) isEvent_Body() {}
 
 func (*Event_DeadlineMissed) isEvent_Body() {}
 
@@ -1606,6 +1622,61 @@ func (x *PayoutFailed) GetAttempt() int32 {
 	return 0
 }
 
+// PayoutRetried records that finance sent a failed payout again, as a new
+// attempt. Recorded in the case's log before the ledger moves, so a retry
+// and a cancellation of the same failure are ordered: only one of them wins.
+type PayoutRetried struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId      string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"` // the new attempt's number
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayoutRetried) Reset() {
+	*x = PayoutRetried{}
+	mi := &file_eva_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutRetried) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutRetried) ProtoMessage() {}
+
+func (x *PayoutRetried) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutRetried.ProtoReflect.Descriptor instead.
+func (*PayoutRetried) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *PayoutRetried) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *PayoutRetried) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 type RequestClosed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1614,7 +1685,7 @@ type RequestClosed struct {
 
 func (x *RequestClosed) Reset() {
 	*x = RequestClosed{}
-	mi := &file_eva_v1_events_proto_msgTypes[19]
+	mi := &file_eva_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1697,7 @@ func (x *RequestClosed) String() string {
 func (*RequestClosed) ProtoMessage() {}
 
 func (x *RequestClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[19]
+	mi := &file_eva_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1710,7 @@ func (x *RequestClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestClosed.ProtoReflect.Descriptor instead.
 func (*RequestClosed) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 // DeadlineMissed: the decision deadline passed while the case was still
@@ -1653,7 +1724,7 @@ type DeadlineMissed struct {
 
 func (x *DeadlineMissed) Reset() {
 	*x = DeadlineMissed{}
-	mi := &file_eva_v1_events_proto_msgTypes[20]
+	mi := &file_eva_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1736,7 @@ func (x *DeadlineMissed) String() string {
 func (*DeadlineMissed) ProtoMessage() {}
 
 func (x *DeadlineMissed) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[20]
+	mi := &file_eva_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1749,7 @@ func (x *DeadlineMissed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadlineMissed.ProtoReflect.Descriptor instead.
 func (*DeadlineMissed) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeadlineMissed) GetDeadline() *timestamppb.Timestamp {
@@ -1700,7 +1771,7 @@ type ClaimExpired struct {
 
 func (x *ClaimExpired) Reset() {
 	*x = ClaimExpired{}
-	mi := &file_eva_v1_events_proto_msgTypes[21]
+	mi := &file_eva_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1783,7 @@ func (x *ClaimExpired) String() string {
 func (*ClaimExpired) ProtoMessage() {}
 
 func (x *ClaimExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[21]
+	mi := &file_eva_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1796,7 @@ func (x *ClaimExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimExpired.ProtoReflect.Descriptor instead.
 func (*ClaimExpired) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ClaimExpired) GetClaimedBy() string {
@@ -1750,7 +1821,7 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04post\x18\x03 \x01(\tR\x04post\"\x95\n" +
+	"\x04post\x18\x03 \x01(\tR\x04post\"\xd5\n" +
 	"\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
@@ -1775,7 +1846,8 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"payoutSent\x12>\n" +
 	"\x0epayout_settled\x18  \x01(\v2\x15.eva.v1.PayoutSettledH\x00R\rpayoutSettled\x12;\n" +
 	"\rpayout_failed\x18! \x01(\v2\x14.eva.v1.PayoutFailedH\x00R\fpayoutFailed\x12>\n" +
-	"\x0erequest_closed\x18\" \x01(\v2\x15.eva.v1.RequestClosedH\x00R\rrequestClosed\x12A\n" +
+	"\x0erequest_closed\x18\" \x01(\v2\x15.eva.v1.RequestClosedH\x00R\rrequestClosed\x12>\n" +
+	"\x0epayout_retried\x18Y \x01(\v2\x15.eva.v1.PayoutRetriedH\x00R\rpayoutRetried\x12A\n" +
 	"\x0fdeadline_missed\x18# \x01(\v2\x16.eva.v1.DeadlineMissedH\x00R\x0edeadlineMissed\x12;\n" +
 	"\rclaim_expired\x18$ \x01(\v2\x14.eva.v1.ClaimExpiredH\x00R\fclaimExpiredB\x06\n" +
 	"\x04body\"E\n" +
@@ -1870,7 +1942,10 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\fPayoutFailed\x12\x1b\n" +
 	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x18\n" +
-	"\aattempt\x18\x03 \x01(\x05R\aattempt\"\x0f\n" +
+	"\aattempt\x18\x03 \x01(\x05R\aattempt\"F\n" +
+	"\rPayoutRetried\x12\x1b\n" +
+	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\x0f\n" +
 	"\rRequestClosed\"H\n" +
 	"\x0eDeadlineMissed\x126\n" +
 	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"h\n" +
@@ -1893,7 +1968,7 @@ func file_eva_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_eva_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_eva_v1_events_proto_goTypes = []any{
 	(FundsReleased_Cause)(0),      // 0: eva.v1.FundsReleased.Cause
 	(*Actor)(nil),                 // 1: eva.v1.Actor
@@ -1915,13 +1990,14 @@ var file_eva_v1_events_proto_goTypes = []any{
 	(*PayoutSent)(nil),            // 17: eva.v1.PayoutSent
 	(*PayoutSettled)(nil),         // 18: eva.v1.PayoutSettled
 	(*PayoutFailed)(nil),          // 19: eva.v1.PayoutFailed
-	(*RequestClosed)(nil),         // 20: eva.v1.RequestClosed
-	(*DeadlineMissed)(nil),        // 21: eva.v1.DeadlineMissed
-	(*ClaimExpired)(nil),          // 22: eva.v1.ClaimExpired
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*PayoutRetried)(nil),         // 20: eva.v1.PayoutRetried
+	(*RequestClosed)(nil),         // 21: eva.v1.RequestClosed
+	(*DeadlineMissed)(nil),        // 22: eva.v1.DeadlineMissed
+	(*ClaimExpired)(nil),          // 23: eva.v1.ClaimExpired
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_eva_v1_events_proto_depIdxs = []int32{
-	23, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
+	24, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
 	1,  // 1: eva.v1.Event.actor:type_name -> eva.v1.Actor
 	6,  // 2: eva.v1.Event.request_submitted:type_name -> eva.v1.RequestSubmitted
 	7,  // 3: eva.v1.Event.request_amended:type_name -> eva.v1.RequestAmended
@@ -1937,25 +2013,26 @@ var file_eva_v1_events_proto_depIdxs = []int32{
 	17, // 13: eva.v1.Event.payout_sent:type_name -> eva.v1.PayoutSent
 	18, // 14: eva.v1.Event.payout_settled:type_name -> eva.v1.PayoutSettled
 	19, // 15: eva.v1.Event.payout_failed:type_name -> eva.v1.PayoutFailed
-	20, // 16: eva.v1.Event.request_closed:type_name -> eva.v1.RequestClosed
-	21, // 17: eva.v1.Event.deadline_missed:type_name -> eva.v1.DeadlineMissed
-	22, // 18: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
-	3,  // 19: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
-	23, // 20: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
-	5,  // 21: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
-	3,  // 22: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
-	23, // 23: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
-	5,  // 24: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
-	23, // 25: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
-	5,  // 26: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
-	0,  // 27: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
-	23, // 28: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
-	23, // 29: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	21, // 16: eva.v1.Event.request_closed:type_name -> eva.v1.RequestClosed
+	20, // 17: eva.v1.Event.payout_retried:type_name -> eva.v1.PayoutRetried
+	22, // 18: eva.v1.Event.deadline_missed:type_name -> eva.v1.DeadlineMissed
+	23, // 19: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
+	3,  // 20: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
+	24, // 21: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
+	5,  // 22: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
+	3,  // 23: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
+	24, // 24: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
+	5,  // 25: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
+	24, // 26: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
+	5,  // 27: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
+	0,  // 28: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
+	24, // 29: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
+	24, // 30: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_eva_v1_events_proto_init() }
@@ -1979,6 +2056,7 @@ func file_eva_v1_events_proto_init() {
 		(*Event_PayoutSettled)(nil),
 		(*Event_PayoutFailed)(nil),
 		(*Event_RequestClosed)(nil),
+		(*Event_PayoutRetried)(nil),
 		(*Event_DeadlineMissed)(nil),
 		(*Event_ClaimExpired)(nil),
 	}
@@ -1989,7 +2067,7 @@ func file_eva_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eva_v1_events_proto_rawDesc), len(file_eva_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

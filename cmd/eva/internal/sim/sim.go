@@ -49,11 +49,6 @@ type Config struct {
 	// Provider, when set, wraps the fake bank as the services see it:
 	// tests plant bugs with it to prove that the simulator finds them.
 	Provider func(disbursement.Provider) disbursement.Provider
-	// FinanceRaces lets finance retry a payout it cancelled (two officers,
-	// or one who changed her mind) before the ledger applied the
-	// cancellation: a known race, see TestKnownBugRetryAfterCancel. Off,
-	// finance decides once per payout whether to retry or cancel it.
-	FinanceRaces bool
 	// Trace, when set, receives each step as it happens.
 	Trace func(line string)
 }
@@ -123,30 +118,29 @@ var (
 )
 
 type world struct {
-	cfg       Config
-	ctx       context.Context
-	rng       *rand.Rand
-	clock     *clock
-	sched     *scheduler
-	stream    *fakeStream
-	bank      *fakeBank
-	prov      disbursement.Provider
-	db        sqldb.DB
-	log       *eventlog.Log
-	nodes     []*node
-	cons      *consumer
-	funds     []disbursementapi.Fund
-	payees    []string
-	cases     []*simCase
-	fin       bool            // a finance task is in flight
-	cancelled map[string]bool // payouts finance cancelled
-	faultP    [nFaults]int
-	calm      bool
-	dirty     bool // the database or the bank changed since the last check
-	step      int
-	trace     []string
-	failed    *Failure
-	res       Result
+	cfg    Config
+	ctx    context.Context
+	rng    *rand.Rand
+	clock  *clock
+	sched  *scheduler
+	stream *fakeStream
+	bank   *fakeBank
+	prov   disbursement.Provider
+	db     sqldb.DB
+	log    *eventlog.Log
+	nodes  []*node
+	cons   *consumer
+	funds  []disbursementapi.Fund
+	payees []string
+	cases  []*simCase
+	fin    bool // a finance task is in flight
+	faultP [nFaults]int
+	calm   bool
+	dirty  bool // the database or the bank changed since the last check
+	step   int
+	trace  []string
+	failed *Failure
+	res    Result
 }
 
 type clock struct{ t time.Time }
@@ -250,7 +244,6 @@ func (w *world) run() error {
 	if w.cfg.Provider != nil {
 		w.prov = w.cfg.Provider(w.bank)
 	}
-	w.cancelled = map[string]bool{}
 	w.cons = &consumer{acked: map[uint64]bool{}, inflight: map[uint64]int{}, delivered: map[uint64]int{}}
 	for i := range 1 + w.rng.IntN(3) {
 		n := &node{i: i}
@@ -622,12 +615,6 @@ func (w *world) startFinance(settling bool) {
 	if settling {
 		cancel = attempt >= 3
 	}
-	if w.cancelled[id] && !w.cfg.FinanceRaces {
-		cancel = true // cancelled before: never retried after
-	}
-	if cancel {
-		w.cancelled[id] = true
-	}
 	w.fin = true
 	n := w.pickNode()
 	name := "finance retry"
@@ -651,7 +638,7 @@ func (w *world) startFinance(settling bool) {
 }
 
 // ledgerTypes are the events disbursement's consumer takes.
-var ledgerTypes = []string{"RequestApproved", "FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed"}
+var ledgerTypes = []string{"RequestApproved", "FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "PayoutRetried"}
 
 // consumer is disbursement's durable consumer as the JetStream server
 // keeps it: which events were acked, which are being delivered. It
@@ -863,15 +850,27 @@ type Summary struct {
 // SeedsPerSecond is the rate the seeds ran at.
 func (s Summary) SeedsPerSecond() float64 { return float64(s.Seeds) / s.Elapsed.Seconds() }
 
-// RunSeeds runs n seeds from first, parallel at a time (each seed is its
-// own world: running them side by side changes none). cfg's Seed is
-// ignored. It stops early at the first failure when stop is set.
-func RunSeeds(ctx context.Context, cfg Config, first uint64, n, parallel int, stop bool) Summary {
+// Seeds says which seeds RunSeeds runs and how.
+type Seeds struct {
+	First uint64
+	N     int
+	// Parallel seeds run at once (each seed is its own world: running
+	// them side by side changes none); default 1.
+	Parallel int
+	// Stop ends the run at the first failure.
+	Stop bool
+	// Progress, when set, is called after each seed with the number done.
+	Progress func(done int)
+}
+
+// RunSeeds runs a range of seeds, each with cfg (whose Seed is ignored).
+func RunSeeds(ctx context.Context, cfg Config, o Seeds) Summary {
 	start := time.Now()
-	parallel = max(1, parallel)
-	results := make([]Result, n)
+	parallel := max(1, o.Parallel)
+	results := make([]Result, o.N)
 	next := make(chan int)
 	var failed atomic.Bool
+	var done atomic.Int64
 	var wg sync.WaitGroup
 	for range parallel {
 		wg.Add(1)
@@ -879,16 +878,19 @@ func RunSeeds(ctx context.Context, cfg Config, first uint64, n, parallel int, st
 			defer wg.Done()
 			for i := range next {
 				c := cfg
-				c.Seed = first + uint64(i)
+				c.Seed = o.First + uint64(i)
 				results[i] = Run(ctx, c)
 				if results[i].Err != nil {
 					failed.Store(true)
+				}
+				if n := done.Add(1); o.Progress != nil {
+					o.Progress(int(n))
 				}
 			}
 		}()
 	}
 	ran := 0
-	for i := 0; i < n && ctx.Err() == nil && !(stop && failed.Load()); i++ {
+	for i := 0; i < o.N && ctx.Err() == nil && !(o.Stop && failed.Load()); i++ {
 		next <- i
 		ran++
 	}
