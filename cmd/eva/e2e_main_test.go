@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -503,10 +504,6 @@ type (
 		Reason   string  `json:"reason"`
 		Lag      uint64  `json:"lag"`
 	}
-	checkpointJSON struct {
-		Size  uint64 `json:"size"`
-		Chain string `json:"chain"`
-	}
 	pageJSON[T any] struct {
 		Items      []T    `json:"items"`
 		NextCursor string `json:"next_cursor"`
@@ -573,6 +570,24 @@ func (c *client) waitStatus(id, want string, d time.Duration) caseJSON {
 		return cs.Status == want, cs.Status
 	})
 	return cs
+}
+
+// checkpoint reads the latest signed checkpoint (text) and its tree size.
+func (c *client) checkpoint() (size uint64, note string) {
+	c.tb.Helper()
+	resp := c.do(req{user: "aud", method: http.MethodGet, path: "/v1/audit/checkpoint"})
+	if resp.Status != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		c.tb.Fatalf("GET /v1/audit/checkpoint: %s", resp)
+	}
+	lines := strings.Split(string(resp.Body), "\n")
+	if len(lines) < 4 {
+		c.tb.Fatalf("GET /v1/audit/checkpoint: not a checkpoint: %q", resp.Body)
+	}
+	size, err := strconv.ParseUint(lines[1], 10, 64)
+	if err != nil {
+		c.tb.Fatalf("GET /v1/audit/checkpoint: size %q: %v", lines[1], err)
+	}
+	return size, string(resp.Body)
 }
 
 // waitVerified waits until GET /v1/audit/verify is ok with the archive

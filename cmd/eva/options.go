@@ -23,15 +23,23 @@ type options struct {
 	logLevel string
 	pprof    string
 	bench    benchOptions
+	audit    wire.AuditVerifyOptions
+	origin   string
 	sim      simOptions
 }
+
+// stringList is a flag that may be given several times.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // newOptions declares the flags cmd takes on fs; nil for an unknown
 // command. Every flag with an environment variable reads it as its
 // default.
 func newOptions(fs *flag.FlagSet, cmd string) *options {
 	o := &options{cfg: wire.Config{Policy: assist.DefaultPolicy(), DevPassword: env("EVA_DEV_PASSWORD", "demo"),
-		MasterKey: os.Getenv("EVA_MASTER_KEY")}}
+		MasterKey: os.Getenv("EVA_MASTER_KEY"), AuditKey: os.Getenv("EVA_AUDIT_KEY")}}
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn, error")
 	stores := func() {
 		fs.StringVar(&o.cfg.DataDir, "data", env("EVA_DATA", "./eva-data"), "data directory (embedded NATS store, embedded databases, dev master key)")
@@ -64,8 +72,13 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 	case "serve":
 		stores()
 		services()
-	case "migrate", "seed", "audit":
+	case "migrate", "seed":
 		stores()
+	case "audit":
+		stores()
+		fs.Var((*stringList)(&o.audit.Checkpoints), "checkpoint", "verify: a file of signed checkpoints saved earlier (repeatable)")
+		fs.StringVar(&o.audit.Key, "key", "", "verify: the verifier key, as GET /v1/audit/key prints it (default: this installation's)")
+		fs.StringVar(&o.origin, "origin", "", "keygen: the log's name, e.g. audit.eva.example.org")
 	case "bench":
 		fs.StringVar(&o.cfg.DatabaseURL, "database", os.Getenv("EVA_DATABASE_URL"), "postgres://... for the instance the bench starts (default: embedded SQLite)")
 		fs.StringVar(&o.pprof, "pprof", "", "serve Go profiles (net/http/pprof) at host:port")

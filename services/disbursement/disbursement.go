@@ -138,6 +138,8 @@ var ledgerSubjects = []string{
 	eventlog.Subject("*", "PayoutSent"),
 	eventlog.Subject("*", "PayoutSettled"),
 	eventlog.Subject("*", "PayoutFailed"),
+	eventlog.Subject("*", "RequestRejected"),
+	eventlog.Subject("*", "RequestWithdrawn"),
 	eventlog.Subject("*", "PayoutRetried"),
 }
 

@@ -63,6 +63,9 @@ type Result struct {
 	Paid      int // payments the bank made
 	Crashes   int
 	Redeliver int // deliveries of an event after its first
+	// Types counts the log's events by type (FundsReleased by cause):
+	// what the seed exercised.
+	Types map[string]int
 	// Err is the broken invariant (a *Failure), or an error running the
 	// simulation itself.
 	Err error
@@ -113,7 +116,7 @@ const (
 )
 
 var (
-	faultMax      = [nFaults]int{50, 50, 30, 150, 150, 200, 400, 80, 80, 150}
+	faultMax      = [nFaults]int{50, 50, 30, 150, 150, 300, 400, 80, 80, 150}
 	faultVariants = [nFaults]int{3, 1, 1, 1, 1, 1, 1, 1, 1, 1}
 )
 
@@ -201,6 +204,14 @@ func Run(ctx context.Context, cfg Config) Result {
 	w.res.Steps = w.step
 	if w.stream != nil {
 		w.res.Events = len(w.stream.msgs)
+		w.res.Types = map[string]int{}
+		for _, r := range w.events() {
+			t := r.Event.Type()
+			if b, ok := r.Event.Body.(assist.FundsReleased); ok {
+				t += releaseCauses[b.Cause]
+			}
+			w.res.Types[t]++
+		}
 	}
 	if w.bank != nil {
 		w.res.Paid = len(w.bank.paid())
@@ -394,7 +405,9 @@ func (w *world) newID() string {
 // fault draws whether a fault of kind k happens now: 0 for none, else
 // which variant.
 func (w *world) fault(k int) int {
-	if w.calm || w.rng.IntN(1000) >= w.faultP[k] {
+	// Once calm, only what a healthy provider does goes on: it declines
+	// some payments and answers some slowly.
+	if w.calm && k != faultProviderDecline && k != faultProviderSlow || w.rng.IntN(1000) >= w.faultP[k] {
 		return 0
 	}
 	return 1 + w.rng.IntN(faultVariants[k])
@@ -611,7 +624,7 @@ func (w *world) startFinance(settling bool) {
 		w.fail("read failed payouts: %v", err)
 		return
 	}
-	cancel := w.rng.IntN(3) == 0
+	cancel := w.rng.IntN(2) == 0
 	if settling {
 		cancel = attempt >= 3
 	}
@@ -837,12 +850,16 @@ func fundsText(fs []disbursementapi.Fund) string {
 	return strings.Join(parts, " ")
 }
 
+var releaseCauses = map[assist.ReleaseCause]string{assist.ReleaseHoldExpired: " (hold expired)",
+	assist.ReleasePayoutCancelled: " (payout cancelled)"}
+
 // Summary is what a run of many seeds did.
 type Summary struct {
 	Seeds                                           int
 	Elapsed                                         time.Duration
 	Steps, Events, Approved, Refused, Paid, Crashes int
 	Redeliveries                                    int
+	Types                                           map[string]int
 	// Failures are the seeds whose invariants broke, in seed order.
 	Failures []Result
 }
@@ -896,7 +913,7 @@ func RunSeeds(ctx context.Context, cfg Config, o Seeds) Summary {
 	}
 	close(next)
 	wg.Wait()
-	s := Summary{Seeds: ran, Elapsed: time.Since(start)}
+	s := Summary{Seeds: ran, Elapsed: time.Since(start), Types: map[string]int{}}
 	for _, r := range results[:ran] {
 		s.Steps += r.Steps
 		s.Events += r.Events
@@ -905,6 +922,9 @@ func RunSeeds(ctx context.Context, cfg Config, o Seeds) Summary {
 		s.Paid += r.Paid
 		s.Crashes += r.Crashes
 		s.Redeliveries += r.Redeliver
+		for t, n := range r.Types {
+			s.Types[t] += n
+		}
 		if r.Err != nil {
 			s.Failures = append(s.Failures, r)
 		}

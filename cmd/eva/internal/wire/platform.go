@@ -58,6 +58,10 @@ type Config struct {
 	// MasterKey is the base64 master key; empty reads or creates
 	// DataDir/master.key (dev only).
 	MasterKey string
+	// AuditKey is the checkpoint signing key (note format,
+	// PRIVATE+KEY+...); empty reads or creates DataDir/audit.key (dev
+	// only).
+	AuditKey string
 	// ActorKey is the seed ("SA...") of the key the gateway signs the
 	// actors of commands with; empty with no ActorPublicKeys reads or
 	// creates DataDir/actor.key (dev only).

@@ -53,7 +53,11 @@ var services = map[string]service{
 		}},
 	"audit": {audit.Migrate,
 		func(ctx context.Context, p *Platform, b Bus, db sqldb.DB) error {
-			return audit.Run(ctx, audit.Deps{NC: b.NC, Log: b.Log, DB: db, Logger: p.Logger.Named("audit")})
+			key, err := auditKey(p.Config)
+			if err != nil {
+				return err
+			}
+			return audit.Run(ctx, audit.Deps{NC: b.NC, Log: b.Log, DB: db, Key: key, Logger: p.Logger.Named("audit")})
 		}},
 	"gateway": {gateway.Migrate,
 		func(ctx context.Context, p *Platform, b Bus, db sqldb.DB) error {
