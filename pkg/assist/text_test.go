@@ -3,6 +3,8 @@ package assist_test
 import (
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/eva-org/eva/pkg/assist"
 )
@@ -104,4 +106,28 @@ func wantFields(tb testing.TB, err error, fields ...string) {
 	if strings.Join(got, ",") != strings.Join(fields, ",") {
 		tb.Fatalf("fields %v, want %v (%v)", got, fields, err)
 	}
+}
+
+// FuzzTextFault checks TextFault against an independent statement of the
+// rule: text is refused exactly when it is not UTF-8 or holds a control
+// character (unicode.IsControl: C0, DEL, C1) or a bidi embedding,
+// override or isolate — save, in multi-line text, a line feed, a tab and
+// a carriage return before a line feed.
+func FuzzTextFault(f *testing.F) {
+	for _, s := range []string{"", "ok", "a\nb", "a\r\nb", "a\rb", "\x00", "\u202e", "\u2069", "\u0085", "\xff", "\u200f"} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, s string, multiLine bool) {
+		bad := !utf8.ValidString(s)
+		for i, r := range s {
+			allowed := multiLine && (r == '\n' || r == '\t' || r == '\r' && strings.HasPrefix(s[i+1:], "\n"))
+			if !allowed && (unicode.IsControl(r) || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069) {
+				bad = true
+			}
+		}
+		if got := assist.TextFault(s, multiLine); (got != "") != bad {
+			t.Fatalf("TextFault(%q, %v) = %q; want a fault: %v", s, multiLine, got, bad)
+		}
+	})
 }

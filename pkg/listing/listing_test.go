@@ -1,6 +1,7 @@
 package listing_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/eva-org/eva/pkg/assist"
@@ -34,4 +35,31 @@ func TestDecode(t *testing.T) {
 			t.Errorf("%s: %v, want invalid naming cursor", name, err)
 		}
 	}
+}
+
+// FuzzDecode: a cursor either opens into n parts free of control
+// characters, which encode back into a cursor that opens alike, or is
+// refused naming the cursor; never a panic.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{"", "18446744073709551615", "!!", listing.Encode("1", "a"), listing.Encode("1", "\x00"),
+		listing.Encode("1", "2", "3"), listing.Encode("\u202e", "x")} {
+		f.Add(s, 2)
+	}
+	f.Fuzz(func(t *testing.T, c string, n int) {
+		n = 1 + (n&3)%4
+		parts, err := listing.Decode(c, n)
+		if err != nil {
+			if e, ok := err.(*assist.Error); !ok || e.Code != assist.CodeInvalid || len(e.Fields) != 1 || e.Fields[0].Field != "cursor" {
+				t.Fatalf("Decode(%q, %d): %v", c, n, err)
+			}
+			return
+		}
+		if len(parts) != n {
+			t.Fatalf("Decode(%q, %d): %d parts", c, n, len(parts))
+		}
+		again, err := listing.Decode(listing.Encode(parts...), n)
+		if err != nil || strings.Join(again, "|") != strings.Join(parts, "|") {
+			t.Fatalf("Decode(%q, %d) = %q, re-encoded: %q, %v", c, n, parts, again, err)
+		}
+	})
 }
