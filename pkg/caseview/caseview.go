@@ -33,8 +33,11 @@ type Case struct {
 	FundID         string    `json:"fund_id,omitempty"`
 	HoldID         string    `json:"hold_id,omitempty"`
 	PayoutID       string    `json:"payout_id,omitempty"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
+	// PossibleDuplicateOf is the duplicate check at filing; the gateway
+	// shows it to approvers, finance and auditors, never to requesters.
+	PossibleDuplicateOf []string  `json:"possible_duplicate_of,omitempty"`
+	CreatedAt           time.Time `json:"created_at"`
+	UpdatedAt           time.Time `json:"updated_at"`
 	// Version is the log position of the case's last event.
 	Version uint64 `json:"version"`
 }
@@ -46,7 +49,7 @@ func From(c *assist.Case) Case {
 		Urgency: string(c.Urgency), AmountCents: c.AmountCents, Justification: c.Justification, PayeeID: c.PayeeID,
 		Deadline: c.Deadline, Escalated: c.Escalated, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt,
 		Question: c.Question, ApprovedCents: c.ApprovedCents, ApprovedBy: c.ApprovedBy, FundID: c.FundID,
-		HoldID: c.HoldID, PayoutID: c.PayoutID, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Version: c.Version,
+		HoldID: c.HoldID, PayoutID: c.PayoutID, PossibleDuplicateOf: c.PossibleDuplicateOf, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Version: c.Version,
 	}
 }
 

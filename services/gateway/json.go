@@ -57,6 +57,8 @@ type caseJSON struct {
 	ClaimedBy      string          `json:"claimed_by,omitempty" jsonschema_description:"the approver holding the claim"`
 	ClaimExpiresAt *timestamp      `json:"claim_expires_at,omitempty"`
 	Question       string          `json:"question,omitempty" jsonschema_description:"the open question while info_requested"`
+	// PossibleDuplicateOf is set for approvers, finance and auditors only.
+	PossibleDuplicateOf *[]string `json:"possible_duplicate_of,omitempty" jsonschema_description:"open or recent cases (any post) for the same beneficiary reference and category when this one was filed; shown to approvers, finance and auditors, never to requesters"`
 }
 
 // location is where a case is read.

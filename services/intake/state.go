@@ -21,23 +21,27 @@ type storedCase struct {
 	Justification      string       `json:"Justification"`
 	Beneficiary        storedSealed `json:"Beneficiary"`
 	BeneficiaryRefHash []byte       `json:"BeneficiaryRefHash"`
-	PayeeID            string       `json:"PayeeID"`
-	Deadline           time.Time    `json:"Deadline"`
-	Escalated          bool         `json:"Escalated"`
-	State              string       `json:"State"`
-	ClaimedBy          string       `json:"ClaimedBy"`
-	ClaimExpiresAt     time.Time    `json:"ClaimExpiresAt"`
-	Question           string       `json:"Question"`
-	ApprovedCents      int64        `json:"ApprovedCents"`
-	ApprovedBy         string       `json:"ApprovedBy"`
-	FundID             string       `json:"FundID"`
-	HoldID             string       `json:"HoldID"`
-	PayoutID           string       `json:"PayoutID"`
-	ReleasedHolds      []string     `json:"ReleasedHolds"`
-	CreatedAt          time.Time    `json:"CreatedAt"`
-	UpdatedAt          time.Time    `json:"UpdatedAt"`
-	Version            uint64       `json:"Version"`
-	Events             int          `json:"Events"`
+	// PossibleDuplicateOf and PayoutAttempt came later: rows without them
+	// read as none.
+	PossibleDuplicateOf []string  `json:"PossibleDuplicateOf,omitempty"`
+	PayoutAttempt       int       `json:"PayoutAttempt,omitempty"`
+	PayeeID             string    `json:"PayeeID"`
+	Deadline            time.Time `json:"Deadline"`
+	Escalated           bool      `json:"Escalated"`
+	State               string    `json:"State"`
+	ClaimedBy           string    `json:"ClaimedBy"`
+	ClaimExpiresAt      time.Time `json:"ClaimExpiresAt"`
+	Question            string    `json:"Question"`
+	ApprovedCents       int64     `json:"ApprovedCents"`
+	ApprovedBy          string    `json:"ApprovedBy"`
+	FundID              string    `json:"FundID"`
+	HoldID              string    `json:"HoldID"`
+	PayoutID            string    `json:"PayoutID"`
+	ReleasedHolds       []string  `json:"ReleasedHolds"`
+	CreatedAt           time.Time `json:"CreatedAt"`
+	UpdatedAt           time.Time `json:"UpdatedAt"`
+	Version             uint64    `json:"Version"`
+	Events              int       `json:"Events"`
 }
 
 type storedSealed struct {
@@ -50,7 +54,7 @@ func toStored(c *assist.Case) storedCase {
 		ID: c.ID, Requester: c.Requester, Post: c.Post, Category: string(c.Category), Urgency: string(c.Urgency),
 		AmountCents: c.AmountCents, Justification: c.Justification,
 		Beneficiary:        storedSealed{KeyID: c.Beneficiary.KeyID, Ciphertext: c.Beneficiary.Ciphertext},
-		BeneficiaryRefHash: c.BeneficiaryRefHash, PayeeID: c.PayeeID, Deadline: c.Deadline, Escalated: c.Escalated,
+		BeneficiaryRefHash: c.BeneficiaryRefHash, PossibleDuplicateOf: c.PossibleDuplicateOf, PayoutAttempt: c.PayoutAttempt, PayeeID: c.PayeeID, Deadline: c.Deadline, Escalated: c.Escalated,
 		State: string(c.State), ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt, Question: c.Question,
 		ApprovedCents: c.ApprovedCents, ApprovedBy: c.ApprovedBy, FundID: c.FundID, HoldID: c.HoldID,
 		PayoutID: c.PayoutID, ReleasedHolds: c.ReleasedHolds, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
@@ -63,7 +67,7 @@ func (s storedCase) toCase() *assist.Case {
 		ID: s.ID, Requester: s.Requester, Post: s.Post, Category: assist.Category(s.Category),
 		Urgency: assist.Urgency(s.Urgency), AmountCents: s.AmountCents, Justification: s.Justification,
 		Beneficiary:        assist.Sealed{KeyID: s.Beneficiary.KeyID, Ciphertext: s.Beneficiary.Ciphertext},
-		BeneficiaryRefHash: s.BeneficiaryRefHash, PayeeID: s.PayeeID, Deadline: s.Deadline, Escalated: s.Escalated,
+		BeneficiaryRefHash: s.BeneficiaryRefHash, PossibleDuplicateOf: s.PossibleDuplicateOf, PayoutAttempt: s.PayoutAttempt, PayeeID: s.PayeeID, Deadline: s.Deadline, Escalated: s.Escalated,
 		State: assist.State(s.State), ClaimedBy: s.ClaimedBy, ClaimExpiresAt: s.ClaimExpiresAt, Question: s.Question,
 		ApprovedCents: s.ApprovedCents, ApprovedBy: s.ApprovedBy, FundID: s.FundID, HoldID: s.HoldID,
 		PayoutID: s.PayoutID, ReleasedHolds: s.ReleasedHolds, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
