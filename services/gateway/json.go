@@ -57,8 +57,18 @@ type caseJSON struct {
 	ClaimedBy      string          `json:"claimed_by,omitempty" jsonschema_description:"the approver holding the claim"`
 	ClaimExpiresAt *timestamp      `json:"claim_expires_at,omitempty"`
 	Question       string          `json:"question,omitempty" jsonschema_description:"the open question while info_requested"`
+	Approvals      []approvalJSON  `json:"approvals" jsonschema_description:"the approvals given, in order: two above the policy's second-approval threshold"`
+	PolicyVersion  string          `json:"policy_version" jsonschema_description:"the version of the policy in force when the request was filed"`
 	// PossibleDuplicateOf is set for approvers, finance and auditors only.
 	PossibleDuplicateOf *[]string `json:"possible_duplicate_of,omitempty" jsonschema_description:"open or recent cases (any post) for the same beneficiary reference and category when this one was filed; shown to approvers, finance and auditors, never to requesters"`
+}
+
+// approvalJSON is one approver's decision to pay.
+type approvalJSON struct {
+	Approver      string    `json:"approver"`
+	AmountCents   int64     `json:"amount_usd_cents" jsonschema_description:"amount approved, in integer US cents"`
+	At            timestamp `json:"at"`
+	PolicyVersion string    `json:"policy_version" jsonschema_description:"the policy version the approval was taken under"`
 }
 
 // location is where a case is read.
@@ -71,6 +81,10 @@ func toCaseJSON(c caseview.Case) caseJSON {
 		Escalated: c.Escalated, CreatedAt: formatTime(c.CreatedAt), UpdatedAt: formatTime(c.UpdatedAt),
 		Version: c.Version, Requester: c.Requester, Justification: c.Justification, PayeeID: c.PayeeID,
 		FundID: c.FundID, PayoutID: c.PayoutID, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: optTime(c.ClaimExpiresAt),
+		Approvals: mapSlice(c.Approvals, func(a caseview.Approval) approvalJSON {
+			return approvalJSON{Approver: a.Approver, AmountCents: a.AmountCents, At: formatTime(a.At), PolicyVersion: a.PolicyVersion}
+		}),
+		PolicyVersion: c.PolicyVersion,
 	}
 	if c.Status == string(assist.StateInfoRequested) {
 		j.Question = c.Question
