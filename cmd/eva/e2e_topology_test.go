@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/services/audit"
 )
 
 // TestE2ETopology runs the production topology (DESIGN §4, §7) as
@@ -69,7 +70,12 @@ func TestE2ETopology(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := childEnv("EVA_MASTER_KEY="+base64.StdEncoding.EncodeToString(key), "EVA_ACTOR_PUBLIC_KEYS="+actorPublic)
+	auditKey, _, err := audit.GenerateKey("eva-topology-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := childEnv("EVA_MASTER_KEY="+base64.StdEncoding.EncodeToString(key), "EVA_ACTOR_PUBLIC_KEYS="+actorPublic,
+		"EVA_AUDIT_KEY="+auditKey)
 	signing := append(slices.Clone(env), "EVA_ACTOR_KEY="+actorSeed)
 	common := []string{"--nats", natsURL, "--replicas", "3", "--database", dbURL}
 	args := func(a ...string) []string { return append(a, common...) }
