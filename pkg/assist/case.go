@@ -101,8 +101,12 @@ type Sealed struct {
 
 // Case is the state of one request, rebuilt from its events.
 type Case struct {
-	ID                 string
-	Requester          string // username of the filer
+	ID        string
+	Requester string // username of the filer
+	// Authors are the usernames of everyone who wrote the request: its
+	// filer, every amender and everyone who answered a question on it, in
+	// the order they first did. None of them may review it (four eyes).
+	Authors            []string
 	Post               string
 	Category           Category
 	Urgency            Urgency
@@ -124,8 +128,8 @@ type Case struct {
 	// Approvals are the approvals given, in order: one, or two above the
 	// policy's second-approval threshold.
 	Approvals []Approval
-	// Amenders are the users who amended the request; like its filer,
-	// none of them may approve it.
+	// Amenders are the users who amended the request (a part of
+	// Authors); like its filer, none of them may review it.
 	Amenders []string
 	// PolicyVersion is the version of the policy in force at filing.
 	PolicyVersion string

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -346,12 +345,7 @@ var dateRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
 
 func checkBeneficiary(probs *assist.Problems, prefix string, b intakeapi.Beneficiary) {
 	text := func(field, v string, maxChars int) {
-		switch {
-		case !utf8.ValidString(v):
-			probs.Add(prefix+"."+field, "must be valid UTF-8")
-		case utf8.RuneCountInString(v) > maxChars:
-			probs.Add(prefix+"."+field, "must be at most %d characters", maxChars)
-		}
+		assist.CheckLine(probs, prefix+"."+field, v, maxChars)
 	}
 	if strings.TrimSpace(b.Reference) == "" {
 		probs.Add(prefix+".reference", "is required")

@@ -36,6 +36,7 @@ type storedCase struct {
 	ReleasedHolds      []string         `json:"ReleasedHolds"`
 	Approvals          []storedApproval `json:"Approvals,omitempty"`
 	Amenders           []string         `json:"Amenders,omitempty"`
+	Authors            []string         `json:"Authors,omitempty"`
 	PolicyVersion      string           `json:"PolicyVersion,omitempty"`
 	CreatedAt          time.Time        `json:"CreatedAt"`
 	UpdatedAt          time.Time        `json:"UpdatedAt"`
@@ -57,7 +58,7 @@ type storedSealed struct {
 
 func toStored(c *assist.Case) storedCase {
 	return storedCase{
-		ID: c.ID, Requester: c.Requester, Post: c.Post, Category: string(c.Category), Urgency: string(c.Urgency),
+		ID: c.ID, Requester: c.Requester, Authors: c.Authors, Post: c.Post, Category: string(c.Category), Urgency: string(c.Urgency),
 		AmountCents: c.AmountCents, Justification: c.Justification,
 		Beneficiary:        storedSealed{KeyID: c.Beneficiary.KeyID, Ciphertext: c.Beneficiary.Ciphertext},
 		BeneficiaryRefHash: c.BeneficiaryRefHash, PayeeID: c.PayeeID, Deadline: c.Deadline, Escalated: c.Escalated,
@@ -91,7 +92,7 @@ func mapSlice[T, U any](ts []T, f func(T) U) []U {
 
 func (s storedCase) toCase() *assist.Case {
 	return &assist.Case{
-		ID: s.ID, Requester: s.Requester, Post: s.Post, Category: assist.Category(s.Category),
+		ID: s.ID, Requester: s.Requester, Authors: s.Authors, Post: s.Post, Category: assist.Category(s.Category),
 		Urgency: assist.Urgency(s.Urgency), AmountCents: s.AmountCents, Justification: s.Justification,
 		Beneficiary:        assist.Sealed{KeyID: s.Beneficiary.KeyID, Ciphertext: s.Beneficiary.Ciphertext},
 		BeneficiaryRefHash: s.BeneficiaryRefHash, PayeeID: s.PayeeID, Deadline: s.Deadline, Escalated: s.Escalated,
