@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -136,16 +137,22 @@ type proc struct {
 // running) after the test, and its output logged when the test failed.
 func startProc(tb testing.TB, name string, env []string, args ...string) *proc {
 	tb.Helper()
+	return startBinary(tb, name, env, evaBin, args...)
+}
+
+// startBinary is startProc for another program than eva (a nats-server).
+func startBinary(tb testing.TB, name string, env []string, bin string, args ...string) *proc {
+	tb.Helper()
 	p := &proc{tb: tb, name: name, out: &tailBuffer{max: 256 << 10}, done: make(chan struct{})}
-	p.cmd = exec.Command(evaBin, args...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Dir = tb.TempDir() // a stray relative path lands in a temp dir
 	if err := p.cmd.Start(); err != nil {
-		tb.Fatalf("start %s (eva %s): %v", name, strings.Join(args, " "), err)
+		tb.Fatalf("start %s (%s %s): %v", name, filepath.Base(bin), strings.Join(args, " "), err)
 	}
 	p.started = time.Now()
-	tb.Logf("started %s: pid %d: eva %s", name, p.cmd.Process.Pid, strings.Join(args, " "))
+	tb.Logf("started %s: pid %d: %s %s", name, p.cmd.Process.Pid, filepath.Base(bin), strings.Join(args, " "))
 	go func() {
 		p.err = p.cmd.Wait()
 		close(p.done)
@@ -156,8 +163,8 @@ func startProc(tb testing.TB, name string, env []string, args ...string) *proc {
 			<-p.done
 		}
 		if tb.Failed() {
-			tb.Logf("---- output of %s (pid %d, eva %s) ----\n%s---- end of %s ----",
-				name, p.cmd.Process.Pid, strings.Join(args, " "), p.out, name)
+			tb.Logf("---- output of %s (pid %d, %s %s) ----\n%s---- end of %s ----",
+				name, p.cmd.Process.Pid, filepath.Base(bin), strings.Join(args, " "), p.out, name)
 		}
 	})
 	return p
@@ -503,10 +510,6 @@ type (
 		Reason   string  `json:"reason"`
 		Lag      uint64  `json:"lag"`
 	}
-	checkpointJSON struct {
-		Size  uint64 `json:"size"`
-		Chain string `json:"chain"`
-	}
 	pageJSON[T any] struct {
 		Items      []T    `json:"items"`
 		NextCursor string `json:"next_cursor"`
@@ -573,6 +576,24 @@ func (c *client) waitStatus(id, want string, d time.Duration) caseJSON {
 		return cs.Status == want, cs.Status
 	})
 	return cs
+}
+
+// checkpoint reads the latest signed checkpoint (text) and its tree size.
+func (c *client) checkpoint() (size uint64, note string) {
+	c.tb.Helper()
+	resp := c.do(req{user: "aud", method: http.MethodGet, path: "/v1/audit/checkpoint"})
+	if resp.Status != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		c.tb.Fatalf("GET /v1/audit/checkpoint: %s", resp)
+	}
+	lines := strings.Split(string(resp.Body), "\n")
+	if len(lines) < 4 {
+		c.tb.Fatalf("GET /v1/audit/checkpoint: not a checkpoint: %q", resp.Body)
+	}
+	size, err := strconv.ParseUint(lines[1], 10, 64)
+	if err != nil {
+		c.tb.Fatalf("GET /v1/audit/checkpoint: size %q: %v", lines[1], err)
+	}
+	return size, string(resp.Body)
 }
 
 // waitVerified waits until GET /v1/audit/verify is ok with the archive

@@ -28,7 +28,9 @@ commands:
   migrate              apply database migrations
   seed                 create the demo accounts, fund and payees (needs disbursement running)
   bench                drive requests through the whole lifecycle and report rates
-  audit verify         check the audit archive against its hash chain and the event log
+  audit verify         check the audit log: archive, hash chain, Merkle tree, signed checkpoints
+                       (--checkpoint FILE --key KEY: one saved earlier) and the event log
+  audit keygen         make a checkpoint signing key (--origin NAME) and print its verifier key
   actor-key            print a new actor signing key as EVA_ACTOR_KEY and EVA_ACTOR_PUBLIC_KEYS lines
   sim                  run the money path's seeded fault simulator (replay a seed with -seed N -seeds 1 -v)
 
@@ -71,6 +73,14 @@ func run(ctx context.Context, cmd string, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("eva %s: unexpected argument %q", cmd, fs.Arg(0))
 	}
+	if o.envErr != nil {
+		return o.envErr
+	}
+	// On the bus, a service is itself; the tools are admin.
+	o.cfg.NATSUser = "admin"
+	if cmd == "serve" {
+		o.cfg.NATSUser = arg
+	}
 	zl, err := o.logger(cmd)
 	if err != nil {
 		return err
@@ -87,10 +97,13 @@ func run(ctx context.Context, cmd string, args []string) error {
 	case "seed":
 		return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.Seed(ctx, p) })
 	case "audit":
-		if arg != "verify" {
-			return errors.New("unknown audit command " + arg + " (want verify)")
+		switch arg {
+		case "verify":
+			return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditVerify(ctx, p, o.audit, os.Stdout) })
+		case "keygen":
+			return wire.AuditKeygen(o.origin, os.Stdout)
 		}
-		return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditVerify(ctx, p, os.Stdout) })
+		return errors.New("unknown audit command " + arg + " (want verify or keygen)")
 	case "sim":
 		return runSim(ctx, o.sim, os.Stdout)
 	default: // bench

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
@@ -18,24 +19,38 @@ import (
 // options are the flags of one command, read into the wiring's Config.
 type options struct {
 	cfg      wire.Config
+	envErr   error // a bad value in the environment
 	logLevel string
 	pprof    string
 	bench    benchOptions
+	audit    wire.AuditVerifyOptions
+	origin   string
 	sim      simOptions
 }
+
+// stringList is a flag that may be given several times.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // newOptions declares the flags cmd takes on fs; nil for an unknown
 // command. Every flag with an environment variable reads it as its
 // default.
 func newOptions(fs *flag.FlagSet, cmd string) *options {
 	o := &options{cfg: wire.Config{Policy: assist.DefaultPolicy(), DevPassword: env("EVA_DEV_PASSWORD", "demo"),
-		MasterKey: os.Getenv("EVA_MASTER_KEY")}}
+		MasterKey: os.Getenv("EVA_MASTER_KEY"), AuditKey: os.Getenv("EVA_AUDIT_KEY")}}
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn, error")
 	stores := func() {
 		fs.StringVar(&o.cfg.DataDir, "data", env("EVA_DATA", "./eva-data"), "data directory (embedded NATS store, embedded databases, dev master key)")
 		fs.StringVar(&o.cfg.DatabaseURL, "database", os.Getenv("EVA_DATABASE_URL"), "postgres://... (default: embedded SQLite in --data)")
 		fs.StringVar(&o.cfg.NATSURL, "nats", os.Getenv("EVA_NATS_URL"), "nats://... (default: embedded server in --data)")
 		fs.IntVar(&o.cfg.Replicas, "replicas", 1, "stream replicas (3 in a JetStream cluster)")
+		fs.Func("nats-nkey", "NATS user NKey seed (SU...) of this process, or a file holding it (env EVA_NATS_NKEY; eva serve <svc> connects as <svc>, the tools as admin)",
+			func(v string) error { return o.natsKey(v) })
+		if err := o.natsKey(os.Getenv("EVA_NATS_NKEY")); err != nil {
+			o.envErr = err
+		}
 		fs.StringVar(&o.cfg.ActorKey, "actor-key", os.Getenv("EVA_ACTOR_KEY"),
 			"seed (SA...) of the key the gateway and seed sign commands' actors with (default: --data/actor.key, made on first run)")
 		fs.Func("actor-public-keys", "comma-separated public keys (A...) whose actor signatures the services accept; two during a rotation (env EVA_ACTOR_PUBLIC_KEYS; default: --actor-key's)",
@@ -57,8 +72,13 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 	case "serve":
 		stores()
 		services()
-	case "migrate", "seed", "audit":
+	case "migrate", "seed":
 		stores()
+	case "audit":
+		stores()
+		fs.Var((*stringList)(&o.audit.Checkpoints), "checkpoint", "verify: a file of signed checkpoints saved earlier (repeatable)")
+		fs.StringVar(&o.audit.Key, "key", "", "verify: the verifier key, as GET /v1/audit/key prints it (default: this installation's)")
+		fs.StringVar(&o.origin, "origin", "", "keygen: the log's name, e.g. audit.eva.example.org")
 	case "bench":
 		fs.StringVar(&o.cfg.DatabaseURL, "database", os.Getenv("EVA_DATABASE_URL"), "postgres://... for the instance the bench starts (default: embedded SQLite)")
 		fs.StringVar(&o.pprof, "pprof", "", "serve Go profiles (net/http/pprof) at host:port")
@@ -115,4 +135,19 @@ func splitList(v string) []string {
 		}
 	}
 	return l
+}
+
+// natsKey reads an NKey seed, or the file that holds one.
+func (o *options) natsKey(v string) error {
+	v = strings.TrimSpace(v)
+	if v == "" || strings.HasPrefix(v, "SU") {
+		o.cfg.NATSKey = v
+		return nil
+	}
+	data, err := os.ReadFile(v)
+	if err != nil {
+		return fmt.Errorf("nats nkey: %w", err)
+	}
+	o.cfg.NATSKey = strings.TrimSpace(string(data))
+	return nil
 }

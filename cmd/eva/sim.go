@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/eva-org/eva/cmd/eva/internal/sim"
@@ -37,11 +39,30 @@ func runSim(ctx context.Context, o simOptions, out io.Writer) error {
 		cfg.Trace = func(line string) { fmt.Fprintln(out, line) }
 		*o.parallel = 1
 	}
-	s := sim.RunSeeds(ctx, cfg, *o.seed, *o.seeds, *o.parallel, true)
+	var progress func(int)
+	if !*o.verbose && *o.seeds >= 1000 {
+		start := time.Now()
+		progress = func(done int) {
+			if done%1000 == 0 && done < *o.seeds {
+				fmt.Fprintf(os.Stderr, "%d seeds, %s\n", done, time.Since(start).Round(time.Second))
+			}
+		}
+	}
+	s := sim.RunSeeds(ctx, cfg, sim.Seeds{First: *o.seed, N: *o.seeds, Parallel: *o.parallel, Stop: true, Progress: progress})
 	fmt.Fprintf(out, "%d seeds (%d–%d) in %s: %.0f seeds/s, %d parallel\n", s.Seeds, *o.seed, *o.seed+uint64(max(s.Seeds, 1))-1,
 		s.Elapsed.Round(time.Millisecond), s.SeedsPerSecond(), *o.parallel)
 	fmt.Fprintf(out, "%d steps, %d events, %d approvals acknowledged, %d refused, %d payments, %d crashes, %d redeliveries\n",
 		s.Steps, s.Events, s.Approved, s.Refused, s.Paid, s.Crashes, s.Redeliveries)
+	types := make([]string, 0, len(s.Types))
+	for t := range s.Types {
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	fmt.Fprint(out, "events:")
+	for _, t := range types {
+		fmt.Fprintf(out, " %s %d,", t, s.Types[t])
+	}
+	fmt.Fprintln(out)
 	if len(s.Failures) > 0 {
 		return s.Failures[0].Err
 	}

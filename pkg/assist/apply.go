@@ -1,6 +1,9 @@
 package assist
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Apply folds one event into the case. It is total: every event applies to
 // every state without failing, because events are facts that already
@@ -25,6 +28,7 @@ func (c *Case) Apply(e Event, seq uint64) {
 		c.BeneficiaryRefHash = b.BeneficiaryRefHash
 		c.PayeeID = b.PayeeID
 		c.Deadline = b.Deadline
+		c.PolicyVersion = b.Policy.Version
 		c.CreatedAt = e.At
 		c.State = StateSubmitted
 	case RequestAmended:
@@ -52,6 +56,9 @@ func (c *Case) Apply(e Event, seq uint64) {
 		if !b.Deadline.IsZero() {
 			c.Deadline = b.Deadline
 		}
+		if e.Actor.Username != "" && !slices.Contains(c.Amenders, e.Actor.Username) {
+			c.Amenders = append(c.Amenders, e.Actor.Username)
+		}
 	case RequestWithdrawn:
 		c.State = StateWithdrawn
 		c.clearClaim()
@@ -71,6 +78,11 @@ func (c *Case) Apply(e Event, seq uint64) {
 		c.clearClaim()
 	case RequestApproved:
 		c.State = StateApproved
+		if b.Step == ApprovalFirst {
+			c.State = StateAwaitingSecondApproval
+		}
+		c.Approvals = append(c.Approvals, Approval{Approver: e.Actor.Username, AmountCents: b.AmountCents, At: e.At,
+			PolicyVersion: b.Policy.Version})
 		c.ApprovedCents = b.AmountCents
 		c.ApprovedBy = e.Actor.Username
 		c.FundID = b.FundID

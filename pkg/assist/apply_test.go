@@ -103,6 +103,8 @@ func TestApplyEffects(t *testing.T) {
 			}
 		}},
 		{assist.RequestAmended{}, func(t *testing.T, before, c assist.Case) {
+			// The amender is remembered: never their case to approve.
+			before.Amenders = []string{carol.Username}
 			sameExceptBookkeeping(t, before, c)
 		}},
 		{assist.RequestWithdrawn{}, func(t *testing.T, _, c assist.Case) {

@@ -121,6 +121,14 @@ type Case struct {
 
 	ApprovedCents int64
 	ApprovedBy    string
+	// Approvals are the approvals given, in order: one, or two above the
+	// policy's second-approval threshold.
+	Approvals []Approval
+	// Amenders are the users who amended the request; like its filer,
+	// none of them may approve it.
+	Amenders []string
+	// PolicyVersion is the version of the policy in force at filing.
+	PolicyVersion string
 	FundID        string
 	HoldID        string
 	PayoutID      string
@@ -137,6 +145,29 @@ type Case struct {
 	// Events counts the events applied.
 	Events int
 }
+
+// Approval is one approver's decision to pay, as the case records it.
+type Approval struct {
+	Approver      string
+	AmountCents   int64
+	At            time.Time
+	PolicyVersion string
+}
+
+// ApprovalStep says which approval of a case an approval is.
+type ApprovalStep int
+
+// Approval steps.
+const (
+	// ApprovalOnly: at or below the two-approver threshold, the approval.
+	ApprovalOnly ApprovalStep = iota
+	// ApprovalFirst: above the threshold, the first of two: the money is
+	// held and the case awaits a second approver.
+	ApprovalFirst
+	// ApprovalSecond: the second, different approver's; the case is
+	// approved.
+	ApprovalSecond
+)
 
 // Kind is what an event is about: a case, or one of the things around
 // cases that the log also keeps the history of. It is the second token of
@@ -221,7 +252,9 @@ type (
 		Deadline           time.Time // zero: unchanged
 		Policy             PolicySeen
 	}
-	RequestWithdrawn struct{}
+	// RequestWithdrawn names the hold of a first approval that the
+	// withdrawal gives back, if there is one.
+	RequestWithdrawn struct{ HoldID string }
 	InfoRequested    struct{ Question string }
 	InfoProvided     struct{ Answer string }
 	ReviewClaimed    struct{ ExpiresAt time.Time }
@@ -234,8 +267,11 @@ type (
 		Note               string
 		FundAvailableCents int64
 		Policy             PolicySeen
+		Step               ApprovalStep
 	}
-	RequestRejected struct{}
+	// RequestRejected names the hold of a first approval that a second
+	// approver's rejection gives back, if there is one.
+	RequestRejected struct{ HoldID string }
 	FundsReserved   struct {
 		HoldID      string
 		FundID      string
@@ -289,6 +325,9 @@ const (
 	ReleaseUnspecified ReleaseCause = iota
 	ReleaseHoldExpired
 	ReleasePayoutCancelled
+	// ReleaseNotApproved: a first approval's hold, after the second
+	// approver rejected or the requester withdrew.
+	ReleaseNotApproved
 )
 
 func (RequestSubmitted) Type() string { return "RequestSubmitted" }

@@ -133,12 +133,11 @@ func caseIn(tb testing.TB, row string) *history {
 		h.record(h.c.RequestInfo(h.cmd(bob), "Which hospital, and is the estimate in writing?"))
 		return h
 	case assist.StateAwaitingSecondApproval:
-		// No transition leads here yet (the two-approver threshold is not
-		// implemented), so the state is set by hand on a case whose claim
-		// ended: the only case in these tests not built from events.
+		// bob approves above a threshold lowered for this case.
 		h = caseIn(tb, string(assist.StateUnderReview))
-		h.c.State = assist.StateAwaitingSecondApproval
-		h.c.ClaimedBy, h.c.ClaimExpiresAt = "", time.Time{}
+		h.p.SecondApprovalAboveUSDCents = approvedCents - 1
+		h.approve(holdID)
+		h.p = assist.DefaultPolicy()
 		return h
 	case assist.StateApproved:
 		return caseIn(tb, string(assist.StateUnderReview)).approve(holdID)

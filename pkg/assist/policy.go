@@ -20,6 +20,9 @@ type Policy struct {
 	// ClaimTTL is how long an approver holds a claimed case before anyone
 	// may claim it again.
 	ClaimTTL time.Duration
+	// SecondApprovalAboveUSDCents: an approval of more than this needs a
+	// second, different approver.
+	SecondApprovalAboveUSDCents int64
 }
 
 // DefaultPolicy is the policy of a fresh installation.
@@ -44,7 +47,8 @@ func DefaultPolicy() Policy {
 			Urgent:   24 * time.Hour,
 			Routine:  72 * time.Hour,
 		},
-		ClaimTTL: 30 * time.Minute,
+		ClaimTTL:                    30 * time.Minute,
+		SecondApprovalAboveUSDCents: 500_000, // 5,000.00 USD
 	}
 }
 
@@ -68,14 +72,21 @@ func (p Policy) Deadline(u Urgency, t time.Time) time.Time {
 
 // PolicySeen is the part of the policy a decision depended on.
 type PolicySeen struct {
-	Version             string
-	CaseCapUSDCents     int64
-	CategoryCapUSDCents int64
+	Version                     string
+	CaseCapUSDCents             int64
+	CategoryCapUSDCents         int64
+	SecondApprovalAboveUSDCents int64
 }
 
 func (p Policy) seen(c Category) PolicySeen {
 	capCents, _ := p.Cap(c)
-	return PolicySeen{Version: p.Version, CaseCapUSDCents: p.CaseCapUSDCents, CategoryCapUSDCents: capCents}
+	return PolicySeen{Version: p.Version, CaseCapUSDCents: p.CaseCapUSDCents, CategoryCapUSDCents: capCents,
+		SecondApprovalAboveUSDCents: p.SecondApprovalAboveUSDCents}
+}
+
+// needsSecond reports whether an approval of cents needs a second approver.
+func (p Policy) needsSecond(cents int64) bool {
+	return p.SecondApprovalAboveUSDCents > 0 && cents > p.SecondApprovalAboveUSDCents
 }
 
 // FormatUSD renders cents as "1,234.56 USD".

@@ -158,7 +158,7 @@ func (c *Case) Withdraw(cmd Cmd, reason string) (Event, error) {
 	if !c.State.Open() {
 		return Event{}, conflict("a %s request can no longer be withdrawn", c.State)
 	}
-	return cmd.event(c.ID, reason, RequestWithdrawn{}), nil
+	return cmd.event(c.ID, reason, RequestWithdrawn{HoldID: c.pendingHold()}), nil
 }
 
 // ProvideInfo answers an approver's question and puts the case back in the
@@ -227,14 +227,22 @@ type ApproveInput struct {
 }
 
 // Approve decides to pay AmountCents (at most what was requested) from a
-// fund to a payee.
+// fund to a payee. Above the policy's second-approval threshold this is
+// the first of two approvals (the case awaits a second approver); on a
+// case awaiting its second approval it is the second: by another approver
+// than the first (and than the filer and the amenders), without a claim,
+// for at most the first approval's amount, from the same hold.
 //
-// Errors: CodeForbidden for a non-approver or the filer (four eyes),
-// CodeConflict unless the actor holds a live claim, CodeInvalid naming the
+// Errors: CodeForbidden for a non-approver, the filer (four eyes), or on
+// a second approval the first approver or an amender; CodeConflict unless
+// the actor holds a live claim (first approval); CodeInvalid naming the
 // bad field.
 func (c *Case) Approve(cmd Cmd, in ApproveInput, p Policy) (Event, error) {
 	if err := c.approverNotFiler(cmd); err != nil {
 		return Event{}, err
+	}
+	if c.State == StateAwaitingSecondApproval {
+		return c.approveSecond(cmd, in, p)
 	}
 	if err := c.holdsClaim(cmd); err != nil {
 		return Event{}, err
@@ -268,21 +276,87 @@ func (c *Case) Approve(cmd Cmd, in ApproveInput, p Policy) (Event, error) {
 	if payee == "" {
 		payee = c.PayeeID
 	}
+	step := ApprovalOnly
+	if p.needsSecond(in.AmountCents) {
+		step = ApprovalFirst
+	}
 	return cmd.event(c.ID, in.Note, RequestApproved{AmountCents: in.AmountCents, FundID: in.FundID,
 		HoldID: in.HoldID, PayeeID: payee, Note: in.Note, FundAvailableCents: in.FundAvailableCents,
-		Policy: p.seen(c.Category)}), nil
+		Policy: p.seen(c.Category), Step: step}), nil
 }
 
-// Reject decides not to pay.
+// approveSecond is the second approval of a case awaiting it. The fund,
+// hold and payee are the first approval's; in.FundID, in.HoldID and
+// in.PayeeID, when given, must name the same.
+func (c *Case) approveSecond(cmd Cmd, in ApproveInput, p Policy) (Event, error) {
+	if err := c.secondApprover(cmd); err != nil {
+		return Event{}, err
+	}
+	var probs Problems
+	switch {
+	case in.AmountCents <= 0:
+		probs.Add("amount_usd_cents", "must be a positive number of cents")
+	case in.AmountCents > c.ApprovedCents:
+		probs.Add("amount_usd_cents", "must not exceed the first approval's %s", FormatUSD(c.ApprovedCents))
+	}
+	if in.FundID != "" && in.FundID != c.FundID {
+		probs.Add("fund_id", "must be the first approval's fund %s", c.FundID)
+	}
+	if in.PayeeID != "" && in.PayeeID != c.PayeeID {
+		probs.Add("payee_id", "must be the first approval's payee %s", c.PayeeID)
+	}
+	checkText(&probs, "note", in.Note, MaxNote, false)
+	if err := probs.Err(); err != nil {
+		return Event{}, err
+	}
+	return cmd.event(c.ID, in.Note, RequestApproved{AmountCents: in.AmountCents, FundID: c.FundID,
+		HoldID: c.HoldID, PayeeID: c.PayeeID, Note: in.Note, FundAvailableCents: in.FundAvailableCents,
+		Policy: p.seen(c.Category), Step: ApprovalSecond}), nil
+}
+
+// secondApprover checks that the actor may give or refuse the second
+// approval: not the first approver, nor anyone who filed or amended the
+// case.
+func (c *Case) secondApprover(cmd Cmd) error {
+	for _, a := range c.Approvals {
+		if a.Approver == cmd.Actor.Username {
+			return Errorf(CodeForbidden, "you gave the first approval: a different approver must give the second")
+		}
+	}
+	if slices.Contains(c.Amenders, cmd.Actor.Username) {
+		return Errorf(CodeForbidden, "you amended this request: someone else must review it")
+	}
+	return nil
+}
+
+// pendingHold is the hold of a first approval still waiting for its
+// second, which a rejection or withdrawal gives back.
+func (c *Case) pendingHold() string {
+	if c.State == StateAwaitingSecondApproval {
+		return c.HoldID
+	}
+	return ""
+}
+
+// Reject decides not to pay. On a case awaiting its second approval, the
+// second approver rejects without a claim, and the first approval's hold
+// goes back to the fund.
 //
-// Errors: CodeForbidden for a non-approver or the filer, CodeInvalid
-// without a reason, CodeConflict unless the actor holds a live claim.
+// Errors: CodeForbidden for a non-approver or the filer (and, awaiting the
+// second approval, the first approver or an amender), CodeInvalid without
+// a reason, CodeConflict unless the actor holds a live claim.
 func (c *Case) Reject(cmd Cmd, reason string) (Event, error) {
 	if err := c.approverNotFiler(cmd); err != nil {
 		return Event{}, err
 	}
 	if err := requireText("reason", reason, MaxReason); err != nil {
 		return Event{}, err
+	}
+	if c.State == StateAwaitingSecondApproval {
+		if err := c.secondApprover(cmd); err != nil {
+			return Event{}, err
+		}
+		return cmd.event(c.ID, reason, RequestRejected{HoldID: c.HoldID}), nil
 	}
 	if err := c.holdsClaim(cmd); err != nil {
 		return Event{}, err
@@ -331,11 +405,17 @@ func (c *Case) ExpireHold(cmd Cmd, holdID, fundID string, amount int64) (Event, 
 	if c.ID == "" {
 		return Event{}, Errorf(CodeNotFound, "no such request")
 	}
-	if c.HoldID == holdID {
-		return Event{}, conflict("hold %s backs the recorded approval", holdID)
-	}
 	if slices.Contains(c.ReleasedHolds, holdID) {
 		return Event{}, conflict("hold %s was already released", holdID)
+	}
+	if c.HoldID == holdID {
+		if c.State != StateRejected && c.State != StateWithdrawn {
+			return Event{}, conflict("hold %s backs the recorded approval", holdID)
+		}
+		// A first approval's hold, after the second approver rejected or
+		// the requester withdrew.
+		return cmd.event(c.ID, "the request was "+string(c.State)+" before its second approval",
+			FundsReleased{HoldID: holdID, FundID: fundID, AmountCents: amount, Cause: ReleaseNotApproved}), nil
 	}
 	return cmd.event(c.ID, "hold expired before the approval was recorded",
 		FundsReleased{HoldID: holdID, FundID: fundID, AmountCents: amount, Cause: ReleaseHoldExpired}), nil

@@ -20,11 +20,15 @@ type move struct {
 	// onNew is the code refusing the move on a case never filed; elsewhere
 	// a refusal is CodeConflict.
 	onNew assist.Code
-	// want is the reason and body the move must produce.
-	want func(cmd assist.Cmd) (reason string, body assist.Body)
+	// refused maps rows where the move is refused with another code than
+	// CodeConflict to that code.
+	refused map[string]assist.Code
+	// want is the reason and body the move must produce in a row.
+	want func(cmd assist.Cmd, row string) (reason string, body assist.Body)
 }
 
-var medicalSeen = assist.PolicySeen{Version: "default-1", CaseCapUSDCents: 2_000_000, CategoryCapUSDCents: 1_000_000}
+var medicalSeen = assist.PolicySeen{Version: "default-1", CaseCapUSDCents: 2_000_000, CategoryCapUSDCents: 1_000_000,
+	SecondApprovalAboveUSDCents: 500_000}
 
 func moves() []move {
 	allRows := map[string]assist.State{}
@@ -51,7 +55,7 @@ func moves() []move {
 				return c.Amend(cmd, assist.AmendInput{Justification: ptr("Surgery moved to tomorrow.")}, p)
 			},
 			ok: map[string]assist.State{"submitted": assist.StateSubmitted, "info_requested": assist.StateInfoRequested},
-			want: func(assist.Cmd) (string, assist.Body) {
+			want: func(assist.Cmd, string) (string, assist.Body) {
 				return "", assist.RequestAmended{Justification: ptr("Surgery moved to tomorrow."), Policy: medicalSeen}
 			},
 		},
@@ -62,7 +66,11 @@ func moves() []move {
 			},
 			ok: map[string]assist.State{"submitted": assist.StateWithdrawn, "under_review": assist.StateWithdrawn,
 				"info_requested": assist.StateWithdrawn, "awaiting_second_approval": assist.StateWithdrawn},
-			want: func(assist.Cmd) (string, assist.Body) {
+			want: func(_ assist.Cmd, row string) (string, assist.Body) {
+				if row == string(assist.StateAwaitingSecondApproval) {
+					// The first approval's hold goes back.
+					return "the beneficiary found other help", assist.RequestWithdrawn{HoldID: holdID}
+				}
 				return "the beneficiary found other help", assist.RequestWithdrawn{}
 			},
 		},
@@ -72,7 +80,7 @@ func moves() []move {
 				return c.ProvideInfo(cmd, "St. Luke's; the estimate is attached.")
 			},
 			ok: map[string]assist.State{"info_requested": assist.StateSubmitted},
-			want: func(assist.Cmd) (string, assist.Body) {
+			want: func(assist.Cmd, string) (string, assist.Body) {
 				return "", assist.InfoProvided{Answer: "St. Luke's; the estimate is attached."}
 			},
 		},
@@ -83,7 +91,7 @@ func moves() []move {
 				return c.Claim(cmd, p.ClaimTTL)
 			},
 			ok: map[string]assist.State{"submitted": assist.StateUnderReview},
-			want: func(cmd assist.Cmd) (string, assist.Body) {
+			want: func(cmd assist.Cmd, _ string) (string, assist.Body) {
 				return "", assist.ReviewClaimed{ExpiresAt: cmd.At.Add(30 * time.Minute)}
 			},
 		},
@@ -93,7 +101,7 @@ func moves() []move {
 				return c.Release(cmd)
 			},
 			ok:   map[string]assist.State{"under_review": assist.StateSubmitted},
-			want: func(assist.Cmd) (string, assist.Body) { return "", assist.ReviewReleased{} },
+			want: func(assist.Cmd, string) (string, assist.Body) { return "", assist.ReviewReleased{} },
 		},
 		{
 			name: "Approve", actor: bob, onNew: assist.CodeConflict,
@@ -101,7 +109,9 @@ func moves() []move {
 				return c.Approve(cmd, validApprove(), p)
 			},
 			ok: map[string]assist.State{"under_review": assist.StateApproved},
-			want: func(assist.Cmd) (string, assist.Body) {
+			// bob gave the first approval: not his to give the second.
+			refused: map[string]assist.Code{"awaiting_second_approval": assist.CodeForbidden},
+			want: func(assist.Cmd, string) (string, assist.Body) {
 				return "approved at the clinic's reduced rate", assist.RequestApproved{AmountCents: approvedCents,
 					FundID: fundID, HoldID: holdID, PayeeID: payee, Note: "approved at the clinic's reduced rate",
 					FundAvailableCents: fundAvailable, Policy: medicalSeen}
@@ -112,8 +122,9 @@ func moves() []move {
 			run: func(c *assist.Case, cmd assist.Cmd, _ assist.Policy) (assist.Event, error) {
 				return c.Reject(cmd, "not within the fund's mandate")
 			},
-			ok: map[string]assist.State{"under_review": assist.StateRejected},
-			want: func(assist.Cmd) (string, assist.Body) {
+			ok:      map[string]assist.State{"under_review": assist.StateRejected},
+			refused: map[string]assist.Code{"awaiting_second_approval": assist.CodeForbidden},
+			want: func(assist.Cmd, string) (string, assist.Body) {
 				return "not within the fund's mandate", assist.RequestRejected{}
 			},
 		},
@@ -122,8 +133,10 @@ func moves() []move {
 			run: func(c *assist.Case, cmd assist.Cmd, _ assist.Policy) (assist.Event, error) {
 				return c.RequestInfo(cmd, "Which hospital?")
 			},
-			ok:   map[string]assist.State{"under_review": assist.StateInfoRequested},
-			want: func(assist.Cmd) (string, assist.Body) { return "", assist.InfoRequested{Question: "Which hospital?"} },
+			ok: map[string]assist.State{"under_review": assist.StateInfoRequested},
+			want: func(assist.Cmd, string) (string, assist.Body) {
+				return "", assist.InfoRequested{Question: "Which hospital?"}
+			},
 		},
 		{
 			name: "ReserveFunds", actor: system, onNew: assist.CodeConflict,
@@ -131,7 +144,7 @@ func moves() []move {
 				return c.ReserveFunds(cmd, holdID, payoutID)
 			},
 			ok: map[string]assist.State{"approved": assist.StateApproved},
-			want: func(assist.Cmd) (string, assist.Body) {
+			want: func(assist.Cmd, string) (string, assist.Body) {
 				return "", assist.FundsReserved{HoldID: holdID, FundID: fundID, AmountCents: approvedCents, PayoutID: payoutID}
 			},
 		},
@@ -143,7 +156,7 @@ func moves() []move {
 				return c.ExpireHold(cmd, "hold-stale", "fund-2", 7_000)
 			},
 			ok: filed,
-			want: func(assist.Cmd) (string, assist.Body) {
+			want: func(assist.Cmd, string) (string, assist.Body) {
 				return "hold expired before the approval was recorded",
 					assist.FundsReleased{HoldID: "hold-stale", FundID: "fund-2", AmountCents: 7_000, Cause: assist.ReleaseHoldExpired}
 			},
@@ -154,7 +167,7 @@ func moves() []move {
 				return c.SendPayout(cmd, payoutID, "prov-2", 2)
 			},
 			ok: map[string]assist.State{"approved_reserved": assist.StateDisbursing, "disbursement_failed": assist.StateDisbursing},
-			want: func(assist.Cmd) (string, assist.Body) {
+			want: func(assist.Cmd, string) (string, assist.Body) {
 				return "", assist.PayoutSent{PayoutID: payoutID, PayeeID: payee, AmountCents: approvedCents, ProviderRef: "prov-2", Attempt: 2}
 			},
 		},
@@ -164,7 +177,7 @@ func moves() []move {
 				return c.SettlePayout(cmd, payoutID, "prov-1")
 			},
 			ok: map[string]assist.State{"disbursing": assist.StateDisbursed},
-			want: func(assist.Cmd) (string, assist.Body) {
+			want: func(assist.Cmd, string) (string, assist.Body) {
 				return "", assist.PayoutSettled{PayoutID: payoutID, ProviderRef: "prov-1"}
 			},
 		},
@@ -176,7 +189,7 @@ func moves() []move {
 			// A payout may fail before the provider accepts it, too.
 			ok: map[string]assist.State{"approved_reserved": assist.StateDisbursementFailed,
 				"disbursing": assist.StateDisbursementFailed, "disbursement_failed": assist.StateDisbursementFailed},
-			want: func(assist.Cmd) (string, assist.Body) {
+			want: func(assist.Cmd, string) (string, assist.Body) {
 				return "account closed", assist.PayoutFailed{PayoutID: payoutID, Error: "account closed", Attempt: 1}
 			},
 		},
@@ -186,7 +199,7 @@ func moves() []move {
 				return c.RetryPayout(cmd, payoutID, 2)
 			},
 			ok: map[string]assist.State{"disbursement_failed": assist.StateApproved},
-			want: func(assist.Cmd) (string, assist.Body) {
+			want: func(assist.Cmd, string) (string, assist.Body) {
 				return "", assist.PayoutRetried{PayoutID: payoutID, Attempt: 2}
 			},
 		},
@@ -196,7 +209,7 @@ func moves() []move {
 				return c.CancelPayout(cmd, "payee cannot be paid")
 			},
 			ok: map[string]assist.State{"disbursement_failed": assist.StateClosed},
-			want: func(assist.Cmd) (string, assist.Body) {
+			want: func(assist.Cmd, string) (string, assist.Body) {
 				return "payee cannot be paid", assist.FundsReleased{HoldID: holdID, FundID: fundID, AmountCents: approvedCents,
 					Cause: assist.ReleasePayoutCancelled}
 			},
@@ -207,7 +220,7 @@ func moves() []move {
 				return c.Close(cmd, "paid and confirmed")
 			},
 			ok:   map[string]assist.State{"disbursed": assist.StateClosed},
-			want: func(assist.Cmd) (string, assist.Body) { return "paid and confirmed", assist.RequestClosed{} },
+			want: func(assist.Cmd, string) (string, assist.Body) { return "paid and confirmed", assist.RequestClosed{} },
 		},
 	}
 }
@@ -241,6 +254,9 @@ func TestTransitionMatrix(t *testing.T) {
 					if row == "new" {
 						code = m.onNew
 					}
+					if c, ok := m.refused[row]; ok {
+						code = c
+					}
 					wantCode(t, err, code)
 					if !reflect.DeepEqual(e, assist.Event{}) {
 						t.Fatalf("refused with a non-zero event %+v", e)
@@ -250,7 +266,7 @@ func TestTransitionMatrix(t *testing.T) {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
 				}
-				reason, body := m.want(cmd)
+				reason, body := m.want(cmd, row)
 				want := assist.Event{ID: cmd.ID, CaseID: h.c.ID, At: cmd.At, Actor: m.actor, CommandID: cmd.ID,
 					Reason: reason, Body: body}
 				if !reflect.DeepEqual(e, want) {
@@ -288,7 +304,7 @@ func TestSubmit(t *testing.T) {
 	wantCase := &assist.Case{ID: caseID, Requester: "alice", Post: "KYIV", Category: assist.Medical, Urgency: assist.Urgent,
 		AmountCents: requested, Justification: in.Justification, Beneficiary: in.Beneficiary,
 		BeneficiaryRefHash: in.BeneficiaryRefHash, PayeeID: payee, Deadline: t0.Add(24 * time.Hour),
-		State: assist.StateSubmitted, CreatedAt: t0, UpdatedAt: t0, Version: 7, Events: 1}
+		State: assist.StateSubmitted, PolicyVersion: "default-1", CreatedAt: t0, UpdatedAt: t0, Version: 7, Events: 1}
 	if !reflect.DeepEqual(c, wantCase) {
 		t.Fatalf("case\n got %+v\nwant %+v", c, wantCase)
 	}
@@ -663,7 +679,8 @@ func TestAmendApplies(t *testing.T) {
 	want := assist.RequestAmended{Category: in.Category, Urgency: in.Urgency, AmountCents: in.AmountCents,
 		Beneficiary: in.Beneficiary, BeneficiaryRefHash: in.BeneficiaryRefHash, PayeeID: in.PayeeID,
 		Deadline: created.Add(4 * time.Hour), // from filing, not from the amendment
-		Policy:   assist.PolicySeen{Version: "default-1", CaseCapUSDCents: 2_000_000, CategoryCapUSDCents: 500_000}}
+		Policy: assist.PolicySeen{Version: "default-1", CaseCapUSDCents: 2_000_000, CategoryCapUSDCents: 500_000,
+			SecondApprovalAboveUSDCents: 500_000}}
 	if !reflect.DeepEqual(e.Body, want) {
 		t.Fatalf("body\n got %+v\nwant %+v", e.Body, want)
 	}

@@ -33,10 +33,23 @@ type Case struct {
 	FundID         string    `json:"fund_id,omitempty"`
 	HoldID         string    `json:"hold_id,omitempty"`
 	PayoutID       string    `json:"payout_id,omitempty"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
+	// Approvals are the approvals given, in order (two above the policy's
+	// second-approval threshold).
+	Approvals []Approval `json:"approvals"`
+	// PolicyVersion is the policy in force when the case was filed.
+	PolicyVersion string    `json:"policy_version,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
 	// Version is the log position of the case's last event.
 	Version uint64 `json:"version"`
+}
+
+// Approval is one approver's decision to pay.
+type Approval struct {
+	Approver      string    `json:"approver"`
+	AmountCents   int64     `json:"amount_usd_cents"`
+	At            time.Time `json:"at"`
+	PolicyVersion string    `json:"policy_version,omitempty"`
 }
 
 // From is the view of a domain case.
@@ -46,8 +59,17 @@ func From(c *assist.Case) Case {
 		Urgency: string(c.Urgency), AmountCents: c.AmountCents, Justification: c.Justification, PayeeID: c.PayeeID,
 		Deadline: c.Deadline, Escalated: c.Escalated, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt,
 		Question: c.Question, ApprovedCents: c.ApprovedCents, ApprovedBy: c.ApprovedBy, FundID: c.FundID,
-		HoldID: c.HoldID, PayoutID: c.PayoutID, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Version: c.Version,
+		HoldID: c.HoldID, PayoutID: c.PayoutID, Approvals: approvals(c.Approvals), PolicyVersion: c.PolicyVersion,
+		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Version: c.Version,
 	}
+}
+
+func approvals(as []assist.Approval) []Approval {
+	out := make([]Approval, len(as))
+	for i, a := range as {
+		out[i] = Approval{Approver: a.Approver, AmountCents: a.AmountCents, At: a.At, PolicyVersion: a.PolicyVersion}
+	}
+	return out
 }
 
 // Serve adapts a handler that answers with a domain case into one that

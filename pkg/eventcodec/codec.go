@@ -69,7 +69,7 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 			PayeeId: b.PayeeID, Deadline: ts(b.Deadline), Policy: policyToProto(b.Policy),
 		}}
 	case assist.RequestWithdrawn:
-		pe.Body = &evav1.Event_RequestWithdrawn{RequestWithdrawn: &evav1.RequestWithdrawn{}}
+		pe.Body = &evav1.Event_RequestWithdrawn{RequestWithdrawn: &evav1.RequestWithdrawn{HoldId: b.HoldID}}
 	case assist.InfoRequested:
 		pe.Body = &evav1.Event_InfoRequested{InfoRequested: &evav1.InfoRequested{Question: b.Question}}
 	case assist.InfoProvided:
@@ -82,9 +82,10 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 		pe.Body = &evav1.Event_RequestApproved{RequestApproved: &evav1.RequestApproved{
 			AmountUsdCents: b.AmountCents, FundId: b.FundID, HoldId: b.HoldID, PayeeId: b.PayeeID,
 			Note: b.Note, FundAvailableUsdCents: b.FundAvailableCents, Policy: policyToProto(b.Policy),
+			Step: evav1.RequestApproved_Step(b.Step),
 		}}
 	case assist.RequestRejected:
-		pe.Body = &evav1.Event_RequestRejected{RequestRejected: &evav1.RequestRejected{}}
+		pe.Body = &evav1.Event_RequestRejected{RequestRejected: &evav1.RequestRejected{HoldId: b.HoldID}}
 	case assist.FundsReserved:
 		pe.Body = &evav1.Event_FundsReserved{FundsReserved: &evav1.FundsReserved{
 			HoldId: b.HoldID, FundId: b.FundID, AmountUsdCents: b.AmountCents, PayoutId: b.PayoutID,
@@ -153,7 +154,7 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		}
 		e.Body = am
 	case *evav1.Event_RequestWithdrawn:
-		e.Body = assist.RequestWithdrawn{}
+		e.Body = assist.RequestWithdrawn{HoldID: b.RequestWithdrawn.GetHoldId()}
 	case *evav1.Event_InfoRequested:
 		e.Body = assist.InfoRequested{Question: b.InfoRequested.GetQuestion()}
 	case *evav1.Event_InfoProvided:
@@ -167,9 +168,10 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		e.Body = assist.RequestApproved{
 			AmountCents: a.GetAmountUsdCents(), FundID: a.GetFundId(), HoldID: a.GetHoldId(), PayeeID: a.GetPayeeId(),
 			Note: a.GetNote(), FundAvailableCents: a.GetFundAvailableUsdCents(), Policy: policyFromProto(a.GetPolicy()),
+			Step: assist.ApprovalStep(a.GetStep()),
 		}
 	case *evav1.Event_RequestRejected:
-		e.Body = assist.RequestRejected{}
+		e.Body = assist.RequestRejected{HoldID: b.RequestRejected.GetHoldId()}
 	case *evav1.Event_FundsReserved:
 		r := b.FundsReserved
 		e.Body = assist.FundsReserved{HoldID: r.GetHoldId(), FundID: r.GetFundId(), AmountCents: r.GetAmountUsdCents(), PayoutID: r.GetPayoutId()}
@@ -239,9 +241,11 @@ func sealedFromProto(s *evav1.Sealed) assist.Sealed {
 }
 
 func policyToProto(p assist.PolicySeen) *evav1.PolicySeen {
-	return &evav1.PolicySeen{Version: p.Version, CaseCapUsdCents: p.CaseCapUSDCents, CategoryCapUsdCents: p.CategoryCapUSDCents}
+	return &evav1.PolicySeen{Version: p.Version, CaseCapUsdCents: p.CaseCapUSDCents, CategoryCapUsdCents: p.CategoryCapUSDCents,
+		SecondApprovalAboveUsdCents: p.SecondApprovalAboveUSDCents}
 }
 
 func policyFromProto(p *evav1.PolicySeen) assist.PolicySeen {
-	return assist.PolicySeen{Version: p.GetVersion(), CaseCapUSDCents: p.GetCaseCapUsdCents(), CategoryCapUSDCents: p.GetCategoryCapUsdCents()}
+	return assist.PolicySeen{Version: p.GetVersion(), CaseCapUSDCents: p.GetCaseCapUsdCents(), CategoryCapUSDCents: p.GetCategoryCapUsdCents(),
+		SecondApprovalAboveUSDCents: p.GetSecondApprovalAboveUsdCents()}
 }

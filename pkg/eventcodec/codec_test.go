@@ -89,6 +89,15 @@ func samples() []struct {
 // variants are further events whose fields are set in other ways.
 func variants() map[string]assist.Event {
 	return map[string]assist.Event{
+		"first of two approvals": envelope("40", assist.RequestApproved{AmountCents: 600_000, FundID: "fund-1", HoldID: "hold-1",
+			PayeeID: "payee-1", FundAvailableCents: 1, Policy: assist.PolicySeen{Version: "v2", SecondApprovalAboveUSDCents: 500_000},
+			Step: assist.ApprovalFirst}),
+		"second approval": envelope("41", assist.RequestApproved{AmountCents: 550_000, FundID: "fund-1", HoldID: "hold-1",
+			PayeeID: "payee-1", Step: assist.ApprovalSecond, Policy: policy}),
+		"rejected by the second approver": envelope("42", assist.RequestRejected{HoldID: "hold-1"}),
+		"withdrawn awaiting the second":   envelope("43", assist.RequestWithdrawn{HoldID: "hold-1"}),
+		"released, not approved": envelope("44", assist.FundsReleased{HoldID: "hold-1", FundID: "fund-1", AmountCents: 5,
+			Cause: assist.ReleaseNotApproved}),
 		"submitted without beneficiary": envelope("20", assist.RequestSubmitted{Post: "KYIV", Category: assist.Other,
 			Urgency: assist.Routine, AmountCents: 1, Justification: "j", BeneficiaryRefHash: []byte{1}, Policy: policy}),
 		"submitted with a key id only": envelope("21", assist.RequestSubmitted{Post: "KYIV",

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,12 +44,16 @@ const firedTTL = 30 * 24 * time.Hour
 type Config struct {
 	// Replicas of the stream: 1 standalone, 3 in production clusters.
 	Replicas int
+	// Workers is how many fired timers one process handles at once;
+	// default 16.
+	Workers int
 }
 
 // Timers sets, cancels and delivers durable timers.
 type Timers struct {
-	js     jetstream.JetStream
-	stream jetstream.Stream
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	workers int
 }
 
 // Open creates or updates the timers stream.
@@ -72,7 +77,10 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Timers, err
 	if err != nil {
 		return nil, unavailable("create stream "+Stream, err)
 	}
-	return &Timers{js: js, stream: st}, nil
+	if cfg.Workers <= 0 {
+		cfg.Workers = 16
+	}
+	return &Timers{js: js, stream: st, workers: cfg.Workers}, nil
 }
 
 // Stream returns the underlying stream, for its info.
@@ -143,7 +151,8 @@ func Drop(err error) error { return dropError{err} }
 const retryDelay = time.Second
 
 // Run delivers fired timers of the given kinds to h through the durable
-// consumer name until ctx ends; it returns nil then.
+// consumer name until ctx ends; it returns nil then. Up to Config.Workers
+// timers are handled at once: many deadlines fall due together.
 func (t *Timers) Run(ctx context.Context, name string, kinds []string, h Handler, zl *zap.Logger) error {
 	filters := make([]string, len(kinds))
 	for i, k := range kinds {
@@ -168,7 +177,20 @@ func (t *Timers) Run(ctx context.Context, name string, kinds []string, h Handler
 	if err != nil {
 		return nil // ctx ended
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) { t.deliver(ctx, m, h, zl) }, jetstream.PullMaxMessages(256))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, t.workers)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return // redelivered after AckWait
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			t.deliver(ctx, m, h, zl)
+		})
+	}, jetstream.PullMaxMessages(256))
 	if err != nil {
 		return unavailable("consume timers", err)
 	}

@@ -55,8 +55,11 @@ func (s *Service) RequestInfo(ctx context.Context, r approvalapi.RequestInfoRequ
 	})
 }
 
-// Approve decides to pay. The case is loaded and the approval decided
-// once; then, before it is recorded, the amount is held on the fund (the
+// Approve decides to pay. Above the policy's second-approval threshold
+// the first approval holds the money and the case awaits a second,
+// different approver, whose approval (no claim needed, at most the first
+// amount) uses the first's hold and places none. The case is loaded and
+// the approval decided once; then, before it is recorded, the amount is held on the fund (the
 // hold's id is the command id, so a retry finds its hold): a fund that
 // cannot cover it refuses, naming what is available, and nothing is
 // recorded. Then the approval is appended with the hold and what the
@@ -78,8 +81,23 @@ func (s *Service) Approve(ctx context.Context, r approvalapi.ApproveRequest) (*a
 		Decide: func(c *assist.Case) (assist.Event, error) {
 			return c.Approve(s.cmd(r.CommandID, r.Actor), in, s.cfg.Policy)
 		},
-		Prepare: func(ctx context.Context, _ *assist.Case, e *assist.Event) error {
+		Prepare: func(ctx context.Context, c *assist.Case, e *assist.Event) error {
 			b := e.Body.(assist.RequestApproved)
+			if b.Step == assist.ApprovalSecond {
+				// The first approval's hold already holds the money; asking
+				// for it again reads it, with what the fund has left.
+				hold, err := s.holds.PlaceHold(ctx, disbursementapi.PlaceHoldRequest{HoldID: b.HoldID, FundID: b.FundID,
+					CaseID: e.CaseID, PayeeID: b.PayeeID, AmountCents: c.ApprovedCents})
+				if err != nil {
+					return err
+				}
+				if hold.Status != disbursementapi.HoldHeld {
+					return assist.Errorf(assist.CodeConflict, "the first approval's hold is %s", hold.Status)
+				}
+				b.FundAvailableCents = hold.AvailableCents
+				e.Body = b
+				return nil
+			}
 			hold, err := s.holds.PlaceHold(ctx, disbursementapi.PlaceHoldRequest{HoldID: b.HoldID, FundID: b.FundID,
 				CaseID: e.CaseID, PayeeID: b.PayeeID, AmountCents: b.AmountCents})
 			if err != nil {

@@ -3,9 +3,13 @@ package approval_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/eva-org/eva/pkg/assist"
@@ -128,4 +132,66 @@ func TestFireBeforeDueAppendsNothing(t *testing.T) {
 		}
 	}
 	h.requireNoNewEvent(seq)
+}
+
+// TestMeasureDeadlineDelay measures the delay from a case's deadline to its
+// DeadlineMissed event (the event's time) over 1,000 cases with a
+// 10-second deadline, on embedded JetStream and SQLite: filed as fast as
+// 16 clients can (deadlines falling due in a burst), and paced at 50 a
+// second. It runs with EVA_MEASURE=1 and reports with t.Log;
+// docs/benchmarks.md has the numbers.
+func TestMeasureDeadlineDelay(t *testing.T) {
+	if os.Getenv("EVA_MEASURE") == "" {
+		t.Skip("a measurement: EVA_MEASURE=1 go test -v -run TestMeasureDeadlineDelay ./services/approval")
+	}
+	for _, pace := range []time.Duration{0, 20 * time.Millisecond} {
+		t.Run("pace="+pace.String(), func(t *testing.T) { measureDeadlineDelay(t, pace) })
+	}
+}
+
+func measureDeadlineDelay(t *testing.T, pace time.Duration) {
+	const n = 1000
+	h := newHarness(t, sqldbtest.SQLite(t), &fakeHolds{})
+	p := shortPolicy(10 * time.Second)
+	in := intake.New(intake.Deps{Config: intake.Config{Policy: p}, NC: h.nc, Log: h.log, DB: h.db, Keys: h.keys,
+		Logger: zap.NewNop()})
+	h.consume()
+	h.runApproval(p)
+	cases := make([]*assist.Case, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	start := time.Now()
+	for i := range n {
+		if pace > 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(i) * pace)))
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c, err := in.File(h.ctx, fileRequest(ana))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			cases[i] = c
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("filed %d cases in %s", n, time.Since(start).Round(time.Millisecond))
+	delays := make([]time.Duration, 0, n)
+	for _, c := range cases {
+		evatest.Eventually(t, "DeadlineMissed of every case", func() bool { return countType(h.events(c.ID), "DeadlineMissed") == 1 })
+		for _, r := range h.events(c.ID) {
+			if r.Event.Type() == "DeadlineMissed" {
+				delays = append(delays, r.Event.At.Sub(c.Deadline))
+			}
+		}
+	}
+	slices.Sort(delays)
+	t.Logf("%d deadlines → DeadlineMissed: median %s, p99 %s, max %s, min %s", n,
+		delays[n/2].Round(time.Millisecond), delays[n*99/100].Round(time.Millisecond),
+		delays[n-1].Round(time.Millisecond), delays[0].Round(time.Millisecond))
 }

@@ -103,7 +103,7 @@ func (s *Service) Archive(ctx context.Context, q sqldb.Querier, m eventlog.Msg) 
 	// same sequence both read the same head, the primary key lets one
 	// insert win, and the other's transaction fails and is retried,
 	// finding the event archived.
-	return s.store.Insert(ctx, q, newRecord(m, chain))
+	return s.appendRecord(ctx, q, newRecord(m, chain))
 }
 
 // FillGap archives the events missing before m: it reads them from the
@@ -134,7 +134,7 @@ func (s *Service) FillGap(ctx context.Context, m eventlog.Msg) error {
 				return fmt.Errorf("fill archive gap: archive at %d, next read %d: %w", last, gm.Seq, eventlog.ErrGap)
 			}
 			r := newRecord(gm, chain)
-			if err := s.store.Insert(ctx, q, r); err != nil {
+			if err := s.appendRecord(ctx, q, r); err != nil {
 				return err
 			}
 			last, chain = r.Seq, r.Chain

@@ -11,6 +11,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -36,6 +37,10 @@ type Config struct {
 	// RetryDelay is the first back-off of an event that failed to be
 	// archived; default 250ms.
 	RetryDelay time.Duration
+	// CheckpointEvery is how often a checkpoint is signed when the tree
+	// grew; default 250ms, so that one is published within a second of
+	// new events.
+	CheckpointEvery time.Duration
 }
 
 // Deps is what audit runs on.
@@ -45,8 +50,17 @@ type Deps struct {
 	Log    *eventlog.Log
 	DB     sqldb.DB
 	Logger *zap.Logger
+	// Key signs the checkpoints; Run needs it.
+	Key *Key
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+}
+
+// ArchiveStore is what audit keeps: the archive, its Merkle tree and the
+// signed checkpoints.
+type ArchiveStore interface {
+	Store
+	TreeStore
 }
 
 // Service archives the log and answers audit's queries.
@@ -54,7 +68,8 @@ type Service struct {
 	cfg   Config
 	log   *eventlog.Log
 	db    sqldb.DB
-	store Store
+	store ArchiveStore
+	key   *Key
 	clock func() time.Time
 }
 
@@ -65,7 +80,7 @@ func New(d Deps) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{cfg: d.Config, log: d.Log, db: d.DB, store: NewSQLStore(d.DB), clock: now}
+	return &Service{cfg: d.Config, log: d.Log, db: d.DB, store: NewSQLStore(d.DB), key: d.Key, clock: now}
 }
 
 // Migrate applies audit's schema to its database: the records of its log
@@ -74,25 +89,41 @@ func Migrate(ctx context.Context, db sqldb.DB) error {
 	return sqldb.MigrateAll(ctx, db, eventlog.Migrations, Migrations)
 }
 
-// Run migrates audit's database, serves its queries and archives the log
-// until ctx ends; then it returns nil.
+// Run migrates audit's database, adds to the Merkle tree what the archive
+// holds beyond it, serves its queries, archives the log and signs
+// checkpoints until ctx ends; then it returns nil.
 //
-// Errors: a migration that fails; an endpoint or the consumer that cannot
-// be registered.
+// Errors: no key; a migration that fails; an endpoint or the consumer that
+// cannot be registered.
 func Run(ctx context.Context, d Deps) error {
 	if d.Logger == nil {
 		d.Logger = zap.NewNop()
+	}
+	if d.Key == nil {
+		return errors.New("audit: no signing key for checkpoints")
 	}
 	if err := Migrate(ctx, d.DB); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	s := New(d)
+	if err := s.fillTree(ctx); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	every := d.Config.CheckpointEvery
+	if every <= 0 {
+		every = 250 * time.Millisecond
+	}
+	go s.keepPublishing(ctx, every, d.Logger)
 	srv, err := rpc.Serve(ctx, d.NC, nil /* no command acts for a user */, "eva-audit", "EVA audit: archive, history, verification", d.Logger,
 		rpc.On(auditapi.Events, s.Events),
 		rpc.On(auditapi.Verify, s.Verify),
 		rpc.On(auditapi.History, s.History),
 		rpc.On(auditapi.AsOf, caseview.Serve(s.AsOf)),
 		rpc.On(auditapi.Checkpoint, s.Checkpoint),
+		rpc.On(auditapi.Key, s.Key),
+		rpc.On(auditapi.LeafOf, s.Leaf),
+		rpc.On(auditapi.Inclusion, s.InclusionProof),
+		rpc.On(auditapi.Consistency, s.ConsistencyProof),
 		rpc.On(auditapi.Access, s.Access),
 		rpc.On(auditapi.DeadLetters, s.DeadLetters),
 	)

@@ -51,12 +51,20 @@ func (s *Service) Events(ctx context.Context, r auditapi.EventsRequest) (auditap
 	return page, nil
 }
 
-// Verify re-verifies the whole archive against its chain and the log; see
-// the function Verify.
+// Verify re-verifies the whole archive against its chain, its Merkle
+// tree, the kept checkpoints and those of r, and the log; see the function
+// Verify.
 //
 // Errors: those of the store; CodeUnavailable.
-func (s *Service) Verify(ctx context.Context, _ struct{}) (auditapi.VerifyResult, error) {
-	return Verify(ctx, s.store, s.log)
+func (s *Service) Verify(ctx context.Context, r auditapi.VerifyRequest) (auditapi.VerifyResult, error) {
+	if s.key == nil {
+		return auditapi.VerifyResult{}, assist.Errorf(assist.CodeUnavailable, "the audit log has no signing key")
+	}
+	saved := make([][]byte, len(r.Checkpoints))
+	for i, c := range r.Checkpoints {
+		saved[i] = []byte(c)
+	}
+	return Verify(ctx, s.store, s.log, VerifyOptions{VerifierKey: s.key.Verifier, Checkpoints: saved})
 }
 
 // History lists a case's events in log order, read from the log itself so
@@ -109,21 +117,6 @@ func (s *Service) AsOf(ctx context.Context, r auditapi.AsOfRequest) (*assist.Cas
 		return nil, notFound(r.CaseID)
 	}
 	return s.log.AsOf(ctx, r.CaseID, r.At)
-}
-
-// Checkpoint reads the head of the archive: its size (the last archived
-// sequence) and chain.
-//
-// Errors: the store's.
-func (s *Service) Checkpoint(ctx context.Context, _ struct{}) (auditapi.CheckpointHead, error) {
-	// TODO(audit): signed Merkle checkpoints (RFC 6962 tree head over the
-	// event hashes, signed with the audit key) are a later issue; this is
-	// the unsigned chain head only, and claims nothing more.
-	seq, chain, err := s.store.Last(ctx, nil)
-	if err != nil {
-		return auditapi.CheckpointHead{}, err
-	}
-	return auditapi.CheckpointHead{Size: seq, Chain: hex.EncodeToString(chain), At: s.now()}, nil
 }
 
 // Access lists the recorded reads of a case's personal data, oldest first;

@@ -14,6 +14,7 @@ import (
 	"github.com/eva-org/eva/pkg/eventcodec"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/services/audit/auditapi"
 )
 
 // scaleEvents is how many events TestVerifyAtScale archives and verifies:
@@ -85,7 +86,7 @@ func TestVerifyAtScale(t *testing.T) {
 	start = time.Now()
 	e.wantOK(uint64(n))
 	t.Logf("verified %d events in %s", n, time.Since(start))
-	res, err := e.client.Verify(ctx)
+	res, err := e.client.Verify(ctx, auditapi.VerifyRequest{})
 	if err != nil || !res.OK || res.Events != uint64(n) {
 		t.Fatalf("Client.Verify = %s %v", show(res), err)
 	}

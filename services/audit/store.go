@@ -5,7 +5,11 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/eva-org/eva/pkg/sqldb"
 )
@@ -13,7 +17,8 @@ import (
 //go:embed migrations
 var migrationFS embed.FS
 
-// Migrations is audit's schema: the archive table audit_events.
+// Migrations is audit's schema: the archive table audit_events, the
+// Merkle tree audit_tree and the signed checkpoints audit_checkpoints.
 var Migrations = sqldb.Embedded("audit", migrationFS)
 
 // Record is one archived event: the event exactly as the log holds it, with
@@ -135,4 +140,187 @@ func fromRow(row sqldb.Row) (Record, error) {
 	}
 	r.Seq, r.At = uint64(seq), sqldb.Time(at)
 	return r, nil
+}
+
+// TreeStore holds the Merkle tree over the archive and its signed
+// checkpoints. Hashes are kept at their tlog stored-hash index
+// (tlog.StoredHashIndex), so that a tree head or a proof reads O(log n) of
+// them.
+type TreeStore interface {
+	// ReadHashes returns the stored hashes at indexes, in their order.
+	// q nil reads outside any transaction. A missing hash is an error.
+	ReadHashes(ctx context.Context, q sqldb.Querier, indexes []int64) ([]tlog.Hash, error)
+	// AppendHashes stores hs at indexes start, start+1, ...
+	AppendHashes(ctx context.Context, q sqldb.Querier, start int64, hs []tlog.Hash) error
+	// TreeSize returns how many leaves the stored hashes cover.
+	TreeSize(ctx context.Context, q sqldb.Querier) (int64, error)
+	// PutCheckpoint keeps a signed checkpoint; one of the same size kept
+	// before stays (both are signatures of the same tree).
+	PutCheckpoint(ctx context.Context, c StoredCheckpoint) error
+	// LatestCheckpoint returns the checkpoint of the largest size; ok is
+	// false when there is none.
+	LatestCheckpoint(ctx context.Context) (c StoredCheckpoint, ok bool, err error)
+	// Checkpoints returns the kept checkpoints of sizes in (after, upto],
+	// smallest first, at most limit.
+	Checkpoints(ctx context.Context, after, upto int64, limit int) ([]StoredCheckpoint, error)
+}
+
+// StoredCheckpoint is a signed checkpoint as kept: its tree size, the
+// signed note and when it was signed.
+type StoredCheckpoint struct {
+	Size int64
+	Note []byte
+	At   time.Time
+}
+
+// ReadHashes implements TreeStore.
+func (s *SQLStore) ReadHashes(ctx context.Context, q sqldb.Querier, indexes []int64) ([]tlog.Hash, error) {
+	if q == nil {
+		q = s.db
+	}
+	if len(indexes) == 0 {
+		return nil, nil
+	}
+	var (
+		sql  strings.Builder
+		args = make([]any, len(indexes))
+	)
+	sql.WriteString(`SELECT idx, hash FROM audit_tree WHERE idx IN (`)
+	for i, x := range indexes {
+		if i > 0 {
+			sql.WriteByte(',')
+		}
+		sql.WriteString("$" + strconv.Itoa(i+1))
+		args[i] = x
+	}
+	sql.WriteByte(')')
+	rows, err := q.Query(ctx, sql.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("read tree hashes: %w", err)
+	}
+	defer rows.Close()
+	got := make(map[int64]tlog.Hash, len(indexes))
+	for rows.Next() {
+		var (
+			idx int64
+			h   []byte
+		)
+		if err := rows.Scan(&idx, &h); err != nil {
+			return nil, fmt.Errorf("read tree hashes: %w", err)
+		}
+		if len(h) != tlog.HashSize {
+			return nil, fmt.Errorf("tree hash %d has %d bytes", idx, len(h))
+		}
+		got[idx] = tlog.Hash(h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read tree hashes: %w", err)
+	}
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		h, ok := got[x]
+		if !ok {
+			return nil, fmt.Errorf("tree hash %d is missing", x)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// AppendHashes implements TreeStore.
+func (s *SQLStore) AppendHashes(ctx context.Context, q sqldb.Querier, start int64, hs []tlog.Hash) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	var (
+		sql  strings.Builder
+		args = make([]any, 0, 2*len(hs))
+	)
+	sql.WriteString(`INSERT INTO audit_tree (idx, hash) VALUES `)
+	for i, h := range hs {
+		if i > 0 {
+			sql.WriteByte(',')
+		}
+		fmt.Fprintf(&sql, "($%d, $%d)", 2*i+1, 2*i+2)
+		args = append(args, start+int64(i), h[:])
+	}
+	if _, err := q.Exec(ctx, sql.String(), args...); err != nil {
+		return fmt.Errorf("store tree hashes from %d: %w", start, err)
+	}
+	return nil
+}
+
+// TreeSize implements TreeStore: the newest stored hash is the last one
+// written for the last leaf, and names that leaf.
+func (s *SQLStore) TreeSize(ctx context.Context, q sqldb.Querier) (int64, error) {
+	if q == nil {
+		q = s.db
+	}
+	var idx int64
+	err := q.QueryRow(ctx, `SELECT idx FROM audit_tree ORDER BY idx DESC LIMIT 1`).Scan(&idx)
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("tree size: %w", err)
+	}
+	level, n := tlog.SplitStoredHashIndex(idx)
+	return (n + 1) << level, nil
+}
+
+// PutCheckpoint implements TreeStore.
+func (s *SQLStore) PutCheckpoint(ctx context.Context, c StoredCheckpoint) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO audit_checkpoints (size, note, at) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING`,
+		c.Size, string(c.Note), sqldb.Micros(c.At))
+	if err != nil {
+		return fmt.Errorf("keep checkpoint %d: %w", c.Size, err)
+	}
+	return nil
+}
+
+// LatestCheckpoint implements TreeStore.
+func (s *SQLStore) LatestCheckpoint(ctx context.Context) (StoredCheckpoint, bool, error) {
+	c, err := scanCheckpoint(s.db.QueryRow(ctx, `SELECT size, note, at FROM audit_checkpoints ORDER BY size DESC LIMIT 1`))
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return StoredCheckpoint{}, false, nil
+	}
+	if err != nil {
+		return StoredCheckpoint{}, false, fmt.Errorf("latest checkpoint: %w", err)
+	}
+	return c, true, nil
+}
+
+// Checkpoints implements TreeStore.
+func (s *SQLStore) Checkpoints(ctx context.Context, after, upto int64, limit int) ([]StoredCheckpoint, error) {
+	rows, err := s.db.Query(ctx, `SELECT size, note, at FROM audit_checkpoints WHERE size > $1 AND size <= $2 ORDER BY size LIMIT $3`,
+		after, upto, int64(limit))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints after %d: %w", after, err)
+	}
+	defer rows.Close()
+	var out []StoredCheckpoint
+	for rows.Next() {
+		c, err := scanCheckpoint(rows)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoints after %d: %w", after, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("checkpoints after %d: %w", after, err)
+	}
+	return out, nil
+}
+
+func scanCheckpoint(row sqldb.Row) (StoredCheckpoint, error) {
+	var (
+		c    StoredCheckpoint
+		note string
+		at   int64
+	)
+	if err := row.Scan(&c.Size, &note, &at); err != nil {
+		return StoredCheckpoint{}, err
+	}
+	c.Note, c.At = []byte(note), sqldb.Time(at)
+	return c, nil
 }

@@ -2,11 +2,17 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
+	"slices"
 	"strconv"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
@@ -24,34 +30,86 @@ const verifyPage = 1000
 // logBatch is the most events one batched direct get asks the stream for.
 const logBatch = 500
 
+// VerifyOptions are the checkpoints Verify checks the log against.
+type VerifyOptions struct {
+	// VerifierKey checks the signatures of the checkpoints, the kept ones
+	// and Checkpoints (note.NewVerifier format). Empty: no checkpoint is
+	// checked, only the archive, its tree and the log.
+	VerifierKey string
+	// Checkpoints are signed checkpoints saved earlier, anywhere.
+	Checkpoints [][]byte
+}
+
 // Verify walks the whole archive from sequence 1 and checks, event by
 // event, that
 //
 //   - the archive has no hole: its sequences are 1, 2, 3, ...;
 //   - each stored hash is HashEvent of the stored sequence, subject, id
-//     and bytes;
-//   - each stored chain is ChainNext of the chain recomputed up to the
-//     previous event and the hash;
+//     and bytes, and each stored chain is ChainNext of the chain
+//     recomputed up to the previous event and the hash;
+//   - the Merkle tree's stored leaf hash is the hash of LeafBytes of the
+//     stored event;
 //   - the event log holds the same event at that sequence: subject, id,
 //     bytes and stream time, and the case id and type derived from the
-//     subject; an archived event beyond the end of the log is bad too.
+//     subject; an archived event beyond the end of the log is bad too;
+//   - the tree of the first n events, recomputed from the events, has the
+//     root of every checkpoint of size n, those kept by the service and
+//     those in opt (each signed by opt.VerifierKey): a log rewritten after
+//     a checkpoint fails there, and a log that holds fewer events than a
+//     checkpoint was cut short or rolled back;
 //
-// It stops at the first event that fails and names it in FirstBad with the
-// check that failed in Reason. Events counts the events verified good. Lag
-// counts the events of the log the archive has not reached yet, which is
-// not a failure. The archive is read in pages and the log in batches, both
-// in order, so memory stays bounded and each event costs no round trip of
-// its own. Verify needs no running service: `eva audit verify` calls it
-// with a store and a log of its own.
+// and at the end that the stored tree covers exactly the archive with the
+// recomputed root. Each checkpoint the log matches is consistent with
+// every other one, since all are heads of the one recomputed tree.
+//
+// It stops at the first failure and says why in Reason, naming the event
+// in FirstBad when one event is to blame. Events counts the events
+// verified good, Checkpoints the checkpoints matched. Lag counts the
+// events of the log the archive has not reached yet, which is not a
+// failure. The archive is read in pages and the log in batches, both in
+// order, so memory stays bounded and each event costs no round trip of its
+// own. Verify needs no running service: `eva audit verify` calls it with a
+// store and a log of its own.
 //
 // Errors: those of the store; CodeUnavailable when the log does not
 // answer. A mismatch is not an error: it is the result.
-func Verify(ctx context.Context, store Store, log *eventlog.Log) (auditapi.VerifyResult, error) {
+func Verify(ctx context.Context, store ArchiveStore, log *eventlog.Log, opt VerifyOptions) (auditapi.VerifyResult, error) {
 	var res auditapi.VerifyResult
-	bad := func(seq uint64, format string, args ...any) (auditapi.VerifyResult, error) {
-		res.FirstBad = &seq
+	fail := func(firstBad *uint64, format string, args ...any) (auditapi.VerifyResult, error) {
+		res.FirstBad = firstBad
 		res.Reason = fmt.Sprintf(format, args...)
 		return res, nil
+	}
+	bad := func(seq uint64, format string, args ...any) (auditapi.VerifyResult, error) {
+		return fail(&seq, format, args...)
+	}
+	heads, why, err := checkpointHeads(ctx, store, opt)
+	if err != nil {
+		return auditapi.VerifyResult{}, err
+	}
+	if why != "" {
+		return fail(nil, "%s", why)
+	}
+	treeSize, err := store.TreeSize(ctx, nil)
+	if err != nil {
+		return auditapi.VerifyResult{}, fmt.Errorf("verify: %w", err)
+	}
+	var tree compactRange
+	// matchHeads compares the recomputed tree with the checkpoints of its
+	// size.
+	matchHeads := func() string {
+		for len(heads) > 0 && heads[0].Size == tree.size {
+			if heads[0].Root != tree.root() {
+				return fmt.Sprintf("the log was rewritten: its first %d events do not make the tree of the checkpoint of that size "+
+					"(root %s, the log's %s)", tree.size, heads[0].Root, tree.root())
+			}
+			heads = heads[1:]
+			res.Checkpoints++
+		}
+		return ""
+	}
+	if why := matchHeads(); why != "" {
+		return fail(nil, "%s", why)
 	}
 	// last is the end of the log as far as Verify knows; it is read again
 	// when the archive gets past it, since the log grows meanwhile.
@@ -84,6 +142,10 @@ func Verify(ctx context.Context, store Store, log *eventlog.Log) (auditapi.Verif
 				return auditapi.VerifyResult{}, err
 			}
 		}
+		leaves, err := storedLeaves(ctx, store, next, min(end, uint64(treeSize)))
+		if err != nil {
+			return auditapi.VerifyResult{}, err
+		}
 		for i, r := range page {
 			if r.Seq != next {
 				return bad(next, "event %d is missing from the archive (the next archived event is %d)", next, r.Seq)
@@ -96,6 +158,13 @@ func Verify(ctx context.Context, store Store, log *eventlog.Log) (auditapi.Verif
 				return bad(r.Seq, "chain of archived event %d does not follow from the events before it", r.Seq)
 			}
 			chain = want
+			leaf := LeafHash(r)
+			if i >= len(leaves) {
+				return bad(r.Seq, "archived event %d is not in the Merkle tree, which covers %d events", r.Seq, treeSize)
+			}
+			if leaves[i] != leaf {
+				return bad(r.Seq, "archived event %d does not match its leaf in the Merkle tree", r.Seq)
+			}
 			if r.Seq > last {
 				return bad(r.Seq, "archived event %d is not in the log, which ends at %d", r.Seq, last)
 			}
@@ -105,10 +174,26 @@ func Verify(ctx context.Context, store Store, log *eventlog.Log) (auditapi.Verif
 			if what := differs(r, msgs[i]); what != "" {
 				return bad(r.Seq, "archived event %d differs from the log: %s", r.Seq, what)
 			}
+			tree.append(leaf)
+			if why := matchHeads(); why != "" {
+				return fail(nil, "%s", why)
+			}
 			res.Events++
 			next++
 		}
 	}
+	if len(heads) > 0 {
+		return bad(next, "the log was cut short or rolled back: a checkpoint was signed for %d events, the log and the archive hold %d",
+			heads[len(heads)-1].Size, tree.size)
+	}
+	if treeSize != tree.size {
+		return bad(next, "the Merkle tree covers %d events, the archive %d: archived events were removed", treeSize, tree.size)
+	}
+	if root, err := tlog.TreeHash(treeSize, hashReader(ctx, store)); err != nil || root != tree.root() {
+		return fail(nil, "the stored Merkle tree does not match the archived events (%v)", err)
+	}
+	res.TreeSize = tree.size
+	res.Root = tree.root().String()
 	if last, err = log.LastSeq(ctx); err != nil {
 		return auditapi.VerifyResult{}, err
 	}
@@ -117,6 +202,71 @@ func Verify(ctx context.Context, store Store, log *eventlog.Log) (auditapi.Verif
 	}
 	res.OK = true
 	return res, nil
+}
+
+// checkpointHeads opens the kept checkpoints and those of opt with
+// opt.VerifierKey, and returns their tree heads by size, smallest first,
+// one per size. why says what is wrong with them: a signature that does
+// not verify, or two checkpoints of one size with different roots (the
+// log forked).
+func checkpointHeads(ctx context.Context, store TreeStore, opt VerifyOptions) (heads []auditapi.TreeHead, why string, err error) {
+	if opt.VerifierKey == "" {
+		return nil, "", nil
+	}
+	bySize := map[int64]auditapi.TreeHead{}
+	add := func(what string, signed []byte) string {
+		h, err := auditapi.OpenCheckpoint(signed, opt.VerifierKey)
+		if err != nil {
+			return fmt.Sprintf("%s does not verify: %v", what, err)
+		}
+		if prev, ok := bySize[h.Size]; ok && prev.Root != h.Root {
+			return fmt.Sprintf("two checkpoints of tree size %d have different roots: the log forked", h.Size)
+		}
+		bySize[h.Size] = h
+		return ""
+	}
+	for i, c := range opt.Checkpoints {
+		if why := add(fmt.Sprintf("saved checkpoint %d", i+1), c); why != "" {
+			return nil, why, nil
+		}
+	}
+	for after := int64(-1); ; {
+		kept, err := store.Checkpoints(ctx, after, math.MaxInt64, verifyPage)
+		if err != nil {
+			return nil, "", fmt.Errorf("verify: %w", err)
+		}
+		if len(kept) == 0 {
+			break
+		}
+		for _, c := range kept {
+			if why := add(fmt.Sprintf("the kept checkpoint of size %d", c.Size), c.Note); why != "" {
+				return nil, why, nil
+			}
+		}
+		after = kept[len(kept)-1].Size
+	}
+	heads = slices.SortedFunc(maps.Values(bySize), func(a, b auditapi.TreeHead) int { return cmp.Compare(a.Size, b.Size) })
+	return heads, "", nil
+}
+
+// storedLeaves reads the tree's leaf hashes of events from .. to.
+func storedLeaves(ctx context.Context, store TreeStore, from, to uint64) ([]tlog.Hash, error) {
+	if to < from {
+		return nil, nil
+	}
+	ix := make([]int64, 0, to-from+1)
+	for seq := from; seq <= to; seq++ {
+		ix = append(ix, tlog.StoredHashIndex(0, int64(seq)-1))
+	}
+	hs, err := store.ReadHashes(ctx, nil, ix)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	return hs, nil
+}
+
+func hashReader(ctx context.Context, store TreeStore) tlog.HashReader {
+	return tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) { return store.ReadHashes(ctx, nil, ix) })
 }
 
 // differs names the first field in which an archived record and the log's

@@ -22,6 +22,15 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 	now := s.now()
 	switch b := e.Body.(type) {
 	case assist.RequestApproved:
+		switch b.Step {
+		case assist.ApprovalFirst:
+			// The hold waits for the second approval.
+			return s.store.KeepHold(ctx, q, b.HoldID, now)
+		case assist.ApprovalSecond:
+			if err := s.store.ShrinkHold(ctx, q, b.HoldID, b.AmountCents, now); err != nil {
+				return err
+			}
+		}
 		err := s.store.ReserveHold(ctx, q, b.HoldID, disbursementapi.Payout{ID: newID(), PayeeID: b.PayeeID, CreatedAt: now}, newID())
 		if assist.IsCode(err, assist.CodeNotFound) {
 			return eventlog.Poison(fmt.Errorf("approval of %s uses hold %s, which the ledger does not know", e.CaseID, b.HoldID))
@@ -39,6 +48,16 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 			Advance{LastError: b.Error, Now: now})
 	case assist.FundsReleased:
 		return s.store.ReleaseHold(ctx, q, b.HoldID, now)
+	case assist.RequestRejected:
+		// A first approval's hold, rejected by the second approver: the
+		// sweeper gives it back through the case's log.
+		if b.HoldID != "" {
+			return s.store.ExpireHoldNow(ctx, q, b.HoldID, now)
+		}
+	case assist.RequestWithdrawn:
+		if b.HoldID != "" {
+			return s.store.ExpireHoldNow(ctx, q, b.HoldID, now)
+		}
 	case assist.PayoutRetried:
 		return s.store.RetryPayout(ctx, q, b.PayoutID, b.Attempt, newID(), now)
 	}

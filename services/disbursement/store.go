@@ -89,6 +89,16 @@ type Store interface {
 	// ReserveHold marks the hold as backing a recorded approval and
 	// creates its payout. Errors: CodeNotFound for an unknown hold.
 	ReserveHold(ctx context.Context, q sqldb.Querier, holdID string, p disbursementapi.Payout, cmdID string) error
+	// KeepHold keeps a held hold until a decision ends it: it backs a
+	// first approval that awaits its second, so it must not expire.
+	KeepHold(ctx context.Context, q sqldb.Querier, holdID string, now time.Time) error
+	// ExpireHoldNow makes a held hold due for the sweeper, which gives it
+	// back through the case's log: its first approval was rejected or
+	// withdrawn before the second.
+	ExpireHoldNow(ctx context.Context, q sqldb.Querier, holdID string, now time.Time) error
+	// ShrinkHold lowers a held hold to amount, giving the difference back
+	// to its fund: the second approval granted less than the first.
+	ShrinkHold(ctx context.Context, q sqldb.Querier, holdID string, amount int64, now time.Time) error
 	// Advance moves a payout at one of from to stage to.
 	Advance(ctx context.Context, q sqldb.Querier, payoutID string, from []string, to string, set Advance) error
 	// Settle marks a sent payout settled and moves its hold's amount from
@@ -399,6 +409,42 @@ func (s *SQLStore) ReleaseHold(ctx context.Context, q sqldb.Querier, holdID stri
 	}
 	return moveHold(ctx, q, holdID, []string{disbursementapi.HoldHeld, disbursementapi.HoldReserved}, disbursementapi.HoldReleased, now,
 		`UPDATE disb_funds SET reserved = reserved - $1 WHERE id = $2`)
+}
+
+// keptUntil is the expiry of a kept hold: never, in practice.
+var keptUntil = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// KeepHold implements Store.
+func (s *SQLStore) KeepHold(ctx context.Context, q sqldb.Querier, holdID string, now time.Time) error {
+	_, err := q.Exec(ctx, `UPDATE disb_holds SET expires_at = $1, updated_at = $2 WHERE id = $3 AND status = $4`,
+		sqldb.Micros(keptUntil), sqldb.Micros(now), holdID, disbursementapi.HoldHeld)
+	return err
+}
+
+// ExpireHoldNow implements Store.
+func (s *SQLStore) ExpireHoldNow(ctx context.Context, q sqldb.Querier, holdID string, now time.Time) error {
+	_, err := q.Exec(ctx, `UPDATE disb_holds SET expires_at = $1, updated_at = $1 WHERE id = $2 AND status = $3 AND expires_at > $1`,
+		sqldb.Micros(now), holdID, disbursementapi.HoldHeld)
+	return err
+}
+
+// ShrinkHold implements Store.
+func (s *SQLStore) ShrinkHold(ctx context.Context, q sqldb.Querier, holdID string, amount int64, now time.Time) error {
+	var fund string
+	var was int64
+	err := q.QueryRow(ctx, `SELECT fund_id, amount FROM disb_holds WHERE id = $1 AND status = $2`,
+		holdID, disbursementapi.HoldHeld).Scan(&fund, &was)
+	if errors.Is(err, sqldb.ErrNoRows) || (err == nil && was <= amount) {
+		return nil // reserved or released before, or nothing to give back
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := q.Exec(ctx, `UPDATE disb_holds SET amount = $1, updated_at = $2 WHERE id = $3`, amount, sqldb.Micros(now), holdID); err != nil {
+		return err
+	}
+	_, err = q.Exec(ctx, `UPDATE disb_funds SET reserved = reserved - $1 WHERE id = $2`, was-amount, fund)
+	return err
 }
 
 // RetryPayout implements Store.

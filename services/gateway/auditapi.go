@@ -1,11 +1,16 @@
 package gateway
 
 import (
+	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/go-chi/chi/v5"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/services/audit/auditapi"
@@ -61,30 +66,101 @@ func (s *server) deadLetters(r *http.Request, q deadLettersQuery) (deadLettersJS
 	return out, nil
 }
 
-// checkpoint is GET /v1/audit/checkpoint.
-func (s *server) checkpoint(r *http.Request) (checkpointJSON, error) {
+// checkpoint is GET /v1/audit/checkpoint: the latest signed checkpoint,
+// as text.
+func (s *server) checkpoint(w http.ResponseWriter, r *http.Request) {
 	c, err := s.audit.Checkpoint(r.Context())
 	if err != nil {
-		return checkpointJSON{}, err
+		writeProblem(w, r, err)
+		return
 	}
-	return checkpointJSON{Size: c.Size, Chain: c.Chain, At: formatTime(c.At)}, nil
+	writeText(w, c.Note)
 }
 
+// auditKey is GET /v1/audit/key: the checkpoints' verifier key, one line.
+func (s *server) auditKey(w http.ResponseWriter, r *http.Request) {
+	k, err := s.audit.Key(r.Context())
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	writeText(w, k.Key+"\n")
+}
+
+func writeText(w http.ResponseWriter, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, text)
+}
+
+// leaf is GET /v1/audit/leaves/{seq}: the exact bytes of leaf seq-1.
+func (s *server) leaf(w http.ResponseWriter, r *http.Request) {
+	seq, err := strconv.ParseUint(chi.URLParam(r, "seq"), 10, 64)
+	if err != nil || seq == 0 {
+		writeProblem(w, r, invalid("seq", "must be an event's sequence, an integer from 1"))
+		return
+	}
+	l, err := s.audit.Leaf(r.Context(), seq)
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(l.Bytes)
+}
+
+// inclusionQuery is the query of GET /v1/audit/proof/inclusion.
+type inclusionQuery struct {
+	Seq  uint64 `query:"seq,required" doc:"the event's sequence (its leaf is seq-1)"`
+	Size uint64 `query:"size,required" doc:"the size of the tree, as a checkpoint gives it"`
+}
+
+// inclusionProof is GET /v1/audit/proof/inclusion?seq=&size=.
+func (s *server) inclusionProof(r *http.Request, q inclusionQuery) (proofJSON, error) {
+	p, err := s.audit.Inclusion(r.Context(), auditapi.InclusionRequest{Seq: q.Seq, Size: q.Size})
+	if err != nil {
+		return proofJSON{}, err
+	}
+	return proofJSON{Seq: &q.Seq, Size: &q.Size, Hashes: mapSlice(p.Hashes, hashBase64)}, nil
+}
+
+// consistencyQuery is the query of GET /v1/audit/proof/consistency.
+type consistencyQuery struct {
+	From uint64 `query:"from,required" doc:"the smaller tree's size"`
+	To   uint64 `query:"to,required" doc:"the larger tree's size"`
+}
+
+// consistencyProof is GET /v1/audit/proof/consistency?from=&to=.
+func (s *server) consistencyProof(r *http.Request, q consistencyQuery) (proofJSON, error) {
+	p, err := s.audit.Consistency(r.Context(), auditapi.ConsistencyRequest{From: q.From, To: q.To})
+	if err != nil {
+		return proofJSON{}, err
+	}
+	return proofJSON{From: &q.From, To: &q.To, Hashes: mapSlice(p.Hashes, hashBase64)}, nil
+}
+
+func hashBase64(h tlog.Hash) string { return base64.StdEncoding.EncodeToString(h[:]) }
+
 type verifyJSON struct {
-	OK       bool    `json:"ok"`
-	Events   uint64  `json:"events"`
-	FirstBad *uint64 `json:"first_bad" jsonschema_description:"sequence of the first event that does not match; null when ok"`
-	Reason   string  `json:"reason,omitempty"`
-	Lag      uint64  `json:"lag" jsonschema_description:"events of the log not archived yet (not counted as bad)"`
+	OK          bool    `json:"ok"`
+	Events      uint64  `json:"events"`
+	FirstBad    *uint64 `json:"first_bad" jsonschema_description:"sequence of the first event that does not match; null when ok or when no one event is to blame"`
+	Reason      string  `json:"reason,omitempty"`
+	Lag         uint64  `json:"lag" jsonschema_description:"events of the log not archived yet (not counted as bad)"`
+	Checkpoints int     `json:"checkpoints" jsonschema_description:"signed checkpoints the log matched"`
+	TreeSize    int64   `json:"tree_size" jsonschema_description:"leaves of the Merkle tree recomputed from the archive"`
+	Root        string  `json:"root,omitempty" jsonschema_description:"its root hash, base64, when ok"`
 }
 
 // verify is GET /v1/audit/verify.
 func (s *server) verify(r *http.Request) (verifyJSON, error) {
-	v, err := s.audit.Verify(r.Context())
+	v, err := s.audit.Verify(r.Context(), auditapi.VerifyRequest{})
 	if err != nil {
 		return verifyJSON{}, err
 	}
-	return verifyJSON{OK: v.OK, Events: v.Events, FirstBad: v.FirstBad, Reason: v.Reason, Lag: v.Lag}, nil
+	return verifyJSON{OK: v.OK, Events: v.Events, FirstBad: v.FirstBad, Reason: v.Reason, Lag: v.Lag,
+		Checkpoints: v.Checkpoints, TreeSize: v.TreeSize, Root: v.Root}, nil
 }
 
 // accessQuery is the query of GET /v1/audit/access.

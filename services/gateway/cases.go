@@ -46,8 +46,8 @@ type (
 		Answer string `json:"answer"`
 	}
 	approveBody struct {
-		AmountCents int64  `json:"amount_usd_cents" jsonschema_description:"amount approved, at most the amount requested, in integer US cents"`
-		FundID      string `json:"fund_id"`
+		AmountCents int64  `json:"amount_usd_cents" jsonschema_description:"amount approved, at most the amount requested (a second approval: at most the first's), in integer US cents"`
+		FundID      string `json:"fund_id,omitempty" jsonschema_description:"the fund to pay from; required unless this is the second approval, which uses the first's"`
 		PayeeID     string `json:"payee_id,omitempty" jsonschema_description:"required when the request names no payee"`
 		Note        string `json:"note,omitempty"`
 	}

@@ -132,10 +132,14 @@ type Disbursement interface {
 // Audit is what the gateway uses of the audit service (*auditapi.Client).
 type Audit interface {
 	Events(ctx context.Context, r auditapi.EventsRequest) (auditapi.EventsPage, error)
-	Verify(ctx context.Context) (auditapi.VerifyResult, error)
+	Verify(ctx context.Context, r auditapi.VerifyRequest) (auditapi.VerifyResult, error)
 	History(ctx context.Context, caseID string) ([]auditapi.ArchivedEvent, error)
 	AsOf(ctx context.Context, caseID string, at time.Time) (caseview.Case, error)
-	Checkpoint(ctx context.Context) (auditapi.CheckpointHead, error)
+	Checkpoint(ctx context.Context) (auditapi.SignedCheckpoint, error)
+	Key(ctx context.Context) (auditapi.VerifierKey, error)
+	Leaf(ctx context.Context, seq uint64) (auditapi.Leaf, error)
+	Inclusion(ctx context.Context, r auditapi.InclusionRequest) (auditapi.Proof, error)
+	Consistency(ctx context.Context, r auditapi.ConsistencyRequest) (auditapi.Proof, error)
 	Access(ctx context.Context, caseID string) ([]eventlog.Access, error)
 	DeadLetters(ctx context.Context, r auditapi.DeadLettersRequest) (auditapi.DeadLettersPage, error)
 }

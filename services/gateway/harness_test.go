@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/caseview"
@@ -196,10 +198,14 @@ func (f *fakeDisbursement) CancelPayout(ctx context.Context, r disbursementapi.P
 type fakeAudit struct {
 	calls      *calls
 	events     func(context.Context, auditapi.EventsRequest) (auditapi.EventsPage, error)
-	verify     func(context.Context, struct{}) (auditapi.VerifyResult, error)
+	verify     func(context.Context, auditapi.VerifyRequest) (auditapi.VerifyResult, error)
 	history    func(context.Context, string) ([]auditapi.ArchivedEvent, error)
 	asOf       func(context.Context, auditapi.AsOfRequest) (caseview.Case, error)
-	checkpoint func(context.Context, struct{}) (auditapi.CheckpointHead, error)
+	checkpoint func(context.Context, struct{}) (auditapi.SignedCheckpoint, error)
+	key        func(context.Context, struct{}) (auditapi.VerifierKey, error)
+	leaf       func(context.Context, uint64) (auditapi.Leaf, error)
+	inclusion  func(context.Context, auditapi.InclusionRequest) (auditapi.Proof, error)
+	consistent func(context.Context, auditapi.ConsistencyRequest) (auditapi.Proof, error)
 	access     func(context.Context, string) ([]eventlog.Access, error)
 	dead       func(context.Context, auditapi.DeadLettersRequest) (auditapi.DeadLettersPage, error)
 }
@@ -207,8 +213,8 @@ type fakeAudit struct {
 func (f *fakeAudit) Events(ctx context.Context, r auditapi.EventsRequest) (auditapi.EventsPage, error) {
 	return call(f.calls, "audit.Events", f.events, ctx, r)
 }
-func (f *fakeAudit) Verify(ctx context.Context) (auditapi.VerifyResult, error) {
-	return call(f.calls, "audit.Verify", f.verify, ctx, struct{}{})
+func (f *fakeAudit) Verify(ctx context.Context, r auditapi.VerifyRequest) (auditapi.VerifyResult, error) {
+	return call(f.calls, "audit.Verify", f.verify, ctx, r)
 }
 func (f *fakeAudit) History(ctx context.Context, id string) ([]auditapi.ArchivedEvent, error) {
 	return call(f.calls, "audit.History", f.history, ctx, id)
@@ -216,8 +222,20 @@ func (f *fakeAudit) History(ctx context.Context, id string) ([]auditapi.Archived
 func (f *fakeAudit) AsOf(ctx context.Context, id string, at time.Time) (caseview.Case, error) {
 	return call(f.calls, "audit.AsOf", f.asOf, ctx, auditapi.AsOfRequest{CaseID: id, At: at})
 }
-func (f *fakeAudit) Checkpoint(ctx context.Context) (auditapi.CheckpointHead, error) {
-	return call(f.calls, "CheckpointHead", f.checkpoint, ctx, struct{}{})
+func (f *fakeAudit) Checkpoint(ctx context.Context) (auditapi.SignedCheckpoint, error) {
+	return call(f.calls, "audit.Checkpoint", f.checkpoint, ctx, struct{}{})
+}
+func (f *fakeAudit) Key(ctx context.Context) (auditapi.VerifierKey, error) {
+	return call(f.calls, "audit.Key", f.key, ctx, struct{}{})
+}
+func (f *fakeAudit) Leaf(ctx context.Context, seq uint64) (auditapi.Leaf, error) {
+	return call(f.calls, "audit.Leaf", f.leaf, ctx, seq)
+}
+func (f *fakeAudit) Inclusion(ctx context.Context, r auditapi.InclusionRequest) (auditapi.Proof, error) {
+	return call(f.calls, "audit.Inclusion", f.inclusion, ctx, r)
+}
+func (f *fakeAudit) Consistency(ctx context.Context, r auditapi.ConsistencyRequest) (auditapi.Proof, error) {
+	return call(f.calls, "audit.Consistency", f.consistent, ctx, r)
 }
 func (f *fakeAudit) Access(ctx context.Context, id string) ([]eventlog.Access, error) {
 	return call(f.calls, "audit.Access", f.access, ctx, id)
@@ -225,6 +243,12 @@ func (f *fakeAudit) Access(ctx context.Context, id string) ([]eventlog.Access, e
 func (f *fakeAudit) DeadLetters(ctx context.Context, r auditapi.DeadLettersRequest) (auditapi.DeadLettersPage, error) {
 	return call(f.calls, "audit.DeadLetters", f.dead, ctx, r)
 }
+
+// The fake audit's checkpoint and key: a fake's, not a real signature.
+const (
+	fakeCheckpoint  = "fake.eva.example/audit\n3\nAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\n\n— fake.eva.example/audit AAAAAGZha2U=\n"
+	fakeVerifierKey = "fake.eva.example/audit+00000000+AWZha2U="
+)
 
 // Cases the fakes know: one at each demo post.
 const (
@@ -518,11 +542,30 @@ func (h *harness) setDefaults() {
 		return []auditapi.ArchivedEvent{ev(1, id, "RequestSubmitted")}, nil
 	}
 	h.audit.asOf = func(_ context.Context, r auditapi.AsOfRequest) (caseview.Case, error) { return get(nil, r.CaseID) }
-	h.audit.verify = func(context.Context, struct{}) (auditapi.VerifyResult, error) {
+	h.audit.verify = func(context.Context, auditapi.VerifyRequest) (auditapi.VerifyResult, error) {
 		return auditapi.VerifyResult{OK: true, Events: 3}, nil
 	}
-	h.audit.checkpoint = func(context.Context, struct{}) (auditapi.CheckpointHead, error) {
-		return auditapi.CheckpointHead{Size: 3, Chain: strings.Repeat("ab", 32), At: t0}, nil
+	h.audit.checkpoint = func(context.Context, struct{}) (auditapi.SignedCheckpoint, error) {
+		return auditapi.SignedCheckpoint{Size: 3, Note: fakeCheckpoint, At: t0}, nil
+	}
+	h.audit.key = func(context.Context, struct{}) (auditapi.VerifierKey, error) {
+		return auditapi.VerifierKey{Key: fakeVerifierKey}, nil
+	}
+	h.audit.leaf = func(_ context.Context, seq uint64) (auditapi.Leaf, error) {
+		if seq > 3 {
+			return auditapi.Leaf{}, assist.Errorf(assist.CodeNotFound, "event %d is not archived", seq)
+		}
+		return auditapi.Leaf{Seq: seq, Bytes: []byte("eva-audit-leaf/v1\nseq " + strconv.FormatUint(seq, 10) + "\n")}, nil
+	}
+	h.audit.inclusion = func(_ context.Context, r auditapi.InclusionRequest) (auditapi.Proof, error) {
+		if r.Size > 3 {
+			return auditapi.Proof{}, &assist.Error{Code: assist.CodeInvalid, Message: "invalid size",
+				Fields: []assist.FieldError{{Field: "size", Message: "the tree has 3 leaves"}}}
+		}
+		return auditapi.Proof{Hashes: []tlog.Hash{{1}, {2}}}, nil
+	}
+	h.audit.consistent = func(_ context.Context, r auditapi.ConsistencyRequest) (auditapi.Proof, error) {
+		return auditapi.Proof{Hashes: []tlog.Hash{{3}}}, nil
 	}
 	h.audit.access = func(_ context.Context, id string) ([]eventlog.Access, error) {
 		return []eventlog.Access{{CaseID: id, Username: "olu", Role: approver, At: t0, What: "beneficiary"}}, nil

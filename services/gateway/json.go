@@ -57,6 +57,16 @@ type caseJSON struct {
 	ClaimedBy      string          `json:"claimed_by,omitempty" jsonschema_description:"the approver holding the claim"`
 	ClaimExpiresAt *timestamp      `json:"claim_expires_at,omitempty"`
 	Question       string          `json:"question,omitempty" jsonschema_description:"the open question while info_requested"`
+	Approvals      []approvalJSON  `json:"approvals" jsonschema_description:"the approvals given, in order: two above the policy's second-approval threshold"`
+	PolicyVersion  string          `json:"policy_version" jsonschema_description:"the version of the policy in force when the request was filed"`
+}
+
+// approvalJSON is one approver's decision to pay.
+type approvalJSON struct {
+	Approver      string    `json:"approver"`
+	AmountCents   int64     `json:"amount_usd_cents" jsonschema_description:"amount approved, in integer US cents"`
+	At            timestamp `json:"at"`
+	PolicyVersion string    `json:"policy_version" jsonschema_description:"the policy version the approval was taken under"`
 }
 
 // location is where a case is read.
@@ -69,6 +79,10 @@ func toCaseJSON(c caseview.Case) caseJSON {
 		Escalated: c.Escalated, CreatedAt: formatTime(c.CreatedAt), UpdatedAt: formatTime(c.UpdatedAt),
 		Version: c.Version, Requester: c.Requester, Justification: c.Justification, PayeeID: c.PayeeID,
 		FundID: c.FundID, PayoutID: c.PayoutID, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: optTime(c.ClaimExpiresAt),
+		Approvals: mapSlice(c.Approvals, func(a caseview.Approval) approvalJSON {
+			return approvalJSON{Approver: a.Approver, AmountCents: a.AmountCents, At: formatTime(a.At), PolicyVersion: a.PolicyVersion}
+		}),
+		PolicyVersion: c.PolicyVersion,
 	}
 	if c.Status == string(assist.StateInfoRequested) {
 		j.Question = c.Question
@@ -215,10 +229,12 @@ type eventsPageJSON struct {
 	NextCursor string      `json:"next_cursor,omitempty" jsonschema_description:"next_after as a string"`
 }
 
-type checkpointJSON struct {
-	Size  uint64    `json:"size" jsonschema_description:"events archived"`
-	Chain string    `json:"chain" jsonschema_description:"head of the hash chain, hex"`
-	At    timestamp `json:"at"`
+type proofJSON struct {
+	Seq    *uint64  `json:"seq,omitempty" jsonschema_description:"inclusion: the event's sequence"`
+	Size   *uint64  `json:"size,omitempty" jsonschema_description:"inclusion: the tree's size"`
+	From   *uint64  `json:"from,omitempty" jsonschema_description:"consistency: the smaller tree's size"`
+	To     *uint64  `json:"to,omitempty" jsonschema_description:"consistency: the larger tree's size"`
+	Hashes []string `json:"hashes" jsonschema_description:"the proof's hashes, standard base64 with padding"`
 }
 
 type accessJSON struct {

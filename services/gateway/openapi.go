@@ -142,7 +142,7 @@ func errorStatuses(rt route) []int {
 	add(op.query != nil || op.body != nil || op.idempotent, http.StatusBadRequest)
 	add(!rt.public, http.StatusUnauthorized)
 	add(len(rt.roles) > 0, http.StatusForbidden)
-	add(strings.Contains(rt.pattern, "{id}"), http.StatusNotFound)
+	add(strings.Contains(rt.pattern, "{id}") || strings.Contains(rt.pattern, "{seq}"), http.StatusNotFound)
 	add(op.idempotent, http.StatusConflict)
 	add(op.body != nil || op.idempotent, http.StatusRequestEntityTooLarge)
 	add(op.idempotent, http.StatusUnprocessableEntity)
@@ -337,6 +337,11 @@ func (g *schemaGen) operation(rt route) (*openAPIOperation, error) {
 		o.Parameters = append(o.Parameters, openAPIParameter{Name: "id", In: "path", Required: true,
 			Description: "the " + what + "'s id; anything that is not a canonical UUID is 404",
 			Schema:      &jsonschema.Schema{Type: "string", Format: "uuid"}})
+	}
+	if strings.Contains(rt.pattern, "{seq}") {
+		o.Parameters = append(o.Parameters, openAPIParameter{Name: "seq", In: "path", Required: true,
+			Description: "an event's sequence in the log; 1 is the first",
+			Schema:      &jsonschema.Schema{Type: "integer", Minimum: "1"}})
 	}
 	if op.idempotent {
 		o.Parameters = append(o.Parameters, openAPIParameter{Ref: idemKeyRef})

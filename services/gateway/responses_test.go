@@ -181,9 +181,34 @@ func TestResponses(t *testing.T) {
 		if fb, ok := v["first_bad"]; v["ok"] != true || v["events"] != float64(3) || !ok || fb != nil {
 			t.Fatalf("verify %v", v)
 		}
-		cp := decodeJSONBody[checkpointJSON](t, h.get("aud", "/v1/audit/checkpoint"), http.StatusOK)
-		if cp.Size != 3 || cp.At != formatTime(t0) {
-			t.Fatalf("checkpoint %+v", cp)
+		// The checkpoint, the key and a leaf are text and bytes as the
+		// service gives them; proofs are base64.
+		for path, want := range map[string]string{
+			"/v1/audit/checkpoint": fakeCheckpoint,
+			"/v1/audit/key":        fakeVerifierKey + "\n",
+			"/v1/audit/leaves/2":   "eva-audit-leaf/v1\nseq 2\n",
+		} {
+			if w := h.get("aud", path); w.Code != http.StatusOK || w.Body.String() != want {
+				t.Fatalf("GET %s = %d %q, want %q", path, w.Code, w.Body, want)
+			}
+		}
+		for path, status := range map[string]int{
+			"/v1/audit/leaves/4": http.StatusNotFound, "/v1/audit/leaves/0": http.StatusBadRequest,
+			"/v1/audit/leaves/x": http.StatusBadRequest, "/v1/audit/proof/inclusion?seq=1&size=4": http.StatusBadRequest,
+			"/v1/audit/proof/inclusion?seq=1": http.StatusBadRequest, "/v1/audit/proof/consistency?from=a&to=2": http.StatusBadRequest,
+		} {
+			if w := h.get("aud", path); w.Code != status {
+				t.Fatalf("GET %s = %d %s, want %d", path, w.Code, w.Body, status)
+			}
+		}
+		inc := decodeJSONBody[map[string]any](t, h.get("aud", "/v1/audit/proof/inclusion?seq=2&size=3"), http.StatusOK)
+		if hs := inc["hashes"].([]any); inc["seq"] != float64(2) || inc["size"] != float64(3) || len(hs) != 2 ||
+			hs[0] != "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" {
+			t.Fatalf("inclusion proof %v", inc)
+		}
+		con := decodeJSONBody[map[string]any](t, h.get("aud", "/v1/audit/proof/consistency?from=1&to=3"), http.StatusOK)
+		if con["from"] != float64(1) || con["to"] != float64(3) || len(con["hashes"].([]any)) != 1 {
+			t.Fatalf("consistency proof %v", con)
 		}
 		acc := decodeJSONBody[page[accessJSON]](t, h.get("aud", "/v1/audit/access?case="+dhakaCase), http.StatusOK)
 		if len(acc.Items) != 1 || acc.Items[0].RequestID != dhakaCase || acc.Items[0].Username != "olu" {

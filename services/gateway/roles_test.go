@@ -48,6 +48,10 @@ var apiWho = map[string][]string{
 	"POST /v1/payouts/{id}/cancel":        {finance},
 	"GET /v1/audit/events":                {auditor},
 	"GET /v1/audit/checkpoint":            {auditor},
+	"GET /v1/audit/key":                   {auditor},
+	"GET /v1/audit/leaves/{seq}":          {auditor},
+	"GET /v1/audit/proof/inclusion":       {auditor},
+	"GET /v1/audit/proof/consistency":     {auditor},
 	"GET /v1/audit/verify":                {auditor},
 	"GET /v1/audit/export":                {auditor},
 	"GET /v1/audit/access":                {auditor},
@@ -70,12 +74,18 @@ func concrete(pattern string) string {
 		p = strings.Replace(p, "{id}", payeeID, 1)
 	case strings.HasPrefix(p, "/v1/payouts/{id}"):
 		p = strings.Replace(p, "{id}", payoutID, 1)
+	case strings.HasSuffix(p, "{seq}"):
+		p = strings.Replace(p, "{seq}", "1", 1)
 	}
 	switch pattern {
 	case "/v1/requests/{id}/as-of":
 		p += "?t=2025-03-01T10:00:00Z"
 	case "/v1/audit/access":
 		p += "?case=" + dhakaCase
+	case "/v1/audit/proof/inclusion":
+		p += "?seq=1&size=3"
+	case "/v1/audit/proof/consistency":
+		p += "?from=1&to=3"
 	}
 	return p
 }

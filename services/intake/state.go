@@ -12,32 +12,42 @@ import (
 // (intake_cases.state). Its JSON names are the ones the state was first
 // stored under, so that rows written before still read.
 type storedCase struct {
-	ID                 string       `json:"ID"`
-	Requester          string       `json:"Requester"`
-	Post               string       `json:"Post"`
-	Category           string       `json:"Category"`
-	Urgency            string       `json:"Urgency"`
-	AmountCents        int64        `json:"AmountCents"`
-	Justification      string       `json:"Justification"`
-	Beneficiary        storedSealed `json:"Beneficiary"`
-	BeneficiaryRefHash []byte       `json:"BeneficiaryRefHash"`
-	PayeeID            string       `json:"PayeeID"`
-	Deadline           time.Time    `json:"Deadline"`
-	Escalated          bool         `json:"Escalated"`
-	State              string       `json:"State"`
-	ClaimedBy          string       `json:"ClaimedBy"`
-	ClaimExpiresAt     time.Time    `json:"ClaimExpiresAt"`
-	Question           string       `json:"Question"`
-	ApprovedCents      int64        `json:"ApprovedCents"`
-	ApprovedBy         string       `json:"ApprovedBy"`
-	FundID             string       `json:"FundID"`
-	HoldID             string       `json:"HoldID"`
-	PayoutID           string       `json:"PayoutID"`
-	ReleasedHolds      []string     `json:"ReleasedHolds"`
-	CreatedAt          time.Time    `json:"CreatedAt"`
-	UpdatedAt          time.Time    `json:"UpdatedAt"`
-	Version            uint64       `json:"Version"`
-	Events             int          `json:"Events"`
+	ID                 string           `json:"ID"`
+	Requester          string           `json:"Requester"`
+	Post               string           `json:"Post"`
+	Category           string           `json:"Category"`
+	Urgency            string           `json:"Urgency"`
+	AmountCents        int64            `json:"AmountCents"`
+	Justification      string           `json:"Justification"`
+	Beneficiary        storedSealed     `json:"Beneficiary"`
+	BeneficiaryRefHash []byte           `json:"BeneficiaryRefHash"`
+	PayeeID            string           `json:"PayeeID"`
+	Deadline           time.Time        `json:"Deadline"`
+	Escalated          bool             `json:"Escalated"`
+	State              string           `json:"State"`
+	ClaimedBy          string           `json:"ClaimedBy"`
+	ClaimExpiresAt     time.Time        `json:"ClaimExpiresAt"`
+	Question           string           `json:"Question"`
+	ApprovedCents      int64            `json:"ApprovedCents"`
+	ApprovedBy         string           `json:"ApprovedBy"`
+	FundID             string           `json:"FundID"`
+	HoldID             string           `json:"HoldID"`
+	PayoutID           string           `json:"PayoutID"`
+	ReleasedHolds      []string         `json:"ReleasedHolds"`
+	Approvals          []storedApproval `json:"Approvals,omitempty"`
+	Amenders           []string         `json:"Amenders,omitempty"`
+	PolicyVersion      string           `json:"PolicyVersion,omitempty"`
+	CreatedAt          time.Time        `json:"CreatedAt"`
+	UpdatedAt          time.Time        `json:"UpdatedAt"`
+	Version            uint64           `json:"Version"`
+	Events             int              `json:"Events"`
+}
+
+type storedApproval struct {
+	Approver      string    `json:"Approver"`
+	AmountCents   int64     `json:"AmountCents"`
+	At            time.Time `json:"At"`
+	PolicyVersion string    `json:"PolicyVersion"`
 }
 
 type storedSealed struct {
@@ -53,9 +63,30 @@ func toStored(c *assist.Case) storedCase {
 		BeneficiaryRefHash: c.BeneficiaryRefHash, PayeeID: c.PayeeID, Deadline: c.Deadline, Escalated: c.Escalated,
 		State: string(c.State), ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt, Question: c.Question,
 		ApprovedCents: c.ApprovedCents, ApprovedBy: c.ApprovedBy, FundID: c.FundID, HoldID: c.HoldID,
-		PayoutID: c.PayoutID, ReleasedHolds: c.ReleasedHolds, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		PayoutID: c.PayoutID, ReleasedHolds: c.ReleasedHolds, Approvals: mapSlice(c.Approvals, toStoredApproval),
+		Amenders: c.Amenders, PolicyVersion: c.PolicyVersion, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 		Version: c.Version, Events: c.Events,
 	}
+}
+
+func toStoredApproval(a assist.Approval) storedApproval {
+	return storedApproval{Approver: a.Approver, AmountCents: a.AmountCents, At: a.At, PolicyVersion: a.PolicyVersion}
+}
+
+func (a storedApproval) toApproval() assist.Approval {
+	return assist.Approval{Approver: a.Approver, AmountCents: a.AmountCents, At: a.At, PolicyVersion: a.PolicyVersion}
+}
+
+// mapSlice maps a slice; nil stays nil.
+func mapSlice[T, U any](ts []T, f func(T) U) []U {
+	if ts == nil {
+		return nil
+	}
+	out := make([]U, len(ts))
+	for i, t := range ts {
+		out[i] = f(t)
+	}
+	return out
 }
 
 func (s storedCase) toCase() *assist.Case {
@@ -66,8 +97,9 @@ func (s storedCase) toCase() *assist.Case {
 		BeneficiaryRefHash: s.BeneficiaryRefHash, PayeeID: s.PayeeID, Deadline: s.Deadline, Escalated: s.Escalated,
 		State: assist.State(s.State), ClaimedBy: s.ClaimedBy, ClaimExpiresAt: s.ClaimExpiresAt, Question: s.Question,
 		ApprovedCents: s.ApprovedCents, ApprovedBy: s.ApprovedBy, FundID: s.FundID, HoldID: s.HoldID,
-		PayoutID: s.PayoutID, ReleasedHolds: s.ReleasedHolds, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
-		Version: s.Version, Events: s.Events,
+		PayoutID: s.PayoutID, ReleasedHolds: s.ReleasedHolds,
+		Approvals: mapSlice(s.Approvals, storedApproval.toApproval), Amenders: s.Amenders, PolicyVersion: s.PolicyVersion,
+		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Version: s.Version, Events: s.Events,
 	}
 }
 

@@ -27,12 +27,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RequestApproved_Step int32
+
+const (
+	RequestApproved_STEP_ONLY   RequestApproved_Step = 0 // at or below the two-approver threshold
+	RequestApproved_STEP_FIRST  RequestApproved_Step = 1 // the first of two: the case awaits a second approver
+	RequestApproved_STEP_SECOND RequestApproved_Step = 2 // the second, by a different approver
+)
+
+// Enum value maps for RequestApproved_Step.
+var (
+	RequestApproved_Step_name = map[int32]string{
+		0: "STEP_ONLY",
+		1: "STEP_FIRST",
+		2: "STEP_SECOND",
+	}
+	RequestApproved_Step_value = map[string]int32{
+		"STEP_ONLY":   0,
+		"STEP_FIRST":  1,
+		"STEP_SECOND": 2,
+	}
+)
+
+func (x RequestApproved_Step) Enum() *RequestApproved_Step {
+	p := new(RequestApproved_Step)
+	*p = x
+	return p
+}
+
+func (x RequestApproved_Step) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RequestApproved_Step) Descriptor() protoreflect.EnumDescriptor {
+	return file_eva_v1_events_proto_enumTypes[0].Descriptor()
+}
+
+func (RequestApproved_Step) Type() protoreflect.EnumType {
+	return &file_eva_v1_events_proto_enumTypes[0]
+}
+
+func (x RequestApproved_Step) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RequestApproved_Step.Descriptor instead.
+func (RequestApproved_Step) EnumDescriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{12, 0}
+}
+
 type FundsReleased_Cause int32
 
 const (
 	FundsReleased_CAUSE_UNSPECIFIED      FundsReleased_Cause = 0
 	FundsReleased_CAUSE_HOLD_EXPIRED     FundsReleased_Cause = 1 // the approval never got recorded
 	FundsReleased_CAUSE_PAYOUT_CANCELLED FundsReleased_Cause = 2 // finance cancelled a failed payout
+	FundsReleased_CAUSE_NOT_APPROVED     FundsReleased_Cause = 3 // a first approval's hold, rejected or withdrawn before the second
 )
 
 // Enum value maps for FundsReleased_Cause.
@@ -41,11 +91,13 @@ var (
 		0: "CAUSE_UNSPECIFIED",
 		1: "CAUSE_HOLD_EXPIRED",
 		2: "CAUSE_PAYOUT_CANCELLED",
+		3: "CAUSE_NOT_APPROVED",
 	}
 	FundsReleased_Cause_value = map[string]int32{
 		"CAUSE_UNSPECIFIED":      0,
 		"CAUSE_HOLD_EXPIRED":     1,
 		"CAUSE_PAYOUT_CANCELLED": 2,
+		"CAUSE_NOT_APPROVED":     3,
 	}
 )
 
@@ -60,11 +112,11 @@ func (x FundsReleased_Cause) String() string {
 }
 
 func (FundsReleased_Cause) Descriptor() protoreflect.EnumDescriptor {
-	return file_eva_v1_events_proto_enumTypes[0].Descriptor()
+	return file_eva_v1_events_proto_enumTypes[1].Descriptor()
 }
 
 func (FundsReleased_Cause) Type() protoreflect.EnumType {
-	return &file_eva_v1_events_proto_enumTypes[0]
+	return &file_eva_v1_events_proto_enumTypes[1]
 }
 
 func (x FundsReleased_Cause) Number() protoreflect.EnumNumber {
@@ -662,12 +714,13 @@ func (x *PersonalData) GetContact() string {
 }
 
 type PolicySeen struct {
-	state               protoimpl.MessageState `protogen:"open.v1"`
-	Version             string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
-	CaseCapUsdCents     int64                  `protobuf:"varint,2,opt,name=case_cap_usd_cents,json=caseCapUsdCents,proto3" json:"case_cap_usd_cents,omitempty"`
-	CategoryCapUsdCents int64                  `protobuf:"varint,3,opt,name=category_cap_usd_cents,json=categoryCapUsdCents,proto3" json:"category_cap_usd_cents,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	state                       protoimpl.MessageState `protogen:"open.v1"`
+	Version                     string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	CaseCapUsdCents             int64                  `protobuf:"varint,2,opt,name=case_cap_usd_cents,json=caseCapUsdCents,proto3" json:"case_cap_usd_cents,omitempty"`
+	CategoryCapUsdCents         int64                  `protobuf:"varint,3,opt,name=category_cap_usd_cents,json=categoryCapUsdCents,proto3" json:"category_cap_usd_cents,omitempty"`
+	SecondApprovalAboveUsdCents int64                  `protobuf:"varint,4,opt,name=second_approval_above_usd_cents,json=secondApprovalAboveUsdCents,proto3" json:"second_approval_above_usd_cents,omitempty"` // above it, two approvers
+	unknownFields               protoimpl.UnknownFields
+	sizeCache                   protoimpl.SizeCache
 }
 
 func (x *PolicySeen) Reset() {
@@ -717,6 +770,13 @@ func (x *PolicySeen) GetCaseCapUsdCents() int64 {
 func (x *PolicySeen) GetCategoryCapUsdCents() int64 {
 	if x != nil {
 		return x.CategoryCapUsdCents
+	}
+	return 0
+}
+
+func (x *PolicySeen) GetSecondApprovalAboveUsdCents() int64 {
+	if x != nil {
+		return x.SecondApprovalAboveUsdCents
 	}
 	return 0
 }
@@ -959,6 +1019,7 @@ func (x *RequestAmended) GetPolicy() *PolicySeen {
 
 type RequestWithdrawn struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	HoldId        string                 `protobuf:"bytes,1,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"` // a first approval's hold it gives back, if any
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -991,6 +1052,13 @@ func (x *RequestWithdrawn) ProtoReflect() protoreflect.Message {
 // Deprecated: Use RequestWithdrawn.ProtoReflect.Descriptor instead.
 func (*RequestWithdrawn) Descriptor() ([]byte, []int) {
 	return file_eva_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RequestWithdrawn) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
 }
 
 type InfoRequested struct {
@@ -1177,8 +1245,9 @@ type RequestApproved struct {
 	PayeeId        string                 `protobuf:"bytes,4,opt,name=payee_id,json=payeeId,proto3" json:"payee_id,omitempty"`
 	Note           string                 `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
 	// What the approver saw when deciding.
-	FundAvailableUsdCents int64       `protobuf:"varint,6,opt,name=fund_available_usd_cents,json=fundAvailableUsdCents,proto3" json:"fund_available_usd_cents,omitempty"` // after the hold
-	Policy                *PolicySeen `protobuf:"bytes,7,opt,name=policy,proto3" json:"policy,omitempty"`
+	FundAvailableUsdCents int64                `protobuf:"varint,6,opt,name=fund_available_usd_cents,json=fundAvailableUsdCents,proto3" json:"fund_available_usd_cents,omitempty"` // after the hold
+	Policy                *PolicySeen          `protobuf:"bytes,7,opt,name=policy,proto3" json:"policy,omitempty"`
+	Step                  RequestApproved_Step `protobuf:"varint,8,opt,name=step,proto3,enum=eva.v1.RequestApproved_Step" json:"step,omitempty"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
@@ -1262,8 +1331,16 @@ func (x *RequestApproved) GetPolicy() *PolicySeen {
 	return nil
 }
 
+func (x *RequestApproved) GetStep() RequestApproved_Step {
+	if x != nil {
+		return x.Step
+	}
+	return RequestApproved_STEP_ONLY
+}
+
 type RequestRejected struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	HoldId        string                 `protobuf:"bytes,1,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"` // a first approval's hold it gives back, if any
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1296,6 +1373,13 @@ func (x *RequestRejected) ProtoReflect() protoreflect.Message {
 // Deprecated: Use RequestRejected.ProtoReflect.Descriptor instead.
 func (*RequestRejected) Descriptor() ([]byte, []int) {
 	return file_eva_v1_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RequestRejected) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
 }
 
 type FundsReserved struct {
@@ -1861,12 +1945,13 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\"\n" +
 	"\rdate_of_birth\x18\x03 \x01(\tR\vdateOfBirth\x12 \n" +
 	"\vnationality\x18\x04 \x01(\tR\vnationality\x12\x18\n" +
-	"\acontact\x18\x05 \x01(\tR\acontact\"\x88\x01\n" +
+	"\acontact\x18\x05 \x01(\tR\acontact\"\xce\x01\n" +
 	"\n" +
 	"PolicySeen\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12+\n" +
 	"\x12case_cap_usd_cents\x18\x02 \x01(\x03R\x0fcaseCapUsdCents\x123\n" +
-	"\x16category_cap_usd_cents\x18\x03 \x01(\x03R\x13categoryCapUsdCents\"\xc1\x03\n" +
+	"\x16category_cap_usd_cents\x18\x03 \x01(\x03R\x13categoryCapUsdCents\x12D\n" +
+	"\x1fsecond_approval_above_usd_cents\x18\x04 \x01(\x03R\x1bsecondApprovalAboveUsdCents\"\xc1\x03\n" +
 	"\x10RequestSubmitted\x12\x12\n" +
 	"\x04post\x18\x01 \x01(\tR\x04post\x12\x1a\n" +
 	"\bcategory\x18\x02 \x01(\tR\bcategory\x12\x18\n" +
@@ -1895,8 +1980,9 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\b_urgencyB\x13\n" +
 	"\x11_amount_usd_centsB\x10\n" +
 	"\x0e_justificationB\v\n" +
-	"\t_payee_id\"\x12\n" +
-	"\x10RequestWithdrawn\"+\n" +
+	"\t_payee_id\"+\n" +
+	"\x10RequestWithdrawn\x12\x17\n" +
+	"\ahold_id\x18\x01 \x01(\tR\x06holdId\"+\n" +
 	"\rInfoRequested\x12\x1a\n" +
 	"\bquestion\x18\x01 \x01(\tR\bquestion\"&\n" +
 	"\fInfoProvided\x12\x16\n" +
@@ -1905,7 +1991,7 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"*\n" +
 	"\x0eReviewReleased\x12\x18\n" +
-	"\aexpired\x18\x01 \x01(\bR\aexpired\"\x81\x02\n" +
+	"\aexpired\x18\x01 \x01(\bR\aexpired\"\xeb\x02\n" +
 	"\x0fRequestApproved\x12(\n" +
 	"\x10amount_usd_cents\x18\x01 \x01(\x03R\x0eamountUsdCents\x12\x17\n" +
 	"\afund_id\x18\x02 \x01(\tR\x06fundId\x12\x17\n" +
@@ -1913,22 +1999,30 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\bpayee_id\x18\x04 \x01(\tR\apayeeId\x12\x12\n" +
 	"\x04note\x18\x05 \x01(\tR\x04note\x127\n" +
 	"\x18fund_available_usd_cents\x18\x06 \x01(\x03R\x15fundAvailableUsdCents\x12*\n" +
-	"\x06policy\x18\a \x01(\v2\x12.eva.v1.PolicySeenR\x06policy\"\x11\n" +
-	"\x0fRequestRejected\"\x88\x01\n" +
+	"\x06policy\x18\a \x01(\v2\x12.eva.v1.PolicySeenR\x06policy\x120\n" +
+	"\x04step\x18\b \x01(\x0e2\x1c.eva.v1.RequestApproved.StepR\x04step\"6\n" +
+	"\x04Step\x12\r\n" +
+	"\tSTEP_ONLY\x10\x00\x12\x0e\n" +
+	"\n" +
+	"STEP_FIRST\x10\x01\x12\x0f\n" +
+	"\vSTEP_SECOND\x10\x02\"*\n" +
+	"\x0fRequestRejected\x12\x17\n" +
+	"\ahold_id\x18\x01 \x01(\tR\x06holdId\"\x88\x01\n" +
 	"\rFundsReserved\x12\x17\n" +
 	"\ahold_id\x18\x01 \x01(\tR\x06holdId\x12\x17\n" +
 	"\afund_id\x18\x02 \x01(\tR\x06fundId\x12(\n" +
 	"\x10amount_usd_cents\x18\x03 \x01(\x03R\x0eamountUsdCents\x12\x1b\n" +
-	"\tpayout_id\x18\x04 \x01(\tR\bpayoutId\"\xf2\x01\n" +
+	"\tpayout_id\x18\x04 \x01(\tR\bpayoutId\"\x8a\x02\n" +
 	"\rFundsReleased\x12\x17\n" +
 	"\ahold_id\x18\x01 \x01(\tR\x06holdId\x12\x17\n" +
 	"\afund_id\x18\x02 \x01(\tR\x06fundId\x12(\n" +
 	"\x10amount_usd_cents\x18\x03 \x01(\x03R\x0eamountUsdCents\x121\n" +
-	"\x05cause\x18\x04 \x01(\x0e2\x1b.eva.v1.FundsReleased.CauseR\x05cause\"R\n" +
+	"\x05cause\x18\x04 \x01(\x0e2\x1b.eva.v1.FundsReleased.CauseR\x05cause\"j\n" +
 	"\x05Cause\x12\x15\n" +
 	"\x11CAUSE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CAUSE_HOLD_EXPIRED\x10\x01\x12\x1a\n" +
-	"\x16CAUSE_PAYOUT_CANCELLED\x10\x02\"\xab\x01\n" +
+	"\x16CAUSE_PAYOUT_CANCELLED\x10\x02\x12\x16\n" +
+	"\x12CAUSE_NOT_APPROVED\x10\x03\"\xab\x01\n" +
 	"\n" +
 	"PayoutSent\x12\x1b\n" +
 	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x19\n" +
@@ -1967,72 +2061,74 @@ func file_eva_v1_events_proto_rawDescGZIP() []byte {
 	return file_eva_v1_events_proto_rawDescData
 }
 
-var file_eva_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_eva_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_eva_v1_events_proto_goTypes = []any{
-	(FundsReleased_Cause)(0),      // 0: eva.v1.FundsReleased.Cause
-	(*Actor)(nil),                 // 1: eva.v1.Actor
-	(*Event)(nil),                 // 2: eva.v1.Event
-	(*Sealed)(nil),                // 3: eva.v1.Sealed
-	(*PersonalData)(nil),          // 4: eva.v1.PersonalData
-	(*PolicySeen)(nil),            // 5: eva.v1.PolicySeen
-	(*RequestSubmitted)(nil),      // 6: eva.v1.RequestSubmitted
-	(*RequestAmended)(nil),        // 7: eva.v1.RequestAmended
-	(*RequestWithdrawn)(nil),      // 8: eva.v1.RequestWithdrawn
-	(*InfoRequested)(nil),         // 9: eva.v1.InfoRequested
-	(*InfoProvided)(nil),          // 10: eva.v1.InfoProvided
-	(*ReviewClaimed)(nil),         // 11: eva.v1.ReviewClaimed
-	(*ReviewReleased)(nil),        // 12: eva.v1.ReviewReleased
-	(*RequestApproved)(nil),       // 13: eva.v1.RequestApproved
-	(*RequestRejected)(nil),       // 14: eva.v1.RequestRejected
-	(*FundsReserved)(nil),         // 15: eva.v1.FundsReserved
-	(*FundsReleased)(nil),         // 16: eva.v1.FundsReleased
-	(*PayoutSent)(nil),            // 17: eva.v1.PayoutSent
-	(*PayoutSettled)(nil),         // 18: eva.v1.PayoutSettled
-	(*PayoutFailed)(nil),          // 19: eva.v1.PayoutFailed
-	(*PayoutRetried)(nil),         // 20: eva.v1.PayoutRetried
-	(*RequestClosed)(nil),         // 21: eva.v1.RequestClosed
-	(*DeadlineMissed)(nil),        // 22: eva.v1.DeadlineMissed
-	(*ClaimExpired)(nil),          // 23: eva.v1.ClaimExpired
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(RequestApproved_Step)(0),     // 0: eva.v1.RequestApproved.Step
+	(FundsReleased_Cause)(0),      // 1: eva.v1.FundsReleased.Cause
+	(*Actor)(nil),                 // 2: eva.v1.Actor
+	(*Event)(nil),                 // 3: eva.v1.Event
+	(*Sealed)(nil),                // 4: eva.v1.Sealed
+	(*PersonalData)(nil),          // 5: eva.v1.PersonalData
+	(*PolicySeen)(nil),            // 6: eva.v1.PolicySeen
+	(*RequestSubmitted)(nil),      // 7: eva.v1.RequestSubmitted
+	(*RequestAmended)(nil),        // 8: eva.v1.RequestAmended
+	(*RequestWithdrawn)(nil),      // 9: eva.v1.RequestWithdrawn
+	(*InfoRequested)(nil),         // 10: eva.v1.InfoRequested
+	(*InfoProvided)(nil),          // 11: eva.v1.InfoProvided
+	(*ReviewClaimed)(nil),         // 12: eva.v1.ReviewClaimed
+	(*ReviewReleased)(nil),        // 13: eva.v1.ReviewReleased
+	(*RequestApproved)(nil),       // 14: eva.v1.RequestApproved
+	(*RequestRejected)(nil),       // 15: eva.v1.RequestRejected
+	(*FundsReserved)(nil),         // 16: eva.v1.FundsReserved
+	(*FundsReleased)(nil),         // 17: eva.v1.FundsReleased
+	(*PayoutSent)(nil),            // 18: eva.v1.PayoutSent
+	(*PayoutSettled)(nil),         // 19: eva.v1.PayoutSettled
+	(*PayoutFailed)(nil),          // 20: eva.v1.PayoutFailed
+	(*PayoutRetried)(nil),         // 21: eva.v1.PayoutRetried
+	(*RequestClosed)(nil),         // 22: eva.v1.RequestClosed
+	(*DeadlineMissed)(nil),        // 23: eva.v1.DeadlineMissed
+	(*ClaimExpired)(nil),          // 24: eva.v1.ClaimExpired
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_eva_v1_events_proto_depIdxs = []int32{
-	24, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
-	1,  // 1: eva.v1.Event.actor:type_name -> eva.v1.Actor
-	6,  // 2: eva.v1.Event.request_submitted:type_name -> eva.v1.RequestSubmitted
-	7,  // 3: eva.v1.Event.request_amended:type_name -> eva.v1.RequestAmended
-	8,  // 4: eva.v1.Event.request_withdrawn:type_name -> eva.v1.RequestWithdrawn
-	9,  // 5: eva.v1.Event.info_requested:type_name -> eva.v1.InfoRequested
-	10, // 6: eva.v1.Event.info_provided:type_name -> eva.v1.InfoProvided
-	11, // 7: eva.v1.Event.review_claimed:type_name -> eva.v1.ReviewClaimed
-	12, // 8: eva.v1.Event.review_released:type_name -> eva.v1.ReviewReleased
-	13, // 9: eva.v1.Event.request_approved:type_name -> eva.v1.RequestApproved
-	14, // 10: eva.v1.Event.request_rejected:type_name -> eva.v1.RequestRejected
-	15, // 11: eva.v1.Event.funds_reserved:type_name -> eva.v1.FundsReserved
-	16, // 12: eva.v1.Event.funds_released:type_name -> eva.v1.FundsReleased
-	17, // 13: eva.v1.Event.payout_sent:type_name -> eva.v1.PayoutSent
-	18, // 14: eva.v1.Event.payout_settled:type_name -> eva.v1.PayoutSettled
-	19, // 15: eva.v1.Event.payout_failed:type_name -> eva.v1.PayoutFailed
-	21, // 16: eva.v1.Event.request_closed:type_name -> eva.v1.RequestClosed
-	20, // 17: eva.v1.Event.payout_retried:type_name -> eva.v1.PayoutRetried
-	22, // 18: eva.v1.Event.deadline_missed:type_name -> eva.v1.DeadlineMissed
-	23, // 19: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
-	3,  // 20: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
-	24, // 21: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
-	5,  // 22: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
-	3,  // 23: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
-	24, // 24: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
-	5,  // 25: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
-	24, // 26: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
-	5,  // 27: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
-	0,  // 28: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
-	24, // 29: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
-	24, // 30: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	25, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
+	2,  // 1: eva.v1.Event.actor:type_name -> eva.v1.Actor
+	7,  // 2: eva.v1.Event.request_submitted:type_name -> eva.v1.RequestSubmitted
+	8,  // 3: eva.v1.Event.request_amended:type_name -> eva.v1.RequestAmended
+	9,  // 4: eva.v1.Event.request_withdrawn:type_name -> eva.v1.RequestWithdrawn
+	10, // 5: eva.v1.Event.info_requested:type_name -> eva.v1.InfoRequested
+	11, // 6: eva.v1.Event.info_provided:type_name -> eva.v1.InfoProvided
+	12, // 7: eva.v1.Event.review_claimed:type_name -> eva.v1.ReviewClaimed
+	13, // 8: eva.v1.Event.review_released:type_name -> eva.v1.ReviewReleased
+	14, // 9: eva.v1.Event.request_approved:type_name -> eva.v1.RequestApproved
+	15, // 10: eva.v1.Event.request_rejected:type_name -> eva.v1.RequestRejected
+	16, // 11: eva.v1.Event.funds_reserved:type_name -> eva.v1.FundsReserved
+	17, // 12: eva.v1.Event.funds_released:type_name -> eva.v1.FundsReleased
+	18, // 13: eva.v1.Event.payout_sent:type_name -> eva.v1.PayoutSent
+	19, // 14: eva.v1.Event.payout_settled:type_name -> eva.v1.PayoutSettled
+	20, // 15: eva.v1.Event.payout_failed:type_name -> eva.v1.PayoutFailed
+	22, // 16: eva.v1.Event.request_closed:type_name -> eva.v1.RequestClosed
+	21, // 17: eva.v1.Event.payout_retried:type_name -> eva.v1.PayoutRetried
+	23, // 18: eva.v1.Event.deadline_missed:type_name -> eva.v1.DeadlineMissed
+	24, // 19: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
+	4,  // 20: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
+	25, // 21: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 22: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
+	4,  // 23: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
+	25, // 24: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 25: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
+	25, // 26: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 27: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
+	0,  // 28: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
+	1,  // 29: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
+	25, // 30: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
+	25, // 31: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_eva_v1_events_proto_init() }
@@ -2066,7 +2162,7 @@ func file_eva_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eva_v1_events_proto_rawDesc), len(file_eva_v1_events_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/caseview"
@@ -19,10 +20,14 @@ import (
 // Audit's endpoints.
 var (
 	Events      = rpc.Endpoint[EventsRequest, EventsPage]{Subject: "eva.audit.events", Idempotent: true}
-	Verify      = rpc.Endpoint[struct{}, VerifyResult]{Subject: "eva.audit.verify", Idempotent: true, Timeout: 10 * time.Minute}
+	Verify      = rpc.Endpoint[VerifyRequest, VerifyResult]{Subject: "eva.audit.verify", Idempotent: true, Timeout: 10 * time.Minute}
 	History     = rpc.Endpoint[CaseRequest, []ArchivedEvent]{Subject: "eva.audit.history", Idempotent: true}
 	AsOf        = rpc.Endpoint[AsOfRequest, caseview.Case]{Subject: "eva.audit.as_of", Idempotent: true}
-	Checkpoint  = rpc.Endpoint[struct{}, CheckpointHead]{Subject: "eva.audit.checkpoint", Idempotent: true}
+	Checkpoint  = rpc.Endpoint[struct{}, SignedCheckpoint]{Subject: "eva.audit.checkpoint", Idempotent: true}
+	Key         = rpc.Endpoint[struct{}, VerifierKey]{Subject: "eva.audit.key", Idempotent: true}
+	LeafOf      = rpc.Endpoint[LeafRequest, Leaf]{Subject: "eva.audit.leaf", Idempotent: true}
+	Inclusion   = rpc.Endpoint[InclusionRequest, Proof]{Subject: "eva.audit.proof.inclusion", Idempotent: true}
+	Consistency = rpc.Endpoint[ConsistencyRequest, Proof]{Subject: "eva.audit.proof.consistency", Idempotent: true}
 	Access      = rpc.Endpoint[CaseRequest, []eventlog.Access]{Subject: "eva.audit.access", Idempotent: true}
 	DeadLetters = rpc.Endpoint[DeadLettersRequest, DeadLettersPage]{Subject: "eva.audit.dead_letters", Idempotent: true}
 )
@@ -74,13 +79,62 @@ type VerifyResult struct {
 	// Lag is how many events of the log the archive has not reached yet;
 	// they are not counted as bad.
 	Lag uint64 `json:"lag"`
+	// Checkpoints counts the signed checkpoints the log matched.
+	Checkpoints int `json:"checkpoints"`
+	// TreeSize and Root are the Merkle tree recomputed from the archive,
+	// when OK (root in base64).
+	TreeSize int64  `json:"tree_size"`
+	Root     string `json:"root,omitempty"`
 }
 
-// CheckpointHead is the head of the archive.
-type CheckpointHead struct {
-	Size  uint64    `json:"size"`
-	Chain string    `json:"chain"`
-	At    time.Time `json:"at"`
+// SignedCheckpoint is a signed checkpoint of the Merkle tree (see
+// TreeHead): Note is its text with the signature lines.
+type SignedCheckpoint struct {
+	Size int64     `json:"size"`
+	Note string    `json:"note"`
+	At   time.Time `json:"at"`
+}
+
+// VerifierKey is the checkpoints' verifier key, <name>+<hash>+<base64 key>.
+type VerifierKey struct {
+	Key string `json:"key"`
+}
+
+// LeafRequest names the event of a sequence.
+type LeafRequest struct {
+	Seq uint64 `json:"seq"`
+}
+
+// Leaf is the Merkle leaf of the event of sequence Seq (audit.LeafBytes).
+type Leaf struct {
+	Seq   uint64 `json:"seq"`
+	Bytes []byte `json:"bytes"`
+}
+
+// InclusionRequest asks for the proof that leaf Seq-1 is in the tree of
+// Size leaves.
+type InclusionRequest struct {
+	Seq  uint64 `json:"seq"`
+	Size uint64 `json:"size"`
+}
+
+// ConsistencyRequest asks for the proof that the tree of From leaves is a
+// prefix of the tree of To leaves.
+type ConsistencyRequest struct {
+	From uint64 `json:"from"`
+	To   uint64 `json:"to"`
+}
+
+// Proof is an inclusion proof (tlog.RecordProof) or a consistency proof
+// (tlog.TreeProof).
+type Proof struct {
+	Hashes []tlog.Hash `json:"hashes"`
+}
+
+// VerifyRequest adds checkpoints saved elsewhere (signed notes) to those
+// the service keeps; the log must hold exactly the tree of each.
+type VerifyRequest struct {
+	Checkpoints []string `json:"checkpoints,omitempty"`
 }
 
 // CaseRequest names a case.
@@ -119,9 +173,10 @@ func (c *Client) Events(ctx context.Context, r EventsRequest) (EventsPage, error
 	return Events.Call(ctx, c.nc, r)
 }
 
-// Verify re-verifies the archive against its chain and the log.
-func (c *Client) Verify(ctx context.Context) (VerifyResult, error) {
-	return Verify.Call(ctx, c.nc, struct{}{})
+// Verify re-verifies the archive against its chain, its Merkle tree, its
+// checkpoints and those given, and the log.
+func (c *Client) Verify(ctx context.Context, r VerifyRequest) (VerifyResult, error) {
+	return Verify.Call(ctx, c.nc, r)
 }
 
 // History lists a case's events in order, from the log, with their
@@ -135,9 +190,33 @@ func (c *Client) AsOf(ctx context.Context, caseID string, at time.Time) (casevie
 	return AsOf.Call(ctx, c.nc, AsOfRequest{CaseID: caseID, At: at})
 }
 
-// Checkpoint reads the head of the archive.
-func (c *Client) Checkpoint(ctx context.Context) (CheckpointHead, error) {
+// Checkpoint reads the latest signed checkpoint. Errors: CodeUnavailable
+// before the first.
+func (c *Client) Checkpoint(ctx context.Context) (SignedCheckpoint, error) {
 	return Checkpoint.Call(ctx, c.nc, struct{}{})
+}
+
+// Key reads the checkpoints' verifier key.
+func (c *Client) Key(ctx context.Context) (VerifierKey, error) {
+	return Key.Call(ctx, c.nc, struct{}{})
+}
+
+// Leaf reads the Merkle leaf of an archived event. Errors: CodeNotFound,
+// CodeInvalid.
+func (c *Client) Leaf(ctx context.Context, seq uint64) (Leaf, error) {
+	return LeafOf.Call(ctx, c.nc, LeafRequest{Seq: seq})
+}
+
+// Inclusion proves an event is in a tree. Errors: CodeInvalid naming seq
+// or size.
+func (c *Client) Inclusion(ctx context.Context, r InclusionRequest) (Proof, error) {
+	return Inclusion.Call(ctx, c.nc, r)
+}
+
+// Consistency proves a tree is a prefix of a larger one. Errors:
+// CodeInvalid naming from or to.
+func (c *Client) Consistency(ctx context.Context, r ConsistencyRequest) (Proof, error) {
+	return Consistency.Call(ctx, c.nc, r)
 }
 
 // Access lists the recorded reads of a case's personal data.

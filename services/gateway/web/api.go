@@ -146,6 +146,18 @@ func get[T any](ctx context.Context, a apiClient, token, path string) (T, error)
 	return v, err
 }
 
+// getText reads path as the user, as text.
+func getText(ctx context.Context, a apiClient, token, path string) (string, error) {
+	res, err := a.do(ctx, call{method: http.MethodGet, path: path, token: token})
+	if err != nil {
+		return "", err
+	}
+	if res.Problem != nil {
+		return "", res.Problem
+	}
+	return string(res.Body), nil
+}
+
 // query builds a query string from pairs of names and values, leaving out
 // empty values.
 func query(path string, pairs ...string) string {
@@ -289,11 +301,6 @@ type (
 		FirstBad *uint64 `json:"first_bad"`
 		Reason   string  `json:"reason"`
 		Lag      uint64  `json:"lag"`
-	}
-	checkpointJSON struct {
-		Size  uint64 `json:"size"`
-		Chain string `json:"chain"`
-		At    string `json:"at"`
 	}
 	accessJSON struct {
 		RequestID string `json:"request_id"`

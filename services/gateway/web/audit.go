@@ -9,15 +9,17 @@ import (
 )
 
 type auditData struct {
-	Events     []eventJSON
-	After      uint64
-	Next       string
-	First      string
-	Checkpoint *checkpointJSON
-	Verify     *verifyJSON
-	Access     []accessJSON
-	AccessCase string
-	Forms      map[string]*form
+	Events []eventJSON
+	After  uint64
+	Next   string
+	First  string
+	// Checkpoint is the latest signed checkpoint and Key its verifier
+	// key, as text.
+	Checkpoint, Key string
+	Verify          *verifyJSON
+	Access          []accessJSON
+	AccessCase      string
+	Forms           map[string]*form
 }
 
 // F is the form of an action of the page.
@@ -64,15 +66,19 @@ func (s *site) showAudit(v *view, status int, d *auditData) error {
 			d.Access, d.AccessCase = p.Items, id
 		}
 	}
-	if c, err := get[checkpointJSON](v.ctx(), v.s.api, v.token, "/v1/audit/checkpoint"); err == nil {
-		d.Checkpoint = &c
+	if c, err := getText(v.ctx(), v.s.api, v.token, "/v1/audit/checkpoint"); err == nil {
+		d.Checkpoint = c
+	}
+	if k, err := getText(v.ctx(), v.s.api, v.token, "/v1/audit/key"); err == nil {
+		d.Key = k
 	}
 	v.render(status, "audit", v.L.T("audit.title"), d)
 	return nil
 }
 
-// verify is POST /audit/verify: the archive checked against its hash chain
-// and the event log, the result marked data-verify="ok" or "failed".
+// verify is POST /audit/verify: the archive checked against its hash
+// chain, its Merkle tree, its signed checkpoints and the event log, the
+// result marked data-verify="ok" or "failed".
 func (s *site) verify(v *view) error {
 	r, err := get[verifyJSON](v.ctx(), v.s.api, v.token, "/v1/audit/verify")
 	if err != nil {

@@ -248,8 +248,15 @@ func (s *site) showCase(v *view, status int, d *caseData) error {
 			}
 		}
 		af := d.F("approve")
+		second := assist.State(c.Status) == assist.StateAwaitingSecondApproval
+		if af.V("fund") == "" && second {
+			af.Values["fund"] = c.FundID // the first approval's
+		}
 		if af.V("fund") == "" && len(d.Funds) > 0 {
 			af.Values["fund"] = d.Funds[0].ID
+		}
+		if af.V("amount") == "" && second {
+			af.Values["amount"] = usd(c.ApprovedCents)
 		}
 		if af.V("amount") == "" {
 			af.Values["amount"] = usd(c.AmountCents)
@@ -282,13 +289,18 @@ func actionsFor(v *view, c caseJSON) map[string]bool {
 		a["beneficiary"] = true
 		a["claim"] = st == assist.StateSubmitted || (st == assist.StateUnderReview && !mine && claimExpired(c, v.s.now()))
 		a["release"] = st == assist.StateUnderReview && mine
-		a["approve"] = (st == assist.StateUnderReview && mine) || (st == assist.StateAwaitingSecondApproval)
+		a["approve"] = (st == assist.StateUnderReview && mine) || (st == assist.StateAwaitingSecondApproval && !approvedBy(c, v.Me.Username))
 		a["reject"] = a["approve"]
 		a["request-info"] = st == assist.StateUnderReview && mine
 	}
 	a["as-of"] = v.Has(assist.RoleApprover) || v.Has(assist.RoleAuditor)
 	a["access"] = v.Has(assist.RoleAuditor)
 	return a
+}
+
+// approvedBy reports whether user gave one of the case's approvals.
+func approvedBy(c caseJSON, user string) bool {
+	return slices.ContainsFunc(c.Approvals, func(a approval) bool { return a.Approver == user })
 }
 
 func claimExpired(c caseJSON, now time.Time) bool {
