@@ -18,7 +18,7 @@ import (
 	"github.com/eva-org/eva/pkg/sqldb"
 )
 
-// Access tokens (ADR 0016). A session is a row of gateway_tokens, known by
+// Access tokens (ADR 0017). A session is a row of gateway_tokens, known by
 // the SHA-256 of its random id, and lives TokenTTL. What a client holds is
 // an access token: the session id, the account's roles and posts, and two
 // expiries, signed with HMAC-SHA256 under a key every replica shares.
