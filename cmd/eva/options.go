@@ -59,6 +59,8 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 	}
 	services := func() {
 		fs.StringVar(&o.cfg.HTTPAddr, "http", env("EVA_HTTP", "127.0.0.1:8080"), "HTTP listen address of the gateway")
+		fs.StringVar(&o.cfg.MetricsAddr, "metrics-listen", os.Getenv("EVA_METRICS_LISTEN"),
+			"serve /metrics at host:port alone instead of beside the API (default: beside the API)")
 		fs.DurationVar(&o.cfg.HoldTTL, "hold-ttl", 5*time.Minute, "how long a hold waits for its approval to be recorded")
 		fs.DurationVar(&o.cfg.SettleAfter, "settle-after", 0, "simulated provider: time to settle a payout")
 		fs.BoolVar(&o.cfg.CookieSecure, "cookie-secure", false, "mark session cookies Secure (behind HTTPS)")

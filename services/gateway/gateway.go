@@ -48,6 +48,10 @@ type Config struct {
 	// Throttle is how failed sign-ins slow down the next ones (default
 	// DefaultThrottlePolicy).
 	Throttle ThrottlePolicy
+	// MetricsAddr, when set, is a separate listen address that serves
+	// /metrics alone (for example on a private network); /metrics on Addr
+	// then answers 404. Empty serves /metrics on Addr with the API.
+	MetricsAddr string
 }
 
 // Defaults.
@@ -259,8 +263,20 @@ func Run(ctx context.Context, d Deps) error {
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
 	}
 	s.log.Info("gateway listening", zap.String("addr", ln.Addr().String()))
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if s.cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("gateway metrics: %w", err)
+		}
+		msrv := &http.Server{Handler: s.metricsOnly(), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: zap.NewStdLog(s.log.Named("metrics"))}
+		s.log.Info("gateway metrics listening", zap.String("addr", mln.Addr().String()))
+		go func() { errc <- msrv.Serve(mln) }()
+		defer msrv.Close()
+	}
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	sweepDone := make(chan struct{})
 	go func() {

@@ -65,8 +65,12 @@ func (s *server) routes() []route {
 			route{method: get, pattern: "/readyz", public: true, summary: "Readiness", answer: "NATS and the stores are reachable",
 				op: handleGet(s.readyz).alsoAnswers(http.StatusServiceUnavailable)},
 			route{method: get, pattern: "/metrics", public: true, summary: "Prometheus metrics",
+				doc: "Labelled by route template (\"ui\" for the web UI, \"unmatched\" for any other path) and by method " +
+					"(GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, else \"other\"), so that no request can add series. " +
+					"With --metrics-listen they are served at that address alone, and here 404.",
 				answer: "Prometheus text exposition: eva_http_requests_total and eva_http_request_duration_seconds by route, method and status, among others",
-				op:     rawOperation(s.serveMetrics, http.StatusOK, content{media: "text/plain", text: "Prometheus text exposition"})},
+				op: rawOperation(s.serveMetrics, http.StatusOK, content{media: "text/plain", text: "Prometheus text exposition"}).
+					alsoAnswers(http.StatusNotFound)},
 			route{method: get, pattern: "/v1/openapi.json", public: true, summary: "This document", answer: "OpenAPI 3.1",
 				op: rawOperation(s.serveOpenAPI, http.StatusOK, content{media: mediaJSON, text: "this OpenAPI 3.1 document"})},
 			route{method: get, pattern: "/v1/admin/dead-letters", roles: []string{admin}, addition: true,
@@ -124,7 +128,8 @@ func (s *server) routes() []route {
 			route{method: get, pattern: "/v1/queue", roles: []string{approver}, summary: "The review queue",
 				answer: "open cases: missed deadlines first, then by deadline", op: handleQuery(s.queue)},
 			route{method: post, pattern: "/v1/requests/{id}/claim", roles: []string{approver}, summary: "Claim a request for review",
-				doc: "→ under_review, held by you for a limited time. Not your own request.", answer: caseAfter,
+				doc: "→ under_review, held by you for a limited time. Four eyes: nobody who filed, amended or answered for " +
+					"a request claims, approves, rejects or questions it (403 naming the rule).", answer: caseAfter,
 				op: handleCommand(s, s.claim)},
 			route{method: post, pattern: "/v1/requests/{id}/release", roles: []string{approver}, summary: "Give a claim back",
 				doc: "Back to the queue.", answer: caseAfter, op: handleCommand(s, s.release)},

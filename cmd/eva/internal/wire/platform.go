@@ -38,6 +38,9 @@ type Config struct {
 	DataDir string
 	// HTTPAddr is where the gateway listens.
 	HTTPAddr string
+	// MetricsAddr, when set, serves /metrics there alone instead of on
+	// HTTPAddr.
+	MetricsAddr string
 	// DatabaseURL: postgres://... or sqlite:<path>, shared by the
 	// services; empty gives each service its own embedded database in
 	// DataDir (<service>.db), so that their writes commit in parallel.

@@ -65,7 +65,8 @@ var services = map[string]service{
 				return errors.New("the gateway signs the actors of its commands: give it --actor-key (EVA_ACTOR_KEY)")
 			}
 			return gateway.Run(ctx, gateway.Deps{
-				Config:       gateway.Config{Addr: p.Config.HTTPAddr, CookieSecure: p.Config.CookieSecure},
+				Config: gateway.Config{Addr: p.Config.HTTPAddr, CookieSecure: p.Config.CookieSecure,
+					MetricsAddr: p.Config.MetricsAddr},
 				Intake:       intakeapi.NewClient(b.NC),
 				Approval:     approvalapi.NewClient(b.NC),
 				Disbursement: disbursementapi.NewClient(b.NC),
