@@ -368,7 +368,7 @@ func newHarness(tb testing.TB, db sqldb.DB, cfgs ...func(*Config)) *harness {
 		if err := h.store.PutAccount(ctx, u); err != nil {
 			tb.Fatal(err)
 		}
-		tok, _, err := srv.issueToken(ctx, u.Username)
+		tok, _, err := srv.startSession(ctx, u)
 		if err != nil {
 			tb.Fatal(err)
 		}
