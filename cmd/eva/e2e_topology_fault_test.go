@@ -29,6 +29,7 @@ import (
 	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/services/audit"
 )
 
 // natsServerBin builds the nats-server of go.mod's version once, for the
@@ -186,7 +187,13 @@ func startTopology(t *testing.T) *topology {
 	if err != nil {
 		t.Fatal(err)
 	}
-	top.env = childEnv("EVA_MASTER_KEY="+base64.StdEncoding.EncodeToString(key), "EVA_ACTOR_PUBLIC_KEYS="+actorPublic)
+	// A restarted audit signs checkpoints with the same key.
+	auditKey, _, err := audit.GenerateKey("eva-fault/audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top.env = childEnv("EVA_MASTER_KEY="+base64.StdEncoding.EncodeToString(key), "EVA_ACTOR_PUBLIC_KEYS="+actorPublic,
+		"EVA_AUDIT_KEY="+auditKey)
 	signing := append(slices.Clone(top.env), "EVA_ACTOR_KEY="+actorSeed)
 	top.args = []string{"--nats", top.nats.url(), "--replicas", "3", "--database", sqldbtest.URLWithSchema(pgURL, schema)}
 	if code := startProc(t, "eva migrate", top.env, top.cmd("migrate")...).wait(90 * time.Second); code != 0 {
@@ -298,7 +305,19 @@ func TestE2EFaultTopology(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		return "NATS cluster killed and restarted", time.Now()
+		restarted := time.Now()
+		// JetStream elects its meta leader, then the stream's (Raft
+		// election timeouts of 4–9 s in nats-server): commands succeed
+		// once the stream has a leader.
+		top.nats.streamLeader("EVA_EVENTS")
+		elected := time.Now()
+		after := load.recovered(elected)
+		t.Logf("EVA_EVENTS had a leader %s after the restart; first successful command %s after that",
+			elected.Sub(restarted).Round(time.Millisecond), after.Round(time.Millisecond))
+		if after > 5*time.Second {
+			t.Errorf("the first command succeeded only %s after the stream had a leader", after)
+		}
+		return "NATS cluster killed and restarted", restarted
 	})
 	kills := make([]func(*testing.T, *faultLoad) (string, time.Time), len(top.svcs))
 	for i, s := range top.svcs {

@@ -27,6 +27,7 @@ func (c *Case) Apply(e Event, seq uint64) {
 		c.Justification = b.Justification
 		c.Beneficiary = b.Beneficiary
 		c.BeneficiaryRefHash = b.BeneficiaryRefHash
+		c.PossibleDuplicateOf = b.PossibleDuplicateOf
 		c.PayeeID = b.PayeeID
 		c.Deadline = b.Deadline
 		c.PolicyVersion = b.Policy.Version

@@ -136,7 +136,10 @@ type Case struct {
 	FundID        string
 	HoldID        string
 	PayoutID      string
-	PayoutAttempt int // the payout's latest attempt: sent, failed or retried
+	PayoutAttempt int
+	// PossibleDuplicateOf is the duplicate check at filing: other open or
+	// recent cases for the same beneficiary and category.
+	PossibleDuplicateOf []string // the payout's latest attempt: sent, failed or retried
 	// ReleasedHolds lists holds that went back to their fund; an approval
 	// can never use one of them.
 	ReleasedHolds []string
@@ -243,6 +246,9 @@ type (
 		Deadline           time.Time
 		Policy             PolicySeen
 		IdempotencyKeyHash []byte
+		// PossibleDuplicateOf: open or recent cases for the same
+		// beneficiary and category when this one was filed.
+		PossibleDuplicateOf []string
 	}
 	// RequestAmended carries the changed fields only (nil: unchanged).
 	RequestAmended struct {

@@ -168,11 +168,17 @@ func (s *server) listRequests(r *http.Request, q listRequestsQuery) (page[caseJS
 
 // getRequest is GET /v1/requests/{id}.
 func (s *server) getRequest(r *http.Request) (caseJSON, error) {
-	c, err := s.visibleCase(r, userOf(r), chi.URLParam(r, "id"))
+	u := userOf(r)
+	c, err := s.visibleCase(r, u, chi.URLParam(r, "id"))
 	if err != nil {
 		return caseJSON{}, err
 	}
-	return toCaseJSON(c), nil
+	j := toCaseJSON(c)
+	if seesAllCases(u) {
+		dups := nonNil(c.PossibleDuplicateOf)
+		j.PossibleDuplicateOf = &dups
+	}
+	return j, nil
 }
 
 // amendRequest is POST /v1/requests/{id}/amend.

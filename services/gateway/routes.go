@@ -89,8 +89,16 @@ func (s *server) routes() []route {
 				answer: "a bearer token",
 				op: handlePlain(s, s.login).alsoAnswers(http.StatusUnauthorized, http.StatusTooManyRequests, http.StatusServiceUnavailable).
 					withHeader("Set-Cookie", "with ?cookie=1: the eva_session cookie (HttpOnly, SameSite=Strict, Secure behind HTTPS)")},
+			route{method: post, pattern: "/v1/auth/refresh", summary: "Renew the access token",
+				doc: "A fresh access token for the session of the token sent, with the account's current roles and " +
+					"posts; with ?cookie=1 also the eva_session cookie. It reads the session: 503 while the gateway's " +
+					"database is down. An access token is verified by every replica without the database until its " +
+					"access_expires_at (5 minutes); renew it before then to ride out a database outage.",
+				answer: "a bearer token for the same session",
+				op: handlePlain(s, s.refresh).alsoAnswers(http.StatusServiceUnavailable).
+					withHeader("Set-Cookie", "with ?cookie=1: the eva_session cookie")},
 			route{method: del, pattern: "/v1/auth/token", summary: "Sign out", addition: true,
-				answer: "the token (or session cookie) used for this request is revoked and the cookie cleared",
+				answer: "the session of the token (or session cookie) used for this request ends on every replica within a second, and the cookie is cleared",
 				op:     rawOperation(s.logout, http.StatusNoContent)},
 			route{method: get, pattern: "/v1/me", summary: "Who am I", answer: "your account", op: handleGet(s.me)},
 		),
@@ -177,6 +185,13 @@ func (s *server) routes() []route {
 					"sequence i+1 (GET /v1/audit/leaves/{seq}). A new checkpoint is signed within a second of new events.",
 				answer: "the signed checkpoint",
 				op:     rawOperation(s.checkpoint, http.StatusOK, content{media: "text/plain", text: "a signed note: origin, size, root hash, a blank line, signatures"})},
+			route{method: get, pattern: "/v1/audit/access/checkpoint", roles: []string{auditor}, addition: true,
+				summary: "The access log's latest signed checkpoint",
+				doc: "The access log (every read of personal data) has its own RFC 6962 Merkle tree, leaf i being its record " +
+					"of sequence i+1 in the leaf encoding of GET /v1/audit/leaves/{seq} with an empty id; its checkpoints have " +
+					"the origin of the event log's followed by /access, signed with the same key, and GET /v1/audit/verify checks them.",
+				answer: "the signed checkpoint",
+				op:     rawOperation(s.accessCheckpoint, http.StatusOK, content{media: "text/plain", text: "a signed note: origin, size, root hash, a blank line, signatures"})},
 			route{method: get, pattern: "/v1/audit/key", roles: []string{auditor}, summary: "The checkpoints' verifier key",
 				answer: "one line, <name>+<hash>+<base64 key> (note.NewVerifier's format)",
 				op:     rawOperation(s.auditKey, http.StatusOK, content{media: "text/plain", text: "the verifier key and a newline"})},
