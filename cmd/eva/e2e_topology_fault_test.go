@@ -311,8 +311,12 @@ func TestE2EFaultTopology(t *testing.T) {
 		// once the stream has a leader.
 		top.nats.streamLeader("EVA_EVENTS")
 		elected := time.Now()
+		after := load.recovered(elected)
 		t.Logf("EVA_EVENTS had a leader %s after the restart; first successful command %s after that",
-			elected.Sub(restarted).Round(time.Millisecond), load.recovered(elected).Round(time.Millisecond))
+			elected.Sub(restarted).Round(time.Millisecond), after.Round(time.Millisecond))
+		if after > 5*time.Second {
+			t.Errorf("the first command succeeded only %s after the stream had a leader", after)
+		}
 		return "NATS cluster killed and restarted", restarted
 	})
 	kills := make([]func(*testing.T, *faultLoad) (string, time.Time), len(top.svcs))

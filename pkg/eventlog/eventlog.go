@@ -428,7 +428,17 @@ func (l *Log) leaderLastSeq(ctx context.Context, subject string) (uint64, error)
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
-	msg, err := l.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+Stream, req)
+	// While the cluster elects the stream's leader (or after a lost
+	// connection) a request is never answered: each attempt has its own
+	// short deadline, so that a read goes through as soon as there is a
+	// leader rather than when the caller's time is spent.
+	msg, err := retry.DoValue(ctx, retry.Policy{First: 50 * time.Millisecond, Max: 500 * time.Millisecond},
+		func(err error) bool { return isTimeout(err) || errors.Is(err, nats.ErrNoResponders) },
+		func(ctx context.Context) (*nats.Msg, error) {
+			ctx, cancel := context.WithTimeout(ctx, appendAttempt)
+			defer cancel()
+			return l.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+Stream, req)
+		})
 	if err != nil {
 		return 0, err
 	}
