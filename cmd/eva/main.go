@@ -139,6 +139,6 @@ func devCerts(args []string) error {
 	if err := wire.DevCerts(*out, strings.Split(*hosts, ",")); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s: ca.pem, nats.pem, nats-key.pem, nkeys/*.nk, auth.conf\n", *out)
+	fmt.Printf("wrote %s: ca.pem, nats.pem, nats-key.pem, nkeys/*.nk, nkeys.env, auth.conf\n", *out)
 	return nil
 }
