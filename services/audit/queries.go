@@ -68,7 +68,7 @@ func (s *Service) Verify(ctx context.Context, r auditapi.VerifyRequest) (auditap
 	for i, c := range r.Checkpoints {
 		saved[i] = []byte(c)
 	}
-	return Verify(ctx, s.store, s.log, VerifyOptions{VerifierKey: s.key.Verifier, Checkpoints: saved})
+	return VerifyAll(ctx, NewSQLStore(s.db), s.log, VerifyOptions{VerifierKey: s.key.Verifier, Checkpoints: saved})
 }
 
 // History lists a case's events in log order, read from the log itself so

@@ -140,6 +140,7 @@ type Audit interface {
 	History(ctx context.Context, caseID string) ([]auditapi.ArchivedEvent, error)
 	AsOf(ctx context.Context, caseID string, at time.Time) (caseview.Case, error)
 	Checkpoint(ctx context.Context) (auditapi.SignedCheckpoint, error)
+	AccessCheckpoint(ctx context.Context) (auditapi.SignedCheckpoint, error)
 	Key(ctx context.Context) (auditapi.VerifierKey, error)
 	Leaf(ctx context.Context, seq uint64) (auditapi.Leaf, error)
 	Inclusion(ctx context.Context, r auditapi.InclusionRequest) (auditapi.Proof, error)

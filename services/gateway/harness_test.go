@@ -225,6 +225,9 @@ func (f *fakeAudit) AsOf(ctx context.Context, id string, at time.Time) (caseview
 func (f *fakeAudit) Checkpoint(ctx context.Context) (auditapi.SignedCheckpoint, error) {
 	return call(f.calls, "audit.Checkpoint", f.checkpoint, ctx, struct{}{})
 }
+func (f *fakeAudit) AccessCheckpoint(ctx context.Context) (auditapi.SignedCheckpoint, error) {
+	return call(f.calls, "audit.AccessCheckpoint", f.checkpoint, ctx, struct{}{})
+}
 func (f *fakeAudit) Key(ctx context.Context) (auditapi.VerifierKey, error) {
 	return call(f.calls, "audit.Key", f.key, ctx, struct{}{})
 }

@@ -49,6 +49,7 @@ var apiWho = map[string][]string{
 	"GET /v1/audit/events":                {auditor},
 	"GET /v1/audit/checkpoint":            {auditor},
 	"GET /v1/audit/key":                   {auditor},
+	"GET /v1/audit/access/checkpoint":     {auditor}, // an addition: the access log's own tree
 	"GET /v1/audit/leaves/{seq}":          {auditor},
 	"GET /v1/audit/proof/inclusion":       {auditor},
 	"GET /v1/audit/proof/consistency":     {auditor},

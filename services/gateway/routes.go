@@ -185,6 +185,13 @@ func (s *server) routes() []route {
 					"sequence i+1 (GET /v1/audit/leaves/{seq}). A new checkpoint is signed within a second of new events.",
 				answer: "the signed checkpoint",
 				op:     rawOperation(s.checkpoint, http.StatusOK, content{media: "text/plain", text: "a signed note: origin, size, root hash, a blank line, signatures"})},
+			route{method: get, pattern: "/v1/audit/access/checkpoint", roles: []string{auditor}, addition: true,
+				summary: "The access log's latest signed checkpoint",
+				doc: "The access log (every read of personal data) has its own RFC 6962 Merkle tree, leaf i being its record " +
+					"of sequence i+1 in the leaf encoding of GET /v1/audit/leaves/{seq} with an empty id; its checkpoints have " +
+					"the origin of the event log's followed by /access, signed with the same key, and GET /v1/audit/verify checks them.",
+				answer: "the signed checkpoint",
+				op:     rawOperation(s.accessCheckpoint, http.StatusOK, content{media: "text/plain", text: "a signed note: origin, size, root hash, a blank line, signatures"})},
 			route{method: get, pattern: "/v1/audit/key", roles: []string{auditor}, summary: "The checkpoints' verifier key",
 				answer: "one line, <name>+<hash>+<base64 key> (note.NewVerifier's format)",
 				op:     rawOperation(s.auditKey, http.StatusOK, content{media: "text/plain", text: "the verifier key and a newline"})},
