@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/eva-org/eva/cmd/eva/internal/wire"
@@ -31,6 +32,7 @@ commands:
   audit verify         check the audit log: archive, hash chain, Merkle tree, signed checkpoints
                        (--checkpoint FILE --key KEY: one saved earlier) and the event log
   audit keygen         make a checkpoint signing key (--origin NAME) and print its verifier key
+  dev-certs --out DIR  write a dev CA, NATS server certificate, NKeys and nats-server auth.conf (docker-compose)
   actor-key            print a new actor signing key as EVA_ACTOR_KEY and EVA_ACTOR_PUBLIC_KEYS lines
   sim                  run the money path's seeded fault simulator (replay a seed with -seed N -seeds 1 -v)
 
@@ -52,8 +54,11 @@ func main() {
 
 // run parses the command's own flags and runs it.
 func run(ctx context.Context, cmd string, args []string) error {
-	if cmd == "actor-key" {
+	switch cmd {
+	case "actor-key":
 		return printActorKey(os.Stdout)
+	case "dev-certs":
+		return devCerts(args)
 	}
 	var arg string
 	if cmd == "serve" || cmd == "audit" {
@@ -120,4 +125,20 @@ func printActorKey(out io.Writer) error {
 	}
 	_, err = fmt.Fprintf(out, "EVA_ACTOR_KEY=%s\nEVA_ACTOR_PUBLIC_KEYS=%s\n", seed, public)
 	return err
+}
+
+// devCerts writes the NATS certificates, keys and authorization of a
+// development deployment (docker-compose.yml mounts them).
+func devCerts(args []string) error {
+	fs := flag.NewFlagSet("eva dev-certs", flag.ExitOnError)
+	out := fs.String("out", "deploy/dev-certs", "directory to write to")
+	hosts := fs.String("hosts", "nats1,nats2,nats3,localhost,127.0.0.1", "comma-separated names and addresses of the NATS servers")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := wire.DevCerts(*out, strings.Split(*hosts, ",")); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s: ca.pem, nats.pem, nats-key.pem, nkeys/*.nk, nkeys.env, auth.conf\n", *out)
+	return nil
 }

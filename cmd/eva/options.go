@@ -51,6 +51,7 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		if err := o.natsKey(os.Getenv("EVA_NATS_NKEY")); err != nil {
 			o.envErr = err
 		}
+		fs.StringVar(&o.cfg.NATSCA, "nats-ca", os.Getenv("EVA_NATS_CA"), "PEM file of the CA of the NATS servers' TLS certificates (see eva dev-certs)")
 		fs.StringVar(&o.cfg.ActorKey, "actor-key", os.Getenv("EVA_ACTOR_KEY"),
 			"seed (SA...) of the key the gateway and seed sign commands' actors with (default: --data/actor.key, made on first run)")
 		fs.Func("actor-public-keys", "comma-separated public keys (A...) whose actor signatures the services accept; two during a rotation (env EVA_ACTOR_PUBLIC_KEYS; default: --actor-key's)",
