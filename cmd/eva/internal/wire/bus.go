@@ -179,7 +179,8 @@ func Appenders(subject string) []string {
 // DevCerts writes, in dir, what a NATS deployment of EVA needs to run
 // with authentication and TLS (ADR 16): a development CA and a server
 // certificate for hosts (devcerts), each identity's NKey seed in
-// nkeys/<name>.nk (kept if present), and auth.conf, the nats-server
+// nkeys/<name>.nk (kept if present) and as .env lines in nkeys.env, and
+// auth.conf, the nats-server
 // authorization of those users, to include in the servers' configuration.
 //
 // Errors: a file could not be made or written.
@@ -195,7 +196,16 @@ func DevCerts(dir string, hosts []string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "auth.conf"), authConf(users), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "auth.conf"), authConf(users), 0o644); err != nil {
+		return err
+	}
+	// The same seeds as .env lines, for docker compose to hand each
+	// service its own (EVA_NKEY_<NAME>).
+	var env strings.Builder
+	for _, name := range busIdentities() {
+		fmt.Fprintf(&env, "EVA_NKEY_%s=%s\n", strings.ToUpper(name), seeds[name])
+	}
+	return os.WriteFile(filepath.Join(dir, "nkeys.env"), []byte(env.String()), 0o600)
 }
 
 // authConf renders users as a nats-server authorization block.
