@@ -144,6 +144,14 @@ func Verify(ctx context.Context, store ArchiveStore, log *eventlog.Log, opt Veri
 				return auditapi.VerifyResult{}, err
 			}
 		}
+		if end > uint64(treeSize) {
+			// Events archived since the tree's size was read: an event is
+			// archived with its leaf in one transaction, so the tree read
+			// now covers every event of this page (unless one was removed).
+			if treeSize, err = store.TreeSize(ctx, nil); err != nil {
+				return auditapi.VerifyResult{}, fmt.Errorf("verify: %w", err)
+			}
+		}
 		leaves, err := storedLeaves(ctx, store, next, min(end, uint64(treeSize)))
 		if err != nil {
 			return auditapi.VerifyResult{}, err
