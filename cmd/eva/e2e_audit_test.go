@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,7 @@ func TestE2EAuditCheckpointCatchesTruncationAndRewrite(t *testing.T) {
 	if key.Status != http.StatusOK {
 		t.Fatalf("GET /v1/audit/key: %s", key)
 	}
+	outsiderVerifies(t, c, key.Body, []byte(note), v.Events)
 	if code := eva.stop(); code != 0 {
 		t.Fatalf("eva dev exited with %d", code)
 	}
@@ -99,4 +101,47 @@ func copyDir(t *testing.T, from, to string) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// outsiderVerifies runs the README's outsider check
+// (docs/examples/verifyinclusion) on the first and the last event of a
+// checkpoint of size events, with nothing but the verifier key; and a leaf
+// with one byte changed fails it.
+func outsiderVerifies(t *testing.T, c *client, key, checkpoint []byte, size uint64) {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	keyFile, cpFile := write("key", key), write("checkpoint", checkpoint)
+	run := func(seq uint64, leaf []byte) (string, error) {
+		proof := c.do(req{user: "aud", method: http.MethodGet,
+			path: "/v1/audit/proof/inclusion?seq=" + strconv.FormatUint(seq, 10) + "&size=" + strconv.FormatUint(size, 10)})
+		if proof.Status != http.StatusOK {
+			t.Fatalf("inclusion proof of %d: %s", seq, proof)
+		}
+		cmd := exec.Command("go", "run", "../../docs/examples/verifyinclusion", keyFile, cpFile,
+			write("leaf", leaf), write("proof", proof.Body))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, seq := range []uint64{1, size} {
+		leaf := c.do(req{user: "aud", method: http.MethodGet, path: "/v1/audit/leaves/" + strconv.FormatUint(seq, 10)})
+		if leaf.Status != http.StatusOK || !strings.HasPrefix(string(leaf.Body), "eva-audit-leaf/v1\nseq "+strconv.FormatUint(seq, 10)+"\nsubject eva.") {
+			t.Fatalf("leaf %d: %s", seq, leaf)
+		}
+		out, err := run(seq, leaf.Body)
+		if err != nil || !strings.Contains(out, "verified: event") {
+			t.Fatalf("the outsider's check of event %d: %v\n%s", seq, err, out)
+		}
+		t.Log(strings.TrimSpace(out))
+		leaf.Body[len(leaf.Body)-1] ^= 1
+		if out, err := run(seq, leaf.Body); err == nil || !strings.Contains(out, "NOT VERIFIED") {
+			t.Fatalf("the outsider's check passed a changed leaf %d:\n%s", seq, out)
+		}
+	}
 }

@@ -41,6 +41,7 @@ type faultLoad struct {
 	approved  []string // acknowledged approvals
 	statuses  map[int]int
 	other5xx  []string // samples of 5xx other than 503
+	n5xx      int      // 5xx other than 503
 	transport int      // requests that got no answer
 	wrong     []string // answers no step should get (a 4xx but 409 on a retried step)
 	successes []time.Time
@@ -107,8 +108,11 @@ func (l *faultLoad) step(r req, want int, out any) bool {
 			l.transport++
 		default:
 			l.statuses[resp.Status]++
-			if resp.Status >= 500 && resp.Status != http.StatusServiceUnavailable && len(l.other5xx) < 10 {
-				l.other5xx = append(l.other5xx, r.method+" "+r.path+": "+resp.String())
+			if resp.Status >= 500 && resp.Status != http.StatusServiceUnavailable {
+				l.n5xx++
+				if len(l.other5xx) < 10 {
+					l.other5xx = append(l.other5xx, r.method+" "+r.path+": "+resp.String())
+				}
 			}
 		}
 		l.mu.Unlock()
@@ -190,21 +194,31 @@ func (l *faultLoad) verdict() {
 	if len(l.wrong) > 0 {
 		t.Errorf("unexpected answers: %s", strings.Join(l.wrong, "\n"))
 	}
+	n5xx := l.n5xx
 	l.mu.Unlock()
 	// Every acknowledged filing is a request; every acknowledged approval
 	// is paid, once, with what was approved.
+	lost, twice := 0, 0
 	for _, id := range filed {
-		get[caseJSON](c, "olu", "/v1/requests/"+id, http.StatusOK)
+		resp := retryUnavailable(c, req{user: "olu", method: http.MethodGet, path: "/v1/requests/" + id})
+		if resp.Status != http.StatusOK {
+			lost++
+			t.Errorf("acknowledged filing %s: %s", id, resp)
+		}
 	}
 	var sum int64
 	for _, id := range approved {
 		cs := c.waitStatus(id, "disbursed", 2*time.Minute)
 		pays := c.settledPayouts(id)
+		if len(pays) > 1 {
+			twice++
+		}
 		if len(pays) != 1 || pays[0].AmountCents != cs.ApprovedCents {
 			t.Errorf("payouts of %s (approved %d): %+v", id, cs.ApprovedCents, pays)
 		}
 		sum += cs.ApprovedCents
 	}
+	t.Logf("verdict: 5xx other than 503: %d; acknowledged requests lost: %d; paid twice: %d", n5xx, lost, twice)
 	// No fund overspent; no money left held once everything settled.
 	var f fundJSON
 	evatest.Await(t, time.Minute, "the fund to settle", func() (bool, string) {

@@ -137,16 +137,22 @@ type proc struct {
 // running) after the test, and its output logged when the test failed.
 func startProc(tb testing.TB, name string, env []string, args ...string) *proc {
 	tb.Helper()
+	return startBinary(tb, name, env, evaBin, args...)
+}
+
+// startBinary is startProc for another program than eva (a nats-server).
+func startBinary(tb testing.TB, name string, env []string, bin string, args ...string) *proc {
+	tb.Helper()
 	p := &proc{tb: tb, name: name, out: &tailBuffer{max: 256 << 10}, done: make(chan struct{})}
-	p.cmd = exec.Command(evaBin, args...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Dir = tb.TempDir() // a stray relative path lands in a temp dir
 	if err := p.cmd.Start(); err != nil {
-		tb.Fatalf("start %s (eva %s): %v", name, strings.Join(args, " "), err)
+		tb.Fatalf("start %s (%s %s): %v", name, filepath.Base(bin), strings.Join(args, " "), err)
 	}
 	p.started = time.Now()
-	tb.Logf("started %s: pid %d: eva %s", name, p.cmd.Process.Pid, strings.Join(args, " "))
+	tb.Logf("started %s: pid %d: %s %s", name, p.cmd.Process.Pid, filepath.Base(bin), strings.Join(args, " "))
 	go func() {
 		p.err = p.cmd.Wait()
 		close(p.done)
@@ -157,8 +163,8 @@ func startProc(tb testing.TB, name string, env []string, args ...string) *proc {
 			<-p.done
 		}
 		if tb.Failed() {
-			tb.Logf("---- output of %s (pid %d, eva %s) ----\n%s---- end of %s ----",
-				name, p.cmd.Process.Pid, strings.Join(args, " "), p.out, name)
+			tb.Logf("---- output of %s (pid %d, %s %s) ----\n%s---- end of %s ----",
+				name, p.cmd.Process.Pid, filepath.Base(bin), strings.Join(args, " "), p.out, name)
 		}
 	})
 	return p

@@ -73,6 +73,14 @@ func run(ctx context.Context, cmd string, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("eva %s: unexpected argument %q", cmd, fs.Arg(0))
 	}
+	if o.envErr != nil {
+		return o.envErr
+	}
+	// On the bus, a service is itself; the tools are admin.
+	o.cfg.NATSUser = "admin"
+	if cmd == "serve" {
+		o.cfg.NATSUser = arg
+	}
 	zl, err := o.logger(cmd)
 	if err != nil {
 		return err

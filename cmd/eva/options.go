@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
@@ -18,6 +19,7 @@ import (
 // options are the flags of one command, read into the wiring's Config.
 type options struct {
 	cfg      wire.Config
+	envErr   error // a bad value in the environment
 	logLevel string
 	pprof    string
 	bench    benchOptions
@@ -44,6 +46,11 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		fs.StringVar(&o.cfg.DatabaseURL, "database", os.Getenv("EVA_DATABASE_URL"), "postgres://... (default: embedded SQLite in --data)")
 		fs.StringVar(&o.cfg.NATSURL, "nats", os.Getenv("EVA_NATS_URL"), "nats://... (default: embedded server in --data)")
 		fs.IntVar(&o.cfg.Replicas, "replicas", 1, "stream replicas (3 in a JetStream cluster)")
+		fs.Func("nats-nkey", "NATS user NKey seed (SU...) of this process, or a file holding it (env EVA_NATS_NKEY; eva serve <svc> connects as <svc>, the tools as admin)",
+			func(v string) error { return o.natsKey(v) })
+		if err := o.natsKey(os.Getenv("EVA_NATS_NKEY")); err != nil {
+			o.envErr = err
+		}
 		fs.StringVar(&o.cfg.ActorKey, "actor-key", os.Getenv("EVA_ACTOR_KEY"),
 			"seed (SA...) of the key the gateway and seed sign commands' actors with (default: --data/actor.key, made on first run)")
 		fs.Func("actor-public-keys", "comma-separated public keys (A...) whose actor signatures the services accept; two during a rotation (env EVA_ACTOR_PUBLIC_KEYS; default: --actor-key's)",
@@ -52,6 +59,8 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 	}
 	services := func() {
 		fs.StringVar(&o.cfg.HTTPAddr, "http", env("EVA_HTTP", "127.0.0.1:8080"), "HTTP listen address of the gateway")
+		fs.StringVar(&o.cfg.MetricsAddr, "metrics-listen", os.Getenv("EVA_METRICS_LISTEN"),
+			"serve /metrics at host:port alone instead of beside the API (default: beside the API)")
 		fs.DurationVar(&o.cfg.HoldTTL, "hold-ttl", 5*time.Minute, "how long a hold waits for its approval to be recorded")
 		fs.DurationVar(&o.cfg.SettleAfter, "settle-after", 0, "simulated provider: time to settle a payout")
 		fs.BoolVar(&o.cfg.CookieSecure, "cookie-secure", false, "mark session cookies Secure (behind HTTPS)")
@@ -128,4 +137,19 @@ func splitList(v string) []string {
 		}
 	}
 	return l
+}
+
+// natsKey reads an NKey seed, or the file that holds one.
+func (o *options) natsKey(v string) error {
+	v = strings.TrimSpace(v)
+	if v == "" || strings.HasPrefix(v, "SU") {
+		o.cfg.NATSKey = v
+		return nil
+	}
+	data, err := os.ReadFile(v)
+	if err != nil {
+		return fmt.Errorf("nats nkey: %w", err)
+	}
+	o.cfg.NATSKey = strings.TrimSpace(string(data))
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/eva-org/eva/cmd/eva/internal/sim"
@@ -52,6 +53,16 @@ func runSim(ctx context.Context, o simOptions, out io.Writer) error {
 		s.Elapsed.Round(time.Millisecond), s.SeedsPerSecond(), *o.parallel)
 	fmt.Fprintf(out, "%d steps, %d events, %d approvals acknowledged, %d refused, %d payments, %d crashes, %d redeliveries\n",
 		s.Steps, s.Events, s.Approved, s.Refused, s.Paid, s.Crashes, s.Redeliveries)
+	types := make([]string, 0, len(s.Types))
+	for t := range s.Types {
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	fmt.Fprint(out, "events:")
+	for _, t := range types {
+		fmt.Fprintf(out, " %s %d,", t, s.Types[t])
+	}
+	fmt.Fprintln(out)
 	if len(s.Failures) > 0 {
 		return s.Failures[0].Err
 	}

@@ -19,6 +19,7 @@ func (c *Case) Apply(e Event, seq uint64) {
 	switch b := e.Body.(type) {
 	case RequestSubmitted:
 		c.Requester = e.Actor.Username
+		c.addAuthor(e.Actor.Username)
 		c.Post = b.Post
 		c.Category = b.Category
 		c.Urgency = b.Urgency
@@ -26,12 +27,14 @@ func (c *Case) Apply(e Event, seq uint64) {
 		c.Justification = b.Justification
 		c.Beneficiary = b.Beneficiary
 		c.BeneficiaryRefHash = b.BeneficiaryRefHash
+		c.PossibleDuplicateOf = b.PossibleDuplicateOf
 		c.PayeeID = b.PayeeID
 		c.Deadline = b.Deadline
 		c.PolicyVersion = b.Policy.Version
 		c.CreatedAt = e.At
 		c.State = StateSubmitted
 	case RequestAmended:
+		c.addAuthor(e.Actor.Username)
 		if b.Category != nil {
 			c.Category = *b.Category
 		}
@@ -67,6 +70,7 @@ func (c *Case) Apply(e Event, seq uint64) {
 		c.Question = b.Question
 		c.clearClaim()
 	case InfoProvided:
+		c.addAuthor(e.Actor.Username)
 		c.State = StateSubmitted
 		c.Question = ""
 	case ReviewClaimed:
@@ -120,6 +124,12 @@ func (c *Case) Apply(e Event, seq uint64) {
 	case ClaimExpired:
 		c.State = StateSubmitted
 		c.clearClaim()
+	}
+}
+
+func (c *Case) addAuthor(username string) {
+	if username != "" && !slices.Contains(c.Authors, username) {
+		c.Authors = append(c.Authors, username)
 	}
 }
 

@@ -104,8 +104,10 @@ func TestApplyEffects(t *testing.T) {
 			}
 		}},
 		{assist.RequestAmended{}, func(t *testing.T, before, c assist.Case) {
-			// The amender is remembered: never their case to approve.
+			// The amender is remembered as an amender and an author:
+			// never their case to review.
 			before.Amenders = []string{carol.Username}
+			before.Authors = append(slices.Clone(before.Authors), carol.Username)
 			sameExceptBookkeeping(t, before, c)
 		}},
 		{assist.RequestWithdrawn{}, func(t *testing.T, _, c assist.Case) {

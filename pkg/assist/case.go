@@ -101,8 +101,12 @@ type Sealed struct {
 
 // Case is the state of one request, rebuilt from its events.
 type Case struct {
-	ID                 string
-	Requester          string // username of the filer
+	ID        string
+	Requester string // username of the filer
+	// Authors are the usernames of everyone who wrote the request: its
+	// filer, every amender and everyone who answered a question on it, in
+	// the order they first did. None of them may review it (four eyes).
+	Authors            []string
 	Post               string
 	Category           Category
 	Urgency            Urgency
@@ -124,15 +128,18 @@ type Case struct {
 	// Approvals are the approvals given, in order: one, or two above the
 	// policy's second-approval threshold.
 	Approvals []Approval
-	// Amenders are the users who amended the request; like its filer,
-	// none of them may approve it.
+	// Amenders are the users who amended the request (a part of
+	// Authors); like its filer, none of them may review it.
 	Amenders []string
 	// PolicyVersion is the version of the policy in force at filing.
 	PolicyVersion string
 	FundID        string
 	HoldID        string
 	PayoutID      string
-	PayoutAttempt int // the payout's latest attempt: sent, failed or retried
+	PayoutAttempt int
+	// PossibleDuplicateOf is the duplicate check at filing: other open or
+	// recent cases for the same beneficiary and category.
+	PossibleDuplicateOf []string // the payout's latest attempt: sent, failed or retried
 	// ReleasedHolds lists holds that went back to their fund; an approval
 	// can never use one of them.
 	ReleasedHolds []string
@@ -239,6 +246,9 @@ type (
 		Deadline           time.Time
 		Policy             PolicySeen
 		IdempotencyKeyHash []byte
+		// PossibleDuplicateOf: open or recent cases for the same
+		// beneficiary and category when this one was filed.
+		PossibleDuplicateOf []string
 	}
 	// RequestAmended carries the changed fields only (nil: unchanged).
 	RequestAmended struct {

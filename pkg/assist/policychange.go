@@ -27,6 +27,15 @@ func (PolicyChanged) Kind() Kind { return KindPolicy }
 
 func (PolicyChanged) isBody() {}
 
+// TypeKind is the kind of the things an event type is about: the policy
+// for PolicyChanged, a case for the others of EventTypes.
+func TypeKind(typ string) Kind {
+	if typ == (PolicyChanged{}).Type() {
+		return KindPolicy
+	}
+	return KindCase
+}
+
 // PolicyVersion is one version of the policy as its history keeps it.
 type PolicyVersion struct {
 	Policy Policy

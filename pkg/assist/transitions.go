@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // Limits on free text, in characters.
@@ -182,10 +181,10 @@ func (c *Case) ProvideInfo(cmd Cmd, answer string) (Event, error) {
 // Claim gives an approver the case for ttl. A claim that ran out may be
 // taken by anyone.
 //
-// Errors: CodeForbidden for a non-approver or the filer, CodeConflict when
+// Errors: CodeForbidden for a non-approver or an author of the case, CodeConflict when
 // another approver holds it or it is not waiting for review.
 func (c *Case) Claim(cmd Cmd, ttl time.Duration) (Event, error) {
-	if err := c.approverNotFiler(cmd); err != nil {
+	if err := c.reviewer(cmd); err != nil {
 		return Event{}, err
 	}
 	switch {
@@ -233,12 +232,12 @@ type ApproveInput struct {
 // than the first (and than the filer and the amenders), without a claim,
 // for at most the first approval's amount, from the same hold.
 //
-// Errors: CodeForbidden for a non-approver, the filer (four eyes), or on
-// a second approval the first approver or an amender; CodeConflict unless
+// Errors: CodeForbidden for a non-approver or an author of the case (four
+// eyes), or on a second approval the first approver; CodeConflict unless
 // the actor holds a live claim (first approval); CodeInvalid naming the
 // bad field.
 func (c *Case) Approve(cmd Cmd, in ApproveInput, p Policy) (Event, error) {
-	if err := c.approverNotFiler(cmd); err != nil {
+	if err := c.reviewer(cmd); err != nil {
 		return Event{}, err
 	}
 	if c.State == StateAwaitingSecondApproval {
@@ -249,8 +248,8 @@ func (c *Case) Approve(cmd Cmd, in ApproveInput, p Policy) (Event, error) {
 	}
 	var probs Problems
 	switch {
-	case in.AmountCents <= 0:
-		probs.Add("amount_usd_cents", "must be a positive number of cents")
+	case in.AmountCents <= 0 || in.AmountCents > MaxAmountCents:
+		CheckAmount(&probs, "amount_usd_cents", in.AmountCents, MaxAmountCents)
 	case in.AmountCents > c.AmountCents:
 		probs.Add("amount_usd_cents", "must not exceed the requested %s", FormatUSD(c.AmountCents))
 	default:
@@ -342,11 +341,11 @@ func (c *Case) pendingHold() string {
 // second approver rejects without a claim, and the first approval's hold
 // goes back to the fund.
 //
-// Errors: CodeForbidden for a non-approver or the filer (and, awaiting the
-// second approval, the first approver or an amender), CodeInvalid without
+// Errors: CodeForbidden for a non-approver or an author of the case (and,
+// awaiting the second approval, the first approver), CodeInvalid without
 // a reason, CodeConflict unless the actor holds a live claim.
 func (c *Case) Reject(cmd Cmd, reason string) (Event, error) {
-	if err := c.approverNotFiler(cmd); err != nil {
+	if err := c.reviewer(cmd); err != nil {
 		return Event{}, err
 	}
 	if err := requireText("reason", reason, MaxReason); err != nil {
@@ -366,10 +365,10 @@ func (c *Case) Reject(cmd Cmd, reason string) (Event, error) {
 
 // RequestInfo asks the requester a question; the claim ends.
 //
-// Errors: CodeForbidden for a non-approver or the filer, CodeInvalid
+// Errors: CodeForbidden for a non-approver or an author of the case, CodeInvalid
 // without a question, CodeConflict unless the actor holds a live claim.
 func (c *Case) RequestInfo(cmd Cmd, question string) (Event, error) {
-	if err := c.approverNotFiler(cmd); err != nil {
+	if err := c.reviewer(cmd); err != nil {
 		return Event{}, err
 	}
 	if err := requireText("question", question, MaxReason); err != nil {
@@ -546,14 +545,28 @@ func (c *Case) requesterOfPost(cmd Cmd) error {
 	return nil
 }
 
-func (c *Case) approverNotFiler(cmd Cmd) error {
+// reviewer checks that the actor may review the case: an approver who is
+// none of its authors. The four-eyes rule covers the whole case: whoever
+// filed it, amended it or answered a question on it — also a user who is
+// both requester and approver, amending a colleague's request — never
+// claims, approves, rejects or questions it.
+func (c *Case) reviewer(cmd Cmd) error {
 	if cmd.Actor.Role != RoleApprover {
 		return Errorf(CodeForbidden, "only an approver reviews requests")
 	}
-	if cmd.Actor.Username == c.Requester {
-		return Errorf(CodeForbidden, "you filed this request: someone else must review it")
+	if slices.Contains(c.Authors, cmd.Actor.Username) || cmd.Actor.Username == c.Requester {
+		return Errorf(CodeForbidden, "four-eyes rule: you %s this request, so someone else must review it; "+
+			"nobody who filed, amended or answered for a request reviews it", c.authorship(cmd.Actor.Username))
 	}
 	return nil
+}
+
+// authorship says how username wrote the case, in words.
+func (c *Case) authorship(username string) string {
+	if username == c.Requester {
+		return "filed"
+	}
+	return "amended or answered a question on"
 }
 
 func (c *Case) holdsClaim(cmd Cmd) error {
@@ -601,8 +614,8 @@ func checkUrgency(probs *Problems, field string, u Urgency) {
 }
 
 func checkAmount(probs *Problems, field string, cents int64, c Category, p Policy) {
-	if cents <= 0 {
-		probs.Add(field, "must be a positive number of cents")
+	if cents <= 0 || cents > MaxAmountCents {
+		CheckAmount(probs, field, cents, MaxAmountCents)
 		return
 	}
 	if capCents, name := p.Cap(c); cents > capCents {
@@ -610,15 +623,13 @@ func checkAmount(probs *Problems, field string, cents int64, c Category, p Polic
 	}
 }
 
+// checkText checks multi-line free text (TextFault).
 func checkText(probs *Problems, field, s string, maxChars int, required bool) {
-	switch {
-	case required && strings.TrimSpace(s) == "":
+	if required && strings.TrimSpace(s) == "" {
 		probs.Add(field, "is required")
-	case !utf8.ValidString(s):
-		probs.Add(field, "must be valid UTF-8")
-	case utf8.RuneCountInString(s) > maxChars:
-		probs.Add(field, "must be at most %d characters", maxChars)
+		return
 	}
+	checkFree(probs, field, s, maxChars, true)
 }
 
 func requireText(field, s string, maxChars int) error {

@@ -2,6 +2,7 @@ package assist_test
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -301,7 +302,7 @@ func TestSubmit(t *testing.T) {
 		t.Fatalf("event\n got %+v\nwant %+v", e, want)
 	}
 	c := assist.Fold([]assist.Recorded{{Seq: 7, Event: e}})
-	wantCase := &assist.Case{ID: caseID, Requester: "alice", Post: "KYIV", Category: assist.Medical, Urgency: assist.Urgent,
+	wantCase := &assist.Case{ID: caseID, Requester: "alice", Authors: []string{"alice"}, Post: "KYIV", Category: assist.Medical, Urgency: assist.Urgent,
 		AmountCents: requested, Justification: in.Justification, Beneficiary: in.Beneficiary,
 		BeneficiaryRefHash: in.BeneficiaryRefHash, PayeeID: payee, Deadline: t0.Add(24 * time.Hour),
 		State: assist.StateSubmitted, PolicyVersion: "default-1", CreatedAt: t0, UpdatedAt: t0, Version: 7, Events: 1}
@@ -948,5 +949,55 @@ func TestStateOpen(t *testing.T) {
 		if s.Open() != open[s] {
 			t.Errorf("%q.Open() = %v", s, s.Open())
 		}
+	}
+}
+
+// Four eyes over the whole case (issue 7's bypass): a user who is both
+// requester and approver at a post amends a colleague's request upwards,
+// then tries to claim and approve it. Neither is allowed, and the problem
+// names the rule. Answering a question on a request counts as writing it
+// too; an approver who never wrote it reviews as before.
+func TestFourEyesCoverEveryAuthor(t *testing.T) {
+	// dual is colleague anna, who is also an approver at KYIV.
+	dualRequester := colleague
+	dualApprover := assist.Actor{Username: colleague.Username, Role: assist.RoleApprover, Post: colleague.Post}
+
+	h := newHistory(t).submit(validSubmit())
+	more := requested + 50_000
+	h.record(h.c.Amend(h.cmd(dualRequester), assist.AmendInput{AmountCents: &more}, h.p))
+	if want := []string{filer.Username, dualRequester.Username}; !slices.Equal(h.c.Authors, want) {
+		t.Fatalf("authors %v, want %v", h.c.Authors, want)
+	}
+
+	_, err := h.c.Claim(h.cmd(dualApprover), h.p.ClaimTTL)
+	e := wantCode(t, err, assist.CodeForbidden)
+	if !strings.Contains(e.Message, "four-eyes rule") || !strings.Contains(e.Message, "amended") {
+		t.Fatalf("claim refused with %q, want the four-eyes rule and what the user did", e.Message)
+	}
+
+	// Even holding a claim (taken before the amendment, say), the amender
+	// cannot decide: the rule is checked at every review step.
+	h.c.State, h.c.ClaimedBy, h.c.ClaimExpiresAt = assist.StateUnderReview, dualApprover.Username, h.now.Add(time.Hour)
+	_, err = h.c.Approve(h.cmd(dualApprover), validApprove(), h.p)
+	if e := wantCode(t, err, assist.CodeForbidden); !strings.Contains(e.Message, "four-eyes rule") {
+		t.Fatalf("approve refused with %q, want the four-eyes rule", e.Message)
+	}
+	for name, do := range map[string]func(assist.Cmd) (assist.Event, error){
+		"reject":       func(c assist.Cmd) (assist.Event, error) { return h.c.Reject(c, "no") },
+		"request info": func(c assist.Cmd) (assist.Event, error) { return h.c.RequestInfo(c, "why?") },
+	} {
+		if _, err := do(h.cmd(dualApprover)); !assist.IsCode(err, assist.CodeForbidden) {
+			t.Errorf("%s by the amender: %v, want forbidden", name, err)
+		}
+	}
+
+	// Someone who answered a question wrote the case as well.
+	q := caseIn(t, "info_requested")
+	q.record(q.c.ProvideInfo(q.cmd(dualRequester), "St. Luke's; the estimate is attached."))
+	if _, err := q.c.Claim(q.cmd(dualApprover), q.p.ClaimTTL); !assist.IsCode(err, assist.CodeForbidden) {
+		t.Fatalf("claim by the user who answered: %v, want forbidden", err)
+	}
+	if _, err := q.c.Claim(q.cmd(carol), q.p.ClaimTTL); err != nil {
+		t.Fatalf("claim by an approver who never wrote the case: %v", err)
 	}
 }

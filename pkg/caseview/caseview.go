@@ -37,9 +37,12 @@ type Case struct {
 	// second-approval threshold).
 	Approvals []Approval `json:"approvals"`
 	// PolicyVersion is the policy in force when the case was filed.
-	PolicyVersion string    `json:"policy_version,omitempty"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	PolicyVersion string `json:"policy_version,omitempty"`
+	// PossibleDuplicateOf is the duplicate check at filing; the gateway
+	// shows it to approvers, finance and auditors, never to requesters.
+	PossibleDuplicateOf []string  `json:"possible_duplicate_of,omitempty"`
+	CreatedAt           time.Time `json:"created_at"`
+	UpdatedAt           time.Time `json:"updated_at"`
 	// Version is the log position of the case's last event.
 	Version uint64 `json:"version"`
 }
@@ -60,7 +63,7 @@ func From(c *assist.Case) Case {
 		Deadline: c.Deadline, Escalated: c.Escalated, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt,
 		Question: c.Question, ApprovedCents: c.ApprovedCents, ApprovedBy: c.ApprovedBy, FundID: c.FundID,
 		HoldID: c.HoldID, PayoutID: c.PayoutID, Approvals: approvals(c.Approvals), PolicyVersion: c.PolicyVersion,
-		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Version: c.Version,
+		PossibleDuplicateOf: c.PossibleDuplicateOf, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Version: c.Version,
 	}
 }
 

@@ -60,7 +60,7 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 			AmountUsdCents: b.AmountCents, Justification: b.Justification,
 			Beneficiary: sealedToProto(&b.Beneficiary), BeneficiaryRefHash: b.BeneficiaryRefHash,
 			PayeeId: b.PayeeID, Deadline: ts(b.Deadline), Policy: policyToProto(b.Policy),
-			IdempotencyKeyHash: b.IdempotencyKeyHash,
+			IdempotencyKeyHash: b.IdempotencyKeyHash, PossibleDuplicateOf: b.PossibleDuplicateOf,
 		}}
 	case assist.RequestAmended:
 		pe.Body = &evav1.Event_RequestAmended{RequestAmended: &evav1.RequestAmended{
@@ -141,7 +141,7 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 			AmountCents: s.GetAmountUsdCents(), Justification: s.GetJustification(),
 			Beneficiary: sealedFromProto(s.GetBeneficiary()), BeneficiaryRefHash: s.GetBeneficiaryRefHash(),
 			PayeeID: s.GetPayeeId(), Deadline: tm(s.GetDeadline()), Policy: policyFromProto(s.GetPolicy()),
-			IdempotencyKeyHash: s.GetIdempotencyKeyHash(),
+			IdempotencyKeyHash: s.GetIdempotencyKeyHash(), PossibleDuplicateOf: s.GetPossibleDuplicateOf(),
 		}
 	case *evav1.Event_RequestAmended:
 		a := b.RequestAmended

@@ -67,6 +67,10 @@ type Config struct {
 	// now (the embedded server's disk); while it cannot, appends fail at
 	// once as unavailable instead of waiting for an answer.
 	Healthy func() error
+	// Attach finds the streams instead of creating or updating them: a
+	// service's NATS user may not change them (ADR 16); the tools
+	// (migrate, the dev platform) make them.
+	Attach bool
 }
 
 // Log appends to and reads from the event stream.
@@ -102,7 +106,8 @@ type Store interface {
 // streams).
 func OnStore(s Store) *Log { return &Log{store: s} }
 
-// Open creates or updates the streams and returns the log.
+// Open creates or updates the streams (or, with Attach, finds them) and
+// returns the log.
 //
 // Errors: CodeUnavailable when JetStream cannot be reached.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error) {
@@ -111,6 +116,13 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 	}
 	if cfg.DuplicateWindow == 0 {
 		cfg.DuplicateWindow = 10 * time.Minute
+	}
+	if cfg.Attach {
+		st, err := js.Stream(ctx, Stream)
+		if err != nil {
+			return nil, unavailable("find stream "+Stream+" (has eva migrate run?)", err)
+		}
+		return &Log{js: js, stream: st, replicated: cfg.Replicas > 1, healthy: cfg.Healthy}, nil
 	}
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        Stream,
@@ -416,7 +428,17 @@ func (l *Log) leaderLastSeq(ctx context.Context, subject string) (uint64, error)
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
-	msg, err := l.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+Stream, req)
+	// While the cluster elects the stream's leader (or after a lost
+	// connection) a request is never answered: each attempt has its own
+	// short deadline, so that a read goes through as soon as there is a
+	// leader rather than when the caller's time is spent.
+	msg, err := retry.DoValue(ctx, retry.Policy{First: 50 * time.Millisecond, Max: 500 * time.Millisecond},
+		func(err error) bool { return isTimeout(err) || errors.Is(err, nats.ErrNoResponders) },
+		func(ctx context.Context) (*nats.Msg, error) {
+			ctx, cancel := context.WithTimeout(ctx, appendAttempt)
+			defer cancel()
+			return l.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+Stream, req)
+		})
 	if err != nil {
 		return 0, err
 	}

@@ -29,6 +29,14 @@ func Decode(cursor string, n int) ([]string, error) {
 	if err != nil || len(parts) != n {
 		return nil, BadCursor()
 	}
+	// A cursor made by Encode holds numbers and ids: a part with a
+	// control character (a NUL, which PostgreSQL refuses as text) was
+	// made by hand.
+	for _, p := range parts {
+		if assist.TextFault(p, false) != "" {
+			return nil, BadCursor()
+		}
+	}
 	return parts, nil
 }
 

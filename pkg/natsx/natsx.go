@@ -29,6 +29,9 @@ type ServerConfig struct {
 	Name string
 	// Cluster, when set, joins a JetStream cluster.
 	Cluster *ClusterConfig
+	// Users, when set, are the only identities the server admits (NKeys),
+	// each with its permissions; in-process connections authenticate too.
+	Users []User
 }
 
 // ClusterConfig places an embedded server in a cluster.
@@ -51,6 +54,9 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		NoLog: true,
 		// Event bodies are small; a generous cap still refuses garbage.
 		MaxPayload: 1 << 20,
+	}
+	if len(cfg.Users) > 0 {
+		opts.Nkeys = nkeyUsers(cfg.Users)
 	}
 	if cfg.Listen == "" {
 		opts.DontListen = true
@@ -86,6 +92,15 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 // Connect dials url, or the embedded server s when s is not nil, with
 // reconnects forever: a service must outlive a NATS restart.
 func Connect(url string, s *server.Server, name string) (*nats.Conn, error) {
+	return ConnectAs(url, s, name, Credentials{})
+}
+
+// ConnectAs is Connect with credentials.
+func ConnectAs(url string, s *server.Server, name string, c Credentials) (*nats.Conn, error) {
+	auth, err := c.Options()
+	if err != nil {
+		return nil, err
+	}
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -100,6 +115,7 @@ func Connect(url string, s *server.Server, name string) (*nats.Conn, error) {
 	if s != nil {
 		opts = append(opts, nats.InProcessServer(s))
 	}
+	opts = append(opts, auth...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats connect %s: %w", url, err)

@@ -231,8 +231,11 @@ func orDefault(s, d string) string {
 // reconnecting and refused it) is sent again, the same request with the
 // same command id, for up to RetryBudget from the call's start; so is a
 // request to an Idempotent endpoint that the service answered with
-// CodeUnavailable. A request that timed out is not sent again: it may have
-// been delivered, and the call's time is spent.
+// CodeUnavailable, or that was waiting for its reply when the connection
+// to NATS was lost (the reply may be lost with it: rather than wait out
+// the deadline, the request is sent again once reconnected). A request
+// that timed out is not sent again: it may have been delivered, and the
+// call's time is spent.
 //
 // Errors: the *assist.Error the service answered with; CodeUnavailable
 // when no service answers in time.
@@ -277,6 +280,8 @@ func (e Endpoint[Req, Resp]) Call(ctx context.Context, nc *nats.Conn, req Req) (
 	return resp, err
 }
 
+var errConnectionLost = errors.New("the connection to NATS was lost while waiting for the reply")
+
 // notSent marks a request that reached no service.
 type notSent struct{ err error }
 
@@ -295,7 +300,29 @@ func (e Endpoint[Req, Resp]) retryable(err error) bool {
 func (e Endpoint[Req, Resp]) call(ctx context.Context, nc *nats.Conn, data []byte, header nats.Header) (Resp, error) {
 	subject := e.Subject
 	var zero Resp
-	msg, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: data, Header: header})
+	actx := ctx
+	if e.Idempotent {
+		// A reply sent while the connection was down is lost: stop
+		// waiting for it when the connection is lost, and try again.
+		var cancel context.CancelCauseFunc
+		actx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		lost := nc.StatusChanged(nats.RECONNECTING, nats.DISCONNECTED, nats.CLOSED)
+		defer nc.RemoveStatusListener(lost)
+		go func() {
+			select {
+			case _, ok := <-lost:
+				if ok {
+					cancel(errConnectionLost)
+				}
+			case <-actx.Done():
+			}
+		}()
+	}
+	msg, err := nc.RequestMsgWithContext(actx, &nats.Msg{Subject: subject, Data: data, Header: header})
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), errConnectionLost) {
+		return zero, assist.Errorf(assist.CodeUnavailable, "%s: %v", subject, errConnectionLost)
+	}
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return zero, notSent{assist.Errorf(assist.CodeUnavailable, "%s: no service is answering", subject)}

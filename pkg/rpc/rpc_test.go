@@ -13,7 +13,9 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
+	"github.com/eva-org/eva/pkg/netfault"
 	"github.com/eva-org/eva/pkg/rpc"
 )
 
@@ -178,5 +180,67 @@ func TestCallRetriesUnavailableOnlyWhenIdempotent(t *testing.T) {
 	}
 	if want := []string{"c-8"}; !slices.Equal(seen["once"], want) {
 		t.Errorf("endpoint not idempotent handled %v, want %v", seen["once"], want)
+	}
+}
+
+// A reply lost with the caller's connection is not waited for until the
+// deadline: the call of an idempotent endpoint sends the request again
+// once reconnected.
+func TestCallSendsAgainWhenTheConnectionIsLost(t *testing.T) {
+	s, err := natsx.StartServer(natsx.ServerConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	proxy, err := netfault.Start(strings.TrimPrefix(s.ClientURL(), "nats://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	caller, err := natsx.Connect("nats://"+proxy.Addr(), nil, "caller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(caller.Close)
+	nc, _ := natsxtest.Connect(t, s) // the service's own connection does not go through the proxy
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lossy := rpc.Endpoint[commandReq, commandReq]{Subject: "test.lossy", Idempotent: true}
+	var mu sync.Mutex
+	var seen []string
+	srv, err := rpc.Serve(ctx, nc, nil, "lossy", "test", zaptest.NewLogger(t), rpc.On(lossy,
+		func(ctx context.Context, r commandReq) (commandReq, error) {
+			mu.Lock()
+			seen = append(seen, r.CommandID)
+			first := len(seen) == 1
+			mu.Unlock()
+			if first {
+				// The caller's connection is cut while it waits; this
+				// reply never reaches it.
+				proxy.CutAll()
+				<-ctx.Done()
+			}
+			return r, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+
+	callCtx, stop := context.WithTimeout(ctx, 10*time.Second)
+	defer stop()
+	began := time.Now()
+	got, err := lossy.Call(callCtx, caller, commandReq{CommandID: "c-9"})
+	if err != nil || got.CommandID != "c-9" {
+		t.Fatalf("call across a lost connection: %+v %v", got, err)
+	}
+	if took := time.Since(began); took > rpc.RetryBudget {
+		t.Errorf("answered after %s, longer than the retry budget", took)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"c-9", "c-9"}; !slices.Equal(seen, want) {
+		t.Errorf("handled %v, want %v", seen, want)
 	}
 }

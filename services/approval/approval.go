@@ -17,6 +17,7 @@ import (
 	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/policy"
+	"github.com/eva-org/eva/pkg/retry"
 	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/timers"
@@ -100,7 +101,16 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("approval: %w", err)
 	}
 	if d.Timers == nil {
-		t, err := timers.Open(ctx, d.Log.JetStream(), timers.Config{Replicas: d.Config.Replicas})
+		// A cluster that is still electing, or busy, may not answer at
+		// once: keep asking for a minute, each attempt with its own
+		// deadline (as the event log is opened).
+		t, err := retry.DoValue(ctx, retry.Policy{First: 250 * time.Millisecond, Max: 2 * time.Second, Budget: time.Minute},
+			func(err error) bool { return assist.IsCode(err, assist.CodeUnavailable) },
+			func(ctx context.Context) (*timers.Timers, error) {
+				actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				return timers.Open(actx, d.Log.JetStream(), timers.Config{Replicas: d.Config.Replicas})
+			})
 		if err != nil {
 			return fmt.Errorf("approval: %w", err)
 		}

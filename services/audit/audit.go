@@ -65,12 +65,13 @@ type ArchiveStore interface {
 
 // Service archives the log and answers audit's queries.
 type Service struct {
-	cfg   Config
-	log   *eventlog.Log
-	db    sqldb.DB
-	store ArchiveStore
-	key   *Key
-	clock func() time.Time
+	cfg    Config
+	log    *eventlog.Log
+	db     sqldb.DB
+	store  ArchiveStore
+	access AccessLog
+	key    *Key
+	clock  func() time.Time
 }
 
 // New returns the service on a database migrated with eventlog.Migrations
@@ -80,7 +81,8 @@ func New(d Deps) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{cfg: d.Config, log: d.Log, db: d.DB, store: NewSQLStore(d.DB), key: d.Key, clock: now}
+	store := NewSQLStore(d.DB)
+	return &Service{cfg: d.Config, log: d.Log, db: d.DB, store: store, access: store.AccessLog(), key: d.Key, clock: now}
 }
 
 // Migrate applies audit's schema to its database: the records of its log

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -24,10 +25,13 @@ const (
 // Events pages through the archive after r.After, in log order: at most
 // r.Limit events (default DefaultLimit, at most MaxLimit).
 //
-// Errors: CodeInvalid for a negative limit; the store's errors.
+// Errors: CodeInvalid for a negative limit or an after beyond MaxInt64
+// (never a wrap to the start); the store's errors.
 func (s *Service) Events(ctx context.Context, r auditapi.EventsRequest) (auditapi.EventsPage, error) {
 	limit := r.Limit
 	switch {
+	case r.After > math.MaxInt64:
+		return auditapi.EventsPage{}, badAfter()
 	case limit < 0:
 		return auditapi.EventsPage{}, &assist.Error{Code: assist.CodeInvalid, Message: "invalid limit",
 			Fields: []assist.FieldError{{Field: "limit", Message: "must not be negative"}}}
@@ -64,7 +68,7 @@ func (s *Service) Verify(ctx context.Context, r auditapi.VerifyRequest) (auditap
 	for i, c := range r.Checkpoints {
 		saved[i] = []byte(c)
 	}
-	return Verify(ctx, s.store, s.log, VerifyOptions{VerifierKey: s.key.Verifier, Checkpoints: saved})
+	return VerifyAll(ctx, NewSQLStore(s.db), s.log, VerifyOptions{VerifierKey: s.key.Verifier, Checkpoints: saved})
 }
 
 // History lists a case's events in log order, read from the log itself so
@@ -133,8 +137,11 @@ func (s *Service) Access(ctx context.Context, r auditapi.CaseRequest) ([]eventlo
 // DeadLetters lists the events consumers gave up on, oldest first, for
 // admins to see and act on.
 //
-// Errors: CodeUnavailable.
+// Errors: CodeInvalid for an after beyond MaxInt64, CodeUnavailable.
 func (s *Service) DeadLetters(ctx context.Context, r auditapi.DeadLettersRequest) (auditapi.DeadLettersPage, error) {
+	if r.After > math.MaxInt64 {
+		return auditapi.DeadLettersPage{}, badAfter()
+	}
 	limit := r.Limit
 	if limit <= 0 {
 		limit = DefaultLimit
@@ -201,3 +208,11 @@ func bodyOf(pe *evav1.Event) proto.Message {
 }
 
 func (s *Service) now() time.Time { return s.clock().UTC() }
+
+// badAfter is the error for a sequence past any the log can hold: the
+// stores keep sequences as int64, and one more than the largest uint64
+// would wrap to the start.
+func badAfter() error {
+	return &assist.Error{Code: assist.CodeInvalid, Message: "invalid after",
+		Fields: []assist.FieldError{{Field: "after", Message: "must be at most 9223372036854775807"}}}
+}

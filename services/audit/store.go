@@ -53,11 +53,18 @@ type Store interface {
 	Case(ctx context.Context, caseID string) ([]Record, error)
 }
 
-// SQLStore is the Store on sqldb.
-type SQLStore struct{ db sqldb.DB }
+// SQLStore is the Store on sqldb. Its TreeStore is the event log's tree;
+// AccessLog is the access log's archive and tree.
+type SQLStore struct {
+	db sqldb.DB
+	// tree and checkpoints are the tables of the TreeStore.
+	tree, checkpoints string
+}
 
 // NewSQLStore returns a store on a database migrated with Migrations.
-func NewSQLStore(db sqldb.DB) *SQLStore { return &SQLStore{db: db} }
+func NewSQLStore(db sqldb.DB) *SQLStore {
+	return &SQLStore{db: db, tree: "audit_tree", checkpoints: "audit_checkpoints"}
+}
 
 // Last implements Store.
 func (s *SQLStore) Last(ctx context.Context, q sqldb.Querier) (uint64, []byte, error) {
@@ -185,7 +192,7 @@ func (s *SQLStore) ReadHashes(ctx context.Context, q sqldb.Querier, indexes []in
 		sql  strings.Builder
 		args = make([]any, len(indexes))
 	)
-	sql.WriteString(`SELECT idx, hash FROM audit_tree WHERE idx IN (`)
+	sql.WriteString(`SELECT idx, hash FROM ` + s.tree + ` WHERE idx IN (`)
 	for i, x := range indexes {
 		if i > 0 {
 			sql.WriteByte(',')
@@ -236,7 +243,7 @@ func (s *SQLStore) AppendHashes(ctx context.Context, q sqldb.Querier, start int6
 		sql  strings.Builder
 		args = make([]any, 0, 2*len(hs))
 	)
-	sql.WriteString(`INSERT INTO audit_tree (idx, hash) VALUES `)
+	sql.WriteString(`INSERT INTO ` + s.tree + ` (idx, hash) VALUES `)
 	for i, h := range hs {
 		if i > 0 {
 			sql.WriteByte(',')
@@ -257,7 +264,7 @@ func (s *SQLStore) TreeSize(ctx context.Context, q sqldb.Querier) (int64, error)
 		q = s.db
 	}
 	var idx int64
-	err := q.QueryRow(ctx, `SELECT idx FROM audit_tree ORDER BY idx DESC LIMIT 1`).Scan(&idx)
+	err := q.QueryRow(ctx, `SELECT idx FROM `+s.tree+` ORDER BY idx DESC LIMIT 1`).Scan(&idx)
 	if errors.Is(err, sqldb.ErrNoRows) {
 		return 0, nil
 	}
@@ -270,7 +277,7 @@ func (s *SQLStore) TreeSize(ctx context.Context, q sqldb.Querier) (int64, error)
 
 // PutCheckpoint implements TreeStore.
 func (s *SQLStore) PutCheckpoint(ctx context.Context, c StoredCheckpoint) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO audit_checkpoints (size, note, at) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING`,
+	_, err := s.db.Exec(ctx, `INSERT INTO `+s.checkpoints+` (size, note, at) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING`,
 		c.Size, string(c.Note), sqldb.Micros(c.At))
 	if err != nil {
 		return fmt.Errorf("keep checkpoint %d: %w", c.Size, err)
@@ -280,7 +287,7 @@ func (s *SQLStore) PutCheckpoint(ctx context.Context, c StoredCheckpoint) error 
 
 // LatestCheckpoint implements TreeStore.
 func (s *SQLStore) LatestCheckpoint(ctx context.Context) (StoredCheckpoint, bool, error) {
-	c, err := scanCheckpoint(s.db.QueryRow(ctx, `SELECT size, note, at FROM audit_checkpoints ORDER BY size DESC LIMIT 1`))
+	c, err := scanCheckpoint(s.db.QueryRow(ctx, `SELECT size, note, at FROM `+s.checkpoints+` ORDER BY size DESC LIMIT 1`))
 	if errors.Is(err, sqldb.ErrNoRows) {
 		return StoredCheckpoint{}, false, nil
 	}
@@ -292,7 +299,7 @@ func (s *SQLStore) LatestCheckpoint(ctx context.Context) (StoredCheckpoint, bool
 
 // Checkpoints implements TreeStore.
 func (s *SQLStore) Checkpoints(ctx context.Context, after, upto int64, limit int) ([]StoredCheckpoint, error) {
-	rows, err := s.db.Query(ctx, `SELECT size, note, at FROM audit_checkpoints WHERE size > $1 AND size <= $2 ORDER BY size LIMIT $3`,
+	rows, err := s.db.Query(ctx, `SELECT size, note, at FROM `+s.checkpoints+` WHERE size > $1 AND size <= $2 ORDER BY size LIMIT $3`,
 		after, upto, int64(limit))
 	if err != nil {
 		return nil, fmt.Errorf("checkpoints after %d: %w", after, err)
@@ -323,4 +330,79 @@ func scanCheckpoint(row sqldb.Row) (StoredCheckpoint, error) {
 	}
 	c.Note, c.At = []byte(note), sqldb.Time(at)
 	return c, nil
+}
+
+// AccessLog is the archive of the access log (reads of personal data,
+// stream EVA_ACCESS) with its own Merkle tree and checkpoints. Its records
+// have Seq, Subject, At and Data; their leaves are LeafBytes with an empty
+// id.
+type AccessLog interface {
+	TreeStore
+	// LastAccess returns the sequence of the newest archived record; 0
+	// when none.
+	LastAccess(ctx context.Context, q sqldb.Querier) (uint64, error)
+	// InsertAccess archives r inside q.
+	InsertAccess(ctx context.Context, q sqldb.Querier, r Record) error
+	// AccessRange returns up to limit records with Seq > after, in order.
+	AccessRange(ctx context.Context, after uint64, limit int) ([]Record, error)
+}
+
+// AccessLog returns the access log's archive on the same database.
+func (s *SQLStore) AccessLog() *SQLStore {
+	return &SQLStore{db: s.db, tree: "audit_access_tree", checkpoints: "audit_access_checkpoints"}
+}
+
+// LastAccess implements AccessLog.
+func (s *SQLStore) LastAccess(ctx context.Context, q sqldb.Querier) (uint64, error) {
+	if q == nil {
+		q = s.db
+	}
+	var seq int64
+	err := q.QueryRow(ctx, `SELECT seq FROM audit_access ORDER BY seq DESC LIMIT 1`).Scan(&seq)
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("access archive head: %w", err)
+	}
+	return uint64(seq), nil
+}
+
+// InsertAccess implements AccessLog.
+func (s *SQLStore) InsertAccess(ctx context.Context, q sqldb.Querier, r Record) error {
+	data := r.Data
+	if data == nil {
+		data = []byte{}
+	}
+	if _, err := q.Exec(ctx, `INSERT INTO audit_access (seq, subject, at, data) VALUES ($1, $2, $3, $4)`,
+		int64(r.Seq), r.Subject, sqldb.Micros(r.At), data); err != nil {
+		return fmt.Errorf("archive access record %d: %w", r.Seq, err)
+	}
+	return nil
+}
+
+// AccessRange implements AccessLog.
+func (s *SQLStore) AccessRange(ctx context.Context, after uint64, limit int) ([]Record, error) {
+	rows, err := s.db.Query(ctx, `SELECT seq, subject, at, data FROM audit_access WHERE seq > $1 ORDER BY seq LIMIT $2`,
+		int64(after), int64(limit))
+	if err != nil {
+		return nil, fmt.Errorf("access archive after %d: %w", after, err)
+	}
+	defer rows.Close()
+	out := []Record{}
+	for rows.Next() {
+		var (
+			r       Record
+			seq, at int64
+		)
+		if err := rows.Scan(&seq, &r.Subject, &at, &r.Data); err != nil {
+			return nil, fmt.Errorf("read access archive: %w", err)
+		}
+		r.Seq, r.At = uint64(seq), sqldb.Time(at)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read access archive: %w", err)
+	}
+	return out, nil
 }

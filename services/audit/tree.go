@@ -2,14 +2,17 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/audit/auditapi"
 )
@@ -21,17 +24,73 @@ func (s *Service) appendRecord(ctx context.Context, q sqldb.Querier, r Record) e
 	if err := s.store.Insert(ctx, q, r); err != nil {
 		return err
 	}
-	n := int64(r.Seq) - 1
-	hs, err := tlog.StoredHashesForRecordHash(n, LeafHash(r), s.hashes(ctx, q))
-	if err != nil {
-		return fmt.Errorf("tree hashes of event %d: %w", r.Seq, err)
-	}
-	return s.store.AppendHashes(ctx, q, tlog.StoredHashCount(n), hs)
+	return appendLeaf(ctx, q, s.store, r)
 }
 
-// hashes reads the stored tree in q (nil: outside any transaction).
+// appendLeaf adds r's leaf (leaf r.Seq-1) to the tree ts, in q.
+func appendLeaf(ctx context.Context, q sqldb.Querier, ts TreeStore, r Record) error {
+	n := int64(r.Seq) - 1
+	hs, err := tlog.StoredHashesForRecordHash(n, LeafHash(r), treeReader(ctx, q, ts))
+	if err != nil {
+		return fmt.Errorf("tree hashes of leaf %d: %w", n, err)
+	}
+	return ts.AppendHashes(ctx, q, tlog.StoredHashCount(n), hs)
+}
+
+// hashes reads the event log's stored tree in q (nil: outside any
+// transaction).
 func (s *Service) hashes(ctx context.Context, q sqldb.Querier) tlog.HashReader {
-	return tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) { return s.store.ReadHashes(ctx, q, ix) })
+	return treeReader(ctx, q, s.store)
+}
+
+func treeReader(ctx context.Context, q sqldb.Querier, ts TreeStore) tlog.HashReader {
+	return tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) { return ts.ReadHashes(ctx, q, ix) })
+}
+
+// AccessOrigin is the origin of the access log's checkpoints for a log
+// (key) named origin.
+func AccessOrigin(origin string) string { return origin + "/access" }
+
+// archiveAccess archives the access log's records beyond the archive's
+// head, a batch at a time, each with its leaf in the access tree.
+//
+// Errors: those of the store; CodeUnavailable when the stream does not
+// answer.
+func (s *Service) archiveAccess(ctx context.Context) error {
+	for {
+		last, err := s.access.LastAccess(ctx, nil)
+		if err != nil {
+			return err
+		}
+		var recs []Record
+		_, err = readBatch(ctx, s.log.JetStream(), eventlog.AccessStream, last+1, last+logBatch, func(raw *jetstream.RawStreamMsg) error {
+			if raw.Sequence != last+1+uint64(len(recs)) {
+				return logHole(last + 1 + uint64(len(recs)))
+			}
+			recs = append(recs, Record{Seq: raw.Sequence, Subject: raw.Subject, At: raw.Time, Data: raw.Data})
+			return nil
+		})
+		if err != nil && len(recs) == 0 {
+			return err
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		err = s.db.Tx(ctx, func(q sqldb.Querier) error {
+			for _, r := range recs {
+				if err := s.access.InsertAccess(ctx, q, r); err != nil {
+					return err
+				}
+				if err := appendLeaf(ctx, q, s.access, r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("archive the access log after %d: %w", last, err)
+		}
+	}
 }
 
 // fillTree adds to the Merkle tree the archived events it does not cover
@@ -51,12 +110,7 @@ func (s *Service) fillTree(ctx context.Context) error {
 		}
 		err = s.db.Tx(ctx, func(q sqldb.Querier) error {
 			for _, r := range page {
-				n := int64(r.Seq) - 1
-				hs, err := tlog.StoredHashesForRecordHash(n, LeafHash(r), s.hashes(ctx, q))
-				if err != nil {
-					return fmt.Errorf("tree hashes of event %d: %w", r.Seq, err)
-				}
-				if err := s.store.AppendHashes(ctx, q, tlog.StoredHashCount(n), hs); err != nil {
+				if err := appendLeaf(ctx, q, s.store, r); err != nil {
 					return err
 				}
 			}
@@ -68,28 +122,37 @@ func (s *Service) fillTree(ctx context.Context) error {
 	}
 }
 
-// publish signs a checkpoint of the tree as it stands, unless one of that
-// size is already kept.
+// publishAll archives the access log, then signs a checkpoint of each
+// tree that grew.
+func (s *Service) publishAll(ctx context.Context) error {
+	return errors.Join(
+		s.archiveAccess(ctx),
+		s.publish(ctx, s.store, s.key.Signer.Name()),
+		s.publish(ctx, s.access, AccessOrigin(s.key.Signer.Name())))
+}
+
+// publish signs a checkpoint of the tree ts as it stands, unless one of
+// that size is already kept.
 //
 // Errors: those of the store and of signing.
-func (s *Service) publish(ctx context.Context) error {
-	size, err := s.store.TreeSize(ctx, nil)
+func (s *Service) publish(ctx context.Context, ts TreeStore, origin string) error {
+	size, err := ts.TreeSize(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if latest, ok, err := s.store.LatestCheckpoint(ctx); err != nil || (ok && latest.Size >= size) {
+	if latest, ok, err := ts.LatestCheckpoint(ctx); err != nil || (ok && latest.Size >= size) {
 		return err
 	}
-	root, err := tlog.TreeHash(size, s.hashes(ctx, nil))
+	root, err := tlog.TreeHash(size, treeReader(ctx, nil, ts))
 	if err != nil {
 		return fmt.Errorf("tree head at %d: %w", size, err)
 	}
-	text := auditapi.FormatCheckpoint(auditapi.TreeHead{Origin: s.key.Signer.Name(), Size: size, Root: root})
+	text := auditapi.FormatCheckpoint(auditapi.TreeHead{Origin: origin, Size: size, Root: root})
 	signed, err := note.Sign(&note.Note{Text: text}, s.key.Signer)
 	if err != nil {
 		return fmt.Errorf("sign checkpoint %d: %w", size, err)
 	}
-	return s.store.PutCheckpoint(ctx, StoredCheckpoint{Size: size, Note: signed, At: s.now()})
+	return ts.PutCheckpoint(ctx, StoredCheckpoint{Size: size, Note: signed, At: s.now()})
 }
 
 // keepPublishing publishes a checkpoint every interval in which the tree
@@ -99,7 +162,7 @@ func (s *Service) keepPublishing(ctx context.Context, every time.Duration, logge
 	defer t.Stop()
 	failing := false
 	for {
-		err := s.publish(ctx)
+		err := s.publishAll(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
 			logger.Error("audit checkpoint not published", zap.Error(err))
@@ -116,11 +179,22 @@ func (s *Service) keepPublishing(ctx context.Context, every time.Duration, logge
 	}
 }
 
-// Checkpoint returns the latest signed checkpoint.
+// Checkpoint returns the latest signed checkpoint of the event log, or of
+// the access log when r.Log is "access".
 //
-// Errors: CodeUnavailable before the first one is signed; the store's.
-func (s *Service) Checkpoint(ctx context.Context, _ struct{}) (auditapi.SignedCheckpoint, error) {
-	c, ok, err := s.store.LatestCheckpoint(ctx)
+// Errors: CodeUnavailable before the first one is signed; CodeInvalid
+// naming log; the store's.
+func (s *Service) Checkpoint(ctx context.Context, r auditapi.CheckpointRequest) (auditapi.SignedCheckpoint, error) {
+	var ts TreeStore
+	switch r.Log {
+	case "":
+		ts = s.store
+	case auditapi.AccessLog:
+		ts = s.access
+	default:
+		return auditapi.SignedCheckpoint{}, invalidField("log", "must be empty or "+auditapi.AccessLog)
+	}
+	c, ok, err := ts.LatestCheckpoint(ctx)
 	if err != nil {
 		return auditapi.SignedCheckpoint{}, err
 	}

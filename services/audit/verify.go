@@ -10,8 +10,10 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -83,7 +85,7 @@ func Verify(ctx context.Context, store ArchiveStore, log *eventlog.Log, opt Veri
 	bad := func(seq uint64, format string, args ...any) (auditapi.VerifyResult, error) {
 		return fail(&seq, format, args...)
 	}
-	heads, why, err := checkpointHeads(ctx, store, opt)
+	heads, why, err := checkpointHeads(ctx, store, opt, func(name string) string { return name })
 	if err != nil {
 		return auditapi.VerifyResult{}, err
 	}
@@ -209,15 +211,23 @@ func Verify(ctx context.Context, store ArchiveStore, log *eventlog.Log, opt Veri
 // one per size. why says what is wrong with them: a signature that does
 // not verify, or two checkpoints of one size with different roots (the
 // log forked).
-func checkpointHeads(ctx context.Context, store TreeStore, opt VerifyOptions) (heads []auditapi.TreeHead, why string, err error) {
+func checkpointHeads(ctx context.Context, store TreeStore, opt VerifyOptions, originOf func(keyName string) string) (heads []auditapi.TreeHead, why string, err error) {
 	if opt.VerifierKey == "" {
 		return nil, "", nil
 	}
+	v, err := note.NewVerifier(strings.TrimSpace(opt.VerifierKey))
+	if err != nil {
+		return nil, "the verifier key is malformed: " + err.Error(), nil
+	}
+	origin := originOf(v.Name())
 	bySize := map[int64]auditapi.TreeHead{}
 	add := func(what string, signed []byte) string {
-		h, err := auditapi.OpenCheckpoint(signed, opt.VerifierKey)
+		h, err := auditapi.OpenCheckpointOfAny(signed, opt.VerifierKey)
 		if err != nil {
 			return fmt.Sprintf("%s does not verify: %v", what, err)
+		}
+		if h.Origin != origin {
+			return "" // the other log's
 		}
 		if prev, ok := bySize[h.Size]; ok && prev.Root != h.Root {
 			return fmt.Sprintf("two checkpoints of tree size %d have different roots: the log forked", h.Size)
@@ -263,6 +273,136 @@ func storedLeaves(ctx context.Context, store TreeStore, from, to uint64) ([]tlog
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	return hs, nil
+}
+
+// VerifyAccess checks the access log's archive as Verify checks the event
+// log's: no hole, each record equal to the stream's, each leaf equal to the
+// stored one, the stored tree equal to the recomputed one, and the
+// recomputed head at the size of every checkpoint of the access log (origin
+// "<key name>/access"), kept or in opt.
+//
+// Errors: those of the store; CodeUnavailable when the stream does not
+// answer. A mismatch is the result.
+func VerifyAccess(ctx context.Context, access AccessLog, log *eventlog.Log, opt VerifyOptions) (auditapi.TreeCheck, error) {
+	var res auditapi.TreeCheck
+	fail := func(firstBad *uint64, format string, args ...any) (auditapi.TreeCheck, error) {
+		res.FirstBad, res.Reason = firstBad, fmt.Sprintf(format, args...)
+		return res, nil
+	}
+	heads, why, err := checkpointHeads(ctx, access, opt, AccessOrigin)
+	if err != nil {
+		return auditapi.TreeCheck{}, err
+	}
+	if why != "" {
+		return fail(nil, "%s", why)
+	}
+	treeSize, err := access.TreeSize(ctx, nil)
+	if err != nil {
+		return auditapi.TreeCheck{}, fmt.Errorf("verify access log: %w", err)
+	}
+	var tree compactRange
+	matchHeads := func() string {
+		for len(heads) > 0 && heads[0].Size == tree.size {
+			if heads[0].Root != tree.root() {
+				return fmt.Sprintf("the access log was rewritten: its first %d records do not make the tree of the checkpoint of that size", tree.size)
+			}
+			heads = heads[1:]
+			res.Checkpoints++
+		}
+		return ""
+	}
+	if why := matchHeads(); why != "" {
+		return fail(nil, "%s", why)
+	}
+	next := uint64(1)
+	for {
+		page, err := access.AccessRange(ctx, next-1, verifyPage)
+		if err != nil {
+			return auditapi.TreeCheck{}, fmt.Errorf("verify access log: %w", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		end := next + uint64(len(page)) - 1
+		var raws []*jetstream.RawStreamMsg
+		for from := next; from <= end; {
+			got, err := readBatch(ctx, log.JetStream(), eventlog.AccessStream, from, end, func(raw *jetstream.RawStreamMsg) error {
+				raws = append(raws, raw)
+				return nil
+			})
+			if err != nil {
+				return auditapi.TreeCheck{}, err
+			}
+			if got == 0 {
+				break // the stream ends here
+			}
+			from = raws[len(raws)-1].Sequence + 1
+		}
+		leaves, err := storedLeaves(ctx, access, next, min(end, uint64(treeSize)))
+		if err != nil {
+			return auditapi.TreeCheck{}, err
+		}
+		for i, r := range page {
+			seq := r.Seq
+			switch {
+			case seq != next:
+				return fail(&next, "access record %d is missing from the archive", next)
+			case i >= len(leaves):
+				return fail(&seq, "access record %d is not in the access tree, which covers %d records", seq, treeSize)
+			case leaves[i] != LeafHash(r):
+				return fail(&seq, "access record %d does not match its leaf in the access tree", seq)
+			case i >= len(raws) || raws[i].Sequence != seq:
+				return fail(&seq, "access record %d is not in the access stream", seq)
+			case raws[i].Subject != r.Subject || !bytes.Equal(raws[i].Data, r.Data) || sqldb.Micros(raws[i].Time) != sqldb.Micros(r.At):
+				return fail(&seq, "access record %d differs from the access stream", seq)
+			}
+			tree.append(leaves[i])
+			if why := matchHeads(); why != "" {
+				return fail(nil, "%s", why)
+			}
+			res.Records++
+			next++
+		}
+	}
+	if len(heads) > 0 {
+		return fail(&next, "the access log was cut short or rolled back: a checkpoint was signed for %d records, the archive holds %d",
+			heads[len(heads)-1].Size, tree.size)
+	}
+	if treeSize != tree.size {
+		return fail(&next, "the access tree covers %d records, the archive %d: archived records were removed", treeSize, tree.size)
+	}
+	if root, err := tlog.TreeHash(treeSize, hashReader(ctx, access)); err != nil || root != tree.root() {
+		return fail(nil, "the stored access tree does not match the archived records (%v)", err)
+	}
+	info, err := log.JetStream().Stream(ctx, eventlog.AccessStream)
+	if err != nil {
+		return auditapi.TreeCheck{}, unavailable("read the access stream", err)
+	}
+	if last := info.CachedInfo().State.LastSeq; last > uint64(tree.size) {
+		res.Lag = last - uint64(tree.size)
+	}
+	res.TreeSize, res.Root, res.OK = tree.size, tree.root().String(), true
+	return res, nil
+}
+
+// VerifyAll is Verify of the event log and VerifyAccess of the access log;
+// the result is OK when both are, and says which failed.
+//
+// Errors: those of Verify and VerifyAccess.
+func VerifyAll(ctx context.Context, store *SQLStore, log *eventlog.Log, opt VerifyOptions) (auditapi.VerifyResult, error) {
+	res, err := Verify(ctx, store, log, opt)
+	if err != nil {
+		return auditapi.VerifyResult{}, err
+	}
+	acc, err := VerifyAccess(ctx, store.AccessLog(), log, opt)
+	if err != nil {
+		return auditapi.VerifyResult{}, err
+	}
+	res.Access = &acc
+	if res.OK && !acc.OK {
+		res.OK, res.Reason = false, "access log: "+acc.Reason
+	}
+	return res, nil
 }
 
 func hashReader(ctx context.Context, store TreeStore) tlog.HashReader {
@@ -314,7 +454,7 @@ func (h logHole) Error() string { return fmt.Sprintf("the log has no event %d", 
 func readLog(ctx context.Context, js jetstream.JetStream, from, to uint64) ([]eventlog.Msg, error) {
 	out := make([]eventlog.Msg, 0, to-from+1)
 	for next := from; next <= to; {
-		got, err := readBatch(ctx, js, next, to, func(raw *jetstream.RawStreamMsg) error {
+		got, err := readBatch(ctx, js, eventlog.Stream, next, to, func(raw *jetstream.RawStreamMsg) error {
 			if raw.Sequence != next {
 				return logHole(next)
 			}
@@ -335,12 +475,12 @@ func readLog(ctx context.Context, js jetstream.JetStream, from, to uint64) ([]ev
 	return out, nil
 }
 
-// readBatch reads one batch of the log from sequence from on, at most to,
+// readBatch reads one batch of a stream from sequence from on, at most to,
 // and returns how many events f took.
-func readBatch(ctx context.Context, js jetstream.JetStream, from, to uint64, f func(*jetstream.RawStreamMsg) error) (int, error) {
+func readBatch(ctx context.Context, js jetstream.JetStream, stream string, from, to uint64, f func(*jetstream.RawStreamMsg) error) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, logReadTimeout)
 	defer cancel()
-	it, err := jetstreamext.GetBatch(ctx, js, eventlog.Stream, int(min(to-from+1, logBatch)), jetstreamext.GetBatchSeq(from))
+	it, err := jetstreamext.GetBatch(ctx, js, stream, int(min(to-from+1, logBatch)), jetstreamext.GetBatchSeq(from))
 	if err != nil {
 		return 0, unavailable(fmt.Sprintf("read the log at %d", from), err)
 	}

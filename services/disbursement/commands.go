@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -75,9 +74,7 @@ func (s *Service) CreateFund(ctx context.Context, r disbursementapi.CreateFundRe
 	}
 	var probs assist.Problems
 	checkName(&probs, r.Name)
-	if r.AllocatedCents <= 0 {
-		probs.Add("allocated_usd_cents", "must be a positive number of cents")
-	}
+	assist.CheckAmount(&probs, "allocated_usd_cents", r.AllocatedCents, assist.MaxAllocationCents)
 	checkCommand(&probs, r.CommandID)
 	if err := probs.Err(); err != nil {
 		return disbursementapi.Fund{}, err
@@ -106,12 +103,12 @@ func (s *Service) CreatePayee(ctx context.Context, r disbursementapi.CreatePayee
 	}
 	var probs assist.Problems
 	checkName(&probs, r.Name)
-	if a := strings.TrimSpace(r.Account); a == "" || utf8.RuneCountInString(a) > 128 || !utf8.ValidString(a) {
+	if strings.TrimSpace(r.Account) == "" {
 		probs.Add("account", "is required, up to 128 characters")
+	} else {
+		assist.CheckLine(&probs, "account", r.Account, 128)
 	}
-	if utf8.RuneCountInString(r.Country) > 64 || !utf8.ValidString(r.Country) {
-		probs.Add("country", "must be up to 64 characters")
-	}
+	assist.CheckLine(&probs, "country", r.Country, 64)
 	checkCommand(&probs, r.CommandID)
 	if err := probs.Err(); err != nil {
 		return disbursementapi.Payee{}, err
@@ -140,9 +137,7 @@ func (s *Service) Payouts(ctx context.Context, r disbursementapi.ListRequest) (d
 // naming fund_id, payee_id or amount_usd_cents.
 func (s *Service) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error) {
 	var probs assist.Problems
-	if r.AmountCents <= 0 {
-		probs.Add("amount_usd_cents", "must be a positive number of cents")
-	}
+	assist.CheckAmount(&probs, "amount_usd_cents", r.AmountCents, assist.MaxAmountCents)
 	if r.FundID == "" {
 		probs.Add("fund_id", "is required")
 	}
@@ -270,9 +265,11 @@ func (s *Service) expire(ctx context.Context, h disbursementapi.Hold) error {
 }
 
 func checkName(probs *assist.Problems, name string) {
-	if n := strings.TrimSpace(name); n == "" || utf8.RuneCountInString(n) > 128 || !utf8.ValidString(n) {
+	if strings.TrimSpace(name) == "" {
 		probs.Add("name", "is required, up to 128 characters")
+		return
 	}
+	assist.CheckLine(probs, "name", name, 128)
 }
 
 func checkCommand(probs *assist.Problems, id string) {

@@ -8,6 +8,7 @@ package disbursement
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -128,6 +129,13 @@ func Run(ctx context.Context, d Deps) error {
 		Filters:     ledgerSubjects,
 		AfterCommit: s.poke,
 	}, s.Apply, d.Logger)
+}
+
+// Consumer is the configuration of disbursement's ledger consumer: its
+// durable name and the events it takes (simulators deliver them to Apply
+// themselves, through eventlog.Deliver).
+func Consumer() eventlog.ConsumerConfig {
+	return eventlog.ConsumerConfig{Name: "disbursement", Filters: slices.Clone(ledgerSubjects)}
 }
 
 // ledgerSubjects are the events that move money or payouts.

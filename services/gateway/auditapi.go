@@ -77,6 +77,17 @@ func (s *server) checkpoint(w http.ResponseWriter, r *http.Request) {
 	writeText(w, c.Note)
 }
 
+// accessCheckpoint is GET /v1/audit/access/checkpoint: the access log's
+// latest signed checkpoint, as text.
+func (s *server) accessCheckpoint(w http.ResponseWriter, r *http.Request) {
+	c, err := s.audit.AccessCheckpoint(r.Context())
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	writeText(w, c.Note)
+}
+
 // auditKey is GET /v1/audit/key: the checkpoints' verifier key, one line.
 func (s *server) auditKey(w http.ResponseWriter, r *http.Request) {
 	k, err := s.audit.Key(r.Context())
@@ -143,14 +154,26 @@ func (s *server) consistencyProof(r *http.Request, q consistencyQuery) (proofJSO
 func hashBase64(h tlog.Hash) string { return base64.StdEncoding.EncodeToString(h[:]) }
 
 type verifyJSON struct {
+	OK          bool           `json:"ok"`
+	Events      uint64         `json:"events"`
+	FirstBad    *uint64        `json:"first_bad" jsonschema_description:"sequence of the first event that does not match; null when ok or when no one event is to blame"`
+	Reason      string         `json:"reason,omitempty"`
+	Lag         uint64         `json:"lag" jsonschema_description:"events of the log not archived yet (not counted as bad)"`
+	Checkpoints int            `json:"checkpoints" jsonschema_description:"signed checkpoints the log matched"`
+	TreeSize    int64          `json:"tree_size" jsonschema_description:"leaves of the Merkle tree recomputed from the archive"`
+	Root        string         `json:"root,omitempty" jsonschema_description:"its root hash, base64, when ok"`
+	Access      *treeCheckJSON `json:"access,omitempty" jsonschema_description:"the access log's check (reads of personal data): its archive, Merkle tree and checkpoints"`
+}
+
+type treeCheckJSON struct {
 	OK          bool    `json:"ok"`
-	Events      uint64  `json:"events"`
-	FirstBad    *uint64 `json:"first_bad" jsonschema_description:"sequence of the first event that does not match; null when ok or when no one event is to blame"`
+	Records     uint64  `json:"records"`
+	FirstBad    *uint64 `json:"first_bad"`
 	Reason      string  `json:"reason,omitempty"`
-	Lag         uint64  `json:"lag" jsonschema_description:"events of the log not archived yet (not counted as bad)"`
-	Checkpoints int     `json:"checkpoints" jsonschema_description:"signed checkpoints the log matched"`
-	TreeSize    int64   `json:"tree_size" jsonschema_description:"leaves of the Merkle tree recomputed from the archive"`
-	Root        string  `json:"root,omitempty" jsonschema_description:"its root hash, base64, when ok"`
+	Lag         uint64  `json:"lag"`
+	Checkpoints int     `json:"checkpoints"`
+	TreeSize    int64   `json:"tree_size"`
+	Root        string  `json:"root,omitempty"`
 }
 
 // verify is GET /v1/audit/verify.
@@ -159,8 +182,13 @@ func (s *server) verify(r *http.Request) (verifyJSON, error) {
 	if err != nil {
 		return verifyJSON{}, err
 	}
-	return verifyJSON{OK: v.OK, Events: v.Events, FirstBad: v.FirstBad, Reason: v.Reason, Lag: v.Lag,
-		Checkpoints: v.Checkpoints, TreeSize: v.TreeSize, Root: v.Root}, nil
+	out := verifyJSON{OK: v.OK, Events: v.Events, FirstBad: v.FirstBad, Reason: v.Reason, Lag: v.Lag,
+		Checkpoints: v.Checkpoints, TreeSize: v.TreeSize, Root: v.Root}
+	if a := v.Access; a != nil {
+		out.Access = &treeCheckJSON{OK: a.OK, Records: a.Records, FirstBad: a.FirstBad, Reason: a.Reason, Lag: a.Lag,
+			Checkpoints: a.Checkpoints, TreeSize: a.TreeSize, Root: a.Root}
+	}
+	return out, nil
 }
 
 // accessQuery is the query of GET /v1/audit/access.

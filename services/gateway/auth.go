@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -39,7 +38,9 @@ type loginQuery struct {
 
 type tokenResponse struct {
 	Token     string    `json:"token" jsonschema_description:"a bearer token"`
-	ExpiresAt timestamp `json:"expires_at"`
+	ExpiresAt timestamp `json:"expires_at" jsonschema_description:"when the session ends: the token is refused from then on"`
+	// AccessExpiresAt is an addition to API.md.
+	AccessExpiresAt timestamp `json:"access_expires_at" jsonschema_description:"until then every gateway replica accepts the token on its own, even while its database is down; after it, the token still works while the session lasts but each request reads the session: POST /v1/auth/refresh for a fresh one"`
 }
 
 // roleName is a role a user may hold (assist.Roles).
@@ -98,15 +99,15 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, q loginQuery, in 
 	if stale {
 		s.upgradeHash(r.Context(), acct, in.Password)
 	}
-	token, exp, err := s.issueToken(r.Context(), acct.Username)
-	if err != nil {
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw) // crypto/rand.Read never fails
+	sid := base64.RawURLEncoding.EncodeToString(raw)
+	exp := now.Add(s.cfg.TokenTTL)
+	if err := s.store.CreateToken(r.Context(), Token{Hash: sessionHash(sid), Username: acct.Username, ExpiresAt: exp,
+		CreatedAt: now}); err != nil {
 		return tokenResponse{}, err
 	}
-	if q.Cookie == "1" {
-		http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: token, Path: "/", Expires: exp,
-			MaxAge: int(s.cfg.TokenTTL.Seconds()), HttpOnly: true, Secure: s.cfg.CookieSecure, SameSite: http.SameSiteStrictMode})
-	}
-	return tokenResponse{Token: token, ExpiresAt: formatTime(exp)}, nil
+	return s.answerToken(w, r, q, sid, acct, exp)
 }
 
 // upgradeHash replaces the bcrypt (or otherwise outdated) hash of an
@@ -119,19 +120,6 @@ func (s *server) upgradeHash(ctx context.Context, acct Account, password string)
 	}
 }
 
-// issueToken makes a token for username, storing only its hash.
-func (s *server) issueToken(ctx context.Context, username string) (string, time.Time, error) {
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw) // crypto/rand.Read never fails
-	token := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
-	now := s.now()
-	exp := now.Add(s.cfg.TokenTTL)
-	if err := s.store.CreateToken(ctx, Token{Hash: tokenHash(token), Username: username, ExpiresAt: exp, CreatedAt: now}); err != nil {
-		return "", time.Time{}, err
-	}
-	return token, exp, nil
-}
-
 func tokenHash(token string) []byte {
 	h := sha256.Sum256([]byte(token))
 	return h[:]
@@ -141,7 +129,11 @@ func tokenHash(token string) []byte {
 // made with and clears the session cookie.
 func (s *server) logout(w http.ResponseWriter, r *http.Request) {
 	token, _ := requestToken(r)
-	if err := s.store.DeleteToken(r.Context(), tokenHash(token)); err != nil {
+	sid, err := s.sessionOf(r.Context(), token)
+	if err == nil {
+		err = s.revokeSession(r.Context(), sid)
+	}
+	if err != nil {
 		writeProblem(w, r, err)
 		return
 	}
@@ -187,7 +179,12 @@ func requestToken(r *http.Request) (token string, bad bool) {
 	return "", false
 }
 
-// authenticate admits requests with a valid token; others get 401.
+// maxToken bounds a token's length (an access token carries the
+// account's roles and posts).
+const maxToken = 8 << 10
+
+// authenticate admits requests with a valid token; others get 401. A
+// fresh access token is verified without the database (tokenAccount).
 func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, bad := requestToken(r)
@@ -198,11 +195,11 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 		case token == "":
 			writeProblem(w, r, assist.Errorf(assist.CodeUnauthenticated, "sign in first: POST /v1/auth/token"))
 			return
-		case len(token) > 256:
-			writeProblem(w, r, assist.Errorf(assist.CodeUnauthenticated, "unknown token"))
+		case len(token) > maxToken:
+			writeProblem(w, r, errUnknownToken)
 			return
 		}
-		acct, _, err := s.store.TokenAccount(r.Context(), tokenHash(token), s.now())
+		acct, err := s.tokenAccount(r.Context(), token)
 		if err != nil {
 			writeProblem(w, r, err)
 			return

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -167,11 +168,17 @@ func (s *server) listRequests(r *http.Request, q listRequestsQuery) (page[caseJS
 
 // getRequest is GET /v1/requests/{id}.
 func (s *server) getRequest(r *http.Request) (caseJSON, error) {
-	c, err := s.visibleCase(r, userOf(r), chi.URLParam(r, "id"))
+	u := userOf(r)
+	c, err := s.visibleCase(r, u, chi.URLParam(r, "id"))
 	if err != nil {
 		return caseJSON{}, err
 	}
-	return toCaseJSON(c), nil
+	j := toCaseJSON(c)
+	if seesAllCases(u) {
+		dups := nonNil(c.PossibleDuplicateOf)
+		j.PossibleDuplicateOf = &dups
+	}
+	return j, nil
 }
 
 // amendRequest is POST /v1/requests/{id}/amend.
@@ -226,7 +233,45 @@ func (s *server) history(r *http.Request) (page[eventJSON], error) {
 	if err != nil {
 		return page[eventJSON]{}, err
 	}
-	return page[eventJSON]{Items: mapSlice(evs, toEventJSON)}, nil
+	items := mapSlice(evs, toEventJSON)
+	if !seesAllCases(u) {
+		for i := range items {
+			items[i].Data = requesterData(items[i].Data)
+		}
+	}
+	return page[eventJSON]{Items: items}, nil
+}
+
+// requesterEventData are the fields of an event's data that a requester
+// (without approver, finance or auditor role) sees in a case's history:
+// what was asked, decided and asked back. Everything else — the fund's
+// available balance the approver saw, the policy's caps, holds, funds,
+// the provider's references and errors, hashes, sealed data, and any field
+// added later — is for the roles that see every case. An allowlist, so
+// that a new field is hidden until someone decides a requester may see it.
+var requesterEventData = map[string]bool{
+	"post": true, "category": true, "urgency": true, "amount_usd_cents": true, "justification": true,
+	"payee_id": true, "deadline": true, "question": true, "answer": true, "expires_at": true, "expired": true,
+	"note": true,
+}
+
+// requesterData keeps of an event's data the fields of
+// requesterEventData; data that is not an object becomes null.
+func requesterData(data json.RawMessage) json.RawMessage {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+		return json.RawMessage("null")
+	}
+	for k := range fields {
+		if !requesterEventData[k] {
+			delete(fields, k)
+		}
+	}
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return json.RawMessage("null")
+	}
+	return out
 }
 
 // asOfQuery is the query of GET /v1/requests/{id}/as-of.

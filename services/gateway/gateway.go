@@ -33,8 +33,15 @@ import (
 type Config struct {
 	// Addr is where Run listens (default ":8080").
 	Addr string
-	// TokenTTL is how long a token is valid (default 12h).
+	// TokenTTL is how long a session lasts (default 12h).
 	TokenTTL time.Duration
+	// AccessTTL is how long an access token is accepted without reading
+	// its session (default 5m): the longest a revocation takes to reach a
+	// replica that cannot read the database.
+	AccessTTL time.Duration
+	// RevocationPoll is how often a replica reads new revocations
+	// (default 1s).
+	RevocationPoll time.Duration
 	// MaxBodyBytes bounds a request body (default 64 KiB); larger → 413.
 	MaxBodyBytes int64
 	// CookieSecure marks the session cookie Secure (set it behind HTTPS).
@@ -48,12 +55,18 @@ type Config struct {
 	// Throttle is how failed sign-ins slow down the next ones (default
 	// DefaultThrottlePolicy).
 	Throttle ThrottlePolicy
+	// MetricsAddr, when set, is a separate listen address that serves
+	// /metrics alone (for example on a private network); /metrics on Addr
+	// then answers 404. Empty serves /metrics on Addr with the API.
+	MetricsAddr string
 }
 
 // Defaults.
 const (
 	DefaultAddr           = ":8080"
 	DefaultTokenTTL       = 12 * time.Hour
+	DefaultAccessTTL      = 5 * time.Minute
+	DefaultRevocationPoll = time.Second
 	DefaultMaxBodyBytes   = 64 << 10
 	DefaultIdempotencyTTL = 30 * 24 * time.Hour
 )
@@ -64,6 +77,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TokenTTL <= 0 {
 		c.TokenTTL = DefaultTokenTTL
+	}
+	if c.AccessTTL <= 0 {
+		c.AccessTTL = DefaultAccessTTL
+	}
+	if c.RevocationPoll <= 0 {
+		c.RevocationPoll = DefaultRevocationPoll
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
@@ -124,6 +143,7 @@ type Audit interface {
 	History(ctx context.Context, caseID string) ([]auditapi.ArchivedEvent, error)
 	AsOf(ctx context.Context, caseID string, at time.Time) (caseview.Case, error)
 	Checkpoint(ctx context.Context) (auditapi.SignedCheckpoint, error)
+	AccessCheckpoint(ctx context.Context) (auditapi.SignedCheckpoint, error)
 	Key(ctx context.Context) (auditapi.VerifierKey, error)
 	Leaf(ctx context.Context, seq uint64) (auditapi.Leaf, error)
 	Inclusion(ctx context.Context, r auditapi.InclusionRequest) (auditapi.Proof, error)
@@ -184,9 +204,13 @@ type server struct {
 	// dummyHash is verified against when the username is unknown, so that
 	// a wrong username costs as much time as a wrong password.
 	dummyHash []byte
-	metrics   *httpMetrics
-	outages   outage.Log
-	ui        http.Handler
+	// keys signs access tokens; revoked is what this replica knows of
+	// revocations.
+	keys    keyring
+	revoked revocations
+	metrics *httpMetrics
+	outages outage.Log
+	ui      http.Handler
 	// openAPI is the API's OpenAPI document, made from routes().
 	openAPI []byte
 	// metricsHTTP serves registry on /metrics, made on first use.
@@ -262,17 +286,27 @@ func Run(ctx context.Context, d Deps) error {
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
 	}
 	s.log.Info("gateway listening", zap.String("addr", ln.Addr().String()))
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if s.cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("gateway metrics: %w", err)
+		}
+		msrv := &http.Server{Handler: s.metricsOnly(), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: zap.NewStdLog(s.log.Named("metrics"))}
+		s.log.Info("gateway metrics listening", zap.String("addr", mln.Addr().String()))
+		go func() { errc <- msrv.Serve(mln) }()
+		defer msrv.Close()
+	}
 	sweepCtx, stopSweep := context.WithCancel(ctx)
-	sweepDone := make(chan struct{})
-	go func() {
-		defer close(sweepDone)
-		s.sweep(sweepCtx, time.Hour)
-	}()
+	var bg sync.WaitGroup
+	bg.Go(func() { s.sweep(sweepCtx, time.Hour) })
+	bg.Go(func() { s.watchRevocations(sweepCtx, s.cfg.RevocationPoll) })
 	defer func() {
 		stopSweep()
-		<-sweepDone
+		bg.Wait()
 	}()
 	select {
 	case err := <-errc:
@@ -301,6 +335,9 @@ func (s *server) sweep(ctx context.Context, every time.Duration) {
 		now := s.now()
 		if _, err := s.store.DeleteExpiredTokens(ctx, now); err != nil && ctx.Err() == nil {
 			s.log.Warn("sweep tokens", zap.Error(err))
+		}
+		if _, err := s.store.DeleteRevocationsBefore(ctx, now.Add(-s.cfg.AccessTTL-time.Hour)); err != nil && ctx.Err() == nil {
+			s.log.Warn("sweep revocations", zap.Error(err))
 		}
 		if _, err := s.store.DeleteStaleThrottles(ctx, s.cfg.Throttle, now); err != nil && ctx.Err() == nil {
 			s.log.Warn("sweep sign-in counters", zap.Error(err))

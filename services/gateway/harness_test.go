@@ -237,6 +237,9 @@ func (f *fakeAudit) AsOf(ctx context.Context, id string, at time.Time) (caseview
 func (f *fakeAudit) Checkpoint(ctx context.Context) (auditapi.SignedCheckpoint, error) {
 	return call(f.calls, "audit.Checkpoint", f.checkpoint, ctx, struct{}{})
 }
+func (f *fakeAudit) AccessCheckpoint(ctx context.Context) (auditapi.SignedCheckpoint, error) {
+	return call(f.calls, "audit.AccessCheckpoint", f.checkpoint, ctx, struct{}{})
+}
 func (f *fakeAudit) Key(ctx context.Context) (auditapi.VerifierKey, error) {
 	return call(f.calls, "audit.Key", f.key, ctx, struct{}{})
 }
@@ -380,7 +383,7 @@ func newHarness(tb testing.TB, db sqldb.DB, cfgs ...func(*Config)) *harness {
 		if err := h.store.PutAccount(ctx, u); err != nil {
 			tb.Fatal(err)
 		}
-		tok, _, err := srv.issueToken(ctx, u.Username)
+		tok, _, err := srv.startSession(ctx, u)
 		if err != nil {
 			tb.Fatal(err)
 		}

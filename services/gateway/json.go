@@ -59,6 +59,8 @@ type caseJSON struct {
 	Question       string          `json:"question,omitempty" jsonschema_description:"the open question while info_requested"`
 	Approvals      []approvalJSON  `json:"approvals" jsonschema_description:"the approvals given, in order: two above the policy's second-approval threshold"`
 	PolicyVersion  string          `json:"policy_version" jsonschema_description:"the version of the policy in force when the request was filed"`
+	// PossibleDuplicateOf is set for approvers, finance and auditors only.
+	PossibleDuplicateOf *[]string `json:"possible_duplicate_of,omitempty" jsonschema_description:"open or recent cases (any post) for the same beneficiary reference and category when this one was filed; shown to approvers, finance and auditors, never to requesters"`
 }
 
 // approvalJSON is one approver's decision to pay.

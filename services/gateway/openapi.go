@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"reflect"
 	"slices"
@@ -87,7 +88,10 @@ func schemaOf(t reflect.Type) *jsonschema.Schema {
 	switch t.Kind() {
 	case reflect.Int64:
 		return &jsonschema.Schema{Type: "integer", Format: "int64"}
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	case reflect.Uint64:
+		// Sequences and sizes: the query parser refuses more than MaxInt64.
+		return &jsonschema.Schema{Type: "integer", Minimum: "0", Maximum: json.Number(strconv.FormatInt(math.MaxInt64, 10))}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32:
 		return &jsonschema.Schema{Type: "integer", Minimum: "0"}
 	}
 	return nil

@@ -127,7 +127,7 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 		if len(op.Responses) == 0 || !strings.Contains(op.Description, "Who:") {
 			t.Errorf("%s: no responses or no Who", key)
 		}
-		if method == http.MethodPost && pattern != "/v1/auth/token" {
+		if method == http.MethodPost && pattern != "/v1/auth/token" && pattern != "/v1/auth/refresh" {
 			if !slices.ContainsFunc(op.Parameters, func(p openAPITestParam) bool {
 				return p.Ref == "#/components/parameters/IdempotencyKey"
 			}) {
@@ -544,6 +544,9 @@ func (h *harness) checkResponse(r *http.Request, w *httptest.ResponseRecorder) {
 func TestValidBodiesFitTheirSchemas(t *testing.T) {
 	sc := theSpec(t)
 	for pattern, body := range validBodies {
+		if body == "" {
+			continue // a route that takes no body
+		}
 		method := http.MethodPost
 		if pattern == "/v1/policy" {
 			method = http.MethodPut

@@ -47,8 +47,26 @@ func (s *server) readyz(r *http.Request) (statusJSON, error) {
 	return statusJSON{Status: "ready"}, nil
 }
 
-// serveMetrics is GET /metrics: Deps.Registry.
+// serveMetrics is GET /metrics: Deps.Registry, unless Config.MetricsAddr
+// serves it elsewhere (then 404, as for any path that serves nothing).
 func (s *server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.MetricsAddr != "" {
+		notFoundHandler(w, r)
+		return
+	}
+	s.metricsHandler().ServeHTTP(w, r)
+}
+
+func (s *server) metricsHandler() http.Handler {
 	s.metricsOnce.Do(func() { s.metricsHTTP = promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}) })
-	s.metricsHTTP.ServeHTTP(w, r)
+	return s.metricsHTTP
+}
+
+// metricsOnly is the handler of Config.MetricsAddr: GET /metrics, and 404
+// for every other path.
+func (s *server) metricsOnly() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.HandleFunc("/", notFoundHandler)
+	return mux
 }

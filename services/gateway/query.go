@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -31,7 +32,7 @@ import (
 //   - limit: an integer from 1 to listing.MaxLimit, listing.DefaultLimit when absent;
 //   - cursor: an opaque cursor of at most maxCursor bytes, checked by the service that made it;
 //   - requestID: a request id (a canonical UUID);
-//   - uint64: a non-negative integer; *uint64 when its absence matters;
+//   - uint64: a non-negative integer up to math.MaxInt64; *uint64 when its absence matters;
 //   - time.Time: an RFC 3339 time, read as UTC.
 //
 // Tags: query:"name" or query:"name,required"; default:"v" (strings and
@@ -200,9 +201,11 @@ func (f queryField) parse(vals url.Values, v reflect.Value) error {
 			}
 			return nil
 		}
+		// Sequences and sizes are at most MaxInt64 (what the stores keep):
+		// a larger number is an error, never a wrap to the start.
 		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return invalid(f.name, "must be a non-negative integer")
+		if err != nil || n > math.MaxInt64 {
+			return invalid(f.name, "must be a non-negative integer at most %d", int64(math.MaxInt64))
 		}
 		if f.typ == uint64PtrType {
 			v.Set(reflect.ValueOf(&n))

@@ -290,3 +290,31 @@ func TestDeadLettersForAdmins(t *testing.T) {
 	decodeProblem(t, h.get("adm", "/v1/admin/dead-letters?after=x"), http.StatusBadRequest)
 	decodeProblem(t, h.get("aud", "/v1/admin/dead-letters"), http.StatusForbidden)
 }
+
+// The duplicate check recorded at filing is shown to approvers, finance
+// and auditors — as a list, empty when there was no match — and never to
+// a requester, not even the filer.
+func TestPossibleDuplicatesOnlyForStaff(t *testing.T) {
+	h := newHarness(t, sqldbtest.SQLite(t))
+	get := h.intake.get
+	h.intake.get = func(ctx context.Context, id string) (caseview.Case, error) {
+		c, err := get(ctx, id)
+		c.PossibleDuplicateOf = []string{"0194e1c2-7a3b-7c4d-8e5f-0000000000aa"}
+		return c, err
+	}
+	for user, want := range map[string]bool{"ana": false, "olu": true, "fin": true, "aud": true, "ana-aud": true} {
+		w := h.get(user, "/v1/requests/"+dhakaCase)
+		var m map[string]any
+		if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil || w.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", user, w.Code, w.Body)
+		}
+		dups, ok := m["possible_duplicate_of"].([]any)
+		if ok != want || (want && (len(dups) != 1 || dups[0] != "0194e1c2-7a3b-7c4d-8e5f-0000000000aa")) {
+			t.Errorf("%s sees possible_duplicate_of %v (shown: %v, want %v)", user, m["possible_duplicate_of"], ok, want)
+		}
+	}
+	h.intake.get = get
+	if w := h.get("olu", "/v1/requests/"+dhakaCase); !strings.Contains(w.Body.String(), `"possible_duplicate_of":[]`) {
+		t.Errorf("no duplicates: want an empty list for an approver, got %s", w.Body)
+	}
+}

@@ -19,6 +19,7 @@ var apiWho = map[string][]string{
 	"GET /v1/openapi.json":                {"public"},
 	"POST /v1/auth/token":                 {"public"},
 	"DELETE /v1/auth/token":               nil,
+	"POST /v1/auth/refresh":               nil,
 	"GET /v1/me":                          nil,
 	"GET /v1/policy":                      nil,
 	"PUT /v1/policy":                      {admin},
@@ -51,6 +52,7 @@ var apiWho = map[string][]string{
 	"GET /v1/audit/events":                {auditor},
 	"GET /v1/audit/checkpoint":            {auditor},
 	"GET /v1/audit/key":                   {auditor},
+	"GET /v1/audit/access/checkpoint":     {auditor}, // an addition: the access log's own tree
 	"GET /v1/audit/leaves/{seq}":          {auditor},
 	"GET /v1/audit/proof/inclusion":       {auditor},
 	"GET /v1/audit/proof/consistency":     {auditor},
@@ -94,7 +96,8 @@ func concrete(pattern string) string {
 
 // validBodies are well-formed bodies of every POST route.
 var validBodies = map[string]string{
-	"/v1/auth/token": `{"username":"ana","password":"pw"}`,
+	"/v1/auth/token":   `{"username":"ana","password":"pw"}`,
+	"/v1/auth/refresh": "",
 	"/v1/requests": `{"post":"BGD-DHAKA","category":"shelter","urgency":"critical","amount_usd_cents":25000,` +
 		`"justification":"three nights","beneficiary":{"reference":"REF-1","name":"Person Name"},"payee_id":"` + payeeID + `"}`,
 	"/v1/requests/{id}/amend":        `{"amount_usd_cents":20000,"beneficiary":{"reference":"REF-2"}}`,
@@ -182,7 +185,7 @@ func TestRoles(t *testing.T) {
 func TestAuditorChangesNothing(t *testing.T) {
 	h := newHarness(t, sqldbtest.SQLite(t))
 	for _, rt := range h.srv.routes() {
-		if rt.method == http.MethodGet || rt.pattern == "/v1/auth/token" {
+		if rt.method == http.MethodGet || rt.pattern == "/v1/auth/token" || rt.pattern == "/v1/auth/refresh" {
 			continue
 		}
 		w := h.do(req{user: "aud", method: rt.method, path: concrete(rt.pattern), body: validBodies[rt.pattern]})

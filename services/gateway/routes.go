@@ -65,8 +65,12 @@ func (s *server) routes() []route {
 			route{method: get, pattern: "/readyz", public: true, summary: "Readiness", answer: "NATS and the stores are reachable",
 				op: handleGet(s.readyz).alsoAnswers(http.StatusServiceUnavailable)},
 			route{method: get, pattern: "/metrics", public: true, summary: "Prometheus metrics",
+				doc: "Labelled by route template (\"ui\" for the web UI, \"unmatched\" for any other path) and by method " +
+					"(GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, else \"other\"), so that no request can add series. " +
+					"With --metrics-listen they are served at that address alone, and here 404.",
 				answer: "Prometheus text exposition: eva_http_requests_total and eva_http_request_duration_seconds by route, method and status, among others",
-				op:     rawOperation(s.serveMetrics, http.StatusOK, content{media: "text/plain", text: "Prometheus text exposition"})},
+				op: rawOperation(s.serveMetrics, http.StatusOK, content{media: "text/plain", text: "Prometheus text exposition"}).
+					alsoAnswers(http.StatusNotFound)},
 			route{method: get, pattern: "/v1/openapi.json", public: true, summary: "This document", answer: "OpenAPI 3.1",
 				op: rawOperation(s.serveOpenAPI, http.StatusOK, content{media: mediaJSON, text: "this OpenAPI 3.1 document"})},
 			route{method: get, pattern: "/v1/admin/dead-letters", roles: []string{admin}, addition: true,
@@ -85,8 +89,16 @@ func (s *server) routes() []route {
 				answer: "a bearer token",
 				op: handlePlain(s, s.login).alsoAnswers(http.StatusUnauthorized, http.StatusTooManyRequests, http.StatusServiceUnavailable).
 					withHeader("Set-Cookie", "with ?cookie=1: the eva_session cookie (HttpOnly, SameSite=Strict, Secure behind HTTPS)")},
+			route{method: post, pattern: "/v1/auth/refresh", summary: "Renew the access token",
+				doc: "A fresh access token for the session of the token sent, with the account's current roles and " +
+					"posts; with ?cookie=1 also the eva_session cookie. It reads the session: 503 while the gateway's " +
+					"database is down. An access token is verified by every replica without the database until its " +
+					"access_expires_at (5 minutes); renew it before then to ride out a database outage.",
+				answer: "a bearer token for the same session",
+				op: handlePlain(s, s.refresh).alsoAnswers(http.StatusServiceUnavailable).
+					withHeader("Set-Cookie", "with ?cookie=1: the eva_session cookie")},
 			route{method: del, pattern: "/v1/auth/token", summary: "Sign out", addition: true,
-				answer: "the token (or session cookie) used for this request is revoked and the cookie cleared",
+				answer: "the session of the token (or session cookie) used for this request ends on every replica within a second, and the cookie is cleared",
 				op:     rawOperation(s.logout, http.StatusNoContent)},
 			route{method: get, pattern: "/v1/me", summary: "Who am I", answer: "your account", op: handleGet(s.me)},
 		),
@@ -124,7 +136,8 @@ func (s *server) routes() []route {
 			route{method: get, pattern: "/v1/queue", roles: []string{approver}, summary: "The review queue",
 				answer: "open cases: missed deadlines first, then by deadline", op: handleQuery(s.queue)},
 			route{method: post, pattern: "/v1/requests/{id}/claim", roles: []string{approver}, summary: "Claim a request for review",
-				doc: "→ under_review, held by you for a limited time. Not your own request.", answer: caseAfter,
+				doc: "→ under_review, held by you for a limited time. Four eyes: nobody who filed, amended or answered for " +
+					"a request claims, approves, rejects or questions it (403 naming the rule).", answer: caseAfter,
 				op: handleCommand(s, s.claim)},
 			route{method: post, pattern: "/v1/requests/{id}/release", roles: []string{approver}, summary: "Give a claim back",
 				doc: "Back to the queue.", answer: caseAfter, op: handleCommand(s, s.release)},
@@ -185,6 +198,13 @@ func (s *server) routes() []route {
 					"sequence i+1 (GET /v1/audit/leaves/{seq}). A new checkpoint is signed within a second of new events.",
 				answer: "the signed checkpoint",
 				op:     rawOperation(s.checkpoint, http.StatusOK, content{media: "text/plain", text: "a signed note: origin, size, root hash, a blank line, signatures"})},
+			route{method: get, pattern: "/v1/audit/access/checkpoint", roles: []string{auditor}, addition: true,
+				summary: "The access log's latest signed checkpoint",
+				doc: "The access log (every read of personal data) has its own RFC 6962 Merkle tree, leaf i being its record " +
+					"of sequence i+1 in the leaf encoding of GET /v1/audit/leaves/{seq} with an empty id; its checkpoints have " +
+					"the origin of the event log's followed by /access, signed with the same key, and GET /v1/audit/verify checks them.",
+				answer: "the signed checkpoint",
+				op:     rawOperation(s.accessCheckpoint, http.StatusOK, content{media: "text/plain", text: "a signed note: origin, size, root hash, a blank line, signatures"})},
 			route{method: get, pattern: "/v1/audit/key", roles: []string{auditor}, summary: "The checkpoints' verifier key",
 				answer: "one line, <name>+<hash>+<base64 key> (note.NewVerifier's format)",
 				op:     rawOperation(s.auditKey, http.StatusOK, content{media: "text/plain", text: "the verifier key and a newline"})},

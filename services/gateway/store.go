@@ -35,7 +35,24 @@ type Account struct {
 // Has reports whether the account holds role.
 func (a Account) Has(role string) bool { return slices.Contains(a.Roles, role) }
 
-// Token is an issued bearer token, known to the store only by its hash.
+// Revocation kinds.
+const (
+	// RevokeSession: the session whose hex SHA-256 id hash is Subject
+	// signed out.
+	RevokeSession = "session"
+	// RevokeUser: access tokens of the account Subject issued until At
+	// no longer hold (its roles or posts changed, or it was disabled);
+	// its sessions must be read again.
+	RevokeUser = "user"
+)
+
+// Revocation is a revocation every gateway replica learns of.
+type Revocation struct {
+	Kind, Subject string
+	At            time.Time
+}
+
+// Token is a session, known to the store only by the hash of its id.
 type Token struct {
 	// Hash is the SHA-256 of the token.
 	Hash      []byte
@@ -90,6 +107,17 @@ type Store interface {
 	// DeleteStaleThrottles forgets counters that hold nothing back any
 	// more.
 	DeleteStaleThrottles(ctx context.Context, p ThrottlePolicy, now time.Time) (int64, error)
+	// SigningKey returns the key access tokens are signed with and its
+	// id, first storing fresh as the key if there is none: every replica
+	// gets the same.
+	SigningKey(ctx context.Context, fresh []byte, now time.Time) (kid string, key []byte, err error)
+	// Revoke records a revocation, or moves an existing one's time
+	// forward.
+	Revoke(ctx context.Context, v Revocation) error
+	// Revocations returns the revocations made after since.
+	Revocations(ctx context.Context, since time.Time) ([]Revocation, error)
+	// DeleteRevocationsBefore forgets revocations made before t.
+	DeleteRevocationsBefore(ctx context.Context, t time.Time) (int64, error)
 	// CreateToken stores an issued token.
 	CreateToken(ctx context.Context, t Token) error
 	// TokenAccount returns the account holding the token with hash and
@@ -143,13 +171,29 @@ func (s *SQLStore) Account(ctx context.Context, username string) (Account, error
 	return a, nil
 }
 
-// PutAccount implements Store.
+// PutAccount implements Store. When it changes an existing account it
+// also revokes the account's access tokens (RevokeUser, now), so that
+// every replica reads the account again.
 func (s *SQLStore) PutAccount(ctx context.Context, a Account) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO gateway_users (username, password_hash, roles, posts, created_at)
-		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, roles = excluded.roles,
-			posts = excluded.posts`,
-		a.Username, string(a.PasswordHash), strings.Join(a.Roles, ","), strings.Join(a.Posts, ","), sqldb.Micros(a.CreatedAt))
+	roles, posts := strings.Join(a.Roles, ","), strings.Join(a.Posts, ",")
+	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
+		var oldHash, oldRoles, oldPosts string
+		err := q.QueryRow(ctx, `SELECT password_hash, roles, posts FROM gateway_users WHERE username = $1`, a.Username).
+			Scan(&oldHash, &oldRoles, &oldPosts)
+		existed := err == nil
+		if err != nil && !errors.Is(err, sqldb.ErrNoRows) {
+			return err
+		}
+		_, err = q.Exec(ctx, `INSERT INTO gateway_users (username, password_hash, roles, posts, created_at)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, roles = excluded.roles,
+				posts = excluded.posts`,
+			a.Username, string(a.PasswordHash), roles, posts, sqldb.Micros(a.CreatedAt))
+		if err != nil || !existed || (oldHash == string(a.PasswordHash) && oldRoles == roles && oldPosts == posts) {
+			return err
+		}
+		return revoke(ctx, q, Revocation{Kind: RevokeUser, Subject: a.Username, At: time.Now()})
+	})
 	if err != nil {
 		return fmt.Errorf("put account: %w", err)
 	}
@@ -164,6 +208,73 @@ func (s *SQLStore) ReplacePasswordHash(ctx context.Context, username string, old
 		return false, fmt.Errorf("replace password hash: %w", err)
 	}
 	return n == 1, nil
+}
+
+// SigningKey implements Store.
+func (s *SQLStore) SigningKey(ctx context.Context, fresh []byte, now time.Time) (string, []byte, error) {
+	const kid = "1"
+	if _, err := s.db.Exec(ctx, `INSERT INTO gateway_keys (id, secret, created_at) VALUES ($1, $2, $3)
+		ON CONFLICT (id) DO NOTHING`, kid, hex.EncodeToString(fresh), sqldb.Micros(now)); err != nil {
+		return "", nil, fmt.Errorf("signing key: %w", err)
+	}
+	var secret string
+	if err := s.db.QueryRow(ctx, `SELECT secret FROM gateway_keys WHERE id = $1`, kid).Scan(&secret); err != nil {
+		return "", nil, fmt.Errorf("signing key: %w", err)
+	}
+	key, err := hex.DecodeString(secret)
+	if err != nil || len(key) < 32 {
+		return "", nil, fmt.Errorf("signing key %s is not 32 hex bytes", kid)
+	}
+	return kid, key, nil
+}
+
+// Revoke implements Store.
+func (s *SQLStore) Revoke(ctx context.Context, v Revocation) error {
+	if err := revoke(ctx, s.db, v); err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	return nil
+}
+
+func revoke(ctx context.Context, q sqldb.Querier, v Revocation) error {
+	_, err := q.Exec(ctx, `INSERT INTO gateway_revocations (kind, subject, at) VALUES ($1, $2, $3)
+		ON CONFLICT (kind, subject) DO UPDATE SET at = excluded.at WHERE excluded.at > gateway_revocations.at`,
+		v.Kind, v.Subject, sqldb.Micros(v.At))
+	return err
+}
+
+// Revocations implements Store.
+func (s *SQLStore) Revocations(ctx context.Context, since time.Time) ([]Revocation, error) {
+	rows, err := s.db.Query(ctx, `SELECT kind, subject, at FROM gateway_revocations WHERE at > $1`, sqldb.Micros(since))
+	if err != nil {
+		return nil, fmt.Errorf("revocations: %w", err)
+	}
+	defer rows.Close()
+	var rs []Revocation
+	for rows.Next() {
+		var (
+			v  Revocation
+			at int64
+		)
+		if err := rows.Scan(&v.Kind, &v.Subject, &at); err != nil {
+			return nil, fmt.Errorf("revocations: %w", err)
+		}
+		v.At = sqldb.Time(at)
+		rs = append(rs, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("revocations: %w", err)
+	}
+	return rs, nil
+}
+
+// DeleteRevocationsBefore implements Store.
+func (s *SQLStore) DeleteRevocationsBefore(ctx context.Context, t time.Time) (int64, error) {
+	n, err := s.db.Exec(ctx, `DELETE FROM gateway_revocations WHERE at < $1`, sqldb.Micros(t))
+	if err != nil {
+		return 0, fmt.Errorf("delete old revocations: %w", err)
+	}
+	return n, nil
 }
 
 // CreateToken implements Store.

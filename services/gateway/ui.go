@@ -26,6 +26,9 @@ func (s *server) handler(d Deps) (http.Handler, error) {
 // else a 404 problem.
 func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
 	if s.ui != nil && r.URL.Path != "/v1" && !strings.HasPrefix(r.URL.Path, "/v1/") {
+		if n, ok := r.Context().Value(noteKey{}).(*requestNote); ok {
+			n.ui = true
+		}
 		// The UI's in-process calls count sign-ins against the browser.
 		s.ui.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientAddrKey{}, clientAddr(r))))
 		return

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -86,9 +85,23 @@ func (s *Service) File(ctx context.Context, r intakeapi.FileRequest) (*assist.Ca
 	}
 	b := e.Body.(assist.RequestSubmitted)
 	b.Beneficiary = sealed
+	// The duplicate check is recorded with the filing, as the approver
+	// will see it. It reads the read model, so two filings for the same
+	// person within its lag may miss each other; it only ever informs.
+	dups, err := s.store.PossibleDuplicates(ctx, b.BeneficiaryRefHash, b.Category, e.CaseID, e.At.Add(-DuplicateWindow))
+	if err != nil {
+		return nil, err
+	}
+	if len(dups) > 0 {
+		b.PossibleDuplicateOf = dups
+	}
 	e.Body = b
 	return s.log.Start(ctx, e)
 }
+
+// DuplicateWindow is how long a finished case still counts as recent for
+// the duplicate check at filing; open cases count whatever their age.
+const DuplicateWindow = 30 * 24 * time.Hour
 
 // errErased refuses new personal data for a case whose personal data was
 // erased.
@@ -354,12 +367,7 @@ var dateRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
 
 func checkBeneficiary(probs *assist.Problems, prefix string, b intakeapi.Beneficiary) {
 	text := func(field, v string, maxChars int) {
-		switch {
-		case !utf8.ValidString(v):
-			probs.Add(prefix+"."+field, "must be valid UTF-8")
-		case utf8.RuneCountInString(v) > maxChars:
-			probs.Add(prefix+"."+field, "must be at most %d characters", maxChars)
-		}
+		assist.CheckLine(probs, prefix+"."+field, v, maxChars)
 	}
 	if strings.TrimSpace(b.Reference) == "" {
 		probs.Add(prefix+".reference", "is required")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -989,4 +990,42 @@ func TestFileChecksThePayeeWithFakePayees(t *testing.T) {
 	c := h.file(ana)
 	_, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, PayeeID: ptr(payee2)})
 	requireField(t, err, "payee_id")
+}
+
+// Filing checks for possible duplicates, at every post, by the keyed hash
+// of the beneficiary reference (never the reference itself) and category,
+// and records what it found with the filing; it never blocks or merges.
+func TestFileRecordsPossibleDuplicates(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		h := newHarness(t, db)
+		h.consume()
+		first := h.file(ana)
+		if len(first.PossibleDuplicateOf) != 0 {
+			t.Fatalf("the first filing for a person has duplicates %v", first.PossibleDuplicateOf)
+		}
+		h.waitProjected(first.ID)
+		again := fileRequest(bo) // another post, the same person and need
+		again.Beneficiary.Reference = " " + strings.ToLower(again.Beneficiary.Reference) + " "
+		second, err := h.svc.File(h.ctx, again)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{first.ID}; !slices.Equal(second.PossibleDuplicateOf, want) {
+			t.Fatalf("second filing's possible duplicates = %v, want %v", second.PossibleDuplicateOf, want)
+		}
+		// Recorded in the event itself, as the approver will see it.
+		evs := h.events(second.ID)
+		if b := evs[0].Event.Body.(assist.RequestSubmitted); !slices.Equal(b.PossibleDuplicateOf, []string{first.ID}) {
+			t.Fatalf("RequestSubmitted.PossibleDuplicateOf = %v", b.PossibleDuplicateOf)
+		}
+		otherNeed := fileRequest(ana)
+		otherNeed.Category = string(assist.Medical)
+		third, err := h.svc.File(h.ctx, otherNeed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(third.PossibleDuplicateOf) != 0 {
+			t.Fatalf("another category is not a duplicate: %v", third.PossibleDuplicateOf)
+		}
+	})
 }

@@ -36,11 +36,16 @@ type storedCase struct {
 	ReleasedHolds      []string         `json:"ReleasedHolds"`
 	Approvals          []storedApproval `json:"Approvals,omitempty"`
 	Amenders           []string         `json:"Amenders,omitempty"`
+	Authors            []string         `json:"Authors,omitempty"`
 	PolicyVersion      string           `json:"PolicyVersion,omitempty"`
-	CreatedAt          time.Time        `json:"CreatedAt"`
-	UpdatedAt          time.Time        `json:"UpdatedAt"`
-	Version            uint64           `json:"Version"`
-	Events             int              `json:"Events"`
+	// PossibleDuplicateOf and PayoutAttempt came later too: rows without
+	// them read as none.
+	PossibleDuplicateOf []string  `json:"PossibleDuplicateOf,omitempty"`
+	PayoutAttempt       int       `json:"PayoutAttempt,omitempty"`
+	CreatedAt           time.Time `json:"CreatedAt"`
+	UpdatedAt           time.Time `json:"UpdatedAt"`
+	Version             uint64    `json:"Version"`
+	Events              int       `json:"Events"`
 }
 
 type storedApproval struct {
@@ -57,10 +62,10 @@ type storedSealed struct {
 
 func toStored(c *assist.Case) storedCase {
 	return storedCase{
-		ID: c.ID, Requester: c.Requester, Post: c.Post, Category: string(c.Category), Urgency: string(c.Urgency),
+		ID: c.ID, Requester: c.Requester, Authors: c.Authors, Post: c.Post, Category: string(c.Category), Urgency: string(c.Urgency),
 		AmountCents: c.AmountCents, Justification: c.Justification,
 		Beneficiary:        storedSealed{KeyID: c.Beneficiary.KeyID, Ciphertext: c.Beneficiary.Ciphertext},
-		BeneficiaryRefHash: c.BeneficiaryRefHash, PayeeID: c.PayeeID, Deadline: c.Deadline, Escalated: c.Escalated,
+		BeneficiaryRefHash: c.BeneficiaryRefHash, PossibleDuplicateOf: c.PossibleDuplicateOf, PayoutAttempt: c.PayoutAttempt, PayeeID: c.PayeeID, Deadline: c.Deadline, Escalated: c.Escalated,
 		State: string(c.State), ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt, Question: c.Question,
 		ApprovedCents: c.ApprovedCents, ApprovedBy: c.ApprovedBy, FundID: c.FundID, HoldID: c.HoldID,
 		PayoutID: c.PayoutID, ReleasedHolds: c.ReleasedHolds, Approvals: mapSlice(c.Approvals, toStoredApproval),
@@ -91,10 +96,10 @@ func mapSlice[T, U any](ts []T, f func(T) U) []U {
 
 func (s storedCase) toCase() *assist.Case {
 	return &assist.Case{
-		ID: s.ID, Requester: s.Requester, Post: s.Post, Category: assist.Category(s.Category),
+		ID: s.ID, Requester: s.Requester, Authors: s.Authors, Post: s.Post, Category: assist.Category(s.Category),
 		Urgency: assist.Urgency(s.Urgency), AmountCents: s.AmountCents, Justification: s.Justification,
 		Beneficiary:        assist.Sealed{KeyID: s.Beneficiary.KeyID, Ciphertext: s.Beneficiary.Ciphertext},
-		BeneficiaryRefHash: s.BeneficiaryRefHash, PayeeID: s.PayeeID, Deadline: s.Deadline, Escalated: s.Escalated,
+		BeneficiaryRefHash: s.BeneficiaryRefHash, PossibleDuplicateOf: s.PossibleDuplicateOf, PayoutAttempt: s.PayoutAttempt, PayeeID: s.PayeeID, Deadline: s.Deadline, Escalated: s.Escalated,
 		State: assist.State(s.State), ClaimedBy: s.ClaimedBy, ClaimExpiresAt: s.ClaimExpiresAt, Question: s.Question,
 		ApprovedCents: s.ApprovedCents, ApprovedBy: s.ApprovedBy, FundID: s.FundID, HoldID: s.HoldID,
 		PayoutID: s.PayoutID, ReleasedHolds: s.ReleasedHolds,

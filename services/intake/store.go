@@ -3,6 +3,7 @@ package intake
 import (
 	"context"
 	"embed"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -47,7 +48,19 @@ type Store interface {
 	Cases(ctx context.Context, ids []string) (map[string]*assist.Case, error)
 	// List returns requests, newest first.
 	List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.ListPage, error)
+	// PossibleDuplicates lists the ids of other projected cases, at any
+	// post, for the same beneficiary reference hash and category that
+	// are still open or changed since, oldest first, at most
+	// maxDuplicates.
+	PossibleDuplicates(ctx context.Context, refHash []byte, category assist.Category, except string, since time.Time) ([]string, error)
 }
+
+// maxDuplicates bounds the duplicate check's answer.
+const maxDuplicates = 20
+
+// closedStates are the states in which a case is no longer open.
+var closedStates = []any{string(assist.StateRejected), string(assist.StateWithdrawn), string(assist.StateClosed),
+	string(assist.StateDisbursed)}
 
 // WrappedKey is a data key as stored: wrapped by the master key.
 type WrappedKey struct {
@@ -138,13 +151,43 @@ func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case)
 	if err != nil {
 		return err
 	}
-	_, err = q.Exec(ctx, `INSERT INTO intake_cases (id, post, requester, status, urgency, created_at, updated_at, version, state)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+	_, err = q.Exec(ctx, `INSERT INTO intake_cases (id, post, requester, status, urgency, created_at, updated_at, version, state,
+			ref_hash, category)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (id) DO UPDATE SET post = excluded.post, status = excluded.status, urgency = excluded.urgency,
-			updated_at = excluded.updated_at, version = excluded.version, state = excluded.state`,
+			updated_at = excluded.updated_at, version = excluded.version, state = excluded.state,
+			ref_hash = excluded.ref_hash, category = excluded.category`,
 		c.ID, c.Post, c.Requester, string(c.State), string(c.Urgency), sqldb.Micros(c.CreatedAt),
-		sqldb.Micros(c.UpdatedAt), int64(c.Version), state)
+		sqldb.Micros(c.UpdatedAt), int64(c.Version), state, refHashKey(c.BeneficiaryRefHash), string(c.Category))
 	return err
+}
+
+// refHashKey is a reference hash as the ref_hash column keeps it: base64,
+// as in the stored state (so the migration could fill it from there).
+func refHashKey(h []byte) string { return base64.StdEncoding.EncodeToString(h) }
+
+// PossibleDuplicates implements Store.
+func (s *SQLStore) PossibleDuplicates(ctx context.Context, refHash []byte, category assist.Category, except string, since time.Time) ([]string, error) {
+	out := []string{}
+	if len(refHash) == 0 {
+		return out, nil
+	}
+	args := append([]any{refHashKey(refHash), string(category), except, sqldb.Micros(since)}, closedStates...)
+	rows, err := s.db.Query(ctx, `SELECT id FROM intake_cases WHERE ref_hash = $1 AND category = $2 AND id <> $3
+		AND (updated_at >= $4 OR status NOT IN (`+sqldb.Placeholders(5, len(closedStates))+`))
+		ORDER BY created_at, id LIMIT `+strconv.Itoa(maxDuplicates), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
 }
 
 // Projected implements Store.

@@ -63,6 +63,7 @@ var storeSuite = []struct {
 	{"ListPagesWithoutGapsOrRepeats", testListPagesWithoutGapsOrRepeats},
 	{"ListPagesWithFilter", testListPagesWithFilter},
 	{"ListBadCursor", testListBadCursor},
+	{"PossibleDuplicates", testPossibleDuplicates},
 }
 
 func TestStoreConformance(t *testing.T) {
@@ -194,8 +195,9 @@ func fullCase(id string) *assist.Case {
 		PayeeID:            "payee-1", Deadline: at.Add(24 * time.Hour), Escalated: true, State: assist.StateDisbursementFailed,
 		ClaimedBy: "olu", ClaimExpiresAt: at.Add(30 * time.Minute), Question: "which clinic?",
 		ApprovedCents: 100_000, ApprovedBy: "olu", FundID: "fund-1", HoldID: "hold-2", PayoutID: "payout-1",
-		ReleasedHolds: []string{"hold-0", "hold-1"},
-		CreatedAt:     at, UpdatedAt: at.Add(time.Minute + 17*time.Nanosecond), Version: 42, Events: 7,
+		ReleasedHolds: []string{"hold-0", "hold-1"}, PayoutAttempt: 3,
+		PossibleDuplicateOf: []string{"case-0", "case-1"},
+		CreatedAt:           at, UpdatedAt: at.Add(time.Minute + 17*time.Nanosecond), Version: 42, Events: 7,
 	}
 }
 
@@ -590,4 +592,36 @@ func namesField(err error, field string) bool {
 		}
 	}
 	return false
+}
+
+// The duplicate check finds other cases, at any post, for the same
+// reference hash and category that are open, or finished within the
+// window; oldest first, never the case itself.
+func testPossibleDuplicates(t *testing.T, db sqldb.DB, s intake.Store) {
+	ref, other := []byte{1, 2, 3, 0}, []byte{1, 2, 3, 1}
+	mk := func(id, post string, cat assist.Category, st assist.State, hash []byte, created, updated time.Time) *assist.Case {
+		c := listCase(id, post, st, assist.Urgent, created)
+		c.Category, c.BeneficiaryRefHash, c.UpdatedAt = cat, hash, updated
+		return c
+	}
+	now := at.Add(90 * 24 * time.Hour)
+	old, recent := now.Add(-60*24*time.Hour), now.Add(-24*time.Hour)
+	project(t, db, s,
+		mk("c-open-old", "NPL-KTM", assist.Shelter, assist.StateUnderReview, ref, old, old),
+		mk("c-closed-recent", "BGD-DHAKA", assist.Shelter, assist.StateDisbursed, ref, old.Add(time.Hour), recent),
+		mk("c-closed-long-ago", "BGD-DHAKA", assist.Shelter, assist.StateRejected, ref, old, old),
+		mk("c-other-category", "BGD-DHAKA", assist.Medical, assist.StateSubmitted, ref, recent, recent),
+		mk("c-other-person", "BGD-DHAKA", assist.Shelter, assist.StateSubmitted, other, recent, recent),
+		mk("c-self", "BGD-DHAKA", assist.Shelter, assist.StateSubmitted, ref, now, now),
+	)
+	got, err := s.PossibleDuplicates(context.Background(), ref, assist.Shelter, "c-self", now.Add(-intake.DuplicateWindow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"c-open-old", "c-closed-recent"}; !slices.Equal(got, want) {
+		t.Fatalf("PossibleDuplicates = %v, want %v", got, want)
+	}
+	if got, err := s.PossibleDuplicates(context.Background(), nil, assist.Shelter, "", now); err != nil || len(got) != 0 {
+		t.Fatalf("no reference: %v, %v", got, err)
+	}
 }

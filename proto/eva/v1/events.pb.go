@@ -814,8 +814,12 @@ type RequestSubmitted struct {
 	Policy             *PolicySeen            `protobuf:"bytes,10,opt,name=policy,proto3" json:"policy,omitempty"`
 	// SHA-256 of the requester's idempotency key, when one was given.
 	IdempotencyKeyHash []byte `protobuf:"bytes,11,opt,name=idempotency_key_hash,json=idempotencyKeyHash,proto3" json:"idempotency_key_hash,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Open or recent cases, at any post, for the same beneficiary reference
+	// hash and category when this one was filed: the duplicate check's
+	// result, shown to approvers. Never merged, never blocking.
+	PossibleDuplicateOf []string `protobuf:"bytes,12,rep,name=possible_duplicate_of,json=possibleDuplicateOf,proto3" json:"possible_duplicate_of,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *RequestSubmitted) Reset() {
@@ -921,6 +925,13 @@ func (x *RequestSubmitted) GetPolicy() *PolicySeen {
 func (x *RequestSubmitted) GetIdempotencyKeyHash() []byte {
 	if x != nil {
 		return x.IdempotencyKeyHash
+	}
+	return nil
+}
+
+func (x *RequestSubmitted) GetPossibleDuplicateOf() []string {
+	if x != nil {
+		return x.PossibleDuplicateOf
 	}
 	return nil
 }
@@ -2099,7 +2110,7 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12+\n" +
 	"\x12case_cap_usd_cents\x18\x02 \x01(\x03R\x0fcaseCapUsdCents\x123\n" +
 	"\x16category_cap_usd_cents\x18\x03 \x01(\x03R\x13categoryCapUsdCents\x12D\n" +
-	"\x1fsecond_approval_above_usd_cents\x18\x04 \x01(\x03R\x1bsecondApprovalAboveUsdCents\"\xc1\x03\n" +
+	"\x1fsecond_approval_above_usd_cents\x18\x04 \x01(\x03R\x1bsecondApprovalAboveUsdCents\"\xf5\x03\n" +
 	"\x10RequestSubmitted\x12\x12\n" +
 	"\x04post\x18\x01 \x01(\tR\x04post\x12\x1a\n" +
 	"\bcategory\x18\x02 \x01(\tR\bcategory\x12\x18\n" +
@@ -2112,7 +2123,8 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\bdeadline\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12*\n" +
 	"\x06policy\x18\n" +
 	" \x01(\v2\x12.eva.v1.PolicySeenR\x06policy\x120\n" +
-	"\x14idempotency_key_hash\x18\v \x01(\fR\x12idempotencyKeyHash\"\xdf\x03\n" +
+	"\x14idempotency_key_hash\x18\v \x01(\fR\x12idempotencyKeyHash\x122\n" +
+	"\x15possible_duplicate_of\x18\f \x03(\tR\x13possibleDuplicateOf\"\xdf\x03\n" +
 	"\x0eRequestAmended\x12\x1f\n" +
 	"\bcategory\x18\x01 \x01(\tH\x00R\bcategory\x88\x01\x01\x12\x1d\n" +
 	"\aurgency\x18\x02 \x01(\tH\x01R\aurgency\x88\x01\x01\x12-\n" +

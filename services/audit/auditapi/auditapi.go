@@ -23,7 +23,7 @@ var (
 	Verify      = rpc.Endpoint[VerifyRequest, VerifyResult]{Subject: "eva.audit.verify", Idempotent: true, Timeout: 10 * time.Minute}
 	History     = rpc.Endpoint[CaseRequest, []ArchivedEvent]{Subject: "eva.audit.history", Idempotent: true}
 	AsOf        = rpc.Endpoint[AsOfRequest, caseview.Case]{Subject: "eva.audit.as_of", Idempotent: true}
-	Checkpoint  = rpc.Endpoint[struct{}, SignedCheckpoint]{Subject: "eva.audit.checkpoint", Idempotent: true}
+	Checkpoint  = rpc.Endpoint[CheckpointRequest, SignedCheckpoint]{Subject: "eva.audit.checkpoint", Idempotent: true}
 	Key         = rpc.Endpoint[struct{}, VerifierKey]{Subject: "eva.audit.key", Idempotent: true}
 	LeafOf      = rpc.Endpoint[LeafRequest, Leaf]{Subject: "eva.audit.leaf", Idempotent: true}
 	Inclusion   = rpc.Endpoint[InclusionRequest, Proof]{Subject: "eva.audit.proof.inclusion", Idempotent: true}
@@ -85,6 +85,22 @@ type VerifyResult struct {
 	// when OK (root in base64).
 	TreeSize int64  `json:"tree_size"`
 	Root     string `json:"root,omitempty"`
+	// Access is the check of the access log (reads of personal data);
+	// OK is false when it fails.
+	Access *TreeCheck `json:"access,omitempty"`
+}
+
+// TreeCheck is the check of the access log's archive against its stream,
+// its Merkle tree and its checkpoints.
+type TreeCheck struct {
+	OK          bool    `json:"ok"`
+	Records     uint64  `json:"records"`
+	FirstBad    *uint64 `json:"first_bad"`
+	Reason      string  `json:"reason,omitempty"`
+	Lag         uint64  `json:"lag"`
+	Checkpoints int     `json:"checkpoints"`
+	TreeSize    int64   `json:"tree_size"`
+	Root        string  `json:"root,omitempty"`
 }
 
 // SignedCheckpoint is a signed checkpoint of the Merkle tree (see
@@ -93,6 +109,16 @@ type SignedCheckpoint struct {
 	Size int64     `json:"size"`
 	Note string    `json:"note"`
 	At   time.Time `json:"at"`
+}
+
+// AccessLog names the access log's tree (reads of personal data) where a
+// request may name a log; empty is the event log.
+const AccessLog = "access"
+
+// CheckpointRequest names the log whose checkpoint to read: "" the event
+// log, AccessLog the access log.
+type CheckpointRequest struct {
+	Log string `json:"log,omitempty"`
 }
 
 // VerifierKey is the checkpoints' verifier key, <name>+<hash>+<base64 key>.
@@ -193,7 +219,13 @@ func (c *Client) AsOf(ctx context.Context, caseID string, at time.Time) (casevie
 // Checkpoint reads the latest signed checkpoint. Errors: CodeUnavailable
 // before the first.
 func (c *Client) Checkpoint(ctx context.Context) (SignedCheckpoint, error) {
-	return Checkpoint.Call(ctx, c.nc, struct{}{})
+	return Checkpoint.Call(ctx, c.nc, CheckpointRequest{})
+}
+
+// AccessCheckpoint reads the latest signed checkpoint of the access log.
+// Errors: CodeUnavailable before the first.
+func (c *Client) AccessCheckpoint(ctx context.Context) (SignedCheckpoint, error) {
+	return Checkpoint.Call(ctx, c.nc, CheckpointRequest{Log: AccessLog})
 }
 
 // Key reads the checkpoints' verifier key.

@@ -69,6 +69,21 @@ func ParseCheckpoint(text string) (TreeHead, error) {
 // Errors: a malformed key; a note not signed by that key, or altered; a
 // text that is not a checkpoint.
 func OpenCheckpoint(signed []byte, verifierKey string) (TreeHead, error) {
+	return openCheckpoint(signed, verifierKey, func(origin, name string) bool { return origin == name })
+}
+
+// OpenCheckpointOfAny is OpenCheckpoint for a checkpoint of the event log
+// or of the access log: the origin is the key's name, or it followed by
+// "/access".
+//
+// Errors: those of OpenCheckpoint.
+func OpenCheckpointOfAny(signed []byte, verifierKey string) (TreeHead, error) {
+	return openCheckpoint(signed, verifierKey, func(origin, name string) bool {
+		return origin == name || origin == name+"/"+AccessLog
+	})
+}
+
+func openCheckpoint(signed []byte, verifierKey string, originOK func(origin, name string) bool) (TreeHead, error) {
 	v, err := note.NewVerifier(strings.TrimSpace(verifierKey))
 	if err != nil {
 		return TreeHead{}, fmt.Errorf("verifier key: %w", err)
@@ -81,7 +96,7 @@ func OpenCheckpoint(signed []byte, verifierKey string) (TreeHead, error) {
 	if err != nil {
 		return TreeHead{}, err
 	}
-	if c.Origin != v.Name() {
+	if !originOK(c.Origin, v.Name()) {
 		return TreeHead{}, fmt.Errorf("checkpoint of log %q, the key is %q's", c.Origin, v.Name())
 	}
 	return c, nil

@@ -31,6 +31,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/services/gateway"
 )
 
 // Config is the UI's configuration. Zero values take the defaults.
@@ -174,18 +175,12 @@ func (s *site) routes() http.Handler {
 	return r
 }
 
-// contentSecurityPolicy allows nothing from outside and no inline script.
-const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
-	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-
-// headers sets the headers of every answer of the UI.
+// headers sets the headers of every answer of the UI: the gateway's
+// security headers (one policy for the API and the UI), and Vary.
 func (s *site) headers(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", contentSecurityPolicy)
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "same-origin")
-		h.Set("X-Content-Type-Options", "nosniff")
+		gateway.SecurityHeaders(h)
 		h.Add("Vary", "Cookie")
 		h.Add("Vary", "Accept-Language")
 		next.ServeHTTP(w, r)

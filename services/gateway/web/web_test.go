@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/services/gateway"
 )
 
@@ -433,6 +434,12 @@ func TestCatalogsComplete(t *testing.T) {
 		"urgency.routine.long", "event.PayoutSettled", "event.DeadlineMissed", "payout.cancelled", "role.auditor"} {
 		if !l.Has(id) {
 			t.Errorf("no message %s", id)
+		}
+	}
+	// Every event type a case's timeline can show has its label.
+	for _, typ := range assist.EventTypes {
+		if id := "event." + typ; !slices.Contains(en, id) {
+			t.Errorf("no message %s for the timeline", id)
 		}
 	}
 }

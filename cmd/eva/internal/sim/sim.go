@@ -63,6 +63,9 @@ type Result struct {
 	Paid      int // payments the bank made
 	Crashes   int
 	Redeliver int // deliveries of an event after its first
+	// Types counts the log's events by type (FundsReleased by cause):
+	// what the seed exercised.
+	Types map[string]int
 	// Err is the broken invariant (a *Failure), or an error running the
 	// simulation itself.
 	Err error
@@ -94,7 +97,13 @@ func (f *Failure) Error() string {
 
 const holdTTL = 5 * time.Minute
 
-var policy = assist.DefaultPolicy()
+// policy is the default one, but for a second approval above 120 USD:
+// about half the requests need two approvers.
+var policy = func() assist.Policy {
+	p := assist.DefaultPolicy()
+	p.SecondApprovalAboveUSDCents = 12_000
+	return p
+}()
 
 // Kinds of fault and how likely each may be (per mille, the most a seed
 // chooses: each seed draws its own rate for each, from calm to stormy).
@@ -113,7 +122,7 @@ const (
 )
 
 var (
-	faultMax      = [nFaults]int{50, 50, 30, 150, 150, 200, 400, 80, 80, 150}
+	faultMax      = [nFaults]int{50, 50, 30, 150, 150, 300, 400, 80, 80, 150}
 	faultVariants = [nFaults]int{3, 1, 1, 1, 1, 1, 1, 1, 1, 1}
 )
 
@@ -171,6 +180,7 @@ type client struct {
 	actor    assist.Actor
 	fund     disbursementapi.Fund
 	cmdID    string
+	rejects  bool // rejects rather than approves
 	busy     bool
 	done     bool
 	tries    int // with this command id
@@ -201,6 +211,14 @@ func Run(ctx context.Context, cfg Config) Result {
 	w.res.Steps = w.step
 	if w.stream != nil {
 		w.res.Events = len(w.stream.msgs)
+		w.res.Types = map[string]int{}
+		for _, r := range w.events() {
+			t := r.Event.Type()
+			if b, ok := r.Event.Body.(assist.FundsReleased); ok {
+				t += releaseCauses[b.Cause]
+			}
+			w.res.Types[t]++
+		}
 	}
 	if w.bank != nil {
 		w.res.Paid = len(w.bank.paid())
@@ -366,13 +384,19 @@ func (w *world) setup() error {
 		if _, err := w.log.Start(ctx, ev); err != nil {
 			return fmt.Errorf("start case: %w", err)
 		}
-		for k := range 1 + w.rng.IntN(2) {
-			name := fmt.Sprintf("ap%d", 1+w.rng.IntN(3))
-			if k == 1 && name == c.clients[0].actor.Username {
-				break
-			}
+		// One or two approvers; always two above the second-approval
+		// threshold. Some reject instead of approving.
+		first := 1 + w.rng.IntN(3)
+		approvers := []int{first}
+		if c.amount > policy.SecondApprovalAboveUSDCents || w.rng.IntN(2) == 0 {
+			approvers = append(approvers, 1+(first+w.rng.IntN(2))%3)
+		}
+		fund := w.funds[w.rng.IntN(len(w.funds))] // the second approver approves from the first's
+		for _, a := range approvers {
+			name := fmt.Sprintf("ap%d", a)
 			c.clients = append(c.clients, &client{c: c, name: fmt.Sprintf("%s/case%d", name, i),
-				actor: assist.Actor{Username: name, Role: assist.RoleApprover}, fund: w.funds[w.rng.IntN(len(w.funds))], cmdID: w.newID()})
+				actor: assist.Actor{Username: name, Role: assist.RoleApprover}, fund: fund,
+				cmdID: w.newID(), rejects: w.rng.IntN(6) == 0})
 		}
 		w.cases = append(w.cases, c)
 	}
@@ -394,7 +418,9 @@ func (w *world) newID() string {
 // fault draws whether a fault of kind k happens now: 0 for none, else
 // which variant.
 func (w *world) fault(k int) int {
-	if w.calm || w.rng.IntN(1000) >= w.faultP[k] {
+	// Once calm, only what a healthy provider does goes on: it declines
+	// some payments and answers some slowly.
+	if w.calm && k != faultProviderDecline && k != faultProviderSlow || w.rng.IntN(1000) >= w.faultP[k] {
 		return 0
 	}
 	return 1 + w.rng.IntN(faultVariants[k])
@@ -520,10 +546,19 @@ func (w *world) startClient(cl *client, n *node) {
 	cl.busy = true
 	cmdID := cl.cmdID
 	var outcome error
-	w.spawn(n, "approve "+cl.name, func(ctx context.Context) {
+	verb := "approve "
+	if cl.rejects {
+		verb = "reject "
+	}
+	w.spawn(n, verb+cl.name, func(ctx context.Context) {
 		_, err := n.approval.Claim(ctx, approvalapi.CaseCommand{CommandID: w.newID(), Actor: cl.actor, CaseID: cl.c.id})
 		if err != nil && !assist.IsCode(err, assist.CodeConflict) {
 			outcome = err
+			return
+		}
+		if cl.rejects {
+			_, outcome = n.approval.Reject(ctx, approvalapi.RejectRequest{CommandID: cmdID, Actor: cl.actor, CaseID: cl.c.id,
+				Reason: "simulated"})
 			return
 		}
 		_, outcome = n.approval.Approve(ctx, approvalapi.ApproveRequest{CommandID: cmdID, Actor: cl.actor, CaseID: cl.c.id,
@@ -542,6 +577,10 @@ func (w *world) answer(cl *client, cmdID string, crashed bool, err error) {
 	switch {
 	case crashed:
 		w.tracef("client %s: no answer (node crashed)", cl.name)
+	case err == nil && cl.rejects:
+		w.tracef("client %s: rejected", cl.name)
+		cl.done = true
+		return
 	case err == nil:
 		w.tracef("client %s: approved", cl.name)
 		cl.acked = append(cl.acked, cmdID)
@@ -560,7 +599,7 @@ func (w *world) answer(cl *client, cmdID string, crashed bool, err error) {
 			cl.done = true
 		}
 	case code == assist.CodeInsufficientFunds:
-		cl.refused = append(cl.refused, cmdID)
+		cl.refused = append(cl.refused, cmdID) // an approval: rejecting needs no money
 		w.res.Refused++
 		cl.done = true
 	default:
@@ -611,7 +650,7 @@ func (w *world) startFinance(settling bool) {
 		w.fail("read failed payouts: %v", err)
 		return
 	}
-	cancel := w.rng.IntN(3) == 0
+	cancel := w.rng.IntN(2) == 0
 	if settling {
 		cancel = attempt >= 3
 	}
@@ -637,8 +676,34 @@ func (w *world) startFinance(settling bool) {
 	})
 }
 
-// ledgerTypes are the events disbursement's consumer takes.
-var ledgerTypes = []string{"RequestApproved", "FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "PayoutRetried"}
+// ledger is disbursement's consumer: its name and the events it takes.
+var ledger = disbursement.Consumer()
+
+// takes reports whether a consumer's filters take subject (tokens, *
+// matching one, > the rest).
+func takes(cfg eventlog.ConsumerConfig, subject string) bool {
+	for _, f := range cfg.Filters {
+		if subjectMatches(f, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+func subjectMatches(filter, subject string) bool {
+	fs, ss := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, f := range fs {
+		switch {
+		case f == ">":
+			return len(ss) > i
+		case i >= len(ss):
+			return false
+		case f != "*" && f != ss[i]:
+			return false
+		}
+	}
+	return len(fs) == len(ss)
+}
 
 // consumer is disbursement's durable consumer as the JetStream server
 // keeps it: which events were acked, which are being delivered. It
@@ -658,7 +723,7 @@ type consumer struct {
 func (c *consumer) refresh(w *world) {
 	for ; c.scanned < len(w.stream.msgs); c.scanned++ {
 		m := eventlog.FromRaw(w.stream.msgs[c.scanned])
-		if slices.Contains(ledgerTypes, m.Type) {
+		if takes(ledger, m.Subject) {
 			c.queue = append(c.queue, m)
 		}
 	}
@@ -717,7 +782,7 @@ func (w *world) startDelivery(n *node) {
 	var acks []bool
 	w.spawn(n, "consume "+strings.Join(seqs, ","), func(ctx context.Context) {
 		yield(ctx, "consumer pull")
-		failed, err := eventlog.Deliver(ctx, yieldingDB{DB: w.db, w: w}, eventlog.ConsumerConfig{Name: "disbursement"}, n.money.Apply, batch)
+		failed, err := eventlog.Deliver(ctx, yieldingDB{DB: w.db, w: w}, ledger, n.money.Apply, batch)
 		if err != nil {
 			at := "the transaction"
 			if failed >= 0 {
@@ -762,6 +827,7 @@ func (w *world) settle() {
 			w.tracef("settled after %d rounds", round)
 			return
 		}
+		w.reviveSecondApprovers()
 		for _, cl := range w.idleClients() {
 			w.startClient(cl, w.pickNode())
 		}
@@ -790,6 +856,35 @@ func (w *world) settle() {
 		w.fail("the system did not settle once the faults ended: %d events not applied, payouts open: %v, clients waiting: %d",
 			w.cons.pending(w), open, len(w.idleClients()))
 	}
+}
+
+// reviveSecondApprovers has the approver who did not give a case's first
+// approval try again while the case awaits its second: a case would hold
+// its money for ever otherwise (its deadline escalates it to people).
+func (w *world) reviveSecondApprovers() {
+	for _, c := range w.cases {
+		cs := w.caseNow(c.id)
+		if cs == nil || cs.State != assist.StateAwaitingSecondApproval {
+			continue
+		}
+		for _, cl := range c.clients {
+			if cl.done && !cl.busy && !slices.ContainsFunc(cs.Approvals, func(a assist.Approval) bool { return a.Approver == cl.actor.Username }) {
+				cl.done, cl.rounds, cl.tries, cl.cmdID = false, 0, 0, w.newID()
+				w.tracef("client %s: back for the second approval", cl.name)
+			}
+		}
+	}
+}
+
+// caseNow folds a case from the log, outside any task.
+func (w *world) caseNow(id string) *assist.Case {
+	var recs []assist.Recorded
+	for _, r := range w.events() {
+		if r.Event.CaseID == id {
+			recs = append(recs, r)
+		}
+	}
+	return assist.Fold(recs)
 }
 
 func (w *world) settled() bool {
@@ -837,12 +932,16 @@ func fundsText(fs []disbursementapi.Fund) string {
 	return strings.Join(parts, " ")
 }
 
+var releaseCauses = map[assist.ReleaseCause]string{assist.ReleaseHoldExpired: " (hold expired)",
+	assist.ReleasePayoutCancelled: " (payout cancelled)", assist.ReleaseNotApproved: " (not approved)"}
+
 // Summary is what a run of many seeds did.
 type Summary struct {
 	Seeds                                           int
 	Elapsed                                         time.Duration
 	Steps, Events, Approved, Refused, Paid, Crashes int
 	Redeliveries                                    int
+	Types                                           map[string]int
 	// Failures are the seeds whose invariants broke, in seed order.
 	Failures []Result
 }
@@ -896,7 +995,7 @@ func RunSeeds(ctx context.Context, cfg Config, o Seeds) Summary {
 	}
 	close(next)
 	wg.Wait()
-	s := Summary{Seeds: ran, Elapsed: time.Since(start)}
+	s := Summary{Seeds: ran, Elapsed: time.Since(start), Types: map[string]int{}}
 	for _, r := range results[:ran] {
 		s.Steps += r.Steps
 		s.Events += r.Events
@@ -905,6 +1004,9 @@ func RunSeeds(ctx context.Context, cfg Config, o Seeds) Summary {
 		s.Paid += r.Paid
 		s.Crashes += r.Crashes
 		s.Redeliveries += r.Redeliver
+		for t, n := range r.Types {
+			s.Types[t] += n
+		}
 		if r.Err != nil {
 			s.Failures = append(s.Failures, r)
 		}

@@ -103,7 +103,7 @@ func AuditVerify(ctx context.Context, p *Platform, o AuditVerifyOptions, out io.
 		}
 		opt.Checkpoints = append(opt.Checkpoints, auditapi.SplitCheckpoints(data)...)
 	}
-	res, err := audit.Verify(ctx, audit.NewSQLStore(db), p.Log, opt)
+	res, err := audit.VerifyAll(ctx, audit.NewSQLStore(db), p.Log, opt)
 	if err != nil {
 		return err
 	}

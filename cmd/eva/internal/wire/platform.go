@@ -38,12 +38,21 @@ type Config struct {
 	DataDir string
 	// HTTPAddr is where the gateway listens.
 	HTTPAddr string
+	// MetricsAddr, when set, serves /metrics there alone instead of on
+	// HTTPAddr.
+	MetricsAddr string
 	// DatabaseURL: postgres://... or sqlite:<path>, shared by the
 	// services; empty gives each service its own embedded database in
 	// DataDir (<service>.db), so that their writes commit in parallel.
 	DatabaseURL string
 	// NATSURL: nats://...; empty starts an embedded server in DataDir.
 	NATSURL string
+	// NATSUser is who this process is on an external NATS (a service's
+	// name, or admin for the tools); NATSKey is its NKey seed ("SU...").
+	// Empty connects without credentials. A service attaches to the
+	// streams; only admin makes them (eva migrate).
+	NATSUser string
+	NATSKey  string
 	// NATSListen, with an embedded server, also accepts clients there
 	// (e.g. 127.0.0.1:4222); empty accepts in-process connections only.
 	NATSListen string
@@ -94,6 +103,17 @@ type Platform struct {
 	// stop ends what the platform runs in the background.
 	stop   context.CancelFunc
 	keeper *natsx.Keeper // of the embedded server
+	// busSeeds are the NKey seeds of every identity on the embedded
+	// server (nil with external NATS); buses are the services'
+	// connections to it.
+	busSeeds map[string]string
+	buses    []*nats.Conn
+}
+
+// Bus is a service's connection to NATS and its event log on it.
+type Bus struct {
+	NC  *nats.Conn
+	Log *eventlog.Log
 }
 
 // Open opens NATS, the database, the event log and the keyring.
@@ -121,7 +141,16 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 	bg, p.stop = context.WithCancel(context.WithoutCancel(ctx))
 	if cfg.NATSURL == "" {
 		storeDir := filepath.Join(cfg.DataDir, "nats")
-		s, err := natsx.StartServer(natsx.ServerConfig{StoreDir: storeDir, Listen: cfg.NATSListen, Name: "eva"})
+		// Every service connects as itself, with only its own subjects.
+		var err error
+		if p.busSeeds, err = busKeys(filepath.Join(cfg.DataDir, "nats-keys")); err != nil {
+			return nil, err
+		}
+		users, err := busUsers(p.busSeeds)
+		if err != nil {
+			return nil, err
+		}
+		s, err := natsx.StartServer(natsx.ServerConfig{StoreDir: storeDir, Listen: cfg.NATSListen, Name: "eva", Users: users})
 		if err != nil {
 			return nil, err
 		}
@@ -131,7 +160,11 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 		p.keeper = natsx.Keep(s, storeDir, zl.Named("nats"))
 		go p.keeper.Run(bg, time.Second)
 	}
-	nc, err := natsx.Connect(cfg.NATSURL, p.Server, "eva")
+	creds := natsx.Credentials{User: cfg.NATSUser, Seed: cfg.NATSKey}
+	if p.busSeeds != nil {
+		creds = natsx.Credentials{User: busAdmin, Seed: p.busSeeds[busAdmin]}
+	}
+	nc, err := natsx.ConnectAs(cfg.NATSURL, p.Server, "eva", creds)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +177,8 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 	if p.keeper != nil {
 		healthy = p.keeper.Healthy
 	}
-	if p.Log, err = openLog(ctx, js, eventlog.Config{Replicas: cfg.Replicas, Healthy: healthy}); err != nil {
+	attach := creds.Seed != "" && creds.User != busAdmin
+	if p.Log, err = openLog(ctx, js, eventlog.Config{Replicas: cfg.Replicas, Healthy: healthy, Attach: attach}); err != nil {
 		return nil, err
 	}
 	if p.Keys, err = keyring(cfg); err != nil {
@@ -189,6 +223,42 @@ func keyring(cfg Config) (*seal.Keyring, error) {
 		return nil, fmt.Errorf("master key is not base64: %w", err)
 	}
 	return seal.NewKeyring(key)
+}
+
+// Bus connects service to NATS as itself: on the embedded server, with
+// its own credentials and event log; on external NATS, the process is
+// the service and its connection is the platform's.
+func (p *Platform) Bus(ctx context.Context, service string) (Bus, error) {
+	if p.busSeeds == nil {
+		return Bus{NC: p.NC, Log: p.Log}, nil
+	}
+	nc, err := natsx.ConnectAs("", p.Server, "eva-"+service, natsx.Credentials{User: service, Seed: p.busSeeds[service]})
+	if err != nil {
+		return Bus{}, err
+	}
+	p.mu.Lock()
+	p.buses = append(p.buses, nc)
+	p.mu.Unlock()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return Bus{}, err
+	}
+	var healthy func() error
+	if p.keeper != nil {
+		healthy = p.keeper.Healthy
+	}
+	log, err := openLog(ctx, js, eventlog.Config{Replicas: p.Config.Replicas, Healthy: healthy, Attach: true})
+	if err != nil {
+		return Bus{}, fmt.Errorf("event log of %s: %w", service, err)
+	}
+	return Bus{NC: nc, Log: log}, nil
+}
+
+// BusCredentials are the credentials of an identity on the embedded
+// server (tests); false with external NATS.
+func (p *Platform) BusCredentials(name string) (natsx.Credentials, bool) {
+	seed, ok := p.busSeeds[name]
+	return natsx.Credentials{User: name, Seed: seed}, ok
 }
 
 // devActorKey reports whether the actor key is the dev one in DataDir.
@@ -292,6 +362,10 @@ func (p *Platform) Close() {
 	}
 	for _, db := range p.dbs {
 		db.Close()
+	}
+	for _, nc := range p.buses {
+		nc.Drain()
+		nc.Close()
 	}
 	if p.NC != nil {
 		p.NC.Drain()

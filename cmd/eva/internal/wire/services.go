@@ -28,48 +28,49 @@ import (
 // to run it.
 type service struct {
 	migrate func(ctx context.Context, db sqldb.DB) error
-	run     func(ctx context.Context, p *Platform, db sqldb.DB) error
+	run     func(ctx context.Context, p *Platform, b Bus, db sqldb.DB) error
 }
 
 var services = map[string]service{
 	"intake": {intake.Migrate,
-		func(ctx context.Context, p *Platform, db sqldb.DB) error {
-			return intake.Run(ctx, intake.Deps{Config: intake.Config{Policy: p.Config.Policy}, NC: p.NC, Trust: p.Trust, Log: p.Log,
-				DB: db, Keys: p.Keys, Payees: disbursementapi.NewClient(p.NC), Logger: p.Logger.Named("intake")})
+		func(ctx context.Context, p *Platform, b Bus, db sqldb.DB) error {
+			return intake.Run(ctx, intake.Deps{Config: intake.Config{Policy: p.Config.Policy}, NC: b.NC, Trust: p.Trust, Log: b.Log,
+				DB: db, Keys: p.Keys, Payees: disbursementapi.NewClient(b.NC), Logger: p.Logger.Named("intake")})
 		}},
 	"approval": {approval.Migrate,
-		func(ctx context.Context, p *Platform, db sqldb.DB) error {
-			return approval.Run(ctx, approval.Deps{Config: approval.Config{Policy: p.Config.Policy, Replicas: p.Config.Replicas}, NC: p.NC, Trust: p.Trust, Log: p.Log,
-				DB: db, Holds: disbursementapi.NewClient(p.NC), Logger: p.Logger.Named("approval")})
+		func(ctx context.Context, p *Platform, b Bus, db sqldb.DB) error {
+			return approval.Run(ctx, approval.Deps{Config: approval.Config{Policy: p.Config.Policy, Replicas: p.Config.Replicas}, NC: b.NC, Trust: p.Trust, Log: b.Log,
+				DB: db, Holds: disbursementapi.NewClient(b.NC), Logger: p.Logger.Named("approval")})
 		}},
 	"disbursement": {migrateDisbursement,
-		func(ctx context.Context, p *Platform, db sqldb.DB) error {
+		func(ctx context.Context, p *Platform, b Bus, db sqldb.DB) error {
 			if err := migrateDisbursement(ctx, db); err != nil { // with the simulator's own books
 				return err
 			}
 			sim := provsim.New(provsim.Config{SettleAfter: p.Config.SettleAfter}, db)
 			return disbursement.Run(ctx, disbursement.Deps{Config: disbursement.Config{HoldTTL: p.Config.HoldTTL},
-				NC: p.NC, Trust: p.Trust, Log: p.Log, DB: db, Provider: sim, Logger: p.Logger.Named("disbursement")})
+				NC: b.NC, Trust: p.Trust, Log: b.Log, DB: db, Provider: sim, Logger: p.Logger.Named("disbursement")})
 		}},
 	"audit": {audit.Migrate,
-		func(ctx context.Context, p *Platform, db sqldb.DB) error {
+		func(ctx context.Context, p *Platform, b Bus, db sqldb.DB) error {
 			key, err := auditKey(p.Config)
 			if err != nil {
 				return err
 			}
-			return audit.Run(ctx, audit.Deps{NC: p.NC, Log: p.Log, DB: db, Key: key, Logger: p.Logger.Named("audit")})
+			return audit.Run(ctx, audit.Deps{NC: b.NC, Log: b.Log, DB: db, Key: key, Logger: p.Logger.Named("audit")})
 		}},
 	"gateway": {gateway.Migrate,
-		func(ctx context.Context, p *Platform, db sqldb.DB) error {
+		func(ctx context.Context, p *Platform, b Bus, db sqldb.DB) error {
 			if p.Signer == nil {
 				return errors.New("the gateway signs the actors of its commands: give it --actor-key (EVA_ACTOR_KEY)")
 			}
 			return gateway.Run(ctx, gateway.Deps{
-				Config:       gateway.Config{Addr: p.Config.HTTPAddr, CookieSecure: p.Config.CookieSecure},
-				Intake:       intakeapi.NewClient(p.NC),
-				Approval:     approvalapi.NewClient(p.NC),
-				Disbursement: disbursementapi.NewClient(p.NC),
-				Audit:        auditapi.NewClient(p.NC),
+				Config: gateway.Config{Addr: p.Config.HTTPAddr, CookieSecure: p.Config.CookieSecure,
+					MetricsAddr: p.Config.MetricsAddr},
+				Intake:       intakeapi.NewClient(b.NC),
+				Approval:     approvalapi.NewClient(b.NC),
+				Disbursement: disbursementapi.NewClient(b.NC),
+				Audit:        auditapi.NewClient(b.NC),
 				Signer:       p.Signer,
 				DB:           db,
 				Logger:       p.Logger.Named("gateway"),
@@ -103,7 +104,11 @@ func Serve(ctx context.Context, p *Platform, service string) error {
 	if err != nil {
 		return err
 	}
-	if err := svc.run(ctx, p, db); err != nil && ctx.Err() == nil {
+	b, err := p.Bus(ctx, service)
+	if err != nil {
+		return err
+	}
+	if err := svc.run(ctx, p, b, db); err != nil && ctx.Err() == nil {
 		return err
 	}
 	return nil // stopped, as asked

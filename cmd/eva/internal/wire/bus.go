@@ -1,0 +1,171 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/natsx"
+	"github.com/eva-org/eva/pkg/timers"
+)
+
+// Who may do what on the bus (ADR 16). Each service connects as itself;
+// admin is the tools (migrate, seed, audit verify), which manage the
+// streams.
+const busAdmin = "admin"
+
+// busIdentities are every identity on the bus.
+func busIdentities() []string { return append(Services(), busAdmin) }
+
+// eventOwners names, for each kind, the service that appends each event
+// type ("*": every type of the kind). Only the owner may publish on
+// eva.<kind>.<id>.<Type>.
+var eventOwners = map[assist.Kind]map[string]string{
+	assist.KindCase: {
+		"RequestSubmitted": "intake", "RequestAmended": "intake", "RequestWithdrawn": "intake", "InfoProvided": "intake",
+		"ReviewClaimed": "approval", "ReviewReleased": "approval", "RequestApproved": "approval",
+		"RequestRejected": "approval", "InfoRequested": "approval", "DeadlineMissed": "approval", "ClaimExpired": "approval",
+		"FundsReserved": "disbursement", "FundsReleased": "disbursement", "PayoutSent": "disbursement",
+		"PayoutSettled": "disbursement", "PayoutFailed": "disbursement", "PayoutRetried": "disbursement", "RequestClosed": "disbursement",
+	},
+	assist.KindFund:   {"*": "disbursement"},
+	assist.KindPayee:  {"*": "disbursement"},
+	assist.KindPolicy: {"*": "approval"},
+}
+
+// ownStreams are the streams a service makes and manages itself, with
+// the subjects it publishes on them (approval's timers, ADR 12).
+var ownStreams = map[string][]struct{ stream, subjects string }{
+	"approval": {{timers.Stream, "eva.timer.>"}},
+}
+
+// calls are the service endpoints a service calls itself (beside the
+// gateway, which calls every service).
+var calls = map[string][]string{
+	"intake":   {"eva.disbursement.payees_get"},
+	"approval": {"eva.disbursement.hold_place", "eva.disbursement.hold_release"},
+}
+
+// busUser is what identity name may do on the bus.
+//
+// Every service: serve its own endpoints (eva.<name>.*, and micro's
+// $SRV.>) and answer the requests it received; append the events it
+// owns; read the event streams and run its consumers; dead-letter. The
+// gateway: send every user-facing command and query, append nothing.
+// Admin: everything.
+func busUser(name, publicKey string) natsx.User {
+	u := natsx.User{Name: name, PublicKey: publicKey}
+	if name == busAdmin {
+		u.Publish, u.Subscribe, u.Responds = []string{">"}, []string{">"}, true
+		return u
+	}
+	// Read the streams; run consumers on them; ack.
+	u.Publish = []string{
+		"$JS.API.INFO",
+		"$JS.API.STREAM.INFO.*",
+		"$JS.API.STREAM.MSG.GET.*",
+		"$JS.API.DIRECT.GET.*",
+		"$JS.API.DIRECT.GET.*.>",
+		"$JS.API.CONSUMER.CREATE.*",
+		"$JS.API.CONSUMER.CREATE.*.>",
+		"$JS.API.CONSUMER.DURABLE.CREATE.*.*",
+		"$JS.API.CONSUMER.INFO.*.*",
+		"$JS.API.CONSUMER.MSG.NEXT.*.*",
+		"$JS.ACK.>",
+		"$JS.FC.>",
+	}
+	if name == "gateway" {
+		for _, svc := range Services() {
+			if svc != "gateway" {
+				u.Publish = append(u.Publish, "eva."+svc+".*")
+			}
+		}
+		return u
+	}
+	u.Responds = true
+	u.Subscribe = []string{"eva." + name + ".*", "$SRV.>"}
+	// Its durable consumer is named after it; it may delete it (a former
+	// consumer, when a projection changes).
+	u.Publish = append(u.Publish, "$JS.API.CONSUMER.DELETE.*."+name)
+	u.Publish = append(u.Publish, calls[name]...)
+	u.Publish = append(u.Publish, eventlog.DLQPrefix+">")
+	for _, o := range ownStreams[name] {
+		u.Publish = append(u.Publish, o.subjects, "$JS.API.STREAM.CREATE."+o.stream, "$JS.API.STREAM.UPDATE."+o.stream,
+			"$JS.API.STREAM.PURGE."+o.stream)
+	}
+	if name == "intake" {
+		u.Publish = append(u.Publish, eventlog.AccessPrefix+">") // reads of personal data
+	}
+	for _, kind := range slices.Sorted(maps.Keys(eventOwners)) {
+		for typ, owner := range eventOwners[kind] {
+			if owner == name {
+				u.Publish = append(u.Publish, "eva."+string(kind)+".*."+typ)
+			}
+		}
+	}
+	slices.Sort(u.Publish)
+	return u
+}
+
+// busKeys reads the NKey seeds of every identity from dir, making those
+// that are missing (dev: the embedded server's users).
+func busKeys(dir string) (map[string]string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("nats keys: %w", err)
+	}
+	seeds := map[string]string{}
+	for _, name := range busIdentities() {
+		path := filepath.Join(dir, name+".nk")
+		data, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			seed, _, err := natsx.NewUserKey()
+			if err != nil {
+				return nil, err
+			}
+			data = []byte(seed)
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				return nil, fmt.Errorf("write nats key: %w", err)
+			}
+		} else if err != nil {
+			return nil, fmt.Errorf("read nats key: %w", err)
+		}
+		seeds[name] = strings.TrimSpace(string(data))
+	}
+	return seeds, nil
+}
+
+// busUsers are the users of every identity whose seed is in seeds.
+func busUsers(seeds map[string]string) ([]natsx.User, error) {
+	var users []natsx.User
+	for _, name := range busIdentities() {
+		pub, err := natsx.PublicKeyOf(seeds[name])
+		if err != nil {
+			return nil, fmt.Errorf("nats key of %s: %w", name, err)
+		}
+		users = append(users, busUser(name, pub))
+	}
+	return users, nil
+}
+
+// Appenders are the services that may publish on an event subject.
+func Appenders(subject string) []string {
+	kind, _, typ, ok := eventlog.ParseSubjectOf(subject)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, svc := range Services() {
+		if owner, ok := eventOwners[kind][typ]; ok && owner == svc {
+			out = append(out, svc)
+		} else if owner, ok := eventOwners[kind]["*"]; ok && owner == svc {
+			out = append(out, svc)
+		}
+	}
+	return out
+}
