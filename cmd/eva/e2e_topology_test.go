@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eva-org/eva/cmd/eva/internal/wire"
+	"github.com/eva-org/eva/pkg/devcerts"
 	"github.com/eva-org/eva/pkg/evatest"
+	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 	"github.com/eva-org/eva/pkg/rpc"
 
@@ -22,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/services/audit"
 )
 
 // TestE2ETopology runs the production topology (DESIGN §4, §7) as
@@ -36,12 +40,27 @@ func TestE2ETopology(t *testing.T) {
 	pgURL, schema := sqldbtest.Schema(t) // fails under CI / EVA_REQUIRE_POSTGRES, else skips loudly
 	dbURL := sqldbtest.URLWithSchema(pgURL, schema)
 
-	servers := natsxtest.Cluster(t, 3)
+	// The bus as docker-compose runs it: TLS between clients and servers
+	// and between the nodes, NKey users with EVA's permissions, all made
+	// by eva dev-certs.
+	certs := t.TempDir()
+	if err := wire.DevCerts(certs, []string{"127.0.0.1", "localhost"}); err != nil {
+		t.Fatal(err)
+	}
+	tlsFiles := devcerts.In(certs)
+	servers := natsxtest.Cluster(t, 3, func(c *natsx.ServerConfig) {
+		c.AuthFile = filepath.Join(certs, "auth.conf")
+		c.TLS = &natsx.TLSFiles{Cert: tlsFiles.Cert, Key: tlsFiles.Key, CA: tlsFiles.CA}
+	})
 	var urls []string
 	for _, s := range servers {
-		urls = append(urls, s.ClientURL())
+		urls = append(urls, strings.Replace(s.ClientURL(), "nats://", "tls://", 1))
 	}
 	natsURL := strings.Join(urls, ",")
+	// as is the environment of a process on the bus as name.
+	as := func(env []string, name string) []string {
+		return append(slices.Clone(env), "EVA_NATS_NKEY="+filepath.Join(certs, "nkeys", name+".nk"), "EVA_NATS_CA="+tlsFiles.CA)
+	}
 
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
@@ -51,12 +70,17 @@ func TestE2ETopology(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := childEnv("EVA_MASTER_KEY="+base64.StdEncoding.EncodeToString(key), "EVA_ACTOR_PUBLIC_KEYS="+actorPublic)
+	auditKey, _, err := audit.GenerateKey("eva-topology-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := childEnv("EVA_MASTER_KEY="+base64.StdEncoding.EncodeToString(key), "EVA_ACTOR_PUBLIC_KEYS="+actorPublic,
+		"EVA_AUDIT_KEY="+auditKey)
 	signing := append(slices.Clone(env), "EVA_ACTOR_KEY="+actorSeed)
 	common := []string{"--nats", natsURL, "--replicas", "3", "--database", dbURL}
 	args := func(a ...string) []string { return append(a, common...) }
 
-	if code := startProc(t, "eva migrate", env, args("migrate")...).wait(90 * time.Second); code != 0 {
+	if code := startProc(t, "eva migrate", as(env, "admin"), args("migrate")...).wait(90 * time.Second); code != 0 {
 		t.Fatalf("eva migrate exited with %d", code)
 	}
 	var procs []*proc
@@ -65,12 +89,12 @@ func TestE2ETopology(t *testing.T) {
 		replicas int
 	}{{"intake", 2}, {"approval", 2}, {"disbursement", 1}, {"audit", 1}} {
 		for i := range svc.replicas {
-			procs = append(procs, startProc(t, fmt.Sprintf("eva serve %s #%d", svc.name, i+1), env, args("serve", svc.name)...))
+			procs = append(procs, startProc(t, fmt.Sprintf("eva serve %s #%d", svc.name, i+1), as(env, svc.name), args("serve", svc.name)...))
 		}
 	}
-	gw := startHTTPProc(t, "eva serve gateway", signing, func(addr string) []string { return args("serve", "gateway", "--http", addr) })
+	gw := startHTTPProc(t, "eva serve gateway", as(signing, "gateway"), func(addr string) []string { return args("serve", "gateway", "--http", addr) })
 	procs = append(procs, gw)
-	if code := startProc(t, "eva seed", signing, args("seed")...).wait(90 * time.Second); code != 0 {
+	if code := startProc(t, "eva seed", as(signing, "admin"), args("seed")...).wait(90 * time.Second); code != 0 {
 		t.Fatalf("eva seed exited with %d", code)
 	}
 	for _, p := range procs {
@@ -80,7 +104,20 @@ func TestE2ETopology(t *testing.T) {
 	}
 
 	// The streams are replicated on the three nodes.
-	nc, err := nats.Connect(natsURL)
+	// Without credentials, no one is let on the bus.
+	if nc, err := nats.Connect(natsURL, nats.RootCAs(tlsFiles.CA), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Error("a client without credentials connected to the cluster")
+	}
+	admin, err := os.ReadFile(filepath.Join(certs, "nkeys", "admin.nk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminOpts, err := natsx.Credentials{User: "admin", Seed: string(admin), CA: tlsFiles.CA}.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(natsURL, adminOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +220,7 @@ func TestE2ETopology(t *testing.T) {
 			t.Errorf("%s exited with %d after SIGINT", p.name, code)
 		}
 	}
-	verify := startProc(t, "eva audit verify", env, args("audit", "verify")...)
+	verify := startProc(t, "eva audit verify", as(env, "admin"), args("audit", "verify")...)
 	if code := verify.wait(60 * time.Second); code != 0 || !strings.Contains(verify.out.String(), `"ok": true`) {
 		t.Errorf("eva audit verify: exit %d:\n%s", code, verify.out)
 	}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/eva-org/eva/cmd/eva/internal/wire"
@@ -31,6 +32,9 @@ commands:
   audit verify         check the audit log: archive, hash chain, Merkle tree, signed checkpoints
                        (--checkpoint FILE --key KEY: one saved earlier) and the event log
   audit keygen         make a checkpoint signing key (--origin NAME) and print its verifier key
+  audit witness        fetch the checkpoint (--url URL --key KEY, token in EVA_AUDIT_TOKEN), check it
+                       extends the last one kept in --dir, keep it (run it from cron, elsewhere)
+  dev-certs --out DIR  write a dev CA, NATS server certificate, NKeys and nats-server auth.conf (docker-compose)
   actor-key            print a new actor signing key as EVA_ACTOR_KEY and EVA_ACTOR_PUBLIC_KEYS lines
   sim                  run the money path's seeded fault simulator (replay a seed with -seed N -seeds 1 -v)
 
@@ -52,8 +56,11 @@ func main() {
 
 // run parses the command's own flags and runs it.
 func run(ctx context.Context, cmd string, args []string) error {
-	if cmd == "actor-key" {
+	switch cmd {
+	case "actor-key":
 		return printActorKey(os.Stdout)
+	case "dev-certs":
+		return devCerts(args)
 	}
 	var arg string
 	if cmd == "serve" || cmd == "audit" {
@@ -102,8 +109,16 @@ func run(ctx context.Context, cmd string, args []string) error {
 			return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditVerify(ctx, p, o.audit, os.Stdout) })
 		case "keygen":
 			return wire.AuditKeygen(o.origin, os.Stdout)
+		case "witness":
+			o.witness.Key = o.audit.Key
+			saw, err := o.witness.Check(ctx)
+			if err != nil {
+				return fmt.Errorf("audit witness: %w", err)
+			}
+			fmt.Println(saw)
+			return nil
 		}
-		return errors.New("unknown audit command " + arg + " (want verify or keygen)")
+		return errors.New("unknown audit command " + arg + " (want verify, keygen or witness)")
 	case "sim":
 		return runSim(ctx, o.sim, os.Stdout)
 	default: // bench
@@ -120,4 +135,20 @@ func printActorKey(out io.Writer) error {
 	}
 	_, err = fmt.Fprintf(out, "EVA_ACTOR_KEY=%s\nEVA_ACTOR_PUBLIC_KEYS=%s\n", seed, public)
 	return err
+}
+
+// devCerts writes the NATS certificates, keys and authorization of a
+// development deployment (docker-compose.yml mounts them).
+func devCerts(args []string) error {
+	fs := flag.NewFlagSet("eva dev-certs", flag.ExitOnError)
+	out := fs.String("out", "deploy/dev-certs", "directory to write to")
+	hosts := fs.String("hosts", "nats1,nats2,nats3,localhost,127.0.0.1", "comma-separated names and addresses of the NATS servers")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := wire.DevCerts(*out, strings.Split(*hosts, ",")); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s: ca.pem, nats.pem, nats-key.pem, nkeys/*.nk, nkeys.env, auth.conf\n", *out)
+	return nil
 }

@@ -20,6 +20,8 @@ type User struct {
 	// Publish and Subscribe are the subjects allowed; empty allows none.
 	Publish   []string
 	Subscribe []string
+	// DenyPublish are exceptions to Publish.
+	DenyPublish []string
 	// Responds lets the user answer requests it received, for up to
 	// ResponseTTL after each.
 	Responds bool
@@ -35,7 +37,7 @@ func InboxPrefix(name string) string { return "_INBOX_" + name }
 // Permissions are u's permissions as the server takes them.
 func (u User) Permissions() *server.Permissions {
 	p := &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: orNone(u.Publish)},
+		Publish:   &server.SubjectPermission{Allow: orNone(u.Publish), Deny: u.DenyPublish},
 		Subscribe: &server.SubjectPermission{Allow: orNone(append([]string{InboxPrefix(u.Name) + ".>"}, u.Subscribe...))},
 	}
 	if u.Responds {
@@ -92,14 +94,21 @@ type Credentials struct {
 	User string
 	// Seed is the user's NKey seed ("SU...").
 	Seed string
+	// CA, when set, is the PEM file of the CA the servers' TLS
+	// certificates are checked against (tls://).
+	CA string
 }
 
 // Options are the connection options for c; none for zero credentials.
 //
 // Errors: the seed is not a user NKey seed.
 func (c Credentials) Options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if c.CA != "" {
+		opts = append(opts, nats.RootCAs(c.CA))
+	}
 	if c.Seed == "" {
-		return nil, nil
+		return opts, nil
 	}
 	kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(c.Seed)))
 	if err != nil {
@@ -112,10 +121,7 @@ func (c Credentials) Options() ([]nats.Option, error) {
 	if !nkeys.IsValidPublicUserKey(pub) {
 		return nil, fmt.Errorf("nats nkey of %s: not a user seed (SU...)", c.User)
 	}
-	return []nats.Option{
-		nats.Nkey(pub, kp.Sign),
-		nats.CustomInboxPrefix(InboxPrefix(c.User)),
-	}, nil
+	return append(opts, nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(InboxPrefix(c.User))), nil
 }
 
 // nkeyUsers are users as the server takes them.

@@ -32,6 +32,19 @@ type ServerConfig struct {
 	// Users, when set, are the only identities the server admits (NKeys),
 	// each with its permissions; in-process connections authenticate too.
 	Users []User
+	// AuthFile, when set, is a nats-server configuration file whose
+	// authorization (NKey users and permissions) the server takes, as an
+	// external server would (see the wire's auth.conf).
+	AuthFile string
+	// TLS, when set, is required of clients and of cluster routes.
+	TLS *TLSFiles
+}
+
+// TLSFiles are the PEM files of a server's TLS: its certificate and key
+// (also used as a client certificate between cluster nodes) and the CA
+// that signed the certificates of the other nodes.
+type TLSFiles struct {
+	Cert, Key, CA string
 }
 
 // ClusterConfig places an embedded server in a cluster.
@@ -58,6 +71,13 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	if len(cfg.Users) > 0 {
 		opts.Nkeys = nkeyUsers(cfg.Users)
 	}
+	if cfg.AuthFile != "" {
+		fo, err := server.ProcessConfigFile(cfg.AuthFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats auth %s: %w", cfg.AuthFile, err)
+		}
+		opts.Nkeys, opts.Users = fo.Nkeys, fo.Users
+	}
 	if cfg.Listen == "" {
 		opts.DontListen = true
 	} else {
@@ -75,6 +95,23 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
 		for _, r := range c.Routes {
 			opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
+		}
+	}
+	if t := cfg.TLS; t != nil {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: t.Cert, KeyFile: t.Key, CaFile: t.CA})
+		if err != nil {
+			return nil, fmt.Errorf("nats tls: %w", err)
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 5
+		if cfg.Cluster != nil {
+			// Routes verify each other's certificate.
+			rc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: t.Cert, KeyFile: t.Key, CaFile: t.CA, Verify: true})
+			if err != nil {
+				return nil, fmt.Errorf("nats cluster tls: %w", err)
+			}
+			// Each node is also the client of the others' routes.
+			rc.RootCAs = rc.ClientCAs
+			opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = rc, 5
 		}
 	}
 	s, err := server.NewServer(opts)

@@ -414,17 +414,24 @@ func (s *SQLStore) ReleaseHold(ctx context.Context, q sqldb.Querier, holdID stri
 // keptUntil is the expiry of a kept hold: never, in practice.
 var keptUntil = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
+// givenBack is the expiry of a hold whose first approval was rejected or
+// withdrawn: due at once, and for good — KeepHold never extends it, so a
+// redelivered first approval applied after its rejection (the consumer
+// does not order events of a case) cannot keep the money held for ever
+// (found by the simulator, seed 1391).
+const givenBack = 0
+
 // KeepHold implements Store.
 func (s *SQLStore) KeepHold(ctx context.Context, q sqldb.Querier, holdID string, now time.Time) error {
-	_, err := q.Exec(ctx, `UPDATE disb_holds SET expires_at = $1, updated_at = $2 WHERE id = $3 AND status = $4`,
-		sqldb.Micros(keptUntil), sqldb.Micros(now), holdID, disbursementapi.HoldHeld)
+	_, err := q.Exec(ctx, `UPDATE disb_holds SET expires_at = $1, updated_at = $2 WHERE id = $3 AND status = $4 AND expires_at <> $5`,
+		sqldb.Micros(keptUntil), sqldb.Micros(now), holdID, disbursementapi.HoldHeld, givenBack)
 	return err
 }
 
 // ExpireHoldNow implements Store.
 func (s *SQLStore) ExpireHoldNow(ctx context.Context, q sqldb.Querier, holdID string, now time.Time) error {
-	_, err := q.Exec(ctx, `UPDATE disb_holds SET expires_at = $1, updated_at = $1 WHERE id = $2 AND status = $3 AND expires_at > $1`,
-		sqldb.Micros(now), holdID, disbursementapi.HoldHeld)
+	_, err := q.Exec(ctx, `UPDATE disb_holds SET expires_at = $1, updated_at = $2 WHERE id = $3 AND status = $4`,
+		givenBack, sqldb.Micros(now), holdID, disbursementapi.HoldHeld)
 	return err
 }
 

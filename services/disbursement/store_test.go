@@ -3,6 +3,7 @@ package disbursement
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -132,6 +133,31 @@ func TestStoreConformance(t *testing.T) {
 			}
 			if f, _ := s.Fund(ctx, fund.ID); f.AvailableCents != 1_000 || f.ReservedCents != 0 {
 				t.Fatalf("after release: %+v", f)
+			}
+		})
+
+		// A first approval's hold whose rejection the consumer applied
+		// before the approval itself (a redelivery): keeping it then must
+		// not hold the money for ever.
+		t.Run("a hold given back stays due when its first approval comes after", func(t *testing.T) {
+			h, err := hold(100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, apply := range []func(q sqldb.Querier) error{
+				func(q sqldb.Querier) error { return s.ExpireHoldNow(ctx, q, h.ID, now) },
+				func(q sqldb.Querier) error { return s.KeepHold(ctx, q, h.ID, now) },
+			} {
+				if err := db.Tx(ctx, apply); err != nil {
+					t.Fatal(err)
+				}
+			}
+			expired, err := s.ExpiredHolds(ctx, now, 10)
+			if err != nil || !slices.ContainsFunc(expired, func(e disbursementapi.Hold) bool { return e.ID == h.ID }) {
+				t.Fatalf("a hold given back, then kept, is not due: %+v %v", expired, err)
+			}
+			if err := db.Tx(ctx, func(q sqldb.Querier) error { return s.ReleaseHold(ctx, q, h.ID, now) }); err != nil {
+				t.Fatal(err)
 			}
 		})
 

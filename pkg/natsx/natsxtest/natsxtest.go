@@ -55,8 +55,9 @@ func JetStream(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
 
 // Cluster starts n embedded servers in one JetStream cluster, each with
 // its own store and free ports, and waits until JetStream has a leader.
-// They are shut down after the test.
-func Cluster(tb testing.TB, n int) []*server.Server {
+// They are shut down after the test. Each option adjusts every server's
+// configuration (authentication, TLS).
+func Cluster(tb testing.TB, n int, opts ...func(*natsx.ServerConfig)) []*server.Server {
 	tb.Helper()
 	ports := make([]int, n)
 	for i := range ports {
@@ -75,9 +76,13 @@ func Cluster(tb testing.TB, n int) []*server.Server {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			servers[i], errs[i] = natsx.StartServer(natsx.ServerConfig{StoreDir: tb.TempDir(), Listen: "127.0.0.1:0",
+			cfg := natsx.ServerConfig{StoreDir: tb.TempDir(), Listen: "127.0.0.1:0",
 				Name:    fmt.Sprintf("n%d", i+1),
-				Cluster: &natsx.ClusterConfig{Name: "eva-test", Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes}})
+				Cluster: &natsx.ClusterConfig{Name: "eva-test", Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes}}
+			for _, o := range opts {
+				o(&cfg)
+			}
+			servers[i], errs[i] = natsx.StartServer(cfg)
 		}()
 	}
 	wg.Wait()

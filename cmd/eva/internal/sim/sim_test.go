@@ -123,3 +123,14 @@ func TestFinanceRetryAfterCancelPaysNothing(t *testing.T) {
 		}
 	}
 }
+
+// A rejection of a first approval applied before the approval itself (the
+// consumer redelivered the approval after the rejection) once kept the
+// hold for ever: the approval's "keep until the second decision" undid the
+// rejection's "due now" (found by seed 1391). A hold given back now stays
+// due.
+func TestFirstApprovalAppliedAfterItsRejectionGivesTheHoldBack(t *testing.T) {
+	if r := sim.Run(context.Background(), sim.Config{Seed: 1391}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+}

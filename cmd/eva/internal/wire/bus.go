@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/devcerts"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/timers"
@@ -83,13 +85,18 @@ func busUser(name, publicKey string) natsx.User {
 	if name == "gateway" {
 		for _, svc := range Services() {
 			if svc != "gateway" {
-				u.Publish = append(u.Publish, "eva."+svc+".*")
+				u.Publish = append(u.Publish, "eva."+svc+".>")
 			}
 		}
+		// Only a service's own work may call these.
+		for _, c := range calls {
+			u.DenyPublish = append(u.DenyPublish, c...)
+		}
+		slices.Sort(u.DenyPublish)
 		return u
 	}
 	u.Responds = true
-	u.Subscribe = []string{"eva." + name + ".*", "$SRV.>"}
+	u.Subscribe = []string{"eva." + name + ".>", "$SRV.>"}
 	// Its durable consumer is named after it; it may delete it (a former
 	// consumer, when a projection changes).
 	u.Publish = append(u.Publish, "$JS.API.CONSUMER.DELETE.*."+name)
@@ -168,4 +175,65 @@ func Appenders(subject string) []string {
 		}
 	}
 	return out
+}
+
+// DevCerts writes, in dir, what a NATS deployment of EVA needs to run
+// with authentication and TLS (ADR 16): a development CA and a server
+// certificate for hosts (devcerts), each identity's NKey seed in
+// nkeys/<name>.nk (kept if present) and as .env lines in nkeys.env, and
+// auth.conf, the nats-server
+// authorization of those users, to include in the servers' configuration.
+//
+// Errors: a file could not be made or written.
+func DevCerts(dir string, hosts []string) error {
+	if _, err := devcerts.Write(dir, hosts); err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	seeds, err := busKeys(filepath.Join(dir, "nkeys"))
+	if err != nil {
+		return err
+	}
+	users, err := busUsers(seeds)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "auth.conf"), authConf(users), 0o644); err != nil {
+		return err
+	}
+	// The same seeds as .env lines, for docker compose to hand each
+	// service its own (EVA_NKEY_<NAME>).
+	var env strings.Builder
+	for _, name := range busIdentities() {
+		fmt.Fprintf(&env, "EVA_NKEY_%s=%s\n", strings.ToUpper(name), seeds[name])
+	}
+	return os.WriteFile(filepath.Join(dir, "nkeys.env"), []byte(env.String()), 0o600)
+}
+
+// authConf renders users as a nats-server authorization block.
+func authConf(users []natsx.User) []byte {
+	var b strings.Builder
+	b.WriteString("# EVA's NATS users and what each may do (ADR 16). Made by `eva dev-certs`; do not edit.\n")
+	b.WriteString("authorization {\n  users = [\n")
+	list := func(l []string) string {
+		q := make([]string, len(l))
+		for i, s := range l {
+			q[i] = strconv.Quote(s)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	}
+	for _, u := range users {
+		p := u.Permissions()
+		deny := ""
+		if len(p.Publish.Deny) > 0 {
+			deny = ", deny: " + list(p.Publish.Deny)
+		}
+		fmt.Fprintf(&b, "    # %s\n    {nkey: %q, permissions: {\n      publish: {allow: %s%s}\n      subscribe: {allow: %s}\n",
+			u.Name, u.PublicKey, list(p.Publish.Allow), deny, list(p.Subscribe.Allow))
+		if p.Response != nil {
+			fmt.Fprintf(&b, "      allow_responses: {max: %d, expires: %q}\n", p.Response.MaxMsgs, p.Response.Expires.String())
+		}
+		b.WriteString("    }}\n")
+	}
+	b.WriteString("  ]\n}\n")
+	return []byte(b.String())
 }

@@ -53,6 +53,9 @@ type Config struct {
 	// streams; only admin makes them (eva migrate).
 	NATSUser string
 	NATSKey  string
+	// NATSCA is the PEM file of the CA that signed the NATS servers'
+	// certificates (TLS); empty uses the system's roots.
+	NATSCA string
 	// NATSListen, with an embedded server, also accepts clients there
 	// (e.g. 127.0.0.1:4222); empty accepts in-process connections only.
 	NATSListen string
@@ -160,7 +163,7 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 		p.keeper = natsx.Keep(s, storeDir, zl.Named("nats"))
 		go p.keeper.Run(bg, time.Second)
 	}
-	creds := natsx.Credentials{User: cfg.NATSUser, Seed: cfg.NATSKey}
+	creds := natsx.Credentials{User: cfg.NATSUser, Seed: cfg.NATSKey, CA: cfg.NATSCA}
 	if p.busSeeds != nil {
 		creds = natsx.Credentials{User: busAdmin, Seed: p.busSeeds[busAdmin]}
 	}
