@@ -35,6 +35,21 @@ func TestE2EAuditCheckpointCatchesTruncationAndRewrite(t *testing.T) {
 	// Two more requests; then the checkpoint covering them is saved, with
 	// the verifier key, as an outsider would save them.
 	eva, c = startDev(t, "eva dev again", dataDir)
+	witnessDir := filepath.Join(t.TempDir(), "witness")
+	vkey := strings.TrimSpace(string(c.do(req{user: "aud", method: http.MethodGet, path: "/v1/audit/key"}).Body))
+	witness := func(c *client) (int, string) {
+		t.Helper()
+		tok, err := c.token("aud")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := startProc(t, "eva audit witness", childEnv("EVA_AUDIT_TOKEN="+tok), "audit", "witness",
+			"--url", c.base, "--key", vkey, "--dir", witnessDir)
+		return p.wait(30 * time.Second), p.out.String()
+	}
+	if code, out := witness(c); code != 0 || !strings.Contains(out, "first checkpoint kept") {
+		t.Fatalf("eva audit witness, first: exit %d\n%s", code, out)
+	}
 	post[caseJSON](c, "ana", "/v1/requests", fileBody(payee.ID, "REF-AUDIT-2", 10_000), http.StatusCreated, nil)
 	post[caseJSON](c, "ana", "/v1/requests", fileBody(payee.ID, "REF-AUDIT-3", 10_000), http.StatusCreated, nil)
 	v := c.waitVerified(30 * time.Second)
@@ -49,6 +64,11 @@ func TestE2EAuditCheckpointCatchesTruncationAndRewrite(t *testing.T) {
 		t.Fatalf("GET /v1/audit/key: %s", key)
 	}
 	outsiderVerifies(t, c, key.Body, []byte(note), v.Events)
+	if code, out := witness(c); code != 0 || !strings.Contains(out, "consistent: ") {
+		t.Fatalf("eva audit witness after two more requests: exit %d\n%s", code, out)
+	} else {
+		t.Logf("witness: %s", lastLine(out))
+	}
 	if code := eva.stop(); code != 0 {
 		t.Fatalf("eva dev exited with %d", code)
 	}
@@ -79,10 +99,22 @@ func TestE2EAuditCheckpointCatchesTruncationAndRewrite(t *testing.T) {
 	for _, ref := range []string{"REF-FORGED-2", "REF-FORGED-3", "REF-FORGED-4"} {
 		post[caseJSON](c, "ana", "/v1/requests", fileBody(payee.ID, ref, 20_000), http.StatusCreated, nil)
 	}
-	c.waitVerified(30 * time.Second)
+	v = c.waitVerified(30 * time.Second)
+	evatest.Await(t, 5*time.Second, "a checkpoint of the rewritten log", func() (bool, string) {
+		size, note := c.checkpoint()
+		return size == v.Events, note
+	})
+	// The witness, which kept the checkpoint of the log before, refuses it.
+	if code, out := witness(c); code == 0 || !strings.Contains(out, "rewritten") {
+		t.Fatalf("eva audit witness on the rewritten log: exit %d, want a failure naming it\n%s", code, out)
+	} else {
+		t.Logf("witness: %s", lastLine(out))
+	}
 	if code := eva.stop(); code != 0 {
 		t.Fatalf("eva dev exited with %d", code)
 	}
+	// The witness's whole file of checkpoints is a --checkpoint too.
+	saved = filepath.Join(witnessDir, "checkpoints")
 	if code, out := verify(older); code == 0 || !strings.Contains(out, "rewritten") {
 		t.Fatalf("eva audit verify on the rewritten log: exit %d, want a failure naming it\n%s", code, out)
 	} else {

@@ -32,6 +32,8 @@ commands:
   audit verify         check the audit log: archive, hash chain, Merkle tree, signed checkpoints
                        (--checkpoint FILE --key KEY: one saved earlier) and the event log
   audit keygen         make a checkpoint signing key (--origin NAME) and print its verifier key
+  audit witness        fetch the checkpoint (--url URL --key KEY, token in EVA_AUDIT_TOKEN), check it
+                       extends the last one kept in --dir, keep it (run it from cron, elsewhere)
   dev-certs --out DIR  write a dev CA, NATS server certificate, NKeys and nats-server auth.conf (docker-compose)
   actor-key            print a new actor signing key as EVA_ACTOR_KEY and EVA_ACTOR_PUBLIC_KEYS lines
   sim                  run the money path's seeded fault simulator (replay a seed with -seed N -seeds 1 -v)
@@ -107,8 +109,16 @@ func run(ctx context.Context, cmd string, args []string) error {
 			return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditVerify(ctx, p, o.audit, os.Stdout) })
 		case "keygen":
 			return wire.AuditKeygen(o.origin, os.Stdout)
+		case "witness":
+			o.witness.Key = o.audit.Key
+			saw, err := o.witness.Check(ctx)
+			if err != nil {
+				return fmt.Errorf("audit witness: %w", err)
+			}
+			fmt.Println(saw)
+			return nil
 		}
-		return errors.New("unknown audit command " + arg + " (want verify or keygen)")
+		return errors.New("unknown audit command " + arg + " (want verify, keygen or witness)")
 	case "sim":
 		return runSim(ctx, o.sim, os.Stdout)
 	default: // bench

@@ -14,6 +14,7 @@ import (
 
 	"github.com/eva-org/eva/cmd/eva/internal/wire"
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/services/audit/witness"
 )
 
 // options are the flags of one command, read into the wiring's Config.
@@ -25,6 +26,7 @@ type options struct {
 	bench    benchOptions
 	audit    wire.AuditVerifyOptions
 	origin   string
+	witness  witness.Witness
 	sim      simOptions
 }
 
@@ -82,6 +84,9 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		fs.Var((*stringList)(&o.audit.Checkpoints), "checkpoint", "verify: a file of signed checkpoints saved earlier (repeatable)")
 		fs.StringVar(&o.audit.Key, "key", "", "verify: the verifier key, as GET /v1/audit/key prints it (default: this installation's)")
 		fs.StringVar(&o.origin, "origin", "", "keygen: the log's name, e.g. audit.eva.example.org")
+		fs.StringVar(&o.witness.BaseURL, "url", os.Getenv("EVA_URL"), "witness: EVA's address, e.g. https://eva.example.org")
+		fs.StringVar(&o.witness.Dir, "dir", "./eva-witness", "witness: where the checkpoints seen are kept")
+		o.witness.Token = os.Getenv("EVA_AUDIT_TOKEN")
 	case "bench":
 		fs.StringVar(&o.cfg.DatabaseURL, "database", os.Getenv("EVA_DATABASE_URL"), "postgres://... for the instance the bench starts (default: embedded SQLite)")
 		fs.StringVar(&o.pprof, "pprof", "", "serve Go profiles (net/http/pprof) at host:port")

@@ -233,9 +233,11 @@ func orDefault(s, d string) string {
 // request to an Idempotent endpoint that the service answered with
 // CodeUnavailable, or that was waiting for its reply when the connection
 // to NATS was lost (the reply may be lost with it: rather than wait out
-// the deadline, the request is sent again once reconnected). A request
-// that timed out is not sent again: it may have been delivered, and the
-// call's time is spent.
+// the deadline, the request is sent again once reconnected) or that got
+// no reply in a third of the call's time (the service that took it may
+// have died); these are asked again for as long as the call may last.
+// A request to an endpoint that is not idempotent is sent again only when
+// no service received it.
 //
 // Errors: the *assist.Error the service answered with; CodeUnavailable
 // when no service answers in time.
@@ -264,23 +266,47 @@ func (e Endpoint[Req, Resp]) Call(ctx context.Context, nc *nats.Conn, req Req) (
 		}
 	}
 	var last error
-	resp, err := retry.DoValue(ctx, retryPolicy, e.retryable, func(ctx context.Context) (Resp, error) {
-		resp, err := e.call(ctx, nc, data, header)
-		last = err
-		return resp, err
-	})
+	var resp Resp
+	for {
+		resp, err = retry.DoValue(ctx, retryPolicy, e.retryable, func(ctx context.Context) (Resp, error) {
+			resp, err := e.call(ctx, nc, data, header)
+			last = err
+			return resp, err
+		})
+		// A reply presumably lost (see call) is asked for again, with a
+		// new budget, for as long as the call may last.
+		var lr lostReply
+		if !errors.As(last, &lr) || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil && last != nil {
 		// The last answer says why, not the deadline that ended the tries.
 		err = last
 	}
 	var ns notSent
-	if errors.As(err, &ns) {
+	var lr lostReply
+	switch {
+	case errors.As(err, &ns):
 		err = ns.err
+	case errors.As(err, &lr):
+		err = lr.err
 	}
 	return resp, err
 }
 
-var errConnectionLost = errors.New("the connection to NATS was lost while waiting for the reply")
+var (
+	errConnectionLost = errors.New("the connection to NATS was lost while waiting for the reply")
+	errNoReply        = errors.New("no reply in a third of the call's time")
+)
+
+// lostReply marks a request to an idempotent endpoint whose reply is
+// presumably lost: the caller's connection was lost while it waited, or
+// no reply came in a third of the call's time (the service that took the
+// request died with it).
+type lostReply struct{ err error }
+
+func (lr lostReply) Error() string { return lr.err.Error() }
 
 // notSent marks a request that reached no service.
 type notSent struct{ err error }
@@ -293,7 +319,8 @@ func (ns notSent) Error() string { return ns.err.Error() }
 // context, which ends the tries.)
 func (e Endpoint[Req, Resp]) retryable(err error) bool {
 	var ns notSent
-	return errors.As(err, &ns) || e.Idempotent && assist.IsCode(err, assist.CodeUnavailable)
+	var lr lostReply
+	return errors.As(err, &ns) || errors.As(err, &lr) || e.Idempotent && assist.IsCode(err, assist.CodeUnavailable)
 }
 
 // call sends the request once.
@@ -303,10 +330,14 @@ func (e Endpoint[Req, Resp]) call(ctx context.Context, nc *nats.Conn, data []byt
 	actx := ctx
 	if e.Idempotent {
 		// A reply sent while the connection was down is lost: stop
-		// waiting for it when the connection is lost, and try again.
+		// waiting for it when the connection is lost, and try again. So
+		// is the reply of a service that died with the request: stop
+		// waiting after a third of the call's time.
 		var cancel context.CancelCauseFunc
 		actx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
+		timer := time.AfterFunc(e.timeout()/3, func() { cancel(errNoReply) })
+		defer timer.Stop()
 		lost := nc.StatusChanged(nats.RECONNECTING, nats.DISCONNECTED, nats.CLOSED)
 		defer nc.RemoveStatusListener(lost)
 		go func() {
@@ -320,8 +351,8 @@ func (e Endpoint[Req, Resp]) call(ctx context.Context, nc *nats.Conn, data []byt
 		}()
 	}
 	msg, err := nc.RequestMsgWithContext(actx, &nats.Msg{Subject: subject, Data: data, Header: header})
-	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), errConnectionLost) {
-		return zero, assist.Errorf(assist.CodeUnavailable, "%s: %v", subject, errConnectionLost)
+	if cause := context.Cause(actx); err != nil && ctx.Err() == nil && (cause == errConnectionLost || cause == errNoReply) {
+		return zero, lostReply{assist.Errorf(assist.CodeUnavailable, "%s: %v", subject, cause)}
 	}
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):

@@ -244,3 +244,44 @@ func TestCallSendsAgainWhenTheConnectionIsLost(t *testing.T) {
 		t.Errorf("handled %v, want %v", seen, want)
 	}
 }
+
+// A request taken by a service that died with it gets no reply: the call
+// of an idempotent endpoint asks again after a third of its time, rather
+// than waiting out its deadline.
+func TestCallAsksAgainWhenNoReplyComes(t *testing.T) {
+	nc, _ := natsxtest.JetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dying := rpc.Endpoint[commandReq, commandReq]{Subject: "test.dying", Timeout: 3 * time.Second, Idempotent: true}
+	var mu sync.Mutex
+	var seen []string
+	srv, err := rpc.Serve(ctx, nc, nil, "dying", "test", zaptest.NewLogger(t), rpc.On(dying,
+		func(ctx context.Context, r commandReq) (commandReq, error) {
+			mu.Lock()
+			seen = append(seen, r.CommandID)
+			first := len(seen) == 1
+			mu.Unlock()
+			if first {
+				<-ctx.Done() // the replica that took it "died": no reply in time
+				return commandReq{}, ctx.Err()
+			}
+			return r, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	began := time.Now()
+	got, err := dying.Call(ctx, nc, commandReq{CommandID: "c-11"})
+	if err != nil || got.CommandID != "c-11" {
+		t.Fatalf("call after a lost reply: %+v %v", got, err)
+	}
+	if took := time.Since(began); took < time.Second || took > 2*time.Second {
+		t.Errorf("answered after %s, want about a third of the call's 3 s", took)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"c-11", "c-11"}; !slices.Equal(seen, want) {
+		t.Errorf("handled %v, want %v", seen, want)
+	}
+}

@@ -29,6 +29,8 @@ var dummyHash = []byte("$2a$10$G3j8k5GYBw9ETxBxo2kcJeRy1uuYzt7wmPQabE1kjJbLxb228
 type loginRequest struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
+	// OTP is the current TOTP code of an account with a second factor.
+	OTP string `json:"otp,omitempty" jsonschema_description:"the current one-time code, for an account with a second factor"`
 }
 
 // loginQuery is the query of POST /v1/auth/token.
@@ -58,46 +60,16 @@ var errBadCredentials = assist.Errorf(assist.CodeUnauthenticated, "wrong usernam
 // never stored in clear, so it cannot be replayed, and signing in twice
 // is harmless.
 func (s *server) login(w http.ResponseWriter, r *http.Request, q loginQuery, in loginRequest) (tokenResponse, error) {
-	var probs assist.Problems
-	if in.Username == "" {
-		probs.Add("username", "is required")
-	} else if len(in.Username) > maxUsername {
-		probs.Add("username", "must be at most %d bytes", maxUsername)
-	}
-	if in.Password == "" {
-		probs.Add("password", "is required")
-	}
-	if err := probs.Err(); err != nil {
-		return tokenResponse{}, err
-	}
 	now := s.now()
-	attempt := LoginAttempt{Username: in.Username, Addr: clientAddr(r)}
-	wait, err := s.store.CountLoginAttempt(r.Context(), attempt, s.cfg.Throttle, now)
+	acct, attempt, err := s.checkPassword(r, in.Username, in.Password, now)
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	if wait > 0 {
-		secs := retryAfterSeconds(wait)
-		return tokenResponse{}, &retryAfter{seconds: secs,
-			err: assist.Errorf(assist.CodeRateLimited, "too many failed sign-ins; try again in %d s", secs)}
-	}
-	acct, err := s.store.Account(r.Context(), in.Username)
-	switch {
-	case assist.IsCode(err, assist.CodeNotFound):
-		s.cfg.Password.verify(s.dummyHash, in.Password)
-		return tokenResponse{}, errBadCredentials
-	case err != nil:
+	if err := s.checkSecondFactor(r.Context(), acct, in.OTP, now); err != nil {
 		return tokenResponse{}, err
-	}
-	ok, stale := s.cfg.Password.verify(acct.PasswordHash, in.Password)
-	if !ok {
-		return tokenResponse{}, errBadCredentials
 	}
 	if err := s.store.LoginSucceeded(r.Context(), attempt, now); err != nil {
 		return tokenResponse{}, err
-	}
-	if stale {
-		s.upgradeHash(r.Context(), acct, in.Password)
 	}
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw) // crypto/rand.Read never fails

@@ -52,6 +52,10 @@ type Config struct {
 	// Password is the argon2id parameters of new password hashes (default
 	// DefaultPasswordParams).
 	Password PasswordParams
+	// RequireTOTP makes approver, finance and admin accounts sign in with
+	// a TOTP second factor; without one enrolled their sign-in is 403.
+	// Accounts that enrolled one use it either way.
+	RequireTOTP bool
 	// Throttle is how failed sign-ins slow down the next ones (default
 	// DefaultThrottlePolicy).
 	Throttle ThrottlePolicy

@@ -127,7 +127,7 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 		if len(op.Responses) == 0 || !strings.Contains(op.Description, "Who:") {
 			t.Errorf("%s: no responses or no Who", key)
 		}
-		if method == http.MethodPost && pattern != "/v1/auth/token" && pattern != "/v1/auth/refresh" {
+		if method == http.MethodPost && !strings.HasPrefix(pattern, "/v1/auth/") {
 			if !slices.ContainsFunc(op.Parameters, func(p openAPITestParam) bool {
 				return p.Ref == "#/components/parameters/IdempotencyKey"
 			}) {

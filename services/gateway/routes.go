@@ -84,11 +84,23 @@ func (s *server) routes() []route {
 				doc: "Local accounts. A wrong username and a wrong password get the same 401. Failed sign-ins are " +
 					"counted per account and client address (5 free), per address (20) and per account (100, not " +
 					"held against addresses that signed in to it within 30 days); beyond, each failure doubles the " +
-					"wait (1 s, 2 s, ... up to 15 min), answered 429 with Retry-After. Idempotency-Key is accepted " +
+					"wait (1 s, 2 s, ... up to 15 min), answered 429 with Retry-After. An account with a second factor " +
+					"also sends otp, its current TOTP code (401 naming otp when missing or wrong; each code once); " +
+					"with RequireTOTP an approver, finance or admin account without one gets 403. Idempotency-Key is accepted " +
 					"and ignored: tokens are not replayed.",
 				answer: "a bearer token",
-				op: handlePlain(s, s.login).alsoAnswers(http.StatusUnauthorized, http.StatusTooManyRequests, http.StatusServiceUnavailable).
+				op: handlePlain(s, s.login).alsoAnswers(http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests, http.StatusServiceUnavailable).
 					withHeader("Set-Cookie", "with ?cookie=1: the eva_session cookie (HttpOnly, SameSite=Strict, Secure behind HTTPS)")},
+			route{method: post, pattern: "/v1/auth/totp", public: true, summary: "Enrol a second factor",
+				doc: "With the account's password (and, to replace a confirmed factor, its current code): a new TOTP " +
+					"secret (RFC 6238, 6 digits, 30 s, SHA-1), pending until confirmed. Throttled like sign-in.",
+				answer: "the secret and its otpauth:// URL",
+				op:     handlePlain(s, s.enrolTOTP).alsoAnswers(http.StatusUnauthorized, http.StatusTooManyRequests, http.StatusServiceUnavailable)},
+			route{method: post, pattern: "/v1/auth/totp/confirm", public: true, summary: "Confirm a second factor",
+				doc: "With the account's password and a code of the pending secret: from then on the account signs in " +
+					"with \"otp\" as well.",
+				answer: "enabled",
+				op:     handlePlain(s, s.confirmTOTP).alsoAnswers(http.StatusUnauthorized, http.StatusConflict, http.StatusTooManyRequests, http.StatusServiceUnavailable)},
 			route{method: post, pattern: "/v1/auth/refresh", summary: "Renew the access token",
 				doc: "A fresh access token for the session of the token sent, with the account's current roles and " +
 					"posts; with ?cookie=1 also the eva_session cookie. It reads the session: 503 while the gateway's " +

@@ -118,6 +118,16 @@ type Store interface {
 	Revocations(ctx context.Context, since time.Time) ([]Revocation, error)
 	// DeleteRevocationsBefore forgets revocations made before t.
 	DeleteRevocationsBefore(ctx context.Context, t time.Time) (int64, error)
+	// TOTP returns the account's second factor, zero when none.
+	TOTP(ctx context.Context, username string) (TOTPFactor, error)
+	// PutPendingTOTP enrols secret, pending until ConfirmTOTP.
+	PutPendingTOTP(ctx context.Context, username, secret string) error
+	// ConfirmTOTP makes the pending secret, if still pending, the
+	// account's factor, step used. Errors: CodeConflict.
+	ConfirmTOTP(ctx context.Context, username, pending string, step int64) error
+	// UseTOTPStep records that a code of step was used; used is false when
+	// that step or a later one was used already.
+	UseTOTPStep(ctx context.Context, username string, step int64) (used bool, err error)
 	// CreateToken stores an issued token.
 	CreateToken(ctx context.Context, t Token) error
 	// TokenAccount returns the account holding the token with hash and

@@ -26,8 +26,8 @@ var (
 	Checkpoint  = rpc.Endpoint[CheckpointRequest, SignedCheckpoint]{Subject: "eva.audit.checkpoint", Idempotent: true}
 	Key         = rpc.Endpoint[struct{}, VerifierKey]{Subject: "eva.audit.key", Idempotent: true}
 	LeafOf      = rpc.Endpoint[LeafRequest, Leaf]{Subject: "eva.audit.leaf", Idempotent: true}
-	Inclusion   = rpc.Endpoint[InclusionRequest, Proof]{Subject: "eva.audit.proof.inclusion", Idempotent: true}
-	Consistency = rpc.Endpoint[ConsistencyRequest, Proof]{Subject: "eva.audit.proof.consistency", Idempotent: true}
+	Inclusion   = rpc.Endpoint[InclusionRequest, Proof]{Subject: "eva.audit.proof_inclusion", Idempotent: true}
+	Consistency = rpc.Endpoint[ConsistencyRequest, Proof]{Subject: "eva.audit.proof_consistency", Idempotent: true}
 	Access      = rpc.Endpoint[CaseRequest, []eventlog.Access]{Subject: "eva.audit.access", Idempotent: true}
 	DeadLetters = rpc.Endpoint[DeadLettersRequest, DeadLettersPage]{Subject: "eva.audit.dead_letters", Idempotent: true}
 )
