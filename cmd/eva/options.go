@@ -67,6 +67,8 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		fs.DurationVar(&o.cfg.HoldTTL, "hold-ttl", 5*time.Minute, "how long a hold waits for its approval to be recorded")
 		fs.DurationVar(&o.cfg.SettleAfter, "settle-after", 0, "simulated provider: time to settle a payout")
 		fs.BoolVar(&o.cfg.CookieSecure, "cookie-secure", false, "mark session cookies Secure (behind HTTPS)")
+		fs.BoolVar(&o.cfg.RequireTOTP, "require-totp", os.Getenv("EVA_REQUIRE_TOTP") == "1",
+			"approver, finance and admin accounts sign in with a TOTP second factor")
 		fs.StringVar(&o.pprof, "pprof", "", "serve Go profiles (net/http/pprof) at host:port")
 	}
 	switch cmd {

@@ -320,3 +320,41 @@ func (s *server) answerToken(w http.ResponseWriter, r *http.Request, q loginQuer
 	return tokenResponse{Token: token, ExpiresAt: formatTime(sessionExp),
 		AccessExpiresAt: formatTime(sqldb.Time(c.Expires))}, nil
 }
+
+// unverifiedClaims reads an access token's claims without checking its
+// signature; ok is false for anything else.
+func unverifiedClaims(token string) (accessClaims, bool) {
+	body, _, ok := strings.Cut(token, ".")
+	if !ok || !strings.HasPrefix(body, tokenPrefix) {
+		return accessClaims{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(body, tokenPrefix))
+	var c accessClaims
+	if err != nil || json.Unmarshal(payload, &c) != nil || c.Sid == "" {
+		return accessClaims{}, false
+	}
+	return c, true
+}
+
+// SessionKey is what stays the same across the renewals of a session's
+// token — its session id — or the token itself when it is not an access
+// token. The web UI keys its CSRF tokens and idle cookie on it, so that a
+// renewal does not void a form already shown. It checks nothing: the API
+// still verifies the token of every request.
+func SessionKey(token string) string {
+	if c, ok := unverifiedClaims(token); ok {
+		return "session:" + c.Sid
+	}
+	return token
+}
+
+// AccessExpiry is when an access token stops being accepted without the
+// database (POST /v1/auth/refresh renews it); ok is false for a token
+// that is not an access token. It checks nothing.
+func AccessExpiry(token string) (time.Time, bool) {
+	c, ok := unverifiedClaims(token)
+	if !ok {
+		return time.Time{}, false
+	}
+	return sqldb.Time(c.Expires), true
+}

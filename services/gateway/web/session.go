@@ -35,12 +35,13 @@ func sessionToken(r *http.Request) string {
 
 // csrfToken is the CSRF token of the forms shown to a holder of secret
 // (the session token, or before sign-in the pre-session cookie): a hash
-// of it, which a page of another site cannot read or compute.
+// of it (of its session, which renewals keep), which a page of another
+// site cannot read or compute.
 func csrfToken(secret string) string {
 	if secret == "" {
 		return ""
 	}
-	h := sha256.Sum256([]byte("eva-ui-csrf\x00" + secret))
+	h := sha256.Sum256([]byte("eva-ui-csrf\x00" + gateway.SessionKey(secret)))
 	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
@@ -60,7 +61,7 @@ func validCSRF(r *http.Request, sent string) bool {
 // seenValue is the idle cookie's value for a session seen at t.
 func seenValue(token string, t time.Time) string {
 	ts := strconv.FormatInt(t.Unix(), 10)
-	m := hmac.New(sha256.New, []byte(token))
+	m := hmac.New(sha256.New, []byte(gateway.SessionKey(token)))
 	m.Write([]byte("eva-ui-seen\x00" + ts))
 	return ts + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }

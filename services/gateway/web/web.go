@@ -297,6 +297,9 @@ func (s *site) loadUser(v *view) bool {
 		}
 		return true
 	}
+	if exp, ok := gateway.AccessExpiry(v.token); ok && s.now().After(exp.Add(-renewBefore)) {
+		s.renew(v)
+	}
 	u, err := get[me](v.ctx(), s.api, v.token, "/v1/me")
 	var p *problem
 	switch {
@@ -315,6 +318,30 @@ func (s *site) loadUser(v *view) bool {
 		s.touch(v.w, v.token)
 	}
 	return true
+}
+
+// renewBefore is how long before its access expiry the UI renews the
+// session's token, so that pages keep working while the gateway's
+// database is down.
+const renewBefore = time.Minute
+
+// renew replaces the session's token with a fresh one (POST
+// /v1/auth/refresh?cookie=1, which sets the cookie). A failure (the
+// database down) leaves the token as it is: it still works while its
+// session does, reading it.
+func (s *site) renew(v *view) {
+	res, err := s.api.do(v.ctx(), call{method: http.MethodPost, path: "/v1/auth/refresh?cookie=1", token: v.token})
+	if err != nil || res.Problem != nil {
+		return
+	}
+	var tok tokenJSON
+	if res.decode(&tok) != nil || tok.Token == "" {
+		return
+	}
+	for _, c := range res.Header.Values("Set-Cookie") {
+		v.w.Header().Add("Set-Cookie", c)
+	}
+	v.token = tok.Token
 }
 
 // redirect answers 303 See Other to a local path.

@@ -85,6 +85,9 @@ type Config struct {
 	SettleAfter time.Duration
 	// CookieSecure marks the session cookie Secure (behind HTTPS).
 	CookieSecure bool
+	// RequireTOTP makes approver, finance and admin accounts sign in with
+	// a second factor.
+	RequireTOTP bool
 }
 
 // Platform is an opened set of shared resources.

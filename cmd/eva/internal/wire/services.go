@@ -66,7 +66,7 @@ var services = map[string]service{
 			}
 			return gateway.Run(ctx, gateway.Deps{
 				Config: gateway.Config{Addr: p.Config.HTTPAddr, CookieSecure: p.Config.CookieSecure,
-					MetricsAddr: p.Config.MetricsAddr},
+					MetricsAddr: p.Config.MetricsAddr, RequireTOTP: p.Config.RequireTOTP},
 				Intake:       intakeapi.NewClient(b.NC),
 				Approval:     approvalapi.NewClient(b.NC),
 				Disbursement: disbursementapi.NewClient(b.NC),
