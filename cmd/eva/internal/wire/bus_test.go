@@ -181,10 +181,10 @@ func TestBusAuthenticatesAndConfines(t *testing.T) {
 	}
 }
 
-// Every case event type has exactly one service allowed to append it.
+// Every event type has exactly one service allowed to append it.
 func TestEveryEventTypeHasAnOwner(t *testing.T) {
 	for _, typ := range assist.EventTypes {
-		subject := eventlog.Subject(uuid.Must(uuid.NewV7()).String(), typ)
+		subject := eventlog.SubjectOf(assist.TypeKind(typ), uuid.Must(uuid.NewV7()).String(), typ)
 		if owners := wire.Appenders(subject); len(owners) != 1 {
 			t.Errorf("%s: appended by %v, want exactly one service", typ, owners)
 		}
