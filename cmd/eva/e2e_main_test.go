@@ -470,6 +470,7 @@ type (
 		CreatedAt     string `json:"created_at"`
 		UpdatedAt     string `json:"updated_at"`
 		Version       uint64 `json:"version"`
+		Escalated     bool   `json:"escalated"`
 		FundID        string `json:"fund_id"`
 		PayoutID      string `json:"payout_id"`
 		PayeeID       string `json:"payee_id"`

@@ -36,6 +36,7 @@ func sampleBodies() []assist.Body {
 		assist.PayoutRetried{PayoutID: "payout-9", Attempt: 5},
 		assist.DeadlineMissed{Deadline: t0.Add(4 * time.Hour)},
 		assist.ClaimExpired{ClaimedBy: "olu", ExpiresAt: t0.Add(3 * time.Hour)},
+		assist.PolicyChanged{Policy: assist.DefaultPolicy()},
 	}
 }
 

@@ -382,4 +382,4 @@ func (ClaimExpired) isBody()     {}
 var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdrawn", "InfoRequested",
 	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
 	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed",
-	"PayoutRetried", "DeadlineMissed", "ClaimExpired"}
+	"PayoutRetried", "DeadlineMissed", "ClaimExpired", "PolicyChanged"}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/eva-org/eva/pkg/assist"
@@ -110,6 +111,8 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 		pe.Body = &evav1.Event_PayoutRetried{PayoutRetried: &evav1.PayoutRetried{PayoutId: b.PayoutID, Attempt: int32(b.Attempt)}}
 	case assist.DeadlineMissed:
 		pe.Body = &evav1.Event_DeadlineMissed{DeadlineMissed: &evav1.DeadlineMissed{Deadline: ts(b.Deadline)}}
+	case assist.PolicyChanged:
+		pe.Body = &evav1.Event_PolicyChanged{PolicyChanged: &evav1.PolicyChanged{Policy: wholePolicyToProto(b.Policy)}}
 	case assist.ClaimExpired:
 		pe.Body = &evav1.Event_ClaimExpired{ClaimExpired: &evav1.ClaimExpired{ClaimedBy: b.ClaimedBy, ExpiresAt: ts(b.ExpiresAt)}}
 	default:
@@ -194,6 +197,8 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		e.Body = assist.PayoutRetried{PayoutID: b.PayoutRetried.GetPayoutId(), Attempt: int(b.PayoutRetried.GetAttempt())}
 	case *evav1.Event_DeadlineMissed:
 		e.Body = assist.DeadlineMissed{Deadline: tm(b.DeadlineMissed.GetDeadline())}
+	case *evav1.Event_PolicyChanged:
+		e.Body = assist.PolicyChanged{Policy: wholePolicyFromProto(b.PolicyChanged.GetPolicy())}
 	case *evav1.Event_ClaimExpired:
 		e.Body = assist.ClaimExpired{ClaimedBy: b.ClaimExpired.GetClaimedBy(), ExpiresAt: tm(b.ClaimExpired.GetExpiresAt())}
 	default:
@@ -248,4 +253,30 @@ func policyToProto(p assist.PolicySeen) *evav1.PolicySeen {
 func policyFromProto(p *evav1.PolicySeen) assist.PolicySeen {
 	return assist.PolicySeen{Version: p.GetVersion(), CaseCapUSDCents: p.GetCaseCapUsdCents(), CategoryCapUSDCents: p.GetCategoryCapUsdCents(),
 		SecondApprovalAboveUSDCents: p.GetSecondApprovalAboveUsdCents()}
+}
+
+func wholePolicyToProto(p assist.Policy) *evav1.Policy {
+	out := &evav1.Policy{Version: p.Version, CaseCapUsdCents: p.CaseCapUSDCents,
+		CategoryCapsUsdCents: map[string]int64{}, Deadlines: map[string]*durationpb.Duration{},
+		ClaimTtl: durationpb.New(p.ClaimTTL), SecondApprovalAboveUsdCents: p.SecondApprovalAboveUSDCents}
+	for c, v := range p.CategoryCapsUSDCents {
+		out.CategoryCapsUsdCents[string(c)] = v
+	}
+	for u, d := range p.Deadlines {
+		out.Deadlines[string(u)] = durationpb.New(d)
+	}
+	return out
+}
+
+func wholePolicyFromProto(p *evav1.Policy) assist.Policy {
+	out := assist.Policy{Version: p.GetVersion(), CaseCapUSDCents: p.GetCaseCapUsdCents(),
+		CategoryCapsUSDCents: map[assist.Category]int64{}, Deadlines: map[assist.Urgency]time.Duration{},
+		ClaimTTL: p.GetClaimTtl().AsDuration(), SecondApprovalAboveUSDCents: p.GetSecondApprovalAboveUsdCents()}
+	for c, v := range p.GetCategoryCapsUsdCents() {
+		out.CategoryCapsUSDCents[assist.Category(c)] = v
+	}
+	for u, d := range p.GetDeadlines() {
+		out.Deadlines[assist.Urgency(u)] = d.AsDuration()
+	}
+	return out
 }

@@ -83,6 +83,11 @@ func samples() []struct {
 		{"PayoutRetried", envelope("18", assist.PayoutRetried{PayoutID: "payout-1", Attempt: 3})},
 		{"DeadlineMissed", envelope("16", assist.DeadlineMissed{Deadline: deadline})},
 		{"ClaimExpired", envelope("17", assist.ClaimExpired{ClaimedBy: "olu", ExpiresAt: at.Add(30 * time.Minute)})},
+		{"PolicyChanged", envelope("19", assist.PolicyChanged{Policy: func() assist.Policy {
+			p := assist.DefaultPolicy()
+			p.Version = "2"
+			return p
+		}()})},
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/policy"
 	"github.com/eva-org/eva/pkg/retry"
 	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb"
@@ -33,6 +34,8 @@ const formerConsumer = "approval"
 
 // Config is approval's configuration.
 type Config struct {
+	// Policy is the policy in force until an admin changes it; the
+	// changes are in the log (pkg/policy).
 	Policy assist.Policy
 	// Replicas of the timers stream: 1 standalone, 3 in clusters.
 	Replicas int
@@ -67,6 +70,7 @@ type Service struct {
 	log    *eventlog.Log
 	store  Store
 	holds  Holds
+	policy *policy.Book
 	timers *timers.Timers
 	zl     *zap.Logger
 	now    func() time.Time
@@ -78,7 +82,8 @@ func New(d Deps) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), holds: d.Holds, timers: d.Timers, zl: d.Logger,
+	return &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), holds: d.Holds,
+		policy: policy.New(d.Log, d.Config.Policy), timers: d.Timers, zl: d.Logger,
 		now: func() time.Time { return now().UTC() }}
 }
 
@@ -119,6 +124,9 @@ func Run(ctx context.Context, d Deps) error {
 		rpc.On(approvalapi.Approve, caseview.Serve(s.Approve)),
 		rpc.On(approvalapi.Reject, caseview.Serve(s.Reject)),
 		rpc.On(approvalapi.RequestInfo, caseview.Serve(s.RequestInfo)),
+		rpc.On(approvalapi.Policy, s.Policy),
+		rpc.On(approvalapi.ChangePolicy, s.ChangePolicy),
+		rpc.On(approvalapi.PolicyHistory, s.PolicyHistory),
 	)
 	if err != nil {
 		return fmt.Errorf("approval: %w", err)

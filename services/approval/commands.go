@@ -22,8 +22,12 @@ func (s *Service) Queue(ctx context.Context, r approvalapi.QueueRequest) (approv
 // Errors: CodeNotFound, CodeForbidden (not an approver, or the filer),
 // CodeConflict (held by another, or not waiting for review).
 func (s *Service) Claim(ctx context.Context, r approvalapi.CaseCommand) (*assist.Case, error) {
+	p, err := s.policy.Current(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return s.execute(ctx, r.CaseID, r.CommandID, func(c *assist.Case) (assist.Event, error) {
-		return c.Claim(s.cmd(r.CommandID, r.Actor), s.cfg.Policy.ClaimTTL)
+		return c.Claim(s.cmd(r.CommandID, r.Actor), p.ClaimTTL)
 	})
 }
 
@@ -76,10 +80,14 @@ func (s *Service) Approve(ctx context.Context, r approvalapi.ApproveRequest) (*a
 		return nil, err
 	}
 	in := assist.ApproveInput{AmountCents: r.AmountCents, FundID: r.FundID, HoldID: r.CommandID, PayeeID: r.PayeeID, Note: r.Note}
+	p, err := s.policy.Current(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var held string // the hold placed for this approval, if any
 	approved, err := s.log.Execute(ctx, eventlog.Command{CaseID: r.CaseID, ID: r.CommandID,
 		Decide: func(c *assist.Case) (assist.Event, error) {
-			return c.Approve(s.cmd(r.CommandID, r.Actor), in, s.cfg.Policy)
+			return c.Approve(s.cmd(r.CommandID, r.Actor), in, p)
 		},
 		Prepare: func(ctx context.Context, c *assist.Case, e *assist.Event) error {
 			b := e.Body.(assist.RequestApproved)

@@ -170,6 +170,26 @@ func (c *checker) checkValue(t reflect.Type, path string) error {
 			return syntaxError(err)
 		}
 		return nil
+	case reflect.Map:
+		// Objects keyed by name (caps by category, deadlines by urgency):
+		// each value is checked under "<field>.<key>".
+		if d, ok := tok.(json.Delim); !ok || d != '{' || t.Key().Kind() != reflect.String {
+			return skipThen(dec, tok, want())
+		}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return syntaxError(err)
+			}
+			key, _ := kt.(string)
+			if err := c.checkValue(t.Elem(), field+"."+key); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil { // '}'
+			return syntaxError(err)
+		}
+		return nil
 	case reflect.String:
 		if _, ok := tok.(string); !ok {
 			return skipThen(dec, tok, want())
@@ -316,7 +336,7 @@ func kindName(t reflect.Type) string {
 		t = t.Elem()
 	}
 	switch t.Kind() {
-	case reflect.Struct:
+	case reflect.Struct, reflect.Map:
 		return "a JSON object"
 	case reflect.Slice:
 		return "a JSON array"

@@ -120,6 +120,9 @@ type Approval interface {
 	Approve(ctx context.Context, r approvalapi.ApproveRequest) (caseview.Case, error)
 	Reject(ctx context.Context, r approvalapi.RejectRequest) (caseview.Case, error)
 	RequestInfo(ctx context.Context, r approvalapi.RequestInfoRequest) (caseview.Case, error)
+	Policy(ctx context.Context, r approvalapi.PolicyRequest) (approvalapi.PolicyVersion, error)
+	ChangePolicy(ctx context.Context, r approvalapi.ChangePolicyRequest) (approvalapi.PolicyVersion, error)
+	PolicyHistory(ctx context.Context, r approvalapi.PolicyRequest) (approvalapi.PolicyHistoryPage, error)
 }
 
 // Disbursement is what the gateway uses of the disbursement service

@@ -120,13 +120,16 @@ func (f *fakeIntake) Personal(ctx context.Context, r intakeapi.PersonalRequest) 
 
 // fakeApproval is a fake of the approval service.
 type fakeApproval struct {
-	calls       *calls
-	queue       func(context.Context, approvalapi.QueueRequest) (approvalapi.QueuePage, error)
-	claim       func(context.Context, approvalapi.CaseCommand) (caseview.Case, error)
-	release     func(context.Context, approvalapi.CaseCommand) (caseview.Case, error)
-	approve     func(context.Context, approvalapi.ApproveRequest) (caseview.Case, error)
-	reject      func(context.Context, approvalapi.RejectRequest) (caseview.Case, error)
-	requestInfo func(context.Context, approvalapi.RequestInfoRequest) (caseview.Case, error)
+	calls         *calls
+	queue         func(context.Context, approvalapi.QueueRequest) (approvalapi.QueuePage, error)
+	claim         func(context.Context, approvalapi.CaseCommand) (caseview.Case, error)
+	release       func(context.Context, approvalapi.CaseCommand) (caseview.Case, error)
+	approve       func(context.Context, approvalapi.ApproveRequest) (caseview.Case, error)
+	reject        func(context.Context, approvalapi.RejectRequest) (caseview.Case, error)
+	requestInfo   func(context.Context, approvalapi.RequestInfoRequest) (caseview.Case, error)
+	policy        func(context.Context, approvalapi.PolicyRequest) (approvalapi.PolicyVersion, error)
+	changePolicy  func(context.Context, approvalapi.ChangePolicyRequest) (approvalapi.PolicyVersion, error)
+	policyHistory func(context.Context, approvalapi.PolicyRequest) (approvalapi.PolicyHistoryPage, error)
 }
 
 func (f *fakeApproval) Queue(ctx context.Context, r approvalapi.QueueRequest) (approvalapi.QueuePage, error) {
@@ -146,6 +149,15 @@ func (f *fakeApproval) Reject(ctx context.Context, r approvalapi.RejectRequest) 
 }
 func (f *fakeApproval) RequestInfo(ctx context.Context, r approvalapi.RequestInfoRequest) (caseview.Case, error) {
 	return call(f.calls, "approval.RequestInfo", f.requestInfo, ctx, r)
+}
+func (f *fakeApproval) Policy(ctx context.Context, r approvalapi.PolicyRequest) (approvalapi.PolicyVersion, error) {
+	return call(f.calls, "approval.Policy", f.policy, ctx, r)
+}
+func (f *fakeApproval) ChangePolicy(ctx context.Context, r approvalapi.ChangePolicyRequest) (approvalapi.PolicyVersion, error) {
+	return call(f.calls, "approval.ChangePolicy", f.changePolicy, ctx, r)
+}
+func (f *fakeApproval) PolicyHistory(ctx context.Context, r approvalapi.PolicyRequest) (approvalapi.PolicyHistoryPage, error) {
+	return call(f.calls, "approval.PolicyHistory", f.policyHistory, ctx, r)
 }
 
 // fakeDisbursement is a fake of the disbursement service.
@@ -468,6 +480,23 @@ func (h *harness) setDefaults() {
 			c.Question = r.Question
 		}
 		return c, err
+	}
+	// The policy: a fake version per change, the changes kept in order.
+	var policies []approvalapi.PolicyVersion
+	h.approval.policy = func(context.Context, approvalapi.PolicyRequest) (approvalapi.PolicyVersion, error) {
+		if len(policies) == 0 {
+			return approvalapi.PolicyVersion{Policy: approvalapi.PolicyDoc{Version: "default-1", CapsUSDCents: map[string]int64{"shelter": 500_000},
+				CaseCapUSDCents: 2_000_000, Deadlines: map[string]string{"critical": "4h", "urgent": "24h", "routine": "72h"}, ClaimTTL: "30m"}}, nil
+		}
+		return policies[len(policies)-1], nil
+	}
+	h.approval.changePolicy = func(_ context.Context, r approvalapi.ChangePolicyRequest) (approvalapi.PolicyVersion, error) {
+		r.Policy.Version = strconv.Itoa(len(policies) + 2)
+		policies = append(policies, approvalapi.PolicyVersion{Policy: r.Policy, ChangedBy: r.Actor.Username, ChangedAt: t0})
+		return policies[len(policies)-1], nil
+	}
+	h.approval.policyHistory = func(context.Context, approvalapi.PolicyRequest) (approvalapi.PolicyHistoryPage, error) {
+		return approvalapi.PolicyHistoryPage{Items: policies}, nil
 	}
 	fund := disbursementapi.Fund{ID: fundID, Name: "EVA-DEMO", AllocatedCents: 100_000_000, AvailableCents: 100_000_000, CreatedAt: t0}
 	payee := disbursementapi.Payee{ID: payeeID, Name: "Safe House Dhaka", Country: "BD", Account: "ACC-1", CreatedAt: t0}

@@ -23,6 +23,9 @@ var apiWho = map[string][]string{
 	"POST /v1/auth/totp":                  {"public"},
 	"POST /v1/auth/totp/confirm":          {"public"},
 	"GET /v1/me":                          nil,
+	"GET /v1/policy":                      nil,
+	"PUT /v1/policy":                      {admin},
+	"GET /v1/policy/history":              {admin, auditor},
 	"POST /v1/requests":                   {requester},
 	"GET /v1/requests":                    {requester, approver, finance, auditor},
 	"GET /v1/requests/{id}":               {requester, approver, finance, auditor},
@@ -109,10 +112,12 @@ var validBodies = map[string]string{
 	"/v1/requests/{id}/approve":      `{"amount_usd_cents":20000,"fund_id":"` + fundID + `","note":"ok"}`,
 	"/v1/requests/{id}/reject":       `{"reason":"out of scope"}`,
 	"/v1/requests/{id}/request-info": `{"question":"which shelter?"}`,
-	"/v1/funds":                      `{"name":"Emergency 2025","allocated_usd_cents":100000000}`,
-	"/v1/payees":                     `{"name":"Clinic","country":"IN","account":"ACC-9"}`,
-	"/v1/payouts/{id}/retry":         ``,
-	"/v1/payouts/{id}/cancel":        `{"reason":"payee closed"}`,
+	"/v1/policy": `{"caps_usd_cents":{"shelter":500000},"case_cap_usd_cents":2000000,"second_approval_above_usd_cents":500000,` +
+		`"deadlines":{"critical":"4h","urgent":"24h","routine":"72h"},"claim_ttl":"30m"}`,
+	"/v1/funds":               `{"name":"Emergency 2025","allocated_usd_cents":100000000}`,
+	"/v1/payees":              `{"name":"Clinic","country":"IN","account":"ACC-9"}`,
+	"/v1/payouts/{id}/retry":  ``,
+	"/v1/payouts/{id}/cancel": `{"reason":"payee closed"}`,
 }
 
 func TestRoutesMatchAPIWho(t *testing.T) {

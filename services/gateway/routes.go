@@ -55,8 +55,8 @@ func group(tag string, rs ...route) []route {
 // handler takes and answers, and its documentation.
 func (s *server) routes() []route {
 	const (
-		get, post, del = http.MethodGet, http.MethodPost, http.MethodDelete
-		caseAfter      = "the case after the command"
+		get, post, put, del = http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
+		caseAfter           = "the case after the command"
 	)
 	return slices.Concat(
 		group("operations",
@@ -187,6 +187,19 @@ func (s *server) routes() []route {
 				answer: "the payout", op: handleCommand(s, s.retryPayout)},
 			route{method: post, pattern: "/v1/payouts/{id}/cancel", roles: []string{finance}, summary: "Cancel a failed payout",
 				answer: "the payout; its funds go back to the fund", op: handleCommand(s, s.cancelPayout)},
+		),
+		group("policy",
+			route{method: get, pattern: "/v1/policy", summary: "The policy in force",
+				doc: "Caps by category and per case, the second-approval threshold, deadlines by urgency and the " +
+					"claim lease; durations as Go durations (\"4h\", \"90s\").",
+				answer: "the policy", op: handleGet(s.getPolicy)},
+			route{method: put, pattern: "/v1/policy", roles: []string{admin}, summary: "Set a new version of the policy",
+				doc: "The whole policy without its version; the next version is given and recorded as the event " +
+					"PolicyChanged with its actor. A bad value is 400 naming the field (durations at least 1s). " +
+					"Requests filed and decisions taken before keep the version they record.",
+				answer: "the new version", op: handleCommand(s, s.putPolicy)},
+			route{method: get, pattern: "/v1/policy/history", roles: []string{admin, auditor}, summary: "Every version of the policy",
+				answer: "the versions, the initial one first, with who set each and when", op: handleGet(s.policyHistory)},
 		),
 		group("audit",
 			route{method: get, pattern: "/v1/audit/events", roles: []string{auditor}, summary: "The archive, in log order",

@@ -50,7 +50,11 @@ func (s *Service) File(ctx context.Context, r intakeapi.FileRequest) (*assist.Ca
 	}
 	// Decide first: an invalid request records nothing. The personal
 	// data is sealed once the filing is decided and its case id known.
-	e, err := assist.Submit(assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}, in, s.cfg.Policy)
+	p, err := s.policy.Current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, err := assist.Submit(assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}, in, p)
 	if err != nil {
 		return nil, err
 	}
@@ -126,9 +130,13 @@ func (s *Service) Amend(ctx context.Context, r intakeapi.AmendRequest) (*assist.
 		in.BeneficiaryRefHash = s.keys.RefHash(r.Beneficiary.Reference)
 		in.Beneficiary = &assist.Sealed{} // sealed once the amendment is decided
 	}
+	p, err := s.policy.Current(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return s.execute(ctx, eventlog.Command{CaseID: r.CaseID, ID: r.CommandID,
 		Decide: func(c *assist.Case) (assist.Event, error) {
-			return c.Amend(s.cmd(r.CommandID, r.Actor), in, s.cfg.Policy)
+			return c.Amend(s.cmd(r.CommandID, r.Actor), in, p)
 		},
 		Prepare: func(ctx context.Context, c *assist.Case, e *assist.Event) error {
 			if r.Beneficiary == nil {

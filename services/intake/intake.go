@@ -16,6 +16,7 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/caseview"
 	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/policy"
 	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
@@ -25,6 +26,8 @@ import (
 
 // Config is intake's configuration.
 type Config struct {
+	// Policy is the policy in force until an admin changes it; the
+	// changes are in the log (pkg/policy).
 	Policy assist.Policy
 }
 
@@ -53,6 +56,7 @@ type Deps struct {
 // Service handles intake's commands and queries.
 type Service struct {
 	cfg    Config
+	policy *policy.Book
 	pool   *keyPool
 	payees Payees
 	known  sync.Map // payee ids seen to exist (payees are never deleted)
@@ -69,7 +73,7 @@ func New(d Deps) *Service {
 		now = time.Now
 	}
 	store := NewSQLStore(d.DB)
-	return &Service{cfg: d.Config, payees: d.Payees, log: d.Log, store: store, keys: d.Keys, pool: newKeyPool(store, d.Keys, 256),
+	return &Service{cfg: d.Config, policy: policy.New(d.Log, d.Config.Policy), payees: d.Payees, log: d.Log, store: store, keys: d.Keys, pool: newKeyPool(store, d.Keys, 256),
 		now: func() time.Time { return now().UTC() }}
 }
 

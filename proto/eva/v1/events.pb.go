@@ -14,6 +14,7 @@ package evav1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -223,6 +224,7 @@ type Event struct {
 	//	*Event_PayoutRetried
 	//	*Event_DeadlineMissed
 	//	*Event_ClaimExpired
+	//	*Event_PolicyChanged
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -469,6 +471,15 @@ func (x *Event) GetClaimExpired() *ClaimExpired {
 	return nil
 }
 
+func (x *Event) GetPolicyChanged() *PolicyChanged {
+	if x != nil {
+		if x, ok := x.Body.(*Event_PolicyChanged); ok {
+			return x.PolicyChanged
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -545,6 +556,10 @@ type Event_ClaimExpired struct {
 	ClaimExpired *ClaimExpired `protobuf:"bytes,36,opt,name=claim_expired,json=claimExpired,proto3,oneof"`
 }
 
+type Event_PolicyChanged struct {
+	PolicyChanged *PolicyChanged `protobuf:"bytes,37,opt,name=policy_changed,json=policyChanged,proto3,oneof"`
+}
+
 func (*Event_RequestSubmitted) isEvent_Body() {}
 
 func (*Event_RequestAmended) isEvent_Body() {}
@@ -580,6 +595,8 @@ func (*Event_PayoutRetried) isEvent_Body() {}
 func (*Event_DeadlineMissed) isEvent_Body() {}
 
 func (*Event_ClaimExpired) isEvent_Body() {}
+
+func (*Event_PolicyChanged) isEvent_Body() {}
 
 // Sealed holds personal data encrypted with the case's data key
 // (envelope encryption: AES-256-GCM; the data key is wrapped by a master key
@@ -1908,16 +1925,146 @@ func (x *ClaimExpired) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// Policy is one whole version of the decision policy.
+type Policy struct {
+	state                       protoimpl.MessageState          `protogen:"open.v1"`
+	Version                     string                          `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	CaseCapUsdCents             int64                           `protobuf:"varint,2,opt,name=case_cap_usd_cents,json=caseCapUsdCents,proto3" json:"case_cap_usd_cents,omitempty"`
+	CategoryCapsUsdCents        map[string]int64                `protobuf:"bytes,3,rep,name=category_caps_usd_cents,json=categoryCapsUsdCents,proto3" json:"category_caps_usd_cents,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // by category
+	Deadlines                   map[string]*durationpb.Duration `protobuf:"bytes,4,rep,name=deadlines,proto3" json:"deadlines,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`                                                        // by urgency
+	ClaimTtl                    *durationpb.Duration            `protobuf:"bytes,5,opt,name=claim_ttl,json=claimTtl,proto3" json:"claim_ttl,omitempty"`
+	SecondApprovalAboveUsdCents int64                           `protobuf:"varint,6,opt,name=second_approval_above_usd_cents,json=secondApprovalAboveUsdCents,proto3" json:"second_approval_above_usd_cents,omitempty"`
+	unknownFields               protoimpl.UnknownFields
+	sizeCache                   protoimpl.SizeCache
+}
+
+func (x *Policy) Reset() {
+	*x = Policy{}
+	mi := &file_eva_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Policy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Policy) ProtoMessage() {}
+
+func (x *Policy) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Policy.ProtoReflect.Descriptor instead.
+func (*Policy) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Policy) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Policy) GetCaseCapUsdCents() int64 {
+	if x != nil {
+		return x.CaseCapUsdCents
+	}
+	return 0
+}
+
+func (x *Policy) GetCategoryCapsUsdCents() map[string]int64 {
+	if x != nil {
+		return x.CategoryCapsUsdCents
+	}
+	return nil
+}
+
+func (x *Policy) GetDeadlines() map[string]*durationpb.Duration {
+	if x != nil {
+		return x.Deadlines
+	}
+	return nil
+}
+
+func (x *Policy) GetClaimTtl() *durationpb.Duration {
+	if x != nil {
+		return x.ClaimTtl
+	}
+	return nil
+}
+
+func (x *Policy) GetSecondApprovalAboveUsdCents() int64 {
+	if x != nil {
+		return x.SecondApprovalAboveUsdCents
+	}
+	return 0
+}
+
+// PolicyChanged: an admin set a new version of the policy, on subject
+// eva.policy.<policy id>.PolicyChanged. Past decisions keep theirs.
+type PolicyChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *Policy                `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyChanged) Reset() {
+	*x = PolicyChanged{}
+	mi := &file_eva_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyChanged) ProtoMessage() {}
+
+func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyChanged.ProtoReflect.Descriptor instead.
+func (*PolicyChanged) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PolicyChanged) GetPolicy() *Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
 var File_eva_v1_events_proto protoreflect.FileDescriptor
 
 const file_eva_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x13eva/v1/events.proto\x12\x06eva.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n" +
+	"\x13eva/v1/events.proto\x12\x06eva.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n" +
 	"\x05Actor\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04post\x18\x03 \x01(\tR\x04post\"\xd5\n" +
-	"\n" +
+	"\x04post\x18\x03 \x01(\tR\x04post\"\x95\v\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\acase_id\x18\x02 \x01(\tR\x06caseId\x12*\n" +
@@ -1944,7 +2091,8 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x0erequest_closed\x18\" \x01(\v2\x15.eva.v1.RequestClosedH\x00R\rrequestClosed\x12>\n" +
 	"\x0epayout_retried\x18Y \x01(\v2\x15.eva.v1.PayoutRetriedH\x00R\rpayoutRetried\x12A\n" +
 	"\x0fdeadline_missed\x18# \x01(\v2\x16.eva.v1.DeadlineMissedH\x00R\x0edeadlineMissed\x12;\n" +
-	"\rclaim_expired\x18$ \x01(\v2\x14.eva.v1.ClaimExpiredH\x00R\fclaimExpiredB\x06\n" +
+	"\rclaim_expired\x18$ \x01(\v2\x14.eva.v1.ClaimExpiredH\x00R\fclaimExpired\x12>\n" +
+	"\x0epolicy_changed\x18% \x01(\v2\x15.eva.v1.PolicyChangedH\x00R\rpolicyChangedB\x06\n" +
 	"\x04body\"E\n" +
 	"\x06Sealed\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
@@ -2059,7 +2207,22 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"claimed_by\x18\x01 \x01(\tR\tclaimedBy\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAtB+Z)github.com/eva-org/eva/proto/eva/v1;evav1b\x06proto3"
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x8d\x04\n" +
+	"\x06Policy\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12+\n" +
+	"\x12case_cap_usd_cents\x18\x02 \x01(\x03R\x0fcaseCapUsdCents\x12_\n" +
+	"\x17category_caps_usd_cents\x18\x03 \x03(\v2(.eva.v1.Policy.CategoryCapsUsdCentsEntryR\x14categoryCapsUsdCents\x12;\n" +
+	"\tdeadlines\x18\x04 \x03(\v2\x1d.eva.v1.Policy.DeadlinesEntryR\tdeadlines\x126\n" +
+	"\tclaim_ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bclaimTtl\x12D\n" +
+	"\x1fsecond_approval_above_usd_cents\x18\x06 \x01(\x03R\x1bsecondApprovalAboveUsdCents\x1aG\n" +
+	"\x19CategoryCapsUsdCentsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1aW\n" +
+	"\x0eDeadlinesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
+	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\"7\n" +
+	"\rPolicyChanged\x12&\n" +
+	"\x06policy\x18\x01 \x01(\v2\x0e.eva.v1.PolicyR\x06policyB+Z)github.com/eva-org/eva/proto/eva/v1;evav1b\x06proto3"
 
 var (
 	file_eva_v1_events_proto_rawDescOnce sync.Once
@@ -2074,7 +2237,7 @@ func file_eva_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_eva_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_eva_v1_events_proto_goTypes = []any{
 	(RequestApproved_Step)(0),     // 0: eva.v1.RequestApproved.Step
 	(FundsReleased_Cause)(0),      // 1: eva.v1.FundsReleased.Cause
@@ -2101,10 +2264,15 @@ var file_eva_v1_events_proto_goTypes = []any{
 	(*RequestClosed)(nil),         // 22: eva.v1.RequestClosed
 	(*DeadlineMissed)(nil),        // 23: eva.v1.DeadlineMissed
 	(*ClaimExpired)(nil),          // 24: eva.v1.ClaimExpired
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*Policy)(nil),                // 25: eva.v1.Policy
+	(*PolicyChanged)(nil),         // 26: eva.v1.PolicyChanged
+	nil,                           // 27: eva.v1.Policy.CategoryCapsUsdCentsEntry
+	nil,                           // 28: eva.v1.Policy.DeadlinesEntry
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 30: google.protobuf.Duration
 }
 var file_eva_v1_events_proto_depIdxs = []int32{
-	25, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
+	29, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
 	2,  // 1: eva.v1.Event.actor:type_name -> eva.v1.Actor
 	7,  // 2: eva.v1.Event.request_submitted:type_name -> eva.v1.RequestSubmitted
 	8,  // 3: eva.v1.Event.request_amended:type_name -> eva.v1.RequestAmended
@@ -2124,23 +2292,29 @@ var file_eva_v1_events_proto_depIdxs = []int32{
 	21, // 17: eva.v1.Event.payout_retried:type_name -> eva.v1.PayoutRetried
 	23, // 18: eva.v1.Event.deadline_missed:type_name -> eva.v1.DeadlineMissed
 	24, // 19: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
-	4,  // 20: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
-	25, // 21: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 22: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
-	4,  // 23: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
-	25, // 24: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 25: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
-	25, // 26: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 27: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
-	0,  // 28: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
-	1,  // 29: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
-	25, // 30: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
-	25, // 31: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	26, // 20: eva.v1.Event.policy_changed:type_name -> eva.v1.PolicyChanged
+	4,  // 21: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
+	29, // 22: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 23: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
+	4,  // 24: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
+	29, // 25: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 26: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
+	29, // 27: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 28: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
+	0,  // 29: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
+	1,  // 30: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
+	29, // 31: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
+	29, // 32: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
+	27, // 33: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
+	28, // 34: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
+	30, // 35: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
+	25, // 36: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
+	30, // 37: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_eva_v1_events_proto_init() }
@@ -2167,6 +2341,7 @@ func file_eva_v1_events_proto_init() {
 		(*Event_PayoutRetried)(nil),
 		(*Event_DeadlineMissed)(nil),
 		(*Event_ClaimExpired)(nil),
+		(*Event_PolicyChanged)(nil),
 	}
 	file_eva_v1_events_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -2175,7 +2350,7 @@ func file_eva_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eva_v1_events_proto_rawDesc), len(file_eva_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

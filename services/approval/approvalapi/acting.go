@@ -12,3 +12,5 @@ func (r ApproveRequest) Acting() (string, assist.Actor) { return r.CommandID, r.
 func (r RejectRequest) Acting() (string, assist.Actor) { return r.CommandID, r.Actor }
 
 func (r RequestInfoRequest) Acting() (string, assist.Actor) { return r.CommandID, r.Actor }
+
+func (r ChangePolicyRequest) Acting() (string, assist.Actor) { return r.CommandID, r.Actor }

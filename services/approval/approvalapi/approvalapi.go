@@ -22,7 +22,47 @@ var (
 	Approve     = rpc.Endpoint[ApproveRequest, caseview.Case]{Subject: "eva.approval.approve", Idempotent: true}
 	Reject      = rpc.Endpoint[RejectRequest, caseview.Case]{Subject: "eva.approval.reject", Idempotent: true}
 	RequestInfo = rpc.Endpoint[RequestInfoRequest, caseview.Case]{Subject: "eva.approval.request_info", Idempotent: true}
+
+	Policy        = rpc.Endpoint[PolicyRequest, PolicyVersion]{Subject: "eva.approval.policy", Idempotent: true}
+	ChangePolicy  = rpc.Endpoint[ChangePolicyRequest, PolicyVersion]{Subject: "eva.approval.policy_change", Idempotent: true}
+	PolicyHistory = rpc.Endpoint[PolicyRequest, PolicyHistoryPage]{Subject: "eva.approval.policy_history", Idempotent: true}
 )
+
+// PolicyDoc is the decision policy as the API shows it: caps by category
+// and per case, the second-approval threshold, deadlines by urgency and
+// the claim lease, durations as Go durations ("4h", "90s").
+type PolicyDoc struct {
+	Version                     string            `json:"version,omitempty"`
+	CapsUSDCents                map[string]int64  `json:"caps_usd_cents"`
+	CaseCapUSDCents             int64             `json:"case_cap_usd_cents"`
+	SecondApprovalAboveUSDCents int64             `json:"second_approval_above_usd_cents"`
+	Deadlines                   map[string]string `json:"deadlines"`
+	ClaimTTL                    string            `json:"claim_ttl"`
+}
+
+// PolicyRequest asks for the policy or its history.
+type PolicyRequest struct{}
+
+// ChangePolicyRequest sets a new version of the policy (its Version is
+// ignored: the next one is given).
+type ChangePolicyRequest struct {
+	CommandID string       `json:"command_id"`
+	Actor     assist.Actor `json:"actor"`
+	Policy    PolicyDoc    `json:"policy"`
+}
+
+// PolicyVersion is one version of the policy: who set it, when (neither
+// for the initial policy).
+type PolicyVersion struct {
+	Policy    PolicyDoc `json:"policy"`
+	ChangedBy string    `json:"changed_by,omitempty"`
+	ChangedAt time.Time `json:"changed_at"`
+}
+
+// PolicyHistoryPage is every version of the policy, oldest first.
+type PolicyHistoryPage struct {
+	Items []PolicyVersion `json:"items"`
+}
 
 // QueueRequest asks for a page of the review queue.
 type QueueRequest struct {
@@ -139,4 +179,26 @@ func (c *Client) Reject(ctx context.Context, r RejectRequest) (caseview.Case, er
 // Errors: CodeNotFound, CodeForbidden, CodeConflict, CodeInvalid.
 func (c *Client) RequestInfo(ctx context.Context, r RequestInfoRequest) (caseview.Case, error) {
 	return RequestInfo.Call(ctx, c.nc, r)
+}
+
+// Policy is the policy in force.
+//
+// Errors: CodeUnavailable.
+func (c *Client) Policy(ctx context.Context, r PolicyRequest) (PolicyVersion, error) {
+	return Policy.Call(ctx, c.nc, r)
+}
+
+// ChangePolicy sets the next version of the policy.
+//
+// Errors: CodeForbidden unless an admin, CodeInvalid naming each bad
+// field, CodeConflict after losing races.
+func (c *Client) ChangePolicy(ctx context.Context, r ChangePolicyRequest) (PolicyVersion, error) {
+	return ChangePolicy.Call(ctx, c.nc, r)
+}
+
+// PolicyHistory is every version of the policy.
+//
+// Errors: CodeUnavailable.
+func (c *Client) PolicyHistory(ctx context.Context, r PolicyRequest) (PolicyHistoryPage, error) {
+	return PolicyHistory.Call(ctx, c.nc, r)
 }

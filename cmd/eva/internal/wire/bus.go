@@ -36,8 +36,9 @@ var eventOwners = map[assist.Kind]map[string]string{
 		"FundsReserved": "disbursement", "FundsReleased": "disbursement", "PayoutSent": "disbursement",
 		"PayoutSettled": "disbursement", "PayoutFailed": "disbursement", "PayoutRetried": "disbursement", "RequestClosed": "disbursement",
 	},
-	assist.KindFund:  {"*": "disbursement"},
-	assist.KindPayee: {"*": "disbursement"},
+	assist.KindFund:   {"*": "disbursement"},
+	assist.KindPayee:  {"*": "disbursement"},
+	assist.KindPolicy: {"*": "approval"},
 }
 
 // ownStreams are the streams a service makes and manages itself, with
@@ -45,6 +46,10 @@ var eventOwners = map[assist.Kind]map[string]string{
 var ownStreams = map[string][]struct{ stream, subjects string }{
 	"approval": {{timers.Stream, "eva.timer.>"}},
 }
+
+// internalCalls are the endpoints only services call: the gateway may not
+// (a payee lookup is also the API's GET /v1/payees/{id}, so it is not one).
+var internalCalls = []string{"eva.disbursement.hold_place", "eva.disbursement.hold_release"}
 
 // calls are the service endpoints a service calls itself (beside the
 // gateway, which calls every service).
@@ -88,10 +93,7 @@ func busUser(name, publicKey string) natsx.User {
 			}
 		}
 		// Only a service's own work may call these.
-		for _, c := range calls {
-			u.DenyPublish = append(u.DenyPublish, c...)
-		}
-		slices.Sort(u.DenyPublish)
+		u.DenyPublish = slices.Sorted(slices.Values(internalCalls))
 		return u
 	}
 	u.Responds = true

@@ -152,7 +152,8 @@ func TestBusAuthenticatesAndConfines(t *testing.T) {
 	pcancel()
 
 	gateway := dialAs(t, p, "gateway")
-	for _, subject := range []string{eventlog.Subject(caseID, "RequestSubmitted"), eventlog.DLQPrefix + "x"} {
+	for _, subject := range []string{eventlog.Subject(caseID, "RequestSubmitted"), eventlog.DLQPrefix + "x",
+		"eva.disbursement.hold_place"} {
 		if err := gateway.nc.Publish(subject, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
@@ -174,6 +175,22 @@ func TestBusAuthenticatesAndConfines(t *testing.T) {
 		t.Errorf("refused publishes appended %d events", after-before)
 	}
 
+	// The gateway may ask what the API offers, a payee included (intake
+	// asks it too, but it is no internal call).
+	payees, err := p.NC.SubscribeSync("eva.disbursement.payees_get")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.nc.Publish("eva.disbursement.payees_get", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := payees.NextMsg(2 * time.Second); err != nil {
+		t.Errorf("the gateway cannot look a payee up: %v", err)
+	}
+
 	// The owner may append its own event type: the refusals above are
 	// the permissions, not a broken connection.
 	if _, err := intake.js.Publish(ctx, eventlog.Subject(caseID, "RequestSubmitted"), []byte("x")); err != nil {
@@ -181,10 +198,10 @@ func TestBusAuthenticatesAndConfines(t *testing.T) {
 	}
 }
 
-// Every case event type has exactly one service allowed to append it.
+// Every event type has exactly one service allowed to append it.
 func TestEveryEventTypeHasAnOwner(t *testing.T) {
 	for _, typ := range assist.EventTypes {
-		subject := eventlog.Subject(uuid.Must(uuid.NewV7()).String(), typ)
+		subject := eventlog.SubjectOf(assist.TypeKind(typ), uuid.Must(uuid.NewV7()).String(), typ)
 		if owners := wire.Appenders(subject); len(owners) != 1 {
 			t.Errorf("%s: appended by %v, want exactly one service", typ, owners)
 		}
