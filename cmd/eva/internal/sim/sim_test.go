@@ -109,21 +109,6 @@ func TestSimulatorCatchesAPlantedDoublePayment(t *testing.T) {
 	t.Fatal("200 seeds did not catch a provider that pays a payment twice")
 }
 
-// Finance retrying a payout it just cancelled (two officers, or one who
-// changed her mind) before disbursement's ledger applied the cancellation
-// once paid the bank for a hold already given back to the fund (found by
-// seed 89): the retry was recorded in the ledger only, so nothing ordered it
-// against the cancellation in the log. A retry is now a PayoutRetried event
-// decided on the case's log. Every seed lets finance race itself; these
-// seeds are the ones that found it.
-func TestFinanceRetryAfterCancelPaysNothing(t *testing.T) {
-	for _, seed := range []uint64{89} {
-		if r := sim.Run(context.Background(), sim.Config{Seed: seed}); r.Err != nil {
-			t.Fatalf("seed %d: %v", seed, r.Err)
-		}
-	}
-}
-
 // A rejection of a first approval applied before the approval itself (the
 // consumer redelivered the approval after the rejection) once kept the
 // hold for ever: the approval's "keep until the second decision" undid the

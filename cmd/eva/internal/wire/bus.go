@@ -47,6 +47,10 @@ var ownStreams = map[string][]struct{ stream, subjects string }{
 	"approval": {{timers.Stream, "eva.timer.>"}},
 }
 
+// internalCalls are the endpoints only services call: the gateway may not
+// (a payee lookup is also the API's GET /v1/payees/{id}, so it is not one).
+var internalCalls = []string{"eva.disbursement.hold_place", "eva.disbursement.hold_release"}
+
 // calls are the service endpoints a service calls itself (beside the
 // gateway, which calls every service).
 var calls = map[string][]string{
@@ -89,10 +93,7 @@ func busUser(name, publicKey string) natsx.User {
 			}
 		}
 		// Only a service's own work may call these.
-		for _, c := range calls {
-			u.DenyPublish = append(u.DenyPublish, c...)
-		}
-		slices.Sort(u.DenyPublish)
+		u.DenyPublish = slices.Sorted(slices.Values(internalCalls))
 		return u
 	}
 	u.Responds = true

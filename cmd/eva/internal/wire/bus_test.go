@@ -152,7 +152,8 @@ func TestBusAuthenticatesAndConfines(t *testing.T) {
 	pcancel()
 
 	gateway := dialAs(t, p, "gateway")
-	for _, subject := range []string{eventlog.Subject(caseID, "RequestSubmitted"), eventlog.DLQPrefix + "x"} {
+	for _, subject := range []string{eventlog.Subject(caseID, "RequestSubmitted"), eventlog.DLQPrefix + "x",
+		"eva.disbursement.hold_place"} {
 		if err := gateway.nc.Publish(subject, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
@@ -172,6 +173,22 @@ func TestBusAuthenticatesAndConfines(t *testing.T) {
 	}
 	if after := count(); after != before {
 		t.Errorf("refused publishes appended %d events", after-before)
+	}
+
+	// The gateway may ask what the API offers, a payee included (intake
+	// asks it too, but it is no internal call).
+	payees, err := p.NC.SubscribeSync("eva.disbursement.payees_get")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.nc.Publish("eva.disbursement.payees_get", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := payees.NextMsg(2 * time.Second); err != nil {
+		t.Errorf("the gateway cannot look a payee up: %v", err)
 	}
 
 	// The owner may append its own event type: the refusals above are
