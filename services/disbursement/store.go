@@ -335,6 +335,12 @@ func (s *SQLStore) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldReq
 		h, err = getHold(ctx, q, r.HoldID)
 		return err
 	})
+	if sqldb.IsUniqueViolation(err) {
+		// The same hold placed at the same time by a retry of its
+		// request (the first attempt's answer was lost): this attempt
+		// rolled back, fund included, and answers with the first.
+		return getHold(ctx, s.db, r.HoldID)
+	}
 	return h, err
 }
 

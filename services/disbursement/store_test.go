@@ -3,6 +3,7 @@ package disbursement
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -90,6 +91,34 @@ func TestStoreConformance(t *testing.T) {
 			return s.PlaceHold(ctx, disbursementapi.PlaceHoldRequest{HoldID: newID(), FundID: fund.ID, CaseID: newID(), PayeeID: payee.ID,
 				AmountCents: amount}, now.Add(time.Minute), now)
 		}
+
+		// Its hold expires after the other subtests look for expired ones.
+		t.Run("the same hold placed concurrently", func(t *testing.T) {
+			f, err := s.CreateFund(ctx, disbursementapi.Fund{ID: newID(), Name: "Retried", AllocatedCents: 1_000, CreatedAt: now}, "fin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := disbursementapi.PlaceHoldRequest{HoldID: newID(), FundID: f.ID, CaseID: newID(), PayeeID: payee.ID, AmountCents: 300}
+			var wg sync.WaitGroup
+			errs := make([]error, 8)
+			for i := range errs {
+				wg.Go(func() {
+					var h disbursementapi.Hold
+					if h, errs[i] = s.PlaceHold(ctx, req, now.Add(24*time.Hour), now); errs[i] == nil && h.ID != req.HoldID {
+						errs[i] = fmt.Errorf("answered hold %s", h.ID)
+					}
+				})
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					t.Fatalf("a retried hold: %v", err)
+				}
+			}
+			if got, err := s.Fund(ctx, f.ID); err != nil || got.ReservedCents != 300 {
+				t.Fatalf("fund after 8 attempts of one hold: %+v %v, want 300 reserved", got, err)
+			}
+		})
 
 		t.Run("holds", func(t *testing.T) {
 			h, err := hold(600)
