@@ -18,12 +18,15 @@ import (
 // are in testdata/fuzz/<target>; go test runs them, go test -fuzz=<target>
 // explores.
 
-func FuzzDecodeReason(f *testing.F)   { fuzzDecode[reasonBody](f) }
-func FuzzDecodeAnswer(f *testing.F)   { fuzzDecode[answerBody](f) }
-func FuzzDecodeQuestion(f *testing.F) { fuzzDecode[questionBody](f) }
-func FuzzDecodeFund(f *testing.F)     { fuzzDecode[fundBody](f) }
-func FuzzDecodePayee(f *testing.F)    { fuzzDecode[payeeBody](f) }
-func FuzzDecodeLogin(f *testing.F)    { fuzzDecode[loginRequest](f) }
+func FuzzDecodeReason(f *testing.F)      { fuzzDecode[reasonBody](f) }
+func FuzzDecodeAnswer(f *testing.F)      { fuzzDecode[answerBody](f) }
+func FuzzDecodeQuestion(f *testing.F)    { fuzzDecode[questionBody](f) }
+func FuzzDecodeFund(f *testing.F)        { fuzzDecode[fundBody](f) }
+func FuzzDecodePayee(f *testing.F)       { fuzzDecode[payeeBody](f) }
+func FuzzDecodeLogin(f *testing.F)       { fuzzDecode[loginRequest](f) }
+func FuzzDecodePolicy(f *testing.F)      { fuzzDecode[policyBody](f) }
+func FuzzDecodeTOTPEnrol(f *testing.F)   { fuzzDecode[totpEnrolRequest](f) }
+func FuzzDecodeTOTPConfirm(f *testing.F) { fuzzDecode[totpConfirmRequest](f) }
 
 // querySeeds are raw query strings, among them the review's cursor.
 var querySeeds = []string{

@@ -150,8 +150,17 @@ type payeeJSON struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	Country   string    `json:"country,omitempty"`
-	Account   string    `json:"account"`
+	Account   string    `json:"account,omitempty" jsonschema_description:"the provider account paid; shown to finance, approvers, auditors and admins, not to requesters"`
 	CreatedAt timestamp `json:"created_at"`
+}
+
+// forViewer is the payee as u may see it: a requester picks a payee by
+// name and country and never sees where its money goes.
+func (p payeeJSON) forViewer(u Account) payeeJSON {
+	if !(seesAllCases(u) || u.Has(admin)) {
+		p.Account = ""
+	}
+	return p
 }
 
 // location is where a payee is read.

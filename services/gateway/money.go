@@ -99,7 +99,9 @@ func (s *server) listPayees(r *http.Request, q pageQuery) (page[payeeJSON], erro
 	if err != nil {
 		return page[payeeJSON]{}, err
 	}
-	return page[payeeJSON]{Items: mapSlice(p.Items, toPayeeJSON), NextCursor: p.NextCursor}, nil
+	u := userOf(r)
+	return page[payeeJSON]{Items: mapSlice(p.Items, func(p disbursementapi.Payee) payeeJSON { return toPayeeJSON(p).forViewer(u) }),
+		NextCursor: p.NextCursor}, nil
 }
 
 // getPayee is GET /v1/payees/{id}.
@@ -108,7 +110,7 @@ func (s *server) getPayee(r *http.Request) (payeeJSON, error) {
 	if err != nil {
 		return payeeJSON{}, err
 	}
-	return toPayeeJSON(p), nil
+	return toPayeeJSON(p).forViewer(userOf(r)), nil
 }
 
 // createPayee is POST /v1/payees.

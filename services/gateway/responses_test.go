@@ -318,3 +318,20 @@ func TestPossibleDuplicatesOnlyForStaff(t *testing.T) {
 		t.Errorf("no duplicates: want an empty list for an approver, got %s", w.Body)
 	}
 }
+
+// A requester picks a payee by name and country; where its money goes
+// (the provider account) is for finance, approvers, auditors and admins.
+func TestPayeeAccountNotForRequesters(t *testing.T) {
+	h := newHarness(t, sqldbtest.SQLite(t))
+	for user, want := range map[string]bool{"ana": false, "raj": false, "olu": true, "fin": true, "aud": true, "adm": true} {
+		for _, path := range []string{"/v1/payees", "/v1/payees/" + payeeID} {
+			w := h.get(user, path)
+			if w.Code != http.StatusOK {
+				t.Fatalf("%s %s: %d %s", user, path, w.Code, w.Body)
+			}
+			if got := strings.Contains(w.Body.String(), `"account"`); got != want {
+				t.Errorf("%s %s shows the account: %v, want %v: %s", user, path, got, want, w.Body)
+			}
+		}
+	}
+}
