@@ -37,6 +37,10 @@ func (s State) Open() bool {
 	return s == StateSubmitted || s == StateUnderReview || s == StateInfoRequested || s == StateAwaitingSecondApproval
 }
 
+// Finished lists the states a case never leaves: it is no longer open for
+// anything, nor a possible duplicate of a new request.
+var Finished = []State{StateRejected, StateWithdrawn, StateClosed, StateDisbursed}
+
 // Category is a kind of assistance.
 type Category string
 

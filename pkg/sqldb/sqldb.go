@@ -103,6 +103,34 @@ func Time(us int64) time.Time {
 	return time.UnixMicro(us).UTC()
 }
 
+// Strings runs a query of one text column and returns its values, in
+// order; none is an empty, non-nil slice.
+func Strings(ctx context.Context, q Querier, query string, args ...any) ([]string, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// Args is a list of named strings (states, say) as query arguments.
+func Args[T ~string](vs []T) []any {
+	out := make([]any, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
+}
+
 // Placeholders returns "$from, $from+1, ..." for n parameters.
 func Placeholders(from, n int) string {
 	var b strings.Builder

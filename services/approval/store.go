@@ -27,7 +27,7 @@ var queued = []any{string(assist.StateSubmitted), string(assist.StateUnderReview
 
 // finished are the states in which a case is no longer a possible
 // duplicate of a new one.
-var finished = []any{string(assist.StateRejected), string(assist.StateWithdrawn), string(assist.StateClosed), string(assist.StateDisbursed)}
+var finished = sqldb.Args(assist.Finished)
 
 // Store is approval's read model: the review queue. It keeps of each case
 // only what the queue needs (see QueueFields); the whole case is intake's
@@ -205,19 +205,7 @@ func (s *SQLStore) duplicates(ctx context.Context, c *assist.Case) ([]string, er
 	if len(c.BeneficiaryRefHash) == 0 {
 		return out, nil
 	}
-	rows, err := s.db.Query(ctx, `SELECT id FROM approval_queue WHERE ref_hash = $1 AND category = $2 AND id <> $3
+	return sqldb.Strings(ctx, s.db, `SELECT id FROM approval_queue WHERE ref_hash = $1 AND category = $2 AND id <> $3
 		AND status NOT IN ($4, $5, $6, $7) ORDER BY created_at, id`,
 		append([]any{hex.EncodeToString(c.BeneficiaryRefHash), string(c.Category), c.ID}, finished...)...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
 }

@@ -58,10 +58,6 @@ type Store interface {
 // maxDuplicates bounds the duplicate check's answer.
 const maxDuplicates = 20
 
-// closedStates are the states in which a case is no longer open.
-var closedStates = []any{string(assist.StateRejected), string(assist.StateWithdrawn), string(assist.StateClosed),
-	string(assist.StateDisbursed)}
-
 // WrappedKey is a data key as stored: wrapped by the master key.
 type WrappedKey struct {
 	ID      string
@@ -172,22 +168,10 @@ func (s *SQLStore) PossibleDuplicates(ctx context.Context, refHash []byte, categ
 	if len(refHash) == 0 {
 		return out, nil
 	}
-	args := append([]any{refHashKey(refHash), string(category), except, sqldb.Micros(since)}, closedStates...)
-	rows, err := s.db.Query(ctx, `SELECT id FROM intake_cases WHERE ref_hash = $1 AND category = $2 AND id <> $3
-		AND (updated_at >= $4 OR status NOT IN (`+sqldb.Placeholders(5, len(closedStates))+`))
+	args := append([]any{refHashKey(refHash), string(category), except, sqldb.Micros(since)}, sqldb.Args(assist.Finished)...)
+	return sqldb.Strings(ctx, s.db, `SELECT id FROM intake_cases WHERE ref_hash = $1 AND category = $2 AND id <> $3
+		AND (updated_at >= $4 OR status NOT IN (`+sqldb.Placeholders(5, len(assist.Finished))+`))
 		ORDER BY created_at, id LIMIT `+strconv.Itoa(maxDuplicates), args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
 }
 
 // Projected implements Store.
