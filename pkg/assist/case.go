@@ -386,4 +386,4 @@ func (ClaimExpired) isBody()     {}
 var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdrawn", "InfoRequested",
 	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
 	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed",
-	"PayoutRetried", "DeadlineMissed", "ClaimExpired", "PolicyChanged"}
+	"PayoutRetried", "DeadlineMissed", "ClaimExpired", "PolicyChanged", "UserCreated", "UserChanged"}

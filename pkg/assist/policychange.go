@@ -28,10 +28,14 @@ func (PolicyChanged) Kind() Kind { return KindPolicy }
 func (PolicyChanged) isBody() {}
 
 // TypeKind is the kind of the things an event type is about: the policy
-// for PolicyChanged, a case for the others of EventTypes.
+// for PolicyChanged, a user for UserEventTypes, a case for the others of
+// EventTypes.
 func TypeKind(typ string) Kind {
 	if typ == (PolicyChanged{}).Type() {
 		return KindPolicy
+	}
+	if slices.Contains(UserEventTypes, typ) {
+		return KindUser
 	}
 	return KindCase
 }

@@ -115,6 +115,11 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 		pe.Body = &evav1.Event_PolicyChanged{PolicyChanged: &evav1.PolicyChanged{Policy: wholePolicyToProto(b.Policy)}}
 	case assist.ClaimExpired:
 		pe.Body = &evav1.Event_ClaimExpired{ClaimExpired: &evav1.ClaimExpired{ClaimedBy: b.ClaimedBy, ExpiresAt: ts(b.ExpiresAt)}}
+	case assist.UserCreated:
+		pe.Body = &evav1.Event_UserCreated{UserCreated: &evav1.UserCreated{Username: b.Username, Roles: b.Roles, Posts: b.Posts}}
+	case assist.UserChanged:
+		pe.Body = &evav1.Event_UserChanged{UserChanged: &evav1.UserChanged{Username: b.Username, Roles: b.Roles,
+			Posts: b.Posts, Disabled: b.Disabled, PasswordChanged: b.PasswordChanged}}
 	default:
 		return nil, fmt.Errorf("encode: unknown event body %T", e.Body)
 	}
@@ -201,6 +206,13 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		e.Body = assist.PolicyChanged{Policy: wholePolicyFromProto(b.PolicyChanged.GetPolicy())}
 	case *evav1.Event_ClaimExpired:
 		e.Body = assist.ClaimExpired{ClaimedBy: b.ClaimExpired.GetClaimedBy(), ExpiresAt: tm(b.ClaimExpired.GetExpiresAt())}
+	case *evav1.Event_UserCreated:
+		u := b.UserCreated
+		e.Body = assist.UserCreated{Username: u.GetUsername(), Roles: u.GetRoles(), Posts: u.GetPosts()}
+	case *evav1.Event_UserChanged:
+		u := b.UserChanged
+		e.Body = assist.UserChanged{Username: u.GetUsername(), Roles: u.GetRoles(), Posts: u.GetPosts(),
+			Disabled: u.GetDisabled(), PasswordChanged: u.GetPasswordChanged()}
 	default:
 		// A body this version does not know, or none at all.
 		return assist.Event{}, fmt.Errorf("event %s has no known body", e.ID)

@@ -88,6 +88,9 @@ func samples() []struct {
 			p.Version = "2"
 			return p
 		}()})},
+		{"UserCreated", envelope("20", assist.UserCreated{Username: "nia", Roles: []string{"requester"}, Posts: []string{"KEN-NAIROBI"}})},
+		{"UserChanged", envelope("21", assist.UserChanged{Username: "nia", Roles: []string{"requester", "auditor"},
+			Posts: []string{"KEN-NAIROBI"}, Disabled: true, PasswordChanged: true})},
 	}
 }
 

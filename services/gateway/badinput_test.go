@@ -28,6 +28,7 @@ var postRoutes = []struct {
 	{"/v1/payees", "fin", "account", ""},
 	{"/v1/payouts/{id}/retry", "fin", "", ""},
 	{"/v1/payouts/{id}/cancel", "fin", "reason", ""},
+	{"/v1/admin/users", "adm", "username", ""},
 }
 
 func TestPostRoutesCovered(t *testing.T) {

@@ -170,6 +170,9 @@ type Deps struct {
 	Approval     Approval
 	Disbursement Disbursement
 	Audit        Audit
+	// Events receives the events of user administration (LogEvents);
+	// nil keeps them in the user outbox.
+	Events Events
 	// Signer signs the actor of every command the gateway sends for a
 	// signed-in user; the services refuse commands it did not sign.
 	Signer *rpc.Signer
@@ -199,6 +202,8 @@ type server struct {
 	disbursement Disbursement
 	audit        Audit
 	signer       *rpc.Signer
+	events       Events
+	relay        userRelay
 	db           sqldb.DB
 	store        Store
 	log          *zap.Logger
@@ -230,7 +235,7 @@ func newServer(d Deps) (*server, error) {
 		return nil, errors.New("gateway: DB is required")
 	}
 	s := &server{cfg: d.Config.withDefaults(), intake: d.Intake, approval: d.Approval, disbursement: d.Disbursement,
-		audit: d.Audit, signer: d.Signer, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
+		audit: d.Audit, signer: d.Signer, events: d.Events, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -308,6 +313,7 @@ func Run(ctx context.Context, d Deps) error {
 	var bg sync.WaitGroup
 	bg.Go(func() { s.sweep(sweepCtx, time.Hour) })
 	bg.Go(func() { s.watchRevocations(sweepCtx, s.cfg.RevocationPoll) })
+	bg.Go(func() { s.watchUserOutbox(sweepCtx, time.Second) })
 	defer func() {
 		stopSweep()
 		bg.Wait()

@@ -146,7 +146,8 @@ func errorStatuses(rt route) []int {
 	add(op.query != nil || op.body != nil || op.idempotent, http.StatusBadRequest)
 	add(!rt.public, http.StatusUnauthorized)
 	add(len(rt.roles) > 0, http.StatusForbidden)
-	add(strings.Contains(rt.pattern, "{id}") || strings.Contains(rt.pattern, "{seq}"), http.StatusNotFound)
+	add(strings.Contains(rt.pattern, "{id}") || strings.Contains(rt.pattern, "{seq}") ||
+		strings.Contains(rt.pattern, "{username}"), http.StatusNotFound)
 	add(op.idempotent, http.StatusConflict)
 	add(op.body != nil || op.idempotent, http.StatusRequestEntityTooLarge)
 	add(op.idempotent, http.StatusUnprocessableEntity)
@@ -346,6 +347,11 @@ func (g *schemaGen) operation(rt route) (*openAPIOperation, error) {
 		o.Parameters = append(o.Parameters, openAPIParameter{Name: "seq", In: "path", Required: true,
 			Description: "an event's sequence in the log; 1 is the first",
 			Schema:      &jsonschema.Schema{Type: "integer", Minimum: "1"}})
+	}
+	if strings.Contains(rt.pattern, "{username}") {
+		o.Parameters = append(o.Parameters, openAPIParameter{Name: "username", In: "path", Required: true,
+			Description: "the account's username; an unknown one is 404",
+			Schema:      &jsonschema.Schema{Type: "string", MaxLength: ptr(uint64(maxUsername))}})
 	}
 	if op.idempotent {
 		o.Parameters = append(o.Parameters, openAPIParameter{Ref: idemKeyRef})

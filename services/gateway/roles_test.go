@@ -26,6 +26,9 @@ var apiWho = map[string][]string{
 	"GET /v1/policy":                      nil,
 	"PUT /v1/policy":                      {admin},
 	"GET /v1/policy/history":              {admin, auditor},
+	"GET /v1/admin/users":                 {admin},
+	"POST /v1/admin/users":                {admin},
+	"PATCH /v1/admin/users/{username}":    {admin},
 	"POST /v1/requests":                   {requester},
 	"GET /v1/requests":                    {requester, approver, finance, auditor},
 	"GET /v1/requests/{id}":               {requester, approver, finance, auditor},
@@ -80,6 +83,8 @@ func concrete(pattern string) string {
 		p = strings.Replace(p, "{id}", payeeID, 1)
 	case strings.HasPrefix(p, "/v1/payouts/{id}"):
 		p = strings.Replace(p, "{id}", payoutID, 1)
+	case strings.HasSuffix(p, "{username}"):
+		p = strings.Replace(p, "{username}", "ana", 1)
 	case strings.HasSuffix(p, "{seq}"):
 		p = strings.Replace(p, "{seq}", "1", 1)
 	}
@@ -114,10 +119,12 @@ var validBodies = map[string]string{
 	"/v1/requests/{id}/request-info": `{"question":"which shelter?"}`,
 	"/v1/policy": `{"caps_usd_cents":{"shelter":500000},"case_cap_usd_cents":2000000,"second_approval_above_usd_cents":500000,` +
 		`"deadlines":{"critical":"4h","urgent":"24h","routine":"72h"},"claim_ttl":"30m"}`,
-	"/v1/funds":               `{"name":"Emergency 2025","allocated_usd_cents":100000000}`,
-	"/v1/payees":              `{"name":"Clinic","country":"IN","account":"ACC-9"}`,
-	"/v1/payouts/{id}/retry":  ``,
-	"/v1/payouts/{id}/cancel": `{"reason":"payee closed"}`,
+	"/v1/admin/users":            `{"username":"nia","password":"long enough pw","roles":["requester"],"posts":["KEN-NAIROBI"]}`,
+	"/v1/admin/users/{username}": `{"posts":["BGD-DHAKA","BGD-CTG"]}`,
+	"/v1/funds":                  `{"name":"Emergency 2025","allocated_usd_cents":100000000}`,
+	"/v1/payees":                 `{"name":"Clinic","country":"IN","account":"ACC-9"}`,
+	"/v1/payouts/{id}/retry":     ``,
+	"/v1/payouts/{id}/cancel":    `{"reason":"payee closed"}`,
 }
 
 func TestRoutesMatchAPIWho(t *testing.T) {

@@ -56,6 +56,7 @@ func group(tag string, rs ...route) []route {
 func (s *server) routes() []route {
 	const (
 		get, post, put, del = http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
+		patch               = http.MethodPatch
 		caseAfter           = "the case after the command"
 	)
 	return slices.Concat(
@@ -200,6 +201,25 @@ func (s *server) routes() []route {
 				answer: "the new version", op: handleCommand(s, s.putPolicy)},
 			route{method: get, pattern: "/v1/policy/history", roles: []string{admin, auditor}, summary: "Every version of the policy",
 				answer: "the versions, the initial one first, with who set each and when", op: handleGet(s.policyHistory)},
+		),
+		group("users",
+			route{method: get, pattern: "/v1/admin/users", roles: []string{admin}, summary: "List accounts",
+				doc: "Local accounts by username, with their roles, posts and whether they are disabled; never a " +
+					"password or its hash.",
+				answer: "accounts", op: handleQuery(s.listUsers)},
+			route{method: post, pattern: "/v1/admin/users", roles: []string{admin}, summary: "Create an account",
+				doc: "Recorded as the event UserCreated (eva.user.<id>.UserCreated) with its actor, never with the " +
+					"password. A bad field is 400 naming it (an unknown role, a bad post code, a password under 10 " +
+					"characters or equal to the username, control or bidirectional characters); a username taken is 409.",
+				answer: "the account", op: handleCreate(s, s.createUser).alsoAnswers(http.StatusConflict)},
+			route{method: patch, pattern: "/v1/admin/users/{username}", roles: []string{admin}, summary: "Change an account",
+				doc: "Only the fields sent change: roles, posts, disabled, password. Recorded as the event UserChanged " +
+					"with its actor (a new password only as password_changed). The account's tokens issued before stop " +
+					"holding on every replica within a second (RevocationPoll): a disabled account's at once, with " +
+					"its web sessions; another change's are renewed with the new roles and posts. A change that " +
+					"would leave no enabled admin (the last admin disabling itself) is 409 naming the reason.",
+				answer: "the account after the change",
+				op:     handleCommand(s, s.changeUser).alsoAnswers(http.StatusNotFound, http.StatusConflict)},
 		),
 		group("audit",
 			route{method: get, pattern: "/v1/audit/events", roles: []string{auditor}, summary: "The archive, in log order",

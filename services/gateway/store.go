@@ -30,6 +30,8 @@ type Account struct {
 	// Posts binds a requester to the posts it files for.
 	Posts     []string
 	CreatedAt time.Time
+	// Disabled accounts neither sign in nor use their tokens.
+	Disabled bool
 }
 
 // Has reports whether the account holds role.
@@ -91,6 +93,17 @@ type Store interface {
 	// PutAccount creates an account or replaces its password hash, roles
 	// and posts; CreatedAt is kept from the first time.
 	PutAccount(ctx context.Context, a Account) error
+	// Accounts lists accounts by username, after the username after
+	// ("" from the first), at most limit.
+	Accounts(ctx context.Context, after string, limit int) ([]Account, error)
+	// EditAccount runs an admin's change on an account and stores it with
+	// its event (see SQLStore.EditAccount).
+	EditAccount(ctx context.Context, username, commandID string, edit AccountEdit) (Account, error)
+	// UserOutbox returns up to limit user events waiting to be appended
+	// to the event log, oldest first.
+	UserOutbox(ctx context.Context, limit int) ([]assist.Event, error)
+	// DeleteUserOutbox forgets an event once appended.
+	DeleteUserOutbox(ctx context.Context, eventID string) error
 	// ReplacePasswordHash sets the account's password hash to new if it is
 	// still old; replaced is false when the account is gone or its hash
 	// changed meanwhile.
@@ -132,7 +145,7 @@ type Store interface {
 	CreateToken(ctx context.Context, t Token) error
 	// TokenAccount returns the account holding the token with hash and
 	// when the token expires. Errors: CodeUnauthenticated when the token is
-	// unknown, expired at now, or its account is gone.
+	// unknown, expired at now, or its account is gone or disabled.
 	TokenAccount(ctx context.Context, hash []byte, now time.Time) (Account, time.Time, error)
 	// DeleteToken revokes a token.
 	DeleteToken(ctx context.Context, hash []byte) error
@@ -169,8 +182,9 @@ func (s *SQLStore) Account(ctx context.Context, username string) (Account, error
 		roles, posts string
 		created      int64
 	)
-	err := s.db.QueryRow(ctx, `SELECT username, password_hash, roles, posts, created_at FROM gateway_users WHERE username = $1`,
-		username).Scan(&a.Username, &hash, &roles, &posts, &created)
+	var disabled int
+	err := s.db.QueryRow(ctx, `SELECT username, password_hash, roles, posts, created_at, disabled FROM gateway_users
+		WHERE username = $1`, username).Scan(&a.Username, &hash, &roles, &posts, &created, &disabled)
 	if errors.Is(err, sqldb.ErrNoRows) {
 		return Account{}, assist.Errorf(assist.CodeNotFound, "no account %q", username)
 	}
@@ -178,6 +192,7 @@ func (s *SQLStore) Account(ctx context.Context, username string) (Account, error
 		return Account{}, fmt.Errorf("account: %w", err)
 	}
 	a.PasswordHash, a.Roles, a.Posts, a.CreatedAt = []byte(hash), splitList(roles), splitList(posts), sqldb.Time(created)
+	a.Disabled = disabled != 0
 	return a, nil
 }
 
@@ -306,9 +321,10 @@ func (s *SQLStore) TokenAccount(ctx context.Context, hash []byte, now time.Time)
 		created      int64
 		expires      int64
 	)
-	err := s.db.QueryRow(ctx, `SELECT u.username, u.password_hash, u.roles, u.posts, u.created_at, t.expires_at
+	var disabled int
+	err := s.db.QueryRow(ctx, `SELECT u.username, u.password_hash, u.roles, u.posts, u.created_at, u.disabled, t.expires_at
 		FROM gateway_tokens t JOIN gateway_users u ON u.username = t.username WHERE t.hash = $1`,
-		hex.EncodeToString(hash)).Scan(&a.Username, &pw, &roles, &posts, &created, &expires)
+		hex.EncodeToString(hash)).Scan(&a.Username, &pw, &roles, &posts, &created, &disabled, &expires)
 	if errors.Is(err, sqldb.ErrNoRows) {
 		return Account{}, time.Time{}, assist.Errorf(assist.CodeUnauthenticated, "unknown token")
 	}
@@ -316,6 +332,9 @@ func (s *SQLStore) TokenAccount(ctx context.Context, hash []byte, now time.Time)
 		return Account{}, time.Time{}, fmt.Errorf("token: %w", err)
 	}
 	exp := sqldb.Time(expires)
+	if disabled != 0 {
+		return Account{}, time.Time{}, assist.Errorf(assist.CodeUnauthenticated, "the account is disabled")
+	}
 	if !now.Before(exp) {
 		return Account{}, time.Time{}, assist.Errorf(assist.CodeUnauthenticated, "the token expired; sign in again")
 	}

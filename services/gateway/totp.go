@@ -155,6 +155,10 @@ func (s *server) checkPassword(r *http.Request, username, password string, now t
 	if !ok {
 		return Account{}, attempt, errBadCredentials
 	}
+	if acct.Disabled {
+		// Said only to whoever knows the password.
+		return Account{}, attempt, assist.Errorf(assist.CodeUnauthenticated, "this account is disabled")
+	}
 	if stale {
 		s.upgradeHash(r.Context(), acct, password)
 	}

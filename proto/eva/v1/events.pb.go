@@ -225,6 +225,8 @@ type Event struct {
 	//	*Event_DeadlineMissed
 	//	*Event_ClaimExpired
 	//	*Event_PolicyChanged
+	//	*Event_UserCreated
+	//	*Event_UserChanged
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -480,6 +482,24 @@ func (x *Event) GetPolicyChanged() *PolicyChanged {
 	return nil
 }
 
+func (x *Event) GetUserCreated() *UserCreated {
+	if x != nil {
+		if x, ok := x.Body.(*Event_UserCreated); ok {
+			return x.UserCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetUserChanged() *UserChanged {
+	if x != nil {
+		if x, ok := x.Body.(*Event_UserChanged); ok {
+			return x.UserChanged
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -560,6 +580,14 @@ type Event_PolicyChanged struct {
 	PolicyChanged *PolicyChanged `protobuf:"bytes,37,opt,name=policy_changed,json=policyChanged,proto3,oneof"`
 }
 
+type Event_UserCreated struct {
+	UserCreated *UserCreated `protobuf:"bytes,38,opt,name=user_created,json=userCreated,proto3,oneof"`
+}
+
+type Event_UserChanged struct {
+	UserChanged *UserChanged `protobuf:"bytes,39,opt,name=user_changed,json=userChanged,proto3,oneof"`
+}
+
 func (*Event_RequestSubmitted) isEvent_Body() {}
 
 func (*Event_RequestAmended) isEvent_Body() {}
@@ -597,6 +625,10 @@ func (*Event_DeadlineMissed) isEvent_Body() {}
 func (*Event_ClaimExpired) isEvent_Body() {}
 
 func (*Event_PolicyChanged) isEvent_Body() {}
+
+func (*Event_UserCreated) isEvent_Body() {}
+
+func (*Event_UserChanged) isEvent_Body() {}
 
 // Sealed holds personal data encrypted with the case's data key
 // (envelope encryption: AES-256-GCM; the data key is wrapped by a master key
@@ -2056,6 +2088,148 @@ func (x *PolicyChanged) GetPolicy() *Policy {
 	return nil
 }
 
+// UserCreated: an admin created a local account, on subject
+// eva.user.<user id>.UserCreated (the id derives from the username,
+// assist.UserID). Never the password nor its hash.
+type UserCreated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Roles         []string               `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
+	Posts         []string               `protobuf:"bytes,3,rep,name=posts,proto3" json:"posts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserCreated) Reset() {
+	*x = UserCreated{}
+	mi := &file_eva_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserCreated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserCreated) ProtoMessage() {}
+
+func (x *UserCreated) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserCreated.ProtoReflect.Descriptor instead.
+func (*UserCreated) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *UserCreated) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *UserCreated) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *UserCreated) GetPosts() []string {
+	if x != nil {
+		return x.Posts
+	}
+	return nil
+}
+
+// UserChanged: an admin changed a local account; it holds the account's
+// roles, posts and disabled flag after the change, and whether its
+// password was set (never the password nor its hash).
+type UserChanged struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Username        string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Roles           []string               `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
+	Posts           []string               `protobuf:"bytes,3,rep,name=posts,proto3" json:"posts,omitempty"`
+	Disabled        bool                   `protobuf:"varint,4,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	PasswordChanged bool                   `protobuf:"varint,5,opt,name=password_changed,json=passwordChanged,proto3" json:"password_changed,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *UserChanged) Reset() {
+	*x = UserChanged{}
+	mi := &file_eva_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserChanged) ProtoMessage() {}
+
+func (x *UserChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserChanged.ProtoReflect.Descriptor instead.
+func (*UserChanged) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *UserChanged) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *UserChanged) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *UserChanged) GetPosts() []string {
+	if x != nil {
+		return x.Posts
+	}
+	return nil
+}
+
+func (x *UserChanged) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
+func (x *UserChanged) GetPasswordChanged() bool {
+	if x != nil {
+		return x.PasswordChanged
+	}
+	return false
+}
+
 var File_eva_v1_events_proto protoreflect.FileDescriptor
 
 const file_eva_v1_events_proto_rawDesc = "" +
@@ -2064,7 +2238,7 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04post\x18\x03 \x01(\tR\x04post\"\x95\v\n" +
+	"\x04post\x18\x03 \x01(\tR\x04post\"\x89\f\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\acase_id\x18\x02 \x01(\tR\x06caseId\x12*\n" +
@@ -2092,7 +2266,9 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x0epayout_retried\x18Y \x01(\v2\x15.eva.v1.PayoutRetriedH\x00R\rpayoutRetried\x12A\n" +
 	"\x0fdeadline_missed\x18# \x01(\v2\x16.eva.v1.DeadlineMissedH\x00R\x0edeadlineMissed\x12;\n" +
 	"\rclaim_expired\x18$ \x01(\v2\x14.eva.v1.ClaimExpiredH\x00R\fclaimExpired\x12>\n" +
-	"\x0epolicy_changed\x18% \x01(\v2\x15.eva.v1.PolicyChangedH\x00R\rpolicyChangedB\x06\n" +
+	"\x0epolicy_changed\x18% \x01(\v2\x15.eva.v1.PolicyChangedH\x00R\rpolicyChanged\x128\n" +
+	"\fuser_created\x18& \x01(\v2\x13.eva.v1.UserCreatedH\x00R\vuserCreated\x128\n" +
+	"\fuser_changed\x18' \x01(\v2\x13.eva.v1.UserChangedH\x00R\vuserChangedB\x06\n" +
 	"\x04body\"E\n" +
 	"\x06Sealed\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
@@ -2222,7 +2398,17 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
 	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\"7\n" +
 	"\rPolicyChanged\x12&\n" +
-	"\x06policy\x18\x01 \x01(\v2\x0e.eva.v1.PolicyR\x06policyB+Z)github.com/eva-org/eva/proto/eva/v1;evav1b\x06proto3"
+	"\x06policy\x18\x01 \x01(\v2\x0e.eva.v1.PolicyR\x06policy\"U\n" +
+	"\vUserCreated\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x14\n" +
+	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x14\n" +
+	"\x05posts\x18\x03 \x03(\tR\x05posts\"\x9c\x01\n" +
+	"\vUserChanged\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x14\n" +
+	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x14\n" +
+	"\x05posts\x18\x03 \x03(\tR\x05posts\x12\x1a\n" +
+	"\bdisabled\x18\x04 \x01(\bR\bdisabled\x12)\n" +
+	"\x10password_changed\x18\x05 \x01(\bR\x0fpasswordChangedB+Z)github.com/eva-org/eva/proto/eva/v1;evav1b\x06proto3"
 
 var (
 	file_eva_v1_events_proto_rawDescOnce sync.Once
@@ -2237,7 +2423,7 @@ func file_eva_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_eva_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_eva_v1_events_proto_goTypes = []any{
 	(RequestApproved_Step)(0),     // 0: eva.v1.RequestApproved.Step
 	(FundsReleased_Cause)(0),      // 1: eva.v1.FundsReleased.Cause
@@ -2266,13 +2452,15 @@ var file_eva_v1_events_proto_goTypes = []any{
 	(*ClaimExpired)(nil),          // 24: eva.v1.ClaimExpired
 	(*Policy)(nil),                // 25: eva.v1.Policy
 	(*PolicyChanged)(nil),         // 26: eva.v1.PolicyChanged
-	nil,                           // 27: eva.v1.Policy.CategoryCapsUsdCentsEntry
-	nil,                           // 28: eva.v1.Policy.DeadlinesEntry
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 30: google.protobuf.Duration
+	(*UserCreated)(nil),           // 27: eva.v1.UserCreated
+	(*UserChanged)(nil),           // 28: eva.v1.UserChanged
+	nil,                           // 29: eva.v1.Policy.CategoryCapsUsdCentsEntry
+	nil,                           // 30: eva.v1.Policy.DeadlinesEntry
+	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 32: google.protobuf.Duration
 }
 var file_eva_v1_events_proto_depIdxs = []int32{
-	29, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
+	31, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
 	2,  // 1: eva.v1.Event.actor:type_name -> eva.v1.Actor
 	7,  // 2: eva.v1.Event.request_submitted:type_name -> eva.v1.RequestSubmitted
 	8,  // 3: eva.v1.Event.request_amended:type_name -> eva.v1.RequestAmended
@@ -2293,28 +2481,30 @@ var file_eva_v1_events_proto_depIdxs = []int32{
 	23, // 18: eva.v1.Event.deadline_missed:type_name -> eva.v1.DeadlineMissed
 	24, // 19: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
 	26, // 20: eva.v1.Event.policy_changed:type_name -> eva.v1.PolicyChanged
-	4,  // 21: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
-	29, // 22: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 23: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
-	4,  // 24: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
-	29, // 25: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 26: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
-	29, // 27: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 28: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
-	0,  // 29: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
-	1,  // 30: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
-	29, // 31: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
-	29, // 32: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
-	27, // 33: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
-	28, // 34: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
-	30, // 35: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
-	25, // 36: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
-	30, // 37: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	27, // 21: eva.v1.Event.user_created:type_name -> eva.v1.UserCreated
+	28, // 22: eva.v1.Event.user_changed:type_name -> eva.v1.UserChanged
+	4,  // 23: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
+	31, // 24: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 25: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
+	4,  // 26: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
+	31, // 27: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 28: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
+	31, // 29: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 30: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
+	0,  // 31: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
+	1,  // 32: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
+	31, // 33: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
+	31, // 34: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 35: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
+	30, // 36: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
+	32, // 37: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
+	25, // 38: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
+	32, // 39: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_eva_v1_events_proto_init() }
@@ -2342,6 +2532,8 @@ func file_eva_v1_events_proto_init() {
 		(*Event_DeadlineMissed)(nil),
 		(*Event_ClaimExpired)(nil),
 		(*Event_PolicyChanged)(nil),
+		(*Event_UserCreated)(nil),
+		(*Event_UserChanged)(nil),
 	}
 	file_eva_v1_events_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -2350,7 +2542,7 @@ func file_eva_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eva_v1_events_proto_rawDesc), len(file_eva_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -39,6 +39,9 @@ var eventOwners = map[assist.Kind]map[string]string{
 	assist.KindFund:   {"*": "disbursement"},
 	assist.KindPayee:  {"*": "disbursement"},
 	assist.KindPolicy: {"*": "approval"},
+	// Accounts live in the gateway's store; it appends their events
+	// from its outbox (ADR 23).
+	assist.KindUser: {"*": "gateway"},
 }
 
 // ownStreams are the streams a service makes and manages itself, with
@@ -63,7 +66,8 @@ var calls = map[string][]string{
 // Every service: serve its own endpoints (eva.<name>.*, and micro's
 // $SRV.>) and answer the requests it received; append the events it
 // owns; read the event streams and run its consumers; dead-letter. The
-// gateway: send every user-facing command and query, append nothing.
+// gateway: send every user-facing command and query, and append the
+// events of the accounts it keeps (KindUser).
 // Admin: everything.
 func busUser(name, publicKey string) natsx.User {
 	u := natsx.User{Name: name, PublicKey: publicKey}
@@ -94,6 +98,8 @@ func busUser(name, publicKey string) natsx.User {
 		}
 		// Only a service's own work may call these.
 		u.DenyPublish = slices.Sorted(slices.Values(internalCalls))
+		u.Publish = append(u.Publish, ownedEvents(name)...)
+		slices.Sort(u.Publish)
 		return u
 	}
 	u.Responds = true
@@ -110,15 +116,22 @@ func busUser(name, publicKey string) natsx.User {
 	if name == "intake" {
 		u.Publish = append(u.Publish, eventlog.AccessPrefix+">") // reads of personal data
 	}
+	u.Publish = append(u.Publish, ownedEvents(name)...)
+	slices.Sort(u.Publish)
+	return u
+}
+
+// ownedEvents are the event subjects service name may append on.
+func ownedEvents(name string) []string {
+	var out []string
 	for _, kind := range slices.Sorted(maps.Keys(eventOwners)) {
 		for typ, owner := range eventOwners[kind] {
 			if owner == name {
-				u.Publish = append(u.Publish, "eva."+string(kind)+".*."+typ)
+				out = append(out, "eva."+string(kind)+".*."+typ)
 			}
 		}
 	}
-	slices.Sort(u.Publish)
-	return u
+	return out
 }
 
 // busKeys reads the NKey seeds of every identity from dir, making those

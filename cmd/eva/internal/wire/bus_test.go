@@ -76,7 +76,7 @@ func (c *busClient) refused(t *testing.T, subject string) {
 // without credentials, and each identity is held to its own subjects: a
 // service cannot send another's commands, take another's requests, read
 // another's replies or append another's events; the gateway appends
-// nothing. Nothing refused reaches the event log (issue 7: "the NATS
+// only user events. Nothing refused reaches the event log (issue 7: "the NATS
 // command bus has no authentication").
 func TestBusAuthenticatesAndConfines(t *testing.T) {
 	p, err := wire.Open(context.Background(), wire.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", Replicas: 1,

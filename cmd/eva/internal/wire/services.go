@@ -72,6 +72,7 @@ var services = map[string]service{
 				Disbursement: disbursementapi.NewClient(b.NC),
 				Audit:        auditapi.NewClient(b.NC),
 				Signer:       p.Signer,
+				Events:       gateway.LogEvents(b.Log),
 				DB:           db,
 				Logger:       p.Logger.Named("gateway"),
 				Registry:     p.Registry,
