@@ -31,14 +31,6 @@ type notYetData struct {
 	API  string
 }
 
-// usersPage is /users: accounts are not managed through the API yet
-// (GET, POST /v1/admin/users come with a later issue); the page says so
-// rather than showing anything made up.
-func (s *site) usersPage(v *view) error {
-	v.render(http.StatusOK, "notyet", v.L.T("users.title"), notYetData{What: v.L.T("users.notyet"), API: "GET, POST /v1/admin/users"})
-	return nil
-}
-
 // policyPage is /policy: likewise for the policy (GET, PUT /v1/policy).
 func (s *site) policyPage(v *view) error {
 	v.render(http.StatusOK, "notyet", v.L.T("policy.title"), notYetData{What: v.L.T("policy.notyet"), API: "GET, PUT /v1/policy"})

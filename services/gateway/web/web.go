@@ -171,6 +171,8 @@ func (s *site) routes() http.Handler {
 
 	r.Get("/admin", s.page(signedIn, s.adminPage))
 	r.Get("/users", s.page(signedIn, s.usersPage))
+	r.Post("/users", s.action(signedIn, s.createUser))
+	r.Post("/users/{username}", s.action(signedIn, s.changeUser))
 	r.Get("/policy", s.page(signedIn, s.policyPage))
 	return r
 }
