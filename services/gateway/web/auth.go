@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/eva-org/eva/pkg/assist"
 )
@@ -60,13 +61,16 @@ func (s *site) loginForm(v *view) error {
 // login is POST /login: it signs in through the API (POST
 // /v1/auth/token?cookie=1), which sets the session cookie.
 func (s *site) login(v *view) error {
-	f := formFrom(v.r, "username", "password")
+	f := formFrom(v.r, "username", "password", "otp")
 	f.Values["password"] = v.r.PostForm.Get("password") // as typed
 	next := localPath(v.r.PostForm.Get("next"))
 	f.require(v.L, "username", "password")
 	if f.OK() {
-		res, err := s.api.do(v.ctx(), call{method: http.MethodPost, path: "/v1/auth/token?cookie=1",
-			body: map[string]string{"username": f.V("username"), "password": f.V("password")}})
+		body := map[string]string{"username": f.V("username"), "password": f.V("password")}
+		if code := strings.ReplaceAll(f.V("otp"), " ", ""); code != "" {
+			body["otp"] = code
+		}
+		res, err := s.api.do(v.ctx(), call{method: http.MethodPost, path: "/v1/auth/token?cookie=1", body: body})
 		if err != nil {
 			return err
 		}
@@ -85,16 +89,21 @@ func (s *site) login(v *view) error {
 			v.redirect(next)
 			return nil
 		}
-		switch res.Problem.Status {
-		case http.StatusUnauthorized:
+		switch {
+		case res.Problem.Status == http.StatusUnauthorized && names(res.Problem, "otp") && f.V("otp") == "":
+			// The password was right: the account signs in with a code.
+			f.Fail("otp", v.L.T("login.code.needed"))
+		case res.Problem.Status == http.StatusUnauthorized && names(res.Problem, "otp"):
+			f.Fail("otp", v.L.apiMessage(res.Problem.Errors[0].Message))
+		case res.Problem.Status == http.StatusUnauthorized:
 			f.Fail("password", v.L.T("login.wrong"))
-		case http.StatusTooManyRequests:
+		case res.Problem.Status == http.StatusTooManyRequests:
 			f.Summary = append(f.Summary, v.L.T("login.slow"))
 		default:
 			f.fromProblem(v.L, res.Problem)
 		}
 	}
-	f.Values["password"] = "" // never sent back
+	f.Values["password"], f.Values["otp"] = "", "" // never sent back
 	v.render(http.StatusUnauthorized, "login", v.L.T("login.title"), loginData{Form: f, Next: next})
 	return nil
 }
@@ -122,4 +131,14 @@ func (s *site) setLanguage(v *view) error {
 	}
 	v.redirect(localPath(v.r.PostForm.Get("back")))
 	return nil
+}
+
+// names reports whether a problem names field.
+func names(p *problem, field string) bool {
+	for _, fe := range p.Errors {
+		if fe.Field == field {
+			return true
+		}
+	}
+	return false
 }
