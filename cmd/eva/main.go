@@ -31,6 +31,8 @@ commands:
   bench                drive requests through the whole lifecycle and report rates
   audit verify         check the audit log: archive, hash chain, Merkle tree, signed checkpoints
                        (--checkpoint FILE --key KEY: one saved earlier) and the event log
+  audit replay         rebuild the read models from the log (--service NAME: one service's), with a progress
+                       bar on stderr; --case ID prints that case's timeline instead
   audit keygen         make a checkpoint signing key (--origin NAME) and print its verifier key
   audit witness        fetch the checkpoint (--url URL --key KEY, token in EVA_AUDIT_TOKEN), check it
                        extends the last one kept in --dir, keep it (run it from cron, elsewhere)
@@ -107,6 +109,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 		switch arg {
 		case "verify":
 			return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditVerify(ctx, p, o.audit, os.Stdout) })
+		case "replay":
+			return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditReplay(ctx, p, o.replay, os.Stdout, os.Stderr) })
 		case "keygen":
 			return wire.AuditKeygen(o.origin, os.Stdout)
 		case "witness":
@@ -118,7 +122,7 @@ func run(ctx context.Context, cmd string, args []string) error {
 			fmt.Println(saw)
 			return nil
 		}
-		return errors.New("unknown audit command " + arg + " (want verify, keygen or witness)")
+		return errors.New("unknown audit command " + arg + " (want verify, replay, keygen or witness)")
 	case "sim":
 		return runSim(ctx, o.sim, os.Stdout)
 	default: // bench

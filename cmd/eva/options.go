@@ -25,6 +25,7 @@ type options struct {
 	pprof    string
 	bench    benchOptions
 	audit    wire.AuditVerifyOptions
+	replay   wire.AuditReplayOptions
 	origin   string
 	witness  witness.Witness
 	sim      simOptions
@@ -85,6 +86,8 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		stores()
 		fs.Var((*stringList)(&o.audit.Checkpoints), "checkpoint", "verify: a file of signed checkpoints saved earlier (repeatable)")
 		fs.StringVar(&o.audit.Key, "key", "", "verify: the verifier key, as GET /v1/audit/key prints it (default: this installation's)")
+		fs.StringVar(&o.replay.Service, "service", "", fmt.Sprintf("replay: rebuild only this service's read models (%v)", wire.ReplayServices()))
+		fs.StringVar(&o.replay.Case, "case", "", "replay: print this case's timeline from the log, rebuild nothing")
 		fs.StringVar(&o.origin, "origin", "", "keygen: the log's name, e.g. audit.eva.example.org")
 		fs.StringVar(&o.witness.BaseURL, "url", os.Getenv("EVA_URL"), "witness: EVA's address, e.g. https://eva.example.org")
 		fs.StringVar(&o.witness.Dir, "dir", "./eva-witness", "witness: where the checkpoints seen are kept")
