@@ -292,7 +292,7 @@ type (
 		AmountCents int64
 		// PayeeID and PayeeAccount: whom the payout pays, the account
 		// as the payee's events had it at the reservation, set by the
-		// event of sequence PayeeAccountSeq (ADR 23); empty in events
+		// event of sequence PayeeAccountSeq (ADR 24); empty in events
 		// written before.
 		PayeeID         string
 		PayeeAccount    string

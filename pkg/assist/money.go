@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// The events of funds and payees (ADR 23): a fund's creation, a payee's
+// The events of funds and payees (ADR 24): a fund's creation, a payee's
 // creation and every change of a payee's account, each with its actor, on
 // eva.fund.<fund id>.<Type> and eva.payee.<payee id>.<Type>. Disbursement's
 // tables of funds and payees are read models of these.

@@ -198,7 +198,7 @@ func (s *Service) ChangePayeeAccount(ctx context.Context, r disbursementapi.Chan
 }
 
 // recordUnlogged records in the log the funds and payees stored before
-// they were events (an installation from before ADR 23): each gets its
+// they were events (an installation from before ADR 24): each gets its
 // creation event, with the id of its row as the command id (so a restart
 // in between records it once), the time of the row, and the system as
 // actor, the reason naming who created the row.
@@ -223,7 +223,7 @@ func (s *Service) recordUnlogged(ctx context.Context) error {
 }
 
 func upgradeReason(by string) string {
-	return fmt.Sprintf("recorded at upgrade from the row %s created before funds and payees were events (ADR 23)", by)
+	return fmt.Sprintf("recorded at upgrade from the row %s created before funds and payees were events (ADR 24)", by)
 }
 
 // Payouts lists payouts, optionally of one request or status.

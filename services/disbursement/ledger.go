@@ -14,7 +14,7 @@ import (
 // Apply applies one event of the log to the ledger, inside the consumer's
 // transaction. The log is the truth: holds become reservations, payouts
 // advance and money moves only here, each step at most once; the funds'
-// and payees' rows are built from their events (ADR 23).
+// and payees' rows are built from their events (ADR 24).
 func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
 	e, err := eventcodec.Decode(m.Type, m.Data)
 	if err != nil {

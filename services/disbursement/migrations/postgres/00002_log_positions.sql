@@ -1,5 +1,5 @@
 -- +goose Up
--- Funds and payees are read models of their events (ADR 23): the log
+-- Funds and payees are read models of their events (ADR 24): the log
 -- position of the fund's event, and of the event that set the payee's
 -- account. 0: a row from before, which disbursement records in the log
 -- when it starts.
