@@ -28,14 +28,16 @@ func (PolicyChanged) Kind() Kind { return KindPolicy }
 func (PolicyChanged) isBody() {}
 
 // TypeKind is the kind of the things an event type is about: the policy
-// for PolicyChanged, a user for UserEventTypes, a case for the others of
-// EventTypes.
+// for PolicyChanged, a fund or a payee for theirs (money.go), a user for
+// UserEventTypes, a case for the others of EventTypes.
 func TypeKind(typ string) Kind {
-	if typ == (PolicyChanged{}).Type() {
-		return KindPolicy
-	}
-	if slices.Contains(UserEventTypes, typ) {
-		return KindUser
+	for _, b := range []interface {
+		Body
+		Kind() Kind
+	}{PolicyChanged{}, FundCreated{}, PayeeCreated{}, PayeeAccountChanged{}, UserCreated{}, UserChanged{}} {
+		if b.Type() == typ {
+			return b.Kind()
+		}
 	}
 	return KindCase
 }

@@ -40,7 +40,7 @@ var eventOwners = map[assist.Kind]map[string]string{
 	assist.KindPayee:  {"*": "disbursement"},
 	assist.KindPolicy: {"*": "approval"},
 	// Accounts live in the gateway's store; it appends their events
-	// from its outbox (ADR 24).
+	// from its outbox (ADR 25).
 	assist.KindUser: {"*": "gateway"},
 }
 

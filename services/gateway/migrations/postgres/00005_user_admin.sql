@@ -1,5 +1,5 @@
 -- +goose Up
--- User administration (ADR 0024): an account may be disabled; every change
+-- User administration (ADR 0025): an account may be disabled; every change
 -- an admin makes is written with its event in gateway_user_outbox, in the
 -- same transaction, and the outbox is then appended to the event log.
 ALTER TABLE gateway_users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
