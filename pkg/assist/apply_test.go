@@ -37,6 +37,7 @@ func sampleBodies() []assist.Body {
 		assist.DeadlineMissed{Deadline: t0.Add(4 * time.Hour)},
 		assist.ClaimExpired{ClaimedBy: "olu", ExpiresAt: t0.Add(3 * time.Hour)},
 		assist.PolicyChanged{Policy: assist.DefaultPolicy()},
+		assist.PersonalDataErased{KeyID: "k9"},
 	}
 }
 
@@ -185,6 +186,16 @@ func TestApplyEffects(t *testing.T) {
 			if c.State != assist.StateSubmitted || c.ClaimedBy != "" || !c.ClaimExpiresAt.IsZero() {
 				t.Fatalf("%+v", c)
 			}
+		}},
+		{assist.PersonalDataErased{KeyID: "key-1"}, func(t *testing.T, before, c assist.Case) {
+			// The sealed data and the reference hash are forgotten; the
+			// key id stays (it opens nothing); nothing else changes.
+			if !c.PersonalDataErased || c.Beneficiary.KeyID != before.Beneficiary.KeyID || c.Beneficiary.Ciphertext != nil ||
+				c.BeneficiaryRefHash != nil {
+				t.Fatalf("%+v", c)
+			}
+			before.PersonalDataErased, before.Beneficiary.Ciphertext, before.BeneficiaryRefHash = true, nil, nil
+			sameExceptBookkeeping(t, before, c)
 		}},
 	}
 	for _, tt := range tests {

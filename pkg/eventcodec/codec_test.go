@@ -88,6 +88,7 @@ func samples() []struct {
 			p.Version = "2"
 			return p
 		}()})},
+		{"PersonalDataErased", envelope("30", assist.PersonalDataErased{KeyID: "key-1"})},
 	}
 }
 
