@@ -26,4 +26,13 @@ func TestRunDrivesTheWholeLifecycle(t *testing.T) {
 	if res.FilingP50 > res.FilingP99 || res.ToDisbursedP50 > res.ToDisbursedP99 {
 		t.Fatalf("percentiles out of order: %+v", res)
 	}
+	// Each step of the lifecycle is measured from the cases' histories.
+	if len(res.Steps) != 5 || res.Steps[0].From != "RequestSubmitted" || res.Steps[4].To != "PayoutSettled" {
+		t.Fatalf("steps %+v", res.Steps)
+	}
+	for _, st := range res.Steps {
+		if st.Cases != 20 || st.P50Ms > st.P99Ms {
+			t.Errorf("step %+v: want 20 cases, p50 <= p99", st)
+		}
+	}
 }

@@ -371,6 +371,12 @@ func TestE2EFaultDiskFull(t *testing.T) {
 	t.Parallel()
 	disk := mountTmpfs(t, "96m")
 	dataDir := filepath.Join(disk, "data")
+	t.Cleanup(func() {
+		if t.Failed() { // what filled the small disk
+			out, _ := exec.Command("du", "-ak", "--max-depth=3", dataDir).CombinedOutput()
+			t.Logf("disk use of %s (KiB):\n%s", dataDir, out)
+		}
+	})
 	eva, c := startDev(t, "eva dev on a small disk", dataDir)
 	load := newFaultLoad(t, c)
 	load.start(8)

@@ -31,6 +31,11 @@ commands:
   bench                drive requests through the whole lifecycle and report rates
   audit verify         check the audit log: archive, hash chain, Merkle tree, signed checkpoints
                        (--checkpoint FILE --key KEY: one saved earlier) and the event log
+  audit replay         rebuild the read models from the log (--service NAME: one service's), with a progress
+                       bar on stderr; --case ID prints that case's timeline instead
+  audit export         write the log with each event's leaf and inclusion proof against the latest signed
+                       checkpoint, and the checkpoint (--out FILE), for an outside verifier
+  audit check-export   check an export (--in FILE) with nothing but the verifier key (--key KEY)
   audit keygen         make a checkpoint signing key (--origin NAME) and print its verifier key
   audit witness        fetch the checkpoint (--url URL --key KEY, token in EVA_AUDIT_TOKEN), check it
                        extends the last one kept in --dir, keep it (run it from cron, elsewhere)
@@ -107,6 +112,12 @@ func run(ctx context.Context, cmd string, args []string) error {
 		switch arg {
 		case "verify":
 			return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditVerify(ctx, p, o.audit, os.Stdout) })
+		case "replay":
+			return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditReplay(ctx, p, o.replay, os.Stdout, os.Stderr) })
+		case "export":
+			return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditExport(ctx, p, o.exportOut, os.Stdout, os.Stderr) })
+		case "check-export":
+			return wire.AuditCheckExport(o.exportIn, o.audit.Key, os.Stdout, os.Stderr)
 		case "keygen":
 			return wire.AuditKeygen(o.origin, os.Stdout)
 		case "witness":
@@ -118,7 +129,7 @@ func run(ctx context.Context, cmd string, args []string) error {
 			fmt.Println(saw)
 			return nil
 		}
-		return errors.New("unknown audit command " + arg + " (want verify, keygen or witness)")
+		return errors.New("unknown audit command " + arg + " (want verify, replay, export, check-export, keygen or witness)")
 	case "sim":
 		return runSim(ctx, o.sim, os.Stdout)
 	default: // bench

@@ -25,9 +25,13 @@ type options struct {
 	pprof    string
 	bench    benchOptions
 	audit    wire.AuditVerifyOptions
-	origin   string
-	witness  witness.Witness
-	sim      simOptions
+	replay   wire.AuditReplayOptions
+	// exportOut and exportIn are the files of audit export and
+	// check-export.
+	exportOut, exportIn string
+	origin              string
+	witness             witness.Witness
+	sim                 simOptions
 }
 
 // stringList is a flag that may be given several times.
@@ -84,7 +88,11 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 	case "audit":
 		stores()
 		fs.Var((*stringList)(&o.audit.Checkpoints), "checkpoint", "verify: a file of signed checkpoints saved earlier (repeatable)")
-		fs.StringVar(&o.audit.Key, "key", "", "verify: the verifier key, as GET /v1/audit/key prints it (default: this installation's)")
+		fs.StringVar(&o.audit.Key, "key", "", "verify, check-export: the verifier key, as GET /v1/audit/key prints it (verify's default: this installation's)")
+		fs.StringVar(&o.replay.Service, "service", "", fmt.Sprintf("replay: rebuild only this service's read models (%v)", wire.ReplayServices()))
+		fs.StringVar(&o.replay.Case, "case", "", "replay: print this case's timeline from the log, rebuild nothing")
+		fs.StringVar(&o.exportOut, "out", "eva-audit.export", "export: the file to write (- for stdout)")
+		fs.StringVar(&o.exportIn, "in", "eva-audit.export", "check-export: the export to check")
 		fs.StringVar(&o.origin, "origin", "", "keygen: the log's name, e.g. audit.eva.example.org")
 		fs.StringVar(&o.witness.BaseURL, "url", os.Getenv("EVA_URL"), "witness: EVA's address, e.g. https://eva.example.org")
 		fs.StringVar(&o.witness.Dir, "dir", "./eva-witness", "witness: where the checkpoints seen are kept")

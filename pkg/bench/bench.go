@@ -48,6 +48,9 @@ type Result struct {
 	ToDisbursedP99   time.Duration
 	LifecycleErrors  int64
 	LifecycleMissing int
+	// Steps is the time between consecutive events of the lifecycle, over
+	// a sample of the lifecycle phase's cases.
+	Steps []Step
 
 	RawAppendsPerSec float64
 	RawP50           time.Duration
@@ -68,6 +71,7 @@ type Summary struct {
 	ToDisbursedP99Ms   float64 `json:"filing_to_disbursed_p99_ms"`
 	LifecycleErrors    int64   `json:"lifecycle_errors"`
 	NotDisbursed       int     `json:"not_disbursed"`
+	Steps              []Step  `json:"steps,omitempty"`
 	RawAppendsPerSec   float64 `json:"raw_appends_per_sec"`
 	RawP50Ms           float64 `json:"raw_append_p50_ms"`
 	FilingsOverRaw     float64 `json:"filings_over_raw_appends"`
@@ -84,7 +88,7 @@ func (r Result) Summary(store string, peer *Peer) Summary {
 	s := Summary{Requests: r.Requests, Clients: r.Clients, Store: store, FilingsPerSec: r.FilingsPerSec,
 		FilingP50Ms: ms(r.FilingP50), FilingP99Ms: ms(r.FilingP99), FilingErrors: r.FilingErrors,
 		LifecyclesPerSec: r.CompletedPerSec, ToDisbursedP50Ms: ms(r.ToDisbursedP50), ToDisbursedP99Ms: ms(r.ToDisbursedP99),
-		LifecycleErrors: r.LifecycleErrors, NotDisbursed: r.LifecycleMissing, RawAppendsPerSec: r.RawAppendsPerSec,
+		LifecycleErrors: r.LifecycleErrors, NotDisbursed: r.LifecycleMissing, Steps: r.Steps, RawAppendsPerSec: r.RawAppendsPerSec,
 		RawP50Ms: ms(r.RawP50), FilingsOverRaw: r.Ratio(), Peer: peer}
 	if peer != nil && peer.WorkflowsPerSec > 0 {
 		s.LifecyclesOverPeer = r.CompletedPerSec / peer.WorkflowsPerSec
@@ -112,6 +116,10 @@ EVA bench: %d requests per phase, %d concurrent clients
 		r.FilingsPerSec, r.FilingP50.Round(10*time.Microsecond), r.FilingP99.Round(10*time.Microsecond), r.FilingErrors,
 		r.CompletedPerSec, r.ToDisbursedP50.Round(time.Millisecond), r.ToDisbursedP99.Round(time.Millisecond), r.LifecycleErrors, r.LifecycleMissing,
 		r.RawAppendsPerSec, r.RawP50.Round(10*time.Microsecond), r.Clients, r.Ratio())
+	if len(r.Steps) > 0 {
+		fmt.Fprintln(w, "  lifecycle steps (event to next event, a sample of the cases):")
+		printSteps(w, r.Steps)
+	}
 }
 
 // Run benchmarks the instance at o.URL: the raw append rate, then a filing
@@ -212,6 +220,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	res.ToDisbursedP50, res.ToDisbursedP99 = Percentile(done, 50), Percentile(done, 99)
 	res.LifecycleErrors, res.LifecycleMissing = lerrs.Load(), missing
+	res.Steps = c.steps(ctx, approvers[0], ids, 200, o.Clients)
 	return res, nil
 }
 

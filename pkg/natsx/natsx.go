@@ -209,14 +209,18 @@ func (k *Keeper) Healthy() error {
 }
 
 // minFree is the free space the keeper waits for before it restarts
-// JetStream after a failed write.
-const minFree = 32 << 20
+// JetStream after a failed write: enough for the store to reload and take
+// a few writes. (It was 32 MiB, which a small disk holding the embedded
+// databases beside the log may never see again once they have grown; a
+// restart on too little space only fails again and is retried.)
+const minFree = 4 << 20
 
 // Run checks every interval, until ctx ends, whether JetStream needs a
 // restart and whether it can have one (the disk has minFree bytes free).
 func (k *Keeper) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	waiting := false // said once that it waits for space
 	for {
 		select {
 		case <-ctx.Done():
@@ -226,9 +230,19 @@ func (k *Keeper) Run(ctx context.Context, interval time.Duration) {
 		if !k.s.Running() {
 			return
 		}
-		if k.Healthy() == nil || freeBytes(k.storeDir) < minFree {
+		if k.Healthy() == nil {
+			waiting = false
 			continue
 		}
+		if free := freeBytes(k.storeDir); free < minFree {
+			if !waiting {
+				k.zl.Warn("JetStream needs a restart: waiting for free space",
+					zap.Uint64("free_bytes", free), zap.Uint64("need_bytes", minFree))
+			}
+			waiting = true
+			continue
+		}
+		waiting = false
 		if k.s.JetStreamEnabled() {
 			if err := k.s.ShutdownJetStream(); err != nil {
 				k.zl.Warn("restart JetStream: shut down", zap.Error(err))

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,9 +22,6 @@ var migrationFS embed.FS
 
 // Migrations is approval's schema.
 var Migrations = sqldb.Embedded("approval", migrationFS)
-
-// queued are the states a case waits in the queue in.
-var queued = []any{string(assist.StateSubmitted), string(assist.StateUnderReview), string(assist.StateAwaitingSecondApproval)}
 
 // finished are the states in which a case is no longer a possible
 // duplicate of a new one.
@@ -145,15 +143,7 @@ func (s *SQLStore) Queue(ctx context.Context, now time.Time, r approvalapi.Queue
 		now = sqldb.Time(nums[0])
 		after = []any{nums[1], nums[2], parts[3]}
 	}
-	const bucket = `CASE WHEN escalated = 1 OR deadline <= $1 THEN 0 ELSE 1 END`
-	args := append([]any{sqldb.Micros(now)}, queued...)
-	query := `SELECT ` + queueCols + `, ` + bucket + ` FROM approval_queue WHERE status IN ($2, $3, $4)`
-	if after != nil {
-		query += ` AND (` + bucket + `, deadline, id) > ($5, $6, $7)`
-		args = append(args, after...)
-	}
-	args = append(args, int64(limit+1))
-	query += fmt.Sprintf(` ORDER BY %d, deadline, id LIMIT $%d`, strings.Count(queueCols, ",")+2, len(args))
+	query, args := queueQuery(sqldb.Micros(now), after, limit+1)
 	rows, err := s.db.Query(ctx, query, args...)
 	if err != nil {
 		return approvalapi.QueuePage{}, err
@@ -182,12 +172,60 @@ func (s *SQLStore) Queue(ctx context.Context, now time.Time, r approvalapi.Queue
 		return approvalapi.QueuePage{}, err
 	}
 	rows.Close()
+	dups, err := s.duplicates(ctx, cases)
+	if err != nil {
+		return approvalapi.QueuePage{}, err
+	}
 	for i := range page.Items {
-		if page.Items[i].PossibleDuplicates, err = s.duplicates(ctx, cases[i]); err != nil {
-			return approvalapi.QueuePage{}, err
+		page.Items[i].PossibleDuplicates = dups[cases[i].ID]
+		if page.Items[i].PossibleDuplicates == nil {
+			page.Items[i].PossibleDuplicates = []string{}
 		}
 	}
 	return page, nil
+}
+
+// queuedIn is the states a case waits in the queue in, as SQL literals: the
+// queue's partial indexes (migration 3) cover exactly these, and a planner
+// uses a partial index only for a query whose condition is written as its.
+var queuedIn = "status IN ('" + string(assist.StateSubmitted) + "', '" + string(assist.StateUnderReview) + "', '" +
+	string(assist.StateAwaitingSecondApproval) + "')"
+
+// queueQuery is a page of the queue: escalated or overdue cases first
+// (bucket 0), then the others (bucket 1), each by deadline and id, after
+// the cursor (bucket, deadline, id) when there is one. Each bucket is read
+// in index order and only as far as the page reaches, never sorted whole:
+// overdue cases (deadline <= now) are the start of the deadline index;
+// escalated ones still before their deadline (an amended urgency) come
+// from their own small index; the rest is the deadline index from now on.
+// With a million queued cases the first page reads a few dozen index
+// entries.
+func queueQuery(now int64, after []any, limit int) (string, []any) {
+	args := []any{now, int64(limit)}
+	parts := []struct {
+		bucket int64
+		where  string
+	}{
+		{0, `deadline <= $1`},
+		{0, `escalated = 1 AND deadline > $1`},
+		{1, `escalated = 0 AND deadline > $1`},
+	}
+	var sel []string
+	for _, p := range parts {
+		where := queuedIn + ` AND ` + p.where
+		if after != nil {
+			switch b := after[0].(int64); {
+			case p.bucket < b:
+				continue // the cursor is past this bucket
+			case p.bucket == b:
+				where += fmt.Sprintf(` AND (deadline, id) > ($%d, $%d)`, len(args)+1, len(args)+2)
+				args = append(args, after[1], after[2])
+			}
+		}
+		sel = append(sel, fmt.Sprintf(`SELECT * FROM (SELECT %s, %d AS bucket FROM approval_queue WHERE %s ORDER BY deadline, id LIMIT $2) AS p%d`,
+			queueCols, p.bucket, where, len(sel)))
+	}
+	return `SELECT * FROM (` + strings.Join(sel, ` UNION ALL `) + `) AS q ORDER BY bucket, deadline, id LIMIT $2`, args
 }
 
 // tailScanner appends destinations for trailing columns to a scan.
@@ -198,14 +236,36 @@ type tailScanner struct {
 
 func (t tailScanner) Scan(dest ...any) error { return t.r.Scan(append(dest, t.tail...)...) }
 
-// duplicates lists other unfinished cases, at any post, for the same
-// beneficiary reference and category.
-func (s *SQLStore) duplicates(ctx context.Context, c *assist.Case) ([]string, error) {
-	out := []string{}
-	if len(c.BeneficiaryRefHash) == 0 {
+// duplicates lists, for each of the cases, the other unfinished cases, at
+// any post, for the same beneficiary reference and category, in the order
+// they were filed: one query for the whole page.
+func (s *SQLStore) duplicates(ctx context.Context, cases []*assist.Case) (map[string][]string, error) {
+	out := map[string][]string{}
+	var ids []any
+	for _, c := range cases {
+		if len(c.BeneficiaryRefHash) > 0 {
+			ids = append(ids, c.ID)
+		}
+	}
+	if len(ids) == 0 {
 		return out, nil
 	}
-	return sqldb.Strings(ctx, s.db, `SELECT id FROM approval_queue WHERE ref_hash = $1 AND category = $2 AND id <> $3
-		AND status NOT IN ($4, $5, $6, $7) ORDER BY created_at, id`,
-		append([]any{hex.EncodeToString(c.BeneficiaryRefHash), string(c.Category), c.ID}, finished...)...)
+	args := append(slices.Clone(finished), ids...)
+	rows, err := s.db.Query(ctx, `SELECT p.id, d.id FROM approval_queue p
+		JOIN approval_queue d ON d.ref_hash = p.ref_hash AND d.category = p.category AND d.id <> p.id
+		WHERE p.id IN (`+sqldb.Placeholders(len(finished)+1, len(ids))+`)
+		  AND d.status NOT IN (`+sqldb.Placeholders(1, len(finished))+`)
+		ORDER BY p.id, d.created_at, d.id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var of, dup string
+		if err := rows.Scan(&of, &dup); err != nil {
+			return nil, err
+		}
+		out[of] = append(out[of], dup)
+	}
+	return out, rows.Err()
 }

@@ -45,6 +45,7 @@ var storeSuite = []struct {
 	{"ProjectUpdatesInPlace", testProjectUpdatesInPlace},
 	{"ProjectedNilWhenNone", testProjectedNilWhenNone},
 	{"QueueOrder", testQueueOrder},
+	{"QueueEscalatedBeforeItsDeadline", testQueueEscalatedBeforeItsDeadline},
 	{"QueueOnlyWaitingStates", testQueueOnlyWaitingStates},
 	{"QueueEmpty", testQueueEmpty},
 	{"QueueDefaultLimit", testQueueDefaultLimit},
@@ -168,12 +169,13 @@ func itemIDs(items []approvalapi.QueueItem) []string {
 	return out
 }
 
-// queueOrder is the order the queue must have at clock t: overdue first
-// (deadline <= t), then by deadline (to the microsecond), then by id.
+// queueOrder is the order the queue must have at clock t: escalated or
+// overdue first (deadline <= t), then by deadline (to the microsecond),
+// then by id.
 func queueOrder(cs []*assist.Case, t time.Time) []string {
 	cs = slices.Clone(cs)
 	bucket := func(c *assist.Case) int {
-		if sqldb.Micros(c.Deadline) <= sqldb.Micros(t) {
+		if c.Escalated || sqldb.Micros(c.Deadline) <= sqldb.Micros(t) {
 			return 0
 		}
 		return 1
@@ -245,6 +247,35 @@ func testQueueOrder(t *testing.T, db sqldb.DB, s approval.Store) {
 	}
 	if got, want := itemIDs(page.Items), queueOrder(all, later); !slices.Equal(got, want) {
 		t.Fatalf("queue order later = %v, want %v", got, want)
+	}
+}
+
+// An escalated case whose deadline is still ahead (its urgency amended
+// after it was escalated) is in the first bucket, among the overdue cases
+// by deadline, whole pages and page by page.
+func testQueueEscalatedBeforeItsDeadline(t *testing.T, db sqldb.DB, s approval.Store) {
+	late := queued(newID(), assist.StateSubmitted, now.Add(-time.Hour))
+	ahead := queued(newID(), assist.StateUnderReview, now.Add(2*time.Hour))
+	ahead.Escalated = true
+	soon := queued(newID(), assist.StateSubmitted, now.Add(time.Hour))
+	later := queued(newID(), assist.StateSubmitted, now.Add(3*time.Hour))
+	doneEscalated := queued(newID(), assist.StateApproved, now.Add(time.Minute))
+	doneEscalated.Escalated = true
+	all := []*assist.Case{later, soon, ahead, late}
+	project(t, db, s, append(all, doneEscalated)...)
+	want := []string{late.ID, ahead.ID, soon.ID, later.ID}
+	if got := queueOrder(all, now); !slices.Equal(got, want) {
+		t.Fatalf("the test's own order = %v, want %v", got, want)
+	}
+	page, err := s.Queue(context.Background(), now, approvalapi.QueueRequest{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := itemIDs(page.Items); !slices.Equal(got, want) {
+		t.Fatalf("queue = %v, want %v", got, want)
+	}
+	if got := itemIDs(pageQueue(t, s, 1, func(int) time.Time { return now })); !slices.Equal(got, want) {
+		t.Fatalf("queue page by page = %v, want %v", got, want)
 	}
 }
 

@@ -1,0 +1,103 @@
+package audit_test
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/eva-org/eva/pkg/evatest"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/services/audit"
+	"github.com/eva-org/eva/services/audit/auditexport"
+)
+
+// An export of the archive checks with nothing but the verifier key; any
+// byte of an event's line changed, a line lost, another key or an export
+// cut short fails, naming the event when one is to blame.
+func TestExportChecksAndAFlippedByteNamesTheEvent(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		e := newEnv(t, db)
+		e.someCases(40)
+		e.start()
+		n := e.waitArchived()
+		evatest.Eventually(t, "a checkpoint of the whole archive", func() bool {
+			cp, err := e.client.Checkpoint(e.ctx)
+			return err == nil && cp.Size == int64(n)
+		})
+		e.stop()
+		var buf bytes.Buffer
+		var progressed uint64
+		size, err := audit.Export(e.ctx, e.store, e.key.Verifier, &buf, func(done, total uint64) {
+			if total != 2*n {
+				t.Errorf("progress total %d, want %d (two passes)", total, 2*n)
+			}
+			progressed = done
+		})
+		if err != nil || size != int64(n) || progressed != 2*n {
+			t.Fatalf("Export = %d, %v (progress %d), want %d events", size, err, progressed, n)
+		}
+		export := buf.Bytes()
+		check := func(b []byte, key string) auditexport.Result {
+			t.Helper()
+			res, err := auditexport.Check(bytes.NewReader(b), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res
+		}
+		if res := check(export, e.key.Verifier); !res.OK || res.Events != int64(n) || res.Size != int64(n) {
+			t.Fatalf("Check = %+v, want ok with %d events", res, n)
+		}
+
+		// Every event line: where it starts, and its sequence.
+		lines := bytes.SplitAfter(export, []byte("\n"))
+		type span struct{ start, end, seq int }
+		var spans []span
+		off := 0
+		for _, l := range lines {
+			if f, _, ok := bytes.Cut(l, []byte(" ")); ok {
+				if seq, err := strconv.Atoi(string(f)); err == nil && len(l) > 100 {
+					spans = append(spans, span{off, off + len(l), seq})
+				}
+			}
+			off += len(l)
+		}
+		if len(spans) != int(n) {
+			t.Fatalf("%d event lines in the export, want %d", len(spans), n)
+		}
+		rng := rand.New(rand.NewPCG(21, 9))
+		for range 300 {
+			sp := spans[rng.IntN(len(spans))]
+			i := sp.start + rng.IntN(sp.end-sp.start)
+			bad := bytes.Clone(export)
+			bad[i] ^= byte(1 + rng.IntN(255))
+			res := check(bad, e.key.Verifier)
+			if res.OK || res.FirstBad == nil || *res.FirstBad != int64(sp.seq) {
+				t.Fatalf("byte %d of event %d's line (%q → %q) flipped: Check = %+v, want a failure naming event %d",
+					i-sp.start, sp.seq, export[i], bad[i], res, sp.seq)
+			}
+		}
+		// An event line dropped, the export cut short, another key, the
+		// checkpoint's signature changed.
+		mid := spans[len(spans)/2]
+		dropped := append(bytes.Clone(export[:mid.start]), export[mid.end:]...)
+		if res := check(dropped, e.key.Verifier); res.OK || res.FirstBad == nil || *res.FirstBad != int64(mid.seq) {
+			t.Fatalf("event %d's line dropped: Check = %+v", mid.seq, res)
+		}
+		if res := check(export[:mid.end], e.key.Verifier); res.OK || !strings.Contains(res.Reason, "cut short") {
+			t.Fatalf("export cut after event %d: Check = %+v", mid.seq, res)
+		}
+		if res := check(export, testKey(t).Verifier); res.OK || !strings.Contains(res.Reason, "key") {
+			t.Fatalf("another key: Check = %+v", res)
+		}
+		sig := bytes.Index(export, []byte("\n— "))
+		forged := bytes.Clone(export)
+		forged[sig+10] ^= 1
+		if res := check(forged, e.key.Verifier); res.OK || !strings.Contains(res.Reason, "checkpoint does not verify") {
+			t.Fatalf("checkpoint signature changed: Check = %+v", res)
+		}
+	})
+}
