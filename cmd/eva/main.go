@@ -88,6 +88,10 @@ func run(ctx context.Context, cmd string, args []string) error {
 	if o.envErr != nil {
 		return o.envErr
 	}
+	var err error
+	if o.cfg.OIDC, err = o.oidc.config(); err != nil {
+		return err
+	}
 	// On the bus, a service is itself; the tools are admin.
 	o.cfg.NATSUser = "admin"
 	if cmd == "serve" {

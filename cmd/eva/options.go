@@ -32,6 +32,7 @@ type options struct {
 	origin              string
 	witness             witness.Witness
 	sim                 simOptions
+	oidc                *oidcOptions
 }
 
 // stringList is a flag that may be given several times.
@@ -74,6 +75,7 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		fs.BoolVar(&o.cfg.RequireTOTP, "require-totp", os.Getenv("EVA_REQUIRE_TOTP") == "1",
 			"approver, finance and admin accounts sign in with a TOTP second factor")
 		fs.StringVar(&o.pprof, "pprof", "", "serve Go profiles (net/http/pprof) at host:port")
+		o.oidc = oidcFlags(fs)
 	}
 	switch cmd {
 	case "dev":

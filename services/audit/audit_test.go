@@ -39,7 +39,7 @@ func newID() string { return uuid.Must(uuid.NewV7()).String() }
 // and the audit service, which runs (consumer and endpoints) only between
 // start and stop.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	log    *eventlog.Log
@@ -61,10 +61,10 @@ func newEnv(t *testing.T, db sqldb.DB) *env {
 	return newEnvOn(t, db, natsxtest.Server(t))
 }
 
-func newEnvOn(t *testing.T, db sqldb.DB, s *server.Server) *env {
+func newEnvOn(t testing.TB, db sqldb.DB, s *server.Server) *env {
 	t.Helper()
 	nc, js := natsxtest.Connect(t, s)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	t.Cleanup(cancel)
 	l, err := eventlog.Open(ctx, js, eventlog.Config{})
 	if err != nil {

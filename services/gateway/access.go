@@ -122,15 +122,25 @@ func (s *server) parseAccess(ctx context.Context, token string) (c accessClaims,
 // startSession stores a new session of acct and returns its first access
 // token and the session's end.
 func (s *server) startSession(ctx context.Context, acct Account) (string, accessClaims, error) {
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw) // crypto/rand.Read never fails
-	sid := base64.RawURLEncoding.EncodeToString(raw)
-	now := s.now()
-	exp := now.Add(s.cfg.TokenTTL)
-	if err := s.store.CreateToken(ctx, Token{Hash: sessionHash(sid), Username: acct.Username, ExpiresAt: exp, CreatedAt: now}); err != nil {
+	sid, exp, err := s.newSession(ctx, acct)
+	if err != nil {
 		return "", accessClaims{}, err
 	}
 	return s.accessToken(ctx, sid, acct, exp)
+}
+
+// newSession stores a new session of acct, living TokenTTL, and returns
+// its id and end.
+func (s *server) newSession(ctx context.Context, acct Account) (sid string, exp time.Time, err error) {
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw) // crypto/rand.Read never fails
+	sid = base64.RawURLEncoding.EncodeToString(raw)
+	now := s.now()
+	exp = now.Add(s.cfg.TokenTTL)
+	if err := s.store.CreateToken(ctx, Token{Hash: sessionHash(sid), Username: acct.Username, ExpiresAt: exp, CreatedAt: now}); err != nil {
+		return "", time.Time{}, err
+	}
+	return sid, exp, nil
 }
 
 // accessToken signs a fresh access token of the session sid for acct.

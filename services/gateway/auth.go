@@ -2,9 +2,7 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"net/http"
 	"slices"
 	"strings"
@@ -71,14 +69,11 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, q loginQuery, in 
 	if err := s.store.LoginSucceeded(r.Context(), attempt, now); err != nil {
 		return tokenResponse{}, err
 	}
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw) // crypto/rand.Read never fails
-	sid := base64.RawURLEncoding.EncodeToString(raw)
-	exp := now.Add(s.cfg.TokenTTL)
-	if err := s.store.CreateToken(r.Context(), Token{Hash: sessionHash(sid), Username: acct.Username, ExpiresAt: exp,
-		CreatedAt: now}); err != nil {
+	sid, exp, err := s.newSession(r.Context(), acct)
+	if err != nil {
 		return tokenResponse{}, err
 	}
+	noteSignIn(r, "password")
 	return s.answerToken(w, r, q, sid, acct, exp)
 }
 

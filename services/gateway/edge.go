@@ -127,6 +127,23 @@ func (s *server) securityHeaders(h http.Header, r *http.Request) {
 type requestNote struct {
 	err, outage error
 	ui          bool
+	// signIn is how the request signed someone in ("password", "oidc"),
+	// or why a single sign-on was refused: never who.
+	signIn string
+	// parent is the note of the web UI's page that made this request in
+	// process.
+	parent *requestNote
+}
+
+// noteSignIn records how the request signed in, for its log line (and
+// its page's, when the web UI made it).
+func noteSignIn(r *http.Request, how string) {
+	if n, ok := r.Context().Value(noteKey{}).(*requestNote); ok {
+		n.signIn = how
+		if n.parent != nil {
+			n.parent.signIn = how
+		}
+	}
 }
 
 type noteKey struct{}
@@ -152,7 +169,8 @@ func noteOutage(r *http.Request, err error) {
 func (s *server) edge(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		note := &requestNote{}
+		parent, _ := r.Context().Value(noteKey{}).(*requestNote)
+		note := &requestNote{parent: parent}
 		r = r.WithContext(context.WithValue(r.Context(), noteKey{}, note))
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		h := ww.Header()
@@ -177,6 +195,9 @@ func (s *server) edge(next http.Handler) http.Handler {
 			s.metrics.latency.WithLabelValues(route, method, code).Observe(elapsed.Seconds())
 			fields := []zap.Field{zap.String("method", method), zap.String("route", route),
 				zap.Int("status", status), zap.Duration("duration", elapsed), zap.Int("bytes", ww.BytesWritten())}
+			if note.signIn != "" {
+				fields = append(fields, zap.String("sign_in", note.signIn))
+			}
 			switch {
 			case note.err != nil:
 				s.log.Error("request failed", append(fields, zap.Error(note.err))...)

@@ -54,6 +54,9 @@ var querySeeds = []string{
 	"format=xml",
 	"%zz",
 	"a=%e2%80%ae",
+	"code=abc&state=xyz&cookie=1&session_state=s&iss=https%3A%2F%2Fidp",
+	"error=access_denied&state=xyz",
+	"next=%2F%2Fevil.example",
 }
 
 // checkQuery is the property of the query parser: no panic; an error is
@@ -112,3 +115,5 @@ func FuzzQueryInclusion(f *testing.F)    { fuzzQuery[inclusionQuery](f) }
 func FuzzQueryConsistency(f *testing.F)  { fuzzQuery[consistencyQuery](f) }
 func FuzzQueryAccess(f *testing.F)       { fuzzQuery[accessQuery](f) }
 func FuzzQueryExport(f *testing.F)       { fuzzQuery[exportQuery](f) }
+func FuzzQuerySSOLogin(f *testing.F)     { fuzzQuery[ssoLoginQuery](f) }
+func FuzzQuerySSOCallback(f *testing.F)  { fuzzQuery[ssoCallbackQuery](f) }

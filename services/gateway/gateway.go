@@ -63,6 +63,10 @@ type Config struct {
 	// /metrics alone (for example on a private network); /metrics on Addr
 	// then answers 404. Empty serves /metrics on Addr with the API.
 	MetricsAddr string
+	// OIDC, when set, turns on single sign-on with an OpenID provider
+	// (ADR 0023); nil: local accounts only, and the /v1/auth/oidc routes
+	// answer 404.
+	OIDC *OIDCConfig
 }
 
 // Defaults.
@@ -221,6 +225,8 @@ type server struct {
 	// metricsHTTP serves registry on /metrics, made on first use.
 	metricsOnce sync.Once
 	metricsHTTP http.Handler
+	// sso is the OpenID provider's client; nil without Config.OIDC.
+	sso *sso
 }
 
 func newServer(d Deps) (*server, error) {
@@ -244,6 +250,7 @@ func newServer(d Deps) (*server, error) {
 	}
 	s.now = func() time.Time { return now().UTC() }
 	s.dummyHash = s.cfg.Password.hash(rand.Text())
+	s.sso = newSSO(s.cfg.OIDC)
 	m, err := newHTTPMetrics(s.registry)
 	if err != nil {
 		return nil, err

@@ -20,6 +20,8 @@ var apiWho = map[string][]string{
 	"POST /v1/auth/token":                 {"public"},
 	"DELETE /v1/auth/token":               nil,
 	"POST /v1/auth/refresh":               nil,
+	"GET /v1/auth/oidc/login":             {"public"},
+	"GET /v1/auth/oidc/callback":          {"public"},
 	"POST /v1/auth/totp":                  {"public"},
 	"POST /v1/auth/totp/confirm":          {"public"},
 	"GET /v1/me":                          nil,

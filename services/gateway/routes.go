@@ -112,6 +112,29 @@ func (s *server) routes() []route {
 			route{method: del, pattern: "/v1/auth/token", summary: "Sign out", addition: true,
 				answer: "the session of the token (or session cookie) used for this request ends on every replica within a second, and the cookie is cleared",
 				op:     rawOperation(s.logout, http.StatusNoContent)},
+			route{method: get, pattern: "/v1/auth/oidc/login", public: true, summary: "Start single sign-on",
+				doc: "With single sign-on configured (--oidc-issuer; else 404): a redirect to the OpenID provider, " +
+					"authorization code flow with PKCE (S256), a state and a nonce, kept until the callback in the " +
+					"eva_oidc cookie (HttpOnly, SameSite=Lax, 10 minutes, MACed). For a browser.",
+				answer: "a redirect to the provider's authorization endpoint",
+				op: withQuery[ssoLoginQuery](rawOperation(s.ssoLogin, http.StatusFound)).
+					alsoAnswers(http.StatusNotFound, http.StatusServiceUnavailable).
+					withHeader("Location", "the provider's authorization endpoint").
+					withHeader("Set-Cookie", "eva_oidc: the sign-in in progress")},
+			route{method: get, pattern: "/v1/auth/oidc/callback", public: true, summary: "Finish single sign-on",
+				doc: "Where the provider sends the browser back (the web UI's /login/sso/callback calls it). The state " +
+					"must be the eva_oidc cookie's, the code is redeemed with the PKCE verifier, and the ID token must " +
+					"be signed by the provider's keys, for this client, unexpired, with the cookie's nonce (else 401 " +
+					"naming state, code, id_token or nonce). Roles come from the configured claim through the role " +
+					"map, posts from the posts claim: no EVA role, or an unusable username or post, is 403; a name " +
+					"that is a local account with a password is 409. The user's account row is made or updated " +
+					"(ADR 0023) and a session starts as with POST /v1/auth/token.",
+				answer: "a bearer token, as POST /v1/auth/token, and next",
+				op: withQuery[ssoCallbackQuery](rawOperation(s.ssoCallback, http.StatusOK,
+					content{media: mediaJSON, typ: reflect.TypeFor[ssoResponse]()})).
+					alsoAnswers(http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusConflict,
+						http.StatusServiceUnavailable).
+					withHeader("Set-Cookie", "with ?cookie=1: the eva_session cookie; always clears eva_oidc")},
 			route{method: get, pattern: "/v1/me", summary: "Who am I", answer: "your account", op: handleGet(s.me)},
 		),
 		group("requests",

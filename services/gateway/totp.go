@@ -151,6 +151,10 @@ func (s *server) checkPassword(r *http.Request, username, password string, now t
 	case err != nil:
 		return Account{}, attempt, err
 	}
+	if isSSO(acct) { // signs in with single sign-on only; as long as a wrong password
+		s.cfg.Password.verify(s.dummyHash, password)
+		return Account{}, attempt, errBadCredentials
+	}
 	ok, stale := s.cfg.Password.verify(acct.PasswordHash, password)
 	if !ok {
 		return Account{}, attempt, errBadCredentials

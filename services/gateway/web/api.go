@@ -27,6 +27,7 @@ type call struct {
 	token  string // the user's token; "" sends none
 	key    string // Idempotency-Key; "" sends none
 	body   any    // marshalled as JSON; nil sends no body
+	cookie string // a Cookie header; "" sends none
 }
 
 // result is the API's answer.
@@ -82,6 +83,9 @@ func (a apiClient) do(ctx context.Context, c call) (*result, error) {
 	}
 	if c.key != "" {
 		req.Header.Set(gateway.IdempotencyHeader, c.key)
+	}
+	if c.cookie != "" {
+		req.Header.Set("Cookie", c.cookie)
 	}
 	rec := &recorder{header: http.Header{}}
 	a.h.ServeHTTP(rec, req)

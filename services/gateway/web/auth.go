@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/services/gateway"
 )
 
 // home is /: the sign-in page, or the desk of the user's first role.
@@ -36,6 +37,18 @@ type loginData struct {
 	Form  *form
 	Next  string
 	Ended string
+	// SSO is the address of "Sign in with SSO", "" without single
+	// sign-on.
+	SSO string
+}
+
+// ssoLink is where "Sign in with SSO" goes (the API's redirect to the
+// identity provider), "" without single sign-on.
+func (s *site) ssoLink(next string) string {
+	if !s.cfg.SSO {
+		return ""
+	}
+	return query("/v1/auth/oidc/login", "next", next)
 }
 
 // loginForm is the sign-in page (/, /login).
@@ -45,6 +58,7 @@ func (s *site) loginForm(v *view) error {
 		return nil
 	}
 	d := loginData{Form: newForm(), Next: localPath(v.r.URL.Query().Get("next"))}
+	d.SSO = s.ssoLink(d.Next)
 	switch v.r.URL.Query().Get("ended") {
 	case "idle":
 		d.Ended = v.L.T("login.ended.idle")
@@ -95,7 +109,7 @@ func (s *site) login(v *view) error {
 		}
 	}
 	f.Values["password"] = "" // never sent back
-	v.render(http.StatusUnauthorized, "login", v.L.T("login.title"), loginData{Form: f, Next: next})
+	v.render(http.StatusUnauthorized, "login", v.L.T("login.title"), loginData{Form: f, Next: next, SSO: s.ssoLink(next)})
 	return nil
 }
 
@@ -123,3 +137,61 @@ func (s *site) setLanguage(v *view) error {
 	v.redirect(localPath(v.r.PostForm.Get("back")))
 	return nil
 }
+
+// ssoCallback is GET /login/sso/callback, where the identity provider
+// sends the browser back: the API (GET /v1/auth/oidc/callback?cookie=1,
+// given the sign-on's cookie) checks everything and sets the session
+// cookie. The page that follows moves on by itself (a Refresh, and a
+// link): the session cookie is SameSite=Strict, and a redirect that
+// continues the provider's cross-site navigation would arrive without it.
+func (s *site) ssoCallback(v *view) error {
+	if !s.cfg.SSO {
+		return s.notFound(v)
+	}
+	q := v.r.URL.Query()
+	q.Set("cookie", "1")
+	c := call{method: http.MethodGet, path: "/v1/auth/oidc/callback?" + q.Encode()}
+	if flow, err := v.r.Cookie(gateway.SSOCookie); err == nil {
+		c.cookie = (&http.Cookie{Name: flow.Name, Value: flow.Value}).String()
+	}
+	res, err := s.api.do(v.ctx(), c)
+	if err != nil {
+		return err
+	}
+	for _, c := range res.Header.Values("Set-Cookie") {
+		v.w.Header().Add("Set-Cookie", c)
+	}
+	if res.Problem != nil {
+		msg := "sso.failed"
+		switch res.Problem.Status {
+		case http.StatusForbidden:
+			msg = "sso.norole"
+		case http.StatusConflict:
+			msg = "sso.local"
+		case http.StatusServiceUnavailable:
+			msg = "sso.down"
+		case http.StatusUnauthorized:
+		default:
+			return res.Problem
+		}
+		v.render(res.Problem.Status, "error", v.L.T("sso.title"), errorPage{Message: v.L.T(msg)})
+		return nil
+	}
+	var tok struct {
+		tokenJSON
+		Next string `json:"next"`
+	}
+	if err := res.decode(&tok); err != nil {
+		return err
+	}
+	s.touch(v.w, tok.Token)
+	next := localPath(tok.Next)
+	if next == "/login" {
+		next = "/"
+	}
+	v.w.Header().Set("Refresh", "0; url="+next)
+	v.render(http.StatusOK, "sso", v.L.T("sso.title"), ssoData{Next: next})
+	return nil
+}
+
+type ssoData struct{ Next string }

@@ -20,7 +20,6 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
-	"net/url"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -46,6 +45,11 @@ type Config struct {
 	SessionTTL time.Duration
 	// QueueRefresh is how often the live queue refreshes (default 15s).
 	QueueRefresh time.Duration
+	// SSO shows "Sign in with SSO" on the sign-in page and serves
+	// /login/sso/callback: set it when the gateway has single sign-on
+	// (gateway.Config.OIDC), whose redirect URL is then
+	// https://<host>/login/sso/callback.
+	SSO bool
 }
 
 // Defaults.
@@ -141,6 +145,7 @@ func (s *site) routes() http.Handler {
 	r.Get("/", s.page(anyone, s.home))
 	r.Get("/login", s.page(anyone, s.loginForm))
 	r.Post("/login", s.action(anyone, s.login))
+	r.Get("/login/sso/callback", s.page(anyone, s.ssoCallback))
 	r.Post("/logout", s.action(signedIn, s.logout))
 	r.Post("/lang", s.action(anyone, s.setLanguage))
 
@@ -351,15 +356,7 @@ func (v *view) redirect(to string) {
 
 // localPath keeps a redirect on this site: anything but a path that
 // starts with a single "/" becomes "/".
-func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
-		return "/"
-	}
-	if u, err := url.Parse(p); err != nil || u.Host != "" || u.Scheme != "" {
-		return "/"
-	}
-	return p
-}
+func localPath(p string) string { return gateway.LocalPath(p) }
 
 // errorPage is the body of an error page.
 type errorPage struct {

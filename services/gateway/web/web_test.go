@@ -36,7 +36,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ct = "application/problem+json"
 	}
 	w.Header().Set("Content-Type", ct)
-	if status == http.StatusOK && r.URL.Path == "/v1/auth/token" && r.Method == http.MethodPost {
+	if status == http.StatusOK && (r.URL.Path == "/v1/auth/token" && r.Method == http.MethodPost || r.URL.Path == "/v1/auth/oidc/callback") {
 		http.SetCookie(w, &http.Cookie{Name: gateway.SessionCookie, Value: "eva_tok", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	}
 	w.WriteHeader(status)

@@ -29,6 +29,7 @@ import (
 	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/gateway"
 )
 
 // Config is everything main reads from flags and the environment.
@@ -88,6 +89,8 @@ type Config struct {
 	// RequireTOTP makes approver, finance and admin accounts sign in with
 	// a second factor.
 	RequireTOTP bool
+	// OIDC turns on single sign-on (nil: off).
+	OIDC *gateway.OIDCConfig
 }
 
 // Platform is an opened set of shared resources.

@@ -66,7 +66,8 @@ var services = map[string]service{
 			}
 			return gateway.Run(ctx, gateway.Deps{
 				Config: gateway.Config{Addr: p.Config.HTTPAddr, CookieSecure: p.Config.CookieSecure,
-					MetricsAddr: p.Config.MetricsAddr, RequireTOTP: p.Config.RequireTOTP},
+					MetricsAddr: p.Config.MetricsAddr, RequireTOTP: p.Config.RequireTOTP,
+					OIDC: p.Config.OIDC},
 				Intake:       intakeapi.NewClient(b.NC),
 				Approval:     approvalapi.NewClient(b.NC),
 				Disbursement: disbursementapi.NewClient(b.NC),
@@ -77,7 +78,7 @@ var services = map[string]service{
 				Registry:     p.Registry,
 				Ready:        p.Ready,
 				UI: func(api http.Handler) (http.Handler, error) {
-					return web.New(web.Deps{Config: web.Config{CookieSecure: p.Config.CookieSecure}, API: api,
+					return web.New(web.Deps{Config: web.Config{CookieSecure: p.Config.CookieSecure, SSO: p.Config.OIDC != nil}, API: api,
 						Logger: p.Logger.Named("web")})
 				},
 			})
