@@ -207,13 +207,14 @@ func (r *runner) applyBatch(ctx context.Context, items []item) {
 	for len(items) > 0 {
 		failed, failure := -1, error(nil)
 		err := r.db.Tx(ctx, func(q sqldb.Querier) error {
+			ctx := withLate(ctx)
 			for i, it := range items {
 				if err := r.apply(ctx, q, it); err != nil {
 					failed, failure = i, err
 					return err
 				}
 			}
-			return nil
+			return runLate(ctx, q)
 		})
 		switch {
 		case err == nil:
@@ -284,15 +285,62 @@ func applySeen(ctx context.Context, q sqldb.Querier, cfg ConsumerConfig, h Handl
 func Deliver(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Handler, msgs []Msg) (failed int, err error) {
 	failed = -1
 	err = db.Tx(ctx, func(q sqldb.Querier) error {
+		ctx := withLate(ctx)
 		for i, m := range msgs {
 			if err := applySeen(ctx, q, cfg, h, m); err != nil {
 				failed = i
 				return err
 			}
 		}
-		return nil
+		return runLate(ctx, q)
 	})
 	return failed, err
+}
+
+type lateKey struct{}
+
+// late are the statements a consumer's transaction runs after its batch's
+// last handler.
+type late struct{ stmts []lateStmt }
+
+type lateStmt struct {
+	query string
+	args  []any
+}
+
+func withLate(ctx context.Context) context.Context {
+	return context.WithValue(ctx, lateKey{}, &late{})
+}
+
+func runLate(ctx context.Context, q sqldb.Querier) error {
+	l, _ := ctx.Value(lateKey{}).(*late)
+	if l == nil {
+		return nil
+	}
+	for _, st := range l.stmts {
+		if _, err := q.Exec(ctx, st.query, st.args...); err != nil {
+			return err
+		}
+	}
+	l.stmts = nil
+	return nil
+}
+
+// AtEnd runs a statement in a consumer's transaction after the last
+// handler of its batch, in the order given, instead of now: for a write
+// to a row that others wait on (a fund's totals, which every approval
+// updates), so that the row is locked only for the commit rather than
+// through every other event of the batch. Outside a consumer's batch (a
+// handler called on its own) it runs at once on q. The handlers of the
+// same batch must not read what it writes.
+func AtEnd(ctx context.Context, q sqldb.Querier, query string, args ...any) error {
+	l, _ := ctx.Value(lateKey{}).(*late)
+	if l == nil {
+		_, err := q.Exec(ctx, query, args...)
+		return err
+	}
+	l.stmts = append(l.stmts, lateStmt{query, args})
+	return nil
 }
 
 // fail retries a failed event later, or dead-letters it once it is poison

@@ -233,3 +233,65 @@ func TestRedeliveryIsHarmless(t *testing.T) {
 		t.Errorf("handler ran %d times for %d events; seen events must be skipped before the handler", calls, len(ids))
 	}
 }
+
+// A statement given to AtEnd runs after the batch's last handler, in the
+// same transaction: the handlers do not see it, the commit has it once per
+// call, and a batch that fails has none of it. Outside a batch it runs at
+// once.
+func TestAtEndRunsAfterTheBatchInItsTransaction(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		ctx := context.Background()
+		effectsDB(t, db)
+		if _, err := db.Exec(ctx, `CREATE TABLE totals (id TEXT PRIMARY KEY, n BIGINT NOT NULL)`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(ctx, `INSERT INTO totals (id, n) VALUES ('fund', 0)`); err != nil {
+			t.Fatal(err)
+		}
+		total := func() int64 {
+			var n int64
+			if err := db.QueryRow(ctx, `SELECT n FROM totals WHERE id = 'fund'`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		var seen []int64
+		h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+			var n int64
+			if err := q.QueryRow(ctx, `SELECT n FROM totals WHERE id = 'fund'`).Scan(&n); err != nil {
+				return err
+			}
+			seen = append(seen, n)
+			if m.CaseID == "bad" {
+				return errors.New("fails")
+			}
+			if err := record(ctx, q, m); err != nil {
+				return err
+			}
+			return eventlog.AtEnd(ctx, q, `UPDATE totals SET n = n + $1 WHERE id = 'fund'`, int64(m.Seq))
+		}
+		cfg := eventlog.ConsumerConfig{Name: "at-end"}
+		msgs := []eventlog.Msg{{Seq: 1, CaseID: "a"}, {Seq: 2, CaseID: "b"}, {Seq: 3, CaseID: "c"}}
+		if failed, err := eventlog.Deliver(ctx, db, cfg, h, msgs); err != nil || failed != -1 {
+			t.Fatalf("Deliver = %d, %v", failed, err)
+		}
+		if got := total(); got != 6 || len(seen) != 3 || seen[0] != 0 || seen[1] != 0 || seen[2] != 0 {
+			t.Fatalf("total %d (want 6), handlers saw %v (want the total before the batch: 0, 0, 0)", got, seen)
+		}
+		// A batch that fails keeps nothing of its deferred statements.
+		bad := []eventlog.Msg{{Seq: 4, CaseID: "d"}, {Seq: 5, CaseID: "bad"}}
+		if failed, err := eventlog.Deliver(ctx, db, cfg, h, bad); err == nil || failed != 1 {
+			t.Fatalf("Deliver of a failing batch = %d, %v", failed, err)
+		}
+		if got, fx := total(), effects(t, db); got != 6 || fx["d"] != 0 {
+			t.Fatalf("after a failed batch: total %d (want 6), effects %v", got, fx)
+		}
+		// Outside a consumer's batch it runs at once.
+		err := db.Tx(ctx, func(q sqldb.Querier) error {
+			return eventlog.AtEnd(ctx, q, `UPDATE totals SET n = n + $1 WHERE id = 'fund'`, int64(10))
+		})
+		if err != nil || total() != 16 {
+			t.Fatalf("AtEnd outside a batch: %v, total %d (want 16)", err, total())
+		}
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
@@ -298,42 +299,40 @@ func (s *SQLStore) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldReq
 		if h, err = getHold(ctx, q, r.HoldID); err == nil || !assist.IsCode(err, assist.CodeNotFound) {
 			return err // placed before: the same hold again
 		}
-		var n int
-		if err := q.QueryRow(ctx, `SELECT count(*) FROM disb_payees WHERE id = $1`, r.PayeeID).Scan(&n); err != nil {
+		var payees, funds int
+		if err := q.QueryRow(ctx, `SELECT (SELECT count(*) FROM disb_payees WHERE id = $1), (SELECT count(*) FROM disb_funds WHERE id = $2)`,
+			r.PayeeID, r.FundID).Scan(&payees, &funds); err != nil {
 			return err
 		}
-		if n == 0 {
+		if payees == 0 {
 			return &assist.Error{Code: assist.CodeInvalid, Message: "unknown payee",
 				Fields: []assist.FieldError{{Field: "payee_id", Message: fmt.Sprintf("no payee %q", r.PayeeID)}}}
 		}
-		// The check and the hold are one statement: concurrent holds on
-		// a fund serialize on its row, and none can overspend it.
-		moved, err := q.Exec(ctx, `UPDATE disb_funds SET reserved = reserved + $1
-			WHERE id = $2 AND allocated - reserved - paid >= $1`, r.AmountCents, r.FundID)
-		if err != nil {
-			return err
-		}
-		if moved == 0 {
-			f, err := scanFund(q.QueryRow(ctx, `SELECT `+fundCols+` FROM disb_funds WHERE id = $1`, r.FundID))
-			if errors.Is(err, sqldb.ErrNoRows) {
-				return &assist.Error{Code: assist.CodeInvalid, Message: "unknown fund",
-					Fields: []assist.FieldError{{Field: "fund_id", Message: fmt.Sprintf("no fund %q", r.FundID)}}}
-			}
-			if err != nil {
-				return err
-			}
-			avail := f.AvailableCents
-			return &assist.Error{Code: assist.CodeInsufficientFunds, AvailableUSDCents: &avail,
-				Message: fmt.Sprintf("fund %s has %s available, less than the %s to approve",
-					f.Name, assist.FormatUSD(avail), assist.FormatUSD(r.AmountCents))}
+		if funds == 0 {
+			return s.notPlaced(ctx, q, r) // no such fund
 		}
 		if _, err := q.Exec(ctx, `INSERT INTO disb_holds (id, fund_id, case_id, payee_id, amount, status, expires_at, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
 			r.HoldID, r.FundID, r.CaseID, r.PayeeID, r.AmountCents, disbursementapi.HoldHeld, sqldb.Micros(expires), sqldb.Micros(now)); err != nil {
 			return err
 		}
-		h, err = getHold(ctx, q, r.HoldID)
-		return err
+		// The check and the hold are one statement: concurrent holds on
+		// a fund serialize on its row, and none can overspend it. It is
+		// the transaction's last statement, so that the fund's row is
+		// locked only until the commit: every approval of the fund waits
+		// for it.
+		var avail int64
+		err = q.QueryRow(ctx, `UPDATE disb_funds SET reserved = reserved + $1
+			WHERE id = $2 AND allocated - reserved - paid >= $1 RETURNING allocated - reserved - paid`, r.AmountCents, r.FundID).Scan(&avail)
+		if errors.Is(err, sqldb.ErrNoRows) {
+			return s.notPlaced(ctx, q, r)
+		}
+		if err != nil {
+			return err
+		}
+		h = disbursementapi.Hold{ID: r.HoldID, FundID: r.FundID, CaseID: r.CaseID, AmountCents: r.AmountCents,
+			Status: disbursementapi.HoldHeld, ExpiresAt: sqldb.Time(sqldb.Micros(expires)), AvailableCents: avail}
+		return nil
 	})
 	if sqldb.IsUniqueViolation(err) {
 		// The same hold placed at the same time by a retry of its
@@ -342,6 +341,23 @@ func (s *SQLStore) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldReq
 		return getHold(ctx, s.db, r.HoldID)
 	}
 	return h, err
+}
+
+// notPlaced is the error of a hold its fund could not take: no such fund,
+// or too little available.
+func (s *SQLStore) notPlaced(ctx context.Context, q sqldb.Querier, r disbursementapi.PlaceHoldRequest) error {
+	f, err := scanFund(q.QueryRow(ctx, `SELECT `+fundCols+` FROM disb_funds WHERE id = $1`, r.FundID))
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return &assist.Error{Code: assist.CodeInvalid, Message: "unknown fund",
+			Fields: []assist.FieldError{{Field: "fund_id", Message: fmt.Sprintf("no fund %q", r.FundID)}}}
+	}
+	if err != nil {
+		return err
+	}
+	avail := f.AvailableCents
+	return &assist.Error{Code: assist.CodeInsufficientFunds, AvailableUSDCents: &avail,
+		Message: fmt.Sprintf("fund %s has %s available, less than the %s to approve",
+			f.Name, assist.FormatUSD(avail), assist.FormatUSD(r.AmountCents))}
 }
 
 // Hold implements Store.
@@ -456,8 +472,7 @@ func (s *SQLStore) ShrinkHold(ctx context.Context, q sqldb.Querier, holdID strin
 	if _, err := q.Exec(ctx, `UPDATE disb_holds SET amount = $1, updated_at = $2 WHERE id = $3`, amount, sqldb.Micros(now), holdID); err != nil {
 		return err
 	}
-	_, err = q.Exec(ctx, `UPDATE disb_funds SET reserved = reserved - $1 WHERE id = $2`, was-amount, fund)
-	return err
+	return eventlog.AtEnd(ctx, q, `UPDATE disb_funds SET reserved = reserved - $1 WHERE id = $2`, was-amount, fund)
 }
 
 // RetryPayout implements Store.
@@ -482,8 +497,9 @@ func moveHold(ctx context.Context, q sqldb.Querier, holdID string, from []string
 	if err != nil {
 		return err
 	}
-	_, err = q.Exec(ctx, fundSQL, amount, fund)
-	return err
+	// The fund's row is written last in the consumer's transaction: every
+	// approval of the fund waits for it.
+	return eventlog.AtEnd(ctx, q, fundSQL, amount, fund)
 }
 
 const payoutCols = `id, case_id, fund_id, payee_id, hold_id, amount, stage, attempt, provider_ref, last_error, created_at, updated_at`

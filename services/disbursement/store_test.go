@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -124,6 +125,10 @@ func TestStoreConformance(t *testing.T) {
 			h, err := hold(600)
 			if err != nil || h.Status != disbursementapi.HoldHeld || h.AvailableCents != 400 {
 				t.Fatalf("hold: %+v %v", h, err)
+			}
+			// The answer is the hold as stored.
+			if stored, err := s.Hold(ctx, h.ID); err != nil || !reflect.DeepEqual(stored, h) {
+				t.Fatalf("placed %+v, stored %+v %v", h, stored, err)
 			}
 			again, err := s.PlaceHold(ctx, disbursementapi.PlaceHoldRequest{HoldID: h.ID, FundID: fund.ID, CaseID: h.CaseID, PayeeID: payee.ID,
 				AmountCents: 600}, now.Add(time.Minute), now)
