@@ -37,6 +37,9 @@ func sampleBodies() []assist.Body {
 		assist.DeadlineMissed{Deadline: t0.Add(4 * time.Hour)},
 		assist.ClaimExpired{ClaimedBy: "olu", ExpiresAt: t0.Add(3 * time.Hour)},
 		assist.PolicyChanged{Policy: assist.DefaultPolicy()},
+		assist.FundCreated{Name: "F", AllocatedCents: 100},
+		assist.PayeeCreated{Name: "P", Account: "A-1"},
+		assist.PayeeAccountChanged{Account: "A-2", Previous: "A-1"},
 	}
 }
 

@@ -290,7 +290,14 @@ type (
 		HoldID      string
 		FundID      string
 		AmountCents int64
-		PayoutID    string
+		// PayeeID and PayeeAccount: whom the payout pays, the account
+		// as the payee's events had it at the reservation, set by the
+		// event of sequence PayeeAccountSeq (ADR 24); empty in events
+		// written before.
+		PayeeID         string
+		PayeeAccount    string
+		PayeeAccountSeq uint64
+		PayoutID        string
 	}
 	FundsReleased struct {
 		HoldID      string
@@ -386,4 +393,5 @@ func (ClaimExpired) isBody()     {}
 var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdrawn", "InfoRequested",
 	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
 	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed",
-	"PayoutRetried", "DeadlineMissed", "ClaimExpired", "PolicyChanged"}
+	"PayoutRetried", "DeadlineMissed", "ClaimExpired", "PolicyChanged",
+	"FundCreated", "PayeeCreated", "PayeeAccountChanged"}

@@ -28,10 +28,16 @@ func (PolicyChanged) Kind() Kind { return KindPolicy }
 func (PolicyChanged) isBody() {}
 
 // TypeKind is the kind of the things an event type is about: the policy
-// for PolicyChanged, a case for the others of EventTypes.
+// for PolicyChanged, a fund or a payee for theirs (money.go), a case for
+// the others of EventTypes.
 func TypeKind(typ string) Kind {
-	if typ == (PolicyChanged{}).Type() {
-		return KindPolicy
+	for _, b := range []interface {
+		Body
+		Kind() Kind
+	}{PolicyChanged{}, FundCreated{}, PayeeCreated{}, PayeeAccountChanged{}} {
+		if b.Type() == typ {
+			return b.Kind()
+		}
 	}
 	return KindCase
 }

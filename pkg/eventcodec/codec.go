@@ -90,6 +90,7 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 	case assist.FundsReserved:
 		pe.Body = &evav1.Event_FundsReserved{FundsReserved: &evav1.FundsReserved{
 			HoldId: b.HoldID, FundId: b.FundID, AmountUsdCents: b.AmountCents, PayoutId: b.PayoutID,
+			PayeeId: b.PayeeID, PayeeAccount: b.PayeeAccount, PayeeAccountSeq: b.PayeeAccountSeq,
 		}}
 	case assist.FundsReleased:
 		pe.Body = &evav1.Event_FundsReleased{FundsReleased: &evav1.FundsReleased{
@@ -113,6 +114,12 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 		pe.Body = &evav1.Event_DeadlineMissed{DeadlineMissed: &evav1.DeadlineMissed{Deadline: ts(b.Deadline)}}
 	case assist.PolicyChanged:
 		pe.Body = &evav1.Event_PolicyChanged{PolicyChanged: &evav1.PolicyChanged{Policy: wholePolicyToProto(b.Policy)}}
+	case assist.FundCreated:
+		pe.Body = &evav1.Event_FundCreated{FundCreated: &evav1.FundCreated{Name: b.Name, AllocatedUsdCents: b.AllocatedCents}}
+	case assist.PayeeCreated:
+		pe.Body = &evav1.Event_PayeeCreated{PayeeCreated: &evav1.PayeeCreated{Name: b.Name, Country: b.Country, Account: b.Account}}
+	case assist.PayeeAccountChanged:
+		pe.Body = &evav1.Event_PayeeAccountChanged{PayeeAccountChanged: &evav1.PayeeAccountChanged{Account: b.Account, Previous: b.Previous}}
 	case assist.ClaimExpired:
 		pe.Body = &evav1.Event_ClaimExpired{ClaimExpired: &evav1.ClaimExpired{ClaimedBy: b.ClaimedBy, ExpiresAt: ts(b.ExpiresAt)}}
 	default:
@@ -177,7 +184,8 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		e.Body = assist.RequestRejected{HoldID: b.RequestRejected.GetHoldId()}
 	case *evav1.Event_FundsReserved:
 		r := b.FundsReserved
-		e.Body = assist.FundsReserved{HoldID: r.GetHoldId(), FundID: r.GetFundId(), AmountCents: r.GetAmountUsdCents(), PayoutID: r.GetPayoutId()}
+		e.Body = assist.FundsReserved{HoldID: r.GetHoldId(), FundID: r.GetFundId(), AmountCents: r.GetAmountUsdCents(), PayoutID: r.GetPayoutId(),
+			PayeeID: r.GetPayeeId(), PayeeAccount: r.GetPayeeAccount(), PayeeAccountSeq: r.GetPayeeAccountSeq()}
 	case *evav1.Event_FundsReleased:
 		r := b.FundsReleased
 		e.Body = assist.FundsReleased{HoldID: r.GetHoldId(), FundID: r.GetFundId(), AmountCents: r.GetAmountUsdCents(),
@@ -199,6 +207,15 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		e.Body = assist.DeadlineMissed{Deadline: tm(b.DeadlineMissed.GetDeadline())}
 	case *evav1.Event_PolicyChanged:
 		e.Body = assist.PolicyChanged{Policy: wholePolicyFromProto(b.PolicyChanged.GetPolicy())}
+	case *evav1.Event_FundCreated:
+		r := b.FundCreated
+		e.Body = assist.FundCreated{Name: r.GetName(), AllocatedCents: r.GetAllocatedUsdCents()}
+	case *evav1.Event_PayeeCreated:
+		r := b.PayeeCreated
+		e.Body = assist.PayeeCreated{Name: r.GetName(), Country: r.GetCountry(), Account: r.GetAccount()}
+	case *evav1.Event_PayeeAccountChanged:
+		r := b.PayeeAccountChanged
+		e.Body = assist.PayeeAccountChanged{Account: r.GetAccount(), Previous: r.GetPrevious()}
 	case *evav1.Event_ClaimExpired:
 		e.Body = assist.ClaimExpired{ClaimedBy: b.ClaimExpired.GetClaimedBy(), ExpiresAt: tm(b.ClaimExpired.GetExpiresAt())}
 	default:

@@ -88,6 +88,9 @@ func samples() []struct {
 			p.Version = "2"
 			return p
 		}()})},
+		{"FundCreated", envelope("45", assist.FundCreated{Name: "EVA-DEMO", AllocatedCents: 100_000_000})},
+		{"PayeeCreated", envelope("46", assist.PayeeCreated{Name: "Safe House", Country: "BD", Account: "ACC-1"})},
+		{"PayeeAccountChanged", envelope("47", assist.PayeeAccountChanged{Account: "ACC-2", Previous: "ACC-1"})},
 	}
 }
 
@@ -115,6 +118,8 @@ func variants() map[string]assist.Event {
 			Urgency: ptr(assist.Urgency("")), AmountCents: ptr(int64(0)), Justification: ptr(""), PayeeID: ptr("")}),
 		"amended beneficiary and amount": envelope("26", assist.RequestAmended{AmountCents: ptr(int64(-5)),
 			Beneficiary: &assist.Sealed{KeyID: "k", Ciphertext: []byte{1, 2}}, BeneficiaryRefHash: []byte{3}, Policy: policy}),
+		"reserved for the logged account": envelope("48", assist.FundsReserved{HoldID: "h", FundID: "f", AmountCents: 5, PayoutID: "p",
+			PayeeID: "payee-1", PayeeAccount: "ACC-2", PayeeAccountSeq: 41}),
 		"released hold expired":            envelope("27", assist.FundsReleased{HoldID: "h", Cause: assist.ReleaseHoldExpired}),
 		"released unspecified":             envelope("28", assist.FundsReleased{HoldID: "h", Cause: assist.ReleaseUnspecified}),
 		"released unknown cause":           envelope("29", assist.FundsReleased{HoldID: "h", Cause: assist.ReleaseCause(42)}),

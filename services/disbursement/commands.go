@@ -3,6 +3,7 @@ package disbursement
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -64,7 +65,9 @@ func samplePoints(pts []disbursementapi.FundPoint, n int) []disbursementapi.Fund
 	return out
 }
 
-// CreateFund creates a fund whose id is the command id.
+// CreateFund creates a fund whose id is the command id: FundCreated on
+// the fund's log, with its actor, then the fund's row (the consumer also
+// applies the event; once either way).
 //
 // Errors: CodeForbidden unless finance, CodeInvalid naming the bad field,
 // CodeConflict for a name in use.
@@ -79,8 +82,31 @@ func (s *Service) CreateFund(ctx context.Context, r disbursementapi.CreateFundRe
 	if err := probs.Err(); err != nil {
 		return disbursementapi.Fund{}, err
 	}
-	return s.store.CreateFund(ctx, disbursementapi.Fund{ID: r.CommandID, Name: strings.TrimSpace(r.Name), AllocatedCents: r.AllocatedCents,
-		CreatedAt: s.now()}, r.Actor.Username)
+	name := strings.TrimSpace(r.Name)
+	f, err := s.createFund(ctx, assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}, name, r.AllocatedCents, "")
+	if err != nil {
+		return disbursementapi.Fund{}, err
+	}
+	return s.store.Fund(ctx, f.ID)
+}
+
+// createFund appends FundCreated (unless the command happened before) and
+// stores the fund as the log has it.
+func (s *Service) createFund(ctx context.Context, cmd assist.Cmd, name string, allocated int64, reason string) (*assist.Fund, error) {
+	f, _, err := eventlog.ExecuteOn(ctx, s.log, eventlog.CommandOn[*assist.Fund]{Kind: assist.KindFund, ID: cmd.ID, CmdID: cmd.ID,
+		Fold: assist.FoldFund,
+		Decide: func(f *assist.Fund, _ uint64) (assist.Event, error) {
+			e, err := assist.CreateFund(cmd, f, name, allocated)
+			e.Reason = reason
+			return e, err
+		},
+		Prepare: func(ctx context.Context, _ *assist.Fund, _ *assist.Event) error {
+			return s.store.CheckName(ctx, assist.KindFund, cmd.ID, name)
+		}})
+	if err != nil {
+		return nil, err
+	}
+	return f, s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.PutFund(ctx, q, *f) })
 }
 
 // Payees lists payees.
@@ -93,7 +119,8 @@ func (s *Service) Payee(ctx context.Context, r disbursementapi.GetRequest) (disb
 	return s.store.Payee(ctx, r.ID)
 }
 
-// CreatePayee creates a payee whose id is the command id.
+// CreatePayee creates a payee whose id is the command id: PayeeCreated on
+// the payee's log, with its actor and account, then the payee's row.
 //
 // Errors: CodeForbidden unless finance, CodeInvalid naming the bad field,
 // CodeConflict for a name in use.
@@ -103,18 +130,100 @@ func (s *Service) CreatePayee(ctx context.Context, r disbursementapi.CreatePayee
 	}
 	var probs assist.Problems
 	checkName(&probs, r.Name)
-	if strings.TrimSpace(r.Account) == "" {
-		probs.Add("account", "is required, up to 128 characters")
-	} else {
-		assist.CheckLine(&probs, "account", r.Account, 128)
-	}
+	assist.CheckAccount(&probs, "account", r.Account)
 	assist.CheckLine(&probs, "country", r.Country, 64)
 	checkCommand(&probs, r.CommandID)
 	if err := probs.Err(); err != nil {
 		return disbursementapi.Payee{}, err
 	}
-	return s.store.CreatePayee(ctx, disbursementapi.Payee{ID: r.CommandID, Name: strings.TrimSpace(r.Name), Country: r.Country,
-		Account: strings.TrimSpace(r.Account), CreatedAt: s.now()}, r.Actor.Username)
+	in := assist.Payee{Name: strings.TrimSpace(r.Name), Country: r.Country, Account: strings.TrimSpace(r.Account)}
+	p, err := s.createPayee(ctx, assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}, in, "")
+	if err != nil {
+		return disbursementapi.Payee{}, err
+	}
+	return s.store.Payee(ctx, p.ID)
+}
+
+// createPayee appends PayeeCreated (unless the command happened before)
+// and stores the payee as the log has it.
+func (s *Service) createPayee(ctx context.Context, cmd assist.Cmd, in assist.Payee, reason string) (*assist.Payee, error) {
+	p, _, err := eventlog.ExecuteOn(ctx, s.log, eventlog.CommandOn[*assist.Payee]{Kind: assist.KindPayee, ID: cmd.ID, CmdID: cmd.ID,
+		Fold: assist.FoldPayee,
+		Decide: func(p *assist.Payee, _ uint64) (assist.Event, error) {
+			e, err := assist.CreatePayee(cmd, p, in.Name, in.Country, in.Account)
+			e.Reason = reason
+			return e, err
+		},
+		Prepare: func(ctx context.Context, _ *assist.Payee, _ *assist.Event) error {
+			return s.store.CheckName(ctx, assist.KindPayee, cmd.ID, in.Name)
+		}})
+	if err != nil {
+		return nil, err
+	}
+	return p, s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.PutPayee(ctx, q, *p) })
+}
+
+// ChangePayeeAccount gives a payee a new account: PayeeAccountChanged on
+// the payee's log, with its actor and reason, then the payee's row.
+// Payouts whose funds were reserved before keep the account they
+// recorded.
+//
+// Errors: CodeForbidden unless finance, CodeNotFound for no payee,
+// CodeInvalid naming account or reason (or command_id).
+func (s *Service) ChangePayeeAccount(ctx context.Context, r disbursementapi.ChangeAccountRequest) (disbursementapi.Payee, error) {
+	if r.Actor.Role != assist.RoleFinance {
+		return disbursementapi.Payee{}, assist.Errorf(assist.CodeForbidden, "only finance changes a payee's account")
+	}
+	var probs assist.Problems
+	checkCommand(&probs, r.CommandID)
+	if err := probs.Err(); err != nil {
+		return disbursementapi.Payee{}, err
+	}
+	if !eventlog.ValidCaseID(r.ID) {
+		return disbursementapi.Payee{}, assist.Errorf(assist.CodeNotFound, "no payee %q", r.ID)
+	}
+	cmd := assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}
+	p, _, err := eventlog.ExecuteOn(ctx, s.log, eventlog.CommandOn[*assist.Payee]{Kind: assist.KindPayee, ID: r.ID, CmdID: r.CommandID,
+		Fold: assist.FoldPayee,
+		Decide: func(p *assist.Payee, _ uint64) (assist.Event, error) {
+			return p.ChangeAccount(cmd, r.ID, r.Account, r.Reason)
+		}})
+	if err != nil {
+		return disbursementapi.Payee{}, err
+	}
+	if err := s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.PutPayee(ctx, q, *p) }); err != nil {
+		return disbursementapi.Payee{}, err
+	}
+	return s.store.Payee(ctx, p.ID)
+}
+
+// recordUnlogged records in the log the funds and payees stored before
+// they were events (an installation from before ADR 24): each gets its
+// creation event, with the id of its row as the command id (so a restart
+// in between records it once), the time of the row, and the system as
+// actor, the reason naming who created the row.
+func (s *Service) recordUnlogged(ctx context.Context) error {
+	funds, payees, err := s.store.Unlogged(ctx)
+	if err != nil {
+		return err
+	}
+	for _, f := range funds {
+		cmd := assist.Cmd{ID: f.ID, Actor: system, At: f.CreatedAt}
+		if _, err := s.createFund(ctx, cmd, f.Name, f.AllocatedCents, upgradeReason(f.CreatedBy)); err != nil {
+			return fmt.Errorf("record fund %s: %w", f.ID, err)
+		}
+	}
+	for _, p := range payees {
+		cmd := assist.Cmd{ID: p.ID, Actor: system, At: p.CreatedAt}
+		if _, err := s.createPayee(ctx, cmd, p, upgradeReason(p.CreatedBy)); err != nil {
+			return fmt.Errorf("record payee %s: %w", p.ID, err)
+		}
+	}
+	return nil
+}
+
+func upgradeReason(by string) string {
+	return fmt.Sprintf("recorded at upgrade from the row %s created before funds and payees were events (ADR 24)", by)
 }
 
 // Payouts lists payouts, optionally of one request or status.

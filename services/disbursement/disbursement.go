@@ -17,6 +17,7 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/outage"
+	"github.com/eva-org/eva/pkg/retry"
 	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
@@ -104,6 +105,10 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("disbursement: %w", err)
 	}
 	s := New(d)
+	if err := retry.Do(ctx, retry.Policy{First: 250 * time.Millisecond, Max: 5 * time.Second},
+		func(err error) bool { return assist.IsCode(err, assist.CodeUnavailable) }, s.recordUnlogged); err != nil {
+		return fmt.Errorf("disbursement: record funds and payees in the log: %w", err)
+	}
 	srv, err := rpc.Serve(ctx, d.NC, d.Trust, "eva-disbursement", "EVA disbursement: funds, holds, payees, payouts", d.Logger,
 		rpc.On(disbursementapi.FundsList, s.Funds),
 		rpc.On(disbursementapi.FundsGet, s.Fund),
@@ -112,6 +117,7 @@ func Run(ctx context.Context, d Deps) error {
 		rpc.On(disbursementapi.PayeesList, s.Payees),
 		rpc.On(disbursementapi.PayeesGet, s.Payee),
 		rpc.On(disbursementapi.PayeesCreate, s.CreatePayee),
+		rpc.On(disbursementapi.PayeeAccount, s.ChangePayeeAccount),
 		rpc.On(disbursementapi.PayoutsList, s.Payouts),
 		rpc.On(disbursementapi.PayoutRetry, s.RetryPayout),
 		rpc.On(disbursementapi.PayoutCancel, s.CancelPayout),
@@ -152,6 +158,9 @@ var ledgerSubjects = []string{
 	eventlog.Subject("*", "RequestRejected"),
 	eventlog.Subject("*", "RequestWithdrawn"),
 	eventlog.Subject("*", "PayoutRetried"),
+	eventlog.SubjectOf(assist.KindFund, "*", "FundCreated"),
+	eventlog.SubjectOf(assist.KindPayee, "*", "PayeeCreated"),
+	eventlog.SubjectOf(assist.KindPayee, "*", "PayeeAccountChanged"),
 }
 
 // poke wakes the worker: the consumer committed effects it may wait for.

@@ -13,7 +13,8 @@ import (
 
 // Apply applies one event of the log to the ledger, inside the consumer's
 // transaction. The log is the truth: holds become reservations, payouts
-// advance and money moves only here, each step at most once.
+// advance and money moves only here, each step at most once; the funds'
+// and payees' rows are built from their events (ADR 24).
 func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
 	e, err := eventcodec.Decode(m.Type, m.Data)
 	if err != nil {
@@ -60,6 +61,14 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 		}
 	case assist.PayoutRetried:
 		return s.store.RetryPayout(ctx, q, b.PayoutID, b.Attempt, newID(), now)
+	case assist.FundCreated:
+		return s.store.PutFund(ctx, q, assist.Fund{ID: e.CaseID, Name: b.Name, AllocatedCents: b.AllocatedCents,
+			CreatedBy: e.Actor.Username, CreatedAt: e.At, Version: m.Seq})
+	case assist.PayeeCreated:
+		return s.store.PutPayee(ctx, q, assist.Payee{ID: e.CaseID, Name: b.Name, Country: b.Country, Account: b.Account,
+			AccountSeq: m.Seq, CreatedBy: e.Actor.Username, CreatedAt: e.At})
+	case assist.PayeeAccountChanged:
+		return s.store.SetPayeeAccount(ctx, q, e.CaseID, b.Account, m.Seq)
 	}
 	return nil
 }

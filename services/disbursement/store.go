@@ -58,9 +58,21 @@ type Work struct {
 
 // Store is disbursement's ledger: funds, holds, payees and payouts.
 type Store interface {
-	// CreateFund stores a fund; the same id again returns the stored fund.
+	// CreateFund stores a fund (PutFund in a transaction of its own,
+	// at log position 0); the same id again returns the stored fund.
 	// Errors: CodeConflict when another fund has the name.
 	CreateFund(ctx context.Context, f disbursementapi.Fund, by string) (disbursementapi.Fund, error)
+	// PutFund stores a fund as its events make it (its Version is the
+	// log position of its last event): inserted, or updated when the
+	// stored one is from an earlier position; the same again changes
+	// nothing. Errors: CodeConflict when another fund has the name.
+	PutFund(ctx context.Context, q sqldb.Querier, f assist.Fund) error
+	// CheckName refuses a name that another fund or payee (kind) has.
+	// Errors: CodeConflict naming the field name.
+	CheckName(ctx context.Context, kind assist.Kind, id, name string) error
+	// Unlogged lists the funds and payees stored before they were
+	// events (log position 0), for disbursement to record them.
+	Unlogged(ctx context.Context) ([]assist.Fund, []assist.Payee, error)
 	// Fund reads a fund. Errors: CodeNotFound.
 	Fund(ctx context.Context, id string) (disbursementapi.Fund, error)
 	Funds(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.FundsPage, error)
@@ -70,6 +82,15 @@ type Store interface {
 	// CreatePayee stores a payee; the same id again returns it. Errors:
 	// CodeConflict when another payee has the name.
 	CreatePayee(ctx context.Context, p disbursementapi.Payee, by string) (disbursementapi.Payee, error)
+	// PutPayee stores a payee as its events make it: inserted, or
+	// updated when the stored account is from an earlier log position
+	// than p.AccountSeq. Errors: CodeConflict when another payee has the
+	// name.
+	PutPayee(ctx context.Context, q sqldb.Querier, p assist.Payee) error
+	// SetPayeeAccount sets a payee's account from the event at log
+	// position seq, unless a later one is stored. It fails (to be tried
+	// again) when the payee is not stored yet.
+	SetPayeeAccount(ctx context.Context, q sqldb.Querier, id, account string, seq uint64) error
 	// Payee reads a payee. Errors: CodeNotFound.
 	Payee(ctx context.Context, id string) (disbursementapi.Payee, error)
 	Payees(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayeesPage, error)
@@ -153,18 +174,42 @@ func scanFund(r sqldb.Row) (disbursementapi.Fund, error) {
 // CreateFund implements Store.
 func (s *SQLStore) CreateFund(ctx context.Context, f disbursementapi.Fund, by string) (disbursementapi.Fund, error) {
 	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
-		_, err := q.Exec(ctx, `INSERT INTO disb_funds (id, name, allocated, created_by, created_at) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (id) DO NOTHING`, f.ID, f.Name, f.AllocatedCents, by, sqldb.Micros(f.CreatedAt))
-		return err
+		return s.PutFund(ctx, q, assist.Fund{ID: f.ID, Name: f.Name, AllocatedCents: f.AllocatedCents, CreatedBy: by, CreatedAt: f.CreatedAt})
 	})
-	if sqldb.IsUniqueViolation(err) {
-		return disbursementapi.Fund{}, &assist.Error{Code: assist.CodeConflict, Message: fmt.Sprintf("a fund named %q exists", f.Name),
-			Fields: []assist.FieldError{{Field: "name", Message: "is taken"}}}
-	}
 	if err != nil {
 		return disbursementapi.Fund{}, err
 	}
 	return s.Fund(ctx, f.ID)
+}
+
+// PutFund implements Store.
+func (s *SQLStore) PutFund(ctx context.Context, q sqldb.Querier, f assist.Fund) error {
+	_, err := q.Exec(ctx, `INSERT INTO disb_funds (id, name, allocated, created_by, created_at, seq) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, allocated = excluded.allocated, created_by = excluded.created_by,
+			created_at = excluded.created_at, seq = excluded.seq
+		WHERE disb_funds.seq < excluded.seq`, f.ID, f.Name, f.AllocatedCents, f.CreatedBy, sqldb.Micros(f.CreatedAt), int64(f.Version))
+	if sqldb.IsUniqueViolation(err) {
+		return nameTaken("fund", f.Name)
+	}
+	return err
+}
+
+func nameTaken(what, name string) error {
+	return &assist.Error{Code: assist.CodeConflict, Message: fmt.Sprintf("a %s named %q exists", what, name),
+		Fields: []assist.FieldError{{Field: "name", Message: "is taken"}}}
+}
+
+// CheckName implements Store.
+func (s *SQLStore) CheckName(ctx context.Context, kind assist.Kind, id, name string) error {
+	table := map[assist.Kind]string{assist.KindFund: "disb_funds", assist.KindPayee: "disb_payees"}[kind]
+	var n int
+	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE name = $1 AND id <> $2`, name, id).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nameTaken(string(kind), name)
+	}
+	return nil
 }
 
 // Fund implements Store.
@@ -242,18 +287,75 @@ func scanPayee(r sqldb.Row) (disbursementapi.Payee, error) {
 // CreatePayee implements Store.
 func (s *SQLStore) CreatePayee(ctx context.Context, p disbursementapi.Payee, by string) (disbursementapi.Payee, error) {
 	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
-		_, err := q.Exec(ctx, `INSERT INTO disb_payees (id, name, country, account, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (id) DO NOTHING`, p.ID, p.Name, p.Country, p.Account, by, sqldb.Micros(p.CreatedAt))
-		return err
+		return s.PutPayee(ctx, q, assist.Payee{ID: p.ID, Name: p.Name, Country: p.Country, Account: p.Account, CreatedBy: by,
+			CreatedAt: p.CreatedAt})
 	})
-	if sqldb.IsUniqueViolation(err) {
-		return disbursementapi.Payee{}, &assist.Error{Code: assist.CodeConflict, Message: fmt.Sprintf("a payee named %q exists", p.Name),
-			Fields: []assist.FieldError{{Field: "name", Message: "is taken"}}}
-	}
 	if err != nil {
 		return disbursementapi.Payee{}, err
 	}
 	return s.Payee(ctx, p.ID)
+}
+
+// PutPayee implements Store.
+func (s *SQLStore) PutPayee(ctx context.Context, q sqldb.Querier, p assist.Payee) error {
+	_, err := q.Exec(ctx, `INSERT INTO disb_payees (id, name, country, account, created_by, created_at, account_seq)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, country = excluded.country, account = excluded.account,
+			created_by = excluded.created_by, created_at = excluded.created_at, account_seq = excluded.account_seq
+		WHERE disb_payees.account_seq < excluded.account_seq`,
+		p.ID, p.Name, p.Country, p.Account, p.CreatedBy, sqldb.Micros(p.CreatedAt), int64(p.AccountSeq))
+	if sqldb.IsUniqueViolation(err) {
+		return nameTaken("payee", p.Name)
+	}
+	return err
+}
+
+// SetPayeeAccount implements Store.
+func (s *SQLStore) SetPayeeAccount(ctx context.Context, q sqldb.Querier, id, account string, seq uint64) error {
+	n, err := q.Exec(ctx, `UPDATE disb_payees SET account = $1, account_seq = $2 WHERE id = $3 AND account_seq < $2`,
+		account, int64(seq), id)
+	if err != nil || n > 0 {
+		return err
+	}
+	var known int
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM disb_payees WHERE id = $1`, id).Scan(&known); err != nil {
+		return err
+	}
+	if known == 0 {
+		return fmt.Errorf("payee %s: account changed before its creation was applied", id)
+	}
+	return nil // a later account is there
+}
+
+// Unlogged implements Store.
+func (s *SQLStore) Unlogged(ctx context.Context) (funds []assist.Fund, payees []assist.Payee, err error) {
+	rows, err := s.db.Query(ctx, `SELECT id, name, allocated, created_by, created_at FROM disb_funds WHERE seq = 0 ORDER BY created_at, id`)
+	if err != nil {
+		return nil, nil, err
+	}
+	funds, err = collect(rows, func(r sqldb.Row) (assist.Fund, error) {
+		var f assist.Fund
+		var at int64
+		err := r.Scan(&f.ID, &f.Name, &f.AllocatedCents, &f.CreatedBy, &at)
+		f.CreatedAt = sqldb.Time(at)
+		return f, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err = s.db.Query(ctx, `SELECT id, name, country, account, created_by, created_at FROM disb_payees WHERE account_seq = 0
+		ORDER BY created_at, id`)
+	if err != nil {
+		return nil, nil, err
+	}
+	payees, err = collect(rows, func(r sqldb.Row) (assist.Payee, error) {
+		var p assist.Payee
+		var at int64
+		err := r.Scan(&p.ID, &p.Name, &p.Country, &p.Account, &p.CreatedBy, &at)
+		p.CreatedAt = sqldb.Time(at)
+		return p, err
+	})
+	return funds, payees, err
 }
 
 // Payee implements Store.

@@ -26,6 +26,7 @@ var postRoutes = []struct {
 	{"/v1/requests/{id}/request-info", "olu", "question", ""},
 	{"/v1/funds", "fin", "name", "allocated_usd_cents"},
 	{"/v1/payees", "fin", "account", ""},
+	{"/v1/payees/{id}/account", "fin", "account", ""},
 	{"/v1/payouts/{id}/retry", "fin", "", ""},
 	{"/v1/payouts/{id}/cancel", "fin", "reason", ""},
 }

@@ -139,6 +139,7 @@ type Disbursement interface {
 	Payees(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayeesPage, error)
 	Payee(ctx context.Context, id string) (disbursementapi.Payee, error)
 	CreatePayee(ctx context.Context, r disbursementapi.CreatePayeeRequest) (disbursementapi.Payee, error)
+	ChangePayeeAccount(ctx context.Context, r disbursementapi.ChangeAccountRequest) (disbursementapi.Payee, error)
 	Payouts(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error)
 	RetryPayout(ctx context.Context, r disbursementapi.PayoutCommand) (disbursementapi.Payout, error)
 	CancelPayout(ctx context.Context, r disbursementapi.PayoutCommand) (disbursementapi.Payout, error)

@@ -170,6 +170,7 @@ type fakeDisbursement struct {
 	payees       func(context.Context, disbursementapi.ListRequest) (disbursementapi.PayeesPage, error)
 	payee        func(context.Context, string) (disbursementapi.Payee, error)
 	createPayee  func(context.Context, disbursementapi.CreatePayeeRequest) (disbursementapi.Payee, error)
+	payeeAccount func(context.Context, disbursementapi.ChangeAccountRequest) (disbursementapi.Payee, error)
 	payouts      func(context.Context, disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error)
 	retryPayout  func(context.Context, disbursementapi.PayoutCommand) (disbursementapi.Payout, error)
 	cancelPayout func(context.Context, disbursementapi.PayoutCommand) (disbursementapi.Payout, error)
@@ -195,6 +196,9 @@ func (f *fakeDisbursement) Payee(ctx context.Context, id string) (disbursementap
 }
 func (f *fakeDisbursement) CreatePayee(ctx context.Context, r disbursementapi.CreatePayeeRequest) (disbursementapi.Payee, error) {
 	return call(f.calls, "disbursement.CreatePayee", f.createPayee, ctx, r)
+}
+func (f *fakeDisbursement) ChangePayeeAccount(ctx context.Context, r disbursementapi.ChangeAccountRequest) (disbursementapi.Payee, error) {
+	return call(f.calls, "disbursement.ChangePayeeAccount", f.payeeAccount, ctx, r)
 }
 func (f *fakeDisbursement) Payouts(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error) {
 	return call(f.calls, "disbursement.Payouts", f.payouts, ctx, r)
@@ -534,6 +538,14 @@ func (h *harness) setDefaults() {
 	}
 	h.disb.createPayee = func(_ context.Context, r disbursementapi.CreatePayeeRequest) (disbursementapi.Payee, error) {
 		return disbursementapi.Payee{ID: r.CommandID, Name: r.Name, Country: r.Country, Account: r.Account, CreatedAt: t0}, nil
+	}
+	h.disb.payeeAccount = func(_ context.Context, r disbursementapi.ChangeAccountRequest) (disbursementapi.Payee, error) {
+		if r.ID != payeeID {
+			return disbursementapi.Payee{}, assist.Errorf(assist.CodeNotFound, "no payee %q", r.ID)
+		}
+		p := payee
+		p.Account = r.Account
+		return p, nil
 	}
 	h.disb.payouts = func(context.Context, disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error) {
 		return disbursementapi.PayoutsPage{Items: []disbursementapi.Payout{payout}}, nil

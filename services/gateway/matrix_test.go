@@ -71,6 +71,7 @@ var routeMatrix = map[string][callers]int{
 	"GET /v1/payees":                      {401, 200, 200, 200, 200, 200, 200},
 	"POST /v1/payees":                     {401, 403, 403, 403, 201, 403, 403},
 	"GET /v1/payees/{id}":                 {401, 200, 200, 200, 200, 200, 200},
+	"POST /v1/payees/{id}/account":        {401, 403, 403, 403, 200, 403, 403},
 	"GET /v1/payouts":                     {401, 403, 403, 200, 200, 200, 403},
 	"POST /v1/payouts/{id}/retry":         {401, 403, 403, 403, 200, 403, 403},
 	"POST /v1/payouts/{id}/cancel":        {401, 403, 403, 403, 200, 403, 403},

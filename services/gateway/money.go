@@ -19,6 +19,10 @@ type (
 		Country string `json:"country,omitempty"`
 		Account string `json:"account"`
 	}
+	accountBody struct {
+		Account string `json:"account" doc:"the new account, one line, up to 128 characters"`
+		Reason  string `json:"reason" doc:"why the account changes; recorded with the event"`
+	}
 )
 
 // payoutStatus is a payout's status (disbursementapi.Payout*).
@@ -117,6 +121,17 @@ func (s *server) getPayee(r *http.Request) (payeeJSON, error) {
 func (s *server) createPayee(r *http.Request, c command, in payeeBody) (payeeJSON, error) {
 	p, err := s.disbursement.CreatePayee(r.Context(), disbursementapi.CreatePayeeRequest{
 		CommandID: c.ID, Actor: financeActor(c.User), Name: in.Name, Country: in.Country, Account: in.Account,
+	})
+	if err != nil {
+		return payeeJSON{}, err
+	}
+	return toPayeeJSON(p), nil
+}
+
+// changePayeeAccount is POST /v1/payees/{id}/account.
+func (s *server) changePayeeAccount(r *http.Request, c command, in accountBody) (payeeJSON, error) {
+	p, err := s.disbursement.ChangePayeeAccount(r.Context(), disbursementapi.ChangeAccountRequest{
+		CommandID: c.ID, Actor: financeActor(c.User), ID: chi.URLParam(r, "id"), Account: in.Account, Reason: in.Reason,
 	})
 	if err != nil {
 		return payeeJSON{}, err

@@ -50,6 +50,7 @@ var apiWho = map[string][]string{
 	"GET /v1/payees":                      nil,
 	"POST /v1/payees":                     {finance},
 	"GET /v1/payees/{id}":                 nil,
+	"POST /v1/payees/{id}/account":        {"finance"},
 	"GET /v1/payouts":                     {finance, auditor, approver},
 	"POST /v1/payouts/{id}/retry":         {finance},
 	"POST /v1/payouts/{id}/cancel":        {finance},
@@ -118,6 +119,7 @@ var validBodies = map[string]string{
 		`"deadlines":{"critical":"4h","urgent":"24h","routine":"72h"},"claim_ttl":"30m"}`,
 	"/v1/funds":               `{"name":"Emergency 2025","allocated_usd_cents":100000000}`,
 	"/v1/payees":              `{"name":"Clinic","country":"IN","account":"ACC-9"}`,
+	"/v1/payees/{id}/account": `{"account":"ACC-10","reason":"the clinic moved banks"}`,
 	"/v1/payouts/{id}/retry":  ``,
 	"/v1/payouts/{id}/cancel": `{"reason":"payee closed"}`,
 }

@@ -202,8 +202,12 @@ func (s *server) routes() []route {
 				answer: "payees", op: handleQuery(s.listPayees)},
 			route{method: post, pattern: "/v1/payees", roles: []string{finance}, summary: "Create a payee",
 				answer: "the payee", op: handleCreate(s, s.createPayee)},
-			route{method: get, pattern: "/v1/payees/{id}", summary: "Read a payee", answer: "the payee", addition: true,
+			route{method: get, pattern: "/v1/payees/{id}", summary: "Read a payee", answer: "the payee",
 				op: handleGet(s.getPayee)},
+			route{method: post, pattern: "/v1/payees/{id}/account", roles: []string{finance}, summary: "Change a payee's account",
+				doc: "`{\"account\",\"reason\"}`: recorded as the event PayeeAccountChanged with its actor and reason. " +
+					"Payouts whose funds were reserved before keep paying the account their reservation recorded.",
+				answer: "the payee", op: handleCommand(s, s.changePayeeAccount)},
 			route{method: get, pattern: "/v1/payouts", roles: []string{finance, auditor, approver}, summary: "List payouts",
 				answer: "payouts", op: handleQuery(s.listPayouts)},
 			route{method: post, pattern: "/v1/payouts/{id}/retry", roles: []string{finance}, summary: "Retry a failed payout",

@@ -225,6 +225,9 @@ type Event struct {
 	//	*Event_DeadlineMissed
 	//	*Event_ClaimExpired
 	//	*Event_PolicyChanged
+	//	*Event_FundCreated
+	//	*Event_PayeeCreated
+	//	*Event_PayeeAccountChanged
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -480,6 +483,33 @@ func (x *Event) GetPolicyChanged() *PolicyChanged {
 	return nil
 }
 
+func (x *Event) GetFundCreated() *FundCreated {
+	if x != nil {
+		if x, ok := x.Body.(*Event_FundCreated); ok {
+			return x.FundCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPayeeCreated() *PayeeCreated {
+	if x != nil {
+		if x, ok := x.Body.(*Event_PayeeCreated); ok {
+			return x.PayeeCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPayeeAccountChanged() *PayeeAccountChanged {
+	if x != nil {
+		if x, ok := x.Body.(*Event_PayeeAccountChanged); ok {
+			return x.PayeeAccountChanged
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -560,6 +590,18 @@ type Event_PolicyChanged struct {
 	PolicyChanged *PolicyChanged `protobuf:"bytes,37,opt,name=policy_changed,json=policyChanged,proto3,oneof"`
 }
 
+type Event_FundCreated struct {
+	FundCreated *FundCreated `protobuf:"bytes,60,opt,name=fund_created,json=fundCreated,proto3,oneof"`
+}
+
+type Event_PayeeCreated struct {
+	PayeeCreated *PayeeCreated `protobuf:"bytes,61,opt,name=payee_created,json=payeeCreated,proto3,oneof"`
+}
+
+type Event_PayeeAccountChanged struct {
+	PayeeAccountChanged *PayeeAccountChanged `protobuf:"bytes,62,opt,name=payee_account_changed,json=payeeAccountChanged,proto3,oneof"`
+}
+
 func (*Event_RequestSubmitted) isEvent_Body() {}
 
 func (*Event_RequestAmended) isEvent_Body() {}
@@ -597,6 +639,12 @@ func (*Event_DeadlineMissed) isEvent_Body() {}
 func (*Event_ClaimExpired) isEvent_Body() {}
 
 func (*Event_PolicyChanged) isEvent_Body() {}
+
+func (*Event_FundCreated) isEvent_Body() {}
+
+func (*Event_PayeeCreated) isEvent_Body() {}
+
+func (*Event_PayeeAccountChanged) isEvent_Body() {}
 
 // Sealed holds personal data encrypted with the case's data key
 // (envelope encryption: AES-256-GCM; the data key is wrapped by a master key
@@ -1416,8 +1464,14 @@ type FundsReserved struct {
 	FundId         string                 `protobuf:"bytes,2,opt,name=fund_id,json=fundId,proto3" json:"fund_id,omitempty"`
 	AmountUsdCents int64                  `protobuf:"varint,3,opt,name=amount_usd_cents,json=amountUsdCents,proto3" json:"amount_usd_cents,omitempty"`
 	PayoutId       string                 `protobuf:"bytes,4,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The account the payout pays, as the payee's events had it when the
+	// funds were reserved, and the sequence of the event that set it
+	// (empty and 0 in events written before they were recorded).
+	PayeeId         string `protobuf:"bytes,5,opt,name=payee_id,json=payeeId,proto3" json:"payee_id,omitempty"`
+	PayeeAccount    string `protobuf:"bytes,6,opt,name=payee_account,json=payeeAccount,proto3" json:"payee_account,omitempty"`
+	PayeeAccountSeq uint64 `protobuf:"varint,7,opt,name=payee_account_seq,json=payeeAccountSeq,proto3" json:"payee_account_seq,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *FundsReserved) Reset() {
@@ -1476,6 +1530,27 @@ func (x *FundsReserved) GetPayoutId() string {
 		return x.PayoutId
 	}
 	return ""
+}
+
+func (x *FundsReserved) GetPayeeId() string {
+	if x != nil {
+		return x.PayeeId
+	}
+	return ""
+}
+
+func (x *FundsReserved) GetPayeeAccount() string {
+	if x != nil {
+		return x.PayeeAccount
+	}
+	return ""
+}
+
+func (x *FundsReserved) GetPayeeAccountSeq() uint64 {
+	if x != nil {
+		return x.PayeeAccountSeq
+	}
+	return 0
 }
 
 type FundsReleased struct {
@@ -2056,6 +2131,174 @@ func (x *PolicyChanged) GetPolicy() *Policy {
 	return nil
 }
 
+// FundCreated: finance created a fund, on eva.fund.<fund id>.FundCreated.
+type FundCreated struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	AllocatedUsdCents int64                  `protobuf:"varint,2,opt,name=allocated_usd_cents,json=allocatedUsdCents,proto3" json:"allocated_usd_cents,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *FundCreated) Reset() {
+	*x = FundCreated{}
+	mi := &file_eva_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FundCreated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FundCreated) ProtoMessage() {}
+
+func (x *FundCreated) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FundCreated.ProtoReflect.Descriptor instead.
+func (*FundCreated) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *FundCreated) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FundCreated) GetAllocatedUsdCents() int64 {
+	if x != nil {
+		return x.AllocatedUsdCents
+	}
+	return 0
+}
+
+// PayeeCreated: finance created a payee, on eva.payee.<payee id>.PayeeCreated.
+type PayeeCreated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Country       string                 `protobuf:"bytes,2,opt,name=country,proto3" json:"country,omitempty"`
+	Account       string                 `protobuf:"bytes,3,opt,name=account,proto3" json:"account,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayeeCreated) Reset() {
+	*x = PayeeCreated{}
+	mi := &file_eva_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayeeCreated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayeeCreated) ProtoMessage() {}
+
+func (x *PayeeCreated) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayeeCreated.ProtoReflect.Descriptor instead.
+func (*PayeeCreated) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *PayeeCreated) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PayeeCreated) GetCountry() string {
+	if x != nil {
+		return x.Country
+	}
+	return ""
+}
+
+func (x *PayeeCreated) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+// PayeeAccountChanged: finance changed a payee's account (the event's
+// reason says why), on eva.payee.<payee id>.PayeeAccountChanged.
+type PayeeAccountChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Account       string                 `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	Previous      string                 `protobuf:"bytes,2,opt,name=previous,proto3" json:"previous,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayeeAccountChanged) Reset() {
+	*x = PayeeAccountChanged{}
+	mi := &file_eva_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayeeAccountChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayeeAccountChanged) ProtoMessage() {}
+
+func (x *PayeeAccountChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayeeAccountChanged.ProtoReflect.Descriptor instead.
+func (*PayeeAccountChanged) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PayeeAccountChanged) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *PayeeAccountChanged) GetPrevious() string {
+	if x != nil {
+		return x.Previous
+	}
+	return ""
+}
+
 var File_eva_v1_events_proto protoreflect.FileDescriptor
 
 const file_eva_v1_events_proto_rawDesc = "" +
@@ -2064,7 +2307,7 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04post\x18\x03 \x01(\tR\x04post\"\x95\v\n" +
+	"\x04post\x18\x03 \x01(\tR\x04post\"\xdf\f\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\acase_id\x18\x02 \x01(\tR\x06caseId\x12*\n" +
@@ -2092,7 +2335,10 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x0epayout_retried\x18Y \x01(\v2\x15.eva.v1.PayoutRetriedH\x00R\rpayoutRetried\x12A\n" +
 	"\x0fdeadline_missed\x18# \x01(\v2\x16.eva.v1.DeadlineMissedH\x00R\x0edeadlineMissed\x12;\n" +
 	"\rclaim_expired\x18$ \x01(\v2\x14.eva.v1.ClaimExpiredH\x00R\fclaimExpired\x12>\n" +
-	"\x0epolicy_changed\x18% \x01(\v2\x15.eva.v1.PolicyChangedH\x00R\rpolicyChangedB\x06\n" +
+	"\x0epolicy_changed\x18% \x01(\v2\x15.eva.v1.PolicyChangedH\x00R\rpolicyChanged\x128\n" +
+	"\ffund_created\x18< \x01(\v2\x13.eva.v1.FundCreatedH\x00R\vfundCreated\x12;\n" +
+	"\rpayee_created\x18= \x01(\v2\x14.eva.v1.PayeeCreatedH\x00R\fpayeeCreated\x12Q\n" +
+	"\x15payee_account_changed\x18> \x01(\v2\x1b.eva.v1.PayeeAccountChangedH\x00R\x13payeeAccountChangedB\x06\n" +
 	"\x04body\"E\n" +
 	"\x06Sealed\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
@@ -2167,12 +2413,15 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"STEP_FIRST\x10\x01\x12\x0f\n" +
 	"\vSTEP_SECOND\x10\x02\"*\n" +
 	"\x0fRequestRejected\x12\x17\n" +
-	"\ahold_id\x18\x01 \x01(\tR\x06holdId\"\x88\x01\n" +
+	"\ahold_id\x18\x01 \x01(\tR\x06holdId\"\xf4\x01\n" +
 	"\rFundsReserved\x12\x17\n" +
 	"\ahold_id\x18\x01 \x01(\tR\x06holdId\x12\x17\n" +
 	"\afund_id\x18\x02 \x01(\tR\x06fundId\x12(\n" +
 	"\x10amount_usd_cents\x18\x03 \x01(\x03R\x0eamountUsdCents\x12\x1b\n" +
-	"\tpayout_id\x18\x04 \x01(\tR\bpayoutId\"\x8a\x02\n" +
+	"\tpayout_id\x18\x04 \x01(\tR\bpayoutId\x12\x19\n" +
+	"\bpayee_id\x18\x05 \x01(\tR\apayeeId\x12#\n" +
+	"\rpayee_account\x18\x06 \x01(\tR\fpayeeAccount\x12*\n" +
+	"\x11payee_account_seq\x18\a \x01(\x04R\x0fpayeeAccountSeq\"\x8a\x02\n" +
 	"\rFundsReleased\x12\x17\n" +
 	"\ahold_id\x18\x01 \x01(\tR\x06holdId\x12\x17\n" +
 	"\afund_id\x18\x02 \x01(\tR\x06fundId\x12(\n" +
@@ -2222,7 +2471,17 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
 	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\"7\n" +
 	"\rPolicyChanged\x12&\n" +
-	"\x06policy\x18\x01 \x01(\v2\x0e.eva.v1.PolicyR\x06policyB+Z)github.com/eva-org/eva/proto/eva/v1;evav1b\x06proto3"
+	"\x06policy\x18\x01 \x01(\v2\x0e.eva.v1.PolicyR\x06policy\"Q\n" +
+	"\vFundCreated\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
+	"\x13allocated_usd_cents\x18\x02 \x01(\x03R\x11allocatedUsdCents\"V\n" +
+	"\fPayeeCreated\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\acountry\x18\x02 \x01(\tR\acountry\x12\x18\n" +
+	"\aaccount\x18\x03 \x01(\tR\aaccount\"K\n" +
+	"\x13PayeeAccountChanged\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x1a\n" +
+	"\bprevious\x18\x02 \x01(\tR\bpreviousB+Z)github.com/eva-org/eva/proto/eva/v1;evav1b\x06proto3"
 
 var (
 	file_eva_v1_events_proto_rawDescOnce sync.Once
@@ -2237,7 +2496,7 @@ func file_eva_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_eva_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_eva_v1_events_proto_goTypes = []any{
 	(RequestApproved_Step)(0),     // 0: eva.v1.RequestApproved.Step
 	(FundsReleased_Cause)(0),      // 1: eva.v1.FundsReleased.Cause
@@ -2266,13 +2525,16 @@ var file_eva_v1_events_proto_goTypes = []any{
 	(*ClaimExpired)(nil),          // 24: eva.v1.ClaimExpired
 	(*Policy)(nil),                // 25: eva.v1.Policy
 	(*PolicyChanged)(nil),         // 26: eva.v1.PolicyChanged
-	nil,                           // 27: eva.v1.Policy.CategoryCapsUsdCentsEntry
-	nil,                           // 28: eva.v1.Policy.DeadlinesEntry
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 30: google.protobuf.Duration
+	(*FundCreated)(nil),           // 27: eva.v1.FundCreated
+	(*PayeeCreated)(nil),          // 28: eva.v1.PayeeCreated
+	(*PayeeAccountChanged)(nil),   // 29: eva.v1.PayeeAccountChanged
+	nil,                           // 30: eva.v1.Policy.CategoryCapsUsdCentsEntry
+	nil,                           // 31: eva.v1.Policy.DeadlinesEntry
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 33: google.protobuf.Duration
 }
 var file_eva_v1_events_proto_depIdxs = []int32{
-	29, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
+	32, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
 	2,  // 1: eva.v1.Event.actor:type_name -> eva.v1.Actor
 	7,  // 2: eva.v1.Event.request_submitted:type_name -> eva.v1.RequestSubmitted
 	8,  // 3: eva.v1.Event.request_amended:type_name -> eva.v1.RequestAmended
@@ -2293,28 +2555,31 @@ var file_eva_v1_events_proto_depIdxs = []int32{
 	23, // 18: eva.v1.Event.deadline_missed:type_name -> eva.v1.DeadlineMissed
 	24, // 19: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
 	26, // 20: eva.v1.Event.policy_changed:type_name -> eva.v1.PolicyChanged
-	4,  // 21: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
-	29, // 22: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 23: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
-	4,  // 24: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
-	29, // 25: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 26: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
-	29, // 27: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 28: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
-	0,  // 29: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
-	1,  // 30: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
-	29, // 31: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
-	29, // 32: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
-	27, // 33: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
-	28, // 34: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
-	30, // 35: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
-	25, // 36: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
-	30, // 37: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	27, // 21: eva.v1.Event.fund_created:type_name -> eva.v1.FundCreated
+	28, // 22: eva.v1.Event.payee_created:type_name -> eva.v1.PayeeCreated
+	29, // 23: eva.v1.Event.payee_account_changed:type_name -> eva.v1.PayeeAccountChanged
+	4,  // 24: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
+	32, // 25: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 26: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
+	4,  // 27: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
+	32, // 28: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 29: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
+	32, // 30: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 31: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
+	0,  // 32: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
+	1,  // 33: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
+	32, // 34: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
+	32, // 35: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
+	30, // 36: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
+	31, // 37: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
+	33, // 38: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
+	25, // 39: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
+	33, // 40: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_eva_v1_events_proto_init() }
@@ -2342,6 +2607,9 @@ func file_eva_v1_events_proto_init() {
 		(*Event_DeadlineMissed)(nil),
 		(*Event_ClaimExpired)(nil),
 		(*Event_PolicyChanged)(nil),
+		(*Event_FundCreated)(nil),
+		(*Event_PayeeCreated)(nil),
+		(*Event_PayeeAccountChanged)(nil),
 	}
 	file_eva_v1_events_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -2350,7 +2618,7 @@ func file_eva_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eva_v1_events_proto_rawDesc), len(file_eva_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

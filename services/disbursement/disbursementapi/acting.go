@@ -9,4 +9,6 @@ func (r CreateFundRequest) Acting() (string, assist.Actor) { return r.CommandID,
 
 func (r CreatePayeeRequest) Acting() (string, assist.Actor) { return r.CommandID, r.Actor }
 
+func (r ChangeAccountRequest) Acting() (string, assist.Actor) { return r.CommandID, r.Actor }
+
 func (r PayoutCommand) Acting() (string, assist.Actor) { return r.CommandID, r.Actor }

@@ -23,6 +23,7 @@ var (
 	PayeesList   = rpc.Endpoint[ListRequest, PayeesPage]{Subject: "eva.disbursement.payees_list", Idempotent: true}
 	PayeesGet    = rpc.Endpoint[GetRequest, Payee]{Subject: "eva.disbursement.payees_get", Idempotent: true}
 	PayeesCreate = rpc.Endpoint[CreatePayeeRequest, Payee]{Subject: "eva.disbursement.payees_create", Idempotent: true}
+	PayeeAccount = rpc.Endpoint[ChangeAccountRequest, Payee]{Subject: "eva.disbursement.payee_account", Idempotent: true}
 	PayoutsList  = rpc.Endpoint[ListRequest, PayoutsPage]{Subject: "eva.disbursement.payouts_list", Idempotent: true}
 	PayoutRetry  = rpc.Endpoint[PayoutCommand, Payout]{Subject: "eva.disbursement.payout_retry"}
 	PayoutCancel = rpc.Endpoint[PayoutCommand, Payout]{Subject: "eva.disbursement.payout_cancel", Idempotent: true}
@@ -155,6 +156,15 @@ type CreatePayeeRequest struct {
 	Account   string       `json:"account"`
 }
 
+// ChangeAccountRequest gives payee ID a new account, with the reason.
+type ChangeAccountRequest struct {
+	CommandID string       `json:"command_id"`
+	Actor     assist.Actor `json:"actor"`
+	ID        string       `json:"id"`
+	Account   string       `json:"account"`
+	Reason    string       `json:"reason"`
+}
+
 // PayoutCommand retries or cancels a failed payout.
 type PayoutCommand struct {
 	CommandID string       `json:"command_id"`
@@ -238,6 +248,11 @@ func (c *Client) Payee(ctx context.Context, id string) (Payee, error) {
 // CreatePayee creates a payee. Errors: CodeInvalid, CodeForbidden.
 func (c *Client) CreatePayee(ctx context.Context, r CreatePayeeRequest) (Payee, error) {
 	return PayeesCreate.Call(ctx, c.nc, r)
+}
+
+// ChangePayeeAccount gives a payee a new account.
+func (c *Client) ChangePayeeAccount(ctx context.Context, r ChangeAccountRequest) (Payee, error) {
+	return PayeeAccount.Call(ctx, c.nc, r)
 }
 
 // Payouts lists payouts.
