@@ -122,6 +122,8 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 		pe.Body = &evav1.Event_PayeeAccountChanged{PayeeAccountChanged: &evav1.PayeeAccountChanged{Account: b.Account, Previous: b.Previous}}
 	case assist.ClaimExpired:
 		pe.Body = &evav1.Event_ClaimExpired{ClaimExpired: &evav1.ClaimExpired{ClaimedBy: b.ClaimedBy, ExpiresAt: ts(b.ExpiresAt)}}
+	case assist.PersonalDataErased:
+		pe.Body = &evav1.Event_PersonalDataErased{PersonalDataErased: &evav1.PersonalDataErased{KeyId: b.KeyID}}
 	default:
 		return nil, fmt.Errorf("encode: unknown event body %T", e.Body)
 	}
@@ -218,6 +220,8 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		e.Body = assist.PayeeAccountChanged{Account: r.GetAccount(), Previous: r.GetPrevious()}
 	case *evav1.Event_ClaimExpired:
 		e.Body = assist.ClaimExpired{ClaimedBy: b.ClaimExpired.GetClaimedBy(), ExpiresAt: tm(b.ClaimExpired.GetExpiresAt())}
+	case *evav1.Event_PersonalDataErased:
+		e.Body = assist.PersonalDataErased{KeyID: b.PersonalDataErased.GetKeyId()}
 	default:
 		// A body this version does not know, or none at all.
 		return assist.Event{}, fmt.Errorf("event %s has no known body", e.ID)

@@ -100,6 +100,7 @@ func Run(ctx context.Context, d Deps) error {
 		rpc.On(intakeapi.List, s.List),
 		rpc.On(intakeapi.Cases, s.Cases),
 		rpc.On(intakeapi.Personal, s.Personal),
+		rpc.On(intakeapi.Erase, caseview.Serve(s.Erase)),
 	)
 	if err != nil {
 		return fmt.Errorf("intake: %w", err)

@@ -74,7 +74,7 @@ func (x RequestApproved_Step) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestApproved_Step.Descriptor instead.
 func (RequestApproved_Step) EnumDescriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{12, 0}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type FundsReleased_Cause int32
@@ -126,7 +126,7 @@ func (x FundsReleased_Cause) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FundsReleased_Cause.Descriptor instead.
 func (FundsReleased_Cause) EnumDescriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{15, 0}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{16, 0}
 }
 
 // Actor is who caused an event.
@@ -228,6 +228,7 @@ type Event struct {
 	//	*Event_FundCreated
 	//	*Event_PayeeCreated
 	//	*Event_PayeeAccountChanged
+	//	*Event_PersonalDataErased
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -510,6 +511,15 @@ func (x *Event) GetPayeeAccountChanged() *PayeeAccountChanged {
 	return nil
 }
 
+func (x *Event) GetPersonalDataErased() *PersonalDataErased {
+	if x != nil {
+		if x, ok := x.Body.(*Event_PersonalDataErased); ok {
+			return x.PersonalDataErased
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -602,6 +612,10 @@ type Event_PayeeAccountChanged struct {
 	PayeeAccountChanged *PayeeAccountChanged `protobuf:"bytes,62,opt,name=payee_account_changed,json=payeeAccountChanged,proto3,oneof"`
 }
 
+type Event_PersonalDataErased struct {
+	PersonalDataErased *PersonalDataErased `protobuf:"bytes,70,opt,name=personal_data_erased,json=personalDataErased,proto3,oneof"`
+}
+
 func (*Event_RequestSubmitted) isEvent_Body() {}
 
 func (*Event_RequestAmended) isEvent_Body() {}
@@ -645,6 +659,8 @@ func (*Event_FundCreated) isEvent_Body() {}
 func (*Event_PayeeCreated) isEvent_Body() {}
 
 func (*Event_PayeeAccountChanged) isEvent_Body() {}
+
+func (*Event_PersonalDataErased) isEvent_Body() {}
 
 // Sealed holds personal data encrypted with the case's data key
 // (envelope encryption: AES-256-GCM; the data key is wrapped by a master key
@@ -1093,6 +1109,54 @@ func (x *RequestAmended) GetPolicy() *PolicySeen {
 	return nil
 }
 
+// PersonalDataErased: an admin erased the case's personal data (the
+// reason is the event's); the data key named here was destroyed, so every
+// Sealed of the case opens nothing any more. The case's state and money
+// trail do not change.
+type PersonalDataErased struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"` // the data key destroyed; empty when there was none
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PersonalDataErased) Reset() {
+	*x = PersonalDataErased{}
+	mi := &file_eva_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PersonalDataErased) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PersonalDataErased) ProtoMessage() {}
+
+func (x *PersonalDataErased) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PersonalDataErased.ProtoReflect.Descriptor instead.
+func (*PersonalDataErased) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PersonalDataErased) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
 type RequestWithdrawn struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	HoldId        string                 `protobuf:"bytes,1,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"` // a first approval's hold it gives back, if any
@@ -1102,7 +1166,7 @@ type RequestWithdrawn struct {
 
 func (x *RequestWithdrawn) Reset() {
 	*x = RequestWithdrawn{}
-	mi := &file_eva_v1_events_proto_msgTypes[7]
+	mi := &file_eva_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1178,7 @@ func (x *RequestWithdrawn) String() string {
 func (*RequestWithdrawn) ProtoMessage() {}
 
 func (x *RequestWithdrawn) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[7]
+	mi := &file_eva_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1191,7 @@ func (x *RequestWithdrawn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestWithdrawn.ProtoReflect.Descriptor instead.
 func (*RequestWithdrawn) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RequestWithdrawn) GetHoldId() string {
@@ -1146,7 +1210,7 @@ type InfoRequested struct {
 
 func (x *InfoRequested) Reset() {
 	*x = InfoRequested{}
-	mi := &file_eva_v1_events_proto_msgTypes[8]
+	mi := &file_eva_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1222,7 @@ func (x *InfoRequested) String() string {
 func (*InfoRequested) ProtoMessage() {}
 
 func (x *InfoRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[8]
+	mi := &file_eva_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1235,7 @@ func (x *InfoRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequested.ProtoReflect.Descriptor instead.
 func (*InfoRequested) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *InfoRequested) GetQuestion() string {
@@ -1190,7 +1254,7 @@ type InfoProvided struct {
 
 func (x *InfoProvided) Reset() {
 	*x = InfoProvided{}
-	mi := &file_eva_v1_events_proto_msgTypes[9]
+	mi := &file_eva_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1266,7 @@ func (x *InfoProvided) String() string {
 func (*InfoProvided) ProtoMessage() {}
 
 func (x *InfoProvided) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[9]
+	mi := &file_eva_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1279,7 @@ func (x *InfoProvided) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoProvided.ProtoReflect.Descriptor instead.
 func (*InfoProvided) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InfoProvided) GetAnswer() string {
@@ -1234,7 +1298,7 @@ type ReviewClaimed struct {
 
 func (x *ReviewClaimed) Reset() {
 	*x = ReviewClaimed{}
-	mi := &file_eva_v1_events_proto_msgTypes[10]
+	mi := &file_eva_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1310,7 @@ func (x *ReviewClaimed) String() string {
 func (*ReviewClaimed) ProtoMessage() {}
 
 func (x *ReviewClaimed) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[10]
+	mi := &file_eva_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1323,7 @@ func (x *ReviewClaimed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewClaimed.ProtoReflect.Descriptor instead.
 func (*ReviewClaimed) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReviewClaimed) GetExpiresAt() *timestamppb.Timestamp {
@@ -1278,7 +1342,7 @@ type ReviewReleased struct {
 
 func (x *ReviewReleased) Reset() {
 	*x = ReviewReleased{}
-	mi := &file_eva_v1_events_proto_msgTypes[11]
+	mi := &file_eva_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1354,7 @@ func (x *ReviewReleased) String() string {
 func (*ReviewReleased) ProtoMessage() {}
 
 func (x *ReviewReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[11]
+	mi := &file_eva_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1367,7 @@ func (x *ReviewReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewReleased.ProtoReflect.Descriptor instead.
 func (*ReviewReleased) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReviewReleased) GetExpired() bool {
@@ -1330,7 +1394,7 @@ type RequestApproved struct {
 
 func (x *RequestApproved) Reset() {
 	*x = RequestApproved{}
-	mi := &file_eva_v1_events_proto_msgTypes[12]
+	mi := &file_eva_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1406,7 @@ func (x *RequestApproved) String() string {
 func (*RequestApproved) ProtoMessage() {}
 
 func (x *RequestApproved) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[12]
+	mi := &file_eva_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1419,7 @@ func (x *RequestApproved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestApproved.ProtoReflect.Descriptor instead.
 func (*RequestApproved) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RequestApproved) GetAmountUsdCents() int64 {
@@ -1423,7 +1487,7 @@ type RequestRejected struct {
 
 func (x *RequestRejected) Reset() {
 	*x = RequestRejected{}
-	mi := &file_eva_v1_events_proto_msgTypes[13]
+	mi := &file_eva_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1499,7 @@ func (x *RequestRejected) String() string {
 func (*RequestRejected) ProtoMessage() {}
 
 func (x *RequestRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[13]
+	mi := &file_eva_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1512,7 @@ func (x *RequestRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRejected.ProtoReflect.Descriptor instead.
 func (*RequestRejected) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RequestRejected) GetHoldId() string {
@@ -1476,7 +1540,7 @@ type FundsReserved struct {
 
 func (x *FundsReserved) Reset() {
 	*x = FundsReserved{}
-	mi := &file_eva_v1_events_proto_msgTypes[14]
+	mi := &file_eva_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1552,7 @@ func (x *FundsReserved) String() string {
 func (*FundsReserved) ProtoMessage() {}
 
 func (x *FundsReserved) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[14]
+	mi := &file_eva_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1565,7 @@ func (x *FundsReserved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FundsReserved.ProtoReflect.Descriptor instead.
 func (*FundsReserved) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FundsReserved) GetHoldId() string {
@@ -1565,7 +1629,7 @@ type FundsReleased struct {
 
 func (x *FundsReleased) Reset() {
 	*x = FundsReleased{}
-	mi := &file_eva_v1_events_proto_msgTypes[15]
+	mi := &file_eva_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1641,7 @@ func (x *FundsReleased) String() string {
 func (*FundsReleased) ProtoMessage() {}
 
 func (x *FundsReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[15]
+	mi := &file_eva_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1654,7 @@ func (x *FundsReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FundsReleased.ProtoReflect.Descriptor instead.
 func (*FundsReleased) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FundsReleased) GetHoldId() string {
@@ -1634,7 +1698,7 @@ type PayoutSent struct {
 
 func (x *PayoutSent) Reset() {
 	*x = PayoutSent{}
-	mi := &file_eva_v1_events_proto_msgTypes[16]
+	mi := &file_eva_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1710,7 @@ func (x *PayoutSent) String() string {
 func (*PayoutSent) ProtoMessage() {}
 
 func (x *PayoutSent) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[16]
+	mi := &file_eva_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1723,7 @@ func (x *PayoutSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutSent.ProtoReflect.Descriptor instead.
 func (*PayoutSent) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PayoutSent) GetPayoutId() string {
@@ -1707,7 +1771,7 @@ type PayoutSettled struct {
 
 func (x *PayoutSettled) Reset() {
 	*x = PayoutSettled{}
-	mi := &file_eva_v1_events_proto_msgTypes[17]
+	mi := &file_eva_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1783,7 @@ func (x *PayoutSettled) String() string {
 func (*PayoutSettled) ProtoMessage() {}
 
 func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[17]
+	mi := &file_eva_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1796,7 @@ func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutSettled.ProtoReflect.Descriptor instead.
 func (*PayoutSettled) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PayoutSettled) GetPayoutId() string {
@@ -1760,7 +1824,7 @@ type PayoutFailed struct {
 
 func (x *PayoutFailed) Reset() {
 	*x = PayoutFailed{}
-	mi := &file_eva_v1_events_proto_msgTypes[18]
+	mi := &file_eva_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +1836,7 @@ func (x *PayoutFailed) String() string {
 func (*PayoutFailed) ProtoMessage() {}
 
 func (x *PayoutFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[18]
+	mi := &file_eva_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +1849,7 @@ func (x *PayoutFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutFailed.ProtoReflect.Descriptor instead.
 func (*PayoutFailed) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PayoutFailed) GetPayoutId() string {
@@ -1822,7 +1886,7 @@ type PayoutRetried struct {
 
 func (x *PayoutRetried) Reset() {
 	*x = PayoutRetried{}
-	mi := &file_eva_v1_events_proto_msgTypes[19]
+	mi := &file_eva_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +1898,7 @@ func (x *PayoutRetried) String() string {
 func (*PayoutRetried) ProtoMessage() {}
 
 func (x *PayoutRetried) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[19]
+	mi := &file_eva_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +1911,7 @@ func (x *PayoutRetried) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutRetried.ProtoReflect.Descriptor instead.
 func (*PayoutRetried) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PayoutRetried) GetPayoutId() string {
@@ -1872,7 +1936,7 @@ type RequestClosed struct {
 
 func (x *RequestClosed) Reset() {
 	*x = RequestClosed{}
-	mi := &file_eva_v1_events_proto_msgTypes[20]
+	mi := &file_eva_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +1948,7 @@ func (x *RequestClosed) String() string {
 func (*RequestClosed) ProtoMessage() {}
 
 func (x *RequestClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[20]
+	mi := &file_eva_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +1961,7 @@ func (x *RequestClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestClosed.ProtoReflect.Descriptor instead.
 func (*RequestClosed) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 // DeadlineMissed: the decision deadline passed while the case was still
@@ -1911,7 +1975,7 @@ type DeadlineMissed struct {
 
 func (x *DeadlineMissed) Reset() {
 	*x = DeadlineMissed{}
-	mi := &file_eva_v1_events_proto_msgTypes[21]
+	mi := &file_eva_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +1987,7 @@ func (x *DeadlineMissed) String() string {
 func (*DeadlineMissed) ProtoMessage() {}
 
 func (x *DeadlineMissed) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[21]
+	mi := &file_eva_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2000,7 @@ func (x *DeadlineMissed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadlineMissed.ProtoReflect.Descriptor instead.
 func (*DeadlineMissed) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeadlineMissed) GetDeadline() *timestamppb.Timestamp {
@@ -1958,7 +2022,7 @@ type ClaimExpired struct {
 
 func (x *ClaimExpired) Reset() {
 	*x = ClaimExpired{}
-	mi := &file_eva_v1_events_proto_msgTypes[22]
+	mi := &file_eva_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2034,7 @@ func (x *ClaimExpired) String() string {
 func (*ClaimExpired) ProtoMessage() {}
 
 func (x *ClaimExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[22]
+	mi := &file_eva_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2047,7 @@ func (x *ClaimExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimExpired.ProtoReflect.Descriptor instead.
 func (*ClaimExpired) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ClaimExpired) GetClaimedBy() string {
@@ -2015,7 +2079,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_eva_v1_events_proto_msgTypes[23]
+	mi := &file_eva_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2091,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[23]
+	mi := &file_eva_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2104,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Policy) GetVersion() string {
@@ -2096,7 +2160,7 @@ type PolicyChanged struct {
 
 func (x *PolicyChanged) Reset() {
 	*x = PolicyChanged{}
-	mi := &file_eva_v1_events_proto_msgTypes[24]
+	mi := &file_eva_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2108,7 +2172,7 @@ func (x *PolicyChanged) String() string {
 func (*PolicyChanged) ProtoMessage() {}
 
 func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[24]
+	mi := &file_eva_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2121,7 +2185,7 @@ func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyChanged.ProtoReflect.Descriptor instead.
 func (*PolicyChanged) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PolicyChanged) GetPolicy() *Policy {
@@ -2142,7 +2206,7 @@ type FundCreated struct {
 
 func (x *FundCreated) Reset() {
 	*x = FundCreated{}
-	mi := &file_eva_v1_events_proto_msgTypes[25]
+	mi := &file_eva_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2218,7 @@ func (x *FundCreated) String() string {
 func (*FundCreated) ProtoMessage() {}
 
 func (x *FundCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[25]
+	mi := &file_eva_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2231,7 @@ func (x *FundCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FundCreated.ProtoReflect.Descriptor instead.
 func (*FundCreated) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FundCreated) GetName() string {
@@ -2196,7 +2260,7 @@ type PayeeCreated struct {
 
 func (x *PayeeCreated) Reset() {
 	*x = PayeeCreated{}
-	mi := &file_eva_v1_events_proto_msgTypes[26]
+	mi := &file_eva_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2272,7 @@ func (x *PayeeCreated) String() string {
 func (*PayeeCreated) ProtoMessage() {}
 
 func (x *PayeeCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[26]
+	mi := &file_eva_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2285,7 @@ func (x *PayeeCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayeeCreated.ProtoReflect.Descriptor instead.
 func (*PayeeCreated) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PayeeCreated) GetName() string {
@@ -2257,7 +2321,7 @@ type PayeeAccountChanged struct {
 
 func (x *PayeeAccountChanged) Reset() {
 	*x = PayeeAccountChanged{}
-	mi := &file_eva_v1_events_proto_msgTypes[27]
+	mi := &file_eva_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2333,7 @@ func (x *PayeeAccountChanged) String() string {
 func (*PayeeAccountChanged) ProtoMessage() {}
 
 func (x *PayeeAccountChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[27]
+	mi := &file_eva_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2346,7 @@ func (x *PayeeAccountChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayeeAccountChanged.ProtoReflect.Descriptor instead.
 func (*PayeeAccountChanged) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PayeeAccountChanged) GetAccount() string {
@@ -2307,7 +2371,7 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04post\x18\x03 \x01(\tR\x04post\"\xdf\f\n" +
+	"\x04post\x18\x03 \x01(\tR\x04post\"\xaf\r\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\acase_id\x18\x02 \x01(\tR\x06caseId\x12*\n" +
@@ -2338,7 +2402,8 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x0epolicy_changed\x18% \x01(\v2\x15.eva.v1.PolicyChangedH\x00R\rpolicyChanged\x128\n" +
 	"\ffund_created\x18< \x01(\v2\x13.eva.v1.FundCreatedH\x00R\vfundCreated\x12;\n" +
 	"\rpayee_created\x18= \x01(\v2\x14.eva.v1.PayeeCreatedH\x00R\fpayeeCreated\x12Q\n" +
-	"\x15payee_account_changed\x18> \x01(\v2\x1b.eva.v1.PayeeAccountChangedH\x00R\x13payeeAccountChangedB\x06\n" +
+	"\x15payee_account_changed\x18> \x01(\v2\x1b.eva.v1.PayeeAccountChangedH\x00R\x13payeeAccountChanged\x12N\n" +
+	"\x14personal_data_erased\x18F \x01(\v2\x1a.eva.v1.PersonalDataErasedH\x00R\x12personalDataErasedB\x06\n" +
 	"\x04body\"E\n" +
 	"\x06Sealed\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
@@ -2387,6 +2452,8 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x11_amount_usd_centsB\x10\n" +
 	"\x0e_justificationB\v\n" +
 	"\t_payee_id\"+\n" +
+	"\x12PersonalDataErased\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"+\n" +
 	"\x10RequestWithdrawn\x12\x17\n" +
 	"\ahold_id\x18\x01 \x01(\tR\x06holdId\"+\n" +
 	"\rInfoRequested\x12\x1a\n" +
@@ -2496,7 +2563,7 @@ func file_eva_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_eva_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_eva_v1_events_proto_goTypes = []any{
 	(RequestApproved_Step)(0),     // 0: eva.v1.RequestApproved.Step
 	(FundsReleased_Cause)(0),      // 1: eva.v1.FundsReleased.Cause
@@ -2507,79 +2574,81 @@ var file_eva_v1_events_proto_goTypes = []any{
 	(*PolicySeen)(nil),            // 6: eva.v1.PolicySeen
 	(*RequestSubmitted)(nil),      // 7: eva.v1.RequestSubmitted
 	(*RequestAmended)(nil),        // 8: eva.v1.RequestAmended
-	(*RequestWithdrawn)(nil),      // 9: eva.v1.RequestWithdrawn
-	(*InfoRequested)(nil),         // 10: eva.v1.InfoRequested
-	(*InfoProvided)(nil),          // 11: eva.v1.InfoProvided
-	(*ReviewClaimed)(nil),         // 12: eva.v1.ReviewClaimed
-	(*ReviewReleased)(nil),        // 13: eva.v1.ReviewReleased
-	(*RequestApproved)(nil),       // 14: eva.v1.RequestApproved
-	(*RequestRejected)(nil),       // 15: eva.v1.RequestRejected
-	(*FundsReserved)(nil),         // 16: eva.v1.FundsReserved
-	(*FundsReleased)(nil),         // 17: eva.v1.FundsReleased
-	(*PayoutSent)(nil),            // 18: eva.v1.PayoutSent
-	(*PayoutSettled)(nil),         // 19: eva.v1.PayoutSettled
-	(*PayoutFailed)(nil),          // 20: eva.v1.PayoutFailed
-	(*PayoutRetried)(nil),         // 21: eva.v1.PayoutRetried
-	(*RequestClosed)(nil),         // 22: eva.v1.RequestClosed
-	(*DeadlineMissed)(nil),        // 23: eva.v1.DeadlineMissed
-	(*ClaimExpired)(nil),          // 24: eva.v1.ClaimExpired
-	(*Policy)(nil),                // 25: eva.v1.Policy
-	(*PolicyChanged)(nil),         // 26: eva.v1.PolicyChanged
-	(*FundCreated)(nil),           // 27: eva.v1.FundCreated
-	(*PayeeCreated)(nil),          // 28: eva.v1.PayeeCreated
-	(*PayeeAccountChanged)(nil),   // 29: eva.v1.PayeeAccountChanged
-	nil,                           // 30: eva.v1.Policy.CategoryCapsUsdCentsEntry
-	nil,                           // 31: eva.v1.Policy.DeadlinesEntry
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 33: google.protobuf.Duration
+	(*PersonalDataErased)(nil),    // 9: eva.v1.PersonalDataErased
+	(*RequestWithdrawn)(nil),      // 10: eva.v1.RequestWithdrawn
+	(*InfoRequested)(nil),         // 11: eva.v1.InfoRequested
+	(*InfoProvided)(nil),          // 12: eva.v1.InfoProvided
+	(*ReviewClaimed)(nil),         // 13: eva.v1.ReviewClaimed
+	(*ReviewReleased)(nil),        // 14: eva.v1.ReviewReleased
+	(*RequestApproved)(nil),       // 15: eva.v1.RequestApproved
+	(*RequestRejected)(nil),       // 16: eva.v1.RequestRejected
+	(*FundsReserved)(nil),         // 17: eva.v1.FundsReserved
+	(*FundsReleased)(nil),         // 18: eva.v1.FundsReleased
+	(*PayoutSent)(nil),            // 19: eva.v1.PayoutSent
+	(*PayoutSettled)(nil),         // 20: eva.v1.PayoutSettled
+	(*PayoutFailed)(nil),          // 21: eva.v1.PayoutFailed
+	(*PayoutRetried)(nil),         // 22: eva.v1.PayoutRetried
+	(*RequestClosed)(nil),         // 23: eva.v1.RequestClosed
+	(*DeadlineMissed)(nil),        // 24: eva.v1.DeadlineMissed
+	(*ClaimExpired)(nil),          // 25: eva.v1.ClaimExpired
+	(*Policy)(nil),                // 26: eva.v1.Policy
+	(*PolicyChanged)(nil),         // 27: eva.v1.PolicyChanged
+	(*FundCreated)(nil),           // 28: eva.v1.FundCreated
+	(*PayeeCreated)(nil),          // 29: eva.v1.PayeeCreated
+	(*PayeeAccountChanged)(nil),   // 30: eva.v1.PayeeAccountChanged
+	nil,                           // 31: eva.v1.Policy.CategoryCapsUsdCentsEntry
+	nil,                           // 32: eva.v1.Policy.DeadlinesEntry
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
 }
 var file_eva_v1_events_proto_depIdxs = []int32{
-	32, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
+	33, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
 	2,  // 1: eva.v1.Event.actor:type_name -> eva.v1.Actor
 	7,  // 2: eva.v1.Event.request_submitted:type_name -> eva.v1.RequestSubmitted
 	8,  // 3: eva.v1.Event.request_amended:type_name -> eva.v1.RequestAmended
-	9,  // 4: eva.v1.Event.request_withdrawn:type_name -> eva.v1.RequestWithdrawn
-	10, // 5: eva.v1.Event.info_requested:type_name -> eva.v1.InfoRequested
-	11, // 6: eva.v1.Event.info_provided:type_name -> eva.v1.InfoProvided
-	12, // 7: eva.v1.Event.review_claimed:type_name -> eva.v1.ReviewClaimed
-	13, // 8: eva.v1.Event.review_released:type_name -> eva.v1.ReviewReleased
-	14, // 9: eva.v1.Event.request_approved:type_name -> eva.v1.RequestApproved
-	15, // 10: eva.v1.Event.request_rejected:type_name -> eva.v1.RequestRejected
-	16, // 11: eva.v1.Event.funds_reserved:type_name -> eva.v1.FundsReserved
-	17, // 12: eva.v1.Event.funds_released:type_name -> eva.v1.FundsReleased
-	18, // 13: eva.v1.Event.payout_sent:type_name -> eva.v1.PayoutSent
-	19, // 14: eva.v1.Event.payout_settled:type_name -> eva.v1.PayoutSettled
-	20, // 15: eva.v1.Event.payout_failed:type_name -> eva.v1.PayoutFailed
-	22, // 16: eva.v1.Event.request_closed:type_name -> eva.v1.RequestClosed
-	21, // 17: eva.v1.Event.payout_retried:type_name -> eva.v1.PayoutRetried
-	23, // 18: eva.v1.Event.deadline_missed:type_name -> eva.v1.DeadlineMissed
-	24, // 19: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
-	26, // 20: eva.v1.Event.policy_changed:type_name -> eva.v1.PolicyChanged
-	27, // 21: eva.v1.Event.fund_created:type_name -> eva.v1.FundCreated
-	28, // 22: eva.v1.Event.payee_created:type_name -> eva.v1.PayeeCreated
-	29, // 23: eva.v1.Event.payee_account_changed:type_name -> eva.v1.PayeeAccountChanged
-	4,  // 24: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
-	32, // 25: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 26: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
-	4,  // 27: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
-	32, // 28: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 29: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
-	32, // 30: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 31: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
-	0,  // 32: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
-	1,  // 33: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
-	32, // 34: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
-	32, // 35: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
-	30, // 36: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
-	31, // 37: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
-	33, // 38: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
-	25, // 39: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
-	33, // 40: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	10, // 4: eva.v1.Event.request_withdrawn:type_name -> eva.v1.RequestWithdrawn
+	11, // 5: eva.v1.Event.info_requested:type_name -> eva.v1.InfoRequested
+	12, // 6: eva.v1.Event.info_provided:type_name -> eva.v1.InfoProvided
+	13, // 7: eva.v1.Event.review_claimed:type_name -> eva.v1.ReviewClaimed
+	14, // 8: eva.v1.Event.review_released:type_name -> eva.v1.ReviewReleased
+	15, // 9: eva.v1.Event.request_approved:type_name -> eva.v1.RequestApproved
+	16, // 10: eva.v1.Event.request_rejected:type_name -> eva.v1.RequestRejected
+	17, // 11: eva.v1.Event.funds_reserved:type_name -> eva.v1.FundsReserved
+	18, // 12: eva.v1.Event.funds_released:type_name -> eva.v1.FundsReleased
+	19, // 13: eva.v1.Event.payout_sent:type_name -> eva.v1.PayoutSent
+	20, // 14: eva.v1.Event.payout_settled:type_name -> eva.v1.PayoutSettled
+	21, // 15: eva.v1.Event.payout_failed:type_name -> eva.v1.PayoutFailed
+	23, // 16: eva.v1.Event.request_closed:type_name -> eva.v1.RequestClosed
+	22, // 17: eva.v1.Event.payout_retried:type_name -> eva.v1.PayoutRetried
+	24, // 18: eva.v1.Event.deadline_missed:type_name -> eva.v1.DeadlineMissed
+	25, // 19: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
+	27, // 20: eva.v1.Event.policy_changed:type_name -> eva.v1.PolicyChanged
+	28, // 21: eva.v1.Event.fund_created:type_name -> eva.v1.FundCreated
+	29, // 22: eva.v1.Event.payee_created:type_name -> eva.v1.PayeeCreated
+	30, // 23: eva.v1.Event.payee_account_changed:type_name -> eva.v1.PayeeAccountChanged
+	9,  // 24: eva.v1.Event.personal_data_erased:type_name -> eva.v1.PersonalDataErased
+	4,  // 25: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
+	33, // 26: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 27: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
+	4,  // 28: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
+	33, // 29: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 30: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
+	33, // 31: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 32: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
+	0,  // 33: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
+	1,  // 34: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
+	33, // 35: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
+	33, // 36: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
+	31, // 37: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
+	32, // 38: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
+	34, // 39: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
+	26, // 40: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
+	34, // 41: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_eva_v1_events_proto_init() }
@@ -2610,6 +2679,7 @@ func file_eva_v1_events_proto_init() {
 		(*Event_FundCreated)(nil),
 		(*Event_PayeeCreated)(nil),
 		(*Event_PayeeAccountChanged)(nil),
+		(*Event_PersonalDataErased)(nil),
 	}
 	file_eva_v1_events_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -2618,7 +2688,7 @@ func file_eva_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eva_v1_events_proto_rawDesc), len(file_eva_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
