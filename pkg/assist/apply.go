@@ -99,7 +99,7 @@ func (c *Case) Apply(e Event, seq uint64) {
 		c.State = StateRejected
 		c.clearClaim()
 	case FundsReserved:
-		c.PayoutID = b.PayoutID
+		c.PayoutID, c.PayoutAccount = b.PayoutID, b.PayeeAccount
 	case FundsReleased:
 		c.ReleasedHolds = append(c.ReleasedHolds, b.HoldID)
 		if b.Cause == ReleasePayoutCancelled {
@@ -124,6 +124,12 @@ func (c *Case) Apply(e Event, seq uint64) {
 	case ClaimExpired:
 		c.State = StateSubmitted
 		c.clearClaim()
+	case PersonalDataErased:
+		// Whatever was sealed no longer opens: the fold forgets it, so
+		// that no read model rebuilt from the log keeps it either.
+		c.PersonalDataErased = true
+		c.Beneficiary = Sealed{KeyID: c.Beneficiary.KeyID}
+		c.BeneficiaryRefHash = nil
 	}
 }
 

@@ -40,6 +40,7 @@ func sampleBodies() []assist.Body {
 		assist.FundCreated{Name: "F", AllocatedCents: 100},
 		assist.PayeeCreated{Name: "P", Account: "A-1"},
 		assist.PayeeAccountChanged{Account: "A-2", Previous: "A-1"},
+		assist.PersonalDataErased{KeyID: "k9"},
 		assist.UserCreated{Username: "nia", Roles: []string{"requester"}, Posts: []string{"KEN-NAIROBI"}},
 		assist.UserChanged{Username: "nia", Roles: []string{"auditor"}, Disabled: true},
 	}
@@ -190,6 +191,16 @@ func TestApplyEffects(t *testing.T) {
 			if c.State != assist.StateSubmitted || c.ClaimedBy != "" || !c.ClaimExpiresAt.IsZero() {
 				t.Fatalf("%+v", c)
 			}
+		}},
+		{assist.PersonalDataErased{KeyID: "key-1"}, func(t *testing.T, before, c assist.Case) {
+			// The sealed data and the reference hash are forgotten; the
+			// key id stays (it opens nothing); nothing else changes.
+			if !c.PersonalDataErased || c.Beneficiary.KeyID != before.Beneficiary.KeyID || c.Beneficiary.Ciphertext != nil ||
+				c.BeneficiaryRefHash != nil {
+				t.Fatalf("%+v", c)
+			}
+			before.PersonalDataErased, before.Beneficiary.Ciphertext, before.BeneficiaryRefHash = true, nil, nil
+			sameExceptBookkeeping(t, before, c)
 		}},
 	}
 	for _, tt := range tests {

@@ -122,6 +122,10 @@ type Case struct {
 	Deadline           time.Time
 	Escalated          bool
 	State              State
+	// PersonalDataErased: an admin erased the case's personal data
+	// (PersonalDataErased); Beneficiary keeps only its key id, which
+	// opens nothing any more, and BeneficiaryRefHash is dropped.
+	PersonalDataErased bool
 
 	ClaimedBy      string
 	ClaimExpiresAt time.Time
@@ -141,6 +145,9 @@ type Case struct {
 	HoldID        string
 	PayoutID      string
 	PayoutAttempt int
+	// PayoutAccount is the account the payout pays, as its FundsReserved
+	// recorded it (empty for one written before it was recorded).
+	PayoutAccount string
 	// PossibleDuplicateOf is the duplicate check at filing: other open or
 	// recent cases for the same beneficiary and category.
 	PossibleDuplicateOf []string // the payout's latest attempt: sent, failed or retried
@@ -336,6 +343,10 @@ type (
 		ClaimedBy string
 		ExpiresAt time.Time
 	}
+	// PersonalDataErased: an admin erased the case's personal data; KeyID
+	// names the data key destroyed (none when the case held no personal
+	// data). The state and the money trail do not change.
+	PersonalDataErased struct{ KeyID string }
 )
 
 // ReleaseCause says why reserved funds went back to the fund.
@@ -351,47 +362,49 @@ const (
 	ReleaseNotApproved
 )
 
-func (RequestSubmitted) Type() string { return "RequestSubmitted" }
-func (RequestAmended) Type() string   { return "RequestAmended" }
-func (RequestWithdrawn) Type() string { return "RequestWithdrawn" }
-func (InfoRequested) Type() string    { return "InfoRequested" }
-func (InfoProvided) Type() string     { return "InfoProvided" }
-func (ReviewClaimed) Type() string    { return "ReviewClaimed" }
-func (ReviewReleased) Type() string   { return "ReviewReleased" }
-func (RequestApproved) Type() string  { return "RequestApproved" }
-func (RequestRejected) Type() string  { return "RequestRejected" }
-func (FundsReserved) Type() string    { return "FundsReserved" }
-func (FundsReleased) Type() string    { return "FundsReleased" }
-func (PayoutSent) Type() string       { return "PayoutSent" }
-func (PayoutSettled) Type() string    { return "PayoutSettled" }
-func (PayoutFailed) Type() string     { return "PayoutFailed" }
-func (RequestClosed) Type() string    { return "RequestClosed" }
-func (PayoutRetried) Type() string    { return "PayoutRetried" }
-func (DeadlineMissed) Type() string   { return "DeadlineMissed" }
-func (ClaimExpired) Type() string     { return "ClaimExpired" }
+func (RequestSubmitted) Type() string   { return "RequestSubmitted" }
+func (RequestAmended) Type() string     { return "RequestAmended" }
+func (RequestWithdrawn) Type() string   { return "RequestWithdrawn" }
+func (InfoRequested) Type() string      { return "InfoRequested" }
+func (InfoProvided) Type() string       { return "InfoProvided" }
+func (ReviewClaimed) Type() string      { return "ReviewClaimed" }
+func (ReviewReleased) Type() string     { return "ReviewReleased" }
+func (RequestApproved) Type() string    { return "RequestApproved" }
+func (RequestRejected) Type() string    { return "RequestRejected" }
+func (FundsReserved) Type() string      { return "FundsReserved" }
+func (FundsReleased) Type() string      { return "FundsReleased" }
+func (PayoutSent) Type() string         { return "PayoutSent" }
+func (PayoutSettled) Type() string      { return "PayoutSettled" }
+func (PayoutFailed) Type() string       { return "PayoutFailed" }
+func (RequestClosed) Type() string      { return "RequestClosed" }
+func (PayoutRetried) Type() string      { return "PayoutRetried" }
+func (DeadlineMissed) Type() string     { return "DeadlineMissed" }
+func (ClaimExpired) Type() string       { return "ClaimExpired" }
+func (PersonalDataErased) Type() string { return "PersonalDataErased" }
 
-func (RequestSubmitted) isBody() {}
-func (RequestAmended) isBody()   {}
-func (RequestWithdrawn) isBody() {}
-func (InfoRequested) isBody()    {}
-func (InfoProvided) isBody()     {}
-func (ReviewClaimed) isBody()    {}
-func (ReviewReleased) isBody()   {}
-func (RequestApproved) isBody()  {}
-func (RequestRejected) isBody()  {}
-func (FundsReserved) isBody()    {}
-func (FundsReleased) isBody()    {}
-func (PayoutSent) isBody()       {}
-func (PayoutSettled) isBody()    {}
-func (PayoutFailed) isBody()     {}
-func (RequestClosed) isBody()    {}
-func (PayoutRetried) isBody()    {}
-func (DeadlineMissed) isBody()   {}
-func (ClaimExpired) isBody()     {}
+func (RequestSubmitted) isBody()   {}
+func (RequestAmended) isBody()     {}
+func (RequestWithdrawn) isBody()   {}
+func (InfoRequested) isBody()      {}
+func (InfoProvided) isBody()       {}
+func (ReviewClaimed) isBody()      {}
+func (ReviewReleased) isBody()     {}
+func (RequestApproved) isBody()    {}
+func (RequestRejected) isBody()    {}
+func (FundsReserved) isBody()      {}
+func (FundsReleased) isBody()      {}
+func (PayoutSent) isBody()         {}
+func (PayoutSettled) isBody()      {}
+func (PayoutFailed) isBody()       {}
+func (RequestClosed) isBody()      {}
+func (PayoutRetried) isBody()      {}
+func (DeadlineMissed) isBody()     {}
+func (ClaimExpired) isBody()       {}
+func (PersonalDataErased) isBody() {}
 
 // EventTypes lists every event type name.
 var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdrawn", "InfoRequested",
 	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
 	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed",
 	"PayoutRetried", "DeadlineMissed", "ClaimExpired", "PolicyChanged",
-	"FundCreated", "PayeeCreated", "PayeeAccountChanged", "UserCreated", "UserChanged"}
+	"FundCreated", "PayeeCreated", "PayeeAccountChanged", "PersonalDataErased", "UserCreated", "UserChanged"}

@@ -17,6 +17,7 @@ const (
 	CodeUnauthenticated     Code = "unauthenticated"      // no or bad credentials
 	CodeForbidden           Code = "forbidden"            // authenticated, not allowed
 	CodeNotFound            Code = "not_found"            // absent, or not visible to the caller
+	CodeGone                Code = "gone"                 // there was something, destroyed for good (erased personal data)
 	CodeConflict            Code = "conflict"             // invalid transition, lost race, already claimed
 	CodeInsufficientFunds   Code = "insufficient_funds"   // a conflict: the fund cannot cover an amount
 	CodeTooLarge            Code = "too_large"            // body or field too large

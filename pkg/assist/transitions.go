@@ -160,6 +160,28 @@ func (c *Case) Withdraw(cmd Cmd, reason string) (Event, error) {
 	return cmd.event(c.ID, reason, RequestWithdrawn{HoldID: c.pendingHold()}), nil
 }
 
+// ErasePersonalData erases the case's personal data, in any state: the
+// event names the data key that its caller then destroys. The history and
+// the money trail stay; a payout under way goes on.
+//
+// Errors: CodeForbidden for anyone but an admin, CodeInvalid without a
+// reason, CodeConflict when it was erased before.
+func (c *Case) ErasePersonalData(cmd Cmd, reason string) (Event, error) {
+	if cmd.Actor.Role != RoleAdmin {
+		return Event{}, Errorf(CodeForbidden, "only an admin erases personal data")
+	}
+	if err := requireText("reason", reason, MaxReason); err != nil {
+		return Event{}, err
+	}
+	if c.State == StateNone {
+		return Event{}, conflict("there is no request to erase")
+	}
+	if c.PersonalDataErased {
+		return Event{}, conflict("the personal data of this request was erased before")
+	}
+	return cmd.event(c.ID, reason, PersonalDataErased{KeyID: c.Beneficiary.KeyID}), nil
+}
+
 // ProvideInfo answers an approver's question and puts the case back in the
 // queue.
 //

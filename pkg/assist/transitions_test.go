@@ -51,6 +51,17 @@ func moves() []move {
 	}
 	return []move{
 		{
+			// In every state, payout under way included: the state stays.
+			name: "ErasePersonalData", actor: ada, onNew: assist.CodeConflict,
+			run: func(c *assist.Case, cmd assist.Cmd, _ assist.Policy) (assist.Event, error) {
+				return c.ErasePersonalData(cmd, "the survivor asked")
+			},
+			ok: filed,
+			want: func(assist.Cmd, string) (string, assist.Body) {
+				return "the survivor asked", assist.PersonalDataErased{KeyID: "key-1"}
+			},
+		},
+		{
 			name: "Amend", actor: filer, onNew: assist.CodeForbidden,
 			run: func(c *assist.Case, cmd assist.Cmd, p assist.Policy) (assist.Event, error) {
 				return c.Amend(cmd, assist.AmendInput{Justification: ptr("Surgery moved to tomorrow.")}, p)

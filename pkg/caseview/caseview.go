@@ -14,25 +14,27 @@ import (
 
 // Case is one case as services answer it.
 type Case struct {
-	ID             string    `json:"id"`
-	Status         string    `json:"status"`
-	Post           string    `json:"post"`
-	Requester      string    `json:"requester"`
-	Category       string    `json:"category"`
-	Urgency        string    `json:"urgency"`
-	AmountCents    int64     `json:"amount_usd_cents"`
-	Justification  string    `json:"justification"`
-	PayeeID        string    `json:"payee_id,omitempty"`
-	Deadline       time.Time `json:"deadline"`
-	Escalated      bool      `json:"escalated"`
-	ClaimedBy      string    `json:"claimed_by,omitempty"`
-	ClaimExpiresAt time.Time `json:"claim_expires_at"`
-	Question       string    `json:"question,omitempty"`
-	ApprovedCents  int64     `json:"approved_usd_cents"`
-	ApprovedBy     string    `json:"approved_by,omitempty"`
-	FundID         string    `json:"fund_id,omitempty"`
-	HoldID         string    `json:"hold_id,omitempty"`
-	PayoutID       string    `json:"payout_id,omitempty"`
+	ID            string    `json:"id"`
+	Status        string    `json:"status"`
+	Post          string    `json:"post"`
+	Requester     string    `json:"requester"`
+	Category      string    `json:"category"`
+	Urgency       string    `json:"urgency"`
+	AmountCents   int64     `json:"amount_usd_cents"`
+	Justification string    `json:"justification"`
+	PayeeID       string    `json:"payee_id,omitempty"`
+	Deadline      time.Time `json:"deadline"`
+	Escalated     bool      `json:"escalated"`
+	// PersonalDataErased: the case's personal data was erased.
+	PersonalDataErased bool      `json:"personal_data_erased,omitempty"`
+	ClaimedBy          string    `json:"claimed_by,omitempty"`
+	ClaimExpiresAt     time.Time `json:"claim_expires_at"`
+	Question           string    `json:"question,omitempty"`
+	ApprovedCents      int64     `json:"approved_usd_cents"`
+	ApprovedBy         string    `json:"approved_by,omitempty"`
+	FundID             string    `json:"fund_id,omitempty"`
+	HoldID             string    `json:"hold_id,omitempty"`
+	PayoutID           string    `json:"payout_id,omitempty"`
 	// Approvals are the approvals given, in order (two above the policy's
 	// second-approval threshold).
 	Approvals []Approval `json:"approvals"`
@@ -60,7 +62,7 @@ func From(c *assist.Case) Case {
 	return Case{
 		ID: c.ID, Status: string(c.State), Post: c.Post, Requester: c.Requester, Category: string(c.Category),
 		Urgency: string(c.Urgency), AmountCents: c.AmountCents, Justification: c.Justification, PayeeID: c.PayeeID,
-		Deadline: c.Deadline, Escalated: c.Escalated, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt,
+		Deadline: c.Deadline, Escalated: c.Escalated, PersonalDataErased: c.PersonalDataErased, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt,
 		Question: c.Question, ApprovedCents: c.ApprovedCents, ApprovedBy: c.ApprovedBy, FundID: c.FundID,
 		HoldID: c.HoldID, PayoutID: c.PayoutID, Approvals: approvals(c.Approvals), PolicyVersion: c.PolicyVersion,
 		PossibleDuplicateOf: c.PossibleDuplicateOf, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Version: c.Version,

@@ -122,6 +122,8 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 		pe.Body = &evav1.Event_PayeeAccountChanged{PayeeAccountChanged: &evav1.PayeeAccountChanged{Account: b.Account, Previous: b.Previous}}
 	case assist.ClaimExpired:
 		pe.Body = &evav1.Event_ClaimExpired{ClaimExpired: &evav1.ClaimExpired{ClaimedBy: b.ClaimedBy, ExpiresAt: ts(b.ExpiresAt)}}
+	case assist.PersonalDataErased:
+		pe.Body = &evav1.Event_PersonalDataErased{PersonalDataErased: &evav1.PersonalDataErased{KeyId: b.KeyID}}
 	case assist.UserCreated:
 		pe.Body = &evav1.Event_UserCreated{UserCreated: &evav1.UserCreated{Username: b.Username, Roles: b.Roles, Posts: b.Posts}}
 	case assist.UserChanged:
@@ -223,6 +225,8 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		e.Body = assist.PayeeAccountChanged{Account: r.GetAccount(), Previous: r.GetPrevious()}
 	case *evav1.Event_ClaimExpired:
 		e.Body = assist.ClaimExpired{ClaimedBy: b.ClaimExpired.GetClaimedBy(), ExpiresAt: tm(b.ClaimExpired.GetExpiresAt())}
+	case *evav1.Event_PersonalDataErased:
+		e.Body = assist.PersonalDataErased{KeyID: b.PersonalDataErased.GetKeyId()}
 	case *evav1.Event_UserCreated:
 		u := b.UserCreated
 		e.Body = assist.UserCreated{Username: u.GetUsername(), Roles: u.GetRoles(), Posts: u.GetPosts()}

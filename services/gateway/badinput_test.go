@@ -19,6 +19,7 @@ var postRoutes = []struct {
 	{"/v1/requests/{id}/amend", "ana", "justification", "amount_usd_cents"},
 	{"/v1/requests/{id}/withdraw", "ana", "reason", ""},
 	{"/v1/requests/{id}/info", "ana", "answer", ""},
+	{"/v1/requests/{id}/erase", "adm", "reason", ""},
 	{"/v1/requests/{id}/claim", "olu", "", ""},
 	{"/v1/requests/{id}/release", "olu", "", ""},
 	{"/v1/requests/{id}/approve", "olu", "fund_id", "amount_usd_cents"},

@@ -210,6 +210,14 @@ func (s *server) withdrawRequest(r *http.Request, c command, in reasonBody) (cas
 	}))
 }
 
+// eraseRequest is POST /v1/requests/{id}/erase: an admin erases a case's
+// personal data, whatever its state.
+func (s *server) eraseRequest(r *http.Request, c command, in reasonBody) (caseJSON, error) {
+	return caseAnswer(s.intake.Erase(r.Context(), intakeapi.EraseRequest{
+		CommandID: c.ID, Actor: assist.Actor{Username: c.User.Username, Role: admin}, CaseID: chi.URLParam(r, "id"), Reason: in.Reason,
+	}))
+}
+
 // answerRequest is POST /v1/requests/{id}/info.
 func (s *server) answerRequest(r *http.Request, c command, in answerBody) (caseJSON, error) {
 	cs, err := s.ownCase(r, c.User, chi.URLParam(r, "id"))

@@ -146,7 +146,7 @@ func TestToProblem(t *testing.T) {
 	}
 	// Every code of the vocabulary has a status.
 	for _, code := range []assist.Code{assist.CodeInvalid, assist.CodeUnauthenticated, assist.CodeForbidden,
-		assist.CodeNotFound, assist.CodeConflict, assist.CodeInsufficientFunds, assist.CodeTooLarge,
+		assist.CodeNotFound, assist.CodeGone, assist.CodeConflict, assist.CodeInsufficientFunds, assist.CodeTooLarge,
 		assist.CodeIdempotencyMismatch, assist.CodeRateLimited, assist.CodeUnavailable, assist.CodeInternal} {
 		if _, ok := statusOf[code]; !ok {
 			t.Errorf("no status for %s", code)

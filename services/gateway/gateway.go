@@ -113,6 +113,7 @@ type Intake interface {
 	List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.ListPage, error)
 	Cases(ctx context.Context, ids []string) (intakeapi.CasesPage, error)
 	Personal(ctx context.Context, r intakeapi.PersonalRequest) (intakeapi.Beneficiary, error)
+	Erase(ctx context.Context, r intakeapi.EraseRequest) (caseview.Case, error)
 }
 
 // Approval is what the gateway uses of the approval service

@@ -82,6 +82,7 @@ type fakeIntake struct {
 	list     func(context.Context, intakeapi.ListFilter) (intakeapi.ListPage, error)
 	cases    func(context.Context, []string) (intakeapi.CasesPage, error)
 	personal func(context.Context, intakeapi.PersonalRequest) (intakeapi.Beneficiary, error)
+	erase    func(context.Context, intakeapi.EraseRequest) (caseview.Case, error)
 }
 
 func call[Req, Resp any](c *calls, name string, f func(context.Context, Req) (Resp, error), ctx context.Context, r Req) (Resp, error) {
@@ -116,6 +117,9 @@ func (f *fakeIntake) Cases(ctx context.Context, ids []string) (intakeapi.CasesPa
 }
 func (f *fakeIntake) Personal(ctx context.Context, r intakeapi.PersonalRequest) (intakeapi.Beneficiary, error) {
 	return call(f.calls, "intake.Personal", f.personal, ctx, r)
+}
+func (f *fakeIntake) Erase(ctx context.Context, r intakeapi.EraseRequest) (caseview.Case, error) {
+	return call(f.calls, "intake.Erase", f.erase, ctx, r)
 }
 
 // fakeApproval is a fake of the approval service.
@@ -427,6 +431,11 @@ func (h *harness) setDefaults() {
 	}
 	h.intake.answer = func(_ context.Context, r intakeapi.AnswerRequest) (caseview.Case, error) {
 		return after(r.CaseID, assist.StateSubmitted)
+	}
+	h.intake.erase = func(_ context.Context, r intakeapi.EraseRequest) (caseview.Case, error) {
+		c, err := get(nil, r.CaseID)
+		c.PersonalDataErased, c.Version = true, c.Version+1
+		return c, err
 	}
 	h.intake.list = func(_ context.Context, f intakeapi.ListFilter) (intakeapi.ListPage, error) {
 		var p intakeapi.ListPage

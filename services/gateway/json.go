@@ -37,28 +37,30 @@ func optTime(t time.Time) *timestamp {
 // caseJSON is the API's representation of a case. Personal data, sealed
 // or not, never appears in it.
 type caseJSON struct {
-	ID             string          `json:"id" jsonschema:"format=uuid"`
-	Status         assist.State    `json:"status"`
-	Post           string          `json:"post"`
-	Category       assist.Category `json:"category"`
-	Urgency        assist.Urgency  `json:"urgency"`
-	AmountCents    int64           `json:"amount_usd_cents" jsonschema_description:"amount requested, in integer US cents"`
-	ApprovedCents  int64           `json:"approved_usd_cents" jsonschema_description:"amount approved, in integer US cents; 0 before"`
-	Deadline       *timestamp      `json:"deadline" jsonschema_description:"when a decision is due: filing time plus the policy's deadline for the urgency"`
-	Escalated      bool            `json:"escalated" jsonschema_description:"the deadline passed without a decision"`
-	CreatedAt      timestamp       `json:"created_at"`
-	UpdatedAt      timestamp       `json:"updated_at"`
-	Version        uint64          `json:"version" jsonschema_description:"log position of the case's last event"`
-	Requester      string          `json:"requester" jsonschema_description:"username of the filer"`
-	Justification  string          `json:"justification"`
-	PayeeID        string          `json:"payee_id,omitempty"`
-	FundID         string          `json:"fund_id,omitempty"`
-	PayoutID       string          `json:"payout_id,omitempty"`
-	ClaimedBy      string          `json:"claimed_by,omitempty" jsonschema_description:"the approver holding the claim"`
-	ClaimExpiresAt *timestamp      `json:"claim_expires_at,omitempty"`
-	Question       string          `json:"question,omitempty" jsonschema_description:"the open question while info_requested"`
-	Approvals      []approvalJSON  `json:"approvals" jsonschema_description:"the approvals given, in order: two above the policy's second-approval threshold"`
-	PolicyVersion  string          `json:"policy_version" jsonschema_description:"the version of the policy in force when the request was filed"`
+	ID            string          `json:"id" jsonschema:"format=uuid"`
+	Status        assist.State    `json:"status"`
+	Post          string          `json:"post"`
+	Category      assist.Category `json:"category"`
+	Urgency       assist.Urgency  `json:"urgency"`
+	AmountCents   int64           `json:"amount_usd_cents" jsonschema_description:"amount requested, in integer US cents"`
+	ApprovedCents int64           `json:"approved_usd_cents" jsonschema_description:"amount approved, in integer US cents; 0 before"`
+	Deadline      *timestamp      `json:"deadline" jsonschema_description:"when a decision is due: filing time plus the policy's deadline for the urgency"`
+	Escalated     bool            `json:"escalated" jsonschema_description:"the deadline passed without a decision"`
+	// PersonalDataErased is not personal: it says there is none any more.
+	PersonalDataErased bool           `json:"personal_data_erased" jsonschema_description:"an admin erased the request's personal data (POST /v1/requests/{id}/erase): its beneficiary answers 410"`
+	CreatedAt          timestamp      `json:"created_at"`
+	UpdatedAt          timestamp      `json:"updated_at"`
+	Version            uint64         `json:"version" jsonschema_description:"log position of the case's last event"`
+	Requester          string         `json:"requester" jsonschema_description:"username of the filer"`
+	Justification      string         `json:"justification"`
+	PayeeID            string         `json:"payee_id,omitempty"`
+	FundID             string         `json:"fund_id,omitempty"`
+	PayoutID           string         `json:"payout_id,omitempty"`
+	ClaimedBy          string         `json:"claimed_by,omitempty" jsonschema_description:"the approver holding the claim"`
+	ClaimExpiresAt     *timestamp     `json:"claim_expires_at,omitempty"`
+	Question           string         `json:"question,omitempty" jsonschema_description:"the open question while info_requested"`
+	Approvals          []approvalJSON `json:"approvals" jsonschema_description:"the approvals given, in order: two above the policy's second-approval threshold"`
+	PolicyVersion      string         `json:"policy_version" jsonschema_description:"the version of the policy in force when the request was filed"`
 	// PossibleDuplicateOf is set for approvers, finance and auditors only.
 	PossibleDuplicateOf *[]string `json:"possible_duplicate_of,omitempty" jsonschema_description:"open or recent cases (any post) for the same beneficiary reference and category when this one was filed; shown to approvers, finance and auditors, never to requesters"`
 }
@@ -78,7 +80,7 @@ func toCaseJSON(c caseview.Case) caseJSON {
 	j := caseJSON{
 		ID: c.ID, Status: assist.State(c.Status), Post: c.Post, Category: assist.Category(c.Category),
 		Urgency: assist.Urgency(c.Urgency), AmountCents: c.AmountCents, ApprovedCents: c.ApprovedCents, Deadline: optTime(c.Deadline),
-		Escalated: c.Escalated, CreatedAt: formatTime(c.CreatedAt), UpdatedAt: formatTime(c.UpdatedAt),
+		Escalated: c.Escalated, PersonalDataErased: c.PersonalDataErased, CreatedAt: formatTime(c.CreatedAt), UpdatedAt: formatTime(c.UpdatedAt),
 		Version: c.Version, Requester: c.Requester, Justification: c.Justification, PayeeID: c.PayeeID,
 		FundID: c.FundID, PayoutID: c.PayoutID, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: optTime(c.ClaimExpiresAt),
 		Approvals: mapSlice(c.Approvals, func(a caseview.Approval) approvalJSON {

@@ -58,6 +58,7 @@ var routeMatrix = map[string][callers]int{
 	"GET /v1/requests/{id}/history":       {401, 200, 404, 200, 200, 200, 403},
 	"GET /v1/requests/{id}/as-of":         {401, 403, 403, 200, 403, 200, 403},
 	"GET /v1/requests/{id}/beneficiary":   {401, 200, 404, 200, 403, 403, 403},
+	"POST /v1/requests/{id}/erase":        {401, 403, 403, 403, 403, 403, 200},
 	"GET /v1/queue":                       {401, 403, 403, 200, 403, 403, 403},
 	"POST /v1/requests/{id}/claim":        {401, 403, 403, 200, 403, 403, 403},
 	"POST /v1/requests/{id}/release":      {401, 403, 403, 200, 403, 403, 403},

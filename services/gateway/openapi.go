@@ -123,6 +123,7 @@ var errorResponses = map[int]struct{ name, doc string }{
 	http.StatusForbidden:             {"Forbidden", "your roles do not allow this"},
 	http.StatusNotFound:              {"NotFound", "not found, or not visible to you"},
 	http.StatusConflict:              {"Conflict", "invalid transition, lost race, already claimed, or insufficient funds with available_usd_cents"},
+	http.StatusGone:                  {"Gone", "erased for good: the personal data of the request"},
 	http.StatusRequestEntityTooLarge: {"TooLarge", "body larger than the limit (64 KiB by default)"},
 	http.StatusUnprocessableEntity:   {"IdempotencyMismatch", "Idempotency-Key reused with another request"},
 	http.StatusTooManyRequests:       {"RateLimited", "slow down; Retry-After says for how long"},

@@ -15,6 +15,7 @@ var statusOf = map[assist.Code]int{
 	assist.CodeUnauthenticated:     http.StatusUnauthorized,
 	assist.CodeForbidden:           http.StatusForbidden,
 	assist.CodeNotFound:            http.StatusNotFound,
+	assist.CodeGone:                http.StatusGone,
 	assist.CodeConflict:            http.StatusConflict,
 	assist.CodeInsufficientFunds:   http.StatusConflict,
 	assist.CodeTooLarge:            http.StatusRequestEntityTooLarge,

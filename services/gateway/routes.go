@@ -166,7 +166,13 @@ func (s *server) routes() []route {
 				summary: "A request's personal data",
 				doc: "An approver, or a requester of the request's post. Every read is recorded in the access log " +
 					"(GET /v1/audit/access) before the data is returned.",
-				answer: "the beneficiary, opened", op: handleGet(s.beneficiary)},
+				answer: "the beneficiary, opened", op: handleGet(s.beneficiary).alsoAnswers(http.StatusGone)},
+			route{method: post, pattern: "/v1/requests/{id}/erase", roles: []string{admin}, summary: "Erase a request's personal data",
+				doc: "Whatever the request's state, also during a payout: the case's data key is destroyed and the event " +
+					"PersonalDataErased records the admin and the reason. The history, the money trail and every audit " +
+					"proof stay as they were and still verify; GET /v1/requests/{id}/beneficiary answers 410 from then on. " +
+					"A retry with the same Idempotency-Key answers as the first time; erasing again with another key is 409.",
+				answer: caseAfter, op: handleCommand(s, s.eraseRequest)},
 		),
 		group("review",
 			route{method: get, pattern: "/v1/queue", roles: []string{approver}, summary: "The review queue",

@@ -227,11 +227,14 @@ func (s *Service) Cases(ctx context.Context, r intakeapi.CasesRequest) (intakeap
 // Personal opens a case's personal data for the actor, after recording the
 // read in the access log.
 //
-// Errors: CodeNotFound (also after erasure), CodeUnavailable.
+// Errors: CodeNotFound, CodeGone after erasure, CodeUnavailable.
 func (s *Service) Personal(ctx context.Context, r intakeapi.PersonalRequest) (intakeapi.Beneficiary, error) {
 	c, err := s.Get(ctx, intakeapi.GetRequest{CaseID: r.CaseID})
 	if err != nil {
 		return intakeapi.Beneficiary{}, err
+	}
+	if c.PersonalDataErased {
+		return intakeapi.Beneficiary{}, errGone(c.ID)
 	}
 	if c.Beneficiary.KeyID == "" {
 		return intakeapi.Beneficiary{}, assist.Errorf(assist.CodeNotFound, "request %s holds no personal data", r.CaseID)
@@ -241,7 +244,7 @@ func (s *Service) Personal(ctx context.Context, r intakeapi.PersonalRequest) (in
 		return intakeapi.Beneficiary{}, err
 	}
 	if wrapped == nil || s.isErased(ctx, c.ID) {
-		return intakeapi.Beneficiary{}, assist.Errorf(assist.CodeNotFound, "the personal data of request %s was erased", r.CaseID)
+		return intakeapi.Beneficiary{}, errGone(c.ID)
 	}
 	key, err := s.keys.Unwrap(c.Beneficiary.KeyID, wrapped)
 	if err != nil {
@@ -261,6 +264,34 @@ func (s *Service) Personal(ctx context.Context, r intakeapi.PersonalRequest) (in
 	}
 	return intakeapi.Beneficiary{Reference: pd.GetReference(), Name: pd.GetName(), DateOfBirth: pd.GetDateOfBirth(),
 		Nationality: pd.GetNationality(), Contact: pd.GetContact()}, nil
+}
+
+// errGone answers a read of erased personal data.
+func errGone(caseID string) error {
+	return assist.Errorf(assist.CodeGone, "the personal data of request %s was erased", caseID)
+}
+
+// Erase erases a case's personal data: PersonalDataErased is appended
+// with the admin and the reason, then the data key it names is destroyed.
+// Should the key outlive a crash in between, intake's projection of the
+// event destroys it (Store.Project), and reads already answer CodeGone
+// from the event. A retry of the same command destroys the key again and
+// answers as the first time; another erasure of the case is a conflict.
+//
+// Errors: CodeNotFound, CodeForbidden for anyone but an admin,
+// CodeInvalid without a reason, CodeConflict when erased before,
+// CodeUnavailable.
+func (s *Service) Erase(ctx context.Context, r intakeapi.EraseRequest) (*assist.Case, error) {
+	c, err := s.execute(ctx, eventlog.Command{CaseID: r.CaseID, ID: r.CommandID, Decide: func(c *assist.Case) (assist.Event, error) {
+		return c.ErasePersonalData(s.cmd(r.CommandID, r.Actor), r.Reason)
+	}})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.Erase(ctx, c.ID, c.Beneficiary.KeyID); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // execute runs a command on an existing case, after checking its ids.

@@ -32,6 +32,7 @@ var (
 	bo    = assist.Actor{Username: "bo", Role: assist.RoleRequester, Post: "NPL-KTM"}
 	olu   = assist.Actor{Username: "olu", Role: assist.RoleApprover}
 	audra = assist.Actor{Username: "audra", Role: assist.RoleAuditor}
+	adm   = assist.Actor{Username: "adm", Role: assist.RoleAdmin}
 )
 
 // harness runs intake on a real embedded JetStream and a real database.

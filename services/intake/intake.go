@@ -100,10 +100,11 @@ func Run(ctx context.Context, d Deps) error {
 		rpc.On(intakeapi.List, s.List),
 		rpc.On(intakeapi.Cases, s.Cases),
 		rpc.On(intakeapi.Personal, s.Personal),
+		rpc.On(intakeapi.Erase, caseview.Serve(s.Erase)),
 	)
 	if err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
 	defer srv.Stop()
-	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake"}, s.store, d.Logger)
+	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake", Lanes: 4}, s.store, d.Logger)
 }

@@ -2,6 +2,7 @@ package intake_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/caseview"
+	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
@@ -182,7 +184,7 @@ func TestPersonalReturnsBeneficiaryAndRecordsTheRead(t *testing.T) {
 }
 
 // DESIGN §6: erasing destroys the key; the history stays and still loads.
-func TestErasureMakesPersonalNotFoundAndKeepsHistory(t *testing.T) {
+func TestErasureRecordsTheEventDestroysTheKeyAndKeepsHistory(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		h := newHarness(t, db)
 		c := h.file(ana)
@@ -193,30 +195,146 @@ func TestErasureMakesPersonalNotFoundAndKeepsHistory(t *testing.T) {
 		if _, err := h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID}); err != nil {
 			t.Fatal(err)
 		}
-		before := h.get(c.ID)
-		h.erase(c.ID)
-		_, err := h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID})
-		requireCode(t, err, assist.CodeNotFound)
+		before := h.events(c.ID)
+		keyID := h.get(c.ID).Beneficiary.KeyID
+
+		// Refused: not an admin, no reason, no such case. Nothing is written.
+		for _, tt := range []struct {
+			name string
+			r    intakeapi.EraseRequest
+			code assist.Code
+		}{
+			{"requester", intakeapi.EraseRequest{Actor: ana, CaseID: c.ID, Reason: "asked"}, assist.CodeForbidden},
+			{"approver", intakeapi.EraseRequest{Actor: olu, CaseID: c.ID, Reason: "asked"}, assist.CodeForbidden},
+			{"no reason", intakeapi.EraseRequest{Actor: adm, CaseID: c.ID, Reason: " "}, assist.CodeInvalid},
+			{"unknown case", intakeapi.EraseRequest{Actor: adm, CaseID: newID(), Reason: "asked"}, assist.CodeNotFound},
+		} {
+			tt.r.CommandID = newID()
+			_, err := h.svc.Erase(h.ctx, tt.r)
+			requireCode(t, err, tt.code)
+			if tt.code == assist.CodeInvalid && !strings.Contains(err.Error(), "reason") {
+				t.Errorf("%s: %v does not name the reason", tt.name, err)
+			}
+		}
+		if wrapped, err := h.store.WrappedKey(h.ctx, keyID); err != nil || wrapped == nil {
+			t.Fatalf("a refused erasure destroyed the key: %v", err)
+		}
+
+		r := intakeapi.EraseRequest{CommandID: newID(), Actor: adm, CaseID: c.ID, Reason: "the survivor asked (ticket 42)"}
+		erased, err := h.svc.Erase(h.ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !erased.PersonalDataErased || len(erased.Beneficiary.Ciphertext) != 0 || len(erased.BeneficiaryRefHash) != 0 {
+			t.Fatalf("the erased case still holds personal data: %+v", erased)
+		}
+		if wrapped, err := h.store.WrappedKey(h.ctx, keyID); err != nil || wrapped != nil {
+			t.Fatalf("the data key outlived the erasure: %x %v", wrapped, err)
+		}
+		evs := h.events(c.ID)
+		if len(evs) != len(before)+1 || !reflect.DeepEqual(evs[:len(before)], before) {
+			t.Fatalf("the history changed with erasure:\n got %+v\nwant %+v and the erasure", evs, before)
+		}
+		last := evs[len(evs)-1].Event
+		if b, ok := last.Body.(assist.PersonalDataErased); !ok || b.KeyID != keyID || last.Actor != adm || last.Reason != r.Reason {
+			t.Fatalf("the erasure event = %+v, want PersonalDataErased of key %s by %+v with the reason", last, keyID, adm)
+		}
+		if erased.State != c.State || erased.AmountCents != amount {
+			t.Fatalf("the erasure changed the case: %+v", erased)
+		}
+
+		_, err = h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID})
+		requireCode(t, err, assist.CodeGone)
 		if acc, err := h.log.Accesses(h.ctx, c.ID); err != nil || len(acc) != 1 {
 			t.Fatalf("a refused read was recorded as a read: %v, %v", acc, err)
 		}
-		after := h.get(c.ID)
-		if !reflect.DeepEqual(after, before) {
-			t.Fatalf("the case changed with erasure:\n got %+v\nwant %+v", after, before)
+
+		// The same command again answers as the first time; another
+		// erasure is a conflict; neither appends.
+		again, err := h.svc.Erase(h.ctx, r)
+		if err != nil || !reflect.DeepEqual(again, erased) {
+			t.Fatalf("retried erasure = %+v, %v; want %+v", again, err, erased)
 		}
-		if n := len(h.events(c.ID)); n != 2 {
-			t.Fatalf("%d events after erasure, want the 2 of its history", n)
+		_, err = h.svc.Erase(h.ctx, intakeapi.EraseRequest{CommandID: newID(), Actor: adm, CaseID: c.ID, Reason: "again"})
+		requireCode(t, err, assist.CodeConflict)
+		if n := len(h.events(c.ID)); n != len(evs) {
+			t.Fatalf("%d events after erasing again, want %d", n, len(evs))
 		}
-		if len(after.Beneficiary.Ciphertext) == 0 {
-			t.Fatal("the sealed data left the history")
-		}
+
 		// The case lives on: it can still be amended (its money trail too).
 		amount = 20_000
 		if _, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, AmountCents: &amount}); err != nil {
 			t.Fatalf("amend after erasure: %v", err)
 		}
 		_, err = h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID})
-		requireCode(t, err, assist.CodeNotFound)
+		requireCode(t, err, assist.CodeGone)
+	})
+}
+
+// The erasure is in the log before the key is destroyed: should intake
+// stop in between, its projection of the event destroys the key, and a
+// read model rebuilt from the whole log holds no sealed data, no reference
+// hash, and no key comes back.
+func TestErasureInTheLogDestroysTheKeyAndReplayKeepsItErased(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		h := newHarness(t, db)
+		c, other := h.file(ana), h.file(amir)
+		keyID := c.Beneficiary.KeyID
+		// PersonalDataErased appended as Erase does, without the key's
+		// deletion that follows it (a crash in between).
+		h.exec(c.ID, func(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
+			return c.ErasePersonalData(cmd, "asked")
+		}, adm)
+		_, err := h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID})
+		requireCode(t, err, assist.CodeGone)
+
+		h.consume()
+		h.waitProjected(c.ID)
+		h.waitProjected(other.ID)
+		if wrapped, err := h.store.WrappedKey(h.ctx, keyID); err != nil || wrapped != nil {
+			t.Fatalf("the projection of the erasure left the key: %x %v", wrapped, err)
+		}
+		h.stopConsumer()
+
+		// Replay: the read model dropped and rebuilt from the log by a
+		// new consumer.
+		if _, err := h.db.Exec(h.ctx, `DELETE FROM intake_cases`); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(h.ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- h.log.Project(ctx, h.db, eventlog.ConsumerConfig{Name: "intake-replay"}, h.store, zaptest.NewLogger(t))
+		}()
+		got, kept := h.waitProjected(c.ID), h.waitProjected(other.ID)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if !got.PersonalDataErased || len(got.Beneficiary.Ciphertext) != 0 || len(got.BeneficiaryRefHash) != 0 {
+			t.Fatalf("the replayed read model resurrected personal data: %+v", got)
+		}
+		if len(kept.Beneficiary.Ciphertext) == 0 || kept.PersonalDataErased {
+			t.Fatalf("the replay erased another case: %+v", kept)
+		}
+		var state string
+		if err := h.db.QueryRow(h.ctx, `SELECT state FROM intake_cases WHERE id = $1`, c.ID).Scan(&state); err != nil {
+			t.Fatal(err)
+		}
+		sealed := h.events(c.ID)[0].Event.Body.(assist.RequestSubmitted)
+		for _, b := range [][]byte{sealed.Beneficiary.Ciphertext, sealed.BeneficiaryRefHash} {
+			if strings.Contains(state, base64.StdEncoding.EncodeToString(b)) {
+				t.Fatalf("the replayed row keeps sealed data or the reference hash: %s", state)
+			}
+		}
+		if wrapped, err := h.store.WrappedKey(h.ctx, keyID); err != nil || wrapped != nil {
+			t.Fatalf("the key came back with the replay: %x %v", wrapped, err)
+		}
+		_, err = h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID})
+		requireCode(t, err, assist.CodeGone)
+		if dups, err := h.store.PossibleDuplicates(h.ctx, sealed.BeneficiaryRefHash, sealed.Category, "", time.Time{}); err != nil || slices.Contains(dups, c.ID) {
+			t.Fatalf("the erased case is still found by its reference hash: %v %v", dups, err)
+		}
 	})
 }
 
@@ -241,7 +359,7 @@ func TestAmendBeneficiaryAfterErasureIsRefused(t *testing.T) {
 		t.Fatalf("the case's personal data moved to key %s", got.Beneficiary.KeyID)
 	}
 	_, err = h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID})
-	requireCode(t, err, assist.CodeNotFound)
+	requireCode(t, err, assist.CodeGone)
 	// Amending other fields still works: the money trail stays.
 	if _, err := h.svc.Amend(h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Justification: ptr("still needed")}); err != nil {
 		t.Fatal(err)
@@ -432,10 +550,10 @@ func (h *harness) requireNothingWritten(caseID string, seq uint64) {
 	}
 }
 
-// erase erases a case's personal data as an erasure command would.
+// erase erases a case's personal data, as an admin.
 func (h *harness) erase(caseID string) {
 	h.t.Helper()
-	if err := h.store.Erase(h.ctx, caseID, h.get(caseID).Beneficiary.KeyID); err != nil {
+	if _, err := h.svc.Erase(h.ctx, intakeapi.EraseRequest{CommandID: newID(), Actor: adm, CaseID: caseID, Reason: "asked"}); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -890,11 +1008,11 @@ func TestFileRetryAfterErasureKeepsErasure(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(again, first) {
 			t.Fatalf("retried File after erasure = %+v, %v; want the case as filed", again, err)
 		}
-		if n := len(h.events(first.ID)); n != 1 {
-			t.Fatalf("%d events after the retry, want 1", n)
+		if n := len(h.events(first.ID)); n != 2 {
+			t.Fatalf("%d events after the retry, want the filing and the erasure", n)
 		}
 		_, perr := h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: first.ID})
-		requireCode(t, perr, assist.CodeNotFound)
+		requireCode(t, perr, assist.CodeGone)
 	})
 }
 

@@ -24,6 +24,7 @@ type storedCase struct {
 	PayeeID            string           `json:"PayeeID"`
 	Deadline           time.Time        `json:"Deadline"`
 	Escalated          bool             `json:"Escalated"`
+	PersonalDataErased bool             `json:"PersonalDataErased,omitempty"`
 	State              string           `json:"State"`
 	ClaimedBy          string           `json:"ClaimedBy"`
 	ClaimExpiresAt     time.Time        `json:"ClaimExpiresAt"`
@@ -66,7 +67,8 @@ func toStored(c *assist.Case) storedCase {
 		AmountCents: c.AmountCents, Justification: c.Justification,
 		Beneficiary:        storedSealed{KeyID: c.Beneficiary.KeyID, Ciphertext: c.Beneficiary.Ciphertext},
 		BeneficiaryRefHash: c.BeneficiaryRefHash, PossibleDuplicateOf: c.PossibleDuplicateOf, PayoutAttempt: c.PayoutAttempt, PayeeID: c.PayeeID, Deadline: c.Deadline, Escalated: c.Escalated,
-		State: string(c.State), ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt, Question: c.Question,
+		PersonalDataErased: c.PersonalDataErased,
+		State:              string(c.State), ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt, Question: c.Question,
 		ApprovedCents: c.ApprovedCents, ApprovedBy: c.ApprovedBy, FundID: c.FundID, HoldID: c.HoldID,
 		PayoutID: c.PayoutID, ReleasedHolds: c.ReleasedHolds, Approvals: mapSlice(c.Approvals, toStoredApproval),
 		Amenders: c.Amenders, PolicyVersion: c.PolicyVersion, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
@@ -100,7 +102,8 @@ func (s storedCase) toCase() *assist.Case {
 		Urgency: assist.Urgency(s.Urgency), AmountCents: s.AmountCents, Justification: s.Justification,
 		Beneficiary:        assist.Sealed{KeyID: s.Beneficiary.KeyID, Ciphertext: s.Beneficiary.Ciphertext},
 		BeneficiaryRefHash: s.BeneficiaryRefHash, PossibleDuplicateOf: s.PossibleDuplicateOf, PayoutAttempt: s.PayoutAttempt, PayeeID: s.PayeeID, Deadline: s.Deadline, Escalated: s.Escalated,
-		State: assist.State(s.State), ClaimedBy: s.ClaimedBy, ClaimExpiresAt: s.ClaimExpiresAt, Question: s.Question,
+		PersonalDataErased: s.PersonalDataErased,
+		State:              assist.State(s.State), ClaimedBy: s.ClaimedBy, ClaimExpiresAt: s.ClaimExpiresAt, Question: s.Question,
 		ApprovedCents: s.ApprovedCents, ApprovedBy: s.ApprovedBy, FundID: s.FundID, HoldID: s.HoldID,
 		PayoutID: s.PayoutID, ReleasedHolds: s.ReleasedHolds,
 		Approvals: mapSlice(s.Approvals, storedApproval.toApproval), Amenders: s.Amenders, PolicyVersion: s.PolicyVersion,

@@ -105,14 +105,21 @@ func (s *SQLStore) WrappedKey(ctx context.Context, keyID string) ([]byte, error)
 
 // Erase implements Store.
 func (s *SQLStore) Erase(ctx context.Context, caseID, keyID string) error {
-	return s.db.Tx(ctx, func(q sqldb.Querier) error {
-		if _, err := q.Exec(ctx, `INSERT INTO intake_erasures (case_id, erased_at) VALUES ($1, $2) ON CONFLICT (case_id) DO NOTHING`,
-			caseID, sqldb.Micros(time.Now())); err != nil {
-			return err
-		}
-		_, err := q.Exec(ctx, `DELETE FROM intake_data_keys WHERE key_id = $1`, keyID)
+	return s.db.Tx(ctx, func(q sqldb.Querier) error { return erase(ctx, q, caseID, keyID) })
+}
+
+// erase records an erasure and deletes the data key; again, it changes
+// nothing.
+func erase(ctx context.Context, q sqldb.Querier, caseID, keyID string) error {
+	if _, err := q.Exec(ctx, `INSERT INTO intake_erasures (case_id, erased_at) VALUES ($1, $2) ON CONFLICT (case_id) DO NOTHING`,
+		caseID, sqldb.Micros(time.Now())); err != nil {
 		return err
-	})
+	}
+	if keyID == "" {
+		return nil
+	}
+	_, err := q.Exec(ctx, `DELETE FROM intake_data_keys WHERE key_id = $1`, keyID)
+	return err
 }
 
 // Erased implements Store.
@@ -141,8 +148,15 @@ func (s *SQLStore) Filing(ctx context.Context, f Filing) (Filing, error) {
 	return got, err
 }
 
-// Project implements Store.
+// Project implements Store. A case whose personal data was erased also
+// has its data key destroyed, in the same transaction: the key is gone once
+// the log says so, even when the erasing command did not get to delete it.
 func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error {
+	if c.PersonalDataErased {
+		if err := erase(ctx, q, c.ID, c.Beneficiary.KeyID); err != nil {
+			return err
+		}
+	}
 	state, err := encodeState(c)
 	if err != nil {
 		return err

@@ -74,7 +74,7 @@ func (x RequestApproved_Step) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestApproved_Step.Descriptor instead.
 func (RequestApproved_Step) EnumDescriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{12, 0}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type FundsReleased_Cause int32
@@ -126,7 +126,7 @@ func (x FundsReleased_Cause) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FundsReleased_Cause.Descriptor instead.
 func (FundsReleased_Cause) EnumDescriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{15, 0}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{16, 0}
 }
 
 // Actor is who caused an event.
@@ -228,6 +228,7 @@ type Event struct {
 	//	*Event_FundCreated
 	//	*Event_PayeeCreated
 	//	*Event_PayeeAccountChanged
+	//	*Event_PersonalDataErased
 	//	*Event_UserCreated
 	//	*Event_UserChanged
 	Body          isEvent_Body `protobuf_oneof:"body"`
@@ -512,6 +513,15 @@ func (x *Event) GetPayeeAccountChanged() *PayeeAccountChanged {
 	return nil
 }
 
+func (x *Event) GetPersonalDataErased() *PersonalDataErased {
+	if x != nil {
+		if x, ok := x.Body.(*Event_PersonalDataErased); ok {
+			return x.PersonalDataErased
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetUserCreated() *UserCreated {
 	if x != nil {
 		if x, ok := x.Body.(*Event_UserCreated); ok {
@@ -622,6 +632,10 @@ type Event_PayeeAccountChanged struct {
 	PayeeAccountChanged *PayeeAccountChanged `protobuf:"bytes,62,opt,name=payee_account_changed,json=payeeAccountChanged,proto3,oneof"`
 }
 
+type Event_PersonalDataErased struct {
+	PersonalDataErased *PersonalDataErased `protobuf:"bytes,70,opt,name=personal_data_erased,json=personalDataErased,proto3,oneof"`
+}
+
 type Event_UserCreated struct {
 	UserCreated *UserCreated `protobuf:"bytes,38,opt,name=user_created,json=userCreated,proto3,oneof"`
 }
@@ -673,6 +687,8 @@ func (*Event_FundCreated) isEvent_Body() {}
 func (*Event_PayeeCreated) isEvent_Body() {}
 
 func (*Event_PayeeAccountChanged) isEvent_Body() {}
+
+func (*Event_PersonalDataErased) isEvent_Body() {}
 
 func (*Event_UserCreated) isEvent_Body() {}
 
@@ -1125,6 +1141,54 @@ func (x *RequestAmended) GetPolicy() *PolicySeen {
 	return nil
 }
 
+// PersonalDataErased: an admin erased the case's personal data (the
+// reason is the event's); the data key named here was destroyed, so every
+// Sealed of the case opens nothing any more. The case's state and money
+// trail do not change.
+type PersonalDataErased struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"` // the data key destroyed; empty when there was none
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PersonalDataErased) Reset() {
+	*x = PersonalDataErased{}
+	mi := &file_eva_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PersonalDataErased) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PersonalDataErased) ProtoMessage() {}
+
+func (x *PersonalDataErased) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PersonalDataErased.ProtoReflect.Descriptor instead.
+func (*PersonalDataErased) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PersonalDataErased) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
 type RequestWithdrawn struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	HoldId        string                 `protobuf:"bytes,1,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"` // a first approval's hold it gives back, if any
@@ -1134,7 +1198,7 @@ type RequestWithdrawn struct {
 
 func (x *RequestWithdrawn) Reset() {
 	*x = RequestWithdrawn{}
-	mi := &file_eva_v1_events_proto_msgTypes[7]
+	mi := &file_eva_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1210,7 @@ func (x *RequestWithdrawn) String() string {
 func (*RequestWithdrawn) ProtoMessage() {}
 
 func (x *RequestWithdrawn) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[7]
+	mi := &file_eva_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1223,7 @@ func (x *RequestWithdrawn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestWithdrawn.ProtoReflect.Descriptor instead.
 func (*RequestWithdrawn) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RequestWithdrawn) GetHoldId() string {
@@ -1178,7 +1242,7 @@ type InfoRequested struct {
 
 func (x *InfoRequested) Reset() {
 	*x = InfoRequested{}
-	mi := &file_eva_v1_events_proto_msgTypes[8]
+	mi := &file_eva_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1254,7 @@ func (x *InfoRequested) String() string {
 func (*InfoRequested) ProtoMessage() {}
 
 func (x *InfoRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[8]
+	mi := &file_eva_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1267,7 @@ func (x *InfoRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequested.ProtoReflect.Descriptor instead.
 func (*InfoRequested) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *InfoRequested) GetQuestion() string {
@@ -1222,7 +1286,7 @@ type InfoProvided struct {
 
 func (x *InfoProvided) Reset() {
 	*x = InfoProvided{}
-	mi := &file_eva_v1_events_proto_msgTypes[9]
+	mi := &file_eva_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1298,7 @@ func (x *InfoProvided) String() string {
 func (*InfoProvided) ProtoMessage() {}
 
 func (x *InfoProvided) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[9]
+	mi := &file_eva_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1311,7 @@ func (x *InfoProvided) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoProvided.ProtoReflect.Descriptor instead.
 func (*InfoProvided) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InfoProvided) GetAnswer() string {
@@ -1266,7 +1330,7 @@ type ReviewClaimed struct {
 
 func (x *ReviewClaimed) Reset() {
 	*x = ReviewClaimed{}
-	mi := &file_eva_v1_events_proto_msgTypes[10]
+	mi := &file_eva_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1342,7 @@ func (x *ReviewClaimed) String() string {
 func (*ReviewClaimed) ProtoMessage() {}
 
 func (x *ReviewClaimed) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[10]
+	mi := &file_eva_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1355,7 @@ func (x *ReviewClaimed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewClaimed.ProtoReflect.Descriptor instead.
 func (*ReviewClaimed) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReviewClaimed) GetExpiresAt() *timestamppb.Timestamp {
@@ -1310,7 +1374,7 @@ type ReviewReleased struct {
 
 func (x *ReviewReleased) Reset() {
 	*x = ReviewReleased{}
-	mi := &file_eva_v1_events_proto_msgTypes[11]
+	mi := &file_eva_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1386,7 @@ func (x *ReviewReleased) String() string {
 func (*ReviewReleased) ProtoMessage() {}
 
 func (x *ReviewReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[11]
+	mi := &file_eva_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1399,7 @@ func (x *ReviewReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewReleased.ProtoReflect.Descriptor instead.
 func (*ReviewReleased) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReviewReleased) GetExpired() bool {
@@ -1362,7 +1426,7 @@ type RequestApproved struct {
 
 func (x *RequestApproved) Reset() {
 	*x = RequestApproved{}
-	mi := &file_eva_v1_events_proto_msgTypes[12]
+	mi := &file_eva_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1438,7 @@ func (x *RequestApproved) String() string {
 func (*RequestApproved) ProtoMessage() {}
 
 func (x *RequestApproved) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[12]
+	mi := &file_eva_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1451,7 @@ func (x *RequestApproved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestApproved.ProtoReflect.Descriptor instead.
 func (*RequestApproved) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RequestApproved) GetAmountUsdCents() int64 {
@@ -1455,7 +1519,7 @@ type RequestRejected struct {
 
 func (x *RequestRejected) Reset() {
 	*x = RequestRejected{}
-	mi := &file_eva_v1_events_proto_msgTypes[13]
+	mi := &file_eva_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1531,7 @@ func (x *RequestRejected) String() string {
 func (*RequestRejected) ProtoMessage() {}
 
 func (x *RequestRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[13]
+	mi := &file_eva_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1544,7 @@ func (x *RequestRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRejected.ProtoReflect.Descriptor instead.
 func (*RequestRejected) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RequestRejected) GetHoldId() string {
@@ -1508,7 +1572,7 @@ type FundsReserved struct {
 
 func (x *FundsReserved) Reset() {
 	*x = FundsReserved{}
-	mi := &file_eva_v1_events_proto_msgTypes[14]
+	mi := &file_eva_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1584,7 @@ func (x *FundsReserved) String() string {
 func (*FundsReserved) ProtoMessage() {}
 
 func (x *FundsReserved) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[14]
+	mi := &file_eva_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1597,7 @@ func (x *FundsReserved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FundsReserved.ProtoReflect.Descriptor instead.
 func (*FundsReserved) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FundsReserved) GetHoldId() string {
@@ -1597,7 +1661,7 @@ type FundsReleased struct {
 
 func (x *FundsReleased) Reset() {
 	*x = FundsReleased{}
-	mi := &file_eva_v1_events_proto_msgTypes[15]
+	mi := &file_eva_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1673,7 @@ func (x *FundsReleased) String() string {
 func (*FundsReleased) ProtoMessage() {}
 
 func (x *FundsReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[15]
+	mi := &file_eva_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1686,7 @@ func (x *FundsReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FundsReleased.ProtoReflect.Descriptor instead.
 func (*FundsReleased) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FundsReleased) GetHoldId() string {
@@ -1666,7 +1730,7 @@ type PayoutSent struct {
 
 func (x *PayoutSent) Reset() {
 	*x = PayoutSent{}
-	mi := &file_eva_v1_events_proto_msgTypes[16]
+	mi := &file_eva_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1742,7 @@ func (x *PayoutSent) String() string {
 func (*PayoutSent) ProtoMessage() {}
 
 func (x *PayoutSent) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[16]
+	mi := &file_eva_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1755,7 @@ func (x *PayoutSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutSent.ProtoReflect.Descriptor instead.
 func (*PayoutSent) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PayoutSent) GetPayoutId() string {
@@ -1739,7 +1803,7 @@ type PayoutSettled struct {
 
 func (x *PayoutSettled) Reset() {
 	*x = PayoutSettled{}
-	mi := &file_eva_v1_events_proto_msgTypes[17]
+	mi := &file_eva_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1815,7 @@ func (x *PayoutSettled) String() string {
 func (*PayoutSettled) ProtoMessage() {}
 
 func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[17]
+	mi := &file_eva_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1828,7 @@ func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutSettled.ProtoReflect.Descriptor instead.
 func (*PayoutSettled) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PayoutSettled) GetPayoutId() string {
@@ -1792,7 +1856,7 @@ type PayoutFailed struct {
 
 func (x *PayoutFailed) Reset() {
 	*x = PayoutFailed{}
-	mi := &file_eva_v1_events_proto_msgTypes[18]
+	mi := &file_eva_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1868,7 @@ func (x *PayoutFailed) String() string {
 func (*PayoutFailed) ProtoMessage() {}
 
 func (x *PayoutFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[18]
+	mi := &file_eva_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1881,7 @@ func (x *PayoutFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutFailed.ProtoReflect.Descriptor instead.
 func (*PayoutFailed) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PayoutFailed) GetPayoutId() string {
@@ -1854,7 +1918,7 @@ type PayoutRetried struct {
 
 func (x *PayoutRetried) Reset() {
 	*x = PayoutRetried{}
-	mi := &file_eva_v1_events_proto_msgTypes[19]
+	mi := &file_eva_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +1930,7 @@ func (x *PayoutRetried) String() string {
 func (*PayoutRetried) ProtoMessage() {}
 
 func (x *PayoutRetried) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[19]
+	mi := &file_eva_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +1943,7 @@ func (x *PayoutRetried) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutRetried.ProtoReflect.Descriptor instead.
 func (*PayoutRetried) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PayoutRetried) GetPayoutId() string {
@@ -1904,7 +1968,7 @@ type RequestClosed struct {
 
 func (x *RequestClosed) Reset() {
 	*x = RequestClosed{}
-	mi := &file_eva_v1_events_proto_msgTypes[20]
+	mi := &file_eva_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +1980,7 @@ func (x *RequestClosed) String() string {
 func (*RequestClosed) ProtoMessage() {}
 
 func (x *RequestClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[20]
+	mi := &file_eva_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +1993,7 @@ func (x *RequestClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestClosed.ProtoReflect.Descriptor instead.
 func (*RequestClosed) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 // DeadlineMissed: the decision deadline passed while the case was still
@@ -1943,7 +2007,7 @@ type DeadlineMissed struct {
 
 func (x *DeadlineMissed) Reset() {
 	*x = DeadlineMissed{}
-	mi := &file_eva_v1_events_proto_msgTypes[21]
+	mi := &file_eva_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2019,7 @@ func (x *DeadlineMissed) String() string {
 func (*DeadlineMissed) ProtoMessage() {}
 
 func (x *DeadlineMissed) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[21]
+	mi := &file_eva_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2032,7 @@ func (x *DeadlineMissed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadlineMissed.ProtoReflect.Descriptor instead.
 func (*DeadlineMissed) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeadlineMissed) GetDeadline() *timestamppb.Timestamp {
@@ -1990,7 +2054,7 @@ type ClaimExpired struct {
 
 func (x *ClaimExpired) Reset() {
 	*x = ClaimExpired{}
-	mi := &file_eva_v1_events_proto_msgTypes[22]
+	mi := &file_eva_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2066,7 @@ func (x *ClaimExpired) String() string {
 func (*ClaimExpired) ProtoMessage() {}
 
 func (x *ClaimExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[22]
+	mi := &file_eva_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2079,7 @@ func (x *ClaimExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimExpired.ProtoReflect.Descriptor instead.
 func (*ClaimExpired) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ClaimExpired) GetClaimedBy() string {
@@ -2047,7 +2111,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_eva_v1_events_proto_msgTypes[23]
+	mi := &file_eva_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2059,7 +2123,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[23]
+	mi := &file_eva_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2072,7 +2136,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Policy) GetVersion() string {
@@ -2128,7 +2192,7 @@ type PolicyChanged struct {
 
 func (x *PolicyChanged) Reset() {
 	*x = PolicyChanged{}
-	mi := &file_eva_v1_events_proto_msgTypes[24]
+	mi := &file_eva_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +2204,7 @@ func (x *PolicyChanged) String() string {
 func (*PolicyChanged) ProtoMessage() {}
 
 func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[24]
+	mi := &file_eva_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +2217,7 @@ func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyChanged.ProtoReflect.Descriptor instead.
 func (*PolicyChanged) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PolicyChanged) GetPolicy() *Policy {
@@ -2174,7 +2238,7 @@ type FundCreated struct {
 
 func (x *FundCreated) Reset() {
 	*x = FundCreated{}
-	mi := &file_eva_v1_events_proto_msgTypes[25]
+	mi := &file_eva_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2186,7 +2250,7 @@ func (x *FundCreated) String() string {
 func (*FundCreated) ProtoMessage() {}
 
 func (x *FundCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[25]
+	mi := &file_eva_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2199,7 +2263,7 @@ func (x *FundCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FundCreated.ProtoReflect.Descriptor instead.
 func (*FundCreated) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FundCreated) GetName() string {
@@ -2228,7 +2292,7 @@ type PayeeCreated struct {
 
 func (x *PayeeCreated) Reset() {
 	*x = PayeeCreated{}
-	mi := &file_eva_v1_events_proto_msgTypes[26]
+	mi := &file_eva_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2304,7 @@ func (x *PayeeCreated) String() string {
 func (*PayeeCreated) ProtoMessage() {}
 
 func (x *PayeeCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[26]
+	mi := &file_eva_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2317,7 @@ func (x *PayeeCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayeeCreated.ProtoReflect.Descriptor instead.
 func (*PayeeCreated) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PayeeCreated) GetName() string {
@@ -2289,7 +2353,7 @@ type PayeeAccountChanged struct {
 
 func (x *PayeeAccountChanged) Reset() {
 	*x = PayeeAccountChanged{}
-	mi := &file_eva_v1_events_proto_msgTypes[27]
+	mi := &file_eva_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2365,7 @@ func (x *PayeeAccountChanged) String() string {
 func (*PayeeAccountChanged) ProtoMessage() {}
 
 func (x *PayeeAccountChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[27]
+	mi := &file_eva_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2378,7 @@ func (x *PayeeAccountChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayeeAccountChanged.ProtoReflect.Descriptor instead.
 func (*PayeeAccountChanged) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PayeeAccountChanged) GetAccount() string {
@@ -2345,7 +2409,7 @@ type UserCreated struct {
 
 func (x *UserCreated) Reset() {
 	*x = UserCreated{}
-	mi := &file_eva_v1_events_proto_msgTypes[28]
+	mi := &file_eva_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2421,7 @@ func (x *UserCreated) String() string {
 func (*UserCreated) ProtoMessage() {}
 
 func (x *UserCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[28]
+	mi := &file_eva_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2434,7 @@ func (x *UserCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserCreated.ProtoReflect.Descriptor instead.
 func (*UserCreated) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UserCreated) GetUsername() string {
@@ -2410,7 +2474,7 @@ type UserChanged struct {
 
 func (x *UserChanged) Reset() {
 	*x = UserChanged{}
-	mi := &file_eva_v1_events_proto_msgTypes[29]
+	mi := &file_eva_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +2486,7 @@ func (x *UserChanged) String() string {
 func (*UserChanged) ProtoMessage() {}
 
 func (x *UserChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[29]
+	mi := &file_eva_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +2499,7 @@ func (x *UserChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserChanged.ProtoReflect.Descriptor instead.
 func (*UserChanged) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UserChanged) GetUsername() string {
@@ -2481,7 +2545,7 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04post\x18\x03 \x01(\tR\x04post\"\xd3\r\n" +
+	"\x04post\x18\x03 \x01(\tR\x04post\"\xa3\x0e\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\acase_id\x18\x02 \x01(\tR\x06caseId\x12*\n" +
@@ -2512,7 +2576,8 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x0epolicy_changed\x18% \x01(\v2\x15.eva.v1.PolicyChangedH\x00R\rpolicyChanged\x128\n" +
 	"\ffund_created\x18< \x01(\v2\x13.eva.v1.FundCreatedH\x00R\vfundCreated\x12;\n" +
 	"\rpayee_created\x18= \x01(\v2\x14.eva.v1.PayeeCreatedH\x00R\fpayeeCreated\x12Q\n" +
-	"\x15payee_account_changed\x18> \x01(\v2\x1b.eva.v1.PayeeAccountChangedH\x00R\x13payeeAccountChanged\x128\n" +
+	"\x15payee_account_changed\x18> \x01(\v2\x1b.eva.v1.PayeeAccountChangedH\x00R\x13payeeAccountChanged\x12N\n" +
+	"\x14personal_data_erased\x18F \x01(\v2\x1a.eva.v1.PersonalDataErasedH\x00R\x12personalDataErased\x128\n" +
 	"\fuser_created\x18& \x01(\v2\x13.eva.v1.UserCreatedH\x00R\vuserCreated\x128\n" +
 	"\fuser_changed\x18' \x01(\v2\x13.eva.v1.UserChangedH\x00R\vuserChangedB\x06\n" +
 	"\x04body\"E\n" +
@@ -2563,6 +2628,8 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x11_amount_usd_centsB\x10\n" +
 	"\x0e_justificationB\v\n" +
 	"\t_payee_id\"+\n" +
+	"\x12PersonalDataErased\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"+\n" +
 	"\x10RequestWithdrawn\x12\x17\n" +
 	"\ahold_id\x18\x01 \x01(\tR\x06holdId\"+\n" +
 	"\rInfoRequested\x12\x1a\n" +
@@ -2682,7 +2749,7 @@ func file_eva_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_eva_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_eva_v1_events_proto_goTypes = []any{
 	(RequestApproved_Step)(0),     // 0: eva.v1.RequestApproved.Step
 	(FundsReleased_Cause)(0),      // 1: eva.v1.FundsReleased.Cause
@@ -2693,83 +2760,85 @@ var file_eva_v1_events_proto_goTypes = []any{
 	(*PolicySeen)(nil),            // 6: eva.v1.PolicySeen
 	(*RequestSubmitted)(nil),      // 7: eva.v1.RequestSubmitted
 	(*RequestAmended)(nil),        // 8: eva.v1.RequestAmended
-	(*RequestWithdrawn)(nil),      // 9: eva.v1.RequestWithdrawn
-	(*InfoRequested)(nil),         // 10: eva.v1.InfoRequested
-	(*InfoProvided)(nil),          // 11: eva.v1.InfoProvided
-	(*ReviewClaimed)(nil),         // 12: eva.v1.ReviewClaimed
-	(*ReviewReleased)(nil),        // 13: eva.v1.ReviewReleased
-	(*RequestApproved)(nil),       // 14: eva.v1.RequestApproved
-	(*RequestRejected)(nil),       // 15: eva.v1.RequestRejected
-	(*FundsReserved)(nil),         // 16: eva.v1.FundsReserved
-	(*FundsReleased)(nil),         // 17: eva.v1.FundsReleased
-	(*PayoutSent)(nil),            // 18: eva.v1.PayoutSent
-	(*PayoutSettled)(nil),         // 19: eva.v1.PayoutSettled
-	(*PayoutFailed)(nil),          // 20: eva.v1.PayoutFailed
-	(*PayoutRetried)(nil),         // 21: eva.v1.PayoutRetried
-	(*RequestClosed)(nil),         // 22: eva.v1.RequestClosed
-	(*DeadlineMissed)(nil),        // 23: eva.v1.DeadlineMissed
-	(*ClaimExpired)(nil),          // 24: eva.v1.ClaimExpired
-	(*Policy)(nil),                // 25: eva.v1.Policy
-	(*PolicyChanged)(nil),         // 26: eva.v1.PolicyChanged
-	(*FundCreated)(nil),           // 27: eva.v1.FundCreated
-	(*PayeeCreated)(nil),          // 28: eva.v1.PayeeCreated
-	(*PayeeAccountChanged)(nil),   // 29: eva.v1.PayeeAccountChanged
-	(*UserCreated)(nil),           // 30: eva.v1.UserCreated
-	(*UserChanged)(nil),           // 31: eva.v1.UserChanged
-	nil,                           // 32: eva.v1.Policy.CategoryCapsUsdCentsEntry
-	nil,                           // 33: eva.v1.Policy.DeadlinesEntry
-	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
+	(*PersonalDataErased)(nil),    // 9: eva.v1.PersonalDataErased
+	(*RequestWithdrawn)(nil),      // 10: eva.v1.RequestWithdrawn
+	(*InfoRequested)(nil),         // 11: eva.v1.InfoRequested
+	(*InfoProvided)(nil),          // 12: eva.v1.InfoProvided
+	(*ReviewClaimed)(nil),         // 13: eva.v1.ReviewClaimed
+	(*ReviewReleased)(nil),        // 14: eva.v1.ReviewReleased
+	(*RequestApproved)(nil),       // 15: eva.v1.RequestApproved
+	(*RequestRejected)(nil),       // 16: eva.v1.RequestRejected
+	(*FundsReserved)(nil),         // 17: eva.v1.FundsReserved
+	(*FundsReleased)(nil),         // 18: eva.v1.FundsReleased
+	(*PayoutSent)(nil),            // 19: eva.v1.PayoutSent
+	(*PayoutSettled)(nil),         // 20: eva.v1.PayoutSettled
+	(*PayoutFailed)(nil),          // 21: eva.v1.PayoutFailed
+	(*PayoutRetried)(nil),         // 22: eva.v1.PayoutRetried
+	(*RequestClosed)(nil),         // 23: eva.v1.RequestClosed
+	(*DeadlineMissed)(nil),        // 24: eva.v1.DeadlineMissed
+	(*ClaimExpired)(nil),          // 25: eva.v1.ClaimExpired
+	(*Policy)(nil),                // 26: eva.v1.Policy
+	(*PolicyChanged)(nil),         // 27: eva.v1.PolicyChanged
+	(*FundCreated)(nil),           // 28: eva.v1.FundCreated
+	(*PayeeCreated)(nil),          // 29: eva.v1.PayeeCreated
+	(*PayeeAccountChanged)(nil),   // 30: eva.v1.PayeeAccountChanged
+	(*UserCreated)(nil),           // 31: eva.v1.UserCreated
+	(*UserChanged)(nil),           // 32: eva.v1.UserChanged
+	nil,                           // 33: eva.v1.Policy.CategoryCapsUsdCentsEntry
+	nil,                           // 34: eva.v1.Policy.DeadlinesEntry
+	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
 }
 var file_eva_v1_events_proto_depIdxs = []int32{
-	34, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
+	35, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
 	2,  // 1: eva.v1.Event.actor:type_name -> eva.v1.Actor
 	7,  // 2: eva.v1.Event.request_submitted:type_name -> eva.v1.RequestSubmitted
 	8,  // 3: eva.v1.Event.request_amended:type_name -> eva.v1.RequestAmended
-	9,  // 4: eva.v1.Event.request_withdrawn:type_name -> eva.v1.RequestWithdrawn
-	10, // 5: eva.v1.Event.info_requested:type_name -> eva.v1.InfoRequested
-	11, // 6: eva.v1.Event.info_provided:type_name -> eva.v1.InfoProvided
-	12, // 7: eva.v1.Event.review_claimed:type_name -> eva.v1.ReviewClaimed
-	13, // 8: eva.v1.Event.review_released:type_name -> eva.v1.ReviewReleased
-	14, // 9: eva.v1.Event.request_approved:type_name -> eva.v1.RequestApproved
-	15, // 10: eva.v1.Event.request_rejected:type_name -> eva.v1.RequestRejected
-	16, // 11: eva.v1.Event.funds_reserved:type_name -> eva.v1.FundsReserved
-	17, // 12: eva.v1.Event.funds_released:type_name -> eva.v1.FundsReleased
-	18, // 13: eva.v1.Event.payout_sent:type_name -> eva.v1.PayoutSent
-	19, // 14: eva.v1.Event.payout_settled:type_name -> eva.v1.PayoutSettled
-	20, // 15: eva.v1.Event.payout_failed:type_name -> eva.v1.PayoutFailed
-	22, // 16: eva.v1.Event.request_closed:type_name -> eva.v1.RequestClosed
-	21, // 17: eva.v1.Event.payout_retried:type_name -> eva.v1.PayoutRetried
-	23, // 18: eva.v1.Event.deadline_missed:type_name -> eva.v1.DeadlineMissed
-	24, // 19: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
-	26, // 20: eva.v1.Event.policy_changed:type_name -> eva.v1.PolicyChanged
-	27, // 21: eva.v1.Event.fund_created:type_name -> eva.v1.FundCreated
-	28, // 22: eva.v1.Event.payee_created:type_name -> eva.v1.PayeeCreated
-	29, // 23: eva.v1.Event.payee_account_changed:type_name -> eva.v1.PayeeAccountChanged
-	30, // 24: eva.v1.Event.user_created:type_name -> eva.v1.UserCreated
-	31, // 25: eva.v1.Event.user_changed:type_name -> eva.v1.UserChanged
-	4,  // 26: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
-	34, // 27: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 28: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
-	4,  // 29: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
-	34, // 30: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 31: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
-	34, // 32: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 33: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
-	0,  // 34: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
-	1,  // 35: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
-	34, // 36: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
-	34, // 37: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
-	32, // 38: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
-	33, // 39: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
-	35, // 40: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
-	25, // 41: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
-	35, // 42: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	10, // 4: eva.v1.Event.request_withdrawn:type_name -> eva.v1.RequestWithdrawn
+	11, // 5: eva.v1.Event.info_requested:type_name -> eva.v1.InfoRequested
+	12, // 6: eva.v1.Event.info_provided:type_name -> eva.v1.InfoProvided
+	13, // 7: eva.v1.Event.review_claimed:type_name -> eva.v1.ReviewClaimed
+	14, // 8: eva.v1.Event.review_released:type_name -> eva.v1.ReviewReleased
+	15, // 9: eva.v1.Event.request_approved:type_name -> eva.v1.RequestApproved
+	16, // 10: eva.v1.Event.request_rejected:type_name -> eva.v1.RequestRejected
+	17, // 11: eva.v1.Event.funds_reserved:type_name -> eva.v1.FundsReserved
+	18, // 12: eva.v1.Event.funds_released:type_name -> eva.v1.FundsReleased
+	19, // 13: eva.v1.Event.payout_sent:type_name -> eva.v1.PayoutSent
+	20, // 14: eva.v1.Event.payout_settled:type_name -> eva.v1.PayoutSettled
+	21, // 15: eva.v1.Event.payout_failed:type_name -> eva.v1.PayoutFailed
+	23, // 16: eva.v1.Event.request_closed:type_name -> eva.v1.RequestClosed
+	22, // 17: eva.v1.Event.payout_retried:type_name -> eva.v1.PayoutRetried
+	24, // 18: eva.v1.Event.deadline_missed:type_name -> eva.v1.DeadlineMissed
+	25, // 19: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
+	27, // 20: eva.v1.Event.policy_changed:type_name -> eva.v1.PolicyChanged
+	28, // 21: eva.v1.Event.fund_created:type_name -> eva.v1.FundCreated
+	29, // 22: eva.v1.Event.payee_created:type_name -> eva.v1.PayeeCreated
+	30, // 23: eva.v1.Event.payee_account_changed:type_name -> eva.v1.PayeeAccountChanged
+	9,  // 24: eva.v1.Event.personal_data_erased:type_name -> eva.v1.PersonalDataErased
+	31, // 25: eva.v1.Event.user_created:type_name -> eva.v1.UserCreated
+	32, // 26: eva.v1.Event.user_changed:type_name -> eva.v1.UserChanged
+	4,  // 27: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
+	35, // 28: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 29: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
+	4,  // 30: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
+	35, // 31: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 32: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
+	35, // 33: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 34: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
+	0,  // 35: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
+	1,  // 36: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
+	35, // 37: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
+	35, // 38: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 39: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
+	34, // 40: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
+	36, // 41: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
+	26, // 42: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
+	36, // 43: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_eva_v1_events_proto_init() }
@@ -2800,6 +2869,7 @@ func file_eva_v1_events_proto_init() {
 		(*Event_FundCreated)(nil),
 		(*Event_PayeeCreated)(nil),
 		(*Event_PayeeAccountChanged)(nil),
+		(*Event_PersonalDataErased)(nil),
 		(*Event_UserCreated)(nil),
 		(*Event_UserChanged)(nil),
 	}
@@ -2810,7 +2880,7 @@ func file_eva_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eva_v1_events_proto_rawDesc), len(file_eva_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

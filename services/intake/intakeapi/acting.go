@@ -14,3 +14,5 @@ func (r WithdrawRequest) Acting() (string, assist.Actor) { return r.CommandID, r
 func (r AnswerRequest) Acting() (string, assist.Actor) { return r.CommandID, r.Actor }
 
 func (r PersonalRequest) Acting() (string, assist.Actor) { return "", r.Actor }
+
+func (r EraseRequest) Acting() (string, assist.Actor) { return r.CommandID, r.Actor }

@@ -23,6 +23,7 @@ var (
 	List     = rpc.Endpoint[ListFilter, ListPage]{Subject: "eva.intake.list", Idempotent: true}
 	Cases    = rpc.Endpoint[CasesRequest, CasesPage]{Subject: "eva.intake.cases", Idempotent: true}
 	Personal = rpc.Endpoint[PersonalRequest, Beneficiary]{Subject: "eva.intake.personal"}
+	Erase    = rpc.Endpoint[EraseRequest, caseview.Case]{Subject: "eva.intake.erase", Idempotent: true}
 )
 
 // Beneficiary is the person a request is for. Only Reference is required;
@@ -92,6 +93,14 @@ type GetRequest struct {
 type PersonalRequest struct {
 	Actor  assist.Actor `json:"actor"`
 	CaseID string       `json:"case_id"`
+}
+
+// EraseRequest erases a case's personal data: an admin, with a reason.
+type EraseRequest struct {
+	CommandID string       `json:"command_id"`
+	Actor     assist.Actor `json:"actor"`
+	CaseID    string       `json:"case_id"`
+	Reason    string       `json:"reason"`
 }
 
 // ListFilter selects requests. Empty fields do not filter.
@@ -191,7 +200,17 @@ func (c *Client) Cases(ctx context.Context, ids []string) (CasesPage, error) {
 // Personal reads a case's personal data after recording the read in the
 // access log.
 //
-// Errors: CodeNotFound (also after erasure), CodeUnavailable.
+// Errors: CodeNotFound, CodeGone after erasure, CodeUnavailable.
 func (c *Client) Personal(ctx context.Context, r PersonalRequest) (Beneficiary, error) {
 	return Personal.Call(ctx, c.nc, r)
+}
+
+// Erase destroys a case's data key and records PersonalDataErased with
+// the admin and the reason; the case keeps its state and money trail.
+//
+// Errors: CodeNotFound, CodeForbidden for anyone but an admin,
+// CodeInvalid without a reason, CodeConflict when erased before,
+// CodeUnavailable.
+func (c *Client) Erase(ctx context.Context, r EraseRequest) (caseview.Case, error) {
+	return Erase.Call(ctx, c.nc, r)
 }

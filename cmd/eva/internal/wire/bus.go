@@ -31,7 +31,8 @@ func busIdentities() []string { return append(Services(), busAdmin) }
 var eventOwners = map[assist.Kind]map[string]string{
 	assist.KindCase: {
 		"RequestSubmitted": "intake", "RequestAmended": "intake", "RequestWithdrawn": "intake", "InfoProvided": "intake",
-		"ReviewClaimed": "approval", "ReviewReleased": "approval", "RequestApproved": "approval",
+		"PersonalDataErased": "intake",
+		"ReviewClaimed":      "approval", "ReviewReleased": "approval", "RequestApproved": "approval",
 		"RequestRejected": "approval", "InfoRequested": "approval", "DeadlineMissed": "approval", "ClaimExpired": "approval",
 		"FundsReserved": "disbursement", "FundsReleased": "disbursement", "PayoutSent": "disbursement",
 		"PayoutSettled": "disbursement", "PayoutFailed": "disbursement", "PayoutRetried": "disbursement", "RequestClosed": "disbursement",
