@@ -3,6 +3,7 @@ package eventlog_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -292,6 +293,68 @@ func TestAtEndRunsAfterTheBatchInItsTransaction(t *testing.T) {
 		})
 		if err != nil || total() != 16 {
 			t.Fatalf("AtEnd outside a batch: %v, total %d (want 16)", err, total())
+		}
+	})
+}
+
+// With lanes, a batch is applied by several transactions at once, yet the
+// events of each case are applied in log order, each once.
+func TestLanesKeepEachCasesOrder(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		effectsDB(t, db)
+		l, _ := openLog(t)
+		ctx := context.Background()
+		ids := make([]string, 12)
+		last := make([]uint64, len(ids))
+		for i := range ids {
+			ids[i] = newID()
+		}
+		const perCase = 4
+		for range perCase { // interleaved: every case's events spread over the log
+			for i, id := range ids {
+				e := submitted(t, id)
+				e.ID = newID()
+				seq, err := l.Append(ctx, e, last[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				last[i] = seq
+			}
+		}
+		var mu sync.Mutex
+		order := map[string][]uint64{}
+		h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+			mu.Lock()
+			order[m.CaseID] = append(order[m.CaseID], m.Seq)
+			mu.Unlock()
+			return record(ctx, q, m)
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = l.Consume(cctx, db, eventlog.ConsumerConfig{Name: "lanes", Batch: 16, Lanes: 4}, h, zaptest.NewLogger(t))
+		}()
+		evatest.Eventually(t, "all events", func() bool {
+			n := 0
+			for _, c := range effects(t, db) {
+				n += c
+			}
+			return n == len(ids)*perCase
+		})
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range ids {
+			if seqs := order[id]; len(seqs) != perCase || !slices.IsSorted(seqs) {
+				t.Errorf("case %s applied at %v; want %d events in log order", id, seqs, perCase)
+			}
+		}
+		for id, n := range effects(t, db) {
+			if n != perCase {
+				t.Errorf("case %s has %d effects, want %d", id, n, perCase)
+			}
 		}
 	})
 }

@@ -143,7 +143,7 @@ func Run(ctx context.Context, d Deps) error {
 		return d.Timers.Run(ctx, FirerName, []string{TimerDeadline, TimerClaim}, s.Fire, d.Logger)
 	})
 	g.Go(func() error {
-		return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: ConsumerName}, s.store, d.Logger)
+		return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: ConsumerName, Lanes: 4}, s.store, d.Logger)
 	})
 	return g.Wait()
 }

@@ -134,6 +134,9 @@ func Run(ctx context.Context, d Deps) error {
 		Name:        "disbursement",
 		Filters:     ledgerSubjects,
 		AfterCommit: s.poke,
+		// Cases apart: each payout's events stay in order; the fund's
+		// totals are written at the end of each lane's transaction.
+		Lanes: 4,
 	}, s.Apply, d.Logger)
 }
 

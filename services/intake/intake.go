@@ -106,5 +106,5 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("intake: %w", err)
 	}
 	defer srv.Stop()
-	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake"}, s.store, d.Logger)
+	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake", Lanes: 4}, s.store, d.Logger)
 }
