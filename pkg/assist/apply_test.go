@@ -41,6 +41,9 @@ func sampleBodies() []assist.Body {
 		assist.PayeeCreated{Name: "P", Account: "A-1"},
 		assist.PayeeAccountChanged{Account: "A-2", Previous: "A-1"},
 		assist.PersonalDataErased{KeyID: "k9"},
+		assist.WebhookRegistered{URL: "https://example.org/hook", Events: []string{"RequestApproved"},
+			Secret: assist.Sealed{KeyID: "wh-1", Ciphertext: []byte{7}}, SecretKey: []byte{6}},
+		assist.WebhookRemoved{},
 	}
 }
 

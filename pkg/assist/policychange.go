@@ -28,13 +28,15 @@ func (PolicyChanged) Kind() Kind { return KindPolicy }
 func (PolicyChanged) isBody() {}
 
 // TypeKind is the kind of the things an event type is about: the policy
-// for PolicyChanged, a fund or a payee for theirs (money.go), a case for
+// for PolicyChanged, a fund or a payee for theirs (money.go), a webhook for theirs
+// (webhook.go), a case for
 // the others of EventTypes.
 func TypeKind(typ string) Kind {
 	for _, b := range []interface {
 		Body
 		Kind() Kind
-	}{PolicyChanged{}, FundCreated{}, PayeeCreated{}, PayeeAccountChanged{}} {
+	}{PolicyChanged{}, FundCreated{}, PayeeCreated{}, PayeeAccountChanged{},
+		WebhookRegistered{}, WebhookRemoved{}} {
 		if b.Type() == typ {
 			return b.Kind()
 		}

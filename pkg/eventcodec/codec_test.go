@@ -92,6 +92,10 @@ func samples() []struct {
 		{"PayeeCreated", envelope("46", assist.PayeeCreated{Name: "Safe House", Country: "BD", Account: "ACC-1"})},
 		{"PayeeAccountChanged", envelope("47", assist.PayeeAccountChanged{Account: "ACC-2", Previous: "ACC-1"})},
 		{"PersonalDataErased", envelope("30", assist.PersonalDataErased{KeyID: "key-1"})},
+		{"WebhookRegistered", envelope("50", assist.WebhookRegistered{URL: "https://example.org/eva?x=1",
+			Events: []string{"RequestApproved", "DeadlineMissed"}, Secret: assist.Sealed{KeyID: "wh-1", Ciphertext: []byte{1, 2}},
+			SecretKey: []byte{3, 4}})},
+		{"WebhookRemoved", envelope("51", assist.WebhookRemoved{})},
 	}
 }
 

@@ -30,6 +30,7 @@ var postRoutes = []struct {
 	{"/v1/payees/{id}/account", "fin", "account", ""},
 	{"/v1/payouts/{id}/retry", "fin", "", ""},
 	{"/v1/payouts/{id}/cancel", "fin", "reason", ""},
+	{"/v1/webhooks", "adm", "url", ""},
 }
 
 func TestPostRoutesCovered(t *testing.T) {

@@ -37,9 +37,10 @@ var eventOwners = map[assist.Kind]map[string]string{
 		"FundsReserved": "disbursement", "FundsReleased": "disbursement", "PayoutSent": "disbursement",
 		"PayoutSettled": "disbursement", "PayoutFailed": "disbursement", "PayoutRetried": "disbursement", "RequestClosed": "disbursement",
 	},
-	assist.KindFund:   {"*": "disbursement"},
-	assist.KindPayee:  {"*": "disbursement"},
-	assist.KindPolicy: {"*": "approval"},
+	assist.KindFund:    {"*": "disbursement"},
+	assist.KindPayee:   {"*": "disbursement"},
+	assist.KindPolicy:  {"*": "approval"},
+	assist.KindWebhook: {"*": "notify"},
 }
 
 // ownStreams are the streams a service makes and manages itself, with
