@@ -245,8 +245,8 @@ func (s *server) export(w http.ResponseWriter, r *http.Request) {
 		_ = cw.Write(csvHeader)
 		emit = func(e auditapi.ArchivedEvent) error {
 			j := toEventJSON(e)
-			return cw.Write([]string{strconv.FormatUint(j.Seq, 10), j.ID, j.RequestID, j.Type, string(j.At), j.Actor.Username,
-				j.Actor.Role, j.Actor.Post, j.Reason, j.Hash, j.Chain, string(j.Data), j.DecodeError})
+			return cw.Write(csvRow(strconv.FormatUint(j.Seq, 10), j.ID, j.RequestID, j.Type, string(j.At), j.Actor.Username,
+				j.Actor.Role, j.Actor.Post, j.Reason, j.Hash, j.Chain, string(j.Data), j.DecodeError))
 		}
 	} else {
 		w.Header().Set("Content-Type", "application/jsonl; charset=utf-8")
