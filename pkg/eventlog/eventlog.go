@@ -207,6 +207,8 @@ type Msg struct {
 	Prev   uint64 // HeaderPrev
 	Time   time.Time
 	Data   []byte
+	// chained: the message carried HeaderPrev, so Prev can be checked.
+	chained bool
 }
 
 // ParseSubject splits eva.case.<caseID>.<Type>; ok is false for any
@@ -240,9 +242,9 @@ func newMsg(seq uint64, subject string, h nats.Header, t time.Time, data []byte)
 	if kind == assist.KindCase {
 		caseID = of
 	}
-	prev, _ := strconv.ParseUint(h.Get(HeaderPrev), 10, 64)
+	prev, err := strconv.ParseUint(h.Get(HeaderPrev), 10, 64)
 	return Msg{Seq: seq, Subject: subject, Kind: kind, Of: of, CaseID: caseID, Type: typ, ID: h.Get(jetstream.MsgIDHeader),
-		Prev: prev, Time: t, Data: data}
+		Prev: prev, Time: t, Data: data, chained: err == nil}
 }
 
 // Append writes one event of a case, expecting the case's last event to be
@@ -413,7 +415,84 @@ func (l *Log) LoadOf(ctx context.Context, kind assist.Kind, id string) ([]Msg, e
 	if err != nil {
 		return nil, unavailable("load "+string(kind)+" "+id, err)
 	}
+	if err := whole(kind, id, out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// ErrBroken marks a history with a hole: an event names as its
+// predecessor one the log no longer holds (lost to a corrupt block).
+var ErrBroken = errors.New("the event log lost events")
+
+// whole checks that msgs, the history of one thing in log order, has no
+// hole: every event names the event before it as its predecessor
+// (HeaderPrev, the sequence its append expected), the first names none. A
+// state folded from a history with a hole would be wrong, so it is never
+// served: the read is unavailable, naming what is missing.
+func whole(kind assist.Kind, id string, msgs []Msg) error {
+	var prev uint64
+	for _, m := range msgs {
+		if m.chained && m.Prev != prev {
+			return &assist.Error{Code: assist.CodeUnavailable, Message: fmt.Sprintf(
+				"%s: the history of %s %s is not whole: event %d follows event %d, which the log does not hold",
+				ErrBroken, kind, id, m.Seq, m.Prev)}
+		}
+		prev = m.Seq
+	}
+	return nil
+}
+
+// Intact reports whether the event stream still holds every event from
+// sequence 1 to its last: the stream denies deletes and purges, so a
+// sequence it no longer holds was lost (a corrupt or missing block, found
+// when the server loaded it). The error names the missing sequences.
+//
+// Errors: ErrBroken naming them; CodeUnavailable when JetStream does not
+// answer.
+func (l *Log) Intact(ctx context.Context) error {
+	info, err := l.stream.Info(ctx, jetstream.WithDeletedDetails(true))
+	if err != nil {
+		return unavailable("stream info", err)
+	}
+	st := info.State
+	missing := slices.Clone(st.Deleted)
+	if st.Lost != nil {
+		missing = append(missing, st.Lost.Msgs...)
+	}
+	slices.Sort(missing)
+	missing = slices.Compact(missing)
+	var gone []string
+	if st.FirstSeq > 1 {
+		gone = append(gone, seqRange(1, st.FirstSeq-1))
+	}
+	for i := 0; i < len(missing); {
+		j := i
+		for j+1 < len(missing) && missing[j+1] == missing[j]+1 {
+			j++
+		}
+		if len(gone) == 8 {
+			gone = append(gone, "...")
+			break
+		}
+		gone = append(gone, seqRange(missing[i], missing[j]))
+		i = j + 1
+	}
+	if len(gone) == 0 && st.NumDeleted == 0 {
+		return nil
+	}
+	if len(gone) == 0 {
+		gone = append(gone, fmt.Sprintf("%d events between them", st.NumDeleted))
+	}
+	return fmt.Errorf("%w: stream %s (sequences %d to %d) no longer holds %s", ErrBroken, Stream, st.FirstSeq, st.LastSeq,
+		strings.Join(gone, ", "))
+}
+
+func seqRange(lo, hi uint64) string {
+	if lo == hi {
+		return fmt.Sprintf("event %d", lo)
+	}
+	return fmt.Sprintf("events %d-%d", lo, hi)
 }
 
 // leaderLastSeq asks the stream leader (the message get API, not a direct

@@ -120,6 +120,8 @@ type Platform struct {
 	// connections to it.
 	busSeeds map[string]string
 	buses    []*nats.Conn
+	// broken is the last "the event log lost events" error logged.
+	broken string
 }
 
 // Bus is a service's connection to NATS and its event log on it.
@@ -349,6 +351,12 @@ func (p *Platform) Ready(ctx context.Context) error {
 	if p.embedded() && natsx.FreeBytes(p.Config.DataDir) < minFree {
 		return fmt.Errorf("the data directory's disk is full (less than %d KiB free)", minFree>>10)
 	}
+	if p.Log != nil {
+		if err := p.Log.Intact(ctx); err != nil {
+			p.logBroken(err)
+			return err
+		}
+	}
 	p.mu.Lock()
 	dbs := maps.Clone(p.dbs)
 	p.mu.Unlock()
@@ -358,6 +366,21 @@ func (p *Platform) Ready(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// logBroken logs, as an error, a log that lost events, naming the
+// sequences; once for each thing it finds missing.
+func (p *Platform) logBroken(err error) {
+	if !errors.Is(err, eventlog.ErrBroken) {
+		return
+	}
+	p.mu.Lock()
+	seen := p.broken == err.Error()
+	p.broken = err.Error()
+	p.mu.Unlock()
+	if !seen {
+		p.Logger.Error("the event log is not whole: not ready", zap.Error(err))
+	}
 }
 
 // minFree is the space the embedded stores need to take writes.
