@@ -43,6 +43,9 @@ func sampleBodies() []assist.Body {
 		assist.PersonalDataErased{KeyID: "k9"},
 		assist.UserCreated{Username: "nia", Roles: []string{"requester"}, Posts: []string{"KEN-NAIROBI"}},
 		assist.UserChanged{Username: "nia", Roles: []string{"auditor"}, Disabled: true},
+		assist.WebhookRegistered{URL: "https://example.org/hook", Events: []string{"RequestApproved"},
+			Secret: assist.Sealed{KeyID: "wh-1", Ciphertext: []byte{7}}, SecretKey: []byte{6}},
+		assist.WebhookRemoved{},
 	}
 }
 

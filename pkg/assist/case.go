@@ -145,9 +145,6 @@ type Case struct {
 	HoldID        string
 	PayoutID      string
 	PayoutAttempt int
-	// PayoutAccount is the account the payout pays, as its FundsReserved
-	// recorded it (empty for one written before it was recorded).
-	PayoutAccount string
 	// PossibleDuplicateOf is the duplicate check at filing: other open or
 	// recent cases for the same beneficiary and category.
 	PossibleDuplicateOf []string // the payout's latest attempt: sent, failed or retried
@@ -407,4 +404,5 @@ var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdraw
 	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
 	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed",
 	"PayoutRetried", "DeadlineMissed", "ClaimExpired", "PolicyChanged",
-	"FundCreated", "PayeeCreated", "PayeeAccountChanged", "PersonalDataErased", "UserCreated", "UserChanged"}
+	"FundCreated", "PayeeCreated", "PayeeAccountChanged", "PersonalDataErased", "UserCreated", "UserChanged",
+	"WebhookRegistered", "WebhookRemoved"}

@@ -29,12 +29,14 @@ func (PolicyChanged) isBody() {}
 
 // TypeKind is the kind of the things an event type is about: the policy
 // for PolicyChanged, a fund or a payee for theirs (money.go), a user for
-// UserEventTypes, a case for the others of EventTypes.
+// UserEventTypes, a webhook for theirs (webhook.go), a case for the others
+// of EventTypes.
 func TypeKind(typ string) Kind {
 	for _, b := range []interface {
 		Body
 		Kind() Kind
-	}{PolicyChanged{}, FundCreated{}, PayeeCreated{}, PayeeAccountChanged{}, UserCreated{}, UserChanged{}} {
+	}{PolicyChanged{}, FundCreated{}, PayeeCreated{}, PayeeAccountChanged{}, UserCreated{}, UserChanged{},
+		WebhookRegistered{}, WebhookRemoved{}} {
 		if b.Type() == typ {
 			return b.Kind()
 		}

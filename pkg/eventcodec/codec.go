@@ -120,6 +120,11 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 		pe.Body = &evav1.Event_PayeeCreated{PayeeCreated: &evav1.PayeeCreated{Name: b.Name, Country: b.Country, Account: b.Account}}
 	case assist.PayeeAccountChanged:
 		pe.Body = &evav1.Event_PayeeAccountChanged{PayeeAccountChanged: &evav1.PayeeAccountChanged{Account: b.Account, Previous: b.Previous}}
+	case assist.WebhookRegistered:
+		pe.Body = &evav1.Event_WebhookRegistered{WebhookRegistered: &evav1.WebhookRegistered{Url: b.URL, Events: b.Events,
+			Secret: sealedToProto(&b.Secret), SecretKey: b.SecretKey}}
+	case assist.WebhookRemoved:
+		pe.Body = &evav1.Event_WebhookRemoved{WebhookRemoved: &evav1.WebhookRemoved{}}
 	case assist.ClaimExpired:
 		pe.Body = &evav1.Event_ClaimExpired{ClaimExpired: &evav1.ClaimExpired{ClaimedBy: b.ClaimedBy, ExpiresAt: ts(b.ExpiresAt)}}
 	case assist.PersonalDataErased:
@@ -223,6 +228,12 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 	case *evav1.Event_PayeeAccountChanged:
 		r := b.PayeeAccountChanged
 		e.Body = assist.PayeeAccountChanged{Account: r.GetAccount(), Previous: r.GetPrevious()}
+	case *evav1.Event_WebhookRegistered:
+		w := b.WebhookRegistered
+		e.Body = assist.WebhookRegistered{URL: w.GetUrl(), Events: w.GetEvents(), Secret: sealedFromProto(w.GetSecret()),
+			SecretKey: w.GetSecretKey()}
+	case *evav1.Event_WebhookRemoved:
+		e.Body = assist.WebhookRemoved{}
 	case *evav1.Event_ClaimExpired:
 		e.Body = assist.ClaimExpired{ClaimedBy: b.ClaimExpired.GetClaimedBy(), ExpiresAt: tm(b.ClaimExpired.GetExpiresAt())}
 	case *evav1.Event_PersonalDataErased:

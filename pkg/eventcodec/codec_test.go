@@ -95,6 +95,10 @@ func samples() []struct {
 		{"UserCreated", envelope("20", assist.UserCreated{Username: "nia", Roles: []string{"requester"}, Posts: []string{"KEN-NAIROBI"}})},
 		{"UserChanged", envelope("21", assist.UserChanged{Username: "nia", Roles: []string{"requester", "auditor"},
 			Posts: []string{"KEN-NAIROBI"}, Disabled: true, PasswordChanged: true})},
+		{"WebhookRegistered", envelope("50", assist.WebhookRegistered{URL: "https://example.org/eva?x=1",
+			Events: []string{"RequestApproved", "DeadlineMissed"}, Secret: assist.Sealed{KeyID: "wh-1", Ciphertext: []byte{1, 2}},
+			SecretKey: []byte{3, 4}})},
+		{"WebhookRemoved", envelope("51", assist.WebhookRemoved{})},
 	}
 }
 

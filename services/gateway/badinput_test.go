@@ -31,6 +31,7 @@ var postRoutes = []struct {
 	{"/v1/payouts/{id}/retry", "fin", "", ""},
 	{"/v1/payouts/{id}/cancel", "fin", "reason", ""},
 	{"/v1/admin/users", "adm", "username", ""},
+	{"/v1/webhooks", "adm", "url", ""},
 }
 
 func TestPostRoutesCovered(t *testing.T) {

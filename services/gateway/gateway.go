@@ -27,6 +27,7 @@ import (
 	"github.com/eva-org/eva/services/audit/auditapi"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 	"github.com/eva-org/eva/services/intake/intakeapi"
+	"github.com/eva-org/eva/services/notify/notifyapi"
 )
 
 // Config is the gateway's configuration. Zero values take the defaults.
@@ -162,7 +163,16 @@ type Audit interface {
 	DeadLetters(ctx context.Context, r auditapi.DeadLettersRequest) (auditapi.DeadLettersPage, error)
 }
 
+// Notify is what the gateway uses of the notify service
+// (*notifyapi.Client).
+type Notify interface {
+	Webhooks(ctx context.Context, r notifyapi.WebhooksRequest) (notifyapi.WebhookPage, error)
+	RegisterWebhook(ctx context.Context, r notifyapi.RegisterWebhookRequest) (notifyapi.Webhook, error)
+	RemoveWebhook(ctx context.Context, r notifyapi.RemoveWebhookRequest) (notifyapi.Webhook, error)
+}
+
 var (
+	_ Notify       = (*notifyapi.Client)(nil)
 	_ Intake       = (*intakeapi.Client)(nil)
 	_ Approval     = (*approvalapi.Client)(nil)
 	_ Disbursement = (*disbursementapi.Client)(nil)
@@ -179,6 +189,8 @@ type Deps struct {
 	// Events receives the events of user administration (LogEvents);
 	// nil keeps them in the user outbox.
 	Events Events
+	// Notify keeps the webhooks; nil answers their routes with 503.
+	Notify Notify
 	// Signer signs the actor of every command the gateway sends for a
 	// signed-in user; the services refuse commands it did not sign.
 	Signer *rpc.Signer
@@ -207,6 +219,7 @@ type server struct {
 	approval     Approval
 	disbursement Disbursement
 	audit        Audit
+	notify       Notify
 	signer       *rpc.Signer
 	events       Events
 	relay        userRelay
@@ -243,7 +256,7 @@ func newServer(d Deps) (*server, error) {
 		return nil, errors.New("gateway: DB is required")
 	}
 	s := &server{cfg: d.Config.withDefaults(), intake: d.Intake, approval: d.Approval, disbursement: d.Disbursement,
-		audit: d.Audit, signer: d.Signer, events: d.Events, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
+		audit: d.Audit, notify: d.Notify, signer: d.Signer, events: d.Events, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}

@@ -315,6 +315,7 @@ type harness struct {
 	approval *fakeApproval
 	disb     *fakeDisbursement
 	audit    *fakeAudit
+	notify   *fakeNotify
 	logs     *observer.ObservedLogs
 	registry *prometheus.Registry
 	tokens   map[string]string
@@ -368,13 +369,14 @@ func newHarness(tb testing.TB, db sqldb.DB, cfgs ...func(*Config)) *harness {
 	h.approval = &fakeApproval{calls: h.calls}
 	h.disb = &fakeDisbursement{calls: h.calls}
 	h.audit = &fakeAudit{calls: h.calls}
+	h.notify = newFakeNotify(h.calls)
 	h.setDefaults()
 	cfg := Config{Password: testPasswordParams}
 	for _, f := range cfgs {
 		f(&cfg)
 	}
 	srv, err := newServer(Deps{Config: cfg, Intake: h.intake, Approval: h.approval, Disbursement: h.disb, Audit: h.audit,
-		DB: db, Logger: zap.New(core), Registry: h.registry, Now: h.clock.Now,
+		Notify: h.notify, DB: db, Logger: zap.New(core), Registry: h.registry, Now: h.clock.Now,
 		Ready: func(context.Context) error {
 			if p := h.ready.Load(); p != nil {
 				return *p

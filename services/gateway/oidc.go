@@ -397,7 +397,7 @@ func (s *server) provision(ctx context.Context, a Account) (Account, error) {
 		return Account{}, assist.Errorf(assist.CodeConflict,
 			"the EVA account %q signs in with a password, not with single sign-on", a.Username)
 	case err == nil && old.Disabled:
-		// An admin disabled it (ADR 0025): single sign-on does not
+		// An admin disabled it (ADR 0026): single sign-on does not
 		// enable it again.
 		return Account{}, assist.Errorf(assist.CodeUnauthenticated, "this account is disabled")
 	case err == nil:

@@ -31,6 +31,9 @@ var apiWho = map[string][]string{
 	"GET /v1/admin/users":                 {admin},
 	"POST /v1/admin/users":                {admin},
 	"PATCH /v1/admin/users/{username}":    {admin},
+	"GET /v1/webhooks":                    {admin},
+	"POST /v1/webhooks":                   {admin},
+	"DELETE /v1/webhooks/{id}":            {admin},
 	"POST /v1/requests":                   {requester},
 	"GET /v1/requests":                    {requester, approver, finance, auditor},
 	"GET /v1/requests/{id}":               {requester, approver, finance, auditor},
@@ -89,6 +92,8 @@ func concrete(pattern string) string {
 		p = strings.Replace(p, "{id}", payoutID, 1)
 	case strings.HasSuffix(p, "{username}"):
 		p = strings.Replace(p, "{username}", "ana", 1)
+	case strings.HasPrefix(p, "/v1/webhooks/{id}"):
+		p = strings.Replace(p, "{id}", webhookID, 1)
 	case strings.HasSuffix(p, "{seq}"):
 		p = strings.Replace(p, "{seq}", "1", 1)
 	}
@@ -131,6 +136,8 @@ var validBodies = map[string]string{
 	"/v1/payees/{id}/account":    `{"account":"ACC-10","reason":"the clinic moved banks"}`,
 	"/v1/payouts/{id}/retry":     ``,
 	"/v1/payouts/{id}/cancel":    `{"reason":"payee closed"}`,
+	"/v1/webhooks":               `{"url":"https://hooks.example.org/eva","events":["RequestApproved"],"secret":"0123456789abcdef"}`,
+	"/v1/webhooks/{id}":          ``,
 }
 
 func TestRoutesMatchAPIWho(t *testing.T) {

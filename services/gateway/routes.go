@@ -254,6 +254,22 @@ func (s *server) routes() []route {
 				answer: "the account after the change",
 				op:     handleCommand(s, s.changeUser).alsoAnswers(http.StatusNotFound, http.StatusConflict)},
 		),
+		group("webhooks",
+			route{method: get, pattern: "/v1/webhooks", roles: []string{admin}, summary: "The registered webhooks",
+				answer: "the webhooks, oldest first, without their secrets", op: handleGet(s.listWebhooks)},
+			route{method: post, pattern: "/v1/webhooks", roles: []string{admin}, summary: "Register a webhook",
+				doc: "Recorded as the event WebhookRegistered with its actor (the secret sealed, never in clear). Each case " +
+					"event of the types named that comes after it in the log is POSTed at least once as JSON " +
+					"{\"id\",\"type\",\"case_id\",\"seq\",\"at\",\"status\"} (never personal data) with the headers " +
+					"EVA-Event-Id (the event id, the same on every retry: de-duplicate on it) and " +
+					"EVA-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.<body>\")>, and retried with " +
+					"exponential back-off (capped) until a 2xx. A URL that is not http(s) or holds a user name, an " +
+					"unknown event type or a secret under 16 bytes is 400 naming the field.",
+				answer: "the webhook", op: handleCreate(s, s.registerWebhook)},
+			route{method: del, pattern: "/v1/webhooks/{id}", roles: []string{admin}, summary: "Remove a webhook",
+				doc:    "Recorded as the event WebhookRemoved with its actor; nothing more is sent to it, pending deliveries are dropped.",
+				answer: "the webhook removed", op: handleCommand(s, s.removeWebhook)},
+		),
 		group("audit",
 			route{method: get, pattern: "/v1/audit/events", roles: []string{auditor}, summary: "The archive, in log order",
 				answer: "events with their sequence and hash", op: handleQuery(s.auditEvents)},

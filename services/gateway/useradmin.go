@@ -18,7 +18,7 @@ import (
 	"github.com/eva-org/eva/pkg/listing"
 )
 
-// User administration (ADR 0025). Accounts live in the gateway's store;
+// User administration (ADR 0026). Accounts live in the gateway's store;
 // each change an admin makes is an event of kind user
 // (eva.user.<assist.UserID>.<Type>), written in the same transaction as
 // the account into the user outbox, then appended to the event log by

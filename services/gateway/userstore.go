@@ -49,7 +49,7 @@ func (s *SQLStore) Accounts(ctx context.Context, after string, limit int) ([]Acc
 // EditAccount implements Store. In one transaction, after every other
 // account change (they are serialized on one row), it reads the account,
 // runs edit, and stores the account, the event edit made in the user
-// outbox (appended to the event log afterwards, ADR 0025), and — when an
+// outbox (appended to the event log afterwards, ADR 0026), and — when an
 // existing account's password, roles, posts or disabled flag changed — a
 // RevokeUser revocation, so that its tokens stop holding on every replica.
 // A command whose id is the account's last one changed nothing more: the

@@ -231,6 +231,8 @@ type Event struct {
 	//	*Event_PersonalDataErased
 	//	*Event_UserCreated
 	//	*Event_UserChanged
+	//	*Event_WebhookRegistered
+	//	*Event_WebhookRemoved
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -540,6 +542,24 @@ func (x *Event) GetUserChanged() *UserChanged {
 	return nil
 }
 
+func (x *Event) GetWebhookRegistered() *WebhookRegistered {
+	if x != nil {
+		if x, ok := x.Body.(*Event_WebhookRegistered); ok {
+			return x.WebhookRegistered
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetWebhookRemoved() *WebhookRemoved {
+	if x != nil {
+		if x, ok := x.Body.(*Event_WebhookRemoved); ok {
+			return x.WebhookRemoved
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -644,6 +664,14 @@ type Event_UserChanged struct {
 	UserChanged *UserChanged `protobuf:"bytes,39,opt,name=user_changed,json=userChanged,proto3,oneof"`
 }
 
+type Event_WebhookRegistered struct {
+	WebhookRegistered *WebhookRegistered `protobuf:"bytes,43,opt,name=webhook_registered,json=webhookRegistered,proto3,oneof"`
+}
+
+type Event_WebhookRemoved struct {
+	WebhookRemoved *WebhookRemoved `protobuf:"bytes,44,opt,name=webhook_removed,json=webhookRemoved,proto3,oneof"`
+}
+
 func (*Event_RequestSubmitted) isEvent_Body() {}
 
 func (*Event_RequestAmended) isEvent_Body() {}
@@ -693,6 +721,10 @@ func (*Event_PersonalDataErased) isEvent_Body() {}
 func (*Event_UserCreated) isEvent_Body() {}
 
 func (*Event_UserChanged) isEvent_Body() {}
+
+func (*Event_WebhookRegistered) isEvent_Body() {}
+
+func (*Event_WebhookRemoved) isEvent_Body() {}
 
 // Sealed holds personal data encrypted with the case's data key
 // (envelope encryption: AES-256-GCM; the data key is wrapped by a master key
@@ -2537,6 +2569,116 @@ func (x *UserChanged) GetPasswordChanged() bool {
 	return false
 }
 
+// WebhookRegistered: an admin registered a URL to receive the case events
+// of the types named, on subject eva.webhook.<webhook id>.WebhookRegistered.
+// The secret (the receiver's HMAC key) is never in the log in clear: it is
+// sealed under a data key (key_id the webhook id), itself wrapped by the
+// installation's master key.
+type WebhookRegistered struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	Events        []string               `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"` // case event type names
+	Secret        *Sealed                `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
+	SecretKey     []byte                 `protobuf:"bytes,4,opt,name=secret_key,json=secretKey,proto3" json:"secret_key,omitempty"` // the data key, wrapped by the master key
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookRegistered) Reset() {
+	*x = WebhookRegistered{}
+	mi := &file_eva_v1_events_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookRegistered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookRegistered) ProtoMessage() {}
+
+func (x *WebhookRegistered) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookRegistered.ProtoReflect.Descriptor instead.
+func (*WebhookRegistered) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *WebhookRegistered) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *WebhookRegistered) GetEvents() []string {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *WebhookRegistered) GetSecret() *Sealed {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *WebhookRegistered) GetSecretKey() []byte {
+	if x != nil {
+		return x.SecretKey
+	}
+	return nil
+}
+
+// WebhookRemoved: the webhook receives nothing more.
+type WebhookRemoved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookRemoved) Reset() {
+	*x = WebhookRemoved{}
+	mi := &file_eva_v1_events_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookRemoved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookRemoved) ProtoMessage() {}
+
+func (x *WebhookRemoved) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookRemoved.ProtoReflect.Descriptor instead.
+func (*WebhookRemoved) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{32}
+}
+
 var File_eva_v1_events_proto protoreflect.FileDescriptor
 
 const file_eva_v1_events_proto_rawDesc = "" +
@@ -2545,7 +2687,7 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04post\x18\x03 \x01(\tR\x04post\"\xa3\x0e\n" +
+	"\x04post\x18\x03 \x01(\tR\x04post\"\xb2\x0f\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\acase_id\x18\x02 \x01(\tR\x06caseId\x12*\n" +
@@ -2579,7 +2721,9 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x15payee_account_changed\x18> \x01(\v2\x1b.eva.v1.PayeeAccountChangedH\x00R\x13payeeAccountChanged\x12N\n" +
 	"\x14personal_data_erased\x18F \x01(\v2\x1a.eva.v1.PersonalDataErasedH\x00R\x12personalDataErased\x128\n" +
 	"\fuser_created\x18& \x01(\v2\x13.eva.v1.UserCreatedH\x00R\vuserCreated\x128\n" +
-	"\fuser_changed\x18' \x01(\v2\x13.eva.v1.UserChangedH\x00R\vuserChangedB\x06\n" +
+	"\fuser_changed\x18' \x01(\v2\x13.eva.v1.UserChangedH\x00R\vuserChanged\x12J\n" +
+	"\x12webhook_registered\x18+ \x01(\v2\x19.eva.v1.WebhookRegisteredH\x00R\x11webhookRegistered\x12A\n" +
+	"\x0fwebhook_removed\x18, \x01(\v2\x16.eva.v1.WebhookRemovedH\x00R\x0ewebhookRemovedB\x06\n" +
 	"\x04body\"E\n" +
 	"\x06Sealed\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
@@ -2734,7 +2878,14 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x14\n" +
 	"\x05posts\x18\x03 \x03(\tR\x05posts\x12\x1a\n" +
 	"\bdisabled\x18\x04 \x01(\bR\bdisabled\x12)\n" +
-	"\x10password_changed\x18\x05 \x01(\bR\x0fpasswordChangedB+Z)github.com/eva-org/eva/proto/eva/v1;evav1b\x06proto3"
+	"\x10password_changed\x18\x05 \x01(\bR\x0fpasswordChanged\"\x84\x01\n" +
+	"\x11WebhookRegistered\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
+	"\x06events\x18\x02 \x03(\tR\x06events\x12&\n" +
+	"\x06secret\x18\x03 \x01(\v2\x0e.eva.v1.SealedR\x06secret\x12\x1d\n" +
+	"\n" +
+	"secret_key\x18\x04 \x01(\fR\tsecretKey\"\x10\n" +
+	"\x0eWebhookRemovedB+Z)github.com/eva-org/eva/proto/eva/v1;evav1b\x06proto3"
 
 var (
 	file_eva_v1_events_proto_rawDescOnce sync.Once
@@ -2749,7 +2900,7 @@ func file_eva_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_eva_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_eva_v1_events_proto_goTypes = []any{
 	(RequestApproved_Step)(0),     // 0: eva.v1.RequestApproved.Step
 	(FundsReleased_Cause)(0),      // 1: eva.v1.FundsReleased.Cause
@@ -2784,13 +2935,15 @@ var file_eva_v1_events_proto_goTypes = []any{
 	(*PayeeAccountChanged)(nil),   // 30: eva.v1.PayeeAccountChanged
 	(*UserCreated)(nil),           // 31: eva.v1.UserCreated
 	(*UserChanged)(nil),           // 32: eva.v1.UserChanged
-	nil,                           // 33: eva.v1.Policy.CategoryCapsUsdCentsEntry
-	nil,                           // 34: eva.v1.Policy.DeadlinesEntry
-	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
+	(*WebhookRegistered)(nil),     // 33: eva.v1.WebhookRegistered
+	(*WebhookRemoved)(nil),        // 34: eva.v1.WebhookRemoved
+	nil,                           // 35: eva.v1.Policy.CategoryCapsUsdCentsEntry
+	nil,                           // 36: eva.v1.Policy.DeadlinesEntry
+	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 38: google.protobuf.Duration
 }
 var file_eva_v1_events_proto_depIdxs = []int32{
-	35, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
+	37, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
 	2,  // 1: eva.v1.Event.actor:type_name -> eva.v1.Actor
 	7,  // 2: eva.v1.Event.request_submitted:type_name -> eva.v1.RequestSubmitted
 	8,  // 3: eva.v1.Event.request_amended:type_name -> eva.v1.RequestAmended
@@ -2817,28 +2970,31 @@ var file_eva_v1_events_proto_depIdxs = []int32{
 	9,  // 24: eva.v1.Event.personal_data_erased:type_name -> eva.v1.PersonalDataErased
 	31, // 25: eva.v1.Event.user_created:type_name -> eva.v1.UserCreated
 	32, // 26: eva.v1.Event.user_changed:type_name -> eva.v1.UserChanged
-	4,  // 27: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
-	35, // 28: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 29: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
-	4,  // 30: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
-	35, // 31: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 32: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
-	35, // 33: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 34: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
-	0,  // 35: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
-	1,  // 36: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
-	35, // 37: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
-	35, // 38: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
-	33, // 39: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
-	34, // 40: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
-	36, // 41: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
-	26, // 42: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
-	36, // 43: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
-	44, // [44:44] is the sub-list for method output_type
-	44, // [44:44] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	33, // 27: eva.v1.Event.webhook_registered:type_name -> eva.v1.WebhookRegistered
+	34, // 28: eva.v1.Event.webhook_removed:type_name -> eva.v1.WebhookRemoved
+	4,  // 29: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
+	37, // 30: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 31: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
+	4,  // 32: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
+	37, // 33: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 34: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
+	37, // 35: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 36: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
+	0,  // 37: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
+	1,  // 38: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
+	37, // 39: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
+	37, // 40: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
+	35, // 41: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
+	36, // 42: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
+	38, // 43: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
+	26, // 44: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
+	4,  // 45: eva.v1.WebhookRegistered.secret:type_name -> eva.v1.Sealed
+	38, // 46: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_eva_v1_events_proto_init() }
@@ -2872,6 +3028,8 @@ func file_eva_v1_events_proto_init() {
 		(*Event_PersonalDataErased)(nil),
 		(*Event_UserCreated)(nil),
 		(*Event_UserChanged)(nil),
+		(*Event_WebhookRegistered)(nil),
+		(*Event_WebhookRemoved)(nil),
 	}
 	file_eva_v1_events_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -2880,7 +3038,7 @@ func file_eva_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eva_v1_events_proto_rawDesc), len(file_eva_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

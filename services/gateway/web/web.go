@@ -179,6 +179,9 @@ func (s *site) routes() http.Handler {
 	r.Post("/users", s.action(signedIn, s.createUser))
 	r.Post("/users/{username}", s.action(signedIn, s.changeUser))
 	r.Get("/policy", s.page(signedIn, s.policyPage))
+	r.Get("/webhooks", s.page(signedIn, s.webhookList))
+	r.Post("/webhooks", s.action(signedIn, s.createWebhook))
+	r.Post("/webhooks/{id}/remove", s.action(signedIn, s.removeWebhook))
 	return r
 }
 
@@ -439,6 +442,7 @@ func (v *view) nav() []navLink {
 		{"/admin", "nav.admin", []string{assist.RoleAdmin}},
 		{"/users", "nav.users", []string{assist.RoleAdmin}},
 		{"/policy", "nav.policy", []string{assist.RoleAdmin}},
+		{"/webhooks", "nav.webhooks", []string{assist.RoleAdmin}},
 	}
 	var out []navLink
 	for _, it := range items {

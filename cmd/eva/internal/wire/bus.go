@@ -37,11 +37,12 @@ var eventOwners = map[assist.Kind]map[string]string{
 		"FundsReserved": "disbursement", "FundsReleased": "disbursement", "PayoutSent": "disbursement",
 		"PayoutSettled": "disbursement", "PayoutFailed": "disbursement", "PayoutRetried": "disbursement", "RequestClosed": "disbursement",
 	},
-	assist.KindFund:   {"*": "disbursement"},
-	assist.KindPayee:  {"*": "disbursement"},
-	assist.KindPolicy: {"*": "approval"},
+	assist.KindFund:    {"*": "disbursement"},
+	assist.KindPayee:   {"*": "disbursement"},
+	assist.KindPolicy:  {"*": "approval"},
+	assist.KindWebhook: {"*": "notify"},
 	// Accounts live in the gateway's store; it appends their events
-	// from its outbox (ADR 25).
+	// from its outbox (ADR 26).
 	assist.KindUser: {"*": "gateway"},
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/eva-org/eva/pkg/seal"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/gateway"
+	"github.com/eva-org/eva/services/notify"
 )
 
 // Config is everything main reads from flags and the environment.
@@ -84,6 +85,8 @@ type Config struct {
 	HoldTTL time.Duration
 	// SettleAfter is how long the simulated provider takes to settle.
 	SettleAfter time.Duration
+	// Notify configures webhook deliveries and e-mail.
+	Notify notify.Config
 	// CookieSecure marks the session cookie Secure (behind HTTPS).
 	CookieSecure bool
 	// RequireTOTP makes approver, finance and admin accounts sign in with

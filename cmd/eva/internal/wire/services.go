@@ -22,6 +22,8 @@ import (
 	"github.com/eva-org/eva/services/gateway/web"
 	"github.com/eva-org/eva/services/intake"
 	"github.com/eva-org/eva/services/intake/intakeapi"
+	"github.com/eva-org/eva/services/notify"
+	"github.com/eva-org/eva/services/notify/notifyapi"
 )
 
 // service is one of EVA's services: how to migrate its database, and how
@@ -59,6 +61,11 @@ var services = map[string]service{
 			}
 			return audit.Run(ctx, audit.Deps{NC: b.NC, Log: b.Log, DB: db, Key: key, Logger: p.Logger.Named("audit")})
 		}},
+	"notify": {notify.Migrate,
+		func(ctx context.Context, p *Platform, b Bus, db sqldb.DB) error {
+			return notify.Run(ctx, notify.Deps{Config: p.Config.Notify, NC: b.NC, Trust: p.Trust, Log: b.Log, DB: db,
+				Keys: p.Keys, Logger: p.Logger.Named("notify")})
+		}},
 	"gateway": {gateway.Migrate,
 		func(ctx context.Context, p *Platform, b Bus, db sqldb.DB) error {
 			if p.Signer == nil {
@@ -72,6 +79,7 @@ var services = map[string]service{
 				Approval:     approvalapi.NewClient(b.NC),
 				Disbursement: disbursementapi.NewClient(b.NC),
 				Audit:        auditapi.NewClient(b.NC),
+				Notify:       notifyapi.NewClient(b.NC),
 				Signer:       p.Signer,
 				Events:       gateway.LogEvents(b.Log),
 				DB:           db,

@@ -171,6 +171,7 @@ func TestWebDesks(t *testing.T) {
 			"/payees":                   {200, []string{">Add payee</button>", "Safe Haven Shelter Dhaka"}},
 			"/payouts":                  {200, []string{`data-payout-status="settled"`}},
 			"/queue":                    {403, nil},
+			"/webhooks":                 {403, nil},
 		},
 		"aud": {
 			"/audit":                               {200, []string{">Verify</button>", ">Export</button>", "RequestApproved", ">Access log</h2>"}},
@@ -179,10 +180,11 @@ func TestWebDesks(t *testing.T) {
 			"/funds/" + wire.DemoFundID:            {200, []string{">Burn-down</h2>"}},
 		},
 		"adm": {
-			"/admin":  {200, []string{">Dead letters</h2>", "No dead letters."}},
-			"/users":  {200, []string{"GET, POST /v1/admin/users"}},
-			"/policy": {200, []string{"GET, PUT /v1/policy"}},
-			"/audit":  {403, nil},
+			"/admin":    {200, []string{">Dead letters</h2>", "No dead letters."}},
+			"/users":    {200, []string{"GET, POST /v1/admin/users"}},
+			"/policy":   {200, []string{"GET, PUT /v1/policy"}},
+			"/audit":    {403, nil},
+			"/webhooks": {200, []string{">Register</button>", ">URL</label>", ">Events</label>", ">Secret</label>", "No webhooks yet."}},
 		},
 	}
 	// olu read the beneficiary? The access log shows olu only after a
@@ -210,6 +212,25 @@ func TestWebDesks(t *testing.T) {
 	}
 	// Verify and Export, as the auditor.
 	aud := users["aud"]
+	// Adm registers a webhook through the form: a short secret is shown
+	// at its field, then a good one lists the webhook (never its secret).
+	adm := users["adm"]
+	_, wpage, _ := adm.get("/webhooks")
+	form := url.Values{"csrf": {token(t, csrfRE, wpage)}, "key": {token(t, keyRE, wpage)},
+		"url": {"https://hooks.example.org/eva"}, "events": {"RequestApproved, DeadlineMissed"}, "secret": {"short"}}
+	status, r, _ := adm.post("/webhooks", form)
+	if status != 400 || !strings.Contains(r, `id="webhook-secret-error"`) {
+		t.Fatalf("short secret: %d %s", status, r)
+	}
+	form.Set("secret", "a-long-enough-secret")
+	form.Set("key", token(t, keyRE, r)) // the page gives the corrected form a fresh key
+	if status, _, h := adm.post("/webhooks", form); status != http.StatusSeeOther || h.Get("Location") != "/webhooks?done=webhook" {
+		t.Fatalf("register: %d, Location %q", status, h.Get("Location"))
+	}
+	if status, r, _ := adm.get("/webhooks?done=webhook"); status != 200 || !strings.Contains(r, "https://hooks.example.org/eva") ||
+		!strings.Contains(r, "RequestApproved, DeadlineMissed") || strings.Contains(r, "a-long-enough-secret") {
+		t.Fatalf("the webhook listed: %d %s", status, r)
+	}
 	_, page, _ := aud.get("/audit")
 	evatest.Eventually(t, "Verify to say ok", func() bool {
 		_, r, _ := aud.post("/audit/verify", url.Values{"csrf": {token(t, csrfRE, page)}})

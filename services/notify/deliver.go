@@ -1,0 +1,185 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/eva-org/eva/pkg/seal"
+)
+
+// Payload is the JSON body of a webhook delivery: what happened to which
+// case, never personal data.
+type Payload struct {
+	ID     string    `json:"id"`
+	Type   string    `json:"type"`
+	CaseID string    `json:"case_id"`
+	Seq    uint64    `json:"seq"`
+	At     time.Time `json:"at"`
+	Status string    `json:"status"`
+}
+
+// The headers of a delivery.
+const (
+	HeaderEventID   = "EVA-Event-Id"
+	HeaderSignature = "EVA-Signature"
+)
+
+// Sign is the EVA-Signature header of body sent at t under secret:
+// t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>.
+func Sign(secret []byte, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(ts + "."))
+	mac.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// workers is how many deliveries are attempted at once.
+const workers = 8
+
+// Deliver sends due deliveries until ctx ends: each is claimed (so that
+// another replica does not send it at the same time), posted, and marked
+// delivered on a 2xx, else tried again after a back-off that doubles from
+// RetryFirst up to RetryMax.
+func (s *Service) Deliver(ctx context.Context) {
+	tick := time.NewTicker(s.cfg.Poll)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		n, err := s.DeliverDue(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.zl.Warn("webhook outbox", zap.Error(err))
+		}
+		if n > 0 && err == nil {
+			continue // there may be more
+		}
+		select {
+		case <-ctx.Done():
+		case <-s.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// DeliverDue makes one attempt at each delivery due now (up to a batch)
+// and returns how many it attempted.
+func (s *Service) DeliverDue(ctx context.Context) (int, error) {
+	now := s.now()
+	due, err := s.store.Due(ctx, now, 64)
+	if err != nil {
+		return 0, err
+	}
+	var (
+		wg        sync.WaitGroup
+		sem       = make(chan struct{}, workers)
+		mu        sync.Mutex
+		attempted int
+		errs      []error
+	)
+	for _, d := range due {
+		ok, err := s.store.Claim(ctx, d, now, now.Add(2*s.cfg.Timeout))
+		if err != nil {
+			return attempted, err
+		}
+		if !ok {
+			continue
+		}
+		d.Attempts++
+		attempted++
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := s.attempt(ctx, d); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return attempted, errors.Join(errs...)
+}
+
+// backoff is the wait after the attempt-th failed attempt.
+func (s *Service) backoff(attempt int) time.Duration {
+	d := s.cfg.RetryFirst
+	for i := 1; i < attempt && d < s.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, s.cfg.RetryMax)
+}
+
+// attempt posts one delivery and records the outcome; an error is the
+// store's only.
+func (s *Service) attempt(ctx context.Context, d Delivery) error {
+	w, err := s.store.Webhook(ctx, d.WebhookID)
+	if err != nil {
+		return err
+	}
+	if w.Removed {
+		return nil // dropped with the webhook
+	}
+	reason := s.post(ctx, d, w.URL, w.SecretKey, w.Secret.KeyID, w.Secret.Ciphertext)
+	if reason == "" {
+		return s.store.Delivered(ctx, d, s.now())
+	}
+	if ctx.Err() != nil {
+		// Stopping: the claim runs out and the next run tries again.
+		return nil
+	}
+	wait := s.backoff(d.Attempts)
+	s.zl.Info("webhook delivery failed; will retry", zap.String("webhook", d.WebhookID), zap.String("event", d.EventID),
+		zap.Int("attempt", d.Attempts), zap.Duration("in", wait), zap.String("reason", reason))
+	return s.store.Failed(ctx, d, s.now().Add(wait), reason)
+}
+
+// post sends d to url, signed with the sealed secret; it returns why it
+// did not get a 2xx, "" when it did.
+func (s *Service) post(ctx context.Context, d Delivery, url string, wrapped []byte, keyID string, sealed []byte) string {
+	key, err := s.keys.Unwrap(keyID, wrapped)
+	if err != nil {
+		return "the secret does not open: " + err.Error()
+	}
+	secret, err := seal.Open(key, sealed, []byte(keyID))
+	if err != nil {
+		return "the secret does not open: " + err.Error()
+	}
+	body, err := json.Marshal(Payload{ID: d.EventID, Type: d.Type, CaseID: d.CaseID, Seq: d.Seq, At: d.At.UTC(),
+		Status: string(d.Status)})
+	if err != nil {
+		return err.Error()
+	}
+	actx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err.Error()
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "EVA-Webhook/1")
+	req.Header.Set(HeaderEventID, d.EventID)
+	req.Header.Set(HeaderSignature, Sign(secret, s.now(), body))
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Sprintf("answered %d", resp.StatusCode)
+	}
+	return ""
+}
