@@ -398,7 +398,7 @@ func checkpointHeads(ctx context.Context, store TreeStore, opt VerifyOptions, or
 			return "" // the other log's
 		}
 		if prev, ok := bySize[h.Size]; ok && prev.Root != h.Root {
-			return fmt.Sprintf("two checkpoints of tree size %d have different roots: the log forked", h.Size)
+			return fmt.Sprintf("the log was rewritten: two checkpoints of tree size %d have different roots (a fork)", h.Size)
 		}
 		bySize[h.Size] = h
 		return ""
