@@ -460,6 +460,9 @@ func (l *Log) Intact(ctx context.Context) error {
 	if st.Lost != nil {
 		missing = append(missing, st.Lost.Msgs...)
 	}
+	// Only sequences the stream has given out can be missing: an empty
+	// clustered stream reports sequence 0 deleted.
+	missing = slices.DeleteFunc(missing, func(seq uint64) bool { return seq < 1 || seq > st.LastSeq })
 	slices.Sort(missing)
 	missing = slices.Compact(missing)
 	var gone []string
@@ -478,7 +481,8 @@ func (l *Log) Intact(ctx context.Context) error {
 		gone = append(gone, seqRange(missing[i], missing[j]))
 		i = j + 1
 	}
-	if len(gone) == 0 && st.NumDeleted == 0 {
+	counted := len(st.Deleted) == 0 && st.NumDeleted > 0 && st.LastSeq > 0 // deletions counted but not listed
+	if len(gone) == 0 && !counted {
 		return nil
 	}
 	if len(gone) == 0 {
