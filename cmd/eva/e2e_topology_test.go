@@ -87,7 +87,7 @@ func TestE2ETopology(t *testing.T) {
 	for _, svc := range []struct {
 		name     string
 		replicas int
-	}{{"intake", 2}, {"approval", 2}, {"disbursement", 1}, {"audit", 1}} {
+	}{{"intake", 2}, {"approval", 2}, {"disbursement", 1}, {"audit", 1}, {"notify", 1}} {
 		for i := range svc.replicas {
 			procs = append(procs, startProc(t, fmt.Sprintf("eva serve %s #%d", svc.name, i+1), as(env, svc.name), args("serve", svc.name)...))
 		}
