@@ -172,11 +172,19 @@ func (tb *tab) attr(sel, name string) string {
 // html is the page's markup (through the DOM).
 func (tb *tab) html() string {
 	tb.t.Helper()
-	s, err := chromedp.Run(tb.ctx, chromedp.OuterHTML(chromedp.CSS("html")))
+	s, err := tb.tryHTML()
 	if err != nil {
 		tb.t.Fatalf("read the page: %v", err)
 	}
 	return s
+}
+
+// tryHTML is the page's markup, or the error of a page still loading (a
+// Refresh header's navigation replaces the document under the reader).
+func (tb *tab) tryHTML() (string, error) {
+	ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
+	defer cancel()
+	return chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("html")))
 }
 
 // signIn signs the tab in as user through the sign-in page.

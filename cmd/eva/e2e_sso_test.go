@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/services/gateway/oidctest"
 )
 
@@ -43,9 +44,14 @@ func TestE2EBrowserSSO(t *testing.T) {
 	if !strings.HasSuffix(at, "/queue") {
 		t.Fatalf("after single sign-on the tab is at %s", at)
 	}
-	if html := kim.html(); !strings.Contains(html, "Sign out") {
-		t.Fatalf("the queue is not shown signed in: %s", html)
-	}
+	// The page came by a Refresh header: read it once it has loaded.
+	evatest.Await(t, 30*time.Second, "the queue shown signed in", func() (bool, string) {
+		html, err := kim.tryHTML()
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(html, "Sign out"), html
+	})
 
 	p.SignIn(map[string]any{"sub": "u-2", "preferred_username": "sso-lee", "groups": []string{"other"}})
 	lee := newTab(t, browser, base, true)
