@@ -99,7 +99,7 @@ func (c *Case) Apply(e Event, seq uint64) {
 		c.State = StateRejected
 		c.clearClaim()
 	case FundsReserved:
-		c.PayoutID = b.PayoutID
+		c.PayoutID, c.PayoutAccount = b.PayoutID, b.PayeeAccount
 	case FundsReleased:
 		c.ReleasedHolds = append(c.ReleasedHolds, b.HoldID)
 		if b.Cause == ReleasePayoutCancelled {

@@ -145,6 +145,9 @@ type Case struct {
 	HoldID        string
 	PayoutID      string
 	PayoutAttempt int
+	// PayoutAccount is the account the payout pays, as its FundsReserved
+	// recorded it (empty for one written before it was recorded).
+	PayoutAccount string
 	// PossibleDuplicateOf is the duplicate check at filing: other open or
 	// recent cases for the same beneficiary and category.
 	PossibleDuplicateOf []string // the payout's latest attempt: sent, failed or retried

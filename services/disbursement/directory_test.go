@@ -161,3 +161,61 @@ func TestFundsAndPayeesAreEventsAndTheirRowsReplay(t *testing.T) {
 		}
 	})
 }
+
+// A payout pays the account the log recorded for its reservation: an edit
+// of the payee's row in SQL (not through the log) changes nothing, and a
+// change of the account through the log after the reservation does not
+// redirect it either.
+func TestPayoutPaysTheLoggedAccountNotTheRow(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		bank := newCountingProvider()
+		h := newHarness(t, db, bank)
+		ctx := h.ctx
+		// Tampered before the reservation: the account comes from the
+		// payee's events.
+		caseID := h.approved(1_000)
+		if _, err := db.Exec(ctx, `UPDATE disb_payees SET account = 'EVIL-1' WHERE id = $1`, h.payee.ID); err != nil {
+			t.Fatal(err)
+		}
+		h.drive(h.svc, caseID, assist.StateDisbursed)
+		c, err := h.log.Case(ctx, caseID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.PayoutAccount != "ACC-1" {
+			t.Fatalf("FundsReserved recorded %q", c.PayoutAccount)
+		}
+		// Reserved, then the account changes through the log and the
+		// row is tampered again: the reserved account is paid.
+		second := h.approved(2_000)
+		evatest.Await(t, evatest.Patience, "funds reserved", func() (bool, string) {
+			c, err := h.log.Case(ctx, second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.PayoutID == "" {
+				h.svc.RunDue(ctx) // the worker appends FundsReserved, and may pay at once
+				return false, "not reserved"
+			}
+			return true, ""
+		})
+		if _, err := h.svc.ChangePayeeAccount(ctx, disbursementapi.ChangeAccountRequest{CommandID: newID(), Actor: fin, ID: h.payee.ID,
+			Account: "ACC-2", Reason: "new bank"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(ctx, `UPDATE disb_payees SET account = 'EVIL-2' WHERE id = $1`, h.payee.ID); err != nil {
+			t.Fatal(err)
+		}
+		h.drive(h.svc, second, assist.StateDisbursed)
+		bank.mu.Lock()
+		defer bank.mu.Unlock()
+		var paid []string
+		for _, a := range bank.accounts {
+			paid = append(paid, a)
+		}
+		slices.Sort(paid)
+		if !slices.Equal(paid, []string{"ACC-1", "ACC-1"}) {
+			t.Fatalf("the bank paid %v, want ACC-1 twice", paid)
+		}
+	})
+}

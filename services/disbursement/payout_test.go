@@ -159,22 +159,27 @@ func (h *harness) waitFund(what string, ok func(disbursementapi.Fund) bool) disb
 // countingProvider is a fake in-memory bank that counts payments per key
 // and never pays a key twice.
 type countingProvider struct {
-	mu    sync.Mutex
-	paid  map[string]int
-	calls atomic.Int64
+	mu   sync.Mutex
+	paid map[string]int
+	// accounts: the account each key paid.
+	accounts map[string]string
+	calls    atomic.Int64
 	// crashAfterPay, when set, is called after the payment is booked and
 	// its error returned: the caller never learns the result, as if the
 	// process died right after the bank accepted.
 	crashAfterPay func() error
 }
 
-func newCountingProvider() *countingProvider { return &countingProvider{paid: map[string]int{}} }
+func newCountingProvider() *countingProvider {
+	return &countingProvider{paid: map[string]int{}, accounts: map[string]string{}}
+}
 
 func (p *countingProvider) Pay(ctx context.Context, pm Payment) (Receipt, error) {
 	p.calls.Add(1)
 	p.mu.Lock()
 	if _, ok := p.paid[pm.Key]; !ok {
 		p.paid[pm.Key] = 1
+		p.accounts[pm.Key] = pm.Account
 	}
 	p.mu.Unlock()
 	if p.crashAfterPay != nil {

@@ -89,9 +89,36 @@ func (s *Service) step(ctx context.Context, w Work) error {
 	cmd := assist.Cmd{ID: w.CmdID, Actor: system, At: s.now()}
 	switch w.Stage {
 	case stageReserve:
-		return s.append(ctx, w, func(c *assist.Case) (assist.Event, error) { return c.ReserveFunds(cmd, w.HoldID, w.ID) })
+		// The reservation records the account the payout will pay, as
+		// the payee's events have it now (ADR 24).
+		p, err := s.loggedPayee(ctx, w.PayeeID)
+		if err != nil {
+			return err
+		}
+		return s.append(ctx, w, func(c *assist.Case) (assist.Event, error) {
+			e, err := c.ReserveFunds(cmd, w.HoldID, w.ID)
+			if b, ok := e.Body.(assist.FundsReserved); ok && err == nil {
+				b.PayeeID, b.PayeeAccount, b.PayeeAccountSeq = p.ID, p.Account, p.AccountSeq
+				e.Body = b
+			}
+			return e, err
+		})
 	case stagePay:
-		r, err := s.provider.Pay(ctx, Payment{Key: paymentKey(w), PayeeID: w.PayeeID, Account: w.Account, AmountCents: w.AmountCents})
+		// Pay the account the reservation recorded in the case's log,
+		// never a row that can be edited (ADR 24).
+		c, err := s.log.Case(ctx, w.CaseID)
+		if err != nil {
+			return err
+		}
+		account := c.PayoutAccount
+		if account == "" { // reserved before the account was recorded
+			p, err := s.loggedPayee(ctx, w.PayeeID)
+			if err != nil {
+				return err
+			}
+			account = p.Account
+		}
+		r, err := s.provider.Pay(ctx, Payment{Key: paymentKey(w), PayeeID: w.PayeeID, Account: account, AmountCents: w.AmountCents})
 		if err != nil {
 			return fmt.Errorf("provider: %w", err)
 		}
@@ -129,6 +156,19 @@ func (s *Service) record(ctx context.Context, w Work, cmd assist.Cmd, r Receipt)
 func (s *Service) append(ctx context.Context, w Work, decide func(*assist.Case) (assist.Event, error)) error {
 	_, err := s.log.Execute(ctx, eventlog.Command{CaseID: w.CaseID, ID: w.CmdID, Decide: decide})
 	return err
+}
+
+// loggedPayee is a payee as its events in the log make it.
+func (s *Service) loggedPayee(ctx context.Context, id string) (*assist.Payee, error) {
+	recs, err := s.log.History(ctx, assist.KindPayee, id)
+	if err != nil {
+		return nil, err
+	}
+	p := assist.FoldPayee(recs)
+	if p == nil {
+		return nil, fmt.Errorf("payee %s has no events in the log", id)
+	}
+	return p, nil
 }
 
 func paymentKey(w Work) string { return fmt.Sprintf("%s-%d", w.ID, w.Attempt) }
