@@ -36,6 +36,7 @@ commands:
   audit export         write the log with each event's leaf and inclusion proof against the latest signed
                        checkpoint, and the checkpoint (--out FILE), for an outside verifier
   audit check-export   check an export (--in FILE) with nothing but the verifier key (--key KEY)
+  audit reconcile      check a provider statement (--statement FILE, JSON lines) against the ledger
   audit keygen         make a checkpoint signing key (--origin NAME) and print its verifier key
   audit witness        fetch the checkpoint (--url URL --key KEY, token in EVA_AUDIT_TOKEN), check it
                        extends the last one kept in --dir, keep it (run it from cron, elsewhere)
@@ -120,6 +121,10 @@ func run(ctx context.Context, cmd string, args []string) error {
 			return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditReplay(ctx, p, o.replay, os.Stdout, os.Stderr) })
 		case "export":
 			return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditExport(ctx, p, o.exportOut, os.Stdout, os.Stderr) })
+		case "reconcile":
+			return o.withPlatform(ctx, zl, func(p *wire.Platform) error {
+				return wire.AuditReconcile(ctx, p, o.statement, os.Stdin, os.Stdout)
+			})
 		case "check-export":
 			return wire.AuditCheckExport(o.exportIn, o.audit.Key, os.Stdout, os.Stderr)
 		case "keygen":
@@ -133,7 +138,7 @@ func run(ctx context.Context, cmd string, args []string) error {
 			fmt.Println(saw)
 			return nil
 		}
-		return errors.New("unknown audit command " + arg + " (want verify, replay, export, check-export, keygen or witness)")
+		return errors.New("unknown audit command " + arg + " (want verify, replay, export, check-export, reconcile, keygen or witness)")
 	case "sim":
 		return runSim(ctx, o.sim, os.Stdout)
 	default: // bench

@@ -29,10 +29,12 @@ type options struct {
 	// exportOut and exportIn are the files of audit export and
 	// check-export.
 	exportOut, exportIn string
-	origin              string
-	witness             witness.Witness
-	sim                 simOptions
-	oidc                *oidcOptions
+	// statement is the provider's statement of audit reconcile.
+	statement string
+	origin    string
+	witness   witness.Witness
+	sim       simOptions
+	oidc      *oidcOptions
 }
 
 // stringList is a flag that may be given several times.
@@ -95,6 +97,7 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		fs.StringVar(&o.replay.Case, "case", "", "replay: print this case's timeline from the log, rebuild nothing")
 		fs.StringVar(&o.exportOut, "out", "eva-audit.export", "export: the file to write (- for stdout)")
 		fs.StringVar(&o.exportIn, "in", "eva-audit.export", "check-export: the export to check")
+		fs.StringVar(&o.statement, "statement", "", "reconcile: the provider's statement, JSON lines (- for standard input)")
 		fs.StringVar(&o.origin, "origin", "", "keygen: the log's name, e.g. audit.eva.example.org")
 		fs.StringVar(&o.witness.BaseURL, "url", os.Getenv("EVA_URL"), "witness: EVA's address, e.g. https://eva.example.org")
 		fs.StringVar(&o.witness.Dir, "dir", "./eva-witness", "witness: where the checkpoints seen are kept")

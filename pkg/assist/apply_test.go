@@ -40,6 +40,7 @@ func sampleBodies() []assist.Body {
 		assist.FundCreated{Name: "F", AllocatedCents: 100},
 		assist.PayeeCreated{Name: "P", Account: "A-1"},
 		assist.PayeeAccountChanged{Account: "A-2", Previous: "A-1"},
+		assist.FundAllocationChanged{AllocatedCents: 80, PreviousCents: 100, HoldID: "hold-cut"},
 		assist.PersonalDataErased{KeyID: "k9"},
 		assist.UserCreated{Username: "nia", Roles: []string{"requester"}, Posts: []string{"KEN-NAIROBI"}},
 		assist.UserChanged{Username: "nia", Roles: []string{"auditor"}, Disabled: true},

@@ -407,5 +407,5 @@ var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdraw
 	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
 	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed",
 	"PayoutRetried", "DeadlineMissed", "ClaimExpired", "PolicyChanged",
-	"FundCreated", "PayeeCreated", "PayeeAccountChanged", "PersonalDataErased", "UserCreated", "UserChanged",
+	"FundCreated", "PayeeCreated", "PayeeAccountChanged", "FundAllocationChanged", "PersonalDataErased", "UserCreated", "UserChanged",
 	"WebhookRegistered", "WebhookRemoved"}

@@ -30,6 +30,15 @@ type (
 		// Previous is the account it replaces.
 		Previous string
 	}
+	// FundAllocationChanged is a fund's new allocation, set by finance
+	// with a reason. A cut (AllocatedCents < PreviousCents) was held on
+	// the fund under HoldID before it was recorded, so that no approval
+	// could take the money in between (ADR 27); a raise holds nothing.
+	FundAllocationChanged struct {
+		AllocatedCents int64
+		PreviousCents  int64
+		HoldID         string
+	}
 )
 
 // Type implements Body.
@@ -37,6 +46,14 @@ func (FundCreated) Type() string { return "FundCreated" }
 
 // Type implements Body.
 func (PayeeCreated) Type() string { return "PayeeCreated" }
+
+// Type implements Body.
+func (FundAllocationChanged) Type() string { return "FundAllocationChanged" }
+
+// Kind says the event is about a fund.
+func (FundAllocationChanged) Kind() Kind { return KindFund }
+
+func (FundAllocationChanged) isBody() {}
 
 // Type implements Body.
 func (PayeeAccountChanged) Type() string { return "PayeeAccountChanged" }
@@ -69,9 +86,16 @@ type Fund struct {
 func FoldFund(recs []Recorded) *Fund {
 	var f *Fund
 	for _, r := range recs {
-		if b, ok := r.Event.Body.(FundCreated); ok && f == nil {
-			f = &Fund{ID: r.Event.CaseID, Name: b.Name, AllocatedCents: b.AllocatedCents, CreatedBy: r.Event.Actor.Username,
-				CreatedAt: r.Event.At}
+		switch b := r.Event.Body.(type) {
+		case FundCreated:
+			if f == nil {
+				f = &Fund{ID: r.Event.CaseID, Name: b.Name, AllocatedCents: b.AllocatedCents, CreatedBy: r.Event.Actor.Username,
+					CreatedAt: r.Event.At}
+			}
+		case FundAllocationChanged:
+			if f != nil {
+				f.AllocatedCents = b.AllocatedCents
+			}
 		}
 		if f != nil {
 			f.Version = r.Seq
@@ -138,6 +162,37 @@ func CreateFund(cmd Cmd, f *Fund, name string, allocated int64) (Event, error) {
 		return Event{}, Errorf(CodeConflict, "fund %s exists", f.ID)
 	}
 	return cmd.event(cmd.ID, "", FundCreated{Name: name, AllocatedCents: allocated}), nil
+}
+
+// ChangeAllocation sets the fund's allocation to allocated, with the
+// reason why. A cut names the hold (holdID) under which the caller set
+// the money aside on the fund before recording it; the caller also checks
+// that the fund can spare it (reserved and paid money stays allocated).
+//
+// Errors: CodeForbidden unless finance, CodeNotFound for no fund,
+// CodeInvalid naming allocated_usd_cents (not positive, too large, or the
+// allocation already) or reason (missing or bad).
+func (f *Fund) ChangeAllocation(cmd Cmd, id string, allocated int64, reason, holdID string) (Event, error) {
+	if cmd.Actor.Role != RoleFinance {
+		return Event{}, Errorf(CodeForbidden, "only finance changes a fund's allocation")
+	}
+	if f == nil {
+		return Event{}, Errorf(CodeNotFound, "no fund %q", id)
+	}
+	var probs Problems
+	CheckAmount(&probs, "allocated_usd_cents", allocated, MaxAllocationCents)
+	if allocated == f.AllocatedCents {
+		probs.Add("allocated_usd_cents", "is the fund's allocation already")
+	}
+	checkText(&probs, "reason", reason, MaxReason, true)
+	if err := probs.Err(); err != nil {
+		return Event{}, err
+	}
+	if allocated > f.AllocatedCents {
+		holdID = ""
+	}
+	return cmd.event(f.ID, strings.TrimSpace(reason),
+		FundAllocationChanged{AllocatedCents: allocated, PreviousCents: f.AllocatedCents, HoldID: holdID}), nil
 }
 
 // CreatePayee starts a payee whose id is the command's; p is the payee as

@@ -35,7 +35,7 @@ func TypeKind(typ string) Kind {
 	for _, b := range []interface {
 		Body
 		Kind() Kind
-	}{PolicyChanged{}, FundCreated{}, PayeeCreated{}, PayeeAccountChanged{}, UserCreated{}, UserChanged{},
+	}{PolicyChanged{}, FundCreated{}, PayeeCreated{}, PayeeAccountChanged{}, FundAllocationChanged{}, UserCreated{}, UserChanged{},
 		WebhookRegistered{}, WebhookRemoved{}} {
 		if b.Type() == typ {
 			return b.Kind()

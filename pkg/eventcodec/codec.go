@@ -120,6 +120,9 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 		pe.Body = &evav1.Event_PayeeCreated{PayeeCreated: &evav1.PayeeCreated{Name: b.Name, Country: b.Country, Account: b.Account}}
 	case assist.PayeeAccountChanged:
 		pe.Body = &evav1.Event_PayeeAccountChanged{PayeeAccountChanged: &evav1.PayeeAccountChanged{Account: b.Account, Previous: b.Previous}}
+	case assist.FundAllocationChanged:
+		pe.Body = &evav1.Event_FundAllocationChanged{FundAllocationChanged: &evav1.FundAllocationChanged{
+			AllocatedUsdCents: b.AllocatedCents, PreviousUsdCents: b.PreviousCents, HoldId: b.HoldID}}
 	case assist.WebhookRegistered:
 		pe.Body = &evav1.Event_WebhookRegistered{WebhookRegistered: &evav1.WebhookRegistered{Url: b.URL, Events: b.Events,
 			Secret: sealedToProto(&b.Secret), SecretKey: b.SecretKey}}
@@ -228,6 +231,10 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 	case *evav1.Event_PayeeAccountChanged:
 		r := b.PayeeAccountChanged
 		e.Body = assist.PayeeAccountChanged{Account: r.GetAccount(), Previous: r.GetPrevious()}
+	case *evav1.Event_FundAllocationChanged:
+		r := b.FundAllocationChanged
+		e.Body = assist.FundAllocationChanged{AllocatedCents: r.GetAllocatedUsdCents(), PreviousCents: r.GetPreviousUsdCents(),
+			HoldID: r.GetHoldId()}
 	case *evav1.Event_WebhookRegistered:
 		w := b.WebhookRegistered
 		e.Body = assist.WebhookRegistered{URL: w.GetUrl(), Events: w.GetEvents(), Secret: sealedFromProto(w.GetSecret()),

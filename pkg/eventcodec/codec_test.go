@@ -91,6 +91,8 @@ func samples() []struct {
 		{"FundCreated", envelope("45", assist.FundCreated{Name: "EVA-DEMO", AllocatedCents: 100_000_000})},
 		{"PayeeCreated", envelope("46", assist.PayeeCreated{Name: "Safe House", Country: "BD", Account: "ACC-1"})},
 		{"PayeeAccountChanged", envelope("47", assist.PayeeAccountChanged{Account: "ACC-2", Previous: "ACC-1"})},
+		{"FundAllocationChanged", envelope("48", assist.FundAllocationChanged{AllocatedCents: 90_000_000, PreviousCents: 100_000_000,
+			HoldID: "019a0000-0000-7000-8000-000000000048"})},
 		{"PersonalDataErased", envelope("30", assist.PersonalDataErased{KeyID: "key-1"})},
 		{"UserCreated", envelope("20", assist.UserCreated{Username: "nia", Roles: []string{"requester"}, Posts: []string{"KEN-NAIROBI"}})},
 		{"UserChanged", envelope("21", assist.UserChanged{Username: "nia", Roles: []string{"requester", "auditor"},

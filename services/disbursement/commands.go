@@ -2,17 +2,20 @@ package disbursement
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/google/uuid"
+	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+	"github.com/eva-org/eva/services/disbursement/reconcile"
 )
 
 // Funds lists funds.
@@ -388,3 +391,151 @@ func checkCommand(probs *assist.Problems, id string) {
 }
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// Ledger reads a page of a fund's double-entry ledger (journal.go).
+//
+// Errors: CodeNotFound.
+func (s *Service) Ledger(ctx context.Context, r disbursementapi.LedgerRequest) (disbursementapi.Ledger, error) {
+	return s.store.Ledger(ctx, r)
+}
+
+// ChangeAllocation sets a fund's allocation: FundAllocationChanged on the
+// fund's log, with its actor and reason, then the fund's row and its
+// ledger entry (the consumer applies the event too; once either way). A
+// cut is first held on the fund like an approval (ADR 4), so that no
+// approval takes the money between the check and the record; a cut the
+// fund cannot spare is refused with the available amount.
+//
+// Errors: CodeForbidden unless finance, CodeNotFound for no fund,
+// CodeInvalid naming allocated_usd_cents, reason or command_id,
+// CodeInsufficientFunds naming the available amount, CodeConflict when
+// another change of the allocation won a race.
+func (s *Service) ChangeAllocation(ctx context.Context, r disbursementapi.ChangeAllocationRequest) (disbursementapi.Fund, error) {
+	if r.Actor.Role != assist.RoleFinance {
+		return disbursementapi.Fund{}, assist.Errorf(assist.CodeForbidden, "only finance changes a fund's allocation")
+	}
+	var probs assist.Problems
+	checkCommand(&probs, r.CommandID)
+	if err := probs.Err(); err != nil {
+		return disbursementapi.Fund{}, err
+	}
+	if !eventlog.ValidCaseID(r.ID) {
+		return disbursementapi.Fund{}, assist.Errorf(assist.CodeNotFound, "no fund %q", r.ID)
+	}
+	recs, err := s.log.History(ctx, assist.KindFund, r.ID)
+	if err != nil {
+		return disbursementapi.Fund{}, err
+	}
+	if !slices.ContainsFunc(recs, func(rec assist.Recorded) bool { return rec.Event.CommandID == r.CommandID }) {
+		if err := s.changeAllocation(ctx, r, assist.FoldFund(recs)); err != nil {
+			return disbursementapi.Fund{}, err
+		}
+	}
+	// The fund's row and ledger from the event, as the consumer would.
+	if err := s.journalCommand(ctx, r.ID, r.CommandID); err != nil {
+		return disbursementapi.Fund{}, err
+	}
+	return s.store.Fund(ctx, r.ID)
+}
+
+// changeAllocation holds a cut, then appends the change.
+func (s *Service) changeAllocation(ctx context.Context, r disbursementapi.ChangeAllocationRequest, f *assist.Fund) error {
+	cmd := assist.Cmd{ID: r.CommandID, Actor: r.Actor, At: s.now()}
+	if _, err := f.ChangeAllocation(cmd, r.ID, r.AllocatedCents, r.Reason, ""); err != nil {
+		return err // checked before anything is held
+	}
+	cut := f.AllocatedCents - r.AllocatedCents
+	holdID := ""
+	if cut > 0 {
+		holdID = r.CommandID
+		now := s.now()
+		if _, err := s.store.PlaceCut(ctx, r.ID, holdID, cut, now.Add(s.cfg.HoldTTL), now); err != nil {
+			return err
+		}
+	}
+	_, _, err := eventlog.ExecuteOn(ctx, s.log, eventlog.CommandOn[*assist.Fund]{Kind: assist.KindFund, ID: r.ID, CmdID: r.CommandID,
+		Fold: assist.FoldFund,
+		Decide: func(now *assist.Fund, _ uint64) (assist.Event, error) {
+			if holdID != "" && now != nil && now.AllocatedCents-r.AllocatedCents != cut {
+				return assist.Event{}, assist.Errorf(assist.CodeConflict,
+					"the fund's allocation changed meanwhile (now %s); try again", assist.FormatUSD(now.AllocatedCents))
+			}
+			return now.ChangeAllocation(cmd, r.ID, r.AllocatedCents, r.Reason, holdID)
+		}})
+	if err != nil && holdID != "" {
+		// Not recorded: the cut's hold goes back, unless the log has it
+		// after all (then it is applied); the sweeper does the same if
+		// this cannot.
+		if serr := s.settleCut(ctx, r.ID, holdID); serr != nil {
+			s.warn("give back an allocation cut", serr, zap.String("hold", holdID))
+		}
+	}
+	return err
+}
+
+// journalCommand applies the fund's event of command cmdID to its row and
+// the ledger.
+func (s *Service) journalCommand(ctx context.Context, fundID, cmdID string) error {
+	recs, err := s.log.History(ctx, assist.KindFund, fundID)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if rec.Event.CommandID == cmdID {
+			return s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.ApplyAllocation(ctx, q, rec.Seq, rec.Event) })
+		}
+	}
+	return assist.Errorf(assist.CodeUnavailable, "the fund's change %s is not in its log yet", cmdID)
+}
+
+// settleCut ends an allocation cut's hold that is still held: applied when
+// the fund's log records the cut, given back to the fund when it does not.
+func (s *Service) settleCut(ctx context.Context, fundID, holdID string) error {
+	recs, err := s.log.History(ctx, assist.KindFund, fundID)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if b, ok := rec.Event.Body.(assist.FundAllocationChanged); ok && b.HoldID == holdID {
+			return s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.ApplyAllocation(ctx, q, rec.Seq, rec.Event) })
+		}
+	}
+	return s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.ReleaseHold(ctx, q, holdID, s.now()) })
+}
+
+// Reconcile checks a provider's statement against the ledger's payouts
+// (package reconcile): it names every payout missing from the statement,
+// every line for no payout, a duplicated line and an altered amount,
+// payee or currency. It changes nothing.
+//
+// Errors: CodeInvalid naming the first bad line's field.
+func (s *Service) Reconcile(ctx context.Context, r disbursementapi.ReconcileRequest) (reconcile.Report, error) {
+	for i, l := range r.Lines {
+		raw, err := json.Marshal(l)
+		if err == nil {
+			_, err = reconcile.ParseLine(raw)
+		}
+		var le *reconcile.LineError
+		if errors.As(err, &le) {
+			var probs assist.Problems
+			field := fmt.Sprintf("lines[%d]", i)
+			if le.Field != "" {
+				field += "." + le.Field
+			}
+			probs.Add(field, "%s", le.Message)
+			return reconcile.Report{}, probs.Err()
+		}
+		if err != nil {
+			return reconcile.Report{}, err
+		}
+		if l.PayoutID == "" { // from its key, as ParseLine reads it
+			p, _ := reconcile.ParseLine(raw)
+			r.Lines[i] = p
+		}
+	}
+	posted, err := s.store.Posted(ctx)
+	if err != nil {
+		return reconcile.Report{}, err
+	}
+	return reconcile.Reconcile(posted, r.Lines), nil
+}

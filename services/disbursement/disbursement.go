@@ -114,6 +114,9 @@ func Run(ctx context.Context, d Deps) error {
 		rpc.On(disbursementapi.FundsGet, s.Fund),
 		rpc.On(disbursementapi.FundsCreate, s.CreateFund),
 		rpc.On(disbursementapi.FundsHistory, s.FundHistory),
+		rpc.On(disbursementapi.FundsLedger, s.Ledger),
+		rpc.On(disbursementapi.FundsAllocation, s.ChangeAllocation),
+		rpc.On(disbursementapi.Reconcile, s.Reconcile),
 		rpc.On(disbursementapi.PayeesList, s.Payees),
 		rpc.On(disbursementapi.PayeesGet, s.Payee),
 		rpc.On(disbursementapi.PayeesCreate, s.CreatePayee),
@@ -159,6 +162,7 @@ var ledgerSubjects = []string{
 	eventlog.Subject("*", "RequestWithdrawn"),
 	eventlog.Subject("*", "PayoutRetried"),
 	eventlog.SubjectOf(assist.KindFund, "*", "FundCreated"),
+	eventlog.SubjectOf(assist.KindFund, "*", "FundAllocationChanged"),
 	eventlog.SubjectOf(assist.KindPayee, "*", "PayeeCreated"),
 	eventlog.SubjectOf(assist.KindPayee, "*", "PayeeAccountChanged"),
 }

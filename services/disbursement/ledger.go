@@ -20,6 +20,15 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 	if err != nil {
 		return eventlog.Poison(err)
 	}
+	// An allocation change moves the fund's row once, keyed by its
+	// ledger entry; then the double-entry ledger (journal.go), which reads
+	// only its own tables, which the effects below do not touch.
+	if err := s.store.ApplyAllocation(ctx, q, m.Seq, e); err != nil {
+		return err
+	}
+	if err := s.store.Journal(ctx, q, m.Seq, e); err != nil {
+		return err
+	}
 	now := s.now()
 	switch b := e.Body.(type) {
 	case assist.RequestApproved:

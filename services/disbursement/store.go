@@ -14,6 +14,7 @@ import (
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+	"github.com/eva-org/eva/services/disbursement/reconcile"
 )
 
 //go:embed migrations
@@ -134,6 +135,26 @@ type Store interface {
 	// failed, it does nothing).
 	RetryPayout(ctx context.Context, q sqldb.Querier, payoutID string, attempt int, cmdID string, now time.Time) error
 
+	// Journal writes the double-entry ledger's entries of the event at
+	// log position seq (journal.go), from the events alone; applied
+	// again, it writes nothing.
+	Journal(ctx context.Context, q sqldb.Querier, seq uint64, e assist.Event) error
+	// ApplyAllocation applies a FundAllocationChanged at log position seq
+	// to the fund's row and writes its entry, once (before Journal).
+	ApplyAllocation(ctx context.Context, q sqldb.Querier, seq uint64, e assist.Event) error
+	// Ledger reads a page of a fund's ledger with its balances and the
+	// fund's row. Errors: CodeNotFound.
+	Ledger(ctx context.Context, r disbursementapi.LedgerRequest) (disbursementapi.Ledger, error)
+	// Posted lists the ledger's posted payouts and those sent and not
+	// settled yet, for reconciliation.
+	Posted(ctx context.Context) ([]reconcile.Posted, error)
+	// PlaceCut holds amount on a fund for a cut of its allocation about
+	// to be recorded (hold id holdID, case id the fund's), unless the
+	// fund cannot spare it; the same hold id again returns the stored
+	// hold. Errors: CodeInsufficientFunds with the available amount,
+	// CodeNotFound for no fund.
+	PlaceCut(ctx context.Context, fundID, holdID string, amount int64, expires, now time.Time) (disbursementapi.Hold, error)
+
 	// ClaimWork leases due payout steps to this worker.
 	ClaimWork(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Work, error)
 	// Defer puts a payout step off until next.
@@ -236,11 +257,11 @@ func (s *SQLStore) FundHistory(ctx context.Context, id string) ([]disbursementap
 		return nil, err
 	}
 	rows, err := s.db.Query(ctx, `SELECT at, dres, dpaid FROM (
-			SELECT created_at AS at, amount AS dres, 0 AS dpaid FROM disb_holds WHERE fund_id = $1
+			SELECT created_at AS at, amount AS dres, 0 AS dpaid FROM disb_holds WHERE fund_id = $1 AND case_id <> $1
 			UNION ALL
-			SELECT updated_at, -amount, amount FROM disb_holds WHERE fund_id = $1 AND status = $2
+			SELECT updated_at, -amount, amount FROM disb_holds WHERE fund_id = $1 AND case_id <> $1 AND status = $2
 			UNION ALL
-			SELECT updated_at, -amount, 0 FROM disb_holds WHERE fund_id = $1 AND status = $3
+			SELECT updated_at, -amount, 0 FROM disb_holds WHERE fund_id = $1 AND case_id <> $1 AND status = $3
 		) AS moves ORDER BY at, dpaid, dres DESC`, id, disbursementapi.HoldPaid, disbursementapi.HoldReleased)
 	if err != nil {
 		return nil, err

@@ -197,6 +197,12 @@ func (s *Service) SweepHolds(ctx context.Context) {
 		return
 	}
 	for _, h := range holds {
+		if h.CaseID == h.FundID { // a cut of the fund's allocation
+			if err := s.settleCut(ctx, h.FundID, h.ID); err != nil {
+				s.warn("settle allocation cut", err, zap.String("hold", h.ID))
+			}
+			continue
+		}
 		err := s.expire(ctx, h)
 		switch {
 		case err == nil, assist.IsCode(err, assist.CodeConflict):

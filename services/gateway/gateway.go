@@ -26,6 +26,7 @@ import (
 	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/audit/auditapi"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+	"github.com/eva-org/eva/services/disbursement/reconcile"
 	"github.com/eva-org/eva/services/intake/intakeapi"
 	"github.com/eva-org/eva/services/notify/notifyapi"
 )
@@ -137,6 +138,9 @@ type Disbursement interface {
 	Funds(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.FundsPage, error)
 	Fund(ctx context.Context, id string) (disbursementapi.Fund, error)
 	FundHistory(ctx context.Context, id string) (disbursementapi.FundHistory, error)
+	Ledger(ctx context.Context, r disbursementapi.LedgerRequest) (disbursementapi.Ledger, error)
+	ChangeAllocation(ctx context.Context, r disbursementapi.ChangeAllocationRequest) (disbursementapi.Fund, error)
+	Reconcile(ctx context.Context, r disbursementapi.ReconcileRequest) (reconcile.Report, error)
 	CreateFund(ctx context.Context, r disbursementapi.CreateFundRequest) (disbursementapi.Fund, error)
 	Payees(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayeesPage, error)
 	Payee(ctx context.Context, id string) (disbursementapi.Payee, error)

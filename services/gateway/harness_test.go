@@ -29,6 +29,7 @@ import (
 	"github.com/eva-org/eva/services/approval/approvalapi"
 	"github.com/eva-org/eva/services/audit/auditapi"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+	"github.com/eva-org/eva/services/disbursement/reconcile"
 	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
@@ -170,6 +171,9 @@ type fakeDisbursement struct {
 	funds        func(context.Context, disbursementapi.ListRequest) (disbursementapi.FundsPage, error)
 	fund         func(context.Context, string) (disbursementapi.Fund, error)
 	fundHistory  func(context.Context, string) (disbursementapi.FundHistory, error)
+	ledger       func(context.Context, disbursementapi.LedgerRequest) (disbursementapi.Ledger, error)
+	allocation   func(context.Context, disbursementapi.ChangeAllocationRequest) (disbursementapi.Fund, error)
+	reconcile    func(context.Context, disbursementapi.ReconcileRequest) (reconcile.Report, error)
 	createFund   func(context.Context, disbursementapi.CreateFundRequest) (disbursementapi.Fund, error)
 	payees       func(context.Context, disbursementapi.ListRequest) (disbursementapi.PayeesPage, error)
 	payee        func(context.Context, string) (disbursementapi.Payee, error)
@@ -188,6 +192,15 @@ func (f *fakeDisbursement) Fund(ctx context.Context, id string) (disbursementapi
 }
 func (f *fakeDisbursement) FundHistory(ctx context.Context, id string) (disbursementapi.FundHistory, error) {
 	return call(f.calls, "disbursement.FundHistory", f.fundHistory, ctx, id)
+}
+func (f *fakeDisbursement) Ledger(ctx context.Context, r disbursementapi.LedgerRequest) (disbursementapi.Ledger, error) {
+	return call(f.calls, "disbursement.Ledger", f.ledger, ctx, r)
+}
+func (f *fakeDisbursement) ChangeAllocation(ctx context.Context, r disbursementapi.ChangeAllocationRequest) (disbursementapi.Fund, error) {
+	return call(f.calls, "disbursement.ChangeAllocation", f.allocation, ctx, r)
+}
+func (f *fakeDisbursement) Reconcile(ctx context.Context, r disbursementapi.ReconcileRequest) (reconcile.Report, error) {
+	return call(f.calls, "disbursement.Reconcile", f.reconcile, ctx, r)
 }
 func (f *fakeDisbursement) CreateFund(ctx context.Context, r disbursementapi.CreateFundRequest) (disbursementapi.Fund, error) {
 	return call(f.calls, "disbursement.CreateFund", f.createFund, ctx, r)
@@ -534,6 +547,28 @@ func (h *harness) setDefaults() {
 			{At: t0, AllocatedCents: 100_000_000, AvailableCents: 100_000_000},
 			{At: t0.Add(time.Hour), AllocatedCents: 100_000_000, ReservedCents: 25000, AvailableCents: 100_000_000 - 25000},
 		}}, nil
+	}
+	h.disb.ledger = func(_ context.Context, r disbursementapi.LedgerRequest) (disbursementapi.Ledger, error) {
+		if r.ID != fundID {
+			return disbursementapi.Ledger{}, assist.Errorf(assist.CodeNotFound, "no fund %q", r.ID)
+		}
+		e := disbursementapi.LedgerEntry{Seq: 1, EventID: fundID, EventType: "FundCreated", Kind: disbursementapi.EntryAllocate,
+			FundID: fundID, Debit: disbursementapi.AccountAvailable(fundID), Credit: disbursementapi.AccountAllocation(fundID),
+			AmountCents: fund.AllocatedCents, At: t0, Actor: "fin"}
+		e.Balances = disbursementapi.Balances{}.Apply(e)
+		return disbursementapi.Ledger{FundID: fundID, Entries: []disbursementapi.LedgerEntry{e}, Balances: e.Balances, Fund: fund}, nil
+	}
+	h.disb.allocation = func(_ context.Context, r disbursementapi.ChangeAllocationRequest) (disbursementapi.Fund, error) {
+		if r.ID != fundID {
+			return disbursementapi.Fund{}, assist.Errorf(assist.CodeNotFound, "no fund %q", r.ID)
+		}
+		f := fund
+		f.AllocatedCents, f.AvailableCents = r.AllocatedCents, r.AllocatedCents
+		return f, nil
+	}
+	h.disb.reconcile = func(_ context.Context, r disbursementapi.ReconcileRequest) (reconcile.Report, error) {
+		return reconcile.Reconcile([]reconcile.Posted{{PayoutID: payoutID, FundID: fundID, PayeeID: payeeID, ProviderRef: "SIM-1",
+			AmountCents: 25000, Settled: true, At: t0}}, r.Lines), nil
 	}
 	h.disb.createFund = func(_ context.Context, r disbursementapi.CreateFundRequest) (disbursementapi.Fund, error) {
 		return disbursementapi.Fund{ID: r.CommandID, Name: r.Name, AllocatedCents: r.AllocatedCents, AvailableCents: r.AllocatedCents, CreatedAt: t0}, nil

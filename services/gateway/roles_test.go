@@ -54,6 +54,9 @@ var apiWho = map[string][]string{
 	"POST /v1/funds":                      {finance},
 	"GET /v1/funds/{id}":                  {finance, approver, auditor},
 	"GET /v1/funds/{id}/history":          {finance, approver, auditor}, // an addition: the burn-down of the web UI
+	"GET /v1/funds/{id}/ledger":           {finance, approver, auditor}, // an addition: the double-entry ledger (ADR 27)
+	"POST /v1/funds/{id}/allocation":      {finance},                    // an addition: FundAllocationChanged
+	"POST /v1/payouts/reconcile":          {finance, auditor},           // an addition: reconcile (ADR 27); changes nothing
 	"GET /v1/payees":                      nil,
 	"POST /v1/payees":                     {finance},
 	"GET /v1/payees/{id}":                 nil,
@@ -134,10 +137,13 @@ var validBodies = map[string]string{
 	"/v1/funds":                  `{"name":"Emergency 2025","allocated_usd_cents":100000000}`,
 	"/v1/payees":                 `{"name":"Clinic","country":"IN","account":"ACC-9"}`,
 	"/v1/payees/{id}/account":    `{"account":"ACC-10","reason":"the clinic moved banks"}`,
-	"/v1/payouts/{id}/retry":     ``,
-	"/v1/payouts/{id}/cancel":    `{"reason":"payee closed"}`,
-	"/v1/webhooks":               `{"url":"https://hooks.example.org/eva","events":["RequestApproved"],"secret":"0123456789abcdef"}`,
-	"/v1/webhooks/{id}":          ``,
+	"/v1/funds/{id}/allocation":  `{"allocated_usd_cents":90000000,"reason":"the donor cut the grant"}`,
+	"/v1/payouts/reconcile": `{"lines":[{"provider_ref":"SIM-1","payout_id":"` + payoutID + `","payee_id":"` + payeeID +
+		`","amount_usd_cents":25000,"currency":"USD","settled_at":"2025-03-01T10:00:00Z"}]}`,
+	"/v1/payouts/{id}/retry":  ``,
+	"/v1/payouts/{id}/cancel": `{"reason":"payee closed"}`,
+	"/v1/webhooks":            `{"url":"https://hooks.example.org/eva","events":["RequestApproved"],"secret":"0123456789abcdef"}`,
+	"/v1/webhooks/{id}":       ``,
 }
 
 func TestRoutesMatchAPIWho(t *testing.T) {

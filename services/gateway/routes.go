@@ -204,6 +204,19 @@ func (s *server) routes() []route {
 				summary: "A fund's burn-down",
 				doc:     "Its money after each change in time order from its creation, at most 500 points (a longer history is sampled).",
 				answer:  "the fund's money over time", op: handleGet(s.fundHistory)},
+			route{method: get, pattern: "/v1/funds/{id}/ledger", roles: []string{finance, approver, auditor},
+				summary: "A fund's double-entry ledger",
+				doc: "The fund's entries in log order after `after` (the seq of the last entry seen), each a balanced " +
+					"double entry (amount from `credit` to `debit`: accounts allocation:<fund>, fund:<fund>:available, " +
+					"fund:<fund>:reserved, fund:<fund>:paid) caused by one event (its seq, id and type), with the fund's " +
+					"running balances; beside them the whole ledger's balances and the fund's figures, which equal them " +
+					"but for unrecorded_holds_usd_cents (approvals being recorded at this moment).",
+				answer: "a page of the fund's ledger", op: handleQuery(s.fundLedger)},
+			route{method: post, pattern: "/v1/funds/{id}/allocation", roles: []string{finance}, summary: "Change a fund's allocation",
+				doc: "`{\"allocated_usd_cents\",\"reason\"}`: recorded as the event FundAllocationChanged with its actor " +
+					"and reason. A cut below what is reserved and paid is 409 with available_usd_cents (the most it can " +
+					"drop by); the same allocation, a bad amount or no reason is 400 naming the field; an unknown fund 404.",
+				answer: "the fund", op: handleCommand(s, s.changeAllocation)},
 			route{method: get, pattern: "/v1/payees", summary: "List payees",
 				doc:    "Service providers that receive payouts; every role reads them (a requester names one when filing).",
 				answer: "payees", op: handleQuery(s.listPayees)},
@@ -221,6 +234,14 @@ func (s *server) routes() []route {
 				answer: "the payout", op: handleCommand(s, s.retryPayout)},
 			route{method: post, pattern: "/v1/payouts/{id}/cancel", roles: []string{finance}, summary: "Cancel a failed payout",
 				answer: "the payout; its funds go back to the fund", op: handleCommand(s, s.cancelPayout)},
+			route{method: post, pattern: "/v1/payouts/reconcile", roles: []string{finance, auditor},
+				summary: "Reconcile a provider's statement with the ledger",
+				doc: "`{\"lines\":[...]}`, each line one payment the provider settled (`provider_ref`, `key` or `payout_id`, " +
+					"`payee_id`, `account`, `amount_usd_cents`, `currency`, `settled_at`; the JSON-lines statement format of " +
+					"services/disbursement/reconcile, one object per line). Changes nothing. Findings name every payout the ledger " +
+					"posted that the statement lacks, a line for no payout, a second line for a payout, and a line whose amount, " +
+					"payee or currency differs; `ok` when there are none. A bad line is 400 naming `lines[i].<field>`.",
+				answer: "the reconciliation's findings", op: handleCommand(s, s.reconcilePayouts)},
 		),
 		group("policy",
 			route{method: get, pattern: "/v1/policy", summary: "The policy in force",

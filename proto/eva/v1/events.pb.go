@@ -228,6 +228,7 @@ type Event struct {
 	//	*Event_FundCreated
 	//	*Event_PayeeCreated
 	//	*Event_PayeeAccountChanged
+	//	*Event_FundAllocationChanged
 	//	*Event_PersonalDataErased
 	//	*Event_UserCreated
 	//	*Event_UserChanged
@@ -515,6 +516,15 @@ func (x *Event) GetPayeeAccountChanged() *PayeeAccountChanged {
 	return nil
 }
 
+func (x *Event) GetFundAllocationChanged() *FundAllocationChanged {
+	if x != nil {
+		if x, ok := x.Body.(*Event_FundAllocationChanged); ok {
+			return x.FundAllocationChanged
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetPersonalDataErased() *PersonalDataErased {
 	if x != nil {
 		if x, ok := x.Body.(*Event_PersonalDataErased); ok {
@@ -652,6 +662,10 @@ type Event_PayeeAccountChanged struct {
 	PayeeAccountChanged *PayeeAccountChanged `protobuf:"bytes,62,opt,name=payee_account_changed,json=payeeAccountChanged,proto3,oneof"`
 }
 
+type Event_FundAllocationChanged struct {
+	FundAllocationChanged *FundAllocationChanged `protobuf:"bytes,63,opt,name=fund_allocation_changed,json=fundAllocationChanged,proto3,oneof"`
+}
+
 type Event_PersonalDataErased struct {
 	PersonalDataErased *PersonalDataErased `protobuf:"bytes,70,opt,name=personal_data_erased,json=personalDataErased,proto3,oneof"`
 }
@@ -715,6 +729,8 @@ func (*Event_FundCreated) isEvent_Body() {}
 func (*Event_PayeeCreated) isEvent_Body() {}
 
 func (*Event_PayeeAccountChanged) isEvent_Body() {}
+
+func (*Event_FundAllocationChanged) isEvent_Body() {}
 
 func (*Event_PersonalDataErased) isEvent_Body() {}
 
@@ -2427,6 +2443,70 @@ func (x *PayeeAccountChanged) GetPrevious() string {
 	return ""
 }
 
+// FundAllocationChanged: finance set a fund's allocation (the event's
+// reason says why), on eva.fund.<fund id>.FundAllocationChanged. A cut
+// was held on the fund under hold_id before it was recorded; a raise
+// names no hold.
+type FundAllocationChanged struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	AllocatedUsdCents int64                  `protobuf:"varint,1,opt,name=allocated_usd_cents,json=allocatedUsdCents,proto3" json:"allocated_usd_cents,omitempty"`
+	PreviousUsdCents  int64                  `protobuf:"varint,2,opt,name=previous_usd_cents,json=previousUsdCents,proto3" json:"previous_usd_cents,omitempty"`
+	HoldId            string                 `protobuf:"bytes,3,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *FundAllocationChanged) Reset() {
+	*x = FundAllocationChanged{}
+	mi := &file_eva_v1_events_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FundAllocationChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FundAllocationChanged) ProtoMessage() {}
+
+func (x *FundAllocationChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FundAllocationChanged.ProtoReflect.Descriptor instead.
+func (*FundAllocationChanged) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *FundAllocationChanged) GetAllocatedUsdCents() int64 {
+	if x != nil {
+		return x.AllocatedUsdCents
+	}
+	return 0
+}
+
+func (x *FundAllocationChanged) GetPreviousUsdCents() int64 {
+	if x != nil {
+		return x.PreviousUsdCents
+	}
+	return 0
+}
+
+func (x *FundAllocationChanged) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
+}
+
 // UserCreated: an admin created a local account, on subject
 // eva.user.<user id>.UserCreated (the id derives from the username,
 // assist.UserID). Never the password nor its hash.
@@ -2441,7 +2521,7 @@ type UserCreated struct {
 
 func (x *UserCreated) Reset() {
 	*x = UserCreated{}
-	mi := &file_eva_v1_events_proto_msgTypes[29]
+	mi := &file_eva_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2453,7 +2533,7 @@ func (x *UserCreated) String() string {
 func (*UserCreated) ProtoMessage() {}
 
 func (x *UserCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[29]
+	mi := &file_eva_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2466,7 +2546,7 @@ func (x *UserCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserCreated.ProtoReflect.Descriptor instead.
 func (*UserCreated) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UserCreated) GetUsername() string {
@@ -2506,7 +2586,7 @@ type UserChanged struct {
 
 func (x *UserChanged) Reset() {
 	*x = UserChanged{}
-	mi := &file_eva_v1_events_proto_msgTypes[30]
+	mi := &file_eva_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2598,7 @@ func (x *UserChanged) String() string {
 func (*UserChanged) ProtoMessage() {}
 
 func (x *UserChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[30]
+	mi := &file_eva_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2611,7 @@ func (x *UserChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserChanged.ProtoReflect.Descriptor instead.
 func (*UserChanged) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UserChanged) GetUsername() string {
@@ -2586,7 +2666,7 @@ type WebhookRegistered struct {
 
 func (x *WebhookRegistered) Reset() {
 	*x = WebhookRegistered{}
-	mi := &file_eva_v1_events_proto_msgTypes[31]
+	mi := &file_eva_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2598,7 +2678,7 @@ func (x *WebhookRegistered) String() string {
 func (*WebhookRegistered) ProtoMessage() {}
 
 func (x *WebhookRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[31]
+	mi := &file_eva_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2611,7 +2691,7 @@ func (x *WebhookRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookRegistered.ProtoReflect.Descriptor instead.
 func (*WebhookRegistered) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WebhookRegistered) GetUrl() string {
@@ -2651,7 +2731,7 @@ type WebhookRemoved struct {
 
 func (x *WebhookRemoved) Reset() {
 	*x = WebhookRemoved{}
-	mi := &file_eva_v1_events_proto_msgTypes[32]
+	mi := &file_eva_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2663,7 +2743,7 @@ func (x *WebhookRemoved) String() string {
 func (*WebhookRemoved) ProtoMessage() {}
 
 func (x *WebhookRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[32]
+	mi := &file_eva_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2676,7 +2756,7 @@ func (x *WebhookRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookRemoved.ProtoReflect.Descriptor instead.
 func (*WebhookRemoved) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 var File_eva_v1_events_proto protoreflect.FileDescriptor
@@ -2687,7 +2767,7 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04post\x18\x03 \x01(\tR\x04post\"\xb2\x0f\n" +
+	"\x04post\x18\x03 \x01(\tR\x04post\"\x8b\x10\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\acase_id\x18\x02 \x01(\tR\x06caseId\x12*\n" +
@@ -2718,7 +2798,8 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x0epolicy_changed\x18% \x01(\v2\x15.eva.v1.PolicyChangedH\x00R\rpolicyChanged\x128\n" +
 	"\ffund_created\x18< \x01(\v2\x13.eva.v1.FundCreatedH\x00R\vfundCreated\x12;\n" +
 	"\rpayee_created\x18= \x01(\v2\x14.eva.v1.PayeeCreatedH\x00R\fpayeeCreated\x12Q\n" +
-	"\x15payee_account_changed\x18> \x01(\v2\x1b.eva.v1.PayeeAccountChangedH\x00R\x13payeeAccountChanged\x12N\n" +
+	"\x15payee_account_changed\x18> \x01(\v2\x1b.eva.v1.PayeeAccountChangedH\x00R\x13payeeAccountChanged\x12W\n" +
+	"\x17fund_allocation_changed\x18? \x01(\v2\x1d.eva.v1.FundAllocationChangedH\x00R\x15fundAllocationChanged\x12N\n" +
 	"\x14personal_data_erased\x18F \x01(\v2\x1a.eva.v1.PersonalDataErasedH\x00R\x12personalDataErased\x128\n" +
 	"\fuser_created\x18& \x01(\v2\x13.eva.v1.UserCreatedH\x00R\vuserCreated\x128\n" +
 	"\fuser_changed\x18' \x01(\v2\x13.eva.v1.UserChangedH\x00R\vuserChanged\x12J\n" +
@@ -2868,7 +2949,11 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\aaccount\x18\x03 \x01(\tR\aaccount\"K\n" +
 	"\x13PayeeAccountChanged\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x1a\n" +
-	"\bprevious\x18\x02 \x01(\tR\bprevious\"U\n" +
+	"\bprevious\x18\x02 \x01(\tR\bprevious\"\x8e\x01\n" +
+	"\x15FundAllocationChanged\x12.\n" +
+	"\x13allocated_usd_cents\x18\x01 \x01(\x03R\x11allocatedUsdCents\x12,\n" +
+	"\x12previous_usd_cents\x18\x02 \x01(\x03R\x10previousUsdCents\x12\x17\n" +
+	"\ahold_id\x18\x03 \x01(\tR\x06holdId\"U\n" +
 	"\vUserCreated\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x14\n" +
@@ -2900,7 +2985,7 @@ func file_eva_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_eva_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_eva_v1_events_proto_goTypes = []any{
 	(RequestApproved_Step)(0),     // 0: eva.v1.RequestApproved.Step
 	(FundsReleased_Cause)(0),      // 1: eva.v1.FundsReleased.Cause
@@ -2933,17 +3018,18 @@ var file_eva_v1_events_proto_goTypes = []any{
 	(*FundCreated)(nil),           // 28: eva.v1.FundCreated
 	(*PayeeCreated)(nil),          // 29: eva.v1.PayeeCreated
 	(*PayeeAccountChanged)(nil),   // 30: eva.v1.PayeeAccountChanged
-	(*UserCreated)(nil),           // 31: eva.v1.UserCreated
-	(*UserChanged)(nil),           // 32: eva.v1.UserChanged
-	(*WebhookRegistered)(nil),     // 33: eva.v1.WebhookRegistered
-	(*WebhookRemoved)(nil),        // 34: eva.v1.WebhookRemoved
-	nil,                           // 35: eva.v1.Policy.CategoryCapsUsdCentsEntry
-	nil,                           // 36: eva.v1.Policy.DeadlinesEntry
-	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 38: google.protobuf.Duration
+	(*FundAllocationChanged)(nil), // 31: eva.v1.FundAllocationChanged
+	(*UserCreated)(nil),           // 32: eva.v1.UserCreated
+	(*UserChanged)(nil),           // 33: eva.v1.UserChanged
+	(*WebhookRegistered)(nil),     // 34: eva.v1.WebhookRegistered
+	(*WebhookRemoved)(nil),        // 35: eva.v1.WebhookRemoved
+	nil,                           // 36: eva.v1.Policy.CategoryCapsUsdCentsEntry
+	nil,                           // 37: eva.v1.Policy.DeadlinesEntry
+	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 39: google.protobuf.Duration
 }
 var file_eva_v1_events_proto_depIdxs = []int32{
-	37, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
+	38, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
 	2,  // 1: eva.v1.Event.actor:type_name -> eva.v1.Actor
 	7,  // 2: eva.v1.Event.request_submitted:type_name -> eva.v1.RequestSubmitted
 	8,  // 3: eva.v1.Event.request_amended:type_name -> eva.v1.RequestAmended
@@ -2967,34 +3053,35 @@ var file_eva_v1_events_proto_depIdxs = []int32{
 	28, // 21: eva.v1.Event.fund_created:type_name -> eva.v1.FundCreated
 	29, // 22: eva.v1.Event.payee_created:type_name -> eva.v1.PayeeCreated
 	30, // 23: eva.v1.Event.payee_account_changed:type_name -> eva.v1.PayeeAccountChanged
-	9,  // 24: eva.v1.Event.personal_data_erased:type_name -> eva.v1.PersonalDataErased
-	31, // 25: eva.v1.Event.user_created:type_name -> eva.v1.UserCreated
-	32, // 26: eva.v1.Event.user_changed:type_name -> eva.v1.UserChanged
-	33, // 27: eva.v1.Event.webhook_registered:type_name -> eva.v1.WebhookRegistered
-	34, // 28: eva.v1.Event.webhook_removed:type_name -> eva.v1.WebhookRemoved
-	4,  // 29: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
-	37, // 30: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 31: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
-	4,  // 32: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
-	37, // 33: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 34: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
-	37, // 35: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 36: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
-	0,  // 37: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
-	1,  // 38: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
-	37, // 39: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
-	37, // 40: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
-	35, // 41: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
-	36, // 42: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
-	38, // 43: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
-	26, // 44: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
-	4,  // 45: eva.v1.WebhookRegistered.secret:type_name -> eva.v1.Sealed
-	38, // 46: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	31, // 24: eva.v1.Event.fund_allocation_changed:type_name -> eva.v1.FundAllocationChanged
+	9,  // 25: eva.v1.Event.personal_data_erased:type_name -> eva.v1.PersonalDataErased
+	32, // 26: eva.v1.Event.user_created:type_name -> eva.v1.UserCreated
+	33, // 27: eva.v1.Event.user_changed:type_name -> eva.v1.UserChanged
+	34, // 28: eva.v1.Event.webhook_registered:type_name -> eva.v1.WebhookRegistered
+	35, // 29: eva.v1.Event.webhook_removed:type_name -> eva.v1.WebhookRemoved
+	4,  // 30: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
+	38, // 31: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 32: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
+	4,  // 33: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
+	38, // 34: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 35: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
+	38, // 36: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 37: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
+	0,  // 38: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
+	1,  // 39: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
+	38, // 40: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
+	38, // 41: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
+	36, // 42: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
+	37, // 43: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
+	39, // 44: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
+	26, // 45: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
+	4,  // 46: eva.v1.WebhookRegistered.secret:type_name -> eva.v1.Sealed
+	39, // 47: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_eva_v1_events_proto_init() }
@@ -3025,6 +3112,7 @@ func file_eva_v1_events_proto_init() {
 		(*Event_FundCreated)(nil),
 		(*Event_PayeeCreated)(nil),
 		(*Event_PayeeAccountChanged)(nil),
+		(*Event_FundAllocationChanged)(nil),
 		(*Event_PersonalDataErased)(nil),
 		(*Event_UserCreated)(nil),
 		(*Event_UserChanged)(nil),
@@ -3038,7 +3126,7 @@ func file_eva_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eva_v1_events_proto_rawDesc), len(file_eva_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/rpc"
+	"github.com/eva-org/eva/services/disbursement/reconcile"
 )
 
 // Disbursement's endpoints.
@@ -29,7 +30,129 @@ var (
 	PayoutCancel = rpc.Endpoint[PayoutCommand, Payout]{Subject: "eva.disbursement.payout_cancel", Idempotent: true}
 	HoldPlace    = rpc.Endpoint[PlaceHoldRequest, Hold]{Subject: "eva.disbursement.hold_place", Idempotent: true}
 	HoldRelease  = rpc.Endpoint[ReleaseHoldRequest, Hold]{Subject: "eva.disbursement.hold_release", Idempotent: true}
+	FundsLedger  = rpc.Endpoint[LedgerRequest, Ledger]{Subject: "eva.disbursement.funds_ledger", Idempotent: true}
+	// Reconcile checks a provider's statement against the ledger; it
+	// changes nothing.
+	Reconcile = rpc.Endpoint[ReconcileRequest, reconcile.Report]{Subject: "eva.disbursement.reconcile", Idempotent: true}
+	// FundsAllocation changes a fund's allocation; the command id makes a
+	// retry answer the same.
+	FundsAllocation = rpc.Endpoint[ChangeAllocationRequest, Fund]{Subject: "eva.disbursement.funds_allocation", Idempotent: true}
 )
+
+// Ledger accounts of a fund (ADR 27). Each entry moves money from its
+// credit account to its debit account; a balance is debits minus credits.
+// AccountAllocation is where the fund's money comes from: its balance is
+// minus the allocation.
+func AccountAllocation(fundID string) string { return "allocation:" + fundID }
+
+// AccountAvailable holds the fund's money that no approval holds.
+func AccountAvailable(fundID string) string { return "fund:" + fundID + ":available" }
+
+// AccountReserved holds the money of recorded approvals not paid yet.
+func AccountReserved(fundID string) string { return "fund:" + fundID + ":reserved" }
+
+// AccountPaid holds the money the provider settled to payees.
+func AccountPaid(fundID string) string { return "fund:" + fundID + ":paid" }
+
+// Kinds of ledger entries.
+const (
+	EntryAllocate = "allocate" // allocation:F ⇄ fund:F:available (a fund's creation, or a change of its allocation)
+	EntryHold     = "hold"     // fund:F:available → fund:F:reserved (an approval recorded)
+	EntryPost     = "post"     // fund:F:reserved → fund:F:paid (a payout settled)
+	EntryVoid     = "void"     // fund:F:reserved → fund:F:available (a hold released, a payout cancelled, a second approval lower)
+)
+
+// LedgerRequest pages through a fund's ledger: the entries after log
+// position After (0: from the start), at most Limit (default 50, most 500).
+type LedgerRequest struct {
+	ID    string `json:"id"`
+	After uint64 `json:"after,omitempty"`
+	Limit int    `json:"limit,omitempty"`
+}
+
+// Balances are a fund's money as its ledger has it.
+type Balances struct {
+	AllocatedCents int64 `json:"allocated_usd_cents"`
+	ReservedCents  int64 `json:"reserved_usd_cents"`
+	PaidCents      int64 `json:"paid_usd_cents"`
+	AvailableCents int64 `json:"available_usd_cents"`
+}
+
+// Apply is b after entry e of the same fund.
+func (b Balances) Apply(e LedgerEntry) Balances {
+	move := func(account string, by int64) {
+		switch account {
+		case AccountAllocation(e.FundID):
+			b.AllocatedCents -= by
+		case AccountAvailable(e.FundID):
+			b.AvailableCents += by
+		case AccountReserved(e.FundID):
+			b.ReservedCents += by
+		case AccountPaid(e.FundID):
+			b.PaidCents += by
+		}
+	}
+	move(e.Debit, e.AmountCents)
+	move(e.Credit, -e.AmountCents)
+	return b
+}
+
+// LedgerEntry is one balanced double entry: AmountCents moved from Credit
+// to Debit, caused by the event of log position Seq (N orders the entries
+// of one event). Balances are the fund's right after it.
+type LedgerEntry struct {
+	Seq         uint64    `json:"seq"`
+	N           int       `json:"n"`
+	EventID     string    `json:"event_id"`
+	EventType   string    `json:"event_type"`
+	Kind        string    `json:"kind"`
+	FundID      string    `json:"fund_id"`
+	CaseID      string    `json:"request_id,omitempty"`
+	HoldID      string    `json:"hold_id,omitempty"`
+	PayoutID    string    `json:"payout_id,omitempty"`
+	PayeeID     string    `json:"payee_id,omitempty"`
+	ProviderRef string    `json:"provider_ref,omitempty"`
+	Debit       string    `json:"debit"`
+	Credit      string    `json:"credit"`
+	AmountCents int64     `json:"amount_usd_cents"`
+	At          time.Time `json:"at"`
+	Actor       string    `json:"actor,omitempty"`
+	Balances    Balances  `json:"balances"`
+}
+
+// Ledger is a page of a fund's ledger with its balances. Balances are the
+// ledger's at its end (every entry, not only this page's); Fund is the
+// fund's row read in the same statement. The two agree except for
+// UnrecordedHoldsCents: money held on the fund for approvals (or
+// allocation cuts) being recorded right now, which the fund counts as
+// reserved and the log does not have yet: Fund.Reserved =
+// Balances.Reserved + UnrecordedHoldsCents, Fund.Available =
+// Balances.Available - UnrecordedHoldsCents, allocated and paid equal
+// (once the ledger consumer has applied the fund's last event).
+type Ledger struct {
+	FundID               string        `json:"fund_id"`
+	Entries              []LedgerEntry `json:"entries"`
+	Balances             Balances      `json:"balances"`
+	Fund                 Fund          `json:"fund"`
+	UnrecordedHoldsCents int64         `json:"unrecorded_holds_usd_cents"`
+	// NextAfter is the After of the next page; 0 when this is the last.
+	NextAfter uint64 `json:"next_after,omitempty"`
+}
+
+// ReconcileRequest is a provider's statement to check against the
+// ledger (the format of package reconcile).
+type ReconcileRequest struct {
+	Lines []reconcile.Line `json:"lines"`
+}
+
+// ChangeAllocationRequest sets fund ID's allocation, with the reason.
+type ChangeAllocationRequest struct {
+	CommandID      string       `json:"command_id"`
+	Actor          assist.Actor `json:"actor"`
+	ID             string       `json:"id"`
+	AllocatedCents int64        `json:"allocated_usd_cents"`
+	Reason         string       `json:"reason"`
+}
 
 // Fund is money allocated to assistance. Available = allocated - reserved
 // - paid, never below zero.
@@ -233,6 +356,23 @@ func (c *Client) FundHistory(ctx context.Context, id string) (FundHistory, error
 // CreateFund creates a fund. Errors: CodeInvalid, CodeForbidden.
 func (c *Client) CreateFund(ctx context.Context, r CreateFundRequest) (Fund, error) {
 	return FundsCreate.Call(ctx, c.nc, r)
+}
+
+// Ledger reads a page of a fund's ledger. Errors: CodeNotFound.
+func (c *Client) Ledger(ctx context.Context, r LedgerRequest) (Ledger, error) {
+	return FundsLedger.Call(ctx, c.nc, r)
+}
+
+// ChangeAllocation sets a fund's allocation. Errors: CodeForbidden,
+// CodeNotFound, CodeInvalid naming the field, CodeInsufficientFunds (a
+// cut below the reserved and paid money) with the available amount.
+func (c *Client) ChangeAllocation(ctx context.Context, r ChangeAllocationRequest) (Fund, error) {
+	return FundsAllocation.Call(ctx, c.nc, r)
+}
+
+// Reconcile checks a provider's statement against the ledger.
+func (c *Client) Reconcile(ctx context.Context, r ReconcileRequest) (reconcile.Report, error) {
+	return Reconcile.Call(ctx, c.nc, r)
 }
 
 // Payees lists payees.

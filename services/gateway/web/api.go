@@ -275,6 +275,31 @@ type (
 		PaidCents      int64  `json:"paid_usd_cents"`
 		AvailableCents int64  `json:"available_usd_cents"`
 	}
+	balancesJSON struct {
+		AllocatedCents int64 `json:"allocated_usd_cents"`
+		ReservedCents  int64 `json:"reserved_usd_cents"`
+		PaidCents      int64 `json:"paid_usd_cents"`
+		AvailableCents int64 `json:"available_usd_cents"`
+	}
+	ledgerEntryJSON struct {
+		Seq         uint64       `json:"seq"`
+		EventType   string       `json:"event_type"`
+		Kind        string       `json:"kind"`
+		RequestID   string       `json:"request_id"`
+		PayoutID    string       `json:"payout_id"`
+		Debit       string       `json:"debit"`
+		Credit      string       `json:"credit"`
+		AmountCents int64        `json:"amount_usd_cents"`
+		At          string       `json:"at"`
+		Actor       string       `json:"actor"`
+		Balances    balancesJSON `json:"balances"`
+	}
+	ledgerJSON struct {
+		Items                []ledgerEntryJSON `json:"items"`
+		Balances             balancesJSON      `json:"balances"`
+		UnrecordedHoldsCents int64             `json:"unrecorded_holds_usd_cents"`
+		NextAfter            uint64            `json:"next_after"`
+	}
 	fundHistory struct {
 		FundID string      `json:"fund_id"`
 		Items  []fundPoint `json:"items"`

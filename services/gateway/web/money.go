@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 
 	"github.com/go-chi/chi/v5"
 )
@@ -69,13 +70,17 @@ func (s *site) createFund(v *view) error {
 }
 
 type fundData struct {
-	Fund  fundJSON
-	Chart burnChart
-	Bar   fundBar
+	Fund   fundJSON
+	Chart  burnChart
+	Bar    fundBar
+	Ledger ledgerJSON
+	// Next is the link to the ledger's next page; empty on the last.
+	Next string
 }
 
-// fundPage is /funds/{id}: the fund and its burn-down (allocated,
-// reserved, paid over time), from GET /v1/funds/{id}/history.
+// fundPage is /funds/{id}: the fund, its burn-down (allocated, reserved,
+// paid over time) from GET /v1/funds/{id}/history, and a page of its
+// double-entry ledger from GET /v1/funds/{id}/ledger (?after= pages on).
 func (s *site) fundPage(v *view) error {
 	id := chi.URLParam(v.r, "id")
 	fd, err := get[fundJSON](v.ctx(), v.s.api, v.token, "/v1/funds/"+url.PathEscape(id))
@@ -86,7 +91,15 @@ func (s *site) fundPage(v *view) error {
 	if err != nil {
 		return err
 	}
-	d := fundData{Fund: fd, Chart: burnDownChart(v.L, fd, h.Items, v.s.now()), Bar: newFundBar(fd)}
+	l, err := get[ledgerJSON](v.ctx(), v.s.api, v.token, query("/v1/funds/"+url.PathEscape(id)+"/ledger",
+		"limit", "100", "after", v.r.URL.Query().Get("after")))
+	if err != nil {
+		return err
+	}
+	d := fundData{Fund: fd, Chart: burnDownChart(v.L, fd, h.Items, v.s.now()), Bar: newFundBar(fd), Ledger: l}
+	if l.NextAfter > 0 {
+		d.Next = query("/funds/"+url.PathEscape(id), "after", strconv.FormatUint(l.NextAfter, 10)) + "#ledger-h"
+	}
 	v.render(http.StatusOK, "fund", fd.Name, d)
 	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/eva-org/eva/services/audit"
 	"github.com/eva-org/eva/services/audit/auditapi"
 	"github.com/eva-org/eva/services/audit/auditexport"
+	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/disbursement/reconcile"
 )
 
 // DevAuditOrigin is the name of the checkpoint key `eva dev` makes: the
@@ -195,5 +197,49 @@ func AuditCheckExport(path, key string, out, progress io.Writer) error {
 	}
 	took := time.Since(start)
 	fmt.Fprintf(progress, "checked %d events in %s, %.0f events/s\n", res.Events, took.Round(time.Millisecond), float64(res.Events)/took.Seconds())
+	return nil
+}
+
+// AuditReconcile checks a provider's statement (the JSON-lines format of
+// services/disbursement/reconcile, "-" for standard input) against
+// disbursement's double-entry ledger, prints the report as JSON, and fails
+// when it is not clean.
+func AuditReconcile(ctx context.Context, p *Platform, statement string, in io.Reader, out io.Writer) error {
+	if statement == "" {
+		return errors.New("audit reconcile: --statement FILE is required (- for standard input)")
+	}
+	r := in
+	if statement != "-" {
+		f, err := os.Open(statement)
+		if err != nil {
+			return fmt.Errorf("audit reconcile: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	lines, err := reconcile.Parse(r)
+	if err != nil {
+		return fmt.Errorf("audit reconcile: %w", err)
+	}
+	db, err := p.DB(ctx, "disbursement")
+	if err != nil {
+		return err
+	}
+	if err := disbursement.Migrate(ctx, db); err != nil {
+		return err
+	}
+	posted, err := disbursement.NewSQLStore(db).Posted(ctx)
+	if err != nil {
+		return err
+	}
+	rep := reconcile.Reconcile(posted, lines)
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		return err
+	}
+	if !rep.OK {
+		return fmt.Errorf("the statement does not reconcile with the ledger: %d findings, the first: %s", len(rep.Findings), rep.Findings[0].Detail)
+	}
 	return nil
 }
