@@ -44,6 +44,7 @@ commands:
   sim                  run the money path's seeded fault simulator (replay a seed with -seed N -seeds 1 -v)
   provsim              serve the payment provider simulator over HTTP (--listen ADDR; latency, failures, declines,
                        duplicate callbacks); point disbursement at it with --provider URL
+  webhook-sink         receive webhooks (--listen ADDR --secret S): check each signature, print each delivery
 
 Run "eva <command> -h" for the command's flags.
 `
@@ -68,6 +69,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 		return printActorKey(os.Stdout)
 	case "dev-certs":
 		return devCerts(args)
+	case "webhook-sink":
+		return webhookSink(ctx, args, os.Stdout)
 	}
 	var arg string
 	if cmd == "serve" || cmd == "audit" {
