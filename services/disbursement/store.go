@@ -142,6 +142,9 @@ type Store interface {
 	ClaimWork(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Work, error)
 	// Defer puts a payout step off until next.
 	Defer(ctx context.Context, payoutID string, next time.Time, lastError string) error
+	// Nudge makes a sent payout at attempt due now, unless a worker holds
+	// it or it is due already; any other payout it leaves alone.
+	Nudge(ctx context.Context, payoutID string, attempt int, now time.Time) error
 	// Payout reads a payout. Errors: CodeNotFound.
 	Payout(ctx context.Context, id string) (disbursementapi.Payout, error)
 	Payouts(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error)
@@ -669,6 +672,14 @@ func (s *SQLStore) ClaimWork(ctx context.Context, now time.Time, lease time.Dura
 func (s *SQLStore) Defer(ctx context.Context, payoutID string, next time.Time, lastError string) error {
 	_, err := s.db.Exec(ctx, `UPDATE disb_payouts SET next_at = $1, lease_until = 0, last_error = $2 WHERE id = $3`,
 		sqldb.Micros(next), lastError, payoutID)
+	return err
+}
+
+// Nudge implements Store.
+func (s *SQLStore) Nudge(ctx context.Context, payoutID string, attempt int, now time.Time) error {
+	_, err := s.db.Exec(ctx, `UPDATE disb_payouts SET next_at = $1
+		WHERE id = $2 AND stage = $3 AND attempt = $4 AND next_at > $1 AND lease_until <= $1`,
+		sqldb.Micros(now), payoutID, stageSent, attempt)
 	return err
 }
 

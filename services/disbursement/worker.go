@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -280,6 +282,29 @@ func (s *Service) loggedPayee(ctx context.Context, id string) (*assist.Payee, er
 }
 
 func paymentKey(w Work) string { return fmt.Sprintf("%s-%d", w.ID, w.Attempt) }
+
+// ProviderNotice takes the provider's word that the payment key has news
+// (a settlement callback): the payout it pays, when still waiting on that
+// attempt's settlement, asks the provider now instead of at its next
+// poll. The notice itself records nothing: the worker records what the
+// provider answers when asked, through the case's log, so a duplicate,
+// late or forged notice pays or settles nothing. A key of no payout is
+// ignored.
+func (s *Service) ProviderNotice(ctx context.Context, key string) error {
+	i := strings.LastIndexByte(key, '-')
+	if i <= 0 {
+		return nil
+	}
+	attempt, err := strconv.Atoi(key[i+1:])
+	if err != nil || attempt < 1 {
+		return nil
+	}
+	if err := s.store.Nudge(ctx, key[:i], attempt, s.now()); err != nil {
+		return err
+	}
+	s.poke()
+	return nil
+}
 
 // sweep returns expired holds to their funds until ctx ends.
 func (s *Service) sweep(ctx context.Context) {
