@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -52,8 +54,27 @@ func FuzzLedger(f *testing.F) {
 		f.Add(s, uint8(40))
 	}
 	f.Fuzz(func(t *testing.T, seed uint64, steps uint8) {
-		runLedgerSeed(t, sqldbtest.SQLite, seed, int(steps)%120+1)
+		runLedgerSeed(t, uniqueSQLite, seed, int(steps)%120+1)
 	})
+}
+
+// uniqueSQLite is sqldbtest.SQLite in a directory of its own whose path
+// has no '#': a fuzz input's TempDir is named after "seed#N", and
+// sqldb.OpenSQLite puts the path in a file: URI unescaped, where '#' ends
+// it (every input would share one file, without its pragmas).
+func uniqueSQLite(tb testing.TB) sqldb.DB {
+	tb.Helper()
+	dir, err := os.MkdirTemp("", "eva-ledger-fuzz-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
+	db, err := sqldb.OpenSQLite(context.Background(), filepath.Join(dir, "eva.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(db.Close)
+	return db
 }
 
 // ledgerSim is one random history against a real store.

@@ -12,3 +12,5 @@ func (r CreatePayeeRequest) Acting() (string, assist.Actor) { return r.CommandID
 func (r ChangeAccountRequest) Acting() (string, assist.Actor) { return r.CommandID, r.Actor }
 
 func (r PayoutCommand) Acting() (string, assist.Actor) { return r.CommandID, r.Actor }
+
+func (r ChangeAllocationRequest) Acting() (string, assist.Actor) { return r.CommandID, r.Actor }
