@@ -30,6 +30,8 @@ var postRoutes = []struct {
 	{"/v1/payees/{id}/account", "fin", "account", ""},
 	{"/v1/payouts/{id}/retry", "fin", "", ""},
 	{"/v1/payouts/{id}/cancel", "fin", "reason", ""},
+	{"/v1/funds/{id}/allocation", "fin", "reason", "allocated_usd_cents"},
+	{"/v1/payouts/reconcile", "aud", "lines", ""},
 	{"/v1/admin/users", "adm", "username", ""},
 	{"/v1/webhooks", "adm", "url", ""},
 }
