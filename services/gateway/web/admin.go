@@ -25,14 +25,3 @@ func (s *site) adminPage(v *view) error {
 	v.render(http.StatusOK, "admin", v.L.T("admin.title"), d)
 	return nil
 }
-
-type notYetData struct {
-	What string
-	API  string
-}
-
-// policyPage is /policy: likewise for the policy (GET, PUT /v1/policy).
-func (s *site) policyPage(v *view) error {
-	v.render(http.StatusOK, "notyet", v.L.T("policy.title"), notYetData{What: v.L.T("policy.notyet"), API: "GET, PUT /v1/policy"})
-	return nil
-}

@@ -175,10 +175,13 @@ func (s *site) routes() http.Handler {
 	r.Post("/audit/export", s.action(signedIn, s.export))
 
 	r.Get("/admin", s.page(signedIn, s.adminPage))
+	r.Get("/admin/erase", s.page(signedIn, s.eraseForm))
+	r.Post("/admin/erase", s.action(signedIn, s.erase))
 	r.Get("/users", s.page(signedIn, s.usersPage))
 	r.Post("/users", s.action(signedIn, s.createUser))
 	r.Post("/users/{username}", s.action(signedIn, s.changeUser))
 	r.Get("/policy", s.page(signedIn, s.policyPage))
+	r.Post("/policy", s.action(signedIn, s.changePolicy))
 	r.Get("/webhooks", s.page(signedIn, s.webhookList))
 	r.Post("/webhooks", s.action(signedIn, s.createWebhook))
 	r.Post("/webhooks/{id}/remove", s.action(signedIn, s.removeWebhook))
@@ -441,7 +444,7 @@ func (v *view) nav() []navLink {
 		{"/audit", "nav.audit", []string{assist.RoleAuditor}},
 		{"/admin", "nav.admin", []string{assist.RoleAdmin}},
 		{"/users", "nav.users", []string{assist.RoleAdmin}},
-		{"/policy", "nav.policy", []string{assist.RoleAdmin}},
+		{"/policy", "nav.policy", []string{assist.RoleAdmin, assist.RoleAuditor}},
 		{"/webhooks", "nav.webhooks", []string{assist.RoleAdmin}},
 	}
 	var out []navLink

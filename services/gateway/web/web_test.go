@@ -414,7 +414,7 @@ func TestCatalogsComplete(t *testing.T) {
 			srcs = append(srcs, string(b))
 		}
 	}
-	for _, n := range []string{"web.go", "auth.go", "requests.go", "queue.go", "money.go", "audit.go", "admin.go", "users.go", "forms.go", "format.go", "charts.go", "options.go"} {
+	for _, n := range []string{"web.go", "auth.go", "requests.go", "queue.go", "money.go", "audit.go", "admin.go", "policy.go", "users.go", "forms.go", "format.go", "charts.go", "options.go"} {
 		b, err := readSource(n)
 		if err != nil {
 			t.Fatal(err)

@@ -1,6 +1,6 @@
 -- +goose Up
 -- An account's e-mail address (empty: none), where notify e-mails it
--- (ADR 0027); it travels in UserCreated and UserChanged.
+-- (ADR 0028); it travels in UserCreated and UserChanged.
 ALTER TABLE gateway_users ADD COLUMN email TEXT NOT NULL DEFAULT '';
 
 -- +goose Down

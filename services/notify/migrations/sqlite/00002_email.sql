@@ -1,5 +1,5 @@
 -- +goose Up
--- E-mail (ADR 0027). The accounts as their events leave them (address,
+-- E-mail (ADR 0028). The accounts as their events leave them (address,
 -- roles, disabled): who gets which mail is decided from the log alone.
 CREATE TABLE notify_users (
     username TEXT PRIMARY KEY,
