@@ -49,7 +49,7 @@ func TestE2EAuditReplayAndExport(t *testing.T) {
 	}
 
 	if code, out := run("replay", "--data", dataDir); code != 0 || !strings.Contains(out, "intake: rebuilt ") ||
-		!strings.Contains(out, "approval: rebuilt ") || !strings.Contains(out, "replay intake: ") {
+		!strings.Contains(out, "approval: rebuilt ") || !strings.Contains(out, "replay intake, approval: ") {
 		t.Fatalf("eva audit replay: exit %d\n%s", code, out)
 	} else {
 		t.Logf("replay: %s", out)

@@ -42,6 +42,8 @@ commands:
   dev-certs --out DIR  write a dev CA, NATS server certificate, NKeys and nats-server auth.conf (docker-compose)
   actor-key            print a new actor signing key as EVA_ACTOR_KEY and EVA_ACTOR_PUBLIC_KEYS lines
   sim                  run the money path's seeded fault simulator (replay a seed with -seed N -seeds 1 -v)
+  provsim              serve the payment provider simulator over HTTP (--listen ADDR; latency, failures, declines,
+                       duplicate callbacks); point disbursement at it with --provider URL
   webhook-sink         receive webhooks (--listen ADDR --secret S): check each signature, print each delivery
 
 Run "eva <command> -h" for the command's flags.
@@ -139,6 +141,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 		return errors.New("unknown audit command " + arg + " (want verify, replay, export, check-export, keygen or witness)")
 	case "sim":
 		return runSim(ctx, o.sim, os.Stdout)
+	case "provsim":
+		return wire.ProvSim(ctx, o.provsim, zl, os.Stdout)
 	default: // bench
 		return runBench(ctx, o.cfg, zl, o.bench)
 	}

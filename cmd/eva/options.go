@@ -15,6 +15,7 @@ import (
 	"github.com/eva-org/eva/cmd/eva/internal/wire"
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/services/audit/witness"
+	"github.com/eva-org/eva/services/disbursement/providerhttp"
 )
 
 // options are the flags of one command, read into the wiring's Config.
@@ -32,6 +33,7 @@ type options struct {
 	origin              string
 	witness             witness.Witness
 	sim                 simOptions
+	provsim             wire.ProvSimOptions
 	oidc                *oidcOptions
 }
 
@@ -71,6 +73,10 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 			"serve /metrics at host:port alone instead of beside the API (default: beside the API)")
 		fs.DurationVar(&o.cfg.HoldTTL, "hold-ttl", 5*time.Minute, "how long a hold waits for its approval to be recorded")
 		fs.DurationVar(&o.cfg.SettleAfter, "settle-after", 0, "simulated provider: time to settle a payout")
+		fs.StringVar(&o.cfg.ProviderURL, "provider", os.Getenv("EVA_PROVIDER_URL"),
+			"pay through the payment provider at this URL over HTTP, e.g. http://127.0.0.1:8090 (eva provsim) (default: the in-process simulator)")
+		fs.StringVar(&o.cfg.ProviderCallbacks, "provider-callbacks", os.Getenv("EVA_PROVIDER_CALLBACKS"),
+			"with --provider: take the provider's settlement callbacks at host:port, path "+providerhttp.CallbackPath+" (default: poll only)")
 		fs.BoolVar(&o.cfg.CookieSecure, "cookie-secure", false, "mark session cookies Secure (behind HTTPS)")
 		fs.BoolVar(&o.cfg.RequireTOTP, "require-totp", os.Getenv("EVA_REQUIRE_TOTP") == "1",
 			"approver, finance and admin accounts sign in with a TOTP second factor")
@@ -105,6 +111,20 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		o.bench = benchFlags(fs)
 	case "sim":
 		o.sim = simFlags(fs)
+	case "provsim":
+		p := &o.provsim
+		fs.StringVar(&p.Listen, "listen", env("EVA_PROVSIM_LISTEN", "127.0.0.1:8090"), "host:port to serve the provider's API at (port 0: any free one)")
+		fs.StringVar(&p.DataDir, "data", env("EVA_DATA", "./eva-data"), "directory of the simulator's books (provsim.db)")
+		fs.StringVar(&p.DatabaseURL, "database", os.Getenv("EVA_PROVSIM_DATABASE_URL"), "postgres://... for the books (default: SQLite in --data)")
+		fs.DurationVar(&p.Sim.Latency, "latency", 0, "added to every call")
+		fs.DurationVar(&p.Sim.SettleAfter, "settle-after", 2*time.Second, "time for an accepted payment to settle")
+		fs.Float64Var(&p.Sim.FailureRate, "failure-rate", 0, "share (0-1) of calls failed with 5xx, half of them after booking the payment")
+		fs.Float64Var(&p.Sim.DeclineRate, "decline-rate", 0, "share (0-1) of new payments declined")
+		fs.StringVar(&p.Sim.CallbackURL, "callback", os.Getenv("EVA_PROVSIM_CALLBACK"),
+			"POST settlement callbacks here, e.g. http://disbursement:8091"+providerhttp.CallbackPath+" (default: none; EVA polls)")
+		fs.IntVar(&p.Sim.Duplicates, "duplicates", 0, "send each callback this many more times")
+		fs.DurationVar(&p.Sim.CallbackJitter, "callback-jitter", 0, "delay each callback by up to this much (late, out of order)")
+		fs.Uint64Var(&p.Sim.Seed, "seed", 1, "seed of the failures, declines and delays drawn")
 	default:
 		return nil
 	}

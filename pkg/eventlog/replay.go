@@ -96,6 +96,23 @@ type RebuildOptions struct {
 	Progress func(done, total uint64)
 }
 
+// BulkProjection is a Projection that also stores many cases in one call,
+// as Project would store each (the same rows, written in statements of
+// many rows): Rebuild uses it when the projection has it.
+type BulkProjection interface {
+	Projection
+	// ProjectAll stores cases of distinct ids.
+	ProjectAll(ctx context.Context, q sqldb.Querier, cs []*assist.Case) error
+}
+
+// RebuildTarget is one read model RebuildAll rebuilds: its projection,
+// the database that holds it and Reset as in RebuildOptions.
+type RebuildTarget struct {
+	DB         sqldb.DB
+	Projection Projection
+	Reset      func(ctx context.Context, q sqldb.Querier) error
+}
+
 // Rebuild rebuilds a projection from the log: it folds every case from its
 // first event, in memory, reading the log in batches, then replaces the
 // projection's copies in one transaction of db — Reset, then every case
@@ -111,16 +128,36 @@ type RebuildOptions struct {
 // answer; an event that does not decode, or that does not follow its case's
 // previous event, naming its sequence.
 func (l *Log) Rebuild(ctx context.Context, db sqldb.DB, p Projection, opt RebuildOptions) (Rebuilt, error) {
-	var res Rebuilt
+	res, err := l.RebuildAll(ctx, []RebuildTarget{{DB: db, Projection: p, Reset: opt.Reset}}, opt.Progress)
+	if err != nil {
+		return Rebuilt{}, err
+	}
+	return res[0], nil
+}
+
+// RebuildAll is Rebuild of several read models from one reading of the
+// log: every event is read, decoded and folded once, and each target is
+// then written in its own transaction of its own database, one after
+// the other (each catching up, after its Reset, with the events appended
+// since). The cases are written in order of their ids, many a statement
+// when the projection is a BulkProjection. progress is called as in
+// RebuildOptions. res[i] is what was done for targets[i]; Events counts
+// the events folded before its transaction committed.
+//
+// Errors: those of Rebuild; a target that fails stops the others after
+// it (those before it are rebuilt).
+func (l *Log) RebuildAll(ctx context.Context, targets []RebuildTarget, progress func(done, total uint64)) ([]Rebuilt, error) {
+	res := make([]Rebuilt, len(targets))
 	cases := map[string]*assist.Case{}
 	end, err := l.LastSeq(ctx)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
+	events := 0
 	fold := func(m Msg) error {
-		res.Events++
-		if opt.Progress != nil && (res.Events%scanBatch == 0 || m.Seq == end) {
-			opt.Progress(m.Seq, max(end, m.Seq))
+		events++
+		if progress != nil && (events%scanBatch == 0 || m.Seq == end) {
+			progress(m.Seq, max(end, m.Seq))
 		}
 		if m.CaseID == "" {
 			return nil
@@ -132,36 +169,57 @@ func (l *Log) Rebuild(ctx context.Context, db sqldb.DB, p Projection, opt Rebuil
 		cases[m.CaseID] = next
 		return nil
 	}
-	if res.Last, err = l.Scan(ctx, 1, end, fold); err != nil {
-		return res, err
+	last, err := l.Scan(ctx, 1, end, fold)
+	if err != nil {
+		return nil, err
 	}
-	err = db.Tx(ctx, func(q sqldb.Querier) error {
-		if opt.Reset != nil {
-			if err := opt.Reset(ctx, q); err != nil {
-				return fmt.Errorf("rebuild: reset: %w", err)
+	for i, t := range targets {
+		err = t.DB.Tx(ctx, func(q sqldb.Querier) error {
+			if t.Reset != nil {
+				if err := t.Reset(ctx, q); err != nil {
+					return fmt.Errorf("rebuild: reset: %w", err)
+				}
 			}
-		}
-		end, err = l.LastSeq(ctx)
-		if err != nil {
-			return err
-		}
-		if end > res.Last {
-			if res.Last, err = l.Scan(ctx, res.Last+1, end, fold); err != nil {
+			end, err := l.LastSeq(ctx)
+			if err != nil {
 				return err
 			}
-		}
-		ids := make([]string, 0, len(cases))
-		for id := range cases {
-			ids = append(ids, id)
-		}
-		slices.SortFunc(ids, strings.Compare)
-		for _, id := range ids {
-			if err := p.Project(ctx, q, cases[id]); err != nil {
-				return fmt.Errorf("rebuild: case %s: %w", id, err)
+			if end > last {
+				if last, err = l.Scan(ctx, last+1, end, fold); err != nil {
+					return err
+				}
 			}
+			ids := make([]string, 0, len(cases))
+			for id := range cases {
+				ids = append(ids, id)
+			}
+			slices.SortFunc(ids, strings.Compare)
+			if bulk, ok := t.Projection.(BulkProjection); ok {
+				batch := make([]*assist.Case, 0, bulkCases)
+				for k, id := range ids {
+					if batch = append(batch, cases[id]); len(batch) == bulkCases || k == len(ids)-1 {
+						if err := bulk.ProjectAll(ctx, q, batch); err != nil {
+							return fmt.Errorf("rebuild: cases %s to %s: %w", batch[0].ID, id, err)
+						}
+						batch = batch[:0]
+					}
+				}
+			} else {
+				for _, id := range ids {
+					if err := t.Projection.Project(ctx, q, cases[id]); err != nil {
+						return fmt.Errorf("rebuild: case %s: %w", id, err)
+					}
+				}
+			}
+			res[i] = Rebuilt{Events: events, Cases: len(ids), Last: last}
+			return nil
+		})
+		if err != nil {
+			return res, err
 		}
-		res.Cases = len(ids)
-		return nil
-	})
-	return res, err
+	}
+	return res, nil
 }
+
+// bulkCases is how many cases RebuildAll hands a BulkProjection at once.
+const bulkCases = 1024

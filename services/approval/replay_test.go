@@ -176,6 +176,41 @@ func TestReplayRebuildsReadModelsExactly(t *testing.T) {
 		if got := queueJSON(t, h, clock); got != queueBefore {
 			t.Fatalf("the queue rebuilt by Rebuild differs:\n got %s\nwant %s", got, queueBefore)
 		}
+
+		// eva audit replay of every read model: one reading of the log,
+		// both read models (damaged again) written in bulk by RebuildAll.
+		for _, q := range []string{
+			`DELETE FROM approval_queue WHERE id = '` + ids[2] + `'`,
+			`UPDATE intake_cases SET status = 'approved', version = 1 WHERE id = '` + ids[4] + `'`,
+		} {
+			if _, err := db.Exec(h.ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		reset := func(table string) func(context.Context, sqldb.Querier) error {
+			return func(ctx context.Context, q sqldb.Querier) error {
+				_, err := q.Exec(ctx, `DELETE FROM `+table)
+				return err
+			}
+		}
+		var progressed uint64
+		all, err := h.log.RebuildAll(h.ctx, []eventlog.RebuildTarget{
+			{DB: db, Projection: h.istore, Reset: reset("intake_cases")},
+			{DB: db, Projection: h.store, Reset: reset("approval_queue")},
+		}, func(done, _ uint64) { progressed = done })
+		if err != nil {
+			t.Fatalf("RebuildAll: %v", err)
+		}
+		for i, res := range all {
+			if res.Cases != 30 || res.Last == 0 || progressed != res.Last || res.Events < 30 {
+				t.Fatalf("RebuildAll[%d] = %+v, progress at %d; want 30 cases and the whole log", i, res, progressed)
+			}
+		}
+		diff(t, "intake_cases", intakeRows(t, db), intakeBefore)
+		diff(t, "approval_queue", approvalRows(t, db), approvalBefore)
+		if got := queueJSON(t, h, clock); got != queueBefore {
+			t.Fatalf("the queue rebuilt by RebuildAll differs:\n got %s\nwant %s", got, queueBefore)
+		}
 	})
 }
 

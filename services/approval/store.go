@@ -66,17 +66,24 @@ const queueCols = `id, status, urgency, category, ref_hash, deadline, escalated,
 
 // Project implements Store.
 func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error {
-	c = QueueFields(c)
-	_, err := q.Exec(ctx, `INSERT INTO approval_queue (`+queueCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-		ON CONFLICT (id) DO UPDATE SET status = excluded.status, urgency = excluded.urgency, category = excluded.category,
+	return s.ProjectAll(ctx, q, []*assist.Case{c})
+}
+
+// ProjectAll stores cases of distinct ids as Project stores each, in
+// statements of many rows (a rebuild: eventlog.BulkProjection).
+func (s *SQLStore) ProjectAll(ctx context.Context, q sqldb.Querier, cs []*assist.Case) error {
+	rows := make([][]any, len(cs))
+	for i, c := range cs {
+		c = QueueFields(c)
+		rows[i] = []any{c.ID, string(c.State), string(c.Urgency), string(c.Category), hex.EncodeToString(c.BeneficiaryRefHash),
+			sqldb.Micros(c.Deadline), boolInt(c.Escalated), c.ClaimedBy, sqldb.Micros(c.ClaimExpiresAt),
+			sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), int64(c.Version), boolInt(c.Warned)}
+	}
+	return sqldb.InsertRows(ctx, q, `INSERT INTO approval_queue (`+queueCols+`)`,
+		`ON CONFLICT (id) DO UPDATE SET status = excluded.status, urgency = excluded.urgency, category = excluded.category,
 			ref_hash = excluded.ref_hash, deadline = excluded.deadline, escalated = excluded.escalated,
 			claimed_by = excluded.claimed_by, claim_expires_at = excluded.claim_expires_at,
-			updated_at = excluded.updated_at, version = excluded.version, warned = excluded.warned`,
-		c.ID, string(c.State), string(c.Urgency), string(c.Category), hex.EncodeToString(c.BeneficiaryRefHash),
-		sqldb.Micros(c.Deadline), boolInt(c.Escalated), c.ClaimedBy, sqldb.Micros(c.ClaimExpiresAt),
-		sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), int64(c.Version), boolInt(c.Warned))
-	return err
+			updated_at = excluded.updated_at, version = excluded.version, warned = excluded.warned`, rows)
 }
 
 // Projected implements Store.

@@ -1,14 +1,18 @@
 package audit_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/eva-org/eva/pkg/evatest"
@@ -39,33 +43,82 @@ func BenchmarkAuditAtScale(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	e := newEnvOn(b, sqldbtest.SQLite(b), fastServer(b))
+	// $EVA_AUDIT_BENCH_DIR keeps the log, the archive and the key between
+	// runs (made on the first, of its own size): comparing builds then
+	// costs a pass each, not a log made and archived again.
+	var (
+		srv   *server.Server
+		db    sqldb.DB
+		ready []byte
+	)
+	dir := os.Getenv("EVA_AUDIT_BENCH_DIR")
+	if dir == "" {
+		srv, db = fastServer(b), sqldbtest.SQLite(b)
+	} else {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			b.Fatal(err)
+		}
+		srv = fastServerAt(b, filepath.Join(dir, "nats"))
+		var err error
+		if db, err = sqldb.OpenSQLite(context.Background(), filepath.Join(dir, "audit.db")); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(db.Close)
+		ready, _ = os.ReadFile(filepath.Join(dir, "ready"))
+	}
+	e := newEnvOn(b, db, srv)
 	ctx := e.ctx
-	start := time.Now()
-	last, err := eventlogtest.Synthesize(ctx, e.js, n/5, 5)
+	var last uint64
+	skey, _, err := audit.GenerateKey("test.eva.example/audit")
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("published %d events in %s", last, time.Since(start).Round(time.Millisecond))
-	start = time.Now()
-	e.cfg.Batch = 512
-	e.start()
-	for deadline := time.Now().Add(30 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		seq, _, err := e.store.Last(ctx, nil)
-		if err == nil && seq >= last {
-			break
+	var events string
+	if ready != nil {
+		skey, events, _ = strings.Cut(strings.TrimSpace(string(ready)), "\n")
+		if last, err = strconv.ParseUint(events, 10, 64); err != nil {
+			b.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("the archive is at %d of %d after 30 minutes (%v)", seq, last, err)
+		b.Logf("reusing %s: %d events", dir, last)
+	}
+	k, err := audit.ParseKey(skey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.key = &k
+	if ready == nil {
+		start := time.Now()
+		var err error
+		last, err = eventlogtest.Synthesize(ctx, e.js, n/5, 5)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("published %d events in %s", last, time.Since(start).Round(time.Millisecond))
+		start = time.Now()
+		e.cfg.Batch = 512
+		e.start()
+		for deadline := time.Now().Add(30 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			seq, _, err := e.store.Last(ctx, nil)
+			if err == nil && seq >= last {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("the archive is at %d of %d after 30 minutes (%v)", seq, last, err)
+			}
+		}
+		b.Logf("archived %d events in %s (%.0f events/s)", last, time.Since(start).Round(time.Millisecond),
+			float64(last)/time.Since(start).Seconds())
+		evatest.Await(b, time.Minute, "a checkpoint of the whole archive", func() (bool, string) {
+			cp, err := e.client.Checkpoint(ctx)
+			return err == nil && cp.Size == int64(last), fmt.Sprint(cp.Size, err)
+		})
+		e.stop()
+		if dir != "" {
+			if err := os.WriteFile(filepath.Join(dir, "ready"), fmt.Appendf(nil, "%s\n%d\n", skey, last), 0o600); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
-	b.Logf("archived %d events in %s (%.0f events/s)", last, time.Since(start).Round(time.Millisecond),
-		float64(last)/time.Since(start).Seconds())
-	evatest.Await(b, time.Minute, "a checkpoint of the whole archive", func() (bool, string) {
-		cp, err := e.client.Checkpoint(ctx)
-		return err == nil && cp.Size == int64(last), fmt.Sprint(cp.Size, err)
-	})
-	e.stop()
 	// perSec reports the events/s of the wall clock and of the process's
 	// CPU time (the embedded NATS server's included: it is part of the
 	// work): on a shared machine the second says more.
@@ -77,15 +130,36 @@ func BenchmarkAuditAtScale(b *testing.B) {
 		}
 		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	startCPU := func() { cpu0 = cpuTime() }
+	// $EVA_AUDIT_BENCH_PROFILE names a directory where each pass writes
+	// its CPU profile (<pass>.pprof): go tool pprof -top dir/verify.pprof.
+	profDir := os.Getenv("EVA_AUDIT_BENCH_PROFILE")
+	var prof *os.File
+	startCPU := func(b *testing.B) {
+		if profDir != "" {
+			name := b.Name()[strings.LastIndexByte(b.Name(), '/')+1:]
+			var err error
+			if prof, err = os.Create(filepath.Join(profDir, name+".pprof")); err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(prof); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cpu0 = cpuTime()
+	}
 	perSec := func(b *testing.B, events uint64) {
+		if prof != nil {
+			pprof.StopCPUProfile()
+			prof.Close()
+			prof = nil
+		}
 		b.ReportMetric(float64(events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 		b.ReportMetric(float64(events)*float64(b.N)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
 		b.ReportMetric(0, "ns/op")
 	}
 
 	b.Run("scan", func(b *testing.B) {
-		startCPU()
+		startCPU(b)
 		for b.Loop() {
 			got := uint64(0)
 			if _, err := e.log.Scan(ctx, 1, 0, func(eventlog.Msg) error { got++; return nil }); err != nil || got != last {
@@ -97,7 +171,7 @@ func BenchmarkAuditAtScale(b *testing.B) {
 	// The way the log was read before Scan: batched direct gets, 4,096
 	// events a request; the ratio to scan is taken in the same run.
 	b.Run("scan-directget", func(b *testing.B) {
-		startCPU()
+		startCPU(b)
 		for b.Loop() {
 			got := uint64(0)
 			for next := uint64(1); next <= last; {
@@ -120,8 +194,10 @@ func BenchmarkAuditAtScale(b *testing.B) {
 		}
 		perSec(b, last)
 	})
+	// replay rebuilds intake's and approval's read models; its events/s
+	// are events of the log per second, both read models made from them.
 	replay := func(name string, open func(testing.TB) sqldb.DB) {
-		b.Run("replay-"+name, func(b *testing.B) {
+		migrate := func(b *testing.B) sqldb.DB {
 			db := open(b)
 			if err := intake.Migrate(ctx, db); err != nil {
 				b.Fatal(err)
@@ -129,16 +205,34 @@ func BenchmarkAuditAtScale(b *testing.B) {
 			if err := approval.Migrate(ctx, db); err != nil {
 				b.Fatal(err)
 			}
-			startCPU()
+			return db
+		}
+		// The way before RebuildAll and ProjectAll (same run, for the
+		// ratio): a pass over the log per read model, an upsert per case.
+		b.Run("replay-"+name+"-percase", func(b *testing.B) {
+			db := migrate(b)
+			startCPU(b)
 			for b.Loop() {
 				for _, p := range []eventlog.Projection{intake.NewSQLStore(db), approval.NewSQLStore(db)} {
-					res, err := e.log.Rebuild(ctx, db, p, eventlog.RebuildOptions{})
+					res, err := e.log.Rebuild(ctx, db, oneByOne{p}, eventlog.RebuildOptions{})
 					if err != nil || res.Events != int(last) {
 						b.Fatalf("rebuild: %+v %v", res, err)
 					}
 				}
 			}
-			perSec(b, 2*last) // two read models, each a pass over the log
+			perSec(b, last)
+		})
+		b.Run("replay-"+name, func(b *testing.B) {
+			db := migrate(b)
+			startCPU(b)
+			for b.Loop() {
+				res, err := e.log.RebuildAll(ctx, []eventlog.RebuildTarget{
+					{DB: db, Projection: intake.NewSQLStore(db)}, {DB: db, Projection: approval.NewSQLStore(db)}}, nil)
+				if err != nil || res[1].Events != int(last) {
+					b.Fatalf("rebuild: %+v %v", res, err)
+				}
+			}
+			perSec(b, last)
 		})
 	}
 	replay("sqlite", sqldbtest.SQLite)
@@ -146,7 +240,7 @@ func BenchmarkAuditAtScale(b *testing.B) {
 		replay("postgres", sqldbtest.Postgres)
 	}
 	b.Run("verify", func(b *testing.B) {
-		startCPU()
+		startCPU(b)
 		for b.Loop() {
 			res, err := audit.Verify(ctx, e.store, e.log, audit.VerifyOptions{VerifierKey: e.key.Verifier})
 			if err != nil || !res.OK || res.Events != last {
@@ -157,7 +251,7 @@ func BenchmarkAuditAtScale(b *testing.B) {
 	})
 	path := filepath.Join(b.TempDir(), "eva.export")
 	b.Run("export", func(b *testing.B) {
-		startCPU()
+		startCPU(b)
 		for b.Loop() {
 			f, err := os.Create(path)
 			if err != nil {
@@ -176,7 +270,7 @@ func BenchmarkAuditAtScale(b *testing.B) {
 		}
 	})
 	b.Run("check-export", func(b *testing.B) {
-		startCPU()
+		startCPU(b)
 		for b.Loop() {
 			f, err := os.Open(path)
 			if err != nil {
@@ -191,3 +285,7 @@ func BenchmarkAuditAtScale(b *testing.B) {
 		perSec(b, last)
 	})
 }
+
+// oneByOne hides a projection's ProjectAll: Rebuild then writes one case
+// a statement, as before ProjectAll.
+type oneByOne struct{ eventlog.Projection }

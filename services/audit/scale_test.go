@@ -98,7 +98,13 @@ func TestVerifyAtScale(t *testing.T) {
 // part by far.
 func fastServer(tb testing.TB) *server.Server {
 	tb.Helper()
-	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: tb.TempDir(), DontListen: true,
+	return fastServerAt(tb, tb.TempDir())
+}
+
+// fastServerAt is fastServer on the store directory dir.
+func fastServerAt(tb testing.TB, dir string) *server.Server {
+	tb.Helper()
+	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: dir, DontListen: true,
 		NoSigs: true, NoLog: true})
 	if err != nil {
 		tb.Fatal(err)

@@ -62,7 +62,12 @@ type Deps struct {
 	Log      *eventlog.Log
 	DB       sqldb.DB
 	Provider Provider
-	Logger   *zap.Logger
+	// Notices, when set, carries the payment keys the provider called
+	// back about (providerhttp.CallbackHandler feeds it): each makes its
+	// payout ask the provider now rather than at its next poll
+	// (ProviderNotice).
+	Notices <-chan string
+	Logger  *zap.Logger
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 }
@@ -130,6 +135,9 @@ func Run(ctx context.Context, d Deps) error {
 	defer srv.Stop()
 	go s.work(ctx)
 	go s.sweep(ctx)
+	if d.Notices != nil {
+		go s.notices(ctx, d.Notices)
+	}
 	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{
 		Name:        "disbursement",
 		Filters:     ledgerSubjects,
@@ -161,6 +169,20 @@ var ledgerSubjects = []string{
 	eventlog.SubjectOf(assist.KindFund, "*", "FundCreated"),
 	eventlog.SubjectOf(assist.KindPayee, "*", "PayeeCreated"),
 	eventlog.SubjectOf(assist.KindPayee, "*", "PayeeAccountChanged"),
+}
+
+// notices applies the provider's callbacks until ctx ends.
+func (s *Service) notices(ctx context.Context, keys <-chan string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case key := <-keys:
+			if err := s.ProviderNotice(ctx, key); err != nil && ctx.Err() == nil {
+				s.warn("provider callback; the poll will catch up", err, zap.String("key", key))
+			}
+		}
+	}
 }
 
 // poke wakes the worker: the consumer committed effects it may wait for.

@@ -38,10 +38,10 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 		}
 		return err
 	case assist.FundsReserved:
-		return s.store.Advance(ctx, q, b.PayoutID, []string{stageReserve}, stagePay, Advance{CmdID: newID(), Attempt: 1, Now: now})
+		return s.store.Advance(ctx, q, b.PayoutID, []string{stageReserve}, stagePay, Advance{CmdID: stepCmdID(b.PayoutID, stagePay, 1), Attempt: 1, Now: now})
 	case assist.PayoutSent:
 		return s.store.Advance(ctx, q, b.PayoutID, []string{stagePay}, stageSent,
-			Advance{CmdID: newID(), ProviderRef: b.ProviderRef, Now: now})
+			Advance{CmdID: stepCmdID(b.PayoutID, stageSent, b.Attempt), ProviderRef: b.ProviderRef, Now: now})
 	case assist.PayoutSettled:
 		return s.store.Settle(ctx, q, b.PayoutID, now)
 	case assist.PayoutFailed:

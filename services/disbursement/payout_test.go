@@ -302,6 +302,69 @@ func TestRepeatedStepsAppendOnce(t *testing.T) {
 	}
 }
 
+// One worker run takes a payout from its reservation to settled when
+// nothing has to happen in between: the funds reserved, it pays at once,
+// and records the settlement the provider reported, without waiting for
+// the ledger to schedule each step. The ledger then catches up on the
+// same command ids: nothing is paid or appended twice.
+func TestOneRunGoesFromReservedToSettled(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		bank := newCountingProvider()
+		h := newHarness(t, db, bank)
+		caseID := h.approved(4_000)
+		var w []Work
+		evatest.Eventually(t, "the reserve step to be due", func() bool {
+			var err error
+			if w, err = h.svc.store.ClaimWork(h.ctx, time.Now(), lease, 10); err != nil {
+				t.Fatal(err)
+			}
+			return len(w) > 0
+		})
+		if len(w) != 1 || w[0].Stage != stageReserve {
+			t.Fatalf("work %+v, want one reserve step", w)
+		}
+		// The ledger's consumer stops: only this run can move the case.
+		h.cancel()
+		h.ctx, h.cancel = context.WithCancel(context.Background())
+		t.Cleanup(h.cancel)
+		if err := h.svc.step(h.ctx, w[0]); err != nil {
+			t.Fatal(err)
+		}
+		if st := h.state(caseID); st != assist.StateDisbursed {
+			t.Fatalf("case %s after one run, want %s", st, assist.StateDisbursed)
+		}
+		if bank.calls.Load() != 1 {
+			t.Fatalf("provider called %d times, want 1", bank.calls.Load())
+		}
+		// The ledger catches up; the stages it schedules meanwhile are
+		// the run's own (leased), so nothing runs again.
+		h.consume(h.svc)
+		h.waitFund("settlement in the ledger", func(f disbursementapi.Fund) bool { return f.PaidCents == 4_000 })
+		h.svc.RunDue(h.ctx)
+		p, err := h.svc.store.Payout(h.ctx, w[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Status != disbursementapi.PayoutSettled || bank.calls.Load() != 1 || len(bank.paid) != 1 {
+			t.Fatalf("payout %+v, provider calls %d, payments %v", p, bank.calls.Load(), bank.paid)
+		}
+		recs, err := h.log.Load(h.ctx, caseID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts := map[string]int{}
+		for _, r := range recs {
+			counts[r.Event.Type()]++
+		}
+		if counts["FundsReserved"] != 1 || counts["PayoutSent"] != 1 || counts["PayoutSettled"] != 1 {
+			t.Fatalf("history %v", counts)
+		}
+		if f := h.fundNow(); f.ReservedCents != 0 || f.AvailableCents != 100_000-4_000 {
+			t.Fatalf("fund after payout %+v", f)
+		}
+	})
+}
+
 // Replaying the log into the ledger again (the consumer forgot its
 // position) changes no balance.
 func TestLedgerRedeliveryIsHarmless(t *testing.T) {

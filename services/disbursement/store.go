@@ -121,7 +121,11 @@ type Store interface {
 	// ShrinkHold lowers a held hold to amount, giving the difference back
 	// to its fund: the second approval granted less than the first.
 	ShrinkHold(ctx context.Context, q sqldb.Querier, holdID string, amount int64, now time.Time) error
-	// Advance moves a payout at one of from to stage to.
+	// Advance moves a payout at one of from to stage to, due now or when
+	// it was put off to, whichever is later. A lease that has not run out
+	// stays: the worker that holds it may be doing the new stage already
+	// (it goes on from one step to the next), and it ends its run with a
+	// terminal event or a deferral, which gives the lease back.
 	Advance(ctx context.Context, q sqldb.Querier, payoutID string, from []string, to string, set Advance) error
 	// Settle marks a sent payout settled and moves its hold's amount from
 	// reserved to paid.
@@ -138,6 +142,9 @@ type Store interface {
 	ClaimWork(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Work, error)
 	// Defer puts a payout step off until next.
 	Defer(ctx context.Context, payoutID string, next time.Time, lastError string) error
+	// Nudge makes a sent payout at attempt due now, unless a worker holds
+	// it or it is due already; any other payout it leaves alone.
+	Nudge(ctx context.Context, payoutID string, attempt int, now time.Time) error
 	// Payout reads a payout. Errors: CodeNotFound.
 	Payout(ctx context.Context, id string) (disbursementapi.Payout, error)
 	Payouts(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error)
@@ -504,7 +511,8 @@ func (s *SQLStore) Advance(ctx context.Context, q sqldb.Querier, payoutID string
 			provider_ref = CASE WHEN $3 = '' THEN provider_ref ELSE $3 END,
 			last_error = $4,
 			attempt = CASE WHEN $5 = 0 THEN attempt ELSE $5 END,
-			next_at = $6, lease_until = 0, updated_at = $6
+			next_at = CASE WHEN next_at > $6 THEN next_at ELSE $6 END,
+			lease_until = CASE WHEN lease_until > $6 THEN lease_until ELSE 0 END, updated_at = $6
 		WHERE id = $7 AND stage IN (`+sqldb.Placeholders(8, len(from))+`)`,
 		append([]any{to, a.CmdID, a.ProviderRef, a.LastError, int64(a.Attempt), sqldb.Micros(a.Now), payoutID}, anys(from)...)...)
 	return err
@@ -664,6 +672,14 @@ func (s *SQLStore) ClaimWork(ctx context.Context, now time.Time, lease time.Dura
 func (s *SQLStore) Defer(ctx context.Context, payoutID string, next time.Time, lastError string) error {
 	_, err := s.db.Exec(ctx, `UPDATE disb_payouts SET next_at = $1, lease_until = 0, last_error = $2 WHERE id = $3`,
 		sqldb.Micros(next), lastError, payoutID)
+	return err
+}
+
+// Nudge implements Store.
+func (s *SQLStore) Nudge(ctx context.Context, payoutID string, attempt int, now time.Time) error {
+	_, err := s.db.Exec(ctx, `UPDATE disb_payouts SET next_at = $1
+		WHERE id = $2 AND stage = $3 AND attempt = $4 AND next_at > $1 AND lease_until <= $1`,
+		sqldb.Micros(now), payoutID, stageSent, attempt)
 	return err
 }
 

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
@@ -21,23 +24,72 @@ import (
 // nothing, and a second worker repeating the step is harmless.
 const lease = 10 * time.Second
 
-// work runs due payout steps until ctx ends: it wakes when the consumer
-// committed, or every Poll.
+// work runs due payout steps until ctx ends: it looks for them when the
+// consumer committed, every Poll, and when a step ends while more were
+// due than it had room for. Up to Workers steps run at once, and a new
+// one starts as soon as one ends: a step never waits for the others
+// taken with it.
 func (s *Service) work(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Poll)
 	defer t.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, s.cfg.Workers)
+	freed := make(chan struct{}, 1)
+	due := false // steps may be due that found no free slot
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			due = true
 		case <-s.wake:
+			due = true
+		case <-freed:
 		}
-		s.RunDue(ctx)
+		if due {
+			due = s.dispatch(ctx, slots, freed, &wg)
+		}
 	}
 }
 
-// RunDue runs the payout steps that are due now, each once, concurrently.
+// dispatch claims due steps for the free slots and starts each; it
+// reports whether more may be due than there were slots for.
+func (s *Service) dispatch(ctx context.Context, slots chan struct{}, freed chan struct{}, wg *sync.WaitGroup) bool {
+	for ctx.Err() == nil {
+		free := cap(slots) - len(slots)
+		if free == 0 {
+			return true
+		}
+		steps, err := s.store.ClaimWork(ctx, s.now(), lease, free)
+		if err != nil {
+			s.warn("claim payout work", err)
+			return false
+		}
+		for _, w := range steps {
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() {
+					<-slots
+					wg.Done()
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
+				}()
+				s.run(ctx, w)
+			}()
+		}
+		if len(steps) < free {
+			return false
+		}
+	}
+	return false
+}
+
+// RunDue runs the payout steps that are due now, each once, concurrently,
+// and returns when none is left.
 func (s *Service) RunDue(ctx context.Context) {
 	for ctx.Err() == nil {
 		steps, err := s.store.ClaimWork(ctx, s.now(), lease, 4*s.cfg.Workers)
@@ -55,13 +107,19 @@ func (s *Service) RunDue(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				if err := s.step(ctx, w); err != nil {
-					s.warn("payout step failed; will retry", err, zap.String("payout", w.ID), zap.String("stage", w.Stage))
-					s.deferStep(ctx, w, err)
-				}
+				s.run(ctx, w)
 			}()
 		}
 		wg.Wait()
+	}
+}
+
+// run does a claimed step (and those that follow it at once); a failure
+// puts it off.
+func (s *Service) run(ctx context.Context, w Work) {
+	if err := s.step(ctx, w); err != nil {
+		s.warn("payout step failed; will retry", err, zap.String("payout", w.ID), zap.String("stage", w.Stage))
+		s.deferStep(ctx, w, err)
 	}
 }
 
@@ -79,13 +137,34 @@ func (s *Service) deferStep(ctx context.Context, w Work, err error) {
 		func(ctx context.Context) error { return s.store.Defer(ctx, w.ID, s.now().Add(wait), err.Error()) })
 }
 
-// step does one payout step: it appends the event that moves the case on,
-// with the step's command id fixed beforehand, so a step repeated after a
-// crash is recognised by the log. The ledger moves when the consumer
-// applies the event. Paying goes through the provider with the payout's
-// idempotency key (payout id and attempt), recorded before the call: a
-// repeated call returns the first result and never pays twice.
+// step does a payout's due step and goes on with the steps that follow
+// it while nothing else has to happen first: the funds reserved, the
+// provider is paid at once; a payment the provider reports settled is
+// recorded settled at once. Each step appends the event that moves the
+// case on, with the step's command id fixed beforehand (stepCmdID), so a
+// step repeated after a crash, or by the ledger's schedule of the same
+// stage, is recognised by the log and never appended twice. The ledger
+// moves when the consumer applies the events; the payout stays leased to
+// this worker meanwhile (Advance keeps a lease that has not run out). A
+// run ends with a terminal event (settled, failed) or a deferral, which
+// gives the lease back. Paying goes through the provider with the
+// payout's idempotency key (payout id and attempt), recorded before the
+// call: a repeated call returns the first result and never pays twice.
 func (s *Service) step(ctx context.Context, w Work) error {
+	var c *assist.Case // the case after the last step, when this run made one
+	for {
+		next, nc, err := s.stepOnce(ctx, w, c)
+		if err != nil || next == nil {
+			return err
+		}
+		w, c = *next, nc
+	}
+}
+
+// stepOnce does one step of w; it returns the step that follows at once,
+// if any, and the case after this one. c is the case as the previous step
+// of this run left it (nil: read it from the log).
+func (s *Service) stepOnce(ctx context.Context, w Work, c *assist.Case) (*Work, *assist.Case, error) {
 	cmd := assist.Cmd{ID: w.CmdID, Actor: system, At: s.now()}
 	switch w.Stage {
 	case stageReserve:
@@ -93,9 +172,9 @@ func (s *Service) step(ctx context.Context, w Work) error {
 		// the payee's events have it now (ADR 24).
 		p, err := s.loggedPayee(ctx, w.PayeeID)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		return s.append(ctx, w, func(c *assist.Case) (assist.Event, error) {
+		c, err := s.append(ctx, w, func(c *assist.Case) (assist.Event, error) {
 			e, err := c.ReserveFunds(cmd, w.HoldID, w.ID)
 			if b, ok := e.Body.(assist.FundsReserved); ok && err == nil {
 				b.PayeeID, b.PayeeAccount, b.PayeeAccountSeq = p.ID, p.Account, p.AccountSeq
@@ -103,44 +182,76 @@ func (s *Service) step(ctx context.Context, w Work) error {
 			}
 			return e, err
 		})
+		if err != nil {
+			return nil, nil, err
+		}
+		// The ledger's next stage, as the consumer will schedule it.
+		next := w
+		next.Stage, next.Attempt, next.CmdID = stagePay, 1, stepCmdID(w.ID, stagePay, 1)
+		return &next, c, nil
 	case stagePay:
 		// Pay the account the reservation recorded in the case's log,
 		// never a row that can be edited (ADR 24).
-		c, err := s.log.Case(ctx, w.CaseID)
-		if err != nil {
-			return err
+		if c == nil {
+			var err error
+			if c, err = s.log.Case(ctx, w.CaseID); err != nil {
+				return nil, nil, err
+			}
 		}
 		account := c.PayoutAccount
 		if account == "" { // reserved before the account was recorded
 			p, err := s.loggedPayee(ctx, w.PayeeID)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 			account = p.Account
 		}
 		r, err := s.provider.Pay(ctx, Payment{Key: paymentKey(w), PayeeID: w.PayeeID, Account: account, AmountCents: w.AmountCents})
 		if err != nil {
-			return fmt.Errorf("provider: %w", err)
+			return nil, nil, fmt.Errorf("provider: %w", err)
 		}
-		return s.record(ctx, w, cmd, r)
+		c, err := s.record(ctx, w, cmd, r)
+		if err != nil || r.Status == ReceiptFailed {
+			return nil, nil, err
+		}
+		next := w
+		next.Stage, next.CmdID, next.ProviderRef = stageSent, stepCmdID(w.ID, stageSent, w.Attempt), r.Ref
+		if r.Status == ReceiptSettled {
+			// The provider's answer already says settled: record it now.
+			nc, err := s.record(ctx, next, assist.Cmd{ID: next.CmdID, Actor: system, At: s.now()}, r)
+			return nil, nc, err
+		}
+		return nil, c, s.store.Defer(ctx, w.ID, s.now().Add(s.cfg.SettlePoll), "")
 	case stageSent:
 		r, err := s.provider.Status(ctx, paymentKey(w))
 		if errors.Is(err, ErrUnknownPayment) {
 			// The provider lost it: record the failure; finance decides.
 			r = Receipt{Status: ReceiptFailed, Error: "the provider does not know the payment"}
 		} else if err != nil {
-			return fmt.Errorf("provider: %w", err)
+			return nil, nil, fmt.Errorf("provider: %w", err)
 		}
 		if r.Status == ReceiptSent {
-			return s.store.Defer(ctx, w.ID, s.now().Add(s.cfg.SettlePoll), "")
+			return nil, c, s.store.Defer(ctx, w.ID, s.now().Add(s.cfg.SettlePoll), "")
 		}
-		return s.record(ctx, w, cmd, r)
+		c, err := s.record(ctx, w, cmd, r)
+		return nil, c, err
 	}
-	return nil
+	return nil, c, nil
 }
 
+// stepCmdID is the command id of a payout's step at a stage and attempt:
+// the worker that goes on from the previous step and the ledger that
+// schedules the stage when it applies the previous step's event name the
+// same command, so the log appends the step's event once.
+func stepCmdID(payoutID, stage string, attempt int) string {
+	return uuid.NewSHA1(stepSpace, []byte(fmt.Sprintf("%s/%s/%d", payoutID, stage, attempt))).String()
+}
+
+// stepSpace is the namespace of the payout steps' command ids.
+var stepSpace = uuid.MustParse("9b0c6c8e-2d1f-4f4e-9a57-5a3c1e7d2b60")
+
 // record appends what the provider said about a payment.
-func (s *Service) record(ctx context.Context, w Work, cmd assist.Cmd, r Receipt) error {
+func (s *Service) record(ctx context.Context, w Work, cmd assist.Cmd, r Receipt) (*assist.Case, error) {
 	return s.append(ctx, w, func(c *assist.Case) (assist.Event, error) {
 		switch {
 		case r.Status == ReceiptFailed:
@@ -153,9 +264,8 @@ func (s *Service) record(ctx context.Context, w Work, cmd assist.Cmd, r Receipt)
 	})
 }
 
-func (s *Service) append(ctx context.Context, w Work, decide func(*assist.Case) (assist.Event, error)) error {
-	_, err := s.log.Execute(ctx, eventlog.Command{CaseID: w.CaseID, ID: w.CmdID, Decide: decide})
-	return err
+func (s *Service) append(ctx context.Context, w Work, decide func(*assist.Case) (assist.Event, error)) (*assist.Case, error) {
+	return s.log.Execute(ctx, eventlog.Command{CaseID: w.CaseID, ID: w.CmdID, Decide: decide})
 }
 
 // loggedPayee is a payee as its events in the log make it.
@@ -172,6 +282,29 @@ func (s *Service) loggedPayee(ctx context.Context, id string) (*assist.Payee, er
 }
 
 func paymentKey(w Work) string { return fmt.Sprintf("%s-%d", w.ID, w.Attempt) }
+
+// ProviderNotice takes the provider's word that the payment key has news
+// (a settlement callback): the payout it pays, when still waiting on that
+// attempt's settlement, asks the provider now instead of at its next
+// poll. The notice itself records nothing: the worker records what the
+// provider answers when asked, through the case's log, so a duplicate,
+// late or forged notice pays or settles nothing. A key of no payout is
+// ignored.
+func (s *Service) ProviderNotice(ctx context.Context, key string) error {
+	i := strings.LastIndexByte(key, '-')
+	if i <= 0 {
+		return nil
+	}
+	attempt, err := strconv.Atoi(key[i+1:])
+	if err != nil || attempt < 1 {
+		return nil
+	}
+	if err := s.store.Nudge(ctx, key[:i], attempt, s.now()); err != nil {
+		return err
+	}
+	s.poke()
+	return nil
+}
 
 // sweep returns expired holds to their funds until ctx ends.
 func (s *Service) sweep(ctx context.Context) {

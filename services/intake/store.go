@@ -152,24 +152,30 @@ func (s *SQLStore) Filing(ctx context.Context, f Filing) (Filing, error) {
 // has its data key destroyed, in the same transaction: the key is gone once
 // the log says so, even when the erasing command did not get to delete it.
 func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error {
-	if c.PersonalDataErased {
-		if err := erase(ctx, q, c.ID, c.Beneficiary.KeyID); err != nil {
+	return s.ProjectAll(ctx, q, []*assist.Case{c})
+}
+
+// ProjectAll stores cases of distinct ids as Project stores each, in
+// statements of many rows (a rebuild: eventlog.BulkProjection).
+func (s *SQLStore) ProjectAll(ctx context.Context, q sqldb.Querier, cs []*assist.Case) error {
+	rows := make([][]any, len(cs))
+	for i, c := range cs {
+		if c.PersonalDataErased {
+			if err := erase(ctx, q, c.ID, c.Beneficiary.KeyID); err != nil {
+				return err
+			}
+		}
+		state, err := encodeState(c)
+		if err != nil {
 			return err
 		}
+		rows[i] = []any{c.ID, c.Post, c.Requester, string(c.State), string(c.Urgency), sqldb.Micros(c.CreatedAt),
+			sqldb.Micros(c.UpdatedAt), int64(c.Version), state, refHashKey(c.BeneficiaryRefHash), string(c.Category)}
 	}
-	state, err := encodeState(c)
-	if err != nil {
-		return err
-	}
-	_, err = q.Exec(ctx, `INSERT INTO intake_cases (id, post, requester, status, urgency, created_at, updated_at, version, state,
-			ref_hash, category)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-		ON CONFLICT (id) DO UPDATE SET post = excluded.post, status = excluded.status, urgency = excluded.urgency,
+	return sqldb.InsertRows(ctx, q, `INSERT INTO intake_cases (id, post, requester, status, urgency, created_at, updated_at, version, state,
+			ref_hash, category)`, `ON CONFLICT (id) DO UPDATE SET post = excluded.post, status = excluded.status, urgency = excluded.urgency,
 			updated_at = excluded.updated_at, version = excluded.version, state = excluded.state,
-			ref_hash = excluded.ref_hash, category = excluded.category`,
-		c.ID, c.Post, c.Requester, string(c.State), string(c.Urgency), sqldb.Micros(c.CreatedAt),
-		sqldb.Micros(c.UpdatedAt), int64(c.Version), state, refHashKey(c.BeneficiaryRefHash), string(c.Category))
-	return err
+			ref_hash = excluded.ref_hash, category = excluded.category`, rows)
 }
 
 // refHashKey is a reference hash as the ref_hash column keeps it: base64,

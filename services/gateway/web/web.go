@@ -175,6 +175,8 @@ func (s *site) routes() http.Handler {
 	r.Post("/audit/export", s.action(signedIn, s.export))
 
 	r.Get("/admin", s.page(signedIn, s.adminPage))
+	r.Get("/admin/erase", s.page(signedIn, s.eraseForm))
+	r.Post("/admin/erase", s.action(signedIn, s.erase))
 	r.Get("/users", s.page(signedIn, s.usersPage))
 	r.Post("/users", s.action(signedIn, s.createUser))
 	r.Post("/users/{username}", s.action(signedIn, s.changeUser))

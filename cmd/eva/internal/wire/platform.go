@@ -85,6 +85,14 @@ type Config struct {
 	HoldTTL time.Duration
 	// SettleAfter is how long the simulated provider takes to settle.
 	SettleAfter time.Duration
+	// ProviderURL, when set, is the payment provider disbursement pays
+	// through over HTTP (providerhttp); empty uses the in-process
+	// simulator (ADR 27).
+	ProviderURL string
+	// ProviderCallbacks, when set with ProviderURL, is the host:port
+	// where disbursement takes the provider's settlement callbacks (at
+	// providerhttp.CallbackPath); empty relies on polling alone.
+	ProviderCallbacks string
 	// Notify configures webhook deliveries and e-mail.
 	Notify notify.Config
 	// CookieSecure marks the session cookie Secure (behind HTTPS).

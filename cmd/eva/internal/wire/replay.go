@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -75,7 +76,11 @@ func AuditReplay(ctx context.Context, p *Platform, o AuditReplayOptions, out, pr
 		}
 		models = readModels[i : i+1]
 	}
-	for _, m := range models {
+	// One reading of the log folds the cases once for every read model;
+	// each is then written in its own transaction.
+	targets := make([]eventlog.RebuildTarget, len(models))
+	names := make([]string, len(models))
+	for i, m := range models {
 		db, err := p.DB(ctx, m.service)
 		if err != nil {
 			return err
@@ -83,27 +88,31 @@ func AuditReplay(ctx context.Context, p *Platform, o AuditReplayOptions, out, pr
 		if err := m.migrate(ctx, db); err != nil {
 			return err
 		}
-		bar := NewProgress(progress, "replay "+m.service)
-		start := time.Now()
-		res, err := p.Log.Rebuild(ctx, db, m.project(db), eventlog.RebuildOptions{
+		tables := m.tables
+		targets[i] = eventlog.RebuildTarget{DB: db, Projection: m.project(db),
 			Reset: func(ctx context.Context, q sqldb.Querier) error {
-				for _, t := range m.tables {
+				for _, t := range tables {
 					if _, err := q.Exec(ctx, `DELETE FROM `+t); err != nil {
 						return err
 					}
 				}
 				return nil
-			},
-			Progress: bar.Update,
-		})
-		if err != nil {
-			return fmt.Errorf("audit replay %s: %w", m.service, err)
-		}
-		bar.Finish(res.Last)
-		took := time.Since(start)
-		fmt.Fprintf(out, "%s: rebuilt %d cases from %d events (log at %d) in %s, %.0f events/s\n",
-			m.service, res.Cases, res.Events, res.Last, took.Round(time.Millisecond), float64(res.Events)/took.Seconds())
+			}}
+		names[i] = m.service
 	}
+	bar := NewProgress(progress, "replay "+strings.Join(names, ", "))
+	start := time.Now()
+	res, err := p.Log.RebuildAll(ctx, targets, bar.Update)
+	if err != nil {
+		return fmt.Errorf("audit replay %s: %w", strings.Join(names, ", "), err)
+	}
+	bar.Finish(res[len(res)-1].Last)
+	took := time.Since(start)
+	for i, r := range res {
+		fmt.Fprintf(out, "%s: rebuilt %d cases from %d events (log at %d)\n", names[i], r.Cases, r.Events, r.Last)
+	}
+	fmt.Fprintf(out, "read the log once for %d read models in %s, %.0f events/s\n", len(res), took.Round(time.Millisecond),
+		float64(res[len(res)-1].Events)/took.Seconds())
 	return nil
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -17,6 +19,7 @@ import (
 	"github.com/eva-org/eva/services/audit/auditapi"
 	"github.com/eva-org/eva/services/disbursement"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+	"github.com/eva-org/eva/services/disbursement/providerhttp"
 	"github.com/eva-org/eva/services/disbursement/provsim"
 	"github.com/eva-org/eva/services/gateway"
 	"github.com/eva-org/eva/services/gateway/web"
@@ -49,9 +52,13 @@ var services = map[string]service{
 			if err := migrateDisbursement(ctx, db); err != nil { // with the simulator's own books
 				return err
 			}
-			sim := provsim.New(provsim.Config{SettleAfter: p.Config.SettleAfter}, db)
-			return disbursement.Run(ctx, disbursement.Deps{Config: disbursement.Config{HoldTTL: p.Config.HoldTTL},
-				NC: b.NC, Trust: p.Trust, Log: b.Log, DB: db, Provider: sim, Logger: p.Logger.Named("disbursement")})
+			d := disbursement.Deps{Config: disbursement.Config{HoldTTL: p.Config.HoldTTL},
+				NC: b.NC, Trust: p.Trust, Log: b.Log, DB: db, Logger: p.Logger.Named("disbursement")}
+			if p.Config.ProviderURL == "" {
+				d.Provider = provsim.New(provsim.Config{SettleAfter: p.Config.SettleAfter}, db)
+				return disbursement.Run(ctx, d)
+			}
+			return runWithHTTPProvider(ctx, p.Config, d)
 		}},
 	"audit": {audit.Migrate,
 		func(ctx context.Context, p *Platform, b Bus, db sqldb.DB) error {
@@ -151,6 +158,38 @@ func Migrate(ctx context.Context, p *Platform) error {
 		}
 	}
 	return nil
+}
+
+// runWithHTTPProvider runs disbursement paying through the provider at
+// cfg.ProviderURL, taking its callbacks at cfg.ProviderCallbacks when set.
+func runWithHTTPProvider(ctx context.Context, cfg Config, d disbursement.Deps) error {
+	client, err := providerhttp.New(providerhttp.Config{URL: cfg.ProviderURL})
+	if err != nil {
+		return err
+	}
+	d.Provider = client
+	if cfg.ProviderCallbacks == "" {
+		return disbursement.Run(ctx, d)
+	}
+	ln, err := net.Listen("tcp", cfg.ProviderCallbacks)
+	if err != nil {
+		return fmt.Errorf("provider callbacks: %w", err)
+	}
+	notices := make(chan string, 256)
+	d.Notices = notices
+	srv := &http.Server{Handler: providerhttp.CallbackHandler(providerhttp.Notices(notices), d.Logger), ReadHeaderTimeout: 5 * time.Second}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("provider callbacks: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		defer srv.Close()
+		return disbursement.Run(gctx, d)
+	})
+	return g.Wait()
 }
 
 // migrateDisbursement migrates disbursement and, beside it, the provider
