@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 )
@@ -31,29 +33,51 @@ const hashDomain = "eva-audit-event-v1\x00"
 // events share an encoding. The stream timestamp is not hashed (the event's
 // own time is inside data); Verify compares it with the log instead.
 func HashEvent(seq uint64, subject, id string, data []byte) []byte {
-	h := sha256.New()
-	var n [8]byte
-	field := func(b []byte) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	h.Write([]byte(hashDomain))
-	binary.BigEndian.PutUint64(n[:], seq)
-	h.Write(n[:])
-	field([]byte(subject))
-	field([]byte(id))
-	field(data)
-	return h.Sum(nil)
+	var h hasher
+	sum := h.event(seq, subject, id, data)
+	return sum[:]
+}
+
+// appendEventInput appends HashEvent's input for an event to b.
+func appendEventInput(b []byte, seq uint64, subject, id string, data []byte) []byte {
+	b = append(b, hashDomain...)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(subject)))
+	b = append(b, subject...)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(id)))
+	b = append(b, id...)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(data)))
+	return append(b, data...)
 }
 
 // ChainNext extends the hash chain: SHA-256(prev ‖ hash). The chain before
 // the first event (seq 1) is GenesisChain.
 func ChainNext(prev, hash []byte) []byte {
-	h := sha256.New()
-	h.Write(prev)
-	h.Write(hash)
-	return h.Sum(nil)
+	var h hasher
+	sum := h.chain(prev, hash)
+	return sum[:]
+}
+
+// hasher computes the hashes of the archive (HashEvent, ChainNext,
+// LeafHash) in a buffer it keeps: Verify and Export hash every event, and
+// need not allocate for each. The zero hasher is ready; one hasher is not
+// for concurrent use.
+type hasher struct{ buf []byte }
+
+func (h *hasher) event(seq uint64, subject, id string, data []byte) [HashSize]byte {
+	h.buf = appendEventInput(h.buf[:0], seq, subject, id, data)
+	return sha256.Sum256(h.buf)
+}
+
+func (h *hasher) chain(prev, hash []byte) [HashSize]byte {
+	h.buf = append(append(h.buf[:0], prev...), hash...)
+	return sha256.Sum256(h.buf)
+}
+
+// leaf is LeafHash(r): SHA-256(0x00 ‖ LeafBytes(r)) (RFC 6962).
+func (h *hasher) leaf(r Record) tlog.Hash {
+	h.buf = appendLeafBytes(append(h.buf[:0], 0), r)
+	return sha256.Sum256(h.buf)
 }
 
 // GenesisChain is the chain value before the first event: 32 zero bytes.

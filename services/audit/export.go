@@ -2,8 +2,11 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -41,11 +44,13 @@ func (t *memTree) append(n int64, leaf tlog.Hash) error {
 // Export writes the archive's events with their proofs in the format of
 // auditexport: the latest kept checkpoint, checked with verifierKey, and
 // events 1 to its size, each with its leaf bytes and its inclusion proof
-// in that checkpoint's tree. It reads the archive twice, a page at a time:
-// once to rebuild the tree in memory from the archived events (refusing an
-// archive whose tree is not the checkpoint's: `eva audit verify` says
-// why), once to write each event with its proof; progress is called with
-// the events done of both passes. It returns the checkpoint's size.
+// in that checkpoint's tree. It reads the archive twice, a page at a time
+// (the next page read while this one is worked on): once to rebuild the
+// tree in memory from the archived events (refusing an archive whose tree
+// is not the checkpoint's: `eva audit verify` says why), once to write
+// each event with its proof, the lines of a page made on every CPU and
+// written in order; progress is called with the events done of both
+// passes. It returns the checkpoint's size.
 //
 // Errors: no checkpoint yet; a checkpoint that does not verify with
 // verifierKey; an archive that does not make the checkpoint's tree; those
@@ -65,31 +70,73 @@ func Export(ctx context.Context, store ArchiveStore, verifierKey string, w io.Wr
 	n := head.Size
 	total := 2 * uint64(n)
 	tree := make(memTree, 0, 2*n)
-	walk := func(pass int, f func(Record) error) error {
+	// walk hands f the archive's events 1..n a page at a time, in order;
+	// the next page is read while f works on this one.
+	walk := func(pass int, f func(page []Record) error) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		type read struct {
+			page []Record
+			err  error
+		}
+		pages := make(chan read, 1)
+		read1 := store.Range
+		if lr, ok := store.(leafRanger); ok {
+			read1 = lr.leafRange
+		}
+		go func() {
+			defer close(pages)
+			for next := int64(1); next <= n; {
+				page, err := read1(ctx, uint64(next-1), int(min(exportPage, n-next+1)))
+				if err == nil && len(page) == 0 {
+					err = fmt.Errorf("export: the archive ends at %d, the checkpoint's tree has %d events", next-1, n)
+				} else if err != nil {
+					err = fmt.Errorf("export: %w", err)
+				}
+				select {
+				case pages <- read{page, err}:
+				case <-ctx.Done():
+					return
+				}
+				if err != nil {
+					return
+				}
+				next += int64(len(page))
+			}
+		}()
 		for next := int64(1); next <= n; {
-			page, err := store.Range(ctx, uint64(next-1), int(min(exportPage, n-next+1)))
-			if err != nil {
-				return fmt.Errorf("export: %w", err)
+			rd, ok := <-pages
+			if !ok {
+				return ctx.Err()
 			}
-			if len(page) == 0 {
-				return fmt.Errorf("export: the archive ends at %d, the checkpoint's tree has %d events", next-1, n)
+			if rd.err != nil {
+				return rd.err
 			}
-			for _, r := range page {
-				if int64(r.Seq) != next {
-					return fmt.Errorf("export: the archive has no event %d", next)
+			for i, r := range rd.page {
+				if int64(r.Seq) != next+int64(i) {
+					return fmt.Errorf("export: the archive has no event %d", next+int64(i))
 				}
-				if err := f(r); err != nil {
-					return err
-				}
-				next++
 			}
+			if err := f(rd.page); err != nil {
+				return err
+			}
+			next += int64(len(rd.page))
 			if progress != nil {
 				progress(uint64(pass)*uint64(n)+uint64(next-1), total)
 			}
 		}
 		return nil
 	}
-	if err := walk(0, func(r Record) error { return tree.append(int64(r.Seq)-1, LeafHash(r)) }); err != nil {
+	var h hasher
+	err = walk(0, func(page []Record) error {
+		for _, r := range page {
+			if err := tree.append(int64(r.Seq)-1, h.leaf(r)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return 0, err
 	}
 	root, err := tlog.TreeHash(n, &tree)
@@ -103,12 +150,54 @@ func Export(ctx context.Context, store ArchiveStore, verifierKey string, w io.Wr
 	if err != nil {
 		return 0, fmt.Errorf("export: %w", err)
 	}
-	err = walk(1, func(r Record) error {
-		p, err := tlog.ProveRecord(n, int64(r.Seq)-1, &tree)
-		if err != nil {
-			return fmt.Errorf("export: prove event %d: %w", r.Seq, err)
+	// The lines of a page are made by a worker per CPU, each a slice of
+	// the page, and written in order.
+	workers := runtime.GOMAXPROCS(0)
+	err = walk(1, func(page []Record) error {
+		parts := make([][]byte, workers)
+		errs := make([]error, workers)
+		var wg sync.WaitGroup
+		per := (len(page) + workers - 1) / workers
+		for k := range workers {
+			lo, hi := min(k*per, len(page)), min((k+1)*per, len(page))
+			wg.Go(func() {
+				var buf []byte
+				for _, r := range page[lo:hi] {
+					p, err := tlog.ProveRecord(n, int64(r.Seq)-1, &tree)
+					if err != nil {
+						errs[k] = fmt.Errorf("export: prove event %d: %w", r.Seq, err)
+						return
+					}
+					// The leaf again, checked against the tree: the
+					// archive must not have changed since the first pass.
+					buf = appendLeafBytes(append(buf[:0], 0), r)
+					if parts[k] == nil {
+						// Room for the chunk's lines, taking the first as
+						// their size (leaves are of similar sizes).
+						parts[k] = make([]byte, 0, (hi-lo)*(4*len(buf)/3+4*len(p)*tlog.HashSize/3+32)*9/8)
+					}
+					if sha256.Sum256(buf) != tree[tlog.StoredHashIndex(0, int64(r.Seq)-1)] {
+						errs[k] = fmt.Errorf("export: archived event %d changed during the export: run eva audit verify", r.Seq)
+						return
+					}
+					parts[k] = auditexport.AppendEvent(parts[k], int64(r.Seq), buf[1:], p)
+				}
+			})
 		}
-		return ew.Event(int64(r.Seq), LeafBytes(r), p)
+		wg.Wait()
+		for k, b := range parts {
+			if errs[k] != nil {
+				return errs[k]
+			}
+			if len(b) == 0 {
+				continue
+			}
+			lo, hi := min(k*per, len(page)), min((k+1)*per, len(page))
+			if err := ew.Events(int64(page[lo].Seq), int64(page[hi-1].Seq), b); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, err

@@ -33,7 +33,11 @@ const leafTime = "2006-01-02T15:04:05.000000Z"
 // lines are unambiguous; the body's length is given, so it may hold any
 // byte. The encoding is deterministic: one event has one leaf.
 func LeafBytes(r Record) []byte {
-	b := make([]byte, 0, 128+len(r.Subject)+len(r.ID)+len(r.Data))
+	return appendLeafBytes(make([]byte, 0, 128+len(r.Subject)+len(r.ID)+len(r.Data)), r)
+}
+
+// appendLeafBytes appends LeafBytes(r) to b.
+func appendLeafBytes(b []byte, r Record) []byte {
 	b = append(b, LeafFormat+"\nseq "...)
 	b = strconv.AppendUint(b, r.Seq, 10)
 	b = append(b, "\nsubject "...)
@@ -49,4 +53,7 @@ func LeafBytes(r Record) []byte {
 }
 
 // LeafHash is the Merkle leaf hash of an archived event.
-func LeafHash(r Record) tlog.Hash { return tlog.RecordHash(LeafBytes(r)) }
+func LeafHash(r Record) tlog.Hash {
+	var h hasher
+	return h.leaf(r)
+}

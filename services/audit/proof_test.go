@@ -1,9 +1,13 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
+	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
@@ -232,3 +237,55 @@ func TestCheckpointSignature(t *testing.T) {
 }
 
 func isInvalid(err error) bool { return assist.IsCode(err, assist.CodeInvalid) }
+
+// Verify checks the signature of every kept checkpoint (on every CPU) and
+// matches each with the log: one kept checkpoint among many with a
+// changed byte fails naming its size, and a checkpoint saved elsewhere,
+// well signed, of a size already kept but with another root is a fork.
+func TestVerifyChecksEveryKeptCheckpoint(t *testing.T) {
+	e := newEnv(t, sqldbtest.SQLite(t))
+	ctx := e.ctx
+	e.start()
+	for range 40 {
+		e.someCases(1)
+		time.Sleep(30 * time.Millisecond) // a checkpoint every 20 ms
+	}
+	n := e.waitArchived()
+	evatest.Await(t, time.Minute, "a checkpoint of the whole archive", func() (bool, string) {
+		cp, err := e.client.Checkpoint(ctx)
+		return err == nil && cp.Size == int64(n), fmt.Sprint(cp.Size, err)
+	})
+	e.stop()
+	e.wantOK(n)
+	kept, err := e.store.Checkpoints(ctx, -1, math.MaxInt64, 1000)
+	if err != nil || len(kept) < 20 {
+		t.Fatalf("%d checkpoints kept (%v), want at least 20", len(kept), err)
+	}
+	if res := e.verify(); res.Checkpoints != len(kept) {
+		t.Fatalf("verify matched %d checkpoints, %d are kept", res.Checkpoints, len(kept))
+	}
+	mid := kept[len(kept)/2]
+	altered := bytes.Clone(mid.Note)
+	i := bytes.IndexByte(altered, '\n') + 1 // the size line
+	altered[i] = '0' + (altered[i]-'0'+1)%10
+	if _, err := e.db.Exec(ctx, `UPDATE audit_checkpoints SET note = $1 WHERE size = $2`, string(altered), mid.Size); err != nil {
+		t.Fatal(err)
+	}
+	res := e.verify()
+	if res.OK || !strings.Contains(res.Reason, fmt.Sprintf("the kept checkpoint of size %d does not verify", mid.Size)) {
+		t.Fatalf("verify with an altered kept checkpoint = %s", show(res))
+	}
+	if _, err := e.db.Exec(ctx, `UPDATE audit_checkpoints SET note = $1 WHERE size = $2`, string(mid.Note), mid.Size); err != nil {
+		t.Fatal(err)
+	}
+	e.wantOK(n)
+	fork, err := note.Sign(&note.Note{Text: auditapi.FormatCheckpoint(auditapi.TreeHead{Origin: e.key.Signer.Name(), Size: mid.Size,
+		Root: tlog.Hash{1}})}, e.key.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = audit.Verify(ctx, e.store, e.log, audit.VerifyOptions{VerifierKey: e.key.Verifier, Checkpoints: [][]byte{fork}})
+	if err != nil || res.OK || !strings.Contains(res.Reason, "a fork") {
+		t.Fatalf("verify with a forked checkpoint = %s %v", show(res), err)
+	}
+}

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -85,16 +87,27 @@ func Verify(ctx context.Context, store ArchiveStore, log *eventlog.Log, opt Veri
 	bad := func(seq uint64, format string, args ...any) (auditapi.VerifyResult, error) {
 		return fail(&seq, format, args...)
 	}
+	treeSize, err := store.TreeSize(ctx, nil)
+	if err != nil {
+		return auditapi.VerifyResult{}, fmt.Errorf("verify: %w", err)
+	}
+	// last is the end of the log as far as Verify knows; it is read again
+	// when the archive gets past it, since the log grows meanwhile.
+	last, err := log.LastSeq(ctx)
+	if err != nil {
+		return auditapi.VerifyResult{}, err
+	}
+	// The pages are read ahead: the archive, the log and the stored leaves
+	// of the next page are fetched while this one is checked, and the
+	// first ones while the checkpoints' signatures are checked.
+	pages := prefetchPages(ctx, store, log, last, treeSize)
+	defer pages.stop()
 	heads, why, err := checkpointHeads(ctx, store, opt, func(name string) string { return name })
 	if err != nil {
 		return auditapi.VerifyResult{}, err
 	}
 	if why != "" {
 		return fail(nil, "%s", why)
-	}
-	treeSize, err := store.TreeSize(ctx, nil)
-	if err != nil {
-		return auditapi.VerifyResult{}, fmt.Errorf("verify: %w", err)
 	}
 	var tree compactRange
 	// matchHeads compares the recomputed tree with the checkpoints of its
@@ -113,18 +126,11 @@ func Verify(ctx context.Context, store ArchiveStore, log *eventlog.Log, opt Veri
 	if why := matchHeads(); why != "" {
 		return fail(nil, "%s", why)
 	}
-	// last is the end of the log as far as Verify knows; it is read again
-	// when the archive gets past it, since the log grows meanwhile.
-	last, err := log.LastSeq(ctx)
-	if err != nil {
-		return auditapi.VerifyResult{}, err
-	}
-	chain := GenesisChain()
+	var (
+		h     hasher
+		chain = [HashSize]byte(GenesisChain())
+	)
 	next := uint64(1) // the sequence the archive must hold next
-	// The pages are read ahead: the archive, the log and the stored leaves
-	// of the next page are fetched while this one is checked.
-	pages := prefetchPages(ctx, store, log, last, treeSize)
-	defer pages.stop()
 	for {
 		vp, err := pages.next()
 		if err != nil {
@@ -139,15 +145,15 @@ func Verify(ctx context.Context, store ArchiveStore, log *eventlog.Log, opt Veri
 			if r.Seq != next {
 				return bad(next, "event %d is missing from the archive (the next archived event is %d)", next, r.Seq)
 			}
-			if !bytes.Equal(r.Hash, HashEvent(r.Seq, r.Subject, r.ID, r.Data)) {
+			if hash := h.event(r.Seq, r.Subject, r.ID, r.Data); !bytes.Equal(r.Hash, hash[:]) {
 				return bad(r.Seq, "archived event %d does not match its hash", r.Seq)
 			}
-			want := ChainNext(chain, r.Hash)
-			if !bytes.Equal(r.Chain, want) {
+			want := h.chain(chain[:], r.Hash)
+			if !bytes.Equal(r.Chain, want[:]) {
 				return bad(r.Seq, "chain of archived event %d does not follow from the events before it", r.Seq)
 			}
 			chain = want
-			leaf := LeafHash(r)
+			leaf := h.leaf(r)
 			if i >= len(leaves) {
 				return bad(r.Seq, "archived event %d is not in the Merkle tree, which covers %d events", r.Seq, treeSize)
 			}
@@ -388,25 +394,16 @@ func checkpointHeads(ctx context.Context, store TreeStore, opt VerifyOptions, or
 		return nil, "the verifier key is malformed: " + err.Error(), nil
 	}
 	origin := originOf(v.Name())
-	bySize := map[int64]auditapi.TreeHead{}
-	add := func(what string, signed []byte) string {
-		h, err := auditapi.OpenCheckpointOfAny(signed, opt.VerifierKey)
-		if err != nil {
-			return fmt.Sprintf("%s does not verify: %v", what, err)
-		}
-		if h.Origin != origin {
-			return "" // the other log's
-		}
-		if prev, ok := bySize[h.Size]; ok && prev.Root != h.Root {
-			return fmt.Sprintf("the log was rewritten: two checkpoints of tree size %d have different roots (a fork)", h.Size)
-		}
-		bySize[h.Size] = h
-		return ""
+	// The signatures (an Ed25519 verification each, the most costly part
+	// of a checkpoint) are checked on every CPU; the first bad one in
+	// order is reported.
+	type signed struct {
+		what string
+		note []byte
 	}
+	var all []signed
 	for i, c := range opt.Checkpoints {
-		if why := add(fmt.Sprintf("saved checkpoint %d", i+1), c); why != "" {
-			return nil, why, nil
-		}
+		all = append(all, signed{fmt.Sprintf("saved checkpoint %d", i+1), c})
 	}
 	for after := int64(-1); ; {
 		kept, err := store.Checkpoints(ctx, after, math.MaxInt64, verifyPage)
@@ -417,11 +414,34 @@ func checkpointHeads(ctx context.Context, store TreeStore, opt VerifyOptions, or
 			break
 		}
 		for _, c := range kept {
-			if why := add(fmt.Sprintf("the kept checkpoint of size %d", c.Size), c.Note); why != "" {
-				return nil, why, nil
-			}
+			all = append(all, signed{fmt.Sprintf("the kept checkpoint of size %d", c.Size), c.Note})
 		}
 		after = kept[len(kept)-1].Size
+	}
+	opened := make([]auditapi.TreeHead, len(all))
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(all)/16))
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(all); i += workers {
+				opened[i], errs[i] = auditapi.OpenCheckpointOfAny(all[i].note, opt.VerifierKey)
+			}
+		})
+	}
+	wg.Wait()
+	bySize := map[int64]auditapi.TreeHead{}
+	for i, h := range opened {
+		if errs[i] != nil {
+			return nil, fmt.Sprintf("%s does not verify: %v", all[i].what, errs[i]), nil
+		}
+		if h.Origin != origin {
+			continue // the other log's
+		}
+		if prev, ok := bySize[h.Size]; ok && prev.Root != h.Root {
+			return nil, fmt.Sprintf("the log was rewritten: two checkpoints of tree size %d have different roots (a fork)", h.Size), nil
+		}
+		bySize[h.Size] = h
 	}
 	heads = slices.SortedFunc(maps.Values(bySize), func(a, b auditapi.TreeHead) int { return cmp.Compare(a.Size, b.Size) })
 	return heads, "", nil

@@ -24,23 +24,72 @@ import (
 // nothing, and a second worker repeating the step is harmless.
 const lease = 10 * time.Second
 
-// work runs due payout steps until ctx ends: it wakes when the consumer
-// committed, or every Poll.
+// work runs due payout steps until ctx ends: it looks for them when the
+// consumer committed, every Poll, and when a step ends while more were
+// due than it had room for. Up to Workers steps run at once, and a new
+// one starts as soon as one ends: a step never waits for the others
+// taken with it.
 func (s *Service) work(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Poll)
 	defer t.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, s.cfg.Workers)
+	freed := make(chan struct{}, 1)
+	due := false // steps may be due that found no free slot
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			due = true
 		case <-s.wake:
+			due = true
+		case <-freed:
 		}
-		s.RunDue(ctx)
+		if due {
+			due = s.dispatch(ctx, slots, freed, &wg)
+		}
 	}
 }
 
-// RunDue runs the payout steps that are due now, each once, concurrently.
+// dispatch claims due steps for the free slots and starts each; it
+// reports whether more may be due than there were slots for.
+func (s *Service) dispatch(ctx context.Context, slots chan struct{}, freed chan struct{}, wg *sync.WaitGroup) bool {
+	for ctx.Err() == nil {
+		free := cap(slots) - len(slots)
+		if free == 0 {
+			return true
+		}
+		steps, err := s.store.ClaimWork(ctx, s.now(), lease, free)
+		if err != nil {
+			s.warn("claim payout work", err)
+			return false
+		}
+		for _, w := range steps {
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() {
+					<-slots
+					wg.Done()
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
+				}()
+				s.run(ctx, w)
+			}()
+		}
+		if len(steps) < free {
+			return false
+		}
+	}
+	return false
+}
+
+// RunDue runs the payout steps that are due now, each once, concurrently,
+// and returns when none is left.
 func (s *Service) RunDue(ctx context.Context) {
 	for ctx.Err() == nil {
 		steps, err := s.store.ClaimWork(ctx, s.now(), lease, 4*s.cfg.Workers)
@@ -58,13 +107,19 @@ func (s *Service) RunDue(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				if err := s.step(ctx, w); err != nil {
-					s.warn("payout step failed; will retry", err, zap.String("payout", w.ID), zap.String("stage", w.Stage))
-					s.deferStep(ctx, w, err)
-				}
+				s.run(ctx, w)
 			}()
 		}
 		wg.Wait()
+	}
+}
+
+// run does a claimed step (and those that follow it at once); a failure
+// puts it off.
+func (s *Service) run(ctx context.Context, w Work) {
+	if err := s.step(ctx, w); err != nil {
+		s.warn("payout step failed; will retry", err, zap.String("payout", w.ID), zap.String("stage", w.Stage))
+		s.deferStep(ctx, w, err)
 	}
 }
 
