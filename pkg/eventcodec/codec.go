@@ -112,6 +112,8 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 		pe.Body = &evav1.Event_PayoutRetried{PayoutRetried: &evav1.PayoutRetried{PayoutId: b.PayoutID, Attempt: int32(b.Attempt)}}
 	case assist.DeadlineMissed:
 		pe.Body = &evav1.Event_DeadlineMissed{DeadlineMissed: &evav1.DeadlineMissed{Deadline: ts(b.Deadline)}}
+	case assist.DeadlineWarning:
+		pe.Body = &evav1.Event_DeadlineWarning{DeadlineWarning: &evav1.DeadlineWarning{Deadline: ts(b.Deadline)}}
 	case assist.PolicyChanged:
 		pe.Body = &evav1.Event_PolicyChanged{PolicyChanged: &evav1.PolicyChanged{Policy: wholePolicyToProto(b.Policy)}}
 	case assist.FundCreated:
@@ -217,6 +219,8 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		e.Body = assist.PayoutRetried{PayoutID: b.PayoutRetried.GetPayoutId(), Attempt: int(b.PayoutRetried.GetAttempt())}
 	case *evav1.Event_DeadlineMissed:
 		e.Body = assist.DeadlineMissed{Deadline: tm(b.DeadlineMissed.GetDeadline())}
+	case *evav1.Event_DeadlineWarning:
+		e.Body = assist.DeadlineWarning{Deadline: tm(b.DeadlineWarning.GetDeadline())}
 	case *evav1.Event_PolicyChanged:
 		e.Body = assist.PolicyChanged{Policy: wholePolicyFromProto(b.PolicyChanged.GetPolicy())}
 	case *evav1.Event_FundCreated:

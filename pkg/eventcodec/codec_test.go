@@ -82,6 +82,7 @@ func samples() []struct {
 		{"RequestClosed", envelope("15", assist.RequestClosed{})},
 		{"PayoutRetried", envelope("18", assist.PayoutRetried{PayoutID: "payout-1", Attempt: 3})},
 		{"DeadlineMissed", envelope("16", assist.DeadlineMissed{Deadline: deadline})},
+		{"DeadlineWarning", envelope("52", assist.DeadlineWarning{Deadline: deadline})},
 		{"ClaimExpired", envelope("17", assist.ClaimExpired{ClaimedBy: "olu", ExpiresAt: at.Add(30 * time.Minute)})},
 		{"PolicyChanged", envelope("19", assist.PolicyChanged{Policy: func() assist.Policy {
 			p := assist.DefaultPolicy()
