@@ -93,6 +93,11 @@ func run(ctx context.Context, cmd string, args []string) error {
 	if o.envErr != nil {
 		return o.envErr
 	}
+	if cmd == "dev" || cmd == "serve" {
+		if err := o.notify(cmd); err != nil {
+			return err
+		}
+	}
 	var err error
 	if o.cfg.OIDC, err = o.oidc.config(); err != nil {
 		return err

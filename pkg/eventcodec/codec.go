@@ -132,10 +132,11 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 	case assist.PersonalDataErased:
 		pe.Body = &evav1.Event_PersonalDataErased{PersonalDataErased: &evav1.PersonalDataErased{KeyId: b.KeyID}}
 	case assist.UserCreated:
-		pe.Body = &evav1.Event_UserCreated{UserCreated: &evav1.UserCreated{Username: b.Username, Roles: b.Roles, Posts: b.Posts}}
+		pe.Body = &evav1.Event_UserCreated{UserCreated: &evav1.UserCreated{Username: b.Username, Roles: b.Roles, Posts: b.Posts,
+			Email: b.Email}}
 	case assist.UserChanged:
 		pe.Body = &evav1.Event_UserChanged{UserChanged: &evav1.UserChanged{Username: b.Username, Roles: b.Roles,
-			Posts: b.Posts, Disabled: b.Disabled, PasswordChanged: b.PasswordChanged}}
+			Posts: b.Posts, Disabled: b.Disabled, PasswordChanged: b.PasswordChanged, Email: b.Email}}
 	default:
 		return nil, fmt.Errorf("encode: unknown event body %T", e.Body)
 	}
@@ -244,11 +245,11 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		e.Body = assist.PersonalDataErased{KeyID: b.PersonalDataErased.GetKeyId()}
 	case *evav1.Event_UserCreated:
 		u := b.UserCreated
-		e.Body = assist.UserCreated{Username: u.GetUsername(), Roles: u.GetRoles(), Posts: u.GetPosts()}
+		e.Body = assist.UserCreated{Username: u.GetUsername(), Roles: u.GetRoles(), Posts: u.GetPosts(), Email: u.GetEmail()}
 	case *evav1.Event_UserChanged:
 		u := b.UserChanged
 		e.Body = assist.UserChanged{Username: u.GetUsername(), Roles: u.GetRoles(), Posts: u.GetPosts(),
-			Disabled: u.GetDisabled(), PasswordChanged: u.GetPasswordChanged()}
+			Disabled: u.GetDisabled(), PasswordChanged: u.GetPasswordChanged(), Email: u.GetEmail()}
 	default:
 		// A body this version does not know, or none at all.
 		return assist.Event{}, fmt.Errorf("event %s has no known body", e.ID)

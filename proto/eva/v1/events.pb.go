@@ -2499,6 +2499,7 @@ type UserCreated struct {
 	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
 	Roles         []string               `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
 	Posts         []string               `protobuf:"bytes,3,rep,name=posts,proto3" json:"posts,omitempty"`
+	Email         string                 `protobuf:"bytes,4,opt,name=email,proto3" json:"email,omitempty"` // where notify e-mails the account; empty: none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2554,6 +2555,13 @@ func (x *UserCreated) GetPosts() []string {
 	return nil
 }
 
+func (x *UserCreated) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
 // UserChanged: an admin changed a local account; it holds the account's
 // roles, posts and disabled flag after the change, and whether its
 // password was set (never the password nor its hash).
@@ -2564,6 +2572,7 @@ type UserChanged struct {
 	Posts           []string               `protobuf:"bytes,3,rep,name=posts,proto3" json:"posts,omitempty"`
 	Disabled        bool                   `protobuf:"varint,4,opt,name=disabled,proto3" json:"disabled,omitempty"`
 	PasswordChanged bool                   `protobuf:"varint,5,opt,name=password_changed,json=passwordChanged,proto3" json:"password_changed,omitempty"`
+	Email           string                 `protobuf:"bytes,6,opt,name=email,proto3" json:"email,omitempty"` // the address after the change; empty: none
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2631,6 +2640,13 @@ func (x *UserChanged) GetPasswordChanged() bool {
 		return x.PasswordChanged
 	}
 	return false
+}
+
+func (x *UserChanged) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
 }
 
 // WebhookRegistered: an admin registered a URL to receive the case events
@@ -2935,17 +2951,19 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\aaccount\x18\x03 \x01(\tR\aaccount\"K\n" +
 	"\x13PayeeAccountChanged\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x1a\n" +
-	"\bprevious\x18\x02 \x01(\tR\bprevious\"U\n" +
+	"\bprevious\x18\x02 \x01(\tR\bprevious\"k\n" +
 	"\vUserCreated\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x14\n" +
-	"\x05posts\x18\x03 \x03(\tR\x05posts\"\x9c\x01\n" +
+	"\x05posts\x18\x03 \x03(\tR\x05posts\x12\x14\n" +
+	"\x05email\x18\x04 \x01(\tR\x05email\"\xb2\x01\n" +
 	"\vUserChanged\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x14\n" +
 	"\x05posts\x18\x03 \x03(\tR\x05posts\x12\x1a\n" +
 	"\bdisabled\x18\x04 \x01(\bR\bdisabled\x12)\n" +
-	"\x10password_changed\x18\x05 \x01(\bR\x0fpasswordChanged\"\x84\x01\n" +
+	"\x10password_changed\x18\x05 \x01(\bR\x0fpasswordChanged\x12\x14\n" +
+	"\x05email\x18\x06 \x01(\tR\x05email\"\x84\x01\n" +
 	"\x11WebhookRegistered\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06events\x18\x02 \x03(\tR\x06events\x12&\n" +
