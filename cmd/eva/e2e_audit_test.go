@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"net/http"
 	"os"
 	"os/exec"
@@ -176,4 +177,43 @@ func outsiderVerifies(t *testing.T, c *client, key, checkpoint []byte, size uint
 			t.Fatalf("the outsider's check passed a changed leaf %d:\n%s", seq, out)
 		}
 	}
+}
+
+// Tamper suite, a payee's row: an account edited in SQL (not through the
+// log) redirects no payout (ADR 24), and `eva audit verify` names the
+// payee whose row differs from the log.
+func TestE2EAuditVerifyNamesAnEditedPayeeRow(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	eva, c := startDev(t, "eva dev", dataDir)
+	payee := c.payee()
+	c.waitVerified(30 * time.Second)
+	if code := eva.stop(); code != 0 {
+		t.Fatalf("eva dev exited with %d", code)
+	}
+	verify := func() (int, string) {
+		t.Helper()
+		p := startProc(t, "eva audit verify", childEnv(), "audit", "verify", "--data", dataDir)
+		return p.wait(60 * time.Second), p.out.String()
+	}
+	if code, out := verify(); code != 0 || !strings.Contains(out, `"payees": {`) {
+		t.Fatalf("eva audit verify before the edit: exit %d\n%s", code, out)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "disbursement.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.Exec(`UPDATE disb_payees SET account = 'XX00 EVIL 0000' WHERE id = ?`, payee.ID)
+	if n, _ := res.RowsAffected(); err != nil || n != 1 {
+		t.Fatalf("edit the payee's row: %v (%d rows)", err, n)
+	}
+	db.Close()
+	code, out := verify()
+	if code == 0 || !strings.Contains(out, "payee rows: payee "+payee.ID+": account") {
+		t.Fatalf("eva audit verify after the edit: exit %d, want a failure naming payee %s\n%s", code, payee.ID, out)
+	}
+	if strings.Contains(out, "EVIL") {
+		t.Errorf("verify prints the account: %s", out)
+	}
+	t.Logf("edited payee row: %s", lastLine(out))
 }

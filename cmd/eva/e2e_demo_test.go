@@ -34,7 +34,8 @@ const (
 // of the README's five-minute demo against eva dev, with `eva
 // webhook-sink` as the receiver: adm sets a 30 s critical deadline and a
 // 1,000.00 USD two-approver threshold; a critical request misses its
-// deadline (DeadlineMissed once, by eva; escalated; first in the queue,
+// deadline (DeadlineWarning at 22.5 s, then DeadlineMissed, once each, by
+// eva; escalated; first in the queue,
 // before an urgent one filed after it); olu's approval holds the money
 // and waits (awaiting_second_approval), olu cannot give the second, mei
 // does; the sink receives DeadlineMissed and both RequestApproved with
@@ -96,7 +97,7 @@ func TestE2EReadmeDemo(t *testing.T) {
 		t.Fatalf("queue %+v: want the escalated critical request first", queue.Items)
 	}
 	hist := c.history(critical)
-	if types := eventTypes(hist); !slices.Equal(types, []string{"RequestSubmitted", "DeadlineMissed"}) {
+	if types := eventTypes(hist); !slices.Equal(types, []string{"RequestSubmitted", "DeadlineWarning", "DeadlineMissed"}) {
 		t.Fatalf("history %v", types)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	_ "net/http/pprof"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/services/audit/witness"
 	"github.com/eva-org/eva/services/disbursement/providerhttp"
+	"github.com/eva-org/eva/services/notify"
 )
 
 // options are the flags of one command, read into the wiring's Config.
@@ -37,6 +39,9 @@ type options struct {
 	sim       simOptions
 	provsim   wire.ProvSimOptions
 	oidc      *oidcOptions
+	// smtp is --smtp's URL (it may hold a password: never a flag default,
+	// never echoed); publicURL is --public-url's.
+	smtp, publicURL string
 }
 
 // stringList is a flag that may be given several times.
@@ -84,6 +89,13 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 			"approver, finance and admin accounts sign in with a TOTP second factor")
 		fs.StringVar(&o.pprof, "pprof", "", "serve Go profiles (net/http/pprof) at host:port")
 		o.oidc = oidcFlags(fs)
+		fs.Func("smtp", "notify's mail server, smtp://user:password@host:587?from=eva@example.org (STARTTLS when offered) "+
+			"or smtps://... (implicit TLS); env EVA_SMTP; default: no e-mail",
+			func(v string) error { o.smtp = v; return nil })
+		fs.StringVar(&o.publicURL, "public-url", os.Getenv("EVA_PUBLIC_URL"),
+			"EVA's address as its users reach it, for the links in e-mails (eva dev: http://<--http>)")
+		fs.DurationVar(&o.cfg.Notify.Keep, "notify-keep", 7*24*time.Hour,
+			"how long delivered webhook deliveries and mails stay in notify's outbox")
 	}
 	switch cmd {
 	case "dev":
@@ -132,6 +144,31 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		return nil
 	}
 	return o
+}
+
+// notify reads --smtp (else EVA_SMTP) and --public-url into notify's
+// configuration. Errors never repeat the URL (it may hold a password).
+func (o *options) notify(cmd string) error {
+	raw := o.smtp
+	if raw == "" {
+		raw = os.Getenv("EVA_SMTP")
+	}
+	var err error
+	if o.cfg.Notify.SMTP, err = notify.ParseSMTP(raw); err != nil {
+		return fmt.Errorf("--smtp: %w", err)
+	}
+	pub := o.publicURL
+	if pub == "" && cmd == "dev" {
+		pub = "http://" + o.cfg.HTTPAddr
+	}
+	if pub != "" {
+		u, err := url.Parse(pub)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
+			return fmt.Errorf("--public-url %q: want http(s)://host[:port][/path]", pub)
+		}
+	}
+	o.cfg.Notify.PublicURL = pub
+	return nil
 }
 
 func (o *options) withPlatform(ctx context.Context, zl *zap.Logger, f func(*wire.Platform) error) error {

@@ -57,6 +57,9 @@ func (c *Case) Apply(e Event, seq uint64) {
 			c.PayeeID = *b.PayeeID
 		}
 		if !b.Deadline.IsZero() {
+			if !b.Deadline.Equal(c.Deadline) {
+				c.Warned = false // a new deadline, its own warning
+			}
 			c.Deadline = b.Deadline
 		}
 		if e.Actor.Username != "" && !slices.Contains(c.Amenders, e.Actor.Username) {
@@ -121,6 +124,8 @@ func (c *Case) Apply(e Event, seq uint64) {
 		c.State = StateClosed
 	case DeadlineMissed:
 		c.Escalated = true
+	case DeadlineWarning:
+		c.Warned = true
 	case ClaimExpired:
 		c.State = StateSubmitted
 		c.clearClaim()

@@ -35,6 +35,7 @@ func sampleBodies() []assist.Body {
 		assist.RequestClosed{},
 		assist.PayoutRetried{PayoutID: "payout-9", Attempt: 5},
 		assist.DeadlineMissed{Deadline: t0.Add(4 * time.Hour)},
+		assist.DeadlineWarning{Deadline: t0.Add(4 * time.Hour)},
 		assist.ClaimExpired{ClaimedBy: "olu", ExpiresAt: t0.Add(3 * time.Hour)},
 		assist.PolicyChanged{Policy: assist.DefaultPolicy()},
 		assist.FundCreated{Name: "F", AllocatedCents: 100},
@@ -189,6 +190,11 @@ func TestApplyEffects(t *testing.T) {
 		{assist.DeadlineMissed{}, func(t *testing.T, before, c assist.Case) {
 			if !c.Escalated || c.State != before.State || c.ClaimedBy != before.ClaimedBy {
 				t.Fatalf("escalated %v, state %s (was %s): want escalated, nothing else changed", c.Escalated, c.State, before.State)
+			}
+		}},
+		{assist.DeadlineWarning{}, func(t *testing.T, before, c assist.Case) {
+			if !c.Warned || c.Escalated != before.Escalated || c.State != before.State || c.ClaimedBy != before.ClaimedBy {
+				t.Fatalf("warned %v, state %s (was %s): want warned, nothing else changed", c.Warned, c.State, before.State)
 			}
 		}},
 		{assist.ClaimExpired{}, func(t *testing.T, _, c assist.Case) {

@@ -121,7 +121,10 @@ type Case struct {
 	PayeeID            string
 	Deadline           time.Time
 	Escalated          bool
-	State              State
+	// Warned: DeadlineWarning was recorded for the current deadline (an
+	// amendment that moves the deadline clears it).
+	Warned bool
+	State  State
 	// PersonalDataErased: an admin erased the case's personal data
 	// (PersonalDataErased); Beneficiary keeps only its key id, which
 	// opens nothing any more, and BeneficiaryRefHash is dropped.
@@ -337,6 +340,9 @@ type (
 	// DeadlineMissed: the decision deadline passed while the case was
 	// open; the case is escalated.
 	DeadlineMissed struct{ Deadline time.Time }
+	// DeadlineWarning: three quarters of the time to the decision
+	// deadline passed while the case was open and not escalated.
+	DeadlineWarning struct{ Deadline time.Time }
 	// ClaimExpired: a claim lease ran out before a decision; the case is
 	// back in the queue.
 	ClaimExpired struct {
@@ -379,6 +385,7 @@ func (PayoutFailed) Type() string       { return "PayoutFailed" }
 func (RequestClosed) Type() string      { return "RequestClosed" }
 func (PayoutRetried) Type() string      { return "PayoutRetried" }
 func (DeadlineMissed) Type() string     { return "DeadlineMissed" }
+func (DeadlineWarning) Type() string    { return "DeadlineWarning" }
 func (ClaimExpired) Type() string       { return "ClaimExpired" }
 func (PersonalDataErased) Type() string { return "PersonalDataErased" }
 
@@ -399,6 +406,7 @@ func (PayoutFailed) isBody()       {}
 func (RequestClosed) isBody()      {}
 func (PayoutRetried) isBody()      {}
 func (DeadlineMissed) isBody()     {}
+func (DeadlineWarning) isBody()    {}
 func (ClaimExpired) isBody()       {}
 func (PersonalDataErased) isBody() {}
 
@@ -406,6 +414,6 @@ func (PersonalDataErased) isBody() {}
 var EventTypes = []string{"RequestSubmitted", "RequestAmended", "RequestWithdrawn", "InfoRequested",
 	"InfoProvided", "ReviewClaimed", "ReviewReleased", "RequestApproved", "RequestRejected",
 	"FundsReserved", "FundsReleased", "PayoutSent", "PayoutSettled", "PayoutFailed", "RequestClosed",
-	"PayoutRetried", "DeadlineMissed", "ClaimExpired", "PolicyChanged",
+	"PayoutRetried", "DeadlineMissed", "DeadlineWarning", "ClaimExpired", "PolicyChanged",
 	"FundCreated", "PayeeCreated", "PayeeAccountChanged", "FundAllocationChanged", "PersonalDataErased", "UserCreated", "UserChanged",
 	"WebhookRegistered", "WebhookRemoved"}

@@ -33,7 +33,7 @@ type (
 	// FundAllocationChanged is a fund's new allocation, set by finance
 	// with a reason. A cut (AllocatedCents < PreviousCents) was held on
 	// the fund under HoldID before it was recorded, so that no approval
-	// could take the money in between (ADR 28); a raise holds nothing.
+	// could take the money in between (ADR 29); a raise holds nothing.
 	FundAllocationChanged struct {
 		AllocatedCents int64
 		PreviousCents  int64

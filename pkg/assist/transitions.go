@@ -545,6 +545,48 @@ func (c *Case) MissDeadline(cmd Cmd) (Event, error) {
 	return cmd.event(c.ID, "", DeadlineMissed{Deadline: c.Deadline}), nil
 }
 
+// deadlineWarnNum/deadlineWarnDen is the part of the time from filing to the
+// decision deadline after which an undecided case is warned about:
+// three quarters.
+const (
+	deadlineWarnNum = 3
+	deadlineWarnDen = 4
+)
+
+// WarnAt is when a case filed at filed with a decision deadline warns
+// that the deadline is near: three quarters of the way from filing to
+// the deadline.
+func WarnAt(filed, deadline time.Time) time.Time {
+	return filed.Add(deadline.Sub(filed) / deadlineWarnDen * deadlineWarnNum)
+}
+
+// WarnAt is when the case warns that its deadline is near.
+func (c *Case) WarnAt() time.Time { return WarnAt(c.CreatedAt, c.Deadline) }
+
+// WarnDeadline records that three quarters of the time to the decision
+// deadline passed while the case was still open and not escalated: the
+// deadline is near. It is EVA's own doing (a timer), at most once per
+// deadline; past the deadline it is DeadlineMissed's turn.
+//
+// Errors: CodeConflict when the case is decided, escalated, already
+// warned about this deadline, not yet at its warning time, or past its
+// deadline.
+func (c *Case) WarnDeadline(cmd Cmd) (Event, error) {
+	switch {
+	case !c.State.Open():
+		return Event{}, conflict("a %s request has no deadline to warn about", c.State)
+	case c.Escalated:
+		return Event{}, conflict("the deadline was already missed")
+	case c.Warned:
+		return Event{}, conflict("the deadline was already warned about")
+	case cmd.At.Before(c.WarnAt()):
+		return Event{}, conflict("the warning is due at %s", c.WarnAt().UTC().Format(time.RFC3339))
+	case !cmd.At.Before(c.Deadline):
+		return Event{}, conflict("the deadline %s has passed", c.Deadline.UTC().Format(time.RFC3339))
+	}
+	return cmd.event(c.ID, "", DeadlineWarning{Deadline: c.Deadline}), nil
+}
+
 // ExpireClaim records that a claim lease ran out before a decision: the
 // case goes back to the queue. It is EVA's own doing (a timer).
 //

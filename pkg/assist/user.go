@@ -18,6 +18,8 @@ func UserID(username string) string {
 type UserCreated struct {
 	Username     string
 	Roles, Posts []string
+	// Email is where notify e-mails the account; empty for none.
+	Email string
 }
 
 // UserChanged is a change an admin made to a local account: its roles,
@@ -28,6 +30,8 @@ type UserChanged struct {
 	Roles, Posts    []string
 	Disabled        bool
 	PasswordChanged bool
+	// Email is the account's address after the change; empty for none.
+	Email string
 }
 
 // Type implements Body.

@@ -112,6 +112,8 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 		pe.Body = &evav1.Event_PayoutRetried{PayoutRetried: &evav1.PayoutRetried{PayoutId: b.PayoutID, Attempt: int32(b.Attempt)}}
 	case assist.DeadlineMissed:
 		pe.Body = &evav1.Event_DeadlineMissed{DeadlineMissed: &evav1.DeadlineMissed{Deadline: ts(b.Deadline)}}
+	case assist.DeadlineWarning:
+		pe.Body = &evav1.Event_DeadlineWarning{DeadlineWarning: &evav1.DeadlineWarning{Deadline: ts(b.Deadline)}}
 	case assist.PolicyChanged:
 		pe.Body = &evav1.Event_PolicyChanged{PolicyChanged: &evav1.PolicyChanged{Policy: wholePolicyToProto(b.Policy)}}
 	case assist.FundCreated:
@@ -133,10 +135,11 @@ func toProto(e assist.Event) (*evav1.Event, error) {
 	case assist.PersonalDataErased:
 		pe.Body = &evav1.Event_PersonalDataErased{PersonalDataErased: &evav1.PersonalDataErased{KeyId: b.KeyID}}
 	case assist.UserCreated:
-		pe.Body = &evav1.Event_UserCreated{UserCreated: &evav1.UserCreated{Username: b.Username, Roles: b.Roles, Posts: b.Posts}}
+		pe.Body = &evav1.Event_UserCreated{UserCreated: &evav1.UserCreated{Username: b.Username, Roles: b.Roles, Posts: b.Posts,
+			Email: b.Email}}
 	case assist.UserChanged:
 		pe.Body = &evav1.Event_UserChanged{UserChanged: &evav1.UserChanged{Username: b.Username, Roles: b.Roles,
-			Posts: b.Posts, Disabled: b.Disabled, PasswordChanged: b.PasswordChanged}}
+			Posts: b.Posts, Disabled: b.Disabled, PasswordChanged: b.PasswordChanged, Email: b.Email}}
 	default:
 		return nil, fmt.Errorf("encode: unknown event body %T", e.Body)
 	}
@@ -220,6 +223,8 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		e.Body = assist.PayoutRetried{PayoutID: b.PayoutRetried.GetPayoutId(), Attempt: int(b.PayoutRetried.GetAttempt())}
 	case *evav1.Event_DeadlineMissed:
 		e.Body = assist.DeadlineMissed{Deadline: tm(b.DeadlineMissed.GetDeadline())}
+	case *evav1.Event_DeadlineWarning:
+		e.Body = assist.DeadlineWarning{Deadline: tm(b.DeadlineWarning.GetDeadline())}
 	case *evav1.Event_PolicyChanged:
 		e.Body = assist.PolicyChanged{Policy: wholePolicyFromProto(b.PolicyChanged.GetPolicy())}
 	case *evav1.Event_FundCreated:
@@ -247,11 +252,11 @@ func fromProto(pe *evav1.Event) (assist.Event, error) {
 		e.Body = assist.PersonalDataErased{KeyID: b.PersonalDataErased.GetKeyId()}
 	case *evav1.Event_UserCreated:
 		u := b.UserCreated
-		e.Body = assist.UserCreated{Username: u.GetUsername(), Roles: u.GetRoles(), Posts: u.GetPosts()}
+		e.Body = assist.UserCreated{Username: u.GetUsername(), Roles: u.GetRoles(), Posts: u.GetPosts(), Email: u.GetEmail()}
 	case *evav1.Event_UserChanged:
 		u := b.UserChanged
 		e.Body = assist.UserChanged{Username: u.GetUsername(), Roles: u.GetRoles(), Posts: u.GetPosts(),
-			Disabled: u.GetDisabled(), PasswordChanged: u.GetPasswordChanged()}
+			Disabled: u.GetDisabled(), PasswordChanged: u.GetPasswordChanged(), Email: u.GetEmail()}
 	default:
 		// A body this version does not know, or none at all.
 		return assist.Event{}, fmt.Errorf("event %s has no known body", e.ID)

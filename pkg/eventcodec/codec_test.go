@@ -82,6 +82,7 @@ func samples() []struct {
 		{"RequestClosed", envelope("15", assist.RequestClosed{})},
 		{"PayoutRetried", envelope("18", assist.PayoutRetried{PayoutID: "payout-1", Attempt: 3})},
 		{"DeadlineMissed", envelope("16", assist.DeadlineMissed{Deadline: deadline})},
+		{"DeadlineWarning", envelope("52", assist.DeadlineWarning{Deadline: deadline})},
 		{"ClaimExpired", envelope("17", assist.ClaimExpired{ClaimedBy: "olu", ExpiresAt: at.Add(30 * time.Minute)})},
 		{"PolicyChanged", envelope("19", assist.PolicyChanged{Policy: func() assist.Policy {
 			p := assist.DefaultPolicy()
@@ -113,7 +114,11 @@ func variants() map[string]assist.Event {
 		"second approval": envelope("41", assist.RequestApproved{AmountCents: 550_000, FundID: "fund-1", HoldID: "hold-1",
 			PayeeID: "payee-1", Step: assist.ApprovalSecond, Policy: policy}),
 		"rejected by the second approver": envelope("42", assist.RequestRejected{HoldID: "hold-1"}),
-		"withdrawn awaiting the second":   envelope("43", assist.RequestWithdrawn{HoldID: "hold-1"}),
+		"user created with an address": envelope("45", assist.UserCreated{Username: "nia", Roles: []string{"approver"},
+			Email: "nia@example.org"}),
+		"user changed its address": envelope("46", assist.UserChanged{Username: "nia", Roles: []string{"approver"},
+			Email: "nia.k@example.org"}),
+		"withdrawn awaiting the second": envelope("43", assist.RequestWithdrawn{HoldID: "hold-1"}),
 		"released, not approved": envelope("44", assist.FundsReleased{HoldID: "hold-1", FundID: "fund-1", AmountCents: 5,
 			Cause: assist.ReleaseNotApproved}),
 		"submitted without beneficiary": envelope("20", assist.RequestSubmitted{Post: "KYIV", Category: assist.Other,

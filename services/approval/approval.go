@@ -140,7 +140,7 @@ func Run(ctx context.Context, d Deps) error {
 		return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: SchedulerName, Filters: timedSubjects}, s.Schedule, d.Logger)
 	})
 	g.Go(func() error {
-		return d.Timers.Run(ctx, FirerName, []string{TimerDeadline, TimerClaim}, s.Fire, d.Logger)
+		return d.Timers.Run(ctx, FirerName, []string{TimerDeadline, TimerWarning, TimerClaim}, s.Fire, d.Logger)
 	})
 	g.Go(func() error {
 		return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: ConsumerName, Lanes: 4}, s.store, d.Logger)

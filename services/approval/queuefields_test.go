@@ -61,6 +61,8 @@ func sampleBody(r *rand.Rand, typ string) assist.Body {
 		return assist.PayoutRetried{PayoutID: str("payout"), Attempt: 2}
 	case "DeadlineMissed":
 		return assist.DeadlineMissed{Deadline: at}
+	case "DeadlineWarning":
+		return assist.DeadlineWarning{Deadline: at}
 	case "ClaimExpired":
 		return assist.ClaimExpired{ClaimedBy: str("olu"), ExpiresAt: at}
 	case "PersonalDataErased":

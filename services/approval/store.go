@@ -51,7 +51,7 @@ type Store interface {
 func QueueFields(c *assist.Case) *assist.Case {
 	us := func(t time.Time) time.Time { return sqldb.Time(sqldb.Micros(t)) }
 	return &assist.Case{ID: c.ID, State: c.State, Urgency: c.Urgency, Category: c.Category,
-		BeneficiaryRefHash: c.BeneficiaryRefHash, Deadline: us(c.Deadline), Escalated: c.Escalated,
+		BeneficiaryRefHash: c.BeneficiaryRefHash, Deadline: us(c.Deadline), Escalated: c.Escalated, Warned: c.Warned,
 		ClaimedBy: c.ClaimedBy, ClaimExpiresAt: us(c.ClaimExpiresAt), CreatedAt: us(c.CreatedAt), UpdatedAt: us(c.UpdatedAt),
 		Version: c.Version}
 }
@@ -62,7 +62,7 @@ type SQLStore struct{ db sqldb.DB }
 // NewSQLStore returns a store on a migrated database.
 func NewSQLStore(db sqldb.DB) *SQLStore { return &SQLStore{db: db} }
 
-const queueCols = `id, status, urgency, category, ref_hash, deadline, escalated, claimed_by, claim_expires_at, created_at, updated_at, version`
+const queueCols = `id, status, urgency, category, ref_hash, deadline, escalated, claimed_by, claim_expires_at, created_at, updated_at, version, warned`
 
 // Project implements Store.
 func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error {
@@ -77,13 +77,13 @@ func (s *SQLStore) ProjectAll(ctx context.Context, q sqldb.Querier, cs []*assist
 		c = QueueFields(c)
 		rows[i] = []any{c.ID, string(c.State), string(c.Urgency), string(c.Category), hex.EncodeToString(c.BeneficiaryRefHash),
 			sqldb.Micros(c.Deadline), boolInt(c.Escalated), c.ClaimedBy, sqldb.Micros(c.ClaimExpiresAt),
-			sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), int64(c.Version)}
+			sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), int64(c.Version), boolInt(c.Warned)}
 	}
 	return sqldb.InsertRows(ctx, q, `INSERT INTO approval_queue (`+queueCols+`)`,
 		`ON CONFLICT (id) DO UPDATE SET status = excluded.status, urgency = excluded.urgency, category = excluded.category,
 			ref_hash = excluded.ref_hash, deadline = excluded.deadline, escalated = excluded.escalated,
 			claimed_by = excluded.claimed_by, claim_expires_at = excluded.claim_expires_at,
-			updated_at = excluded.updated_at, version = excluded.version`, rows)
+			updated_at = excluded.updated_at, version = excluded.version, warned = excluded.warned`, rows)
 }
 
 // Projected implements Store.
@@ -100,10 +100,10 @@ func scanQueued(r sqldb.Row) (*assist.Case, error) {
 		c                                     assist.Case
 		state, urgency, category, refHash     string
 		deadline, escalated, claimExp, cr, up int64
-		version                               int64
+		version, warned                       int64
 	)
 	if err := r.Scan(&c.ID, &state, &urgency, &category, &refHash, &deadline, &escalated, &c.ClaimedBy, &claimExp,
-		&cr, &up, &version); err != nil {
+		&cr, &up, &version, &warned); err != nil {
 		return nil, err
 	}
 	ref, err := hex.DecodeString(refHash)
@@ -115,6 +115,7 @@ func scanQueued(r sqldb.Row) (*assist.Case, error) {
 	}
 	c.State, c.Urgency, c.Category = assist.State(state), assist.Urgency(urgency), assist.Category(category)
 	c.Deadline, c.Escalated, c.ClaimExpiresAt = sqldb.Time(deadline), escalated != 0, sqldb.Time(claimExp)
+	c.Warned = warned != 0
 	c.CreatedAt, c.UpdatedAt, c.Version = sqldb.Time(cr), sqldb.Time(up), uint64(version)
 	return &c, nil
 }
@@ -171,7 +172,7 @@ func (s *SQLStore) Queue(ctx context.Context, now time.Time, r approvalapi.Queue
 		}
 		page.Items = append(page.Items, approvalapi.QueueItem{CaseID: c.ID, Status: string(c.State), Urgency: string(c.Urgency),
 			Deadline: c.Deadline, Escalated: c.Escalated, ClaimedBy: c.ClaimedBy, ClaimExpiresAt: c.ClaimExpiresAt,
-			Overdue: sqldb.Micros(c.Deadline) <= sqldb.Micros(now)})
+			Overdue: sqldb.Micros(c.Deadline) <= sqldb.Micros(now), DueSoon: c.Warned && !c.Escalated})
 		cases = append(cases, c)
 		last = []string{strconv.FormatInt(b, 10), strconv.FormatInt(sqldb.Micros(c.Deadline), 10), c.ID}
 	}

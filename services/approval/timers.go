@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventcodec"
@@ -20,6 +21,9 @@ import (
 const (
 	TimerDeadline = "deadline"
 	TimerClaim    = "claim"
+	// TimerWarning warns that a deadline is near, at three quarters of
+	// the time from filing to it (assist.WarnAt).
+	TimerWarning = "warning"
 
 	SchedulerName = "approval-timers"
 	FirerName     = "approval-timers"
@@ -39,8 +43,11 @@ var timedSubjects = []string{
 var system = assist.Actor{Username: "eva", Role: assist.RoleSystem}
 
 // Schedule sets or cancels the timers an event of the log calls for: a
-// filed or amended case's deadline, a claim's lease; a decided case needs
-// its deadline no more. It runs in a durable consumer, so a timer is set
+// filed or amended case's deadline and its warning, a claim's lease; a
+// decided case needs neither its deadline nor its warning any more. An
+// amendment that moves the deadline sets the warning's timer for now: its
+// handler, which knows the filing time from the case, sets it again for
+// the new warning time (or warns, if that is past). It runs in a durable consumer, so a timer is set
 // even when the command that caused the event crashed right after it; a
 // redelivered event sets the same timer again.
 func (s *Service) Schedule(ctx context.Context, _ sqldb.Querier, m eventlog.Msg) error {
@@ -50,23 +57,36 @@ func (s *Service) Schedule(ctx context.Context, _ sqldb.Querier, m eventlog.Msg)
 	}
 	switch b := e.Body.(type) {
 	case assist.RequestSubmitted:
-		return s.timers.Set(ctx, TimerDeadline, e.CaseID, b.Deadline)
+		return both(func() error { return s.timers.Set(ctx, TimerDeadline, e.CaseID, b.Deadline) },
+			func() error { return s.timers.Set(ctx, TimerWarning, e.CaseID, assist.WarnAt(e.At, b.Deadline)) })
 	case assist.RequestAmended:
 		if !b.Deadline.IsZero() {
-			return s.timers.Set(ctx, TimerDeadline, e.CaseID, b.Deadline)
+			return both(func() error { return s.timers.Set(ctx, TimerDeadline, e.CaseID, b.Deadline) },
+				func() error { return s.timers.Set(ctx, TimerWarning, e.CaseID, e.At) })
 		}
 	case assist.ReviewClaimed:
 		return s.timers.Set(ctx, TimerClaim, e.CaseID, b.ExpiresAt)
 	case assist.RequestApproved, assist.RequestRejected, assist.RequestWithdrawn:
-		return s.timers.Cancel(ctx, TimerDeadline, e.CaseID)
+		return both(func() error { return s.timers.Cancel(ctx, TimerDeadline, e.CaseID) },
+			func() error { return s.timers.Cancel(ctx, TimerWarning, e.CaseID) })
 	}
 	return nil
 }
 
+// both runs a and b at once (two fsynced publishes to the timers stream,
+// each waiting for its ack) and returns the first error.
+func both(a, b func() error) error {
+	var g errgroup.Group
+	g.Go(a)
+	g.Go(b)
+	return g.Wait()
+}
+
 // Fire handles a timer that fell due. It re-checks the case: a case
-// decided meanwhile, or already escalated, needs nothing; one whose
-// deadline or claim moved later is given a timer for the new time; else
-// DeadlineMissed or ClaimExpired is appended. Timers are delivered at
+// decided meanwhile, or already escalated (or, for a warning, already
+// warned or past its deadline), needs nothing; one whose deadline,
+// warning or claim moved later is given a timer for the new time; else
+// DeadlineMissed, DeadlineWarning or ClaimExpired is appended. Timers are delivered at
 // least once and may race each other: the append expects the case
 // unchanged, so the event is appended at most once.
 func (s *Service) Fire(ctx context.Context, f timers.Fired) error {
@@ -81,6 +101,11 @@ func (s *Service) Fire(ctx context.Context, f timers.Fired) error {
 	case TimerDeadline:
 		due = func(c *assist.Case) (time.Time, bool) { return c.Deadline, c.State.Open() && !c.Escalated }
 		decide = (*assist.Case).MissDeadline
+	case TimerWarning:
+		due = func(c *assist.Case) (time.Time, bool) {
+			return c.WarnAt(), c.State.Open() && !c.Escalated && !c.Warned && s.now().Before(c.Deadline)
+		}
+		decide = (*assist.Case).WarnDeadline
 	case TimerClaim:
 		due = func(c *assist.Case) (time.Time, bool) { return c.ClaimExpiresAt, c.State == assist.StateUnderReview }
 		decide = (*assist.Case).ExpireClaim

@@ -14,7 +14,7 @@ import (
 	"github.com/eva-org/eva/services/disbursement/reconcile"
 )
 
-// The double-entry ledger (ADR 28) is a read model of the log, written by
+// The double-entry ledger (ADR 29) is a read model of the log, written by
 // Journal in the ledger consumer's transaction, beside the consumer's
 // record of the event: a redelivered event writes nothing twice (and each
 // entry is keyed by the log position of its event besides). It is built

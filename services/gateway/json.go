@@ -108,6 +108,7 @@ type page[T any] struct {
 type queueItemJSON struct {
 	caseJSON
 	Overdue            bool     `json:"overdue" jsonschema_description:"its deadline has passed"`
+	DueSoon            bool     `json:"due_soon" jsonschema_description:"its deadline is near: three quarters of the time from filing to it passed without a decision (the event DeadlineWarning); false once escalated"`
 	PossibleDuplicates []string `json:"possible_duplicates" jsonschema_description:"other open cases for the same beneficiary reference and category, at any post"`
 }
 
@@ -124,7 +125,7 @@ func toQueueJSON(p approvalapi.QueuePage, cases []caseview.Case) page[queueItemJ
 		if !ok {
 			continue
 		}
-		out.Items = append(out.Items, queueItemJSON{caseJSON: toCaseJSON(c), Overdue: it.Overdue,
+		out.Items = append(out.Items, queueItemJSON{caseJSON: toCaseJSON(c), Overdue: it.Overdue, DueSoon: it.DueSoon,
 			PossibleDuplicates: nonNil(it.PossibleDuplicates)})
 	}
 	return out

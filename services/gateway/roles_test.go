@@ -54,9 +54,9 @@ var apiWho = map[string][]string{
 	"POST /v1/funds":                      {finance},
 	"GET /v1/funds/{id}":                  {finance, approver, auditor},
 	"GET /v1/funds/{id}/history":          {finance, approver, auditor}, // an addition: the burn-down of the web UI
-	"GET /v1/funds/{id}/ledger":           {finance, approver, auditor}, // an addition: the double-entry ledger (ADR 28)
+	"GET /v1/funds/{id}/ledger":           {finance, approver, auditor}, // an addition: the double-entry ledger (ADR 29)
 	"POST /v1/funds/{id}/allocation":      {finance},                    // an addition: FundAllocationChanged
-	"POST /v1/payouts/reconcile":          {finance, auditor},           // an addition: reconcile (ADR 28); changes nothing
+	"POST /v1/payouts/reconcile":          {finance, auditor},           // an addition: reconcile (ADR 29); changes nothing
 	"GET /v1/payees":                      nil,
 	"POST /v1/payees":                     {finance},
 	"GET /v1/payees/{id}":                 nil,

@@ -32,6 +32,8 @@ type Account struct {
 	CreatedAt time.Time
 	// Disabled accounts neither sign in nor use their tokens.
 	Disabled bool
+	// Email is where notify e-mails the account (empty: nowhere).
+	Email string
 }
 
 // Has reports whether the account holds role.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"net/mail"
 	"net/url"
 	"slices"
 	"strings"
@@ -33,6 +34,7 @@ type userJSON struct {
 	Roles     []string  `json:"roles" jsonschema_description:"requester, approver, finance, auditor, admin"`
 	Posts     []string  `json:"posts" jsonschema_description:"post codes, such as BGD-DHAKA"`
 	Disabled  bool      `json:"disabled" jsonschema_description:"a disabled account neither signs in nor uses its tokens"`
+	Email     string    `json:"email" jsonschema_description:"where EVA e-mails the account's notifications; empty for none"`
 	CreatedAt timestamp `json:"created_at"`
 }
 
@@ -40,7 +42,7 @@ func (u userJSON) location() string { return "/v1/admin/users/" + url.PathEscape
 
 func toUserJSON(a Account) userJSON {
 	return userJSON{Username: a.Username, Roles: nonNil(a.Roles), Posts: nonNil(a.Posts), Disabled: a.Disabled,
-		CreatedAt: formatTime(a.CreatedAt)}
+		Email: a.Email, CreatedAt: formatTime(a.CreatedAt)}
 }
 
 // newUserBody is POST /v1/admin/users's body.
@@ -49,6 +51,7 @@ type newUserBody struct {
 	Password string   `json:"password" jsonschema_description:"at least 10 characters, not the username; stored only as its argon2id hash"`
 	Roles    []string `json:"roles" jsonschema_description:"at least one of requester, approver, finance, auditor, admin"`
 	Posts    []string `json:"posts" jsonschema_description:"post codes (A-Z, 0-9, '-', '_'); a requester needs at least one"`
+	Email    string   `json:"email,omitempty" jsonschema_description:"optional: an e-mail address (local@domain, no display name) for notifications"`
 }
 
 // userPatchBody is PATCH /v1/admin/users/{username}'s body: what is
@@ -58,6 +61,7 @@ type userPatchBody struct {
 	Posts    *[]string `json:"posts,omitempty" jsonschema_description:"the account's posts, all of them"`
 	Disabled *bool     `json:"disabled,omitempty" jsonschema_description:"true ends every session of the account at once"`
 	Password *string   `json:"password,omitempty" jsonschema_description:"a new password (the event says only that it changed)"`
+	Email    *string   `json:"email,omitempty" jsonschema_description:"the account's e-mail address for notifications; \"\" removes it"`
 }
 
 // usersQuery is GET /v1/admin/users's query.
@@ -101,8 +105,8 @@ func (s *server) createUser(r *http.Request, c command, in newUserBody) (userJSO
 				Fields: []assist.FieldError{{Field: "username", Message: "is taken"}}}
 		}
 		next := Account{PasswordHash: hash, Roles: slices.Clone(in.Roles), Posts: nonNil(slices.Clone(in.Posts)),
-			CreatedAt: s.now()}
-		return next, assist.UserCreated{Username: in.Username, Roles: next.Roles, Posts: next.Posts}, nil
+			CreatedAt: s.now(), Email: in.Email}
+		return next, assist.UserCreated{Username: in.Username, Roles: next.Roles, Posts: next.Posts, Email: next.Email}, nil
 	})
 	return toUserJSON(a), err
 }
@@ -134,15 +138,18 @@ func (s *server) changeUser(r *http.Request, c command, in userPatchBody) (userJ
 		if hash != nil {
 			next.PasswordHash = hash
 		}
+		if in.Email != nil {
+			next.Email = *in.Email
+		}
 		if slices.Contains(next.Roles, assist.RoleRequester) && len(next.Posts) == 0 {
 			return Account{}, nil, invalid("posts", "a requester needs at least one post")
 		}
 		if slices.Equal(next.Roles, old.Roles) && slices.Equal(next.Posts, old.Posts) && next.Disabled == old.Disabled &&
-			hash == nil {
+			next.Email == old.Email && hash == nil {
 			return old, nil, nil // nothing to record
 		}
 		return next, assist.UserChanged{Username: username, Roles: next.Roles, Posts: next.Posts,
-			Disabled: next.Disabled, PasswordChanged: hash != nil}, nil
+			Disabled: next.Disabled, PasswordChanged: hash != nil, Email: next.Email}, nil
 	})
 	return toUserJSON(a), err
 }
@@ -189,6 +196,9 @@ func checkNewUser(in newUserBody) error {
 	checkPassword(&probs, in.Username, in.Password)
 	checkRoles(&probs, in.Roles)
 	checkPosts(&probs, in.Posts)
+	if in.Email != "" {
+		checkEmail(&probs, in.Email)
+	}
 	if slices.Contains(in.Roles, assist.RoleRequester) && len(in.Posts) == 0 {
 		probs.Add("posts", "a requester needs at least one post")
 	}
@@ -201,8 +211,11 @@ func checkNewUser(in newUserBody) error {
 // nothing.
 func checkUserPatch(username string, in userPatchBody) error {
 	var probs assist.Problems
-	if in.Roles == nil && in.Posts == nil && in.Disabled == nil && in.Password == nil {
-		probs.Add("body", "names nothing to change: roles, posts, disabled or password")
+	if in.Roles == nil && in.Posts == nil && in.Disabled == nil && in.Password == nil && in.Email == nil {
+		probs.Add("body", "names nothing to change: roles, posts, disabled, password or email")
+	}
+	if in.Email != nil && *in.Email != "" {
+		checkEmail(&probs, *in.Email)
 	}
 	if in.Roles != nil {
 		checkRoles(&probs, *in.Roles)
@@ -263,6 +276,30 @@ func checkPosts(probs *assist.Problems, posts []string) {
 			probs.Add("posts", "%q is not a post code: up to %d characters A-Z, 0-9, '-' or '_'", safeText(p), assist.MaxPost)
 		case slices.Index(posts, p) != i:
 			probs.Add("posts", "%q is given twice", p)
+		}
+	}
+}
+
+// maxEmail is the longest e-mail address (RFC 5321's limit on a path).
+const maxEmail = 254
+
+// checkEmail checks an account's e-mail address: a bare addr-spec
+// (local@domain, no display name, no comments), printable ASCII, whose
+// domain has a dot; what goes into a mail header must not be able to
+// carry another header.
+func checkEmail(probs *assist.Problems, e string) {
+	msg := "must be an e-mail address such as name@example.org (no display name)"
+	switch {
+	case len(e) > maxEmail:
+		probs.Add("email", "must be at most %d characters", maxEmail)
+	case !visibleASCII(e):
+		probs.Add("email", "%s", msg)
+	default:
+		a, err := mail.ParseAddress(e)
+		_, domain, _ := strings.Cut(e, "@")
+		if err != nil || a.Name != "" || a.Address != e || strings.Count(e, "@") != 1 || !strings.Contains(domain, ".") ||
+			strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.ContainsAny(e, "<>()[],;:\\\"") {
+			probs.Add("email", "%s", msg)
 		}
 	}
 }

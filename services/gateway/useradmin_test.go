@@ -172,6 +172,13 @@ func TestUserAdministrationBadInput(t *testing.T) {
 			{"patch weak password", "PATCH", "/v1/admin/users/olu", `{"password":"pw"}`, 400, "password"},
 			{"patch nothing", "PATCH", "/v1/admin/users/olu", `{}`, 400, "body"},
 			{"patch not a bool", "PATCH", "/v1/admin/users/olu", `{"disabled":"yes"}`, 400, "disabled"},
+			{"email without @", "POST", "/v1/admin/users", `{"username":"x1","password":"` + good + `","roles":["approver"],"email":"x1.example.org"}`, 400, "email"},
+			{"email with a display name", "POST", "/v1/admin/users", `{"username":"x1","password":"` + good + `","roles":["approver"],"email":"X <x1@example.org>"}`, 400, "email"},
+			{"email with a header in it", "POST", "/v1/admin/users", `{"username":"x1","password":"` + good + `","roles":["approver"],"email":"x1@example.org\r\nBcc: all@example.org"}`, 400, "email"},
+			{"email without a dot in its domain", "POST", "/v1/admin/users", `{"username":"x1","password":"` + good + `","roles":["approver"],"email":"x1@localhost"}`, 400, "email"},
+			{"email too long", "POST", "/v1/admin/users", `{"username":"x1","password":"` + good + `","roles":["approver"],"email":"` + strings.Repeat("x", 250) + `@example.org"}`, 400, "email"},
+			{"patch email two @", "PATCH", "/v1/admin/users/olu", `{"email":"olu@hq@example.org"}`, 400, "email"},
+			{"patch email not a string", "PATCH", "/v1/admin/users/olu", `{"email":7}`, 400, "email"},
 			{"last admin disables itself", "PATCH", "/v1/admin/users/adm", `{"disabled":true}`, 409, ""},
 			{"last admin drops the role", "PATCH", "/v1/admin/users/adm", `{"roles":["auditor"]}`, 409, ""},
 		} {
@@ -190,7 +197,7 @@ func TestUserAdministrationBadInput(t *testing.T) {
 					t.Fatalf("%d accounts after, %d before", len(after), len(before))
 				}
 				for i := range after {
-					if after[i].Disabled != before[i].Disabled || strings.Join(after[i].Roles, ",") != strings.Join(before[i].Roles, ",") ||
+					if after[i].Disabled != before[i].Disabled || after[i].Email != before[i].Email || strings.Join(after[i].Roles, ",") != strings.Join(before[i].Roles, ",") ||
 						strings.Join(after[i].Posts, ",") != strings.Join(before[i].Posts, ",") {
 						t.Fatalf("%s changed: %+v → %+v", after[i].Username, before[i], after[i])
 					}
@@ -204,6 +211,53 @@ func TestUserAdministrationBadInput(t *testing.T) {
 		// With a second admin, the first may disable itself.
 		decodeJSONBody[userJSON](t, h.post("adm", "/v1/admin/users", `{"username":"adm2","password":"`+good+`","roles":["admin"]}`), http.StatusCreated)
 		decodeJSONBody[userJSON](t, h.patch("adm", "/v1/admin/users/adm", `{"disabled":true}`), http.StatusOK)
+	})
+}
+
+// An account's e-mail address: set at creation, changed and removed by
+// PATCH (a change of the address alone is an event, and ends no
+// session), listed, and carried by UserCreated and UserChanged for
+// notify.
+func TestUserEmail(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		h, l := userHarness(t, db)
+		const pw = "correct horse battery"
+		u := decodeJSONBody[userJSON](t, h.post("adm", "/v1/admin/users",
+			`{"username":"zoe","password":"`+pw+`","roles":["approver"],"email":"zoe@hq.example.org"}`), http.StatusCreated)
+		if u.Email != "zoe@hq.example.org" {
+			t.Fatalf("created %+v", u)
+		}
+		zoe := decodeJSONBody[struct{ Token string }](t, login(h, "zoe", pw, ""), http.StatusOK).Token
+		u = decodeJSONBody[userJSON](t, h.patch("adm", "/v1/admin/users/zoe", `{"email":"zoe.k@hq.example.org"}`), http.StatusOK)
+		if u.Email != "zoe.k@hq.example.org" || len(u.Roles) != 1 {
+			t.Fatalf("changed %+v", u)
+		}
+		if w := h.do(req{method: http.MethodGet, path: "/v1/me", header: map[string]string{"Authorization": "Bearer " + zoe}}); w.Code != http.StatusOK {
+			t.Fatalf("a new address ended the session: %d", w.Code)
+		}
+		p := decodeJSONBody[page[userJSON]](t, h.get("adm", "/v1/admin/users?limit=500"), http.StatusOK)
+		listed := false
+		for _, it := range p.Items {
+			listed = listed || (it.Username == "zoe" && it.Email == "zoe.k@hq.example.org")
+		}
+		if !listed {
+			t.Fatalf("zoe's address not listed: %+v", p.Items)
+		}
+		u = decodeJSONBody[userJSON](t, h.patch("adm", "/v1/admin/users/zoe", `{"email":""}`), http.StatusOK)
+		if u.Email != "" {
+			t.Fatalf("removed: %+v", u)
+		}
+		recs, _ := userEvents(t, l, "zoe")
+		if len(recs) != 3 {
+			t.Fatalf("%d events, want 3", len(recs))
+		}
+		c, _ := recs[0].Event.Body.(assist.UserCreated)
+		c1, _ := recs[1].Event.Body.(assist.UserChanged)
+		c2, _ := recs[2].Event.Body.(assist.UserChanged)
+		if c.Email != "zoe@hq.example.org" || c1.Email != "zoe.k@hq.example.org" || c1.PasswordChanged || len(c1.Roles) != 1 ||
+			c2.Email != "" {
+			t.Fatalf("events %+v %+v %+v", c, c1, c2)
+		}
 	})
 }
 

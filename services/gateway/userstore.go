@@ -20,7 +20,7 @@ type AccountEdit func(old Account, found bool) (Account, assist.Event, error)
 
 // Accounts implements Store.
 func (s *SQLStore) Accounts(ctx context.Context, after string, limit int) ([]Account, error) {
-	rows, err := s.db.Query(ctx, `SELECT username, roles, posts, created_at, disabled FROM gateway_users
+	rows, err := s.db.Query(ctx, `SELECT username, roles, posts, created_at, disabled, email FROM gateway_users
 		WHERE username > $1 ORDER BY username LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("accounts: %w", err)
@@ -34,7 +34,7 @@ func (s *SQLStore) Accounts(ctx context.Context, after string, limit int) ([]Acc
 			created      int64
 			disabled     int
 		)
-		if err := rows.Scan(&a.Username, &roles, &posts, &created, &disabled); err != nil {
+		if err := rows.Scan(&a.Username, &roles, &posts, &created, &disabled, &a.Email); err != nil {
 			return nil, fmt.Errorf("accounts: %w", err)
 		}
 		a.Roles, a.Posts, a.CreatedAt, a.Disabled = splitList(roles), splitList(posts), sqldb.Time(created), disabled != 0
@@ -72,9 +72,9 @@ func (s *SQLStore) EditAccount(ctx context.Context, username, commandID string, 
 			found                = true
 			enabledAdminsBesides int
 		)
-		err := q.QueryRow(ctx, `SELECT username, password_hash, roles, posts, created_at, disabled, last_command_id
-			FROM gateway_users WHERE username = $1`, username).
-			Scan(&old.Username, &hash, &roles, &posts, &created, &disabled, &lastCommand)
+		err := q.QueryRow(ctx, `SELECT username, password_hash, roles, posts, created_at, disabled, last_command_id,
+			email FROM gateway_users WHERE username = $1`, username).
+			Scan(&old.Username, &hash, &roles, &posts, &created, &disabled, &lastCommand, &old.Email)
 		switch {
 		case errors.Is(err, sqldb.ErrNoRows):
 			found = false
@@ -130,12 +130,13 @@ func (s *SQLStore) EditAccount(ctx context.Context, username, commandID string, 
 		}
 		newRoles, newPosts := strings.Join(next.Roles, ","), strings.Join(next.Posts, ",")
 		if _, err := q.Exec(ctx, `INSERT INTO gateway_users (username, password_hash, roles, posts, created_at, disabled,
-				last_command_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
+				last_command_id, email)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, roles = excluded.roles,
-				posts = excluded.posts, disabled = excluded.disabled, last_command_id = excluded.last_command_id`,
+				posts = excluded.posts, disabled = excluded.disabled, last_command_id = excluded.last_command_id,
+				email = excluded.email`,
 			username, string(next.PasswordHash), newRoles, newPosts, sqldb.Micros(next.CreatedAt), boolInt(next.Disabled),
-			commandID); err != nil {
+			commandID, next.Email); err != nil {
 			return err
 		}
 		if _, err := q.Exec(ctx, `INSERT INTO gateway_user_outbox (event_id, event_type, event, created_at)

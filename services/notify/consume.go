@@ -11,9 +11,11 @@ import (
 )
 
 // Apply is notify's consumer handler, inside the transaction that records
-// the event as seen: a webhook event updates the webhooks; a case event
-// updates the case's status and adds a delivery for every webhook that
-// asks for its type. It reads nothing but the store.
+// the event as seen: a webhook event updates the webhooks; a user event
+// the accounts (address, roles); a case event updates the case's status
+// and adds a delivery for every webhook that asks for its type and, with
+// e-mail on, a mail for each of its recipients. It reads nothing but the
+// store.
 //
 // Errors: eventlog.ErrGap when an earlier event of the case is missing (the
 // consumer repairs it); a decode error, marked Poison; the store's.
@@ -32,6 +34,8 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 			return s.store.RemoveWebhook(ctx, q, m.Of)
 		}
 		return nil
+	case assist.KindUser:
+		return s.applyUser(ctx, q, e, m.Seq)
 	case assist.KindCase:
 	default:
 		return nil
@@ -58,8 +62,11 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 			return err
 		}
 	}
-	return s.store.Enqueue(ctx, q, Delivery{EventID: m.ID, CaseID: m.CaseID, Type: m.Type, Seq: m.Seq, At: e.At,
-		Status: c.State, NextAt: s.now()})
+	if err := s.store.Enqueue(ctx, q, Delivery{EventID: m.ID, CaseID: m.CaseID, Type: m.Type, Seq: m.Seq, At: e.At,
+		Status: c.State, NextAt: s.now()}); err != nil {
+		return err
+	}
+	return s.enqueueMails(ctx, q, e, m.Seq, c)
 }
 
 // repair folds a case from the log up to and including m (outside any

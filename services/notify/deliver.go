@@ -50,19 +50,34 @@ func Sign(secret []byte, t time.Time, body []byte) string {
 // workers is how many deliveries are attempted at once.
 const workers = 8
 
-// Deliver sends due deliveries until ctx ends: each is claimed (so that
-// another replica does not send it at the same time), posted, and marked
-// delivered on a 2xx, else tried again after a back-off that doubles from
-// RetryFirst up to RetryMax.
+// Deliver sends due webhook deliveries and mails until ctx ends: each is
+// claimed (so that another replica does not send it at the same time),
+// sent, and marked delivered on a 2xx (a mail: once the server accepted
+// it), else tried again after a back-off that doubles from RetryFirst up
+// to RetryMax. Every Config.SweepEvery it deletes what was delivered more
+// than Config.Keep ago.
 func (s *Service) Deliver(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.Poll)
 	defer tick.Stop()
+	var swept time.Time
 	for ctx.Err() == nil {
+		if now := s.now(); now.Sub(swept) >= s.cfg.SweepEvery {
+			swept = now
+			if n, err := s.store.Sweep(ctx, now.Add(-s.cfg.Keep)); err != nil && ctx.Err() == nil {
+				s.zl.Warn("outbox sweep", zap.Error(err))
+			} else if n > 0 {
+				s.zl.Info("outbox sweep", zap.Int64("deleted", n), zap.Duration("kept", s.cfg.Keep))
+			}
+		}
 		n, err := s.DeliverDue(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.zl.Warn("webhook outbox", zap.Error(err))
 		}
-		if n > 0 && err == nil {
+		k, merr := s.MailDue(ctx)
+		if merr != nil && ctx.Err() == nil {
+			s.zl.Warn("mail outbox", zap.Error(merr))
+		}
+		if (n > 0 && err == nil) || (k > 0 && merr == nil) {
 			continue // there may be more
 		}
 		select {
@@ -182,4 +197,70 @@ func (s *Service) post(ctx context.Context, d Delivery, url string, wrapped []by
 		return fmt.Sprintf("answered %d", resp.StatusCode)
 	}
 	return ""
+}
+
+// MailDue makes one attempt at each mail due now (up to a batch) and
+// returns how many it attempted. With e-mail off it sends nothing.
+func (s *Service) MailDue(ctx context.Context) (int, error) {
+	if !s.cfg.SMTP.On() {
+		return 0, nil
+	}
+	now := s.now()
+	due, err := s.store.DueMails(ctx, now, 64)
+	if err != nil {
+		return 0, err
+	}
+	var (
+		wg        sync.WaitGroup
+		sem       = make(chan struct{}, workers)
+		mu        sync.Mutex
+		attempted int
+		errs      []error
+	)
+	for _, m := range due {
+		ok, err := s.store.ClaimMail(ctx, m, now, now.Add(2*s.cfg.Timeout))
+		if err != nil {
+			return attempted, err
+		}
+		if !ok {
+			continue
+		}
+		m.Attempts++
+		attempted++
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := s.attemptMail(ctx, m); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return attempted, errors.Join(errs...)
+}
+
+// attemptMail sends one mail and records the outcome; an error is the
+// store's only. The log names the recipient's account, never its address.
+func (s *Service) attemptMail(ctx context.Context, m Mail) error {
+	msg := m.render(s.cfg.SMTP.From, s.cfg.SMTP.fromDomain(), s.cfg.PublicURL)
+	err := s.mail.send(ctx, m.Address, msg)
+	if err == nil {
+		return s.store.MailSent(ctx, m, s.now())
+	}
+	if ctx.Err() != nil {
+		return nil // stopping: the claim runs out and the next run tries again
+	}
+	var se *sendError
+	if errors.As(err, &se) && se.Permanent {
+		s.zl.Warn("mail refused for good; dropped", zap.String("to", m.Username), zap.String("event", m.EventID),
+			zap.Int("attempt", m.Attempts), zap.String("reason", err.Error()))
+		return s.store.MailFailed(ctx, m, time.Time{}, err.Error())
+	}
+	wait := s.backoff(m.Attempts)
+	s.zl.Info("mail not sent; will retry", zap.String("to", m.Username), zap.String("event", m.EventID),
+		zap.Int("attempt", m.Attempts), zap.Duration("in", wait), zap.String("reason", err.Error()))
+	return s.store.MailFailed(ctx, m, s.now().Add(wait), err.Error())
 }

@@ -9,6 +9,7 @@ package notify
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"time"
@@ -38,6 +39,18 @@ type Config struct {
 	// Poll is how often the outbox is looked at when nothing wakes the
 	// worker; default 1s.
 	Poll time.Duration
+	// SMTP is the mail server; the zero SMTP is e-mail off (no mail is
+	// queued). ParseSMTP reads it from a URL.
+	SMTP SMTP
+	// PublicURL is EVA's address as its users reach it (e.g.
+	// https://eva.example.org): mails link to <PublicURL>/requests/<id>.
+	// Empty: mails carry no link.
+	PublicURL string
+	// Keep is how long delivered (or dropped) webhook deliveries and mails
+	// stay in the outbox before the sweep deletes them; default 7 days.
+	Keep time.Duration
+	// SweepEvery is how often the sweep runs; default 1h.
+	SweepEvery time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -53,6 +66,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Poll <= 0 {
 		c.Poll = time.Second
+	}
+	if c.Keep <= 0 {
+		c.Keep = 7 * 24 * time.Hour
+	}
+	if c.SweepEvery <= 0 {
+		c.SweepEvery = time.Hour
 	}
 	return c
 }
@@ -73,6 +92,9 @@ type Deps struct {
 	HTTP *http.Client
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// SMTPTLS is the TLS configuration towards the mail server; nil
+	// trusts the system's roots.
+	SMTPTLS *tls.Config
 }
 
 // Service handles notify's commands and delivers its outbox.
@@ -85,6 +107,7 @@ type Service struct {
 	http  *http.Client
 	zl    *zap.Logger
 	now   func() time.Time
+	mail  mailer
 	// wake is signalled after the consumer commits new deliveries.
 	wake chan struct{}
 }
@@ -104,8 +127,10 @@ func New(d Deps) *Service {
 	if zl == nil {
 		zl = zap.NewNop()
 	}
-	return &Service{cfg: d.Config.withDefaults(), log: d.Log, db: d.DB, store: NewSQLStore(d.DB), keys: d.Keys, http: client, zl: zl,
-		now: func() time.Time { return now().UTC() }, wake: make(chan struct{}, 1)}
+	cfg := d.Config.withDefaults()
+	return &Service{cfg: cfg, log: d.Log, db: d.DB, store: NewSQLStore(d.DB), keys: d.Keys, http: client, zl: zl,
+		now: func() time.Time { return now().UTC() }, wake: make(chan struct{}, 1),
+		mail: mailer{cfg: cfg.SMTP, tls: d.SMTPTLS, timeout: cfg.Timeout}}
 }
 
 // Store is the service's store.
@@ -127,6 +152,11 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("notify: Keys is required (webhook secrets are sealed)")
 	}
 	s := New(d)
+	if s.cfg.SMTP.On() {
+		s.zl.Info("e-mail on", zap.Stringer("smtp", s.cfg.SMTP), zap.String("public_url", s.cfg.PublicURL))
+	} else {
+		s.zl.Info("e-mail off (no --smtp)")
+	}
 	srv, err := rpc.Serve(ctx, d.NC, d.Trust, "eva-notify", "EVA notify: webhooks and e-mail", d.Logger,
 		rpc.On(notifyapi.Webhooks, s.Webhooks),
 		rpc.On(notifyapi.RegisterWebhook, s.RegisterWebhook),
@@ -142,11 +172,12 @@ func Run(ctx context.Context, d Deps) error {
 	return g.Wait()
 }
 
-// Follow runs notify's durable consumer of case and webhook events until
-// ctx ends.
+// Follow runs notify's durable consumer of case, webhook and user events
+// until ctx ends.
 func (s *Service) Follow(ctx context.Context) error {
 	return s.log.Consume(ctx, s.db, eventlog.ConsumerConfig{Name: ConsumerName,
-		Filters:     []string{eventlog.AllSubjects, "eva." + string(assist.KindWebhook) + ".>"},
+		Filters: []string{eventlog.AllSubjects, "eva." + string(assist.KindWebhook) + ".>",
+			"eva." + string(assist.KindUser) + ".>"},
 		AfterCommit: s.poke, Repair: s.repair}, s.Apply, s.zl)
 }
 

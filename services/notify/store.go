@@ -74,6 +74,32 @@ type Store interface {
 	Failed(ctx context.Context, d Delivery, next time.Time, reason string) error
 	// Deliveries of a webhook, in log order (for tests and operators).
 	Deliveries(ctx context.Context, webhookID string) ([]Delivery, error)
+
+	// SaveUser records an account as its event at log position seq
+	// leaves it (an older position than the one stored is a no-op).
+	SaveUser(ctx context.Context, q sqldb.Querier, u User, seq uint64) error
+	// Users are the accounts notify knows, by username.
+	Users(ctx context.Context, q sqldb.Querier) ([]User, error)
+	// EnqueueMail adds a mail; one already there for the same event and
+	// recipient stays as it is.
+	EnqueueMail(ctx context.Context, q sqldb.Querier, m Mail) error
+	// DueMails are unsent, not dropped mails whose NextAt is at or before
+	// now, the oldest first.
+	DueMails(ctx context.Context, now time.Time, limit int) ([]Mail, error)
+	// ClaimMail takes a due mail for an attempt until until: false when
+	// another worker took it, or it is sent or dropped.
+	ClaimMail(ctx context.Context, m Mail, now, until time.Time) (bool, error)
+	// MailSent records that the server accepted the mail.
+	MailSent(ctx context.Context, m Mail, at time.Time) error
+	// MailFailed records a failed attempt and when to try again; with a
+	// zero next the mail is dropped (the server refused it for good).
+	MailFailed(ctx context.Context, m Mail, next time.Time, reason string) error
+	// Mails of a case, in log order then by recipient (for tests and
+	// operators).
+	Mails(ctx context.Context, caseID string) ([]Mail, error)
+	// Sweep deletes the deliveries and mails delivered (or dropped)
+	// before cutoff and says how many.
+	Sweep(ctx context.Context, cutoff time.Time) (int64, error)
 }
 
 // SQLStore is the Store on sqldb.
@@ -157,12 +183,14 @@ func (s *SQLStore) Webhook(ctx context.Context, id string) (assist.Webhook, erro
 // CaseState implements Store.
 func (s *SQLStore) CaseState(ctx context.Context, q sqldb.Querier, id string) (*assist.Case, error) {
 	var (
-		c               assist.Case
-		status, urgency string
-		version         int64
+		c                            assist.Case
+		status, urgency, category    string
+		version, deadline, escalated int64
 	)
-	err := q.QueryRow(ctx, `SELECT status, requester, urgency, version FROM notify_cases WHERE id = $1`, id).
-		Scan(&status, &c.Requester, &urgency, &version)
+	err := q.QueryRow(ctx, `SELECT status, requester, urgency, version, post, category, amount_cents, approved_cents,
+		deadline, escalated FROM notify_cases WHERE id = $1`, id).
+		Scan(&status, &c.Requester, &urgency, &version, &c.Post, &category, &c.AmountCents, &c.ApprovedCents, &deadline,
+			&escalated)
 	if errors.Is(err, sqldb.ErrNoRows) {
 		return nil, nil
 	}
@@ -170,16 +198,32 @@ func (s *SQLStore) CaseState(ctx context.Context, q sqldb.Querier, id string) (*
 		return nil, err
 	}
 	c.ID, c.State, c.Urgency, c.Version = id, assist.State(status), assist.Urgency(urgency), uint64(version)
+	c.Category, c.Escalated = assist.Category(category), escalated != 0
+	if deadline != 0 {
+		c.Deadline = sqldb.Time(deadline)
+	}
 	return &c, nil
 }
 
 // SaveCase implements Store.
 func (s *SQLStore) SaveCase(ctx context.Context, q sqldb.Querier, c *assist.Case) error {
-	_, err := q.Exec(ctx, `INSERT INTO notify_cases (id, status, requester, urgency, version) VALUES ($1, $2, $3, $4, $5)
+	_, err := q.Exec(ctx, `INSERT INTO notify_cases (id, status, requester, urgency, version, post, category, amount_cents,
+			approved_cents, deadline, escalated)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (id) DO UPDATE SET status = excluded.status, requester = excluded.requester, urgency = excluded.urgency,
-			version = excluded.version`,
-		c.ID, string(c.State), c.Requester, string(c.Urgency), int64(c.Version))
+			version = excluded.version, post = excluded.post, category = excluded.category,
+			amount_cents = excluded.amount_cents, approved_cents = excluded.approved_cents, deadline = excluded.deadline,
+			escalated = excluded.escalated`,
+		c.ID, string(c.State), c.Requester, string(c.Urgency), int64(c.Version), c.Post, string(c.Category), c.AmountCents,
+		c.ApprovedCents, sqldb.Micros(c.Deadline), boolInt(c.Escalated))
 	return err
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Enqueue implements Store.
@@ -284,4 +328,148 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// SaveUser implements Store.
+func (s *SQLStore) SaveUser(ctx context.Context, q sqldb.Querier, u User, seq uint64) error {
+	_, err := q.Exec(ctx, `INSERT INTO notify_users (username, email, roles, posts, disabled, seq)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (username) DO UPDATE SET email = excluded.email, roles = excluded.roles, posts = excluded.posts,
+			disabled = excluded.disabled, seq = excluded.seq WHERE notify_users.seq < excluded.seq`,
+		u.Username, u.Email, strings.Join(u.Roles, ","), strings.Join(u.Posts, ","), boolInt(u.Disabled), int64(seq))
+	return err
+}
+
+// Users implements Store.
+func (s *SQLStore) Users(ctx context.Context, q sqldb.Querier) ([]User, error) {
+	rows, err := q.Query(ctx, `SELECT username, email, roles, posts, disabled FROM notify_users ORDER BY username`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []User
+	for rows.Next() {
+		var (
+			u            User
+			roles, posts string
+			disabled     int64
+		)
+		if err := rows.Scan(&u.Username, &u.Email, &roles, &posts, &disabled); err != nil {
+			return nil, err
+		}
+		u.Roles, u.Posts, u.Disabled = splitList(roles), splitList(posts), disabled != 0
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+func splitList(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
+}
+
+// EnqueueMail implements Store.
+func (s *SQLStore) EnqueueMail(ctx context.Context, q sqldb.Querier, m Mail) error {
+	_, err := q.Exec(ctx, `INSERT INTO notify_mails (event_id, username, address, reason, case_id, type, seq, at, status,
+			post, category, urgency, amount_cents, approved_cents, deadline, escalated, attempts, next_at, delivered_at,
+			dropped, last_error)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, $17, 0, 0, '')
+		ON CONFLICT (event_id, username) DO NOTHING`,
+		m.EventID, m.Username, m.Address, string(m.Reason), m.CaseID, m.Type, int64(m.Seq), sqldb.Micros(m.At),
+		string(m.Status), m.Post, string(m.Category), string(m.Urgency), m.AmountCents, m.ApprovedCents,
+		sqldb.Micros(m.Deadline), boolInt(m.Escalated), sqldb.Micros(m.NextAt))
+	return err
+}
+
+const mailCols = `event_id, username, address, reason, case_id, type, seq, at, status, post, category, urgency,
+	amount_cents, approved_cents, deadline, escalated, attempts, next_at, delivered_at, dropped, last_error`
+
+func scanMails(rows sqldb.Rows, err error) ([]Mail, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Mail
+	for rows.Next() {
+		var (
+			m                                      Mail
+			reason, status, category, urgency      string
+			seq, at, deadline, escalated, attempts int64
+			next, done, dropped                    int64
+		)
+		if err := rows.Scan(&m.EventID, &m.Username, &m.Address, &reason, &m.CaseID, &m.Type, &seq, &at, &status, &m.Post,
+			&category, &urgency, &m.AmountCents, &m.ApprovedCents, &deadline, &escalated, &attempts, &next, &done, &dropped,
+			&m.LastError); err != nil {
+			return nil, err
+		}
+		m.Reason, m.Seq, m.At, m.Status = Reason(reason), uint64(seq), sqldb.Time(at), assist.State(status)
+		m.Category, m.Urgency, m.Escalated = assist.Category(category), assist.Urgency(urgency), escalated != 0
+		if deadline != 0 {
+			m.Deadline = sqldb.Time(deadline)
+		}
+		m.Attempts, m.NextAt, m.Dropped = int(attempts), sqldb.Time(next), dropped != 0
+		if done != 0 {
+			m.DeliveredAt = sqldb.Time(done)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// DueMails implements Store.
+func (s *SQLStore) DueMails(ctx context.Context, now time.Time, limit int) ([]Mail, error) {
+	return scanMails(s.db.Query(ctx, `SELECT `+mailCols+` FROM notify_mails
+		WHERE delivered_at = 0 AND dropped = 0 AND next_at <= $1 ORDER BY next_at, seq, username LIMIT $2`,
+		sqldb.Micros(now), limit))
+}
+
+// ClaimMail implements Store.
+func (s *SQLStore) ClaimMail(ctx context.Context, m Mail, now, until time.Time) (bool, error) {
+	n, err := s.db.Exec(ctx, `UPDATE notify_mails SET next_at = $1, attempts = attempts + 1
+		WHERE event_id = $2 AND username = $3 AND delivered_at = 0 AND dropped = 0 AND next_at <= $4`,
+		sqldb.Micros(until), m.EventID, m.Username, sqldb.Micros(now))
+	return n == 1, err
+}
+
+// MailSent implements Store.
+func (s *SQLStore) MailSent(ctx context.Context, m Mail, at time.Time) error {
+	_, err := s.db.Exec(ctx, `UPDATE notify_mails SET delivered_at = $1, last_error = '' WHERE event_id = $2 AND username = $3`,
+		max(sqldb.Micros(at), 1), m.EventID, m.Username)
+	return err
+}
+
+// MailFailed implements Store.
+func (s *SQLStore) MailFailed(ctx context.Context, m Mail, next time.Time, reason string) error {
+	dropped := int64(0)
+	if next.IsZero() {
+		dropped = 1
+	}
+	_, err := s.db.Exec(ctx, `UPDATE notify_mails SET next_at = $1, last_error = $2, dropped = $3
+		WHERE event_id = $4 AND username = $5 AND delivered_at = 0`,
+		sqldb.Micros(next), truncate(reason, 500), dropped, m.EventID, m.Username)
+	return err
+}
+
+// Mails implements Store.
+func (s *SQLStore) Mails(ctx context.Context, caseID string) ([]Mail, error) {
+	return scanMails(s.db.Query(ctx, `SELECT `+mailCols+` FROM notify_mails WHERE case_id = $1 ORDER BY seq, username`,
+		caseID))
+}
+
+// Sweep implements Store. A delivered row is swept by the time it was
+// delivered; a dropped one (its webhook removed, or refused for good)
+// by the time of its event.
+func (s *SQLStore) Sweep(ctx context.Context, cutoff time.Time) (int64, error) {
+	var n int64
+	for _, table := range []string{"notify_deliveries", "notify_mails"} {
+		k, err := s.db.Exec(ctx, `DELETE FROM `+table+` WHERE (delivered_at > 0 AND delivered_at < $1)
+			OR (delivered_at = 0 AND dropped = 1 AND at < $1)`, sqldb.Micros(cutoff))
+		if err != nil {
+			return n, err
+		}
+		n += k
+	}
+	return n, nil
 }

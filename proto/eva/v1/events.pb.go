@@ -234,6 +234,7 @@ type Event struct {
 	//	*Event_UserChanged
 	//	*Event_WebhookRegistered
 	//	*Event_WebhookRemoved
+	//	*Event_DeadlineWarning
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -570,6 +571,15 @@ func (x *Event) GetWebhookRemoved() *WebhookRemoved {
 	return nil
 }
 
+func (x *Event) GetDeadlineWarning() *DeadlineWarning {
+	if x != nil {
+		if x, ok := x.Body.(*Event_DeadlineWarning); ok {
+			return x.DeadlineWarning
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -686,6 +696,10 @@ type Event_WebhookRemoved struct {
 	WebhookRemoved *WebhookRemoved `protobuf:"bytes,44,opt,name=webhook_removed,json=webhookRemoved,proto3,oneof"`
 }
 
+type Event_DeadlineWarning struct {
+	DeadlineWarning *DeadlineWarning `protobuf:"bytes,40,opt,name=deadline_warning,json=deadlineWarning,proto3,oneof"`
+}
+
 func (*Event_RequestSubmitted) isEvent_Body() {}
 
 func (*Event_RequestAmended) isEvent_Body() {}
@@ -741,6 +755,8 @@ func (*Event_UserChanged) isEvent_Body() {}
 func (*Event_WebhookRegistered) isEvent_Body() {}
 
 func (*Event_WebhookRemoved) isEvent_Body() {}
+
+func (*Event_DeadlineWarning) isEvent_Body() {}
 
 // Sealed holds personal data encrypted with the case's data key
 // (envelope encryption: AES-256-GCM; the data key is wrapped by a master key
@@ -2090,6 +2106,54 @@ func (x *DeadlineMissed) GetDeadline() *timestamppb.Timestamp {
 	return nil
 }
 
+// DeadlineWarning: three quarters of the time from filing to the decision
+// deadline passed while the case was still open and not escalated: the
+// deadline is near (the queue marks the case due soon). At most one per
+// deadline; DeadlineMissed still follows if nobody decides.
+type DeadlineWarning struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadlineWarning) Reset() {
+	*x = DeadlineWarning{}
+	mi := &file_eva_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadlineWarning) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadlineWarning) ProtoMessage() {}
+
+func (x *DeadlineWarning) ProtoReflect() protoreflect.Message {
+	mi := &file_eva_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadlineWarning.ProtoReflect.Descriptor instead.
+func (*DeadlineWarning) Descriptor() ([]byte, []int) {
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DeadlineWarning) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
 // ClaimExpired: an approver's claim lease ran out before a decision; the
 // case is back in the queue.
 type ClaimExpired struct {
@@ -2102,7 +2166,7 @@ type ClaimExpired struct {
 
 func (x *ClaimExpired) Reset() {
 	*x = ClaimExpired{}
-	mi := &file_eva_v1_events_proto_msgTypes[23]
+	mi := &file_eva_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2178,7 @@ func (x *ClaimExpired) String() string {
 func (*ClaimExpired) ProtoMessage() {}
 
 func (x *ClaimExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[23]
+	mi := &file_eva_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2191,7 @@ func (x *ClaimExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimExpired.ProtoReflect.Descriptor instead.
 func (*ClaimExpired) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ClaimExpired) GetClaimedBy() string {
@@ -2159,7 +2223,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_eva_v1_events_proto_msgTypes[24]
+	mi := &file_eva_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2171,7 +2235,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[24]
+	mi := &file_eva_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2184,7 +2248,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Policy) GetVersion() string {
@@ -2240,7 +2304,7 @@ type PolicyChanged struct {
 
 func (x *PolicyChanged) Reset() {
 	*x = PolicyChanged{}
-	mi := &file_eva_v1_events_proto_msgTypes[25]
+	mi := &file_eva_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2252,7 +2316,7 @@ func (x *PolicyChanged) String() string {
 func (*PolicyChanged) ProtoMessage() {}
 
 func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[25]
+	mi := &file_eva_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2265,7 +2329,7 @@ func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyChanged.ProtoReflect.Descriptor instead.
 func (*PolicyChanged) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PolicyChanged) GetPolicy() *Policy {
@@ -2286,7 +2350,7 @@ type FundCreated struct {
 
 func (x *FundCreated) Reset() {
 	*x = FundCreated{}
-	mi := &file_eva_v1_events_proto_msgTypes[26]
+	mi := &file_eva_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2298,7 +2362,7 @@ func (x *FundCreated) String() string {
 func (*FundCreated) ProtoMessage() {}
 
 func (x *FundCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[26]
+	mi := &file_eva_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2311,7 +2375,7 @@ func (x *FundCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FundCreated.ProtoReflect.Descriptor instead.
 func (*FundCreated) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FundCreated) GetName() string {
@@ -2340,7 +2404,7 @@ type PayeeCreated struct {
 
 func (x *PayeeCreated) Reset() {
 	*x = PayeeCreated{}
-	mi := &file_eva_v1_events_proto_msgTypes[27]
+	mi := &file_eva_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +2416,7 @@ func (x *PayeeCreated) String() string {
 func (*PayeeCreated) ProtoMessage() {}
 
 func (x *PayeeCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[27]
+	mi := &file_eva_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +2429,7 @@ func (x *PayeeCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayeeCreated.ProtoReflect.Descriptor instead.
 func (*PayeeCreated) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PayeeCreated) GetName() string {
@@ -2401,7 +2465,7 @@ type PayeeAccountChanged struct {
 
 func (x *PayeeAccountChanged) Reset() {
 	*x = PayeeAccountChanged{}
-	mi := &file_eva_v1_events_proto_msgTypes[28]
+	mi := &file_eva_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2413,7 +2477,7 @@ func (x *PayeeAccountChanged) String() string {
 func (*PayeeAccountChanged) ProtoMessage() {}
 
 func (x *PayeeAccountChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[28]
+	mi := &file_eva_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2426,7 +2490,7 @@ func (x *PayeeAccountChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayeeAccountChanged.ProtoReflect.Descriptor instead.
 func (*PayeeAccountChanged) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PayeeAccountChanged) GetAccount() string {
@@ -2458,7 +2522,7 @@ type FundAllocationChanged struct {
 
 func (x *FundAllocationChanged) Reset() {
 	*x = FundAllocationChanged{}
-	mi := &file_eva_v1_events_proto_msgTypes[29]
+	mi := &file_eva_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2534,7 @@ func (x *FundAllocationChanged) String() string {
 func (*FundAllocationChanged) ProtoMessage() {}
 
 func (x *FundAllocationChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[29]
+	mi := &file_eva_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2547,7 @@ func (x *FundAllocationChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FundAllocationChanged.ProtoReflect.Descriptor instead.
 func (*FundAllocationChanged) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FundAllocationChanged) GetAllocatedUsdCents() int64 {
@@ -2515,13 +2579,14 @@ type UserCreated struct {
 	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
 	Roles         []string               `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
 	Posts         []string               `protobuf:"bytes,3,rep,name=posts,proto3" json:"posts,omitempty"`
+	Email         string                 `protobuf:"bytes,4,opt,name=email,proto3" json:"email,omitempty"` // where notify e-mails the account; empty: none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UserCreated) Reset() {
 	*x = UserCreated{}
-	mi := &file_eva_v1_events_proto_msgTypes[30]
+	mi := &file_eva_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2533,7 +2598,7 @@ func (x *UserCreated) String() string {
 func (*UserCreated) ProtoMessage() {}
 
 func (x *UserCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[30]
+	mi := &file_eva_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2546,7 +2611,7 @@ func (x *UserCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserCreated.ProtoReflect.Descriptor instead.
 func (*UserCreated) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UserCreated) GetUsername() string {
@@ -2570,6 +2635,13 @@ func (x *UserCreated) GetPosts() []string {
 	return nil
 }
 
+func (x *UserCreated) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
 // UserChanged: an admin changed a local account; it holds the account's
 // roles, posts and disabled flag after the change, and whether its
 // password was set (never the password nor its hash).
@@ -2580,13 +2652,14 @@ type UserChanged struct {
 	Posts           []string               `protobuf:"bytes,3,rep,name=posts,proto3" json:"posts,omitempty"`
 	Disabled        bool                   `protobuf:"varint,4,opt,name=disabled,proto3" json:"disabled,omitempty"`
 	PasswordChanged bool                   `protobuf:"varint,5,opt,name=password_changed,json=passwordChanged,proto3" json:"password_changed,omitempty"`
+	Email           string                 `protobuf:"bytes,6,opt,name=email,proto3" json:"email,omitempty"` // the address after the change; empty: none
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *UserChanged) Reset() {
 	*x = UserChanged{}
-	mi := &file_eva_v1_events_proto_msgTypes[31]
+	mi := &file_eva_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2598,7 +2671,7 @@ func (x *UserChanged) String() string {
 func (*UserChanged) ProtoMessage() {}
 
 func (x *UserChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[31]
+	mi := &file_eva_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2611,7 +2684,7 @@ func (x *UserChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserChanged.ProtoReflect.Descriptor instead.
 func (*UserChanged) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UserChanged) GetUsername() string {
@@ -2649,6 +2722,13 @@ func (x *UserChanged) GetPasswordChanged() bool {
 	return false
 }
 
+func (x *UserChanged) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
 // WebhookRegistered: an admin registered a URL to receive the case events
 // of the types named, on subject eva.webhook.<webhook id>.WebhookRegistered.
 // The secret (the receiver's HMAC key) is never in the log in clear: it is
@@ -2666,7 +2746,7 @@ type WebhookRegistered struct {
 
 func (x *WebhookRegistered) Reset() {
 	*x = WebhookRegistered{}
-	mi := &file_eva_v1_events_proto_msgTypes[32]
+	mi := &file_eva_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2678,7 +2758,7 @@ func (x *WebhookRegistered) String() string {
 func (*WebhookRegistered) ProtoMessage() {}
 
 func (x *WebhookRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[32]
+	mi := &file_eva_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2691,7 +2771,7 @@ func (x *WebhookRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookRegistered.ProtoReflect.Descriptor instead.
 func (*WebhookRegistered) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WebhookRegistered) GetUrl() string {
@@ -2731,7 +2811,7 @@ type WebhookRemoved struct {
 
 func (x *WebhookRemoved) Reset() {
 	*x = WebhookRemoved{}
-	mi := &file_eva_v1_events_proto_msgTypes[33]
+	mi := &file_eva_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2743,7 +2823,7 @@ func (x *WebhookRemoved) String() string {
 func (*WebhookRemoved) ProtoMessage() {}
 
 func (x *WebhookRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_eva_v1_events_proto_msgTypes[33]
+	mi := &file_eva_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2756,7 +2836,7 @@ func (x *WebhookRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookRemoved.ProtoReflect.Descriptor instead.
 func (*WebhookRemoved) Descriptor() ([]byte, []int) {
-	return file_eva_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_eva_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 var File_eva_v1_events_proto protoreflect.FileDescriptor
@@ -2767,7 +2847,7 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x05Actor\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
-	"\x04post\x18\x03 \x01(\tR\x04post\"\x8b\x10\n" +
+	"\x04post\x18\x03 \x01(\tR\x04post\"\xd1\x10\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\acase_id\x18\x02 \x01(\tR\x06caseId\x12*\n" +
@@ -2804,7 +2884,8 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\fuser_created\x18& \x01(\v2\x13.eva.v1.UserCreatedH\x00R\vuserCreated\x128\n" +
 	"\fuser_changed\x18' \x01(\v2\x13.eva.v1.UserChangedH\x00R\vuserChanged\x12J\n" +
 	"\x12webhook_registered\x18+ \x01(\v2\x19.eva.v1.WebhookRegisteredH\x00R\x11webhookRegistered\x12A\n" +
-	"\x0fwebhook_removed\x18, \x01(\v2\x16.eva.v1.WebhookRemovedH\x00R\x0ewebhookRemovedB\x06\n" +
+	"\x0fwebhook_removed\x18, \x01(\v2\x16.eva.v1.WebhookRemovedH\x00R\x0ewebhookRemoved\x12D\n" +
+	"\x10deadline_warning\x18( \x01(\v2\x17.eva.v1.DeadlineWarningH\x00R\x0fdeadlineWarningB\x06\n" +
 	"\x04body\"E\n" +
 	"\x06Sealed\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
@@ -2919,6 +3000,8 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\x0f\n" +
 	"\rRequestClosed\"H\n" +
 	"\x0eDeadlineMissed\x126\n" +
+	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"I\n" +
+	"\x0fDeadlineWarning\x126\n" +
 	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"h\n" +
 	"\fClaimExpired\x12\x1d\n" +
 	"\n" +
@@ -2953,17 +3036,19 @@ const file_eva_v1_events_proto_rawDesc = "" +
 	"\x15FundAllocationChanged\x12.\n" +
 	"\x13allocated_usd_cents\x18\x01 \x01(\x03R\x11allocatedUsdCents\x12,\n" +
 	"\x12previous_usd_cents\x18\x02 \x01(\x03R\x10previousUsdCents\x12\x17\n" +
-	"\ahold_id\x18\x03 \x01(\tR\x06holdId\"U\n" +
+	"\ahold_id\x18\x03 \x01(\tR\x06holdId\"k\n" +
 	"\vUserCreated\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x14\n" +
-	"\x05posts\x18\x03 \x03(\tR\x05posts\"\x9c\x01\n" +
+	"\x05posts\x18\x03 \x03(\tR\x05posts\x12\x14\n" +
+	"\x05email\x18\x04 \x01(\tR\x05email\"\xb2\x01\n" +
 	"\vUserChanged\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x14\n" +
 	"\x05posts\x18\x03 \x03(\tR\x05posts\x12\x1a\n" +
 	"\bdisabled\x18\x04 \x01(\bR\bdisabled\x12)\n" +
-	"\x10password_changed\x18\x05 \x01(\bR\x0fpasswordChanged\"\x84\x01\n" +
+	"\x10password_changed\x18\x05 \x01(\bR\x0fpasswordChanged\x12\x14\n" +
+	"\x05email\x18\x06 \x01(\tR\x05email\"\x84\x01\n" +
 	"\x11WebhookRegistered\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06events\x18\x02 \x03(\tR\x06events\x12&\n" +
@@ -2985,7 +3070,7 @@ func file_eva_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_eva_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_eva_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_eva_v1_events_proto_goTypes = []any{
 	(RequestApproved_Step)(0),     // 0: eva.v1.RequestApproved.Step
 	(FundsReleased_Cause)(0),      // 1: eva.v1.FundsReleased.Cause
@@ -3012,24 +3097,25 @@ var file_eva_v1_events_proto_goTypes = []any{
 	(*PayoutRetried)(nil),         // 22: eva.v1.PayoutRetried
 	(*RequestClosed)(nil),         // 23: eva.v1.RequestClosed
 	(*DeadlineMissed)(nil),        // 24: eva.v1.DeadlineMissed
-	(*ClaimExpired)(nil),          // 25: eva.v1.ClaimExpired
-	(*Policy)(nil),                // 26: eva.v1.Policy
-	(*PolicyChanged)(nil),         // 27: eva.v1.PolicyChanged
-	(*FundCreated)(nil),           // 28: eva.v1.FundCreated
-	(*PayeeCreated)(nil),          // 29: eva.v1.PayeeCreated
-	(*PayeeAccountChanged)(nil),   // 30: eva.v1.PayeeAccountChanged
-	(*FundAllocationChanged)(nil), // 31: eva.v1.FundAllocationChanged
-	(*UserCreated)(nil),           // 32: eva.v1.UserCreated
-	(*UserChanged)(nil),           // 33: eva.v1.UserChanged
-	(*WebhookRegistered)(nil),     // 34: eva.v1.WebhookRegistered
-	(*WebhookRemoved)(nil),        // 35: eva.v1.WebhookRemoved
-	nil,                           // 36: eva.v1.Policy.CategoryCapsUsdCentsEntry
-	nil,                           // 37: eva.v1.Policy.DeadlinesEntry
-	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 39: google.protobuf.Duration
+	(*DeadlineWarning)(nil),       // 25: eva.v1.DeadlineWarning
+	(*ClaimExpired)(nil),          // 26: eva.v1.ClaimExpired
+	(*Policy)(nil),                // 27: eva.v1.Policy
+	(*PolicyChanged)(nil),         // 28: eva.v1.PolicyChanged
+	(*FundCreated)(nil),           // 29: eva.v1.FundCreated
+	(*PayeeCreated)(nil),          // 30: eva.v1.PayeeCreated
+	(*PayeeAccountChanged)(nil),   // 31: eva.v1.PayeeAccountChanged
+	(*FundAllocationChanged)(nil), // 32: eva.v1.FundAllocationChanged
+	(*UserCreated)(nil),           // 33: eva.v1.UserCreated
+	(*UserChanged)(nil),           // 34: eva.v1.UserChanged
+	(*WebhookRegistered)(nil),     // 35: eva.v1.WebhookRegistered
+	(*WebhookRemoved)(nil),        // 36: eva.v1.WebhookRemoved
+	nil,                           // 37: eva.v1.Policy.CategoryCapsUsdCentsEntry
+	nil,                           // 38: eva.v1.Policy.DeadlinesEntry
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
 }
 var file_eva_v1_events_proto_depIdxs = []int32{
-	38, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
+	39, // 0: eva.v1.Event.at:type_name -> google.protobuf.Timestamp
 	2,  // 1: eva.v1.Event.actor:type_name -> eva.v1.Actor
 	7,  // 2: eva.v1.Event.request_submitted:type_name -> eva.v1.RequestSubmitted
 	8,  // 3: eva.v1.Event.request_amended:type_name -> eva.v1.RequestAmended
@@ -3048,40 +3134,42 @@ var file_eva_v1_events_proto_depIdxs = []int32{
 	23, // 16: eva.v1.Event.request_closed:type_name -> eva.v1.RequestClosed
 	22, // 17: eva.v1.Event.payout_retried:type_name -> eva.v1.PayoutRetried
 	24, // 18: eva.v1.Event.deadline_missed:type_name -> eva.v1.DeadlineMissed
-	25, // 19: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
-	27, // 20: eva.v1.Event.policy_changed:type_name -> eva.v1.PolicyChanged
-	28, // 21: eva.v1.Event.fund_created:type_name -> eva.v1.FundCreated
-	29, // 22: eva.v1.Event.payee_created:type_name -> eva.v1.PayeeCreated
-	30, // 23: eva.v1.Event.payee_account_changed:type_name -> eva.v1.PayeeAccountChanged
-	31, // 24: eva.v1.Event.fund_allocation_changed:type_name -> eva.v1.FundAllocationChanged
+	26, // 19: eva.v1.Event.claim_expired:type_name -> eva.v1.ClaimExpired
+	28, // 20: eva.v1.Event.policy_changed:type_name -> eva.v1.PolicyChanged
+	29, // 21: eva.v1.Event.fund_created:type_name -> eva.v1.FundCreated
+	30, // 22: eva.v1.Event.payee_created:type_name -> eva.v1.PayeeCreated
+	31, // 23: eva.v1.Event.payee_account_changed:type_name -> eva.v1.PayeeAccountChanged
+	32, // 24: eva.v1.Event.fund_allocation_changed:type_name -> eva.v1.FundAllocationChanged
 	9,  // 25: eva.v1.Event.personal_data_erased:type_name -> eva.v1.PersonalDataErased
-	32, // 26: eva.v1.Event.user_created:type_name -> eva.v1.UserCreated
-	33, // 27: eva.v1.Event.user_changed:type_name -> eva.v1.UserChanged
-	34, // 28: eva.v1.Event.webhook_registered:type_name -> eva.v1.WebhookRegistered
-	35, // 29: eva.v1.Event.webhook_removed:type_name -> eva.v1.WebhookRemoved
-	4,  // 30: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
-	38, // 31: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 32: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
-	4,  // 33: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
-	38, // 34: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
-	6,  // 35: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
-	38, // 36: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 37: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
-	0,  // 38: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
-	1,  // 39: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
-	38, // 40: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
-	38, // 41: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
-	36, // 42: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
-	37, // 43: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
-	39, // 44: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
-	26, // 45: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
-	4,  // 46: eva.v1.WebhookRegistered.secret:type_name -> eva.v1.Sealed
-	39, // 47: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	33, // 26: eva.v1.Event.user_created:type_name -> eva.v1.UserCreated
+	34, // 27: eva.v1.Event.user_changed:type_name -> eva.v1.UserChanged
+	35, // 28: eva.v1.Event.webhook_registered:type_name -> eva.v1.WebhookRegistered
+	36, // 29: eva.v1.Event.webhook_removed:type_name -> eva.v1.WebhookRemoved
+	25, // 30: eva.v1.Event.deadline_warning:type_name -> eva.v1.DeadlineWarning
+	4,  // 31: eva.v1.RequestSubmitted.beneficiary:type_name -> eva.v1.Sealed
+	39, // 32: eva.v1.RequestSubmitted.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 33: eva.v1.RequestSubmitted.policy:type_name -> eva.v1.PolicySeen
+	4,  // 34: eva.v1.RequestAmended.beneficiary:type_name -> eva.v1.Sealed
+	39, // 35: eva.v1.RequestAmended.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 36: eva.v1.RequestAmended.policy:type_name -> eva.v1.PolicySeen
+	39, // 37: eva.v1.ReviewClaimed.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 38: eva.v1.RequestApproved.policy:type_name -> eva.v1.PolicySeen
+	0,  // 39: eva.v1.RequestApproved.step:type_name -> eva.v1.RequestApproved.Step
+	1,  // 40: eva.v1.FundsReleased.cause:type_name -> eva.v1.FundsReleased.Cause
+	39, // 41: eva.v1.DeadlineMissed.deadline:type_name -> google.protobuf.Timestamp
+	39, // 42: eva.v1.DeadlineWarning.deadline:type_name -> google.protobuf.Timestamp
+	39, // 43: eva.v1.ClaimExpired.expires_at:type_name -> google.protobuf.Timestamp
+	37, // 44: eva.v1.Policy.category_caps_usd_cents:type_name -> eva.v1.Policy.CategoryCapsUsdCentsEntry
+	38, // 45: eva.v1.Policy.deadlines:type_name -> eva.v1.Policy.DeadlinesEntry
+	40, // 46: eva.v1.Policy.claim_ttl:type_name -> google.protobuf.Duration
+	27, // 47: eva.v1.PolicyChanged.policy:type_name -> eva.v1.Policy
+	4,  // 48: eva.v1.WebhookRegistered.secret:type_name -> eva.v1.Sealed
+	40, // 49: eva.v1.Policy.DeadlinesEntry.value:type_name -> google.protobuf.Duration
+	50, // [50:50] is the sub-list for method output_type
+	50, // [50:50] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_eva_v1_events_proto_init() }
@@ -3118,6 +3206,7 @@ func file_eva_v1_events_proto_init() {
 		(*Event_UserChanged)(nil),
 		(*Event_WebhookRegistered)(nil),
 		(*Event_WebhookRemoved)(nil),
+		(*Event_DeadlineWarning)(nil),
 	}
 	file_eva_v1_events_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -3126,7 +3215,7 @@ func file_eva_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eva_v1_events_proto_rawDesc), len(file_eva_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

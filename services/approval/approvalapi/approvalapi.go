@@ -82,6 +82,9 @@ type QueueItem struct {
 	ClaimExpiresAt time.Time `json:"claim_expires_at"`
 	// Overdue is set when the decision deadline has passed.
 	Overdue bool `json:"overdue"`
+	// DueSoon is set when its deadline is near (DeadlineWarning: three
+	// quarters of the time to it passed) and it has not escalated.
+	DueSoon bool `json:"due_soon"`
 	// PossibleDuplicates lists other open cases, at any post, for the same
 	// beneficiary reference and category. They are flagged, never merged.
 	PossibleDuplicates []string `json:"possible_duplicates"`

@@ -39,7 +39,7 @@ var (
 	FundsAllocation = rpc.Endpoint[ChangeAllocationRequest, Fund]{Subject: "eva.disbursement.funds_allocation", Idempotent: true}
 )
 
-// Ledger accounts of a fund (ADR 28). Each entry moves money from its
+// Ledger accounts of a fund (ADR 29). Each entry moves money from its
 // credit account to its debit account; a balance is debits minus credits.
 // AccountAllocation is where the fund's money comes from: its balance is
 // minus the allocation.

@@ -1,5 +1,5 @@
 // Package reconcile checks a payment provider's statement against EVA's
-// double-entry ledger (ADR 28): every payout the ledger posted as settled
+// double-entry ledger (ADR 29): every payout the ledger posted as settled
 // must be on the statement once, with the same payee and amount, and
 // every line of the statement must be a payout the ledger posted.
 //

@@ -225,6 +225,7 @@ type (
 	queueItem struct {
 		caseJSON
 		Overdue            bool     `json:"overdue"`
+		DueSoon            bool     `json:"due_soon"`
 		PossibleDuplicates []string `json:"possible_duplicates"`
 	}
 	page[T any] struct {

@@ -15,6 +15,7 @@ type userJSON struct {
 	Roles    []string `json:"roles"`
 	Posts    []string `json:"posts"`
 	Disabled bool     `json:"disabled"`
+	Email    string   `json:"email"`
 }
 
 // userRow is one account of /users with its change form.
@@ -51,7 +52,8 @@ func (s *site) showUsers(v *view, status int, create *form, failed string, f2 *f
 			row.Form = f2
 		} else {
 			row.Form = newForm()
-			row.Form.Values = map[string]string{"roles": strings.Join(u.Roles, ", "), "posts": strings.Join(u.Posts, ", ")}
+			row.Form.Values = map[string]string{"roles": strings.Join(u.Roles, ", "), "posts": strings.Join(u.Posts, ", "),
+				"email": u.Email}
 			if u.Disabled {
 				row.Form.Values["disabled"] = "on"
 			}
@@ -78,13 +80,13 @@ func list(s string) []string {
 
 // createUser is POST /users.
 func (s *site) createUser(v *view) error {
-	f := formFrom(v.r, "username", "password", "roles", "posts")
+	f := formFrom(v.r, "username", "password", "roles", "posts", "email")
 	f.Key = formKey(v.r)
 	f.require(v.L, "username", "password", "roles")
 	if f.OK() {
 		res, err := v.call(call{method: http.MethodPost, path: "/v1/admin/users", key: f.Key,
 			body: map[string]any{"username": f.V("username"), "password": v.r.PostForm.Get("password"),
-				"roles": list(f.V("roles")), "posts": list(f.V("posts"))}})
+				"roles": list(f.V("roles")), "posts": list(f.V("posts")), "email": strings.TrimSpace(f.V("email"))}})
 		if err != nil {
 			return err
 		}
@@ -102,17 +104,18 @@ func (s *site) createUser(v *view) error {
 	return s.showUsers(v, statusOfForm(f), f, "", nil)
 }
 
-// changeUser is POST /users/{username}: the account's roles, posts and
-// disabled flag, as the form shows them.
+// changeUser is POST /users/{username}: the account's roles, posts,
+// e-mail address and disabled flag, as the form shows them.
 func (s *site) changeUser(v *view) error {
 	username := chi.URLParam(v.r, "username")
 	if u, err := url.PathUnescape(username); err == nil {
 		username = u
 	}
-	f := formFrom(v.r, "roles", "posts", "disabled")
+	f := formFrom(v.r, "roles", "posts", "disabled", "email")
 	f.Key = formKey(v.r)
 	res, err := v.call(call{method: http.MethodPatch, path: "/v1/admin/users/" + url.PathEscape(username), key: f.Key,
-		body: map[string]any{"roles": list(f.V("roles")), "posts": list(f.V("posts")), "disabled": f.V("disabled") != ""}})
+		body: map[string]any{"roles": list(f.V("roles")), "posts": list(f.V("posts")), "disabled": f.V("disabled") != "",
+			"email": strings.TrimSpace(f.V("email"))}})
 	if err != nil {
 		return err
 	}

@@ -111,9 +111,32 @@ func AuditVerify(ctx context.Context, p *Platform, o AuditVerifyOptions, out io.
 	if err != nil {
 		return err
 	}
+	// The payees' rows against the log: a row edited outside the log
+	// redirects no payout (ADR 24), but the auditor is told.
+	ddb, err := p.DB(ctx, "disbursement")
+	if err != nil {
+		return err
+	}
+	if err := disbursement.Migrate(ctx, ddb); err != nil {
+		return err
+	}
+	payees, err := disbursement.CheckPayeeRows(ctx, ddb, p.Log)
+	if err != nil {
+		return err
+	}
+	if res.OK && !payees.OK {
+		d := payees.Differ[0]
+		res.OK, res.Reason = false, fmt.Sprintf("payee rows: payee %s: %s: %s", d.PayeeID, d.Field, d.Reason)
+		if n := len(payees.Differ); n > 1 {
+			res.Reason += fmt.Sprintf(" (and %d more differences)", n-1)
+		}
+	}
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(res); err != nil {
+	if err := enc.Encode(struct {
+		auditapi.VerifyResult
+		Payees disbursement.PayeeRowCheck `json:"payees"`
+	}{res, payees}); err != nil {
 		return err
 	}
 	if !res.OK {

@@ -1,5 +1,5 @@
 -- +goose Up
--- The double-entry ledger (ADR 28): a read model of the log. Each entry
+-- The double-entry ledger (ADR 29): a read model of the log. Each entry
 -- moves amount from the credit account to the debit account, so every
 -- entry balances by construction; an account's balance is its debits
 -- minus its credits. Accounts: allocation:<fund> (where a fund's money
