@@ -45,6 +45,7 @@ commands:
   provsim              serve the payment provider simulator over HTTP (--listen ADDR; latency, failures, declines,
                        duplicate callbacks); point disbursement at it with --provider URL
   webhook-sink         receive webhooks (--listen ADDR --secret S): check each signature, print each delivery
+  mail-sink            take e-mail over SMTP (--listen ADDR, default 127.0.0.1:2525) and print each message
 
 Run "eva <command> -h" for the command's flags.
 `
@@ -71,6 +72,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 		return devCerts(args)
 	case "webhook-sink":
 		return webhookSink(ctx, args, os.Stdout)
+	case "mail-sink":
+		return mailSink(ctx, args, os.Stdout)
 	}
 	var arg string
 	if cmd == "serve" || cmd == "audit" {

@@ -83,6 +83,39 @@ func (l *Log) Execute(ctx context.Context, cmd Command) (*assist.Case, error) {
 	return c, err
 }
 
+// ExecuteFrom runs cmd on a case the caller holds as the log left it
+// after the caller's own last command on it (c, at c.Version): it decides
+// on c and appends expecting c.Version, without reading the case first —
+// one round trip to the log instead of two, for a process that goes on
+// from one command of a case to the next. When the case moved on
+// meanwhile (the append's expected sequence is stale), when the command
+// happened already, or when c refuses it, the command runs as Execute
+// runs it, on the case read afresh: the answer is always Execute's. A
+// command with Prepare, or a nil c, always runs as Execute. c is updated
+// in place and must not be used after the call.
+//
+// Errors: those of Execute.
+func (l *Log) ExecuteFrom(ctx context.Context, c *assist.Case, cmd Command) (*assist.Case, error) {
+	if c == nil || c.Version == 0 || c.ID != cmd.CaseID || cmd.Prepare != nil {
+		return l.Execute(ctx, cmd)
+	}
+	e, err := cmd.Decide(c)
+	if err != nil {
+		return l.Execute(ctx, cmd) // c may be behind the log: decide on the log
+	}
+	seq, existed, err := l.appendEvent(ctx, e, c.Version)
+	switch {
+	case err == nil && !existed:
+		c.Apply(e, seq)
+		return c, nil
+	case err == nil, isLostRace(err):
+		// The same command stored before, or the case moved on: answer
+		// as Execute does, from the history.
+		return l.Execute(ctx, cmd)
+	}
+	return nil, err
+}
+
 // CommandOn is one command on one thing of a kind (a case, a fund, the
 // policy, ...) whose state S folds from its events.
 type CommandOn[S any] struct {

@@ -401,3 +401,56 @@ func TestExecuteOnFoldsItsOwnState(t *testing.T) {
 		t.Fatalf("%d events, want 2", len(recs))
 	}
 }
+
+// ExecuteFrom appends on the state the caller holds, and answers as
+// Execute whenever that state is behind the log: a stale state never
+// appends (the expected sequence refuses it), a repeated command is
+// recognised.
+func TestExecuteFromAnswersAsExecute(t *testing.T) {
+	l, _ := openLog(t)
+	ctx := context.Background()
+	id := newID()
+	c, err := l.Start(ctx, submitted(t, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := *c // the case as filed, kept by a slower process
+	claim := newID()
+	claimBy := func(who assist.Actor, cmd string) func(c *assist.Case) (assist.Event, error) {
+		return func(c *assist.Case) (assist.Event, error) {
+			return c.Claim(assist.Cmd{ID: cmd, Actor: who, At: time.Now().UTC()}, time.Hour)
+		}
+	}
+	got, err := l.ExecuteFrom(ctx, c, eventlog.Command{CaseID: id, ID: claim, Decide: claimBy(olu, claim)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromLog, err := l.Case(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != assist.StateUnderReview || got.Version != fromLog.Version || got.Events != 2 || got.ClaimedBy != "olu" {
+		t.Fatalf("after ExecuteFrom: %+v; the log folds %+v", got, fromLog)
+	}
+	// Another approver on the stale state: decided again on the log's,
+	// where the case is claimed: refused, nothing appended.
+	mei := assist.Actor{Username: "mei", Role: assist.RoleApprover}
+	other := newID()
+	s1 := stale
+	if _, err := l.ExecuteFrom(ctx, &s1, eventlog.Command{CaseID: id, ID: other, Decide: claimBy(mei, other)}); !assist.IsCode(err, assist.CodeConflict) {
+		t.Fatalf("claim on a stale state: %v, want conflict", err)
+	}
+	// The first claim again, on the stale state: recognised, not appended.
+	s2 := stale
+	again, err := l.ExecuteFrom(ctx, &s2, eventlog.Command{CaseID: id, ID: claim, Decide: claimBy(olu, claim)})
+	if err != nil || again.Version != fromLog.Version || again.ClaimedBy != "olu" {
+		t.Fatalf("repeated claim: %+v %v", again, err)
+	}
+	recs, err := l.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 {
+		t.Fatalf("%d events in the log, want 2 (filed, claimed once)", len(recs))
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventcodec"
@@ -56,26 +57,29 @@ func (s *Service) Schedule(ctx context.Context, _ sqldb.Querier, m eventlog.Msg)
 	}
 	switch b := e.Body.(type) {
 	case assist.RequestSubmitted:
-		if err := s.timers.Set(ctx, TimerDeadline, e.CaseID, b.Deadline); err != nil {
-			return err
-		}
-		return s.timers.Set(ctx, TimerWarning, e.CaseID, assist.WarnAt(e.At, b.Deadline))
+		return both(func() error { return s.timers.Set(ctx, TimerDeadline, e.CaseID, b.Deadline) },
+			func() error { return s.timers.Set(ctx, TimerWarning, e.CaseID, assist.WarnAt(e.At, b.Deadline)) })
 	case assist.RequestAmended:
 		if !b.Deadline.IsZero() {
-			if err := s.timers.Set(ctx, TimerDeadline, e.CaseID, b.Deadline); err != nil {
-				return err
-			}
-			return s.timers.Set(ctx, TimerWarning, e.CaseID, e.At)
+			return both(func() error { return s.timers.Set(ctx, TimerDeadline, e.CaseID, b.Deadline) },
+				func() error { return s.timers.Set(ctx, TimerWarning, e.CaseID, e.At) })
 		}
 	case assist.ReviewClaimed:
 		return s.timers.Set(ctx, TimerClaim, e.CaseID, b.ExpiresAt)
 	case assist.RequestApproved, assist.RequestRejected, assist.RequestWithdrawn:
-		if err := s.timers.Cancel(ctx, TimerDeadline, e.CaseID); err != nil {
-			return err
-		}
-		return s.timers.Cancel(ctx, TimerWarning, e.CaseID)
+		return both(func() error { return s.timers.Cancel(ctx, TimerDeadline, e.CaseID) },
+			func() error { return s.timers.Cancel(ctx, TimerWarning, e.CaseID) })
 	}
 	return nil
+}
+
+// both runs a and b at once (two fsynced publishes to the timers stream,
+// each waiting for its ack) and returns the first error.
+func both(a, b func() error) error {
+	var g errgroup.Group
+	g.Go(a)
+	g.Go(b)
+	return g.Wait()
 }
 
 // Fire handles a timer that fell due. It re-checks the case: a case

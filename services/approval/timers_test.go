@@ -187,11 +187,15 @@ func measureDeadlineDelay(t *testing.T, pace time.Duration) {
 	}
 	t.Logf("filed %d cases in %s", n, time.Since(start).Round(time.Millisecond))
 	delays := make([]time.Duration, 0, n)
+	var warnings []time.Duration // each case's warning is due at 7.5 s
 	for _, c := range cases {
 		evatest.Eventually(t, "DeadlineMissed of every case", func() bool { return countType(h.events(c.ID), "DeadlineMissed") == 1 })
 		for _, r := range h.events(c.ID) {
-			if r.Event.Type() == "DeadlineMissed" {
+			switch r.Event.Type() {
+			case "DeadlineMissed":
 				delays = append(delays, r.Event.At.Sub(c.Deadline))
+			case "DeadlineWarning":
+				warnings = append(warnings, r.Event.At.Sub(assist.WarnAt(c.CreatedAt, c.Deadline)))
 			}
 		}
 	}
@@ -199,4 +203,9 @@ func measureDeadlineDelay(t *testing.T, pace time.Duration) {
 	t.Logf("%d deadlines → DeadlineMissed: median %s, p99 %s, max %s, min %s", n,
 		delays[n/2].Round(time.Millisecond), delays[n*99/100].Round(time.Millisecond),
 		delays[n-1].Round(time.Millisecond), delays[0].Round(time.Millisecond))
+	slices.Sort(warnings)
+	if w := len(warnings); w > 0 {
+		t.Logf("%d of %d warning times → DeadlineWarning: median %s, p99 %s, max %s", w, n,
+			warnings[w/2].Round(time.Millisecond), warnings[w*99/100].Round(time.Millisecond), warnings[w-1].Round(time.Millisecond))
+	}
 }

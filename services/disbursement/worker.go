@@ -174,7 +174,7 @@ func (s *Service) stepOnce(ctx context.Context, w Work, c *assist.Case) (*Work, 
 		if err != nil {
 			return nil, nil, err
 		}
-		c, err := s.append(ctx, w, func(c *assist.Case) (assist.Event, error) {
+		c, err := s.append(ctx, w, c, func(c *assist.Case) (assist.Event, error) {
 			e, err := c.ReserveFunds(cmd, w.HoldID, w.ID)
 			if b, ok := e.Body.(assist.FundsReserved); ok && err == nil {
 				b.PayeeID, b.PayeeAccount, b.PayeeAccountSeq = p.ID, p.Account, p.AccountSeq
@@ -210,7 +210,7 @@ func (s *Service) stepOnce(ctx context.Context, w Work, c *assist.Case) (*Work, 
 		if err != nil {
 			return nil, nil, fmt.Errorf("provider: %w", err)
 		}
-		c, err := s.record(ctx, w, cmd, r)
+		c, err := s.record(ctx, w, c, cmd, r)
 		if err != nil || r.Status == ReceiptFailed {
 			return nil, nil, err
 		}
@@ -218,7 +218,7 @@ func (s *Service) stepOnce(ctx context.Context, w Work, c *assist.Case) (*Work, 
 		next.Stage, next.CmdID, next.ProviderRef = stageSent, stepCmdID(w.ID, stageSent, w.Attempt), r.Ref
 		if r.Status == ReceiptSettled {
 			// The provider's answer already says settled: record it now.
-			nc, err := s.record(ctx, next, assist.Cmd{ID: next.CmdID, Actor: system, At: s.now()}, r)
+			nc, err := s.record(ctx, next, c, assist.Cmd{ID: next.CmdID, Actor: system, At: s.now()}, r)
 			return nil, nc, err
 		}
 		return nil, c, s.store.Defer(ctx, w.ID, s.now().Add(s.cfg.SettlePoll), "")
@@ -233,7 +233,7 @@ func (s *Service) stepOnce(ctx context.Context, w Work, c *assist.Case) (*Work, 
 		if r.Status == ReceiptSent {
 			return nil, c, s.store.Defer(ctx, w.ID, s.now().Add(s.cfg.SettlePoll), "")
 		}
-		c, err := s.record(ctx, w, cmd, r)
+		c, err := s.record(ctx, w, c, cmd, r)
 		return nil, c, err
 	}
 	return nil, c, nil
@@ -251,8 +251,8 @@ func stepCmdID(payoutID, stage string, attempt int) string {
 var stepSpace = uuid.MustParse("9b0c6c8e-2d1f-4f4e-9a57-5a3c1e7d2b60")
 
 // record appends what the provider said about a payment.
-func (s *Service) record(ctx context.Context, w Work, cmd assist.Cmd, r Receipt) (*assist.Case, error) {
-	return s.append(ctx, w, func(c *assist.Case) (assist.Event, error) {
+func (s *Service) record(ctx context.Context, w Work, c *assist.Case, cmd assist.Cmd, r Receipt) (*assist.Case, error) {
+	return s.append(ctx, w, c, func(c *assist.Case) (assist.Event, error) {
 		switch {
 		case r.Status == ReceiptFailed:
 			return c.FailPayout(cmd, w.ID, r.Error, w.Attempt)
@@ -264,8 +264,10 @@ func (s *Service) record(ctx context.Context, w Work, cmd assist.Cmd, r Receipt)
 	})
 }
 
-func (s *Service) append(ctx context.Context, w Work, decide func(*assist.Case) (assist.Event, error)) (*assist.Case, error) {
-	return s.log.Execute(ctx, eventlog.Command{CaseID: w.CaseID, ID: w.CmdID, Decide: decide})
+// append appends a step's event through the case's log; c is the case as
+// this run's previous step left it, nil when there was none.
+func (s *Service) append(ctx context.Context, w Work, c *assist.Case, decide func(*assist.Case) (assist.Event, error)) (*assist.Case, error) {
+	return s.log.ExecuteFrom(ctx, c, eventlog.Command{CaseID: w.CaseID, ID: w.CmdID, Decide: decide})
 }
 
 // loggedPayee is a payee as its events in the log make it.

@@ -69,7 +69,8 @@ type Mail struct {
 // mailAudience says who is mailed about event e of case c (c as it stands
 // after e): its requester when information is requested or a decision is
 // made; the approvers when a critical request is filed, a deadline is
-// missed, or a first approval waits for a second.
+// near (DeadlineWarning) or missed, or a first approval waits for a
+// second.
 func mailAudience(e assist.Event, c *assist.Case) (requester, approvers bool) {
 	switch e.Body.(type) {
 	case assist.InfoRequested, assist.RequestRejected:
@@ -78,7 +79,7 @@ func mailAudience(e assist.Event, c *assist.Case) (requester, approvers bool) {
 		return true, c.State == assist.StateAwaitingSecondApproval
 	case assist.RequestSubmitted:
 		return false, c.Urgency == assist.Critical
-	case assist.DeadlineMissed:
+	case assist.DeadlineMissed, assist.DeadlineWarning:
 		return false, true
 	}
 	return false, false
@@ -169,6 +170,8 @@ func (m Mail) subject() string {
 		return fmt.Sprintf("EVA: %s request %s filed at %s", m.Urgency, id, m.Post)
 	case "DeadlineMissed":
 		return fmt.Sprintf("EVA: deadline missed on %s case %s", m.Urgency, id)
+	case "DeadlineWarning":
+		return fmt.Sprintf("EVA: deadline near on %s case %s", m.Urgency, id)
 	}
 	return "EVA: " + m.Type + " on case " + id
 }
@@ -192,6 +195,8 @@ func (m Mail) what() string {
 		return "A critical request was filed and waits in the queue."
 	case "DeadlineMissed":
 		return "A request passed its decision deadline without a decision; it is escalated to the top of the queue."
+	case "DeadlineWarning":
+		return "A request is near its decision deadline without a decision."
 	}
 	return "Case event " + m.Type + "."
 }

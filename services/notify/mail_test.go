@@ -264,6 +264,7 @@ func TestMailWhoGetsWhat(t *testing.T) {
 		h.append(a, va, mei, assist.RequestApproved{AmountCents: 90_000, Step: assist.ApprovalSecond, FundID: "EVA-DEMO"})
 		// A routine request: its deadline missed, then rejected.
 		b, vb := h.fileSensitive(assist.Routine)
+		vb = h.append(b, vb, assist.Actor{Username: "eva", Role: assist.RoleSystem}, assist.DeadlineWarning{Deadline: time.Now().UTC()})
 		vb = h.append(b, vb, assist.Actor{Username: "eva", Role: assist.RoleSystem}, assist.DeadlineMissed{Deadline: time.Now().UTC()})
 		vb = h.append(b, vb, mei, assist.ReviewClaimed{ExpiresAt: time.Now().Add(time.Hour)})
 		h.append(b, vb, mei, assist.RequestRejected{})
@@ -275,8 +276,8 @@ func TestMailWhoGetsWhat(t *testing.T) {
 				"ana@post.example.org": {"EVA: information requested on case " + a, "EVA: case " + a + " approved once, awaiting a second approval", "EVA: case " + a + " approved"},
 			},
 			b: {
-				"olu@hq.example.org":   {"EVA: deadline missed on routine case " + b},
-				"mei@hq.example.org":   {"EVA: deadline missed on routine case " + b},
+				"olu@hq.example.org":   {"EVA: deadline near on routine case " + b, "EVA: deadline missed on routine case " + b},
+				"mei@hq.example.org":   {"EVA: deadline near on routine case " + b, "EVA: deadline missed on routine case " + b},
 				"ana@post.example.org": {"EVA: case " + b + " rejected"},
 			},
 		}

@@ -35,7 +35,7 @@ var eventOwners = map[assist.Kind]map[string]string{
 		"ReviewClaimed":      "approval", "ReviewReleased": "approval", "RequestApproved": "approval",
 		"RequestRejected": "approval", "InfoRequested": "approval", "DeadlineMissed": "approval", "ClaimExpired": "approval",
 		"DeadlineWarning": "approval",
-		"FundsReserved": "disbursement", "FundsReleased": "disbursement", "PayoutSent": "disbursement",
+		"FundsReserved":   "disbursement", "FundsReleased": "disbursement", "PayoutSent": "disbursement",
 		"PayoutSettled": "disbursement", "PayoutFailed": "disbursement", "PayoutRetried": "disbursement", "RequestClosed": "disbursement",
 	},
 	assist.KindFund:    {"*": "disbursement"},

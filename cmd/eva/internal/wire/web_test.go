@@ -181,7 +181,7 @@ func TestWebDesks(t *testing.T) {
 		},
 		"adm": {
 			"/admin":    {200, []string{">Dead letters</h2>", "No dead letters."}},
-			"/users":    {200, []string{">Create account</button>", ">Username</label>", `data-username="ana"`}},
+			"/users":    {200, []string{">Create account</button>", ">Username</label>", ">E-mail</label>", `type="email"`, `data-username="ana"`}},
 			"/policy":   {200, []string{">Save policy</button>", `data-policy-version="default-1"`, ">Claim lease</label>"}},
 			"/audit":    {403, nil},
 			"/webhooks": {200, []string{">Register</button>", ">URL</label>", ">Events</label>", ">Secret</label>", "No webhooks yet."}},
