@@ -129,7 +129,10 @@ func decodeStrict(r io.Reader, v any) error {
 			return &FieldError{te.Field, "wrong type"}
 		}
 		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return &FieldError{strings.Trim(f, `"`), "unknown field"}
+			if f = strings.Trim(f, `"`); f == "" {
+				f = "body" // a field with an empty name (found by FuzzDecodeCallback)
+			}
+			return &FieldError{f, "unknown field"}
 		}
 		return &FieldError{"body", "not a JSON object: " + err.Error()}
 	}
