@@ -3,6 +3,8 @@ package sqldb_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -109,4 +111,36 @@ func TestUniqueViolationAndNoRows(t *testing.T) {
 			t.Fatalf("numbered parameters: %q, %v", got, err)
 		}
 	})
+}
+
+// A data directory whose name holds a URI's special characters ('#', '?',
+// '%') opens the file at exactly that path, with its pragmas: unescaped,
+// "#" would end the path and drop synchronous=FULL without a word.
+func TestSQLiteOpensAPathWithURICharacters(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "eva#2?x=1%41")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "eva.db")
+	db, err := sqldb.OpenSQLite(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Tx(t.Context(), func(q sqldb.Querier) error {
+		_, err := q.Exec(t.Context(), `CREATE TABLE t (x INTEGER)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the database is not at the path given: %v", err)
+	}
+	var sync int64
+	if err := db.QueryRow(t.Context(), `PRAGMA synchronous`).Scan(&sync); err != nil {
+		t.Fatal(err)
+	}
+	if sync != 2 {
+		t.Fatalf("synchronous = %d, want 2 (FULL)", sync)
+	}
 }

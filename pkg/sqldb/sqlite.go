@@ -47,6 +47,14 @@ type liteReq struct {
 	errc chan error
 }
 
+// uriPath escapes what would end or alter the path part of a file: URI
+// ('%', '?' and '#'): unescaped, a directory such as "/srv/eva#2" would
+// open "/srv/eva" instead, without the pragmas that follow (synchronous
+// FULL among them), and nothing would say so.
+func uriPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
+}
+
 // maxGroup bounds how many callers one commit serves.
 const maxGroup = 256
 
@@ -62,7 +70,8 @@ func OpenSQLite(ctx context.Context, path string) (DB, error) {
 	if path == "" || strings.HasPrefix(path, ":memory:") {
 		return nil, errors.New("sqlite: give a file path (an in-memory database would be lost, and split between connections)")
 	}
-	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode()+"&_txlock=immediate")
+	uri := "file:" + uriPath(path) + "?" + pragmas.Encode()
+	w, err := sql.Open("sqlite", uri+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
@@ -77,7 +86,7 @@ func OpenSQLite(ctx context.Context, path string) (DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode())
+	r, err := sql.Open("sqlite", uri)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
