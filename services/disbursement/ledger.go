@@ -47,13 +47,25 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 		}
 		return err
 	case assist.FundsReserved:
+		if err := s.followsStep(ctx, q, e, b.PayoutID, 0); err != nil {
+			return err
+		}
 		return s.store.Advance(ctx, q, b.PayoutID, []string{stageReserve}, stagePay, Advance{CmdID: stepCmdID(b.PayoutID, stagePay, 1), Attempt: 1, Now: now})
 	case assist.PayoutSent:
+		if err := s.followsStep(ctx, q, e, b.PayoutID, b.Attempt); err != nil {
+			return err
+		}
 		return s.store.Advance(ctx, q, b.PayoutID, []string{stagePay}, stageSent,
 			Advance{CmdID: stepCmdID(b.PayoutID, stageSent, b.Attempt), ProviderRef: b.ProviderRef, Now: now})
 	case assist.PayoutSettled:
+		if err := s.followsStep(ctx, q, e, b.PayoutID, 0); err != nil {
+			return err
+		}
 		return s.store.Settle(ctx, q, b.PayoutID, now)
 	case assist.PayoutFailed:
+		if err := s.followsStep(ctx, q, e, b.PayoutID, b.Attempt); err != nil {
+			return err
+		}
 		return s.store.Advance(ctx, q, b.PayoutID, []string{stagePay, stageSent}, stageFailed,
 			Advance{LastError: b.Error, Now: now})
 	case assist.FundsReleased:
@@ -78,6 +90,30 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 			AccountSeq: m.Seq, CreatedBy: e.Actor.Username, CreatedAt: e.At})
 	case assist.PayeeAccountChanged:
 		return s.store.SetPayeeAccount(ctx, q, e.CaseID, b.Account, m.Seq)
+	}
+	return nil
+}
+
+// followsStep returns eventlog.ErrGap when a payout's event (FundsReserved,
+// PayoutSent, PayoutSettled, PayoutFailed of attempt) arrives before the
+// step it follows was applied: the payout's row does not exist yet, is
+// still to be reserved, or failed an earlier attempt whose retry is not
+// applied yet. The consumer then tries the event again after the one it
+// follows, instead of finding the row at no stage it moves from and
+// leaving it there for good (a batch whose one event failed for a
+// database fault goes on with the events after it, and the payout worker
+// appends a payout's steps in quick succession).
+func (s *Service) followsStep(ctx context.Context, q sqldb.Querier, e assist.Event, payoutID string, attempt int) error {
+	stage, at, found, err := s.store.PayoutStage(ctx, q, payoutID)
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		return fmt.Errorf("%s of payout %s: the payout is not recorded yet: %w", e.Type(), payoutID, eventlog.ErrGap)
+	case stage == stageReserve && e.Type() != "FundsReserved":
+		return fmt.Errorf("%s of payout %s: its funds are not reserved yet: %w", e.Type(), payoutID, eventlog.ErrGap)
+	case stage == stageFailed && attempt > at:
+		return fmt.Errorf("%s of payout %s attempt %d: the retry is not recorded yet (attempt %d failed): %w", e.Type(), payoutID, attempt, at, eventlog.ErrGap)
 	}
 	return nil
 }

@@ -131,6 +131,9 @@ type Store interface {
 	// Settle marks a sent payout settled and moves its hold's amount from
 	// reserved to paid.
 	Settle(ctx context.Context, q sqldb.Querier, payoutID string, now time.Time) error
+	// PayoutStage returns a payout's stage and attempt; found is false
+	// when no such payout is recorded.
+	PayoutStage(ctx context.Context, q sqldb.Querier, payoutID string) (stage string, attempt int, found bool, err error)
 	// ReleaseHold returns a held or reserved hold's amount to its fund and
 	// cancels a failed payout it backed.
 	ReleaseHold(ctx context.Context, q sqldb.Querier, holdID string, now time.Time) error
@@ -537,6 +540,22 @@ func (s *SQLStore) Advance(ctx context.Context, q sqldb.Querier, payoutID string
 		WHERE id = $7 AND stage IN (`+sqldb.Placeholders(8, len(from))+`)`,
 		append([]any{to, a.CmdID, a.ProviderRef, a.LastError, int64(a.Attempt), sqldb.Micros(a.Now), payoutID}, anys(from)...)...)
 	return err
+}
+
+// PayoutStage implements Store.
+func (s *SQLStore) PayoutStage(ctx context.Context, q sqldb.Querier, payoutID string) (string, int, bool, error) {
+	var (
+		stage   string
+		attempt int64
+	)
+	err := q.QueryRow(ctx, `SELECT stage, attempt FROM disb_payouts WHERE id = $1`, payoutID).Scan(&stage, &attempt)
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return "", 0, false, nil
+	}
+	if err != nil {
+		return "", 0, false, fmt.Errorf("payout %s: %w", payoutID, err)
+	}
+	return stage, int(attempt), true, nil
 }
 
 // Settle implements Store.

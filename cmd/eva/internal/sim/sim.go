@@ -63,6 +63,7 @@ type Result struct {
 	Paid      int // payments the bank made
 	Crashes   int
 	Redeliver int // deliveries of an event after its first
+	Gaps      int // batches left unacked because an event came before the one it follows
 	// Types counts the log's events by type (FundsReleased by cause):
 	// what the seed exercised.
 	Types map[string]int
@@ -783,6 +784,13 @@ func (w *world) startDelivery(n *node) {
 	w.spawn(n, "consume "+strings.Join(seqs, ","), func(ctx context.Context) {
 		yield(ctx, "consumer pull")
 		failed, err := eventlog.Deliver(ctx, yieldingDB{DB: w.db, w: w}, ledger, n.money.Apply, batch)
+		if errors.Is(err, eventlog.ErrGap) {
+			// An event delivered before the one it follows (another
+			// node's batch holds that one): as the real consumer does,
+			// leave the batch unacked, to be delivered again.
+			w.res.Gaps++
+			return
+		}
 		if err != nil {
 			at := "the transaction"
 			if failed >= 0 {
@@ -941,6 +949,7 @@ type Summary struct {
 	Elapsed                                         time.Duration
 	Steps, Events, Approved, Refused, Paid, Crashes int
 	Redeliveries                                    int
+	Gaps                                            int // batches redelivered because an event came before its predecessor
 	Types                                           map[string]int
 	// Failures are the seeds whose invariants broke, in seed order.
 	Failures []Result
@@ -1004,6 +1013,7 @@ func RunSeeds(ctx context.Context, cfg Config, o Seeds) Summary {
 		s.Paid += r.Paid
 		s.Crashes += r.Crashes
 		s.Redeliveries += r.Redeliver
+		s.Gaps += r.Gaps
 		for t, n := range r.Types {
 			s.Types[t] += n
 		}
