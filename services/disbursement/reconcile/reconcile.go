@@ -24,8 +24,9 @@
 //	  - settled_at: RFC 3339 time the payment settled; required.
 //
 // Unknown fields are refused, so a misspelt field is not silently a
-// missing one. The simulator (services/disbursement/provsim) serves its
-// statement in this format; Write writes it.
+// missing one. Write writes it. The provider simulator
+// (services/disbursement/provsim) does not serve its statement in this
+// format yet; a statement is written by hand or by Write.
 package reconcile
 
 import (
