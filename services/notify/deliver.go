@@ -96,36 +96,13 @@ func (s *Service) DeliverDue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var (
-		wg        sync.WaitGroup
-		sem       = make(chan struct{}, workers)
-		mu        sync.Mutex
-		attempted int
-		errs      []error
-	)
-	for _, d := range due {
-		ok, err := s.store.Claim(ctx, d, now, now.Add(2*s.cfg.Timeout))
-		if err != nil {
-			return attempted, err
+	return attemptEach(ctx, due, func(d *Delivery) (bool, error) {
+		ok, err := s.store.Claim(ctx, *d, now, now.Add(2*s.cfg.Timeout))
+		if ok {
+			d.Attempts++
 		}
-		if !ok {
-			continue
-		}
-		d.Attempts++
-		attempted++
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := s.attempt(ctx, d); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return attempted, errors.Join(errs...)
+		return ok, err
+	}, s.attempt)
 }
 
 // backoff is the wait after the attempt-th failed attempt.
@@ -210,6 +187,19 @@ func (s *Service) MailDue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return attemptEach(ctx, due, func(m *Mail) (bool, error) {
+		ok, err := s.store.ClaimMail(ctx, *m, now, now.Add(2*s.cfg.Timeout))
+		if ok {
+			m.Attempts++
+		}
+		return ok, err
+	}, s.attemptMail)
+}
+
+// attemptEach claims each due item in turn and attempts each one claimed
+// on up to workers goroutines at once; it returns how many it attempted
+// and the attempts' errors joined. A claim that fails stops it.
+func attemptEach[T any](ctx context.Context, due []T, claim func(*T) (bool, error), attempt func(context.Context, T) error) (int, error) {
 	var (
 		wg        sync.WaitGroup
 		sem       = make(chan struct{}, workers)
@@ -217,21 +207,20 @@ func (s *Service) MailDue(ctx context.Context) (int, error) {
 		attempted int
 		errs      []error
 	)
-	for _, m := range due {
-		ok, err := s.store.ClaimMail(ctx, m, now, now.Add(2*s.cfg.Timeout))
+	for _, it := range due {
+		ok, err := claim(&it)
 		if err != nil {
 			return attempted, err
 		}
 		if !ok {
 			continue
 		}
-		m.Attempts++
 		attempted++
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := s.attemptMail(ctx, m); err != nil {
+			if err := attempt(ctx, it); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
