@@ -109,7 +109,21 @@ func (s *Service) createFund(ctx context.Context, cmd assist.Cmd, name string, a
 	if err != nil {
 		return nil, err
 	}
-	return f, s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.PutFund(ctx, q, *f) })
+	return f, s.putLogged(ctx, assist.KindFund, f.ID, f.Name, func(q sqldb.Querier) error { return s.store.PutFund(ctx, q, *f) })
+}
+
+// putLogged stores the row of a fund or payee as the event just appended
+// makes it. The consumer may store the same row at the same moment: on
+// PostgreSQL the twin insert can then fail on the name's unique index,
+// not on the id that ON CONFLICT arbitrates, and report the name taken.
+// It is taken only when another fund or payee has it; the row's own twin
+// is no conflict.
+func (s *Service) putLogged(ctx context.Context, kind assist.Kind, id, name string, put func(sqldb.Querier) error) error {
+	err := s.db.Tx(ctx, put)
+	if assist.IsCode(err, assist.CodeConflict) && s.store.CheckName(ctx, kind, id, name) == nil {
+		return nil
+	}
+	return err
 }
 
 // Payees lists payees.
@@ -163,7 +177,7 @@ func (s *Service) createPayee(ctx context.Context, cmd assist.Cmd, in assist.Pay
 	if err != nil {
 		return nil, err
 	}
-	return p, s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.PutPayee(ctx, q, *p) })
+	return p, s.putLogged(ctx, assist.KindPayee, p.ID, p.Name, func(q sqldb.Querier) error { return s.store.PutPayee(ctx, q, *p) })
 }
 
 // ChangePayeeAccount gives a payee a new account: PayeeAccountChanged on
@@ -194,7 +208,7 @@ func (s *Service) ChangePayeeAccount(ctx context.Context, r disbursementapi.Chan
 	if err != nil {
 		return disbursementapi.Payee{}, err
 	}
-	if err := s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.PutPayee(ctx, q, *p) }); err != nil {
+	if err := s.putLogged(ctx, assist.KindPayee, p.ID, p.Name, func(q sqldb.Querier) error { return s.store.PutPayee(ctx, q, *p) }); err != nil {
 		return disbursementapi.Payee{}, err
 	}
 	return s.store.Payee(ctx, p.ID)

@@ -283,3 +283,41 @@ func TestStoreConformance(t *testing.T) {
 		})
 	})
 }
+
+// The command that creates a fund or payee stores its row while the
+// consumer may store the same row from the event: on PostgreSQL the two
+// inserts of one id can fail on the name's unique index instead of
+// meeting at the id. That twin is no conflict; another id's name is.
+func TestTwinInsertsOfOneRowAreNoNameConflict(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		ctx := context.Background()
+		if err := db.Migrate(ctx, Migrations); err != nil {
+			t.Fatal(err)
+		}
+		s := &Service{db: db, store: NewSQLStore(db)}
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		for i := range 40 {
+			f := assist.Fund{ID: newID(), Name: fmt.Sprintf("Twin %d", i), AllocatedCents: 100, CreatedBy: "fin", CreatedAt: now}
+			errs := make([]error, 2)
+			var wg sync.WaitGroup
+			for j := range errs {
+				version := f
+				version.Version = uint64(j) // the consumer's row carries the event's sequence
+				wg.Go(func() {
+					errs[j] = s.putLogged(ctx, assist.KindFund, f.ID, f.Name, func(q sqldb.Querier) error { return s.store.PutFund(ctx, q, version) })
+				})
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					t.Fatalf("twin insert %d of fund %s: %v", i, f.ID, err)
+				}
+			}
+		}
+		other := assist.Fund{ID: newID(), Name: "Twin 0", AllocatedCents: 1, CreatedBy: "fin", CreatedAt: now}
+		err := s.putLogged(ctx, assist.KindFund, other.ID, other.Name, func(q sqldb.Querier) error { return s.store.PutFund(ctx, q, other) })
+		if !assist.IsCode(err, assist.CodeConflict) {
+			t.Fatalf("another fund with a taken name: %v, want conflict", err)
+		}
+	})
+}
