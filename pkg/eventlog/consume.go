@@ -414,7 +414,7 @@ func (r *runner) fail(ctx context.Context, it item, err error) {
 	if errors.Is(err, ErrGap) {
 		// An earlier event of the case has yet to arrive.
 		r.zl.Warn("will retry", fields...)
-		_ = it.js.NakWithDelay(r.backoff(it.delivered))
+		_ = it.js.NakWithDelay(r.gapDelay(it.delivered))
 		return
 	}
 	if !IsPoison(err) && it.delivered < uint64(r.cfg.MaxAttempts) {
@@ -476,6 +476,18 @@ func (r *runner) healed() {
 // dependency is out of reach: short and fixed, so that nothing waits long
 // once it is back.
 func (r *runner) outageDelay(uint64) time.Duration { return min(r.cfg.RetryDelay, time.Second) }
+
+// gapDelay is the wait of an event whose predecessor is not applied yet.
+// It backs off as far as eight first delays (2 s by default), never to a
+// minute: the gap closes when the predecessor is applied, which an
+// outage of the store only puts off by its own short delay, and an event
+// that waited for it through a long outage (a disk full for a minute
+// fails the writes of its predecessor while the reads that find the gap
+// succeed, so each try counts) must follow within seconds of the end,
+// not after a minute of back-off it built up meanwhile.
+func (r *runner) gapDelay(delivered uint64) time.Duration {
+	return min(r.backoff(delivered), 8*r.cfg.RetryDelay)
+}
 
 func (r *runner) backoff(delivered uint64) time.Duration {
 	d := r.cfg.RetryDelay

@@ -3,6 +3,7 @@ package eventlog_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -425,4 +426,44 @@ func TestConsumerOfEveryKindHasNoFilter(t *testing.T) {
 	if len(subjects) != 1 || subjects[0] != eventlog.Subject(second, "RequestSubmitted") {
 		t.Fatalf("delivered %q; want only the second event (the first was acked before)", subjects)
 	}
+}
+
+// An event that waited for its predecessor through a long outage (here
+// fourteen tries that found the gap) is tried again within a few first
+// delays once the gap closes, not after the minute of back-off its tries
+// would have built up: with a first delay of 20 ms, fourteen doubling
+// waits add up to minutes, the gap's cap of eight first delays to about
+// two seconds.
+func TestGapWaitDoesNotBackOffToAMinute(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	effectsDB(t, db)
+	l, _ := openLog(t)
+	ctx := t.Context()
+	id := newID()
+	var mu sync.Mutex
+	gaps := 0
+	h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if gaps < 14 {
+			gaps++
+			return eventlog.ErrGap
+		}
+		return record(ctx, q, m)
+	}
+	if _, err := l.Append(ctx, submitted(t, id), 0); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = l.Consume(cctx, db, eventlog.ConsumerConfig{Name: "gap", RetryDelay: 20 * time.Millisecond}, h, zaptest.NewLogger(t))
+	}()
+	defer func() { cancel(); <-done }()
+	evatest.Await(t, 20*time.Second, "the event after fourteen gaps", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return effects(t, db)[id] == 1, fmt.Sprintf("%d gaps found", gaps)
+	})
 }
