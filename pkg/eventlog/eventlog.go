@@ -499,6 +499,31 @@ func seqRange(lo, hi uint64) string {
 	return fmt.Sprintf("events %d-%d", lo, hi)
 }
 
+// LastSeqOf is the log position of the last event of one thing of a kind
+// (0 when it has none), as the stream's leader has it when asked. It reads
+// no event: the answer comes through JetStream's message get API, which
+// answers from the stream's subject index, and its reply does not queue, as
+// a direct get's does, behind the appends the stream is writing (the
+// stream's one goroutine stores and fsyncs every queued append before it
+// sends the replies waiting beside them). A caller that keeps a thing's
+// state folded at a known position reads the history again only when this
+// says it moved. A log on a Store (OnStore) has no subject index: there ok
+// is false, and the caller reads the history.
+//
+// Errors: CodeUnavailable.
+func (l *Log) LastSeqOf(ctx context.Context, kind assist.Kind, id string) (seq uint64, ok bool, err error) {
+	switch {
+	case l.store != nil:
+		return 0, false, nil
+	case !ValidCaseID(id):
+		return 0, true, nil
+	}
+	if seq, err = l.leaderLastSeq(ctx, Filter(kind, id)); err != nil {
+		return 0, false, unavailable("last event of "+string(kind)+" "+id, err)
+	}
+	return seq, true, nil
+}
+
 // leaderLastSeq asks the stream leader (the message get API, not a direct
 // get) for the sequence of the last message on subject; 0 when none.
 func (l *Log) leaderLastSeq(ctx context.Context, subject string) (uint64, error) {
