@@ -102,7 +102,7 @@ func AuditReplay(ctx context.Context, p *Platform, o AuditReplayOptions, out, pr
 	}
 	bar := NewProgress(progress, "replay "+strings.Join(names, ", "))
 	start := time.Now()
-	res, err := p.Log.RebuildAll(ctx, targets, bar.Update)
+	res, err := p.ToolLog().RebuildAll(ctx, targets, bar.Update)
 	if err != nil {
 		return fmt.Errorf("audit replay %s: %w", strings.Join(names, ", "), err)
 	}
