@@ -36,7 +36,8 @@ commands:
   audit export         write the log with each event's leaf and inclusion proof against the latest signed
                        checkpoint, and the checkpoint (--out FILE), for an outside verifier
   audit check-export   check an export (--in FILE) with nothing but the verifier key (--key KEY)
-  audit reconcile      check a provider statement (--statement FILE, JSON lines) against the ledger
+  audit reconcile      check a provider's statement against the ledger: from a file (--statement FILE, JSON
+                       lines) or fetched from the provider (--provider URL)
   audit keygen         make a checkpoint signing key (--origin NAME) and print its verifier key
   audit witness        fetch the checkpoint (--url URL --key KEY, token in EVA_AUDIT_TOKEN), check it
                        extends the last one kept in --dir, keep it (run it from cron, elsewhere)
@@ -136,7 +137,7 @@ func run(ctx context.Context, cmd string, args []string) error {
 			return o.withPlatform(ctx, zl, func(p *wire.Platform) error { return wire.AuditExport(ctx, p, o.exportOut, os.Stdout, os.Stderr) })
 		case "reconcile":
 			return o.withPlatform(ctx, zl, func(p *wire.Platform) error {
-				return wire.AuditReconcile(ctx, p, o.statement, os.Stdin, os.Stdout)
+				return wire.AuditReconcile(ctx, p, o.reconcile, os.Stdin, os.Stdout)
 			})
 		case "check-export":
 			return wire.AuditCheckExport(o.exportIn, o.audit.Key, os.Stdout, os.Stderr)

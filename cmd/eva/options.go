@@ -32,8 +32,8 @@ type options struct {
 	// exportOut and exportIn are the files of audit export and
 	// check-export.
 	exportOut, exportIn string
-	// statement is the provider's statement of audit reconcile.
-	statement string
+	// reconcile says where audit reconcile reads the statement.
+	reconcile wire.ReconcileOptions
 	origin    string
 	witness   witness.Witness
 	sim       simOptions
@@ -115,7 +115,8 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		fs.StringVar(&o.replay.Case, "case", "", "replay: print this case's timeline from the log, rebuild nothing")
 		fs.StringVar(&o.exportOut, "out", "eva-audit.export", "export: the file to write (- for stdout)")
 		fs.StringVar(&o.exportIn, "in", "eva-audit.export", "check-export: the export to check")
-		fs.StringVar(&o.statement, "statement", "", "reconcile: the provider's statement, JSON lines (- for standard input)")
+		fs.StringVar(&o.reconcile.Statement, "statement", "", "reconcile: the provider's statement, JSON lines (- for standard input)")
+		fs.StringVar(&o.reconcile.Provider, "provider", "", "reconcile: fetch the statement from the provider at this URL (GET /v1/statement), e.g. http://127.0.0.1:8090")
 		fs.StringVar(&o.origin, "origin", "", "keygen: the log's name, e.g. audit.eva.example.org")
 		fs.StringVar(&o.witness.BaseURL, "url", os.Getenv("EVA_URL"), "witness: EVA's address, e.g. https://eva.example.org")
 		fs.StringVar(&o.witness.Dir, "dir", "./eva-witness", "witness: where the checkpoints seen are kept")

@@ -25,6 +25,7 @@ import (
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 	"github.com/eva-org/eva/services/disbursement/providerhttp"
 	"github.com/eva-org/eva/services/disbursement/provsim"
+	"github.com/eva-org/eva/services/disbursement/reconcile"
 )
 
 func id() string { return uuid.Must(uuid.NewV7()).String() }
@@ -214,6 +215,20 @@ func TestPayoutsOverHTTPWithFaultsArePaidOnce(t *testing.T) {
 		f := evatestFund(t, ctx, money, fund.ID, total)
 		if f.ReservedCents != 0 || f.AvailableCents != f.AllocatedCents-total {
 			t.Errorf("fund after the payouts %+v, want %d paid", f, total)
+		}
+		// The provider's statement, fetched over HTTP, reconciles with the
+		// ledger: each payout once, declined attempts and duplicate
+		// callbacks notwithstanding.
+		statement, err := adapter.Statement(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		posted, err := disbursement.NewSQLStore(db).Posted(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep := reconcile.Reconcile(posted, statement); !rep.OK || rep.Matched != n || rep.Lines != n {
+			t.Errorf("the statement does not reconcile: %+v", rep)
 		}
 		for caseID := range amounts {
 			recs, err := log.Load(ctx, caseID)

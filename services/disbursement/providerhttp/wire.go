@@ -10,6 +10,11 @@
 //	                         twice → 200 Receipt
 //	GET  /v1/payments/{key}  → 200 Receipt, or 404 problem with code
 //	                         "unknown_payment" for a key never paid
+//	GET  /v1/statement       → 200, every payment settled, as JSON lines
+//	                         in the format of package reconcile (one
+//	                         line a payment: provider_ref, key, payee_id,
+//	                         account, amount_usd_cents, currency,
+//	                         settled_at), for reconciliation
 //
 // and its callback, POSTed to EVA when a payment settles (possibly more
 // than once, late, or out of order): {"key","ref","status"}. A callback

@@ -24,6 +24,7 @@ func (s *Sim) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/payments", s.servePay)
 	mux.HandleFunc("GET /v1/payments/{key}", s.serveStatus)
+	mux.HandleFunc("GET "+providerhttp.StatementPath, s.serveStatement)
 	return mux
 }
 

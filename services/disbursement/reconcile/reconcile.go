@@ -24,9 +24,11 @@
 //	  - settled_at: RFC 3339 time the payment settled; required.
 //
 // Unknown fields are refused, so a misspelt field is not silently a
-// missing one. Write writes it. The provider simulator
-// (services/disbursement/provsim) does not serve its statement in this
-// format yet; a statement is written by hand or by Write.
+// missing one. Write writes it. A provider serves it at GET /v1/statement
+// (package providerhttp, whose Client.Statement fetches it); the provider
+// simulator (services/disbursement/provsim, eva provsim) serves its
+// settled payments so, from its own books. `eva audit reconcile` takes a
+// statement from a file (--statement) or from the provider (--provider).
 package reconcile
 
 import (

@@ -15,6 +15,7 @@ import (
 	"github.com/eva-org/eva/services/audit/auditapi"
 	"github.com/eva-org/eva/services/audit/auditexport"
 	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/disbursement/providerhttp"
 	"github.com/eva-org/eva/services/disbursement/reconcile"
 )
 
@@ -223,24 +224,44 @@ func AuditCheckExport(path, key string, out, progress io.Writer) error {
 	return nil
 }
 
-// AuditReconcile checks a provider's statement (the JSON-lines format of
-// services/disbursement/reconcile, "-" for standard input) against
-// disbursement's double-entry ledger, prints the report as JSON, and fails
-// when it is not clean.
-func AuditReconcile(ctx context.Context, p *Platform, statement string, in io.Reader, out io.Writer) error {
-	if statement == "" {
-		return errors.New("audit reconcile: --statement FILE is required (- for standard input)")
-	}
-	r := in
-	if statement != "-" {
-		f, err := os.Open(statement)
+// ReconcileOptions say where `eva audit reconcile` reads the provider's
+// statement: a file, or the provider itself; exactly one.
+type ReconcileOptions struct {
+	// Statement is a file of the statement (the JSON-lines format of
+	// services/disbursement/reconcile), "-" for standard input.
+	Statement string
+	// Provider is the provider's base URL: the statement is fetched from
+	// its GET /v1/statement (eva provsim serves it).
+	Provider string
+}
+
+// statement reads the statement o names.
+func (o ReconcileOptions) statement(ctx context.Context, in io.Reader) ([]reconcile.Line, error) {
+	switch {
+	case (o.Statement == "") == (o.Provider == ""):
+		return nil, errors.New("audit reconcile: give the statement as --statement FILE (- for standard input) or --provider URL, one of them")
+	case o.Provider != "":
+		c, err := providerhttp.New(providerhttp.Config{URL: o.Provider})
 		if err != nil {
-			return fmt.Errorf("audit reconcile: %w", err)
+			return nil, fmt.Errorf("audit reconcile: --provider: %w", err)
 		}
-		defer f.Close()
-		r = f
+		return c.Statement(ctx)
+	case o.Statement == "-":
+		return reconcile.Parse(in)
 	}
-	lines, err := reconcile.Parse(r)
+	f, err := os.Open(o.Statement)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return reconcile.Parse(f)
+}
+
+// AuditReconcile checks a provider's statement, read from where o says,
+// against disbursement's double-entry ledger, prints the report as JSON,
+// and fails when it is not clean.
+func AuditReconcile(ctx context.Context, p *Platform, o ReconcileOptions, in io.Reader, out io.Writer) error {
+	lines, err := o.statement(ctx, in)
 	if err != nil {
 		return fmt.Errorf("audit reconcile: %w", err)
 	}

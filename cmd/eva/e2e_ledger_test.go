@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The money ledger's audit on the real binaries: cases disbursed by
+// eva dev through `eva provsim` over HTTP, then, on the stopped dev's
+// data directory, `eva audit reconcile` against the statement the
+// provider serves (clean: exit 0), and against a copy of it with one
+// payout's line missing, another's twice and a third's amount altered
+// (each named, exit 1).
+func TestE2ELedgerReconcile(t *testing.T) {
+	t.Parallel()
+	simDir, dataDir := t.TempDir(), filepath.Join(t.TempDir(), "data")
+	callbacks := freeTestAddr(t)
+	sim := startProc(t, "eva provsim", childEnv(), "provsim", "--listen", "127.0.0.1:0", "--data", simDir,
+		"--settle-after", "200ms", "--callback", "http://"+callbacks+"/provider/callbacks")
+	sim.waitOutput("provsim: listening on ", 30*time.Second)
+	simURL := regexp.MustCompile(`provsim: listening on (http://\S+)`).FindStringSubmatch(sim.out.String())[1]
+
+	eva, c := startDev(t, "eva dev", dataDir, "--provider", simURL, "--provider-callbacks", callbacks)
+	fund, payee := c.demoFund(), c.payee()
+	var payouts []string
+	for i, cents := range []int64{12_000, 20_000, 7_500} {
+		cs := post[caseJSON](c, "ana", "/v1/requests", fileBody(payee.ID, "REF-RECONCILE-"+string(rune('A'+i)), cents), http.StatusCreated, nil)
+		post[caseJSON](c, "olu", "/v1/requests/"+cs.ID+"/claim", nil, http.StatusOK, nil)
+		post[caseJSON](c, "olu", "/v1/requests/"+cs.ID+"/approve",
+			map[string]any{"amount_usd_cents": cents, "fund_id": fund.ID, "note": "approved"}, http.StatusOK, nil)
+		c.waitStatus(cs.ID, "disbursed", 60*time.Second)
+		payouts = append(payouts, c.settledPayouts(cs.ID)[0].ID)
+	}
+	if code := eva.stop(); code != 0 {
+		t.Fatalf("eva dev exited with %d", code)
+	}
+	reconcile := func(args ...string) (int, string) {
+		t.Helper()
+		p := startProc(t, "eva audit reconcile", childEnv(), append([]string{"audit", "reconcile", "--data", dataDir}, args...)...)
+		return p.wait(60 * time.Second), p.out.String()
+	}
+
+	code, out := reconcile("--provider", simURL)
+	if code != 0 || !strings.Contains(out, `"ok": true`) || !strings.Contains(out, `"matched": 3`) {
+		t.Fatalf("eva audit reconcile --provider: exit %d, want a clean reconciliation of 3 payouts\n%s", code, out)
+	}
+
+	// The provider's statement, as an auditor would download it, then
+	// altered: the first payout's line dropped, the second's twice, the
+	// third's amount raised by a cent.
+	resp, err := http.Get(simURL + "/v1/statement")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	_, err = body.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s/v1/statement: %s %v", simURL, resp.Status, err)
+	}
+	lineOf := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(body.String()), "\n") {
+		for _, p := range payouts {
+			if strings.Contains(l, `"payout_id":"`+p+`"`) {
+				lineOf[p] = l
+			}
+		}
+	}
+	if len(lineOf) != 3 {
+		t.Fatalf("the statement has lines for %d of the 3 payouts %v:\n%s", len(lineOf), payouts, body.String())
+	}
+	altered := strings.Replace(lineOf[payouts[2]], `"amount_usd_cents":7500`, `"amount_usd_cents":7501`, 1)
+	if altered == lineOf[payouts[2]] {
+		t.Fatalf("no amount to alter in %s", altered)
+	}
+	statement := filepath.Join(t.TempDir(), "statement.jsonl")
+	if err := os.WriteFile(statement, []byte(strings.Join([]string{lineOf[payouts[1]], lineOf[payouts[1]], altered}, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out = reconcile("--statement", statement)
+	if code == 0 {
+		t.Fatalf("eva audit reconcile of an altered statement: exit 0\n%s", out)
+	}
+	for kind, payout := range map[string]string{"missing_from_statement": payouts[0], "duplicate_line": payouts[1], "amount_differs": payouts[2]} {
+		if !regexp.MustCompile(`"kind": "` + kind + `",\s+"payout_id": "` + payout + `"`).MatchString(out) {
+			t.Errorf("the report does not name %s of payout %s:\n%s", kind, payout, out)
+		}
+	}
+	if !strings.Contains(out, `"ledger": "75.00"`) || !strings.Contains(out, `"statement": "75.01"`) {
+		t.Errorf("the altered amount is not shown both ways:\n%s", out)
+	}
+	t.Logf("altered statement: %s", lastLine(out))
+}
