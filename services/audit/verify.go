@@ -252,8 +252,22 @@ func prefetchPages(ctx context.Context, store ArchiveStore, log *eventlog.Log, l
 		for next := uint64(1); ; {
 			p := verifyPageData{last: last, treeSize: treeSize}
 			p.err = func() error {
+				// The tree's leaves of a full page are read while the
+				// archive's page is (both are range scans of the
+				// database), and read again below if the page turns out
+				// to reach past the tree's size as known.
+				leaves := make(chan error, 1)
+				go func() {
+					var err error
+					p.leaves, err = storedLeaves(ctx, store, next, min(next+verifyPage-1, uint64(p.treeSize)))
+					leaves <- err
+				}()
 				var err error
-				if p.page, err = store.Range(ctx, next-1, verifyPage); err != nil || len(p.page) == 0 {
+				p.page, err = store.Range(ctx, next-1, verifyPage)
+				if lerr := <-leaves; err == nil && lerr != nil {
+					return lerr
+				}
+				if err != nil || len(p.page) == 0 {
 					if err != nil {
 						return fmt.Errorf("verify: %w", err)
 					}
@@ -279,8 +293,8 @@ func prefetchPages(ctx context.Context, store ArchiveStore, log *eventlog.Log, l
 					if p.treeSize, err = store.TreeSize(ctx, nil); err != nil {
 						return fmt.Errorf("verify: %w", err)
 					}
+					p.leaves, err = storedLeaves(ctx, store, next, min(end, uint64(p.treeSize)))
 				}
-				p.leaves, err = storedLeaves(ctx, store, next, min(end, uint64(p.treeSize)))
 				return err
 			}()
 			last, treeSize = p.last, p.treeSize
