@@ -37,6 +37,12 @@ func (l *Log) Scan(ctx context.Context, from, to uint64, f func(Msg) error) (las
 	if to < from {
 		return last, nil
 	}
+	if l.files != nil {
+		if last, err = l.scanFiles(ctx, from, to, f); err != nil || last == to {
+			return last, err
+		}
+		from = last + 1 // the rest through the server
+	}
 	cons, err := l.js.OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
 	if err != nil {
@@ -74,6 +80,26 @@ func (l *Log) Scan(ctx context.Context, from, to uint64, f func(Msg) error) (las
 		}
 	}
 	return last, nil
+}
+
+// scanFiles is Scan from the stream's files (WithFiles), as far as they
+// read cleanly: it returns the last sequence read, and an error only from
+// f. A stream from which messages were deleted is not read from its files
+// at all (its files keep the deleted messages' records, in blocks before
+// the deletes' tombstones).
+func (l *Log) scanFiles(ctx context.Context, from, to uint64, f func(Msg) error) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return from - 1, unavailable("stream info", err)
+	}
+	if info.State.NumDeleted > 0 {
+		return from - 1, nil
+	}
+	last, err := l.files.scan(ctx, from, to, f)
+	if cb, ok := err.(callbackError); ok {
+		return last, cb.err
+	}
+	return last, nil // errFilesStop: the server reads the rest
 }
 
 // Rebuilt says what Rebuild did.

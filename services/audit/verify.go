@@ -247,7 +247,7 @@ func prefetchPages(ctx context.Context, store ArchiveStore, log *eventlog.Log, l
 	f := &pageFetcher{out: make(chan verifyPageData, 1), cancel: cancel}
 	go func() {
 		defer close(f.out)
-		lr := &logReader{js: log.JetStream()}
+		lr := &logReader{log: log, js: log.JetStream()}
 		defer lr.close()
 		for next := uint64(1); ; {
 			p := verifyPageData{last: last, treeSize: treeSize}
@@ -302,6 +302,7 @@ func prefetchPages(ctx context.Context, store ArchiveStore, log *eventlog.Log, l
 // (a third of the CPU per event of batched direct gets), a page at a time:
 // the first event past a page is kept for the next.
 type logReader struct {
+	log    *eventlog.Log
 	js     jetstream.JetStream
 	it     jetstream.MessagesContext
 	stop   func() bool
@@ -313,6 +314,9 @@ type logReader struct {
 // first sequence the log does not hold (a hole: the events before it).
 // Pages must follow each other: from is the previous page's to + 1.
 func (lr *logReader) read(ctx context.Context, from, to uint64) ([]eventlog.Msg, error) {
+	if lr.log.ReadsFiles() {
+		return lr.scan(ctx, from, to)
+	}
 	if lr.it == nil {
 		cons, err := lr.js.OrderedConsumer(ctx, eventlog.Stream, jetstream.OrderedConsumerConfig{
 			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
@@ -345,6 +349,28 @@ func (lr *logReader) read(ctx context.Context, from, to uint64) ([]eventlog.Msg,
 		out = append(out, *m)
 	}
 	return out, nil
+}
+
+// errHole stops a Scan of the log at a sequence it does not hold.
+var errHole = errors.New("a hole in the log")
+
+// scan is read with Log.Scan, for a log that reads its stream's files
+// (each page goes on where the last one stopped).
+func (lr *logReader) scan(ctx context.Context, from, to uint64) ([]eventlog.Msg, error) {
+	out := make([]eventlog.Msg, 0, to-from+1)
+	next := from
+	_, err := lr.log.Scan(ctx, from, to, func(m eventlog.Msg) error {
+		if m.Seq != next {
+			return errHole
+		}
+		out = append(out, m)
+		next++
+		return nil
+	})
+	if errors.Is(err, errHole) {
+		return out, nil
+	}
+	return out, err
 }
 
 // next returns the consumer's next event; ok is false when the stream

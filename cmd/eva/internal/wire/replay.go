@@ -131,7 +131,7 @@ func replayReadModels(ctx context.Context, p *Platform, models []readModel, out,
 	}
 	bar := NewProgress(progress, "replay "+strings.Join(names, ", "))
 	start := time.Now()
-	res, err := p.Log.RebuildAll(ctx, targets, bar.Update)
+	res, err := p.ToolLog().RebuildAll(ctx, targets, bar.Update)
 	if err != nil {
 		return fmt.Errorf("audit replay %s: %w", strings.Join(names, ", "), err)
 	}
@@ -183,7 +183,7 @@ func replayLedger(ctx context.Context, p *Platform, out, progress io.Writer) err
 	start := time.Now()
 	events, last, err := disbursement.ReplayLedger(ctx, scratch, func(f func(eventlog.Msg) error) (uint64, error) {
 		n := 0
-		return p.Log.Scan(ctx, 1, end, func(m eventlog.Msg) error {
+		return p.ToolLog().Scan(ctx, 1, end, func(m eventlog.Msg) error {
 			if n++; n%4096 == 0 {
 				bar.Update(m.Seq, end)
 			}
