@@ -50,6 +50,11 @@ func TestE2ELedgerReconcileAndReplay(t *testing.T) {
 		return p.wait(60 * time.Second), p.out.String()
 	}
 
+	for _, args := range [][]string{nil, {"--provider", simURL, "--statement", "-"}} {
+		if code, out := reconcile(args...); code == 0 || !strings.Contains(out, "--statement FILE (- for standard input) or --provider URL, one of them") {
+			t.Errorf("eva audit reconcile %q: exit %d, want a failure naming the two flags\n%s", args, code, out)
+		}
+	}
 	code, out := reconcile("--provider", simURL)
 	if code != 0 || !strings.Contains(out, `"ok": true`) || !strings.Contains(out, `"matched": 3`) {
 		t.Fatalf("eva audit reconcile --provider: exit %d, want a clean reconciliation of 3 payouts\n%s", code, out)

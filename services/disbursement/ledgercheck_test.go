@@ -58,3 +58,22 @@ func TestCheckLedgerNamesWhatDiffers(t *testing.T) {
 	}
 	t.Logf("%q", c.Differ)
 }
+
+// eva audit replay replays into a scratch SQLite database whatever the
+// live store is: a ledger kept on PostgreSQL compares equal to its replay
+// on SQLite.
+func TestReplayLedgerOnSQLiteEqualsALedgerOnPostgres(t *testing.T) {
+	s := runLedgerSeed(t, sqldbtest.Postgres, 11, 80)
+	scratch := sqldbtest.SQLite(t)
+	if err := Migrate(s.ctx, scratch); err != nil {
+		t.Fatal(err)
+	}
+	_, last, err := ReplayLedger(s.ctx, scratch, s.scan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := CheckLedger(s.ctx, s.db, scratch, last)
+	if err != nil || !c.OK || c.Entries == 0 {
+		t.Fatalf("CheckLedger(postgres, sqlite) = %+v, %v", c, err)
+	}
+}

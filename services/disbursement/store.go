@@ -310,36 +310,59 @@ func (s *SQLStore) Funds(ctx context.Context, r disbursementapi.ListRequest) (di
 // FundHistory implements Store. A hold reserves its amount when it is
 // placed (created_at) and, at its last change (updated_at), has moved it to
 // paid or given it back; holds still held or reserved have not moved yet.
+// The allocation moves with each FundAllocationChanged, at the time of its
+// ledger entry; it is counted back from the fund's allocation now, so a
+// ledger that starts after the fund's creation (ADR 29) still draws it.
+// An allocation cut's own hold is no money reserved: it only leads up to
+// the cut.
 func (s *SQLStore) FundHistory(ctx context.Context, id string) ([]disbursementapi.FundPoint, error) {
 	f, err := s.Fund(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.Query(ctx, `SELECT at, dres, dpaid FROM (
-			SELECT created_at AS at, amount AS dres, 0 AS dpaid FROM disb_holds WHERE fund_id = $1 AND case_id <> $1
+	rows, err := s.db.Query(ctx, `SELECT at, dres, dpaid, dalloc FROM (
+			SELECT created_at AS at, amount AS dres, 0 AS dpaid, 0 AS dalloc FROM disb_holds WHERE fund_id = $1 AND case_id <> $1
 			UNION ALL
-			SELECT updated_at, -amount, amount FROM disb_holds WHERE fund_id = $1 AND case_id <> $1 AND status = $2
+			SELECT updated_at, -amount, amount, 0 FROM disb_holds WHERE fund_id = $1 AND case_id <> $1 AND status = $2
 			UNION ALL
-			SELECT updated_at, -amount, 0 FROM disb_holds WHERE fund_id = $1 AND case_id <> $1 AND status = $3
-		) AS moves ORDER BY at, dpaid, dres DESC`, id, disbursementapi.HoldPaid, disbursementapi.HoldReleased)
+			SELECT updated_at, -amount, 0, 0 FROM disb_holds WHERE fund_id = $1 AND case_id <> $1 AND status = $3
+			UNION ALL
+			SELECT at, 0, 0, CASE WHEN debit = $4 THEN amount ELSE -amount END FROM disb_ledger_entries
+				WHERE fund_id = $1 AND kind = $5 AND event_type = 'FundAllocationChanged'
+		) AS moves ORDER BY at, dpaid, dres DESC`, id, disbursementapi.HoldPaid, disbursementapi.HoldReleased,
+		disbursementapi.AccountAvailable(id), disbursementapi.EntryAllocate)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
+	type move struct {
+		at                  time.Time
+		dres, dpaid, dalloc int64
+	}
+	moves, err := collect(rows, func(r sqldb.Row) (move, error) {
+		var at int64
+		var m move
+		err := r.Scan(&at, &m.dres, &m.dpaid, &m.dalloc)
+		m.at = sqldb.Time(at)
+		return m, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	allocated := f.AllocatedCents
+	for _, m := range moves {
+		allocated -= m.dalloc
+	}
 	point := func(at time.Time, reserved, paid int64) disbursementapi.FundPoint {
-		return disbursementapi.FundPoint{At: at, AllocatedCents: f.AllocatedCents, ReservedCents: reserved, PaidCents: paid,
-			AvailableCents: f.AllocatedCents - reserved - paid}
+		return disbursementapi.FundPoint{At: at, AllocatedCents: allocated, ReservedCents: reserved, PaidCents: paid,
+			AvailableCents: allocated - reserved - paid}
 	}
 	out := []disbursementapi.FundPoint{point(f.CreatedAt, 0, 0)}
 	var reserved, paid int64
-	for rows.Next() {
-		var at, dres, dpaid int64
-		if err := rows.Scan(&at, &dres, &dpaid); err != nil {
-			return nil, err
-		}
-		reserved += dres
-		paid += dpaid
-		t := sqldb.Time(at)
+	for _, m := range moves {
+		reserved += m.dres
+		paid += m.dpaid
+		allocated += m.dalloc
+		t := m.at
 		if t.Before(f.CreatedAt) {
 			t = f.CreatedAt
 		}
@@ -349,7 +372,7 @@ func (s *SQLStore) FundHistory(ctx context.Context, id string) ([]disbursementap
 		}
 		out = append(out, point(t, reserved, paid))
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 const payeeCols = `id, name, country, account, created_at`
