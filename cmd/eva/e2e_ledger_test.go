@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,8 +17,11 @@ import (
 // data directory, `eva audit reconcile` against the statement the
 // provider serves (clean: exit 0), and against a copy of it with one
 // payout's line missing, another's twice and a third's amount altered
-// (each named, exit 1).
-func TestE2ELedgerReconcile(t *testing.T) {
+// (each named, exit 1). Then `eva audit replay --service ledger` builds
+// the ledger again from the log and finds it equal to the live one, until
+// a posted entry's amount is edited in SQL: then it names the entry and
+// exits 1.
+func TestE2ELedgerReconcileAndReplay(t *testing.T) {
 	t.Parallel()
 	simDir, dataDir := t.TempDir(), filepath.Join(t.TempDir(), "data")
 	callbacks := freeTestAddr(t)
@@ -46,6 +50,11 @@ func TestE2ELedgerReconcile(t *testing.T) {
 		return p.wait(60 * time.Second), p.out.String()
 	}
 
+	for _, args := range [][]string{nil, {"--provider", simURL, "--statement", "-"}} {
+		if code, out := reconcile(args...); code == 0 || !strings.Contains(out, "--statement FILE (- for standard input) or --provider URL, one of them") {
+			t.Errorf("eva audit reconcile %q: exit %d, want a failure naming the two flags\n%s", args, code, out)
+		}
+	}
 	code, out := reconcile("--provider", simURL)
 	if code != 0 || !strings.Contains(out, `"ok": true`) || !strings.Contains(out, `"matched": 3`) {
 		t.Fatalf("eva audit reconcile --provider: exit %d, want a clean reconciliation of 3 payouts\n%s", code, out)
@@ -96,4 +105,30 @@ func TestE2ELedgerReconcile(t *testing.T) {
 		t.Errorf("the altered amount is not shown both ways:\n%s", out)
 	}
 	t.Logf("altered statement: %s", lastLine(out))
+
+	replay := func() (int, string) {
+		t.Helper()
+		p := startProc(t, "eva audit replay --service ledger", childEnv(), "audit", "replay", "--data", dataDir, "--service", "ledger")
+		return p.wait(60 * time.Second), p.out.String()
+	}
+	code, out = replay()
+	if code != 0 || !strings.Contains(out, "ledger: the live ledger equals the one the log makes") || !strings.Contains(out, fund.ID) {
+		t.Fatalf("eva audit replay --service ledger: exit %d\n%s", code, out)
+	}
+	t.Logf("replay of the ledger:\n%s", out)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "disbursement.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.Exec(`UPDATE disb_ledger_entries SET amount = amount + 100 WHERE kind = 'post' AND payout_id = ?`, payouts[1])
+	if n, _ := res.RowsAffected(); err != nil || n != 1 {
+		t.Fatalf("edit the ledger's post of payout %s: %v (%d rows)", payouts[1], err, n)
+	}
+	db.Close()
+	code, out = replay()
+	if code == 0 || !regexp.MustCompile(`differs: live event \d+/0 PayoutSettled: post 201\.00 USD reserved → paid fund \S+ hold \S+ payout `+payouts[1]+
+		`.*; the log makes event \d+/0 PayoutSettled: post 200\.00 USD`).MatchString(out) {
+		t.Fatalf("eva audit replay --service ledger after an edit of payout %s's post: exit %d, want a failure naming it\n%s", payouts[1], code, out)
+	}
+	t.Logf("edited post: %s", lastLine(out))
 }

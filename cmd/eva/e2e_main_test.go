@@ -111,6 +111,22 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Total is how many bytes were ever written.
+func (b *tailBuffer) Total() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.total
+}
+
+// Since is what was written after the first mark bytes, as far as the
+// buffer still holds it.
+func (b *tailBuffer) Since(mark int) []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := min(b.total-mark, len(b.buf))
+	return append([]byte(nil), b.buf[len(b.buf)-n:]...)
+}
+
 func (b *tailBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -143,7 +159,7 @@ func startProc(tb testing.TB, name string, env []string, args ...string) *proc {
 // startBinary is startProc for another program than eva (a nats-server).
 func startBinary(tb testing.TB, name string, env []string, bin string, args ...string) *proc {
 	tb.Helper()
-	p := &proc{tb: tb, name: name, out: &tailBuffer{max: 256 << 10}, done: make(chan struct{})}
+	p := &proc{tb: tb, name: name, out: &tailBuffer{max: 1 << 20}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
@@ -158,16 +174,46 @@ func startBinary(tb testing.TB, name string, env []string, bin string, args ...s
 		close(p.done)
 	}()
 	tb.Cleanup(func() {
+		logs := p.out.String()
+		if tb.Failed() && !p.exited() && bin == evaBin {
+			p.dumpGoroutines()
+		}
 		if !p.exited() {
 			_ = p.cmd.Process.Kill()
 			<-p.done
+			logs = p.out.String()
+		}
+		if cut := len(logs) - 256<<10; cut > 0 {
+			logs = fmt.Sprintf("[... %d bytes cut ...]\n%s", cut, logs[cut:])
 		}
 		if tb.Failed() {
 			tb.Logf("---- output of %s (pid %d, %s %s) ----\n%s---- end of %s ----",
-				name, p.cmd.Process.Pid, filepath.Base(bin), strings.Join(args, " "), p.out, name)
+				name, p.cmd.Process.Pid, filepath.Base(bin), strings.Join(args, " "), logs, name)
 		}
 	})
 	return p
+}
+
+// dumpGoroutines has a failed test's eva print its goroutines (SIGQUIT)
+// and keeps them in a file of their own, whose path it logs: what a
+// process was waiting on when a test gave up on it (a consumer that
+// stopped taking events, a call that never returned), without burying its
+// log under the dump.
+func (p *proc) dumpGoroutines() {
+	mark := p.out.Total()
+	if err := p.cmd.Process.Signal(syscall.SIGQUIT); err != nil {
+		return
+	}
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		return
+	}
+	dir := filepath.Join(os.TempDir(), "eva-e2e-dumps")
+	path := filepath.Join(dir, fmt.Sprintf("%s-%d.txt", strings.ReplaceAll(p.tb.Name(), "/", "_"), p.cmd.Process.Pid))
+	if os.MkdirAll(dir, 0o755) == nil && os.WriteFile(path, p.out.Since(mark), 0o644) == nil {
+		p.tb.Logf("goroutines of %s at the failure: %s", p.name, path)
+	}
 }
 
 func (p *proc) exited() bool {

@@ -32,7 +32,8 @@ commands:
   audit verify         check the audit log: archive, hash chain, Merkle tree, signed checkpoints
                        (--checkpoint FILE --key KEY: one saved earlier) and the event log
   audit replay         rebuild the read models from the log (--service NAME: one service's), with a progress
-                       bar on stderr; --case ID prints that case's timeline instead
+                       bar on stderr, and rebuild the money ledger apart to check the live one equals it
+                       (--service ledger: only that); --case ID prints that case's timeline instead
   audit export         write the log with each event's leaf and inclusion proof against the latest signed
                        checkpoint, and the checkpoint (--out FILE), for an outside verifier
   audit check-export   check an export (--in FILE) with nothing but the verifier key (--key KEY)

@@ -111,7 +111,7 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		stores()
 		fs.Var((*stringList)(&o.audit.Checkpoints), "checkpoint", "verify: a file of signed checkpoints saved earlier (repeatable)")
 		fs.StringVar(&o.audit.Key, "key", "", "verify, check-export: the verifier key, as GET /v1/audit/key prints it (verify's default: this installation's)")
-		fs.StringVar(&o.replay.Service, "service", "", fmt.Sprintf("replay: rebuild only this service's read models (%v)", wire.ReplayServices()))
+		fs.StringVar(&o.replay.Service, "service", "", fmt.Sprintf("replay: rebuild only this service's read models, or check only the ledger (%v)", wire.ReplayServices()))
 		fs.StringVar(&o.replay.Case, "case", "", "replay: print this case's timeline from the log, rebuild nothing")
 		fs.StringVar(&o.exportOut, "out", "eva-audit.export", "export: the file to write (- for stdout)")
 		fs.StringVar(&o.exportIn, "in", "eva-audit.export", "check-export: the export to check")

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -79,6 +78,13 @@ type ConsumerConfig struct {
 	// AckWait is how long the server waits for an ack before redelivery
 	// (after a crash mid-batch); default 10s.
 	AckWait time.Duration
+	// StepTimeout bounds each call of the consumer to its store (a
+	// batch's transaction, a repair, a ping); default 30s. A call that
+	// never returns (a connection that died without a word, a lock held
+	// by a client that is gone) then fails and is retried like an outage,
+	// instead of leaving the consumer waiting on it for good while events
+	// pile up behind it.
+	StepTimeout time.Duration
 	// Lanes is how many transactions apply a pulled batch at once: each
 	// event goes to the lane its case (or thing) hashes to, so the events
 	// of one case are still applied one after another in log order, while
@@ -107,6 +113,9 @@ func (c *ConsumerConfig) defaults() {
 	if c.Lanes <= 0 {
 		c.Lanes = 1
 	}
+	if c.StepTimeout <= 0 {
+		c.StepTimeout = 30 * time.Second
+	}
 }
 
 // Consume runs a durable pull consumer until ctx ends. Each event is
@@ -130,14 +139,6 @@ func (l *Log) Consume(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Ha
 		MaxDeliver:    -1,
 		MaxAckPending: cfg.Batch * 8,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-	if sameSubjects(cfg.Filters, AllKinds()) {
-		// Every kind is the whole stream: asking for no filter lets the
-		// server read it in order, where a list of filters makes it
-		// intersect each message block's subjects with the list for
-		// every message (nats-server 2.15, LoadNextMsgMulti: 78 % of the
-		// audit archiver's CPU, which then archived ~450 events/s).
-		consCfg.FilterSubjects = nil
 	}
 	// A cluster that is still electing, or busy, may not answer at once:
 	// keep asking until it does or ctx ends.
@@ -249,8 +250,9 @@ func lane(m Msg, n int) int {
 func (r *runner) applyBatch(ctx context.Context, items []item) {
 	for len(items) > 0 {
 		failed, failure := -1, error(nil)
-		err := r.db.Tx(ctx, func(q sqldb.Querier) error {
-			ctx := withLate(ctx)
+		tctx, cancel := context.WithTimeout(ctx, r.cfg.StepTimeout)
+		err := r.db.Tx(tctx, func(q sqldb.Querier) error {
+			ctx := withLate(tctx)
 			for i, it := range items {
 				if err := r.apply(ctx, q, it); err != nil {
 					failed, failure = i, err
@@ -259,6 +261,14 @@ func (r *runner) applyBatch(ctx context.Context, items []item) {
 			}
 			return runLate(ctx, q)
 		})
+		if err != nil && tctx.Err() != nil && ctx.Err() == nil {
+			// Out of time: the store is as good as out of reach.
+			err = r.overdue(err)
+			if failed >= 0 {
+				failure = r.overdue(failure)
+			}
+		}
+		cancel()
 		switch {
 		case err == nil:
 			r.healed()
@@ -392,7 +402,12 @@ func (r *runner) fail(ctx context.Context, it item, err error) {
 	fields := []zap.Field{zap.Uint64("seq", it.msg.Seq), zap.String("subject", it.msg.Subject),
 		zap.Uint64("delivered", it.delivered), zap.Error(err)}
 	if errors.Is(err, ErrGap) && r.cfg.Repair != nil && ctx.Err() == nil {
-		rerr := r.cfg.Repair(ctx, it.msg)
+		rctx, cancel := context.WithTimeout(ctx, r.cfg.StepTimeout)
+		rerr := r.cfg.Repair(rctx, it.msg)
+		if rerr != nil && rctx.Err() != nil && ctx.Err() == nil {
+			rerr = r.overdue(rerr)
+		}
+		cancel()
 		switch {
 		case rerr == nil:
 			_ = it.js.Nak() // repaired: try it again now
@@ -403,7 +418,10 @@ func (r *runner) fail(ctx context.Context, it item, err error) {
 			fields = append(fields, zap.NamedError("repair", rerr))
 		}
 	}
-	if perr := r.db.Ping(ctx); perr != nil || ctx.Err() != nil || assist.IsCode(err, assist.CodeUnavailable) {
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.StepTimeout)
+	perr := r.db.Ping(pctx)
+	cancel()
+	if perr != nil || ctx.Err() != nil || assist.IsCode(err, assist.CodeUnavailable) {
 		// The store or the log is out of reach: not this event's fault,
 		// never dead-letter it; try again soon, so that the consumer
 		// resumes within a second of the dependency's return.
@@ -489,6 +507,13 @@ func (r *runner) gapDelay(delivered uint64) time.Duration {
 	return min(r.backoff(delivered), 8*r.cfg.RetryDelay)
 }
 
+// overdue marks the failure of a call that ran out of its StepTimeout as
+// the store being out of reach (an outage, retried soon and never counted
+// against the event), whatever error the driver gave for it.
+func (r *runner) overdue(err error) error {
+	return errors.Join(assist.Errorf(assist.CodeUnavailable, "no answer within %s", r.cfg.StepTimeout), err)
+}
+
 func (r *runner) backoff(delivered uint64) time.Duration {
 	d := r.cfg.RetryDelay
 	for i := uint64(1); i < delivered && d < time.Minute; i++ {
@@ -522,10 +547,4 @@ func (l *Log) DeleteConsumer(ctx context.Context, name string) error {
 		return unavailable("delete consumer "+name, err)
 	}
 	return nil
-}
-
-// sameSubjects reports whether a and b hold the same subjects, in any
-// order.
-func sameSubjects(a, b []string) bool {
-	return len(a) == len(b) && !slices.ContainsFunc(a, func(s string) bool { return !slices.Contains(b, s) })
 }

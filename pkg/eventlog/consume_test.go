@@ -360,74 +360,6 @@ func TestLanesKeepEachCasesOrder(t *testing.T) {
 	})
 }
 
-// A consumer of every kind is the whole stream: it is made with no
-// filter (the server then reads the stream in order), it takes over a
-// durable consumer made earlier with the list of kinds, acks kept, and it
-// still gets the events of every kind.
-func TestConsumerOfEveryKindHasNoFilter(t *testing.T) {
-	db := sqldbtest.SQLite(t)
-	effectsDB(t, db)
-	l, js := openLog(t)
-	ctx := t.Context()
-	first := newID()
-	if _, err := l.Append(ctx, submitted(t, first), 0); err != nil {
-		t.Fatal(err)
-	}
-	// The consumer as it was made before: the kinds listed, the first event
-	// acked.
-	old, err := js.CreateOrUpdateConsumer(ctx, eventlog.Stream, jetstream.ConsumerConfig{Durable: "every", FilterSubjects: eventlog.AllKinds(),
-		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := old.Fetch(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for m := range batch.Messages() {
-		if err := m.DoubleAck(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var subjects []string
-	var mu sync.Mutex
-	h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
-		mu.Lock()
-		subjects = append(subjects, m.Subject)
-		mu.Unlock()
-		return nil
-	}
-	second := newID()
-	if _, err := l.Append(ctx, submitted(t, second), 0); err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = l.Consume(cctx, db, eventlog.ConsumerConfig{Name: "every", Filters: eventlog.AllKinds()}, h, zaptest.NewLogger(t))
-	}()
-	evatest.Eventually(t, "the second event", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(subjects) > 0
-	})
-	cancel()
-	<-done
-	info, err := js.Consumer(ctx, eventlog.Stream, "every")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := info.CachedInfo().Config; c.FilterSubject != "" || len(c.FilterSubjects) != 0 {
-		t.Fatalf("the consumer of every kind filters %q %q", c.FilterSubject, c.FilterSubjects)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(subjects) != 1 || subjects[0] != eventlog.Subject(second, "RequestSubmitted") {
-		t.Fatalf("delivered %q; want only the second event (the first was acked before)", subjects)
-	}
-}
-
 // An event that waited for its predecessor through a long outage (here
 // fourteen tries that found the gap) is tried again within a few first
 // delays once the gap closes, not after the minute of back-off its tries
@@ -466,4 +398,52 @@ func TestGapWaitDoesNotBackOffToAMinute(t *testing.T) {
 		defer mu.Unlock()
 		return effects(t, db)[id] == 1, fmt.Sprintf("%d gaps found", gaps)
 	})
+}
+
+// A call to the store that never returns (here a handler that waits until
+// its context ends, as a query on a connection that died without a word
+// does) fails after StepTimeout and is retried as an outage: the consumer
+// goes on, and the event, hung on more times than MaxAttempts, is applied
+// once and never dead-lettered.
+func TestHungStoreCallTimesOutAndIsRetried(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	effectsDB(t, db)
+	l, _ := openLog(t)
+	ctx := t.Context()
+	id := newID()
+	var mu sync.Mutex
+	hangs := 0
+	h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+		mu.Lock()
+		hang := hangs < 6
+		if hang {
+			hangs++
+		}
+		mu.Unlock()
+		if hang {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return record(ctx, q, m)
+	}
+	if _, err := l.Append(ctx, submitted(t, id), 0); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = l.Consume(cctx, db, eventlog.ConsumerConfig{Name: "hung", MaxAttempts: 2, RetryDelay: 10 * time.Millisecond,
+			StepTimeout: 100 * time.Millisecond}, h, zaptest.NewLogger(t))
+	}()
+	defer func() { cancel(); <-done }()
+	evatest.Await(t, 30*time.Second, "the event after six hung calls", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return effects(t, db)[id] == 1, fmt.Sprintf("%d hung calls", hangs)
+	})
+	var dead int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM dead_letters WHERE consumer = 'hung'`).Scan(&dead); err != nil || dead != 0 {
+		t.Fatalf("dead letters %d (%v), want none", dead, err)
+	}
 }

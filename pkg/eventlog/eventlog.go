@@ -16,6 +16,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,6 +85,9 @@ type Log struct {
 	healthy    func() error
 	// store, when set, keeps the events instead of JetStream (OnStore).
 	store Store
+	// files, when set, is where Scan reads the stream's stored messages
+	// (WithFiles).
+	files *streamFiles
 }
 
 // Store is where a Log keeps events when it is not JetStream: the two
@@ -157,6 +162,28 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 	return &Log{js: js, stream: st, replicated: cfg.Replicas > 1, healthy: cfg.Healthy}, nil
 }
 
+// WithFiles returns the log reading the event stream, in Scan, straight
+// from its message blocks in storeDir, the store directory of the
+// embedded nats-server that holds it (JetStream's, as
+// server.Server.StoreDir gives it), as far as they read cleanly, and the
+// rest through the server. Everything else goes through the server. Use it
+// only where that server runs in this process and is the stream's only
+// server: the offline tools (`eva audit replay`, `eva audit verify`). The
+// stream's files are <storeDir>/<account>/streams/EVA_EVENTS/msgs; when
+// there is no such directory, the log is returned as it is.
+func (l *Log) WithFiles(storeDir, account string) *Log {
+	dir := filepath.Join(storeDir, account, "streams", Stream, "msgs")
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return l
+	}
+	c := *l
+	c.files = &streamFiles{dir: dir, stream: Stream}
+	return &c
+}
+
+// ReadsFiles reports whether Scan reads the stream's files (WithFiles).
+func (l *Log) ReadsFiles() bool { return l.files != nil }
+
 // JetStream returns the underlying JetStream handle.
 func (l *Log) JetStream() jetstream.JetStream { return l.js }
 
@@ -223,12 +250,15 @@ func ParseSubject(subject string) (caseID, typ string, ok bool) {
 
 // ParseSubjectOf splits eva.<kind>.<id>.<Type> for a kind of the log.
 func ParseSubjectOf(subject string) (kind assist.Kind, id, typ string, ok bool) {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 4 || parts[0] != "eva" || parts[2] == "" || parts[3] == "" ||
-		!slices.Contains(assist.Kinds, assist.Kind(parts[1])) {
+	// Cut, not Split: every event read goes through here.
+	rest, ok := strings.CutPrefix(subject, "eva.")
+	k, rest, ok2 := strings.Cut(rest, ".")
+	id, typ, ok3 := strings.Cut(rest, ".")
+	if !ok || !ok2 || !ok3 || id == "" || typ == "" || strings.Contains(typ, ".") ||
+		!slices.Contains(assist.Kinds, assist.Kind(k)) {
 		return "", "", "", false
 	}
-	return assist.Kind(parts[1]), parts[2], parts[3], true
+	return assist.Kind(k), id, typ, true
 }
 
 // FromRaw reads a stored message of the event stream.
@@ -237,14 +267,20 @@ func FromRaw(raw *jetstream.RawStreamMsg) Msg {
 }
 
 func newMsg(seq uint64, subject string, h nats.Header, t time.Time, data []byte) Msg {
+	return msgOf(seq, subject, h.Get(jetstream.MsgIDHeader), h.Get(HeaderPrev), t, data)
+}
+
+// msgOf is a stored message whose event id is id and whose HeaderPrev is
+// prev.
+func msgOf(seq uint64, subject, id, prev string, t time.Time, data []byte) Msg {
 	kind, of, typ, _ := ParseSubjectOf(subject)
 	caseID := ""
 	if kind == assist.KindCase {
 		caseID = of
 	}
-	prev, err := strconv.ParseUint(h.Get(HeaderPrev), 10, 64)
-	return Msg{Seq: seq, Subject: subject, Kind: kind, Of: of, CaseID: caseID, Type: typ, ID: h.Get(jetstream.MsgIDHeader),
-		Prev: prev, Time: t, Data: data, chained: err == nil}
+	p, err := strconv.ParseUint(prev, 10, 64)
+	return Msg{Seq: seq, Subject: subject, Kind: kind, Of: of, CaseID: caseID, Type: typ, ID: id,
+		Prev: p, Time: t, Data: data, chained: err == nil}
 }
 
 // Append writes one event of a case, expecting the case's last event to be

@@ -1,10 +1,14 @@
 package eventlog
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -36,6 +40,12 @@ func (l *Log) Scan(ctx context.Context, from, to uint64, f func(Msg) error) (las
 	last = from - 1
 	if to < from {
 		return last, nil
+	}
+	if l.files != nil {
+		if last, err = l.scanFiles(ctx, from, to, f); err != nil || last == to {
+			return last, err
+		}
+		from = last + 1 // the rest through the server
 	}
 	cons, err := l.js.OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
@@ -74,6 +84,26 @@ func (l *Log) Scan(ctx context.Context, from, to uint64, f func(Msg) error) (las
 		}
 	}
 	return last, nil
+}
+
+// scanFiles is Scan from the stream's files (WithFiles), as far as they
+// read cleanly: it returns the last sequence read, and an error only from
+// f. A stream from which messages were deleted is not read from its files
+// at all (its files keep the deleted messages' records, in blocks before
+// the deletes' tombstones).
+func (l *Log) scanFiles(ctx context.Context, from, to uint64, f func(Msg) error) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return from - 1, unavailable("stream info", err)
+	}
+	if info.State.NumDeleted > 0 {
+		return from - 1, nil
+	}
+	last, err := l.files.scan(ctx, from, to, f)
+	if cb, ok := err.(callbackError); ok {
+		return last, cb.err
+	}
+	return last, nil // errFilesStop: the server reads the rest
 }
 
 // Rebuilt says what Rebuild did.
@@ -137,17 +167,20 @@ func (l *Log) Rebuild(ctx context.Context, db sqldb.DB, p Projection, opt Rebuil
 
 // RebuildAll is Rebuild of several read models from one reading of the
 // log: every event is read, decoded and folded once, and each target is
-// then written in its own transaction of its own database, one after
-// the other (each catching up, after its Reset, with the events appended
-// since). The cases are written in order of their ids, many a statement
-// when the projection is a BulkProjection. progress is called as in
-// RebuildOptions. res[i] is what was done for targets[i]; Events counts
-// the events folded before its transaction committed.
+// then written in its own transaction of its own database (catching up,
+// after its Reset, with the events appended since). When every target has
+// a database of its own (the embedded store: a file per service), the
+// transactions run at once, one per CPU, and catch up together once all
+// have Reset; else one after the other. The cases are written in order of
+// their ids, many a statement when the projection is a BulkProjection.
+// progress is called as in RebuildOptions. res[i] is what was done for
+// targets[i]; Events counts the events folded before its transaction
+// committed.
 //
 // Errors: those of Rebuild; a target that fails stops the others after
-// it (those before it are rebuilt).
+// it (those before it are rebuilt) or, written at once, rolls back the
+// others that had not committed.
 func (l *Log) RebuildAll(ctx context.Context, targets []RebuildTarget, progress func(done, total uint64)) ([]Rebuilt, error) {
-	res := make([]Rebuilt, len(targets))
 	cases := map[string]*assist.Case{}
 	end, err := l.LastSeq(ctx)
 	if err != nil {
@@ -173,52 +206,128 @@ func (l *Log) RebuildAll(ctx context.Context, targets []RebuildTarget, progress 
 	if err != nil {
 		return nil, err
 	}
-	for i, t := range targets {
-		err = t.DB.Tx(ctx, func(q sqldb.Querier) error {
-			if t.Reset != nil {
-				if err := t.Reset(ctx, q); err != nil {
-					return fmt.Errorf("rebuild: reset: %w", err)
-				}
+	// catchUp folds in the events appended since the first reading.
+	catchUp := func() (Rebuilt, error) {
+		end, err := l.LastSeq(ctx)
+		if err != nil {
+			return Rebuilt{}, err
+		}
+		if end > last {
+			if last, err = l.Scan(ctx, last+1, end, fold); err != nil {
+				return Rebuilt{}, err
 			}
-			end, err := l.LastSeq(ctx)
-			if err != nil {
-				return err
-			}
-			if end > last {
-				if last, err = l.Scan(ctx, last+1, end, fold); err != nil {
+		}
+		return Rebuilt{Events: events, Cases: len(cases), Last: last}, nil
+	}
+	reset := func(q sqldb.Querier, t RebuildTarget) error {
+		if t.Reset == nil {
+			return nil
+		}
+		if err := t.Reset(ctx, q); err != nil {
+			return fmt.Errorf("rebuild: reset: %w", err)
+		}
+		return nil
+	}
+	res := make([]Rebuilt, len(targets))
+	if !ownDatabases(targets) {
+		for i, t := range targets {
+			err := t.DB.Tx(ctx, func(q sqldb.Querier) error {
+				if err := reset(q, t); err != nil {
 					return err
 				}
-			}
-			ids := make([]string, 0, len(cases))
-			for id := range cases {
-				ids = append(ids, id)
-			}
-			slices.SortFunc(ids, strings.Compare)
-			if bulk, ok := t.Projection.(BulkProjection); ok {
-				batch := make([]*assist.Case, 0, bulkCases)
-				for k, id := range ids {
-					if batch = append(batch, cases[id]); len(batch) == bulkCases || k == len(ids)-1 {
-						if err := bulk.ProjectAll(ctx, q, batch); err != nil {
-							return fmt.Errorf("rebuild: cases %s to %s: %w", batch[0].ID, id, err)
-						}
-						batch = batch[:0]
-					}
+				var err error
+				if res[i], err = catchUp(); err != nil {
+					return err
 				}
-			} else {
-				for _, id := range ids {
-					if err := t.Projection.Project(ctx, q, cases[id]); err != nil {
-						return fmt.Errorf("rebuild: case %s: %w", id, err)
-					}
-				}
+				return writeCases(ctx, q, t.Projection, cases)
+			})
+			if err != nil {
+				return res, err
 			}
-			res[i] = Rebuilt{Events: events, Cases: len(ids), Last: last}
-			return nil
+		}
+		return res, nil
+	}
+	// Written at once: every transaction Resets, then one catches up for
+	// all (the others wait: the cases are not changed while written).
+	var (
+		resets   sync.WaitGroup
+		caught   = sync.OnceValues(catchUp)
+		failed   atomic.Bool
+		errs     = make([]error, len(targets))
+		finished sync.WaitGroup
+	)
+	resets.Add(len(targets))
+	for i, t := range targets {
+		finished.Go(func() {
+			resetDone := sync.OnceFunc(resets.Done)
+			defer resetDone()
+			errs[i] = t.DB.Tx(ctx, func(q sqldb.Querier) error {
+				err := reset(q, t)
+				if err != nil {
+					failed.Store(true)
+				}
+				resetDone()
+				resets.Wait()
+				if err != nil || failed.Load() {
+					return cmp.Or(err, errOtherTarget)
+				}
+				if res[i], err = caught(); err != nil {
+					return err
+				}
+				return writeCases(ctx, q, t.Projection, cases)
+			})
+			if errs[i] != nil {
+				failed.Store(true)
+			}
 		})
-		if err != nil {
+	}
+	finished.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, errOtherTarget) {
 			return res, err
 		}
 	}
-	return res, nil
+	return res, errors.Join(errs...)
+}
+
+// errOtherTarget rolls back a read model written at once with another
+// whose Reset failed.
+var errOtherTarget = errors.New("rebuild: another read model's reset failed")
+
+// ownDatabases reports whether there are several targets, each with a
+// database of its own.
+func ownDatabases(targets []RebuildTarget) bool {
+	seen := map[sqldb.DB]bool{}
+	for _, t := range targets {
+		if seen[t.DB] {
+			return false
+		}
+		seen[t.DB] = true
+	}
+	return len(targets) > 1
+}
+
+// writeCases writes every case to a projection, in order of their ids.
+func writeCases(ctx context.Context, q sqldb.Querier, p Projection, cases map[string]*assist.Case) error {
+	ids := slices.Sorted(maps.Keys(cases))
+	if bulk, ok := p.(BulkProjection); ok {
+		batch := make([]*assist.Case, 0, bulkCases)
+		for k, id := range ids {
+			if batch = append(batch, cases[id]); len(batch) == bulkCases || k == len(ids)-1 {
+				if err := bulk.ProjectAll(ctx, q, batch); err != nil {
+					return fmt.Errorf("rebuild: cases %s to %s: %w", batch[0].ID, id, err)
+				}
+				batch = batch[:0]
+			}
+		}
+		return nil
+	}
+	for _, id := range ids {
+		if err := p.Project(ctx, q, cases[id]); err != nil {
+			return fmt.Errorf("rebuild: case %s: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // bulkCases is how many cases RebuildAll hands a BulkProjection at once.

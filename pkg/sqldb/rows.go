@@ -14,31 +14,28 @@ const maxRowsPerStatement = 256
 
 // InsertRows runs `head VALUES (...), (...) tail` for rows, each row a
 // tuple of the same number of values, many rows a statement: one round
-// trip and one statement run for up to 256 rows instead of one each
-// (about 100 bound values a statement on the embedded driver).
-// head is "INSERT INTO t (cols)"; tail is empty or "ON CONFLICT ...". The
-// statements have 256, 128, ... 1 rows, so that a few shapes of
-// statement are prepared and cached, whatever the number of rows. Rows
-// given to an ON CONFLICT DO UPDATE tail must have distinct keys
-// (PostgreSQL refuses to update a row twice in one statement).
+// trip and one statement run for up to 256 rows instead of one each.
+// head is "INSERT INTO t (cols)"; tail is empty or "ON CONFLICT ..." (with
+// no parameter of its own). The statements have 256, 128, ... 1 rows, so
+// that a few shapes of statement are prepared and cached, whatever the
+// number of rows. Rows given to an ON CONFLICT DO UPDATE tail must have
+// distinct keys (PostgreSQL refuses to update a row twice in one
+// statement).
 //
 // Errors: rows of different lengths; those of q.Exec.
 func InsertRows(ctx context.Context, q Querier, head, tail string, rows [][]any) error {
-	most := maxRowsPerStatement
-	if l, ok := q.(paramLimiter); ok && len(rows) > 0 {
-		most = max(1, l.maxParams()/len(rows[0]))
-	}
-	return insertRows(ctx, q, head, tail, rows, most)
+	return insertRows(ctx, q, head, tail, rows, maxRowsPerStatement)
 }
 
-// paramLimiter is a Querier whose statements are best kept to a few bound
-// parameters: the embedded driver looks each parameter's name up in a
-// list (modernc.org/sqlite's bind), so a statement's cost grows with the
-// square of its parameters; about a hundred is its sweet spot
-// (BenchmarkInsertRows).
-type paramLimiter interface{ maxParams() int }
+// anonymousParams is a Querier of the embedded driver, which binds a
+// numbered parameter ($1) by looking its name up in a list of every
+// parameter of the statement (modernc.org/sqlite's bind): a statement's
+// cost then grows with the square of its parameters (at 256 rows, 40 % of
+// a replay's CPU). An anonymous parameter (?) has no name to look up, so
+// InsertRows writes those there.
+type anonymousParams interface{ anonymousParams() }
 
-func (liteTx) maxParams() int { return 100 }
+func (liteTx) anonymousParams() {}
 
 func insertRows(ctx context.Context, q Querier, head, tail string, rows [][]any, most int) error {
 	for i, r := range rows {
@@ -46,12 +43,13 @@ func insertRows(ctx context.Context, q Querier, head, tail string, rows [][]any,
 			return fmt.Errorf("insert rows: row %d has %d values, row 0 has %d", i, len(r), len(rows[0]))
 		}
 	}
+	_, anonymous := q.(anonymousParams)
 	for len(rows) > 0 {
 		n := most
 		for n > len(rows) {
 			n /= 2
 		}
-		if _, err := q.Exec(ctx, valuesStatement(head, tail, len(rows[0]), n), flatten(rows[:n])...); err != nil {
+		if _, err := q.Exec(ctx, valuesStatement(head, tail, len(rows[0]), n, anonymous), flatten(rows[:n])...); err != nil {
 			return err
 		}
 		rows = rows[n:]
@@ -59,8 +57,9 @@ func insertRows(ctx context.Context, q Querier, head, tail string, rows [][]any,
 	return nil
 }
 
-// valuesStatement is head VALUES ($1, ... $cols), ... (n tuples) tail.
-func valuesStatement(head, tail string, cols, n int) string {
+// valuesStatement is head VALUES ($1, ... $cols), ... (n tuples) tail, or
+// with every parameter ? when anonymous.
+func valuesStatement(head, tail string, cols, n int, anonymous bool) string {
 	var b strings.Builder
 	b.Grow(len(head) + len(tail) + n*cols*6 + 8)
 	b.WriteString(head)
@@ -75,8 +74,12 @@ func valuesStatement(head, tail string, cols, n int) string {
 			if j > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(p))
+			if anonymous {
+				b.WriteByte('?')
+			} else {
+				b.WriteByte('$')
+				b.WriteString(strconv.Itoa(p))
+			}
 			p++
 		}
 		b.WriteByte(')')

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,6 +211,41 @@ func TestReplayRebuildsReadModelsExactly(t *testing.T) {
 		diff(t, "approval_queue", approvalRows(t, db), approvalBefore)
 		if got := queueJSON(t, h, clock); got != queueBefore {
 			t.Fatalf("the queue rebuilt by RebuildAll differs:\n got %s\nwant %s", got, queueBefore)
+		}
+
+		// A database per read model, as eva audit replay has on the
+		// embedded store: both are written at once, the same rows.
+		open := sqldbtest.SQLite
+		if db.Dialect() == sqldb.Postgres {
+			open = sqldbtest.Postgres
+		}
+		own := open(t)
+		if err := approval.Migrate(h.ctx, own); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(h.ctx, `DELETE FROM intake_cases WHERE id = '`+ids[6]+`'`); err != nil {
+			t.Fatal(err)
+		}
+		targets := []eventlog.RebuildTarget{
+			{DB: db, Projection: h.istore, Reset: reset("intake_cases")},
+			{DB: own, Projection: approval.NewSQLStore(own), Reset: reset("approval_queue")},
+		}
+		if all, err = h.log.RebuildAll(h.ctx, targets, nil); err != nil || all[0].Cases != 30 || all[1].Cases != 30 {
+			t.Fatalf("RebuildAll into two databases = %+v, %v", all, err)
+		}
+		diff(t, "intake_cases", intakeRows(t, db), intakeBefore)
+		diff(t, "approval_queue (own database)", approvalRows(t, own), approvalBefore)
+		// One read model's Reset fails: the other's transaction is rolled
+		// back too (its damage stays).
+		if _, err := own.Exec(h.ctx, `DELETE FROM approval_queue WHERE id = '`+ids[7]+`'`); err != nil {
+			t.Fatal(err)
+		}
+		targets[0].Reset = func(context.Context, sqldb.Querier) error { return fmt.Errorf("a reset that fails") }
+		if _, err := h.log.RebuildAll(h.ctx, targets, nil); err == nil || !strings.Contains(err.Error(), "a reset that fails") {
+			t.Fatalf("RebuildAll with a failing reset = %v", err)
+		}
+		if n := len(approvalRows(t, own)); n != 29 {
+			t.Fatalf("%d approval rows after a failed RebuildAll, want the 29 it found", n)
 		}
 	})
 }

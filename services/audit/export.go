@@ -44,13 +44,15 @@ func (t *memTree) append(n int64, leaf tlog.Hash) error {
 // Export writes the archive's events with their proofs in the format of
 // auditexport: the latest kept checkpoint, checked with verifierKey, and
 // events 1 to its size, each with its leaf bytes and its inclusion proof
-// in that checkpoint's tree. It reads the archive twice, a page at a time
-// (the next page read while this one is worked on): once to rebuild the
-// tree in memory from the archived events (refusing an archive whose tree
-// is not the checkpoint's: `eva audit verify` says why), once to write
-// each event with its proof, the lines of a page made on every CPU and
-// written in order; progress is called with the events done of both
-// passes. It returns the checkpoint's size.
+// in that checkpoint's tree. It makes two passes: one over the stored
+// leaf hashes of the Merkle tree, to rebuild the tree in memory (refusing
+// a tree that is not the checkpoint's: `eva audit verify` says why), one
+// over the archive, a page at a time (the next page read while this one
+// is worked on), to write each event with its proof, each event's leaf
+// checked against the tree (refusing an archive that does not match it),
+// the lines of a page made on every CPU and written in order; progress is
+// called with the events done of both passes. It returns the checkpoint's
+// size.
 //
 // Errors: no checkpoint yet; a checkpoint that does not verify with
 // verifierKey; an archive that does not make the checkpoint's tree; those
@@ -127,24 +129,31 @@ func Export(ctx context.Context, store ArchiveStore, verifierKey string, w io.Wr
 		}
 		return nil
 	}
-	var h hasher
-	err = walk(0, func(page []Record) error {
-		for _, r := range page {
-			if err := tree.append(int64(r.Seq)-1, h.leaf(r)); err != nil {
-				return err
+	// The tree is rebuilt from the stored leaf hashes (32 bytes an event,
+	// the inner nodes hashed again here); the second pass checks each
+	// archived event against its leaf.
+	for next := int64(1); next <= n; {
+		to := min(next+exportPage-1, n)
+		leaves, err := storedLeaves(ctx, store, uint64(next), uint64(to))
+		if err != nil {
+			return 0, fmt.Errorf("export: the Merkle tree's leaves %d to %d: %w", next, to, err)
+		}
+		for i, leaf := range leaves {
+			if err := tree.append(next-1+int64(i), leaf); err != nil {
+				return 0, err
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
+		next = to + 1
+		if progress != nil {
+			progress(uint64(next-1), total)
+		}
 	}
 	root, err := tlog.TreeHash(n, &tree)
 	if err != nil {
 		return 0, fmt.Errorf("export: %w", err)
 	}
 	if root != head.Root {
-		return 0, fmt.Errorf("export: the archive's first %d events do not make the tree of the checkpoint of that size: run eva audit verify", n)
+		return 0, fmt.Errorf("export: the stored Merkle tree's first %d leaves do not make the tree of the checkpoint of that size: run eva audit verify", n)
 	}
 	ew, err := auditexport.NewWriter(w, verifierKey, c.Note, n)
 	if err != nil {
@@ -168,8 +177,8 @@ func Export(ctx context.Context, store ArchiveStore, verifierKey string, w io.Wr
 						errs[k] = fmt.Errorf("export: prove event %d: %w", r.Seq, err)
 						return
 					}
-					// The leaf again, checked against the tree: the
-					// archive must not have changed since the first pass.
+					// The archived event's leaf, checked against the
+					// tree of the checkpoint.
 					buf = appendLeafBytes(append(buf[:0], 0), r)
 					if parts[k] == nil {
 						// Room for the chunk's lines, taking the first as
@@ -177,7 +186,7 @@ func Export(ctx context.Context, store ArchiveStore, verifierKey string, w io.Wr
 						parts[k] = make([]byte, 0, (hi-lo)*(4*len(buf)/3+4*len(p)*tlog.HashSize/3+32)*9/8)
 					}
 					if sha256.Sum256(buf) != tree[tlog.StoredHashIndex(0, int64(r.Seq)-1)] {
-						errs[k] = fmt.Errorf("export: archived event %d changed during the export: run eva audit verify", r.Seq)
+						errs[k] = fmt.Errorf("export: archived event %d does not match its leaf in the Merkle tree: run eva audit verify", r.Seq)
 						return
 					}
 					parts[k] = auditexport.AppendEvent(parts[k], int64(r.Seq), buf[1:], p)

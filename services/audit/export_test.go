@@ -2,10 +2,13 @@ package audit_test
 
 import (
 	"bytes"
+	"io"
 	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/sqldb"
@@ -98,6 +101,49 @@ func TestExportChecksAndAFlippedByteNamesTheEvent(t *testing.T) {
 		forged[sig+10] ^= 1
 		if res := check(forged, e.key.Verifier); res.OK || !strings.Contains(res.Reason, "checkpoint does not verify") {
 			t.Fatalf("checkpoint signature changed: Check = %+v", res)
+		}
+	})
+}
+
+// Export refuses an archive that does not match the signed checkpoint: an
+// archived event whose bytes changed, or a stored leaf of the Merkle tree
+// that changed, naming what to run.
+func TestExportRefusesAnArchiveThatIsNotTheCheckpoints(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		e := newEnv(t, db)
+		e.someCases(10)
+		e.start()
+		n := e.waitArchived()
+		evatest.Eventually(t, "a checkpoint of the whole archive", func() bool {
+			cp, err := e.client.Checkpoint(e.ctx)
+			return err == nil && cp.Size == int64(n)
+		})
+		e.stop()
+		export := func() error {
+			_, err := audit.Export(e.ctx, e.store, e.key.Verifier, io.Discard, nil)
+			return err
+		}
+		if err := export(); err != nil {
+			t.Fatal(err)
+		}
+		exec := func(q string, args ...any) {
+			t.Helper()
+			if _, err := db.Exec(e.ctx, q, args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var data []byte
+		if err := db.QueryRow(e.ctx, `SELECT data FROM audit_events WHERE seq = 7`).Scan(&data); err != nil {
+			t.Fatal(err)
+		}
+		exec(`UPDATE audit_events SET data = $1 WHERE seq = 7`, append(bytes.Clone(data), 0))
+		if err := export(); err == nil || !strings.Contains(err.Error(), "archived event 7 does not match its leaf") {
+			t.Fatalf("event 7 changed: Export = %v", err)
+		}
+		exec(`UPDATE audit_events SET data = $1 WHERE seq = 7`, data)
+		exec(`UPDATE audit_tree SET hash = $1 WHERE idx = $2`, make([]byte, 32), tlog.StoredHashIndex(0, 3))
+		if err := export(); err == nil || !strings.Contains(err.Error(), "do not make the tree of the checkpoint") {
+			t.Fatalf("leaf 3 changed: Export = %v", err)
 		}
 	})
 }

@@ -247,13 +247,27 @@ func prefetchPages(ctx context.Context, store ArchiveStore, log *eventlog.Log, l
 	f := &pageFetcher{out: make(chan verifyPageData, 1), cancel: cancel}
 	go func() {
 		defer close(f.out)
-		lr := &logReader{js: log.JetStream()}
+		lr := &logReader{log: log, js: log.JetStream()}
 		defer lr.close()
 		for next := uint64(1); ; {
 			p := verifyPageData{last: last, treeSize: treeSize}
 			p.err = func() error {
+				// The tree's leaves of a full page are read while the
+				// archive's page is (both are range scans of the
+				// database), and read again below if the page turns out
+				// to reach past the tree's size as known.
+				leaves := make(chan error, 1)
+				go func() {
+					var err error
+					p.leaves, err = storedLeaves(ctx, store, next, min(next+verifyPage-1, uint64(p.treeSize)))
+					leaves <- err
+				}()
 				var err error
-				if p.page, err = store.Range(ctx, next-1, verifyPage); err != nil || len(p.page) == 0 {
+				p.page, err = store.Range(ctx, next-1, verifyPage)
+				if lerr := <-leaves; err == nil && lerr != nil {
+					return lerr
+				}
+				if err != nil || len(p.page) == 0 {
 					if err != nil {
 						return fmt.Errorf("verify: %w", err)
 					}
@@ -279,8 +293,8 @@ func prefetchPages(ctx context.Context, store ArchiveStore, log *eventlog.Log, l
 					if p.treeSize, err = store.TreeSize(ctx, nil); err != nil {
 						return fmt.Errorf("verify: %w", err)
 					}
+					p.leaves, err = storedLeaves(ctx, store, next, min(end, uint64(p.treeSize)))
 				}
-				p.leaves, err = storedLeaves(ctx, store, next, min(end, uint64(p.treeSize)))
 				return err
 			}()
 			last, treeSize = p.last, p.treeSize
@@ -302,6 +316,7 @@ func prefetchPages(ctx context.Context, store ArchiveStore, log *eventlog.Log, l
 // (a third of the CPU per event of batched direct gets), a page at a time:
 // the first event past a page is kept for the next.
 type logReader struct {
+	log    *eventlog.Log
 	js     jetstream.JetStream
 	it     jetstream.MessagesContext
 	stop   func() bool
@@ -313,6 +328,9 @@ type logReader struct {
 // first sequence the log does not hold (a hole: the events before it).
 // Pages must follow each other: from is the previous page's to + 1.
 func (lr *logReader) read(ctx context.Context, from, to uint64) ([]eventlog.Msg, error) {
+	if lr.log.ReadsFiles() {
+		return lr.scan(ctx, from, to)
+	}
 	if lr.it == nil {
 		cons, err := lr.js.OrderedConsumer(ctx, eventlog.Stream, jetstream.OrderedConsumerConfig{
 			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
@@ -345,6 +363,28 @@ func (lr *logReader) read(ctx context.Context, from, to uint64) ([]eventlog.Msg,
 		out = append(out, *m)
 	}
 	return out, nil
+}
+
+// errHole stops a Scan of the log at a sequence it does not hold.
+var errHole = errors.New("a hole in the log")
+
+// scan is read with Log.Scan, for a log that reads its stream's files
+// (each page goes on where the last one stopped).
+func (lr *logReader) scan(ctx context.Context, from, to uint64) ([]eventlog.Msg, error) {
+	out := make([]eventlog.Msg, 0, to-from+1)
+	next := from
+	_, err := lr.log.Scan(ctx, from, to, func(m eventlog.Msg) error {
+		if m.Seq != next {
+			return errHole
+		}
+		out = append(out, m)
+		next++
+		return nil
+	})
+	if errors.Is(err, errHole) {
+		return out, nil
+	}
+	return out, err
 }
 
 // next returns the consumer's next event; ok is false when the stream

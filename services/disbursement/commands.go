@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"go.uber.org/zap"
@@ -104,26 +105,50 @@ func (s *Service) createFund(ctx context.Context, cmd assist.Cmd, name string, a
 			return e, err
 		},
 		Prepare: func(ctx context.Context, _ *assist.Fund, _ *assist.Event) error {
-			return s.store.CheckName(ctx, assist.KindFund, cmd.ID, name)
+			return s.reserveName(ctx, assist.KindFund, name, cmd.ID)
 		}})
 	if err != nil {
 		return nil, err
 	}
-	return f, s.putLogged(ctx, assist.KindFund, f.ID, f.Name, func(q sqldb.Querier) error { return s.store.PutFund(ctx, q, *f) })
+	return f, s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.PutFund(ctx, q, *f) })
 }
 
-// putLogged stores the row of a fund or payee as the event just appended
-// makes it. The consumer may store the same row at the same moment: on
-// PostgreSQL the twin insert can then fail on the name's unique index,
-// not on the id that ON CONFLICT arbitrates, and report the name taken.
-// It is taken only when another fund or payee has it; the row's own twin
-// is no conflict.
-func (s *Service) putLogged(ctx context.Context, kind assist.Kind, id, name string, put func(sqldb.Querier) error) error {
-	err := s.db.Tx(ctx, put)
-	if assist.IsCode(err, assist.CodeConflict) && s.store.CheckName(ctx, kind, id, name) == nil {
-		return nil
+// nameGrace is how long a name stays reserved by a creation that is not
+// in the log: that creation may still be appending. It is far longer than
+// a command may run (rpc.DefaultTimeout), after which its append can no
+// longer land; then the name goes to whoever asks for it next.
+const nameGrace = 2 * time.Minute
+
+// reserveName gives a fund's or payee's name to the creation id before
+// its event is appended, so that of two creations of one name exactly one
+// is appended (ADR 30). A name is another's when that one was created
+// (its row is stored, or its event is in the log) or reserved it less
+// than nameGrace ago; a reservation older than that whose creation is
+// not in the log was never appended, and is taken over.
+//
+// Errors: CodeConflict naming the field name, CodeUnavailable.
+func (s *Service) reserveName(ctx context.Context, kind assist.Kind, name, id string) error {
+	for range 2 { // a second time when another took the stale name first
+		now := s.now()
+		h, err := s.store.ReserveName(ctx, kind, name, id, now)
+		if err != nil || h.ID == id {
+			return err
+		}
+		if h.Stored || now.Sub(h.Since) < nameGrace {
+			return nameTaken(kind, name)
+		}
+		recs, err := s.log.History(ctx, kind, h.ID)
+		if err != nil {
+			return err
+		}
+		if len(recs) > 0 {
+			return nameTaken(kind, name) // created; the consumer stores its row
+		}
+		if took, err := s.store.TakeName(ctx, kind, name, h.ID, id, now); err != nil || took {
+			return err
+		}
 	}
-	return err
+	return nameTaken(kind, name)
 }
 
 // Payees lists payees.
@@ -172,12 +197,12 @@ func (s *Service) createPayee(ctx context.Context, cmd assist.Cmd, in assist.Pay
 			return e, err
 		},
 		Prepare: func(ctx context.Context, _ *assist.Payee, _ *assist.Event) error {
-			return s.store.CheckName(ctx, assist.KindPayee, cmd.ID, in.Name)
+			return s.reserveName(ctx, assist.KindPayee, in.Name, cmd.ID)
 		}})
 	if err != nil {
 		return nil, err
 	}
-	return p, s.putLogged(ctx, assist.KindPayee, p.ID, p.Name, func(q sqldb.Querier) error { return s.store.PutPayee(ctx, q, *p) })
+	return p, s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.PutPayee(ctx, q, *p) })
 }
 
 // ChangePayeeAccount gives a payee a new account: PayeeAccountChanged on
@@ -208,7 +233,7 @@ func (s *Service) ChangePayeeAccount(ctx context.Context, r disbursementapi.Chan
 	if err != nil {
 		return disbursementapi.Payee{}, err
 	}
-	if err := s.putLogged(ctx, assist.KindPayee, p.ID, p.Name, func(q sqldb.Querier) error { return s.store.PutPayee(ctx, q, *p) }); err != nil {
+	if err := s.db.Tx(ctx, func(q sqldb.Querier) error { return s.store.PutPayee(ctx, q, *p) }); err != nil {
 		return disbursementapi.Payee{}, err
 	}
 	return s.store.Payee(ctx, p.ID)

@@ -13,7 +13,9 @@ import (
 )
 
 // TestFundHistory: a fund's burn-down follows its holds — placed,
-// settled into paid, released — one point per change, on every driver.
+// settled into paid, released — and its allocation changes (a raise, and
+// a cut whose own hold reserves nothing), one point per change, on every
+// driver.
 func TestFundHistory(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		ctx := context.Background()
@@ -62,23 +64,35 @@ func TestFundHistory(t *testing.T) {
 		})
 		tx(func(q sqldb.Querier) error { return s.Settle(ctx, q, payout, at(4)) })
 		tx(func(q sqldb.Querier) error { return s.ReleaseHold(ctx, q, b, at(5)) })
+		change := func(seq uint64, m int, from, to int64, hold string) {
+			t.Helper()
+			e := assist.Event{ID: newID(), CaseID: f.ID, At: at(m), Actor: fin, CommandID: newID(),
+				Body: assist.FundAllocationChanged{AllocatedCents: to, PreviousCents: from, HoldID: hold}}
+			tx(func(q sqldb.Querier) error { return s.ApplyAllocation(ctx, q, seq, e) })
+		}
+		change(100, 6, 1000, 1500, "")
+		cut := newID()
+		if _, err := s.PlaceCut(ctx, f.ID, cut, 700, at(7).Add(time.Hour), at(7)); err != nil {
+			t.Fatal(err)
+		}
+		change(101, 8, 1500, 800, cut)
 
 		got, err := s.FundHistory(ctx, f.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := []struct {
-			m              int
-			reserved, paid int64
-		}{{0, 0, 0}, {1, 300, 0}, {2, 500, 0}, {4, 200, 300}, {5, 0, 300}}
+			m                         int
+			allocated, reserved, paid int64
+		}{{0, 1000, 0, 0}, {1, 1000, 300, 0}, {2, 1000, 500, 0}, {4, 1000, 200, 300}, {5, 1000, 0, 300}, {6, 1500, 0, 300}, {8, 800, 0, 300}}
 		if len(got) != len(want) {
 			t.Fatalf("history %+v, want %d points", got, len(want))
 		}
 		for i, w := range want {
 			g := got[i]
 			if !g.At.Equal(at(w.m)) || g.ReservedCents != w.reserved || g.PaidCents != w.paid ||
-				g.AllocatedCents != 1000 || g.AvailableCents != 1000-w.reserved-w.paid {
-				t.Errorf("point %d: %+v, want at +%dm reserved %d paid %d", i, g, w.m, w.reserved, w.paid)
+				g.AllocatedCents != w.allocated || g.AvailableCents != w.allocated-w.reserved-w.paid {
+				t.Errorf("point %d: %+v, want at +%dm allocated %d reserved %d paid %d", i, g, w.m, w.allocated, w.reserved, w.paid)
 			}
 		}
 		// The last point is the fund as it is.
@@ -86,7 +100,8 @@ func TestFundHistory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if last := got[len(got)-1]; last.ReservedCents != now.ReservedCents || last.PaidCents != now.PaidCents {
+		if last := got[len(got)-1]; last.ReservedCents != now.ReservedCents || last.PaidCents != now.PaidCents ||
+			last.AllocatedCents != now.AllocatedCents {
 			t.Errorf("last point %+v, fund %+v", last, now)
 		}
 		if _, err := s.FundHistory(ctx, newID()); !assist.IsCode(err, assist.CodeNotFound) {

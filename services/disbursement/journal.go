@@ -33,6 +33,16 @@ import (
 // hold a payout pays and what the provider calls it. A payout that failed
 // stays reserved until finance retries it or cancels it (FundsReleased).
 
+// journaled are the event types Journal reads; the others write nothing
+// and need not be decoded to know it (ReplayLedger skips them).
+// TestLedgerProperties replays with this filter a history of every type
+// Journal reads and compares the result with the live ledger, which is
+// written unfiltered.
+var journaled = map[string]bool{
+	"FundCreated": true, "FundAllocationChanged": true, "RequestApproved": true, "FundsReserved": true,
+	"PayoutSent": true, "PayoutSettled": true, "FundsReleased": true,
+}
+
 // Ledger hold states.
 const (
 	ledgerHeld   = "held"

@@ -108,7 +108,7 @@ type simHold struct {
 	try   int
 }
 
-func runLedgerSeed(t testing.TB, open func(testing.TB) sqldb.DB, seed uint64, steps int) {
+func runLedgerSeed(t testing.TB, open func(testing.TB) sqldb.DB, seed uint64, steps int) *ledgerSim {
 	ctx := context.Background()
 	db := open(t)
 	if err := sqldb.MigrateAll(ctx, db, eventlog.Migrations, Migrations); err != nil {
@@ -129,6 +129,7 @@ func runLedgerSeed(t testing.TB, open func(testing.TB) sqldb.DB, seed uint64, st
 		s.check()
 	}
 	s.replay()
+	return s
 }
 
 func (s *ledgerSim) fail(format string, args ...any) {
@@ -405,25 +406,43 @@ func (s *ledgerSim) check() {
 }
 
 // replay builds the ledger again from the events alone, on an empty
-// database of the same kind, and compares it entry for entry.
-func (s *ledgerSim) replay() {
+// database of the same kind (ReplayLedger, as eva audit replay does),
+// compares it entry for entry, and checks that CheckLedger finds the two
+// equal, fund by fund. It returns the replayed database.
+func (s *ledgerSim) replay() sqldb.DB {
 	s.t.Helper()
 	fresh := s.open(s.t)
-	if err := sqldb.MigrateAll(s.ctx, fresh, eventlog.Migrations, Migrations); err != nil {
+	if err := Migrate(s.ctx, fresh); err != nil {
 		s.t.Fatal(err)
 	}
-	st := NewSQLStore(fresh)
-	for _, m := range s.msgs {
-		e, err := eventcodec.Decode(m.Type, m.Data)
-		if err != nil {
-			s.fail("decode: %v", err)
-		}
-		if err := fresh.Tx(s.ctx, func(q sqldb.Querier) error { return st.Journal(s.ctx, q, m.Seq, e) }); err != nil {
-			s.fail("replay %d %s: %v", m.Seq, m.Type, err)
-		}
+	events, last, err := ReplayLedger(s.ctx, fresh, s.scan)
+	if err != nil || events != len(s.msgs) {
+		s.fail("replay: %d of %d events: %v", events, len(s.msgs), err)
 	}
 	got, want := allEntries(s.t, s.ctx, fresh), allEntries(s.t, s.ctx, s.db)
 	if len(want) == 0 || !reflect.DeepEqual(got, want) {
 		s.fail("replayed ledger differs:\n got %d entries %+v\nwant %d entries %+v", len(got), got, len(want), want)
 	}
+	c, err := CheckLedger(s.ctx, s.db, fresh, last)
+	if err != nil || !c.OK || c.Entries != len(want) || c.LiveEntries != len(want) || len(c.Funds) != len(s.funds) {
+		s.fail("CheckLedger of equal ledgers (%d entries, %d funds): %+v, %v", len(want), len(s.funds), c, err)
+	}
+	for _, f := range c.Funds {
+		if !f.Equal || f.Live.AllocatedCents <= 0 {
+			s.fail("CheckLedger: fund %+v", f)
+		}
+	}
+	return fresh
+}
+
+// scan hands the simulated log's events to f in order, as Log.Scan does.
+func (s *ledgerSim) scan(f func(eventlog.Msg) error) (uint64, error) {
+	var last uint64
+	for _, m := range s.msgs {
+		if err := f(m); err != nil {
+			return last, err
+		}
+		last = m.Seq
+	}
+	return last, nil
 }

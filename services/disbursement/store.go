@@ -59,18 +59,24 @@ type Work struct {
 
 // Store is disbursement's ledger: funds, holds, payees and payouts.
 type Store interface {
-	// CreateFund stores a fund (PutFund in a transaction of its own,
-	// at log position 0); the same id again returns the stored fund.
-	// Errors: CodeConflict when another fund has the name.
+	// CreateFund stores a fund (its name reserved and PutFund, in a
+	// transaction of its own, at log position 0); the same id again
+	// returns the stored fund. Errors: CodeConflict when another fund
+	// holds the name.
 	CreateFund(ctx context.Context, f disbursementapi.Fund, by string) (disbursementapi.Fund, error)
 	// PutFund stores a fund as its events make it (its Version is the
 	// log position of its last event): inserted, or updated when the
 	// stored one is from an earlier position; the same again changes
-	// nothing. Errors: CodeConflict when another fund has the name.
+	// nothing. It reserves the fund's name for it unless another holds
+	// it, and stores the row either way: the read model holds what the
+	// log holds, even two funds of one name (ADR 30).
 	PutFund(ctx context.Context, q sqldb.Querier, f assist.Fund) error
-	// CheckName refuses a name that another fund or payee (kind) has.
-	// Errors: CodeConflict naming the field name.
-	CheckName(ctx context.Context, kind assist.Kind, id, name string) error
+	// ReserveName gives a fund's or payee's (kind) name to id unless
+	// another id holds it, and says who holds it then.
+	ReserveName(ctx context.Context, kind assist.Kind, name, id string, now time.Time) (NameHolder, error)
+	// TakeName gives a name held by from to to, unless it moved
+	// meanwhile; took says whether it did.
+	TakeName(ctx context.Context, kind assist.Kind, name, from, to string, now time.Time) (took bool, err error)
 	// Unlogged lists the funds and payees stored before they were
 	// events (log position 0), for disbursement to record them.
 	Unlogged(ctx context.Context) ([]assist.Fund, []assist.Payee, error)
@@ -80,13 +86,14 @@ type Store interface {
 	// FundHistory is the fund's money after each change, in time order,
 	// starting at its creation. Errors: CodeNotFound.
 	FundHistory(ctx context.Context, id string) ([]disbursementapi.FundPoint, error)
-	// CreatePayee stores a payee; the same id again returns it. Errors:
-	// CodeConflict when another payee has the name.
+	// CreatePayee stores a payee (its name reserved and PutPayee); the
+	// same id again returns it. Errors: CodeConflict when another payee
+	// holds the name.
 	CreatePayee(ctx context.Context, p disbursementapi.Payee, by string) (disbursementapi.Payee, error)
 	// PutPayee stores a payee as its events make it: inserted, or
 	// updated when the stored account is from an earlier log position
-	// than p.AccountSeq. Errors: CodeConflict when another payee has the
-	// name.
+	// than p.AccountSeq. Its name is reserved as PutFund reserves a
+	// fund's.
 	PutPayee(ctx context.Context, q sqldb.Querier, p assist.Payee) error
 	// SetPayeeAccount sets a payee's account from the event at log
 	// position seq, unless a later one is stored. It fails (to be tried
@@ -174,6 +181,13 @@ type Store interface {
 	Payouts(ctx context.Context, r disbursementapi.ListRequest) (disbursementapi.PayoutsPage, error)
 }
 
+// NameHolder is the creation that holds a fund's or payee's name.
+type NameHolder struct {
+	ID     string    // the fund's or payee's id
+	Since  time.Time // when it reserved the name
+	Stored bool      // its row is stored: it was created
+}
+
 // Advance says what a stage change sets besides the stage.
 type Advance struct {
 	CmdID       string // the next step's command id; empty keeps it
@@ -205,6 +219,9 @@ func scanFund(r sqldb.Row) (disbursementapi.Fund, error) {
 // CreateFund implements Store.
 func (s *SQLStore) CreateFund(ctx context.Context, f disbursementapi.Fund, by string) (disbursementapi.Fund, error) {
 	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
+		if err := claimName(ctx, q, assist.KindFund, f.Name, f.ID, f.CreatedAt); err != nil {
+			return err
+		}
 		return s.PutFund(ctx, q, assist.Fund{ID: f.ID, Name: f.Name, AllocatedCents: f.AllocatedCents, CreatedBy: by, CreatedAt: f.CreatedAt})
 	})
 	if err != nil {
@@ -215,32 +232,64 @@ func (s *SQLStore) CreateFund(ctx context.Context, f disbursementapi.Fund, by st
 
 // PutFund implements Store.
 func (s *SQLStore) PutFund(ctx context.Context, q sqldb.Querier, f assist.Fund) error {
-	_, err := q.Exec(ctx, `INSERT INTO disb_funds (id, name, allocated, created_by, created_at, seq) VALUES ($1, $2, $3, $4, $5, $6)
+	if _, err := q.Exec(ctx, `INSERT INTO disb_funds (id, name, allocated, created_by, created_at, seq) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, allocated = excluded.allocated, created_by = excluded.created_by,
 			created_at = excluded.created_at, seq = excluded.seq
-		WHERE disb_funds.seq < excluded.seq`, f.ID, f.Name, f.AllocatedCents, f.CreatedBy, sqldb.Micros(f.CreatedAt), int64(f.Version))
-	if sqldb.IsUniqueViolation(err) {
-		return nameTaken("fund", f.Name)
+		WHERE disb_funds.seq < excluded.seq`, f.ID, f.Name, f.AllocatedCents, f.CreatedBy, sqldb.Micros(f.CreatedAt), int64(f.Version)); err != nil {
+		return err
 	}
-	return err
+	return keepName(ctx, q, assist.KindFund, f.Name, f.ID, f.CreatedAt)
 }
 
-func nameTaken(what, name string) error {
-	return &assist.Error{Code: assist.CodeConflict, Message: fmt.Sprintf("a %s named %q exists", what, name),
+func nameTaken(kind assist.Kind, name string) error {
+	return &assist.Error{Code: assist.CodeConflict, Message: fmt.Sprintf("a %s named %q exists", kind, name),
 		Fields: []assist.FieldError{{Field: "name", Message: "is taken"}}}
 }
 
-// CheckName implements Store.
-func (s *SQLStore) CheckName(ctx context.Context, kind assist.Kind, id, name string) error {
-	table := map[assist.Kind]string{assist.KindFund: "disb_funds", assist.KindPayee: "disb_payees"}[kind]
-	var n int
-	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE name = $1 AND id <> $2`, name, id).Scan(&n); err != nil {
+// keepName reserves a stored row's name for it unless another holds it:
+// a read model rebuilt from the log (or a name reserved before its row)
+// keeps the names it has, so that a new creation cannot take them.
+func keepName(ctx context.Context, q sqldb.Querier, kind assist.Kind, name, id string, at time.Time) error {
+	_, err := q.Exec(ctx, `INSERT INTO disb_names (kind, name, id, at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, name) DO NOTHING`,
+		string(kind), name, id, sqldb.Micros(at))
+	return err
+}
+
+// claimName reserves a name for id. Errors: CodeConflict naming the field
+// name when another id holds it.
+func claimName(ctx context.Context, q sqldb.Querier, kind assist.Kind, name, id string, at time.Time) error {
+	if err := keepName(ctx, q, kind, name, id, at); err != nil {
 		return err
 	}
-	if n > 0 {
-		return nameTaken(string(kind), name)
+	var holder string
+	if err := q.QueryRow(ctx, `SELECT id FROM disb_names WHERE kind = $1 AND name = $2`, string(kind), name).Scan(&holder); err != nil {
+		return err
+	}
+	if holder != id {
+		return nameTaken(kind, name)
 	}
 	return nil
+}
+
+// ReserveName implements Store.
+func (s *SQLStore) ReserveName(ctx context.Context, kind assist.Kind, name, id string, now time.Time) (NameHolder, error) {
+	if err := keepName(ctx, s.db, kind, name, id, now); err != nil {
+		return NameHolder{}, err
+	}
+	table := map[assist.Kind]string{assist.KindFund: "disb_funds", assist.KindPayee: "disb_payees"}[kind]
+	var h NameHolder
+	var since, stored int64
+	err := s.db.QueryRow(ctx, `SELECT n.id, n.at, (SELECT count(*) FROM `+table+` r WHERE r.id = n.id)
+		FROM disb_names n WHERE n.kind = $1 AND n.name = $2`, string(kind), name).Scan(&h.ID, &since, &stored)
+	h.Since, h.Stored = sqldb.Time(since), stored > 0
+	return h, err
+}
+
+// TakeName implements Store.
+func (s *SQLStore) TakeName(ctx context.Context, kind assist.Kind, name, from, to string, now time.Time) (bool, error) {
+	n, err := s.db.Exec(ctx, `UPDATE disb_names SET id = $1, at = $2 WHERE kind = $3 AND name = $4 AND id = $5`,
+		to, sqldb.Micros(now), string(kind), name, from)
+	return n == 1, err
 }
 
 // Fund implements Store.
@@ -261,36 +310,59 @@ func (s *SQLStore) Funds(ctx context.Context, r disbursementapi.ListRequest) (di
 // FundHistory implements Store. A hold reserves its amount when it is
 // placed (created_at) and, at its last change (updated_at), has moved it to
 // paid or given it back; holds still held or reserved have not moved yet.
+// The allocation moves with each FundAllocationChanged, at the time of its
+// ledger entry; it is counted back from the fund's allocation now, so a
+// ledger that starts after the fund's creation (ADR 29) still draws it.
+// An allocation cut's own hold is no money reserved: it only leads up to
+// the cut.
 func (s *SQLStore) FundHistory(ctx context.Context, id string) ([]disbursementapi.FundPoint, error) {
 	f, err := s.Fund(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.Query(ctx, `SELECT at, dres, dpaid FROM (
-			SELECT created_at AS at, amount AS dres, 0 AS dpaid FROM disb_holds WHERE fund_id = $1 AND case_id <> $1
+	rows, err := s.db.Query(ctx, `SELECT at, dres, dpaid, dalloc FROM (
+			SELECT created_at AS at, amount AS dres, 0 AS dpaid, 0 AS dalloc FROM disb_holds WHERE fund_id = $1 AND case_id <> $1
 			UNION ALL
-			SELECT updated_at, -amount, amount FROM disb_holds WHERE fund_id = $1 AND case_id <> $1 AND status = $2
+			SELECT updated_at, -amount, amount, 0 FROM disb_holds WHERE fund_id = $1 AND case_id <> $1 AND status = $2
 			UNION ALL
-			SELECT updated_at, -amount, 0 FROM disb_holds WHERE fund_id = $1 AND case_id <> $1 AND status = $3
-		) AS moves ORDER BY at, dpaid, dres DESC`, id, disbursementapi.HoldPaid, disbursementapi.HoldReleased)
+			SELECT updated_at, -amount, 0, 0 FROM disb_holds WHERE fund_id = $1 AND case_id <> $1 AND status = $3
+			UNION ALL
+			SELECT at, 0, 0, CASE WHEN debit = $4 THEN amount ELSE -amount END FROM disb_ledger_entries
+				WHERE fund_id = $1 AND kind = $5 AND event_type = 'FundAllocationChanged'
+		) AS moves ORDER BY at, dpaid, dres DESC`, id, disbursementapi.HoldPaid, disbursementapi.HoldReleased,
+		disbursementapi.AccountAvailable(id), disbursementapi.EntryAllocate)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
+	type move struct {
+		at                  time.Time
+		dres, dpaid, dalloc int64
+	}
+	moves, err := collect(rows, func(r sqldb.Row) (move, error) {
+		var at int64
+		var m move
+		err := r.Scan(&at, &m.dres, &m.dpaid, &m.dalloc)
+		m.at = sqldb.Time(at)
+		return m, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	allocated := f.AllocatedCents
+	for _, m := range moves {
+		allocated -= m.dalloc
+	}
 	point := func(at time.Time, reserved, paid int64) disbursementapi.FundPoint {
-		return disbursementapi.FundPoint{At: at, AllocatedCents: f.AllocatedCents, ReservedCents: reserved, PaidCents: paid,
-			AvailableCents: f.AllocatedCents - reserved - paid}
+		return disbursementapi.FundPoint{At: at, AllocatedCents: allocated, ReservedCents: reserved, PaidCents: paid,
+			AvailableCents: allocated - reserved - paid}
 	}
 	out := []disbursementapi.FundPoint{point(f.CreatedAt, 0, 0)}
 	var reserved, paid int64
-	for rows.Next() {
-		var at, dres, dpaid int64
-		if err := rows.Scan(&at, &dres, &dpaid); err != nil {
-			return nil, err
-		}
-		reserved += dres
-		paid += dpaid
-		t := sqldb.Time(at)
+	for _, m := range moves {
+		reserved += m.dres
+		paid += m.dpaid
+		allocated += m.dalloc
+		t := m.at
 		if t.Before(f.CreatedAt) {
 			t = f.CreatedAt
 		}
@@ -300,7 +372,7 @@ func (s *SQLStore) FundHistory(ctx context.Context, id string) ([]disbursementap
 		}
 		out = append(out, point(t, reserved, paid))
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 const payeeCols = `id, name, country, account, created_at`
@@ -318,6 +390,9 @@ func scanPayee(r sqldb.Row) (disbursementapi.Payee, error) {
 // CreatePayee implements Store.
 func (s *SQLStore) CreatePayee(ctx context.Context, p disbursementapi.Payee, by string) (disbursementapi.Payee, error) {
 	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
+		if err := claimName(ctx, q, assist.KindPayee, p.Name, p.ID, p.CreatedAt); err != nil {
+			return err
+		}
 		return s.PutPayee(ctx, q, assist.Payee{ID: p.ID, Name: p.Name, Country: p.Country, Account: p.Account, CreatedBy: by,
 			CreatedAt: p.CreatedAt})
 	})
@@ -329,16 +404,15 @@ func (s *SQLStore) CreatePayee(ctx context.Context, p disbursementapi.Payee, by 
 
 // PutPayee implements Store.
 func (s *SQLStore) PutPayee(ctx context.Context, q sqldb.Querier, p assist.Payee) error {
-	_, err := q.Exec(ctx, `INSERT INTO disb_payees (id, name, country, account, created_by, created_at, account_seq)
+	if _, err := q.Exec(ctx, `INSERT INTO disb_payees (id, name, country, account, created_by, created_at, account_seq)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, country = excluded.country, account = excluded.account,
 			created_by = excluded.created_by, created_at = excluded.created_at, account_seq = excluded.account_seq
 		WHERE disb_payees.account_seq < excluded.account_seq`,
-		p.ID, p.Name, p.Country, p.Account, p.CreatedBy, sqldb.Micros(p.CreatedAt), int64(p.AccountSeq))
-	if sqldb.IsUniqueViolation(err) {
-		return nameTaken("payee", p.Name)
+		p.ID, p.Name, p.Country, p.Account, p.CreatedBy, sqldb.Micros(p.CreatedAt), int64(p.AccountSeq)); err != nil {
+		return err
 	}
-	return err
+	return keepName(ctx, q, assist.KindPayee, p.Name, p.ID, p.CreatedAt)
 }
 
 // SetPayeeAccount implements Store.

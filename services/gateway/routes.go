@@ -202,7 +202,7 @@ func (s *server) routes() []route {
 				answer: "the fund", op: handleGet(s.getFund)},
 			route{method: get, pattern: "/v1/funds/{id}/history", roles: []string{finance, approver, auditor},
 				summary: "A fund's burn-down",
-				doc:     "Its money after each change in time order from its creation, at most 500 points (a longer history is sampled).",
+				doc:     "Its money after each change (a hold, a payment, a release, a change of its allocation) in time order from its creation, at most 500 points (a longer history is sampled).",
 				answer:  "the fund's money over time", op: handleGet(s.fundHistory)},
 			route{method: get, pattern: "/v1/funds/{id}/ledger", roles: []string{finance, approver, auditor},
 				summary: "A fund's double-entry ledger",

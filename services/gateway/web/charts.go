@@ -27,19 +27,18 @@ type tick struct {
 }
 
 // burnChart is a fund's burn-down: paid and reserved stacked over time
-// under the allocation, and the available amount as the line that burns
-// down.
+// under the allocation, which steps with each change of it, and the
+// available amount as the line that burns down.
 type burnChart struct {
-	W, H             float64
-	Paid, Reserved   string // area paths
-	Available        string // line path
-	AllocatedY       float64
-	X0, X1, Y0, Y1   float64
-	YTicks, XTicks   []tick
-	Rows             []burnRow
-	Empty            bool
-	Title, Desc      string
-	LastAvailableUSD string
+	W, H                 float64
+	Paid, Reserved       string // area paths
+	Available, Allocated string // line paths
+	X0, X1, Y0, Y1       float64
+	YTicks, XTicks       []tick
+	Rows                 []burnRow
+	Empty                bool
+	Title, Desc          string
+	LastAvailableUSD     string
 }
 
 type burnRow struct {
@@ -90,21 +89,26 @@ func burnDownChart(l *loc, f fundJSON, pts []fundPoint, now time.Time) burnChart
 		return c.X0 + (c.X1-c.X0)*float64(t.Sub(t0))/float64(t1.Sub(t0))
 	}
 	y := func(cents int64) float64 { return c.Y0 - (c.Y0-c.Y1)*float64(cents)/float64(top) }
-	c.AllocatedY = y(last.alloc)
-	// Step paths: a value holds until the next change.
-	var paidTop, resTop, avail []string
+	// Step paths: a value holds until the next change. The tops of paid
+	// and of reserved (stacked on paid), the available and the allocated
+	// lines.
+	series := []func(pt) int64{
+		func(p pt) int64 { return p.paid },
+		func(p pt) int64 { return p.paid + p.res },
+		func(p pt) int64 { return p.avai },
+		func(p pt) int64 { return p.alloc },
+	}
+	steps := make([][]string, len(series))
 	for i, p := range ps {
 		xi := x(p.t)
-		if i > 0 {
-			q := ps[i-1]
-			paidTop = append(paidTop, pair(xi, y(q.paid)))
-			resTop = append(resTop, pair(xi, y(q.paid+q.res)))
-			avail = append(avail, pair(xi, y(q.avai)))
+		for k, v := range series {
+			if i > 0 {
+				steps[k] = append(steps[k], pair(xi, y(v(ps[i-1]))))
+			}
+			steps[k] = append(steps[k], pair(xi, y(v(p))))
 		}
-		paidTop = append(paidTop, pair(xi, y(p.paid)))
-		resTop = append(resTop, pair(xi, y(p.paid+p.res)))
-		avail = append(avail, pair(xi, y(p.avai)))
 	}
+	paidTop, resTop := steps[0], steps[1]
 	base := pair(x(t1), c.Y0) + " L" + pair(x(t0), c.Y0)
 	c.Paid = "M" + strings.Join(paidTop, " L") + " L" + base + " Z"
 	// Reserved sits on paid: its top forward, then paid's top backward.
@@ -113,7 +117,8 @@ func burnDownChart(l *loc, f fundJSON, pts []fundPoint, now time.Time) burnChart
 		back[i] = paidTop[len(paidTop)-1-i]
 	}
 	c.Reserved = "M" + strings.Join(resTop, " L") + " L" + strings.Join(back, " L") + " Z"
-	c.Available = "M" + strings.Join(avail, " L")
+	c.Available = "M" + strings.Join(steps[2], " L")
+	c.Allocated = "M" + strings.Join(steps[3], " L")
 	for i := 0; i <= 4; i++ {
 		v := top * int64(i) / 4
 		c.YTicks = append(c.YTicks, tick{Pos: y(v), Label: compactUSD(v)})

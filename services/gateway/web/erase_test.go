@@ -16,15 +16,8 @@ const erasable = "0193a1b2-0000-7000-8000-00000000e1a5"
 // justification included, which the page must not show. erased records
 // the bodies POSTed.
 func eraseAPIFake(role string, erased *[]map[string]string) *fakeAPI {
-	return &fakeAPI{answer: func(r *http.Request, body []byte) (int, any) {
-		if r.URL.Path != "/v1/auth/token" && r.Header.Get("Authorization") != "Bearer eva_tok" {
-			return 401, problem{Status: 401, Code: "unauthenticated", Detail: "sign in"}
-		}
+	return signedInAPI(role, func(r *http.Request, body []byte) (int, any) {
 		switch r.Method + " " + r.URL.Path {
-		case "POST /v1/auth/token":
-			return 200, tokenJSON{Token: "eva_tok"}
-		case "GET /v1/me":
-			return 200, me{Username: "u", Roles: []string{role}}
 		case "GET /v1/requests":
 			return 200, page[caseJSON]{}
 		case "GET /v1/admin/dead-letters":
@@ -50,7 +43,7 @@ func eraseAPIFake(role string, erased *[]map[string]string) *fakeAPI {
 				Justification: "Amina Rahman needs shelter", Requester: "ana", AmountCents: 12_500}
 		}
 		return 404, problem{Status: 404, Code: "not_found", Detail: "no such resource"}
-	}}
+	})
 }
 
 // An admin erases a request's personal data on /admin/erase: the id, a

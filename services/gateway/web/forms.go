@@ -95,9 +95,10 @@ var apiFields = map[string]string{
 
 // fromProblem puts a problem of the API on the form: each field error at
 // the form's field (a field the form does not have goes to the summary),
-// an insufficient fund at the amount, the rest as the form's error.
+// an insufficient fund at the amount of a form that has one, the rest as
+// the form's error.
 func (f *form) fromProblem(l *loc, p *problem) {
-	if p.Code == "insufficient_funds" && p.AvailableUSDCents != nil {
+	if _, hasAmount := f.Values["amount"]; hasAmount && p.Code == "insufficient_funds" && p.AvailableUSDCents != nil {
 		f.Fail("amount", l.T("err.insufficient", "Available", usd(*p.AvailableUSDCents)))
 		return
 	}

@@ -76,12 +76,19 @@ type fundData struct {
 	Ledger ledgerJSON
 	// Next is the link to the ledger's next page; empty on the last.
 	Next string
+	// Form is finance's form that changes the allocation; Committed is
+	// what is reserved and paid, the lowest allocation it can set.
+	Form      *form
+	Committed int64
 }
 
 // fundPage is /funds/{id}: the fund, its burn-down (allocated, reserved,
-// paid over time) from GET /v1/funds/{id}/history, and a page of its
-// double-entry ledger from GET /v1/funds/{id}/ledger (?after= pages on).
-func (s *site) fundPage(v *view) error {
+// paid over time) from GET /v1/funds/{id}/history, a page of its
+// double-entry ledger from GET /v1/funds/{id}/ledger (?after= pages on),
+// and for finance the form that changes its allocation.
+func (s *site) fundPage(v *view) error { return s.showFund(v, http.StatusOK, newForm()) }
+
+func (s *site) showFund(v *view, status int, f *form) error {
 	id := chi.URLParam(v.r, "id")
 	fd, err := get[fundJSON](v.ctx(), v.s.api, v.token, "/v1/funds/"+url.PathEscape(id))
 	if err != nil {
@@ -96,12 +103,43 @@ func (s *site) fundPage(v *view) error {
 	if err != nil {
 		return err
 	}
-	d := fundData{Fund: fd, Chart: burnDownChart(v.L, fd, h.Items, v.s.now()), Bar: newFundBar(fd), Ledger: l}
+	d := fundData{Fund: fd, Chart: burnDownChart(v.L, fd, h.Items, v.s.now()), Bar: newFundBar(fd), Ledger: l, Form: f,
+		Committed: fd.ReservedCents + fd.PaidCents}
 	if l.NextAfter > 0 {
 		d.Next = query("/funds/"+url.PathEscape(id), "after", strconv.FormatUint(l.NextAfter, 10)) + "#ledger-h"
 	}
-	v.render(http.StatusOK, "fund", fd.Name, d)
+	v.render(status, "fund", fd.Name, d)
 	return nil
+}
+
+// changeAllocation is POST /funds/{id}/allocation: the new allocation in
+// dollars and the reason, through POST /v1/funds/{id}/allocation; a
+// refusal (a cut below what is reserved and paid, the same allocation, no
+// reason) comes back at its field.
+func (s *site) changeAllocation(v *view) error {
+	id := chi.URLParam(v.r, "id")
+	f := formFrom(v.r, "allocated", "reason")
+	f.Key = formKey(v.r)
+	f.require(v.L, "allocated", "reason")
+	cents := f.amount(v.L, "allocated")
+	if f.OK() {
+		path := "/funds/" + url.PathEscape(id)
+		res, err := v.call(call{method: http.MethodPost, path: "/v1" + path + "/allocation", key: f.Key,
+			body: map[string]any{"allocated_usd_cents": cents, "reason": f.V("reason")}})
+		if err != nil {
+			return err
+		}
+		if res.Problem == nil {
+			v.redirect(path + "?done=allocation")
+			return nil
+		}
+		if res.Problem.Status == http.StatusUnauthorized || res.Problem.Status == http.StatusForbidden {
+			return res.Problem
+		}
+		f.fromProblem(v.L, res.Problem)
+	}
+	f.Key = randomKey()
+	return s.showFund(v, statusOfForm(f), f)
 }
 
 type payeeListData struct {

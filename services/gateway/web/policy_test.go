@@ -20,15 +20,8 @@ func policyAPIFake(role string, puts *[]map[string]any) *fakeAPI {
 	second.Version, second.ChangedBy, second.ChangedAt = "2", "adm", "2026-03-01T11:00:00Z"
 	second.Deadlines = map[string]string{"critical": "2m0s", "urgent": "24h0m0s", "routine": "72h0m0s"}
 	second.CapsUSDCents = map[string]int64{"medical": 1000000}
-	return &fakeAPI{answer: func(r *http.Request, body []byte) (int, any) {
-		if r.URL.Path != "/v1/auth/token" && r.Header.Get("Authorization") != "Bearer eva_tok" {
-			return 401, problem{Status: 401, Code: "unauthenticated", Detail: "sign in"}
-		}
+	return signedInAPI(role, func(r *http.Request, body []byte) (int, any) {
 		switch r.Method + " " + r.URL.Path {
-		case "POST /v1/auth/token":
-			return 200, tokenJSON{Token: "eva_tok"}
-		case "GET /v1/me":
-			return 200, me{Username: "u", Roles: []string{role}, Posts: []string{"BGD-DHAKA"}}
 		case "GET /v1/requests":
 			return 200, page[caseJSON]{}
 		case "GET /v1/policy/history":
@@ -61,7 +54,7 @@ func policyAPIFake(role string, puts *[]map[string]any) *fakeAPI {
 			return 200, second
 		}
 		return 404, problem{Status: 404, Code: "not_found", Detail: "no such resource"}
-	}}
+	})
 }
 
 // The Policy page shows the policy in force as a form in dollars and Go

@@ -164,6 +164,7 @@ func (s *site) routes() http.Handler {
 	r.Get("/funds", s.page(signedIn, s.fundList))
 	r.Post("/funds", s.action(signedIn, s.createFund))
 	r.Get("/funds/{id}", s.page(signedIn, s.fundPage))
+	r.Post("/funds/{id}/allocation", s.action(signedIn, s.changeAllocation))
 	r.Get("/payees", s.page(signedIn, s.payeeList))
 	r.Post("/payees", s.action(signedIn, s.createPayee))
 	r.Get("/payouts", s.page(signedIn, s.payoutList))

@@ -100,6 +100,24 @@ func standardAPI(t *testing.T) *fakeAPI {
 	}}
 }
 
+// signedInAPI answers as the API would for a user of role (at
+// BGD-DHAKA) signed in with the token eva_tok: without the token 401, the
+// token and GET /v1/me, then answer for everything else.
+func signedInAPI(role string, answer func(r *http.Request, body []byte) (int, any)) *fakeAPI {
+	return &fakeAPI{answer: func(r *http.Request, body []byte) (int, any) {
+		if r.URL.Path != "/v1/auth/token" && r.Header.Get("Authorization") != "Bearer eva_tok" {
+			return 401, problem{Status: 401, Code: "unauthenticated", Detail: "sign in"}
+		}
+		switch r.Method + " " + r.URL.Path {
+		case "POST /v1/auth/token":
+			return 200, tokenJSON{Token: "eva_tok"}
+		case "GET /v1/me":
+			return 200, me{Username: "u", Roles: []string{role}, Posts: []string{"BGD-DHAKA"}}
+		}
+		return answer(r, body)
+	}}
+}
+
 // client is a browser without scripts: a cookie jar and no redirects.
 type client struct {
 	t    *testing.T

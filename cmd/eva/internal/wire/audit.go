@@ -108,7 +108,7 @@ func AuditVerify(ctx context.Context, p *Platform, o AuditVerifyOptions, out io.
 		}
 		opt.Checkpoints = append(opt.Checkpoints, auditapi.SplitCheckpoints(data)...)
 	}
-	res, err := audit.VerifyAll(ctx, audit.NewSQLStore(db), p.Log, opt)
+	res, err := audit.VerifyAll(ctx, audit.NewSQLStore(db), p.ToolLog(), opt)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func AuditVerify(ctx context.Context, p *Platform, o AuditVerifyOptions, out io.
 	if err := disbursement.Migrate(ctx, ddb); err != nil {
 		return err
 	}
-	payees, err := disbursement.CheckPayeeRows(ctx, ddb, p.Log)
+	payees, err := disbursement.CheckPayeeRows(ctx, ddb, p.ToolLog())
 	if err != nil {
 		return err
 	}

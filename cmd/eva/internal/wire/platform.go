@@ -398,6 +398,19 @@ const minFree = 1 << 20
 // directory.
 func (p *Platform) embedded() bool { return p.Config.NATSURL == "" || p.Config.DatabaseURL == "" }
 
+// ToolLog is the event log as the offline tools (`eva audit verify`,
+// `eva audit replay`) read it: with the embedded server, which this
+// process alone runs on the data directory, the stream is read straight
+// from its files (eventlog.Log.WithFiles: no message built by the server
+// and parsed by the client, a tenth of the CPU per event); with external
+// NATS, through the server.
+func (p *Platform) ToolLog() *eventlog.Log {
+	if p.Server == nil {
+		return p.Log
+	}
+	return p.Log.WithFiles(p.Server.StoreDir(), p.Server.GlobalAccount().Name)
+}
+
 // Close releases everything, the embedded server last.
 func (p *Platform) Close() {
 	if p.stop != nil {

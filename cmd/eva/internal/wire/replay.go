@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -14,6 +16,8 @@ import (
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 	"github.com/eva-org/eva/services/intake"
 )
 
@@ -36,10 +40,12 @@ type readModel struct {
 	tables  []string
 }
 
-// readModels are the read models folded from the log alone. Disbursement's
-// ledger is not one of them: its holds are placed by commands and its
-// payout ids are minted as it applies the log, so only its consumer, in
-// order and once, makes it.
+// readModels are the read models folded from the log alone, case by
+// case. Disbursement's payout and hold rows are not among them: its holds
+// are placed by commands and its payout ids are minted as it applies the
+// log, so only its consumer, in order and once, makes them. Its
+// double-entry ledger is made from the events alone, in log order, and is
+// replayed apart (replayLedger).
 var readModels = []readModel{
 	{service: "intake", migrate: intake.Migrate, tables: []string{"intake_cases"},
 		project: func(db sqldb.DB) eventlog.Projection { return intake.NewSQLStore(db) }},
@@ -47,35 +53,58 @@ var readModels = []readModel{
 		project: func(db sqldb.DB) eventlog.Projection { return approval.NewSQLStore(db) }},
 }
 
-// ReplayServices are the services whose read models `eva audit replay`
-// rebuilds.
+// ledgerService is the name `eva audit replay --service` knows
+// disbursement's double-entry ledger by.
+const ledgerService = "ledger"
+
+// ReplayServices are the names `eva audit replay --service` takes: the
+// services whose read models it rebuilds, and the ledger it checks.
 func ReplayServices() []string {
-	out := make([]string, len(readModels))
-	for i, m := range readModels {
-		out[i] = m.service
+	out := make([]string, 0, len(readModels)+1)
+	for _, m := range readModels {
+		out = append(out, m.service)
 	}
-	return out
+	return append(out, ledgerService)
 }
 
 // AuditReplay rebuilds the read models of o.Service (every replayable
 // service's when empty) from the event log, each in one transaction of its
 // service's database, with a progress bar on progress, and prints what it
-// did on out. With o.Case it prints that case's timeline instead.
+// did on out; it also replays the ledger (replayLedger) when o.Service is
+// empty or "ledger". With o.Case it prints that case's timeline instead.
 //
-// Errors: an unknown service; those of the log and the stores.
+// Errors: an unknown service; a live ledger that differs from the one the
+// log makes; those of the log and the stores.
 func AuditReplay(ctx context.Context, p *Platform, o AuditReplayOptions, out, progress io.Writer) error {
 	if o.Case != "" {
 		return CaseTimeline(ctx, p.Log, o.Case, out)
 	}
-	models := readModels
+	models, ledger := readModels, true
 	if o.Service != "" {
 		i := slices.IndexFunc(readModels, func(m readModel) bool { return m.service == o.Service })
-		if i < 0 {
+		ledger = o.Service == ledgerService
+		if i < 0 && !ledger {
 			return fmt.Errorf("audit replay: --service %q: not a service with read models folded from the log (want one of %v)",
 				o.Service, ReplayServices())
 		}
-		models = readModels[i : i+1]
+		models = nil
+		if i >= 0 {
+			models = readModels[i : i+1]
+		}
 	}
+	if len(models) > 0 {
+		if err := replayReadModels(ctx, p, models, out, progress); err != nil {
+			return err
+		}
+	}
+	if ledger {
+		return replayLedger(ctx, p, out, progress)
+	}
+	return nil
+}
+
+// replayReadModels rebuilds models from one reading of the log.
+func replayReadModels(ctx context.Context, p *Platform, models []readModel, out, progress io.Writer) error {
 	// One reading of the log folds the cases once for every read model;
 	// each is then written in its own transaction.
 	targets := make([]eventlog.RebuildTarget, len(models))
@@ -102,7 +131,7 @@ func AuditReplay(ctx context.Context, p *Platform, o AuditReplayOptions, out, pr
 	}
 	bar := NewProgress(progress, "replay "+strings.Join(names, ", "))
 	start := time.Now()
-	res, err := p.Log.RebuildAll(ctx, targets, bar.Update)
+	res, err := p.ToolLog().RebuildAll(ctx, targets, bar.Update)
 	if err != nil {
 		return fmt.Errorf("audit replay %s: %w", strings.Join(names, ", "), err)
 	}
@@ -114,6 +143,104 @@ func AuditReplay(ctx context.Context, p *Platform, o AuditReplayOptions, out, pr
 	fmt.Fprintf(out, "read the log once for %d read models in %s, %.0f events/s\n", len(res), took.Round(time.Millisecond),
 		float64(res[len(res)-1].Events)/took.Seconds())
 	return nil
+}
+
+// replayLedger builds disbursement's double-entry ledger from the whole
+// log into a scratch SQLite database (removed afterwards), compares it
+// with the live ledger up to the same log position — every entry, every
+// fund's balances — and prints the comparison. The live ledger is read,
+// never changed: it is written by disbursement's consumer beside the
+// funds' rows, and an auditor's replay must not move money figures.
+//
+// Errors: a live ledger that differs, with how many entries; those of
+// the log and the databases.
+func replayLedger(ctx context.Context, p *Platform, out, progress io.Writer) error {
+	live, err := p.DB(ctx, "disbursement")
+	if err != nil {
+		return err
+	}
+	if err := disbursement.Migrate(ctx, live); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "eva-ledger-replay-")
+	if err != nil {
+		return fmt.Errorf("audit replay ledger: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	scratch, err := sqldb.OpenSQLite(ctx, filepath.Join(dir, "ledger.db"))
+	if err != nil {
+		return fmt.Errorf("audit replay ledger: %w", err)
+	}
+	defer scratch.Close()
+	if err := disbursement.Migrate(ctx, scratch); err != nil {
+		return fmt.Errorf("audit replay ledger: %w", err)
+	}
+	end, err := p.Log.LastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	bar := NewProgress(progress, "replay ledger")
+	start := time.Now()
+	events, last, err := disbursement.ReplayLedger(ctx, scratch, func(f func(eventlog.Msg) error) (uint64, error) {
+		n := 0
+		return p.ToolLog().Scan(ctx, 1, end, func(m eventlog.Msg) error {
+			if n++; n%4096 == 0 {
+				bar.Update(m.Seq, end)
+			}
+			return f(m)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("audit replay ledger: %w", err)
+	}
+	bar.Finish(last)
+	took := time.Since(start)
+	c, err := disbursement.CheckLedger(ctx, live, scratch, last)
+	if err != nil {
+		return fmt.Errorf("audit replay ledger: %w", err)
+	}
+	fmt.Fprintf(out, "ledger: replayed %d events (log at %d) in %s, %.0f events/s: %d entries; the live ledger has %d up to %d\n",
+		events, last, took.Round(time.Millisecond), float64(events)/took.Seconds(), c.Entries, c.LiveEntries, last)
+	if err := printLedgerCheck(out, c); err != nil {
+		return err
+	}
+	if !c.OK {
+		return fmt.Errorf("audit replay ledger: the live ledger differs from the one the log makes: %d entries differ", c.DifferCount)
+	}
+	fmt.Fprintln(out, "ledger: the live ledger equals the one the log makes, entry for entry and in every fund's balances")
+	return nil
+}
+
+// printLedgerCheck prints each fund's balances as the log makes them,
+// whether the live ledger has the same, and the entries that differ.
+func printLedgerCheck(out io.Writer, c disbursement.LedgerCheck) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "FUND\tALLOCATED\tRESERVED\tPAID\tAVAILABLE\tLIVE LEDGER\t")
+	usd := func(b disbursementapi.Balances) string {
+		return fmt.Sprintf("%s\t%s\t%s\t%s", cents(b.AllocatedCents), cents(b.ReservedCents), cents(b.PaidCents), cents(b.AvailableCents))
+	}
+	for _, f := range c.Funds {
+		live := "equal"
+		if !f.Equal {
+			live = "differs: " + strings.ReplaceAll(usd(f.Live), "\t", " / ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", f.FundID, usd(f.Log), live)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, d := range c.Differ {
+		fmt.Fprintln(out, "  "+d)
+	}
+	if more := c.DifferCount - len(c.Differ); more > 0 {
+		fmt.Fprintf(out, "  (and %d more entries)\n", more)
+	}
+	return nil
+}
+
+// cents formats US cents as dollars with two decimals.
+func cents(c int64) string {
+	return strings.TrimSuffix(assist.FormatUSD(c), " USD")
 }
 
 // CaseTimeline prints a case's events from the log, one line each: its

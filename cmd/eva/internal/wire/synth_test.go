@@ -3,6 +3,7 @@ package wire_test
 import (
 	"context"
 	"os"
+	"reflect"
 	"strconv"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/eva-org/eva/cmd/eva/internal/wire"
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
 )
 
@@ -41,4 +43,33 @@ func TestSynthesizeDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("the log of %s ends at %d, %d events added in %s", dir, last, n/5*5, time.Since(start).Round(time.Millisecond))
+}
+
+// TestToolLogReadsTheStreamFiles checks that the offline tools' log finds
+// the embedded server's files of the event stream, and reads there what
+// the server serves.
+func TestToolLogReadsTheStreamFiles(t *testing.T) {
+	ctx := context.Background()
+	p, err := wire.Open(ctx, wire.Config{DataDir: t.TempDir(), Replicas: 1, Policy: assist.DefaultPolicy()}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	last, err := eventlogtest.Synthesize(ctx, p.Log.JetStream(), 20, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := p.ToolLog()
+	if !tl.ReadsFiles() {
+		t.Fatal("the tools' log does not find the stream's files")
+	}
+	var fromFiles, fromServer []eventlog.Msg
+	for l, into := range map[*eventlog.Log]*[]eventlog.Msg{tl: &fromFiles, p.Log: &fromServer} {
+		if _, err := l.Scan(ctx, 1, last, func(m eventlog.Msg) error { *into = append(*into, m); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(fromFiles) != int(last) || !reflect.DeepEqual(fromFiles, fromServer) {
+		t.Fatalf("%d events from the files, %d through the server, or they differ", len(fromFiles), len(fromServer))
+	}
 }
