@@ -3,8 +3,10 @@ package intake
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/eva-org/eva/pkg/seal"
 )
@@ -19,9 +21,10 @@ type keyPool struct {
 	ring  *seal.Keyring
 	batch int
 
-	mu   sync.Mutex
-	free []pooledKey
-	low  chan struct{}
+	mu      sync.Mutex
+	free    []pooledKey
+	low     chan struct{}
+	filling singleflight.Group // one fill at a time for the filings that found the pool empty
 }
 
 type pooledKey struct {
@@ -51,12 +54,30 @@ func (p *keyPool) take(ctx context.Context) (pooledKey, error) {
 			return k, nil
 		}
 		p.mu.Unlock()
-		// Empty (at start, or the refiller fell behind): make a batch now.
-		if err := p.fill(ctx); err != nil {
-			return pooledKey{}, err
+		// Empty (at start, or the refiller fell behind): make a batch now,
+		// one for all the filings that found it empty. A batch each made
+		// them all wait on as many transactions at once, and under load
+		// none finished before its filing gave up, so none ever did.
+		// The batch is made for whoever waits on it: a filing that gives
+		// up does not take it down with it.
+		done := p.filling.DoChan("fill", func() (any, error) {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
+			defer cancel()
+			return nil, p.fill(ctx)
+		})
+		select {
+		case r := <-done:
+			if r.Err != nil {
+				return pooledKey{}, r.Err
+			}
+		case <-ctx.Done():
+			return pooledKey{}, ctx.Err()
 		}
 	}
 }
+
+// fillTimeout bounds a batch made for the filings that wait on it.
+const fillTimeout = 30 * time.Second
 
 // fill makes and stores a batch of keys, then offers them.
 func (p *keyPool) fill(ctx context.Context) error {

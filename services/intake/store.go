@@ -82,14 +82,14 @@ func NewSQLStore(db sqldb.DB) *SQLStore { return &SQLStore{db: db} }
 // AddKeys implements Store.
 func (s *SQLStore) AddKeys(ctx context.Context, keys []WrappedKey) error {
 	now := sqldb.Micros(time.Now())
+	rows := make([][]any, len(keys))
+	for i, k := range keys {
+		rows[i] = []any{k.ID, k.Wrapped, now}
+	}
+	// One statement a batch: a batch of single inserts is a round trip
+	// each, which a slow network to the database multiplies.
 	return s.db.Tx(ctx, func(q sqldb.Querier) error {
-		for _, k := range keys {
-			if _, err := q.Exec(ctx, `INSERT INTO intake_data_keys (key_id, wrapped, created_at) VALUES ($1, $2, $3)`,
-				k.ID, k.Wrapped, now); err != nil {
-				return err
-			}
-		}
-		return nil
+		return sqldb.InsertRows(ctx, q, `INSERT INTO intake_data_keys (key_id, wrapped, created_at)`, "", rows)
 	})
 }
 
