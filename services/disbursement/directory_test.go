@@ -219,3 +219,30 @@ func TestPayoutPaysTheLoggedAccountNotTheRow(t *testing.T) {
 		}
 	})
 }
+
+// A change of the payee's account through the log is recorded by the next
+// reservation, although the worker read (and holds) the payee as it was
+// for an earlier one.
+func TestReservationRecordsTheAccountChangedSinceTheLastOne(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		h := newHarness(t, db, newCountingProvider())
+		ctx := h.ctx
+		for _, account := range []string{"ACC-1", "ACC-2", "ACC-3"} {
+			if account != "ACC-1" {
+				if _, err := h.svc.ChangePayeeAccount(ctx, disbursementapi.ChangeAccountRequest{CommandID: newID(), Actor: fin,
+					ID: h.payee.ID, Account: account, Reason: "new bank"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			caseID := h.approved(1_000)
+			h.drive(h.svc, caseID, assist.StateDisbursed)
+			c, err := h.log.Case(ctx, caseID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.PayoutAccount != account {
+				t.Fatalf("FundsReserved recorded %q, want %q", c.PayoutAccount, account)
+			}
+		}
+	})
+}

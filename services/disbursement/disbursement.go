@@ -83,6 +83,9 @@ type Service struct {
 	now      func() time.Time
 	wake     chan struct{}
 	outages  outage.Log
+	// payees are the payees as the log makes them, for the payout's
+	// reserve step.
+	payees *eventlog.Held[*assist.Payee]
 }
 
 // New returns the service on a migrated database.
@@ -93,7 +96,8 @@ func New(d Deps) *Service {
 		now = time.Now
 	}
 	return &Service{cfg: d.Config, db: d.DB, log: d.Log, store: NewSQLStore(d.DB), provider: d.Provider, zl: d.Logger,
-		now: func() time.Time { return now().UTC() }, wake: make(chan struct{}, 1)}
+		now: func() time.Time { return now().UTC() }, wake: make(chan struct{}, 1),
+		payees: &eventlog.Held[*assist.Payee]{Kind: assist.KindPayee, Fold: assist.FoldPayee}}
 }
 
 // Migrate applies disbursement's schema to its database: the records of its log

@@ -270,17 +270,19 @@ func (s *Service) append(ctx context.Context, w Work, c *assist.Case, decide fun
 	return s.log.ExecuteFrom(ctx, c, eventlog.Command{CaseID: w.CaseID, ID: w.CmdID, Decide: decide})
 }
 
-// loggedPayee is a payee as its events in the log make it.
+// loggedPayee is a payee as its events in the log make it when asked (its
+// history is read again only when the log's last event of the payee is
+// not the one of the state held: eventlog.Held).
 func (s *Service) loggedPayee(ctx context.Context, id string) (*assist.Payee, error) {
-	recs, err := s.log.History(ctx, assist.KindPayee, id)
+	held, err := s.payees.Get(ctx, s.log, id)
 	if err != nil {
 		return nil, err
 	}
-	p := assist.FoldPayee(recs)
-	if p == nil {
+	if held == nil {
 		return nil, fmt.Errorf("payee %s has no events in the log", id)
 	}
-	return p, nil
+	p := *held // the held state is shared
+	return &p, nil
 }
 
 func paymentKey(w Work) string { return fmt.Sprintf("%s-%d", w.ID, w.Attempt) }
