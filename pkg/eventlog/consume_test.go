@@ -386,13 +386,7 @@ func TestGapWaitDoesNotBackOffToAMinute(t *testing.T) {
 	if _, err := l.Append(ctx, submitted(t, id), 0); err != nil {
 		t.Fatal(err)
 	}
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = l.Consume(cctx, db, eventlog.ConsumerConfig{Name: "gap", RetryDelay: 20 * time.Millisecond}, h, zaptest.NewLogger(t))
-	}()
-	defer func() { cancel(); <-done }()
+	consumeInBackground(t, l, db, eventlog.ConsumerConfig{Name: "gap", RetryDelay: 20 * time.Millisecond}, h)
 	evatest.Await(t, 20*time.Second, "the event after fourteen gaps", func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -429,14 +423,8 @@ func TestHungStoreCallTimesOutAndIsRetried(t *testing.T) {
 	if _, err := l.Append(ctx, submitted(t, id), 0); err != nil {
 		t.Fatal(err)
 	}
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = l.Consume(cctx, db, eventlog.ConsumerConfig{Name: "hung", MaxAttempts: 2, RetryDelay: 10 * time.Millisecond,
-			StepTimeout: 100 * time.Millisecond}, h, zaptest.NewLogger(t))
-	}()
-	defer func() { cancel(); <-done }()
+	consumeInBackground(t, l, db, eventlog.ConsumerConfig{Name: "hung", MaxAttempts: 2, RetryDelay: 10 * time.Millisecond,
+		StepTimeout: 100 * time.Millisecond}, h)
 	evatest.Await(t, 30*time.Second, "the event after six hung calls", func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -446,4 +434,16 @@ func TestHungStoreCallTimesOutAndIsRetried(t *testing.T) {
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM dead_letters WHERE consumer = 'hung'`).Scan(&dead); err != nil || dead != 0 {
 		t.Fatalf("dead letters %d (%v), want none", dead, err)
 	}
+}
+
+// consumeInBackground runs a consumer of l with cfg and h until the test
+// ends.
+func consumeInBackground(t *testing.T, l *eventlog.Log, db sqldb.DB, cfg eventlog.ConsumerConfig, h eventlog.Handler) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = l.Consume(ctx, db, cfg, h, zaptest.NewLogger(t))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
 }

@@ -23,14 +23,7 @@ import (
 func TestExportChecksAndAFlippedByteNamesTheEvent(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		e := newEnv(t, db)
-		e.someCases(40)
-		e.start()
-		n := e.waitArchived()
-		evatest.Eventually(t, "a checkpoint of the whole archive", func() bool {
-			cp, err := e.client.Checkpoint(e.ctx)
-			return err == nil && cp.Size == int64(n)
-		})
-		e.stop()
+		n := e.archivedAndStopped(40)
 		var buf bytes.Buffer
 		var progressed uint64
 		size, err := audit.Export(e.ctx, e.store, e.key.Verifier, &buf, func(done, total uint64) {
@@ -111,14 +104,7 @@ func TestExportChecksAndAFlippedByteNamesTheEvent(t *testing.T) {
 func TestExportRefusesAnArchiveThatIsNotTheCheckpoints(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		e := newEnv(t, db)
-		e.someCases(10)
-		e.start()
-		n := e.waitArchived()
-		evatest.Eventually(t, "a checkpoint of the whole archive", func() bool {
-			cp, err := e.client.Checkpoint(e.ctx)
-			return err == nil && cp.Size == int64(n)
-		})
-		e.stop()
+		e.archivedAndStopped(10)
 		export := func() error {
 			_, err := audit.Export(e.ctx, e.store, e.key.Verifier, io.Discard, nil)
 			return err
@@ -146,4 +132,20 @@ func TestExportRefusesAnArchiveThatIsNotTheCheckpoints(t *testing.T) {
 			t.Fatalf("leaf 3 changed: Export = %v", err)
 		}
 	})
+}
+
+// archivedAndStopped files cases, lets the service archive them and sign a
+// checkpoint of the whole archive, stops it, and returns the archive's
+// size.
+func (e *env) archivedAndStopped(cases int) uint64 {
+	e.t.Helper()
+	e.someCases(cases)
+	e.start()
+	n := e.waitArchived()
+	evatest.Eventually(e.t, "a checkpoint of the whole archive", func() bool {
+		cp, err := e.client.Checkpoint(e.ctx)
+		return err == nil && cp.Size == int64(n)
+	})
+	e.stop()
+	return n
 }
