@@ -81,6 +81,9 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 			return s.store.ExpireHoldNow(ctx, q, b.HoldID, now)
 		}
 	case assist.PayoutRetried:
+		if err := s.followsStep(ctx, q, e, b.PayoutID, b.Attempt); err != nil {
+			return err
+		}
 		return s.store.RetryPayout(ctx, q, b.PayoutID, b.Attempt, newID(), now)
 	case assist.FundCreated:
 		return s.store.PutFund(ctx, q, assist.Fund{ID: e.CaseID, Name: b.Name, AllocatedCents: b.AllocatedCents,
@@ -95,10 +98,11 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 }
 
 // followsStep returns eventlog.ErrGap when a payout's event (FundsReserved,
-// PayoutSent, PayoutSettled, PayoutFailed of attempt) arrives before the
-// step it follows was applied: the payout's row does not exist yet, is
-// still to be reserved, or failed an earlier attempt whose retry is not
-// applied yet. The consumer then tries the event again after the one it
+// PayoutSent, PayoutSettled, PayoutFailed or PayoutRetried of attempt)
+// arrives before the step it follows was applied: the payout's row does
+// not exist yet, is still to be reserved, failed an earlier attempt whose
+// retry is not applied yet, or (a retry) has not failed the attempt
+// before. The consumer then tries the event again after the one it
 // follows, instead of finding the row at no stage it moves from and
 // leaving it there for good (a batch whose one event failed for a
 // database fault goes on with the events after it, and the payout worker
@@ -112,6 +116,11 @@ func (s *Service) followsStep(ctx context.Context, q sqldb.Querier, e assist.Eve
 		return fmt.Errorf("%s of payout %s: the payout is not recorded yet: %w", e.Type(), payoutID, eventlog.ErrGap)
 	case stage == stageReserve && e.Type() != "FundsReserved":
 		return fmt.Errorf("%s of payout %s: its funds are not reserved yet: %w", e.Type(), payoutID, eventlog.ErrGap)
+	case e.Type() == "PayoutRetried":
+		// A retry of attempt follows the failure of the attempt before.
+		if at < attempt-1 || at == attempt-1 && stage != stageFailed {
+			return fmt.Errorf("PayoutRetried of payout %s attempt %d: attempt %d's failure is not recorded yet: %w", payoutID, attempt, attempt-1, eventlog.ErrGap)
+		}
 	case stage == stageFailed && attempt > at:
 		return fmt.Errorf("%s of payout %s attempt %d: the retry is not recorded yet (attempt %d failed): %w", e.Type(), payoutID, attempt, at, eventlog.ErrGap)
 	}

@@ -2,6 +2,7 @@ package disbursement
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -109,6 +110,18 @@ type simHold struct {
 }
 
 func runLedgerSeed(t testing.TB, open func(testing.TB) sqldb.DB, seed uint64, steps int) *ledgerSim {
+	s, payee := newLedgerSim(t, open, seed)
+	for range steps {
+		s.step(payee)
+		s.check()
+	}
+	s.replay()
+	return s
+}
+
+// newLedgerSim is a ledger on a fresh database with one payee and one
+// fund, and the payee's id.
+func newLedgerSim(t testing.TB, open func(testing.TB) sqldb.DB, seed uint64) (*ledgerSim, string) {
 	ctx := context.Background()
 	db := open(t)
 	if err := sqldb.MigrateAll(ctx, db, eventlog.Migrations, Migrations); err != nil {
@@ -124,12 +137,7 @@ func runLedgerSeed(t testing.TB, open func(testing.TB) sqldb.DB, seed uint64, st
 		t.Fatal(err)
 	}
 	s.createFund()
-	for range steps {
-		s.step(payee)
-		s.check()
-	}
-	s.replay()
-	return s
+	return s, payee
 }
 
 func (s *ledgerSim) fail(format string, args ...any) {
@@ -140,6 +148,12 @@ func (s *ledgerSim) fail(format string, args ...any) {
 // emit appends an event to the simulated log and delivers it to the
 // consumer's handler, as the consumer would.
 func (s *ledgerSim) emit(kind assist.Kind, of string, actor assist.Actor, body assist.Body) {
+	s.t.Helper()
+	s.deliver(s.record(kind, of, actor, body))
+}
+
+// record appends an event to the simulated log without delivering it.
+func (s *ledgerSim) record(kind assist.Kind, of string, actor assist.Actor, body assist.Body) eventlog.Msg {
 	s.t.Helper()
 	s.at = s.at.Add(time.Duration(1+s.rng.IntN(90)) * time.Second)
 	id := newID()
@@ -154,7 +168,7 @@ func (s *ledgerSim) emit(kind assist.Kind, of string, actor assist.Actor, body a
 		m.CaseID = of
 	}
 	s.msgs = append(s.msgs, m)
-	s.deliver(m)
+	return m
 }
 
 func (s *ledgerSim) deliver(m eventlog.Msg) {
@@ -445,4 +459,46 @@ func (s *ledgerSim) scan(f func(eventlog.Msg) error) (uint64, error) {
 		last = m.Seq
 	}
 	return last, nil
+}
+
+// A payout's retry that reaches the ledger before the failure it retries
+// waits for it (ErrGap). Applied first, it found no failed row and was
+// lost; the failure then left the row failed at the old attempt for good
+// while the case went on with the new one, and finance could not retry
+// it again ("only a failed payout can be retried"). The events of a case
+// can arrive out of order when a batch's earlier event fails.
+func TestRetryBeforeItsFailureWaitsForIt(t *testing.T) {
+	for _, store := range []struct {
+		name string
+		open func(testing.TB) sqldb.DB
+	}{{"sqlite", sqldbtest.SQLite}, {"postgres", sqldbtest.Postgres}} {
+		t.Run(store.name, func(t *testing.T) {
+			s, payee := newLedgerSim(t, store.open, 1)
+			f, system := s.funds[0], assist.Actor{Username: "eva", Role: assist.RoleSystem}
+			hold, caseID := newID(), newID()
+			if _, err := s.svc.store.PlaceHold(s.ctx, disbursementapi.PlaceHoldRequest{HoldID: hold, FundID: f.id, CaseID: caseID,
+				PayeeID: payee, AmountCents: 500}, s.at.Add(time.Hour), s.at); err != nil {
+				t.Fatal(err)
+			}
+			s.emit(assist.KindCase, caseID, olu, assist.RequestApproved{AmountCents: 500, FundID: f.id, HoldID: hold, PayeeID: payee,
+				Step: assist.ApprovalOnly})
+			var payout string
+			if err := s.db.QueryRow(s.ctx, `SELECT id FROM disb_payouts WHERE hold_id = $1`, hold).Scan(&payout); err != nil {
+				t.Fatal(err)
+			}
+			s.emit(assist.KindCase, caseID, system, assist.FundsReserved{HoldID: hold, FundID: f.id, AmountCents: 500, PayeeID: payee, PayoutID: payout})
+			s.emit(assist.KindCase, caseID, system, assist.PayoutSent{PayoutID: payout, PayeeID: payee, AmountCents: 500, ProviderRef: "REF-1", Attempt: 1})
+			failed := s.record(assist.KindCase, caseID, system, assist.PayoutFailed{PayoutID: payout, Error: "declined", Attempt: 1})
+			retried := s.record(assist.KindCase, caseID, fin, assist.PayoutRetried{PayoutID: payout, Attempt: 2})
+			if _, err := eventlog.Deliver(s.ctx, s.db, Consumer(), s.svc.Apply, []eventlog.Msg{retried}); !errors.Is(err, eventlog.ErrGap) {
+				t.Fatalf("the retry before its failure: %v, want a gap", err)
+			}
+			s.deliver(failed)
+			s.deliver(retried)
+			stage, attempt, _, err := s.svc.store.PayoutStage(s.ctx, s.db, payout)
+			if err != nil || stage != stagePay || attempt != 2 {
+				t.Fatalf("payout after its failure and retry: stage %q attempt %d (%v), want %q attempt 2", stage, attempt, err, stagePay)
+			}
+		})
+	}
 }
