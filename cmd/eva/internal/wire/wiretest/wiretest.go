@@ -5,6 +5,8 @@ package wiretest
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"errors"
 	"net"
 	"net/http"
@@ -107,17 +109,20 @@ func Start(tb testing.TB, o Options) *Stack {
 
 func (s *Stack) waitReady(tb testing.TB) {
 	tb.Helper()
-	evatest.Eventually(tb, "EVA to be ready with its demo fund", func() bool {
+	evatest.Await(tb, evatest.Patience, "EVA to be ready with its demo fund", func() (bool, string) {
 		resp, err := http.Get(s.URL + "/readyz")
 		if err != nil {
-			return false
+			return false, err.Error()
 		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 2<<10))
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return false
+			return false, fmt.Sprintf("/readyz %d %s", resp.StatusCode, body)
 		}
-		_, err = s.Disbursement.Fund(context.Background(), wire.DemoFundID)
-		return err == nil
+		if _, err = s.Disbursement.Fund(context.Background(), wire.DemoFundID); err != nil {
+			return false, "demo fund: " + err.Error()
+		}
+		return true, ""
 	})
 }
 
