@@ -5,9 +5,9 @@ package wiretest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"errors"
 	"net"
 	"net/http"
 	"testing"
