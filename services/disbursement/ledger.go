@@ -2,6 +2,7 @@ package disbursement
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/eva-org/eva/pkg/assist"
@@ -53,7 +54,7 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 		return s.store.Advance(ctx, q, b.PayoutID, []string{stageReserve}, stagePay, Advance{CmdID: stepCmdID(b.PayoutID, stagePay, 1), Attempt: 1, Now: now})
 	case assist.PayoutSent:
 		if err := s.followsStep(ctx, q, e, b.PayoutID, b.Attempt); err != nil {
-			return err
+			return passStale(err)
 		}
 		return s.store.Advance(ctx, q, b.PayoutID, []string{stagePay}, stageSent,
 			Advance{CmdID: stepCmdID(b.PayoutID, stageSent, b.Attempt), ProviderRef: b.ProviderRef, Now: now})
@@ -64,7 +65,7 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 		return s.store.Settle(ctx, q, b.PayoutID, now)
 	case assist.PayoutFailed:
 		if err := s.followsStep(ctx, q, e, b.PayoutID, b.Attempt); err != nil {
-			return err
+			return passStale(err)
 		}
 		return s.store.Advance(ctx, q, b.PayoutID, []string{stagePay, stageSent}, stageFailed,
 			Advance{LastError: b.Error, Now: now})
@@ -97,12 +98,28 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 	return nil
 }
 
+// errStale is followsStep's word for an event of an attempt the payout
+// has since moved past (a second PayoutFailed of attempt 1 that reaches
+// the ledger after the retry of attempt 2): applied, it would move the
+// newer attempt's row, and a payout the case retried would show failed
+// for good.
+var errStale = errors.New("an event of an earlier attempt")
+
+// passStale makes errStale no error: the event changes nothing.
+func passStale(err error) error {
+	if errors.Is(err, errStale) {
+		return nil
+	}
+	return err
+}
+
 // followsStep returns eventlog.ErrGap when a payout's event (FundsReserved,
 // PayoutSent, PayoutSettled, PayoutFailed or PayoutRetried of attempt)
 // arrives before the step it follows was applied: the payout's row does
 // not exist yet, is still to be reserved, failed an earlier attempt whose
 // retry is not applied yet, or (a retry) has not failed the attempt
-// before. The consumer then tries the event again after the one it
+// before; errStale for a PayoutSent or PayoutFailed of an attempt before
+// the payout's. The consumer then tries the event again after the one it
 // follows, instead of finding the row at no stage it moves from and
 // leaving it there for good (a batch whose one event failed for a
 // database fault goes on with the events after it, and the payout worker
@@ -121,6 +138,8 @@ func (s *Service) followsStep(ctx context.Context, q sqldb.Querier, e assist.Eve
 		if at < attempt-1 || at == attempt-1 && stage != stageFailed {
 			return fmt.Errorf("PayoutRetried of payout %s attempt %d: attempt %d's failure is not recorded yet: %w", payoutID, attempt, attempt-1, eventlog.ErrGap)
 		}
+	case attempt > 0 && attempt < at:
+		return fmt.Errorf("%s of payout %s attempt %d, which is at attempt %d: %w", e.Type(), payoutID, attempt, at, errStale)
 	case stage == stageFailed && attempt > at:
 		return fmt.Errorf("%s of payout %s attempt %d: the retry is not recorded yet (attempt %d failed): %w", e.Type(), payoutID, attempt, at, eventlog.ErrGap)
 	}

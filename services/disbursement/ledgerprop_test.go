@@ -502,3 +502,41 @@ func TestRetryBeforeItsFailureWaitsForIt(t *testing.T) {
 		})
 	}
 }
+
+// A failure of an attempt that reaches the ledger after the payout moved
+// on to the next attempt changes nothing: two workers that both paid
+// attempt 1 can each record its failure, and the second, applied after
+// finance's retry, moved attempt 2's row to failed while the case waited
+// on attempt 2, which finance could then not retry (the money-path
+// simulator, seed 3261 at 500 steps).
+func TestFailureOfAnEarlierAttemptMovesNothing(t *testing.T) {
+	for _, store := range []struct {
+		name string
+		open func(testing.TB) sqldb.DB
+	}{{"sqlite", sqldbtest.SQLite}, {"postgres", sqldbtest.Postgres}} {
+		t.Run(store.name, func(t *testing.T) {
+			s, payee := newLedgerSim(t, store.open, 1)
+			f, system := s.funds[0], assist.Actor{Username: "eva", Role: assist.RoleSystem}
+			hold, caseID := newID(), newID()
+			if _, err := s.svc.store.PlaceHold(s.ctx, disbursementapi.PlaceHoldRequest{HoldID: hold, FundID: f.id, CaseID: caseID,
+				PayeeID: payee, AmountCents: 500}, s.at.Add(time.Hour), s.at); err != nil {
+				t.Fatal(err)
+			}
+			s.emit(assist.KindCase, caseID, olu, assist.RequestApproved{AmountCents: 500, FundID: f.id, HoldID: hold, PayeeID: payee,
+				Step: assist.ApprovalOnly})
+			var payout string
+			if err := s.db.QueryRow(s.ctx, `SELECT id FROM disb_payouts WHERE hold_id = $1`, hold).Scan(&payout); err != nil {
+				t.Fatal(err)
+			}
+			s.emit(assist.KindCase, caseID, system, assist.FundsReserved{HoldID: hold, FundID: f.id, AmountCents: 500, PayeeID: payee, PayoutID: payout})
+			s.emit(assist.KindCase, caseID, system, assist.PayoutFailed{PayoutID: payout, Error: "declined", Attempt: 1})
+			s.emit(assist.KindCase, caseID, fin, assist.PayoutRetried{PayoutID: payout, Attempt: 2})
+			s.emit(assist.KindCase, caseID, system, assist.PayoutFailed{PayoutID: payout, Error: "declined again", Attempt: 1})
+			s.emit(assist.KindCase, caseID, system, assist.PayoutSent{PayoutID: payout, PayeeID: payee, AmountCents: 500, ProviderRef: "REF-1", Attempt: 1})
+			stage, attempt, _, err := s.svc.store.PayoutStage(s.ctx, s.db, payout)
+			if err != nil || stage != stagePay || attempt != 2 {
+				t.Fatalf("payout after attempt 1's late failure and sending: stage %q attempt %d (%v), want %q attempt 2", stage, attempt, err, stagePay)
+			}
+		})
+	}
+}
