@@ -36,10 +36,7 @@ var ledgerSeeds = flag.Int("ledger.seeds", 40, "seeds of the ledger property tes
 // at the end, replaying the events from scratch into an empty ledger
 // builds the identical ledger. On both stores.
 func TestLedgerProperties(t *testing.T) {
-	for _, store := range []struct {
-		name string
-		open func(testing.TB) sqldb.DB
-	}{{"sqlite", sqldbtest.SQLite}, {"postgres", sqldbtest.Postgres}} {
+	for _, store := range ledgerStores {
 		t.Run(store.name, func(t *testing.T) {
 			for seed := range uint64(*ledgerSeeds) {
 				t.Run(fmt.Sprintf("seed=%d", seed+1), func(t *testing.T) { runLedgerSeed(t, store.open, seed+1, 60) })
@@ -468,27 +465,12 @@ func (s *ledgerSim) scan(f func(eventlog.Msg) error) (uint64, error) {
 // it again ("only a failed payout can be retried"). The events of a case
 // can arrive out of order when a batch's earlier event fails.
 func TestRetryBeforeItsFailureWaitsForIt(t *testing.T) {
-	for _, store := range []struct {
-		name string
-		open func(testing.TB) sqldb.DB
-	}{{"sqlite", sqldbtest.SQLite}, {"postgres", sqldbtest.Postgres}} {
+	for _, store := range ledgerStores {
 		t.Run(store.name, func(t *testing.T) {
 			s, payee := newLedgerSim(t, store.open, 1)
-			f, system := s.funds[0], assist.Actor{Username: "eva", Role: assist.RoleSystem}
-			hold, caseID := newID(), newID()
-			if _, err := s.svc.store.PlaceHold(s.ctx, disbursementapi.PlaceHoldRequest{HoldID: hold, FundID: f.id, CaseID: caseID,
-				PayeeID: payee, AmountCents: 500}, s.at.Add(time.Hour), s.at); err != nil {
-				t.Fatal(err)
-			}
-			s.emit(assist.KindCase, caseID, olu, assist.RequestApproved{AmountCents: 500, FundID: f.id, HoldID: hold, PayeeID: payee,
-				Step: assist.ApprovalOnly})
-			var payout string
-			if err := s.db.QueryRow(s.ctx, `SELECT id FROM disb_payouts WHERE hold_id = $1`, hold).Scan(&payout); err != nil {
-				t.Fatal(err)
-			}
-			s.emit(assist.KindCase, caseID, system, assist.FundsReserved{HoldID: hold, FundID: f.id, AmountCents: 500, PayeeID: payee, PayoutID: payout})
-			s.emit(assist.KindCase, caseID, system, assist.PayoutSent{PayoutID: payout, PayeeID: payee, AmountCents: 500, ProviderRef: "REF-1", Attempt: 1})
-			failed := s.record(assist.KindCase, caseID, system, assist.PayoutFailed{PayoutID: payout, Error: "declined", Attempt: 1})
+			caseID, payout := s.reservedPayout(payee, 500)
+			s.emit(assist.KindCase, caseID, sysActor, assist.PayoutSent{PayoutID: payout, PayeeID: payee, AmountCents: 500, ProviderRef: "REF-1", Attempt: 1})
+			failed := s.record(assist.KindCase, caseID, sysActor, assist.PayoutFailed{PayoutID: payout, Error: "declined", Attempt: 1})
 			retried := s.record(assist.KindCase, caseID, fin, assist.PayoutRetried{PayoutID: payout, Attempt: 2})
 			if _, err := eventlog.Deliver(s.ctx, s.db, Consumer(), s.svc.Apply, []eventlog.Msg{retried}); !errors.Is(err, eventlog.ErrGap) {
 				t.Fatalf("the retry before its failure: %v, want a gap", err)
@@ -510,29 +492,14 @@ func TestRetryBeforeItsFailureWaitsForIt(t *testing.T) {
 // on attempt 2, which finance could then not retry (the money-path
 // simulator, seed 3261 at 500 steps).
 func TestFailureOfAnEarlierAttemptMovesNothing(t *testing.T) {
-	for _, store := range []struct {
-		name string
-		open func(testing.TB) sqldb.DB
-	}{{"sqlite", sqldbtest.SQLite}, {"postgres", sqldbtest.Postgres}} {
+	for _, store := range ledgerStores {
 		t.Run(store.name, func(t *testing.T) {
 			s, payee := newLedgerSim(t, store.open, 1)
-			f, system := s.funds[0], assist.Actor{Username: "eva", Role: assist.RoleSystem}
-			hold, caseID := newID(), newID()
-			if _, err := s.svc.store.PlaceHold(s.ctx, disbursementapi.PlaceHoldRequest{HoldID: hold, FundID: f.id, CaseID: caseID,
-				PayeeID: payee, AmountCents: 500}, s.at.Add(time.Hour), s.at); err != nil {
-				t.Fatal(err)
-			}
-			s.emit(assist.KindCase, caseID, olu, assist.RequestApproved{AmountCents: 500, FundID: f.id, HoldID: hold, PayeeID: payee,
-				Step: assist.ApprovalOnly})
-			var payout string
-			if err := s.db.QueryRow(s.ctx, `SELECT id FROM disb_payouts WHERE hold_id = $1`, hold).Scan(&payout); err != nil {
-				t.Fatal(err)
-			}
-			s.emit(assist.KindCase, caseID, system, assist.FundsReserved{HoldID: hold, FundID: f.id, AmountCents: 500, PayeeID: payee, PayoutID: payout})
-			s.emit(assist.KindCase, caseID, system, assist.PayoutFailed{PayoutID: payout, Error: "declined", Attempt: 1})
+			caseID, payout := s.reservedPayout(payee, 500)
+			s.emit(assist.KindCase, caseID, sysActor, assist.PayoutFailed{PayoutID: payout, Error: "declined", Attempt: 1})
 			s.emit(assist.KindCase, caseID, fin, assist.PayoutRetried{PayoutID: payout, Attempt: 2})
-			s.emit(assist.KindCase, caseID, system, assist.PayoutFailed{PayoutID: payout, Error: "declined again", Attempt: 1})
-			s.emit(assist.KindCase, caseID, system, assist.PayoutSent{PayoutID: payout, PayeeID: payee, AmountCents: 500, ProviderRef: "REF-1", Attempt: 1})
+			s.emit(assist.KindCase, caseID, sysActor, assist.PayoutFailed{PayoutID: payout, Error: "declined again", Attempt: 1})
+			s.emit(assist.KindCase, caseID, sysActor, assist.PayoutSent{PayoutID: payout, PayeeID: payee, AmountCents: 500, ProviderRef: "REF-1", Attempt: 1})
 			stage, attempt, _, err := s.svc.store.PayoutStage(s.ctx, s.db, payout)
 			if err != nil || stage != stagePay || attempt != 2 {
 				t.Fatalf("payout after attempt 1's late failure and sending: stage %q attempt %d (%v), want %q attempt 2", stage, attempt, err, stagePay)
@@ -540,3 +507,32 @@ func TestFailureOfAnEarlierAttemptMovesNothing(t *testing.T) {
 		})
 	}
 }
+
+// ledgerStores are the stores the ledger's tests run on.
+var ledgerStores = []struct {
+	name string
+	open func(testing.TB) sqldb.DB
+}{{"sqlite", sqldbtest.SQLite}, {"postgres", sqldbtest.Postgres}}
+
+// reservedPayout places a hold of amount on the first fund for a new
+// case, records its approval and its reservation, and returns the case
+// and its payout.
+func (s *ledgerSim) reservedPayout(payee string, amount int64) (caseID, payout string) {
+	s.t.Helper()
+	f, hold := s.funds[0], newID()
+	caseID = newID()
+	if _, err := s.svc.store.PlaceHold(s.ctx, disbursementapi.PlaceHoldRequest{HoldID: hold, FundID: f.id, CaseID: caseID,
+		PayeeID: payee, AmountCents: amount}, s.at.Add(time.Hour), s.at); err != nil {
+		s.fail("hold: %v", err)
+	}
+	s.emit(assist.KindCase, caseID, olu, assist.RequestApproved{AmountCents: amount, FundID: f.id, HoldID: hold, PayeeID: payee,
+		Step: assist.ApprovalOnly})
+	if err := s.db.QueryRow(s.ctx, `SELECT id FROM disb_payouts WHERE hold_id = $1`, hold).Scan(&payout); err != nil {
+		s.fail("payout of hold %s: %v", hold, err)
+	}
+	s.emit(assist.KindCase, caseID, sysActor, assist.FundsReserved{HoldID: hold, FundID: f.id, AmountCents: amount, PayeeID: payee, PayoutID: payout})
+	return caseID, payout
+}
+
+// sysActor is EVA itself, as the worker and the sweeper act.
+var sysActor = assist.Actor{Username: "eva", Role: assist.RoleSystem}
