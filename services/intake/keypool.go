@@ -24,7 +24,7 @@ type keyPool struct {
 	mu      sync.Mutex
 	free    []pooledKey
 	low     chan struct{}
-	filling singleflight.Group // one fill at a time for the filings that found the pool empty
+	filling singleflight.Group // one batch at a time, for the refiller and the filings that found the pool empty
 }
 
 type pooledKey struct {
@@ -54,19 +54,10 @@ func (p *keyPool) take(ctx context.Context) (pooledKey, error) {
 			return k, nil
 		}
 		p.mu.Unlock()
-		// Empty (at start, or the refiller fell behind): make a batch now,
-		// one for all the filings that found it empty. A batch each made
-		// them all wait on as many transactions at once, and under load
-		// none finished before its filing gave up, so none ever did.
-		// The batch is made for whoever waits on it: a filing that gives
-		// up does not take it down with it.
-		done := p.filling.DoChan("fill", func() (any, error) {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
-			defer cancel()
-			return nil, p.fill(ctx)
-		})
+		// Empty (at start, or the refiller fell behind): wait for a batch,
+		// one for all the filings that found it empty and the refiller.
 		select {
-		case r := <-done:
+		case r := <-p.shared(ctx):
 			if r.Err != nil {
 				return pooledKey{}, r.Err
 			}
@@ -76,7 +67,20 @@ func (p *keyPool) take(ctx context.Context) (pooledKey, error) {
 	}
 }
 
-// fillTimeout bounds a batch made for the filings that wait on it.
+// shared makes a batch, or joins the one under way, for whoever waits on
+// it. A batch each made the filings that found the pool empty wait on as
+// many transactions at once, and under load none finished before its
+// filing gave up, so none ever did. A caller that gives up does not take
+// the batch down with it.
+func (p *keyPool) shared(ctx context.Context) <-chan singleflight.Result {
+	return p.filling.DoChan("fill", func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
+		defer cancel()
+		return nil, p.fill(ctx)
+	})
+}
+
+// fillTimeout bounds a batch made for those who wait on it.
 const fillTimeout = 30 * time.Second
 
 // fill makes and stores a batch of keys, then offers them.
@@ -104,8 +108,13 @@ func (p *keyPool) refill(ctx context.Context, onError func(error)) {
 		case <-ctx.Done():
 			return
 		case <-p.low:
-			if err := p.fill(ctx); err != nil && ctx.Err() == nil {
-				onError(err)
+			select {
+			case r := <-p.shared(ctx):
+				if r.Err != nil && ctx.Err() == nil {
+					onError(r.Err)
+				}
+			case <-ctx.Done():
+				return
 			}
 		}
 	}
