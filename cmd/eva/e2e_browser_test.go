@@ -169,10 +169,20 @@ func (tb *tab) attr(sel, name string) string {
 	return nodes[0].AttributeValue(name)
 }
 
-// html is the page's markup (through the DOM).
+// html is the page's markup (through the DOM). A read that met the
+// document being replaced under it (the node it found is gone: the
+// browser was still committing the page just loaded) is tried again for
+// a few seconds.
 func (tb *tab) html() string {
 	tb.t.Helper()
-	s, err := tb.tryHTML()
+	var s string
+	var err error
+	for try := 0; try < 20; try++ {
+		if s, err = tb.tryHTML(); err == nil || !strings.Contains(err.Error(), "No node with given id") {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	if err != nil {
 		tb.t.Fatalf("read the page: %v", err)
 	}
