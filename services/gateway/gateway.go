@@ -214,6 +214,10 @@ type Deps struct {
 	// every path outside /v1/ and the operations endpoints. nil serves
 	// the API alone.
 	UI func(api http.Handler) (http.Handler, error)
+	// Listener, when set, is served instead of listening on Config.Addr
+	// (a test binds port 0 and keeps the socket, so no other process can
+	// take the port between choosing and serving it). Run closes it.
+	Listener net.Listener
 }
 
 // server holds what the handlers share.
@@ -307,9 +311,11 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
+	ln := d.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
 	}
 	srv := &http.Server{
 		Handler:           h,

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -40,6 +41,9 @@ type Config struct {
 	DataDir string
 	// HTTPAddr is where the gateway listens.
 	HTTPAddr string
+	// HTTPListener, when set, is served by the gateway instead of
+	// listening on HTTPAddr (tests bind port 0 and hand the socket over).
+	HTTPListener net.Listener
 	// MetricsAddr, when set, serves /metrics there alone instead of on
 	// HTTPAddr.
 	MetricsAddr string

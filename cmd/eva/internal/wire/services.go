@@ -93,6 +93,7 @@ var services = map[string]service{
 				Logger:       p.Logger.Named("gateway"),
 				Registry:     p.Registry,
 				Ready:        p.Ready,
+				Listener:     p.Config.HTTPListener,
 				UI: func(api http.Handler) (http.Handler, error) {
 					return web.New(web.Deps{Config: web.Config{CookieSecure: p.Config.CookieSecure, SSO: p.Config.OIDC != nil}, API: api,
 						Logger: p.Logger.Named("web")})

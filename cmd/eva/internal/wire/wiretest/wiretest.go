@@ -72,22 +72,27 @@ func Start(tb testing.TB, o Options) *Stack {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := l.Addr().String() // the gateway serves l: no other process can take the port meanwhile
 	zl := zaptest.NewLogger(tb)
 	if o.Quiet {
 		zl = zl.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
 	}
-	cfg := wire.Config{DataDir: o.DataDir, HTTPAddr: addr, DatabaseURL: o.DatabaseURL, DevPassword: "demo",
+	cfg := wire.Config{DataDir: o.DataDir, HTTPAddr: addr, HTTPListener: l, DatabaseURL: o.DatabaseURL, DevPassword: "demo",
 		Policy: policy, HoldTTL: o.HoldTTL, SettleAfter: o.SettleAfter}
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := wire.Open(ctx, cfg, zl)
 	if err != nil {
 		cancel()
+		l.Close()
 		tb.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- wire.Dev(ctx, p, discard{}) }()
+	stopped := make(chan struct{}) // closed when wire.Dev returns
+	go func() {
+		err := wire.Dev(ctx, p, discard{})
+		done <- err
+		close(stopped)
+	}()
 	s := &Stack{P: p, URL: "http://" + addr, Intake: intakeapi.NewClient(p.NC), Approval: approvalapi.NewClient(p.NC),
 		Disbursement: disbursementapi.NewClient(p.NC), Audit: auditapi.NewClient(p.NC), Options: o}
 	var once bool
@@ -103,13 +108,22 @@ func Start(tb testing.TB, o Options) *Stack {
 		p.Close()
 	}
 	tb.Cleanup(s.stop)
-	s.waitReady(tb)
+	s.waitReady(tb, stopped)
 	return s
 }
 
-func (s *Stack) waitReady(tb testing.TB) {
+// waitReady waits until the gateway answers /readyz and the demo fund
+// exists, and fails at once if EVA stopped (its error is reported by
+// the cleanup).
+func (s *Stack) waitReady(tb testing.TB, stopped <-chan struct{}) {
 	tb.Helper()
 	evatest.Await(tb, evatest.Patience, "EVA to be ready with its demo fund", func() (bool, string) {
+		select {
+		case <-stopped:
+			s.stop()
+			tb.Fatal("EVA stopped before it was ready")
+		default:
+		}
 		resp, err := http.Get(s.URL + "/readyz")
 		if err != nil {
 			return false, err.Error()
