@@ -14,6 +14,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -54,6 +56,7 @@ Run "eva <command> -h" for the command's flags.
 `
 
 func main() {
+	setProcs()
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
 		fmt.Fprintf(os.Stderr, usage, wire.Services())
 		os.Exit(2)
@@ -64,6 +67,23 @@ func main() {
 		fmt.Fprintln(os.Stderr, "eva:", err)
 		os.Exit(1)
 	}
+}
+
+// minProcs is the least GOMAXPROCS eva runs with (ADR 0031).
+const minProcs = 4
+
+// setProcs lets Go run at least minProcs goroutines at once, and twice
+// the CPUs on a larger machine, unless GOMAXPROCS is set. Every durable
+// write ends in an fsync that blocks its thread (the stream's message
+// blocks, SQLite's WAL through its libc), and a thread in a blocking
+// system call keeps its P until the runtime's monitor takes it back: on
+// 2 CPUs with GOMAXPROCS 2 runnable goroutines waited behind fsyncs
+// while the CPUs were a third idle (ADR 0031 has the measurements).
+func setProcs() {
+	if n, err := strconv.Atoi(os.Getenv("GOMAXPROCS")); err == nil && n > 0 {
+		return
+	}
+	runtime.GOMAXPROCS(max(minProcs, 2*runtime.NumCPU()))
 }
 
 // run parses the command's own flags and runs it.
