@@ -29,6 +29,12 @@ func TestLedgerFollowsThePayoutAndAllocationChanges(t *testing.T) {
 		if err != nil || raised.AllocatedCents != 150_000 || raised.AvailableCents != 120_000 {
 			t.Fatalf("raise: %+v %v", raised, err)
 		}
+		// The fund's row follows the log through the consumer: wait until
+		// it shows the raise and the settlement, then check that a refused
+		// cut leaves it as it is.
+		before := h.waitFund("the fund's row to show the raise and the payment", func(f disbursementapi.Fund) bool {
+			return f.AllocatedCents == 150_000 && f.ReservedCents == 0 && f.PaidCents == 30_000
+		})
 		// Available is 120,000 now: the allocation cannot drop below the
 		// 30,000 paid.
 		_, err = h.svc.ChangeAllocation(h.ctx, disbursementapi.ChangeAllocationRequest{CommandID: newID(), Actor: fin,
@@ -38,8 +44,8 @@ func TestLedgerFollowsThePayoutAndAllocationChanges(t *testing.T) {
 			len(ae.Fields) != 1 || ae.Fields[0].Field != "allocated_usd_cents" {
 			t.Fatalf("a cut below reserved and paid: %v, want insufficient funds naming 120,000 available", err)
 		}
-		if f := h.fundNow(); f.AllocatedCents != 150_000 || f.ReservedCents != 0 {
-			t.Fatalf("a refused cut changed the fund: %+v", f)
+		if f := h.fundNow(); f != before {
+			t.Fatalf("a refused cut changed the fund: %+v, was %+v", f, before)
 		}
 		cmd := newID()
 		cut, err := h.svc.ChangeAllocation(h.ctx, disbursementapi.ChangeAllocationRequest{CommandID: cmd, Actor: fin,
