@@ -337,20 +337,22 @@ type Projection interface {
 // gap: the consumer repairs it outside any transaction, folding the case
 // from the log up to that event, and then tries the event again.
 func (l *Log) Project(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, p Projection, zl *zap.Logger) error {
-	pr := projector{log: l, db: db, p: p}
+	pr := projector{log: l, db: db, p: p, held: cfg.Held}
 	cfg.SeenByHandler = true
 	cfg.Repair = pr.repair
 	return l.Consume(ctx, db, cfg, pr.handle, zl)
 }
 
 type projector struct {
-	log *Log
-	db  sqldb.DB
-	p   Projection
+	log  *Log
+	db   sqldb.DB
+	p    Projection
+	held *HeldCases
 }
 
 // handle is the consumer's Handler: it reads nothing but the store.
 func (pr projector) handle(ctx context.Context, q sqldb.Querier, m Msg) error {
+	pr.held.Observe(m)
 	c, err := pr.p.Projected(ctx, q, m.CaseID)
 	if err != nil {
 		return err

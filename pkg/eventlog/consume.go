@@ -49,6 +49,10 @@ func IsPoison(err error) bool { return errors.As(err, new(poisonError)) }
 type ConsumerConfig struct {
 	// Name of the durable consumer; also keys its seen-records.
 	Name string
+	// Held, for Project only, is given every case event the projection
+	// is handed (HeldCases.Observe), so that the service's commands can
+	// decide on the cases it holds (ExecuteHeld).
+	Held *HeldCases
 	// Filters select subjects; default every case event.
 	Filters []string
 	// AfterCommit, when set, is called after each committed batch: a hint

@@ -72,8 +72,11 @@ type Service struct {
 	holds  Holds
 	policy *policy.Book
 	timers *timers.Timers
-	zl     *zap.Logger
-	now    func() time.Time
+	// held keeps the cases the queue's consumer and the commands saw
+	// last, so that a command decides without reading its case first.
+	held *eventlog.HeldCases
+	zl   *zap.Logger
+	now  func() time.Time
 }
 
 // New returns the service on a migrated database.
@@ -83,7 +86,7 @@ func New(d Deps) *Service {
 		now = time.Now
 	}
 	return &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), holds: d.Holds,
-		policy: policy.New(d.Log, d.Config.Policy), timers: d.Timers, zl: d.Logger,
+		policy: policy.New(d.Log, d.Config.Policy), timers: d.Timers, held: &eventlog.HeldCases{}, zl: d.Logger,
 		now: func() time.Time { return now().UTC() }}
 }
 
@@ -143,7 +146,7 @@ func Run(ctx context.Context, d Deps) error {
 		return d.Timers.Run(ctx, FirerName, []string{TimerDeadline, TimerWarning, TimerClaim}, s.Fire, d.Logger)
 	})
 	g.Go(func() error {
-		return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: ConsumerName, Lanes: 4}, s.store, d.Logger)
+		return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: ConsumerName, Lanes: 4, Held: s.held}, s.store, d.Logger)
 	})
 	return g.Wait()
 }

@@ -85,7 +85,7 @@ func (s *Service) Approve(ctx context.Context, r approvalapi.ApproveRequest) (*a
 		return nil, err
 	}
 	var held string // the hold placed for this approval, if any
-	approved, err := s.log.Execute(ctx, eventlog.Command{CaseID: r.CaseID, ID: r.CommandID,
+	approved, err := s.log.ExecuteHeld(ctx, s.held, eventlog.Command{CaseID: r.CaseID, ID: r.CommandID,
 		Decide: func(c *assist.Case) (assist.Event, error) {
 			return c.Approve(s.cmd(r.CommandID, r.Actor), in, p)
 		},
@@ -137,7 +137,7 @@ func (s *Service) execute(ctx context.Context, caseID, commandID string, decide 
 	if err := checkIDs(caseID, commandID); err != nil {
 		return nil, err
 	}
-	return s.log.Execute(ctx, eventlog.Command{CaseID: caseID, ID: commandID, Decide: decide})
+	return s.log.ExecuteHeld(ctx, s.held, eventlog.Command{CaseID: caseID, ID: commandID, Decide: decide})
 }
 
 // cmd is what a transition knows of the command deciding it.
