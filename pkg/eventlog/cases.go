@@ -71,8 +71,13 @@ func errNoCase(caseID string) error {
 // Prepare; CodeConflict after losing maxRaces races; CodeUnavailable;
 // CodeInternal.
 func (l *Log) Execute(ctx context.Context, cmd Command) (*assist.Case, error) {
+	return l.executeFolding(ctx, cmd, assist.Fold)
+}
+
+// executeFolding is Execute, folding the case's history with fold.
+func (l *Log) executeFolding(ctx context.Context, cmd Command, fold func([]assist.Recorded) *assist.Case) (*assist.Case, error) {
 	c, _, err := ExecuteOn(ctx, l, CommandOn[*assist.Case]{Kind: assist.KindCase, ID: cmd.CaseID, CmdID: cmd.ID,
-		Fold: assist.Fold,
+		Fold: fold,
 		Decide: func(c *assist.Case, _ uint64) (assist.Event, error) {
 			if c == nil {
 				return assist.Event{}, errNoCase(cmd.CaseID)

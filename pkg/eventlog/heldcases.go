@@ -177,20 +177,10 @@ func (l *Log) ExecuteHeld(ctx context.Context, held *HeldCases, cmd Command) (*a
 		// the log), stored before (a retry), or the case moved on:
 		// Execute answers from the history.
 	}
-	c, _, err := ExecuteOn(ctx, l, CommandOn[*assist.Case]{Kind: assist.KindCase, ID: cmd.CaseID, CmdID: cmd.ID,
-		Fold: func(recs []assist.Recorded) *assist.Case {
-			// Fold sees the history read, or it with the command's own
-			// event appended: either is the case's whole history up to
-			// its last element.
-			held.put(cmd.CaseID, recs)
-			return assist.Fold(recs)
-		},
-		Decide: func(c *assist.Case, _ uint64) (assist.Event, error) {
-			if c == nil {
-				return assist.Event{}, errNoCase(cmd.CaseID)
-			}
-			return cmd.Decide(c)
-		},
-		Prepare: cmd.Prepare})
-	return c, err
+	return l.executeFolding(ctx, cmd, func(recs []assist.Recorded) *assist.Case {
+		// The history read, or it with the command's own event appended:
+		// either is the case's whole history up to its last element.
+		held.put(cmd.CaseID, recs)
+		return assist.Fold(recs)
+	})
 }

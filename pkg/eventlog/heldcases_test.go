@@ -32,6 +32,24 @@ func observeAll(t *testing.T, l *eventlog.Log, held *eventlog.HeldCases, caseID 
 	}
 }
 
+// startCase files a new case and returns its id.
+func startCase(t *testing.T, l *eventlog.Log) string {
+	t.Helper()
+	id := newID()
+	if _, err := l.Start(context.Background(), submitted(t, id)); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// wantEvents fails unless the log holds n events of the case.
+func wantEvents(t *testing.T, l *eventlog.Log, id string, n int, what string) {
+	t.Helper()
+	if recs, err := l.Load(context.Background(), id); err != nil || len(recs) != n {
+		t.Fatalf("the log has %d events (%v), want %d: %s", len(recs), err, n, what)
+	}
+}
+
 func seqs(recs []assist.Recorded) []uint64 {
 	var s []uint64
 	for _, r := range recs {
@@ -63,10 +81,7 @@ func checkPrefix(t *testing.T, l *eventlog.Log, held *eventlog.HeldCases, caseID
 func TestExecuteHeldAnswersAsExecute(t *testing.T) {
 	l, _ := openLog(t)
 	ctx := context.Background()
-	id := newID()
-	if _, err := l.Start(ctx, submitted(t, id)); err != nil {
-		t.Fatal(err)
-	}
+	id := startCase(t, l)
 	held, stale := &eventlog.HeldCases{}, &eventlog.HeldCases{}
 	observeAll(t, l, held, id)
 	observeAll(t, l, stale, id) // a process that will not see the claim
@@ -111,13 +126,7 @@ func TestExecuteHeldAnswersAsExecute(t *testing.T) {
 			t.Fatalf("repeated claim %s: %+v %v", name, again, err)
 		}
 	}
-	recs, err := l.Load(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(recs) != 2 {
-		t.Fatalf("%d events in the log, want 2 (filed, claimed once)", len(recs))
-	}
+	wantEvents(t, l, id, 2, "filed, claimed once")
 }
 
 // A refusal from Prepare on a held copy that is behind the log is not
@@ -125,10 +134,7 @@ func TestExecuteHeldAnswersAsExecute(t *testing.T) {
 func TestExecuteHeldPrepareRefusalOnAStaleCopyIsExecutesAnswer(t *testing.T) {
 	l, _ := openLog(t)
 	ctx := context.Background()
-	id := newID()
-	if _, err := l.Start(ctx, submitted(t, id)); err != nil {
-		t.Fatal(err)
-	}
+	id := startCase(t, l)
 	stale := &eventlog.HeldCases{}
 	observeAll(t, l, stale, id)
 	if _, err := l.Execute(ctx, claimCmd(id, newID(), olu)); err != nil {
@@ -158,19 +164,13 @@ func TestExecuteHeldPrepareRefusalOnAStaleCopyIsExecutesAnswer(t *testing.T) {
 	if _, err := l.ExecuteHeld(ctx, stale, cmd2); !errors.Is(err, errPrepare) {
 		t.Fatalf("prepare refusing on a current copy: %v, want its error", err)
 	}
-	recs, err := l.Load(ctx, id)
-	if err != nil || len(recs) != 2 {
-		t.Fatalf("the log has %d events (%v), want 2", len(recs), err)
-	}
+	wantEvents(t, l, id, 2, "filed, claimed; no release")
 }
 
 func TestHeldCasesHoldOnlyWholePrefixes(t *testing.T) {
 	l, _ := openLog(t)
 	ctx := context.Background()
-	id := newID()
-	if _, err := l.Start(ctx, submitted(t, id)); err != nil {
-		t.Fatal(err)
-	}
+	id := startCase(t, l)
 	if _, err := l.Execute(ctx, claimCmd(id, newID(), olu)); err != nil {
 		t.Fatal(err)
 	}
@@ -203,10 +203,7 @@ func TestHeldCasesHoldOnlyWholePrefixes(t *testing.T) {
 	small := &eventlog.HeldCases{Max: 2}
 	var ids []string
 	for range 3 {
-		other := newID()
-		if _, err := l.Start(ctx, submitted(t, other)); err != nil {
-			t.Fatal(err)
-		}
+		other := startCase(t, l)
 		observeAll(t, l, small, other)
 		ids = append(ids, other)
 	}
@@ -221,10 +218,7 @@ func TestHeldCasesHoldOnlyWholePrefixes(t *testing.T) {
 func TestExecuteHeldRacesKeepPrefixes(t *testing.T) {
 	l, _ := openLog(t)
 	ctx := context.Background()
-	id := newID()
-	if _, err := l.Start(ctx, submitted(t, id)); err != nil {
-		t.Fatal(err)
-	}
+	id := startCase(t, l)
 	copies := []*eventlog.HeldCases{{}, {}, {}}
 	for _, h := range copies {
 		observeAll(t, l, h, id)
@@ -293,10 +287,7 @@ func TestExecuteHeldRecognisesACommandAfterTheDuplicateWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := newID()
-	if _, err := l.Start(ctx, submitted(t, id)); err != nil {
-		t.Fatal(err)
-	}
+	id := startCase(t, l)
 	held := &eventlog.HeldCases{}
 	observeAll(t, l, held, id)
 	claim := newID()
@@ -315,7 +306,5 @@ func TestExecuteHeldRecognisesACommandAfterTheDuplicateWindow(t *testing.T) {
 	if err != nil || again.Version != first.Version {
 		t.Fatalf("the claim retried: %+v %v, want the case as of the first claim (version %d)", again, err, first.Version)
 	}
-	if recs, err := l.Load(ctx, id); err != nil || len(recs) != 3 {
-		t.Fatalf("the log has %d events (%v), want 3: filed, claimed, released", len(recs), err)
-	}
+	wantEvents(t, l, id, 3, "filed, claimed, released")
 }
