@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -272,7 +273,9 @@ func BenchmarkAuditAtScale(b *testing.B) {
 	}
 	verify("verify", files)
 	verify("verify-server", e.log)
-	path := filepath.Join(b.TempDir(), "eva.export")
+	// $EVA_AUDIT_BENCH_EXPORT names the file the export is written to
+	// (kept, to compare builds' exports byte for byte).
+	path := cmp.Or(os.Getenv("EVA_AUDIT_BENCH_EXPORT"), filepath.Join(b.TempDir(), "eva.export"))
 	b.Run("export", func(b *testing.B) {
 		startCPU(b)
 		for b.Loop() {

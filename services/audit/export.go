@@ -33,11 +33,17 @@ func (t *memTree) ReadHashes(ix []int64) ([]tlog.Hash, error) {
 }
 
 func (t *memTree) append(n int64, leaf tlog.Hash) error {
-	hs, err := tlog.StoredHashesForRecordHash(n, leaf, t)
-	if err != nil {
-		return err
+	if int64(len(*t)) != tlog.StoredHashCount(n) {
+		return fmt.Errorf("tree of %d hashes: leaf %d is not the next", len(*t), n)
 	}
-	*t = append(*t, hs...)
+	// As tlog.StoredHashesForRecordHash: each trailing 1 bit of n
+	// completes a subtree with its left neighbour at that level.
+	*t = append(*t, leaf)
+	h := leaf
+	for level := 0; n&1 == 1; level, n = level+1, n>>1 {
+		h = tlog.NodeHash((*t)[tlog.StoredHashIndex(level, n-1)], h)
+		*t = append(*t, h)
+	}
 	return nil
 }
 
@@ -162,6 +168,11 @@ func Export(ctx context.Context, store ArchiveStore, verifierKey string, w io.Wr
 	// The lines of a page are made by a worker per CPU, each a slice of
 	// the page, and written in order.
 	workers := runtime.GOMAXPROCS(0)
+	pr, err := newProver(n, tree)
+	if err != nil {
+		return 0, fmt.Errorf("export: %w", err)
+	}
+	proofs := make([]tlog.RecordProof, workers)
 	err = walk(1, func(page []Record) error {
 		parts := make([][]byte, workers)
 		errs := make([]error, workers)
@@ -172,7 +183,8 @@ func Export(ctx context.Context, store ArchiveStore, verifierKey string, w io.Wr
 			wg.Go(func() {
 				var buf []byte
 				for _, r := range page[lo:hi] {
-					p, err := tlog.ProveRecord(n, int64(r.Seq)-1, &tree)
+					p, err := pr.appendProof(proofs[k][:0], int64(r.Seq)-1)
+					proofs[k] = p
 					if err != nil {
 						errs[k] = fmt.Errorf("export: prove event %d: %w", r.Seq, err)
 						return
