@@ -136,11 +136,15 @@ type BulkProjection interface {
 }
 
 // RebuildTarget is one read model RebuildAll rebuilds: its projection,
-// the database that holds it and Reset as in RebuildOptions.
+// the database that holds it, Reset as in RebuildOptions, and Tables, the
+// tables the projection writes: on the embedded store their secondary
+// indexes are dropped while the cases are written and made again after,
+// in the same transaction (sqldb.WithoutIndexes).
 type RebuildTarget struct {
 	DB         sqldb.DB
 	Projection Projection
 	Reset      func(ctx context.Context, q sqldb.Querier) error
+	Tables     []string
 }
 
 // Rebuild rebuilds a projection from the log: it folds every case from its
@@ -239,7 +243,7 @@ func (l *Log) RebuildAll(ctx context.Context, targets []RebuildTarget, progress 
 				if res[i], err = catchUp(); err != nil {
 					return err
 				}
-				return writeCases(ctx, q, t.Projection, cases)
+				return sqldb.WithoutIndexes(ctx, t.DB, q, t.Tables, func() error { return writeCases(ctx, q, t.Projection, cases) })
 			})
 			if err != nil {
 				return res, err
@@ -274,7 +278,7 @@ func (l *Log) RebuildAll(ctx context.Context, targets []RebuildTarget, progress 
 				if res[i], err = caught(); err != nil {
 					return err
 				}
-				return writeCases(ctx, q, t.Projection, cases)
+				return sqldb.WithoutIndexes(ctx, t.DB, q, t.Tables, func() error { return writeCases(ctx, q, t.Projection, cases) })
 			})
 			if errs[i] != nil {
 				failed.Store(true)

@@ -179,7 +179,8 @@ func TestReplayRebuildsReadModelsExactly(t *testing.T) {
 		}
 
 		// eva audit replay of every read model: one reading of the log,
-		// both read models (damaged again) written in bulk by RebuildAll.
+		// both read models (damaged again) written in bulk by RebuildAll,
+		// their indexes made again after (on the embedded store).
 		for _, q := range []string{
 			`DELETE FROM approval_queue WHERE id = '` + ids[2] + `'`,
 			`UPDATE intake_cases SET status = 'approved', version = 1 WHERE id = '` + ids[4] + `'`,
@@ -196,8 +197,8 @@ func TestReplayRebuildsReadModelsExactly(t *testing.T) {
 		}
 		var progressed uint64
 		all, err := h.log.RebuildAll(h.ctx, []eventlog.RebuildTarget{
-			{DB: db, Projection: h.istore, Reset: reset("intake_cases")},
-			{DB: db, Projection: h.store, Reset: reset("approval_queue")},
+			{DB: db, Projection: h.istore, Reset: reset("intake_cases"), Tables: []string{"intake_cases"}},
+			{DB: db, Projection: h.store, Reset: reset("approval_queue"), Tables: []string{"approval_queue"}},
 		}, func(done, _ uint64) { progressed = done })
 		if err != nil {
 			t.Fatalf("RebuildAll: %v", err)
@@ -227,8 +228,8 @@ func TestReplayRebuildsReadModelsExactly(t *testing.T) {
 			t.Fatal(err)
 		}
 		targets := []eventlog.RebuildTarget{
-			{DB: db, Projection: h.istore, Reset: reset("intake_cases")},
-			{DB: own, Projection: approval.NewSQLStore(own), Reset: reset("approval_queue")},
+			{DB: db, Projection: h.istore, Reset: reset("intake_cases"), Tables: []string{"intake_cases"}},
+			{DB: own, Projection: approval.NewSQLStore(own), Reset: reset("approval_queue"), Tables: []string{"approval_queue"}},
 		}
 		if all, err = h.log.RebuildAll(h.ctx, targets, nil); err != nil || all[0].Cases != 30 || all[1].Cases != 30 {
 			t.Fatalf("RebuildAll into two databases = %+v, %v", all, err)

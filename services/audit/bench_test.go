@@ -237,7 +237,8 @@ func BenchmarkAuditAtScale(b *testing.B) {
 			startCPU(b)
 			for b.Loop() {
 				res, err := files.RebuildAll(ctx, []eventlog.RebuildTarget{
-					{DB: idb, Projection: intake.NewSQLStore(idb)}, {DB: adb, Projection: approval.NewSQLStore(adb)}}, nil)
+					{DB: idb, Projection: intake.NewSQLStore(idb), Tables: []string{"intake_cases"}},
+					{DB: adb, Projection: approval.NewSQLStore(adb), Tables: []string{"approval_queue"}}}, nil)
 				if err != nil || res[1].Events != int(last) {
 					b.Fatalf("rebuild: %+v %v", res, err)
 				}

@@ -118,7 +118,7 @@ func replayReadModels(ctx context.Context, p *Platform, models []readModel, out,
 			return err
 		}
 		tables := m.tables
-		targets[i] = eventlog.RebuildTarget{DB: db, Projection: m.project(db),
+		targets[i] = eventlog.RebuildTarget{DB: db, Projection: m.project(db), Tables: tables,
 			Reset: func(ctx context.Context, q sqldb.Querier) error {
 				for _, t := range tables {
 					if _, err := q.Exec(ctx, `DELETE FROM `+t); err != nil {
