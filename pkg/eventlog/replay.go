@@ -185,7 +185,7 @@ func (l *Log) Rebuild(ctx context.Context, db sqldb.DB, p Projection, opt Rebuil
 // it (those before it are rebuilt) or, written at once, rolls back the
 // others that had not committed.
 func (l *Log) RebuildAll(ctx context.Context, targets []RebuildTarget, progress func(done, total uint64)) ([]Rebuilt, error) {
-	cases := map[string]*assist.Case{}
+	folder := newCaseFolder()
 	end, err := l.LastSeq(ctx)
 	if err != nil {
 		return nil, err
@@ -196,20 +196,25 @@ func (l *Log) RebuildAll(ctx context.Context, targets []RebuildTarget, progress 
 		if progress != nil && (events%scanBatch == 0 || m.Seq == end) {
 			progress(m.Seq, max(end, m.Seq))
 		}
-		if m.CaseID == "" {
-			return nil
+		if m.CaseID != "" {
+			folder.add(m)
 		}
-		next, _, err := Fold(cases[m.CaseID], m)
-		if err != nil {
-			return fmt.Errorf("rebuild: event %d of case %s: %w", m.Seq, m.CaseID, err)
-		}
-		cases[m.CaseID] = next
 		return nil
 	}
-	last, err := l.Scan(ctx, 1, end, fold)
+	// scan reads from..to, the cases folded on every CPU (caseFolder).
+	scan := func(from, to uint64) (uint64, error) {
+		folder.start()
+		last, err := l.Scan(ctx, from, to, fold)
+		if ferr := folder.finish(); ferr != nil {
+			return last, ferr
+		}
+		return last, err
+	}
+	last, err := scan(1, end)
 	if err != nil {
 		return nil, err
 	}
+	cases := folder.cases()
 	// catchUp folds in the events appended since the first reading.
 	catchUp := func() (Rebuilt, error) {
 		end, err := l.LastSeq(ctx)
@@ -217,9 +222,10 @@ func (l *Log) RebuildAll(ctx context.Context, targets []RebuildTarget, progress 
 			return Rebuilt{}, err
 		}
 		if end > last {
-			if last, err = l.Scan(ctx, last+1, end, fold); err != nil {
+			if last, err = scan(last+1, end); err != nil {
 				return Rebuilt{}, err
 			}
+			cases = folder.cases()
 		}
 		return Rebuilt{Events: events, Cases: len(cases), Last: last}, nil
 	}
