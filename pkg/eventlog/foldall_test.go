@@ -39,6 +39,9 @@ func (p *recordingProjectionFake) Project(_ context.Context, _ sqldb.Querier, c 
 // worker, in log order): the cases it writes are those one goroutine
 // folding the log in order makes, and an event that does not fold stops
 // it naming the first such event of the log, as the one goroutine would.
+// A StagedProjection's batches are made on another goroutine than the one
+// that writes them: all are written, and a failure of either half stops
+// the rebuild.
 func TestRebuildAllFoldsAsOneReaderWould(t *testing.T) {
 	ctx := context.Background()
 	s := natsxtest.Server(t)
@@ -47,7 +50,7 @@ func TestRebuildAllFoldsAsOneReaderWould(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := eventlogtest.Synthesize(ctx, js, 300, 5); err != nil {
+	if _, err := eventlogtest.Synthesize(ctx, js, 1100, 2); err != nil {
 		t.Fatal(err)
 	}
 	oneReader := func() map[string]*assist.Case {
@@ -76,8 +79,21 @@ func TestRebuildAllFoldsAsOneReaderWould(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(want) != 300 || !reflect.DeepEqual(got.cases, want) {
+	if len(want) != 1100 || !reflect.DeepEqual(got.cases, want) {
 		t.Fatalf("RebuildAll folded %d cases, one reader %d, or they differ", len(got.cases), len(want))
+	}
+	// A StagedProjection: every case written, the batches in order of
+	// their ids; a batch that fails to be made or written stops the
+	// rebuild, naming its cases.
+	for _, fail := range []string{"", "prepare", "write"} {
+		p := &stagedProjectionFake{recordingProjectionFake: recordingProjectionFake{cases: map[string]*assist.Case{}}, fail: fail}
+		_, err := l.RebuildAll(ctx, []eventlog.RebuildTarget{{DB: db, Projection: p}}, nil)
+		switch {
+		case fail == "" && (err != nil || !reflect.DeepEqual(p.cases, want) || len(p.firsts) != 2 || p.firsts[0] >= p.firsts[1]):
+			t.Fatalf("staged: %d cases in batches from %q, %v", len(p.cases), p.firsts, err)
+		case fail != "" && (err == nil || !strings.Contains(err.Error(), fail+" fails") || !strings.Contains(err.Error(), "rebuild: cases ")):
+			t.Fatalf("staged, failing to %s the second batch: %v", fail, err)
+		}
 	}
 	// Events that do not decode, for cases taken far apart in the log
 	// (so, very likely, of different workers): the first is named.
@@ -97,4 +113,41 @@ func TestRebuildAllFoldsAsOneReaderWould(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("event %d of case %s", bad[0], ids[0])) {
 		t.Fatalf("RebuildAll over events %v that do not decode: %v", bad, err)
 	}
+}
+
+// stagedProjectionFake is recordingProjectionFake with PrepareAll; fail
+// ("prepare" or "write") makes the second batch fail there.
+type stagedProjectionFake struct {
+	recordingProjectionFake
+	fail   string
+	firsts []string
+}
+
+func (p *stagedProjectionFake) ProjectAll(ctx context.Context, q sqldb.Querier, cs []*assist.Case) error {
+	write, err := p.PrepareAll(cs)
+	if err != nil {
+		return err
+	}
+	return write(ctx, q)
+}
+
+func (p *stagedProjectionFake) PrepareAll(cs []*assist.Case) (func(context.Context, sqldb.Querier) error, error) {
+	p.mu.Lock()
+	p.firsts = append(p.firsts, cs[0].ID)
+	second := len(p.firsts) == 2
+	p.mu.Unlock()
+	if second && p.fail == "prepare" {
+		return nil, fmt.Errorf("prepare fails")
+	}
+	return func(ctx context.Context, q sqldb.Querier) error {
+		if second && p.fail == "write" {
+			return fmt.Errorf("write fails")
+		}
+		for _, c := range cs {
+			if err := p.Project(ctx, q, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil
 }

@@ -126,6 +126,19 @@ type RebuildOptions struct {
 	Progress func(done, total uint64)
 }
 
+// StagedProjection is a BulkProjection whose ProjectAll is two halves:
+// PrepareAll makes the rows of cases, touching no database, and returns
+// what writes them in a transaction. RebuildAll then makes a batch's rows
+// while the database writes the batch before (on another CPU: the JSON
+// and the statement's values of the next batch, beside SQLite's or
+// PostgreSQL's work on this one).
+type StagedProjection interface {
+	BulkProjection
+	// PrepareAll makes the rows of cases of distinct ids; the function
+	// it returns writes them, as ProjectAll(cs) would.
+	PrepareAll(cs []*assist.Case) (func(ctx context.Context, q sqldb.Querier) error, error)
+}
+
 // BulkProjection is a Projection that also stores many cases in one call,
 // as Project would store each (the same rows, written in statements of
 // many rows): Rebuild uses it when the projection has it.
@@ -320,6 +333,9 @@ func ownDatabases(targets []RebuildTarget) bool {
 // writeCases writes every case to a projection, in order of their ids.
 func writeCases(ctx context.Context, q sqldb.Querier, p Projection, cases map[string]*assist.Case) error {
 	ids := slices.Sorted(maps.Keys(cases))
+	if staged, ok := p.(StagedProjection); ok {
+		return writeStaged(ctx, q, staged, ids, cases)
+	}
 	if bulk, ok := p.(BulkProjection); ok {
 		batch := make([]*assist.Case, 0, bulkCases)
 		for k, id := range ids {
@@ -335,6 +351,50 @@ func writeCases(ctx context.Context, q sqldb.Querier, p Projection, cases map[st
 	for _, id := range ids {
 		if err := p.Project(ctx, q, cases[id]); err != nil {
 			return fmt.Errorf("rebuild: case %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// writeStaged writes the cases of ids, a batch at a time, each batch's
+// rows made (PrepareAll) by another goroutine while q writes the batch
+// before.
+func writeStaged(ctx context.Context, q sqldb.Querier, p StagedProjection, ids []string, cases map[string]*assist.Case) error {
+	type batch struct {
+		write       func(context.Context, sqldb.Querier) error
+		first, last string
+		err         error
+	}
+	ready := make(chan batch, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(ready)
+		for lo := 0; lo < len(ids); lo += bulkCases {
+			hi := min(lo+bulkCases, len(ids))
+			cs := make([]*assist.Case, hi-lo)
+			for i, id := range ids[lo:hi] {
+				cs[i] = cases[id]
+			}
+			b := batch{first: ids[lo], last: ids[hi-1]}
+			b.write, b.err = p.PrepareAll(cs)
+			select {
+			case ready <- b:
+			case <-stop:
+				return
+			}
+			if b.err != nil {
+				return
+			}
+		}
+	}()
+	for b := range ready {
+		err := b.err
+		if err == nil {
+			err = b.write(ctx, q)
+		}
+		if err != nil {
+			return fmt.Errorf("rebuild: cases %s to %s: %w", b.first, b.last, err)
 		}
 	}
 	return nil

@@ -72,6 +72,16 @@ func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case)
 // ProjectAll stores cases of distinct ids as Project stores each, in
 // statements of many rows (a rebuild: eventlog.BulkProjection).
 func (s *SQLStore) ProjectAll(ctx context.Context, q sqldb.Querier, cs []*assist.Case) error {
+	write, err := s.PrepareAll(cs)
+	if err != nil {
+		return err
+	}
+	return write(ctx, q)
+}
+
+// PrepareAll implements eventlog.StagedProjection: ProjectAll's rows,
+// made without the database.
+func (s *SQLStore) PrepareAll(cs []*assist.Case) (func(context.Context, sqldb.Querier) error, error) {
 	rows := make([][]any, len(cs))
 	for i, c := range cs {
 		c = QueueFields(c)
@@ -79,11 +89,13 @@ func (s *SQLStore) ProjectAll(ctx context.Context, q sqldb.Querier, cs []*assist
 			sqldb.Micros(c.Deadline), boolInt(c.Escalated), c.ClaimedBy, sqldb.Micros(c.ClaimExpiresAt),
 			sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), int64(c.Version), boolInt(c.Warned)}
 	}
-	return sqldb.InsertRows(ctx, q, `INSERT INTO approval_queue (`+queueCols+`)`,
-		`ON CONFLICT (id) DO UPDATE SET status = excluded.status, urgency = excluded.urgency, category = excluded.category,
+	return func(ctx context.Context, q sqldb.Querier) error {
+		return sqldb.InsertRows(ctx, q, `INSERT INTO approval_queue (`+queueCols+`)`,
+			`ON CONFLICT (id) DO UPDATE SET status = excluded.status, urgency = excluded.urgency, category = excluded.category,
 			ref_hash = excluded.ref_hash, deadline = excluded.deadline, escalated = excluded.escalated,
 			claimed_by = excluded.claimed_by, claim_expires_at = excluded.claim_expires_at,
 			updated_at = excluded.updated_at, version = excluded.version, warned = excluded.warned`, rows)
+	}, nil
 }
 
 // Projected implements Store.

@@ -158,24 +158,42 @@ func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case)
 // ProjectAll stores cases of distinct ids as Project stores each, in
 // statements of many rows (a rebuild: eventlog.BulkProjection).
 func (s *SQLStore) ProjectAll(ctx context.Context, q sqldb.Querier, cs []*assist.Case) error {
+	write, err := s.PrepareAll(cs)
+	if err != nil {
+		return err
+	}
+	return write(ctx, q)
+}
+
+// PrepareAll implements eventlog.StagedProjection: ProjectAll's rows,
+// made without the database; the erasures of erased cases' data are
+// done by the writing, before the rows.
+func (s *SQLStore) PrepareAll(cs []*assist.Case) (func(context.Context, sqldb.Querier) error, error) {
 	rows := make([][]any, len(cs))
+	type erasure struct{ id, keyID string }
+	var erased []erasure
 	for i, c := range cs {
 		if c.PersonalDataErased {
-			if err := erase(ctx, q, c.ID, c.Beneficiary.KeyID); err != nil {
-				return err
-			}
+			erased = append(erased, erasure{c.ID, c.Beneficiary.KeyID})
 		}
 		state, err := encodeState(c)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rows[i] = []any{c.ID, c.Post, c.Requester, string(c.State), string(c.Urgency), sqldb.Micros(c.CreatedAt),
 			sqldb.Micros(c.UpdatedAt), int64(c.Version), state, refHashKey(c.BeneficiaryRefHash), string(c.Category)}
 	}
-	return sqldb.InsertRows(ctx, q, `INSERT INTO intake_cases (id, post, requester, status, urgency, created_at, updated_at, version, state,
+	return func(ctx context.Context, q sqldb.Querier) error {
+		for _, e := range erased {
+			if err := erase(ctx, q, e.id, e.keyID); err != nil {
+				return err
+			}
+		}
+		return sqldb.InsertRows(ctx, q, `INSERT INTO intake_cases (id, post, requester, status, urgency, created_at, updated_at, version, state,
 			ref_hash, category)`, `ON CONFLICT (id) DO UPDATE SET post = excluded.post, status = excluded.status, urgency = excluded.urgency,
 			updated_at = excluded.updated_at, version = excluded.version, state = excluded.state,
 			ref_hash = excluded.ref_hash, category = excluded.category`, rows)
+	}, nil
 }
 
 // refHashKey is a reference hash as the ref_hash column keeps it: base64,
