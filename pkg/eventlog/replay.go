@@ -152,7 +152,7 @@ type BulkProjection interface {
 // the database that holds it, Reset as in RebuildOptions, and Tables, the
 // tables the projection writes: on the embedded store their secondary
 // indexes are dropped while the cases are written and made again after,
-// in the same transaction (sqldb.WithoutIndexes).
+// in the same transaction (sqldb.BulkWrite).
 type RebuildTarget struct {
 	DB         sqldb.DB
 	Projection Projection
@@ -262,7 +262,7 @@ func (l *Log) RebuildAll(ctx context.Context, targets []RebuildTarget, progress 
 				if res[i], err = catchUp(); err != nil {
 					return err
 				}
-				return sqldb.WithoutIndexes(ctx, t.DB, q, t.Tables, func() error { return writeCases(ctx, q, t.Projection, cases) })
+				return sqldb.BulkWrite(ctx, t.DB, q, t.Tables, func() error { return writeCases(ctx, q, t.Projection, cases) })
 			})
 			if err != nil {
 				return res, err
@@ -297,7 +297,7 @@ func (l *Log) RebuildAll(ctx context.Context, targets []RebuildTarget, progress 
 				if res[i], err = caught(); err != nil {
 					return err
 				}
-				return sqldb.WithoutIndexes(ctx, t.DB, q, t.Tables, func() error { return writeCases(ctx, q, t.Projection, cases) })
+				return sqldb.BulkWrite(ctx, t.DB, q, t.Tables, func() error { return writeCases(ctx, q, t.Projection, cases) })
 			})
 			if errs[i] != nil {
 				failed.Store(true)

@@ -10,11 +10,11 @@ import (
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 )
 
-// WithoutIndexes writes the rows with the tables' secondary indexes
+// BulkWrite writes the rows with the tables' secondary indexes
 // dropped (on the embedded store) and leaves the same indexes, by the same
-// SQL, and the rows as written; a failure inside rolls the drop back with
+// SQL, the writer's page cache as it was, and the rows as written; a failure inside rolls the drop back with
 // the rest; on PostgreSQL the indexes stay throughout.
-func TestWithoutIndexes(t *testing.T) {
+func TestBulkWrite(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		ctx := t.Context()
 		for _, s := range []string{
@@ -40,12 +40,23 @@ func TestWithoutIndexes(t *testing.T) {
 			return out
 		}
 		before := indexes(db)
+		cacheSize := func() (n int64) {
+			t.Helper()
+			if db.Dialect() != sqldb.SQLite {
+				return 0
+			}
+			if err := db.Tx(ctx, func(q sqldb.Querier) error { return q.QueryRow(ctx, `PRAGMA cache_size`).Scan(&n) }); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		cache := cacheSize()
 		if len(before) < 3 {
 			t.Fatalf("indexes: %q", before)
 		}
 		var inside []string
 		err := db.Tx(ctx, func(q sqldb.Querier) error {
-			return sqldb.WithoutIndexes(ctx, db, q, []string{"idx_t"}, func() error {
+			return sqldb.BulkWrite(ctx, db, q, []string{"idx_t"}, func() error {
 				inside = indexes(q)
 				var rows [][]any
 				for i := range 500 {
@@ -59,6 +70,9 @@ func TestWithoutIndexes(t *testing.T) {
 		}
 		if after := indexes(db); !slices.Equal(after, before) {
 			t.Fatalf("indexes after: %q, before: %q", after, before)
+		}
+		if c := cacheSize(); c != cache {
+			t.Fatalf("the writer's cache_size is %d after a bulk write, %d before", c, cache)
 		}
 		want := before
 		if db.Dialect() == sqldb.SQLite {
@@ -77,7 +91,7 @@ func TestWithoutIndexes(t *testing.T) {
 		// A failure inside: the rows and the drop are rolled back.
 		boom := errors.New("boom")
 		err = db.Tx(ctx, func(q sqldb.Querier) error {
-			return sqldb.WithoutIndexes(ctx, db, q, []string{"idx_t", "idx_other"}, func() error {
+			return sqldb.BulkWrite(ctx, db, q, []string{"idx_t", "idx_other"}, func() error {
 				if _, err := q.Exec(ctx, `DELETE FROM idx_t`); err != nil {
 					return err
 				}
