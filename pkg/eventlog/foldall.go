@@ -1,10 +1,12 @@
 package eventlog
 
 import (
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/eva-org/eva/pkg/assist"
 )
@@ -28,6 +30,8 @@ type caseFolder struct {
 	// after it, the worker drops its events.
 	errs   []error
 	errSeq []uint64
+	// failed is set by a worker's error: the reading stops early.
+	failed atomic.Bool
 	wg     sync.WaitGroup
 }
 
@@ -56,6 +60,7 @@ func (f *caseFolder) start() {
 					next, _, err := Fold(cases[m.CaseID], m)
 					if err != nil {
 						f.errs[i], f.errSeq[i] = fmt.Errorf("rebuild: event %d of case %s: %w", m.Seq, m.CaseID, err), m.Seq
+						f.failed.Store(true)
 						break
 					}
 					cases[m.CaseID] = next
@@ -65,8 +70,16 @@ func (f *caseFolder) start() {
 	}
 }
 
-// add hands the event of a case to its worker.
-func (f *caseFolder) add(m Msg) {
+// errFoldStopped ends a reading after a worker's error; finish returns
+// the error itself.
+var errFoldStopped = errors.New("rebuild: an event did not fold")
+
+// add hands the event of a case to its worker, or returns errFoldStopped
+// once a worker has failed.
+func (f *caseFolder) add(m Msg) error {
+	if f.failed.Load() {
+		return errFoldStopped
+	}
 	i := 0
 	if len(f.shards) > 1 {
 		i = int(maphash.String(f.seed, m.CaseID) % uint64(len(f.shards)))
@@ -78,6 +91,7 @@ func (f *caseFolder) add(m Msg) {
 		f.work[i] <- f.pending[i]
 		f.pending[i] = nil
 	}
+	return nil
 }
 
 // finish hands the workers what is pending and waits for them. Its error

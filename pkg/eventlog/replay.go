@@ -209,10 +209,10 @@ func (l *Log) RebuildAll(ctx context.Context, targets []RebuildTarget, progress 
 		if progress != nil && (events%scanBatch == 0 || m.Seq == end) {
 			progress(m.Seq, max(end, m.Seq))
 		}
-		if m.CaseID != "" {
-			folder.add(m)
+		if m.CaseID == "" {
+			return nil
 		}
-		return nil
+		return folder.add(m)
 	}
 	// scan reads from..to, the cases folded on every CPU (caseFolder).
 	scan := func(from, to uint64) (uint64, error) {
