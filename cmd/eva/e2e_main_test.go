@@ -307,15 +307,22 @@ func (p *proc) tryReady(d time.Duration) bool {
 	}
 }
 
-// startDev starts `eva dev` on dataDir at a free address, waits until it
-// is ready and has seeded its demo data, and returns it with a client.
+// startDev starts `eva dev` on dataDir on port 0 (it listens before
+// anything else and names the port in its banner, so no other process can
+// take the port meanwhile), waits until it has seeded its demo data and is
+// ready, and returns it with a client.
 func startDev(tb testing.TB, name, dataDir string, extra ...string) (*proc, *client) {
 	tb.Helper()
-	p := startHTTPProc(tb, name, childEnv(), func(addr string) []string {
-		return append([]string{"dev", "--data", dataDir, "--http", addr}, extra...)
-	})
+	p := startProc(tb, name, childEnv(), append([]string{"dev", "--data", dataDir, "--http", "127.0.0.1:0"}, extra...)...)
 	// The banner comes after the demo fund and payees are created.
-	p.waitOutput("EVA is running", 60*time.Second)
+	const running = "EVA is running: "
+	p.waitOutput(running, 60*time.Second)
+	out := p.out.String()
+	url, _, _ := strings.Cut(out[strings.Index(out, running)+len(running):], "\n")
+	p.URL = strings.TrimSpace(url)
+	if !p.tryReady(60 * time.Second) {
+		tb.Fatalf("%s at %s was not ready within a minute", name, p.URL)
+	}
 	return p, newClient(tb, p.URL)
 }
 

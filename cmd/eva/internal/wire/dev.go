@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -34,6 +35,18 @@ var DemoPayees = []disbursementapi.CreatePayeeRequest{
 // the demo accounts, fund and payees, prints how to use it, and runs until
 // ctx ends.
 func Dev(ctx context.Context, p *Platform, out io.Writer) error {
+	if p.Config.HTTPListener == nil && p.Config.HTTPAddr != "" {
+		// Listen before anything else: a port in use fails the start at
+		// once, and with port 0 the banner names the port chosen.
+		ln, err := net.Listen("tcp", p.Config.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		p.Config.HTTPListener = ln
+		if _, port, _ := net.SplitHostPort(p.Config.HTTPAddr); port == "0" {
+			p.Config.HTTPAddr = ln.Addr().String()
+		}
+	}
 	if err := Migrate(ctx, p); err != nil {
 		return err
 	}
