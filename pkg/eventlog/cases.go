@@ -302,25 +302,30 @@ var ErrGap = errors.New("an earlier event of the case is missing")
 //
 // Errors: ErrGap; a decode error, marked Poison.
 func Fold(c *assist.Case, m Msg) (next *assist.Case, applied bool, err error) {
+	next, _, applied, err = foldMsg(c, m)
+	return next, applied, err
+}
+
+// foldMsg is Fold, returning also the event it decoded when applied.
+func foldMsg(c *assist.Case, m Msg) (next *assist.Case, e assist.Event, applied bool, err error) {
 	var version uint64
 	if c != nil {
 		version = c.Version
 	}
 	switch {
 	case m.Seq <= version:
-		return c, false, nil
+		return c, assist.Event{}, false, nil
 	case m.Prev != version:
-		return nil, false, fmt.Errorf("event %d of case %s follows %d, projection is at %d: %w", m.Seq, m.CaseID, m.Prev, version, ErrGap)
+		return nil, assist.Event{}, false, fmt.Errorf("event %d of case %s follows %d, projection is at %d: %w", m.Seq, m.CaseID, m.Prev, version, ErrGap)
 	}
-	e, err := eventcodec.Decode(m.Type, m.Data)
-	if err != nil {
-		return nil, false, Poison(err)
+	if e, err = eventcodec.Decode(m.Type, m.Data); err != nil {
+		return nil, assist.Event{}, false, Poison(err)
 	}
 	if c == nil {
 		c = &assist.Case{}
 	}
 	c.Apply(e, m.Seq)
-	return c, true, nil
+	return c, e, true, nil
 }
 
 // Projection is a read model that keeps a state per case, folded from
@@ -357,15 +362,17 @@ type projector struct {
 
 // handle is the consumer's Handler: it reads nothing but the store.
 func (pr projector) handle(ctx context.Context, q sqldb.Querier, m Msg) error {
-	pr.held.Observe(m)
 	c, err := pr.p.Projected(ctx, q, m.CaseID)
 	if err != nil {
+		pr.held.Observe(m)
 		return err
 	}
-	next, applied, err := Fold(c, m)
-	if err != nil || !applied {
+	next, e, applied, err := foldMsg(c, m)
+	if !applied {
+		pr.held.Observe(m) // a redelivery, a gap or a bad event: decoded apart
 		return err
 	}
+	pr.held.hold(m, e) // the event the fold decoded, not decoded again
 	return pr.p.Project(ctx, q, next)
 }
 

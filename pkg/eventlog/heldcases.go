@@ -44,7 +44,7 @@ type heldCase struct {
 // the log on the next command). Events of other kinds, and events
 // appended without HeaderPrev, are ignored.
 func (h *HeldCases) Observe(m Msg) {
-	if h == nil || m.Kind != assist.KindCase || !m.chained || !ValidCaseID(m.CaseID) {
+	if !h.follows(m) {
 		return
 	}
 	e, err := eventcodec.Decode(m.Type, m.Data)
@@ -53,6 +53,19 @@ func (h *HeldCases) Observe(m Msg) {
 		return
 	}
 	h.add(m.CaseID, assist.Recorded{Seq: m.Seq, Event: e}, m.Prev)
+}
+
+// hold is Observe of m whose event e is decoded already.
+func (h *HeldCases) hold(m Msg, e assist.Event) {
+	if h.follows(m) {
+		h.add(m.CaseID, assist.Recorded{Seq: m.Seq, Event: e}, m.Prev)
+	}
+}
+
+// follows reports whether h keeps events like m: a case's, appended
+// with HeaderPrev.
+func (h *HeldCases) follows(m Msg) bool {
+	return h != nil && m.Kind == assist.KindCase && m.chained && ValidCaseID(m.CaseID)
 }
 
 // add holds rec, appended expecting prev as its case's last sequence.

@@ -102,3 +102,34 @@ func TestProjectRepairsAGap(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The projection's consumer hands each event it applies to the held
+// cases (ConsumerConfig.Held): they end holding the case's whole history,
+// and a command on it decides without reading the case.
+func TestProjectFeedsTheHeldCases(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := db.Migrate(ctx, eventlog.Migrations); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `CREATE TABLE proj (id TEXT PRIMARY KEY, state TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := openLog(t)
+	id := startCase(t, l)
+	if _, err := l.Execute(ctx, claimCmd(id, newID(), olu)); err != nil {
+		t.Fatal(err)
+	}
+	held := &eventlog.HeldCases{}
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Project(ctx, db, eventlog.ConsumerConfig{Name: "proj", Held: held}, jsonProjection{}, zaptest.NewLogger(t))
+	}()
+	evatest.Eventually(t, "the held cases to hold both events", func() bool { return len(held.HistoryForTest(id)) == 2 })
+	checkPrefix(t, l, held, id)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -28,8 +28,14 @@ type Book struct {
 // New returns the book of the policy on log; initial is the policy in
 // force until the first change.
 func New(log *eventlog.Log, initial assist.Policy) *Book {
-	return &Book{log: log, initial: initial, held: &eventlog.Held[[]assist.PolicyVersion]{Kind: assist.KindPolicy,
-		Fold: func(recs []assist.Recorded) []assist.PolicyVersion { return assist.PolicyHistory(initial, recs) }}}
+	b := &Book{log: log, initial: initial}
+	b.held = &eventlog.Held[[]assist.PolicyVersion]{Kind: assist.KindPolicy, Fold: b.fold}
+	return b
+}
+
+// fold is the policy's versions after its events, the initial one first.
+func (b *Book) fold(recs []assist.Recorded) []assist.PolicyVersion {
+	return assist.PolicyHistory(b.initial, recs)
 }
 
 // Current is the policy in force.
@@ -70,7 +76,7 @@ func (b *Book) Change(ctx context.Context, commandID string, actor assist.Actor,
 	}
 	h, _, err := eventlog.ExecuteOn(ctx, b.log, eventlog.CommandOn[[]assist.PolicyVersion]{
 		Kind: assist.KindPolicy, ID: assist.PolicyID, CmdID: commandID,
-		Fold: func(recs []assist.Recorded) []assist.PolicyVersion { return assist.PolicyHistory(b.initial, recs) },
+		Fold: b.fold,
 		Decide: func(h []assist.PolicyVersion, _ uint64) (assist.Event, error) {
 			return assist.ChangePolicy(assist.Cmd{ID: commandID, Actor: actor, At: at}, len(h), in)
 		},
