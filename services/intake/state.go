@@ -1,9 +1,12 @@
 package intake
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/eva-org/eva/pkg/assist"
 )
@@ -113,8 +116,197 @@ func (s storedCase) toCase() *assist.Case {
 
 // encodeState is the stored form of a case.
 func encodeState(c *assist.Case) (string, error) {
-	b, err := json.Marshal(toStored(c))
+	b, err := appendState(nil, c)
 	return string(b), err
+}
+
+// appendState appends the stored form of a case to b: the bytes
+// json.Marshal(toStored(c)) makes (TestStateJSONIsJSONMarshal,
+// FuzzStateJSON), written without reflection. A rebuild writes the state
+// of every case; reflection and its allocations were a tenth of a
+// replay's CPU.
+func appendState(b []byte, c *assist.Case) ([]byte, error) {
+	s := toStored(c)
+	start := len(b)
+	out, ok := s.appendJSON(b)
+	if !ok {
+		// A time json cannot write (a year outside 0–9999): json.Marshal
+		// says why, in its own words.
+		j, err := json.Marshal(s)
+		return append(b[:start], j...), err
+	}
+	return out, nil
+}
+
+// appendJSON appends s as encoding/json writes it (the fields in order,
+// omitempty as tagged, strings HTML-escaped, []byte as standard base64,
+// time.Time as its MarshalJSON); ok is false for a time that has no JSON
+// form.
+func (s *storedCase) appendJSON(b []byte) (_ []byte, ok bool) {
+	ok = true
+	str := func(name, v string) {
+		b = append(b, name...)
+		b = appendJSONString(b, v)
+	}
+	tm := func(name string, t time.Time) {
+		b = append(b, name...)
+		b = append(b, '"')
+		var err error
+		if b, err = t.AppendText(b); err != nil {
+			ok = false
+		}
+		b = append(b, '"')
+	}
+	bytes := func(name string, v []byte) {
+		b = append(b, name...)
+		if v == nil {
+			b = append(b, "null"...)
+			return
+		}
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, v)
+		b = append(b, '"')
+	}
+	strs := func(name string, v []string) {
+		b = append(b, name...)
+		if v == nil {
+			b = append(b, "null"...)
+			return
+		}
+		b = append(b, '[')
+		for i, x := range v {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, x)
+		}
+		b = append(b, ']')
+	}
+	integer := func(name string, v int64) {
+		b = append(b, name...)
+		b = strconv.AppendInt(b, v, 10)
+	}
+	boolean := func(name string, v bool) {
+		b = append(b, name...)
+		b = strconv.AppendBool(b, v)
+	}
+	str(`{"ID":`, s.ID)
+	str(`,"Requester":`, s.Requester)
+	str(`,"Post":`, s.Post)
+	str(`,"Category":`, s.Category)
+	str(`,"Urgency":`, s.Urgency)
+	integer(`,"AmountCents":`, s.AmountCents)
+	str(`,"Justification":`, s.Justification)
+	str(`,"Beneficiary":{"KeyID":`, s.Beneficiary.KeyID)
+	bytes(`,"Ciphertext":`, s.Beneficiary.Ciphertext)
+	bytes(`},"BeneficiaryRefHash":`, s.BeneficiaryRefHash)
+	str(`,"PayeeID":`, s.PayeeID)
+	tm(`,"Deadline":`, s.Deadline)
+	boolean(`,"Escalated":`, s.Escalated)
+	if s.PersonalDataErased {
+		boolean(`,"PersonalDataErased":`, s.PersonalDataErased)
+	}
+	str(`,"State":`, s.State)
+	str(`,"ClaimedBy":`, s.ClaimedBy)
+	tm(`,"ClaimExpiresAt":`, s.ClaimExpiresAt)
+	str(`,"Question":`, s.Question)
+	integer(`,"ApprovedCents":`, s.ApprovedCents)
+	str(`,"ApprovedBy":`, s.ApprovedBy)
+	str(`,"FundID":`, s.FundID)
+	str(`,"HoldID":`, s.HoldID)
+	str(`,"PayoutID":`, s.PayoutID)
+	strs(`,"ReleasedHolds":`, s.ReleasedHolds)
+	if len(s.Approvals) > 0 {
+		b = append(b, `,"Approvals":[`...)
+		for i, a := range s.Approvals {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			str(`{"Approver":`, a.Approver)
+			integer(`,"AmountCents":`, a.AmountCents)
+			tm(`,"At":`, a.At)
+			str(`,"PolicyVersion":`, a.PolicyVersion)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	if len(s.Amenders) > 0 {
+		strs(`,"Amenders":`, s.Amenders)
+	}
+	if len(s.Authors) > 0 {
+		strs(`,"Authors":`, s.Authors)
+	}
+	if s.PolicyVersion != "" {
+		str(`,"PolicyVersion":`, s.PolicyVersion)
+	}
+	if len(s.PossibleDuplicateOf) > 0 {
+		strs(`,"PossibleDuplicateOf":`, s.PossibleDuplicateOf)
+	}
+	if s.PayoutAttempt != 0 {
+		integer(`,"PayoutAttempt":`, int64(s.PayoutAttempt))
+	}
+	tm(`,"CreatedAt":`, s.CreatedAt)
+	tm(`,"UpdatedAt":`, s.UpdatedAt)
+	b = append(b, `,"Version":`...)
+	b = strconv.AppendUint(b, s.Version, 10)
+	integer(`,"Events":`, int64(s.Events))
+	b = append(b, '}')
+	return b, ok
+}
+
+// appendJSONString appends v as a JSON string the way encoding/json does
+// (with HTML escaping, as json.Marshal): the quote, the backslash and the
+// control characters escaped (\b \f \n \r \t, the others as \u00XX),
+// <, > and & as \u003c \u003e \u0026, U+2028 and U+2029 as \u2028 and
+// \u2029, each byte of invalid UTF-8 as \ufffd.
+func appendJSONString(b []byte, v string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(v); {
+		if c := v[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, v[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(v[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, v[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, v[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, v[start:]...)
+	return append(b, '"')
 }
 
 // decodeState reads a stored case.

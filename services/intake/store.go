@@ -171,17 +171,20 @@ func (s *SQLStore) ProjectAll(ctx context.Context, q sqldb.Querier, cs []*assist
 func (s *SQLStore) PrepareAll(cs []*assist.Case) (func(context.Context, sqldb.Querier) error, error) {
 	rows := make([][]any, len(cs))
 	type erasure struct{ id, keyID string }
-	var erased []erasure
+	var (
+		erased []erasure
+		buf    []byte
+		err    error
+	)
 	for i, c := range cs {
 		if c.PersonalDataErased {
 			erased = append(erased, erasure{c.ID, c.Beneficiary.KeyID})
 		}
-		state, err := encodeState(c)
-		if err != nil {
+		if buf, err = appendState(buf[:0], c); err != nil {
 			return nil, err
 		}
 		rows[i] = []any{c.ID, c.Post, c.Requester, string(c.State), string(c.Urgency), sqldb.Micros(c.CreatedAt),
-			sqldb.Micros(c.UpdatedAt), int64(c.Version), state, refHashKey(c.BeneficiaryRefHash), string(c.Category)}
+			sqldb.Micros(c.UpdatedAt), int64(c.Version), string(buf), refHashKey(c.BeneficiaryRefHash), string(c.Category)}
 	}
 	return func(ctx context.Context, q sqldb.Querier) error {
 		for _, e := range erased {
