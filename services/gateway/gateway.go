@@ -195,6 +195,9 @@ type Deps struct {
 	Events Events
 	// Notify keeps the webhooks; nil answers their routes with 503.
 	Notify Notify
+	// Changes follows the log for GET /v1/changes; nil answers it with
+	// 503.
+	Changes Changes
 	// Signer signs the actor of every command the gateway sends for a
 	// signed-in user; the services refuse commands it did not sign.
 	Signer *rpc.Signer
@@ -228,15 +231,23 @@ type server struct {
 	disbursement Disbursement
 	audit        Audit
 	notify       Notify
-	signer       *rpc.Signer
-	events       Events
-	relay        userRelay
-	db           sqldb.DB
-	store        Store
-	log          *zap.Logger
-	registry     *prometheus.Registry
-	ready        func(context.Context) error
-	now          func() time.Time
+	follow       Changes
+	// followers holds a token for each open change stream; an idle one
+	// sends a comment every heartbeat.
+	followers chan struct{}
+	heartbeat time.Duration
+	// stopping ends when the gateway shuts down: change streams, which
+	// never finish by themselves, end then.
+	stopping context.Context
+	signer   *rpc.Signer
+	events   Events
+	relay    userRelay
+	db       sqldb.DB
+	store    Store
+	log      *zap.Logger
+	registry *prometheus.Registry
+	ready    func(context.Context) error
+	now      func() time.Time
 	// dummyHash is verified against when the username is unknown, so that
 	// a wrong username costs as much time as a wrong password.
 	dummyHash []byte
@@ -264,7 +275,8 @@ func newServer(d Deps) (*server, error) {
 		return nil, errors.New("gateway: DB is required")
 	}
 	s := &server{cfg: d.Config.withDefaults(), intake: d.Intake, approval: d.Approval, disbursement: d.Disbursement,
-		audit: d.Audit, notify: d.Notify, signer: d.Signer, events: d.Events, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
+		audit: d.Audit, notify: d.Notify, follow: d.Changes, followers: make(chan struct{}, maxFollowers), heartbeat: changesHeartbeat, stopping: context.Background(),
+		signer: d.Signer, events: d.Events, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -307,6 +319,7 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
+	s.stopping = ctx
 	h, err := s.handler(d)
 	if err != nil {
 		return err

@@ -389,7 +389,7 @@ func newHarness(tb testing.TB, db sqldb.DB, cfgs ...func(*Config)) *harness {
 		f(&cfg)
 	}
 	srv, err := newServer(Deps{Config: cfg, Intake: h.intake, Approval: h.approval, Disbursement: h.disb, Audit: h.audit,
-		Notify: h.notify, DB: db, Logger: zap.New(core), Registry: h.registry, Now: h.clock.Now,
+		Notify: h.notify, Changes: fakeEndedLog{}, DB: db, Logger: zap.New(core), Registry: h.registry, Now: h.clock.Now,
 		Ready: func(context.Context) error {
 			if p := h.ready.Load(); p != nil {
 				return *p
@@ -413,6 +413,16 @@ func newHarness(tb testing.TB, db sqldb.DB, cfgs ...func(*Config)) *harness {
 		h.tokens[u.Username] = tok
 	}
 	return h
+}
+
+// fakeEndedLog is a fake of the followed log whose every stream ends at
+// once, empty: GET /v1/changes then answers 200 and ends, which a
+// recorder can hold (changes_test.go follows a real log).
+type fakeEndedLog struct{}
+
+func (fakeEndedLog) LastSeq(context.Context) (uint64, error) { return 0, nil }
+func (fakeEndedLog) Follow(context.Context, uint64, func(eventlog.Msg) error) error {
+	return nil
 }
 
 // setDefaults makes every fake answer with plausible data.

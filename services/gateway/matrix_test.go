@@ -41,6 +41,7 @@ var routeMatrix = map[string][callers]int{
 	"GET /metrics":                        {200, 200, 200, 200, 200, 200, 200},
 	"GET /v1/openapi.json":                {200, 200, 200, 200, 200, 200, 200},
 	"GET /v1/admin/dead-letters":          {401, 403, 403, 403, 403, 403, 200},
+	"GET /v1/changes":                     {401, 403, 403, 200, 200, 200, 403},
 	"POST /v1/auth/token":                 {200, 200, 200, 200, 200, 200, 200},
 	"DELETE /v1/auth/token":               {401, 204, 204, 204, 204, 204, 204},
 	"POST /v1/auth/totp":                  {200, 200, 200, 200, 200, 200, 200},

@@ -159,6 +159,19 @@ func (s *server) routes() []route {
 			route{method: get, pattern: "/v1/requests/{id}/history", roles: caseReaders, summary: "A request's events",
 				doc: "Same visibility as GET /v1/requests/{id}.", answer: "the case's events in log order",
 				op: handleGet(s.history)},
+			route{method: get, pattern: "/v1/changes", roles: []string{approver, finance, auditor}, addition: true,
+				summary: "Follow the requests' events as they happen",
+				doc: "A stream of server-sent events (text/event-stream; in a browser, new EventSource(\"/v1/changes\") " +
+					"with the session cookie): each event of a request, in log order, as the log stores it, as " +
+					"\"id: <seq>\" and \"data: \" then {\"id\",\"type\",\"case_id\",\"seq\",\"at\"} (never personal data; " +
+					"the case itself is GET /v1/requests/{id}). It starts with the events stored from now on, or after " +
+					"the sequence in Last-Event-ID (sent by a reconnecting EventSource) or ?after=, so a client that " +
+					"reconnects misses nothing. An idle stream sends a comment line every 15 s; the stream ends when " +
+					"the session does (checked then). 429 with Retry-After when the gateway already serves 256 streams.",
+				answer: "server-sent events, one per event of a request",
+				op: withQuery[changesQuery](rawOperation(s.changes, http.StatusOK,
+					content{media: "text/event-stream", typ: reflect.TypeFor[changeJSON]()})).
+					alsoAnswers(http.StatusTooManyRequests, http.StatusServiceUnavailable)},
 			route{method: get, pattern: "/v1/requests/{id}/as-of", roles: []string{approver, auditor},
 				summary: "A request as it stood at a time", answer: "the case rebuilt from the log up to t",
 				op: handleQuery(s.asOf)},

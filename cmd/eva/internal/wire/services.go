@@ -87,6 +87,7 @@ var services = map[string]service{
 				Disbursement: disbursementapi.NewClient(b.NC),
 				Audit:        auditapi.NewClient(b.NC),
 				Notify:       notifyapi.NewClient(b.NC),
+				Changes:      b.Log,
 				Signer:       p.Signer,
 				Events:       gateway.LogEvents(b.Log),
 				DB:           db,
