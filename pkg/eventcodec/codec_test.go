@@ -454,3 +454,18 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecode decodes each sample event (every type) in turn.
+func BenchmarkDecode(b *testing.B) {
+	var data [][]byte
+	var types []string
+	for _, s := range samples() {
+		data, types = append(data, mustEncode(b, s.e)), append(types, s.e.Type())
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := eventcodec.Decode(types[i%len(data)], data[i%len(data)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
