@@ -267,20 +267,20 @@ func FromRaw(raw *jetstream.RawStreamMsg) Msg {
 }
 
 func newMsg(seq uint64, subject string, h nats.Header, t time.Time, data []byte) Msg {
-	return msgOf(seq, subject, h.Get(jetstream.MsgIDHeader), h.Get(HeaderPrev), t, data)
+	prev, err := strconv.ParseUint(h.Get(HeaderPrev), 10, 64)
+	return msgOf(seq, subject, h.Get(jetstream.MsgIDHeader), prev, err == nil, t, data)
 }
 
 // msgOf is a stored message whose event id is id and whose HeaderPrev is
-// prev.
-func msgOf(seq uint64, subject, id, prev string, t time.Time, data []byte) Msg {
+// prev, when chained (the message carried one that parsed).
+func msgOf(seq uint64, subject, id string, prev uint64, chained bool, t time.Time, data []byte) Msg {
 	kind, of, typ, _ := ParseSubjectOf(subject)
 	caseID := ""
 	if kind == assist.KindCase {
 		caseID = of
 	}
-	p, err := strconv.ParseUint(prev, 10, 64)
 	return Msg{Seq: seq, Subject: subject, Kind: kind, Of: of, CaseID: caseID, Type: typ, ID: id,
-		Prev: p, Time: t, Data: data, chained: err == nil}
+		Prev: prev, Time: t, Data: data, chained: chained}
 }
 
 // Append writes one event of a case, expecting the case's last event to be

@@ -293,7 +293,9 @@ func (c *blockCursor) record(sf *streamFiles, from uint64) (m fileMsg, ok bool, 
 		if err != nil {
 			return bad(fmt.Sprintf("sequence %d: %v", seq, err))
 		}
-		return fileMsg{Msg: msgOf(seq, string(subj), id, prev, time.Unix(0, ts), rest), off: at}, true, nil
+		// string(prev) here is not kept: no string is made for it.
+		p, perr := strconv.ParseUint(string(prev), 10, 64)
+		return fileMsg{Msg: msgOf(seq, string(subj), id, p, perr == nil, time.Unix(0, ts), rest), off: at}, true, nil
 	}
 	return fileMsg{}, false, nil
 }
@@ -301,13 +303,13 @@ func (c *blockCursor) record(sf *streamFiles, from uint64) (m fileMsg, ok bool, 
 // headerValues reads the two headers a Msg keeps, the event id and
 // HeaderPrev, from a stored message's header block ("NATS/1.0\r\nKey:
 // value\r\n...\r\n"); the others are passed over.
-func headerValues(b []byte) (id, prev string, err error) {
+func headerValues(b []byte) (id string, prev []byte, err error) {
 	if len(b) == 0 {
-		return "", "", nil
+		return "", nil, nil
 	}
 	lines, ok := bytes.CutPrefix(b, []byte("NATS/1.0"))
 	if !ok {
-		return "", "", errors.New("a header block without its version line")
+		return "", nil, errors.New("a header block without its version line")
 	}
 	for line := range bytes.SplitSeq(lines, []byte("\r\n")) {
 		k, v, ok := bytes.Cut(line, []byte(":"))
@@ -318,7 +320,7 @@ func headerValues(b []byte) (id, prev string, err error) {
 		case jetstream.MsgIDHeader:
 			id = string(bytes.TrimSpace(v))
 		case HeaderPrev:
-			prev = string(bytes.TrimSpace(v))
+			prev = bytes.TrimSpace(v)
 		}
 	}
 	return id, prev, nil
