@@ -141,6 +141,35 @@ func (t pgTx) QueryRow(ctx context.Context, q string, args ...any) Row {
 	return pgRow{t.tx.QueryRow(ctx, q, args...)}
 }
 
+// copyRows is CopyRows on PostgreSQL: the rows are copied into
+// eva_copy_<table> (the columns of table, made by the first copy of the
+// transaction and dropped at its end), written to table from there, and
+// the temporary table emptied for the next copy.
+func (t pgTx) copyRows(ctx context.Context, table string, cols []string, tail string, rows [][]any) error {
+	stage := pgx.Identifier{"eva_copy_" + table}.Sanitize()
+	list := make([]string, len(cols))
+	for i, c := range cols {
+		list[i] = pgx.Identifier{c}.Sanitize()
+	}
+	names := strings.Join(list, ", ")
+	if _, err := t.tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS `+stage+` ON COMMIT DROP AS SELECT `+names+` FROM `+
+		pgx.Identifier{table}.Sanitize()+` WITH NO DATA`); err != nil {
+		return classify(err)
+	}
+	if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"eva_copy_" + table}, cols, pgx.CopyFromRows(rows)); err != nil {
+		return classify(err)
+	}
+	insert := `INSERT INTO ` + pgx.Identifier{table}.Sanitize() + ` (` + names + `) SELECT ` + names + ` FROM ` + stage
+	if tail != "" {
+		insert += " " + tail
+	}
+	if _, err := t.tx.Exec(ctx, insert); err != nil {
+		return classify(err)
+	}
+	_, err := t.tx.Exec(ctx, `TRUNCATE `+stage)
+	return classify(err)
+}
+
 func pgExec(ctx context.Context, q pgQuerier, query string, args []any) (int64, error) {
 	tag, err := q.Exec(ctx, query, args...)
 	if err != nil {

@@ -27,6 +27,39 @@ func InsertRows(ctx context.Context, q Querier, head, tail string, rows [][]any)
 	return insertRows(ctx, q, head, tail, rows, maxRowsPerStatement)
 }
 
+// CopyRows writes rows into the columns cols of table as InsertRows(ctx,
+// q, "INSERT INTO table (cols)", tail, rows) does (tail the same ON
+// CONFLICT clause): the same rows, inserted or updated. In a transaction
+// of PostgreSQL, 16 rows or more are copied (COPY, binary) into a
+// temporary table of those columns, made for the transaction, and
+// written from it by one INSERT ... SELECT with tail: a rebuild's 1,024
+// rows cost the client one COPY instead of four statements of 2,816
+// parameters each, and the server one statement to plan. Elsewhere, and
+// for fewer rows, it is InsertRows.
+//
+// Errors: rows of different lengths; those of the statements.
+func CopyRows(ctx context.Context, q Querier, table string, cols []string, tail string, rows [][]any) error {
+	c, ok := q.(rowCopier)
+	if !ok || len(rows) < copyMinRows {
+		return InsertRows(ctx, q, "INSERT INTO "+table+" ("+strings.Join(cols, ", ")+")", tail, rows)
+	}
+	for i, r := range rows {
+		if len(r) != len(cols) {
+			return fmt.Errorf("copy rows: row %d has %d values for %d columns", i, len(r), len(cols))
+		}
+	}
+	return c.copyRows(ctx, table, cols, tail, rows)
+}
+
+// copyMinRows is the fewest rows CopyRows copies: for fewer, the
+// temporary table and the extra statements cost more than they save.
+const copyMinRows = 16
+
+// rowCopier is a Querier that can copy rows (PostgreSQL's transaction).
+type rowCopier interface {
+	copyRows(ctx context.Context, table string, cols []string, tail string, rows [][]any) error
+}
+
 // anonymousParams is a Querier of the embedded driver, which binds a
 // numbered parameter ($1) by looking its name up in a list of every
 // parameter of the statement (modernc.org/sqlite's bind): a statement's

@@ -54,3 +54,79 @@ func TestInsertRows(t *testing.T) {
 		}
 	})
 }
+
+// CopyRows leaves a table as InsertRows leaves another: the same rows
+// written in the same transactions, a few (InsertRows itself) and many
+// (on PostgreSQL, copied), new and updated, twice in one transaction
+// (the temporary table emptied between), with a value of every kind the
+// read models write; rows of the wrong length are refused.
+func TestCopyRows(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		ctx := t.Context()
+		for _, table := range []string{"by_insert", "by_copy"} {
+			if _, err := db.Exec(ctx, `CREATE TABLE `+table+` (id TEXT PRIMARY KEY, n BIGINT NOT NULL, s TEXT NOT NULL,
+				other TEXT NOT NULL DEFAULT 'kept')`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cols := []string{"id", "n", "s"}
+		tail := `ON CONFLICT (id) DO UPDATE SET n = excluded.n, s = excluded.s`
+		rows := func(from, to int, s string) [][]any {
+			var out [][]any
+			for i := from; i < to; i++ {
+				out = append(out, []any{fmt.Sprintf("id-%04d", i), int64(i) - 500, fmt.Sprintf("%s %d é\"\\\n\x01 <&>", s, i)})
+			}
+			return out
+		}
+		for _, batches := range [][][][]any{
+			{rows(0, 1, "one")}, {rows(1, 16, "fifteen")}, {rows(16, 32, "sixteen")}, {rows(32, 332, "many")},
+			{rows(100, 711, "again"), rows(700, 1000, "and again")}, {rows(5, 6, "one again"), rows(0, 40, "forty")},
+		} {
+			err := db.Tx(ctx, func(q sqldb.Querier) error {
+				for _, b := range batches {
+					if err := sqldb.InsertRows(ctx, q, `INSERT INTO by_insert (id, n, s)`, tail, b); err != nil {
+						return err
+					}
+					if err := sqldb.CopyRows(ctx, q, "by_copy", cols, tail, b); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		read := func(table string) []string {
+			rs, err := db.Query(ctx, `SELECT id, n, s, other FROM `+table+` ORDER BY id`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rs.Close()
+			var out []string
+			for rs.Next() {
+				var id, s, other string
+				var n int64
+				if err := rs.Scan(&id, &n, &s, &other); err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, fmt.Sprintf("%s|%d|%q|%s", id, n, s, other))
+			}
+			if err := rs.Err(); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		want, got := read("by_insert"), read("by_copy")
+		if len(want) != 1000 || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("copied: %d rows, inserted: %d rows; first differences:\n%v\n%v", len(got), len(want), got[:min(3, len(got))], want[:min(3, len(want))])
+		}
+		bad := append(rows(2000, 2020, "bad"), []any{"id-short", int64(1)})
+		if err := db.Tx(ctx, func(q sqldb.Querier) error { return sqldb.CopyRows(ctx, q, "by_copy", cols, tail, bad) }); err == nil {
+			t.Fatal("rows of different lengths were taken")
+		}
+		if got := read("by_copy"); len(got) != 1000 {
+			t.Fatalf("after the refused rows: %d rows; want 1000", len(got))
+		}
+	})
+}

@@ -64,6 +64,9 @@ func NewSQLStore(db sqldb.DB) *SQLStore { return &SQLStore{db: db} }
 
 const queueCols = `id, status, urgency, category, ref_hash, deadline, escalated, claimed_by, claim_expires_at, created_at, updated_at, version, warned`
 
+// queueColumns are queueCols, one a name.
+var queueColumns = strings.Split(queueCols, ", ")
+
 // Project implements Store.
 func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error {
 	return s.ProjectAll(ctx, q, []*assist.Case{c})
@@ -90,7 +93,7 @@ func (s *SQLStore) PrepareAll(cs []*assist.Case) (func(context.Context, sqldb.Qu
 			sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), int64(c.Version), boolInt(c.Warned)}
 	}
 	return func(ctx context.Context, q sqldb.Querier) error {
-		return sqldb.InsertRows(ctx, q, `INSERT INTO approval_queue (`+queueCols+`)`,
+		return sqldb.CopyRows(ctx, q, "approval_queue", queueColumns,
 			`ON CONFLICT (id) DO UPDATE SET status = excluded.status, urgency = excluded.urgency, category = excluded.category,
 			ref_hash = excluded.ref_hash, deadline = excluded.deadline, escalated = excluded.escalated,
 			claimed_by = excluded.claimed_by, claim_expires_at = excluded.claim_expires_at,

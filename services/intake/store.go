@@ -192,12 +192,14 @@ func (s *SQLStore) PrepareAll(cs []*assist.Case) (func(context.Context, sqldb.Qu
 				return err
 			}
 		}
-		return sqldb.InsertRows(ctx, q, `INSERT INTO intake_cases (id, post, requester, status, urgency, created_at, updated_at, version, state,
-			ref_hash, category)`, `ON CONFLICT (id) DO UPDATE SET post = excluded.post, status = excluded.status, urgency = excluded.urgency,
+		return sqldb.CopyRows(ctx, q, "intake_cases", caseCols, `ON CONFLICT (id) DO UPDATE SET post = excluded.post, status = excluded.status, urgency = excluded.urgency,
 			updated_at = excluded.updated_at, version = excluded.version, state = excluded.state,
 			ref_hash = excluded.ref_hash, category = excluded.category`, rows)
 	}, nil
 }
+
+// caseCols are the columns of intake_cases a case's row writes.
+var caseCols = []string{"id", "post", "requester", "status", "urgency", "created_at", "updated_at", "version", "state", "ref_hash", "category"}
 
 // refHashKey is a reference hash as the ref_hash column keeps it: base64,
 // as in the stored state (so the migration could fill it from there).
