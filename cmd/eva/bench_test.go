@@ -20,6 +20,9 @@ func TestRunDrivesTheWholeLifecycle(t *testing.T) {
 	if res.FilingErrors != 0 || res.LifecycleErrors != 0 || res.LifecycleMissing != 0 {
 		t.Fatalf("errors: filing %d, lifecycle %d, not disbursed %d", res.FilingErrors, res.LifecycleErrors, res.LifecycleMissing)
 	}
+	if !res.Followed {
+		t.Error("the bench polled the cases: it did not follow GET /v1/changes")
+	}
 	if res.FilingsPerSec <= 0 || res.CompletedPerSec <= 0 || res.RawAppendsPerSec <= 0 || res.ToDisbursedP99 <= 0 {
 		t.Fatalf("nothing measured: %+v", res)
 	}

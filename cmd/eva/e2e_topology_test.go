@@ -151,7 +151,11 @@ func TestE2ETopology(t *testing.T) {
 	seeded := c.waitVerified(60 * time.Second).Events // the seeded fund's and payees' events
 	paidBefore := fund[0].PaidCents
 
-	first, n1 := lifecycle(t, c, "topology-1", fundID, payeeID, 42_000)
+	// An auditor follows the changes throughout, through the loss of the
+	// log's leader, reconnecting as a browser would.
+	changes := c.followChanges("aud")
+	first, n1, id1 := lifecycle(t, c, "topology-1", fundID, payeeID, 42_000)
+	changes.checkLifecycle(id1)
 	v := c.waitVerified(60 * time.Second)
 	if v.Events != seeded+uint64(n1) {
 		t.Errorf("audit verify counts %d events; the seeds have %d and the one case %d", v.Events, seeded, n1)
@@ -172,7 +176,10 @@ func TestE2ETopology(t *testing.T) {
 	leader.Shutdown()
 	leader.WaitForShutdown()
 
-	second, n2 := lifecycle(t, c, "topology-2", fundID, payeeID, 17_500)
+	second, n2, id2 := lifecycle(t, c, "topology-2", fundID, payeeID, 17_500)
+	changes.checkLifecycle(id2)
+	changes.checkOrder()
+	changes.close() // before the gateway stops
 	v2 := c.waitVerified(60 * time.Second)
 	if v2.Events != seeded+uint64(n1+n2) {
 		t.Errorf("audit verify counts %d events; the seeds have %d and the two cases %d", v2.Events, seeded, n1+n2)
@@ -228,11 +235,11 @@ func TestE2ETopology(t *testing.T) {
 }
 
 // lifecycle files a case as ana, has olu claim and approve it, waits
-// until it is disbursed, and returns the approved amount and the number of
-// events of its archived history. Every call is
+// until it is disbursed, and returns the approved amount, the number of
+// events of its archived history and its id. Every call is
 // retried with the same Idempotency-Key while the answer is 503 or the
 // connection fails (a cluster electing, a service starting).
-func lifecycle(t *testing.T, c *client, name, fundID, payeeID string, cents int64) (int64, int) {
+func lifecycle(t *testing.T, c *client, name, fundID, payeeID string, cents int64) (int64, int, string) {
 	t.Helper()
 	cs := retryPost[caseJSON](c, "ana", "/v1/requests", fileBody(payeeID, "REF-"+name, cents), name+"-file", http.StatusCreated)
 	retryPost[caseJSON](c, "olu", "/v1/requests/"+cs.ID+"/claim", nil, name+"-claim", http.StatusOK)
@@ -248,7 +255,7 @@ func lifecycle(t *testing.T, c *client, name, fundID, payeeID string, cents int6
 		types = eventTypes(c.history(cs.ID))
 		return len(types) > 0 && types[len(types)-1] == "PayoutSettled", strings.Join(types, ",")
 	})
-	return cents, len(types)
+	return cents, len(types), cs.ID
 }
 
 // retryWindow is how long a call is retried on 503 or a failed connection.

@@ -48,6 +48,9 @@ type Result struct {
 	ToDisbursedP99   time.Duration
 	LifecycleErrors  int64
 	LifecycleMissing int
+	// Followed says the settlements came from the change stream
+	// (GET /v1/changes), not from polling every case.
+	Followed bool
 	// Steps is the time between consecutive events of the lifecycle, over
 	// a sample of the lifecycle phase's cases.
 	Steps []Step
@@ -71,6 +74,7 @@ type Summary struct {
 	ToDisbursedP99Ms   float64 `json:"filing_to_disbursed_p99_ms"`
 	LifecycleErrors    int64   `json:"lifecycle_errors"`
 	NotDisbursed       int     `json:"not_disbursed"`
+	FollowedChanges    bool    `json:"followed_changes"`
 	Steps              []Step  `json:"steps,omitempty"`
 	RawAppendsPerSec   float64 `json:"raw_appends_per_sec"`
 	RawP50Ms           float64 `json:"raw_append_p50_ms"`
@@ -88,7 +92,7 @@ func (r Result) Summary(store string, peer *Peer) Summary {
 	s := Summary{Requests: r.Requests, Clients: r.Clients, Store: store, FilingsPerSec: r.FilingsPerSec,
 		FilingP50Ms: ms(r.FilingP50), FilingP99Ms: ms(r.FilingP99), FilingErrors: r.FilingErrors,
 		LifecyclesPerSec: r.CompletedPerSec, ToDisbursedP50Ms: ms(r.ToDisbursedP50), ToDisbursedP99Ms: ms(r.ToDisbursedP99),
-		LifecycleErrors: r.LifecycleErrors, NotDisbursed: r.LifecycleMissing, Steps: r.Steps, RawAppendsPerSec: r.RawAppendsPerSec,
+		LifecycleErrors: r.LifecycleErrors, NotDisbursed: r.LifecycleMissing, FollowedChanges: r.Followed, Steps: r.Steps, RawAppendsPerSec: r.RawAppendsPerSec,
 		RawP50Ms: ms(r.RawP50), FilingsOverRaw: r.Ratio(), Peer: peer}
 	if peer != nil && peer.WorkflowsPerSec > 0 {
 		s.LifecyclesOverPeer = r.CompletedPerSec / peer.WorkflowsPerSec
@@ -182,7 +186,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.FilingP50, res.FilingP99 = Percentile(lat, 50), Percentile(lat, 99)
 	res.FilingErrors = errs.Load()
 
-	// Phase 2: the whole lifecycle.
+	// Phase 2: the whole lifecycle. The change stream, opened first, says
+	// when each case settles; an instance without it is polled.
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	defer stopFollowing()
+	settled, err := c.settlements(followCtx, approvers[0], o.Requests)
+	if err != nil {
+		fmt.Fprintf(o.Progress, "no change stream (%v): polling the cases instead\n", err)
+	}
 	bar = progressbar.NewOptions(o.Requests, progressbar.OptionSetWriter(o.Progress), progressbar.OptionSetDescription("lifecycle"),
 		progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
 	var lerrs atomic.Int64
@@ -212,7 +223,17 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	})
 	_ = bar.Finish()
 	fmt.Fprintln(o.Progress)
-	done, last, missing := c.awaitDisbursed(ctx, approvers[0], ids, o.Clients, 2*time.Minute)
+	var (
+		done    []time.Duration
+		last    time.Time
+		missing int
+	)
+	if res.Followed = settled != nil; res.Followed {
+		done, last, missing = c.awaitSettled(ctx, approvers[0], ids, settled, o.Clients, 2*time.Minute)
+	} else {
+		done, last, missing = c.awaitDisbursed(ctx, approvers[0], ids, o.Clients, 2*time.Minute)
+	}
+	stopFollowing()
 	// Completed cases per second, by the server's clock: from the start of
 	// the phase to the last case disbursed (not to when polling saw it).
 	if span := last.Sub(start); len(done) > 0 && span > 0 {
