@@ -74,7 +74,7 @@ var apiWho = map[string][]string{
 	"GET /v1/audit/verify":                {auditor},
 	"GET /v1/audit/export":                {auditor},
 	"GET /v1/audit/access":                {auditor},
-	"GET /v1/admin/dead-letters":          {admin}, // an addition: dead letters are "visible to admins" (DESIGN §4)
+	"GET /v1/admin/dead-letters":          {admin},                      // an addition: dead letters are "visible to admins" (DESIGN §4)
 	"GET /v1/changes":                     {approver, finance, auditor}, // an addition: those who see every case
 }
 
