@@ -17,6 +17,7 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/services/audit/witness"
 	"github.com/eva-org/eva/services/disbursement/providerhttp"
+	"github.com/eva-org/eva/services/gateway/web"
 	"github.com/eva-org/eva/services/notify"
 )
 
@@ -85,6 +86,8 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		fs.StringVar(&o.cfg.ProviderCallbacks, "provider-callbacks", os.Getenv("EVA_PROVIDER_CALLBACKS"),
 			"with --provider: take the provider's settlement callbacks at host:port, path "+providerhttp.CallbackPath+" (default: poll only)")
 		fs.BoolVar(&o.cfg.CookieSecure, "cookie-secure", false, "mark session cookies Secure (behind HTTPS)")
+		fs.DurationVar(&o.cfg.QueueRefresh, "queue-refresh", web.DefaultQueueRefresh,
+			"how often the web UI's queue refreshes itself by the clock; with the change stream open (GET /v1/changes) it refreshes on each change and by the clock 4 times less often")
 		fs.BoolVar(&o.cfg.RequireTOTP, "require-totp", os.Getenv("EVA_REQUIRE_TOTP") == "1",
 			"approver, finance and admin accounts sign in with a TOTP second factor")
 		fs.StringVar(&o.pprof, "pprof", "", "serve Go profiles (net/http/pprof) at host:port")

@@ -19,7 +19,8 @@ type queueData struct {
 // queuePage is /queue: the open cases, missed deadlines first, then by
 // deadline (the API's order), with the age of the queue by urgency. With
 // ?partial=1 it answers the live part alone, for the script that
-// refreshes it.
+// refreshes it: on each change GET /v1/changes (data-changes) streams,
+// and every QueueRefresh (data-refresh, in whole seconds).
 func (s *site) queuePage(v *view) error {
 	p, err := get[page[queueItem]](v.ctx(), v.s.api, v.token, query("/v1/queue", "limit", "200"))
 	if err != nil {
@@ -29,6 +30,6 @@ func (s *site) queuePage(v *view) error {
 	d := queueData{Items: p.Items, More: p.NextCursor != "", Chart: queueAgeChart(v.L, p.Items, now),
 		At: now.UTC().Format(time.RFC3339)}
 	v.renderData(http.StatusOK, "queue", &pageData{Title: v.L.T("queue.title"), D: d,
-		Refresh: int(v.s.cfg.QueueRefresh / time.Second)})
+		Refresh: max(1, int(v.s.cfg.QueueRefresh/time.Second))})
 	return nil
 }

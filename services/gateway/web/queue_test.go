@@ -9,7 +9,8 @@ import (
 
 // The queue marks a case whose deadline is near (due_soon: DeadlineWarning
 // recorded) as due soon, and an escalated one as such, never both; the
-// case's History names the warning by its label.
+// case's History names the warning by its label. The page names, for its
+// script, the change stream it follows and its timed refresh (15 s).
 func TestQueueMarksDueSoon(t *testing.T) {
 	now := t0.Add(3 * time.Hour)
 	soon, late, calm := sampleCase(), sampleCase(), sampleCase()
@@ -38,6 +39,10 @@ func TestQueueMarksDueSoon(t *testing.T) {
 	body := w.Body.String()
 	if w.Code != http.StatusOK || strings.Count(body, `data-due-soon="true"`) != 1 || !strings.Contains(body, ">Due soon</span>") {
 		t.Fatalf("queue: %d %s", w.Code, body)
+	}
+	if !strings.Contains(body, `<div id="queue-live" data-live="/queue?partial=1" data-changes="/v1/changes">`) ||
+		!strings.Contains(body, `<body data-refresh="15">`) {
+		t.Fatalf("the queue does not name its change stream and refresh: %s", body)
 	}
 	row := func(id string) string {
 		i := strings.Index(body, `data-case-id="`+id+`"`)

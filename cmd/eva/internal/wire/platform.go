@@ -101,6 +101,8 @@ type Config struct {
 	Notify notify.Config
 	// CookieSecure marks the session cookie Secure (behind HTTPS).
 	CookieSecure bool
+	// QueueRefresh is the web UI queue's timed refresh (0: web's default).
+	QueueRefresh time.Duration
 	// RequireTOTP makes approver, finance and admin accounts sign in with
 	// a second factor.
 	RequireTOTP bool

@@ -96,7 +96,8 @@ var services = map[string]service{
 				Ready:        p.Ready,
 				Listener:     p.Config.HTTPListener,
 				UI: func(api http.Handler) (http.Handler, error) {
-					return web.New(web.Deps{Config: web.Config{CookieSecure: p.Config.CookieSecure, SSO: p.Config.OIDC != nil}, API: api,
+					return web.New(web.Deps{Config: web.Config{CookieSecure: p.Config.CookieSecure, SSO: p.Config.OIDC != nil,
+						QueueRefresh: p.Config.QueueRefresh}, API: api,
 						Logger: p.Logger.Named("web")})
 				},
 			})

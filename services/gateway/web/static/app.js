@@ -2,9 +2,17 @@
 // - A form sends once: its submit button is disabled after the first
 //   click (the server files once anyway: each form carries its own
 //   idempotency key).
-// - The queue refreshes itself (data-refresh seconds) without a reload,
-//   and says so to screen readers only when the number of open requests
-//   changes.
+// - The queue (#queue-live) refreshes itself without a reload: on each
+//   change the server streams (an EventSource on data-changes, GET
+//   /v1/changes; a burst of changes makes one fetch, and one more 2 s
+//   later if the first showed no change: the queue, a read model, may be
+//   a moment behind the log), and every
+//   data-refresh seconds by the clock (4 times less often while the
+//   stream is open; the only way without EventSource, or once the
+//   stream was refused). Never while the page is hidden: once when it
+//   shows again if something was missed. Never while the keyboard is in
+//   the list: once it leaves. It says so to screen readers only when the
+//   number of open requests changes. The stream closes on pagehide.
 (function () {
   "use strict";
   document.addEventListener("submit", function (e) {
@@ -19,26 +27,79 @@
   var secs = parseInt(document.body.dataset.refresh || "0", 10);
   if (!live || !secs || !window.fetch) { return; }
   var status = document.getElementById("live-status");
+  var missed = false; // a refresh was skipped (hidden, or focus inside)
+  var last = Date.now(); // the last refresh that replaced the list
+  var soonTimer = 0;
+  var es = null; // the change stream, while open or reconnecting
   function count() {
     var m = live.querySelector("[data-open]");
     return m ? m.getAttribute("data-open") : "";
   }
-  function refresh() {
-    if (document.hidden) { return; }
-    var before = count();
+  // sig is what the list shows of each case: its id and status.
+  function sig() {
+    return Array.prototype.map.call(live.querySelectorAll("[data-case-id], [data-status]"), function (e) {
+      return e.getAttribute("data-case-id") || e.getAttribute("data-status");
+    }).join(" ");
+  }
+  function focused() {
+    return document.activeElement && live.contains(document.activeElement);
+  }
+  // refresh fetches the list and replaces it. again: when that changed
+  // no case's id or status, fetch once more 2 s later (a change comes
+  // from the log, and the queue, a read model, may be a moment behind).
+  function refresh(again) {
+    if (document.hidden || focused()) { missed = true; return; }
+    missed = false;
+    var before = count(), was = sig();
     fetch(live.dataset.live, { credentials: "same-origin", headers: { "X-EVA-Refresh": "1" }, redirect: "error" })
       .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
       .then(function (html) {
         var doc = new DOMParser().parseFromString("<div>" + html + "</div>", "text/html");
         var fresh = doc.body.firstChild;
         if (!fresh) { return; }
-        var focused = document.activeElement && live.contains(document.activeElement);
-        if (focused) { return; } // never pull the rug from under the keyboard
+        if (focused()) { missed = true; return; } // never pull the rug from under the keyboard
         live.replaceChildren.apply(live, Array.prototype.slice.call(fresh.childNodes));
+        last = Date.now();
         var after = count();
         if (status && after !== before) { status.textContent = live.querySelector("[data-open]").textContent; }
+        if (again === true && sig() === was) { window.setTimeout(refresh, 2000); }
       })
       .catch(function () { /* the next tick tries again */ });
   }
-  window.setInterval(refresh, secs * 1000);
+  // soon refreshes once, 400 ms after the first of a burst of calls.
+  function soon() {
+    if (soonTimer) { return; }
+    soonTimer = window.setTimeout(function () { soonTimer = 0; refresh(true); }, 400);
+  }
+  function follow() {
+    if (!window.EventSource || !live.dataset.changes || es) { return; }
+    es = new EventSource(live.dataset.changes);
+    var first = true;
+    // The stream starts from now: what changed since the page was read
+    // comes by one refresh. A reconnection resumes where it stopped.
+    es.onopen = function () { if (first) { first = false; window.setTimeout(refresh, 400); } };
+    es.onmessage = soon;
+    es.onerror = function () {
+      // CLOSED: refused (4xx, signed out); the clock goes on alone.
+      // Otherwise the browser reconnects by itself (Last-Event-ID).
+      if (es && es.readyState === EventSource.CLOSED) { es = null; }
+    };
+  }
+  window.setInterval(function () {
+    var streaming = es && es.readyState === EventSource.OPEN;
+    if (!streaming || Date.now() - last >= secs * 4000 - 500) { refresh(); }
+  }, secs * 1000);
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden && missed) { soon(); }
+  });
+  live.addEventListener("focusout", function (e) {
+    if (missed && !(e.relatedTarget && live.contains(e.relatedTarget))) { soon(); }
+  });
+  window.addEventListener("pagehide", function () {
+    if (es) { es.close(); es = null; }
+  });
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted) { follow(); soon(); } // back from the back/forward cache
+  });
+  follow();
 })();
