@@ -159,7 +159,7 @@ func (s *server) routes() []route {
 			route{method: get, pattern: "/v1/requests/{id}/history", roles: caseReaders, summary: "A request's events",
 				doc: "Same visibility as GET /v1/requests/{id}.", answer: "the case's events in log order",
 				op: handleGet(s.history)},
-			route{method: get, pattern: "/v1/changes", roles: []string{approver, finance, auditor}, addition: true,
+			route{method: get, pattern: "/v1/changes", roles: []string{approver, finance, auditor},
 				summary: "Follow the requests' events as they happen",
 				doc: "A stream of server-sent events (text/event-stream; in a browser, new EventSource(\"/v1/changes\") " +
 					"with the session cookie): each event of a request, in log order, as the log stores it, as " +
