@@ -69,7 +69,8 @@ func (tb *tab) addScript(js string) {
 // in chromium. With the timed refresh at an hour, a request filed through
 // the API appears in the open queue within seconds, without a reload, and
 // the count is announced; a burst of changes makes one fetch (and one
-// more when the first showed no change); a hidden
+// more when the first showed no change; 4 in all while a request the
+// stream said was filed is not listed); a hidden
 // page fetches nothing until it shows again; a list with the keyboard in
 // it is not replaced until the keyboard leaves; pagehide closes the
 // stream. Without EventSource, or with the stream refused, the timed
@@ -184,6 +185,24 @@ func TestE2EBrowserLiveQueue(t *testing.T) {
 		settle()
 		if got := probe(olu, "fetches") - before; got != 2 {
 			t.Fatalf("10 messages in a burst that changed nothing made %d fetches, want 2", got)
+		}
+	})
+
+	run("a filed request not listed yet is fetched again", func(t *testing.T) {
+		quiet(t, olu)
+		before := probe(olu, "fetches")
+		// The stream says a request was filed that the queue does not
+		// list (as when the queue is behind the log): 1 fetch, then 3
+		// more at 1, 2 and 4 s, then the clock's.
+		eval[chromedp.Void](olu, `window.evaProbe.streams[0].dispatchEvent(new MessageEvent("message",
+			{ data: JSON.stringify({ type: "RequestSubmitted", case_id: "01900000-0000-7000-8000-00000000dead" }) }))`)
+		evatest.Await(t, 20*time.Second, "4 fetches", func() (bool, string) {
+			n := probe(olu, "fetches") - before
+			return n == 4, fmt.Sprint(n)
+		})
+		quiet(t, olu)
+		if got := probe(olu, "fetches") - before; got != 4 {
+			t.Fatalf("a filed request never listed made %d fetches, want 4", got)
 		}
 	})
 

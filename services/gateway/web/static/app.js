@@ -4,9 +4,10 @@
 //   idempotency key).
 // - The queue (#queue-live) refreshes itself without a reload: on each
 //   change the server streams (an EventSource on data-changes, GET
-//   /v1/changes; a burst of changes makes one fetch, and one more 2 s
-//   later if the first showed no change: the queue, a read model, may be
-//   a moment behind the log), and every
+//   /v1/changes; a burst of changes makes one fetch; the queue, a read
+//   model, may be a moment behind the log: while a request the stream
+//   said was filed is not listed, up to 3 more at 1, 2, 4 s; when the
+//   list changed nothing, 1 more at 2 s), and every
 //   data-refresh seconds by the clock (4 times less often while the
 //   stream is open; the only way without EventSource, or once the
 //   stream was refused). Never while the page is hidden: once when it
@@ -31,6 +32,7 @@
   var last = Date.now(); // the last refresh that replaced the list
   var soonTimer = 0;
   var es = null; // the change stream, while open or reconnecting
+  var filed = {}; // requests the stream said were filed, not yet listed
   function count() {
     var m = live.querySelector("[data-open]");
     return m ? m.getAttribute("data-open") : "";
@@ -41,13 +43,23 @@
       return e.getAttribute("data-case-id") || e.getAttribute("data-status");
     }).join(" ");
   }
+  // unlisted counts the filed requests the list does not show yet.
+  function unlisted() {
+    var n = 0;
+    Object.keys(filed).forEach(function (id) {
+      if (live.querySelector("[data-case-id='" + id + "']")) { delete filed[id]; } else { n++; }
+    });
+    return n;
+  }
   function focused() {
     return document.activeElement && live.contains(document.activeElement);
   }
-  // refresh fetches the list and replaces it. again: when that changed
-  // no case's id or status, fetch once more 2 s later (a change comes
-  // from the log, and the queue, a read model, may be a moment behind).
-  function refresh(again) {
+  // refresh fetches the list and replaces it. A change comes from the
+  // log, and the queue, a read model, may be a moment behind it: after a
+  // refresh for changes (tries: a number), while a filed request is not
+  // listed, fetch again 1, 2 and 4 s later; when the list changed no
+  // case's id or status, once more 2 s later.
+  function refresh(tries) {
     if (document.hidden || focused()) { missed = true; return; }
     missed = false;
     var before = count(), was = sig();
@@ -62,14 +74,22 @@
         last = Date.now();
         var after = count();
         if (status && after !== before) { status.textContent = live.querySelector("[data-open]").textContent; }
-        if (again === true && sig() === was) { window.setTimeout(refresh, 2000); }
+        if (typeof tries !== "number") { return; }
+        var n = unlisted();
+        if (n && tries < 3) {
+          window.setTimeout(function () { refresh(tries + 1); }, 1000 << tries);
+        } else if (n) {
+          filed = {}; // beyond the first page, or gone again: the clock's
+        } else if (tries === 0 && sig() === was) {
+          window.setTimeout(function () { refresh(3); }, 2000);
+        }
       })
       .catch(function () { /* the next tick tries again */ });
   }
   // soon refreshes once, 400 ms after the first of a burst of calls.
   function soon() {
     if (soonTimer) { return; }
-    soonTimer = window.setTimeout(function () { soonTimer = 0; refresh(true); }, 400);
+    soonTimer = window.setTimeout(function () { soonTimer = 0; refresh(0); }, 400);
   }
   function follow() {
     if (!window.EventSource || !live.dataset.changes || es) { return; }
@@ -78,7 +98,13 @@
     // The stream starts from now: what changed since the page was read
     // comes by one refresh. A reconnection resumes where it stopped.
     es.onopen = function () { if (first) { first = false; window.setTimeout(refresh, 400); } };
-    es.onmessage = soon;
+    es.onmessage = function (e) {
+      try {
+        var c = JSON.parse(e.data);
+        if (c.type === "RequestSubmitted" && /^[0-9a-f-]{36}$/.test(c.case_id)) { filed[c.case_id] = true; }
+      } catch (err) { /* not ours to read: refresh all the same */ }
+      soon();
+    };
     es.onerror = function () {
       // CLOSED: refused (4xx, signed out); the clock goes on alone.
       // Otherwise the browser reconnects by itself (Last-Event-ID).
