@@ -27,9 +27,10 @@ func InsertRows(ctx context.Context, q Querier, head, tail string, rows [][]any)
 	return insertRows(ctx, q, head, tail, rows, maxRowsPerStatement)
 }
 
-// CopyRows writes rows into the columns cols of table as InsertRows(ctx,
-// q, "INSERT INTO table (cols)", tail, rows) does (tail the same ON
-// CONFLICT clause): the same rows, inserted or updated. In a transaction
+// CopyRows writes rows into the columns cols of table (an unqualified
+// name, found on the search path) as InsertRows(ctx, q, "INSERT INTO
+// table (cols)", tail, rows) does (tail the same ON CONFLICT clause): the
+// same rows, inserted or updated. In a transaction
 // of PostgreSQL, 16 rows or more are copied (COPY, binary) into a
 // temporary table of those columns, made for the transaction, and
 // written from it by one INSERT ... SELECT with tail: a rebuild's 1,024
