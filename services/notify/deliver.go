@@ -126,7 +126,11 @@ func (s *Service) attempt(ctx context.Context, d Delivery) error {
 	}
 	reason := s.post(ctx, d, w.URL, w.SecretKey, w.Secret.KeyID, w.Secret.Ciphertext)
 	if reason == "" {
-		return s.store.Delivered(ctx, d, s.now())
+		// The receiver has it: record so even when stopping, or the next
+		// run sends it again.
+		rctx, cancel := recordContext(ctx)
+		defer cancel()
+		return s.store.Delivered(rctx, d, s.now())
 	}
 	if ctx.Err() != nil {
 		// Stopping: the claim runs out and the next run tries again.
@@ -231,13 +235,25 @@ func attemptEach[T any](ctx context.Context, due []T, claim func(*T) (bool, erro
 	return attempted, errors.Join(errs...)
 }
 
+// recordTimeout bounds the recording of a delivery that happened.
+const recordTimeout = 5 * time.Second
+
+// recordContext is ctx without its cancellation, for a short while: a
+// delivery the receiver accepted is recorded even when notify is
+// stopping, so that the next run does not send it again.
+func recordContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+}
+
 // attemptMail sends one mail and records the outcome; an error is the
 // store's only. The log names the recipient's account, never its address.
 func (s *Service) attemptMail(ctx context.Context, m Mail) error {
 	msg := m.render(s.cfg.SMTP.From, s.cfg.SMTP.fromDomain(), s.cfg.PublicURL)
 	err := s.mail.send(ctx, m.Address, msg)
 	if err == nil {
-		return s.store.MailSent(ctx, m, s.now())
+		rctx, cancel := recordContext(ctx)
+		defer cancel()
+		return s.store.MailSent(rctx, m, s.now())
 	}
 	if ctx.Err() != nil {
 		return nil // stopping: the claim runs out and the next run tries again
