@@ -13,6 +13,7 @@ import (
 	"github.com/eva-org/eva/cmd/eva/internal/wire/wiretest"
 	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/approval/approvaltest"
 )
 
 // TestMeasureQueueMillionOverHTTP measures GET /v1/queue, first page, as
@@ -25,7 +26,7 @@ import (
 // ids (one INSERT … SELECT over generate_series, the id inside the state
 // replaced too), and approval's queue gets a row for each of the same ids
 // (70 % waiting in its three states, 1 % escalated, deadlines spread over
-// 30 days around now, as TestMeasureQueueMillion in services/approval).
+// 30 days around now: approvaltest.FillQueue, as TestMeasureQueueMillion).
 // It runs with EVA_MEASURE=1 (docs/benchmarks.md) and asserts only that
 // each answer is a full first page.
 func TestMeasureQueueMillionOverHTTP(t *testing.T) {
@@ -71,24 +72,10 @@ func TestMeasureQueueMillionOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	if _, err := db.Exec(ctx, `INSERT INTO approval_queue (id, status, urgency, category, ref_hash, deadline, escalated,
-			claimed_by, claim_expires_at, created_at, updated_at, version)
-		SELECT md5(i::text)::uuid::text,
-		       (ARRAY['submitted','under_review','awaiting_second_approval','submitted','under_review','submitted','submitted',
-		              'disbursed','rejected','withdrawn'])[1 + i % 10],
-		       (ARRAY['critical','urgent','routine'])[1 + i % 3],
-		       (ARRAY['shelter','food','medical','transport'])[1 + i % 4],
-		       md5((i % 400000)::text),
-		       $1::bigint + ((i::bigint * 7919) % 2592000) * 1000000 - 1296000000000,
-		       CASE WHEN i % 100 = 0 THEN 1 ELSE 0 END,
-		       '', 0, $1::bigint - 86400000000, $1::bigint - 86400000000, 1
-		FROM generate_series(1, $2) AS i`, sqldb.Micros(now), int64(n)); err != nil {
+	if err := approvaltest.FillQueue(ctx, db, n, now); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(ctx, `ANALYZE intake_cases`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(ctx, `ANALYZE approval_queue`); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("loaded %d cases into intake's and approval's read models in %v", n, time.Since(start).Round(time.Second))

@@ -11,6 +11,7 @@ import (
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/approval"
 	"github.com/eva-org/eva/services/approval/approvalapi"
+	"github.com/eva-org/eva/services/approval/approvaltest"
 )
 
 // TestMeasureQueueMillion loads 1,000,000 cases straight into the queue's
@@ -32,22 +33,7 @@ func TestMeasureQueueMillion(t *testing.T) {
 	const n = 1_000_000
 	now := time.Now().UTC()
 	start := time.Now()
-	_, err := db.Exec(ctx, `INSERT INTO approval_queue (id, status, urgency, category, ref_hash, deadline, escalated,
-			claimed_by, claim_expires_at, created_at, updated_at, version)
-		SELECT md5(i::text)::uuid::text,
-		       (ARRAY['submitted','under_review','awaiting_second_approval','submitted','under_review','submitted','submitted',
-		              'disbursed','rejected','withdrawn'])[1 + i % 10],
-		       (ARRAY['critical','urgent','standard'])[1 + i % 3],
-		       (ARRAY['shelter','food','medical','transport'])[1 + i % 4],
-		       md5((i % 400000)::text),
-		       $1::bigint + ((i::bigint * 7919) % 2592000) * 1000000 - 1296000000000,
-		       CASE WHEN i % 100 = 0 THEN 1 ELSE 0 END,
-		       '', 0, $1::bigint - 86400000000, $1::bigint - 86400000000, 1
-		FROM generate_series(1, $2) AS i`, sqldb.Micros(now), int64(n))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(ctx, `ANALYZE approval_queue`); err != nil {
+	if err := approvaltest.FillQueue(ctx, db, n, now); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("loaded %d cases into approval_queue in %v", n, time.Since(start).Round(time.Millisecond))
