@@ -223,16 +223,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	})
 	_ = bar.Finish()
 	fmt.Fprintln(o.Progress)
-	var (
-		done    []time.Duration
-		last    time.Time
-		missing int
-	)
+	// Following, the sweeps only catch what the stream missed.
+	sweep := 100 * time.Millisecond
 	if res.Followed = settled != nil; res.Followed {
-		done, last, missing = c.awaitSettled(ctx, approvers[0], ids, settled, o.Clients, 2*time.Minute)
-	} else {
-		done, last, missing = c.awaitDisbursed(ctx, approvers[0], ids, o.Clients, 2*time.Minute)
+		sweep = 5 * time.Second
 	}
+	done, last, missing := c.awaitDisbursed(ctx, approvers[0], ids, settled, o.Clients, sweep, 2*time.Minute)
 	stopFollowing()
 	// Completed cases per second, by the server's clock: from the start of
 	// the phase to the last case disbursed (not to when polling saw it).
@@ -383,46 +379,6 @@ func (c *client) file(ctx context.Context, token, payee string) (caseJSON, error
 		"beneficiary": map[string]string{"reference": "BENCH-" + uuid.NewString()[:8], "name": "Bench Person"},
 	}, &out)
 	return out, err
-}
-
-// awaitDisbursed polls the cases, with conc pollers, until each is
-// disbursed; it returns the filing-to-disbursed durations and the time of
-// the last disbursement, by the server's clock, and how many never were.
-func (c *client) awaitDisbursed(ctx context.Context, token string, ids []string, conc int, limit time.Duration) ([]time.Duration, time.Time, int) {
-	var (
-		mu   sync.Mutex
-		done []time.Duration
-		last time.Time
-	)
-	pending := ids
-	_ = retry.Do(ctx, retry.Policy{First: 100 * time.Millisecond, Max: 100 * time.Millisecond, Budget: limit}, retry.Always,
-		func(ctx context.Context) error {
-			still := make([]bool, len(pending))
-			parallel(len(pending), conc, func(i int) {
-				var cs caseJSON
-				if err := c.do(ctx, http.MethodGet, token, "/v1/requests/"+pending[i], nil, &cs); err != nil || cs.Status != "disbursed" {
-					still[i] = true
-					return
-				}
-				mu.Lock()
-				done = append(done, cs.UpdatedAt.Sub(cs.CreatedAt))
-				if cs.UpdatedAt.After(last) {
-					last = cs.UpdatedAt
-				}
-				mu.Unlock()
-			})
-			var next []string
-			for i, s := range still {
-				if s {
-					next = append(next, pending[i])
-				}
-			}
-			if pending = next; len(pending) > 0 {
-				return fmt.Errorf("%d cases not disbursed yet", len(pending))
-			}
-			return nil
-		})
-	return done, last, len(pending)
 }
 
 // RSS returns this process's resident and peak resident memory in bytes,

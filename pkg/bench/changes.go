@@ -61,21 +61,31 @@ func (c *client) settlements(ctx context.Context, token string, buffer int) (<-c
 	return out, nil
 }
 
-// awaitSettled is awaitDisbursed driven by the change stream: each case is
-// read once its payout settles (again a moment later while the read model
-// has not caught up), and every pending case is polled every few seconds
-// in case the stream ended early.
-func (c *client) awaitSettled(ctx context.Context, token string, ids []string, settled <-chan string, conc int, limit time.Duration) ([]time.Duration, time.Time, int) {
+// awaitDisbursed waits until each case is disbursed, or limit passes, and
+// returns each one's filing→disbursed time (by the server's clock), the
+// last disbursement's time and how many never were. A case is read when
+// settled names it (its payout settled; again a moment later while the
+// read model has not caught up) and every pending case at each sweep, so
+// a nil settled (no change stream) is polling every sweep. One read of a
+// case runs at a time, conc at most in all.
+func (c *client) awaitDisbursed(ctx context.Context, token string, ids []string, settled <-chan string, conc int, sweep, limit time.Duration) ([]time.Duration, time.Time, int) {
 	var (
-		mu      sync.Mutex
-		done    []time.Duration
-		last    time.Time
-		pending = make(map[string]bool, len(ids))
-		wg      sync.WaitGroup
-		slots   = make(chan struct{}, conc)
+		mu       sync.Mutex
+		done     []time.Duration
+		last     time.Time
+		pending  = make(map[string]bool, len(ids))
+		inflight = map[string]bool{}
+		wg       sync.WaitGroup
+		slots    = make(chan struct{}, conc)
+		ended    = make(chan struct{}, conc)
 	)
 	for _, id := range ids {
 		pending[id] = true
+	}
+	left := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(pending)
 	}
 	// disbursed reads a case; true (and recorded) when it is disbursed.
 	disbursed := func(ctx context.Context, id string) bool {
@@ -94,11 +104,25 @@ func (c *client) awaitSettled(ctx context.Context, token string, ids []string, s
 		}
 		return true
 	}
-	ended := make(chan struct{}, conc)
+	// check reads a pending case not being read, until it is disbursed
+	// (5 s at most).
 	check := func(id string) {
+		mu.Lock()
+		if !pending[id] || inflight[id] {
+			mu.Unlock()
+			return
+		}
+		inflight[id] = true
+		mu.Unlock()
 		slots <- struct{}{}
 		wg.Go(func() {
-			defer func() { <-slots; ended <- struct{}{} }()
+			defer func() {
+				mu.Lock()
+				delete(inflight, id)
+				mu.Unlock()
+				<-slots
+				ended <- struct{}{}
+			}()
 			_ = retry.Do(ctx, retry.Policy{First: 20 * time.Millisecond, Max: 200 * time.Millisecond, Budget: 5 * time.Second}, retry.Always,
 				func(ctx context.Context) error {
 					if !disbursed(ctx, id) {
@@ -108,30 +132,24 @@ func (c *client) awaitSettled(ctx context.Context, token string, ids []string, s
 				})
 		})
 	}
-	left := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Collect(maps.Keys(pending))
-	}
-	wanted := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		wanted[id] = true
-	}
-	sweep := time.NewTicker(5 * time.Second)
-	defer sweep.Stop()
+	tick := time.NewTicker(sweep)
+	defer tick.Stop()
 	deadline := time.After(limit)
 wait:
-	for len(left()) > 0 {
+	for left() > 0 {
 		select {
 		case id, ok := <-settled:
 			if !ok {
 				settled = nil // the stream ended: the sweeps go on
-			} else if wanted[id] {
+			} else {
 				check(id)
 			}
-		case <-ended: // a check ended: see what is left
-		case <-sweep.C:
-			for _, id := range left() {
+		case <-ended: // a read ended: see what is left
+		case <-tick.C:
+			mu.Lock()
+			ids := slices.Collect(maps.Keys(pending))
+			mu.Unlock()
+			for _, id := range ids {
 				check(id)
 			}
 		case <-deadline:
@@ -144,5 +162,5 @@ wait:
 	}()
 	wg.Wait()
 	close(ended)
-	return done, last, len(left())
+	return done, last, left()
 }

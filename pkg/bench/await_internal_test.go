@@ -1,0 +1,67 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeCases is a fake of GET /v1/requests/{id} whose every case shows
+// approved for its first two reads and disbursed after, updated at
+// created + its index in seconds.
+func fakeCases(t *testing.T, created time.Time, ids []string) *client {
+	t.Helper()
+	var mu sync.Mutex
+	reads := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := strings.TrimPrefix(r.URL.Path, "/v1/requests/")
+		i := slices.Index(ids, id)
+		if i < 0 {
+			http.NotFound(w, r)
+			return
+		}
+		mu.Lock()
+		reads[id]++
+		status := "approved"
+		if reads[id] > 2 {
+			status = "disbursed"
+		}
+		mu.Unlock()
+		_ = json.NewEncoder(w).Encode(caseJSON{ID: id, Status: status, CreatedAt: created,
+			UpdatedAt: created.Add(time.Duration(i+1) * time.Second)})
+	}))
+	t.Cleanup(srv.Close)
+	return newClient(srv.URL, 4)
+}
+
+// awaitDisbursed sees every case disbursed, polling without a change
+// stream and, with one, reading a case only when the stream names it.
+func TestAwaitDisbursedPollsOrFollows(t *testing.T) {
+	created := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	ids := []string{"a", "b", "c", "d", "e"}
+	check := func(name string, done []time.Duration, last time.Time, missing int) {
+		t.Helper()
+		slices.Sort(done)
+		if missing != 0 || len(done) != len(ids) || done[0] != time.Second || done[4] != 5*time.Second ||
+			!last.Equal(created.Add(5*time.Second)) {
+			t.Errorf("%s: done %v, last %v, missing %d; want 1..5 s, the last at +5 s, none missing", name, done, last, missing)
+		}
+	}
+	ctx := context.Background()
+	done, last, missing := fakeCases(t, created, ids).awaitDisbursed(ctx, "tok", ids, nil, 2, 20*time.Millisecond, 30*time.Second)
+	check("polling", done, last, missing)
+
+	settled := make(chan string, len(ids))
+	for _, id := range ids {
+		settled <- id
+	}
+	// Sweeps an hour apart: only the stream can have the cases read.
+	done, last, missing = fakeCases(t, created, ids).awaitDisbursed(ctx, "tok", ids, settled, 2, time.Hour, 30*time.Second)
+	check("following", done, last, missing)
+}
