@@ -14,22 +14,39 @@ const followBatch = 256
 
 // Follow calls f with every case event of the log after sequence after,
 // in log order, as each is appended, until ctx ends or f fails (after
-// LastSeq: the events appended from then on). It reads with an ordered consumer (ephemeral, no acks,
-// restarted by the client library after a gap), so a follower costs the
-// server no durable state and resumes from any sequence it saw last.
+// LastSeq: the events appended from then on). Its ordered consumer
+// (readOrdered) costs the server no durable state, and a follower
+// resumes from any sequence it saw last.
 //
 // Errors: f's; ctx's when it ends; CodeUnavailable when the log does not
 // answer.
 func (l *Log) Follow(ctx context.Context, after uint64, f func(Msg) error) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{AllSubjects},
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: after + 1}
-	cons, err := l.js.OrderedConsumer(ctx, Stream, cfg)
+	return l.readOrdered(ctx, "follow", after+1, []string{AllSubjects}, followBatch, func(m Msg, _ uint64) (bool, error) {
+		return true, f(m)
+	})
+}
+
+// readOrdered reads the stream from sequence from (of the subjects in
+// filter; nil: every one) with an ordered consumer — ephemeral, no acks,
+// flow controlled, batch messages in flight, restarted by nats.go after a
+// gap — and calls f with each message and how many are pending after it,
+// until f says no more, f fails or ctx ends. what names the reading in
+// errors.
+//
+// Errors: f's; ctx's when it ends; CodeUnavailable when the log does not
+// answer.
+func (l *Log) readOrdered(ctx context.Context, what string, from uint64, filter []string, batch int,
+	f func(m Msg, pending uint64) (more bool, err error)) error {
+	last := from - 1
+	failed := func(err error) error { return unavailable(fmt.Sprintf("%s the log after %d", what, last), err) }
+	cons, err := l.js.OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{FilterSubjects: filter,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
 	if err != nil {
-		return unavailable(fmt.Sprintf("follow the log after %d", after), err)
+		return failed(err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(followBatch))
+	it, err := cons.Messages(jetstream.PullMaxMessages(batch))
 	if err != nil {
-		return unavailable(fmt.Sprintf("follow the log after %d", after), err)
+		return failed(err)
 	}
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
@@ -40,14 +57,15 @@ func (l *Log) Follow(ctx context.Context, after uint64, f func(Msg) error) error
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return unavailable(fmt.Sprintf("follow the log after %d", after), err)
+			return failed(err)
 		}
 		meta, err := m.Metadata()
 		if err != nil {
-			return unavailable(fmt.Sprintf("follow the log after %d", after), err)
+			return failed(err)
 		}
-		after = meta.Sequence.Stream
-		if err := f(newMsg(after, m.Subject(), m.Headers(), meta.Timestamp, m.Data())); err != nil {
+		last = meta.Sequence.Stream
+		more, err := f(newMsg(last, m.Subject(), m.Headers(), meta.Timestamp, m.Data()), meta.NumPending)
+		if err != nil || !more {
 			return err
 		}
 	}

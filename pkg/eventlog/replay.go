@@ -10,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/sqldb"
 )
@@ -47,41 +45,18 @@ func (l *Log) Scan(ctx context.Context, from, to uint64, f func(Msg) error) (las
 		}
 		from = last + 1 // the rest through the server
 	}
-	cons, err := l.js.OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
+	err = l.readOrdered(ctx, "read", from, nil, scanBatch, func(m Msg, pending uint64) (bool, error) {
+		if m.Seq > to {
+			return false, nil
+		}
+		if err := f(m); err != nil {
+			return false, err
+		}
+		last = m.Seq
+		return last < to && pending > 0, nil // no pending: the stream ends here
+	})
 	if err != nil {
-		return last, unavailable(fmt.Sprintf("read the log from %d", from), err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(scanBatch))
-	if err != nil {
-		return last, unavailable(fmt.Sprintf("read the log from %d", from), err)
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	for last < to {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return last, ctx.Err()
-			}
-			return last, unavailable(fmt.Sprintf("read the log after %d", last), err)
-		}
-		meta, err := m.Metadata()
-		if err != nil {
-			return last, unavailable(fmt.Sprintf("read the log after %d", last), err)
-		}
-		seq := meta.Sequence.Stream
-		if seq > to {
-			break
-		}
-		if err := f(newMsg(seq, m.Subject(), m.Headers(), meta.Timestamp, m.Data())); err != nil {
-			return last, err
-		}
-		last = seq
-		if meta.NumPending == 0 {
-			break // the stream ends here
-		}
+		return last, err
 	}
 	return last, nil
 }
