@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
@@ -360,9 +361,25 @@ type projector struct {
 	held *HeldCases
 }
 
+// BatchProjection is a BulkProjection that also loads many cases in one
+// call. Project then reads the cases of a consumer's batch in one
+// statement, folds the batch's events in memory, and writes the cases it
+// changed in one more, before the commit: two statements a batch instead
+// of two an event.
+type BatchProjection interface {
+	BulkProjection
+	// ProjectedAll loads the cases of ids that the read model has, in q.
+	ProjectedAll(ctx context.Context, q sqldb.Querier, ids []string) (map[string]*assist.Case, error)
+}
+
 // handle is the consumer's Handler: it reads nothing but the store.
 func (pr projector) handle(ctx context.Context, q sqldb.Querier, m Msg) error {
-	c, err := pr.p.Projected(ctx, q, m.CaseID)
+	load, store := pr.p.Projected, pr.p.Project
+	if bp, ok := pr.p.(BatchProjection); ok && batchOf(ctx) != nil {
+		pb := TxLocal(ctx, projectedKey{}, func() *projectedBatch { return &projectedBatch{p: bp} })
+		load, store = pb.projected, pb.project
+	}
+	c, err := load(ctx, q, m.CaseID)
 	if err != nil {
 		pr.held.Observe(m)
 		return err
@@ -373,7 +390,59 @@ func (pr projector) handle(ctx context.Context, q sqldb.Querier, m Msg) error {
 		return err
 	}
 	pr.held.hold(m, e) // the event the fold decoded, not decoded again
-	return pr.p.Project(ctx, q, next)
+	return store(ctx, q, next)
+}
+
+type projectedKey struct{}
+
+// projectedBatch is a BatchProjection's cases in one consumer
+// transaction: those of the batch's events, read at the first, and the
+// ones changed, written before the commit.
+type projectedBatch struct {
+	p       BatchProjection
+	cases   map[string]*assist.Case // nil until read
+	changed []string                // ids, in the order first changed
+}
+
+func (pb *projectedBatch) projected(ctx context.Context, q sqldb.Querier, caseID string) (*assist.Case, error) {
+	if pb.cases == nil {
+		var ids []string
+		seen := make(map[string]bool)
+		for _, m := range batchOf(ctx).msgs {
+			if !seen[m.CaseID] {
+				seen[m.CaseID] = true
+				ids = append(ids, m.CaseID)
+			}
+		}
+		cases, err := pb.p.ProjectedAll(ctx, q, ids)
+		if err != nil {
+			return nil, err
+		}
+		pb.cases = cases
+		if err := BeforeCommit(ctx, q, pb.write); err != nil {
+			return nil, err
+		}
+	}
+	return pb.cases[caseID], nil
+}
+
+func (pb *projectedBatch) project(_ context.Context, _ sqldb.Querier, c *assist.Case) error {
+	if !slices.Contains(pb.changed, c.ID) {
+		pb.changed = append(pb.changed, c.ID)
+	}
+	pb.cases[c.ID] = c
+	return nil
+}
+
+func (pb *projectedBatch) write(ctx context.Context, q sqldb.Querier) error {
+	if len(pb.changed) == 0 {
+		return nil
+	}
+	cs := make([]*assist.Case, len(pb.changed))
+	for i, id := range pb.changed {
+		cs[i] = pb.cases[id]
+	}
+	return pb.p.ProjectAll(ctx, q, cs)
 }
 
 // repair folds a case from the log up to and including m — the read

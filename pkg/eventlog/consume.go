@@ -255,15 +255,17 @@ func (r *runner) applyBatch(ctx context.Context, items []item) {
 	for len(items) > 0 {
 		failed, failure := -1, error(nil)
 		tctx, cancel := context.WithTimeout(ctx, r.cfg.StepTimeout)
+		msgs := make([]Msg, len(items))
+		for i, it := range items {
+			msgs[i] = it.msg
+		}
 		err := r.db.Tx(tctx, func(q sqldb.Querier) error {
-			ctx := withLate(tctx)
-			for i, it := range items {
-				if err := r.apply(ctx, q, it); err != nil {
-					failed, failure = i, err
-					return err
-				}
+			var err error
+			failed, err = applyAll(tctx, q, r.cfg, r.h, msgs)
+			if failed >= 0 {
+				failure = err
 			}
-			return runLate(ctx, q)
+			return err
 		})
 		if err != nil && tctx.Err() != nil && ctx.Err() == nil {
 			// Out of time: the store is as good as out of reach.
@@ -310,28 +312,6 @@ func (r *runner) ack(items []item) {
 	}
 }
 
-func (r *runner) apply(ctx context.Context, q sqldb.Querier, it item) error {
-	return applySeen(ctx, q, r.cfg, r.h, it.msg)
-}
-
-// applySeen applies one event as the consumer cfg does, inside its
-// transaction q: recorded as seen (unless the handler records it) and
-// handled, or skipped when seen before.
-func applySeen(ctx context.Context, q sqldb.Querier, cfg ConsumerConfig, h Handler, m Msg) error {
-	if cfg.SeenByHandler {
-		return h(ctx, q, m)
-	}
-	n, err := q.Exec(ctx, `INSERT INTO event_seen (consumer, seq, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-		cfg.Name, int64(m.Seq), sqldb.Micros(time.Now()))
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return nil // seen before: a redelivery
-	}
-	return h(ctx, q, m)
-}
-
 // Deliver applies a batch of delivered events in one transaction of db,
 // exactly as the consumer cfg applies a batch it pulled: each recorded as
 // seen and handled, all committed together or not at all. It is the
@@ -342,62 +322,11 @@ func applySeen(ctx context.Context, q sqldb.Querier, cfg ConsumerConfig, h Handl
 func Deliver(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Handler, msgs []Msg) (failed int, err error) {
 	failed = -1
 	err = db.Tx(ctx, func(q sqldb.Querier) error {
-		ctx := withLate(ctx)
-		for i, m := range msgs {
-			if err := applySeen(ctx, q, cfg, h, m); err != nil {
-				failed = i
-				return err
-			}
-		}
-		return runLate(ctx, q)
+		var err error
+		failed, err = applyAll(ctx, q, cfg, h, msgs)
+		return err
 	})
 	return failed, err
-}
-
-type lateKey struct{}
-
-// late are the statements a consumer's transaction runs after its batch's
-// last handler.
-type late struct{ stmts []lateStmt }
-
-type lateStmt struct {
-	query string
-	args  []any
-}
-
-func withLate(ctx context.Context) context.Context {
-	return context.WithValue(ctx, lateKey{}, &late{})
-}
-
-func runLate(ctx context.Context, q sqldb.Querier) error {
-	l, _ := ctx.Value(lateKey{}).(*late)
-	if l == nil {
-		return nil
-	}
-	for _, st := range l.stmts {
-		if _, err := q.Exec(ctx, st.query, st.args...); err != nil {
-			return err
-		}
-	}
-	l.stmts = nil
-	return nil
-}
-
-// AtEnd runs a statement in a consumer's transaction after the last
-// handler of its batch, in the order given, instead of now: for a write
-// to a row that others wait on (a fund's totals, which every approval
-// updates), so that the row is locked only for the commit rather than
-// through every other event of the batch. Outside a consumer's batch (a
-// handler called on its own) it runs at once on q. The handlers of the
-// same batch must not read what it writes.
-func AtEnd(ctx context.Context, q sqldb.Querier, query string, args ...any) error {
-	l, _ := ctx.Value(lateKey{}).(*late)
-	if l == nil {
-		_, err := q.Exec(ctx, query, args...)
-		return err
-	}
-	l.stmts = append(l.stmts, lateStmt{query, args})
-	return nil
 }
 
 // fail retries a failed event later, or dead-letters it once it is poison

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/approval/approvalapi"
@@ -108,6 +109,30 @@ func (s *SQLStore) Projected(ctx context.Context, q sqldb.Querier, caseID string
 		return nil, nil
 	}
 	return c, err
+}
+
+var _ eventlog.BatchProjection = (*SQLStore)(nil)
+
+// ProjectedAll implements eventlog.BatchProjection: the queue's part of
+// the cases of ids that it has, in q.
+func (s *SQLStore) ProjectedAll(ctx context.Context, q sqldb.Querier, ids []string) (map[string]*assist.Case, error) {
+	out := make(map[string]*assist.Case, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, `SELECT `+queueCols+` FROM approval_queue WHERE id IN (`+sqldb.Placeholders(1, len(ids))+`)`, sqldb.Args(ids)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		c, err := scanQueued(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[c.ID] = c
+	}
+	return out, rows.Err()
 }
 
 func scanQueued(r sqldb.Row) (*assist.Case, error) {

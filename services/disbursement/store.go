@@ -612,7 +612,7 @@ func (s *SQLStore) Advance(ctx context.Context, q sqldb.Querier, payoutID string
 			next_at = CASE WHEN next_at > $6 THEN next_at ELSE $6 END,
 			lease_until = CASE WHEN lease_until > $6 THEN lease_until ELSE 0 END, updated_at = $6
 		WHERE id = $7 AND stage IN (`+sqldb.Placeholders(8, len(from))+`)`,
-		append([]any{to, a.CmdID, a.ProviderRef, a.LastError, int64(a.Attempt), sqldb.Micros(a.Now), payoutID}, anys(from)...)...)
+		append([]any{to, a.CmdID, a.ProviderRef, a.LastError, int64(a.Attempt), sqldb.Micros(a.Now), payoutID}, sqldb.Args(from)...)...)
 	return err
 }
 
@@ -714,7 +714,7 @@ func moveHold(ctx context.Context, q sqldb.Querier, holdID string, from []string
 	var amount int64
 	err := q.QueryRow(ctx, `UPDATE disb_holds SET status = $1, updated_at = $2
 		WHERE id = $3 AND status IN (`+sqldb.Placeholders(4, len(from))+`) RETURNING fund_id, amount`,
-		append([]any{to, sqldb.Micros(now), holdID}, anys(from)...)...).Scan(&fund, &amount)
+		append([]any{to, sqldb.Micros(now), holdID}, sqldb.Args(from)...)...).Scan(&fund, &amount)
 	if errors.Is(err, sqldb.ErrNoRows) {
 		return nil // not in a state to move: applied before
 	}
@@ -817,7 +817,7 @@ func (s *SQLStore) Payouts(ctx context.Context, r disbursementapi.ListRequest) (
 	if r.Status != "" {
 		stages := stagesOf(r.Status)
 		where = append(where, "stage IN ("+sqldb.Placeholders(len(args)+1, len(stages))+")")
-		args = append(args, anys(stages)...)
+		args = append(args, sqldb.Args(stages)...)
 	}
 	items, next, err := page(ctx, s.db, r, `SELECT `+payoutCols+`, created_at, id FROM disb_payouts`,
 		&filter{where: where, args: args}, scanPayout)
@@ -914,12 +914,4 @@ func collect[T any](rows sqldb.Rows, scan func(sqldb.Row) (T, error)) ([]T, erro
 		out = append(out, v)
 	}
 	return out, rows.Err()
-}
-
-func anys(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/caseview"
+	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/listing"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/intake/intakeapi"
@@ -307,15 +308,18 @@ func (s *SQLStore) List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.
 
 // Cases implements Store.
 func (s *SQLStore) Cases(ctx context.Context, ids []string) (map[string]*assist.Case, error) {
+	return s.ProjectedAll(ctx, s.db, ids)
+}
+
+var _ eventlog.BatchProjection = (*SQLStore)(nil)
+
+// ProjectedAll implements eventlog.BatchProjection: Cases, in q.
+func (s *SQLStore) ProjectedAll(ctx context.Context, q sqldb.Querier, ids []string) (map[string]*assist.Case, error) {
 	out := make(map[string]*assist.Case, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
-	rows, err := s.db.Query(ctx, `SELECT id, state FROM intake_cases WHERE id IN (`+sqldb.Placeholders(1, len(ids))+`)`, args...)
+	rows, err := q.Query(ctx, `SELECT id, state FROM intake_cases WHERE id IN (`+sqldb.Placeholders(1, len(ids))+`)`, sqldb.Args(ids)...)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,153 @@
+package eventlog
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/eva-org/eva/pkg/sqldb"
+)
+
+// batch is the consumer transaction its handlers run in: the events it
+// applies, what the handlers keep for one another, and what runs after
+// the last of them, before the commit. A transaction that fails takes its
+// batch with it: the events applied again are applied in a new one.
+type batch struct {
+	msgs  []Msg
+	local map[any]any
+	end   []func(context.Context, sqldb.Querier) error
+}
+
+type batchKey struct{}
+
+func withBatch(ctx context.Context, msgs []Msg) (context.Context, *batch) {
+	b := &batch{msgs: msgs}
+	return context.WithValue(ctx, batchKey{}, b), b
+}
+
+func batchOf(ctx context.Context) *batch {
+	b, _ := ctx.Value(batchKey{}).(*batch)
+	return b
+}
+
+// finish runs the batch's end functions in the order they were given.
+func (b *batch) finish(ctx context.Context, q sqldb.Querier) error {
+	for len(b.end) > 0 {
+		fn := b.end[0]
+		b.end = b.end[1:]
+		if err := fn(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyAll applies msgs as the consumer cfg applies a batch, in the
+// transaction q: those seen before are skipped, the others recorded as
+// seen (unless the handler records it) and handled, and then the batch's
+// end functions run. failed is the index of the event whose handler
+// failed, -1 when none did.
+func applyAll(ctx context.Context, q sqldb.Querier, cfg ConsumerConfig, h Handler, msgs []Msg) (failed int, err error) {
+	ctx, b := withBatch(ctx, msgs)
+	fresh := func(int) bool { return true }
+	if !cfg.SeenByHandler {
+		seen, err := markSeen(ctx, q, cfg.Name, msgs)
+		if err != nil {
+			return -1, err
+		}
+		fresh = func(i int) bool { return seen[msgs[i].Seq] }
+	}
+	for i, m := range msgs {
+		if !fresh(i) {
+			continue // seen before: a redelivery
+		}
+		if err := h(ctx, q, m); err != nil {
+			return i, err
+		}
+	}
+	return -1, b.finish(ctx, q)
+}
+
+// markSeen records msgs as seen by the consumer name, in one statement,
+// and returns the sequences that were not seen before.
+func markSeen(ctx context.Context, q sqldb.Querier, name string, msgs []Msg) (map[uint64]bool, error) {
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO event_seen (consumer, at, seq) VALUES `)
+	args := make([]any, 2, 2+len(msgs))
+	args[0], args[1] = name, sqldb.Micros(time.Now())
+	for i, m := range msgs {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		args = append(args, int64(m.Seq))
+		sb.WriteString("($1, $2, $" + strconv.Itoa(len(args)) + ")")
+	}
+	sb.WriteString(` ON CONFLICT DO NOTHING RETURNING seq`)
+	rows, err := q.Query(ctx, sb.String(), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	fresh := make(map[uint64]bool, len(msgs))
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			return nil, err
+		}
+		fresh[uint64(seq)] = true
+	}
+	return fresh, rows.Err()
+}
+
+// TxLocal returns the value kept under key in the consumer transaction
+// that ctx runs in, made by mk on its first use there: what the handlers
+// of one batch share (a head read once, rows to write once at the end).
+// It goes with its transaction: a batch applied again after a failure
+// starts without it. Outside a consumer's transaction (a handler called
+// on its own) it returns a new value of mk each time. key compares as a
+// map key; use an unexported type of your own.
+func TxLocal[T any](ctx context.Context, key any, mk func() T) T {
+	b := batchOf(ctx)
+	if b == nil {
+		return mk()
+	}
+	if v, ok := b.local[key]; ok {
+		return v.(T)
+	}
+	if b.local == nil {
+		b.local = make(map[any]any)
+	}
+	v := mk()
+	b.local[key] = v
+	return v
+}
+
+// BeforeCommit runs fn in a consumer's transaction after the last
+// handler of its batch, with AtEnd's statements, in the order given,
+// instead of now: for writes a batch's handlers gather (the rows of many
+// events in one statement). Its error fails the whole transaction, which
+// is then tried again. Outside a consumer's batch (a handler called on
+// its own) it runs fn at once on q.
+func BeforeCommit(ctx context.Context, q sqldb.Querier, fn func(context.Context, sqldb.Querier) error) error {
+	b := batchOf(ctx)
+	if b == nil {
+		return fn(ctx, q)
+	}
+	b.end = append(b.end, fn)
+	return nil
+}
+
+// AtEnd runs a statement in a consumer's transaction after the last
+// handler of its batch, in the order given, instead of now: for a write
+// to a row that others wait on (a fund's totals, which every approval
+// updates), so that the row is locked only for the commit rather than
+// through every other event of the batch. Outside a consumer's batch (a
+// handler called on its own) it runs at once on q. The handlers of the
+// same batch must not read what it writes.
+func AtEnd(ctx context.Context, q sqldb.Querier, query string, args ...any) error {
+	return BeforeCommit(ctx, q, func(ctx context.Context, q sqldb.Querier) error {
+		_, err := q.Exec(ctx, query, args...)
+		return err
+	})
+}
