@@ -56,7 +56,12 @@ func applyAll(ctx context.Context, q sqldb.Querier, cfg ConsumerConfig, h Handle
 		if err != nil {
 			return -1, err
 		}
-		fresh = func(i int) bool { return seen[msgs[i].Seq] }
+		fresh = func(i int) bool {
+			// Once: a sequence delivered twice into one batch is new once.
+			f := seen[msgs[i].Seq]
+			delete(seen, msgs[i].Seq)
+			return f
+		}
 	}
 	for i, m := range msgs {
 		if !fresh(i) {
@@ -70,20 +75,25 @@ func applyAll(ctx context.Context, q sqldb.Querier, cfg ConsumerConfig, h Handle
 }
 
 // markSeen records msgs as seen by the consumer name, in one statement,
-// and returns the sequences that were not seen before.
+// and returns the sequences that were not seen before. The list of
+// sequences is padded (sqldb.Pad): a sequence twice in one INSERT ... ON
+// CONFLICT DO NOTHING is inserted once.
 func markSeen(ctx context.Context, q sqldb.Querier, name string, msgs []Msg) (map[uint64]bool, error) {
+	seqs := make([]any, len(msgs))
+	for i, m := range msgs {
+		seqs[i] = int64(m.Seq)
+	}
+	seqs = sqldb.Pad(seqs)
 	var sb strings.Builder
 	sb.WriteString(`INSERT INTO event_seen (consumer, at, seq) VALUES `)
-	args := make([]any, 2, 2+len(msgs))
-	args[0], args[1] = name, sqldb.Micros(time.Now())
-	for i, m := range msgs {
+	for i := range seqs {
 		if i > 0 {
 			sb.WriteString(", ")
 		}
-		args = append(args, int64(m.Seq))
-		sb.WriteString("($1, $2, $" + strconv.Itoa(len(args)) + ")")
+		sb.WriteString("($1, $2, $" + strconv.Itoa(i+3) + ")")
 	}
 	sb.WriteString(` ON CONFLICT DO NOTHING RETURNING seq`)
+	args := append([]any{name, sqldb.Micros(time.Now())}, seqs...)
 	rows, err := q.Query(ctx, sb.String(), args...)
 	if err != nil {
 		return nil, err

@@ -447,3 +447,90 @@ func consumeInBackground(t *testing.T, l *eventlog.Log, db sqldb.DB, cfg eventlo
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 }
+
+// A batch records its events as seen with one statement: an event seen in
+// an earlier batch is skipped, one delivered twice into the same batch is
+// handled once, and a batch that fails records none as seen.
+func TestBatchHandlesEachEventOnce(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		ctx := context.Background()
+		effectsDB(t, db)
+		fail := ""
+		h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+			if m.CaseID == fail {
+				return errors.New("fails")
+			}
+			return record(ctx, q, m)
+		}
+		cfg := eventlog.ConsumerConfig{Name: "once"}
+		deliver := func(msgs ...eventlog.Msg) error {
+			_, err := eventlog.Deliver(ctx, db, cfg, h, msgs)
+			return err
+		}
+		a, b, c := eventlog.Msg{Seq: 1, CaseID: "a"}, eventlog.Msg{Seq: 2, CaseID: "b"}, eventlog.Msg{Seq: 3, CaseID: "c"}
+		if err := deliver(a, b, a); err != nil {
+			t.Fatal(err)
+		}
+		fail = "c"
+		if err := deliver(b, c); err == nil {
+			t.Fatal("the failing batch committed")
+		}
+		fail = ""
+		if err := deliver(b, c, a); err != nil {
+			t.Fatal(err)
+		}
+		if fx := effects(t, db); fx["a"] != 1 || fx["b"] != 1 || fx["c"] != 1 {
+			t.Fatalf("effects %v, want each case once", fx)
+		}
+	})
+}
+
+type countKey struct{}
+
+// TxLocal is shared by the handlers of one batch and starts anew in the
+// next; BeforeCommit runs after the batch's last handler, in its
+// transaction, and at once outside a batch.
+func TestTxLocalAndBeforeCommit(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		ctx := context.Background()
+		effectsDB(t, db)
+		var counts []int
+		h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+			n := eventlog.TxLocal(ctx, countKey{}, func() *int { return new(int) })
+			*n++
+			if *n > 1 {
+				return nil
+			}
+			return eventlog.BeforeCommit(ctx, q, func(ctx context.Context, q sqldb.Querier) error {
+				counts = append(counts, *n)
+				return record(ctx, q, m)
+			})
+		}
+		cfg := eventlog.ConsumerConfig{Name: "local"}
+		msgs := []eventlog.Msg{{Seq: 1, CaseID: "a"}, {Seq: 2, CaseID: "b"}, {Seq: 3, CaseID: "c"}}
+		if _, err := eventlog.Deliver(ctx, db, cfg, h, msgs); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := eventlog.Deliver(ctx, db, cfg, h, []eventlog.Msg{{Seq: 4, CaseID: "d"}}); err != nil {
+			t.Fatal(err)
+		}
+		if len(counts) != 2 || counts[0] != 3 || counts[1] != 1 {
+			t.Fatalf("BeforeCommit saw counts %v, want [3 1]: the first batch's three handlers, then the next's one", counts)
+		}
+		if fx := effects(t, db); fx["a"] != 1 || fx["d"] != 1 || len(fx) != 2 {
+			t.Fatalf("effects %v, want a and d", fx)
+		}
+		// Outside a batch: a new value each time, and fn at once.
+		err := db.Tx(ctx, func(q sqldb.Querier) error {
+			for range 2 {
+				if err := h(ctx, q, eventlog.Msg{Seq: 9, CaseID: "e"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil || len(counts) != 4 || counts[2] != 1 || counts[3] != 1 {
+			t.Fatalf("outside a batch: %v, counts %v, want two more runs, each of count 1", err, counts)
+		}
+	})
+}

@@ -133,3 +133,110 @@ func TestProjectFeedsTheHeldCases(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// batchProjection is jsonProjection loading and storing many cases at a
+// time (a BatchProjection); it counts its reads, and refuses the first
+// writes it is told to (a fake failure of the store).
+type batchProjection struct {
+	jsonProjection
+	one, all   atomic.Int64 // calls of Projected, ProjectedAll
+	writes     atomic.Int64 // calls of ProjectAll
+	failWrites atomic.Int64 // calls of ProjectAll left to refuse
+}
+
+func (p *batchProjection) Projected(ctx context.Context, q sqldb.Querier, id string) (*assist.Case, error) {
+	p.one.Add(1)
+	return p.jsonProjection.Projected(ctx, q, id)
+}
+
+func (p *batchProjection) ProjectedAll(ctx context.Context, q sqldb.Querier, ids []string) (map[string]*assist.Case, error) {
+	p.all.Add(1)
+	out := make(map[string]*assist.Case)
+	for _, id := range ids {
+		c, err := p.jsonProjection.Projected(ctx, q, id)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			out[id] = c
+		}
+	}
+	return out, nil
+}
+
+func (p *batchProjection) ProjectAll(ctx context.Context, q sqldb.Querier, cs []*assist.Case) error {
+	p.writes.Add(1)
+	if p.failWrites.Add(-1) >= 0 {
+		return errors.New("write refused (fake store failure)")
+	}
+	for _, c := range cs {
+		if err := p.jsonProjection.Project(ctx, q, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A BatchProjection folds a batch's events in memory: several events of
+// one case in one batch end as the fold of the log, without reading a
+// case on its own, and a batch whose write fails is applied again whole,
+// from what the store holds, not from what the failed batch had folded.
+func TestBatchProjectionFoldsABatchInMemory(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if err := db.Migrate(ctx, eventlog.Migrations); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(ctx, `CREATE TABLE proj (id TEXT PRIMARY KEY, state TEXT NOT NULL)`); err != nil {
+			t.Fatal(err)
+		}
+		l, _ := openLog(t)
+		var ids []string
+		for range 3 {
+			id := newID()
+			seq, err := l.Append(ctx, submitted(t, id), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, _ := l.Case(ctx, id)
+			if _, err := l.Append(ctx, claimed(t, c, olu), seq); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		p := &batchProjection{}
+		p.failWrites.Store(1)
+		done := make(chan error, 1)
+		go func() {
+			done <- l.Project(ctx, db, eventlog.ConsumerConfig{Name: "proj", RetryDelay: time.Millisecond}, p, zaptest.NewLogger(t))
+		}()
+		evatest.Eventually(t, "the projection to hold every case's fold", func() bool {
+			for _, id := range ids {
+				want, _ := l.Case(ctx, id)
+				got, err := p.jsonProjection.Projected(ctx, db, id)
+				if err != nil || got == nil || got.Version != want.Version {
+					return false
+				}
+			}
+			return true
+		})
+		for _, id := range ids {
+			want, _ := l.Case(ctx, id)
+			got, _ := p.jsonProjection.Projected(ctx, db, id)
+			if got.State != want.State || got.Events != want.Events || got.ClaimedBy != want.ClaimedBy {
+				t.Fatalf("projected %+v, want the fold of the log %+v", got, want)
+			}
+		}
+		if n := p.one.Load(); n != 0 {
+			t.Fatalf("Projected read a case on its own %d times; a batch reads them with ProjectedAll", n)
+		}
+		if w := p.writes.Load(); w < 2 {
+			t.Fatalf("ProjectAll ran %d times: the refused write was never applied again", w)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}

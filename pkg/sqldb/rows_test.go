@@ -130,3 +130,35 @@ func TestCopyRows(t *testing.T) {
 		}
 	})
 }
+
+// Pad lengthens a list to a power of two with its last value, which an IN
+// list (In) takes without a change in its answer.
+func TestPadAndIn(t *testing.T) {
+	for _, tc := range []struct{ n, want int }{{0, 0}, {1, 1}, {2, 2}, {3, 4}, {5, 8}, {8, 8}, {129, 256}} {
+		vs := make([]any, tc.n)
+		for i := range vs {
+			vs[i] = i
+		}
+		got := sqldb.Pad(vs)
+		if len(got) != tc.want || (tc.n > 0 && (got[tc.n-1] != tc.n-1 || got[len(got)-1] != tc.n-1)) {
+			t.Fatalf("Pad of %d values = %v, want %d values ending in %d", tc.n, got, tc.want, tc.n-1)
+		}
+	}
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		ctx := t.Context()
+		if _, err := db.Exec(ctx, `CREATE TABLE in_t (id TEXT PRIMARY KEY)`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(ctx, `INSERT INTO in_t (id) VALUES ('a'), ('b'), ('c'), ('d')`); err != nil {
+			t.Fatal(err)
+		}
+		in, args := sqldb.In(1, []any{"a", "c", "x"})
+		if in != "$1, $2, $3, $4" {
+			t.Fatalf("In = %q, want four placeholders", in)
+		}
+		got, err := sqldb.Strings(ctx, db, `SELECT id FROM in_t WHERE id IN (`+in+`) ORDER BY id`, args...)
+		if err != nil || fmt.Sprint(got) != "[a c]" {
+			t.Fatalf("IN padded = %v, %v; want [a c]", got, err)
+		}
+	})
+}

@@ -131,6 +131,35 @@ func Args[T ~string](vs []T) []any {
 	return out
 }
 
+// Pad returns vs lengthened to the next power of two by repeating its
+// last value: a statement that takes a list (IN (...), or VALUES of keys
+// inserted ON CONFLICT DO NOTHING) then has a handful of shapes, each
+// prepared once per connection, instead of one per length, which would
+// crowd pgx's statement cache and cost a prepare per new length. A value
+// repeated in such a list changes nothing. vs empty stays empty.
+func Pad(vs []any) []any {
+	n := 1
+	for n < len(vs) {
+		n *= 2
+	}
+	if len(vs) == 0 || n == len(vs) {
+		return vs
+	}
+	out := make([]any, n)
+	copy(out, vs)
+	for i := len(vs); i < n; i++ {
+		out[i] = vs[len(vs)-1]
+	}
+	return out
+}
+
+// In returns the placeholders of an IN list from $from for vs, padded
+// (Pad), and the padded values.
+func In(from int, vs []any) (string, []any) {
+	vs = Pad(vs)
+	return Placeholders(from, len(vs)), vs
+}
+
 // Placeholders returns "$from, $from+1, ..." for n parameters.
 func Placeholders(from, n int) string {
 	var b strings.Builder

@@ -120,7 +120,8 @@ func (s *SQLStore) ProjectedAll(ctx context.Context, q sqldb.Querier, ids []stri
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := q.Query(ctx, `SELECT `+queueCols+` FROM approval_queue WHERE id IN (`+sqldb.Placeholders(1, len(ids))+`)`, sqldb.Args(ids)...)
+	in, args := sqldb.In(1, sqldb.Args(ids))
+	rows, err := q.Query(ctx, `SELECT `+queueCols+` FROM approval_queue WHERE id IN (`+in+`)`, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -109,25 +109,70 @@ func newRecord(m eventlog.Msg, prev []byte) Record {
 // head+1 (the consumer redelivers out of order after a retry) is a gap:
 // Archive reports ErrGap and the consumer calls FillGap, outside the
 // transaction, before trying the event again. Events are archived whether
-// or not they decode: audit keeps everything.
+// or not they decode: audit keeps everything. The events of one batch
+// are archived together before its commit: the head is read once, and the
+// records and their tree hashes are written with a statement each.
 //
 // Errors: those of the store; eventlog.ErrGap.
 func (s *Service) Archive(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
-	last, chain, err := s.store.Last(ctx, q)
-	if err != nil {
+	a := eventlog.TxLocal(ctx, archivingKey{}, func() *archiving { return &archiving{store: s.store} })
+	added, err := a.add(ctx, q, m)
+	if err != nil || !added || len(a.recs) > 1 {
 		return err
-	}
-	switch {
-	case m.Seq <= last:
-		return nil
-	case m.Seq > last+1:
-		return fmt.Errorf("archive is at %d, event %d arrived: %w", last, m.Seq, eventlog.ErrGap)
 	}
 	// Replicas of audit share the consumer: two that race to archive the
 	// same sequence both read the same head, the primary key lets one
 	// insert win, and the other's transaction fails and is retried,
 	// finding the event archived.
-	return s.appendRecord(ctx, q, newRecord(m, chain))
+	return eventlog.BeforeCommit(ctx, q, a.write)
+}
+
+type archivingKey struct{}
+
+// archiving is what one transaction adds to the archive: the head it
+// read, the records that follow it and their leaves, all written by
+// write.
+type archiving struct {
+	store ArchiveStore
+	tree  *treeAppend // nil until the head is read
+	last  uint64
+	chain []byte
+	recs  []Record
+}
+
+// add adds m when it is the event after the head, and tells whether it
+// did: one at or below the head is archived already.
+func (a *archiving) add(ctx context.Context, q sqldb.Querier, m eventlog.Msg) (bool, error) {
+	if a.tree == nil {
+		last, chain, err := a.store.Last(ctx, q)
+		if err != nil {
+			return false, err
+		}
+		a.last, a.chain, a.tree = last, chain, newTreeAppend(a.store, int64(last))
+	}
+	switch {
+	case m.Seq <= a.last:
+		return false, nil
+	case m.Seq > a.last+1:
+		return false, fmt.Errorf("archive is at %d, event %d arrived: %w", a.last, m.Seq, eventlog.ErrGap)
+	}
+	r := newRecord(m, a.chain)
+	if err := a.tree.add(ctx, q, r); err != nil {
+		return false, err
+	}
+	a.recs = append(a.recs, r)
+	a.last, a.chain = r.Seq, r.Chain
+	return true, nil
+}
+
+// write archives the records added and stores their tree hashes, in q:
+// the tree always covers exactly the archive.
+func (a *archiving) write(ctx context.Context, q sqldb.Querier) error {
+	if err := a.store.Insert(ctx, q, a.recs...); err != nil {
+		return err
+	}
+	a.recs = nil
+	return a.tree.flush(ctx, q)
 }
 
 // FillGap archives the events missing before m: it reads them from the
@@ -146,23 +191,12 @@ func (s *Service) FillGap(ctx context.Context, m eventlog.Msg) error {
 		return fmt.Errorf("fill archive gap after %d: %w", last, err)
 	}
 	return s.db.Tx(ctx, func(q sqldb.Querier) error {
-		last, chain, err := s.store.Last(ctx, q)
-		if err != nil {
-			return err
-		}
+		a := &archiving{store: s.store}
 		for _, gm := range msgs {
-			if gm.Seq <= last {
-				continue
+			if _, err := a.add(ctx, q, gm); err != nil {
+				return fmt.Errorf("fill archive gap: %w", err)
 			}
-			if gm.Seq != last+1 {
-				return fmt.Errorf("fill archive gap: archive at %d, next read %d: %w", last, gm.Seq, eventlog.ErrGap)
-			}
-			r := newRecord(gm, chain)
-			if err := s.appendRecord(ctx, q, r); err != nil {
-				return err
-			}
-			last, chain = r.Seq, r.Chain
 		}
-		return nil
+		return a.write(ctx, q)
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/evatest"
@@ -244,21 +245,16 @@ func (e *env) archive() []audit.Record {
 	return recs
 }
 
-// archiveDirect archives msgs through the consumer's handler, in one
-// transaction, as the consumer would; on a gap it fills the gap outside
-// the transaction (the consumer's Repair) and tries again.
+// archiveDirect archives msgs through the consumer's handler, as one
+// batch in one transaction, as the consumer would; on a gap it fills the
+// gap outside the transaction (the consumer's Repair) and tries again.
 func (e *env) archiveDirect(msgs ...eventlog.Msg) {
 	e.t.Helper()
 	ctx := e.ctx
+	cfg := eventlog.ConsumerConfig{Name: audit.ConsumerName, SeenByHandler: true}
 	archive := func() error {
-		return e.db.Tx(ctx, func(q sqldb.Querier) error {
-			for _, m := range msgs {
-				if err := e.svc.Archive(ctx, q, m); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		_, err := eventlog.Deliver(ctx, e.db, cfg, e.svc.Archive, msgs)
+		return err
 	}
 	err := archive()
 	for _, m := range msgs {
@@ -885,4 +881,62 @@ func TestVerifyWhileTheArchiveGrows(t *testing.T) {
 	if err != nil || !res.OK || res.Events != n {
 		t.Fatalf("verify with the archive ahead of the tree size read first = %s %v, want ok with %d events", show(res), err, n)
 	}
+}
+
+// A batch archives its events together, with the head read once and the
+// records and tree hashes written once: the archive verifies, and every
+// stored tree hash is the one tlog computes leaf by leaf, whether the
+// batch starts at the archive's head or overlaps what it holds.
+func TestBatchArchiveStoresTheTreeOfOneByOne(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		e := newEnv(t, db)
+		now := time.Now().UTC()
+		for range 3 {
+			id := e.submit(now)
+			e.step(id, now)
+			e.step(id, now)
+		}
+		const n = 9
+		e.archiveDirect(e.get(1))
+		e.archiveDirect(e.get(2))
+		var batch []eventlog.Msg
+		for seq := uint64(2); seq <= n; seq++ {
+			batch = append(batch, e.get(seq))
+		}
+		e.archiveDirect(batch...)
+		recs := e.archive()
+		if len(recs) != n {
+			t.Fatalf("the archive holds %d records, want %d", len(recs), n)
+		}
+		e.wantOK(n)
+		var mem []tlog.Hash
+		read := tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) {
+			out := make([]tlog.Hash, len(ix))
+			for i, x := range ix {
+				out[i] = mem[x]
+			}
+			return out, nil
+		})
+		for i, r := range recs {
+			hs, err := tlog.StoredHashesForRecordHash(int64(i), audit.LeafHash(r), read)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mem = append(mem, hs...)
+		}
+		ix := make([]int64, len(mem))
+		for i := range ix {
+			ix[i] = int64(i)
+		}
+		stored, err := e.store.ReadHashes(e.ctx, nil, ix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(stored, mem) {
+			t.Fatalf("stored tree hashes differ from tlog's leaf-by-leaf computation")
+		}
+		if size, err := e.store.TreeSize(e.ctx, nil); err != nil || size != n {
+			t.Fatalf("tree size %d, %v; want %d", size, err, n)
+		}
+	})
 }

@@ -5,8 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -42,10 +40,10 @@ type Store interface {
 	// 0 and the genesis chain (32 zero bytes) when the archive is empty.
 	// q is the consumer's transaction; nil reads outside any transaction.
 	Last(ctx context.Context, q sqldb.Querier) (seq uint64, chain []byte, err error)
-	// Insert archives r inside the consumer's transaction. A record with
-	// r.Seq already archived is refused with an error; the caller keeps
-	// sequences contiguous.
-	Insert(ctx context.Context, q sqldb.Querier, r Record) error
+	// Insert archives rs, in order, inside the consumer's transaction. A
+	// record with a Seq already archived is refused with an error; the
+	// caller keeps sequences contiguous.
+	Insert(ctx context.Context, q sqldb.Querier, rs ...Record) error
 	// Range returns up to limit records with Seq > after, in sequence
 	// order.
 	Range(ctx context.Context, after uint64, limit int) ([]Record, error)
@@ -85,17 +83,22 @@ func (s *SQLStore) Last(ctx context.Context, q sqldb.Querier) (uint64, []byte, e
 	return uint64(seq), chain, nil
 }
 
-// Insert implements Store.
-func (s *SQLStore) Insert(ctx context.Context, q sqldb.Querier, r Record) error {
-	data := r.Data
-	if data == nil {
-		data = []byte{} // an empty body is stored as such, never as NULL
+// Insert implements Store: many records a statement (sqldb.InsertRows).
+func (s *SQLStore) Insert(ctx context.Context, q sqldb.Querier, rs ...Record) error {
+	if len(rs) == 0 {
+		return nil
 	}
-	_, err := q.Exec(ctx, `INSERT INTO audit_events (seq, id, case_id, type, subject, at, data, hash, chain)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		int64(r.Seq), r.ID, r.CaseID, r.Type, r.Subject, sqldb.Micros(r.At), data, r.Hash, r.Chain)
+	rows := make([][]any, len(rs))
+	for i, r := range rs {
+		data := r.Data
+		if data == nil {
+			data = []byte{} // an empty body is stored as such, never as NULL
+		}
+		rows[i] = []any{int64(r.Seq), r.ID, r.CaseID, r.Type, r.Subject, sqldb.Micros(r.At), data, r.Hash, r.Chain}
+	}
+	err := sqldb.InsertRows(ctx, q, `INSERT INTO audit_events (seq, id, case_id, type, subject, at, data, hash, chain)`, "", rows)
 	if err != nil {
-		return fmt.Errorf("archive event %d: %w", r.Seq, err)
+		return fmt.Errorf("archive events %d to %d: %w", rs[0].Seq, rs[len(rs)-1].Seq, err)
 	}
 	return nil
 }
@@ -221,20 +224,12 @@ func (s *SQLStore) ReadHashes(ctx context.Context, q sqldb.Querier, indexes []in
 	if len(indexes) == 0 {
 		return nil, nil
 	}
-	var (
-		sql  strings.Builder
-		args = make([]any, len(indexes))
-	)
-	sql.WriteString(`SELECT idx, hash FROM ` + s.tree + ` WHERE idx IN (`)
+	args := make([]any, len(indexes))
 	for i, x := range indexes {
-		if i > 0 {
-			sql.WriteByte(',')
-		}
-		sql.WriteString("$" + strconv.Itoa(i+1))
 		args[i] = x
 	}
-	sql.WriteByte(')')
-	rows, err := q.Query(ctx, sql.String(), args...)
+	in, args := sqldb.In(1, args)
+	rows, err := q.Query(ctx, `SELECT idx, hash FROM `+s.tree+` WHERE idx IN (`+in+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read tree hashes: %w", err)
 	}
@@ -318,22 +313,11 @@ func (s *SQLStore) readHashesInRange(ctx context.Context, q sqldb.Querier, index
 
 // AppendHashes implements TreeStore.
 func (s *SQLStore) AppendHashes(ctx context.Context, q sqldb.Querier, start int64, hs []tlog.Hash) error {
-	if len(hs) == 0 {
-		return nil
-	}
-	var (
-		sql  strings.Builder
-		args = make([]any, 0, 2*len(hs))
-	)
-	sql.WriteString(`INSERT INTO ` + s.tree + ` (idx, hash) VALUES `)
+	rows := make([][]any, len(hs))
 	for i, h := range hs {
-		if i > 0 {
-			sql.WriteByte(',')
-		}
-		fmt.Fprintf(&sql, "($%d, $%d)", 2*i+1, 2*i+2)
-		args = append(args, start+int64(i), h[:])
+		rows[i] = []any{start + int64(i), h[:]}
 	}
-	if _, err := q.Exec(ctx, sql.String(), args...); err != nil {
+	if err := sqldb.InsertRows(ctx, q, `INSERT INTO `+s.tree+` (idx, hash)`, "", rows); err != nil {
 		return fmt.Errorf("store tree hashes from %d: %w", start, err)
 	}
 	return nil

@@ -17,24 +17,82 @@ import (
 	"github.com/eva-org/eva/services/audit/auditapi"
 )
 
-// appendRecord archives r and adds its leaf to the Merkle tree, in the
-// transaction q: the record and the hashes tlog.StoredHashes gives for it
-// commit together, so the tree always covers exactly the archive.
-func (s *Service) appendRecord(ctx context.Context, q sqldb.Querier, r Record) error {
-	if err := s.store.Insert(ctx, q, r); err != nil {
-		return err
-	}
-	return appendLeaf(ctx, q, s.store, r)
+// treeAppend adds leaves to a stored tree in memory, and stores the
+// hashes of all of them with one statement (flush): a consumer's batch,
+// or a page of the archive, costs one write to the tree instead of one a
+// leaf. The stored hashes a new leaf needs are read once; those of the
+// leaves added before it are at hand.
+type treeAppend struct {
+	ts      TreeStore
+	leaves  int64               // leaves in the tree, stored and pending
+	start   int64               // the index of the first pending hash
+	pending []tlog.Hash         // hashes from start, not yet stored
+	read    map[int64]tlog.Hash // stored hashes read so far
 }
 
-// appendLeaf adds r's leaf (leaf r.Seq-1) to the tree ts, in q.
-func appendLeaf(ctx context.Context, q sqldb.Querier, ts TreeStore, r Record) error {
+// newTreeAppend appends to ts, which holds leaves leaves.
+func newTreeAppend(ts TreeStore, leaves int64) *treeAppend {
+	start := tlog.StoredHashCount(leaves)
+	return &treeAppend{ts: ts, leaves: leaves, start: start, read: make(map[int64]tlog.Hash)}
+}
+
+// add adds r's leaf, which must be the next (leaf r.Seq-1).
+func (t *treeAppend) add(ctx context.Context, q sqldb.Querier, r Record) error {
 	n := int64(r.Seq) - 1
-	hs, err := tlog.StoredHashesForRecordHash(n, LeafHash(r), treeReader(ctx, q, ts))
+	if n != t.leaves {
+		return fmt.Errorf("tree hashes of leaf %d: the tree has %d leaves", n, t.leaves)
+	}
+	hs, err := tlog.StoredHashesForRecordHash(n, LeafHash(r), t.reader(ctx, q))
 	if err != nil {
 		return fmt.Errorf("tree hashes of leaf %d: %w", n, err)
 	}
-	return ts.AppendHashes(ctx, q, tlog.StoredHashCount(n), hs)
+	t.pending = append(t.pending, hs...)
+	t.leaves++
+	return nil
+}
+
+// reader reads pending hashes from memory and the others from the store,
+// once.
+func (t *treeAppend) reader(ctx context.Context, q sqldb.Querier) tlog.HashReader {
+	return tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) {
+		var missing []int64
+		for _, x := range ix {
+			if _, ok := t.read[x]; x < t.start && !ok {
+				missing = append(missing, x)
+			}
+		}
+		if len(missing) > 0 {
+			hs, err := t.ts.ReadHashes(ctx, q, missing)
+			if err != nil {
+				return nil, err
+			}
+			for i, x := range missing {
+				t.read[x] = hs[i]
+			}
+		}
+		out := make([]tlog.Hash, len(ix))
+		for i, x := range ix {
+			switch {
+			case x < t.start:
+				out[i] = t.read[x]
+			case x-t.start < int64(len(t.pending)):
+				out[i] = t.pending[x-t.start]
+			default:
+				return nil, fmt.Errorf("tree hash %d: not stored yet", x)
+			}
+		}
+		return out, nil
+	})
+}
+
+// flush stores the pending hashes.
+func (t *treeAppend) flush(ctx context.Context, q sqldb.Querier) error {
+	if err := t.ts.AppendHashes(ctx, q, t.start, t.pending); err != nil {
+		return err
+	}
+	t.start += int64(len(t.pending))
+	t.pending = nil
+	return nil
 }
 
 // hashes reads the event log's stored tree in q (nil: outside any
@@ -77,15 +135,16 @@ func (s *Service) archiveAccess(ctx context.Context) error {
 			return nil
 		}
 		err = s.db.Tx(ctx, func(q sqldb.Querier) error {
+			t := newTreeAppend(s.access, int64(last))
 			for _, r := range recs {
 				if err := s.access.InsertAccess(ctx, q, r); err != nil {
 					return err
 				}
-				if err := appendLeaf(ctx, q, s.access, r); err != nil {
+				if err := t.add(ctx, q, r); err != nil {
 					return err
 				}
 			}
-			return nil
+			return t.flush(ctx, q)
 		})
 		if err != nil {
 			return fmt.Errorf("archive the access log after %d: %w", last, err)
@@ -109,12 +168,13 @@ func (s *Service) fillTree(ctx context.Context) error {
 			return err
 		}
 		err = s.db.Tx(ctx, func(q sqldb.Querier) error {
+			t := newTreeAppend(s.store, size)
 			for _, r := range page {
-				if err := appendLeaf(ctx, q, s.store, r); err != nil {
+				if err := t.add(ctx, q, r); err != nil {
 					return err
 				}
 			}
-			return nil
+			return t.flush(ctx, q)
 		})
 		if err != nil {
 			return fmt.Errorf("add archived events to the Merkle tree: %w", err)
