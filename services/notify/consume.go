@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventcodec"
@@ -16,6 +17,11 @@ import (
 // and adds a delivery for every webhook that asks for its type and, with
 // e-mail on, a mail for each of its recipients. It reads nothing but the
 // store.
+//
+// The case events of one consumer batch share their work (see txCases):
+// the batch's cases are read in one statement and folded in memory, and
+// the cases changed and the webhook deliveries are written once, before
+// the commit. Called on its own, outside a batch, Apply writes at once.
 //
 // Errors: eventlog.ErrGap when an earlier event of the case is missing (the
 // consumer repairs it); a decode error, marked Poison; the store's.
@@ -40,7 +46,8 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 	default:
 		return nil
 	}
-	c, err := s.store.CaseState(ctx, q, m.CaseID)
+	tc := eventlog.TxLocal(ctx, txCasesKey{}, func() *txCases { return &txCases{store: s.store} })
+	c, err := tc.get(ctx, q, m.CaseID)
 	if err != nil {
 		return err
 	}
@@ -58,15 +65,97 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 			c = &assist.Case{}
 		}
 		c.Apply(e, m.Seq)
-		if err := s.store.SaveCase(ctx, q, c); err != nil {
-			return err
-		}
+		tc.changed(c)
 	}
-	if err := s.store.Enqueue(ctx, q, Delivery{EventID: m.ID, CaseID: m.CaseID, Type: m.Type, Seq: m.Seq, At: e.At,
-		Status: c.State, NextAt: s.now()}); err != nil {
+	tc.deliveries = append(tc.deliveries, Delivery{EventID: m.ID, CaseID: m.CaseID, Type: m.Type, Seq: m.Seq, At: e.At,
+		Status: c.State, NextAt: s.now()})
+	if err := s.enqueueMails(ctx, q, e, m.Seq, c); err != nil {
 		return err
 	}
-	return s.enqueueMails(ctx, q, e, m.Seq, c)
+	return tc.writeBeforeCommit(ctx, q)
+}
+
+type txCasesKey struct{}
+
+// txCases is what the case events of one consumer transaction share
+// (eventlog.TxLocal): the cases of the batch, read at its first case
+// event in one statement and from then on folded in memory, so that each
+// event sees the ones before it; and what is written once after the
+// batch's last event: the cases changed and the deliveries to the
+// webhooks, each in a statement of many rows, for which the webhooks are
+// read once then.
+// Read that late, the webhooks include those registered and exclude
+// those removed by the batch's own webhook events, as each event's
+// delivery is filtered by the registration's log position. A failed
+// transaction drops it all.
+type txCases struct {
+	store      Store
+	cases      map[string]*assist.Case // nil until read
+	order      []string                // the ids changed, in the order first changed
+	deliveries []Delivery
+	queued     bool // write is queued to run before the commit
+}
+
+// get is a copy of case id as the batch's events before this one leave
+// it, for the caller to fold the event into; nil for a case notify has
+// not seen.
+func (tc *txCases) get(ctx context.Context, q sqldb.Querier, id string) (*assist.Case, error) {
+	if tc.cases == nil {
+		cases, err := tc.store.CaseStates(ctx, q, batchCaseIDs(ctx, id))
+		if err != nil {
+			return nil, err
+		}
+		tc.cases = cases
+	}
+	c, ok := tc.cases[id]
+	if !ok {
+		return nil, nil
+	}
+	cp := *c
+	return &cp, nil
+}
+
+// batchCaseIDs are id and the ids of the other cases of the consumer
+// batch ctx runs in, each once.
+func batchCaseIDs(ctx context.Context, id string) []string {
+	ids := []string{id}
+	for _, m := range eventlog.BatchMsgs(ctx) {
+		if m.Kind == assist.KindCase && !slices.Contains(ids, m.CaseID) {
+			ids = append(ids, m.CaseID)
+		}
+	}
+	return ids
+}
+
+// changed keeps the part of c that the store keeps as the batch's state
+// of its case, to be written.
+func (tc *txCases) changed(c *assist.Case) {
+	if !slices.Contains(tc.order, c.ID) {
+		tc.order = append(tc.order, c.ID)
+	}
+	tc.cases[c.ID] = keptPart(c)
+}
+
+// writeBeforeCommit queues write to run after the batch's last event,
+// once; outside a batch it runs at once.
+func (tc *txCases) writeBeforeCommit(ctx context.Context, q sqldb.Querier) error {
+	if tc.queued {
+		return nil
+	}
+	tc.queued = true
+	return eventlog.BeforeCommit(ctx, q, tc.write)
+}
+
+// write stores the cases changed and adds the deliveries due.
+func (tc *txCases) write(ctx context.Context, q sqldb.Querier) error {
+	cs := make([]*assist.Case, len(tc.order))
+	for i, id := range tc.order {
+		cs[i] = tc.cases[id]
+	}
+	if err := tc.store.SaveCases(ctx, q, cs); err != nil {
+		return err
+	}
+	return tc.store.Enqueue(ctx, q, tc.deliveries...)
 }
 
 // repair folds a case from the log up to and including m (outside any

@@ -56,12 +56,19 @@ type Store interface {
 	// CaseState is the part of a case notify keeps (status, requester,
 	// urgency, version); nil when none.
 	CaseState(ctx context.Context, q sqldb.Querier, id string) (*assist.Case, error)
+	// CaseStates are those parts of the cases of ids that the store has,
+	// by id, read in one statement.
+	CaseStates(ctx context.Context, q sqldb.Querier, ids []string) (map[string]*assist.Case, error)
 	// SaveCase stores that part.
 	SaveCase(ctx context.Context, q sqldb.Querier, c *assist.Case) error
-	// Enqueue adds a delivery of the event to every webhook not removed,
+	// SaveCases stores that part of cases of distinct ids, many a
+	// statement.
+	SaveCases(ctx context.Context, q sqldb.Querier, cs []*assist.Case) error
+	// Enqueue adds a delivery of each event to every webhook not removed,
 	// registered before it (seq) and asking for its type; a delivery
-	// already there stays as it is.
-	Enqueue(ctx context.Context, q sqldb.Querier, d Delivery) error
+	// already there stays as it is. It reads the webhooks once for all
+	// the events and writes their deliveries in statements of many rows.
+	Enqueue(ctx context.Context, q sqldb.Querier, ds ...Delivery) error
 	// Due are undelivered, not dropped deliveries whose NextAt is at or
 	// before now, the oldest first.
 	Due(ctx context.Context, now time.Time, limit int) ([]Delivery, error)
@@ -180,24 +187,47 @@ func (s *SQLStore) Webhook(ctx context.Context, id string) (assist.Webhook, erro
 	return w, err
 }
 
+const caseCols = `id, status, requester, urgency, version, post, category, amount_cents, approved_cents, deadline, escalated`
+
 // CaseState implements Store.
 func (s *SQLStore) CaseState(ctx context.Context, q sqldb.Querier, id string) (*assist.Case, error) {
+	cs, err := s.CaseStates(ctx, q, []string{id})
+	return cs[id], err
+}
+
+// CaseStates implements Store.
+func (s *SQLStore) CaseStates(ctx context.Context, q sqldb.Querier, ids []string) (map[string]*assist.Case, error) {
+	out := make(map[string]*assist.Case, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	in, args := sqldb.In(1, sqldb.Args(ids))
+	rows, err := q.Query(ctx, `SELECT `+caseCols+` FROM notify_cases WHERE id IN (`+in+`)`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		c, err := scanCase(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[c.ID] = c
+	}
+	return out, rows.Err()
+}
+
+func scanCase(row sqldb.Row) (*assist.Case, error) {
 	var (
 		c                            assist.Case
 		status, urgency, category    string
 		version, deadline, escalated int64
 	)
-	err := q.QueryRow(ctx, `SELECT status, requester, urgency, version, post, category, amount_cents, approved_cents,
-		deadline, escalated FROM notify_cases WHERE id = $1`, id).
-		Scan(&status, &c.Requester, &urgency, &version, &c.Post, &category, &c.AmountCents, &c.ApprovedCents, &deadline,
-			&escalated)
-	if errors.Is(err, sqldb.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
+	if err := row.Scan(&c.ID, &status, &c.Requester, &urgency, &version, &c.Post, &category, &c.AmountCents,
+		&c.ApprovedCents, &deadline, &escalated); err != nil {
 		return nil, err
 	}
-	c.ID, c.State, c.Urgency, c.Version = id, assist.State(status), assist.Urgency(urgency), uint64(version)
+	c.State, c.Urgency, c.Version = assist.State(status), assist.Urgency(urgency), uint64(version)
 	c.Category, c.Escalated = assist.Category(category), escalated != 0
 	if deadline != 0 {
 		c.Deadline = sqldb.Time(deadline)
@@ -205,18 +235,33 @@ func (s *SQLStore) CaseState(ctx context.Context, q sqldb.Querier, id string) (*
 	return &c, nil
 }
 
+// keptPart is the part of c that SaveCase stores, as CaseState reads it
+// back (times to the microsecond): a case folded in memory within a
+// consumer batch goes on from exactly what the next event would have
+// read from the store, whatever the batch's bounds.
+func keptPart(c *assist.Case) *assist.Case {
+	return &assist.Case{ID: c.ID, State: c.State, Requester: c.Requester, Urgency: c.Urgency, Version: c.Version,
+		Post: c.Post, Category: c.Category, AmountCents: c.AmountCents, ApprovedCents: c.ApprovedCents,
+		Deadline: sqldb.Time(sqldb.Micros(c.Deadline)), Escalated: c.Escalated}
+}
+
 // SaveCase implements Store.
 func (s *SQLStore) SaveCase(ctx context.Context, q sqldb.Querier, c *assist.Case) error {
-	_, err := q.Exec(ctx, `INSERT INTO notify_cases (id, status, requester, urgency, version, post, category, amount_cents,
-			approved_cents, deadline, escalated)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-		ON CONFLICT (id) DO UPDATE SET status = excluded.status, requester = excluded.requester, urgency = excluded.urgency,
+	return s.SaveCases(ctx, q, []*assist.Case{c})
+}
+
+// SaveCases implements Store.
+func (s *SQLStore) SaveCases(ctx context.Context, q sqldb.Querier, cs []*assist.Case) error {
+	rows := make([][]any, len(cs))
+	for i, c := range cs {
+		rows[i] = []any{c.ID, string(c.State), c.Requester, string(c.Urgency), int64(c.Version), c.Post, string(c.Category),
+			c.AmountCents, c.ApprovedCents, sqldb.Micros(c.Deadline), boolInt(c.Escalated)}
+	}
+	return sqldb.InsertRows(ctx, q, `INSERT INTO notify_cases (`+caseCols+`)`,
+		`ON CONFLICT (id) DO UPDATE SET status = excluded.status, requester = excluded.requester, urgency = excluded.urgency,
 			version = excluded.version, post = excluded.post, category = excluded.category,
 			amount_cents = excluded.amount_cents, approved_cents = excluded.approved_cents, deadline = excluded.deadline,
-			escalated = excluded.escalated`,
-		c.ID, string(c.State), c.Requester, string(c.Urgency), int64(c.Version), c.Post, string(c.Category), c.AmountCents,
-		c.ApprovedCents, sqldb.Micros(c.Deadline), boolInt(c.Escalated))
-	return err
+			escalated = excluded.escalated`, rows)
 }
 
 func boolInt(b bool) int64 {
@@ -226,37 +271,57 @@ func boolInt(b bool) int64 {
 	return 0
 }
 
+// hook is what Enqueue needs of a webhook: the event types it asks for
+// and the log position of its registration.
+type hook struct {
+	id     string
+	events []string
+	seq    uint64
+}
+
 // Enqueue implements Store.
-func (s *SQLStore) Enqueue(ctx context.Context, q sqldb.Querier, d Delivery) error {
-	rows, err := q.Query(ctx, `SELECT id, events FROM notify_webhooks WHERE removed = 0 AND seq < $1 ORDER BY id`, int64(d.Seq))
+func (s *SQLStore) Enqueue(ctx context.Context, q sqldb.Querier, ds ...Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	hooks, err := liveHooks(ctx, q)
 	if err != nil {
 		return err
 	}
-	var ids []string
+	var rows [][]any
+	for _, d := range ds {
+		for _, h := range hooks {
+			if h.seq < d.Seq && slices.Contains(h.events, d.Type) {
+				rows = append(rows, []any{h.id, d.EventID, d.CaseID, d.Type, int64(d.Seq), sqldb.Micros(d.At), string(d.Status),
+					int64(0), sqldb.Micros(d.NextAt), int64(0), int64(0), ""})
+			}
+		}
+	}
+	return sqldb.InsertRows(ctx, q, `INSERT INTO notify_deliveries (`+deliveryCols+`)`,
+		`ON CONFLICT (webhook_id, event_id) DO NOTHING`, rows)
+}
+
+// liveHooks are the webhooks not removed, by id.
+func liveHooks(ctx context.Context, q sqldb.Querier) ([]hook, error) {
+	rows, err := q.Query(ctx, `SELECT id, events, seq FROM notify_webhooks WHERE removed = 0 ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []hook
 	for rows.Next() {
-		var id, events string
-		if err := rows.Scan(&id, &events); err != nil {
-			rows.Close()
-			return err
+		var (
+			h      hook
+			events string
+			seq    int64
+		)
+		if err := rows.Scan(&h.id, &events, &seq); err != nil {
+			return nil, err
 		}
-		if slices.Contains(strings.Split(events, ","), d.Type) {
-			ids = append(ids, id)
-		}
+		h.events, h.seq = strings.Split(events, ","), uint64(seq)
+		out = append(out, h)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, id := range ids {
-		_, err := q.Exec(ctx, `INSERT INTO notify_deliveries (webhook_id, event_id, case_id, type, seq, at, status,
-			attempts, next_at, delivered_at, dropped, last_error)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, 0, '') ON CONFLICT (webhook_id, event_id) DO NOTHING`,
-			id, d.EventID, d.CaseID, d.Type, int64(d.Seq), sqldb.Micros(d.At), string(d.Status), sqldb.Micros(d.NextAt))
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return out, rows.Err()
 }
 
 const deliveryCols = `webhook_id, event_id, case_id, type, seq, at, status, attempts, next_at, delivered_at, dropped, last_error`
