@@ -361,31 +361,30 @@ func (s *SQLStore) DeleteExpiredTokens(ctx context.Context, now time.Time) (int6
 	return n, nil
 }
 
-// BeginIdem implements Store.
+// BeginIdem implements Store. A new key, the usual case, costs one
+// statement and no transaction: the insert tells whether it made the row.
+// A key already there is read after the insert found it, committed (an
+// insert of the same key waits for the other's commit).
 func (s *SQLStore) BeginIdem(ctx context.Context, rec IdemRecord) (IdemRecord, bool, error) {
-	var (
-		stored  IdemRecord
-		created bool
-	)
-	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
-		n, err := q.Exec(ctx, `INSERT INTO gateway_idempotency (username, key, request_hash, command_id, status, created_at)
-			VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (username, key) DO NOTHING`,
-			rec.Username, rec.Key, hex.EncodeToString(rec.RequestHash), rec.CommandID, sqldb.Micros(rec.CreatedAt))
-		if err != nil {
-			return err
-		}
-		created = n == 1
-		var found bool
-		stored, found, err = lookupIdem(ctx, q, rec.Username, rec.Key)
-		if err == nil && !found {
-			err = sqldb.ErrNoRows
-		}
-		return err
-	})
+	var made string
+	err := s.db.QueryRow(ctx, `INSERT INTO gateway_idempotency (username, key, request_hash, command_id, status, created_at)
+			VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (username, key) DO NOTHING RETURNING command_id`,
+		rec.Username, rec.Key, hex.EncodeToString(rec.RequestHash), rec.CommandID, sqldb.Micros(rec.CreatedAt)).Scan(&made)
+	switch {
+	case err == nil:
+		rec.Status = IdemPending
+		return rec, true, nil
+	case err != nil && !errors.Is(err, sqldb.ErrNoRows):
+		return IdemRecord{}, false, fmt.Errorf("begin idempotency key: %w", err)
+	}
+	stored, found, err := lookupIdem(ctx, s.db, rec.Username, rec.Key)
+	if err == nil && !found {
+		err = sqldb.ErrNoRows // removed since: old keys are swept
+	}
 	if err != nil {
 		return IdemRecord{}, false, fmt.Errorf("begin idempotency key: %w", err)
 	}
-	return stored, created, nil
+	return stored, false, nil
 }
 
 // LookupIdem implements Store.
