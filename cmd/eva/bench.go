@@ -94,7 +94,13 @@ func benchEVA(ctx context.Context, cfg wire.Config, zl *zap.Logger, opts bench.O
 	if cfg.HTTPAddr, err = freeAddr(); err != nil {
 		return bench.Result{}, err
 	}
-	p, err := wire.Open(ctx, cfg, zl.WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
+	sl := zl
+	if zl.Core().Enabled(zap.InfoLevel) {
+		// The services' info lines would bury the bench's report; a
+		// quieter --log-level stays as given (zap refuses to lower it).
+		sl = zl.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
+	}
+	p, err := wire.Open(ctx, cfg, sl)
 	if err != nil {
 		return bench.Result{}, err
 	}
