@@ -31,7 +31,7 @@ func InsertRows(ctx context.Context, q Querier, head, tail string, rows [][]any)
 // name, found on the search path) as InsertRows(ctx, q, "INSERT INTO
 // table (cols)", tail, rows) does (tail the same ON CONFLICT clause): the
 // same rows, inserted or updated. In a transaction
-// of PostgreSQL, 16 rows or more are copied (COPY, binary) into a
+// of PostgreSQL, 256 rows or more are copied (COPY, binary) into a
 // temporary table of those columns, made for the transaction, and
 // written from it by one INSERT ... SELECT with tail: a rebuild's 1,024
 // rows cost the client one COPY instead of four statements of 2,816
@@ -52,9 +52,12 @@ func CopyRows(ctx context.Context, q Querier, table string, cols []string, tail 
 	return c.copyRows(ctx, table, cols, tail, rows)
 }
 
-// copyMinRows is the fewest rows CopyRows copies: for fewer, the
-// temporary table and the extra statements cost more than they save.
-const copyMinRows = 16
+// copyMinRows is the fewest rows CopyRows copies: one full statement of
+// InsertRows. For fewer, the temporary table (made in the transaction,
+// in the catalog) and the extra statements cost more than they save, and
+// a live consumer's batch (128 events at most by default), which writes
+// its cases with the same ProjectAll as a rebuild, never makes one.
+const copyMinRows = maxRowsPerStatement
 
 // rowCopier is a Querier that can copy rows (PostgreSQL's transaction).
 type rowCopier interface {
