@@ -58,8 +58,9 @@ func (s *Service) File(ctx context.Context, r intakeapi.FileRequest) (*assist.Ca
 	if err != nil {
 		return nil, err
 	}
+	retry := true // a case of this id may have been filed before
 	if len(r.IdempotencyKeyHash) > 0 {
-		f, err := s.store.Filing(ctx, Filing{KeyHash: r.IdempotencyKeyHash, CaseID: e.CaseID, RequestHash: r.RequestHash, CreatedAt: s.now()})
+		f, made, err := s.store.Filing(ctx, Filing{KeyHash: r.IdempotencyKeyHash, CaseID: e.CaseID, RequestHash: r.RequestHash, CreatedAt: s.now()})
 		if err != nil {
 			return nil, err
 		}
@@ -70,8 +71,11 @@ func (s *Service) File(ctx context.Context, r intakeapi.FileRequest) (*assist.Ca
 		// The key's first attempt named the case: file it under that id
 		// (or, when it was filed, answer as then).
 		e.ID, e.CaseID, e.CommandID = f.CaseID, f.CaseID, f.CaseID
+		// The key's first attempt files a case of a new id, which no
+		// erasure can name yet.
+		retry = !made
 	}
-	if erased, err := s.store.Erased(ctx, e.CaseID); err != nil || erased {
+	if erased, err := s.erasedRetry(ctx, retry, e.CaseID); err != nil || erased {
 		if err != nil {
 			return nil, err
 		}
@@ -97,6 +101,15 @@ func (s *Service) File(ctx context.Context, r intakeapi.FileRequest) (*assist.Ca
 	}
 	e.Body = b
 	return s.log.Start(ctx, e)
+}
+
+// erasedRetry is store.Erased for a filing that may be a retry; false
+// for one that is not.
+func (s *Service) erasedRetry(ctx context.Context, retry bool, caseID string) (bool, error) {
+	if !retry {
+		return false, nil
+	}
+	return s.store.Erased(ctx, caseID)
 }
 
 // DuplicateWindow is how long a finished case still counts as recent for

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1053,7 +1054,7 @@ func TestFileIdempotencyKeyRecordedButNotAppended(t *testing.T) {
 	r := fileRequest(ana)
 	r.IdempotencyKeyHash, r.RequestHash = []byte("user+key-2"), []byte("request")
 	orphan := newID()
-	if _, err := h.store.Filing(h.ctx, intake.Filing{KeyHash: r.IdempotencyKeyHash, CaseID: orphan,
+	if _, _, err := h.store.Filing(h.ctx, intake.Filing{KeyHash: r.IdempotencyKeyHash, CaseID: orphan,
 		RequestHash: r.RequestHash, CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -1144,6 +1145,57 @@ func TestFileRecordsPossibleDuplicates(t *testing.T) {
 		}
 		if len(third.PossibleDuplicateOf) != 0 {
 			t.Fatalf("another category is not a duplicate: %v", third.PossibleDuplicateOf)
+		}
+	})
+}
+
+// erasureReads is the database, counting the reads of the erasures
+// (store.Erased).
+type erasureReads struct {
+	sqldb.DB
+	n atomic.Int64
+}
+
+func (d *erasureReads) QueryRow(ctx context.Context, q string, args ...any) sqldb.Row {
+	if strings.Contains(q, "FROM intake_erasures") {
+		d.n.Add(1)
+	}
+	return d.DB.QueryRow(ctx, q, args...)
+}
+
+// A filing key's first attempt files a case of a new id, which no erasure
+// can name: it does not read the erasures. A retry of a filing whose case
+// was erased since does, and answers as the first time, appending
+// nothing.
+func TestFileReadsErasuresOnlyOnARetry(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		h := newHarness(t, db)
+		reads := &erasureReads{DB: db}
+		deps := h.deps(nil)
+		deps.DB = reads
+		svc := intake.New(deps)
+		r := fileRequest(ana)
+		r.IdempotencyKeyHash, r.RequestHash = []byte("user+key-erased"), []byte("request")
+		c, err := svc.File(h.ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := reads.n.Load(); n != 0 {
+			t.Fatalf("the key's first attempt read the erasures %d times", n)
+		}
+		h.erase(c.ID)
+		seq := h.lastSeq()
+		retry := r
+		retry.CommandID = newID() // the gateway gives each attempt its own command id
+		got, err := svc.File(h.ctx, retry)
+		if err != nil || got.ID != c.ID {
+			t.Fatalf("retry after the erasure = %+v, %v; want case %s", got, err, c.ID)
+		}
+		if n := reads.n.Load(); n == 0 {
+			t.Fatal("the retry did not read the erasures")
+		}
+		if last := h.lastSeq(); last != seq {
+			t.Fatalf("the retry appended to the log: last sequence %d, was %d", last, seq)
 		}
 	})
 }

@@ -37,8 +37,9 @@ type Store interface {
 	// Erased reports whether a case's personal data was erased.
 	Erased(ctx context.Context, caseID string) (bool, error)
 	// Filing records which case an idempotency key files; for a key
-	// recorded before, it returns the first record.
-	Filing(ctx context.Context, f Filing) (Filing, error)
+	// recorded before, it returns the first record. made reports whether
+	// this call recorded it: the key's first attempt.
+	Filing(ctx context.Context, f Filing) (got Filing, made bool, err error)
 	// Project stores the projected case inside a consumer's transaction.
 	Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error
 	// Projected loads a projected case inside a consumer's transaction;
@@ -131,22 +132,29 @@ func (s *SQLStore) Erased(ctx context.Context, caseID string) (bool, error) {
 }
 
 // Filing implements Store.
-func (s *SQLStore) Filing(ctx context.Context, f Filing) (Filing, error) {
-	var got Filing
-	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
-		if _, err := q.Exec(ctx, `INSERT INTO intake_filings (key_hash, case_id, request_hash, created_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (key_hash) DO NOTHING`, f.KeyHash, f.CaseID, f.RequestHash, sqldb.Micros(f.CreatedAt)); err != nil {
-			return err
-		}
-		var at int64
-		if err := q.QueryRow(ctx, `SELECT key_hash, case_id, request_hash, created_at FROM intake_filings WHERE key_hash = $1`,
-			f.KeyHash).Scan(&got.KeyHash, &got.CaseID, &got.RequestHash, &at); err != nil {
-			return err
-		}
-		got.CreatedAt = sqldb.Time(at)
-		return nil
-	})
-	return got, err
+func (s *SQLStore) Filing(ctx context.Context, f Filing) (Filing, bool, error) {
+	// A new key, the usual case, is one statement and no transaction; a
+	// key there already is read after the insert found it, committed.
+	var made string
+	err := s.db.QueryRow(ctx, `INSERT INTO intake_filings (key_hash, case_id, request_hash, created_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (key_hash) DO NOTHING RETURNING case_id`, f.KeyHash, f.CaseID, f.RequestHash, sqldb.Micros(f.CreatedAt)).Scan(&made)
+	switch {
+	case err == nil:
+		f.CreatedAt = sqldb.Time(sqldb.Micros(f.CreatedAt))
+		return f, true, nil
+	case !errors.Is(err, sqldb.ErrNoRows):
+		return Filing{}, false, err
+	}
+	var (
+		got Filing
+		at  int64
+	)
+	if err := s.db.QueryRow(ctx, `SELECT key_hash, case_id, request_hash, created_at FROM intake_filings WHERE key_hash = $1`,
+		f.KeyHash).Scan(&got.KeyHash, &got.CaseID, &got.RequestHash, &at); err != nil {
+		return Filing{}, false, err
+	}
+	got.CreatedAt = sqldb.Time(at)
+	return got, false, nil
 }
 
 // Project implements Store. A case whose personal data was erased also

@@ -148,13 +148,13 @@ func testFilingFirstRecordWins(t *testing.T, _ sqldb.DB, s intake.Store) {
 	ctx := context.Background()
 	key := []byte("key-hash-" + newID())
 	first := intake.Filing{KeyHash: key, CaseID: newID(), RequestHash: []byte("req-1"), CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
-	got, err := s.Filing(ctx, first)
-	if err != nil || !reflect.DeepEqual(got, first) {
-		t.Fatalf("first Filing = %+v, %v", got, err)
+	got, made, err := s.Filing(ctx, first)
+	if err != nil || !made || !reflect.DeepEqual(got, first) {
+		t.Fatalf("first Filing = %+v, made %v, %v", got, made, err)
 	}
 	second := intake.Filing{KeyHash: key, CaseID: newID(), RequestHash: []byte("req-2"), CreatedAt: time.Now().UTC()}
-	if got, err := s.Filing(ctx, second); err != nil || !reflect.DeepEqual(got, first) {
-		t.Fatalf("second Filing = %+v, %v; want the first record", got, err)
+	if got, made, err := s.Filing(ctx, second); err != nil || made || !reflect.DeepEqual(got, first) {
+		t.Fatalf("second Filing = %+v, made %v, %v; want the first record", got, made, err)
 	}
 }
 
@@ -164,14 +164,18 @@ func testFilingConcurrentCallsAgree(t *testing.T, _ sqldb.DB, s intake.Store) {
 	key := []byte("key-hash-" + newID())
 	const n = 8
 	got := make([]intake.Filing, n)
+	made := make([]bool, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			got[i], errs[i] = s.Filing(ctx, intake.Filing{KeyHash: key, CaseID: newID(), RequestHash: []byte("r-" + strconv.Itoa(i)), CreatedAt: time.Now()})
+			got[i], made[i], errs[i] = s.Filing(ctx, intake.Filing{KeyHash: key, CaseID: newID(), RequestHash: []byte("r-" + strconv.Itoa(i)), CreatedAt: time.Now()})
 		})
 	}
 	wg.Wait()
+	if n := len(slices.DeleteFunc(slices.Clone(made), func(m bool) bool { return !m })); n != 1 {
+		t.Fatalf("%d concurrent Filing calls recorded the key; want 1", n)
+	}
 	for i := range n {
 		if errs[i] != nil {
 			t.Fatalf("Filing %d: %v", i, errs[i])
