@@ -50,7 +50,12 @@ type Row interface {
 	Scan(dest ...any) error
 }
 
-// DB is a database handle shared by goroutines.
+// DB is a database handle shared by goroutines. Outside a transaction,
+// Query and QueryRow are for reads: on the embedded driver they run on
+// its pool of readers, where a write (an INSERT ... RETURNING) would wait
+// on the writer's lock and queue behind its group commits. Write with
+// Exec, which goes to the writer there and is one round trip on
+// PostgreSQL, or in Tx.
 type DB interface {
 	Querier
 	// Tx runs fn in a transaction: all of fn's writes commit together when

@@ -362,20 +362,20 @@ func (s *SQLStore) DeleteExpiredTokens(ctx context.Context, now time.Time) (int6
 }
 
 // BeginIdem implements Store. A new key, the usual case, costs one
-// statement and no transaction: the insert tells whether it made the row.
-// A key already there is read after the insert found it, committed (an
-// insert of the same key waits for the other's commit).
+// statement and no transaction (Exec: on the embedded store a write goes
+// to its writer): the insert tells whether it made the row. A key already
+// there is read after the insert found it, committed (an insert of the
+// same key waits for the other's commit).
 func (s *SQLStore) BeginIdem(ctx context.Context, rec IdemRecord) (IdemRecord, bool, error) {
-	var made string
-	err := s.db.QueryRow(ctx, `INSERT INTO gateway_idempotency (username, key, request_hash, command_id, status, created_at)
-			VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (username, key) DO NOTHING RETURNING command_id`,
-		rec.Username, rec.Key, hex.EncodeToString(rec.RequestHash), rec.CommandID, sqldb.Micros(rec.CreatedAt)).Scan(&made)
+	n, err := s.db.Exec(ctx, `INSERT INTO gateway_idempotency (username, key, request_hash, command_id, status, created_at)
+			VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (username, key) DO NOTHING`,
+		rec.Username, rec.Key, hex.EncodeToString(rec.RequestHash), rec.CommandID, sqldb.Micros(rec.CreatedAt))
 	switch {
-	case err == nil:
+	case err != nil:
+		return IdemRecord{}, false, fmt.Errorf("begin idempotency key: %w", err)
+	case n == 1:
 		rec.Status = IdemPending
 		return rec, true, nil
-	case err != nil && !errors.Is(err, sqldb.ErrNoRows):
-		return IdemRecord{}, false, fmt.Errorf("begin idempotency key: %w", err)
 	}
 	stored, found, err := lookupIdem(ctx, s.db, rec.Username, rec.Key)
 	if err == nil && !found {

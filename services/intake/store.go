@@ -133,17 +133,17 @@ func (s *SQLStore) Erased(ctx context.Context, caseID string) (bool, error) {
 
 // Filing implements Store.
 func (s *SQLStore) Filing(ctx context.Context, f Filing) (Filing, bool, error) {
-	// A new key, the usual case, is one statement and no transaction; a
-	// key there already is read after the insert found it, committed.
-	var made string
-	err := s.db.QueryRow(ctx, `INSERT INTO intake_filings (key_hash, case_id, request_hash, created_at) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (key_hash) DO NOTHING RETURNING case_id`, f.KeyHash, f.CaseID, f.RequestHash, sqldb.Micros(f.CreatedAt)).Scan(&made)
+	// A new key, the usual case, is one statement and no transaction
+	// (Exec: on the embedded store a write goes to its writer); a key
+	// there already is read after the insert found it, committed.
+	n, err := s.db.Exec(ctx, `INSERT INTO intake_filings (key_hash, case_id, request_hash, created_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (key_hash) DO NOTHING`, f.KeyHash, f.CaseID, f.RequestHash, sqldb.Micros(f.CreatedAt))
 	switch {
-	case err == nil:
+	case err != nil:
+		return Filing{}, false, err
+	case n == 1:
 		f.CreatedAt = sqldb.Time(sqldb.Micros(f.CreatedAt))
 		return f, true, nil
-	case !errors.Is(err, sqldb.ErrNoRows):
-		return Filing{}, false, err
 	}
 	var (
 		got Filing
