@@ -53,8 +53,9 @@ type Store interface {
 	// Webhook is one webhook, removed or not.
 	// Errors: CodeNotFound.
 	Webhook(ctx context.Context, id string) (assist.Webhook, error)
-	// CaseState is the part of a case notify keeps (status, requester,
-	// urgency, version); nil when none.
+	// CaseState is the part of a case notify keeps (keptPart: status,
+	// requester, urgency, version, post, category, amounts, deadline,
+	// escalation); nil when none.
 	CaseState(ctx context.Context, q sqldb.Querier, id string) (*assist.Case, error)
 	// CaseStates are those parts of the cases of ids that the store has,
 	// by id, read in one statement.
