@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,6 +44,12 @@ type Server struct {
 	zl      *zap.Logger
 	outages outage.Log
 	trust   *Verifier
+
+	// running counts the handlers under way, for Stop to wait on; once
+	// stopped, no handler starts.
+	mu      sync.Mutex
+	stopped bool
+	running sync.WaitGroup
 }
 
 // NewServer registers a micro service. Handlers run concurrently, at most
@@ -84,8 +91,28 @@ func Serve(ctx context.Context, nc *nats.Conn, trust *Verifier, name, descriptio
 	return srv, nil
 }
 
-// Stop unsubscribes every endpoint.
-func (s *Server) Stop() error { return s.svc.Stop() }
+// Stop unsubscribes every endpoint and waits for the handlers under way
+// to answer (each within its endpoint's timeout, sooner once the
+// server's context is done): nothing of the server runs after it.
+func (s *Server) Stop() error {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	err := s.svc.Stop()
+	s.running.Wait()
+	return err
+}
+
+// start counts a handler in, unless the server stopped.
+func (s *Server) start() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	s.running.Add(1)
+	return true
+}
 
 // Endpoint declares one operation of a service: its subject, and — by its
 // type parameters — what it takes and what it answers. A service's contract
@@ -131,14 +158,20 @@ func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.
 		// handler returned: it must not touch r's methods that micro
 		// also uses, so it publishes the reply itself (see reply).
 		reply := r.Reply()
+		if !s.start() {
+			s.reply(reply, nil, assist.Errorf(assist.CodeUnavailable, "shutting down"))
+			return
+		}
 		select {
 		case s.sem <- struct{}{}:
 		case <-s.ctx.Done():
+			s.running.Done()
 			s.reply(reply, nil, assist.Errorf(assist.CodeUnavailable, "shutting down"))
 			return
 		}
 		data, header := r.Data(), nats.Header(r.Headers())
 		go func() {
+			defer s.running.Done()
 			defer func() { <-s.sem }()
 			s.serve(reply, data, subject, e.timeout(), func(ctx context.Context, data []byte) (any, error) {
 				var req Req

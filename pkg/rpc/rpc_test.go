@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -226,7 +227,7 @@ func TestCallSendsAgainWhenTheConnectionIsLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Stop()
+	defer func() { cancel(); _ = srv.Stop() }() // the blocked handler returns, and Stop waits for it
 
 	callCtx, stop := context.WithTimeout(ctx, 10*time.Second)
 	defer stop()
@@ -270,7 +271,7 @@ func TestCallAsksAgainWhenNoReplyComes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Stop()
+	defer func() { cancel(); _ = srv.Stop() }() // the blocked handler returns, and Stop waits for it
 	began := time.Now()
 	got, err := dying.Call(ctx, nc, commandReq{CommandID: "c-11"})
 	if err != nil || got.CommandID != "c-11" {
@@ -283,5 +284,40 @@ func TestCallAsksAgainWhenNoReplyComes(t *testing.T) {
 	defer mu.Unlock()
 	if want := []string{"c-11", "c-11"}; !slices.Equal(seen, want) {
 		t.Errorf("handled %v, want %v", seen, want)
+	}
+}
+
+// Stop waits for the handlers under way to answer: nothing of the server
+// runs after it (a reply after it would go out on a closing connection).
+func TestStopWaitsForHandlers(t *testing.T) {
+	nc, _ := natsxtest.JetStream(t)
+	ctx := context.Background()
+	slow := rpc.Endpoint[echoReq, echoResp]{Subject: "test.slow"}
+	var (
+		once     sync.Once
+		finished atomic.Bool
+	)
+	started, release := make(chan struct{}), make(chan struct{})
+	srv, err := rpc.Serve(ctx, nc, nil, "slow", "test", zaptest.NewLogger(t), rpc.On(slow,
+		func(ctx context.Context, r echoReq) (echoResp, error) {
+			once.Do(func() { close(started) })
+			<-release
+			finished.Store(true)
+			return echoResp{Text: r.Text}, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = slow.Call(ctx, nc, echoReq{Text: "x"}) }()
+	<-started
+	go func() {
+		time.Sleep(50 * time.Millisecond) // Stop is waiting by then, or the check below is only weaker
+		close(release)
+	}()
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !finished.Load() {
+		t.Fatal("Stop returned while a handler was still running")
 	}
 }
