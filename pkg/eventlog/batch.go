@@ -2,10 +2,12 @@ package eventlog
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/sqldb"
 )
 
@@ -108,6 +110,24 @@ func markSeen(ctx context.Context, q sqldb.Querier, name string, msgs []Msg) (ma
 		fresh[uint64(seq)] = true
 	}
 	return fresh, rows.Err()
+}
+
+// BatchCaseIDs is id and then, each once and in the order applied, the
+// cases of the other case events of the consumer batch that ctx runs in
+// (those seen before included); outside a batch, id alone. A handler uses
+// it at the batch's first event to read at once what the batch's other
+// events will need (the rows of all its cases in one statement), keeping
+// them with TxLocal.
+func BatchCaseIDs(ctx context.Context, id string) []string {
+	ids := []string{id}
+	if b := batchOf(ctx); b != nil {
+		for _, m := range b.msgs {
+			if m.Kind == assist.KindCase && !slices.Contains(ids, m.CaseID) {
+				ids = append(ids, m.CaseID)
+			}
+		}
+	}
+	return ids
 }
 
 // TxLocal returns the value kept under key in the consumer transaction

@@ -406,15 +406,7 @@ type projectedBatch struct {
 
 func (pb *projectedBatch) projected(ctx context.Context, q sqldb.Querier, caseID string) (*assist.Case, error) {
 	if pb.cases == nil {
-		var ids []string
-		seen := make(map[string]bool)
-		for _, m := range batchOf(ctx).msgs {
-			if !seen[m.CaseID] {
-				seen[m.CaseID] = true
-				ids = append(ids, m.CaseID)
-			}
-		}
-		cases, err := pb.p.ProjectedAll(ctx, q, ids)
+		cases, err := pb.p.ProjectedAll(ctx, q, BatchCaseIDs(ctx, caseID))
 		if err != nil {
 			return nil, err
 		}

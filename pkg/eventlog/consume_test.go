@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
@@ -531,6 +532,42 @@ func TestTxLocalAndBeforeCommit(t *testing.T) {
 		})
 		if err != nil || len(counts) != 4 || counts[2] != 1 || counts[3] != 1 {
 			t.Fatalf("outside a batch: %v, counts %v, want two more runs, each of count 1", err, counts)
+		}
+	})
+}
+
+// BatchCaseIDs: every handler of a batch gets its own case and then the
+// batch's other cases, each once, in order, those of an event seen before
+// included (a redelivery the handler is not called for) and those of
+// events of other kinds left out; outside a batch, its own case alone.
+func TestBatchCaseIDs(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		ctx := context.Background()
+		effectsDB(t, db)
+		cfg := eventlog.ConsumerConfig{Name: "batch-case-ids"}
+		var saw [][]string
+		h := func(ctx context.Context, _ sqldb.Querier, m eventlog.Msg) error {
+			saw = append(saw, eventlog.BatchCaseIDs(ctx, m.CaseID))
+			return nil
+		}
+		ev := func(seq uint64, caseID string, kind assist.Kind) eventlog.Msg {
+			return eventlog.Msg{Seq: seq, CaseID: caseID, Kind: kind}
+		}
+		if _, err := eventlog.Deliver(ctx, db, cfg, h, []eventlog.Msg{ev(1, "c", assist.KindCase)}); err != nil {
+			t.Fatal(err)
+		}
+		saw = nil
+		batch := []eventlog.Msg{ev(1, "c", assist.KindCase), ev(2, "a", assist.KindCase), ev(3, "b", assist.KindCase),
+			ev(4, "a", assist.KindCase), ev(5, "w", assist.KindPayee)}
+		if failed, err := eventlog.Deliver(ctx, db, cfg, h, batch); err != nil || failed != -1 {
+			t.Fatalf("Deliver = %d, %v", failed, err)
+		}
+		want := [][]string{{"a", "c", "b"}, {"b", "c", "a"}, {"a", "c", "b"}, {"w", "c", "a", "b"}}
+		if fmt.Sprint(saw) != fmt.Sprint(want) {
+			t.Fatalf("handlers got %v, want %v (seq 1 was seen before)", saw, want)
+		}
+		if got := eventlog.BatchCaseIDs(ctx, "x"); !slices.Equal(got, []string{"x"}) {
+			t.Fatalf("outside a batch: %v, want [x]", got)
 		}
 	})
 }

@@ -101,7 +101,7 @@ type txCases struct {
 // not seen.
 func (tc *txCases) get(ctx context.Context, q sqldb.Querier, id string) (*assist.Case, error) {
 	if tc.cases == nil {
-		cases, err := tc.store.CaseStates(ctx, q, batchCaseIDs(ctx, id))
+		cases, err := tc.store.CaseStates(ctx, q, eventlog.BatchCaseIDs(ctx, id))
 		if err != nil {
 			return nil, err
 		}
@@ -113,18 +113,6 @@ func (tc *txCases) get(ctx context.Context, q sqldb.Querier, id string) (*assist
 	}
 	cp := *c
 	return &cp, nil
-}
-
-// batchCaseIDs are id and the ids of the other cases of the consumer
-// batch ctx runs in, each once.
-func batchCaseIDs(ctx context.Context, id string) []string {
-	ids := []string{id}
-	for _, m := range eventlog.BatchMsgs(ctx) {
-		if m.Kind == assist.KindCase && !slices.Contains(ids, m.CaseID) {
-			ids = append(ids, m.CaseID)
-		}
-	}
-	return ids
 }
 
 // changed keeps the part of c that the store keeps as the batch's state
