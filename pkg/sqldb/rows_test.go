@@ -160,5 +160,12 @@ func TestPadAndIn(t *testing.T) {
 		if err != nil || fmt.Sprint(got) != "[a c]" {
 			t.Fatalf("IN padded = %v, %v; want [a c]", got, err)
 		}
+		byID, err := sqldb.ByID(ctx, db, `SELECT id FROM in_t`, []string{"a", "x", "c"}, func(r sqldb.Row) (string, error) {
+			var id string
+			return id, r.Scan(&id)
+		}, func(id string) string { return id })
+		if err != nil || len(byID) != 2 || byID["a"] != "a" || byID["c"] != "c" {
+			t.Fatalf("ByID = %v, %v; want a and c", byID, err)
+		}
 	})
 }

@@ -127,6 +127,31 @@ func Strings(ctx context.Context, q Querier, query string, args ...any) ([]strin
 	return out, rows.Err()
 }
 
+// ByID runs `selectFrom WHERE id IN (ids)` (the list padded: In) in q
+// and returns the rows scan makes, by the key id gives each; ids not
+// there are left out. selectFrom is "SELECT cols FROM table", with no
+// parameter of its own.
+func ByID[T any](ctx context.Context, q Querier, selectFrom string, ids []string, scan func(Row) (T, error), id func(T) string) (map[string]T, error) {
+	out := make(map[string]T, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	in, args := In(1, Args(ids))
+	rows, err := q.Query(ctx, selectFrom+` WHERE id IN (`+in+`)`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[id(v)] = v
+	}
+	return out, rows.Err()
+}
+
 // Args is a list of named strings (states, say) as query arguments.
 func Args[T ~string](vs []T) []any {
 	out := make([]any, len(vs))

@@ -116,24 +116,8 @@ var _ eventlog.BatchProjection = (*SQLStore)(nil)
 // ProjectedAll implements eventlog.BatchProjection: the queue's part of
 // the cases of ids that it has, in q.
 func (s *SQLStore) ProjectedAll(ctx context.Context, q sqldb.Querier, ids []string) (map[string]*assist.Case, error) {
-	out := make(map[string]*assist.Case, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	in, args := sqldb.In(1, sqldb.Args(ids))
-	rows, err := q.Query(ctx, `SELECT `+queueCols+` FROM approval_queue WHERE id IN (`+in+`)`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		c, err := scanQueued(rows)
-		if err != nil {
-			return nil, err
-		}
-		out[c.ID] = c
-	}
-	return out, rows.Err()
+	return sqldb.ByID(ctx, q, `SELECT `+queueCols+` FROM approval_queue`, ids, scanQueued,
+		func(c *assist.Case) string { return c.ID })
 }
 
 func scanQueued(r sqldb.Row) (*assist.Case, error) {

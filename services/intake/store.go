@@ -323,26 +323,11 @@ var _ eventlog.BatchProjection = (*SQLStore)(nil)
 
 // ProjectedAll implements eventlog.BatchProjection: Cases, in q.
 func (s *SQLStore) ProjectedAll(ctx context.Context, q sqldb.Querier, ids []string) (map[string]*assist.Case, error) {
-	out := make(map[string]*assist.Case, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	in, args := sqldb.In(1, sqldb.Args(ids))
-	rows, err := q.Query(ctx, `SELECT id, state FROM intake_cases WHERE id IN (`+in+`)`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
+	return sqldb.ByID(ctx, q, `SELECT id, state FROM intake_cases`, ids, func(r sqldb.Row) (*assist.Case, error) {
 		var id, state string
-		if err := rows.Scan(&id, &state); err != nil {
+		if err := r.Scan(&id, &state); err != nil {
 			return nil, err
 		}
-		c, err := decodeState(id, state)
-		if err != nil {
-			return nil, err
-		}
-		out[id] = c
-	}
-	return out, rows.Err()
+		return decodeState(id, state)
+	}, func(c *assist.Case) string { return c.ID })
 }

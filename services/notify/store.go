@@ -198,24 +198,8 @@ func (s *SQLStore) CaseState(ctx context.Context, q sqldb.Querier, id string) (*
 
 // CaseStates implements Store.
 func (s *SQLStore) CaseStates(ctx context.Context, q sqldb.Querier, ids []string) (map[string]*assist.Case, error) {
-	out := make(map[string]*assist.Case, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	in, args := sqldb.In(1, sqldb.Args(ids))
-	rows, err := q.Query(ctx, `SELECT `+caseCols+` FROM notify_cases WHERE id IN (`+in+`)`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		c, err := scanCase(rows)
-		if err != nil {
-			return nil, err
-		}
-		out[c.ID] = c
-	}
-	return out, rows.Err()
+	return sqldb.ByID(ctx, q, `SELECT `+caseCols+` FROM notify_cases`, ids, scanCase,
+		func(c *assist.Case) string { return c.ID })
 }
 
 func scanCase(row sqldb.Row) (*assist.Case, error) {
