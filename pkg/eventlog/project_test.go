@@ -42,6 +42,18 @@ func (jsonProjection) Project(ctx context.Context, q sqldb.Querier, c *assist.Ca
 	return err
 }
 
+// projDB migrates db for a consumer and makes jsonProjection's table.
+func projDB(t *testing.T, db sqldb.DB) {
+	t.Helper()
+	ctx := context.Background()
+	if err := db.Migrate(ctx, eventlog.Migrations); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `CREATE TABLE proj (id TEXT PRIMARY KEY, state TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // poisonFirst is a projection that refuses, once, to store a case's first
 // event, so that the consumer dead-letters it and the next event of the
 // case arrives with its predecessor missing.
@@ -65,12 +77,7 @@ func TestProjectRepairsAGap(t *testing.T) {
 	db := sqldbtest.SQLite(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := db.Migrate(ctx, eventlog.Migrations); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(ctx, `CREATE TABLE proj (id TEXT PRIMARY KEY, state TEXT NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
+	projDB(t, db)
 	l, _ := openLog(t)
 	id := newID()
 	seq1, err := l.Append(ctx, submitted(t, id), 0)
@@ -110,12 +117,7 @@ func TestProjectFeedsTheHeldCases(t *testing.T) {
 	db := sqldbtest.SQLite(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := db.Migrate(ctx, eventlog.Migrations); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(ctx, `CREATE TABLE proj (id TEXT PRIMARY KEY, state TEXT NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
+	projDB(t, db)
 	l, _ := openLog(t)
 	id := startCase(t, l)
 	if _, err := l.Execute(ctx, claimCmd(id, newID(), olu)); err != nil {
@@ -185,12 +187,7 @@ func TestBatchProjectionFoldsABatchInMemory(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		if err := db.Migrate(ctx, eventlog.Migrations); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.Exec(ctx, `CREATE TABLE proj (id TEXT PRIMARY KEY, state TEXT NOT NULL)`); err != nil {
-			t.Fatal(err)
-		}
+		projDB(t, db)
 		l, _ := openLog(t)
 		var ids []string
 		for range 3 {
