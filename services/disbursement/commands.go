@@ -357,7 +357,8 @@ func (s *Service) RetryPayout(ctx context.Context, r disbursementapi.PayoutComma
 	// c is the case right after the retry (also when this command was
 	// retried by its client), so the attempt is the one it recorded.
 	err = s.db.Tx(ctx, func(q sqldb.Querier) error {
-		return s.store.RetryPayout(ctx, q, p.ID, c.PayoutAttempt, newID(), s.now())
+		_, err := s.store.RetryPayout(ctx, q, p.ID, c.PayoutAttempt, newID(), s.now())
+		return err
 	})
 	if err != nil {
 		return disbursementapi.Payout{}, err

@@ -60,9 +60,13 @@ func TestFundHistory(t *testing.T) {
 			return s.ReserveHold(ctx, q, a, disbursementapi.Payout{ID: payout, PayeeID: pe.ID, CreatedAt: at(3)}, newID())
 		})
 		tx(func(q sqldb.Querier) error {
-			return s.Advance(ctx, q, payout, []string{stageReserve}, stagePay, Advance{CmdID: newID(), Attempt: 1, Now: at(3)})
+			_, err := s.Advance(ctx, q, payout, []string{stageReserve}, stagePay, Advance{CmdID: newID(), Attempt: 1, Now: at(3)})
+			return err
 		})
-		tx(func(q sqldb.Querier) error { return s.Settle(ctx, q, payout, at(4)) })
+		tx(func(q sqldb.Querier) error {
+			_, err := s.Settle(ctx, q, payout, at(4))
+			return err
+		})
 		tx(func(q sqldb.Querier) error { return s.ReleaseHold(ctx, q, b, at(5)) })
 		change := func(seq uint64, m int, from, to int64, hold string) {
 			t.Helper()

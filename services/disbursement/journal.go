@@ -89,11 +89,19 @@ func (s *SQLStore) Journal(ctx context.Context, q sqldb.Querier, seq uint64, e a
 			b.ProviderRef, b.PayeeID, b.PayoutID)
 		return err
 	case assist.PayoutSettled:
+		// The payout's hold, found by the ledger's record of the payout
+		// in the same statement: a payout reserved before the ledger
+		// existed is not in it, and its hold neither.
+		var h ledgerHold
 		var holdID, payee, ref string
-		err := q.QueryRow(ctx, `SELECT hold_id, payee_id, provider_ref FROM disb_ledger_payouts WHERE payout_id = $1`,
-			b.PayoutID).Scan(&holdID, &payee, &ref)
+		err := q.QueryRow(ctx, `UPDATE disb_ledger_holds SET state = $1
+			WHERE hold_id = (SELECT hold_id FROM disb_ledger_payouts WHERE payout_id = $2) AND state = $3
+			RETURNING hold_id, fund_id, payee_id, amount,
+				(SELECT payee_id FROM disb_ledger_payouts WHERE payout_id = $2),
+				(SELECT provider_ref FROM disb_ledger_payouts WHERE payout_id = $2)`,
+			ledgerPaid, b.PayoutID, ledgerHeld).Scan(&holdID, &h.fund, &h.payee, &h.amount, &payee, &ref)
 		if errors.Is(err, sqldb.ErrNoRows) {
-			return nil // reserved before the ledger existed: not in it
+			return nil // not in the ledger, or posted before
 		}
 		if err != nil {
 			return err
@@ -101,14 +109,13 @@ func (s *SQLStore) Journal(ctx context.Context, q sqldb.Querier, seq uint64, e a
 		if b.ProviderRef != "" {
 			ref = b.ProviderRef
 		}
-		return closeHold(ctx, q, j, holdID, ledgerPaid, func(h ledgerHold) disbursementapi.LedgerEntry {
-			en := j.entry(disbursementapi.EntryPost, h.fund, disbursementapi.AccountPaid(h.fund), disbursementapi.AccountReserved(h.fund), h.amount)
-			en.PayoutID, en.ProviderRef, en.PayeeID = b.PayoutID, ref, payee
-			if en.PayeeID == "" {
-				en.PayeeID = h.payee
-			}
-			return en
-		})
+		en := j.entry(disbursementapi.EntryPost, h.fund, disbursementapi.AccountPaid(h.fund), disbursementapi.AccountReserved(h.fund), h.amount)
+		en.HoldID, en.PayoutID, en.ProviderRef, en.PayeeID = holdID, b.PayoutID, ref, payee
+		if en.PayeeID == "" {
+			en.PayeeID = h.payee
+		}
+		_, err = insertEntry(ctx, q, en)
+		return err
 	case assist.FundsReleased:
 		// A hold the log never recorded (its approval was not appended)
 		// was never in the ledger: nothing to void.

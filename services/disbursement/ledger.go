@@ -47,28 +47,26 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 			return eventlog.Poison(fmt.Errorf("approval of %s uses hold %s, which the ledger does not know", e.CaseID, b.HoldID))
 		}
 		return err
+	// A payout's step is tried first, as one statement that moves the
+	// payout only from where followsStep lets it (its stage, and for an
+	// event of an attempt, not from a later attempt); only when it moved
+	// nothing does followsStep read the payout, to tell an event that
+	// comes too early (a gap) from one applied before or stale.
 	case assist.FundsReserved:
-		if err := s.followsStep(ctx, q, e, b.PayoutID, 0); err != nil {
-			return err
-		}
-		return s.store.Advance(ctx, q, b.PayoutID, []string{stageReserve}, stagePay, Advance{CmdID: stepCmdID(b.PayoutID, stagePay, 1), Attempt: 1, Now: now})
+		moved, err := s.store.Advance(ctx, q, b.PayoutID, []string{stageReserve}, stagePay,
+			Advance{CmdID: stepCmdID(b.PayoutID, stagePay, 1), Attempt: 1, Now: now})
+		return s.unlessMoved(ctx, q, e, b.PayoutID, 0, moved, err)
 	case assist.PayoutSent:
-		if err := s.followsStep(ctx, q, e, b.PayoutID, b.Attempt); err != nil {
-			return passStale(err)
-		}
-		return s.store.Advance(ctx, q, b.PayoutID, []string{stagePay}, stageSent,
-			Advance{CmdID: stepCmdID(b.PayoutID, stageSent, b.Attempt), ProviderRef: b.ProviderRef, Now: now})
+		moved, err := s.store.Advance(ctx, q, b.PayoutID, []string{stagePay}, stageSent,
+			Advance{CmdID: stepCmdID(b.PayoutID, stageSent, b.Attempt), ProviderRef: b.ProviderRef, Of: b.Attempt, Now: now})
+		return passStale(s.unlessMoved(ctx, q, e, b.PayoutID, b.Attempt, moved, err))
 	case assist.PayoutSettled:
-		if err := s.followsStep(ctx, q, e, b.PayoutID, 0); err != nil {
-			return err
-		}
-		return s.store.Settle(ctx, q, b.PayoutID, now)
+		settled, err := s.store.Settle(ctx, q, b.PayoutID, now)
+		return s.unlessMoved(ctx, q, e, b.PayoutID, 0, settled, err)
 	case assist.PayoutFailed:
-		if err := s.followsStep(ctx, q, e, b.PayoutID, b.Attempt); err != nil {
-			return passStale(err)
-		}
-		return s.store.Advance(ctx, q, b.PayoutID, []string{stagePay, stageSent}, stageFailed,
-			Advance{LastError: b.Error, Now: now})
+		moved, err := s.store.Advance(ctx, q, b.PayoutID, []string{stagePay, stageSent}, stageFailed,
+			Advance{LastError: b.Error, Of: b.Attempt, Now: now})
+		return passStale(s.unlessMoved(ctx, q, e, b.PayoutID, b.Attempt, moved, err))
 	case assist.FundsReleased:
 		return s.store.ReleaseHold(ctx, q, b.HoldID, now)
 	case assist.RequestRejected:
@@ -82,10 +80,8 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 			return s.store.ExpireHoldNow(ctx, q, b.HoldID, now)
 		}
 	case assist.PayoutRetried:
-		if err := s.followsStep(ctx, q, e, b.PayoutID, b.Attempt); err != nil {
-			return err
-		}
-		return s.store.RetryPayout(ctx, q, b.PayoutID, b.Attempt, newID(), now)
+		retried, err := s.store.RetryPayout(ctx, q, b.PayoutID, b.Attempt, newID(), now)
+		return s.unlessMoved(ctx, q, e, b.PayoutID, b.Attempt, retried, err)
 	case assist.FundCreated:
 		return s.store.PutFund(ctx, q, assist.Fund{ID: e.CaseID, Name: b.Name, AllocatedCents: b.AllocatedCents,
 			CreatedBy: e.Actor.Username, CreatedAt: e.At, Version: m.Seq})
@@ -111,6 +107,22 @@ func passStale(err error) error {
 		return nil
 	}
 	return err
+}
+
+// unlessMoved answers a payout's event (of attempt; 0 for FundsReserved
+// and PayoutSettled) once its step was tried: nil when the step moved the
+// payout, followsStep's answer when it did not. Each step's guard is
+// followsStep's condition for nil and the stages the step moves from
+// (Advance.Of is the attempt part), so a step that moved nothing changed
+// nothing, and followsStep, reading the row the step left as it was,
+// answers what it would have answered before it. An event in order costs
+// one statement; a gap, a stale event or one applied before, two.
+// TestPayoutStepsAnswersAndStatements holds every case's answer.
+func (s *Service) unlessMoved(ctx context.Context, q sqldb.Querier, e assist.Event, payoutID string, attempt int, moved bool, err error) error {
+	if err != nil || moved {
+		return err
+	}
+	return s.followsStep(ctx, q, e, payoutID, attempt)
 }
 
 // followsStep returns eventlog.ErrGap when a payout's event (FundsReserved,

@@ -117,7 +117,8 @@ type Store interface {
 	// is idempotent: applied twice, the second changes nothing.
 
 	// ReserveHold marks the hold as backing a recorded approval and
-	// creates its payout. Errors: CodeNotFound for an unknown hold.
+	// creates its payout; a hold reserved before (or paid, or released)
+	// changes nothing. Errors: CodeNotFound for an unknown hold.
 	ReserveHold(ctx context.Context, q sqldb.Querier, holdID string, p disbursementapi.Payout, cmdID string) error
 	// KeepHold keeps a held hold until a decision ends it: it backs a
 	// first approval that awaits its second, so it must not expire.
@@ -129,15 +130,17 @@ type Store interface {
 	// ShrinkHold lowers a held hold to amount, giving the difference back
 	// to its fund: the second approval granted less than the first.
 	ShrinkHold(ctx context.Context, q sqldb.Querier, holdID string, amount int64, now time.Time) error
-	// Advance moves a payout at one of from to stage to, due now or when
-	// it was put off to, whichever is later. A lease that has not run out
-	// stays: the worker that holds it may be doing the new stage already
-	// (it goes on from one step to the next), and it ends its run with a
-	// terminal event or a deferral, which gives the lease back.
-	Advance(ctx context.Context, q sqldb.Querier, payoutID string, from []string, to string, set Advance) error
-	// Settle marks a sent payout settled and moves its hold's amount from
-	// reserved to paid.
-	Settle(ctx context.Context, q sqldb.Querier, payoutID string, now time.Time) error
+	// Advance moves a payout at one of from (and, when set.Of is not 0,
+	// at attempt set.Of or an earlier one) to stage to, due now or when
+	// it was put off to, whichever is later; moved says whether it did. A
+	// lease that has not run out stays: the worker that holds it may be
+	// doing the new stage already (it goes on from one step to the next),
+	// and it ends its run with a terminal event or a deferral, which
+	// gives the lease back.
+	Advance(ctx context.Context, q sqldb.Querier, payoutID string, from []string, to string, set Advance) (moved bool, err error)
+	// Settle marks a sent (or paying) payout settled and moves its hold's
+	// amount from reserved to paid; settled says whether it did.
+	Settle(ctx context.Context, q sqldb.Querier, payoutID string, now time.Time) (settled bool, err error)
 	// PayoutStage returns a payout's stage and attempt; found is false
 	// when no such payout is recorded.
 	PayoutStage(ctx context.Context, q sqldb.Querier, payoutID string) (stage string, attempt int, found bool, err error)
@@ -146,8 +149,8 @@ type Store interface {
 	ReleaseHold(ctx context.Context, q sqldb.Querier, holdID string, now time.Time) error
 	// RetryPayout puts a failed payout back to be paid as attempt, once:
 	// only when it failed at the attempt before (applied before, or not
-	// failed, it does nothing).
-	RetryPayout(ctx context.Context, q sqldb.Querier, payoutID string, attempt int, cmdID string, now time.Time) error
+	// failed, it does nothing); retried says whether it did.
+	RetryPayout(ctx context.Context, q sqldb.Querier, payoutID string, attempt int, cmdID string, now time.Time) (retried bool, err error)
 
 	// Journal writes the double-entry ledger's entries of the event at
 	// log position seq (journal.go), from the events alone; applied
@@ -194,7 +197,10 @@ type Advance struct {
 	ProviderRef string
 	LastError   string
 	Attempt     int // 0 keeps it
-	Now         time.Time
+	// Of is the attempt of the event that moves the payout: a payout at
+	// a later attempt stays (the event is stale). 0 moves any attempt.
+	Of  int
+	Now time.Time
 }
 
 // SQLStore is the Store on sqldb.
@@ -584,36 +590,44 @@ func (s *SQLStore) ExpiredHolds(ctx context.Context, now time.Time, limit int) (
 
 // ReserveHold implements Store.
 func (s *SQLStore) ReserveHold(ctx context.Context, q sqldb.Querier, holdID string, p disbursementapi.Payout, cmdID string) error {
-	var status string
-	err := q.QueryRow(ctx, `SELECT status FROM disb_holds WHERE id = $1`, holdID).Scan(&status)
-	if errors.Is(err, sqldb.ErrNoRows) {
-		return assist.Errorf(assist.CodeNotFound, "no hold %q", holdID)
-	}
-	if err != nil || status != disbursementapi.HoldHeld {
-		return err // reserved before: nothing to do
-	}
 	now := sqldb.Micros(p.CreatedAt)
-	if _, err := q.Exec(ctx, `UPDATE disb_holds SET status = $1, updated_at = $2 WHERE id = $3`, disbursementapi.HoldReserved, now, holdID); err != nil {
+	var caseID, fundID string
+	var amount int64
+	err := q.QueryRow(ctx, `UPDATE disb_holds SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4
+		RETURNING case_id, fund_id, amount`, disbursementapi.HoldReserved, now, holdID, disbursementapi.HoldHeld).Scan(&caseID, &fundID, &amount)
+	if errors.Is(err, sqldb.ErrNoRows) {
+		// Not held: reserved before (nothing to do), or no such hold.
+		var known int
+		if err := q.QueryRow(ctx, `SELECT count(*) FROM disb_holds WHERE id = $1`, holdID).Scan(&known); err != nil {
+			return err
+		}
+		if known == 0 {
+			return assist.Errorf(assist.CodeNotFound, "no hold %q", holdID)
+		}
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	_, err = q.Exec(ctx, `INSERT INTO disb_payouts (id, case_id, hold_id, fund_id, payee_id, amount, stage, cmd_id, attempt, next_at, created_at, updated_at)
-		SELECT $1, case_id, id, fund_id, $2, amount, $3, $4, 0, $5, $5, $5 FROM disb_holds WHERE id = $6
-		ON CONFLICT (hold_id) DO NOTHING`, p.ID, p.PayeeID, stageReserve, cmdID, now, holdID)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $9) ON CONFLICT (hold_id) DO NOTHING`,
+		p.ID, caseID, holdID, fundID, p.PayeeID, amount, stageReserve, cmdID, now)
 	return err
 }
 
 // Advance implements Store.
-func (s *SQLStore) Advance(ctx context.Context, q sqldb.Querier, payoutID string, from []string, to string, a Advance) error {
-	_, err := q.Exec(ctx, `UPDATE disb_payouts SET stage = $1,
+func (s *SQLStore) Advance(ctx context.Context, q sqldb.Querier, payoutID string, from []string, to string, a Advance) (bool, error) {
+	n, err := q.Exec(ctx, `UPDATE disb_payouts SET stage = $1,
 			cmd_id = CASE WHEN $2 = '' THEN cmd_id ELSE $2 END,
 			provider_ref = CASE WHEN $3 = '' THEN provider_ref ELSE $3 END,
 			last_error = $4,
 			attempt = CASE WHEN $5 = 0 THEN attempt ELSE $5 END,
 			next_at = CASE WHEN next_at > $6 THEN next_at ELSE $6 END,
 			lease_until = CASE WHEN lease_until > $6 THEN lease_until ELSE 0 END, updated_at = $6
-		WHERE id = $7 AND stage IN (`+sqldb.Placeholders(8, len(from))+`)`,
-		append([]any{to, a.CmdID, a.ProviderRef, a.LastError, int64(a.Attempt), sqldb.Micros(a.Now), payoutID}, sqldb.Args(from)...)...)
-	return err
+		WHERE id = $7 AND ($8 = 0 OR attempt <= $8) AND stage IN (`+sqldb.Placeholders(9, len(from))+`)`,
+		append([]any{to, a.CmdID, a.ProviderRef, a.LastError, int64(a.Attempt), sqldb.Micros(a.Now), payoutID, int64(a.Of)},
+			sqldb.Args(from)...)...)
+	return n > 0, err
 }
 
 // PayoutStage implements Store.
@@ -633,17 +647,17 @@ func (s *SQLStore) PayoutStage(ctx context.Context, q sqldb.Querier, payoutID st
 }
 
 // Settle implements Store.
-func (s *SQLStore) Settle(ctx context.Context, q sqldb.Querier, payoutID string, now time.Time) error {
+func (s *SQLStore) Settle(ctx context.Context, q sqldb.Querier, payoutID string, now time.Time) (bool, error) {
 	var holdID string
 	err := q.QueryRow(ctx, `UPDATE disb_payouts SET stage = $1, lease_until = 0, updated_at = $2
 		WHERE id = $3 AND stage IN ($4, $5) RETURNING hold_id`, stageSettled, sqldb.Micros(now), payoutID, stageSent, stagePay).Scan(&holdID)
 	if errors.Is(err, sqldb.ErrNoRows) {
-		return nil // settled before
+		return false, nil // settled before, or at no stage it settles from
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	return moveHold(ctx, q, holdID, []string{disbursementapi.HoldReserved}, disbursementapi.HoldPaid, now,
+	return true, moveHold(ctx, q, holdID, []string{disbursementapi.HoldReserved}, disbursementapi.HoldPaid, now,
 		`UPDATE disb_funds SET reserved = reserved - $1, paid = paid + $1 WHERE id = $2`)
 }
 
@@ -700,11 +714,11 @@ func (s *SQLStore) ShrinkHold(ctx context.Context, q sqldb.Querier, holdID strin
 }
 
 // RetryPayout implements Store.
-func (s *SQLStore) RetryPayout(ctx context.Context, q sqldb.Querier, payoutID string, attempt int, cmdID string, now time.Time) error {
-	_, err := q.Exec(ctx, `UPDATE disb_payouts SET stage = $1, cmd_id = $2, attempt = $3, next_at = $4,
+func (s *SQLStore) RetryPayout(ctx context.Context, q sqldb.Querier, payoutID string, attempt int, cmdID string, now time.Time) (bool, error) {
+	n, err := q.Exec(ctx, `UPDATE disb_payouts SET stage = $1, cmd_id = $2, attempt = $3, next_at = $4,
 		lease_until = 0, updated_at = $4 WHERE id = $5 AND stage = $6 AND attempt = $7`,
 		stagePay, cmdID, attempt, sqldb.Micros(now), payoutID, stageFailed, attempt-1)
-	return err
+	return n > 0, err
 }
 
 // moveHold changes a hold's status and applies fundSQL ($1 amount, $2

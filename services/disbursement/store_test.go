@@ -238,27 +238,46 @@ func TestStoreConformance(t *testing.T) {
 			if again, _ := s.ClaimWork(ctx, now, time.Minute, 10); len(again) != 0 {
 				t.Fatalf("a leased step was leased again: %+v", again)
 			}
-			inTx(func(q sqldb.Querier) error {
+			// moves applies f in a transaction of its own and checks
+			// whether it said it moved the payout.
+			moves := func(what string, want bool, f func(q sqldb.Querier) (bool, error)) {
+				t.Helper()
+				var moved bool
+				inTx(func(q sqldb.Querier) (err error) {
+					moved, err = f(q)
+					return err
+				})
+				if moved != want {
+					t.Fatalf("%s: moved %v, want %v", what, moved, want)
+				}
+			}
+			moves("reserved", true, func(q sqldb.Querier) (bool, error) {
 				return s.Advance(ctx, q, p.ID, []string{stageReserve}, stagePay, Advance{CmdID: newID(), Attempt: 1, Now: now})
 			})
-			inTx(func(q sqldb.Querier) error {
-				return s.Advance(ctx, q, p.ID, []string{stagePay}, stageFailed, Advance{LastError: "declined", Now: now})
+			moves("reserved again", false, func(q sqldb.Querier) (bool, error) {
+				return s.Advance(ctx, q, p.ID, []string{stageReserve}, stagePay, Advance{CmdID: newID(), Attempt: 1, Now: now})
+			})
+			moves("failed", true, func(q sqldb.Querier) (bool, error) {
+				return s.Advance(ctx, q, p.ID, []string{stagePay}, stageFailed, Advance{LastError: "declined", Of: 1, Now: now})
 			})
 			if got, _ := s.Payout(ctx, p.ID); got.Status != disbursementapi.PayoutFailed || got.LastError != "declined" || got.Attempt != 1 {
 				t.Fatalf("failed payout %+v", got)
 			}
-			for range 2 { // the retry applied twice (command and consumer): once
-				inTx(func(q sqldb.Querier) error { return s.RetryPayout(ctx, q, p.ID, 2, newID(), now) })
-			}
+			// the retry applied twice (command and consumer): once
+			moves("retried", true, func(q sqldb.Querier) (bool, error) { return s.RetryPayout(ctx, q, p.ID, 2, newID(), now) })
+			moves("retried again", false, func(q sqldb.Querier) (bool, error) { return s.RetryPayout(ctx, q, p.ID, 2, newID(), now) })
 			if got, _ := s.Payout(ctx, p.ID); got.Status != disbursementapi.PayoutPending || got.Attempt != 2 {
 				t.Fatalf("retried payout %+v, want pending at attempt 2", got)
 			}
-			inTx(func(q sqldb.Querier) error {
-				return s.Advance(ctx, q, p.ID, []string{stagePay}, stageSent, Advance{ProviderRef: "R1", Now: now})
+			moves("sent by attempt 1, which is past", false, func(q sqldb.Querier) (bool, error) {
+				return s.Advance(ctx, q, p.ID, []string{stagePay}, stageSent, Advance{ProviderRef: "R0", Of: 1, Now: now})
 			})
-			for range 2 { // settled twice: paid once
-				inTx(func(q sqldb.Querier) error { return s.Settle(ctx, q, p.ID, now) })
-			}
+			moves("sent", true, func(q sqldb.Querier) (bool, error) {
+				return s.Advance(ctx, q, p.ID, []string{stagePay}, stageSent, Advance{ProviderRef: "R1", Of: 2, Now: now})
+			})
+			// settled twice: paid once
+			moves("settled", true, func(q sqldb.Querier) (bool, error) { return s.Settle(ctx, q, p.ID, now) })
+			moves("settled again", false, func(q sqldb.Querier) (bool, error) { return s.Settle(ctx, q, p.ID, now) })
 			got, _ = s.Payout(ctx, p.ID)
 			if got.Status != disbursementapi.PayoutSettled || got.Attempt != 2 || got.ProviderRef != "R1" {
 				t.Fatalf("settled payout %+v", got)
