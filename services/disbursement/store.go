@@ -508,21 +508,21 @@ func getHold(ctx context.Context, q sqldb.Querier, id string) (disbursementapi.H
 func (s *SQLStore) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldRequest, expires, now time.Time) (disbursementapi.Hold, error) {
 	var h disbursementapi.Hold
 	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
-		var err error
-		if h, err = getHold(ctx, q, r.HoldID); err == nil || !assist.IsCode(err, assist.CodeNotFound) {
-			return err // placed before: the same hold again
-		}
 		var payees, funds int
-		if err := q.QueryRow(ctx, `SELECT (SELECT count(*) FROM disb_payees WHERE id = $1), (SELECT count(*) FROM disb_funds WHERE id = $2)`,
-			r.PayeeID, r.FundID).Scan(&payees, &funds); err != nil {
+		placed, err := scanHold(tailScanner{q.QueryRow(ctx, placedBefore, r.HoldID, r.PayeeID, r.FundID), []any{&payees, &funds}})
+		if err != nil {
 			return err
+		}
+		if placed.ID != "" {
+			h = placed
+			return nil // placed before: the same hold again
 		}
 		if payees == 0 {
 			return &assist.Error{Code: assist.CodeInvalid, Message: "unknown payee",
 				Fields: []assist.FieldError{{Field: "payee_id", Message: fmt.Sprintf("no payee %q", r.PayeeID)}}}
 		}
 		if funds == 0 {
-			return s.notPlaced(ctx, q, r) // no such fund
+			return unknownFund(r.FundID)
 		}
 		if _, err := q.Exec(ctx, `INSERT INTO disb_holds (id, fund_id, case_id, payee_id, amount, status, expires_at, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
@@ -556,13 +556,22 @@ func (s *SQLStore) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldReq
 	return h, err
 }
 
+// placedBefore reads, in one statement, the hold $1 with its fund's
+// available money as getHold does (empty columns when there is none) and
+// whether payee $2 and fund $3 exist (counts).
+const placedBefore = `SELECT COALESCE(h.id, ''), COALESCE(h.fund_id, ''), COALESCE(h.case_id, ''), COALESCE(h.amount, 0),
+		COALESCE(h.status, ''), COALESCE(h.expires_at, 0), COALESCE(h.available, 0),
+		(SELECT count(*) FROM disb_payees WHERE id = $2), (SELECT count(*) FROM disb_funds WHERE id = $3)
+	FROM (SELECT 1 AS one) AS one LEFT JOIN (
+		SELECT h.id, h.fund_id, h.case_id, h.amount, h.status, h.expires_at, f.allocated - f.reserved - f.paid AS available
+		FROM disb_holds h JOIN disb_funds f ON f.id = h.fund_id WHERE h.id = $1) AS h ON true`
+
 // notPlaced is the error of a hold its fund could not take: no such fund,
 // or too little available.
 func (s *SQLStore) notPlaced(ctx context.Context, q sqldb.Querier, r disbursementapi.PlaceHoldRequest) error {
 	f, err := scanFund(q.QueryRow(ctx, `SELECT `+fundCols+` FROM disb_funds WHERE id = $1`, r.FundID))
 	if errors.Is(err, sqldb.ErrNoRows) {
-		return &assist.Error{Code: assist.CodeInvalid, Message: "unknown fund",
-			Fields: []assist.FieldError{{Field: "fund_id", Message: fmt.Sprintf("no fund %q", r.FundID)}}}
+		return unknownFund(r.FundID)
 	}
 	if err != nil {
 		return err
@@ -571,6 +580,11 @@ func (s *SQLStore) notPlaced(ctx context.Context, q sqldb.Querier, r disbursemen
 	return &assist.Error{Code: assist.CodeInsufficientFunds, AvailableUSDCents: &avail,
 		Message: fmt.Sprintf("fund %s has %s available, less than the %s to approve",
 			f.Name, assist.FormatUSD(avail), assist.FormatUSD(r.AmountCents))}
+}
+
+func unknownFund(id string) error {
+	return &assist.Error{Code: assist.CodeInvalid, Message: "unknown fund",
+		Fields: []assist.FieldError{{Field: "fund_id", Message: fmt.Sprintf("no fund %q", id)}}}
 }
 
 // Hold implements Store.
