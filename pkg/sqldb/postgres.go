@@ -75,21 +75,24 @@ func (d *pgDB) QueryRow(ctx context.Context, q string, args ...any) Row {
 // the commit (at begin, or in fn's statements), the transaction rolls back
 // and runs again, within retryBudget; a commit that fails is not run
 // again, since it may have committed. A transaction that deadlocked with
-// another is run again too.
+// another is run again too. The transaction's BEGIN is sent with its
+// first statement, and the writes given to Defer with the statement that
+// follows them or with the COMMIT: one round trip each time (a pipeline).
 func (d *pgDB) Tx(ctx context.Context, fn func(Querier) error) error {
 	_, err := absorb(ctx, func(err error) bool { return beforeCommit(err) || lostToAnother(err) }, func(ctx context.Context) (struct{}, error) {
-		tx, err := d.pool.Begin(ctx)
+		c, err := d.pool.Acquire(ctx)
 		if err != nil {
 			return struct{}{}, err
 		}
-		if err := fn(pgTx{tx}); err != nil {
-			_ = tx.Rollback(ctx)
+		// A connection left inside a transaction (a failed rollback) is
+		// closed by the pool rather than reused.
+		defer c.Release()
+		t := &pgTx{conn: c.Conn(), unsent: []unsent{{sql: "begin"}}}
+		if err := fn(t); err != nil {
+			t.rollback(ctx)
 			return struct{}{}, err
 		}
-		if err := tx.Commit(ctx); err != nil {
-			return struct{}{}, commitError{classify(err)}
-		}
-		return struct{}{}, nil
+		return struct{}{}, t.commit(ctx)
 	})
 	return err
 }
@@ -127,46 +130,214 @@ type pgQuerier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-type pgTx struct{ tx pgx.Tx }
-
-func (t pgTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return pgExec(ctx, t.tx, q, args)
+// pgTx is a transaction on one connection. Its statements are not all
+// sent at once: the BEGIN waits for the first statement, and the writes
+// given to Defer for the next statement or the COMMIT, and each goes with
+// it in one pipeline, so that the transaction costs the round trips of
+// its statements and no more.
+type pgTx struct {
+	conn   *pgx.Conn
+	unsent []unsent // in order: the BEGIN until it is sent, then deferred writes
+	begun  bool     // the BEGIN was sent
 }
 
-func (t pgTx) Query(ctx context.Context, q string, args ...any) (Rows, error) {
-	return pgQuery(ctx, t.tx, q, args)
+// unsent is a statement of a transaction waiting for the next to be sent.
+type unsent struct {
+	sql  string
+	args []any
 }
 
-func (t pgTx) QueryRow(ctx context.Context, q string, args ...any) Row {
-	return pgRow{t.tx.QueryRow(ctx, q, args...)}
+func (t *pgTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	if len(t.unsent) == 0 {
+		return pgExec(ctx, t.conn, q, args)
+	}
+	br, err := t.send(ctx, &unsent{q, args})
+	if err != nil {
+		return 0, classify(err)
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag.RowsAffected(), classify(err)
+}
+
+func (t *pgTx) Query(ctx context.Context, q string, args ...any) (Rows, error) {
+	if len(t.unsent) == 0 {
+		return pgQuery(ctx, t.conn, q, args)
+	}
+	br, err := t.send(ctx, &unsent{q, args})
+	if err != nil {
+		return nil, classify(err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		_ = br.Close()
+		return nil, classify(err)
+	}
+	return pgRows{batchRows{Rows: rows, br: br}}, nil
+}
+
+func (t *pgTx) QueryRow(ctx context.Context, q string, args ...any) Row {
+	if len(t.unsent) == 0 {
+		return pgRow{t.conn.QueryRow(ctx, q, args...)}
+	}
+	br, err := t.send(ctx, &unsent{q, args})
+	if err != nil {
+		return errRow{classify(err)}
+	}
+	return batchRow{row: br.QueryRow(), br: br}
+}
+
+// deferExec implements deferrer: the statement waits for the next.
+func (t *pgTx) deferExec(q string, args []any) { t.unsent = append(t.unsent, unsent{q, args}) }
+
+// send sends the unsent statements and then last (when not nil) in one
+// pipeline, and reads the results of the unsent ones: the results of
+// last are the caller's to read, and the batch's to close. An unsent
+// statement's error is returned, naming it; the statements after it did
+// not run.
+func (t *pgTx) send(ctx context.Context, last *unsent) (pgx.BatchResults, error) {
+	b := &pgx.Batch{}
+	for _, u := range t.unsent {
+		b.Queue(u.sql, u.args...)
+	}
+	if last != nil {
+		b.Queue(last.sql, last.args...)
+	}
+	sent := t.unsent
+	t.unsent, t.begun = nil, true
+	br := t.conn.SendBatch(ctx, b)
+	for _, u := range sent {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return nil, unsentError{sql: u.sql, err: err}
+		}
+	}
+	return br, nil
+}
+
+// commit sends the unsent statements and the COMMIT in one pipeline. A
+// transaction that never sent a statement has nothing to commit. An
+// unsent statement's failure, reported by the server, means nothing was
+// committed; a failure to reach the server once the COMMIT may have gone
+// is a commitError (it may have committed).
+func (t *pgTx) commit(ctx context.Context) error {
+	if !t.begun && len(t.unsent) == 1 { // the BEGIN alone
+		return nil
+	}
+	br, err := t.send(ctx, &unsent{sql: "commit"})
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) || pgconn.SafeToRetry(err) {
+			return classify(err) // refused before the COMMIT, or never sent
+		}
+		return commitError{classify(err)}
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case err != nil:
+		return commitError{classify(err)}
+	case tag.String() != "COMMIT":
+		// A statement failed earlier and its error was not returned:
+		// PostgreSQL rolled the transaction back.
+		return errRolledBack
+	}
+	return nil
+}
+
+// errRolledBack is a COMMIT that PostgreSQL answered with ROLLBACK.
+var errRolledBack = errors.New("commit: the transaction had failed and was rolled back")
+
+// rollback ends a failed transaction; when it cannot, the connection
+// stays in the transaction and the pool closes it on release.
+func (t *pgTx) rollback(ctx context.Context) {
+	t.unsent = nil
+	if t.begun {
+		_, _ = t.conn.Exec(ctx, "rollback")
+	}
+}
+
+// unsentError is the failure of a statement that waited for another (a
+// deferred write, or the BEGIN), returned by the statement it was sent
+// with; it unwraps to the driver's error.
+type unsentError struct {
+	sql string
+	err error
+}
+
+func (e unsentError) Error() string {
+	sql := e.sql
+	if i := strings.IndexByte(sql, '\n'); i >= 0 {
+		sql = sql[:i] + " ..."
+	}
+	return fmt.Sprintf("statement sent with the next (%s): %v", sql, e.err)
+}
+func (e unsentError) Unwrap() error { return e.err }
+
+// batchRows are rows of a pipeline: closing them closes it.
+type batchRows struct {
+	pgx.Rows
+	br pgx.BatchResults
+}
+
+func (r batchRows) Close() {
+	r.Rows.Close()
+	_ = r.br.Close()
+}
+
+// batchRow is a row of a pipeline: scanning it closes the pipeline.
+type batchRow struct {
+	row pgx.Row
+	br  pgx.BatchResults
+}
+
+func (r batchRow) Scan(dest ...any) error {
+	err := pgRow{r.row}.Scan(dest...)
+	if cerr := r.br.Close(); err == nil {
+		err = classify(cerr)
+	}
+	return err
 }
 
 // copyRows is CopyRows on PostgreSQL: the rows are copied into
 // eva_copy_<table> (the columns of table, made by the first copy of the
 // transaction and dropped at its end), written to table from there, and
 // the temporary table emptied for the next copy.
-func (t pgTx) copyRows(ctx context.Context, table string, cols []string, tail string, rows [][]any) error {
+func (t *pgTx) copyRows(ctx context.Context, table string, cols []string, tail string, rows [][]any) error {
+	if len(t.unsent) > 0 { // COPY cannot be pipelined: send them first
+		br, err := t.send(ctx, nil)
+		if err != nil {
+			return classify(err)
+		}
+		if err := br.Close(); err != nil {
+			return classify(err)
+		}
+	}
 	stage := pgx.Identifier{"eva_copy_" + table}.Sanitize()
 	list := make([]string, len(cols))
 	for i, c := range cols {
 		list[i] = pgx.Identifier{c}.Sanitize()
 	}
 	names := strings.Join(list, ", ")
-	if _, err := t.tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS `+stage+` ON COMMIT DROP AS SELECT `+names+` FROM `+
+	if _, err := t.conn.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS `+stage+` ON COMMIT DROP AS SELECT `+names+` FROM `+
 		pgx.Identifier{table}.Sanitize()+` WITH NO DATA`); err != nil {
 		return classify(err)
 	}
-	if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"eva_copy_" + table}, cols, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := t.conn.CopyFrom(ctx, pgx.Identifier{"eva_copy_" + table}, cols, pgx.CopyFromRows(rows)); err != nil {
 		return classify(err)
 	}
 	insert := `INSERT INTO ` + pgx.Identifier{table}.Sanitize() + ` (` + names + `) SELECT ` + names + ` FROM ` + stage
 	if tail != "" {
 		insert += " " + tail
 	}
-	if _, err := t.tx.Exec(ctx, insert); err != nil {
+	if _, err := t.conn.Exec(ctx, insert); err != nil {
 		return classify(err)
 	}
-	_, err := t.tx.Exec(ctx, `TRUNCATE `+stage)
+	_, err := t.conn.Exec(ctx, `TRUNCATE `+stage)
 	return classify(err)
 }
 

@@ -233,3 +233,44 @@ func MigrateAll(ctx context.Context, db DB, sets ...Migrations) error {
 	}
 	return nil
 }
+
+// Defer runs a write whose result nobody reads (no row count, no rows)
+// in the transaction q. On PostgreSQL it is not sent at once but with
+// the transaction's next statement, or with its COMMIT, in one round
+// trip; its error is then returned by that statement, or by the commit,
+// and the transaction does not commit. So it suits the last writes of a
+// transaction, and a write whose failure the statements after it need
+// not tell apart from their own. args must not change after the call.
+// Elsewhere (SQLite, outside a transaction) it is Exec.
+func Defer(ctx context.Context, q Querier, query string, args ...any) error {
+	if d, ok := q.(deferrer); ok {
+		d.deferExec(query, args)
+		return nil
+	}
+	_, err := q.Exec(ctx, query, args...)
+	return err
+}
+
+// Deferring is q with every Exec given to Defer: for a transaction's last
+// writes, made by code that takes a Querier (sqldb.InsertRows, say). Its
+// Exec reports no row count (0); Query and QueryRow are q's, sent with
+// the writes deferred before them.
+func Deferring(q Querier) Querier {
+	if d, ok := q.(deferrer); ok {
+		return deferringQuerier{d}
+	}
+	return q
+}
+
+// deferrer is a transaction that can hold a write back (PostgreSQL's).
+type deferrer interface {
+	Querier
+	deferExec(query string, args []any)
+}
+
+type deferringQuerier struct{ deferrer }
+
+func (d deferringQuerier) Exec(_ context.Context, query string, args ...any) (int64, error) {
+	d.deferExec(query, args)
+	return 0, nil
+}

@@ -1,0 +1,240 @@
+package sqldb_test
+
+import (
+	"context"
+
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+)
+
+// roundTrips counts what a pgx connection sends: each statement sent on
+// its own and each pipeline (batch) is one round trip.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// tracedPostgres is a one-connection pool on a fresh schema whose round
+// trips are counted.
+func tracedPostgres(t *testing.T) (sqldb.DB, *roundTrips) {
+	t.Helper()
+	url, schema := sqldbtest.Schema(t)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	cfg.MaxConns = 1
+	trips := &roundTrips{}
+	cfg.ConnConfig.Tracer = trips
+	db, err := sqldb.OpenPostgresConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db, trips
+}
+
+func count(t *testing.T, db sqldb.DB, query string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := db.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A transaction on PostgreSQL costs the round trips of its statements:
+// the BEGIN goes with the first, a deferred write with the COMMIT. A
+// transaction that sends nothing costs nothing.
+func TestTransactionSendsBeginAndDeferredWritesWithTheNext(t *testing.T) {
+	db, trips := tracedPostgres(t)
+	migrated(t, db)
+	ctx := context.Background()
+	tx := func(id int64) error {
+		return db.Tx(ctx, func(q sqldb.Querier) error {
+			var n int64
+			if err := q.QueryRow(ctx, `SELECT n FROM counters WHERE name = 'c'`).Scan(&n); err != nil {
+				return err
+			}
+			if _, err := q.Exec(ctx, `UPDATE counters SET n = $1 WHERE name = 'c'`, n+1); err != nil {
+				return err
+			}
+			return sqldb.Defer(ctx, q, `INSERT INTO items (id, owner) VALUES ($1, 'x')`, id)
+		})
+	}
+	if err := tx(1); err != nil { // prepares the statements
+		t.Fatal(err)
+	}
+	trips.n.Store(0)
+	if err := tx(2); err != nil {
+		t.Fatal(err)
+	}
+	// BEGIN+SELECT, UPDATE, INSERT+COMMIT (five one by one).
+	if got := trips.n.Load(); got != 3 {
+		t.Errorf("a transaction of three statements took %d round trips, want 3", got)
+	}
+	trips.n.Store(0)
+	if err := db.Tx(ctx, func(sqldb.Querier) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := trips.n.Load(); got != 0 {
+		t.Errorf("an empty transaction took %d round trips, want none", got)
+	}
+	if n := count(t, db, `SELECT n FROM counters WHERE name = 'c'`); n != 2 {
+		t.Errorf("counter %d, want 2", n)
+	}
+	if n := count(t, db, `SELECT count(*) FROM items`); n != 2 {
+		t.Errorf("%d items, want 2", n)
+	}
+}
+
+// A deferred write is seen by the statements after it, and its failure
+// fails the statement it was sent with, or the commit, and leaves
+// nothing of the transaction behind — on both stores.
+func TestDeferredWriteIsPartOfTheTransaction(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		migrated(t, db)
+		ctx := context.Background()
+		if _, err := db.Exec(ctx, `INSERT INTO items (id, owner) VALUES (1, 'first')`); err != nil {
+			t.Fatal(err)
+		}
+		err := db.Tx(ctx, func(q sqldb.Querier) error {
+			if err := sqldb.Defer(ctx, q, `INSERT INTO items (id, owner) VALUES (2, 'deferred')`); err != nil {
+				return err
+			}
+			var n int64
+			if err := q.QueryRow(ctx, `SELECT count(*) FROM items`).Scan(&n); err != nil || n != 2 {
+				t.Errorf("after a deferred insert the transaction sees %d items (%v), want 2", n, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		// Failing with the next statement.
+		err = db.Tx(ctx, func(q sqldb.Querier) error {
+			if _, err := q.Exec(ctx, `UPDATE counters SET n = 7 WHERE name = 'c'`); err != nil {
+				return err
+			}
+			if err := sqldb.Defer(ctx, q, `INSERT INTO items (id, owner) VALUES (1, 'again')`); err != nil {
+				return err
+			}
+			_, err := q.Exec(ctx, `INSERT INTO items (id, owner) VALUES (3, 'after')`)
+			return err
+		})
+		if !sqldb.IsUniqueViolation(err) {
+			t.Fatalf("a deferred duplicate, then a statement: %v, want a unique violation", err)
+		}
+
+		// Failing at the commit, through Deferring.
+		err = db.Tx(ctx, func(q sqldb.Querier) error {
+			if _, err := q.Exec(ctx, `UPDATE counters SET n = 8 WHERE name = 'c'`); err != nil {
+				return err
+			}
+			_, err := sqldb.Deferring(q).Exec(ctx, `INSERT INTO items (id, owner) VALUES (2, 'again')`)
+			return err
+		})
+		if !sqldb.IsUniqueViolation(err) {
+			t.Fatalf("a deferred duplicate at the commit: %v, want a unique violation", err)
+		}
+		if n := count(t, db, `SELECT n FROM counters WHERE name = 'c'`); n != 0 {
+			t.Errorf("counter %d after two failed transactions, want 0", n)
+		}
+		if n := count(t, db, `SELECT count(*) FROM items`); n != 2 {
+			t.Errorf("%d items, want 2", n)
+		}
+		// The connection is clean for the next transaction.
+		if err := db.Tx(ctx, func(q sqldb.Querier) error {
+			return sqldb.Defer(ctx, q, `INSERT INTO items (id, owner) VALUES (4, 'later')`)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, db, `SELECT count(*) FROM items`); n != 3 {
+			t.Errorf("%d items, want 3", n)
+		}
+	})
+}
+
+// A statement's error that fn swallows still fails the transaction on
+// PostgreSQL, which answers its COMMIT with ROLLBACK: nothing commits.
+func TestSwallowedErrorRollsBack(t *testing.T) {
+	db, _ := tracedPostgres(t)
+	migrated(t, db)
+	ctx := context.Background()
+	if _, err := db.Exec(ctx, `INSERT INTO items (id, owner) VALUES (1, 'first')`); err != nil {
+		t.Fatal(err)
+	}
+	err := db.Tx(ctx, func(q sqldb.Querier) error {
+		if _, err := q.Exec(ctx, `UPDATE counters SET n = 9 WHERE name = 'c'`); err != nil {
+			return err
+		}
+		_, _ = q.Exec(ctx, `INSERT INTO items (id, owner) VALUES (1, 'again')`)
+		return nil
+	})
+	if err == nil {
+		t.Fatal("a transaction whose statement failed committed")
+	}
+	if n := count(t, db, `SELECT n FROM counters WHERE name = 'c'`); n != 0 {
+		t.Errorf("counter %d, want 0", n)
+	}
+}
+
+// Two transactions whose deferred writes, sent with their COMMITs,
+// deadlock: PostgreSQL refuses one, which did not commit, and it runs
+// again as any transaction lost to another; both end applied once.
+func TestDeadlockAtCommitRunsAgain(t *testing.T) {
+	db := sqldbtest.Postgres(t)
+	migrated(t, db)
+	ctx := context.Background()
+	if _, err := db.Exec(ctx, `INSERT INTO counters (name, n) VALUES ('d', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	var both sync.WaitGroup
+	both.Add(2)
+	var runs atomic.Int64
+	tx := func(first, second string) error {
+		var once sync.Once
+		return db.Tx(ctx, func(q sqldb.Querier) error {
+			runs.Add(1)
+			if _, err := q.Exec(ctx, `UPDATE counters SET n = n + 1 WHERE name = $1`, first); err != nil {
+				return err
+			}
+			once.Do(func() { both.Done(); both.Wait() }) // both hold their first row
+			return sqldb.Defer(ctx, q, `UPDATE counters SET n = n + 1 WHERE name = $1`, second)
+		})
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- tx("c", "d") }()
+	go func() { errs <- tx("d", "c") }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("transaction: %v", err)
+		}
+	}
+	if r := runs.Load(); r != 3 {
+		t.Errorf("fn ran %d times, want 3 (one transaction run again)", r)
+	}
+	for _, name := range []string{"c", "d"} {
+		if n := count(t, db, `SELECT n FROM counters WHERE name = $1`, name); n != 2 {
+			t.Errorf("counter %s = %d, want 2", name, n)
+		}
+	}
+}
