@@ -524,7 +524,10 @@ func (s *SQLStore) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldReq
 		if funds == 0 {
 			return unknownFund(r.FundID)
 		}
-		if _, err := q.Exec(ctx, `INSERT INTO disb_holds (id, fund_id, case_id, payee_id, amount, status, expires_at, created_at, updated_at)
+		// Sent with the fund's update, in one round trip (sqldb.Defer): a
+		// duplicate hold (the same approval placing it twice at once)
+		// fails that statement, below, with the unique violation.
+		if err := sqldb.Defer(ctx, q, `INSERT INTO disb_holds (id, fund_id, case_id, payee_id, amount, status, expires_at, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
 			r.HoldID, r.FundID, r.CaseID, r.PayeeID, r.AmountCents, disbursementapi.HoldHeld, sqldb.Micros(expires), sqldb.Micros(now)); err != nil {
 			return err
