@@ -1,7 +1,6 @@
 package disbursement
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
@@ -73,51 +73,20 @@ func lineDiff(want, got string) string {
 	return b.String()
 }
 
-// statementCounter is a database that counts the statements run in its
-// transactions.
-type statementCounter struct {
-	sqldb.DB
-	n int
-}
-
-func (c *statementCounter) Tx(ctx context.Context, fn func(q sqldb.Querier) error) error {
-	return c.DB.Tx(ctx, func(q sqldb.Querier) error { return fn(countingQuerier{q: q, n: &c.n}) })
-}
-
-type countingQuerier struct {
-	q sqldb.Querier
-	n *int
-}
-
-func (c countingQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	*c.n++
-	return c.q.Exec(ctx, query, args...)
-}
-
-func (c countingQuerier) Query(ctx context.Context, query string, args ...any) (sqldb.Rows, error) {
-	*c.n++
-	return c.q.Query(ctx, query, args...)
-}
-
-func (c countingQuerier) QueryRow(ctx context.Context, query string, args ...any) sqldb.Row {
-	*c.n++
-	return c.q.QueryRow(ctx, query, args...)
-}
-
 // payoutSteps runs the histories of TestPayoutStepsAnswersAndStatements
 // on a fresh database and writes down what they did.
 func payoutSteps(t *testing.T, open func(testing.TB) sqldb.DB) string {
 	s, payee := newLedgerSim(t, open, 1)
-	counted := &statementCounter{DB: s.db}
+	counted := &sqldbtest.StatementCounter{DB: s.db}
 	store := NewSQLStore(counted)
 	f := s.funds[0]
 	var out strings.Builder
 	// run counts the statements of fn's transactions and writes a line.
 	run := func(what string, fn func() (string, error)) {
 		t.Helper()
-		counted.n = 0
+		counted.N = 0
 		got, err := fn()
-		fmt.Fprintf(&out, "%-44s %-34s %d statements\n", what, or(got, answer(err)), counted.n)
+		fmt.Fprintf(&out, "%-44s %-34s %d statements\n", what, or(got, answer(err)), counted.N)
 	}
 	deliver := func(m eventlog.Msg) func() (string, error) {
 		return func() (string, error) {

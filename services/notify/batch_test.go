@@ -16,39 +16,6 @@ import (
 	"github.com/eva-org/eva/services/notify"
 )
 
-// statementCounter is a database that counts the statements run in its
-// transactions. Its Querier hides the drivers' own bulk paths (COPY on
-// PostgreSQL, anonymous parameters on SQLite): the statements are the
-// same, only sent the plain way.
-type statementCounter struct {
-	sqldb.DB
-	n int
-}
-
-func (c *statementCounter) Tx(ctx context.Context, fn func(q sqldb.Querier) error) error {
-	return c.DB.Tx(ctx, func(q sqldb.Querier) error { return fn(countingQuerier{q: q, n: &c.n}) })
-}
-
-type countingQuerier struct {
-	q sqldb.Querier
-	n *int
-}
-
-func (c countingQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	*c.n++
-	return c.q.Exec(ctx, query, args...)
-}
-
-func (c countingQuerier) Query(ctx context.Context, query string, args ...any) (sqldb.Rows, error) {
-	*c.n++
-	return c.q.Query(ctx, query, args...)
-}
-
-func (c countingQuerier) QueryRow(ctx context.Context, query string, args ...any) sqldb.Row {
-	*c.n++
-	return c.q.QueryRow(ctx, query, args...)
-}
-
 // consumer is the configuration of notify's consumer, for eventlog.Deliver.
 var consumer = eventlog.ConsumerConfig{Name: notify.ConsumerName}
 
@@ -173,7 +140,7 @@ func TestBatchFoldsCasesInMemory(t *testing.T) {
 		h.append(b, vb, olu, assist.RequestApproved{AmountCents: 10_000, FundID: "fund", HoldID: "hold"})
 		msgs := h.logged(0)
 
-		batched := &statementCounter{DB: db}
+		batched := &sqldbtest.StatementCounter{DB: db}
 		s := h.serviceOn(db)
 		h.apply(db, s, msgs[:1]) // the webhook
 		h.apply(batched, s, msgs[1:])
@@ -197,8 +164,8 @@ func TestBatchFoldsCasesInMemory(t *testing.T) {
 		}
 		// Seen-records, the cases read, the cases written, the webhooks
 		// read, the deliveries written.
-		if batched.n != 5 {
-			t.Fatalf("the batch of %d events ran %d statements, want 5", len(msgs)-1, batched.n)
+		if batched.N != 5 {
+			t.Fatalf("the batch of %d events ran %d statements, want 5", len(msgs)-1, batched.N)
 		}
 	})
 }
@@ -304,17 +271,17 @@ func TestBatchStatements(t *testing.T) {
 			h.lifecycle(id, v)
 		}
 		msgs := h.logged(from)
-		counted := &statementCounter{DB: db}
+		counted := &sqldbtest.StatementCounter{DB: db}
 		batches := 0
 		for batch := range slices.Chunk(msgs, 128) {
 			h.apply(counted, s, batch)
 			batches++
 		}
-		t.Logf("%d events in %d batches: %d statements", len(msgs), batches, counted.n)
+		t.Logf("%d events in %d batches: %d statements", len(msgs), batches, counted.N)
 		// Per batch: seen-records, cases read, webhooks read, and the
 		// cases and deliveries written in statements of 128, 64, ... rows.
-		if len(msgs) != 210 || counted.n > batches*(3+2*8) {
-			t.Fatalf("%d events, %d statements", len(msgs), counted.n)
+		if len(msgs) != 210 || counted.N > batches*(3+2*8) {
+			t.Fatalf("%d events, %d statements", len(msgs), counted.N)
 		}
 	})
 }
