@@ -71,7 +71,8 @@ func (tb *tab) addScript(js string) {
 // the count is announced; a burst of changes makes one fetch (and one
 // more when the first showed no change; 4 in all while a request the
 // stream said was filed is not listed); a hidden
-// page fetches nothing until it shows again; a list with the keyboard in
+// page fetches nothing until it shows again, and one hidden long closes
+// its stream and opens a new one when it shows; a list with the keyboard in
 // it is not replaced until the keyboard leaves; pagehide closes the
 // stream. Without EventSource, or with the stream refused, the timed
 // refresh alone brings new requests in.
@@ -222,6 +223,29 @@ func TestE2EBrowserLiveQueue(t *testing.T) {
 		awaitShown(t, olu, id, "once the page shows")
 	})
 
+	run("a page hidden long gives its stream back and follows again when it shows", func(t *testing.T) {
+		quiet(t, olu)
+		streams := probe(olu, "streams.length")
+		eval[chromedp.Void](olu, `document.getElementById("queue-live").dataset.release = "1";
+			window.evaProbe.hidden = true; document.dispatchEvent(new Event("visibilitychange"))`)
+		evatest.Await(t, 10*time.Second, "the hidden page's stream to close", func() (bool, string) {
+			s := eval[int](olu, "window.evaProbe.streams.at(-1).readyState")
+			return s == 2, fmt.Sprint("readyState ", s)
+		})
+		id := file(t)
+		settle()
+		if shown(olu, id) {
+			t.Fatal("a hidden page without its stream refreshed")
+		}
+		eval[chromedp.Void](olu, `window.evaProbe.hidden = false; document.dispatchEvent(new Event("visibilitychange"))`)
+		evatest.Await(t, 10*time.Second, "a new stream to open", func() (bool, string) {
+			n := probe(olu, "streams.length")
+			return n == streams+1 && eval[int](olu, "window.evaProbe.streams.at(-1).readyState") == 1, fmt.Sprint(n, " streams")
+		})
+		awaitShown(t, olu, id, "filed while the page was hidden, once it shows")
+		eval[chromedp.Void](olu, `delete document.getElementById("queue-live").dataset.release`)
+	})
+
 	run("the list is not replaced under the keyboard", func(t *testing.T) {
 		quiet(t, olu)
 		msgs := probe(olu, "messages")
@@ -242,7 +266,7 @@ func TestE2EBrowserLiveQueue(t *testing.T) {
 
 	run("pagehide closes the stream", func(t *testing.T) {
 		eval[chromedp.Void](olu, `window.dispatchEvent(new PageTransitionEvent("pagehide", { persisted: false }))`)
-		if s := eval[int](olu, "window.evaProbe.streams[0].readyState"); s != 2 {
+		if s := eval[int](olu, "window.evaProbe.streams.at(-1).readyState"); s != 2 {
 			t.Fatalf("after pagehide the stream's readyState is %d, want 2 (CLOSED)", s)
 		}
 	})

@@ -13,7 +13,11 @@
 //   stream was refused). Never while the page is hidden: once when it
 //   shows again if something was missed. Never while the keyboard is in
 //   the list: once it leaves. It says so to screen readers only when the
-//   number of open requests changes. The stream closes on pagehide.
+//   number of open requests changes. The stream closes on pagehide, and
+//   when the page has stayed hidden a minute (data-release seconds on
+//   #queue-live): a gateway serves a bounded number of streams, and
+//   forgotten tabs must not hold them. It opens again when the page
+//   shows, with one refresh for what changed meanwhile.
 (function () {
   "use strict";
   document.addEventListener("submit", function (e) {
@@ -33,6 +37,8 @@
   var soonTimer = 0;
   var es = null; // the change stream, while open or reconnecting
   var filed = {}; // requests the stream said were filed, not yet listed
+  var released = false; // the stream was closed while the page was hidden
+  var hiddenTimer = 0;
   function count() {
     var m = live.querySelector("[data-open]");
     return m ? m.getAttribute("data-open") : "";
@@ -116,7 +122,18 @@
     if (!streaming || Date.now() - last >= secs * 4000 - 500) { refresh(); }
   }, secs * 1000);
   document.addEventListener("visibilitychange", function () {
-    if (!document.hidden && missed) { soon(); }
+    if (document.hidden) {
+      if (!hiddenTimer && es) {
+        hiddenTimer = window.setTimeout(function () {
+          hiddenTimer = 0;
+          if (document.hidden && es) { es.close(); es = null; released = true; }
+        }, parseInt(live.dataset.release || "60", 10) * 1000);
+      }
+      return;
+    }
+    if (hiddenTimer) { window.clearTimeout(hiddenTimer); hiddenTimer = 0; }
+    if (released) { released = false; follow(); return; } // its opening refreshes
+    if (missed) { soon(); }
   });
   live.addEventListener("focusout", function (e) {
     if (missed && !(e.relatedTarget && live.contains(e.relatedTarget))) { soon(); }
