@@ -571,3 +571,48 @@ func TestBatchCaseIDs(t *testing.T) {
 		}
 	})
 }
+
+// A consumer with Linger holds a batch open after its first event until
+// the linger ends or the batch is full: the events that came meanwhile
+// are applied in the same transaction. Without it a lone event is
+// applied at once.
+func TestLingerGathersABatch(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	effectsDB(t, db)
+	l, _ := openLog(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	txs := 0 // transactions that applied events: TxLocal makes its value once in each
+	type txKey struct{}
+	h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+		eventlog.TxLocal(ctx, txKey{}, func() bool { mu.Lock(); txs++; mu.Unlock(); return true })
+		return record(ctx, q, m)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = l.Consume(ctx, db, eventlog.ConsumerConfig{Name: "linger", Batch: 3, Linger: time.Hour}, h, zaptest.NewLogger(t))
+	}()
+	defer func() { cancel(); <-done }()
+	appendOne := func() {
+		if _, err := l.Append(ctx, submitted(t, newID()), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendOne()
+	// Without a linger the event would be applied within a millisecond
+	// or two of its delivery; with an hour's, it waits for the batch.
+	time.Sleep(300 * time.Millisecond)
+	if fx := len(effects(t, db)); fx != 0 {
+		t.Fatalf("a lone event with an hour's linger was applied (%d effects); want it held", fx)
+	}
+	appendOne()
+	appendOne()
+	evatest.Eventually(t, "the full batch", func() bool { return len(effects(t, db)) == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	if txs != 1 {
+		t.Fatalf("three events gathered by the linger took %d transactions, want 1", txs)
+	}
+}
