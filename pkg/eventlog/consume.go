@@ -76,8 +76,9 @@ type ConsumerConfig struct {
 	// Linger is how long a batch waits for more events after its first,
 	// at most; by default it closes as soon as 1 ms passes without one.
 	// A consumer that no command waits on (the audit archive, a read
-	// model that people read) trades that much lag for bigger batches:
-	// the same events in fewer transactions and statements.
+	// model that people read) trades that much lag for bigger batches
+	// (OffPathLinger): the same events in fewer transactions and
+	// statements.
 	Linger time.Duration
 	// MaxAttempts is how often a failing event is tried before it is
 	// dead-lettered; default 5.
@@ -103,6 +104,10 @@ type ConsumerConfig struct {
 	// archive's hash chain needs it).
 	Lanes int
 }
+
+// OffPathLinger is the Linger of the consumers that no command waits on
+// (ADR 38): the audit archive, notify and intake's projection.
+const OffPathLinger = 20 * time.Millisecond
 
 func (c *ConsumerConfig) defaults() {
 	if len(c.Filters) == 0 {

@@ -154,12 +154,7 @@ func (s *Service) consumerConfig() eventlog.ConsumerConfig {
 		Batch:         s.cfg.Batch,
 		RetryDelay:    s.cfg.RetryDelay,
 		MaxAttempts:   math.MaxInt32,
-		// No command waits on the archive: bigger batches, fewer
-		// statements (eventlog.ConsumerConfig.Linger).
-		Linger: Linger,
+		// No command waits on the archive.
+		Linger: eventlog.OffPathLinger,
 	}
 }
-
-// Linger is how long the archive's consumer gathers a batch after its
-// first event, at most.
-const Linger = 20 * time.Millisecond

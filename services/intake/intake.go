@@ -108,12 +108,7 @@ func Run(ctx context.Context, d Deps) error {
 	defer srv.Stop()
 	// One lane: the projection reads and writes a batch's cases once
 	// (eventlog.BatchProjection), so a batch in one transaction costs what
-	// a quarter of it in each of four did (ADR 36).
-	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake", Linger: Linger}, s.store, d.Logger)
+	// a quarter of it in each of four did (ADR 36). Intake's commands read
+	// cases from the log, not from the projection: only lists wait on it.
+	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake", Linger: eventlog.OffPathLinger}, s.store, d.Logger)
 }
-
-// Linger is how long intake's projection gathers a batch after its first
-// event, at most: its commands read cases from the log, not from the
-// projection, so only lists wait on it, and bigger batches cost fewer
-// statements (eventlog.ConsumerConfig.Linger).
-const Linger = 20 * time.Millisecond

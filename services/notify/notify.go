@@ -178,13 +178,9 @@ func (s *Service) Follow(ctx context.Context) error {
 	return s.log.Consume(ctx, s.db, eventlog.ConsumerConfig{Name: ConsumerName,
 		Filters: []string{eventlog.AllSubjects, "eva." + string(assist.KindWebhook) + ".>",
 			"eva." + string(assist.KindUser) + ".>"},
-		AfterCommit: s.poke, Repair: s.repair, Linger: Linger}, s.Apply, s.zl)
+		// No command waits on a notification.
+		AfterCommit: s.poke, Repair: s.repair, Linger: eventlog.OffPathLinger}, s.Apply, s.zl)
 }
-
-// Linger is how long notify's consumer gathers a batch after its first
-// event, at most: no command waits on a notification, and bigger batches
-// cost fewer statements (eventlog.ConsumerConfig.Linger).
-const Linger = 20 * time.Millisecond
 
 func (s *Service) poke() {
 	select {
