@@ -91,7 +91,9 @@ func (s *SQLStore) Journal(ctx context.Context, q sqldb.Querier, seq uint64, e a
 	case assist.PayoutSettled:
 		// The payout's hold, found by the ledger's record of the payout
 		// in the same statement: a payout reserved before the ledger
-		// existed is not in it, and its hold neither.
+		// existed is not in it, and its hold neither. The record is read
+		// by subqueries, not joined with UPDATE ... FROM: SQLite's
+		// RETURNING cannot name the FROM clause's tables.
 		var h ledgerHold
 		var holdID, payee, ref string
 		err := q.QueryRow(ctx, `UPDATE disb_ledger_holds SET state = $1
