@@ -30,7 +30,10 @@ var Migrations = sqldb.Embedded("eventlog", migrationFS)
 // Handler applies one event to a consumer's store inside the transaction
 // that also records the event as seen. It must do no I/O but through q.
 // An error marked with Poison is dead-lettered at once; any other error is
-// retried with back-off, up to the consumer's MaxAttempts.
+// retried with back-off, up to the consumer's MaxAttempts. A write whose
+// result the handler does not read may be deferred (sqldb.Defer): it goes
+// with the transaction's next statement, and its failure is still pinned
+// on its own event (the batch is then applied one event at a time).
 type Handler func(ctx context.Context, q sqldb.Querier, m Msg) error
 
 type poisonError struct{ err error }
@@ -262,7 +265,9 @@ func lane(m Msg, n int) int {
 // applyBatch applies items in one transaction. When the handler fails on
 // one of them, the events before it are applied again without it, the
 // failing event is retried or dead-lettered on its own, and the events
-// after it go on as a new batch: one bad event holds up no other.
+// after it go on as a new batch: one bad event holds up no other. A
+// failure that names no event (at the commit, or of a deferred write) has
+// each event applied in a transaction of its own, to find whose it is.
 func (r *runner) applyBatch(ctx context.Context, items []item) {
 	for len(items) > 0 {
 		failed, failure := -1, error(nil)
@@ -295,20 +300,28 @@ func (r *runner) applyBatch(ctx context.Context, items []item) {
 				r.cfg.AfterCommit()
 			}
 			return
-		case failed < 0:
-			// The transaction itself failed: retry everything later, soon
-			// when the store is only out of reach.
-			delay := r.backoff
-			if assist.IsCode(err, assist.CodeUnavailable) {
-				r.outage("store", err)
-				delay = r.outageDelay
-			} else {
-				r.zl.Warn("commit failed; will retry", zap.Int("events", len(items)), zap.Error(err))
-			}
+		case failed < 0 && assist.IsCode(err, assist.CodeUnavailable):
+			// The store is out of reach: retry everything soon.
+			r.outage("store", err)
 			for _, it := range items {
-				_ = it.js.NakWithDelay(delay(it.delivered))
+				_ = it.js.NakWithDelay(r.outageDelay(it.delivered))
 			}
 			return
+		case len(items) > 1 && (failed < 0 || sqldb.IsDeferredFailure(failure)):
+			// The failure is no one event's to tell: the transaction
+			// failed at its commit, or a write a handler deferred
+			// (sqldb.Defer) failed with a later statement, perhaps one
+			// of another event's handler. Each event is applied in a
+			// transaction of its own, where what fails is its own.
+			r.zl.Warn("batch failed; applying its events one by one", zap.Int("events", len(items)), zap.Error(err))
+			for i := range items {
+				r.applyBatch(ctx, items[i:i+1])
+			}
+			return
+		case failed < 0:
+			// The one event's transaction failed at its commit (its
+			// deferred writes, or the batch's end functions for it).
+			failed, failure = 0, err
 		}
 		if failed > 0 {
 			r.applyBatch(ctx, items[:failed])

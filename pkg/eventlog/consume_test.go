@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -615,4 +616,61 @@ func TestLingerGathersABatch(t *testing.T) {
 	if txs != 1 {
 		t.Fatalf("three events gathered by the linger took %d transactions, want 1", txs)
 	}
+}
+
+// A write a handler deferred (sqldb.Defer) fails with the next statement,
+// which may be another event's, or at the commit: the failure is still
+// pinned on the event whose handler deferred it. That event is retried
+// and dead-lettered on its own with the write's error, and the events
+// batched with it, before and after, are applied once each.
+func TestDeferredWriteFailureIsPinnedOnItsEvent(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		effectsDB(t, db)
+		l, _ := openLog(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		before, bad, after := newID(), newID(), newID()
+		var mu sync.Mutex
+		attempts := map[string]int{}
+		h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+			mu.Lock()
+			attempts[m.CaseID]++
+			mu.Unlock()
+			caseID := any(m.CaseID)
+			if m.CaseID == bad {
+				caseID = nil // effects.case_id is NOT NULL
+			}
+			return sqldb.Defer(ctx, q, `INSERT INTO effects (seq, case_id) VALUES ($1, $2)`, int64(m.Seq), caseID)
+		}
+		for _, id := range []string{before, bad, after} {
+			if _, err := l.Append(ctx, submitted(t, id), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = l.Consume(ctx, db, eventlog.ConsumerConfig{Name: "deferred", Batch: 3, Linger: time.Second,
+				MaxAttempts: 2, RetryDelay: 10 * time.Millisecond}, h, zaptest.NewLogger(t))
+		}()
+		defer func() { cancel(); <-done }()
+		var reason string
+		evatest.Eventually(t, "the bad event's dead letter", func() bool {
+			return db.QueryRow(ctx, `SELECT reason FROM dead_letters WHERE consumer = 'deferred'`).Scan(&reason) == nil
+		})
+		if !strings.Contains(reason, "case_id") && !strings.Contains(strings.ToLower(reason), "null") {
+			t.Errorf("dead letter reason %q does not name the failed write", reason)
+		}
+		evatest.Eventually(t, "the events around it", func() bool {
+			fx := effects(t, db)
+			return fx[before] == 1 && fx[after] == 1
+		})
+		if fx := effects(t, db); len(fx) != 2 {
+			t.Errorf("effects %v, want the two good events once each", fx)
+		}
+		var letters int
+		if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM dead_letters`).Scan(&letters); err != nil || letters != 1 {
+			t.Errorf("%d dead letters (%v), want the bad event's alone", letters, err)
+		}
+	})
 }

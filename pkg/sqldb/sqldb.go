@@ -251,6 +251,14 @@ func Defer(ctx context.Context, q Querier, query string, args ...any) error {
 	return err
 }
 
+// IsDeferredFailure reports whether err is the failure of a write given
+// to Defer, returned by a later statement or by the commit, or a commit
+// that found the transaction failed: a failure that the statement which
+// returned it did not cause.
+func IsDeferredFailure(err error) bool {
+	return errors.As(err, new(unsentError)) || errors.Is(err, errRolledBack)
+}
+
 // Deferring is q with every Exec given to Defer: for a transaction's last
 // writes, made by code that takes a Querier (sqldb.InsertRows, say). Its
 // Exec reports no row count (0); Query and QueryRow are q's, sent with
