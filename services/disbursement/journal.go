@@ -71,23 +71,19 @@ func (s *SQLStore) Journal(ctx context.Context, q sqldb.Querier, seq uint64, e a
 	}
 	switch b := e.Body.(type) {
 	case assist.FundCreated:
-		_, err := insertEntry(ctx, q, j.entry(disbursementapi.EntryAllocate, e.CaseID,
+		return deferEntry(ctx, q, j.entry(disbursementapi.EntryAllocate, e.CaseID,
 			disbursementapi.AccountAvailable(e.CaseID), disbursementapi.AccountAllocation(e.CaseID), b.AllocatedCents))
-		return err
 	case assist.FundAllocationChanged:
-		_, err := insertEntry(ctx, q, allocationEntry(j, b))
-		return err
+		return deferEntry(ctx, q, allocationEntry(j, b))
 	case assist.RequestApproved:
 		return journalApproval(ctx, q, j, b)
 	case assist.FundsReserved:
-		_, err := q.Exec(ctx, `INSERT INTO disb_ledger_payouts (payout_id, hold_id, payee_id) VALUES ($1, $2, $3)
+		return sqldb.Defer(ctx, q, `INSERT INTO disb_ledger_payouts (payout_id, hold_id, payee_id) VALUES ($1, $2, $3)
 			ON CONFLICT (payout_id) DO NOTHING`, b.PayoutID, b.HoldID, b.PayeeID)
-		return err
 	case assist.PayoutSent:
-		_, err := q.Exec(ctx, `UPDATE disb_ledger_payouts SET provider_ref = $1,
+		return sqldb.Defer(ctx, q, `UPDATE disb_ledger_payouts SET provider_ref = $1,
 				payee_id = CASE WHEN payee_id = '' THEN $2 ELSE payee_id END WHERE payout_id = $3`,
 			b.ProviderRef, b.PayeeID, b.PayoutID)
-		return err
 	case assist.PayoutSettled:
 		// The payout's hold, found by the ledger's record of the payout
 		// in the same statement: a payout reserved before the ledger
@@ -116,8 +112,7 @@ func (s *SQLStore) Journal(ctx context.Context, q sqldb.Querier, seq uint64, e a
 		if en.PayeeID == "" {
 			en.PayeeID = h.payee
 		}
-		_, err = insertEntry(ctx, q, en)
-		return err
+		return deferEntry(ctx, q, en)
 	case assist.FundsReleased:
 		// A hold the log never recorded (its approval was not appended)
 		// was never in the ledger: nothing to void.
@@ -148,8 +143,7 @@ func closeHold(ctx context.Context, q sqldb.Querier, j journalEvent, holdID, sta
 	}
 	en := entry(h)
 	en.HoldID = holdID
-	_, err = insertEntry(ctx, q, en)
-	return err
+	return deferEntry(ctx, q, en)
 }
 
 // journalApproval records an approval's hold: the whole amount for a
@@ -173,8 +167,7 @@ func journalApproval(ctx context.Context, q sqldb.Querier, j journalEvent, b ass
 			}
 			en := j.entry(disbursementapi.EntryVoid, fund, disbursementapi.AccountAvailable(fund), disbursementapi.AccountReserved(fund), was-b.AmountCents)
 			en.HoldID, en.PayeeID = b.HoldID, b.PayeeID
-			_, err = insertEntry(ctx, q, en)
-			return err
+			return deferEntry(ctx, q, en)
 		}
 		// The first approval is not in the ledger (recorded before it
 		// existed): the second records the hold at its amount.
@@ -187,8 +180,7 @@ func journalApproval(ctx context.Context, q sqldb.Querier, j journalEvent, b ass
 	}
 	en := j.entry(disbursementapi.EntryHold, b.FundID, disbursementapi.AccountReserved(b.FundID), disbursementapi.AccountAvailable(b.FundID), b.AmountCents)
 	en.HoldID, en.PayeeID = b.HoldID, b.PayeeID
-	_, err = insertEntry(ctx, q, en)
-	return err
+	return deferEntry(ctx, q, en)
 }
 
 func allocationEntry(j journalEvent, b assist.FundAllocationChanged) disbursementapi.LedgerEntry {
@@ -265,11 +257,26 @@ func insertEntry(ctx context.Context, q sqldb.Querier, e disbursementapi.LedgerE
 	if e.AmountCents <= 0 {
 		return false, nil
 	}
-	n, err := q.Exec(ctx, `INSERT INTO disb_ledger_entries (`+entryCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (seq, n) DO NOTHING`,
-		int64(e.Seq), e.N, e.EventID, e.EventType, e.Kind, e.FundID, e.CaseID, e.HoldID, e.PayoutID, e.PayeeID, e.ProviderRef,
-		e.Debit, e.Credit, e.AmountCents, sqldb.Micros(e.At), e.Actor)
+	n, err := q.Exec(ctx, insertEntrySQL, entryArgs(e)...)
 	return n == 1, err
+}
+
+// deferEntry is insertEntry for a caller that need not know whether the
+// entry was there: the insert goes with the transaction's next statement
+// (sqldb.Defer), one round trip fewer.
+func deferEntry(ctx context.Context, q sqldb.Querier, e disbursementapi.LedgerEntry) error {
+	if e.AmountCents <= 0 {
+		return nil
+	}
+	return sqldb.Defer(ctx, q, insertEntrySQL, entryArgs(e)...)
+}
+
+const insertEntrySQL = `INSERT INTO disb_ledger_entries (` + entryCols + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (seq, n) DO NOTHING`
+
+func entryArgs(e disbursementapi.LedgerEntry) []any {
+	return []any{int64(e.Seq), e.N, e.EventID, e.EventType, e.Kind, e.FundID, e.CaseID, e.HoldID, e.PayoutID, e.PayeeID,
+		e.ProviderRef, e.Debit, e.Credit, e.AmountCents, sqldb.Micros(e.At), e.Actor}
 }
 
 func scanEntry(r sqldb.Row) (disbursementapi.LedgerEntry, error) {

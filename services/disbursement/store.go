@@ -626,10 +626,10 @@ func (s *SQLStore) ReserveHold(ctx context.Context, q sqldb.Querier, holdID stri
 	if err != nil {
 		return err
 	}
-	_, err = q.Exec(ctx, `INSERT INTO disb_payouts (id, case_id, hold_id, fund_id, payee_id, amount, stage, cmd_id, attempt, next_at, created_at, updated_at)
+	// The payout's row goes with the transaction's next statement.
+	return sqldb.Defer(ctx, q, `INSERT INTO disb_payouts (id, case_id, hold_id, fund_id, payee_id, amount, stage, cmd_id, attempt, next_at, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $9) ON CONFLICT (hold_id) DO NOTHING`,
 		p.ID, caseID, holdID, fundID, p.PayeeID, amount, stageReserve, cmdID, now)
-	return err
 }
 
 // Advance implements Store.
