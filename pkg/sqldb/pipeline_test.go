@@ -2,54 +2,13 @@ package sqldb_test
 
 import (
 	"context"
-
 	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 )
-
-// roundTrips counts what a pgx connection sends: each statement sent on
-// its own and each pipeline (batch) is one round trip.
-type roundTrips struct{ n atomic.Int64 }
-
-func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	r.n.Add(1)
-	return ctx
-}
-func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	r.n.Add(1)
-	return ctx
-}
-func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
-
-// tracedPostgres is a one-connection pool on a fresh schema whose round
-// trips are counted.
-func tracedPostgres(t *testing.T) (sqldb.DB, *roundTrips) {
-	t.Helper()
-	url, schema := sqldbtest.Schema(t)
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	cfg.MaxConns = 1
-	trips := &roundTrips{}
-	cfg.ConnConfig.Tracer = trips
-	db, err := sqldb.OpenPostgresConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	return db, trips
-}
 
 func count(t *testing.T, db sqldb.DB, query string, args ...any) int64 {
 	t.Helper()
@@ -64,7 +23,7 @@ func count(t *testing.T, db sqldb.DB, query string, args ...any) int64 {
 // the BEGIN goes with the first, a deferred write with the COMMIT. A
 // transaction that sends nothing costs nothing.
 func TestTransactionSendsBeginAndDeferredWritesWithTheNext(t *testing.T) {
-	db, trips := tracedPostgres(t)
+	db, trips := sqldbtest.TracedPostgres(t)
 	migrated(t, db)
 	ctx := context.Background()
 	tx := func(id int64) error {
@@ -82,19 +41,19 @@ func TestTransactionSendsBeginAndDeferredWritesWithTheNext(t *testing.T) {
 	if err := tx(1); err != nil { // prepares the statements
 		t.Fatal(err)
 	}
-	trips.n.Store(0)
+	trips.Reset()
 	if err := tx(2); err != nil {
 		t.Fatal(err)
 	}
 	// BEGIN+SELECT, UPDATE, INSERT+COMMIT (five one by one).
-	if got := trips.n.Load(); got != 3 {
+	if got := trips.N(); got != 3 {
 		t.Errorf("a transaction of three statements took %d round trips, want 3", got)
 	}
-	trips.n.Store(0)
+	trips.Reset()
 	if err := db.Tx(ctx, func(sqldb.Querier) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if got := trips.n.Load(); got != 0 {
+	if got := trips.N(); got != 0 {
 		t.Errorf("an empty transaction took %d round trips, want none", got)
 	}
 	if n := count(t, db, `SELECT n FROM counters WHERE name = 'c'`); n != 2 {
@@ -176,7 +135,7 @@ func TestDeferredWriteIsPartOfTheTransaction(t *testing.T) {
 // A statement's error that fn swallows still fails the transaction on
 // PostgreSQL, which answers its COMMIT with ROLLBACK: nothing commits.
 func TestSwallowedErrorRollsBack(t *testing.T) {
-	db, _ := tracedPostgres(t)
+	db, _ := sqldbtest.TracedPostgres(t)
 	migrated(t, db)
 	ctx := context.Background()
 	if _, err := db.Exec(ctx, `INSERT INTO items (id, owner) VALUES (1, 'first')`); err != nil {

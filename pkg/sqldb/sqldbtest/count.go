@@ -2,6 +2,11 @@ package sqldbtest
 
 import (
 	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eva-org/eva/pkg/sqldb"
 )
@@ -41,4 +46,56 @@ func (c countingQuerier) Query(ctx context.Context, query string, args ...any) (
 func (c countingQuerier) QueryRow(ctx context.Context, query string, args ...any) sqldb.Row {
 	*c.n++
 	return c.q.QueryRow(ctx, query, args...)
+}
+
+// RoundTrips counts what the pgx connections of a pool send: each
+// statement sent on its own and each pipeline (batch) is one round trip.
+type RoundTrips struct{ n atomic.Int64 }
+
+// N is the round trips counted since the last Reset.
+func (r *RoundTrips) N() int64 { return r.n.Load() }
+
+// Reset starts the count again from zero.
+func (r *RoundTrips) Reset() { r.n.Store(0) }
+
+// TraceQueryStart implements pgx.QueryTracer.
+func (r *RoundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+
+// TraceQueryEnd implements pgx.QueryTracer.
+func (r *RoundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TraceBatchStart implements pgx.BatchTracer.
+func (r *RoundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+
+// TraceBatchQuery implements pgx.BatchTracer.
+func (r *RoundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+// TraceBatchEnd implements pgx.BatchTracer.
+func (r *RoundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// TracedPostgres is a one-connection pool on a fresh schema (as Postgres)
+// whose round trips are counted.
+func TracedPostgres(tb testing.TB) (sqldb.DB, *RoundTrips) {
+	tb.Helper()
+	url, schema := Schema(tb)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	cfg.MaxConns = 1
+	trips := &RoundTrips{}
+	cfg.ConnConfig.Tracer = trips
+	db, err := sqldb.OpenPostgresConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(db.Close)
+	return db, trips
 }

@@ -1,0 +1,76 @@
+package disbursement
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+)
+
+// The ledger's consumer applies each event of a payout's lifecycle, one
+// event a transaction as at low load, in these round trips to
+// PostgreSQL: a write whose result it does not read goes with the next
+// statement or the COMMIT (sqldb.Defer), a read or a guarded write whose
+// answer it needs is a round trip of its own. (Statements are counted,
+// on both stores, by TestPayoutStepsAnswersAndStatements.)
+func TestLedgerLifecycleRoundTrips(t *testing.T) {
+	var trips *sqldbtest.RoundTrips
+	s, payee := newLedgerSim(t, func(tb testing.TB) sqldb.DB {
+		db, rt := sqldbtest.TracedPostgres(tb)
+		trips = rt
+		return db
+	}, 1)
+	f, caseID, holdID := s.funds[0], newID(), newID()
+	if _, err := s.svc.store.PlaceHold(s.ctx, disbursementapi.PlaceHoldRequest{HoldID: holdID, FundID: f.id, CaseID: caseID,
+		PayeeID: payee, AmountCents: 100}, s.at.Add(time.Hour), s.at); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	deliver := func(b assist.Body) {
+		t.Helper()
+		actor := sysActor
+		if _, ok := b.(assist.RequestApproved); ok {
+			actor = olu
+		}
+		m := s.record(assist.KindCase, caseID, actor, b)
+		trips.Reset()
+		if failed, err := eventlog.Deliver(s.ctx, s.db, Consumer(), s.svc.Apply, []eventlog.Msg{m}); err != nil {
+			t.Fatalf("%s: event %d failed: %v", b.Type(), failed, err)
+		}
+		got = append(got, fmt.Sprintf("%s %d", b.Type(), trips.N()))
+	}
+	deliver(assist.RequestApproved{AmountCents: 100, FundID: f.id, HoldID: holdID, PayeeID: payee, Step: assist.ApprovalOnly})
+	var payout string
+	if err := s.db.QueryRow(s.ctx, `SELECT id FROM disb_payouts WHERE hold_id = $1`, holdID).Scan(&payout); err != nil {
+		t.Fatal(err)
+	}
+	deliver(assist.FundsReserved{HoldID: holdID, FundID: f.id, AmountCents: 100, PayeeID: payee, PayoutID: payout})
+	deliver(assist.PayoutSent{PayoutID: payout, PayeeID: payee, AmountCents: 100, ProviderRef: "REF-1", Attempt: 1})
+	deliver(assist.PayoutSettled{PayoutID: payout, ProviderRef: "REF-1"})
+	want := []string{
+		// markSeen with the BEGIN; the ledger's hold; the hold reserved
+		// with the journal's entry; the fund's totals with the payout's
+		// row and the COMMIT.
+		"RequestApproved 4",
+		// markSeen; the payout advanced with the ledger's payout record;
+		// the COMMIT.
+		"FundsReserved 3",
+		"PayoutSent 3",
+		// markSeen; the ledger's hold paid; the payout settled with the
+		// journal's entry; the hold; the fund's totals with the COMMIT.
+		"PayoutSettled 5",
+	}
+	t.Logf("round trips per event: %s", strings.Join(got, ", "))
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("round trips per event:\n got %s\nwant %s", strings.Join(got, ", "), strings.Join(want, ", "))
+	}
+	if st := payoutState(t, s, payout, holdID); !strings.HasPrefix(st, "settled@1") {
+		t.Errorf("after the lifecycle: %s", st)
+	}
+}
