@@ -145,15 +145,12 @@ func commandOperation[In, Out any](s *server, selfIdempotent bool, status int, l
 			if f, ok := w.(http.Flusher); ok {
 				f.Flush()
 			}
-			ctx := context.WithoutCancel(r.Context())
-			var err error
-			if selfIdempotent {
-				err = s.store.RecordIdem(ctx, IdemRecord{Username: c.User.Username, Key: key, RequestHash: c.RequestHash,
-					CommandID: c.ID, Status: IdemDone, ResponseStatus: status, ResponseBody: out,
-					ResponseLocation: header.Get("Location"), CreatedAt: s.now()})
-			} else {
-				err = s.store.FinishIdem(ctx, c.User.Username, key, status, out, header.Get("Location"))
-			}
+			// A self-idempotent command's key gets its record now; another's
+			// pending record is finished. The answers of concurrent requests
+			// are stored together (answers.put).
+			err := s.answers.put(context.WithoutCancel(r.Context()), IdemRecord{Username: c.User.Username, Key: key,
+				RequestHash: c.RequestHash, CommandID: c.ID, Status: IdemDone, ResponseStatus: status, ResponseBody: out,
+				ResponseLocation: header.Get("Location"), CreatedAt: s.now()})
 			switch {
 			case assist.IsCode(err, assist.CodeUnavailable):
 				// The answer stands; the key stays pending and a retry

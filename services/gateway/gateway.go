@@ -244,6 +244,8 @@ type server struct {
 	relay    userRelay
 	db       sqldb.DB
 	store    Store
+	// answers stores commands' answers under their Idempotency-Keys.
+	answers  *answers
 	log      *zap.Logger
 	registry *prometheus.Registry
 	ready    func(context.Context) error
@@ -277,6 +279,7 @@ func newServer(d Deps) (*server, error) {
 	s := &server{cfg: d.Config.withDefaults(), intake: d.Intake, approval: d.Approval, disbursement: d.Disbursement,
 		audit: d.Audit, notify: d.Notify, follow: d.Changes, followers: make(chan struct{}, maxFollowers), heartbeat: changesHeartbeat, stopping: context.Background(),
 		signer: d.Signer, events: d.Events, db: d.DB, store: NewSQLStore(d.DB), log: d.Logger, registry: d.Registry, ready: d.Ready}
+	s.answers = &answers{store: s.store}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}

@@ -157,15 +157,14 @@ type Store interface {
 	// inserting rec as pending when there is none; created reports whether
 	// it did. The caller compares request hashes.
 	BeginIdem(ctx context.Context, rec IdemRecord) (stored IdemRecord, created bool, err error)
-	// FinishIdem stores the response of a pending record and marks it
-	// done; a record that is already done is left as it is.
-	FinishIdem(ctx context.Context, username, key string, status int, body []byte, location string) error
 	// LookupIdem returns the record of (username, key), found=false when
 	// there is none. It writes nothing.
 	LookupIdem(ctx context.Context, username, key string) (rec IdemRecord, found bool, err error)
-	// RecordIdem stores a done record with its response, unless the key
-	// has a record already.
-	RecordIdem(ctx context.Context, rec IdemRecord) error
+	// StoreAnswers stores done records with their responses, all or
+	// none: a key without a record gets its record, a pending record is
+	// finished (its request hash and command id kept), a record already
+	// done is left as it is.
+	StoreAnswers(ctx context.Context, recs []IdemRecord) error
 	// DeleteIdemBefore forgets idempotency keys first used before t.
 	DeleteIdemBefore(ctx context.Context, t time.Time) (int64, error)
 }
@@ -420,33 +419,31 @@ func lookupIdem(ctx context.Context, q sqldb.Querier, username, key string) (Ide
 	return rec, true, nil
 }
 
-// RecordIdem implements Store.
-func (s *SQLStore) RecordIdem(ctx context.Context, rec IdemRecord) error {
-	body := rec.ResponseBody
-	if body == nil {
-		body = []byte{}
-	}
-	_, err := s.db.Exec(ctx, `INSERT INTO gateway_idempotency (username, key, request_hash, command_id, status,
-			response_status, response_body, response_location, created_at)
-		VALUES ($1, $2, $3, $4, 'done', $5, $6, $7, $8) ON CONFLICT (username, key) DO NOTHING`,
-		rec.Username, rec.Key, hex.EncodeToString(rec.RequestHash), rec.CommandID, rec.ResponseStatus, body,
-		rec.ResponseLocation, sqldb.Micros(rec.CreatedAt))
+// StoreAnswers implements Store: one statement a record, each sent with
+// the next (sqldb.Defer), in one transaction (on PostgreSQL, one round
+// trip).
+func (s *SQLStore) StoreAnswers(ctx context.Context, recs []IdemRecord) error {
+	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
+		for _, rec := range recs {
+			body := rec.ResponseBody
+			if body == nil {
+				body = []byte{}
+			}
+			if err := sqldb.Defer(ctx, q, `INSERT INTO gateway_idempotency (username, key, request_hash, command_id, status,
+					response_status, response_body, response_location, created_at)
+				VALUES ($1, $2, $3, $4, 'done', $5, $6, $7, $8)
+				ON CONFLICT (username, key) DO UPDATE SET status = 'done', response_status = excluded.response_status,
+					response_body = excluded.response_body, response_location = excluded.response_location
+				WHERE gateway_idempotency.status = 'pending'`,
+				rec.Username, rec.Key, hex.EncodeToString(rec.RequestHash), rec.CommandID, rec.ResponseStatus, body,
+				rec.ResponseLocation, sqldb.Micros(rec.CreatedAt)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("record idempotency key: %w", err)
-	}
-	return nil
-}
-
-// FinishIdem implements Store.
-func (s *SQLStore) FinishIdem(ctx context.Context, username, key string, status int, body []byte, location string) error {
-	if body == nil {
-		body = []byte{}
-	}
-	_, err := s.db.Exec(ctx, `UPDATE gateway_idempotency SET status = 'done', response_status = $3, response_body = $4,
-			response_location = $5
-		WHERE username = $1 AND key = $2 AND status = 'pending'`, username, key, status, body, location)
-	if err != nil {
-		return fmt.Errorf("finish idempotency key: %w", err)
+		return fmt.Errorf("store answers under idempotency keys: %w", err)
 	}
 	return nil
 }

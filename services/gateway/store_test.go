@@ -179,9 +179,10 @@ func testIdempotency(t *testing.T, s Store) {
 	if got, created, err = s.BeginIdem(ctx, other); err != nil || !created || got.CommandID != other.CommandID {
 		t.Fatalf("other user's key: %+v, created=%v, %v", got, created, err)
 	}
-	// Done: the response is kept byte for byte.
+	// Done: the response is kept byte for byte, and the pending record's
+	// request hash and command id stay.
 	body := []byte("{\"id\":\"x\"}\n\x00\xff")
-	if err := s.FinishIdem(ctx, "ana", "k-1", 201, body, "/v1/requests/x"); err != nil {
+	if err := s.StoreAnswers(ctx, []IdemRecord{answered(again, 201, body, "/v1/requests/x")}); err != nil {
 		t.Fatal(err)
 	}
 	got, _, err = s.BeginIdem(ctx, again)
@@ -190,15 +191,20 @@ func testIdempotency(t *testing.T, s Store) {
 		t.Fatalf("after finish: %+v, %v", got, err)
 	}
 	// A done key is never overwritten.
-	if err := s.FinishIdem(ctx, "ana", "k-1", 409, []byte("later"), ""); err != nil {
+	if err := s.StoreAnswers(ctx, []IdemRecord{answered(first, 409, []byte("later"), "")}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _, _ = s.BeginIdem(ctx, again); got.ResponseStatus != 201 || !bytes.Equal(got.ResponseBody, body) {
 		t.Fatalf("done record overwritten: %+v", got)
 	}
-	// An empty body is stored as empty.
-	if err := s.FinishIdem(ctx, "raj", "k-1", 204, nil, ""); err != nil {
+	// An empty body is stored as empty; answers are stored together, all
+	// or none.
+	fresh := IdemRecord{Username: "raj", Key: "k-3", RequestHash: []byte("h3"), CommandID: "c3", CreatedAt: t0.Add(time.Hour)}
+	if err := s.StoreAnswers(ctx, []IdemRecord{answered(other, 204, nil, ""), answered(fresh, 200, []byte("3"), "")}); err != nil {
 		t.Fatal(err)
+	}
+	if got, found, _ := s.LookupIdem(ctx, "raj", "k-3"); !found || got.Status != IdemDone || string(got.ResponseBody) != "3" {
+		t.Fatalf("a key answered with another: %+v", got)
 	}
 	if got, _, _ = s.BeginIdem(ctx, other); got.Status != IdemDone || got.ResponseStatus != 204 || len(got.ResponseBody) != 0 {
 		t.Fatalf("empty body: %+v", got)
@@ -218,6 +224,12 @@ func testIdempotency(t *testing.T, s Store) {
 	if _, created, _ = s.BeginIdem(ctx, newer); created {
 		t.Fatal("a newer key was forgotten")
 	}
+}
+
+// answered is rec done with a response.
+func answered(rec IdemRecord, status int, body []byte, location string) IdemRecord {
+	rec.Status, rec.ResponseStatus, rec.ResponseBody, rec.ResponseLocation = IdemDone, status, body, location
+	return rec
 }
 
 // testIdempotencyRace: concurrent first uses of one key agree on one
@@ -349,7 +361,7 @@ func testIdempotencyLookupRecord(t *testing.T, s Store) {
 	}
 	rec := IdemRecord{Username: "ana", Key: "lr-1", RequestHash: []byte("hash-1"), CommandID: "cmd-1", Status: IdemDone,
 		ResponseStatus: 201, ResponseBody: []byte(`{"id":"x"}`), ResponseLocation: "/v1/requests/x", CreatedAt: t0}
-	if err := s.RecordIdem(ctx, rec); err != nil {
+	if err := s.StoreAnswers(ctx, []IdemRecord{rec}); err != nil {
 		t.Fatal(err)
 	}
 	got, found, err := s.LookupIdem(ctx, "ana", "lr-1")
@@ -360,7 +372,7 @@ func testIdempotencyLookupRecord(t *testing.T, s Store) {
 	// A second record of the key changes nothing; keys are per user.
 	again := rec
 	again.RequestHash, again.ResponseStatus = []byte("hash-2"), 400
-	if err := s.RecordIdem(ctx, again); err != nil {
+	if err := s.StoreAnswers(ctx, []IdemRecord{again}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _, _ := s.LookupIdem(ctx, "ana", "lr-1"); got.ResponseStatus != 201 || !bytes.Equal(got.RequestHash, []byte("hash-1")) {

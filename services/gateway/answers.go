@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+
+	"github.com/eva-org/eva/pkg/assist"
+)
+
+// answers stores commands' answers under their Idempotency-Keys, once
+// answered, the answers of concurrent requests together (group commit):
+// each caller waits until its own is stored, the first to find no write
+// under way writes what is waiting, and the answers that arrive
+// meanwhile wait for the next write, all of them in one transaction. An
+// idle gateway writes each answer at once, as before; a busy one writes
+// several in the round trip and commit that each used to take. Nothing
+// waits on a timer. The handler still returns only once its answer is
+// stored, so a client's next request on the same connection finds it.
+type answers struct {
+	store interface {
+		StoreAnswers(ctx context.Context, recs []IdemRecord) error
+	}
+
+	mu      sync.Mutex
+	waiting []answer
+	writing bool
+}
+
+type answer struct {
+	rec  IdemRecord
+	done chan error
+}
+
+// put stores rec (Store.StoreAnswers) with the answers of the requests
+// that finish meanwhile, and returns when it is stored or failed.
+func (a *answers) put(ctx context.Context, rec IdemRecord) error {
+	mine := answer{rec: rec, done: make(chan error, 1)}
+	a.mu.Lock()
+	a.waiting = append(a.waiting, mine)
+	if a.writing {
+		a.mu.Unlock()
+		return <-mine.done
+	}
+	a.writing = true
+	for len(a.waiting) > 0 {
+		batch := a.waiting
+		a.waiting = nil
+		a.mu.Unlock()
+		a.write(ctx, batch)
+		a.mu.Lock()
+	}
+	a.writing = false
+	a.mu.Unlock()
+	return <-mine.done
+}
+
+// write stores a batch and tells each of its callers how it went. When a
+// batch of several fails for another reason than an outage, each answer
+// is written alone, so that one answer the store refuses fails no other.
+func (a *answers) write(ctx context.Context, batch []answer) {
+	recs := make([]IdemRecord, len(batch))
+	for i, b := range batch {
+		recs[i] = b.rec
+	}
+	err := a.store.StoreAnswers(ctx, recs)
+	if err != nil && len(batch) > 1 && !assist.IsCode(err, assist.CodeUnavailable) {
+		for _, b := range batch {
+			b.done <- a.store.StoreAnswers(ctx, []IdemRecord{b.rec})
+		}
+		return
+	}
+	for _, b := range batch {
+		b.done <- err
+	}
+}

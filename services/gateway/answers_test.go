@@ -1,0 +1,99 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/eva-org/eva/pkg/evatest"
+)
+
+// fakeAnswerStore records each StoreAnswers call's keys; the first call
+// waits for release, and a batch with the key "refused" fails whole.
+type fakeAnswerStore struct {
+	mu      sync.Mutex
+	calls   [][]string
+	started chan struct{} // closed when the first call starts
+	release chan struct{}
+}
+
+func (f *fakeAnswerStore) StoreAnswers(_ context.Context, recs []IdemRecord) error {
+	f.mu.Lock()
+	first := len(f.calls) == 0
+	var keys []string
+	for _, r := range recs {
+		keys = append(keys, r.Key)
+	}
+	f.calls = append(f.calls, keys)
+	f.mu.Unlock()
+	if first {
+		close(f.started)
+		<-f.release
+	}
+	if slices.Contains(keys, "refused") {
+		return errors.New("refused")
+	}
+	return nil
+}
+
+// Answers that arrive while one is being written wait for that write and
+// are then written together, in one call; each caller returns once its
+// own is stored.
+func TestAnswersOfConcurrentRequestsAreStoredTogether(t *testing.T) {
+	f := &fakeAnswerStore{started: make(chan struct{}), release: make(chan struct{})}
+	a := &answers{store: f}
+	ctx := context.Background()
+	errs := make(chan error, 6)
+	go func() { errs <- a.put(ctx, IdemRecord{Key: "k0"}) }()
+	<-f.started
+	for i := 1; i <= 5; i++ {
+		go func() { errs <- a.put(ctx, IdemRecord{Key: fmt.Sprintf("k%d", i)}) }()
+	}
+	evatest.Eventually(t, "five answers waiting", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.waiting) == 5
+	})
+	close(f.release)
+	for range 6 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := func() [][]string {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return slices.Clone(f.calls)
+	}
+	if c := calls(); len(c) != 2 || len(c[0]) != 1 || len(c[1]) != 5 {
+		t.Fatalf("writes %v, want one of k0, then one of the five that waited", c)
+	}
+	// Idle again: the next answer is written at once, by its caller.
+	if err := a.put(ctx, IdemRecord{Key: "k6"}); err != nil || len(calls()) != 3 {
+		t.Fatalf("an answer to an idle gateway: %v, writes %v", err, calls())
+	}
+}
+
+// One answer the store refuses fails no other written with it: a batch
+// that fails (not for an outage) is written again one answer at a time.
+func TestAnswerRefusedFailsNoOther(t *testing.T) {
+	f := &fakeAnswerStore{started: make(chan struct{}), release: make(chan struct{})}
+	close(f.release)
+	a := &answers{store: f}
+	batch := []answer{{rec: IdemRecord{Key: "a"}, done: make(chan error, 1)},
+		{rec: IdemRecord{Key: "refused"}, done: make(chan error, 1)},
+		{rec: IdemRecord{Key: "b"}, done: make(chan error, 1)}}
+	a.write(context.Background(), batch)
+	for _, b := range batch {
+		err := <-b.done
+		if (b.rec.Key == "refused") != (err != nil) {
+			t.Errorf("answer %s: %v", b.rec.Key, err)
+		}
+	}
+	if len(f.calls) != 4 {
+		t.Errorf("writes %v, want the batch then each alone", f.calls)
+	}
+}
