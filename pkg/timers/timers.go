@@ -92,6 +92,25 @@ func (t *Timers) Stream() jetstream.Stream { return t.stream }
 // Errors: CodeInvalid for a kind or id that is not a subject token,
 // CodeUnavailable when JetStream does not answer.
 func (t *Timers) Set(ctx context.Context, kind, id string, at time.Time) error {
+	return t.set(ctx, kind, id, at)
+}
+
+// Rearm is Set for the handler of a fired timer that sets the same timer
+// again: it sets it only while no timer of kind for id is pending. A timer
+// that fired is no longer pending (the server purges its schedule as it
+// fires it), so a pending one was set since, by someone who knew more (a
+// consumer of newer events): that one is kept and Rearm returns nil.
+//
+// Errors: those of Set.
+func (t *Timers) Rearm(ctx context.Context, kind, id string, at time.Time) error {
+	err := t.set(ctx, kind, id, at, jetstream.WithExpectLastSequencePerSubject(0))
+	if isWrongLastSeq(err) {
+		return nil
+	}
+	return err
+}
+
+func (t *Timers) set(ctx context.Context, kind, id string, at time.Time, opts ...jetstream.PublishOpt) error {
 	if !validToken(kind) || !validToken(id) {
 		return assist.Errorf(assist.CodeInvalid, "timer %q of %q: not subject tokens", kind, id)
 	}
@@ -102,16 +121,20 @@ func (t *Timers) Set(ctx context.Context, kind, id string, at time.Time) error {
 	m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339Nano))
 	m.Header.Set("Nats-Schedule-Target", firePrefix+kind+"."+id)
 	m.Header.Set("Nats-Schedule-TTL", firedTTL.String())
+	opts = append(opts, jetstream.WithExpectStream(Stream))
 	_, err := retry.DoValue(ctx, retry.Policy{First: 5 * time.Millisecond, Attempts: 4}, isTimeout,
 		func(ctx context.Context) (*jetstream.PubAck, error) {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			return t.js.PublishMsg(ctx, m, jetstream.WithExpectStream(Stream))
+			return t.js.PublishMsg(ctx, m, opts...)
 		})
-	if err != nil {
-		return unavailable("set timer "+kind+" "+id, err)
+	switch {
+	case err == nil:
+		return nil
+	case isWrongLastSeq(err):
+		return err // Rearm's to judge
 	}
-	return nil
+	return unavailable("set timer "+kind+" "+id, err)
 }
 
 // Cancel removes the pending timer of kind for id, if any.
@@ -237,6 +260,15 @@ func parseFired(m jetstream.Msg) (Fired, error) {
 
 func validToken(s string) bool {
 	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n")
+}
+
+// isWrongLastSeq reports a publish refused by its expected last sequence:
+// 10071, or 10164 while another write to the subject is in flight in a
+// cluster.
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 func isTimeout(err error) bool {
