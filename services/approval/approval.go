@@ -146,6 +146,9 @@ func Run(ctx context.Context, d Deps) error {
 		return d.Timers.Run(ctx, FirerName, []string{TimerDeadline, TimerWarning, TimerClaim}, s.Fire, d.Logger)
 	})
 	g.Go(func() error {
+		return d.Timers.Run(ctx, DueFirerName, []string{TimerDue}, s.Fire, d.Logger)
+	})
+	g.Go(func() error {
 		// One lane, as intake's projection (ADR 36).
 		return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: ConsumerName, Held: s.held}, s.store, d.Logger)
 	})

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventcodec"
@@ -19,14 +18,30 @@ import (
 // The kinds of approval's timers, and the durable consumers that set and
 // fire them.
 const (
+	// TimerDue is a case's one deadline timer: it fires first at the
+	// warning time, three quarters of the way from filing to the deadline
+	// (assist.WarnAt), and is set again for the deadline once the warning
+	// is given. One timer instead of two halves the fsynced appends and
+	// the purges a case's deadline costs the timers stream (ADR 40).
+	TimerDue   = "due"
+	TimerClaim = "claim"
+	// TimerDeadline and TimerWarning are the two timers a case had before
+	// TimerDue (ADR 12). Schedule sets them no more; Fire still handles
+	// them as before (and sets one again when its time moved later), for
+	// the timers set before the upgrade, which fire for as long as their
+	// cases were pending then.
 	TimerDeadline = "deadline"
-	TimerClaim    = "claim"
-	// TimerWarning warns that a deadline is near, at three quarters of
-	// the time from filing to it (assist.WarnAt).
-	TimerWarning = "warning"
+	TimerWarning  = "warning"
 
 	SchedulerName = "approval-timers"
-	FirerName     = "approval-timers"
+	// FirerName fires the claim timers and the former kinds; DueFirerName
+	// fires TimerDue. The due timers have a consumer of their own so that
+	// the former consumer's filter never changes: a replica of a former
+	// build, still running (or restarted) during a rolling upgrade, would
+	// drop a due timer as an unknown kind, or narrow the shared filter back
+	// so that due timers were skipped.
+	FirerName    = "approval-timers"
+	DueFirerName = "approval-timers-due"
 )
 
 // timedSubjects are the events that set or cancel a timer.
@@ -43,13 +58,15 @@ var timedSubjects = []string{
 var system = assist.Actor{Username: "eva", Role: assist.RoleSystem}
 
 // Schedule sets or cancels the timers an event of the log calls for: a
-// filed or amended case's deadline and its warning, a claim's lease; a
-// decided case needs neither its deadline nor its warning any more. An
-// amendment that moves the deadline sets the warning's timer for now: its
-// handler, which knows the filing time from the case, sets it again for
-// the new warning time (or warns, if that is past). It runs in a durable consumer, so a timer is set
-// even when the command that caused the event crashed right after it; a
-// redelivered event sets the same timer again.
+// filed case's due timer, for its warning time; a claim's lease; a decided
+// case needs its due timer no more (one purge). An amendment that moves
+// the deadline sets the due timer for now rather than for the new warning
+// or deadline: the event does not tell the filing time, nor whether the
+// case was warned, and the timer's handler, which reads the case, does
+// what is due then and sets the timer again for what comes next. It runs
+// in a durable consumer, so a timer is set even when the command that
+// caused the event crashed right after it; a redelivered event sets the
+// same timer again.
 func (s *Service) Schedule(ctx context.Context, _ sqldb.Querier, m eventlog.Msg) error {
 	e, err := eventcodec.Decode(m.Type, m.Data)
 	if err != nil {
@@ -57,66 +74,88 @@ func (s *Service) Schedule(ctx context.Context, _ sqldb.Querier, m eventlog.Msg)
 	}
 	switch b := e.Body.(type) {
 	case assist.RequestSubmitted:
-		return both(func() error { return s.timers.Set(ctx, TimerDeadline, e.CaseID, b.Deadline) },
-			func() error { return s.timers.Set(ctx, TimerWarning, e.CaseID, assist.WarnAt(e.At, b.Deadline)) })
+		return s.timers.Set(ctx, TimerDue, e.CaseID, assist.WarnAt(e.At, b.Deadline))
 	case assist.RequestAmended:
 		if !b.Deadline.IsZero() {
-			return both(func() error { return s.timers.Set(ctx, TimerDeadline, e.CaseID, b.Deadline) },
-				func() error { return s.timers.Set(ctx, TimerWarning, e.CaseID, e.At) })
+			return s.timers.Set(ctx, TimerDue, e.CaseID, e.At)
 		}
 	case assist.ReviewClaimed:
 		return s.timers.Set(ctx, TimerClaim, e.CaseID, b.ExpiresAt)
 	case assist.RequestApproved, assist.RequestRejected, assist.RequestWithdrawn:
-		return both(func() error { return s.timers.Cancel(ctx, TimerDeadline, e.CaseID) },
-			func() error { return s.timers.Cancel(ctx, TimerWarning, e.CaseID) })
+		// A case filed before the due timer may still have a deadline
+		// and a warning timer: they fire and find it decided.
+		return s.timers.Cancel(ctx, TimerDue, e.CaseID)
 	}
 	return nil
 }
 
-// both runs a and b at once (two fsynced publishes to the timers stream,
-// each waiting for its ack) and returns the first error.
-func both(a, b func() error) error {
-	var g errgroup.Group
-	g.Go(a)
-	g.Go(b)
-	return g.Wait()
+// dueNext is what a case's due timer waits for at now: its warning, until
+// it is given or the deadline passes first; then its deadline; nothing once
+// the case is decided or escalated.
+func dueNext(c *assist.Case, now time.Time) (time.Time, bool) {
+	switch {
+	case !c.State.Open() || c.Escalated:
+		return time.Time{}, false
+	case !c.Warned && now.Before(c.Deadline):
+		return c.WarnAt(), true
+	}
+	return c.Deadline, true
+}
+
+// decideDue warns before the deadline and escalates after it.
+func decideDue(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
+	if cmd.At.Before(c.Deadline) {
+		return c.WarnDeadline(cmd)
+	}
+	return c.MissDeadline(cmd)
 }
 
 // Fire handles a timer that fell due. It re-checks the case: a case
 // decided meanwhile, or already escalated (or, for a warning, already
 // warned or past its deadline), needs nothing; one whose deadline,
 // warning or claim moved later is given a timer for the new time; else
-// DeadlineMissed, DeadlineWarning or ClaimExpired is appended. Timers are delivered at
-// least once and may race each other: the append expects the case
-// unchanged, so the event is appended at most once.
+// DeadlineMissed, DeadlineWarning or ClaimExpired is appended. A due timer
+// that appended DeadlineWarning is set again for the deadline. Timers are
+// delivered at least once and may race each other: the append expects the
+// case unchanged, so the event is appended at most once. A due timer is
+// set again with Rearm, which keeps a due timer that Schedule set
+// meanwhile for a newer event (an amendment that moved the deadline
+// earlier must not be pushed back to the deadline this handler read).
 func (s *Service) Fire(ctx context.Context, f timers.Fired) error {
 	if !eventlog.ValidCaseID(f.ID) {
 		return timers.Drop(fmt.Errorf("timer for %q, not a case id", f.ID))
 	}
 	var (
-		due    func(c *assist.Case) (time.Time, bool)
+		due    func(c *assist.Case, now time.Time) (time.Time, bool)
 		decide func(c *assist.Case, cmd assist.Cmd) (assist.Event, error)
+		rearm  = s.timers.Set
 	)
 	switch f.Kind {
+	case TimerDue:
+		due, decide, rearm = dueNext, decideDue, s.timers.Rearm
 	case TimerDeadline:
-		due = func(c *assist.Case) (time.Time, bool) { return c.Deadline, c.State.Open() && !c.Escalated }
+		due = func(c *assist.Case, _ time.Time) (time.Time, bool) { return c.Deadline, c.State.Open() && !c.Escalated }
 		decide = (*assist.Case).MissDeadline
 	case TimerWarning:
-		due = func(c *assist.Case) (time.Time, bool) {
-			return c.WarnAt(), c.State.Open() && !c.Escalated && !c.Warned && s.now().Before(c.Deadline)
+		due = func(c *assist.Case, now time.Time) (time.Time, bool) {
+			return c.WarnAt(), c.State.Open() && !c.Escalated && !c.Warned && now.Before(c.Deadline)
 		}
 		decide = (*assist.Case).WarnDeadline
 	case TimerClaim:
-		due = func(c *assist.Case) (time.Time, bool) { return c.ClaimExpiresAt, c.State == assist.StateUnderReview }
+		due = func(c *assist.Case, _ time.Time) (time.Time, bool) {
+			return c.ClaimExpiresAt, c.State == assist.StateUnderReview
+		}
 		decide = (*assist.Case).ExpireClaim
 	default:
 		return timers.Drop(fmt.Errorf("unknown timer kind %q", f.Kind))
 	}
 	id := uuid.Must(uuid.NewV7()).String()
 	var later time.Time // the timer's new time, when it moved
-	_, err := s.log.Execute(ctx, eventlog.Command{CaseID: f.ID, ID: id, Decide: func(c *assist.Case) (assist.Event, error) {
-		at, pending := due(c)
-		switch now := s.now(); {
+	c, err := s.log.Execute(ctx, eventlog.Command{CaseID: f.ID, ID: id, Decide: func(c *assist.Case) (assist.Event, error) {
+		later = time.Time{} // decided again after a lost race
+		now := s.now()
+		at, pending := due(c, now)
+		switch {
 		case !pending:
 			return assist.Event{}, errNothingDue
 		case now.Before(at):
@@ -128,9 +167,15 @@ func (s *Service) Fire(ctx context.Context, f timers.Fired) error {
 	}})
 	switch {
 	case err == nil:
+		if f.Kind == TimerDue {
+			// Warned: the deadline is next.
+			if at, pending := dueNext(c, s.now()); pending {
+				return rearm(ctx, f.Kind, f.ID, at)
+			}
+		}
 		return nil
 	case errors.Is(err, errNothingDue) && !later.IsZero():
-		return s.timers.Set(ctx, f.Kind, f.ID, later)
+		return rearm(ctx, f.Kind, f.ID, later)
 	case errors.Is(err, errNothingDue), assist.IsCode(err, assist.CodeNotFound):
 		return nil
 	}

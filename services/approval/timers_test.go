@@ -131,7 +131,7 @@ func TestFireBeforeDueAppendsNothing(t *testing.T) {
 	svc := approval.New(approval.Deps{Config: approval.Config{Policy: assist.DefaultPolicy()}, NC: h.nc, Log: h.log,
 		DB: h.db, Holds: &fakeHolds{}, Timers: tm, Logger: zaptest.NewLogger(t)})
 	seq := h.lastSeq()
-	for _, kind := range []string{approval.TimerDeadline, approval.TimerClaim} {
+	for _, kind := range []string{approval.TimerDue, approval.TimerDeadline, approval.TimerClaim} {
 		if err := svc.Fire(h.ctx, timers.Fired{Kind: kind, ID: c.ID, Due: time.Now()}); err != nil {
 			t.Fatal(fmt.Errorf("%s: %w", kind, err))
 		}

@@ -133,8 +133,8 @@ func TestDeadlineWarningAfterRestart(t *testing.T) {
 	h.consume()
 	_, tm, stop := h.startApproval(p)
 	for _, c := range []*assist.Case{urgent, critical} {
-		evatest.Eventually(t, "the warning timer set", func() bool {
-			_, err := tm.Stream().GetLastMsgForSubject(h.ctx, "eva.timer.set."+approval.TimerWarning+"."+c.ID)
+		evatest.Eventually(t, "the due timer set", func() bool {
+			_, err := tm.Stream().GetLastMsgForSubject(h.ctx, "eva.timer.set."+approval.TimerDue+"."+c.ID)
 			return err == nil
 		})
 	}

@@ -1,0 +1,467 @@
+package approval_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/evatest"
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+	"github.com/eva-org/eva/pkg/timers"
+	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/intake/intakeapi"
+)
+
+// Tests of the due timer (ADR 40): one timer per case carries its
+// deadline's warning, then the deadline.
+
+// runApprovalAt runs approval as Run does with policy p, holds and the
+// clock now (nil: the real one) until the test ends; it returns the
+// service and its timers.
+func (h *harness) runApprovalAt(p assist.Policy, holds approval.Holds, now func() time.Time) (*approval.Service, *timers.Timers) {
+	h.t.Helper()
+	tm, err := timers.Open(h.ctx, h.js, timers.Config{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	d := approval.Deps{Config: approval.Config{Policy: p}, NC: h.nc, Log: h.log, DB: h.db, Holds: holds,
+		Timers: tm, Logger: zaptest.NewLogger(h.t), Now: now}
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan error, 1)
+	go func() { done <- approval.Run(ctx, d) }()
+	h.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			h.t.Errorf("approval.Run: %v", err)
+		}
+	})
+	return approval.New(d), tm
+}
+
+// waitScheduled waits until approval's scheduler has handled (and acked)
+// every event of the log: the timers those events call for are set.
+func (h *harness) waitScheduled() {
+	h.t.Helper()
+	last := h.lastSeq()
+	evatest.Eventually(h.t, "the scheduler to handle the log", func() bool {
+		c, err := h.js.Consumer(h.ctx, eventlog.Stream, approval.SchedulerName)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(h.ctx)
+		return err == nil && info.AckFloor.Stream >= last && info.NumAckPending == 0
+	})
+}
+
+// pendingTimers are the timers pending for a case: the subjects of its
+// schedules in the timers stream, each with its due time.
+func pendingTimers(t *testing.T, ctx context.Context, tm *timers.Timers, caseID string) map[string]time.Time {
+	t.Helper()
+	info, err := tm.Stream().Info(ctx, jetstream.WithSubjectFilter("eva.timer.set.*."+caseID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]time.Time{}
+	for subj := range info.State.Subjects {
+		m, err := tm.Stream().GetLastMsgForSubject(ctx, subj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, err := time.Parse(time.RFC3339Nano, string(m.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind := strings.TrimSuffix(strings.TrimPrefix(subj, "eva.timer.set."), "."+caseID)
+		out[kind] = at
+	}
+	return out
+}
+
+// timerWrites counts what reaches the timers stream on the bus: the
+// schedules set (eva.timer.set.<kind>.<case>) and the purge requests, by
+// the case they name.
+type timerWrites struct {
+	nc         *nats.Conn
+	sets, purs *nats.Subscription
+}
+
+func countTimerWrites(t *testing.T, nc *nats.Conn) *timerWrites {
+	t.Helper()
+	sets, err := nc.SubscribeSync("eva.timer.set.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	purs, err := nc.SubscribeSync("$JS.API.STREAM.PURGE." + timers.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*nats.Subscription{sets, purs} {
+		if err := s.SetPendingLimits(-1, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _ = sets.Unsubscribe(); _ = purs.Unsubscribe() })
+	return &timerWrites{nc: nc, sets: sets, purs: purs}
+}
+
+// take returns, per case, the kinds of timer set (one entry per set) and
+// the number of purges, since the last take.
+func (w *timerWrites) take(t *testing.T) (sets map[string][]string, purges map[string]int) {
+	t.Helper()
+	if err := w.nc.Flush(); err != nil { // what the server routed so far is queued
+		t.Fatal(err)
+	}
+	sets, purges = map[string][]string{}, map[string]int{}
+	for {
+		m, err := w.sets.NextMsg(0)
+		if err != nil {
+			break
+		}
+		kind, id, _ := strings.Cut(strings.TrimPrefix(m.Subject, "eva.timer.set."), ".")
+		sets[id] = append(sets[id], kind)
+	}
+	for {
+		m, err := w.purs.NextMsg(0)
+		if err != nil {
+			break
+		}
+		var req struct {
+			Filter string `json:"filter"`
+		}
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			t.Fatal(err)
+		}
+		purges[req.Filter[strings.LastIndex(req.Filter, ".")+1:]]++
+	}
+	return sets, purges
+}
+
+// A case filed, claimed and approved sets two timers (its deadline's and
+// its claim's) and purges one: the former layout set a deadline and a
+// warning timer and purged both on the decision (3 sets and 2 purges).
+func TestFiledClaimedApprovedCaseSetsTwoTimersAndPurgesOne(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		holds := &fakeHolds{placeHold: heldAsAsked(1_000_000)}
+		h := newHarness(t, db, holds)
+		h.consume()
+		_, tm := h.runApprovalAt(assist.DefaultPolicy(), holds, nil)
+		writes := countTimerWrites(t, h.nc)
+		const n = 5
+		ids := make([]string, n)
+		for i := range ids {
+			c := h.file(ana)
+			ids[i] = c.ID
+			h.claim(c.ID, olu)
+			if _, err := h.svc.Approve(h.ctx, approveRequest(c.ID, olu, 25_000)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.waitScheduled()
+		sets, purges := writes.take(t)
+		var total, purged int
+		for _, id := range ids {
+			kinds := sets[id]
+			slices.Sort(kinds)
+			total += len(kinds)
+			purged += purges[id]
+			if len(kinds) != 2 || !slices.Contains(kinds, approval.TimerClaim) || purges[id] != 1 {
+				t.Errorf("case %s: timers set %v, purged %d times; want its deadline's and its claim's, one purge", id, kinds, purges[id])
+			}
+		}
+		t.Logf("%d filed, claimed and approved cases: %d timers set, %d purges (%.1f and %.1f a case)",
+			n, total, purged, float64(total)/n, float64(purged)/n)
+		// What is left pending of a case is its claim's lease, which its
+		// handler will find decided.
+		for _, id := range ids {
+			if got := slices.Sorted(maps.Keys(pendingTimers(t, h.ctx, tm, id))); !slices.Equal(got, []string{approval.TimerClaim}) {
+				t.Errorf("case %s: pending timers %v, want its claim's only", id, got)
+			}
+		}
+	})
+}
+
+// fakeClock is a clock that a test moves by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
+
+// dueRig runs approval and intake on a fake clock a day ahead of the real
+// one, so that no timer they set falls due on the server during the test:
+// the test fires the due timer by hand, as the server would (its schedule
+// purged, then the handler called), at the fake times it chooses.
+type dueRig struct {
+	h     *harness
+	clock *fakeClock
+	in    *intake.Service
+	svc   *approval.Service
+	tm    *timers.Timers
+	t0    time.Time
+}
+
+func newDueRig(t *testing.T, p assist.Policy) *dueRig {
+	h := newHarness(t, sqldbtest.SQLite(t), &fakeHolds{})
+	t0 := time.Now().Add(24 * time.Hour).Truncate(time.Second)
+	clock := &fakeClock{t: t0}
+	in := intake.New(intake.Deps{Config: intake.Config{Policy: p}, NC: h.nc, Log: h.log, DB: h.db, Keys: h.keys,
+		Logger: zaptest.NewLogger(t), Now: clock.now})
+	h.consume()
+	svc, tm := h.runApprovalAt(p, &fakeHolds{}, clock.now)
+	return &dueRig{h: h, clock: clock, in: in, svc: svc, tm: tm, t0: t0}
+}
+
+// file files an urgency's request at t0.
+func (r *dueRig) file(u assist.Urgency) *assist.Case {
+	req := fileRequest(ana)
+	req.Urgency = string(u)
+	r.clock.set(r.t0)
+	c := r.h.fileWith(r.in, req)
+	r.h.waitScheduled()
+	return c
+}
+
+// amend changes the case's urgency at t0+after.
+func (r *dueRig) amend(id string, after time.Duration, u assist.Urgency) {
+	r.h.t.Helper()
+	r.clock.set(r.t0.Add(after))
+	urgency := string(u)
+	if _, err := r.in.Amend(r.h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: id, Urgency: &urgency}); err != nil {
+		r.h.t.Fatal(err)
+	}
+	r.h.waitScheduled()
+}
+
+// fire fires the case's due timer at t0+after as the server does: its
+// schedule purged, then the handler.
+func (r *dueRig) fire(id string, after time.Duration) {
+	r.h.t.Helper()
+	if err := r.tm.Cancel(r.h.ctx, approval.TimerDue, id); err != nil {
+		r.h.t.Fatal(err)
+	}
+	r.redeliver(id, after)
+}
+
+// redeliver hands the fired due timer to the handler again at t0+after:
+// a redelivery, or a second handler racing the first.
+func (r *dueRig) redeliver(id string, after time.Duration) {
+	r.h.t.Helper()
+	r.clock.set(r.t0.Add(after))
+	if err := r.svc.Fire(r.h.ctx, timers.Fired{Kind: approval.TimerDue, ID: id}); err != nil {
+		r.h.t.Fatal(err)
+	}
+}
+
+// expect checks the case's history and its pending due timer: at t0+due,
+// or none when due is negative.
+func (r *dueRig) expect(id string, history string, due time.Duration) {
+	r.h.t.Helper()
+	if got := fmt.Sprint(eventTypesOf(r.h.events(id))); got != history {
+		r.h.t.Fatalf("history %s, want %s", got, history)
+	}
+	pending := pendingTimers(r.h.t, r.h.ctx, r.tm, id)
+	at, ok := pending[approval.TimerDue]
+	switch {
+	case len(pending) > 1 || len(pending) == 1 && !ok:
+		r.h.t.Fatalf("pending timers %v, want the due timer only", pending)
+	case due < 0 && ok:
+		r.h.t.Fatalf("due timer pending at t0+%s, want none", at.Sub(r.t0))
+	case due >= 0 && !ok:
+		r.h.t.Fatalf("no due timer pending, want one at t0+%s", due)
+	case due >= 0 && !at.Equal(r.t0.Add(due)):
+		r.h.t.Fatalf("due timer pending at t0+%s, want t0+%s", at.Sub(r.t0), due)
+	}
+}
+
+// The one due timer of a case: set at filing for its warning; fired early
+// (the clock moved), set again for the same time; at the warning time,
+// DeadlineWarning and the timer set for the deadline; fired twice, still
+// one warning and the timer kept; at the deadline DeadlineMissed and no
+// timer left; fired again, nothing.
+func TestDueTimerWarnsThenEscalatesWithFakeClock(t *testing.T) {
+	r := newDueRig(t, shortPolicy(4*time.Hour)) // warned at 3 h
+	c := r.file(assist.Urgent)
+	r.expect(c.ID, "[RequestSubmitted]", 3*time.Hour)
+	r.fire(c.ID, time.Hour) // early
+	r.expect(c.ID, "[RequestSubmitted]", 3*time.Hour)
+	r.fire(c.ID, 3*time.Hour)
+	r.expect(c.ID, "[RequestSubmitted DeadlineWarning]", 4*time.Hour)
+	r.redeliver(c.ID, 3*time.Hour+time.Minute)
+	r.expect(c.ID, "[RequestSubmitted DeadlineWarning]", 4*time.Hour)
+	r.fire(c.ID, 4*time.Hour)
+	r.expect(c.ID, "[RequestSubmitted DeadlineWarning DeadlineMissed]", -1)
+	r.redeliver(c.ID, 4*time.Hour+time.Minute)
+	r.expect(c.ID, "[RequestSubmitted DeadlineWarning DeadlineMissed]", -1)
+	if got := r.h.get(c.ID); !got.Escalated || !got.Warned {
+		t.Fatalf("case escalated %v, warned %v; want both", got.Escalated, got.Warned)
+	}
+}
+
+// Edge cases of the due timer, each on a case filed at t0 with urgent
+// (7 h: warned at 5 h 15 m), routine (8 h: warned at 6 h) or critical
+// (1 h) deadlines. An amendment that moves the deadline sets the timer
+// for the amendment's time; its handler does what is due.
+func TestDueTimerEdgesWithFakeClock(t *testing.T) {
+	p := assist.DefaultPolicy()
+	p.Deadlines = map[assist.Urgency]time.Duration{assist.Critical: time.Hour, assist.Urgent: 7 * time.Hour,
+		assist.Routine: 8 * time.Hour}
+	const (
+		urgentWarn  = 5*time.Hour + 15*time.Minute
+		routineWarn = 6 * time.Hour
+	)
+	t.Run("first fired past its deadline: escalated, never warned", func(t *testing.T) {
+		r := newDueRig(t, p)
+		c := r.file(assist.Routine)
+		r.fire(c.ID, 9*time.Hour)
+		r.expect(c.ID, "[RequestSubmitted DeadlineMissed]", -1)
+	})
+	t.Run("deadline moved later before the warning", func(t *testing.T) {
+		r := newDueRig(t, p)
+		c := r.file(assist.Urgent)
+		r.amend(c.ID, time.Hour, assist.Routine)
+		r.expect(c.ID, "[RequestSubmitted RequestAmended]", time.Hour)
+		r.fire(c.ID, time.Hour)
+		r.expect(c.ID, "[RequestSubmitted RequestAmended]", routineWarn)
+		r.fire(c.ID, routineWarn)
+		r.expect(c.ID, "[RequestSubmitted RequestAmended DeadlineWarning]", 8*time.Hour)
+	})
+	t.Run("deadline moved later after the warning: warned again for it", func(t *testing.T) {
+		r := newDueRig(t, p)
+		c := r.file(assist.Urgent)
+		r.fire(c.ID, urgentWarn)
+		r.expect(c.ID, "[RequestSubmitted DeadlineWarning]", 7*time.Hour)
+		r.amend(c.ID, 5*time.Hour+30*time.Minute, assist.Routine)
+		r.fire(c.ID, 5*time.Hour+30*time.Minute)
+		r.expect(c.ID, "[RequestSubmitted DeadlineWarning RequestAmended]", routineWarn)
+		r.fire(c.ID, routineWarn)
+		r.expect(c.ID, "[RequestSubmitted DeadlineWarning RequestAmended DeadlineWarning]", 8*time.Hour)
+	})
+	t.Run("deadline moved earlier, its warning time past: warned at once", func(t *testing.T) {
+		r := newDueRig(t, p)
+		c := r.file(assist.Routine)
+		r.amend(c.ID, 5*time.Hour+30*time.Minute, assist.Urgent)
+		r.fire(c.ID, 5*time.Hour+30*time.Minute)
+		r.expect(c.ID, "[RequestSubmitted RequestAmended DeadlineWarning]", 7*time.Hour)
+	})
+	t.Run("deadline moved earlier after the warning, still ahead: warned again for it", func(t *testing.T) {
+		r := newDueRig(t, p)
+		c := r.file(assist.Routine)
+		r.fire(c.ID, routineWarn)
+		r.amend(c.ID, routineWarn+time.Minute, assist.Urgent)
+		r.fire(c.ID, routineWarn+time.Minute)
+		r.expect(c.ID, "[RequestSubmitted DeadlineWarning RequestAmended DeadlineWarning]", 7*time.Hour)
+	})
+	t.Run("deadline moved earlier than the warning given: escalated at once", func(t *testing.T) {
+		r := newDueRig(t, p)
+		c := r.file(assist.Routine)
+		r.fire(c.ID, routineWarn)
+		r.amend(c.ID, routineWarn+time.Minute, assist.Critical)
+		r.fire(c.ID, routineWarn+time.Minute)
+		r.expect(c.ID, "[RequestSubmitted DeadlineWarning RequestAmended DeadlineMissed]", -1)
+	})
+	t.Run("a due timer set since the fire is kept by its handler", func(t *testing.T) {
+		// Faked: the timer is set by hand at 6 h 30 m, where the scheduler
+		// would set it for an amendment appended after the handler read
+		// the case; the handler, redelivered, would set it for the
+		// deadline it read.
+		r := newDueRig(t, p)
+		c := r.file(assist.Routine)
+		r.fire(c.ID, routineWarn)
+		if err := r.tm.Set(r.h.ctx, approval.TimerDue, c.ID, r.t0.Add(routineWarn+30*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		r.redeliver(c.ID, routineWarn+time.Minute)
+		r.expect(c.ID, "[RequestSubmitted DeadlineWarning]", routineWarn+30*time.Minute)
+	})
+	t.Run("decided: the timer cancelled, a late fire does nothing", func(t *testing.T) {
+		r := newDueRig(t, p)
+		c := r.file(assist.Routine)
+		r.fire(c.ID, routineWarn)
+		r.clock.set(r.t0.Add(routineWarn + time.Minute))
+		if _, err := r.in.Withdraw(r.h.ctx, intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Reason: "no longer needed"}); err != nil {
+			t.Fatal(err)
+		}
+		r.h.waitScheduled()
+		r.expect(c.ID, "[RequestSubmitted DeadlineWarning RequestWithdrawn]", -1)
+		r.redeliver(c.ID, 9*time.Hour)
+		r.expect(c.ID, "[RequestSubmitted DeadlineWarning RequestWithdrawn]", -1)
+	})
+}
+
+// Timers set before the upgrade (ADR 12's deadline and warning kinds)
+// still fire and are handled as before: an open case is warned, then
+// escalated, once each; a decided one gets nothing, though its decision
+// cancels only the due timer. The former firer's consumer keeps its
+// filter, so that a replica of the former build shares it safely. Faked:
+// the former timers are set by hand, the due timer the scheduler set
+// cancelled, as if the case had been scheduled by the former build.
+func TestTimersSetBeforeTheUpgradeStillFireWithFormerScheduleFaked(t *testing.T) {
+	holds := &fakeHolds{placeHold: heldAsAsked(1_000_000)}
+	h := newHarness(t, sqldbtest.SQLite(t), holds)
+	p := shortPolicy(4 * time.Second) // warned at 3 s
+	in := intake.New(intake.Deps{Config: intake.Config{Policy: p}, NC: h.nc, Log: h.log, DB: h.db, Keys: h.keys,
+		Logger: zaptest.NewLogger(t)})
+	h.consume()
+	_, tm := h.runApprovalAt(p, holds, nil)
+	open, decided := h.fileWith(in, fileRequest(ana)), h.fileWith(in, fileRequest(ana))
+	h.waitScheduled()
+	for _, c := range []*assist.Case{open, decided} {
+		for _, err := range []error{
+			tm.Cancel(h.ctx, approval.TimerDue, c.ID),
+			tm.Set(h.ctx, approval.TimerDeadline, c.ID, c.Deadline),
+			tm.Set(h.ctx, approval.TimerWarning, c.ID, assist.WarnAt(c.CreatedAt, c.Deadline)),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	h.claim(decided.ID, olu)
+	if _, err := h.svc.Approve(h.ctx, approveRequest(decided.ID, olu, 25_000)); err != nil {
+		t.Fatal(err)
+	}
+	evatest.Await(t, time.Minute, "the former timers to fire", func() (bool, string) {
+		return countType(h.events(open.ID), "DeadlineMissed") == 1, fmt.Sprint(eventTypesOf(h.events(open.ID)))
+	})
+	if got := fmt.Sprint(eventTypesOf(h.events(open.ID))); got != "[RequestSubmitted DeadlineWarning DeadlineMissed]" {
+		t.Fatalf("open case: history %s", got)
+	}
+	evatest.Eventually(t, "the decided case's former timers to fire and be handled", func() bool {
+		pending := pendingTimers(t, h.ctx, tm, decided.ID)
+		_, deadline := pending[approval.TimerDeadline]
+		_, warning := pending[approval.TimerWarning]
+		c, err := tm.Stream().Consumer(h.ctx, approval.FirerName)
+		if deadline || warning || err != nil {
+			return false
+		}
+		info, err := c.Info(h.ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	})
+	if got := fmt.Sprint(eventTypesOf(h.events(decided.ID))); got != "[RequestSubmitted ReviewClaimed RequestApproved]" {
+		t.Fatalf("decided case: history %s", got)
+	}
+	c, err := tm.Stream().Consumer(h.ctx, approval.FirerName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"eva.timer.fire.deadline.*", "eva.timer.fire.warning.*", "eva.timer.fire.claim.*"}
+	if got := c.CachedInfo().Config.FilterSubjects; !slices.Equal(got, want) {
+		t.Fatalf("the former firer's filter %v, want %v unchanged", got, want)
+	}
+}
