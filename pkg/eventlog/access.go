@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/eva-org/eva/pkg/assist"
 )
@@ -103,22 +102,15 @@ type DeadLetter struct {
 // Errors: CodeUnavailable.
 func (l *Log) DeadLetters(ctx context.Context, after uint64, limit int) ([]DeadLetter, error) {
 	out := []DeadLetter{}
-	it, err := jetstreamext.GetBatch(ctx, l.js, DLQStream, limit,
-		jetstreamext.GetBatchSubject(DLQPrefix+">"), jetstreamext.GetBatchSeq(after+1))
-	if err != nil {
-		return nil, unavailable("read dead letters", err)
-	}
-	for raw, err := range it {
-		if errors.Is(err, jetstreamext.ErrNoMessages) {
-			break
-		}
-		if err != nil {
-			return nil, unavailable("read dead letters", err)
-		}
+	err := l.directGet(ctx, DLQStream, directBatch{Batch: limit, Seq: after + 1, NextBySubj: DLQPrefix + ">"}, func(raw *jetstream.RawStreamMsg) error {
 		seq, _ := strconv.ParseUint(raw.Header.Get("Eva-Original-Seq"), 10, 64)
 		out = append(out, DeadLetter{Seq: raw.Sequence, Consumer: raw.Header.Get("Eva-Dlq-Consumer"),
 			Subject: raw.Header.Get("Eva-Original-Subject"), EventSeq: seq, EventID: raw.Header.Get("Eva-Event-Id"),
 			Reason: raw.Header.Get("Eva-Dlq-Reason"), DeadLetteredAt: raw.Time.UTC()})
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNoMessages) {
+		return nil, unavailable("read dead letters", err)
 	}
 	return out, nil
 }

@@ -53,3 +53,50 @@ func BenchmarkExecute(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoad measures reads of a case of eight events, each one
+// batched direct get, its replies, and the conversion of each: one reader
+// at a time, and sixteen at once.
+func BenchmarkLoad(b *testing.B) {
+	l, _ := openLog(b)
+	ctx := context.Background()
+	id := newID()
+	seq, err := l.Append(ctx, submitted(b, id), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := l.Case(ctx, id)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range 7 {
+		j := "more detail"
+		e, err := c.Amend(assist.Cmd{ID: newID(), Actor: ana, At: time.Now().UTC()}, assist.AmendInput{Justification: &j}, assist.DefaultPolicy())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if seq, err = l.Append(ctx, e, seq); err != nil {
+			b.Fatal(err)
+		}
+	}
+	load := func(b *testing.B) {
+		if msgs, err := l.LoadRaw(ctx, id); err != nil || len(msgs) != 8 {
+			b.Errorf("read %d events, %v", len(msgs), err)
+		}
+	}
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			load(b)
+		}
+	})
+	b.Run("parallel16", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(8) // 16 goroutines on 2 cores
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				load(b)
+			}
+		})
+	})
+}

@@ -26,7 +26,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventcodec"
@@ -79,6 +78,10 @@ type Config struct {
 type Log struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	// api prefixes the JetStream API's subjects (apiPrefix); replies
+	// carries the replies to the log's direct gets (directGet).
+	api     string
+	replies *replies
 	// replicated: direct gets may be answered by a replica that lags the
 	// leader, so case reads check the leader's last sequence (see LoadRaw).
 	replicated bool
@@ -127,7 +130,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 		if err != nil {
 			return nil, unavailable("find stream "+Stream+" (has eva migrate run?)", err)
 		}
-		return &Log{js: js, stream: st, replicated: cfg.Replicas > 1, healthy: cfg.Healthy}, nil
+		return newLog(js, st, cfg), nil
 	}
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        Stream,
@@ -159,7 +162,12 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 	if err := ensureAccessStream(ctx, js, cfg); err != nil {
 		return nil, unavailable("create stream "+AccessStream, err)
 	}
-	return &Log{js: js, stream: st, replicated: cfg.Replicas > 1, healthy: cfg.Healthy}, nil
+	return newLog(js, st, cfg), nil
+}
+
+func newLog(js jetstream.JetStream, st jetstream.Stream, cfg Config) *Log {
+	return &Log{js: js, stream: st, api: apiPrefix(js), replies: newReplies(js.Conn()),
+		replicated: cfg.Replicas > 1, healthy: cfg.Healthy}
 }
 
 // WithFiles returns the log reading the event stream, in Scan, straight
@@ -581,7 +589,7 @@ func (l *Log) leaderLastSeq(ctx context.Context, subject string) (uint64, error)
 		func(ctx context.Context) (*nats.Msg, error) {
 			ctx, cancel := context.WithTimeout(ctx, appendAttempt)
 			defer cancel()
-			return l.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+Stream, req)
+			return l.js.Conn().RequestWithContext(ctx, l.api+"STREAM.MSG.GET."+Stream, req)
 		})
 	if err != nil {
 		return 0, err
@@ -614,29 +622,24 @@ func (l *Log) scan(ctx context.Context, stream, subject string, f func(*jetstrea
 	const batch = 256
 	next := uint64(1)
 	for {
-		it, err := jetstreamext.GetBatch(ctx, l.js, stream, batch,
-			jetstreamext.GetBatchSubject(subject), jetstreamext.GetBatchSeq(next))
-		if err != nil {
-			return err
-		}
 		got, pending := 0, int64(-1)
-		for raw, err := range it {
-			if errors.Is(err, jetstreamext.ErrNoMessages) {
-				return nil // nothing at or after next
-			}
-			if err != nil {
-				return err
-			}
+		err := l.directGet(ctx, stream, directBatch{Batch: batch, Seq: next, NextBySubj: subject}, func(raw *jetstream.RawStreamMsg) error {
 			if err := f(raw); err != nil {
 				return err
 			}
 			next = raw.Sequence + 1
 			got++
+			var err error
 			if pending, err = strconv.ParseInt(raw.Header.Get("Nats-Num-Pending"), 10, 64); err != nil {
 				return fmt.Errorf("direct get without a pending count: %w", err)
 			}
-		}
+			return nil
+		})
 		switch {
+		case errors.Is(err, errNoMessages):
+			return nil // nothing at or after next
+		case err != nil:
+			return err
 		case pending == 0:
 			return nil
 		case got == 0:

@@ -143,10 +143,11 @@ func ConnectAs(url string, s *server.Server, name string, c Credentials) (*nats.
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
-		// Every read of a case is a batched direct get on its own
-		// synchronous subscription; the default queue (64k messages) is
-		// allocated for each — half a megabyte per read. A batch is at
-		// most a few hundred messages.
+		// A batched direct get through orbit.go's jetstreamext (the
+		// audit's scans of the whole log) makes its own synchronous
+		// subscription, whose queue is allocated whole: the default (64k
+		// messages) is half a megabyte per request. (The event log's
+		// reads of a case share one subscription instead.)
 		nats.SyncQueueLen(4096),
 	}
 	if s != nil {
