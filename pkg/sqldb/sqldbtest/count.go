@@ -83,19 +83,10 @@ func (r *RoundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEnd
 // whose round trips are counted.
 func TracedPostgres(tb testing.TB) (sqldb.DB, *RoundTrips) {
 	tb.Helper()
-	url, schema := Schema(tb)
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	cfg.MaxConns = 1
 	trips := &RoundTrips{}
-	cfg.ConnConfig.Tracer = trips
-	db, err := sqldb.OpenPostgresConfig(context.Background(), cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(db.Close)
+	db := openSchema(tb, func(cfg *pgxpool.Config) {
+		cfg.MaxConns = 1
+		cfg.ConnConfig.Tracer = trips
+	})
 	return db, trips
 }

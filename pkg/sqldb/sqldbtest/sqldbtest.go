@@ -65,19 +65,7 @@ var schemaSeq atomic.Int64
 // Postgres opens a pool on a fresh schema that is dropped after the test.
 func Postgres(tb testing.TB) sqldb.DB {
 	tb.Helper()
-	url, schema := Schema(tb)
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	cfg.MaxConns = 8
-	db, err := sqldb.OpenPostgresConfig(context.Background(), cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(db.Close)
-	return db
+	return openSchema(tb, func(cfg *pgxpool.Config) { cfg.MaxConns = 8 })
 }
 
 // PostgresBehind opens a pool on a fresh schema of the test server, reached
@@ -85,28 +73,40 @@ func Postgres(tb testing.TB) sqldb.DB {
 // latency); both end with the test.
 func PostgresBehind(tb testing.TB) (sqldb.DB, *netfault.Proxy) {
 	tb.Helper()
+	var proxy *netfault.Proxy
+	db := openSchema(tb, func(cfg *pgxpool.Config) {
+		var err error
+		proxy, err = netfault.Start(net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { _ = proxy.Close() })
+		_, port, _ := net.SplitHostPort(proxy.Addr())
+		p, _ := strconv.Atoi(port)
+		cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", uint16(p)
+		cfg.ConnConfig.ConnectTimeout = time.Second
+		cfg.MaxConns = 8
+	})
+	return db, proxy
+}
+
+// openSchema opens a pool on a fresh schema of the test server (Schema),
+// configured by configure first; both end with the test.
+func openSchema(tb testing.TB, configure func(cfg *pgxpool.Config)) sqldb.DB {
+	tb.Helper()
 	url, schema := Schema(tb)
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	proxy, err := netfault.Start(net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = proxy.Close() })
-	_, port, _ := net.SplitHostPort(proxy.Addr())
-	p, _ := strconv.Atoi(port)
-	cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", uint16(p)
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	cfg.ConnConfig.ConnectTimeout = time.Second
-	cfg.MaxConns = 8
+	configure(cfg)
 	db, err := sqldb.OpenPostgresConfig(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(db.Close)
-	return db, proxy
+	return db
 }
 
 // Schema creates a fresh schema and returns the server URL and its name;
