@@ -300,8 +300,9 @@ func (r *runner) applyBatch(ctx context.Context, items []item) {
 				r.cfg.AfterCommit()
 			}
 			return
-		case failed < 0 && assist.IsCode(err, assist.CodeUnavailable):
-			// The store is out of reach: retry everything soon.
+		case failed < 0 && (assist.IsCode(err, assist.CodeUnavailable) || ctx.Err() != nil):
+			// The store is out of reach, or the consumer is stopping:
+			// retry everything soon.
 			r.outage("store", err)
 			for _, it := range items {
 				_ = it.js.NakWithDelay(r.outageDelay(it.delivered))
