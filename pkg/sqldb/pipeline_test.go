@@ -2,9 +2,11 @@ package sqldb_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
@@ -194,6 +196,87 @@ func TestDeadlockAtCommitRunsAgain(t *testing.T) {
 	for _, name := range []string{"c", "d"} {
 		if n := count(t, db, `SELECT n FROM counters WHERE name = $1`, name); n != 2 {
 			t.Errorf("counter %s = %d, want 2", name, n)
+		}
+	}
+}
+
+// A statement outside a transaction that PostgreSQL picks as a deadlock's
+// victim did nothing, and runs again: a transaction holds row c and waits
+// for row d, which the statement holds while it waits for c. The
+// statement's own deadlock_timeout is the shorter, so it is the one
+// rolled back (without running it again, Exec returns 40P01).
+func TestStatementThatLosesADeadlockRunsAgain(t *testing.T) {
+	db := sqldbtest.Postgres(t)
+	migrated(t, db)
+	ctx := context.Background()
+	if _, err := db.Exec(ctx, `INSERT INTO counters (name, n) VALUES ('d', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	stmt := make(chan error, 1)
+	var runs atomic.Int64
+	err := db.Tx(ctx, func(q sqldb.Querier) error {
+		if runs.Add(1) > 1 {
+			return nil // the transaction was the victim: nothing to show
+		}
+		var pid int64
+		if err := q.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+			return err
+		}
+		if _, err := q.Exec(ctx, `SET LOCAL deadlock_timeout = '30s'`); err != nil {
+			return err
+		}
+		if _, err := q.Exec(ctx, `UPDATE counters SET n = n + 1 WHERE name = 'c'`); err != nil {
+			return err
+		}
+		// The statement takes d; the first time (c not yet committed by
+		// this transaction), it waits until this transaction waits on d,
+		// then goes for c.
+		go func() {
+			_, err := db.Exec(ctx, fmt.Sprintf(`DO $$
+BEGIN
+	PERFORM set_config('deadlock_timeout', '20ms', true);
+	UPDATE counters SET n = n + 1 WHERE name = 'd';
+	IF (SELECT n FROM counters WHERE name = 'c') = 0 THEN
+		FOR i IN 1..3000 LOOP -- at most 30 s, should the test fail
+			EXIT WHEN EXISTS (SELECT 1 FROM pg_locks WHERE pid = %d AND NOT granted);
+			PERFORM pg_sleep(0.01);
+		END LOOP;
+	END IF;
+	UPDATE counters SET n = n + 1 WHERE name = 'c';
+END $$`, pid))
+			stmt <- err
+		}()
+		// Once the statement holds d and sleeps in its loop, take d.
+		for {
+			// Activity is read once a transaction unless cleared.
+			if _, err := q.Exec(ctx, `SELECT pg_stat_clear_snapshot()`); err != nil {
+				return err
+			}
+			var holds bool
+			if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+				WHERE wait_event = 'PgSleep' AND query LIKE $1)`, fmt.Sprintf("%%WHERE pid = %d AND NOT granted)%%", pid)).Scan(&holds); err != nil {
+				return err
+			}
+			if holds {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		_, err := q.Exec(ctx, `UPDATE counters SET n = n + 1 WHERE name = 'd'`)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("transaction: %v", err)
+	}
+	if err := <-stmt; err != nil {
+		t.Fatalf("statement: %v", err)
+	}
+	if r := runs.Load(); r != 1 {
+		t.Fatalf("the transaction ran %d times: it, not the statement, lost the deadlock", r)
+	}
+	for _, name := range []string{"c", "d"} {
+		if n := count(t, db, `SELECT n FROM counters WHERE name = $1`, name); n != 2 {
+			t.Errorf("counter %s = %d, want 2 (each applied once)", name, n)
 		}
 	}
 }

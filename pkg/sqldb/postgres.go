@@ -54,10 +54,14 @@ func (d *pgDB) Dialect() Dialect               { return Postgres }
 func (d *pgDB) Ping(ctx context.Context) error { return classify(d.pool.Ping(ctx)) }
 func (d *pgDB) Close()                         { d.pool.Close() }
 
-// Exec outside a transaction is tried again only when the statement never
-// reached the server: a statement sent may have committed.
+// Exec outside a transaction is tried again when the statement never
+// reached the server, or when PostgreSQL rolled it back because it
+// deadlocked with another transaction (it did nothing); a statement sent
+// and not answered may have committed, and is not.
 func (d *pgDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return absorb(ctx, notSent, func(ctx context.Context) (int64, error) { return pgExec(ctx, d.pool, q, args) })
+	return absorb(ctx, func(err error) bool { return notSent(err) || lostToAnother(err) }, func(ctx context.Context) (int64, error) {
+		return pgExec(ctx, d.pool, q, args)
+	})
 }
 
 // Query outside a transaction is a read: it is tried again while the
