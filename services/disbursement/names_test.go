@@ -77,9 +77,22 @@ func TestSameNameCreationsRaceOneWins(t *testing.T) {
 
 // awaitConsumer waits until the ledger consumer has taken every event of
 // the log (applied or dead-lettered: none pending or waiting for its
-// ack), then fails the test for each dead letter.
+// ack, and acked up to the log's last event), then fails the test for
+// each dead letter. The log's last event must be one the consumer takes.
+// The ack floor is needed: the server tells its consumers of a new event
+// from a goroutine of its own, so for a moment after an append their
+// counts may not have it yet, and show nothing pending.
 func (h *harness) awaitConsumer() {
 	h.t.Helper()
+	s, err := h.js.Stream(h.ctx, eventlog.Stream)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	si, err := s.Info(h.ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	last := si.State.LastSeq
 	evatest.Await(h.t, evatest.Patience, "the consumer to take every event", func() (bool, string) {
 		c, err := h.js.Consumer(h.ctx, eventlog.Stream, "disbursement")
 		if err != nil {
@@ -89,7 +102,8 @@ func (h *harness) awaitConsumer() {
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		return info.NumPending == 0 && info.NumAckPending == 0, fmt.Sprintf("%d pending, %d unacked", info.NumPending, info.NumAckPending)
+		return info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last,
+			fmt.Sprintf("%d pending, %d unacked, acked up to %d of %d", info.NumPending, info.NumAckPending, info.AckFloor.Stream, last)
 	})
 	rows, err := h.db.Query(h.ctx, `SELECT subject, reason FROM dead_letters WHERE consumer = 'disbursement' ORDER BY seq`)
 	if err != nil {

@@ -1,12 +1,10 @@
 package disbursement
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/eva-org/eva/pkg/evatest"
-	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
@@ -35,17 +33,7 @@ func TestCheckPayeeRowsNamesAnEditedRow(t *testing.T) {
 		// The command wrote the row; the ledger consumer applies the
 		// event too (moving the row forward only): let it be done before
 		// the row is edited.
-		evatest.Await(t, evatest.Patience, "the ledger consumer caught up", func() (bool, string) {
-			c, err := h.js.Consumer(ctx, eventlog.Stream, "disbursement")
-			if err != nil {
-				return false, err.Error()
-			}
-			info, err := c.Info(ctx)
-			if err != nil {
-				return false, err.Error()
-			}
-			return info.NumPending == 0 && info.NumAckPending == 0, fmt.Sprintf("%d pending, %d unacked", info.NumPending, info.NumAckPending)
-		})
+		h.awaitConsumer()
 		check := func(want bool, field, says string) PayeeRowCheck {
 			t.Helper()
 			res, err := CheckPayeeRows(ctx, db, h.log)
