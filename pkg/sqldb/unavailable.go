@@ -99,8 +99,17 @@ func absorb[T any](ctx context.Context, again func(error) bool, f func(ctx conte
 }
 
 // notSent accepts a failure to reach the database before anything was
-// sent: the statement did not run.
-func notSent(err error) bool { return IsUnavailable(err) && pgconn.SafeToRetry(err) }
+// sent: the statement did not run. A connection that could not be made
+// (the pool's, while the server is down or restarting) sent nothing. A
+// connection found closed ("conn closed") may not have been: pgx reports
+// a statement without parameters (its simple protocol) whose connection
+// broke while its answer was read that way, and calls it safe to retry.
+func notSent(err error) bool {
+	if !IsUnavailable(err) || errors.Is(err, pgconn.ErrConnClosed) {
+		return false
+	}
+	return pgconn.SafeToRetry(err) || errors.As(err, new(*pgconn.ConnectError))
+}
 
 // beforeCommit accepts a failure to reach the database anywhere but at
 // the commit of a transaction.

@@ -3,6 +3,7 @@ package sqldb_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -75,6 +76,77 @@ func TestShortOutageIsAbsorbed(t *testing.T) {
 	var n int64
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("a read after every connection was cut: %d, %v", n, err)
+	}
+}
+
+// A write outside a transaction that found no connection to send it on
+// was not sent, and is tried again within the budget as a transaction
+// is: the pool's connections were found dead (it pings one idle for a
+// second) and new ones were refused.
+func TestWriteThatFoundNoConnectionIsTriedAgain(t *testing.T) {
+	db, proxy := postgresBehind(t)
+	ctx := context.Background()
+	for id, w := range writes(db) {
+		t.Run(w.name, func(t *testing.T) {
+			proxy.SetDown(true)
+			time.Sleep(1100 * time.Millisecond) // the pool checks its idle connections
+			up := make(chan struct{})
+			time.AfterFunc(500*time.Millisecond, func() { proxy.SetDown(false); close(up) })
+			defer func() { <-up }()
+			if _, err := w.run(ctx, `INSERT INTO t (id) VALUES ($1)`, id); err != nil {
+				t.Fatalf("across a half-second outage: %v", err)
+			}
+		})
+	}
+	if n := count(t, db, `SELECT count(*) FROM t`); n != int64(len(writes(db))) {
+		t.Fatalf("%d rows, want %d", n, len(writes(db)))
+	}
+}
+
+// A write outside a transaction whose connection broke once it was sent
+// may have committed: it is not run again, and the caller is told the
+// database is unavailable. pgx reports a statement sent without
+// parameters (its simple protocol) whose connection broke as "conn
+// closed", which it calls safe to retry; it is not.
+func TestSentWriteIsNotRunAgain(t *testing.T) {
+	db, proxy := postgresBehind(t)
+	ctx := context.Background()
+	for i, w := range writes(db) {
+		for j, args := range [][]any{nil, {100*i + 1}} {
+			t.Run(fmt.Sprintf("%s %d parameters", w.name, len(args)), func(t *testing.T) {
+				q := fmt.Sprintf(`INSERT INTO t (id) SELECT %d FROM pg_sleep(1)`, 10*i+j)
+				if len(args) > 0 {
+					q = `INSERT INTO t (id) SELECT $1::bigint FROM pg_sleep(1)`
+				}
+				cut := time.AfterFunc(300*time.Millisecond, proxy.CutAll)
+				defer cut.Stop()
+				start := time.Now()
+				runs, err := w.run(ctx, q, args...)
+				if !sqldb.IsUnavailable(err) || !assist.IsCode(err, assist.CodeUnavailable) {
+					t.Fatalf("cut after it was sent: %v after %v, want unavailable", err, time.Since(start))
+				}
+				if runs > 1 || time.Since(start) > 900*time.Millisecond {
+					t.Fatalf("ran %d times, %v", runs, time.Since(start))
+				}
+			})
+		}
+	}
+}
+
+// write is a way to write outside a transaction.
+type write struct {
+	name string
+	// run runs a statement and says how many times it was sent (1 for
+	// Exec, which does not say).
+	run func(ctx context.Context, q string, args ...any) (runs int, err error)
+}
+
+func writes(db sqldb.DB) []write {
+	return []write{
+		{"Exec", func(ctx context.Context, q string, args ...any) (int, error) {
+			_, err := db.Exec(ctx, q, args...)
+			return 1, err
+		}},
 	}
 }
 
