@@ -204,8 +204,26 @@ func TestDeadlockAtCommitRunsAgain(t *testing.T) {
 // victim did nothing, and runs again: a transaction holds row c and waits
 // for row d, which the statement holds while it waits for c. The
 // statement's own deadlock_timeout is the shorter, so it is the one
-// rolled back (without running it again, Exec returns 40P01).
+// rolled back (without running it again, Exec returns 40P01). So does a
+// statement of Autocommit.
 func TestStatementThatLosesADeadlockRunsAgain(t *testing.T) {
+	t.Run("exec", func(t *testing.T) {
+		statementLosesADeadlock(t, func(ctx context.Context, db sqldb.DB, q string) error {
+			_, err := db.Exec(ctx, q)
+			return err
+		})
+	})
+	t.Run("autocommit", func(t *testing.T) {
+		statementLosesADeadlock(t, func(ctx context.Context, db sqldb.DB, q string) error {
+			return sqldb.Autocommit(ctx, db, func(tx sqldb.Querier) error {
+				_, err := tx.Exec(ctx, q)
+				return err
+			})
+		})
+	})
+}
+
+func statementLosesADeadlock(t *testing.T, exec func(ctx context.Context, db sqldb.DB, q string) error) {
 	db := sqldbtest.Postgres(t)
 	migrated(t, db)
 	ctx := context.Background()
@@ -232,7 +250,7 @@ func TestStatementThatLosesADeadlockRunsAgain(t *testing.T) {
 		// this transaction), it waits until this transaction waits on d,
 		// then goes for c.
 		go func() {
-			_, err := db.Exec(ctx, fmt.Sprintf(`DO $$
+			err := exec(ctx, db, fmt.Sprintf(`DO $$
 BEGIN
 	PERFORM set_config('deadlock_timeout', '20ms', true);
 	UPDATE counters SET n = n + 1 WHERE name = 'd';

@@ -101,6 +101,34 @@ func (d *pgDB) Tx(ctx context.Context, fn func(Querier) error) error {
 	return err
 }
 
+// autocommit implements Autocommit: fn's statement goes to the pool
+// outside a transaction, and PostgreSQL commits it as it ends (one round
+// trip). fn runs again under Exec's rule, not Tx's: only when the
+// statement did nothing (never sent, or a deadlock's victim), since once
+// sent it may have committed, as a Tx's COMMIT may have.
+func (d *pgDB) autocommit(ctx context.Context, fn func(Querier) error) error {
+	_, err := absorb(ctx, func(err error) bool { return notSent(err) || lostToAnother(err) }, func(context.Context) (struct{}, error) {
+		return struct{}{}, fn(pgPool{d.pool})
+	})
+	return err
+}
+
+// pgPool runs each statement on a connection of the pool, outside a
+// transaction, and does not run it again: Autocommit does, when right.
+type pgPool struct{ pool *pgxpool.Pool }
+
+func (p pgPool) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return pgExec(ctx, p.pool, q, args)
+}
+
+func (p pgPool) Query(ctx context.Context, q string, args ...any) (Rows, error) {
+	return pgQuery(ctx, p.pool, q, args)
+}
+
+func (p pgPool) QueryRow(ctx context.Context, q string, args ...any) Row {
+	return pgRow{p.pool.QueryRow(ctx, q, args...)}
+}
+
 func (d *pgDB) Migrate(ctx context.Context, m Migrations) error {
 	db := stdlib.OpenDBFromPool(d.pool)
 	defer db.Close()

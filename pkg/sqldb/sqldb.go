@@ -282,3 +282,70 @@ func (d deferringQuerier) Exec(_ context.Context, query string, args ...any) (in
 	d.deferExec(query, args)
 	return 0, nil
 }
+
+// Autocommit runs fn, which sends one statement (a write, with RETURNING
+// when fn reads what it wrote), as a transaction of its own. On
+// PostgreSQL the statement is sent alone, outside any transaction, and
+// commits as it ends: one round trip, where a Tx of the same statement
+// costs two (the BEGIN with it, then the COMMIT). On the embedded driver,
+// where writes go through its writer, it is a Tx.
+//
+// fn may run again, as Tx's fn, so it starts afresh each time (a slice
+// it fills is emptied first). On PostgreSQL it runs again only when its
+// statement did nothing: it never reached the server, within the
+// retryBudget of an outage, or PostgreSQL rolled it back as a deadlock's
+// victim. A statement that was sent and not answered may have committed,
+// like a Tx whose COMMIT got no answer, and its error (unavailable) is
+// returned: the caller must be able to take that. A second statement
+// from fn fails, sending nothing: two statements need a Tx.
+func Autocommit(ctx context.Context, db DB, fn func(q Querier) error) error {
+	if a, ok := db.(autocommitter); ok {
+		return a.autocommit(ctx, func(q Querier) error { return fn(&oneStatement{q: q}) })
+	}
+	return db.Tx(ctx, func(q Querier) error { return fn(&oneStatement{q: q}) })
+}
+
+// autocommitter is a database that can run a statement as a transaction
+// of its own (PostgreSQL's); others, and the wrappers tests and the
+// simulator put around a DB, run Autocommit as a Tx.
+type autocommitter interface {
+	autocommit(ctx context.Context, fn func(q Querier) error) error
+}
+
+// errSecondStatement is a second statement given to Autocommit's fn.
+var errSecondStatement = errors.New("sqldb: Autocommit runs one statement; use Tx for more")
+
+// oneStatement is a Querier that sends one statement and refuses more.
+type oneStatement struct {
+	q    Querier
+	sent bool
+}
+
+func (o *oneStatement) next() error {
+	if o.sent {
+		return errSecondStatement
+	}
+	o.sent = true
+	return nil
+}
+
+func (o *oneStatement) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	if err := o.next(); err != nil {
+		return 0, err
+	}
+	return o.q.Exec(ctx, query, args...)
+}
+
+func (o *oneStatement) Query(ctx context.Context, query string, args ...any) (Rows, error) {
+	if err := o.next(); err != nil {
+		return nil, err
+	}
+	return o.q.Query(ctx, query, args...)
+}
+
+func (o *oneStatement) QueryRow(ctx context.Context, query string, args ...any) Row {
+	if err := o.next(); err != nil {
+		return errRow{err}
+	}
+	return o.q.QueryRow(ctx, query, args...)
+}

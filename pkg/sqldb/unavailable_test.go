@@ -147,6 +147,15 @@ func writes(db sqldb.DB) []write {
 			_, err := db.Exec(ctx, q, args...)
 			return 1, err
 		}},
+		{"Autocommit", func(ctx context.Context, q string, args ...any) (int, error) {
+			runs := 0
+			err := sqldb.Autocommit(ctx, db, func(tx sqldb.Querier) error {
+				runs++
+				_, err := tx.Exec(ctx, q, args...)
+				return err
+			})
+			return runs, err
+		}},
 	}
 }
 
