@@ -109,24 +109,40 @@ func (s *Sim) Pay(ctx context.Context, p disbursement.Payment) (disbursement.Rec
 }
 
 // book records a payment unless its key is booked already, and answers
-// the key's receipt.
+// the key's receipt. A new key costs one statement, and on PostgreSQL one
+// round trip: the insert commits on its own (sqldb.Autocommit) and
+// returns the row it wrote. A key booked before inserts nothing and
+// returns no row, and its receipt is read (Status).
+//
+// The key is the table's primary key, so a key is paid at most once
+// however often the insert runs: sqldb runs it again only when it did
+// nothing (never sent, or a deadlock's victim), and a caller may call Pay
+// again with the key after losing an answer, as the worker does; an
+// insert that runs after one that committed, or that waited on a
+// concurrent one's key until it committed, inserts nothing and answers
+// the first booking.
 func (s *Sim) book(ctx context.Context, p disbursement.Payment) (disbursement.Receipt, error) {
 	status, msg := disbursement.ReceiptSent, ""
 	if (s.cfg.FailEvery > 0 && s.n.Add(1)%int64(s.cfg.FailEvery) == 0) || s.chance(s.cfg.DeclineRate) {
 		status, msg = disbursement.ReceiptFailed, "declined by the simulated bank"
 	}
 	now := s.now()
-	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
-		_, err := q.Exec(ctx, `INSERT INTO provsim_payments (key, ref, payee_id, account, amount, status, error, settle_at, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (key) DO NOTHING`,
+	var r disbursement.Receipt
+	var settleAt int64
+	err := sqldb.Autocommit(ctx, s.db, func(q sqldb.Querier) error {
+		return q.QueryRow(ctx, `INSERT INTO provsim_payments (key, ref, payee_id, account, amount, status, error, settle_at, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (key) DO NOTHING
+			RETURNING ref, status, error, settle_at`,
 			p.Key, "SIM-"+uuid.NewString(), p.PayeeID, p.Account, p.AmountCents, status, msg,
-			sqldb.Micros(now.Add(s.cfg.SettleAfter)), sqldb.Micros(now))
-		return err
+			sqldb.Micros(now.Add(s.cfg.SettleAfter)), sqldb.Micros(now)).Scan(&r.Ref, &r.Status, &r.Error, &settleAt)
 	})
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return s.Status(ctx, p.Key) // booked before
+	}
 	if err != nil {
 		return disbursement.Receipt{}, fmt.Errorf("simulated provider: %w", err)
 	}
-	return s.Status(ctx, p.Key)
+	return s.settled(r, settleAt), nil
 }
 
 // Status implements disbursement.Provider.
@@ -141,10 +157,15 @@ func (s *Sim) Status(ctx context.Context, key string) (disbursement.Receipt, err
 	if err != nil {
 		return disbursement.Receipt{}, fmt.Errorf("simulated provider: %w", err)
 	}
+	return s.settled(r, settleAt), nil
+}
+
+// settled is a booked payment's receipt now: sent until it settles.
+func (s *Sim) settled(r disbursement.Receipt, settleAt int64) disbursement.Receipt {
 	if r.Status == disbursement.ReceiptSent && !s.now().Before(sqldb.Time(settleAt)) {
 		r.Status = disbursement.ReceiptSettled
 	}
-	return r, nil
+	return r
 }
 
 // Paid counts the payments the simulator accepted, by key.
