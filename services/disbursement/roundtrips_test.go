@@ -74,3 +74,47 @@ func TestLedgerLifecycleRoundTrips(t *testing.T) {
 		t.Errorf("after the lifecycle: %s", st)
 	}
 }
+
+// The worker leases its due steps in one round trip to PostgreSQL: the
+// lease is one statement, committed on its own rather than in a
+// transaction (BEGIN with it, then a COMMIT of its own: two). A claim
+// that finds nothing due costs the same.
+func TestClaimWorkIsOneRoundTrip(t *testing.T) {
+	var trips *sqldbtest.RoundTrips
+	s, payee := newLedgerSim(t, func(tb testing.TB) sqldb.DB {
+		db, rt := sqldbtest.TracedPostgres(tb)
+		trips = rt
+		return db
+	}, 1)
+	f, caseID, holdID := s.funds[0], newID(), newID()
+	if _, err := s.svc.store.PlaceHold(s.ctx, disbursementapi.PlaceHoldRequest{HoldID: holdID, FundID: f.id, CaseID: caseID,
+		PayeeID: payee, AmountCents: 100}, s.at.Add(time.Hour), s.at); err != nil {
+		t.Fatal(err)
+	}
+	// Before any payout: nothing to claim (and the statement is prepared
+	// on the connection, a round trip of its own once).
+	if w, err := s.svc.store.ClaimWork(s.ctx, s.at, time.Minute, 4); err != nil || len(w) != 0 {
+		t.Fatalf("claim before any payout: %d steps, %v", len(w), err)
+	}
+	s.emit(assist.KindCase, caseID, olu, assist.RequestApproved{AmountCents: 100, FundID: f.id, HoldID: holdID, PayeeID: payee,
+		Step: assist.ApprovalOnly})
+	claim := func(at time.Time) (int, int64) {
+		t.Helper()
+		trips.Reset()
+		w, err := s.svc.store.ClaimWork(s.ctx, at, time.Minute, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(w), trips.N()
+	}
+	due := time.Now().Add(time.Hour) // the payout is due from its creation, at the service's clock
+	if n, rt := claim(due); n != 1 || rt != 1 {
+		t.Errorf("claim of the due payout: %d steps in %d round trips, want 1 in 1", n, rt)
+	}
+	if n, rt := claim(due); n != 0 || rt != 1 {
+		t.Errorf("claim again while leased: %d steps in %d round trips, want 0 in 1", n, rt)
+	}
+	if n, rt := claim(due.Add(2 * time.Minute)); n != 1 || rt != 1 {
+		t.Errorf("claim once the lease ran out: %d steps in %d round trips, want 1 in 1", n, rt)
+	}
+}
