@@ -17,16 +17,21 @@ import (
 // Batched direct gets (JetStream's DIRECT.GET with a batch) answer one
 // request with many messages: the stored messages, then an end-of-batch
 // status. A request of its own reply subscription each time, as orbit.go's
-// jetstreamext.GetBatch makes (natsext.RequestMany), costs a SUB and an
-// UNSUB on the server, an insert into and a removal from its subject index,
-// a goroutine, and a channel as long as the connection's synchronous queue
-// (4096 messages on EVA's connections, 32 KiB): at a case read per
-// command, a twentieth of all the bytes EVA allocated. A log reads through
-// one reply subscription instead, made at its first read: a wildcard on an
-// inbox of its own, each request told apart by its reply subject, as
-// nats.go's Request does for single replies. nats.go subscribes it again
-// after a reconnect; a request whose replies were lost meanwhile ends when
-// its time does, as before.
+// jetstreamext.GetBatch made (natsext.RequestMany), with which EVA read
+// before, costs a SUB and an UNSUB on the server, an insert into and a
+// removal from its subject index, a goroutine, and a channel as long as
+// the connection's synchronous queue (4096 messages on EVA's connections
+// then, 32 KiB): at a case read per command, a twentieth of all the bytes
+// EVA allocated. And the channel drops what does not fit: a batch of 4,096
+// and its end-of-batch status fitted only once the reader had taken one,
+// so a reader not scheduled in time lost the end as a slow consumer. A log
+// reads through one reply subscription instead, made at its first read: a
+// wildcard on an inbox of its own, each request told apart by its reply
+// subject, as nats.go's Request does for single replies; its replies wait
+// for their reader, however many. nats.go subscribes it again after a
+// reconnect; a request whose replies were lost meanwhile ends when its
+// time does, as before. The audit's reads of whole streams go through it
+// too (GetBatch).
 
 // errNoMessages is a direct get's 404: nothing at or after the sequence
 // asked for.
@@ -227,6 +232,34 @@ func (l *Log) directGet(ctx context.Context, stream string, req directBatch, f f
 			return nats.ErrBadSubscription
 		}
 	}
+}
+
+// GetBatch calls f with the messages of stream, one of the log's
+// streams (Stream, AccessStream, DLQStream), from sequence from on, in
+// order, at most batch of them: one batched direct get, sent under the
+// JetStream API of js's domain or prefix, its replies taken on the log's
+// one reply subscription, which never waits on f: however slowly f takes
+// them, no reply of the batch is dropped. When nothing is at or after
+// from, f is not called. A batch whose time runs out (ctx's deadline;
+// without one, the connection's timeout) ends early without an error: a
+// caller that needs the whole batch counts what f took. Only a log on
+// JetStream has streams (not one on a Store).
+//
+// Errors: f's, as it returned it; CodeUnavailable when the stream does not
+// answer, the connection closes or ctx is cancelled.
+func (l *Log) GetBatch(ctx context.Context, stream string, from uint64, batch int, f func(*jetstream.RawStreamMsg) error) error {
+	var ferr error
+	err := l.directGet(ctx, stream, directBatch{Seq: from, Batch: batch}, func(raw *jetstream.RawStreamMsg) error {
+		ferr = f(raw)
+		return ferr
+	})
+	switch {
+	case ferr != nil:
+		return ferr
+	case err == nil, errors.Is(err, errNoMessages):
+		return nil
+	}
+	return unavailable(fmt.Sprintf("read %s from %d", stream, from), err)
 }
 
 // endOf is how a direct get ends when its ctx does: a batch out of time

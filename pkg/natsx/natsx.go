@@ -143,12 +143,6 @@ func ConnectAs(url string, s *server.Server, name string, c Credentials) (*nats.
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
-		// A batched direct get through orbit.go's jetstreamext (the
-		// audit's scans of the whole log) makes its own synchronous
-		// subscription, whose queue is allocated whole: the default (64k
-		// messages) is half a megabyte per request. (The event log's
-		// reads of a case share one subscription instead.)
-		nats.SyncQueueLen(4096),
 	}
 	if s != nil {
 		opts = append(opts, nats.InProcessServer(s))

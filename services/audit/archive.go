@@ -186,7 +186,7 @@ func (s *Service) FillGap(ctx context.Context, m eventlog.Msg) error {
 	if err != nil || m.Seq <= last+1 {
 		return err
 	}
-	msgs, err := readLog(ctx, s.log.JetStream(), last+1, m.Seq-1)
+	msgs, err := readLog(ctx, s.log, last+1, m.Seq-1)
 	if err != nil {
 		return fmt.Errorf("fill archive gap after %d: %w", last, err)
 	}

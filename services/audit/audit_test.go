@@ -65,6 +65,12 @@ func newEnv(t *testing.T, db sqldb.DB) *env {
 func newEnvOn(t testing.TB, db sqldb.DB, s *server.Server) *env {
 	t.Helper()
 	nc, js := natsxtest.Connect(t, s)
+	return newEnvJS(t, db, nc, js)
+}
+
+// newEnvJS is newEnv on the JetStream js of connection nc.
+func newEnvJS(t testing.TB, db sqldb.DB, nc *nats.Conn, js jetstream.JetStream) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	t.Cleanup(cancel)
 	l, err := eventlog.Open(ctx, js, eventlog.Config{})

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/synadia-io/orbit.go/jetstreamext"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/eventlog"
@@ -191,17 +191,13 @@ func BenchmarkAuditAtScale(b *testing.B) {
 		for b.Loop() {
 			got := uint64(0)
 			for next := uint64(1); next <= last; {
-				it, err := jetstreamext.GetBatch(ctx, e.js, eventlog.Stream, 4096, jetstreamext.GetBatchSeq(next))
-				if err != nil {
-					b.Fatal(err)
-				}
-				for raw, err := range it {
-					if err != nil {
-						b.Fatal(err)
-					}
+				if err := e.log.GetBatch(ctx, eventlog.Stream, next, 4096, func(raw *jetstream.RawStreamMsg) error {
 					_ = eventlog.FromRaw(raw)
 					next = raw.Sequence + 1
 					got++
+					return nil
+				}); err != nil {
+					b.Fatal(err)
 				}
 			}
 			if got != last {

@@ -95,17 +95,20 @@ func TestVerifyAtScale(t *testing.T) {
 // fastServer is an embedded JetStream server that does not fsync every
 // write: this test is about the archive's throughput and Verify's paging,
 // not about durability, and fsyncs would make filling the log its slowest
-// part by far.
-func fastServer(tb testing.TB) *server.Server {
+// part by far. Each option adjusts its configuration.
+func fastServer(tb testing.TB, opts ...func(*server.Options)) *server.Server {
 	tb.Helper()
-	return fastServerAt(tb, tb.TempDir())
+	return fastServerAt(tb, tb.TempDir(), opts...)
 }
 
 // fastServerAt is fastServer on the store directory dir.
-func fastServerAt(tb testing.TB, dir string) *server.Server {
+func fastServerAt(tb testing.TB, dir string, opts ...func(*server.Options)) *server.Server {
 	tb.Helper()
-	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: dir, DontListen: true,
-		NoSigs: true, NoLog: true})
+	o := &server.Options{JetStream: true, StoreDir: dir, DontListen: true, NoSigs: true, NoLog: true}
+	for _, opt := range opts {
+		opt(o)
+	}
+	s, err := server.NewServer(o)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -121,7 +121,7 @@ func (s *Service) archiveAccess(ctx context.Context) error {
 			return err
 		}
 		var recs []Record
-		_, err = readBatch(ctx, s.log.JetStream(), eventlog.AccessStream, last+1, last+logBatch, func(raw *jetstream.RawStreamMsg) error {
+		_, err = readBatch(ctx, s.log, eventlog.AccessStream, last+1, last+logBatch, func(raw *jetstream.RawStreamMsg) error {
 			if raw.Sequence != last+1+uint64(len(recs)) {
 				return logHole(last + 1 + uint64(len(recs)))
 			}

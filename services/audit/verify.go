@@ -19,7 +19,6 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
@@ -558,7 +557,7 @@ func VerifyAccess(ctx context.Context, access AccessLog, log *eventlog.Log, opt 
 		end := next + uint64(len(page)) - 1
 		var raws []*jetstream.RawStreamMsg
 		for from := next; from <= end; {
-			got, err := readBatch(ctx, log.JetStream(), eventlog.AccessStream, from, end, func(raw *jetstream.RawStreamMsg) error {
+			got, err := readBatch(ctx, log, eventlog.AccessStream, from, end, func(raw *jetstream.RawStreamMsg) error {
 				raws = append(raws, raw)
 				return nil
 			})
@@ -718,10 +717,10 @@ func (h logHole) Error() string { return fmt.Sprintf("the log has no event %d", 
 //
 // Errors: logHole, with the events before the hole; CodeUnavailable when
 // the log does not answer or answers with fewer events than exist.
-func readLog(ctx context.Context, js jetstream.JetStream, from, to uint64) ([]eventlog.Msg, error) {
+func readLog(ctx context.Context, log *eventlog.Log, from, to uint64) ([]eventlog.Msg, error) {
 	out := make([]eventlog.Msg, 0, to-from+1)
 	for next := from; next <= to; {
-		got, err := readBatch(ctx, js, eventlog.Stream, next, to, func(raw *jetstream.RawStreamMsg) error {
+		got, err := readBatch(ctx, log, eventlog.Stream, next, to, func(raw *jetstream.RawStreamMsg) error {
 			if raw.Sequence != next {
 				return logHole(next)
 			}
@@ -743,31 +742,26 @@ func readLog(ctx context.Context, js jetstream.JetStream, from, to uint64) ([]ev
 }
 
 // readBatch reads one batch of a stream from sequence from on, at most to,
-// and returns how many events f took.
-func readBatch(ctx context.Context, js jetstream.JetStream, stream string, from, to uint64, f func(*jetstream.RawStreamMsg) error) (int, error) {
+// and returns how many events f took. It reads through the log's batched
+// direct gets (eventlog.Log.GetBatch), whose replies are never dropped
+// however slowly f takes them, and which go through a JetStream domain.
+//
+// Errors: f's; CodeUnavailable when the stream does not answer.
+func readBatch(ctx context.Context, log *eventlog.Log, stream string, from, to uint64, f func(*jetstream.RawStreamMsg) error) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, logReadTimeout)
 	defer cancel()
-	it, err := jetstreamext.GetBatch(ctx, js, stream, int(min(to-from+1, logBatch)), jetstreamext.GetBatchSeq(from))
-	if err != nil {
-		return 0, unavailable(fmt.Sprintf("read the log at %d", from), err)
-	}
 	got := 0
-	for raw, err := range it {
-		if errors.Is(err, jetstreamext.ErrNoMessages) {
-			break
-		}
-		if err != nil {
-			return got, unavailable(fmt.Sprintf("read the log at %d", from), err)
-		}
+	err := log.GetBatch(ctx, stream, from, int(min(to-from+1, logBatch)), func(raw *jetstream.RawStreamMsg) error {
 		if raw.Sequence > to {
-			break
+			return nil // past a hole: the batch holds nothing more of from..to
 		}
 		if err := f(raw); err != nil {
-			return got, err
+			return err
 		}
 		got++
-	}
-	return got, nil
+		return nil
+	})
+	return got, err
 }
 
 func unavailable(what string, err error) error {
