@@ -100,3 +100,17 @@ func TestAuditThroughAJetStreamDomain(t *testing.T) {
 		t.Fatalf("VerifyAll = %s %v, want ok with 3 events and %d access records", show(res), err, reads)
 	}
 }
+
+// A batched read that gets nothing before its time runs out is an outage,
+// not the end of the stream: the records it asked for are there, and
+// taken for the end, VerifyAccess reported the first of them "not in the
+// access stream", a tampering that did not happen.
+func TestReadThatTimesOutEmptyIsUnavailableNotTheEnd(t *testing.T) {
+	e := newEnvOn(t, sqldbtest.SQLite(t), fastServer(t))
+	recordReads(t, e, 10)
+	audit.SetLogReadTimeout(t, time.Nanosecond)
+	got, err := audit.ReadBatch(e.ctx, e.log, eventlog.AccessStream, 1, 10, func(*jetstream.RawStreamMsg) error { return nil })
+	if got != 0 || !assist.IsCode(err, assist.CodeUnavailable) {
+		t.Fatalf("read out of time: %d records, %v; want none and unavailable", got, err)
+	}
+}

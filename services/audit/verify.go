@@ -702,8 +702,9 @@ func differs(r Record, m eventlog.Msg) string {
 // because a batched direct get that runs out of time ends its messages
 // early without an error; readLog checks that it got every event it asked
 // for, and this keeps a slow server from failing it after the connection's
-// short default timeout.
-const logReadTimeout = 30 * time.Second
+// short default timeout. A read that got nothing in its time is not the
+// stream's end but an outage (readBatch).
+var logReadTimeout = 30 * time.Second
 
 // logHole reports that the log has no event at a sequence below its end.
 // The stream never deletes, so this is a finding, not an outage.
@@ -761,6 +762,12 @@ func readBatch(ctx context.Context, log *eventlog.Log, stream string, from, to u
 		got++
 		return nil
 	})
+	if err == nil && got == 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// Nothing came before the time ran out: the stream did not
+		// answer. Taken for its end, a record would be reported missing
+		// from the stream, a tampering that did not happen.
+		return 0, unavailable(fmt.Sprintf("read %s from %d", stream, from), ctx.Err())
+	}
 	return got, err
 }
 
