@@ -1,0 +1,41 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
+)
+
+// A filing costs the gateway these round trips to PostgreSQL (intake's
+// are held by intake's TestFilingRoundTrips), with a signed access token,
+// which needs none: with an Idempotency-Key, the key is looked up before
+// intake is called (a key used with another request is 422, a stored
+// answer is replayed, and nothing may be filed before that is known) and
+// the answer stored under it after (one transaction of deferred upserts,
+// shared by the answers of concurrent requests); a replay only looks it
+// up; without a key, none.
+func TestFilingRoundTrips(t *testing.T) {
+	db, trips := sqldbtest.TracedPostgres(t)
+	h := newHarness(t, db)
+	var got []string
+	file := func(what string, header map[string]string, want int) {
+		t.Helper()
+		trips.Reset()
+		w := h.do(req{user: "ana", method: http.MethodPost, path: "/v1/requests", body: validBodies["/v1/requests"], header: header})
+		if w.Code != want {
+			t.Fatalf("%s: %d %s, want %d", what, w.Code, w.Body, want)
+		}
+		got = append(got, fmt.Sprintf("%s %d", what, trips.N()))
+	}
+	file("with a key", withKey("k1"), http.StatusCreated)
+	file("another key", withKey("k2"), http.StatusCreated)
+	file("replayed", withKey("k2"), http.StatusCreated)
+	file("no key", nil, http.StatusCreated)
+	want := "with a key 2, another key 2, replayed 1, no key 0"
+	if g := strings.Join(got, ", "); g != want {
+		t.Errorf("round trips per filing:\n got %s\nwant %s", g, want)
+	}
+}
