@@ -58,10 +58,21 @@ func (s *Service) File(ctx context.Context, r intakeapi.FileRequest) (*assist.Ca
 	if err != nil {
 		return nil, err
 	}
-	retry := true // a case of this id may have been filed before
+	b := e.Body.(assist.RequestSubmitted)
+	// The duplicate check is recorded with the filing, as the approver
+	// will see it. It reads the read model, so two filings for the same
+	// person within its lag may miss each other; it only ever informs.
+	check := DuplicateCheck{RefHash: b.BeneficiaryRefHash, Category: b.Category, Since: e.At.Add(-DuplicateWindow)}
+	var (
+		dups []string
+		made bool // the case is new: this is the key's first attempt
+	)
 	if len(r.IdempotencyKeyHash) > 0 {
-		f, made, err := s.store.Filing(ctx, Filing{KeyHash: r.IdempotencyKeyHash, CaseID: e.CaseID, RequestHash: r.RequestHash, CreatedAt: s.now()})
-		if err != nil {
+		// The key's first attempt gets the duplicate check with its
+		// record, in one statement.
+		var f Filing
+		if f, made, dups, err = s.store.Filing(ctx, Filing{KeyHash: r.IdempotencyKeyHash, CaseID: e.CaseID,
+			RequestHash: r.RequestHash, CreatedAt: s.now()}, check); err != nil {
 			return nil, err
 		}
 		if !bytes.Equal(f.RequestHash, r.RequestHash) {
@@ -71,45 +82,32 @@ func (s *Service) File(ctx context.Context, r intakeapi.FileRequest) (*assist.Ca
 		// The key's first attempt named the case: file it under that id
 		// (or, when it was filed, answer as then).
 		e.ID, e.CaseID, e.CommandID = f.CaseID, f.CaseID, f.CaseID
-		// The key's first attempt files a case of a new id, which no
-		// erasure can name yet.
-		retry = !made
 	}
-	if erased, err := s.erasedRetry(ctx, retry, e.CaseID); err != nil || erased {
+	if !made {
+		// A case of this id may have been filed, and erased, before; the
+		// key's first attempt files a case of a new id, which no erasure
+		// can name yet.
+		erased, found, err := s.store.CheckFiling(ctx, e.CaseID, check)
 		if err != nil {
 			return nil, err
 		}
-		// Only a filed case can be erased: this is a retry. Answer as
-		// the first time; never seal under a new key.
-		return s.log.Answer(ctx, e.CaseID, e.CommandID)
+		if erased {
+			// Only a filed case can be erased: this is a retry. Answer as
+			// the first time; never seal under a new key.
+			return s.log.Answer(ctx, e.CaseID, e.CommandID)
+		}
+		dups = found
 	}
 	sealed, err := s.sealNew(ctx, e.CaseID, r.Beneficiary)
 	if err != nil {
 		return nil, err
 	}
-	b := e.Body.(assist.RequestSubmitted)
 	b.Beneficiary = sealed
-	// The duplicate check is recorded with the filing, as the approver
-	// will see it. It reads the read model, so two filings for the same
-	// person within its lag may miss each other; it only ever informs.
-	dups, err := s.store.PossibleDuplicates(ctx, b.BeneficiaryRefHash, b.Category, e.CaseID, e.At.Add(-DuplicateWindow))
-	if err != nil {
-		return nil, err
-	}
 	if len(dups) > 0 {
 		b.PossibleDuplicateOf = dups
 	}
 	e.Body = b
 	return s.log.Start(ctx, e)
-}
-
-// erasedRetry is store.Erased for a filing that may be a retry; false
-// for one that is not.
-func (s *Service) erasedRetry(ctx context.Context, retry bool, caseID string) (bool, error) {
-	if !retry {
-		return false, nil
-	}
-	return s.store.Erased(ctx, caseID)
 }
 
 // DuplicateWindow is how long a finished case still counts as recent for

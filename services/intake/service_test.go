@@ -333,7 +333,8 @@ func TestErasureInTheLogDestroysTheKeyAndReplayKeepsItErased(t *testing.T) {
 		}
 		_, err = h.svc.Personal(h.ctx, intakeapi.PersonalRequest{Actor: olu, CaseID: c.ID})
 		requireCode(t, err, assist.CodeGone)
-		if dups, err := h.store.PossibleDuplicates(h.ctx, sealed.BeneficiaryRefHash, sealed.Category, "", time.Time{}); err != nil || slices.Contains(dups, c.ID) {
+		if _, dups, err := h.store.CheckFiling(h.ctx, "", intake.DuplicateCheck{RefHash: sealed.BeneficiaryRefHash,
+			Category: sealed.Category}); err != nil || slices.Contains(dups, c.ID) {
 			t.Fatalf("the erased case is still found by its reference hash: %v %v", dups, err)
 		}
 	})
@@ -1054,8 +1055,8 @@ func TestFileIdempotencyKeyRecordedButNotAppended(t *testing.T) {
 	r := fileRequest(ana)
 	r.IdempotencyKeyHash, r.RequestHash = []byte("user+key-2"), []byte("request")
 	orphan := newID()
-	if _, _, err := h.store.Filing(h.ctx, intake.Filing{KeyHash: r.IdempotencyKeyHash, CaseID: orphan,
-		RequestHash: r.RequestHash, CreatedAt: time.Now()}); err != nil {
+	if _, _, _, err := h.store.Filing(h.ctx, intake.Filing{KeyHash: r.IdempotencyKeyHash, CaseID: orphan,
+		RequestHash: r.RequestHash, CreatedAt: time.Now()}, intake.DuplicateCheck{}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := h.svc.File(h.ctx, r)

@@ -38,8 +38,11 @@ type Store interface {
 	Erased(ctx context.Context, caseID string) (bool, error)
 	// Filing records which case an idempotency key files; for a key
 	// recorded before, it returns the first record. made reports whether
-	// this call recorded it: the key's first attempt.
-	Filing(ctx context.Context, f Filing) (got Filing, made bool, err error)
+	// this call recorded it: the key's first attempt. Then, and only
+	// then, dups are the possible duplicates of the new case f.CaseID
+	// that check finds, read in the same statement; a retry gets none
+	// (nil), and reads them with CheckFiling for the first record's case.
+	Filing(ctx context.Context, f Filing, check DuplicateCheck) (got Filing, made bool, dups []string, err error)
 	// Project stores the projected case inside a consumer's transaction.
 	Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error
 	// Projected loads a projected case inside a consumer's transaction;
@@ -50,11 +53,11 @@ type Store interface {
 	Cases(ctx context.Context, ids []string) (map[string]*assist.Case, error)
 	// List returns requests, newest first.
 	List(ctx context.Context, f intakeapi.ListFilter) (intakeapi.ListPage, error)
-	// PossibleDuplicates lists the ids of other projected cases, at any
-	// post, for the same beneficiary reference hash and category that
-	// are still open or changed since, oldest first, at most
-	// maxDuplicates.
-	PossibleDuplicates(ctx context.Context, refHash []byte, category assist.Category, except string, since time.Time) ([]string, error)
+	// CheckFiling reads, in one statement, what a filing of the case
+	// caseID that may be a retry needs to know: whether the case's
+	// personal data was erased (as Erased), and the possible duplicates
+	// of the case that check finds.
+	CheckFiling(ctx context.Context, caseID string, check DuplicateCheck) (erased bool, dups []string, err error)
 }
 
 // maxDuplicates bounds the duplicate check's answer.
@@ -75,6 +78,17 @@ type Filing struct {
 	CreatedAt   time.Time
 }
 
+// DuplicateCheck is what the duplicate check of a filing looks for: the
+// ids of the other projected cases, at any post, for the beneficiary
+// reference hash RefHash and Category that are still open or changed
+// since Since, oldest first, at most maxDuplicates; none without a
+// reference hash.
+type DuplicateCheck struct {
+	RefHash  []byte
+	Category assist.Category
+	Since    time.Time
+}
+
 // SQLStore is the Store on sqldb.
 type SQLStore struct{ db sqldb.DB }
 
@@ -89,9 +103,11 @@ func (s *SQLStore) AddKeys(ctx context.Context, keys []WrappedKey) error {
 		rows[i] = []any{k.ID, k.Wrapped, now}
 	}
 	// One statement a batch: a batch of single inserts is a round trip
-	// each, which a slow network to the database multiplies.
+	// each, which a slow network to the database multiplies. On
+	// PostgreSQL the statements go with the BEGIN and the COMMIT, in one
+	// round trip (sqldb.Deferring).
 	return s.db.Tx(ctx, func(q sqldb.Querier) error {
-		return sqldb.InsertRows(ctx, q, `INSERT INTO intake_data_keys (key_id, wrapped, created_at)`, "", rows)
+		return sqldb.InsertRows(ctx, sqldb.Deferring(q), `INSERT INTO intake_data_keys (key_id, wrapped, created_at)`, "", rows)
 	})
 }
 
@@ -131,19 +147,21 @@ func (s *SQLStore) Erased(ctx context.Context, caseID string) (bool, error) {
 	return n > 0, err
 }
 
-// Filing implements Store.
-func (s *SQLStore) Filing(ctx context.Context, f Filing) (Filing, bool, error) {
-	// A new key, the usual case, is one statement and no transaction
-	// (Exec: on the embedded store a write goes to its writer); a key
-	// there already is read after the insert found it, committed.
-	n, err := s.db.Exec(ctx, `INSERT INTO intake_filings (key_hash, case_id, request_hash, created_at) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (key_hash) DO NOTHING`, f.KeyHash, f.CaseID, f.RequestHash, sqldb.Micros(f.CreatedAt))
+// Filing implements Store. A new key, the usual case, is one statement
+// (sqldb.Autocommit: one round trip on PostgreSQL), the duplicate check
+// of its case a subquery of what the insert returns; a key there
+// already is read after the insert found it, committed (an insert of
+// the same key waits for the other's commit).
+func (s *SQLStore) Filing(ctx context.Context, f Filing, check DuplicateCheck) (Filing, bool, []string, error) {
+	args := append([]any{f.KeyHash, f.CaseID, f.RequestHash, sqldb.Micros(f.CreatedAt)}, check.args()...)
+	var dups string
+	err := sqldb.Autocommit(ctx, s.db, func(q sqldb.Querier) error { return q.QueryRow(ctx, fileKey, args...).Scan(&dups) })
 	switch {
-	case err != nil:
-		return Filing{}, false, err
-	case n == 1:
+	case err == nil:
 		f.CreatedAt = sqldb.Time(sqldb.Micros(f.CreatedAt))
-		return f, true, nil
+		return f, true, splitIDs(dups), nil
+	case !errors.Is(err, sqldb.ErrNoRows):
+		return Filing{}, false, nil, err
 	}
 	var (
 		got Filing
@@ -151,10 +169,57 @@ func (s *SQLStore) Filing(ctx context.Context, f Filing) (Filing, bool, error) {
 	)
 	if err := s.db.QueryRow(ctx, `SELECT key_hash, case_id, request_hash, created_at FROM intake_filings WHERE key_hash = $1`,
 		f.KeyHash).Scan(&got.KeyHash, &got.CaseID, &got.RequestHash, &at); err != nil {
-		return Filing{}, false, err
+		return Filing{}, false, nil, err
 	}
 	got.CreatedAt = sqldb.Time(at)
-	return got, false, nil
+	return got, false, nil, nil
+}
+
+// CheckFiling implements Store.
+func (s *SQLStore) CheckFiling(ctx context.Context, caseID string, check DuplicateCheck) (bool, []string, error) {
+	var (
+		erased int64
+		dups   string
+	)
+	if err := s.db.QueryRow(ctx, checkFiling, append([]any{caseID}, check.args()...)...).Scan(&erased, &dups); err != nil {
+		return false, nil, err
+	}
+	return erased > 0, splitIDs(dups), nil
+}
+
+// fileKey records an idempotency key ($1, case $2, request $3, at $4)
+// and, when it does, returns the duplicates of case $2 (duplicatesOf).
+// fileKey and checkFiling are portable: SQLite allows a subquery in
+// RETURNING, and string_agg with ORDER BY (since 3.44).
+var fileKey = `INSERT INTO intake_filings (key_hash, case_id, request_hash, created_at) VALUES ($1, $2, $3, $4)
+	ON CONFLICT (key_hash) DO NOTHING RETURNING ` + duplicatesOf(2, 5)
+
+// checkFiling counts the erasures of case $1 and finds its duplicates.
+var checkFiling = `SELECT (SELECT count(*) FROM intake_erasures WHERE case_id = $1), ` + duplicatesOf(1, 2)
+
+// duplicatesOf is the duplicate check (DuplicateCheck) of the case
+// $except, its parameters from $from on in the order of
+// DuplicateCheck.args: the ids found, joined by commas (splitIDs).
+func duplicatesOf(except, from int) string {
+	p := func(n int) string { return "$" + strconv.Itoa(n) }
+	ref, category, since := p(from), p(from+1), p(from+2)
+	return `COALESCE((SELECT string_agg(id, ',' ORDER BY created_at, id) FROM (
+		SELECT id, created_at FROM intake_cases WHERE ref_hash = ` + ref + ` AND ` + ref + ` <> '' AND category = ` + category + `
+			AND id <> ` + p(except) + ` AND (updated_at >= ` + since + ` OR status NOT IN (` + sqldb.Placeholders(from+3, len(assist.Finished)) + `))
+		ORDER BY created_at, id LIMIT ` + strconv.Itoa(maxDuplicates) + `) d), '')`
+}
+
+// args are the parameters of duplicatesOf.
+func (c DuplicateCheck) args() []any {
+	return append([]any{refHashKey(c.RefHash), string(c.Category), sqldb.Micros(c.Since)}, sqldb.Args(assist.Finished)...)
+}
+
+// splitIDs splits ids joined by commas; none is an empty list.
+func splitIDs(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, ",")
 }
 
 // Project implements Store. A case whose personal data was erased also
@@ -213,18 +278,6 @@ var caseCols = []string{"id", "post", "requester", "status", "urgency", "created
 // refHashKey is a reference hash as the ref_hash column keeps it: base64,
 // as in the stored state (so the migration could fill it from there).
 func refHashKey(h []byte) string { return base64.StdEncoding.EncodeToString(h) }
-
-// PossibleDuplicates implements Store.
-func (s *SQLStore) PossibleDuplicates(ctx context.Context, refHash []byte, category assist.Category, except string, since time.Time) ([]string, error) {
-	out := []string{}
-	if len(refHash) == 0 {
-		return out, nil
-	}
-	args := append([]any{refHashKey(refHash), string(category), except, sqldb.Micros(since)}, sqldb.Args(assist.Finished)...)
-	return sqldb.Strings(ctx, s.db, `SELECT id FROM intake_cases WHERE ref_hash = $1 AND category = $2 AND id <> $3
-		AND (updated_at >= $4 OR status NOT IN (`+sqldb.Placeholders(5, len(assist.Finished))+`))
-		ORDER BY created_at, id LIMIT `+strconv.Itoa(maxDuplicates), args...)
-}
 
 // Projected implements Store.
 func (s *SQLStore) Projected(ctx context.Context, q sqldb.Querier, caseID string) (*assist.Case, error) {

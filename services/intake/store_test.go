@@ -63,7 +63,8 @@ var storeSuite = []struct {
 	{"ListPagesWithoutGapsOrRepeats", testListPagesWithoutGapsOrRepeats},
 	{"ListPagesWithFilter", testListPagesWithFilter},
 	{"ListBadCursor", testListBadCursor},
-	{"PossibleDuplicates", testPossibleDuplicates},
+	{"CheckFiling", testCheckFiling},
+	{"FilingChecksDuplicatesOfItsCase", testFilingChecksDuplicatesOfItsCase},
 }
 
 func TestStoreConformance(t *testing.T) {
@@ -148,12 +149,12 @@ func testFilingFirstRecordWins(t *testing.T, _ sqldb.DB, s intake.Store) {
 	ctx := context.Background()
 	key := []byte("key-hash-" + newID())
 	first := intake.Filing{KeyHash: key, CaseID: newID(), RequestHash: []byte("req-1"), CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
-	got, made, err := s.Filing(ctx, first)
+	got, made, _, err := s.Filing(ctx, first, intake.DuplicateCheck{})
 	if err != nil || !made || !reflect.DeepEqual(got, first) {
 		t.Fatalf("first Filing = %+v, made %v, %v", got, made, err)
 	}
 	second := intake.Filing{KeyHash: key, CaseID: newID(), RequestHash: []byte("req-2"), CreatedAt: time.Now().UTC()}
-	if got, made, err := s.Filing(ctx, second); err != nil || made || !reflect.DeepEqual(got, first) {
+	if got, made, _, err := s.Filing(ctx, second, intake.DuplicateCheck{}); err != nil || made || !reflect.DeepEqual(got, first) {
 		t.Fatalf("second Filing = %+v, made %v, %v; want the first record", got, made, err)
 	}
 }
@@ -169,7 +170,8 @@ func testFilingConcurrentCallsAgree(t *testing.T, _ sqldb.DB, s intake.Store) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			got[i], made[i], errs[i] = s.Filing(ctx, intake.Filing{KeyHash: key, CaseID: newID(), RequestHash: []byte("r-" + strconv.Itoa(i)), CreatedAt: time.Now()})
+			got[i], made[i], _, errs[i] = s.Filing(ctx, intake.Filing{KeyHash: key, CaseID: newID(), RequestHash: []byte("r-" + strconv.Itoa(i)),
+				CreatedAt: time.Now()}, intake.DuplicateCheck{})
 		})
 	}
 	wg.Wait()
@@ -600,32 +602,84 @@ func namesField(err error, field string) bool {
 
 // The duplicate check finds other cases, at any post, for the same
 // reference hash and category that are open, or finished within the
-// window; oldest first, never the case itself.
-func testPossibleDuplicates(t *testing.T, db sqldb.DB, s intake.Store) {
-	ref, other := []byte{1, 2, 3, 0}, []byte{1, 2, 3, 1}
+// window; oldest first, never the case itself. CheckFiling reads it with
+// the case's erasure.
+func testCheckFiling(t *testing.T, db sqldb.DB, s intake.Store) {
+	ctx := context.Background()
+	now := at.Add(90 * 24 * time.Hour)
+	self := projectDuplicates(t, db, s, now)
+	check := intake.DuplicateCheck{RefHash: dupRef, Category: assist.Shelter, Since: now.Add(-intake.DuplicateWindow)}
+	erased, got, err := s.CheckFiling(ctx, self, check)
+	if err != nil || erased {
+		t.Fatalf("CheckFiling = erased %v, %v", erased, err)
+	}
+	if want := []string{"c-open-old", "c-closed-recent"}; !slices.Equal(got, want) {
+		t.Fatalf("CheckFiling's duplicates = %v, want %v", got, want)
+	}
+	if _, got, err := s.CheckFiling(ctx, self, intake.DuplicateCheck{Category: assist.Shelter}); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("no reference: %#v, %v; want an empty list", got, err)
+	}
+	if err := s.Erase(ctx, self, ""); err != nil {
+		t.Fatal(err)
+	}
+	if erased, got, err := s.CheckFiling(ctx, self, check); err != nil || !erased || len(got) != 2 {
+		t.Fatalf("after the erasure: CheckFiling = erased %v, duplicates %v, %v", erased, got, err)
+	}
+}
+
+// A key's first record comes with the duplicate check of its case, which
+// finds what CheckFiling finds for it; a retry's comes with none.
+func testFilingChecksDuplicatesOfItsCase(t *testing.T, db sqldb.DB, s intake.Store) {
+	ctx := context.Background()
+	now := at.Add(90 * 24 * time.Hour)
+	self := projectDuplicates(t, db, s, now)
+	check := intake.DuplicateCheck{RefHash: dupRef, Category: assist.Shelter, Since: now.Add(-intake.DuplicateWindow)}
+	f := intake.Filing{KeyHash: []byte("key-hash-" + newID()), CaseID: self, RequestHash: []byte("req"), CreatedAt: now}
+	_, made, dups, err := s.Filing(ctx, f, check)
+	if err != nil || !made {
+		t.Fatalf("Filing = made %v, %v", made, err)
+	}
+	_, want, err := s.CheckFiling(ctx, self, check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(dups, want) || !slices.Equal(dups, []string{"c-open-old", "c-closed-recent"}) {
+		t.Fatalf("Filing's duplicates = %v, CheckFiling's = %v; want [c-open-old c-closed-recent] from both", dups, want)
+	}
+	if _, made, dups, err := s.Filing(ctx, f, check); err != nil || made || dups != nil {
+		t.Fatalf("a retry's Filing = made %v, duplicates %v, %v; want neither", made, dups, err)
+	}
+	// No match, and no reference hash: an empty list.
+	for _, c := range []intake.DuplicateCheck{{RefHash: []byte{9}, Category: assist.Shelter}, {Category: assist.Shelter}} {
+		f.KeyHash = []byte("key-hash-" + newID())
+		if _, made, dups, err := s.Filing(ctx, f, c); err != nil || !made || dups == nil || len(dups) != 0 {
+			t.Fatalf("Filing with %+v = made %v, duplicates %#v, %v; want an empty list", c, made, dups, err)
+		}
+	}
+}
+
+// dupRef is the reference hash of projectDuplicates' person.
+var dupRef = []byte{1, 2, 3, 0}
+
+// projectDuplicates projects cases for the duplicate check at now, of
+// the person dupRef and another, and returns the id of the one filed
+// at now, whose duplicates are c-open-old and c-closed-recent.
+func projectDuplicates(t *testing.T, db sqldb.DB, s intake.Store, now time.Time) (self string) {
+	t.Helper()
+	other := []byte{1, 2, 3, 1}
 	mk := func(id, post string, cat assist.Category, st assist.State, hash []byte, created, updated time.Time) *assist.Case {
 		c := listCase(id, post, st, assist.Urgent, created)
 		c.Category, c.BeneficiaryRefHash, c.UpdatedAt = cat, hash, updated
 		return c
 	}
-	now := at.Add(90 * 24 * time.Hour)
 	old, recent := now.Add(-60*24*time.Hour), now.Add(-24*time.Hour)
 	project(t, db, s,
-		mk("c-open-old", "NPL-KTM", assist.Shelter, assist.StateUnderReview, ref, old, old),
-		mk("c-closed-recent", "BGD-DHAKA", assist.Shelter, assist.StateDisbursed, ref, old.Add(time.Hour), recent),
-		mk("c-closed-long-ago", "BGD-DHAKA", assist.Shelter, assist.StateRejected, ref, old, old),
-		mk("c-other-category", "BGD-DHAKA", assist.Medical, assist.StateSubmitted, ref, recent, recent),
+		mk("c-open-old", "NPL-KTM", assist.Shelter, assist.StateUnderReview, dupRef, old, old),
+		mk("c-closed-recent", "BGD-DHAKA", assist.Shelter, assist.StateDisbursed, dupRef, old.Add(time.Hour), recent),
+		mk("c-closed-long-ago", "BGD-DHAKA", assist.Shelter, assist.StateRejected, dupRef, old, old),
+		mk("c-other-category", "BGD-DHAKA", assist.Medical, assist.StateSubmitted, dupRef, recent, recent),
 		mk("c-other-person", "BGD-DHAKA", assist.Shelter, assist.StateSubmitted, other, recent, recent),
-		mk("c-self", "BGD-DHAKA", assist.Shelter, assist.StateSubmitted, ref, now, now),
+		mk("c-self", "BGD-DHAKA", assist.Shelter, assist.StateSubmitted, dupRef, now, now),
 	)
-	got, err := s.PossibleDuplicates(context.Background(), ref, assist.Shelter, "c-self", now.Add(-intake.DuplicateWindow))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"c-open-old", "c-closed-recent"}; !slices.Equal(got, want) {
-		t.Fatalf("PossibleDuplicates = %v, want %v", got, want)
-	}
-	if got, err := s.PossibleDuplicates(context.Background(), nil, assist.Shelter, "", now); err != nil || len(got) != 0 {
-		t.Fatalf("no reference: %v, %v", got, err)
-	}
+	return "c-self"
 }
