@@ -1,7 +1,6 @@
 package approval_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -33,22 +32,8 @@ func shortPolicy(d time.Duration) assist.Policy {
 // policy p; it stops after the test.
 func (h *harness) runApproval(p assist.Policy) *approval.Service {
 	h.t.Helper()
-	tm, err := timers.Open(h.ctx, h.js, timers.Config{})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	d := approval.Deps{Config: approval.Config{Policy: p}, NC: h.nc, Log: h.log, DB: h.db, Holds: &fakeHolds{},
-		Timers: tm, Logger: zaptest.NewLogger(h.t)}
-	ctx, cancel := context.WithCancel(h.ctx)
-	done := make(chan error, 1)
-	go func() { done <- approval.Run(ctx, d) }()
-	h.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			h.t.Errorf("approval.Run: %v", err)
-		}
-	})
-	return approval.New(d)
+	svc, _ := h.runApprovalAt(p, &fakeHolds{}, nil)
+	return svc
 }
 
 func TestDeadlineMissedOnceAndEscalated(t *testing.T) {

@@ -13,6 +13,28 @@ import (
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
 
+// heldCase is a case's hold of 100 cents, placed on the ledger's fund
+// for its payee.
+type heldCase struct{ id, fundID, caseID, payee string }
+
+// tracedHold is a ledger on PostgreSQL whose round trips are counted,
+// with one case's hold placed.
+func tracedHold(t *testing.T) (*ledgerSim, *sqldbtest.RoundTrips, heldCase) {
+	t.Helper()
+	var trips *sqldbtest.RoundTrips
+	s, payee := newLedgerSim(t, func(tb testing.TB) sqldb.DB {
+		db, rt := sqldbtest.TracedPostgres(tb)
+		trips = rt
+		return db
+	}, 1)
+	h := heldCase{id: newID(), fundID: s.funds[0].id, caseID: newID(), payee: payee}
+	if _, err := s.svc.store.PlaceHold(s.ctx, disbursementapi.PlaceHoldRequest{HoldID: h.id, FundID: h.fundID, CaseID: h.caseID,
+		PayeeID: payee, AmountCents: 100}, s.at.Add(time.Hour), s.at); err != nil {
+		t.Fatal(err)
+	}
+	return s, trips, h
+}
+
 // The ledger's consumer applies each event of a payout's lifecycle, one
 // event a transaction as at low load, in these round trips to
 // PostgreSQL: a write whose result it does not read goes with the next
@@ -20,17 +42,8 @@ import (
 // answer it needs is a round trip of its own. (Statements are counted,
 // on both stores, by TestPayoutStepsAnswersAndStatements.)
 func TestLedgerLifecycleRoundTrips(t *testing.T) {
-	var trips *sqldbtest.RoundTrips
-	s, payee := newLedgerSim(t, func(tb testing.TB) sqldb.DB {
-		db, rt := sqldbtest.TracedPostgres(tb)
-		trips = rt
-		return db
-	}, 1)
-	f, caseID, holdID := s.funds[0], newID(), newID()
-	if _, err := s.svc.store.PlaceHold(s.ctx, disbursementapi.PlaceHoldRequest{HoldID: holdID, FundID: f.id, CaseID: caseID,
-		PayeeID: payee, AmountCents: 100}, s.at.Add(time.Hour), s.at); err != nil {
-		t.Fatal(err)
-	}
+	s, trips, hold := tracedHold(t)
+	fundID, caseID, holdID, payee := hold.fundID, hold.caseID, hold.id, hold.payee
 	var got []string
 	deliver := func(b assist.Body) {
 		t.Helper()
@@ -45,12 +58,12 @@ func TestLedgerLifecycleRoundTrips(t *testing.T) {
 		}
 		got = append(got, fmt.Sprintf("%s %d", b.Type(), trips.N()))
 	}
-	deliver(assist.RequestApproved{AmountCents: 100, FundID: f.id, HoldID: holdID, PayeeID: payee, Step: assist.ApprovalOnly})
+	deliver(assist.RequestApproved{AmountCents: 100, FundID: fundID, HoldID: holdID, PayeeID: payee, Step: assist.ApprovalOnly})
 	var payout string
 	if err := s.db.QueryRow(s.ctx, `SELECT id FROM disb_payouts WHERE hold_id = $1`, holdID).Scan(&payout); err != nil {
 		t.Fatal(err)
 	}
-	deliver(assist.FundsReserved{HoldID: holdID, FundID: f.id, AmountCents: 100, PayeeID: payee, PayoutID: payout})
+	deliver(assist.FundsReserved{HoldID: holdID, FundID: fundID, AmountCents: 100, PayeeID: payee, PayoutID: payout})
 	deliver(assist.PayoutSent{PayoutID: payout, PayeeID: payee, AmountCents: 100, ProviderRef: "REF-1", Attempt: 1})
 	deliver(assist.PayoutSettled{PayoutID: payout, ProviderRef: "REF-1"})
 	want := []string{
@@ -80,23 +93,14 @@ func TestLedgerLifecycleRoundTrips(t *testing.T) {
 // transaction (BEGIN with it, then a COMMIT of its own: two). A claim
 // that finds nothing due costs the same.
 func TestClaimWorkIsOneRoundTrip(t *testing.T) {
-	var trips *sqldbtest.RoundTrips
-	s, payee := newLedgerSim(t, func(tb testing.TB) sqldb.DB {
-		db, rt := sqldbtest.TracedPostgres(tb)
-		trips = rt
-		return db
-	}, 1)
-	f, caseID, holdID := s.funds[0], newID(), newID()
-	if _, err := s.svc.store.PlaceHold(s.ctx, disbursementapi.PlaceHoldRequest{HoldID: holdID, FundID: f.id, CaseID: caseID,
-		PayeeID: payee, AmountCents: 100}, s.at.Add(time.Hour), s.at); err != nil {
-		t.Fatal(err)
-	}
+	s, trips, hold := tracedHold(t)
+	fundID, caseID, holdID, payee := hold.fundID, hold.caseID, hold.id, hold.payee
 	// Before any payout: nothing to claim (and the statement is prepared
 	// on the connection, a round trip of its own once).
 	if w, err := s.svc.store.ClaimWork(s.ctx, s.at, time.Minute, 4); err != nil || len(w) != 0 {
 		t.Fatalf("claim before any payout: %d steps, %v", len(w), err)
 	}
-	s.emit(assist.KindCase, caseID, olu, assist.RequestApproved{AmountCents: 100, FundID: f.id, HoldID: holdID, PayeeID: payee,
+	s.emit(assist.KindCase, caseID, olu, assist.RequestApproved{AmountCents: 100, FundID: fundID, HoldID: holdID, PayeeID: payee,
 		Step: assist.ApprovalOnly})
 	claim := func(at time.Time) (int, int64) {
 		t.Helper()
