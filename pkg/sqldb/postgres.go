@@ -59,9 +59,7 @@ func (d *pgDB) Close()                         { d.pool.Close() }
 // deadlocked with another transaction (it did nothing); a statement sent
 // and not answered may have committed, and is not.
 func (d *pgDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return absorb(ctx, func(err error) bool { return notSent(err) || lostToAnother(err) }, func(ctx context.Context) (int64, error) {
-		return pgExec(ctx, d.pool, q, args)
-	})
+	return absorb(ctx, didNothing, func(ctx context.Context) (int64, error) { return pgExec(ctx, d.pool, q, args) })
 }
 
 // Query outside a transaction is a read: it is tried again while the
@@ -107,7 +105,7 @@ func (d *pgDB) Tx(ctx context.Context, fn func(Querier) error) error {
 // statement did nothing (never sent, or a deadlock's victim), since once
 // sent it may have committed, as a Tx's COMMIT may have.
 func (d *pgDB) autocommit(ctx context.Context, fn func(Querier) error) error {
-	_, err := absorb(ctx, func(err error) bool { return notSent(err) || lostToAnother(err) }, func(context.Context) (struct{}, error) {
+	_, err := absorb(ctx, didNothing, func(context.Context) (struct{}, error) {
 		return struct{}{}, fn(pgPool{d.pool})
 	})
 	return err
@@ -403,6 +401,12 @@ func (r pgRow) Scan(dest ...any) error {
 	}
 	return classify(err)
 }
+
+// didNothing accepts the failures of a statement sent on its own, outside
+// a transaction, after which it is known not to have run: it never
+// reached the server, or PostgreSQL rolled it back as a deadlock's
+// victim. Any other failure once sent may have come after its commit.
+func didNothing(err error) bool { return notSent(err) || lostToAnother(err) }
 
 // lostToAnother reports a transaction that PostgreSQL rolled back because
 // it deadlocked with, or could not be serialized after, another one: it is
