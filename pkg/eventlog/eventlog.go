@@ -29,6 +29,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventcodec"
+	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/retry"
 )
 
@@ -49,13 +50,6 @@ const (
 // appendAttempt bounds one attempt to append: a durable append takes
 // milliseconds, a few hundred under heavy load.
 const appendAttempt = 2 * time.Second
-
-// JetStream error codes of a failed expected-sequence check: the plain
-// mismatch, and (in clusters) another write to the same filter in flight.
-const (
-	errCodeWrongLastSeq    = 10071
-	errCodeLastSeqInFlight = 10164
-)
 
 // Config sets up the streams.
 type Config struct {
@@ -344,8 +338,7 @@ func (l *Log) appendEvent(ctx context.Context, e assist.Event, expected uint64) 
 	if err == nil {
 		return ack.Sequence, ack.Duplicate, nil
 	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeWrongLastSeq || apiErr.ErrorCode == errCodeLastSeqInFlight) {
+	if natsx.IsWrongLastSequence(err) {
 		// Either another writer won, or this very event landed and its ack
 		// was lost: the case's history tells which.
 		seq, found, ferr := l.find(ctx, e.Kind(), e.CaseID, e.ID)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
@@ -292,4 +293,13 @@ func (l serverLog) Errorf(format string, v ...any) {
 		}
 	}
 	l.k.zl.Error("nats-server: " + msg)
+}
+
+// IsWrongLastSequence reports a publish that JetStream refused for its
+// expected last sequence: the plain mismatch (10071), or, in a cluster,
+// another write to the same subject in flight (10164).
+func IsWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }

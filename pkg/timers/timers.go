@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/retry"
 )
 
@@ -104,7 +105,7 @@ func (t *Timers) Set(ctx context.Context, kind, id string, at time.Time) error {
 // Errors: those of Set.
 func (t *Timers) Rearm(ctx context.Context, kind, id string, at time.Time) error {
 	err := t.set(ctx, kind, id, at, jetstream.WithExpectLastSequencePerSubject(0))
-	if isWrongLastSeq(err) {
+	if natsx.IsWrongLastSequence(err) {
 		return nil
 	}
 	return err
@@ -131,7 +132,7 @@ func (t *Timers) set(ctx context.Context, kind, id string, at time.Time, opts ..
 	switch {
 	case err == nil:
 		return nil
-	case isWrongLastSeq(err):
+	case natsx.IsWrongLastSequence(err):
 		return err // Rearm's to judge
 	}
 	return unavailable("set timer "+kind+" "+id, err)
@@ -260,15 +261,6 @@ func parseFired(m jetstream.Msg) (Fired, error) {
 
 func validToken(s string) bool {
 	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n")
-}
-
-// isWrongLastSeq reports a publish refused by its expected last sequence:
-// 10071, or 10164 while another write to the subject is in flight in a
-// cluster.
-func isWrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 func isTimeout(err error) bool {
