@@ -140,7 +140,9 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: SchedulerName, Filters: timedSubjects}, s.Schedule, d.Logger)
+		return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: SchedulerName, Filters: timedSubjects,
+			// Timers are set again harmlessly; nothing to record.
+			Stateless: true}, s.Schedule, d.Logger)
 	})
 	g.Go(func() error {
 		return d.Timers.Run(ctx, FirerName, []string{TimerDeadline, TimerWarning, TimerClaim}, s.Fire, d.Logger)

@@ -65,8 +65,11 @@ var system = assist.Actor{Username: "eva", Role: assist.RoleSystem}
 // case was warned, and the timer's handler, which reads the case, does
 // what is due then and sets the timer again for what comes next. It runs
 // in a durable consumer, so a timer is set even when the command that
-// caused the event crashed right after it; a redelivered event sets the
-// same timer again.
+// caused the event crashed right after it. The consumer is stateless
+// (eventlog.ConsumerConfig.Stateless): it writes nothing to the database,
+// and a redelivered event sets its timer again, which Fire makes harmless:
+// a timer that fires early, for a case decided, released or moved since,
+// re-checks the case and does nothing or waits for the new time.
 func (s *Service) Schedule(ctx context.Context, _ sqldb.Querier, m eventlog.Msg) error {
 	e, err := eventcodec.Decode(m.Type, m.Data)
 	if err != nil {
