@@ -11,9 +11,9 @@ import (
 	"github.com/eva-org/eva/pkg/sqldb"
 )
 
-// StatementCounter is a database that counts, in N, the statements run in
-// its transactions, for tests that hold a store to a number of
-// statements. Its Querier hides the drivers' own paths (COPY and
+// StatementCounter is a database that counts, in N, the statements it
+// runs, in its transactions or outside them, for tests that hold a store
+// to a number of statements. Its Querier hides the drivers' own paths (COPY and
 // pipelines on PostgreSQL, anonymous parameters on SQLite): the
 // statements are the same, sent the plain way, one by one. It is not for
 // concurrent transactions.
@@ -26,6 +26,19 @@ type StatementCounter struct {
 // counted.
 func (c *StatementCounter) Tx(ctx context.Context, fn func(q sqldb.Querier) error) error {
 	return c.DB.Tx(ctx, func(q sqldb.Querier) error { return fn(countingQuerier{q: q, n: &c.N}) })
+}
+
+// Exec, Query and QueryRow run a statement outside a transaction, counted.
+func (c *StatementCounter) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	return countingQuerier{q: c.DB, n: &c.N}.Exec(ctx, query, args...)
+}
+
+func (c *StatementCounter) Query(ctx context.Context, query string, args ...any) (sqldb.Rows, error) {
+	return countingQuerier{q: c.DB, n: &c.N}.Query(ctx, query, args...)
+}
+
+func (c *StatementCounter) QueryRow(ctx context.Context, query string, args ...any) sqldb.Row {
+	return countingQuerier{q: c.DB, n: &c.N}.QueryRow(ctx, query, args...)
 }
 
 type countingQuerier struct {
