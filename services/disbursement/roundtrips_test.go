@@ -122,3 +122,41 @@ func TestClaimWorkIsOneRoundTrip(t *testing.T) {
 		t.Errorf("claim once the lease ran out: %d steps in %d round trips, want 1 in 1", n, rt)
 	}
 }
+
+// PlaceHold is one round trip to PostgreSQL: the check of a hold placed
+// before, of its payee and fund, the fund's guarded update and the hold's
+// row are one statement, committed on its own, where a transaction cost
+// three (the BEGIN with the check, the hold with the fund's update, the
+// COMMIT) and kept the fund's row locked across the last. Only a fund
+// with too little reads again, for what it has.
+func TestPlaceHoldIsOneRoundTrip(t *testing.T) {
+	s, trips, hold := tracedHold(t)
+	place := func(r disbursementapi.PlaceHoldRequest) (string, int64) {
+		t.Helper()
+		trips.Reset()
+		h, err := s.svc.store.PlaceHold(s.ctx, r, s.at.Add(time.Hour), s.at)
+		if err != nil {
+			return string(assist.ErrorCode(err)), trips.N()
+		}
+		return fmt.Sprintf("%s %d", h.Status, h.AmountCents), trips.N()
+	}
+	request := func(holdID, fundID, payee string, amount int64) disbursementapi.PlaceHoldRequest {
+		return disbursementapi.PlaceHoldRequest{HoldID: holdID, FundID: fundID, CaseID: newID(), PayeeID: payee, AmountCents: amount}
+	}
+	for _, tc := range []struct {
+		what   string
+		r      disbursementapi.PlaceHoldRequest
+		answer string
+		trips  int64
+	}{
+		{"a hold", request(newID(), hold.fundID, hold.payee, 100), "held 100", 1},
+		{"a hold placed before", request(hold.id, hold.fundID, hold.payee, 100), "held 100", 1},
+		{"an unknown payee", request(newID(), hold.fundID, newID(), 100), string(assist.CodeInvalid), 1},
+		{"an unknown fund", request(newID(), newID(), hold.payee, 100), string(assist.CodeInvalid), 1},
+		{"more than the fund has", request(newID(), hold.fundID, hold.payee, s.funds[0].allocated), string(assist.CodeInsufficientFunds), 2},
+	} {
+		if answer, rt := place(tc.r); answer != tc.answer || rt != tc.trips {
+			t.Errorf("%s: %s in %d round trips, want %s in %d", tc.what, answer, rt, tc.answer, tc.trips)
+		}
+	}
+}

@@ -504,52 +504,15 @@ func getHold(ctx context.Context, q sqldb.Querier, id string) (disbursementapi.H
 	return h, err
 }
 
-// PlaceHold implements Store.
+// PlaceHold implements Store. On PostgreSQL the hold is placed in one
+// statement (placeInOne); SQLite, which has no data-modifying CTE, places
+// it in a transaction (placeInTx). Both answer alike.
 func (s *SQLStore) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldRequest, expires, now time.Time) (disbursementapi.Hold, error) {
-	var h disbursementapi.Hold
-	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
-		var payees, funds int
-		placed, err := scanHold(tailScanner{q.QueryRow(ctx, placedBefore, r.HoldID, r.PayeeID, r.FundID), []any{&payees, &funds}})
-		if err != nil {
-			return err
-		}
-		if placed.ID != "" {
-			h = placed
-			return nil // placed before: the same hold again
-		}
-		if payees == 0 {
-			return &assist.Error{Code: assist.CodeInvalid, Message: "unknown payee",
-				Fields: []assist.FieldError{{Field: "payee_id", Message: fmt.Sprintf("no payee %q", r.PayeeID)}}}
-		}
-		if funds == 0 {
-			return unknownFund(r.FundID)
-		}
-		// Sent with the fund's update, in one round trip (sqldb.Defer): a
-		// duplicate hold (the same approval placing it twice at once)
-		// fails that statement, below, with the unique violation.
-		if err := sqldb.Defer(ctx, q, `INSERT INTO disb_holds (id, fund_id, case_id, payee_id, amount, status, expires_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
-			r.HoldID, r.FundID, r.CaseID, r.PayeeID, r.AmountCents, disbursementapi.HoldHeld, sqldb.Micros(expires), sqldb.Micros(now)); err != nil {
-			return err
-		}
-		// The check and the hold are one statement: concurrent holds on
-		// a fund serialize on its row, and none can overspend it. It is
-		// the transaction's last statement, so that the fund's row is
-		// locked only until the commit: every approval of the fund waits
-		// for it.
-		var avail int64
-		err = q.QueryRow(ctx, `UPDATE disb_funds SET reserved = reserved + $1
-			WHERE id = $2 AND allocated - reserved - paid >= $1 RETURNING allocated - reserved - paid`, r.AmountCents, r.FundID).Scan(&avail)
-		if errors.Is(err, sqldb.ErrNoRows) {
-			return s.notPlaced(ctx, q, r)
-		}
-		if err != nil {
-			return err
-		}
-		h = disbursementapi.Hold{ID: r.HoldID, FundID: r.FundID, CaseID: r.CaseID, AmountCents: r.AmountCents,
-			Status: disbursementapi.HoldHeld, ExpiresAt: sqldb.Time(sqldb.Micros(expires)), AvailableCents: avail}
-		return nil
-	})
+	place := s.placeInTx
+	if s.db.Dialect() == sqldb.Postgres {
+		place = s.placeInOne
+	}
+	h, err := place(ctx, r, expires, now)
 	if sqldb.IsUniqueViolation(err) {
 		// The same hold placed at the same time by a retry of its
 		// request (the first attempt's answer was lost): this attempt
@@ -559,30 +522,177 @@ func (s *SQLStore) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldReq
 	return h, err
 }
 
-// placedBefore reads, in one statement, the hold $1 with its fund's
-// available money as getHold does (empty columns when there is none) and
-// whether payee $2 and fund $3 exist (counts).
-const placedBefore = `SELECT COALESCE(h.id, ''), COALESCE(h.fund_id, ''), COALESCE(h.case_id, ''), COALESCE(h.amount, 0),
-		COALESCE(h.status, ''), COALESCE(h.expires_at, 0), COALESCE(h.available, 0),
-		(SELECT count(*) FROM disb_payees WHERE id = $2), (SELECT count(*) FROM disb_funds WHERE id = $3)
-	FROM (SELECT 1 AS one) AS one LEFT JOIN (
-		SELECT h.id, h.fund_id, h.case_id, h.amount, h.status, h.expires_at, f.allocated - f.reserved - f.paid AS available
-		FROM disb_holds h JOIN disb_funds f ON f.id = h.fund_id WHERE h.id = $1) AS h ON true`
-
-// notPlaced is the error of a hold its fund could not take: no such fund,
-// or too little available.
-func (s *SQLStore) notPlaced(ctx context.Context, q sqldb.Querier, r disbursementapi.PlaceHoldRequest) error {
-	f, err := scanFund(q.QueryRow(ctx, `SELECT `+fundCols+` FROM disb_funds WHERE id = $1`, r.FundID))
-	if errors.Is(err, sqldb.ErrNoRows) {
-		return unknownFund(r.FundID)
-	}
-	if err != nil {
+// placeInOne places the hold in one statement (placeHold), committed on
+// its own (sqldb.Autocommit): one round trip, and the fund's row, which
+// every approval and settlement of the fund updates, is locked only for
+// the statement's end and its commit, not across a round trip to the
+// COMMIT. When the statement's answer is lost it may have placed the
+// hold, and the error is CodeUnavailable: the request is idempotent (its
+// hold id is the approval's command id), and asked again it answers with
+// the hold placed.
+func (s *SQLStore) placeInOne(ctx context.Context, r disbursementapi.PlaceHoldRequest, expires, now time.Time) (disbursementapi.Hold, error) {
+	var c holdCheck
+	var avail *int64 // what the fund has left after the hold; nil when it did not take it
+	err := sqldb.Autocommit(ctx, s.db, func(q sqldb.Querier) (err error) {
+		c, err = scanHoldCheck(q.QueryRow(ctx, placeHold, r.HoldID, r.PayeeID, r.FundID, r.AmountCents, r.CaseID,
+			disbursementapi.HoldHeld, sqldb.Micros(expires), sqldb.Micros(now)), &avail)
 		return err
+	})
+	if err != nil {
+		return disbursementapi.Hold{}, err
 	}
-	avail := f.AvailableCents
-	return &assist.Error{Code: assist.CodeInsufficientFunds, AvailableUSDCents: &avail,
+	if h, decided, err := c.answer(r); decided {
+		return h, err
+	}
+	if avail == nil {
+		return notPlaced(ctx, s.db, r)
+	}
+	return heldNow(r, expires, *avail), nil
+}
+
+// placeInTx places the hold in a transaction: the check, then the fund's
+// guarded update and the hold's row. (On SQLite transactions run one at a
+// time on its writer.)
+func (s *SQLStore) placeInTx(ctx context.Context, r disbursementapi.PlaceHoldRequest, expires, now time.Time) (disbursementapi.Hold, error) {
+	var h disbursementapi.Hold
+	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
+		c, err := scanHoldCheck(q.QueryRow(ctx, checkHold, r.HoldID, r.PayeeID, r.FundID))
+		if err != nil {
+			return err
+		}
+		var decided bool
+		if h, decided, err = c.answer(r); decided {
+			return err
+		}
+		// The money guard and the fund's update are one statement:
+		// concurrent holds on a fund serialize on its row, and none can
+		// overspend it.
+		var avail int64
+		err = q.QueryRow(ctx, `UPDATE disb_funds SET reserved = reserved + $1
+			WHERE id = $2 AND allocated - reserved - paid >= $1 RETURNING allocated - reserved - paid`, r.AmountCents, r.FundID).Scan(&avail)
+		if errors.Is(err, sqldb.ErrNoRows) {
+			h, err = notPlaced(ctx, q, r)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		// A duplicate hold (the same approval placing it twice at once)
+		// fails here with the unique violation.
+		if _, err := q.Exec(ctx, `INSERT INTO disb_holds (id, fund_id, case_id, payee_id, amount, status, expires_at, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
+			r.HoldID, r.FundID, r.CaseID, r.PayeeID, r.AmountCents, disbursementapi.HoldHeld, sqldb.Micros(expires), sqldb.Micros(now)); err != nil {
+			return err
+		}
+		h = heldNow(r, expires, avail)
+		return nil
+	})
+	return h, err
+}
+
+// heldNow is the hold r placed, with what its fund has left after it.
+func heldNow(r disbursementapi.PlaceHoldRequest, expires time.Time, avail int64) disbursementapi.Hold {
+	return disbursementapi.Hold{ID: r.HoldID, FundID: r.FundID, CaseID: r.CaseID, AmountCents: r.AmountCents,
+		Status: disbursementapi.HoldHeld, ExpiresAt: sqldb.Time(sqldb.Micros(expires)), AvailableCents: avail}
+}
+
+// holdCheck is what placing a hold reads before anything else: the hold
+// placed before under its id, if any (placed.ID is empty when none),
+// whether the payee exists, and the fund with its available money.
+type holdCheck struct {
+	placed        disbursementapi.Hold
+	payees, funds int
+	fundName      string
+	fundAvailable int64
+}
+
+// holdCheckWith names the check's parts, for hold $1, payee $2 and fund
+// $3: placed, the hold with its fund's available money as getHold reads
+// it (no row when there is none), and known, one row of the counts of the
+// payee and the fund, and the fund's name and available money.
+const holdCheckWith = `WITH placed AS (
+		SELECT h.id, h.fund_id, h.case_id, h.amount, h.status, h.expires_at, f.allocated - f.reserved - f.paid AS available
+		FROM disb_holds h JOIN disb_funds f ON f.id = h.fund_id WHERE h.id = $1
+	), known AS (
+		SELECT (SELECT count(*) FROM disb_payees WHERE id = $2) AS payees, count(f.id) AS funds,
+			COALESCE(max(f.name), '') AS fund_name, COALESCE(max(f.allocated - f.reserved - f.paid), 0) AS fund_available
+		FROM disb_funds f WHERE f.id = $3
+	)`
+
+// holdCheckSelect reads the check in one row, in scanHoldCheck's order.
+const holdCheckSelect = `SELECT COALESCE(h.id, ''), COALESCE(h.fund_id, ''), COALESCE(h.case_id, ''), COALESCE(h.amount, 0),
+		COALESCE(h.status, ''), COALESCE(h.expires_at, 0), COALESCE(h.available, 0),
+		k.payees, k.funds, k.fund_name, k.fund_available`
+
+// checkHold is the check alone, in one statement.
+const checkHold = holdCheckWith + ` ` + holdCheckSelect + ` FROM known AS k LEFT JOIN placed AS h ON true`
+
+// placeHold is the check and the hold in one statement (PostgreSQL's
+// data-modifying CTEs), for hold $1, payee $2, fund $3, amount $4, case
+// $5, status $6, expiry $7 and time $8. The fund's update takes the money
+// unless the hold was placed before or the payee is unknown, and returns
+// what is left; the hold's row is inserted from it, so only when the fund
+// took the money. The statement returns the check and then that money
+// left (NULL when the fund did not take it).
+//
+// All its parts read one snapshot, taken before the fund's row is locked.
+// So the money guard is in the update's WHERE: an update that waited for
+// the row's lock evaluates it again on the row as the other left it, and
+// concurrent holds can never overspend a fund. The same hold placed twice
+// at once (a retry of its request) fails the second's insert with a
+// unique violation, or, when the first took what the second needed, the
+// second's guard: the check read afterwards then finds the first
+// (notPlaced).
+const placeHold = holdCheckWith + `, fund AS (
+		UPDATE disb_funds SET reserved = reserved + $4
+		WHERE id = $3 AND allocated - reserved - paid >= $4
+		  AND NOT EXISTS (SELECT 1 FROM placed) AND (SELECT payees FROM known) > 0
+		RETURNING id, allocated - reserved - paid AS available
+	), hold AS (
+		INSERT INTO disb_holds (id, fund_id, case_id, payee_id, amount, status, expires_at, created_at, updated_at)
+		SELECT $1, id, $5, $2, $4, $6, $7, $8, $8 FROM fund
+	)
+	` + holdCheckSelect + `, (SELECT available FROM fund) FROM known AS k LEFT JOIN placed AS h ON true`
+
+// scanHoldCheck scans holdCheckSelect's columns, then tail's.
+func scanHoldCheck(r sqldb.Row, tail ...any) (holdCheck, error) {
+	var c holdCheck
+	var err error
+	c.placed, err = scanHold(tailScanner{r, append([]any{&c.payees, &c.funds, &c.fundName, &c.fundAvailable}, tail...)})
+	return c, err
+}
+
+// answer is the answer to r that the check decides, if any (decided): the
+// hold placed before, or the error of an unknown payee or fund.
+func (c holdCheck) answer(r disbursementapi.PlaceHoldRequest) (h disbursementapi.Hold, decided bool, err error) {
+	switch {
+	case c.placed.ID != "":
+		return c.placed, true, nil // placed before: the same hold again
+	case c.payees == 0:
+		return disbursementapi.Hold{}, true, &assist.Error{Code: assist.CodeInvalid, Message: "unknown payee",
+			Fields: []assist.FieldError{{Field: "payee_id", Message: fmt.Sprintf("no payee %q", r.PayeeID)}}}
+	case c.funds == 0:
+		return disbursementapi.Hold{}, true, unknownFund(r.FundID)
+	}
+	return disbursementapi.Hold{}, false, nil
+}
+
+// notPlaced answers a hold that its fund did not take, from the check
+// read again, after the fund's update: the fund has too little available
+// — unless the same hold was placed meanwhile by another attempt, which
+// took the money, and is the answer.
+func notPlaced(ctx context.Context, q sqldb.Querier, r disbursementapi.PlaceHoldRequest) (disbursementapi.Hold, error) {
+	c, err := scanHoldCheck(q.QueryRow(ctx, checkHold, r.HoldID, r.PayeeID, r.FundID))
+	if err != nil {
+		return disbursementapi.Hold{}, err
+	}
+	if h, decided, err := c.answer(r); decided {
+		return h, err
+	}
+	avail := c.fundAvailable
+	return disbursementapi.Hold{}, &assist.Error{Code: assist.CodeInsufficientFunds, AvailableUSDCents: &avail,
 		Message: fmt.Sprintf("fund %s has %s available, less than the %s to approve",
-			f.Name, assist.FormatUSD(avail), assist.FormatUSD(r.AmountCents))}
+			c.fundName, assist.FormatUSD(avail), assist.FormatUSD(r.AmountCents))}
 }
 
 func unknownFund(id string) error {
