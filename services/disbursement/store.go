@@ -204,10 +204,17 @@ type Advance struct {
 }
 
 // SQLStore is the Store on sqldb.
-type SQLStore struct{ db sqldb.DB }
+type SQLStore struct {
+	db    sqldb.DB
+	holds holdGroups // PlaceHold's on PostgreSQL
+}
 
 // NewSQLStore returns a store on a migrated database.
-func NewSQLStore(db sqldb.DB) *SQLStore { return &SQLStore{db: db} }
+func NewSQLStore(db sqldb.DB) *SQLStore {
+	s := &SQLStore{db: db}
+	s.holds.write = s.placeHolds
+	return s
+}
 
 const fundCols = `id, name, allocated, reserved, paid, created_at`
 
@@ -505,9 +512,20 @@ func getHold(ctx context.Context, q sqldb.Querier, id string) (disbursementapi.H
 }
 
 // PlaceHold implements Store. On PostgreSQL the hold is placed in one
-// statement (placeInOne); SQLite, which has no data-modifying CTE, places
-// it in a transaction (placeInTx). Both answer alike.
+// statement (placeInOne), or, when other holds of its fund are placed at
+// the same time, in one transaction with them (holdGroups); SQLite,
+// which has no data-modifying CTE and whose writer commits concurrent
+// transactions together, places it in a transaction (placeInTx). All
+// answer alike.
 func (s *SQLStore) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldRequest, expires, now time.Time) (disbursementapi.Hold, error) {
+	if s.db.Dialect() == sqldb.Postgres {
+		return s.holds.place(ctx, r, expires, now)
+	}
+	return s.placeAlone(ctx, r, expires, now)
+}
+
+// placeAlone places one hold in a transaction of its own.
+func (s *SQLStore) placeAlone(ctx context.Context, r disbursementapi.PlaceHoldRequest, expires, now time.Time) (disbursementapi.Hold, error) {
 	place := s.placeInTx
 	if s.db.Dialect() == sqldb.Postgres {
 		place = s.placeInOne
@@ -531,23 +549,42 @@ func (s *SQLStore) PlaceHold(ctx context.Context, r disbursementapi.PlaceHoldReq
 // hold id is the approval's command id), and asked again it answers with
 // the hold placed.
 func (s *SQLStore) placeInOne(ctx context.Context, r disbursementapi.PlaceHoldRequest, expires, now time.Time) (disbursementapi.Hold, error) {
-	var c holdCheck
-	var avail *int64 // what the fund has left after the hold; nil when it did not take it
+	var p placement
 	err := sqldb.Autocommit(ctx, s.db, func(q sqldb.Querier) (err error) {
-		c, err = scanHoldCheck(q.QueryRow(ctx, placeHold, r.HoldID, r.PayeeID, r.FundID, r.AmountCents, r.CaseID,
-			disbursementapi.HoldHeld, sqldb.Micros(expires), sqldb.Micros(now)), &avail)
+		p, err = runPlaceHold(ctx, q, r, expires, now)
 		return err
 	})
 	if err != nil {
 		return disbursementapi.Hold{}, err
 	}
-	if h, decided, err := c.answer(r); decided {
+	return s.placedAnswer(ctx, r, expires, p)
+}
+
+// placement is what placeHold returns for a hold: its check, and what
+// its fund has left after it (nil when the fund did not take the money).
+type placement struct {
+	check holdCheck
+	avail *int64
+}
+
+// runPlaceHold runs placeHold for r in q.
+func runPlaceHold(ctx context.Context, q sqldb.Querier, r disbursementapi.PlaceHoldRequest, expires, now time.Time) (placement, error) {
+	var p placement
+	var err error
+	p.check, err = scanHoldCheck(q.QueryRow(ctx, placeHold, r.HoldID, r.PayeeID, r.FundID, r.AmountCents, r.CaseID,
+		disbursementapi.HoldHeld, sqldb.Micros(expires), sqldb.Micros(now)), &p.avail)
+	return p, err
+}
+
+// placedAnswer is the answer to r once its placement is committed.
+func (s *SQLStore) placedAnswer(ctx context.Context, r disbursementapi.PlaceHoldRequest, expires time.Time, p placement) (disbursementapi.Hold, error) {
+	if h, decided, err := p.check.answer(r); decided {
 		return h, err
 	}
-	if avail == nil {
+	if p.avail == nil {
 		return notPlaced(ctx, s.db, r)
 	}
-	return heldNow(r, expires, *avail), nil
+	return heldNow(r, expires, *p.avail), nil
 }
 
 // placeInTx places the hold in a transaction: the check, then the fund's
@@ -642,7 +679,9 @@ const checkHold = holdCheckWith + ` ` + holdCheckSelect + ` FROM known AS k LEFT
 // at once (a retry of its request) fails the second's insert with a
 // unique violation, or, when the first took what the second needed, the
 // second's guard: the check read afterwards then finds the first
-// (notPlaced).
+// (notPlaced). In a transaction of several holds of the fund
+// (holdGroups), each statement after the first finds the row locked by
+// its own transaction and reads what the holds before it left.
 const placeHold = holdCheckWith + `, fund AS (
 		UPDATE disb_funds SET reserved = reserved + $4
 		WHERE id = $3 AND allocated - reserved - paid >= $4

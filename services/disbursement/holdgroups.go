@@ -1,0 +1,127 @@
+package disbursement
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/sqldb"
+	"github.com/eva-org/eva/services/disbursement/disbursementapi"
+)
+
+// holdGroups places the concurrent holds of one fund together (group
+// commit, on PostgreSQL): each hold updates its fund's row, which stays
+// locked until the hold's commit is durable, so the holds of one fund
+// take turns at the pace of the log's flushes. Each caller waits until
+// its own hold is answered; the first to find no write of its fund under
+// way writes what is waiting, and the holds of the fund that arrive
+// meanwhile wait for the next write, all of them in one transaction and
+// one flush. When a write ends, the first of those waiting writes the
+// next batch, so no caller writes for others once answered. An idle
+// store places each hold alone, as before; nothing waits on a timer.
+type holdGroups struct {
+	// write places a batch of one fund's holds (the first is its
+	// writer's) and answers each (SQLStore.placeHolds).
+	write func(ctx context.Context, batch []*holdCall)
+
+	mu sync.Mutex
+	// waiting holds, by fund, the holds waiting for the next write; a
+	// fund is there only while a write of its holds is under way.
+	waiting map[string][]*holdCall
+}
+
+// holdCall is a caller's hold, and its answer once written.
+type holdCall struct {
+	r            disbursementapi.PlaceHoldRequest
+	expires, now time.Time
+
+	h   disbursementapi.Hold
+	err error
+	// done says true when the hold is answered, false when its caller is
+	// to write the next batch.
+	done chan bool
+}
+
+// answer gives the hold its answer and wakes its caller.
+func (c *holdCall) answer(h disbursementapi.Hold, err error) {
+	c.h, c.err = h, err
+	c.done <- true
+}
+
+// place places r with the holds of its fund that wait meanwhile, and
+// returns when it is answered.
+func (g *holdGroups) place(ctx context.Context, r disbursementapi.PlaceHoldRequest, expires, now time.Time) (disbursementapi.Hold, error) {
+	c := &holdCall{r: r, expires: expires, now: now, done: make(chan bool, 1)}
+	fund := r.FundID
+	g.mu.Lock()
+	if g.waiting == nil {
+		g.waiting = map[string][]*holdCall{}
+	}
+	waiting, writing := g.waiting[fund]
+	g.waiting[fund] = append(waiting, c)
+	g.mu.Unlock()
+	if writing {
+		if answered := <-c.done; answered {
+			return c.h, c.err
+		}
+	}
+	g.mu.Lock()
+	batch := g.waiting[fund]
+	g.waiting[fund] = nil
+	g.mu.Unlock()
+	g.write(ctx, batch)
+	g.mu.Lock()
+	if next := g.waiting[fund]; len(next) > 0 {
+		next[0].done <- false
+	} else {
+		delete(g.waiting, fund)
+	}
+	g.mu.Unlock()
+	return c.h, c.err
+}
+
+// placeHolds places a batch of one fund's holds and answers each: one
+// alone (placeAlone); several in one transaction (placeTogether), with
+// context.WithoutCancel of the writer's ctx, so that its caller's going
+// away fails no other. When that transaction fails for another reason
+// than an outage (the same hold placed at once by another store, a
+// deadlock), each is placed alone, so that one hold's failure fails no
+// other.
+func (s *SQLStore) placeHolds(ctx context.Context, batch []*holdCall) {
+	if len(batch) == 1 {
+		c := batch[0]
+		c.answer(s.placeAlone(ctx, c.r, c.expires, c.now))
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	placed, err := s.placeTogether(ctx, batch)
+	for i, c := range batch {
+		switch {
+		case err == nil:
+			c.answer(s.placedAnswer(ctx, c.r, c.expires, placed[i]))
+		case assist.IsCode(err, assist.CodeUnavailable):
+			c.answer(disbursementapi.Hold{}, err)
+		default:
+			c.answer(s.placeAlone(ctx, c.r, c.expires, c.now))
+		}
+	}
+}
+
+// placeTogether places holds in one transaction, each with placeHold in
+// turn, so that each one's guard sees the money that the ones before it
+// took, and commits them with one flush. It answers none.
+func (s *SQLStore) placeTogether(ctx context.Context, batch []*holdCall) ([]placement, error) {
+	var out []placement
+	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
+		out = make([]placement, len(batch)) // afresh if the transaction runs again
+		for i, c := range batch {
+			var err error
+			if out[i], err = runPlaceHold(ctx, q, c.r, c.expires, c.now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
