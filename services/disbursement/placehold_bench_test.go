@@ -14,8 +14,8 @@ import (
 // BenchmarkPlaceHold places holds from 16 callers at once on PostgreSQL,
 // all on one fund and spread over 16: every hold updates its fund's row,
 // which stays locked until the hold's commit is durable, so the holds of
-// one fund take turns at the pace of the log's flushes, whatever the
-// callers. ns/op is per hold.
+// one fund take turns at the pace of the log's flushes, and those that
+// wait meanwhile commit together (holdGroups, ADR 42). ns/op is per hold.
 func BenchmarkPlaceHold(b *testing.B) {
 	for _, funds := range []int{1, 16} {
 		b.Run(fmt.Sprintf("funds-%d", funds), func(b *testing.B) {
