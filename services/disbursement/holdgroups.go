@@ -2,6 +2,7 @@ package disbursement
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -36,8 +37,9 @@ type holdCall struct {
 	r            disbursementapi.PlaceHoldRequest
 	expires, now time.Time
 
-	h   disbursementapi.Hold
-	err error
+	h        disbursementapi.Hold
+	err      error
+	answered bool // by its batch's writer
 	// done says true when the hold is answered, false when its caller is
 	// to write the next batch.
 	done chan bool
@@ -45,7 +47,7 @@ type holdCall struct {
 
 // answer gives the hold its answer and wakes its caller.
 func (c *holdCall) answer(h disbursementapi.Hold, err error) {
-	c.h, c.err = h, err
+	c.h, c.err, c.answered = h, err, true
 	c.done <- true
 }
 
@@ -70,15 +72,39 @@ func (g *holdGroups) place(ctx context.Context, r disbursementapi.PlaceHoldReque
 	batch := g.waiting[fund]
 	g.waiting[fund] = nil
 	g.mu.Unlock()
+	defer g.handOff(fund)
+	defer unwedge(batch)
 	g.write(ctx, batch)
+	return c.h, c.err
+}
+
+// handOff wakes the first of the fund's holds that waited for the write
+// that ended, to write them, or forgets the fund when none did.
+func (g *holdGroups) handOff(fund string) {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	if next := g.waiting[fund]; len(next) > 0 {
 		next[0].done <- false
 	} else {
 		delete(g.waiting, fund)
 	}
-	g.mu.Unlock()
-	return c.h, c.err
+}
+
+// unwedge answers, when the write of batch panicked, the holds it left
+// unanswered, with an internal error, and panics again: their callers
+// return, and the fund's next holds are written (handOff), instead of
+// every later hold of the fund waiting for good on a writer gone.
+func unwedge(batch []*holdCall) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	for _, c := range batch {
+		if !c.answered {
+			c.answer(disbursementapi.Hold{}, fmt.Errorf("place hold: the batch's writer panicked: %v", p))
+		}
+	}
+	panic(p)
 }
 
 // placeHolds places a batch of one fund's holds and answers each: one

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -301,5 +302,64 @@ func TestConcurrentBatchesNeverOverspendAFund(t *testing.T) {
 	}
 	if largest < 2 {
 		t.Errorf("the largest batch written held %d holds: none was placed with another", largest)
+	}
+}
+
+// A batch's writer that panics (a bug) answers the holds it left waiting
+// with an error and panics again, and the fund's next holds are still
+// placed: a panic does not leave every later hold of the fund waiting
+// for a writer gone.
+func TestAWriterThatPanicsWedgesNoFund(t *testing.T) {
+	h := newHoldsAt(1_000)
+	s := h.store(t)
+	write := s.holds.write
+	var writes atomic.Int32
+	started, release := make(chan struct{}), make(chan struct{})
+	s.holds.write = func(ctx context.Context, batch []*holdCall) {
+		switch writes.Add(1) {
+		case 1:
+			close(started)
+			<-release
+		case 2:
+			panic("a bug in the batch's write")
+		}
+		write(ctx, batch)
+	}
+	waiting := func() int {
+		s.holds.mu.Lock()
+		defer s.holds.mu.Unlock()
+		return len(s.holds.waiting[h.funds[0].ID])
+	}
+	rs := []disbursementapi.PlaceHoldRequest{h.request(0, 100), h.request(0, 200), h.request(0, 300), h.request(0, 400)}
+	answers := make([]string, len(rs))
+	var panicked any
+	var wg sync.WaitGroup
+	wg.Go(func() { answers[0] = h.place(s, rs[0]) })
+	<-started
+	wg.Go(func() {
+		defer func() { panicked = recover() }()
+		answers[1] = h.place(s, rs[1]) // the second batch's writer
+	})
+	evatest.Eventually(t, "the second hold to wait", func() bool { return waiting() == 1 })
+	wg.Go(func() { answers[2] = h.place(s, rs[2]) })
+	evatest.Eventually(t, "the third hold to wait", func() bool { return waiting() == 2 })
+	close(release)
+	wg.Wait()
+	answers[3] = h.place(s, rs[3])
+
+	if panicked != "a bug in the batch's write" {
+		t.Errorf("the second batch's writer recovered %v, want its panic", panicked)
+	}
+	if !strings.HasPrefix(answers[0], "{ID:"+rs[0].HoldID) || !strings.HasPrefix(answers[3], "{ID:"+rs[3].HoldID) {
+		t.Errorf("the holds written before and after the panic answered %q and %q", answers[0], answers[3])
+	}
+	if !strings.Contains(answers[2], "panicked") {
+		t.Errorf("the hold left waiting by the panic answered %q, want the writer's panic", answers[2])
+	}
+	if f, err := s.Fund(h.ctx, h.funds[0].ID); err != nil || f.ReservedCents != 500 {
+		t.Errorf("fund: %+v %v, want 500 reserved (the first and the last hold)", f, err)
+	}
+	if n := waiting(); n != 0 || len(s.holds.waiting) != 0 {
+		t.Errorf("%d holds still waiting, %d funds known, want none", n, len(s.holds.waiting))
 	}
 }
