@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/eva-org/eva/pkg/assist"
@@ -42,8 +43,10 @@ func (a *answers) put(ctx context.Context, rec IdemRecord) error {
 		return <-mine.done
 	}
 	a.writing = true
+	var batch []answer
+	defer a.unwedge(&batch)
 	for len(a.waiting) > 0 {
-		batch := a.waiting
+		batch = a.waiting
 		a.waiting = nil
 		a.mu.Unlock()
 		a.write(ctx, batch)
@@ -52,6 +55,30 @@ func (a *answers) put(ctx context.Context, rec IdemRecord) error {
 	a.writing = false
 	a.mu.Unlock()
 	return <-mine.done
+}
+
+// unwedge, when the write of *batch panicked, fails that batch's answers
+// and those waiting for the next write, lets the next answer find no
+// write under way, and panics again: their callers return (their keys
+// stay pending, as when a write fails), instead of every later answer of
+// the gateway waiting for good on a writer gone.
+func (a *answers) unwedge(batch *[]answer) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	err := fmt.Errorf("store answers: the writer panicked: %v", p)
+	a.mu.Lock()
+	waiting := a.waiting
+	a.waiting, a.writing = nil, false
+	a.mu.Unlock()
+	for _, b := range append(*batch, waiting...) {
+		select {
+		case b.done <- err:
+		default: // answered before the panic
+		}
+	}
+	panic(p)
 }
 
 // write stores a batch and tells each of its callers how it went. When a

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/eva-org/eva/pkg/evatest"
@@ -95,5 +97,61 @@ func TestAnswerRefusedFailsNoOther(t *testing.T) {
 	}
 	if len(f.calls) != 4 {
 		t.Errorf("writes %v, want the batch then each alone", f.calls)
+	}
+}
+
+// panickyAnswerStore panics in its first StoreAnswers call, once the
+// answers waiting for the next write are there, and stores the others.
+type panickyAnswerStore struct {
+	started, release chan struct{}
+	calls            atomic.Int32
+}
+
+func (f *panickyAnswerStore) StoreAnswers(context.Context, []IdemRecord) error {
+	if f.calls.Add(1) == 1 {
+		close(f.started)
+		<-f.release
+		panic("a bug in the store")
+	}
+	return nil
+}
+
+// A writer that panics (a bug) fails its answers and those waiting for
+// the next write, and panics again; the next answer is written as on an
+// idle gateway: a panic does not leave every later answer waiting for a
+// writer gone.
+func TestAWriterThatPanicsWedgesNoAnswer(t *testing.T) {
+	f := &panickyAnswerStore{started: make(chan struct{}), release: make(chan struct{})}
+	a := &answers{store: f}
+	ctx := context.Background()
+	var panicked any
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { panicked = recover() }()
+		_ = a.put(ctx, IdemRecord{Key: "k0"})
+	}()
+	<-f.started
+	errs := make(chan error, 2)
+	for i := 1; i <= 2; i++ {
+		go func() { errs <- a.put(ctx, IdemRecord{Key: fmt.Sprintf("k%d", i)}) }()
+	}
+	evatest.Eventually(t, "two answers waiting", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.waiting) == 2
+	})
+	close(f.release)
+	<-done
+	if panicked != "a bug in the store" {
+		t.Errorf("the writer recovered %v, want its panic", panicked)
+	}
+	for range 2 {
+		if err := <-errs; err == nil || !strings.Contains(err.Error(), "panicked") {
+			t.Errorf("an answer waiting for the next write: %v, want the writer's panic", err)
+		}
+	}
+	if err := a.put(ctx, IdemRecord{Key: "k3"}); err != nil || f.calls.Load() != 2 {
+		t.Errorf("the next answer: %v after %d writes, want it stored by a write of its own", err, f.calls.Load())
 	}
 }
