@@ -130,6 +130,28 @@ func (h holdsAt) batched(t *testing.T, s *SQLStore, rs []disbursementapi.PlaceHo
 	return answers, batches
 }
 
+// batchedAsOneByOne places rs on a store of their own as batched does,
+// checks that the batches written were wantBatches (their requests'
+// indexes) and that each request answered as when the requests are placed
+// one by one, on another store; it returns the first store and those
+// answers.
+func (h holdsAt) batchedAsOneByOne(t *testing.T, rs []disbursementapi.PlaceHoldRequest, wantBatches string) (*SQLStore, []string) {
+	t.Helper()
+	s := h.store(t)
+	got, batches := h.batched(t, s, rs)
+	if fmt.Sprint(batches) != wantBatches {
+		t.Fatalf("batches written %v, want %s", batches, wantBatches)
+	}
+	want := h.oneByOne(t, rs)
+	for i := range rs {
+		t.Logf("request %d: %s", i, got[i])
+		if got[i] != want[i] {
+			t.Errorf("request %d answered\n %s\nplaced one by one\n %s", i, got[i], want[i])
+		}
+	}
+	return s, want
+}
+
 // oneByOne is the answers of the requests placed one after the other, on
 // a store of their own.
 func (h holdsAt) oneByOne(t *testing.T, rs []disbursementapi.PlaceHoldRequest) []string {
@@ -175,18 +197,7 @@ func TestHoldsOfOneFundWaitingMeanwhileCommitTogether(t *testing.T) {
 		h.request(0, 150),
 		h.request(0, 500), // 50 left
 	}
-	s := h.store(t)
-	got, batches := h.batched(t, s, rs)
-	if fmt.Sprint(batches) != "[[0] [1 2 3 4 5 6]]" {
-		t.Fatalf("batches written %v, want [[0] [1 2 3 4 5 6]]", batches)
-	}
-	want := h.oneByOne(t, rs)
-	for i := range rs {
-		t.Logf("request %d: %s", i, got[i])
-		if got[i] != want[i] {
-			t.Errorf("request %d answered\n %s\nplaced one by one\n %s", i, got[i], want[i])
-		}
-	}
+	s, want := h.batchedAsOneByOne(t, rs, "[[0] [1 2 3 4 5 6]]")
 	if !strings.HasPrefix(want[3], "{ID:"+again.HoldID) || !strings.HasPrefix(want[4], string(assist.CodeInvalid)) ||
 		!strings.HasPrefix(want[6], string(assist.CodeInsufficientFunds)) || !strings.HasSuffix(want[6], "available 50") {
 		t.Errorf("one by one answered %q", want)
@@ -213,18 +224,7 @@ func TestHoldsOfAFailedBatchArePlacedOneByOne(t *testing.T) {
 		h.request(0, 400),
 		h.request(0, 300), // 200 left
 	}
-	s := h.store(t)
-	got, batches := h.batched(t, s, rs)
-	if fmt.Sprint(batches) != "[[0] [1 2 3 4]]" {
-		t.Fatalf("batches written %v, want [[0] [1 2 3 4]]", batches)
-	}
-	want := h.oneByOne(t, rs)
-	for i := range rs {
-		t.Logf("request %d: %s", i, got[i])
-		if got[i] != want[i] {
-			t.Errorf("request %d answered\n %s\nplaced one by one\n %s", i, got[i], want[i])
-		}
-	}
+	s, _ := h.batchedAsOneByOne(t, rs, "[[0] [1 2 3 4]]")
 	if f, err := s.Fund(h.ctx, h.funds[0].ID); err != nil || f.ReservedCents != 800 {
 		t.Errorf("fund after the holds: %+v %v, want 800 reserved", f, err)
 	}
