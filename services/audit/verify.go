@@ -96,15 +96,19 @@ func Verify(ctx context.Context, store ArchiveStore, log *eventlog.Log, opt Veri
 	if err != nil {
 		return auditapi.VerifyResult{}, err
 	}
+	// The checkpoints are read before the archive: a checkpoint signed
+	// after a page of the archive was read can cover events that page
+	// ended before, and the archive would look cut short.
+	kept, err := keptCheckpoints(ctx, store, opt)
+	if err != nil {
+		return auditapi.VerifyResult{}, err
+	}
 	// The pages are read ahead: the archive, the log and the stored leaves
 	// of the next page are fetched while this one is checked, and the
 	// first ones while the checkpoints' signatures are checked.
 	pages := prefetchPages(ctx, store, log, last, treeSize)
 	defer pages.stop()
-	heads, why, err := checkpointHeads(ctx, store, opt, func(name string) string { return name })
-	if err != nil {
-		return auditapi.VerifyResult{}, err
-	}
+	heads, why := openCheckpoints(kept, opt, func(name string) string { return name })
 	if why != "" {
 		return fail(nil, "%s", why)
 	}
@@ -425,38 +429,59 @@ func (lr *logReader) close() {
 // not verify, or two checkpoints of one size with different roots (the
 // log forked).
 func checkpointHeads(ctx context.Context, store TreeStore, opt VerifyOptions, originOf func(keyName string) string) (heads []auditapi.TreeHead, why string, err error) {
+	all, err := keptCheckpoints(ctx, store, opt)
+	if err != nil {
+		return nil, "", err
+	}
+	heads, why = openCheckpoints(all, opt, originOf)
+	return heads, why, nil
+}
+
+// signedNote is a checkpoint to open, and what to call it.
+type signedNote struct {
+	what string
+	note []byte
+}
+
+// keptCheckpoints reads the checkpoints to open: those of opt, then
+// those the store keeps; none without opt.VerifierKey.
+func keptCheckpoints(ctx context.Context, store TreeStore, opt VerifyOptions) ([]signedNote, error) {
 	if opt.VerifierKey == "" {
-		return nil, "", nil
+		return nil, nil
+	}
+	var all []signedNote
+	for i, c := range opt.Checkpoints {
+		all = append(all, signedNote{fmt.Sprintf("saved checkpoint %d", i+1), c})
+	}
+	for after := int64(-1); ; {
+		kept, err := store.Checkpoints(ctx, after, math.MaxInt64, verifyPage)
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		if len(kept) == 0 {
+			return all, nil
+		}
+		for _, c := range kept {
+			all = append(all, signedNote{fmt.Sprintf("the kept checkpoint of size %d", c.Size), c.Note})
+		}
+		after = kept[len(kept)-1].Size
+	}
+}
+
+// openCheckpoints opens all with opt.VerifierKey and returns the tree
+// heads of the log originOf names, as checkpointHeads does.
+func openCheckpoints(all []signedNote, opt VerifyOptions, originOf func(keyName string) string) (heads []auditapi.TreeHead, why string) {
+	if opt.VerifierKey == "" {
+		return nil, ""
 	}
 	v, err := note.NewVerifier(strings.TrimSpace(opt.VerifierKey))
 	if err != nil {
-		return nil, "the verifier key is malformed: " + err.Error(), nil
+		return nil, "the verifier key is malformed: " + err.Error()
 	}
 	origin := originOf(v.Name())
 	// The signatures (an Ed25519 verification each, the most costly part
 	// of a checkpoint) are checked on every CPU; the first bad one in
 	// order is reported.
-	type signed struct {
-		what string
-		note []byte
-	}
-	var all []signed
-	for i, c := range opt.Checkpoints {
-		all = append(all, signed{fmt.Sprintf("saved checkpoint %d", i+1), c})
-	}
-	for after := int64(-1); ; {
-		kept, err := store.Checkpoints(ctx, after, math.MaxInt64, verifyPage)
-		if err != nil {
-			return nil, "", fmt.Errorf("verify: %w", err)
-		}
-		if len(kept) == 0 {
-			break
-		}
-		for _, c := range kept {
-			all = append(all, signed{fmt.Sprintf("the kept checkpoint of size %d", c.Size), c.Note})
-		}
-		after = kept[len(kept)-1].Size
-	}
 	opened := make([]auditapi.TreeHead, len(all))
 	errs := make([]error, len(all))
 	var wg sync.WaitGroup
@@ -472,18 +497,18 @@ func checkpointHeads(ctx context.Context, store TreeStore, opt VerifyOptions, or
 	bySize := map[int64]auditapi.TreeHead{}
 	for i, h := range opened {
 		if errs[i] != nil {
-			return nil, fmt.Sprintf("%s does not verify: %v", all[i].what, errs[i]), nil
+			return nil, fmt.Sprintf("%s does not verify: %v", all[i].what, errs[i])
 		}
 		if h.Origin != origin {
 			continue // the other log's
 		}
 		if prev, ok := bySize[h.Size]; ok && prev.Root != h.Root {
-			return nil, fmt.Sprintf("the log was rewritten: two checkpoints of tree size %d have different roots (a fork)", h.Size), nil
+			return nil, fmt.Sprintf("the log was rewritten: two checkpoints of tree size %d have different roots (a fork)", h.Size)
 		}
 		bySize[h.Size] = h
 	}
 	heads = slices.SortedFunc(maps.Values(bySize), func(a, b auditapi.TreeHead) int { return cmp.Compare(a.Size, b.Size) })
-	return heads, "", nil
+	return heads, ""
 }
 
 // storedLeaves reads the tree's leaf hashes of events from .. to.
