@@ -52,11 +52,11 @@ func TestLedgerLifecycleRoundTrips(t *testing.T) {
 			actor = olu
 		}
 		m := s.record(assist.KindCase, caseID, actor, b)
-		trips.Reset()
-		if failed, err := eventlog.Deliver(s.ctx, s.db, Consumer(), s.svc.Apply, []eventlog.Msg{m}); err != nil {
-			t.Fatalf("%s: event %d failed: %v", b.Type(), failed, err)
-		}
-		got = append(got, fmt.Sprintf("%s %d", b.Type(), trips.N()))
+		got = append(got, trips.Step(b.Type(), func() {
+			if failed, err := eventlog.Deliver(s.ctx, s.db, Consumer(), s.svc.Apply, []eventlog.Msg{m}); err != nil {
+				t.Fatalf("%s: event %d failed: %v", b.Type(), failed, err)
+			}
+		}))
 	}
 	deliver(assist.RequestApproved{AmountCents: 100, FundID: fundID, HoldID: holdID, PayeeID: payee, Step: assist.ApprovalOnly})
 	var payout string
@@ -79,10 +79,7 @@ func TestLedgerLifecycleRoundTrips(t *testing.T) {
 		// journal's entry; the hold; the fund's totals with the COMMIT.
 		"PayoutSettled 5",
 	}
-	t.Logf("round trips per event: %s", strings.Join(got, ", "))
-	if strings.Join(got, ", ") != strings.Join(want, ", ") {
-		t.Errorf("round trips per event:\n got %s\nwant %s", strings.Join(got, ", "), strings.Join(want, ", "))
-	}
+	sqldbtest.SameSteps(t, got, want)
 	if st := payoutState(t, s, payout, holdID); !strings.HasPrefix(st, "settled@1") {
 		t.Errorf("after the lifecycle: %s", st)
 	}

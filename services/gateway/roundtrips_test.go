@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
@@ -23,19 +21,16 @@ func TestFilingRoundTrips(t *testing.T) {
 	var got []string
 	file := func(what string, header map[string]string, want int) {
 		t.Helper()
-		trips.Reset()
-		w := h.do(req{user: "ana", method: http.MethodPost, path: "/v1/requests", body: validBodies["/v1/requests"], header: header})
-		if w.Code != want {
-			t.Fatalf("%s: %d %s, want %d", what, w.Code, w.Body, want)
-		}
-		got = append(got, fmt.Sprintf("%s %d", what, trips.N()))
+		got = append(got, trips.Step(what, func() {
+			w := h.do(req{user: "ana", method: http.MethodPost, path: "/v1/requests", body: validBodies["/v1/requests"], header: header})
+			if w.Code != want {
+				t.Fatalf("%s: %d %s, want %d", what, w.Code, w.Body, want)
+			}
+		}))
 	}
 	file("with a key", withKey("k1"), http.StatusCreated)
 	file("another key", withKey("k2"), http.StatusCreated)
 	file("replayed", withKey("k2"), http.StatusCreated)
 	file("no key", nil, http.StatusCreated)
-	want := "with a key 2, another key 2, replayed 1, no key 0"
-	if g := strings.Join(got, ", "); g != want {
-		t.Errorf("round trips per filing:\n got %s\nwant %s", g, want)
-	}
+	sqldbtest.SameSteps(t, got, []string{"with a key 2", "another key 2", "replayed 1", "no key 0"})
 }

@@ -1,8 +1,6 @@
 package intake_test
 
 import (
-	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
@@ -22,11 +20,11 @@ func TestFilingRoundTrips(t *testing.T) {
 	var got []string
 	file := func(what string, r intakeapi.FileRequest) {
 		t.Helper()
-		trips.Reset()
-		if _, err := h.svc.File(h.ctx, r); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		got = append(got, fmt.Sprintf("%s %d", what, trips.N()))
+		got = append(got, trips.Step(what, func() {
+			if _, err := h.svc.File(h.ctx, r); err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}))
 	}
 	withKey := func(key string) intakeapi.FileRequest {
 		r := fileRequest(ana)
@@ -49,8 +47,5 @@ func TestFilingRoundTrips(t *testing.T) {
 		// The case's erasure with its duplicates.
 		"no key 1",
 	}
-	t.Logf("round trips per filing: %s", strings.Join(got, ", "))
-	if strings.Join(got, ", ") != strings.Join(want, ", ") {
-		t.Errorf("round trips per filing:\n got %s\nwant %s", strings.Join(got, ", "), strings.Join(want, ", "))
-	}
+	sqldbtest.SameSteps(t, got, want)
 }

@@ -2,6 +2,9 @@ package sqldbtest
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -70,6 +73,24 @@ func (r *RoundTrips) N() int64 { return r.n.Load() }
 
 // Reset starts the count again from zero.
 func (r *RoundTrips) Reset() { r.n.Store(0) }
+
+// Step runs step alone on the count and writes down its round trips as
+// "what N", for SameSteps.
+func (r *RoundTrips) Step(what string, step func()) string {
+	r.Reset()
+	step()
+	return fmt.Sprintf("%s %d", what, r.N())
+}
+
+// SameSteps logs the round trips of a sequence of steps (RoundTrips.Step)
+// and fails tb when they are not want.
+func SameSteps(tb testing.TB, got, want []string) {
+	tb.Helper()
+	tb.Logf("round trips: %s", strings.Join(got, ", "))
+	if !slices.Equal(got, want) {
+		tb.Errorf("round trips:\n got %s\nwant %s", strings.Join(got, ", "), strings.Join(want, ", "))
+	}
+}
 
 // TraceQueryStart implements pgx.QueryTracer.
 func (r *RoundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
