@@ -20,6 +20,9 @@ func TestRunDrivesTheWholeLifecycle(t *testing.T) {
 	if res.FilingErrors != 0 || res.LifecycleErrors != 0 || res.LifecycleMissing != 0 {
 		t.Fatalf("errors: filing %d, lifecycle %d, not disbursed %d", res.FilingErrors, res.LifecycleErrors, res.LifecycleMissing)
 	}
+	if res.WarmupFilings != 8 || res.WarmupP99 <= 0 {
+		t.Errorf("warm-up: %d filings, p99 %v; want 2 per client, timed", res.WarmupFilings, res.WarmupP99)
+	}
 	if !res.Followed {
 		t.Error("the bench polled the cases: it did not follow GET /v1/changes")
 	}
