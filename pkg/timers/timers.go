@@ -112,20 +112,14 @@ func (t *Timers) Rearm(ctx context.Context, kind, id string, at time.Time) error
 }
 
 func (t *Timers) set(ctx context.Context, kind, id string, at time.Time, opts ...jetstream.PublishOpt) error {
-	if !validToken(kind) || !validToken(id) {
-		return assist.Errorf(assist.CodeInvalid, "timer %q of %q: not subject tokens", kind, id)
+	m, err := setMsg(kind, id, at)
+	if err != nil {
+		return err
 	}
-	m := nats.NewMsg(setPrefix + kind + "." + id)
-	m.Data = []byte(at.UTC().Format(time.RFC3339Nano))
-	// The header rather than jetstream.WithScheduleAt, which rounds to the
-	// second: the server parses fractions too.
-	m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339Nano))
-	m.Header.Set("Nats-Schedule-Target", firePrefix+kind+"."+id)
-	m.Header.Set("Nats-Schedule-TTL", firedTTL.String())
 	opts = append(opts, jetstream.WithExpectStream(Stream))
-	_, err := retry.DoValue(ctx, retry.Policy{First: 5 * time.Millisecond, Attempts: 4}, isTimeout,
+	_, err = retry.DoValue(ctx, retry.Policy{First: 5 * time.Millisecond, Attempts: 4}, isTimeout,
 		func(ctx context.Context) (*jetstream.PubAck, error) {
-			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			ctx, cancel := context.WithTimeout(ctx, setAttempt)
 			defer cancel()
 			return t.js.PublishMsg(ctx, m, opts...)
 		})
@@ -136,6 +130,58 @@ func (t *Timers) set(ctx context.Context, kind, id string, at time.Time, opts ..
 		return err // Rearm's to judge
 	}
 	return unavailable("set timer "+kind+" "+id, err)
+}
+
+// setAttempt bounds one attempt to store a timer.
+const setAttempt = 2 * time.Second
+
+// setMsg is the schedule message of the timer of kind for id at at.
+func setMsg(kind, id string, at time.Time) (*nats.Msg, error) {
+	if !validToken(kind) || !validToken(id) {
+		return nil, assist.Errorf(assist.CodeInvalid, "timer %q of %q: not subject tokens", kind, id)
+	}
+	m := nats.NewMsg(setPrefix + kind + "." + id)
+	m.Data = []byte(at.UTC().Format(time.RFC3339Nano))
+	// The header rather than jetstream.WithScheduleAt, which rounds to the
+	// second: the server parses fractions too.
+	m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339Nano))
+	m.Header.Set("Nats-Schedule-Target", firePrefix+kind+"."+id)
+	m.Header.Set("Nats-Schedule-TTL", firedTTL.String())
+	return m, nil
+}
+
+// SetAsync is Set without waiting for the stream: it sends the timer and
+// returns a function that waits until the stream has stored it, or sets
+// it as Set does when the stream did not say so in time. A consumer
+// setting the timers of a batch of events sends them all and waits once,
+// instead of one round trip (and one fsync wait) after another; timers
+// sent one after another are stored in that order.
+//
+// Errors of the wait: those of Set.
+func (t *Timers) SetAsync(kind, id string, at time.Time) (wait func(context.Context) error) {
+	m, err := setMsg(kind, id, at)
+	if err != nil {
+		return func(context.Context) error { return err }
+	}
+	f, err := t.js.PublishMsgAsync(m, jetstream.WithExpectStream(Stream))
+	if err != nil {
+		return func(ctx context.Context) error { return t.set(ctx, kind, id, at) }
+	}
+	return func(ctx context.Context) error {
+		timeout := time.NewTimer(setAttempt)
+		defer timeout.Stop()
+		select {
+		case <-f.Ok():
+			return nil
+		case <-f.Err():
+		case <-timeout.C:
+		case <-ctx.Done():
+			return unavailable("set timer "+kind+" "+id, ctx.Err())
+		}
+		// Not stored, or not said to be: set it again, and wait (the
+		// same schedule twice is one timer).
+		return t.set(ctx, kind, id, at)
+	}
 }
 
 // Cancel removes the pending timer of kind for id, if any.

@@ -69,7 +69,7 @@ func (h *harness) waitScheduled() {
 
 // pendingTimers are the timers pending for a case: the subjects of its
 // schedules in the timers stream, each with its due time.
-func pendingTimers(t *testing.T, ctx context.Context, tm *timers.Timers, caseID string) map[string]time.Time {
+func pendingTimers(t testing.TB, ctx context.Context, tm *timers.Timers, caseID string) map[string]time.Time {
 	t.Helper()
 	info, err := tm.Stream().Info(ctx, jetstream.WithSubjectFilter("eva.timer.set.*."+caseID))
 	if err != nil {

@@ -42,7 +42,7 @@ var (
 // JetStream and a real database. Consumers run only when a test starts
 // them.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	db     sqldb.DB
 	nc     *nats.Conn
@@ -55,7 +55,7 @@ type harness struct {
 	svc    *approval.Service
 }
 
-func newHarness(t *testing.T, db sqldb.DB, holds approval.Holds) *harness {
+func newHarness(t testing.TB, db sqldb.DB, holds approval.Holds) *harness {
 	t.Helper()
 	el := eventlogtest.Open(t)
 	nc, js, l := el.NC, el.JS, el.Log

@@ -70,6 +70,11 @@ var system = assist.Actor{Username: "eva", Role: assist.RoleSystem}
 // and a redelivered event sets its timer again, which Fire makes harmless:
 // a timer that fires early, for a case decided, released or moved since,
 // re-checks the case and does nothing or waits for the new time.
+//
+// In a batch, the timers are sent without waiting (timers.SetAsync) and
+// the batch waits for the stream once, at its end, before its events are
+// acked; a purge first waits for the timers sent before it, so that it
+// never overtakes the timer it cancels.
 func (s *Service) Schedule(ctx context.Context, _ sqldb.Querier, m eventlog.Msg) error {
 	e, err := eventcodec.Decode(m.Type, m.Data)
 	if err != nil {
@@ -77,17 +82,56 @@ func (s *Service) Schedule(ctx context.Context, _ sqldb.Querier, m eventlog.Msg)
 	}
 	switch b := e.Body.(type) {
 	case assist.RequestSubmitted:
-		return s.timers.Set(ctx, TimerDue, e.CaseID, assist.WarnAt(e.At, b.Deadline))
+		return s.setTimer(ctx, TimerDue, e.CaseID, assist.WarnAt(e.At, b.Deadline))
 	case assist.RequestAmended:
 		if !b.Deadline.IsZero() {
-			return s.timers.Set(ctx, TimerDue, e.CaseID, e.At)
+			return s.setTimer(ctx, TimerDue, e.CaseID, e.At)
 		}
 	case assist.ReviewClaimed:
-		return s.timers.Set(ctx, TimerClaim, e.CaseID, b.ExpiresAt)
+		return s.setTimer(ctx, TimerClaim, e.CaseID, b.ExpiresAt)
 	case assist.RequestApproved, assist.RequestRejected, assist.RequestWithdrawn:
 		// A case filed before the due timer may still have a deadline
 		// and a warning timer: they fire and find it decided.
+		if err := sentTimers(ctx).wait(ctx); err != nil {
+			return err
+		}
 		return s.timers.Cancel(ctx, TimerDue, e.CaseID)
+	}
+	return nil
+}
+
+// setTimer sends a timer and has the batch wait for it before its end; on
+// its own (outside a consumer's batch) it waits for it now.
+func (s *Service) setTimer(ctx context.Context, kind, id string, at time.Time) error {
+	sent := sentTimers(ctx)
+	sent.waits = append(sent.waits, s.timers.SetAsync(kind, id, at))
+	if sent.awaited {
+		return nil
+	}
+	sent.awaited = true
+	return eventlog.BeforeCommit(ctx, nil, func(ctx context.Context, _ sqldb.Querier) error { return sent.wait(ctx) })
+}
+
+// sent is the timers a batch sent and has yet to see stored.
+type sent struct {
+	waits   []func(context.Context) error
+	awaited bool // the batch waits for them at its end
+}
+
+type sentKey struct{}
+
+// sentTimers is the batch's sent timers (a new list outside a batch).
+func sentTimers(ctx context.Context) *sent {
+	return eventlog.TxLocal(ctx, sentKey{}, func() *sent { return &sent{} })
+}
+
+// wait waits for each timer sent, in the order sent.
+func (t *sent) wait(ctx context.Context) error {
+	for len(t.waits) > 0 {
+		if err := t.waits[0](ctx); err != nil {
+			return err
+		}
+		t.waits = t.waits[1:]
 	}
 	return nil
 }

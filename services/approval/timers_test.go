@@ -13,6 +13,8 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/evatest"
+	"github.com/eva-org/eva/pkg/eventcodec"
+	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/pkg/timers"
 	"github.com/eva-org/eva/services/approval"
@@ -192,5 +194,65 @@ func measureDeadlineDelay(t *testing.T, pace time.Duration) {
 	if w := len(warnings); w > 0 {
 		t.Logf("%d of %d warning times → DeadlineWarning: median %s, p99 %s, max %s", w, n,
 			warnings[w/2].Round(time.Millisecond), warnings[w*99/100].Round(time.Millisecond), warnings[w-1].Round(time.Millisecond))
+	}
+}
+
+// The scheduler sends a batch's timers without waiting for each (SetAsync)
+// and waits once, at the batch's end: when the batch is done (and its
+// events may be acked) every timer it set is stored, and a purge never
+// overtakes the timer it cancels, set earlier in the same batch. The
+// batch is long, so that the stream is still storing its timers when the
+// purge and the checks come (both fail without the waits).
+func TestScheduleStoresABatchsTimersBeforeItEnds(t *testing.T) {
+	h := newHarness(t, sqldbtest.SQLite(t), &fakeHolds{})
+	tm, err := timers.Open(h.ctx, h.js, timers.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := approval.New(approval.Deps{Config: approval.Config{Policy: assist.DefaultPolicy()}, NC: h.nc, Log: h.log,
+		DB: h.db, Holds: &fakeHolds{}, Timers: tm, Logger: zaptest.NewLogger(t)})
+	now := time.Now()
+	var batch []eventlog.Msg
+	add := func(id string, body assist.Body) {
+		data, err := eventcodec.Encode(assist.Event{ID: newID(), CaseID: id, At: now, Actor: olu, Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch = append(batch, eventlog.Msg{Seq: uint64(len(batch) + 1), Type: body.Type(), CaseID: id, Data: data})
+	}
+	var ids []string
+	file := func(n int) {
+		for range n {
+			ids = append(ids, newID())
+			add(ids[len(ids)-1], assist.RequestSubmitted{Deadline: now.Add(24 * time.Hour)})
+		}
+	}
+	file(200)
+	decided := newID()
+	add(decided, assist.RequestSubmitted{Deadline: now.Add(24 * time.Hour)})
+	add(decided, assist.ReviewClaimed{ExpiresAt: now.Add(time.Hour)})
+	add(decided, assist.RequestRejected{})
+	file(200)
+	cfg := eventlog.ConsumerConfig{Name: approval.SchedulerName, Stateless: true}
+	if failed, err := eventlog.Deliver(h.ctx, h.db, cfg, svc.Schedule, batch); failed >= 0 || err != nil {
+		t.Fatalf("deliver: event %d failed: %v", failed, err)
+	}
+	pending := func(kind, id string) bool {
+		_, ok := pendingTimers(t, h.ctx, tm, id)[kind]
+		return ok
+	}
+	if !pending(approval.TimerDue, ids[len(ids)-1]) {
+		t.Error("the last timer of the batch is not stored when the batch ends")
+	}
+	if !pending(approval.TimerClaim, decided) {
+		t.Error("the claim's timer is not stored")
+	}
+	if pending(approval.TimerDue, decided) {
+		t.Error("the due timer of the case rejected is pending: its purge overtook it")
+	}
+	for i, id := range ids {
+		if !pending(approval.TimerDue, id) {
+			t.Fatalf("case %d: no due timer when the batch ends", i)
+		}
 	}
 }
