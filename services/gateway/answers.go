@@ -12,7 +12,11 @@ import (
 // answered, the answers of concurrent requests together (group commit):
 // each caller waits until its own is stored, the first to find no write
 // under way writes what is waiting, and the answers that arrive
-// meanwhile wait for the next write, all of them in one transaction. An
+// meanwhile wait for the next write, all of them in one transaction. When
+// a write ends, the first of those waiting writes the next batch (as a
+// fund's holds do, disbursement's holdGroups): no caller writes for
+// others once its own is stored, so a busy gateway never keeps one
+// request (and its client's connection) writing answer after answer. An
 // idle gateway writes each answer at once, as before; a busy one writes
 // several in the round trip and commit that each used to take. Nothing
 // waits on a timer. The handler still returns only once its answer is
@@ -29,52 +33,71 @@ type answers struct {
 
 type answer struct {
 	rec  IdemRecord
-	done chan error
+	done chan outcome
+}
+
+// outcome is what a waiting answer is told: stored (or failed) with err,
+// or, not stored yet, that its caller is to write the next batch.
+type outcome struct {
+	err    error
+	stored bool
 }
 
 // put stores rec (Store.StoreAnswers) with the answers of the requests
 // that finish meanwhile, and returns when it is stored or failed.
 func (a *answers) put(ctx context.Context, rec IdemRecord) error {
-	mine := answer{rec: rec, done: make(chan error, 1)}
+	mine := answer{rec: rec, done: make(chan outcome, 1)}
 	a.mu.Lock()
 	a.waiting = append(a.waiting, mine)
 	if a.writing {
 		a.mu.Unlock()
-		return <-mine.done
+		if o := <-mine.done; o.stored {
+			return o.err
+		}
+		a.mu.Lock() // this caller writes the next batch, its own answer in it
 	}
 	a.writing = true
-	var batch []answer
-	defer a.unwedge(&batch)
-	for len(a.waiting) > 0 {
-		batch = a.waiting
-		a.waiting = nil
-		a.mu.Unlock()
-		a.write(ctx, batch)
-		a.mu.Lock()
-	}
-	a.writing = false
+	batch := a.waiting
+	a.waiting = nil
 	a.mu.Unlock()
-	return <-mine.done
+	func() {
+		defer a.unwedge(batch)
+		a.write(ctx, batch)
+	}()
+	a.handOff()
+	return (<-mine.done).err
 }
 
-// unwedge, when the write of *batch panicked, fails that batch's answers
+// handOff wakes the first of the answers that waited for the write that
+// ended, to write them, or lets the next answer find no write under way.
+func (a *answers) handOff() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.waiting) > 0 {
+		a.waiting[0].done <- outcome{}
+		return
+	}
+	a.writing = false
+}
+
+// unwedge, when the write of batch panicked, fails that batch's answers
 // and those waiting for the next write, lets the next answer find no
 // write under way, and panics again: their callers return (their keys
 // stay pending, as when a write fails), instead of every later answer of
 // the gateway waiting for good on a writer gone.
-func (a *answers) unwedge(batch *[]answer) {
+func (a *answers) unwedge(batch []answer) {
 	p := recover()
 	if p == nil {
 		return
 	}
-	err := fmt.Errorf("store answers: the writer panicked: %v", p)
+	failed := outcome{err: fmt.Errorf("store answers: the writer panicked: %v", p), stored: true}
 	a.mu.Lock()
 	waiting := a.waiting
 	a.waiting, a.writing = nil, false
 	a.mu.Unlock()
-	for _, b := range append(*batch, waiting...) {
+	for _, b := range append(batch, waiting...) {
 		select {
-		case b.done <- err:
+		case b.done <- failed:
 		default: // answered before the panic
 		}
 	}
@@ -92,11 +115,11 @@ func (a *answers) write(ctx context.Context, batch []answer) {
 	err := a.store.StoreAnswers(ctx, recs)
 	if err != nil && len(batch) > 1 && !assist.IsCode(err, assist.CodeUnavailable) {
 		for _, b := range batch {
-			b.done <- a.store.StoreAnswers(ctx, []IdemRecord{b.rec})
+			b.done <- outcome{err: a.store.StoreAnswers(ctx, []IdemRecord{b.rec}), stored: true}
 		}
 		return
 	}
 	for _, b := range batch {
-		b.done <- err
+		b.done <- outcome{err: err, stored: true}
 	}
 }

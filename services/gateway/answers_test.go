@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/eva-org/eva/pkg/evatest"
 )
@@ -79,18 +80,83 @@ func TestAnswersOfConcurrentRequestsAreStoredTogether(t *testing.T) {
 	}
 }
 
+// steppedAnswerStore holds each StoreAnswers call until the test lets
+// it end, telling the test when one starts and with which keys.
+type steppedAnswerStore struct {
+	started chan []string
+	release chan struct{}
+}
+
+func (f *steppedAnswerStore) StoreAnswers(_ context.Context, recs []IdemRecord) error {
+	var keys []string
+	for _, r := range recs {
+		keys = append(keys, r.Key)
+	}
+	f.started <- keys
+	<-f.release
+	return nil
+}
+
+// A caller returns once its own answer is stored: the answers that waited
+// meanwhile are written by the first of them, not by a caller already
+// answered (which would hold its request, and its client's connection,
+// through one write after another while answers keep coming).
+func TestAnAnsweredCallerWritesForNoOther(t *testing.T) {
+	f := &steppedAnswerStore{started: make(chan []string), release: make(chan struct{})}
+	a := &answers{store: f}
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { first <- a.put(ctx, IdemRecord{Key: "k0"}) }()
+	if keys := <-f.started; !slices.Equal(keys, []string{"k0"}) {
+		t.Fatalf("first write %v, want k0 alone", keys)
+	}
+	others := make(chan error, 2)
+	for i := 1; i <= 2; i++ {
+		go func() { others <- a.put(ctx, IdemRecord{Key: fmt.Sprintf("k%d", i)}) }()
+	}
+	evatest.Eventually(t, "two answers waiting", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.waiting) == 2
+	})
+	f.release <- struct{}{} // k0 stored
+	if keys := <-f.started; len(keys) != 2 {
+		t.Fatalf("second write %v, want the two that waited", keys)
+	}
+	// The second write is under way: k0's caller has returned already.
+	select {
+	case err := <-first:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the caller of k0, stored, is still writing the answers that waited")
+	}
+	f.release <- struct{}{}
+	for range 2 {
+		if err := <-others; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Idle again: the next answer is written by its own caller.
+	go func() { <-f.started; f.release <- struct{}{} }()
+	if err := a.put(ctx, IdemRecord{Key: "k3"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // One answer the store refuses fails no other written with it: a batch
 // that fails (not for an outage) is written again one answer at a time.
 func TestAnswerRefusedFailsNoOther(t *testing.T) {
 	f := &fakeAnswerStore{started: make(chan struct{}), release: make(chan struct{})}
 	close(f.release)
 	a := &answers{store: f}
-	batch := []answer{{rec: IdemRecord{Key: "a"}, done: make(chan error, 1)},
-		{rec: IdemRecord{Key: "refused"}, done: make(chan error, 1)},
-		{rec: IdemRecord{Key: "b"}, done: make(chan error, 1)}}
+	batch := []answer{{rec: IdemRecord{Key: "a"}, done: make(chan outcome, 1)},
+		{rec: IdemRecord{Key: "refused"}, done: make(chan outcome, 1)},
+		{rec: IdemRecord{Key: "b"}, done: make(chan outcome, 1)}}
 	a.write(context.Background(), batch)
 	for _, b := range batch {
-		err := <-b.done
+		err := (<-b.done).err
 		if (b.rec.Key == "refused") != (err != nil) {
 			t.Errorf("answer %s: %v", b.rec.Key, err)
 		}
