@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/rpc"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/services/disbursement/disbursementapi"
 )
@@ -25,6 +26,11 @@ type holdGroups struct {
 	// write places a batch of one fund's holds (the first is its
 	// writer's) and answers each (SQLStore.placeHolds).
 	write func(ctx context.Context, batch []*holdCall)
+
+	// timeout bounds the write of a batch of several, which runs apart
+	// from its callers' cancellation; 0 is rpc.DefaultTimeout, as long as
+	// one caller's own call may take.
+	timeout time.Duration
 
 	mu sync.Mutex
 	// waiting holds, by fund, the holds waiting for the next write; a
@@ -110,7 +116,9 @@ func unwedge(batch []*holdCall) {
 // placeHolds places a batch of one fund's holds and answers each: one
 // alone (placeAlone); several in one transaction (placeTogether), with
 // context.WithoutCancel of the writer's ctx, so that its caller's going
-// away fails no other. When that transaction fails for another reason
+// away fails no other, bounded by holdGroups.timeout, so that a store
+// that stops answering (a lock never released, a connection gone quiet)
+// answers them unavailable rather than never. When that transaction fails for another reason
 // than an outage (the same hold placed at once by another store, a
 // deadlock), each is placed alone, so that one hold's failure fails no
 // other.
@@ -120,7 +128,12 @@ func (s *SQLStore) placeHolds(ctx context.Context, batch []*holdCall) {
 		c.answer(s.placeAlone(ctx, c.r, c.expires, c.now))
 		return
 	}
-	ctx = context.WithoutCancel(ctx)
+	timeout := s.holds.timeout
+	if timeout <= 0 {
+		timeout = rpc.DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
 	placed, err := s.placeTogether(ctx, batch)
 	for i, c := range batch {
 		switch {

@@ -363,3 +363,53 @@ func TestAWriterThatPanicsWedgesNoFund(t *testing.T) {
 		t.Errorf("%d holds still waiting, %d funds known, want none", n, len(s.holds.waiting))
 	}
 }
+
+// A batch of holds runs apart from its callers' cancellation, but not for
+// good: when the store stops answering (here, the fund's row locked by a
+// transaction that does not end), the batch's holds are answered
+// unavailable once holdGroups.timeout has passed, and none is placed.
+func TestABatchStuckOnItsFundGivesUp(t *testing.T) {
+	h := newHoldsAt(1_000)
+	s := h.store(t)
+	s.holds.timeout = 300 * time.Millisecond
+	var once sync.Once
+	locked, unlock, unlocked := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		unlocked <- s.db.Tx(h.ctx, func(q sqldb.Querier) error {
+			if _, err := q.Exec(h.ctx, `SELECT 1 FROM disb_funds WHERE id = $1 FOR UPDATE`, h.funds[0].ID); err != nil {
+				return err
+			}
+			once.Do(func() { close(locked) })
+			<-unlock
+			return nil
+		})
+	}()
+	<-locked
+	batch := []*holdCall{
+		{r: h.request(0, 100), expires: h.now.Add(time.Hour), now: h.now, done: make(chan bool, 1)},
+		{r: h.request(0, 200), expires: h.now.Add(time.Hour), now: h.now, done: make(chan bool, 1)},
+	}
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		s.placeHolds(h.ctx, batch)
+	}()
+	select {
+	case <-written:
+	case <-time.After(30 * time.Second):
+		close(unlock)
+		t.Fatal("the batch still waits for the locked fund")
+	}
+	for i, c := range batch {
+		if !c.answered || !assist.IsCode(c.err, assist.CodeUnavailable) {
+			t.Errorf("hold %d: answered %v with %v, want unavailable", i, c.answered, c.err)
+		}
+	}
+	close(unlock)
+	if err := <-unlocked; err != nil {
+		t.Fatal(err)
+	}
+	if f, err := s.Fund(h.ctx, h.funds[0].ID); err != nil || f.ReservedCents != 0 {
+		t.Errorf("fund: %+v %v, want nothing reserved", f, err)
+	}
+}

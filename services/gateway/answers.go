@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/rpc"
 )
 
 // answers stores commands' answers under their Idempotency-Keys, once
@@ -25,6 +27,12 @@ type answers struct {
 	store interface {
 		StoreAnswers(ctx context.Context, recs []IdemRecord) error
 	}
+
+	// timeout bounds a write, which runs apart from its requests'
+	// cancellation (they have answered); 0 is rpc.DefaultTimeout. A store
+	// that stops answering fails the answers (their keys stay pending)
+	// rather than holding their requests for good.
+	timeout time.Duration
 
 	mu      sync.Mutex
 	waiting []answer
@@ -60,7 +68,13 @@ func (a *answers) put(ctx context.Context, rec IdemRecord) error {
 	batch := a.waiting
 	a.waiting = nil
 	a.mu.Unlock()
+	timeout := a.timeout
+	if timeout <= 0 {
+		timeout = rpc.DefaultTimeout
+	}
 	func() {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
 		defer a.unwedge(batch)
 		a.write(ctx, batch)
 	}()

@@ -221,3 +221,33 @@ func TestAWriterThatPanicsWedgesNoAnswer(t *testing.T) {
 		t.Errorf("the next answer: %v after %d writes, want it stored by a write of its own", err, f.calls.Load())
 	}
 }
+
+// stuckAnswerStore never answers: a write ends when its ctx does.
+type stuckAnswerStore struct{}
+
+func (stuckAnswerStore) StoreAnswers(ctx context.Context, _ []IdemRecord) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A write runs apart from its requests' cancellation, but not for good: a
+// store that stops answering fails the answer once answers.timeout has
+// passed, and the next answer is written afresh.
+func TestAStuckWriteGivesUp(t *testing.T) {
+	a := &answers{store: stuckAnswerStore{}, timeout: 200 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() { done <- a.put(context.Background(), IdemRecord{Key: "k0"}) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("an answer the store never stored: nil error")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the answer still waits for a store that never answers")
+	}
+	a.store = &steppedAnswerStore{started: make(chan []string, 1), release: make(chan struct{}, 1)}
+	a.store.(*steppedAnswerStore).release <- struct{}{}
+	if err := a.put(context.Background(), IdemRecord{Key: "k1"}); err != nil {
+		t.Fatalf("the next answer: %v", err)
+	}
+}
