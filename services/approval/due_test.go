@@ -17,6 +17,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/evatest"
+	"github.com/eva-org/eva/pkg/eventcodec"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
@@ -50,6 +51,28 @@ func (h *harness) runApprovalAt(p assist.Policy, holds approval.Holds, now func(
 		}
 	})
 	return approval.New(d), tm
+}
+
+// withTimers is an approval with a timers stream of its own, on the
+// harness's log, not running: a test calls its Schedule and Fire itself.
+func (h *harness) withTimers() (*approval.Service, *timers.Timers) {
+	h.t.Helper()
+	tm, err := timers.Open(h.ctx, h.js, timers.Config{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return approval.New(approval.Deps{Config: approval.Config{Policy: assist.DefaultPolicy()}, NC: h.nc, Log: h.log,
+		DB: h.db, Holds: &fakeHolds{}, Timers: tm, Logger: zaptest.NewLogger(h.t)}), tm
+}
+
+// scheduled is e as the scheduler's consumer delivers it, at position seq.
+func scheduled(t testing.TB, seq int, e assist.Event) eventlog.Msg {
+	t.Helper()
+	data, err := eventcodec.Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eventlog.Msg{Seq: uint64(seq), Type: e.Type(), CaseID: e.CaseID, Data: data}
 }
 
 // waitScheduled waits until approval's scheduler has handled (and acked)

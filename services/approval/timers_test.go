@@ -13,7 +13,6 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/evatest"
-	"github.com/eva-org/eva/pkg/eventcodec"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/pkg/timers"
@@ -111,12 +110,7 @@ func TestClaimExpiresBackToQueue(t *testing.T) {
 func TestFireBeforeDueAppendsNothing(t *testing.T) {
 	h := newHarness(t, sqldbtest.SQLite(t), &fakeHolds{})
 	c := h.file(ana)
-	tm, err := timers.Open(h.ctx, h.js, timers.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := approval.New(approval.Deps{Config: approval.Config{Policy: assist.DefaultPolicy()}, NC: h.nc, Log: h.log,
-		DB: h.db, Holds: &fakeHolds{}, Timers: tm, Logger: zaptest.NewLogger(t)})
+	svc, _ := h.withTimers()
 	seq := h.lastSeq()
 	for _, kind := range []string{approval.TimerDue, approval.TimerDeadline, approval.TimerClaim} {
 		if err := svc.Fire(h.ctx, timers.Fired{Kind: kind, ID: c.ID, Due: time.Now()}); err != nil {
@@ -205,20 +199,11 @@ func measureDeadlineDelay(t *testing.T, pace time.Duration) {
 // purge and the checks come (both fail without the waits).
 func TestScheduleStoresABatchsTimersBeforeItEnds(t *testing.T) {
 	h := newHarness(t, sqldbtest.SQLite(t), &fakeHolds{})
-	tm, err := timers.Open(h.ctx, h.js, timers.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := approval.New(approval.Deps{Config: approval.Config{Policy: assist.DefaultPolicy()}, NC: h.nc, Log: h.log,
-		DB: h.db, Holds: &fakeHolds{}, Timers: tm, Logger: zaptest.NewLogger(t)})
+	svc, tm := h.withTimers()
 	now := time.Now()
 	var batch []eventlog.Msg
 	add := func(id string, body assist.Body) {
-		data, err := eventcodec.Encode(assist.Event{ID: newID(), CaseID: id, At: now, Actor: olu, Body: body})
-		if err != nil {
-			t.Fatal(err)
-		}
-		batch = append(batch, eventlog.Msg{Seq: uint64(len(batch) + 1), Type: body.Type(), CaseID: id, Data: data})
+		batch = append(batch, scheduled(t, len(batch)+1, assist.Event{ID: newID(), CaseID: id, At: now, Actor: olu, Body: body}))
 	}
 	var ids []string
 	file := func(n int) {

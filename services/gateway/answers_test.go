@@ -42,6 +42,16 @@ func (f *fakeAnswerStore) StoreAnswers(_ context.Context, recs []IdemRecord) err
 	return nil
 }
 
+// awaitWaiting waits until n answers wait for the next write.
+func awaitWaiting(t *testing.T, a *answers, n int) {
+	t.Helper()
+	evatest.Eventually(t, fmt.Sprintf("%d answers waiting", n), func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.waiting) == n
+	})
+}
+
 // Answers that arrive while one is being written wait for that write and
 // are then written together, in one call; each caller returns once its
 // own is stored.
@@ -55,11 +65,7 @@ func TestAnswersOfConcurrentRequestsAreStoredTogether(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		go func() { errs <- a.put(ctx, IdemRecord{Key: fmt.Sprintf("k%d", i)}) }()
 	}
-	evatest.Eventually(t, "five answers waiting", func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return len(a.waiting) == 5
-	})
+	awaitWaiting(t, a, 5)
 	close(f.release)
 	for range 6 {
 		if err := <-errs; err != nil {
@@ -114,11 +120,7 @@ func TestAnAnsweredCallerWritesForNoOther(t *testing.T) {
 	for i := 1; i <= 2; i++ {
 		go func() { others <- a.put(ctx, IdemRecord{Key: fmt.Sprintf("k%d", i)}) }()
 	}
-	evatest.Eventually(t, "two answers waiting", func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return len(a.waiting) == 2
-	})
+	awaitWaiting(t, a, 2)
 	f.release <- struct{}{} // k0 stored
 	if keys := <-f.started; len(keys) != 2 {
 		t.Fatalf("second write %v, want the two that waited", keys)
@@ -202,11 +204,7 @@ func TestAWriterThatPanicsWedgesNoAnswer(t *testing.T) {
 	for i := 1; i <= 2; i++ {
 		go func() { errs <- a.put(ctx, IdemRecord{Key: fmt.Sprintf("k%d", i)}) }()
 	}
-	evatest.Eventually(t, "two answers waiting", func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return len(a.waiting) == 2
-	})
+	awaitWaiting(t, a, 2)
 	close(f.release)
 	<-done
 	if panicked != "a bug in the store" {
