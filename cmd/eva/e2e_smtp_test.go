@@ -40,3 +40,14 @@ func TestE2EBadSMTPURL(t *testing.T) {
 		}
 	}
 }
+
+// A payout worker count below one is refused at startup, naming the flag,
+// before anything is opened.
+func TestBadPayoutWorkers(t *testing.T) {
+	for _, n := range []string{"0", "-3"} {
+		err := run(context.Background(), "dev", []string{"--payout-workers", n, "--data", t.TempDir(), "--http", "127.0.0.1:0"})
+		if err == nil || !strings.Contains(err.Error(), "--payout-workers") {
+			t.Errorf("--payout-workers %s: %v, want an error naming the flag", n, err)
+		}
+	}
+}

@@ -123,6 +123,9 @@ func run(ctx context.Context, cmd string, args []string) error {
 		if err := o.notify(cmd); err != nil {
 			return err
 		}
+		if o.cfg.PayoutWorkers < 1 {
+			return fmt.Errorf("--payout-workers %d: want at least 1", o.cfg.PayoutWorkers)
+		}
 	}
 	var err error
 	if o.cfg.OIDC, err = o.oidc.config(); err != nil {

@@ -80,6 +80,7 @@ func newOptions(fs *flag.FlagSet, cmd string) *options {
 		fs.StringVar(&o.cfg.MetricsAddr, "metrics-listen", os.Getenv("EVA_METRICS_LISTEN"),
 			"serve /metrics at host:port alone instead of beside the API (default: beside the API)")
 		fs.DurationVar(&o.cfg.HoldTTL, "hold-ttl", 5*time.Minute, "how long a hold waits for its approval to be recorded")
+		fs.IntVar(&o.cfg.PayoutWorkers, "payout-workers", 128, "payout steps run at once (also how many payments the provider is asked for at once)")
 		fs.DurationVar(&o.cfg.SettleAfter, "settle-after", 0, "simulated provider: time to settle a payout")
 		fs.StringVar(&o.cfg.ProviderURL, "provider", os.Getenv("EVA_PROVIDER_URL"),
 			"pay through the payment provider at this URL over HTTP, e.g. http://127.0.0.1:8090 (eva provsim) (default: the in-process simulator)")

@@ -87,6 +87,9 @@ type Config struct {
 	Policy assist.Policy
 	// HoldTTL overrides how long an unrecorded approval's hold lives.
 	HoldTTL time.Duration
+	// PayoutWorkers bounds the payout steps run at once (0: disbursement's
+	// default).
+	PayoutWorkers int
 	// SettleAfter is how long the simulated provider takes to settle.
 	SettleAfter time.Duration
 	// ProviderURL, when set, is the payment provider disbursement pays

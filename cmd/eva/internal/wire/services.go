@@ -52,7 +52,7 @@ var services = map[string]service{
 			if err := migrateDisbursement(ctx, db); err != nil { // with the simulator's own books
 				return err
 			}
-			d := disbursement.Deps{Config: disbursement.Config{HoldTTL: p.Config.HoldTTL},
+			d := disbursement.Deps{Config: disbursement.Config{HoldTTL: p.Config.HoldTTL, Workers: p.Config.PayoutWorkers},
 				NC: b.NC, Trust: p.Trust, Log: b.Log, DB: db, Logger: p.Logger.Named("disbursement")}
 			if p.Config.ProviderURL == "" {
 				d.Provider = provsim.New(provsim.Config{SettleAfter: p.Config.SettleAfter}, db)
