@@ -197,20 +197,6 @@ func (t *Timers) Cancel(ctx context.Context, kind, id string) error {
 	return nil
 }
 
-// CancelAll removes every pending timer of id, whatever its kind, in one
-// purge.
-//
-// Errors: CodeUnavailable when JetStream does not answer.
-func (t *Timers) CancelAll(ctx context.Context, id string) error {
-	if !validToken(id) {
-		return nil
-	}
-	if err := t.stream.Purge(ctx, jetstream.WithPurgeSubject(setPrefix+"*."+id)); err != nil {
-		return unavailable("cancel the timers of "+id, err)
-	}
-	return nil
-}
-
 // Fired is a timer that fell due.
 type Fired struct {
 	Kind string

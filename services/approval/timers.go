@@ -59,7 +59,7 @@ var system = assist.Actor{Username: "eva", Role: assist.RoleSystem}
 
 // Schedule sets or cancels the timers an event of the log calls for: a
 // filed case's due timer, for its warning time; a claim's lease; a decided
-// case needs none of its timers any more (one purge). An amendment that moves
+// case needs its due timer no more (one purge). An amendment that moves
 // the deadline sets the due timer for now rather than for the new warning
 // or deadline: the event does not tell the filing time, nor whether the
 // case was warned, and the timer's handler, which reads the case, does
@@ -90,14 +90,12 @@ func (s *Service) Schedule(ctx context.Context, _ sqldb.Querier, m eventlog.Msg)
 	case assist.ReviewClaimed:
 		return s.setTimer(ctx, TimerClaim, e.CaseID, b.ExpiresAt)
 	case assist.RequestApproved, assist.RequestRejected, assist.RequestWithdrawn:
-		// Decided: its due timer and its claim's lease have nothing left
-		// to do (nor a deadline or warning timer of a case filed before
-		// the due timer), and go in one purge rather than fire for
-		// nothing later.
+		// A case filed before the due timer may still have a deadline
+		// and a warning timer: they fire and find it decided.
 		if err := sentTimers(ctx).wait(ctx); err != nil {
 			return err
 		}
-		return s.timers.CancelAll(ctx, e.CaseID)
+		return s.timers.Cancel(ctx, TimerDue, e.CaseID)
 	}
 	return nil
 }
