@@ -182,34 +182,20 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	// clients waited up to 0.6 s. Two filings per client open what a burst
 	// of C needs; their p99 is reported apart.
 	res.WarmupFilings = 2 * o.Clients
-	warm := make([]time.Duration, res.WarmupFilings)
-	parallel(res.WarmupFilings, o.Clients, func(i int) {
-		t0 := time.Now()
-		_, _ = c.file(ctx, ana, payee) // a failure shows in the phases
-		warm[i] = time.Since(t0)
-	})
+	warm, _ := c.filings(ctx, ana, payee, res.WarmupFilings, o.Clients, func() {}) // a failure shows in the phases
 	res.WarmupP99 = Percentile(warm, 99)
 
 	// Phase 1: filings only.
 	bar := progressbar.NewOptions(o.Requests, progressbar.OptionSetWriter(o.Progress), progressbar.OptionSetDescription("filing   "),
 		progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
-	lat := make([]time.Duration, o.Requests)
-	var errs atomic.Int64
 	start := time.Now()
-	parallel(o.Requests, o.Clients, func(i int) {
-		t0 := time.Now()
-		if _, err := c.file(ctx, ana, payee); err != nil {
-			errs.Add(1)
-		}
-		lat[i] = time.Since(t0)
-		_ = bar.Add(1)
-	})
+	lat, errs := c.filings(ctx, ana, payee, o.Requests, o.Clients, func() { _ = bar.Add(1) })
 	elapsed := time.Since(start)
 	_ = bar.Finish()
 	fmt.Fprintln(o.Progress)
 	res.FilingsPerSec = float64(o.Requests) / elapsed.Seconds()
 	res.FilingP50, res.FilingP99 = Percentile(lat, 50), Percentile(lat, 99)
-	res.FilingErrors = errs.Load()
+	res.FilingErrors = errs
 
 	// Phase 2: the whole lifecycle. The change stream, opened first, says
 	// when each case settles; an instance without it is polled.
@@ -264,6 +250,22 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.LifecycleErrors, res.LifecycleMissing = lerrs.Load(), missing
 	res.Steps = c.steps(ctx, approvers[0], ids, 200, o.Clients)
 	return res, nil
+}
+
+// filings files n cases by conc clients and returns each filing's time
+// and how many failed; done is called after each.
+func (c *client) filings(ctx context.Context, token, payee string, n, conc int, done func()) ([]time.Duration, int64) {
+	lat := make([]time.Duration, n)
+	var errs atomic.Int64
+	parallel(n, conc, func(i int) {
+		t0 := time.Now()
+		if _, err := c.file(ctx, token, payee); err != nil {
+			errs.Add(1)
+		}
+		lat[i] = time.Since(t0)
+		done()
+	})
+	return lat, errs.Load()
 }
 
 // parallel runs f(0..n-1) on c goroutines.
