@@ -118,10 +118,10 @@ func unwedge(batch []*holdCall) {
 // context.WithoutCancel of the writer's ctx, so that its caller's going
 // away fails no other, bounded by holdGroups.timeout, so that a store
 // that stops answering (a lock never released, a connection gone quiet)
-// answers them unavailable rather than never. When that transaction fails for another reason
-// than an outage (the same hold placed at once by another store, a
-// deadlock), each is placed alone, so that one hold's failure fails no
-// other.
+// answers them unavailable rather than never. When that transaction
+// fails for another reason than an outage (the same hold placed at once
+// by another store, a deadlock), each is placed alone, so that one
+// hold's failure fails no other.
 func (s *SQLStore) placeHolds(ctx context.Context, batch []*holdCall) {
 	if len(batch) == 1 {
 		c := batch[0]
