@@ -164,7 +164,8 @@ func (h *HeldCases) history(caseID string) []assist.Recorded {
 // Execute's — and the history it read is held for the next command.
 // Prepare may then run twice, as it may after any lost race;
 // a refusal from it on the held case is not an answer until Execute,
-// deciding on the log, gives it too.
+// deciding on the log, gives it too. Its failure to reach a dependency,
+// or a failure after ctx ended, is the answer.
 //
 // Errors: those of Execute.
 func (l *Log) ExecuteHeld(ctx context.Context, held *HeldCases, cmd Command) (*assist.Case, error) {
@@ -174,6 +175,11 @@ func (l *Log) ExecuteHeld(ctx context.Context, held *HeldCases, cmd Command) (*a
 		e, err := cmd.Decide(c)
 		if err == nil && cmd.Prepare != nil {
 			err = cmd.Prepare(ctx, c, &e)
+			if err != nil && (assist.IsCode(err, assist.CodeUnavailable) || ctx.Err() != nil) {
+				// Out of reach or out of time: so it would be on the
+				// log, after asking the same dependency again.
+				return nil, err
+			}
 		}
 		if err == nil {
 			seq, existed, err := l.appendEvent(ctx, e, version)

@@ -167,6 +167,33 @@ func TestExecuteHeldPrepareRefusalOnAStaleCopyIsExecutesAnswer(t *testing.T) {
 	wantEvents(t, l, id, 2, "filed, claimed; no release")
 }
 
+// A Prepare that finds a dependency out of reach on a held copy is the
+// answer: the command is not prepared again on the log, where it would
+// ask the same dependency a second time, and the caller learns the
+// outage, not that its time ran out meanwhile.
+func TestExecuteHeldPrepareOutageIsTheAnswer(t *testing.T) {
+	l, _ := openLog(t)
+	id := startCase(t, l)
+	held := &eventlog.HeldCases{}
+	observeAll(t, l, held, id)
+	prepared := 0
+	cmd := claimCmd(id, newID(), olu)
+	cmd.Prepare = func(ctx context.Context, _ *assist.Case, _ *assist.Event) error {
+		prepared++
+		<-ctx.Done() // the fund does not answer before the caller's time is up
+		return assist.Errorf(assist.CodeUnavailable, "place hold: %v (fake outage)", ctx.Err())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := l.ExecuteHeld(ctx, held, cmd); !assist.IsCode(err, assist.CodeUnavailable) {
+		t.Fatalf("got %v, want Prepare's unavailable", err)
+	}
+	if prepared != 1 {
+		t.Fatalf("prepare ran %d times, want once", prepared)
+	}
+	wantEvents(t, l, id, 1, "filed; no claim")
+}
+
 func TestHeldCasesHoldOnlyWholePrefixes(t *testing.T) {
 	l, _ := openLog(t)
 	ctx := context.Background()

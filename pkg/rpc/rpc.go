@@ -199,6 +199,13 @@ func (s *Server) serve(reply string, data []byte, subject string, timeout time.D
 	resp, err := safely(ctx, data, h)
 	if err != nil {
 		var ae *assist.Error
+		if !errors.As(err, &ae) && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			// The handler ran out of its time without saying on what
+			// (a retry whose ctx ended before its first attempt answers
+			// ctx's bare error): what it waited for is too slow to
+			// serve, as a caller would find it.
+			err = assist.Errorf(assist.CodeUnavailable, "%s: no answer within %s: %v", subject, timeout, err)
+		}
 		if !errors.As(err, &ae) {
 			// Unknown errors are internal: log once here, hide the detail.
 			s.zl.Error("request failed", zap.String("subject", subject), zap.Error(err))

@@ -87,6 +87,20 @@ func TestCallAndErrors(t *testing.T) {
 	if _, err := nobody.Call(ctx, nc, echoReq{}); !assist.IsCode(err, assist.CodeUnavailable) {
 		t.Errorf("no responder: %v", err)
 	}
+	// A handler out of its time with ctx's bare error answers
+	// unavailable, not internal: asked with more time than the endpoint
+	// gives its handler, so that the answer is the server's.
+	slow := rpc.Endpoint[echoReq, echoResp]{Subject: "test.slow", Timeout: 50 * time.Millisecond}
+	if err := rpc.Handle(srv, slow, func(ctx context.Context, r echoReq) (echoResp, error) {
+		<-ctx.Done()
+		return echoResp{}, ctx.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := nc.Request("test.slow", []byte(`{}`), rpc.DefaultTimeout); err != nil ||
+		msg.Header.Get("Nats-Service-Error-Code") != string(assist.CodeUnavailable) {
+		t.Errorf("handler out of time: %v %v, want unavailable", msg, err)
+	}
 	// A malformed body is the caller's fault.
 	msg, err := nc.Request("test.echo", []byte("{not json"), rpc.DefaultTimeout)
 	if err != nil || msg.Header.Get("Nats-Service-Error-Code") != string(assist.CodeInvalid) {
