@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime"
 	"testing"
 
 	"github.com/eva-org/eva/cmd/eva/internal/wire/wiretest"
@@ -31,6 +32,9 @@ func TestRunDrivesTheWholeLifecycle(t *testing.T) {
 	}
 	if res.FilingP50 > res.FilingP99 || res.ToDisbursedP50 > res.ToDisbursedP99 {
 		t.Fatalf("percentiles out of order: %+v", res)
+	}
+	if runtime.GOOS == "linux" && (res.CPUPerLifecycle <= 0 || res.MachineCPUPerLifecycle <= 0) {
+		t.Errorf("CPU per lifecycle: this process %v, the machine %v; want both measured", res.CPUPerLifecycle, res.MachineCPUPerLifecycle)
 	}
 	// Each step of the lifecycle is measured from the cases' histories.
 	if len(res.Steps) != 5 || res.Steps[0].From != "RequestSubmitted" || res.Steps[4].To != "PayoutSettled" {

@@ -60,6 +60,14 @@ type Result struct {
 	// a sample of the lifecycle phase's cases.
 	Steps []Step
 
+	// CPU per lifecycle over the lifecycle phase (Linux; zero elsewhere):
+	// this process's (EVA's, when the bench started it in process, with
+	// its embedded NATS and the bench's clients), and the machine's, which
+	// adds PostgreSQL and whatever else ran. Steadier than the rates on a
+	// shared machine: work per case, not how fast the CPUs were lent.
+	CPUPerLifecycle        time.Duration
+	MachineCPUPerLifecycle time.Duration
+
 	RawAppendsPerSec float64
 	RawP50           time.Duration
 }
@@ -67,29 +75,31 @@ type Result struct {
 // Summary is a run as JSON (--json): rates per second, times in
 // milliseconds, memory in MiB, and the peer beside EVA when one ran.
 type Summary struct {
-	Requests           int     `json:"requests"`
-	Clients            int     `json:"clients"`
-	Store              string  `json:"store"`
-	WarmupFilings      int     `json:"warmup_filings"`
-	WarmupP99Ms        float64 `json:"warmup_filing_p99_ms"`
-	FilingsPerSec      float64 `json:"filings_per_sec"`
-	FilingP50Ms        float64 `json:"filing_p50_ms"`
-	FilingP99Ms        float64 `json:"filing_p99_ms"`
-	FilingErrors       int64   `json:"filing_errors"`
-	LifecyclesPerSec   float64 `json:"lifecycles_per_sec"`
-	ToDisbursedP50Ms   float64 `json:"filing_to_disbursed_p50_ms"`
-	ToDisbursedP99Ms   float64 `json:"filing_to_disbursed_p99_ms"`
-	LifecycleErrors    int64   `json:"lifecycle_errors"`
-	NotDisbursed       int     `json:"not_disbursed"`
-	FollowedChanges    bool    `json:"followed_changes"`
-	Steps              []Step  `json:"steps,omitempty"`
-	RawAppendsPerSec   float64 `json:"raw_appends_per_sec"`
-	RawP50Ms           float64 `json:"raw_append_p50_ms"`
-	FilingsOverRaw     float64 `json:"filings_over_raw_appends"`
-	IdleRSSMiB         int64   `json:"idle_rss_mib,omitempty"`
-	PeakRSSMiB         int64   `json:"peak_rss_mib,omitempty"`
-	Peer               *Peer   `json:"peer,omitempty"`
-	LifecyclesOverPeer float64 `json:"lifecycles_over_peer_workflows,omitempty"`
+	Requests                 int     `json:"requests"`
+	Clients                  int     `json:"clients"`
+	Store                    string  `json:"store"`
+	WarmupFilings            int     `json:"warmup_filings"`
+	WarmupP99Ms              float64 `json:"warmup_filing_p99_ms"`
+	FilingsPerSec            float64 `json:"filings_per_sec"`
+	FilingP50Ms              float64 `json:"filing_p50_ms"`
+	FilingP99Ms              float64 `json:"filing_p99_ms"`
+	FilingErrors             int64   `json:"filing_errors"`
+	LifecyclesPerSec         float64 `json:"lifecycles_per_sec"`
+	ToDisbursedP50Ms         float64 `json:"filing_to_disbursed_p50_ms"`
+	ToDisbursedP99Ms         float64 `json:"filing_to_disbursed_p99_ms"`
+	LifecycleErrors          int64   `json:"lifecycle_errors"`
+	NotDisbursed             int     `json:"not_disbursed"`
+	FollowedChanges          bool    `json:"followed_changes"`
+	Steps                    []Step  `json:"steps,omitempty"`
+	CPUMsPerLifecycle        float64 `json:"cpu_ms_per_lifecycle,omitempty"`
+	MachineCPUMsPerLifecycle float64 `json:"machine_cpu_ms_per_lifecycle,omitempty"`
+	RawAppendsPerSec         float64 `json:"raw_appends_per_sec"`
+	RawP50Ms                 float64 `json:"raw_append_p50_ms"`
+	FilingsOverRaw           float64 `json:"filings_over_raw_appends"`
+	IdleRSSMiB               int64   `json:"idle_rss_mib,omitempty"`
+	PeakRSSMiB               int64   `json:"peak_rss_mib,omitempty"`
+	Peer                     *Peer   `json:"peer,omitempty"`
+	LifecyclesOverPeer       float64 `json:"lifecycles_over_peer_workflows,omitempty"`
 }
 
 // Summary is the result as JSON, with the peer's numbers beside it when
@@ -101,6 +111,7 @@ func (r Result) Summary(store string, peer *Peer) Summary {
 		FilingP50Ms: ms(r.FilingP50), FilingP99Ms: ms(r.FilingP99), FilingErrors: r.FilingErrors,
 		LifecyclesPerSec: r.CompletedPerSec, ToDisbursedP50Ms: ms(r.ToDisbursedP50), ToDisbursedP99Ms: ms(r.ToDisbursedP99),
 		LifecycleErrors: r.LifecycleErrors, NotDisbursed: r.LifecycleMissing, FollowedChanges: r.Followed, Steps: r.Steps, RawAppendsPerSec: r.RawAppendsPerSec,
+		CPUMsPerLifecycle: ms(r.CPUPerLifecycle), MachineCPUMsPerLifecycle: ms(r.MachineCPUPerLifecycle),
 		RawP50Ms: ms(r.RawP50), FilingsOverRaw: r.Ratio(), Peer: peer}
 	if peer != nil && peer.WorkflowsPerSec > 0 {
 		s.LifecyclesOverPeer = r.CompletedPerSec / peer.WorkflowsPerSec
@@ -129,6 +140,10 @@ EVA bench: %d requests per phase, %d concurrent clients
 		r.FilingsPerSec, r.FilingP50.Round(10*time.Microsecond), r.FilingP99.Round(10*time.Microsecond), r.FilingErrors,
 		r.CompletedPerSec, r.ToDisbursedP50.Round(time.Millisecond), r.ToDisbursedP99.Round(time.Millisecond), r.LifecycleErrors, r.LifecycleMissing,
 		r.RawAppendsPerSec, r.RawP50.Round(10*time.Microsecond), r.Clients, r.Ratio())
+	if r.MachineCPUPerLifecycle > 0 {
+		fmt.Fprintf(w, "  CPU per lifecycle %8.2f ms this process, %.2f ms the machine (all processes)\n",
+			float64(r.CPUPerLifecycle.Microseconds())/1000, float64(r.MachineCPUPerLifecycle.Microseconds())/1000)
+	}
 	if len(r.Steps) > 0 {
 		fmt.Fprintln(w, "  lifecycle steps (event to next event, a sample of the cases):")
 		printSteps(w, r.Steps)
@@ -210,6 +225,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	var lerrs atomic.Int64
 	var mu sync.Mutex
 	var ids []string
+	cpu0 := sampleCPU()
 	start = time.Now().UTC()
 	parallel(o.Requests, o.Clients, func(i int) {
 		defer func() { _ = bar.Add(1) }()
@@ -241,6 +257,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	done, last, missing := c.awaitDisbursed(ctx, approvers[0], ids, settled, o.Clients, sweep, 2*time.Minute)
 	stopFollowing()
+	res.CPUPerLifecycle, res.MachineCPUPerLifecycle = perCase(cpu0, sampleCPU(), len(done))
 	// Completed cases per second, by the server's clock: from the start of
 	// the phase to the last case disbursed (not to when polling saw it).
 	if span := last.Sub(start); len(done) > 0 && span > 0 {
