@@ -14,7 +14,7 @@ import (
 	"github.com/eva-org/eva/pkg/evatest"
 )
 
-// fakeAnswerStore records each StoreAnswers call's keys; the first call
+// fakeAnswerStore records each StoreKeys call's keys; the first call
 // waits for release, and a batch with the key "refused" fails whole.
 type fakeAnswerStore struct {
 	mu      sync.Mutex
@@ -23,13 +23,10 @@ type fakeAnswerStore struct {
 	release chan struct{}
 }
 
-func (f *fakeAnswerStore) StoreAnswers(_ context.Context, recs []IdemRecord) error {
+func (f *fakeAnswerStore) StoreKeys(_ context.Context, begins, recs []IdemRecord) ([]Begun, error) {
 	f.mu.Lock()
 	first := len(f.calls) == 0
-	var keys []string
-	for _, r := range recs {
-		keys = append(keys, r.Key)
-	}
+	keys := keysOf(begins, recs)
 	f.calls = append(f.calls, keys)
 	f.mu.Unlock()
 	if first {
@@ -37,9 +34,28 @@ func (f *fakeAnswerStore) StoreAnswers(_ context.Context, recs []IdemRecord) err
 		<-f.release
 	}
 	if slices.Contains(keys, "refused") {
-		return errors.New("refused")
+		return nil, errors.New("refused")
 	}
-	return nil
+	return created(begins), nil
+}
+
+// keysOf lists the keys of a write: its begins', then its answers'.
+func keysOf(begins, recs []IdemRecord) []string {
+	var keys []string
+	for _, r := range append(slices.Clone(begins), recs...) {
+		keys = append(keys, r.Key)
+	}
+	return keys
+}
+
+// created answers begins as a store does that finds none of their keys.
+func created(begins []IdemRecord) []Begun {
+	var b []Begun
+	for _, r := range begins {
+		r.Status = IdemPending
+		b = append(b, Begun{Rec: r, Created: true})
+	}
+	return b
 }
 
 // awaitWaiting waits until n answers wait for the next write.
@@ -86,21 +102,66 @@ func TestAnswersOfConcurrentRequestsAreStoredTogether(t *testing.T) {
 	}
 }
 
-// steppedAnswerStore holds each StoreAnswers call until the test lets
+// New keys' pending records that arrive while a write is under way wait
+// for it with the answers that arrive, and are written with them, in one
+// call: each begin is told its key's record, the answers are stored.
+func TestNewKeysAreStoredWithTheAnswers(t *testing.T) {
+	f := &fakeAnswerStore{started: make(chan struct{}), release: make(chan struct{})}
+	a := &answers{store: f}
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { first <- a.put(ctx, IdemRecord{Key: "answer-0"}) }()
+	<-f.started
+	type begun struct {
+		b   Begun
+		err error
+	}
+	begins := make(chan begun, 2)
+	puts := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			b, err := a.begin(ctx, IdemRecord{Key: fmt.Sprintf("key-%d", i), CommandID: fmt.Sprintf("cmd-%d", i)})
+			begins <- begun{b, err}
+		}()
+		go func() { puts <- a.put(ctx, IdemRecord{Key: fmt.Sprintf("answer-%d", i+1)}) }()
+	}
+	awaitWaiting(t, a, 4)
+	close(f.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	cmds := map[string]bool{}
+	for range 2 {
+		got := <-begins
+		if got.err != nil || !got.b.Created || got.b.Rec.Status != IdemPending {
+			t.Fatalf("begin: %+v %v, want its pending record made", got.b, got.err)
+		}
+		cmds[got.b.Rec.CommandID] = true
+		if err := <-puts; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !cmds["cmd-0"] || !cmds["cmd-1"] {
+		t.Errorf("begins told %v, want each its own record", cmds)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.calls) != 2 || len(f.calls[1]) != 4 {
+		t.Fatalf("writes %v, want answer-0's, then one of the two keys and two answers that waited", f.calls)
+	}
+}
+
+// steppedAnswerStore holds each StoreKeys call until the test lets
 // it end, telling the test when one starts and with which keys.
 type steppedAnswerStore struct {
 	started chan []string
 	release chan struct{}
 }
 
-func (f *steppedAnswerStore) StoreAnswers(_ context.Context, recs []IdemRecord) error {
-	var keys []string
-	for _, r := range recs {
-		keys = append(keys, r.Key)
-	}
-	f.started <- keys
+func (f *steppedAnswerStore) StoreKeys(_ context.Context, begins, recs []IdemRecord) ([]Begun, error) {
+	f.started <- keysOf(begins, recs)
 	<-f.release
-	return nil
+	return created(begins), nil
 }
 
 // A caller returns once its own answer is stored: the answers that waited
@@ -155,12 +216,15 @@ func TestAnswerRefusedFailsNoOther(t *testing.T) {
 	a := &answers{store: f}
 	batch := []answer{{rec: IdemRecord{Key: "a"}, done: make(chan outcome, 1)},
 		{rec: IdemRecord{Key: "refused"}, done: make(chan outcome, 1)},
-		{rec: IdemRecord{Key: "b"}, done: make(chan outcome, 1)}}
+		{rec: IdemRecord{Key: "b", CommandID: "cmd-b"}, begin: true, done: make(chan outcome, 1)}}
 	a.write(context.Background(), batch)
 	for _, b := range batch {
-		err := (<-b.done).err
-		if (b.rec.Key == "refused") != (err != nil) {
-			t.Errorf("answer %s: %v", b.rec.Key, err)
+		o := <-b.done
+		if (b.rec.Key == "refused") != (o.err != nil) {
+			t.Errorf("record %s: %v", b.rec.Key, o.err)
+		}
+		if b.begin && (!o.begun.Created || o.begun.Rec.CommandID != "cmd-b") {
+			t.Errorf("begin %s: %+v, want its record made", b.rec.Key, o.begun)
 		}
 	}
 	if len(f.calls) != 4 {
@@ -168,20 +232,20 @@ func TestAnswerRefusedFailsNoOther(t *testing.T) {
 	}
 }
 
-// panickyAnswerStore panics in its first StoreAnswers call, once the
+// panickyAnswerStore panics in its first StoreKeys call, once the
 // answers waiting for the next write are there, and stores the others.
 type panickyAnswerStore struct {
 	started, release chan struct{}
 	calls            atomic.Int32
 }
 
-func (f *panickyAnswerStore) StoreAnswers(context.Context, []IdemRecord) error {
+func (f *panickyAnswerStore) StoreKeys(_ context.Context, begins, _ []IdemRecord) ([]Begun, error) {
 	if f.calls.Add(1) == 1 {
 		close(f.started)
 		<-f.release
 		panic("a bug in the store")
 	}
-	return nil
+	return created(begins), nil
 }
 
 // A writer that panics (a bug) fails its answers and those waiting for
@@ -223,9 +287,9 @@ func TestAWriterThatPanicsWedgesNoAnswer(t *testing.T) {
 // stuckAnswerStore never answers: a write ends when its ctx does.
 type stuckAnswerStore struct{}
 
-func (stuckAnswerStore) StoreAnswers(ctx context.Context, _ []IdemRecord) error {
+func (stuckAnswerStore) StoreKeys(ctx context.Context, _, _ []IdemRecord) ([]Begun, error) {
 	<-ctx.Done()
-	return ctx.Err()
+	return nil, ctx.Err()
 }
 
 // A write runs apart from its requests' cancellation, but not for good: a

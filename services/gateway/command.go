@@ -114,8 +114,11 @@ func commandOperation[In, Out any](s *server, selfIdempotent bool, status int, l
 			}
 		}
 		if hasKey && !selfIdempotent {
-			rec, _, err := s.store.BeginIdem(r.Context(), IdemRecord{Username: c.User.Username, Key: key,
+			// Stored with the other requests' keys and answers under way
+			// (answers.begin), before the command runs.
+			begun, err := s.answers.begin(context.WithoutCancel(r.Context()), IdemRecord{Username: c.User.Username, Key: key,
 				RequestHash: c.RequestHash, CommandID: c.ID, Status: IdemPending, CreatedAt: s.now()})
+			rec := begun.Rec
 			switch {
 			case err != nil:
 				writeProblem(w, r, err)

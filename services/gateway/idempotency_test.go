@@ -123,7 +123,7 @@ func TestIdempotency(t *testing.T) {
 			// A crash after the key was stored and before the answer was:
 			// the row is pending with its command id.
 			const cmd = "0194e1c2-7a3b-7c4d-8e5f-00000000abcd"
-			if _, _, err := h.store.BeginIdem(context.Background(), IdemRecord{Username: "ana", Key: "crashed",
+			if _, _, err := beginKey(context.Background(), h.store, IdemRecord{Username: "ana", Key: "crashed",
 				RequestHash: requestHash(http.MethodPost, amendPath, []byte(body)), CommandID: cmd, CreatedAt: t0}); err != nil {
 				t.Fatal(err)
 			}

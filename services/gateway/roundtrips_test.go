@@ -34,3 +34,30 @@ func TestFilingRoundTrips(t *testing.T) {
 	file("no key", nil, http.StatusCreated)
 	sqldbtest.SameSteps(t, got, []string{"with a key 2", "another key 2", "replayed 1", "no key 0"})
 }
+
+// A command that keeps no key itself (amending stands for them all) costs
+// the gateway these round trips, alone on an idle gateway: with a key, its
+// pending record (one statement, no transaction) and its answer after;
+// replayed, the record's insert that finds the key and its read; without
+// a key, none. Under load, the records of concurrent requests share a
+// transaction (TestNewKeysAreStoredWithTheAnswers).
+func TestKeyedCommandRoundTrips(t *testing.T) {
+	db, trips := sqldbtest.TracedPostgres(t)
+	h := newHarness(t, db)
+	h.intake.amend = (&amendRecorder{}).amend
+	var got []string
+	amend := func(what string, header map[string]string) {
+		t.Helper()
+		got = append(got, trips.Step(what, func() {
+			w := h.do(req{user: "ana", method: http.MethodPost, path: "/v1/requests/" + dhakaCase + "/amend",
+				body: validBodies["/v1/requests/{id}/amend"], header: header})
+			if w.Code != http.StatusOK {
+				t.Fatalf("%s: %d %s", what, w.Code, w.Body)
+			}
+		}))
+	}
+	amend("with a key", withKey("k1"))
+	amend("replayed", withKey("k1"))
+	amend("no key", nil)
+	sqldbtest.SameSteps(t, got, []string{"with a key 2", "replayed 2", "no key 0"})
+}

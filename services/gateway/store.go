@@ -153,18 +153,17 @@ type Store interface {
 	DeleteToken(ctx context.Context, hash []byte) error
 	// DeleteExpiredTokens removes tokens that expired before now.
 	DeleteExpiredTokens(ctx context.Context, now time.Time) (int64, error)
-	// BeginIdem returns the record of (rec.Username, rec.Key), first
-	// inserting rec as pending when there is none; created reports whether
-	// it did. The caller compares request hashes.
-	BeginIdem(ctx context.Context, rec IdemRecord) (stored IdemRecord, created bool, err error)
 	// LookupIdem returns the record of (username, key), found=false when
 	// there is none. It writes nothing.
 	LookupIdem(ctx context.Context, username, key string) (rec IdemRecord, found bool, err error)
-	// StoreAnswers stores done records with their responses, all or
-	// none: a key without a record gets its record, a pending record is
-	// finished (its request hash and command id kept), a record already
-	// done is left as it is.
-	StoreAnswers(ctx context.Context, recs []IdemRecord) error
+	// StoreKeys stores, all or none, done records with their responses
+	// (answers: a key without a record gets its record, a pending record
+	// is finished, its request hash and command id kept, a record already
+	// done is left as it is) and new keys' pending records (begins, after
+	// the answers: each inserted as pending unless its key has a record);
+	// it returns each begin's key's record as stored, and whether the
+	// begin made it, in order. The caller compares request hashes.
+	StoreKeys(ctx context.Context, begins, answers []IdemRecord) ([]Begun, error)
 	// DeleteIdemBefore forgets idempotency keys first used before t.
 	DeleteIdemBefore(ctx context.Context, t time.Time) (int64, error)
 }
@@ -360,28 +359,29 @@ func (s *SQLStore) DeleteExpiredTokens(ctx context.Context, now time.Time) (int6
 	return n, nil
 }
 
-// BeginIdem implements Store. A new key, the usual case, costs one
-// statement and no transaction (Exec: on the embedded store a write goes
-// to its writer): the insert tells whether it made the row. A key already
-// there is read after the insert found it, committed (an insert of the
-// same key waits for the other's commit).
-func (s *SQLStore) BeginIdem(ctx context.Context, rec IdemRecord) (IdemRecord, bool, error) {
-	n, err := s.db.Exec(ctx, `INSERT INTO gateway_idempotency (username, key, request_hash, command_id, status, created_at)
+// beginIdem returns the record of (rec.Username, rec.Key), first
+// inserting rec as pending when there is none; created reports whether it
+// did. A new key, the usual case, costs one statement: the insert tells
+// whether it made the row. A key already there is read after the insert
+// found it, committed (an insert of the same key waits for the other's
+// commit).
+func beginIdem(ctx context.Context, q sqldb.Querier, rec IdemRecord) (IdemRecord, bool, error) {
+	n, err := q.Exec(ctx, `INSERT INTO gateway_idempotency (username, key, request_hash, command_id, status, created_at)
 			VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (username, key) DO NOTHING`,
 		rec.Username, rec.Key, hex.EncodeToString(rec.RequestHash), rec.CommandID, sqldb.Micros(rec.CreatedAt))
 	switch {
 	case err != nil:
-		return IdemRecord{}, false, fmt.Errorf("begin idempotency key: %w", err)
+		return IdemRecord{}, false, err
 	case n == 1:
 		rec.Status = IdemPending
 		return rec, true, nil
 	}
-	stored, found, err := lookupIdem(ctx, s.db, rec.Username, rec.Key)
+	stored, found, err := lookupIdem(ctx, q, rec.Username, rec.Key)
 	if err == nil && !found {
 		err = sqldb.ErrNoRows // removed since: old keys are swept
 	}
 	if err != nil {
-		return IdemRecord{}, false, fmt.Errorf("begin idempotency key: %w", err)
+		return IdemRecord{}, false, err
 	}
 	return stored, false, nil
 }
@@ -419,12 +419,30 @@ func lookupIdem(ctx context.Context, q sqldb.Querier, username, key string) (Ide
 	return rec, true, nil
 }
 
-// StoreAnswers implements Store: one statement a record, each sent with
-// the next (sqldb.Defer), in one transaction (on PostgreSQL, one round
-// trip).
-func (s *SQLStore) StoreAnswers(ctx context.Context, recs []IdemRecord) error {
+// Begun is a key's record as a begin found or made it.
+type Begun struct {
+	Rec IdemRecord
+	// Created is true when the begin made the record.
+	Created bool
+}
+
+// StoreKeys implements Store, in one transaction: each answer's statement
+// sent with the next (sqldb.Defer), then each begin's (on PostgreSQL, one
+// round trip a begin, the answers with the first, and one commit for
+// all). A begin alone is one statement without a transaction.
+func (s *SQLStore) StoreKeys(ctx context.Context, begins, answers []IdemRecord) ([]Begun, error) {
+	if len(begins) == 1 && len(answers) == 0 {
+		// Alone (an idle gateway): one statement, no transaction.
+		stored, created, err := beginIdem(ctx, s.db, begins[0])
+		if err != nil {
+			return nil, fmt.Errorf("begin idempotency key: %w", err)
+		}
+		return []Begun{{Rec: stored, Created: created}}, nil
+	}
+	var begun []Begun
 	err := s.db.Tx(ctx, func(q sqldb.Querier) error {
-		for _, rec := range recs {
+		begun = begun[:0]
+		for _, rec := range answers {
 			body := rec.ResponseBody
 			if body == nil {
 				body = []byte{}
@@ -440,12 +458,19 @@ func (s *SQLStore) StoreAnswers(ctx context.Context, recs []IdemRecord) error {
 				return err
 			}
 		}
+		for _, rec := range begins {
+			stored, created, err := beginIdem(ctx, q, rec)
+			if err != nil {
+				return err
+			}
+			begun = append(begun, Begun{Rec: stored, Created: created})
+		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store answers under idempotency keys: %w", err)
+		return nil, fmt.Errorf("store idempotency keys: %w", err)
 	}
-	return nil
+	return begun, nil
 }
 
 // DeleteIdemBefore implements Store.

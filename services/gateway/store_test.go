@@ -34,6 +34,7 @@ func TestStore(t *testing.T) {
 		t.Run("sign-in throttle", func(t *testing.T) { testThrottle(t, store) })
 		t.Run("idempotency", func(t *testing.T) { testIdempotency(t, store) })
 		t.Run("idempotency race", func(t *testing.T) { testIdempotencyRace(t, store) })
+		t.Run("idempotency keys and answers together", func(t *testing.T) { testKeysAndAnswersTogether(t, store) })
 		t.Run("idempotency lookup and record", func(t *testing.T) { testIdempotencyLookupRecord(t, store) })
 	})
 }
@@ -153,11 +154,21 @@ func testTokens(t *testing.T, s Store) {
 	}
 }
 
+// beginKey stores rec as a new key's pending record in a write of its
+// own (Store.StoreKeys with one begin).
+func beginKey(ctx context.Context, s Store, rec IdemRecord) (IdemRecord, bool, error) {
+	b, err := s.StoreKeys(ctx, []IdemRecord{rec}, nil)
+	if err != nil {
+		return IdemRecord{}, false, err
+	}
+	return b[0].Rec, b[0].Created, nil
+}
+
 func testIdempotency(t *testing.T, s Store) {
 	ctx := context.Background()
 	first := IdemRecord{Username: "ana", Key: "k-1", RequestHash: requestHash("POST", "/v1/requests", []byte(`{}`)),
 		CommandID: "0194e1c2-0000-7000-8000-000000000001", CreatedAt: t0}
-	got, created, err := s.BeginIdem(ctx, first)
+	got, created, err := beginKey(ctx, s, first)
 	if err != nil || !created {
 		t.Fatalf("first begin: created=%v, %v", created, err)
 	}
@@ -168,7 +179,7 @@ func testIdempotency(t *testing.T, s Store) {
 	// A second use keeps the first command id and hash.
 	again := first
 	again.CommandID, again.RequestHash = "0194e1c2-0000-7000-8000-000000000002", []byte("other")
-	got, created, err = s.BeginIdem(ctx, again)
+	got, created, err = beginKey(ctx, s, again)
 	if err != nil || created || got.CommandID != first.CommandID || !bytes.Equal(got.RequestHash, first.RequestHash) ||
 		got.Status != IdemPending {
 		t.Fatalf("second begin: %+v, created=%v, %v", got, created, err)
@@ -176,52 +187,52 @@ func testIdempotency(t *testing.T, s Store) {
 	// Another user's key of the same name is another key.
 	other := first
 	other.Username, other.CommandID = "raj", "0194e1c2-0000-7000-8000-000000000003"
-	if got, created, err = s.BeginIdem(ctx, other); err != nil || !created || got.CommandID != other.CommandID {
+	if got, created, err = beginKey(ctx, s, other); err != nil || !created || got.CommandID != other.CommandID {
 		t.Fatalf("other user's key: %+v, created=%v, %v", got, created, err)
 	}
 	// Done: the response is kept byte for byte, and the pending record's
 	// request hash and command id stay.
 	body := []byte("{\"id\":\"x\"}\n\x00\xff")
-	if err := s.StoreAnswers(ctx, []IdemRecord{answered(again, 201, body, "/v1/requests/x")}); err != nil {
+	if _, err := s.StoreKeys(ctx, nil, []IdemRecord{answered(again, 201, body, "/v1/requests/x")}); err != nil {
 		t.Fatal(err)
 	}
-	got, _, err = s.BeginIdem(ctx, again)
+	got, _, err = beginKey(ctx, s, again)
 	if err != nil || got.Status != IdemDone || got.ResponseStatus != 201 || !bytes.Equal(got.ResponseBody, body) ||
 		got.ResponseLocation != "/v1/requests/x" || got.CommandID != first.CommandID {
 		t.Fatalf("after finish: %+v, %v", got, err)
 	}
 	// A done key is never overwritten.
-	if err := s.StoreAnswers(ctx, []IdemRecord{answered(first, 409, []byte("later"), "")}); err != nil {
+	if _, err := s.StoreKeys(ctx, nil, []IdemRecord{answered(first, 409, []byte("later"), "")}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _, _ = s.BeginIdem(ctx, again); got.ResponseStatus != 201 || !bytes.Equal(got.ResponseBody, body) {
+	if got, _, _ = beginKey(ctx, s, again); got.ResponseStatus != 201 || !bytes.Equal(got.ResponseBody, body) {
 		t.Fatalf("done record overwritten: %+v", got)
 	}
 	// An empty body is stored as empty; answers are stored together, all
 	// or none.
 	fresh := IdemRecord{Username: "raj", Key: "k-3", RequestHash: []byte("h3"), CommandID: "c3", CreatedAt: t0.Add(time.Hour)}
-	if err := s.StoreAnswers(ctx, []IdemRecord{answered(other, 204, nil, ""), answered(fresh, 200, []byte("3"), "")}); err != nil {
+	if _, err := s.StoreKeys(ctx, nil, []IdemRecord{answered(other, 204, nil, ""), answered(fresh, 200, []byte("3"), "")}); err != nil {
 		t.Fatal(err)
 	}
 	if got, found, _ := s.LookupIdem(ctx, "raj", "k-3"); !found || got.Status != IdemDone || string(got.ResponseBody) != "3" {
 		t.Fatalf("a key answered with another: %+v", got)
 	}
-	if got, _, _ = s.BeginIdem(ctx, other); got.Status != IdemDone || got.ResponseStatus != 204 || len(got.ResponseBody) != 0 {
+	if got, _, _ = beginKey(ctx, s, other); got.Status != IdemDone || got.ResponseStatus != 204 || len(got.ResponseBody) != 0 {
 		t.Fatalf("empty body: %+v", got)
 	}
 	// Forgetting old keys.
 	newer := IdemRecord{Username: "ana", Key: "k-2", RequestHash: []byte("h"), CommandID: "c", CreatedAt: t0.Add(time.Hour)}
-	if _, _, err := s.BeginIdem(ctx, newer); err != nil {
+	if _, _, err := beginKey(ctx, s, newer); err != nil {
 		t.Fatal(err)
 	}
 	n, err := s.DeleteIdemBefore(ctx, t0.Add(time.Minute))
 	if err != nil || n != 2 {
 		t.Fatalf("delete before: %d, %v; want 2", n, err)
 	}
-	if got, created, _ = s.BeginIdem(ctx, again); !created || got.CommandID != again.CommandID {
+	if got, created, _ = beginKey(ctx, s, again); !created || got.CommandID != again.CommandID {
 		t.Fatalf("forgotten key not new: %+v", got)
 	}
-	if _, created, _ = s.BeginIdem(ctx, newer); created {
+	if _, created, _ = beginKey(ctx, s, newer); created {
 		t.Fatal("a newer key was forgotten")
 	}
 }
@@ -230,6 +241,38 @@ func testIdempotency(t *testing.T, s Store) {
 func answered(rec IdemRecord, status int, body []byte, location string) IdemRecord {
 	rec.Status, rec.ResponseStatus, rec.ResponseBody, rec.ResponseLocation = IdemDone, status, body, location
 	return rec
+}
+
+// testKeysAndAnswersTogether: one write of answers and new keys, as the
+// gateway's group commit makes them: the answers are stored first, so a
+// retry's begin written with its key's answer finds it done; a key begun
+// twice in one write is made once, the second begin finding the first's
+// record.
+func testKeysAndAnswersTogether(t *testing.T, s Store) {
+	ctx := context.Background()
+	hash := []byte("h")
+	pending := IdemRecord{Username: "mei", Key: "answered-now", RequestHash: hash, CommandID: "cmd-answered", CreatedAt: t0}
+	if _, created, err := beginKey(ctx, s, pending); err != nil || !created {
+		t.Fatalf("begin: %v %v", created, err)
+	}
+	retry := pending
+	retry.CommandID = "cmd-retry"
+	twice := IdemRecord{Username: "mei", Key: "twice", RequestHash: hash, CommandID: "cmd-twice-1", CreatedAt: t0}
+	twiceAgain := twice
+	twiceAgain.CommandID = "cmd-twice-2"
+	begun, err := s.StoreKeys(ctx, []IdemRecord{retry, twice, twiceAgain}, []IdemRecord{answered(pending, 200, []byte("ok"), "")})
+	if err != nil || len(begun) != 3 {
+		t.Fatalf("one write: %+v %v", begun, err)
+	}
+	if b := begun[0]; b.Created || b.Rec.Status != IdemDone || b.Rec.CommandID != "cmd-answered" || string(b.Rec.ResponseBody) != "ok" {
+		t.Errorf("a retry's begin written with its key's answer: %+v, want the answer", b)
+	}
+	if b := begun[1]; !b.Created || b.Rec.CommandID != "cmd-twice-1" {
+		t.Errorf("first begin of a key: %+v, want it made", b)
+	}
+	if b := begun[2]; b.Created || b.Rec.Status != IdemPending || b.Rec.CommandID != "cmd-twice-1" {
+		t.Errorf("second begin of a key in the same write: %+v, want the first's record", b)
+	}
 }
 
 // testIdempotencyRace: concurrent first uses of one key agree on one
@@ -247,7 +290,7 @@ func testIdempotencyRace(t *testing.T, s Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, c, err := s.BeginIdem(ctx, IdemRecord{Username: "olu", Key: "race", RequestHash: []byte("h"),
+			got, c, err := beginKey(ctx, s, IdemRecord{Username: "olu", Key: "race", RequestHash: []byte("h"),
 				CommandID: fmt.Sprintf("cmd-%d", i), CreatedAt: t0})
 			if err != nil {
 				t.Error(err)
@@ -361,7 +404,7 @@ func testIdempotencyLookupRecord(t *testing.T, s Store) {
 	}
 	rec := IdemRecord{Username: "ana", Key: "lr-1", RequestHash: []byte("hash-1"), CommandID: "cmd-1", Status: IdemDone,
 		ResponseStatus: 201, ResponseBody: []byte(`{"id":"x"}`), ResponseLocation: "/v1/requests/x", CreatedAt: t0}
-	if err := s.StoreAnswers(ctx, []IdemRecord{rec}); err != nil {
+	if _, err := s.StoreKeys(ctx, nil, []IdemRecord{rec}); err != nil {
 		t.Fatal(err)
 	}
 	got, found, err := s.LookupIdem(ctx, "ana", "lr-1")
@@ -372,7 +415,7 @@ func testIdempotencyLookupRecord(t *testing.T, s Store) {
 	// A second record of the key changes nothing; keys are per user.
 	again := rec
 	again.RequestHash, again.ResponseStatus = []byte("hash-2"), 400
-	if err := s.StoreAnswers(ctx, []IdemRecord{again}); err != nil {
+	if _, err := s.StoreKeys(ctx, nil, []IdemRecord{again}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _, _ := s.LookupIdem(ctx, "ana", "lr-1"); got.ResponseStatus != 201 || !bytes.Equal(got.RequestHash, []byte("hash-1")) {
