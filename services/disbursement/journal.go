@@ -76,7 +76,7 @@ func (s *SQLStore) Journal(ctx context.Context, q sqldb.Querier, seq uint64, e a
 	case assist.FundAllocationChanged:
 		return deferEntry(ctx, q, allocationEntry(j, b))
 	case assist.RequestApproved:
-		return journalApproval(ctx, q, j, b)
+		return journalApproval(ctx, q, s.db.Dialect() == sqldb.Postgres, j, b)
 	case assist.FundsReserved:
 		return sqldb.Defer(ctx, q, `INSERT INTO disb_ledger_payouts (payout_id, hold_id, payee_id) VALUES ($1, $2, $3)
 			ON CONFLICT (payout_id) DO NOTHING`, b.PayoutID, b.HoldID, b.PayeeID)
@@ -148,8 +148,9 @@ func closeHold(ctx context.Context, q sqldb.Querier, j journalEvent, holdID, sta
 
 // journalApproval records an approval's hold: the whole amount for a
 // single or first approval, and for a second approval the part of the
-// first's hold that it gave back.
-func journalApproval(ctx context.Context, q sqldb.Querier, j journalEvent, b assist.RequestApproved) error {
+// first's hold that it gave back. On PostgreSQL (pg) a new hold and its
+// entry are one statement.
+func journalApproval(ctx context.Context, q sqldb.Querier, pg bool, j journalEvent, b assist.RequestApproved) error {
 	if b.Step == assist.ApprovalSecond {
 		var fund string
 		var was int64
@@ -172,14 +173,24 @@ func journalApproval(ctx context.Context, q sqldb.Querier, j journalEvent, b ass
 		// The first approval is not in the ledger (recorded before it
 		// existed): the second records the hold at its amount.
 	}
+	en := j.entry(disbursementapi.EntryHold, b.FundID, disbursementapi.AccountReserved(b.FundID), disbursementapi.AccountAvailable(b.FundID), b.AmountCents)
+	en.HoldID, en.PayeeID = b.HoldID, b.PayeeID
+	hold := []any{b.HoldID, b.FundID, j.caseI, b.PayeeID, b.AmountCents, ledgerHeld}
+	if pg && en.AmountCents > 0 {
+		// The hold and its entry in one statement, sent with the next:
+		// the entry only when the hold is new (a hold recorded before,
+		// by this event or another approval of it, has its entry).
+		return sqldb.Defer(ctx, q, `WITH h AS (INSERT INTO disb_ledger_holds (hold_id, fund_id, case_id, payee_id, amount, state)
+				VALUES ($17, $18, $19, $20, $21, $22) ON CONFLICT (hold_id) DO NOTHING RETURNING hold_id)
+			INSERT INTO disb_ledger_entries (`+entryCols+`)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 FROM h
+			ON CONFLICT (seq, n) DO NOTHING`, append(entryArgs(en), hold...)...)
+	}
 	n, err := q.Exec(ctx, `INSERT INTO disb_ledger_holds (hold_id, fund_id, case_id, payee_id, amount, state)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hold_id) DO NOTHING`,
-		b.HoldID, b.FundID, j.caseI, b.PayeeID, b.AmountCents, ledgerHeld)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hold_id) DO NOTHING`, hold...)
 	if err != nil || n == 0 {
 		return err // recorded before
 	}
-	en := j.entry(disbursementapi.EntryHold, b.FundID, disbursementapi.AccountReserved(b.FundID), disbursementapi.AccountAvailable(b.FundID), b.AmountCents)
-	en.HoldID, en.PayeeID = b.HoldID, b.PayeeID
 	return deferEntry(ctx, q, en)
 }
 

@@ -67,17 +67,18 @@ func TestLedgerLifecycleRoundTrips(t *testing.T) {
 	deliver(assist.PayoutSent{PayoutID: payout, PayeeID: payee, AmountCents: 100, ProviderRef: "REF-1", Attempt: 1})
 	deliver(assist.PayoutSettled{PayoutID: payout, ProviderRef: "REF-1"})
 	want := []string{
-		// markSeen with the BEGIN; the ledger's hold; the hold reserved
-		// with the journal's entry; the fund's totals with the payout's
-		// row and the COMMIT.
-		"RequestApproved 4",
+		// markSeen with the BEGIN; the hold reserved with the ledger's
+		// hold and its entry (one statement); the fund's totals with the
+		// payout's row and the COMMIT.
+		"RequestApproved 3",
 		// markSeen; the payout advanced with the ledger's payout record;
 		// the COMMIT.
 		"FundsReserved 3",
 		"PayoutSent 3",
-		// markSeen; the ledger's hold paid; the payout settled with the
-		// journal's entry; the hold; the fund's totals with the COMMIT.
-		"PayoutSettled 5",
+		// markSeen; the ledger's hold paid; the payout settled and its
+		// hold paid (one statement), with the journal's entry; the fund's
+		// totals with the COMMIT.
+		"PayoutSettled 4",
 	}
 	sqldbtest.SameSteps(t, got, want)
 	if st := payoutState(t, s, payout, holdID); !strings.HasPrefix(st, "settled@1") {

@@ -812,8 +812,14 @@ func (s *SQLStore) PayoutStage(ctx context.Context, q sqldb.Querier, payoutID st
 	return stage, int(attempt), true, nil
 }
 
-// Settle implements Store.
+// Settle implements Store. On PostgreSQL the payout and its hold move in
+// one statement (settleInOne); SQLite, which has no data-modifying CTE,
+// moves them one statement after the other. The fund's totals go last in
+// the transaction either way.
 func (s *SQLStore) Settle(ctx context.Context, q sqldb.Querier, payoutID string, now time.Time) (bool, error) {
+	if s.db.Dialect() == sqldb.Postgres {
+		return settleInOne(ctx, q, payoutID, now)
+	}
 	var holdID string
 	err := q.QueryRow(ctx, `UPDATE disb_payouts SET stage = $1, lease_until = 0, updated_at = $2
 		WHERE id = $3 AND stage IN ($4, $5) RETURNING hold_id`, stageSettled, sqldb.Micros(now), payoutID, stageSent, stagePay).Scan(&holdID)
@@ -823,8 +829,41 @@ func (s *SQLStore) Settle(ctx context.Context, q sqldb.Querier, payoutID string,
 	if err != nil {
 		return false, err
 	}
-	return true, moveHold(ctx, q, holdID, []string{disbursementapi.HoldReserved}, disbursementapi.HoldPaid, now,
-		`UPDATE disb_funds SET reserved = reserved - $1, paid = paid + $1 WHERE id = $2`)
+	return true, moveHold(ctx, q, holdID, []string{disbursementapi.HoldReserved}, disbursementapi.HoldPaid, now, settleFundSQL)
+}
+
+// settleFundSQL moves a paid hold's amount ($1) from the fund's ($2)
+// reserved to its paid.
+const settleFundSQL = `UPDATE disb_funds SET reserved = reserved - $1, paid = paid + $1 WHERE id = $2`
+
+// settleInOne is Settle in one statement of data-modifying CTEs: the
+// payout settled from where it settles, and its hold, when reserved,
+// paid; it returns whether the payout moved and, when the hold moved,
+// its fund and amount, for the fund's totals (eventlog.AtEnd, as
+// moveHold writes them). One round trip where Settle's statements took
+// two.
+func settleInOne(ctx context.Context, q sqldb.Querier, payoutID string, now time.Time) (bool, error) {
+	var settled, paid, amount int64
+	var fund string
+	err := q.QueryRow(ctx, `WITH p AS (
+			UPDATE disb_payouts SET stage = $1, lease_until = 0, updated_at = $2
+			WHERE id = $3 AND stage IN ($4, $5) RETURNING hold_id),
+		h AS (
+			UPDATE disb_holds SET status = $6, updated_at = $2
+			WHERE id IN (SELECT hold_id FROM p) AND status = $7 RETURNING fund_id, amount)
+		SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM h),
+			COALESCE((SELECT fund_id FROM h), ''), COALESCE((SELECT amount FROM h), 0)`,
+		stageSettled, sqldb.Micros(now), payoutID, stageSent, stagePay,
+		disbursementapi.HoldPaid, disbursementapi.HoldReserved).Scan(&settled, &paid, &fund, &amount)
+	switch {
+	case err != nil:
+		return false, err
+	case settled == 0:
+		return false, nil // settled before, or at no stage it settles from
+	case paid == 0:
+		return true, nil // the hold was not reserved: paid before
+	}
+	return true, eventlog.AtEnd(ctx, q, settleFundSQL, amount, fund)
 }
 
 // ReleaseHold implements Store.
