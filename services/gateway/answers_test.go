@@ -58,6 +58,18 @@ func created(begins []IdemRecord) []Begun {
 	return b
 }
 
+// writing starts the write of an answer under key on an idle gateway,
+// which the fake store holds until f.release is closed; first gets the
+// put's error.
+func writing(key string) (f *fakeAnswerStore, a *answers, first <-chan error) {
+	f = &fakeAnswerStore{started: make(chan struct{}), release: make(chan struct{})}
+	a = &answers{store: f}
+	errs := make(chan error, 1)
+	go func() { errs <- a.put(context.Background(), IdemRecord{Key: key}) }()
+	<-f.started
+	return f, a, errs
+}
+
 // awaitWaiting waits until n answers wait for the next write.
 func awaitWaiting(t *testing.T, a *answers, n int) {
 	t.Helper()
@@ -72,12 +84,10 @@ func awaitWaiting(t *testing.T, a *answers, n int) {
 // are then written together, in one call; each caller returns once its
 // own is stored.
 func TestAnswersOfConcurrentRequestsAreStoredTogether(t *testing.T) {
-	f := &fakeAnswerStore{started: make(chan struct{}), release: make(chan struct{})}
-	a := &answers{store: f}
+	f, a, first := writing("k0")
 	ctx := context.Background()
 	errs := make(chan error, 6)
-	go func() { errs <- a.put(ctx, IdemRecord{Key: "k0"}) }()
-	<-f.started
+	go func() { errs <- <-first }()
 	for i := 1; i <= 5; i++ {
 		go func() { errs <- a.put(ctx, IdemRecord{Key: fmt.Sprintf("k%d", i)}) }()
 	}
@@ -106,12 +116,8 @@ func TestAnswersOfConcurrentRequestsAreStoredTogether(t *testing.T) {
 // for it with the answers that arrive, and are written with them, in one
 // call: each begin is told its key's record, the answers are stored.
 func TestNewKeysAreStoredWithTheAnswers(t *testing.T) {
-	f := &fakeAnswerStore{started: make(chan struct{}), release: make(chan struct{})}
-	a := &answers{store: f}
+	f, a, first := writing("answer-0")
 	ctx := context.Background()
-	first := make(chan error, 1)
-	go func() { first <- a.put(ctx, IdemRecord{Key: "answer-0"}) }()
-	<-f.started
 	type begun struct {
 		b   Begun
 		err error
