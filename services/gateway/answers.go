@@ -65,7 +65,7 @@ func (a *answers) put(ctx context.Context, rec IdemRecord) error {
 }
 
 // begin stores rec, a new key's pending record, unless its key has one
-// (as Store.BeginIdem), with the records of the requests that arrive
+// (Store.StoreKeys's begins), with the records of the requests that arrive
 // meanwhile, and returns the key's record as stored once it is.
 func (a *answers) begin(ctx context.Context, rec IdemRecord) (Begun, error) {
 	o := a.enqueue(ctx, answer{rec: rec, begin: true, done: make(chan outcome, 1)})
