@@ -20,6 +20,7 @@ type batch struct {
 	msgs  []Msg
 	local map[any]any
 	end   []func(context.Context, sqldb.Querier) error
+	after []func()
 }
 
 type batchKey struct{}
@@ -55,14 +56,15 @@ func (b *batch) finish(ctx context.Context, q sqldb.Querier) error {
 // transaction q: those seen before are skipped, the others recorded as
 // seen (unless the handler records it) and handled, and then the batch's
 // end functions run. failed is the index of the event whose handler
-// failed, -1 when none did.
-func applyAll(ctx context.Context, q sqldb.Querier, cfg ConsumerConfig, h Handler, msgs []Msg) (failed int, err error) {
+// failed, -1 when none did; after is what the handlers asked to run once
+// the transaction commits (AfterCommit).
+func applyAll(ctx context.Context, q sqldb.Querier, cfg ConsumerConfig, h Handler, msgs []Msg) (failed int, after []func(), err error) {
 	ctx, b := withBatch(ctx, msgs)
 	fresh := func(int) bool { return true }
 	if !cfg.SeenByHandler && !cfg.Stateless {
 		seen, err := markSeen(ctx, q, cfg.Name, msgs)
 		if err != nil {
-			return -1, err
+			return -1, nil, err
 		}
 		fresh = func(i int) bool {
 			// Once: a sequence delivered twice into one batch is new once.
@@ -76,10 +78,10 @@ func applyAll(ctx context.Context, q sqldb.Querier, cfg ConsumerConfig, h Handle
 			continue // seen before: a redelivery
 		}
 		if err := h(ctx, q, m); err != nil {
-			return i, err
+			return i, nil, err
 		}
 	}
-	return -1, b.finish(ctx, q)
+	return -1, b.after, b.finish(ctx, q)
 }
 
 // batchTx runs fn, which applies a batch, in one transaction of db; for a
@@ -200,6 +202,21 @@ func BeforeCommit(ctx context.Context, q sqldb.Querier, fn func(context.Context,
 	}
 	b.end = append(b.end, fn)
 	return nil
+}
+
+// AfterCommit runs fn once the consumer's transaction that ctx runs in
+// has committed, after its events are acked: for what may only happen
+// once the handler's writes are there for others to read (a step handed
+// to a worker that will read them). fn must not block. It does not run
+// when the transaction fails; the events applied again then register
+// again. Outside a consumer's batch it does nothing and reports false.
+func AfterCommit(ctx context.Context, fn func()) bool {
+	b := batchOf(ctx)
+	if b == nil {
+		return false
+	}
+	b.after = append(b.after, fn)
+	return true
 }
 
 // AtEnd runs a statement in a consumer's transaction after the last

@@ -280,6 +280,7 @@ func lane(m Msg, n int) int {
 func (r *runner) applyBatch(ctx context.Context, items []item) {
 	for len(items) > 0 {
 		failed, failure := -1, error(nil)
+		var after []func()
 		tctx, cancel := context.WithTimeout(ctx, r.cfg.StepTimeout)
 		msgs := make([]Msg, len(items))
 		for i, it := range items {
@@ -287,7 +288,7 @@ func (r *runner) applyBatch(ctx context.Context, items []item) {
 		}
 		err := batchTx(tctx, r.db, r.cfg, func(q sqldb.Querier) error {
 			var err error
-			failed, err = applyAll(tctx, q, r.cfg, r.h, msgs)
+			failed, after, err = applyAll(tctx, q, r.cfg, r.h, msgs)
 			if failed >= 0 {
 				failure = err
 			}
@@ -305,6 +306,9 @@ func (r *runner) applyBatch(ctx context.Context, items []item) {
 		case err == nil:
 			r.healed()
 			r.ack(items)
+			for _, fn := range after {
+				fn()
+			}
 			if r.cfg.AfterCommit != nil {
 				r.cfg.AfterCommit()
 			}
@@ -352,15 +356,22 @@ func (r *runner) ack(items []item) {
 // seen and handled, all committed together or not at all. It is the
 // consumer's step without JetStream, for simulations that choose the
 // deliveries themselves (redeliveries, reordering); it does not ack,
-// retry or dead-letter. failed is the index of the event whose handler
+// retry or dead-letter. Once committed, it runs what the handlers asked
+// to run then (AfterCommit). failed is the index of the event whose handler
 // failed, -1 when none did (or the transaction itself failed).
 func Deliver(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Handler, msgs []Msg) (failed int, err error) {
 	failed = -1
+	var after []func()
 	err = batchTx(ctx, db, cfg, func(q sqldb.Querier) error {
 		var err error
-		failed, err = applyAll(ctx, q, cfg, h, msgs)
+		failed, after, err = applyAll(ctx, q, cfg, h, msgs)
 		return err
 	})
+	if err == nil {
+		for _, fn := range after {
+			fn()
+		}
+	}
 	return failed, err
 }
 

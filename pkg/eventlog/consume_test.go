@@ -239,6 +239,48 @@ func TestRedeliveryIsHarmless(t *testing.T) {
 	}
 }
 
+// What a handler gives AfterCommit runs once its batch has committed,
+// when its writes are there for another connection to read; a batch that
+// fails runs none of it. Outside a batch it is refused.
+func TestAfterCommitRunsOnceTheBatchCommitted(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		ctx := context.Background()
+		effectsDB(t, db)
+		var ran []string
+		h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
+			if err := record(ctx, q, m); err != nil {
+				return err
+			}
+			if !eventlog.AfterCommit(ctx, func() {
+				// Read from outside the transaction: committed already.
+				ran = append(ran, fmt.Sprintf("%s:%d", m.CaseID, effects(t, db)[m.CaseID]))
+			}) {
+				return errors.New("AfterCommit refused in a batch")
+			}
+			if m.CaseID == "bad" {
+				return errors.New("fails")
+			}
+			return nil
+		}
+		cfg := eventlog.ConsumerConfig{Name: "after-commit"}
+		if failed, err := eventlog.Deliver(ctx, db, cfg, h, []eventlog.Msg{{Seq: 1, CaseID: "a"}, {Seq: 2, CaseID: "b"}}); err != nil || failed != -1 {
+			t.Fatalf("Deliver = %d, %v", failed, err)
+		}
+		if fmt.Sprint(ran) != "[a:1 b:1]" {
+			t.Fatalf("after the commit ran %v, want each event's once, its write committed", ran)
+		}
+		if failed, err := eventlog.Deliver(ctx, db, cfg, h, []eventlog.Msg{{Seq: 3, CaseID: "c"}, {Seq: 4, CaseID: "bad"}}); err == nil || failed != 1 {
+			t.Fatalf("Deliver of a failing batch = %d, %v", failed, err)
+		}
+		if fmt.Sprint(ran) != "[a:1 b:1]" {
+			t.Fatalf("a failed batch ran %v after it", ran)
+		}
+		if eventlog.AfterCommit(ctx, func() { t.Error("ran outside a batch") }) {
+			t.Error("AfterCommit outside a batch reported it would run")
+		}
+	})
+}
+
 // A statement given to AtEnd runs after the batch's last handler, in the
 // same transaction: the handlers do not see it, the commit has it once per
 // call, and a batch that fails has none of it. Outside a batch it runs at

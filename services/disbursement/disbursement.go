@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -89,7 +90,11 @@ type Service struct {
 	zl       *zap.Logger
 	now      func() time.Time
 	wake     chan struct{}
-	outages  outage.Log
+	// handed are the first steps of payouts the ledger consumer created
+	// leased to this process's worker, while it runs (working).
+	handed  chan handedStep
+	working atomic.Bool
+	outages outage.Log
 	// payees are the payees as the log makes them, for the payout's
 	// reserve step.
 	payees *eventlog.Held[*assist.Payee]
@@ -103,7 +108,7 @@ func New(d Deps) *Service {
 		now = time.Now
 	}
 	return &Service{cfg: d.Config, db: d.DB, log: d.Log, store: NewSQLStore(d.DB), provider: d.Provider, zl: d.Logger,
-		now: func() time.Time { return now().UTC() }, wake: make(chan struct{}, 1),
+		now: func() time.Time { return now().UTC() }, wake: make(chan struct{}, 1), handed: make(chan handedStep, 4*d.Config.Workers),
 		payees: &eventlog.Held[*assist.Payee]{Kind: assist.KindPayee, Fold: assist.FoldPayee}}
 }
 
@@ -153,9 +158,10 @@ func Run(ctx context.Context, d Deps) error {
 		go s.notices(ctx, d.Notices)
 	}
 	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{
-		Name:        "disbursement",
-		Filters:     ledgerSubjects,
-		AfterCommit: s.poke,
+		Name:    "disbursement",
+		Filters: ledgerSubjects,
+		// The worker is woken by the events that leave a step due that
+		// no worker holds (pokeAfter), not after every batch.
 		// Cases apart: each payout's events stay in order; the fund's
 		// totals are written at the end of each lane's transaction.
 		Lanes: 4,
@@ -200,7 +206,16 @@ func (s *Service) notices(ctx context.Context, keys <-chan string) {
 	}
 }
 
-// poke wakes the worker: the consumer committed effects it may wait for.
+// pokeAfter wakes the worker once the consumer's transaction that ctx runs
+// in has committed: a step it made due is then there to claim. Outside a
+// consumer's batch it wakes it at once.
+func (s *Service) pokeAfter(ctx context.Context) {
+	if !eventlog.AfterCommit(ctx, s.poke) {
+		s.poke()
+	}
+}
+
+// poke wakes the worker: a step it may claim is due.
 func (s *Service) poke() {
 	select {
 	case s.wake <- struct{}{}:

@@ -57,10 +57,11 @@ func TestFundHistory(t *testing.T) {
 		place(other.ID, 999, 2) // another fund's hold changes nothing here
 		payout := newID()
 		tx(func(q sqldb.Querier) error {
-			return s.ReserveHold(ctx, q, a, disbursementapi.Payout{ID: payout, PayeeID: pe.ID, CreatedAt: at(3)}, newID())
+			_, err := s.ReserveHold(ctx, q, a, disbursementapi.Payout{ID: payout, PayeeID: pe.ID, CreatedAt: at(3)}, newID(), time.Time{})
+			return err
 		})
 		tx(func(q sqldb.Querier) error {
-			_, err := s.Advance(ctx, q, payout, []string{stageReserve}, stagePay, Advance{CmdID: newID(), Attempt: 1, Now: at(3)})
+			_, _, err := s.Advance(ctx, q, payout, []string{stageReserve}, stagePay, Advance{CmdID: newID(), Attempt: 1, Now: at(3)})
 			return err
 		})
 		tx(func(q sqldb.Querier) error {

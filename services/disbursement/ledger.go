@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventcodec"
@@ -42,7 +43,24 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 				return err
 			}
 		}
-		err := s.store.ReserveHold(ctx, q, b.HoldID, disbursementapi.Payout{ID: newID(), PayeeID: b.PayeeID, CreatedAt: now}, newID())
+		// With the worker running here, the new payout is leased to it
+		// and handed to it once this transaction commits (handOff): its
+		// first step needs no claim. A hand-off lost is claimed again
+		// when its lease ends.
+		// Otherwise the worker is woken to claim it.
+		var first *Work
+		var leaseUntil time.Time
+		if s.working.Load() && eventlog.AfterCommit(ctx, func() {
+			if first != nil {
+				s.handOff(*first)
+			}
+		}) {
+			leaseUntil = now.Add(lease)
+		} else {
+			s.pokeAfter(ctx)
+		}
+		var err error
+		first, err = s.store.ReserveHold(ctx, q, b.HoldID, disbursementapi.Payout{ID: newID(), PayeeID: b.PayeeID, CreatedAt: now}, newID(), leaseUntil)
 		if assist.IsCode(err, assist.CodeNotFound) {
 			return eventlog.Poison(fmt.Errorf("approval of %s uses hold %s, which the ledger does not know", e.CaseID, b.HoldID))
 		}
@@ -51,20 +69,28 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 	// payout only from where followsStep lets it (its stage, and for an
 	// event of an attempt, not from a later attempt); only when it moved
 	// nothing does followsStep read the payout, to tell an event that
-	// comes too early (a gap) from one applied before or stale.
+	// comes too early (a gap) from one applied before or stale. A stage
+	// that no worker's lease holds is due now: the worker is woken to
+	// claim it (one that holds it goes on by itself).
 	case assist.FundsReserved:
-		moved, err := s.store.Advance(ctx, q, b.PayoutID, []string{stageReserve}, stagePay,
+		moved, leased, err := s.store.Advance(ctx, q, b.PayoutID, []string{stageReserve}, stagePay,
 			Advance{CmdID: stepCmdID(b.PayoutID, stagePay, 1), Attempt: 1, Now: now})
+		if moved && !leased {
+			s.pokeAfter(ctx)
+		}
 		return s.unlessMoved(ctx, q, e, b.PayoutID, 0, moved, err)
 	case assist.PayoutSent:
-		moved, err := s.store.Advance(ctx, q, b.PayoutID, []string{stagePay}, stageSent,
+		moved, leased, err := s.store.Advance(ctx, q, b.PayoutID, []string{stagePay}, stageSent,
 			Advance{CmdID: stepCmdID(b.PayoutID, stageSent, b.Attempt), ProviderRef: b.ProviderRef, Of: b.Attempt, Now: now})
+		if moved && !leased {
+			s.pokeAfter(ctx)
+		}
 		return passStale(s.unlessMoved(ctx, q, e, b.PayoutID, b.Attempt, moved, err))
 	case assist.PayoutSettled:
 		settled, err := s.store.Settle(ctx, q, b.PayoutID, now)
 		return s.unlessMoved(ctx, q, e, b.PayoutID, 0, settled, err)
 	case assist.PayoutFailed:
-		moved, err := s.store.Advance(ctx, q, b.PayoutID, []string{stagePay, stageSent}, stageFailed,
+		moved, _, err := s.store.Advance(ctx, q, b.PayoutID, []string{stagePay, stageSent}, stageFailed,
 			Advance{LastError: b.Error, Of: b.Attempt, Now: now})
 		return passStale(s.unlessMoved(ctx, q, e, b.PayoutID, b.Attempt, moved, err))
 	case assist.FundsReleased:
@@ -81,6 +107,9 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 		}
 	case assist.PayoutRetried:
 		retried, err := s.store.RetryPayout(ctx, q, b.PayoutID, b.Attempt, newID(), now)
+		if retried {
+			s.pokeAfter(ctx)
+		}
 		return s.unlessMoved(ctx, q, e, b.PayoutID, b.Attempt, retried, err)
 	case assist.FundCreated:
 		return s.store.PutFund(ctx, q, assist.Fund{ID: e.CaseID, Name: b.Name, AllocatedCents: b.AllocatedCents,

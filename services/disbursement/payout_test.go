@@ -67,9 +67,10 @@ func (h *harness) service(p Provider) *Service {
 	return New(Deps{Config: Config{HoldTTL: time.Hour}, Log: h.log, DB: h.db, Provider: p, Logger: zaptest.NewLogger(h.t)})
 }
 
-// consume runs the ledger consumer of svc until the test ends.
+// consume runs the ledger consumer of svc until the test ends, as Run
+// does.
 func (h *harness) consume(svc *Service) {
-	go h.log.Consume(h.ctx, h.db, eventlog.ConsumerConfig{Name: "disbursement", Filters: ledgerSubjects, AfterCommit: svc.poke},
+	go h.log.Consume(h.ctx, h.db, eventlog.ConsumerConfig{Name: "disbursement", Filters: ledgerSubjects},
 		svc.Apply, zaptest.NewLogger(h.t))
 }
 
@@ -361,6 +362,122 @@ func TestOneRunGoesFromReservedToSettled(t *testing.T) {
 		}
 		if f := h.fundNow(); f.ReservedCents != 0 || f.AvailableCents != 100_000-4_000 {
 			t.Fatalf("fund after payout %+v", f)
+		}
+	})
+}
+
+// claimCounter counts the steps its store's ClaimWork leased.
+type claimCounter struct {
+	Store
+	claimed atomic.Int64
+}
+
+func (c *claimCounter) ClaimWork(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Work, error) {
+	ws, err := c.Store.ClaimWork(ctx, now, lease, limit)
+	c.claimed.Add(int64(len(ws)))
+	return ws, err
+}
+
+// With its worker running, the ledger consumer leases each payout it
+// creates to that worker and hands the first step over once its
+// transaction committed: the payout is paid and settled without a claim.
+// (Poll is an hour: only the hand-off and the consumer's wake-ups move
+// the worker.)
+func TestAnApprovedPayoutIsHandedToTheWorkerWithoutAClaim(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		bank := newCountingProvider()
+		h := newHarness(t, db, bank)
+		// The harness's consumer stops; one whose service runs its
+		// worker takes over.
+		h.cancel()
+		h.ctx, h.cancel = context.WithCancel(context.Background())
+		t.Cleanup(h.cancel)
+		svc := h.service(bank)
+		counter := &claimCounter{Store: svc.store}
+		svc.store, svc.cfg.Poll = counter, time.Hour
+		go svc.work(h.ctx)
+		evatest.Eventually(t, "the worker to run", svc.working.Load)
+		h.consume(svc)
+		for _, amount := range []int64{2_500, 1_500} {
+			caseID := h.approved(amount)
+			evatest.Eventually(t, "the case to be disbursed", func() bool { return h.state(caseID) == assist.StateDisbursed })
+		}
+		if n := counter.claimed.Load(); n != 0 {
+			t.Errorf("%d steps were claimed; want each payout's first handed over and the rest run on from it", n)
+		}
+		if bank.calls.Load() != 2 || len(bank.paid) != 2 {
+			t.Errorf("provider called %d times, payments %v; want one each", bank.calls.Load(), bank.paid)
+		}
+		h.waitFund("both settlements in the ledger", func(f disbursementapi.Fund) bool {
+			return f.PaidCents == 4_000 && f.ReservedCents == 0
+		})
+	})
+}
+
+// A payout created while no worker ran here is not handed over: the
+// consumer wakes the worker to claim it, which pays it without waiting
+// for a poll (Poll is an hour).
+func TestAPayoutNotHandedOverWakesTheWorker(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		bank := newCountingProvider()
+		h := newHarness(t, db, bank)
+		h.cancel()
+		h.ctx, h.cancel = context.WithCancel(context.Background())
+		t.Cleanup(h.cancel)
+		svc := h.service(bank)
+		counter := &claimCounter{Store: svc.store}
+		svc.store, svc.cfg.Poll = counter, time.Hour
+		h.consume(svc)
+		caseID := h.approved(1_000)
+		evatest.Eventually(t, "the payout to be created", func() bool {
+			page, err := svc.store.Payouts(h.ctx, disbursementapi.ListRequest{CaseID: caseID})
+			return err == nil && len(page.Items) == 1
+		})
+		go svc.work(h.ctx) // starts after the wake-up, which waits for it
+		evatest.Eventually(t, "the case to be disbursed", func() bool { return h.state(caseID) == assist.StateDisbursed })
+		if n := counter.claimed.Load(); n != 1 || bank.calls.Load() != 1 {
+			t.Errorf("%d steps claimed, provider called %d times; want the reserve step claimed, paid once", n, bank.calls.Load())
+		}
+	})
+}
+
+// A step handed over that the worker did not take (it stopped, or had
+// too many waiting) is claimed when its lease ends, as any other: the
+// payout is paid once.
+func TestAHandedStepLostIsClaimedWhenItsLeaseEnds(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		bank := newCountingProvider()
+		h := newHarness(t, db, bank)
+		h.cancel()
+		h.ctx, h.cancel = context.WithCancel(context.Background())
+		t.Cleanup(h.cancel)
+		svc := h.service(bank)
+		svc.working.Store(true) // as if its worker ran: steps are handed over, and never taken
+		h.consume(svc)
+		caseID := h.approved(3_000)
+		var payout disbursementapi.Payout
+		evatest.Eventually(t, "the payout to be created", func() bool {
+			page, err := svc.store.Payouts(h.ctx, disbursementapi.ListRequest{CaseID: caseID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page.Items) == 1 {
+				payout = page.Items[0]
+			}
+			return len(page.Items) == 1
+		})
+		if w, err := svc.store.ClaimWork(h.ctx, time.Now(), lease, 10); err != nil || len(w) != 0 {
+			t.Fatalf("claimed %+v (%v) while the hand-off's lease runs", w, err)
+		}
+		w, err := svc.store.ClaimWork(h.ctx, time.Now().Add(lease+time.Second), lease, 10)
+		if err != nil || len(w) != 1 || w[0].ID != payout.ID || w[0].Stage != stageReserve {
+			t.Fatalf("after the lease: claimed %+v (%v), want the payout's reserve step", w, err)
+		}
+		if err := svc.step(h.ctx, w[0]); err != nil {
+			t.Fatal(err)
+		}
+		if st := h.state(caseID); st != assist.StateDisbursed || bank.calls.Load() != 1 {
+			t.Fatalf("case %s, provider called %d times; want disbursed, once", st, bank.calls.Load())
 		}
 	})
 }

@@ -117,9 +117,11 @@ type Store interface {
 	// is idempotent: applied twice, the second changes nothing.
 
 	// ReserveHold marks the hold as backing a recorded approval and
-	// creates its payout; a hold reserved before (or paid, or released)
-	// changes nothing. Errors: CodeNotFound for an unknown hold.
-	ReserveHold(ctx context.Context, q sqldb.Querier, holdID string, p disbursementapi.Payout, cmdID string) error
+	// creates its payout, leased until leaseUntil (zero: not leased); a
+	// hold reserved before (or paid, or released) changes nothing. It
+	// returns the payout's first step when it created the payout, nil
+	// when it changed nothing. Errors: CodeNotFound for an unknown hold.
+	ReserveHold(ctx context.Context, q sqldb.Querier, holdID string, p disbursementapi.Payout, cmdID string, leaseUntil time.Time) (*Work, error)
 	// KeepHold keeps a held hold until a decision ends it: it backs a
 	// first approval that awaits its second, so it must not expire.
 	KeepHold(ctx context.Context, q sqldb.Querier, holdID string, now time.Time) error
@@ -136,8 +138,8 @@ type Store interface {
 	// lease that has not run out stays: the worker that holds it may be
 	// doing the new stage already (it goes on from one step to the next),
 	// and it ends its run with a terminal event or a deferral, which
-	// gives the lease back.
-	Advance(ctx context.Context, q sqldb.Querier, payoutID string, from []string, to string, set Advance) (moved bool, err error)
+	// gives the lease back; leased says whether one still holds it.
+	Advance(ctx context.Context, q sqldb.Querier, payoutID string, from []string, to string, set Advance) (moved, leased bool, err error)
 	// Settle marks a sent (or paying) payout settled and moves its hold's
 	// amount from reserved to paid; settled says whether it did.
 	Settle(ctx context.Context, q sqldb.Querier, payoutID string, now time.Time) (settled bool, err error)
@@ -755,7 +757,7 @@ func (s *SQLStore) ExpiredHolds(ctx context.Context, now time.Time, limit int) (
 }
 
 // ReserveHold implements Store.
-func (s *SQLStore) ReserveHold(ctx context.Context, q sqldb.Querier, holdID string, p disbursementapi.Payout, cmdID string) error {
+func (s *SQLStore) ReserveHold(ctx context.Context, q sqldb.Querier, holdID string, p disbursementapi.Payout, cmdID string, leaseUntil time.Time) (*Work, error) {
 	now := sqldb.Micros(p.CreatedAt)
 	var caseID, fundID string
 	var amount int64
@@ -765,35 +767,53 @@ func (s *SQLStore) ReserveHold(ctx context.Context, q sqldb.Querier, holdID stri
 		// Not held: reserved before (nothing to do), or no such hold.
 		var known int
 		if err := q.QueryRow(ctx, `SELECT count(*) FROM disb_holds WHERE id = $1`, holdID).Scan(&known); err != nil {
-			return err
+			return nil, err
 		}
 		if known == 0 {
-			return assist.Errorf(assist.CodeNotFound, "no hold %q", holdID)
+			return nil, assist.Errorf(assist.CodeNotFound, "no hold %q", holdID)
 		}
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// The payout's row goes with the transaction's next statement.
-	return sqldb.Defer(ctx, q, `INSERT INTO disb_payouts (id, case_id, hold_id, fund_id, payee_id, amount, stage, cmd_id, attempt, next_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $9) ON CONFLICT (hold_id) DO NOTHING`,
-		p.ID, caseID, holdID, fundID, p.PayeeID, amount, stageReserve, cmdID, now)
+	var leased int64
+	if !leaseUntil.IsZero() {
+		leased = sqldb.Micros(leaseUntil)
+	}
+	// The payout's row goes with the transaction's next statement. It is
+	// new: a hold leaves held only here, with its payout, or for good.
+	if err := sqldb.Defer(ctx, q, `INSERT INTO disb_payouts (id, case_id, hold_id, fund_id, payee_id, amount, stage, cmd_id, attempt, next_at, lease_until, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $9, $9) ON CONFLICT (hold_id) DO NOTHING`,
+		p.ID, caseID, holdID, fundID, p.PayeeID, amount, stageReserve, cmdID, now, leased); err != nil {
+		return nil, err
+	}
+	p.CaseID, p.HoldID, p.FundID, p.AmountCents = caseID, holdID, fundID, amount
+	p.Status, p.UpdatedAt = statusOf(stageReserve), p.CreatedAt
+	return &Work{Payout: p, Stage: stageReserve, CmdID: cmdID}, nil
 }
 
 // Advance implements Store.
-func (s *SQLStore) Advance(ctx context.Context, q sqldb.Querier, payoutID string, from []string, to string, a Advance) (bool, error) {
-	n, err := q.Exec(ctx, `UPDATE disb_payouts SET stage = $1,
+func (s *SQLStore) Advance(ctx context.Context, q sqldb.Querier, payoutID string, from []string, to string, a Advance) (bool, bool, error) {
+	var leaseUntil int64
+	err := q.QueryRow(ctx, `UPDATE disb_payouts SET stage = $1,
 			cmd_id = CASE WHEN $2 = '' THEN cmd_id ELSE $2 END,
 			provider_ref = CASE WHEN $3 = '' THEN provider_ref ELSE $3 END,
 			last_error = $4,
 			attempt = CASE WHEN $5 = 0 THEN attempt ELSE $5 END,
 			next_at = CASE WHEN next_at > $6 THEN next_at ELSE $6 END,
 			lease_until = CASE WHEN lease_until > $6 THEN lease_until ELSE 0 END, updated_at = $6
-		WHERE id = $7 AND ($8 = 0 OR attempt <= $8) AND stage IN (`+sqldb.Placeholders(9, len(from))+`)`,
+		WHERE id = $7 AND ($8 = 0 OR attempt <= $8) AND stage IN (`+sqldb.Placeholders(9, len(from))+`)
+		RETURNING lease_until`,
 		append([]any{to, a.CmdID, a.ProviderRef, a.LastError, int64(a.Attempt), sqldb.Micros(a.Now), payoutID, int64(a.Of)},
-			sqldb.Args(from)...)...)
-	return n > 0, err
+			sqldb.Args(from)...)...).Scan(&leaseUntil)
+	if errors.Is(err, sqldb.ErrNoRows) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	return true, leaseUntil > 0, nil
 }
 
 // PayoutStage implements Store.

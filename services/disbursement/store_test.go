@@ -212,14 +212,25 @@ func TestStoreConformance(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for range 2 { // applied twice: one payout
-				inTx(func(q sqldb.Querier) error { return s.ReserveHold(ctx, q, h.ID, p, newID()) })
+			firsts := make([]*Work, 2)
+			for i := range firsts { // applied twice: one payout
+				inTx(func(q sqldb.Querier) (err error) {
+					firsts[i], err = s.ReserveHold(ctx, q, h.ID, p, newID(), time.Time{})
+					return err
+				})
+			}
+			if f := firsts[0]; f == nil || firsts[1] != nil || f.ID != p.ID || f.Stage != stageReserve || f.HoldID != h.ID ||
+				f.CaseID != h.CaseID || f.FundID != h.FundID || f.AmountCents != 300 || f.CmdID == "" {
+				t.Fatalf("ReserveHold's first steps %+v, %+v; want the new payout's, then none", firsts[0], firsts[1])
 			}
 			got, err := s.Payout(ctx, p.ID)
 			if err != nil || got.Status != disbursementapi.PayoutPending || got.AmountCents != 300 || got.HoldID != h.ID || got.CaseID != h.CaseID {
 				t.Fatalf("payout %+v %v", got, err)
 			}
-			if err := db.Tx(ctx, func(q sqldb.Querier) error { return s.ReserveHold(ctx, q, newID(), p, newID()) }); !assist.IsCode(err, assist.CodeNotFound) {
+			if err := db.Tx(ctx, func(q sqldb.Querier) error {
+				_, err := s.ReserveHold(ctx, q, newID(), p, newID(), time.Time{})
+				return err
+			}); !assist.IsCode(err, assist.CodeNotFound) {
 				t.Fatalf("unknown hold: %v", err)
 			}
 			// Two workers claim at once: each step goes to one of them.
@@ -257,13 +268,16 @@ func TestStoreConformance(t *testing.T) {
 				}
 			}
 			moves("reserved", true, func(q sqldb.Querier) (bool, error) {
-				return s.Advance(ctx, q, p.ID, []string{stageReserve}, stagePay, Advance{CmdID: newID(), Attempt: 1, Now: now})
+				moved, _, err := s.Advance(ctx, q, p.ID, []string{stageReserve}, stagePay, Advance{CmdID: newID(), Attempt: 1, Now: now})
+				return moved, err
 			})
 			moves("reserved again", false, func(q sqldb.Querier) (bool, error) {
-				return s.Advance(ctx, q, p.ID, []string{stageReserve}, stagePay, Advance{CmdID: newID(), Attempt: 1, Now: now})
+				moved, _, err := s.Advance(ctx, q, p.ID, []string{stageReserve}, stagePay, Advance{CmdID: newID(), Attempt: 1, Now: now})
+				return moved, err
 			})
 			moves("failed", true, func(q sqldb.Querier) (bool, error) {
-				return s.Advance(ctx, q, p.ID, []string{stagePay}, stageFailed, Advance{LastError: "declined", Of: 1, Now: now})
+				moved, _, err := s.Advance(ctx, q, p.ID, []string{stagePay}, stageFailed, Advance{LastError: "declined", Of: 1, Now: now})
+				return moved, err
 			})
 			if got, _ := s.Payout(ctx, p.ID); got.Status != disbursementapi.PayoutFailed || got.LastError != "declined" || got.Attempt != 1 {
 				t.Fatalf("failed payout %+v", got)
@@ -275,10 +289,12 @@ func TestStoreConformance(t *testing.T) {
 				t.Fatalf("retried payout %+v, want pending at attempt 2", got)
 			}
 			moves("sent by attempt 1, which is past", false, func(q sqldb.Querier) (bool, error) {
-				return s.Advance(ctx, q, p.ID, []string{stagePay}, stageSent, Advance{ProviderRef: "R0", Of: 1, Now: now})
+				moved, _, err := s.Advance(ctx, q, p.ID, []string{stagePay}, stageSent, Advance{ProviderRef: "R0", Of: 1, Now: now})
+				return moved, err
 			})
 			moves("sent", true, func(q sqldb.Querier) (bool, error) {
-				return s.Advance(ctx, q, p.ID, []string{stagePay}, stageSent, Advance{ProviderRef: "R1", Of: 2, Now: now})
+				moved, _, err := s.Advance(ctx, q, p.ID, []string{stagePay}, stageSent, Advance{ProviderRef: "R1", Of: 2, Now: now})
+				return moved, err
 			})
 			// settled twice: paid once
 			moves("settled", true, func(q sqldb.Querier) (bool, error) { return s.Settle(ctx, q, p.ID, now) })
@@ -303,6 +319,37 @@ func TestStoreConformance(t *testing.T) {
 			_, err := db.Exec(ctx, `UPDATE disb_funds SET reserved = allocated + 1 WHERE id = $1`, fund.ID)
 			if err == nil {
 				t.Fatal("the CHECK constraint let a fund go below zero")
+			}
+		})
+
+		// A payout created leased (to the worker of the consumer that
+		// created it) is claimed by no other until its lease ends.
+		t.Run("a payout created leased", func(t *testing.T) {
+			h, err := hold(200)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := disbursementapi.Payout{ID: newID(), PayeeID: payee.ID, CreatedAt: now}
+			var first *Work
+			if err := db.Tx(ctx, func(q sqldb.Querier) (err error) {
+				first, err = s.ReserveHold(ctx, q, h.ID, p, newID(), now.Add(time.Minute))
+				return err
+			}); err != nil || first == nil {
+				t.Fatalf("reserve: %+v %v", first, err)
+			}
+			claimedAt := func(at time.Time) bool {
+				t.Helper()
+				ws, err := s.ClaimWork(ctx, at, time.Minute, 100)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return slices.ContainsFunc(ws, func(w Work) bool { return w.ID == p.ID })
+			}
+			if claimedAt(now.Add(30 * time.Second)) {
+				t.Fatal("a payout leased at its creation was claimed before its lease ended")
+			}
+			if !claimedAt(now.Add(time.Minute + time.Second)) {
+				t.Fatal("a payout whose lease ended was not claimed")
 			}
 		})
 	})

@@ -25,18 +25,38 @@ import (
 const lease = 10 * time.Second
 
 // work runs due payout steps until ctx ends: it looks for them when the
-// consumer committed, every Poll, and when a step ends while more were
-// due than it had room for. Up to Workers steps run at once, and a new
-// one starts as soon as one ends: a step never waits for the others
-// taken with it.
+// consumer committed a step no worker holds, every Poll, and when a step
+// ends while more were due than it had room for. Up to Workers steps run
+// at once, and a new one starts as soon as one ends: a step never waits
+// for the others taken with it. While it runs, the ledger consumer leases
+// the payouts it creates to it and hands their first steps over
+// (handOff): those start without a claim, before any claimed.
 func (s *Service) work(ctx context.Context) {
+	s.working.Store(true)
+	defer s.working.Store(false)
 	t := time.NewTicker(s.cfg.Poll)
 	defer t.Stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	slots := make(chan struct{}, s.cfg.Workers)
 	freed := make(chan struct{}, 1)
-	due := false // steps may be due that found no free slot
+	start := func(w Work) {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() {
+				<-slots
+				wg.Done()
+				select {
+				case freed <- struct{}{}:
+				default:
+				}
+			}()
+			s.run(ctx, w)
+		}()
+	}
+	var handed []handedStep // handed over while every slot was taken
+	due := false            // steps may be due that found no free slot
 	for {
 		select {
 		case <-ctx.Done():
@@ -45,17 +65,29 @@ func (s *Service) work(ctx context.Context) {
 			due = true
 		case <-s.wake:
 			due = true
+		case h := <-s.handed:
+			handed = append(handed, h)
 		case <-freed:
 		}
+		for len(handed) > 0 && len(slots) < cap(slots) {
+			h := handed[0]
+			handed = handed[1:]
+			// A step left waiting past half its lease is left to be
+			// claimed when the lease ends, so that it never runs beside
+			// a worker that claimed it.
+			if s.now().Sub(h.at) < lease/2 {
+				start(h.w)
+			}
+		}
 		if due {
-			due = s.dispatch(ctx, slots, freed, &wg)
+			due = s.dispatch(ctx, slots, start)
 		}
 	}
 }
 
 // dispatch claims due steps for the free slots and starts each; it
 // reports whether more may be due than there were slots for.
-func (s *Service) dispatch(ctx context.Context, slots chan struct{}, freed chan struct{}, wg *sync.WaitGroup) bool {
+func (s *Service) dispatch(ctx context.Context, slots chan struct{}, start func(Work)) bool {
 	for ctx.Err() == nil {
 		free := cap(slots) - len(slots)
 		if free == 0 {
@@ -67,25 +99,30 @@ func (s *Service) dispatch(ctx context.Context, slots chan struct{}, freed chan 
 			return false
 		}
 		for _, w := range steps {
-			slots <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() {
-					<-slots
-					wg.Done()
-					select {
-					case freed <- struct{}{}:
-					default:
-					}
-				}()
-				s.run(ctx, w)
-			}()
+			start(w)
 		}
 		if len(steps) < free {
 			return false
 		}
 	}
 	return false
+}
+
+// handedStep is a step handed to the worker, and when.
+type handedStep struct {
+	w  Work
+	at time.Time
+}
+
+// handOff gives the worker the first step of a payout the ledger
+// consumer created and leased to it, once committed. It never blocks:
+// when the worker has more handed steps waiting than it takes at once,
+// the step is left to its lease's end, when it is claimed as any other.
+func (s *Service) handOff(w Work) {
+	select {
+	case s.handed <- handedStep{w: w, at: s.now()}:
+	default:
+	}
 }
 
 // RunDue runs the payout steps that are due now, each once, concurrently,
