@@ -378,6 +378,20 @@ func (c *claimCounter) ClaimWork(ctx context.Context, now time.Time, lease time.
 	return ws, err
 }
 
+// takeOver stops the harness's consumer and returns a service to take
+// its place, not consuming yet, whose store counts the steps claimed and
+// whose worker, once run, polls only hourly: what moves it is what the
+// consumer hands it or wakes it for.
+func (h *harness) takeOver(p Provider) (*Service, *claimCounter) {
+	h.cancel()
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	h.t.Cleanup(h.cancel)
+	svc := h.service(p)
+	counter := &claimCounter{Store: svc.store}
+	svc.store, svc.cfg.Poll = counter, time.Hour
+	return svc, counter
+}
+
 // With its worker running, the ledger consumer leases each payout it
 // creates to that worker and hands the first step over once its
 // transaction committed: the payout is paid and settled without a claim.
@@ -387,14 +401,7 @@ func TestAnApprovedPayoutIsHandedToTheWorkerWithoutAClaim(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		bank := newCountingProvider()
 		h := newHarness(t, db, bank)
-		// The harness's consumer stops; one whose service runs its
-		// worker takes over.
-		h.cancel()
-		h.ctx, h.cancel = context.WithCancel(context.Background())
-		t.Cleanup(h.cancel)
-		svc := h.service(bank)
-		counter := &claimCounter{Store: svc.store}
-		svc.store, svc.cfg.Poll = counter, time.Hour
+		svc, counter := h.takeOver(bank)
 		go svc.work(h.ctx)
 		evatest.Eventually(t, "the worker to run", svc.working.Load)
 		h.consume(svc)
@@ -421,12 +428,7 @@ func TestAPayoutNotHandedOverWakesTheWorker(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		bank := newCountingProvider()
 		h := newHarness(t, db, bank)
-		h.cancel()
-		h.ctx, h.cancel = context.WithCancel(context.Background())
-		t.Cleanup(h.cancel)
-		svc := h.service(bank)
-		counter := &claimCounter{Store: svc.store}
-		svc.store, svc.cfg.Poll = counter, time.Hour
+		svc, counter := h.takeOver(bank)
 		h.consume(svc)
 		caseID := h.approved(1_000)
 		evatest.Eventually(t, "the payout to be created", func() bool {
@@ -448,10 +450,7 @@ func TestAHandedStepLostIsClaimedWhenItsLeaseEnds(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		bank := newCountingProvider()
 		h := newHarness(t, db, bank)
-		h.cancel()
-		h.ctx, h.cancel = context.WithCancel(context.Background())
-		t.Cleanup(h.cancel)
-		svc := h.service(bank)
+		svc, _ := h.takeOver(bank)
 		svc.working.Store(true) // as if its worker ran: steps are handed over, and never taken
 		h.consume(svc)
 		caseID := h.approved(3_000)
