@@ -81,7 +81,11 @@ func applyAll(ctx context.Context, q sqldb.Querier, cfg ConsumerConfig, h Handle
 			return i, nil, err
 		}
 	}
-	return -1, b.after, b.finish(ctx, q)
+	// The end functions first: one of them may ask for a hook too.
+	if err := b.finish(ctx, q); err != nil {
+		return -1, nil, err
+	}
+	return -1, b.after, nil
 }
 
 // batchTx runs fn, which applies a batch, in one transaction of db; for a
