@@ -105,7 +105,6 @@ type Summary struct {
 // Summary is the result as JSON, with the peer's numbers beside it when
 // peer is not nil.
 func (r Result) Summary(store string, peer *Peer) Summary {
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	s := Summary{Requests: r.Requests, Clients: r.Clients, Store: store,
 		WarmupFilings: r.WarmupFilings, WarmupP99Ms: ms(r.WarmupP99), FilingsPerSec: r.FilingsPerSec,
 		FilingP50Ms: ms(r.FilingP50), FilingP99Ms: ms(r.FilingP99), FilingErrors: r.FilingErrors,
@@ -118,6 +117,9 @@ func (r Result) Summary(store string, peer *Peer) Summary {
 	}
 	return s
 }
+
+// ms is d in milliseconds, to the microsecond.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // Ratio is filings per second over raw durable appends per second.
 func (r Result) Ratio() float64 {
@@ -142,7 +144,7 @@ EVA bench: %d requests per phase, %d concurrent clients
 		r.RawAppendsPerSec, r.RawP50.Round(10*time.Microsecond), r.Clients, r.Ratio())
 	if r.MachineCPUPerLifecycle > 0 {
 		fmt.Fprintf(w, "  CPU per lifecycle %8.2f ms this process, %.2f ms the machine (all processes)\n",
-			float64(r.CPUPerLifecycle.Microseconds())/1000, float64(r.MachineCPUPerLifecycle.Microseconds())/1000)
+			ms(r.CPUPerLifecycle), ms(r.MachineCPUPerLifecycle))
 	}
 	if len(r.Steps) > 0 {
 		fmt.Fprintln(w, "  lifecycle steps (event to next event, a sample of the cases):")

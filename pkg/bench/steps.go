@@ -63,7 +63,6 @@ func (c *client) steps(ctx context.Context, token string, ids []string, sample, 
 			}
 		}
 	})
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	out := make([]Step, len(gaps))
 	for j, g := range gaps {
 		out[j] = Step{From: lifecycleSteps[j], To: lifecycleSteps[j+1], P50Ms: ms(Percentile(g, 50)), P99Ms: ms(Percentile(g, 99)), Cases: len(g)}

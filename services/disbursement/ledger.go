@@ -45,9 +45,8 @@ func (s *Service) Apply(ctx context.Context, q sqldb.Querier, m eventlog.Msg) er
 		}
 		// With the worker running here, the new payout is leased to it
 		// and handed to it once this transaction commits (handOff): its
-		// first step needs no claim. A hand-off lost is claimed again
-		// when its lease ends.
-		// Otherwise the worker is woken to claim it.
+		// first step needs no claim, and a hand-off lost is claimed when
+		// its lease ends. Otherwise the worker is woken to claim it.
 		var first *Work
 		var leaseUntil time.Time
 		if s.working.Load() && eventlog.AfterCommit(ctx, func() {
