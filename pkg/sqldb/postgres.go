@@ -16,12 +16,16 @@ import (
 
 type pgDB struct {
 	pool *pgxpool.Pool
+	gate *gate
+	q    gatedPool // the pool, through the gate
 }
 
 // OpenPostgres connects a pool to PostgreSQL. Unless the URL sets
 // pool_max_conns, the pool holds up to defaultMaxConns connections: the
-// services of one process share it, and pgx's default (four on two cores)
-// starves them as soon as a round trip is slow.
+// services of one process share it, and a pool as small as pgx's default
+// (four on two cores) starves them as soon as a round trip is slow. The
+// pool's gate keeps the connections in use near twice the CPUs while
+// round trips are quick (gate).
 func OpenPostgres(ctx context.Context, url string) (DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -37,8 +41,12 @@ func OpenPostgres(ctx context.Context, url string) (DB, error) {
 const defaultMaxConns = 32
 
 // OpenPostgresConfig connects a pool configured by the caller (tests set
-// a search_path per test schema this way).
+// a search_path per test schema this way), with its gate.
 func OpenPostgresConfig(ctx context.Context, cfg *pgxpool.Config) (DB, error) {
+	return openPostgres(ctx, cfg, newGate(gatePlaces(cfg.MaxConns), gateWait))
+}
+
+func openPostgres(ctx context.Context, cfg *pgxpool.Config, g *gate) (DB, error) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
@@ -47,7 +55,7 @@ func OpenPostgresConfig(ctx context.Context, cfg *pgxpool.Config) (DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
-	return &pgDB{pool: pool}, nil
+	return &pgDB{pool: pool, gate: g, q: gatedPool{pool: pool, gate: g}}, nil
 }
 
 func (d *pgDB) Dialect() Dialect               { return Postgres }
@@ -59,18 +67,18 @@ func (d *pgDB) Close()                         { d.pool.Close() }
 // deadlocked with another transaction (it did nothing); a statement sent
 // and not answered may have committed, and is not.
 func (d *pgDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return absorb(ctx, didNothing, func(ctx context.Context) (int64, error) { return pgExec(ctx, d.pool, q, args) })
+	return absorb(ctx, didNothing, func(ctx context.Context) (int64, error) { return pgExec(ctx, d.q, q, args) })
 }
 
 // Query outside a transaction is a read: it is tried again while the
 // database is out of reach, within retryBudget.
 func (d *pgDB) Query(ctx context.Context, q string, args ...any) (Rows, error) {
-	return absorb(ctx, IsUnavailable, func(ctx context.Context) (Rows, error) { return pgQuery(ctx, d.pool, q, args) })
+	return absorb(ctx, IsUnavailable, func(ctx context.Context) (Rows, error) { return pgQuery(ctx, d.q, q, args) })
 }
 
 // QueryRow outside a transaction is a read, tried again like Query.
 func (d *pgDB) QueryRow(ctx context.Context, q string, args ...any) Row {
-	return retriedRow{ctx: ctx, query: func(ctx context.Context) Row { return pgRow{d.pool.QueryRow(ctx, q, args...)} }}
+	return retriedRow{ctx: ctx, query: func(ctx context.Context) Row { return pgRow{d.q.QueryRow(ctx, q, args...)} }}
 }
 
 // Tx runs fn in a transaction. When the database is out of reach before
@@ -82,6 +90,8 @@ func (d *pgDB) QueryRow(ctx context.Context, q string, args ...any) Row {
 // follows them or with the COMMIT: one round trip each time (a pipeline).
 func (d *pgDB) Tx(ctx context.Context, fn func(Querier) error) error {
 	_, err := absorb(ctx, func(err error) bool { return beforeCommit(err) || lostToAnother(err) }, func(ctx context.Context) (struct{}, error) {
+		took := d.gate.enter(ctx)
+		defer d.gate.exit(took)
 		c, err := d.pool.Acquire(ctx)
 		if err != nil {
 			return struct{}{}, err
@@ -106,14 +116,14 @@ func (d *pgDB) Tx(ctx context.Context, fn func(Querier) error) error {
 // sent it may have committed, as a Tx's COMMIT may have.
 func (d *pgDB) autocommit(ctx context.Context, fn func(Querier) error) error {
 	_, err := absorb(ctx, didNothing, func(context.Context) (struct{}, error) {
-		return struct{}{}, fn(pgPool{d.pool})
+		return struct{}{}, fn(pgPool{d.q})
 	})
 	return err
 }
 
 // pgPool runs each statement on a connection of the pool, outside a
 // transaction, and does not run it again: Autocommit does, when right.
-type pgPool struct{ pool *pgxpool.Pool }
+type pgPool struct{ pool gatedPool }
 
 func (p pgPool) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	return pgExec(ctx, p.pool, q, args)
