@@ -15,10 +15,3 @@ var InsertRowsAtMost = insertRows
 func OpenPostgresGated(ctx context.Context, cfg *pgxpool.Config, places int, wait time.Duration) (DB, error) {
 	return openPostgres(ctx, cfg, newGate(places, wait))
 }
-
-// GateOf reports a PostgreSQL pool's gate: its places in use, and how many
-// callers went on without one.
-func GateOf(db DB) (inUse int, beyond int64) {
-	g := db.(*pgDB).gate
-	return len(g.places), g.beyond.Load()
-}

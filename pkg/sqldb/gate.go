@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // A gate keeps the connections of a PostgreSQL pool that are in use at
@@ -155,4 +156,45 @@ type gatedRow struct {
 func (r gatedRow) Scan(dest ...any) error {
 	defer r.gate.exit(r.took)
 	return r.row.Scan(dest...)
+}
+
+// GateFigures are a PostgreSQL pool's gate: its places, those in use, and
+// how many callers went on without one since the pool opened.
+type GateFigures struct {
+	Places, InUse int
+	Beyond        int64
+}
+
+// Gate returns db's gate figures; ok is false for a database without one
+// (SQLite, whose one writer commits every caller's transaction in turn).
+func Gate(db DB) (f GateFigures, ok bool) {
+	d, ok := db.(*pgDB)
+	if !ok {
+		return GateFigures{}, false
+	}
+	return GateFigures{Places: cap(d.gate.places), InUse: len(d.gate.places), Beyond: d.gate.beyond.Load()}, true
+}
+
+// GateMetrics are db's gate figures as Prometheus metrics
+// (eva_db_gate_places, eva_db_gate_in_use, eva_db_gate_beyond_total);
+// none for a database without a gate. Callers going beyond on a healthy
+// database say the places are too few; on a slow one, that it is slow.
+func GateMetrics(db DB) []prometheus.Collector {
+	if _, ok := Gate(db); !ok {
+		return nil
+	}
+	figure := func(f func(GateFigures) float64) func() float64 {
+		return func() float64 { g, _ := Gate(db); return f(g) }
+	}
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "eva_db_gate_places",
+			Help: "Connections to PostgreSQL the gate lets be in use at once while they are given back (ADR 44)."},
+			figure(func(g GateFigures) float64 { return float64(g.Places) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "eva_db_gate_in_use",
+			Help: "The gate's places in use now."},
+			figure(func(g GateFigures) float64 { return float64(g.InUse) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "eva_db_gate_beyond_total",
+			Help: "Statements and transactions that went on without a place, none having been given back for 25 ms."},
+			figure(func(g GateFigures) float64 { return float64(g.Beyond) })),
+	}
 }

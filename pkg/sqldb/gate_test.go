@@ -2,11 +2,15 @@ package sqldb_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
@@ -112,8 +116,8 @@ func TestEveryWayToPostgreSQLWaitsAtTheGate(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
-			if inUse, beyond := sqldb.GateOf(db); inUse != 0 || beyond != 0 {
-				t.Fatalf("after it: %d places in use, %d callers beyond; want none", inUse, beyond)
+			if g, _ := sqldb.Gate(db); g.InUse != 0 || g.Beyond != 0 {
+				t.Fatalf("after it: %d places in use, %d callers beyond; want none", g.InUse, g.Beyond)
 			}
 		})
 	}
@@ -131,10 +135,51 @@ func TestEveryWayToPostgreSQLGoesBeyondAStuckGate(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	if _, beyond := sqldb.GateOf(db); beyond != int64(len(paths)) {
-		t.Fatalf("%d callers went beyond, want %d", beyond, len(paths))
+	if g, _ := sqldb.Gate(db); g.Beyond != int64(len(paths)) {
+		t.Fatalf("%d callers went beyond, want %d", g.Beyond, len(paths))
 	}
 	if err := release(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The gate's figures are metrics: its places, those in use, and the
+// callers that went beyond.
+func TestGateMetrics(t *testing.T) {
+	db := gated(t, 2, 20*time.Millisecond)
+	reg := prometheus.NewPedanticRegistry()
+	for _, c := range sqldb.GateMetrics(db) {
+		if err := reg.Register(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(in, beyond int) string {
+		return fmt.Sprintf(`# HELP eva_db_gate_beyond_total Statements and transactions that went on without a place, none having been given back for 25 ms.
+# TYPE eva_db_gate_beyond_total counter
+eva_db_gate_beyond_total %d
+# HELP eva_db_gate_in_use The gate's places in use now.
+# TYPE eva_db_gate_in_use gauge
+eva_db_gate_in_use %d
+# HELP eva_db_gate_places Connections to PostgreSQL the gate lets be in use at once while they are given back (ADR 44).
+# TYPE eva_db_gate_places gauge
+eva_db_gate_places 2
+`, beyond, in)
+	}
+	defer holdPlace(t, db)()
+	release := holdPlace(t, db)
+	if _, err := db.Exec(context.Background(), `SELECT 1`); err != nil { // beyond the two held
+		t.Fatal(err)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want(2, 1))); err != nil {
+		t.Fatal(err)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want(1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	if len(sqldb.GateMetrics(sqldbtest.SQLite(t))) != 0 {
+		t.Fatal("SQLite has gate metrics, and no gate")
 	}
 }

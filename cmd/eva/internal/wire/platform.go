@@ -351,6 +351,12 @@ func (p *Platform) DB(ctx context.Context, service string) (sqldb.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database of %s: %w", service, err)
 	}
+	for _, c := range sqldb.GateMetrics(db) { // PostgreSQL's one pool
+		if err := p.Registry.Register(c); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("database of %s: metrics: %w", service, err)
+		}
+	}
 	p.dbs[key] = db
 	return db, nil
 }
