@@ -288,6 +288,33 @@ func testProjectUpdatesInPlace(t *testing.T, db sqldb.DB, s intake.Store) {
 	}
 }
 
+// On PostgreSQL, projecting an event into a case's row writes no index
+// entry (a HOT update): no index holds a column that every event changes.
+func TestProjectingAnEventIsAHOTUpdate(t *testing.T) {
+	db := sqldbtest.Postgres(t)
+	s := storeImpls["SQLStore"](t, db)
+	ctx := context.Background()
+	c := fullCase(newID())
+	c.State = assist.StateSubmitted
+	project(t, db, s, c)
+	next := *c
+	next.State, next.Version, next.Events = assist.StateUnderReview, c.Version+1, c.Events+1
+	next.UpdatedAt = c.UpdatedAt.Add(time.Minute)
+	var hot int64
+	err := db.Tx(ctx, func(q sqldb.Querier) error {
+		if err := s.Project(ctx, q, &next); err != nil {
+			return err
+		}
+		return q.QueryRow(ctx, `SELECT pg_stat_get_xact_tuples_hot_updated('intake_cases'::regclass)`).Scan(&hot)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hot != 1 {
+		t.Fatalf("%d HOT updates of the case's row, want 1", hot)
+	}
+}
+
 func testProjectedNilWhenNone(t *testing.T, db sqldb.DB, s intake.Store) {
 	if c := projected(t, db, s, newID()); c != nil {
 		t.Fatalf("Projected of an unknown case = %+v, want nil", c)
