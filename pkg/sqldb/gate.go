@@ -54,8 +54,8 @@ func newGate(places int, wait time.Duration) *gate {
 }
 
 // enter takes a place, waiting while places are being given back; it
-// goes on without one when none was given back for g.wait, or when ctx
-// ends. It reports whether it took one, which the caller gives back to
+// goes on without one when none was given back for g.wait (counted
+// beyond), or when ctx ends. It reports whether it took one, which the caller gives back to
 // exit when done.
 func (g *gate) enter(ctx context.Context) bool {
 	select {
@@ -70,8 +70,7 @@ func (g *gate) enter(ctx context.Context) bool {
 		case g.places <- struct{}{}:
 			return true
 		case <-ctx.Done():
-			g.beyond.Add(1)
-			return false
+			return false // the pool answers ctx's error
 		case <-t.C:
 		}
 		idle := time.Duration(time.Now().UnixNano() - g.freed.Load())
@@ -194,7 +193,7 @@ func GateMetrics(db DB) []prometheus.Collector {
 			Help: "The gate's places in use now."},
 			figure(func(g GateFigures) float64 { return float64(g.InUse) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "eva_db_gate_beyond_total",
-			Help: "Statements and transactions that went on without a place, none having been given back for 25 ms."},
+			Help: "Statements and transactions that went on without a place, none having been given back for " + gateWait.String() + "."},
 			figure(func(g GateFigures) float64 { return float64(g.Beyond) })),
 	}
 }

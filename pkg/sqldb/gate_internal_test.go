@@ -40,7 +40,8 @@ func TestGateCallerGoesBeyondWhenNoPlaceIsGivenBack(t *testing.T) {
 	}
 }
 
-// A caller whose context ends stops waiting.
+// A caller whose context ends stops waiting, and is not counted beyond:
+// it gets no connection of the pool either.
 func TestGateCallerStopsWaitingWhenItsContextEnds(t *testing.T) {
 	g := newGate(1, time.Hour)
 	held := g.enter(context.Background())
@@ -49,6 +50,9 @@ func TestGateCallerStopsWaitingWhenItsContextEnds(t *testing.T) {
 	cancel()
 	if took := g.enter(ctx); took {
 		t.Fatal("a caller whose context ended took the held place")
+	}
+	if n := g.beyond.Load(); n != 0 {
+		t.Fatalf("a caller whose context ended is counted beyond (%d): the pool refuses it", n)
 	}
 }
 

@@ -154,7 +154,7 @@ func TestGateMetrics(t *testing.T) {
 		}
 	}
 	want := func(in, beyond int) string {
-		return fmt.Sprintf(`# HELP eva_db_gate_beyond_total Statements and transactions that went on without a place, none having been given back for 25 ms.
+		return fmt.Sprintf(`# HELP eva_db_gate_beyond_total Statements and transactions that went on without a place, none having been given back for 25ms.
 # TYPE eva_db_gate_beyond_total counter
 eva_db_gate_beyond_total %d
 # HELP eva_db_gate_in_use The gate's places in use now.

@@ -17,8 +17,10 @@ import (
 type pgDB struct {
 	pool *pgxpool.Pool
 	gate *gate
-	q    gatedPool // the pool, through the gate
 }
+
+// gated is the pool, through the gate.
+func (d *pgDB) gated() gatedPool { return gatedPool{pool: d.pool, gate: d.gate} }
 
 // OpenPostgres connects a pool to PostgreSQL. Unless the URL sets
 // pool_max_conns, the pool holds up to defaultMaxConns connections: the
@@ -55,7 +57,7 @@ func openPostgres(ctx context.Context, cfg *pgxpool.Config, g *gate) (DB, error)
 		pool.Close()
 		return nil, fmt.Errorf("postgres %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
-	return &pgDB{pool: pool, gate: g, q: gatedPool{pool: pool, gate: g}}, nil
+	return &pgDB{pool: pool, gate: g}, nil
 }
 
 func (d *pgDB) Dialect() Dialect               { return Postgres }
@@ -67,18 +69,18 @@ func (d *pgDB) Close()                         { d.pool.Close() }
 // deadlocked with another transaction (it did nothing); a statement sent
 // and not answered may have committed, and is not.
 func (d *pgDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return absorb(ctx, didNothing, func(ctx context.Context) (int64, error) { return pgExec(ctx, d.q, q, args) })
+	return absorb(ctx, didNothing, func(ctx context.Context) (int64, error) { return pgExec(ctx, d.gated(), q, args) })
 }
 
 // Query outside a transaction is a read: it is tried again while the
 // database is out of reach, within retryBudget.
 func (d *pgDB) Query(ctx context.Context, q string, args ...any) (Rows, error) {
-	return absorb(ctx, IsUnavailable, func(ctx context.Context) (Rows, error) { return pgQuery(ctx, d.q, q, args) })
+	return absorb(ctx, IsUnavailable, func(ctx context.Context) (Rows, error) { return pgQuery(ctx, d.gated(), q, args) })
 }
 
 // QueryRow outside a transaction is a read, tried again like Query.
 func (d *pgDB) QueryRow(ctx context.Context, q string, args ...any) Row {
-	return retriedRow{ctx: ctx, query: func(ctx context.Context) Row { return pgRow{d.q.QueryRow(ctx, q, args...)} }}
+	return retriedRow{ctx: ctx, query: func(ctx context.Context) Row { return pgRow{d.gated().QueryRow(ctx, q, args...)} }}
 }
 
 // Tx runs fn in a transaction. When the database is out of reach before
@@ -116,7 +118,7 @@ func (d *pgDB) Tx(ctx context.Context, fn func(Querier) error) error {
 // sent it may have committed, as a Tx's COMMIT may have.
 func (d *pgDB) autocommit(ctx context.Context, fn func(Querier) error) error {
 	_, err := absorb(ctx, didNothing, func(context.Context) (struct{}, error) {
-		return struct{}{}, fn(pgPool{d.q})
+		return struct{}{}, fn(pgPool{d.gated()})
 	})
 	return err
 }
