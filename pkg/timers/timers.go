@@ -1,6 +1,6 @@
-// Package timers keeps EVA's durable timers — a case's decision deadline,
-// an approver's claim lease — as JetStream message schedules in a stream of
-// their own, EVA_TIMERS, never in the event log: enabling schedules on a
+// Package timers keeps EVA's durable timers — approval's sweeps of the
+// deadlines and claim leases due — as JetStream message schedules in a
+// stream of their own, EVA_TIMERS, never in the event log: enabling schedules on a
 // stream also allows rollups and purges, which the event log must refuse.
 //
 // A timer is one schedule message on eva.timer.set.<kind>.<id> whose
@@ -25,7 +25,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
-	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/retry"
 )
 
@@ -93,43 +92,20 @@ func (t *Timers) Stream() jetstream.Stream { return t.stream }
 // Errors: CodeInvalid for a kind or id that is not a subject token,
 // CodeUnavailable when JetStream does not answer.
 func (t *Timers) Set(ctx context.Context, kind, id string, at time.Time) error {
-	return t.set(ctx, kind, id, at)
-}
-
-// Rearm is Set for the handler of a fired timer that sets the same timer
-// again: it sets it only while no timer of kind for id is pending. A timer
-// that fired is no longer pending (the server purges its schedule as it
-// fires it), so a pending one was set since, by someone who knew more (a
-// consumer of newer events): that one is kept and Rearm returns nil.
-//
-// Errors: those of Set.
-func (t *Timers) Rearm(ctx context.Context, kind, id string, at time.Time) error {
-	err := t.set(ctx, kind, id, at, jetstream.WithExpectLastSequencePerSubject(0))
-	if natsx.IsWrongLastSequence(err) {
-		return nil
-	}
-	return err
-}
-
-func (t *Timers) set(ctx context.Context, kind, id string, at time.Time, opts ...jetstream.PublishOpt) error {
 	m, err := setMsg(kind, id, at)
 	if err != nil {
 		return err
 	}
-	opts = append(opts, jetstream.WithExpectStream(Stream))
 	_, err = retry.DoValue(ctx, retry.Policy{First: 5 * time.Millisecond, Attempts: 4}, isTimeout,
 		func(ctx context.Context) (*jetstream.PubAck, error) {
 			ctx, cancel := context.WithTimeout(ctx, setAttempt)
 			defer cancel()
-			return t.js.PublishMsg(ctx, m, opts...)
+			return t.js.PublishMsg(ctx, m, jetstream.WithExpectStream(Stream))
 		})
-	switch {
-	case err == nil:
-		return nil
-	case natsx.IsWrongLastSequence(err):
-		return err // Rearm's to judge
+	if err != nil {
+		return unavailable("set timer "+kind+" "+id, err)
 	}
-	return unavailable("set timer "+kind+" "+id, err)
+	return nil
 }
 
 // setAttempt bounds one attempt to store a timer.
@@ -148,40 +124,6 @@ func setMsg(kind, id string, at time.Time) (*nats.Msg, error) {
 	m.Header.Set("Nats-Schedule-Target", firePrefix+kind+"."+id)
 	m.Header.Set("Nats-Schedule-TTL", firedTTL.String())
 	return m, nil
-}
-
-// SetAsync is Set without waiting for the stream: it sends the timer and
-// returns a function that waits until the stream has stored it, or sets
-// it as Set does when the stream did not say so in time. A consumer
-// setting the timers of a batch of events sends them all and waits once,
-// instead of one round trip (and one fsync wait) after another; timers
-// sent one after another are stored in that order.
-//
-// Errors of the wait: those of Set.
-func (t *Timers) SetAsync(kind, id string, at time.Time) (wait func(context.Context) error) {
-	m, err := setMsg(kind, id, at)
-	if err != nil {
-		return func(context.Context) error { return err }
-	}
-	f, err := t.js.PublishMsgAsync(m, jetstream.WithExpectStream(Stream))
-	if err != nil {
-		return func(ctx context.Context) error { return t.set(ctx, kind, id, at) }
-	}
-	return func(ctx context.Context) error {
-		timeout := time.NewTimer(setAttempt)
-		defer timeout.Stop()
-		select {
-		case <-f.Ok():
-			return nil
-		case <-f.Err():
-		case <-timeout.C:
-		case <-ctx.Done():
-			return unavailable("set timer "+kind+" "+id, ctx.Err())
-		}
-		// Not stored, or not said to be: set it again, and wait (the
-		// same schedule twice is one timer).
-		return t.set(ctx, kind, id, at)
-	}
 }
 
 // Cancel removes the pending timer of kind for id, if any.

@@ -181,61 +181,37 @@ func TestSetRefusesBadTokens(t *testing.T) {
 	}
 }
 
-// Rearm sets a timer only while none of its kind and id is pending: it
-// keeps one set since, and sets one again once the pending one fired (the
-// server purges a schedule as it fires it); alone and in a cluster of
-// three, where the stream has three replicas.
-func TestRearmKeepsAPendingTimer(t *testing.T) {
-	t.Run("standalone", func(t *testing.T) { testRearm(t, open(t)) })
-	t.Run("cluster", func(t *testing.T) {
-		servers := natsxtest.Cluster(t, 3)
-		_, js := natsxtest.Connect(t, servers[0])
-		// A cluster just formed may not place a stream at once (as
-		// approval does, ask again for a while).
-		var (
-			tm  *timers.Timers
-			err error
-		)
-		evatest.Await(t, time.Minute, "the cluster to place the timers stream", func() (bool, string) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if tm, err = timers.Open(ctx, js, timers.Config{Replicas: 3}); err != nil {
-				return false, err.Error()
-			}
-			return true, ""
-		})
-		testRearm(t, tm)
+// A timer set on a stream of three replicas fires once, as on one
+// server; set again before it fires, the later time replaces the first.
+func TestTimerFiresOnceInACluster(t *testing.T) {
+	servers := natsxtest.Cluster(t, 3)
+	_, js := natsxtest.Connect(t, servers[0])
+	// A cluster just formed may not place a stream at once (as approval
+	// does, ask again for a while).
+	var (
+		tm  *timers.Timers
+		err error
+	)
+	evatest.Await(t, time.Minute, "the cluster to place the timers stream", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if tm, err = timers.Open(ctx, js, timers.Config{Replicas: 3}); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
 	})
-}
-
-func testRearm(t *testing.T, tm *timers.Timers) {
 	var r recorder
 	run(t, tm, r.handle)
 	ctx := context.Background()
 	id := uuid.NewString()
-	pending := func() string {
-		t.Helper()
-		m, err := tm.Stream().GetLastMsgForSubject(ctx, "eva.timer.set.deadline."+id)
-		if err != nil {
-			return err.Error()
-		}
-		return string(m.Data)
-	}
-	soon, later, latest := time.Now().Add(500*time.Millisecond).UTC(), time.Now().Add(time.Hour).UTC(), time.Now().Add(2*time.Hour).UTC()
-	if err := tm.Rearm(ctx, "deadline", id, soon); err != nil {
+	if err := tm.Set(ctx, "deadline", id, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := tm.Rearm(ctx, "deadline", id, later); err != nil {
+	if err := tm.Set(ctx, "deadline", id, time.Now().Add(500*time.Millisecond)); err != nil {
 		t.Fatal(err)
-	}
-	if got := pending(); got != soon.Format(time.RFC3339Nano) {
-		t.Fatalf("pending %s after Rearm over a pending timer, want the first, %s", got, soon.Format(time.RFC3339Nano))
 	}
 	evatest.Eventually(t, "the timer to fire", func() bool { return r.count(id) == 1 })
-	if err := tm.Rearm(ctx, "deadline", id, latest); err != nil {
-		t.Fatal(err)
-	}
-	if got := pending(); got != latest.Format(time.RFC3339Nano) {
-		t.Fatalf("pending %s after Rearm once the timer fired, want %s", got, latest.Format(time.RFC3339Nano))
+	if _, err := tm.Stream().GetLastMsgForSubject(ctx, "eva.timer.set.deadline."+id); err == nil {
+		t.Fatal("the timer is still pending once fired")
 	}
 }

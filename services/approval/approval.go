@@ -7,6 +7,7 @@ package approval
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -68,10 +69,13 @@ type Deps struct {
 type Service struct {
 	cfg    Config
 	log    *eventlog.Log
-	store  Store
+	store  *SQLStore
 	holds  Holds
 	policy *policy.Book
-	timers *timers.Timers
+	// sweeper asks for the sweeps of the cases due (nil without timers);
+	// sweeping lets one sweep run at a time.
+	sweeper  *sweeper
+	sweeping sync.Mutex
 	// held keeps the cases the queue's consumer and the commands saw
 	// last, so that a command decides without reading its case first.
 	held *eventlog.HeldCases
@@ -85,9 +89,13 @@ func New(d Deps) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), holds: d.Holds,
-		policy: policy.New(d.Log, d.Config.Policy), timers: d.Timers, held: &eventlog.HeldCases{}, zl: d.Logger,
+	s := &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), holds: d.Holds,
+		policy: policy.New(d.Log, d.Config.Policy), held: &eventlog.HeldCases{}, zl: d.Logger,
 		now: func() time.Time { return now().UTC() }}
+	if s.sweeper = newSweeper(d.Timers, s.now, d.Logger); s.sweeper != nil {
+		s.store.dues = s.sweeper.want
+	}
+	return s
 }
 
 // Migrate applies approval's schema to its database: the records of its log
@@ -96,9 +104,9 @@ func Migrate(ctx context.Context, db sqldb.DB) error {
 	return sqldb.MigrateAll(ctx, db, eventlog.Migrations, Migrations)
 }
 
-// Run migrates approval's database, projects the log into the queue, sets
-// and fires the timers of deadlines and claims, and serves commands until
-// ctx ends.
+// Run migrates approval's database, projects the log into the queue,
+// sweeps the deadlines and claim leases due (sweep.go), and serves
+// commands until ctx ends.
 func Run(ctx context.Context, d Deps) error {
 	if err := Migrate(ctx, d.DB); err != nil {
 		return fmt.Errorf("approval: %w", err)
@@ -138,11 +146,21 @@ func Run(ctx context.Context, d Deps) error {
 	if err := d.Log.DeleteConsumer(ctx, formerConsumer); err != nil {
 		return fmt.Errorf("approval: %w", err)
 	}
+	if err := d.Log.DeleteConsumer(ctx, FormerSchedulerName); err != nil {
+		return fmt.Errorf("approval: %w", err)
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{Name: SchedulerName, Filters: timedSubjects,
-			// Timers are set again harmlessly; nothing to record.
-			Stateless: true}, s.Schedule, d.Logger)
+		// What fell due while no approval ran is swept soon.
+		err := retry.Do(ctx, retry.Policy{First: 250 * time.Millisecond, Max: 5 * time.Second}, retry.Always,
+			func(ctx context.Context) error { return s.sweeper.ensure(ctx, s.now()) })
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("approval: first sweep: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		return d.Timers.Run(ctx, SweeperName, []string{TimerSweep}, s.Fire, d.Logger)
 	})
 	g.Go(func() error {
 		return d.Timers.Run(ctx, FirerName, []string{TimerDeadline, TimerWarning, TimerClaim}, s.Fire, d.Logger)

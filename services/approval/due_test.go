@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -17,8 +16,6 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/evatest"
-	"github.com/eva-org/eva/pkg/eventcodec"
-	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/pkg/timers"
@@ -63,31 +60,6 @@ func (h *harness) withTimers() (*approval.Service, *timers.Timers) {
 	}
 	return approval.New(approval.Deps{Config: approval.Config{Policy: assist.DefaultPolicy()}, NC: h.nc, Log: h.log,
 		DB: h.db, Holds: &fakeHolds{}, Timers: tm, Logger: zaptest.NewLogger(h.t)}), tm
-}
-
-// scheduled is e as the scheduler's consumer delivers it, at position seq.
-func scheduled(t testing.TB, seq int, e assist.Event) eventlog.Msg {
-	t.Helper()
-	data, err := eventcodec.Encode(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return eventlog.Msg{Seq: uint64(seq), Type: e.Type(), CaseID: e.CaseID, Data: data}
-}
-
-// waitScheduled waits until approval's scheduler has handled (and acked)
-// every event of the log: the timers those events call for are set.
-func (h *harness) waitScheduled() {
-	h.t.Helper()
-	last := h.lastSeq()
-	evatest.Eventually(h.t, "the scheduler to handle the log", func() bool {
-		c, err := h.js.Consumer(h.ctx, eventlog.Stream, approval.SchedulerName)
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(h.ctx)
-		return err == nil && info.AckFloor.Stream >= last && info.NumAckPending == 0
-	})
 }
 
 // pendingTimers are the timers pending for a case: the subjects of its
@@ -173,17 +145,18 @@ func (w *timerWrites) take(t *testing.T) (sets map[string][]string, purges map[s
 	return sets, purges
 }
 
-// A case filed, claimed and approved sets two timers (its deadline's and
-// its claim's) and purges one: the former layout set a deadline and a
-// warning timer and purged both on the decision (3 sets and 2 purges).
-func TestFiledClaimedApprovedCaseSetsTwoTimersAndPurgesOne(t *testing.T) {
+// A case filed, claimed and approved sets no timer of its own and purges
+// none (ADR 45): the former layout set its deadline's and its claim's
+// timers and purged one (ADR 40). The sweeps its due times ask for are
+// shared: one a second, whatever the number of cases due in it.
+func TestALifecycleSetsNoTimerOfItsCase(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		holds := &fakeHolds{placeHold: heldAsAsked(1_000_000)}
 		h := newHarness(t, db, holds)
-		h.consume()
-		_, tm := h.runApprovalAt(assist.DefaultPolicy(), holds, nil)
+		h.consumeIntake()
 		writes := countTimerWrites(t, h.nc)
-		const n = 5
+		_, tm := h.runApprovalAt(assist.DefaultPolicy(), holds, nil)
+		const n = 20
 		ids := make([]string, n)
 		for i := range ids {
 			c := h.file(ana)
@@ -193,27 +166,30 @@ func TestFiledClaimedApprovedCaseSetsTwoTimersAndPurgesOne(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		h.waitScheduled()
+		h.waitCaughtUp()
 		sets, purges := writes.take(t)
-		var total, purged int
 		for _, id := range ids {
-			kinds := sets[id]
-			slices.Sort(kinds)
-			total += len(kinds)
-			purged += purges[id]
-			if len(kinds) != 2 || !slices.Contains(kinds, approval.TimerClaim) || purges[id] != 1 {
-				t.Errorf("case %s: timers set %v, purged %d times; want its deadline's and its claim's, one purge", id, kinds, purges[id])
+			if len(sets[id]) > 0 || purges[id] > 0 {
+				t.Errorf("case %s: timers set %v, purged %d times; want none", id, sets[id], purges[id])
+			}
+			if got := pendingTimers(t, h.ctx, tm, id); len(got) > 0 {
+				t.Errorf("case %s: pending timers %v, want none", id, got)
 			}
 		}
-		t.Logf("%d filed, claimed and approved cases: %d timers set, %d purges (%.1f and %.1f a case)",
-			n, total, purged, float64(total)/n, float64(purged)/n)
-		// What is left pending of a case is its claim's lease, which its
-		// handler will find decided.
-		for _, id := range ids {
-			if got := slices.Sorted(maps.Keys(pendingTimers(t, h.ctx, tm, id))); !slices.Equal(got, []string{approval.TimerClaim}) {
-				t.Errorf("case %s: pending timers %v, want its claim's only", id, got)
+		// Each case was due twice (its warning, its claim's lease), in a
+		// few seconds: one sweep a case would be 40.
+		var sweeps int
+		for _, kinds := range sets {
+			for _, kind := range kinds {
+				if kind == approval.TimerSweep {
+					sweeps++
+				}
 			}
 		}
+		if sweeps == 0 || sweeps > n/2 {
+			t.Errorf("%d sweeps asked for %d cases, want 1 to %d", sweeps, n, n/2)
+		}
+		t.Logf("%d filed, claimed and approved cases: %d sweeps asked for, no timer of a case", n, sweeps)
 	})
 }
 
@@ -227,9 +203,9 @@ func (c *fakeClock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return 
 func (c *fakeClock) set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 
 // dueRig runs approval and intake on a fake clock a day ahead of the real
-// one, so that no timer they set falls due on the server during the test:
-// the test fires the due timer by hand, as the server would (its schedule
-// purged, then the handler called), at the fake times it chooses.
+// one, so that no sweep they ask for falls due on the server during the
+// test: the test sweeps by hand, as the server would fire a sweep, at the
+// fake times it chooses.
 type dueRig struct {
 	h     *harness
 	clock *fakeClock
@@ -245,7 +221,7 @@ func newDueRig(t *testing.T, p assist.Policy) *dueRig {
 	clock := &fakeClock{t: t0}
 	in := intake.New(intake.Deps{Config: intake.Config{Policy: p}, NC: h.nc, Log: h.log, DB: h.db, Keys: h.keys,
 		Logger: zaptest.NewLogger(t), Now: clock.now})
-	h.consume()
+	h.consumeIntake()
 	svc, tm := h.runApprovalAt(p, &fakeHolds{}, clock.now)
 	return &dueRig{h: h, clock: clock, in: in, svc: svc, tm: tm, t0: t0}
 }
@@ -256,7 +232,7 @@ func (r *dueRig) file(u assist.Urgency) *assist.Case {
 	req.Urgency = string(u)
 	r.clock.set(r.t0)
 	c := r.h.fileWith(r.in, req)
-	r.h.waitScheduled()
+	r.h.waitCaughtUp()
 	return c
 }
 
@@ -268,67 +244,68 @@ func (r *dueRig) amend(id string, after time.Duration, u assist.Urgency) {
 	if _, err := r.in.Amend(r.h.ctx, intakeapi.AmendRequest{CommandID: newID(), Actor: ana, CaseID: id, Urgency: &urgency}); err != nil {
 		r.h.t.Fatal(err)
 	}
-	r.h.waitScheduled()
+	r.h.waitCaughtUp()
 }
 
-// fire fires the case's due timer at t0+after as the server does: its
-// schedule purged, then the handler.
-func (r *dueRig) fire(id string, after time.Duration) {
+// sweep sweeps at t0+after, as a sweep fired then would, and waits for the
+// queue to have what it appended.
+func (r *dueRig) sweep(after time.Duration) {
 	r.h.t.Helper()
-	if err := r.tm.Cancel(r.h.ctx, approval.TimerDue, id); err != nil {
+	r.clock.set(r.t0.Add(after))
+	if err := r.svc.Fire(r.h.ctx, timers.Fired{Kind: approval.TimerSweep}); err != nil {
 		r.h.t.Fatal(err)
 	}
-	r.redeliver(id, after)
+	r.h.waitCaughtUp()
 }
 
-// redeliver hands the fired due timer to the handler again at t0+after:
-// a redelivery, or a second handler racing the first.
+// redeliver hands the case's former due timer to the handler at t0+after:
+// a redelivery of one set before ADR 45, or a handler racing a sweep.
 func (r *dueRig) redeliver(id string, after time.Duration) {
 	r.h.t.Helper()
 	r.clock.set(r.t0.Add(after))
 	if err := r.svc.Fire(r.h.ctx, timers.Fired{Kind: approval.TimerDue, ID: id}); err != nil {
 		r.h.t.Fatal(err)
 	}
+	r.h.waitCaughtUp()
 }
 
-// expect checks the case's history and its pending due timer: at t0+due,
-// or none when due is negative.
+// expect checks the case's history and its due time in the queue: t0+due,
+// or none when due is negative; and that it has no timer of its own.
 func (r *dueRig) expect(id string, history string, due time.Duration) {
 	r.h.t.Helper()
 	if got := fmt.Sprint(eventTypesOf(r.h.events(id))); got != history {
 		r.h.t.Fatalf("history %s, want %s", got, history)
 	}
-	pending := pendingTimers(r.h.t, r.h.ctx, r.tm, id)
-	at, ok := pending[approval.TimerDue]
+	if pending := pendingTimers(r.h.t, r.h.ctx, r.tm, id); len(pending) > 0 {
+		r.h.t.Fatalf("pending timers %v, want none", pending)
+	}
+	at := queuedDueAt(r.h.t, r.h.ctx, r.h.db, id)
 	switch {
-	case len(pending) > 1 || len(pending) == 1 && !ok:
-		r.h.t.Fatalf("pending timers %v, want the due timer only", pending)
-	case due < 0 && ok:
-		r.h.t.Fatalf("due timer pending at t0+%s, want none", at.Sub(r.t0))
-	case due >= 0 && !ok:
-		r.h.t.Fatalf("no due timer pending, want one at t0+%s", due)
+	case due < 0 && !at.IsZero():
+		r.h.t.Fatalf("due at t0+%s, want nothing due", at.Sub(r.t0))
 	case due >= 0 && !at.Equal(r.t0.Add(due)):
-		r.h.t.Fatalf("due timer pending at t0+%s, want t0+%s", at.Sub(r.t0), due)
+		r.h.t.Fatalf("due at t0+%s (%s), want t0+%s", at.Sub(r.t0), at, due)
 	}
 }
 
-// The one due timer of a case: set at filing for its warning; fired early
-// (the clock moved), set again for the same time; at the warning time,
-// DeadlineWarning and the timer set for the deadline; fired twice, still
-// one warning and the timer kept; at the deadline DeadlineMissed and no
-// timer left; fired again, nothing.
-func TestDueTimerWarnsThenEscalatesWithFakeClock(t *testing.T) {
+// A case's due time in the queue: at filing its warning's; swept early,
+// nothing appended and the same time; at the warning time,
+// DeadlineWarning and the deadline's time; its former due timer fired
+// again, still one warning; at the deadline DeadlineMissed and nothing
+// due; swept or fired again, nothing.
+func TestDueTimeWarnsThenEscalatesWithFakeClock(t *testing.T) {
 	r := newDueRig(t, shortPolicy(4*time.Hour)) // warned at 3 h
 	c := r.file(assist.Urgent)
 	r.expect(c.ID, "[RequestSubmitted]", 3*time.Hour)
-	r.fire(c.ID, time.Hour) // early
+	r.sweep(time.Hour) // early
 	r.expect(c.ID, "[RequestSubmitted]", 3*time.Hour)
-	r.fire(c.ID, 3*time.Hour)
+	r.sweep(3 * time.Hour)
 	r.expect(c.ID, "[RequestSubmitted DeadlineWarning]", 4*time.Hour)
 	r.redeliver(c.ID, 3*time.Hour+time.Minute)
 	r.expect(c.ID, "[RequestSubmitted DeadlineWarning]", 4*time.Hour)
-	r.fire(c.ID, 4*time.Hour)
+	r.sweep(4 * time.Hour)
 	r.expect(c.ID, "[RequestSubmitted DeadlineWarning DeadlineMissed]", -1)
+	r.sweep(4*time.Hour + time.Minute)
 	r.redeliver(c.ID, 4*time.Hour+time.Minute)
 	r.expect(c.ID, "[RequestSubmitted DeadlineWarning DeadlineMissed]", -1)
 	if got := r.h.get(c.ID); !got.Escalated || !got.Warned {
@@ -336,11 +313,12 @@ func TestDueTimerWarnsThenEscalatesWithFakeClock(t *testing.T) {
 	}
 }
 
-// Edge cases of the due timer, each on a case filed at t0 with urgent
+// Edge cases of the due time, each on a case filed at t0 with urgent
 // (7 h: warned at 5 h 15 m), routine (8 h: warned at 6 h) or critical
-// (1 h) deadlines. An amendment that moves the deadline sets the timer
-// for the amendment's time; its handler does what is due.
-func TestDueTimerEdgesWithFakeClock(t *testing.T) {
+// (1 h) deadlines. An amendment that moves the deadline moves the due
+// time to the new deadline's warning, or, once warned, to the deadline;
+// a due time already past is swept at once.
+func TestDueTimeEdgesWithFakeClock(t *testing.T) {
 	p := assist.DefaultPolicy()
 	p.Deadlines = map[assist.Urgency]time.Duration{assist.Critical: time.Hour, assist.Urgent: 7 * time.Hour,
 		assist.Routine: 8 * time.Hour}
@@ -348,105 +326,90 @@ func TestDueTimerEdgesWithFakeClock(t *testing.T) {
 		urgentWarn  = 5*time.Hour + 15*time.Minute
 		routineWarn = 6 * time.Hour
 	)
-	t.Run("first fired past its deadline: escalated, never warned", func(t *testing.T) {
+	t.Run("first swept past its deadline: escalated, never warned", func(t *testing.T) {
 		r := newDueRig(t, p)
 		c := r.file(assist.Routine)
-		r.fire(c.ID, 9*time.Hour)
+		r.sweep(9 * time.Hour)
 		r.expect(c.ID, "[RequestSubmitted DeadlineMissed]", -1)
 	})
 	t.Run("deadline moved later before the warning", func(t *testing.T) {
 		r := newDueRig(t, p)
 		c := r.file(assist.Urgent)
 		r.amend(c.ID, time.Hour, assist.Routine)
-		r.expect(c.ID, "[RequestSubmitted RequestAmended]", time.Hour)
-		r.fire(c.ID, time.Hour)
 		r.expect(c.ID, "[RequestSubmitted RequestAmended]", routineWarn)
-		r.fire(c.ID, routineWarn)
+		r.sweep(urgentWarn)
+		r.expect(c.ID, "[RequestSubmitted RequestAmended]", routineWarn)
+		r.sweep(routineWarn)
 		r.expect(c.ID, "[RequestSubmitted RequestAmended DeadlineWarning]", 8*time.Hour)
 	})
 	t.Run("deadline moved later after the warning: warned again for it", func(t *testing.T) {
 		r := newDueRig(t, p)
 		c := r.file(assist.Urgent)
-		r.fire(c.ID, urgentWarn)
+		r.sweep(urgentWarn)
 		r.expect(c.ID, "[RequestSubmitted DeadlineWarning]", 7*time.Hour)
 		r.amend(c.ID, 5*time.Hour+30*time.Minute, assist.Routine)
-		r.fire(c.ID, 5*time.Hour+30*time.Minute)
 		r.expect(c.ID, "[RequestSubmitted DeadlineWarning RequestAmended]", routineWarn)
-		r.fire(c.ID, routineWarn)
+		r.sweep(routineWarn)
 		r.expect(c.ID, "[RequestSubmitted DeadlineWarning RequestAmended DeadlineWarning]", 8*time.Hour)
 	})
 	t.Run("deadline moved earlier, its warning time past: warned at once", func(t *testing.T) {
 		r := newDueRig(t, p)
 		c := r.file(assist.Routine)
 		r.amend(c.ID, 5*time.Hour+30*time.Minute, assist.Urgent)
-		r.fire(c.ID, 5*time.Hour+30*time.Minute)
+		r.expect(c.ID, "[RequestSubmitted RequestAmended]", urgentWarn)
+		r.sweep(5*time.Hour + 30*time.Minute)
 		r.expect(c.ID, "[RequestSubmitted RequestAmended DeadlineWarning]", 7*time.Hour)
 	})
 	t.Run("deadline moved earlier after the warning, still ahead: warned again for it", func(t *testing.T) {
 		r := newDueRig(t, p)
 		c := r.file(assist.Routine)
-		r.fire(c.ID, routineWarn)
+		r.sweep(routineWarn)
 		r.amend(c.ID, routineWarn+time.Minute, assist.Urgent)
-		r.fire(c.ID, routineWarn+time.Minute)
+		r.sweep(routineWarn + time.Minute)
 		r.expect(c.ID, "[RequestSubmitted DeadlineWarning RequestAmended DeadlineWarning]", 7*time.Hour)
 	})
 	t.Run("deadline moved earlier than the warning given: escalated at once", func(t *testing.T) {
 		r := newDueRig(t, p)
 		c := r.file(assist.Routine)
-		r.fire(c.ID, routineWarn)
+		r.sweep(routineWarn)
 		r.amend(c.ID, routineWarn+time.Minute, assist.Critical)
-		r.fire(c.ID, routineWarn+time.Minute)
+		r.sweep(routineWarn + time.Minute)
 		r.expect(c.ID, "[RequestSubmitted DeadlineWarning RequestAmended DeadlineMissed]", -1)
 	})
-	t.Run("a due timer set since the fire is kept by its handler", func(t *testing.T) {
-		// Faked: the timer is set by hand at 6 h 30 m, where the scheduler
-		// would set it for an amendment appended after the handler read
-		// the case; the handler, redelivered, would set it for the
-		// deadline it read.
+	t.Run("decided: nothing due, a late sweep or fire does nothing", func(t *testing.T) {
 		r := newDueRig(t, p)
 		c := r.file(assist.Routine)
-		r.fire(c.ID, routineWarn)
-		if err := r.tm.Set(r.h.ctx, approval.TimerDue, c.ID, r.t0.Add(routineWarn+30*time.Minute)); err != nil {
-			t.Fatal(err)
-		}
-		r.redeliver(c.ID, routineWarn+time.Minute)
-		r.expect(c.ID, "[RequestSubmitted DeadlineWarning]", routineWarn+30*time.Minute)
-	})
-	t.Run("decided: the timer cancelled, a late fire does nothing", func(t *testing.T) {
-		r := newDueRig(t, p)
-		c := r.file(assist.Routine)
-		r.fire(c.ID, routineWarn)
+		r.sweep(routineWarn)
 		r.clock.set(r.t0.Add(routineWarn + time.Minute))
 		if _, err := r.in.Withdraw(r.h.ctx, intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: c.ID, Reason: "no longer needed"}); err != nil {
 			t.Fatal(err)
 		}
-		r.h.waitScheduled()
+		r.h.waitCaughtUp()
 		r.expect(c.ID, "[RequestSubmitted DeadlineWarning RequestWithdrawn]", -1)
+		r.sweep(9 * time.Hour)
 		r.redeliver(c.ID, 9*time.Hour)
 		r.expect(c.ID, "[RequestSubmitted DeadlineWarning RequestWithdrawn]", -1)
 	})
 }
 
 // Timers set before the upgrade (ADR 12's deadline and warning kinds)
-// still fire and are handled as before: an open case is warned, then
-// escalated, once each; a decided one gets nothing, though its decision
-// cancels only the due timer. The former firer's consumer keeps its
-// filter, so that a replica of the former build shares it safely. Faked:
-// the former timers are set by hand, the due timer the scheduler set
-// cancelled, as if the case had been scheduled by the former build.
+// still fire and are handled as before, beside the sweeps that now see to
+// the same cases: an open case is warned, then escalated, once each; a
+// decided one gets nothing. The former firer's consumer keeps its filter,
+// so that a replica of the former build shares it safely. Faked: the
+// former timers are set by hand, as if the cases had been scheduled by
+// the former build.
 func TestTimersSetBeforeTheUpgradeStillFireWithFormerScheduleFaked(t *testing.T) {
 	holds := &fakeHolds{placeHold: heldAsAsked(1_000_000)}
 	h := newHarness(t, sqldbtest.SQLite(t), holds)
 	p := shortPolicy(4 * time.Second) // warned at 3 s
 	in := intake.New(intake.Deps{Config: intake.Config{Policy: p}, NC: h.nc, Log: h.log, DB: h.db, Keys: h.keys,
 		Logger: zaptest.NewLogger(t)})
-	h.consume()
+	h.consumeIntake()
 	_, tm := h.runApprovalAt(p, holds, nil)
 	open, decided := h.fileWith(in, fileRequest(ana)), h.fileWith(in, fileRequest(ana))
-	h.waitScheduled()
 	for _, c := range []*assist.Case{open, decided} {
 		for _, err := range []error{
-			tm.Cancel(h.ctx, approval.TimerDue, c.ID),
 			tm.Set(h.ctx, approval.TimerDeadline, c.ID, c.Deadline),
 			tm.Set(h.ctx, approval.TimerWarning, c.ID, assist.WarnAt(c.CreatedAt, c.Deadline)),
 		} {

@@ -88,12 +88,24 @@ func (h *harness) intakeAt(now func() time.Time) *intake.Service {
 }
 
 // consume runs intake's and approval's projections exactly as their Run
-// does; stop ends them and waits (it is also called after the test).
+// does, but approval's without asking for sweeps (approval.Run's own
+// projection asks); stop ends them and waits (it is also called after the
+// test).
 func (h *harness) consume() (stop func()) {
+	return h.project(map[string]eventlog.Projection{"intake": h.istore, approval.ConsumerName: h.store})
+}
+
+// consumeIntake runs intake's projection only: for a test that runs
+// approval.Run, which projects the queue itself.
+func (h *harness) consumeIntake() (stop func()) {
+	return h.project(map[string]eventlog.Projection{"intake": h.istore})
+}
+
+func (h *harness) project(projections map[string]eventlog.Projection) (stop func()) {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(h.ctx)
 	var wg sync.WaitGroup
-	for name, p := range map[string]eventlog.Projection{"intake": h.istore, approval.ConsumerName: h.store} {
+	for name, p := range projections {
 		wg.Go(func() {
 			if err := h.log.Project(ctx, h.db, eventlog.ConsumerConfig{Name: name}, p, zaptest.NewLogger(h.t)); err != nil {
 				h.t.Errorf("consumer %s: %v", name, err)

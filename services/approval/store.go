@@ -58,15 +58,21 @@ func QueueFields(c *assist.Case) *assist.Case {
 }
 
 // SQLStore is the Store on sqldb.
-type SQLStore struct{ db sqldb.DB }
+type SQLStore struct {
+	db sqldb.DB
+	// dues, when set, is told the due times (dueAt) of the cases a
+	// projection wrote, once its transaction committed: the sweeper's want.
+	dues func([]time.Time)
+}
 
 // NewSQLStore returns a store on a migrated database.
 func NewSQLStore(db sqldb.DB) *SQLStore { return &SQLStore{db: db} }
 
 const queueCols = `id, status, urgency, category, ref_hash, deadline, escalated, claimed_by, claim_expires_at, created_at, updated_at, version, warned`
 
-// queueColumns are queueCols, one a name.
-var queueColumns = strings.Split(queueCols, ", ")
+// writeColumns are queueCols, one a name, and due_at (dueAt), which only
+// the sweep reads.
+var writeColumns = append(strings.Split(queueCols, ", "), "due_at")
 
 // Project implements Store.
 func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error {
@@ -84,22 +90,88 @@ func (s *SQLStore) ProjectAll(ctx context.Context, q sqldb.Querier, cs []*assist
 }
 
 // PrepareAll implements eventlog.StagedProjection: ProjectAll's rows,
-// made without the database.
+// made without the database. Once the consumer's transaction that writes
+// them commits, the cases' due times go to dues (outside a consumer's
+// batch, at once: a repair, whose own commit follows, well before any
+// sweep the times ask for).
 func (s *SQLStore) PrepareAll(cs []*assist.Case) (func(context.Context, sqldb.Querier) error, error) {
 	rows := make([][]any, len(cs))
+	var dues []time.Time
 	for i, c := range cs {
+		due := dueAt(c)
+		if !due.IsZero() {
+			dues = append(dues, due)
+		}
 		c = QueueFields(c)
 		rows[i] = []any{c.ID, string(c.State), string(c.Urgency), string(c.Category), hex.EncodeToString(c.BeneficiaryRefHash),
 			sqldb.Micros(c.Deadline), boolInt(c.Escalated), c.ClaimedBy, sqldb.Micros(c.ClaimExpiresAt),
-			sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), int64(c.Version), boolInt(c.Warned)}
+			sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), int64(c.Version), boolInt(c.Warned), ceilMicros(due)}
 	}
 	return func(ctx context.Context, q sqldb.Querier) error {
-		return sqldb.CopyRows(ctx, q, "approval_queue", queueColumns,
+		err := sqldb.CopyRows(ctx, q, "approval_queue", writeColumns,
 			`ON CONFLICT (id) DO UPDATE SET status = excluded.status, urgency = excluded.urgency, category = excluded.category,
 			ref_hash = excluded.ref_hash, deadline = excluded.deadline, escalated = excluded.escalated,
 			claimed_by = excluded.claimed_by, claim_expires_at = excluded.claim_expires_at,
-			updated_at = excluded.updated_at, version = excluded.version, warned = excluded.warned`, rows)
+			updated_at = excluded.updated_at, version = excluded.version, warned = excluded.warned, due_at = excluded.due_at`, rows)
+		if err != nil || s.dues == nil || len(dues) == 0 {
+			return err
+		}
+		if !eventlog.AfterCommit(ctx, func() { s.dues(dues) }) {
+			s.dues(dues)
+		}
+		return nil
 	}, nil
+}
+
+// ceilMicros is t in microseconds, rounded up (sqldb.Micros rounds down):
+// a due time stored never comes before the time it stands for.
+func ceilMicros(t time.Time) int64 {
+	us := sqldb.Micros(t)
+	if !t.IsZero() && sqldb.Time(us).Before(t) {
+		us++
+	}
+	return us
+}
+
+// dueCases are the cases whose due time (due_at) is at or before now,
+// after the one at cursor (its due time and id; zero at first), in that
+// order, at most limit of them, with their due times.
+func (s *SQLStore) dueCases(ctx context.Context, now time.Time, cursor dueCursor, limit int) ([]*assist.Case, []dueCursor, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+queueCols+`, due_at FROM approval_queue
+		WHERE due_at > 0 AND due_at <= $1 AND (due_at > $2 OR due_at = $2 AND id > $3)
+		ORDER BY due_at, id LIMIT $4`, sqldb.Micros(now), cursor.due, cursor.id, limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var (
+		cases []*assist.Case
+		at    []dueCursor
+	)
+	for rows.Next() {
+		var due int64
+		c, err := scanQueued(tailScanner{rows, []any{&due}})
+		if err != nil {
+			return nil, nil, err
+		}
+		cases, at = append(cases, c), append(at, dueCursor{due: due, id: c.ID})
+	}
+	return cases, at, rows.Err()
+}
+
+// dueCursor is a place in the cases due: a due time (microseconds) and an
+// id.
+type dueCursor struct {
+	due int64
+	id  string
+}
+
+// nextDue is the earliest due time after now; false when no case has one.
+func (s *SQLStore) nextDue(ctx context.Context, now time.Time) (time.Time, bool, error) {
+	var next int64
+	err := s.db.QueryRow(ctx, `SELECT COALESCE(MIN(due_at), 0) FROM approval_queue WHERE due_at > 0 AND due_at > $1`,
+		sqldb.Micros(now)).Scan(&next)
+	return sqldb.Time(next), next != 0, err
 }
 
 // Projected implements Store.

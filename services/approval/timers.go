@@ -9,132 +9,43 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/eva-org/eva/pkg/assist"
-	"github.com/eva-org/eva/pkg/eventcodec"
 	"github.com/eva-org/eva/pkg/eventlog"
-	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/timers"
 )
 
-// The kinds of approval's timers, and the durable consumers that set and
-// fire them.
+// The kinds of approval's timers, and the durable consumers that fire
+// them.
 const (
-	// TimerDue is a case's one deadline timer: it fires first at the
-	// warning time, three quarters of the way from filing to the deadline
-	// (assist.WarnAt), and is set again for the deadline once the warning
-	// is given. One timer instead of two halves the fsynced appends and
-	// the purges a case's deadline costs the timers stream (ADR 40).
-	TimerDue   = "due"
-	TimerClaim = "claim"
-	// TimerDeadline and TimerWarning are the two timers a case had before
-	// TimerDue (ADR 12). Schedule sets them no more; Fire still handles
-	// them as before (and sets one again when its time moved later), for
-	// the timers set before the upgrade, which fire for as long as their
-	// cases were pending then.
+	// TimerSweep is the sweep of the cases due (ADR 45): one timer for
+	// every case due in the same second, whose id is that second (Unix
+	// time). A case no longer has timers of its own.
+	TimerSweep = "sweep"
+	// TimerDue is the one timer a case had for its deadline (ADR 40),
+	// TimerClaim the one for its claim's lease, TimerDeadline and
+	// TimerWarning the two it had before TimerDue (ADR 12). Nothing sets
+	// them any more; Fire still handles those set before the upgrade, for
+	// as long as their cases were pending then.
+	TimerDue      = "due"
+	TimerClaim    = "claim"
 	TimerDeadline = "deadline"
 	TimerWarning  = "warning"
 
-	SchedulerName = "approval-timers"
 	// FirerName fires the claim timers and the former kinds; DueFirerName
-	// fires TimerDue. The due timers have a consumer of their own so that
-	// the former consumer's filter never changes: a replica of a former
-	// build, still running (or restarted) during a rolling upgrade, would
-	// drop a due timer as an unknown kind, or narrow the shared filter back
-	// so that due timers were skipped.
+	// fires TimerDue; SweeperName fires TimerSweep. Each kind added has a
+	// consumer of its own so that no consumer's filter ever changes: a
+	// replica of a former build, still running (or restarted) during a
+	// rolling upgrade, would drop a timer of a new kind as unknown, or
+	// narrow the shared filter back so that its timers were skipped.
 	FirerName    = "approval-timers"
 	DueFirerName = "approval-timers-due"
+	SweeperName  = "approval-timers-sweep"
+	// FormerSchedulerName is the log's consumer that set each case's
+	// timers before ADR 45; Run deletes it.
+	FormerSchedulerName = "approval-timers"
 )
-
-// timedSubjects are the events that set or cancel a timer.
-var timedSubjects = []string{
-	eventlog.Subject("*", "RequestSubmitted"),
-	eventlog.Subject("*", "RequestAmended"),
-	eventlog.Subject("*", "ReviewClaimed"),
-	eventlog.Subject("*", "RequestApproved"),
-	eventlog.Subject("*", "RequestRejected"),
-	eventlog.Subject("*", "RequestWithdrawn"),
-}
 
 // system is the actor of the events approval appends on its own.
 var system = assist.Actor{Username: "eva", Role: assist.RoleSystem}
-
-// Schedule sets or cancels the timers an event of the log calls for: a
-// filed case's due timer, for its warning time; a claim's lease; a decided
-// case needs its due timer no more (one purge). An amendment that moves
-// the deadline sets the due timer for now rather than for the new warning
-// or deadline: the event does not tell the filing time, nor whether the
-// case was warned, and the timer's handler, which reads the case, does
-// what is due then and sets the timer again for what comes next. It runs
-// in a durable consumer, so a timer is set even when the command that
-// caused the event crashed right after it. The consumer is stateless
-// (eventlog.ConsumerConfig.Stateless): it writes nothing to the database,
-// and a redelivered event sets its timer again, which Fire makes harmless:
-// a timer that fires early, for a case decided, released or moved since,
-// re-checks the case and does nothing or waits for the new time.
-//
-// In a batch, the timers are sent without waiting (timers.SetAsync) and
-// the batch waits for the stream once, at its end, before its events are
-// acked; a purge first waits for the timers sent before it, so that it
-// never overtakes the timer it cancels.
-func (s *Service) Schedule(ctx context.Context, _ sqldb.Querier, m eventlog.Msg) error {
-	e, err := eventcodec.Decode(m.Type, m.Data)
-	if err != nil {
-		return eventlog.Poison(err)
-	}
-	switch b := e.Body.(type) {
-	case assist.RequestSubmitted:
-		return s.setTimer(ctx, TimerDue, e.CaseID, assist.WarnAt(e.At, b.Deadline))
-	case assist.RequestAmended:
-		if !b.Deadline.IsZero() {
-			return s.setTimer(ctx, TimerDue, e.CaseID, e.At)
-		}
-	case assist.ReviewClaimed:
-		return s.setTimer(ctx, TimerClaim, e.CaseID, b.ExpiresAt)
-	case assist.RequestApproved, assist.RequestRejected, assist.RequestWithdrawn:
-		// A case filed before the due timer may still have a deadline
-		// and a warning timer: they fire and find it decided.
-		if err := sentTimers(ctx).wait(ctx); err != nil {
-			return err
-		}
-		return s.timers.Cancel(ctx, TimerDue, e.CaseID)
-	}
-	return nil
-}
-
-// setTimer sends a timer and has the batch wait for it before its end; on
-// its own (outside a consumer's batch) it waits for it now.
-func (s *Service) setTimer(ctx context.Context, kind, id string, at time.Time) error {
-	sent := sentTimers(ctx)
-	sent.waits = append(sent.waits, s.timers.SetAsync(kind, id, at))
-	if sent.awaited {
-		return nil
-	}
-	sent.awaited = true
-	return eventlog.BeforeCommit(ctx, nil, func(ctx context.Context, _ sqldb.Querier) error { return sent.wait(ctx) })
-}
-
-// sent is the timers a batch sent and has yet to see stored.
-type sent struct {
-	waits   []func(context.Context) error
-	awaited bool // the batch waits for them at its end
-}
-
-type sentKey struct{}
-
-// sentTimers is the batch's sent timers (a new list outside a batch).
-func sentTimers(ctx context.Context) *sent {
-	return eventlog.TxLocal(ctx, sentKey{}, func() *sent { return &sent{} })
-}
-
-// wait waits for each timer sent, in the order sent.
-func (t *sent) wait(ctx context.Context) error {
-	for len(t.waits) > 0 {
-		if err := t.waits[0](ctx); err != nil {
-			return err
-		}
-		t.waits = t.waits[1:]
-	}
-	return nil
-}
 
 // dueNext is what a case's due timer waits for at now: its warning, until
 // it is given or the deadline passes first; then its deadline; nothing once
@@ -149,6 +60,36 @@ func dueNext(c *assist.Case, now time.Time) (time.Time, bool) {
 	return c.Deadline, true
 }
 
+// dueAt is when something of c falls due that a sweep must see to: its
+// deadline's warning (or, once warned, the deadline) while it is open and
+// not escalated, and its claim's lease while it is under review; the
+// earlier of the two, zero when neither. The queue keeps it (due_at).
+func dueAt(c *assist.Case) time.Time {
+	var at time.Time
+	if c.State.Open() && !c.Escalated {
+		at = c.Deadline
+		if !c.Warned {
+			at = c.WarnAt()
+		}
+	}
+	if c.State == assist.StateUnderReview && !c.ClaimExpiresAt.IsZero() && (at.IsZero() || c.ClaimExpiresAt.Before(at)) {
+		at = c.ClaimExpiresAt
+	}
+	return at
+}
+
+// dueKinds are the timers of c, as the queue has it, that fall due by now.
+func dueKinds(c *assist.Case, now time.Time) []string {
+	var kinds []string
+	if at, pending := dueNext(c, now); pending && !now.Before(at) {
+		kinds = append(kinds, TimerDue)
+	}
+	if c.State == assist.StateUnderReview && !c.ClaimExpiresAt.IsZero() && !now.Before(c.ClaimExpiresAt) {
+		kinds = append(kinds, TimerClaim)
+	}
+	return kinds
+}
+
 // decideDue warns before the deadline and escalates after it.
 func decideDue(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
 	if cmd.At.Before(c.Deadline) {
@@ -157,29 +98,36 @@ func decideDue(c *assist.Case, cmd assist.Cmd) (assist.Event, error) {
 	return c.MissDeadline(cmd)
 }
 
-// Fire handles a timer that fell due. It re-checks the case: a case
-// decided meanwhile, or already escalated (or, for a warning, already
-// warned or past its deadline), needs nothing; one whose deadline,
-// warning or claim moved later is given a timer for the new time; else
-// DeadlineMissed, DeadlineWarning or ClaimExpired is appended. A due timer
-// that appended DeadlineWarning is set again for the deadline. Timers are
-// delivered at least once and may race each other: the append expects the
-// case unchanged, so the event is appended at most once. A due timer is
-// set again with Rearm, which keeps a due timer that Schedule set
-// meanwhile for a newer event (an amendment that moved the deadline
-// earlier must not be pushed back to the deadline this handler read).
+// Fire handles a timer that fell due: a sweep (TimerSweep, sweep.go), or
+// a timer of one case, which the timers set before ADR 45 still are
+// (fireCase).
 func (s *Service) Fire(ctx context.Context, f timers.Fired) error {
-	if !eventlog.ValidCaseID(f.ID) {
-		return timers.Drop(fmt.Errorf("timer for %q, not a case id", f.ID))
+	if f.Kind == TimerSweep {
+		return s.sweep(ctx)
+	}
+	return s.fireCase(ctx, f.Kind, f.ID)
+}
+
+// fireCase handles a case's timer of kind, due now. It re-checks the case:
+// a case decided meanwhile, or already escalated (or, for a warning,
+// already warned or past its deadline), needs nothing; one whose deadline,
+// warning or claim moved later has a sweep wanted at the new time; else
+// DeadlineMissed, DeadlineWarning or ClaimExpired is appended. Timers are
+// delivered at least once and may race each other (and sweeps): the append
+// expects the case unchanged, so the event is appended at most once. What
+// falls due next (the deadline, once warned) is the queue's due time for
+// the case: its projection asks for the sweep (dueAt).
+func (s *Service) fireCase(ctx context.Context, kind, caseID string) error {
+	if !eventlog.ValidCaseID(caseID) {
+		return timers.Drop(fmt.Errorf("timer for %q, not a case id", caseID))
 	}
 	var (
 		due    func(c *assist.Case, now time.Time) (time.Time, bool)
 		decide func(c *assist.Case, cmd assist.Cmd) (assist.Event, error)
-		rearm  = s.timers.Set
 	)
-	switch f.Kind {
+	switch kind {
 	case TimerDue:
-		due, decide, rearm = dueNext, decideDue, s.timers.Rearm
+		due, decide = dueNext, decideDue
 	case TimerDeadline:
 		due = func(c *assist.Case, _ time.Time) (time.Time, bool) { return c.Deadline, c.State.Open() && !c.Escalated }
 		decide = (*assist.Case).MissDeadline
@@ -194,11 +142,11 @@ func (s *Service) Fire(ctx context.Context, f timers.Fired) error {
 		}
 		decide = (*assist.Case).ExpireClaim
 	default:
-		return timers.Drop(fmt.Errorf("unknown timer kind %q", f.Kind))
+		return timers.Drop(fmt.Errorf("unknown timer kind %q", kind))
 	}
 	id := uuid.Must(uuid.NewV7()).String()
 	var later time.Time // the timer's new time, when it moved
-	c, err := s.log.Execute(ctx, eventlog.Command{CaseID: f.ID, ID: id, Decide: func(c *assist.Case) (assist.Event, error) {
+	_, err := s.log.Execute(ctx, eventlog.Command{CaseID: caseID, ID: id, Decide: func(c *assist.Case) (assist.Event, error) {
 		later = time.Time{} // decided again after a lost race
 		now := s.now()
 		at, pending := due(c, now)
@@ -214,15 +162,9 @@ func (s *Service) Fire(ctx context.Context, f timers.Fired) error {
 	}})
 	switch {
 	case err == nil:
-		if f.Kind == TimerDue {
-			// Warned: the deadline is next.
-			if at, pending := dueNext(c, s.now()); pending {
-				return rearm(ctx, f.Kind, f.ID, at)
-			}
-		}
 		return nil
 	case errors.Is(err, errNothingDue) && !later.IsZero():
-		return rearm(ctx, f.Kind, f.ID, later)
+		return s.sweeper.ensure(ctx, later)
 	case errors.Is(err, errNothingDue), assist.IsCode(err, assist.CodeNotFound):
 		return nil
 	}

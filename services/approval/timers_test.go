@@ -13,7 +13,6 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/evatest"
-	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/pkg/timers"
 	"github.com/eva-org/eva/services/approval"
@@ -46,7 +45,7 @@ func TestDeadlineMissedOnceAndEscalated(t *testing.T) {
 	late := h.fileWith(in, fileRequest(ana))
 	onTime := h.fileWith(in, fileRequest(ana))
 	relaxed := h.file(ana) // the default policy: a day to decide
-	h.consume()
+	h.consumeIntake()
 	svc := h.runApproval(p)
 	// onTime is decided before its deadline: no DeadlineMissed.
 	if _, err := svc.Claim(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: olu, CaseID: onTime.ID}); err != nil {
@@ -88,7 +87,7 @@ func TestDeadlineMissedOnceAndEscalated(t *testing.T) {
 func TestClaimExpiresBackToQueue(t *testing.T) {
 	h := newHarness(t, sqldbtest.SQLite(t), &fakeHolds{})
 	c := h.file(ana)
-	h.consume()
+	h.consumeIntake()
 	svc := h.runApproval(shortPolicy(time.Second))
 	if _, err := svc.Claim(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: olu, CaseID: c.ID}); err != nil {
 		t.Fatal(err)
@@ -105,12 +104,13 @@ func TestClaimExpiresBackToQueue(t *testing.T) {
 	}
 }
 
-// A fired timer for a deadline that moved later sets a timer for the new
-// time and appends nothing.
+// A fired timer of a case (one set before ADR 45) whose time moved later
+// appends nothing and asks for a sweep at the new time; one of a case
+// with nothing pending (a claim's, on a case not claimed) asks for none.
 func TestFireBeforeDueAppendsNothing(t *testing.T) {
 	h := newHarness(t, sqldbtest.SQLite(t), &fakeHolds{})
 	c := h.file(ana)
-	svc, _ := h.withTimers()
+	svc, tm := h.withTimers()
 	seq := h.lastSeq()
 	for _, kind := range []string{approval.TimerDue, approval.TimerDeadline, approval.TimerClaim} {
 		if err := svc.Fire(h.ctx, timers.Fired{Kind: kind, ID: c.ID, Due: time.Now()}); err != nil {
@@ -118,6 +118,10 @@ func TestFireBeforeDueAppendsNothing(t *testing.T) {
 		}
 	}
 	h.requireNoNewEvent(seq)
+	want := []time.Time{secondOf(assist.WarnAt(c.CreatedAt, c.Deadline)), secondOf(c.Deadline)}
+	if got := pendingSweeps(t, h.ctx, tm); !slices.Equal(got, want) {
+		t.Fatalf("sweeps pending %v, want at the warning time and the deadline %v", got, want)
+	}
 }
 
 // TestMeasureDeadlineDelay measures the delay from a case's deadline to its
@@ -141,7 +145,7 @@ func measureDeadlineDelay(t *testing.T, pace time.Duration) {
 	p := shortPolicy(10 * time.Second)
 	in := intake.New(intake.Deps{Config: intake.Config{Policy: p}, NC: h.nc, Log: h.log, DB: h.db, Keys: h.keys,
 		Logger: zap.NewNop()})
-	h.consume()
+	h.consumeIntake()
 	h.runApproval(p)
 	cases := make([]*assist.Case, n)
 	var wg sync.WaitGroup
@@ -188,56 +192,5 @@ func measureDeadlineDelay(t *testing.T, pace time.Duration) {
 	if w := len(warnings); w > 0 {
 		t.Logf("%d of %d warning times → DeadlineWarning: median %s, p99 %s, max %s", w, n,
 			warnings[w/2].Round(time.Millisecond), warnings[w*99/100].Round(time.Millisecond), warnings[w-1].Round(time.Millisecond))
-	}
-}
-
-// The scheduler sends a batch's timers without waiting for each (SetAsync)
-// and waits once, at the batch's end: when the batch is done (and its
-// events may be acked) every timer it set is stored, and a purge never
-// overtakes the timer it cancels, set earlier in the same batch. The
-// batch is long, so that the stream is still storing its timers when the
-// purge and the checks come (both fail without the waits).
-func TestScheduleStoresABatchsTimersBeforeItEnds(t *testing.T) {
-	h := newHarness(t, sqldbtest.SQLite(t), &fakeHolds{})
-	svc, tm := h.withTimers()
-	now := time.Now()
-	var batch []eventlog.Msg
-	add := func(id string, body assist.Body) {
-		batch = append(batch, scheduled(t, len(batch)+1, assist.Event{ID: newID(), CaseID: id, At: now, Actor: olu, Body: body}))
-	}
-	var ids []string
-	file := func(n int) {
-		for range n {
-			ids = append(ids, newID())
-			add(ids[len(ids)-1], assist.RequestSubmitted{Deadline: now.Add(24 * time.Hour)})
-		}
-	}
-	file(200)
-	decided := newID()
-	add(decided, assist.RequestSubmitted{Deadline: now.Add(24 * time.Hour)})
-	add(decided, assist.ReviewClaimed{ExpiresAt: now.Add(time.Hour)})
-	add(decided, assist.RequestRejected{})
-	file(200)
-	cfg := eventlog.ConsumerConfig{Name: approval.SchedulerName, Stateless: true}
-	if failed, err := eventlog.Deliver(h.ctx, h.db, cfg, svc.Schedule, batch); failed >= 0 || err != nil {
-		t.Fatalf("deliver: event %d failed: %v", failed, err)
-	}
-	pending := func(kind, id string) bool {
-		_, ok := pendingTimers(t, h.ctx, tm, id)[kind]
-		return ok
-	}
-	if !pending(approval.TimerDue, ids[len(ids)-1]) {
-		t.Error("the last timer of the batch is not stored when the batch ends")
-	}
-	if !pending(approval.TimerClaim, decided) {
-		t.Error("the claim's timer is not stored")
-	}
-	if pending(approval.TimerDue, decided) {
-		t.Error("the due timer of the case rejected is pending: its purge overtook it")
-	}
-	for i, id := range ids {
-		if !pending(approval.TimerDue, id) {
-			t.Fatalf("case %d: no due timer when the batch ends", i)
-		}
 	}
 }

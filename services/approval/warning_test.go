@@ -65,7 +65,7 @@ func TestDeadlineWarningOnceThenMissed(t *testing.T) {
 	late := h.fileWith(in, fileRequest(ana))
 	decided := h.fileWith(in, fileRequest(ana))
 	relaxed := h.file(ana) // the default policy: a day to decide
-	h.consume()
+	h.consumeIntake()
 	svc, _, _ := h.startApproval(p)
 	if _, err := svc.Claim(h.ctx, approvalapi.CaseCommand{CommandID: newID(), Actor: olu, CaseID: decided.ID}); err != nil {
 		t.Fatal(err)
@@ -116,9 +116,9 @@ func TestDeadlineWarningOnceThenMissed(t *testing.T) {
 	}
 }
 
-// Warning timers live in the timers stream: a warning time that passed
-// while approval was down is warned about when it comes back; a case whose
-// deadline passed too while it was down is escalated, not warned.
+// A warning time that passed while approval was down is warned about when
+// it comes back (its first sweep); a case whose deadline passed too while
+// it was down is escalated, not warned.
 func TestDeadlineWarningAfterRestart(t *testing.T) {
 	h := newHarness(t, sqldbtest.SQLite(t), &fakeHolds{})
 	p := shortPolicy(20 * time.Second) // urgent: warned at 15 s
@@ -130,14 +130,9 @@ func TestDeadlineWarningAfterRestart(t *testing.T) {
 	r := fileRequest(ana)
 	r.Urgency = string(assist.Critical)
 	critical := h.fileWith(in, r)
-	h.consume()
-	_, tm, stop := h.startApproval(p)
-	for _, c := range []*assist.Case{urgent, critical} {
-		evatest.Eventually(t, "the due timer set", func() bool {
-			_, err := tm.Stream().GetLastMsgForSubject(h.ctx, "eva.timer.set."+approval.TimerDue+"."+c.ID)
-			return err == nil
-		})
-	}
+	h.consumeIntake()
+	_, _, stop := h.startApproval(p)
+	h.waitCaughtUp() // both in the queue, due
 	stop()
 	// Down past the urgent case's warning time and the critical case's
 	// deadline.

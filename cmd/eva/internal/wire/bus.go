@@ -15,6 +15,7 @@ import (
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/timers"
+	"github.com/eva-org/eva/services/approval"
 )
 
 // Who may do what on the bus (ADR 16). Each service connects as itself;
@@ -51,6 +52,12 @@ var eventOwners = map[assist.Kind]map[string]string{
 // the subjects it publishes on them (approval's timers, ADR 12).
 var ownStreams = map[string][]struct{ stream, subjects string }{
 	"approval": {{timers.Stream, "eva.timer.>"}},
+}
+
+// retiredConsumers are the log's consumers that a service ran under
+// another name than its own and deletes when it starts.
+var retiredConsumers = map[string][]string{
+	"approval": {approval.FormerSchedulerName}, // each case's timers, before ADR 45
 }
 
 // internalCalls are the endpoints only services call: the gateway may not
@@ -110,6 +117,9 @@ func busUser(name, publicKey string) natsx.User {
 	// Its durable consumer is named after it; it may delete it (a former
 	// consumer, when a projection changes).
 	u.Publish = append(u.Publish, "$JS.API.CONSUMER.DELETE.*."+name)
+	for _, c := range retiredConsumers[name] {
+		u.Publish = append(u.Publish, "$JS.API.CONSUMER.DELETE."+eventlog.Stream+"."+c)
+	}
 	u.Publish = append(u.Publish, calls[name]...)
 	u.Publish = append(u.Publish, eventlog.DLQPrefix+">")
 	for _, o := range ownStreams[name] {

@@ -16,6 +16,8 @@ import (
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/natsx"
+	"github.com/eva-org/eva/pkg/timers"
+	"github.com/eva-org/eva/services/approval"
 )
 
 // busClient is a NATS client over TCP with the credentials of name on
@@ -189,6 +191,30 @@ func TestBusAuthenticatesAndConfines(t *testing.T) {
 	}
 	if _, err := payees.NextMsg(2 * time.Second); err != nil {
 		t.Errorf("the gateway cannot look a payee up: %v", err)
+	}
+
+	// Approval may delete the log's consumer it ran before ADR 45, named
+	// otherwise than after it; not the timers stream's consumer of the
+	// same name, and intake may delete neither.
+	approvalConn := dialAs(t, p, "approval")
+	if _, err := p.Log.JetStream().CreateOrUpdateConsumer(ctx, eventlog.Stream,
+		jetstream.ConsumerConfig{Durable: approval.FormerSchedulerName}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		conn    *busClient
+		subject string
+	}{
+		{approvalConn, "$JS.API.CONSUMER.DELETE." + timers.Stream + "." + approval.FormerSchedulerName},
+		{intake, "$JS.API.CONSUMER.DELETE." + eventlog.Stream + "." + approval.FormerSchedulerName},
+	} {
+		if err := c.conn.nc.Publish(c.subject, nil); err != nil {
+			t.Fatal(err)
+		}
+		c.conn.refused(t, c.subject)
+	}
+	if err := approvalConn.js.DeleteConsumer(ctx, eventlog.Stream, approval.FormerSchedulerName); err != nil {
+		t.Errorf("approval cannot delete its former scheduler: %v", err)
 	}
 
 	// The owner may append its own event type: the refusals above are

@@ -1,0 +1,228 @@
+package approval
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/eva-org/eva/pkg/timers"
+)
+
+// Deadlines and claim leases are swept (ADR 45). The queue keeps, for each
+// case, when something of it falls due (due_at, dueAt). A sweep fires the
+// timers of every case due by its time (fireCase, which re-checks each
+// case against the log) and asks for the next sweep. Sweeps are timers of
+// the timers stream like any other, one per second that has something due
+// (TimerSweep, its id the second), so they survive restarts and any
+// replica may fire them; a second asked for twice is one timer. What asks
+// for them:
+//   - the queue's projection, once its transaction committed, for the due
+//     times it wrote (SQLStore.dues: sweeper.want);
+//   - every sweep, for the earliest due time left, and never later than
+//     sweepAtLeast from now: a due time whose asking was lost (a crash
+//     right after the commit, the stream unreachable) is swept at most
+//     that late, and the sweeps go on while nothing is due;
+//   - Run, when it starts: a sweep two seconds later, for what fell due
+//     while no approval ran.
+//
+// A case filed, claimed and decided used to set two timers and purge one,
+// three fsynced writes to the timers stream, and the log's events were
+// read by a consumer of their own to do it; now a busy approval asks for
+// about one sweep a second.
+
+// The sweeps' bounds.
+const (
+	// sweepAtLeast is the longest a sweep asks for the next one ahead.
+	sweepAtLeast = time.Minute
+	// sweepSoon is how far ahead a time due already (or too near to
+	// trust a stored sweep for it) is swept: all such times of the next
+	// second share one sweep.
+	sweepSoon = 2 * time.Second
+	// sweepGuard is how far ahead a sweep this process stored must be to
+	// be trusted still pending: one that is due may have fired already.
+	sweepGuard = time.Second
+	// sweepPage is how many cases a sweep reads at once, sweepWorkers how
+	// many of their timers it fires at once.
+	sweepPage    = 256
+	sweepWorkers = 8
+	// wantTimeout bounds the asking for the sweeps of one transaction.
+	wantTimeout = 10 * time.Second
+)
+
+// sweeper asks the timers stream for sweeps, and remembers which seconds
+// it asked for while they are ahead, so that the cases due in the same
+// second ask once.
+type sweeper struct {
+	timers *timers.Timers
+	now    func() time.Time
+	zl     *zap.Logger
+
+	mu sync.Mutex
+	// asked are the seconds this process asked a sweep for: being set,
+	// or stored (true).
+	asked   map[int64]bool
+	cleaned int64 // when asked last lost the seconds passed
+}
+
+// newSweeper returns a sweeper on tm; nil (which asks for nothing) when tm
+// is nil.
+func newSweeper(tm *timers.Timers, now func() time.Time, zl *zap.Logger) *sweeper {
+	if tm == nil {
+		return nil
+	}
+	return &sweeper{timers: tm, now: now, zl: zl, asked: map[int64]bool{}}
+}
+
+// second is the second whose sweep sees to what falls due at at: the
+// second at or after it, or, for a time already due or too near, the
+// second sweepSoon from now.
+func second(at, now time.Time) int64 {
+	s := at.Unix()
+	if time.Unix(s, 0).Before(at) {
+		s++
+	}
+	return max(s, now.Add(sweepSoon).Unix())
+}
+
+// pending reports whether the sweep of s is stored and still ahead
+// enough to be trusted; w.mu held.
+func (w *sweeper) pending(s int64, now time.Time) bool {
+	return w.asked[s] && time.Unix(s, 0).After(now.Add(sweepGuard))
+}
+
+// forget drops the seconds passed, every ten seconds at most; w.mu held.
+func (w *sweeper) forget(now time.Time) {
+	if now.Unix()-w.cleaned < 10 {
+		return
+	}
+	w.cleaned = now.Unix()
+	for s := range w.asked {
+		if s <= now.Unix() {
+			delete(w.asked, s)
+		}
+	}
+}
+
+// ask sets the sweep of s and waits until the stream stored it.
+func (w *sweeper) ask(ctx context.Context, s int64) error {
+	err := w.timers.Set(ctx, TimerSweep, strconv.FormatInt(s, 10), time.Unix(s, 0))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err == nil {
+		w.asked[s] = true
+	} else if !w.asked[s] {
+		delete(w.asked, s)
+	}
+	return err
+}
+
+// ensure asks for a sweep at or after at, unless one is pending for its
+// second, and waits until the stream stored it.
+func (w *sweeper) ensure(ctx context.Context, at time.Time) error {
+	if w == nil {
+		return nil
+	}
+	now := w.now()
+	s := second(at, now)
+	w.mu.Lock()
+	pending := w.pending(s, now)
+	w.mu.Unlock()
+	if pending {
+		return nil
+	}
+	return w.ask(ctx, s)
+}
+
+// want asks for the sweeps of the times due, without waiting (a
+// projection's after-commit hook): the seconds pending or being set are
+// not asked again; the others are set in the background. One that cannot
+// be set is logged: the sweep before it asks for it (sweepAtLeast).
+func (w *sweeper) want(dues []time.Time) {
+	now := w.now()
+	var seconds []int64
+	w.mu.Lock()
+	w.forget(now)
+	for _, at := range dues {
+		s := second(at, now)
+		if stored, ok := w.asked[s]; ok && (!stored || w.pending(s, now)) {
+			continue
+		}
+		w.asked[s] = false
+		seconds = append(seconds, s)
+	}
+	w.mu.Unlock()
+	if len(seconds) == 0 {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wantTimeout)
+		defer cancel()
+		for _, s := range seconds {
+			if err := w.ask(ctx, s); err != nil {
+				w.zl.Warn("ask for a sweep; an earlier sweep asks for it again", zap.Int64("second", s), zap.Error(err))
+			}
+		}
+	}()
+}
+
+// sweep fires the timers of every case due by now, in the order of their
+// due times, sweepWorkers at once, then asks for the next sweep: at the
+// earliest due time left, or sweepAtLeast from now if that is sooner. A
+// case that fails does not stop the others; the sweep then fails, and is
+// delivered again (the cases handled find nothing left to do). One sweep
+// runs at a time in a process.
+func (s *Service) sweep(ctx context.Context) error {
+	s.sweeping.Lock()
+	defer s.sweeping.Unlock()
+	now := s.now()
+	var (
+		cursor dueCursor
+		mu     sync.Mutex
+		errs   []error
+	)
+	for {
+		cases, at, err := s.store.dueCases(ctx, now, cursor, sweepPage)
+		if err != nil {
+			return err
+		}
+		var g errgroup.Group
+		g.SetLimit(sweepWorkers)
+		for _, c := range cases {
+			for _, kind := range dueKinds(c, now) {
+				g.Go(func() error {
+					if err := s.fireCase(ctx, kind, c.ID); err != nil {
+						mu.Lock()
+						errs = append(errs, err)
+						mu.Unlock()
+					}
+					return nil
+				})
+			}
+		}
+		_ = g.Wait()
+		if len(cases) < sweepPage {
+			break
+		}
+		cursor = at[len(at)-1]
+	}
+	next := now.Add(sweepAtLeast)
+	due, ok, err := s.store.nextDue(ctx, now)
+	if err != nil {
+		return err
+	}
+	if ok && due.Before(next) {
+		next = due
+	}
+	if err := s.sweeper.ensure(ctx, next); err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs[:min(len(errs), 3)]...)
+	}
+	return nil
+}
