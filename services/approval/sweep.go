@@ -17,10 +17,10 @@ import (
 // case, when something of it falls due (due_at, dueAt). A sweep fires the
 // timers of every case due by its time (fireCase, which re-checks each
 // case against the log) and asks for the next sweep. Sweeps are timers of
-// the timers stream like any other, one per second that has something due
-// (TimerSweep, its id the second), so they survive restarts and any
-// replica may fire them; a second asked for twice is one timer. What asks
-// for them:
+// the timers stream like any other, one per quarter second (a slot) that
+// has something due (TimerSweep, its id the slot's start in Unix
+// milliseconds), so they survive restarts and any replica may fire them;
+// a slot asked for twice is one timer. What asks for them:
 //   - the queue's projection, once its transaction committed, for the due
 //     times it wrote (SQLStore.dues: sweeper.want);
 //   - every sweep, for the earliest due time left, and never later than
@@ -33,15 +33,18 @@ import (
 // A case filed, claimed and decided used to set two timers and purge one,
 // three fsynced writes to the timers stream, and the log's events were
 // read by a consumer of their own to do it; now a busy approval asks for
-// about one sweep a second.
+// at most four sweeps a second.
 
 // The sweeps' bounds.
 const (
+	// sweepSlot is the time one sweep sees to: the server checks its
+	// schedules every 250 ms.
+	sweepSlot = 250 * time.Millisecond
 	// sweepAtLeast is the longest a sweep asks for the next one ahead.
 	sweepAtLeast = time.Minute
 	// sweepSoon is how far ahead a time due already (or too near to
 	// trust a stored sweep for it) is swept: all such times of the next
-	// second share one sweep.
+	// slot share one sweep.
 	sweepSoon = 2 * time.Second
 	// sweepGuard is how far ahead a sweep this process stored must be to
 	// be trusted still pending: one that is due may have fired already.
@@ -54,19 +57,19 @@ const (
 	wantTimeout = 10 * time.Second
 )
 
-// sweeper asks the timers stream for sweeps, and remembers which seconds
-// it asked for while they are ahead, so that the cases due in the same
-// second ask once.
+// sweeper asks the timers stream for sweeps, and remembers which slots it
+// asked for while they are ahead, so that the cases due in the same slot
+// ask once.
 type sweeper struct {
 	timers *timers.Timers
 	now    func() time.Time
 	zl     *zap.Logger
 
 	mu sync.Mutex
-	// asked are the seconds this process asked a sweep for: being set,
-	// or stored (true).
+	// asked are the slots this process asked a sweep for, by their start
+	// (Unix milliseconds): being set, or stored (true).
 	asked   map[int64]bool
-	cleaned int64 // when asked last lost the seconds passed
+	cleaned time.Time // when asked last lost the slots passed
 }
 
 // newSweeper returns a sweeper on tm; nil (which asks for nothing) when tm
@@ -78,39 +81,39 @@ func newSweeper(tm *timers.Timers, now func() time.Time, zl *zap.Logger) *sweepe
 	return &sweeper{timers: tm, now: now, zl: zl, asked: map[int64]bool{}}
 }
 
-// second is the second whose sweep sees to what falls due at at: the
-// second at or after it, or, for a time already due or too near, the
-// second sweepSoon from now.
-func second(at, now time.Time) int64 {
-	s := at.Unix()
-	if time.Unix(s, 0).Before(at) {
-		s++
+// slot is the slot whose sweep sees to what falls due at at, by its start
+// in Unix milliseconds: the one that starts at or after at, or, for a
+// time already due or too near, the one sweepSoon from now.
+func slot(at, now time.Time) int64 {
+	at = at.Add(sweepSlot - 1).Truncate(sweepSlot)
+	if soon := now.Add(sweepSoon).Truncate(sweepSlot); at.Before(soon) {
+		at = soon
 	}
-	return max(s, now.Add(sweepSoon).Unix())
+	return at.UnixMilli()
 }
 
-// pending reports whether the sweep of s is stored and still ahead
+// pending reports whether the sweep of slot s is stored and still ahead
 // enough to be trusted; w.mu held.
 func (w *sweeper) pending(s int64, now time.Time) bool {
-	return w.asked[s] && time.Unix(s, 0).After(now.Add(sweepGuard))
+	return w.asked[s] && time.UnixMilli(s).After(now.Add(sweepGuard))
 }
 
-// forget drops the seconds passed, every ten seconds at most; w.mu held.
+// forget drops the slots passed, every ten seconds at most; w.mu held.
 func (w *sweeper) forget(now time.Time) {
-	if now.Unix()-w.cleaned < 10 {
+	if now.Sub(w.cleaned) < 10*time.Second {
 		return
 	}
-	w.cleaned = now.Unix()
+	w.cleaned = now
 	for s := range w.asked {
-		if s <= now.Unix() {
+		if s <= now.UnixMilli() {
 			delete(w.asked, s)
 		}
 	}
 }
 
-// ask sets the sweep of s and waits until the stream stored it.
+// ask sets the sweep of slot s and waits until the stream stored it.
 func (w *sweeper) ask(ctx context.Context, s int64) error {
-	err := w.timers.Set(ctx, TimerSweep, strconv.FormatInt(s, 10), time.Unix(s, 0))
+	err := w.timers.Set(ctx, TimerSweep, strconv.FormatInt(s, 10), time.UnixMilli(s))
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err == nil {
@@ -122,13 +125,13 @@ func (w *sweeper) ask(ctx context.Context, s int64) error {
 }
 
 // ensure asks for a sweep at or after at, unless one is pending for its
-// second, and waits until the stream stored it.
+// slot, and waits until the stream stored it.
 func (w *sweeper) ensure(ctx context.Context, at time.Time) error {
 	if w == nil {
 		return nil
 	}
 	now := w.now()
-	s := second(at, now)
+	s := slot(at, now)
 	w.mu.Lock()
 	pending := w.pending(s, now)
 	w.mu.Unlock()
@@ -139,32 +142,32 @@ func (w *sweeper) ensure(ctx context.Context, at time.Time) error {
 }
 
 // want asks for the sweeps of the times due, without waiting (a
-// projection's after-commit hook): the seconds pending or being set are
-// not asked again; the others are set in the background. One that cannot
-// be set is logged: the sweep before it asks for it (sweepAtLeast).
+// projection's after-commit hook): the slots pending or being set are not
+// asked again; the others are set in the background. One that cannot be
+// set is logged: the sweep before it asks for it (sweepAtLeast).
 func (w *sweeper) want(dues []time.Time) {
 	now := w.now()
-	var seconds []int64
+	var slots []int64
 	w.mu.Lock()
 	w.forget(now)
 	for _, at := range dues {
-		s := second(at, now)
+		s := slot(at, now)
 		if stored, ok := w.asked[s]; ok && (!stored || w.pending(s, now)) {
 			continue
 		}
 		w.asked[s] = false
-		seconds = append(seconds, s)
+		slots = append(slots, s)
 	}
 	w.mu.Unlock()
-	if len(seconds) == 0 {
+	if len(slots) == 0 {
 		return
 	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wantTimeout)
 		defer cancel()
-		for _, s := range seconds {
+		for _, s := range slots {
 			if err := w.ask(ctx, s); err != nil {
-				w.zl.Warn("ask for a sweep; an earlier sweep asks for it again", zap.Int64("second", s), zap.Error(err))
+				w.zl.Warn("ask for a sweep; an earlier sweep asks for it again", zap.Time("slot", time.UnixMilli(s)), zap.Error(err))
 			}
 		}
 	}()

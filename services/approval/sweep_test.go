@@ -27,17 +27,18 @@ import (
 // Tests of the sweeps (ADR 45): the queue keeps each case's due time, and
 // sweeps, one timer a second, fire what is due.
 
-// secondOf is the second whose sweep sees to a time due at t, ahead.
-func secondOf(t time.Time) time.Time {
-	s := t.Truncate(time.Second)
+// slotOf is the start of the slot (a quarter second) whose sweep sees to
+// a time due at t, ahead.
+func slotOf(t time.Time) time.Time {
+	s := t.Truncate(250 * time.Millisecond)
 	if s.Before(t) {
-		s = s.Add(time.Second)
+		s = s.Add(250 * time.Millisecond)
 	}
 	return s.UTC()
 }
 
-// pendingSweeps are the seconds of the sweeps pending in the timers
-// stream, in order.
+// pendingSweeps are the slots of the sweeps pending in the timers stream,
+// in order.
 func pendingSweeps(t testing.TB, ctx context.Context, tm *timers.Timers) []time.Time {
 	t.Helper()
 	info, err := tm.Stream().Info(ctx, jetstream.WithSubjectFilter("eva.timer.set."+approval.TimerSweep+".*"))
@@ -50,7 +51,7 @@ func pendingSweeps(t testing.TB, ctx context.Context, tm *timers.Timers) []time.
 		if err != nil {
 			t.Fatalf("sweep %s: %v", subj, err)
 		}
-		out = append(out, time.Unix(s, 0).UTC())
+		out = append(out, time.UnixMilli(s).UTC())
 	}
 	slices.SortFunc(out, time.Time.Compare)
 	return out
@@ -69,7 +70,7 @@ func queuedDueAt(t testing.TB, ctx context.Context, db sqldb.DB, id string) time
 
 // A case the queue's projection writes asks for the sweep of its due
 // time (the warning's, 18 hours after filing for an urgent case), once
-// the projection committed: its second's sweep is pending.
+// the projection committed: its slot's sweep is pending.
 func TestAProjectedCaseAsksForItsSweep(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		h := newHarness(t, db, &fakeHolds{})
@@ -83,7 +84,7 @@ func TestAProjectedCaseAsksForItsSweep(t *testing.T) {
 		}
 		evatest.Await(t, 10*time.Second, "the warning's sweep pending", func() (bool, string) {
 			got := pendingSweeps(t, h.ctx, tm)
-			return slices.Contains(got, secondOf(warn)), fmt.Sprint(got)
+			return slices.Contains(got, slotOf(warn)), fmt.Sprint(got)
 		})
 	})
 }
@@ -117,7 +118,7 @@ func TestASweepAsksForTheNextDueTimeWithAskingFakedLost(t *testing.T) {
 	if err := svc.Fire(h.ctx, timers.Fired{Kind: approval.TimerSweep}); err != nil {
 		t.Fatal(err)
 	}
-	if got := pendingSweeps(t, h.ctx, tm); !slices.Contains(got, secondOf(assist.WarnAt(near.CreatedAt, near.Deadline))) {
+	if got := pendingSweeps(t, h.ctx, tm); !slices.Contains(got, slotOf(assist.WarnAt(near.CreatedAt, near.Deadline))) {
 		t.Fatalf("sweeps pending %v, want one at the near case's warning %s", got, assist.WarnAt(near.CreatedAt, near.Deadline))
 	}
 	if n := len(h.events(far.ID)) + len(h.events(near.ID)); n != 2 {

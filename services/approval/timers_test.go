@@ -118,7 +118,7 @@ func TestFireBeforeDueAppendsNothing(t *testing.T) {
 		}
 	}
 	h.requireNoNewEvent(seq)
-	want := []time.Time{secondOf(assist.WarnAt(c.CreatedAt, c.Deadline)), secondOf(c.Deadline)}
+	want := []time.Time{slotOf(assist.WarnAt(c.CreatedAt, c.Deadline)), slotOf(c.Deadline)}
 	if got := pendingSweeps(t, h.ctx, tm); !slices.Equal(got, want) {
 		t.Fatalf("sweeps pending %v, want at the warning time and the deadline %v", got, want)
 	}
