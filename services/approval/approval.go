@@ -150,6 +150,7 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("approval: %w", err)
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	defer s.sweeper.bind(ctx)()
 	g.Go(func() error {
 		// What fell due while no approval ran is swept soon.
 		err := retry.Do(ctx, retry.Policy{First: 250 * time.Millisecond, Max: 5 * time.Second}, retry.Always,

@@ -70,6 +70,10 @@ type sweeper struct {
 	// (Unix milliseconds): being set, or stored (true).
 	asked   map[int64]bool
 	cleaned time.Time // when asked last lost the slots passed
+	// ctx ends the askings in the background (want), wg counts them
+	// (bind).
+	ctx context.Context
+	wg  sync.WaitGroup
 }
 
 // newSweeper returns a sweeper on tm; nil (which asks for nothing) when tm
@@ -78,7 +82,20 @@ func newSweeper(tm *timers.Timers, now func() time.Time, zl *zap.Logger) *sweepe
 	if tm == nil {
 		return nil
 	}
-	return &sweeper{timers: tm, now: now, zl: zl, asked: map[int64]bool{}}
+	return &sweeper{timers: tm, now: now, zl: zl, asked: map[int64]bool{}, ctx: context.Background()}
+}
+
+// bind ends the askings in the background when ctx ends, and returns a
+// function that waits for them to end (Run's last step, once its
+// consumers, which ask, have stopped).
+func (w *sweeper) bind(ctx context.Context) (wait func()) {
+	if w == nil {
+		return func() {}
+	}
+	w.mu.Lock()
+	w.ctx = ctx
+	w.mu.Unlock()
+	return w.wg.Wait
 }
 
 // slot is the slot whose sweep sees to what falls due at at, by its start
@@ -149,6 +166,7 @@ func (w *sweeper) want(dues []time.Time) {
 	now := w.now()
 	var slots []int64
 	w.mu.Lock()
+	base := w.ctx
 	w.forget(now)
 	for _, at := range dues {
 		s := slot(at, now)
@@ -162,11 +180,13 @@ func (w *sweeper) want(dues []time.Time) {
 	if len(slots) == 0 {
 		return
 	}
+	w.wg.Add(1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wantTimeout)
+		defer w.wg.Done()
+		ctx, cancel := context.WithTimeout(base, wantTimeout)
 		defer cancel()
 		for _, s := range slots {
-			if err := w.ask(ctx, s); err != nil {
+			if err := w.ask(ctx, s); err != nil && base.Err() == nil {
 				w.zl.Warn("ask for a sweep; an earlier sweep asks for it again", zap.Time("slot", time.UnixMilli(s)), zap.Error(err))
 			}
 		}
