@@ -55,8 +55,8 @@ func newGate(places int, wait time.Duration) *gate {
 
 // enter takes a place, waiting while places are being given back; it
 // goes on without one when none was given back for g.wait (counted
-// beyond), or when ctx ends. It reports whether it took one, which the caller gives back to
-// exit when done.
+// beyond), or when ctx ends. It reports whether it took one, which the
+// caller gives back to exit when done.
 func (g *gate) enter(ctx context.Context) bool {
 	select {
 	case g.places <- struct{}{}:

@@ -1,7 +1,8 @@
 // Package timers keeps EVA's durable timers — approval's sweeps of the
 // deadlines and claim leases due — as JetStream message schedules in a
-// stream of their own, EVA_TIMERS, never in the event log: enabling schedules on a
-// stream also allows rollups and purges, which the event log must refuse.
+// stream of their own, EVA_TIMERS, never in the event log: enabling
+// schedules on a stream also allows rollups and purges, which the event
+// log must refuse.
 //
 // A timer is one schedule message on eva.timer.set.<kind>.<id> whose
 // Nats-Schedule is "@at <time>"; setting it again replaces it (one schedule

@@ -135,28 +135,24 @@ func ceilMicros(t time.Time) int64 {
 
 // dueCases are the cases whose due time (due_at) is at or before now,
 // after the one at cursor (its due time and id; zero at first), in that
-// order, at most limit of them, with their due times.
-func (s *SQLStore) dueCases(ctx context.Context, now time.Time, cursor dueCursor, limit int) ([]*assist.Case, []dueCursor, error) {
+// order, at most limit of them, and the cursor of the last.
+func (s *SQLStore) dueCases(ctx context.Context, now time.Time, cursor dueCursor, limit int) ([]*assist.Case, dueCursor, error) {
 	rows, err := s.db.Query(ctx, `SELECT `+queueCols+`, due_at FROM approval_queue
 		WHERE due_at > 0 AND due_at <= $1 AND (due_at > $2 OR due_at = $2 AND id > $3)
 		ORDER BY due_at, id LIMIT $4`, sqldb.Micros(now), cursor.due, cursor.id, limit)
 	if err != nil {
-		return nil, nil, err
+		return nil, cursor, err
 	}
 	defer rows.Close()
-	var (
-		cases []*assist.Case
-		at    []dueCursor
-	)
+	var cases []*assist.Case
 	for rows.Next() {
-		var due int64
-		c, err := scanQueued(tailScanner{rows, []any{&due}})
+		c, err := scanQueued(tailScanner{rows, []any{&cursor.due}})
 		if err != nil {
-			return nil, nil, err
+			return nil, cursor, err
 		}
-		cases, at = append(cases, c), append(at, dueCursor{due: due, id: c.ID})
+		cases, cursor.id = append(cases, c), c.ID
 	}
-	return cases, at, rows.Err()
+	return cases, cursor, rows.Err()
 }
 
 // dueCursor is a place in the cases due: a due time (microseconds) and an

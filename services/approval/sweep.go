@@ -209,7 +209,7 @@ func (s *Service) sweep(ctx context.Context) error {
 		errs   []error
 	)
 	for {
-		cases, at, err := s.store.dueCases(ctx, now, cursor, sweepPage)
+		cases, last, err := s.store.dueCases(ctx, now, cursor, sweepPage)
 		if err != nil {
 			return err
 		}
@@ -231,7 +231,7 @@ func (s *Service) sweep(ctx context.Context) error {
 		if len(cases) < sweepPage {
 			break
 		}
-		cursor = at[len(at)-1]
+		cursor = last
 	}
 	next := now.Add(sweepAtLeast)
 	due, ok, err := s.store.nextDue(ctx, now)

@@ -17,8 +17,9 @@ import (
 // them.
 const (
 	// TimerSweep is the sweep of the cases due (ADR 45): one timer for
-	// every case due in the same second, whose id is that second (Unix
-	// time). A case no longer has timers of its own.
+	// every case due in the same quarter second (a slot, sweep.go), whose
+	// id is the slot's start in Unix milliseconds. A case no longer has
+	// timers of its own.
 	TimerSweep = "sweep"
 	// TimerDue is the one timer a case had for its deadline (ADR 40),
 	// TimerClaim the one for its claim's lease, TimerDeadline and
@@ -72,10 +73,15 @@ func dueAt(c *assist.Case) time.Time {
 			at = c.WarnAt()
 		}
 	}
-	if c.State == assist.StateUnderReview && !c.ClaimExpiresAt.IsZero() && (at.IsZero() || c.ClaimExpiresAt.Before(at)) {
-		at = c.ClaimExpiresAt
+	if lease, ok := claimDue(c); ok && (at.IsZero() || lease.Before(at)) {
+		at = lease
 	}
 	return at
+}
+
+// claimDue is when c's claim lease runs out, while it is under review.
+func claimDue(c *assist.Case) (time.Time, bool) {
+	return c.ClaimExpiresAt, c.State == assist.StateUnderReview && !c.ClaimExpiresAt.IsZero()
 }
 
 // dueKinds are the timers of c, as the queue has it, that fall due by now.
@@ -84,7 +90,7 @@ func dueKinds(c *assist.Case, now time.Time) []string {
 	if at, pending := dueNext(c, now); pending && !now.Before(at) {
 		kinds = append(kinds, TimerDue)
 	}
-	if c.State == assist.StateUnderReview && !c.ClaimExpiresAt.IsZero() && !now.Before(c.ClaimExpiresAt) {
+	if lease, ok := claimDue(c); ok && !now.Before(lease) {
 		kinds = append(kinds, TimerClaim)
 	}
 	return kinds
