@@ -169,3 +169,70 @@ func TestPadAndIn(t *testing.T) {
 		}
 	})
 }
+
+// ByID looks ids up by the key on PostgreSQL at any size of the table:
+// its statement for a batch of 128 ids, prepared and run on a new, empty
+// table until the server keeps one plan for it, still uses the key's
+// index once the table holds thousands of rows and was never analyzed
+// (as in a new database's first minute). With an IN list, the kept plan
+// scanned the whole table (this test failed: 1 scan, 0 index lookups).
+func TestByIDUsesTheKeyAfterItsTableGrew(t *testing.T) {
+	db := sqldbtest.Postgres(t)
+	ctx := t.Context()
+	err := db.Tx(ctx, func(q sqldb.Querier) error { // one connection: one prepared statement
+		if _, err := q.Exec(ctx, `CREATE TABLE grown (id TEXT PRIMARY KEY, n BIGINT NOT NULL)`); err != nil {
+			return err
+		}
+		ids := make([]string, 128) // a consumer's batch, at most
+		for i := range ids {
+			ids[i] = fmt.Sprintf("id-%05d", i*37)
+		}
+		lookUp := func() (map[string]int64, error) {
+			got, err := sqldb.ByID(ctx, q, `SELECT id, n FROM grown`, ids, func(r sqldb.Row) ([2]any, error) {
+				var (
+					id string
+					n  int64
+				)
+				err := r.Scan(&id, &n)
+				return [2]any{id, n}, err
+			}, func(v [2]any) string { return v[0].(string) })
+			out := make(map[string]int64, len(got))
+			for k, v := range got {
+				out[k] = v[1].(int64)
+			}
+			return out, err
+		}
+		for range 10 { // past the five custom plans before a generic one
+			if got, err := lookUp(); err != nil || len(got) != 0 {
+				return fmt.Errorf("ByID on the empty table = %v, %v", got, err)
+			}
+		}
+		if _, err := q.Exec(ctx, `INSERT INTO grown SELECT 'id-' || lpad(g::text, 5, '0'), g FROM generate_series(0, 4999) g`); err != nil {
+			return err
+		}
+		scans := func() (seq, idx int64, err error) {
+			err = q.QueryRow(ctx, `SELECT seq_scan, COALESCE(idx_scan, 0) FROM pg_stat_xact_user_tables
+				WHERE relid = 'grown'::regclass`).Scan(&seq, &idx)
+			return seq, idx, err
+		}
+		seq0, idx0, err := scans()
+		if err != nil {
+			return err
+		}
+		got, err := lookUp()
+		if err != nil || len(got) != len(ids) || got["id-00037"] != 37 {
+			return fmt.Errorf("ByID after the inserts = %v, %v; want the 128 rows", got, err)
+		}
+		seq, idx, err := scans()
+		if err != nil {
+			return err
+		}
+		if seq != seq0 || idx == idx0 {
+			return fmt.Errorf("ByID scanned the table %d times and its index %d times; want only the index", seq-seq0, idx-idx0)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
