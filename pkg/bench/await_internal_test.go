@@ -3,11 +3,14 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -16,6 +19,13 @@ import (
 // approved for its first two reads and disbursed after, updated at
 // created + its index in seconds.
 func fakeCases(t *testing.T, created time.Time, ids []string) *client {
+	t.Helper()
+	return fakeCasesAfter(t, created, ids, 2, func() {})
+}
+
+// fakeCasesAfter is fakeCases with the reads that show approved, and
+// onRead called at each read.
+func fakeCasesAfter(t *testing.T, created time.Time, ids []string, approvedReads int, onRead func()) *client {
 	t.Helper()
 	var mu sync.Mutex
 	reads := map[string]int{}
@@ -26,10 +36,11 @@ func fakeCases(t *testing.T, created time.Time, ids []string) *client {
 			http.NotFound(w, r)
 			return
 		}
+		onRead()
 		mu.Lock()
 		reads[id]++
 		status := "approved"
-		if reads[id] > 2 {
+		if reads[id] > approvedReads {
 			status = "disbursed"
 		}
 		mu.Unlock()
@@ -64,4 +75,30 @@ func TestAwaitDisbursedPollsOrFollows(t *testing.T) {
 	// Sweeps an hour apart: only the stream can have the cases read.
 	done, last, missing = fakeCases(t, created, ids).awaitDisbursed(ctx, "tok", ids, settled, 2, time.Hour, 30*time.Second)
 	check("following", done, last, missing)
+}
+
+// The reads that end while a sweep is starting others do not wait for
+// it: with 300 cases pending at a sweep, two read at a time, the reads
+// that had ended each waited for the sweep's end before (a goroutine
+// apiece: the peak was near 300; at 10,000 cases, 40 MB of stacks).
+func TestAwaitDisbursedLeavesNoReadWaiting(t *testing.T) {
+	created := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	ids := make([]string, 300)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("case-%03d", i)
+	}
+	var peak atomic.Int64
+	c := fakeCasesAfter(t, created, ids, 0, func() {
+		n := int64(runtime.NumGoroutine())
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+	})
+	base := runtime.NumGoroutine()
+	done, _, missing := c.awaitDisbursed(context.Background(), "tok", ids, nil, 2, time.Millisecond, 30*time.Second)
+	if len(done) != len(ids) || missing != 0 {
+		t.Fatalf("done %d, missing %d; want all %d", len(done), missing, len(ids))
+	}
+	if extra := int(peak.Load()) - base; extra > 60 {
+		t.Fatalf("%d goroutines more than before at the peak of the reads; want a few (two reads and the server's)", extra)
+	}
 }
