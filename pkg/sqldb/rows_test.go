@@ -187,20 +187,15 @@ func TestByIDUsesTheKeyAfterItsTableGrew(t *testing.T) {
 		for i := range ids {
 			ids[i] = fmt.Sprintf("id-%05d", i*37)
 		}
-		lookUp := func() (map[string]int64, error) {
-			got, err := sqldb.ByID(ctx, q, `SELECT id, n FROM grown`, ids, func(r sqldb.Row) ([2]any, error) {
-				var (
-					id string
-					n  int64
-				)
-				err := r.Scan(&id, &n)
-				return [2]any{id, n}, err
-			}, func(v [2]any) string { return v[0].(string) })
-			out := make(map[string]int64, len(got))
-			for k, v := range got {
-				out[k] = v[1].(int64)
-			}
-			return out, err
+		type row struct {
+			id string
+			n  int64
+		}
+		lookUp := func() (map[string]row, error) {
+			return sqldb.ByID(ctx, q, `SELECT id, n FROM grown`, ids, func(r sqldb.Row) (row, error) {
+				var v row
+				return v, r.Scan(&v.id, &v.n)
+			}, func(v row) string { return v.id })
 		}
 		for range 10 { // past the five custom plans before a generic one
 			if got, err := lookUp(); err != nil || len(got) != 0 {
@@ -220,7 +215,7 @@ func TestByIDUsesTheKeyAfterItsTableGrew(t *testing.T) {
 			return err
 		}
 		got, err := lookUp()
-		if err != nil || len(got) != len(ids) || got["id-00037"] != 37 {
+		if err != nil || len(got) != len(ids) || got["id-00037"].n != 37 {
 			return fmt.Errorf("ByID after the inserts = %v, %v; want the 128 rows", got, err)
 		}
 		seq, idx, err := scans()
