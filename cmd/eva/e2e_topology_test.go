@@ -16,6 +16,7 @@ import (
 	"github.com/eva-org/eva/cmd/eva/internal/wire"
 	"github.com/eva-org/eva/pkg/devcerts"
 	"github.com/eva-org/eva/pkg/evatest"
+	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 	"github.com/eva-org/eva/pkg/rpc"
@@ -138,6 +139,9 @@ func TestE2ETopology(t *testing.T) {
 		if info.Config.Replicas != 3 || info.Cluster == nil {
 			t.Errorf("EVA_EVENTS: %d replicas, cluster %+v; want 3", info.Config.Replicas, info.Cluster)
 		}
+		if !info.Config.AllowAtomicPublish {
+			t.Error("EVA_EVENTS takes no atomic batch (ADR 46)")
+		}
 	}
 	checkReplicas()
 
@@ -156,6 +160,7 @@ func TestE2ETopology(t *testing.T) {
 	changes := c.followChanges("aud")
 	first, n1, id1 := lifecycle(t, c, "topology-1", fundID, payeeID, 42_000)
 	changes.checkLifecycle(id1)
+	checkSettledInOneBatch(t, js, id1)
 	v := c.waitVerified(60 * time.Second)
 	if v.Events != seeded+uint64(n1) {
 		t.Errorf("audit verify counts %d events; the seeds have %d and the one case %d", v.Events, seeded, n1)
@@ -256,6 +261,33 @@ func lifecycle(t *testing.T, c *client, name, fundID, payeeID string, cents int6
 		return len(types) > 0 && types[len(types)-1] == "PayoutSettled", strings.Join(types, ",")
 	})
 	return cents, len(types), cs.ID
+}
+
+// checkSettledInOneBatch checks that the case's payment, which the
+// simulator settles at once, was recorded sent and settled in one atomic
+// batch, as the worker does on a replicated stream (ADR 46): PayoutSettled
+// follows PayoutSent at the next sequence and names it as its batch's
+// previous event.
+func checkSettledInOneBatch(t *testing.T, js jetstream.JetStream, caseID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, eventlog.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settled, err := st.GetLastMsgForSubject(ctx, eventlog.Subject(caseID, "PayoutSettled"))
+	if err != nil {
+		t.Fatalf("the case's PayoutSettled: %v", err)
+	}
+	sent, err := st.GetLastMsgForSubject(ctx, eventlog.Subject(caseID, "PayoutSent"))
+	if err != nil {
+		t.Fatalf("the case's PayoutSent: %v", err)
+	}
+	if p := settled.Header.Get(eventlog.HeaderPrev); p != eventlog.PrevInBatch || sent.Sequence != settled.Sequence-1 {
+		t.Errorf("PayoutSent at %d, PayoutSettled at %d with %s %q; want them in one batch (%q)",
+			sent.Sequence, settled.Sequence, eventlog.HeaderPrev, p, eventlog.PrevInBatch)
+	}
 }
 
 // retryWindow is how long a call is retried on 503 or a failed connection.

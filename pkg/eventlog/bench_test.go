@@ -100,3 +100,64 @@ func BenchmarkLoad(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkExecuteFromThen measures two commands of a case that follow
+// each other at once (a payment sent and settled), from sixteen writers
+// each on its own case: appended one by one (ExecuteFrom twice), or as
+// one atomic batch (ExecuteFromThen's batch), on a standalone stream
+// and on a stream of three replicas. On the standalone server a batch is
+// staged in files of its own, so ExecuteFromThen batches only on a
+// replicated stream.
+func BenchmarkExecuteFromThen(b *testing.B) {
+	pair := func(b *testing.B, l *eventlog.Log, both func(context.Context, *assist.Case, eventlog.Command, eventlog.Command) *assist.Case) {
+		ctx := context.Background()
+		b.SetParallelism(8)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			id := newID()
+			c, err := l.Start(ctx, submitted(b, id))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			for pb.Next() {
+				if c = both(ctx, c, amend(id, newID(), "one"), amend(id, newID(), "two")); c == nil {
+					return
+				}
+			}
+		})
+	}
+	oneByOne := func(b *testing.B, l *eventlog.Log) func(context.Context, *assist.Case, eventlog.Command, eventlog.Command) *assist.Case {
+		return func(ctx context.Context, c *assist.Case, cmd, next eventlog.Command) *assist.Case {
+			c, err := l.ExecuteFrom(ctx, c, cmd)
+			if err == nil {
+				c, err = l.ExecuteFrom(ctx, c, next)
+			}
+			if err != nil {
+				b.Error(err)
+				return nil
+			}
+			return c
+		}
+	}
+	batch := func(b *testing.B, l *eventlog.Log) func(context.Context, *assist.Case, eventlog.Command, eventlog.Command) *assist.Case {
+		return func(ctx context.Context, c *assist.Case, cmd, next eventlog.Command) *assist.Case {
+			done, ok := l.ExecuteBothForTest(ctx, c, cmd, next)
+			if !ok {
+				b.Error("the batch was not appended")
+				return nil
+			}
+			return done
+		}
+	}
+	b.Run("standalone", func(b *testing.B) {
+		l, _ := openLog(b)
+		b.Run("one_by_one", func(b *testing.B) { pair(b, l, oneByOne(b, l)) })
+		b.Run("batch", func(b *testing.B) { pair(b, l, batch(b, l)) })
+	})
+	b.Run("replicated", func(b *testing.B) {
+		logs, _ := replicatedLogs(b, 3)
+		b.Run("one_by_one", func(b *testing.B) { pair(b, logs[0], oneByOne(b, logs[0])) })
+		b.Run("batch", func(b *testing.B) { pair(b, logs[0], batch(b, logs[0])) })
+	})
+}

@@ -122,6 +122,71 @@ func (l *Log) ExecuteFrom(ctx context.Context, c *assist.Case, cmd Command) (*as
 	return nil, err
 }
 
+// ExecuteFromThen runs cmd and then next on a case the caller holds (c,
+// as for ExecuteFrom), when next follows from cmd at once with nothing to
+// do in between (a payment the provider answered settled: sent, then
+// settled). On a replicated stream both are decided on c, one after the
+// other, and their events are appended as one atomic batch, with the
+// round trip of one append, expecting c.Version; whatever stands in the
+// way — c behind the log, either command done before or refused, a
+// Prepare, a batch refused or unanswered, a stream that takes no batches
+// — runs them as Execute then ExecuteFrom, one append each. On a
+// standalone stream they run as ExecuteFrom twice: there the server
+// stages an atomic batch in files of its own, which costs more than the
+// second append it saves (docs/benchmarks.md). The answer is always
+// that of the commands run one by one. c is updated in place and must
+// not be used after the call.
+//
+// Errors: those of Execute, for either command.
+func (l *Log) ExecuteFromThen(ctx context.Context, c *assist.Case, cmd, next Command) (*assist.Case, error) {
+	if !l.batches(c, cmd, next) {
+		c, err := l.ExecuteFrom(ctx, c, cmd)
+		if err != nil {
+			return nil, err
+		}
+		return l.ExecuteFrom(ctx, c, next)
+	}
+	if done, ok := l.executeBoth(ctx, c, cmd, next); ok {
+		return done, nil
+	}
+	// c may hold cmd's event, which did not land: read the case afresh.
+	c, err := l.Execute(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	return l.ExecuteFrom(ctx, c, next)
+}
+
+// batches reports whether ExecuteFromThen appends cmd's and next's
+// events as one batch.
+func (l *Log) batches(c *assist.Case, cmd, next Command) bool {
+	return l.replicated && l.store == nil && c != nil && c.Version != 0 && c.ID == cmd.CaseID &&
+		next.CaseID == cmd.CaseID && cmd.Prepare == nil && next.Prepare == nil
+}
+
+// executeBoth is ExecuteFromThen's batch: ok is false when it appended
+// nothing, and c may then hold cmd's event.
+func (l *Log) executeBoth(ctx context.Context, c *assist.Case, cmd, next Command) (*assist.Case, bool) {
+	expected := c.Version
+	first, err := cmd.Decide(c)
+	if err != nil {
+		return nil, false
+	}
+	// next is decided on the case after cmd's event, whose sequence is
+	// not known yet; Decide reads no version.
+	c.Apply(first, 0)
+	second, err := next.Decide(c)
+	if err != nil {
+		return nil, false
+	}
+	last, err := l.appendBatch(ctx, []assist.Event{first, second}, expected)
+	if err != nil {
+		return nil, false
+	}
+	c.Apply(second, last)
+	return c, true
+}
+
 // CommandOn is one command on one thing of a kind (a case, a fund, the
 // policy, ...) whose state S folds from its events.
 type CommandOn[S any] struct {

@@ -6,46 +6,18 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eva-org/eva/pkg/assist"
-	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/natsx"
-	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 )
 
 // On an R3 stream any replica may answer a direct get; a case written
 // through one server and read at once through another still reads with
 // the write (read-after-write), for every one of many writes.
 func TestReplicatedLoadReadsItsWrites(t *testing.T) {
-	servers := natsxtest.Cluster(t, 3)
+	logs, _ := replicatedLogs(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	logs := make([]*eventlog.Log, len(servers))
-	for i, s := range servers {
-		nc, err := natsxtestConnect(t, s.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// A cluster just formed may not answer its first requests: ask
-		// again, each time with a short deadline.
-		for deadline := time.Now().Add(time.Minute); ; {
-			actx, acancel := context.WithTimeout(ctx, 5*time.Second)
-			logs[i], err = eventlog.Open(actx, js, eventlog.Config{Replicas: 3})
-			acancel()
-			if err == nil || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 	id := newID()
 	if _, err := logs[0].Start(ctx, submitted(t, id)); err != nil {
 		t.Fatal(err)
@@ -79,7 +51,7 @@ func TestReplicatedLoadReadsItsWrites(t *testing.T) {
 	}
 }
 
-func natsxtestConnect(t *testing.T, url string) (*nats.Conn, error) {
+func natsxtestConnect(t testing.TB, url string) (*nats.Conn, error) {
 	nc, err := natsx.Connect(url, nil, t.Name())
 	if err == nil {
 		t.Cleanup(nc.Close)

@@ -26,6 +26,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventcodec"
@@ -43,8 +44,15 @@ const (
 	DLQPrefix   = "eva.dlq."
 
 	// HeaderPrev carries the stream sequence the append expected: the
-	// previous event of the same case, 0 for the first.
+	// previous event of the same case, 0 for the first. An event appended
+	// after another of the same atomic batch (Log.ExecuteFromThen) carries
+	// PrevInBatch instead: the server stores a batch's messages at
+	// consecutive sequences, and the sequence of the one before is not
+	// known when the batch is sent.
 	HeaderPrev = "Eva-Prev-Seq"
+	// PrevInBatch is HeaderPrev of an event that follows the message just
+	// before it in the stream, its batch's previous one.
+	PrevInBatch = "-1"
 )
 
 // appendAttempt bounds one attempt to append: a durable append takes
@@ -137,7 +145,9 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 		DenyDelete:  true,
 		DenyPurge:   true,
 		AllowDirect: true,
-		MaxMsgSize:  512 << 10,
+		// The events of one step that land together (ExecuteFromThen).
+		AllowAtomicPublish: true,
+		MaxMsgSize:         512 << 10,
 	})
 	if err != nil {
 		return nil, unavailable("create stream "+Stream, err)
@@ -269,7 +279,11 @@ func FromRaw(raw *jetstream.RawStreamMsg) Msg {
 }
 
 func newMsg(seq uint64, subject string, h nats.Header, t time.Time, data []byte) Msg {
-	prev, err := strconv.ParseUint(h.Get(HeaderPrev), 10, 64)
+	v := h.Get(HeaderPrev)
+	if v == PrevInBatch {
+		return msgOf(seq, subject, h.Get(jetstream.MsgIDHeader), seq-1, seq > 1, t, data)
+	}
+	prev, err := strconv.ParseUint(v, 10, 64)
 	return msgOf(seq, subject, h.Get(jetstream.MsgIDHeader), prev, err == nil, t, data)
 }
 
@@ -351,6 +365,60 @@ func (l *Log) appendEvent(ctx context.Context, e assist.Event, expected uint64) 
 		return 0, false, errLostRace{assist.Errorf(assist.CodeConflict, "case %s changed meanwhile; reload and try again", e.CaseID)}
 	}
 	return 0, false, unavailable("append "+e.Type(), err)
+}
+
+// appendBatch writes events of one case, in order, as one atomic batch:
+// all of them land, at consecutive stream sequences, or none does. The
+// first expects the case's last event at expected, as appendEvent's; each
+// other names the one before it (PrevInBatch). It returns the sequence of
+// the last; a batch of n events costs the round trip and the fsync of one
+// append. It is tried once and never retried: on any error the caller
+// appends the events one by one, which tells a batch that landed (its
+// events are in the case's history) from one that did not. A log on a
+// Store appends nothing here.
+func (l *Log) appendBatch(ctx context.Context, events []assist.Event, expected uint64) (uint64, error) {
+	if l.store != nil || l.js == nil {
+		return 0, errors.New("append batch: not on JetStream")
+	}
+	msgs := make([]*nats.Msg, len(events))
+	for i, e := range events {
+		if !ValidCaseID(e.CaseID) || e.ID == "" || e.Body == nil || e.CaseID != events[0].CaseID {
+			return 0, assist.Errorf(assist.CodeInvalid, "event %q of case %q is malformed", e.ID, e.CaseID)
+		}
+		data, err := eventcodec.Encode(e)
+		if err != nil {
+			return 0, fmt.Errorf("append %s: %w", e.ID, err)
+		}
+		m := nats.NewMsg(SubjectOf(e.Kind(), e.CaseID, e.Type()))
+		m.Data = data
+		m.Header.Set(jetstream.MsgIDHeader, e.ID)
+		m.Header.Set(jetstream.ExpectedStreamHeader, Stream)
+		if i == 0 {
+			m.Header.Set(HeaderPrev, strconv.FormatUint(expected, 10))
+			m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, Filter(e.Kind(), e.CaseID))
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
+		} else {
+			m.Header.Set(HeaderPrev, PrevInBatch)
+		}
+		msgs[i] = m
+	}
+	if l.healthy != nil {
+		if err := l.healthy(); err != nil {
+			return 0, unavailable("append batch", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, appendAttempt)
+	defer cancel()
+	// Only the commit is a request: the messages before it are sent
+	// without waiting, and a batch refused at any of them fails its commit.
+	ack, err := jetstreamext.PublishMsgBatch(ctx, l.js, msgs, jetstreamext.BatchFlowControl{})
+	if err != nil {
+		return 0, unavailable("append batch", err)
+	}
+	if ack.Stream != Stream || ack.Sequence < uint64(len(events)) {
+		return 0, fmt.Errorf("append batch: acknowledged as %d on %q", ack.Sequence, ack.Stream)
+	}
+	return ack.Sequence, nil
 }
 
 // isTimeout reports an append that may or may not have happened.

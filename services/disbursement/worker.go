@@ -247,16 +247,18 @@ func (s *Service) stepOnce(ctx context.Context, w Work, c *assist.Case) (*Work, 
 		if err != nil {
 			return nil, nil, fmt.Errorf("provider: %w", err)
 		}
-		c, err := s.record(ctx, w, c, cmd, r)
-		if err != nil || r.Status == ReceiptFailed {
-			return nil, nil, err
-		}
 		next := w
 		next.Stage, next.CmdID, next.ProviderRef = stageSent, stepCmdID(w.ID, stageSent, w.Attempt), r.Ref
 		if r.Status == ReceiptSettled {
-			// The provider's answer already says settled: record it now.
-			nc, err := s.record(ctx, next, c, assist.Cmd{ID: next.CmdID, Actor: system, At: s.now()}, r)
+			// The provider's answer already says settled: the payment is
+			// recorded sent and settled together, in one append.
+			nc, err := s.log.ExecuteFromThen(ctx, c, s.recording(w, cmd, r),
+				s.recording(next, assist.Cmd{ID: next.CmdID, Actor: system, At: s.now()}, r))
 			return nil, nc, err
+		}
+		c, err := s.record(ctx, w, c, cmd, r)
+		if err != nil || r.Status == ReceiptFailed {
+			return nil, nil, err
 		}
 		return nil, c, s.store.Defer(ctx, w.ID, s.now().Add(s.cfg.SettlePoll), "")
 	case stageSent:
@@ -289,7 +291,13 @@ var stepSpace = uuid.MustParse("9b0c6c8e-2d1f-4f4e-9a57-5a3c1e7d2b60")
 
 // record appends what the provider said about a payment.
 func (s *Service) record(ctx context.Context, w Work, c *assist.Case, cmd assist.Cmd, r Receipt) (*assist.Case, error) {
-	return s.append(ctx, w, c, func(c *assist.Case) (assist.Event, error) {
+	return s.log.ExecuteFrom(ctx, c, s.recording(w, cmd, r))
+}
+
+// recording is the command that records what the provider said about a
+// payment at w's stage: sent (stagePay), settled (stageSent) or failed.
+func (s *Service) recording(w Work, cmd assist.Cmd, r Receipt) eventlog.Command {
+	return eventlog.Command{CaseID: w.CaseID, ID: w.CmdID, Decide: func(c *assist.Case) (assist.Event, error) {
 		switch {
 		case r.Status == ReceiptFailed:
 			return c.FailPayout(cmd, w.ID, r.Error, w.Attempt)
@@ -298,7 +306,7 @@ func (s *Service) record(ctx context.Context, w Work, c *assist.Case, cmd assist
 		default:
 			return c.SettlePayout(cmd, w.ID, r.Ref)
 		}
-	})
+	}}
 }
 
 // append appends a step's event through the case's log; c is the case as
