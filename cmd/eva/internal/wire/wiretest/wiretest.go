@@ -39,6 +39,10 @@ type Options struct {
 	SettleAfter time.Duration
 	Policy      *assist.Policy
 	Quiet       bool // log warnings and errors only
+	// NATSURL runs against these NATS servers (a cluster) instead of an
+	// embedded one, with Replicas replicas of the streams.
+	NATSURL  string
+	Replicas int
 }
 
 // Stack is a running EVA.
@@ -78,7 +82,7 @@ func Start(tb testing.TB, o Options) *Stack {
 		zl = zl.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
 	}
 	cfg := wire.Config{DataDir: o.DataDir, HTTPAddr: addr, HTTPListener: l, DatabaseURL: o.DatabaseURL, DevPassword: "demo",
-		Policy: policy, HoldTTL: o.HoldTTL, SettleAfter: o.SettleAfter}
+		Policy: policy, HoldTTL: o.HoldTTL, SettleAfter: o.SettleAfter, NATSURL: o.NATSURL, Replicas: o.Replicas}
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := wire.Open(ctx, cfg, zl)
 	if err != nil {
