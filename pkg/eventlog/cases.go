@@ -125,7 +125,8 @@ func (l *Log) ExecuteFrom(ctx context.Context, c *assist.Case, cmd Command) (*as
 // ExecuteFromThen runs cmd and then next on a case the caller holds (c,
 // as for ExecuteFrom), when next follows from cmd at once with nothing to
 // do in between (a payment the provider answered settled: sent, then
-// settled). On a replicated stream both are decided on c, one after the
+// settled). On a replicated stream (or a BatchStore, which stands for
+// one in simulations) both are decided on c, one after the
 // other, and their events are appended as one atomic batch, with the
 // round trip of one append, expecting c.Version; whatever stands in the
 // way — c behind the log, either command done before or refused, a
@@ -160,7 +161,8 @@ func (l *Log) ExecuteFromThen(ctx context.Context, c *assist.Case, cmd, next Com
 // batches reports whether ExecuteFromThen appends cmd's and next's
 // events as one batch.
 func (l *Log) batches(c *assist.Case, cmd, next Command) bool {
-	return l.replicated && l.store == nil && c != nil && c.Version != 0 && c.ID == cmd.CaseID &&
+	_, storeBatches := l.store.(BatchStore)
+	return (l.replicated && l.store == nil || storeBatches) && c != nil && c.Version != 0 && c.ID == cmd.CaseID &&
 		next.CaseID == cmd.CaseID && cmd.Prepare == nil && next.Prepare == nil
 }
 

@@ -109,6 +109,19 @@ type Store interface {
 	Scan(ctx context.Context, filter string, f func(Msg) error) error
 }
 
+// BatchStore is a Store that also appends atomic batches, as a replicated
+// JetStream stream does: a log on one batches as on such a stream
+// (ExecuteFromThen).
+type BatchStore interface {
+	Store
+	// PublishBatch appends msgs, the i-th with Nats-Msg-Id ids[i], all or
+	// none, at consecutive sequences, the first expecting the last
+	// message on filter to be at sequence expected (0: none); it returns
+	// the last one's sequence. Any message id seen before fails the
+	// batch.
+	PublishBatch(ctx context.Context, msgs []*nats.Msg, ids []string, filter string, expected uint64) (uint64, error)
+}
+
 // OnStore returns a log on s instead of JetStream, for simulations. Such
 // a log serves the command path — Execute, ExecuteOn, Start, Append,
 // Answer, AsOf, Load, LoadOf, History — and nothing that needs JetStream
@@ -375,12 +388,15 @@ func (l *Log) appendEvent(ctx context.Context, e assist.Event, expected uint64) 
 // append. It is tried once and never retried: on any error the caller
 // appends the events one by one, which tells a batch that landed (its
 // events are in the case's history) from one that did not. A log on a
-// Store appends nothing here.
+// Store appends here only when it is a BatchStore.
 func (l *Log) appendBatch(ctx context.Context, events []assist.Event, expected uint64) (uint64, error) {
-	if l.store != nil || l.js == nil {
-		return 0, errors.New("append batch: not on JetStream")
+	bs, onStore := l.store.(BatchStore)
+	if !onStore && (l.store != nil || l.js == nil) {
+		return 0, errors.New("append batch: neither JetStream nor a store of batches")
 	}
 	msgs := make([]*nats.Msg, len(events))
+	ids := make([]string, len(events))
+	filter := Filter(events[0].Kind(), events[0].CaseID)
 	for i, e := range events {
 		if !ValidCaseID(e.CaseID) || e.ID == "" || e.Body == nil || e.CaseID != events[0].CaseID {
 			return 0, assist.Errorf(assist.CodeInvalid, "event %q of case %q is malformed", e.ID, e.CaseID)
@@ -391,16 +407,12 @@ func (l *Log) appendBatch(ctx context.Context, events []assist.Event, expected u
 		}
 		m := nats.NewMsg(SubjectOf(e.Kind(), e.CaseID, e.Type()))
 		m.Data = data
-		m.Header.Set(jetstream.MsgIDHeader, e.ID)
-		m.Header.Set(jetstream.ExpectedStreamHeader, Stream)
 		if i == 0 {
 			m.Header.Set(HeaderPrev, strconv.FormatUint(expected, 10))
-			m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, Filter(e.Kind(), e.CaseID))
-			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
 		} else {
 			m.Header.Set(HeaderPrev, PrevInBatch)
 		}
-		msgs[i] = m
+		msgs[i], ids[i] = m, e.ID
 	}
 	if l.healthy != nil {
 		if err := l.healthy(); err != nil {
@@ -409,6 +421,19 @@ func (l *Log) appendBatch(ctx context.Context, events []assist.Event, expected u
 	}
 	ctx, cancel := context.WithTimeout(ctx, appendAttempt)
 	defer cancel()
+	if onStore {
+		last, err := bs.PublishBatch(ctx, msgs, ids, filter, expected)
+		if err != nil {
+			return 0, unavailable("append batch", err)
+		}
+		return last, nil
+	}
+	for i, m := range msgs {
+		m.Header.Set(jetstream.MsgIDHeader, ids[i])
+		m.Header.Set(jetstream.ExpectedStreamHeader, Stream)
+	}
+	msgs[0].Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, filter)
+	msgs[0].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
 	// Only the commit is a request: the messages before it are sent
 	// without waiting, and a batch refused at any of them fails its commit.
 	ack, err := jetstreamext.PublishMsgBatch(ctx, l.js, msgs, jetstreamext.BatchFlowControl{})

@@ -133,6 +133,10 @@ func (w *world) checkFinal() {
 	if w.failed != nil {
 		return
 	}
+	w.checkChains()
+	if w.failed != nil {
+		return
+	}
 	type caseLog struct {
 		holds    map[string]string // hold → event that settled its fate
 		approved string            // the approval's hold
@@ -300,4 +304,19 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// checkChains checks that every event of the log names the one before it
+// of its case (Eva-Prev-Seq, as the event that follows another in an
+// atomic batch does too): no append, batched or not, broke a case's
+// history.
+func (w *world) checkChains() {
+	last := map[string]uint64{}
+	for _, m := range w.stream.all() {
+		if m.Prev != last[m.Of] {
+			w.fail("event %d (%s) of %s %s follows %d; the one before it is %d", m.Seq, m.Type, m.Kind, m.Of, m.Prev, last[m.Of])
+			return
+		}
+		last[m.Of] = m.Seq
+	}
 }

@@ -44,8 +44,14 @@ func (b *fakeBank) Pay(ctx context.Context, p disbursement.Payment) (disbursemen
 	pm, ok := b.payments[p.Key]
 	if !ok {
 		b.refs++
+		// A quarter of the payments settle at once (an instant rail): the
+		// worker records them sent and settled in one atomic batch.
+		settleAfter := time.Duration(b.w.rng.IntN(120)) * time.Second
+		if b.w.rng.IntN(4) == 0 {
+			settleAfter = 0
+		}
 		pm = &payment{Payment: p, ref: fmt.Sprintf("BANK-%d", b.refs), status: disbursement.ReceiptSent,
-			settleAt: b.w.clock.now().Add(time.Duration(b.w.rng.IntN(120)) * time.Second)}
+			settleAt: b.w.clock.now().Add(settleAfter)}
 		if b.w.fault(faultProviderDecline) != 0 {
 			pm.status = disbursement.ReceiptFailed
 		}

@@ -64,6 +64,7 @@ type Result struct {
 	Crashes   int
 	Redeliver int // deliveries of an event after its first
 	Gaps      int // batches left unacked because an event came before the one it follows
+	Batches   int // atomic batches stored (a payment sent and settled at once)
 	// Types counts the log's events by type (FundsReleased by cause):
 	// what the seed exercised.
 	Types map[string]int
@@ -211,7 +212,7 @@ func Run(ctx context.Context, cfg Config) Result {
 	err := w.run()
 	w.res.Steps = w.step
 	if w.stream != nil {
-		w.res.Events = len(w.stream.msgs)
+		w.res.Events, w.res.Batches = len(w.stream.msgs), w.stream.batches
 		w.res.Types = map[string]int{}
 		for _, r := range w.events() {
 			t := r.Event.Type()
@@ -950,6 +951,7 @@ type Summary struct {
 	Steps, Events, Approved, Refused, Paid, Crashes int
 	Redeliveries                                    int
 	Gaps                                            int // batches redelivered because an event came before its predecessor
+	Batches                                         int // atomic batches stored
 	Types                                           map[string]int
 	// Failures are the seeds whose invariants broke, in seed order.
 	Failures []Result
@@ -1014,6 +1016,7 @@ func RunSeeds(ctx context.Context, cfg Config, o Seeds) Summary {
 		s.Crashes += r.Crashes
 		s.Redeliveries += r.Redeliver
 		s.Gaps += r.Gaps
+		s.Batches += r.Batches
 		for t, n := range r.Types {
 			s.Types[t] += n
 		}

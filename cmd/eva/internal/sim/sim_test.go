@@ -30,12 +30,12 @@ func TestMoneyPathSeeds(t *testing.T) {
 	if s.Seeds != *seeds {
 		t.Fatalf("%d seeds ran, want %d", s.Seeds, *seeds)
 	}
-	t.Logf("%d seeds in %s (%.0f seeds/s): %d steps, %d events, %d approvals acknowledged, %d refused, %d payments, %d crashes, %d redeliveries, %d out-of-order batches",
-		s.Seeds, s.Elapsed.Round(time.Millisecond), s.SeedsPerSecond(), s.Steps, s.Events, s.Approved, s.Refused, s.Paid, s.Crashes, s.Redeliveries, s.Gaps)
+	t.Logf("%d seeds in %s (%.0f seeds/s): %d steps, %d events, %d approvals acknowledged, %d refused, %d payments, %d crashes, %d redeliveries, %d out-of-order batches, %d atomic batches",
+		s.Seeds, s.Elapsed.Round(time.Millisecond), s.SeedsPerSecond(), s.Steps, s.Events, s.Approved, s.Refused, s.Paid, s.Crashes, s.Redeliveries, s.Gaps, s.Batches)
 	t.Logf("events: %v", s.Types)
 	if *seeds >= 100 && (s.Approved == 0 || s.Paid == 0 || s.Crashes == 0 || s.Redeliveries == 0 || s.Gaps == 0 ||
-		s.Types["PayoutFailed"] == 0 || s.Types["PayoutRetried"] == 0 || s.Types["FundsReleased (hold expired)"] == 0) {
-		t.Fatal("the seeds exercised too little: want approvals, payments, crashes, redeliveries, events before their predecessor, failed and retried payouts, expired holds")
+		s.Batches == 0 || s.Types["PayoutFailed"] == 0 || s.Types["PayoutRetried"] == 0 || s.Types["FundsReleased (hold expired)"] == 0) {
+		t.Fatal("the seeds exercised too little: want approvals, payments, crashes, redeliveries, events before their predecessor, atomic batches, failed and retried payouts, expired holds")
 	}
 }
 
