@@ -2,7 +2,6 @@ package eventlog
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,7 +60,7 @@ func (b *batch) finish(ctx context.Context, q sqldb.Querier) error {
 func applyAll(ctx context.Context, q sqldb.Querier, cfg ConsumerConfig, h Handler, msgs []Msg) (failed int, after []func(), err error) {
 	ctx, b := withBatch(ctx, msgs)
 	fresh := func(int) bool { return true }
-	if !cfg.SeenByHandler && !cfg.Stateless {
+	if !cfg.SeenByHandler {
 		seen, err := markSeen(ctx, q, cfg.Name, msgs)
 		if err != nil {
 			return -1, nil, err
@@ -87,34 +86,6 @@ func applyAll(ctx context.Context, q sqldb.Querier, cfg ConsumerConfig, h Handle
 	}
 	return -1, b.after, nil
 }
-
-// batchTx runs fn, which applies a batch, in one transaction of db; for a
-// stateless consumer, outside any, on a Querier that refuses every
-// statement.
-func batchTx(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, fn func(q sqldb.Querier) error) error {
-	if cfg.Stateless {
-		return fn(stateless{})
-	}
-	return db.Tx(ctx, fn)
-}
-
-// ErrStateless is the error of a statement that the handler of a
-// stateless consumer sent (ConsumerConfig.Stateless).
-var ErrStateless = errors.New("eventlog: a stateless consumer's handler has no database")
-
-// stateless is the Querier of a stateless consumer's handler.
-type stateless struct{}
-
-func (stateless) Exec(context.Context, string, ...any) (int64, error) { return 0, ErrStateless }
-func (stateless) Query(context.Context, string, ...any) (sqldb.Rows, error) {
-	return nil, ErrStateless
-}
-func (stateless) QueryRow(context.Context, string, ...any) sqldb.Row { return refusedRow{} }
-
-// refusedRow is the Row of a statement that was not sent.
-type refusedRow struct{}
-
-func (refusedRow) Scan(...any) error { return ErrStateless }
 
 // markSeen records msgs as seen by the consumer name, in one statement,
 // and returns the sequences that were not seen before. The list of

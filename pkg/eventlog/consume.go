@@ -74,15 +74,6 @@ type ConsumerConfig struct {
 	// transaction as its effect: the consumer then writes no seen-record
 	// of its own.
 	SeenByHandler bool
-	// Stateless says the handler keeps nothing in the consumer's
-	// database and applying an event again is harmless (approval's
-	// scheduler sets and cancels timers, and a timer's handler re-checks
-	// the case when it fires). The consumer then opens no transaction
-	// and writes no seen-records: a batch costs the database nothing. A
-	// redelivered event is applied again. The handler's Querier refuses
-	// every statement (ErrStateless); dead letters are still recorded in
-	// the database.
-	Stateless bool
 	// Batch is the most events applied in one transaction; default 128.
 	Batch int
 	// Linger is how long a batch waits for more events after its first,
@@ -286,7 +277,7 @@ func (r *runner) applyBatch(ctx context.Context, items []item) {
 		for i, it := range items {
 			msgs[i] = it.msg
 		}
-		err := batchTx(tctx, r.db, r.cfg, func(q sqldb.Querier) error {
+		err := r.db.Tx(tctx, func(q sqldb.Querier) error {
 			var err error
 			failed, after, err = applyAll(tctx, q, r.cfg, r.h, msgs)
 			if failed >= 0 {
@@ -362,7 +353,7 @@ func (r *runner) ack(items []item) {
 func Deliver(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Handler, msgs []Msg) (failed int, err error) {
 	failed = -1
 	var after []func()
-	err = batchTx(ctx, db, cfg, func(q sqldb.Querier) error {
+	err = db.Tx(ctx, func(q sqldb.Querier) error {
 		var err error
 		failed, after, err = applyAll(ctx, q, cfg, h, msgs)
 		return err

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -716,105 +715,4 @@ func TestDeferredWriteFailureIsPinnedOnItsEvent(t *testing.T) {
 			t.Errorf("%d dead letters (%v), want the bad event's alone", letters, err)
 		}
 	})
-}
-
-// txCountingDB is a database that counts the transactions begun on it.
-type txCountingDB struct {
-	sqldb.DB
-	txs atomic.Int64
-}
-
-func (d *txCountingDB) Tx(ctx context.Context, fn func(sqldb.Querier) error) error {
-	d.txs.Add(1)
-	return d.DB.Tx(ctx, fn)
-}
-
-// A stateless consumer opens no transaction and records nothing as seen:
-// its batches cost the database nothing, and an event delivered again is
-// handled again. A statement its handler sends is refused, and the event
-// is retried and dead-lettered like any failing one.
-func TestStatelessConsumerOpensNoTransaction(t *testing.T) {
-	lite := sqldbtest.SQLite(t)
-	effectsDB(t, lite)
-	db := &txCountingDB{DB: lite}
-	l, js := openLog(t)
-	ctx := t.Context()
-	ids := make([]string, 20)
-	for i := range ids {
-		ids[i] = newID()
-		if _, err := l.Append(ctx, submitted(t, ids[i]), 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var mu sync.Mutex
-	handled := map[string]int{}
-	count := func() (total int) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, n := range handled {
-			total += n
-		}
-		return total
-	}
-	h := func(_ context.Context, _ sqldb.Querier, m eventlog.Msg) error {
-		mu.Lock()
-		defer mu.Unlock()
-		handled[m.CaseID]++
-		return nil
-	}
-	cfg := eventlog.ConsumerConfig{Name: "stateless", Batch: 6, Stateless: true}
-	run := func(want int) {
-		cctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_ = l.Consume(cctx, db, cfg, h, zaptest.NewLogger(t))
-		}()
-		evatest.Eventually(t, "every event handled", func() bool { return count() == want })
-		cancel()
-		<-done
-	}
-	run(len(ids))
-	if n := db.txs.Load(); n != 0 {
-		t.Errorf("a stateless consumer began %d transactions, want none", n)
-	}
-	var seen int
-	if err := lite.QueryRow(ctx, `SELECT count(*) FROM event_seen WHERE consumer = 'stateless'`).Scan(&seen); err != nil || seen != 0 {
-		t.Errorf("seen-records %d (%v), want none", seen, err)
-	}
-	// Forget the consumer's acks: every event is handled again.
-	if err := js.DeleteConsumer(ctx, eventlog.Stream, cfg.Name); err != nil {
-		t.Fatal(err)
-	}
-	run(2 * len(ids))
-	mu.Lock()
-	for _, id := range ids {
-		if handled[id] != 2 {
-			t.Errorf("case %s handled %d times after a redelivery, want 2", id, handled[id])
-		}
-	}
-	mu.Unlock()
-
-	// A handler that writes anyway fails its event, which is dead-lettered.
-	var refused atomic.Int64
-	writer := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
-		err := record(ctx, q, m)
-		if errors.Is(err, eventlog.ErrStateless) {
-			refused.Add(1)
-		}
-		return err
-	}
-	consumeInBackground(t, l, db, eventlog.ConsumerConfig{Name: "stateless-writer", Stateless: true,
-		MaxAttempts: 2, RetryDelay: 10 * time.Millisecond}, writer)
-	evatest.Eventually(t, "every write refused and dead-lettered", func() bool {
-		var dead int
-		err := lite.QueryRow(ctx, `SELECT count(*) FROM dead_letters WHERE consumer = 'stateless-writer'`).Scan(&dead)
-		return err == nil && dead == len(ids)
-	})
-	if got := effects(t, lite); len(got) != 0 {
-		t.Errorf("a stateless consumer's handler wrote %v", got)
-	}
-	if refused.Load() < int64(2*len(ids)) {
-		t.Errorf("%d writes refused, want at least %d (two attempts an event)", refused.Load(), 2*len(ids))
-	}
 }
