@@ -7,7 +7,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/eva-org/eva/cmd/eva/internal/wire"
 	"github.com/eva-org/eva/cmd/eva/internal/wire/wiretest"
 	"github.com/eva-org/eva/pkg/bench"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
@@ -31,6 +35,17 @@ func TestMeasureLifecycleOnThreeReplicas(t *testing.T) {
 		urls[i] = s.ClientURL()
 	}
 	s := wiretest.Start(t, wiretest.Options{NATSURL: strings.Join(urls, ","), Replicas: 3, Quiet: true})
+	// A cluster just formed may take seconds to create a consumer: the
+	// cases would wait for it, and the wait would count as the system's.
+	js, err := jetstream.New(s.P.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := wire.AwaitConsumers(actx, js, wire.EventConsumers); err != nil {
+		t.Fatal(err)
+	}
 	res, err := bench.Run(context.Background(), bench.Options{URL: s.URL, Requests: n, Clients: c, Password: "demo",
 		RawDir: t.TempDir()})
 	if err != nil {

@@ -158,7 +158,7 @@ func Run(ctx context.Context, d Deps) error {
 		go s.notices(ctx, d.Notices)
 	}
 	return d.Log.Consume(ctx, d.DB, eventlog.ConsumerConfig{
-		Name:    "disbursement",
+		Name:    ConsumerName,
 		Filters: ledgerSubjects,
 		// The worker is woken by the events that leave a step due that
 		// no worker holds (pokeAfter), not after every batch.
@@ -172,8 +172,11 @@ func Run(ctx context.Context, d Deps) error {
 // durable name and the events it takes (simulators deliver them to Apply
 // themselves, through eventlog.Deliver).
 func Consumer() eventlog.ConsumerConfig {
-	return eventlog.ConsumerConfig{Name: "disbursement", Filters: slices.Clone(ledgerSubjects)}
+	return eventlog.ConsumerConfig{Name: ConsumerName, Filters: slices.Clone(ledgerSubjects)}
 }
+
+// ConsumerName is the durable consumer that keeps the ledger.
+const ConsumerName = "disbursement"
 
 // ledgerSubjects are the events that move money or payouts.
 var ledgerSubjects = []string{

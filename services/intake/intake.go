@@ -110,5 +110,9 @@ func Run(ctx context.Context, d Deps) error {
 	// (eventlog.BatchProjection), so a batch in one transaction costs what
 	// a quarter of it in each of four did (ADR 36). Intake's commands read
 	// cases from the log, not from the projection: only lists wait on it.
-	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: "intake", Linger: eventlog.OffPathLinger}, s.store, d.Logger)
+	return d.Log.Project(ctx, d.DB, eventlog.ConsumerConfig{Name: ConsumerName, Linger: eventlog.OffPathLinger}, s.store, d.Logger)
 }
+
+// ConsumerName is the durable consumer that keeps the whole-case read
+// model.
+const ConsumerName = "intake"

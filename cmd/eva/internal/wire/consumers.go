@@ -1,0 +1,54 @@
+package wire
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/retry"
+	"github.com/eva-org/eva/services/approval"
+	"github.com/eva-org/eva/services/audit"
+	"github.com/eva-org/eva/services/disbursement"
+	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/notify"
+)
+
+// EventConsumers are the durable consumers of the event log that the
+// services run.
+var EventConsumers = []string{intake.ConsumerName, approval.ConsumerName, disbursement.ConsumerName,
+	audit.ConsumerName, notify.ConsumerName}
+
+// AwaitConsumers waits until each of the durable consumers names exists
+// on the event log and has taken every event stored (none pending, none
+// awaiting its ack), or ctx ends. A measurement then starts on services
+// that all consume, not beside a consumer that a cluster just formed is
+// still creating (its cases would wait for it, and their wait would be
+// counted as the system's).
+//
+// Errors: the consumer not there or not caught up when ctx ended.
+func AwaitConsumers(ctx context.Context, js jetstream.JetStream, names []string) error {
+	for _, name := range names {
+		err := retry.Do(ctx, retry.Policy{First: 50 * time.Millisecond, Max: 500 * time.Millisecond}, retry.Always,
+			func(ctx context.Context) error {
+				c, err := js.Consumer(ctx, eventlog.Stream, name)
+				if err != nil {
+					return err
+				}
+				info, err := c.Info(ctx)
+				if err != nil {
+					return err
+				}
+				if info.NumPending > 0 || info.NumAckPending > 0 {
+					return fmt.Errorf("%d events pending, %d awaiting their ack", info.NumPending, info.NumAckPending)
+				}
+				return nil
+			})
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", name, err)
+		}
+	}
+	return nil
+}

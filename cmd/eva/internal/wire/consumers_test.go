@@ -1,0 +1,57 @@
+package wire_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/eva-org/eva/cmd/eva/internal/wire"
+	"github.com/eva-org/eva/cmd/eva/internal/wire/wiretest"
+	"github.com/eva-org/eva/pkg/eventlog"
+)
+
+// AwaitConsumers returns once every consumer of the event log has taken
+// every event; it does not for a consumer that does not exist, nor for
+// one that has events left to take.
+func TestAwaitConsumersWaitsForEachToCatchUp(t *testing.T) {
+	s := wiretest.Start(t, wiretest.Options{Quiet: true})
+	js, err := jetstream.New(s.P.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := wire.AwaitConsumers(ctx, js, wire.EventConsumers); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range wire.EventConsumers {
+		c, err := js.Consumer(ctx, eventlog.Stream, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			t.Errorf("%s: %d pending, %d awaiting their ack after AwaitConsumers", name, info.NumPending, info.NumAckPending)
+		}
+	}
+
+	// A consumer that nobody runs has the demo data's events left.
+	if _, err := js.CreateOrUpdateConsumer(ctx, eventlog.Stream, jetstream.ConsumerConfig{Durable: "nobody-runs-it",
+		AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	for name, why := range map[string]string{"nobody-runs-it": "pending", "no-such-consumer": "not found"} {
+		short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		err := wire.AwaitConsumers(short, js, []string{name})
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), why) {
+			t.Errorf("awaiting %s: %v, want an error naming it and saying %q", name, err, why)
+		}
+	}
+}
