@@ -7,13 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/eva-org/eva/cmd/eva/internal/wire"
 	"github.com/eva-org/eva/cmd/eva/internal/wire/wiretest"
 	"github.com/eva-org/eva/pkg/bench"
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 )
 
@@ -25,9 +22,7 @@ import (
 // (default 16) set the cases per phase and the clients. A measurement,
 // not a check: EVA_MEASURE=1 go test -v -run TestMeasureLifecycleOnThreeReplicas ./cmd/eva
 func TestMeasureLifecycleOnThreeReplicas(t *testing.T) {
-	if os.Getenv("EVA_MEASURE") == "" {
-		t.Skip("a measurement: EVA_MEASURE=1 go test -v -run TestMeasureLifecycleOnThreeReplicas ./cmd/eva")
-	}
+	evatest.Measurement(t, "./cmd/eva")
 	n, c := envInt(t, "EVA_BENCH_N", 1000), envInt(t, "EVA_BENCH_C", 16)
 	servers := natsxtest.Cluster(t, 3)
 	urls := make([]string, len(servers))
@@ -37,15 +32,7 @@ func TestMeasureLifecycleOnThreeReplicas(t *testing.T) {
 	s := wiretest.Start(t, wiretest.Options{NATSURL: strings.Join(urls, ","), Replicas: 3, Quiet: true})
 	// A cluster just formed may take seconds to create a consumer: the
 	// cases would wait for it, and the wait would count as the system's.
-	js, err := jetstream.New(s.P.NC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := wire.AwaitConsumers(actx, js, wire.EventConsumers); err != nil {
-		t.Fatal(err)
-	}
+	s.AwaitConsumers(t)
 	res, err := bench.Run(context.Background(), bench.Options{URL: s.URL, Requests: n, Clients: c, Password: "demo",
 		RawDir: t.TempDir()})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -30,9 +29,7 @@ import (
 // It runs with EVA_MEASURE=1 (docs/benchmarks.md) and asserts only that
 // each answer is a full first page.
 func TestMeasureQueueMillionOverHTTP(t *testing.T) {
-	if os.Getenv("EVA_MEASURE") == "" {
-		t.Skip("a measurement: EVA_MEASURE=1 go test -v -run TestMeasureQueueMillionOverHTTP ./cmd/eva")
-	}
+	evatest.Measurement(t, "./cmd/eva")
 	const n = 1_000_000
 	ctx := context.Background()
 	s := wiretest.Start(t, wiretest.Options{Postgres: true, Quiet: true})

@@ -3,6 +3,7 @@
 package evatest
 
 import (
+	"os"
 	"testing"
 	"time"
 )
@@ -35,5 +36,15 @@ func Await(tb testing.TB, d time.Duration, what string, cond func() (ok bool, sa
 			tb.Fatalf("timed out after %s waiting for %s", d, what)
 		}
 		time.Sleep(wait)
+	}
+}
+
+// Measurement skips a measurement unless EVA_MEASURE is set: it runs
+// apart, with `EVA_MEASURE=1 go test -v -run <test> <pkg>`, and reports
+// with t.Log what docs/benchmarks.md records.
+func Measurement(tb testing.TB, pkg string) {
+	tb.Helper()
+	if os.Getenv("EVA_MEASURE") == "" {
+		tb.Skipf("a measurement: EVA_MEASURE=1 go test -v -run %s %s", tb.Name(), pkg)
 	}
 }

@@ -3,7 +3,6 @@ package timers_test
 import (
 	"context"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 	"github.com/eva-org/eva/pkg/timers"
@@ -23,9 +23,7 @@ import (
 // restart takes to load them. It runs with EVA_MEASURE=1 and reports with
 // t.Log (go test -v); docs/benchmarks.md has the numbers.
 func TestMeasurePendingTimers(t *testing.T) {
-	if os.Getenv("EVA_MEASURE") == "" {
-		t.Skip("a measurement: EVA_MEASURE=1 go test -v -run TestMeasurePendingTimers ./pkg/timers")
-	}
+	evatest.Measurement(t, "./pkg/timers")
 	const n = 100_000
 	dir := t.TempDir()
 	s, err := natsx.StartServer(natsx.ServerConfig{StoreDir: dir})
@@ -120,9 +118,7 @@ func dirSize(t *testing.T, dir string) uint64 {
 // after its due time the server fired each (the fired message's time) and
 // the handler got it. It runs with EVA_MEASURE=1.
 func TestMeasureFireDelay(t *testing.T) {
-	if os.Getenv("EVA_MEASURE") == "" {
-		t.Skip("a measurement: EVA_MEASURE=1 go test -v -run TestMeasureFireDelay ./pkg/timers")
-	}
+	evatest.Measurement(t, "./pkg/timers")
 	for _, spread := range []time.Duration{2 * time.Second, 20 * time.Second} {
 		t.Run(spread.String(), func(t *testing.T) { measureFireDelay(t, spread) })
 	}

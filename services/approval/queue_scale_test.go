@@ -2,11 +2,11 @@ package approval_test
 
 import (
 	"context"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/approval"
@@ -24,9 +24,7 @@ import (
 // runs with EVA_MEASURE=1 (docs/benchmarks.md); it asserts only that the
 // page is in the queue's order.
 func TestMeasureQueueMillion(t *testing.T) {
-	if os.Getenv("EVA_MEASURE") == "" {
-		t.Skip("a measurement: EVA_MEASURE=1 go test -v -run TestMeasureQueueMillion ./services/approval")
-	}
+	evatest.Measurement(t, "./services/approval")
 	ctx := context.Background()
 	db := sqldbtest.Postgres(t)
 	migrate(t, db, approval.Migrations)

@@ -2,7 +2,6 @@ package approval_test
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -131,9 +130,7 @@ func TestFireBeforeDueAppendsNothing(t *testing.T) {
 // second. It runs with EVA_MEASURE=1 and reports with t.Log;
 // docs/benchmarks.md has the numbers.
 func TestMeasureDeadlineDelay(t *testing.T) {
-	if os.Getenv("EVA_MEASURE") == "" {
-		t.Skip("a measurement: EVA_MEASURE=1 go test -v -run TestMeasureDeadlineDelay ./services/approval")
-	}
+	evatest.Measurement(t, "./services/approval")
 	for _, pace := range []time.Duration{0, 20 * time.Millisecond} {
 		t.Run("pace="+pace.String(), func(t *testing.T) { measureDeadlineDelay(t, pace) })
 	}

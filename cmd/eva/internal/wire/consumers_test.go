@@ -18,15 +18,12 @@ import (
 // one that has events left to take.
 func TestAwaitConsumersWaitsForEachToCatchUp(t *testing.T) {
 	s := wiretest.Start(t, wiretest.Options{Quiet: true})
+	s.AwaitConsumers(t)
 	js, err := jetstream.New(s.P.NC)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	if err := wire.AwaitConsumers(ctx, js, wire.EventConsumers); err != nil {
-		t.Fatal(err)
-	}
+	ctx := t.Context()
 	for _, name := range wire.EventConsumers {
 		c, err := js.Consumer(ctx, eventlog.Stream, name)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -114,6 +115,21 @@ func Start(tb testing.TB, o Options) *Stack {
 	tb.Cleanup(s.stop)
 	s.waitReady(tb, stopped)
 	return s
+}
+
+// AwaitConsumers waits until every consumer of the event log runs and
+// has taken every event so far (wire.AwaitConsumers), a minute at most.
+func (s *Stack) AwaitConsumers(tb testing.TB) {
+	tb.Helper()
+	js, err := jetstream.New(s.P.NC)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := wire.AwaitConsumers(ctx, js, wire.EventConsumers); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // waitReady waits until the gateway answers /readyz and the demo fund
