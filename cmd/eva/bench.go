@@ -12,7 +12,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/cmd/eva/internal/wire"
@@ -114,7 +113,11 @@ func benchEVA(ctx context.Context, cfg wire.Config, zl *zap.Logger, opts bench.O
 	if err := waitReady(ctx, opts.URL+"/readyz", devErr); err != nil {
 		return bench.Result{}, err
 	}
-	if err := awaitConsumers(ctx, p); err != nil {
+	// No case of the bench waits for a consumer still being created.
+	actx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = p.AwaitConsumers(actx)
+	cancel()
+	if err != nil {
 		return bench.Result{}, err
 	}
 	time.Sleep(time.Second) // let start-up garbage settle before reading idle memory
@@ -122,19 +125,6 @@ func benchEVA(ctx context.Context, cfg wire.Config, zl *zap.Logger, opts bench.O
 	res, err := bench.Run(ctx, opts)
 	_, *peak = bench.RSS()
 	return res, err
-}
-
-// awaitConsumers waits, a minute at most, until every consumer of the
-// event log runs and has taken the events of the start (the demo data),
-// so that no case of the bench waits for a consumer still being created.
-func awaitConsumers(ctx context.Context, p *wire.Platform) error {
-	js, err := jetstream.New(p.NC)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	return wire.AwaitConsumers(ctx, js, wire.EventConsumers)
 }
 
 func freeAddr() (string, error) {

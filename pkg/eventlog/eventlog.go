@@ -292,12 +292,19 @@ func FromRaw(raw *jetstream.RawStreamMsg) Msg {
 }
 
 func newMsg(seq uint64, subject string, h nats.Header, t time.Time, data []byte) Msg {
-	v := h.Get(HeaderPrev)
+	prev, chained := prevSeq(seq, h.Get(HeaderPrev))
+	return msgOf(seq, subject, h.Get(jetstream.MsgIDHeader), prev, chained, t, data)
+}
+
+// prevSeq reads v, the HeaderPrev of the message at seq: the sequence
+// of the event it follows, and whether it names one (PrevInBatch names
+// the message just before it).
+func prevSeq(seq uint64, v string) (uint64, bool) {
 	if v == PrevInBatch {
-		return msgOf(seq, subject, h.Get(jetstream.MsgIDHeader), seq-1, seq > 1, t, data)
+		return seq - 1, seq > 1
 	}
 	prev, err := strconv.ParseUint(v, 10, 64)
-	return msgOf(seq, subject, h.Get(jetstream.MsgIDHeader), prev, err == nil, t, data)
+	return prev, err == nil
 }
 
 // msgOf is a stored message whose event id is id and whose HeaderPrev is
@@ -328,16 +335,10 @@ func (l *Log) Append(ctx context.Context, e assist.Event, expected uint64) (uint
 // appendEvent is Append that also tells whether the event was there
 // before.
 func (l *Log) appendEvent(ctx context.Context, e assist.Event, expected uint64) (seq uint64, existed bool, err error) {
-	if !ValidCaseID(e.CaseID) || e.ID == "" || e.Body == nil {
-		return 0, false, assist.Errorf(assist.CodeInvalid, "event %q of case %q is malformed", e.ID, e.CaseID)
-	}
-	data, err := eventcodec.Encode(e)
+	m, err := eventMsg(e, strconv.FormatUint(expected, 10))
 	if err != nil {
-		return 0, false, fmt.Errorf("append %s: %w", e.ID, err)
+		return 0, false, err
 	}
-	m := nats.NewMsg(SubjectOf(e.Kind(), e.CaseID, e.Type()))
-	m.Data = data
-	m.Header.Set(HeaderPrev, strconv.FormatUint(expected, 10))
 	opts := []jetstream.PublishOpt{
 		jetstream.WithMsgID(e.ID),
 		jetstream.WithExpectStream(Stream),
@@ -380,6 +381,24 @@ func (l *Log) appendEvent(ctx context.Context, e assist.Event, expected uint64) 
 	return 0, false, unavailable("append "+e.Type(), err)
 }
 
+// eventMsg is the message of an event to append, naming the event it
+// follows (prev, HeaderPrev's value).
+//
+// Errors: CodeInvalid for a malformed event; the codec's.
+func eventMsg(e assist.Event, prev string) (*nats.Msg, error) {
+	if !ValidCaseID(e.CaseID) || e.ID == "" || e.Body == nil {
+		return nil, assist.Errorf(assist.CodeInvalid, "event %q of case %q is malformed", e.ID, e.CaseID)
+	}
+	data, err := eventcodec.Encode(e)
+	if err != nil {
+		return nil, fmt.Errorf("append %s: %w", e.ID, err)
+	}
+	m := nats.NewMsg(SubjectOf(e.Kind(), e.CaseID, e.Type()))
+	m.Data = data
+	m.Header.Set(HeaderPrev, prev)
+	return m, nil
+}
+
 // appendBatch writes events of one case, in order, as one atomic batch:
 // all of them land, at consecutive stream sequences, or none does. The
 // first expects the case's last event at expected, as appendEvent's; each
@@ -398,19 +417,16 @@ func (l *Log) appendBatch(ctx context.Context, events []assist.Event, expected u
 	ids := make([]string, len(events))
 	filter := Filter(events[0].Kind(), events[0].CaseID)
 	for i, e := range events {
-		if !ValidCaseID(e.CaseID) || e.ID == "" || e.Body == nil || e.CaseID != events[0].CaseID {
-			return 0, assist.Errorf(assist.CodeInvalid, "event %q of case %q is malformed", e.ID, e.CaseID)
+		if e.CaseID != events[0].CaseID {
+			return 0, assist.Errorf(assist.CodeInvalid, "a batch of case %q holds event %q of case %q", events[0].CaseID, e.ID, e.CaseID)
 		}
-		data, err := eventcodec.Encode(e)
-		if err != nil {
-			return 0, fmt.Errorf("append %s: %w", e.ID, err)
-		}
-		m := nats.NewMsg(SubjectOf(e.Kind(), e.CaseID, e.Type()))
-		m.Data = data
+		prev := PrevInBatch
 		if i == 0 {
-			m.Header.Set(HeaderPrev, strconv.FormatUint(expected, 10))
-		} else {
-			m.Header.Set(HeaderPrev, PrevInBatch)
+			prev = strconv.FormatUint(expected, 10)
+		}
+		m, err := eventMsg(e, prev)
+		if err != nil {
+			return 0, err
 		}
 		msgs[i], ids[i] = m, e.ID
 	}

@@ -293,12 +293,9 @@ func (c *blockCursor) record(sf *streamFiles, from uint64) (m fileMsg, ok bool, 
 		if err != nil {
 			return bad(fmt.Sprintf("sequence %d: %v", seq, err))
 		}
-		if string(prev) == PrevInBatch {
-			return fileMsg{Msg: msgOf(seq, string(subj), id, seq-1, seq > 1, time.Unix(0, ts), rest), off: at}, true, nil
-		}
 		// string(prev) here is not kept: no string is made for it.
-		p, perr := strconv.ParseUint(string(prev), 10, 64)
-		return fileMsg{Msg: msgOf(seq, string(subj), id, p, perr == nil, time.Unix(0, ts), rest), off: at}, true, nil
+		p, chained := prevSeq(seq, string(prev))
+		return fileMsg{Msg: msgOf(seq, string(subj), id, p, chained, time.Unix(0, ts), rest), off: at}, true, nil
 	}
 	return fileMsg{}, false, nil
 }

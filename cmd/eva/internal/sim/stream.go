@@ -14,17 +14,17 @@ import (
 )
 
 // fakeStream is a fake of the JetStream event stream, an
-// eventlog.BatchStore kept in memory. It is faithful where the money path depends on the
-// stream: sequences grow from 1 across the stream; an append expecting a
-// filter's last sequence that is not the last fails with the API error
-// 10071; a message id seen within the duplicate window answers the first
-// message's sequence as a duplicate — checked before the sequence on a
-// cluster and after it on a standalone server (NATS.md), the seed chooses
-// which. It injects the stream's faults: an append that times out before
-// or after it is stored, 10164 (a write in flight in a cluster), and no
-// answer at all. It takes atomic batches too (eventlog.BatchStore), as a
-// replicated stream does. It survives crashes of the nodes, as the stream
-// does.
+// eventlog.BatchStore kept in memory. It is faithful where the money path
+// depends on the stream: sequences grow from 1 across the stream; an
+// append expecting a filter's last sequence that is not the last fails
+// with the API error 10071; a message id seen within the duplicate window
+// answers the first message's sequence as a duplicate — checked before
+// the sequence on a cluster and after it on a standalone server
+// (NATS.md), the seed chooses which. It injects the stream's faults: an
+// append that times out before or after it is stored, 10164 (a write in
+// flight in a cluster), and no answer at all. It takes atomic batches
+// too, as a replicated stream does. It survives crashes of the nodes, as
+// the stream does.
 type fakeStream struct {
 	w           *world
 	msgs        []*jetstream.RawStreamMsg
@@ -49,13 +49,8 @@ func newFakeStream(w *world) *fakeStream {
 func (s *fakeStream) Publish(ctx context.Context, m *nats.Msg, id, filter string, expected uint64) (uint64, bool, error) {
 	_, typ, _ := eventlog.ParseSubject(m.Subject)
 	yield(ctx, "log append "+typ)
-	switch s.w.fault(faultLogBefore) {
-	case 1:
-		return 0, false, fmt.Errorf("fake stream: %w", context.DeadlineExceeded)
-	case 2:
-		return 0, false, &jetstream.APIError{Code: 503, ErrorCode: 10164, Description: "expected last sequence check in flight"}
-	case 3:
-		return 0, false, fmt.Errorf("fake stream: %w", nats.ErrNoResponders)
+	if err := s.faultBefore(); err != nil {
+		return 0, false, err
 	}
 	seq, dup, err := s.append(m, id, filter, expected)
 	if err != nil || dup {
@@ -76,13 +71,8 @@ func (s *fakeStream) Publish(ctx context.Context, m *nats.Msg, id, filter string
 // every message is stored, at consecutive sequences.
 func (s *fakeStream) PublishBatch(ctx context.Context, msgs []*nats.Msg, ids []string, filter string, expected uint64) (uint64, error) {
 	yield(ctx, fmt.Sprintf("log append batch of %d", len(msgs)))
-	switch s.w.fault(faultLogBefore) {
-	case 1:
-		return 0, fmt.Errorf("fake stream: %w", context.DeadlineExceeded)
-	case 2:
-		return 0, &jetstream.APIError{Code: 503, ErrorCode: 10164, Description: "expected last sequence check in flight"}
-	case 3:
-		return 0, fmt.Errorf("fake stream: %w", nats.ErrNoResponders)
+	if err := s.faultBefore(); err != nil {
+		return 0, err
 	}
 	now := s.w.clock.now()
 	for _, id := range ids {
@@ -103,6 +93,20 @@ func (s *fakeStream) PublishBatch(ctx context.Context, msgs []*nats.Msg, ids []s
 		return 0, fmt.Errorf("fake stream: ack lost: %w", context.DeadlineExceeded)
 	}
 	return seq, nil
+}
+
+// faultBefore is the fault, if the seed draws one, of an append that
+// stores nothing: no answer in time, 10164, or no responders.
+func (s *fakeStream) faultBefore() error {
+	switch s.w.fault(faultLogBefore) {
+	case 1:
+		return fmt.Errorf("fake stream: %w", context.DeadlineExceeded)
+	case 2:
+		return &jetstream.APIError{Code: 503, ErrorCode: 10164, Description: "expected last sequence check in flight"}
+	case 3:
+		return fmt.Errorf("fake stream: %w", nats.ErrNoResponders)
+	}
+	return nil
 }
 
 func (s *fakeStream) append(m *nats.Msg, id, filter string, expected uint64) (uint64, bool, error) {

@@ -52,3 +52,14 @@ func AwaitConsumers(ctx context.Context, js jetstream.JetStream, names []string)
 	}
 	return nil
 }
+
+// AwaitConsumers waits until every consumer of the event log that the
+// services run (EventConsumers) exists and has taken every event stored,
+// or ctx ends (AwaitConsumers).
+func (p *Platform) AwaitConsumers(ctx context.Context) error {
+	js, err := jetstream.New(p.NC)
+	if err != nil {
+		return err
+	}
+	return AwaitConsumers(ctx, js, EventConsumers)
+}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -118,16 +117,13 @@ func Start(tb testing.TB, o Options) *Stack {
 }
 
 // AwaitConsumers waits until every consumer of the event log runs and
-// has taken every event so far (wire.AwaitConsumers), a minute at most.
+// has taken every event so far (Platform.AwaitConsumers), a minute at
+// most.
 func (s *Stack) AwaitConsumers(tb testing.TB) {
 	tb.Helper()
-	js, err := jetstream.New(s.P.NC)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := wire.AwaitConsumers(ctx, js, wire.EventConsumers); err != nil {
+	if err := s.P.AwaitConsumers(ctx); err != nil {
 		tb.Fatal(err)
 	}
 }
