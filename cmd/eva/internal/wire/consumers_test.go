@@ -43,8 +43,10 @@ func TestAwaitConsumersWaitsForEachToCatchUp(t *testing.T) {
 		AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Fatal(err)
 	}
+	// Long enough for an answer from JetStream on a loaded CI machine:
+	// the error must say why, not only that time ran out.
 	for name, why := range map[string]string{"nobody-runs-it": "pending", "no-such-consumer": "not found"} {
-		short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		short, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := wire.AwaitConsumers(short, js, []string{name})
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), why) {
