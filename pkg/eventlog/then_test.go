@@ -2,6 +2,7 @@ package eventlog_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 )
@@ -175,6 +177,20 @@ func replicatedLogs(t testing.TB, n int) ([]*eventlog.Log, []jetstream.JetStream
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The replicas of a stream just created subscribe to direct gets a
+	// while after it (no responders meanwhile, longer than a read waits
+	// on a loaded machine): a case read back through every server says
+	// the cluster serves reads before the caller starts.
+	warm := newID()
+	if _, err := logs[0].Start(ctx, submitted(t, warm)); err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range logs {
+		evatest.Await(t, evatest.Patience, fmt.Sprintf("server %d to serve reads", i), func() (bool, string) {
+			_, err := l.Case(ctx, warm)
+			return err == nil, fmt.Sprint(err)
+		})
 	}
 	return logs, jss
 }
