@@ -59,6 +59,11 @@ const (
 // milliseconds, a few hundred under heavy load.
 const appendAttempt = 2 * time.Second
 
+// catchUpBudget bounds how long a read waits for the stream's replicas to
+// serve it (LoadOf): a replica behind the leader, or replicas not yet
+// answering direct gets.
+const catchUpBudget = 5 * time.Second
+
 // Config sets up the streams.
 type Config struct {
 	// Replicas of each stream: 1 standalone, 3 in production clusters.
@@ -514,7 +519,7 @@ func (l *Log) LoadRaw(ctx context.Context, caseID string) ([]Msg, error) {
 // began.
 //
 // Errors: CodeUnavailable when JetStream does not answer, or no replica
-// catches up.
+// serves the read within catchUpBudget (5 s).
 func (l *Log) LoadOf(ctx context.Context, kind assist.Kind, id string) ([]Msg, error) {
 	if !ValidCaseID(id) {
 		return nil, nil
@@ -530,11 +535,13 @@ func (l *Log) LoadOf(ctx context.Context, kind assist.Kind, id string) ([]Msg, e
 			return nil, nil
 		}
 	}
-	// A replica that lags is read again, briefly, until it has caught up;
-	// so is a stream whose replicas are still subscribing to direct gets
-	// (no responders).
+	// A replica that lags is read again until it has caught up; so is a
+	// stream whose replicas are still subscribing to direct gets (no
+	// responders), which on a loaded cluster can last seconds after the
+	// stream was made. Both are bounded by time, catchUpBudget, not by a
+	// count of reads: how many reads fit in a second depends on the load.
 	lagging := errors.New("replicas lag the leader")
-	out, err := retry.DoValue(ctx, retry.Policy{First: time.Millisecond, Max: 20 * time.Millisecond, Attempts: 50},
+	out, err := retry.DoValue(ctx, retry.Policy{First: time.Millisecond, Max: 20 * time.Millisecond, Budget: catchUpBudget},
 		func(err error) bool { return errors.Is(err, lagging) || errors.Is(err, nats.ErrNoResponders) },
 		func(ctx context.Context) ([]Msg, error) {
 			var out []Msg
