@@ -37,20 +37,29 @@ import (
 // asked for.
 var errNoMessages = errors.New("no messages")
 
+// errNoResults is a multi-last direct get's 404 when no subject matches:
+// the thing has no events. (Its other 404, a message that failed to load,
+// is only errNoMessages.)
+var errNoResults = fmt.Errorf("%w: no results", errNoMessages)
+
 // Status headers of a direct get's replies.
 const (
 	statusNoContent    = "204" // with description "EOB": the batch ended
 	statusNotFound     = "404" // no message at or after the sequence
 	statusNoResponders = "503" // nobody serves direct gets of the stream
 	descEOB            = "EOB"
+	descNoResults      = "No Results" // a multi-last get that matched nothing
 )
 
 // directBatch is the body of a batched direct get: up to Batch messages
-// on NextBySubj (wildcards allowed) from sequence Seq.
+// on NextBySubj (wildcards allowed) from sequence Seq; or, with
+// MultiLast, the last message of each subject that matches one of its
+// filters, in stream order.
 type directBatch struct {
-	Seq        uint64 `json:"seq,omitempty"`
-	NextBySubj string `json:"next_by_subj,omitempty"`
-	Batch      int    `json:"batch,omitempty"`
+	Seq        uint64   `json:"seq,omitempty"`
+	NextBySubj string   `json:"next_by_subj,omitempty"`
+	Batch      int      `json:"batch,omitempty"`
+	MultiLast  []string `json:"multi_last,omitempty"`
 }
 
 // replies is a log's one subscription for the replies to its direct gets,
@@ -286,6 +295,9 @@ func fromDirect(m *nats.Msg) (*jetstream.RawStreamMsg, error) {
 				return nil, errEndOfBatch
 			}
 		case statusNotFound:
+			if m.Header.Get("Description") == descNoResults {
+				return nil, errNoResults
+			}
 			return nil, errNoMessages
 		case statusNoResponders:
 			return nil, nats.ErrNoResponders

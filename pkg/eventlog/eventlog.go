@@ -551,6 +551,8 @@ func (l *Log) LoadOf(ctx context.Context, kind assist.Kind, id string) ([]Msg, e
 					out = append(out, m)
 					return nil
 				})
+			} else if chain, ok, cerr := l.loadByChain(ctx, filter); ok || cerr != nil {
+				out, err = chain, cerr
 			} else {
 				err = l.scan(ctx, Stream, filter, func(raw *jetstream.RawStreamMsg) error {
 					out = append(out, FromRaw(raw))
