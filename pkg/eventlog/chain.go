@@ -25,9 +25,11 @@ import (
 // read one by one, by sequence.
 
 // maxChainGets bounds the events loadByChain reads one by one, after
-// which the history is read by scan: a thing whose events repeat a few
-// types (a fund's) is one read, not dozens.
-const maxChainGets = 4
+// which the history is read by scan: each is a round trip, and a thing
+// whose events repeat a type many times (a fund's) is better read in one.
+// A case that went through a loop once (claimed again after information
+// was asked for) misses one or two.
+const maxChainGets = 2
 
 // loadByChain reads the messages on filter by a multi-last direct get
 // and follows their HeaderPrev chain from the last back to the first,

@@ -17,18 +17,31 @@ import (
 
 // chainedCase appends a new case's events of the given types straight to
 // the event stream, each naming the one before it (HeaderPrev) as an
-// append does, with another case's message between every two; it returns
-// the case's id and its events' sequences. prev, when set, gives the
+// append does, with another case's message before each; it returns the
+// case's id and its events' sequences. prev, when set, gives the
 // HeaderPrev of the i-th event instead (to break the chain).
 func chainedCase(tb testing.TB, js jetstream.JetStream, types []string, prev func(i int, seqs []uint64) string) (string, []uint64) {
+	return chainedCaseAmong(tb, js, types, 1, prev)
+}
+
+// chainedCaseAmong is chainedCase with others messages of other cases
+// before each of the case's events.
+func chainedCaseAmong(tb testing.TB, js jetstream.JetStream, types []string, others int, prev func(i int, seqs []uint64) string) (string, []uint64) {
 	tb.Helper()
 	ctx := context.Background()
 	id := uuid.NewString()
 	var seqs []uint64
 	var last uint64
 	for i, typ := range types {
-		if _, err := js.Publish(ctx, SubjectOf("case", uuid.NewString(), "Other"), []byte("x")); err != nil {
-			tb.Fatal(err)
+		for range others {
+			if _, err := js.PublishAsync(SubjectOf("case", uuid.NewString(), "Other"), []byte("x")); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			tb.Fatal("the other cases' messages were not acknowledged")
 		}
 		m := nats.NewMsg(SubjectOf("case", id, typ))
 		m.Data = []byte(strconv.Itoa(i))
@@ -195,6 +208,41 @@ func TestCaseHistoryIsReadByItsChain(t *testing.T) {
 		}
 		if multi, by := gets.take(t); multi != 1 || by != 0 {
 			t.Errorf("%d multi-last and %d other direct gets, want 1 and 0", multi, by)
+		}
+	})
+}
+
+// BenchmarkLoadAmongOthers reads a case of the lifecycle's six events,
+// each after 200 messages of other cases as in a busy log, and then 200
+// more: by its chain (one multi-last direct get) and by scan (one
+// next-by-subject batch, which makes the server walk every message from
+// the case's first event to the stream's end).
+func BenchmarkLoadAmongOthers(b *testing.B) {
+	_, js := natsxtest.JetStream(b)
+	l, err := Open(context.Background(), js, Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	lifecycle := []string{"RequestSubmitted", "ReviewClaimed", "RequestApproved", "FundsReserved", "PayoutSent", "PayoutSettled"}
+	id, want := chainedCaseAmong(b, js, lifecycle, 200, nil)
+	chainedCaseAmong(b, js, lifecycle[:1], 200, nil)
+	filter := CaseFilter(id)
+	ctx := context.Background()
+	b.Run("chain", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			msgs, ok, err := l.loadByChain(ctx, filter)
+			if err != nil || !ok || len(msgs) != len(want) {
+				b.Fatalf("chain: %d events, %v, %v", len(msgs), ok, err)
+			}
+		}
+	})
+	b.Run("scan", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := scanSeqs(ctx, l, filter, want); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }
