@@ -21,6 +21,9 @@ import (
 var EventConsumers = []string{intake.ConsumerName, approval.ConsumerName, disbursement.ConsumerName,
 	audit.ConsumerName, notify.ConsumerName}
 
+// awaitAttempt bounds one look at a consumer (AwaitConsumers).
+const awaitAttempt = 2 * time.Second
+
 // AwaitConsumers waits until each of the durable consumers names exists
 // on the event log and has taken every event stored (none pending, none
 // awaiting its ack), or ctx ends. A measurement then starts on services
@@ -33,6 +36,12 @@ func AwaitConsumers(ctx context.Context, js jetstream.JetStream, names []string)
 	for _, name := range names {
 		err := retry.Do(ctx, retry.Policy{First: 50 * time.Millisecond, Max: 500 * time.Millisecond}, retry.Always,
 			func(ctx context.Context) error {
+				// A request the cluster drops (a consumer's leader not
+				// yet elected, or changing) is never answered: each try
+				// has its own time, so that one lost request does not
+				// take all of ctx's.
+				ctx, cancel := context.WithTimeout(ctx, awaitAttempt)
+				defer cancel()
 				c, err := js.Consumer(ctx, eventlog.Stream, name)
 				if err != nil {
 					return err
