@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eva-org/eva/pkg/assist"
@@ -150,7 +151,14 @@ func TestExecuteFromThenAppendsOneByOneOnAStandaloneStream(t *testing.T) {
 // replicatedLogs opens the log through each server of an n-node cluster.
 func replicatedLogs(t testing.TB, n int) ([]*eventlog.Log, []jetstream.JetStream) {
 	t.Helper()
-	servers := natsxtest.Cluster(t, n)
+	return replicatedLogsOn(t, natsxtest.Cluster(t, n))
+}
+
+// replicatedLogsOn is replicatedLogs on a cluster already started: a log
+// on each of servers, with as many replicas.
+func replicatedLogsOn(t testing.TB, servers []*server.Server) ([]*eventlog.Log, []jetstream.JetStream) {
+	t.Helper()
+	n := len(servers)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	logs := make([]*eventlog.Log, n)
