@@ -218,11 +218,7 @@ func TestCaseHistoryIsReadByItsChain(t *testing.T) {
 // next-by-subject batch, which makes the server walk every message from
 // the case's first event to the stream's end).
 func BenchmarkLoadAmongOthers(b *testing.B) {
-	_, js := natsxtest.JetStream(b)
-	l, err := Open(context.Background(), js, Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	l, _, js := openInternal(b)
 	lifecycle := []string{"RequestSubmitted", "ReviewClaimed", "RequestApproved", "FundsReserved", "PayoutSent", "PayoutSettled"}
 	id, want := chainedCaseAmong(b, js, lifecycle, 200, nil)
 	chainedCaseAmong(b, js, lifecycle[:1], 200, nil)

@@ -17,6 +17,17 @@ import (
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 )
 
+// openInternal opens a log on a new embedded server.
+func openInternal(tb testing.TB) (*Log, *nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, js := natsxtest.JetStream(tb)
+	l, err := Open(context.Background(), js, Config{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l, nc, js
+}
+
 // rawCase publishes n messages of a new case straight to the event
 // stream (scan does not decode them) and returns the case's filter and
 // the messages' sequences.
@@ -67,11 +78,7 @@ func (r *replies) inFlight() int {
 // at the same time through the same log, each read their own case whole;
 // and nothing is left behind: no request in flight, no subscription.
 func TestCancelledReadsMidBatchDisturbNoOtherAndLeaveNothing(t *testing.T) {
-	nc, js := natsxtest.JetStream(t)
-	l, err := Open(context.Background(), js, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, nc, js := openInternal(t)
 	long, longSeqs := rawCase(t, js, 600)
 	type kase struct {
 		filter string
@@ -142,11 +149,7 @@ func TestCancelledReadsMidBatchDisturbNoOtherAndLeaveNothing(t *testing.T) {
 // read: the shared subscription hands replies on without waiting on it,
 // and the slow read still reads its case whole.
 func TestSlowReaderHoldsUpNoOther(t *testing.T) {
-	_, js := natsxtest.JetStream(t)
-	l, err := Open(context.Background(), js, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, _, js := openInternal(t)
 	long, longSeqs := rawCase(t, js, 600)
 	short, shortSeqs := rawCase(t, js, 5)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
