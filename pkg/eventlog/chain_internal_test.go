@@ -212,35 +212,47 @@ func TestCaseHistoryIsReadByItsChain(t *testing.T) {
 	})
 }
 
-// BenchmarkLoadAmongOthers reads a case of the lifecycle's six events,
-// each after 200 messages of other cases as in a busy log, and then 200
-// more: by its chain (one multi-last direct get) and by scan (one
+// BenchmarkLoadAmongOthers reads a case's history in a busy log, each
+// event after 200 messages of other cases, and 2,000 more after the
+// last (the log went on). A lifecycle (six events of six types) is read
+// by its chain (one multi-last direct get) or by scan alone (one
 // next-by-subject batch, which makes the server walk every message from
-// the case's first event to the stream's end).
+// the case's first event to the stream's end). A case of three events,
+// two of one type, is read by its chain and one get by sequence, or by
+// scan alone.
 func BenchmarkLoadAmongOthers(b *testing.B) {
 	l, _, js := openInternal(b)
 	lifecycle := []string{"RequestSubmitted", "ReviewClaimed", "RequestApproved", "FundsReserved", "PayoutSent", "PayoutSettled"}
-	id, want := chainedCaseAmong(b, js, lifecycle, 200, nil)
-	chainedCaseAmong(b, js, lifecycle[:1], 200, nil)
-	filter := CaseFilter(id)
+	amended := []string{"RequestSubmitted", "RequestAmended", "RequestAmended"}
+	idL, wantL := chainedCaseAmong(b, js, lifecycle, 200, nil)
+	idA, wantA := chainedCaseAmong(b, js, amended, 200, nil)
+	chainedCaseAmong(b, js, lifecycle[:1], 2000, nil)
 	ctx := context.Background()
-	b.Run("chain", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			msgs, ok, err := l.loadByChain(ctx, filter)
-			if err != nil || !ok || len(msgs) != len(want) {
-				b.Fatalf("chain: %d events, %v, %v", len(msgs), ok, err)
+	chain := func(id string, want []uint64) func(b *testing.B) {
+		return func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				msgs, ok, err := l.loadByChain(ctx, CaseFilter(id))
+				if err != nil || !ok || !slices.Equal(seqsOf(msgs), want) {
+					b.Fatalf("read %v, %v, %v; want %v", seqsOf(msgs), ok, err, want)
+				}
 			}
 		}
-	})
-	b.Run("scan", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := scanSeqs(ctx, l, filter, want); err != nil {
-				b.Fatal(err)
+	}
+	scan := func(id string, want []uint64) func(b *testing.B) {
+		return func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := scanSeqs(ctx, l, CaseFilter(id), want); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
-	})
+	}
+	b.Run("lifecycle/chain", chain(idL, wantL))
+	b.Run("lifecycle/scan", scan(idL, wantL))
+	b.Run("amended/chain", chain(idA, wantA))
+	b.Run("amended/scan", scan(idA, wantA))
 }
 
 func seqsOf(msgs []Msg) []uint64 {
