@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strconv"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,7 +45,7 @@ func (l *Log) loadByChain(ctx context.Context, filter string) (msgs []Msg, ok bo
 	err = l.directGet(ctx, Stream, directBatch{MultiLast: []string{filter}}, func(raw *jetstream.RawStreamMsg) error {
 		last = append(last, FromRaw(raw))
 		var err error
-		pending, err = strconv.ParseInt(raw.Header.Get("Nats-Num-Pending"), 10, 64)
+		pending, err = numPending(raw)
 		return err
 	})
 	switch {

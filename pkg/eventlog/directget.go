@@ -280,6 +280,19 @@ func endOf(err error) error {
 	return err
 }
 
+// headerNumPending counts, on each message of a batched direct get, the
+// messages that match the request after it.
+const headerNumPending = "Nats-Num-Pending"
+
+// numPending is the pending count of a message of a batched direct get.
+func numPending(raw *jetstream.RawStreamMsg) (int64, error) {
+	n, err := strconv.ParseInt(raw.Header.Get(headerNumPending), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("direct get without a pending count: %w", err)
+	}
+	return n, nil
+}
+
 // errEndOfBatch is the end-of-batch status, the last reply to a batched
 // direct get.
 var errEndOfBatch = errors.New("end of batch")
@@ -309,7 +322,7 @@ func fromDirect(m *nats.Msg) (*jetstream.RawStreamMsg, error) {
 	if len(m.Header) == 0 {
 		return nil, errors.New("direct get answered without headers")
 	}
-	if m.Header.Get("Nats-Num-Pending") == "" {
+	if m.Header.Get(headerNumPending) == "" {
 		return nil, errors.New("direct get answered without a pending count: the server does not do batches")
 	}
 	if m.Header.Get(jetstream.StreamHeader) == "" {

@@ -741,10 +741,8 @@ func (l *Log) scan(ctx context.Context, stream, subject string, f func(*jetstrea
 			next = raw.Sequence + 1
 			got++
 			var err error
-			if pending, err = strconv.ParseInt(raw.Header.Get("Nats-Num-Pending"), 10, 64); err != nil {
-				return fmt.Errorf("direct get without a pending count: %w", err)
-			}
-			return nil
+			pending, err = numPending(raw)
+			return err
 		})
 		switch {
 		case errors.Is(err, errNoMessages):

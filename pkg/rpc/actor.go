@@ -160,7 +160,8 @@ type Signer struct {
 //
 // Errors: the seed is not an account seed.
 func NewSigner(seed string) (*Signer, error) {
-	kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(seed)))
+	seed = strings.TrimSpace(seed)
+	kp, err := nkeys.FromSeed([]byte(seed))
 	if err != nil {
 		return nil, fmt.Errorf("actor signing key: %w", err)
 	}
@@ -171,7 +172,7 @@ func NewSigner(seed string) (*Signer, error) {
 	if !nkeys.IsValidPublicAccountKey(pub) {
 		return nil, errors.New("actor signing key: not an account seed (SA...)")
 	}
-	_, raw, err := nkeys.DecodeSeed([]byte(strings.TrimSpace(seed)))
+	_, raw, err := nkeys.DecodeSeed([]byte(seed))
 	if err != nil {
 		return nil, fmt.Errorf("actor signing key: %w", err)
 	}
