@@ -3,6 +3,7 @@ package sqldb
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -58,6 +59,66 @@ func CopyRows(ctx context.Context, q Querier, table string, cols []string, tail 
 // a live consumer's batch (128 events at most by default), which writes
 // its cases with the same ProjectAll as a rebuild, never makes one.
 const copyMinRows = maxRowsPerStatement
+
+// UpsertRows writes rows, each a value for each of cols, into table:
+// a row whose key (the column cols[0]) is new is inserted; an existing
+// one gets the values of the columns in set and in seldom, as CopyRows
+// with "ON CONFLICT (key) DO UPDATE SET" all of them does.
+//
+// seldom are columns that an index holds and few writes change (a case's
+// category, once filed). SQLite rewrites the index entry of every column
+// an UPDATE names, changed or not: each row's entry in an index of
+// random order (a reference hash) is a page the commit writes, most
+// often the same bytes again. PostgreSQL compares the values (a HOT
+// update), so there the one statement stays. In a transaction of SQLite,
+// the upsert sets only set, and a second statement sets seldom on the
+// rows where one of them differs. Outside a transaction it is the one
+// statement, so that no one sees half a row.
+//
+// Errors: a seldom column not in cols; those of CopyRows and the update.
+func UpsertRows(ctx context.Context, q Querier, table string, cols, set, seldom []string, rows [][]any) error {
+	key := cols[0]
+	all := append(slices.Clip(set), seldom...)
+	if _, inTx := q.(anonymousParams); !inTx || len(seldom) == 0 {
+		return CopyRows(ctx, q, table, cols, onConflictSet(key, all), rows)
+	}
+	at := make([]int, 0, 1+len(seldom))
+	for _, c := range append([]string{key}, seldom...) {
+		i := slices.Index(cols, c)
+		if i < 0 {
+			return fmt.Errorf("upsert rows: seldom column %s is not one of %s", c, strings.Join(cols, ", "))
+		}
+		at = append(at, i)
+	}
+	if err := CopyRows(ctx, q, table, cols, onConflictSet(key, set), rows); err != nil {
+		return err
+	}
+	changed := make([][]any, len(rows))
+	for i, r := range rows {
+		changed[i] = make([]any, len(at))
+		for j, k := range at {
+			changed[i][j] = r[k]
+		}
+	}
+	sets, differs := make([]string, len(seldom)), make([]string, len(seldom))
+	for i, c := range seldom {
+		sets[i] = c + " = v." + c
+		differs[i] = table + "." + c + " IS DISTINCT FROM v." + c
+	}
+	head := "WITH v (" + key + ", " + strings.Join(seldom, ", ") + ") AS ("
+	tail := ") UPDATE " + table + " SET " + strings.Join(sets, ", ") + " FROM v WHERE " + table + "." + key + " = v." + key +
+		" AND (" + strings.Join(differs, " OR ") + ")"
+	return insertRows(ctx, q, head, tail, changed, maxRowsPerStatement)
+}
+
+// onConflictSet is "ON CONFLICT (key) DO UPDATE SET c = excluded.c, ...".
+func onConflictSet(key string, cols []string) string {
+	sets := make([]string, len(cols))
+	for i, c := range cols {
+		sets[i] = c + " = excluded." + c
+	}
+	return "ON CONFLICT (" + key + ") DO UPDATE SET " + strings.Join(sets, ", ")
+}
 
 // rowCopier is a Querier that can copy rows (PostgreSQL's transaction).
 type rowCopier interface {

@@ -2,6 +2,7 @@ package sqldb_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/eva-org/eva/pkg/sqldb"
@@ -127,6 +128,124 @@ func TestCopyRows(t *testing.T) {
 		}
 		if got := read("by_copy"); len(got) != 1000 {
 			t.Fatalf("after the refused rows: %d rows; want 1000", len(got))
+		}
+	})
+}
+
+// UpsertRows inserts new rows and updates existing ones, their seldom
+// columns too where they changed (a NULL among them), in batches of one,
+// some and more than a statement holds. On SQLite it names a seldom
+// column in an UPDATE only for a row where it changed: a trigger "AFTER
+// UPDATE OF" those columns, which fires for every row of an UPDATE that
+// names one of them, as SQLite rewrites the index entries of those
+// columns, counts the rows.
+func TestUpsertRows(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
+		ctx := t.Context()
+		lite := db.Dialect() == sqldb.SQLite
+		stmts := []string{`CREATE TABLE upserted (id TEXT PRIMARY KEY, n BIGINT NOT NULL, ref TEXT, cat TEXT NOT NULL, made BIGINT NOT NULL)`,
+			`CREATE INDEX upserted_ref ON upserted (ref, cat)`}
+		if lite {
+			stmts = append(stmts, `CREATE TABLE seldom_named (n BIGINT NOT NULL)`, `INSERT INTO seldom_named VALUES (0)`,
+				`CREATE TRIGGER upserted_seldom AFTER UPDATE OF ref, cat ON upserted BEGIN UPDATE seldom_named SET n = n + 1; END`)
+		}
+		for _, stmt := range stmts {
+			if _, err := db.Exec(ctx, stmt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		type row struct {
+			n, made int64
+			ref     *string
+			cat     string
+		}
+		want := map[string]row{}
+		rows := func(from, to int, n int64, ref func(i int) *string, cat string) [][]any {
+			var out [][]any
+			for i := from; i < to; i++ {
+				id, r := fmt.Sprintf("id-%04d", i), ref(i)
+				out = append(out, []any{id, n, r, cat, n})
+				made := n // made is not set again: it keeps the first write's n
+				if old, ok := want[id]; ok {
+					made = old.made
+				}
+				want[id] = row{n: n, made: made, ref: r, cat: cat}
+			}
+			return out
+		}
+		cols, set, seldom := []string{"id", "n", "ref", "cat", "made"}, []string{"n"}, []string{"ref", "cat"}
+		upsert := func(rows [][]any) {
+			t.Helper()
+			if err := db.Tx(ctx, func(q sqldb.Querier) error { return sqldb.UpsertRows(ctx, q, "upserted", cols, set, seldom, rows) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		named := func() int64 {
+			t.Helper()
+			var n int64
+			if err := db.QueryRow(ctx, `SELECT n FROM seldom_named`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		same := func(i int) *string { r := fmt.Sprintf("ref-%d", i); return &r }
+		amended := func(i int) *string { r := fmt.Sprintf("ref-%d-amended", i); return &r }
+		erased := func(int) *string { return nil }
+
+		upsert(rows(0, 300, 1, same, "shelter")) // new rows, more than a statement holds
+		upsert(rows(0, 300, 2, same, "shelter")) // the same seldom columns
+		upsert(rows(5, 6, 3, same, "shelter"))   // one row
+		if lite && named() != 0 {
+			t.Fatalf("rows whose seldom columns did not change had them named in an update %d times", named())
+		}
+		upsert(rows(10, 13, 4, amended, "shelter"))
+		upsert(rows(13, 15, 5, same, "medical"))
+		upsert(rows(15, 16, 6, erased, "shelter"))
+		upsert(append(rows(16, 17, 7, erased, "shelter"), rows(17, 20, 7, same, "shelter")...))
+		upsert(rows(15, 16, 8, erased, "shelter")) // NULL again: not a change
+		if lite && named() != 7 {
+			t.Fatalf("seldom columns named in an update for %d rows; want the 7 that changed", named())
+		}
+
+		rs, err := db.Query(ctx, `SELECT id, n, ref, cat, made FROM upserted`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rs.Close()
+		got := map[string]row{}
+		for rs.Next() {
+			var (
+				id string
+				r  row
+			)
+			if err := rs.Scan(&id, &r.n, &r.ref, &r.cat, &r.made); err != nil {
+				t.Fatal(err)
+			}
+			got[id] = r
+		}
+		if err := rs.Err(); err != nil {
+			t.Fatal(err)
+		}
+		show := func(r row) string {
+			ref := "NULL"
+			if r.ref != nil {
+				ref = *r.ref
+			}
+			return fmt.Sprintf("n=%d made=%d ref=%s cat=%s", r.n, r.made, ref, r.cat)
+		}
+		for id, w := range want {
+			if show(got[id]) != show(w) {
+				t.Errorf("%s: %s, want %s", id, show(got[id]), show(w))
+			}
+		}
+		if len(got) != len(want) {
+			t.Errorf("%d rows, want %d", len(got), len(want))
+		}
+		err = db.Tx(ctx, func(q sqldb.Querier) error {
+			return sqldb.UpsertRows(ctx, q, "upserted", cols, set, []string{"nope"}, rows(0, 1, 9, same, "shelter"))
+		})
+		if err == nil || !strings.Contains(err.Error(), "nope") {
+			t.Fatalf("a seldom column not among the columns: %v, want an error naming it", err)
 		}
 	})
 }

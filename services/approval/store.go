@@ -74,6 +74,12 @@ const queueCols = `id, status, urgency, category, ref_hash, deadline, escalated,
 // the sweep reads.
 var writeColumns = append(strings.Split(queueCols, ", "), "due_at")
 
+// queueSet are the columns a later event's write sets again; queueSeldom
+// are those of them that an index holds and that only an amendment or
+// an erasure changes (sqldb.UpsertRows).
+var queueSet, queueSeldom = []string{"status", "urgency", "deadline", "escalated", "claimed_by", "claim_expires_at", "updated_at",
+	"version", "warned", "due_at"}, []string{"category", "ref_hash"}
+
 // Project implements Store.
 func (s *SQLStore) Project(ctx context.Context, q sqldb.Querier, c *assist.Case) error {
 	return s.ProjectAll(ctx, q, []*assist.Case{c})
@@ -108,11 +114,7 @@ func (s *SQLStore) PrepareAll(cs []*assist.Case) (func(context.Context, sqldb.Qu
 			sqldb.Micros(c.CreatedAt), sqldb.Micros(c.UpdatedAt), int64(c.Version), boolInt(c.Warned), ceilMicros(due)}
 	}
 	return func(ctx context.Context, q sqldb.Querier) error {
-		err := sqldb.CopyRows(ctx, q, "approval_queue", writeColumns,
-			`ON CONFLICT (id) DO UPDATE SET status = excluded.status, urgency = excluded.urgency, category = excluded.category,
-			ref_hash = excluded.ref_hash, deadline = excluded.deadline, escalated = excluded.escalated,
-			claimed_by = excluded.claimed_by, claim_expires_at = excluded.claim_expires_at,
-			updated_at = excluded.updated_at, version = excluded.version, warned = excluded.warned, due_at = excluded.due_at`, rows)
+		err := sqldb.UpsertRows(ctx, q, "approval_queue", writeColumns, queueSet, queueSeldom, rows)
 		if err != nil || s.dues == nil || len(dues) == 0 {
 			return err
 		}

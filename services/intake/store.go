@@ -266,14 +266,18 @@ func (s *SQLStore) PrepareAll(cs []*assist.Case) (func(context.Context, sqldb.Qu
 				return err
 			}
 		}
-		return sqldb.CopyRows(ctx, q, "intake_cases", caseCols, `ON CONFLICT (id) DO UPDATE SET post = excluded.post, status = excluded.status, urgency = excluded.urgency,
-			updated_at = excluded.updated_at, version = excluded.version, state = excluded.state,
-			ref_hash = excluded.ref_hash, category = excluded.category`, rows)
+		return sqldb.UpsertRows(ctx, q, "intake_cases", caseCols, caseSet, caseSeldom, rows)
 	}, nil
 }
 
-// caseCols are the columns of intake_cases a case's row writes.
-var caseCols = []string{"id", "post", "requester", "status", "urgency", "created_at", "updated_at", "version", "state", "ref_hash", "category"}
+var (
+	// caseCols are the columns of intake_cases a case's row writes.
+	caseCols = []string{"id", "post", "requester", "status", "urgency", "created_at", "updated_at", "version", "state", "ref_hash", "category"}
+	// caseSet are those a later event's write sets again; caseSeldom are
+	// those of them that an index holds and that only an amendment or an
+	// erasure changes (sqldb.UpsertRows).
+	caseSet, caseSeldom = []string{"status", "urgency", "updated_at", "version", "state"}, []string{"post", "ref_hash", "category"}
+)
 
 // refHashKey is a reference hash as the ref_hash column keeps it: base64,
 // as in the stored state (so the migration could fill it from there).
