@@ -215,3 +215,27 @@ func TestTimerFiresOnceInACluster(t *testing.T) {
 		t.Fatal("the timer is still pending once fired")
 	}
 }
+
+// A timer consumer whose pull request is lost (the server holding it went
+// away, or a cluster still forming dropped it) pulls again within a few
+// seconds, not after nats.go's default of two missed 15-second
+// heartbeats. Here JetStream's API is reached through a relay that loses
+// the first pull.
+func TestTimersPullAgainSoonAfterALostPull(t *testing.T) {
+	nc, _ := natsxtest.JetStream(t)
+	js, pulls := natsxtest.LossyAPI(t, nc, "CONSUMER.MSG.NEXT.", 1)
+	tm, err := timers.Open(context.Background(), js, timers.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r recorder
+	run(t, tm, r.handle)
+	id := uuid.NewString()
+	if err := tm.Set(context.Background(), "deadline", id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	evatest.Await(t, 12*time.Second, "the timer after a lost pull", func() (bool, string) { return r.count(id) == 1, "" })
+	if n := pulls.Load(); n < 2 {
+		t.Fatalf("%d pull requests, want the lost one and another", n)
+	}
+}

@@ -3,16 +3,15 @@ package wire_test
 import (
 	"context"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eva-org/eva/cmd/eva/internal/wire"
 	"github.com/eva-org/eva/cmd/eva/internal/wire/wiretest"
 	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 	"github.com/eva-org/eva/services/intake"
 )
 
@@ -61,32 +60,11 @@ func TestAwaitConsumersWaitsForEachToCatchUp(t *testing.T) {
 // A look at a consumer that the cluster never answers (its leader not yet
 // elected: the request is dropped) is tried again, not waited on until
 // the caller's time runs out. Here JetStream's API is reached through a
-// prefix whose first consumer-info request is dropped, and whose others
-// are passed on.
+// relay that loses the first consumer-info request.
 func TestAwaitConsumersAsksAgainAfterAnUnansweredRequest(t *testing.T) {
 	s := wiretest.Start(t, wiretest.Options{Quiet: true})
 	s.AwaitConsumers(t)
-	nc := s.P.NC
-	var infos atomic.Int32
-	sub, err := nc.Subscribe("dropsfirst.>", func(m *nats.Msg) {
-		if strings.HasPrefix(m.Subject, "dropsfirst.CONSUMER.INFO.") && infos.Add(1) == 1 {
-			return // dropped, as by a consumer without a leader
-		}
-		resp, err := nc.Request("$JS.API."+strings.TrimPrefix(m.Subject, "dropsfirst."), m.Data, 5*time.Second)
-		if err != nil {
-			t.Errorf("pass on %s: %v", m.Subject, err)
-			return
-		}
-		_ = m.Respond(resp.Data)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	js, err := jetstream.NewWithAPIPrefix(nc, "dropsfirst.")
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, infos := natsxtest.LossyAPI(t, s.P.NC, "CONSUMER.INFO.", 1)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	if err := wire.AwaitConsumers(ctx, js, []string{intake.ConsumerName}); err != nil {
