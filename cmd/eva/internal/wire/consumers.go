@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -31,33 +32,46 @@ const awaitAttempt = 2 * time.Second
 // still creating (its cases would wait for it, and their wait would be
 // counted as the system's).
 //
-// Errors: the consumer not there or not caught up when ctx ended.
+// Errors: the consumer not there or not caught up when ctx ended, as
+// JetStream last said (even when ctx ended during a later look).
 func AwaitConsumers(ctx context.Context, js jetstream.JetStream, names []string) error {
 	for _, name := range names {
+		var why error // JetStream's last answer that was not a time-out
 		err := retry.Do(ctx, retry.Policy{First: 50 * time.Millisecond, Max: 500 * time.Millisecond}, retry.Always,
 			func(ctx context.Context) error {
-				// A request the cluster drops (a consumer's leader not
-				// yet elected, or changing) is never answered: each try
-				// has its own time, so that one lost request does not
-				// take all of ctx's.
-				ctx, cancel := context.WithTimeout(ctx, awaitAttempt)
-				defer cancel()
-				c, err := js.Consumer(ctx, eventlog.Stream, name)
-				if err != nil {
-					return err
+				err := awaitOnce(ctx, js, name)
+				if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+					why = err
 				}
-				info, err := c.Info(ctx)
-				if err != nil {
-					return err
-				}
-				if info.NumPending > 0 || info.NumAckPending > 0 {
-					return fmt.Errorf("%d events pending, %d awaiting their ack", info.NumPending, info.NumAckPending)
-				}
-				return nil
+				return err
 			})
+		if err != nil && why != nil && !errors.Is(err, why) {
+			err = errors.Join(why, err)
+		}
 		if err != nil {
 			return fmt.Errorf("consumer %s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+// awaitOnce looks at a consumer once: nil when it has taken every event.
+// A request the cluster drops (a consumer's leader not yet elected, or
+// changing) is never answered: each look has its own time, so that one
+// lost request does not take all of ctx's.
+func awaitOnce(ctx context.Context, js jetstream.JetStream, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, awaitAttempt)
+	defer cancel()
+	c, err := js.Consumer(ctx, eventlog.Stream, name)
+	if err != nil {
+		return err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.NumPending > 0 || info.NumAckPending > 0 {
+		return fmt.Errorf("%d events pending, %d awaiting their ack", info.NumPending, info.NumAckPending)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package wire_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/eva-org/eva/cmd/eva/internal/wire"
 	"github.com/eva-org/eva/cmd/eva/internal/wire/wiretest"
 	"github.com/eva-org/eva/pkg/eventlog"
+	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 	"github.com/eva-org/eva/services/intake"
 )
@@ -72,5 +74,32 @@ func TestAwaitConsumersAsksAgainAfterAnUnansweredRequest(t *testing.T) {
 	}
 	if n := infos.Load(); n < 2 {
 		t.Fatalf("%d consumer-info requests, want the dropped one and another", n)
+	}
+}
+
+// When the caller's time ends during a look that JetStream does not
+// answer, the error still says what JetStream said before: here the
+// consumer's first look answers that events are pending, and the third
+// consumer-info request (the second look's first) is lost, until the
+// caller's 1.5 s are spent.
+func TestAwaitConsumersSaysWhyWhenTimeEndsDuringALook(t *testing.T) {
+	l := eventlogtest.Open(t)
+	ctx := t.Context()
+	if _, err := eventlogtest.Synthesize(ctx, l.JS, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.JS.CreateOrUpdateConsumer(ctx, eventlog.Stream, jetstream.ConsumerConfig{Durable: "nobody-runs-it",
+		AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	js, infos := natsxtest.LossyAPI(t, l.NC, "CONSUMER.INFO.", 3)
+	short, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	err := wire.AwaitConsumers(short, js, []string{"nobody-runs-it"})
+	if err == nil || !strings.Contains(err.Error(), "6 events pending") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("awaiting a consumer with 6 events pending: %v; want an error saying so, and that time ran out", err)
+	}
+	if n := infos.Load(); n != 3 {
+		t.Fatalf("%d consumer-info requests, want 3 (the third lost until the end)", n)
 	}
 }
