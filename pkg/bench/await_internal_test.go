@@ -51,8 +51,18 @@ func fakeCasesAfter(t *testing.T, created time.Time, ids []string, approvedReads
 	return newClient(srv.URL, 4)
 }
 
-// awaitDisbursed sees every case disbursed, polling without a change
-// stream and, with one, reading a case only when the stream names it.
+// filedAt maps each id to its filing's time.
+func filedAt(created time.Time, ids []string) map[string]time.Time {
+	m := make(map[string]time.Time, len(ids))
+	for _, id := range ids {
+		m[id] = created
+	}
+	return m
+}
+
+// awaitDisbursed sees every case disbursed: polling without a change
+// stream; with one, by the settlements' times alone, reading no case; and
+// reading a case whose settlement it cannot place (no time given).
 func TestAwaitDisbursedPollsOrFollows(t *testing.T) {
 	created := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	ids := []string{"a", "b", "c", "d", "e"}
@@ -64,17 +74,40 @@ func TestAwaitDisbursedPollsOrFollows(t *testing.T) {
 			t.Errorf("%s: done %v, last %v, missing %d; want 1..5 s, the last at +5 s, none missing", name, done, last, missing)
 		}
 	}
+	var reads atomic.Int32
+	counted := func() *client { return fakeCasesAfter(t, created, ids, 2, func() { reads.Add(1) }) }
 	ctx := context.Background()
-	done, last, missing := fakeCases(t, created, ids).awaitDisbursed(ctx, "tok", ids, nil, 2, 20*time.Millisecond, 30*time.Second)
+	done, last, missing := counted().awaitDisbursed(ctx, "tok", filedAt(created, ids), nil, 2, 20*time.Millisecond, 30*time.Second)
 	check("polling", done, last, missing)
-
-	settled := make(chan string, len(ids))
-	for _, id := range ids {
-		settled <- id
+	if reads.Load() < int32(3*len(ids)) {
+		t.Errorf("polling read the cases %d times, want each until it showed disbursed (3 reads)", reads.Load())
 	}
-	// Sweeps an hour apart: only the stream can have the cases read.
-	done, last, missing = fakeCases(t, created, ids).awaitDisbursed(ctx, "tok", ids, settled, 2, time.Hour, 30*time.Second)
+
+	// Sweeps an hour apart: only the stream can settle the cases.
+	reads.Store(0)
+	settled := make(chan settlement, len(ids))
+	for i, id := range ids {
+		settled <- settlement{CaseID: id, At: created.Add(time.Duration(i+1) * time.Second)}
+	}
+	done, last, missing = counted().awaitDisbursed(ctx, "tok", filedAt(created, ids), settled, 2, time.Hour, 30*time.Second)
 	check("following", done, last, missing)
+	if n := reads.Load(); n != 0 {
+		t.Errorf("following read the cases %d times, want none", n)
+	}
+
+	// Settlements without a time: each case is read until disbursed.
+	reads.Store(0)
+	settled = make(chan settlement, 3*len(ids))
+	for range 3 {
+		for _, id := range ids {
+			settled <- settlement{CaseID: id}
+		}
+	}
+	done, last, missing = counted().awaitDisbursed(ctx, "tok", filedAt(created, ids), settled, 2, time.Hour, 30*time.Second)
+	check("following, reading", done, last, missing)
+	if reads.Load() == 0 {
+		t.Error("settlements without a time read no case")
+	}
 }
 
 // The reads that end while a sweep is starting others do not wait for
@@ -94,7 +127,7 @@ func TestAwaitDisbursedLeavesNoReadWaiting(t *testing.T) {
 		}
 	})
 	base := runtime.NumGoroutine()
-	done, _, missing := c.awaitDisbursed(context.Background(), "tok", ids, nil, 2, time.Millisecond, 30*time.Second)
+	done, _, missing := c.awaitDisbursed(context.Background(), "tok", filedAt(created, ids), nil, 2, time.Millisecond, 30*time.Second)
 	if len(done) != len(ids) || missing != 0 {
 		t.Fatalf("done %d, missing %d; want all %d", len(done), missing, len(ids))
 	}

@@ -226,7 +226,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
 	var lerrs atomic.Int64
 	var mu sync.Mutex
-	var ids []string
+	var (
+		ids     []string
+		created = map[string]time.Time{}
+	)
 	cpu0 := sampleCPU()
 	start = time.Now().UTC()
 	parallel(o.Requests, o.Clients, func(i int) {
@@ -247,7 +250,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return
 		}
 		mu.Lock()
-		ids = append(ids, cs.ID)
+		ids, created[cs.ID] = append(ids, cs.ID), cs.CreatedAt
 		mu.Unlock()
 	})
 	_ = bar.Finish()
@@ -257,7 +260,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if res.Followed = settled != nil; res.Followed {
 		sweep = 5 * time.Second
 	}
-	done, last, missing := c.awaitDisbursed(ctx, approvers[0], ids, settled, o.Clients, sweep, 2*time.Minute)
+	done, last, missing := c.awaitDisbursed(ctx, approvers[0], created, settled, o.Clients, sweep, 2*time.Minute)
 	stopFollowing()
 	res.CPUPerLifecycle, res.MachineCPUPerLifecycle = perCase(cpu0, sampleCPU(), len(done))
 	// Completed cases per second, by the server's clock: from the start of
