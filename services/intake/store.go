@@ -274,8 +274,9 @@ var (
 	// caseCols are the columns of intake_cases a case's row writes.
 	caseCols = []string{"id", "post", "requester", "status", "urgency", "created_at", "updated_at", "version", "state", "ref_hash", "category"}
 	// caseSet are those a later event's write sets again; caseSeldom are
-	// those of them that an index holds and that only an amendment or an
-	// erasure changes (sqldb.UpsertRows).
+	// those that an index holds and that no event but an amendment or an
+	// erasure changes (post: none), set only where they differ
+	// (sqldb.UpsertRows).
 	caseSet, caseSeldom = []string{"status", "urgency", "updated_at", "version", "state"}, []string{"post", "ref_hash", "category"}
 )
 
