@@ -55,7 +55,7 @@ func TestE2EReadmeDemo(t *testing.T) {
 	}
 
 	_, c := startDev(t, "eva dev", t.TempDir())
-	sinkAddr := freeTestAddr(t)
+	sinkAddr := evatest.FreeAddr(t)
 	sink := startProc(t, "webhook-sink", childEnv(), "webhook-sink", "--listen", sinkAddr, "--secret", "a-long-shared-secret")
 	sink.waitOutput("receiving webhooks at", 30*time.Second)
 

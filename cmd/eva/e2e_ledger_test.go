@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eva-org/eva/pkg/evatest"
 )
 
 // The money ledger's audit on the real binaries: cases disbursed by
@@ -24,7 +26,7 @@ import (
 func TestE2ELedgerReconcileAndReplay(t *testing.T) {
 	t.Parallel()
 	simDir, dataDir := t.TempDir(), filepath.Join(t.TempDir(), "data")
-	callbacks := freeTestAddr(t)
+	callbacks := evatest.FreeAddr(t)
 	sim := startProc(t, "eva provsim", childEnv(), "provsim", "--listen", "127.0.0.1:0", "--data", simDir,
 		"--settle-after", "200ms", "--callback", "http://"+callbacks+"/provider/callbacks")
 	sim.waitOutput("provsim: listening on ", 30*time.Second)

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -79,17 +78,6 @@ func childEnv(extra ...string) []string {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "EVA_") })
 	env = append(env, "EVA_DEV_PASSWORD="+devPassword())
 	return append(env, extra...)
-}
-
-// freeAddr returns a free 127.0.0.1:port (listen on port 0, close).
-func freeTestAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // tailBuffer keeps the last max bytes written to it.
@@ -333,7 +321,7 @@ func startDev(tb testing.TB, name, dataDir string, extra ...string) (*proc, *cli
 func startHTTPProc(tb testing.TB, name string, env []string, args func(addr string) []string) *proc {
 	tb.Helper()
 	for attempt := 1; ; attempt++ {
-		addr := freeTestAddr(tb)
+		addr := evatest.FreeAddr(tb)
 		p := startProc(tb, name, env, args(addr)...)
 		p.URL = "http://" + addr
 		if p.tryReady(60 * time.Second) {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eva-org/eva/pkg/evatest"
 )
 
 // eva dev pays through `eva provsim` over HTTP (--provider), with latency,
@@ -18,7 +20,7 @@ import (
 func TestE2EPayoutThroughProvsimOverHTTP(t *testing.T) {
 	t.Parallel()
 	simDir, dataDir := t.TempDir(), t.TempDir()
-	callbacks := freeTestAddr(t)
+	callbacks := evatest.FreeAddr(t)
 	sim := startProc(t, "eva provsim", childEnv(), "provsim", "--listen", "127.0.0.1:0", "--data", simDir,
 		"--latency", "20ms", "--failure-rate", "0.3", "--settle-after", "300ms", "--seed", "3",
 		"--callback", "http://"+callbacks+"/provider/callbacks", "--duplicates", "2", "--callback-jitter", "200ms")

@@ -76,10 +76,10 @@ func startNATSCluster(tb testing.TB, n int) *natsCluster {
 	c := &natsCluster{tb: tb, bin: bin}
 	routes := make([]string, n)
 	for i := range n {
-		routes[i] = "nats-route://" + freeTestAddr(tb)
+		routes[i] = "nats-route://" + evatest.FreeAddr(tb)
 	}
 	for i := range n {
-		node := &natsNode{name: fmt.Sprintf("n%d", i+1), client: freeTestAddr(tb)}
+		node := &natsNode{name: fmt.Sprintf("n%d", i+1), client: evatest.FreeAddr(tb)}
 		dir := tb.TempDir()
 		node.conf = filepath.Join(dir, "nats.conf")
 		conf := fmt.Sprintf(`server_name: %s

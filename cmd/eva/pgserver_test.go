@@ -55,12 +55,8 @@ func startPGServer(tb testing.TB) *pgServer {
 		tb.Fatalf("chown %s: %v", root, err)
 	}
 	s.run("initdb", "-D", s.dir, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	_, port, _ := net.SplitHostPort(evatest.FreeAddr(tb))
+	s.port, _ = strconv.Atoi(port)
 	s.start()
 	tb.Cleanup(func() { s.stop("immediate") })
 	s.run("psql", "-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "-U", "postgres", "-d", "postgres", "-qc", "CREATE DATABASE eva")

@@ -4,7 +4,6 @@ package natsxtest
 
 import (
 	"fmt"
-	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/natsx"
 )
 
@@ -59,18 +59,18 @@ func JetStream(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
 // configuration (authentication, TLS).
 func Cluster(tb testing.TB, n int, opts ...func(*natsx.ServerConfig)) []*server.Server {
 	tb.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ports[i] = freePort(tb)
+	routes := make([]string, n)
+	for i := range routes {
+		routes[i] = evatest.FreeAddr(tb)
 	}
 	servers := make([]*server.Server, n)
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i := range servers {
-		var routes []string
-		for j, p := range ports {
+		var others []string
+		for j, r := range routes {
 			if j != i {
-				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+				others = append(others, "nats-route://"+r)
 			}
 		}
 		wg.Add(1)
@@ -78,7 +78,7 @@ func Cluster(tb testing.TB, n int, opts ...func(*natsx.ServerConfig)) []*server.
 			defer wg.Done()
 			cfg := natsx.ServerConfig{StoreDir: tb.TempDir(), Listen: "127.0.0.1:0",
 				Name:    fmt.Sprintf("n%d", i+1),
-				Cluster: &natsx.ClusterConfig{Name: "eva-test", Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes}}
+				Cluster: &natsx.ClusterConfig{Name: "eva-test", Listen: routes[i], Routes: others}}
 			for _, o := range opts {
 				o(&cfg)
 			}
@@ -101,14 +101,4 @@ func Cluster(tb testing.TB, n int, opts ...func(*natsx.ServerConfig)) []*server.
 		time.Sleep(20 * time.Millisecond)
 	}
 	return servers
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
