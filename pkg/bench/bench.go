@@ -152,6 +152,14 @@ EVA bench: %d requests per phase, %d concurrent clients
 	}
 }
 
+// unsynced hides an *os.File behind another type, so that the progress
+// bars write to it without syncing: progressbar fsyncs a file after each
+// render, about ten times a second, and with stderr sent to a file those
+// fsyncs queued on the disk beside the ones the bench measures.
+func unsynced(w io.Writer) io.Writer {
+	return struct{ io.Writer }{w}
+}
+
 // Run benchmarks the instance at o.URL: the raw append rate, then 2×C
 // filings to warm it up (not counted), then a filing
 // phase (N filings by C clients), then a lifecycle phase (N cases each
@@ -163,6 +171,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
+	o.Progress = unsynced(o.Progress)
 	res := Result{Requests: o.Requests, Clients: o.Clients}
 	raw, err := RawAppends(ctx, o.RawDir, max(o.RawMessages, o.Requests, 2000), o.Clients)
 	if err != nil {
