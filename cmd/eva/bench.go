@@ -91,9 +91,14 @@ func benchEVA(ctx context.Context, cfg wire.Config, zl *zap.Logger, opts bench.O
 	}
 	defer os.RemoveAll(dir)
 	cfg.DataDir, opts.RawDir = dir, dir
-	if cfg.HTTPAddr, err = freeAddr(); err != nil {
+	// The bench listens and hands the socket over: a port found free and
+	// then listened on by the gateway could be taken in between.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		return bench.Result{}, err
 	}
+	defer ln.Close() // the gateway closes it first; closing again does nothing
+	cfg.HTTPAddr, cfg.HTTPListener = ln.Addr().String(), ln
 	sl := zl
 	if zl.Core().Enabled(zap.InfoLevel) {
 		// The services' info lines would bury the bench's report; a
@@ -125,15 +130,6 @@ func benchEVA(ctx context.Context, cfg wire.Config, zl *zap.Logger, opts bench.O
 	res, err := bench.Run(ctx, opts)
 	_, *peak = bench.RSS()
 	return res, err
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // errStopped ends waitReady early: the instance stopped.
