@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -179,7 +180,9 @@ func (l *Log) Consume(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Ha
 			sleep(ctx, time.Second)
 			continue
 		}
-		r.run(ctx, it)
+		// The consumer's own CPU (decoding, folding, its handlers outside
+		// the database's writer) shows in profiles under its name.
+		pprof.Do(ctx, pprof.Labels("eva-consumer", cfg.Name), func(ctx context.Context) { r.run(ctx, it) })
 		it.Stop()
 	}
 	return nil

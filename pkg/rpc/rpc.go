@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -170,7 +171,7 @@ func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.
 			return
 		}
 		data, header := r.Data(), nats.Header(r.Headers())
-		go func() {
+		go pprof.Do(s.ctx, pprof.Labels("eva-rpc", subject), func(context.Context) { // in profiles, by endpoint
 			defer s.running.Done()
 			defer func() { <-s.sem }()
 			s.serve(reply, data, subject, e.timeout(), func(ctx context.Context, data []byte) (any, error) {
@@ -189,7 +190,7 @@ func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.
 				}
 				return h(ctx, req)
 			})
-		}()
+		})
 	}), micro.WithEndpointSubject(subject))
 }
 

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/evatest"
 	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 	"github.com/eva-org/eva/pkg/netfault"
@@ -333,5 +334,35 @@ func TestStopWaitsForHandlers(t *testing.T) {
 	}
 	if !finished.Load() {
 		t.Fatal("Stop returned while a handler was still running")
+	}
+}
+
+// A request's handler runs on a goroutine labeled eva-rpc=<subject>, so that
+// a CPU profile splits the services' handlers by endpoint.
+func TestHandlersAreLabeledWithTheirSubject(t *testing.T) {
+	nc, _ := natsxtest.JetStream(t)
+	ctx := context.Background()
+	ep := rpc.Endpoint[echoReq, echoResp]{Subject: "test.labeled"}
+	started, release := make(chan struct{}), make(chan struct{})
+	srv, err := rpc.Serve(ctx, nc, nil, "labeled", "test", zaptest.NewLogger(t), rpc.On(ep,
+		func(ctx context.Context, r echoReq) (echoResp, error) {
+			close(started)
+			<-release
+			return echoResp{Text: r.Text}, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	answered := make(chan error, 1)
+	go func() { _, err := ep.Call(ctx, nc, echoReq{Text: "x"}); answered <- err }()
+	<-started
+	got := evatest.GoroutineLabels(t, "eva-rpc")
+	close(release)
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(got, "test.labeled") {
+		t.Fatalf("eva-rpc labels %q while the handler ran, want test.labeled among them", got)
 	}
 }
