@@ -18,7 +18,7 @@ import (
 // A consumer pulls and decodes its events on a goroutine labeled
 // eva-consumer=<its name>, so that a CPU profile splits the consumers' own
 // work by consumer (what their handlers run in a SQLite transaction shows
-// under the database's writer: sqlite=<file>).
+// under the database's writer: eva-db=<file>).
 func TestConsumersAreLabeledWithTheirName(t *testing.T) {
 	db := sqldbtest.SQLite(t)
 	effectsDB(t, db)
