@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -164,7 +165,16 @@ func unsynced(w io.Writer) io.Writer {
 // filings to warm it up (not counted), then a filing
 // phase (N filings by C clients), then a lifecycle phase (N cases each
 // filed, claimed and approved by C clients, and followed until disbursed).
-func Run(ctx context.Context, o Options) (Result, error) {
+//
+// Its goroutines carry the profile label eva-bench=clients, so that a
+// profile of a process that runs both tells the clients' work from the
+// instance's.
+func Run(ctx context.Context, o Options) (res Result, err error) {
+	pprof.Do(ctx, pprof.Labels("eva-bench", "clients"), func(ctx context.Context) { res, err = run(ctx, o) })
+	return res, err
+}
+
+func run(ctx context.Context, o Options) (Result, error) {
 	if o.Requests <= 0 || o.Clients <= 0 {
 		return Result{}, fmt.Errorf("need requests > 0 and clients > 0")
 	}

@@ -8,6 +8,7 @@ package disbursement
 import (
 	"context"
 	"fmt"
+	"runtime/pprof"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -152,7 +153,7 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("disbursement: %w", err)
 	}
 	defer srv.Stop()
-	go s.work(ctx)
+	go pprof.Do(ctx, pprof.Labels("eva-worker", "payouts"), s.work) // its steps too, in profiles
 	go s.sweep(ctx)
 	if d.Notices != nil {
 		go s.notices(ctx, d.Notices)

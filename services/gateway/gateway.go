@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -344,7 +345,10 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	s.log.Info("gateway listening", zap.String("addr", ln.Addr().String()))
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
+	// Each connection's goroutine inherits the label: the gateway's HTTP
+	// work shows in profiles as eva-http=gateway, apart from clients in
+	// the same process (eva bench's are eva-bench=clients).
+	go pprof.Do(ctx, pprof.Labels("eva-http", "gateway"), func(context.Context) { errc <- srv.Serve(ln) })
 	if s.cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", s.cfg.MetricsAddr)
 		if err != nil {
