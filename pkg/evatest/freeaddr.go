@@ -26,7 +26,7 @@ func FreeAddr(tb testing.TB) string {
 	lo, hi := belowEphemeral()
 	for range 100 {
 		port := lo + rand.IntN(hi-lo)
-		if !handOut(port) {
+		if _, before := handedOut.LoadOrStore(port, true); before {
 			continue
 		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
@@ -41,24 +41,8 @@ func FreeAddr(tb testing.TB) string {
 	return ""
 }
 
-var handed struct {
-	sync.Mutex
-	ports map[int]bool
-}
-
-// handOut reports whether port was not handed out before, and marks it.
-func handOut(port int) bool {
-	handed.Lock()
-	defer handed.Unlock()
-	if handed.ports == nil {
-		handed.ports = map[int]bool{}
-	}
-	if handed.ports[port] {
-		return false
-	}
-	handed.ports[port] = true
-	return true
-}
+// handedOut holds the ports FreeAddr returned in this process.
+var handedOut sync.Map
 
 // belowEphemeral is the range FreeAddr picks from: from 20000 up to the
 // kernel's ephemeral range (Linux's default starts at 32768). Where that

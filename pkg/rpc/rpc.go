@@ -154,6 +154,7 @@ func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.
 	if !acts && carriesActor(reflect.TypeFor[Req]()) {
 		return fmt.Errorf("endpoint %s: its request carries an actor but does not implement rpc.Acting", subject)
 	}
+	labels := pprof.Labels("eva-rpc", subject) // the handlers', in profiles
 	return s.svc.AddEndpoint(name, micro.HandlerFunc(func(r micro.Request) {
 		// The handler answers from its own goroutine, after micro's
 		// handler returned: it must not touch r's methods that micro
@@ -171,7 +172,7 @@ func Handle[Req, Resp any](s *Server, e Endpoint[Req, Resp], h func(ctx context.
 			return
 		}
 		data, header := r.Data(), nats.Header(r.Headers())
-		go pprof.Do(s.ctx, pprof.Labels("eva-rpc", subject), func(context.Context) { // in profiles, by endpoint
+		go pprof.Do(s.ctx, labels, func(context.Context) {
 			defer s.running.Done()
 			defer func() { <-s.sem }()
 			s.serve(reply, data, subject, e.timeout(), func(ctx context.Context, data []byte) (any, error) {
