@@ -2,9 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // `eva bench` starts its own instance (its gateway on a socket the bench
@@ -13,7 +17,8 @@ import (
 // filed and disbursed, none lost.
 func TestE2EBenchCarriesEveryCaseToDisbursedAndReportsJSON(t *testing.T) {
 	t.Parallel()
-	p := startProc(t, "eva bench", childEnv("TMPDIR="+t.TempDir()), "bench", "-n", "30", "-c", "3", "--json", "--log-level", "error")
+	tmp := t.TempDir()
+	p := startProc(t, "eva bench", childEnv("TMPDIR="+tmp), "bench", "-n", "30", "-c", "3", "--json", "--log-level", "error")
 	if code := p.wait(3 * time.Minute); code != 0 {
 		t.Fatalf("eva bench exited with %d", code)
 	}
@@ -33,6 +38,7 @@ func TestE2EBenchCarriesEveryCaseToDisbursedAndReportsJSON(t *testing.T) {
 		NotDisbursed    int     `json:"not_disbursed"`
 		RawAppendsPerS  float64 `json:"raw_appends_per_sec"`
 		IdleRSSMiB      int64   `json:"idle_rss_mib"`
+		DiskWritesPerS  float64 `json:"disk_writes_per_sec"`
 	}
 	if err := json.Unmarshal([]byte(out[start:end+1]), &sum); err != nil {
 		t.Fatalf("the summary is not JSON: %v\n%s", err, out[start:end+1])
@@ -45,5 +51,11 @@ func TestE2EBenchCarriesEveryCaseToDisbursedAndReportsJSON(t *testing.T) {
 	}
 	if sum.FilingsPerSec <= 0 || sum.LifecyclesPerS <= 0 || sum.RawAppendsPerS <= 0 || sum.IdleRSSMiB <= 0 {
 		t.Errorf("rates and memory must be measured: %+v", sum)
+	}
+	// The data directory is under TMPDIR: on Linux, on a block device,
+	// the device's writes over the lifecycle phase are in the summary.
+	var st syscall.Stat_t
+	if runtime.GOOS == "linux" && syscall.Stat(tmp, &st) == nil && unix.Major(uint64(st.Dev)) != 0 && sum.DiskWritesPerS <= 0 {
+		t.Errorf("the data directory is on a block device, but the summary has no disk writes: %+v", sum)
 	}
 }

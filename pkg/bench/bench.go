@@ -68,6 +68,13 @@ type Result struct {
 	// shared machine: work per case, not how fast the CPUs were lent.
 	CPUPerLifecycle        time.Duration
 	MachineCPUPerLifecycle time.Duration
+	// Disk is what the block device under RawDir (EVA's data directory
+	// when the bench started EVA) did over the lifecycle phase (Linux;
+	// DiskOK false elsewhere): how fast each write and cache flush was,
+	// apart from the CPUs, which the raw append rate, measured alone
+	// before the phases, cannot say.
+	Disk   DiskPhase
+	DiskOK bool
 
 	RawAppendsPerSec float64
 	RawP50           time.Duration
@@ -94,6 +101,10 @@ type Summary struct {
 	Steps                    []Step  `json:"steps,omitempty"`
 	CPUMsPerLifecycle        float64 `json:"cpu_ms_per_lifecycle,omitempty"`
 	MachineCPUMsPerLifecycle float64 `json:"machine_cpu_ms_per_lifecycle,omitempty"`
+	DiskWritesPerSec         float64 `json:"disk_writes_per_sec,omitempty"`
+	DiskWriteMs              float64 `json:"disk_write_ms,omitempty"`
+	DiskFlushesPerSec        float64 `json:"disk_flushes_per_sec,omitempty"`
+	DiskFlushMs              float64 `json:"disk_flush_ms,omitempty"`
 	RawAppendsPerSec         float64 `json:"raw_appends_per_sec"`
 	RawP50Ms                 float64 `json:"raw_append_p50_ms"`
 	FilingsOverRaw           float64 `json:"filings_over_raw_appends"`
@@ -113,6 +124,10 @@ func (r Result) Summary(store string, peer *Peer) Summary {
 		LifecycleErrors: r.LifecycleErrors, NotDisbursed: r.LifecycleMissing, FollowedChanges: r.Followed, Steps: r.Steps, RawAppendsPerSec: r.RawAppendsPerSec,
 		CPUMsPerLifecycle: ms(r.CPUPerLifecycle), MachineCPUMsPerLifecycle: ms(r.MachineCPUPerLifecycle),
 		RawP50Ms: ms(r.RawP50), FilingsOverRaw: r.Ratio(), Peer: peer}
+	if r.DiskOK {
+		s.DiskWritesPerSec, s.DiskWriteMs = r.Disk.WritesPerSec, ms(r.Disk.WriteLatency)
+		s.DiskFlushesPerSec, s.DiskFlushMs = r.Disk.FlushesPerSec, ms(r.Disk.FlushLatency)
+	}
 	if peer != nil && peer.WorkflowsPerSec > 0 {
 		s.LifecyclesOverPeer = r.CompletedPerSec / peer.WorkflowsPerSec
 	}
@@ -146,6 +161,10 @@ EVA bench: %d requests per phase, %d concurrent clients
 	if r.MachineCPUPerLifecycle > 0 {
 		fmt.Fprintf(w, "  CPU per lifecycle %8.2f ms this process, %.2f ms the machine (all processes)\n",
 			ms(r.CPUPerLifecycle), ms(r.MachineCPUPerLifecycle))
+	}
+	if r.DiskOK {
+		fmt.Fprintf(w, "  disk (lifecycle)  %8.0f writes/s     %v each, %.0f cache flushes/s %v each\n",
+			r.Disk.WritesPerSec, r.Disk.WriteLatency.Round(time.Microsecond), r.Disk.FlushesPerSec, r.Disk.FlushLatency.Round(time.Microsecond))
 	}
 	if len(r.Steps) > 0 {
 		fmt.Fprintln(w, "  lifecycle steps (event to next event, a sample of the cases):")
@@ -249,7 +268,7 @@ func run(ctx context.Context, o Options) (Result, error) {
 		ids     []string
 		created = map[string]time.Time{}
 	)
-	cpu0 := sampleCPU()
+	cpu0, disk0 := sampleCPU(), sampleDisk(o.RawDir)
 	start = time.Now().UTC()
 	parallel(o.Requests, o.Clients, func(i int) {
 		defer func() { _ = bar.Add(1) }()
@@ -282,6 +301,7 @@ func run(ctx context.Context, o Options) (Result, error) {
 	done, last, missing := c.awaitDisbursed(ctx, approvers[0], created, settled, o.Clients, sweep, 2*time.Minute)
 	stopFollowing()
 	res.CPUPerLifecycle, res.MachineCPUPerLifecycle = perCase(cpu0, sampleCPU(), len(done))
+	res.Disk, res.DiskOK = diskPhase(disk0, sampleDisk(o.RawDir))
 	// Completed cases per second, by the server's clock: from the start of
 	// the phase to the last case disbursed (not to when polling saw it).
 	if span := last.Sub(start); len(done) > 0 && span > 0 {
