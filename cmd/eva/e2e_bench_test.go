@@ -4,11 +4,10 @@ import (
 	"encoding/json"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/eva-org/eva/pkg/bench"
 )
 
 // `eva bench` starts its own instance (its gateway on a socket the bench
@@ -54,8 +53,7 @@ func TestE2EBenchCarriesEveryCaseToDisbursedAndReportsJSON(t *testing.T) {
 	}
 	// The data directory is under TMPDIR: on Linux, on a block device,
 	// the device's writes over the lifecycle phase are in the summary.
-	var st syscall.Stat_t
-	if runtime.GOOS == "linux" && syscall.Stat(tmp, &st) == nil && unix.Major(uint64(st.Dev)) != 0 && sum.DiskWritesPerS <= 0 {
+	if runtime.GOOS == "linux" && bench.OnBlockDevice(tmp) && sum.DiskWritesPerS <= 0 {
 		t.Errorf("the data directory is on a block device, but the summary has no disk writes: %+v", sum)
 	}
 }

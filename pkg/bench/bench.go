@@ -70,11 +70,10 @@ type Result struct {
 	MachineCPUPerLifecycle time.Duration
 	// Disk is what the block device under RawDir (EVA's data directory
 	// when the bench started EVA) did over the lifecycle phase (Linux;
-	// DiskOK false elsewhere): how fast each write and cache flush was,
-	// apart from the CPUs, which the raw append rate, measured alone
-	// before the phases, cannot say.
-	Disk   DiskPhase
-	DiskOK bool
+	// zero elsewhere): how fast each write and cache flush was, apart
+	// from the CPUs, which the raw append rate, measured alone before the
+	// phases, cannot say.
+	Disk DiskPhase
 
 	RawAppendsPerSec float64
 	RawP50           time.Duration
@@ -124,7 +123,7 @@ func (r Result) Summary(store string, peer *Peer) Summary {
 		LifecycleErrors: r.LifecycleErrors, NotDisbursed: r.LifecycleMissing, FollowedChanges: r.Followed, Steps: r.Steps, RawAppendsPerSec: r.RawAppendsPerSec,
 		CPUMsPerLifecycle: ms(r.CPUPerLifecycle), MachineCPUMsPerLifecycle: ms(r.MachineCPUPerLifecycle),
 		RawP50Ms: ms(r.RawP50), FilingsOverRaw: r.Ratio(), Peer: peer}
-	if r.DiskOK {
+	if r.Disk.WritesPerSec > 0 {
 		s.DiskWritesPerSec, s.DiskWriteMs = r.Disk.WritesPerSec, ms(r.Disk.WriteLatency)
 		s.DiskFlushesPerSec, s.DiskFlushMs = r.Disk.FlushesPerSec, ms(r.Disk.FlushLatency)
 	}
@@ -162,7 +161,7 @@ EVA bench: %d requests per phase, %d concurrent clients
 		fmt.Fprintf(w, "  CPU per lifecycle %8.2f ms this process, %.2f ms the machine (all processes)\n",
 			ms(r.CPUPerLifecycle), ms(r.MachineCPUPerLifecycle))
 	}
-	if r.DiskOK {
+	if r.Disk.WritesPerSec > 0 {
 		fmt.Fprintf(w, "  disk (lifecycle)  %8.0f writes/s     %v each, %.0f cache flushes/s %v each\n",
 			r.Disk.WritesPerSec, r.Disk.WriteLatency.Round(time.Microsecond), r.Disk.FlushesPerSec, r.Disk.FlushLatency.Round(time.Microsecond))
 	}
@@ -301,7 +300,7 @@ func run(ctx context.Context, o Options) (Result, error) {
 	done, last, missing := c.awaitDisbursed(ctx, approvers[0], created, settled, o.Clients, sweep, 2*time.Minute)
 	stopFollowing()
 	res.CPUPerLifecycle, res.MachineCPUPerLifecycle = perCase(cpu0, sampleCPU(), len(done))
-	res.Disk, res.DiskOK = diskPhase(disk0, sampleDisk(o.RawDir))
+	res.Disk = diskPhase(disk0, sampleDisk(o.RawDir))
 	// Completed cases per second, by the server's clock: from the start of
 	// the phase to the last case disbursed (not to when polling saw it).
 	if span := last.Sub(start); len(done) > 0 && span > 0 {

@@ -29,17 +29,36 @@ type DiskPhase struct {
 	WriteLatency, FlushLatency  time.Duration
 }
 
-func sampleDisk(dir string) diskSample {
+// OnBlockDevice reports whether dir is on a block device, whose work
+// over the lifecycle phase the bench reports (Linux).
+func OnBlockDevice(dir string) bool {
+	_, _, ok := blockDevice(dir)
+	return ok
+}
+
+// blockDevice is the device number of the file system under dir; ok is
+// false when dir cannot be read, or its file system is on no block device
+// (major 0: tmpfs, overlay).
+func blockDevice(dir string) (major, minor uint32, ok bool) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(dir, &st); err != nil {
+		return 0, 0, false
+	}
+	dev := uint64(st.Dev) // int32 on some systems
+	major, minor = unix.Major(dev), unix.Minor(dev)
+	return major, minor, major != 0
+}
+
+func sampleDisk(dir string) diskSample {
+	major, minor, ok := blockDevice(dir)
+	if !ok {
 		return diskSample{}
 	}
 	data, err := os.ReadFile("/proc/diskstats")
 	if err != nil {
 		return diskSample{}
 	}
-	dev := uint64(st.Dev) // int32 on some systems
-	return parseDiskstats(string(data), unix.Major(dev), unix.Minor(dev), time.Now())
+	return parseDiskstats(string(data), major, minor, time.Now())
 }
 
 // parseDiskstats finds the device major:minor in the text of
@@ -66,12 +85,12 @@ func parseDiskstats(text string, major, minor uint32, at time.Time) diskSample {
 	return diskSample{}
 }
 
-// diskPhase is the device's work between two samples; ok is false when
-// either sample is missing or nothing was written.
-func diskPhase(from, to diskSample) (DiskPhase, bool) {
+// diskPhase is the device's work between two samples; zero when either
+// sample is missing or nothing was written.
+func diskPhase(from, to diskSample) DiskPhase {
 	span := to.at.Sub(from.at).Seconds()
 	if !from.ok || !to.ok || span <= 0 || to.writes <= from.writes {
-		return DiskPhase{}, false
+		return DiskPhase{}
 	}
 	mean := func(ms, n uint64) time.Duration {
 		if n == 0 {
@@ -83,5 +102,5 @@ func diskPhase(from, to diskSample) (DiskPhase, bool) {
 	return DiskPhase{
 		WritesPerSec: float64(w) / span, FlushesPerSec: float64(f) / span,
 		WriteLatency: mean(to.writeMS-from.writeMS, w), FlushLatency: mean(to.flushMS-from.flushMS, f),
-	}, true
+	}
 }

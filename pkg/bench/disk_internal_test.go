@@ -4,11 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // fakeDiskstats is /proc/diskstats as a Linux 6 kernel writes it, made up
@@ -40,16 +37,16 @@ func TestDiskPhaseIsTheMeanWriteAndFlushBetweenTwoSamples(t *testing.T) {
 	t0 := time.Unix(100, 0)
 	from := diskSample{writes: 1000, writeMS: 500, flushes: 100, flushMS: 40, at: t0, ok: true}
 	to := diskSample{writes: 5000, writeMS: 1300, flushes: 1100, flushMS: 240, at: t0.Add(2 * time.Second), ok: true}
-	got, ok := diskPhase(from, to)
+	got := diskPhase(from, to)
 	want := DiskPhase{WritesPerSec: 2000, FlushesPerSec: 500, WriteLatency: 200 * time.Microsecond, FlushLatency: 200 * time.Microsecond}
-	if !ok || got != want {
-		t.Fatalf("diskPhase = %+v, %v; want %+v", got, ok, want)
+	if got != want {
+		t.Fatalf("diskPhase = %+v, want %+v", got, want)
 	}
-	if _, ok := diskPhase(from, diskSample{}); ok {
-		t.Error("a missing sample gave a phase")
+	if got := diskPhase(from, diskSample{}); got != (DiskPhase{}) {
+		t.Errorf("a missing sample gave a phase: %+v", got)
 	}
-	if _, ok := diskPhase(from, from); ok {
-		t.Error("a phase without writes gave a phase")
+	if got := diskPhase(from, from); got != (DiskPhase{}) {
+		t.Errorf("a phase without writes gave a phase: %+v", got)
 	}
 }
 
@@ -60,11 +57,7 @@ func TestSampleDiskCountsASyncedWriteUnderTheDirectory(t *testing.T) {
 		t.Skip("disk samples read /proc/diskstats")
 	}
 	dir := t.TempDir()
-	var st syscall.Stat_t
-	if err := syscall.Stat(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	if unix.Major(uint64(st.Dev)) == 0 {
+	if !OnBlockDevice(dir) {
 		t.Skipf("%s is on no block device (tmpfs, overlay): nothing to sample", dir)
 	}
 	from := sampleDisk(dir)
