@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/retry"
 	"github.com/eva-org/eva/pkg/sqldb"
 )
@@ -174,7 +175,7 @@ func (l *Log) Consume(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Ha
 	}
 	r := &runner{log: l, db: db, cfg: cfg, h: h, zl: log.With(zap.String("consumer", cfg.Name))}
 	for ctx.Err() == nil {
-		it, err := cons.Messages(jetstream.PullMaxMessages(cfg.Batch*2), jetstream.PullHeartbeat(pullHeartbeat))
+		it, err := cons.Messages(jetstream.PullMaxMessages(cfg.Batch*2), jetstream.PullHeartbeat(natsx.PullHeartbeat))
 		if err != nil {
 			r.zl.Warn("pull", zap.Error(err))
 			sleep(ctx, time.Second)
@@ -187,13 +188,6 @@ func (l *Log) Consume(ctx context.Context, db sqldb.DB, cfg ConsumerConfig, h Ha
 	}
 	return nil
 }
-
-// pullHeartbeat is how often the server says a consumer's open pull is
-// still there while no event comes. Two missed, nats.go pulls again: a
-// pull lost with a server that went away, or dropped by a cluster still
-// forming, costs a consumer seconds, not the 30 s of nats.go's default
-// (half the pull's 30 s expiry).
-const pullHeartbeat = 2 * time.Second
 
 type runner struct {
 	log  *Log

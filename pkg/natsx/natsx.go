@@ -127,6 +127,13 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	return s, nil
 }
 
+// PullHeartbeat is how often the server says a consumer's open pull is
+// still there while nothing comes (an event, a fired timer). Two missed,
+// nats.go pulls again: a pull lost with a server that went away, or
+// dropped by a cluster still forming, costs a consumer seconds, not the
+// 30 s of nats.go's default (half the pull's 30 s expiry).
+const PullHeartbeat = 2 * time.Second
+
 // Connect dials url, or the embedded server s when s is not nil, with
 // reconnects forever: a service must outlive a NATS restart.
 func Connect(url string, s *server.Server, name string) (*nats.Conn, error) {

@@ -160,23 +160,19 @@ type Signer struct {
 //
 // Errors: the seed is not an account seed.
 func NewSigner(seed string) (*Signer, error) {
-	seed = strings.TrimSpace(seed)
-	kp, err := nkeys.FromSeed([]byte(seed))
+	prefix, raw, err := nkeys.DecodeSeed([]byte(strings.TrimSpace(seed)))
 	if err != nil {
 		return nil, fmt.Errorf("actor signing key: %w", err)
 	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		return nil, fmt.Errorf("actor signing key: %w", err)
-	}
-	if !nkeys.IsValidPublicAccountKey(pub) {
+	if prefix != nkeys.PrefixByteAccount {
 		return nil, errors.New("actor signing key: not an account seed (SA...)")
 	}
-	_, raw, err := nkeys.DecodeSeed([]byte(seed))
+	key := ed25519.NewKeyFromSeed(raw)
+	pub, err := nkeys.Encode(nkeys.PrefixByteAccount, key.Public().(ed25519.PublicKey))
 	if err != nil {
 		return nil, fmt.Errorf("actor signing key: %w", err)
 	}
-	return &Signer{key: ed25519.NewKeyFromSeed(raw), public: pub, now: time.Now}, nil
+	return &Signer{key: key, public: string(pub), now: time.Now}, nil
 }
 
 // NewActorKey makes a new actor signing key: its seed and public key.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/eva-org/eva/pkg/assist"
@@ -199,6 +200,24 @@ func TestKeys(t *testing.T) {
 	}
 	if _, err := rpc.NewSigner("SUAxxx"); err == nil {
 		t.Error("a malformed seed was accepted")
+	}
+	signer, err := rpc.NewSigner(" " + seed + "\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if signer.PublicKey() != public {
+		t.Errorf("signer's public key = %s, want the seed's %s", signer.PublicKey(), public)
+	}
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	userSeed, err := user.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rpc.NewSigner(string(userSeed)); err == nil || !strings.Contains(err.Error(), "not an account seed") {
+		t.Errorf("a user seed: err = %v, want not an account seed", err)
 	}
 	if _, err := rpc.NewVerifier(); err == nil {
 		t.Error("a verifier with no key was made")

@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/eva-org/eva/pkg/assist"
+	"github.com/eva-org/eva/pkg/natsx"
 	"github.com/eva-org/eva/pkg/retry"
 )
 
@@ -160,12 +161,6 @@ func (d dropError) Unwrap() error { return d.err }
 // Drop marks a fired timer that can never be handled.
 func Drop(err error) error { return dropError{err} }
 
-// pullHeartbeat is how often the server says the consumer's open pull is
-// still there while no timer fires. Two missed, nats.go pulls again: a
-// pull lost with a server that went away costs seconds, not the 30 s of
-// nats.go's default (half the pull's 30 s expiry).
-const pullHeartbeat = 2 * time.Second
-
 // retryDelay is the delay before a failed timer is tried again.
 const retryDelay = time.Second
 
@@ -209,7 +204,7 @@ func (t *Timers) Run(ctx context.Context, name string, kinds []string, h Handler
 			defer func() { <-sem }()
 			t.deliver(ctx, m, h, zl)
 		})
-	}, jetstream.PullMaxMessages(256), jetstream.PullHeartbeat(pullHeartbeat))
+	}, jetstream.PullMaxMessages(256), jetstream.PullHeartbeat(natsx.PullHeartbeat))
 	if err != nil {
 		return unavailable("consume timers", err)
 	}
