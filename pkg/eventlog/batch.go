@@ -20,6 +20,7 @@ type batch struct {
 	local map[any]any
 	end   []func(context.Context, sqldb.Querier) error
 	after []func()
+	sums  map[addKey]*int64 // AddAtEnd's amounts, by row
 }
 
 type batchKey struct{}
@@ -194,16 +195,42 @@ func AfterCommit(ctx context.Context, fn func()) bool {
 	return true
 }
 
-// AtEnd runs a statement in a consumer's transaction after the last
-// handler of its batch, in the order given, instead of now: for a write
-// to a row that others wait on (a fund's totals, which every approval
-// updates), so that the row is locked only for the commit rather than
-// through every other event of the batch. Outside a consumer's batch (a
-// handler called on its own) it runs at once on q. The handlers of the
-// same batch must not read what it writes.
-func AtEnd(ctx context.Context, q sqldb.Querier, query string, args ...any) error {
+// AddAtEnd runs query, a statement that adds its $1 (amount) to the row
+// its $2 (row) names, in a consumer's transaction after the last handler
+// of its batch, instead of now: for a row that others wait on (a fund's
+// totals, which every approval updates), so that the row is locked only
+// for the commit rather than through every other event of the batch. The
+// amounts a batch adds with the same query to the same row are summed
+// and written once, where the first of them was given (among
+// BeforeCommit's functions, in order); a sum of zero writes nothing. A
+// row written once a batch rather than once an event is one row version,
+// one index check and one statement where there were many. Outside a
+// consumer's batch (a handler called on its own) it runs at once on q.
+// The handlers of the same batch must not read what it writes.
+func AddAtEnd(ctx context.Context, q sqldb.Querier, query string, amount int64, row string) error {
+	b := batchOf(ctx)
+	if b == nil {
+		_, err := q.Exec(ctx, query, amount, row)
+		return err
+	}
+	k := addKey{query, row}
+	if sum, ok := b.sums[k]; ok {
+		*sum += amount
+		return nil
+	}
+	sum := &amount
+	if b.sums == nil {
+		b.sums = make(map[addKey]*int64)
+	}
+	b.sums[k] = sum
 	return BeforeCommit(ctx, q, func(ctx context.Context, q sqldb.Querier) error {
-		_, err := q.Exec(ctx, query, args...)
+		if *sum == 0 {
+			return nil
+		}
+		_, err := q.Exec(ctx, query, *sum, row)
 		return err
 	})
 }
+
+// addKey is a row AddAtEnd adds to, with the statement that adds.
+type addKey struct{ query, row string }

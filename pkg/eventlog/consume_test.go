@@ -280,27 +280,28 @@ func TestAfterCommitRunsOnceTheBatchCommitted(t *testing.T) {
 	})
 }
 
-// A statement given to AtEnd runs after the batch's last handler, in the
-// same transaction: the handlers do not see it, the commit has it once per
-// call, and a batch that fails has none of it. Outside a batch it runs at
-// once.
-func TestAtEndRunsAfterTheBatchInItsTransaction(t *testing.T) {
+// A statement given to AddAtEnd runs after the batch's last handler, in
+// the same transaction: the handlers do not see it, the commit writes
+// each row once with the sum of the batch's amounts for it (none when
+// they sum to zero), and a batch that fails has none of it. Outside a
+// batch it runs at once.
+func TestAddAtEndWritesEachRowOnceAfterTheBatchInItsTransaction(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db sqldb.DB) {
 		ctx := context.Background()
 		effectsDB(t, db)
-		if _, err := db.Exec(ctx, `CREATE TABLE totals (id TEXT PRIMARY KEY, n BIGINT NOT NULL)`); err != nil {
+		if _, err := db.Exec(ctx, `CREATE TABLE totals (id TEXT PRIMARY KEY, n BIGINT NOT NULL, writes BIGINT NOT NULL)`); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Exec(ctx, `INSERT INTO totals (id, n) VALUES ('fund', 0)`); err != nil {
+		if _, err := db.Exec(ctx, `INSERT INTO totals (id, n, writes) VALUES ('fund', 0, 0), ('other', 0, 0), ('zero', 0, 0)`); err != nil {
 			t.Fatal(err)
 		}
-		total := func() int64 {
-			var n int64
-			if err := db.QueryRow(ctx, `SELECT n FROM totals WHERE id = 'fund'`).Scan(&n); err != nil {
+		total := func(id string) (n, writes int64) {
+			if err := db.QueryRow(ctx, `SELECT n, writes FROM totals WHERE id = $1`, id).Scan(&n, &writes); err != nil {
 				t.Fatal(err)
 			}
-			return n
+			return n, writes
 		}
+		const add = `UPDATE totals SET n = n + $1, writes = writes + 1 WHERE id = $2`
 		var seen []int64
 		h := func(ctx context.Context, q sqldb.Querier, m eventlog.Msg) error {
 			var n int64
@@ -314,30 +315,49 @@ func TestAtEndRunsAfterTheBatchInItsTransaction(t *testing.T) {
 			if err := record(ctx, q, m); err != nil {
 				return err
 			}
-			return eventlog.AtEnd(ctx, q, `UPDATE totals SET n = n + $1 WHERE id = 'fund'`, int64(m.Seq))
+			switch m.CaseID {
+			case "a":
+				if err := eventlog.AddAtEnd(ctx, q, add, 1, "zero"); err != nil {
+					return err
+				}
+			case "b":
+				if err := eventlog.AddAtEnd(ctx, q, add, 7, "other"); err != nil {
+					return err
+				}
+			case "c":
+				if err := eventlog.AddAtEnd(ctx, q, add, -1, "zero"); err != nil {
+					return err
+				}
+			}
+			return eventlog.AddAtEnd(ctx, q, add, int64(m.Seq), "fund")
 		}
 		cfg := eventlog.ConsumerConfig{Name: "at-end"}
 		msgs := []eventlog.Msg{{Seq: 1, CaseID: "a"}, {Seq: 2, CaseID: "b"}, {Seq: 3, CaseID: "c"}}
 		if failed, err := eventlog.Deliver(ctx, db, cfg, h, msgs); err != nil || failed != -1 {
 			t.Fatalf("Deliver = %d, %v", failed, err)
 		}
-		if got := total(); got != 6 || len(seen) != 3 || seen[0] != 0 || seen[1] != 0 || seen[2] != 0 {
-			t.Fatalf("total %d (want 6), handlers saw %v (want the total before the batch: 0, 0, 0)", got, seen)
+		if len(seen) != 3 || seen[0] != 0 || seen[1] != 0 || seen[2] != 0 {
+			t.Fatalf("handlers saw %v, want the total before the batch: 0, 0, 0", seen)
+		}
+		for id, want := range map[string][2]int64{"fund": {6, 1}, "other": {7, 1}, "zero": {0, 0}} {
+			if n, w := total(id); n != want[0] || w != want[1] {
+				t.Errorf("%s: total %d in %d writes, want %d in %d", id, n, w, want[0], want[1])
+			}
 		}
 		// A batch that fails keeps nothing of its deferred statements.
 		bad := []eventlog.Msg{{Seq: 4, CaseID: "d"}, {Seq: 5, CaseID: "bad"}}
 		if failed, err := eventlog.Deliver(ctx, db, cfg, h, bad); err == nil || failed != 1 {
 			t.Fatalf("Deliver of a failing batch = %d, %v", failed, err)
 		}
-		if got, fx := total(), effects(t, db); got != 6 || fx["d"] != 0 {
-			t.Fatalf("after a failed batch: total %d (want 6), effects %v", got, fx)
+		if n, w := total("fund"); n != 6 || w != 1 || effects(t, db)["d"] != 0 {
+			t.Fatalf("after a failed batch: total %d in %d writes (want 6 in 1), effects %v", n, w, effects(t, db))
 		}
 		// Outside a consumer's batch it runs at once.
 		err := db.Tx(ctx, func(q sqldb.Querier) error {
-			return eventlog.AtEnd(ctx, q, `UPDATE totals SET n = n + $1 WHERE id = 'fund'`, int64(10))
+			return eventlog.AddAtEnd(ctx, q, add, 10, "fund")
 		})
-		if err != nil || total() != 16 {
-			t.Fatalf("AtEnd outside a batch: %v, total %d (want 16)", err, total())
+		if n, w := total("fund"); err != nil || n != 16 || w != 2 {
+			t.Fatalf("AddAtEnd outside a batch: %v, total %d in %d writes (want 16 in 2)", err, n, w)
 		}
 	})
 }

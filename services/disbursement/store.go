@@ -859,7 +859,7 @@ const settleFundSQL = `UPDATE disb_funds SET reserved = reserved - $1, paid = pa
 // settleInOne is Settle in one statement of data-modifying CTEs: the
 // payout settled from where it settles, and its hold, when reserved,
 // paid; it returns whether the payout moved and, when the hold moved,
-// its fund and amount, for the fund's totals (eventlog.AtEnd, as
+// its fund and amount, for the fund's totals (eventlog.AddAtEnd, as
 // moveHold writes them). One round trip where Settle's statements took
 // two.
 func settleInOne(ctx context.Context, q sqldb.Querier, payoutID string, now time.Time) (bool, error) {
@@ -883,7 +883,7 @@ func settleInOne(ctx context.Context, q sqldb.Querier, payoutID string, now time
 	case paid == 0:
 		return true, nil // the hold was not reserved: paid before
 	}
-	return true, eventlog.AtEnd(ctx, q, settleFundSQL, amount, fund)
+	return true, eventlog.AddAtEnd(ctx, q, settleFundSQL, amount, fund)
 }
 
 // ReleaseHold implements Store.
@@ -935,7 +935,7 @@ func (s *SQLStore) ShrinkHold(ctx context.Context, q sqldb.Querier, holdID strin
 	if _, err := q.Exec(ctx, `UPDATE disb_holds SET amount = $1, updated_at = $2 WHERE id = $3`, amount, sqldb.Micros(now), holdID); err != nil {
 		return err
 	}
-	return eventlog.AtEnd(ctx, q, `UPDATE disb_funds SET reserved = reserved - $1 WHERE id = $2`, was-amount, fund)
+	return eventlog.AddAtEnd(ctx, q, `UPDATE disb_funds SET reserved = reserved - $1 WHERE id = $2`, was-amount, fund)
 }
 
 // RetryPayout implements Store.
@@ -962,7 +962,7 @@ func moveHold(ctx context.Context, q sqldb.Querier, holdID string, from []string
 	}
 	// The fund's row is written last in the consumer's transaction: every
 	// approval of the fund waits for it.
-	return eventlog.AtEnd(ctx, q, fundSQL, amount, fund)
+	return eventlog.AddAtEnd(ctx, q, fundSQL, amount, fund)
 }
 
 const payoutCols = `id, case_id, fund_id, payee_id, hold_id, amount, stage, attempt, provider_ref, last_error, created_at, updated_at`
