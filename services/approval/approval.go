@@ -76,6 +76,10 @@ type Service struct {
 	// sweeping lets one sweep run at a time.
 	sweeper  *sweeper
 	sweeping sync.Mutex
+	// backoffs hold back the cases whose due action keeps failing; fire
+	// is fireCase (a test may fake it).
+	backoffs backoffs
+	fire     func(ctx context.Context, kind, caseID string) error
 	// held keeps the cases the queue's consumer and the commands saw
 	// last, so that a command decides without reading its case first.
 	held *eventlog.HeldCases
@@ -92,6 +96,7 @@ func New(d Deps) *Service {
 	s := &Service{cfg: d.Config, log: d.Log, store: NewSQLStore(d.DB), holds: d.Holds,
 		policy: policy.New(d.Log, d.Config.Policy), held: &eventlog.HeldCases{}, zl: d.Logger,
 		now: func() time.Time { return now().UTC() }}
+	s.fire = s.fireCase
 	if s.sweeper = newSweeper(d.Timers, s.now, d.Logger); s.sweeper != nil {
 		s.store.dues = s.sweeper.want
 	}

@@ -197,8 +197,10 @@ func (w *sweeper) want(dues []time.Time) {
 // due times, sweepWorkers at once, then asks for the next sweep: at the
 // earliest due time left, or sweepAtLeast from now if that is sooner. A
 // case that fails does not stop the others; the sweep then fails, and is
-// delivered again (the cases handled find nothing left to do). One sweep
-// runs at a time in a process.
+// delivered again (the cases handled find nothing left to do). A case
+// that keeps failing is fired again at growing intervals, not at every
+// sweep (backoffs), and the next sweep is asked for at the earliest of
+// them too. One sweep runs at a time in a process.
 func (s *Service) sweep(ctx context.Context) error {
 	s.sweeping.Lock()
 	defer s.sweeping.Unlock()
@@ -207,6 +209,7 @@ func (s *Service) sweep(ctx context.Context) error {
 		cursor dueCursor
 		mu     sync.Mutex
 		errs   []error
+		due    = map[string]bool{}
 	)
 	for {
 		cases, last, err := s.store.dueCases(ctx, now, cursor, sweepPage)
@@ -216,13 +219,23 @@ func (s *Service) sweep(ctx context.Context) error {
 		var g errgroup.Group
 		g.SetLimit(sweepWorkers)
 		for _, c := range cases {
+			due[c.ID] = true
+			if s.backoffs.waiting(c.ID, now) {
+				continue
+			}
 			for _, kind := range dueKinds(c, now) {
 				g.Go(func() error {
-					if err := s.fireCase(ctx, kind, c.ID); err != nil {
-						mu.Lock()
-						errs = append(errs, err)
-						mu.Unlock()
+					err := s.fire(ctx, kind, c.ID)
+					if err == nil {
+						s.backoffs.succeeded(c.ID)
+						return nil
 					}
+					n, at := s.backoffs.failed(c.ID, now)
+					s.zl.Warn("due action failed; will retry", zap.String("case", c.ID), zap.String("kind", kind),
+						zap.Int("failures", n), zap.Time("retry_at", at), zap.Error(err))
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
 					return nil
 				})
 			}
@@ -233,13 +246,17 @@ func (s *Service) sweep(ctx context.Context) error {
 		}
 		cursor = last
 	}
+	s.backoffs.keep(due)
 	next := now.Add(sweepAtLeast)
-	due, ok, err := s.store.nextDue(ctx, now)
+	if at, ok := s.backoffs.earliest(); ok && at.Before(next) {
+		next = at
+	}
+	at, ok, err := s.store.nextDue(ctx, now)
 	if err != nil {
 		return err
 	}
-	if ok && due.Before(next) {
-		next = due
+	if ok && at.Before(next) {
+		next = at
 	}
 	if err := s.sweeper.ensure(ctx, next); err != nil {
 		return err
@@ -248,4 +265,88 @@ func (s *Service) sweep(ctx context.Context) error {
 		return errors.Join(errs[:min(len(errs), 3)]...)
 	}
 	return nil
+}
+
+// backoffs are the cases whose due action failed, each with its failures
+// in a row and when a sweep may fire it again: after one failure a
+// second, then twice as long after each, at most sweepAtLeast. A case
+// that cannot be fired (its history unreadable, say) is thus tried a few
+// times a minute, and less and less, rather than by every sweep (up to
+// four a second while other cases fall due) and by each redelivery of
+// the sweep it failed. Kept in memory: a restart fires each at once
+// again. A case no longer due when a sweep ends is dropped, so there are
+// never more than the cases due.
+type backoffs struct {
+	mu sync.Mutex
+	m  map[string]backoff
+}
+
+type backoff struct {
+	failures int
+	at       time.Time
+}
+
+// retryAfter is how long a case that failed n times in a row waits.
+func retryAfter(n int) time.Duration {
+	if n > 16 {
+		return sweepAtLeast
+	}
+	return min(time.Second<<(n-1), sweepAtLeast)
+}
+
+// waiting reports whether the case failed and may not be fired yet.
+func (r *backoffs) waiting(id string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.m[id]
+	return ok && f.at.After(now)
+}
+
+// failed counts a failure of the case at now; it returns the failures in
+// a row and when the case may be fired again.
+func (r *backoffs) failed(id string, now time.Time) (int, time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string]backoff{}
+	}
+	f := r.m[id]
+	if f.at.After(now) {
+		return f.failures, f.at // another of its kinds failed in this sweep
+	}
+	f.failures++
+	f.at = now.Add(retryAfter(f.failures))
+	r.m[id] = f
+	return f.failures, f.at
+}
+
+// succeeded forgets the case's failures.
+func (r *backoffs) succeeded(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, id)
+}
+
+// keep forgets the cases not in due.
+func (r *backoffs) keep(due map[string]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id := range r.m {
+		if !due[id] {
+			delete(r.m, id)
+		}
+	}
+}
+
+// earliest is the soonest time a failed case may be fired again.
+func (r *backoffs) earliest() (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var first time.Time
+	for _, f := range r.m {
+		if first.IsZero() || f.at.Before(first) {
+			first = f.at
+		}
+	}
+	return first, !first.IsZero()
 }

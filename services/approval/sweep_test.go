@@ -2,11 +2,13 @@ package approval_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"github.com/eva-org/eva/pkg/timers"
 	"github.com/eva-org/eva/services/approval"
 	"github.com/eva-org/eva/services/intake"
+	"github.com/eva-org/eva/services/intake/intakeapi"
 )
 
 // Tests of the sweeps (ADR 45): the queue keeps each case's due time, and
@@ -228,4 +231,90 @@ func upTo(m sqldb.Migrations, last int) (sqldb.Migrations, error) {
 	}
 	lite, err := keep(m.SQLite)
 	return sqldb.Migrations{Name: m.Name, Postgres: pg, SQLite: lite}, err
+}
+
+// A case whose due action keeps failing is fired again after 1 s, then
+// 2 s, 4 s and so on up to a minute, not by every sweep: the sweep that
+// met the failure reports it (and is delivered again), the others do
+// not, and the cases due beside it are fired as usual. A sweep is asked
+// for when it may be fired again, since nothing else may be due then.
+// Once it is fired, or is no longer due, it is forgotten. Faked: the
+// failure (FakeFire), on a fake clock, one sweep a second for five
+// minutes.
+func TestACaseWhoseDueActionKeepsFailingIsFiredLessAndLessWithFireFaked(t *testing.T) {
+	r := newDueRig(t, shortPolicy(time.Hour))
+	r.clock.set(r.t0)
+	bad := r.h.fileWith(r.in, fileRequest(ana)).ID
+	good := r.h.fileWith(r.in, fileRequest(ana)).ID
+	gone := r.h.fileWith(r.in, fileRequest(ana)).ID
+	r.h.waitCaughtUp()
+	start := r.t0.Add(2 * time.Hour) // an hour past the deadlines
+	var (
+		mu      sync.Mutex
+		failing = map[string]bool{bad: true, gone: true}
+		tries   []time.Duration // when bad was fired, from start
+	)
+	approval.FakeFire(r.svc, func(ctx context.Context, kind, id string, real func(context.Context, string, string) error) error {
+		mu.Lock()
+		fail := failing[id]
+		if id == bad && fail {
+			tries = append(tries, r.clock.now().Sub(start))
+		}
+		mu.Unlock()
+		if fail {
+			return errors.New("faked: this case cannot be fired")
+		}
+		return real(ctx, kind, id)
+	})
+	var failed []time.Duration // sweeps that reported a failure, from start
+	sweep := func(after time.Duration) {
+		r.clock.set(start.Add(after))
+		if err := r.svc.Fire(r.h.ctx, timers.Fired{Kind: approval.TimerSweep}); err != nil {
+			failed = append(failed, after)
+		}
+		r.h.waitCaughtUp()
+	}
+
+	sweep(0)
+	if got := fmt.Sprint(eventTypesOf(r.h.events(good))); got != "[RequestSubmitted DeadlineMissed]" {
+		t.Fatalf("the case due beside the failing ones: history %s, want it escalated", got)
+	}
+	// A second on is too near to trust a sweep for: it is asked two
+	// seconds on, as any time due so soon is.
+	if got := pendingSweeps(t, r.h.ctx, r.tm); !slices.ContainsFunc(got, func(at time.Time) bool {
+		return !at.Before(start.Add(time.Second)) && !at.After(start.Add(2*time.Second))
+	}) {
+		t.Fatalf("sweeps pending %v, want one when the failed cases may be fired again (%s, or two seconds on)", got, start.Add(time.Second))
+	}
+	if n := approval.BackoffCases(r.svc); n != 2 {
+		t.Fatalf("%d cases held back after the first sweep, want the two that failed", n)
+	}
+	if _, err := r.in.Withdraw(r.h.ctx, intakeapi.WithdrawRequest{CommandID: newID(), Actor: ana, CaseID: gone,
+		Reason: "no longer needed"}); err != nil {
+		t.Fatal(err)
+	}
+	r.h.waitCaughtUp()
+	for s := 1; s <= 300; s++ {
+		sweep(time.Duration(s) * time.Second)
+	}
+	var want []time.Duration
+	for _, s := range []int{0, 1, 3, 7, 15, 31, 63, 123, 183, 243} {
+		want = append(want, time.Duration(s)*time.Second)
+	}
+	if !slices.Equal(tries, want) || !slices.Equal(failed, want) {
+		t.Fatalf("in 301 sweeps the failing case was fired at %v and sweeps failed at %v; want both at %v", tries, failed, want)
+	}
+	if n := approval.BackoffCases(r.svc); n != 1 {
+		t.Fatalf("%d cases held back, want 1: the withdrawn one is no longer due", n)
+	}
+	mu.Lock()
+	failing[bad] = false
+	mu.Unlock()
+	sweep(303 * time.Second)
+	if got := fmt.Sprint(eventTypesOf(r.h.events(bad))); got != "[RequestSubmitted DeadlineMissed]" {
+		t.Fatalf("the case once it can be fired: history %s, want it escalated", got)
+	}
+	if n := approval.BackoffCases(r.svc); n != 0 || len(failed) != len(want) {
+		t.Fatalf("%d cases held back and %d sweeps failed once the case was fired, want none and %d", n, len(failed), len(want))
+	}
 }
