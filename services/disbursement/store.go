@@ -52,9 +52,8 @@ func statusOf(stage string) string {
 // Work is a payout step for the worker.
 type Work struct {
 	disbursementapi.Payout
-	Stage   string
-	CmdID   string
-	Account string
+	Stage string
+	CmdID string
 }
 
 // Store is disbursement's ledger: funds, holds, payees and payouts.
@@ -1002,7 +1001,7 @@ func (s *SQLStore) ClaimWork(ctx context.Context, now time.Time, lease time.Dura
 			WHERE id IN (SELECT id FROM disb_payouts WHERE stage IN ($2, $3, $4) AND next_at <= $5 AND lease_until <= $5
 			             ORDER BY next_at LIMIT $6)
 			  AND lease_until <= $5
-			RETURNING `+payoutCols+`, cmd_id, (SELECT account FROM disb_payees WHERE disb_payees.id = disb_payouts.payee_id)`,
+			RETURNING `+payoutCols+`, cmd_id`,
 			sqldb.Micros(now.Add(lease)), stageReserve, stagePay, stageSent, sqldb.Micros(now), limit)
 		if err != nil {
 			return err
@@ -1010,15 +1009,11 @@ func (s *SQLStore) ClaimWork(ctx context.Context, now time.Time, lease time.Dura
 		defer rows.Close()
 		for rows.Next() {
 			var w Work
-			var account *string
-			p, stage, err := scanPayoutStage(rows, &w.CmdID, &account)
+			p, stage, err := scanPayoutStage(rows, &w.CmdID)
 			if err != nil {
 				return err
 			}
 			w.Payout, w.Stage = p, stage
-			if account != nil {
-				w.Account = *account
-			}
 			out = append(out, w)
 		}
 		return rows.Err()

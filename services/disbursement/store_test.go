@@ -248,7 +248,7 @@ func TestStoreConformance(t *testing.T) {
 				t.Fatalf("the step was leased %d times", n)
 			}
 			w := append(claimed[0], claimed[1]...)[0]
-			if w.Stage != stageReserve || w.Account != "ACC" {
+			if w.Stage != stageReserve || w.ID != p.ID || w.AmountCents != 300 || w.CmdID == "" {
 				t.Fatalf("work %+v", w)
 			}
 			if again, _ := s.ClaimWork(ctx, now, time.Minute, 10); len(again) != 0 {
