@@ -73,8 +73,13 @@ func runBench(ctx context.Context, cfg wire.Config, zl *zap.Logger, o benchOptio
 			sum.IdleRSSMiB, sum.PeakRSSMiB)
 	}
 	if peer != nil {
-		fmt.Printf("  peer              %8.1f workflows/s  p50 %.1f ms  p99 %.1f ms  (%s)\n  EVA lifecycles / peer workflows = %.2f\n",
-			peer.WorkflowsPerSec, peer.P50Ms, peer.P99Ms, peer.Command, sum.LifecyclesOverPeer)
+		fmt.Printf("  peer              %8.1f workflows/s  p50 %.1f ms  p99 %.1f ms  (%s)\n",
+			peer.WorkflowsPerSec, peer.P50Ms, peer.P99Ms, peer.Command)
+		if peer.MachineCPUMsPerWorkflow > 0 {
+			fmt.Printf("  peer's machine CPU a workflow %.2f ms (over its whole command, setup and checks included)\n",
+				peer.MachineCPUMsPerWorkflow)
+		}
+		fmt.Printf("  EVA lifecycles / peer workflows = %.2f\n", sum.LifecyclesOverPeer)
 	}
 	return nil
 }

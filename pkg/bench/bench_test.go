@@ -3,6 +3,7 @@ package bench_test
 import (
 	"context"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -26,10 +27,11 @@ func TestPercentile(t *testing.T) {
 }
 
 // RunPeer reads the last JSON report a peer command prints (here a fake
-// peer: a shell echo), and refuses a command without one.
+// peer: a shell echo), and refuses a command without one. Without the
+// number of workflows in the report it measures no CPU a workflow.
 func TestRunPeerReadsTheFakePeersReport(t *testing.T) {
 	ctx := context.Background()
-	p, err := bench.RunPeer(ctx, `echo 'starting'; echo '{"system":"fake","workflows_per_sec": 12.5, "p50_ms": 3.25, "p99_ms": 9}'`, io.Discard)
+	p, err := bench.RunPeer(ctx, `echo 'starting'; echo '{"system":"fake","workflows_per_sec": 12.5, "p50_ms": 3.25, "p99_ms": 9, "machine_cpu_ms_per_workflow": 7}'`, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +43,30 @@ func TestRunPeerReadsTheFakePeersReport(t *testing.T) {
 			t.Errorf("%q: no error", bad)
 		}
 	}
+	if p.Requests != 0 || p.MachineCPUMsPerWorkflow != 0 {
+		t.Fatalf("a report without requests: %d requests, %.2f ms a workflow, want neither", p.Requests, p.MachineCPUMsPerWorkflow)
+	}
 	sum := bench.Result{CompletedPerSec: 25, FilingsPerSec: 50, RawAppendsPerSec: 100}.Summary("postgres", &p)
 	if sum.LifecyclesOverPeer != 2 || sum.FilingsOverRaw != 0.5 || sum.Store != "postgres" {
 		t.Fatalf("summary %+v", sum)
+	}
+}
+
+// RunPeer measures the machine's CPU over the peer's command, per
+// workflow its report counts: a fake peer that spins the shell for a
+// while reports four workflows; the figure is its own, never the
+// report's.
+func TestRunPeerMeasuresTheMachinesCPUAWorkflowWithAFakePeer(t *testing.T) {
+	if _, err := os.Stat("/proc/stat"); err != nil {
+		t.Skip("no /proc/stat: the machine's CPU is not measured here")
+	}
+	spin := `i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; `
+	p, err := bench.RunPeer(context.Background(),
+		spin+`echo '{"workflows_per_sec": 4, "requests": 4, "machine_cpu_ms_per_workflow": -1}'`, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Requests != 4 || p.MachineCPUMsPerWorkflow <= 0 {
+		t.Fatalf("peer %+v: want 4 requests and the machine's CPU a workflow measured", p)
 	}
 }
