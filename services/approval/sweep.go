@@ -227,7 +227,7 @@ func (s *Service) sweep(ctx context.Context) error {
 				g.Go(func() error {
 					err := s.fire(ctx, kind, c.ID)
 					if err == nil {
-						s.backoffs.succeeded(c.ID)
+						s.backoffs.succeeded(c.ID, now)
 						return nil
 					}
 					n, at := s.backoffs.failed(c.ID, now)
@@ -320,11 +320,14 @@ func (r *backoffs) failed(id string, now time.Time) (int, time.Time) {
 	return f.failures, f.at
 }
 
-// succeeded forgets the case's failures.
-func (r *backoffs) succeeded(id string) {
+// succeeded forgets the case's failures, unless another of its kinds
+// failed in the same sweep (at now): its wait then stands.
+func (r *backoffs) succeeded(id string, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.m, id)
+	if f, ok := r.m[id]; ok && !f.at.After(now) {
+		delete(r.m, id)
+	}
 }
 
 // keep forgets the cases not in due.
