@@ -20,7 +20,6 @@ type batch struct {
 	local map[any]any
 	end   []func(context.Context, sqldb.Querier) error
 	after []func()
-	sums  map[addKey]*int64 // AddAtEnd's amounts, by row
 }
 
 type batchKey struct{}
@@ -208,21 +207,18 @@ func AfterCommit(ctx context.Context, fn func()) bool {
 // consumer's batch (a handler called on its own) it runs at once on q.
 // The handlers of the same batch must not read what it writes.
 func AddAtEnd(ctx context.Context, q sqldb.Querier, query string, amount int64, row string) error {
-	b := batchOf(ctx)
-	if b == nil {
+	if batchOf(ctx) == nil {
 		_, err := q.Exec(ctx, query, amount, row)
 		return err
 	}
+	sums := TxLocal(ctx, addSums{}, func() map[addKey]*int64 { return map[addKey]*int64{} })
 	k := addKey{query, row}
-	if sum, ok := b.sums[k]; ok {
+	if sum, ok := sums[k]; ok {
 		*sum += amount
 		return nil
 	}
 	sum := &amount
-	if b.sums == nil {
-		b.sums = make(map[addKey]*int64)
-	}
-	b.sums[k] = sum
+	sums[k] = sum
 	return BeforeCommit(ctx, q, func(ctx context.Context, q sqldb.Querier) error {
 		if *sum == 0 {
 			return nil
@@ -234,3 +230,6 @@ func AddAtEnd(ctx context.Context, q sqldb.Querier, query string, amount int64, 
 
 // addKey is a row AddAtEnd adds to, with the statement that adds.
 type addKey struct{ query, row string }
+
+// addSums is the TxLocal key of a batch's AddAtEnd amounts, by addKey.
+type addSums struct{}
