@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/eva-org/eva/pkg/natsx"
 )
 
 // followBatch is how many events Follow's consumer keeps in flight: a
@@ -39,12 +41,7 @@ func (l *Log) readOrdered(ctx context.Context, what string, from uint64, filter 
 	f func(m Msg, pending uint64) (more bool, err error)) error {
 	last := from - 1
 	failed := func(err error) error { return unavailable(fmt.Sprintf("%s the log after %d", what, last), err) }
-	cons, err := l.js.OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{FilterSubjects: filter,
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
-	if err != nil {
-		return failed(err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(batch))
+	it, err := l.Ordered(ctx, from, filter, batch)
 	if err != nil {
 		return failed(err)
 	}
@@ -69,4 +66,26 @@ func (l *Log) readOrdered(ctx context.Context, what string, from uint64, filter 
 			return err
 		}
 	}
+}
+
+// Ordered opens an ordered consumer of the stream from sequence from (of
+// the subjects in filter; nil: every one), batch messages in flight. Its
+// iterator fails, rather than waiting for good, when the consumer is lost
+// and cannot be made again at once; the reader then opens another.
+//
+// nats.go makes a lost ordered consumer again under the same name, by
+// default again and again. A consumer of one replica made while a server
+// stops may be placed on that server, before the cluster counts it
+// offline; asked for again by the same name it never answers, and the
+// reader would wait for ever (seen in TestE2ETopology's change stream).
+// So one attempt: it fails within nats.go's 10 s, and the next consumer,
+// under a new name, is placed anew. A missed heartbeat (two of
+// natsx.PullHeartbeat) tells a pull lost with its server in seconds.
+func (l *Log) Ordered(ctx context.Context, from uint64, filter []string, batch int) (jetstream.MessagesContext, error) {
+	cons, err := l.js.OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{FilterSubjects: filter,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from, MaxResetAttempts: 1})
+	if err != nil {
+		return nil, err
+	}
+	return cons.Messages(jetstream.PullMaxMessages(batch), jetstream.PullHeartbeat(natsx.PullHeartbeat))
 }

@@ -250,7 +250,7 @@ func prefetchPages(ctx context.Context, store ArchiveStore, log *eventlog.Log, l
 	f := &pageFetcher{out: make(chan verifyPageData, 1), cancel: cancel}
 	go func() {
 		defer close(f.out)
-		lr := &logReader{log: log, js: log.JetStream()}
+		lr := &logReader{log: log}
 		defer lr.close()
 		for next := uint64(1); ; {
 			p := verifyPageData{last: last, treeSize: treeSize}
@@ -320,7 +320,6 @@ func prefetchPages(ctx context.Context, store ArchiveStore, log *eventlog.Log, l
 // the first event past a page is kept for the next.
 type logReader struct {
 	log    *eventlog.Log
-	js     jetstream.JetStream
 	it     jetstream.MessagesContext
 	stop   func() bool
 	peeked *eventlog.Msg
@@ -335,12 +334,8 @@ func (lr *logReader) read(ctx context.Context, from, to uint64) ([]eventlog.Msg,
 		return lr.scan(ctx, from, to)
 	}
 	if lr.it == nil {
-		cons, err := lr.js.OrderedConsumer(ctx, eventlog.Stream, jetstream.OrderedConsumerConfig{
-			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
-		if err != nil {
-			return nil, unavailable(fmt.Sprintf("read the log at %d", from), err)
-		}
-		if lr.it, err = cons.Messages(jetstream.PullMaxMessages(logBatch)); err != nil {
+		var err error
+		if lr.it, err = lr.log.Ordered(ctx, from, nil, logBatch); err != nil {
 			return nil, unavailable(fmt.Sprintf("read the log at %d", from), err)
 		}
 		lr.stop = context.AfterFunc(ctx, lr.it.Stop)
