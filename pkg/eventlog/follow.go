@@ -2,7 +2,9 @@ package eventlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -29,21 +31,59 @@ func (l *Log) Follow(ctx context.Context, after uint64, f func(Msg) error) error
 }
 
 // readOrdered reads the stream from sequence from (of the subjects in
-// filter; nil: every one) with an ordered consumer — ephemeral, no acks,
-// flow controlled, batch messages in flight, restarted by nats.go after a
-// gap — and calls f with each message and how many are pending after it,
-// until f says no more, f fails or ctx ends. what names the reading in
-// errors.
+// filter; nil: every one) with an ordered consumer (Ordered) and calls f
+// with each message and how many are pending after it, until f says no
+// more, f fails or ctx ends. A reader that fails is replaced by a new one
+// that goes on after the last message f had, a second later, up to
+// orderedRetries times in a row without a message between: so a read
+// rides out a stream's leader election or a server that stops. what
+// names the reading in errors.
 //
 // Errors: f's; ctx's when it ends; CodeUnavailable when the log does not
 // answer.
 func (l *Log) readOrdered(ctx context.Context, what string, from uint64, filter []string, batch int,
 	f func(m Msg, pending uint64) (more bool, err error)) error {
-	last := from - 1
-	failed := func(err error) error { return unavailable(fmt.Sprintf("%s the log after %d", what, last), err) }
+	next := from
+	for failures := 0; ; {
+		last, err := l.readOrderedOnce(ctx, next, filter, batch, f)
+		if last >= next {
+			next, failures = last+1, 0
+		}
+		var rf readerFailure
+		if !errors.As(err, &rf) {
+			return err
+		}
+		if failures++; failures > orderedRetries {
+			return unavailable(fmt.Sprintf("%s the log after %d", what, next-1), rf.err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// orderedRetries is how many new readers in a row readOrdered opens,
+// none getting a message, before it gives up.
+const orderedRetries = 2
+
+// readerFailure is an ordered reader's own failure (not f's, not ctx's).
+type readerFailure struct{ err error }
+
+func (e readerFailure) Error() string { return e.err.Error() }
+
+// readOrderedOnce is readOrdered with one reader. It returns the sequence
+// of the last message given to f (0: none) and why it stopped; a failure
+// of the reader is a readerFailure.
+func (l *Log) readOrderedOnce(ctx context.Context, from uint64, filter []string, batch int,
+	f func(m Msg, pending uint64) (more bool, err error)) (last uint64, err error) {
 	it, err := l.Ordered(ctx, from, filter, batch)
 	if err != nil {
-		return failed(err)
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, readerFailure{err}
 	}
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
@@ -52,34 +92,38 @@ func (l *Log) readOrdered(ctx context.Context, what string, from uint64, filter 
 		m, err := it.Next()
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return last, ctx.Err()
 			}
-			return failed(err)
+			return last, readerFailure{err}
 		}
 		meta, err := m.Metadata()
 		if err != nil {
-			return failed(err)
+			return last, readerFailure{err}
 		}
-		last = meta.Sequence.Stream
-		more, err := f(newMsg(last, m.Subject(), m.Headers(), meta.Timestamp, m.Data()), meta.NumPending)
+		seq := meta.Sequence.Stream
+		more, err := f(newMsg(seq, m.Subject(), m.Headers(), meta.Timestamp, m.Data()), meta.NumPending)
+		last = seq
 		if err != nil || !more {
-			return err
+			return last, err
 		}
 	}
 }
 
 // Ordered opens an ordered consumer of the stream from sequence from (of
-// the subjects in filter; nil: every one), batch messages in flight. Its
-// iterator fails, rather than waiting for good, when the consumer is lost
-// and cannot be made again at once; the reader then opens another.
+// the subjects in filter; nil: every one) — ephemeral, no acks, flow
+// controlled, batch messages in flight, made again by nats.go after a
+// gap. Its iterator fails, rather than waiting for good, when the
+// consumer is lost and cannot be made again at once; the reader then
+// opens another.
 //
 // nats.go makes a lost ordered consumer again under the same name, by
 // default again and again. A consumer of one replica made while a server
 // stops may be placed on that server, before the cluster counts it
 // offline; asked for again by the same name it never answers, and the
 // reader would wait for ever (seen in TestE2ETopology's change stream).
-// So one attempt: it fails within nats.go's 10 s, and the next consumer,
-// under a new name, is placed anew. A missed heartbeat (two of
+// So one attempt: it fails within nats.go's 10 s, and the next consumer
+// (readOrdered's retry, the change stream's client reconnecting), under a
+// new name, is placed anew. A missed heartbeat (two of
 // natsx.PullHeartbeat) tells a pull lost with its server in seconds.
 func (l *Log) Ordered(ctx context.Context, from uint64, filter []string, batch int) (jetstream.MessagesContext, error) {
 	cons, err := l.js.OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{FilterSubjects: filter,

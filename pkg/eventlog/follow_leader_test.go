@@ -2,12 +2,12 @@ package eventlog_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 )
@@ -46,15 +46,28 @@ func streamLeader(t *testing.T, servers []*server.Server) int {
 	return -1
 }
 
-// A follower whose server stops — there the log's stream is led and,
-// as likely as not, its consumer of one replica lives — gets the events
-// appended after, or is told within seconds that it must follow again
-// (CodeUnavailable; a browser's EventSource reconnects). It never waits
-// for good: nats.go would make its lost consumer again and again under
-// one name, placed, while the cluster still counted the server online,
-// on the stopped server, which never answers (TestE2ETopology's change
-// stream saw nothing more of a case).
-func TestFollowGoesOnOrEndsSoonAfterItsServerStops(t *testing.T) {
+// A follower whose server stops — there the log's stream is led and, as
+// likely as not, its consumer of one replica lives — gets the events
+// appended after within seconds. It never waits for good: nats.go would
+// make its lost consumer again and again under one name, placed, while
+// the cluster still counted the server online, on the stopped server,
+// which never answers (TestE2ETopology's change stream saw nothing more
+// of a case; here 2 runs in 8 waited 40 s and more). The failed reader is
+// replaced by one under a new name.
+func TestFollowGoesOnSoonAfterItsServerStops(t *testing.T) {
+	// The lost consumer is placed on the stopped server in some runs only
+	// (without the retry, one round in three stalled in two runs of the
+	// test; with it, 7 rounds in 9 went on through a new reader): a few
+	// rounds, side by side, each on a cluster of its own.
+	for round := range 3 {
+		t.Run(fmt.Sprint("round ", round+1), func(t *testing.T) {
+			t.Parallel()
+			followAcrossAStop(t)
+		})
+	}
+}
+
+func followAcrossAStop(t *testing.T) {
 	servers := natsxtest.Cluster(t, 3)
 	logs, _ := replicatedLogsOn(t, servers)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -92,64 +105,9 @@ func TestFollowGoesOnOrEndsSoonAfterItsServerStops(t *testing.T) {
 			t.Fatalf("followed %s after the stop, want %s", m.CaseID, second)
 		}
 		t.Logf("the follower went on: %s after the stop", time.Since(stopped).Round(time.Millisecond))
-		return
 	case err := <-f.done:
-		if !assist.IsCode(err, assist.CodeUnavailable) {
-			t.Fatalf("follow ended with %v, want unavailable", err)
-		}
-		t.Logf("follow ended %s after the stop: %v", time.Since(stopped).Round(time.Millisecond), err)
+		t.Fatalf("follow ended %s after its server stopped: %v", time.Since(stopped).Round(time.Millisecond), err)
 	case <-time.After(patience):
-		t.Fatalf("the follower saw nothing and did not end for %s after its server stopped", patience)
-	}
-	// Followed again from the last event seen, as a reconnecting
-	// browser does, it gets the event.
-	again := follow(ctx, writer, after+1)
-	select {
-	case m := <-again.got:
-		if m.CaseID != second {
-			t.Fatalf("followed again, got %s first, want %s", m.CaseID, second)
-		}
-	case err := <-again.done:
-		t.Fatalf("followed again: %v", err)
-	case <-time.After(patience):
-		t.Fatalf("followed again, nothing came for %s", patience)
-	}
-}
-
-// A follower on a cluster that has lost its quorum — its own server
-// stopped, and one more — is told so (CodeUnavailable) within seconds,
-// rather than waiting for good while nats.go asks again and again for a
-// consumer no one can make.
-func TestFollowEndsWhenTheClusterCannotServeIt(t *testing.T) {
-	servers := natsxtest.Cluster(t, 3)
-	logs, _ := replicatedLogsOn(t, servers)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	after, err := logs[0].LastSeq(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := newID()
-	if _, err := logs[0].Start(ctx, submitted(t, id)); err != nil {
-		t.Fatal(err)
-	}
-	f := follow(ctx, logs[1], after)
-	if m := <-f.got; m.CaseID != id {
-		t.Fatalf("followed %s, want %s", m.CaseID, id)
-	}
-	servers[2].Shutdown()
-	servers[1].Shutdown() // the follower's own: it reconnects to server 0 and makes its consumer again
-	stopped := time.Now()
-	const patience = 30 * time.Second
-	select {
-	case m := <-f.got:
-		t.Fatalf("followed %s with no quorum", m.CaseID)
-	case err := <-f.done:
-		if !assist.IsCode(err, assist.CodeUnavailable) {
-			t.Fatalf("follow ended with %v, want unavailable", err)
-		}
-		t.Logf("follow ended %s after the quorum was lost: %v", time.Since(stopped).Round(time.Millisecond), err)
-	case <-time.After(patience):
-		t.Fatalf("the follower did not end for %s after the cluster lost its quorum", patience)
+		t.Fatalf("the follower saw nothing for %s after its server stopped", patience)
 	}
 }
