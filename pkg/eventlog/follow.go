@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eva-org/eva/pkg/natsx"
@@ -31,105 +32,129 @@ func (l *Log) Follow(ctx context.Context, after uint64, f func(Msg) error) error
 }
 
 // readOrdered reads the stream from sequence from (of the subjects in
-// filter; nil: every one) with an ordered consumer (Ordered) and calls f
-// with each message and how many are pending after it, until f says no
-// more, f fails or ctx ends. A reader that fails is replaced by a new one
-// that goes on after the last message f had, a second later, up to
-// orderedRetries times in a row without a message between: so a read
-// rides out a stream's leader election or a server that stops. what
-// names the reading in errors.
+// filter; nil: every one) with a Reader and calls f with each message and
+// how many are pending after it, until f says no more, f fails or ctx
+// ends. what names the reading in errors.
 //
 // Errors: f's; ctx's when it ends; CodeUnavailable when the log does not
 // answer.
 func (l *Log) readOrdered(ctx context.Context, what string, from uint64, filter []string, batch int,
 	f func(m Msg, pending uint64) (more bool, err error)) error {
-	next := from
-	for failures := 0; ; {
-		last, err := l.readOrderedOnce(ctx, next, filter, batch, f)
-		if last >= next {
-			next, failures = last+1, 0
-		}
-		var rf readerFailure
-		if !errors.As(err, &rf) {
+	r := l.Reader(ctx, what, from, filter, batch)
+	defer r.Stop()
+	for {
+		m, pending, _, err := r.Next(0)
+		if err != nil {
 			return err
 		}
-		if failures++; failures > orderedRetries {
-			return unavailable(fmt.Sprintf("%s the log after %d", what, next-1), rf.err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
+		if more, err := f(m, pending); err != nil || !more {
+			return err
 		}
 	}
 }
 
-// orderedRetries is how many new readers in a row readOrdered opens,
-// none getting a message, before it gives up.
+// orderedRetries is how many new consumers in a row a Reader opens, none
+// giving a message, before it gives up.
 const orderedRetries = 2
 
-// readerFailure is an ordered reader's own failure (not f's, not ctx's).
-type readerFailure struct{ err error }
-
-func (e readerFailure) Error() string { return e.err.Error() }
-
-// readOrderedOnce is readOrdered with one reader. It returns the sequence
-// of the last message given to f (0: none) and why it stopped; a failure
-// of the reader is a readerFailure.
-func (l *Log) readOrderedOnce(ctx context.Context, from uint64, filter []string, batch int,
-	f func(m Msg, pending uint64) (more bool, err error)) (last uint64, err error) {
-	it, err := l.Ordered(ctx, from, filter, batch)
-	if err != nil {
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-		return 0, readerFailure{err}
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return last, ctx.Err()
-			}
-			return last, readerFailure{err}
-		}
-		meta, err := m.Metadata()
-		if err != nil {
-			return last, readerFailure{err}
-		}
-		seq := meta.Sequence.Stream
-		more, err := f(newMsg(seq, m.Subject(), m.Headers(), meta.Timestamp, m.Data()), meta.NumPending)
-		last = seq
-		if err != nil || !more {
-			return last, err
-		}
-	}
-}
-
-// Ordered opens an ordered consumer of the stream from sequence from (of
-// the subjects in filter; nil: every one) — ephemeral, no acks, flow
-// controlled, batch messages in flight, made again by nats.go after a
-// gap. Its iterator fails, rather than waiting for good, when the
-// consumer is lost and cannot be made again at once; the reader then
-// opens another.
+// Reader reads the stream in order with an ordered consumer: ephemeral,
+// no acks, flow controlled, made again by nats.go after a gap. A consumer
+// that fails is replaced by a new one, under a new name, that goes on
+// after the last message read, a second later, up to orderedRetries times
+// in a row without a message between: so a reading rides out a stream's
+// leader election or a server that stops, and is told when the log does
+// not answer rather than waiting for good.
 //
 // nats.go makes a lost ordered consumer again under the same name, by
 // default again and again. A consumer of one replica made while a server
 // stops may be placed on that server, before the cluster counts it
 // offline; asked for again by the same name it never answers, and the
-// reader would wait for ever (seen in TestE2ETopology's change stream).
-// So one attempt: it fails within nats.go's 10 s, and the next consumer
-// (readOrdered's retry, the change stream's client reconnecting), under a
-// new name, is placed anew. A missed heartbeat (two of
+// reading would wait for ever (seen in TestE2ETopology's change stream).
+// So nats.go is allowed one attempt, which fails within its 10 s, and the
+// Reader's next consumer is placed anew. A missed heartbeat (two of
 // natsx.PullHeartbeat) tells a pull lost with its server in seconds.
-func (l *Log) Ordered(ctx context.Context, from uint64, filter []string, batch int) (jetstream.MessagesContext, error) {
-	cons, err := l.js.OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{FilterSubjects: filter,
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from, MaxResetAttempts: 1})
-	if err != nil {
-		return nil, err
+type Reader struct {
+	ctx      context.Context
+	l        *Log
+	what     string
+	filter   []string
+	batch    int
+	next     uint64 // the sequence after the last message read
+	it       jetstream.MessagesContext
+	stop     func() bool
+	failures int // consumers failed since the last message
+}
+
+// Reader reads the stream from sequence from, of the subjects in filter
+// (nil: every one), batch messages in flight, until ctx ends or Stop.
+// what names the reading in errors.
+func (l *Log) Reader(ctx context.Context, what string, from uint64, filter []string, batch int) *Reader {
+	return &Reader{ctx: ctx, l: l, what: what, filter: filter, batch: batch, next: max(from, 1)}
+}
+
+// Next returns the next message and how many the stream had after it.
+// With wait > 0, ok is false when none came within wait.
+//
+// Errors: the Reader's ctx's when it ends; CodeUnavailable when the log
+// does not answer.
+func (r *Reader) Next(wait time.Duration) (m Msg, pending uint64, ok bool, err error) {
+	var opts []jetstream.NextOpt
+	if wait > 0 {
+		opts = append(opts, jetstream.NextMaxWait(wait))
 	}
-	return cons.Messages(jetstream.PullMaxMessages(batch), jetstream.PullHeartbeat(natsx.PullHeartbeat))
+	for {
+		if r.it == nil {
+			err = r.open()
+		}
+		if err == nil {
+			var jm jetstream.Msg
+			if jm, err = r.it.Next(opts...); err == nil {
+				var meta *jetstream.MsgMetadata
+				if meta, err = jm.Metadata(); err == nil {
+					seq := meta.Sequence.Stream
+					r.next, r.failures = seq+1, 0
+					return newMsg(seq, jm.Subject(), jm.Headers(), meta.Timestamp, jm.Data()), meta.NumPending, true, nil
+				}
+			} else if wait > 0 && errors.Is(err, nats.ErrTimeout) {
+				return Msg{}, 0, false, nil
+			}
+		}
+		if r.ctx.Err() != nil {
+			return Msg{}, 0, false, r.ctx.Err()
+		}
+		r.Stop()
+		if r.failures++; r.failures > orderedRetries {
+			return Msg{}, 0, false, unavailable(fmt.Sprintf("%s the log after %d", r.what, r.next-1), err)
+		}
+		select {
+		case <-r.ctx.Done():
+			return Msg{}, 0, false, r.ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// open makes the Reader's consumer, from the sequence after the last
+// message read.
+func (r *Reader) open() error {
+	cons, err := r.l.js.OrderedConsumer(r.ctx, Stream, jetstream.OrderedConsumerConfig{FilterSubjects: r.filter,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: r.next, MaxResetAttempts: 1})
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(r.batch), jetstream.PullHeartbeat(natsx.PullHeartbeat))
+	if err != nil {
+		return err
+	}
+	r.it, r.stop = it, context.AfterFunc(r.ctx, it.Stop)
+	return nil
+}
+
+// Stop ends the Reader's consumer; a later Next opens another.
+func (r *Reader) Stop() {
+	if r.it != nil {
+		r.stop()
+		r.it.Stop()
+		r.it = nil
+	}
 }
