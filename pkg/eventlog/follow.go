@@ -19,9 +19,9 @@ const followBatch = 256
 
 // Follow calls f with every case event of the log after sequence after,
 // in log order, as each is appended, until ctx ends or f fails (after
-// LastSeq: the events appended from then on). Its ordered consumer
-// (readOrdered) costs the server no durable state, and a follower
-// resumes from any sequence it saw last.
+// LastSeq: the events appended from then on). Its ordered consumer (a
+// Reader) costs the server no durable state and is replaced when lost
+// with a server; a follower resumes from any sequence it saw last.
 //
 // Errors: f's; ctx's when it ends; CodeUnavailable when the log does not
 // answer.
