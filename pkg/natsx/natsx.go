@@ -140,8 +140,8 @@ func Connect(url string, s *server.Server, name string) (*nats.Conn, error) {
 	return ConnectAs(url, s, name, Credentials{})
 }
 
-// ConnectAs is Connect with credentials.
-func ConnectAs(url string, s *server.Server, name string, c Credentials) (*nats.Conn, error) {
+// ConnectAs is Connect with credentials, and more options (LogErrors).
+func ConnectAs(url string, s *server.Server, name string, c Credentials, more ...nats.Option) (*nats.Conn, error) {
 	auth, err := c.Options()
 	if err != nil {
 		return nil, err
@@ -156,11 +156,26 @@ func ConnectAs(url string, s *server.Server, name string, c Credentials) (*nats.
 		opts = append(opts, nats.InProcessServer(s))
 	}
 	opts = append(opts, auth...)
+	opts = append(opts, more...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats connect %s: %w", url, err)
 	}
 	return nc, nil
+}
+
+// LogErrors is a connection option that logs the errors the server sends
+// a connection on its own — a publish or subscription its permissions
+// refuse, a subscriber too slow for its messages — to zl as warnings,
+// where nats.go would print them on standard error.
+func LogErrors(zl *zap.Logger) nats.Option {
+	return nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+		fields := []zap.Field{zap.String("connection", nc.Opts.Name), zap.Error(err)}
+		if sub != nil {
+			fields = append(fields, zap.String("subject", sub.Subject))
+		}
+		zl.Warn("nats: the server reported an error", fields...)
+	})
 }
 
 func splitHostPort(hp string) (string, int, error) {

@@ -195,7 +195,7 @@ func Open(ctx context.Context, cfg Config, zl *zap.Logger) (*Platform, error) {
 	if p.busSeeds != nil {
 		creds = natsx.Credentials{User: busAdmin, Seed: p.busSeeds[busAdmin]}
 	}
-	nc, err := natsx.ConnectAs(cfg.NATSURL, p.Server, "eva", creds)
+	nc, err := natsx.ConnectAs(cfg.NATSURL, p.Server, "eva", creds, natsx.LogErrors(zl.Named("nats")))
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +263,8 @@ func (p *Platform) Bus(ctx context.Context, service string) (Bus, error) {
 	if p.busSeeds == nil {
 		return Bus{NC: p.NC, Log: p.Log}, nil
 	}
-	nc, err := natsx.ConnectAs("", p.Server, "eva-"+service, natsx.Credentials{User: service, Seed: p.busSeeds[service]})
+	nc, err := natsx.ConnectAs("", p.Server, "eva-"+service, natsx.Credentials{User: service, Seed: p.busSeeds[service]},
+		natsx.LogErrors(p.Logger.Named("nats")))
 	if err != nil {
 		return Bus{}, err
 	}
