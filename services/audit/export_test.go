@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/eva-org/eva/pkg/evatest"
+	"github.com/eva-org/eva/pkg/natsx/natsxtest"
 	"github.com/eva-org/eva/pkg/sqldb"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 	"github.com/eva-org/eva/services/audit"
@@ -148,4 +149,48 @@ func (e *env) archivedAndStopped(cases int) uint64 {
 	})
 	e.stop()
 	return n
+}
+
+// FuzzCheckExport gives auditexport.Check, the auditor's reader of a file
+// from anywhere, changed exports: it never panics and never fails to
+// answer, and it finds an export good only when it holds the one signed
+// tree whole (a changed line is either refused or means the same events:
+// the proofs lead to the signed root).
+func FuzzCheckExport(f *testing.F) {
+	e := newEnvOn(f, sqldbtest.SQLite(f), natsxtest.Server(f))
+	n := e.archivedAndStopped(3)
+	var buf bytes.Buffer
+	if _, err := audit.Export(e.ctx, e.store, e.key.Verifier, &buf, nil); err != nil {
+		f.Fatal(err)
+	}
+	export := buf.Bytes()
+	good, err := auditexport.Check(bytes.NewReader(export), e.key.Verifier)
+	if err != nil || !good.OK || good.Size != int64(n) {
+		f.Fatalf("the seed export: %+v, %v", good, err)
+	}
+	f.Add(export)
+	lines := bytes.SplitAfter(export, []byte("\n"))
+	for i := range lines {
+		f.Add(bytes.Join(append(append([][]byte{}, lines[:i]...), lines[i+1:]...), nil)) // a line dropped
+	}
+	f.Add(export[:len(export)/2])
+	f.Add(bytes.ReplaceAll(export, []byte(" "), []byte("  ")))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		res, err := auditexport.Check(bytes.NewReader(b), e.key.Verifier)
+		if err != nil {
+			t.Fatalf("Check of %d bytes in memory failed to answer: %v", len(b), err)
+		}
+		if res.OK {
+			if res.Size != good.Size || res.Root != good.Root || res.Events != good.Size || res.FirstBad != nil || res.Reason != "" {
+				t.Fatalf("a changed export checks as %+v; the signed one is %+v", res, good)
+			}
+			return
+		}
+		if res.Reason == "" {
+			t.Fatalf("refused without a reason: %+v", res)
+		}
+		if res.FirstBad != nil && (*res.FirstBad < 1 || *res.FirstBad > res.Size+1) {
+			t.Fatalf("first bad event %d of a tree of %d", *res.FirstBad, res.Size)
+		}
+	})
 }
