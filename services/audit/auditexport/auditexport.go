@@ -137,8 +137,11 @@ type Result struct {
 // that its checkpoint is signed by that key, that it holds exactly events
 // 1 to the checkpoint's size, in order, each leaf naming its own sequence,
 // and that each leaf's inclusion proof leads to the checkpoint's root
-// (tlog.CheckRecord). The proofs are checked on every CPU. A failure is the
-// Result, naming the first bad event when one is to blame.
+// (tlog.CheckRecord). An export has one spelling, Export's: a line
+// written otherwise (a sign or a carriage return the decoders would
+// skip) is refused, so that two exports can be compared by their bytes.
+// The proofs are checked on every CPU. A failure is the Result, naming
+// the first bad event when one is to blame.
 //
 // Errors: only reading r.
 func Check(r io.Reader, verifierKey string) (Result, error) {
@@ -181,7 +184,7 @@ func Check(r io.Reader, verifierKey string) (Result, error) {
 		return res, err
 	}
 	n, err := strconv.Atoi(strings.TrimPrefix(l, "checkpoint "))
-	if !strings.HasPrefix(l, "checkpoint ") || err != nil || n <= 0 || n > 1<<16 {
+	if l != "checkpoint "+strconv.Itoa(n) || err != nil || n <= 0 || n > 1<<16 {
 		return fail(0, "the third line is not the checkpoint's length")
 	}
 	signed := make([]byte, n+1)
@@ -311,6 +314,10 @@ func parseEvent(l string, seq int64) (j job, why string) {
 	leaf64, proof64, ok := strings.Cut(rest, " ")
 	if !ok {
 		return j, "the line has no proof"
+	}
+	// The base64 decoder skips line ends; an export has one spelling.
+	if strings.IndexByte(rest, '\r') >= 0 {
+		return j, "the line holds a carriage return"
 	}
 	leaf, err := strict.DecodeString(leaf64)
 	if err != nil {
