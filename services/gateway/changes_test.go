@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/eva-org/eva/pkg/assist"
 	"github.com/eva-org/eva/pkg/evatest"
+	"github.com/eva-org/eva/pkg/eventlog"
 	"github.com/eva-org/eva/pkg/eventlog/eventlogtest"
 	"github.com/eva-org/eva/pkg/sqldb/sqldbtest"
 )
@@ -283,4 +285,67 @@ func TestChangesBoundTheOpenStreams(t *testing.T) {
 		}
 		return true, ""
 	})
+}
+
+// failingChangesFake is a log (Changes) faked for a test: its first Follow
+// gives one event and then fails as a log that cannot be read; later ones
+// give one event and wait. It tells after what each Follow began.
+type failingChangesFake struct {
+	afters chan uint64
+	calls  atomic.Int32
+}
+
+func (f *failingChangesFake) LastSeq(context.Context) (uint64, error) { return 10, nil }
+
+func (f *failingChangesFake) Follow(ctx context.Context, after uint64, fn func(eventlog.Msg) error) error {
+	first := f.calls.Add(1) == 1
+	f.afters <- after
+	m := eventlog.Msg{Seq: after + 1, ID: uuid.Must(uuid.NewV7()).String(), Type: "RequestSubmitted",
+		CaseID: uuid.Must(uuid.NewV7()).String(), Time: time.Now()}
+	if err := fn(m); err != nil {
+		return err
+	}
+	if first {
+		return assist.Errorf(assist.CodeUnavailable, "event log: follow the log after %d: no answer", after+1)
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A change stream whose log cannot be read ends (with 200 already sent,
+// an EventSource reconnects), and the reconnection with Last-Event-ID
+// goes on after the last event it had.
+func TestChangesEndWhenTheLogFailsAndResumeAfterTheLastEvent(t *testing.T) {
+	h := newHarness(t, sqldbtest.SQLite(t))
+	fake := &failingChangesFake{afters: make(chan uint64, 4)}
+	h.srv.follow = fake
+	ts := httptest.NewServer(h.h)
+	t.Cleanup(ts.Close)
+
+	f, resp := h.follow(t, ts, "olu", "/v1/changes")
+	if f == nil {
+		t.Fatalf("%s", resp.Status)
+	}
+	if after := <-fake.afters; after != 10 {
+		t.Fatalf("followed after %d, want 10 (the log's end)", after)
+	}
+	if ev := f.next(); ev.id != "11" {
+		t.Fatalf("event %s, want 11", ev.id)
+	}
+	select {
+	case <-f.ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream did not end when its log failed")
+	}
+
+	f2, resp := h.follow(t, ts, "olu", "/v1/changes", "Last-Event-ID", "11")
+	if f2 == nil {
+		t.Fatalf("reconnecting: %s", resp.Status)
+	}
+	if after := <-fake.afters; after != 11 {
+		t.Fatalf("followed again after %d, want 11 (the last event seen)", after)
+	}
+	if ev := f2.next(); ev.id != "12" {
+		t.Fatalf("event %s after reconnecting, want 12", ev.id)
+	}
 }
