@@ -322,30 +322,27 @@ func TestChangesEndWhenTheLogFailsAndResumeAfterTheLastEvent(t *testing.T) {
 	ts := httptest.NewServer(h.h)
 	t.Cleanup(ts.Close)
 
-	f, resp := h.follow(t, ts, "olu", "/v1/changes")
-	if f == nil {
-		t.Fatalf("%s", resp.Status)
+	// followFrom opens a stream, checks that the log was followed after
+	// after, and that the stream's first event is the one after it.
+	followFrom := func(after uint64, header ...string) *follower {
+		t.Helper()
+		f, resp := h.follow(t, ts, "olu", "/v1/changes", header...)
+		if f == nil {
+			t.Fatalf("%s", resp.Status)
+		}
+		if got := <-fake.afters; got != after {
+			t.Fatalf("followed after %d, want %d", got, after)
+		}
+		if ev := f.next(); ev.id != strconv.FormatUint(after+1, 10) {
+			t.Fatalf("event %s, want %d", ev.id, after+1)
+		}
+		return f
 	}
-	if after := <-fake.afters; after != 10 {
-		t.Fatalf("followed after %d, want 10 (the log's end)", after)
-	}
-	if ev := f.next(); ev.id != "11" {
-		t.Fatalf("event %s, want 11", ev.id)
-	}
+	f := followFrom(10) // the log's end
 	select {
 	case <-f.ended:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stream did not end when its log failed")
 	}
-
-	f2, resp := h.follow(t, ts, "olu", "/v1/changes", "Last-Event-ID", "11")
-	if f2 == nil {
-		t.Fatalf("reconnecting: %s", resp.Status)
-	}
-	if after := <-fake.afters; after != 11 {
-		t.Fatalf("followed again after %d, want 11 (the last event seen)", after)
-	}
-	if ev := f2.next(); ev.id != "12" {
-		t.Fatalf("event %s after reconnecting, want 12", ev.id)
-	}
+	followFrom(11, "Last-Event-ID", "11") // after the last event seen
 }
