@@ -83,8 +83,15 @@ func followAcrossAStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := follow(ctx, logs[leader], after)
-	if m := <-f.got; m.CaseID != first {
-		t.Fatalf("followed %s first, want %s", m.CaseID, first)
+	select {
+	case m := <-f.got:
+		if m.CaseID != first {
+			t.Fatalf("followed %s first, want %s", m.CaseID, first)
+		}
+	case err := <-f.done:
+		t.Fatalf("follow ended before the first event: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first event did not come within 30 s")
 	}
 	servers[leader].Shutdown()
 	stopped := time.Now()
