@@ -101,6 +101,19 @@ type RebuildOptions struct {
 	Progress func(done, total uint64)
 }
 
+// DeleteAll is a Reset (RebuildOptions, RebuildTarget) that deletes every
+// row of tables, in their order.
+func DeleteAll(tables ...string) func(ctx context.Context, q sqldb.Querier) error {
+	return func(ctx context.Context, q sqldb.Querier) error {
+		for _, t := range tables {
+			if _, err := q.Exec(ctx, `DELETE FROM `+t); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 // StagedProjection is a BulkProjection whose ProjectAll is two halves:
 // PrepareAll makes the rows of cases, touching no database, and returns
 // what writes them in a transaction. RebuildAll then makes a batch's rows

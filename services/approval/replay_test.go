@@ -159,10 +159,7 @@ func TestReplayRebuildsReadModelsExactly(t *testing.T) {
 		for table, p := range map[string]eventlog.Projection{"intake_cases": h.istore, "approval_queue": h.store} {
 			var progressed uint64
 			res, err := h.log.Rebuild(h.ctx, db, p, eventlog.RebuildOptions{
-				Reset: func(ctx context.Context, q sqldb.Querier) error {
-					_, err := q.Exec(ctx, `DELETE FROM `+table)
-					return err
-				},
+				Reset:    eventlog.DeleteAll(table),
 				Progress: func(done, _ uint64) { progressed = done },
 			})
 			if err != nil {
@@ -189,16 +186,10 @@ func TestReplayRebuildsReadModelsExactly(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		reset := func(table string) func(context.Context, sqldb.Querier) error {
-			return func(ctx context.Context, q sqldb.Querier) error {
-				_, err := q.Exec(ctx, `DELETE FROM `+table)
-				return err
-			}
-		}
 		var progressed uint64
 		all, err := h.log.RebuildAll(h.ctx, []eventlog.RebuildTarget{
-			{DB: db, Projection: h.istore, Reset: reset("intake_cases"), Tables: []string{"intake_cases"}},
-			{DB: db, Projection: h.store, Reset: reset("approval_queue"), Tables: []string{"approval_queue"}},
+			{DB: db, Projection: h.istore, Reset: eventlog.DeleteAll("intake_cases"), Tables: []string{"intake_cases"}},
+			{DB: db, Projection: h.store, Reset: eventlog.DeleteAll("approval_queue"), Tables: []string{"approval_queue"}},
 		}, func(done, _ uint64) { progressed = done })
 		if err != nil {
 			t.Fatalf("RebuildAll: %v", err)
@@ -228,8 +219,8 @@ func TestReplayRebuildsReadModelsExactly(t *testing.T) {
 			t.Fatal(err)
 		}
 		targets := []eventlog.RebuildTarget{
-			{DB: db, Projection: h.istore, Reset: reset("intake_cases"), Tables: []string{"intake_cases"}},
-			{DB: own, Projection: approval.NewSQLStore(own), Reset: reset("approval_queue"), Tables: []string{"approval_queue"}},
+			{DB: db, Projection: h.istore, Reset: eventlog.DeleteAll("intake_cases"), Tables: []string{"intake_cases"}},
+			{DB: own, Projection: approval.NewSQLStore(own), Reset: eventlog.DeleteAll("approval_queue"), Tables: []string{"approval_queue"}},
 		}
 		if all, err = h.log.RebuildAll(h.ctx, targets, nil); err != nil || all[0].Cases != 30 || all[1].Cases != 30 {
 			t.Fatalf("RebuildAll into two databases = %+v, %v", all, err)

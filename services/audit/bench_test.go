@@ -240,17 +240,11 @@ func BenchmarkAuditAtScale(b *testing.B) {
 		// Each first deletes what the model held, as `eva audit replay`
 		// does: a rebuild before the timed ones fills the models, so that
 		// each timed one deletes a whole model.
-		deleteAll := func(table string) func(context.Context, sqldb.Querier) error {
-			return func(ctx context.Context, q sqldb.Querier) error {
-				_, err := q.Exec(ctx, `DELETE FROM `+table)
-				return err
-			}
-		}
 		rebuild := func(b *testing.B, idb, adb sqldb.DB) {
 			once := func() {
 				res, err := files.RebuildAll(ctx, []eventlog.RebuildTarget{
-					{DB: idb, Projection: intake.NewSQLStore(idb), Tables: []string{"intake_cases"}, Reset: deleteAll("intake_cases")},
-					{DB: adb, Projection: approval.NewSQLStore(adb), Tables: []string{"approval_queue"}, Reset: deleteAll("approval_queue")}}, nil)
+					{DB: idb, Projection: intake.NewSQLStore(idb), Tables: []string{"intake_cases"}, Reset: eventlog.DeleteAll("intake_cases")},
+					{DB: adb, Projection: approval.NewSQLStore(adb), Tables: []string{"approval_queue"}, Reset: eventlog.DeleteAll("approval_queue")}}, nil)
 				if err != nil || res[1].Events != int(last) {
 					b.Fatalf("rebuild: %+v %v", res, err)
 				}

@@ -117,16 +117,8 @@ func replayReadModels(ctx context.Context, p *Platform, models []readModel, out,
 		if err := m.migrate(ctx, db); err != nil {
 			return err
 		}
-		tables := m.tables
-		targets[i] = eventlog.RebuildTarget{DB: db, Projection: m.project(db), Tables: tables,
-			Reset: func(ctx context.Context, q sqldb.Querier) error {
-				for _, t := range tables {
-					if _, err := q.Exec(ctx, `DELETE FROM `+t); err != nil {
-						return err
-					}
-				}
-				return nil
-			}}
+		targets[i] = eventlog.RebuildTarget{DB: db, Projection: m.project(db), Tables: m.tables,
+			Reset: eventlog.DeleteAll(m.tables...)}
 		names[i] = m.service
 	}
 	bar := NewProgress(progress, "replay "+strings.Join(names, ", "))
