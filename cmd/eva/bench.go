@@ -80,6 +80,9 @@ func runBench(ctx context.Context, cfg wire.Config, zl *zap.Logger, o benchOptio
 				peer.MachineCPUMsPerWorkflow)
 		}
 		fmt.Printf("  EVA lifecycles / peer workflows = %.2f\n", sum.LifecyclesOverPeer)
+		if sum.LogBoundOverPeer > 0 {
+			fmt.Printf("  the log's bound / peer workflows = %.2f\n", sum.LogBoundOverPeer)
+		}
 	}
 	return nil
 }

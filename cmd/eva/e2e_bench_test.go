@@ -38,6 +38,8 @@ func TestE2EBenchCarriesEveryCaseToDisbursedAndReportsJSON(t *testing.T) {
 		RawAppendsPerS  float64 `json:"raw_appends_per_sec"`
 		IdleRSSMiB      int64   `json:"idle_rss_mib"`
 		DiskWritesPerS  float64 `json:"disk_writes_per_sec"`
+		EventsPerLife   float64 `json:"events_per_lifecycle"`
+		LogBound        float64 `json:"log_bound_lifecycles_per_sec"`
 	}
 	if err := json.Unmarshal([]byte(out[start:end+1]), &sum); err != nil {
 		t.Fatalf("the summary is not JSON: %v\n%s", err, out[start:end+1])
@@ -50,6 +52,12 @@ func TestE2EBenchCarriesEveryCaseToDisbursedAndReportsJSON(t *testing.T) {
 	}
 	if sum.FilingsPerSec <= 0 || sum.LifecyclesPerS <= 0 || sum.RawAppendsPerS <= 0 || sum.IdleRSSMiB <= 0 {
 		t.Errorf("rates and memory must be measured: %+v", sum)
+	}
+	// Every case settled: its history holds the lifecycle's six events
+	// and no other, and the log's bound is the raw rate over them.
+	if sum.EventsPerLife != 6 || sum.LogBound <= 0 || sum.LogBound > sum.RawAppendsPerS/6*1.0001 {
+		t.Errorf("events a lifecycle %.2f and the log's bound %.1f (raw %.1f appends/s): want 6 and raw/6",
+			sum.EventsPerLife, sum.LogBound, sum.RawAppendsPerS)
 	}
 	// The data directory is under TMPDIR: on Linux, on a block device,
 	// the device's writes over the lifecycle phase are in the summary.

@@ -77,6 +77,31 @@ type Result struct {
 
 	RawAppendsPerSec float64
 	RawP50           time.Duration
+	// RawMachineCPUAppend is the machine's CPU a raw append took.
+	RawMachineCPUAppend time.Duration
+	// EventsPerLifecycle is how many events a case settled appended to
+	// the log, on average over the cases whose steps were measured.
+	EventsPerLifecycle float64
+}
+
+// LogBound is the most lifecycles a second the event log allows at this
+// run's raw append rate: each of a lifecycle's events is a durable
+// append to the one stream, which syncs its messages one at a time, so
+// that even if nothing else took any time, lifecycles could not complete
+// faster than raw appends over events a lifecycle. Zero when either is
+// unknown.
+func (r Result) LogBound() float64 {
+	if r.EventsPerLifecycle == 0 {
+		return 0
+	}
+	return r.RawAppendsPerSec / r.EventsPerLifecycle
+}
+
+// LogMachineCPU is the machine's CPU a lifecycle's appends would take at
+// the raw append's cost: the part of a lifecycle's CPU that is the log's
+// writing alone (server and client), before any of EVA's own work.
+func (r Result) LogMachineCPU() time.Duration {
+	return time.Duration(float64(r.RawMachineCPUAppend) * r.EventsPerLifecycle)
 }
 
 // Summary is a run as JSON (--json): rates per second, times in
@@ -106,11 +131,16 @@ type Summary struct {
 	DiskFlushMs              float64 `json:"disk_flush_ms,omitempty"`
 	RawAppendsPerSec         float64 `json:"raw_appends_per_sec"`
 	RawP50Ms                 float64 `json:"raw_append_p50_ms"`
+	MachineCPUMsPerRawAppend float64 `json:"machine_cpu_ms_per_raw_append,omitempty"`
 	FilingsOverRaw           float64 `json:"filings_over_raw_appends"`
+	EventsPerLifecycle       float64 `json:"events_per_lifecycle,omitempty"`
+	LogBound                 float64 `json:"log_bound_lifecycles_per_sec,omitempty"`
+	LogMachineCPUMs          float64 `json:"log_machine_cpu_ms_per_lifecycle,omitempty"`
 	IdleRSSMiB               int64   `json:"idle_rss_mib,omitempty"`
 	PeakRSSMiB               int64   `json:"peak_rss_mib,omitempty"`
 	Peer                     *Peer   `json:"peer,omitempty"`
 	LifecyclesOverPeer       float64 `json:"lifecycles_over_peer_workflows,omitempty"`
+	LogBoundOverPeer         float64 `json:"log_bound_over_peer_workflows,omitempty"`
 }
 
 // Summary is the result as JSON, with the peer's numbers beside it when
@@ -122,13 +152,15 @@ func (r Result) Summary(store string, peer *Peer) Summary {
 		LifecyclesPerSec: r.CompletedPerSec, ToDisbursedP50Ms: ms(r.ToDisbursedP50), ToDisbursedP99Ms: ms(r.ToDisbursedP99),
 		LifecycleErrors: r.LifecycleErrors, NotDisbursed: r.LifecycleMissing, FollowedChanges: r.Followed, Steps: r.Steps, RawAppendsPerSec: r.RawAppendsPerSec,
 		CPUMsPerLifecycle: ms(r.CPUPerLifecycle), MachineCPUMsPerLifecycle: ms(r.MachineCPUPerLifecycle),
-		RawP50Ms: ms(r.RawP50), FilingsOverRaw: r.Ratio(), Peer: peer}
+		RawP50Ms: ms(r.RawP50), MachineCPUMsPerRawAppend: ms(r.RawMachineCPUAppend), FilingsOverRaw: r.Ratio(),
+		EventsPerLifecycle: r.EventsPerLifecycle, LogBound: r.LogBound(), LogMachineCPUMs: ms(r.LogMachineCPU()), Peer: peer}
 	if r.Disk.WritesPerSec > 0 {
 		s.DiskWritesPerSec, s.DiskWriteMs = r.Disk.WritesPerSec, ms(r.Disk.WriteLatency)
 		s.DiskFlushesPerSec, s.DiskFlushMs = r.Disk.FlushesPerSec, ms(r.Disk.FlushLatency)
 	}
 	if peer != nil && peer.WorkflowsPerSec > 0 {
 		s.LifecyclesOverPeer = r.CompletedPerSec / peer.WorkflowsPerSec
+		s.LogBoundOverPeer = r.LogBound() / peer.WorkflowsPerSec
 	}
 	return s
 }
@@ -164,6 +196,13 @@ EVA bench: %d requests per phase, %d concurrent clients
 	if r.Disk.WritesPerSec > 0 {
 		fmt.Fprintf(w, "  disk (lifecycle)  %8.0f writes/s     %v each, %.0f cache flushes/s %v each\n",
 			r.Disk.WritesPerSec, r.Disk.WriteLatency.Round(time.Microsecond), r.Disk.FlushesPerSec, r.Disk.FlushLatency.Round(time.Microsecond))
+	}
+	if r.LogBound() > 0 {
+		fmt.Fprintf(w, "  the log's bound   %8.1f lifecycles/s (raw appends/s over %.2f events a lifecycle)\n", r.LogBound(), r.EventsPerLifecycle)
+	}
+	if r.LogMachineCPU() > 0 {
+		fmt.Fprintf(w, "  log CPU           %8.2f ms a lifecycle's appends take the machine at the raw append's %.3f ms each\n",
+			ms(r.LogMachineCPU()), ms(r.RawMachineCPUAppend))
 	}
 	if len(r.Steps) > 0 {
 		fmt.Fprintln(w, "  lifecycle steps (event to next event, a sample of the cases):")
@@ -205,7 +244,7 @@ func run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("raw appends: %w", err)
 	}
-	res.RawAppendsPerSec, res.RawP50 = raw.PerSec, raw.P50
+	res.RawAppendsPerSec, res.RawP50, res.RawMachineCPUAppend = raw.PerSec, raw.P50, raw.MachineCPUAppend
 
 	c := newClient(o.URL, o.Clients)
 	ana, err := c.login(ctx, "ana", o.Password)
@@ -308,7 +347,7 @@ func run(ctx context.Context, o Options) (Result, error) {
 	}
 	res.ToDisbursedP50, res.ToDisbursedP99 = Percentile(done, 50), Percentile(done, 99)
 	res.LifecycleErrors, res.LifecycleMissing = lerrs.Load(), missing
-	res.Steps = c.steps(ctx, approvers[0], ids, 200, o.Clients)
+	res.Steps, res.EventsPerLifecycle = c.steps(ctx, approvers[0], ids, 200, o.Clients)
 	return res, nil
 }
 

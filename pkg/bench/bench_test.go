@@ -50,6 +50,22 @@ func TestRunPeerReadsTheFakePeersReport(t *testing.T) {
 	if sum.LifecyclesOverPeer != 2 || sum.FilingsOverRaw != 0.5 || sum.Store != "postgres" {
 		t.Fatalf("summary %+v", sum)
 	}
+	if sum.LogBound != 0 || sum.LogBoundOverPeer != 0 || sum.LogMachineCPUMs != 0 {
+		t.Fatalf("summary %+v: a log's bound without the events a lifecycle", sum)
+	}
+}
+
+// The log's bound is the raw append rate over the events a lifecycle
+// appends, beside the peer; its CPU is the raw append's times as many.
+func TestSummaryBoundsLifecyclesByTheLogsRawRate(t *testing.T) {
+	r := bench.Result{CompletedPerSec: 200, RawAppendsPerSec: 6000, EventsPerLifecycle: 6, RawMachineCPUAppend: 150 * time.Microsecond}
+	sum := r.Summary("embedded", &bench.Peer{WorkflowsPerSec: 400})
+	if sum.LogBound != 1000 || sum.LogBoundOverPeer != 2.5 || sum.LifecyclesOverPeer != 0.5 {
+		t.Errorf("bound %.1f lifecycles/s, %.2f× the peer (EVA %.2f×); want 1000, 2.5 and 0.5", sum.LogBound, sum.LogBoundOverPeer, sum.LifecyclesOverPeer)
+	}
+	if sum.LogMachineCPUMs != 0.9 || sum.MachineCPUMsPerRawAppend != 0.15 {
+		t.Errorf("log CPU %.3f ms a lifecycle at %.3f ms an append; want 0.9 at 0.15", sum.LogMachineCPUMs, sum.MachineCPUMsPerRawAppend)
+	}
 }
 
 // RunPeer measures the machine's CPU over the peer's command, per

@@ -12,10 +12,13 @@ import (
 	"github.com/eva-org/eva/pkg/natsx"
 )
 
-// RawResult is the raw durable append rate.
+// RawResult is the raw durable append rate, and the machine's CPU (every
+// process, the server's and the publishers' work together) an append
+// took at that rate: zero where /proc is not there to say.
 type RawResult struct {
-	PerSec float64
-	P50    time.Duration
+	PerSec           float64
+	P50              time.Duration
+	MachineCPUAppend time.Duration
 }
 
 // RawAppends measures durable JetStream appends on this machine: an
@@ -50,6 +53,7 @@ func RawAppends(ctx context.Context, dir string, n, c int) (RawResult, error) {
 	payload := make([]byte, 256)
 	lat := make([]time.Duration, n)
 	var failed atomic.Int64
+	cpu0 := sampleCPU()
 	start := time.Now()
 	parallel(n, c, func(i int) {
 		t0 := time.Now()
@@ -59,8 +63,9 @@ func RawAppends(ctx context.Context, dir string, n, c int) (RawResult, error) {
 		lat[i] = time.Since(t0)
 	})
 	elapsed := time.Since(start)
+	_, perAppend := perCase(cpu0, sampleCPU(), n)
 	if f := failed.Load(); f > 0 {
 		return RawResult{}, fmt.Errorf("%d of %d raw appends failed", f, n)
 	}
-	return RawResult{PerSec: float64(n) / elapsed.Seconds(), P50: Percentile(lat, 50)}, nil
+	return RawResult{PerSec: float64(n) / elapsed.Seconds(), P50: Percentile(lat, 50), MachineCPUAppend: perAppend}, nil
 }

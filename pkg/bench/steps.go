@@ -25,8 +25,9 @@ type Step struct {
 }
 
 // steps reads the history of up to sample of the cases and measures the
-// time between each step of the lifecycle and the next.
-func (c *client) steps(ctx context.Context, token string, ids []string, sample, conc int) []Step {
+// time between each step of the lifecycle and the next, and how many
+// events a case settled appended to the log, on average.
+func (c *client) steps(ctx context.Context, token string, ids []string, sample, conc int) (_ []Step, eventsPerCase float64) {
 	if len(ids) > sample {
 		stride := len(ids) / sample
 		picked := make([]string, 0, sample)
@@ -37,6 +38,7 @@ func (c *client) steps(ctx context.Context, token string, ids []string, sample, 
 	}
 	gaps := make([][]time.Duration, len(lifecycleSteps)-1)
 	var mu sync.Mutex
+	var settled, events int
 	parallel(len(ids), conc, func(i int) {
 		var h struct {
 			Items []struct {
@@ -55,6 +57,9 @@ func (c *client) steps(ctx context.Context, token string, ids []string, sample, 
 		}
 		mu.Lock()
 		defer mu.Unlock()
+		if _, ok := at[lifecycleSteps[len(lifecycleSteps)-1]]; ok {
+			settled, events = settled+1, events+len(h.Items)
+		}
 		for j := range gaps {
 			from, ok1 := at[lifecycleSteps[j]]
 			to, ok2 := at[lifecycleSteps[j+1]]
@@ -67,7 +72,10 @@ func (c *client) steps(ctx context.Context, token string, ids []string, sample, 
 	for j, g := range gaps {
 		out[j] = Step{From: lifecycleSteps[j], To: lifecycleSteps[j+1], P50Ms: ms(Percentile(g, 50)), P99Ms: ms(Percentile(g, 99)), Cases: len(g)}
 	}
-	return out
+	if settled > 0 {
+		eventsPerCase = float64(events) / float64(settled)
+	}
+	return out, eventsPerCase
 }
 
 // printSteps writes the steps as lines of the report.
