@@ -54,6 +54,32 @@ var ownStreams = map[string][]struct{ stream, subjects string }{
 	"approval": {{timers.Stream, "eva.timer.>"}},
 }
 
+// readStreams are the streams beside the event log that a service reads:
+// the audit archives and lists the access log and lists the dead letters;
+// approval runs its timers. No other service reads them: who read which
+// case's personal data, and the events that failed, are the auditor's.
+var readStreams = map[string][]string{
+	"audit":    {eventlog.AccessStream, eventlog.DLQStream},
+	"approval": {timers.Stream},
+}
+
+// readAPI is the JetStream API a reader of stream uses: the stream's
+// info, its messages by sequence or subject, and consumers of it (made,
+// looked at, pulled from).
+func readAPI(stream string) []string {
+	return []string{
+		"$JS.API.STREAM.INFO." + stream,
+		"$JS.API.STREAM.MSG.GET." + stream,
+		"$JS.API.DIRECT.GET." + stream,
+		"$JS.API.DIRECT.GET." + stream + ".>",
+		"$JS.API.CONSUMER.CREATE." + stream,
+		"$JS.API.CONSUMER.CREATE." + stream + ".>",
+		"$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".*",
+		"$JS.API.CONSUMER.INFO." + stream + ".*",
+		"$JS.API.CONSUMER.MSG.NEXT." + stream + ".*",
+	}
+}
+
 // retiredConsumers are the log's consumers that a service ran under
 // another name than its own and deletes when it starts.
 var retiredConsumers = map[string][]string{
@@ -75,7 +101,8 @@ var calls = map[string][]string{
 //
 // Every service: serve its own endpoints (eva.<name>.*, and micro's
 // $SRV.>) and answer the requests it received; append the events it
-// owns; read the event streams and run its consumers; dead-letter. The
+// owns; read the event log, and the streams readStreams gives it, and
+// run its consumers on them; dead-letter. The
 // gateway: send every user-facing command and query, and append the
 // events of the accounts it keeps (KindUser).
 // Admin: everything.
@@ -85,20 +112,11 @@ func busUser(name, publicKey string) natsx.User {
 		u.Publish, u.Subscribe, u.Responds = []string{">"}, []string{">"}, true
 		return u
 	}
-	// Read the streams; run consumers on them; ack.
-	u.Publish = []string{
-		"$JS.API.INFO",
-		"$JS.API.STREAM.INFO.*",
-		"$JS.API.STREAM.MSG.GET.*",
-		"$JS.API.DIRECT.GET.*",
-		"$JS.API.DIRECT.GET.*.>",
-		"$JS.API.CONSUMER.CREATE.*",
-		"$JS.API.CONSUMER.CREATE.*.>",
-		"$JS.API.CONSUMER.DURABLE.CREATE.*.*",
-		"$JS.API.CONSUMER.INFO.*.*",
-		"$JS.API.CONSUMER.MSG.NEXT.*.*",
-		"$JS.ACK.>",
-		"$JS.FC.>",
+	// Read the event log and the streams it needs besides; run consumers
+	// on them; ack.
+	u.Publish = []string{"$JS.API.INFO", "$JS.ACK.>", "$JS.FC.>"}
+	for _, stream := range append([]string{eventlog.Stream}, readStreams[name]...) {
+		u.Publish = append(u.Publish, readAPI(stream)...)
 	}
 	if name == "gateway" {
 		for _, svc := range Services() {

@@ -217,6 +217,44 @@ func TestBusAuthenticatesAndConfines(t *testing.T) {
 		t.Errorf("approval cannot delete its former scheduler: %v", err)
 	}
 
+	// The access log (who read which case's personal data), the dead
+	// letters and the timers are read only by the services that need
+	// them: not by intake, which writes the access log, nor the gateway.
+	for _, c := range []struct {
+		conn    *busClient
+		subject string
+	}{
+		{intake, "$JS.API.DIRECT.GET." + eventlog.AccessStream},
+		{intake, "$JS.API.CONSUMER.CREATE." + eventlog.DLQStream},
+		{gateway, "$JS.API.STREAM.INFO." + timers.Stream},
+		{gateway, "$JS.API.CONSUMER.CREATE." + eventlog.AccessStream + ".peek.eva.access.>"},
+		{approvalConn, "$JS.API.STREAM.MSG.GET." + eventlog.AccessStream},
+	} {
+		if err := c.conn.nc.Publish(c.subject, nil); err != nil {
+			t.Fatal(err)
+		}
+		c.conn.refused(t, c.subject)
+	}
+	audit := dialAs(t, p, "audit")
+	// Approval makes its timers when it starts; none runs here.
+	if _, err := p.Log.JetStream().CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: timers.Stream,
+		Subjects: []string{"eva.timer.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		who    string
+		js     jetstream.JetStream
+		stream string
+	}{
+		{"audit", audit.js, eventlog.AccessStream}, {"audit", audit.js, eventlog.DLQStream},
+		{"approval", approvalConn.js, timers.Stream}, {"gateway", gateway.js, eventlog.Stream},
+		{"intake", intake.js, eventlog.Stream},
+	} {
+		if _, err := c.js.Stream(ctx, c.stream); err != nil {
+			t.Errorf("%s cannot read %s: %v", c.who, c.stream, err)
+		}
+	}
+
 	// The owner may append its own event type: the refusals above are
 	// the permissions, not a broken connection.
 	if _, err := intake.js.Publish(ctx, eventlog.Subject(caseID, "RequestSubmitted"), []byte("x")); err != nil {
