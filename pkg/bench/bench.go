@@ -88,7 +88,10 @@ type Result struct {
 // run's raw append rate: each of a lifecycle's events is a durable
 // append to the one stream, which syncs its messages one at a time, so
 // that even if nothing else took any time, lifecycles could not complete
-// faster than raw appends over events a lifecycle. Zero when either is
+// faster than raw appends over events a lifecycle. The raw rate is a
+// single-replica stream's on an otherwise idle disk, as `eva dev` runs
+// it (a replicated stream groups its syncs): under EVA's own load the
+// stream stores less, so the bound is optimistic. Zero when either is
 // unknown.
 func (r Result) LogBound() float64 {
 	if r.EventsPerLifecycle == 0 {
