@@ -682,9 +682,30 @@ func (l *Log) LastSeqOf(ctx context.Context, kind assist.Kind, id string) (seq u
 // leaderLastSeq asks the stream leader (the message get API, not a direct
 // get) for the sequence of the last message on subject; 0 when none.
 func (l *Log) leaderLastSeq(ctx context.Context, subject string) (uint64, error) {
-	req, err := json.Marshal(map[string]string{"last_by_subj": subject})
+	seq, _, err := l.leaderGet(ctx, map[string]any{"last_by_subj": subject})
+	return seq, err
+}
+
+// Holds says whether the stream's leader holds the event at seq. It asks
+// the leader (the message get API), not a replica: an ordered consumer
+// or a direct get may be served by a replica still catching up after
+// its server restarted, which does not hold the newest events yet.
+//
+// Errors: CodeUnavailable when JetStream does not answer.
+func (l *Log) Holds(ctx context.Context, seq uint64) (bool, error) {
+	_, found, err := l.leaderGet(ctx, map[string]any{"seq": seq})
 	if err != nil {
-		return 0, err
+		return false, unavailable(fmt.Sprintf("event %d from the leader", seq), err)
+	}
+	return found, nil
+}
+
+// leaderGet asks the stream leader for one message (req is the message
+// get API's request): its sequence, or found false when there is none.
+func (l *Log) leaderGet(ctx context.Context, req map[string]any) (seq uint64, found bool, err error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return 0, false, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -700,10 +721,10 @@ func (l *Log) leaderLastSeq(ctx context.Context, subject string) (uint64, error)
 		func(ctx context.Context) (*nats.Msg, error) {
 			ctx, cancel := context.WithTimeout(ctx, appendAttempt)
 			defer cancel()
-			return l.js.Conn().RequestWithContext(ctx, l.api+"STREAM.MSG.GET."+Stream, req)
+			return l.js.Conn().RequestWithContext(ctx, l.api+"STREAM.MSG.GET."+Stream, body)
 		})
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	var resp struct {
 		Message *struct {
@@ -712,17 +733,17 @@ func (l *Log) leaderLastSeq(ctx context.Context, subject string) (uint64, error)
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	switch {
 	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
-		return 0, nil
+		return 0, false, nil
 	case resp.Error != nil:
-		return 0, resp.Error
+		return 0, false, resp.Error
 	case resp.Message == nil:
-		return 0, errors.New("message get answered without a message")
+		return 0, false, errors.New("message get answered without a message")
 	}
-	return resp.Message.Seq, nil
+	return resp.Message.Seq, true, nil
 }
 
 // scan reads every message of a stream on subject, in order, with batched

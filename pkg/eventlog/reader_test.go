@@ -68,3 +68,19 @@ func TestReaderReadsInOrderWaitsAndResumes(t *testing.T) {
 		t.Fatalf("after its context ended: %v, want context.Canceled", err)
 	}
 }
+
+// Holds asks the stream's leader whether it holds an event: every
+// appended one, none past the end.
+func TestHoldsSaysWhatTheLeaderHolds(t *testing.T) {
+	l, _ := openLog(t)
+	ctx := context.Background()
+	c, err := l.Start(ctx, submitted(t, newID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq, want := range map[uint64]bool{c.Version: true, c.Version + 1: false, c.Version + 1000: false} {
+		if held, err := l.Holds(ctx, seq); err != nil || held != want {
+			t.Errorf("Holds(%d) = %v, %v; want %v", seq, held, err, want)
+		}
+	}
+}

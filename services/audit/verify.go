@@ -250,7 +250,7 @@ func prefetchPages(ctx context.Context, store ArchiveStore, log *eventlog.Log, l
 	f := &pageFetcher{out: make(chan verifyPageData, 1), cancel: cancel}
 	go func() {
 		defer close(f.out)
-		lr := &logReader{log: log}
+		lr := newLogReader(log)
 		defer lr.close()
 		for next := uint64(1); ; {
 			p := verifyPageData{last: last, treeSize: treeSize}
@@ -320,28 +320,50 @@ func prefetchPages(ctx context.Context, store ArchiveStore, log *eventlog.Log, l
 // gets), a page at a time: the first event past a page is kept for the
 // next.
 type logReader struct {
-	log    *eventlog.Log
-	r      *eventlog.Reader
+	log       *eventlog.Log
+	newReader func(ctx context.Context, from uint64) orderedReader
+	holds     func(ctx context.Context, seq uint64) (bool, error)
+	lagWait   time.Duration // how long a reader behind the leader gets to catch up
+
+	r      orderedReader
 	peeked *eventlog.Msg
 	ended  bool // the last event came with nothing pending after it
+}
+
+// orderedReader is what logReader needs of an eventlog.Reader.
+type orderedReader interface {
+	Next(wait time.Duration) (m eventlog.Msg, pending uint64, ok bool, err error)
+	Stop()
+}
+
+// readerLagWait is how long Verify waits for a reader whose consumer is
+// behind the stream's leader (on a replica still catching up after its
+// server restarted) to deliver an event the leader holds.
+const readerLagWait = 30 * time.Second
+
+func newLogReader(log *eventlog.Log) *logReader {
+	return &logReader{log: log, holds: log.Holds, lagWait: readerLagWait,
+		newReader: func(ctx context.Context, from uint64) orderedReader {
+			return log.Reader(ctx, "verify: read", from, nil, logBatch)
+		}}
 }
 
 // read returns the log's events from..to in order, stopping before the
 // first sequence the log does not hold (a hole: the events before it).
 // Pages must follow each other: from is the previous page's to + 1.
 func (lr *logReader) read(ctx context.Context, from, to uint64) ([]eventlog.Msg, error) {
-	if lr.log.ReadsFiles() {
+	if lr.log != nil && lr.log.ReadsFiles() {
 		return lr.scan(ctx, from, to)
 	}
 	if lr.r == nil {
-		lr.r = lr.log.Reader(ctx, "verify: read", from, nil, logBatch)
+		lr.r = lr.newReader(ctx, from)
 	}
 	out := make([]eventlog.Msg, 0, to-from+1)
 	for next := from; next <= to; next++ {
 		m := lr.peeked
 		lr.peeked = nil
 		if m == nil {
-			got, ok, err := lr.next()
+			got, ok, err := lr.next(ctx, next)
 			if err != nil || !ok {
 				return out, err // !ok: a hole at the log's end
 			}
@@ -381,15 +403,22 @@ func (lr *logReader) scan(ctx context.Context, from, to uint64) ([]eventlog.Msg,
 	return out, err
 }
 
-// next returns the reader's next event; ok is false when the stream
-// had no more events when the last one came and none came within a
-// second since: the sequences asked for are a hole at the log's end.
-func (lr *logReader) next() (m eventlog.Msg, ok bool, err error) {
+// next returns the reader's next event, which should be seq; ok is false
+// when seq is a hole at the log's end: the reader had no more events when
+// the last one came, none came within a second since, and the stream's
+// leader does not hold seq either.
+//
+// Errors: the Reader's; CodeUnavailable when the leader holds seq and the
+// reader has not delivered it within lagWait.
+func (lr *logReader) next(ctx context.Context, seq uint64) (m eventlog.Msg, ok bool, err error) {
 	var wait time.Duration
 	if lr.ended {
 		wait = time.Second
 	}
 	m, pending, ok, err := lr.r.Next(wait)
+	if err == nil && !ok {
+		m, pending, ok, err = lr.awaitBehind(ctx, seq)
+	}
 	if err != nil {
 		lr.close()
 		return eventlog.Msg{}, false, err
@@ -398,6 +427,25 @@ func (lr *logReader) next() (m eventlog.Msg, ok bool, err error) {
 		lr.ended = pending == 0
 	}
 	return m, ok, nil
+}
+
+// awaitBehind is next when the reader saw the log end before seq. Its
+// consumer may sit on a replica that is catching up after its server
+// restarted, and reads that replica's store: only the leader says whether
+// seq is a hole. When the leader holds it, the reader is behind and gets
+// lagWait to deliver it.
+func (lr *logReader) awaitBehind(ctx context.Context, seq uint64) (eventlog.Msg, uint64, bool, error) {
+	held, err := lr.holds(ctx, seq)
+	if err != nil || !held {
+		return eventlog.Msg{}, 0, false, err
+	}
+	for deadline := time.Now().Add(lr.lagWait); time.Now().Before(deadline); {
+		if m, pending, ok, err := lr.r.Next(time.Second); err != nil || ok {
+			return m, pending, ok, err
+		}
+	}
+	return eventlog.Msg{}, 0, false, assist.Errorf(assist.CodeUnavailable,
+		"verify: the log's leader holds event %d, which the log's reader has not delivered in %v", seq, lr.lagWait)
 }
 
 func (lr *logReader) close() {
