@@ -23,7 +23,9 @@ const scanBatch = 4096
 // reads with an ordered consumer (ephemeral, no acks, flow controlled,
 // scanBatch events in flight): a third of the CPU of batched direct gets
 // per event, whose every message the server builds headers for. It
-// returns the last sequence read.
+// returns the last sequence read. The consumer may be placed on a replica
+// still catching up, which says nothing is pending before the log's end:
+// Scan then asks the leader (Holds) and waits for the rest.
 //
 // Errors: f's; CodeUnavailable when the log does not answer.
 func (l *Log) Scan(ctx context.Context, from, to uint64, f func(Msg) error) (last uint64, err error) {
@@ -53,7 +55,16 @@ func (l *Log) Scan(ctx context.Context, from, to uint64, f func(Msg) error) (las
 			return false, err
 		}
 		last = m.Seq
-		return last < to && pending > 0, nil // no pending: the stream ends here
+		switch {
+		case last >= to:
+			return false, nil
+		case pending > 0:
+			return true, nil
+		}
+		// Nothing pending: the stream ends here, unless the reader's
+		// consumer sits on a replica still catching up after its server
+		// restarted, whose store ends early. The leader says which.
+		return l.Holds(ctx, last+1)
 	})
 	if err != nil {
 		return last, err
