@@ -33,16 +33,14 @@ func TestScanReadsEverythingRightAfterAReplicaRestarts(t *testing.T) {
 	stopped.WaitForShutdown()
 	var wg sync.WaitGroup
 	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for range 100 {
 				if _, err := l.Start(ctx, submitted(t, newID())); err != nil {
 					t.Error(err)
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	end, err := l.LastSeq(ctx)
