@@ -682,27 +682,34 @@ func (l *Log) LastSeqOf(ctx context.Context, kind assist.Kind, id string) (seq u
 // leaderLastSeq asks the stream leader (the message get API, not a direct
 // get) for the sequence of the last message on subject; 0 when none.
 func (l *Log) leaderLastSeq(ctx context.Context, subject string) (uint64, error) {
-	seq, _, err := l.leaderGet(ctx, map[string]any{"last_by_subj": subject})
+	seq, _, err := l.leaderGet(ctx, Stream, map[string]any{"last_by_subj": subject})
 	return seq, err
 }
 
-// Holds says whether the stream's leader holds the event at seq. It asks
-// the leader (the message get API), not a replica: an ordered consumer
-// or a direct get may be served by a replica still catching up after
-// its server restarted, which does not hold the newest events yet.
+// Holds says whether the event log's leader holds the event at seq. It
+// asks the leader (the message get API), not a replica: an ordered
+// consumer or a direct get may be served by a replica still catching up
+// after its server restarted, which does not hold the newest events yet.
 //
 // Errors: CodeUnavailable when JetStream does not answer.
 func (l *Log) Holds(ctx context.Context, seq uint64) (bool, error) {
-	_, found, err := l.leaderGet(ctx, map[string]any{"seq": seq})
+	return l.HoldsIn(ctx, Stream, seq)
+}
+
+// HoldsIn is Holds for any of the log's streams (AccessStream, DLQStream).
+//
+// Errors: CodeUnavailable when JetStream does not answer.
+func (l *Log) HoldsIn(ctx context.Context, stream string, seq uint64) (bool, error) {
+	_, found, err := l.leaderGet(ctx, stream, map[string]any{"seq": seq})
 	if err != nil {
-		return false, unavailable(fmt.Sprintf("event %d from the leader", seq), err)
+		return false, unavailable(fmt.Sprintf("message %d of %s from the leader", seq, stream), err)
 	}
 	return found, nil
 }
 
-// leaderGet asks the stream leader for one message (req is the message
+// leaderGet asks the leader of stream for one message (req is the message
 // get API's request): its sequence, or found false when there is none.
-func (l *Log) leaderGet(ctx context.Context, req map[string]any) (seq uint64, found bool, err error) {
+func (l *Log) leaderGet(ctx context.Context, stream string, req map[string]any) (seq uint64, found bool, err error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return 0, false, err
@@ -721,7 +728,7 @@ func (l *Log) leaderGet(ctx context.Context, req map[string]any) (seq uint64, fo
 		func(ctx context.Context) (*nats.Msg, error) {
 			ctx, cancel := context.WithTimeout(ctx, appendAttempt)
 			defer cancel()
-			return l.js.Conn().RequestWithContext(ctx, l.api+"STREAM.MSG.GET."+Stream, body)
+			return l.js.Conn().RequestWithContext(ctx, l.api+"STREAM.MSG.GET."+stream, body)
 		})
 	if err != nil {
 		return 0, false, err

@@ -83,4 +83,14 @@ func TestHoldsSaysWhatTheLeaderHolds(t *testing.T) {
 			t.Errorf("Holds(%d) = %v, %v; want %v", seq, held, err, want)
 		}
 	}
+	// The access log, by its own sequences.
+	if held, err := l.HoldsIn(ctx, eventlog.AccessStream, 1); err != nil || held {
+		t.Errorf("HoldsIn(access, 1) before any access = %v, %v; want false", held, err)
+	}
+	if err := l.RecordAccess(ctx, eventlog.Access{CaseID: c.ID, Username: "ana", Role: "requester", At: time.Now(), What: "beneficiary"}); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := l.HoldsIn(ctx, eventlog.AccessStream, 1); err != nil || !held {
+		t.Errorf("HoldsIn(access, 1) after an access = %v, %v; want true", held, err)
+	}
 }

@@ -612,19 +612,15 @@ func VerifyAccess(ctx context.Context, access AccessLog, log *eventlog.Log, opt 
 			break
 		}
 		end := next + uint64(len(page)) - 1
-		var raws []*jetstream.RawStreamMsg
-		for from := next; from <= end; {
-			got, err := readBatch(ctx, log, eventlog.AccessStream, from, end, func(raw *jetstream.RawStreamMsg) error {
-				raws = append(raws, raw)
-				return nil
+		raws, err := readStreamRange(ctx, next, end, readerLagWait,
+			func(from, to uint64, f func(*jetstream.RawStreamMsg) error) (int, error) {
+				return readBatch(ctx, log, eventlog.AccessStream, from, to, f)
+			},
+			func(ctx context.Context, seq uint64) (bool, error) {
+				return log.HoldsIn(ctx, eventlog.AccessStream, seq)
 			})
-			if err != nil {
-				return auditapi.TreeCheck{}, err
-			}
-			if got == 0 {
-				break // the stream ends here
-			}
-			from = raws[len(raws)-1].Sequence + 1
+		if err != nil {
+			return auditapi.TreeCheck{}, err
 		}
 		if end > uint64(treeSize) {
 			if treeSize, err = access.TreeSize(ctx, nil); err != nil {
@@ -826,6 +822,53 @@ func readBatch(ctx context.Context, log *eventlog.Log, stream string, from, to u
 		return 0, unavailable(fmt.Sprintf("read %s from %d", stream, from), ctx.Err())
 	}
 	return got, err
+}
+
+// readStreamRange reads a stream's messages from..to with batched reads
+// (get), stopping where the stream ends or has a hole. A read that finds
+// nothing before to may have been answered by a replica still catching up
+// after its server restarted (a replica answers direct gets once 90 %
+// caught up): the stream's leader (holds) says whether the stream goes
+// on, and while it does the read is tried again, for up to lagWait.
+//
+// Errors: get's and holds'; CodeUnavailable when the leader holds a
+// message that no read gave within lagWait.
+func readStreamRange(ctx context.Context, from, to uint64, lagWait time.Duration,
+	get func(from, to uint64, f func(*jetstream.RawStreamMsg) error) (int, error),
+	holds func(ctx context.Context, seq uint64) (bool, error)) ([]*jetstream.RawStreamMsg, error) {
+	var raws []*jetstream.RawStreamMsg
+	var giveUp time.Time
+	for from <= to {
+		got, err := get(from, to, func(raw *jetstream.RawStreamMsg) error {
+			raws = append(raws, raw)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if got > 0 {
+			from, giveUp = raws[len(raws)-1].Sequence+1, time.Time{}
+			continue
+		}
+		held, err := holds(ctx, from)
+		switch {
+		case err != nil:
+			return nil, err
+		case !held:
+			return raws, nil // the stream ends here, or has a hole
+		case giveUp.IsZero():
+			giveUp = time.Now().Add(lagWait)
+		case time.Now().After(giveUp):
+			return nil, unavailable(fmt.Sprintf("read message %d, which the stream's leader holds", from),
+				fmt.Errorf("no read gave it in %v", lagWait))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return raws, nil
 }
 
 func unavailable(what string, err error) error {
